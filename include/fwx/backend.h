@@ -1,0 +1,159 @@
+/*
+ * fwx - firewall extensibility for Linux
+ * SPDX-License-Identifier: MIT
+ */
+/**
+ * @file fwx/backend.h
+ * @brief The backend interface: what actually steers sockets (user mode, kernel mode).
+ *
+ * @page backends Backends
+ * The core decides; a backend carries the decision out. A backend is a ::fwx_backend, a
+ * versioned struct of function pointers registered by name (in the manner of SQLite's VFS).
+ * A firewall uses at most one backend (fwx_firewall_set_backend()); without one, the core
+ * still keeps and enforces every grant, and the host reports flows with fwx_firewall_admit().
+ *
+ * What the core asks of a backend:
+ * - **grants**: install and remove the secondary-connection grants the filters ask for
+ *   (::fwx_grant: an outbound permission, a port bound for a client, a redirect port, an
+ *   approved client bind). For a user-mode backend a port grant is a listening socket; for a
+ *   kernel backend, a set or map element. When a flow arrives for a grant the backend calls
+ *   fwx_firewall_admit() and obeys the answer;
+ * - **listen / unlisten**: listening sockets for server publishing rules;
+ * - **relay**: start carrying a connection the core admitted, in user mode (through its data
+ *   filters) or kernel mode, as the core decided;
+ * - **kill**: end a connection it carries (IFWXConnection::Kill);
+ * - **create_socket**: sockets for filters (IFWXFirewall::CreateNetworkSocket);
+ * - **list**: what it holds, for tools such as fwxctl.
+ *
+ * Rules: `version` first; methods are only ever appended, each version's block marked; a
+ * method may be NULL when optional, and the core then supplies FWX_E_NOT_SUPPORTED or does
+ * without. The registry never writes into a registered struct.
+ */
+#ifndef FWX_BACKEND_H
+#define FWX_BACKEND_H
+
+#include <fwx/host.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The newest backend struct version this header describes. */
+#define FWX_BACKEND_VERSION 1
+
+/** Kinds of grant. */
+typedef enum fwx_grant_kind {
+    /** AllowFutureConnect: `client` may open a connection to `target` (from `gateway` if set). */
+    FWX_GRANT_PERMISSION = 1,
+    /** BindForClient: connections to `gateway` (a gateway port) go to `target` (the client). */
+    FWX_GRANT_BINDING = 2,
+    /** RedirectConnections: `client` connecting to `gateway` (a gateway port) goes to `target`. */
+    FWX_GRANT_REDIRECT = 3,
+    /** RetroactiveAllowBind: a client's own bind at `gateway` now accepts connections. */
+    FWX_GRANT_CLIENT_BIND = 4,
+    FWX__GRANT_FORCE_32 = 0x7FFFFFFF
+} fwx_grant_kind;
+
+/** A grant, as the core hands it to a backend. Borrowed for the call; copy what you keep. */
+typedef struct fwx_grant {
+    uint32_t struct_size;            /**< sizeof(fwx_grant) */
+    fwx_grant_kind kind;             /**< what it is */
+    uint64_t id;                     /**< unique within the firewall; used to remove it */
+    int32_t protocol;                /**< FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP */
+    uint32_t flags;                  /**< the FWX_FLAG_* given to the call */
+    struct sockaddr_storage client;  /**< the session's client (port 0) */
+    struct sockaddr_storage target;  /**< where connections go (see fwx_grant_kind) */
+    struct sockaddr_storage gateway; /**< the gateway address and port involved, or unspecified */
+    int32_t backlog;                 /**< listen backlog for port grants */
+    int32_t kernel_mode;             /**< nonzero if the core allows the kernel to carry it */
+    uint64_t expires_ms;             /**< loop time when it expires, 0 for never (the core enforces it) */
+} fwx_grant;
+
+/** A listening socket for a server publishing rule. */
+typedef struct fwx_listen_spec {
+    uint32_t struct_size;            /**< sizeof(fwx_listen_spec) */
+    uint64_t id;                     /**< unique within the firewall */
+    int32_t protocol;                /**< FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP */
+    struct sockaddr_storage address; /**< where to listen */
+    struct sockaddr_storage server;  /**< the published server to connect to */
+    int32_t full_proxy;              /**< nonzero: connect to the server from the gateway's address */
+    fwx_guid protocol_guid;          /**< the protocol definition of the rule */
+} fwx_listen_spec;
+
+/** Receives one grant from fwx_backend::list. */
+typedef void (*fwx_backend_list_cb)(void *arg, const fwx_grant *grant);
+
+/** A backend. Register with fwx_backend_register(); the struct must outlive the registration. */
+typedef struct fwx_backend {
+    /** The struct version the backend implements (1 .. FWX_BACKEND_VERSION). */
+    int32_t version;
+    /** Unique name, such as "proxy" or "nft". */
+    const char *name;
+    /** The backend's own data; fwx never touches it. */
+    void *app_data;
+
+    /* ---- version 1 ---- */
+
+    /**
+     * Starts an instance for @p fw. Required.
+     * @param state receives the instance's state, handed to every other method.
+     * @return FWX_S_OK, or a failure that makes fwx_firewall_set_backend() fail.
+     */
+    fwx_result (*open)(const struct fwx_backend *self, fwx_firewall *fw, void **state);
+    /** Stops the instance; every grant and listener is gone afterwards. Required. */
+    void (*close)(void *state);
+    /**
+     * Installs a grant. Required.
+     * @return FWX_S_OK; FWX_E_ADDRINUSE if a gateway port is taken (the core tries another);
+     *   any other failure fails the SDK call with that code.
+     */
+    fwx_result (*grant_add)(void *state, const fwx_grant *grant);
+    /** Removes a grant. Required. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    fwx_result (*grant_remove)(void *state, uint64_t id);
+    /** Opens a listener for a publishing rule. Optional. @return FWX_S_OK, FWX_E_ADDRINUSE, ... */
+    fwx_result (*listen)(void *state, const fwx_listen_spec *spec);
+    /** Closes a listener. Optional. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    fwx_result (*unlisten)(void *state, uint64_t id);
+    /**
+     * Starts carrying an admitted connection (borrowed; AddRef to keep it). @p kernel_mode
+     * says whether the core allows the kernel to carry it (no data filter, no hooks).
+     * Optional. @return FWX_S_OK, or a failure that kills the connection.
+     */
+    fwx_result (*relay)(void *state, IFWXConnection *conn, int32_t kernel_mode);
+    /** Ends a connection it carries (borrowed). Optional. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    fwx_result (*kill)(void *state, IFWXConnection *conn);
+    /** A socket for a filter. Optional. @param out new reference (+1). */
+    fwx_result (*create_socket)(void *state, int32_t protocol, IFWXNetworkSocket **out);
+    /** Reports each grant it holds. Optional. @return FWX_S_OK. */
+    fwx_result (*list)(void *state, fwx_backend_list_cb cb, void *arg);
+} fwx_backend;
+
+/**
+ * Registers a backend by its name. [any-thread]
+ * @return FWX_S_OK; FWX_E_ALREADY_EXISTS_WIN32 (a different backend has that name);
+ *   FWX_S_FALSE (this one is registered already); FWX_E_INVALIDARG (version < 1, no name, a
+ *   required method missing); FWX_E_NOT_SUPPORTED (version newer than this fwx).
+ */
+FWX_API fwx_result fwx_backend_register(const fwx_backend *backend);
+
+/** Unregisters a backend; firewalls using it keep it until they close. [any-thread] @return FWX_S_OK, FWX_E_NOT_FOUND. */
+FWX_API fwx_result fwx_backend_unregister(const fwx_backend *backend);
+
+/** Finds a registered backend by name, or NULL. [any-thread] */
+FWX_API const fwx_backend *fwx_backend_find(const char *name);
+
+/**
+ * Makes the firewall use the backend @p name: opens an instance and installs every grant the
+ * firewall already holds. Replacing a backend closes the old instance first.
+ * @return FWX_S_OK, FWX_E_NOT_FOUND, the backend's open or grant_add failure.
+ */
+FWX_API fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name);
+
+/** The firewall's backend state, or NULL (for a backend's own helpers). */
+FWX_API void *fwx_firewall_backend_state(fwx_firewall *fw);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FWX_BACKEND_H */

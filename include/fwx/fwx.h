@@ -1,0 +1,31 @@
+/*
+ * fwx - firewall extensibility for Linux
+ * SPDX-License-Identifier: MIT
+ */
+/**
+ * @file fwx/fwx.h
+ * @brief The one header to include: the SDK, the plugin entry, embedding and backends.
+ *
+ * @mainpage fwx
+ * fwx is an embeddable C library that re-creates, on Linux, the Firewall Extensibility SDK of
+ * ISA Server 2004 / Forefront TMG: filter plugins receive session events and ask the core for
+ * secondary connections (IFWXSession::AllowFutureConnect, IFWXSession::BindForClient,
+ * IFWXSession::RedirectConnections, IFWXSession::RetroactiveAllowBind), which the core checks
+ * against its rules and policy and a backend carries out.
+ *
+ * - @ref sdk : the interfaces filters implement and use (fwx/sdk.h)
+ * - @ref plugins : the plugin entry point (fwx/plugin.h)
+ * - @ref embedding : hosting fwx in a proxy (fwx/host.h)
+ * - @ref backends : what steers sockets (fwx/backend.h)
+ * - @ref results, @ref threading : result codes and thread tags (fwx/common.h)
+ */
+#ifndef FWX_FWX_H
+#define FWX_FWX_H
+
+#include <fwx/common.h>
+#include <fwx/sdk.h>
+#include <fwx/plugin.h>
+#include <fwx/host.h>
+#include <fwx/backend.h>
+
+#endif /* FWX_FWX_H */

@@ -1,0 +1,334 @@
+/*
+ * fwx - firewall extensibility for Linux
+ * SPDX-License-Identifier: MIT
+ */
+/**
+ * @file fwx/host.h
+ * @brief The embedding API: how a proxy product hosts fwx on its own libuv loop.
+ *
+ * @page embedding Embedding fwx
+ * A host program (a proxy, a gateway) creates one ::fwx_firewall on its `uv_loop_t`, gives it
+ * a policy and plugins, and reports the connections it accepts:
+ *
+ * 1. fwx_firewall_new() on the loop, fwx_firewall_set_policy() with a policy from
+ *    fwx_policy_load_file(), fwx_firewall_load_plugin() for each filter, and optionally
+ *    fwx_firewall_set_backend() to let a registered backend steer sockets.
+ * 2. For each client: fwx_session_open(). For each connection the host accepted or is about to
+ *    make: fwx_connection_open(), which applies the policy, raises the event to the filters
+ *    and returns the verdict and an IFWXConnection. fwx_connection_close() when it ends.
+ * 3. When a connection arrives that a filter asked for (a bound port, a permitted target):
+ *    fwx_firewall_admit().
+ * 4. fwx_session_close() when the client is gone, fwx_firewall_close() at the end; the loop
+ *    then closes clean.
+ *
+ * Every function here is [loop-thread] unless it says otherwise.
+ */
+#ifndef FWX_HOST_H
+#define FWX_HOST_H
+
+#include <fwx/plugin.h>
+
+/* The loop type only: including <uv.h> would force feature macros on strict C11 users. */
+struct uv_loop_s;
+typedef struct uv_loop_s uv_loop_t;
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** A firewall instance: owns sessions, plugins, policy and a backend. */
+typedef struct fwx_firewall fwx_firewall;
+/** A loaded plugin. Owned by its firewall. */
+typedef struct fwx_plugin fwx_plugin;
+/** A loaded policy. */
+typedef struct fwx_policy fwx_policy;
+
+/** Log levels. */
+typedef enum fwx_log_level {
+    FWX_LOG_ERROR = 0, /**< something failed */
+    FWX_LOG_WARN = 1,  /**< refused input, degraded service */
+    FWX_LOG_INFO = 2,  /**< session and connection events */
+    FWX_LOG_DEBUG = 3  /**< everything */
+} fwx_log_level;
+
+/**
+ * Receives one log line (no trailing newline), such as
+ * `fwx: plugin "ftp.so": abi 2.3 is newer than host 1.0, not loading`.
+ * @param message borrowed, valid for the call only.
+ */
+typedef void (*fwx_log_fn)(void *arg, fwx_log_level level, const char *message);
+
+/** Options for fwx_firewall_new(). Start from fwx_firewall_options_init(). */
+typedef struct fwx_firewall_options {
+    /** sizeof(fwx_firewall_options); set by fwx_firewall_options_init(). */
+    uint32_t struct_size;
+    /** Instance name for logs and backends (such as the nftables table). Default "fwx". */
+    const char *name;
+    /**
+     * The gateway's own addresses (ports ignored). Secondary connections are never allowed to
+     * them, and BindForClient binds only to them (or the unspecified address). Copied.
+     * Loopback addresses are always treated as the gateway's own.
+     */
+    const struct sockaddr_storage *local_addresses;
+    /** Number of entries in local_addresses. */
+    size_t n_local_addresses;
+    /** FWX_FLAG_TIMEOUT's period in milliseconds. Default 60000. */
+    uint32_t timeout_ms;
+    /** The range BindForClient and RedirectConnections take ports from. Default 49152-65535. */
+    uint16_t port_min;
+    /** Upper end of the port range (inclusive). */
+    uint16_t port_max;
+    /** Outstanding permissions (AllowFutureConnect, redirect ports) per session. Default 64. */
+    uint32_t max_permissions_per_session;
+    /** Outstanding permissions in all. Default 65536. */
+    uint32_t max_permissions;
+    /** Bound ports (BindForClient) per session. Default 64. */
+    uint32_t max_ports_per_session;
+    /** Bound ports in all. Default 16384. */
+    uint32_t max_ports;
+    /** Open sessions in all. Default 100000. */
+    uint32_t max_sessions;
+    /** Where log lines go; NULL for stderr. */
+    fwx_log_fn log;
+    /** Passed to log. */
+    void *log_arg;
+    /** Lines above this level are dropped. Default FWX_LOG_INFO. */
+    fwx_log_level log_level;
+} fwx_firewall_options;
+
+/** Fills @p opts with the defaults. [any-thread] */
+FWX_API void fwx_firewall_options_init(fwx_firewall_options *opts);
+
+/**
+ * Creates a firewall on @p loop.
+ * @param opts borrowed, may be NULL for the defaults; copied.
+ * @param out receives the firewall; free it with fwx_firewall_close().
+ * @return FWX_S_OK, FWX_E_INVALIDARG (bad options), FWX_E_OUTOFMEMORY.
+ */
+FWX_API fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, fwx_firewall **out);
+
+/** Called when a firewall has finished closing. */
+typedef void (*fwx_firewall_close_cb)(fwx_firewall *fw, void *arg);
+
+/**
+ * Shuts the firewall down: every session ends (permissions withdrawn, bound ports released,
+ * filters detached), every plugin is shut down and unloaded, the backend closed. The memory is
+ * freed once its libuv handles have closed, after which @p cb runs (may be NULL).
+ * Calling it twice is harmless.
+ */
+FWX_API void fwx_firewall_close(fwx_firewall *fw, fwx_firewall_close_cb cb, void *arg);
+
+/** The IFWXFirewall a host can hand to its own code (borrowed; AddRef to keep it). */
+FWX_API IFWXFirewall *fwx_firewall_iface(fwx_firewall *fw);
+
+/** The loop the firewall runs on. */
+FWX_API uv_loop_t *fwx_firewall_loop(fwx_firewall *fw);
+
+/** The text of the last failure of a load or configuration call on @p fw ("" if none). */
+FWX_API const char *fwx_firewall_last_error(const fwx_firewall *fw);
+
+/** Counters of what the firewall holds now. */
+typedef struct fwx_firewall_stats {
+    uint32_t struct_size;   /**< sizeof(fwx_firewall_stats) */
+    uint32_t sessions;      /**< open sessions */
+    uint32_t connections;   /**< live connection objects (any state) */
+    uint32_t permissions;   /**< outstanding permissions (AllowFutureConnect, redirect ports) */
+    uint32_t bound_ports;   /**< ports bound for clients */
+    uint32_t factories;     /**< registered data-filter factories */
+    uint32_t plugins;       /**< loaded plugins, including ones shut down but still referenced */
+} fwx_firewall_stats;
+
+/** Fills @p out. @return FWX_S_OK, FWX_E_POINTER. */
+FWX_API fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_stats *out);
+
+/* ---------------------------------------------------------------------------------------- */
+/** @name Policy @{ */
+
+/** Where and why a configuration was refused. */
+typedef struct fwx_config_error {
+    char file[256];    /**< the file (or the name given for a string) */
+    int line;          /**< 1-based line, 0 if not known */
+    char key[128];     /**< the offending key path, such as "rules.[2].action", "" if none */
+    char message[256]; /**< what is wrong */
+} fwx_config_error;
+
+/**
+ * Loads a policy file. The format is described in doc/policy.md.
+ * @param err may be NULL; filled on failure ("file:line: key: message").
+ * @return FWX_S_OK, FWX_E_CONFIG, FWX_E_OUTOFMEMORY.
+ */
+FWX_API fwx_result fwx_policy_load_file(const char *path, fwx_policy **out, fwx_config_error *err);
+
+/** As fwx_policy_load_file(), from text; @p name is used in errors. */
+FWX_API fwx_result fwx_policy_load_string(const char *text, const char *name, fwx_policy **out, fwx_config_error *err);
+
+/** Frees a policy not given to a firewall. NULL is fine. */
+FWX_API void fwx_policy_free(fwx_policy *policy);
+
+/**
+ * Gives @p policy (ownership passes, even on failure) to the firewall, replacing the one it
+ * had. Live sessions and connections are kept; new requests are decided by the new policy.
+ * @return FWX_S_OK, FWX_E_POINTER.
+ */
+FWX_API fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy);
+
+/** @} */
+
+/* ---------------------------------------------------------------------------------------- */
+/** @name Plugins @{ */
+
+/**
+ * Loads one plugin. A plugin path is loaded once: loading it again gives the same plugin and
+ * FWX_S_FALSE. On failure the reason is logged and kept in fwx_firewall_last_error().
+ * @param out may be NULL; receives the plugin (owned by the firewall).
+ * @return FWX_S_OK; FWX_S_FALSE (already loaded); FWX_E_PLUGIN_LOAD (dlopen failed, no entry
+ *   symbol, bad entry); FWX_E_ABI_MISMATCH; FWX_E_PLUGIN_INIT (init, create_filter or
+ *   FilterInit failed); FWX_E_ALREADY_EXISTS_WIN32 (another plugin has the same filter GUID);
+ *   FWX_E_TERMINATING.
+ */
+FWX_API fwx_result fwx_firewall_load_plugin(fwx_firewall *fw, const char *path, fwx_plugin **out);
+
+/**
+ * Loads every `*.so` in @p dir, in name order. A plugin that fails is logged and skipped.
+ * @param n_loaded may be NULL; receives how many loaded.
+ * @return FWX_S_OK if every one loaded, FWX_S_FALSE if some failed, FWX_E_NOT_FOUND if the
+ *   directory cannot be read.
+ */
+FWX_API fwx_result fwx_firewall_load_plugin_dir(fwx_firewall *fw, const char *dir, unsigned *n_loaded);
+
+/**
+ * Unloads a plugin: everything its filters set up (permissions, bound ports, factories) is
+ * withdrawn first, then FilterShutdown, then its session filters are detached; the code is
+ * unmapped when its last object is released.
+ * @return FWX_S_OK, FWX_E_POINTER.
+ */
+FWX_API fwx_result fwx_plugin_unload(fwx_plugin *plugin);
+
+/** Finds a loaded plugin by filter GUID, or NULL. */
+FWX_API fwx_plugin *fwx_firewall_find_plugin(fwx_firewall *fw, const fwx_guid *filter_guid);
+
+/** The plugin's entry (borrowed, valid while loaded). */
+FWX_API const struct fwx_plugin_entry *fwx_plugin_info(const fwx_plugin *plugin);
+
+/** @} */
+
+/* ---------------------------------------------------------------------------------------- */
+/** @name Sessions and connections @{ */
+
+/** What fwx_session_open() needs to know about a client. */
+typedef struct fwx_session_params {
+    uint32_t struct_size; /**< sizeof(fwx_session_params) */
+    /** fwxSourceNAT (transparent or published; one session per client address) or
+        fwxSourceWSP (explicit client; one session per control channel). */
+    uint32_t source;
+    /** The client's address (port ignored). Required. */
+    const struct sockaddr *client;
+    /** Length of client. */
+    uint32_t client_len;
+    /** The gateway address the client talks to (where redirect ports are bound), or NULL. */
+    const struct sockaddr *gateway_internal;
+    /** Length of gateway_internal. */
+    uint32_t gateway_internal_len;
+    /** An authenticated user name, or NULL. Copied. */
+    const char *user;
+} fwx_session_params;
+
+/**
+ * Opens a session. For fwxSourceNAT, an open session of the same client address is returned
+ * instead (a new reference) and the result is FWX_S_FALSE.
+ * @param out receives a new reference (+1).
+ * @return FWX_S_OK, FWX_S_FALSE, FWX_E_INVALIDARG, FWX_E_QUOTA_EXCEEDED (max_sessions),
+ *   FWX_E_OUTOFMEMORY, FWX_E_TERMINATING (firewall closing).
+ */
+FWX_API fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *params, IFWXSession **out);
+
+/**
+ * Ends a session: its connections are killed (each with fwx_ConnectionTerminating), every
+ * permission and bound port it set up is withdrawn, its session filters are detached. The
+ * caller's reference is not released. Harmless on an ended session.
+ * @return FWX_S_OK, FWX_S_FALSE (already ended), FWX_E_POINTER.
+ */
+FWX_API fwx_result fwx_session_close(IFWXSession *session);
+
+/** What fwx_connection_open() needs to know about a primary connection. */
+typedef struct fwx_connection_params {
+    uint32_t struct_size; /**< sizeof(fwx_connection_params) */
+    /**
+     * The event it raises: fwx_Connect_Tcp (the client connects out), fwx_AcceptedConnection
+     * (someone connected in to a published server), fwx_Udp_Destination (UDP to a new
+     * destination), fwx_Bind_Tcp / fwx_Bind_Udp (an explicit client bound a port; such a bind
+     * never fails, but stays discarding until RetroactiveAllowBind approves it).
+     */
+    uint32_t event;
+    /** FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP. */
+    int32_t protocol;
+    /** The remote end on the external side: the destination for outbound, the remote
+        client for accepted connections, the bound address for binds. Required. */
+    const struct sockaddr *external_peer;
+    /** Length of external_peer. */
+    uint32_t external_peer_len;
+    /** The gateway's address on the external side, or NULL if not known yet. */
+    const struct sockaddr *external_local;
+    /** Length of external_local. */
+    uint32_t external_local_len;
+    /** The destination's host name for site rules, or NULL. */
+    const char *host_name;
+    /** FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION for full proxy mode, else 0. */
+    uint32_t flags;
+} fwx_connection_params;
+
+/**
+ * Decides a primary connection: the policy first (site and content rules, then protocol
+ * rules, the first matching rule wins), then each filter that hooks the event, in load order.
+ * @param out receives a new reference (+1) on success, NULL on failure.
+ * @return FWX_S_OK; FWX_E_PROTOCOL_RULES_DENIED / FWX_E_SITE_AND_CONTENT_RULES_DENIED /
+ *   FWX_E_NETWORK_RULES_DENIED (policy); FWX_E_CONNREFUSED (a filter denied a connect),
+ *   FWX_E_ADDRINUSE (a filter denied a bind), FWX_E_DENIED (a filter denied an accepted
+ *   connection or failed its handler); FWX_E_INVALIDARG; FWX_E_TERMINATING.
+ */
+FWX_API fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params *params, IFWXConnection **out);
+
+/**
+ * Raises fwx_Listen for a TCP bind connection that starts listening. It cannot be denied.
+ * @return FWX_S_OK, FWX_E_INVALIDARG (not a TCP bind), FWX_E_TERMINATING.
+ */
+FWX_API fwx_result fwx_connection_listen(IFWXConnection *conn);
+
+/**
+ * Ends a connection (fwx_ConnectionTerminating to the session's filters, data filters
+ * detached) and releases the caller's reference. NULL is fine.
+ */
+FWX_API void fwx_connection_close(IFWXConnection *conn);
+
+/** A new connection that arrived for a secondary-connection grant. */
+typedef struct fwx_flow {
+    uint32_t struct_size;     /**< sizeof(fwx_flow) */
+    int32_t protocol;         /**< FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP */
+    const struct sockaddr *source; /**< who opens it */
+    uint32_t source_len;      /**< length of source */
+    const struct sockaddr *destination; /**< where it goes: a gateway port, or a permitted target */
+    uint32_t destination_len; /**< length of destination */
+} fwx_flow;
+
+/**
+ * Asks whether a new flow is allowed by what a filter set up: a port bound by BindForClient
+ * or RedirectConnections (the destination is a gateway port), a client bind approved by
+ * RetroactiveAllowBind, or an AllowFutureConnect permission (the source is a session's client).
+ * On success the grant is used up (unless ALLOW_MULTIPLE), the new connection is created,
+ * data-filter factories that match are applied, the hooked events raised, and the filter that
+ * asked gets fwx_EstablishedConnection.
+ * @param out receives a new reference (+1) to the secondary connection.
+ * @return FWX_S_OK; FWX_E_NOT_FOUND (nothing was set up for it);
+ *   FWX_E_ADDRESS_NOT_ALLOWED (a grant exists but this source may not use it: another peer,
+ *   the IP filter, a client bind not yet approved); FWX_E_CONNREFUSED (a filter denied it);
+ *   FWX_E_INVALIDARG.
+ */
+FWX_API fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnection **out);
+
+/** @} */
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FWX_HOST_H */

@@ -1,0 +1,88 @@
+/*
+ * fwx - firewall extensibility for Linux
+ * SPDX-License-Identifier: MIT
+ */
+/**
+ * @file fwx/plugin.h
+ * @brief The one symbol a filter plugin exports.
+ *
+ * @page plugins Writing a plugin
+ * A plugin is a shared object that exports one constant, ::fwx_plugin_entry, named
+ * `fwx_plugin_entry` (see ::FWX_PLUGIN_ENTRY_SYMBOL). Its first field is the ABI version the
+ * plugin was built against: the host loads a plugin with the same major version and a minor
+ * version no newer than its own, and refuses any other with a message naming both.
+ *
+ * Loading goes: dlopen(RTLD_NOW | RTLD_LOCAL) → check the entry → `init` → `create_filter`
+ * → IFWXFilter::FilterInit. A failure at any step unloads the plugin and leaves the plugins
+ * already loaded as they were. Unloading goes: IFWXFilter::FilterShutdown → the filter's
+ * session filters are detached as their sessions end → when the last object of the plugin is
+ * released, `deinit` → dlclose.
+ *
+ * Export nothing else: link with a version script (see plugins/fwx-plugin.map).
+ */
+#ifndef FWX_PLUGIN_H
+#define FWX_PLUGIN_H
+
+#include <fwx/sdk.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** The ABI major version: changes when a released interface or struct changes incompatibly. */
+#define FWX_ABI_VERSION_MAJOR 1
+/** The ABI minor version: grows when something is appended. */
+#define FWX_ABI_VERSION_MINOR 0
+/** The ABI version as one number: major in the high 16 bits, minor in the low 16. */
+#define FWX_ABI_VERSION ((uint32_t)((FWX_ABI_VERSION_MAJOR << 16) | FWX_ABI_VERSION_MINOR))
+/** The name of the exported entry symbol. */
+#define FWX_PLUGIN_ENTRY_SYMBOL "fwx_plugin_entry"
+
+/**
+ * @brief What a plugin exports. Everything in it is read by the host at load time.
+ *
+ * A later ABI minor version may append fields; the host reads only `struct_size` bytes.
+ */
+typedef struct fwx_plugin_entry {
+    /** FWX_ABI_VERSION of the headers the plugin was built with. Always first. */
+    uint32_t abi_version;
+    /** sizeof(fwx_plugin_entry) as the plugin saw it. */
+    uint32_t struct_size;
+    /** The filter's class id: identifies it in policy (protocol bindings) and in AttachFilter. */
+    fwx_guid filter_guid;
+    /** A short name, such as "ftp": lower case, no spaces. Required. */
+    const char *name;
+    /** Who made it. May be NULL. */
+    const char *vendor;
+    /** The plugin's own version text. May be NULL. */
+    const char *version;
+    /** One sentence on what it does. May be NULL. */
+    const char *description;
+    /**
+     * The capability manifest: every event type, source and protocol-source bit the filter
+     * may ever hook. The host masks what FilterInit and AttachToSession ask for with it, and
+     * logs what it removed. Rationale: a filter that hooks every bind of every protocol can
+     * deny or emulate other filters' traffic; the manifest makes that visible and bounded.
+     */
+    uint32_t allowed_events;
+    /**
+     * Called once after dlopen, before create_filter. May be NULL. [init-only]
+     * @param plugin_path the path it was loaded from (borrowed).
+     * @return FWX_S_OK; any failure refuses the plugin.
+     */
+    fwx_result (*init)(const char *plugin_path);
+    /** Called once before dlclose. May be NULL. [loop-thread] */
+    void (*deinit)(void);
+    /**
+     * Creates the plugin's one filter object. Required. [init-only]
+     * @param ppFilter receives a new reference (+1).
+     * @return FWX_S_OK; any failure refuses the plugin.
+     */
+    fwx_result (*create_filter)(IFWXFilter **ppFilter);
+} fwx_plugin_entry;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FWX_PLUGIN_H */

@@ -1,0 +1,71 @@
+/*
+ * fwx tests - shared helpers.
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "util/util.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+struct sockaddr_storage tu_addr(const char *text)
+{
+    struct sockaddr_storage ss;
+    if (!fwx__sa_parse(text, -1, &ss))
+        ck_abort_msg("bad test address %s", text);
+    return ss;
+}
+
+uint32_t tu_len(const struct sockaddr_storage *ss)
+{
+    return fwx__sa_len((const struct sockaddr *)ss);
+}
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    fprintf(stderr, "leaked libuv handle: type %s\n", uv_handle_type_name(uv_handle_get_type(h)));
+}
+
+void tu_loop_close_clean(uv_loop_t *loop)
+{
+    /* Bounded: each run drains pending close callbacks; a live handle keeps it going. */
+    for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT) != 0; i++)
+        ;
+    int rc = uv_loop_close(loop);
+    if (rc != 0)
+        uv_walk(loop, close_walk_cb, NULL);
+    ck_assert_msg(rc == 0, "uv_loop_close: %s (a handle leaked)", uv_strerror(rc));
+}
+
+static void stop_cb(uv_timer_t *t)
+{
+    uv_stop(t->loop);
+}
+
+void tu_loop_run_for(uv_loop_t *loop, uint64_t ms)
+{
+    uv_timer_t t;
+    uv_timer_init(loop, &t);
+    uv_timer_start(&t, stop_cb, ms, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+}
+
+const char *tu_plugin_path(const char *name)
+{
+    static char buf[4096];
+    const char *dir = getenv("FWX_TEST_PLUGIN_DIR");
+    snprintf(buf, sizeof buf, "%s/%s.so", dir ? dir : "tests/plugins", name);
+    return buf;
+}
+
+int tu_run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

@@ -1,0 +1,48 @@
+/*
+ * fwx tests - shared helpers.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef FWX_TESTUTIL_H
+#define FWX_TESTUTIL_H
+
+#include <check.h>
+#include <fwx/fwx.h>
+#include <uv.h>
+
+/* An address from text ("10.0.0.8:1025", "[::1]:80", "10.0.0.8"); aborts the test on bad text. */
+struct sockaddr_storage tu_addr(const char *text);
+#define TU_SA(ss) ((const struct sockaddr *)&(ss))
+#define TU_SAM(ss) ((struct sockaddr *)&(ss))
+uint32_t tu_len(const struct sockaddr_storage *ss);
+
+/* Wine's EXPECT_REF: asserts an object's reference count without changing it. */
+#define TU_EXPECT_REF(obj, n)                                                                     \
+    do {                                                                                          \
+        (obj)->lpVtbl->AddRef(obj);                                                               \
+        uint32_t tu_ref_ = (obj)->lpVtbl->Release(obj);                                           \
+        ck_assert_msg(tu_ref_ == (uint32_t)(n), "%s: refcount %u, expected %u", #obj, tu_ref_,     \
+                      (unsigned)(n));                                                             \
+    } while (0)
+
+/* Asserts a result code and prints both names when it differs. */
+#define TU_EXPECT_HR(expr, want)                                                                  \
+    do {                                                                                          \
+        fwx_result tu_hr_ = (expr);                                                               \
+        ck_assert_msg(tu_hr_ == (fwx_result)(want), "%s: got %s (0x%08x), expected %s (0x%08x)",  \
+                      #expr, fwx_err_name(tu_hr_), (unsigned)tu_hr_, fwx_err_name((fwx_result)(want)), \
+                      (unsigned)(want));                                                          \
+    } while (0)
+
+/* Runs the loop until nothing is pending, then asserts uv_loop_close() returns 0. */
+void tu_loop_close_clean(uv_loop_t *loop);
+
+/* Runs the loop for about ms milliseconds (bounded). */
+void tu_loop_run_for(uv_loop_t *loop, uint64_t ms);
+
+/* Path of a test plugin built by tests/plugins (name without "lib" and ".so"). */
+const char *tu_plugin_path(const char *name);
+
+/* Runs a suite with Check's forking runner; returns the process exit code. */
+int tu_run_suite(Suite *s);
+
+#endif
