@@ -1,0 +1,83 @@
+/*
+ * fwx - the policy engine: networks, relationships, protocol definitions, access rules and
+ * server publishing rules, loaded from a configuration file. Internal; not installed.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef FWX_POLICY_H
+#define FWX_POLICY_H
+
+#include "util/util.h"
+
+typedef enum fwx__relationship {
+    FWX__REL_NONE = 0,  /* no rule relates the two networks */
+    FWX__REL_NAT = 1,   /* source addresses are translated */
+    FWX__REL_ROUTE = 2, /* routed, addresses kept */
+} fwx__relationship;
+
+typedef enum fwx__direction {
+    FWX__DIR_OUTBOUND = 1, /* the client (source) opens the connection */
+    FWX__DIR_INBOUND = 2,  /* an external party opens it (publishing) */
+} fwx__direction;
+
+typedef struct fwx__network fwx__network;
+
+typedef struct fwx__protocol {
+    char *name;
+    fwx_guid guid;
+    int32_t ip_protocol;        /* FWX_PROTOCOL_TCP / FWX_PROTOCOL_UDP */
+    uint16_t port_lo, port_hi;  /* primary port range, inclusive */
+    fwx__direction direction;
+    fwx_guid *filters;          /* class ids of the filters bound to it */
+    size_t n_filters;
+    int line;                   /* where it was defined */
+} fwx__protocol;
+
+typedef struct fwx__publish_rule {
+    char *name;
+    const fwx__protocol *protocol;
+    struct sockaddr_storage listen; /* gateway address:port */
+    struct sockaddr_storage server; /* internal server address:port */
+    bool full_proxy;
+    int line;
+} fwx__publish_rule;
+
+typedef struct fwx__policy_request {
+    int32_t ip_protocol;
+    fwx__direction direction;
+    const struct sockaddr *source;      /* canonical, port may be 0 */
+    const struct sockaddr *destination; /* canonical, with port */
+    const char *host_name;              /* may be NULL */
+    const char *user;                   /* may be NULL */
+    /* When set, the request is for this protocol definition (secondary connections of a
+       protocol) rather than the one found by destination port. */
+    const fwx_guid *protocol_guid;
+} fwx__policy_request;
+
+typedef struct fwx__policy_decision {
+    fwx_result result;                 /* FWX_S_OK or the denial code */
+    const fwx__protocol *protocol;     /* the protocol definition used, or NULL */
+    const char *rule_name;             /* the rule that decided, NULL for the default */
+    int rule_line;                     /* its line in the file, 0 for the default */
+    const fwx__network *source_network;
+    const fwx__network *destination_network;
+    fwx__relationship relationship;
+} fwx__policy_decision;
+
+/* The decision for one request. Never fails: out->result says allow or why not. */
+void fwx__policy_decide(const fwx_policy *p, const fwx__policy_request *req, fwx__policy_decision *out);
+
+/* The network an address belongs to (never NULL: "external" holds everything else). */
+const fwx__network *fwx__policy_network_of(const fwx_policy *p, const struct sockaddr *addr);
+const char *fwx__network_name(const fwx__network *n);
+
+/* Protocol definitions. NULL when none. */
+const fwx__protocol *fwx__policy_protocol_by_guid(const fwx_policy *p, const fwx_guid *guid);
+const fwx__protocol *fwx__policy_protocol_by_port(const fwx_policy *p, int32_t ip_protocol, uint16_t port,
+                                                  fwx__direction direction);
+bool fwx__protocol_has_filter(const fwx__protocol *proto, const fwx_guid *filter);
+
+/* Server publishing rules, in file order. */
+size_t fwx__policy_publish_count(const fwx_policy *p);
+const fwx__publish_rule *fwx__policy_publish_at(const fwx_policy *p, size_t i);
+
+#endif /* FWX_POLICY_H */
