@@ -15,7 +15,7 @@
  *
  * @page results Result codes
  * Every fallible call returns an ::fwx_result, a signed 32-bit code in the HRESULT layout:
- * negative means failure, 0 is ::FWX_S_OK, 1 is ::FWX_S_FALSE ("false, but not an error").
+ * negative means failure, 0 is `FWX_S_OK`, 1 is `FWX_S_FALSE` ("false, but not an error").
  * Where the ISA Server / TMG SDK documents a value (FWX_E_TERMINATING = 0xC0040001, ...) fwx
  * uses that value, so that logs read the same. Codes whose original value is unknown, and codes
  * fwx adds, live in the range 0xC0041000-0xC00410FF and are marked "fwx's own" below.
@@ -45,7 +45,7 @@ extern "C" {
 /** A 32-bit result code: negative fails, 0 is OK, 1 is "false but fine". */
 typedef int32_t fwx_result;
 
-/** True when @p r is a success code (::FWX_S_OK or ::FWX_S_FALSE). */
+/** True when @p r is a success code (`FWX_S_OK` or `FWX_S_FALSE`). */
 #define FWX_SUCCEEDED(r) ((fwx_result)(r) >= 0)
 /** True when @p r is a failure code. */
 #define FWX_FAILED(r) ((fwx_result)(r) < 0)
@@ -108,7 +108,10 @@ typedef int32_t fwx_result;
     XX(E_BACKEND, 0xC0041009, "backend failed")                                                   \
     XX(E_DENIED, 0xC004100A, "a filter denied the request")
 
-/** The result codes, named FWX_<name>. */
+/**
+ * The result codes, named FWX_<name>: `FWX_S_OK`, `FWX_E_TERMINATING`, ... The values and
+ * their meanings are listed in ::FWX_RESULT_MAP.
+ */
 enum fwx_result_code {
 #define FWX__RESULT_ENUM(name, value, msg) FWX_##name = (int32_t)(value),
     FWX_RESULT_MAP(FWX__RESULT_ENUM)
@@ -136,6 +139,7 @@ FWX_API const char *fwx_err_name(fwx_result r);
  * platforms; plain bytes cannot.
  */
 typedef struct fwx_guid {
+    /** The 16 bytes, in the order of the text form. */
     uint8_t bytes[16];
 } fwx_guid;
 
@@ -158,7 +162,8 @@ static const fwx_guid FWX_GUID_NULL = FWX_GUID_INIT(0, 0, 0, 0, 0, 0, 0, 0, 0, 0
 #define FWX_GUID_STRLEN 39
 
 /**
- * @brief Writes @p g as "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}". [any-thread]
+ * @brief Writes @p g as "{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}", lower-case hex. [any-thread]
+ * @param g the GUID (borrowed).
  * @param out a buffer of at least ::FWX_GUID_STRLEN bytes (borrowed).
  * @return @p out.
  */
@@ -166,7 +171,11 @@ FWX_API char *fwx_guid_format(const fwx_guid *g, char out[FWX_GUID_STRLEN]);
 
 /**
  * @brief Parses a GUID in the form ::fwx_guid_format writes, braces optional. [any-thread]
- * @return ::FWX_S_OK, or ::FWX_E_INVALIDARG if @p text is not exactly one GUID.
+ * Strict: exactly 32 hex digits (either case) grouped 8-4-4-4-12, braces both present or
+ * both absent, nothing before or after.
+ * @param text the text (borrowed).
+ * @param out receives the GUID; left unchanged on failure.
+ * @return `FWX_S_OK`, or `FWX_E_INVALIDARG` if @p text is not exactly one GUID (or is NULL).
  */
 FWX_API fwx_result fwx_guid_parse(const char *text, fwx_guid *out);
 

@@ -30,6 +30,7 @@
 
 /* The loop type only: including <uv.h> would force feature macros on strict C11 users. */
 struct uv_loop_s;
+/** libuv's loop type (declared here so that this header does not need <uv.h>). */
 typedef struct uv_loop_s uv_loop_t;
 
 #ifdef __cplusplus
@@ -54,6 +55,8 @@ typedef enum fwx_log_level {
 /**
  * Receives one log line (no trailing newline), such as
  * `fwx: plugin "ftp.so": abi 2.3 is newer than host 1.0, not loading`.
+ * @param arg fwx_firewall_options::log_arg.
+ * @param level the line's level; lines above fwx_firewall_options::log_level never arrive.
  * @param message borrowed, valid for the call only.
  */
 typedef void (*fwx_log_fn)(void *arg, fwx_log_level level, const char *message);
@@ -101,6 +104,7 @@ FWX_API void fwx_firewall_options_init(fwx_firewall_options *opts);
 
 /**
  * Creates a firewall on @p loop.
+ * @param loop the loop it runs on (borrowed; must outlive the firewall).
  * @param opts borrowed, may be NULL for the defaults; copied.
  * @param out receives the firewall; free it with fwx_firewall_close().
  * @return FWX_S_OK, FWX_E_INVALIDARG (bad options), FWX_E_OUTOFMEMORY.
@@ -112,8 +116,9 @@ typedef void (*fwx_firewall_close_cb)(fwx_firewall *fw, void *arg);
 
 /**
  * Shuts the firewall down: every session ends (permissions withdrawn, bound ports released,
- * filters detached), every plugin is shut down and unloaded, the backend closed. The memory is
- * freed once its libuv handles have closed, after which @p cb runs (may be NULL).
+ * filters detached), every plugin is shut down and unloaded, the backend closed. Once its libuv
+ * handles have closed, @p cb runs (may be NULL) and then the memory is freed: @p fw must not
+ * be used after @p cb returns.
  * Calling it twice is harmless.
  */
 FWX_API void fwx_firewall_close(fwx_firewall *fw, fwx_firewall_close_cb cb, void *arg);
@@ -142,7 +147,8 @@ typedef struct fwx_firewall_stats {
 FWX_API fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_stats *out);
 
 /* ---------------------------------------------------------------------------------------- */
-/** @name Policy @{ */
+/** @name Policy */
+/** @{ */
 
 /** Where and why a configuration was refused. */
 typedef struct fwx_config_error {
@@ -154,6 +160,9 @@ typedef struct fwx_config_error {
 
 /**
  * Loads a policy file. The format is described in doc/policy.md.
+ * @param path the file (borrowed).
+ * @param out receives the policy; give it to fwx_firewall_set_policy() or free it with
+ *   fwx_policy_free().
  * @param err may be NULL; filled on failure ("file:line: key: message").
  * @return FWX_S_OK, FWX_E_CONFIG, FWX_E_OUTOFMEMORY.
  */
@@ -175,11 +184,14 @@ FWX_API fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy)
 /** @} */
 
 /* ---------------------------------------------------------------------------------------- */
-/** @name Plugins @{ */
+/** @name Plugins */
+/** @{ */
 
 /**
  * Loads one plugin. A plugin path is loaded once: loading it again gives the same plugin and
  * FWX_S_FALSE. On failure the reason is logged and kept in fwx_firewall_last_error().
+ * @param fw the firewall.
+ * @param path the plugin's path (borrowed); plugins are told apart by this text.
  * @param out may be NULL; receives the plugin (owned by the firewall).
  * @return FWX_S_OK; FWX_S_FALSE (already loaded); FWX_E_PLUGIN_LOAD (dlopen failed, no entry
  *   symbol, bad entry); FWX_E_ABI_MISMATCH; FWX_E_PLUGIN_INIT (init, create_filter or
@@ -190,6 +202,8 @@ FWX_API fwx_result fwx_firewall_load_plugin(fwx_firewall *fw, const char *path, 
 
 /**
  * Loads every `*.so` in @p dir, in name order. A plugin that fails is logged and skipped.
+ * @param fw the firewall.
+ * @param dir the directory (borrowed).
  * @param n_loaded may be NULL; receives how many loaded.
  * @return FWX_S_OK if every one loaded, FWX_S_FALSE if some failed, FWX_E_NOT_FOUND if the
  *   directory cannot be read.
@@ -213,7 +227,8 @@ FWX_API const struct fwx_plugin_entry *fwx_plugin_info(const fwx_plugin *plugin)
 /** @} */
 
 /* ---------------------------------------------------------------------------------------- */
-/** @name Sessions and connections @{ */
+/** @name Sessions and connections */
+/** @{ */
 
 /** What fwx_session_open() needs to know about a client. */
 typedef struct fwx_session_params {
@@ -236,6 +251,8 @@ typedef struct fwx_session_params {
 /**
  * Opens a session. For fwxSourceNAT, an open session of the same client address is returned
  * instead (a new reference) and the result is FWX_S_FALSE.
+ * @param fw the firewall.
+ * @param params borrowed; copied.
  * @param out receives a new reference (+1).
  * @return FWX_S_OK, FWX_S_FALSE, FWX_E_INVALIDARG, FWX_E_QUOTA_EXCEEDED (max_sessions),
  *   FWX_E_OUTOFMEMORY, FWX_E_TERMINATING (firewall closing).
@@ -280,6 +297,8 @@ typedef struct fwx_connection_params {
 /**
  * Decides a primary connection: the policy first (site and content rules, then protocol
  * rules, the first matching rule wins), then each filter that hooks the event, in load order.
+ * @param session the session it belongs to (borrowed).
+ * @param params borrowed; copied.
  * @param out receives a new reference (+1) on success, NULL on failure.
  * @return FWX_S_OK; FWX_E_PROTOCOL_RULES_DENIED / FWX_E_SITE_AND_CONTENT_RULES_DENIED /
  *   FWX_E_NETWORK_RULES_DENIED (policy); FWX_E_CONNREFUSED (a filter denied a connect),
@@ -317,6 +336,8 @@ typedef struct fwx_flow {
  * On success the grant is used up (unless ALLOW_MULTIPLE), the new connection is created,
  * data-filter factories that match are applied, the hooked events raised, and the filter that
  * asked gets fwx_EstablishedConnection.
+ * @param fw the firewall.
+ * @param flow borrowed, valid for the call only.
  * @param out receives a new reference (+1) to the secondary connection.
  * @return FWX_S_OK; FWX_E_NOT_FOUND (nothing was set up for it);
  *   FWX_E_ADDRESS_NOT_ALLOWED (a grant exists but this source may not use it: another peer,

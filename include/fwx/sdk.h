@@ -115,7 +115,7 @@ typedef struct FwxFilterHookEvents {
  * | ALLOW_ADDRESSES_* | yes | yes | | | |
  * | INCREASE_RECEIVE_BUFFER | yes | yes | yes | yes | |
  *
- * Any other flag makes the call fail with ::FWX_E_INVALIDARG, and so do TIMEOUT together with
+ * Any other flag makes the call fail with `FWX_E_INVALIDARG`, and so do TIMEOUT together with
  * ALLOW_MULTIPLE, and BIDIRECTIONAL with TCP.
  * @{
  */
@@ -195,7 +195,8 @@ typedef enum FwxDataFilterPriorityClass {
 } FwxDataFilterPriorityClass;
 
 /* ---------------------------------------------------------------------------------------- */
-/* Forward declarations. */
+/* Forward declarations (each interface is documented where it is defined). */
+/** @cond FWX_FORWARD_DECLARATIONS */
 typedef struct IUnknown IUnknown;
 typedef struct IClassFactory IClassFactory;
 typedef struct IFWXFilter IFWXFilter;
@@ -212,9 +213,11 @@ typedef struct IFWXNetworkSocket IFWXNetworkSocket;
 typedef struct IFWXIOCompletion IFWXIOCompletion;
 typedef struct IFWXAcceptCompletion IFWXAcceptCompletion;
 typedef struct IFWXUdpDestination IFWXUdpDestination;
+/** @endcond */
 
 /* ---------------------------------------------------------------------------------------- */
-/** @name Event payloads @{ */
+/** @name Event payloads */
+/** @{ */
 
 /** fwx_Connect_Tcp and fwx_Bind_Tcp / fwx_Bind_Udp (FwxConnectEvent, FwxBindEvent). */
 typedef struct FwxConnectEvent {
@@ -316,22 +319,42 @@ typedef struct FwxFirewallEvent {
     static inline uint32_t T##_Release(T *This) { return This->lpVtbl->Release(This); }
 
 /* ---------------------------------------------------------------------------------------- */
-/** @name Interface ids @{ */
+/**
+ * @name Interface ids
+ * 16 bytes each, in text order; pass them to QueryInterface.
+ */
+/** @{ */
+/** The interface id of ::IUnknown. */
 static const fwx_guid IID_IUnknown = FWX_GUID_INIT(0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46);
+/** The interface id of ::IClassFactory. */
 static const fwx_guid IID_IClassFactory = FWX_GUID_INIT(0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0xC0, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x46);
+/** The interface id of ::IFWXFilter. */
 static const fwx_guid IID_IFWXFilter = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x01);
+/** The interface id of ::IFWXSessionFilter. */
 static const fwx_guid IID_IFWXSessionFilter = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x02);
+/** The interface id of ::IFWXDataFilter. */
 static const fwx_guid IID_IFWXDataFilter = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x03);
+/** The interface id of ::IFWXFirewall. */
 static const fwx_guid IID_IFWXFirewall = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x04);
+/** The interface id of ::IFWXSession. */
 static const fwx_guid IID_IFWXSession = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x05);
+/** The interface id of ::IFWXConnection. */
 static const fwx_guid IID_IFWXConnection = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x06);
+/** The interface id of ::IFWXFirewallAction. */
 static const fwx_guid IID_IFWXFirewallAction = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x07);
+/** The interface id of ::IFWXIpFilter. */
 static const fwx_guid IID_IFWXIpFilter = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x08);
+/** The interface id of ::IFWXIOBuffer. */
 static const fwx_guid IID_IFWXIOBuffer = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x09);
+/** The interface id of ::IFWXSocket. */
 static const fwx_guid IID_IFWXSocket = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x0a);
+/** The interface id of ::IFWXNetworkSocket. */
 static const fwx_guid IID_IFWXNetworkSocket = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x0b);
+/** The interface id of ::IFWXIOCompletion. */
 static const fwx_guid IID_IFWXIOCompletion = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x0c);
+/** The interface id of ::IFWXAcceptCompletion. */
 static const fwx_guid IID_IFWXAcceptCompletion = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x0d);
+/** The interface id of ::IFWXUdpDestination. */
 static const fwx_guid IID_IFWXUdpDestination = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x0e);
 /** @} */
 
@@ -576,11 +599,13 @@ typedef struct IFWXIOBufferVtbl {
      * @return FWX_S_OK, FWX_E_POINTER.
      */
     fwx_result (*GetBufferAndSize)(IFWXIOBuffer *This, uint8_t **ppBuffer, uint32_t *pdwDataSize);
-    /** Sets the data size. [loop-thread] @return FWX_S_OK, FWX_E_INVALIDARG if larger than allocated. */
+    /** Sets the data size. [loop-thread] @return FWX_S_OK, FWX_E_INVALIDARG if larger than allocated,
+        FWX_E_NOT_SUPPORTED on a core-allocated receive buffer (Recv(NULL)), which is read-only. */
     fwx_result (*SetDataSize)(IFWXIOBuffer *This, uint32_t dwDataSize);
     /**
      * Appends bytes after the data. [loop-thread]
-     * @return FWX_S_OK, FWX_E_BUFFERFULL when they do not fit (nothing is appended), FWX_E_POINTER.
+     * @return FWX_S_OK, FWX_E_BUFFERFULL when they do not fit (nothing is appended), FWX_E_POINTER,
+     *   FWX_E_NOT_SUPPORTED on a read-only receive buffer.
      */
     fwx_result (*Append)(IFWXIOBuffer *This, const void *pData, uint32_t dwSize);
     /**
@@ -591,7 +616,8 @@ typedef struct IFWXIOBufferVtbl {
     fwx_result (*ReadAt)(IFWXIOBuffer *This, uint32_t dwOffset, void *pDest, uint32_t dwSize, uint32_t *pdwRead);
     /**
      * Appends this buffer's data to @p pTarget (borrowed). [loop-thread]
-     * @return FWX_S_OK, FWX_E_BUFFERFULL (nothing copied), FWX_E_POINTER.
+     * @return FWX_S_OK, FWX_E_BUFFERFULL (nothing copied), FWX_E_POINTER, or what the target's
+     *   Append returns (FWX_E_NOT_SUPPORTED for a read-only receive buffer).
      */
     fwx_result (*SendToBuffer)(IFWXIOBuffer *This, IFWXIOBuffer *pTarget);
     /** The allocated and data sizes. [loop-thread] @return FWX_S_OK, FWX_E_POINTER. */
@@ -638,23 +664,33 @@ static inline fwx_result IFWXIOBuffer_GetBufferSizes(IFWXIOBuffer *This, uint32_
 typedef struct IFWXIpFilterVtbl {
     FWX_IUNKNOWN_METHODS(IFWXIpFilter);
     /**
-     * Includes the addresses from @p First to @p Last (inclusive, same family; ports ignored).
-     * [loop-thread] @return FWX_S_OK, FWX_E_INVALIDARG (families differ, First > Last, bad length).
+     * Includes the addresses from @p First to @p Last (inclusive, same family; ports and IPv6
+     * scope ids ignored). A v4-mapped address (::ffff:a.b.c.d) is the IPv4 address, and the
+     * v4-mapped part of an IPv6 range is that IPv4 range. [loop-thread]
+     * @return FWX_S_OK, FWX_E_INVALIDARG (families differ, First > Last, bad length),
+     *   FWX_E_POINTER, FWX_E_OUTOFMEMORY (the filter is unchanged).
      */
     fwx_result (*IncludeRange)(IFWXIpFilter *This, const struct sockaddr *First, uint32_t FirstLength,
                                const struct sockaddr *Last, uint32_t LastLength);
     /** Excludes a range; same rules as IncludeRange. [loop-thread] */
     fwx_result (*ExcludeRange)(IFWXIpFilter *This, const struct sockaddr *First, uint32_t FirstLength,
                                const struct sockaddr *Last, uint32_t LastLength);
-    /** Includes every address @p pOther includes (copied now). [loop-thread] @return FWX_S_OK, FWX_E_INVALIDARG. */
+    /** Includes every address @p pOther includes (copied now; @p pOther may be @p This). [loop-thread]
+        @return FWX_S_OK; FWX_E_INVALIDARG (@p pOther is not the core's implementation: only a
+        filter from IFWXFirewall::CreateIpFilter can be read); FWX_E_POINTER; FWX_E_OUTOFMEMORY. */
     fwx_result (*IncludeFilter)(IFWXIpFilter *This, IFWXIpFilter *pOther);
-    /** Excludes every address @p pOther includes (copied now). [loop-thread] @return FWX_S_OK, FWX_E_INVALIDARG. */
+    /** Excludes every address @p pOther includes (copied now). [loop-thread]
+        @return as IncludeFilter. */
     fwx_result (*ExcludeFilter)(IFWXIpFilter *This, IFWXIpFilter *pOther);
-    /** [loop-thread] @return FWX_S_OK if @p Address is included, FWX_S_FALSE if not, FWX_E_INVALIDARG. */
+    /** [loop-thread] @return FWX_S_OK if @p Address is included, FWX_S_FALSE if not, FWX_E_INVALIDARG,
+        FWX_E_POINTER. */
     fwx_result (*IsIncluded)(IFWXIpFilter *This, const struct sockaddr *Address, uint32_t AddressLength);
-    /** [loop-thread] @return FWX_S_OK if both include the same addresses, FWX_S_FALSE if not. */
+    /** [loop-thread] @return FWX_S_OK if both include the same addresses, FWX_S_FALSE if not;
+        FWX_E_INVALIDARG (@p pOther is not the core's implementation); FWX_E_POINTER;
+        FWX_E_OUTOFMEMORY. */
     fwx_result (*Compare)(IFWXIpFilter *This, IFWXIpFilter *pOther);
-    /** A copy. [loop-thread] @param ppClone receives a new reference (+1). @return FWX_S_OK, FWX_E_OUTOFMEMORY. */
+    /** A copy. [loop-thread] @param ppClone receives a new reference (+1).
+        @return FWX_S_OK, FWX_E_OUTOFMEMORY, FWX_E_POINTER. */
     fwx_result (*Clone)(IFWXIpFilter *This, IFWXIpFilter **ppClone);
 } IFWXIpFilterVtbl;
 /** An IP filter. */

@@ -169,10 +169,12 @@ const char *fwx__sa_fmt(const struct sockaddr *sa, char buf[FWX__SA_STRLEN])
     if (sa == NULL || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6))
         return fwx__sa_fmt_ip(sa, buf);
     fwx__sa_fmt_ip(sa, ip);
+    /* inet_ntop writes at most INET6_ADDRSTRLEN (46) bytes, so this always fits. */
+    ip[INET6_ADDRSTRLEN] = '\0';
     if (sa->sa_family == AF_INET6)
-        snprintf(buf, FWX__SA_STRLEN, "[%s]:%u", ip, fwx__sa_port(sa));
+        snprintf(buf, FWX__SA_STRLEN, "[%.46s]:%u", ip, fwx__sa_port(sa));
     else
-        snprintf(buf, FWX__SA_STRLEN, "%s:%u", ip, fwx__sa_port(sa));
+        snprintf(buf, FWX__SA_STRLEN, "%.46s:%u", ip, fwx__sa_port(sa));
     return buf;
 }
 

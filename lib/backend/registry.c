@@ -1,0 +1,176 @@
+/*
+ * fwx - the backend registry and the core's calls into the firewall's backend.
+ * SPDX-License-Identifier: MIT
+ */
+#include "firewall/internal.h"
+
+#include <pthread.h>
+
+/* A process-wide registry, as SQLite keeps its VFS list: backends are code, not state. */
+#define MAX_BACKENDS 32
+static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static const fwx_backend *registry[MAX_BACKENDS];
+
+fwx_result fwx_backend_register(const fwx_backend *b)
+{
+    if (b == NULL || b->version < 1 || b->name == NULL || b->name[0] == '\0' || b->open == NULL ||
+        b->close == NULL || b->grant_add == NULL || b->grant_remove == NULL)
+        return FWX_E_INVALIDARG;
+    if (b->version > FWX_BACKEND_VERSION)
+        return FWX_E_NOT_SUPPORTED;
+    fwx_result hr = FWX_E_QUOTA_EXCEEDED;
+    pthread_mutex_lock(&registry_lock);
+    int free_slot = -1;
+    for (int i = 0; i < MAX_BACKENDS; i++) {
+        if (registry[i] == NULL) {
+            if (free_slot < 0)
+                free_slot = i;
+            continue;
+        }
+        if (strcmp(registry[i]->name, b->name) == 0) {
+            hr = registry[i] == b ? FWX_S_FALSE : FWX_E_ALREADY_EXISTS_WIN32;
+            free_slot = -2;
+            break;
+        }
+    }
+    if (free_slot >= 0) {
+        registry[free_slot] = b;
+        hr = FWX_S_OK;
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return hr;
+}
+
+fwx_result fwx_backend_unregister(const fwx_backend *b)
+{
+    fwx_result hr = FWX_E_NOT_FOUND;
+    pthread_mutex_lock(&registry_lock);
+    for (int i = 0; i < MAX_BACKENDS; i++) {
+        if (b != NULL && registry[i] == b) {
+            registry[i] = NULL;
+            hr = FWX_S_OK;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_lock);
+    return hr;
+}
+
+const fwx_backend *fwx_backend_find(const char *name)
+{
+    const fwx_backend *found = NULL;
+    if (name == NULL)
+        return NULL;
+    pthread_mutex_lock(&registry_lock);
+    for (int i = 0; i < MAX_BACKENDS && found == NULL; i++)
+        if (registry[i] != NULL && strcmp(registry[i]->name, name) == 0)
+            found = registry[i];
+    pthread_mutex_unlock(&registry_lock);
+    return found;
+}
+
+void *fwx_firewall_backend_state(fwx_firewall *fw) { return fw ? fw->backend_state : NULL; }
+
+/* Installs every grant the firewall holds into a freshly opened backend. */
+static fwx_result install_all(fwx_firewall *fw)
+{
+    for (fwx__list *sn = fw->sessions.next; sn != &fw->sessions; sn = sn->next) {
+        fwx__session *s = fwx__list_entry(sn, fwx__session, node);
+        for (fwx__list *gn = s->grants.next; gn != &s->grants; gn = gn->next) {
+            fwx__grant *g = fwx__list_entry(gn, fwx__grant, session_node);
+            if (g->type == FWX__G_FACTORY || (g->type == FWX__G_CLIENT_BIND && !g->approved))
+                continue;
+            fwx_result hr = fwx__backend_grant_add(fw, g);
+            if (FWX_FAILED(hr))
+                return hr;
+        }
+    }
+    return FWX_S_OK;
+}
+
+fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
+{
+    if (fw == NULL)
+        return FWX_E_POINTER;
+    if (fw->closing)
+        return FWX_E_TERMINATING;
+    const fwx_backend *b = fwx_backend_find(name);
+    if (b == NULL) {
+        fwx__fail(fw, "backend \"%s\": not registered", name ? name : "(null)");
+        return FWX_E_NOT_FOUND;
+    }
+    fwx__backend_close(fw);
+    void *state = NULL;
+    fwx_result hr = b->open(b, fw, &state);
+    if (FWX_FAILED(hr)) {
+        fwx__fail(fw, "backend \"%s\": open failed: %s", b->name, fwx_strerror(hr));
+        return hr;
+    }
+    fw->backend = b;
+    fw->backend_state = state;
+    hr = install_all(fw);
+    if (FWX_FAILED(hr)) {
+        fwx__fail(fw, "backend \"%s\": could not install existing grants: %s", b->name, fwx_strerror(hr));
+        fwx__backend_close(fw);
+        return hr;
+    }
+    fwx__log(fw, FWX_LOG_INFO, "firewall \"%s\": using backend \"%s\"", fw->name, b->name);
+    return FWX_S_OK;
+}
+
+fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
+{
+    if (fw->backend == NULL)
+        return FWX_S_OK;
+    fwx_result hr = fw->backend->grant_add(fw->backend_state, &g->pub);
+    if (FWX_SUCCEEDED(hr))
+        g->installed = true;
+    return hr;
+}
+
+void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g)
+{
+    if (!g->installed)
+        return;
+    g->installed = false;
+    if (fw->backend == NULL)
+        return;
+    fwx_result hr = fw->backend->grant_remove(fw->backend_state, g->pub.id);
+    if (FWX_FAILED(hr))
+        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing grant %llu failed: %s", fw->backend->name,
+                 (unsigned long long)g->pub.id, fwx_strerror(hr));
+}
+
+void fwx__backend_relay(fwx_firewall *fw, fwx__conn *c)
+{
+    if (fw->backend == NULL || fw->backend->relay == NULL)
+        return;
+    fwx_result hr = fw->backend->relay(fw->backend_state, &c->iface, (c->flags & FWX_CONNECTION_KERNEL_MODE) != 0);
+    if (FWX_FAILED(hr)) {
+        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": relay of connection %llu failed: %s, killing it",
+                 fw->backend->name, (unsigned long long)c->id, fwx_strerror(hr));
+        fwx__conn_terminate(c);
+    }
+}
+
+void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c)
+{
+    if (fw->backend == NULL || fw->backend->kill == NULL)
+        return;
+    (void)fw->backend->kill(fw->backend_state, &c->iface);
+}
+
+void fwx__backend_close(fwx_firewall *fw)
+{
+    if (fw->backend == NULL)
+        return;
+    /* Grants are forgotten by the backend along with its state. */
+    for (fwx__list *sn = fw->sessions.next; sn != &fw->sessions; sn = sn->next) {
+        fwx__session *s = fwx__list_entry(sn, fwx__session, node);
+        for (fwx__list *gn = s->grants.next; gn != &s->grants; gn = gn->next)
+            fwx__list_entry(gn, fwx__grant, session_node)->installed = false;
+    }
+    fw->backend->close(fw->backend_state);
+    fw->backend = NULL;
+    fw->backend_state = NULL;
+}

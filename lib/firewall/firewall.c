@@ -1,0 +1,376 @@
+/*
+ * fwx - the firewall object: options, logging, the expiry timer, IFWXFirewall, close.
+ * SPDX-License-Identifier: MIT
+ */
+#include "firewall/internal.h"
+#include "objects/objects.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static const IFWXFirewallVtbl firewall_vtbl;
+
+static fwx_firewall *fw_from(IFWXFirewall *i) { return fwx__container_of(i, fwx_firewall, iface); }
+
+void fwx_firewall_options_init(fwx_firewall_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->struct_size = sizeof *o;
+    o->name = "fwx";
+    o->timeout_ms = 60000;
+    o->port_min = 49152;
+    o->port_max = 65535;
+    o->max_permissions_per_session = 64;
+    o->max_permissions = 65536;
+    o->max_ports_per_session = 64;
+    o->max_ports = 16384;
+    o->max_sessions = 100000;
+    o->log_level = FWX_LOG_INFO;
+}
+
+static void vlog(fwx_firewall *fw, fwx_log_level level, const char *fmt, va_list ap)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof line, "fwx: ");
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    if (fw == NULL || fw->opts.log == NULL) {
+        if (fw == NULL || level <= fw->opts.log_level)
+            fprintf(stderr, "%s\n", line);
+        return;
+    }
+    if (level <= fw->opts.log_level)
+        fw->opts.log(fw->opts.log_arg, level, line);
+}
+
+void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(fw, level, fmt, ap);
+    va_end(ap);
+}
+
+void fwx__fail(fwx_firewall *fw, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fw->last_error, sizeof fw->last_error, fmt, ap);
+    va_end(ap);
+    fwx__log(fw, FWX_LOG_ERROR, "%s", fw->last_error);
+}
+
+const char *fwx_firewall_last_error(const fwx_firewall *fw)
+{
+    return fw ? fw->last_error : "";
+}
+
+bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
+{
+    if (fwx__sa_is_loopback(addr))
+        return true;
+    for (size_t i = 0; i < fw->n_local; i++)
+        if (fwx__sa_same_ip((const struct sockaddr *)&fw->local[i], addr))
+            return true;
+    return false;
+}
+
+uint64_t fwx__firewall_new_id(fwx_firewall *fw) { return ++fw->next_id; }
+
+/* ---- expiry ------------------------------------------------------------------------------
+ * One timer for the whole firewall, armed at the earliest deadline. Deadlines are nearly
+ * always appended in order (every grant gets now + the same timeout), so insertion walks
+ * from the tail and is O(1) in practice. */
+
+static void expiry_cb(uv_timer_t *t);
+
+static void expiry_arm(fwx_firewall *fw)
+{
+    if (fwx__list_empty(&fw->expiry)) {
+        uv_timer_stop(&fw->timer);
+        return;
+    }
+    fwx__grant *first = fwx__list_entry(fw->expiry.next, fwx__grant, expiry_node);
+    uint64_t now = uv_now(fw->loop);
+    uv_timer_start(&fw->timer, expiry_cb, first->expires > now ? first->expires - now : 0, 0);
+}
+
+static void expiry_cb(uv_timer_t *t)
+{
+    fwx_firewall *fw = t->data;
+    uint64_t now = uv_now(fw->loop);
+    /* Bounded by the number of grants: each pass removes the head. */
+    while (!fwx__list_empty(&fw->expiry)) {
+        fwx__grant *g = fwx__list_entry(fw->expiry.next, fwx__grant, expiry_node);
+        if (g->expires > now)
+            break;
+        fwx__grant_expired(g); /* removes g from the list */
+    }
+    expiry_arm(fw);
+}
+
+void fwx__expiry_add(fwx_firewall *fw, fwx__grant *g, uint64_t expires)
+{
+    g->expires = expires;
+    fwx__list *pos = fw->expiry.prev;
+    while (pos != &fw->expiry && fwx__list_entry(pos, fwx__grant, expiry_node)->expires > expires)
+        pos = pos->prev;
+    /* insert after pos */
+    g->expiry_node.prev = pos;
+    g->expiry_node.next = pos->next;
+    pos->next->prev = &g->expiry_node;
+    pos->next = &g->expiry_node;
+    expiry_arm(fw);
+}
+
+void fwx__expiry_remove(fwx_firewall *fw, fwx__grant *g)
+{
+    if (g->expiry_node.next == NULL || g->expiry_node.next == &g->expiry_node)
+        return;
+    fwx__list_remove(&g->expiry_node);
+    if (!fw->closing)
+        expiry_arm(fw);
+}
+
+/* ---- create ------------------------------------------------------------------------------- */
+
+fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, fwx_firewall **out)
+{
+    fwx_firewall_options o;
+    if (out == NULL)
+        return FWX_E_POINTER;
+    *out = NULL;
+    if (loop == NULL)
+        return FWX_E_INVALIDARG;
+    fwx_firewall_options_init(&o);
+    if (opts != NULL) {
+        if (opts->struct_size < offsetof(fwx_firewall_options, log_level) + sizeof opts->log_level ||
+            opts->struct_size > sizeof o)
+            return FWX_E_INVALIDARG;
+        memcpy(&o, opts, opts->struct_size);
+        o.struct_size = sizeof o;
+    }
+    if (o.name == NULL || o.name[0] == '\0')
+        o.name = "fwx";
+    if (o.timeout_ms == 0)
+        o.timeout_ms = 60000;
+    if (o.port_min == 0 && o.port_max == 0) {
+        o.port_min = 49152;
+        o.port_max = 65535;
+    }
+    /* Secondary ports below 1024 are never handed out, whatever the configuration. */
+    if (o.port_min < 1024 || o.port_max < o.port_min)
+        return FWX_E_INVALIDARG;
+    if (o.n_local_addresses > 0 && o.local_addresses == NULL)
+        return FWX_E_INVALIDARG;
+
+    fwx_firewall *fw = calloc(1, sizeof *fw);
+    if (fw == NULL)
+        return FWX_E_OUTOFMEMORY;
+    fw->iface.lpVtbl = &firewall_vtbl;
+    atomic_init(&fw->refs, 1);
+    fw->loop = loop;
+    fw->opts = o;
+    fw->name = strdup(o.name);
+    fw->opts.name = fw->name;
+    if (o.n_local_addresses > 0) {
+        fw->local = calloc(o.n_local_addresses, sizeof *fw->local);
+        if (fw->local == NULL || fw->name == NULL) {
+            free(fw->local);
+            free(fw->name);
+            free(fw);
+            return FWX_E_OUTOFMEMORY;
+        }
+        for (size_t i = 0; i < o.n_local_addresses; i++) {
+            const struct sockaddr *sa = (const struct sockaddr *)&o.local_addresses[i];
+            if (!fwx__sa_canon(sa, sizeof o.local_addresses[i], &fw->local[i])) {
+                free(fw->local);
+                free(fw->name);
+                free(fw);
+                return FWX_E_INVALIDARG;
+            }
+        }
+        fw->n_local = o.n_local_addresses;
+    }
+    fw->opts.local_addresses = NULL;
+    if (fw->name == NULL) {
+        free(fw->local);
+        free(fw);
+        return FWX_E_OUTOFMEMORY;
+    }
+    fwx__list_init(&fw->plugins);
+    fwx__list_init(&fw->sessions);
+    fwx__list_init(&fw->expiry);
+    uv_timer_init(loop, &fw->timer);
+    fw->timer.data = fw;
+    /* The timer must not keep the host's loop alive when nothing else is going on. */
+    uv_unref((uv_handle_t *)&fw->timer);
+    *out = fw;
+    return FWX_S_OK;
+}
+
+IFWXFirewall *fwx_firewall_iface(fwx_firewall *fw) { return fw ? &fw->iface : NULL; }
+uv_loop_t *fwx_firewall_loop(fwx_firewall *fw) { return fw ? fw->loop : NULL; }
+
+fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy)
+{
+    if (fw == NULL) {
+        fwx_policy_free(policy);
+        return FWX_E_POINTER;
+    }
+    fwx_policy_free(fw->policy);
+    fw->policy = policy;
+    return FWX_S_OK;
+}
+
+fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_stats *out)
+{
+    if (fw == NULL || out == NULL)
+        return FWX_E_POINTER;
+    memset(out, 0, sizeof *out);
+    out->struct_size = sizeof *out;
+    out->sessions = fw->n_sessions;
+    out->connections = fw->n_connections;
+    out->permissions = fw->n_permissions;
+    out->bound_ports = fw->n_ports;
+    out->factories = fw->n_factories;
+    for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next)
+        out->plugins++;
+    return FWX_S_OK;
+}
+
+/* ---- close -------------------------------------------------------------------------------- */
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    fwx_firewall *fw = h->data;
+    unsigned refs = atomic_load(&fw->refs);
+    if (refs > 1)
+        fwx__log(fw, FWX_LOG_WARN, "firewall \"%s\": %u references to IFWXFirewall were never released",
+                 fw->name, refs - 1);
+    /* Last use of fw: the callback may read it, but not keep it. */
+    if (fw->close_cb != NULL)
+        fw->close_cb(fw, fw->close_arg);
+    free(fw->local);
+    free(fw->name);
+    free(fw);
+}
+
+void fwx_firewall_close(fwx_firewall *fw, fwx_firewall_close_cb cb, void *arg)
+{
+    if (fw == NULL || fw->closing)
+        return;
+    fw->closing = true;
+    fw->close_cb = cb;
+    fw->close_arg = arg;
+    /* Sessions first, so filters see their sessions end before they are shut down. */
+    for (size_t guard = 0; !fwx__list_empty(&fw->sessions) && guard < 10000000; guard++) {
+        fwx__session *s = fwx__list_entry(fw->sessions.next, fwx__session, node);
+        fwx__session_end(s);
+    }
+    fwx__plugins_close_all(fw);
+    fwx__backend_close(fw);
+    fwx_policy_free(fw->policy);
+    fw->policy = NULL;
+    uv_timer_stop(&fw->timer);
+    uv_close((uv_handle_t *)&fw->timer, on_timer_closed);
+}
+
+/* ---- IFWXFirewall ------------------------------------------------------------------------- */
+
+static fwx_result fw_QueryInterface(IFWXFirewall *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFirewall))) {
+        This->lpVtbl->AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+/* The firewall's count is informational: its life is fwx_firewall_new .. fwx_firewall_close. */
+static uint32_t fw_AddRef(IFWXFirewall *This) { return atomic_fetch_add(&fw_from(This)->refs, 1) + 1; }
+static uint32_t fw_Release(IFWXFirewall *This)
+{
+    fwx_firewall *fw = fw_from(This);
+    unsigned cur = atomic_load(&fw->refs);
+    /* Never below 1: the host's own reference is dropped by fwx_firewall_close. */
+    while (cur > 1 && !atomic_compare_exchange_weak(&fw->refs, &cur, cur - 1))
+        ;
+    return cur > 1 ? cur - 1 : 1;
+}
+
+static fwx_result fw_CreateNetworkSocket(IFWXFirewall *This, int32_t Protocol, IFWXNetworkSocket **ppSocket)
+{
+    fwx_firewall *fw = fw_from(This);
+    if (ppSocket == NULL)
+        return FWX_E_POINTER;
+    *ppSocket = NULL;
+    if (Protocol != FWX_PROTOCOL_TCP && Protocol != FWX_PROTOCOL_UDP)
+        return FWX_E_INVALIDARG;
+    if (fw->closing)
+        return FWX_E_TERMINATING;
+    if (fw->backend == NULL || fw->backend->create_socket == NULL)
+        return FWX_E_NOT_SUPPORTED;
+    return fw->backend->create_socket(fw->backend_state, Protocol, ppSocket);
+}
+
+static fwx_result fw_CreateBuffer(IFWXFirewall *This, uint32_t dwSize, IFWXIOBuffer **ppBuffer)
+{
+    (void)This;
+    if (ppBuffer == NULL)
+        return FWX_E_POINTER;
+    return fwx__iobuffer_new(dwSize, ppBuffer);
+}
+
+static fwx_result fw_CreateIpFilter(IFWXFirewall *This, IFWXIpFilter **ppIpFilter)
+{
+    (void)This;
+    if (ppIpFilter == NULL)
+        return FWX_E_POINTER;
+    return fwx__ipfilter_new(ppIpFilter);
+}
+
+static fwx_result fw_GetClientSession(IFWXFirewall *This, const struct sockaddr *ClientAddress, uint32_t len,
+                                      IFWXSession **ppSession)
+{
+    fwx_firewall *fw = fw_from(This);
+    if (ppSession == NULL)
+        return FWX_E_POINTER;
+    *ppSession = NULL;
+    fwx_session_params p = {
+        .struct_size = sizeof p, .source = fwxSourceNAT, .client = ClientAddress, .client_len = len};
+    fwx_result hr = fwx_session_open(fw, &p, ppSession);
+    return FWX_SUCCEEDED(hr) ? FWX_S_OK : hr;
+}
+
+static fwx_result fw_CreatePrivateSession(IFWXFirewall *This, const struct sockaddr *ClientAddress, uint32_t len,
+                                          const struct sockaddr *ProxyInternalAddress, uint32_t plen, IUnknown *pUser,
+                                          IFWXSession **ppSession)
+{
+    fwx_firewall *fw = fw_from(This);
+    struct sockaddr_storage client, gw;
+    if (ppSession == NULL)
+        return FWX_E_POINTER;
+    *ppSession = NULL;
+    if (pUser != NULL || !fwx__sa_canon(ClientAddress, len, &client))
+        return FWX_E_INVALIDARG;
+    if (ProxyInternalAddress != NULL && !fwx__sa_canon(ProxyInternalAddress, plen, &gw))
+        return FWX_E_INVALIDARG;
+    if (fw->closing)
+        return FWX_E_TERMINATING;
+    fwx__session *s = fwx__session_new(fw, fwxSourceWSP, (const struct sockaddr *)&client,
+                                       ProxyInternalAddress ? (const struct sockaddr *)&gw : NULL, NULL,
+                                       FWX_SESSION_PRIVATE);
+    if (s == NULL)
+        return FWX_E_OUTOFMEMORY;
+    *ppSession = &s->iface; /* the new reference from fwx__session_new */
+    return FWX_S_OK;
+}
+
+static const IFWXFirewallVtbl firewall_vtbl = {
+    fw_QueryInterface,      fw_AddRef,         fw_Release,          fw_CreateNetworkSocket,
+    fw_CreateBuffer,        fw_CreateIpFilter, fw_GetClientSession, fw_CreatePrivateSession,
+};

@@ -1,0 +1,318 @@
+/*
+ * fwx - the core's shared object model: firewall, plugins, sessions, connections, grants.
+ * Internal; not installed. Each part (lib/<part>/) implements the functions declared in its
+ * block below.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef FWX_INTERNAL_H
+#define FWX_INTERNAL_H
+
+#include "util/util.h"
+#include "policy/policy.h"
+#include <uv.h>
+#include <uthash.h>
+
+typedef struct fwx__plugin fwx__plugin;
+typedef struct fwx__session fwx__session;
+typedef struct fwx__conn fwx__conn;
+typedef struct fwx__grant fwx__grant;
+typedef struct fwx__action fwx__action;
+
+/* An intrusive doubly-linked list node; lists are circular with a sentinel head. */
+typedef struct fwx__list {
+    struct fwx__list *prev, *next;
+} fwx__list;
+
+static inline void fwx__list_init(fwx__list *h) { h->prev = h->next = h; }
+static inline bool fwx__list_empty(const fwx__list *h) { return h->next == h; }
+static inline void fwx__list_insert_tail(fwx__list *h, fwx__list *n)
+{
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+static inline void fwx__list_remove(fwx__list *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->prev = n->next = n;
+}
+#define fwx__list_entry(node, type, member) fwx__container_of(node, type, member)
+
+/* ---- firewall (lib/firewall) ---------------------------------------------------------- */
+
+/* Key of the port table: a gateway port is unique per protocol, whatever the address. */
+typedef struct fwx__port_key {
+    int32_t protocol;
+    uint32_t port;
+} fwx__port_key;
+
+/* Key of the permission table: protocol and target endpoint. */
+typedef struct fwx__perm_key {
+    int32_t protocol;
+    uint16_t port;
+    uint8_t family;
+    uint8_t ip[16];
+} fwx__perm_key;
+
+/* A bucket of permissions with one key (several sessions may allow the same target). */
+typedef struct fwx__perm_bucket {
+    fwx__perm_key key;
+    fwx__list grants;
+    UT_hash_handle hh;
+} fwx__perm_bucket;
+
+/* NAT sessions by client IP. */
+typedef struct fwx__ip_key {
+    uint8_t family;
+    uint8_t ip[16];
+} fwx__ip_key;
+
+struct fwx_firewall {
+    IFWXFirewall iface;
+    atomic_uint refs;
+    uv_loop_t *loop;
+    fwx_firewall_options opts;
+    char *name;
+    struct sockaddr_storage *local; /* canonical gateway addresses */
+    size_t n_local;
+    fwx_policy *policy;
+    char last_error[512];
+    bool closing;
+
+    fwx__list plugins;  /* fwx__plugin.node, load order */
+    fwx__list sessions; /* fwx__session.node */
+    fwx__session *nat_by_ip; /* uthash on fwx__session.ip_key */
+
+    fwx__grant *ports;           /* uthash on fwx__grant.port_key: bindings, redirects, client binds */
+    fwx__perm_bucket *perms;     /* uthash on fwx__perm_key */
+    fwx__list expiry;            /* fwx__grant.expiry_node, by expires (ascending) */
+    uv_timer_t timer;
+    uint64_t next_id;
+
+    uint32_t n_sessions, n_connections, n_permissions, n_ports, n_factories;
+
+    const fwx_backend *backend;
+    void *backend_state;
+
+    fwx_firewall_close_cb close_cb;
+    void *close_arg;
+};
+
+void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Logs and keeps the text in fw->last_error. */
+void fwx__fail(fwx_firewall *fw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* True when addr (canonical) is one of the gateway's own addresses or loopback. */
+bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr);
+uint64_t fwx__firewall_new_id(fwx_firewall *fw);
+/* Expiry list: (re)arms the one timer at the earliest deadline. */
+void fwx__expiry_add(fwx_firewall *fw, fwx__grant *g, uint64_t expires);
+void fwx__expiry_remove(fwx_firewall *fw, fwx__grant *g);
+
+/* ---- backend (lib/backend) ------------------------------------------------------------ */
+fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g);
+void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g);
+void fwx__backend_relay(fwx_firewall *fw, fwx__conn *c);
+void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c);
+void fwx__backend_close(fwx_firewall *fw);
+
+/* ---- plugins (lib/plugin) ------------------------------------------------------------- */
+struct fwx__plugin {
+    fwx_firewall *fw;
+    fwx__list node;
+    char *path;
+    void *dl;
+    const fwx_plugin_entry *entry;
+    fwx_guid guid;
+    char *name;
+    IFWXFilter *filter;
+    uint32_t hooks;    /* FilterInit's events, masked by the manifest */
+    bool unloaded;     /* FilterShutdown done; no more events */
+};
+
+void fwx__plugins_close_all(fwx_firewall *fw);
+fwx__plugin *fwx__plugin_find(fwx_firewall *fw, const fwx_guid *guid);
+
+/* ---- sessions (lib/session) ----------------------------------------------------------- */
+
+/* One filter's attachment to one session. sf is NULL when the filter declined the session. */
+typedef struct fwx__attachment {
+    fwx__plugin *plugin;
+    IFWXSessionFilter *sf;
+    uint32_t events;
+    bool detached;
+} fwx__attachment;
+
+struct fwx__session {
+    IFWXSession iface;
+    atomic_uint refs;
+    fwx_firewall *fw;
+    fwx__list node;
+    uint32_t source; /* fwxSourceNAT / fwxSourceWSP */
+    uint32_t flags;  /* FWX_SESSION_* */
+    struct sockaddr_storage client;
+    struct sockaddr_storage gw_internal;
+    bool has_gw_internal;
+    char *user;
+    bool ended;
+    fwx__ip_key ip_key;
+    bool in_nat_table;
+    UT_hash_handle hh;
+
+    fwx__list conns;  /* fwx__conn.node: live connections */
+    fwx__list grants; /* fwx__grant.session_node */
+    fwx__attachment *att;
+    size_t n_att;
+    uint32_t n_permissions, n_ports;
+};
+
+static inline fwx__session *fwx__session_from(IFWXSession *s)
+{
+    return fwx__container_of(s, fwx__session, iface);
+}
+/* True when s is one of ours (not a filter's own implementation). */
+bool fwx__session_is_ours(IFWXSession *s);
+fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct sockaddr *client,
+                               const struct sockaddr *gw_internal, const char *user, uint32_t flags);
+void fwx__session_end(fwx__session *s);
+/* Detaches (and forgets) the attachments of one plugin in every session. */
+void fwx__sessions_detach_plugin(fwx_firewall *fw, fwx__plugin *p);
+/* Attaches a filter to the session if not yet: returns the attachment or NULL with *hr set. */
+fwx__attachment *fwx__session_attach(fwx__session *s, fwx__plugin *p, fwx_result *hr);
+
+/* Raises an event about connection c to every filter that hooks it. Returns FWX_S_OK or the
+   failure that fails the request; c->denied says whether a filter denied it. */
+fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, const fwx_guid *protocol_guid,
+                         bool secondary);
+/* Whether any loaded filter would receive this event (T9: then the kernel cannot carry it). */
+bool fwx__event_hooked(fwx__session *s, uint32_t event_type, const fwx_guid *protocol_guid, bool secondary);
+/* The external peers of the session's open primary connections: is addr one of them? */
+bool fwx__session_is_peer(fwx__session *s, const struct sockaddr *addr);
+/* The newest primary connection's external peer, or NULL. */
+const struct sockaddr *fwx__session_last_peer(fwx__session *s);
+
+/* ---- connections (lib/session) -------------------------------------------------------- */
+
+typedef struct fwx__dfentry {
+    IFWXDataFilter *df;
+    FwxDataFilterPriorityClass prio;
+    IUnknown *ctx;
+} fwx__dfentry;
+
+struct fwx__conn {
+    IFWXConnection iface;
+    atomic_uint refs;
+    fwx__session *session; /* holds a reference on session->iface */
+    fwx__list node;        /* in session->conns while live */
+    uint64_t id;
+    int32_t protocol;
+    uint32_t event;  /* the event that created it */
+    uint32_t flags;  /* FWX_CONNECTION_* */
+    fwx_guid protocol_guid;
+    struct sockaddr_storage ext_peer, ext_local, client;
+    bool has_ext_peer, has_ext_local;
+    uint32_t in_event; /* the event whose handler runs now, 0 outside handlers */
+    bool denied;
+    fwx__dfentry *dfs;
+    size_t n_dfs;
+    IFWXIpFilter *ipfilter;
+    uint32_t buffer_size;
+    uint64_t bytes_sent;
+    fwx__grant *grant;          /* BindForClient / client bind: the port this connection owns */
+    bool client_pending;        /* BindForClient with an all-zero client address */
+    bool client_set;            /* SetClientAddress was called */
+};
+
+static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
+bool fwx__conn_is_ours(IFWXConnection *c);
+/* A new connection in session s (+1 for the caller; the session's list holds its own). */
+fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *protocol_guid);
+/* Ends a connection: ConnectionTerminating, data filters detached, grant withdrawn. Idempotent. */
+void fwx__conn_terminate(fwx__conn *c);
+/* Raises event `type` on c, applies factories, decides kernel or user mode (T9) and hands c
+   to the backend. On refusal c is terminated and the refusal code returned. */
+fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, bool secondary, bool no_kernel);
+/* Attaches a data filter (AddRefs df and ctx) in priority order; the connection goes user mode. */
+fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx);
+
+/* ---- secondary connections (lib/secondary) ------------------------------------------- */
+
+typedef enum fwx__grant_type {
+    FWX__G_PERMISSION = FWX_GRANT_PERMISSION,
+    FWX__G_BINDING = FWX_GRANT_BINDING,
+    FWX__G_REDIRECT = FWX_GRANT_REDIRECT,
+    FWX__G_CLIENT_BIND = FWX_GRANT_CLIENT_BIND,
+    FWX__G_FACTORY = 100, /* SetDataFilterFactory: not a backend grant */
+} fwx__grant_type;
+
+struct fwx__grant {
+    fwx_grant pub;          /* what the backend sees */
+    fwx__grant_type type;
+    fwx__session *session;  /* borrowed: every grant is withdrawn before its session ends */
+    fwx__plugin *owner;     /* the plugin that asked, NULL if unknown */
+    IFWXSessionFilter *sf;  /* +1, for fwx_EstablishedConnection */
+    IUnknown *ctx;          /* +1 */
+    fwx_guid protocol_guid;
+    IFWXIpFilter *ipfilter; /* +1, restricts who may connect */
+    fwx__conn *conn;        /* BindForClient / client bind: the owning connection (borrowed) */
+    fwx__action *action;    /* borrowed: the action object, if one was handed out */
+    bool installed;         /* given to the backend */
+    bool approved;          /* client bind: RetroactiveAllowBind done */
+    uint32_t uses;
+    uint64_t expires;       /* loop ms, 0 = never */
+    /* factories */
+    uint32_t event_type;
+    IClassFactory *factory; /* +1 */
+    FwxDataFilterPriorityClass prio;
+
+    fwx__list session_node;
+    fwx__list expiry_node;
+    fwx__list bucket_node;  /* permissions: in a fwx__perm_bucket */
+    fwx__perm_bucket *bucket;
+    fwx__port_key port_key; /* bindings, redirects, client binds */
+    bool in_ports;
+    UT_hash_handle hh;
+};
+
+/* Withdraws a grant: tables, backend, timer, action. Frees it. */
+void fwx__grant_remove(fwx__grant *g, const char *why);
+/* Called by the timer for a grant whose time is up. */
+void fwx__grant_expired(fwx__grant *g);
+/* Registers a client's own bind (fwx_Bind_* primary connection) as an unapproved grant. */
+fwx_result fwx__client_bind_register(fwx__conn *c);
+/* Applies the session's data-filter factories that match (event, address) to c. */
+fwx_result fwx__apply_factories(fwx__session *s, fwx__conn *c, uint32_t event, const struct sockaddr *addr);
+/* The plugin on whose behalf the core is running now (set around filter calls). */
+extern fwx__plugin *fwx__current_plugin;
+
+/* IFWXSession methods implemented in lib/secondary. */
+fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Address, uint32_t AddressLength,
+                                   const struct sockaddr *ProxyExternalAddress, uint32_t ProxyExternalAddressLength,
+                                   int32_t Protocol, uint32_t dwFlags, const fwx_guid *ProtocolGuid,
+                                   IFWXSessionFilter *pSessionFilter, IUnknown *punkContext,
+                                   IFWXConnection *pConnection, IFWXFirewallAction **ppFirewallAction);
+fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const ClientAddresses[],
+                              uint32_t ClientAddressLength, struct sockaddr *ProxyAddress, uint32_t ProxyAddressLength,
+                              int32_t Protocol, uint32_t dwNumberOfAddresses, uint32_t dwFlags, int32_t Backlog,
+                              const fwx_guid *ProtocolGuid, IFWXSessionFilter *pSessionFilter, IUnknown *punkContext,
+                              IFWXIpFilter *pIpFilter, IFWXConnection *ConnectionArray[]);
+fwx_result fwx__RedirectConnections(IFWXSession *This, const struct sockaddr *const ConnectAddresses[],
+                                    uint32_t ConnectAddressLength, uint32_t dwNumberOfAddresses,
+                                    struct sockaddr *InternalAddress, uint32_t *InternalAddressLength,
+                                    const struct sockaddr *ProxyExternalAddress, uint32_t ProxyExternalAddressLength,
+                                    int32_t Protocol, uint32_t dwFlags, const fwx_guid *ProtocolGuid,
+                                    IFWXSessionFilter *pSessionFilter, IUnknown *punkContext,
+                                    IFWXFirewallAction *FirewallActionArray[]);
+fwx_result fwx__SetDataFilterFactory(IFWXSession *This, uint32_t EventType, const struct sockaddr *Address,
+                                     uint32_t AddressLength, IClassFactory *pFactory,
+                                     FwxDataFilterPriorityClass Priority, IUnknown *pFilterContext, uint32_t dwFlags,
+                                     IFWXFirewallAction **ppFirewallAction);
+fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const struct sockaddr *Address,
+                                     uint32_t AddressLength, const fwx_guid *ProtocolGuid, uint32_t dwFlags,
+                                     IFWXIpFilter *pIpFilter);
+/* IFWXConnection::SetClientAddress for BindForClient connections. */
+fwx_result fwx__binding_set_client(fwx__conn *c, const struct sockaddr *addr, uint32_t len);
+
+#endif /* FWX_INTERNAL_H */

@@ -1,0 +1,466 @@
+/*
+ * fwx - sessions: IFWXSession, session filters and event dispatch.
+ * SPDX-License-Identifier: MIT
+ */
+#include "firewall/internal.h"
+
+#include <stdlib.h>
+
+static const IFWXSessionVtbl session_vtbl;
+
+bool fwx__session_is_ours(IFWXSession *s) { return s != NULL && s->lpVtbl == &session_vtbl; }
+
+static void ip_key(const struct sockaddr *sa, fwx__ip_key *k)
+{
+    memset(k, 0, sizeof *k);
+    k->family = (uint8_t)sa->sa_family;
+    if (sa->sa_family == AF_INET)
+        memcpy(k->ip, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    else
+        memcpy(k->ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+}
+
+fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct sockaddr *client,
+                               const struct sockaddr *gw_internal, const char *user, uint32_t flags)
+{
+    fwx__session *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return NULL;
+    if (user != NULL && (s->user = strdup(user)) == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->iface.lpVtbl = &session_vtbl;
+    /* One for the caller, one for the firewall's list (dropped when the session ends). */
+    atomic_init(&s->refs, 2);
+    s->fw = fw;
+    s->source = source;
+    s->flags = flags | (source == fwxSourceNAT ? FWX_SESSION_NAT : 0) | (user ? FWX_SESSION_AUTHENTICATED : 0);
+    memcpy(&s->client, client, fwx__sa_len(client));
+    fwx__sa_set_port((struct sockaddr *)&s->client, 0);
+    if (gw_internal != NULL) {
+        memcpy(&s->gw_internal, gw_internal, fwx__sa_len(gw_internal));
+        s->has_gw_internal = true;
+    }
+    fwx__list_init(&s->conns);
+    fwx__list_init(&s->grants);
+    fwx__list_insert_tail(&fw->sessions, &s->node);
+    fw->n_sessions++;
+    char a[FWX__SA_STRLEN];
+    fwx__log(fw, FWX_LOG_INFO, "session %p: opened for %s (%s%s)", (void *)s, fwx__sa_fmt_ip(client, a),
+             source == fwxSourceNAT ? "nat" : "explicit", (flags & FWX_SESSION_PRIVATE) ? ", private" : "");
+    return s;
+}
+
+fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *p, IFWXSession **out)
+{
+    struct sockaddr_storage client, gw;
+    if (out == NULL)
+        return FWX_E_POINTER;
+    *out = NULL;
+    if (fw == NULL || p == NULL)
+        return FWX_E_POINTER;
+    if (p->struct_size < sizeof *p || (p->source != fwxSourceNAT && p->source != fwxSourceWSP) ||
+        !fwx__sa_canon(p->client, p->client_len, &client))
+        return FWX_E_INVALIDARG;
+    if (p->gateway_internal != NULL && !fwx__sa_canon(p->gateway_internal, p->gateway_internal_len, &gw))
+        return FWX_E_INVALIDARG;
+    if (fw->closing)
+        return FWX_E_TERMINATING;
+    fwx__ip_key k;
+    ip_key((const struct sockaddr *)&client, &k);
+    if (p->source == fwxSourceNAT) {
+        fwx__session *found = NULL;
+        HASH_FIND(hh, fw->nat_by_ip, &k, sizeof k, found);
+        if (found != NULL) {
+            IFWXSession_AddRef(&found->iface);
+            *out = &found->iface;
+            return FWX_S_FALSE;
+        }
+    }
+    if (fw->n_sessions >= fw->opts.max_sessions) {
+        char a[FWX__SA_STRLEN];
+        fwx__log(fw, FWX_LOG_WARN, "session for %s refused: %u sessions open (max_sessions)",
+                 fwx__sa_fmt_ip((const struct sockaddr *)&client, a), fw->n_sessions);
+        return FWX_E_QUOTA_EXCEEDED;
+    }
+    fwx__session *s = fwx__session_new(fw, p->source, (const struct sockaddr *)&client,
+                                       p->gateway_internal ? (const struct sockaddr *)&gw : NULL, p->user, 0);
+    if (s == NULL)
+        return FWX_E_OUTOFMEMORY;
+    if (p->source == fwxSourceNAT) {
+        s->ip_key = k;
+        HASH_ADD(hh, fw->nat_by_ip, ip_key, sizeof s->ip_key, s);
+        s->in_nat_table = true;
+    }
+    *out = &s->iface;
+    return FWX_S_OK;
+}
+
+/* ---- attachments ------------------------------------------------------------------------- */
+
+static fwx__attachment *find_att(fwx__session *s, fwx__plugin *p)
+{
+    for (size_t i = 0; i < s->n_att; i++)
+        if (s->att[i].plugin == p)
+            return &s->att[i];
+    return NULL;
+}
+
+fwx__attachment *fwx__session_attach(fwx__session *s, fwx__plugin *p, fwx_result *hr)
+{
+    fwx__attachment *a = find_att(s, p);
+    *hr = FWX_S_OK;
+    if (a != NULL)
+        return a;
+    fwx__attachment *grown = realloc(s->att, (s->n_att + 1) * sizeof *grown);
+    if (grown == NULL) {
+        *hr = FWX_E_OUTOFMEMORY;
+        return NULL;
+    }
+    s->att = grown;
+    FwxFilterHookEvents ev = {p->hooks};
+    IFWXSessionFilter *sf = NULL;
+    fwx__plugin *saved = fwx__current_plugin;
+    fwx__current_plugin = p;
+    fwx_result r = IFWXFilter_AttachToSession(p->filter, &s->iface, &sf, &ev);
+    fwx__current_plugin = saved;
+    if (FWX_FAILED(r)) {
+        if (sf != NULL)
+            IFWXSessionFilter_Release(sf);
+        fwx__log(s->fw, FWX_LOG_WARN, "plugin \"%s\": AttachToSession failed: %s", p->name, fwx_strerror(r));
+        *hr = r;
+        return NULL;
+    }
+    /* The per-session set may narrow or widen the global one, but never past the manifest. */
+    uint32_t events = ev.dwGlobalEvents & FWX_HOOK_EVENTS_MASK & p->entry->allowed_events;
+    a = &s->att[s->n_att++];
+    a->plugin = p;
+    a->sf = sf;
+    a->events = sf ? events : 0;
+    a->detached = false;
+    return a;
+}
+
+static void detach_one(fwx__session *s, fwx__attachment *a)
+{
+    if (a->detached)
+        return;
+    a->detached = true;
+    if (a->sf == NULL)
+        return;
+    fwx__plugin *saved = fwx__current_plugin;
+    fwx__current_plugin = a->plugin;
+    fwx_result hr = IFWXSessionFilter_Detach(a->sf);
+    fwx__current_plugin = saved;
+    if (FWX_FAILED(hr))
+        fwx__log(s->fw, FWX_LOG_WARN, "plugin \"%s\": session filter Detach failed: %s", a->plugin->name,
+                 fwx_strerror(hr));
+    IFWXSessionFilter *sf = a->sf;
+    a->sf = NULL;
+    IFWXSessionFilter_Release(sf);
+}
+
+void fwx__sessions_detach_plugin(fwx_firewall *fw, fwx__plugin *p)
+{
+    for (fwx__list *n = fw->sessions.next; n != &fw->sessions; n = n->next) {
+        fwx__session *s = fwx__list_entry(n, fwx__session, node);
+        fwx__attachment *a = find_att(s, p);
+        if (a != NULL)
+            detach_one(s, a);
+    }
+}
+
+/* ---- dispatch ------------------------------------------------------------------------------ */
+
+/* Would plugin p see this event at all, before any per-session narrowing? */
+static bool plugin_wants(fwx__session *s, fwx__plugin *p, uint32_t hooks, uint32_t type, const fwx_guid *pg,
+                         bool secondary)
+{
+    if (p->unloaded || !(hooks & type) || !(hooks & s->source))
+        return false;
+    if (secondary && !(hooks & fwxAssociatedProtocolsAllConnections))
+        return false;
+    if (hooks & fwxAnyProtocol)
+        return true;
+    /* Without a policy there are no protocol bindings: every filter sees every protocol. */
+    if (s->fw->policy == NULL)
+        return true;
+    const fwx__protocol *proto = pg ? fwx__policy_protocol_by_guid(s->fw->policy, pg) : NULL;
+    return proto != NULL && fwx__protocol_has_filter(proto, &p->guid);
+}
+
+bool fwx__event_hooked(fwx__session *s, uint32_t type, const fwx_guid *pg, bool secondary)
+{
+    fwx_firewall *fw = s->fw;
+    for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next) {
+        fwx__plugin *p = fwx__list_entry(n, fwx__plugin, node);
+        fwx__attachment *a = find_att(s, p);
+        uint32_t hooks = a ? (a->detached || !a->sf ? 0 : a->events) : p->hooks;
+        if (plugin_wants(s, p, hooks, type, pg, secondary))
+            return true;
+    }
+    return false;
+}
+
+static FwxFilterAccess *access_field(FwxFirewallEvent *ev)
+{
+    switch (ev->EventType) {
+    case fwx_Connect_Tcp:
+    case fwx_Bind_Tcp:
+    case fwx_Bind_Udp:
+        return &ev->Parameters.Connect.FilterAccess;
+    case fwx_Udp_Destination:
+        return &ev->Parameters.UdpDest.FilterAccess;
+    case fwx_AcceptedConnection:
+        return &ev->Parameters.Accept.FilterAccess;
+    default:
+        return NULL;
+    }
+}
+
+fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, const fwx_guid *pg, bool secondary)
+{
+    fwx_firewall *fw = s->fw;
+    FwxFilterAccess *access = access_field(ev);
+    bool handled = false;
+    ev->StructSize = sizeof *ev;
+    ev->EventSource = s->source;
+    /* Snapshot the list length: a handler may load another plugin; it joins from the next event. */
+    size_t guard = 0;
+    for (fwx__list *n = fw->plugins.next; n != &fw->plugins && guard < 4096; n = n->next, guard++) {
+        fwx__plugin *p = fwx__list_entry(n, fwx__plugin, node);
+        if (!plugin_wants(s, p, p->hooks, ev->EventType, pg, secondary) && find_att(s, p) == NULL)
+            continue;
+        fwx__attachment *a = find_att(s, p);
+        if (a == NULL) {
+            if (!plugin_wants(s, p, p->hooks, ev->EventType, pg, secondary))
+                continue;
+            fwx_result hr;
+            a = fwx__session_attach(s, p, &hr);
+            if (a == NULL)
+                return hr; /* T16: AttachToSession failing fails the request */
+        }
+        if (a->detached || a->sf == NULL || !plugin_wants(s, p, a->events, ev->EventType, pg, secondary))
+            continue;
+        handled = true;
+        uint32_t saved_event = c ? c->in_event : 0;
+        if (c != NULL)
+            c->in_event = ev->EventType;
+        fwx__plugin *saved = fwx__current_plugin;
+        fwx__current_plugin = p;
+        IFWXSessionFilter_AddRef(a->sf); /* the handler may end the session and detach it */
+        IFWXSessionFilter *sf = a->sf;
+        fwx_result hr = IFWXSessionFilter_FirewallEventHandler(sf, ev);
+        IFWXSessionFilter_Release(sf);
+        fwx__current_plugin = saved;
+        if (c != NULL)
+            c->in_event = saved_event;
+        if (FWX_FAILED(hr)) {
+            fwx__log(fw, FWX_LOG_WARN, "plugin \"%s\": event 0x%x handler failed: %s, request refused", p->name,
+                     ev->EventType, fwx_strerror(hr));
+            return hr;
+        }
+        if (c != NULL && c->denied) {
+            fwx__log(fw, FWX_LOG_INFO, "plugin \"%s\": denied event 0x%x on connection %llu", p->name, ev->EventType,
+                     (unsigned long long)c->id);
+            if (access != NULL)
+                *access = FWX_DENY;
+            return FWX_S_OK;
+        }
+        if (access != NULL && c != NULL && (c->flags & FWX_CONNECTION_EMULATED))
+            *access = FWX_EMULATE;
+        /* Sessions may end inside a handler (the host closed it); stop at once. */
+        if (s->ended)
+            return FWX_E_TERMINATING;
+    }
+    (void)handled;
+    return FWX_S_OK;
+}
+
+/* ---- peers -------------------------------------------------------------------------------- */
+
+bool fwx__session_is_peer(fwx__session *s, const struct sockaddr *addr)
+{
+    for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
+        fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+        if (c->has_ext_peer && !(c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING)) &&
+            fwx__sa_same_ip((const struct sockaddr *)&c->ext_peer, addr))
+            return true;
+    }
+    return false;
+}
+
+const struct sockaddr *fwx__session_last_peer(fwx__session *s)
+{
+    for (fwx__list *n = s->conns.prev; n != &s->conns; n = n->prev) {
+        fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+        if (c->has_ext_peer && !(c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING)))
+            return (const struct sockaddr *)&c->ext_peer;
+    }
+    return NULL;
+}
+
+/* ---- end ---------------------------------------------------------------------------------- */
+
+void fwx__session_end(fwx__session *s)
+{
+    fwx_firewall *fw = s->fw;
+    if (s->ended)
+        return;
+    s->ended = true;
+    s->flags |= FWX_SESSION_TERMINATED;
+    IFWXSession_AddRef(&s->iface); /* keep it while filters run */
+    /* Grants first: nothing may be admitted while the connections go. */
+    for (size_t guard = 0; !fwx__list_empty(&s->grants) && guard < 100000000; guard++)
+        fwx__grant_remove(fwx__list_entry(s->grants.next, fwx__grant, session_node), "its session ended");
+    for (size_t guard = 0; !fwx__list_empty(&s->conns) && guard < 100000000; guard++)
+        fwx__conn_terminate(fwx__list_entry(s->conns.next, fwx__conn, node));
+    for (size_t i = 0; i < s->n_att; i++)
+        detach_one(s, &s->att[i]);
+    if (s->in_nat_table) {
+        HASH_DELETE(hh, fw->nat_by_ip, s);
+        s->in_nat_table = false;
+    }
+    fwx__list_remove(&s->node);
+    fw->n_sessions--;
+    char a[FWX__SA_STRLEN];
+    fwx__log(fw, FWX_LOG_INFO, "session %p: ended for %s", (void *)s, fwx__sa_fmt_ip((struct sockaddr *)&s->client, a));
+    IFWXSession_Release(&s->iface); /* the list's reference */
+    IFWXSession_Release(&s->iface); /* ours, from above */
+}
+
+fwx_result fwx_session_close(IFWXSession *session)
+{
+    if (session == NULL || !fwx__session_is_ours(session))
+        return FWX_E_POINTER;
+    fwx__session *s = fwx__session_from(session);
+    if (s->ended)
+        return FWX_S_FALSE;
+    fwx__session_end(s);
+    return FWX_S_OK;
+}
+
+/* ---- IFWXSession -------------------------------------------------------------------------- */
+
+static fwx_result s_QueryInterface(IFWXSession *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSession))) {
+        IFWXSession_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t s_AddRef(IFWXSession *This) { return atomic_fetch_add(&fwx__session_from(This)->refs, 1) + 1; }
+
+static uint32_t s_Release(IFWXSession *This)
+{
+    fwx__session *s = fwx__session_from(This);
+    uint32_t n = atomic_fetch_sub(&s->refs, 1) - 1;
+    if (n == 0) {
+        free(s->att);
+        free(s->user);
+        free(s);
+    }
+    return n;
+}
+
+static fwx_result s_GetClientAddress(IFWXSession *This, struct sockaddr *Address, uint32_t *AddressLength)
+{
+    fwx__session *s = fwx__session_from(This);
+    if (Address == NULL || AddressLength == NULL)
+        return FWX_E_POINTER;
+    uint32_t need = fwx__sa_len((const struct sockaddr *)&s->client);
+    if (*AddressLength < need) {
+        *AddressLength = need;
+        return FWX_E_INVALIDARG;
+    }
+    memcpy(Address, &s->client, need);
+    *AddressLength = need;
+    return FWX_S_OK;
+}
+
+static fwx_result s_EmulateClientBind(IFWXSession *This, const struct sockaddr *ClientAddress, uint32_t cl,
+                                      const struct sockaddr *ProxyAddress, uint32_t pl, int32_t Protocol,
+                                      const fwx_guid *ProtocolGuid, IFWXConnection **ppConnection, int32_t fIat)
+{
+    fwx__session *s = fwx__session_from(This);
+    struct sockaddr_storage client, proxy;
+    if (ppConnection == NULL)
+        return FWX_E_POINTER;
+    *ppConnection = NULL;
+    if (s->ended)
+        return FWX_E_TERMINATING;
+    if ((Protocol != FWX_PROTOCOL_TCP && Protocol != FWX_PROTOCOL_UDP) || !fwx__sa_canon(ClientAddress, cl, &client) ||
+        !fwx__sa_canon(ProxyAddress, pl, &proxy))
+        return FWX_E_INVALIDARG;
+    /* The filter produces the data, but it still may only do so for this session's client. */
+    if (!fwx__sa_same_ip((const struct sockaddr *)&client, (const struct sockaddr *)&s->client))
+        return FWX_E_ADDRESS_NOT_ALLOWED;
+    fwx__conn *c = fwx__conn_new(s, Protocol, Protocol == FWX_PROTOCOL_TCP ? fwx_Bind_Tcp : fwx_Bind_Udp,
+                                 ProtocolGuid ? ProtocolGuid : &FWX_GUID_NULL);
+    if (c == NULL)
+        return FWX_E_OUTOFMEMORY;
+    c->flags |= FWX_CONNECTION_LISTENING | FWX_CONNECTION_EMULATED |
+                (fIat ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0);
+    memcpy(&c->client, &client, sizeof client);
+    memcpy(&c->ext_local, &proxy, sizeof proxy);
+    c->has_ext_local = true;
+    *ppConnection = &c->iface;
+    return FWX_S_OK;
+}
+
+static fwx_result s_GetSessionFlags(IFWXSession *This, uint32_t *pdwFlags)
+{
+    if (pdwFlags == NULL)
+        return FWX_E_POINTER;
+    *pdwFlags = fwx__session_from(This)->flags;
+    return FWX_S_OK;
+}
+
+static fwx_result s_AttachFilter(IFWXSession *This, const fwx_guid *FilterGuid)
+{
+    fwx__session *s = fwx__session_from(This);
+    if (FilterGuid == NULL)
+        return FWX_E_POINTER;
+    if (s->ended)
+        return FWX_E_TERMINATING;
+    fwx__plugin *p = fwx__plugin_find(s->fw, FilterGuid);
+    if (p == NULL)
+        return FWX_E_CLASSNOTREG;
+    fwx_result hr;
+    fwx__attachment *a = fwx__session_attach(s, p, &hr);
+    return a ? FWX_S_OK : hr;
+}
+
+static fwx_result s_CreateNetworkSocket(IFWXSession *This, int32_t Protocol, IFWXNetworkSocket **ppSocket)
+{
+    fwx__session *s = fwx__session_from(This);
+    if (ppSocket == NULL)
+        return FWX_E_POINTER;
+    *ppSocket = NULL;
+    if (s->ended)
+        return FWX_E_TERMINATING;
+    return IFWXFirewall_CreateNetworkSocket(&s->fw->iface, Protocol, ppSocket);
+}
+
+static const IFWXSessionVtbl session_vtbl = {
+    s_QueryInterface,
+    s_AddRef,
+    s_Release,
+    s_GetClientAddress,
+    fwx__AllowFutureConnect,
+    fwx__BindForClient,
+    s_EmulateClientBind,
+    s_GetSessionFlags,
+    fwx__RedirectConnections,
+    s_AttachFilter,
+    fwx__SetDataFilterFactory,
+    fwx__RetroactiveAllowBind,
+    s_CreateNetworkSocket,
+};
