@@ -7,8 +7,12 @@
  * @brief The one symbol a filter plugin exports.
  *
  * @page plugins Writing a plugin
- * A plugin is a shared object that exports one constant, ::fwx_plugin_entry, named
- * `fwx_plugin_entry` (see ::FWX_PLUGIN_ENTRY_SYMBOL). Its first field is the ABI version the
+ * A plugin is a shared object that exports one constant of type ::fwx_plugin_entry, named
+ * `fwx_entry` (see ::FWX_PLUGIN_ENTRY_SYMBOL):
+ * @code
+ * FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = { .abi_version = FWX_ABI_VERSION, ... };
+ * @endcode
+ * Its first field is the ABI version the
  * plugin was built against: the host loads a plugin with the same major version and a minor
  * version no newer than its own, and refuses any other with a message naming both.
  *
@@ -36,7 +40,7 @@ extern "C" {
 /** The ABI version as one number: major in the high 16 bits, minor in the low 16. */
 #define FWX_ABI_VERSION ((uint32_t)((FWX_ABI_VERSION_MAJOR << 16) | FWX_ABI_VERSION_MINOR))
 /** The name of the exported entry symbol. */
-#define FWX_PLUGIN_ENTRY_SYMBOL "fwx_plugin_entry"
+#define FWX_PLUGIN_ENTRY_SYMBOL "fwx_entry"
 
 /**
  * @brief What a plugin exports. Everything in it is read by the host at load time.

@@ -665,7 +665,7 @@ typedef struct IFWXIpFilterVtbl {
     FWX_IUNKNOWN_METHODS(IFWXIpFilter);
     /**
      * Includes the addresses from @p First to @p Last (inclusive, same family; ports and IPv6
-     * scope ids ignored). A v4-mapped address (::ffff:a.b.c.d) is the IPv4 address, and the
+     * scope ids ignored). A v4-mapped address (\::ffff:a.b.c.d) is the IPv4 address, and the
      * v4-mapped part of an IPv6 range is that IPv4 range. [loop-thread]
      * @return FWX_S_OK, FWX_E_INVALIDARG (families differ, First > Last, bad length),
      *   FWX_E_POINTER, FWX_E_OUTOFMEMORY (the filter is unchanged).

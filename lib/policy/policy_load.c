@@ -10,7 +10,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <libconfig.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -166,7 +165,7 @@ static fwx_result get_str(loader *ld, const config_setting_t *g, const char *wha
     return FWX_S_OK;
 }
 
-/* A non-empty [ ... ] or ( ... ) of strings. *out is NULL when absent and not required. */
+/* A non-empty [ ... ] or ( ... ) of strings. */
 static fwx_result check_str_list(loader *ld, const config_setting_t *m, const char *what, const char *key)
 {
     int t = config_setting_type(m);
@@ -183,6 +182,7 @@ static fwx_result check_str_list(loader *ld, const config_setting_t *m, const ch
     return FWX_S_OK;
 }
 
+/* As check_str_list for member `key` of g; *out is NULL when absent and not required. */
 static fwx_result get_str_list(loader *ld, const config_setting_t *g, const char *what, const char *key,
                                bool required, const config_setting_t **out)
 {
@@ -1279,6 +1279,11 @@ fwx_result fwx_policy_load_string(const char *text, const char *name, fwx_policy
 
 static fwx_result file_error(fwx_config_error *err, const char *path, const char *fmt, const char *detail)
 {
+    char low[128];
+    /* strerror() capitalises; every other message is lower case. */
+    snprintf(low, sizeof low, "%s", detail);
+    low[0] = (char)tolower((unsigned char)low[0]);
+    detail = low;
     if (err != NULL) {
         memset(err, 0, sizeof *err);
         snprintf(err->file, sizeof err->file, "%s", path != NULL ? path : "(null)");

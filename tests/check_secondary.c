@@ -1,0 +1,983 @@
+/*
+ * fwx tests - the secondary-connection engine: AllowFutureConnect, BindForClient,
+ * RedirectConnections, RetroactiveAllowBind, SetDataFilterFactory and admission, against
+ * SDK-REFERENCE T1-T11, T15, T17 and the security catalog rows that apply to the core.
+ *
+ * The network: client C 10.0.0.8 inside, gateway G 203.0.113.1 outside / 10.0.0.1 inside,
+ * server S 198.51.100.7, third party T 192.0.2.99 (documentation ranges; nothing is sent).
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "plugins/test_plugin.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct fx {
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    IFWXSession *s;
+    IFWXConnection *ctl; /* the primary (control) connection C -> S:21 */
+    char lastlog[512];
+    int n_refused_logs;
+} fx;
+
+static void capture_log(void *arg, fwx_log_level level, const char *msg)
+{
+    fx *f = arg;
+    (void)level;
+    snprintf(f->lastlog, sizeof f->lastlog, "%s", msg);
+    if (strstr(msg, "refused") != NULL)
+        f->n_refused_logs++;
+}
+
+static void fx_open_opts(fx *f, const fwx_firewall_options *extra)
+{
+    static struct sockaddr_storage local[2];
+    memset(f, 0, sizeof *f);
+    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
+    local[0] = tu_addr("203.0.113.1");
+    local[1] = tu_addr("10.0.0.1");
+    fwx_firewall_options o;
+    if (extra != NULL)
+        o = *extra;
+    else
+        fwx_firewall_options_init(&o);
+    o.local_addresses = local;
+    o.n_local_addresses = 2;
+    o.port_min = extra && extra->port_min ? extra->port_min : 40000;
+    o.port_max = extra && extra->port_max ? extra->port_max : 40255;
+    o.timeout_ms = 50;
+    o.log = capture_log;
+    o.log_arg = f;
+    o.log_level = FWX_LOG_DEBUG;
+    TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
+    struct sockaddr_storage c = tu_addr("10.0.0.8"), gi = tu_addr("10.0.0.1");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), TU_SA(gi), tu_len(&gi), NULL};
+    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+    struct sockaddr_storage srv = tu_addr("198.51.100.7:21"), gl = tu_addr("203.0.113.1:41000");
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv),
+                                TU_SA(gl), tu_len(&gl), NULL, 0};
+    TU_EXPECT_HR(fwx_connection_open(f->s, &cp, &f->ctl), FWX_S_OK);
+}
+
+static void fx_open(fx *f) { fx_open_opts(f, NULL); }
+
+static fwx_firewall_stats fx_stats(fx *f)
+{
+    fwx_firewall_stats st;
+    TU_EXPECT_HR(fwx_firewall_get_stats(f->fw, &st), FWX_S_OK);
+    return st;
+}
+
+static void fx_close(fx *f)
+{
+    if (f->ctl != NULL)
+        fwx_connection_close(f->ctl);
+    if (f->s != NULL) {
+        fwx_session_close(f->s);
+        IFWXSession_Release(f->s);
+    }
+    fwx_firewall_stats st = fx_stats(f);
+    ck_assert_uint_eq(st.permissions, 0);
+    ck_assert_uint_eq(st.bound_ports, 0);
+    ck_assert_uint_eq(st.factories, 0);
+    fwx_firewall_close(f->fw, NULL, NULL);
+    tu_loop_close_clean(&f->loop);
+}
+
+static fwx_result afc(fx *f, const char *target, int32_t proto, uint32_t flags, IFWXConnection *conn,
+                      IFWXFirewallAction **act)
+{
+    struct sockaddr_storage t = tu_addr(target);
+    return IFWXSession_AllowFutureConnect(f->s, TU_SA(t), tu_len(&t), NULL, 0, proto, flags, &FWX_GUID_NULL, NULL, NULL,
+                                          conn, act);
+}
+
+static fwx_result bfc(fx *f, const char *client, uint32_t n, uint32_t flags, const char *proxy, IFWXIpFilter *ipf,
+                      IFWXConnection **conns, struct sockaddr_storage *proxy_out)
+{
+    struct sockaddr_storage ca[16];
+    const struct sockaddr *cp[16];
+    for (uint32_t i = 0; i < n && i < 16; i++) {
+        ca[i] = tu_addr(client);
+        cp[i] = TU_SA(ca[i]);
+    }
+    struct sockaddr_storage px = tu_addr(proxy ? proxy : "0.0.0.0:0");
+    fwx_result hr = IFWXSession_BindForClient(f->s, cp, sizeof(struct sockaddr_in), TU_SAM(px), sizeof px,
+                                              FWX_PROTOCOL_TCP, n, flags, 5, &FWX_GUID_NULL, NULL, NULL, ipf, conns);
+    if (proxy_out != NULL)
+        *proxy_out = px;
+    return hr;
+}
+
+static fwx_result admit(fx *f, int32_t proto, const char *src, const char *dst, IFWXConnection **out)
+{
+    struct sockaddr_storage s = tu_addr(src), d = tu_addr(dst);
+    fwx_flow fl = {sizeof fl, proto, TU_SA(s), tu_len(&s), TU_SA(d), tu_len(&d)};
+    return fwx_firewall_admit(f->fw, &fl, out);
+}
+
+static uint16_t conn_local_port(IFWXConnection *c)
+{
+    struct sockaddr_storage ss;
+    uint32_t len = sizeof ss;
+    TU_EXPECT_HR(IFWXConnection_GetExternalSocketName(c, TU_SAM(ss), &len), FWX_S_OK);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* ---- T1 and flag validation ---------------------------------------------------------------- */
+
+START_TEST(t1_timeout_with_multiple_refused)
+{
+    fx f;
+    fx_open(&f);
+    IFWXFirewallAction *act = (IFWXFirewallAction *)1;
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT | FWX_FLAG_ALLOW_MULTIPLE, f.ctl, &act),
+                 FWX_E_INVALIDARG);
+    ck_assert_ptr_null(act); /* out pointers are always written */
+    IFWXConnection *conns[1] = {(IFWXConnection *)1};
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, FWX_FLAG_TIMEOUT | FWX_FLAG_ALLOW_MULTIPLE, NULL, NULL, conns, NULL),
+                 FWX_E_INVALIDARG);
+    ck_assert_ptr_null(conns[0]);
+    struct sockaddr_storage t = tu_addr("198.51.100.7:50000"), ia;
+    const struct sockaddr *tp[1] = {TU_SA(t)};
+    uint32_t ialen = sizeof ia;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(f.s, tp, tu_len(&t), 1, TU_SAM(ia), &ialen, NULL, 0, FWX_PROTOCOL_TCP,
+                                                 FWX_FLAG_TIMEOUT | FWX_FLAG_ALLOW_MULTIPLE, &FWX_GUID_NULL, NULL, NULL,
+                                                 NULL),
+                 FWX_E_INVALIDARG);
+    fwx_firewall_stats st = fx_stats(&f);
+    ck_assert_uint_eq(st.permissions, 0);
+    ck_assert_uint_eq(st.bound_ports, 0);
+    ck_assert_int_gt(f.n_refused_logs, 2); /* every refusal is logged */
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(flags_outside_the_call_refused)
+{
+    fx f;
+    fx_open(&f);
+    /* BIDIRECTIONAL is UDP only; PROXY_MODE is BindForClient only; unknown bits are refused. */
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_BIDIRECTIONAL, f.ctl, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_PROXY_MODE, f.ctl, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, 0x80000000u, f.ctl, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", 99, 0, f.ctl, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_UDP, FWX_FLAG_BIDIRECTIONAL, f.ctl, NULL), FWX_S_OK);
+    IFWXConnection *c[1];
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, FWX_FLAG_ADDRESS_BASED, NULL, NULL, c, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, FWX_FLAG_BIDIRECTIONAL, NULL, NULL, c, NULL), FWX_E_INVALIDARG);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T2, T17: timeouts and automatic cancel ------------------------------------------------ */
+
+START_TEST(t2_permission_expires)
+{
+    fx f;
+    fx_open(&f);
+    IFWXFirewallAction *act = NULL;
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, f.ctl, &act), FWX_S_OK);
+    TU_EXPECT_REF(act, 1);
+    ck_assert_uint_eq(fx_stats(&f).permissions, 1);
+    tu_loop_run_for(&f.loop, 200); /* the firewall's timeout is 50 ms here */
+    ck_assert_uint_eq(fx_stats(&f).permissions, 0);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3333", "198.51.100.7:50000", &c), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_FALSE); /* T17: already cancelled by the timeout */
+    ck_assert_uint_eq(IFWXFirewallAction_Release(act), 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(t2_bound_port_times_out_or_lives_until_kill)
+{
+    fx f;
+    fx_open(&f);
+    IFWXConnection *timed[1], *kept[1];
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, FWX_FLAG_TIMEOUT, NULL, NULL, timed, NULL), FWX_S_OK);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2001", 1, 0, NULL, NULL, kept, NULL), FWX_S_OK);
+    ck_assert_uint_eq(fx_stats(&f).bound_ports, 2);
+    tu_loop_run_for(&f.loop, 200);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(timed[0], &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_TERMINATED);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(kept[0], &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_TERMINATED));
+    ck_assert_uint_eq(fx_stats(&f).bound_ports, 1);
+    TU_EXPECT_REF(kept[0], 2); /* the caller's and the session's */
+    TU_EXPECT_HR(IFWXConnection_Kill(kept[0]), FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_Kill(kept[0]), FWX_S_OK); /* T18: Kill always succeeds */
+    TU_EXPECT_REF(kept[0], 1);
+    ck_assert_uint_eq(fx_stats(&f).bound_ports, 0);
+    ck_assert_uint_eq(IFWXConnection_Release(timed[0]), 0);
+    ck_assert_uint_eq(IFWXConnection_Release(kept[0]), 0);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(t17_cancel_after_use_and_session_end)
+{
+    fx f;
+    fx_open(&f);
+    IFWXFirewallAction *a1 = NULL, *a2 = NULL;
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, 0, f.ctl, &a1), FWX_S_OK);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50001", FWX_PROTOCOL_TCP, 0, f.ctl, &a2), FWX_S_OK);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3333", "198.51.100.7:50000", &c), FWX_S_OK);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(a1), FWX_S_FALSE); /* used up */
+    fwx_session_close(f.s);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(a2), FWX_S_FALSE); /* withdrawn with the session */
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50002", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_E_TERMINATING);
+    uint32_t sflags = 0;
+    TU_EXPECT_HR(IFWXSession_GetSessionFlags(f.s, &sflags), FWX_S_OK);
+    ck_assert(sflags & FWX_SESSION_TERMINATED);
+    IFWXFirewallAction_Release(a1);
+    IFWXFirewallAction_Release(a2);
+    IFWXConnection_Release(c);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T3: one connection unless ALLOW_MULTIPLE ----------------------------------------------- */
+
+START_TEST(t3_one_shot_and_multiple)
+{
+    fx f;
+    fx_open(&f);
+    IFWXFirewallAction *multi = NULL;
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_S_OK);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50001", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_MULTIPLE, f.ctl, &multi), FWX_S_OK);
+    IFWXConnection *c1 = NULL, *c2 = NULL, *m[3] = {0};
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3333", "198.51.100.7:50000", &c1), FWX_S_OK);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3334", "198.51.100.7:50000", &c2), FWX_E_NOT_FOUND);
+    ck_assert_ptr_null(c2);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c1, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_SECONDARY);
+    for (int i = 0; i < 3; i++)
+        TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:4000", "198.51.100.7:50001", &m[i]), FWX_S_OK);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(multi), FWX_S_OK);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:4000", "198.51.100.7:50001", &c2), FWX_E_NOT_FOUND);
+    /* Another client, or another protocol, never matches. */
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50002", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_S_OK);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.9:3333", "198.51.100.7:50002", &c2), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_UDP, "10.0.0.8:3333", "198.51.100.7:50002", &c2), FWX_E_NOT_FOUND);
+    for (int i = 0; i < 3; i++)
+        fwx_connection_close(m[i]);
+    fwx_connection_close(c1);
+    IFWXFirewallAction_Release(multi);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(t3_bound_port_one_connection_only)
+{
+    fx f;
+    fx_open(&f);
+    IFWXConnection *conns[1];
+    struct sockaddr_storage px;
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, conns, &px), FWX_S_OK);
+    char dst[64];
+    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    IFWXConnection *c = NULL, *c2 = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &c), FWX_S_OK);
+    ck_assert_ptr_eq(c, conns[0]); /* the object BindForClient returned is the connection */
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_LISTENING));
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &c2), FWX_E_NOT_FOUND);
+    struct sockaddr_storage peer;
+    uint32_t len = sizeof peer;
+    TU_EXPECT_HR(IFWXConnection_GetExternalPeerName(c, TU_SAM(peer), &len), FWX_S_OK);
+    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&peer)->sin_port), 20);
+    TU_EXPECT_REF(c, 3); /* BindForClient's, admit's, the session's */
+    IFWXConnection_Release(c);
+    IFWXConnection_Release(conns[0]);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T4, T5: address scope ------------------------------------------------------------------ */
+
+START_TEST(t4_afc_scope)
+{
+    fx f;
+    fx_open(&f);
+    TU_EXPECT_HR(afc(&f, "198.51.100.99:50000", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(afc(&f, "198.51.100.99:50000", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_ADDRESSES_IN_CLASS_C_NETWORK, f.ctl, NULL),
+                 FWX_S_OK);
+    TU_EXPECT_HR(afc(&f, "198.51.101.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_ADDRESSES_IN_CLASS_C_NETWORK, f.ctl, NULL),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
+    /* Without a policy there are no networks to compare: IN_NETWORK widens nothing. */
+    TU_EXPECT_HR(afc(&f, "192.0.2.99:50000", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_ADDRESSES_IN_NETWORK, f.ctl, NULL),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(afc(&f, "192.0.2.99:50000", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_ADDRESSES_ALL, f.ctl, NULL), FWX_S_OK);
+    ck_assert_ptr_nonnull(strstr(f.lastlog, "permission"));
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(t4_afc_scope_in_network_with_policy)
+{
+    fx f;
+    fx_open(&f);
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    const char *cfg = "networks = { partners = { ranges = [ \"198.51.100.0/23\" ]; }; };\n"
+                      "relationships = ( { from = \"internal\"; to = \"partners\"; type = \"nat\"; } );\n"
+                      "rules = ( { name = \"all out\"; action = \"allow\"; from = [ \"internal\" ];"
+                      " to = [ \"partners\", \"external\" ]; protocols = [ \"all\" ]; } );\n";
+    fwx_result hr = fwx_policy_load_string(cfg, "scope.cfg", &p, &err);
+    ck_assert_msg(hr == FWX_S_OK, "policy: %s:%d: %s: %s", err.file, err.line, err.key, err.message);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
+    TU_EXPECT_HR(afc(&f, "198.51.101.20:50000", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_ADDRESSES_IN_NETWORK, f.ctl, NULL),
+                 FWX_S_OK);
+    TU_EXPECT_HR(afc(&f, "192.0.2.99:50000", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_ADDRESSES_IN_NETWORK, f.ctl, NULL),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(t5_null_connection_needs_allow_all)
+{
+    fx f;
+    fx_open(&f);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, 0, NULL, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_ADDRESSES_ALL, NULL, NULL), FWX_S_OK);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(t4_bfc_client_scope)
+{
+    fx f;
+    fx_open(&f);
+    IFWXConnection *c[1];
+    /* Catalog #1: a PORT naming a third party is a bounce: refused. */
+    TU_EXPECT_HR(bfc(&f, "192.0.2.99:2000", 1, 0, NULL, NULL, c, NULL), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.9:2000", 1, 0, NULL, NULL, c, NULL), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.9:2000", 1, FWX_FLAG_ALLOW_ADDRESSES_IN_CLASS_C_NETWORK, NULL, NULL, c, NULL), FWX_S_OK);
+    IFWXConnection_Release(c[0]);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T6 ------------------------------------------------------------------------------------ */
+
+START_TEST(t6_duplicate_permission)
+{
+    fx f;
+    fx_open(&f);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_S_OK);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, f.ctl, NULL), FWX_E_DUP_NAME);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50001", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_S_OK);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_UDP, 0, f.ctl, NULL), FWX_S_OK);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3333", "198.51.100.7:50000", &c), FWX_S_OK);
+    /* Used up, so the same target may be allowed again. */
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_S_OK);
+    fwx_connection_close(c);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T7: ports -------------------------------------------------------------------------------- */
+
+START_TEST(t7_consecutive_aligned_ports)
+{
+    fx f;
+    fx_open(&f);
+    for (int round = 0; round < 8; round++) {
+        IFWXConnection *c[4];
+        struct sockaddr_storage px;
+        TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 4, 0, "203.0.113.1:0", NULL, c, &px), FWX_S_OK);
+        uint16_t low = ntohs(((struct sockaddr_in *)&px)->sin_port);
+        ck_assert_uint_eq(low % 4, 0);
+        ck_assert(low >= 40000 && low + 3 <= 40255);
+        for (int i = 0; i < 4; i++) {
+            ck_assert_uint_eq(conn_local_port(c[i]), low + i);
+            IFWXConnection_Release(c[i]);
+        }
+    }
+    ck_assert_uint_eq(fx_stats(&f).bound_ports, 32);
+    IFWXConnection *c[17];
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 0, 0, NULL, NULL, c, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 17, 0, NULL, NULL, c, NULL), FWX_E_INVALIDARG);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(t7_forced_port)
+{
+    fx f;
+    fx_open(&f);
+    IFWXConnection *c[2], *d[1];
+    struct sockaddr_storage px;
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 1, 0, "203.0.113.1:45001", NULL, c, &px), FWX_S_OK);
+    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&px)->sin_port), 45001); /* outside the range is fine when forced */
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6001", 1, 0, "203.0.113.1:45001", NULL, d, NULL), FWX_E_ADDRINUSE);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6001", 1, 0, "203.0.113.1:21", NULL, d, NULL), FWX_E_ADDRESS_NOT_ALLOWED);
+    IFWXConnection_Release(c[0]);
+    /* With two addresses a forced port is ignored: the core picks an aligned pair in range. */
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 2, 0, "203.0.113.1:45003", NULL, c, &px), FWX_S_OK);
+    uint16_t low = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    ck_assert(low >= 40000 && low <= 40254 && low % 2 == 0);
+    IFWXConnection_Release(c[0]);
+    IFWXConnection_Release(c[1]);
+    /* Catalog #4: the proxy address must be the gateway's. */
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 1, 0, "192.0.2.99:0", NULL, d, NULL), FWX_E_ADDRNOTAVAIL);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(t7_port_range_exhaustion_is_clean)
+{
+    fx f;
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.port_min = 65528;
+    o.port_max = 65535;
+    fx_open_opts(&f, &o);
+    IFWXConnection *c[8], *extra[2];
+    for (int i = 0; i < 8; i++)
+        TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 1, 0, NULL, NULL, &c[i], NULL), FWX_S_OK);
+    /* Catalog #42: never wrap past 65535 to low ports; a clean error instead. */
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 1, 0, NULL, NULL, extra, NULL), FWX_E_NO_PORTS);
+    ck_assert_uint_eq(fx_stats(&f).bound_ports, 8);
+    IFWXConnection_Kill(c[3]);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 2, 0, NULL, NULL, extra, NULL), FWX_E_NO_PORTS);
+    for (int i = 0; i < 8; i++)
+        IFWXConnection_Release(c[i]);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T8: SetClientAddress -------------------------------------------------------------------- */
+
+START_TEST(t8_zero_client_address_set_once)
+{
+    fx f;
+    fx_open(&f);
+    IFWXConnection *c[1];
+    struct sockaddr_storage px;
+    TU_EXPECT_HR(bfc(&f, "0.0.0.0:0", 1, 0, NULL, NULL, c, &px), FWX_S_OK);
+    char dst[64];
+    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    IFWXConnection *a = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &a), FWX_E_ADDRESS_NOT_ALLOWED);
+    struct sockaddr_storage bad = tu_addr("192.0.2.99:2000"), low = tu_addr("10.0.0.8:22"), good = tu_addr("10.0.0.8:2000");
+    TU_EXPECT_HR(IFWXConnection_SetClientAddress(c[0], TU_SA(bad), tu_len(&bad)), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(IFWXConnection_SetClientAddress(c[0], TU_SA(low), tu_len(&low)), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(IFWXConnection_SetClientAddress(c[0], TU_SA(good), tu_len(&good)), FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_SetClientAddress(c[0], TU_SA(good), tu_len(&good)), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXConnection_SetClientAddress(f.ctl, TU_SA(good), tu_len(&good)), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &a), FWX_S_OK);
+    IFWXConnection_Release(a);
+    IFWXConnection_Release(c[0]);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T10: full proxy mode ---------------------------------------------------------------------- */
+
+START_TEST(t10_proxy_mode_flag)
+{
+    fx f;
+    fx_open(&f);
+    IFWXConnection *pub = NULL, *c[1];
+    struct sockaddr_storage remote = tu_addr("198.51.100.7:40123"), pubaddr = tu_addr("203.0.113.1:21");
+    fwx_connection_params cp = {sizeof cp, fwx_AcceptedConnection, FWX_PROTOCOL_TCP, TU_SA(remote), tu_len(&remote),
+                                TU_SA(pubaddr), tu_len(&pubaddr), NULL, FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION};
+    TU_EXPECT_HR(fwx_connection_open(f.s, &cp, &pub), FWX_S_OK);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(pub, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:6000", 1, FWX_FLAG_PROXY_MODE, NULL, NULL, c, NULL), FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c[0], &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION);
+    ck_assert(flags & FWX_CONNECTION_LISTENING);
+    IFWXConnection_Release(c[0]);
+    fwx_connection_close(pub);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T11: RetroactiveAllowBind ---------------------------------------------------------------- */
+
+static IFWXConnection *client_bind(fx *f, const char *bound)
+{
+    struct sockaddr_storage b = tu_addr(bound);
+    fwx_connection_params cp = {sizeof cp, fwx_Bind_Tcp, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), NULL, 0, NULL, 0};
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(fwx_connection_open(f->s, &cp, &c), FWX_S_OK);
+    return c;
+}
+
+START_TEST(t11_retroactive_allow_bind)
+{
+    fx f;
+    fx_open(&f);
+    struct sockaddr_storage any = tu_addr("0.0.0.0:46000"), zero = tu_addr("203.0.113.1:0"),
+                            other = tu_addr("203.0.113.1:46001");
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(zero), tu_len(&zero), &FWX_GUID_NULL, 0, NULL),
+                 FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, NULL),
+                 FWX_E_NOT_FOUND);
+    IFWXConnection *bind = client_bind(&f, "203.0.113.1:46000");
+    IFWXConnection *in = NULL;
+    /* Until approved, arrivals are discarded; the bind itself stands. */
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(other), tu_len(&other), &FWX_GUID_NULL, 0,
+                                                  NULL),
+                 FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL,
+                                                  FWX_FLAG_BIDIRECTIONAL, NULL),
+                 FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, NULL),
+                 FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, NULL),
+                 FWX_S_FALSE);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    fwx_connection_close(bind);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, NULL),
+                 FWX_E_NOT_FOUND);
+    fx_close(&f);
+}
+END_TEST
+
+/* T11 "terminating": a filter asks while the bind's ConnectionTerminating is being handled. */
+static fwx_result rab_during_terminate(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    if (ev->EventType == fwx_ConnectionTerminating) {
+        struct sockaddr_storage any = tu_addr("0.0.0.0:46000");
+        fwx_result *out = ctl->arg;
+        *out = IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, NULL);
+    }
+    return FWX_S_OK;
+}
+
+START_TEST(t11_bind_terminating)
+{
+    fx f;
+    fx_open(&f);
+    /* Open the plugin first to script it: FilterInit reads the hooks at load. */
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    fwx_result seen = FWX_S_OK;
+    ctl->on_event = rab_during_terminate;
+    ctl->arg = &seen;
+    ctl->hooks = fwx_Bind_Tcp | fwxSourceNAT;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(f.fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    IFWXConnection *bind = client_bind(&f, "203.0.113.1:46000");
+    fwx_connection_close(bind);
+    TU_EXPECT_HR(seen, FWX_E_TERMINATING);
+    dlclose(h);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- catalog: forbidden targets, whatever the flags ------------------------------------------ */
+
+START_TEST(forbidden_targets_refused)
+{
+    fx f;
+    fx_open(&f);
+    static const char *bad[] = {
+        "198.51.100.7:0",     "198.51.100.7:22",   "198.51.100.7:1023", "203.0.113.1:8080", "10.0.0.1:8080",
+        "127.0.0.1:8080",     "0.0.0.0:8080",      "255.255.255.255:8080", "224.0.0.1:8080", "[::ffff:127.0.0.1]:8080",
+        "[::1]:8080",         "[ff02::1]:8080",    "[::ffff:203.0.113.1]:8080",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int before = f.n_refused_logs;
+        fwx_result hr = afc(&f, bad[i], FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_ADDRESSES_ALL, f.ctl, NULL);
+        ck_assert_msg(hr == FWX_E_ADDRESS_NOT_ALLOWED, "AllowFutureConnect to %s: %s", bad[i], fwx_err_name(hr));
+        ck_assert_int_eq(f.n_refused_logs, before + 1);
+    }
+    /* The same targets as client addresses of BindForClient (PORT 10,0,0,8,0,22 and friends). */
+    static const char *badc[] = {"10.0.0.8:22", "10.0.0.8:0", "10.0.0.1:8080", "127.0.0.1:8080", "224.0.0.1:8080"};
+    for (size_t i = 0; i < sizeof badc / sizeof badc[0]; i++) {
+        IFWXConnection *c[1];
+        fwx_result hr = bfc(&f, badc[i], 1, FWX_FLAG_ALLOW_ADDRESSES_ALL, NULL, NULL, c, NULL);
+        ck_assert_msg(hr == FWX_E_ADDRESS_NOT_ALLOWED, "BindForClient for %s: %s", badc[i], fwx_err_name(hr));
+    }
+    ck_assert_uint_eq(fx_stats(&f).permissions, 0);
+    ck_assert_uint_eq(fx_stats(&f).bound_ports, 0);
+    fx_close(&f);
+}
+END_TEST
+
+/* Catalog #23: the data connection is accepted only from the expected peer. */
+START_TEST(bound_port_only_from_expected_peer)
+{
+    fx f;
+    fx_open(&f);
+    IFWXConnection *c[1], *d[1], *in = NULL;
+    struct sockaddr_storage px, px2;
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, c, &px), FWX_S_OK);
+    char dst[64];
+    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "192.0.2.99:5555", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    ck_assert_ptr_nonnull(strstr(f.lastlog, "192.0.2.99"));
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_S_OK);
+    IFWXConnection_Release(in);
+    /* An explicit IP filter replaces the default scope. */
+    IFWXIpFilter *ipf = NULL;
+    TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(f.fw), &ipf), FWX_S_OK);
+    struct sockaddr_storage t = tu_addr("192.0.2.99");
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(t), tu_len(&t), TU_SA(t), tu_len(&t)), FWX_S_OK);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2001", 1, 0, NULL, ipf, d, &px2), FWX_S_OK);
+    TU_EXPECT_REF(ipf, 1); /* BindForClient copied it */
+    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px2)->sin_port));
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "192.0.2.99:20", dst, &in), FWX_S_OK);
+    IFWXConnection_Release(in);
+    IFWXIpFilter_Release(ipf);
+    IFWXConnection_Release(c[0]);
+    IFWXConnection_Release(d[0]);
+    fx_close(&f);
+}
+END_TEST
+
+/* Catalog #41: caps on outstanding permissions and ports. */
+START_TEST(caps_per_session)
+{
+    fx f;
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.max_permissions_per_session = 4;
+    o.max_ports_per_session = 2;
+    fx_open_opts(&f, &o);
+    char t[64];
+    for (int i = 0; i < 4; i++) {
+        snprintf(t, sizeof t, "198.51.100.7:%d", 50000 + i);
+        TU_EXPECT_HR(afc(&f, t, FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_S_OK);
+    }
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50100", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_E_QUOTA_EXCEEDED);
+    IFWXConnection *c[3];
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 2, 0, NULL, NULL, c, NULL), FWX_S_OK);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, &c[2], NULL), FWX_E_QUOTA_EXCEEDED);
+    IFWXConnection_Release(c[0]);
+    IFWXConnection_Release(c[1]);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- RedirectConnections ---------------------------------------------------------------------- */
+
+START_TEST(redirect_connections)
+{
+    fx f;
+    fx_open(&f);
+    struct sockaddr_storage t[2] = {tu_addr("198.51.100.7:50000"), tu_addr("198.51.100.7:50001")}, ia;
+    const struct sockaddr *tp[2] = {TU_SA(t[0]), TU_SA(t[1])};
+    IFWXFirewallAction *acts[2] = {0};
+    uint32_t ialen = 4;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(f.s, tp, tu_len(&t[0]), 2, TU_SAM(ia), &ialen, NULL, 0, FWX_PROTOCOL_TCP,
+                                                 0, &FWX_GUID_NULL, NULL, NULL, acts),
+                 FWX_E_INVALIDARG);
+    ck_assert_uint_eq(ialen, sizeof(struct sockaddr_in));
+    ialen = sizeof ia;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(f.s, tp, tu_len(&t[0]), 2, TU_SAM(ia), &ialen, NULL, 0, FWX_PROTOCOL_TCP,
+                                                 0, &FWX_GUID_NULL, NULL, NULL, acts),
+                 FWX_S_OK);
+    ck_assert_ptr_nonnull(acts[0]);
+    ck_assert_ptr_nonnull(acts[1]);
+    char ip[64];
+    ck_assert_str_eq(inet_ntop(AF_INET, &((struct sockaddr_in *)&ia)->sin_addr, ip, sizeof ip), "10.0.0.1");
+    uint16_t low = ntohs(((struct sockaddr_in *)&ia)->sin_port);
+    ck_assert(low >= 40000 && low % 2 == 0);
+    char d0[64], d1[64];
+    snprintf(d0, sizeof d0, "10.0.0.1:%u", low);
+    snprintf(d1, sizeof d1, "10.0.0.1:%u", low + 1);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.9:3000", d0, &c), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3000", d0, &c), FWX_S_OK);
+    struct sockaddr_storage peer;
+    uint32_t len = sizeof peer;
+    TU_EXPECT_HR(IFWXConnection_GetExternalPeerName(c, TU_SAM(peer), &len), FWX_S_OK);
+    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&peer)->sin_port), 50000);
+    fwx_connection_close(c);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3000", d0, &c), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(acts[0]), FWX_S_FALSE);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(acts[1]), FWX_S_OK);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3000", d1, &c), FWX_E_NOT_FOUND);
+    IFWXFirewallAction_Release(acts[0]);
+    IFWXFirewallAction_Release(acts[1]);
+    /* Catalog #51: never to the gateway itself; and never to someone who is not the peer. */
+    struct sockaddr_storage self = tu_addr("203.0.113.1:8021"), third = tu_addr("192.0.2.99:50000");
+    const struct sockaddr *sp[1] = {TU_SA(self)}, *tp3[1] = {TU_SA(third)};
+    ialen = sizeof ia;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(f.s, sp, tu_len(&self), 1, TU_SAM(ia), &ialen, NULL, 0, FWX_PROTOCOL_TCP,
+                                                 0, &FWX_GUID_NULL, NULL, NULL, NULL),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(f.s, tp3, tu_len(&third), 1, TU_SAM(ia), &ialen, NULL, 0,
+                                                 FWX_PROTOCOL_TCP, 0, &FWX_GUID_NULL, NULL, NULL, NULL),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T9: kernel or user mode; SetDataFilterFactory --------------------------------------------- */
+
+typedef struct tdf {
+    IFWXDataFilter iface;
+    atomic_uint refs;
+    int *detached;
+} tdf;
+static fwx_result df_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
+{
+    (void)riid;
+    *ppv = NULL;
+    (void)This;
+    return FWX_E_NOINTERFACE;
+}
+static uint32_t df_addref(IFWXDataFilter *This) { return atomic_fetch_add(&((tdf *)(void *)This)->refs, 1) + 1; }
+static uint32_t df_release(IFWXDataFilter *This)
+{
+    tdf *d = (tdf *)(void *)This;
+    uint32_t n = atomic_fetch_sub(&d->refs, 1) - 1;
+    if (n == 0)
+        free(d);
+    return n;
+}
+static fwx_result df_setsockets(IFWXDataFilter *This, IFWXSocket *i, IFWXSocket *e, IFWXConnection *c, IUnknown *x)
+{
+    (void)This, (void)i, (void)e, (void)c, (void)x;
+    return FWX_S_OK;
+}
+static fwx_result df_detach(IFWXDataFilter *This)
+{
+    (*((tdf *)(void *)This)->detached)++;
+    return FWX_S_OK;
+}
+static const IFWXDataFilterVtbl tdf_vtbl = {df_qi, df_addref, df_release, df_setsockets, df_detach};
+
+typedef struct tfactory {
+    IClassFactory iface;
+    atomic_uint refs;
+    int created, detached;
+} tfactory;
+static fwx_result cf_qi(IClassFactory *This, const fwx_guid *riid, void **ppv)
+{
+    (void)This, (void)riid;
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+static uint32_t cf_addref(IClassFactory *This) { return atomic_fetch_add(&((tfactory *)(void *)This)->refs, 1) + 1; }
+static uint32_t cf_release(IClassFactory *This) { return atomic_fetch_sub(&((tfactory *)(void *)This)->refs, 1) - 1; }
+static fwx_result cf_create(IClassFactory *This, IUnknown *outer, const fwx_guid *riid, void **ppv)
+{
+    tfactory *f = (tfactory *)(void *)This;
+    ck_assert_ptr_null(outer);
+    ck_assert(fwx_guid_equal(riid, &IID_IFWXDataFilter));
+    tdf *d = calloc(1, sizeof *d);
+    d->iface.lpVtbl = &tdf_vtbl;
+    atomic_init(&d->refs, 1);
+    d->detached = &f->detached;
+    f->created++;
+    *ppv = &d->iface;
+    return FWX_S_OK;
+}
+static fwx_result cf_lock(IClassFactory *This, int32_t l)
+{
+    (void)This, (void)l;
+    return FWX_S_OK;
+}
+static const IClassFactoryVtbl tfactory_vtbl = {cf_qi, cf_addref, cf_release, cf_create, cf_lock};
+
+START_TEST(t9_kernel_mode_decision_and_factories)
+{
+    fx f;
+    fx_open(&f);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(f.ctl, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_KERNEL_MODE); /* no filter, no data filter */
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_S_OK);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50001", FWX_PROTOCOL_TCP, FWX_FLAG_NO_KERNEL_MODE, f.ctl, NULL), FWX_S_OK);
+    IFWXConnection *k = NULL, *u = NULL, *d = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &k), FWX_S_OK);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3001", "198.51.100.7:50001", &u), FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(k, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_KERNEL_MODE);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(u, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_KERNEL_MODE));
+
+    tfactory fac = {{&tfactory_vtbl}, 1, 0, 0};
+    struct sockaddr_storage fa = tu_addr("198.51.100.7:0"), bad = tu_addr("198.51.100.7:0");
+    IFWXFirewallAction *act = NULL;
+    TU_EXPECT_HR(IFWXSession_SetDataFilterFactory(f.s, fwx_Listen, TU_SA(bad), tu_len(&bad), &fac.iface, fwx_dfpc_Middle,
+                                                  NULL, 0, NULL),
+                 FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXSession_SetDataFilterFactory(f.s, fwx_Connect_Tcp, TU_SA(fa), tu_len(&fa), &fac.iface, fwx_dfpc_Middle,
+                                                  NULL, FWX_FLAG_TIMEOUT, NULL),
+                 FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXSession_SetDataFilterFactory(f.s, fwx_Connect_Tcp, TU_SA(fa), tu_len(&fa), &fac.iface, fwx_dfpc_Middle,
+                                                  NULL, 0, &act),
+                 FWX_S_OK);
+    ck_assert_uint_eq(atomic_load(&fac.refs), 2); /* the core keeps one until the action ends */
+    ck_assert_uint_eq(fx_stats(&f).factories, 1);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50002", FWX_PROTOCOL_TCP, 0, f.ctl, NULL), FWX_S_OK);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3002", "198.51.100.7:50002", &d), FWX_S_OK);
+    ck_assert_int_eq(fac.created, 1);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(d, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_KERNEL_MODE));
+    fwx_connection_close(d);
+    ck_assert_int_eq(fac.detached, 1);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_OK);
+    ck_assert_uint_eq(atomic_load(&fac.refs), 1);
+    IFWXFirewallAction_Release(act);
+    fwx_connection_close(k);
+    fwx_connection_close(u);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T15: EstablishedConnection only to the filter that asked --------------------------------- */
+
+typedef struct tctx {
+    IUnknown iface;
+    atomic_uint refs;
+} tctx;
+static fwx_result ctx_qi(IUnknown *This, const fwx_guid *riid, void **ppv)
+{
+    (void)This, (void)riid;
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+static uint32_t ctx_addref(IUnknown *This) { return atomic_fetch_add(&((tctx *)(void *)This)->refs, 1) + 1; }
+static uint32_t ctx_release(IUnknown *This) { return atomic_fetch_sub(&((tctx *)(void *)This)->refs, 1) - 1; }
+static const IUnknownVtbl tctx_vtbl = {ctx_qi, ctx_addref, ctx_release};
+
+static fwx_result afc_from_handler(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    if (ev->EventType != fwx_Connect_Tcp || ev->Parameters.Connect.IsSecondary)
+        return FWX_S_OK;
+    struct sockaddr_storage t = tu_addr("198.51.100.7:50000");
+    return IFWXSession_AllowFutureConnect(s, TU_SA(t), tu_len(&t), NULL, 0, FWX_PROTOCOL_TCP, 0, &FWX_GUID_NULL, sf,
+                                          (IUnknown *)ctl->arg, ev->Parameters.Connect.piConnection, NULL);
+}
+
+START_TEST(t15_established_only_to_asker)
+{
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    uv_loop_init(&loop);
+    TU_EXPECT_HR(fwx_firewall_new(&loop, NULL, &fw), FWX_S_OK);
+    void *h1 = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    void *h2 = dlopen(tu_plugin_path("tp_good2"), RTLD_NOW | RTLD_LOCAL);
+    tp_control *asker = dlsym(h1, "fwx_test_control"), *other = dlsym(h2, "fwx_test_control");
+    tctx ctx = {{&tctx_vtbl}, 1};
+    asker->hooks = fwx_Connect_Tcp | fwxSourceNAT;
+    asker->on_event = afc_from_handler;
+    asker->arg = &ctx.iface;
+    /* The other filter hooks everything, secondary connections included, and still must not hear it. */
+    other->hooks = FWX_EVENT_TYPE_MASK | FWX_ALL_SOURCES | fwxAssociatedProtocolsAllConnections;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good2"), NULL), FWX_S_OK);
+
+    struct sockaddr_storage c = tu_addr("10.0.0.8"), srv = tu_addr("198.51.100.7:21");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0};
+    IFWXConnection *ctl = NULL, *data = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+    ck_assert_uint_eq(atomic_load(&ctx.refs), 2); /* the permission keeps the context */
+    struct sockaddr_storage src = tu_addr("10.0.0.8:3000"), dst = tu_addr("198.51.100.7:50000");
+    fwx_flow fl = {sizeof fl, FWX_PROTOCOL_TCP, TU_SA(src), tu_len(&src), TU_SA(dst), tu_len(&dst)};
+    TU_EXPECT_HR(fwx_firewall_admit(fw, &fl, &data), FWX_S_OK);
+    ck_assert_int_eq(asker->n_established, 1);
+    ck_assert_ptr_eq(asker->last_established_ctx, &ctx.iface);
+    ck_assert_ptr_eq(asker->last_established_conn, data);
+    ck_assert_int_eq(other->n_established, 0);
+    ck_assert_int_gt(other->n_events, 0); /* it did hear the connect events */
+    ck_assert_uint_eq(atomic_load(&ctx.refs), 1); /* used up: the context was released */
+    fwx_connection_close(data);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    fwx_firewall_close(fw, NULL, NULL);
+    tu_loop_close_clean(&loop);
+    dlclose(h1);
+    dlclose(h2);
+}
+END_TEST
+
+/* Session end withdraws every grant; nothing is left open (catalog #25). */
+START_TEST(session_end_withdraws_everything)
+{
+    fx f;
+    fx_open(&f);
+    IFWXConnection *c[2];
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_MULTIPLE, f.ctl, NULL), FWX_S_OK);
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 2, 0, NULL, NULL, c, NULL), FWX_S_OK);
+    fwx_firewall_stats st = fx_stats(&f);
+    ck_assert_uint_eq(st.permissions, 1);
+    ck_assert_uint_eq(st.bound_ports, 2);
+    TU_EXPECT_HR(fwx_session_close(f.s), FWX_S_OK);
+    TU_EXPECT_HR(fwx_session_close(f.s), FWX_S_FALSE);
+    st = fx_stats(&f);
+    ck_assert_uint_eq(st.permissions, 0);
+    ck_assert_uint_eq(st.bound_ports, 0);
+    ck_assert_uint_eq(st.sessions, 0);
+    IFWXConnection *in = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &in), FWX_E_NOT_FOUND);
+    TU_EXPECT_REF(c[0], 1); /* the session let go of it */
+    IFWXConnection_Release(c[0]);
+    IFWXConnection_Release(c[1]);
+    fx_close(&f);
+}
+END_TEST
+
+static Suite *secondary_suite(void)
+{
+    Suite *s = suite_create("secondary");
+    struct {
+        const char *name;
+        const TTest *t;
+    } cases[] = {
+        {"t1", t1_timeout_with_multiple_refused},
+        {"flags", flags_outside_the_call_refused},
+        {"t2 permission", t2_permission_expires},
+        {"t2 bound port", t2_bound_port_times_out_or_lives_until_kill},
+        {"t17", t17_cancel_after_use_and_session_end},
+        {"t3", t3_one_shot_and_multiple},
+        {"t3 bound port", t3_bound_port_one_connection_only},
+        {"t4 afc", t4_afc_scope},
+        {"t4 network", t4_afc_scope_in_network_with_policy},
+        {"t5", t5_null_connection_needs_allow_all},
+        {"t4 bfc", t4_bfc_client_scope},
+        {"t6", t6_duplicate_permission},
+        {"t7 ports", t7_consecutive_aligned_ports},
+        {"t7 forced", t7_forced_port},
+        {"t7 exhaustion", t7_port_range_exhaustion_is_clean},
+        {"t8", t8_zero_client_address_set_once},
+        {"t10", t10_proxy_mode_flag},
+        {"t11", t11_retroactive_allow_bind},
+        {"t11 terminating", t11_bind_terminating},
+        {"forbidden targets", forbidden_targets_refused},
+        {"expected peer", bound_port_only_from_expected_peer},
+        {"caps", caps_per_session},
+        {"redirect", redirect_connections},
+        {"t9", t9_kernel_mode_decision_and_factories},
+        {"t15", t15_established_only_to_asker},
+        {"session end", session_end_withdraws_everything},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void) { return tu_run_suite(secondary_suite()); }

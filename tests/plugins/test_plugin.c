@@ -1,0 +1,253 @@
+/*
+ * fwx tests - a scriptable filter plugin, built in several variants (see meson.build):
+ *   tp_good, tp_good2  the normal plugin (two different filter GUIDs)
+ *   tp_newer           declares an ABI minor newer than the host's
+ *   tp_nosym           exports no entry symbol
+ *   tp_failinit        its init() fails
+ * SPDX-License-Identifier: MIT
+ */
+#include "test_plugin.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#ifndef TP_GUID_LAST
+#define TP_GUID_LAST 0x01
+#endif
+
+FWX_PLUGIN_EXPORT tp_control fwx_test_control;
+
+typedef struct tp_filter {
+    IFWXFilter iface;
+    atomic_uint refs;
+} tp_filter;
+
+typedef struct tp_session_filter {
+    IFWXSessionFilter iface;
+    atomic_uint refs;
+    IFWXSession *session; /* +1 until Detach */
+    int detached;
+} tp_session_filter;
+
+static void tp_log(uint32_t what)
+{
+    if (fwx_test_control.n_log < TP_LOG_MAX)
+        fwx_test_control.log[fwx_test_control.n_log++] = what;
+}
+
+/* ---- session filter ---- */
+
+static tp_session_filter *sf_from(IFWXSessionFilter *i) { return (tp_session_filter *)(void *)i; }
+
+static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter)) {
+        This->lpVtbl->AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+static uint32_t sf_AddRef(IFWXSessionFilter *This) { return atomic_fetch_add(&sf_from(This)->refs, 1) + 1; }
+static uint32_t sf_Release(IFWXSessionFilter *This)
+{
+    tp_session_filter *sf = sf_from(This);
+    uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
+    if (n == 0) {
+        if (sf->session != NULL)
+            IFWXSession_Release(sf->session);
+        fwx_test_control.n_sf_released++;
+        free(sf);
+    }
+    return n;
+}
+
+static IFWXConnection *event_connection(const FwxFirewallEvent *ev)
+{
+    switch (ev->EventType) {
+    case fwx_Connect_Tcp:
+    case fwx_Bind_Tcp:
+    case fwx_Bind_Udp:
+        return ev->Parameters.Connect.piConnection;
+    case fwx_Udp_Destination:
+        return ev->Parameters.UdpDest.piConnection;
+    case fwx_AcceptedConnection:
+        return ev->Parameters.Accept.piConnectionAccepted;
+    case fwx_Listen:
+        return ev->Parameters.Listen.piConnection;
+    case fwx_ConnectionTerminating:
+        return ev->Parameters.EndConnect.piConnection;
+    case fwx_EstablishedConnection:
+        return ev->Parameters.EstablishedConnection.piConnection;
+    default:
+        return NULL;
+    }
+}
+
+static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
+{
+    tp_session_filter *sf = sf_from(This);
+    tp_control *ctl = &fwx_test_control;
+    if (sf->detached) {
+        /* T16: a detached session filter refuses further events. */
+        ctl->n_after_detach++;
+        return FWX_E_TERMINATING;
+    }
+    ctl->n_events++;
+    tp_log(ev->EventType);
+    if (ev->EventType == fwx_ConnectionTerminating)
+        ctl->n_terminating++;
+    if (ev->EventType == fwx_EstablishedConnection) {
+        ctl->n_established++;
+        ctl->last_established_ctx = ev->Parameters.EstablishedConnection.UserContext;
+        ctl->last_established_conn = ev->Parameters.EstablishedConnection.piConnection;
+    }
+    fwx_result hr = FWX_S_OK;
+    if (ctl->on_event != NULL)
+        hr = ctl->on_event(ctl, This, sf->session, ev);
+    if (FWX_FAILED(hr))
+        return hr;
+    if (ctl->fail_events & ev->EventType)
+        return FWX_E_OUTOFMEMORY;
+    if (ctl->deny_events & ev->EventType) {
+        IFWXConnection *c = event_connection(ev);
+        if (c != NULL)
+            return IFWXConnection_Deny(c, 0);
+    }
+    return FWX_S_OK;
+}
+
+static fwx_result sf_Detach(IFWXSessionFilter *This)
+{
+    tp_session_filter *sf = sf_from(This);
+    fwx_test_control.n_detach++;
+    tp_log(TP_LOG_DETACH);
+    sf->detached = 1;
+    if (sf->session != NULL) {
+        IFWXSession_Release(sf->session);
+        sf->session = NULL;
+    }
+    return FWX_S_OK;
+}
+
+static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_Release, sf_FirewallEventHandler,
+                                              sf_Detach};
+
+/* ---- filter ---- */
+
+static tp_filter *f_from(IFWXFilter *i) { return (tp_filter *)(void *)i; }
+
+static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter)) {
+        This->lpVtbl->AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+static uint32_t f_AddRef(IFWXFilter *This) { return atomic_fetch_add(&f_from(This)->refs, 1) + 1; }
+static uint32_t f_Release(IFWXFilter *This)
+{
+    tp_filter *f = f_from(This);
+    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
+    if (n == 0)
+        free(f);
+    return n;
+}
+
+static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *ev)
+{
+    (void)This;
+    fwx_test_control.n_init++;
+    IFWXFirewall_AddRef(fw);
+    fwx_test_control.fw = fw;
+    ev->dwGlobalEvents = fwx_test_control.hooks;
+    return FWX_S_OK;
+}
+
+static fwx_result f_FilterShutdown(IFWXFilter *This)
+{
+    fwx_test_control.n_shutdown++;
+    tp_log(TP_LOG_SHUTDOWN);
+    This->lpVtbl->AddRef(This);
+    fwx_test_control.filter_refs_at_shutdown = This->lpVtbl->Release(This);
+    if (fwx_test_control.fw != NULL) {
+        IFWXFirewall_Release(fwx_test_control.fw);
+        fwx_test_control.fw = NULL;
+    }
+    return FWX_S_OK;
+}
+
+static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *s, IFWXSessionFilter **out, FwxFilterHookEvents *ev)
+{
+    (void)This;
+    tp_control *ctl = &fwx_test_control;
+    *out = NULL;
+    ctl->n_attach++;
+    if (ctl->attach_fail)
+        return FWX_E_OUTOFMEMORY;
+    if (ctl->attach_decline)
+        return FWX_S_OK;
+    tp_session_filter *sf = calloc(1, sizeof *sf);
+    if (sf == NULL)
+        return FWX_E_OUTOFMEMORY;
+    sf->iface.lpVtbl = &sf_vtbl;
+    atomic_init(&sf->refs, 1);
+    IFWXSession_AddRef(s);
+    sf->session = s;
+    if (ctl->session_hooks != 0)
+        ev->dwGlobalEvents = ctl->session_hooks;
+    *out = &sf->iface;
+    return FWX_S_OK;
+}
+
+static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
+                                      f_AttachToSession};
+
+static fwx_result tp_init(const char *path)
+{
+    (void)path;
+#ifdef TP_FAIL_INIT
+    return FWX_E_FAIL;
+#else
+    return FWX_S_OK;
+#endif
+}
+
+static fwx_result tp_create_filter(IFWXFilter **out)
+{
+    tp_filter *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return FWX_E_OUTOFMEMORY;
+    f->iface.lpVtbl = &f_vtbl;
+    atomic_init(&f->refs, 1);
+    *out = &f->iface;
+    return FWX_S_OK;
+}
+
+#ifndef TP_ABI
+#define TP_ABI FWX_ABI_VERSION
+#endif
+#ifndef TP_ENTRY_NAME
+#define TP_ENTRY_NAME fwx_entry
+#endif
+#ifndef TP_NAME
+#define TP_NAME "test"
+#endif
+
+FWX_PLUGIN_EXPORT const fwx_plugin_entry TP_ENTRY_NAME = {
+    .abi_version = TP_ABI,
+    .struct_size = sizeof(fwx_plugin_entry),
+    .filter_guid = FWX_GUID_INIT(0x7e, 0x57, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, TP_GUID_LAST),
+    .name = TP_NAME,
+    .vendor = "fwx tests",
+    .version = "1",
+    .description = "a scriptable filter for the test suite",
+    .allowed_events = FWX_HOOK_EVENTS_MASK & ~(uint32_t)fwx_GetHostByName,
+    .init = tp_init,
+    .deinit = NULL,
+    .create_filter = tp_create_filter,
+};
