@@ -1,0 +1,1185 @@
+/*
+ * fwx tests - the policy engine: loading (valid and invalid configurations) and decisions.
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "policy/policy_impl.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* ---- helpers ------------------------------------------------------------------------------ */
+
+static const fwx_guid G_FTP = FWX_GUID_INIT(0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+static const fwx_guid G_FTP_FILTER = FWX_GUID_INIT(0xaa, 0xaa, 0xaa, 0xaa, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+static const fwx_guid G_UNKNOWN = FWX_GUID_INIT(0xde, 0xad, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+
+/* The configuration of doc/policy.md, with a few more objects to exercise every rule. */
+static const char *const BASE =
+    "# fwx policy used by most tests\n"
+    "networks = {\n"
+    "  internal  = { ranges = [ \"10.0.0.0/8\", \"fd00::/8\" ]; };\n"
+    "  dmz       = { ranges = [ \"192.168.5.0-192.168.5.255\" ]; };\n"
+    "  lab       = { ranges = [ \"10.1.0.0/16\" ]; };    # inside internal: the more specific wins\n"
+    "  perimeter = { ranges = [ \"172.16.0.0/12\" ]; };  # related to nothing\n"
+    "  staff     = { ranges = [ \"10.2.0.0/16\" ]; };\n"
+    "};\n"
+    "relationships = (\n"
+    "  { from = \"internal\"; to = \"external\"; type = \"nat\"; },\n"
+    "  { from = \"internal\"; to = \"dmz\"; type = \"route\"; },\n"
+    "  { from = \"lab\"; to = \"external\"; type = \"nat\"; },\n"
+    "  { from = \"staff\"; to = \"external\"; type = \"nat\"; },\n"
+    "  { from = \"external\"; to = \"dmz\"; type = \"route\"; },\n"
+    ");\n"
+    "protocols = (\n"
+    "  { name = \"ftp\"; guid = \"{00000001-0000-0000-0000-000000000001}\"; protocol = \"tcp\"; port = 21;\n"
+    "    direction = \"outbound\"; filters = [ \"{aaaaaaaa-0000-0000-0000-000000000001}\" ]; },\n"
+    "  { name = \"http\"; guid = \"{00000001-0000-0000-0000-000000000002}\"; protocol = \"tcp\"; port = 80; },\n"
+    "  { name = \"https\"; guid = \"00000001-0000-0000-0000-000000000003\"; protocol = \"tcp\"; port = 443; },\n"
+    "  { name = \"dns\"; guid = \"{00000001-0000-0000-0000-000000000004}\"; protocol = \"udp\"; ports = \"53\";\n"
+    "    direction = \"outbound\"; },\n"
+    "  { name = \"high\"; guid = \"{00000001-0000-0000-0000-000000000005}\"; protocol = \"tcp\"; ports = \"1024-65535\"; },\n"
+    "  { name = \"alt-http\"; guid = \"{00000001-0000-0000-0000-000000000006}\"; protocol = \"tcp\"; ports = \"8080-8081\"; },\n"
+    "  { name = \"ftp server\"; guid = \"{00000001-0000-0000-0000-000000000007}\"; protocol = \"tcp\"; port = 21;\n"
+    "    direction = \"inbound\"; },\n"
+    "  { name = \"smtp\"; guid = \"{00000001-0000-0000-0000-000000000008}\"; protocol = \"tcp\"; port = 25; },\n"
+    ");\n"
+    "address_sets = { partners = [ \"198.51.100.0/24\", \"2001:db8:1::/48\" ]; };\n"
+    "domain_sets = { blocked = [ \"example.com\", \"*.bad.example\" ]; };\n"
+    "rules = (\n"
+    "  { name = \"no blocked sites\"; action = \"deny\"; from = [ \"internal\" ]; to = [ \"blocked\" ];\n"
+    "    protocols = [ \"all\" ]; },\n"
+    "  { name = \"ftp out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ]; protocols = [ \"ftp\" ]; },\n"
+    "  { name = \"staff web\"; action = \"allow\"; from = [ \"staff\" ]; to = [ \"external\" ];\n"
+    "    protocols = [ \"http\" ]; users = [ \"alice\" ]; },\n"
+    "  { name = \"no partner smtp\"; action = \"deny\"; from = [ \"internal\" ]; to = [ \"partners\" ];\n"
+    "    protocols = [ \"smtp\" ]; },\n"
+    "  { name = \"smtp out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ]; protocols = [ \"smtp\" ]; },\n"
+    "  { name = \"no dns to dmz\"; action = \"deny\"; from = [ \"internal\" ]; to = [ \"dmz\" ]; protocols = [ \"dns\" ]; },\n"
+    "  { name = \"internal to dmz\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"dmz\" ];\n"
+    "    protocols = [ \"all\" ]; },\n"
+    "  { name = \"partners https\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"partners\" ];\n"
+    "    protocols = [ \"https\" ]; },\n"
+    "  { name = \"lab all\"; action = \"allow\"; from = [ \"lab\" ]; to = [ \"external\" ]; protocols = [ \"all\" ]; },\n"
+    "  { name = \"publish ftp\"; action = \"allow\"; from = [ \"external\" ]; to = [ \"dmz\" ];\n"
+    "    protocols = [ \"ftp server\" ]; },\n"
+    "  { name = \"alt web\"; action = \"allow\"; from = [ \"staff\", \"partners\" ]; to = [ \"external\" ];\n"
+    "    protocols = [ \"alt-http\", \"http\" ]; users = [ \"alice\", \"bob\" ]; },\n"
+    ");\n"
+    "publishing = (\n"
+    "  { name = \"ftp server\"; listen = \"203.0.113.1:21\"; server = \"10.0.0.5:21\"; protocol = \"ftp\";\n"
+    "    full_proxy = false; },\n"
+    "  { name = \"web v6\"; listen = \"[2001:db8::1]:443\"; server = \"[fd00::80]:8443\"; protocol = \"https\";\n"
+    "    full_proxy = true; }\n"
+    ");\n";
+
+/* 1-based line of the first occurrence of needle. */
+static int line_of(const char *text, const char *needle)
+{
+    const char *at = strstr(text, needle);
+    ck_assert_msg(at != NULL, "no %s in the config", needle);
+    int line = 1;
+    for (const char *c = text; c < at; c++)
+        line += *c == '\n';
+    return line;
+}
+
+static fwx_policy *load_ok(const char *text)
+{
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    fwx_result r = fwx_policy_load_string(text, "test.conf", &p, &err);
+    ck_assert_msg(r == FWX_S_OK, "load failed: %s:%d: %s: %s", err.file, err.line, err.key, err.message);
+    ck_assert_ptr_nonnull(p);
+    return p;
+}
+
+typedef struct req_opts {
+    int32_t proto;
+    fwx__direction dir;
+    const char *host;
+    const char *user;
+    const fwx_guid *guid;
+} req_opts;
+
+static fwx__policy_decision decide_x(const fwx_policy *p, const char *src, const char *dst, req_opts o)
+{
+    struct sockaddr_storage s = tu_addr(src), d = tu_addr(dst);
+    fwx__policy_request req = { o.proto ? o.proto : FWX_PROTOCOL_TCP, o.dir ? o.dir : FWX__DIR_OUTBOUND, TU_SA(s),
+                                TU_SA(d), o.host, o.user, o.guid };
+    fwx__policy_decision out;
+    fwx__policy_decide(p, &req, &out);
+    return out;
+}
+
+/* TCP outbound, no host, no user. */
+static fwx__policy_decision decide(const fwx_policy *p, const char *src, const char *dst)
+{
+    return decide_x(p, src, dst, (req_opts){ 0 });
+}
+
+#define EXPECT_RULE(d, want_name)                                                                 \
+    do {                                                                                          \
+        const char *got_ = (d).rule_name;                                                         \
+        const char *want_ = (want_name);                                                          \
+        if (want_ == NULL)                                                                        \
+            ck_assert_msg(got_ == NULL, "rule %s, expected the default", got_);                   \
+        else                                                                                      \
+            ck_assert_msg(got_ != NULL && strcmp(got_, want_) == 0, "rule %s, expected %s",       \
+                          got_ ? got_ : "(default)", want_);                                      \
+    } while (0)
+
+static const char *net_name(const fwx_policy *p, const char *addr)
+{
+    struct sockaddr_storage a = tu_addr(addr);
+    return fwx__network_name(fwx__policy_network_of(p, TU_SA(a)));
+}
+
+/* Loads text that must fail, and checks where and why. */
+static void expect_error(const char *text, int line, const char *key, const char *msg_part)
+{
+    fwx_policy *p = (fwx_policy *)&p; /* must be reset to NULL */
+    fwx_config_error err;
+    fwx_result r = fwx_policy_load_string(text, "bad.conf", &p, &err);
+    ck_assert_msg(r == FWX_E_CONFIG, "got %s (%s), expected FWX_E_CONFIG", fwx_err_name(r), err.message);
+    ck_assert_ptr_null(p);
+    ck_assert_str_eq(err.file, "bad.conf");
+    ck_assert_msg(err.line == line, "line %d, expected %d (%s)", err.line, line, err.message);
+    ck_assert_str_eq(err.key, key);
+    ck_assert_msg(strstr(err.message, msg_part) != NULL, "message \"%s\" lacks \"%s\"", err.message, msg_part);
+    ck_assert_msg(!isupper((unsigned char)err.message[0]), "message not lower case: %s", err.message);
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+START_TEST(test_full_config)
+{
+    fwx_policy *p = load_ok(BASE);
+
+    const fwx__protocol *ftp = fwx__policy_protocol_by_guid(p, &G_FTP);
+    ck_assert_ptr_nonnull(ftp);
+    ck_assert_str_eq(ftp->name, "ftp");
+    ck_assert_int_eq(ftp->ip_protocol, FWX_PROTOCOL_TCP);
+    ck_assert_int_eq(ftp->port_lo, 21);
+    ck_assert_int_eq(ftp->port_hi, 21);
+    ck_assert_int_eq(ftp->direction, FWX__DIR_OUTBOUND);
+    ck_assert_int_eq(ftp->line, line_of(BASE, "name = \"ftp\""));
+    ck_assert(fwx__protocol_has_filter(ftp, &G_FTP_FILTER));
+    ck_assert(!fwx__protocol_has_filter(ftp, &G_FTP));
+    ck_assert_ptr_null(fwx__policy_protocol_by_guid(p, &G_UNKNOWN));
+
+    /* Ports: exact, inbound, ranges, the narrower of two overlapping definitions. */
+    ck_assert_ptr_eq(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_TCP, 21, FWX__DIR_OUTBOUND), ftp);
+    ck_assert_str_eq(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_TCP, 21, FWX__DIR_INBOUND)->name, "ftp server");
+    ck_assert_str_eq(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_TCP, 8080, FWX__DIR_OUTBOUND)->name, "alt-http");
+    ck_assert_str_eq(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_TCP, 8081, FWX__DIR_OUTBOUND)->name, "alt-http");
+    ck_assert_str_eq(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_TCP, 8079, FWX__DIR_OUTBOUND)->name, "high");
+    ck_assert_str_eq(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_TCP, 8082, FWX__DIR_OUTBOUND)->name, "high");
+    ck_assert_str_eq(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_TCP, 65535, FWX__DIR_OUTBOUND)->name, "high");
+    ck_assert_str_eq(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_UDP, 53, FWX__DIR_OUTBOUND)->name, "dns");
+    ck_assert_ptr_null(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_UDP, 54, FWX__DIR_OUTBOUND));
+    ck_assert_ptr_null(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_TCP, 1023, FWX__DIR_OUTBOUND));
+    ck_assert_ptr_null(fwx__policy_protocol_by_port(p, FWX_PROTOCOL_UDP, 53, FWX__DIR_INBOUND));
+    ck_assert_ptr_null(fwx__policy_protocol_by_port(p, 1, 53, FWX__DIR_OUTBOUND));
+
+    ck_assert_str_eq(net_name(p, "10.0.0.1"), "internal");
+    ck_assert_str_eq(net_name(p, "192.168.5.0"), "dmz");
+    ck_assert_str_eq(net_name(p, "192.168.5.255"), "dmz");
+    ck_assert_str_eq(net_name(p, "192.168.6.0"), "external");
+    ck_assert_str_eq(net_name(p, "8.8.8.8"), "external");
+    ck_assert_str_eq(net_name(p, "127.0.0.1"), "localhost");
+    ck_assert_str_eq(net_name(p, "127.255.255.254"), "localhost");
+    ck_assert_str_eq(net_name(p, "::1"), "localhost");
+    ck_assert_str_eq(net_name(p, "fd12::1"), "internal");
+    ck_assert_str_eq(net_name(p, "2001:db8::1"), "external");
+    ck_assert_str_eq(net_name(p, "::ffff:10.0.0.1"), "internal");
+
+    ck_assert_uint_eq(fwx__policy_publish_count(p), 2);
+    const fwx__publish_rule *pub = fwx__policy_publish_at(p, 0);
+    ck_assert_str_eq(pub->name, "ftp server");
+    ck_assert_ptr_eq(pub->protocol, ftp);
+    ck_assert(!pub->full_proxy);
+    ck_assert_int_eq(pub->line, line_of(BASE, "listen = \"203.0.113.1:21\""));
+    struct sockaddr_storage want = tu_addr("203.0.113.1:21");
+    ck_assert(fwx__sa_same_endpoint((const struct sockaddr *)&pub->listen, TU_SA(want)));
+    want = tu_addr("10.0.0.5:21");
+    ck_assert(fwx__sa_same_endpoint((const struct sockaddr *)&pub->server, TU_SA(want)));
+    pub = fwx__policy_publish_at(p, 1);
+    ck_assert(pub->full_proxy);
+    ck_assert_str_eq(pub->protocol->name, "https");
+    want = tu_addr("[fd00::80]:8443");
+    ck_assert(fwx__sa_same_endpoint((const struct sockaddr *)&pub->server, TU_SA(want)));
+    ck_assert_ptr_null(fwx__policy_publish_at(p, 2));
+
+    fwx_policy_free(p);
+    fwx_policy_free(NULL);
+}
+END_TEST
+
+START_TEST(test_minimal_config)
+{
+    /* An empty policy: everything is external, nothing is allowed. */
+    fwx_policy *p = load_ok("");
+    ck_assert_str_eq(net_name(p, "10.0.0.1"), "external");
+    ck_assert_str_eq(net_name(p, "127.0.0.1"), "localhost");
+    fwx__policy_decision d = decide(p, "10.0.0.1:1025", "192.0.2.1:80");
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    ck_assert_int_eq(d.relationship, FWX__REL_ROUTE); /* same network */
+    ck_assert_uint_eq(fwx__policy_publish_count(p), 0);
+    fwx_policy_free(p);
+
+    /* Empty sections and trailing commas are fine. */
+    p = load_ok("networks = { };\nrelationships = ( );\nprotocols = [ ];\nrules = ();\n"
+                "address_sets = { a = [ \"192.0.2.1\", ]; };\n");
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_load_file)
+{
+    char path[] = "/tmp/fwx_policy_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(BASE, f);
+    fclose(f);
+
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    TU_EXPECT_HR(fwx_policy_load_file(path, &p, &err), FWX_S_OK);
+    ck_assert_ptr_nonnull(p);
+    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "192.0.2.1:21");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "ftp out");
+    fwx_policy_free(p);
+
+    /* Errors from a file name the file. */
+    f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("networks = {\n  dmz = { ranges = [ \"192.168.5.0/33\" ]; };\n};\n", f);
+    fclose(f);
+    p = (fwx_policy *)&p;
+    TU_EXPECT_HR(fwx_policy_load_file(path, &p, &err), FWX_E_CONFIG);
+    ck_assert_ptr_null(p);
+    ck_assert_str_eq(err.file, path);
+    ck_assert_int_eq(err.line, 2);
+    ck_assert_str_eq(err.key, "networks.dmz.ranges.[0]");
+    unlink(path);
+
+    TU_EXPECT_HR(fwx_policy_load_file(path, &p, &err), FWX_E_CONFIG);
+    ck_assert_ptr_null(p);
+    ck_assert_str_eq(err.file, path);
+    ck_assert_int_eq(err.line, 0);
+    ck_assert_msg(strstr(err.message, "cannot open") != NULL, "%s", err.message);
+
+    /* err may be NULL. */
+    TU_EXPECT_HR(fwx_policy_load_file(path, &p, NULL), FWX_E_CONFIG);
+    TU_EXPECT_HR(fwx_policy_load_string("rules = 1;", NULL, &p, NULL), FWX_E_CONFIG);
+    ck_assert_ptr_null(p);
+}
+END_TEST
+
+START_TEST(test_load_string_name)
+{
+    fwx_config_error err;
+    fwx_policy *p = NULL;
+    TU_EXPECT_HR(fwx_policy_load_string("a = 1;\n", NULL, &p, &err), FWX_E_CONFIG);
+    ck_assert_str_eq(err.file, "(string)");
+    ck_assert_int_eq(err.line, 1);
+    ck_assert_str_eq(err.key, "a");
+    TU_EXPECT_HR(fwx_policy_load_string(NULL, "x", &p, &err), FWX_E_CONFIG);
+}
+END_TEST
+
+/* ---- configuration errors ------------------------------------------------------------------- */
+
+START_TEST(test_error_syntax)
+{
+    expect_error("rules = (\n  { name = \"x\";\n    action = ; }\n);\n", 3, "", "syntax error");
+    /* libconfig refuses two settings of one name itself. */
+    expect_error("address_sets = {\n  a = [ \"192.0.2.1\" ];\n  a = [ \"192.0.2.2\" ];\n};\n", 3, "",
+                 "duplicate setting");
+    expect_error("# one file only\n@include \"other.conf\"\n", 2, "", "@include");
+}
+END_TEST
+
+START_TEST(test_error_unknown_key)
+{
+    expect_error("netwroks = { };\n", 1, "netwroks", "unknown key \"netwroks\"");
+    expect_error("networks = {\n  dmz = { range = [ \"192.168.5.0/24\" ]; };\n};\n", 2, "networks.dmz.range",
+                 "network \"dmz\": unknown key \"range\"");
+    expect_error("rules = (\n"
+                 "  { name = \"a\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];\n"
+                 "    protocols = [ \"all\" ]; },\n"
+                 "  { name = \"b\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];\n"
+                 "    protocols = [ \"all\" ];\n"
+                 "    user = [ \"alice\" ]; }\n"
+                 ");\n",
+                 6, "rules.[1].user", "rule \"b\": unknown key \"user\"");
+    expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
+                 "    protocol = \"tcp\"; port = 1; filter = [ \"x\" ]; }\n);\n",
+                 3, "protocols.[0].filter", "unknown key");
+    expect_error("relationships = (\n  { from = \"internal\"; to = \"external\"; type = \"nat\"; kind = 1; }\n);\n",
+                 2, "relationships.[0].kind", "unknown key");
+    expect_error("publishing = (\n  { name = \"p\"; listen = \"192.0.2.1:80\"; server = \"10.0.0.1:80\";\n"
+                 "    protocol = \"x\"; fullproxy = true; }\n);\n",
+                 3, "publishing.[0].fullproxy", "unknown key");
+}
+END_TEST
+
+START_TEST(test_error_bad_range)
+{
+    expect_error("networks = {\n  internal = { ranges = [ \"10.0.0.0/8\",\n    \"10.0.0.0/33\" ]; };\n};\n", 3,
+                 "networks.internal.ranges.[1]", "network \"internal\": bad range \"10.0.0.0/33\"");
+    expect_error("networks = { dmz = { ranges = [ \"10.0.0.1/8\" ]; }; };\n", 1, "networks.dmz.ranges.[0]",
+                 "bits set after the prefix");
+    expect_error("networks = { dmz = { ranges = [ \"10.0.0.9-10.0.0.1\" ]; }; };\n", 1, "networks.dmz.ranges.[0]",
+                 "above the last");
+    expect_error("networks = { dmz = { ranges = [ \"10.0.0.1-fd00::1\" ]; }; };\n", 1, "networks.dmz.ranges.[0]",
+                 "different address families");
+    expect_error("networks = { dmz = { ranges = [ \"010.0.0.1\" ]; }; };\n", 1, "networks.dmz.ranges.[0]",
+                 "bad range");
+    expect_error("networks = { dmz = { ranges = [ \"fd00::/129\" ]; }; };\n", 1, "networks.dmz.ranges.[0]",
+                 "prefix length");
+    expect_error("address_sets = {\n  s = [ \"192.0.2.0/24\", \"host.example\" ];\n};\n", 2, "address_sets.s.[1]",
+                 "address set \"s\": bad range \"host.example\"");
+    expect_error("networks = { dmz = { }; };\n", 1, "networks.dmz.ranges", "missing ranges");
+    expect_error("networks = { dmz = { ranges = [ ]; }; };\n", 1, "networks.dmz.ranges", "ranges is empty");
+    expect_error("networks = { dmz = { ranges = [ 1 ]; }; };\n", 1, "networks.dmz.ranges.[0]", "list of strings");
+    expect_error("domain_sets = { d = [ \"a..example\" ]; };\n", 1, "domain_sets.d.[0]", "bad domain name");
+    expect_error("domain_sets = { d = [ \"*\" ]; };\n", 1, "domain_sets.d.[0]", "bad domain name");
+}
+END_TEST
+
+START_TEST(test_error_unknown_reference)
+{
+    expect_error("rules = (\n"
+                 "  { name = \"r\"; action = \"allow\";\n"
+                 "    from = [ \"intrnal\" ]; to = [ \"external\" ]; protocols = [ \"all\" ]; }\n"
+                 ");\n",
+                 3, "rules.[0].from.[0]", "rule \"r\": unknown network or address set \"intrnal\"");
+    expect_error("rules = (\n"
+                 "  { name = \"r\"; action = \"allow\"; from = [ \"internal\" ];\n"
+                 "    to = [ \"external\",\n"
+                 "           \"nowhere\" ]; protocols = [ \"all\" ]; }\n"
+                 ");\n",
+                 4, "rules.[0].to.[1]", "unknown network, address set or domain set \"nowhere\"");
+    expect_error("rules = (\n"
+                 "  { name = \"r\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];\n"
+                 "    protocols = [ \"gopher\" ]; }\n"
+                 ");\n",
+                 3, "rules.[0].protocols.[0]", "unknown protocol \"gopher\"");
+    expect_error("domain_sets = { d = [ \"example.com\" ]; };\n"
+                 "rules = (\n"
+                 "  { name = \"r\"; action = \"allow\"; from = [ \"d\" ]; to = [ \"external\" ]; protocols = [ \"all\" ]; }\n"
+                 ");\n",
+                 3, "rules.[0].from.[0]", "domain set \"d\" cannot be a source");
+    expect_error("relationships = (\n  { from = \"internal\";\n    to = \"mars\"; type = \"nat\"; }\n);\n", 3,
+                 "relationships.[0].to", "unknown network \"mars\"");
+    expect_error("address_sets = { s = [ \"192.0.2.1\" ]; };\n"
+                 "relationships = ( { from = \"internal\"; to = \"s\"; type = \"nat\"; } );\n",
+                 2, "relationships.[0].to", "unknown network \"s\"");
+    expect_error("publishing = (\n  { name = \"p\"; listen = \"192.0.2.1:80\"; server = \"10.0.0.1:80\";\n"
+                 "    protocol = \"http\"; }\n);\n",
+                 3, "publishing.[0].protocol", "unknown protocol \"http\"");
+    expect_error("rules = (\n  { name = \"r\"; action = \"allow\"; from = [ \"internal\" ]; protocols = [ \"all\" ]; }\n);\n",
+                 2, "rules.[0].to", "rule \"r\": missing to");
+}
+END_TEST
+
+START_TEST(test_error_duplicate_name)
+{
+    expect_error("protocols = (\n"
+                 "  { name = \"http\"; guid = \"{00000001-0000-0000-0000-000000000001}\"; protocol = \"tcp\"; port = 80; },\n"
+                 "  { name = \"http\"; guid = \"{00000001-0000-0000-0000-000000000002}\"; protocol = \"tcp\"; port = 8080; }\n"
+                 ");\n",
+                 3, "protocols.[1].name", "protocol \"http\": name is already used by a protocol (line 2)");
+    expect_error("networks = { dmz = { ranges = [ \"192.168.5.0/24\" ]; }; };\n"
+                 "address_sets = {\n  dmz = [ \"192.0.2.1\" ];\n};\n",
+                 3, "address_sets.dmz", "address set \"dmz\": name is already used by a network (line 1)");
+    expect_error("domain_sets = {\n  external = [ \"example.com\" ];\n};\n", 2, "domain_sets.external",
+                 "name is already used by the predefined network");
+    const char *rule = "  { name = \"same\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ]; "
+                       "protocols = [ \"all\" ]; }";
+    char text[1024];
+    snprintf(text, sizeof text, "rules = (\n%s,\n%s,\n%s\n);\n", rule, rule, rule);
+    expect_error(text, 3, "rules.[1].name", "rule \"same\": name is already used by a rule (line 2)");
+    expect_error("protocols = (\n"
+                 "  { name = \"all\"; guid = \"{00000001-0000-0000-0000-000000000001}\"; protocol = \"tcp\"; port = 80; }\n"
+                 ");\n",
+                 2, "protocols.[0].name", "reserved");
+    expect_error("relationships = (\n  { from = \"internal\"; to = \"external\"; type = \"nat\"; },\n"
+                 "  { from = \"internal\"; to = \"external\"; type = \"route\"; }\n);\n",
+                 3, "relationships.[1]", "internal to external is already defined at line 2");
+}
+END_TEST
+
+START_TEST(test_error_bad_port)
+{
+    const char *fmt = "protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
+                      "    protocol = \"tcp\"; %s }\n);\n";
+    char text[512];
+    snprintf(text, sizeof text, fmt, "port = 0;");
+    expect_error(text, 3, "protocols.[0].port", "protocol \"p\": port 0 is out of range 1-65535");
+    snprintf(text, sizeof text, fmt, "port = 65536;");
+    expect_error(text, 3, "protocols.[0].port", "out of range");
+    snprintf(text, sizeof text, fmt, "port = \"80\";");
+    expect_error(text, 3, "protocols.[0].port", "must be a number");
+    snprintf(text, sizeof text, fmt, "ports = \"90-80\";");
+    expect_error(text, 3, "protocols.[0].ports", "bad port range \"90-80\"");
+    snprintf(text, sizeof text, fmt, "ports = \"0-80\";");
+    expect_error(text, 3, "protocols.[0].ports", "bad port range");
+    snprintf(text, sizeof text, fmt, "ports = \"1-65536\";");
+    expect_error(text, 3, "protocols.[0].ports", "bad port range");
+    snprintf(text, sizeof text, fmt, "port = 80; ports = \"80\";");
+    expect_error(text, 3, "protocols.[0].ports", "not both");
+    snprintf(text, sizeof text, fmt, "");
+    expect_error(text, 2, "protocols.[0].port", "missing port");
+    snprintf(text, sizeof text, fmt, "port = 53; protocol = \"icmp\";");
+    expect_error(text, 3, "", "duplicate setting"); /* libconfig: two "protocol" keys */
+    expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
+                 "    protocol = \"icmp\"; port = 1; }\n);\n",
+                 3, "protocols.[0].protocol", "bad protocol \"icmp\"");
+    expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
+                 "    protocol = \"tcp\"; port = 1; direction = \"both\"; }\n);\n",
+                 3, "protocols.[0].direction", "bad direction \"both\"");
+    expect_error("protocols = ( { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\"; protocol = \"tcp\"; "
+                 "port = 80; } );\n"
+                 "publishing = (\n  { name = \"x\"; listen = \"192.0.2.1\"; server = \"10.0.0.1:80\"; protocol = \"p\"; }\n);\n",
+                 3, "publishing.[0].listen", "publishing rule \"x\": bad listen \"192.0.2.1\"");
+}
+END_TEST
+
+START_TEST(test_error_bad_action)
+{
+    expect_error("rules = (\n"
+                 "  { name = \"r\";\n"
+                 "    action = \"permit\"; from = [ \"internal\" ]; to = [ \"external\" ]; protocols = [ \"all\" ]; }\n"
+                 ");\n",
+                 3, "rules.[0].action", "rule \"r\": bad action \"permit\"");
+    expect_error("rules = (\n"
+                 "  { name = \"r\"; action = true; from = [ \"internal\" ]; to = [ \"external\" ]; protocols = [ \"all\" ]; }\n"
+                 ");\n",
+                 2, "rules.[0].action", "action must be a string");
+    expect_error("rules = (\n  { name = \"r\"; from = [ \"internal\" ]; to = [ \"external\" ]; protocols = [ \"all\" ]; }\n);\n",
+                 2, "rules.[0].action", "missing action");
+    expect_error("rules = (\n  { name = \"r\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];\n"
+                 "    protocols = [ \"all\" ]; users = [ ]; }\n);\n",
+                 3, "rules.[0].users", "users is empty");
+    expect_error("rules = { };\n", 1, "rules", "must be a list");
+    expect_error("networks = ( );\n", 1, "networks", "must be a group");
+    expect_error("rules = ( \"r\" );\n", 1, "rules.[0]", "rule [0]: must be a group");
+    expect_error("relationships = (\n  { from = \"internal\"; to = \"external\"; type = \"bridge\"; }\n);\n", 2,
+                 "relationships.[0].type", "bad type \"bridge\"");
+    expect_error("relationships = (\n  { from = \"internal\"; to = \"internal\"; type = \"route\"; }\n);\n", 2,
+                 "relationships.[0].to", "always routed to itself");
+}
+END_TEST
+
+START_TEST(test_error_bad_guid)
+{
+    expect_error("protocols = (\n  { name = \"p\";\n    guid = \"{00000001-0000-0000-0000-00000000001}\";\n"
+                 "    protocol = \"tcp\"; port = 1; }\n);\n",
+                 3, "protocols.[0].guid", "protocol \"p\": bad guid");
+    expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001\";\n"
+                 "    protocol = \"tcp\"; port = 1; }\n);\n",
+                 2, "protocols.[0].guid", "bad guid");
+    expect_error("protocols = (\n  { name = \"p\"; protocol = \"tcp\"; port = 1; }\n);\n", 2, "protocols.[0].guid",
+                 "missing guid");
+    expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
+                 "    protocol = \"tcp\"; port = 1;\n    filters = [ \"{00000001-0000-0000-0000-000000000001}\", \"nope\" ]; }\n);\n",
+                 4, "protocols.[0].filters.[1]", "bad filter guid \"nope\"");
+}
+END_TEST
+
+START_TEST(test_error_duplicate_guid)
+{
+    expect_error("protocols = (\n"
+                 "  { name = \"a\"; guid = \"{00000001-0000-0000-0000-000000000001}\"; protocol = \"tcp\"; port = 80; },\n"
+                 "  { name = \"b\"; guid = \"{00000001-0000-0000-0000-000000000002}\"; protocol = \"tcp\"; port = 81; },\n"
+                 "  { name = \"c\";\n"
+                 "    guid = \"00000001-0000-0000-0000-000000000001\"; protocol = \"udp\"; port = 80; }\n"
+                 ");\n",
+                 5, "protocols.[2].guid", "protocol \"c\": guid is already used by protocol \"a\" (line 2)");
+}
+END_TEST
+
+START_TEST(test_error_external_ranges)
+{
+    expect_error("networks = {\n  external = {\n    ranges = [ \"0.0.0.0/0\" ];\n  };\n};\n", 3,
+                 "networks.external.ranges", "network \"external\": may not have ranges");
+    /* Naming it without ranges is harmless. */
+    fwx_policy *p = load_ok("networks = { external = { }; };\n");
+    ck_assert_str_eq(net_name(p, "10.0.0.1"), "external");
+    fwx_policy_free(p);
+}
+END_TEST
+
+/* ---- decisions ---------------------------------------------------------------------------- */
+
+START_TEST(test_network_relationship)
+{
+    fwx_policy *p = load_ok(BASE);
+    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "172.16.0.1:21");
+    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
+    ck_assert_str_eq(fwx__network_name(d.source_network), "internal");
+    ck_assert_str_eq(fwx__network_name(d.destination_network), "perimeter");
+    ck_assert_int_eq(d.relationship, FWX__REL_NONE);
+    EXPECT_RULE(d, NULL);
+    ck_assert_int_eq(d.rule_line, 0);
+
+    /* Directional: internal -> external is NAT, the way back has no relationship. */
+    d = decide(p, "192.0.2.7:1025", "10.0.0.8:21");
+    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
+    d = decide(p, "10.0.0.8:1025", "192.0.2.7:21");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    ck_assert_int_eq(d.relationship, FWX__REL_NAT);
+    d = decide(p, "10.0.0.8:1025", "192.168.5.1:21");
+    ck_assert_int_eq(d.relationship, FWX__REL_ROUTE);
+
+    /* Within one network: route, then the rules (none allow internal -> internal). */
+    d = decide(p, "10.0.0.8:1025", "10.0.0.9:21");
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    ck_assert_int_eq(d.relationship, FWX__REL_ROUTE);
+
+    /* The gateway is related to everyone. */
+    d = decide(p, "127.0.0.1:1025", "172.16.0.1:21");
+    ck_assert_int_eq(d.relationship, FWX__REL_ROUTE);
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    d = decide(p, "172.16.0.1:1025", "127.0.0.1:21");
+    ck_assert_int_eq(d.relationship, FWX__REL_ROUTE);
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_first_match)
+{
+    fwx_policy *p = load_ok(BASE);
+    /* Both "no blocked sites" and "ftp out" match; the first decides. */
+    fwx__policy_decision d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:21", (req_opts){ .host = "example.com" });
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    EXPECT_RULE(d, "no blocked sites");
+    ck_assert_int_eq(d.rule_line, line_of(BASE, "\"no blocked sites\""));
+    ck_assert_str_eq(d.protocol->name, "ftp");
+
+    d = decide(p, "10.0.0.8:1025", "192.0.2.7:21");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "ftp out");
+    ck_assert_int_eq(d.rule_line, line_of(BASE, "\"ftp out\""));
+
+    /* "no dns to dmz" precedes "internal to dmz", which allows everything else. */
+    d = decide_x(p, "10.0.0.8:1025", "192.168.5.1:53", (req_opts){ .proto = FWX_PROTOCOL_UDP });
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    EXPECT_RULE(d, "no dns to dmz");
+    d = decide(p, "10.0.0.8:1025", "192.168.5.1:53");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "internal to dmz");
+    ck_assert_ptr_null(d.protocol); /* tcp/53 is not defined; "all" covers it */
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_deny_codes)
+{
+    fwx_policy *p = load_ok(BASE);
+    /* A deny rule whose `to` names an address set is a site rule. */
+    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "198.51.100.9:25");
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    EXPECT_RULE(d, "no partner smtp");
+    d = decide(p, "10.0.0.8:1025", "198.51.101.9:25");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "smtp out");
+    /* A deny rule naming only networks denies the protocol. */
+    d = decide_x(p, "10.0.0.8:1025", "192.168.5.1:53", (req_opts){ .proto = FWX_PROTOCOL_UDP });
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_default_deny)
+{
+    fwx_policy *p = load_ok(BASE);
+    /* https is allowed to partners only: elsewhere the site is what is refused. */
+    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "192.0.2.7:443");
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    EXPECT_RULE(d, NULL);
+    ck_assert_int_eq(d.rule_line, 0);
+    ck_assert_str_eq(d.protocol->name, "https");
+    d = decide(p, "10.0.0.8:1025", "198.51.100.1:443");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "partners https");
+    /* No rule names "high", but "internal to dmz" allows every protocol from internal, to
+       another destination: the site is refused. */
+    d = decide(p, "10.0.0.8:1025", "192.0.2.7:5000");
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    EXPECT_RULE(d, NULL);
+    /* From external only "ftp server" is allowed: "high" is a refused protocol. */
+    d = decide(p, "203.0.113.9:1025", "192.168.5.1:5000");
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    EXPECT_RULE(d, NULL);
+    ck_assert_str_eq(d.protocol->name, "high");
+    /* ... and for "ftp server" the destination decides. */
+    d = decide_x(p, "203.0.113.9:1025", "192.168.5.1:21", (req_opts){ .dir = FWX__DIR_INBOUND });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    /* No protocol definition: only "all" rules could match; "internal to dmz" is one, for
+       another destination. */
+    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:9999", (req_opts){ .proto = FWX_PROTOCOL_UDP });
+    ck_assert_ptr_null(d.protocol);
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    /* From perimeter nothing is allowed. */
+    d = decide(p, "172.16.0.1:1025", "172.16.0.2:21");
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_users)
+{
+    fwx_policy *p = load_ok(BASE);
+    fwx__policy_decision d = decide_x(p, "10.2.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "alice" });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "staff web");
+    d = decide_x(p, "10.2.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "bob" });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "alt web");
+    /* carol is in no rule: none fits her, so the protocol is what is refused. */
+    d = decide_x(p, "10.2.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "carol" });
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    EXPECT_RULE(d, NULL);
+    /* Names are compared exactly. */
+    d = decide_x(p, "10.2.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "Alice" });
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    /* Without a user a rule that lists users does not match. */
+    d = decide(p, "10.2.0.8:1025", "192.0.2.7:80");
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    /* A user-only rule does not leak to other networks. */
+    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "alice" });
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED); /* "internal to dmz" fits */
+    EXPECT_RULE(d, NULL);
+    /* Rules without users match with or without one. */
+    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:21", (req_opts){ .user = "carol" });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    /* An address set as a source: a partner address counts, whatever network it is in. */
+    d = decide_x(p, "198.51.100.3:1025", "192.0.2.7:8080", (req_opts){ .user = "bob" });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "alt web");
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_domain_sets)
+{
+    fwx_policy *p = load_ok(BASE);
+    static const struct {
+        const char *host;
+        fwx_result want;
+    } cases[] = {
+        { "example.com", FWX_E_SITE_AND_CONTENT_RULES_DENIED },
+        { "EXAMPLE.com.", FWX_E_SITE_AND_CONTENT_RULES_DENIED },
+        { "www.example.com", FWX_S_OK }, /* exact names do not cover subdomains */
+        { "a.bad.example", FWX_E_SITE_AND_CONTENT_RULES_DENIED },
+        { "x.y.Bad.Example", FWX_E_SITE_AND_CONTENT_RULES_DENIED },
+        { "bad.example", FWX_S_OK }, /* "*." covers subdomains only */
+        { "notbad.example", FWX_S_OK },
+        { "", FWX_S_OK },
+        { ".", FWX_S_OK },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fwx__policy_decision d =
+            decide_x(p, "10.0.0.8:1025", "192.0.2.7:21", (req_opts){ .host = cases[i].host });
+        ck_assert_msg(d.result == cases[i].want, "%s: %s", cases[i].host, fwx_err_name(d.result));
+    }
+    /* No host name: a domain set never matches. */
+    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "192.0.2.7:21");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_protocol_guid)
+{
+    fwx_policy *p = load_ok(BASE);
+    /* A secondary connection of ftp to a high port is decided as ftp. */
+    fwx__policy_decision d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:50000", (req_opts){ .guid = &G_FTP });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "ftp out");
+    ck_assert_ptr_eq(d.protocol, fwx__policy_protocol_by_guid(p, &G_FTP));
+    /* By port it is "high", which no rule allows to external. */
+    d = decide(p, "10.0.0.8:1025", "192.0.2.7:50000");
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    EXPECT_RULE(d, NULL);
+    ck_assert_str_eq(d.protocol->name, "high");
+    /* An unknown GUID means no protocol, not a fall back to the port. */
+    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:21", (req_opts){ .guid = &G_UNKNOWN });
+    ck_assert_ptr_null(d.protocol);
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    d = decide_x(p, "10.1.0.8:1025", "192.0.2.7:21", (req_opts){ .guid = &G_UNKNOWN });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "lab all");
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_inbound)
+{
+    fwx_policy *p = load_ok(BASE);
+    fwx__policy_decision d =
+        decide_x(p, "203.0.113.9:40000", "192.168.5.10:21", (req_opts){ .dir = FWX__DIR_INBOUND });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "publish ftp");
+    ck_assert_str_eq(d.protocol->name, "ftp server");
+    ck_assert_int_eq(d.relationship, FWX__REL_ROUTE);
+    /* The same flow as an outbound request is ftp, which nobody external may use. */
+    d = decide(p, "203.0.113.9:40000", "192.168.5.10:21");
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    ck_assert_str_eq(d.protocol->name, "ftp");
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_ipv6)
+{
+    fwx_policy *p = load_ok(BASE);
+    fwx__policy_decision d = decide(p, "[fd00::5]:1025", "[2001:db8:1::1]:443");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "partners https");
+    ck_assert_str_eq(fwx__network_name(d.source_network), "internal");
+    ck_assert_str_eq(fwx__network_name(d.destination_network), "external");
+    d = decide(p, "[fd00::5]:1025", "[2001:db8:2::1]:443");
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    d = decide(p, "[fd00::5]:1025", "[2001:db8:2::1]:21");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "ftp out");
+    /* A v4-mapped address is its IPv4 host. */
+    d = decide(p, "[::ffff:10.0.0.8]:1025", "[::ffff:192.0.2.7]:21");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    ck_assert_str_eq(fwx__network_name(d.source_network), "internal");
+    d = decide(p, "[2001:db8:9::1]:1025", "[fd00::1]:21");
+    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_overlapping_networks)
+{
+    fwx_policy *p = load_ok(BASE);
+    ck_assert_str_eq(net_name(p, "10.0.255.255"), "internal");
+    ck_assert_str_eq(net_name(p, "10.1.0.0"), "lab");
+    ck_assert_str_eq(net_name(p, "10.1.255.255"), "lab");
+    ck_assert_str_eq(net_name(p, "10.2.0.0"), "staff");
+    ck_assert_str_eq(net_name(p, "10.3.0.0"), "internal");
+    /* lab is its own network: internal's rules and relationships do not apply to it. */
+    fwx__policy_decision d = decide(p, "10.1.2.3:1025", "192.0.2.7:5000");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "lab all");
+    ck_assert_str_eq(fwx__network_name(d.source_network), "lab");
+    d = decide(p, "10.1.2.3:1025", "192.168.5.1:80");
+    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
+    fwx_policy_free(p);
+
+    /* Nested three deep, across the boundaries, and localhost extended. */
+    p = load_ok("networks = {\n"
+                "  a = { ranges = [ \"10.0.0.0/8\" ]; };\n"
+                "  b = { ranges = [ \"10.5.0.0-10.5.255.255\", \"fd00::/16\" ]; };\n"
+                "  c = { ranges = [ \"10.5.5.5\", \"fd00:1::/32\" ]; };\n"
+                "  localhost = { ranges = [ \"192.0.2.1\" ]; };\n"
+                "  all4 = { ranges = [ \"0.0.0.0/0\" ]; };\n"
+                "  all6 = { ranges = [ \"::/0\" ]; };\n"
+                "};\n");
+    ck_assert_str_eq(net_name(p, "10.5.5.4"), "b");
+    ck_assert_str_eq(net_name(p, "10.5.5.5"), "c");
+    ck_assert_str_eq(net_name(p, "10.5.5.6"), "b");
+    ck_assert_str_eq(net_name(p, "10.4.255.255"), "a");
+    ck_assert_str_eq(net_name(p, "10.6.0.0"), "a");
+    ck_assert_str_eq(net_name(p, "9.255.255.255"), "all4");
+    ck_assert_str_eq(net_name(p, "255.255.255.255"), "all4");
+    ck_assert_str_eq(net_name(p, "192.0.2.1"), "localhost");
+    ck_assert_str_eq(net_name(p, "127.0.0.1"), "localhost");
+    ck_assert_str_eq(net_name(p, "fd00::1"), "b");
+    ck_assert_str_eq(net_name(p, "fd00:1::1"), "c");
+    ck_assert_str_eq(net_name(p, "::1"), "localhost");
+    ck_assert_str_eq(net_name(p, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"), "all6");
+    ck_assert_str_eq(net_name(p, "::"), "all6");
+    fwx_policy_free(p);
+}
+END_TEST
+
+START_TEST(test_trailing_commas)
+{
+    /* The example in doc/policy.md uses them; libconfig 1.5 alone would not accept them. */
+    fwx_policy *p = load_ok("rules = (\n"
+                            "  { name = \"x,]\"; action = \"allow\"; from = [ \"external\", ]; to = [ \"external\" , ];\n"
+                            "    protocols = [ \"all\", # every protocol\n ], },  /* a comment, */ // another\n"
+                            ");\n");
+    /* Commas inside strings stay. */
+    fwx__policy_decision d = decide(p, "192.0.2.1:1025", "192.0.2.2:80");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "x,]");
+    ck_assert_int_eq(d.rule_line, 2);
+    fwx_policy_free(p);
+    expect_error("domain_sets = { d = [ \"x.example\", \"a,]\" ]; };\n", 1, "domain_sets.d.[1]",
+                 "bad domain name \"a,]\"");
+}
+END_TEST
+
+/* The example in doc/policy.md loads and decides as its table says. */
+START_TEST(test_doc_example)
+{
+    const char *dir = getenv("FWX_TEST_SRC_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/../doc/policy.md", dir != NULL ? dir : "tests");
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char doc[64 * 1024];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    char *start = strstr(doc, "\n```\n");
+    ck_assert_ptr_nonnull(start);
+    start += 5;
+    char *end = strstr(start, "\n```\n");
+    ck_assert_ptr_nonnull(end);
+    end[1] = '\0';
+
+    fwx_policy *p = load_ok(start);
+    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "192.0.2.7:21");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "ftp out");
+    ck_assert_int_eq(d.relationship, FWX__REL_NAT);
+    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:21", (req_opts){ .host = "www.bad.example" });
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    EXPECT_RULE(d, "no blocked sites");
+    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "alice" });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "staff web");
+    d = decide(p, "10.0.0.8:1025", "192.0.2.7:80");
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    d = decide(p, "10.0.0.8:1025", "192.0.2.7:443");
+    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    d = decide(p, "10.1.2.3:1025", "192.168.5.1:80");
+    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
+    d = decide(p, "192.0.2.7:1025", "10.0.0.8:21");
+    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
+    d = decide_x(p, "203.0.113.9:40000", "192.168.5.21:21", (req_opts){ .dir = FWX__DIR_INBOUND });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "ftp in");
+    ck_assert_uint_eq(fwx__policy_publish_count(p), 1);
+    ck_assert_str_eq(fwx__policy_publish_at(p, 0)->protocol->name, "ftp server");
+    fwx_policy_free(p);
+}
+END_TEST
+
+/* The flattening behind every address and port lookup, against a brute-force reading. */
+START_TEST(test_interval_map)
+{
+    uint32_t seed = 777;
+    for (int round = 0; round < 300; round++) {
+        fwx__range_item items[40], copy[40];
+        size_t n = (size_t)(round % 40);
+        for (size_t i = 0; i < n; i++) {
+            seed = seed * 1103515245u + 12345u;
+            uint64_t a = (seed >> 8) % 200;
+            seed = seed * 1103515245u + 12345u;
+            uint64_t b = a + (seed >> 8) % (round % 3 == 0 ? 5 : 120);
+            items[i] = (fwx__range_item){ { 0, a }, { 0, b }, (uint32_t)(i % 7), (uint32_t)i };
+        }
+        memcpy(copy, items, sizeof items);
+        fwx__imap m;
+        ck_assert_int_eq(fwx__imap_build(items, n, &m), 0);
+        for (uint64_t x = 0; x < 330; x++) {
+            int best = -1;
+            for (size_t i = 0; i < n; i++) {
+                if (x < copy[i].lo.lo || x > copy[i].hi.lo)
+                    continue;
+                uint64_t size = copy[i].hi.lo - copy[i].lo.lo;
+                uint64_t bsize = best < 0 ? 0 : copy[best].hi.lo - copy[best].lo.lo;
+                if (best < 0 || size < bsize || (size == bsize && copy[i].order < copy[best].order))
+                    best = (int)i;
+            }
+            uint32_t owner = UINT32_MAX;
+            fwx__u128 key = { 0, x };
+            bool found = fwx__imap_find(&m, key, &owner);
+            ck_assert_msg(found == (best >= 0), "round %d point %u: found %d", round, (unsigned)x, found);
+            if (best >= 0)
+                ck_assert_msg(owner == copy[best].owner, "round %d point %u: owner %u, expected %u", round,
+                              (unsigned)x, owner, copy[best].owner);
+        }
+        /* Disjoint, sorted, and adjacent intervals of one owner merged. */
+        for (size_t i = 1; i < m.n; i++) {
+            ck_assert(fwx__u128_cmp(m.v[i - 1].hi, m.v[i].lo) < 0);
+            ck_assert(!(m.v[i - 1].owner == m.v[i].owner && m.v[i - 1].hi.lo + 1 == m.v[i].lo.lo));
+        }
+        fwx__imap_free(&m);
+    }
+
+    /* The very top of the 128-bit space has no "end + 1". */
+    fwx__range_item top[2] = {
+        { { UINT64_MAX, 0 }, { UINT64_MAX, UINT64_MAX }, 1, 0 },
+        { { 0, 0 }, { UINT64_MAX, UINT64_MAX }, 2, 1 },
+    };
+    fwx__imap m;
+    ck_assert_int_eq(fwx__imap_build(top, 2, &m), 0);
+    uint32_t owner;
+    fwx__u128 k1 = { UINT64_MAX, UINT64_MAX }, k2 = { UINT64_MAX - 1, UINT64_MAX }, k3 = { 0, 0 };
+    ck_assert(fwx__imap_find(&m, k1, &owner) && owner == 1);
+    ck_assert(fwx__imap_find(&m, k2, &owner) && owner == 2);
+    ck_assert(fwx__imap_find(&m, k3, &owner) && owner == 2);
+    ck_assert_uint_eq(m.n, 2);
+    fwx__imap_free(&m);
+}
+END_TEST
+
+/* ---- scale ------------------------------------------------------------------------------------ */
+
+#define S_NETS 500
+#define S_RULES 5000
+#define S_PROTOS 50
+#define S_SETS 10
+#define S_USERS 5
+#define S_CORP S_NETS /* index of the 10.0.0.0/8 network that holds all the others */
+
+typedef struct s_rule {
+    bool allow;
+    bool from_net[S_NETS + 1];
+    bool from_srcset; /* address set 10.0.0.0/16 */
+    bool to_external;
+    int to_set; /* -1 or an address set */
+    bool all;
+    bool proto[S_PROTOS];
+    int user; /* -1: anyone */
+} s_rule;
+
+static uint32_t s_rng = 12345;
+
+static uint32_t rnd(uint32_t n)
+{
+    s_rng = s_rng * 1103515245u + 12345u;
+    return (s_rng >> 8) % n;
+}
+
+static bool s_related(int net)
+{
+    return net == S_CORP || net % 50 != 7;
+}
+
+/* The plain linear reading of the semantics, to compare the indexed engine with. */
+static void s_reference(const s_rule *rules, int src_net, bool src_in_srcset, int dst_set, int proto, int user,
+                        fwx_result *result, int *rule)
+{
+    *rule = -1;
+    if (!s_related(src_net)) {
+        *result = FWX_E_NETWORK_RULES_DENIED;
+        return;
+    }
+    bool site_candidate = false;
+    for (int k = 0; k < S_RULES; k++) {
+        const s_rule *r = &rules[k];
+        bool src = r->from_net[src_net] || (r->from_srcset && src_in_srcset);
+        bool pr = r->all || (proto >= 0 && r->proto[proto]);
+        bool us = r->user < 0 || r->user == user;
+        bool dst = r->to_external || (r->to_set >= 0 && r->to_set == dst_set);
+        if (src && pr && us && dst) {
+            *rule = k;
+            *result = r->allow ? FWX_S_OK
+                               : (r->to_set >= 0 ? FWX_E_SITE_AND_CONTENT_RULES_DENIED : FWX_E_PROTOCOL_RULES_DENIED);
+            return;
+        }
+        if (src && pr && us && r->allow)
+            site_candidate = true;
+    }
+    *result = site_candidate ? FWX_E_SITE_AND_CONTENT_RULES_DENIED : FWX_E_PROTOCOL_RULES_DENIED;
+}
+
+START_TEST(test_scale)
+{
+    s_rule *rules = calloc(S_RULES, sizeof *rules);
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *f = open_memstream(&text, &text_len);
+    ck_assert_ptr_nonnull(rules);
+    ck_assert_ptr_nonnull(f);
+
+    fprintf(f, "networks = {\n  corp = { ranges = [ \"10.0.0.0/8\" ]; };\n");
+    for (int i = 0; i < S_NETS; i++)
+        fprintf(f, "  n%d = { ranges = [ \"10.%d.%d.0/24\" ]; };\n", i, 100 + i / 250, i % 250);
+    fprintf(f, "};\nrelationships = (\n  { from = \"corp\"; to = \"external\"; type = \"nat\"; }");
+    for (int i = 0; i < S_NETS; i++)
+        if (s_related(i))
+            fprintf(f, ",\n  { from = \"n%d\"; to = \"external\"; type = \"%s\"; }", i, i % 2 ? "nat" : "route");
+    fprintf(f, "\n);\nprotocols = (\n");
+    for (int j = 0; j < S_PROTOS; j++)
+        fprintf(f, "  { name = \"p%d\"; guid = \"{%08x-0000-0000-0000-000000000000}\"; protocol = \"tcp\"; port = %d; },\n",
+                j, j + 1, 2000 + j);
+    fprintf(f, ");\naddress_sets = {\n  srcset = [ \"10.100.0.0/16\" ];\n");
+    for (int s = 0; s < S_SETS; s++)
+        fprintf(f, "  as%d = [ \"198.51.%d.0/24\" ];\n", s, s);
+    fprintf(f, "};\nrules = (\n");
+    for (int k = 0; k < S_RULES; k++) {
+        s_rule *r = &rules[k];
+        r->allow = rnd(10) < 6;
+        fprintf(f, "  { name = \"r%d\"; action = \"%s\"; from = [ ", k, r->allow ? "allow" : "deny");
+        int nf = 1 + (int)rnd(3);
+        for (int i = 0; i < nf; i++) {
+            uint32_t pick = rnd(S_NETS + 20);
+            if (pick < S_NETS) {
+                r->from_net[pick] = true;
+                fprintf(f, "%s\"n%u\"", i ? ", " : "", pick);
+            } else if (pick < S_NETS + 10) {
+                r->from_srcset = true;
+                fprintf(f, "%s\"srcset\"", i ? ", " : "");
+            } else {
+                r->from_net[S_CORP] = true;
+                fprintf(f, "%s\"corp\"", i ? ", " : "");
+            }
+        }
+        r->to_set = -1;
+        uint32_t to = rnd(10);
+        if (to < 6) {
+            r->to_external = true;
+            fprintf(f, " ]; to = [ \"external\" ]; protocols = [ ");
+        } else {
+            r->to_set = (int)rnd(S_SETS);
+            fprintf(f, " ]; to = [ \"as%d\" ]; protocols = [ ", r->to_set);
+        }
+        if (rnd(100) < 3) {
+            r->all = true;
+            fprintf(f, "\"all\"");
+        } else {
+            int np = 1 + (int)rnd(2);
+            for (int i = 0; i < np; i++) {
+                uint32_t j = rnd(S_PROTOS);
+                r->proto[j] = true;
+                fprintf(f, "%s\"p%u\"", i ? ", " : "", j);
+            }
+        }
+        fprintf(f, " ];");
+        r->user = -1;
+        if (rnd(10) == 0) {
+            r->user = (int)rnd(S_USERS);
+            fprintf(f, " users = [ \"u%d\" ];", r->user);
+        }
+        fprintf(f, " },\n");
+    }
+    fprintf(f, ");\n");
+    ck_assert_int_eq(fclose(f), 0);
+
+    fwx_policy *p = load_ok(text);
+    char *line_text = text;
+    int rule_line[S_RULES];
+    for (int k = 0, line = 1; *line_text != '\0' && k < S_RULES; line_text++) {
+        if (strncmp(line_text, "  { name = \"r", 13) == 0 && (line_text == text || line_text[-1] == '\n'))
+            rule_line[k++] = line;
+        line += *line_text == '\n';
+    }
+
+    int counts[5] = { 0 };
+    for (int n = 0; n < 20000; n++) {
+        /* Source: one of the small networks, or corp outside them. */
+        uint32_t sn = rnd(S_NETS + 10);
+        int src_net = sn < S_NETS ? (int)sn : S_CORP;
+        char src[64], dst[64];
+        if (src_net == S_CORP)
+            snprintf(src, sizeof src, "10.%u.%u.%u:1025", 1 + rnd(99), rnd(256), 1 + rnd(254));
+        else
+            snprintf(src, sizeof src, "10.%d.%d.%u:1025", 100 + src_net / 250, src_net % 250, 1 + rnd(254));
+        bool src_in_srcset = src_net != S_CORP && src_net < 250;
+        int dst_set = (int)rnd(S_SETS + 5);
+        int port = 2000 + (int)rnd(S_PROTOS + 5);
+        if (dst_set < S_SETS)
+            snprintf(dst, sizeof dst, "198.51.%d.%u:%d", dst_set, rnd(256), port);
+        else
+            snprintf(dst, sizeof dst, "203.0.113.%u:%d", rnd(256), port), dst_set = -1;
+        int proto = port - 2000 < S_PROTOS ? port - 2000 : -1;
+        int user = (int)rnd(S_USERS + 1) - 1;
+        char uname[16];
+        snprintf(uname, sizeof uname, "u%d", user);
+
+        fwx_result want;
+        int want_rule;
+        s_reference(rules, src_net, src_in_srcset, dst_set, proto, user, &want, &want_rule);
+        fwx__policy_decision d = decide_x(p, src, dst, (req_opts){ .user = user >= 0 ? uname : NULL });
+        ck_assert_msg(d.result == want, "request %d %s -> %s user %d: got %s, expected %s (rule %d)", n, src, dst,
+                      user, fwx_err_name(d.result), fwx_err_name(want), want_rule);
+        if (want_rule >= 0) {
+            char name[16];
+            snprintf(name, sizeof name, "r%d", want_rule);
+            EXPECT_RULE(d, name);
+            ck_assert_int_eq(d.rule_line, rule_line[want_rule]);
+        } else {
+            EXPECT_RULE(d, NULL);
+        }
+        if (src_net != S_CORP) {
+            char want_net[16];
+            snprintf(want_net, sizeof want_net, "n%d", src_net);
+            ck_assert_str_eq(fwx__network_name(d.source_network), want_net);
+        } else {
+            ck_assert_str_eq(fwx__network_name(d.source_network), "corp");
+        }
+        counts[want == FWX_S_OK                              ? 0
+               : want == FWX_E_NETWORK_RULES_DENIED          ? 1
+               : want == FWX_E_SITE_AND_CONTENT_RULES_DENIED ? 2
+               : want == FWX_E_PROTOCOL_RULES_DENIED         ? 3
+                                                             : 4]++;
+    }
+    /* The sample must exercise every outcome, or it proves little. */
+    for (int i = 0; i < 4; i++)
+        ck_assert_msg(counts[i] > 20, "outcome %d seen %d times only", i, counts[i]);
+    ck_assert_int_eq(counts[4], 0);
+
+    fwx_policy_free(p);
+    free(text);
+    free(rules);
+}
+END_TEST
+
+static Suite *policy_suite(void)
+{
+    Suite *s = suite_create("policy");
+    struct {
+        const char *name;
+        const TTest *test;
+    } cases[] = {
+        { "full_config", test_full_config },
+        { "minimal_config", test_minimal_config },
+        { "load_file", test_load_file },
+        { "load_string_name", test_load_string_name },
+        { "error_syntax", test_error_syntax },
+        { "error_unknown_key", test_error_unknown_key },
+        { "error_bad_range", test_error_bad_range },
+        { "error_unknown_reference", test_error_unknown_reference },
+        { "error_duplicate_name", test_error_duplicate_name },
+        { "error_bad_port", test_error_bad_port },
+        { "error_bad_action", test_error_bad_action },
+        { "error_bad_guid", test_error_bad_guid },
+        { "error_duplicate_guid", test_error_duplicate_guid },
+        { "error_external_ranges", test_error_external_ranges },
+        { "network_relationship", test_network_relationship },
+        { "first_match", test_first_match },
+        { "deny_codes", test_deny_codes },
+        { "default_deny", test_default_deny },
+        { "users", test_users },
+        { "domain_sets", test_domain_sets },
+        { "protocol_guid", test_protocol_guid },
+        { "inbound", test_inbound },
+        { "ipv6", test_ipv6 },
+        { "overlapping_networks", test_overlapping_networks },
+        { "trailing_commas", test_trailing_commas },
+        { "doc_example", test_doc_example },
+        { "interval_map", test_interval_map },
+        { "scale", test_scale },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    return tu_run_suite(policy_suite());
+}
