@@ -1,0 +1,512 @@
+/*
+ * fwx tests - sessions, connections and event dispatch: session kinds and flags, Deny and its
+ * codes (T13), handler failures (T16), calls outside their event (T12), emulation (T14),
+ * ConnectionTerminating without registration (T15), policy before filters (T21) and protocol
+ * bindings, reference counts after each hand-off.
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "plugins/test_plugin.h"
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+typedef struct fx {
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    IFWXSession *s;
+    void *h;
+    tp_control *ctl;
+} fx;
+
+/* Opens the firewall and a NAT session for 10.0.0.8; with `plugin`, loads it after `setup`
+   scripted its control block (FilterInit reads the hooks at load). */
+static void fx_open(fx *f, const char *plugin, void (*setup)(tp_control *))
+{
+    memset(f, 0, sizeof *f);
+    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
+    TU_EXPECT_HR(fwx_firewall_new(&f->loop, NULL, &f->fw), FWX_S_OK);
+    if (plugin != NULL) {
+        f->h = dlopen(tu_plugin_path(plugin), RTLD_NOW | RTLD_LOCAL);
+        ck_assert_ptr_nonnull(f->h);
+        f->ctl = dlsym(f->h, "fwx_test_control");
+        ck_assert_ptr_nonnull(f->ctl);
+        if (setup != NULL)
+            setup(f->ctl);
+        TU_EXPECT_HR(fwx_firewall_load_plugin(f->fw, tu_plugin_path(plugin), NULL), FWX_S_OK);
+    }
+    struct sockaddr_storage c = tu_addr("10.0.0.8");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+}
+
+static void fx_close(fx *f)
+{
+    fwx_session_close(f->s);
+    TU_EXPECT_REF(f->s, 1); /* only ours is left */
+    IFWXSession_Release(f->s);
+    fwx_firewall_stats st;
+    fwx_firewall_get_stats(f->fw, &st);
+    ck_assert_uint_eq(st.connections, 0);
+    ck_assert_uint_eq(st.sessions, 0);
+    fwx_firewall_close(f->fw, NULL, NULL);
+    tu_loop_close_clean(&f->loop);
+    /* The plugin handle stays open: tests read the control block after the firewall closed,
+       and Check forks each test, so it ends with the process. */
+}
+
+static fwx_result open_conn(fx *f, uint32_t event, int32_t proto, const char *peer, IFWXConnection **out)
+{
+    struct sockaddr_storage p = tu_addr(peer);
+    fwx_connection_params cp = {sizeof cp, event, proto, TU_SA(p), tu_len(&p), NULL, 0, NULL, 0};
+    return fwx_connection_open(f->s, &cp, out);
+}
+
+static void hooks_connect(tp_control *c) { c->hooks = fwx_Connect_Tcp | fwxSourceNAT; }
+
+/* ---- session kinds -------------------------------------------------------------------------- */
+
+START_TEST(nat_sessions_per_address_explicit_per_channel)
+{
+    fx f;
+    fx_open(&f, NULL, NULL);
+    struct sockaddr_storage c = tu_addr("10.0.0.8:5555");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *again = NULL, *w1 = NULL, *w2 = NULL, *viafw = NULL, *priv = NULL;
+    TU_EXPECT_HR(fwx_session_open(f.fw, &sp, &again), FWX_S_FALSE); /* the port does not matter */
+    ck_assert_ptr_eq(again, f.s);
+    TU_EXPECT_REF(f.s, 3); /* ours twice and the firewall's */
+    IFWXSession_Release(again);
+    TU_EXPECT_HR(IFWXFirewall_GetClientSession(fwx_firewall_iface(f.fw), TU_SA(c), tu_len(&c), &viafw), FWX_S_OK);
+    ck_assert_ptr_eq(viafw, f.s);
+    IFWXSession_Release(viafw);
+    sp.source = fwxSourceWSP;
+    TU_EXPECT_HR(fwx_session_open(f.fw, &sp, &w1), FWX_S_OK);
+    TU_EXPECT_HR(fwx_session_open(f.fw, &sp, &w2), FWX_S_OK);
+    ck_assert_ptr_ne(w1, w2);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXSession_GetSessionFlags(f.s, &flags), FWX_S_OK);
+    ck_assert_uint_eq(flags, FWX_SESSION_NAT);
+    TU_EXPECT_HR(IFWXSession_GetSessionFlags(w1, &flags), FWX_S_OK);
+    ck_assert_uint_eq(flags, 0);
+    TU_EXPECT_HR(IFWXFirewall_CreatePrivateSession(fwx_firewall_iface(f.fw), TU_SA(c), tu_len(&c), NULL, 0, NULL, &priv),
+                 FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_GetSessionFlags(priv, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_SESSION_PRIVATE);
+    fwx_firewall_stats st;
+    fwx_firewall_get_stats(f.fw, &st);
+    ck_assert_uint_eq(st.sessions, 4);
+
+    struct sockaddr_storage out;
+    uint32_t len = 4;
+    TU_EXPECT_HR(IFWXSession_GetClientAddress(f.s, TU_SAM(out), &len), FWX_E_INVALIDARG);
+    ck_assert_uint_eq(len, sizeof(struct sockaddr_in));
+    len = sizeof out;
+    TU_EXPECT_HR(IFWXSession_GetClientAddress(f.s, TU_SAM(out), &len), FWX_S_OK);
+    ck_assert_uint_eq(((struct sockaddr_in *)&out)->sin_port, 0);
+    char ip[32];
+    ck_assert_str_eq(inet_ntop(AF_INET, &((struct sockaddr_in *)&out)->sin_addr, ip, sizeof ip), "10.0.0.8");
+
+    IFWXSession *list[3] = {w1, w2, priv};
+    for (int i = 0; i < 3; i++) {
+        fwx_session_close(list[i]);
+        IFWXSession_Release(list[i]);
+    }
+    sp.source = 7;
+    TU_EXPECT_HR(fwx_session_open(f.fw, &sp, &w1), FWX_E_INVALIDARG);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(ended_session_refuses_calls)
+{
+    fx f;
+    fx_open(&f, NULL, NULL);
+    TU_EXPECT_HR(fwx_session_close(f.s), FWX_S_OK);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_E_TERMINATING);
+    struct sockaddr_storage t = tu_addr("198.51.100.7:50000");
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(f.s, TU_SA(t), tu_len(&t), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_ALLOW_ADDRESSES_ALL, &FWX_GUID_NULL, NULL, NULL, NULL, NULL),
+                 FWX_E_TERMINATING);
+    fwx_guid g = {{1}};
+    TU_EXPECT_HR(IFWXSession_AttachFilter(f.s, &g), FWX_E_TERMINATING);
+    IFWXNetworkSocket *sock = NULL;
+    TU_EXPECT_HR(IFWXSession_CreateNetworkSocket(f.s, FWX_PROTOCOL_TCP, &sock), FWX_E_TERMINATING);
+    /* Still answers who it was. */
+    struct sockaddr_storage out;
+    uint32_t len = sizeof out, flags = 0;
+    TU_EXPECT_HR(IFWXSession_GetClientAddress(f.s, TU_SAM(out), &len), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_GetSessionFlags(f.s, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_SESSION_TERMINATED);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- connections and refcounts ----------------------------------------------------------- */
+
+START_TEST(connection_basics_and_refcounts)
+{
+    fx f;
+    fx_open(&f, NULL, NULL);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_S_OK);
+    TU_EXPECT_REF(c, 2); /* ours and the session's */
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(IFWXConnection_GetSession(c, &s), FWX_S_OK);
+    ck_assert_ptr_eq(s, f.s);
+    IFWXSession_Release(s);
+    struct sockaddr_storage a;
+    uint32_t len = sizeof a;
+    TU_EXPECT_HR(IFWXConnection_GetExternalPeerName(c, TU_SAM(a), &len), FWX_S_OK);
+    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&a)->sin_port), 21);
+    len = sizeof a;
+    TU_EXPECT_HR(IFWXConnection_GetExternalSocketName(c, TU_SAM(a), &len), FWX_E_NOT_FOUND);
+    IFWXIpFilter *ipf = (IFWXIpFilter *)1;
+    TU_EXPECT_HR(IFWXConnection_GetIpFilter(c, &ipf), FWX_S_OK);
+    ck_assert_ptr_null(ipf); /* T19: unrestricted */
+    TU_EXPECT_HR(IFWXConnection_SetBufferSize(c, 0), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXConnection_SetBufferSize(c, 65536), FWX_S_OK);
+    IUnknown *unk = NULL;
+    TU_EXPECT_HR(IFWXConnection_QueryInterface(c, &IID_IUnknown, (void **)&unk), FWX_S_OK);
+    IUnknown_Release(unk);
+    TU_EXPECT_HR(IFWXConnection_QueryInterface(c, &IID_IFWXSession, (void **)&unk), FWX_E_NOINTERFACE);
+    ck_assert_ptr_null(unk);
+    /* Bad parameters. */
+    IFWXConnection *bad = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_UDP, "198.51.100.7:21", &bad), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(open_conn(&f, fwx_Listen, FWX_PROTOCOL_TCP, "198.51.100.7:21", &bad), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXConnection_Kill(c), FWX_S_OK);
+    TU_EXPECT_REF(c, 1);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_TERMINATED);
+    ck_assert_uint_eq(IFWXConnection_Release(c), 0);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T13: Deny ----------------------------------------------------------------------------------- */
+
+static void hooks_all_deny(tp_control *c)
+{
+    c->hooks = fwx_Connect_Tcp | fwx_Bind_Tcp | fwx_AcceptedConnection | fwx_Udp_Destination | fwxSourceNAT;
+    c->deny_events = c->hooks & FWX_EVENT_TYPE_MASK;
+}
+
+START_TEST(t13_deny_codes)
+{
+    fx f;
+    fx_open(&f, "tp_good", hooks_all_deny);
+    IFWXConnection *c = (IFWXConnection *)1;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_E_CONNREFUSED);
+    ck_assert_ptr_null(c);
+    TU_EXPECT_HR(open_conn(&f, fwx_Bind_Tcp, FWX_PROTOCOL_TCP, "203.0.113.1:46000", &c), FWX_E_ADDRINUSE);
+    TU_EXPECT_HR(open_conn(&f, fwx_AcceptedConnection, FWX_PROTOCOL_TCP, "198.51.100.7:40000", &c), FWX_E_DENIED);
+    TU_EXPECT_HR(open_conn(&f, fwx_Udp_Destination, FWX_PROTOCOL_UDP, "198.51.100.7:53", &c), FWX_E_DENIED);
+    /* Each refused connection still got its ConnectionTerminating, and none is left. */
+    ck_assert_int_eq(f.ctl->n_terminating, 4);
+    ck_assert_int_eq(f.ctl->n_attach, 1); /* once per session */
+    fwx_firewall_stats st;
+    fwx_firewall_get_stats(f.fw, &st);
+    ck_assert_uint_eq(st.connections, 0);
+    ck_assert_uint_eq(st.bound_ports, 0);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T16: a failing handler fails the request ---------------------------------------------- */
+
+static void fail_connect(tp_control *c)
+{
+    c->hooks = fwx_Connect_Tcp | fwxSourceNAT;
+    c->fail_events = fwx_Connect_Tcp;
+}
+
+START_TEST(t16_handler_failure_fails_request)
+{
+    fx f;
+    fx_open(&f, "tp_good", fail_connect);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_E_OUTOFMEMORY);
+    ck_assert_int_eq(f.ctl->n_terminating, 1);
+    f.ctl->fail_events = 0;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_S_OK);
+    fwx_connection_close(c);
+    fx_close(&f);
+    /* After Detach the session filter answers FWX_E_TERMINATING; the core sent it nothing more. */
+    ck_assert_int_eq(f.ctl->n_detach, 1);
+    ck_assert_int_eq(f.ctl->n_after_detach, 0);
+}
+END_TEST
+
+static void attach_fails(tp_control *c)
+{
+    c->hooks = fwx_Connect_Tcp | fwxSourceNAT;
+    c->attach_fail = 1;
+}
+
+START_TEST(t16_attach_failure_fails_request)
+{
+    fx f;
+    fx_open(&f, "tp_good", attach_fails);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_E_OUTOFMEMORY);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T12: calls outside the event that allows them --------------------------------------- */
+
+typedef struct probe {
+    fwx_result deny_in_listen, attach_in_listen, attach_in_connect, emulate1, emulate2, deny_reserved, setipf,
+        emulate_bind_in_connect;
+} probe;
+
+
+static fwx_result probe_df_qi(IFWXDataFilter *T, const fwx_guid *r, void **p)
+{
+    (void)T, (void)r;
+    *p = NULL;
+    return FWX_E_NOINTERFACE;
+}
+static atomic_uint probe_df_refs = 1;
+static uint32_t probe_df_addref(IFWXDataFilter *T)
+{
+    (void)T;
+    return atomic_fetch_add(&probe_df_refs, 1) + 1;
+}
+static uint32_t probe_df_release(IFWXDataFilter *T)
+{
+    (void)T;
+    return atomic_fetch_sub(&probe_df_refs, 1) - 1;
+}
+static fwx_result probe_df_ss(IFWXDataFilter *T, IFWXSocket *a, IFWXSocket *b, IFWXConnection *c, IUnknown *x)
+{
+    (void)T, (void)a, (void)b, (void)c, (void)x;
+    return FWX_S_OK;
+}
+static fwx_result probe_df_detach(IFWXDataFilter *T)
+{
+    (void)T;
+    return FWX_S_OK;
+}
+static const IFWXDataFilterVtbl probe_df_vtbl = {probe_df_qi, probe_df_addref, probe_df_release, probe_df_ss,
+                                                 probe_df_detach};
+static IFWXDataFilter probe_df = {&probe_df_vtbl};
+
+static fwx_result probe_event(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    probe *p = ctl->arg;
+    (void)sf, (void)s;
+    if (ev->EventType == fwx_Listen) {
+        IFWXConnection *c = ev->Parameters.Listen.piConnection;
+        p->deny_in_listen = IFWXConnection_Deny(c, 0);
+        p->attach_in_listen = IFWXConnection_AttachDataFilter(c, &probe_df, fwx_dfpc_Middle, NULL);
+    } else if (ev->EventType == fwx_Connect_Tcp) {
+        IFWXConnection *c = ev->Parameters.Connect.piConnection;
+        ck_assert_int_eq(ev->Parameters.Connect.FilterAccess, FWX_PASS); /* no policy: nothing decided */
+        p->deny_reserved = IFWXConnection_Deny(c, 1);
+        p->emulate_bind_in_connect = IFWXConnection_EmulateForBind(c);
+        p->emulate1 = IFWXConnection_EmulateForConnect(c, &probe_df, NULL);
+        p->emulate2 = IFWXConnection_EmulateForConnect(c, &probe_df, NULL);
+        p->setipf = IFWXConnection_SetIpFilter(c, NULL);
+        p->attach_in_connect = IFWXConnection_AttachDataFilter(c, &probe_df, fwx_dfpc_PreTrust, NULL);
+    }
+    return FWX_S_OK;
+}
+
+static void hooks_probe(tp_control *c)
+{
+    c->hooks = fwx_Connect_Tcp | fwx_Listen | fwx_Bind_Tcp | fwxSourceNAT;
+    c->on_event = probe_event;
+}
+
+START_TEST(t12_t14_calls_in_and_out_of_context)
+{
+    fx f;
+    probe p;
+    memset(&p, 0x55, sizeof p);
+    fx_open(&f, "tp_good", hooks_probe);
+    f.ctl->arg = &p;
+    IFWXConnection *c = NULL, *b = NULL, *e = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_S_OK);
+    TU_EXPECT_HR(p.deny_reserved, FWX_E_INVALIDARG);
+    TU_EXPECT_HR(p.emulate_bind_in_connect, FWX_E_BAD_CONTEXT);
+    TU_EXPECT_HR(p.emulate1, FWX_S_OK);
+    TU_EXPECT_HR(p.emulate2, FWX_E_ALREADY_EMULATED);
+    TU_EXPECT_HR(p.setipf, FWX_E_NOT_SUPPORTED); /* T14: not for emulated connections */
+    TU_EXPECT_HR(p.attach_in_connect, FWX_S_OK);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_EMULATED);
+    ck_assert(!(flags & FWX_CONNECTION_KERNEL_MODE));
+    ck_assert_uint_eq(atomic_load(&probe_df_refs), 3); /* held twice by the connection */
+    /* Outside any handler. */
+    TU_EXPECT_HR(IFWXConnection_Deny(c, 0), FWX_E_BAD_CONTEXT);
+    TU_EXPECT_HR(IFWXConnection_AttachDataFilter(c, &probe_df, fwx_dfpc_Middle, NULL), FWX_E_BAD_CONTEXT);
+    TU_EXPECT_HR(IFWXConnection_EmulateForConnect(c, &probe_df, NULL), FWX_E_BAD_CONTEXT);
+    IFWXConnection *ec = NULL;
+    struct sockaddr_storage r = tu_addr("198.51.100.7:20"), l = tu_addr("203.0.113.1:40000");
+    /* T14: EmulateConnection needs a listening or emulated connection. */
+    TU_EXPECT_HR(open_conn(&f, fwx_Bind_Tcp, FWX_PROTOCOL_TCP, "203.0.113.1:46000", &b), FWX_S_OK);
+    fwx_connection_close(c);
+    ck_assert_uint_eq(atomic_load(&probe_df_refs), 1); /* detached and released at the end */
+    /* Listen cannot be denied, and nothing may be attached there. */
+    TU_EXPECT_HR(fwx_connection_listen(b), FWX_S_OK);
+    TU_EXPECT_HR(p.deny_in_listen, FWX_E_BAD_CONTEXT);
+    TU_EXPECT_HR(p.attach_in_listen, FWX_E_BAD_CONTEXT);
+    TU_EXPECT_HR(IFWXConnection_EmulateConnection(b, &probe_df, TU_SA(r), tu_len(&r), TU_SA(l), tu_len(&l), &ec),
+                 FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(ec, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_EMULATED);
+    TU_EXPECT_HR(IFWXConnection_EmulateConnection(ec, &probe_df, TU_SA(r), tu_len(&r), TU_SA(l), tu_len(&l), &e),
+                 FWX_S_OK); /* an emulated connection may emulate again */
+    fwx_connection_close(e);
+    fwx_connection_close(ec);
+    IFWXConnection *plain = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Udp_Destination, FWX_PROTOCOL_UDP, "198.51.100.7:53", &plain), FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_EmulateConnection(plain, &probe_df, TU_SA(r), tu_len(&r), TU_SA(l), tu_len(&l), &e),
+                 FWX_E_WSAEINVAL);
+    fwx_connection_close(plain);
+    fwx_connection_close(b);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- T15: ConnectionTerminating without registration --------------------------------------- */
+
+START_TEST(t15_terminating_without_registration)
+{
+    fx f;
+    fx_open(&f, "tp_good", hooks_connect);
+    IFWXConnection *c = NULL, *u = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_S_OK);
+    /* A UDP connection raises no hooked event, but its end is still heard once attached. */
+    TU_EXPECT_HR(open_conn(&f, fwx_Udp_Destination, FWX_PROTOCOL_UDP, "198.51.100.7:53", &u), FWX_S_OK);
+    ck_assert_int_eq(f.ctl->n_events, 1);
+    fwx_connection_close(u);
+    fwx_connection_close(c);
+    ck_assert_int_eq(f.ctl->n_terminating, 2);
+    ck_assert_uint_eq(f.ctl->log[0], fwx_Connect_Tcp);
+    ck_assert_uint_eq(f.ctl->log[1], fwx_ConnectionTerminating);
+    fx_close(&f);
+    ck_assert_uint_eq(f.ctl->log[3], TP_LOG_DETACH);
+}
+END_TEST
+
+/* ---- T21 and protocol bindings --------------------------------------------------------------- */
+
+
+static fwx_result record_access(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf, (void)s;
+    if (ev->EventType == fwx_Connect_Tcp)
+        *(int *)ctl->arg = ev->Parameters.Connect.FilterAccess;
+    return FWX_S_OK;
+}
+
+static void hooks_bound_only(tp_control *c)
+{
+    c->hooks = fwx_Connect_Tcp | fwxSourceNAT; /* no fwxAnyProtocol: bound protocols only */
+    c->on_event = record_access;
+}
+
+START_TEST(t21_policy_first_then_bound_filters)
+{
+    fx f;
+    int access = -1;
+    fx_open(&f, "tp_good", hooks_bound_only);
+    f.ctl->arg = &access;
+    const char *cfg = "networks = { internal = { ranges = [ \"10.0.0.0/8\" ]; }; };\n"
+                      "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+                      "protocols = (\n"
+                      "  { name = \"ftp\"; guid = \"{11111111-0000-0000-0000-000000000021}\"; protocol = \"tcp\";"
+                      " port = 21; filters = [ \"{7e570000-0000-0000-0000-000000000001}\" ]; },\n"
+                      "  { name = \"http\"; guid = \"{11111111-0000-0000-0000-000000000080}\"; protocol = \"tcp\";"
+                      " port = 80; },\n"
+                      "  { name = \"smtp\"; guid = \"{11111111-0000-0000-0000-000000000025}\"; protocol = \"tcp\";"
+                      " port = 25; } );\n"
+                      "address_sets = { bad = [ \"192.0.2.0/24\" ]; };\n"
+                      "rules = (\n"
+                      "  { name = \"no bad sites\"; action = \"deny\"; from = [ \"internal\" ]; to = [ \"bad\" ];"
+                      " protocols = [ \"all\" ]; },\n"
+                      "  { name = \"web and ftp\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
+                      " protocols = [ \"ftp\", \"http\" ]; } );\n";
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    fwx_result hr = fwx_policy_load_string(cfg, "t21.cfg", &p, &err);
+    ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "192.0.2.99:21", &c), FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:25", &c), FWX_E_PROTOCOL_RULES_DENIED);
+    ck_assert_int_eq(f.ctl->n_events, 0); /* the policy refused before any filter was asked */
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:80", &c), FWX_S_OK);
+    ck_assert_int_eq(f.ctl->n_events, 0); /* http is not bound to this filter */
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_KERNEL_MODE); /* T9: nobody needs to see it */
+    fwx_connection_close(c);
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_S_OK);
+    ck_assert_int_eq(f.ctl->n_events, 1);
+    ck_assert_int_eq(access, FWX_ALLOW);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_KERNEL_MODE)); /* T9: a filter hooks it */
+    fwx_connection_close(c);
+    fx_close(&f);
+}
+END_TEST
+
+/* AttachFilter attaches early, once; unknown class ids are refused. */
+static void hooks_none(tp_control *c) { c->hooks = 0; }
+
+START_TEST(attach_filter_early)
+{
+    fx f;
+    fx_open(&f, "tp_good", hooks_none);
+    fwx_guid good = FWX_GUID_INIT(0x7e, 0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01);
+    fwx_guid unknown = FWX_GUID_INIT(0x7e, 0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99);
+    TU_EXPECT_HR(IFWXSession_AttachFilter(f.s, &unknown), FWX_E_CLASSNOTREG);
+    TU_EXPECT_HR(IFWXSession_AttachFilter(f.s, &good), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_AttachFilter(f.s, &good), FWX_S_OK);
+    ck_assert_int_eq(f.ctl->n_attach, 1);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", &c), FWX_S_OK);
+    fwx_connection_close(c);
+    ck_assert_int_eq(f.ctl->n_terminating, 1); /* attached, so it hears the end */
+    fx_close(&f);
+    ck_assert_int_eq(f.ctl->n_sf_released, 1);
+}
+END_TEST
+
+static Suite *session_suite(void)
+{
+    Suite *s = suite_create("session");
+    struct {
+        const char *name;
+        const TTest *t;
+    } cases[] = {
+        {"kinds", nat_sessions_per_address_explicit_per_channel},
+        {"ended", ended_session_refuses_calls},
+        {"connections", connection_basics_and_refcounts},
+        {"t13 deny", t13_deny_codes},
+        {"t16 handler", t16_handler_failure_fails_request},
+        {"t16 attach", t16_attach_failure_fails_request},
+        {"t12 t14", t12_t14_calls_in_and_out_of_context},
+        {"t15 terminating", t15_terminating_without_registration},
+        {"t21", t21_policy_first_then_bound_filters},
+        {"attach filter", attach_filter_early},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void) { return tu_run_suite(session_suite()); }
