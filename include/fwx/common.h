@@ -80,7 +80,7 @@ typedef int32_t fwx_result;
     XX(E_CONNREFUSED, 0x8007274D, "connection refused")                                           \
     /* ISA Server / TMG firewall codes, documented values (wspfwerr.h). */                        \
     XX(E_TERMINATING, 0xC0040001, "object is shutting down")                                      \
-    XX(E_INVALID_ARG, 0xC0040002, "invalid argument")                                             \
+    XX(E_INVALID_ARG, 0xC0040002, "invalid argument to a firewall service call")                                             \
     XX(E_ALREADY_IN_BLOCKING_OP, 0xC0040003, "already in a blocking operation")                   \
     XX(E_NOT_IN_BLOCKING_OP, 0xC0040004, "not in a blocking operation")                           \
     XX(E_FILTER_NOT_REGISTERED, 0xC0040005, "filter is not registered")                           \

@@ -49,7 +49,10 @@ typedef enum fwx_log_level {
     FWX_LOG_ERROR = 0, /**< something failed */
     FWX_LOG_WARN = 1,  /**< refused input, degraded service */
     FWX_LOG_INFO = 2,  /**< session and connection events */
-    FWX_LOG_DEBUG = 3  /**< everything */
+    FWX_LOG_DEBUG = 3, /**< everything */
+    /** @cond */
+    FWX__LOG_FORCE_32 = 0x7FFFFFFF
+    /** @endcond */
 } fwx_log_level;
 
 /**

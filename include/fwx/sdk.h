@@ -395,6 +395,8 @@ static inline fwx_result IClassFactory_CreateInstance(IClassFactory *This, IUnkn
 {
     return This->lpVtbl->CreateInstance(This, o, riid, ppv);
 }
+/** Calls IClassFactoryVtbl::LockServer. */
+static inline fwx_result IClassFactory_LockServer(IClassFactory *This, int32_t fLock) { return This->lpVtbl->LockServer(This, fLock); }
 
 /* ---------------------------------------------------------------------------------------- */
 /**
@@ -581,6 +583,14 @@ struct IFWXAcceptCompletion {
     const IFWXAcceptCompletionVtbl *lpVtbl; /**< the method table */
 };
 FWX_IUNKNOWN_WRAPPERS(IFWXAcceptCompletion)
+/** Calls IFWXAcceptCompletionVtbl::CompleteAsyncAccept. */
+static inline fwx_result IFWXAcceptCompletion_CompleteAsyncAccept(IFWXAcceptCompletion *This, int32_t ok, int32_t err,
+                                                                  IFWXNetworkSocket *ls, IFWXNetworkSocket *as,
+                                                                  const struct sockaddr *r, uint32_t rl,
+                                                                  const struct sockaddr *l, uint32_t ll, uintptr_t ud)
+{
+    return This->lpVtbl->CompleteAsyncAccept(This, ok, err, ls, as, r, rl, l, ll, ud);
+}
 
 /* ---------------------------------------------------------------------------------------- */
 /**
@@ -760,6 +770,8 @@ struct IFWXUdpDestination {
     const IFWXUdpDestinationVtbl *lpVtbl; /**< the method table */
 };
 FWX_IUNKNOWN_WRAPPERS(IFWXUdpDestination)
+/** Calls IFWXUdpDestinationVtbl::Deny. */
+static inline fwx_result IFWXUdpDestination_Deny(IFWXUdpDestination *This, uint32_t r) { return This->lpVtbl->Deny(This, r); }
 
 /* ---------------------------------------------------------------------------------------- */
 /**
@@ -873,6 +885,50 @@ static inline fwx_result IFWXNetworkSocket_Accept(IFWXNetworkSocket *This, IFWXA
 }
 /** Calls IFWXNetworkSocketVtbl::Close. */
 static inline fwx_result IFWXNetworkSocket_Close(IFWXNetworkSocket *This) { return This->lpVtbl->Close(This); }
+/** Calls IFWXNetworkSocketVtbl::Send. */
+static inline fwx_result IFWXNetworkSocket_Send(IFWXNetworkSocket *This, IFWXIOBuffer *b, IFWXIOCompletion *c, uintptr_t ud)
+{
+    return This->lpVtbl->Send(This, b, c, ud);
+}
+/** Calls IFWXNetworkSocketVtbl::SendTo. */
+static inline fwx_result IFWXNetworkSocket_SendTo(IFWXNetworkSocket *This, IFWXIOBuffer *b, const struct sockaddr *a,
+                                                  uint32_t l, IFWXIOCompletion *c, uintptr_t ud)
+{
+    return This->lpVtbl->SendTo(This, b, a, l, c, ud);
+}
+/** Calls IFWXNetworkSocketVtbl::Recv. */
+static inline fwx_result IFWXNetworkSocket_Recv(IFWXNetworkSocket *This, IFWXIOBuffer *b, IFWXIOCompletion *c, uintptr_t ud)
+{
+    return This->lpVtbl->Recv(This, b, c, ud);
+}
+/** Calls IFWXNetworkSocketVtbl::Shutdown. */
+static inline fwx_result IFWXNetworkSocket_Shutdown(IFWXNetworkSocket *This, int32_t how) { return This->lpVtbl->Shutdown(This, how); }
+/** Calls IFWXNetworkSocketVtbl::GetSockName. */
+static inline fwx_result IFWXNetworkSocket_GetSockName(IFWXNetworkSocket *This, struct sockaddr *a, uint32_t *l)
+{
+    return This->lpVtbl->GetSockName(This, a, l);
+}
+/** Calls IFWXNetworkSocketVtbl::GetPeerName. */
+static inline fwx_result IFWXNetworkSocket_GetPeerName(IFWXNetworkSocket *This, struct sockaddr *a, uint32_t *l)
+{
+    return This->lpVtbl->GetPeerName(This, a, l);
+}
+/** Calls IFWXNetworkSocketVtbl::SetSockOpt. */
+static inline fwx_result IFWXNetworkSocket_SetSockOpt(IFWXNetworkSocket *This, int32_t level, int32_t name, const void *v,
+                                                      uint32_t len)
+{
+    return This->lpVtbl->SetSockOpt(This, level, name, v, len);
+}
+/** Calls IFWXNetworkSocketVtbl::GetSockOpt. */
+static inline fwx_result IFWXNetworkSocket_GetSockOpt(IFWXNetworkSocket *This, int32_t level, int32_t name, void *v,
+                                                      uint32_t *len)
+{
+    return This->lpVtbl->GetSockOpt(This, level, name, v, len);
+}
+/** Calls IFWXNetworkSocketVtbl::SetIpFilter. */
+static inline fwx_result IFWXNetworkSocket_SetIpFilter(IFWXNetworkSocket *This, IFWXIpFilter *f) { return This->lpVtbl->SetIpFilter(This, f); }
+/** Calls IFWXNetworkSocketVtbl::GetIpFilter. */
+static inline fwx_result IFWXNetworkSocket_GetIpFilter(IFWXNetworkSocket *This, IFWXIpFilter **f) { return This->lpVtbl->GetIpFilter(This, f); }
 
 /* ---------------------------------------------------------------------------------------- */
 /**
@@ -1258,6 +1314,23 @@ static inline fwx_result IFWXConnection_AttachDataFilter(IFWXConnection *This, I
                                                          FwxDataFilterPriorityClass p, IUnknown *ctx)
 {
     return This->lpVtbl->AttachDataFilter(This, df, p, ctx);
+}
+/** Calls IFWXConnectionVtbl::AttachDataFilterWithDestination. */
+static inline fwx_result IFWXConnection_AttachDataFilterWithDestination(IFWXConnection *This, IFWXDataFilter *df,
+                                                                        FwxDataFilterPriorityClass p, IUnknown *ctx,
+                                                                        const struct sockaddr *a, uint32_t l)
+{
+    return This->lpVtbl->AttachDataFilterWithDestination(This, df, p, ctx, a, l);
+}
+/** Calls IFWXConnectionVtbl::IncrementBytesSentCounter. */
+static inline fwx_result IFWXConnection_IncrementBytesSentCounter(IFWXConnection *This, uint32_t n)
+{
+    return This->lpVtbl->IncrementBytesSentCounter(This, n);
+}
+/** Calls IFWXConnectionVtbl::SetSocketName. */
+static inline fwx_result IFWXConnection_SetSocketName(IFWXConnection *This, const struct sockaddr *a, uint32_t l)
+{
+    return This->lpVtbl->SetSocketName(This, a, l);
 }
 /** Calls IFWXConnectionVtbl::EmulateConnection. */
 static inline fwx_result IFWXConnection_EmulateConnection(IFWXConnection *This, IFWXDataFilter *df,
