@@ -483,6 +483,42 @@ START_TEST(attach_filter_early)
 }
 END_TEST
 
+/* IFWXUdpDestination::Deny works in its handler only. */
+static fwx_result deny_udp(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf, (void)s;
+    if (ev->EventType == fwx_Udp_Destination) {
+        IFWXUdpDestination *u = ev->Parameters.UdpDest.piUdpDestination;
+        ck_assert_ptr_nonnull(u);
+        ck_assert_int_eq(IFWXUdpDestination_Deny(u, 7), FWX_E_INVALIDARG);
+        *(IFWXUdpDestination **)ctl->arg = u;
+        IFWXUdpDestination_AddRef(u);
+        return IFWXUdpDestination_Deny(u, 0);
+    }
+    return FWX_S_OK;
+}
+
+static void hooks_udp(tp_control *c)
+{
+    c->hooks = fwx_Udp_Destination | fwxSourceNAT;
+    c->on_event = deny_udp;
+}
+
+START_TEST(udp_destination_deny)
+{
+    fx f;
+    IFWXUdpDestination *kept = NULL;
+    fx_open(&f, "tp_good", hooks_udp);
+    f.ctl->arg = &kept;
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(open_conn(&f, fwx_Udp_Destination, FWX_PROTOCOL_UDP, "198.51.100.7:5060", &c), FWX_E_DENIED);
+    ck_assert_ptr_nonnull(kept);
+    TU_EXPECT_HR(IFWXUdpDestination_Deny(kept, 0), FWX_E_BAD_CONTEXT); /* outside the handler */
+    ck_assert_uint_eq(IFWXUdpDestination_Release(kept), 0);               /* the last reference */
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *session_suite(void)
 {
     Suite *s = suite_create("session");
@@ -500,6 +536,7 @@ static Suite *session_suite(void)
         {"t15 terminating", t15_terminating_without_registration},
         {"t21", t21_policy_first_then_bound_filters},
         {"attach filter", attach_filter_early},
+        {"udp destination", udp_destination_deny},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

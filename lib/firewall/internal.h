@@ -203,6 +203,7 @@ typedef struct fwx__dfentry {
 
 struct fwx__conn {
     IFWXConnection iface;
+    IFWXUdpDestination udpdest; /* handed out in fwx_Udp_Destination events; shares refs */
     atomic_uint refs;
     fwx__session *session; /* holds a reference on session->iface */
     fwx__list node;        /* in session->conns while live */

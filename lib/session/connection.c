@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 static const IFWXConnectionVtbl conn_vtbl;
+static const IFWXUdpDestinationVtbl udpdest_vtbl;
 
 bool fwx__conn_is_ours(IFWXConnection *c) { return c != NULL && c->lpVtbl == &conn_vtbl; }
 
@@ -16,6 +17,7 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
     if (c == NULL)
         return NULL;
     c->iface.lpVtbl = &conn_vtbl;
+    c->udpdest.lpVtbl = &udpdest_vtbl;
     atomic_init(&c->refs, 2); /* the caller's and the session list's */
     c->session = s;
     IFWXSession_AddRef(&s->iface);
@@ -151,6 +153,7 @@ static void fill_event(FwxFirewallEvent *ev, fwx__conn *c, uint32_t type, FwxFil
         u->FilterAccess = access;
         u->ProtocolGuid = c->protocol_guid;
         u->IsSecondary = secondary;
+        u->piUdpDestination = &c->udpdest;
     } else if (type == fwx_Listen) {
         FwxListenEvent *l = &ev->Parameters.Listen;
         l->Address = c->has_ext_local ? c->ext_local : c->ext_peer;
@@ -571,6 +574,38 @@ static fwx_result c_GetConnectionFlags(IFWXConnection *This, uint32_t *f)
     *f = fwx__conn_from(This)->flags;
     return FWX_S_OK;
 }
+
+/* ---- IFWXUdpDestination: a view of the connection, for fwx_Udp_Destination handlers ---- */
+
+static fwx__conn *conn_from_udpdest(IFWXUdpDestination *u) { return fwx__container_of(u, fwx__conn, udpdest); }
+
+static fwx_result u_QueryInterface(IFWXUdpDestination *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXUdpDestination))) {
+        IFWXUdpDestination_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+static uint32_t u_AddRef(IFWXUdpDestination *This) { return c_AddRef(&conn_from_udpdest(This)->iface); }
+static uint32_t u_Release(IFWXUdpDestination *This) { return c_Release(&conn_from_udpdest(This)->iface); }
+
+static fwx_result u_Deny(IFWXUdpDestination *This, uint32_t Reserved)
+{
+    fwx__conn *c = conn_from_udpdest(This);
+    if (Reserved != 0)
+        return FWX_E_INVALIDARG;
+    if (c->in_event != fwx_Udp_Destination)
+        return FWX_E_BAD_CONTEXT;
+    c->denied = true;
+    return FWX_S_OK;
+}
+
+static const IFWXUdpDestinationVtbl udpdest_vtbl = {u_QueryInterface, u_AddRef, u_Release, u_Deny};
 
 static const IFWXConnectionVtbl conn_vtbl = {
     c_QueryInterface,
