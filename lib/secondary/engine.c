@@ -136,6 +136,9 @@ static fwx__grant *grant_new(fwx__session *s, fwx__grant_type type, int32_t prot
     g->pub.flags = flags;
     memcpy(&g->pub.client, &s->client, sizeof g->pub.client);
     g->protocol_guid = pg ? *pg : FWX_GUID_NULL;
+    /* The deadline is known now, so the backend sees it when the grant is installed. */
+    if (flags & FWX_FLAG_TIMEOUT)
+        g->pub.expires_ms = uv_now(s->fw->loop) + s->fw->opts.timeout_ms;
     g->owner = fwx__current_plugin ? fwx__current_plugin : plugin_of_sf(s, sf);
     g->sf = sf;
     if (sf != NULL)
@@ -277,11 +280,8 @@ void fwx__grant_expired(fwx__grant *g)
 static void grant_set_timeout(fwx__grant *g)
 {
     fwx_firewall *fw = g->session->fw;
-    if (g->pub.flags & FWX_FLAG_TIMEOUT) {
-        uint64_t at = uv_now(fw->loop) + fw->opts.timeout_ms;
-        g->pub.expires_ms = at;
-        fwx__expiry_add(fw, g, at);
-    }
+    if (g->pub.flags & FWX_FLAG_TIMEOUT)
+        fwx__expiry_add(fw, g, g->pub.expires_ms);
 }
 
 /* ---- checks shared by the calls ---------------------------------------------------------- */
