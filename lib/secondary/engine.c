@@ -382,8 +382,9 @@ static bool factory_pending(fwx__session *s, uint32_t event, const struct sockad
 static fwx_result refuse(fwx__session *s, fwx_result hr, const char *call, const struct sockaddr *what, const char *why)
 {
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
-    fwx__log(s->fw, FWX_LOG_WARN, "session %p (client %s): %s %s refused: %s", (void *)s,
-             fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), call, what ? fwx__sa_fmt(what, b) : "", why);
+    fwx__log(s->fw, FWX_LOG_WARN, "session %p (client %s): %s%s%s refused: %s", (void *)s,
+             fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), call, what ? " " : "", what ? fwx__sa_fmt(what, b) : "",
+             why);
     return hr;
 }
 

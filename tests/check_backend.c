@@ -1,0 +1,1014 @@
+/*
+ * fwx tests - backends: the registry, and what the core hands a backend (grants, relays,
+ * kills), checked with the fault-injecting backend of fault_backend.c.
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "fault_backend.h"
+#include "plugins/test_plugin.h"
+#include "util/util.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+/* ---- environment ------------------------------------------------------------------------ */
+
+#define LOG_MAX 128
+#define PORT_MIN 40000
+#define PORT_MAX 40063
+
+static uv_loop_t loop;
+static fwx_firewall *fw;
+static char log_lines[LOG_MAX][512];
+static int n_log_lines;
+
+static void capture_log(void *arg, fwx_log_level level, const char *message)
+{
+    (void)arg;
+    (void)level;
+    if (getenv("FWX_TEST_LOG") != NULL) /* FWX_TEST_LOG=1: show the firewall's log */
+        fprintf(stderr, "%s\n", message);
+    if (n_log_lines < LOG_MAX)
+        snprintf(log_lines[n_log_lines++], sizeof log_lines[0], "%s", message);
+}
+
+static int log_count(const char *a, const char *b)
+{
+    int n = 0;
+    for (int i = 0; i < n_log_lines; i++)
+        if (strstr(log_lines[i], a) != NULL && (b == NULL || strstr(log_lines[i], b) != NULL))
+            n++;
+    return n;
+}
+
+static void env_open_nobackend(void)
+{
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.port_min = PORT_MIN;
+    o.port_max = PORT_MAX;
+    o.log = capture_log;
+    o.log_level = FWX_LOG_DEBUG;
+    n_log_lines = 0;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    ck_assert_ptr_nonnull(fw);
+}
+
+static void use_fault_backend(void)
+{
+    fwx_result hr = fwx_backend_register(&fault_backend);
+    ck_assert_msg(hr == FWX_S_OK || hr == FWX_S_FALSE, "register: %s", fwx_err_name(hr));
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_S_OK);
+    ck_assert(fault_backend_is_open());
+    ck_assert_ptr_eq(fault_backend_firewall(), fw);
+    ck_assert_ptr_nonnull(fwx_firewall_backend_state(fw));
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_OPEN), 1);
+    fault_backend_reset();
+}
+
+static void env_open(void)
+{
+    env_open_nobackend();
+    use_fault_backend();
+}
+
+static void env_close(void)
+{
+    fwx_firewall_close(fw, NULL, NULL);
+    fw = NULL;
+    tu_loop_close_clean(&loop);
+}
+
+static fwx_firewall_stats stats(void)
+{
+    fwx_firewall_stats st;
+    TU_EXPECT_HR(fwx_firewall_get_stats(fw, &st), FWX_S_OK);
+    return st;
+}
+
+static IFWXSession *open_session(const char *client)
+{
+    struct sockaddr_storage c = tu_addr(client);
+    fwx_session_params sp = {
+        .struct_size = sizeof sp, .source = fwxSourceNAT, .client = TU_SA(c), .client_len = tu_len(&c)};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
+    ck_assert_ptr_nonnull(s);
+    TU_EXPECT_REF(s, 2);
+    return s;
+}
+
+static IFWXConnection *open_connect(IFWXSession *s, const char *peer)
+{
+    struct sockaddr_storage p = tu_addr(peer);
+    fwx_connection_params cp = {
+        .struct_size = sizeof cp,
+        .event = fwx_Connect_Tcp,
+        .protocol = FWX_PROTOCOL_TCP,
+        .external_peer = TU_SA(p),
+        .external_peer_len = tu_len(&p),
+    };
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &c), FWX_S_OK);
+    ck_assert_ptr_nonnull(c);
+    TU_EXPECT_REF(c, 2);
+    return c;
+}
+
+static fwx_result afc(IFWXSession *s, const char *target, uint32_t flags, IFWXConnection *conn,
+                      IFWXFirewallAction **action)
+{
+    struct sockaddr_storage t = tu_addr(target);
+    return IFWXSession_AllowFutureConnect(s, TU_SA(t), tu_len(&t), NULL, 0, FWX_PROTOCOL_TCP, flags, NULL, NULL, NULL,
+                                          conn, action);
+}
+
+/* BindForClient of n ports for the session's client (10.0.0.8) on 0.0.0.0:0. */
+static fwx_result bind_n(IFWXSession *s, uint32_t n, IFWXConnection *conns[])
+{
+    struct sockaddr_storage ca[16];
+    const struct sockaddr *cap[16];
+    char text[64];
+    ck_assert_uint_le(n, 16);
+    for (uint32_t i = 0; i < n; i++) {
+        snprintf(text, sizeof text, "10.0.0.8:%u", 1024 + i);
+        ca[i] = tu_addr(text);
+        cap[i] = TU_SA(ca[i]);
+    }
+    struct sockaddr_storage proxy = tu_addr("0.0.0.0:0");
+    return IFWXSession_BindForClient(s, cap, tu_len(&ca[0]), TU_SAM(proxy), tu_len(&proxy), FWX_PROTOCOL_TCP, n, 0, 5,
+                                     NULL, NULL, NULL, NULL, conns);
+}
+
+static int same_endpoint(const struct sockaddr_storage *a, const char *text)
+{
+    struct sockaddr_storage b = tu_addr(text);
+    return fwx__sa_same_endpoint((const struct sockaddr *)a, TU_SA(b));
+}
+
+/* ---- registry ---------------------------------------------------------------------------- */
+
+static fwx_result noop_open(const fwx_backend *self, fwx_firewall *f, void **state)
+{
+    (void)self, (void)f;
+    *state = NULL;
+    return FWX_S_OK;
+}
+static void noop_close(void *state) { (void)state; }
+static fwx_result noop_add(void *state, const fwx_grant *g)
+{
+    (void)state, (void)g;
+    return FWX_S_OK;
+}
+static fwx_result noop_remove(void *state, uint64_t id)
+{
+    (void)state, (void)id;
+    return FWX_S_OK;
+}
+
+START_TEST(registry)
+{
+    TU_EXPECT_HR(fwx_backend_register(&fault_backend), FWX_S_OK);
+    TU_EXPECT_HR(fwx_backend_register(&fault_backend), FWX_S_FALSE);
+    ck_assert_ptr_eq(fwx_backend_find(FAULT_BACKEND_NAME), &fault_backend);
+
+    /* Another struct with the same name. */
+    fwx_backend other = {.version = 1, .name = FAULT_BACKEND_NAME, .open = noop_open, .close = noop_close,
+                         .grant_add = noop_add, .grant_remove = noop_remove};
+    TU_EXPECT_HR(fwx_backend_register(&other), FWX_E_ALREADY_EXISTS_WIN32);
+    ck_assert_ptr_eq(fwx_backend_find(FAULT_BACKEND_NAME), &fault_backend);
+
+    /* Malformed ones; the registry must not touch them. */
+    fwx_backend bad = other;
+    bad.name = "bad";
+    bad.version = 0;
+    TU_EXPECT_HR(fwx_backend_register(&bad), FWX_E_INVALIDARG);
+    ck_assert_int_eq(bad.version, 0);
+    bad.version = -1;
+    TU_EXPECT_HR(fwx_backend_register(&bad), FWX_E_INVALIDARG);
+    bad.version = 1;
+    bad.name = NULL;
+    TU_EXPECT_HR(fwx_backend_register(&bad), FWX_E_INVALIDARG);
+    bad.name = "";
+    TU_EXPECT_HR(fwx_backend_register(&bad), FWX_E_INVALIDARG);
+    bad.name = "bad";
+    bad.grant_add = NULL;
+    TU_EXPECT_HR(fwx_backend_register(&bad), FWX_E_INVALIDARG);
+    bad.grant_add = noop_add;
+    bad.open = NULL;
+    TU_EXPECT_HR(fwx_backend_register(&bad), FWX_E_INVALIDARG);
+    bad.open = noop_open;
+    bad.version = 99;
+    TU_EXPECT_HR(fwx_backend_register(&bad), FWX_E_NOT_SUPPORTED);
+    ck_assert_int_eq(bad.version, 99);
+    ck_assert_ptr_null(fwx_backend_find("bad"));
+    TU_EXPECT_HR(fwx_backend_register(NULL), FWX_E_INVALIDARG);
+
+    /* Optional methods may be NULL: a minimal backend registers. */
+    bad.version = 1;
+    TU_EXPECT_HR(fwx_backend_register(&bad), FWX_S_OK);
+    ck_assert_ptr_eq(fwx_backend_find("bad"), &bad);
+    ck_assert_ptr_eq(fwx_backend_find(FAULT_BACKEND_NAME), &fault_backend);
+    ck_assert_ptr_null(fwx_backend_find("nope"));
+    ck_assert_ptr_null(fwx_backend_find(NULL));
+
+    TU_EXPECT_HR(fwx_backend_unregister(&fault_backend), FWX_S_OK);
+    ck_assert_ptr_null(fwx_backend_find(FAULT_BACKEND_NAME));
+    TU_EXPECT_HR(fwx_backend_unregister(&fault_backend), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(fwx_backend_unregister(&other), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(fwx_backend_unregister(NULL), FWX_E_NOT_FOUND);
+    /* The name is free again: the other struct may take it. */
+    TU_EXPECT_HR(fwx_backend_register(&other), FWX_S_OK);
+    ck_assert_ptr_eq(fwx_backend_find(FAULT_BACKEND_NAME), &other);
+    TU_EXPECT_HR(fwx_backend_unregister(&other), FWX_S_OK);
+    TU_EXPECT_HR(fwx_backend_unregister(&bad), FWX_S_OK);
+}
+END_TEST
+
+START_TEST(set_backend_unknown)
+{
+    env_open_nobackend();
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, "no-such-backend"), FWX_E_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "no-such-backend"));
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, NULL), FWX_E_NOT_FOUND);
+    ck_assert_ptr_null(fwx_firewall_backend_state(fw));
+    /* Registered, then unregistered: not found either. */
+    TU_EXPECT_HR(fwx_backend_register(&fault_backend), FWX_S_OK);
+    TU_EXPECT_HR(fwx_backend_unregister(&fault_backend), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_E_NOT_FOUND);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_OPEN), 0);
+    env_close();
+}
+END_TEST
+
+START_TEST(set_backend_open_fails)
+{
+    env_open_nobackend();
+    TU_EXPECT_HR(fwx_backend_register(&fault_backend), FWX_S_OK);
+    fault_backend_fail_open(FWX_E_BACKEND);
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_E_BACKEND);
+    ck_assert_ptr_null(fwx_firewall_backend_state(fw));
+    ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "open failed"));
+    /* The firewall works without it. */
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_ADD), 0);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_CLOSE), 0);
+}
+END_TEST
+
+/* ---- grants ------------------------------------------------------------------------------- */
+
+static void list_cb(void *arg, const fwx_grant *lg)
+{
+    ck_assert_uint_eq(lg->struct_size, sizeof *lg);
+    ck_assert_int_eq(lg->kind, FWX_GRANT_PERMISSION);
+    ++*(size_t *)arg;
+}
+
+START_TEST(afc_grant_and_cancel)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXFirewallAction *act = NULL;
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, &act), FWX_S_OK);
+    ck_assert_ptr_nonnull(act);
+    TU_EXPECT_REF(act, 1);
+    TU_EXPECT_REF(c, 2);
+    ck_assert_uint_eq(stats().permissions, 1);
+
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    const fault_grant *g = fault_backend_grant(0);
+    ck_assert_int_eq(g->kind, FWX_GRANT_PERMISSION);
+    ck_assert_int_eq(g->protocol, FWX_PROTOCOL_TCP);
+    ck_assert_uint_eq(g->flags, 0);
+    ck_assert(same_endpoint(&g->target, "198.51.100.7:50000"));
+    ck_assert(same_endpoint(&g->client, "10.0.0.8:0"));
+    ck_assert(fwx__sa_is_unspecified((const struct sockaddr *)&g->gateway));
+    ck_assert_int_eq(g->kernel_mode, 1);
+    ck_assert_uint_eq(g->expires_ms, 0);
+    uint64_t id = g->id;
+    ck_assert_uint_ne(id, 0);
+
+    /* list reports it. */
+    size_t listed = 0;
+    TU_EXPECT_HR(fault_backend.list(fwx_firewall_backend_state(fw), list_cb, &listed), FWX_S_OK);
+    ck_assert_uint_eq(listed, 1);
+
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_REMOVE), 1);
+    ck_assert_uint_eq(fault_backend_last(FAULT_OP_GRANT_REMOVE)->id, id);
+    TU_EXPECT_HR(fault_backend_last(FAULT_OP_GRANT_REMOVE)->result, FWX_S_OK);
+    ck_assert_uint_eq(stats().permissions, 0);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_FALSE);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_REMOVE), 1);
+    TU_EXPECT_REF(act, 1);
+    IFWXFirewallAction_Release(act);
+
+    /* The same target may be allowed again once cancelled. */
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    ck_assert_uint_ne(fault_backend_grant(0)->id, id);
+
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+}
+END_TEST
+
+START_TEST(afc_backend_refuses)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    fault_backend_fail_at(1, FWX_E_BACKEND);
+    IFWXFirewallAction *act = (IFWXFirewallAction *)(uintptr_t)1;
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, &act), FWX_E_BACKEND);
+    ck_assert_ptr_null(act);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    ck_assert_uint_eq(stats().permissions, 0);
+    /* Nothing is left behind: the same permission succeeds next time. */
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    ck_assert_uint_eq(stats().permissions, 1);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(afc_timeout_grant_carries_expiry)
+{
+    /* fwx_grant::expires_ms is "loop time when it expires, 0 for never": a TIMEOUT grant must
+       reach the backend with its deadline. */
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    uint64_t before = uv_now(&loop);
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", FWX_FLAG_TIMEOUT, c, NULL), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    ck_assert_uint_eq(fault_backend_grant(0)->flags, FWX_FLAG_TIMEOUT);
+    ck_assert_msg(fault_backend_grant(0)->expires_ms >= before + 60000,
+                  "the backend got expires_ms %llu for a TIMEOUT grant (loop time %llu, timeout 60000)",
+                  (unsigned long long)fault_backend_grant(0)->expires_ms, (unsigned long long)before);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(bind_timeout_grant_carries_expiry)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *conns[1] = {NULL};
+    struct sockaddr_storage ca = tu_addr("10.0.0.8:1024"), proxy = tu_addr("0.0.0.0:0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    uint64_t before = uv_now(&loop);
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(proxy), tu_len(&proxy), FWX_PROTOCOL_TCP, 1,
+                                           FWX_FLAG_TIMEOUT, 5, NULL, NULL, NULL, NULL, conns),
+                 FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    ck_assert_msg(fault_backend_grant(0)->expires_ms >= before + 60000,
+                  "the backend got expires_ms %llu for a TIMEOUT binding",
+                  (unsigned long long)fault_backend_grant(0)->expires_ms);
+    IFWXConnection_Release(conns[0]);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+static void expect_bindings(IFWXConnection *conns[], uint32_t n)
+{
+    ck_assert_uint_eq(fault_backend_n_grants(), n);
+    ck_assert_uint_eq(fault_backend_count_kind(FWX_GRANT_BINDING), n);
+    uint16_t base = fwx__sa_port((const struct sockaddr *)&fault_backend_grant(0)->gateway);
+    ck_assert_uint_eq(base % n, 0);
+    ck_assert_uint_ge(base, PORT_MIN);
+    ck_assert_uint_le(base + n - 1, PORT_MAX);
+    for (uint32_t i = 0; i < n; i++) {
+        const fault_grant *g = fault_backend_grant(i);
+        ck_assert_int_eq(g->kind, FWX_GRANT_BINDING);
+        ck_assert_int_eq(g->protocol, FWX_PROTOCOL_TCP);
+        ck_assert_uint_eq(fwx__sa_port((const struct sockaddr *)&g->gateway), base + i);
+        ck_assert(fwx__sa_is_unspecified((const struct sockaddr *)&g->gateway));
+        char want[64];
+        snprintf(want, sizeof want, "10.0.0.8:%u", 1024 + i);
+        ck_assert(same_endpoint(&g->target, want));
+        ck_assert(same_endpoint(&g->client, "10.0.0.8:0"));
+        ck_assert_int_eq(g->backlog, 5);
+        ck_assert_int_eq(g->kernel_mode, 1);
+        ck_assert_ptr_nonnull(conns[i]);
+        TU_EXPECT_REF(conns[i], 2); /* ours and the session's list */
+        struct sockaddr_storage local;
+        uint32_t len = sizeof local;
+        TU_EXPECT_HR(IFWXConnection_GetExternalSocketName(conns[i], TU_SAM(local), &len), FWX_S_OK);
+        ck_assert_uint_eq(fwx__sa_port(TU_SA(local)), base + i);
+    }
+    ck_assert_uint_eq(stats().bound_ports, n);
+}
+
+START_TEST(bind_for_client)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    uint32_t conns_before = stats().connections;
+    IFWXConnection *conns[4] = {NULL};
+    TU_EXPECT_HR(bind_n(s, 4, conns), FWX_S_OK);
+    expect_bindings(conns, 4);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_ADD), 4);
+    ck_assert_uint_eq(stats().connections, conns_before + 4);
+
+    /* Closing the session withdraws everything from the backend. */
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_REMOVE), 4);
+    ck_assert_uint_eq(stats().bound_ports, 0);
+    for (int i = 0; i < 4; i++) {
+        TU_EXPECT_REF(conns[i], 1);
+        IFWXConnection_Release(conns[i]);
+    }
+    TU_EXPECT_REF(c, 1);
+    IFWXConnection_Release(c);
+    TU_EXPECT_REF(s, 1);
+    IFWXSession_Release(s);
+    ck_assert_uint_eq(stats().connections, 0);
+    env_close();
+}
+END_TEST
+
+START_TEST(bind_for_client_backend_fails)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    uint32_t conns_before = stats().connections;
+    IFWXConnection *conns[4] = {(IFWXConnection *)(uintptr_t)1, (IFWXConnection *)(uintptr_t)1,
+                                (IFWXConnection *)(uintptr_t)1, (IFWXConnection *)(uintptr_t)1};
+    fault_backend_fail_at(3, FWX_E_BACKEND);
+    TU_EXPECT_HR(bind_n(s, 4, conns), FWX_E_BACKEND);
+    for (int i = 0; i < 4; i++)
+        ck_assert_ptr_null(conns[i]);
+    /* All or nothing: the two ports the backend took were given back. */
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_ADD), 3);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_REMOVE), 2);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    ck_assert_uint_eq(stats().bound_ports, 0);
+    ck_assert_uint_eq(stats().connections, conns_before);
+    TU_EXPECT_REF(s, 3); /* ours, the list's, the primary connection's */
+
+    /* And the next call works. */
+    IFWXConnection *more[4] = {NULL};
+    fault_backend_reset();
+    TU_EXPECT_HR(bind_n(s, 4, more), FWX_S_OK);
+    expect_bindings(more, 4);
+    for (int i = 0; i < 4; i++)
+        IFWXConnection_Release(more[i]);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+}
+END_TEST
+
+START_TEST(bind_for_client_port_taken)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *conns[4] = {NULL};
+    fault_backend_reset(); /* forget the primary connection's relay: calls start with the bind */
+    fault_backend_fail_at(1, FWX_E_ADDRINUSE);
+    TU_EXPECT_HR(bind_n(s, 4, conns), FWX_S_OK);
+    /* The first slot was refused; the core moved to another one. */
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_ADD), 5);
+    const fault_call *first = fault_backend_call(0);
+    ck_assert_int_eq(first->op, FAULT_OP_GRANT_ADD);
+    TU_EXPECT_HR(first->result, FWX_E_ADDRINUSE);
+    expect_bindings(conns, 4);
+    uint16_t base = fwx__sa_port((const struct sockaddr *)&fault_backend_grant(0)->gateway);
+    ck_assert_uint_ne(first->gateway_port, base);
+    ck_assert_uint_eq(first->gateway_port % 4, 0);
+    for (int i = 0; i < 4; i++)
+        IFWXConnection_Release(conns[i]);
+    fwx_connection_close(c);
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(session_close_withdraws_all)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *conns[2] = {NULL};
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50001", FWX_FLAG_ALLOW_MULTIPLE, c, NULL), FWX_S_OK);
+    TU_EXPECT_HR(bind_n(s, 2, conns), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 4);
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_REMOVE), 4);
+    ck_assert_uint_eq(stats().permissions, 0);
+    ck_assert_uint_eq(stats().bound_ports, 0);
+    /* Each killed connection was reported to the backend. */
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_KILL), 3);
+    IFWXConnection_Release(conns[0]);
+    IFWXConnection_Release(conns[1]);
+    IFWXConnection_Release(c);
+    IFWXSession_Release(s);
+    env_close();
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_CLOSE), 1);
+    ck_assert(!fault_backend_is_open());
+}
+END_TEST
+
+START_TEST(admit_uses_up_grant)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    struct sockaddr_storage src = tu_addr("10.0.0.8:33000"), dst = tu_addr("198.51.100.7:50000");
+    fwx_flow flow = {.struct_size = sizeof flow, .protocol = FWX_PROTOCOL_TCP, .source = TU_SA(src),
+                     .source_len = tu_len(&src), .destination = TU_SA(dst), .destination_len = tu_len(&dst)};
+    IFWXConnection *sec = NULL;
+    unsigned relays = fault_backend_count(FAULT_OP_RELAY);
+    TU_EXPECT_HR(fwx_firewall_admit(fw, &flow, &sec), FWX_S_OK);
+    ck_assert_ptr_nonnull(sec);
+    TU_EXPECT_REF(sec, 2);
+    /* A one-shot permission is gone from the backend once used; the new connection is relayed. */
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_RELAY), relays + 1);
+    ck_assert_ptr_eq(fault_backend_last(FAULT_OP_RELAY)->conn, sec);
+    ck_assert_int_eq(fault_backend_last(FAULT_OP_RELAY)->kernel_mode, 1);
+    IFWXConnection *again = (IFWXConnection *)(uintptr_t)1;
+    TU_EXPECT_HR(fwx_firewall_admit(fw, &flow, &again), FWX_E_NOT_FOUND);
+    ck_assert_ptr_null(again);
+    fwx_connection_close(sec);
+    ck_assert_ptr_eq(fault_backend_last(FAULT_OP_KILL)->conn, sec);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(set_backend_installs_existing)
+{
+    env_open_nobackend();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *conns[2] = {NULL};
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    TU_EXPECT_HR(bind_n(s, 2, conns), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_ADD), 0);
+
+    TU_EXPECT_HR(fwx_backend_register(&fault_backend), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 3);
+    ck_assert_uint_eq(fault_backend_count_kind(FWX_GRANT_PERMISSION), 1);
+    ck_assert_uint_eq(fault_backend_count_kind(FWX_GRANT_BINDING), 2);
+    for (size_t i = 0; i < 3; i++) {
+        const fault_grant *g = fault_backend_grant(i);
+        if (g->kind == FWX_GRANT_PERMISSION)
+            ck_assert(same_endpoint(&g->target, "198.51.100.7:50000"));
+        else
+            ck_assert_uint_ge(fwx__sa_port((const struct sockaddr *)&g->gateway), PORT_MIN);
+    }
+    ck_assert_int_eq(log_count("using backend \"fault\"", NULL), 1);
+
+    /* Setting it again closes the instance and installs everything into the new one. */
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_CLOSE), 1);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_OPEN), 2);
+    ck_assert_uint_eq(fault_backend_n_grants(), 3);
+
+    /* Withdrawals reach the new instance. */
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    IFWXConnection_Release(conns[0]);
+    IFWXConnection_Release(conns[1]);
+    IFWXConnection_Release(c);
+    IFWXSession_Release(s);
+    env_close();
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_CLOSE), 2);
+}
+END_TEST
+
+START_TEST(set_backend_install_fails)
+{
+    env_open_nobackend();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50001", 0, c, NULL), FWX_S_OK);
+    TU_EXPECT_HR(fwx_backend_register(&fault_backend), FWX_S_OK);
+    fault_backend_fail_at(2, FWX_E_BACKEND);
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_E_BACKEND);
+    ck_assert_ptr_null(fwx_firewall_backend_state(fw));
+    ck_assert(!fault_backend_is_open());
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_CLOSE), 1);
+    /* The core still holds and enforces its grants without a backend. */
+    ck_assert_uint_eq(stats().permissions, 2);
+    /* A later backend gets them all. */
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 2);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+}
+END_TEST
+
+START_TEST(kernel_mode_flag)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXFirewallAction *a1 = NULL, *a2 = NULL;
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", FWX_FLAG_NO_KERNEL_MODE, c, &a1), FWX_S_OK);
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50001", 0, c, &a2), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 2);
+    ck_assert_uint_eq(fault_backend_grant(0)->flags, FWX_FLAG_NO_KERNEL_MODE);
+    ck_assert_int_eq(fault_backend_grant(0)->kernel_mode, 0);
+    ck_assert_uint_eq(fault_backend_grant(1)->flags, 0);
+    ck_assert_int_eq(fault_backend_grant(1)->kernel_mode, 1);
+    IFWXFirewallAction_Release(a1);
+    IFWXFirewallAction_Release(a2);
+    /* Dropping the action objects does not cancel the permissions. */
+    ck_assert_uint_eq(fault_backend_n_grants(), 2);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+/* ---- relay and kill ----------------------------------------------------------------------- */
+
+static tp_control *load_good(uint32_t hooks, void **handle)
+{
+    *handle = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(*handle != NULL, "%s", dlerror());
+    tp_control *ctl = dlsym(*handle, "fwx_test_control");
+    ck_assert_ptr_nonnull(ctl);
+    ctl->hooks = hooks;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    return ctl;
+}
+
+START_TEST(relay_kernel_without_hooks)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:80");
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_RELAY), 1);
+    const fault_call *r = fault_backend_last(FAULT_OP_RELAY);
+    ck_assert_ptr_eq(r->conn, c);
+    ck_assert_int_eq(r->kernel_mode, 1);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_KERNEL_MODE);
+    fwx_connection_close(c);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_KILL), 1);
+    ck_assert_ptr_eq(fault_backend_last(FAULT_OP_KILL)->conn, c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(relay_user_with_hook)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceNAT, &h);
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_events, 1);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_RELAY), 1);
+    ck_assert_ptr_eq(fault_backend_last(FAULT_OP_RELAY)->conn, c);
+    ck_assert_int_eq(fault_backend_last(FAULT_OP_RELAY)->kernel_mode, 0);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_KERNEL_MODE));
+    /* A permission made while the filter hooks secondary connects too stays in user mode. */
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(relay_kernel_when_hook_is_other_source)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceWSP, &h);
+    IFWXSession *s = open_session("10.0.0.8"); /* NAT */
+    IFWXConnection *c = open_connect(s, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_events, 0);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_RELAY), 1);
+    ck_assert_int_eq(fault_backend_last(FAULT_OP_RELAY)->kernel_mode, 1);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(relay_kernel_when_filter_declines)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceNAT, &h);
+    ctl->attach_decline = 1;
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 1);
+    ck_assert_int_eq(fault_backend_last(FAULT_OP_RELAY)->kernel_mode, 1);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(afc_kernel_mode_with_secondary_hook)
+{
+    /* A filter that hooks secondary connects sees the permitted connection: not kernel mode. */
+    void *h;
+    env_open();
+    load_good(fwx_Connect_Tcp | fwxSourceNAT | fwxAssociatedProtocolsAllConnections, &h);
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    ck_assert_int_eq(fault_backend_grant(0)->kernel_mode, 0);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(no_socket_method)
+{
+    env_open();
+    IFWXNetworkSocket *sock = (IFWXNetworkSocket *)(uintptr_t)1;
+    TU_EXPECT_HR(IFWXFirewall_CreateNetworkSocket(fwx_firewall_iface(fw), FWX_PROTOCOL_TCP, &sock),
+                 FWX_E_NOT_SUPPORTED);
+    ck_assert_ptr_null(sock);
+    env_close();
+}
+END_TEST
+
+START_TEST(close_withdraws_then_closes)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    fwx_firewall_close(fw, NULL, NULL);
+    /* Grants were removed one by one before the instance closed. */
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_REMOVE), 1);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_CLOSE), 1);
+    size_t n = fault_backend_n_calls();
+    ck_assert_int_eq(fault_backend_call(n - 1)->op, FAULT_OP_CLOSE);
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_E_TERMINATING);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    fw = NULL;
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
+
+START_TEST(set_client_address_reinstalls)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    struct sockaddr_storage zero = tu_addr("0.0.0.0:0"), proxy = tu_addr("0.0.0.0:0");
+    const struct sockaddr *cap[1] = {TU_SA(zero)};
+    IFWXConnection *b[1] = {NULL};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&zero), TU_SAM(proxy), tu_len(&proxy), FWX_PROTOCOL_TCP, 1,
+                                           0, 5, NULL, NULL, NULL, NULL, b),
+                 FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    uint64_t id = fault_backend_grant(0)->id;
+    ck_assert(fwx__sa_is_unspecified((const struct sockaddr *)&fault_backend_grant(0)->target));
+    struct sockaddr_storage real = tu_addr("10.0.0.8:2000");
+    TU_EXPECT_HR(IFWXConnection_SetClientAddress(b[0], TU_SA(real), tu_len(&real)), FWX_S_OK);
+    /* The backend learns the new target: still one grant, now aimed at the client. */
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    ck_assert_uint_eq(fault_backend_grant(0)->id, id);
+    ck_assert(same_endpoint(&fault_backend_grant(0)->target, "10.0.0.8:2000"));
+    TU_EXPECT_HR(IFWXConnection_SetClientAddress(b[0], TU_SA(real), tu_len(&real)), FWX_E_INVALIDARG);
+    fwx_connection_close(b[0]);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(client_bind_installed_when_approved)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    struct sockaddr_storage bound = tu_addr("192.0.2.1:45000");
+    fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_Bind_Tcp, .protocol = FWX_PROTOCOL_TCP,
+                                .external_peer = TU_SA(bound), .external_peer_len = tu_len(&bound)};
+    IFWXConnection *bc = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &bc), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0); /* discarding until approved */
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(bound), tu_len(&bound), NULL, 0, NULL),
+                 FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    const fault_grant *g = fault_backend_grant(0);
+    ck_assert_int_eq(g->kind, FWX_GRANT_CLIENT_BIND);
+    ck_assert(same_endpoint(&g->gateway, "192.0.2.1:45000"));
+    ck_assert(same_endpoint(&g->target, "10.0.0.8:0"));
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(bound), tu_len(&bound), NULL, 0, NULL),
+                 FWX_S_FALSE);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    fwx_connection_close(bc);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(client_bind_backend_refuses)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    struct sockaddr_storage bound = tu_addr("192.0.2.1:45000");
+    fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_Bind_Tcp, .protocol = FWX_PROTOCOL_TCP,
+                                .external_peer = TU_SA(bound), .external_peer_len = tu_len(&bound)};
+    IFWXConnection *bc = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &bc), FWX_S_OK);
+    fault_backend_reset();
+    fault_backend_fail_at(1, FWX_E_BACKEND);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(bound), tu_len(&bound), NULL, 0, NULL),
+                 FWX_E_BACKEND);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    /* Still unapproved: a second try goes to the backend again and succeeds. */
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(bound), tu_len(&bound), NULL, 0, NULL),
+                 FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    fwx_connection_close(bc);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(redirect_grants)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    struct sockaddr_storage t[2] = {tu_addr("198.51.100.7:50000"), tu_addr("198.51.100.7:50001")};
+    const struct sockaddr *tp[2] = {TU_SA(t[0]), TU_SA(t[1])};
+    struct sockaddr_storage internal;
+    uint32_t ilen = sizeof internal;
+    IFWXFirewallAction *acts[2] = {NULL, NULL};
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&t[0]), 2, TU_SAM(internal), &ilen, NULL, 0,
+                                                 FWX_PROTOCOL_TCP, 0, NULL, NULL, NULL, acts),
+                 FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 2);
+    ck_assert_uint_eq(fault_backend_count_kind(FWX_GRANT_REDIRECT), 2);
+    uint16_t base = fwx__sa_port((const struct sockaddr *)&fault_backend_grant(0)->gateway);
+    ck_assert_uint_eq(base % 2, 0);
+    ck_assert_uint_ge(base, PORT_MIN);
+    ck_assert_uint_le(base + 1, PORT_MAX);
+    ck_assert_uint_eq(fwx__sa_port((const struct sockaddr *)&fault_backend_grant(1)->gateway), base + 1);
+    ck_assert_uint_eq(fwx__sa_port(TU_SA(internal)), base);
+    ck_assert(same_endpoint(&fault_backend_grant(0)->target, "198.51.100.7:50000"));
+    ck_assert(same_endpoint(&fault_backend_grant(1)->target, "198.51.100.7:50001"));
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(acts[1]), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 1);
+    IFWXFirewallAction_Release(acts[0]);
+    IFWXFirewallAction_Release(acts[1]);
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    IFWXConnection_Release(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(redirect_backend_fails)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    struct sockaddr_storage t[2] = {tu_addr("198.51.100.7:50000"), tu_addr("198.51.100.7:50001")};
+    const struct sockaddr *tp[2] = {TU_SA(t[0]), TU_SA(t[1])};
+    struct sockaddr_storage internal;
+    uint32_t ilen = sizeof internal;
+    IFWXFirewallAction *acts[2] = {NULL, NULL};
+    fault_backend_fail_at(2, FWX_E_BACKEND);
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&t[0]), 2, TU_SAM(internal), &ilen, NULL, 0,
+                                                 FWX_PROTOCOL_TCP, 0, NULL, NULL, NULL, acts),
+                 FWX_E_BACKEND);
+    ck_assert_ptr_null(acts[0]);
+    ck_assert_ptr_null(acts[1]);
+    ck_assert_uint_eq(fault_backend_n_grants(), 0);
+    ck_assert_uint_eq(stats().permissions, 0);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+START_TEST(relay_failure_kills)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    uint32_t before = stats().connections;
+    fault_backend_fail_relay(FWX_E_BACKEND);
+    struct sockaddr_storage p = tu_addr("198.51.100.7:80");
+    fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_Connect_Tcp, .protocol = FWX_PROTOCOL_TCP,
+                                .external_peer = TU_SA(p), .external_peer_len = tu_len(&p)};
+    IFWXConnection *c = (IFWXConnection *)(uintptr_t)1;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &c), FWX_E_BACKEND);
+    ck_assert_ptr_null(c);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_RELAY), 1);
+    ck_assert_uint_eq(fault_backend_count(FAULT_OP_KILL), 1);
+    ck_assert_uint_eq(stats().connections, before);
+    ck_assert_int_eq(log_count("relay of connection", "killing it"), 1);
+    TU_EXPECT_REF(s, 2);
+    fault_backend_fail_relay(FWX_S_OK);
+    c = open_connect(s, "198.51.100.7:80");
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+END_TEST
+
+static Suite *backend_suite(void)
+{
+    Suite *s = suite_create("backend");
+    struct {
+        const char *name;
+        const TTest *test;
+    } cases[] = {
+        {"registry", registry},
+        {"set_backend_unknown", set_backend_unknown},
+        {"set_backend_open_fails", set_backend_open_fails},
+        {"afc_grant_and_cancel", afc_grant_and_cancel},
+        {"afc_backend_refuses", afc_backend_refuses},
+        {"afc_timeout_grant_carries_expiry", afc_timeout_grant_carries_expiry},
+        {"bind_timeout_grant_carries_expiry", bind_timeout_grant_carries_expiry},
+        {"bind_for_client", bind_for_client},
+        {"bind_for_client_backend_fails", bind_for_client_backend_fails},
+        {"bind_for_client_port_taken", bind_for_client_port_taken},
+        {"session_close_withdraws_all", session_close_withdraws_all},
+        {"admit_uses_up_grant", admit_uses_up_grant},
+        {"set_backend_installs_existing", set_backend_installs_existing},
+        {"set_backend_install_fails", set_backend_install_fails},
+        {"kernel_mode_flag", kernel_mode_flag},
+        {"relay_kernel_without_hooks", relay_kernel_without_hooks},
+        {"relay_user_with_hook", relay_user_with_hook},
+        {"relay_kernel_when_hook_is_other_source", relay_kernel_when_hook_is_other_source},
+        {"relay_kernel_when_filter_declines", relay_kernel_when_filter_declines},
+        {"afc_kernel_mode_with_secondary_hook", afc_kernel_mode_with_secondary_hook},
+        {"no_socket_method", no_socket_method},
+        {"set_client_address_reinstalls", set_client_address_reinstalls},
+        {"client_bind_installed_when_approved", client_bind_installed_when_approved},
+        {"client_bind_backend_refuses", client_bind_backend_refuses},
+        {"redirect_grants", redirect_grants},
+        {"redirect_backend_fails", redirect_backend_fails},
+        {"relay_failure_kills", relay_failure_kills},
+        {"close_withdraws_then_closes", close_withdraws_then_closes},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void) { return tu_run_suite(backend_suite()); }

@@ -1,0 +1,914 @@
+/*
+ * fwx tests - the plugin host: loading real .so plugins, refusing bad ones, session filters,
+ * hook sources and the manifest, unloading and shutdown order.
+ *
+ * The plugins are built by tests/plugins (tp_good, tp_good2, tp_newer, tp_nosym, tp_failinit).
+ * A test reaches a plugin's control block (fwx_test_control) through its own dlopen handle of
+ * the same file: opened before fwx loads it when FilterInit must see the hooks, otherwise with
+ * RTLD_NOLOAD afterwards. The extra handle also keeps the control block mapped after
+ * fwx_firewall_close() has dlclosed the plugin, so that shutdown can still be checked.
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "plugins/test_plugin.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ---- environment: a loop, a firewall and its captured log ------------------------------ */
+
+#define LOG_MAX 128
+
+static uv_loop_t loop;
+static fwx_firewall *fw;
+static char log_lines[LOG_MAX][512];
+static int n_log_lines;
+
+static void capture_log(void *arg, fwx_log_level level, const char *message)
+{
+    (void)arg;
+    (void)level;
+    if (getenv("FWX_TEST_LOG") != NULL) /* FWX_TEST_LOG=1: show the firewall's log */
+        fprintf(stderr, "%s\n", message);
+    if (n_log_lines < LOG_MAX)
+        snprintf(log_lines[n_log_lines++], sizeof log_lines[0], "%s", message);
+}
+
+/* The number of captured lines containing every one of the (up to two) fragments. */
+static int log_count(const char *a, const char *b)
+{
+    int n = 0;
+    for (int i = 0; i < n_log_lines; i++)
+        if (strstr(log_lines[i], a) != NULL && (b == NULL || strstr(log_lines[i], b) != NULL))
+            n++;
+    return n;
+}
+
+static void env_open(void)
+{
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.log = capture_log;
+    o.log_level = FWX_LOG_DEBUG;
+    n_log_lines = 0;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    ck_assert_ptr_nonnull(fw);
+}
+
+static void env_close(void)
+{
+    fwx_firewall_close(fw, NULL, NULL);
+    fw = NULL;
+    tu_loop_close_clean(&loop);
+}
+
+static fwx_firewall_stats stats(void)
+{
+    fwx_firewall_stats st;
+    TU_EXPECT_HR(fwx_firewall_get_stats(fw, &st), FWX_S_OK);
+    return st;
+}
+
+/* ---- test plugins -------------------------------------------------------------------- */
+
+/* Maps plugin `name` in this process (before fwx loads it) and returns its control block. */
+static tp_control *tp_map(const char *name, void **handle)
+{
+    *handle = dlopen(tu_plugin_path(name), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(*handle != NULL, "dlopen %s: %s", name, dlerror());
+    tp_control *ctl = dlsym(*handle, "fwx_test_control");
+    ck_assert_msg(ctl != NULL, "dlsym fwx_test_control in %s: %s", name, dlerror());
+    return ctl;
+}
+
+/* The control block of a plugin fwx has already loaded. */
+static tp_control *tp_attached(const char *name, void **handle)
+{
+    *handle = dlopen(tu_plugin_path(name), RTLD_NOW | RTLD_NOLOAD);
+    ck_assert_msg(*handle != NULL, "%s is not loaded: %s", name, dlerror());
+    tp_control *ctl = dlsym(*handle, "fwx_test_control");
+    ck_assert_ptr_nonnull(ctl);
+    return ctl;
+}
+
+/* Maps tp_good, sets its hooks, loads it into fw and checks the load. */
+static tp_control *load_good(uint32_t hooks, void **handle, fwx_plugin **out)
+{
+    tp_control *ctl = tp_map("tp_good", handle);
+    ctl->hooks = hooks;
+    fwx_plugin *p = NULL;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), &p), FWX_S_OK);
+    ck_assert_ptr_nonnull(p);
+    ck_assert_int_eq(ctl->n_init, 1);
+    if (out != NULL)
+        *out = p;
+    return ctl;
+}
+
+/* ---- sessions and connections -------------------------------------------------------- */
+
+static IFWXSession *open_session(uint32_t source, const char *client)
+{
+    struct sockaddr_storage c = tu_addr(client);
+    fwx_session_params sp = {
+        .struct_size = sizeof sp, .source = source, .client = TU_SA(c), .client_len = tu_len(&c)};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
+    ck_assert_ptr_nonnull(s);
+    TU_EXPECT_REF(s, 2); /* ours and the firewall's list */
+    return s;
+}
+
+/* fwx_connection_open for `event` (fwx_Connect_Tcp or fwx_Udp_Destination) to `peer`. */
+static fwx_result open_conn_ev(IFWXSession *s, uint32_t event, const char *peer, IFWXConnection **out)
+{
+    struct sockaddr_storage p = tu_addr(peer);
+    fwx_connection_params cp = {
+        .struct_size = sizeof cp,
+        .event = event,
+        .protocol = event == fwx_Udp_Destination ? FWX_PROTOCOL_UDP : FWX_PROTOCOL_TCP,
+        .external_peer = TU_SA(p),
+        .external_peer_len = tu_len(&p),
+    };
+    return fwx_connection_open(s, &cp, out);
+}
+
+static IFWXConnection *open_conn(IFWXSession *s, uint32_t event, const char *peer)
+{
+    IFWXConnection *c = (IFWXConnection *)(uintptr_t)1;
+    TU_EXPECT_HR(open_conn_ev(s, event, peer, &c), FWX_S_OK);
+    ck_assert_ptr_nonnull(c);
+    TU_EXPECT_REF(c, 2); /* ours and the session's list */
+    return c;
+}
+
+static int count_log(const tp_control *ctl, uint32_t what)
+{
+    int n = 0;
+    for (int i = 0; i < ctl->n_log; i++)
+        if (ctl->log[i] == what)
+            n++;
+    return n;
+}
+
+static int index_in_log(const tp_control *ctl, uint32_t what)
+{
+    for (int i = 0; i < ctl->n_log; i++)
+        if (ctl->log[i] == what)
+            return i;
+    return -1;
+}
+
+/* A loaded tp_good (hooking fwx_Connect_Tcp from NAT) still receives events: a fresh NAT
+   session and a connect reach it. */
+static void expect_good_still_works(tp_control *ctl, const char *client)
+{
+    int events = ctl->n_events, attach = ctl->n_attach;
+    IFWXSession *s = open_session(fwxSourceNAT, client);
+    IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, attach + 1);
+    ck_assert_int_eq(ctl->n_events, events + 1);
+    ck_assert_uint_eq(ctl->log[ctl->n_log - 1], fwx_Connect_Tcp);
+    fwx_connection_close(c);
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    TU_EXPECT_REF(s, 1);
+    IFWXSession_Release(s);
+}
+
+#define HOOK_CONNECT (fwx_Connect_Tcp | FWX_ALL_SOURCES)
+
+/* ---- loading ---------------------------------------------------------------------------- */
+
+START_TEST(load_good_once)
+{
+    void *h;
+    env_open();
+    IFWXFirewall *ifw = fwx_firewall_iface(fw);
+    TU_EXPECT_REF(ifw, 1);
+    fwx_plugin *p = NULL;
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, &p);
+    ck_assert_int_eq(ctl->n_init, 1);
+    ck_assert_ptr_eq(ctl->fw, ifw); /* FilterInit got the firewall and kept a reference */
+    TU_EXPECT_REF(ifw, 2);
+    const fwx_plugin_entry *e = fwx_plugin_info(p);
+    ck_assert_ptr_nonnull(e);
+    ck_assert_str_eq(e->name, "good");
+    ck_assert_uint_eq(stats().plugins, 1);
+    ck_assert_ptr_eq(fwx_firewall_find_plugin(fw, &e->filter_guid), p);
+    ck_assert_int_eq(log_count("plugin \"good\": loaded", NULL), 1);
+
+    /* The same path again: the same plugin, FWX_S_FALSE, no second FilterInit. */
+    fwx_plugin *again = NULL;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), &again), FWX_S_FALSE);
+    ck_assert_ptr_eq(again, p);
+    ck_assert_int_eq(ctl->n_init, 1);
+    ck_assert_uint_eq(stats().plugins, 1);
+    TU_EXPECT_REF(ifw, 2);
+
+    env_close();
+    ck_assert_int_eq(ctl->n_shutdown, 1);
+    ck_assert_ptr_null(ctl->fw);
+    dlclose(h);
+}
+END_TEST
+
+/* A refused plugin leaves tp_good loaded, counted once and receiving events. */
+static void refused(const char *name, fwx_result want, const char *msg1, const char *msg2)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceNAT, &h, NULL);
+    ck_assert_uint_eq(stats().plugins, 1);
+    fwx_plugin *p = (fwx_plugin *)(uintptr_t)1;
+    const char *path = name[0] == '/' ? name : tu_plugin_path(name);
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, path, &p), want);
+    ck_assert_ptr_null(p);
+    const char *err = fwx_firewall_last_error(fw);
+    ck_assert_msg(strstr(err, msg1) != NULL, "last error \"%s\" lacks \"%s\"", err, msg1);
+    ck_assert_msg(msg2 == NULL || strstr(err, msg2) != NULL, "last error \"%s\" lacks \"%s\"", err, msg2);
+    ck_assert_msg(log_count(msg1, "not loading") == 1, "no log line with \"%s\"", msg1);
+    ck_assert_uint_eq(stats().plugins, 1);
+    expect_good_still_works(ctl, "10.0.0.8");
+    ck_assert_int_eq(ctl->n_init, 1);
+    env_close();
+    dlclose(h);
+}
+
+START_TEST(refuse_newer_abi)
+{
+    refused("tp_newer", FWX_E_ABI_MISMATCH, "newer than host", "abi 1.1");
+}
+END_TEST
+
+START_TEST(refuse_no_symbol)
+{
+    refused("tp_nosym", FWX_E_PLUGIN_LOAD, "no symbol", FWX_PLUGIN_ENTRY_SYMBOL);
+}
+END_TEST
+
+START_TEST(refuse_failing_init)
+{
+    refused("tp_failinit", FWX_E_PLUGIN_INIT, "init failed", NULL);
+}
+END_TEST
+
+START_TEST(refuse_missing_file)
+{
+    refused("/nonexistent/fwx-test/no-such-plugin.so", FWX_E_PLUGIN_LOAD, "no-such-plugin.so", NULL);
+}
+END_TEST
+
+/* ---- plugin directories and duplicate GUIDs ------------------------------------------- */
+
+static char tmpdir[256];
+
+static void tmpdir_make(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/fwx-check-plugin-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void tmpdir_link(const char *plugin, const char *as)
+{
+    char to[512], target[4096];
+    snprintf(target, sizeof target, "%s", tu_plugin_path(plugin));
+    if (target[0] != '/') {
+        char cwd[2048];
+        ck_assert_ptr_nonnull(getcwd(cwd, sizeof cwd));
+        snprintf(target, sizeof target, "%s/%s", cwd, tu_plugin_path(plugin));
+    }
+    snprintf(to, sizeof to, "%s/%s", tmpdir, as);
+    ck_assert_msg(symlink(target, to) == 0, "symlink %s: %s", to, strerror(errno));
+}
+
+static void tmpdir_copy(const char *plugin, const char *as)
+{
+    char to[512];
+    snprintf(to, sizeof to, "%s/%s", tmpdir, as);
+    FILE *in = fopen(tu_plugin_path(plugin), "rb"), *out = fopen(to, "wb");
+    ck_assert_ptr_nonnull(in);
+    ck_assert_ptr_nonnull(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, in)) > 0)
+        ck_assert_uint_eq(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    ck_assert_int_eq(fclose(out), 0);
+}
+
+static void tmpdir_remove(const char *const names[])
+{
+    char p[512];
+    for (int i = 0; names[i] != NULL; i++) {
+        snprintf(p, sizeof p, "%s/%s", tmpdir, names[i]);
+        unlink(p);
+    }
+    ck_assert_int_eq(rmdir(tmpdir), 0);
+}
+
+START_TEST(load_dir)
+{
+    static const char *const names[] = {"a_good.so", "b_good2.so", "c_newer.so", "readme.txt", NULL};
+    tmpdir_make();
+    tmpdir_link("tp_good", names[0]);
+    tmpdir_link("tp_good2", names[1]);
+    tmpdir_link("tp_newer", names[2]);
+    tmpdir_link("tp_nosym", names[3]); /* not *.so: never tried */
+    env_open();
+    unsigned n = 99;
+    TU_EXPECT_HR(fwx_firewall_load_plugin_dir(fw, tmpdir, &n), FWX_S_FALSE);
+    ck_assert_uint_eq(n, 2);
+    ck_assert_uint_eq(stats().plugins, 2);
+    ck_assert_int_eq(log_count("tp_newer.so", "newer than host"), 1); /* named by its real path */
+    ck_assert_int_eq(log_count("nosym", NULL), 0);
+
+    /* Loaded through a link, the plugin is the file itself: its real path is already loaded. */
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), NULL), FWX_S_FALSE);
+
+    /* Again: nothing new loads, the newer one still fails. */
+    n = 99;
+    TU_EXPECT_HR(fwx_firewall_load_plugin_dir(fw, tmpdir, &n), FWX_S_FALSE);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_uint_eq(stats().plugins, 2);
+
+    n = 99;
+    TU_EXPECT_HR(fwx_firewall_load_plugin_dir(fw, "/nonexistent/fwx-test-dir", &n), FWX_E_NOT_FOUND);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "/nonexistent/fwx-test-dir"));
+    ck_assert_uint_eq(stats().plugins, 2);
+    env_close();
+    tmpdir_remove(names);
+}
+END_TEST
+
+START_TEST(load_dir_all_good)
+{
+    static const char *const names[] = {"a_good.so", "b_good2.so", NULL};
+    tmpdir_make();
+    tmpdir_link("tp_good", names[0]);
+    tmpdir_link("tp_good2", names[1]);
+    env_open();
+    unsigned n = 99;
+    TU_EXPECT_HR(fwx_firewall_load_plugin_dir(fw, tmpdir, &n), FWX_S_OK);
+    ck_assert_uint_eq(n, 2);
+    env_close();
+    tmpdir_remove(names);
+}
+END_TEST
+
+START_TEST(duplicate_guid)
+{
+    static const char *const names[] = {"copy_of_good.so", NULL};
+    void *h;
+    tmpdir_make();
+    tmpdir_copy("tp_good", names[0]);
+    env_open();
+    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceNAT, &h, NULL);
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, names[0]);
+    fwx_plugin *p = (fwx_plugin *)(uintptr_t)1;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, path, &p), FWX_E_ALREADY_EXISTS_WIN32);
+    ck_assert_ptr_null(p);
+    ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "guid"));
+    ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "good"));
+    ck_assert_uint_eq(stats().plugins, 1);
+    expect_good_still_works(ctl, "10.0.0.8");
+    env_close();
+    dlclose(h);
+    tmpdir_remove(names);
+}
+END_TEST
+
+/* ---- AttachToSession ---------------------------------------------------------------------- */
+
+START_TEST(attach_once_per_session)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    ck_assert_int_eq(ctl->n_attach, 0); /* not at session open: at the first hooked event */
+
+    IFWXConnection *u = open_conn(s, fwx_Udp_Destination, "198.51.100.7:53");
+    ck_assert_int_eq(ctl->n_attach, 0); /* an event it does not hook */
+    ck_assert_int_eq(ctl->n_events, 0);
+
+    IFWXConnection *c1 = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 1);
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
+    IFWXConnection *c2 = open_conn(s, fwx_Connect_Tcp, "198.51.100.8:80");
+    ck_assert_int_eq(ctl->n_attach, 1);
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 2);
+
+    /* A second session gets its own session filter. */
+    IFWXSession *s2 = open_session(fwxSourceNAT, "10.0.0.9");
+    IFWXConnection *c3 = open_conn(s2, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 2);
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 3);
+
+    fwx_connection_close(u);
+    fwx_connection_close(c1);
+    fwx_connection_close(c2);
+    fwx_connection_close(c3);
+    ck_assert_int_eq(ctl->n_terminating, 4); /* ConnectionTerminating needs no hook */
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    TU_EXPECT_HR(fwx_session_close(s2), FWX_S_OK);
+    ck_assert_int_eq(ctl->n_detach, 2);
+    ck_assert_int_eq(ctl->n_sf_released, 2);
+    IFWXSession_Release(s);
+    IFWXSession_Release(s2);
+    ck_assert_uint_eq(stats().connections, 0);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(attach_forced_by_attachfilter)
+{
+    void *h;
+    env_open();
+    fwx_plugin *p;
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, &p);
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    TU_EXPECT_HR(IFWXSession_AttachFilter(s, &fwx_plugin_info(p)->filter_guid), FWX_S_OK);
+    ck_assert_int_eq(ctl->n_attach, 1);
+    TU_EXPECT_HR(IFWXSession_AttachFilter(s, &fwx_plugin_info(p)->filter_guid), FWX_S_OK);
+    IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 1);
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(session_hooks_narrow)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(fwx_Connect_Tcp | fwx_Udp_Destination | FWX_ALL_SOURCES, &h, NULL);
+    ctl->session_hooks = fwx_Udp_Destination | FWX_ALL_SOURCES;
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    /* The connect makes the filter attach, but the session filter no longer wants connects. */
+    IFWXConnection *c1 = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 1);
+    ck_assert_int_eq(ctl->n_events, 0);
+    IFWXConnection *u = open_conn(s, fwx_Udp_Destination, "198.51.100.7:53");
+    ck_assert_int_eq(count_log(ctl, fwx_Udp_Destination), 1);
+    IFWXConnection *c2 = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:81");
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 0);
+    ck_assert_int_eq(ctl->n_attach, 1);
+    /* Another session narrows the same way. */
+    IFWXSession *s2 = open_session(fwxSourceNAT, "10.0.0.9");
+    IFWXConnection *c3 = open_conn(s2, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 2);
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 0);
+    fwx_connection_close(c1);
+    fwx_connection_close(c2);
+    fwx_connection_close(c3);
+    fwx_connection_close(u);
+    IFWXSession_Release(s);
+    IFWXSession_Release(s2);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(session_hooks_widen)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    ctl->session_hooks = fwx_Connect_Tcp | fwx_Udp_Destination | FWX_ALL_SOURCES;
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    /* Before the filter is attached, UDP does not reach it (FilterInit did not hook it). */
+    IFWXConnection *u1 = open_conn(s, fwx_Udp_Destination, "198.51.100.7:53");
+    ck_assert_int_eq(ctl->n_attach, 0);
+    IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 1);
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
+    /* Once attached, the session filter's wider set applies. */
+    IFWXConnection *u2 = open_conn(s, fwx_Udp_Destination, "198.51.100.7:54");
+    ck_assert_int_eq(count_log(ctl, fwx_Udp_Destination), 1);
+    fwx_connection_close(u1);
+    fwx_connection_close(u2);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(attach_decline)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    ctl->attach_decline = 1;
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    IFWXConnection *c1 = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    IFWXConnection *c2 = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:81");
+    ck_assert_int_eq(ctl->n_attach, 1); /* asked once; the answer "no" is kept */
+    ck_assert_int_eq(ctl->n_events, 0);
+    fwx_connection_close(c1);
+    fwx_connection_close(c2);
+    ck_assert_int_eq(ctl->n_events, 0);
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    ck_assert_int_eq(ctl->n_detach, 0);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(attach_fail)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    ctl->attach_fail = 1;
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    uint32_t before = stats().connections;
+    IFWXConnection *c = (IFWXConnection *)(uintptr_t)1;
+    TU_EXPECT_HR(open_conn_ev(s, fwx_Connect_Tcp, "198.51.100.7:80", &c), FWX_E_OUTOFMEMORY);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(ctl->n_attach, 1);
+    ck_assert_int_eq(ctl->n_events, 0);
+    ck_assert_uint_eq(stats().connections, before);
+    ck_assert_int_eq(log_count("AttachToSession failed", NULL), 1);
+    TU_EXPECT_REF(s, 2);
+    /* It is asked again next time, and may then succeed. */
+    ctl->attach_fail = 0;
+    c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 2);
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+/* ---- hook sources and the manifest ------------------------------------------------------ */
+
+START_TEST(hook_source_wsp_only)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceWSP, &h, NULL);
+    IFWXSession *nat = open_session(fwxSourceNAT, "10.0.0.8");
+    IFWXConnection *c1 = open_conn(nat, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 0);
+    ck_assert_int_eq(ctl->n_events, 0);
+    IFWXSession *wsp = open_session(fwxSourceWSP, "10.0.0.9");
+    IFWXConnection *c2 = open_conn(wsp, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 1);
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
+    fwx_connection_close(c1);
+    fwx_connection_close(c2);
+    IFWXSession_Release(nat);
+    IFWXSession_Release(wsp);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(hook_source_none)
+{
+    /* Event types without any source: nothing arrives from either kind of session. */
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(fwx_Connect_Tcp, &h, NULL);
+    IFWXSession *nat = open_session(fwxSourceNAT, "10.0.0.8");
+    IFWXSession *wsp = open_session(fwxSourceWSP, "10.0.0.9");
+    IFWXConnection *c1 = open_conn(nat, fwx_Connect_Tcp, "198.51.100.7:80");
+    IFWXConnection *c2 = open_conn(wsp, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 0);
+    ck_assert_int_eq(ctl->n_events, 0);
+    fwx_connection_close(c1);
+    fwx_connection_close(c2);
+    IFWXSession_Release(nat);
+    IFWXSession_Release(wsp);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(manifest_masks_hooks)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(HOOK_CONNECT | fwx_GetHostByName, &h, NULL);
+    ck_assert_int_eq(log_count("plugin \"good\"", "outside its manifest"), 1);
+    ck_assert_int_eq(log_count("outside its manifest", "0x00000040"), 1);
+    /* The loaded line reports the hooks kept: the connect hook survives, the lookup does not. */
+    char kept[64];
+    snprintf(kept, sizeof kept, "hooks 0x%08x", (unsigned)HOOK_CONNECT);
+    ck_assert_int_eq(log_count("plugin \"good\": loaded", kept), 1);
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(manifest_quiet_when_inside)
+{
+    void *h;
+    env_open();
+    load_good(HOOK_CONNECT | fwxAnyProtocol, &h, NULL);
+    ck_assert_int_eq(log_count("outside its manifest", NULL), 0);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+/* ---- unloading -------------------------------------------------------------------------- */
+
+static fwx_result afc_result;
+static int afc_calls;
+
+/* From the connect handler: allow a future connection anywhere (ALLOW_ADDRESSES_ALL). */
+static fwx_result allow_from_handler(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *session,
+                                     const FwxFirewallEvent *ev)
+{
+    (void)ctl;
+    if (ev->EventType != fwx_Connect_Tcp || afc_calls > 0)
+        return FWX_S_OK;
+    afc_calls++;
+    struct sockaddr_storage t = tu_addr("198.51.100.7:2000");
+    afc_result = IFWXSession_AllowFutureConnect(session, TU_SA(t), tu_len(&t), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_ALLOW_ADDRESSES_ALL, NULL, sf, NULL, NULL, NULL);
+    return FWX_S_OK;
+}
+
+START_TEST(unload)
+{
+    void *h;
+    env_open();
+    fwx_plugin *p;
+    IFWXFirewall *ifw = fwx_firewall_iface(fw);
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, &p);
+    ctl->on_event = allow_from_handler;
+    TU_EXPECT_REF(ifw, 2);
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:21");
+    ck_assert_int_eq(afc_calls, 1);
+    TU_EXPECT_HR(afc_result, FWX_S_OK);
+    ck_assert_uint_eq(stats().permissions, 1);
+    ck_assert_int_eq(ctl->n_attach, 1);
+
+    TU_EXPECT_HR(fwx_plugin_unload(p), FWX_S_OK);
+    ck_assert_int_eq(ctl->n_shutdown, 1);
+    ck_assert_int_eq(ctl->n_detach, 1);
+    int shut = index_in_log(ctl, TP_LOG_SHUTDOWN), det = index_in_log(ctl, TP_LOG_DETACH);
+    ck_assert_int_ge(shut, 0);
+    ck_assert_int_gt(det, shut); /* FilterShutdown, then Detach */
+    ck_assert_int_eq(ctl->n_sf_released, 1);
+    ck_assert_ptr_null(ctl->fw);
+    TU_EXPECT_REF(ifw, 1);                       /* the filter's IFWXFirewall reference is gone */
+    ck_assert_uint_eq(stats().permissions, 0);   /* its permission was withdrawn */
+    ck_assert_ptr_null(fwx_firewall_find_plugin(fw, &fwx_plugin_info(p)->filter_guid));
+    TU_EXPECT_REF(s, 3); /* ours, the list's, the connection's: the session filter's went at Detach */
+
+    /* No further events: not for the live connection's end, not for new connections or sessions. */
+    int events = ctl->n_events, log_n = ctl->n_log;
+    fwx_connection_close(c);
+    IFWXConnection *c2 = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    IFWXSession *s2 = open_session(fwxSourceNAT, "10.0.0.9");
+    IFWXConnection *c3 = open_conn(s2, fwx_Connect_Tcp, "198.51.100.7:80");
+    fwx_connection_close(c2);
+    fwx_connection_close(c3);
+    ck_assert_int_eq(ctl->n_events, events);
+    ck_assert_int_eq(ctl->n_log, log_n);
+    ck_assert_int_eq(ctl->n_after_detach, 0);
+    ck_assert_int_eq(ctl->n_attach, 1);
+    ck_assert_int_eq(afc_calls, 1);
+
+    /* Unloading twice is harmless. */
+    TU_EXPECT_HR(fwx_plugin_unload(p), FWX_S_OK);
+    ck_assert_int_eq(ctl->n_shutdown, 1);
+    TU_EXPECT_HR(fwx_plugin_unload(NULL), FWX_E_POINTER);
+
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    TU_EXPECT_HR(fwx_session_close(s2), FWX_S_OK);
+    ck_assert_int_eq(ctl->n_detach, 1);
+    IFWXSession_Release(s);
+    IFWXSession_Release(s2);
+    env_close();
+    ck_assert_int_eq(ctl->n_shutdown, 1);
+    dlclose(h);
+}
+END_TEST
+
+
+static IFWXConnection *bound[1];
+static fwx_result bind_result;
+
+/* From the connect handler: bind one port for the client (as an FTP filter does for PORT). */
+static fwx_result bind_from_handler(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *session,
+                                    const FwxFirewallEvent *ev)
+{
+    (void)ctl;
+    if (ev->EventType != fwx_Connect_Tcp || bound[0] != NULL)
+        return FWX_S_OK;
+    struct sockaddr_storage ca = tu_addr("10.0.0.8:1024"), proxy = tu_addr("0.0.0.0:0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    bind_result = IFWXSession_BindForClient(session, cap, tu_len(&ca), TU_SAM(proxy), tu_len(&proxy), FWX_PROTOCOL_TCP,
+                                            1, 0, 5, NULL, sf, NULL, NULL, bound);
+    return FWX_S_OK;
+}
+
+START_TEST(unload_withdraws_bound_ports)
+{
+    void *h;
+    env_open();
+    fwx_plugin *p;
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, &p);
+    ctl->on_event = bind_from_handler;
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:21");
+    TU_EXPECT_HR(bind_result, FWX_S_OK);
+    ck_assert_ptr_nonnull(bound[0]);
+    ck_assert_uint_eq(stats().bound_ports, 1);
+    TU_EXPECT_HR(fwx_plugin_unload(p), FWX_S_OK);
+    ck_assert_uint_eq(stats().bound_ports, 0);
+    ck_assert_int_eq(ctl->n_sf_released, 1); /* the grant's reference on the session filter went too */
+    /* The port is free: nothing is admitted to it any more. */
+    struct sockaddr_storage local;
+    uint32_t len = sizeof local;
+    TU_EXPECT_HR(IFWXConnection_GetExternalSocketName(bound[0], TU_SAM(local), &len), FWX_S_OK);
+    struct sockaddr_storage src = tu_addr("198.51.100.7:20");
+    fwx_flow flow = {.struct_size = sizeof flow, .protocol = FWX_PROTOCOL_TCP, .source = TU_SA(src),
+                     .source_len = tu_len(&src), .destination = TU_SA(local), .destination_len = len};
+    IFWXConnection *sec = (IFWXConnection *)(uintptr_t)1;
+    TU_EXPECT_HR(fwx_firewall_admit(fw, &flow, &sec), FWX_E_NOT_FOUND);
+    ck_assert_ptr_null(sec);
+    fwx_connection_close(bound[0]);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(unload_then_reload_path)
+{
+    /* After an unload the path is free again: a fresh load runs FilterInit again. */
+    void *h;
+    env_open();
+    fwx_plugin *p;
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, &p);
+    TU_EXPECT_HR(fwx_plugin_unload(p), FWX_S_OK);
+    fwx_plugin *q = NULL;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), &q), FWX_S_OK);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_ptr_ne(q, p);
+    ck_assert_int_eq(ctl->n_init, 2);
+    expect_good_still_works(ctl, "10.0.0.8");
+    env_close();
+    ck_assert_int_eq(ctl->n_shutdown, 2);
+    dlclose(h);
+}
+END_TEST
+
+/* ---- firewall close ------------------------------------------------------------------- */
+
+START_TEST(close_with_live_session)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
+    IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
+    ck_assert_int_eq(ctl->n_attach, 1);
+
+    fwx_firewall_close(fw, NULL, NULL);
+    ck_assert_int_eq(ctl->n_terminating, 1);
+    ck_assert_int_eq(ctl->n_detach, 1);
+    ck_assert_int_eq(ctl->n_shutdown, 1);
+    int det = index_in_log(ctl, TP_LOG_DETACH), shut = index_in_log(ctl, TP_LOG_SHUTDOWN);
+    ck_assert_int_ge(det, 0);
+    ck_assert_int_gt(shut, det); /* sessions end first, then the filters shut down */
+    ck_assert_ptr_null(ctl->fw);
+    ck_assert_int_eq(ctl->n_sf_released, 1);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXSession_GetSessionFlags(s, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_SESSION_TERMINATED);
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_FALSE);
+    /* Our references are still valid until the loop runs the close. */
+    TU_EXPECT_REF(c, 1);
+    TU_EXPECT_REF(s, 2); /* ours and the connection's */
+    fwx_connection_close(c);
+    TU_EXPECT_REF(s, 1);
+    IFWXSession_Release(s);
+    fw = NULL;
+    tu_loop_close_clean(&loop);
+    dlclose(h);
+}
+END_TEST
+
+static int close_cb_calls;
+static void on_closed(fwx_firewall *f, void *arg)
+{
+    (void)f;
+    ck_assert_ptr_eq(arg, &close_cb_calls);
+    close_cb_calls++;
+}
+
+START_TEST(close_twice_and_callback)
+{
+    void *h;
+    env_open();
+    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    fwx_firewall_close(fw, on_closed, &close_cb_calls);
+    fwx_firewall_close(fw, on_closed, &close_cb_calls); /* harmless */
+    ck_assert_int_eq(ctl->n_shutdown, 1);
+    ck_assert_int_eq(close_cb_calls, 0); /* only once the loop has closed the handles */
+    fw = NULL;
+    tu_loop_close_clean(&loop);
+    ck_assert_int_eq(close_cb_calls, 1);
+    dlclose(h);
+}
+END_TEST
+
+START_TEST(load_after_close_starts)
+{
+    env_open();
+    fwx_firewall_close(fw, NULL, NULL);
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), NULL), FWX_E_TERMINATING);
+    fw = NULL;
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
+START_TEST(control_block_after_load)
+{
+    /* The RTLD_NOLOAD route: fwx loads the plugin first, the test reaches it afterwards. */
+    void *h;
+    env_open();
+    fwx_plugin *p = NULL;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good2"), &p), FWX_S_OK);
+    tp_control *ctl = tp_attached("tp_good2", &h);
+    ck_assert_int_eq(ctl->n_init, 1);
+    ck_assert_str_eq(fwx_plugin_info(p)->name, "good2");
+    ck_assert_uint_eq(fwx_plugin_info(p)->filter_guid.bytes[15], 0x02);
+    env_close();
+    ck_assert_int_eq(ctl->n_shutdown, 1);
+    dlclose(h);
+}
+END_TEST
+
+static Suite *plugin_suite(void)
+{
+    Suite *s = suite_create("plugin");
+    struct {
+        const char *name;
+        const TTest *test;
+    } cases[] = {
+        {"load_good_once", load_good_once},
+        {"refuse_newer_abi", refuse_newer_abi},
+        {"refuse_no_symbol", refuse_no_symbol},
+        {"refuse_failing_init", refuse_failing_init},
+        {"refuse_missing_file", refuse_missing_file},
+        {"load_dir", load_dir},
+        {"load_dir_all_good", load_dir_all_good},
+        {"duplicate_guid", duplicate_guid},
+        {"attach_once_per_session", attach_once_per_session},
+        {"attach_forced_by_attachfilter", attach_forced_by_attachfilter},
+        {"session_hooks_narrow", session_hooks_narrow},
+        {"session_hooks_widen", session_hooks_widen},
+        {"attach_decline", attach_decline},
+        {"attach_fail", attach_fail},
+        {"hook_source_wsp_only", hook_source_wsp_only},
+        {"hook_source_none", hook_source_none},
+        {"manifest_masks_hooks", manifest_masks_hooks},
+        {"manifest_quiet_when_inside", manifest_quiet_when_inside},
+        {"unload", unload},
+        {"unload_withdraws_bound_ports", unload_withdraws_bound_ports},
+        {"unload_then_reload_path", unload_then_reload_path},
+        {"close_with_live_session", close_with_live_session},
+        {"close_twice_and_callback", close_twice_and_callback},
+        {"load_after_close_starts", load_after_close_starts},
+        {"control_block_after_load", control_block_after_load},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_add_test(tc, cases[i].test);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void) { return tu_run_suite(plugin_suite()); }

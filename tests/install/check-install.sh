@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# fwx tests - install the build into a temporary DESTDIR and build a host against it.
+#
+# usage: check-install.sh BUILD_DIR TP_GOOD_SO
+#
+# 1. meson install --no-rebuild --destdir TMP (no root needed);
+# 2. checks that the headers, libfwx.so.1, fwx.pc and the plugin directory were installed;
+# 3. compiles tests/install/embed_demo.c with only `pkg-config --cflags --libs fwx` from the
+#    installed fwx.pc, runs it with LD_LIBRARY_PATH at the installed lib dir and the tp_good
+#    plugin as its argument.
+# Exit 0 on success, 77 (meson: skipped) when a tool is missing, 1 on failure.
+# SPDX-License-Identifier: MIT
+set -u
+
+SKIP=77
+fail() { echo "check-install: FAIL: $*" >&2; exit 1; }
+skip() { echo "check-install: SKIP: $*" >&2; exit $SKIP; }
+
+[ $# -eq 2 ] || { echo "usage: $0 BUILD_DIR TP_GOOD_SO" >&2; exit 2; }
+build=$(cd "$1" && pwd) || fail "no build directory $1"
+plugin=$2
+src=${BASH_SOURCE[0]}
+case $src in */*) here=$(cd "${src%/*}" && pwd) ;; *) here=$PWD ;; esac
+
+command -v pkg-config >/dev/null 2>&1 || skip "pkg-config is not installed"
+MESON=${MESON:-meson}
+command -v "$MESON" >/dev/null 2>&1 || skip "meson is not on PATH"
+CC=${CC:-cc}
+command -v "$CC" >/dev/null 2>&1 || skip "no C compiler ($CC)"
+[ -f "$plugin" ] || fail "test plugin $plugin was not built"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/fwx-install-XXXXXX") || fail "mktemp"
+trap 'rm -rf "$tmp"' EXIT
+dest=$tmp/dest
+
+echo "check-install: meson install -C $build --no-rebuild --destdir $dest"
+if ! "$MESON" install -C "$build" --no-rebuild --destdir "$dest" >"$tmp/install.log" 2>&1; then
+    cat "$tmp/install.log" >&2
+    fail "meson install failed"
+fi
+
+# What went where: the .pc file tells the prefix and libdir.
+pc=$(find "$dest" -name fwx.pc -path '*/pkgconfig/*' | head -n 1)
+[ -n "$pc" ] || fail "fwx.pc was not installed"
+pcdir=$(dirname "$pc")
+# The .pc holds absolute target paths: PKG_CONFIG_SYSROOT_DIR maps its -I/-L into the DESTDIR.
+pcq() { PKG_CONFIG_PATH=$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH} PKG_CONFIG_SYSROOT_DIR=$dest pkg-config "$@"; }
+# pkgconf prefixes --variable output with the sysroot, pkg-config does not: strip it, so that
+# these are the paths on the target system.
+pcvar() {
+    local v
+    v=$(pcq --variable="$1" fwx) || fail "pkg-config cannot read $pc"
+    case $v in "$dest"/*) v=${v#"$dest"} ;; esac
+    printf '%s\n' "$v"
+}
+prefix=$(pcvar prefix)
+libdir=$(pcvar libdir)
+includedir=$(pcvar includedir)
+plugindir=$(pcvar plugindir)
+[ -n "$libdir" ] && [ -n "$includedir" ] && [ -n "$plugindir" ] || fail "fwx.pc lacks libdir, includedir or plugindir"
+echo "check-install: prefix $prefix, libdir $libdir, plugindir $plugindir"
+
+for h in fwx.h common.h sdk.h plugin.h host.h backend.h; do
+    [ -f "$dest$includedir/fwx/$h" ] || fail "header fwx/$h missing under $dest$includedir"
+done
+[ -e "$dest$libdir/libfwx.so.1" ] || fail "libfwx.so.1 missing in $dest$libdir"
+[ -e "$dest$libdir/libfwx.so" ] || fail "libfwx.so (development link) missing in $dest$libdir"
+[ -d "$dest$plugindir" ] || fail "plugin directory $plugindir missing"
+case "$plugindir" in
+    "$libdir"/fwx/plugins) ;;
+    *) fail "plugindir $plugindir is not $libdir/fwx/plugins" ;;
+esac
+# Nothing internal may be installed.
+if find "$dest" -name 'internal.h' -o -name 'util.h' -o -name 'libfwx_internal*' | grep -q .; then
+    fail "internal files were installed"
+fi
+
+# The build's sanitizers (b_sanitize) must be linked into the demo as well, or the installed
+# library cannot be loaded.
+san=$("$MESON" introspect --buildoptions "$build" 2>/dev/null |
+      tr '{' '\n' | sed -n 's/.*"name": *"b_sanitize".*"value": *"\([^"]*\)".*/\1/p' | head -n 1)
+sanflags=""
+if [ -n "$san" ] && [ "$san" != "none" ]; then
+    sanflags="-fsanitize=$san"
+fi
+
+flags=$(pcq --cflags --libs fwx) || fail "pkg-config --cflags --libs fwx failed"
+echo "check-install: $CC -std=c11 -D_GNU_SOURCE $sanflags embed_demo.c $flags"
+# shellcheck disable=SC2086 # flags are words
+if ! "$CC" -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror $sanflags -o "$tmp/embed_demo" \
+        "$here/embed_demo.c" $flags >"$tmp/cc.log" 2>&1; then
+    cat "$tmp/cc.log" >&2
+    fail "embed_demo.c does not build against the installed fwx"
+fi
+
+# The demo must use the installed library, not the build tree's.
+if ! LD_LIBRARY_PATH="$dest$libdir" ldd "$tmp/embed_demo" | grep -q "$dest$libdir/libfwx.so.1"; then
+    LD_LIBRARY_PATH="$dest$libdir" ldd "$tmp/embed_demo" >&2
+    fail "embed_demo does not resolve libfwx.so.1 from $dest$libdir"
+fi
+
+echo "check-install: running embed_demo $plugin"
+LD_LIBRARY_PATH="$dest$libdir" "$tmp/embed_demo" "$plugin"
+rc=$?
+[ $rc -eq 0 ] || fail "embed_demo exited with $rc"
+echo "check-install: ok"
+exit 0
