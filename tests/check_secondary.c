@@ -938,6 +938,60 @@ START_TEST(session_end_withdraws_everything)
 }
 END_TEST
 
+/* fwx_firewall_list reports what fwxctl shows. */
+typedef struct seen {
+    int sessions, connections, grants, plugins;
+    int64_t expires;
+    char grant_name[32];
+    uint64_t bytes_in;
+} seen;
+
+static void count_cb(void *arg, const fwx_object_info *i)
+{
+    seen *s = arg;
+    ck_assert_uint_eq(i->struct_size, sizeof *i);
+    switch (i->kind) {
+    case FWX_OBJECT_SESSION:
+        s->sessions++;
+        ck_assert_str_eq(i->name, "nat");
+        break;
+    case FWX_OBJECT_CONNECTION:
+        s->connections++;
+        s->bytes_in += i->bytes_in;
+        break;
+    case FWX_OBJECT_GRANT:
+        s->grants++;
+        s->expires = i->expires_in_ms;
+        snprintf(s->grant_name, sizeof s->grant_name, "%s", i->name);
+        break;
+    default:
+        s->plugins++;
+    }
+}
+
+START_TEST(listing)
+{
+    fx f;
+    fx_open(&f);
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, f.ctl, NULL), FWX_S_OK);
+    fwx_connection_count_bytes(f.ctl, 1000, 20);
+    seen s = {0};
+    TU_EXPECT_HR(fwx_firewall_list(f.fw, FWX_OBJECT_SESSION | FWX_OBJECT_CONNECTION | FWX_OBJECT_GRANT, count_cb, &s),
+                 FWX_S_OK);
+    ck_assert_int_eq(s.sessions, 1);
+    ck_assert_int_eq(s.connections, 1);
+    ck_assert_int_eq(s.grants, 1);
+    ck_assert_str_eq(s.grant_name, "permission");
+    ck_assert(s.expires > 0 && s.expires <= 50);
+    ck_assert_uint_eq(s.bytes_in, 1000);
+    seen only = {0};
+    TU_EXPECT_HR(fwx_firewall_list(f.fw, FWX_OBJECT_GRANT, count_cb, &only), FWX_S_OK);
+    ck_assert_int_eq(only.sessions + only.connections, 0);
+    ck_assert_int_eq(only.grants, 1);
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *secondary_suite(void)
 {
     Suite *s = suite_create("secondary");
@@ -971,6 +1025,7 @@ static Suite *secondary_suite(void)
         {"t9", t9_kernel_mode_decision_and_factories},
         {"t15", t15_established_only_to_asker},
         {"session end", session_end_withdraws_everything},
+        {"listing", listing},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

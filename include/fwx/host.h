@@ -149,6 +149,60 @@ typedef struct fwx_firewall_stats {
 /** Fills @p out. @return FWX_S_OK, FWX_E_POINTER. */
 FWX_API fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_stats *out);
 
+/** What fwx_firewall_list() reports. */
+typedef enum fwx_object_kind {
+    FWX_OBJECT_SESSION = 1,    /**< an open session */
+    FWX_OBJECT_CONNECTION = 2, /**< a live connection (primary, secondary, listening) */
+    FWX_OBJECT_GRANT = 4,      /**< an outstanding permission, bound port, redirect port or client bind */
+    FWX_OBJECT_PLUGIN = 8,     /**< a loaded plugin */
+    /** @cond */
+    FWX__OBJECT_FORCE_32 = 0x7FFFFFFF
+    /** @endcond */
+} fwx_object_kind;
+
+/** One object, as fwx_firewall_list() describes it. Borrowed for the callback only. */
+typedef struct fwx_object_info {
+    uint32_t struct_size;            /**< sizeof(fwx_object_info) */
+    fwx_object_kind kind;            /**< what it is */
+    uint64_t id;                     /**< its id (sessions, connections, grants) or load index (plugins) */
+    uint64_t session_id;             /**< the session it belongs to, 0 for plugins */
+    int32_t protocol;                /**< FWX_PROTOCOL_TCP / _UDP, 0 if not applicable */
+    uint32_t flags;                  /**< FWX_SESSION_*, FWX_CONNECTION_*, FWX_FLAG_* or hooks, by kind */
+    struct sockaddr_storage client;  /**< the session's client */
+    struct sockaddr_storage peer;    /**< connection: external peer; grant: target */
+    struct sockaddr_storage local;   /**< connection: gateway's external address; grant: gateway address */
+    uint64_t bytes_in;               /**< connection: bytes from the client side */
+    uint64_t bytes_out;              /**< connection: bytes from the external side */
+    uint64_t age_ms;                 /**< time since it was created */
+    int64_t expires_in_ms;           /**< grant: time left, -1 if it does not expire */
+    const char *name;                /**< plugin name, grant kind ("permission", "bound port", ...), session or connection kind */
+    const char *owner;               /**< grant: the plugin that asked ("" if unknown); session: the user; plugin: its path */
+} fwx_object_info;
+
+/** Receives one object from fwx_firewall_list(). */
+typedef void (*fwx_list_cb)(void *arg, const fwx_object_info *info);
+
+/**
+ * Describes every object of the kinds in @p kinds (an OR of ::fwx_object_kind): plugins first,
+ * then sessions in opening order, each followed by its connections and grants. For tools such
+ * as fwxctl.
+ * @param fw the firewall.
+ * @param kinds which kinds to describe.
+ * @param cb called once per object.
+ * @param arg passed to @p cb.
+ * @return FWX_S_OK, FWX_E_POINTER.
+ */
+FWX_API fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, void *arg);
+
+/**
+ * Adds to a connection's byte counters; called by backends and data paths that carry it.
+ * [loop-thread]
+ * @param conn the connection (borrowed).
+ * @param from_client bytes that came from the client side.
+ * @param from_external bytes that came from the external side.
+ */
+FWX_API void fwx_connection_count_bytes(IFWXConnection *conn, uint64_t from_client, uint64_t from_external);
+
 /* ---------------------------------------------------------------------------------------- */
 /** @name Policy */
 /** @{ */

@@ -121,6 +121,7 @@ void fwx__backend_close(fwx_firewall *fw);
 /* ---- plugins (lib/plugin) ------------------------------------------------------------- */
 struct fwx__plugin {
     fwx_firewall *fw;
+    uint64_t index;
     fwx__list node;
     char *path;
     void *dl;
@@ -149,6 +150,8 @@ struct fwx__session {
     IFWXSession iface;
     atomic_uint refs;
     fwx_firewall *fw;
+    uint64_t id;
+    uint64_t created_ms;
     fwx__list node;
     uint32_t source; /* fwxSourceNAT / fwxSourceWSP */
     uint32_t flags;  /* FWX_SESSION_* */
@@ -220,7 +223,9 @@ struct fwx__conn {
     size_t n_dfs;
     IFWXIpFilter *ipfilter;
     uint32_t buffer_size;
-    uint64_t bytes_sent;
+    uint64_t bytes_sent;        /* IncrementBytesSentCounter */
+    uint64_t bytes_in, bytes_out;
+    uint64_t created_ms;
     fwx__grant *grant;          /* BindForClient / client bind: the port this connection owns */
     bool client_pending;        /* BindForClient with an all-zero client address */
     bool client_set;            /* SetClientAddress was called */
@@ -263,6 +268,7 @@ struct fwx__grant {
     bool approved;          /* client bind: RetroactiveAllowBind done */
     uint32_t uses;
     uint64_t expires;       /* loop ms, 0 = never */
+    uint64_t created_ms;
     /* factories */
     uint32_t event_type;
     IClassFactory *factory; /* +1 */
@@ -277,6 +283,7 @@ struct fwx__grant {
     UT_hash_handle hh;
 };
 
+const char *fwx__grant_type_name(fwx__grant_type t);
 /* Withdraws a grant: tables, backend, timer, action. Frees it. */
 void fwx__grant_remove(fwx__grant *g, const char *why);
 /* Called by the timer for a grant whose time is up. */

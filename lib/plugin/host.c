@@ -138,6 +138,7 @@ fwx_result fwx_firewall_load_plugin(fwx_firewall *fw, const char *path, fwx_plug
         return FWX_E_OUTOFMEMORY;
     }
     p->fw = fw;
+    p->index = ++fw->next_id;
     fwx__list_init(&p->node);
 
     p->dl = dlopen(key, RTLD_NOW | RTLD_LOCAL);

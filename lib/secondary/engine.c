@@ -96,7 +96,7 @@ static IFWXFirewallAction *action_new(fwx__grant *g)
 
 /* ---- grants --------------------------------------------------------------------------------- */
 
-static const char *type_name(fwx__grant_type t)
+const char *fwx__grant_type_name(fwx__grant_type t)
 {
     switch (t) {
     case FWX__G_PERMISSION:
@@ -136,6 +136,7 @@ static fwx__grant *grant_new(fwx__session *s, fwx__grant_type type, int32_t prot
     g->pub.flags = flags;
     memcpy(&g->pub.client, &s->client, sizeof g->pub.client);
     g->protocol_guid = pg ? *pg : FWX_GUID_NULL;
+    g->created_ms = uv_now(s->fw->loop);
     /* The deadline is known now, so the backend sees it when the grant is installed. */
     if (flags & FWX_FLAG_TIMEOUT)
         g->pub.expires_ms = uv_now(s->fw->loop) + s->fw->opts.timeout_ms;
@@ -253,7 +254,7 @@ void fwx__grant_remove(fwx__grant *g, const char *why)
     }
     fwx__list_remove(&g->session_node);
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
-    fwx__log(fw, FWX_LOG_DEBUG, "%s %llu (%s -> %s) withdrawn: %s", type_name(g->type), (unsigned long long)g->pub.id,
+    fwx__log(fw, FWX_LOG_DEBUG, "%s %llu (%s -> %s) withdrawn: %s", fwx__grant_type_name(g->type), (unsigned long long)g->pub.id,
              fwx__sa_fmt((struct sockaddr *)&g->pub.gateway, a), fwx__sa_fmt((struct sockaddr *)&g->pub.target, b), why);
     if (g->sf != NULL)
         IFWXSessionFilter_Release(g->sf);
@@ -269,7 +270,7 @@ void fwx__grant_remove(fwx__grant *g, const char *why)
 void fwx__grant_expired(fwx__grant *g)
 {
     fwx__log(g->session->fw, FWX_LOG_INFO, "%s %llu of session %p: unused for its timeout, closed",
-             type_name(g->type), (unsigned long long)g->pub.id, (void *)g->session);
+             fwx__grant_type_name(g->type), (unsigned long long)g->pub.id, (void *)g->session);
     /* T2: a bound port's listener is closed with its connection object. */
     if (g->type == FWX__G_BINDING && g->conn != NULL)
         fwx__conn_terminate(g->conn);

@@ -22,6 +22,7 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
     c->session = s;
     IFWXSession_AddRef(&s->iface);
     c->id = fwx__firewall_new_id(s->fw);
+    c->created_ms = uv_now(s->fw->loop);
     c->protocol = protocol;
     c->event = event;
     c->protocol_guid = pg ? *pg : FWX_GUID_NULL;
@@ -300,6 +301,15 @@ fwx_result fwx_connection_listen(IFWXConnection *conn)
     (void)fwx__dispatch(c->session, c, &ev, &c->protocol_guid, (c->flags & FWX_CONNECTION_SECONDARY) != 0);
     c->denied = false;
     return FWX_S_OK;
+}
+
+void fwx_connection_count_bytes(IFWXConnection *conn, uint64_t from_client, uint64_t from_external)
+{
+    if (conn == NULL || !fwx__conn_is_ours(conn))
+        return;
+    fwx__conn *c = fwx__conn_from(conn);
+    c->bytes_in += from_client;
+    c->bytes_out += from_external;
 }
 
 void fwx_connection_close(IFWXConnection *conn)

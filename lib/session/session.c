@@ -34,6 +34,8 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
     /* One for the caller, one for the firewall's list (dropped when the session ends). */
     atomic_init(&s->refs, 2);
     s->fw = fw;
+    s->id = fwx__firewall_new_id(fw);
+    s->created_ms = uv_now(fw->loop);
     s->source = source;
     s->flags = flags | (source == fwxSourceNAT ? FWX_SESSION_NAT : 0) | (user ? FWX_SESSION_AUTHENTICATED : 0);
     memcpy(&s->client, client, fwx__sa_len(client));
