@@ -115,7 +115,7 @@ fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
         return hr;
     }
     fwx__log(fw, FWX_LOG_INFO, "firewall \"%s\": using backend \"%s\"", fw->name, b->name);
-    return FWX_S_OK;
+    return fwx__publish_sync(fw);
 }
 
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
@@ -170,6 +170,7 @@ void fwx__backend_close(fwx_firewall *fw)
         for (fwx__list *gn = s->grants.next; gn != &s->grants; gn = gn->next)
             fwx__list_entry(gn, fwx__grant, session_node)->installed = false;
     }
+    fwx__publish_forget(fw); /* the backend's listeners go with it */
     fw->backend->close(fw->backend_state);
     fw->backend = NULL;
     fw->backend_state = NULL;

@@ -219,7 +219,8 @@ fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy)
     }
     fwx_policy_free(fw->policy);
     fw->policy = policy;
-    return FWX_S_OK;
+    /* Live sessions stay; only the publishing listeners that changed are replaced. */
+    return fwx__publish_sync(fw);
 }
 
 fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_stats *out)
@@ -240,9 +241,8 @@ fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_stats *ou
 
 /* ---- close -------------------------------------------------------------------------------- */
 
-static void on_timer_closed(uv_handle_t *h)
+static void firewall_free(fwx_firewall *fw)
 {
-    fwx_firewall *fw = h->data;
     unsigned refs = atomic_load(&fw->refs);
     if (refs > 1)
         fwx__log(fw, FWX_LOG_WARN, "firewall \"%s\": %u references to IFWXFirewall were never released",
@@ -253,6 +253,26 @@ static void on_timer_closed(uv_handle_t *h)
     free(fw->local);
     free(fw->name);
     free(fw);
+}
+
+/* Connection objects may outlive the close (a data path releases them from its own close
+   callbacks), and their Release updates the firewall's count: the memory goes with the last. */
+void fwx__firewall_connection_gone(fwx_firewall *fw)
+{
+    fw->n_connections--;
+    if (fw->timer_closed && fw->n_connections == 0)
+        firewall_free(fw);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    fwx_firewall *fw = h->data;
+    fw->timer_closed = true;
+    if (fw->n_connections == 0)
+        firewall_free(fw);
+    else
+        fwx__log(fw, FWX_LOG_DEBUG, "firewall \"%s\": closed, %u connection objects still referenced", fw->name,
+                 fw->n_connections);
 }
 
 void fwx_firewall_close(fwx_firewall *fw, fwx_firewall_close_cb cb, void *arg)

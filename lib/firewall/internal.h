@@ -98,6 +98,9 @@ struct fwx_firewall {
 
     fwx_firewall_close_cb close_cb;
     void *close_arg;
+    bool timer_closed;
+    fwx_listen_spec *published; /* what the backend listens on for publishing rules */
+    size_t n_published;
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -107,9 +110,15 @@ void fwx__fail(fwx_firewall *fw, const char *fmt, ...) __attribute__((format(pri
 /* True when addr (canonical) is one of the gateway's own addresses or loopback. */
 bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr);
 uint64_t fwx__firewall_new_id(fwx_firewall *fw);
+/* A connection object was freed; frees a closed firewall with the last one. */
+void fwx__firewall_connection_gone(fwx_firewall *fw);
 /* Expiry list: (re)arms the one timer at the earliest deadline. */
 void fwx__expiry_add(fwx_firewall *fw, fwx__grant *g, uint64_t expires);
 void fwx__expiry_remove(fwx_firewall *fw, fwx__grant *g);
+
+/* Publishing rules -> backend listeners (lib/firewall/publish.c). */
+fwx_result fwx__publish_sync(fwx_firewall *fw);
+void fwx__publish_forget(fwx_firewall *fw);
 
 /* ---- backend (lib/backend) ------------------------------------------------------------ */
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g);

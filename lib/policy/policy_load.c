@@ -1115,6 +1115,12 @@ static fwx_result find_sections(loader *ld, const config_setting_t *out[FWX__ARR
     for (int i = 0; i < n; i++) {
         const config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
         const char *name = config_setting_name(s);
+        /* Reserved for the host program's own settings (fwx-gateway reads it from the same file). */
+        if (strcmp(name, "gateway") == 0) {
+            if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+                return fail_at(ld, s, NULL, "gateway: must be a group { ... }");
+            continue;
+        }
         size_t k = 0;
         while (k < FWX__ARRAY_SIZE(sections) && strcmp(sections[k].name, name) != 0)
             k++;

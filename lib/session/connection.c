@@ -343,9 +343,10 @@ static uint32_t c_Release(IFWXConnection *This)
     uint32_t n = atomic_fetch_sub(&c->refs, 1) - 1;
     if (n == 0) {
         fwx__session *s = c->session;
-        s->fw->n_connections--;
+        fwx_firewall *fw = s->fw;
         free(c);
         IFWXSession_Release(&s->iface);
+        fwx__firewall_connection_gone(fw);
     }
     return n;
 }
