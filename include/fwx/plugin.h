@@ -18,9 +18,13 @@
  *
  * Loading goes: dlopen(RTLD_NOW | RTLD_LOCAL) → check the entry → `init` → `create_filter`
  * → IFWXFilter::FilterInit. A failure at any step unloads the plugin and leaves the plugins
- * already loaded as they were. Unloading goes: IFWXFilter::FilterShutdown → the filter's
- * session filters are detached as their sessions end → when the last object of the plugin is
- * released, `deinit` → dlclose.
+ * already loaded as they were (a failed FilterInit is followed by FilterShutdown).
+ * Unloading (fwx_plugin_unload()) goes: the grants its filters made are withdrawn →
+ * IFWXFilter::FilterShutdown → its session filters are detached. The code stays mapped, and
+ * `deinit` and dlclose wait, until the firewall closes: objects the plugin handed out (data
+ * filters, contexts) may still be referenced by live connections until then. Loading the same
+ * file again before that gives the same mapping, so `init` may run again before `deinit`:
+ * count your users if `init` acquires something.
  *
  * Export nothing else: link with a version script (see plugins/fwx-plugin.map).
  */
