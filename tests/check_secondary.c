@@ -992,6 +992,52 @@ START_TEST(listing)
 }
 END_TEST
 
+/* loopback_hosts: other 127/8 hosts become ordinary peers; the gateway's own stay refused. */
+START_TEST(loopback_hosts_option)
+{
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    struct sockaddr_storage gw = tu_addr("127.0.0.1");
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.local_addresses = &gw;
+    o.n_local_addresses = 1;
+    o.loopback_hosts = 1;
+    o.log_level = FWX_LOG_ERROR;
+    fwx_firewall *fw = NULL;
+    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    struct sockaddr_storage c = tu_addr("127.0.0.2"), srv = tu_addr("127.0.0.3:21");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    IFWXConnection *ctl = NULL, *b[1];
+    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0};
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+    struct sockaddr_storage ok = tu_addr("127.0.0.3:50000"), self = tu_addr("127.0.0.1:50000"),
+                            six = tu_addr("[::1]:50000");
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(ok), tu_len(&ok), NULL, 0, FWX_PROTOCOL_TCP, 0, &FWX_GUID_NULL,
+                                                NULL, NULL, ctl, NULL),
+                 FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(self), tu_len(&self), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_ALLOW_ADDRESSES_ALL, &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(six), tu_len(&six), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_ALLOW_ADDRESSES_ALL, &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
+    struct sockaddr_storage ca = tu_addr("127.0.0.2:6000"), px = tu_addr("127.0.0.1:0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 1,
+                                           &FWX_GUID_NULL, NULL, NULL, NULL, b),
+                 FWX_S_OK);
+    IFWXConnection_Release(b[0]);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    fwx_firewall_close(fw, NULL, NULL);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
 static Suite *secondary_suite(void)
 {
     Suite *s = suite_create("secondary");
@@ -1026,6 +1072,7 @@ static Suite *secondary_suite(void)
         {"t15", t15_established_only_to_asker},
         {"session end", session_end_withdraws_everything},
         {"listing", listing},
+        {"loopback hosts", loopback_hosts_option},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

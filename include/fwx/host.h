@@ -100,6 +100,14 @@ typedef struct fwx_firewall_options {
     void *log_arg;
     /** Lines above this level are dropped. Default FWX_LOG_INFO. */
     fwx_log_level log_level;
+    /**
+     * Nonzero: addresses in 127.0.0.0/8 other than the gateway's own (local_addresses) count as
+     * ordinary hosts, so clients, servers and gateway can be distinct hosts on one machine
+     * (127.0.0.2, 127.0.0.3, 127.0.0.1). For single-host deployments and tests. Default 0:
+     * every loopback address is the gateway's own and never a secondary target.
+     * @since 1.0 (appended; older callers' struct_size leaves it 0)
+     */
+    int32_t loopback_hosts;
 } fwx_firewall_options;
 
 /** Fills @p opts with the defaults. [any-thread] */

@@ -66,7 +66,7 @@ const char *fwx_firewall_last_error(const fwx_firewall *fw)
 
 bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
 {
-    if (fwx__sa_is_loopback(addr))
+    if (fwx__sa_is_loopback(addr) && (!fw->opts.loopback_hosts || addr->sa_family == AF_INET6))
         return true;
     for (size_t i = 0; i < fw->n_local; i++)
         if (fwx__sa_same_ip((const struct sockaddr *)&fw->local[i], addr))

@@ -311,7 +311,7 @@ static const char *forbidden_target(fwx_firewall *fw, const struct sockaddr *t)
         return "a privileged port";
     if (fwx__sa_is_unspecified(t))
         return "the unspecified address";
-    if (fwx__sa_is_loopback(t))
+    if (fwx__sa_is_loopback(t) && (!fw->opts.loopback_hosts || t->sa_family == AF_INET6))
         return "a loopback address";
     if (fwx__sa_is_multicast(t))
         return "a multicast address";

@@ -265,6 +265,7 @@ FWX_PIN_OFF(fwx_firewall_options, max_sessions, 56);
 FWX_PIN_OFF(fwx_firewall_options, log, 64);
 FWX_PIN_OFF(fwx_firewall_options, log_arg, 72);
 FWX_PIN_OFF(fwx_firewall_options, log_level, 80);
+FWX_PIN_OFF(fwx_firewall_options, loopback_hosts, 84);
 FWX_PIN_SIZE(fwx_firewall_stats, 28);
 FWX_PIN_OFF(fwx_firewall_stats, struct_size, 0);
 FWX_PIN_OFF(fwx_firewall_stats, sessions, 4);
