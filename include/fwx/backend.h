@@ -139,7 +139,13 @@ FWX_API fwx_result fwx_backend_register(const fwx_backend *backend);
 /** Unregisters a backend; firewalls using it keep it until they close. [any-thread] @return FWX_S_OK, FWX_E_NOT_FOUND. */
 FWX_API fwx_result fwx_backend_unregister(const fwx_backend *backend);
 
-/** Finds a registered backend by name, or NULL. [any-thread] */
+/**
+ * Finds a backend by name, or NULL. [any-thread]
+ *
+ * Built into libfwx: "proxy", which steers by explicit listeners in user mode (publishing
+ * rules become listening sockets, bound and redirect ports become real sockets on the
+ * gateway) and needs no privileges. A registered backend cannot take a built-in's name.
+ */
 FWX_API const fwx_backend *fwx_backend_find(const char *name);
 
 /**

@@ -8,6 +8,10 @@
 
 /* A process-wide registry, as SQLite keeps its VFS list: backends are code, not state. */
 #define MAX_BACKENDS 32
+
+/* Backends built into libfwx, found by name without registration. */
+extern const fwx_backend fwx__proxy_backend;
+static const fwx_backend *const builtins[] = {&fwx__proxy_backend};
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static const fwx_backend *registry[MAX_BACKENDS];
 
@@ -18,6 +22,9 @@ fwx_result fwx_backend_register(const fwx_backend *b)
         return FWX_E_INVALIDARG;
     if (b->version > FWX_BACKEND_VERSION)
         return FWX_E_NOT_SUPPORTED;
+    for (size_t i = 0; i < FWX__ARRAY_SIZE(builtins); i++)
+        if (strcmp(builtins[i]->name, b->name) == 0)
+            return FWX_E_ALREADY_EXISTS_WIN32;
     fwx_result hr = FWX_E_QUOTA_EXCEEDED;
     pthread_mutex_lock(&registry_lock);
     int free_slot = -1;
@@ -61,6 +68,9 @@ const fwx_backend *fwx_backend_find(const char *name)
     const fwx_backend *found = NULL;
     if (name == NULL)
         return NULL;
+    for (size_t i = 0; i < FWX__ARRAY_SIZE(builtins); i++)
+        if (strcmp(builtins[i]->name, name) == 0)
+            return builtins[i];
     pthread_mutex_lock(&registry_lock);
     for (int i = 0; i < MAX_BACKENDS && found == NULL; i++)
         if (registry[i] != NULL && strcmp(registry[i]->name, name) == 0)

@@ -1,0 +1,122 @@
+/*
+ * fwx examples - the control server: lets fwxctl inspect a running gateway.
+ * SPDX-License-Identifier: MIT
+ *
+ * A host program (the example gateway) starts one ctl_server on its loop. fwxctl, or anything
+ * that can talk to a Unix socket (`socat - UNIX-CONNECT:/run/fwx/fwx-gateway.sock`), connects,
+ * asks one question and gets the answer as JSON lines. Uses only the public fwx API.
+ *
+ * ## Protocol (version 1)
+ *
+ * One request per connection. The client sends one line, terminated by "\n" (a "\r" before it
+ * is ignored):
+ *
+ *     list sessions | list connections | list grants | list plugins | list all
+ *     stats
+ *     version
+ *
+ * The server answers with JSON lines, one flat object per line, then `{"end":true}`, and closes
+ * the connection. Anything after the request line is ignored.
+ *
+ * `list <what>` sends one object per item, in fwx_firewall_list() order (plugins first, then
+ * each session followed by its connections and grants). Every object has all these keys, null
+ * where a key does not apply to its kind:
+ *
+ * | key | meaning |
+ * |---|---|
+ * | kind | "session", "connection", "grant" or "plugin" |
+ * | id | the object's id (a plugin's load index) |
+ * | session | the session it belongs to (null for plugins) |
+ * | protocol | "tcp", "udp" or null |
+ * | client | the session's client |
+ * | peer | connection: the external peer; grant: the target |
+ * | local | connection: the gateway's external address; grant: the gateway address |
+ * | flags | the flags as a number (FWX_SESSION_*, FWX_CONNECTION_*, FWX_FLAG_*, or a plugin's hooks) |
+ * | flag_names | the same as a list of names (below); an unknown bit is named "0x..." |
+ * | mode | connections: "kernel" or "user" |
+ * | bytes_in | connections: bytes from the client side |
+ * | bytes_out | connections: bytes from the external side |
+ * | age_ms | time since it was created |
+ * | expires_in_ms | grants: time left, null if it never expires |
+ * | name | session: "nat", "explicit", "private"; connection: "primary", "secondary", "listening"; grant: "permission", "bound port", "redirect port", "client bind"; plugin: its name |
+ * | owner | session: the user; grant: the plugin that asked; plugin: its path ("" if none) |
+ *
+ * Addresses are strings, "192.0.2.1:21" or "[2001:db8::1]:21"; the port is left out when it
+ * is 0 ("10.0.0.8", "2001:db8::1"); null when there is no address.
+ *
+ * Flag names. Sessions: nat, private, authenticated, terminated. Connections:
+ * address_translation, kernel, secondary, emulated, listening, terminated. Grants:
+ * address_based, multiple, timeout, no_kernel_mode, bidirectional, proxy_mode, class_c,
+ * network, all_addresses, increase_receive_buffer. Plugins (hooked events): connect_tcp,
+ * udp_destination, bind_tcp, bind_udp, listen, accepted, gethostbyname, gethostbyaddr,
+ * terminating, established, any_protocol, all_connections, wsp, nat.
+ *
+ * `stats` sends `{"kind":"stats","sessions":N,"connections":N,"permissions":N,
+ * "bound_ports":N,"factories":N,"plugins":N}`; `version` sends
+ * `{"kind":"version","protocol":1,"abi":"1.0"}` (the fwx ABI the server was built with).
+ *
+ * An unknown request gets `{"error":"..."}` and the connection is closed. So does a request
+ * line longer than 256 bytes (refused as soon as 256 bytes have arrived without a newline, so
+ * a client can never make the server buffer more than that), and a client that has not sent
+ * its request, or not taken its answer, within the timeout (5 s). At most 16 clients are
+ * served at once; one more gets `{"error":"too many clients"}` and is closed.
+ *
+ * Strings are JSON-escaped: quote, backslash and control characters are escaped, bytes that
+ * are not valid UTF-8 become U+FFFD. Numbers are decimal integers.
+ *
+ * Rationale: one request per connection and the end marker make a truncated answer (a
+ * gateway that died mid-listing) distinguishable from a complete one, with no framing.
+ *
+ * Every function here is [loop-thread]: call it on the thread that runs @p loop.
+ */
+#ifndef FWX_EXAMPLES_CTL_H
+#define FWX_EXAMPLES_CTL_H
+
+#include <fwx/fwx.h>
+#include <stddef.h>
+#include <uv.h>
+
+/** The protocol version that `version` reports. */
+#define CTL_PROTOCOL_VERSION 1
+/** Longest request line, in bytes, without the newline. */
+#define CTL_MAX_REQUEST 256
+/** Most clients served at once. */
+#define CTL_MAX_CLIENTS 16
+/** Default time a client has to send its request, and then to take its answer (ms). */
+#define CTL_DEFAULT_TIMEOUT_MS 5000
+
+/** A control server. */
+typedef struct ctl_server ctl_server;
+
+/**
+ * Listens on a Unix socket at @p path on @p loop, mode 0600.
+ * A stale socket file at @p path (one nobody listens on) is removed first; a socket some other
+ * process still listens on, or a file that is not a socket, is left alone and the call fails.
+ * If SIGPIPE has its default action it is set to be ignored: a client that disconnects before
+ * it has read its answer must not kill the host (libuv writes with write(2)). A host that
+ * handles SIGPIPE itself keeps its handler.
+ * @param loop the loop (borrowed; must outlive the server).
+ * @param fw the firewall to describe (borrowed; must outlive the server).
+ * @param path the socket's path (copied).
+ * @param err receives a one-line reason on failure, such as
+ *   `ctl: cannot bind /run/fwx/x.sock: permission denied`. May be NULL.
+ * @param errlen size of err.
+ * @return the server, or NULL on failure.
+ */
+ctl_server *ctl_server_start(uv_loop_t *loop, fwx_firewall *fw, const char *path, char *err, size_t errlen);
+
+/**
+ * Sets how long a client may take to send its request, and then to take its answer.
+ * Applies to clients that connect afterwards. For tests.
+ * @param ms the timeout in milliseconds (0 is taken as 1).
+ */
+void ctl_server_set_timeout(ctl_server *s, uint64_t ms);
+
+/**
+ * Stops listening, closes every client connection and unlinks the socket file (if it is still
+ * the one this server created). The memory is freed in libuv close callbacks: run the loop
+ * afterwards. @p s must not be used after this call. NULL is fine.
+ */
+void ctl_server_close(ctl_server *s);
+
+#endif /* FWX_EXAMPLES_CTL_H */

@@ -1,0 +1,569 @@
+/*
+ * fwx-gateway: the example proxy gateway built on libfwx and its "proxy" backend.
+ *
+ *   fwx-gateway --config FILE
+ *   fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]...
+ *
+ * The configuration file is an fwx policy (doc/policy.md) plus a `gateway` group for this
+ * program (README.md beside this file). A bad file is refused with file:line before any socket
+ * is opened. SIGHUP reloads the policy without dropping live sessions; SIGINT and SIGTERM shut
+ * down cleanly: every socket closed, every permission gone.
+ *
+ * Uses only the public headers.
+ * SPDX-License-Identifier: MIT
+ */
+#include <fwx/fwx.h>
+
+#include "ctl.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libconfig.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <uv.h>
+
+#ifndef FWX_PLUGIN_DIR
+#define FWX_PLUGIN_DIR "/usr/local/lib/fwx/plugins"
+#endif
+
+#define MAX_PLUGINS 32
+#define MAX_LOCAL 16
+
+typedef struct settings {
+    char name[64];
+    char control[256];
+    char plugin_dir[256];
+    char plugins[MAX_PLUGINS][256];
+    int n_plugins;
+    int json_logs;
+    fwx_log_level level;
+    struct sockaddr_storage local[MAX_LOCAL];
+    int n_local;
+    unsigned timeout_s;
+    unsigned port_min, port_max;
+} settings;
+
+static struct {
+    uv_loop_t *loop;
+    fwx_firewall *fw;
+    ctl_server *ctl;
+    uv_signal_t sighup, sigint, sigterm;
+    settings cfg;
+    const char *config_path; /* NULL in the quick form */
+    char listen[128], upstream[128];
+    int stopping;
+} g;
+
+/* ---- logging ---------------------------------------------------------------------------- */
+
+static const char *level_name(fwx_log_level l)
+{
+    static const char *names[] = {"error", "warn", "info", "debug"};
+    return (unsigned)l < 4 ? names[l] : "info";
+}
+
+static void json_string(FILE *f, const char *s)
+{
+    fputc('"', f);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(f, "\\u%04x", c);
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+static void log_line(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg;
+    char ts[48];
+    struct timespec now;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &now);
+    gmtime_r(&now.tv_sec, &tm);
+    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    size_t n = strlen(ts);
+    snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)((now.tv_nsec / 1000000) % 1000));
+    if (g.cfg.json_logs) {
+        fprintf(stdout, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_name(level));
+        json_string(stdout, msg);
+        fputs("}\n", stdout);
+    } else {
+        fprintf(stdout, "%s %-5s %s\n", ts, level_name(level), msg);
+    }
+    fflush(stdout);
+}
+
+static void say(fwx_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(fwx_log_level level, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = snprintf(msg, sizeof msg, "fwx-gateway: ");
+    vsnprintf(msg + n, sizeof msg - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (level <= g.cfg.level)
+        log_line(NULL, level, msg);
+}
+
+/* ---- configuration ------------------------------------------------------------------------- */
+
+static int parse_addr(const char *text, struct sockaddr_storage *out, int need_port)
+{
+    char host[INET6_ADDRSTRLEN + 8];
+    const char *port = NULL;
+    memset(out, 0, sizeof *out);
+    if (strlen(text) >= sizeof host)
+        return -1;
+    strcpy(host, text);
+    char *h = host;
+    if (h[0] == '[') {
+        char *close = strchr(h, ']');
+        if (close == NULL)
+            return -1;
+        *close = '\0';
+        h++;
+        if (close[1] == ':')
+            port = close + 2;
+        else if (close[1] != '\0')
+            return -1;
+    } else {
+        char *colon = strrchr(h, ':');
+        if (colon != NULL && strchr(h, ':') == colon) {
+            *colon = '\0';
+            port = colon + 1;
+        }
+    }
+    if (need_port && port == NULL)
+        return -1;
+    unsigned long p = 0;
+    if (port != NULL) {
+        char *end;
+        errno = 0;
+        p = strtoul(port, &end, 10);
+        if (*port == '\0' || *end != '\0' || errno != 0 || p > 65535 || (port[0] == '0' && port[1] != '\0'))
+            return -1;
+    }
+    struct sockaddr_in *s4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, h, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)p);
+        return 0;
+    }
+    if (inet_pton(AF_INET6, h, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)p);
+        return 0;
+    }
+    return -1;
+}
+
+static void settings_defaults(settings *s)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->name, sizeof s->name, "fwx-gateway");
+    snprintf(s->plugin_dir, sizeof s->plugin_dir, "%s", FWX_PLUGIN_DIR);
+    s->level = FWX_LOG_INFO;
+    s->timeout_s = 60;
+}
+
+/* Reads the `gateway` group of the file. Errors name file:line and the key. */
+static int settings_load(const char *path, settings *s, char *err, size_t errlen)
+{
+    config_t cfg;
+    int ok = 0;
+    config_init(&cfg);
+    if (config_read_file(&cfg, path) != CONFIG_TRUE) {
+        /* The policy loader reports syntax errors in more detail; this is a fallback. */
+        snprintf(err, errlen, "%s:%d: %s", config_error_file(&cfg) ? config_error_file(&cfg) : path,
+                 config_error_line(&cfg), config_error_text(&cfg));
+        config_destroy(&cfg);
+        return -1;
+    }
+    config_setting_t *gw = config_lookup(&cfg, "gateway");
+    if (gw == NULL) {
+        config_destroy(&cfg);
+        return 0;
+    }
+    static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
+                                  "log_level",   "local_addresses", "timeout",   "port_range"};
+    for (int i = 0; i < config_setting_length(gw); i++) {
+        config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
+        const char *k = config_setting_name(e);
+        size_t j = 0;
+        while (j < sizeof known / sizeof known[0] && strcmp(known[j], k) != 0)
+            j++;
+        int line = config_setting_source_line(e);
+        const char *str = config_setting_get_string(e);
+#define BAD(...)                                                                                  \
+    do {                                                                                          \
+        char m_[256];                                                                             \
+        snprintf(m_, sizeof m_, __VA_ARGS__);                                                     \
+        snprintf(err, errlen, "%s:%d: gateway.%s: %s", path, line, k, m_);                        \
+        goto out;                                                                                 \
+    } while (0)
+        if (j == sizeof known / sizeof known[0])
+            BAD("unknown key");
+        if (strcmp(k, "name") == 0) {
+            if (str == NULL || !*str || strlen(str) >= sizeof s->name)
+                BAD("must be a non-empty string of at most %zu characters", sizeof s->name - 1);
+            snprintf(s->name, sizeof s->name, "%s", str);
+        } else if (strcmp(k, "control_socket") == 0) {
+            if (str == NULL || strlen(str) >= sizeof s->control)
+                BAD("must be a socket path");
+            snprintf(s->control, sizeof s->control, "%s", str);
+        } else if (strcmp(k, "plugin_dir") == 0) {
+            if (str == NULL || strlen(str) >= sizeof s->plugin_dir)
+                BAD("must be a directory path");
+            snprintf(s->plugin_dir, sizeof s->plugin_dir, "%s", str);
+        } else if (strcmp(k, "plugins") == 0) {
+            int n = config_setting_length(e);
+            if (!config_setting_is_array(e) && !config_setting_is_list(e))
+                BAD("must be a list of plugin names or paths");
+            for (int p = 0; p < n; p++) {
+                const char *v = config_setting_get_string_elem(e, (unsigned)p);
+                if (v == NULL || !*v || strlen(v) >= sizeof s->plugins[0] || s->n_plugins >= MAX_PLUGINS)
+                    BAD("entry %d must be a plugin name or path (at most %d plugins)", p, MAX_PLUGINS);
+                snprintf(s->plugins[s->n_plugins++], sizeof s->plugins[0], "%s", v);
+            }
+        } else if (strcmp(k, "log_format") == 0) {
+            if (str == NULL || (strcmp(str, "text") != 0 && strcmp(str, "json") != 0))
+                BAD("must be \"text\" or \"json\"");
+            s->json_logs = strcmp(str, "json") == 0;
+        } else if (strcmp(k, "log_level") == 0) {
+            static const char *lv[] = {"error", "warn", "info", "debug"};
+            int l = 0;
+            while (l < 4 && (str == NULL || strcmp(lv[l], str) != 0))
+                l++;
+            if (l == 4)
+                BAD("must be one of error, warn, info, debug");
+            s->level = (fwx_log_level)l;
+        } else if (strcmp(k, "local_addresses") == 0) {
+            int n = config_setting_length(e);
+            for (int p = 0; p < n; p++) {
+                const char *v = config_setting_get_string_elem(e, (unsigned)p);
+                if (v == NULL || s->n_local >= MAX_LOCAL || parse_addr(v, &s->local[s->n_local], 0) != 0)
+                    BAD("entry %d must be an IP address (at most %d)", p, MAX_LOCAL);
+                s->n_local++;
+            }
+        } else if (strcmp(k, "timeout") == 0) {
+            int v = 0;
+            if (config_setting_type(e) != CONFIG_TYPE_INT || (v = config_setting_get_int(e)) < 1 || v > 3600)
+                BAD("must be a whole number of seconds from 1 to 3600");
+            s->timeout_s = (unsigned)v;
+        } else if (strcmp(k, "port_range") == 0) {
+            unsigned lo, hi;
+            char tail;
+            if (str == NULL || sscanf(str, "%u-%u%c", &lo, &hi, &tail) != 2 || lo < 1024 || hi > 65535 || lo > hi)
+                BAD("must be \"LOW-HIGH\" with 1024 <= LOW <= HIGH <= 65535");
+            s->port_min = lo;
+            s->port_max = hi;
+        }
+#undef BAD
+    }
+    ok = 1;
+out:
+    config_destroy(&cfg);
+    return ok ? 0 : -1;
+}
+
+/* The quick form's policy: publish LISTEN -> UPSTREAM, allow it, bind the plugins to it. */
+static fwx_policy *quick_policy(fwx_firewall *fw, const char *listen, const char *upstream, char *err, size_t errlen)
+{
+    struct sockaddr_storage l;
+    char text[8192], filters[4096] = "";
+    parse_addr(listen, &l, 1);
+    unsigned port = ntohs(l.ss_family == AF_INET ? ((struct sockaddr_in *)&l)->sin_port
+                                                  : ((struct sockaddr_in6 *)&l)->sin6_port);
+    size_t off = 0;
+    for (int i = 0; i < g.cfg.n_plugins; i++) {
+        char path[512];
+        if (strchr(g.cfg.plugins[i], '/') != NULL)
+            snprintf(path, sizeof path, "%s", g.cfg.plugins[i]);
+        else
+            snprintf(path, sizeof path, "%s/%s.so", g.cfg.plugin_dir, g.cfg.plugins[i]);
+        fwx_plugin *p = NULL;
+        char realp[4096];
+        if (realpath(path, realp) == NULL)
+            snprintf(realp, sizeof realp, "%s", path);
+        /* Already loaded by main; look it up by path through a second (harmless) load. */
+        if (fwx_firewall_load_plugin(fw, realp, &p) < 0 || p == NULL)
+            continue;
+        char guid[FWX_GUID_STRLEN];
+        fwx_guid_format(&fwx_plugin_info(p)->filter_guid, guid);
+        off += (size_t)snprintf(filters + off, sizeof filters - off, "%s\"%s\"", off ? ", " : "", guid);
+    }
+    snprintf(text, sizeof text,
+             "protocols = ( { name = \"published\"; guid = \"{6f0e5c2a-9b1d-4e7a-8c3f-00000000%04x}\";"
+             " protocol = \"tcp\"; port = %u; direction = \"inbound\"; filters = [ %s ]; } );\n"
+             "rules = ( { name = \"publish %s\"; action = \"allow\"; from = [ \"localhost\", \"external\" ];"
+             " to = [ \"localhost\", \"external\" ]; protocols = [ \"published\" ]; } );\n"
+             "publishing = ( { name = \"quick\"; listen = \"%s\"; server = \"%s\"; protocol = \"published\";"
+             " full_proxy = true; } );\n",
+             port & 0xFFFF, port, filters, listen, listen, upstream);
+    fwx_policy *pol = NULL;
+    fwx_config_error e;
+    if (fwx_policy_load_string(text, "command line", &pol, &e) != FWX_S_OK) {
+        snprintf(err, errlen, "%s: %s: %s", e.file, e.key, e.message);
+        return NULL;
+    }
+    return pol;
+}
+
+static fwx_policy *load_policy(char *err, size_t errlen)
+{
+    if (g.config_path == NULL)
+        return quick_policy(g.fw, g.listen, g.upstream, err, errlen);
+    fwx_policy *p = NULL;
+    fwx_config_error e;
+    if (fwx_policy_load_file(g.config_path, &p, &e) != FWX_S_OK) {
+        snprintf(err, errlen, "%s:%d: %s%s%s", e.file, e.line, e.key, e.key[0] ? ": " : "", e.message);
+        return NULL;
+    }
+    return p;
+}
+
+/* ---- signals ------------------------------------------------------------------------------- */
+
+static void on_closed_all(fwx_firewall *fw, void *arg)
+{
+    (void)fw, (void)arg;
+    g.fw = NULL;
+}
+
+static void shutdown_gateway(int signum)
+{
+    if (g.stopping++)
+        return;
+    say(FWX_LOG_INFO, "signal %d: shutting down", signum);
+    if (g.ctl != NULL)
+        ctl_server_close(g.ctl);
+    g.ctl = NULL;
+    uv_close((uv_handle_t *)&g.sighup, NULL);
+    uv_close((uv_handle_t *)&g.sigint, NULL);
+    uv_close((uv_handle_t *)&g.sigterm, NULL);
+    fwx_firewall_close(g.fw, on_closed_all, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    (void)h;
+    if (signum != SIGHUP) {
+        shutdown_gateway(signum);
+        return;
+    }
+    char err[512];
+    fwx_policy *p = load_policy(err, sizeof err);
+    if (p == NULL) {
+        say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
+        return;
+    }
+    fwx_result hr = fwx_firewall_set_policy(g.fw, p);
+    if (FWX_FAILED(hr))
+        say(FWX_LOG_ERROR, "reload: %s", fwx_firewall_last_error(g.fw));
+    else
+        say(FWX_LOG_INFO, "policy reloaded");
+}
+
+/* ---- main ---------------------------------------------------------------------------------- */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: fwx-gateway --config FILE [--check]\n"
+               "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]...\n"
+               "options: --plugin-dir DIR  --control PATH  --log-format text|json  --name NAME  --verbose\n");
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},     {"listen", required_argument, NULL, 'l'},
+        {"upstream", required_argument, NULL, 'u'},   {"plugin", required_argument, NULL, 'p'},
+        {"plugin-dir", required_argument, NULL, 'd'}, {"control", required_argument, NULL, 's'},
+        {"log-format", required_argument, NULL, 'f'}, {"name", required_argument, NULL, 'n'},
+        {"check", no_argument, NULL, 'k'},            {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+    };
+    settings_defaults(&g.cfg);
+    char cli_plugins[MAX_PLUGINS][256];
+    int n_cli_plugins = 0, check_only = 0;
+    const char *cli_dir = NULL, *cli_control = NULL, *cli_format = NULL, *cli_name = NULL;
+    int c, verbose = 0;
+    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            g.config_path = optarg;
+            break;
+        case 'l':
+            snprintf(g.listen, sizeof g.listen, "%s", optarg);
+            break;
+        case 'u':
+            snprintf(g.upstream, sizeof g.upstream, "%s", optarg);
+            break;
+        case 'p':
+            if (n_cli_plugins >= MAX_PLUGINS) {
+                fprintf(stderr, "fwx-gateway: at most %d plugins\n", MAX_PLUGINS);
+                return 2;
+            }
+            snprintf(cli_plugins[n_cli_plugins++], sizeof cli_plugins[0], "%s", optarg);
+            break;
+        case 'd':
+            cli_dir = optarg;
+            break;
+        case 's':
+            cli_control = optarg;
+            break;
+        case 'f':
+            cli_format = optarg;
+            break;
+        case 'n':
+            cli_name = optarg;
+            break;
+        case 'k':
+            check_only = 1;
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    struct sockaddr_storage tmp;
+    if (optind != argc || (g.config_path == NULL && (g.listen[0] == '\0' || g.upstream[0] == '\0')) ||
+        (g.config_path != NULL && (g.listen[0] || g.upstream[0]))) {
+        usage(stderr);
+        return 2;
+    }
+    if (g.config_path == NULL && (parse_addr(g.listen, &tmp, 1) != 0 || parse_addr(g.upstream, &tmp, 1) != 0)) {
+        fprintf(stderr, "fwx-gateway: --listen and --upstream take ADDR:PORT (such as 127.0.0.1:2121)\n");
+        return 2;
+    }
+    char err[1024];
+    if (g.config_path != NULL && settings_load(g.config_path, &g.cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "fwx-gateway: %s\n", err);
+        return 2;
+    }
+    /* The command line wins over the file. */
+    if (cli_dir)
+        snprintf(g.cfg.plugin_dir, sizeof g.cfg.plugin_dir, "%s", cli_dir);
+    if (cli_control)
+        snprintf(g.cfg.control, sizeof g.cfg.control, "%s", cli_control);
+    if (cli_name)
+        snprintf(g.cfg.name, sizeof g.cfg.name, "%s", cli_name);
+    if (cli_format) {
+        if (strcmp(cli_format, "text") != 0 && strcmp(cli_format, "json") != 0) {
+            fprintf(stderr, "fwx-gateway: --log-format takes text or json\n");
+            return 2;
+        }
+        g.cfg.json_logs = strcmp(cli_format, "json") == 0;
+    }
+    if (verbose)
+        g.cfg.level = FWX_LOG_DEBUG;
+    for (int i = 0; i < n_cli_plugins && g.cfg.n_plugins < MAX_PLUGINS; i++)
+        snprintf(g.cfg.plugins[g.cfg.n_plugins++], sizeof g.cfg.plugins[0], "%s", cli_plugins[i]);
+
+    /* Check the policy before anything is opened: a bad file must not half-start a gateway. */
+    if (g.config_path != NULL) {
+        fwx_policy *probe = NULL;
+        fwx_config_error e;
+        if (fwx_policy_load_file(g.config_path, &probe, &e) != FWX_S_OK) {
+            fprintf(stderr, "fwx-gateway: %s:%d: %s%s%s\n", e.file, e.line, e.key, e.key[0] ? ": " : "", e.message);
+            return 2;
+        }
+        fwx_policy_free(probe);
+    }
+    if (check_only) {
+        printf("fwx-gateway: %s is valid\n", g.config_path ? g.config_path : "the command line");
+        return 0;
+    }
+
+    uv_loop_t loop;
+    uv_loop_init(&loop);
+    g.loop = &loop;
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.name = g.cfg.name;
+    o.log = log_line;
+    o.log_level = g.cfg.level;
+    o.local_addresses = g.cfg.local;
+    o.n_local_addresses = (size_t)g.cfg.n_local;
+    o.timeout_ms = g.cfg.timeout_s * 1000;
+    if (g.cfg.port_min) {
+        o.port_min = (uint16_t)g.cfg.port_min;
+        o.port_max = (uint16_t)g.cfg.port_max;
+    }
+    if (fwx_firewall_new(&loop, &o, &g.fw) != FWX_S_OK) {
+        fprintf(stderr, "fwx-gateway: cannot create the firewall\n");
+        return 1;
+    }
+    int status = 0;
+    for (int i = 0; i < g.cfg.n_plugins; i++) {
+        char path[600];
+        if (strchr(g.cfg.plugins[i], '/') != NULL)
+            snprintf(path, sizeof path, "%s", g.cfg.plugins[i]);
+        else
+            snprintf(path, sizeof path, "%s/%s.so", g.cfg.plugin_dir, g.cfg.plugins[i]);
+        if (FWX_FAILED(fwx_firewall_load_plugin(g.fw, path, NULL))) {
+            fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
+            status = 1;
+        }
+    }
+    fwx_policy *policy = status == 0 ? load_policy(err, sizeof err) : NULL;
+    if (status == 0 && policy == NULL) {
+        fprintf(stderr, "fwx-gateway: %s\n", err);
+        status = 2;
+    }
+    if (status == 0 && FWX_FAILED(fwx_firewall_set_backend(g.fw, "proxy"))) {
+        fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
+        fwx_policy_free(policy);
+        status = 1;
+    }
+    if (status == 0 && FWX_FAILED(fwx_firewall_set_policy(g.fw, policy))) {
+        fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
+        status = 1;
+    }
+    if (status == 0 && g.cfg.control[0] != '\0') {
+        char cerr[256];
+        g.ctl = ctl_server_start(&loop, g.fw, g.cfg.control, cerr, sizeof cerr);
+        if (g.ctl == NULL) {
+            fprintf(stderr, "fwx-gateway: control socket %s: %s\n", g.cfg.control, cerr);
+            status = 1;
+        }
+    }
+    if (status != 0) {
+        fwx_firewall_close(g.fw, NULL, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        uv_loop_close(&loop);
+        return status;
+    }
+    uv_signal_init(&loop, &g.sighup);
+    uv_signal_init(&loop, &g.sigint);
+    uv_signal_init(&loop, &g.sigterm);
+    uv_signal_start(&g.sighup, on_signal, SIGHUP);
+    uv_signal_start(&g.sigint, on_signal, SIGINT);
+    uv_signal_start(&g.sigterm, on_signal, SIGTERM);
+    signal(SIGPIPE, SIG_IGN);
+    say(FWX_LOG_INFO, "ready (%s, %d plugin%s%s%s)", g.config_path ? g.config_path : "command line", g.cfg.n_plugins,
+        g.cfg.n_plugins == 1 ? "" : "s", g.cfg.control[0] ? ", control " : "", g.cfg.control);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    int rc = uv_loop_close(&loop);
+    if (rc != 0)
+        fprintf(stderr, "fwx-gateway: handles left open at exit: %s\n", uv_strerror(rc));
+    return rc == 0 ? 0 : 1;
+}

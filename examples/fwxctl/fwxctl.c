@@ -1,0 +1,795 @@
+/*
+ * fwxctl: shows what a running fwx gateway holds - sessions, connections, permissions, bound
+ * ports, plugins - in the manner of `conntrack -L` and `ss`.
+ *
+ * It talks to the gateway's control socket (examples/common/ctl.h describes the protocol): one
+ * request line, an answer of flat JSON objects, one per line, ending with {"end":true}. Plain C
+ * and POSIX sockets; it does not link libfwx, so it runs wherever the socket is reachable. The
+ * JSON parser below reads exactly what the server emits (flat objects whose values are strings,
+ * integers, true/false/null or lists of strings) and refuses anything else.
+ * SPDX-License-Identifier: MIT
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_SOCKET "/run/fwx/fwx-gateway.sock"
+#define ANSWER_TIMEOUT_MS 10000
+#define MAX_LINE (1024 * 1024)
+#define MAX_KEYS 32
+
+static const char *progname = "fwxctl";
+
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+static void die(int code, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "%s: ", progname);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(code);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        die(1, "out of memory");
+    return p;
+}
+
+static char *xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(xmalloc(n), s, n);
+}
+
+/* ---- a strict parser for one flat JSON object ------------------------------------------------ */
+
+typedef enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR } jtype;
+
+typedef struct jval {
+    const char *key;
+    jtype type;
+    bool b;
+    long long num;
+    const char *str; /* J_STR: the text; J_ARR: the items joined with "," */
+} jval;
+
+typedef struct jobj {
+    jval v[MAX_KEYS];
+    size_t n;
+    char *arena; /* decoded keys and strings; never longer than the line */
+} jobj;
+
+typedef struct jparser {
+    const char *p;
+    char *out; /* next free byte of the arena */
+    const char *err;
+} jparser;
+
+static void skip_ws(jparser *j)
+{
+    while (*j->p == ' ' || *j->p == '\t')
+        j->p++;
+}
+
+static int hex4(const char *p, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static void put_utf8(jparser *j, unsigned cp)
+{
+    if (cp < 0x80) {
+        *j->out++ = (char)cp;
+    } else if (cp < 0x800) {
+        *j->out++ = (char)(0xC0 | (cp >> 6));
+        *j->out++ = (char)(0x80 | (cp & 0x3F));
+    } else if (cp < 0x10000) {
+        *j->out++ = (char)(0xE0 | (cp >> 12));
+        *j->out++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *j->out++ = (char)(0x80 | (cp & 0x3F));
+    } else {
+        *j->out++ = (char)(0xF0 | (cp >> 18));
+        *j->out++ = (char)(0x80 | ((cp >> 12) & 0x3F));
+        *j->out++ = (char)(0x80 | ((cp >> 6) & 0x3F));
+        *j->out++ = (char)(0x80 | (cp & 0x3F));
+    }
+}
+
+/* Decodes a string into the arena (without its NUL, so that arrays can be joined). */
+static int parse_string_raw(jparser *j)
+{
+    if (*j->p != '"')
+        return j->err = "expected a string", -1;
+    j->p++;
+    for (;;) {
+        unsigned char c = (unsigned char)*j->p;
+        if (c == '"') {
+            j->p++;
+            return 0;
+        }
+        if (c == '\0')
+            return j->err = "unterminated string", -1;
+        if (c < 0x20)
+            return j->err = "control character in a string", -1;
+        if (c != '\\') {
+            *j->out++ = (char)c;
+            j->p++;
+            continue;
+        }
+        char e = j->p[1];
+        if (e == '\0')
+            return j->err = "unterminated string", -1;
+        j->p += 2;
+        switch (e) {
+        case '"': *j->out++ = '"'; break;
+        case '\\': *j->out++ = '\\'; break;
+        case '/': *j->out++ = '/'; break;
+        case 'b': *j->out++ = '\b'; break;
+        case 'f': *j->out++ = '\f'; break;
+        case 'n': *j->out++ = '\n'; break;
+        case 'r': *j->out++ = '\r'; break;
+        case 't': *j->out++ = '\t'; break;
+        case 'u': {
+            unsigned cp, lo;
+            if (hex4(j->p, &cp) != 0)
+                return j->err = "bad \\u escape", -1;
+            j->p += 4;
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                return j->err = "lone low surrogate", -1;
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (j->p[0] != '\\' || j->p[1] != 'u' || hex4(j->p + 2, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
+                    return j->err = "lone high surrogate", -1;
+                j->p += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            if (cp == 0)
+                return j->err = "NUL in a string", -1;
+            put_utf8(j, cp);
+            break;
+        }
+        default:
+            return j->err = "bad escape", -1;
+        }
+    }
+}
+
+static const char *parse_string(jparser *j)
+{
+    char *start = j->out;
+    if (parse_string_raw(j) != 0)
+        return NULL;
+    *j->out++ = '\0';
+    return start;
+}
+
+static int parse_value(jparser *j, jval *v)
+{
+    const char *p = j->p;
+    if (*p == '"') {
+        v->type = J_STR;
+        v->str = parse_string(j);
+        return v->str ? 0 : -1;
+    }
+    if (*p == '[') {
+        /* Only lists of strings. */
+        char *start = j->out;
+        bool first = true;
+        j->p++;
+        skip_ws(j);
+        if (*j->p == ']') {
+            j->p++;
+        } else {
+            for (;;) {
+                skip_ws(j);
+                if (!first)
+                    *j->out++ = ',';
+                if (parse_string_raw(j) != 0)
+                    return -1;
+                first = false;
+                skip_ws(j);
+                if (*j->p == ',') {
+                    j->p++;
+                    continue;
+                }
+                if (*j->p == ']') {
+                    j->p++;
+                    break;
+                }
+                return j->err = "expected , or ] in a list", -1;
+            }
+        }
+        *j->out++ = '\0';
+        v->type = J_ARR;
+        v->str = start;
+        return 0;
+    }
+    if (strncmp(p, "null", 4) == 0) {
+        v->type = J_NULL;
+        j->p += 4;
+        return 0;
+    }
+    if (strncmp(p, "true", 4) == 0 || strncmp(p, "false", 5) == 0) {
+        v->type = J_BOOL;
+        v->b = *p == 't';
+        j->p += v->b ? 4 : 5;
+        return 0;
+    }
+    /* Integers only: -?(0|[1-9][0-9]*), within long long. */
+    const char *q = p;
+    if (*q == '-')
+        q++;
+    if (*q < '0' || *q > '9')
+        return j->err = "expected a value", -1;
+    if (*q == '0' && q[1] >= '0' && q[1] <= '9')
+        return j->err = "leading zero in a number", -1;
+    while (*q >= '0' && *q <= '9')
+        q++;
+    if (*q == '.' || *q == 'e' || *q == 'E')
+        return j->err = "not an integer", -1;
+    errno = 0;
+    char *end;
+    v->num = strtoll(p, &end, 10);
+    if (errno != 0 || end != q)
+        return j->err = "number out of range", -1;
+    v->type = J_NUM;
+    j->p = q;
+    return 0;
+}
+
+/* Parses @p line (without its newline) into @p o. Returns 0, or -1 with *err set. */
+static int jobj_parse(const char *line, size_t len, jobj *o, const char **err)
+{
+    memset(o, 0, sizeof *o);
+    o->arena = xmalloc(len + 1);
+    jparser j = {line, o->arena, NULL};
+    skip_ws(&j);
+    if (*j.p != '{') {
+        *err = "expected an object";
+        return -1;
+    }
+    j.p++;
+    skip_ws(&j);
+    if (*j.p == '}') {
+        j.p++;
+    } else {
+        for (;;) {
+            skip_ws(&j);
+            if (o->n == MAX_KEYS) {
+                *err = "too many keys";
+                return -1;
+            }
+            jval *v = &o->v[o->n];
+            if ((v->key = parse_string(&j)) == NULL)
+                goto bad;
+            for (size_t i = 0; i < o->n; i++) {
+                if (strcmp(o->v[i].key, v->key) == 0) {
+                    *err = "duplicate key";
+                    return -1;
+                }
+            }
+            skip_ws(&j);
+            if (*j.p != ':') {
+                *err = "expected :";
+                return -1;
+            }
+            j.p++;
+            skip_ws(&j);
+            if (parse_value(&j, v) != 0)
+                goto bad;
+            o->n++;
+            skip_ws(&j);
+            if (*j.p == ',') {
+                j.p++;
+                continue;
+            }
+            if (*j.p == '}') {
+                j.p++;
+                break;
+            }
+            *err = "expected , or }";
+            return -1;
+        }
+    }
+    skip_ws(&j);
+    if (j.p != line + len) {
+        *err = "text after the object";
+        return -1;
+    }
+    return 0;
+bad:
+    *err = j.err;
+    return -1;
+}
+
+static void jobj_free(jobj *o)
+{
+    free(o->arena);
+    o->arena = NULL;
+}
+
+static const jval *jget(const jobj *o, const char *key)
+{
+    for (size_t i = 0; i < o->n; i++)
+        if (strcmp(o->v[i].key, key) == 0)
+            return &o->v[i];
+    return NULL;
+}
+
+/* A value as table text: "-" for null, missing or empty. */
+static char *jtext(const jobj *o, const char *key)
+{
+    const jval *v = jget(o, key);
+    char tmp[32];
+    if (v == NULL || v->type == J_NULL)
+        return xstrdup("-");
+    switch (v->type) {
+    case J_BOOL:
+        return xstrdup(v->b ? "yes" : "no");
+    case J_NUM:
+        snprintf(tmp, sizeof tmp, "%lld", v->num);
+        return xstrdup(tmp);
+    default:
+        if (v->str[0] == '\0')
+            return xstrdup("-");
+        /* Names and paths come from plugins and users: never pass control bytes to a terminal. */
+        char *s = xstrdup(v->str);
+        for (char *p = s; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7F)
+                *p = '?';
+        return s;
+    }
+}
+
+static const char *jstr(const jobj *o, const char *key)
+{
+    const jval *v = jget(o, key);
+    return v != NULL && v->type == J_STR ? v->str : "";
+}
+
+static bool jnum(const jobj *o, const char *key, long long *out)
+{
+    const jval *v = jget(o, key);
+    if (v == NULL || v->type != J_NUM)
+        return false;
+    *out = v->num;
+    return true;
+}
+
+/* ---- tables ------------------------------------------------------------------------------------ */
+
+#define MAX_COLS 12
+
+typedef struct table {
+    const char *title; /* for "all" */
+    size_t ncols;
+    const char *head[MAX_COLS];
+    char **cells; /* rows * ncols */
+    size_t rows;
+    size_t cap;
+} table;
+
+static void table_add(table *t, char **row)
+{
+    if (t->rows == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 16;
+        char **c = realloc(t->cells, t->cap * t->ncols * sizeof *c);
+        if (c == NULL)
+            die(1, "out of memory");
+        t->cells = c;
+    }
+    memcpy(t->cells + t->rows * t->ncols, row, t->ncols * sizeof *row);
+    t->rows++;
+}
+
+/* Columns a cell takes: one per UTF-8 character (wide characters are rare in these tables). */
+static size_t text_width(const char *s)
+{
+    size_t n = 0;
+    for (; *s; s++)
+        n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+static void table_print(const table *t)
+{
+    size_t w[MAX_COLS];
+    for (size_t c = 0; c < t->ncols; c++) {
+        w[c] = text_width(t->head[c]);
+        for (size_t r = 0; r < t->rows; r++) {
+            size_t l = text_width(t->cells[r * t->ncols + c]);
+            if (l > w[c])
+                w[c] = l;
+        }
+    }
+    for (size_t r = 0; r <= t->rows; r++) {
+        for (size_t c = 0; c < t->ncols; c++) {
+            const char *s = r == 0 ? t->head[c] : t->cells[(r - 1) * t->ncols + c];
+            if (c + 1 == t->ncols)
+                printf("%s\n", s);
+            else
+                printf("%s%*s", s, (int)(w[c] - text_width(s) + 2), "");
+        }
+    }
+}
+
+static void table_free(table *t)
+{
+    for (size_t i = 0; i < t->rows * t->ncols; i++)
+        free(t->cells[i]);
+    free(t->cells);
+    t->cells = NULL;
+    t->rows = t->cap = 0;
+}
+
+/* "42s", "3m05s", "2h07m", "3d04h" from seconds. */
+static char *fmt_secs(unsigned long long s)
+{
+    char tmp[48];
+    if (s < 60)
+        snprintf(tmp, sizeof tmp, "%llus", s);
+    else if (s < 3600)
+        snprintf(tmp, sizeof tmp, "%llum%02llus", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(tmp, sizeof tmp, "%lluh%02llum", s / 3600, s / 60 % 60);
+    else
+        snprintf(tmp, sizeof tmp, "%llud%02lluh", s / 86400, s / 3600 % 24);
+    return xstrdup(tmp);
+}
+
+static char *fmt_age(const jobj *o)
+{
+    long long ms;
+    if (!jnum(o, "age_ms", &ms) || ms < 0)
+        return xstrdup("-");
+    return fmt_secs((unsigned long long)ms / 1000);
+}
+
+static char *fmt_expires(const jobj *o)
+{
+    long long ms;
+    if (!jnum(o, "expires_in_ms", &ms))
+        return xstrdup("never");
+    /* In seconds, rounded up: a grant that is still there never shows 0s. */
+    char tmp[32];
+    snprintf(tmp, sizeof tmp, "%llus", ms <= 0 ? 0ULL : ((unsigned long long)ms + 999) / 1000);
+    return xstrdup(tmp);
+}
+
+/* ---- what each command asks and shows ----------------------------------------------------------- */
+
+enum { T_PLUGINS, T_SESSIONS, T_CONNECTIONS, T_PERMISSIONS, T_PORTS, T_COUNT };
+
+static table tables[T_COUNT] = {
+    [T_PLUGINS] = {"plugins", 4, {"ID", "NAME", "HOOKS", "PATH"}, NULL, 0, 0},
+    [T_SESSIONS] = {"sessions", 6, {"ID", "KIND", "CLIENT", "FLAGS", "USER", "AGE"}, NULL, 0, 0},
+    [T_CONNECTIONS] = {"connections", 10,
+                       {"ID", "SESSION", "PROTO", "MODE", "CLIENT", "PEER", "LOCAL", "BYTES-IN", "BYTES-OUT", "AGE"},
+                       NULL, 0, 0},
+    [T_PERMISSIONS] = {"permissions", 10,
+                       {"ID", "SESSION", "KIND", "PROTO", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER"},
+                       NULL, 0, 0},
+    [T_PORTS] = {"ports", 10,
+                 {"ID", "SESSION", "KIND", "PROTO", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER"},
+                 NULL, 0, 0},
+};
+
+typedef struct command {
+    const char *name;
+    const char *request;
+    unsigned tables; /* bit per T_*: which objects to keep and show */
+} command;
+
+static const command commands[] = {
+    {"sessions", "list sessions", 1u << T_SESSIONS},
+    {"connections", "list connections", 1u << T_CONNECTIONS},
+    {"permissions", "list grants", 1u << T_PERMISSIONS},
+    {"ports", "list grants", 1u << T_PORTS},
+    {"plugins", "list plugins", 1u << T_PLUGINS},
+    {"stats", "stats", 0},
+    {"version", "version", 0},
+    {"all", "list all", (1u << T_COUNT) - 1},
+};
+
+/* Which table an object belongs in, or -1. */
+static int object_table(const jobj *o)
+{
+    const char *kind = jstr(o, "kind");
+    if (strcmp(kind, "plugin") == 0)
+        return T_PLUGINS;
+    if (strcmp(kind, "session") == 0)
+        return T_SESSIONS;
+    if (strcmp(kind, "connection") == 0)
+        return T_CONNECTIONS;
+    if (strcmp(kind, "grant") == 0) {
+        const char *name = jstr(o, "name");
+        if (strcmp(name, "permission") == 0 || strcmp(name, "redirect port") == 0)
+            return T_PERMISSIONS;
+        if (strcmp(name, "bound port") == 0 || strcmp(name, "client bind") == 0)
+            return T_PORTS;
+    }
+    return -1;
+}
+
+static void add_row(int t, const jobj *o)
+{
+    char *row[MAX_COLS];
+    switch (t) {
+    case T_PLUGINS:
+        row[0] = jtext(o, "id");
+        row[1] = jtext(o, "name");
+        row[2] = jtext(o, "flag_names");
+        row[3] = jtext(o, "owner");
+        break;
+    case T_SESSIONS:
+        row[0] = jtext(o, "id");
+        row[1] = jtext(o, "name");
+        row[2] = jtext(o, "client");
+        row[3] = jtext(o, "flag_names");
+        row[4] = jtext(o, "owner");
+        row[5] = fmt_age(o);
+        break;
+    case T_CONNECTIONS:
+        row[0] = jtext(o, "id");
+        row[1] = jtext(o, "session");
+        row[2] = jtext(o, "protocol");
+        row[3] = jtext(o, "mode");
+        row[4] = jtext(o, "client");
+        row[5] = jtext(o, "peer");
+        row[6] = jtext(o, "local");
+        row[7] = jtext(o, "bytes_in");
+        row[8] = jtext(o, "bytes_out");
+        row[9] = fmt_age(o);
+        break;
+    default: /* T_PERMISSIONS, T_PORTS */
+        row[0] = jtext(o, "id");
+        row[1] = jtext(o, "session");
+        row[2] = jtext(o, "name");
+        row[3] = jtext(o, "protocol");
+        row[4] = jtext(o, "client");
+        row[5] = jtext(o, "peer");
+        row[6] = jtext(o, "local");
+        row[7] = fmt_expires(o);
+        row[8] = jtext(o, "flag_names");
+        row[9] = jtext(o, "owner");
+        break;
+    }
+    table_add(&tables[t], row);
+}
+
+static void print_stats(const jobj *o)
+{
+    if (strcmp(jstr(o, "kind"), "version") == 0) {
+        char *proto = jtext(o, "protocol"), *abi = jtext(o, "abi");
+        printf("protocol %s, fwx abi %s\n", proto, abi);
+        free(proto);
+        free(abi);
+        return;
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < o->n; i++)
+        if (o->v[i].type == J_NUM && strlen(o->v[i].key) > w)
+            w = strlen(o->v[i].key);
+    for (size_t i = 0; i < o->n; i++)
+        if (o->v[i].type == J_NUM)
+            printf("%-*s  %lld\n", (int)w, o->v[i].key, o->v[i].num);
+}
+
+/* ---- the connection ------------------------------------------------------------------------------ */
+
+static int connect_to(const char *path)
+{
+    struct sockaddr_un sun = {0};
+    if (strlen(path) >= sizeof sun.sun_path)
+        die(1, "cannot connect to %s: %s", path, strerror(ENAMETOOLONG));
+    sun.sun_family = AF_UNIX;
+    memcpy(sun.sun_path, path, strlen(path));
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        die(1, "socket: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) != 0)
+        die(1, "cannot connect to %s: %s", path, strerror(errno));
+    return fd;
+}
+
+static void send_all(int fd, const char *path, const char *s, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, s, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            die(1, "%s: send: %s", path, strerror(errno));
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+/* Reads more of the answer into *buf; returns the bytes read, 0 at the end. */
+static size_t read_some(int fd, const char *path, char *buf, size_t n)
+{
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        int rc = poll(&p, 1, ANSWER_TIMEOUT_MS);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc < 0)
+            die(1, "%s: poll: %s", path, strerror(errno));
+        if (rc == 0)
+            die(1, "%s: no answer within %d s", path, ANSWER_TIMEOUT_MS / 1000);
+        ssize_t r = recv(fd, buf, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            die(1, "%s: recv: %s", path, strerror(errno));
+        return (size_t)r;
+    }
+}
+
+/* Handles one answer line; returns true at the end marker. */
+static bool handle_line(const command *cmd, bool json, const char *path, const char *line, size_t len)
+{
+    jobj o;
+    const char *err = NULL;
+    if (jobj_parse(line, len, &o, &err) != 0)
+        die(1, "%s: bad answer: %s", path, err ? err : "parse error");
+    const jval *v;
+    if ((v = jget(&o, "error")) != NULL) {
+        char *msg = jtext(&o, "error");
+        fprintf(stderr, "%s: %s: %s\n", progname, path, msg);
+        exit(1);
+    }
+    if ((v = jget(&o, "end")) != NULL && v->type == J_BOOL && v->b) {
+        jobj_free(&o);
+        return true;
+    }
+    if (cmd->tables == 0) {
+        /* stats, version: one object */
+        if (json)
+            printf("%.*s\n", (int)len, line);
+        else
+            print_stats(&o);
+    } else {
+        int t = object_table(&o);
+        if (t >= 0 && (cmd->tables & (1u << t))) {
+            if (json)
+                printf("%.*s\n", (int)len, line);
+            else
+                add_row(t, &o);
+        }
+    }
+    jobj_free(&o);
+    return false;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: %s [--socket PATH] [--json] sessions|connections|permissions|ports|plugins|stats|all\n"
+            "  --socket PATH  the gateway's control socket (default $FWX_CTL_SOCKET or %s)\n"
+            "  --json         print the server's JSON lines instead of tables\n",
+            progname, DEFAULT_SOCKET);
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = getenv("FWX_CTL_SOCKET");
+    bool json = false;
+    const command *cmd = NULL;
+    if (path == NULL || path[0] == '\0')
+        path = DEFAULT_SOCKET;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--json") == 0) {
+            json = true;
+        } else if (strcmp(a, "--socket") == 0) {
+            if (++i == argc || argv[i][0] == '\0') {
+                usage(stderr);
+                return 2;
+            }
+            path = argv[i];
+        } else if (strncmp(a, "--socket=", 9) == 0 && a[9] != '\0') {
+            path = a + 9;
+        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (a[0] == '-' || cmd != NULL) {
+            usage(stderr);
+            return 2;
+        } else {
+            for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+                if (strcmp(a, commands[k].name) == 0)
+                    cmd = &commands[k];
+            if (cmd == NULL) {
+                fprintf(stderr, "%s: unknown command \"%s\"\n", progname, a);
+                usage(stderr);
+                return 2;
+            }
+        }
+    }
+    if (cmd == NULL) {
+        usage(stderr);
+        return 2;
+    }
+
+    int fd = connect_to(path);
+    char req[64];
+    int n = snprintf(req, sizeof req, "%s\n", cmd->request);
+    send_all(fd, path, req, (size_t)n);
+
+    size_t cap = 4096, len = 0;
+    char *buf = xmalloc(cap);
+    bool done = false;
+    while (!done) {
+        if (cap - len < 1024) {
+            if (cap >= MAX_LINE)
+                die(1, "%s: answer line longer than %d bytes", path, MAX_LINE);
+            cap *= 2;
+            char *nb = realloc(buf, cap);
+            if (nb == NULL)
+                die(1, "out of memory");
+            buf = nb;
+        }
+        size_t r = read_some(fd, path, buf + len, cap - len - 1);
+        if (r == 0)
+            die(1, "%s: the server closed the connection before the end of the answer", path);
+        len += r;
+        size_t start = 0;
+        char *nl;
+        while (!done && (nl = memchr(buf + start, '\n', len - start)) != NULL) {
+            size_t l = (size_t)(nl - (buf + start));
+            if (memchr(buf + start, '\0', l) != NULL)
+                die(1, "%s: bad answer: NUL byte", path);
+            buf[start + l] = '\0';
+            done = handle_line(cmd, json, path, buf + start, l);
+            start += l + 1;
+        }
+        memmove(buf, buf + start, len - start);
+        len -= start;
+    }
+    free(buf);
+    close(fd);
+
+    if (!json && cmd->tables != 0) {
+        bool first = true;
+        for (int t = 0; t < T_COUNT; t++) {
+            if (!(cmd->tables & (1u << t)))
+                continue;
+            if (cmd->tables != (1u << t)) {
+                printf("%s%s: %zu\n", first ? "" : "\n", tables[t].title, tables[t].rows);
+                first = false;
+            }
+            table_print(&tables[t]);
+            table_free(&tables[t]);
+        }
+    }
+    if (fflush(stdout) != 0 || ferror(stdout))
+        die(1, "stdout: %s", strerror(errno));
+    return 0;
+}

@@ -1,0 +1,114 @@
+/*
+ * fwx - the user-mode data path: a pump that carries one TCP connection between two sockets,
+ * through the connection's data filters when it has any, and IFWXNetworkSocket over libuv for
+ * filters. Internal; not installed. Everything here is [loop-thread].
+ * SPDX-License-Identifier: MIT
+ *
+ * Plain relay (no data filters): splice(2) through one pipe per direction, driven by uv_poll on
+ * the two fds; the pipe is the bound on what is held. With opts->no_splice, or when the first
+ * splice fails with EINVAL, the same uv_poll handles drive a read/write relay through one ring
+ * of max_buffered bytes per direction: reading a side stops while its ring is full, so the pump
+ * never holds more than max_buffered bytes per direction. EOF from one side is passed on as
+ * shutdown(SHUT_WR) on the other once its data is written; the pump ends when both directions
+ * have, or at the first error (ECONNRESET, EPIPE ...).
+ *
+ * SIGPIPE: splice(2) has no MSG_NOSIGNAL, so writing to a socket whose peer is gone raises
+ * SIGPIPE. Hosts must ignore it (as libuv programs do); fwx__pump_start sets it to SIG_IGN when
+ * it finds the default disposition, so a host that forgot does not die of a peer reset.
+ *
+ * Data-filter chain: each real fd becomes an IFWXSocket over uv_poll, and consecutive filters
+ * are joined by a virtual socket pair. Filter i gets the left and right sockets of its slot:
+ *
+ *   client fd -- [real internal] df0 [virt] -- [virt] df1 ... dfN-1 [real external] -- server fd
+ *
+ * Socket semantics the filters see (the pump's IFWXSocket implementation):
+ * - Send queues in order; on a real socket it completes once the kernel took every byte, on a
+ *   virtual one once the other end's Recv(s) took every byte. Send with a NULL buffer:
+ *   FWX_E_INVALIDARG. After Close or Shutdown(SHUT_WR), or once the pump ended: FWX_E_TERMINATING.
+ *   A Send whose other end is closed completes with failure (UV_EPIPE). SendTo is Send (the
+ *   address is ignored: these are stream sockets).
+ * - Recv: at most one pending per socket; a second one fails with FWX_E_INVALIDARG. Recv(NULL)
+ *   receives into a core-allocated buffer of the connection's buffer_size bytes, read-only to the
+ *   receiver (SetDataSize/Append fail with FWX_E_NOT_SUPPORTED). A Recv into the filter's own
+ *   buffer overwrites it from offset 0 and sets its data size. EOF is a completion with
+ *   fSuccess=1 and a zero-length buffer, and every later Recv gets the same. NULL completion:
+ *   FWX_E_POINTER.
+ * - Shutdown(SHUT_WR) takes effect after the queued sends (the other end's Recv then sees EOF);
+ *   SHUT_RD makes the pending and later Recvs see EOF; SHUT_RDWR both; other values
+ *   FWX_E_INVALIDARG.
+ * - Close fails the pending operations (Win32ErrorCode UV_ECANCELED); on a virtual end, the
+ *   other end's Recv sees EOF and its queued Sends fail. Closing a real socket closes its fd.
+ * - Completions always come from a loop callback (an idle handle), in the order the operations
+ *   ended, never from inside Send/Recv/Shutdown/Close. Each buffer (and completion) is
+ *   referenced while its operation is pending and released after CompleteAsyncIO returns.
+ * - The pump holds one reference to each socket until it ends; a filter AddRefs what it keeps.
+ *   After the pump ended, socket methods return FWX_E_TERMINATING (Close: FWX_S_OK) and the
+ *   objects live until the filter's last Release.
+ *
+ * The filter path ends when both real sockets are finished: closed by the filter, failed (an
+ * I/O error ends the pump after the failed completion), or EOF received and shut down for
+ * writing. An emulated connection (external_fd == -1) has only the internal one.
+ */
+#ifndef FWX_USERMODE_H
+#define FWX_USERMODE_H
+
+#include "util/util.h"
+#include <uv.h>
+
+typedef struct fwx__pump fwx__pump;
+
+typedef struct fwx__pump_opts {
+    size_t max_buffered;   /* bytes held in user space per direction before reading that side stops; 0 = 256 KiB */
+    bool no_splice;        /* force the read/write path even for a plain relay (for tests and the benchmark) */
+} fwx__pump_opts;
+
+/* Called once when the pump has ended: both fds are closed. p is valid during the call only
+   (freed after it returns); the pump's reference to the connection is already released. */
+typedef void (*fwx__pump_done_cb)(fwx__pump *p, void *arg);
+
+/* Takes ownership of two connected, nonblocking TCP socket fds and carries bytes both ways.
+   conn (borrowed; the pump AddRefs it for its lifetime; may be NULL for a plain relay): its data
+   filters (fwx__conn_from(conn)->dfs, in order) are put between the two sockets; with none, a plain
+   relay. external_fd == -1 means the connection is emulated: the last filter is the data source and
+   gets a NULL external socket. When both directions have ended (or on error, or fwx__pump_abort),
+   both fds are closed, data filters are left to the core (it Detaches them when the connection
+   terminates), and done() is called exactly once, from a loop callback, never from inside
+   fwx__pump_start. Byte counts go to fwx_connection_count_bytes(conn, from_client, from_external).
+   opts may be NULL (defaults). A SetSockets failure ends the pump (done() still follows).
+   Returns FWX_S_OK (then done() follows exactly once), or FWX_E_POINTER / FWX_E_INVALIDARG (bad
+   fds, external_fd == -1 without a data filter, conn not the core's) / FWX_E_OUTOFMEMORY /
+   FWX_E_FAIL (pipe or handle setup failed): then nothing was taken, the fds are still the
+   caller's and done() is never called. */
+fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
+                           const fwx__pump_opts *opts, fwx__pump_done_cb done, void *arg, fwx__pump **out);
+/* Ends both sides now; done() still follows (from a loop callback). Harmless while ending.
+   Must not be called after done() returned. */
+void fwx__pump_abort(fwx__pump *p);
+/* Bytes held right now, both directions: the rings of the read/write relay, the pipes of the
+   splice relay (kernel memory, bounded by the pipe size, which is set to max_buffered clamped to
+   4 KiB..1 MiB when the kernel allows), 0 on the filter path (the filters hold the data). */
+size_t fwx__pump_buffered(const fwx__pump *p);
+/* True if this pump uses splice(2) now (false after an EINVAL fallback). */
+bool fwx__pump_spliced(const fwx__pump *p);
+
+/* IFWXNetworkSocket over libuv for filters (IFWXFirewall::CreateNetworkSocket): TCP (uv_tcp_t)
+   and UDP (uv_udp_t). *out is a new reference (+1). FWX_E_POINTER, FWX_E_INVALIDARG (protocol),
+   FWX_E_OUTOFMEMORY, FWX_E_FAIL (handle init failed).
+   Semantics beyond sdk.h:
+   - The OS socket is made by Bind or Connect (its family follows the address): Send, Recv,
+     Set/GetSockOpt, GetSockName and Listen before that fail with FWX_E_INVALIDARG (Listen:
+     FWX_E_WSAEINVAL). UDP Recv before Bind binds to 0.0.0.0:0 (libuv's rule).
+   - TCP Send/Recv after Connect and before it completes are held until it does; a failed
+     connect fails them (the Recv with the connect's error, the Sends with UV_ECANCELED).
+   - One pending Recv per socket (a second: FWX_E_INVALIDARG); Accepts queue. Recv(NULL)
+     allocates a read-only buffer of 8 KiB (TCP) or 64 KiB (UDP). A UDP datagram larger than the
+     receive buffer is dropped.
+   - The IP filter (Bind, SetIpFilter; kept by reference) is checked on each accepted connection
+     and each received datagram; those from addresses it does not include are dropped (closed /
+     discarded) and the Accept or Recv stays pending.
+   - Completions come from a loop callback, never from inside a method. Close fails pending
+     Recv and Accept with UV_ECANCELED and cancels queued Sends. Releasing the last reference
+     closes the socket; memory is freed in the libuv close callbacks. */
+fwx_result fwx__usock_new(uv_loop_t *loop, int32_t protocol, IFWXNetworkSocket **out);
+
+#endif /* FWX_USERMODE_H */

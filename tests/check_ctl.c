@@ -1,0 +1,910 @@
+/*
+ * fwx tests - the example control server (examples/common/ctl.c) and the real fwxctl binary.
+ *
+ * A firewall on the test's loop holds a NAT session for client C 10.0.0.8, its primary
+ * connection to S 198.51.100.7:21 (never contacted), an AllowFutureConnect permission with
+ * FWX_FLAG_TIMEOUT and a BindForClient bound port; a test plugin is loaded. A ctl server listens
+ * on a socket in a temporary directory, and fwxctl (from FWX_CTL_BIN) runs as a child process
+ * while the loop keeps serving it. Raw clients made with libuv check the refusals.
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "plugins/test_plugin.h"
+
+/* tests/meson.build links ctl_common_dep, whose compile args define CTL_COMMON_LINKED. Until
+   it does, the server is compiled into this test directly (same source, same behaviour). */
+#ifdef CTL_COMMON_LINKED
+#include "ctl.h"
+#else
+#include "../examples/common/ctl.c"
+#endif
+
+#include <arpa/inet.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+typedef struct fx {
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    IFWXSession *s;
+    IFWXConnection *primary;
+    IFWXFirewallAction *perm;
+    IFWXConnection *bound[1];
+    uint16_t bound_port;
+    void *plugin_handle;
+    ctl_server *srv;
+    char dir[64];
+    char sock[128];
+} fx;
+
+static void quiet_log(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg;
+    (void)level;
+    (void)msg;
+}
+
+static void fx_open_firewall(fx *f)
+{
+    static struct sockaddr_storage local[2];
+    memset(f, 0, sizeof *f);
+    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
+    snprintf(f->dir, sizeof f->dir, "/tmp/fwx-ctl-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(f->dir));
+    snprintf(f->sock, sizeof f->sock, "%s/ctl.sock", f->dir);
+    local[0] = tu_addr("203.0.113.1");
+    local[1] = tu_addr("10.0.0.1");
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.local_addresses = local;
+    o.n_local_addresses = 2;
+    o.port_min = 40000;
+    o.port_max = 40255;
+    o.log = quiet_log;
+    TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
+}
+
+/* Everything the listings show. The permission's timeout is the default 60 s. */
+static void fx_populate(fx *f)
+{
+    /* The plugin hooks WSP events only, so that it stays out of this NAT session's way. */
+    f->plugin_handle = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(f->plugin_handle != NULL, "dlopen: %s", dlerror());
+    tp_control *tpc = dlsym(f->plugin_handle, "fwx_test_control");
+    ck_assert_ptr_nonnull(tpc);
+    tpc->hooks = fwx_Connect_Tcp | fwxSourceWSP;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(f->fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+
+    struct sockaddr_storage c = tu_addr("10.0.0.8"), gi = tu_addr("10.0.0.1");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), TU_SA(gi), tu_len(&gi), NULL};
+    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+    struct sockaddr_storage srv = tu_addr("198.51.100.7:21"), gl = tu_addr("203.0.113.1:41000");
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv),
+                                TU_SA(gl), tu_len(&gl), NULL, 0};
+    TU_EXPECT_HR(fwx_connection_open(f->s, &cp, &f->primary), FWX_S_OK);
+
+    struct sockaddr_storage t = tu_addr("198.51.100.7:50000");
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(f->s, TU_SA(t), tu_len(&t), NULL, 0, FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT,
+                                                &FWX_GUID_NULL, NULL, NULL, f->primary, &f->perm),
+                 FWX_S_OK);
+
+    struct sockaddr_storage ca = tu_addr("10.0.0.8:2000"), px = tu_addr("0.0.0.0:0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(f->s, cap, sizeof(struct sockaddr_in), TU_SAM(px), sizeof px,
+                                           FWX_PROTOCOL_TCP, 1, 0, 5, &FWX_GUID_NULL, NULL, NULL, NULL, f->bound),
+                 FWX_S_OK);
+    f->bound_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    ck_assert_uint_ge(f->bound_port, 40000);
+    ck_assert_uint_le(f->bound_port, 40255);
+
+    fwx_firewall_stats st = {sizeof st, 0, 0, 0, 0, 0, 0};
+    TU_EXPECT_HR(fwx_firewall_get_stats(f->fw, &st), FWX_S_OK);
+    ck_assert_uint_eq(st.sessions, 1);
+    ck_assert_uint_eq(st.permissions, 1);
+    ck_assert_uint_eq(st.bound_ports, 1);
+}
+
+static void fx_start_server(fx *f)
+{
+    char err[256];
+    f->srv = ctl_server_start(&f->loop, f->fw, f->sock, err, sizeof err);
+    ck_assert_msg(f->srv != NULL, "ctl_server_start: %s", err);
+}
+
+static void fx_open(fx *f)
+{
+    fx_open_firewall(f);
+    fx_populate(f);
+    fx_start_server(f);
+}
+
+static void fx_close(fx *f)
+{
+    if (f->srv != NULL) {
+        ctl_server_close(f->srv);
+        f->srv = NULL;
+        struct stat st;
+        ck_assert_msg(lstat(f->sock, &st) != 0 && errno == ENOENT, "ctl_server_close left %s behind", f->sock);
+    }
+    if (f->bound[0] != NULL)
+        IFWXConnection_Release(f->bound[0]);
+    if (f->perm != NULL)
+        IFWXFirewallAction_Release(f->perm);
+    if (f->primary != NULL)
+        fwx_connection_close(f->primary);
+    if (f->s != NULL) {
+        fwx_session_close(f->s);
+        IFWXSession_Release(f->s);
+    }
+    fwx_firewall_close(f->fw, NULL, NULL);
+    tu_loop_close_clean(&f->loop);
+    if (f->plugin_handle != NULL)
+        dlclose(f->plugin_handle);
+    unlink(f->sock);
+    rmdir(f->dir);
+}
+
+/* ---- running the loop until something happens ------------------------------------------------ */
+
+static void guard_cb(uv_timer_t *t) { *(bool *)t->data = true; }
+
+/* Runs the loop until *done, or fails the test after max_ms. */
+static void run_until(fx *f, const bool *done, uint64_t max_ms, const char *what)
+{
+    bool expired = false;
+    uv_timer_t guard;
+    uv_timer_init(&f->loop, &guard);
+    guard.data = &expired;
+    uv_timer_start(&guard, guard_cb, max_ms, 0);
+    while (!*done && !expired)
+        uv_run(&f->loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&guard, NULL);
+    uv_run(&f->loop, UV_RUN_NOWAIT);
+    ck_assert_msg(*done, "%s did not finish within %llu ms", what, (unsigned long long)max_ms);
+}
+
+/* ---- fwxctl as a child process ------------------------------------------------------------------- */
+
+typedef struct proc {
+    uv_process_t p;
+    uv_pipe_t out;
+    uv_pipe_t err;
+    char obuf[65536];
+    size_t olen;
+    char ebuf[4096];
+    size_t elen;
+    int64_t status;
+    int term_signal;
+    int open; /* handles not yet closed */
+    bool done;
+} proc;
+
+static void proc_closed_cb(uv_handle_t *h)
+{
+    proc *r = h->data;
+    if (--r->open == 0)
+        r->done = true;
+}
+
+static void proc_exit_cb(uv_process_t *p, int64_t status, int term_signal)
+{
+    proc *r = p->data;
+    r->status = status;
+    r->term_signal = term_signal;
+    uv_close((uv_handle_t *)p, proc_closed_cb);
+}
+
+static void proc_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    proc *r = h->data;
+    (void)suggested;
+    if (h == (uv_handle_t *)&r->out)
+        *buf = uv_buf_init(r->obuf + r->olen, (unsigned)(sizeof r->obuf - 1 - r->olen));
+    else
+        *buf = uv_buf_init(r->ebuf + r->elen, (unsigned)(sizeof r->ebuf - 1 - r->elen));
+}
+
+static void proc_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    proc *r = s->data;
+    (void)buf;
+    if (nread > 0) {
+        size_t *len = s == (uv_stream_t *)&r->out ? &r->olen : &r->elen;
+        size_t cap = s == (uv_stream_t *)&r->out ? sizeof r->obuf : sizeof r->ebuf;
+        *len += (size_t)nread;
+        ck_assert_msg(*len < cap - 1, "fwxctl wrote more than the test's buffer");
+    } else if (nread < 0) {
+        uv_close((uv_handle_t *)s, proc_closed_cb);
+    }
+}
+
+static const char *ctl_bin(void)
+{
+    static char buf[4096];
+    const char *bin = getenv("FWX_CTL_BIN");
+    if (bin == NULL || bin[0] == '\0') {
+        /* Beside the test plugins: <build>/tests/plugins -> <build>/examples/fwxctl/fwxctl. */
+        const char *pd = getenv("FWX_TEST_PLUGIN_DIR");
+        snprintf(buf, sizeof buf, "%s/../../examples/fwxctl/fwxctl", pd ? pd : "tests/plugins");
+        bin = buf;
+    }
+    ck_assert_msg(access(bin, X_OK) == 0, "fwxctl not found at %s (set FWX_CTL_BIN)", bin);
+    return bin;
+}
+
+/*
+ * Runs fwxctl with args (NULL-terminated, without argv[0]) while the loop keeps serving, and
+ * returns what it printed. env_socket: if not NULL, the child's whole environment is
+ * FWX_CTL_SOCKET=env_socket. The caller frees the result.
+ */
+static proc *run_ctl_env(fx *f, const char *env_socket, const char *const *args)
+{
+    proc *r = calloc(1, sizeof *r);
+    ck_assert_ptr_nonnull(r);
+    char *argv[16];
+    size_t n = 0;
+    argv[n++] = (char *)ctl_bin();
+    for (; *args != NULL && n < 15; args++)
+        argv[n++] = (char *)*args;
+    argv[n] = NULL;
+    char envbuf[256];
+    char *env[2] = {envbuf, NULL};
+    if (env_socket != NULL)
+        snprintf(envbuf, sizeof envbuf, "FWX_CTL_SOCKET=%s", env_socket);
+
+    ck_assert_int_eq(uv_pipe_init(&f->loop, &r->out, 0), 0);
+    ck_assert_int_eq(uv_pipe_init(&f->loop, &r->err, 0), 0);
+    r->out.data = r->err.data = r->p.data = r;
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_IGNORE;
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&r->out;
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&r->err;
+    uv_process_options_t po = {0};
+    po.file = argv[0];
+    po.args = argv;
+    po.env = env_socket != NULL ? env : NULL;
+    po.stdio = stdio;
+    po.stdio_count = 3;
+    po.exit_cb = proc_exit_cb;
+    int rc = uv_spawn(&f->loop, &r->p, &po);
+    ck_assert_msg(rc == 0, "uv_spawn %s: %s", argv[0], uv_strerror(rc));
+    r->open = 3;
+    ck_assert_int_eq(uv_read_start((uv_stream_t *)&r->out, proc_alloc_cb, proc_read_cb), 0);
+    ck_assert_int_eq(uv_read_start((uv_stream_t *)&r->err, proc_alloc_cb, proc_read_cb), 0);
+    run_until(f, &r->done, 20000, "fwxctl");
+    r->obuf[r->olen] = '\0';
+    r->ebuf[r->elen] = '\0';
+    ck_assert_msg(r->term_signal == 0, "fwxctl died of signal %d; stderr: %s", r->term_signal, r->ebuf);
+    return r;
+}
+
+/* fwxctl --socket <sock> [--json] what; asserts exit 0 and an empty stderr. */
+static proc *ctl_ok(fx *f, bool json, const char *what)
+{
+    const char *args[] = {"--socket", f->sock, json ? "--json" : what, json ? what : NULL, NULL};
+    proc *r = run_ctl_env(f, NULL, args);
+    ck_assert_msg(r->status == 0, "fwxctl %s%s: exit %lld, stderr: %s", json ? "--json " : "", what,
+                  (long long)r->status, r->ebuf);
+    ck_assert_msg(r->elen == 0, "fwxctl %s: stderr: %s", what, r->ebuf);
+    return r;
+}
+
+/* ---- looking at the output ----------------------------------------------------------------------- */
+
+static int count_lines(const char *text)
+{
+    int n = 0;
+    for (const char *p = text; *p; p++)
+        if (*p == '\n')
+            n++;
+    return n;
+}
+
+/* Lines of text containing every needle (NULL-terminated). */
+static int count_matching(const char *text, const char *const *needles)
+{
+    int n = 0;
+    const char *line = text;
+    while (*line) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl ? (size_t)(nl - line) : strlen(line);
+        char *copy = strndup(line, len);
+        bool all = true;
+        for (const char *const *nd = needles; *nd; nd++)
+            if (strstr(copy, *nd) == NULL)
+                all = false;
+        n += all;
+        free(copy);
+        line += len + (nl ? 1 : 0);
+    }
+    return n;
+}
+
+#define MATCHES(text, ...) count_matching((text), (const char *const[]){__VA_ARGS__, NULL})
+
+/* The value of "key":<number> in a JSON line, or -1. */
+static long long json_num(const char *line, const char *key)
+{
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    if (p == NULL)
+        return -1;
+    p += strlen(pat);
+    if (*p < '0' || *p > '9')
+        return -1;
+    return strtoll(p, NULL, 10);
+}
+
+/* The first line of text containing needle (a copy), or fails the test. */
+static char *line_with(const char *text, const char *needle)
+{
+    const char *p = strstr(text, needle);
+    ck_assert_msg(p != NULL, "no line with %s in:\n%s", needle, text);
+    while (p > text && p[-1] != '\n')
+        p--;
+    const char *nl = strchr(p, '\n');
+    return strndup(p, nl ? (size_t)(nl - p) : strlen(p));
+}
+
+/* ---- raw clients ------------------------------------------------------------------------------------ */
+
+typedef struct raw {
+    uv_pipe_t pipe;
+    uv_connect_t creq;
+    uv_write_t wreq;
+    fx *f;
+    const char *data;
+    size_t len;
+    char resp[4096];
+    size_t rlen;
+    uint64_t t0;
+    uint64_t elapsed_ms;
+    int connect_status;
+    bool done;
+} raw;
+
+static void raw_closed_cb(uv_handle_t *h)
+{
+    raw *r = h->data;
+    r->done = true;
+}
+
+static void raw_alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    raw *r = h->data;
+    (void)suggested;
+    *buf = uv_buf_init(r->resp + r->rlen, (unsigned)(sizeof r->resp - 1 - r->rlen));
+}
+
+static void raw_read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    raw *r = s->data;
+    (void)buf;
+    if (nread > 0) {
+        r->rlen += (size_t)nread;
+        ck_assert_uint_lt(r->rlen, sizeof r->resp - 1);
+    } else if (nread < 0) {
+        uv_update_time(&r->f->loop);
+        r->elapsed_ms = uv_now(&r->f->loop) - r->t0;
+        r->resp[r->rlen] = '\0';
+        uv_close((uv_handle_t *)s, raw_closed_cb);
+    }
+}
+
+static void raw_write_cb(uv_write_t *w, int status)
+{
+    (void)w;
+    (void)status; /* the server may already have closed: the read side tells */
+}
+
+static void raw_connect_cb(uv_connect_t *c, int status)
+{
+    raw *r = c->data;
+    r->connect_status = status;
+    if (status != 0) {
+        uv_close((uv_handle_t *)&r->pipe, raw_closed_cb);
+        return;
+    }
+    if (r->len > 0) {
+        uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)r->len);
+        r->wreq.data = r;
+        ck_assert_int_eq(uv_write(&r->wreq, (uv_stream_t *)&r->pipe, &b, 1, raw_write_cb), 0);
+    }
+    ck_assert_int_eq(uv_read_start((uv_stream_t *)&r->pipe, raw_alloc_cb, raw_read_cb), 0);
+}
+
+static void raw_start(fx *f, raw *r, const char *data, size_t len)
+{
+    memset(r, 0, sizeof *r);
+    r->f = f;
+    r->data = data;
+    r->len = len;
+    ck_assert_int_eq(uv_pipe_init(&f->loop, &r->pipe, 0), 0);
+    r->pipe.data = r;
+    r->creq.data = r;
+    uv_update_time(&f->loop);
+    r->t0 = uv_now(&f->loop);
+    uv_pipe_connect(&r->creq, &r->pipe, f->sock, raw_connect_cb);
+}
+
+/* Sends data on a new connection and returns what came back before the server closed it. */
+static void raw_exchange(fx *f, raw *r, const char *data, size_t len)
+{
+    raw_start(f, r, data, len);
+    run_until(f, &r->done, 10000, "raw client");
+    ck_assert_int_eq(r->connect_status, 0);
+}
+
+/* ---- listings with --json ---------------------------------------------------------------------------- */
+
+START_TEST(json_sessions)
+{
+    fx f;
+    fx_open(&f);
+    proc *r = ctl_ok(&f, true, "sessions");
+    ck_assert_int_eq(count_lines(r->obuf), 1);
+    ck_assert_ptr_null(strstr(r->obuf, "\"end\"")); /* the end marker is not printed */
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"session\"", "\"client\":\"10.0.0.8\"", "\"name\":\"nat\"",
+                             "\"flag_names\":[\"nat\"]", "\"protocol\":null", "\"expires_in_ms\":null"),
+                     1);
+    free(r);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(json_connections)
+{
+    fx f;
+    fx_open(&f);
+    proc *r = ctl_ok(&f, true, "connections");
+    /* The primary connection and the one BindForClient made for the bound port. */
+    ck_assert_msg(count_lines(r->obuf) == 2, "connections:\n%s", r->obuf);
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"connection\""), 2);
+    char *prim = line_with(r->obuf, "\"name\":\"primary\"");
+    ck_assert_ptr_nonnull(strstr(prim, "\"protocol\":\"tcp\""));
+    ck_assert_ptr_nonnull(strstr(prim, "\"client\":\"10.0.0.8\""));
+    ck_assert_ptr_nonnull(strstr(prim, "\"peer\":\"198.51.100.7:21\""));
+    ck_assert_ptr_nonnull(strstr(prim, "\"local\":\"203.0.113.1:41000\""));
+    ck_assert_ptr_nonnull(strstr(prim, "\"mode\":"));
+    ck_assert_ptr_nonnull(strstr(prim, "\"bytes_in\":0,\"bytes_out\":0"));
+    ck_assert_int_ge(json_num(prim, "age_ms"), 0);
+    ck_assert_int_ge(json_num(prim, "session"), 1);
+    char *sec = line_with(r->obuf, "\"secondary\"");
+    ck_assert_ptr_nonnull(strstr(sec, "\"flag_names\":["));
+    ck_assert_int_eq(json_num(sec, "session"), json_num(prim, "session"));
+    free(prim);
+    free(sec);
+    free(r);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(json_permissions_and_ports)
+{
+    fx f;
+    fx_open(&f);
+    proc *r = ctl_ok(&f, true, "permissions");
+    ck_assert_msg(count_lines(r->obuf) == 1, "permissions:\n%s", r->obuf);
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"grant\"", "\"name\":\"permission\"", "\"protocol\":\"tcp\"",
+                             "\"client\":\"10.0.0.8\"", "\"peer\":\"198.51.100.7:50000\"",
+                             "\"flag_names\":[\"timeout\"]", "\"flags\":4,"),
+                     1);
+    long long exp = json_num(r->obuf, "expires_in_ms");
+    ck_assert_msg(exp > 0 && exp <= 60000, "expires_in_ms %lld", exp);
+    free(r);
+
+    r = ctl_ok(&f, true, "ports");
+    ck_assert_msg(count_lines(r->obuf) == 1, "ports:\n%s", r->obuf);
+    char port[64];
+    snprintf(port, sizeof port, ":%u\"", f.bound_port);
+    ck_assert_msg(MATCHES(r->obuf, "\"kind\":\"grant\"", "\"name\":\"bound port\"", "\"protocol\":\"tcp\"",
+                          "\"client\":\"10.0.0.8\"", "\"peer\":\"10.0.0.8:2000\"", port, "\"expires_in_ms\":null") == 1,
+                  "ports:\n%s", r->obuf);
+    free(r);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(json_plugins_stats_all)
+{
+    fx f;
+    fx_open(&f);
+    proc *r = ctl_ok(&f, true, "plugins");
+    ck_assert_msg(count_lines(r->obuf) == 1, "plugins:\n%s", r->obuf);
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"plugin\"", "\"name\":\"good\"", "tp_good.so\"",
+                             "\"flag_names\":[\"connect_tcp\",\"wsp\"]", "\"session\":null"),
+                     1);
+    free(r);
+
+    r = ctl_ok(&f, true, "stats");
+    ck_assert_int_eq(count_lines(r->obuf), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"stats\"", "\"sessions\":1,", "\"connections\":2,",
+                             "\"permissions\":1,", "\"bound_ports\":1,", "\"plugins\":1"),
+                     1);
+    free(r);
+
+    r = ctl_ok(&f, true, "all");
+    ck_assert_msg(count_lines(r->obuf) == 6, "all:\n%s", r->obuf);
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"plugin\""), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"session\""), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"connection\""), 2);
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"grant\""), 2);
+    /* Plugins first, as fwx_firewall_list describes them. */
+    ck_assert_ptr_eq(strstr(r->obuf, "{\"kind\":\"plugin\""), r->obuf);
+    free(r);
+
+    r = ctl_ok(&f, true, "version");
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"version\"", "\"protocol\":1"), 1);
+    free(r);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- tables ------------------------------------------------------------------------------------------ */
+
+START_TEST(tables)
+{
+    fx f;
+    fx_open(&f);
+    proc *r = ctl_ok(&f, false, "connections");
+    ck_assert_msg(count_lines(r->obuf) == 3, "connections:\n%s", r->obuf);
+    ck_assert_int_eq(MATCHES(r->obuf, "ID", "SESSION", "PROTO", "MODE", "CLIENT", "PEER", "LOCAL", "BYTES-IN",
+                             "BYTES-OUT", "AGE"),
+                     1);
+    ck_assert_ptr_eq(strstr(r->obuf, "ID "), r->obuf); /* the header comes first */
+    ck_assert_int_eq(MATCHES(r->obuf, " tcp ", "10.0.0.8", "198.51.100.7:21", "203.0.113.1:41000"), 1);
+    free(r);
+
+    r = ctl_ok(&f, false, "permissions");
+    ck_assert_msg(count_lines(r->obuf) == 2, "permissions:\n%s", r->obuf);
+    ck_assert_int_eq(MATCHES(r->obuf, "ID", "SESSION", "KIND", "PROTO", "CLIENT", "TARGET", "GATEWAY", "EXPIRES",
+                             "FLAGS", "OWNER"),
+                     1);
+    char *row = line_with(r->obuf, "permission");
+    ck_assert_ptr_nonnull(strstr(row, "198.51.100.7:50000"));
+    ck_assert_ptr_nonnull(strstr(row, " timeout "));
+    ck_assert_ptr_null(strstr(row, "never"));
+    ck_assert_msg(strstr(row, " 60s ") != NULL || strstr(row, " 59s ") != NULL, "expiry in: %s", row);
+    free(row);
+    free(r);
+
+    r = ctl_ok(&f, false, "ports");
+    ck_assert_msg(count_lines(r->obuf) == 2, "ports:\n%s", r->obuf);
+    row = line_with(r->obuf, "bound port");
+    char port[64];
+    snprintf(port, sizeof port, ":%u ", f.bound_port);
+    ck_assert_ptr_nonnull(strstr(row, port));
+    ck_assert_ptr_nonnull(strstr(row, "10.0.0.8:2000"));
+    ck_assert_ptr_nonnull(strstr(row, " never "));
+    free(row);
+    free(r);
+
+    r = ctl_ok(&f, false, "plugins");
+    ck_assert_msg(count_lines(r->obuf) == 2, "plugins:\n%s", r->obuf);
+    ck_assert_int_eq(MATCHES(r->obuf, "ID", "NAME", "HOOKS", "PATH"), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "good", "connect_tcp,wsp", "tp_good.so"), 1);
+    free(r);
+
+    r = ctl_ok(&f, false, "sessions");
+    ck_assert_msg(count_lines(r->obuf) == 2, "sessions:\n%s", r->obuf);
+    ck_assert_int_eq(MATCHES(r->obuf, "nat", "10.0.0.8"), 1);
+    free(r);
+
+    r = ctl_ok(&f, false, "stats");
+    ck_assert_int_eq(MATCHES(r->obuf, "sessions", " 1"), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "connections", " 2"), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "bound_ports", " 1"), 1);
+    free(r);
+
+    r = ctl_ok(&f, false, "all");
+    ck_assert_int_eq(MATCHES(r->obuf, "plugins: 1"), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "sessions: 1"), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "connections: 2"), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "permissions: 1"), 1);
+    ck_assert_int_eq(MATCHES(r->obuf, "ports: 1"), 1);
+    free(r);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(socket_from_environment)
+{
+    fx f;
+    fx_open(&f);
+    const char *args[] = {"--json", "stats", NULL};
+    proc *r = run_ctl_env(&f, f.sock, args);
+    ck_assert_msg(r->status == 0, "exit %lld: %s", (long long)r->status, r->ebuf);
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"stats\"", "\"sessions\":1,"), 1);
+    free(r);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(empty_firewall)
+{
+    fx f;
+    fx_open_firewall(&f);
+    fx_start_server(&f);
+    proc *r = ctl_ok(&f, true, "all");
+    ck_assert_int_eq(r->olen, 0);
+    free(r);
+    r = ctl_ok(&f, false, "connections");
+    ck_assert_int_eq(count_lines(r->obuf), 1); /* the header only */
+    free(r);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- refusals ---------------------------------------------------------------------------------------- */
+
+START_TEST(unknown_request_gets_an_error)
+{
+    fx f;
+    fx_open(&f);
+    raw r;
+    raw_exchange(&f, &r, "list everything\n", 16);
+    ck_assert_msg(strncmp(r.resp, "{\"error\":\"unknown request \\\"list everything\\\"", 44) == 0, "got %s", r.resp);
+    ck_assert_int_eq(count_lines(r.resp), 1);
+    ck_assert_ptr_null(strstr(r.resp, "\"end\""));
+
+    /* Quotes and control bytes in the request come back escaped. */
+    raw_exchange(&f, &r, "a\"b\x01\n", 5);
+    ck_assert_msg(strstr(r.resp, "\\\"a\\\"b\\u0001\\\"") != NULL, "got %s", r.resp);
+
+    /* A request with CRLF is fine. */
+    raw_exchange(&f, &r, "stats\r\n", 7);
+    ck_assert_msg(strstr(r.resp, "\"kind\":\"stats\"") != NULL && strstr(r.resp, "{\"end\":true}\n") != NULL,
+                  "got %s", r.resp);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(long_request_refused)
+{
+    fx f;
+    fx_open(&f);
+    char big[4096];
+    memset(big, 'a', sizeof big);
+    raw r;
+    raw_exchange(&f, &r, big, 300); /* no newline */
+    ck_assert_msg(strcmp(r.resp, "{\"error\":\"request too long\"}\n") == 0, "got %s", r.resp);
+    big[1000] = '\n';
+    raw_exchange(&f, &r, big, 1001);
+    ck_assert_msg(strcmp(r.resp, "{\"error\":\"request too long\"}\n") == 0, "got %s", r.resp);
+    /* 256 bytes and a newline is a request (an unknown one). */
+    big[256] = '\n';
+    raw_exchange(&f, &r, big, 257);
+    ck_assert_msg(strncmp(r.resp, "{\"error\":\"unknown request", 25) == 0, "got %s", r.resp);
+    /* The server still answers. */
+    raw_exchange(&f, &r, "version\n", 8);
+    ck_assert_ptr_nonnull(strstr(r.resp, "\"kind\":\"version\""));
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(silent_client_times_out)
+{
+    fx f;
+    fx_open(&f);
+    ctl_server_set_timeout(f.srv, 200);
+    raw r;
+    raw_exchange(&f, &r, NULL, 0);
+    ck_assert_msg(r.elapsed_ms >= 150 && r.elapsed_ms < 3000, "closed after %llu ms",
+                  (unsigned long long)r.elapsed_ms);
+    ck_assert_str_eq(r.resp, "{\"error\":\"timeout\"}\n");
+    /* Half a request is as good as none. */
+    raw_exchange(&f, &r, "list sess", 9);
+    ck_assert_str_eq(r.resp, "{\"error\":\"timeout\"}\n");
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(at_most_16_clients)
+{
+    fx f;
+    fx_open(&f);
+    ctl_server_set_timeout(f.srv, 300);
+    raw r[CTL_MAX_CLIENTS + 1];
+    for (int i = 0; i < CTL_MAX_CLIENTS; i++)
+        raw_start(&f, &r[i], NULL, 0);
+    tu_loop_run_for(&f.loop, 50); /* all 16 accepted and waiting */
+    raw_exchange(&f, &r[CTL_MAX_CLIENTS], "stats\n", 6);
+    ck_assert_str_eq(r[CTL_MAX_CLIENTS].resp, "{\"error\":\"too many clients\"}\n");
+    for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
+        run_until(&f, &r[i].done, 5000, "silent client");
+        ck_assert_str_eq(r[i].resp, "{\"error\":\"timeout\"}\n");
+    }
+    /* Once they are gone, a client is served again. */
+    raw_exchange(&f, &r[0], "stats\n", 6);
+    ck_assert_ptr_nonnull(strstr(r[0].resp, "{\"end\":true}"));
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(close_with_clients_connected)
+{
+    fx f;
+    fx_open(&f);
+    raw r[3];
+    for (int i = 0; i < 3; i++)
+        raw_start(&f, &r[i], NULL, 0);
+    tu_loop_run_for(&f.loop, 50);
+    ctl_server_close(f.srv);
+    f.srv = NULL;
+    for (int i = 0; i < 3; i++)
+        run_until(&f, &r[i].done, 2000, "client of a closed server");
+    struct stat st;
+    ck_assert_int_ne(lstat(f.sock, &st), 0);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- the socket file ----------------------------------------------------------------------------------- */
+
+START_TEST(socket_mode_is_0600)
+{
+    fx f;
+    fx_open(&f);
+    struct stat st;
+    ck_assert_int_eq(lstat(f.sock, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(stale_socket_replaced)
+{
+    fx f;
+    fx_open_firewall(&f);
+    fx_populate(&f);
+    /* A socket file left by a server that died: bound, then closed without unlink. */
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_un sun = {0};
+    sun.sun_family = AF_UNIX;
+    ck_assert_uint_lt(strlen(f.sock), sizeof sun.sun_path);
+    memcpy(sun.sun_path, f.sock, strlen(f.sock));
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    close(fd);
+    struct stat st;
+    ck_assert_int_eq(lstat(f.sock, &st), 0);
+    ck_assert(S_ISSOCK(st.st_mode));
+    fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    ck_assert_int_ne(connect(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    ck_assert_int_eq(errno, ECONNREFUSED); /* nobody listens: stale */
+    close(fd);
+    fx_start_server(&f);
+    ck_assert_int_eq(lstat(f.sock, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0600);
+    proc *r = ctl_ok(&f, true, "stats");
+    ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"stats\""), 1);
+    free(r);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(live_socket_or_file_not_replaced)
+{
+    fx f;
+    fx_open(&f);
+    char err[256];
+    /* Another server listens there: leave it alone. */
+    ctl_server *s2 = ctl_server_start(&f.loop, f.fw, f.sock, err, sizeof err);
+    ck_assert_ptr_null(s2);
+    ck_assert_msg(strstr(err, "another server is listening") != NULL, "err: %s", err);
+    proc *r = ctl_ok(&f, true, "stats"); /* the first one still answers */
+    free(r);
+    /* A file that is not a socket. */
+    char other[160];
+    snprintf(other, sizeof other, "%s/not-a-socket", f.dir);
+    FILE *fp = fopen(other, "w");
+    ck_assert_ptr_nonnull(fp);
+    fclose(fp);
+    s2 = ctl_server_start(&f.loop, f.fw, other, err, sizeof err);
+    ck_assert_ptr_null(s2);
+    ck_assert_msg(strstr(err, "is not a socket") != NULL, "err: %s", err);
+    ck_assert_int_eq(access(other, F_OK), 0);
+    unlink(other);
+    /* A directory that does not exist. */
+    snprintf(other, sizeof other, "%s/no/such/dir.sock", f.dir);
+    s2 = ctl_server_start(&f.loop, f.fw, other, err, sizeof err);
+    ck_assert_ptr_null(s2);
+    ck_assert_msg(strncmp(err, "ctl: cannot bind ", 17) == 0, "err: %s", err);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(missing_socket_exit_1)
+{
+    fx f;
+    fx_open_firewall(&f);
+    char path[160];
+    snprintf(path, sizeof path, "%s/missing.sock", f.dir);
+    const char *args[] = {"--socket", path, "connections", NULL};
+    proc *r = run_ctl_env(&f, NULL, args);
+    ck_assert_int_eq(r->status, 1);
+    char want[256];
+    snprintf(want, sizeof want, "fwxctl: cannot connect to %s: No such file or directory\n", path);
+    ck_assert_str_eq(r->ebuf, want);
+    ck_assert_int_eq(r->olen, 0);
+    free(r);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(bad_usage_exit_2)
+{
+    fx f;
+    fx_open_firewall(&f);
+    const char *const cases[][4] = {
+        {NULL},
+        {"frobnicate", NULL},
+        {"--json", NULL},
+        {"--socket", NULL},
+        {"--bogus", "stats", NULL},
+        {"stats", "sessions", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proc *r = run_ctl_env(&f, NULL, cases[i]);
+        ck_assert_msg(r->status == 2, "case %zu: exit %lld", i, (long long)r->status);
+        ck_assert_msg(strstr(r->ebuf, "usage: fwxctl") != NULL, "case %zu: stderr %s", i, r->ebuf);
+        ck_assert_int_eq(r->olen, 0);
+        free(r);
+    }
+    fx_close(&f);
+}
+END_TEST
+
+static Suite *ctl_suite(void)
+{
+    Suite *s = suite_create("ctl");
+    struct {
+        const char *name;
+        const TTest *t;
+    } cases[] = {
+        {"json_sessions", json_sessions},
+        {"json_connections", json_connections},
+        {"json_permissions_and_ports", json_permissions_and_ports},
+        {"json_plugins_stats_all", json_plugins_stats_all},
+        {"tables", tables},
+        {"socket_from_environment", socket_from_environment},
+        {"empty_firewall", empty_firewall},
+        {"unknown_request_gets_an_error", unknown_request_gets_an_error},
+        {"long_request_refused", long_request_refused},
+        {"silent_client_times_out", silent_client_times_out},
+        {"at_most_16_clients", at_most_16_clients},
+        {"close_with_clients_connected", close_with_clients_connected},
+        {"socket_mode_is_0600", socket_mode_is_0600},
+        {"stale_socket_replaced", stale_socket_replaced},
+        {"live_socket_or_file_not_replaced", live_socket_or_file_not_replaced},
+        {"missing_socket_exit_1", missing_socket_exit_1},
+        {"bad_usage_exit_2", bad_usage_exit_2},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, 60);
+        tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    /* A raw client may write to a connection the server has already refused and closed. */
+    signal(SIGPIPE, SIG_IGN);
+    return tu_run_suite(ctl_suite());
+}
