@@ -46,6 +46,7 @@ typedef struct settings {
     int n_local;
     unsigned timeout_s;
     unsigned port_min, port_max;
+    int loopback_hosts;
 } settings;
 
 static struct {
@@ -197,7 +198,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
         return 0;
     }
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
-                                  "log_level",   "local_addresses", "timeout",   "port_range"};
+                                  "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts"};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -262,6 +263,10 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (config_setting_type(e) != CONFIG_TYPE_INT || (v = config_setting_get_int(e)) < 1 || v > 3600)
                 BAD("must be a whole number of seconds from 1 to 3600");
             s->timeout_s = (unsigned)v;
+        } else if (strcmp(k, "loopback_hosts") == 0) {
+            if (config_setting_type(e) != CONFIG_TYPE_BOOL)
+                BAD("must be true or false");
+            s->loopback_hosts = config_setting_get_bool(e);
         } else if (strcmp(k, "port_range") == 0) {
             unsigned lo, hi;
             char tail;
@@ -382,7 +387,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: fwx-gateway --config FILE [--check]\n"
                "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]...\n"
-               "options: --plugin-dir DIR  --control PATH  --log-format text|json  --name NAME  --verbose\n");
+               "options: --plugin-dir DIR  --control PATH  --log-format text|json  --name NAME  --verbose\n"
+               "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
 
 int main(int argc, char **argv)
@@ -393,6 +399,7 @@ int main(int argc, char **argv)
         {"plugin-dir", required_argument, NULL, 'd'}, {"control", required_argument, NULL, 's'},
         {"log-format", required_argument, NULL, 'f'}, {"name", required_argument, NULL, 'n'},
         {"check", no_argument, NULL, 'k'},            {"verbose", no_argument, NULL, 'v'},
+        {"loopback-hosts", no_argument, NULL, 'L'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     settings_defaults(&g.cfg);
@@ -400,7 +407,8 @@ int main(int argc, char **argv)
     int n_cli_plugins = 0, check_only = 0;
     const char *cli_dir = NULL, *cli_control = NULL, *cli_format = NULL, *cli_name = NULL;
     int c, verbose = 0;
-    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvh", opts, NULL)) != -1) {
+    int cli_loopback = 0;
+    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhL", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             g.config_path = optarg;
@@ -435,6 +443,9 @@ int main(int argc, char **argv)
             break;
         case 'v':
             verbose = 1;
+            break;
+        case 'L':
+            cli_loopback = 1;
             break;
         case 'h':
             usage(stdout);
@@ -475,6 +486,8 @@ int main(int argc, char **argv)
     }
     if (verbose)
         g.cfg.level = FWX_LOG_DEBUG;
+    if (cli_loopback)
+        g.cfg.loopback_hosts = 1;
     for (int i = 0; i < n_cli_plugins && g.cfg.n_plugins < MAX_PLUGINS; i++)
         snprintf(g.cfg.plugins[g.cfg.n_plugins++], sizeof g.cfg.plugins[0], "%s", cli_plugins[i]);
 
@@ -504,6 +517,7 @@ int main(int argc, char **argv)
     o.local_addresses = g.cfg.local;
     o.n_local_addresses = (size_t)g.cfg.n_local;
     o.timeout_ms = g.cfg.timeout_s * 1000;
+    o.loopback_hosts = g.cfg.loopback_hosts;
     if (g.cfg.port_min) {
         o.port_min = (uint16_t)g.cfg.port_min;
         o.port_max = (uint16_t)g.cfg.port_max;

@@ -102,7 +102,9 @@ void fwx__conn_terminate(fwx__conn *c)
         IFWXIpFilter_Release(c->ipfilter);
         c->ipfilter = NULL;
     }
-    fwx__log(fw, FWX_LOG_DEBUG, "connection %llu: terminated", (unsigned long long)c->id);
+    fwx__log(fw, FWX_LOG_INFO, "connection %llu: closed (%llu bytes from the client, %llu from the peer)",
+             (unsigned long long)c->id, (unsigned long long)c->bytes_in,
+             (unsigned long long)(c->bytes_out + c->bytes_sent));
     fwx__list_remove(&c->node);
     IFWXConnection_Release(&c->iface); /* the session list's */
     IFWXConnection_Release(&c->iface); /* ours */
@@ -273,15 +275,21 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
     }
     fwx_result hr = fwx__conn_start(c, p->event, access, false, false);
     if (FWX_FAILED(hr)) {
-        fwx__log(fw, FWX_LOG_INFO, "connection %llu %s -> %s refused: %s", (unsigned long long)c->id,
+        fwx__log(fw, FWX_LOG_INFO, "connection %llu: %s -> %s refused: %s", (unsigned long long)c->id,
                  fwx__sa_fmt((struct sockaddr *)&s->client, a), fwx__sa_fmt((struct sockaddr *)&peer, b),
                  fwx_strerror(hr));
         IFWXConnection_Release(&c->iface);
         return hr;
     }
-    fwx__log(fw, FWX_LOG_INFO, "connection %llu %s -> %s opened (%s mode)", (unsigned long long)c->id,
-             fwx__sa_fmt((struct sockaddr *)&s->client, a), fwx__sa_fmt((struct sockaddr *)&peer, b),
-             (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
+    if (p->event == fwx_AcceptedConnection)
+        fwx__log(fw, FWX_LOG_INFO, "connection %llu: %s -> %s accepted (%s mode)", (unsigned long long)c->id,
+                 fwx__sa_fmt((struct sockaddr *)&peer, a),
+                 p->external_local ? fwx__sa_fmt((struct sockaddr *)&local, b) : "?",
+                 (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
+    else
+        fwx__log(fw, FWX_LOG_INFO, "connection %llu: %s -> %s %s (%s mode)", (unsigned long long)c->id,
+                 fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), fwx__sa_fmt((struct sockaddr *)&peer, b),
+                 is_bind ? "bound" : "opened", (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
     *out = &c->iface;
     return FWX_S_OK;
 }
