@@ -10,6 +10,9 @@
  * SPDX-License-Identifier: MIT
  */
 #include "testutil.h"
+#include "plugins/test_plugin.h"
+
+#include <dlfcn.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -536,6 +539,325 @@ START_TEST(session_end_and_close_drop_live_relays)
 }
 END_TEST
 
+/* ---- SOCKS5 ------------------------------------------------------------------------------------ */
+
+typedef struct sx {
+    uint16_t socks_port;
+    const char *dst;
+    uint16_t dst_port;
+    uint8_t cmd;
+    int rep;            /* reply code, -1 if the connection closed without one */
+    int echo_ok;
+    struct sockaddr_in bound;
+    /* BIND */
+    const char *connector; /* who connects to the bound port */
+    int second_rep;
+    int data_ok;
+} sx;
+
+static int socks_hello(int fd)
+{
+    uint8_t g[3] = {5, 1, 0}, a[2];
+    if (write_all(fd, g, 3) != 0 || recv(fd, a, 2, MSG_WAITALL) != 2 || a[0] != 5 || a[1] != 0)
+        return -1;
+    return 0;
+}
+
+/* Sends a request; returns the reply code (and the bound address), or -1. */
+static int socks_request(int fd, uint8_t cmd, const char *ip, uint16_t port, struct sockaddr_in *bnd)
+{
+    uint8_t r[10] = {5, cmd, 0, 1}, a[10];
+    inet_pton(AF_INET, ip, r + 4);
+    uint16_t p = htons(port);
+    memcpy(r + 8, &p, 2);
+    if (write_all(fd, r, 10) != 0)
+        return -1;
+    if (recv(fd, a, 10, MSG_WAITALL) != 10 || a[0] != 5 || a[3] != 1)
+        return -1;
+    if (bnd != NULL) {
+        memset(bnd, 0, sizeof *bnd);
+        bnd->sin_family = AF_INET;
+        memcpy(&bnd->sin_addr, a + 4, 4);
+        memcpy(&bnd->sin_port, a + 8, 2);
+    }
+    return a[1];
+}
+
+static void *socks_connect_client(void *arg)
+{
+    sx *x = arg;
+    int fd = sock_from("127.0.0.2", 0);
+    x->rep = -1;
+    if (connect_to(fd, "127.0.0.1", x->socks_port) == 0 && socks_hello(fd) == 0)
+        x->rep = socks_request(fd, x->cmd ? x->cmd : 1, x->dst, x->dst_port, NULL);
+    if (x->rep == 0) {
+        uint8_t out[65536], in[65537];
+        for (size_t i = 0; i < sizeof out; i++)
+            out[i] = (uint8_t)(i * 13);
+        if (write_all(fd, out, sizeof out) == 0) {
+            shutdown(fd, SHUT_WR);
+            x->echo_ok = read_all(fd, in, sizeof in) == (ssize_t)sizeof out && memcmp(in, out, sizeof out) == 0;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+static void gw_socks(gw *g, uint16_t *port)
+{
+    *port = free_port("127.0.0.1");
+    char t[64];
+    snprintf(t, sizeof t, "127.0.0.1:%u", *port);
+    struct sockaddr_storage a = tu_addr(t);
+    TU_EXPECT_HR(fwx_proxy_socks_listen(g->fw, TU_SA(a), tu_len(&a)), FWX_S_OK);
+}
+
+START_TEST(socks_connect_relays)
+{
+    echo e;
+    echo_start(&e, "127.0.0.3");
+    gw g;
+    gw_open(&g, NULL);
+    sx x = {.dst = "127.0.0.3", .dst_port = e.port};
+    gw_socks(&g, &x.socks_port);
+    run_peer(&g, socks_connect_client, &x);
+    ck_assert_int_eq(x.rep, 0);
+    ck_assert_msg(x.echo_ok, "64 KiB echo through SOCKS CONNECT");
+    /* Not the "proxy" backend: no SOCKS. */
+    gw_close(&g);
+    echo_stop(&e);
+}
+END_TEST
+
+static void *socks_raw(void *arg)
+{
+    /* arg: bytes to send after the greeting; returns via sx.rep the first reply byte, or -1 on close */
+    sx *x = arg;
+    int fd = sock_from("127.0.0.2", 0);
+    x->rep = -1;
+    if (connect_to(fd, "127.0.0.1", x->socks_port) == 0) {
+        if (x->cmd == 0xF4) { /* SOCKS4: closed without a reply */
+            uint8_t v4[9] = {4, 1, 0, 80, 127, 0, 0, 3, 0}, b[8];
+            write_all(fd, v4, sizeof v4);
+            x->rep = recv(fd, b, sizeof b, 0) == 0 ? -1 : -2;
+        } else if (socks_hello(fd) == 0) {
+            uint8_t b[10];
+            if (x->cmd == 0xEE) { /* a request with bytes after it */
+                uint8_t r[14] = {5, 1, 0, 1, 127, 0, 0, 3, 0x1f, 0x90, 'G', 'E', 'T', ' '};
+                write_all(fd, r, sizeof r);
+            } else if (x->cmd == 0xA9) { /* unknown address type */
+                uint8_t r[10] = {5, 1, 0, 9, 0, 0, 0, 0, 0, 80};
+                write_all(fd, r, sizeof r);
+            } else {
+                ck_abort_msg("unknown raw case");
+            }
+            x->rep = recv(fd, b, 10, MSG_WAITALL) == 10 ? b[1] : -1;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+START_TEST(socks_refusals)
+{
+    gw g;
+    uint16_t closed_port = free_port("127.0.0.3");
+    /* A policy that denies one port, allows the rest. */
+    char policy[1024];
+    snprintf(policy, sizeof policy,
+             "protocols = ( { name = \"blocked\"; guid = \"{0badf00d-0000-0000-0000-0000000000bb}\"; protocol = \"tcp\";"
+             " port = 9; } );\n"
+             "rules = ( { name = \"no discard\"; action = \"deny\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+             " protocols = [ \"blocked\" ]; },\n"
+             "  { name = \"rest\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+             " protocols = [ \"all\" ]; } );\n");
+    gw_open(&g, policy);
+    uint16_t sp;
+    gw_socks(&g, &sp);
+    struct {
+        const char *dst;
+        uint16_t port;
+        uint8_t cmd;
+        int want;
+    } cases[] = {
+        {"127.0.0.1", 2000, 1, 2},        /* the gateway itself (catalog #40) */
+        {"127.0.0.3", closed_port, 1, 5}, /* refused by the server */
+        {"127.0.0.3", 9, 1, 2},           /* denied by the policy */
+        {"127.0.0.3", 2000, 3, 7},        /* UDP ASSOCIATE, not yet */
+        {"127.0.0.3", 2000, 9, 7},        /* an unknown command */
+        {"224.0.0.1", 2000, 1, 2},        /* a group address */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sx x = {.socks_port = sp, .dst = cases[i].dst, .dst_port = cases[i].port, .cmd = cases[i].cmd};
+        run_peer(&g, socks_connect_client, &x);
+        ck_assert_msg(x.rep == cases[i].want, "case %zu: reply %d, expected %d", i, x.rep, cases[i].want);
+    }
+    sx v4 = {.socks_port = sp, .cmd = 0xF4}, extra = {.socks_port = sp, .cmd = 0xEE}, atyp = {.socks_port = sp, .cmd = 0xA9};
+    run_peer(&g, socks_raw, &v4);
+    ck_assert_int_eq(v4.rep, -1);
+    run_peer(&g, socks_raw, &extra);
+    ck_assert_int_eq(extra.rep, 1);
+    run_peer(&g, socks_raw, &atyp);
+    ck_assert_int_eq(atyp.rep, 8);
+    tu_loop_run_for(&g.loop, 20);
+    fwx_firewall_stats st = stats(&g);
+    ck_assert_uint_eq(st.sessions, 0);
+    ck_assert_uint_eq(st.connections, 0);
+    gw_close(&g);
+}
+END_TEST
+
+/* BIND: discarded until a filter approves it with RetroactiveAllowBind, then relayed. */
+static fwx_result approve_binds(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    if (ev->EventType == fwx_Bind_Tcp && *(int *)ctl->arg) {
+        const FwxBindEvent *b = &ev->Parameters.Bind;
+        fwx_result hr = IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, (const struct sockaddr *)&b->Address,
+                                                         b->AddressLength, &FWX_GUID_NULL, 0, NULL);
+        ck_assert_int_eq(hr, FWX_S_OK);
+    }
+    return FWX_S_OK;
+}
+
+typedef struct bind_run {
+    uint16_t socks_port;
+    int rep1, rep2;
+    int third_dropped, data_ok;
+} bind_run;
+
+static void *socks_bind_client(void *arg)
+{
+    bind_run *b = arg;
+    int fd = sock_from("127.0.0.2", 0);
+    struct sockaddr_in bnd;
+    b->rep1 = b->rep2 = -1;
+    if (connect_to(fd, "127.0.0.1", b->socks_port) != 0 || socks_hello(fd) != 0) {
+        close(fd);
+        return NULL;
+    }
+    b->rep1 = socks_request(fd, 2, "127.0.0.3", 0, &bnd);
+    if (b->rep1 != 0) {
+        close(fd);
+        return NULL;
+    }
+    uint16_t port = ntohs(bnd.sin_port);
+    uint8_t tmp[8];
+    /* Not the host named in the request: dropped, the bind keeps waiting. */
+    int t = sock_from("127.0.0.4", 0);
+    b->third_dropped = connect_to(t, "127.0.0.1", port) != 0 || read_all(t, tmp, sizeof tmp) == 0;
+    close(t);
+    int srv = sock_from("127.0.0.3", 0);
+    if (connect_to(srv, "127.0.0.1", port) == 0) {
+        uint8_t a[10];
+        struct timeval tv = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        if (recv(fd, a, 10, MSG_WAITALL) == 10) {
+            b->rep2 = a[1];
+            write_all(srv, (const uint8_t *)"from-server", 11);
+            uint8_t got[11];
+            b->data_ok = recv(fd, got, 11, MSG_WAITALL) == 11 && memcmp(got, "from-server", 11) == 0;
+        }
+    }
+    close(srv);
+    close(fd);
+    return NULL;
+}
+
+static void bind_case(int approve, bind_run *out)
+{
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    static int flag;
+    flag = approve;
+    ctl->hooks = fwx_Bind_Tcp | fwxSourceWSP;
+    ctl->on_event = approve_binds;
+    ctl->arg = &flag;
+    gw g;
+    gw_open(&g, NULL);
+    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    memset(out, 0, sizeof *out);
+    gw_socks(&g, &out->socks_port);
+    run_peer(&g, socks_bind_client, out);
+    tu_loop_run_for(&g.loop, 20);
+    ck_assert_uint_eq(stats(&g).bound_ports, 0); /* the client bind went with its SOCKS connection */
+    gw_close(&g);
+}
+
+START_TEST(socks_bind_needs_approval)
+{
+    bind_run b;
+    bind_case(0, &b);
+    ck_assert_int_eq(b.rep1, 0);
+    ck_assert_msg(b.rep2 == -1, "an unapproved bind relayed a connection (reply %d)", b.rep2);
+}
+END_TEST
+
+START_TEST(socks_bind_approved)
+{
+    bind_run b;
+    bind_case(1, &b);
+    ck_assert_int_eq(b.rep1, 0);
+    ck_assert(b.third_dropped);
+    ck_assert_int_eq(b.rep2, 0);
+    ck_assert(b.data_ok);
+}
+END_TEST
+
+/* A real client: curl through the SOCKS5 listener to a tiny HTTP responder. */
+typedef struct curl_case {
+    uint16_t socks_port, http_port;
+    int lfd;
+    int status;
+} curl_case;
+
+static void *http_once(void *arg)
+{
+    curl_case *c = arg;
+    int s = accept(c->lfd, NULL, NULL);
+    if (s >= 0) {
+        uint8_t req[2048];
+        (void)recv(s, req, sizeof req, 0);
+        const char *resp = "HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nfwx-ok\r\n";
+        write_all(s, (const uint8_t *)resp, strlen(resp));
+        close(s);
+    }
+    return NULL;
+}
+
+static void *run_curl(void *arg)
+{
+    curl_case *c = arg;
+    pthread_t th;
+    pthread_create(&th, NULL, http_once, c);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd,
+             "curl -s --max-time 10 --socks5 127.0.0.1:%u http://127.0.0.3:%u/ | grep -q '^fwx-ok'", c->socks_port,
+             c->http_port);
+    c->status = system(cmd);
+    shutdown(c->lfd, SHUT_RDWR);
+    pthread_join(th, NULL);
+    return NULL;
+}
+
+START_TEST(socks_with_curl)
+{
+    ck_assert_msg(system("command -v curl >/dev/null") == 0, "curl is needed (./run installs it)");
+    gw g;
+    gw_open(&g, NULL);
+    curl_case c = {0};
+    gw_socks(&g, &c.socks_port);
+    c.lfd = sock_from("127.0.0.3", 0);
+    listen(c.lfd, 4);
+    c.http_port = bound_port(c.lfd);
+    run_peer(&g, run_curl, &c);
+    close(c.lfd);
+    ck_assert_msg(c.status == 0, "curl --socks5 did not get the page (status %d)", c.status);
+    gw_close(&g);
+}
+END_TEST
+
 static Suite *proxy_suite(void)
 {
     Suite *s = suite_create("proxy");
@@ -548,6 +870,11 @@ static Suite *proxy_suite(void)
         {"bind for client", bind_for_client_real_port},
         {"redirect", redirect_real_port},
         {"nothing left open", session_end_and_close_drop_live_relays},
+        {"socks connect", socks_connect_relays},
+        {"socks refusals", socks_refusals},
+        {"socks bind unapproved", socks_bind_needs_approval},
+        {"socks bind approved", socks_bind_approved},
+        {"socks curl", socks_with_curl},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

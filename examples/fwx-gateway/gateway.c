@@ -21,6 +21,7 @@
 #include <getopt.h>
 #include <libconfig.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,7 @@ typedef struct settings {
     unsigned timeout_s;
     unsigned port_min, port_max;
     int loopback_hosts;
+    char socks[128];
 } settings;
 
 static struct {
@@ -198,7 +200,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
         return 0;
     }
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
-                                  "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts"};
+                                  "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks"};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -263,6 +265,11 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (config_setting_type(e) != CONFIG_TYPE_INT || (v = config_setting_get_int(e)) < 1 || v > 3600)
                 BAD("must be a whole number of seconds from 1 to 3600");
             s->timeout_s = (unsigned)v;
+        } else if (strcmp(k, "socks") == 0) {
+            struct sockaddr_storage tmp;
+            if (str == NULL || strlen(str) >= sizeof s->socks || parse_addr(str, &tmp, 1) != 0)
+                BAD("must be ADDR:PORT, such as \"127.0.0.1:1080\"");
+            snprintf(s->socks, sizeof s->socks, "%s", str);
         } else if (strcmp(k, "loopback_hosts") == 0) {
             if (config_setting_type(e) != CONFIG_TYPE_BOOL)
                 BAD("must be true or false");
@@ -311,12 +318,12 @@ static fwx_policy *quick_policy(fwx_firewall *fw, const char *listen, const char
     }
     snprintf(text, sizeof text,
              "protocols = ( { name = \"published\"; guid = \"{6f0e5c2a-9b1d-4e7a-8c3f-00000000%04x}\";"
-             " protocol = \"tcp\"; port = %u; direction = \"inbound\"; filters = [ %s ]; } );\n"
+             " protocol = \"tcp\"; port = %u; direction = \"inbound\"; %s%s%s } );\n"
              "rules = ( { name = \"publish %s\"; action = \"allow\"; from = [ \"localhost\", \"external\" ];"
              " to = [ \"localhost\", \"external\" ]; protocols = [ \"published\" ]; } );\n"
              "publishing = ( { name = \"quick\"; listen = \"%s\"; server = \"%s\"; protocol = \"published\";"
              " full_proxy = true; } );\n",
-             port & 0xFFFF, port, filters, listen, listen, upstream);
+             port & 0xFFFF, port, off ? "filters = [ " : "", filters, off ? " ];" : "", listen, listen, upstream);
     fwx_policy *pol = NULL;
     fwx_config_error e;
     if (fwx_policy_load_string(text, "command line", &pol, &e) != FWX_S_OK) {
@@ -368,6 +375,10 @@ static void on_signal(uv_signal_t *h, int signum)
         shutdown_gateway(signum);
         return;
     }
+    if (g.config_path == NULL && g.listen[0] == '\0') {
+        say(FWX_LOG_INFO, "reload: nothing to reload without a policy");
+        return;
+    }
     char err[512];
     fwx_policy *p = load_policy(err, sizeof err);
     if (p == NULL) {
@@ -386,7 +397,8 @@ static void on_signal(uv_signal_t *h, int signum)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: fwx-gateway --config FILE [--check]\n"
-               "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]...\n"
+               "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]... [--socks ADDR:PORT]\n"
+               "       fwx-gateway --socks ADDR:PORT [--plugin NAME|PATH]...\n"
                "options: --plugin-dir DIR  --control PATH  --log-format text|json  --name NAME  --verbose\n"
                "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
@@ -399,7 +411,7 @@ int main(int argc, char **argv)
         {"plugin-dir", required_argument, NULL, 'd'}, {"control", required_argument, NULL, 's'},
         {"log-format", required_argument, NULL, 'f'}, {"name", required_argument, NULL, 'n'},
         {"check", no_argument, NULL, 'k'},            {"verbose", no_argument, NULL, 'v'},
-        {"loopback-hosts", no_argument, NULL, 'L'},
+        {"loopback-hosts", no_argument, NULL, 'L'},   {"socks", required_argument, NULL, 'S'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     settings_defaults(&g.cfg);
@@ -408,7 +420,8 @@ int main(int argc, char **argv)
     const char *cli_dir = NULL, *cli_control = NULL, *cli_format = NULL, *cli_name = NULL;
     int c, verbose = 0;
     int cli_loopback = 0;
-    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhL", opts, NULL)) != -1) {
+    const char *cli_socks = NULL;
+    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhLS:", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             g.config_path = optarg;
@@ -447,6 +460,9 @@ int main(int argc, char **argv)
         case 'L':
             cli_loopback = 1;
             break;
+        case 'S':
+            cli_socks = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -456,12 +472,13 @@ int main(int argc, char **argv)
         }
     }
     struct sockaddr_storage tmp;
-    if (optind != argc || (g.config_path == NULL && (g.listen[0] == '\0' || g.upstream[0] == '\0')) ||
+    if (optind != argc || (g.config_path == NULL && (g.listen[0] == '\0') != (g.upstream[0] == '\0')) ||
+        (g.config_path == NULL && g.listen[0] == '\0' && cli_socks == NULL) ||
         (g.config_path != NULL && (g.listen[0] || g.upstream[0]))) {
         usage(stderr);
         return 2;
     }
-    if (g.config_path == NULL && (parse_addr(g.listen, &tmp, 1) != 0 || parse_addr(g.upstream, &tmp, 1) != 0)) {
+    if (g.config_path == NULL && g.listen[0] && (parse_addr(g.listen, &tmp, 1) != 0 || parse_addr(g.upstream, &tmp, 1) != 0)) {
         fprintf(stderr, "fwx-gateway: --listen and --upstream take ADDR:PORT (such as 127.0.0.1:2121)\n");
         return 2;
     }
@@ -488,6 +505,13 @@ int main(int argc, char **argv)
         g.cfg.level = FWX_LOG_DEBUG;
     if (cli_loopback)
         g.cfg.loopback_hosts = 1;
+    if (cli_socks != NULL) {
+        if (parse_addr(cli_socks, &tmp, 1) != 0 || strlen(cli_socks) >= sizeof g.cfg.socks) {
+            fprintf(stderr, "fwx-gateway: --socks takes ADDR:PORT (such as 127.0.0.1:1080)\n");
+            return 2;
+        }
+        snprintf(g.cfg.socks, sizeof g.cfg.socks, "%s", cli_socks);
+    }
     for (int i = 0; i < n_cli_plugins && g.cfg.n_plugins < MAX_PLUGINS; i++)
         snprintf(g.cfg.plugins[g.cfg.n_plugins++], sizeof g.cfg.plugins[0], "%s", cli_plugins[i]);
 
@@ -538,8 +562,12 @@ int main(int argc, char **argv)
             status = 1;
         }
     }
-    fwx_policy *policy = status == 0 ? load_policy(err, sizeof err) : NULL;
-    if (status == 0 && policy == NULL) {
+    /* A SOCKS-only quick form has no rule to build: the firewall runs without a policy. */
+    bool no_policy = g.config_path == NULL && g.listen[0] == '\0';
+    fwx_policy *policy = status == 0 && !no_policy ? load_policy(err, sizeof err) : NULL;
+    if (no_policy)
+        say(FWX_LOG_WARN, "no policy: every destination is allowed (give --config for rules)");
+    if (status == 0 && policy == NULL && !no_policy) {
         fprintf(stderr, "fwx-gateway: %s\n", err);
         status = 2;
     }
@@ -548,9 +576,22 @@ int main(int argc, char **argv)
         fwx_policy_free(policy);
         status = 1;
     }
-    if (status == 0 && FWX_FAILED(fwx_firewall_set_policy(g.fw, policy))) {
+    if (status == 0 && !no_policy && FWX_FAILED(fwx_firewall_set_policy(g.fw, policy))) {
         fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
         status = 1;
+    }
+    if (status == 0 && g.cfg.socks[0] != '\0') {
+        struct sockaddr_storage sa;
+        parse_addr(g.cfg.socks, &sa, 1);
+        fwx_result hr = fwx_proxy_socks_listen(g.fw, (struct sockaddr *)&sa,
+                                               sa.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                                       : sizeof(struct sockaddr_in6));
+        if (FWX_FAILED(hr)) {
+            fprintf(stderr, "fwx-gateway: socks %s: %s\n", g.cfg.socks, fwx_strerror(hr));
+            status = 1;
+        } else {
+            say(FWX_LOG_INFO, "socks5 on %s", g.cfg.socks);
+        }
     }
     if (status == 0 && g.cfg.control[0] != '\0') {
         char cerr[256];

@@ -155,6 +155,20 @@ FWX_API const fwx_backend *fwx_backend_find(const char *name);
  */
 FWX_API fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name);
 
+/**
+ * Opens a SOCKS5 listener (RFC 1928, no authentication) on the firewall's "proxy" backend: the
+ * forward mode, where explicit clients name their destinations. Each SOCKS connection is a
+ * control channel with its own explicit (fwxSourceWSP) session. CONNECT is admitted by an
+ * outstanding permission (AllowFutureConnect) or else decided as a new fwx_Connect_Tcp; BIND
+ * is a client bind (fwx_Bind_Tcp) whose arrivals are discarded until a filter approves it with
+ * IFWXSession::RetroactiveAllowBind; UDP ASSOCIATE is refused (reply 7) in this version.
+ * @param fw the firewall; its backend must be "proxy".
+ * @param addr the address to listen on (borrowed). @param len its length.
+ * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (another backend, or none), FWX_E_INVALIDARG,
+ *   FWX_E_ADDRINUSE, FWX_E_ADDRNOTAVAIL, FWX_E_BACKEND.
+ */
+FWX_API fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr, uint32_t len);
+
 /** The firewall's backend state, or NULL (for a backend's own helpers). */
 FWX_API void *fwx_firewall_backend_state(fwx_firewall *fw);
 

@@ -140,6 +140,14 @@ FWX_API IFWXFirewall *fwx_firewall_iface(fwx_firewall *fw);
 /** The loop the firewall runs on. */
 FWX_API uv_loop_t *fwx_firewall_loop(fwx_firewall *fw);
 
+/**
+ * Writes one line to the firewall's log (fwx_firewall_options::log), prefixed "fwx: ", for
+ * backends and hosts that want their lines beside the core's.
+ * @param fw the firewall. @param level the line's level. @param fmt printf format.
+ */
+FWX_API void fwx_firewall_log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /** The text of the last failure of a load or configuration call on @p fw ("" if none). */
 FWX_API const char *fwx_firewall_last_error(const fwx_firewall *fw);
 

@@ -50,6 +50,14 @@ void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
     va_end(ap);
 }
 
+void fwx_firewall_log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(fw, level, fmt, ap);
+    va_end(ap);
+}
+
 void fwx__fail(fwx_firewall *fw, const char *fmt, ...)
 {
     va_list ap;

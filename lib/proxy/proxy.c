@@ -13,90 +13,14 @@
  * third-party backend built on fwx's data path would.
  * SPDX-License-Identifier: MIT
  */
-#include <fwx/fwx.h>
-
-#include "usermode/usermode.h"
-#include "util/util.h"
+#include "proxy/proxy_impl.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-#include <uthash.h>
 
-typedef struct pstate pstate;
-
-typedef struct plisten {
-    uv_tcp_t tcp;
-    pstate *st;
-    uint64_t id;
-    bool is_grant;
-    fwx_listen_spec spec; /* publishing */
-    fwx_grant grant;      /* grants */
-    struct plisten *prev, *next;
-} plisten;
-
-typedef struct psession {
-    IFWXSession *session; /* +1 */
-    unsigned relays;
-    UT_hash_handle hh;
-} psession;
-
-typedef struct prelay {
-    pstate *st;
-    IFWXConnection *conn;  /* +1 once admitted or opened */
-    psession *ps;          /* publishing: the client's session, closed with its last relay */
-    int internal_fd;
-    int external_fd;
-    struct sockaddr_storage target;
-    struct sockaddr_storage source; /* the client, for non-full-proxy publishing */
-    bool transparent;
-    uv_tcp_t *up; /* its own allocation: its close may finish after the relay is gone */
-    uv_connect_t creq;
-    bool connecting;
-    fwx__pump *pump;
-    bool finished;
-    struct prelay *prev, *next;
-} prelay;
-
-typedef struct ppermission {
-    fwx_grant grant;
-} ppermission;
-
-struct pstate {
-    fwx_firewall *fw;
-    uv_loop_t *loop;
-    plisten *listeners;
-    prelay *relays;
-    psession *sessions;
-    prelay *pending; /* the relay being admitted or opened, for the relay() call-back */
-    ppermission *perms;
-    size_t n_perms, cap_perms;
-    unsigned handles; /* libuv handles and relays still closing */
-    bool closing;
-    bool warned_transparent;
-};
-
-#define DLIST_ADD(head, x)                                                                        \
-    do {                                                                                          \
-        (x)->prev = NULL;                                                                         \
-        (x)->next = (head);                                                                       \
-        if (head)                                                                                 \
-            (head)->prev = (x);                                                                   \
-        (head) = (x);                                                                             \
-    } while (0)
-#define DLIST_DEL(head, x)                                                                        \
-    do {                                                                                          \
-        if ((x)->prev)                                                                            \
-            (x)->prev->next = (x)->next;                                                          \
-        else                                                                                      \
-            (head) = (x)->next;                                                                   \
-        if ((x)->next)                                                                            \
-            (x)->next->prev = (x)->prev;                                                          \
-        (x)->prev = (x)->next = NULL;                                                             \
-    } while (0)
-
-static void state_maybe_free(pstate *st)
+void fwx__proxy_state_maybe_free(pstate *st)
 {
     if (st->closing && st->handles == 0) {
         free(st->perms);
@@ -124,7 +48,7 @@ static fwx_result from_uv(int err)
 
 /* ---- relays ------------------------------------------------------------------------------ */
 
-static void session_unref(pstate *st, psession *ps)
+void fwx__proxy_session_unref(pstate *st, psession *ps)
 {
     if (ps == NULL || --ps->relays > 0)
         return;
@@ -141,7 +65,7 @@ static void relay_free(prelay *r)
     if (r->conn != NULL)
         fwx_connection_close(r->conn); /* ConnectionTerminating, then our reference goes */
     if (!st->closing)
-        session_unref(st, r->ps);
+        fwx__proxy_session_unref(st, r->ps);
     else if (r->ps != NULL && --r->ps->relays == 0) {
         HASH_DEL(st->sessions, r->ps);
         IFWXSession_Release(r->ps->session);
@@ -149,7 +73,7 @@ static void relay_free(prelay *r)
     }
     free(r);
     st->handles--;
-    state_maybe_free(st);
+    fwx__proxy_state_maybe_free(st);
 }
 
 static void pump_done(fwx__pump *p, void *arg)
@@ -166,7 +90,7 @@ static void up_closed_free(uv_handle_t *h)
 }
 
 /* Ends a relay that never got a pump: close what it holds, then free it. */
-static void relay_fail(prelay *r)
+void fwx__proxy_relay_fail(prelay *r)
 {
     if (r->finished)
         return;
@@ -190,18 +114,22 @@ static void on_upstream(uv_connect_t *req, int status)
     if (r->finished) /* killed while connecting: the close is already under way */
         return;
     if (status < 0) {
-        fprintf(stderr, "fwx: proxy: connecting to %s failed: %s\n", fwx__sa_fmt((struct sockaddr *)&r->target, a),
-                uv_strerror(status));
-        relay_fail(r);
+        fwx_firewall_log(st->fw, FWX_LOG_WARN, "proxy: connecting to %s failed: %s",
+                         fwx__sa_fmt((struct sockaddr *)&r->target, a), uv_strerror(status));
+        if (r->on_connected != NULL)
+            r->on_connected(r, status);
+        fwx__proxy_relay_fail(r);
         return;
     }
+    if (r->on_connected != NULL)
+        r->on_connected(r, 0);
     /* The pump owns plain fds: take a copy and let the handle go. */
     int fd = -1;
     uv_os_fd_t ufd;
     if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0)
         fd = dup(ufd);
     if (fd < 0) {
-        relay_fail(r);
+        fwx__proxy_relay_fail(r);
         return;
     }
     r->connecting = false;
@@ -219,18 +147,40 @@ static void on_upstream(uv_connect_t *req, int status)
     r->pump = p;
 }
 
-static void relay_connect(prelay *r)
+void fwx__proxy_relay_pump(prelay *r, int external_fd)
+{
+    fwx__pump *p = NULL;
+    fwx_result hr = fwx__pump_start(r->st->loop, r->conn, r->internal_fd, external_fd, NULL, pump_done, r, &p);
+    r->internal_fd = -1;
+    r->finished = true;
+    if (FWX_FAILED(hr)) {
+        relay_free(r);
+        return;
+    }
+    r->pump = p;
+}
+
+void fwx__proxy_relay_connect(prelay *r)
 {
     pstate *st = r->st;
+    uint32_t flags = 0;
+    if (r->conn != NULL && IFWXConnection_GetConnectionFlags(r->conn, &flags) == FWX_S_OK &&
+        (flags & FWX_CONNECTION_EMULATED)) {
+        /* A filter emulates the server (EmulateForConnect): nothing to dial; it is the source. */
+        if (r->on_connected != NULL)
+            r->on_connected(r, 0);
+        fwx__proxy_relay_pump(r, -1);
+        return;
+    }
     if ((r->up = malloc(sizeof *r->up)) == NULL) {
-        relay_fail(r);
+        fwx__proxy_relay_fail(r);
         return;
     }
     int rc = uv_tcp_init_ex(st->loop, r->up, r->target.ss_family);
     if (rc != 0) {
         free(r->up);
         r->up = NULL;
-        relay_fail(r);
+        fwx__proxy_relay_fail(r);
         return;
     }
     r->up->data = r;
@@ -248,18 +198,19 @@ static void relay_connect(prelay *r)
                   uv_tcp_bind(r->up, (struct sockaddr *)&r->source, 0) == 0;
         if (!ok && !st->warned_transparent) {
             st->warned_transparent = true;
-            fprintf(stderr, "fwx: proxy: cannot keep client source addresses (%s); published servers see the "
-                            "gateway's address\n",
-                    strerror(errno));
+            fwx_firewall_log(st->fw, FWX_LOG_WARN,
+                             "proxy: cannot keep client source addresses (%s); published servers see the "
+                             "gateway's address",
+                             strerror(errno));
         }
     }
     r->creq.data = r;
     rc = uv_tcp_connect(&r->creq, r->up, (struct sockaddr *)&r->target, on_upstream);
     if (rc != 0)
-        relay_fail(r);
+        fwx__proxy_relay_fail(r);
 }
 
-static prelay *relay_new(pstate *st, int fd)
+prelay *fwx__proxy_relay_new(pstate *st, int fd)
 {
     prelay *r = calloc(1, sizeof *r);
     if (r == NULL)
@@ -280,7 +231,7 @@ static void listener_closed(uv_handle_t *h)
     pstate *st = l->st;
     free(l);
     st->handles--;
-    state_maybe_free(st);
+    fwx__proxy_state_maybe_free(st);
 }
 
 static void listener_close(plisten *l)
@@ -330,6 +281,23 @@ static psession *session_for(pstate *st, const struct sockaddr *client)
     return ps;
 }
 
+psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw)
+{
+    IFWXSession *s = NULL;
+    fwx_session_params sp = {sizeof sp, fwxSourceWSP, client, fwx__sa_len(client), gw, gw ? fwx__sa_len(gw) : 0, NULL};
+    if (FWX_FAILED(fwx_session_open(st->fw, &sp, &s)))
+        return NULL;
+    psession *ps = calloc(1, sizeof *ps);
+    if (ps == NULL) {
+        fwx_session_close(s);
+        IFWXSession_Release(s);
+        return NULL;
+    }
+    ps->session = s;
+    HASH_ADD_PTR(st->sessions, session, ps);
+    return ps;
+}
+
 static void on_publish_accept(uv_stream_t *server, int status)
 {
     plisten *l = server->data;
@@ -341,12 +309,12 @@ static void on_publish_accept(uv_stream_t *server, int status)
     if (fd < 0)
         return;
     psession *ps = session_for(st, (struct sockaddr *)&peer);
-    prelay *r = ps ? relay_new(st, fd) : NULL;
+    prelay *r = ps ? fwx__proxy_relay_new(st, fd) : NULL;
     if (r == NULL) {
         close(fd);
         if (ps != NULL && ps->relays == 0) {
             ps->relays = 1;
-            session_unref(st, ps);
+            fwx__proxy_session_unref(st, ps);
         }
         return;
     }
@@ -370,11 +338,11 @@ static void on_publish_accept(uv_stream_t *server, int status)
     fwx_result hr = fwx_connection_open(ps->session, &cp, &conn);
     st->pending = NULL;
     if (FWX_FAILED(hr)) {
-        relay_fail(r); /* the core logged why; the client sees the connection close */
+        fwx__proxy_relay_fail(r); /* the core logged why; the client sees the connection close */
         return;
     }
     r->conn = conn;
-    relay_connect(r);
+    fwx__proxy_relay_connect(r);
 }
 
 static void on_grant_accept(uv_stream_t *server, int status)
@@ -387,7 +355,7 @@ static void on_grant_accept(uv_stream_t *server, int status)
     int fd = accept_fd(server, &peer, &local);
     if (fd < 0)
         return;
-    prelay *r = relay_new(st, fd);
+    prelay *r = fwx__proxy_relay_new(st, fd);
     if (r == NULL) {
         close(fd);
         return;
@@ -408,11 +376,11 @@ static void on_grant_accept(uv_stream_t *server, int status)
     fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
     st->pending = NULL;
     if (FWX_FAILED(hr)) {
-        relay_fail(r);
+        fwx__proxy_relay_fail(r);
         return;
     }
     r->conn = conn;
-    relay_connect(r);
+    fwx__proxy_relay_connect(r);
 }
 
 static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog, uv_connection_cb cb)
@@ -452,6 +420,7 @@ static fwx_result p_open(const fwx_backend *self, fwx_firewall *fw, void **state
     pstate *st = calloc(1, sizeof *st);
     if (st == NULL)
         return FWX_E_OUTOFMEMORY;
+    st->magic = FWX__PROXY_MAGIC;
     st->fw = fw;
     st->loop = fwx_firewall_loop(fw);
     *state = st;
@@ -462,6 +431,7 @@ static void p_close(void *state)
 {
     pstate *st = state;
     st->closing = true;
+    fwx__proxy_socks_close_all(st);
     while (st->listeners != NULL)
         listener_close(st->listeners);
     for (prelay *r = st->relays, *next; r != NULL; r = next) {
@@ -469,10 +439,10 @@ static void p_close(void *state)
         if (r->pump != NULL)
             fwx__pump_abort(r->pump);
         else
-            relay_fail(r);
+            fwx__proxy_relay_fail(r);
     }
     st->n_perms = 0;
-    state_maybe_free(st);
+    fwx__proxy_state_maybe_free(st);
 }
 
 static fwx_result p_grant_add(void *state, const fwx_grant *g)
@@ -560,7 +530,7 @@ static fwx_result p_kill(void *state, IFWXConnection *conn)
         if (r->pump != NULL)
             fwx__pump_abort(r->pump);
         else
-            relay_fail(r);
+            fwx__proxy_relay_fail(r);
         return FWX_S_OK;
     }
     return FWX_E_NOT_FOUND;

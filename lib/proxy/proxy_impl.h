@@ -1,0 +1,111 @@
+/*
+ * fwx - the proxy backend's own objects, shared by proxy.c and socks.c. Internal.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef FWX_PROXY_IMPL_H
+#define FWX_PROXY_IMPL_H
+
+#include <fwx/fwx.h>
+
+#include "usermode/usermode.h"
+#include "util/util.h"
+
+#include <uthash.h>
+
+typedef struct socks_client socks_client;
+typedef struct socks_listener socks_listener;
+
+typedef struct pstate pstate;
+
+typedef struct plisten {
+    uv_tcp_t tcp;
+    pstate *st;
+    uint64_t id;
+    bool is_grant;
+    fwx_listen_spec spec; /* publishing */
+    fwx_grant grant;      /* grants */
+    struct plisten *prev, *next;
+} plisten;
+
+typedef struct psession {
+    IFWXSession *session; /* +1 */
+    unsigned relays;
+    UT_hash_handle hh;
+} psession;
+
+typedef struct prelay {
+    pstate *st;
+    IFWXConnection *conn;  /* +1 once admitted or opened */
+    psession *ps;          /* publishing: the client's session, closed with its last relay */
+    int internal_fd;
+    int external_fd;
+    struct sockaddr_storage target;
+    struct sockaddr_storage source; /* the client, for non-full-proxy publishing */
+    bool transparent;
+    uv_tcp_t *up; /* its own allocation: its close may finish after the relay is gone */
+    uv_connect_t creq;
+    bool connecting;
+    fwx__pump *pump;
+    bool finished;
+    /* Called when the upstream connect ends, before the pump starts (SOCKS writes its reply). */
+    void (*on_connected)(struct prelay *r, int status);
+    void *user;
+    struct prelay *prev, *next;
+} prelay;
+
+typedef struct ppermission {
+    fwx_grant grant;
+} ppermission;
+
+#define FWX__PROXY_MAGIC 0x70726f78u /* "prox": fwx_proxy_socks_listen checks the backend */
+
+struct pstate {
+    uint32_t magic;
+    fwx_firewall *fw;
+    uv_loop_t *loop;
+    plisten *listeners;
+    prelay *relays;
+    psession *sessions;
+    prelay *pending; /* the relay being admitted or opened, for the relay() call-back */
+    ppermission *perms;
+    size_t n_perms, cap_perms;
+    socks_listener *socks;   /* SOCKS5 listeners (socks.c) */
+    socks_client *clients;   /* SOCKS5 clients still negotiating (socks.c) */
+    unsigned handles; /* libuv handles and relays still closing */
+    bool closing;
+    bool warned_transparent;
+};
+
+#define DLIST_ADD(head, x)                                                                        \
+    do {                                                                                          \
+        (x)->prev = NULL;                                                                         \
+        (x)->next = (head);                                                                       \
+        if (head)                                                                                 \
+            (head)->prev = (x);                                                                   \
+        (head) = (x);                                                                             \
+    } while (0)
+#define DLIST_DEL(head, x)                                                                        \
+    do {                                                                                          \
+        if ((x)->prev)                                                                            \
+            (x)->prev->next = (x)->next;                                                          \
+        else                                                                                      \
+            (head) = (x)->next;                                                                   \
+        if ((x)->next)                                                                            \
+            (x)->next->prev = (x)->prev;                                                          \
+        (x)->prev = (x)->next = NULL;                                                             \
+    } while (0)
+
+
+void fwx__proxy_state_maybe_free(pstate *st);
+prelay *fwx__proxy_relay_new(pstate *st, int fd);
+/* Connects to r->target and relays, or (emulated connection) relays from the filter. */
+void fwx__proxy_relay_connect(prelay *r);
+/* Relays between r's client fd and an fd already connected (a SOCKS BIND's accepted peer). */
+void fwx__proxy_relay_pump(prelay *r, int external_fd);
+void fwx__proxy_relay_fail(prelay *r);
+/* A session of its own for an explicit (SOCKS) client: ended with its last relay. */
+psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw);
+void fwx__proxy_session_unref(pstate *st, psession *ps);
+void fwx__proxy_socks_close_all(pstate *st);
+
+#endif

@@ -1,0 +1,663 @@
+/*
+ * fwx - the proxy backend's forward mode: SOCKS5 (RFC 1928), the modern analogue of the ISA
+ * Firewall Client. Each SOCKS connection is a control channel and gets an explicit session.
+ *
+ * - CONNECT: the core decides: a permission a filter set up (AllowFutureConnect) admits it as
+ *   a secondary connection, otherwise it is a primary fwx_Connect_Tcp under the policy and the
+ *   filters; then the backend connects and relays.
+ * - BIND: the backend listens on the gateway and reports a client bind (fwx_Bind_Tcp). The bind
+ *   never fails, but connections to it are discarded until a filter approves it with
+ *   IFWXSession::RetroactiveAllowBind, and only the host named in the request may connect.
+ * - UDP ASSOCIATE is refused with "command not supported" until the UDP data path exists.
+ *
+ * The parser is strict: version 5, the no-authentication method, IPv4, IPv6 or a host name of
+ * 1-253 letters, digits, dots and hyphens, no bytes after the request, 10 s to negotiate.
+ * SPDX-License-Identifier: MIT
+ */
+#include "proxy/proxy_impl.h"
+#include "firewall/internal.h" /* fwx__firewall_is_local: the gateway's own addresses */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define SOCKS_MAX_INPUT 600
+#define SOCKS_NEGOTIATE_MS 10000
+#define SOCKS_BIND_WAIT_MS 120000
+
+/* Reply codes (RFC 1928 §6). */
+enum {
+    REP_OK = 0,
+    REP_FAILURE = 1,
+    REP_NOT_ALLOWED = 2,
+    REP_HOST_UNREACHABLE = 4,
+    REP_REFUSED = 5,
+    REP_CMD_UNSUPPORTED = 7,
+    REP_ATYP_UNSUPPORTED = 8,
+};
+
+struct socks_listener {
+    uv_tcp_t tcp;
+    pstate *st;
+    socks_listener *prev, *next;
+};
+
+typedef enum { S_GREETING, S_REQUEST, S_RESOLVING, S_BIND_WAIT, S_DONE } socks_state;
+
+struct socks_client {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    pstate *st;
+    socks_client *prev, *next;
+    socks_state state;
+    uint8_t buf[SOCKS_MAX_INPUT];
+    size_t len;
+    struct sockaddr_storage peer, local, dst;
+    uv_getaddrinfo_t gai;
+    bool gai_pending;
+    psession *ps;
+    /* BIND */
+    uv_tcp_t *bind_tcp;
+    IFWXConnection *bind_conn;
+    struct sockaddr_storage bound;
+    int closing; /* handles still to close */
+};
+
+static void on_timeout(uv_timer_t *t);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+static void log_client(socks_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void log_client(socks_client *c, const char *fmt, ...)
+{
+    char a[FWX__SA_STRLEN], msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fwx_firewall_log(c->st->fw, FWX_LOG_WARN, "socks client %s: %s", fwx__sa_fmt((struct sockaddr *)&c->peer, a), msg);
+}
+
+/* ---- closing ---------------------------------------------------------------------------------- */
+
+static void client_handle_closed(uv_handle_t *h)
+{
+    socks_client *c = h->data;
+    if (--c->closing > 0)
+        return;
+    pstate *st = c->st;
+    free(c);
+    st->handles--;
+    fwx__proxy_state_maybe_free(st);
+}
+
+static void bind_tcp_closed(uv_handle_t *h)
+{
+    socks_client *c = h->data;
+    free(h);
+    client_handle_closed((uv_handle_t *)&c->tcp);
+}
+
+/* Ends a negotiation. With keep_fd the client socket lives on in a relay (dup'd first). */
+static void client_close(socks_client *c)
+{
+    if (c->state == S_DONE)
+        return;
+    c->state = S_DONE;
+    pstate *st = c->st;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        st->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    if (c->gai_pending)
+        uv_cancel((uv_req_t *)&c->gai);
+    if (c->bind_conn != NULL) {
+        fwx_connection_close(c->bind_conn); /* the client bind and its grant go */
+        c->bind_conn = NULL;
+    }
+    if (c->ps != NULL) {
+        psession *ps = c->ps;
+        c->ps = NULL;
+        ps->relays++; /* balance: unref ends the session if no relay took it */
+        fwx__proxy_session_unref(st, ps);
+    }
+    c->closing = 2 + (c->bind_tcp != NULL);
+    uv_close((uv_handle_t *)&c->tcp, client_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, client_handle_closed);
+    if (c->bind_tcp != NULL) {
+        c->bind_tcp->data = c;
+        uv_close((uv_handle_t *)c->bind_tcp, bind_tcp_closed);
+        c->bind_tcp = NULL;
+    }
+}
+
+/* ---- replies ---------------------------------------------------------------------------------- */
+
+static size_t encode_reply(uint8_t *out, int rep, const struct sockaddr *bnd)
+{
+    size_t n = 0;
+    out[n++] = 5;
+    out[n++] = (uint8_t)rep;
+    out[n++] = 0;
+    if (bnd != NULL && bnd->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)bnd;
+        out[n++] = 4;
+        memcpy(out + n, &s6->sin6_addr, 16);
+        n += 16;
+        memcpy(out + n, &s6->sin6_port, 2);
+    } else {
+        out[n++] = 1;
+        if (bnd != NULL && bnd->sa_family == AF_INET) {
+            const struct sockaddr_in *s4 = (const struct sockaddr_in *)bnd;
+            memcpy(out + n, &s4->sin_addr, 4);
+            n += 4;
+            memcpy(out + n, &s4->sin_port, 2);
+        } else {
+            memset(out + n, 0, 6);
+            n += 4;
+        }
+    }
+    return n + 2;
+}
+
+/* Replies are a few bytes on a socket that has sent nothing yet: they fit its buffer, so a
+   plain send() on the nonblocking fd suffices and keeps the ordering with the relay simple. */
+static bool send_reply_fd(int fd, int rep, const struct sockaddr *bnd)
+{
+    uint8_t r[32];
+    size_t n = encode_reply(r, rep, bnd);
+    return send(fd, r, n, MSG_NOSIGNAL) == (ssize_t)n;
+}
+
+static bool client_fd(socks_client *c, int *fd)
+{
+    uv_os_fd_t ufd;
+    return uv_fileno((uv_handle_t *)&c->tcp, &ufd) == 0 && (*fd = ufd) >= 0;
+}
+
+static void refuse(socks_client *c, int rep, const char *why)
+{
+    int fd;
+    log_client(c, "%s, refused (reply %d)", why, rep);
+    if (client_fd(c, &fd))
+        (void)send_reply_fd(fd, rep, NULL);
+    client_close(c);
+}
+
+static int rep_for(fwx_result hr)
+{
+    switch (hr) {
+    case FWX_E_PROTOCOL_RULES_DENIED:
+    case FWX_E_SITE_AND_CONTENT_RULES_DENIED:
+    case FWX_E_NETWORK_RULES_DENIED:
+    case FWX_E_POLICY_RULES_DENIED:
+    case FWX_E_ADDRESS_NOT_ALLOWED:
+    case FWX_E_CONNREFUSED:
+    case FWX_E_DENIED:
+        return REP_NOT_ALLOWED;
+    default:
+        return REP_FAILURE;
+    }
+}
+
+/* Takes the client's socket out of its handle, for a relay. */
+static int take_fd(socks_client *c)
+{
+    int fd;
+    if (!client_fd(c, &fd))
+        return -1;
+    return dup(fd);
+}
+
+/* ---- CONNECT ---------------------------------------------------------------------------------- */
+
+static void connect_done(prelay *r, int status)
+{
+    int rep = status == 0                    ? REP_OK
+              : status == UV_ECONNREFUSED    ? REP_REFUSED
+              : status == UV_EHOSTUNREACH || status == UV_ENETUNREACH ? REP_HOST_UNREACHABLE
+                                                                       : REP_FAILURE;
+    struct sockaddr_storage bnd;
+    int blen = sizeof bnd;
+    bool have = status == 0 && r->up != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&bnd, &blen) == 0;
+    (void)send_reply_fd(r->internal_fd, rep, have ? (struct sockaddr *)&bnd : NULL);
+}
+
+static void do_connect(socks_client *c)
+{
+    pstate *st = c->st;
+    const struct sockaddr *dst = (const struct sockaddr *)&c->dst;
+    if (fwx__sa_port(dst) == 0) {
+        refuse(c, REP_NOT_ALLOWED, "connect to port 0");
+        return;
+    }
+    /* Catalog #40: a name or address that leads back to the gateway itself (its addresses,
+       loopback, any) or to a group address is refused, whatever the policy says. */
+    if (fwx__firewall_is_local(st->fw, dst) || fwx__sa_is_unspecified(dst) || fwx__sa_is_multicast(dst) ||
+        fwx__sa_is_broadcast(dst)) {
+        refuse(c, REP_NOT_ALLOWED, "destination is the gateway itself or a group address");
+        return;
+    }
+    int fd = take_fd(c);
+    prelay *r = fd >= 0 ? fwx__proxy_relay_new(st, fd) : NULL;
+    if (r == NULL) {
+        if (fd >= 0)
+            close(fd);
+        refuse(c, REP_FAILURE, "out of resources");
+        return;
+    }
+    /* The relay owns the session from here. */
+    r->ps = c->ps;
+    c->ps = NULL;
+    r->ps->relays++;
+    r->target = c->dst;
+    r->on_connected = connect_done;
+    /* A permission set up by a filter (AllowFutureConnect) admits it as a secondary
+       connection; otherwise it is a new primary connection under the policy. */
+    IFWXConnection *conn = NULL;
+    fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),
+                     dst, fwx__sa_len(dst)};
+    st->pending = r;
+    fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
+    if (hr == FWX_E_NOT_FOUND) {
+        fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, dst, fwx__sa_len(dst),
+                                    (struct sockaddr *)&c->local, fwx__sa_len((struct sockaddr *)&c->local), NULL, 0};
+        hr = fwx_connection_open(r->ps->session, &cp, &conn);
+    }
+    st->pending = NULL;
+    client_close(c); /* the negotiation is over either way; the relay holds the socket */
+    if (FWX_FAILED(hr)) {
+        (void)send_reply_fd(r->internal_fd, rep_for(hr), NULL);
+        fwx__proxy_relay_fail(r);
+        return;
+    }
+    r->conn = conn;
+    fwx__proxy_relay_connect(r);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    socks_client *c = req->data;
+    c->gai_pending = false;
+    if (status == UV_ECANCELED || c->state == S_DONE) {
+        uv_freeaddrinfo(res);
+        return;
+    }
+    uint16_t port = fwx__sa_port((struct sockaddr *)&c->dst);
+    bool ok = status == 0 && res != NULL && fwx__sa_canon(res->ai_addr, (uint32_t)res->ai_addrlen, &c->dst);
+    uv_freeaddrinfo(res);
+    if (!ok) {
+        refuse(c, REP_HOST_UNREACHABLE, "host name does not resolve");
+        return;
+    }
+    /* Resolved once; the core checks this address, and the relay connects to it (no TOCTOU). */
+    fwx__sa_set_port((struct sockaddr *)&c->dst, port);
+    do_connect(c);
+}
+
+/* ---- BIND ------------------------------------------------------------------------------------- */
+
+static void on_bind_accept(uv_stream_t *server, int status)
+{
+    socks_client *c = server->data;
+    pstate *st = c->st;
+    if (status < 0 || c->state != S_BIND_WAIT)
+        return;
+    uv_tcp_t *in = malloc(sizeof *in);
+    if (in == NULL)
+        return;
+    uv_tcp_init(st->loop, in);
+    struct sockaddr_storage peer;
+    int plen = sizeof peer, fd = -1;
+    uv_os_fd_t ufd;
+    if (uv_accept(server, (uv_stream_t *)in) == 0 && uv_tcp_getpeername(in, (struct sockaddr *)&peer, &plen) == 0 &&
+        uv_fileno((uv_handle_t *)in, &ufd) == 0)
+        fd = dup(ufd);
+    uv_close((uv_handle_t *)in, (uv_close_cb)free);
+    if (fd < 0)
+        return;
+    /* RFC 1928: only the host named in the request; and only once the core admits it. */
+    const struct sockaddr *want = (const struct sockaddr *)&c->dst;
+    if (!fwx__sa_is_unspecified(want) && !fwx__sa_same_ip(want, (struct sockaddr *)&peer)) {
+        close(fd);
+        return;
+    }
+    fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, (struct sockaddr *)&peer, fwx__sa_len((struct sockaddr *)&peer),
+                     (struct sockaddr *)&c->bound, fwx__sa_len((struct sockaddr *)&c->bound)};
+    int cfd = take_fd(c);
+    prelay *r = cfd >= 0 ? fwx__proxy_relay_new(st, cfd) : NULL;
+    if (r == NULL) {
+        if (cfd >= 0)
+            close(cfd);
+        close(fd);
+        return;
+    }
+    IFWXConnection *conn = NULL;
+    st->pending = r;
+    fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
+    st->pending = NULL;
+    if (FWX_FAILED(hr)) {
+        /* Not approved (yet): discarded silently, the bind keeps waiting (T11). */
+        close(fd);
+        r->internal_fd = -1;
+        close(cfd);
+        fwx__proxy_relay_fail(r);
+        return;
+    }
+    r->ps = c->ps;
+    c->ps = NULL;
+    r->ps->relays++;
+    r->conn = conn;
+    (void)send_reply_fd(r->internal_fd, REP_OK, (struct sockaddr *)&peer);
+    client_close(c); /* one connection per BIND: the listener and the client bind go */
+    fwx__proxy_relay_pump(r, fd);
+}
+
+static void do_bind(socks_client *c)
+{
+    pstate *st = c->st;
+    c->bind_tcp = malloc(sizeof *c->bind_tcp);
+    if (c->bind_tcp == NULL || uv_tcp_init(st->loop, c->bind_tcp) != 0) {
+        free(c->bind_tcp);
+        c->bind_tcp = NULL;
+        refuse(c, REP_FAILURE, "out of resources");
+        return;
+    }
+    c->bind_tcp->data = c;
+    /* Listen on the address the client reached us on, on a port of the kernel's choosing. */
+    struct sockaddr_storage at = c->local;
+    fwx__sa_set_port((struct sockaddr *)&at, 0);
+    int blen = sizeof c->bound;
+    if (uv_tcp_bind(c->bind_tcp, (struct sockaddr *)&at, 0) != 0 ||
+        uv_listen((uv_stream_t *)c->bind_tcp, 1, on_bind_accept) != 0 ||
+        uv_tcp_getsockname(c->bind_tcp, (struct sockaddr *)&c->bound, &blen) != 0) {
+        refuse(c, REP_FAILURE, "cannot bind");
+        return;
+    }
+    fwx_connection_params cp = {sizeof cp,
+                                fwx_Bind_Tcp,
+                                FWX_PROTOCOL_TCP,
+                                (struct sockaddr *)&c->bound,
+                                fwx__sa_len((struct sockaddr *)&c->bound),
+                                (struct sockaddr *)&c->bound,
+                                fwx__sa_len((struct sockaddr *)&c->bound),
+                                NULL,
+                                0};
+    fwx_result hr = fwx_connection_open(c->ps->session, &cp, &c->bind_conn);
+    if (FWX_FAILED(hr)) {
+        c->bind_conn = NULL;
+        refuse(c, rep_for(hr), "bind refused by a filter");
+        return;
+    }
+    int fd;
+    if (!client_fd(c, &fd) || !send_reply_fd(fd, REP_OK, (struct sockaddr *)&c->bound)) {
+        client_close(c);
+        return;
+    }
+    c->state = S_BIND_WAIT;
+    uv_timer_start(&c->timer, on_timeout, SOCKS_BIND_WAIT_MS, 0);
+    /* Keep reading: a client that hangs up ends the bind. */
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+}
+
+/* ---- negotiation -------------------------------------------------------------------------------- */
+
+static bool host_name_ok(const uint8_t *p, size_t n)
+{
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void start_request(socks_client *c);
+
+static void parse(socks_client *c)
+{
+    if (c->state == S_GREETING) {
+        if (c->len < 2)
+            return;
+        if (c->buf[0] != 5) {
+            log_client(c, "not SOCKS version 5, closed");
+            client_close(c);
+            return;
+        }
+        size_t need = 2 + (size_t)c->buf[1];
+        if (c->buf[1] == 0) {
+            log_client(c, "no authentication methods, closed");
+            client_close(c);
+            return;
+        }
+        if (c->len < need)
+            return;
+        bool noauth = memchr(c->buf + 2, 0x00, c->buf[1]) != NULL;
+        int fd;
+        uint8_t ans[2] = {5, noauth ? 0x00 : 0xFF};
+        if (!client_fd(c, &fd) || send(fd, ans, 2, MSG_NOSIGNAL) != 2 || !noauth) {
+            if (!noauth)
+                log_client(c, "offers no method we accept, closed");
+            client_close(c);
+            return;
+        }
+        memmove(c->buf, c->buf + need, c->len - need);
+        c->len -= need;
+        c->state = S_REQUEST;
+    }
+    if (c->state == S_REQUEST) {
+        if (c->len < 5)
+            return;
+        if (c->buf[0] != 5 || c->buf[2] != 0) {
+            refuse(c, REP_FAILURE, "malformed request");
+            return;
+        }
+        size_t need;
+        switch (c->buf[3]) {
+        case 1:
+            need = 4 + 4 + 2;
+            break;
+        case 4:
+            need = 4 + 16 + 2;
+            break;
+        case 3:
+            need = 4 + 1 + (size_t)c->buf[4] + 2;
+            break;
+        default:
+            refuse(c, REP_ATYP_UNSUPPORTED, "unknown address type");
+            return;
+        }
+        if (c->len < need)
+            return;
+        if (c->len > need) {
+            /* Nothing may follow the request before our reply: no smuggling past the decision. */
+            refuse(c, REP_FAILURE, "bytes after the request");
+            return;
+        }
+        start_request(c);
+    }
+}
+
+static void start_request(socks_client *c)
+{
+    uint8_t cmd = c->buf[1], atyp = c->buf[3];
+    uint16_t port;
+    memset(&c->dst, 0, sizeof c->dst);
+    if (atyp == 1) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&c->dst;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, c->buf + 4, 4);
+        memcpy(&port, c->buf + 8, 2);
+        s4->sin_port = port;
+    } else if (atyp == 4) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&c->dst;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, c->buf + 4, 16);
+        memcpy(&port, c->buf + 20, 2);
+        s6->sin6_port = port;
+        struct sockaddr_storage canon;
+        if (fwx__sa_canon((struct sockaddr *)&c->dst, sizeof *s6, &canon))
+            c->dst = canon;
+    }
+    if (cmd == 3) {
+        refuse(c, REP_CMD_UNSUPPORTED, "UDP ASSOCIATE is not supported yet");
+        return;
+    }
+    if (cmd != 1 && cmd != 2) {
+        refuse(c, REP_CMD_UNSUPPORTED, "unknown command");
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->ps = fwx__proxy_session_explicit(c->st, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+    if (c->ps == NULL) {
+        refuse(c, REP_FAILURE, "no session");
+        return;
+    }
+    if (atyp == 3) {
+        size_t n = c->buf[4];
+        if (cmd != 1 || !host_name_ok(c->buf + 5, n)) {
+            refuse(c, cmd != 1 ? REP_ATYP_UNSUPPORTED : REP_HOST_UNREACHABLE, "bad host name");
+            return;
+        }
+        char host[256], portbuf[8];
+        memcpy(host, c->buf + 5, n);
+        host[n] = '\0';
+        memcpy(&port, c->buf + 5 + n, 2);
+        snprintf(portbuf, sizeof portbuf, "%u", ntohs(port));
+        c->dst.ss_family = AF_INET;
+        fwx__sa_set_port((struct sockaddr *)&c->dst, ntohs(port));
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        c->gai.data = c;
+        c->state = S_RESOLVING;
+        if (uv_getaddrinfo(c->st->loop, &c->gai, on_resolved, host, portbuf, &hints) != 0) {
+            refuse(c, REP_HOST_UNREACHABLE, "cannot resolve");
+            return;
+        }
+        c->gai_pending = true;
+        return;
+    }
+    if (cmd == 1)
+        do_connect(c);
+    else
+        do_bind(c);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    socks_client *c = t->data;
+    log_client(c, c->state == S_BIND_WAIT ? "no connection to the bind in time, closed" : "negotiation timed out");
+    client_close(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    socks_client *c = h->data;
+    (void)suggested;
+    buf->base = (char *)c->buf + c->len;
+    buf->len = sizeof c->buf - c->len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    socks_client *c = s->data;
+    (void)buf;
+    if (n == 0)
+        return;
+    if (n < 0 || c->state == S_BIND_WAIT) {
+        /* EOF or error; during a BIND wait the client must stay quiet until our reply. */
+        client_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    if (c->len >= sizeof c->buf) {
+        refuse(c, REP_FAILURE, "request too long");
+        return;
+    }
+    parse(c);
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    socks_listener *l = server->data;
+    pstate *st = l->st;
+    if (status < 0 || st->closing)
+        return;
+    socks_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return;
+    c->st = st;
+    uv_tcp_init(st->loop, &c->tcp);
+    uv_timer_init(st->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    st->handles++;
+    c->next = st->clients;
+    if (st->clients)
+        st->clients->prev = c;
+    st->clients = c;
+    int pl = sizeof c->peer, ll = sizeof c->local;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &pl) != 0 ||
+        uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &ll) != 0) {
+        client_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout, SOCKS_NEGOTIATE_MS, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+}
+
+/* ---- listeners ----------------------------------------------------------------------------------- */
+
+static void listener_closed(uv_handle_t *h)
+{
+    socks_listener *l = h->data;
+    pstate *st = l->st;
+    free(l);
+    st->handles--;
+    fwx__proxy_state_maybe_free(st);
+}
+
+void fwx__proxy_socks_close_all(pstate *st)
+{
+    while (st->clients != NULL)
+        client_close(st->clients);
+    while (st->socks != NULL) {
+        socks_listener *l = st->socks;
+        st->socks = l->next;
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    }
+}
+
+fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr, uint32_t len)
+{
+    pstate *st = fwx_firewall_backend_state(fw);
+    if (st == NULL || st->magic != FWX__PROXY_MAGIC)
+        return FWX_E_NOT_SUPPORTED;
+    if (!fwx__sa_valid(addr, len))
+        return FWX_E_INVALIDARG;
+    socks_listener *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return FWX_E_OUTOFMEMORY;
+    l->st = st;
+    uv_tcp_init(st->loop, &l->tcp);
+    l->tcp.data = l;
+    st->handles++;
+    int rc = uv_tcp_bind(&l->tcp, addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_accept);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+        return rc == UV_EADDRINUSE ? FWX_E_ADDRINUSE : rc == UV_EADDRNOTAVAIL ? FWX_E_ADDRNOTAVAIL : FWX_E_BACKEND;
+    }
+    l->next = st->socks;
+    if (st->socks)
+        st->socks->prev = l;
+    st->socks = l;
+    return FWX_S_OK;
+}
