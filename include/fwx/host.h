@@ -22,6 +22,11 @@
  *    then closes clean.
  *
  * Every function here is [loop-thread] unless it says otherwise.
+ *
+ * **SIGPIPE.** The user-mode data path relays with splice(2), which cannot ask the kernel not
+ * to raise SIGPIPE when a peer has gone. When it starts, and SIGPIPE is still at its default
+ * disposition, libfwx sets it to ignored (as libuv programs usually do themselves); a handler
+ * the host installed is left alone.
  */
 #ifndef FWX_HOST_H
 #define FWX_HOST_H

@@ -790,8 +790,9 @@ static inline fwx_result IFWXUdpDestination_Deny(IFWXUdpDestination *This, uint3
     fwx_result (*SendTo)(T * This, IFWXIOBuffer * pBuffer, const struct sockaddr *Address, uint32_t AddressLength, \
                          IFWXIOCompletion *pCompletion, uintptr_t UserData);                      \
     /** Receives into @p pBuffer, or into a buffer the core allocates when NULL. [loop-thread]  \
-        @param pCompletion borrowed, required. @return FWX_S_OK (pending), FWX_E_POINTER,        \
-        FWX_E_TERMINATING. */                                                                     \
+        @param pCompletion borrowed, required. One receive may be pending at a time.            \
+        @return FWX_S_OK (pending), FWX_E_POINTER, FWX_E_TERMINATING, FWX_E_INVALIDARG (a       \
+        receive is already pending). */                                                                     \
     fwx_result (*Recv)(T * This, IFWXIOBuffer * pBuffer, IFWXIOCompletion * pCompletion, uintptr_t UserData); \
     /** Shuts down sending (@p How = SHUT_WR), receiving (SHUT_RD) or both (SHUT_RDWR).        \
         [loop-thread] @return FWX_S_OK, FWX_E_INVALIDARG. */                                      \

@@ -638,8 +638,11 @@ static fwx_result psock_Recv(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOComp
         return FWX_E_TERMINATING;
     if (s->recv != NULL)
         return FWX_E_INVALIDARG;
+    /* Read at each Recv: the filter may have called SetBufferSize since the pump started. */
+    fwx__conn *c = s->pump->conn != NULL ? fwx__conn_from(s->pump->conn) : NULL;
+    uint32_t size = c != NULL && c->buffer_size > 0 ? c->buffer_size : s->pump->buffer_size;
     fwx__uio *op;
-    fwx_result hr = fwx__uio_new_recv(pBuffer, s->pump->buffer_size, pCompletion, ud, &op);
+    fwx_result hr = fwx__uio_new_recv(pBuffer, size, pCompletion, ud, &op);
     if (FWX_FAILED(hr))
         return hr;
     uint8_t *mem;

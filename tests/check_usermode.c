@@ -1,0 +1,1652 @@
+/*
+ * fwx tests - the user-mode data path (lib/usermode): the plain relay by splice(2) and by
+ * read/write (small and 16 MiB transfers each way and both ways, half-close, back-pressure with
+ * a 64 MiB sender and a server that does not read, peer reset, abort), the data-filter path
+ * (an observer, a length-changing modifier, an emulator without a server, a chain of two in
+ * priority order, reference counts at each hand-off) and IFWXNetworkSocket (TCP connect and
+ * echo, listen and accept, UDP SendTo/Recv, an IP filter that drops a sender).
+ * Real sockets on 127.0.0.1 only. The peers are helper threads doing blocking I/O with
+ * SO_RCVTIMEO/SO_SNDTIMEO, and every loop run is bounded, so no test can hang.
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "usermode/usermode.h"
+#include "firewall/internal.h"
+#include "objects/objects.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MiB (1024u * 1024u)
+#define PEER_TIMEOUT_S 20
+#define RUN_LIMIT_MS 30000
+
+/* ---- loop helpers ------------------------------------------------------------------------- */
+
+typedef bool (*pred_fn)(void *);
+typedef struct run_ctl {
+    pred_fn pred;
+    void *arg;
+    void (*sample)(void *);
+    uint64_t deadline;
+    bool ok;
+} run_ctl;
+
+static void run_tick(uv_timer_t *t)
+{
+    run_ctl *r = t->data;
+    if (r->sample != NULL)
+        r->sample(r->arg);
+    if (r->pred != NULL && r->pred(r->arg)) {
+        r->ok = true;
+        uv_stop(t->loop);
+    } else if (uv_now(t->loop) >= r->deadline) {
+        uv_stop(t->loop);
+    }
+}
+
+/* Runs the loop until pred(arg) holds (checked every millisecond) or ms pass; with pred NULL,
+   for ms. sample(arg), if given, runs at each check. Returns whether pred held. */
+static bool run_until(uv_loop_t *loop, pred_fn pred, void *arg, uint64_t ms, void (*sample)(void *))
+{
+    uv_timer_t t;
+    run_ctl r = {pred, arg, sample, 0, false};
+    uv_update_time(loop);
+    r.deadline = uv_now(loop) + ms;
+    uv_timer_init(loop, &t);
+    t.data = &r;
+    uv_timer_start(&t, run_tick, 1, 1);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    return r.ok;
+}
+
+/* ---- sockets ------------------------------------------------------------------------------ */
+
+static struct sockaddr_in lo4(uint16_t port)
+{
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return a;
+}
+
+static void set_timeouts(int fd)
+{
+    struct timeval tv = {PEER_TIMEOUT_S, 0};
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv), 0);
+}
+
+static void set_nonblock(int fd)
+{
+    ck_assert_int_ne(fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK), -1);
+}
+
+/* Predicates for run_until on a blocking fd, without blocking the loop. */
+static bool fd_has_data(void *arg)
+{
+    char c;
+    return recv(*(int *)arg, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+static bool fd_ended(void *arg)
+{
+    char c;
+    ssize_t n = recv(*(int *)arg, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+    return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* A connected pair through a real listening socket on 127.0.0.1:0: *a connected, *b accepted. */
+static void tcp_pair(int *a, int *b)
+{
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(l, 0);
+    struct sockaddr_in sa = lo4(0);
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(l, 4), 0);
+    ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    *a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(*a, 0);
+    ck_assert_int_eq(connect(*a, (struct sockaddr *)&sa, sizeof sa), 0);
+    *b = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    ck_assert_int_ge(*b, 0);
+    close(l);
+}
+
+/* ---- peers: helper threads doing blocking I/O --------------------------------------------- */
+
+static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+#define FNV0 0xcbf29ce484222325ull
+
+typedef struct peer {
+    int fd;
+    /* sending: tx_text if set, else tx_len random bytes from seed; then shutdown(SHUT_WR) */
+    const char *tx_text;
+    uint64_t tx_len, seed;
+    bool tx_after_eof; /* read to EOF first, then send (a server answering a half-close) */
+    bool no_shutdown;  /* leave the write side open after sending */
+    bool hold_rx;      /* do not read until gate opens */
+    atomic_bool gate;
+    atomic_ullong tx_sent;
+    uint64_t tx_sum, rx_len, rx_sum;
+    char rx[4096];
+    size_t rx_kept;
+    int tx_err, rx_err;
+    pthread_t t_tx, t_rx;
+    bool has_tx, has_rx;
+} peer;
+
+static void peer_send(peer *p)
+{
+    p->tx_sum = FNV0;
+    if (p->tx_text != NULL) {
+        size_t n = strlen(p->tx_text);
+        if (n > 0 && send(p->fd, p->tx_text, n, MSG_NOSIGNAL) != (ssize_t)n)
+            p->tx_err = errno;
+        p->tx_sum = fnv(p->tx_sum, (const uint8_t *)p->tx_text, n);
+        atomic_store(&p->tx_sent, n);
+    } else {
+        static _Thread_local uint8_t chunk[64 * 1024];
+        uint64_t x = p->seed | 1, left = p->tx_len;
+        while (left > 0 && p->tx_err == 0) {
+            size_t n = left < sizeof chunk ? left : sizeof chunk;
+            for (size_t i = 0; i < sizeof chunk; i += 8) {
+                x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+                memcpy(chunk + i, &x, 8);
+            }
+            p->tx_sum = fnv(p->tx_sum, chunk, n);
+            for (size_t off = 0; off < n;) {
+                ssize_t w = send(p->fd, chunk + off, n - off, MSG_NOSIGNAL);
+                if (w <= 0) {
+                    p->tx_err = w < 0 ? errno : EIO;
+                    break;
+                }
+                off += (size_t)w;
+                atomic_fetch_add(&p->tx_sent, (unsigned long long)w);
+            }
+            left -= n;
+        }
+    }
+    if (!p->no_shutdown)
+        (void)shutdown(p->fd, SHUT_WR);
+}
+
+static void peer_recv(peer *p)
+{
+    static _Thread_local uint8_t buf[64 * 1024];
+    p->rx_sum = FNV0;
+    for (int i = 0; p->hold_rx && !atomic_load(&p->gate) && i < PEER_TIMEOUT_S * 1000; i++)
+        usleep(1000);
+    for (;;) {
+        ssize_t n = recv(p->fd, buf, sizeof buf, 0);
+        if (n == 0)
+            break;
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            p->rx_err = errno;
+            break;
+        }
+        if (p->rx_kept < sizeof p->rx - 1) {
+            size_t k = sizeof p->rx - 1 - p->rx_kept < (size_t)n ? sizeof p->rx - 1 - p->rx_kept : (size_t)n;
+            memcpy(p->rx + p->rx_kept, buf, k);
+            p->rx_kept += k;
+        }
+        p->rx_len += (uint64_t)n;
+        p->rx_sum = fnv(p->rx_sum, buf, (size_t)n);
+    }
+}
+
+static void *tx_main(void *arg)
+{
+    peer_send(arg);
+    return NULL;
+}
+
+static void *rx_main(void *arg)
+{
+    peer *p = arg;
+    peer_recv(p);
+    if (p->tx_after_eof)
+        peer_send(p);
+    return NULL;
+}
+
+static void peer_start(peer *p, int fd)
+{
+    p->fd = fd;
+    set_timeouts(fd);
+    p->has_tx = !p->tx_after_eof && (p->tx_text != NULL || p->tx_len > 0 || !p->no_shutdown);
+    if (p->has_tx)
+        ck_assert_int_eq(pthread_create(&p->t_tx, NULL, tx_main, p), 0);
+    ck_assert_int_eq(pthread_create(&p->t_rx, NULL, rx_main, p), 0);
+    p->has_rx = true;
+}
+
+static void peer_join(peer *p)
+{
+    if (p->has_tx)
+        pthread_join(p->t_tx, NULL);
+    if (p->has_rx)
+        pthread_join(p->t_rx, NULL);
+    p->has_tx = p->has_rx = false;
+    close(p->fd);
+    p->fd = -1;
+}
+
+/* ---- a relay fixture ---------------------------------------------------------------------- */
+
+typedef struct rfx {
+    uv_loop_t loop;
+    int client, gw_int, gw_ext, server;
+    fwx__pump *p;
+    int done_calls;
+    fwx__pump *done_p;
+    bool spliced_at_end;
+    size_t max_seen;
+} rfx;
+
+static void rfx_open(rfx *f)
+{
+    memset(f, 0, sizeof *f);
+    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
+    tcp_pair(&f->client, &f->gw_int);
+    tcp_pair(&f->gw_ext, &f->server);
+    set_nonblock(f->gw_int);
+    set_nonblock(f->gw_ext);
+}
+
+static void on_done(fwx__pump *p, void *arg)
+{
+    rfx *f = arg;
+    f->done_calls++;
+    f->done_p = p;
+    f->spliced_at_end = fwx__pump_spliced(p);
+}
+
+static bool is_done(void *arg) { return ((rfx *)arg)->done_calls > 0; }
+
+static void start_relay(rfx *f, IFWXConnection *conn, bool splice, size_t max_buffered)
+{
+    fwx__pump_opts o = {max_buffered, !splice};
+    TU_EXPECT_HR(fwx__pump_start(&f->loop, conn, f->gw_int, f->gw_ext, &o, on_done, f, &f->p), FWX_S_OK);
+    ck_assert_ptr_nonnull(f->p);
+    ck_assert(fwx__pump_spliced(f->p) == splice);
+    ck_assert_int_eq(f->done_calls, 0); /* never from inside start */
+}
+
+static void wait_done(rfx *f)
+{
+    ck_assert_msg(run_until(&f->loop, is_done, f, RUN_LIMIT_MS, NULL), "the pump did not end");
+    run_until(&f->loop, NULL, NULL, 5, NULL);
+    ck_assert_int_eq(f->done_calls, 1);
+    ck_assert_ptr_eq(f->done_p, f->p);
+}
+
+/* ---- plain relay -------------------------------------------------------------------------- */
+
+/* _i: 0 = splice, 1 = read/write */
+static void relay_transfer(int mode, uint64_t c2s, uint64_t s2c)
+{
+    rfx f;
+    rfx_open(&f);
+    peer cl = {.tx_len = c2s, .seed = 0x1234567u, .no_shutdown = false};
+    peer sv = {.tx_len = s2c, .seed = 0x7654321u};
+    start_relay(&f, NULL, mode == 0, 0);
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    wait_done(&f);
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_int_eq(cl.tx_err, 0);
+    ck_assert_int_eq(sv.tx_err, 0);
+    ck_assert_int_eq(cl.rx_err, 0);
+    ck_assert_int_eq(sv.rx_err, 0);
+    ck_assert_uint_eq(sv.rx_len, c2s);
+    ck_assert_uint_eq(cl.rx_len, s2c);
+    ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
+    ck_assert_uint_eq(cl.rx_sum, sv.tx_sum);
+    ck_assert(f.spliced_at_end == (mode == 0)); /* no fallback happened */
+    tu_loop_close_clean(&f.loop);
+}
+
+START_TEST(relay_small)
+{
+    rfx f;
+    rfx_open(&f);
+    peer cl = {.tx_text = "hello"};
+    peer sv = {.tx_text = "world!"};
+    start_relay(&f, NULL, _i == 0, 0);
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    wait_done(&f);
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_str_eq(sv.rx, "hello");
+    ck_assert_str_eq(cl.rx, "world!");
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+START_TEST(relay_large_c2s) { relay_transfer(_i, 16 * MiB, 0); }
+END_TEST
+
+START_TEST(relay_large_s2c) { relay_transfer(_i, 0, 16 * MiB); }
+END_TEST
+
+START_TEST(relay_large_both) { relay_transfer(_i, 16 * MiB, 16 * MiB); }
+END_TEST
+
+/* The client shuts down writing; the server reads to EOF, then answers; then both end. */
+START_TEST(relay_half_close)
+{
+    rfx f;
+    rfx_open(&f);
+    peer cl = {.tx_text = "request"};
+    peer sv = {.tx_text = "reply after your eof", .tx_after_eof = true};
+    start_relay(&f, NULL, _i == 0, 0);
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    wait_done(&f);
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_str_eq(sv.rx, "request");
+    ck_assert_str_eq(cl.rx, "reply after your eof");
+    ck_assert_int_eq(cl.rx_err, 0);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+typedef struct bp {
+    rfx *f;
+    peer *sv;
+} bp;
+
+static void bp_sample(void *arg)
+{
+    rfx *f = ((bp *)arg)->f;
+    if (f->done_calls == 0) {
+        size_t n = fwx__pump_buffered(f->p);
+        if (n > f->max_seen)
+            f->max_seen = n;
+    }
+}
+
+static bool bp_done(void *arg) { return ((bp *)arg)->f->done_calls > 0; }
+
+/* The server does not read while the client sends 64 MiB: what the pump holds stays bounded
+   and the client is held back; then the server reads it all and the checksum matches. */
+START_TEST(relay_backpressure)
+{
+    const size_t max = 128 * 1024, chunk = 64 * 1024;
+    const uint64_t total = 64ull * MiB;
+    rfx f;
+    rfx_open(&f);
+    peer cl = {.tx_len = total, .seed = 99};
+    peer sv = {.hold_rx = true};
+    atomic_init(&sv.gate, false);
+    start_relay(&f, NULL, _i == 0, max);
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    bp b = {&f, &sv};
+    /* A phase with the server not reading (its length is not asserted on). */
+    run_until(&f.loop, NULL, &b, 300, bp_sample);
+    ck_assert_int_eq(f.done_calls, 0);
+    uint64_t sent = atomic_load(&cl.tx_sent);
+    ck_assert_msg(sent < total, "the client sent everything although nobody read (%llu)", (unsigned long long)sent);
+    ck_assert_uint_gt(f.max_seen, 0);
+    atomic_store(&sv.gate, true);
+    ck_assert(run_until(&f.loop, bp_done, &b, RUN_LIMIT_MS, bp_sample));
+    ck_assert_msg(f.max_seen <= max + chunk, "the pump held %zu bytes", f.max_seen);
+    run_until(&f.loop, NULL, NULL, 5, NULL);
+    ck_assert_int_eq(f.done_calls, 1);
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_int_eq(cl.tx_err, 0);
+    ck_assert_uint_eq(sv.rx_len, total);
+    ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* The client resets its connection: the pump ends, done() once, the server sees the end. */
+START_TEST(relay_peer_reset)
+{
+    rfx f;
+    rfx_open(&f);
+    start_relay(&f, NULL, _i == 0, 0);
+    ck_assert_int_eq(send(f.client, "x", 1, 0), 1);
+    run_until(&f.loop, NULL, NULL, 20, NULL);
+    struct linger lg = {1, 0};
+    ck_assert_int_eq(setsockopt(f.client, SOL_SOCKET, SO_LINGER, &lg, sizeof lg), 0);
+    close(f.client);
+    wait_done(&f);
+    run_until(&f.loop, NULL, NULL, 20, NULL);
+    ck_assert_int_eq(f.done_calls, 1);
+    set_timeouts(f.server);
+    char buf[16];
+    ssize_t n = recv(f.server, buf, sizeof buf, 0);
+    if (n == 1)
+        n = recv(f.server, buf, sizeof buf, 0);
+    ck_assert_int_le(n, 0); /* EOF or reset, never a hang (the timeout would give -1 EAGAIN) */
+    ck_assert_int_ne(n < 0 ? errno : 0, EAGAIN);
+    close(f.server);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+START_TEST(relay_abort)
+{
+    rfx f;
+    rfx_open(&f);
+    start_relay(&f, NULL, _i == 0, 0);
+    run_until(&f.loop, NULL, NULL, 10, NULL);
+    fwx__pump_abort(f.p);
+    fwx__pump_abort(f.p); /* harmless while ending */
+    ck_assert_int_eq(f.done_calls, 0);
+    wait_done(&f);
+    set_timeouts(f.client);
+    set_timeouts(f.server);
+    char c;
+    ck_assert_int_eq(recv(f.client, &c, 1, 0), 0);
+    ck_assert_int_eq(recv(f.server, &c, 1, 0), 0);
+    close(f.client);
+    close(f.server);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+START_TEST(relay_bad_args)
+{
+    uv_loop_t loop;
+    fwx__pump *p = (fwx__pump *)(uintptr_t)1;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    TU_EXPECT_HR(fwx__pump_start(&loop, NULL, -1, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
+    ck_assert_ptr_null(p);
+    int a, b;
+    tcp_pair(&a, &b);
+    /* emulated (external_fd -1) without a data filter */
+    TU_EXPECT_HR(fwx__pump_start(&loop, NULL, b, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx__pump_start(&loop, NULL, b, a, NULL, NULL, NULL, &p), FWX_E_POINTER);
+    close(a);
+    close(b);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
+/* ---- a core connection -------------------------------------------------------------------- */
+
+typedef struct cfx {
+    fwx_firewall *fw;
+    IFWXSession *s;
+    IFWXConnection *c;
+} cfx;
+
+static void cfx_open(cfx *k, uv_loop_t *loop)
+{
+    memset(k, 0, sizeof *k);
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.log_level = FWX_LOG_ERROR;
+    TU_EXPECT_HR(fwx_firewall_new(loop, &o, &k->fw), FWX_S_OK);
+    struct sockaddr_storage cl = tu_addr("10.0.0.8"), pe = tu_addr("198.51.100.7:21");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
+    TU_EXPECT_HR(fwx_session_open(k->fw, &sp, &k->s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(pe), tu_len(&pe), NULL, 0, NULL, 0};
+    TU_EXPECT_HR(fwx_connection_open(k->s, &cp, &k->c), FWX_S_OK);
+}
+
+static void cfx_close(cfx *k)
+{
+    if (k->c != NULL)
+        fwx_connection_close(k->c);
+    fwx_session_close(k->s);
+    IFWXSession_Release(k->s);
+    fwx_firewall_close(k->fw, NULL, NULL);
+}
+
+/* A relay that counts bytes into a connection without filters. */
+START_TEST(relay_counts_bytes)
+{
+    rfx f;
+    cfx k;
+    rfx_open(&f);
+    cfx_open(&k, &f.loop);
+    TU_EXPECT_REF(k.c, 2); /* ours and the session's */
+    peer cl = {.tx_len = 100000, .seed = 5};
+    peer sv = {.tx_len = 7777, .seed = 6};
+    start_relay(&f, k.c, _i == 0, 0);
+    TU_EXPECT_REF(k.c, 3); /* the pump's */
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    wait_done(&f);
+    peer_join(&cl);
+    peer_join(&sv);
+    TU_EXPECT_REF(k.c, 2);
+    ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_in, 100000);
+    ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_out, 7777);
+    cfx_close(&k);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* ---- test data filters -------------------------------------------------------------------- */
+
+enum { F_OBSERVE, F_MODIFY, F_EMULATE, F_MAP, F_MANUAL /* the test drives its sockets */ };
+enum { UD_RECV = 1, UD_SEND = 2 };
+
+typedef struct tfilter tfilter;
+typedef struct tdir {
+    IFWXIOCompletion iface;
+    tfilter *f;
+    int d; /* 0: reads the internal socket (client to server), 1: the external */
+} tdir;
+
+static int order_c2s[8], n_c2s, order_s2c[8], n_s2c;
+
+struct tfilter {
+    IFWXDataFilter iface;
+    atomic_uint refs;
+    int kind, id;
+    char map_from, map_to;
+    fwx_result setsockets_hr;
+    IFWXSocket *s[2];
+    IFWXConnection *conn;
+    IUnknown *ctx;
+    tdir dirs[2];
+    bool eof[2], closed, in_call;
+    uint64_t seen[2];
+    int setsockets_calls, detach_calls, reentrant, failures;
+    fwx_result second_recv_hr, ro_setsize_hr;
+    bool checked_ro;
+    char line[1024];
+    size_t line_len;
+};
+
+static tfilter *impl_tf(IFWXDataFilter *i) { return fwx__container_of(i, tfilter, iface); }
+
+static fwx_result tf_QueryInterface(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
+{
+    *ppv = NULL;
+    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
+        return FWX_E_NOINTERFACE;
+    This->lpVtbl->AddRef(This);
+    *ppv = This;
+    return FWX_S_OK;
+}
+static uint32_t tf_AddRef(IFWXDataFilter *This) { return atomic_fetch_add(&impl_tf(This)->refs, 1) + 1; }
+static uint32_t tf_Release(IFWXDataFilter *This)
+{
+    tfilter *f = impl_tf(This);
+    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
+    if (n == 0)
+        free(f);
+    return n;
+}
+
+static void tf_close_all(tfilter *f)
+{
+    if (f->closed)
+        return;
+    f->closed = true;
+    for (int i = 0; i < 2; i++)
+        if (f->s[i] != NULL)
+            IFWXSocket_Close(f->s[i]);
+}
+
+static fwx_result tf_recv(tfilter *f, int d)
+{
+    f->in_call = true;
+    fwx_result hr = IFWXSocket_Recv(f->s[d], NULL, &f->dirs[d].iface, UD_RECV);
+    f->in_call = false;
+    return hr;
+}
+
+static fwx_result tf_send(tfilter *f, int d, const uint8_t *p, size_t n, IFWXIOCompletion *cpl)
+{
+    IFWXIOBuffer *b;
+    fwx_result hr = fwx__iobuffer_new((uint32_t)(n > 0 ? n : 1), &b);
+    if (FWX_FAILED(hr))
+        return hr;
+    IFWXIOBuffer_Append(b, p, (uint32_t)n);
+    f->in_call = true;
+    hr = IFWXSocket_Send(f->s[d], b, cpl, UD_SEND);
+    f->in_call = false;
+    IFWXIOBuffer_Release(b);
+    return hr;
+}
+
+static void tf_log_order(tfilter *f, int d)
+{
+    if (f->seen[d] != 0)
+        return;
+    if (d == 0 && n_c2s < 8)
+        order_c2s[n_c2s++] = f->id;
+    if (d == 1 && n_s2c < 8)
+        order_s2c[n_s2c++] = f->id;
+}
+
+static void tf_emulate(tfilter *f, const uint8_t *p, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        if (f->line_len < sizeof f->line - 1)
+            f->line[f->line_len++] = (char)p[i];
+        if (p[i] == '\n') {
+            char out[1100];
+            f->line[f->line_len] = 0;
+            int k = snprintf(out, sizeof out, "echo: %s", f->line);
+            f->line_len = 0;
+            if (FWX_FAILED(tf_send(f, 0, (uint8_t *)out, (size_t)k, &f->dirs[1].iface)))
+                f->failures++;
+        }
+    }
+}
+
+static fwx_result tf_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf, uintptr_t ud,
+                                     const struct sockaddr *a, uint32_t al)
+{
+    (void)err;
+    (void)a;
+    (void)al;
+    tdir *td = fwx__container_of(This, tdir, iface);
+    tfilter *f = td->f;
+    int d = td->d;
+    if (f->in_call)
+        f->reentrant++;
+    if (f->closed)
+        return FWX_S_OK;
+    if (!ok) {
+        f->failures++;
+        tf_close_all(f);
+        return FWX_S_OK;
+    }
+    if (f->kind == F_EMULATE && ud == UD_SEND)
+        return FWX_S_OK; /* an answer went out */
+    if (ud == UD_SEND) {
+        if (FWX_FAILED(tf_recv(f, d)))
+            tf_close_all(f);
+        return FWX_S_OK;
+    }
+    uint8_t *p;
+    uint32_t n;
+    IFWXIOBuffer_GetBufferAndSize(buf, &p, &n);
+    if (!f->checked_ro) {
+        f->checked_ro = true;
+        f->ro_setsize_hr = IFWXIOBuffer_SetDataSize(buf, 0); /* a Recv(NULL) buffer is read-only */
+    }
+    if (n == 0) {
+        f->eof[d] = true;
+        if (f->kind == F_EMULATE) {
+            IFWXSocket_Shutdown(f->s[0], SHUT_WR);
+            return FWX_S_OK;
+        }
+        IFWXSocket_Shutdown(f->s[1 - d], SHUT_WR);
+        if (f->eof[0] && f->eof[1])
+            tf_close_all(f);
+        return FWX_S_OK;
+    }
+    tf_log_order(f, d);
+    f->seen[d] += n;
+    if (f->kind == F_EMULATE) {
+        tf_emulate(f, p, n);
+        if (FWX_FAILED(tf_recv(f, 0)))
+            tf_close_all(f);
+        return FWX_S_OK;
+    }
+    uint8_t *out = malloc(2 * (size_t)n);
+    size_t m = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint8_t ch = p[i];
+        if (d == 0 && f->kind == F_MODIFY && ch == 'a')
+            out[m++] = 'a';
+        if (f->kind == F_MAP && ch == (uint8_t)f->map_from)
+            ch = (uint8_t)f->map_to;
+        out[m++] = ch;
+    }
+    if (FWX_FAILED(tf_send(f, 1 - d, out, m, &f->dirs[d].iface)))
+        tf_close_all(f);
+    free(out);
+    return FWX_S_OK;
+}
+
+static fwx_result tc_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
+{
+    *ppv = NULL;
+    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
+        return FWX_E_NOINTERFACE;
+    This->lpVtbl->AddRef(This);
+    *ppv = This;
+    return FWX_S_OK;
+}
+/* The completions live inside the filter and share its count. */
+static uint32_t tc_AddRef(IFWXIOCompletion *This) { return tf_AddRef(&fwx__container_of(This, tdir, iface)->f->iface); }
+static uint32_t tc_Release(IFWXIOCompletion *This) { return tf_Release(&fwx__container_of(This, tdir, iface)->f->iface); }
+static const IFWXIOCompletionVtbl tc_vtbl = {tc_QueryInterface, tc_AddRef, tc_Release, tf_CompleteAsyncIO};
+
+static fwx_result tf_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *conn, IUnknown *ctx)
+{
+    tfilter *f = impl_tf(This);
+    f->setsockets_calls++;
+    if (FWX_FAILED(f->setsockets_hr))
+        return f->setsockets_hr;
+    f->s[0] = in;
+    f->s[1] = ex;
+    IFWXSocket_AddRef(in);
+    if (ex != NULL)
+        IFWXSocket_AddRef(ex);
+    f->conn = conn;
+    IFWXConnection_AddRef(conn);
+    f->ctx = ctx;
+    if (ctx != NULL)
+        IUnknown_AddRef(ctx);
+    if (f->kind == F_MANUAL)
+        return FWX_S_OK;
+    if (FWX_FAILED(tf_recv(f, 0)))
+        f->failures++;
+    /* one pending Recv per socket */
+    f->in_call = true;
+    f->second_recv_hr = IFWXSocket_Recv(in, NULL, &f->dirs[0].iface, UD_RECV);
+    f->in_call = false;
+    if (ex != NULL && FWX_FAILED(tf_recv(f, 1)))
+        f->failures++;
+    return FWX_S_OK;
+}
+
+static fwx_result tf_Detach(IFWXDataFilter *This)
+{
+    tfilter *f = impl_tf(This);
+    f->detach_calls++;
+    tf_close_all(f);
+    for (int i = 0; i < 2; i++)
+        if (f->s[i] != NULL) {
+            IFWXSocket_Release(f->s[i]);
+            f->s[i] = NULL;
+        }
+    if (f->conn != NULL)
+        IFWXConnection_Release(f->conn);
+    f->conn = NULL;
+    if (f->ctx != NULL)
+        IUnknown_Release(f->ctx);
+    f->ctx = NULL;
+    return FWX_S_OK;
+}
+
+static const IFWXDataFilterVtbl tf_vtbl = {tf_QueryInterface, tf_AddRef, tf_Release, tf_SetSockets, tf_Detach};
+
+static tfilter *tf_new(int kind, int id)
+{
+    tfilter *f = calloc(1, sizeof *f);
+    ck_assert_ptr_nonnull(f);
+    f->iface.lpVtbl = &tf_vtbl;
+    atomic_init(&f->refs, 1);
+    f->kind = kind;
+    f->id = id;
+    for (int d = 0; d < 2; d++) {
+        f->dirs[d].iface.lpVtbl = &tc_vtbl;
+        f->dirs[d].f = f;
+        f->dirs[d].d = d;
+    }
+    return f;
+}
+
+/* ---- the data-filter path ----------------------------------------------------------------- */
+
+/* Observer: bytes pass unchanged both ways (1 MiB each), counted by the filter and the
+   connection; reference counts of the sockets and the connection at each hand-off. */
+START_TEST(filter_observer)
+{
+    rfx f;
+    cfx k;
+    rfx_open(&f);
+    cfx_open(&k, &f.loop);
+    tfilter *t = tf_new(F_OBSERVE, 1);
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    TU_EXPECT_REF(&t->iface, 2);
+    TU_EXPECT_REF(k.c, 2);
+    peer cl = {.tx_len = MiB, .seed = 11};
+    peer sv = {.tx_len = MiB, .seed = 12};
+    start_relay(&f, k.c, false, 0);
+    ck_assert_int_eq(t->setsockets_calls, 1);
+    TU_EXPECT_REF(k.c, 4); /* + the pump's + the filter's */
+    ck_assert_ptr_nonnull(t->s[0]);
+    ck_assert_ptr_nonnull(t->s[1]);
+    TU_EXPECT_REF(t->s[0], 2); /* the pump's and the filter's */
+    TU_EXPECT_REF(t->s[1], 2);
+    TU_EXPECT_HR(t->second_recv_hr, FWX_E_INVALIDARG);
+    void *q = NULL;
+    TU_EXPECT_HR(IFWXSocket_QueryInterface(t->s[0], &IID_IFWXSocket, &q), FWX_S_OK);
+    ck_assert_ptr_eq(q, t->s[0]);
+    IFWXSocket_Release(t->s[0]);
+    TU_EXPECT_HR(IFWXSocket_QueryInterface(t->s[0], &IID_IFWXNetworkSocket, &q), FWX_E_NOINTERFACE);
+    ck_assert_ptr_null(q);
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    wait_done(&f);
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_uint_eq(sv.rx_len, MiB);
+    ck_assert_uint_eq(cl.rx_len, MiB);
+    ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
+    ck_assert_uint_eq(cl.rx_sum, sv.tx_sum);
+    ck_assert_uint_eq(t->seen[0], MiB);
+    ck_assert_uint_eq(t->seen[1], MiB);
+    ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_in, MiB);
+    ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_out, MiB);
+    ck_assert_int_eq(t->reentrant, 0);
+    ck_assert_int_eq(t->failures, 0);
+    TU_EXPECT_HR(t->ro_setsize_hr, FWX_E_NOT_SUPPORTED);
+    /* The pump is gone: its sockets are the filter's alone, dead, and the filter stays attached. */
+    TU_EXPECT_REF(t->s[0], 1);
+    TU_EXPECT_REF(t->s[1], 1);
+    TU_EXPECT_REF(k.c, 3);
+    IFWXIOBuffer *b;
+    TU_EXPECT_HR(fwx__iobuffer_new(4, &b), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSocket_Send(t->s[1], b, NULL, 0), FWX_E_TERMINATING);
+    TU_EXPECT_HR(IFWXSocket_Recv(t->s[1], b, &t->dirs[1].iface, 0), FWX_E_TERMINATING);
+    TU_EXPECT_HR(IFWXSocket_Close(t->s[1]), FWX_S_OK);
+    TU_EXPECT_REF(b, 1);
+    IFWXIOBuffer_Release(b);
+    ck_assert_int_eq(t->detach_calls, 0);
+    fwx_connection_close(k.c); /* the core detaches the filter */
+    k.c = NULL;
+    ck_assert_int_eq(t->detach_calls, 1);
+    TU_EXPECT_REF(&t->iface, 1);
+    IFWXDataFilter_Release(&t->iface);
+    cfx_close(&k);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* Modifier: every 'a' from the client becomes "aa"; the server sees the longer stream, the
+   connection counts what each peer sent. */
+START_TEST(filter_modifier)
+{
+    rfx f;
+    cfx k;
+    rfx_open(&f);
+    cfx_open(&k, &f.loop);
+    tfilter *t = tf_new(F_MODIFY, 1);
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    peer cl = {.tx_text = "banana, a cat and an apple"};
+    peer sv = {.tx_text = "ok a"};
+    start_relay(&f, k.c, false, 0); /* never spliced: the filter path */
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    wait_done(&f);
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_str_eq(sv.rx, "baanaanaa, aa caat aand aan aapple");
+    ck_assert_str_eq(cl.rx, "ok a");
+    ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_in, strlen("banana, a cat and an apple"));
+    ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_out, strlen("ok a"));
+    ck_assert_uint_eq(t->seen[0], strlen("banana, a cat and an apple"));
+    ck_assert_int_eq(t->reentrant, 0);
+    fwx_connection_close(k.c);
+    k.c = NULL;
+    IFWXDataFilter_Release(&t->iface);
+    cfx_close(&k);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* Emulator: no server (external_fd -1); the filter answers each client line itself. */
+START_TEST(filter_emulator)
+{
+    rfx f;
+    cfx k;
+    memset(&f, 0, sizeof f);
+    ck_assert_int_eq(uv_loop_init(&f.loop), 0);
+    tcp_pair(&f.client, &f.gw_int);
+    set_nonblock(f.gw_int);
+    cfx_open(&k, &f.loop);
+    tfilter *t = tf_new(F_EMULATE, 1);
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Emulation, NULL), FWX_S_OK);
+    TU_EXPECT_HR(fwx__pump_start(&f.loop, k.c, f.gw_int, -1, NULL, on_done, &f, &f.p), FWX_S_OK);
+    ck_assert_int_eq(t->setsockets_calls, 1);
+    ck_assert_ptr_nonnull(t->s[0]);
+    ck_assert_ptr_null(t->s[1]);
+    peer cl = {.tx_text = "one\ntwo\nthree\n"};
+    peer_start(&cl, f.client);
+    wait_done(&f);
+    peer_join(&cl);
+    ck_assert_str_eq(cl.rx, "echo: one\necho: two\necho: three\n");
+    ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_in, strlen("one\ntwo\nthree\n"));
+    ck_assert_int_eq(t->reentrant, 0);
+    ck_assert_int_eq(t->failures, 0);
+    fwx_connection_close(k.c);
+    k.c = NULL;
+    IFWXDataFilter_Release(&t->iface);
+    cfx_close(&k);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* Two filters, attached out of order: data meets them by priority class, client to server
+   Internal then External, server to client the reverse; each sees the other's changes. */
+START_TEST(filter_chain)
+{
+    rfx f;
+    cfx k;
+    rfx_open(&f);
+    cfx_open(&k, &f.loop);
+    tfilter *ext = tf_new(F_MAP, 2), *in = tf_new(F_MAP, 1);
+    in->map_from = 'a', in->map_to = 'b';
+    ext->map_from = 'b', ext->map_to = 'c';
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &ext->iface, fwx_dfpc_External, NULL), FWX_S_OK);
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &in->iface, fwx_dfpc_Internal, NULL), FWX_S_OK);
+    n_c2s = n_s2c = 0;
+    peer cl = {.tx_text = "aaa"};
+    peer sv = {.tx_text = "abab"};
+    start_relay(&f, k.c, false, 0);
+    ck_assert_int_eq(in->setsockets_calls, 1);
+    ck_assert_int_eq(ext->setsockets_calls, 1);
+    /* in: client socket and one end of the join; ext: the other end and the server socket */
+    ck_assert_ptr_nonnull(in->s[0]);
+    ck_assert_ptr_nonnull(in->s[1]);
+    ck_assert_ptr_nonnull(ext->s[0]);
+    ck_assert_ptr_nonnull(ext->s[1]);
+    ck_assert_ptr_ne(in->s[1], ext->s[0]);
+    TU_EXPECT_REF(in->s[1], 2);
+    TU_EXPECT_REF(ext->s[0], 2);
+    TU_EXPECT_REF(k.c, 5); /* ours, the session's, the pump's, one per filter */
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    wait_done(&f);
+    peer_join(&cl);
+    peer_join(&sv);
+    /* a->b by the internal filter, then b->c by the external one */
+    ck_assert_str_eq(sv.rx, "ccc");
+    /* server to client: the external filter first (b->c), then the internal (a->b) */
+    ck_assert_str_eq(cl.rx, "bcbc");
+    ck_assert_int_eq(n_c2s, 2);
+    ck_assert_int_eq(order_c2s[0], 1);
+    ck_assert_int_eq(order_c2s[1], 2);
+    ck_assert_int_eq(n_s2c, 2);
+    ck_assert_int_eq(order_s2c[0], 2);
+    ck_assert_int_eq(order_s2c[1], 1);
+    ck_assert_int_eq(in->reentrant + ext->reentrant, 0);
+    TU_EXPECT_REF(in->s[1], 1);
+    TU_EXPECT_REF(k.c, 4);
+    fwx_connection_close(k.c);
+    k.c = NULL;
+    ck_assert_int_eq(in->detach_calls, 1);
+    ck_assert_int_eq(ext->detach_calls, 1);
+    IFWXDataFilter_Release(&in->iface);
+    IFWXDataFilter_Release(&ext->iface);
+    cfx_close(&k);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* A failing SetSockets ends the pump: done() follows, the client sees the connection end. */
+START_TEST(filter_setsockets_fails)
+{
+    rfx f;
+    cfx k;
+    rfx_open(&f);
+    cfx_open(&k, &f.loop);
+    tfilter *t = tf_new(F_OBSERVE, 1);
+    t->setsockets_hr = FWX_E_OUTOFMEMORY;
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    start_relay(&f, k.c, false, 0);
+    ck_assert_int_eq(t->setsockets_calls, 1);
+    wait_done(&f);
+    set_timeouts(f.client);
+    char c;
+    ck_assert_int_eq(recv(f.client, &c, 1, 0), 0);
+    close(f.client);
+    close(f.server);
+    TU_EXPECT_REF(k.c, 2);
+    fwx_connection_close(k.c);
+    k.c = NULL;
+    IFWXDataFilter_Release(&t->iface);
+    cfx_close(&k);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* Closing a real socket under a pending Recv fails it; the filter then closes the other and
+   the pump ends; both peers see the end. */
+START_TEST(filter_close_fails_pending)
+{
+    rfx f;
+    cfx k;
+    rfx_open(&f);
+    cfx_open(&k, &f.loop);
+    tfilter *t = tf_new(F_OBSERVE, 1);
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    start_relay(&f, k.c, false, 0);
+    TU_EXPECT_HR(IFWXSocket_Close(t->s[1]), FWX_S_OK);
+    ck_assert_int_eq(t->failures, 0); /* not from inside Close */
+    wait_done(&f);
+    ck_assert_int_ge(t->failures, 1);
+    ck_assert_int_eq(t->reentrant, 0);
+    set_timeouts(f.client);
+    set_timeouts(f.server);
+    char c;
+    ck_assert_int_eq(recv(f.client, &c, 1, 0), 0);
+    ck_assert_int_eq(recv(f.server, &c, 1, 0), 0);
+    close(f.client);
+    close(f.server);
+    fwx_connection_close(k.c);
+    k.c = NULL;
+    IFWXDataFilter_Release(&t->iface);
+    cfx_close(&k);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+typedef struct tcpl tcpl;
+static void tcpl_init(tcpl *c);
+static bool tcpl_called(void *arg);
+static IFWXIOBuffer *text_buf(const char *s);
+static const char *tcpl_text(tcpl *c);
+static int tcpl_calls(tcpl *c);
+static int tcpl_ok(tcpl *c);
+static IFWXIOCompletion *tcpl_iface(tcpl *c);
+
+/* The virtual pair between two filters, driven by hand: a Send completes only when the other
+   end's Recv took its bytes; Recv into a small buffer takes a Send in pieces; Shutdown(SHUT_WR)
+   gives the other end EOF; Close fails the other end's Sends and the closed end's Recv. */
+START_TEST(filter_virtual_pair)
+{
+    rfx f;
+    cfx k;
+    rfx_open(&f);
+    cfx_open(&k, &f.loop);
+    tfilter *in = tf_new(F_MANUAL, 1), *ex = tf_new(F_MANUAL, 2);
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &in->iface, fwx_dfpc_Internal, NULL), FWX_S_OK);
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &ex->iface, fwx_dfpc_External, NULL), FWX_S_OK);
+    start_relay(&f, k.c, false, 0);
+    IFWXSocket *a = in->s[1], *b = ex->s[0];
+    tcpl *sc = calloc(1, 4096), *rc = calloc(1, 4096), *rc2 = calloc(1, 4096);
+    tcpl_init(sc), tcpl_init(rc), tcpl_init(rc2);
+    IFWXIOBuffer *msg = text_buf("hello"), *small;
+    TU_EXPECT_HR(fwx__iobuffer_new(3, &small), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSocket_Send(a, msg, tcpl_iface(sc), 1), FWX_S_OK);
+    TU_EXPECT_REF(msg, 2);
+    run_until(&f.loop, NULL, NULL, 10, NULL);
+    ck_assert_int_eq(tcpl_calls(sc), 0); /* nobody took it yet */
+    TU_EXPECT_HR(IFWXSocket_Recv(b, small, tcpl_iface(rc), 2), FWX_S_OK);
+    ck_assert_int_eq(tcpl_calls(rc), 0);
+    ck_assert(run_until(&f.loop, tcpl_called, rc, RUN_LIMIT_MS, NULL));
+    ck_assert_str_eq(tcpl_text(rc), "hel");
+    ck_assert_int_eq(tcpl_calls(sc), 0); /* two bytes still wait */
+    TU_EXPECT_HR(IFWXSocket_Recv(b, NULL, tcpl_iface(rc2), 3), FWX_S_OK);
+    ck_assert(run_until(&f.loop, tcpl_called, sc, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(tcpl_ok(sc), 1);
+    ck_assert_int_eq(tcpl_calls(rc2), 1);
+    ck_assert_str_eq(tcpl_text(rc2), "lo");
+    TU_EXPECT_REF(msg, 1);
+    /* EOF */
+    TU_EXPECT_HR(IFWXSocket_Shutdown(a, SHUT_WR), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSocket_Send(a, msg, NULL, 0), FWX_E_TERMINATING);
+    tcpl_init(rc);
+    TU_EXPECT_HR(IFWXSocket_Recv(b, NULL, tcpl_iface(rc), 4), FWX_S_OK);
+    ck_assert(run_until(&f.loop, tcpl_called, rc, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(tcpl_ok(rc), 1);
+    ck_assert_str_eq(tcpl_text(rc), "");
+    /* the other way: a Recv pending on a, then b closes: a sees EOF; b's Recv is gone */
+    tcpl_init(rc);
+    TU_EXPECT_HR(IFWXSocket_Recv(a, NULL, tcpl_iface(rc), 5), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSocket_Close(b), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSocket_Recv(b, NULL, tcpl_iface(rc2), 6), FWX_E_TERMINATING);
+    ck_assert(run_until(&f.loop, tcpl_called, rc, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(tcpl_ok(rc), 1);
+    ck_assert_str_eq(tcpl_text(rc), "");
+    /* closing the real sockets ends the pump */
+    IFWXSocket_Close(in->s[0]);
+    IFWXSocket_Close(ex->s[1]);
+    wait_done(&f);
+    IFWXIOBuffer_Release(msg);
+    IFWXIOBuffer_Release(small);
+    close(f.client);
+    close(f.server);
+    fwx_connection_close(k.c);
+    k.c = NULL;
+    IFWXDataFilter_Release(&in->iface);
+    IFWXDataFilter_Release(&ex->iface);
+    free(sc), free(rc), free(rc2);
+    cfx_close(&k);
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* ---- IFWXNetworkSocket -------------------------------------------------------------------- */
+
+struct tcpl {
+    IFWXIOCompletion iface;
+    IFWXAcceptCompletion acc;
+    atomic_uint refs;
+    int calls, ok, err;
+    uintptr_t ud;
+    char data[2048];
+    uint32_t len;
+    struct sockaddr_storage addr;
+    uint32_t addr_len;
+    IFWXNetworkSocket *accepted;
+    struct sockaddr_storage remote, local;
+};
+
+static fwx_result tcpl_qi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
+{
+    (void)This;
+    (void)riid;
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+static uint32_t tcpl_addref(IFWXIOCompletion *This) { return atomic_fetch_add(&((tcpl *)(void *)This)->refs, 1) + 1; }
+static uint32_t tcpl_release(IFWXIOCompletion *This) { return atomic_fetch_sub(&((tcpl *)(void *)This)->refs, 1) - 1; }
+static fwx_result tcpl_done(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *b, uintptr_t ud,
+                            const struct sockaddr *a, uint32_t al)
+{
+    tcpl *c = (tcpl *)(void *)This;
+    c->calls++;
+    c->ok = ok;
+    c->err = err;
+    c->ud = ud;
+    uint8_t *p;
+    uint32_t n;
+    IFWXIOBuffer_GetBufferAndSize(b, &p, &n);
+    c->len = n < sizeof c->data - 1 ? n : sizeof c->data - 1;
+    memcpy(c->data, p, c->len);
+    c->data[c->len] = 0;
+    c->addr_len = 0;
+    if (a != NULL) {
+        memcpy(&c->addr, a, al);
+        c->addr_len = al;
+    }
+    return FWX_S_OK;
+}
+static const IFWXIOCompletionVtbl tcpl_vtbl = {tcpl_qi, tcpl_addref, tcpl_release, tcpl_done};
+
+static tcpl *acc_impl(IFWXAcceptCompletion *a) { return fwx__container_of(a, tcpl, acc); }
+static fwx_result tacc_qi(IFWXAcceptCompletion *This, const fwx_guid *riid, void **ppv)
+{
+    (void)This;
+    (void)riid;
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+static uint32_t tacc_addref(IFWXAcceptCompletion *This) { return tcpl_addref(&acc_impl(This)->iface); }
+static uint32_t tacc_release(IFWXAcceptCompletion *This) { return tcpl_release(&acc_impl(This)->iface); }
+static fwx_result tacc_done(IFWXAcceptCompletion *This, int32_t ok, int32_t err, IFWXNetworkSocket *ls,
+                            IFWXNetworkSocket *as, const struct sockaddr *r, uint32_t rl, const struct sockaddr *l,
+                            uint32_t ll, uintptr_t ud)
+{
+    (void)ls;
+    tcpl *c = acc_impl(This);
+    c->calls++;
+    c->ok = ok;
+    c->err = err;
+    c->ud = ud;
+    c->accepted = as;
+    if (r != NULL)
+        memcpy(&c->remote, r, rl);
+    if (l != NULL)
+        memcpy(&c->local, l, ll);
+    return FWX_S_OK;
+}
+static const IFWXAcceptCompletionVtbl tacc_vtbl = {tacc_qi, tacc_addref, tacc_release, tacc_done};
+
+static void tcpl_init(tcpl *c)
+{
+    memset(c, 0, sizeof *c);
+    c->iface.lpVtbl = &tcpl_vtbl;
+    c->acc.lpVtbl = &tacc_vtbl;
+    atomic_init(&c->refs, 1);
+}
+
+static bool tcpl_called(void *arg) { return ((tcpl *)arg)->calls > 0; }
+static const char *tcpl_text(tcpl *c) { return c->data; }
+static int tcpl_calls(tcpl *c) { return c->calls; }
+static int tcpl_ok(tcpl *c) { return c->ok; }
+static IFWXIOCompletion *tcpl_iface(tcpl *c) { return &c->iface; }
+
+static IFWXIOBuffer *text_buf(const char *s)
+{
+    IFWXIOBuffer *b;
+    TU_EXPECT_HR(fwx__iobuffer_new((uint32_t)strlen(s) + 1, &b), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIOBuffer_Append(b, s, (uint32_t)strlen(s)), FWX_S_OK);
+    return b;
+}
+
+/* A blocking echo server thread: one connection, echoes until EOF. */
+typedef struct echo {
+    int l;
+    uint16_t port;
+    pthread_t t;
+} echo;
+
+static void *echo_main(void *arg)
+{
+    echo *e = arg;
+    int c = accept(e->l, NULL, NULL);
+    if (c < 0)
+        return NULL;
+    set_timeouts(c);
+    char buf[4096];
+    ssize_t n;
+    while ((n = recv(c, buf, sizeof buf, 0)) > 0)
+        if (send(c, buf, (size_t)n, MSG_NOSIGNAL) != n)
+            break;
+    close(c);
+    return NULL;
+}
+
+static void echo_start(echo *e)
+{
+    e->l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = lo4(0);
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(bind(e->l, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(listen(e->l, 4), 0);
+    ck_assert_int_eq(getsockname(e->l, (struct sockaddr *)&sa, &len), 0);
+    e->port = ntohs(sa.sin_port);
+    struct timeval tv = {PEER_TIMEOUT_S, 0};
+    setsockopt(e->l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ck_assert_int_eq(pthread_create(&e->t, NULL, echo_main, e), 0);
+}
+
+static void echo_stop(echo *e)
+{
+    pthread_join(e->t, NULL);
+    close(e->l);
+}
+
+START_TEST(usock_tcp_connect_echo)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    echo e;
+    echo_start(&e);
+    IFWXNetworkSocket *s = NULL;
+    TU_EXPECT_HR(fwx__usock_new(&loop, 99, &s), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
+    TU_EXPECT_REF(s, 1);
+    void *q;
+    TU_EXPECT_HR(IFWXNetworkSocket_QueryInterface(s, &IID_IFWXSocket, &q), FWX_S_OK);
+    ck_assert_ptr_eq(q, s);
+    IFWXNetworkSocket_Release(s);
+    TU_EXPECT_HR(IFWXNetworkSocket_QueryInterface(s, &IID_IUnknown, &q), FWX_S_OK);
+    IFWXNetworkSocket_Release(s);
+    TU_EXPECT_HR(IFWXNetworkSocket_QueryInterface(s, &IID_IFWXNetworkSocket, &q), FWX_S_OK);
+    IFWXNetworkSocket_Release(s);
+    TU_EXPECT_HR(IFWXNetworkSocket_QueryInterface(s, &IID_IFWXDataFilter, &q), FWX_E_NOINTERFACE);
+    ck_assert_ptr_null(q);
+    TU_EXPECT_REF(s, 1);
+
+    struct sockaddr_in to = lo4(e.port);
+    TU_EXPECT_HR(IFWXNetworkSocket_Connect(s, (struct sockaddr *)&to, sizeof to), FWX_S_OK);
+    /* Send and Recv right away: held until the connect completes */
+    IFWXIOBuffer *b = text_buf("ping");
+    tcpl sc, rc;
+    tcpl_init(&sc);
+    tcpl_init(&rc);
+    TU_EXPECT_HR(IFWXNetworkSocket_Send(s, b, &sc.iface, 7), FWX_S_OK);
+    TU_EXPECT_REF(b, 2); /* held while the send is pending */
+    TU_EXPECT_HR(IFWXNetworkSocket_Recv(s, NULL, &rc.iface, 8), FWX_S_OK);
+    TU_EXPECT_HR(IFWXNetworkSocket_Recv(s, NULL, &rc.iface, 8), FWX_E_INVALIDARG);
+    ck_assert_int_eq(sc.calls + rc.calls, 0); /* never from inside the call */
+    ck_assert(run_until(&loop, tcpl_called, &rc, RUN_LIMIT_MS, NULL));
+    run_until(&loop, tcpl_called, &sc, RUN_LIMIT_MS, NULL);
+    ck_assert_int_eq(sc.calls, 1);
+    ck_assert_int_eq(sc.ok, 1);
+    ck_assert_uint_eq(sc.ud, 7);
+    TU_EXPECT_REF(b, 1);
+    ck_assert_int_eq(rc.ok, 1);
+    ck_assert_uint_eq(rc.ud, 8);
+    ck_assert_str_eq(rc.data, "ping");
+    ck_assert_uint_eq(rc.addr_len, 0);
+    ck_assert_uint_eq(atomic_load(&rc.refs), 1);
+
+    struct sockaddr_storage ss;
+    uint32_t sl = sizeof ss;
+    TU_EXPECT_HR(IFWXNetworkSocket_GetPeerName(s, TU_SAM(ss), &sl), FWX_S_OK);
+    ck_assert_uint_eq(sl, sizeof(struct sockaddr_in));
+    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&ss)->sin_port), e.port);
+    sl = sizeof ss;
+    TU_EXPECT_HR(IFWXNetworkSocket_GetSockName(s, TU_SAM(ss), &sl), FWX_S_OK);
+    ck_assert_uint_ne(ntohs(((struct sockaddr_in *)&ss)->sin_port), 0);
+    sl = 2;
+    TU_EXPECT_HR(IFWXNetworkSocket_GetSockName(s, TU_SAM(ss), &sl), FWX_E_INVALIDARG);
+    int one = 1, val = 0;
+    uint32_t vl = sizeof val;
+    TU_EXPECT_HR(IFWXNetworkSocket_SetSockOpt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one), FWX_S_OK);
+    TU_EXPECT_HR(IFWXNetworkSocket_GetSockOpt(s, IPPROTO_TCP, TCP_NODELAY, &val, &vl), FWX_S_OK);
+    ck_assert_int_ne(val, 0);
+    TU_EXPECT_HR(IFWXNetworkSocket_SetSockOpt(s, 12345, 1, &one, sizeof one), FWX_E_INVALIDARG);
+
+    /* half-close: the echo server sees EOF and closes; we read EOF */
+    TU_EXPECT_HR(IFWXNetworkSocket_Shutdown(s, 77), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXNetworkSocket_Shutdown(s, SHUT_WR), FWX_S_OK);
+    TU_EXPECT_HR(IFWXNetworkSocket_Send(s, b, NULL, 0), FWX_E_TERMINATING);
+    tcpl_init(&rc);
+    TU_EXPECT_HR(IFWXNetworkSocket_Recv(s, NULL, &rc.iface, 9), FWX_S_OK);
+    ck_assert(run_until(&loop, tcpl_called, &rc, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(rc.ok, 1);
+    ck_assert_uint_eq(rc.len, 0);
+    /* a pending Recv fails on Close */
+    tcpl_init(&rc);
+    TU_EXPECT_HR(IFWXNetworkSocket_Close(s), FWX_S_OK);
+    TU_EXPECT_HR(IFWXNetworkSocket_Recv(s, NULL, &rc.iface, 9), FWX_E_TERMINATING);
+    IFWXIOBuffer_Release(b);
+    TU_EXPECT_REF(s, 1);
+    IFWXNetworkSocket_Release(s);
+    echo_stop(&e);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
+START_TEST(usock_tcp_connect_refused_fails_ops)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    /* a port nobody listens on: bind one and close it */
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = lo4(0);
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+    ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
+    close(l);
+    IFWXNetworkSocket *s;
+    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
+    tcpl rc;
+    tcpl_init(&rc);
+    IFWXIOBuffer *b = text_buf("x");
+    TU_EXPECT_HR(IFWXNetworkSocket_Recv(s, b, &rc.iface, 1), FWX_E_INVALIDARG); /* not connected */
+    TU_EXPECT_HR(IFWXNetworkSocket_Connect(s, (struct sockaddr *)&sa, sizeof sa), FWX_S_OK);
+    TU_EXPECT_HR(IFWXNetworkSocket_Recv(s, b, &rc.iface, 1), FWX_S_OK);
+    ck_assert(run_until(&loop, tcpl_called, &rc, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(rc.ok, 0);
+    ck_assert_int_eq(rc.err, UV_ECONNREFUSED);
+    TU_EXPECT_REF(b, 1);
+    IFWXIOBuffer_Release(b);
+    IFWXNetworkSocket_Release(s); /* the last Release closes it */
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
+START_TEST(usock_tcp_listen_accept)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    IFWXNetworkSocket *ls;
+    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
+    tcpl ac;
+    tcpl_init(&ac);
+    TU_EXPECT_HR(IFWXNetworkSocket_Listen(ls, 4), FWX_E_WSAEINVAL); /* not bound */
+    TU_EXPECT_HR(IFWXNetworkSocket_Accept(ls, &ac.acc, 1), FWX_E_WSAEINVAL);
+    struct sockaddr_in at = lo4(0);
+    TU_EXPECT_HR(IFWXNetworkSocket_Bind(ls, (struct sockaddr *)&at, sizeof at, NULL), FWX_S_OK);
+    struct sockaddr_storage ss;
+    uint32_t sl = sizeof ss;
+    TU_EXPECT_HR(IFWXNetworkSocket_GetSockName(ls, TU_SAM(ss), &sl), FWX_S_OK);
+    uint16_t port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+    ck_assert_uint_ne(port, 0);
+    /* the same port again: in use, from Bind itself */
+    IFWXNetworkSocket *other;
+    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &other), FWX_S_OK);
+    TU_EXPECT_HR(IFWXNetworkSocket_Listen(ls, 4), FWX_S_OK);
+    struct sockaddr_in same = lo4(port);
+    TU_EXPECT_HR(IFWXNetworkSocket_Bind(other, (struct sockaddr *)&same, sizeof same, NULL), FWX_E_ADDRINUSE);
+    IFWXNetworkSocket_Release(other);
+
+    TU_EXPECT_HR(IFWXNetworkSocket_Accept(ls, &ac.acc, 42), FWX_S_OK);
+    TU_EXPECT_REF(&ac.acc, 2);
+    int c = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(connect(c, (struct sockaddr *)&same, sizeof same), 0);
+    set_timeouts(c);
+    ck_assert_int_eq(send(c, "hi", 2, 0), 2);
+    ck_assert(run_until(&loop, tcpl_called, &ac, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(ac.ok, 1);
+    ck_assert_uint_eq(ac.ud, 42);
+    ck_assert_ptr_nonnull(ac.accepted);
+    TU_EXPECT_REF(ac.accepted, 1); /* ours */
+    TU_EXPECT_REF(&ac.acc, 1);
+    struct sockaddr_in cn;
+    socklen_t cl = sizeof cn;
+    getsockname(c, (struct sockaddr *)&cn, &cl);
+    ck_assert_uint_eq(((struct sockaddr_in *)&ac.remote)->sin_port, cn.sin_port);
+    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&ac.local)->sin_port), port);
+    tcpl rc;
+    tcpl_init(&rc);
+    TU_EXPECT_HR(IFWXNetworkSocket_Recv(ac.accepted, NULL, &rc.iface, 3), FWX_S_OK);
+    ck_assert(run_until(&loop, tcpl_called, &rc, RUN_LIMIT_MS, NULL));
+    ck_assert_str_eq(rc.data, "hi");
+    IFWXIOBuffer *b = text_buf("yo");
+    TU_EXPECT_HR(IFWXNetworkSocket_Send(ac.accepted, b, NULL, 0), FWX_S_OK);
+    IFWXIOBuffer_Release(b);
+    char got[3] = {0};
+    ck_assert(run_until(&loop, fd_has_data, &c, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(recv(c, got, 2, MSG_WAITALL), 2);
+    ck_assert_str_eq(got, "yo");
+    IFWXNetworkSocket *as = ac.accepted;
+    /* a pending Accept fails on Close */
+    tcpl_init(&ac);
+    TU_EXPECT_HR(IFWXNetworkSocket_Accept(ls, &ac.acc, 5), FWX_S_OK);
+    TU_EXPECT_HR(IFWXNetworkSocket_Close(ls), FWX_S_OK);
+    ck_assert(run_until(&loop, tcpl_called, &ac, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(ac.ok, 0);
+    ck_assert_int_eq(ac.err, UV_ECANCELED);
+    ck_assert_ptr_null(ac.accepted);
+    TU_EXPECT_HR(IFWXNetworkSocket_Close(as), FWX_S_OK);
+    IFWXNetworkSocket_Release(as);
+    close(c);
+    IFWXNetworkSocket_Release(ls);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
+static int udp_fd(const char *ip, struct sockaddr_in *out)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = lo4(0);
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    set_timeouts(fd);
+    *out = a;
+    return fd;
+}
+
+START_TEST(usock_udp_sendto_recv)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    IFWXNetworkSocket *s;
+    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
+    struct sockaddr_in at = lo4(0);
+    TU_EXPECT_HR(IFWXNetworkSocket_Bind(s, (struct sockaddr *)&at, sizeof at, NULL), FWX_S_OK);
+    struct sockaddr_storage me;
+    uint32_t ml = sizeof me;
+    TU_EXPECT_HR(IFWXNetworkSocket_GetSockName(s, TU_SAM(me), &ml), FWX_S_OK);
+    TU_EXPECT_HR(IFWXNetworkSocket_GetPeerName(s, TU_SAM(me), &ml), FWX_E_WSAEINVAL);
+    ml = sizeof me;
+    TU_EXPECT_HR(IFWXNetworkSocket_GetSockName(s, TU_SAM(me), &ml), FWX_S_OK);
+    struct sockaddr_in from;
+    int u = udp_fd("127.0.0.1", &from);
+    tcpl rc;
+    tcpl_init(&rc);
+    TU_EXPECT_HR(IFWXNetworkSocket_Recv(s, NULL, &rc.iface, 1), FWX_S_OK);
+    ck_assert_int_eq(sendto(u, "dgram", 5, 0, TU_SA(me), ml), 5);
+    ck_assert(run_until(&loop, tcpl_called, &rc, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(rc.ok, 1);
+    ck_assert_str_eq(rc.data, "dgram");
+    ck_assert_uint_eq(rc.addr_len, sizeof(struct sockaddr_in));
+    ck_assert_uint_eq(((struct sockaddr_in *)&rc.addr)->sin_port, from.sin_port);
+    ck_assert_uint_eq(((struct sockaddr_in *)&rc.addr)->sin_addr.s_addr, from.sin_addr.s_addr);
+    IFWXIOBuffer *b = text_buf("reply");
+    tcpl sc;
+    tcpl_init(&sc);
+    TU_EXPECT_HR(IFWXNetworkSocket_SendTo(s, b, (struct sockaddr *)&from, sizeof from, &sc.iface, 2), FWX_S_OK);
+    ck_assert(run_until(&loop, tcpl_called, &sc, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(sc.ok, 1);
+    ck_assert_uint_eq(sc.addr_len, 0);
+    char got[16] = {0};
+    ck_assert_int_eq(recv(u, got, sizeof got, 0), 5);
+    ck_assert_str_eq(got, "reply");
+    IFWXIOBuffer_Release(b);
+    close(u);
+    IFWXNetworkSocket_Close(s);
+    IFWXNetworkSocket_Release(s);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
+/* The IP filter includes 127.0.0.2 only: 127.0.0.1's datagram is dropped, 127.0.0.2's arrives. */
+START_TEST(usock_udp_ipfilter_drops)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    IFWXIpFilter *ipf;
+    TU_EXPECT_HR(fwx__ipfilter_new(&ipf), FWX_S_OK);
+    struct sockaddr_storage ok2 = tu_addr("127.0.0.2");
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(ok2), tu_len(&ok2), TU_SA(ok2), tu_len(&ok2)), FWX_S_OK);
+    IFWXNetworkSocket *s;
+    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
+    struct sockaddr_in at = lo4(0);
+    TU_EXPECT_HR(IFWXNetworkSocket_Bind(s, (struct sockaddr *)&at, sizeof at, ipf), FWX_S_OK);
+    IFWXIpFilter *got_f = NULL;
+    TU_EXPECT_HR(IFWXNetworkSocket_GetIpFilter(s, &got_f), FWX_S_OK);
+    ck_assert_ptr_eq(got_f, ipf);
+    IFWXIpFilter_Release(got_f);
+    struct sockaddr_storage me;
+    uint32_t ml = sizeof me;
+    TU_EXPECT_HR(IFWXNetworkSocket_GetSockName(s, TU_SAM(me), &ml), FWX_S_OK);
+    struct sockaddr_in bad_a, good_a;
+    int bad = udp_fd("127.0.0.1", &bad_a), good = udp_fd("127.0.0.2", &good_a);
+    tcpl rc;
+    tcpl_init(&rc);
+    TU_EXPECT_HR(IFWXNetworkSocket_Recv(s, NULL, &rc.iface, 1), FWX_S_OK);
+    ck_assert_int_eq(sendto(bad, "bad", 3, 0, TU_SA(me), ml), 3);
+    run_until(&loop, NULL, NULL, 30, NULL);
+    ck_assert_int_eq(rc.calls, 0);
+    ck_assert_int_eq(sendto(good, "good", 4, 0, TU_SA(me), ml), 4);
+    ck_assert(run_until(&loop, tcpl_called, &rc, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(rc.calls, 1);
+    ck_assert_str_eq(rc.data, "good");
+    ck_assert_uint_eq(((struct sockaddr_in *)&rc.addr)->sin_addr.s_addr, good_a.sin_addr.s_addr);
+    close(bad);
+    close(good);
+    IFWXNetworkSocket_Close(s);
+    IFWXNetworkSocket_Release(s);
+    TU_EXPECT_REF(ipf, 1);
+    IFWXIpFilter_Release(ipf);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
+/* An accepted connection from an address the IP filter does not include is dropped. */
+START_TEST(usock_tcp_ipfilter_drops)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    IFWXIpFilter *ipf;
+    TU_EXPECT_HR(fwx__ipfilter_new(&ipf), FWX_S_OK);
+    struct sockaddr_storage ok2 = tu_addr("127.0.0.2");
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(ok2), tu_len(&ok2), TU_SA(ok2), tu_len(&ok2)), FWX_S_OK);
+    IFWXNetworkSocket *ls;
+    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
+    struct sockaddr_in at = lo4(0);
+    TU_EXPECT_HR(IFWXNetworkSocket_Bind(ls, (struct sockaddr *)&at, sizeof at, ipf), FWX_S_OK);
+    IFWXIpFilter_Release(ipf);
+    TU_EXPECT_HR(IFWXNetworkSocket_Listen(ls, 4), FWX_S_OK);
+    struct sockaddr_storage me;
+    uint32_t ml = sizeof me;
+    TU_EXPECT_HR(IFWXNetworkSocket_GetSockName(ls, TU_SAM(me), &ml), FWX_S_OK);
+    tcpl ac;
+    tcpl_init(&ac);
+    TU_EXPECT_HR(IFWXNetworkSocket_Accept(ls, &ac.acc, 1), FWX_S_OK);
+    int bad = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(connect(bad, TU_SA(me), ml), 0);
+    set_timeouts(bad);
+    ck_assert(run_until(&loop, fd_ended, &bad, RUN_LIMIT_MS, NULL)); /* closed on it */
+    ck_assert_int_eq(ac.calls, 0);
+    int good = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in ga = lo4(0);
+    inet_pton(AF_INET, "127.0.0.2", &ga.sin_addr);
+    ck_assert_int_eq(bind(good, (struct sockaddr *)&ga, sizeof ga), 0);
+    ck_assert_int_eq(connect(good, TU_SA(me), ml), 0);
+    ck_assert(run_until(&loop, tcpl_called, &ac, RUN_LIMIT_MS, NULL));
+    ck_assert_int_eq(ac.ok, 1);
+    ck_assert_uint_eq(((struct sockaddr_in *)&ac.remote)->sin_addr.s_addr, ga.sin_addr.s_addr);
+    IFWXNetworkSocket_Close(ac.accepted);
+    IFWXNetworkSocket_Release(ac.accepted);
+    close(bad);
+    close(good);
+    IFWXNetworkSocket_Close(ls);
+    IFWXNetworkSocket_Release(ls);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
+/* ---- suite -------------------------------------------------------------------------------- */
+
+static Suite *usermode_suite(void)
+{
+    Suite *s = suite_create("usermode");
+    struct {
+        const char *name;
+        const TTest *fn;
+        int loops; /* 2: run for splice (0) and read/write (1) */
+    } tests[] = {
+        {"relay_small", relay_small, 2},
+        {"relay_large_c2s", relay_large_c2s, 2},
+        {"relay_large_s2c", relay_large_s2c, 2},
+        {"relay_large_both", relay_large_both, 2},
+        {"relay_half_close", relay_half_close, 2},
+        {"relay_backpressure", relay_backpressure, 2},
+        {"relay_peer_reset", relay_peer_reset, 2},
+        {"relay_abort", relay_abort, 2},
+        {"relay_counts_bytes", relay_counts_bytes, 2},
+        {"relay_bad_args", relay_bad_args, 1},
+        {"filter_observer", filter_observer, 1},
+        {"filter_modifier", filter_modifier, 1},
+        {"filter_emulator", filter_emulator, 1},
+        {"filter_chain", filter_chain, 1},
+        {"filter_setsockets_fails", filter_setsockets_fails, 1},
+        {"filter_close_fails_pending", filter_close_fails_pending, 1},
+        {"filter_virtual_pair", filter_virtual_pair, 1},
+        {"usock_tcp_connect_echo", usock_tcp_connect_echo, 1},
+        {"usock_tcp_connect_refused_fails_ops", usock_tcp_connect_refused_fails_ops, 1},
+        {"usock_tcp_listen_accept", usock_tcp_listen_accept, 1},
+        {"usock_udp_sendto_recv", usock_udp_sendto_recv, 1},
+        {"usock_udp_ipfilter_drops", usock_udp_ipfilter_drops, 1},
+        {"usock_tcp_ipfilter_drops", usock_tcp_ipfilter_drops, 1},
+    };
+    for (size_t i = 0; i < FWX__ARRAY_SIZE(tests); i++) {
+        TCase *tc = tcase_create(tests[i].name);
+        tcase_set_timeout(tc, 60);
+        tcase_add_loop_test(tc, tests[i].fn, 0, tests[i].loops);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    /* Peers write to sockets the pump may have closed. */
+    signal(SIGPIPE, SIG_IGN);
+    return tu_run_suite(usermode_suite());
+}
