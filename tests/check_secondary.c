@@ -344,6 +344,49 @@ START_TEST(t4_afc_scope_in_network_with_policy)
 }
 END_TEST
 
+/* A null or unknown ProtocolGuid does not skip the policy: the primary connection's protocol
+   stands in (T21). */
+START_TEST(t21_secondary_policy_without_guid)
+{
+    fx f;
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    fx_open_opts(&f, &o);
+    /* The control connection was opened before the policy, so give it one and reopen it. */
+    fwx_connection_close(f.ctl);
+    f.ctl = NULL;
+    const char *cfg = "networks = { internal = { ranges = [ \"10.0.0.0/8\" ]; }; };\n"
+                      "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+                      "protocols = ( { name = \"ftp\"; guid = \"{11111111-0000-0000-0000-000000000021}\";"
+                      " protocol = \"tcp\"; port = 21; } );\n"
+                      "address_sets = { bad = [ \"192.0.2.0/24\" ]; };\n"
+                      "rules = ( { name = \"no bad\"; action = \"deny\"; from = [ \"internal\" ]; to = [ \"bad\" ];"
+                      " protocols = [ \"all\" ]; },\n"
+                      "  { name = \"ftp\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
+                      " protocols = [ \"ftp\" ]; } );\n";
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    fwx_result hr = fwx_policy_load_string(cfg, "t21b.cfg", &p, &err);
+    ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
+    struct sockaddr_storage srv = tu_addr("198.51.100.7:21");
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0};
+    TU_EXPECT_HR(fwx_connection_open(f.s, &cp, &f.ctl), FWX_S_OK);
+    fwx_guid madeup = FWX_GUID_INIT(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    struct sockaddr_storage bad = tu_addr("192.0.2.99:50000"), ok = tu_addr("198.51.100.9:50000");
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(f.s, TU_SA(bad), tu_len(&bad), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_ALLOW_ADDRESSES_ALL, &FWX_GUID_NULL, NULL, NULL, f.ctl, NULL),
+                 FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(f.s, TU_SA(bad), tu_len(&bad), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_ALLOW_ADDRESSES_ALL, &madeup, NULL, NULL, f.ctl, NULL),
+                 FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(f.s, TU_SA(ok), tu_len(&ok), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_ALLOW_ADDRESSES_ALL, &FWX_GUID_NULL, NULL, NULL, f.ctl, NULL),
+                 FWX_S_OK);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(t5_null_connection_needs_allow_all)
 {
     fx f;
@@ -1055,6 +1098,7 @@ static Suite *secondary_suite(void)
         {"t4 afc", t4_afc_scope},
         {"t4 network", t4_afc_scope_in_network_with_policy},
         {"t5", t5_null_connection_needs_allow_all},
+        {"t21 secondary", t21_secondary_policy_without_guid},
         {"t4 bfc", t4_bfc_client_scope},
         {"t6", t6_duplicate_permission},
         {"t7 ports", t7_consecutive_aligned_ports},

@@ -341,25 +341,44 @@ static bool in_scope(fwx_firewall *fw, uint32_t flags, const struct sockaddr *ad
     return false;
 }
 
-/* T21 for secondary connections: may this session's user use the protocol at all? */
-static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, int32_t ip_protocol, const struct sockaddr *dest,
+/* The newest primary connection of the session: its protocol stands in for a secondary
+   request that names none the policy knows. */
+static const fwx__conn *last_primary(fwx__session *s)
+{
+    for (fwx__list *n = s->conns.prev; n != &s->conns; n = n->prev) {
+        const fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+        if (!(c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING)))
+            return c;
+    }
+    return NULL;
+}
+
+/* T21 for secondary connections: may this session's user use the protocol at all?
+   Rationale: a null or made-up ProtocolGuid must not skip the check, so the protocol of the
+   primary connection the request belongs to (pc, or the session's newest) is used instead. */
+static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx__conn *pc, const struct sockaddr *dest,
                                  fwx__direction dir)
 {
     fwx_firewall *fw = s->fw;
-    if (fw->policy == NULL || pg == NULL || fwx_guid_equal(pg, &FWX_GUID_NULL) || dest == NULL)
+    if (fw->policy == NULL || dest == NULL)
         return FWX_S_OK;
-    const fwx__protocol *proto = fwx__policy_protocol_by_guid(fw->policy, pg);
+    const fwx__protocol *proto = pg ? fwx__policy_protocol_by_guid(fw->policy, pg) : NULL;
+    if (proto == NULL) {
+        if (pc == NULL)
+            pc = last_primary(s);
+        if (pc != NULL)
+            proto = fwx__policy_protocol_by_guid(fw->policy, &pc->protocol_guid);
+    }
     if (proto == NULL)
-        return FWX_S_OK; /* not a policy protocol: the primary connection was decided already */
+        return FWX_S_OK; /* no protocol the policy knows: the primary connection was decided already */
     fwx__policy_request rq = {
         .ip_protocol = proto->ip_protocol,
         .direction = dir,
         .source = (const struct sockaddr *)&s->client,
         .destination = dest,
         .user = s->user,
-        .protocol_guid = pg,
+        .protocol_guid = &proto->guid,
     };
-    (void)ip_protocol;
     fwx__policy_decision d;
     fwx__policy_decide(fw->policy, &rq, &d);
     if (d.result == FWX_E_NETWORK_RULES_DENIED)
@@ -490,7 +509,7 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
     for (fwx__list *n = b ? b->grants.next : NULL; b != NULL && n != &b->grants; n = n->next)
         if (fwx__list_entry(n, fwx__grant, bucket_node)->session == s)
             return refuse(s, FWX_E_DUP_NAME, "AllowFutureConnect to", t, "a permission for it exists");
-    hr = check_protocol(s, ProtocolGuid, Protocol, t, FWX__DIR_OUTBOUND);
+    hr = check_protocol(s, ProtocolGuid, pc, t, FWX__DIR_OUTBOUND);
     if (FWX_FAILED(hr))
         return refuse(s, hr, "AllowFutureConnect to", t, fwx_strerror(hr));
     if (s->n_permissions >= fw->opts.max_permissions_per_session || fw->n_permissions >= fw->opts.max_permissions)
@@ -582,7 +601,7 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
         if (!pending[i] && (why = bad_client_address(s, dwFlags, ca)) != NULL)
             return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "BindForClient for", ca, why);
     }
-    hr = check_protocol(s, ProtocolGuid, Protocol, fwx__session_last_peer(s), FWX__DIR_INBOUND);
+    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND);
     if (FWX_FAILED(hr))
         return refuse(s, hr, "BindForClient", NULL, fwx_strerror(hr));
     if (s->n_ports + n > fw->opts.max_ports_per_session || fw->n_ports + n > fw->opts.max_ports)
@@ -731,7 +750,7 @@ fwx_result fwx__RedirectConnections(IFWXSession *This, const struct sockaddr *co
             return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "RedirectConnections to", t, why);
         if (!fwx__session_is_peer(s, t))
             return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "RedirectConnections to", t, "not the session's peer");
-        hr = check_protocol(s, ProtocolGuid, Protocol, t, FWX__DIR_OUTBOUND);
+        hr = check_protocol(s, ProtocolGuid, NULL, t, FWX__DIR_OUTBOUND);
         if (FWX_FAILED(hr))
             return refuse(s, hr, "RedirectConnections to", t, fwx_strerror(hr));
     }
@@ -849,7 +868,7 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
         return FWX_E_TERMINATING;
     if (g->approved)
         return FWX_S_FALSE;
-    hr = check_protocol(s, ProtocolGuid, Protocol, fwx__session_last_peer(s), FWX__DIR_INBOUND);
+    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND);
     if (FWX_FAILED(hr))
         return refuse(s, hr, "RetroactiveAllowBind", a, fwx_strerror(hr));
     IFWXIpFilter *ipf = NULL;
