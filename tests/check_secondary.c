@@ -387,6 +387,61 @@ START_TEST(t21_secondary_policy_without_guid)
 }
 END_TEST
 
+/* A published server is the session's own host: BindForClient binds its passive data ports,
+   and it may use the session's redirect ports (active mode through an explicit gateway). */
+START_TEST(published_server_is_own_host)
+{
+    fx f;
+    fx_open(&f);
+    /* A remote client 198.51.100.20 reaches the published FTP server 10.0.0.5 through us. */
+    struct sockaddr_storage rc = tu_addr("198.51.100.20"), remote = tu_addr("198.51.100.20:40000"),
+                            pub = tu_addr("203.0.113.1:21"), srv = tu_addr("10.0.0.5:21");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(rc), tu_len(&rc), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    IFWXConnection *ctl = NULL, *b[1], *in = NULL;
+    TU_EXPECT_HR(fwx_session_open(f.fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_AcceptedConnection, FWX_PROTOCOL_TCP, TU_SA(remote), tu_len(&remote),
+                                TU_SA(pub), tu_len(&pub), NULL, 0, tu_len(&srv), TU_SA(srv)};
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+    /* Passive: the server's 227 names 10.0.0.5:50000; the gateway binds for it. */
+    struct sockaddr_storage data = tu_addr("10.0.0.5:50000"), other = tu_addr("10.0.0.6:50000"), px = tu_addr("203.0.113.1:0");
+    const struct sockaddr *d1[1] = {TU_SA(data)}, *d2[1] = {TU_SA(other)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, d2, tu_len(&other), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 1,
+                                           &FWX_GUID_NULL, NULL, NULL, NULL, b),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
+    px = tu_addr("203.0.113.1:0");
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, d1, tu_len(&data), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 1,
+                                           &FWX_GUID_NULL, NULL, NULL, NULL, b),
+                 FWX_S_OK);
+    char dst[64];
+    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.20:40001", dst, &in), FWX_S_OK); /* the remote client */
+    fwx_connection_close(in);
+    IFWXConnection_Release(b[0]);
+    /* Active: the client's PORT names 198.51.100.20:40002; the server uses a redirect port. */
+    struct sockaddr_storage port = tu_addr("198.51.100.20:40002"), ia;
+    const struct sockaddr *tp[1] = {TU_SA(port)};
+    uint32_t ialen = sizeof ia;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&port), 1, TU_SAM(ia), &ialen, NULL, 0, FWX_PROTOCOL_TCP, 0,
+                                                 &FWX_GUID_NULL, NULL, NULL, NULL),
+                 FWX_S_OK);
+    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&ia)->sin_port));
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.6:20", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.5:20", dst, &in), FWX_S_OK);
+    fwx_connection_close(in);
+    /* A caller built against the 1.0 struct (ending at flags) is still understood. */
+    IFWXConnection *old = NULL;
+    cp.struct_size = (uint32_t)(offsetof(fwx_connection_params, flags) + sizeof cp.flags);
+    cp.published_server = (const struct sockaddr *)(uintptr_t)1; /* beyond its size: never read */
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &old), FWX_S_OK);
+    fwx_connection_close(old);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(t5_null_connection_needs_allow_all)
 {
     fx f;
@@ -1099,6 +1154,7 @@ static Suite *secondary_suite(void)
         {"t4 network", t4_afc_scope_in_network_with_policy},
         {"t5", t5_null_connection_needs_allow_all},
         {"t21 secondary", t21_secondary_policy_without_guid},
+        {"published server", published_server_is_own_host},
         {"t4 bfc", t4_bfc_client_scope},
         {"t6", t6_duplicate_permission},
         {"t7 ports", t7_consecutive_aligned_ports},

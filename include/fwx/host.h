@@ -373,6 +373,16 @@ typedef struct fwx_connection_params {
     const char *host_name;
     /** FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION for full proxy mode, else 0. */
     uint32_t flags;
+    /** Length of published_server. @since 1.0, appended: a struct_size that ends at flags
+        (64 bytes on LP64) leaves these two fields unset. */
+    uint32_t published_server_len;
+    /**
+     * For fwx_AcceptedConnection of a publishing rule: the internal server the gateway relays
+     * to, or NULL. The session then treats that server as its own host too: BindForClient may
+     * bind for the server's addresses (a passive-mode data port), and permissions and redirect
+     * ports of the session may be used by the server (active mode).
+     */
+    const struct sockaddr *published_server;
 } fwx_connection_params;
 
 /**

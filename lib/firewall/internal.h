@@ -202,6 +202,8 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
 bool fwx__event_hooked(fwx__session *s, uint32_t event_type, const fwx_guid *protocol_guid, bool secondary);
 /* The external peers of the session's open primary connections: is addr one of them? */
 bool fwx__session_is_peer(fwx__session *s, const struct sockaddr *addr);
+/* Is addr the session's client, or a published server of one of its open connections? */
+bool fwx__session_is_own_host(fwx__session *s, const struct sockaddr *addr);
 /* The newest primary connection's external peer, or NULL. */
 const struct sockaddr *fwx__session_last_peer(fwx__session *s);
 
@@ -226,6 +228,8 @@ struct fwx__conn {
     fwx_guid protocol_guid;
     struct sockaddr_storage ext_peer, ext_local, client;
     bool has_ext_peer, has_ext_local;
+    struct sockaddr_storage server; /* publishing: the internal server relayed to */
+    bool has_server;
     uint32_t in_event; /* the event whose handler runs now, 0 outside handlers */
     bool denied;
     fwx__dfentry *dfs;

@@ -332,7 +332,9 @@ static void on_publish_accept(uv_stream_t *server, int status)
                                 (struct sockaddr *)&l->spec.address,
                                 fwx__sa_len((struct sockaddr *)&l->spec.address),
                                 NULL,
-                                l->spec.full_proxy ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0};
+                                l->spec.full_proxy ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0,
+                                fwx__sa_len((struct sockaddr *)&l->spec.server),
+                                (struct sockaddr *)&l->spec.server};
     IFWXConnection *conn = NULL;
     st->pending = r;
     fwx_result hr = fwx_connection_open(ps->session, &cp, &conn);

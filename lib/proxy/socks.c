@@ -264,7 +264,8 @@ static void do_connect(socks_client *c)
     fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
     if (hr == FWX_E_NOT_FOUND) {
         fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, dst, fwx__sa_len(dst),
-                                    (struct sockaddr *)&c->local, fwx__sa_len((struct sockaddr *)&c->local), NULL, 0};
+                                    (struct sockaddr *)&c->local, fwx__sa_len((struct sockaddr *)&c->local), NULL, 0,
+                                    0, NULL};
         hr = fwx_connection_open(r->ps->session, &cp, &conn);
     }
     st->pending = NULL;
@@ -385,7 +386,9 @@ static void do_bind(socks_client *c)
                                 (struct sockaddr *)&c->bound,
                                 fwx__sa_len((struct sockaddr *)&c->bound),
                                 NULL,
-                                0};
+                                0,
+                                0,
+                                NULL};
     fwx_result hr = fwx_connection_open(c->ps->session, &cp, &c->bind_conn);
     if (FWX_FAILED(hr)) {
         c->bind_conn = NULL;

@@ -553,7 +553,9 @@ static const char *bad_client_address(fwx__session *s, uint32_t flags, const str
     const char *why = forbidden_target(s->fw, ca);
     if (why != NULL)
         return why;
-    if (!in_scope(s->fw, flags, ca, (const struct sockaddr *)&s->client))
+    /* A published server counts as the session's own host: its passive data ports are bound
+       for it just as a client's active ones are. */
+    if (!in_scope(s->fw, flags, ca, (const struct sockaddr *)&s->client) && !fwx__session_is_own_host(s, ca))
         return "not the session client's address";
     return NULL;
 }
@@ -1103,7 +1105,7 @@ fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnec
             }
             break;
         case FWX__G_REDIRECT:
-            if (!fwx__sa_same_ip(sp, (const struct sockaddr *)&s->client)) {
+            if (!fwx__session_is_own_host(s, sp)) {
                 fwx__log(fw, FWX_LOG_WARN, "redirect port %s: connection from %s refused: not the session's client",
                          fwx__sa_fmt(dp, a), fwx__sa_fmt(sp, b));
                 return FWX_E_ADDRESS_NOT_ALLOWED;
@@ -1133,7 +1135,7 @@ fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnec
     fwx__perm_bucket *bk = perm_bucket(fw, flow->protocol, dp, false);
     for (fwx__list *n = bk ? bk->grants.next : NULL; bk != NULL && n != &bk->grants; n = n->next) {
         fwx__grant *p = fwx__list_entry(n, fwx__grant, bucket_node);
-        if (fwx__sa_same_ip((const struct sockaddr *)&p->session->client, sp))
+        if (fwx__session_is_own_host(p->session, sp))
             return admit_grant(p, sp, dp, out);
     }
     fwx__log(fw, FWX_LOG_DEBUG, "flow %s -> %s: nothing allows it", fwx__sa_fmt(sp, a), fwx__sa_fmt(dp, b));

@@ -203,7 +203,7 @@ fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, 
 
 fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params *p, IFWXConnection **out)
 {
-    struct sockaddr_storage peer, local;
+    struct sockaddr_storage peer, local, server;
     if (out == NULL)
         return FWX_E_POINTER;
     *out = NULL;
@@ -211,7 +211,13 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
         return FWX_E_POINTER;
     fwx__session *s = fwx__session_from(session);
     fwx_firewall *fw = s->fw;
-    if (p->struct_size < sizeof *p || !event_is_primary(p->event) ||
+    /* Version 1.0 ended at flags; later fields are read only when the caller's size has them. */
+    const size_t v1 = offsetof(fwx_connection_params, flags) + sizeof p->flags;
+    bool has_server = p->struct_size >= sizeof *p && p->published_server != NULL;
+    if (has_server && (p->event != fwx_AcceptedConnection ||
+                       !fwx__sa_canon(p->published_server, p->published_server_len, &server)))
+        return FWX_E_INVALIDARG;
+    if (p->struct_size < v1 || p->struct_size > sizeof *p || !event_is_primary(p->event) ||
         (p->protocol != FWX_PROTOCOL_TCP && p->protocol != FWX_PROTOCOL_UDP) ||
         !fwx__sa_canon(p->external_peer, p->external_peer_len, &peer) ||
         (p->flags & ~FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION) != 0)
@@ -260,6 +266,10 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
     c->flags |= p->flags;
     c->ext_peer = peer;
     c->has_ext_peer = true;
+    if (has_server) {
+        c->server = server;
+        c->has_server = true;
+    }
     if (p->external_local != NULL) {
         c->ext_local = local;
         c->has_ext_local = true;

@@ -293,6 +293,18 @@ bool fwx__session_is_peer(fwx__session *s, const struct sockaddr *addr)
     return false;
 }
 
+bool fwx__session_is_own_host(fwx__session *s, const struct sockaddr *addr)
+{
+    if (fwx__sa_same_ip((const struct sockaddr *)&s->client, addr))
+        return true;
+    for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
+        fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+        if (c->has_server && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
+            return true;
+    }
+    return false;
+}
+
 const struct sockaddr *fwx__session_last_peer(fwx__session *s)
 {
     for (fwx__list *n = s->conns.prev; n != &s->conns; n = n->prev) {
@@ -401,8 +413,8 @@ static fwx_result s_EmulateClientBind(IFWXSession *This, const struct sockaddr *
     if ((Protocol != FWX_PROTOCOL_TCP && Protocol != FWX_PROTOCOL_UDP) || !fwx__sa_canon(ClientAddress, cl, &client) ||
         !fwx__sa_canon(ProxyAddress, pl, &proxy))
         return FWX_E_INVALIDARG;
-    /* The filter produces the data, but it still may only do so for this session's client. */
-    if (!fwx__sa_same_ip((const struct sockaddr *)&client, (const struct sockaddr *)&s->client))
+    /* The filter produces the data, but it still may only do so for this session's own hosts. */
+    if (!fwx__session_is_own_host(s, (const struct sockaddr *)&client))
         return FWX_E_ADDRESS_NOT_ALLOWED;
     fwx__conn *c = fwx__conn_new(s, Protocol, Protocol == FWX_PROTOCOL_TCP ? fwx_Bind_Tcp : fwx_Bind_Udp,
                                  ProtocolGuid ? ProtocolGuid : &FWX_GUID_NULL);
