@@ -123,12 +123,6 @@ static void on_upstream(uv_connect_t *req, int status)
     }
     if (r->on_connected != NULL)
         r->on_connected(r, 0);
-    /* The connection learns the gateway's address on the external side: filters write it into
-       what they rewrite (an FTP PORT, for one). */
-    struct sockaddr_storage ext;
-    int elen = sizeof ext;
-    if (r->conn != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&ext, &elen) == 0)
-        (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&ext, (uint32_t)elen);
     /* The pump owns plain fds: take a copy and let the handle go. */
     int fd = -1;
     uv_os_fd_t ufd;

@@ -224,6 +224,10 @@ static void connect_done(prelay *r, int status)
     int blen = sizeof bnd;
     bool have = status == 0 && r->up != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&bnd, &blen) == 0;
     (void)send_reply_fd(r->internal_fd, rep, have ? (struct sockaddr *)&bnd : NULL);
+    /* The connection learns the gateway's address on the external side: filters write it into
+       what they rewrite (an FTP PORT, for one). */
+    if (have && r->conn != NULL)
+        (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&bnd, fwx__sa_len((struct sockaddr *)&bnd));
 }
 
 static void do_connect(socks_client *c)
