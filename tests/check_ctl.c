@@ -89,7 +89,7 @@ static void fx_populate(fx *f)
     TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
     struct sockaddr_storage srv = tu_addr("198.51.100.7:21"), gl = tu_addr("203.0.113.1:41000");
     fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv),
-                                TU_SA(gl), tu_len(&gl), NULL, 0};
+                                TU_SA(gl), tu_len(&gl), NULL, 0, 0, NULL};
     TU_EXPECT_HR(fwx_connection_open(f->s, &cp, &f->primary), FWX_S_OK);
 
     struct sockaddr_storage t = tu_addr("198.51.100.7:50000");

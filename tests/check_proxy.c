@@ -149,6 +149,7 @@ static void gw_open(gw *g, const char *policy)
     o.loopback_hosts = 1;
     o.port_min = 40000;
     o.port_max = 60999;
+    o.timeout_ms = 200; /* UDP flows idle out quickly in these tests */
     o.log_level = getenv("FWX_TEST_LOG") ? FWX_LOG_DEBUG : FWX_LOG_ERROR;
     TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "proxy"), FWX_S_OK);
@@ -386,7 +387,7 @@ static IFWXSession *nat_session(gw *g, const char *client, IFWXConnection **ctl)
     IFWXSession *s = NULL;
     TU_EXPECT_HR(fwx_session_open(g->fw, &sp, &s), FWX_S_OK);
     /* The host reports the client's control connection to the server (carried elsewhere). */
-    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0};
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0, 0, NULL};
     TU_EXPECT_HR(fwx_connection_open(s, &cp, ctl), FWX_S_OK);
     return s;
 }
@@ -683,7 +684,6 @@ START_TEST(socks_refusals)
         {"127.0.0.1", 2000, 1, 2},        /* the gateway itself (catalog #40) */
         {"127.0.0.3", closed_port, 1, 5}, /* refused by the server */
         {"127.0.0.3", 9, 1, 2},           /* denied by the policy */
-        {"127.0.0.3", 2000, 3, 7},        /* UDP ASSOCIATE, not yet */
         {"127.0.0.3", 2000, 9, 7},        /* an unknown command */
         {"224.0.0.1", 2000, 1, 2},        /* a group address */
     };
@@ -858,6 +858,245 @@ START_TEST(socks_with_curl)
 }
 END_TEST
 
+/* ---- UDP ----------------------------------------------------------------------------------------- */
+
+static int udp_from(const char *ip, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct timeval tv = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+static ssize_t udp_send(int fd, const char *ip, uint16_t port, const void *p, size_t n)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    return sendto(fd, p, n, 0, (struct sockaddr *)&a, sizeof a);
+}
+
+/* A UDP echo server thread: echoes every datagram until its socket is shut down. */
+typedef struct uecho {
+    int fd;
+    uint16_t port;
+    pthread_t th;
+    atomic_int stop;
+} uecho;
+
+static void *uecho_main(void *arg)
+{
+    uecho *u = arg;
+    uint8_t b[65536];
+    while (!atomic_load(&u->stop)) {
+        struct sockaddr_storage from;
+        socklen_t fl = sizeof from;
+        ssize_t r = recvfrom(u->fd, b, sizeof b, 0, (struct sockaddr *)&from, &fl);
+        if (r > 0)
+            sendto(u->fd, b, (size_t)r, 0, (struct sockaddr *)&from, fl);
+    }
+    return NULL;
+}
+
+static void uecho_start(uecho *u, const char *ip)
+{
+    memset(u, 0, sizeof *u);
+    u->fd = udp_from(ip, 0);
+    u->port = bound_port(u->fd);
+    atomic_init(&u->stop, 0);
+    pthread_create(&u->th, NULL, uecho_main, u);
+}
+
+static void uecho_stop(uecho *u)
+{
+    atomic_store(&u->stop, 1);
+    pthread_join(u->th, NULL); /* bounded: recvfrom times out after 1 s */
+    close(u->fd);
+}
+
+typedef struct ucase {
+    uint16_t port;
+    int ok, other_ok;
+} ucase;
+
+static void *udp_clients(void *arg)
+{
+    ucase *u = arg;
+    int a = udp_from("127.0.0.2", 0), b = udp_from("127.0.0.4", 0);
+    char buf[2048], big[1400];
+    memset(big, 'x', sizeof big);
+    for (int i = 0; i < 3; i++) {
+        udp_send(a, "127.0.0.1", u->port, big, sizeof big);
+        u->ok += recv(a, buf, sizeof buf, 0) == (ssize_t)sizeof big && memcmp(buf, big, sizeof big) == 0;
+    }
+    udp_send(b, "127.0.0.1", u->port, "hello", 5);
+    u->other_ok = recv(b, buf, sizeof buf, 0) == 5 && memcmp(buf, "hello", 5) == 0;
+    close(a);
+    close(b);
+    return NULL;
+}
+
+START_TEST(udp_publishing_flows)
+{
+    uecho e;
+    uecho_start(&e, "127.0.0.3");
+    gw g;
+    uint16_t lp = free_port("127.0.0.1");
+    char policy[2048];
+    snprintf(policy, sizeof policy,
+             "protocols = ( { name = \"dns-like\"; guid = \"{0badf00d-0000-0000-0000-000000000053}\"; protocol = \"udp\";"
+             " port = %u; direction = \"inbound\"; } );\n"
+             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+             " protocols = [ \"dns-like\" ]; } );\n"
+             "publishing = ( { name = \"u\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
+             " protocol = \"dns-like\"; full_proxy = true; } );\n",
+             lp, lp, e.port);
+    gw_open(&g, policy);
+    ucase u = {.port = lp};
+    run_peer(&g, udp_clients, &u);
+    ck_assert_int_eq(u.ok, 3);
+    ck_assert(u.other_ok);
+    fwx_firewall_stats st = stats(&g);
+    ck_assert_uint_eq(st.connections, 2); /* one flow per peer */
+    ck_assert_uint_eq(st.sessions, 2);
+    /* Idle flows end with the firewall's timeout (200 ms here). */
+    tu_loop_run_for(&g.loop, 600);
+    st = stats(&g);
+    ck_assert_uint_eq(st.connections, 0);
+    ck_assert_uint_eq(st.sessions, 0);
+    gw_close(&g);
+    uecho_stop(&e);
+}
+END_TEST
+
+typedef struct ubind {
+    uint16_t gw_port;
+    int client_fd;
+    int got, third_blocked, second_blocked, back_ok;
+} ubind;
+
+static void *udp_bind_peers(void *arg)
+{
+    ubind *u = arg;
+    char buf[64];
+    struct sockaddr_storage from;
+    socklen_t fl = sizeof from;
+    int t = udp_from("127.0.0.4", 0), s = udp_from("127.0.0.3", 0), s2 = udp_from("127.0.0.3", 0);
+    udp_send(t, "127.0.0.1", u->gw_port, "theft", 5); /* not the session's peer: dropped */
+    udp_send(s, "127.0.0.1", u->gw_port, "data1", 5);
+    u->got = recvfrom(u->client_fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl) == 5 &&
+             memcmp(buf, "data1", 5) == 0;
+    /* The client answers to where it came from: BIDIRECTIONAL carries it back to the server. */
+    sendto(u->client_fd, "back", 4, 0, (struct sockaddr *)&from, fl);
+    u->back_ok = recv(s, buf, sizeof buf, 0) == 4 && memcmp(buf, "back", 4) == 0;
+    /* One source only: the same server from another port is refused. */
+    udp_send(s2, "127.0.0.1", u->gw_port, "data2", 5);
+    ssize_t r = recv(u->client_fd, buf, sizeof buf, 0);
+    u->second_blocked = r < 0;
+    u->third_blocked = !(r == 5 && memcmp(buf, "theft", 5) == 0);
+    close(t);
+    close(s);
+    close(s2);
+    return NULL;
+}
+
+START_TEST(udp_bind_for_client)
+{
+    gw g;
+    gw_open(&g, NULL);
+    IFWXConnection *ctl = NULL, *bound[1];
+    IFWXSession *s = nat_session(&g, "127.0.0.2", &ctl);
+    ubind u = {0};
+    u.client_fd = udp_from("127.0.0.2", 0);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", bound_port(u.client_fd));
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_UDP, 1,
+                                           FWX_FLAG_BIDIRECTIONAL | FWX_FLAG_TIMEOUT, 0, &FWX_GUID_NULL, NULL, NULL,
+                                           NULL, bound),
+                 FWX_S_OK);
+    u.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    run_peer(&g, udp_bind_peers, &u);
+    ck_assert_msg(u.got, "the server's datagram did not reach the client");
+    ck_assert_msg(u.back_ok, "the client's answer did not get back (BIDIRECTIONAL)");
+    ck_assert_msg(u.third_blocked, "a third party's datagram reached the client");
+    ck_assert_msg(u.second_blocked, "a second source got through a one-source port");
+    close(u.client_fd);
+    IFWXConnection_Release(bound[0]);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    tu_loop_run_for(&g.loop, 20);
+    fwx_firewall_stats st = stats(&g);
+    ck_assert_uint_eq(st.connections, 0);
+    ck_assert_uint_eq(st.bound_ports, 0);
+    gw_close(&g);
+}
+END_TEST
+
+typedef struct uassoc {
+    uint16_t socks_port, echo_port;
+    int rep, ok, frag_dropped, other_dropped;
+} uassoc;
+
+static void *socks_udp_client(void *arg)
+{
+    uassoc *x = arg;
+    int fd = sock_from("127.0.0.2", 0), u = udp_from("127.0.0.2", 0), o = udp_from("127.0.0.4", 0);
+    struct sockaddr_in relay;
+    x->rep = -1;
+    if (connect_to(fd, "127.0.0.1", x->socks_port) == 0 && socks_hello(fd) == 0)
+        x->rep = socks_request(fd, 3, "0.0.0.0", 0, &relay);
+    if (x->rep == 0) {
+        uint8_t d[64] = {0, 0, 0, 1, 127, 0, 0, 3}, in[128];
+        uint16_t p = htons(x->echo_port);
+        memcpy(d + 8, &p, 2);
+        memcpy(d + 10, "ping-udp", 8);
+        char rip[32];
+        inet_ntop(AF_INET, &relay.sin_addr, rip, sizeof rip);
+        udp_send(u, rip, ntohs(relay.sin_port), d, 18);
+        ssize_t r = recv(u, in, sizeof in, 0);
+        x->ok = r == 18 && in[3] == 1 && memcmp(in + 4, d + 4, 6) == 0 && memcmp(in + 10, "ping-udp", 8) == 0;
+        /* A fragment, and a datagram from someone else: dropped. */
+        d[2] = 1;
+        udp_send(u, rip, ntohs(relay.sin_port), d, 18);
+        x->frag_dropped = recv(u, in, sizeof in, 0) < 0;
+        d[2] = 0;
+        udp_send(o, rip, ntohs(relay.sin_port), d, 18);
+        x->other_dropped = recv(o, in, sizeof in, 0) < 0;
+    }
+    close(u);
+    close(o);
+    close(fd); /* ends the association */
+    return NULL;
+}
+
+START_TEST(socks_udp_associate)
+{
+    uecho e;
+    uecho_start(&e, "127.0.0.3");
+    gw g;
+    gw_open(&g, NULL);
+    uassoc x = {.echo_port = e.port};
+    gw_socks(&g, &x.socks_port);
+    run_peer(&g, socks_udp_client, &x);
+    ck_assert_int_eq(x.rep, 0);
+    ck_assert_msg(x.ok, "no echo through the SOCKS UDP relay");
+    ck_assert(x.frag_dropped);
+    ck_assert(x.other_dropped);
+    tu_loop_run_for(&g.loop, 50);
+    fwx_firewall_stats st = stats(&g);
+    ck_assert_uint_eq(st.connections, 0);
+    ck_assert_uint_eq(st.sessions, 0);
+    gw_close(&g);
+    uecho_stop(&e);
+}
+END_TEST
+
 static Suite *proxy_suite(void)
 {
     Suite *s = suite_create("proxy");
@@ -875,6 +1114,9 @@ static Suite *proxy_suite(void)
         {"socks bind unapproved", socks_bind_needs_approval},
         {"socks bind approved", socks_bind_approved},
         {"socks curl", socks_with_curl},
+        {"udp publishing", udp_publishing_flows},
+        {"udp bind for client", udp_bind_for_client},
+        {"socks udp associate", socks_udp_associate},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -142,7 +142,7 @@ static IFWXSession *session_open(fwx_firewall *f, uint32_t source, const char *c
 static IFWXConnection *conn_open(IFWXSession *s, uint32_t event, int32_t proto, const char *peer, const char *local)
 {
     struct sockaddr_storage p = tu_addr(peer), l;
-    fwx_connection_params cp = {sizeof cp, event, proto, TU_SA(p), tu_len(&p), NULL, 0, NULL, 0};
+    fwx_connection_params cp = {sizeof cp, event, proto, TU_SA(p), tu_len(&p), NULL, 0, NULL, 0, 0, NULL};
     if (local != NULL) {
         l = tu_addr(local);
         cp.external_local = TU_SA(l);
@@ -445,7 +445,7 @@ START_TEST(test_policy_any_protocol)
     /* Refused by the policy before any filter: no connection, no line. */
     struct sockaddr_storage ssh = tu_addr("198.51.100.7:22");
     fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(ssh), tu_len(&ssh),
-                                NULL, 0, NULL, 0};
+                                NULL, 0, NULL, 0, 0, NULL};
     IFWXConnection *none = NULL;
     TU_EXPECT_HR(fwx_connection_open(s, &cp, &none), FWX_E_PROTOCOL_RULES_DENIED);
     fwx_connection_close(c2);

@@ -60,7 +60,7 @@ static void fx_open_opts(fx *f, const fwx_firewall_options *extra)
     TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
     struct sockaddr_storage srv = tu_addr("198.51.100.7:21"), gl = tu_addr("203.0.113.1:41000");
     fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv),
-                                TU_SA(gl), tu_len(&gl), NULL, 0};
+                                TU_SA(gl), tu_len(&gl), NULL, 0, 0, NULL};
     TU_EXPECT_HR(fwx_connection_open(f->s, &cp, &f->ctl), FWX_S_OK);
 }
 
@@ -370,7 +370,7 @@ START_TEST(t21_secondary_policy_without_guid)
     ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
     TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
     struct sockaddr_storage srv = tu_addr("198.51.100.7:21");
-    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0};
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0, 0, NULL};
     TU_EXPECT_HR(fwx_connection_open(f.s, &cp, &f.ctl), FWX_S_OK);
     fwx_guid madeup = FWX_GUID_INIT(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
     struct sockaddr_storage bad = tu_addr("192.0.2.99:50000"), ok = tu_addr("198.51.100.9:50000");
@@ -591,7 +591,7 @@ START_TEST(t10_proxy_mode_flag)
     IFWXConnection *pub = NULL, *c[1];
     struct sockaddr_storage remote = tu_addr("198.51.100.7:40123"), pubaddr = tu_addr("203.0.113.1:21");
     fwx_connection_params cp = {sizeof cp, fwx_AcceptedConnection, FWX_PROTOCOL_TCP, TU_SA(remote), tu_len(&remote),
-                                TU_SA(pubaddr), tu_len(&pubaddr), NULL, FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION};
+                                TU_SA(pubaddr), tu_len(&pubaddr), NULL, FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION, 0, NULL};
     TU_EXPECT_HR(fwx_connection_open(f.s, &cp, &pub), FWX_S_OK);
     uint32_t flags = 0;
     TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(pub, &flags), FWX_S_OK);
@@ -611,7 +611,7 @@ END_TEST
 static IFWXConnection *client_bind(fx *f, const char *bound)
 {
     struct sockaddr_storage b = tu_addr(bound);
-    fwx_connection_params cp = {sizeof cp, fwx_Bind_Tcp, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), NULL, 0, NULL, 0};
+    fwx_connection_params cp = {sizeof cp, fwx_Bind_Tcp, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), NULL, 0, NULL, 0, 0, NULL};
     IFWXConnection *c = NULL;
     TU_EXPECT_HR(fwx_connection_open(f->s, &cp, &c), FWX_S_OK);
     return c;
@@ -986,7 +986,7 @@ START_TEST(t15_established_only_to_asker)
     fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
     IFWXSession *s = NULL;
     TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
-    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0};
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0, 0, NULL};
     IFWXConnection *ctl = NULL, *data = NULL;
     TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
     ck_assert_uint_eq(atomic_load(&ctx.refs), 2); /* the permission keeps the context */
@@ -1109,7 +1109,7 @@ START_TEST(loopback_hosts_option)
     IFWXSession *s = NULL;
     IFWXConnection *ctl = NULL, *b[1];
     TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
-    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0};
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0, 0, NULL};
     TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
     struct sockaddr_storage ok = tu_addr("127.0.0.3:50000"), self = tu_addr("127.0.0.1:50000"),
                             six = tu_addr("[::1]:50000");

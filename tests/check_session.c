@@ -61,7 +61,7 @@ static void fx_close(fx *f)
 static fwx_result open_conn(fx *f, uint32_t event, int32_t proto, const char *peer, IFWXConnection **out)
 {
     struct sockaddr_storage p = tu_addr(peer);
-    fwx_connection_params cp = {sizeof cp, event, proto, TU_SA(p), tu_len(&p), NULL, 0, NULL, 0};
+    fwx_connection_params cp = {sizeof cp, event, proto, TU_SA(p), tu_len(&p), NULL, 0, NULL, 0, 0, NULL};
     return fwx_connection_open(f->s, &cp, out);
 }
 

@@ -511,7 +511,7 @@ static void cfx_open(cfx *k, uv_loop_t *loop)
     struct sockaddr_storage cl = tu_addr("10.0.0.8"), pe = tu_addr("198.51.100.7:21");
     fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
     TU_EXPECT_HR(fwx_session_open(k->fw, &sp, &k->s), FWX_S_OK);
-    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(pe), tu_len(&pe), NULL, 0, NULL, 0};
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(pe), tu_len(&pe), NULL, 0, NULL, 0, 0, NULL};
     TU_EXPECT_HR(fwx_connection_open(k->s, &cp, &k->c), FWX_S_OK);
 }
 

@@ -82,7 +82,7 @@ int main(int argc, char **argv)
 
     struct sockaddr_in ftp = addr("198.51.100.7", 21), web = addr("198.51.100.7", 80);
     fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, (struct sockaddr *)&ftp, sizeof ftp,
-                                NULL, 0, NULL, 0};
+                                NULL, 0, NULL, 0, 0, NULL};
     IFWXConnection *control = NULL, *other = NULL;
     printf("3. connections are decided by the policy\n");
     expect("10.0.0.8 -> 198.51.100.7:21 (rule \"ftp out\")", fwx_connection_open(session, &cp, &control), FWX_S_OK);

@@ -186,11 +186,19 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
 {
     config_t cfg;
     int ok = 0;
+    char *text = NULL;
+    fwx_config_error ce;
+    /* Read it as the policy loader does, so both accept the same files (trailing commas). */
+    if (fwx_config_read_file(path, &text, &ce) != FWX_S_OK) {
+        snprintf(err, errlen, "%s:%d: %s", ce.file, ce.line, ce.message);
+        return -1;
+    }
     config_init(&cfg);
-    if (config_read_file(&cfg, path) != CONFIG_TRUE) {
+    int rc = config_read_string(&cfg, text);
+    free(text);
+    if (rc != CONFIG_TRUE) {
         /* The policy loader reports syntax errors in more detail; this is a fallback. */
-        snprintf(err, errlen, "%s:%d: %s", config_error_file(&cfg) ? config_error_file(&cfg) : path,
-                 config_error_line(&cfg), config_error_text(&cfg));
+        snprintf(err, errlen, "%s:%d: %s", path, config_error_line(&cfg), config_error_text(&cfg));
         config_destroy(&cfg);
         return -1;
     }

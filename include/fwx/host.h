@@ -249,6 +249,17 @@ FWX_API fwx_result fwx_policy_load_file(const char *path, fwx_policy **out, fwx_
 /** As fwx_policy_load_file(), from text; @p name is used in errors. */
 FWX_API fwx_result fwx_policy_load_string(const char *text, const char *name, fwx_policy **out, fwx_config_error *err);
 
+/**
+ * Reads a file in the policy's configuration syntax and gives its text as libconfig parses it
+ * (a comma before a closing bracket blanked, every line number kept, \@include refused), for a
+ * host that keeps its own settings in the same file and reads them with libconfig's
+ * config_read_string(): both then accept exactly the same files.
+ * @param path the file. @param text receives the text; free() it.
+ * @param err may be NULL; filled on failure.
+ * @return FWX_S_OK, FWX_E_CONFIG, FWX_E_OUTOFMEMORY, FWX_E_POINTER.
+ */
+FWX_API fwx_result fwx_config_read_file(const char *path, char **text, fwx_config_error *err);
+
 /** Frees a policy not given to a firewall. NULL is fine. */
 FWX_API void fwx_policy_free(fwx_policy *policy);
 

@@ -110,6 +110,7 @@ void fwx__fail(fwx_firewall *fw, const char *fmt, ...) __attribute__((format(pri
 /* True when addr (canonical) is one of the gateway's own addresses or loopback. */
 bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr);
 uint64_t fwx__firewall_new_id(fwx_firewall *fw);
+static inline uint32_t fwx__firewall_timeout_ms(const fwx_firewall *fw) { return fw->opts.timeout_ms; }
 /* A connection object was freed; frees a closed firewall with the last one. */
 void fwx__firewall_connection_gone(fwx_firewall *fw);
 /* Expiry list: (re)arms the one timer at the earliest deadline. */

@@ -1298,12 +1298,10 @@ static fwx_result file_error(fwx_config_error *err, const char *path, const char
     return FWX_E_CONFIG;
 }
 
-fwx_result fwx_policy_load_file(const char *path, fwx_policy **out, fwx_config_error *err)
+/* Reads a whole configuration file as text (NUL-terminated, no NUL inside). */
+static fwx_result read_file(const char *path, char **text, fwx_config_error *err)
 {
-    if (out != NULL)
-        *out = NULL;
-    if (path == NULL || out == NULL)
-        return file_error(err, path, "policy: %s", "no file name or no place for the result");
+    *text = NULL;
     FILE *f = fopen(path, "rb");
     if (f == NULL)
         return file_error(err, path, "cannot open file: %s", strerror(errno));
@@ -1343,9 +1341,52 @@ fwx_result fwx_policy_load_file(const char *path, fwx_policy **out, fwx_config_e
         buf[len] = '\0';
         if (memchr(buf, '\0', len) != NULL)
             r = file_error(err, path, "%s", "file contains a nul byte");
-        else
-            r = load_text(buf, path, out, err);
     }
+    if (r != FWX_S_OK) {
+        free(buf);
+        return r;
+    }
+    *text = buf;
+    return FWX_S_OK;
+}
+
+fwx_result fwx_policy_load_file(const char *path, fwx_policy **out, fwx_config_error *err)
+{
+    if (out != NULL)
+        *out = NULL;
+    if (path == NULL || out == NULL)
+        return file_error(err, path, "policy: %s", "no file name or no place for the result");
+    char *buf;
+    fwx_result r = read_file(path, &buf, err);
+    if (r != FWX_S_OK)
+        return r;
+    r = load_text(buf, path, out, err);
     free(buf);
     return r;
+}
+
+fwx_result fwx_config_read_file(const char *path, char **text, fwx_config_error *err)
+{
+    if (text == NULL)
+        return FWX_E_POINTER;
+    *text = NULL;
+    if (path == NULL)
+        return file_error(err, path, "%s", "no file name");
+    char *buf;
+    fwx_result r = read_file(path, &buf, err);
+    if (r != FWX_S_OK)
+        return r;
+    loader ld;
+    memset(&ld, 0, sizeof ld);
+    ld.file = path;
+    ld.err = err;
+    if (err != NULL)
+        memset(err, 0, sizeof *err);
+    r = prefilter(&ld, buf);
+    if (r != FWX_S_OK) {
+        free(buf);
+        return r;
+    }
+    *text = buf;
+    return FWX_S_OK;
 }

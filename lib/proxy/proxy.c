@@ -14,6 +14,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "proxy/proxy_impl.h"
+#include "firewall/internal.h" /* the firewall's timeout */
 
 #include <errno.h>
 #include <stdio.h>
@@ -259,7 +260,7 @@ static int accept_fd(uv_stream_t *server, struct sockaddr_storage *peer, struct 
     return fd;
 }
 
-static psession *session_for(pstate *st, const struct sockaddr *client)
+psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client)
 {
     IFWXSession *s = NULL;
     fwx_session_params sp = {sizeof sp, fwxSourceNAT, client, fwx__sa_len(client), NULL, 0, NULL};
@@ -308,7 +309,7 @@ static void on_publish_accept(uv_stream_t *server, int status)
     int fd = accept_fd(server, &peer, &local);
     if (fd < 0)
         return;
-    psession *ps = session_for(st, (struct sockaddr *)&peer);
+    psession *ps = fwx__proxy_session_nat(st, (struct sockaddr *)&peer);
     prelay *r = ps ? fwx__proxy_relay_new(st, fd) : NULL;
     if (r == NULL) {
         close(fd);
@@ -423,6 +424,8 @@ static fwx_result p_open(const fwx_backend *self, fwx_firewall *fw, void **state
     if (st == NULL)
         return FWX_E_OUTOFMEMORY;
     st->magic = FWX__PROXY_MAGIC;
+    /* UDP flows idle out after the firewall's timeout (FWX_FLAG_TIMEOUT's period, 60 s). */
+    st->udp_idle_ms = fwx__firewall_timeout_ms(fw);
     st->fw = fw;
     st->loop = fwx_firewall_loop(fw);
     *state = st;
@@ -434,6 +437,7 @@ static void p_close(void *state)
     pstate *st = state;
     st->closing = true;
     fwx__proxy_socks_close_all(st);
+    fwx__proxy_udp_close_all(st);
     while (st->listeners != NULL)
         listener_close(st->listeners);
     for (prelay *r = st->relays, *next; r != NULL; r = next) {
@@ -464,8 +468,15 @@ static fwx_result p_grant_add(void *state, const fwx_grant *g)
         st->perms[st->n_perms++].grant = *g;
         return FWX_S_OK;
     }
-    if (g->protocol != FWX_PROTOCOL_TCP)
-        return FWX_E_NOT_SUPPORTED; /* UDP ports come with the UDP data path */
+    if (g->protocol == FWX_PROTOCOL_UDP) {
+        fwx_result hr;
+        udp_port *u = fwx__proxy_udp_port_open(st, UDP_PORT_GRANT, (const struct sockaddr *)&g->gateway, g->flags, &hr);
+        if (u == NULL)
+            return hr;
+        u->id = g->id;
+        u->grant = *g;
+        return FWX_S_OK;
+    }
     plisten *l = calloc(1, sizeof *l);
     if (l == NULL)
         return FWX_E_OUTOFMEMORY;
@@ -483,6 +494,12 @@ static fwx_result p_grant_remove(void *state, uint64_t id)
         listener_close(l);
         return FWX_S_OK;
     }
+    udp_port *u = fwx__proxy_udp_port_find(st, id);
+    if (u != NULL) {
+        /* A used-up grant: no new peer, but the flow it admitted carries on. */
+        fwx__proxy_udp_port_release(u, false);
+        return FWX_S_OK;
+    }
     for (size_t i = 0; i < st->n_perms; i++) {
         if (st->perms[i].grant.id == id) {
             st->perms[i] = st->perms[--st->n_perms];
@@ -495,8 +512,15 @@ static fwx_result p_grant_remove(void *state, uint64_t id)
 static fwx_result p_listen(void *state, const fwx_listen_spec *spec)
 {
     pstate *st = state;
-    if (spec->protocol != FWX_PROTOCOL_TCP)
-        return FWX_E_NOT_SUPPORTED;
+    if (spec->protocol == FWX_PROTOCOL_UDP) {
+        fwx_result hr;
+        udp_port *u = fwx__proxy_udp_port_open(st, UDP_PORT_PUBLISH, (const struct sockaddr *)&spec->address, 0, &hr);
+        if (u == NULL)
+            return hr;
+        u->id = spec->id;
+        u->spec = *spec;
+        return FWX_S_OK;
+    }
     plisten *l = calloc(1, sizeof *l);
     if (l == NULL)
         return FWX_E_OUTOFMEMORY;
@@ -508,6 +532,11 @@ static fwx_result p_listen(void *state, const fwx_listen_spec *spec)
 static fwx_result p_unlisten(void *state, uint64_t id)
 {
     plisten *l = listener_find(state, id);
+    udp_port *u = fwx__proxy_udp_port_find(state, id);
+    if (u != NULL && u->kind == UDP_PORT_PUBLISH) {
+        fwx__proxy_udp_port_release(u, false); /* live flows of the rule carry on */
+        return FWX_S_OK;
+    }
     if (l == NULL || l->is_grant)
         return FWX_E_NOT_FOUND;
     listener_close(l); /* live relays of the rule are not touched */
@@ -535,7 +564,7 @@ static fwx_result p_kill(void *state, IFWXConnection *conn)
             fwx__proxy_relay_fail(r);
         return FWX_S_OK;
     }
-    return FWX_E_NOT_FOUND;
+    return fwx__proxy_udp_kill(st, conn) ? FWX_S_OK : FWX_E_NOT_FOUND;
 }
 
 static fwx_result p_create_socket(void *state, int32_t protocol, IFWXNetworkSocket **out)
@@ -550,6 +579,9 @@ static fwx_result p_list(void *state, fwx_backend_list_cb cb, void *arg)
     for (plisten *l = st->listeners; l != NULL; l = l->next)
         if (l->is_grant)
             cb(arg, &l->grant);
+    for (udp_port *u = st->udp_ports; u != NULL; u = u->next)
+        if (u->kind == UDP_PORT_GRANT)
+            cb(arg, &u->grant);
     for (size_t i = 0; i < st->n_perms; i++)
         cb(arg, &st->perms[i].grant);
     return FWX_S_OK;

@@ -14,6 +14,31 @@
 
 typedef struct socks_client socks_client;
 typedef struct socks_listener socks_listener;
+typedef struct udp_port udp_port;
+typedef struct udp_flow udp_flow;
+
+enum { UDP_PORT_PUBLISH = 1, UDP_PORT_GRANT = 2, UDP_PORT_SOCKS = 3 };
+
+/* A UDP socket on the gateway facing outside peers, with its flows (udp.c). */
+struct udp_port {
+    uv_udp_t udp;
+    struct pstate *st;
+    int kind;
+    uint64_t id;
+    fwx_listen_spec spec; /* publishing */
+    fwx_grant grant;      /* grants */
+    struct sockaddr_storage local;
+    bool accepting;      /* new peers are decided; false once a one-shot port has its peer */
+    bool released;       /* its owner let go: closes with its last flow */
+    bool closing;
+    bool handle_closing;
+    bool admitting;      /* a peer is being decided: the grant may go meanwhile, the socket stays */
+    udp_flow *flows;
+    unsigned n_flows;
+    socks_client *socks; /* UDP ASSOCIATE: the control connection it belongs to */
+    uint8_t buf[65536];
+    udp_port *prev, *next;
+};
 
 typedef struct pstate pstate;
 
@@ -70,6 +95,8 @@ struct pstate {
     ppermission *perms;
     size_t n_perms, cap_perms;
     socks_listener *socks;   /* SOCKS5 listeners (socks.c) */
+    udp_port *udp_ports;     /* UDP sockets facing outside peers (udp.c) */
+    uint64_t udp_idle_ms;    /* a UDP flow ends after this long without a datagram */
     socks_client *clients;   /* SOCKS5 clients still negotiating (socks.c) */
     unsigned handles; /* libuv handles and relays still closing */
     bool closing;
@@ -107,5 +134,20 @@ void fwx__proxy_relay_fail(prelay *r);
 psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw);
 void fwx__proxy_session_unref(pstate *st, psession *ps);
 void fwx__proxy_socks_close_all(pstate *st);
+/* The transparent (NAT) session of a client address, with a reference for the caller's relay. */
+psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client);
+
+/* UDP (udp.c) */
+udp_port *fwx__proxy_udp_port_open(pstate *st, int kind, const struct sockaddr *addr, uint32_t flags, fwx_result *hr);
+void fwx__proxy_udp_port_release(udp_port *p, bool kill_flows);
+udp_port *fwx__proxy_udp_port_find(pstate *st, uint64_t id);
+bool fwx__proxy_udp_kill(pstate *st, IFWXConnection *conn);
+void fwx__proxy_udp_close_all(pstate *st);
+udp_flow *fwx__proxy_udp_flow_find(udp_port *p, const struct sockaddr *peer);
+udp_flow *fwx__proxy_udp_flow_for(udp_port *p, const struct sockaddr *dst, IFWXConnection *conn);
+void fwx__proxy_udp_flow_send(udp_flow *f, const uint8_t *data, size_t n);
+/* SOCKS UDP ASSOCIATE (socks.c): a datagram from the client, a reply from a destination. */
+void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, const uint8_t *data, size_t n);
+void fwx__proxy_socks_udp_reply(udp_port *p, const struct sockaddr *dst, const uint8_t *data, size_t n);
 
 #endif

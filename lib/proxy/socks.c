@@ -8,7 +8,10 @@
  * - BIND: the backend listens on the gateway and reports a client bind (fwx_Bind_Tcp). The bind
  *   never fails, but connections to it are discarded until a filter approves it with
  *   IFWXSession::RetroactiveAllowBind, and only the host named in the request may connect.
- * - UDP ASSOCIATE is refused with "command not supported" until the UDP data path exists.
+ * - UDP ASSOCIATE: a UDP relay port for the client; each destination is decided once by the
+ *   core (a permission, or a new fwx_Udp_Destination under the policy and filters) and becomes
+ *   a flow; the association ends with the control connection. Fragments and host names in
+ *   datagrams are dropped.
  *
  * The parser is strict: version 5, the no-authentication method, IPv4, IPv6 or a host name of
  * 1-253 letters, digits, dots and hyphens, no bytes after the request, 10 s to negotiate.
@@ -43,7 +46,7 @@ struct socks_listener {
     socks_listener *prev, *next;
 };
 
-typedef enum { S_GREETING, S_REQUEST, S_RESOLVING, S_BIND_WAIT, S_DONE } socks_state;
+typedef enum { S_GREETING, S_REQUEST, S_RESOLVING, S_BIND_WAIT, S_UDP_ASSOC, S_DONE } socks_state;
 
 struct socks_client {
     uv_tcp_t tcp;
@@ -61,10 +64,15 @@ struct socks_client {
     uv_tcp_t *bind_tcp;
     IFWXConnection *bind_conn;
     struct sockaddr_storage bound;
+    /* UDP ASSOCIATE */
+    udp_port *udp;
+    struct sockaddr_storage udp_client; /* where the client's datagrams come from */
+    bool have_udp_client;
     int closing; /* handles still to close */
 };
 
 static void on_timeout(uv_timer_t *t);
+static void do_udp_associate(socks_client *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
@@ -117,6 +125,12 @@ static void client_close(socks_client *c)
     if (c->bind_conn != NULL) {
         fwx_connection_close(c->bind_conn); /* the client bind and its grant go */
         c->bind_conn = NULL;
+    }
+    if (c->udp != NULL) {
+        /* The association lives as long as its control connection (RFC 1928 §7). */
+        c->udp->socks = NULL;
+        fwx__proxy_udp_port_release(c->udp, true);
+        c->udp = NULL;
     }
     if (c->ps != NULL) {
         psession *ps = c->ps;
@@ -410,6 +424,110 @@ static void do_bind(socks_client *c)
     uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
 }
 
+/* ---- UDP ASSOCIATE ---------------------------------------------------------------------------- */
+
+static void do_udp_associate(socks_client *c)
+{
+    pstate *st = c->st;
+    struct sockaddr_storage at = c->local;
+    fwx__sa_set_port((struct sockaddr *)&at, 0);
+    fwx_result hr;
+    c->udp = fwx__proxy_udp_port_open(st, UDP_PORT_SOCKS, (struct sockaddr *)&at, 0, &hr);
+    if (c->udp == NULL) {
+        refuse(c, REP_FAILURE, "cannot open a UDP relay");
+        return;
+    }
+    c->udp->socks = c;
+    int fd;
+    if (!client_fd(c, &fd) || !send_reply_fd(fd, REP_OK, (struct sockaddr *)&c->udp->local)) {
+        client_close(c);
+        return;
+    }
+    c->state = S_UDP_ASSOC;
+    uv_timer_stop(&c->timer);
+    /* Keep reading: the association ends when the client closes its control connection. */
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+}
+
+void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, const uint8_t *d, size_t n)
+{
+    socks_client *c = p->socks;
+    if (c == NULL || c->state != S_UDP_ASSOC)
+        return;
+    /* Only the associated client, from the address it announced (if it did). */
+    const struct sockaddr *want = (const struct sockaddr *)&c->dst;
+    if (!fwx__sa_same_ip(from, (struct sockaddr *)&c->peer) ||
+        (!fwx__sa_is_unspecified(want) && !fwx__sa_same_ip(from, want)) ||
+        (fwx__sa_port(want) != 0 && fwx__sa_port(want) != fwx__sa_port(from)))
+        return;
+    if (n < 10 || d[0] != 0 || d[1] != 0 || d[2] != 0)
+        return; /* malformed, or a fragment: fragments are not reassembled (RFC 1928 allows dropping) */
+    struct sockaddr_storage dst;
+    size_t hdr;
+    memset(&dst, 0, sizeof dst);
+    if (d[3] == 1) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&dst;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, d + 4, 4);
+        memcpy(&s4->sin_port, d + 8, 2);
+        hdr = 10;
+    } else if (d[3] == 4 && n >= 22) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&dst;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, d + 4, 16);
+        memcpy(&s6->sin6_port, d + 20, 2);
+        struct sockaddr_storage canon;
+        if (fwx__sa_canon((struct sockaddr *)&dst, sizeof *s6, &canon))
+            dst = canon;
+        hdr = 22;
+    } else {
+        return; /* host names in datagrams would need a lookup per datagram: not supported */
+    }
+    pstate *st = c->st;
+    const struct sockaddr *dp = (const struct sockaddr *)&dst;
+    memcpy(&c->udp_client, from, fwx__sa_len(from));
+    c->have_udp_client = true;
+    udp_flow *f = fwx__proxy_udp_flow_find(p, dp);
+    if (f == NULL) {
+        if (fwx__sa_port(dp) == 0 || fwx__firewall_is_local(st->fw, dp) || fwx__sa_is_unspecified(dp) ||
+            fwx__sa_is_multicast(dp) || fwx__sa_is_broadcast(dp))
+            return;
+        IFWXConnection *conn = NULL;
+        fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),
+                       dp, fwx__sa_len(dp)};
+        fwx_result hr = fwx_firewall_admit(st->fw, &fl, &conn);
+        if (hr == FWX_E_NOT_FOUND && c->ps != NULL) {
+            fwx_connection_params cp = {sizeof cp, fwx_Udp_Destination, FWX_PROTOCOL_UDP, dp, fwx__sa_len(dp),
+                                        (struct sockaddr *)&p->local, fwx__sa_len((struct sockaddr *)&p->local), NULL, 0,
+                                        0, NULL};
+            hr = fwx_connection_open(c->ps->session, &cp, &conn);
+        }
+        if (FWX_FAILED(hr))
+            return; /* refused: the core logged it; the datagram is dropped */
+        f = fwx__proxy_udp_flow_for(p, dp, conn);
+        if (f == NULL) {
+            fwx_connection_close(conn);
+            return;
+        }
+    }
+    fwx__proxy_udp_flow_send(f, d + hdr, n - hdr);
+}
+
+void fwx__proxy_socks_udp_reply(udp_port *p, const struct sockaddr *dst, const uint8_t *data, size_t n)
+{
+    socks_client *c = p->socks;
+    static uint8_t out[65536 + 22];
+    if (c == NULL || !c->have_udp_client)
+        return;
+    size_t h = encode_reply(out, 0, dst); /* the same shape: 3 bytes, ATYP, address, port */
+    out[0] = out[1] = out[2] = 0;         /* RSV RSV FRAG */
+    if (h + n > sizeof out)
+        return;
+    memcpy(out + h, data, n);
+    uv_buf_t b = uv_buf_init((char *)out, (unsigned)(h + n));
+    (void)uv_udp_try_send(&p->udp, &b, 1, (struct sockaddr *)&c->udp_client);
+}
+
 /* ---- negotiation -------------------------------------------------------------------------------- */
 
 static bool host_name_ok(const uint8_t *p, size_t n)
@@ -512,11 +630,11 @@ static void start_request(socks_client *c)
         if (fwx__sa_canon((struct sockaddr *)&c->dst, sizeof *s6, &canon))
             c->dst = canon;
     }
-    if (cmd == 3) {
-        refuse(c, REP_CMD_UNSUPPORTED, "UDP ASSOCIATE is not supported yet");
+    if (cmd == 3 && atyp == 3) {
+        refuse(c, REP_ATYP_UNSUPPORTED, "UDP ASSOCIATE names its client by address only");
         return;
     }
-    if (cmd != 1 && cmd != 2) {
+    if (cmd != 1 && cmd != 2 && cmd != 3) {
         refuse(c, REP_CMD_UNSUPPORTED, "unknown command");
         return;
     }
@@ -551,8 +669,10 @@ static void start_request(socks_client *c)
     }
     if (cmd == 1)
         do_connect(c);
-    else
+    else if (cmd == 2)
         do_bind(c);
+    else
+        do_udp_associate(c);
 }
 
 static void on_timeout(uv_timer_t *t)
@@ -576,8 +696,8 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     (void)buf;
     if (n == 0)
         return;
-    if (n < 0 || c->state == S_BIND_WAIT) {
-        /* EOF or error; during a BIND wait the client must stay quiet until our reply. */
+    if (n < 0 || c->state == S_BIND_WAIT || c->state == S_UDP_ASSOC) {
+        /* EOF or error; during a BIND wait or a UDP association the client stays quiet. */
         client_close(c);
         return;
     }

@@ -269,8 +269,8 @@ void fwx__grant_remove(fwx__grant *g, const char *why)
 
 void fwx__grant_expired(fwx__grant *g)
 {
-    fwx__log(g->session->fw, FWX_LOG_INFO, "%s %llu of session %p: unused for its timeout, closed",
-             fwx__grant_type_name(g->type), (unsigned long long)g->pub.id, (void *)g->session);
+    fwx__log(g->session->fw, FWX_LOG_INFO, "%s %llu of session %llu: unused for its timeout, closed",
+             fwx__grant_type_name(g->type), (unsigned long long)g->pub.id, (unsigned long long)g->session->id);
     /* T2: a bound port's listener is closed with its connection object. */
     if (g->type == FWX__G_BINDING && g->conn != NULL)
         fwx__conn_terminate(g->conn);
@@ -402,7 +402,7 @@ static bool factory_pending(fwx__session *s, uint32_t event, const struct sockad
 static fwx_result refuse(fwx__session *s, fwx_result hr, const char *call, const struct sockaddr *what, const char *why)
 {
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
-    fwx__log(s->fw, FWX_LOG_WARN, "session %p (client %s): %s%s%s refused: %s", (void *)s,
+    fwx__log(s->fw, FWX_LOG_WARN, "session %llu (client %s): %s%s%s refused: %s", (unsigned long long)s->id,
              fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), call, what ? " " : "", what ? fwx__sa_fmt(what, b) : "",
              why);
     return hr;
@@ -538,7 +538,7 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
         return FWX_E_OUTOFMEMORY;
     }
     char a[FWX__SA_STRLEN], c[FWX__SA_STRLEN];
-    fwx__log(fw, FWX_LOG_INFO, "session %p: permission %llu: %s may connect to %s (%s%s%s)", (void *)s,
+    fwx__log(fw, FWX_LOG_INFO, "session %llu: permission %llu: %s may connect to %s (%s%s%s)", (unsigned long long)s->id,
              (unsigned long long)g->pub.id, fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), fwx__sa_fmt(t, c),
              Protocol == FWX_PROTOCOL_TCP ? "tcp" : "udp", (dwFlags & FWX_FLAG_ALLOW_MULTIPLE) ? ", multiple" : ", once",
              (dwFlags & FWX_FLAG_TIMEOUT) ? ", timeout" : "");
@@ -681,7 +681,7 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
     }
     memcpy(ProxyAddress, &gs[0]->pub.gateway, fwx__sa_len((struct sockaddr *)&gs[0]->pub.gateway));
     char a[FWX__SA_STRLEN], c[FWX__SA_STRLEN];
-    fwx__log(fw, FWX_LOG_INFO, "session %p: bound %s%s for %s (%u port%s, %s%s%s)", (void *)s,
+    fwx__log(fw, FWX_LOG_INFO, "session %llu: bound %s%s for %s (%u port%s, %s%s%s)", (unsigned long long)s->id,
              fwx__sa_fmt((struct sockaddr *)&gs[0]->pub.gateway, a), n > 1 ? "+" : "",
              pending[0] ? "a client address to be set" : fwx__sa_fmt((struct sockaddr *)&clients[0], c), n,
              n > 1 ? "s" : "", Protocol == FWX_PROTOCOL_TCP ? "tcp" : "udp",
@@ -809,7 +809,7 @@ fwx_result fwx__RedirectConnections(IFWXSession *This, const struct sockaddr *co
     memcpy(InternalAddress, &gs[0]->pub.gateway, need);
     *InternalAddressLength = need;
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
-    fwx__log(fw, FWX_LOG_INFO, "session %p: redirect %s%s -> %s (%u port%s)", (void *)s,
+    fwx__log(fw, FWX_LOG_INFO, "session %llu: redirect %s%s -> %s (%u port%s)", (unsigned long long)s->id,
              fwx__sa_fmt((struct sockaddr *)&gs[0]->pub.gateway, a), n > 1 ? "+" : "",
              fwx__sa_fmt((struct sockaddr *)&targets[0], b), n, n > 1 ? "s" : "");
     return FWX_S_OK;
@@ -887,7 +887,7 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
         return refuse(s, hr, "RetroactiveAllowBind", a, fwx_strerror(hr));
     }
     char b[FWX__SA_STRLEN];
-    fwx__log(s->fw, FWX_LOG_INFO, "session %p: client bind %s approved", (void *)s,
+    fwx__log(s->fw, FWX_LOG_INFO, "session %llu: client bind %s approved", (unsigned long long)s->id,
              fwx__sa_fmt((struct sockaddr *)&g->pub.gateway, b));
     return FWX_S_OK;
 }

@@ -49,7 +49,7 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
     fwx__list_insert_tail(&fw->sessions, &s->node);
     fw->n_sessions++;
     char a[FWX__SA_STRLEN];
-    fwx__log(fw, FWX_LOG_INFO, "session %p: opened for %s (%s%s)", (void *)s, fwx__sa_fmt_ip(client, a),
+    fwx__log(fw, FWX_LOG_INFO, "session %llu: opened for %s (%s%s)", (unsigned long long)s->id, fwx__sa_fmt_ip(client, a),
              source == fwxSourceNAT ? "nat" : "explicit", (flags & FWX_SESSION_PRIVATE) ? ", private" : "");
     return s;
 }
@@ -339,7 +339,8 @@ void fwx__session_end(fwx__session *s)
     fwx__list_remove(&s->node);
     fw->n_sessions--;
     char a[FWX__SA_STRLEN];
-    fwx__log(fw, FWX_LOG_INFO, "session %p: ended for %s", (void *)s, fwx__sa_fmt_ip((struct sockaddr *)&s->client, a));
+    fwx__log(fw, FWX_LOG_INFO, "session %llu: ended for %s", (unsigned long long)s->id,
+             fwx__sa_fmt_ip((struct sockaddr *)&s->client, a));
     IFWXSession_Release(&s->iface); /* the list's reference */
     IFWXSession_Release(&s->iface); /* ours, from above */
 }

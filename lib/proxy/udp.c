@@ -1,0 +1,409 @@
+/*
+ * fwx - UDP in the proxy backend: per-peer flows over a gateway port.
+ *
+ * A UDP "port" is a socket on the gateway facing outside peers: a publishing rule's listener,
+ * a bound or redirect port a filter asked for, or a SOCKS5 UDP relay. Each distinct peer (or,
+ * for SOCKS, each destination) is a flow: the core decides it once, with the first datagram
+ * (fwx_connection_open or fwx_firewall_admit), and the flow then carries datagrams both ways
+ * over its own connected upstream socket until it has been idle for the flow timeout, or the
+ * core kills it. A port stops taking new peers when its grant goes (a one-shot bound port has
+ * one peer) but keeps carrying the flows it has.
+ *
+ * Datagrams are relayed whole, up to 64 KiB; nothing is buffered: a datagram the kernel will
+ * not take now is dropped, as UDP allows.
+ * SPDX-License-Identifier: MIT
+ */
+#include "proxy/proxy_impl.h"
+#include "firewall/internal.h" /* fwx__firewall_is_local */
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#define UDP_MAX_DATAGRAM 65536
+#define UDP_MAX_FLOWS_PER_PORT 4096
+
+typedef struct peer_key {
+    uint8_t family;
+    uint8_t ip[16];
+    uint16_t port;
+} peer_key;
+
+struct udp_flow {
+    udp_port *port;
+    peer_key key;
+    struct sockaddr_storage peer;   /* the outside peer (SOCKS: the destination) */
+    struct sockaddr_storage target; /* where datagrams from the peer go (SOCKS: the destination) */
+    uv_udp_t up;
+    uv_timer_t idle;
+    IFWXConnection *conn; /* +1 */
+    psession *ps;         /* its own reference on the session (NAT peers of a publishing rule) */
+    bool back;            /* replies may go back to the peer (BIDIRECTIONAL) */
+    bool closing;
+    int handles;
+    UT_hash_handle hh;
+};
+
+static void key_of(const struct sockaddr *sa, peer_key *k)
+{
+    memset(k, 0, sizeof *k);
+    k->family = (uint8_t)sa->sa_family;
+    k->port = fwx__sa_port(sa);
+    if (sa->sa_family == AF_INET)
+        memcpy(k->ip, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    else
+        memcpy(k->ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+}
+
+static void port_maybe_close(udp_port *p);
+
+/* ---- flows ------------------------------------------------------------------------------------- */
+
+static void flow_handle_closed(uv_handle_t *h)
+{
+    udp_flow *f = h->data;
+    if (--f->handles > 0)
+        return;
+    udp_port *p = f->port;
+    pstate *st = p->st;
+    free(f);
+    p->n_flows--;
+    st->handles--;
+    port_maybe_close(p);
+    fwx__proxy_state_maybe_free(st);
+}
+
+static void flow_close(udp_flow *f)
+{
+    if (f->closing)
+        return;
+    f->closing = true;
+    udp_port *p = f->port;
+    HASH_DEL(p->flows, f);
+    if (f->conn != NULL) {
+        IFWXConnection *c = f->conn;
+        f->conn = NULL;
+        fwx_connection_close(c);
+    }
+    if (f->ps != NULL) {
+        if (!p->st->closing)
+            fwx__proxy_session_unref(p->st, f->ps);
+        f->ps = NULL;
+    }
+    f->handles = 2;
+    uv_close((uv_handle_t *)&f->up, flow_handle_closed);
+    uv_close((uv_handle_t *)&f->idle, flow_handle_closed);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    flow_close(t->data);
+}
+
+static void touch(udp_flow *f)
+{
+    uv_timer_again(&f->idle);
+}
+
+static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    udp_flow *f = h->data;
+    (void)suggested;
+    buf->base = (char *)f->port->buf;
+    buf->len = sizeof f->port->buf;
+}
+
+/* A datagram from the flow's target (or SOCKS destination): back to the peer. */
+static void on_up_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned flags)
+{
+    udp_flow *f = h->data;
+    (void)from;
+    if (n <= 0 || f->closing || (flags & UV_UDP_PARTIAL))
+        return;
+    if (!f->back)
+        return; /* without BIDIRECTIONAL nothing goes back to the peer */
+    touch(f);
+    udp_port *p = f->port;
+    if (p->kind == UDP_PORT_SOCKS) {
+        fwx__proxy_socks_udp_reply(p, (struct sockaddr *)&f->peer, (const uint8_t *)buf->base, (size_t)n);
+    } else {
+        uv_buf_t b = uv_buf_init(buf->base, (unsigned)n);
+        if (uv_udp_try_send(&p->udp, &b, 1, (struct sockaddr *)&f->peer) == (int)n && f->conn != NULL)
+            fwx_connection_count_bytes(f->conn, 0, (uint64_t)n);
+    }
+}
+
+static udp_flow *flow_new(udp_port *p, const struct sockaddr *peer, const struct sockaddr *target, bool back,
+                          uint32_t sockopt_flags)
+{
+    pstate *st = p->st;
+    if (p->n_flows >= UDP_MAX_FLOWS_PER_PORT)
+        return NULL;
+    udp_flow *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return NULL;
+    f->port = p;
+    memcpy(&f->peer, peer, fwx__sa_len(peer));
+    memcpy(&f->target, target, fwx__sa_len(target));
+    key_of(peer, &f->key);
+    f->back = back;
+    if (uv_udp_init_ex(st->loop, &f->up, f->target.ss_family) != 0) {
+        free(f);
+        return NULL;
+    }
+    uv_timer_init(st->loop, &f->idle);
+    f->up.data = f;
+    f->idle.data = f;
+    p->n_flows++;
+    st->handles++;
+    HASH_ADD(hh, p->flows, key, sizeof f->key, f);
+    if (sockopt_flags & FWX_INCREASE_RECEIVE_BUFFER) {
+        int sz = 64 * 1024;
+        uv_recv_buffer_size((uv_handle_t *)&f->up, &sz);
+    }
+    if (uv_udp_connect(&f->up, (struct sockaddr *)&f->target) != 0 ||
+        uv_udp_recv_start(&f->up, up_alloc, on_up_recv) != 0) {
+        flow_close(f);
+        return NULL;
+    }
+    uv_timer_start(&f->idle, on_idle, st->udp_idle_ms, st->udp_idle_ms);
+    return f;
+}
+
+void fwx__proxy_udp_flow_send(udp_flow *f, const uint8_t *data, size_t n)
+{
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+    touch(f);
+    if (uv_udp_try_send(&f->up, &b, 1, NULL) == (int)n && f->conn != NULL)
+        fwx_connection_count_bytes(f->conn, (uint64_t)n, 0);
+}
+
+udp_flow *fwx__proxy_udp_flow_find(udp_port *p, const struct sockaddr *peer)
+{
+    peer_key k;
+    udp_flow *f = NULL;
+    key_of(peer, &k);
+    HASH_FIND(hh, p->flows, &k, sizeof k, f);
+    return f;
+}
+
+/* ---- deciding a new peer --------------------------------------------------------------------- */
+
+/* The core decides a new peer of a publishing or grant port; returns its flow or NULL. */
+static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
+{
+    pstate *st = p->st;
+    IFWXConnection *conn = NULL;
+    psession *ps = NULL;
+    fwx_result hr;
+    const struct sockaddr *target;
+    bool back = true;
+    uint32_t flags = 0;
+    st->pending = NULL;
+    if (p->kind == UDP_PORT_PUBLISH) {
+        struct sockaddr_storage pk;
+        memcpy(&pk, peer, fwx__sa_len(peer));
+        ps = fwx__proxy_session_nat(st, peer);
+        if (ps == NULL)
+            return NULL;
+        ps->relays++;
+        fwx_connection_params cp = {sizeof cp,
+                                    fwx_AcceptedConnection,
+                                    FWX_PROTOCOL_UDP,
+                                    peer,
+                                    fwx__sa_len(peer),
+                                    (struct sockaddr *)&p->spec.address,
+                                    fwx__sa_len((struct sockaddr *)&p->spec.address),
+                                    NULL,
+                                    p->spec.full_proxy ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0,
+                                    fwx__sa_len((struct sockaddr *)&p->spec.server),
+                                    (struct sockaddr *)&p->spec.server};
+        hr = fwx_connection_open(ps->session, &cp, &conn);
+        target = (const struct sockaddr *)&p->spec.server;
+    } else {
+        struct sockaddr_storage dst = p->grant.gateway;
+        if (fwx__sa_is_unspecified((struct sockaddr *)&dst))
+            dst = p->local;
+        fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, peer, fwx__sa_len(peer), (struct sockaddr *)&dst,
+                       fwx__sa_len((struct sockaddr *)&dst)};
+        hr = fwx_firewall_admit(st->fw, &fl, &conn);
+        target = (const struct sockaddr *)&p->grant.target;
+        flags = p->grant.flags;
+        /* A bound port's replies go back only with BIDIRECTIONAL; a redirect is a connection. */
+        back = p->grant.kind == FWX_GRANT_REDIRECT || (flags & FWX_FLAG_BIDIRECTIONAL);
+    }
+    if (FWX_FAILED(hr)) {
+        if (ps != NULL)
+            fwx__proxy_session_unref(st, ps);
+        return NULL;
+    }
+    udp_flow *f = flow_new(p, peer, target, back, flags);
+    if (f == NULL) {
+        fwx_connection_close(conn);
+        if (ps != NULL)
+            fwx__proxy_session_unref(st, ps);
+        return NULL;
+    }
+    f->conn = conn;
+    f->ps = ps;
+    return f;
+}
+
+/* ---- ports ------------------------------------------------------------------------------------- */
+
+static void port_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    udp_port *p = h->data;
+    (void)suggested;
+    buf->base = (char *)p->buf;
+    buf->len = sizeof p->buf;
+}
+
+static void on_port_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned flags)
+{
+    udp_port *p = h->data;
+    if (n < 0 || from == NULL || (flags & UV_UDP_PARTIAL) || p->closing)
+        return; /* n == 0 with no address: nothing more to read now */
+    if (p->kind == UDP_PORT_SOCKS) {
+        fwx__proxy_socks_udp_datagram(p, from, (const uint8_t *)buf->base, (size_t)n);
+        return;
+    }
+    udp_flow *f = fwx__proxy_udp_flow_find(p, from);
+    if (f == NULL) {
+        if (!p->accepting)
+            return; /* a one-shot port already has its peer */
+        /* Admitting a one-shot port's peer withdraws its grant, which releases this port:
+           keep the socket until the flow that carries on with it exists. */
+        p->admitting = true;
+        f = admit_peer(p, from);
+        p->admitting = false;
+        if (f == NULL) {
+            port_maybe_close(p);
+            return; /* refused: the core logged why; the datagram is dropped */
+        }
+        if (p->kind == UDP_PORT_GRANT && !(p->grant.flags & FWX_FLAG_ALLOW_MULTIPLE))
+            p->accepting = false; /* one source only (T3 for UDP) */
+    }
+    fwx__proxy_udp_flow_send(f, (const uint8_t *)buf->base, (size_t)n);
+}
+
+static void port_closed(uv_handle_t *h)
+{
+    udp_port *p = h->data;
+    pstate *st = p->st;
+    free(p);
+    st->handles--;
+    fwx__proxy_state_maybe_free(st);
+}
+
+static void port_maybe_close(udp_port *p)
+{
+    if (p->released && p->n_flows == 0 && !p->admitting && !p->handle_closing) {
+        p->handle_closing = true;
+        uv_close((uv_handle_t *)&p->udp, port_closed);
+    }
+}
+
+udp_port *fwx__proxy_udp_port_open(pstate *st, int kind, const struct sockaddr *addr, uint32_t flags, fwx_result *hr)
+{
+    udp_port *p = calloc(1, sizeof *p);
+    if (p == NULL) {
+        *hr = FWX_E_OUTOFMEMORY;
+        return NULL;
+    }
+    p->st = st;
+    p->kind = kind;
+    p->accepting = true;
+    uv_udp_init_ex(st->loop, &p->udp, addr->sa_family);
+    p->udp.data = p;
+    st->handles++;
+    int rc = uv_udp_bind(&p->udp, addr, 0);
+    int len = sizeof p->local;
+    if (rc == 0)
+        rc = uv_udp_getsockname(&p->udp, (struct sockaddr *)&p->local, &len);
+    if (rc == 0 && (flags & FWX_INCREASE_RECEIVE_BUFFER)) {
+        int sz = 64 * 1024;
+        uv_recv_buffer_size((uv_handle_t *)&p->udp, &sz);
+    }
+    if (rc == 0)
+        rc = uv_udp_recv_start(&p->udp, port_alloc, on_port_recv);
+    if (rc != 0) {
+        p->released = true;
+        port_maybe_close(p);
+        *hr = rc == UV_EADDRINUSE ? FWX_E_ADDRINUSE : rc == UV_EADDRNOTAVAIL ? FWX_E_ADDRNOTAVAIL : FWX_E_BACKEND;
+        return NULL;
+    }
+    p->next = st->udp_ports;
+    if (st->udp_ports)
+        st->udp_ports->prev = p;
+    st->udp_ports = p;
+    *hr = FWX_S_OK;
+    return p;
+}
+
+/* The owner lets go: no new peers; the socket closes with the last flow (or at once). */
+void fwx__proxy_udp_port_release(udp_port *p, bool kill_flows)
+{
+    pstate *st = p->st;
+    if (p->released)
+        return;
+    p->released = true;
+    p->accepting = false;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        st->udp_ports = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    p->prev = p->next = NULL;
+    if (kill_flows) {
+        p->closing = true;
+        udp_flow *f, *tmp;
+        HASH_ITER(hh, p->flows, f, tmp)
+        {
+            flow_close(f);
+        }
+    }
+    port_maybe_close(p);
+}
+
+udp_port *fwx__proxy_udp_port_find(pstate *st, uint64_t id)
+{
+    for (udp_port *p = st->udp_ports; p != NULL; p = p->next)
+        if (p->id == id)
+            return p;
+    return NULL;
+}
+
+bool fwx__proxy_udp_kill(pstate *st, IFWXConnection *conn)
+{
+    for (udp_port *p = st->udp_ports; p != NULL; p = p->next) {
+        udp_flow *f, *tmp;
+        HASH_ITER(hh, p->flows, f, tmp)
+        {
+            if (f->conn == conn) {
+                /* The core is ending the connection: let go of it without closing it again. */
+                f->conn = NULL;
+                IFWXConnection_Release(conn);
+                flow_close(f);
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+void fwx__proxy_udp_close_all(pstate *st)
+{
+    while (st->udp_ports != NULL)
+        fwx__proxy_udp_port_release(st->udp_ports, true);
+}
+
+/* For SOCKS: a flow to a destination the core has already allowed. */
+udp_flow *fwx__proxy_udp_flow_for(udp_port *p, const struct sockaddr *dst, IFWXConnection *conn)
+{
+    udp_flow *f = flow_new(p, dst, dst, true, 0);
+    if (f == NULL)
+        return NULL;
+    f->conn = conn;
+    return f;
+}

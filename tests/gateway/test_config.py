@@ -1,0 +1,112 @@
+"""fwx-gateway refuses a bad configuration file before it opens any socket: exit 2, a message
+with file:line and the offending key; --check accepts a good file (exit 0) and refuses a bad one.
+SPDX-License-Identifier: MIT
+"""
+import os
+import threading
+
+from gwtest import (SERVER_IP, Failure, Gateway, check, free_port, listening, log, main, policy,
+                    refused, write_file)
+
+GW_IP = "127.0.0.1"
+
+
+def refused_start(tmp, name, text, want_line, want_key, port):
+    """Runs the gateway on a bad file; checks the exit, the message, and that nothing opened."""
+    path = os.path.join(tmp, name + ".cfg")
+    write_file(path, text)
+    seen_listening = []
+    stop = threading.Event()
+
+    def watch():  # the publishing port must never listen, even for a moment
+        while not stop.is_set():
+            if listening(GW_IP, port):
+                seen_listening.append(True)
+            stop.wait(0.001)
+
+    w = threading.Thread(target=watch, daemon=True)
+    w.start()
+    gw = Gateway(tmp, ["--config", path], name=name, wait_ready=False)
+    try:
+        rc = gw.proc.wait(10)
+    finally:
+        stop.set()
+        w.join(5)
+    gw.stop()
+    err = gw.stderr().strip()
+    out = gw.stdout()
+    check(rc == 2, "%s: exit status %s, expected 2 (stderr: %r)" % (name, rc, err))
+    check("%s:%d:" % (path, want_line) in err, "%s: message %r lacks %s:%d:" % (name, err, path, want_line))
+    check(want_key in err, "%s: message %r does not name the key %r" % (name, err, want_key))
+    check(not seen_listening, "%s: port %d was listening while the gateway ran" % (name, port))
+    check("publishing" not in out and "ready" not in out, "%s: the gateway went on: %r" % (name, out))
+    check(not os.path.exists(gw.sock), "%s: the control socket %s was created" % (name, gw.sock))
+    check(not listening(GW_IP, port) and refused(port), "%s: port %d is open" % (name, port))
+    log("ok: %s refused: %s" % (name, err))
+
+
+def run(tmp):
+    port = free_port()
+    server = free_port(SERVER_IP)
+    good = policy([(port, server)], gateway_group='  name = "cfg-test";\n  log_level = "info";')
+    lines = good.splitlines()
+
+    def line_of(text, needle):
+        for i, l in enumerate(text.splitlines()):
+            if needle in l:
+                return i + 1
+        raise Failure("%r not in the file" % needle)
+
+    # --check on the good file
+    path = os.path.join(tmp, "good.cfg")
+    write_file(path, good)
+    gw = Gateway(tmp, ["--config", path, "--check"], name="check-good", wait_ready=False, control=False)
+    rc = gw.proc.wait(10)
+    gw.stop()
+    check(rc == 0, "--check on a good file: exit %s, stderr %r" % (rc, gw.stderr()))
+    check("is valid" in gw.stdout(), "--check says %r" % gw.stdout())
+    check(not listening(GW_IP, port), "--check opened port %d" % port)
+    log("ok: --check on a good file: %s" % gw.stdout().strip())
+
+    # 1. a syntax error in the gateway group
+    bad = good.replace('name = "cfg-test";', 'name = = "cfg-test";')
+    refused_start(tmp, "syntax", bad, line_of(bad, "= ="), "syntax error", port)
+
+    # 2. an unknown key in the gateway group
+    bad = good.replace('log_level = "info";', 'log_level = "info";\n  colour = "blue";')
+    refused_start(tmp, "unknown-key", bad, line_of(bad, "colour"), "gateway.colour", port)
+
+    # 3. a bad value in the gateway group
+    bad = good.replace('log_level = "info";', 'log_level = "loud";')
+    refused_start(tmp, "bad-value", bad, line_of(bad, "loud"), "gateway.log_level", port)
+
+    # 4. a bad rule in the policy part (an unknown action)
+    bad = good.replace('action = "allow"', 'action = "alow"')
+    refused_start(tmp, "bad-rule", bad, line_of(bad, "alow"), "rules.[0].action", port)
+
+    # 5. a rule naming a network that does not exist
+    bad = good.replace('from = [ "localhost", "external" ]', 'from = [ "intrnal" ]')
+    refused_start(tmp, "unknown-network", bad, line_of(bad, "intrnal"), "rules.[0].from.[0]", port)
+
+    # 6. a publishing rule naming a protocol that does not exist
+    bad = good.replace('protocol = "svc0"; full_proxy', 'protocol = "nosuch"; full_proxy')
+    refused_start(tmp, "bad-publishing", bad, line_of(bad, "nosuch"), "publishing.[0].protocol", port)
+
+    # --check refuses a bad file the same way
+    path = os.path.join(tmp, "bad-check.cfg")
+    write_file(path, good.replace('action = "allow"', 'action = "alow"'))
+    gw = Gateway(tmp, ["--config", path, "--check"], name="check-bad", wait_ready=False, control=False)
+    rc = gw.proc.wait(10)
+    gw.stop()
+    check(rc == 2 and "rules.[0].action" in gw.stderr(), "--check on a bad file: exit %s, %r" % (rc, gw.stderr()))
+    log("ok: --check on a bad file: exit 2")
+
+    # a file that does not exist
+    gw = Gateway(tmp, ["--config", os.path.join(tmp, "missing.cfg")], name="missing", wait_ready=False)
+    rc = gw.proc.wait(10)
+    gw.stop()
+    check(rc == 2 and "missing.cfg" in gw.stderr(), "missing file: exit %s, %r" % (rc, gw.stderr()))
+    log("ok: a missing file: exit 2: %s" % gw.stderr().strip())
+
+
+main(run)
