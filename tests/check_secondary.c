@@ -409,6 +409,13 @@ START_TEST(published_server_is_own_host)
     TU_EXPECT_HR(IFWXSession_BindForClient(s, d2, tu_len(&other), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 1,
                                            &FWX_GUID_NULL, NULL, NULL, NULL, b),
                  FWX_E_ADDRESS_NOT_ALLOWED);
+    /* A hostile server naming the remote client itself in its 227 gets no port. */
+    struct sockaddr_storage self = tu_addr("198.51.100.20:50000");
+    const struct sockaddr *d3[1] = {TU_SA(self)};
+    px = tu_addr("203.0.113.1:0");
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, d3, tu_len(&self), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 1,
+                                           &FWX_GUID_NULL, NULL, NULL, NULL, b),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
     px = tu_addr("203.0.113.1:0");
     TU_EXPECT_HR(IFWXSession_BindForClient(s, d1, tu_len(&data), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 1,
                                            &FWX_GUID_NULL, NULL, NULL, NULL, b),

@@ -205,6 +205,10 @@ bool fwx__event_hooked(fwx__session *s, uint32_t event_type, const fwx_guid *pro
 bool fwx__session_is_peer(fwx__session *s, const struct sockaddr *addr);
 /* Is addr the session's client, or a published server of one of its open connections? */
 bool fwx__session_is_own_host(fwx__session *s, const struct sockaddr *addr);
+/* Is addr a published server of one of the session's open connections? */
+bool fwx__session_is_server(fwx__session *s, const struct sockaddr *addr);
+/* True when every open primary connection of the session goes to a published server. */
+bool fwx__session_published_only(fwx__session *s);
 /* The newest primary connection's external peer, or NULL. */
 const struct sockaddr *fwx__session_last_peer(fwx__session *s);
 

@@ -554,9 +554,13 @@ static const char *bad_client_address(fwx__session *s, uint32_t flags, const str
     if (why != NULL)
         return why;
     /* A published server counts as the session's own host: its passive data ports are bound
-       for it just as a client's active ones are. */
-    if (!in_scope(s->fw, flags, ca, (const struct sockaddr *)&s->client) && !fwx__session_is_own_host(s, ca))
-        return "not the session client's address";
+       for it just as a client's active ones are. In a session of published connections only,
+       the client is the remote party: a port forwarding to it would be a server's bounce. */
+    bool published_only = fwx__session_published_only(s);
+    if (published_only ? !fwx__session_is_server(s, ca)
+                       : !in_scope(s->fw, flags, ca, (const struct sockaddr *)&s->client) &&
+                             !fwx__session_is_own_host(s, ca))
+        return published_only ? "not the published server's address" : "not the session client's address";
     return NULL;
 }
 

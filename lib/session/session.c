@@ -305,6 +305,30 @@ bool fwx__session_is_own_host(fwx__session *s, const struct sockaddr *addr)
     return false;
 }
 
+bool fwx__session_is_server(fwx__session *s, const struct sockaddr *addr)
+{
+    for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
+        fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+        if (c->has_server && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
+            return true;
+    }
+    return false;
+}
+
+bool fwx__session_published_only(fwx__session *s)
+{
+    bool any = false;
+    for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
+        fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+        if (c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING))
+            continue;
+        if (!c->has_server)
+            return false;
+        any = true;
+    }
+    return any;
+}
+
 const struct sockaddr *fwx__session_last_peer(fwx__session *s)
 {
     for (fwx__list *n = s->conns.prev; n != &s->conns; n = n->prev) {

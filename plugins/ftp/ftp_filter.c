@@ -1,0 +1,1250 @@
+/*
+ * ftp - the FTP application-layer gateway filter: the canonical fwx filter.
+ *
+ * It hooks the primary connections of the protocol the policy binds it to (fwx_Connect_Tcp for
+ * clients behind the gateway, transparent or explicit; fwx_AcceptedConnection for published
+ * servers), attaches a data filter to each control connection, and relays the control stream
+ * line by line in both directions. Commands and replies that negotiate a data connection
+ * (PORT, EPRT, PASV/227, EPSV/229) are checked, turned into exactly one secondary-connection
+ * grant with the SDK call that fits the session kind, and rewritten where the gateway stands
+ * in between. Everything else about them is refused: see README.md for the table and reasons.
+ *
+ * Structure, for filter authors copying it:
+ * - ftp_parse.c is the parser: pure, bounded, no fwx types. Test it alone.
+ * - the filter object and the session filter are the conn-logger sample's, plus the choice of
+ *   the session kind and AttachDataFilter;
+ * - the data filter (ftp_ctl) pumps both directions with Recv(NULL)/Send and one pending Recv
+ *   per socket, reads a direction again only when what it sent for the last chunk is gone
+ *   (back-pressure), and keeps a queue of the commands the server has yet to answer, so that
+ *   a reply is matched to its command and the gateway's own error replies keep their place in
+ *   a pipelined conversation;
+ * - everything a control connection set up is withdrawn in the data filter's Detach.
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#include <fwx/fwx.h>
+
+#include "ftp_parse.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define FTP_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define FTP_SA(ss) ((struct sockaddr *)(void *)&(ss))
+#define FTP_CSA(ss) ((const struct sockaddr *)(const void *)&(ss))
+
+/* Primary connections of the protocols the policy binds to this filter, both sources. No
+   fwxAnyProtocol: an FTP parser has no business reading other protocols' streams. */
+#define FTP_HOOKS (fwx_Connect_Tcp | fwx_AcceptedConnection | FWX_ALL_SOURCES)
+
+/* Commands sent to the server and not yet answered; beyond this the client is flooding. */
+#define FTP_QUEUE_MAX 1024
+/* Output produced from one received chunk, per target; a 2 KiB chunk of one-byte bad lines
+   makes about 40 KiB of error replies, so this is never reached by a sane peer. */
+#define FTP_OUT_MAX (256u * 1024u)
+/* Text for addresses in log lines. */
+#define FTP_ADDRSTRLEN (INET6_ADDRSTRLEN + 16)
+
+/* ---- log ----------------------------------------------------------------------------------- */
+
+static void ftp_addr_text(const struct sockaddr *sa, bool with_port, char out[FTP_ADDRSTRLEN])
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        if (with_port)
+            snprintf(out, FTP_ADDRSTRLEN, "%s:%u", ip, ntohs(in->sin_port));
+        else
+            snprintf(out, FTP_ADDRSTRLEN, "%s", ip);
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        if (with_port)
+            snprintf(out, FTP_ADDRSTRLEN, "[%s]:%u", ip, ntohs(in6->sin6_port));
+        else
+            snprintf(out, FTP_ADDRSTRLEN, "%s", ip);
+    } else {
+        snprintf(out, FTP_ADDRSTRLEN, "?");
+    }
+}
+
+/* One line on stderr: `ftp: session <client>: refused "<line>": <why>`. The line is shown
+   with C escapes and cut at 80 bytes, so hostile bytes never reach the terminal raw. */
+static void ftp_log_refusal(const char *client, const char *what, const char *line, size_t len, const char *why)
+{
+    char shown[80 * 4 + 8];
+    size_t k = 0;
+    for (size_t i = 0; i < len && i < 80; i++) {
+        unsigned char ch = (unsigned char)line[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '"' && ch != '\\')
+            shown[k++] = (char)ch;
+        else
+            k += (size_t)snprintf(shown + k, sizeof shown - k, "\\x%02x", ch);
+    }
+    if (len > 80)
+        k += (size_t)snprintf(shown + k, sizeof shown - k, "...");
+    shown[k] = '\0';
+    fprintf(stderr, "ftp: session %s: %s \"%s\": %s\n", client, what, shown, why);
+}
+
+/* What a core call answered, for the log. fwx_strerror() is libfwx's, and a plugin does not
+   link libfwx: the codes a secondary-connection call returns are named here. */
+static const char *hr_text(fwx_result hr)
+{
+    switch (hr) {
+    case FWX_E_ADDRESS_NOT_ALLOWED:
+        return "the core refused the address (FWX_E_ADDRESS_NOT_ALLOWED)";
+    case FWX_E_ADDRNOTAVAIL:
+        return "not an address of the gateway (FWX_E_ADDRNOTAVAIL)";
+    case FWX_E_QUOTA_EXCEEDED:
+        return "too many grants (FWX_E_QUOTA_EXCEEDED)";
+    case FWX_E_NO_PORTS:
+        return "no free gateway port (FWX_E_NO_PORTS)";
+    case FWX_E_PROTOCOL_RULES_DENIED:
+        return "the policy denies it (FWX_E_PROTOCOL_RULES_DENIED)";
+    case FWX_E_SITE_AND_CONTENT_RULES_DENIED:
+        return "the policy denies it (FWX_E_SITE_AND_CONTENT_RULES_DENIED)";
+    case FWX_E_DUP_NAME:
+        return "a grant for it exists (FWX_E_DUP_NAME)";
+    case FWX_E_TERMINATING:
+        return "the session is ending (FWX_E_TERMINATING)";
+    case FWX_E_INVALIDARG:
+        return "invalid argument (FWX_E_INVALIDARG)";
+    case FWX_E_OUTOFMEMORY:
+        return "out of memory (FWX_E_OUTOFMEMORY)";
+    default:
+        return "the core refused it";
+    }
+}
+
+/* ---- the gateway's own replies ------------------------------------------------------------- */
+
+enum {
+    R_500_SYNTAX,   /* a line the rules refuse or a command that is not one */
+    R_500_PORT,     /* PORT/EPRT naming a forbidden address or port */
+    R_501_ARGS,     /* PORT/EPRT/PASV/EPSV arguments that break the grammar */
+    R_502_VERB,     /* LPRT, LPSV, AUTH ...: verbs the gateway cannot check */
+    R_502_EPSV_ALL, /* PORT/EPRT/PASV after EPSV ALL */
+    R_502_IPV6,     /* PORT/PASV on an IPv6 session */
+    R_522_V4,       /* EPRT/EPSV with the other family, IPv4 session */
+    R_522_V6,       /* same, IPv6 session */
+    R_200_EPSV_ALL, /* EPSV ALL, answered by the gateway */
+    R_425,          /* a 227/229 the gateway refused, or no data port could be set up */
+    R_COUNT
+};
+
+static const char *const reply_text[R_COUNT] = {
+    [R_500_SYNTAX] = "500 Syntax error, command unrecognized.\r\n",
+    [R_500_PORT] = "500 Illegal PORT command.\r\n",
+    [R_501_ARGS] = "501 Syntax error in parameters or arguments.\r\n",
+    [R_502_VERB] = "502 Command not implemented.\r\n",
+    [R_502_EPSV_ALL] = "502 Command not allowed after EPSV ALL.\r\n",
+    [R_502_IPV6] = "502 Command not allowed on an IPv6 session, use EPRT or EPSV.\r\n",
+    [R_522_V4] = "522 Network protocol not supported, use (1)\r\n",
+    [R_522_V6] = "522 Network protocol not supported, use (2)\r\n",
+    [R_200_EPSV_ALL] = "200 EPSV ALL command successful.\r\n",
+    [R_425] = "425 Can't open data connection.\r\n",
+};
+
+/* ---- the data filter: one per control connection ------------------------------------------- */
+
+typedef enum ftp_kind {
+    FTP_TRANSPARENT, /* fwx_Connect_Tcp in a NAT session: a client behind the gateway */
+    FTP_EXPLICIT,    /* fwx_Connect_Tcp in an explicit session (SOCKS): the client only talks to us */
+    FTP_PUBLISHED,   /* fwx_AcceptedConnection: a published server inside */
+} ftp_kind;
+
+static const char *const kind_name[] = {"transparent", "explicit", "published"};
+
+/* What a forwarded command waits for, or a gateway reply waiting for its turn. */
+typedef enum ftp_q {
+    Q_OTHER,          /* any command: its final reply passes unchanged */
+    Q_PASV,           /* PASV: 227 expected */
+    Q_EPSV,           /* EPSV: 229 expected */
+    Q_EPSV_VIA_PASV,  /* published: the client's EPSV went to the server as PASV; 227 -> 229 */
+    Q_PORT,           /* PORT/EPRT: a non-2xx answer withdraws the grant made for it */
+    Q_LOCAL,          /* a gateway reply to send when everything before it is answered */
+} ftp_q;
+
+typedef struct ftp_qent {
+    uint8_t type;
+    uint8_t local;   /* Q_LOCAL: the reply */
+    uint32_t gen;    /* Q_PORT: the grant generation it made */
+} ftp_qent;
+
+typedef struct ftp_out {
+    char *p;
+    size_t len, cap;
+} ftp_out;
+
+typedef struct ftp_ctl ftp_ctl;
+
+/* One per direction: 0 reads the client (internal socket), 1 the server (external). */
+typedef struct ftp_dir {
+    IFWXIOCompletion iface;
+    ftp_ctl *c;
+    int d;
+} ftp_dir;
+
+enum { UD_RECV = 1, UD_SEND = 2 };
+
+struct ftp_ctl {
+    IFWXDataFilter iface;
+    atomic_uint refs;
+    ftp_dir dirs[2];
+    ftp_kind kind;
+    fwx_guid protocol;
+    IFWXFirewall *fw;         /* +1 */
+    IFWXSession *session;     /* +1 */
+    IFWXConnection *conn;     /* +1 from SetSockets until Detach */
+    IFWXSocket *s[2];         /* +1 each */
+    bool started, closed, detached;
+    bool eof[2];
+    unsigned pending[2];      /* sends made for direction d's last chunk, not yet complete */
+    ftp_lines lines[2];
+    ftp_replies replies;
+    ftp_qent queue[FTP_QUEUE_MAX];
+    size_t qhead, qlen;
+    ftp_out out[2];           /* output of the chunk being processed, per target socket */
+    bool epsv_all;
+    /* The one outstanding data-connection grant (catalog #26: newest replaces oldest). */
+    IFWXFirewallAction *action; /* +1: AllowFutureConnect or RedirectConnections */
+    IFWXConnection *bound;      /* +1: BindForClient */
+    uint32_t gen;               /* bumped at every grant */
+    /* Addresses learnt once in SetSockets. */
+    struct sockaddr_storage client; /* the session's client (port 0) */
+    uint32_t client_len;
+    char client_text[FTP_ADDRSTRLEN];
+};
+
+static ftp_ctl *ctl_impl(IFWXDataFilter *i) { return FTP_CONTAINER_OF(i, ftp_ctl, iface); }
+
+static void out_add(ftp_ctl *c, int target, const char *p, size_t n);
+static void ctl_close_all(ftp_ctl *c);
+
+/* ---- grants ---------------------------------------------------------------------------------- */
+
+/* Withdraws the outstanding grant: a permission or redirect is cancelled (harmless once used),
+   a bound port still listening is killed. A bound port that became the data connection is left
+   to finish its transfer: it is no longer a grant. */
+static void ctl_withdraw(ftp_ctl *c)
+{
+    if (c->action != NULL) {
+        (void)IFWXFirewallAction_Cancel(c->action);
+        IFWXFirewallAction_Release(c->action);
+        c->action = NULL;
+    }
+    if (c->bound != NULL) {
+        uint32_t flags = 0;
+        if (IFWXConnection_GetConnectionFlags(c->bound, &flags) == FWX_S_OK && (flags & FWX_CONNECTION_LISTENING))
+            (void)IFWXConnection_Kill(c->bound);
+        IFWXConnection_Release(c->bound);
+        c->bound = NULL;
+    }
+}
+
+static uint16_t sa_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+    return 0;
+}
+
+static void sa_set_port(struct sockaddr *sa, uint16_t port)
+{
+    if (sa->sa_family == AF_INET)
+        ((struct sockaddr_in *)(void *)sa)->sin_port = htons(port);
+    else if (sa->sa_family == AF_INET6)
+        ((struct sockaddr_in6 *)(void *)sa)->sin6_port = htons(port);
+}
+
+static uint32_t sa_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? (uint32_t)sizeof(struct sockaddr_in6) : (uint32_t)sizeof(struct sockaddr_in);
+}
+
+static bool sa_unspecified(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)(const void *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (sa->sa_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr);
+    return true;
+}
+
+/* The gateway address on the external side of the control connection, port 0; the
+   unspecified address of the client's family when the core does not know it. */
+static void ctl_external_name(ftp_ctl *c, struct sockaddr_storage *out)
+{
+    uint32_t len = sizeof *out;
+    memset(out, 0, sizeof *out);
+    if (IFWXConnection_GetExternalSocketName(c->conn, FTP_SA(*out), &len) != FWX_S_OK ||
+        (out->ss_family != AF_INET && out->ss_family != AF_INET6)) {
+        memset(out, 0, sizeof *out);
+        out->ss_family = c->client.ss_family;
+    }
+    sa_set_port(FTP_SA(*out), 0);
+}
+
+static bool ctl_peer(ftp_ctl *c, struct sockaddr_storage *out)
+{
+    uint32_t len = sizeof *out;
+    memset(out, 0, sizeof *out);
+    return IFWXConnection_GetExternalPeerName(c->conn, FTP_SA(*out), &len) == FWX_S_OK &&
+           (out->ss_family == AF_INET || out->ss_family == AF_INET6);
+}
+
+/*
+ * Active mode: the client will listen on @p addr (already checked to be the client's own,
+ * port >= 1024). Sets up the grant and writes into @p gw the address the server must connect
+ * to. Returns a reason on failure (the grant is then not made).
+ */
+static const char *ctl_grant_active(ftp_ctl *c, const struct sockaddr_storage *addr, struct sockaddr_storage *gw)
+{
+    fwx_result hr;
+    const struct sockaddr *ca[1] = {FTP_CSA(*addr)};
+    ctl_withdraw(c);
+    c->gen++;
+    if (c->kind == FTP_PUBLISHED) {
+        /* The server inside connects to a redirect port of the gateway, which connects on to
+           the client (the core lets the published server use the session's redirect ports). */
+        uint32_t glen = sizeof *gw;
+        IFWXFirewallAction *acts[1] = {NULL};
+        hr = IFWXSession_RedirectConnections(c->session, ca, sa_len(ca[0]), 1, FTP_SA(*gw), &glen, NULL, 0,
+                                             FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, &c->protocol, NULL, NULL, acts);
+        if (FWX_FAILED(hr))
+            return hr_text(hr);
+        c->action = acts[0];
+    } else {
+        /* A client behind the gateway: bind a gateway port on its behalf (BindForClient's
+           default scope: only the session's own client, only the session's peers connect). */
+        IFWXConnection *bound[1] = {NULL};
+        ctl_external_name(c, gw);
+        if (gw->ss_family != addr->ss_family) {
+            memset(gw, 0, sizeof *gw);
+            gw->ss_family = addr->ss_family;
+        }
+        hr = IFWXSession_BindForClient(c->session, ca, sa_len(ca[0]), FTP_SA(*gw), sizeof *gw, FWX_PROTOCOL_TCP, 1,
+                                       FWX_FLAG_TIMEOUT, 1, &c->protocol, NULL, NULL, NULL, bound);
+        if (FWX_FAILED(hr))
+            return hr_text(hr);
+        c->bound = bound[0];
+    }
+    if (sa_unspecified(FTP_CSA(*gw)) || sa_port(FTP_CSA(*gw)) == 0) {
+        ctl_withdraw(c);
+        return "the gateway has no address to give the server";
+    }
+    return NULL;
+}
+
+/*
+ * Passive mode: the server will listen on @p host (from a 227; NULL for a 229, which names
+ * none) port @p port. Sets up the grant and writes into @p gw the address the client must
+ * connect to (for the transparent kind: the server's own, the reply passes unchanged).
+ */
+static const char *ctl_grant_passive(ftp_ctl *c, const struct sockaddr_storage *host, uint16_t port,
+                                     struct sockaddr_storage *gw)
+{
+    struct sockaddr_storage peer, target;
+    const char *why;
+    fwx_result hr;
+    if ((why = ftp_check_port_number(port)) != NULL)
+        return why;
+    if (c->kind == FTP_PUBLISHED) {
+        /* The control peer is the remote client here; the server's address is the one in its
+           227, which the core accepts only if it is the published server. */
+        if (host == NULL)
+            return "no address in the reply";
+        if ((why = ftp_check_address(FTP_CSA(*host))) != NULL)
+            return why;
+        if (ftp_same_ip(FTP_CSA(*host), FTP_CSA(c->client)))
+            return "names the remote client, not the published server";
+        struct sockaddr_storage ext;
+        ctl_external_name(c, &ext);
+        if (!sa_unspecified(FTP_CSA(ext)) && ftp_same_ip(FTP_CSA(*host), FTP_CSA(ext)))
+            return "names the gateway";
+        target = *host;
+        sa_set_port(FTP_SA(target), port);
+        ctl_withdraw(c);
+        c->gen++;
+        uint32_t cflags = 0;
+        (void)IFWXConnection_GetConnectionFlags(c->conn, &cflags);
+        uint32_t flags = FWX_FLAG_TIMEOUT |
+                         ((cflags & FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION) ? FWX_FLAG_PROXY_MODE : 0);
+        const struct sockaddr *ca[1] = {FTP_CSA(target)};
+        IFWXConnection *bound[1] = {NULL};
+        ctl_external_name(c, gw);
+        hr = IFWXSession_BindForClient(c->session, ca, sa_len(ca[0]), FTP_SA(*gw), sizeof *gw, FWX_PROTOCOL_TCP, 1,
+                                       flags, 1, &c->protocol, NULL, NULL, NULL, bound);
+        if (FWX_FAILED(hr))
+            return hr_text(hr);
+        c->bound = bound[0];
+        if (sa_unspecified(FTP_CSA(*gw)) || sa_port(FTP_CSA(*gw)) == 0) {
+            ctl_withdraw(c);
+            return "the gateway has no address to give the client";
+        }
+        return NULL;
+    }
+    /* The server is the control connection's peer; the address in the reply is never used,
+       and a reply naming any other host is refused (catalog #2). */
+    if (!ctl_peer(c, &peer))
+        return "the control connection's peer is not known";
+    if (host != NULL && !ftp_same_ip(FTP_CSA(*host), FTP_CSA(peer)))
+        return "names a host other than the server";
+    target = peer;
+    sa_set_port(FTP_SA(target), port);
+    ctl_withdraw(c);
+    c->gen++;
+    if (c->kind == FTP_TRANSPARENT) {
+        hr = IFWXSession_AllowFutureConnect(c->session, FTP_CSA(target), sa_len(FTP_CSA(target)), NULL, 0,
+                                            FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, &c->protocol, NULL, NULL, c->conn,
+                                            &c->action);
+        if (FWX_FAILED(hr))
+            return hr_text(hr);
+        *gw = target;
+        return NULL;
+    }
+    const struct sockaddr *ta[1] = {FTP_CSA(target)};
+    uint32_t glen = sizeof *gw;
+    IFWXFirewallAction *acts[1] = {NULL};
+    hr = IFWXSession_RedirectConnections(c->session, ta, sa_len(ta[0]), 1, FTP_SA(*gw), &glen, NULL, 0,
+                                         FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, &c->protocol, NULL, NULL, acts);
+    if (FWX_FAILED(hr))
+        return hr_text(hr);
+    c->action = acts[0];
+    if (sa_unspecified(FTP_CSA(*gw)) || sa_port(FTP_CSA(*gw)) == 0) {
+        ctl_withdraw(c);
+        return "the gateway has no address to give the client";
+    }
+    return NULL;
+}
+
+/* ---- the reply queue ------------------------------------------------------------------------ */
+
+static bool q_push(ftp_ctl *c, uint8_t type, uint8_t local, uint32_t gen)
+{
+    if (c->qlen == FTP_QUEUE_MAX)
+        return false;
+    ftp_qent *e = &c->queue[(c->qhead + c->qlen) % FTP_QUEUE_MAX];
+    e->type = type;
+    e->local = local;
+    e->gen = gen;
+    c->qlen++;
+    return true;
+}
+
+static ftp_qent *q_head(ftp_ctl *c) { return c->qlen ? &c->queue[c->qhead] : NULL; }
+
+static void q_pop(ftp_ctl *c)
+{
+    c->qhead = (c->qhead + 1) % FTP_QUEUE_MAX;
+    c->qlen--;
+}
+
+/* Sends the gateway's reply now if nothing is outstanding, else when its turn comes. */
+static void reply_local(ftp_ctl *c, int r)
+{
+    if (c->qlen == 0) {
+        out_add(c, 0, reply_text[r], strlen(reply_text[r]));
+        return;
+    }
+    if (!q_push(c, Q_LOCAL, (uint8_t)r, 0)) {
+        fprintf(stderr, "ftp: session %s: too many commands without a reply, closing\n", c->client_text);
+        ctl_close_all(c);
+    }
+}
+
+/* Sends the gateway replies that were waiting for the answers before them. */
+static void flush_locals(ftp_ctl *c)
+{
+    ftp_qent *e;
+    while ((e = q_head(c)) != NULL && e->type == Q_LOCAL) {
+        out_add(c, 0, reply_text[e->local], strlen(reply_text[e->local]));
+        q_pop(c);
+    }
+}
+
+static void forward_cmd(ftp_ctl *c, const char *line, size_t len, uint8_t type)
+{
+    if (!q_push(c, type, 0, c->gen)) {
+        fprintf(stderr, "ftp: session %s: too many commands without a reply, closing\n", c->client_text);
+        ctl_close_all(c);
+        return;
+    }
+    out_add(c, 1, line, len);
+}
+
+/* ---- commands (client to server) ----------------------------------------------------------- */
+
+static void refuse_cmd(ftp_ctl *c, const char *line, size_t len, int r, const char *why)
+{
+    ftp_log_refusal(c->client_text, "refused", line, len, why);
+    reply_local(c, r);
+}
+
+static bool verb_is(const ftp_cmd *cmd, const char *v) { return strcmp(cmd->verb, v) == 0; }
+
+/* Verbs whose data connections (or encrypted control channel) the gateway cannot check:
+   refused rather than passed through unchecked (catalog #13). */
+static bool verb_refused(const ftp_cmd *cmd)
+{
+    static const char *const refused[] = {"LPRT", "LPSV", "SPSV", "AUTH", "ADAT", "CCC", "CONF", "ENC", "MIC"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        if (verb_is(cmd, refused[i]))
+            return true;
+    return false;
+}
+
+static void on_port(ftp_ctl *c, const char *line, size_t len, const ftp_cmd *cmd, bool extended)
+{
+    struct sockaddr_storage addr, gw;
+    const char *why;
+    int net_prt = 1;
+    char text[FTP_LINE_MAX + 1];
+    if (c->epsv_all) {
+        refuse_cmd(c, line, len, R_502_EPSV_ALL, "data-connection command after EPSV ALL");
+        return;
+    }
+    if (!extended && c->client.ss_family != AF_INET) {
+        refuse_cmd(c, line, len, R_502_IPV6, "PORT on an IPv6 session");
+        return;
+    }
+    ftp_perr pe = extended ? ftp_parse_eprt(cmd->arg, cmd->arg_len, &addr, &net_prt)
+                           : ftp_parse_port(cmd->arg, cmd->arg_len, &addr);
+    if (pe == FTP_P_FAMILY) {
+        refuse_cmd(c, line, len, c->client.ss_family == AF_INET ? R_522_V4 : R_522_V6, ftp_perr_text(pe));
+        return;
+    }
+    if (pe != FTP_P_OK) {
+        refuse_cmd(c, line, len, R_501_ARGS, ftp_perr_text(pe));
+        return;
+    }
+    /* EPRT's network protocol must be the control connection's (after v4-mapped addresses
+       were turned into IPv4 by the parser). */
+    int family = c->client.ss_family == AF_INET ? 1 : 2;
+    if (net_prt != family || addr.ss_family != c->client.ss_family) {
+        refuse_cmd(c, line, len, family == 1 ? R_522_V4 : R_522_V6, "network protocol differs from the session's");
+        return;
+    }
+    /* Catalog #1: the address must be the client's own; #3: no port 0 or below 1024;
+       #4: never a group or unspecified address. */
+    if ((why = ftp_check_active(FTP_CSA(addr), FTP_CSA(c->client))) != NULL) {
+        refuse_cmd(c, line, len, R_500_PORT, why);
+        return;
+    }
+    if ((why = ctl_grant_active(c, &addr, &gw)) != NULL) {
+        refuse_cmd(c, line, len, R_500_PORT, why);
+        return;
+    }
+    size_t n = extended || gw.ss_family != AF_INET ? ftp_fmt_eprt(text, sizeof text, FTP_CSA(gw))
+                                                    : ftp_fmt_port(text, sizeof text, FTP_CSA(gw));
+    if (n == 0) {
+        ctl_withdraw(c);
+        refuse_cmd(c, line, len, R_500_PORT, "cannot write the rewritten command");
+        return;
+    }
+    forward_cmd(c, text, n, Q_PORT);
+}
+
+static void on_pasv(ftp_ctl *c, const char *line, size_t len, const ftp_cmd *cmd, bool extended)
+{
+    static const char pasv[] = "PASV\r\n";
+    if (!extended) {
+        if (c->epsv_all) {
+            refuse_cmd(c, line, len, R_502_EPSV_ALL, "data-connection command after EPSV ALL");
+            return;
+        }
+        if (c->client.ss_family != AF_INET) {
+            refuse_cmd(c, line, len, R_502_IPV6, "PASV on an IPv6 session");
+            return;
+        }
+        if (cmd->arg != NULL) {
+            refuse_cmd(c, line, len, R_501_ARGS, "PASV takes no argument");
+            return;
+        }
+    } else if (cmd->arg != NULL) {
+        if (cmd->arg_len == 3 && strncasecmp(cmd->arg, "ALL", 3) == 0) {
+            /* From now on only EPSV (RFC 2428 section 4). Answered here: the server need not
+               know, and in the published kind the gateway itself asks it with PASV. */
+            c->epsv_all = true;
+            reply_local(c, R_200_EPSV_ALL);
+            return;
+        }
+        int family = c->client.ss_family == AF_INET ? 1 : 2;
+        if (cmd->arg_len != 1 || (cmd->arg[0] != '1' && cmd->arg[0] != '2')) {
+            refuse_cmd(c, line, len, R_501_ARGS, "EPSV takes nothing, 1, 2 or ALL");
+            return;
+        }
+        if (cmd->arg[0] - '0' != family) {
+            refuse_cmd(c, line, len, family == 1 ? R_522_V4 : R_522_V6, "network protocol differs from the session's");
+            return;
+        }
+    }
+    /* Catalog #26: a new request replaces the outstanding grant at once. */
+    ctl_withdraw(c);
+    c->gen++;
+    if (extended && c->kind == FTP_PUBLISHED) {
+        /* The gateway must learn the published server's address for BindForClient, and a 229
+           names none: ask the server with PASV and answer the client with a 229. */
+        forward_cmd(c, pasv, sizeof pasv - 1, Q_EPSV_VIA_PASV);
+        return;
+    }
+    forward_cmd(c, extended ? "EPSV\r\n" : pasv, extended ? 6 : sizeof pasv - 1, extended ? Q_EPSV : Q_PASV);
+}
+
+static void on_client_line(void *arg, ftp_line_status st, const char *line, size_t len)
+{
+    ftp_ctl *c = arg;
+    ftp_cmd cmd;
+    char whole[FTP_LINE_MAX];
+    if (c->closed)
+        return;
+    if (st != FTP_LINE_OK) {
+        refuse_cmd(c, line, len, R_500_SYNTAX, ftp_line_status_text(st));
+        return;
+    }
+    if (!ftp_cmd_parse(line, len, &cmd)) {
+        refuse_cmd(c, line, len, R_500_SYNTAX, "not a command");
+        return;
+    }
+    if (verb_refused(&cmd)) {
+        refuse_cmd(c, line, len, R_502_VERB, "a verb the gateway does not check");
+        return;
+    }
+    if (verb_is(&cmd, "PORT") || verb_is(&cmd, "EPRT")) {
+        on_port(c, line, len, &cmd, verb_is(&cmd, "EPRT"));
+        return;
+    }
+    if (verb_is(&cmd, "PASV") || verb_is(&cmd, "EPSV")) {
+        on_pasv(c, line, len, &cmd, verb_is(&cmd, "EPSV"));
+        return;
+    }
+    /* Anything else goes on as it came, re-terminated with CRLF. */
+    memcpy(whole, line, len);
+    whole[len] = '\r';
+    whole[len + 1] = '\n';
+    forward_cmd(c, whole, len + 2, Q_OTHER);
+}
+
+/* ---- replies (server to client) ------------------------------------------------------------- */
+
+static void pass_reply(ftp_ctl *c, const char *line, size_t len)
+{
+    out_add(c, 0, line, len);
+    out_add(c, 0, "\r\n", 2);
+}
+
+/* A final 227 or 229 line. @p head is what it answers (NULL: nothing outstanding). */
+static void on_data_reply(ftp_ctl *c, const char *line, size_t len, int code, const ftp_qent *head)
+{
+    struct sockaddr_storage host, gw;
+    uint16_t port = 0;
+    const char *why = NULL;
+    char text[FTP_LINE_MAX + 1];
+    size_t n = 0;
+    uint8_t t = head ? head->type : Q_OTHER;
+    bool want227 = t == Q_PASV || t == Q_EPSV_VIA_PASV, want229 = t == Q_EPSV;
+    if ((code == 227 && !want227) || (code == 229 && !want229)) {
+        why = "not an answer to PASV or EPSV";
+    } else if (code == 227) {
+        ftp_perr pe = ftp_parse_227(line, len, &host);
+        if (pe != FTP_P_OK)
+            why = ftp_perr_text(pe);
+        else if (c->client.ss_family != AF_INET && t == Q_PASV)
+            why = "227 on an IPv6 session";
+        else
+            why = ctl_grant_passive(c, &host, sa_port(FTP_CSA(host)), &gw);
+    } else {
+        ftp_perr pe = ftp_parse_229(line, len, &port);
+        why = pe != FTP_P_OK ? ftp_perr_text(pe) : ctl_grant_passive(c, NULL, port, &gw);
+    }
+    if (why == NULL) {
+        if (c->kind == FTP_TRANSPARENT) {
+            pass_reply(c, line, len); /* the client connects to the server itself */
+            return;
+        }
+        if (t == Q_EPSV_VIA_PASV || code == 229)
+            n = ftp_fmt_229(text, sizeof text, sa_port(FTP_CSA(gw)));
+        else
+            n = ftp_fmt_227(text, sizeof text, FTP_CSA(gw));
+        if (n == 0) {
+            ctl_withdraw(c);
+            why = "cannot write the rewritten reply";
+        }
+    }
+    if (why != NULL) {
+        ftp_log_refusal(c->client_text, "refused reply", line, len, why);
+        out_add(c, 0, reply_text[R_425], strlen(reply_text[R_425]));
+        return;
+    }
+    out_add(c, 0, text, n);
+}
+
+/* A final reply line (single, or the last of a multi-line reply). */
+static void on_final(ftp_ctl *c, const char *line, size_t len, int code)
+{
+    ftp_qent head = {Q_OTHER, 0, 0};
+    bool have = false;
+    if (code >= 200 && c->qlen > 0 && q_head(c)->type != Q_LOCAL) {
+        head = *q_head(c);
+        have = true;
+        q_pop(c); /* a final reply answers the oldest outstanding command */
+    }
+    if (code == 227 || code == 229) {
+        on_data_reply(c, line, len, code, have ? &head : NULL);
+    } else {
+        if (have && head.type == Q_PORT && (code < 200 || code > 299) && head.gen == c->gen)
+            ctl_withdraw(c); /* the server refused the PORT: nobody will connect */
+        pass_reply(c, line, len); /* including a refusal of PASV or EPSV: nothing to grant */
+    }
+    flush_locals(c);
+}
+
+static void on_server_line(void *arg, ftp_line_status st, const char *line, size_t len)
+{
+    ftp_ctl *c = arg;
+    int code = 0;
+    int multi_code = c->replies.code;
+    if (c->closed)
+        return;
+    ftp_reply_kind k = ftp_replies_line(&c->replies, line, len, &code);
+    if (st != FTP_LINE_OK) {
+        /* Keep the reply structure, drop the bytes: the client still gets an answer with the
+           server's code, and nothing the gateway could not check. */
+        ftp_log_refusal(c->client_text, "refused reply", line, len, ftp_line_status_text(st));
+        char text[64];
+        switch (k) {
+        case FTP_R_FINAL:
+            if (code == 227 || code == 229) {
+                ftp_qent *h = q_head(c);
+                if (code >= 200 && h != NULL && h->type != Q_LOCAL)
+                    q_pop(c);
+                out_add(c, 0, reply_text[R_425], strlen(reply_text[R_425]));
+                flush_locals(c);
+                return;
+            }
+            snprintf(text, sizeof text, "%03d Reply refused by the gateway.", code);
+            on_final(c, text, strlen(text), code);
+            return;
+        case FTP_R_MULTI_START:
+            if (code != 227 && code != 229) {
+                snprintf(text, sizeof text, "%03d-Reply line refused by the gateway.", code);
+                pass_reply(c, text, strlen(text));
+            }
+            return;
+        case FTP_R_MULTI_TEXT:
+        case FTP_R_BAD:
+            return;
+        }
+        return;
+    }
+    switch (k) {
+    case FTP_R_BAD:
+        ftp_log_refusal(c->client_text, "refused reply", line, len, "not a reply line");
+        return;
+    case FTP_R_MULTI_START:
+        /* A 227 or 229 is answered by its last line alone: its other lines are dropped, so
+           a refused one can be replaced by a single 425 line. */
+        if (code != 227 && code != 229)
+            pass_reply(c, line, len);
+        return;
+    case FTP_R_MULTI_TEXT:
+        if (multi_code == 227 || multi_code == 229)
+            return;
+        /* RFC 959 4.2: text lines that begin with a digit must be padded, or a careless client
+           takes "227 ..." inside another reply for the reply itself. */
+        if (len > 0 && line[0] >= '0' && line[0] <= '9')
+            out_add(c, 0, " ", 1);
+        pass_reply(c, line, len);
+        return;
+    case FTP_R_FINAL:
+        if (code < 200) {
+            pass_reply(c, line, len); /* preliminary: the command is still outstanding */
+            return;
+        }
+        on_final(c, line, len, code);
+        return;
+    }
+}
+
+/* ---- output and pumping ------------------------------------------------------------------- */
+
+static void out_add(ftp_ctl *c, int target, const char *p, size_t n)
+{
+    ftp_out *o = &c->out[target];
+    if (c->closed)
+        return;
+    if (o->len + n > FTP_OUT_MAX) {
+        fprintf(stderr, "ftp: session %s: output limit reached, closing\n", c->client_text);
+        ctl_close_all(c);
+        return;
+    }
+    if (o->len + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 1024;
+        while (cap < o->len + n)
+            cap *= 2;
+        char *q = realloc(o->p, cap);
+        if (q == NULL) {
+            ctl_close_all(c);
+            return;
+        }
+        o->p = q;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->len, p, n);
+    o->len += n;
+}
+
+static void ctl_close_all(ftp_ctl *c)
+{
+    if (c->closed)
+        return;
+    c->closed = true;
+    /* The control stream is over: nothing it negotiated may be used any more (catalog #25). */
+    ctl_withdraw(c);
+    for (int i = 0; i < 2; i++)
+        if (c->s[i] != NULL)
+            (void)IFWXSocket_Close(c->s[i]);
+}
+
+static void ctl_recv(ftp_ctl *c, int d)
+{
+    if (c->closed || c->eof[d] || c->s[d] == NULL)
+        return;
+    if (FWX_FAILED(IFWXSocket_Recv(c->s[d], NULL, &c->dirs[d].iface, UD_RECV)))
+        ctl_close_all(c);
+}
+
+/* Sends what processing direction d's chunk produced; reads d again when all of it is gone. */
+static void ctl_flush(ftp_ctl *c, int d)
+{
+    for (int t = 0; t < 2 && !c->closed; t++) {
+        ftp_out *o = &c->out[t];
+        if (o->len == 0)
+            continue;
+        IFWXIOBuffer *b = NULL;
+        fwx_result hr = IFWXFirewall_CreateBuffer(c->fw, (uint32_t)o->len, &b);
+        if (FWX_SUCCEEDED(hr))
+            hr = IFWXIOBuffer_Append(b, o->p, (uint32_t)o->len);
+        if (FWX_SUCCEEDED(hr))
+            hr = IFWXSocket_Send(c->s[t], b, &c->dirs[d].iface, UD_SEND);
+        if (b != NULL)
+            IFWXIOBuffer_Release(b);
+        o->len = 0;
+        if (FWX_FAILED(hr)) {
+            ctl_close_all(c);
+            return;
+        }
+        c->pending[d]++;
+    }
+    if (c->pending[d] == 0)
+        ctl_recv(c, d);
+}
+
+static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf,
+                                      uintptr_t ud, const struct sockaddr *a, uint32_t al)
+{
+    ftp_dir *dir = FTP_CONTAINER_OF(This, ftp_dir, iface);
+    ftp_ctl *c = dir->c;
+    int d = dir->d;
+    (void)err;
+    (void)a;
+    (void)al;
+    if (c->closed || c->detached)
+        return FWX_S_OK;
+    if (!ok) {
+        ctl_close_all(c);
+        return FWX_S_OK;
+    }
+    if (ud == UD_SEND) {
+        if (c->pending[d] > 0 && --c->pending[d] == 0)
+            ctl_recv(c, d);
+        return FWX_S_OK;
+    }
+    uint8_t *p = NULL;
+    uint32_t n = 0;
+    if (buf == NULL || FWX_FAILED(IFWXIOBuffer_GetBufferAndSize(buf, &p, &n))) {
+        ctl_close_all(c);
+        return FWX_S_OK;
+    }
+    if (n == 0) {
+        /* EOF: a partial line is dropped (it was never a command), the other side is told. */
+        c->eof[d] = true;
+        (void)IFWXSocket_Shutdown(c->s[1 - d], SHUT_WR);
+        if (c->eof[0] && c->eof[1])
+            ctl_close_all(c);
+        return FWX_S_OK;
+    }
+    (void)ftp_lines_feed(&c->lines[d], p, n, d == 0 ? on_client_line : on_server_line, c);
+    if (!c->closed)
+        ctl_flush(c, d);
+    return FWX_S_OK;
+}
+
+static fwx_result dir_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXIOCompletion))) {
+        IFWXIOCompletion_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+/* The completions live inside the data filter and share its count. */
+static uint32_t ctl_AddRef(IFWXDataFilter *This);
+static uint32_t ctl_Release(IFWXDataFilter *This);
+static uint32_t dir_AddRef(IFWXIOCompletion *This) { return ctl_AddRef(&FTP_CONTAINER_OF(This, ftp_dir, iface)->c->iface); }
+static uint32_t dir_Release(IFWXIOCompletion *This) { return ctl_Release(&FTP_CONTAINER_OF(This, ftp_dir, iface)->c->iface); }
+
+static const IFWXIOCompletionVtbl dir_vtbl = {dir_QueryInterface, dir_AddRef, dir_Release, dir_CompleteAsyncIO};
+
+/* ---- the data filter's own methods ---------------------------------------------------------- */
+
+static fwx_result ctl_QueryInterface(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXDataFilter))) {
+        IFWXDataFilter_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t ctl_AddRef(IFWXDataFilter *This) { return atomic_fetch_add(&ctl_impl(This)->refs, 1) + 1; }
+
+static void ctl_release_all(ftp_ctl *c)
+{
+    ctl_withdraw(c);
+    for (int i = 0; i < 2; i++) {
+        if (c->s[i] != NULL) {
+            IFWXSocket_Release(c->s[i]);
+            c->s[i] = NULL;
+        }
+        free(c->out[i].p);
+        c->out[i].p = NULL;
+        c->out[i].len = c->out[i].cap = 0;
+    }
+    if (c->conn != NULL) {
+        IFWXConnection_Release(c->conn);
+        c->conn = NULL;
+    }
+    if (c->session != NULL) {
+        IFWXSession_Release(c->session);
+        c->session = NULL;
+    }
+    if (c->fw != NULL) {
+        IFWXFirewall_Release(c->fw);
+        c->fw = NULL;
+    }
+}
+
+static uint32_t ctl_Release(IFWXDataFilter *This)
+{
+    ftp_ctl *c = ctl_impl(This);
+    uint32_t n = atomic_fetch_sub(&c->refs, 1) - 1;
+    if (n == 0) {
+        ctl_release_all(c); /* the core always Detaches first; this guards a host that does not */
+        free(c);
+    }
+    return n;
+}
+
+static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *conn,
+                                 IUnknown *ctx)
+{
+    ftp_ctl *c = ctl_impl(This);
+    (void)ctx;
+    if (in == NULL || ex == NULL || conn == NULL)
+        return FWX_E_INVALIDARG; /* an FTP gateway relays; it never emulates the server */
+    if (c->started)
+        return FWX_E_INVALIDARG;
+    c->started = true;
+    IFWXSocket_AddRef(in);
+    IFWXSocket_AddRef(ex);
+    IFWXConnection_AddRef(conn);
+    c->s[0] = in;
+    c->s[1] = ex;
+    c->conn = conn;
+    c->client_len = sizeof c->client;
+    if (IFWXSession_GetClientAddress(c->session, FTP_SA(c->client), &c->client_len) != FWX_S_OK ||
+        (c->client.ss_family != AF_INET && c->client.ss_family != AF_INET6))
+        return FWX_E_INVALIDARG;
+    ftp_addr_text(FTP_CSA(c->client), false, c->client_text);
+    /* The server speaks first: its greeting is the first reply, answering no command. */
+    (void)q_push(c, Q_OTHER, 0, 0);
+    ctl_recv(c, 0);
+    ctl_recv(c, 1);
+    return c->closed ? FWX_E_FAIL : FWX_S_OK;
+}
+
+static fwx_result ctl_Detach(IFWXDataFilter *This)
+{
+    ftp_ctl *c = ctl_impl(This);
+    /* The control connection is ending: every grant it made goes with it (catalog #25). */
+    ctl_close_all(c);
+    c->detached = true;
+    ctl_release_all(c);
+    return FWX_S_OK;
+}
+
+static const IFWXDataFilterVtbl ctl_vtbl = {ctl_QueryInterface, ctl_AddRef, ctl_Release, ctl_SetSockets, ctl_Detach};
+
+static ftp_ctl *ctl_new(ftp_kind kind, IFWXFirewall *fw, IFWXSession *session, const fwx_guid *protocol)
+{
+    ftp_ctl *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return NULL;
+    c->iface.lpVtbl = &ctl_vtbl;
+    atomic_init(&c->refs, 1);
+    for (int d = 0; d < 2; d++) {
+        c->dirs[d].iface.lpVtbl = &dir_vtbl;
+        c->dirs[d].c = c;
+        c->dirs[d].d = d;
+        ftp_lines_init(&c->lines[d]);
+    }
+    c->kind = kind;
+    c->protocol = *protocol;
+    IFWXFirewall_AddRef(fw);
+    c->fw = fw;
+    IFWXSession_AddRef(session);
+    c->session = session;
+    return c;
+}
+
+/* ---- the session filter ---------------------------------------------------------------------- */
+
+typedef struct ftp_sf {
+    IFWXSessionFilter iface;
+    atomic_uint refs;
+    IFWXSession *session; /* +1 until Detach */
+    IFWXFirewall *fw;     /* +1 until Detach: FilterShutdown may come first */
+    bool detached;
+} ftp_sf;
+
+static ftp_sf *sf_impl(IFWXSessionFilter *i) { return FTP_CONTAINER_OF(i, ftp_sf, iface); }
+
+static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter))) {
+        IFWXSessionFilter_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t sf_AddRef(IFWXSessionFilter *This) { return atomic_fetch_add(&sf_impl(This)->refs, 1) + 1; }
+
+static void sf_release_refs(ftp_sf *sf)
+{
+    if (sf->session != NULL)
+        IFWXSession_Release(sf->session);
+    if (sf->fw != NULL)
+        IFWXFirewall_Release(sf->fw);
+    sf->session = NULL;
+    sf->fw = NULL;
+}
+
+static uint32_t sf_Release(IFWXSessionFilter *This)
+{
+    ftp_sf *sf = sf_impl(This);
+    uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
+    if (n == 0) {
+        sf_release_refs(sf);
+        free(sf);
+    }
+    return n;
+}
+
+/* Attaches the FTP data filter of the given kind to a new control connection. */
+static fwx_result sf_attach(ftp_sf *sf, IFWXConnection *conn, ftp_kind kind, const fwx_guid *protocol)
+{
+    if (conn == NULL)
+        return FWX_E_POINTER;
+    ftp_ctl *c = ctl_new(kind, sf->fw, sf->session, protocol);
+    if (c == NULL)
+        return FWX_E_OUTOFMEMORY;
+    /* NAT priority: an address editor sees the client's bytes first and the server's last. */
+    fwx_result hr = IFWXConnection_AttachDataFilter(conn, &c->iface, fwx_dfpc_NAT, NULL);
+    IFWXDataFilter_Release(&c->iface); /* the core holds its own reference now */
+    if (FWX_FAILED(hr))
+        fprintf(stderr, "ftp: cannot attach to a %s control connection: %s\n", kind_name[kind], hr_text(hr));
+    /* Fail closed: an FTP control connection this filter cannot watch is refused. */
+    return hr;
+}
+
+static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
+{
+    ftp_sf *sf = sf_impl(This);
+    if (sf->detached)
+        return FWX_E_TERMINATING;
+    if (ev == NULL)
+        return FWX_E_POINTER;
+    switch (ev->EventType) {
+    case fwx_Connect_Tcp: {
+        const FwxConnectEvent *e = &ev->Parameters.Connect;
+        uint32_t flags = 0;
+        if (e->IsSecondary)
+            return FWX_S_OK; /* a data connection: nothing to parse */
+        if (FWX_FAILED(IFWXSession_GetSessionFlags(sf->session, &flags)))
+            return FWX_E_FAIL;
+        return sf_attach(sf, e->piConnection, (flags & FWX_SESSION_NAT) ? FTP_TRANSPARENT : FTP_EXPLICIT,
+                         &e->ProtocolGuid);
+    }
+    case fwx_AcceptedConnection: {
+        const FwxAcceptEvent *e = &ev->Parameters.Accept;
+        if (e->IsSecondary)
+            return FWX_S_OK;
+        return sf_attach(sf, e->piConnectionAccepted, FTP_PUBLISHED, &e->ProtocolGuid);
+    }
+    default:
+        /* fwx_ConnectionTerminating: the data filter's Detach already withdrew its grants. */
+        return FWX_S_OK;
+    }
+}
+
+static fwx_result sf_Detach(IFWXSessionFilter *This)
+{
+    ftp_sf *sf = sf_impl(This);
+    sf->detached = true;
+    sf_release_refs(sf);
+    return FWX_S_OK;
+}
+
+static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_Release, sf_FirewallEventHandler,
+                                              sf_Detach};
+
+/* ---- the filter --------------------------------------------------------------------------- */
+
+typedef struct ftp_filter {
+    IFWXFilter iface;
+    atomic_uint refs;
+    IFWXFirewall *fw; /* +1 from FilterInit until FilterShutdown */
+} ftp_filter;
+
+static ftp_filter *f_impl(IFWXFilter *i) { return FTP_CONTAINER_OF(i, ftp_filter, iface); }
+
+static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter))) {
+        IFWXFilter_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t f_AddRef(IFWXFilter *This) { return atomic_fetch_add(&f_impl(This)->refs, 1) + 1; }
+
+static uint32_t f_Release(IFWXFilter *This)
+{
+    ftp_filter *f = f_impl(This);
+    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
+    if (n == 0) {
+        if (f->fw != NULL)
+            IFWXFirewall_Release(f->fw);
+        free(f);
+    }
+    return n;
+}
+
+static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *hooks)
+{
+    ftp_filter *f = f_impl(This);
+    if (fw == NULL || hooks == NULL)
+        return FWX_E_POINTER;
+    IFWXFirewall_AddRef(fw);
+    f->fw = fw;
+    hooks->dwGlobalEvents = FTP_HOOKS;
+    return FWX_S_OK;
+}
+
+static fwx_result f_FilterShutdown(IFWXFilter *This)
+{
+    ftp_filter *f = f_impl(This);
+    if (f->fw != NULL) {
+        IFWXFirewall_Release(f->fw);
+        f->fw = NULL;
+    }
+    return FWX_S_OK;
+}
+
+static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWXSessionFilter **out,
+                                    FwxFilterHookEvents *hooks)
+{
+    ftp_filter *f = f_impl(This);
+    (void)hooks;
+    if (out == NULL)
+        return FWX_E_POINTER;
+    *out = NULL;
+    if (session == NULL || f->fw == NULL)
+        return FWX_E_POINTER;
+    ftp_sf *sf = calloc(1, sizeof *sf);
+    if (sf == NULL)
+        return FWX_E_OUTOFMEMORY;
+    sf->iface.lpVtbl = &sf_vtbl;
+    atomic_init(&sf->refs, 1);
+    IFWXSession_AddRef(session);
+    sf->session = session;
+    IFWXFirewall_AddRef(f->fw);
+    sf->fw = f->fw;
+    *out = &sf->iface;
+    return FWX_S_OK;
+}
+
+static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
+                                      f_AttachToSession};
+
+static fwx_result ftp_create_filter(IFWXFilter **out)
+{
+    if (out == NULL)
+        return FWX_E_POINTER;
+    *out = NULL;
+    ftp_filter *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return FWX_E_OUTOFMEMORY;
+    f->iface.lpVtbl = &f_vtbl;
+    atomic_init(&f->refs, 1);
+    *out = &f->iface;
+    return FWX_S_OK;
+}
+
+/* The one exported symbol. */
+FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
+    .abi_version = FWX_ABI_VERSION,
+    .struct_size = sizeof(fwx_plugin_entry),
+    /* {5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13} */
+    .filter_guid = FWX_GUID_INIT(0x5d, 0x1e, 0x7a, 0x3c, 0x9b, 0x42, 0x4f, 0x0e, 0x8c, 0x6a, 0x2f, 0x71, 0xd9, 0xe0,
+                                 0x4b, 0x13),
+    .name = "ftp",
+    .vendor = "fwx",
+    .version = "1.0",
+    .description = "FTP application-layer gateway: PORT/EPRT/PASV/EPSV checked, granted and rewritten",
+    .allowed_events = FTP_HOOKS,
+    .init = NULL,
+    .deinit = NULL,
+    .create_filter = ftp_create_filter,
+};
