@@ -16,6 +16,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "testutil.h"
+#include "netutil.h"
 #include "usermode/usermode.h"
 
 #include <arpa/inet.h>
@@ -29,7 +30,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define IO_TIMEOUT_S 3
 #define FTP_GUID "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"
 #define PAYLOAD "fwx ftp data connection payload\n"
 
@@ -42,57 +42,7 @@ static const char *plugin_path(void)
 
 /* ---- sockets ------------------------------------------------------------------------------ */
 
-static void set_timeouts(int fd)
-{
-    struct timeval tv = {IO_TIMEOUT_S, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-}
-
-static int sock_from(const char *ip, uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    set_timeouts(fd);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
-
-static uint16_t bound_port(int fd)
-{
-    struct sockaddr_in a;
-    socklen_t l = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    return ntohs(a.sin_port);
-}
-
-static int connect_to(int fd, const char *ip, uint16_t port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    return connect(fd, (struct sockaddr *)&a, sizeof a);
-}
-
-static int write_all(int fd, const void *pv, size_t n)
-{
-    const uint8_t *p = pv;
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-static int write_str(int fd, const char *s) { return write_all(fd, s, strlen(s)); }
+static int write_str(int fd, const char *s) { return tu_write_all(fd, s, strlen(s)); }
 
 /* Accepts with a timeout; -1 if nobody came. */
 static int accept_within(int lfd, int ms)
@@ -102,23 +52,8 @@ static int accept_within(int lfd, int ms)
         return -1;
     int c = accept(lfd, NULL, NULL);
     if (c >= 0)
-        set_timeouts(c);
+        tu_set_timeouts(c);
     return c;
-}
-
-static ssize_t read_all(int fd, char *buf, size_t cap)
-{
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf + got, cap - got, 0);
-        if (r == 0)
-            return (ssize_t)got;
-        if (r < 0)
-            return errno == ECONNRESET ? (ssize_t)got : -1;
-        got += (size_t)r;
-        if (got == cap)
-            return (ssize_t)got;
-    }
 }
 
 /* A line reader over a blocking socket. */
@@ -242,9 +177,9 @@ static void srv_session(srv *s, int c)
         } else if (strcasecmp(line, "PASV") == 0 || strcasecmp(line, "EPSV") == 0) {
             if (data_lfd >= 0)
                 close(data_lfd);
-            data_lfd = sock_from("127.0.0.3", 0);
+            data_lfd = tu_sock_from("127.0.0.3", 0);
             listen(data_lfd, 4);
-            uint16_t p = bound_port(data_lfd);
+            uint16_t p = tu_bound_port(data_lfd);
             if (line[0] == 'P' || line[0] == 'p')
                 snprintf(reply, sizeof reply, "227 Entering Passive Mode (127,0,0,3,%u,%u).\r\n", p >> 8, p & 0xff);
             else
@@ -278,13 +213,13 @@ static void srv_session(srv *s, int c)
             int d = -1;
             write_str(c, "150 Opening data connection.\r\n");
             if (have_active) {
-                d = sock_from("127.0.0.3", 0);
+                d = tu_sock_from("127.0.0.3", 0);
                 if (connect(d, (struct sockaddr *)&active, sizeof active) != 0) {
                     close(d);
                     d = -1;
                 }
             } else if (data_lfd >= 0) {
-                d = accept_within(data_lfd, IO_TIMEOUT_S * 1000);
+                d = accept_within(data_lfd, TU_IO_TIMEOUT_S * 1000);
             }
             if (d >= 0) {
                 atomic_fetch_add(&s->data_conns, 1);
@@ -323,9 +258,9 @@ static void srv_start(srv *s)
 {
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->mu, NULL);
-    s->lfd = sock_from("127.0.0.3", 0);
+    s->lfd = tu_sock_from("127.0.0.3", 0);
     ck_assert_int_eq(listen(s->lfd, 8), 0);
-    s->port = bound_port(s->lfd);
+    s->port = tu_bound_port(s->lfd);
     pthread_create(&s->th, NULL, srv_main, s);
 }
 
@@ -386,58 +321,6 @@ static void gw_close(gw *g)
     tu_loop_close_clean(&g->loop);
 }
 
-typedef struct peer {
-    pthread_t th;
-    atomic_int done;
-    void *(*fn)(void *);
-    void *arg;
-} peer;
-
-static void *peer_main(void *arg)
-{
-    peer *p = arg;
-    p->fn(p->arg);
-    atomic_store(&p->done, 1);
-    return NULL;
-}
-
-static void stop_loop(uv_timer_t *t) { uv_stop(t->loop); }
-
-static void check_done(uv_timer_t *t)
-{
-    peer *p = t->data;
-    if (atomic_load(&p->done))
-        uv_stop(t->loop);
-}
-
-/* Runs the loop until the peer function returns (bounded: 20 s). */
-static void run_peer(gw *g, void *(*fn)(void *), void *arg)
-{
-    peer p = {.fn = fn, .arg = arg};
-    atomic_init(&p.done, 0);
-    pthread_create(&p.th, NULL, peer_main, &p);
-    uv_timer_t t, limit;
-    uv_timer_init(&g->loop, &t);
-    uv_timer_init(&g->loop, &limit);
-    t.data = &p;
-    uv_timer_start(&t, check_done, 5, 5);
-    uv_timer_start(&limit, stop_loop, 20000, 0);
-    uv_run(&g->loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_close((uv_handle_t *)&limit, NULL);
-    uv_run(&g->loop, UV_RUN_NOWAIT);
-    ck_assert_msg(atomic_load(&p.done), "peer did not finish in 20 s");
-    pthread_join(p.th, NULL);
-}
-
-static uint16_t free_port(const char *ip)
-{
-    int fd = sock_from(ip, 0);
-    uint16_t p = bound_port(fd);
-    close(fd);
-    return p;
-}
-
 static fwx_firewall_stats stats(gw *g)
 {
     fwx_firewall_stats st;
@@ -462,7 +345,7 @@ static const char *publish_policy(uint16_t listen, uint16_t server)
 static void gw_publish(gw *g, srv *s, uint32_t timeout_ms)
 {
     srv_start(s);
-    g->lp = free_port("127.0.0.1");
+    g->lp = tu_free_port("127.0.0.1");
     gw_open(g, publish_policy(g->lp, s->port), timeout_ms);
 }
 
@@ -501,11 +384,11 @@ static int cli_cmd(cli *c, const char *bytes)
 
 static bool cli_connect(cli *c, const char *ip, uint16_t port)
 {
-    c->fd = sock_from("127.0.0.2", 0);
+    c->fd = tu_sock_from("127.0.0.2", 0);
     c->r.fd = c->fd;
     c->r.len = 0;
     c->ok = true;
-    if (connect_to(c->fd, ip, port) != 0)
+    if (tu_connect_to(c->fd, ip, port) != 0)
         return false;
     return cli_cmd(c, NULL) == 220;
 }
@@ -525,10 +408,10 @@ static bool parse227(const char *reply, char ip[32], uint16_t *port)
 /* Connects to ip:port from the client host and reads the payload. */
 static bool fetch_data(const char *from, const char *ip, uint16_t port, char *buf, size_t cap)
 {
-    int d = sock_from(from, 0);
-    bool ok = connect_to(d, ip, port) == 0;
+    int d = tu_sock_from(from, 0);
+    bool ok = tu_connect_to(d, ip, port) == 0;
     if (ok) {
-        ssize_t n = read_all(d, buf, cap - 1);
+        ssize_t n = tu_read_all(d, buf, cap - 1);
         ok = n >= 0;
         buf[n > 0 ? n : 0] = 0;
     }
@@ -549,12 +432,12 @@ static void *published_passive_client(void *arg)
     CLI_EXPECT(c, strcmp(ip, "127.0.0.1") == 0 && port >= 40000 && port <= 60999, "227 not rewritten: %s", c->reply);
     CLI_EXPECT(c, srv_saw(c->s, "PASV\n"), "the server never saw PASV");
     /* Catalog #23: the third party connects first and gets nothing. */
-    int t = sock_from("127.0.0.4", 0);
+    int t = tu_sock_from("127.0.0.4", 0);
     bool third_in = false;
-    if (connect_to(t, "127.0.0.1", port) == 0) {
+    if (tu_connect_to(t, "127.0.0.1", port) == 0) {
         char b[16];
         send(t, "x", 1, MSG_NOSIGNAL);
-        third_in = read_all(t, b, sizeof b) > 0;
+        third_in = tu_read_all(t, b, sizeof b) > 0;
     }
     close(t);
     CLI_EXPECT(c, !third_in, "a third party got data through the bound port");
@@ -583,7 +466,7 @@ START_TEST(published_passive)
     gw g;
     gw_publish(&g, &s, 0);
     cli c = {.g = &g, .s = &s};
-    run_peer(&g, published_passive_client, &c);
+    tu_run_peer(&g.loop, published_passive_client, &c);
     ck_assert_msg(c.ok, "%s", c.why);
     ck_assert_int_eq(atomic_load(&s.data_conns), 2);
     tu_loop_run_for(&g.loop, 50);
@@ -603,9 +486,9 @@ static void *published_active_client(void *arg)
     char data[256], want[128];
     CLI_EXPECT(c, cli_connect(c, "127.0.0.1", c->g->lp), "no greeting");
     for (int round = 0; round < 2; round++) {
-        int l = sock_from("127.0.0.2", 0);
+        int l = tu_sock_from("127.0.0.2", 0);
         listen(l, 4);
-        uint16_t p = bound_port(l);
+        uint16_t p = tu_bound_port(l);
         char cmd[128];
         if (round == 0)
             snprintf(cmd, sizeof cmd, "PORT 127,0,0,2,%u,%u\r\n", p >> 8, p & 0xff);
@@ -617,9 +500,9 @@ static void *published_active_client(void *arg)
         snprintf(want, sizeof want, round == 0 ? "PORT 127,0,0,2," : "EPRT |1|127.0.0.2|");
         CLI_EXPECT(c, !srv_saw(c->s, want), "the client's own address reached the server");
         CLI_EXPECT(c, write_str(c->fd, "RETR f\r\n") == 0, "send RETR");
-        int d = accept_within(l, IO_TIMEOUT_S * 1000);
+        int d = accept_within(l, TU_IO_TIMEOUT_S * 1000);
         CLI_EXPECT(c, d >= 0, "the server's data connection never reached the client");
-        ssize_t n = read_all(d, data, sizeof data - 1);
+        ssize_t n = tu_read_all(d, data, sizeof data - 1);
         data[n > 0 ? n : 0] = 0;
         close(d);
         close(l);
@@ -637,7 +520,7 @@ START_TEST(published_active)
     gw g;
     gw_publish(&g, &s, 0);
     cli c = {.g = &g, .s = &s};
-    run_peer(&g, published_active_client, &c);
+    tu_run_peer(&g.loop, published_active_client, &c);
     ck_assert_msg(c.ok, "%s", c.why);
     ck_assert_int_eq(atomic_load(&s.data_conns), 2);
     tu_loop_run_for(&g.loop, 50);
@@ -711,7 +594,7 @@ static void *hostile_client(void *arg)
     for (size_t i = 0; i < sizeof hostile_lines / sizeof hostile_lines[0]; i++) {
         const hostile *h = &hostile_lines[i];
         size_t n = h->len ? h->len : strlen(h->bytes);
-        CLI_EXPECT(c, write_all(c->fd, h->bytes, n) == 0, "send %zu", i);
+        CLI_EXPECT(c, tu_write_all(c->fd, h->bytes, n) == 0, "send %zu", i);
         cli_cmd(c, NULL);
         CLI_EXPECT(c, strcmp(c->reply, h->want) == 0, "case %zu (%.20s): got \"%s\", want \"%s\"", i, h->bytes, c->reply,
                    h->want);
@@ -721,7 +604,7 @@ static void *hostile_client(void *arg)
     static char big[100100];
     memcpy(big, "PORT ", 5);
     memset(big + 5, '0', 100000);
-    CLI_EXPECT(c, write_all(c->fd, big, 100005) == 0, "send overlong");
+    CLI_EXPECT(c, tu_write_all(c->fd, big, 100005) == 0, "send overlong");
     cli_cmd(c, NULL);
     CLI_EXPECT(c, strcmp(c->reply, R500) == 0, "overlong: got \"%s\"", c->reply);
     CLI_EXPECT(c, write_str(c->fd, ",0,0,2,4,1\r\n") == 0, "send overlong end");
@@ -770,13 +653,13 @@ START_TEST(hostile_client_input)
     gw g;
     gw_publish(&g, &s, 0);
     cli c = {.g = &g, .s = &s};
-    run_peer(&g, hostile_client, &c);
+    tu_run_peer(&g.loop, hostile_client, &c);
     ck_assert_msg(c.ok, "%s", c.why);
     fwx_firewall_stats st = stats(&g);
     ck_assert_uint_eq(st.bound_ports, 0);
     ck_assert_uint_eq(st.permissions, 0);
     ck_assert_uint_eq(st.sessions, 1);
-    run_peer(&g, hostile_client_end, &c);
+    tu_run_peer(&g.loop, hostile_client_end, &c);
     ck_assert_msg(c.ok, "%s", c.why);
     /* Nothing of a refused line ever reached the server: it saw NOOPs and the last QUIT. */
     pthread_mutex_lock(&s.mu);
@@ -857,12 +740,12 @@ START_TEST(hostile_server_replies)
     gw g;
     gw_publish(&g, &s, 0);
     cli c = {.g = &g, .s = &s};
-    run_peer(&g, hostile_server_client, &c);
+    tu_run_peer(&g.loop, hostile_server_client, &c);
     ck_assert_msg(c.ok, "%s", c.why);
     fwx_firewall_stats st = stats(&g);
     ck_assert_uint_eq(st.bound_ports, 0);
     ck_assert_uint_eq(st.permissions, 0);
-    run_peer(&g, hostile_client_end, &c); /* the session still works */
+    tu_run_peer(&g.loop, hostile_client_end, &c); /* the session still works */
     ck_assert_msg(c.ok, "%s", c.why);
     gw_close(&g);
     srv_stop(&s);
@@ -905,17 +788,17 @@ START_TEST(timeout_and_close)
     gw g;
     gw_publish(&g, &s, 300);
     cli c = {.g = &g, .s = &s};
-    run_peer(&g, pasv_and_hold, &c);
+    tu_run_peer(&g.loop, pasv_and_hold, &c);
     ck_assert_msg(c.ok, "%s", c.why);
     ck_assert_uint_ne(c.extra, c.data_port);
     ck_assert_uint_eq(stats(&g).bound_ports, 1); /* the first was killed */
     tu_loop_run_for(&g.loop, 700);
     ck_assert_uint_eq(stats(&g).bound_ports, 0); /* (f) unused: timed out */
     /* (g): a PASV and a PORT outstanding, then the control connection closes. */
-    run_peer(&g, port_and_hold, &c);
+    tu_run_peer(&g.loop, port_and_hold, &c);
     ck_assert_msg(c.ok, "%s", c.why);
     ck_assert_uint_eq(stats(&g).permissions, 1);
-    run_peer(&g, close_control, &c);
+    tu_run_peer(&g.loop, close_control, &c);
     tu_loop_run_for(&g.loop, 50);
     fwx_firewall_stats st = stats(&g);
     ck_assert_uint_eq(st.permissions, 0);
@@ -942,10 +825,10 @@ START_TEST(port_refused_withdraws)
     gw g;
     gw_publish(&g, &s, 0);
     cli c = {.g = &g, .s = &s};
-    run_peer(&g, port_refused, &c);
+    tu_run_peer(&g.loop, port_refused, &c);
     ck_assert_msg(c.ok, "%s", c.why);
     ck_assert_uint_eq(stats(&g).permissions, 0);
-    run_peer(&g, close_control, &c);
+    tu_run_peer(&g.loop, close_control, &c);
     gw_close(&g);
     srv_stop(&s);
 }
@@ -955,13 +838,13 @@ END_TEST
 
 static int socks_connect(uint16_t socks_port, const char *ip, uint16_t port)
 {
-    int fd = sock_from("127.0.0.2", 0);
+    int fd = tu_sock_from("127.0.0.2", 0);
     uint8_t g[3] = {5, 1, 0}, a[10], r[10] = {5, 1, 0, 1};
     inet_pton(AF_INET, ip, r + 4);
     uint16_t p = htons(port);
     memcpy(r + 8, &p, 2);
-    if (connect_to(fd, "127.0.0.1", socks_port) != 0 || write_all(fd, g, 3) != 0 || recv(fd, a, 2, MSG_WAITALL) != 2 ||
-        write_all(fd, r, 10) != 0 || recv(fd, a, 10, MSG_WAITALL) != 10 || a[1] != 0) {
+    if (tu_connect_to(fd, "127.0.0.1", socks_port) != 0 || tu_write_all(fd, g, 3) != 0 || recv(fd, a, 2, MSG_WAITALL) != 2 ||
+        tu_write_all(fd, r, 10) != 0 || recv(fd, a, 10, MSG_WAITALL) != 10 || a[1] != 0) {
         close(fd);
         return -1;
     }
@@ -991,17 +874,17 @@ static void *socks_client(void *arg)
     CLI_EXPECT(c, strcmp(data, PAYLOAD) == 0, "payload: \"%s\"", data);
     CLI_EXPECT(c, cli_cmd(c, NULL) == 150 && cli_cmd(c, NULL) == 226, "RETR: %s", c->reply);
     /* active: PORT rewritten to a gateway port bound for the client */
-    int l = sock_from("127.0.0.2", 0);
+    int l = tu_sock_from("127.0.0.2", 0);
     listen(l, 2);
-    uint16_t lp = bound_port(l);
+    uint16_t lp = tu_bound_port(l);
     char cmd[64];
     snprintf(cmd, sizeof cmd, "PORT 127,0,0,2,%u,%u\r\n", lp >> 8, lp & 0xff);
     CLI_EXPECT(c, cli_cmd(c, cmd) == 200, "PORT: %s", c->reply);
     CLI_EXPECT(c, srv_saw(c->s, "PORT 127,0,0,1,"), "PORT not rewritten to the gateway");
     CLI_EXPECT(c, write_str(c->fd, "RETR f\r\n") == 0, "send RETR");
-    int d = accept_within(l, IO_TIMEOUT_S * 1000);
+    int d = accept_within(l, TU_IO_TIMEOUT_S * 1000);
     CLI_EXPECT(c, d >= 0, "no active data connection");
-    ssize_t n = read_all(d, data, sizeof data - 1);
+    ssize_t n = tu_read_all(d, data, sizeof data - 1);
     data[n > 0 ? n : 0] = 0;
     close(d);
     close(l);
@@ -1026,12 +909,12 @@ START_TEST(explicit_socks_client)
              s.port);
     gw_open(&g, policy, 0);
     sox x = {.c = {.g = &g, .s = &s}};
-    x.socks_port = free_port("127.0.0.1");
+    x.socks_port = tu_free_port("127.0.0.1");
     char t[64];
     snprintf(t, sizeof t, "127.0.0.1:%u", x.socks_port);
     struct sockaddr_storage a = tu_addr(t);
     TU_EXPECT_HR(fwx_proxy_socks_listen(g.fw, TU_SA(a), tu_len(&a)), FWX_S_OK);
-    run_peer(&g, socks_client, &x);
+    tu_run_peer(&g.loop, socks_client, &x);
     ck_assert_msg(x.c.ok, "%s", x.c.why);
     ck_assert_int_eq(atomic_load(&s.data_conns), 2);
     tu_loop_run_for(&g.loop, 50);
@@ -1047,10 +930,10 @@ END_TEST
 /* A connected TCP pair on loopback: *a is the pump's end, *b the test's. */
 static void tcp_pair(const char *ip, int *a, int *b)
 {
-    int l = sock_from(ip, 0);
+    int l = tu_sock_from(ip, 0);
     listen(l, 1);
-    *b = sock_from(ip, 0);
-    ck_assert_int_eq(connect_to(*b, ip, bound_port(l)), 0);
+    *b = tu_sock_from(ip, 0);
+    ck_assert_int_eq(tu_connect_to(*b, ip, tu_bound_port(l)), 0);
     *a = accept(l, NULL, NULL);
     ck_assert_int_ge(*a, 0);
     close(l);
@@ -1152,7 +1035,7 @@ START_TEST(transparent_client)
     t.rs.fd = t.server;
     fwx__pump *p = NULL;
     TU_EXPECT_HR(fwx__pump_start(&g.loop, ctl, pc, ps, NULL, pump_done, &done, &p), FWX_S_OK);
-    run_peer(&g, transparent_script, &t);
+    tu_run_peer(&g.loop, transparent_script, &t);
     ck_assert_msg(t.ok, "%s", t.why);
     /* The EPSV permission replaced the PASV one: the client may connect to the server's port. */
     ck_assert_uint_eq(stats(&g).permissions, 1);
@@ -1160,7 +1043,7 @@ START_TEST(transparent_client)
     TU_EXPECT_HR(admit(&g, "127.0.0.2:3000", "127.0.0.3:51210"), FWX_E_NOT_FOUND); /* the replaced one */
     TU_EXPECT_HR(admit(&g, "127.0.0.2:3000", "127.0.0.3:51212"), FWX_S_OK);
     ck_assert_uint_eq(stats(&g).permissions, 0); /* used once */
-    run_peer(&g, transparent_active, &t);
+    tu_run_peer(&g.loop, transparent_active, &t);
     ck_assert_msg(t.ok, "%s", t.why);
     ck_assert_uint_eq(stats(&g).bound_ports, 1);
     /* Closing the control connection withdraws the bound port. */

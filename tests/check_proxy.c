@@ -10,6 +10,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "testutil.h"
+#include "netutil.h"
 #include "plugins/test_plugin.h"
 
 #include <dlfcn.h>
@@ -23,67 +24,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define IO_TIMEOUT_S 5
 
 /* ---- plain blocking peers ------------------------------------------------------------------- */
-
-static int sock_from(const char *ip, uint16_t port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct timeval tv = {IO_TIMEOUT_S, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    return fd;
-}
-
-static uint16_t bound_port(int fd)
-{
-    struct sockaddr_in a;
-    socklen_t l = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    return ntohs(a.sin_port);
-}
-
-static int connect_to(int fd, const char *ip, uint16_t port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    return connect(fd, (struct sockaddr *)&a, sizeof a);
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Reads until EOF (or up to cap); returns the count, or -1 on error/timeout. */
-static ssize_t read_all(int fd, uint8_t *buf, size_t cap)
-{
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf + got, cap - got, 0);
-        if (r == 0)
-            return (ssize_t)got;
-        if (r < 0)
-            return errno == ECONNRESET ? (ssize_t)got : -1;
-        got += (size_t)r;
-        if (got == cap)
-            return (ssize_t)got;
-    }
-}
 
 /* An echo server on the test's own thread: accept one connection, echo until EOF. */
 typedef struct echo {
@@ -102,11 +44,11 @@ static void *echo_main(void *arg)
         if (c < 0)
             return NULL;
         e->conns++;
-        struct timeval tv = {IO_TIMEOUT_S, 0};
+        struct timeval tv = {TU_IO_TIMEOUT_S, 0};
         setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         for (;;) {
             ssize_t r = recv(c, buf, sizeof buf, 0);
-            if (r <= 0 || write_all(c, buf, (size_t)r) != 0)
+            if (r <= 0 || tu_write_all(c, buf, (size_t)r) != 0)
                 break;
         }
         shutdown(c, SHUT_WR);
@@ -117,9 +59,9 @@ static void *echo_main(void *arg)
 static void echo_start(echo *e, const char *ip)
 {
     memset(e, 0, sizeof *e);
-    e->lfd = sock_from(ip, 0);
+    e->lfd = tu_sock_from(ip, 0);
     ck_assert_int_eq(listen(e->lfd, 16), 0);
-    e->port = bound_port(e->lfd);
+    e->port = tu_bound_port(e->lfd);
     pthread_create(&e->th, NULL, echo_main, e);
 }
 
@@ -168,59 +110,6 @@ static void gw_close(gw *g)
     tu_loop_close_clean(&g->loop);
 }
 
-/* A peer thread: runs fn(arg) while the test's loop runs the gateway. */
-typedef struct peer {
-    pthread_t th;
-    atomic_int done;
-    void *(*fn)(void *);
-    void *arg;
-} peer;
-
-static void *peer_main(void *arg)
-{
-    peer *p = arg;
-    p->fn(p->arg);
-    atomic_store(&p->done, 1);
-    return NULL;
-}
-
-static void stop_loop(uv_timer_t *t) { uv_stop(t->loop); }
-
-static void check_done(uv_timer_t *t)
-{
-    peer *p = t->data;
-    if (atomic_load(&p->done))
-        uv_stop(t->loop);
-}
-
-/* Runs the loop until the peer function returns (bounded: 20 s). */
-static void run_peer(gw *g, void *(*fn)(void *), void *arg)
-{
-    peer p = {.fn = fn, .arg = arg};
-    atomic_init(&p.done, 0);
-    pthread_create(&p.th, NULL, peer_main, &p);
-    uv_timer_t t, limit;
-    uv_timer_init(&g->loop, &t);
-    uv_timer_init(&g->loop, &limit);
-    t.data = &p;
-    uv_timer_start(&t, check_done, 5, 5);
-    uv_timer_start(&limit, stop_loop, 20000, 0);
-    uv_run(&g->loop, UV_RUN_DEFAULT);
-    uv_close((uv_handle_t *)&t, NULL);
-    uv_close((uv_handle_t *)&limit, NULL);
-    uv_run(&g->loop, UV_RUN_NOWAIT);
-    ck_assert_msg(atomic_load(&p.done), "peer did not finish in 20 s");
-    pthread_join(p.th, NULL);
-}
-
-static uint16_t free_port(const char *ip)
-{
-    int fd = sock_from(ip, 0);
-    uint16_t p = bound_port(fd);
-    close(fd);
-    return p;
-}
-
 static fwx_firewall_stats stats(gw *g)
 {
     fwx_firewall_stats st;
@@ -244,10 +133,10 @@ static void *client_echo_roundtrip(void *arg)
     uint8_t *out = malloc(x->n), *in = malloc(x->n + 1);
     for (size_t i = 0; i < x->n; i++)
         out[i] = (uint8_t)(i * 131 + 7);
-    int fd = sock_from(x->from, 0);
-    if (connect_to(fd, x->to, x->port) == 0 && write_all(fd, out, x->n) == 0) {
+    int fd = tu_sock_from(x->from, 0);
+    if (tu_connect_to(fd, x->to, x->port) == 0 && tu_write_all(fd, out, x->n) == 0) {
         shutdown(fd, SHUT_WR); /* half-close: the reply still comes back */
-        ssize_t r = read_all(fd, in, x->n + 1);
+        ssize_t r = tu_read_all(fd, in, x->n + 1);
         x->got = r < 0 ? 0 : (size_t)r;
         x->ok = r == (ssize_t)x->n && memcmp(in, out, x->n) == 0;
     }
@@ -276,12 +165,12 @@ START_TEST(publishing_relays_both_ways)
     echo e;
     echo_start(&e, "127.0.0.3");
     gw g;
-    uint16_t lp = free_port("127.0.0.1");
+    uint16_t lp = tu_free_port("127.0.0.1");
     gw_open(&g, publish_policy(lp, e.port));
     xfer small = {lp, "127.0.0.2", "127.0.0.1", 100, 0, 0}, big = {lp, "127.0.0.2", "127.0.0.1", 4u << 20, 0, 0};
-    run_peer(&g, client_echo_roundtrip, &small);
+    tu_run_peer(&g.loop, client_echo_roundtrip, &small);
     ck_assert_msg(small.ok, "small echo through the gateway: got %zu bytes", small.got);
-    run_peer(&g, client_echo_roundtrip, &big);
+    tu_run_peer(&g.loop, client_echo_roundtrip, &big);
     ck_assert_msg(big.ok, "4 MiB echo through the gateway: got %zu bytes", big.got);
     ck_assert_int_eq(e.conns, 2);
     tu_loop_run_for(&g.loop, 50); /* let the relays finish closing */
@@ -296,13 +185,13 @@ END_TEST
 static void *client_expect_refused(void *arg)
 {
     xfer *x = arg;
-    int fd = sock_from(x->from, 0);
+    int fd = tu_sock_from(x->from, 0);
     uint8_t b[16];
     /* Either the connect is refused or the gateway closes it at once, with nothing relayed. */
-    if (connect_to(fd, x->to, x->port) != 0)
+    if (tu_connect_to(fd, x->to, x->port) != 0)
         x->ok = 1;
     else
-        x->ok = (send(fd, "hello", 5, MSG_NOSIGNAL), read_all(fd, b, sizeof b)) == 0;
+        x->ok = (send(fd, "hello", 5, MSG_NOSIGNAL), tu_read_all(fd, b, sizeof b)) == 0;
     close(fd);
     return NULL;
 }
@@ -312,7 +201,7 @@ START_TEST(publishing_denied_by_policy)
     echo e;
     echo_start(&e, "127.0.0.3");
     gw g;
-    uint16_t lp = free_port("127.0.0.1");
+    uint16_t lp = tu_free_port("127.0.0.1");
     char policy[2048];
     snprintf(policy, sizeof policy, "%s", publish_policy(lp, e.port));
     /* Deny the client 127.0.0.2 before the allow rule. */
@@ -326,10 +215,10 @@ START_TEST(publishing_denied_by_policy)
              tail);
     gw_open(&g, policy);
     xfer x = {lp, "127.0.0.2", "127.0.0.1", 0, 0, 0}, y = {lp, "127.0.0.4", "127.0.0.1", 1000, 0, 0};
-    run_peer(&g, client_expect_refused, &x);
+    tu_run_peer(&g.loop, client_expect_refused, &x);
     ck_assert(x.ok);
     ck_assert_int_eq(e.conns, 0); /* never reached the server */
-    run_peer(&g, client_echo_roundtrip, &y);
+    tu_run_peer(&g.loop, client_echo_roundtrip, &y);
     ck_assert(y.ok);
     gw_close(&g);
     echo_stop(&e);
@@ -353,20 +242,20 @@ static void *server_data_connection(void *arg)
     for (size_t i = 0; i < sizeof data; i++)
         data[i] = (uint8_t)(i * 7);
     /* The third party tries first (catalog #23): closed on it, port kept for the server. */
-    int t = sock_from("127.0.0.4", 0);
-    if (connect_to(t, "127.0.0.1", b->gw_port) != 0)
+    int t = tu_sock_from("127.0.0.4", 0);
+    if (tu_connect_to(t, "127.0.0.1", b->gw_port) != 0)
         b->third_refused = 0;
     else
-        b->third_refused = (send(t, "x", 1, MSG_NOSIGNAL), read_all(t, in, 10)) == 0;
+        b->third_refused = (send(t, "x", 1, MSG_NOSIGNAL), tu_read_all(t, in, 10)) == 0;
     close(t);
-    int s = sock_from("127.0.0.3", 0);
-    if (connect_to(s, "127.0.0.1", b->gw_port) == 0 && write_all(s, data, sizeof data) == 0) {
+    int s = tu_sock_from("127.0.0.3", 0);
+    if (tu_connect_to(s, "127.0.0.1", b->gw_port) == 0 && tu_write_all(s, data, sizeof data) == 0) {
         shutdown(s, SHUT_WR);
         int c = accept(b->client_lfd, NULL, NULL);
         if (c >= 0) {
-            struct timeval tv = {IO_TIMEOUT_S, 0};
+            struct timeval tv = {TU_IO_TIMEOUT_S, 0};
             setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            ssize_t r = read_all(c, in, sizeof in);
+            ssize_t r = tu_read_all(c, in, sizeof in);
             b->client_got = r < 0 ? 0 : (size_t)r;
             b->ok = r == (ssize_t)sizeof data && memcmp(in, data, sizeof data) == 0;
             close(c);
@@ -374,8 +263,8 @@ static void *server_data_connection(void *arg)
     }
     close(s);
     /* One connection only: the port is gone now. */
-    int s2 = sock_from("127.0.0.3", 0);
-    b->second_refused = connect_to(s2, "127.0.0.1", b->gw_port) != 0;
+    int s2 = tu_sock_from("127.0.0.3", 0);
+    b->second_refused = tu_connect_to(s2, "127.0.0.1", b->gw_port) != 0;
     close(s2);
     return NULL;
 }
@@ -399,10 +288,10 @@ START_TEST(bind_for_client_real_port)
     IFWXConnection *ctl = NULL, *bound[1];
     IFWXSession *s = nat_session(&g, "127.0.0.2", &ctl);
     bfc_case b = {0};
-    b.client_lfd = sock_from("127.0.0.2", 0);
+    b.client_lfd = tu_sock_from("127.0.0.2", 0);
     ck_assert_int_eq(listen(b.client_lfd, 4), 0);
     char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", bound_port(b.client_lfd));
+    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(b.client_lfd));
     struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0");
     const struct sockaddr *cap[1] = {TU_SA(ca)};
     TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
@@ -410,7 +299,7 @@ START_TEST(bind_for_client_real_port)
                  FWX_S_OK);
     b.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
     ck_assert(b.gw_port >= 40000);
-    run_peer(&g, server_data_connection, &b);
+    tu_run_peer(&g.loop, server_data_connection, &b);
     ck_assert_msg(b.third_refused, "a third party got through the bound port");
     ck_assert_msg(b.ok, "the client's data port got %zu of 100000 bytes", b.client_got);
     ck_assert_msg(b.second_refused, "the bound port accepted a second connection");
@@ -459,7 +348,7 @@ START_TEST(redirect_real_port)
                  FWX_S_OK);
     uint16_t port = ntohs(((struct sockaddr_in *)&ia)->sin_port);
     rc_case rc = {port, {port, "127.0.0.4", "127.0.0.1", 0, 0, 0}, {port, "127.0.0.2", "127.0.0.1", 50000, 0, 0}};
-    run_peer(&g, redirect_peers, &rc);
+    tu_run_peer(&g.loop, redirect_peers, &rc);
     ck_assert_msg(rc.other.ok, "someone other than the session's client used the redirect port");
     ck_assert_msg(rc.client.ok, "the client's redirected echo got %zu bytes", rc.client.got);
     fwx_connection_close(ctl);
@@ -482,8 +371,8 @@ typedef struct hold {
 static void *client_hold(void *arg)
 {
     hold *h = arg;
-    h->fd = sock_from("127.0.0.2", 0);
-    if (connect_to(h->fd, "127.0.0.1", h->port) == 0 && write_all(h->fd, (const uint8_t *)"ping", 4) == 0) {
+    h->fd = tu_sock_from("127.0.0.2", 0);
+    if (tu_connect_to(h->fd, "127.0.0.1", h->port) == 0 && tu_write_all(h->fd, (const uint8_t *)"ping", 4) == 0) {
         uint8_t b[4];
         if (recv(h->fd, b, 4, MSG_WAITALL) == 4)
             atomic_store(&h->connected, 1);
@@ -495,7 +384,7 @@ static void *client_wait_eof(void *arg)
 {
     hold *h = arg;
     uint8_t b[16];
-    h->eof = read_all(h->fd, b, sizeof b) == 0;
+    h->eof = tu_read_all(h->fd, b, sizeof b) == 0;
     close(h->fd);
     return NULL;
 }
@@ -511,11 +400,11 @@ START_TEST(session_end_and_close_drop_live_relays)
     echo e;
     echo_start(&e, "127.0.0.3");
     gw g;
-    uint16_t lp = free_port("127.0.0.1");
+    uint16_t lp = tu_free_port("127.0.0.1");
     gw_open(&g, publish_policy(lp, e.port));
     hold h = {.port = lp};
     atomic_init(&h.connected, 0);
-    run_peer(&g, client_hold, &h);
+    tu_run_peer(&g.loop, client_hold, &h);
     ck_assert(atomic_load(&h.connected));
     ck_assert_uint_eq(stats(&g).connections, 1);
     /* Ending the client's session ends its relay: the client sees the connection close. */
@@ -524,17 +413,17 @@ START_TEST(session_end_and_close_drop_live_relays)
     TU_EXPECT_HR(IFWXFirewall_GetClientSession(fwx_firewall_iface(g.fw), TU_SA(c), tu_len(&c), &s), FWX_S_OK);
     TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
     IFWXSession_Release(s);
-    run_peer(&g, client_wait_eof, &h);
+    tu_run_peer(&g.loop, client_wait_eof, &h);
     ck_assert(h.eof);
     /* And a firewall closed with a relay still open closes every socket. */
     hold h2 = {.port = lp};
     atomic_init(&h2.connected, 0);
-    run_peer(&g, client_hold, &h2);
+    tu_run_peer(&g.loop, client_hold, &h2);
     ck_assert(atomic_load(&h2.connected));
     fwx_firewall_close(g.fw, NULL, NULL);
-    run_peer(&g, client_wait_eof, &h2);
+    tu_run_peer(&g.loop, client_wait_eof, &h2);
     ck_assert(h2.eof);
-    run_peer(&g, nothing, NULL);
+    tu_run_peer(&g.loop, nothing, NULL);
     tu_loop_close_clean(&g.loop);
     echo_stop(&e);
 }
@@ -559,7 +448,7 @@ typedef struct sx {
 static int socks_hello(int fd)
 {
     uint8_t g[3] = {5, 1, 0}, a[2];
-    if (write_all(fd, g, 3) != 0 || recv(fd, a, 2, MSG_WAITALL) != 2 || a[0] != 5 || a[1] != 0)
+    if (tu_write_all(fd, g, 3) != 0 || recv(fd, a, 2, MSG_WAITALL) != 2 || a[0] != 5 || a[1] != 0)
         return -1;
     return 0;
 }
@@ -571,7 +460,7 @@ static int socks_request(int fd, uint8_t cmd, const char *ip, uint16_t port, str
     inet_pton(AF_INET, ip, r + 4);
     uint16_t p = htons(port);
     memcpy(r + 8, &p, 2);
-    if (write_all(fd, r, 10) != 0)
+    if (tu_write_all(fd, r, 10) != 0)
         return -1;
     if (recv(fd, a, 10, MSG_WAITALL) != 10 || a[0] != 5 || a[3] != 1)
         return -1;
@@ -587,17 +476,17 @@ static int socks_request(int fd, uint8_t cmd, const char *ip, uint16_t port, str
 static void *socks_connect_client(void *arg)
 {
     sx *x = arg;
-    int fd = sock_from("127.0.0.2", 0);
+    int fd = tu_sock_from("127.0.0.2", 0);
     x->rep = -1;
-    if (connect_to(fd, "127.0.0.1", x->socks_port) == 0 && socks_hello(fd) == 0)
+    if (tu_connect_to(fd, "127.0.0.1", x->socks_port) == 0 && socks_hello(fd) == 0)
         x->rep = socks_request(fd, x->cmd ? x->cmd : 1, x->dst, x->dst_port, NULL);
     if (x->rep == 0) {
         uint8_t out[65536], in[65537];
         for (size_t i = 0; i < sizeof out; i++)
             out[i] = (uint8_t)(i * 13);
-        if (write_all(fd, out, sizeof out) == 0) {
+        if (tu_write_all(fd, out, sizeof out) == 0) {
             shutdown(fd, SHUT_WR);
-            x->echo_ok = read_all(fd, in, sizeof in) == (ssize_t)sizeof out && memcmp(in, out, sizeof out) == 0;
+            x->echo_ok = tu_read_all(fd, in, sizeof in) == (ssize_t)sizeof out && memcmp(in, out, sizeof out) == 0;
         }
     }
     close(fd);
@@ -606,7 +495,7 @@ static void *socks_connect_client(void *arg)
 
 static void gw_socks(gw *g, uint16_t *port)
 {
-    *port = free_port("127.0.0.1");
+    *port = tu_free_port("127.0.0.1");
     char t[64];
     snprintf(t, sizeof t, "127.0.0.1:%u", *port);
     struct sockaddr_storage a = tu_addr(t);
@@ -621,7 +510,7 @@ START_TEST(socks_connect_relays)
     gw_open(&g, NULL);
     sx x = {.dst = "127.0.0.3", .dst_port = e.port};
     gw_socks(&g, &x.socks_port);
-    run_peer(&g, socks_connect_client, &x);
+    tu_run_peer(&g.loop, socks_connect_client, &x);
     ck_assert_int_eq(x.rep, 0);
     ck_assert_msg(x.echo_ok, "64 KiB echo through SOCKS CONNECT");
     /* Not the "proxy" backend: no SOCKS. */
@@ -634,21 +523,21 @@ static void *socks_raw(void *arg)
 {
     /* arg: bytes to send after the greeting; returns via sx.rep the first reply byte, or -1 on close */
     sx *x = arg;
-    int fd = sock_from("127.0.0.2", 0);
+    int fd = tu_sock_from("127.0.0.2", 0);
     x->rep = -1;
-    if (connect_to(fd, "127.0.0.1", x->socks_port) == 0) {
+    if (tu_connect_to(fd, "127.0.0.1", x->socks_port) == 0) {
         if (x->cmd == 0xF4) { /* SOCKS4: closed without a reply */
             uint8_t v4[9] = {4, 1, 0, 80, 127, 0, 0, 3, 0}, b[8];
-            write_all(fd, v4, sizeof v4);
+            tu_write_all(fd, v4, sizeof v4);
             x->rep = recv(fd, b, sizeof b, 0) == 0 ? -1 : -2;
         } else if (socks_hello(fd) == 0) {
             uint8_t b[10];
             if (x->cmd == 0xEE) { /* a request with bytes after it */
                 uint8_t r[14] = {5, 1, 0, 1, 127, 0, 0, 3, 0x1f, 0x90, 'G', 'E', 'T', ' '};
-                write_all(fd, r, sizeof r);
+                tu_write_all(fd, r, sizeof r);
             } else if (x->cmd == 0xA9) { /* unknown address type */
                 uint8_t r[10] = {5, 1, 0, 9, 0, 0, 0, 0, 0, 80};
-                write_all(fd, r, sizeof r);
+                tu_write_all(fd, r, sizeof r);
             } else {
                 ck_abort_msg("unknown raw case");
             }
@@ -662,7 +551,7 @@ static void *socks_raw(void *arg)
 START_TEST(socks_refusals)
 {
     gw g;
-    uint16_t closed_port = free_port("127.0.0.3");
+    uint16_t closed_port = tu_free_port("127.0.0.3");
     /* A policy that denies one port, allows the rest. */
     char policy[1024];
     snprintf(policy, sizeof policy,
@@ -689,15 +578,15 @@ START_TEST(socks_refusals)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         sx x = {.socks_port = sp, .dst = cases[i].dst, .dst_port = cases[i].port, .cmd = cases[i].cmd};
-        run_peer(&g, socks_connect_client, &x);
+        tu_run_peer(&g.loop, socks_connect_client, &x);
         ck_assert_msg(x.rep == cases[i].want, "case %zu: reply %d, expected %d", i, x.rep, cases[i].want);
     }
     sx v4 = {.socks_port = sp, .cmd = 0xF4}, extra = {.socks_port = sp, .cmd = 0xEE}, atyp = {.socks_port = sp, .cmd = 0xA9};
-    run_peer(&g, socks_raw, &v4);
+    tu_run_peer(&g.loop, socks_raw, &v4);
     ck_assert_int_eq(v4.rep, -1);
-    run_peer(&g, socks_raw, &extra);
+    tu_run_peer(&g.loop, socks_raw, &extra);
     ck_assert_int_eq(extra.rep, 1);
-    run_peer(&g, socks_raw, &atyp);
+    tu_run_peer(&g.loop, socks_raw, &atyp);
     ck_assert_int_eq(atyp.rep, 8);
     tu_loop_run_for(&g.loop, 20);
     fwx_firewall_stats st = stats(&g);
@@ -729,10 +618,10 @@ typedef struct bind_run {
 static void *socks_bind_client(void *arg)
 {
     bind_run *b = arg;
-    int fd = sock_from("127.0.0.2", 0);
+    int fd = tu_sock_from("127.0.0.2", 0);
     struct sockaddr_in bnd;
     b->rep1 = b->rep2 = -1;
-    if (connect_to(fd, "127.0.0.1", b->socks_port) != 0 || socks_hello(fd) != 0) {
+    if (tu_connect_to(fd, "127.0.0.1", b->socks_port) != 0 || socks_hello(fd) != 0) {
         close(fd);
         return NULL;
     }
@@ -744,17 +633,17 @@ static void *socks_bind_client(void *arg)
     uint16_t port = ntohs(bnd.sin_port);
     uint8_t tmp[8];
     /* Not the host named in the request: dropped, the bind keeps waiting. */
-    int t = sock_from("127.0.0.4", 0);
-    b->third_dropped = connect_to(t, "127.0.0.1", port) != 0 || read_all(t, tmp, sizeof tmp) == 0;
+    int t = tu_sock_from("127.0.0.4", 0);
+    b->third_dropped = tu_connect_to(t, "127.0.0.1", port) != 0 || tu_read_all(t, tmp, sizeof tmp) == 0;
     close(t);
-    int srv = sock_from("127.0.0.3", 0);
-    if (connect_to(srv, "127.0.0.1", port) == 0) {
+    int srv = tu_sock_from("127.0.0.3", 0);
+    if (tu_connect_to(srv, "127.0.0.1", port) == 0) {
         uint8_t a[10];
         struct timeval tv = {1, 0};
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         if (recv(fd, a, 10, MSG_WAITALL) == 10) {
             b->rep2 = a[1];
-            write_all(srv, (const uint8_t *)"from-server", 11);
+            tu_write_all(srv, (const uint8_t *)"from-server", 11);
             uint8_t got[11];
             b->data_ok = recv(fd, got, 11, MSG_WAITALL) == 11 && memcmp(got, "from-server", 11) == 0;
         }
@@ -779,7 +668,7 @@ static void bind_case(int approve, bind_run *out)
     TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
     memset(out, 0, sizeof *out);
     gw_socks(&g, &out->socks_port);
-    run_peer(&g, socks_bind_client, out);
+    tu_run_peer(&g.loop, socks_bind_client, out);
     tu_loop_run_for(&g.loop, 20);
     ck_assert_uint_eq(stats(&g).bound_ports, 0); /* the client bind went with its SOCKS connection */
     gw_close(&g);
@@ -820,7 +709,7 @@ static void *http_once(void *arg)
         uint8_t req[2048];
         (void)recv(s, req, sizeof req, 0);
         const char *resp = "HTTP/1.0 200 OK\r\nContent-Length: 8\r\n\r\nfwx-ok\r\n";
-        write_all(s, (const uint8_t *)resp, strlen(resp));
+        tu_write_all(s, (const uint8_t *)resp, strlen(resp));
         close(s);
     }
     return NULL;
@@ -848,10 +737,10 @@ START_TEST(socks_with_curl)
     gw_open(&g, NULL);
     curl_case c = {0};
     gw_socks(&g, &c.socks_port);
-    c.lfd = sock_from("127.0.0.3", 0);
+    c.lfd = tu_sock_from("127.0.0.3", 0);
     listen(c.lfd, 4);
-    c.http_port = bound_port(c.lfd);
-    run_peer(&g, run_curl, &c);
+    c.http_port = tu_bound_port(c.lfd);
+    tu_run_peer(&g.loop, run_curl, &c);
     close(c.lfd);
     ck_assert_msg(c.status == 0, "curl --socks5 did not get the page (status %d)", c.status);
     gw_close(&g);
@@ -905,7 +794,7 @@ static void uecho_start(uecho *u, const char *ip)
 {
     memset(u, 0, sizeof *u);
     u->fd = udp_from(ip, 0);
-    u->port = bound_port(u->fd);
+    u->port = tu_bound_port(u->fd);
     atomic_init(&u->stop, 0);
     pthread_create(&u->th, NULL, uecho_main, u);
 }
@@ -944,7 +833,7 @@ START_TEST(udp_publishing_flows)
     uecho e;
     uecho_start(&e, "127.0.0.3");
     gw g;
-    uint16_t lp = free_port("127.0.0.1");
+    uint16_t lp = tu_free_port("127.0.0.1");
     char policy[2048];
     snprintf(policy, sizeof policy,
              "protocols = ( { name = \"dns-like\"; guid = \"{0badf00d-0000-0000-0000-000000000053}\"; protocol = \"udp\";"
@@ -956,7 +845,7 @@ START_TEST(udp_publishing_flows)
              lp, lp, e.port);
     gw_open(&g, policy);
     ucase u = {.port = lp};
-    run_peer(&g, udp_clients, &u);
+    tu_run_peer(&g.loop, udp_clients, &u);
     ck_assert_int_eq(u.ok, 3);
     ck_assert(u.other_ok);
     fwx_firewall_stats st = stats(&g);
@@ -1012,7 +901,7 @@ START_TEST(udp_bind_for_client)
     ubind u = {0};
     u.client_fd = udp_from("127.0.0.2", 0);
     char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", bound_port(u.client_fd));
+    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(u.client_fd));
     struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0");
     const struct sockaddr *cap[1] = {TU_SA(ca)};
     TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_UDP, 1,
@@ -1020,7 +909,7 @@ START_TEST(udp_bind_for_client)
                                            NULL, bound),
                  FWX_S_OK);
     u.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
-    run_peer(&g, udp_bind_peers, &u);
+    tu_run_peer(&g.loop, udp_bind_peers, &u);
     ck_assert_msg(u.got, "the server's datagram did not reach the client");
     ck_assert_msg(u.back_ok, "the client's answer did not get back (BIDIRECTIONAL)");
     ck_assert_msg(u.third_blocked, "a third party's datagram reached the client");
@@ -1046,10 +935,10 @@ typedef struct uassoc {
 static void *socks_udp_client(void *arg)
 {
     uassoc *x = arg;
-    int fd = sock_from("127.0.0.2", 0), u = udp_from("127.0.0.2", 0), o = udp_from("127.0.0.4", 0);
+    int fd = tu_sock_from("127.0.0.2", 0), u = udp_from("127.0.0.2", 0), o = udp_from("127.0.0.4", 0);
     struct sockaddr_in relay;
     x->rep = -1;
-    if (connect_to(fd, "127.0.0.1", x->socks_port) == 0 && socks_hello(fd) == 0)
+    if (tu_connect_to(fd, "127.0.0.1", x->socks_port) == 0 && socks_hello(fd) == 0)
         x->rep = socks_request(fd, 3, "0.0.0.0", 0, &relay);
     if (x->rep == 0) {
         uint8_t d[64] = {0, 0, 0, 1, 127, 0, 0, 3}, in[128];
@@ -1083,7 +972,7 @@ START_TEST(socks_udp_associate)
     gw_open(&g, NULL);
     uassoc x = {.echo_port = e.port};
     gw_socks(&g, &x.socks_port);
-    run_peer(&g, socks_udp_client, &x);
+    tu_run_peer(&g.loop, socks_udp_client, &x);
     ck_assert_int_eq(x.rep, 0);
     ck_assert_msg(x.ok, "no echo through the SOCKS UDP relay");
     ck_assert(x.frag_dropped);

@@ -1,0 +1,131 @@
+/*
+ * fwx tests - real peers on loopback.
+ * SPDX-License-Identifier: MIT
+ */
+#include "netutil.h"
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void tu_set_timeouts(int fd)
+{
+    struct timeval tv = {TU_IO_TIMEOUT_S, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int tu_sock_from(const char *ip, uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    tu_set_timeouts(fd);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    return fd;
+}
+
+uint16_t tu_bound_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t l = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    return ntohs(a.sin_port);
+}
+
+int tu_connect_to(int fd, const char *ip, uint16_t port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, ip, &a.sin_addr);
+    return connect(fd, (struct sockaddr *)&a, sizeof a);
+}
+
+int tu_write_all(int fd, const void *pv, size_t n)
+{
+    const uint8_t *p = pv;
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w <= 0)
+            return -1;
+        p += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+ssize_t tu_read_all(int fd, void *bv, size_t cap)
+{
+    uint8_t *buf = bv;
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = recv(fd, buf + got, cap - got, 0);
+        if (r == 0)
+            return (ssize_t)got;
+        if (r < 0)
+            return errno == ECONNRESET ? (ssize_t)got : -1;
+        got += (size_t)r;
+        if (got == cap)
+            return (ssize_t)got;
+    }
+}
+
+uint16_t tu_free_port(const char *ip)
+{
+    int fd = tu_sock_from(ip, 0);
+    uint16_t p = tu_bound_port(fd);
+    close(fd);
+    return p;
+}
+
+typedef struct peer {
+    pthread_t th;
+    atomic_int done;
+    void *(*fn)(void *);
+    void *arg;
+} peer;
+
+static void *peer_main(void *arg)
+{
+    peer *p = arg;
+    p->fn(p->arg);
+    atomic_store(&p->done, 1);
+    return NULL;
+}
+
+static void stop_loop(uv_timer_t *t) { uv_stop(t->loop); }
+
+static void check_done(uv_timer_t *t)
+{
+    peer *p = t->data;
+    if (atomic_load(&p->done))
+        uv_stop(t->loop);
+}
+
+void tu_run_peer(uv_loop_t *loop, void *(*fn)(void *), void *arg)
+{
+    peer p = {.fn = fn, .arg = arg};
+    atomic_init(&p.done, 0);
+    pthread_create(&p.th, NULL, peer_main, &p);
+    uv_timer_t t, limit;
+    uv_timer_init(loop, &t);
+    uv_timer_init(loop, &limit);
+    t.data = &p;
+    uv_timer_start(&t, check_done, 5, 5);
+    uv_timer_start(&limit, stop_loop, 20000, 0);
+    uv_run(loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&t, NULL);
+    uv_close((uv_handle_t *)&limit, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    ck_assert_msg(atomic_load(&p.done), "peer did not finish in 20 s");
+    pthread_join(p.th, NULL);
+}
