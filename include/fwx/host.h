@@ -78,7 +78,8 @@ typedef struct fwx_firewall_options {
     /**
      * The gateway's own addresses (ports ignored). Secondary connections are never allowed to
      * them, and BindForClient binds only to them (or the unspecified address). Copied.
-     * Loopback addresses are always treated as the gateway's own.
+     * Loopback addresses are always treated as the gateway's own (but see loopback_hosts), and
+     * so is every address a publishing rule listens on.
      */
     const struct sockaddr_storage *local_addresses;
     /** Number of entries in local_addresses. */

@@ -79,6 +79,12 @@ bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
     for (size_t i = 0; i < fw->n_local; i++)
         if (fwx__sa_same_ip((const struct sockaddr *)&fw->local[i], addr))
             return true;
+    /* Where a publishing rule listens is the gateway's own address, configured or not. */
+    for (size_t i = 0; i < fw->n_published; i++) {
+        const struct sockaddr *l = (const struct sockaddr *)&fw->published[i].address;
+        if (!fwx__sa_is_unspecified(l) && fwx__sa_same_ip(l, addr))
+            return true;
+    }
     return false;
 }
 

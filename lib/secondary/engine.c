@@ -761,13 +761,21 @@ fwx_result fwx__RedirectConnections(IFWXSession *This, const struct sockaddr *co
             return refuse(s, hr, "RedirectConnections to", t, fwx_strerror(hr));
     }
     /* The client reaches the redirect ports on the gateway address it already talks to. */
+    memset(&internal, 0, sizeof internal);
+    internal.ss_family = s->client.ss_family;
     if (s->has_gw_internal) {
         internal = s->gw_internal;
     } else if (fw->n_local > 0) {
         internal = fw->local[0];
     } else {
-        memset(&internal, 0, sizeof internal);
-        internal.ss_family = s->client.ss_family;
+        /* No configured address: a publishing rule's listen address is one of ours. */
+        for (size_t i = 0; i < fw->n_published; i++) {
+            const struct sockaddr *l = (const struct sockaddr *)&fw->published[i].address;
+            if (!fwx__sa_is_unspecified(l) && l->sa_family == s->client.ss_family) {
+                memcpy(&internal, l, fwx__sa_len(l));
+                break;
+            }
+        }
     }
     fwx__sa_set_port((struct sockaddr *)&internal, 0);
     uint32_t need = fwx__sa_len((struct sockaddr *)&internal);
