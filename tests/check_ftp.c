@@ -540,6 +540,7 @@ typedef struct hostile {
 
 #define R500 "500 Syntax error, command unrecognized."
 #define R500P "500 Illegal PORT command."
+#define R500E "500 Illegal EPRT command."
 #define R501 "501 Syntax error in parameters or arguments."
 #define R502 "502 Command not implemented."
 
@@ -547,7 +548,7 @@ static const hostile hostile_lines[] = {
     /* #1 bounce */
     {"PORT 192,0,2,99,0,25\r\n", 0, R500P},
     {"PORT 127,0,0,4,4,1\r\n", 0, R500P},
-    {"EPRT |1|127.0.0.4|1025|\r\n", 0, R500P},
+    {"EPRT |1|127.0.0.4|1025|\r\n", 0, R500E},
     /* #3 privileged and zero ports */
     {"PORT 127,0,0,2,0,22\r\n", 0, R500P},
     {"PORT 127,0,0,2,0,0\r\n", 0, R500P},

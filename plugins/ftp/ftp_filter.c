@@ -129,7 +129,8 @@ static const char *hr_text(fwx_result hr)
 
 enum {
     R_500_SYNTAX,   /* a line the rules refuse or a command that is not one */
-    R_500_PORT,     /* PORT/EPRT naming a forbidden address or port */
+    R_500_PORT,     /* PORT naming a forbidden address or port */
+    R_500_EPRT,     /* EPRT naming a forbidden address or port */
     R_501_ARGS,     /* PORT/EPRT/PASV/EPSV arguments that break the grammar */
     R_502_VERB,     /* LPRT, LPSV, AUTH ...: verbs the gateway cannot check */
     R_502_EPSV_ALL, /* PORT/EPRT/PASV after EPSV ALL */
@@ -144,6 +145,7 @@ enum {
 static const char *const reply_text[R_COUNT] = {
     [R_500_SYNTAX] = "500 Syntax error, command unrecognized.\r\n",
     [R_500_PORT] = "500 Illegal PORT command.\r\n",
+    [R_500_EPRT] = "500 Illegal EPRT command.\r\n",
     [R_501_ARGS] = "501 Syntax error in parameters or arguments.\r\n",
     [R_502_VERB] = "502 Command not implemented.\r\n",
     [R_502_EPSV_ALL] = "502 Command not allowed after EPSV ALL.\r\n",
@@ -536,21 +538,22 @@ static void on_port(ftp_ctl *c, const char *line, size_t len, const ftp_cmd *cmd
         refuse_cmd(c, line, len, family == 1 ? R_522_V4 : R_522_V6, "network protocol differs from the session's");
         return;
     }
+    int illegal = extended ? R_500_EPRT : R_500_PORT;
     /* Catalog #1: the address must be the client's own; #3: no port 0 or below 1024;
        #4: never a group or unspecified address. */
     if ((why = ftp_check_active(FTP_CSA(addr), FTP_CSA(c->client))) != NULL) {
-        refuse_cmd(c, line, len, R_500_PORT, why);
+        refuse_cmd(c, line, len, illegal, why);
         return;
     }
     if ((why = ctl_grant_active(c, &addr, &gw)) != NULL) {
-        refuse_cmd(c, line, len, R_500_PORT, why);
+        refuse_cmd(c, line, len, illegal, why);
         return;
     }
     size_t n = extended || gw.ss_family != AF_INET ? ftp_fmt_eprt(text, sizeof text, FTP_CSA(gw))
                                                     : ftp_fmt_port(text, sizeof text, FTP_CSA(gw));
     if (n == 0) {
         ctl_withdraw(c);
-        refuse_cmd(c, line, len, R_500_PORT, "cannot write the rewritten command");
+        refuse_cmd(c, line, len, illegal, "cannot write the rewritten command");
         return;
     }
     forward_cmd(c, text, n, Q_PORT);
