@@ -545,11 +545,12 @@ static fwx_result p_unlisten(void *state, uint64_t id)
 
 static fwx_result p_relay(void *state, IFWXConnection *conn, int32_t kernel_mode)
 {
-    pstate *st = state;
-    (void)kernel_mode; /* with no data filter the pump takes the splice path by itself */
-    (void)conn;
-    /* Connections this backend did not originate (a host reporting its own) need no carrying. */
-    return st->pending != NULL || conn != NULL ? FWX_S_OK : FWX_E_INVALIDARG;
+    /* This backend carries only connections it originated, and starts each itself once the
+       core has admitted it (on_publish_accept, on_grant_accept, SOCKS): nothing to do here.
+       Connections a host reports itself are carried by that host. With no data filter the
+       pump takes the splice path by itself, which is what kernel_mode allows. */
+    (void)state, (void)conn, (void)kernel_mode;
+    return FWX_S_OK;
 }
 
 static fwx_result p_kill(void *state, IFWXConnection *conn)
