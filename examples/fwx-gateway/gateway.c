@@ -407,7 +407,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: fwx-gateway --config FILE [--check]\n"
                "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]... [--socks ADDR:PORT]\n"
                "       fwx-gateway --socks ADDR:PORT [--plugin NAME|PATH]...\n"
-               "options: --plugin-dir DIR  --control PATH  --log-format text|json  --name NAME  --verbose\n"
+               "options: --plugin-dir DIR  --control PATH  --log-format text|json  --log-level error|warn|info|debug\n"
+               "         --name NAME  --verbose\n"
                "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
 
@@ -420,6 +421,7 @@ int main(int argc, char **argv)
         {"log-format", required_argument, NULL, 'f'}, {"name", required_argument, NULL, 'n'},
         {"check", no_argument, NULL, 'k'},            {"verbose", no_argument, NULL, 'v'},
         {"loopback-hosts", no_argument, NULL, 'L'},   {"socks", required_argument, NULL, 'S'},
+        {"log-level", required_argument, NULL, 'E'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     settings_defaults(&g.cfg);
@@ -428,8 +430,8 @@ int main(int argc, char **argv)
     const char *cli_dir = NULL, *cli_control = NULL, *cli_format = NULL, *cli_name = NULL;
     int c, verbose = 0;
     int cli_loopback = 0;
-    const char *cli_socks = NULL;
-    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhLS:", opts, NULL)) != -1) {
+    const char *cli_socks = NULL, *cli_level = NULL;
+    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhLS:E:", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             g.config_path = optarg;
@@ -471,6 +473,9 @@ int main(int argc, char **argv)
         case 'S':
             cli_socks = optarg;
             break;
+        case 'E':
+            cli_level = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -508,6 +513,17 @@ int main(int argc, char **argv)
             return 2;
         }
         g.cfg.json_logs = strcmp(cli_format, "json") == 0;
+    }
+    if (cli_level != NULL) {
+        static const char *lv[] = {"error", "warn", "info", "debug"};
+        int l = 0;
+        while (l < 4 && strcmp(lv[l], cli_level) != 0)
+            l++;
+        if (l == 4) {
+            fprintf(stderr, "fwx-gateway: --log-level takes error, warn, info or debug\n");
+            return 2;
+        }
+        g.cfg.level = (fwx_log_level)l;
     }
     if (verbose)
         g.cfg.level = FWX_LOG_DEBUG;

@@ -59,12 +59,20 @@ void fwx__proxy_session_unref(pstate *st, psession *ps)
     free(ps);
 }
 
+void fwx__proxy_relay_set_conn(prelay *r, IFWXConnection *conn)
+{
+    r->conn = conn;
+    HASH_ADD(hh_conn, r->st->relay_by_conn, conn, sizeof r->conn, r);
+}
+
 static void relay_free(prelay *r)
 {
     pstate *st = r->st;
     DLIST_DEL(st->relays, r);
-    if (r->conn != NULL)
+    if (r->conn != NULL) {
+        HASH_DELETE(hh_conn, st->relay_by_conn, r);
         fwx_connection_close(r->conn); /* ConnectionTerminating, then our reference goes */
+    }
     if (!st->closing)
         fwx__proxy_session_unref(st, r->ps);
     else if (r->ps != NULL && --r->ps->relays == 0) {
@@ -344,7 +352,7 @@ static void on_publish_accept(uv_stream_t *server, int status)
         fwx__proxy_relay_fail(r); /* the core logged why; the client sees the connection close */
         return;
     }
-    r->conn = conn;
+    fwx__proxy_relay_set_conn(r, conn);
     fwx__proxy_relay_connect(r);
 }
 
@@ -382,7 +390,7 @@ static void on_grant_accept(uv_stream_t *server, int status)
         fwx__proxy_relay_fail(r);
         return;
     }
-    r->conn = conn;
+    fwx__proxy_relay_set_conn(r, conn);
     fwx__proxy_relay_connect(r);
 }
 
@@ -556,9 +564,9 @@ static fwx_result p_relay(void *state, IFWXConnection *conn, int32_t kernel_mode
 static fwx_result p_kill(void *state, IFWXConnection *conn)
 {
     pstate *st = state;
-    for (prelay *r = st->relays; r != NULL; r = r->next) {
-        if (r->conn != conn)
-            continue;
+    prelay *r = NULL;
+    HASH_FIND(hh_conn, st->relay_by_conn, &conn, sizeof conn, r);
+    if (r != NULL) {
         if (r->pump != NULL)
             fwx__pump_abort(r->pump);
         else

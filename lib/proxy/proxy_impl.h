@@ -75,6 +75,7 @@ typedef struct prelay {
     /* Called when the upstream connect ends, before the pump starts (SOCKS writes its reply). */
     void (*on_connected)(struct prelay *r, int status);
     void *user;
+    UT_hash_handle hh_conn; /* in pstate.relay_by_conn while conn is set */
     struct prelay *prev, *next;
 } prelay;
 
@@ -96,6 +97,8 @@ struct pstate {
     size_t n_perms, cap_perms;
     socks_listener *socks;   /* SOCKS5 listeners (socks.c) */
     udp_port *udp_ports;     /* UDP sockets facing outside peers (udp.c) */
+    prelay *relay_by_conn;   /* kill() finds a relay by its connection in O(1) */
+    udp_flow *flow_by_conn;  /* and a UDP flow likewise (udp.c) */
     uint64_t udp_idle_ms;    /* a UDP flow ends after this long without a datagram */
     socks_client *clients;   /* SOCKS5 clients still negotiating (socks.c) */
     unsigned handles; /* libuv handles and relays still closing */
@@ -125,6 +128,8 @@ struct pstate {
 
 void fwx__proxy_state_maybe_free(pstate *st);
 prelay *fwx__proxy_relay_new(pstate *st, int fd);
+/* Gives the relay its connection (the reference passes) and indexes it for kill(). */
+void fwx__proxy_relay_set_conn(prelay *r, IFWXConnection *conn);
 /* Connects to r->target and relays, or (emulated connection) relays from the filter. */
 void fwx__proxy_relay_connect(prelay *r);
 /* Relays between r's client fd and an fd already connected (a SOCKS BIND's accepted peer). */

@@ -293,7 +293,7 @@ static void do_connect(socks_client *c)
         fwx__proxy_relay_fail(r);
         return;
     }
-    r->conn = conn;
+    fwx__proxy_relay_set_conn(r, conn);
     fwx__proxy_relay_connect(r);
 }
 
@@ -369,7 +369,7 @@ static void on_bind_accept(uv_stream_t *server, int status)
     r->ps = c->ps;
     c->ps = NULL;
     r->ps->relays++;
-    r->conn = conn;
+    fwx__proxy_relay_set_conn(r, conn);
     (void)send_reply_fd(r->internal_fd, REP_OK, (struct sockaddr *)&peer);
     client_close(c); /* one connection per BIND: the listener and the client bind go */
     fwx__proxy_relay_pump(r, fd);

@@ -41,7 +41,23 @@ struct udp_flow {
     bool closing;
     int handles;
     UT_hash_handle hh;
+    UT_hash_handle hh_conn; /* in pstate.flow_by_conn while conn is set */
 };
+
+static void flow_set_conn(udp_flow *f, IFWXConnection *conn)
+{
+    f->conn = conn;
+    HASH_ADD(hh_conn, f->port->st->flow_by_conn, conn, sizeof f->conn, f);
+}
+
+static IFWXConnection *flow_take_conn(udp_flow *f)
+{
+    IFWXConnection *c = f->conn;
+    if (c != NULL)
+        HASH_DELETE(hh_conn, f->port->st->flow_by_conn, f);
+    f->conn = NULL;
+    return c;
+}
 
 static void key_of(const struct sockaddr *sa, peer_key *k)
 {
@@ -79,11 +95,9 @@ static void flow_close(udp_flow *f)
     f->closing = true;
     udp_port *p = f->port;
     HASH_DEL(p->flows, f);
-    if (f->conn != NULL) {
-        IFWXConnection *c = f->conn;
-        f->conn = NULL;
+    IFWXConnection *c = flow_take_conn(f);
+    if (c != NULL)
         fwx_connection_close(c);
-    }
     if (f->ps != NULL) {
         if (!p->st->closing)
             fwx__proxy_session_unref(p->st, f->ps);
@@ -243,7 +257,7 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
             fwx__proxy_session_unref(st, ps);
         return NULL;
     }
-    f->conn = conn;
+    flow_set_conn(f, conn);
     f->ps = ps;
     return f;
 }
@@ -376,20 +390,15 @@ udp_port *fwx__proxy_udp_port_find(pstate *st, uint64_t id)
 
 bool fwx__proxy_udp_kill(pstate *st, IFWXConnection *conn)
 {
-    for (udp_port *p = st->udp_ports; p != NULL; p = p->next) {
-        udp_flow *f, *tmp;
-        HASH_ITER(hh, p->flows, f, tmp)
-        {
-            if (f->conn == conn) {
-                /* The core is ending the connection: let go of it without closing it again. */
-                f->conn = NULL;
-                IFWXConnection_Release(conn);
-                flow_close(f);
-                return true;
-            }
-        }
-    }
-    return false;
+    udp_flow *f = NULL;
+    HASH_FIND(hh_conn, st->flow_by_conn, &conn, sizeof conn, f);
+    if (f == NULL)
+        return false;
+    /* The core is ending the connection: let go of it without closing it again. */
+    flow_take_conn(f);
+    IFWXConnection_Release(conn);
+    flow_close(f);
+    return true;
 }
 
 void fwx__proxy_udp_close_all(pstate *st)
@@ -404,6 +413,6 @@ udp_flow *fwx__proxy_udp_flow_for(udp_port *p, const struct sockaddr *dst, IFWXC
     udp_flow *f = flow_new(p, dst, dst, true, 0);
     if (f == NULL)
         return NULL;
-    f->conn = conn;
+    flow_set_conn(f, conn);
     return f;
 }
