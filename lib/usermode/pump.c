@@ -101,10 +101,19 @@ static void complete_later(fwx__pump *p, fwx__uio *op)
 
 /* ---- the relay: splice ------------------------------------------------------------------- */
 
+static int make_pipe(fwx__pump *p, int fds[2]);
+
 static int splice_dir(fwx__pump *p, int d)
 {
     pdir *D = &p->dir[d];
     int src = p->fd[d == 0 ? SIDE_INT : SIDE_EXT], dst = p->fd[d == 0 ? SIDE_EXT : SIDE_INT];
+    /* A direction gets its pipe when it first has bytes to move: an idle relayed connection
+       then holds no pipe (two per connection cost ~12 KiB of kernel memory each, idle). */
+    if (D->pipe[0] < 0 && !D->eof) {
+        int rc = make_pipe(p, D->pipe);
+        if (rc < 0)
+            return rc;
+    }
     for (int round = 0; round < PUMP_ROUNDS; round++) {
         bool progress = false;
         if (D->held > 0) {
@@ -813,11 +822,6 @@ fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_f
     p->buffer_size = c != NULL && c->buffer_size > 0 ? c->buffer_size : 2048;
 
     fwx_result hr = FWX_S_OK;
-    if (p->mode == MODE_SPLICE) {
-        for (int d = 0; d < 2 && FWX_SUCCEEDED(hr); d++)
-            if (make_pipe(p, p->dir[d].pipe) < 0)
-                hr = FWX_E_FAIL;
-    }
     if (FWX_SUCCEEDED(hr) && p->mode == MODE_FILTER) {
         /* two real sockets and two ends per join */
         p->socks = calloc(2 + 2 * (n_dfs - 1), sizeof *p->socks);
