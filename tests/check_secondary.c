@@ -403,6 +403,26 @@ START_TEST(published_server_is_own_host)
     fwx_connection_params cp = {sizeof cp, fwx_AcceptedConnection, FWX_PROTOCOL_TCP, TU_SA(remote), tu_len(&remote),
                                 TU_SA(pub), tu_len(&pub), NULL, 0, tu_len(&srv), TU_SA(srv)};
     TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+    /* IFWXConnection2 tells a filter which server a published connection goes to. */
+    IFWXConnection2 *c2 = NULL;
+    TU_EXPECT_HR(IFWXConnection_QueryInterface(ctl, &IID_IFWXConnection2, (void **)&c2), FWX_S_OK);
+    ck_assert_ptr_eq((void *)c2, (void *)ctl);
+    struct sockaddr_storage ip;
+    uint32_t iplen = 4;
+    TU_EXPECT_HR(IFWXConnection2_GetInternalPeerName(c2, TU_SAM(ip), &iplen), FWX_E_INVALIDARG);
+    iplen = sizeof ip;
+    TU_EXPECT_HR(IFWXConnection2_GetInternalPeerName(c2, TU_SAM(ip), &iplen), FWX_S_OK);
+    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&ip)->sin_port), 21);
+    ck_assert_uint_eq(((struct sockaddr_in *)&ip)->sin_addr.s_addr, ((struct sockaddr_in *)&srv)->sin_addr.s_addr);
+    TU_EXPECT_REF(ctl, 3);
+    IFWXConnection2_Release(c2);
+    /* For a client's own connection it is the client. */
+    iplen = sizeof ip;
+    IFWXConnection2 *f2 = NULL;
+    TU_EXPECT_HR(IFWXConnection_QueryInterface(f.ctl, &IID_IFWXConnection2, (void **)&f2), FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection2_GetInternalPeerName(f2, TU_SAM(ip), &iplen), FWX_S_OK);
+    ck_assert_uint_eq(ntohl(((struct sockaddr_in *)&ip)->sin_addr.s_addr), 0x0a000008);
+    IFWXConnection2_Release(f2);
     /* Passive: the server's 227 names 10.0.0.5:50000; the gateway binds for it. */
     struct sockaddr_storage data = tu_addr("10.0.0.5:50000"), other = tu_addr("10.0.0.6:50000"), px = tu_addr("203.0.113.1:0");
     const struct sockaddr *d1[1] = {TU_SA(data)}, *d2[1] = {TU_SA(other)};

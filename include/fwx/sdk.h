@@ -355,6 +355,9 @@ static const fwx_guid IID_IFWXIOCompletion = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x1
 /** The interface id of ::IFWXAcceptCompletion. */
 static const fwx_guid IID_IFWXAcceptCompletion = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x0d);
 /** The interface id of ::IFWXUdpDestination. */
+/** IID of IFWXConnection2 (fwx 1.0). */
+static const fwx_guid IID_IFWXConnection2 = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x01, 0x06);
+/** IID of IFWXUdpDestination. */
 static const fwx_guid IID_IFWXUdpDestination = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x0e);
 /** @} */
 
@@ -1378,6 +1381,46 @@ static inline fwx_result IFWXConnection_GetIpFilter(IFWXConnection *This, IFWXIp
 static inline fwx_result IFWXConnection_GetConnectionFlags(IFWXConnection *This, uint32_t *f)
 {
     return This->lpVtbl->GetConnectionFlags(This, f);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/** @cond */
+typedef struct IFWXConnection2 IFWXConnection2;
+/** @endcond */
+/**
+ * @brief IFWXConnection with what fwx adds. Implemented by the core; get it with
+ * QueryInterface(IID_IFWXConnection2) on any IFWXConnection.
+ *
+ * It starts with the IFWXConnection methods (`Base`), so an IFWXConnection2 pointer may be
+ * passed wherever an IFWXConnection is expected (cast it); it only appends.
+ * Rationale: a released interface never changes (IFWXConnection stays as it is).
+ * @since 1.0
+ */
+typedef struct IFWXConnection2Vtbl {
+    /** The IFWXConnection methods, in their order. */
+    IFWXConnectionVtbl Base;
+    /**
+     * The address on the internal side of the gateway: for a connection to a published
+     * server (fwx_AcceptedConnection of a publishing rule), the published server; for a
+     * client's outbound connection, the client (port 0 when not known). [loop-thread]
+     * @param Address receives it. @param AddressLength in: its size; out: the length.
+     * @return FWX_S_OK, FWX_E_POINTER, FWX_E_INVALIDARG (buffer too small), FWX_E_NOT_FOUND.
+     */
+    fwx_result (*GetInternalPeerName)(IFWXConnection2 *This, struct sockaddr *Address, uint32_t *AddressLength);
+} IFWXConnection2Vtbl;
+/** A connection, version 2. */
+struct IFWXConnection2 {
+    const IFWXConnection2Vtbl *lpVtbl; /**< the method table */
+};
+/** Calls IFWXConnection2Vtbl::GetInternalPeerName. */
+static inline fwx_result IFWXConnection2_GetInternalPeerName(IFWXConnection2 *This, struct sockaddr *a, uint32_t *l)
+{
+    return This->lpVtbl->GetInternalPeerName(This, a, l);
+}
+/** Releases an IFWXConnection2 (its IUnknown Release). */
+static inline uint32_t IFWXConnection2_Release(IFWXConnection2 *This)
+{
+    return This->lpVtbl->Base.Release((IFWXConnection *)(void *)This);
 }
 
 #ifdef __cplusplus

@@ -6,17 +6,17 @@
 
 #include <stdlib.h>
 
-static const IFWXConnectionVtbl conn_vtbl;
+static const IFWXConnection2Vtbl conn_vtbl;
 static const IFWXUdpDestinationVtbl udpdest_vtbl;
 
-bool fwx__conn_is_ours(IFWXConnection *c) { return c != NULL && c->lpVtbl == &conn_vtbl; }
+bool fwx__conn_is_ours(IFWXConnection *c) { return c != NULL && c->lpVtbl == &conn_vtbl.Base; }
 
 fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *pg)
 {
     fwx__conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
-    c->iface.lpVtbl = &conn_vtbl;
+    c->iface.lpVtbl = &conn_vtbl.Base;
     c->udpdest.lpVtbl = &udpdest_vtbl;
     atomic_init(&c->refs, 2); /* the caller's and the session list's */
     c->session = s;
@@ -344,7 +344,9 @@ static fwx_result c_QueryInterface(IFWXConnection *This, const fwx_guid *riid, v
 {
     if (ppv == NULL)
         return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXConnection))) {
+    /* IFWXConnection2 starts with IFWXConnection's methods: the same pointer serves both. */
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXConnection) ||
+                         fwx_guid_equal(riid, &IID_IFWXConnection2))) {
         IFWXConnection_AddRef(This);
         *ppv = This;
         return FWX_S_OK;
@@ -636,7 +638,17 @@ static fwx_result u_Deny(IFWXUdpDestination *This, uint32_t Reserved)
 
 static const IFWXUdpDestinationVtbl udpdest_vtbl = {u_QueryInterface, u_AddRef, u_Release, u_Deny};
 
-static const IFWXConnectionVtbl conn_vtbl = {
+static fwx_result c_GetInternalPeerName(IFWXConnection2 *This, struct sockaddr *a, uint32_t *l)
+{
+    fwx__conn *c = fwx__conn_from((IFWXConnection *)(void *)This);
+    if (c->has_server)
+        return copy_out(&c->server, true, a, l);
+    /* Otherwise the internal side is the session's client (its port is the host's business). */
+    return copy_out(&c->client, !fwx__sa_is_unspecified((struct sockaddr *)&c->client), a, l);
+}
+
+static const IFWXConnection2Vtbl conn_vtbl = {
+    {
     c_QueryInterface,
     c_AddRef,
     c_Release,
@@ -657,4 +669,6 @@ static const IFWXConnectionVtbl conn_vtbl = {
     c_SetIpFilter,
     c_GetIpFilter,
     c_GetConnectionFlags,
+},
+    c_GetInternalPeerName,
 };
