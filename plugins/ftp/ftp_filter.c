@@ -224,6 +224,8 @@ struct ftp_ctl {
     /* Addresses learnt once in SetSockets. */
     struct sockaddr_storage client; /* the session's client (port 0) */
     uint32_t client_len;
+    struct sockaddr_storage server; /* published: the server (IFWXConnection2), if the core says */
+    bool has_server;
     char client_text[FTP_ADDRSTRLEN];
 };
 
@@ -363,19 +365,25 @@ static const char *ctl_grant_passive(ftp_ctl *c, const struct sockaddr_storage *
     if ((why = ftp_check_port_number(port)) != NULL)
         return why;
     if (c->kind == FTP_PUBLISHED) {
-        /* The control peer is the remote client here; the server's address is the one in its
-           227, which the core accepts only if it is the published server. */
-        if (host == NULL)
+        /* The control peer is the remote client here. With IFWXConnection2 the server's
+           address is known and a reply naming any other host is refused (catalog #2); without
+           it, the address in the 227 is used and the core accepts it only if it is the
+           published server. */
+        if (host == NULL && !c->has_server)
             return "no address in the reply";
-        if ((why = ftp_check_address(FTP_CSA(*host))) != NULL)
-            return why;
-        if (ftp_same_ip(FTP_CSA(*host), FTP_CSA(c->client)))
-            return "names the remote client, not the published server";
-        struct sockaddr_storage ext;
-        ctl_external_name(c, &ext);
-        if (!sa_unspecified(FTP_CSA(ext)) && ftp_same_ip(FTP_CSA(*host), FTP_CSA(ext)))
-            return "names the gateway";
-        target = *host;
+        if (host != NULL) {
+            if ((why = ftp_check_address(FTP_CSA(*host))) != NULL)
+                return why;
+            if (c->has_server && !ftp_same_ip(FTP_CSA(*host), FTP_CSA(c->server)))
+                return "names a host other than the published server";
+            if (ftp_same_ip(FTP_CSA(*host), FTP_CSA(c->client)))
+                return "names the remote client, not the published server";
+            struct sockaddr_storage ext;
+            ctl_external_name(c, &ext);
+            if (!sa_unspecified(FTP_CSA(ext)) && ftp_same_ip(FTP_CSA(*host), FTP_CSA(ext)))
+                return "names the gateway";
+        }
+        target = c->has_server ? c->server : *host;
         sa_set_port(FTP_SA(target), port);
         ctl_withdraw(c);
         c->gen++;
@@ -596,9 +604,9 @@ static void on_pasv(ftp_ctl *c, const char *line, size_t len, const ftp_cmd *cmd
     /* Catalog #26: a new request replaces the outstanding grant at once. */
     ctl_withdraw(c);
     c->gen++;
-    if (extended && c->kind == FTP_PUBLISHED) {
-        /* The gateway must learn the published server's address for BindForClient, and a 229
-           names none: ask the server with PASV and answer the client with a 229. */
+    if (extended && c->kind == FTP_PUBLISHED && !c->has_server) {
+        /* Without IFWXConnection2 the gateway learns the published server's address only
+           from a 227, and a 229 names none: ask the server with PASV, answer with a 229. */
         forward_cmd(c, pasv, sizeof pasv - 1, Q_EPSV_VIA_PASV);
         return;
     }
@@ -990,6 +998,17 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
         (c->client.ss_family != AF_INET && c->client.ss_family != AF_INET6))
         return FWX_E_INVALIDARG;
     ftp_addr_text(FTP_CSA(c->client), false, c->client_text);
+    if (c->kind == FTP_PUBLISHED) {
+        /* A core that offers IFWXConnection2 names the published server: the address in a
+           227 then need not be believed at all, and EPSV can go to the server as it is. */
+        IFWXConnection2 *c2 = NULL;
+        if (IFWXConnection_QueryInterface(conn, &IID_IFWXConnection2, (void **)&c2) == FWX_S_OK && c2 != NULL) {
+            uint32_t len = sizeof c->server;
+            c->has_server = IFWXConnection2_GetInternalPeerName(c2, FTP_SA(c->server), &len) == FWX_S_OK &&
+                            c->server.ss_family == c->client.ss_family;
+            IFWXConnection2_Release(c2);
+        }
+    }
     /* The server speaks first: its greeting is the first reply, answering no command. */
     (void)q_push(c, Q_OTHER, 0, 0);
     ctl_recv(c, 0);
