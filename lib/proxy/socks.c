@@ -120,8 +120,12 @@ static void client_close(socks_client *c)
         st->clients = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    if (c->gai_pending)
-        uv_cancel((uv_req_t *)&c->gai);
+    /* A lookup already running in the thread pool cannot be cancelled (uv_cancel says EBUSY)
+       and will still call on_resolved with c->gai: it counts as one more thing the close
+       waits for, and on_resolved finishes it. A queued one is cancelled and calls back too. */
+    bool lookup = c->gai_pending;
+    if (lookup)
+        (void)uv_cancel((uv_req_t *)&c->gai);
     if (c->bind_conn != NULL) {
         fwx_connection_close(c->bind_conn); /* the client bind and its grant go */
         c->bind_conn = NULL;
@@ -138,7 +142,7 @@ static void client_close(socks_client *c)
         ps->relays++; /* balance: unref ends the session if no relay took it */
         fwx__proxy_session_unref(st, ps);
     }
-    c->closing = 2 + (c->bind_tcp != NULL);
+    c->closing = 2 + (c->bind_tcp != NULL) + lookup;
     uv_close((uv_handle_t *)&c->tcp, client_handle_closed);
     uv_close((uv_handle_t *)&c->timer, client_handle_closed);
     if (c->bind_tcp != NULL) {
@@ -301,7 +305,14 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     socks_client *c = req->data;
     c->gai_pending = false;
-    if (status == UV_ECANCELED || c->state == S_DONE) {
+    if (c->state == S_DONE) {
+        /* The negotiation ended while we looked the name up: this was the last thing its close
+           waited for (or one of them). */
+        uv_freeaddrinfo(res);
+        client_handle_closed((uv_handle_t *)&c->tcp);
+        return;
+    }
+    if (status == UV_ECANCELED) {
         uv_freeaddrinfo(res);
         return;
     }
@@ -703,7 +714,13 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     }
     c->len += (size_t)n;
     if (c->len >= sizeof c->buf) {
-        refuse(c, REP_FAILURE, "request too long");
+        /* A request-shaped refusal would read as a method choice during the greeting. */
+        if (c->state == S_GREETING) {
+            log_client(c, "greeting too long, closed");
+            client_close(c);
+        } else {
+            refuse(c, REP_FAILURE, "request too long");
+        }
         return;
     }
     parse(c);
