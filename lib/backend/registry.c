@@ -5,13 +5,14 @@
 #include "firewall/internal.h"
 
 #include <pthread.h>
+#include <stdio.h>
 
 /* A process-wide registry, as SQLite keeps its VFS list: backends are code, not state. */
 #define MAX_BACKENDS 32
 
 /* Backends built into libfwx, found by name without registration. */
-extern const fwx_backend fwx__proxy_backend;
-static const fwx_backend *const builtins[] = {&fwx__proxy_backend};
+extern const fwx_backend fwx__proxy_backend, fwx__nft_backend;
+static const fwx_backend *const builtins[] = {&fwx__proxy_backend, &fwx__nft_backend};
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static const fwx_backend *registry[MAX_BACKENDS];
 
@@ -111,9 +112,13 @@ fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
     }
     fwx__backend_close(fw);
     void *state = NULL;
+    fw->last_error[0] = '\0';
     fwx_result hr = b->open(b, fw, &state);
     if (FWX_FAILED(hr)) {
-        fwx__fail(fw, "backend \"%s\": open failed: %s", b->name, fwx_strerror(hr));
+        /* Keep the backend's own reason (it may have said exactly what is missing). */
+        char why[sizeof fw->last_error];
+        snprintf(why, sizeof why, "%s", fw->last_error);
+        fwx__fail(fw, "backend \"%s\": open failed: %s%s%s", b->name, fwx_strerror(hr), why[0] ? ": " : "", why);
         return hr;
     }
     fw->backend = b;

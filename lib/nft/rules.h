@@ -1,0 +1,98 @@
+/*
+ * fwx - the "nft" backend's nftables text, in one place.
+ *
+ * The table (one per gateway instance, "inet fwx_<name>") holds, per address family (4, 6):
+ *
+ *   once4/once6    set  client . target . l4proto . port   one connection each: the forward
+ *                                                           rule deletes the element it matches
+ *   allow4/allow6  set  (same key)                          any number until removed or expired
+ *                                                           (FWX_FLAG_ALLOW_MULTIPLE)
+ *   dnat4/dnat6    map  gateway . l4proto . port : address . port
+ *                                                           bound ports (BindForClient) and
+ *                                                           redirect ports (RedirectConnections)
+ *   snat4/snat6    map  client . target . l4proto . port : gateway address
+ *                                                           source NAT to a given gateway address
+ *                                                           (ProxyExternalAddress)
+ *   masq4/masq6    set  client . target . l4proto . port   source NAT to the outgoing interface's
+ *                                                           address (FWX_FLAG_PROXY_MODE)
+ *
+ * Keys of the permission sets are the tuple the forward hook sees, that is after destination
+ * NAT: a bound port's permission is "server . client . tcp . client's port". Every element
+ * carries the grant's remaining time when it has one (flags timeout), so the kernel drops it
+ * on time even if fwx is gone.
+ *
+ * The forward chain's policy is drop: a connection through the gateway needs an element (or,
+ * later, a policy rule). Replies and related packets ride "ct state established,related". A
+ * connection admitted by a one-shot element gets the ct mark bit FWX_NFT_CT_ADMITTED so that
+ * a retransmission of its first packet (still "ct state new", the element already gone) is
+ * not dropped.
+ *
+ * Chains are base chains of this table only; other tables' chains on the same hooks still run
+ * (an accept here does not override a drop elsewhere).
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef FWX_NFT_RULES_H
+#define FWX_NFT_RULES_H
+
+/* The ct mark bit of connections a permission element admitted. */
+#define FWX_NFT_CT_ADMITTED "0x20000000"
+
+/* One family's sets and maps. %c is the family digit ('4' or '6'); %s the address type. */
+#define FWX_NFT_SETS_FMT                                                                                       \
+    "  set once%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
+    "    comment \"one connection each: client . target . l4proto . port, deleted on first use\"; }\n"          \
+    "  set allow%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                   \
+    "    comment \"connections until removed or expired (ALLOW_MULTIPLE)\"; }\n"                                \
+    "  map dnat%c { type %s . inet_proto . inet_service : %s . inet_service; flags timeout; size 65536;\n"      \
+    "    comment \"bound and redirect ports: gateway . l4proto . port : destination . port\"; }\n"              \
+    "  map snat%c { type %s . %s . inet_proto . inet_service : %s; flags timeout; size 65536;\n"               \
+    "    comment \"source NAT to a given gateway address (ProxyExternalAddress)\"; }\n"                         \
+    "  set masq%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
+    "    comment \"source NAT to the outgoing interface's address (PROXY_MODE)\"; }\n"
+
+/* One family's rules in each chain. %s is the family keyword ("ip" or "ip6"), %c the digit.
+   The tuple expression is the key of every set above. */
+#define FWX_NFT_TUPLE(f) f " saddr . " f " daddr . meta l4proto . th dport"
+
+/* The whole table, added in one batch at open. Arguments: table name, pid, then the sets of
+   each family and the rules (see nft.c: ruleset_text). */
+#define FWX_NFT_TABLE_HEAD_FMT                                                                                 \
+    "table inet %s {\n"                                                                                        \
+    "  comment \"fwx gateway (pid %ld): secondary connections carried by the kernel\"\n"
+
+/* prerouting, nat: destination NAT of bound and redirect ports. */
+#define FWX_NFT_PREROUTING                                                                                     \
+    "  chain prerouting {\n"                                                                                   \
+    "    type nat hook prerouting priority dstnat; policy accept;\n"                                           \
+    "    comment \"bound and redirect ports: destination NAT from the dnat maps\"\n"                            \
+    "    meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport map @dnat4\n"                 \
+    "    meta l4proto { tcp, udp } dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6\n"              \
+    "  }\n"
+
+/* forward, filter: what may pass the gateway. */
+#define FWX_NFT_FORWARD                                                                                        \
+    "  chain forward {\n"                                                                                      \
+    "    type filter hook forward priority filter; policy drop;\n"                                             \
+    "    comment \"permissions: new connections need an element; replies ride conntrack; the rest is dropped\"\n" \
+    "    ct state established,related accept\n"                                                                \
+    "    ct mark and " FWX_NFT_CT_ADMITTED " == " FWX_NFT_CT_ADMITTED " accept\n"                              \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @once4"                                  \
+    " delete @once4 { " FWX_NFT_TUPLE("ip") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"        \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @once6"                                 \
+    " delete @once6 { " FWX_NFT_TUPLE("ip6") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"       \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @allow4 accept\n"                        \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @allow6 accept\n"                       \
+    "  }\n"
+
+/* postrouting, nat: source NAT of admitted connections that ask for it. */
+#define FWX_NFT_POSTROUTING                                                                                    \
+    "  chain postrouting {\n"                                                                                  \
+    "    type nat hook postrouting priority srcnat; policy accept;\n"                                          \
+    "    comment \"source NAT: to a given gateway address (snat maps) or the outgoing address (masq sets)\"\n"   \
+    "    meta l4proto { tcp, udp } snat ip to " FWX_NFT_TUPLE("ip") " map @snat4\n"                               \
+    "    meta l4proto { tcp, udp } snat ip6 to " FWX_NFT_TUPLE("ip6") " map @snat6\n"                             \
+    "    meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @masq4 masquerade\n"                                   \
+    "    meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @masq6 masquerade\n"                                  \
+    "  }\n"
+
+#endif /* FWX_NFT_RULES_H */

@@ -1,0 +1,676 @@
+/*
+ * fwx tests - the "nft" backend in network namespaces: the table's life (created at open,
+ * replaced after a crash, gone after close), the kernel probe, no rights -> FWX_E_NOT_SUPPORTED
+ * and the proxy fallback, and grants observed with real TCP connections between a client and
+ * a server namespace through the gateway namespace (netns.h).
+ *
+ * The test process enters the gateway namespace before it makes a firewall, so every
+ * nftables change happens there; client and server sockets are made in their own namespaces
+ * (tn_socket_in). The kernel forwards by itself: the peers run on the test's thread with
+ * bounded waits, and the loop runs only when the core's timers matter.
+ *
+ * Not root, or no namespaces: the whole program exits 77 (meson: skipped) with the reason.
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "netutil.h"
+#include "netns.h"
+#include "nft/nft_impl.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <nftables/libnftables.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long a connection that should be refused may take to fail (dropped SYNs). */
+#define REFUSED_MS 2000
+
+/* ---- the gateway ------------------------------------------------------------------------------ */
+
+typedef struct gw {
+    tn_topo topo;
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    char name[64];
+    char table[80];
+} gw;
+
+/* The upper end of BindForClient's port range (40000-). */
+static uint16_t port_max = 40999;
+
+static char logbuf[65536];
+static size_t loglen;
+
+static void log_capture(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg;
+    if (getenv("FWX_TEST_LOG"))
+        fprintf(stderr, "[%d] %s\n", (int)level, msg);
+    int n = snprintf(logbuf + loglen, sizeof logbuf - loglen, "%s\n", msg);
+    if (n > 0 && (size_t)n < sizeof logbuf - loglen)
+        loglen += (size_t)n;
+}
+
+/* The number of log lines containing `what`. */
+static int log_count(const char *what)
+{
+    int n = 0;
+    for (const char *p = strstr(logbuf, what); p != NULL; p = strstr(p + 1, what))
+        n++;
+    return n;
+}
+
+/* Makes the topology, enters the gateway namespace, makes a firewall (no backend yet). */
+static void gw_new(gw *g, uint32_t timeout_ms)
+{
+    memset(g, 0, sizeof *g);
+    logbuf[0] = '\0';
+    loglen = 0;
+    tn_up(&g->topo);
+    tn_enter(g->topo.gateway_fd);
+    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
+    static struct sockaddr_storage local[2];
+    local[0] = tu_addr(TN_GW_IN);
+    local[1] = tu_addr(TN_GW_OUT);
+    snprintf(g->name, sizeof g->name, "t%ld", (long)getpid());
+    fwx__nft_table_name(g->name, g->table, sizeof g->table);
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.name = g->name;
+    o.local_addresses = local;
+    o.n_local_addresses = 2;
+    o.port_min = 40000;
+    o.port_max = port_max;
+    o.timeout_ms = timeout_ms;
+    o.log = log_capture;
+    o.log_level = FWX_LOG_DEBUG;
+    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+}
+
+static void gw_open(gw *g, uint32_t timeout_ms)
+{
+    gw_new(g, timeout_ms);
+    TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
+}
+
+static void gw_close(gw *g)
+{
+    fwx_firewall_close(g->fw, NULL, NULL);
+    tu_loop_close_clean(&g->loop);
+    tn_down(&g->topo);
+}
+
+/* `nft list ...` in the gateway namespace (this thread is there), with numeric output: the
+   text, or NULL if the command failed. Static buffer. */
+static const char *nft_list(const char *what)
+{
+    static char out[65536];
+    struct nft_ctx *n = nft_ctx_new(NFT_CTX_DEFAULT);
+    ck_assert_ptr_nonnull(n);
+    nft_ctx_buffer_output(n);
+    nft_ctx_buffer_error(n);
+    nft_ctx_output_set_flags(n, NFT_CTX_OUTPUT_NUMERIC_ALL);
+    int rc = nft_run_cmd_from_buffer(n, what);
+    snprintf(out, sizeof out, "%s", nft_ctx_get_output_buffer(n));
+    nft_ctx_free(n);
+    return rc == 0 ? out : NULL;
+}
+
+static const char *table_text(gw *g)
+{
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "list table inet %s", g->table);
+    return nft_list(cmd);
+}
+
+static void nft_do(const char *cmds)
+{
+    struct nft_ctx *n = nft_ctx_new(NFT_CTX_DEFAULT);
+    ck_assert_ptr_nonnull(n);
+    nft_ctx_buffer_error(n);
+    int rc = nft_run_cmd_from_buffer(n, cmds);
+    ck_assert_msg(rc == 0, "nft: %s: %s", cmds, nft_ctx_get_error_buffer(n));
+    nft_ctx_free(n);
+}
+
+/* ---- peers ------------------------------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static struct sockaddr_in sin_of(const char *ip, uint16_t port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    ck_assert_int_eq(inet_pton(AF_INET, ip, &a.sin_addr), 1);
+    return a;
+}
+
+/* A TCP listener in namespace nsfd on ip:port (port 0: any). */
+static int listener_in(int nsfd, const char *ip, uint16_t port, uint16_t *bound)
+{
+    int fd = tn_socket_in(nsfd, AF_INET, SOCK_STREAM);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = sin_of(ip, port);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    if (bound != NULL)
+        *bound = tu_bound_port(fd);
+    return fd;
+}
+
+/* Connects from namespace nsfd (from address src, or the namespace's choice if NULL) to
+   ip:port within ms: the connected socket, or -1. */
+static int connect_in(int nsfd, const char *src, const char *ip, uint16_t port, int ms)
+{
+    int fd = tn_socket_in(nsfd, AF_INET, SOCK_STREAM);
+    if (src != NULL) {
+        struct sockaddr_in from = sin_of(src, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+    }
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    struct sockaddr_in a = sin_of(ip, port);
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    if (rc != 0 && errno == EINPROGRESS) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        int err = 0;
+        socklen_t el = sizeof err;
+        rc = poll(&p, 1, ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0 ? 0 : -1;
+    }
+    if (rc != 0) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, 0);
+    tu_set_timeouts(fd);
+    return fd;
+}
+
+/* Accepts one connection within ms: the socket (peer in *peer), or -1. */
+static int accept_within(int lfd, int ms, struct sockaddr_in *peer)
+{
+    struct pollfd p = {lfd, POLLIN, 0};
+    if (poll(&p, 1, ms) != 1)
+        return -1;
+    socklen_t l = sizeof *peer;
+    int fd = accept(lfd, (struct sockaddr *)peer, &l);
+    if (fd >= 0)
+        tu_set_timeouts(fd);
+    return fd;
+}
+
+/* A connection from the client's namespace to the server's listener through the gateway:
+   1 if it connected and carried a request and a reply, 0 if it was refused or timed out.
+   *elapsed gets how long the attempt took. */
+static int client_to_server(gw *g, int lfd, const char *ip, uint16_t port, uint64_t *elapsed)
+{
+    uint64_t t0 = now_ms();
+    int c = connect_in(g->topo.client_fd, NULL, ip, port, REFUSED_MS);
+    if (elapsed != NULL)
+        *elapsed = now_ms() - t0;
+    if (c < 0)
+        return 0;
+    struct sockaddr_in peer;
+    int s = accept_within(lfd, 1000, &peer);
+    int ok = 0;
+    char buf[8];
+    if (s >= 0 && tu_write_all(c, "hello", 5) == 0 && recv(s, buf, 5, MSG_WAITALL) == 5 && memcmp(buf, "hello", 5) == 0 &&
+        tu_write_all(s, "world", 5) == 0 && recv(c, buf, 5, MSG_WAITALL) == 5 && memcmp(buf, "world", 5) == 0)
+        ok = 1;
+    if (s >= 0)
+        close(s);
+    close(c);
+    return ok;
+}
+
+/* ---- sessions --------------------------------------------------------------------------------- */
+
+/* A NAT session of the client with a primary connection to the server's port 21 (reported by
+   the host; carried elsewhere), as an FTP filter would have it. */
+static IFWXSession *nat_session(gw *g, IFWXConnection **ctl)
+{
+    struct sockaddr_storage c = tu_addr(TN_CLIENT), gi = tu_addr(TN_GW_IN), srv = tu_addr(TN_SERVER ":21");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), TU_SA(gi), tu_len(&gi), NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(g->fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL,
+                                0, 0, NULL};
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, ctl), FWX_S_OK);
+    return s;
+}
+
+static void session_end(IFWXSession *s, IFWXConnection *ctl)
+{
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+}
+
+static fwx_result allow(IFWXSession *s, IFWXConnection *ctl, const char *ip, uint16_t port, uint32_t flags)
+{
+    char text[64];
+    snprintf(text, sizeof text, "%s:%u", ip, port);
+    struct sockaddr_storage t = tu_addr(text);
+    return IFWXSession_AllowFutureConnect(s, TU_SA(t), tu_len(&t), NULL, 0, FWX_PROTOCOL_TCP, flags, &FWX_GUID_NULL,
+                                          NULL, NULL, ctl, NULL);
+}
+
+typedef struct listed {
+    int n;
+    fwx_grant last;
+} listed;
+
+static void count_grant(void *arg, const fwx_grant *gr)
+{
+    listed *l = arg;
+    l->n++;
+    l->last = *gr;
+}
+
+static listed backend_list(gw *g)
+{
+    listed l = {0};
+    const fwx_backend *b = fwx_backend_find("nft");
+    ck_assert_ptr_nonnull(b);
+    TU_EXPECT_HR(b->list(fwx_firewall_backend_state(g->fw), count_grant, &l), FWX_S_OK);
+    return l;
+}
+
+/* ---- the table -------------------------------------------------------------------------------- */
+
+START_TEST(table_lifecycle)
+{
+    gw g;
+    gw_open(&g, 60000);
+    const char *t = table_text(&g);
+    ck_assert_msg(t != NULL, "table inet %s is missing after open", g.table);
+    ck_assert_ptr_nonnull(strstr(t, "chain prerouting"));
+    ck_assert_ptr_nonnull(strstr(t, "chain forward"));
+    ck_assert_ptr_nonnull(strstr(t, "chain postrouting"));
+    ck_assert_ptr_nonnull(strstr(t, "type filter hook forward priority 0; policy drop;"));
+    ck_assert_ptr_null(strstr(t, "fwx_probe")); /* the probe cleaned up after itself */
+    ck_assert_ptr_null(strstr(t, "elements"));
+    ck_assert_int_eq(log_count("left by an earlier run"), 0);
+    /* The probe: this kernel (6.x with everything built in) has what the backend needs. */
+    const fwx__nft_features *f = fwx__nft_features_of(g.fw);
+    ck_assert_ptr_nonnull(f);
+    ck_assert(f->rights && f->nf_tables && f->set_timeout && f->dynset_delete && f->nat);
+    char names[256];
+    unsigned missing = fwx__nft_missing(f);
+    fprintf(stderr, "nft probe: tproxy %d, conntrack %d, conntrack events %d; missing: %s\n", f->tproxy, f->conntrack,
+            f->ct_events, missing ? fwx__nft_feature_names(missing, names, sizeof names) : "nothing");
+    if (missing == 0)
+        ck_assert_int_eq(log_count("kernel has every feature fwx uses"), 1);
+    else
+        ck_assert_int_eq(log_count(fwx__nft_feature_names(missing, names, sizeof names)), 1);
+    /* Another backend in its place: the table goes with the instance. */
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "proxy"), FWX_S_OK);
+    ck_assert_ptr_null(table_text(&g));
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    ck_assert_ptr_nonnull(table_text(&g));
+    fwx_firewall_close(g.fw, NULL, NULL);
+    tu_loop_close_clean(&g.loop);
+    ck_assert_msg(table_text(&g) == NULL, "table inet %s is still there after a clean close", g.table);
+    tn_down(&g.topo);
+}
+END_TEST
+
+START_TEST(table_names)
+{
+    char a[80], b[80], c[80];
+    fwx__nft_table_name("gw1", a, sizeof a);
+    ck_assert_str_eq(a, "fwx_gw1");
+    fwx__nft_table_name("a-b", b, sizeof b);
+    fwx__nft_table_name("a.b", c, sizeof c);
+    ck_assert_str_ne(b, c);
+    ck_assert(strncmp(b, "fwx_a_b_", 8) == 0);
+    fwx__nft_table_name("x\"; flush ruleset; \"", a, sizeof a);
+    for (const char *p = a; *p; p++)
+        ck_assert_msg((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_', "bad character in %s", a);
+}
+END_TEST
+
+START_TEST(leftover_table_replaced)
+{
+    gw g;
+    gw_new(&g, 60000);
+    /* What a killed gateway leaves: its table, with state in it. */
+    char cmds[1024];
+    snprintf(cmds, sizeof cmds,
+             "add table inet %s { comment \"fwx gateway (pid 999999)\"; }\n"
+             "add chain inet %s stale { type filter hook forward priority filter; policy drop; }\n"
+             "add set inet %s once4 { type ipv4_addr; }\n"
+             "add element inet %s once4 { 10.99.1.2 }\n",
+             g.table, g.table, g.table, g.table);
+    nft_do(cmds);
+    ck_assert_ptr_nonnull(strstr(table_text(&g), "chain stale"));
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    ck_assert_int_eq(log_count("was left by an earlier run (pid 999999); replaced"), 1);
+    const char *t = table_text(&g);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_null(strstr(t, "chain stale"));
+    ck_assert_ptr_null(strstr(t, "elements"));
+    ck_assert_ptr_nonnull(strstr(t, "chain forward"));
+    gw_close(&g);
+}
+END_TEST
+
+START_TEST(probe_names_what_is_missing)
+{
+    gw g;
+    gw_new(&g, 60000);
+    /* Optional features missing: the backend opens and one line names exactly those. */
+    fwx__nft_pretend_missing = FWX__NFT_F_TPROXY | FWX__NFT_F_CT_EVENTS;
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    ck_assert_int_eq(log_count("kernel lacks: tproxy, conntrack events (those features stay in user mode)"), 1);
+    const fwx__nft_features *f = fwx__nft_features_of(g.fw);
+    ck_assert(!f->tproxy && !f->ct_events && f->nat);
+    /* A required one missing: open fails, says what, leaves no table; the proxy still works. */
+    fwx__nft_pretend_missing = FWX__NFT_F_DYNSET_DELETE;
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_E_NOT_SUPPORTED);
+    ck_assert_int_eq(log_count("kernel lacks: set delete from the packet path; use the \"proxy\" backend"), 1);
+    ck_assert_ptr_null(table_text(&g));
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "proxy"), FWX_S_OK);
+    fwx__nft_pretend_missing = FWX__NFT_F_NF_TABLES;
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_E_NOT_SUPPORTED);
+    ck_assert_int_eq(log_count("kernel lacks: nf_tables"), 1);
+    fwx__nft_pretend_missing = 0;
+    gw_close(&g);
+}
+END_TEST
+
+/* Without CAP_NET_ADMIN (a child that became "nobody" inside the gateway namespace): one
+   clear line, FWX_E_NOT_SUPPORTED, and the proxy backend still opens. */
+START_TEST(no_rights_falls_back)
+{
+    gw g;
+    gw_new(&g, 60000);
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (setgroups(0, NULL) != 0 || setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)
+            _exit(10);
+        fwx_result hr = fwx_firewall_set_backend(g.fw, "nft");
+        if (hr != FWX_E_NOT_SUPPORTED)
+            _exit(11);
+        if (log_count("no right to change the network here (needs CAP_NET_ADMIN") != 1)
+            _exit(12);
+        if (fwx_firewall_set_backend(g.fw, "proxy") != FWX_S_OK)
+            _exit(13);
+        _exit(0);
+    }
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the unprivileged child failed at step %d",
+                  WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+    ck_assert_ptr_null(table_text(&g));
+    gw_close(&g);
+}
+END_TEST
+
+/* ---- permissions (AllowFutureConnect) ------------------------------------------------------------ */
+
+START_TEST(permission_once)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t port;
+    int lfd = listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
+    /* No permission: the forward policy drops the connection. */
+    uint64_t took;
+    ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, &took), "forwarded with no permission");
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
+    ck_assert_int_eq(backend_list(&g).n, 1);
+    ck_assert_ptr_nonnull(strstr(table_text(&g), TN_CLIENT " . " TN_SERVER " . 6 . "));
+    ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "the permitted connection did not go through");
+    /* One-shot: the packet path deleted the element; the second attempt is refused. */
+    ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, &took), "a second connection went through");
+    ck_assert_uint_le(took, REFUSED_MS + 500);
+    ck_assert_int_eq(backend_list(&g).n, 0); /* the table no longer holds it */
+    /* Out of scope: 10.99.2.3 is not the primary connection's peer. The core refuses before
+       anything reaches the kernel, and the kernel refuses the connection. */
+    TU_EXPECT_HR(allow(s, ctl, TN_OTHER, port, 0), FWX_E_ADDRESS_NOT_ALLOWED);
+    ck_assert_ptr_null(strstr(table_text(&g), "elements"));
+    ck_assert_msg(!client_to_server(&g, lfd, TN_OTHER, port, NULL), "an out-of-scope host was reached");
+    session_end(s, ctl);
+    close(lfd);
+    gw_close(&g);
+}
+END_TEST
+
+START_TEST(permission_multiple)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t port;
+    int lfd = listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "connection %d refused", i + 1);
+    ck_assert_int_eq(backend_list(&g).n, 1);
+    session_end(s, ctl);
+    /* Session closed: its elements are gone, and so is the way through. */
+    ck_assert_ptr_null(strstr(table_text(&g), "elements"));
+    ck_assert_int_eq(backend_list(&g).n, 0);
+    ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, NULL), "forwarded after the session closed");
+    close(lfd);
+    gw_close(&g);
+}
+END_TEST
+
+START_TEST(permission_timed)
+{
+    gw g;
+    gw_open(&g, 300); /* FWX_FLAG_TIMEOUT's period */
+    uint16_t port;
+    int lfd = listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_TIMEOUT), FWX_S_OK);
+    ck_assert_ptr_nonnull(strstr(table_text(&g), "timeout"));
+    /* The loop does not run: only the kernel's own timeout can remove the element. */
+    usleep(700 * 1000);
+    ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, NULL), "a late connection went through");
+    /* Now the core's timer withdraws the grant; deleting an element the kernel expired is fine. */
+    tu_loop_run_for(&g.loop, 50);
+    ck_assert_int_eq(log_count("deleting an element"), 0);
+    ck_assert_ptr_null(strstr(table_text(&g), "elements"));
+    /* In time, it works. */
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_TIMEOUT), FWX_S_OK);
+    ck_assert(client_to_server(&g, lfd, TN_SERVER, port, NULL));
+    session_end(s, ctl);
+    close(lfd);
+    gw_close(&g);
+}
+END_TEST
+
+/* ---- BindForClient -------------------------------------------------------------------------------- */
+
+static void bind_case(uint32_t flags, const char *seen_from)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t cport;
+    int clfd = listener_in(g.topo.client_fd, TN_CLIENT, 0, &cport);
+    IFWXConnection *ctl = NULL, *bound[1] = {NULL};
+    IFWXSession *s = nat_session(&g, &ctl);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, flags, 4,
+                                           &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    uint16_t bport = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    ck_assert(bport >= 40000 && bport <= 40999);
+    ck_assert_int_eq(backend_list(&g).n, 1);
+    /* A third party first (not the session's peer): refused, and the port is still there. */
+    int t = connect_in(g.topo.server_fd, TN_OTHER, TN_GW_OUT, bport, REFUSED_MS);
+    if (t >= 0)
+        close(t);
+    ck_assert_msg(t < 0, "a third party took the bound port");
+    /* The server (the primary connection's peer) reaches the client's listener. */
+    int sfd = tn_socket_in(g.topo.server_fd, AF_INET, SOCK_STREAM);
+    struct sockaddr_in from = sin_of(TN_SERVER, 0), to = sin_of(TN_GW_OUT, bport);
+    ck_assert_int_eq(bind(sfd, (struct sockaddr *)&from, sizeof from), 0);
+    tu_set_timeouts(sfd);
+    ck_assert_msg(connect(sfd, (struct sockaddr *)&to, sizeof to) == 0, "the server could not connect: %s",
+                  strerror(errno));
+    struct sockaddr_in peer;
+    int c = accept_within(clfd, 1000, &peer);
+    ck_assert_msg(c >= 0, "nothing arrived at the client's port");
+    char ip[INET_ADDRSTRLEN], buf[8];
+    inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
+    ck_assert_str_eq(ip, seen_from);
+    ck_assert_int_eq(tu_write_all(sfd, "data!", 5), 0);
+    ck_assert_int_eq(recv(c, buf, 5, MSG_WAITALL), 5);
+    ck_assert(memcmp(buf, "data!", 5) == 0);
+    close(c);
+    close(sfd);
+    /* One-shot: a second connection is refused. */
+    int again = connect_in(g.topo.server_fd, TN_SERVER, TN_GW_OUT, bport, REFUSED_MS);
+    if (again >= 0)
+        close(again);
+    ck_assert_msg(again < 0 || (flags & FWX_FLAG_ALLOW_MULTIPLE), "the bound port took a second connection");
+    IFWXConnection_Release(bound[0]);
+    session_end(s, ctl);
+    ck_assert_ptr_null(strstr(table_text(&g), "elements"));
+    close(clfd);
+    gw_close(&g);
+}
+
+START_TEST(bind_for_client)
+{
+    bind_case(0, TN_SERVER);
+}
+END_TEST
+
+START_TEST(bind_for_client_proxy_mode)
+{
+    bind_case(FWX_FLAG_PROXY_MODE, TN_GW_IN); /* the client sees the gateway's address */
+}
+END_TEST
+
+/* RedirectConnections: the client's connection to a gateway port goes to the target. */
+START_TEST(redirect_port)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t sport;
+    int lfd = listener_in(g.topo.server_fd, TN_SERVER, 0, &sport);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    char t_text[64];
+    snprintf(t_text, sizeof t_text, TN_SERVER ":%u", sport);
+    struct sockaddr_storage t = tu_addr(t_text), ia;
+    const struct sockaddr *tp[1] = {TU_SA(t)};
+    uint32_t ialen = sizeof ia;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&t), 1, TU_SAM(ia), &ialen, NULL, 0, FWX_PROTOCOL_TCP,
+                                                 0, &FWX_GUID_NULL, NULL, NULL, NULL),
+                 FWX_S_OK);
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &((struct sockaddr_in *)&ia)->sin_addr, ip, sizeof ip);
+    uint16_t port = ntohs(((struct sockaddr_in *)&ia)->sin_port);
+    if (strcmp(ip, "0.0.0.0") == 0)
+        snprintf(ip, sizeof ip, TN_GW_IN);
+    ck_assert_msg(client_to_server(&g, lfd, ip, port, NULL), "the redirect port %s:%u did not reach the server", ip,
+                  port);
+    ck_assert_msg(!client_to_server(&g, lfd, ip, port, NULL), "the redirect port took a second connection");
+    session_end(s, ctl);
+    ck_assert_ptr_null(strstr(table_text(&g), "elements"));
+    close(lfd);
+    gw_close(&g);
+}
+END_TEST
+
+/* A gateway port already used by a local socket is not shadowed: the core picks another. */
+START_TEST(bind_port_in_use)
+{
+    gw g;
+    port_max = 40007;
+    gw_open(&g, 60000);
+    int busy[8];
+    size_t nb = 0;
+    /* Take every port of the range but the last on the gateway itself. */
+    for (uint16_t p = 40000; p < 40007; p++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = sin_of(TN_GW_OUT, p);
+        if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0)
+            busy[nb++] = fd;
+        else
+            close(fd);
+    }
+    IFWXConnection *ctl = NULL, *bound[1] = {NULL};
+    IFWXSession *s = nat_session(&g, &ctl);
+    struct sockaddr_storage ca = tu_addr(TN_CLIENT ":5000"), px = tu_addr(TN_GW_OUT ":0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 4,
+                                           &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&px)->sin_port), 40007);
+    IFWXConnection_Release(bound[0]);
+    session_end(s, ctl);
+    for (size_t i = 0; i < nb; i++)
+        close(busy[i]);
+    gw_close(&g);
+}
+END_TEST
+
+static Suite *nft_suite(void)
+{
+    Suite *s = suite_create("nft");
+    struct {
+        const char *name;
+        const TTest *t;
+    } cases[] = {
+        {"table names", table_names},
+        {"table lifecycle", table_lifecycle},
+        {"leftover table replaced", leftover_table_replaced},
+        {"probe names what is missing", probe_names_what_is_missing},
+        {"no rights falls back", no_rights_falls_back},
+        {"permission once", permission_once},
+        {"permission multiple", permission_multiple},
+        {"permission timed", permission_timed},
+        {"bind for client", bind_for_client},
+        {"bind for client proxy mode", bind_for_client_proxy_mode},
+        {"redirect port", redirect_port},
+        {"bind port in use", bind_port_in_use},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, 30);
+        tcase_add_test(tc, cases[i].t);
+        suite_add_tcase(s, tc);
+    }
+    return s;
+}
+
+int main(void)
+{
+    char why[256];
+    if (tn_available(why, sizeof why) != 0) {
+        printf("SKIP: network namespace tests: %s\n", why);
+        return 77;
+    }
+    tn_cleanup_stale();
+    int rc = tu_run_suite(nft_suite());
+    tn_cleanup_mine();
+    return rc;
+}

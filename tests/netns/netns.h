@@ -1,0 +1,51 @@
+/*
+ * fwx tests - three network namespaces joined by veth pairs, made and removed by the test:
+ *
+ *   client 10.99.1.2/24 ---- 10.99.1.1/24  gateway  10.99.2.1/24 ---- server 10.99.2.2/24
+ *   (default via 10.99.1.1)                (ip_forward=1)             + 10.99.2.3/24 (a second
+ *                                                                      host, for scope tests)
+ *                                                                     (default via 10.99.2.1)
+ *
+ * Names are "fwxt-<runner pid>-<test pid>-{c,g,s}" so runs never collide and leftovers of a
+ * killed run can be found. Interfaces live only inside the namespaces (created there by
+ * `ip -n`); nothing in the host's own namespace is touched. Each topology is deleted by
+ * tn_down, by an atexit handler in the test process (an assertion failure exits), and by the
+ * runner at its start (dead runs) and end (its own).
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef FWX_TESTS_NETNS_H
+#define FWX_TESTS_NETNS_H
+
+#include <stddef.h>
+
+#define TN_CLIENT "10.99.1.2"
+#define TN_GW_IN "10.99.1.1"
+#define TN_GW_OUT "10.99.2.1"
+#define TN_SERVER "10.99.2.2"
+#define TN_OTHER "10.99.2.3"
+
+typedef struct tn_topo {
+    char client[64], gateway[64], server[64];
+    int client_fd, gateway_fd, server_fd; /* open namespace files */
+    int up;
+} tn_topo;
+
+/* 0 when this process can make network namespaces; otherwise -1 and the reason in why. */
+int tn_available(char *why, size_t len);
+/* Deletes "fwxt-" namespaces whose runner is no longer running. */
+void tn_cleanup_stale(void);
+/* Deletes the namespaces of this runner's tests (call at the runner's end). */
+void tn_cleanup_mine(void);
+/* Makes the topology (aborts the test on failure) and registers its deletion at exit. */
+void tn_up(tn_topo *t);
+/* Deletes the topology; harmless twice. The calling thread must not be inside it any more
+   (tn_up leaves the thread where it was; tn_enter moves it). */
+void tn_down(tn_topo *t);
+/* Moves the calling thread into the namespace open as nsfd. */
+void tn_enter(int nsfd);
+/* A socket made in the namespace open as nsfd; the calling thread stays where it is. */
+int tn_socket_in(int nsfd, int domain, int type);
+/* Runs a command through /bin/sh (ip found in /usr/sbin or /sbin); returns its exit status. */
+int tn_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
