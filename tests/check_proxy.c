@@ -747,6 +747,54 @@ START_TEST(socks_with_curl)
 }
 END_TEST
 
+/* AllowFutureConnect with real sockets: a SOCKS CONNECT the policy refuses is admitted by the
+   permission, once. */
+START_TEST(socks_connect_admitted_by_permission)
+{
+    echo e;
+    echo_start(&e, "127.0.0.3");
+    gw g;
+    char policy[1024];
+    snprintf(policy, sizeof policy,
+             "protocols = ( { name = \"ftp\"; guid = \"{11111111-0000-0000-0000-000000000021}\"; protocol = \"tcp\";"
+             " port = 21; } );\n"
+             "rules = ( { name = \"ftp only\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+             " protocols = [ \"ftp\" ]; } );\n");
+    gw_open(&g, policy);
+    uint16_t sp;
+    gw_socks(&g, &sp);
+    sx before = {.socks_port = sp, .dst = "127.0.0.3", .dst_port = e.port};
+    tu_run_peer(&g.loop, socks_connect_client, &before);
+    ck_assert_int_eq(before.rep, 2); /* the policy allows only ftp */
+    /* A filter in the client's control session allows the data connection. */
+    struct sockaddr_storage c = tu_addr("127.0.0.2"), srv = tu_addr("127.0.0.3:21");
+    fwx_session_params spar = {sizeof spar, fwxSourceWSP, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    IFWXConnection *ctl = NULL;
+    TU_EXPECT_HR(fwx_session_open(g.fw, &spar, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0,
+                                0, NULL};
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+    char t[64];
+    snprintf(t, sizeof t, "127.0.0.3:%u", e.port);
+    struct sockaddr_storage target = tu_addr(t);
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_TCP, 0,
+                                                &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
+                 FWX_S_OK);
+    sx once = {.socks_port = sp, .dst = "127.0.0.3", .dst_port = e.port}, twice = once;
+    tu_run_peer(&g.loop, socks_connect_client, &once);
+    ck_assert_int_eq(once.rep, 0);
+    ck_assert_msg(once.echo_ok, "the permitted connection did not relay");
+    tu_run_peer(&g.loop, socks_connect_client, &twice);
+    ck_assert_int_eq(twice.rep, 2); /* used up */
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    gw_close(&g);
+    echo_stop(&e);
+}
+END_TEST
+
 /* ---- UDP ----------------------------------------------------------------------------------------- */
 
 static int udp_from(const char *ip, uint16_t port)
@@ -1003,6 +1051,7 @@ static Suite *proxy_suite(void)
         {"socks bind unapproved", socks_bind_needs_approval},
         {"socks bind approved", socks_bind_approved},
         {"socks curl", socks_with_curl},
+        {"socks permission", socks_connect_admitted_by_permission},
         {"udp publishing", udp_publishing_flows},
         {"udp bind for client", udp_bind_for_client},
         {"socks udp associate", socks_udp_associate},
