@@ -1514,17 +1514,32 @@ START_TEST(usock_udp_sendto_recv)
 }
 END_TEST
 
-/* The IP filter includes 127.0.0.2 only: 127.0.0.1's datagram is dropped, 127.0.0.2's arrives. */
+static int ipf_refusals;
+static void count_refusals(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg, (void)level;
+    if (strstr(msg, "refused by its ip filter") != NULL)
+        ipf_refusals++;
+}
+
+/* The IP filter includes 127.0.0.2 only: 127.0.0.1's datagram is dropped (and logged),
+   127.0.0.2's arrives. */
 START_TEST(usock_udp_ipfilter_drops)
 {
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.log = count_refusals;
+    fwx_firewall *fw = NULL;
+    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
     IFWXIpFilter *ipf;
     TU_EXPECT_HR(fwx__ipfilter_new(&ipf), FWX_S_OK);
     struct sockaddr_storage ok2 = tu_addr("127.0.0.2");
     TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(ok2), tu_len(&ok2), TU_SA(ok2), tu_len(&ok2)), FWX_S_OK);
     IFWXNetworkSocket *s;
     TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
+    fwx__usock_set_firewall(s, fw);
     struct sockaddr_in at = lo4(0);
     TU_EXPECT_HR(IFWXNetworkSocket_Bind(s, (struct sockaddr *)&at, sizeof at, ipf), FWX_S_OK);
     IFWXIpFilter *got_f = NULL;
@@ -1542,6 +1557,7 @@ START_TEST(usock_udp_ipfilter_drops)
     ck_assert_int_eq(sendto(bad, "bad", 3, 0, TU_SA(me), ml), 3);
     run_until(&loop, NULL, NULL, 30, NULL);
     ck_assert_int_eq(rc.calls, 0);
+    ck_assert_int_eq(ipf_refusals, 1); /* never silent */
     ck_assert_int_eq(sendto(good, "good", 4, 0, TU_SA(me), ml), 4);
     ck_assert(run_until(&loop, tcpl_called, &rc, RUN_LIMIT_MS, NULL));
     ck_assert_int_eq(rc.calls, 1);
@@ -1553,6 +1569,7 @@ START_TEST(usock_udp_ipfilter_drops)
     IFWXNetworkSocket_Release(s);
     TU_EXPECT_REF(ipf, 1);
     IFWXIpFilter_Release(ipf);
+    fwx_firewall_close(fw, NULL, NULL);
     tu_loop_close_clean(&loop);
 }
 END_TEST

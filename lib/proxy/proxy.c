@@ -579,7 +579,10 @@ static fwx_result p_kill(void *state, IFWXConnection *conn)
 static fwx_result p_create_socket(void *state, int32_t protocol, IFWXNetworkSocket **out)
 {
     pstate *st = state;
-    return fwx__usock_new(st->loop, protocol, out);
+    fwx_result hr = fwx__usock_new(st->loop, protocol, out);
+    if (FWX_SUCCEEDED(hr))
+        fwx__usock_set_firewall(*out, st->fw);
+    return hr;
 }
 
 static fwx_result p_list(void *state, fwx_backend_list_cb cb, void *arg)

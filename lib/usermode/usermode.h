@@ -110,5 +110,7 @@ bool fwx__pump_spliced(const fwx__pump *p);
      Recv and Accept with UV_ECANCELED and cancels queued Sends. Releasing the last reference
      closes the socket; memory is freed in the libuv close callbacks. */
 fwx_result fwx__usock_new(uv_loop_t *loop, int32_t protocol, IFWXNetworkSocket **out);
+/* Gives a filter socket the firewall it logs refusals through (may stay unset: no log). */
+void fwx__usock_set_firewall(IFWXNetworkSocket *sock, fwx_firewall *fw);
 
 #endif /* FWX_USERMODE_H */

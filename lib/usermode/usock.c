@@ -39,6 +39,7 @@ typedef struct usock {
     bool conn_waiting; /* libuv holds an accepted fd for us */
     fwx__uio_queue cq;
     IFWXIpFilter *ipf; /* +1, may be NULL */
+    fwx_firewall *fw;  /* for log lines, may be NULL (fwx__usock_set_firewall) */
 } usock;
 
 static const IFWXNetworkSocketVtbl usock_vtbl;
@@ -223,9 +224,15 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 
 static bool ip_allowed(usock *s, const struct sockaddr *a)
 {
-    if (s->ipf == NULL)
+    if (s->ipf == NULL || IFWXIpFilter_IsIncluded(s->ipf, a, fwx__sa_len(a)) == FWX_S_OK)
         return true;
-    return IFWXIpFilter_IsIncluded(s->ipf, a, fwx__sa_len(a)) == FWX_S_OK;
+    /* Refused input is never silent (one line per refusal; a flood is the log's to rate). */
+    if (s->fw != NULL) {
+        char b[FWX__SA_STRLEN];
+        fwx_firewall_log(s->fw, FWX_LOG_WARN, "filter socket: %s from %s refused by its ip filter",
+                         s->proto == FWX_PROTOCOL_TCP ? "connection" : "datagram", fwx__sa_fmt(a, b));
+    }
+    return false;
 }
 
 static void udp_recv_cb(uv_udp_t *u, ssize_t nread, const uv_buf_t *buf, const struct sockaddr *addr, unsigned flags)
@@ -574,6 +581,7 @@ static void try_accept(usock *s)
             return;
         }
         c->has_fd = c->connected = true;
+        c->fw = s->fw;
         struct sockaddr_storage peer, local;
         int pl = sizeof peer, ll = sizeof local;
         if (uv_tcp_getpeername(&c->io.tcp, (struct sockaddr *)&peer, &pl) < 0 ||
@@ -699,6 +707,12 @@ static fwx_result usock_alloc(uv_loop_t *loop, int32_t protocol, usock **out)
     s->handles++;
     *out = s;
     return FWX_S_OK;
+}
+
+void fwx__usock_set_firewall(IFWXNetworkSocket *sock, fwx_firewall *fw)
+{
+    if (sock != NULL)
+        impl_from(sock)->fw = fw;
 }
 
 fwx_result fwx__usock_new(uv_loop_t *loop, int32_t protocol, IFWXNetworkSocket **out)
