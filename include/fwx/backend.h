@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 /** The newest backend struct version this header describes. */
-#define FWX_BACKEND_VERSION 1
+#define FWX_BACKEND_VERSION 2
 
 /** Kinds of grant. */
 typedef enum fwx_grant_kind {
@@ -126,6 +126,18 @@ typedef struct fwx_backend {
     fwx_result (*create_socket)(void *state, int32_t protocol, IFWXNetworkSocket **out);
     /** Reports each grant it holds. Optional. @return FWX_S_OK. */
     fwx_result (*list)(void *state, fwx_backend_list_cb cb, void *arg);
+
+    /* ---- version 2 ---- */
+
+    /**
+     * The firewall's policy was set or replaced (NULL: none), and once after open when a
+     * policy is set: a backend that carries primary connections itself (in the kernel)
+     * compiles it. @p policy is borrowed for the call only: the firewall frees a replaced
+     * policy, so never keep the pointer. Optional. @return FWX_S_OK, or a failure that is
+     * logged (the policy is in force in the core all the same).
+     * @since backend version 2
+     */
+    fwx_result (*policy_changed)(void *state, const fwx_policy *policy);
 } fwx_backend;
 
 /**

@@ -130,6 +130,8 @@ fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
         return hr;
     }
     fwx__log(fw, FWX_LOG_INFO, "firewall \"%s\": using backend \"%s\"", fw->name, b->name);
+    if (fw->policy != NULL)
+        fwx__backend_policy_changed(fw);
     return fwx__publish_sync(fw);
 }
 
@@ -173,6 +175,17 @@ void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c)
     if (fw->backend == NULL || fw->backend->kill == NULL)
         return;
     (void)fw->backend->kill(fw->backend_state, &c->iface);
+}
+
+void fwx__backend_policy_changed(fwx_firewall *fw)
+{
+    const fwx_backend *b = fw->backend;
+    if (b == NULL || b->version < 2 || b->policy_changed == NULL)
+        return;
+    fwx_result hr = b->policy_changed(fw->backend_state, fw->policy);
+    if (FWX_FAILED(hr))
+        fwx__log(fw, FWX_LOG_ERROR, "backend \"%s\": the policy could not be applied: %s", b->name,
+                 fwx_strerror(hr));
 }
 
 void fwx__backend_close(fwx_firewall *fw)

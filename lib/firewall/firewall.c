@@ -233,6 +233,7 @@ fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy)
     }
     fwx_policy_free(fw->policy);
     fw->policy = policy;
+    fwx__backend_policy_changed(fw);
     /* Live sessions stay; only the publishing listeners that changed are replaced. */
     return fwx__publish_sync(fw);
 }

@@ -127,6 +127,8 @@ void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g);
 void fwx__backend_relay(fwx_firewall *fw, fwx__conn *c);
 void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c);
 void fwx__backend_close(fwx_firewall *fw);
+/* Tells a version-2 backend that the policy changed (or, after open, what it is). */
+void fwx__backend_policy_changed(fwx_firewall *fw);
 
 /* ---- plugins (lib/plugin) ------------------------------------------------------------- */
 struct fwx__plugin {

@@ -53,6 +53,12 @@ typedef struct nstate {
     fwx__nft_features feat;
     ngrant *grants;
     size_t n, cap;
+    ngrant *pubs; /* publishing rules (listen): g.id is the spec's id */
+    size_t npub, cappub;
+    fwx__nft_compiled comp; /* the compiled policy now in the table */
+    unsigned next_gen;
+    fwx__nft_intercept icpt;
+    struct fwx__nft_icpt *listener; /* intercept.c */
     char err[256];
 } nstate;
 
@@ -339,9 +345,12 @@ static void ruleset_text(sbuf *b, const char *table)
 {
     sb_printf(b, FWX_NFT_TABLE_HEAD_FMT, table, (long)getpid());
     sb_printf(b, FWX_NFT_SETS_FMT, '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
-              "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr");
+              "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
+              "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr");
     sb_printf(b, FWX_NFT_SETS_FMT, '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
-              "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr");
+              "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
+              "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr");
+    /* pol_nat before postrouting, which jumps to it (chains exist before rules either way). */
     sb_printf(b, "%s", FWX_NFT_PREROUTING FWX_NFT_FORWARD FWX_NFT_POSTROUTING "}\n");
 }
 
@@ -361,9 +370,13 @@ static long leftover_pid(const char *listing)
 
 static void state_free(nstate *st)
 {
+    fwx__nft_icpt_stop(st->listener);
     for (size_t i = 0; i < st->n; i++)
         free(st->grants[i].el);
     free(st->grants);
+    for (size_t i = 0; i < st->npub; i++)
+        free(st->pubs[i].el);
+    free(st->pubs);
     if (st->nft != NULL)
         nft_ctx_free(st->nft);
     free(st);
@@ -463,6 +476,7 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
              names);
     else
         NLOG(st, FWX_LOG_INFO, "table inet %s ready; kernel has every feature fwx uses", st->table);
+    /* The policy comes next, through policy_changed: the core calls it right after open. */
     *state = st;
     return FWX_S_OK;
 }
@@ -522,6 +536,28 @@ static const char *kind_name(fwx_grant_kind k)
     }
 }
 
+/* Adds elements in one batch, each with a timeout of `left` ms when nonzero. */
+static fwx_result add_elems(nstate *st, const elems *es, uint64_t left)
+{
+    sbuf b = {0};
+    for (size_t i = 0; i < es->n; i++) {
+        const nelem *e = &es->el[i];
+        sb_printf(&b, "add element inet %s %s { %s", st->table, e->set, e->key);
+        if (left)
+            sb_printf(&b, " timeout %llums", (unsigned long long)left);
+        if (e->data[0])
+            sb_printf(&b, " : %s", e->data);
+        sb_printf(&b, " }\n");
+    }
+    fwx_result hr = FWX_S_OK;
+    if (b.oom)
+        hr = FWX_E_OUTOFMEMORY;
+    else if (run(st, b.p) != 0)
+        hr = FWX_E_BACKEND;
+    free(b.p);
+    return hr;
+}
+
 static fwx_result n_grant_add(void *state, const fwx_grant *g)
 {
     nstate *st = state;
@@ -560,25 +596,14 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
         uint64_t now = uv_now(fwx_firewall_loop(st->fw)), left = 0;
         if (g->expires_ms != 0)
             left = g->expires_ms > now ? g->expires_ms - now : 1;
-        sbuf b = {0};
-        for (size_t i = 0; i < es.n; i++) {
-            const nelem *e = &es.el[i];
-            sb_printf(&b, "add element inet %s %s { %s", st->table, e->set, e->key);
-            if (left)
-                sb_printf(&b, " timeout %llums", (unsigned long long)left);
-            if (e->data[0])
-                sb_printf(&b, " : %s", e->data);
-            sb_printf(&b, " }\n");
-        }
-        if (b.oom || run(st, b.p) != 0) {
-            if (!b.oom)
+        hr = add_elems(st, &es, left);
+        if (FWX_FAILED(hr)) {
+            if (hr == FWX_E_BACKEND)
                 NLOG(st, FWX_LOG_WARN, "%s %llu: adding elements failed: %s", kind_name(g->kind),
                      (unsigned long long)g->id, st->err);
-            free(b.p);
             free(es.el);
-            return b.oom ? FWX_E_OUTOFMEMORY : FWX_E_BACKEND;
+            return hr;
         }
-        free(b.p);
     }
     hr = track(st, g, &es);
     if (FWX_FAILED(hr))
@@ -586,24 +611,26 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
     return hr;
 }
 
-static bool elem_shared(nstate *st, const ngrant *self, const nelem *e)
+static bool elem_in(const ngrant *v, size_t n, const ngrant *self, const nelem *e)
 {
-    for (size_t i = 0; i < st->n; i++) {
-        if (&st->grants[i] == self)
+    for (size_t i = 0; i < n; i++) {
+        if (&v[i] == self)
             continue;
-        for (size_t j = 0; j < st->grants[i].n; j++)
-            if (strcmp(st->grants[i].el[j].set, e->set) == 0 && strcmp(st->grants[i].el[j].key, e->key) == 0)
+        for (size_t j = 0; j < v[i].n; j++)
+            if (strcmp(v[i].el[j].set, e->set) == 0 && strcmp(v[i].el[j].key, e->key) == 0)
                 return true;
     }
     return false;
 }
 
-static fwx_result n_grant_remove(void *state, uint64_t id)
+static bool elem_shared(nstate *st, const ngrant *self, const nelem *e)
 {
-    nstate *st = state;
-    ngrant *ng = grant_find(st, id);
-    if (ng == NULL)
-        return FWX_E_NOT_FOUND;
+    return elem_in(st->grants, st->n, self, e) || elem_in(st->pubs, st->npub, self, e);
+}
+
+/* Deletes a grant's (or publishing rule's) elements that no other one shares. */
+static void delete_elems(nstate *st, const ngrant *ng, uint64_t id)
+{
     sbuf b = {0};
     size_t n = 0;
     for (size_t i = 0; i < ng->n; i++) {
@@ -626,9 +653,136 @@ static fwx_result n_grant_remove(void *state, uint64_t id)
         }
     }
     free(b.p);
+}
+
+static fwx_result n_grant_remove(void *state, uint64_t id)
+{
+    nstate *st = state;
+    ngrant *ng = grant_find(st, id);
+    if (ng == NULL)
+        return FWX_E_NOT_FOUND;
+    delete_elems(st, ng, id);
     free(ng->el);
     *ng = st->grants[--st->n];
     return FWX_S_OK;
+}
+
+/* ---- the policy ---------------------------------------------------------------------------- */
+
+fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy)
+{
+    nstate *st = state;
+    if (st == NULL || st->magic != NSTATE_MAGIC)
+        return FWX_E_INVALIDARG;
+    /* Interception needs fwx's listener before the redirect rule points at it. */
+    if (policy != NULL && st->listener == NULL) {
+        fwx_result hr = fwx__nft_icpt_start(st->fw, &st->listener, &st->icpt);
+        if (FWX_FAILED(hr))
+            NLOG(st, FWX_LOG_WARN, "interception listener: %s; filter-bound protocols are not forwarded",
+                 fwx_strerror(hr));
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    if (f == NULL)
+        return FWX_E_OUTOFMEMORY;
+    fwx__nft_uncompile(f, st->table, &st->comp);
+    fwx__nft_compiled next = {0};
+    next.gen = ++st->next_gen;
+    int rc = policy != NULL ? fwx__nft_compile(f, st->table, policy, next.gen, &st->icpt, &next) : 0;
+    if (fclose(f) != 0 || rc != 0 || buf == NULL) {
+        free(buf);
+        return FWX_E_OUTOFMEMORY;
+    }
+    if (getenv("FWX_NFT_DUMP") != NULL)
+        fprintf(stderr, "%s", buf);
+    if (run(st, buf) != 0) {
+        NLOG(st, FWX_LOG_ERROR, "compiling the policy into table inet %s failed (the previous one stays): %s",
+             st->table, st->err);
+        free(buf);
+        return FWX_E_BACKEND;
+    }
+    free(buf);
+    st->comp = next;
+    if (policy != NULL)
+        NLOG(st, FWX_LOG_INFO, "policy compiled into table inet %s: %u networks, %u address sets, %u port sets, "
+                               "%u filter-bound port ranges%s", st->table, next.n_nets, next.n_groups, next.n_ports,
+             next.n_intercept, next.n_intercept && st->icpt.port ? " intercepted" : "");
+    return FWX_S_OK;
+}
+
+/* ---- publishing rules ------------------------------------------------------------------------ */
+
+static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
+{
+    nstate *st = state;
+    const struct sockaddr *la = (const struct sockaddr *)&spec->address, *sv = (const struct sockaddr *)&spec->server;
+    char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam;
+    if (spec->protocol != FWX_PROTOCOL_TCP && spec->protocol != FWX_PROTOCOL_UDP)
+        return FWX_E_INVALIDARG;
+    const fwx__protocol *pr = st->fw->policy ? fwx__policy_protocol_by_guid(st->fw->policy, &spec->protocol_guid) : NULL;
+    if (pr != NULL && pr->n_filters > 0) {
+        NLOG(st, FWX_LOG_WARN, "publishing rule of protocol \"%s\": a filter is bound; published servers are carried "
+                               "in kernel mode only for now", pr->name);
+        return FWX_E_NOT_SUPPORTED;
+    }
+    if (!ip_text(sv, dst, &fam) || la->sa_family != sv->sa_family)
+        return FWX_E_NOT_SUPPORTED;
+    int proto = l4proto(spec->protocol);
+    uint16_t lport = fwx__sa_port(la), sport = fwx__sa_port(sv);
+    size_t ngw = gateway_addrs(st, la, fam, gws, 8);
+    if (ngw == 0)
+        return FWX_E_ADDRNOTAVAIL;
+    elems es = {0};
+    fwx_result hr = FWX_S_OK;
+    snprintf(data, sizeof data, "%s . %u", dst, (unsigned)sport);
+    for (size_t i = 0; i < ngw && FWX_SUCCEEDED(hr); i++) {
+        snprintf(key, sizeof key, "%.*s . %d . %u", INET6_ADDRSTRLEN - 1, gws[i], proto, (unsigned)lport);
+        hr = add_elem(&es, "pub", fam, key, data);
+    }
+    snprintf(key, sizeof key, "%s . %d . %u", dst, proto, (unsigned)sport);
+    if (FWX_SUCCEEDED(hr))
+        hr = add_elem(&es, "pubok", fam, key, NULL);
+    if (FWX_SUCCEEDED(hr) && spec->full_proxy)
+        hr = add_elem(&es, "pubmasq", fam, key, NULL);
+    if (FWX_SUCCEEDED(hr))
+        hr = add_elems(st, &es, 0);
+    if (FWX_SUCCEEDED(hr) && st->npub == st->cappub) {
+        size_t cap = st->cappub ? st->cappub * 2 : 8;
+        ngrant *p = realloc(st->pubs, cap * sizeof *p);
+        if (p == NULL)
+            hr = FWX_E_OUTOFMEMORY;
+        else {
+            st->pubs = p;
+            st->cappub = cap;
+        }
+    }
+    if (FWX_FAILED(hr)) {
+        if (hr == FWX_E_BACKEND)
+            NLOG(st, FWX_LOG_WARN, "publishing rule %llu: %s", (unsigned long long)spec->id, st->err);
+        free(es.el);
+        return hr;
+    }
+    ngrant *ng = &st->pubs[st->npub++];
+    memset(ng, 0, sizeof *ng);
+    ng->g.id = spec->id;
+    ng->el = es.el;
+    ng->n = es.n;
+    return FWX_S_OK;
+}
+
+static fwx_result n_unlisten(void *state, uint64_t id)
+{
+    nstate *st = state;
+    for (size_t i = 0; i < st->npub; i++) {
+        if (st->pubs[i].g.id != id)
+            continue;
+        delete_elems(st, &st->pubs[i], id);
+        free(st->pubs[i].el);
+        st->pubs[i] = st->pubs[--st->npub];
+        return FWX_S_OK;
+    }
+    return FWX_E_NOT_FOUND;
 }
 
 static fwx_result n_relay(void *state, IFWXConnection *conn, int32_t kernel_mode)
@@ -703,17 +857,18 @@ const fwx__nft_features *fwx__nft_features_of(fwx_firewall *fw)
 }
 
 const fwx_backend fwx__nft_backend = {
-    .version = 1,
+    .version = 2,
     .name = "nft",
     .app_data = NULL,
     .open = n_open,
     .close = n_close,
     .grant_add = n_grant_add,
     .grant_remove = n_grant_remove,
-    .listen = NULL,
-    .unlisten = NULL,
+    .listen = n_listen,
+    .unlisten = n_unlisten,
     .relay = n_relay,
     .kill = NULL,
     .create_socket = n_create_socket,
     .list = n_list,
+    .policy_changed = fwx__nft_policy_changed,
 };

@@ -9,6 +9,7 @@
 #include <fwx/backend.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 struct nft_ctx;
 
@@ -60,6 +61,52 @@ const fwx__nft_features *fwx__nft_features_of(fwx_firewall *fw);
    other than [A-Za-z0-9_] replaced, plus a hash of the original when anything was replaced or
    cut (so "a-b" and "a.b" do not share a table). */
 void fwx__nft_table_name(const char *instance, char *out, size_t len);
+
+/* ---- the policy (compile.c) ---- */
+
+/* What one compiled policy put in the table (to delete it at the next change). */
+typedef struct fwx__nft_compiled {
+    bool present;
+    unsigned gen;          /* generation in the set names */
+    uint32_t n_nets;       /* N<gen>_<i>_{4,6} */
+    uint32_t n_groups;     /* G<gen>_<i>_{4,6} */
+    uint32_t n_ports;      /* P<gen>_<i> */
+    uint32_t n_intercept;  /* elements of I<gen>: ports of filter-bound protocols */
+} fwx__nft_compiled;
+
+/* Where filter-bound connections are redirected (port 0: no interception) and the mark of
+   fwx's own sockets (never intercepted). */
+typedef struct fwx__nft_intercept {
+    uint16_t port;
+    uint32_t own_mark;
+} fwx__nft_intercept;
+
+/* Appends to f the commands that replace the compiled policy: first fwx__nft_uncompile of the
+   previous one, then fwx__nft_compile of the new one (generation gen, which must differ from
+   the previous). 0, or -1 when out of memory. */
+int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned gen, const fwx__nft_intercept *icpt,
+                     fwx__nft_compiled *out);
+void fwx__nft_uncompile(FILE *f, const char *table, const fwx__nft_compiled *old);
+
+/* The proposed fwx_backend version 2 method: compiles @p policy (NULL: none) into the table in
+   one batch. Until the core calls it (include/fwx/backend.h, FWX_BACKEND_VERSION 2), the
+   backend compiles the policy it finds at open, and tests call this after
+   fwx_firewall_set_policy. */
+fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy);
+
+/* ---- interception (intercept.c) ---- */
+
+/* The listener filter-bound connections are redirected to: a TCP socket on a free port of the
+   gateway; each accepted connection becomes a NAT session of its client and a primary
+   connection to its original destination (SO_ORIGINAL_DST), relayed through the connection's
+   data filters. Fills icpt (port, own mark). */
+struct fwx__nft_icpt;
+fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx__nft_intercept *icpt);
+/* Closes the listener and aborts the connections it carries. NULL is harmless. */
+void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
+
+/* The mark (SO_MARK) of fwx's own outbound sockets; interception skips it. */
+#define FWX__NFT_OWN_MARK 0x10000000u
 
 extern const fwx_backend fwx__nft_backend;
 

@@ -21,8 +21,14 @@
  * carries the grant's remaining time when it has one (flags timeout), so the kernel drops it
  * on time even if fwx is gone.
  *
- * The forward chain's policy is drop: a connection through the gateway needs an element (or,
- * later, a policy rule). Replies and related packets ride "ct state established,related". A
+ *   pub4/pub6, pubok4/6, pubmasq4/6   publishing rules (listen): DNAT, forward accept, masquerade
+ *
+ * The policy (compile.c) lives in the regular chains pol_net, pol_rules, pol_nat and intercept
+ * and in generation-named sets (N<gen>_*, G<gen>_*, P<gen>_*, I<gen>), all replaced in one
+ * batch on every policy change.
+ *
+ * The forward chain's policy is drop: a connection through the gateway needs an element or a
+ * compiled policy rule. Replies and related packets ride "ct state established,related". A
  * connection admitted by a one-shot element gets the ct mark bit FWX_NFT_CT_ADMITTED so that
  * a retransmission of its first packet (still "ct state new", the element already gone) is
  * not dropped.
@@ -48,7 +54,13 @@
     "  map snat%c { type %s . %s . inet_proto . inet_service : %s; flags timeout; size 65536;\n"               \
     "    comment \"source NAT to a given gateway address (ProxyExternalAddress)\"; }\n"                         \
     "  set masq%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
-    "    comment \"source NAT to the outgoing interface's address (PROXY_MODE)\"; }\n"
+    "    comment \"source NAT to the outgoing interface's address (PROXY_MODE)\"; }\n"                         \
+    "  map pub%c { type %s . inet_proto . inet_service : %s . inet_service; size 65536;\n"                    \
+    "    comment \"publishing rules: listen address . l4proto . port : server . port\"; }\n"                    \
+    "  set pubok%c { type %s . inet_proto . inet_service; size 65536;\n"                                       \
+    "    comment \"published servers: server . l4proto . port (after the DNAT)\"; }\n"                          \
+    "  set pubmasq%c { type %s . inet_proto . inet_service; size 65536;\n"                                     \
+    "    comment \"published servers reached from the gateway's address (full_proxy)\"; }\n"
 
 /* One family's rules in each chain. %s is the family keyword ("ip" or "ip6"), %c the digit.
    The tuple expression is the key of every set above. */
@@ -67,6 +79,15 @@
     "    comment \"bound and redirect ports: destination NAT from the dnat maps\"\n"                            \
     "    meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport map @dnat4\n"                 \
     "    meta l4proto { tcp, udp } dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6\n"              \
+    "    meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport map @pub4\n"                  \
+    "    meta l4proto { tcp, udp } dnat ip6 to ip6 daddr . meta l4proto . th dport map @pub6\n"               \
+    "  }\n"                                                                                                   \
+    "  chain intercept {\n"                                                                                   \
+    "    comment \"filter-bound ports (compiled from the policy): redirected into fwx's user-mode path\"\n"    \
+    "  }\n"                                                                                                   \
+    "  chain prerouting_intercept {\n"                                                                        \
+    "    type nat hook prerouting priority dstnat - 10; policy accept;\n"                                     \
+    "    jump intercept\n"                                                                                    \
     "  }\n"
 
 /* forward, filter: what may pass the gateway. */
@@ -82,6 +103,15 @@
     " delete @once6 { " FWX_NFT_TUPLE("ip6") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"       \
     "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @allow4 accept\n"                        \
     "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @allow6 accept\n"                       \
+    "    ct state new ct status dnat ip daddr . meta l4proto . th dport @pubok4 accept\n"                       \
+    "    ct state new ct status dnat ip6 daddr . meta l4proto . th dport @pubok6 accept\n"                      \
+    "    ct state new jump pol_net\n"                                                                         \
+    "  }\n"                                                                                                   \
+    "  chain pol_net {\n"                                                                                      \
+    "    comment \"compiled from the policy: network relationships, then goto pol_rules\"\n"                  \
+    "  }\n"                                                                                                   \
+    "  chain pol_rules {\n"                                                                                   \
+    "    comment \"compiled from the policy: access rules in file order, first match wins\"\n"                \
     "  }\n"
 
 /* postrouting, nat: source NAT of admitted connections that ask for it. */
@@ -93,6 +123,12 @@
     "    meta l4proto { tcp, udp } snat ip6 to " FWX_NFT_TUPLE("ip6") " map @snat6\n"                             \
     "    meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @masq4 masquerade\n"                                   \
     "    meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @masq6 masquerade\n"                                  \
+    "    ct status dnat ip daddr . meta l4proto . th dport @pubmasq4 masquerade\n"                             \
+    "    ct status dnat ip6 daddr . meta l4proto . th dport @pubmasq6 masquerade\n"                            \
+    "    jump pol_nat\n"                                                                                      \
+    "  }\n"                                                                                                   \
+    "  chain pol_nat {\n"                                                                                     \
+    "    comment \"compiled from the policy: masquerade for nat relationships\"\n"                           \
     "  }\n"
 
 #endif /* FWX_NFT_RULES_H */

@@ -326,7 +326,7 @@ FWX_PIN_OFF(fwx_listen_spec, address, 24);
 FWX_PIN_OFF(fwx_listen_spec, server, 152);
 FWX_PIN_OFF(fwx_listen_spec, full_proxy, 280);
 FWX_PIN_OFF(fwx_listen_spec, protocol_guid, 284);
-FWX_PIN_SIZE(fwx_backend, 104);
+FWX_PIN_SIZE(fwx_backend, 112);
 FWX_PIN_OFF(fwx_backend, version, 0);
 FWX_PIN_OFF(fwx_backend, name, 8);
 FWX_PIN_OFF(fwx_backend, app_data, 16);
@@ -340,6 +340,7 @@ FWX_PIN_OFF(fwx_backend, relay, 72);
 FWX_PIN_OFF(fwx_backend, kill, 80);
 FWX_PIN_OFF(fwx_backend, create_socket, 88);
 FWX_PIN_OFF(fwx_backend, list, 96);
+FWX_PIN_OFF(fwx_backend, policy_changed, 104);
 
 /* The addresses the events carry are whole sockaddr_storage values. */
 FWX_PIN_SIZE(struct sockaddr_storage, 128);
