@@ -1,0 +1,91 @@
+/*
+ * fwx - conntrack events for the "nft" backend (kernel mode): NEW and DESTROY events of the
+ * kernel's connection tracking, read from ctnetlink on the loop, and the deletion of one
+ * entry (IFWXConnection::Kill of a kernel-mode connection).
+ *
+ * Raw ctnetlink (NETLINK_NETFILTER, NFNL_SUBSYS_CTNETLINK), as probe.c already uses: no library.
+ * Conntrack tables are per network namespace: everything here concerns the network namespace
+ * of the thread that called fwx__ct_open (both sockets are made there).
+ * Internal; not installed. No dependency on nft.c. [loop-thread] unless said otherwise.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef FWX_NFT_CT_H
+#define FWX_NFT_CT_H
+
+#include <fwx/fwx.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+typedef struct fwx__ct fwx__ct;
+
+/* One conntrack entry, original direction. */
+typedef struct fwx__ct_flow {
+    int32_t protocol;                  /* FWX_PROTOCOL_TCP / _UDP */
+    struct sockaddr_storage src, dst;  /* as the client sent it (before DNAT) */
+    struct sockaddr_storage reply_src; /* where the reply comes from (after DNAT: the real target) */
+    uint32_t mark;                     /* ct mark (0 when the kernel sent none) */
+    uint64_t bytes_orig, bytes_reply;  /* when accounting is on (net.netfilter.nf_conntrack_acct) */
+} fwx__ct_flow;
+
+enum { FWX__CT_NEW = 1, FWX__CT_DESTROY = 2 };
+
+/* f is borrowed for the call. The callback may call fwx__ct_kill, fwx__ct_set_mark_filter and
+   fwx__ct_close (no further callbacks follow a close). */
+typedef void (*fwx__ct_cb)(void *arg, int event /* FWX__CT_NEW / FWX__CT_DESTROY */, const fwx__ct_flow *f);
+
+/* Subscribes to conntrack NEW and DESTROY events of the calling thread's network namespace, on
+   the loop (uv_poll on the netlink socket; never blocks the loop; a full socket buffer (ENOBUFS)
+   is logged and counted, never fatal). Turns accounting on if it can (sysctl in this namespace).
+   Only TCP and UDP entries are reported.
+   @return FWX_S_OK; FWX_E_NOT_SUPPORTED (no ctnetlink, or events cannot be joined: no
+   CAP_NET_ADMIN, or conntrack events not built in); FWX_E_OUTOFMEMORY; FWX_E_INVALIDARG. */
+fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out);
+
+/* Stops the events at once (no callback after this returns) and frees in the close callback.
+   NULL is fine. */
+void fwx__ct_close(fwx__ct *ct);
+
+/* Deletes the conntrack entry of this flow (IFWXConnection::Kill in kernel mode): found by its
+   original tuple (protocol, src, dst). The kernel answers within the call (no wait); the
+   DESTROY event follows on the loop like any other.
+   @return FWX_S_OK; FWX_E_NOT_FOUND (no such entry, or already gone); FWX_E_INVALIDARG
+   (families differ, not TCP/UDP, no port); FWX_E_FAIL (any other kernel error, logged). */
+fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f);
+
+/* Filter: only entries with (mark & mask) == value are reported (the nft backend marks what it
+   grants); 0/0 reports all. Filtered in user space (every event still crosses the socket). */
+void fwx__ct_set_mark_filter(fwx__ct *ct, uint32_t value, uint32_t mask);
+
+/* Where lines go (ENOBUFS, kill failures, accounting not turned on). Without it, nowhere. */
+void fwx__ct_set_log(fwx__ct *ct, fwx_log_fn log, void *arg);
+
+/* The event socket's receive buffer in bytes (default 4 MiB, forced when root). Tests shrink it
+   to provoke ENOBUFS; a busy gateway may want more. */
+void fwx__ct_set_rcvbuf(fwx__ct *ct, int bytes);
+
+/* Sweep: every interval_ms (default FWX__CT_SWEEP_DEFAULT_MS; 0 = never) a ctnetlink dump that
+   matches nothing makes the kernel remove the entries whose timeout has run out, so their
+   DESTROY comes on time (the kernel's own garbage collector may wait up to 60 s). Costs one walk
+   of this namespace's conntrack table in the kernel per interval. */
+#define FWX__CT_SWEEP_DEFAULT_MS 2000
+void fwx__ct_set_sweep(fwx__ct *ct, uint64_t interval_ms);
+
+typedef struct fwx__ct_stats {
+    uint64_t events;     /* NEW/DESTROY messages read (before the mark filter) */
+    uint64_t reported;   /* callbacks made */
+    uint64_t overruns;   /* ENOBUFS: the socket buffer was full, events were lost */
+    uint64_t malformed;  /* messages the parser refused */
+    uint64_t sweeps;     /* reaping dumps sent */
+    int accounting;      /* 1: nf_conntrack_acct is on in this namespace; 0: off (no byte counts) */
+} fwx__ct_stats;
+void fwx__ct_get_stats(const fwx__ct *ct, fwx__ct_stats *out);
+
+/* The parser, exposed for tests and fuzzing: one netlink message (header included) of len
+   bytes. Returns FWX__CT_NEW / FWX__CT_DESTROY with *f filled; 0 for a well-formed message that
+   is not reported (another subsystem or message type, not TCP/UDP); -1 for a malformed one
+   (any length that does not fit, a missing tuple). Never reads outside [msg, msg+len). */
+int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f);
+
+#endif /* FWX_NFT_CT_H */
