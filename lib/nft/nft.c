@@ -16,10 +16,12 @@
 #include "nft/rules.h"
 #include "firewall/internal.h"
 #include "usermode/usermode.h"
+#include "nft/ct.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <nftables/libnftables.h>
+#include <uthash.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,8 +61,17 @@ typedef struct nstate {
     unsigned next_gen;
     fwx__nft_intercept icpt;
     struct fwx__nft_icpt *listener; /* intercept.c */
+    fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
+    struct kflow *kflows;  /* those flows, each with its core connection */
     char err[256];
 } nstate;
+
+/* A flow the kernel carries for a grant, and the core's connection for it. */
+typedef struct kflow {
+    fwx__ct_flow flow;
+    IFWXConnection *conn; /* +1 */
+    UT_hash_handle hh;    /* keyed by conn */
+} kflow;
 
 #define NSTATE_MAGIC 0x6e667478u /* "nftx" */
 
@@ -371,6 +382,15 @@ static long leftover_pid(const char *listing)
 static void state_free(nstate *st)
 {
     fwx__nft_icpt_stop(st->listener);
+    if (st->ct != NULL)
+        fwx__ct_close(st->ct);
+    kflow *k, *tmp;
+    HASH_ITER(hh, st->kflows, k, tmp)
+    {
+        HASH_DEL(st->kflows, k);
+        fwx_connection_close(k->conn);
+        free(k);
+    }
     for (size_t i = 0; i < st->n; i++)
         free(st->grants[i].el);
     free(st->grants);
@@ -380,6 +400,57 @@ static void state_free(nstate *st)
     if (st->nft != NULL)
         nft_ctx_free(st->nft);
     free(st);
+}
+
+static bool same_flow(const fwx__ct_flow *a, const fwx__ct_flow *b)
+{
+    return a->protocol == b->protocol &&
+           fwx__sa_same_endpoint((const struct sockaddr *)&a->src, (const struct sockaddr *)&b->src) &&
+           fwx__sa_same_endpoint((const struct sockaddr *)&a->dst, (const struct sockaddr *)&b->dst);
+}
+
+static void on_ct(void *arg, int event, const fwx__ct_flow *f)
+{
+    nstate *st = arg;
+    if (event == FWX__CT_NEW) {
+        /* The client's view (before DNAT): a permission's target, or a bound port. The core
+           consumes a one-shot grant (the kernel already deleted its element) and tells the
+           filter that asked. */
+        const struct sockaddr *src = (const struct sockaddr *)&f->src, *dst = (const struct sockaddr *)&f->dst;
+        fwx_flow fl = {sizeof fl, f->protocol, src, fwx__sa_len(src), dst, fwx__sa_len(dst)};
+        IFWXConnection *c = NULL;
+        fwx_result hr = fwx_firewall_admit(st->fw, &fl, &c);
+        kflow *k = FWX_SUCCEEDED(hr) ? calloc(1, sizeof *k) : NULL;
+        if (k == NULL) {
+            if (FWX_SUCCEEDED(hr)) {
+                fwx_connection_close(c);
+            } else {
+                /* The kernel let through what the core does not grant (a grant withdrawn in
+                   the same instant): the core has the last word. */
+                char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
+                NLOG(st, FWX_LOG_WARN, "kernel flow %s -> %s has no grant (%s): killed", fwx__sa_fmt(src, a),
+                     fwx__sa_fmt(dst, b), fwx_strerror(hr));
+            }
+            (void)fwx__ct_kill(st->ct, f);
+            return;
+        }
+        k->flow = *f;
+        k->conn = c;
+        HASH_ADD_PTR(st->kflows, conn, k);
+        return;
+    }
+    kflow *k, *tmp;
+    HASH_ITER(hh, st->kflows, k, tmp)
+    {
+        if (!same_flow(&k->flow, f))
+            continue;
+        HASH_DEL(st->kflows, k);
+        /* The original direction is the client's side. */
+        fwx_connection_count_bytes(k->conn, f->bytes_orig, f->bytes_reply);
+        fwx_connection_close(k->conn); /* ConnectionTerminating */
+        free(k);
+        return;
+    }
 }
 
 static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state)
@@ -476,6 +547,15 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
              names);
     else
         NLOG(st, FWX_LOG_INFO, "table inet %s ready; kernel has every feature fwx uses", st->table);
+    /* Conntrack events turn kernel-carried secondary flows into the core's connections:
+       EstablishedConnection, byte counts, ConnectionTerminating, Kill. Without them the
+       kernel still enforces every grant; the core just does not see the flows. */
+    if (st->feat.ct_events) {
+        if (FWX_SUCCEEDED(fwx__ct_open(fwx_firewall_loop(fw), on_ct, st, &st->ct)))
+            fwx__ct_set_mark_filter(st->ct, FWX_NFT_CT_ADMITTED_BIT, FWX_NFT_CT_ADMITTED_BIT);
+        else
+            NLOG(st, FWX_LOG_WARN, "conntrack events unavailable: kernel-mode flows will not be reported");
+    }
     /* The policy comes next, through policy_changed: the core calls it right after open. */
     *state = st;
     return FWX_S_OK;
@@ -794,6 +874,23 @@ static fwx_result n_relay(void *state, IFWXConnection *conn, int32_t kernel_mode
     return conn != NULL ? FWX_S_OK : FWX_E_INVALIDARG;
 }
 
+/* IFWXConnection::Kill of a kernel-carried flow removes its conntrack entry; the DESTROY
+   event that follows closes the connection (or now, if the entry is already gone). */
+static fwx_result n_kill(void *state, IFWXConnection *conn)
+{
+    nstate *st = state;
+    kflow *k = NULL;
+    HASH_FIND_PTR(st->kflows, &conn, k);
+    if (k == NULL || st->ct == NULL)
+        return FWX_E_NOT_FOUND;
+    if (fwx__ct_kill(st->ct, &k->flow) == FWX_E_NOT_FOUND) {
+        HASH_DEL(st->kflows, k);
+        fwx_connection_close(k->conn);
+        free(k);
+    }
+    return FWX_S_OK;
+}
+
 static fwx_result n_create_socket(void *state, int32_t protocol, IFWXNetworkSocket **out)
 {
     nstate *st = state;
@@ -867,7 +964,7 @@ const fwx_backend fwx__nft_backend = {
     .listen = n_listen,
     .unlisten = n_unlisten,
     .relay = n_relay,
-    .kill = NULL,
+    .kill = n_kill,
     .create_socket = n_create_socket,
     .list = n_list,
     .policy_changed = fwx__nft_policy_changed,

@@ -40,8 +40,10 @@
 #ifndef FWX_NFT_RULES_H
 #define FWX_NFT_RULES_H
 
-/* The ct mark bit of connections a permission element admitted. */
+/* The ct mark bit of connections a permission element admitted (one-shot or multiple): the
+   conntrack events of these flows become the core's secondary connections (nft.c). */
 #define FWX_NFT_CT_ADMITTED "0x20000000"
+#define FWX_NFT_CT_ADMITTED_BIT 0x20000000u
 
 /* One family's sets and maps. %c is the family digit ('4' or '6'); %s the address type. */
 #define FWX_NFT_SETS_FMT                                                                                       \
@@ -101,8 +103,10 @@
     " delete @once4 { " FWX_NFT_TUPLE("ip") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"        \
     "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @once6"                                 \
     " delete @once6 { " FWX_NFT_TUPLE("ip6") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"       \
-    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @allow4 accept\n"                        \
-    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @allow6 accept\n"                       \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @allow4"                                  \
+    " ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"                                                   \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @allow6"                                 \
+    " ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"                                                   \
     "    ct state new ct status dnat ip daddr . meta l4proto . th dport @pubok4 accept\n"                       \
     "    ct state new ct status dnat ip6 daddr . meta l4proto . th dport @pubok6 accept\n"                      \
     "    ct state new jump pol_net\n"                                                                         \

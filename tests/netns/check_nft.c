@@ -475,6 +475,43 @@ START_TEST(permission_multiple)
 }
 END_TEST
 
+/* Conntrack events make kernel-carried flows the core's secondary connections: each permitted
+   flow is a kernel-mode connection the core lists (and could Kill). */
+static void count_kernel_secondaries(void *arg, const fwx_object_info *i)
+{
+    if (i->kind == FWX_OBJECT_CONNECTION && (i->flags & FWX_CONNECTION_SECONDARY) &&
+        (i->flags & FWX_CONNECTION_KERNEL_MODE))
+        (*(int *)arg)++;
+}
+
+START_TEST(kernel_flows_reported)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t port;
+    int lfd = listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "connection %d refused", i + 1);
+    /* The events are read on the loop; bounded wait until all three are reported. */
+    int n = 0;
+    for (int tries = 0; tries < 40 && n < 3; tries++) {
+        tu_loop_run_for(&g.loop, 50);
+        n = 0;
+        TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_CONNECTION, count_kernel_secondaries, &n), FWX_S_OK);
+    }
+    ck_assert_msg(n == 3, "the core saw %d of 3 kernel-carried connections", n);
+    session_end(s, ctl); /* ends them too */
+    n = 0;
+    TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_CONNECTION, count_kernel_secondaries, &n), FWX_S_OK);
+    ck_assert_int_eq(n, 0);
+    close(lfd);
+    gw_close(&g);
+}
+END_TEST
+
 START_TEST(permission_timed)
 {
     gw g;
@@ -647,6 +684,7 @@ static Suite *nft_suite(void)
         {"no rights falls back", no_rights_falls_back},
         {"permission once", permission_once},
         {"permission multiple", permission_multiple},
+        {"kernel flows reported", kernel_flows_reported},
         {"permission timed", permission_timed},
         {"bind for client", bind_for_client},
         {"bind for client proxy mode", bind_for_client_proxy_mode},
