@@ -146,6 +146,8 @@ struct fwx__plugin {
 };
 
 void fwx__plugins_close_all(fwx_firewall *fw);
+/* deinit and dlclose: only when nothing can call into plugin code any more. */
+void fwx__plugins_free_all(fwx_firewall *fw);
 fwx__plugin *fwx__plugin_find(fwx_firewall *fw, const fwx_guid *guid);
 
 /* ---- sessions (lib/session) ----------------------------------------------------------- */

@@ -106,10 +106,8 @@ static void relay_free(irelay *r)
     r->next->prev = r->prev;
     if (r->client_fd >= 0)
         close(r->client_fd);
-    if (r->conn != NULL) {
-        fwx_connection_close(r->conn);
-        IFWXConnection_Release(r->conn);
-    }
+    if (r->conn != NULL)
+        fwx_connection_close(r->conn); /* ConnectionTerminating, then our reference goes */
     session_unref(r->l, r->is);
     struct fwx__nft_icpt *l = r->l;
     free(r);

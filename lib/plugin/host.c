@@ -89,6 +89,13 @@ void fwx__plugins_close_all(fwx_firewall *fw)
 {
     for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next)
         plugin_shutdown(fwx__list_entry(n, fwx__plugin, node));
+}
+
+/* The code goes last: a relay still closing may deliver a cancelled completion into a data
+   filter, so plugins are unmapped only when the firewall's memory goes, which waits for the
+   last connection object (and so for every relay) to be released. */
+void fwx__plugins_free_all(fwx_firewall *fw)
+{
     for (size_t guard = 0; !fwx__list_empty(&fw->plugins) && guard < 1000000; guard++) {
         fwx__plugin *p = fwx__list_entry(fw->plugins.next, fwx__plugin, node);
         fwx__list_remove(&p->node);
