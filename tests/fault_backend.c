@@ -4,6 +4,7 @@
  */
 #include "fault_backend.h"
 
+#include <assert.h>
 #include <string.h>
 
 static struct {
@@ -74,6 +75,8 @@ static void fb_close(void *state)
 
 static fwx_result fb_grant_add(void *state, const fwx_grant *g)
 {
+    /* The core's contract with backends: a grant always comes whole and with its size. */
+    assert(g != NULL && g->struct_size == sizeof *g && g->id != 0);
     fault_call *c = record(FAULT_OP_GRANT_ADD);
     fwx_result hr = FWX_S_OK;
     fb.n_grant_add++;
@@ -133,6 +136,7 @@ static fwx_result fb_grant_remove(void *state, uint64_t id)
 
 static fwx_result fb_relay(void *state, IFWXConnection *conn, int32_t kernel_mode)
 {
+    assert(conn != NULL); /* the core relays only connections it admitted */
     fault_call *c = record(FAULT_OP_RELAY);
     (void)state;
     if (c != NULL) {

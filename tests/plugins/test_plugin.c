@@ -8,6 +8,7 @@
  */
 #include "test_plugin.h"
 
+#include <assert.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -54,6 +55,7 @@ static uint32_t sf_Release(IFWXSessionFilter *This)
 {
     tp_session_filter *sf = sf_from(This);
     uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
+    assert(n != UINT32_MAX); /* released more often than referenced: a core refcount bug */
     if (n == 0) {
         if (sf->session != NULL)
             IFWXSession_Release(sf->session);
@@ -153,6 +155,7 @@ static uint32_t f_Release(IFWXFilter *This)
 {
     tp_filter *f = f_from(This);
     uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
+    assert(n != UINT32_MAX); /* released more often than referenced: a core refcount bug */
     if (n == 0)
         free(f);
     return n;
