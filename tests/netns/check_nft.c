@@ -144,87 +144,26 @@ static void nft_do(const char *cmds)
 
 /* ---- peers ------------------------------------------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
-static struct sockaddr_in sin_of(const char *ip, uint16_t port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    ck_assert_int_eq(inet_pton(AF_INET, ip, &a.sin_addr), 1);
-    return a;
-}
 
-/* A TCP listener in namespace nsfd on ip:port (port 0: any). */
-static int listener_in(int nsfd, const char *ip, uint16_t port, uint16_t *bound)
-{
-    int fd = tn_socket_in(nsfd, AF_INET, SOCK_STREAM);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = sin_of(ip, port);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(fd, 8), 0);
-    if (bound != NULL)
-        *bound = tu_bound_port(fd);
-    return fd;
-}
 
 /* Connects from namespace nsfd (from address src, or the namespace's choice if NULL) to
    ip:port within ms: the connected socket, or -1. */
-static int connect_in(int nsfd, const char *src, const char *ip, uint16_t port, int ms)
-{
-    int fd = tn_socket_in(nsfd, AF_INET, SOCK_STREAM);
-    if (src != NULL) {
-        struct sockaddr_in from = sin_of(src, 0);
-        ck_assert_int_eq(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
-    }
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    struct sockaddr_in a = sin_of(ip, port);
-    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-    if (rc != 0 && errno == EINPROGRESS) {
-        struct pollfd p = {fd, POLLOUT, 0};
-        int err = 0;
-        socklen_t el = sizeof err;
-        rc = poll(&p, 1, ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0 ? 0 : -1;
-    }
-    if (rc != 0) {
-        close(fd);
-        return -1;
-    }
-    fcntl(fd, F_SETFL, 0);
-    tu_set_timeouts(fd);
-    return fd;
-}
 
-/* Accepts one connection within ms: the socket (peer in *peer), or -1. */
-static int accept_within(int lfd, int ms, struct sockaddr_in *peer)
-{
-    struct pollfd p = {lfd, POLLIN, 0};
-    if (poll(&p, 1, ms) != 1)
-        return -1;
-    socklen_t l = sizeof *peer;
-    int fd = accept(lfd, (struct sockaddr *)peer, &l);
-    if (fd >= 0)
-        tu_set_timeouts(fd);
-    return fd;
-}
 
 /* A connection from the client's namespace to the server's listener through the gateway:
    1 if it connected and carried a request and a reply, 0 if it was refused or timed out.
    *elapsed gets how long the attempt took. */
 static int client_to_server(gw *g, int lfd, const char *ip, uint16_t port, uint64_t *elapsed)
 {
-    uint64_t t0 = now_ms();
-    int c = connect_in(g->topo.client_fd, NULL, ip, port, REFUSED_MS);
+    uint64_t t0 = tn_now_ms();
+    int c = tn_connect_in(g->topo.client_fd, NULL, ip, port, REFUSED_MS);
     if (elapsed != NULL)
-        *elapsed = now_ms() - t0;
+        *elapsed = tn_now_ms() - t0;
     if (c < 0)
         return 0;
     struct sockaddr_in peer;
-    int s = accept_within(lfd, 1000, &peer);
+    int s = tn_accept_within(lfd, 1000, &peer);
     int ok = 0;
     char buf[8];
     if (s >= 0 && tu_write_all(c, "hello", 5) == 0 && recv(s, buf, 5, MSG_WAITALL) == 5 && memcmp(buf, "hello", 5) == 0 &&
@@ -428,7 +367,7 @@ START_TEST(permission_once)
     gw g;
     gw_open(&g, 60000);
     uint16_t port;
-    int lfd = listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
+    int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
     /* No permission: the forward policy drops the connection. */
     uint64_t took;
     ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, &took), "forwarded with no permission");
@@ -458,7 +397,7 @@ START_TEST(permission_multiple)
     gw g;
     gw_open(&g, 60000);
     uint16_t port;
-    int lfd = listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
@@ -489,7 +428,7 @@ START_TEST(kernel_flows_reported)
     gw g;
     gw_open(&g, 60000);
     uint16_t port;
-    int lfd = listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
@@ -517,7 +456,7 @@ START_TEST(permission_timed)
     gw g;
     gw_open(&g, 300); /* FWX_FLAG_TIMEOUT's period */
     uint16_t port;
-    int lfd = listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_TIMEOUT), FWX_S_OK);
@@ -545,7 +484,7 @@ static void bind_case(uint32_t flags, const char *seen_from)
     gw g;
     gw_open(&g, 60000);
     uint16_t cport;
-    int clfd = listener_in(g.topo.client_fd, TN_CLIENT, 0, &cport);
+    int clfd = tn_listener_in(g.topo.client_fd, TN_CLIENT, 0, &cport);
     IFWXConnection *ctl = NULL, *bound[1] = {NULL};
     IFWXSession *s = nat_session(&g, &ctl);
     char ca_text[64];
@@ -559,19 +498,19 @@ static void bind_case(uint32_t flags, const char *seen_from)
     ck_assert(bport >= 40000 && bport <= 40999);
     ck_assert_int_eq(backend_list(&g).n, 1);
     /* A third party first (not the session's peer): refused, and the port is still there. */
-    int t = connect_in(g.topo.server_fd, TN_OTHER, TN_GW_OUT, bport, REFUSED_MS);
+    int t = tn_connect_in(g.topo.server_fd, TN_OTHER, TN_GW_OUT, bport, REFUSED_MS);
     if (t >= 0)
         close(t);
     ck_assert_msg(t < 0, "a third party took the bound port");
     /* The server (the primary connection's peer) reaches the client's listener. */
     int sfd = tn_socket_in(g.topo.server_fd, AF_INET, SOCK_STREAM);
-    struct sockaddr_in from = sin_of(TN_SERVER, 0), to = sin_of(TN_GW_OUT, bport);
+    struct sockaddr_in from = tn_sin_of(TN_SERVER, 0), to = tn_sin_of(TN_GW_OUT, bport);
     ck_assert_int_eq(bind(sfd, (struct sockaddr *)&from, sizeof from), 0);
     tu_set_timeouts(sfd);
     ck_assert_msg(connect(sfd, (struct sockaddr *)&to, sizeof to) == 0, "the server could not connect: %s",
                   strerror(errno));
     struct sockaddr_in peer;
-    int c = accept_within(clfd, 1000, &peer);
+    int c = tn_accept_within(clfd, 1000, &peer);
     ck_assert_msg(c >= 0, "nothing arrived at the client's port");
     char ip[INET_ADDRSTRLEN], buf[8];
     inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
@@ -582,7 +521,7 @@ static void bind_case(uint32_t flags, const char *seen_from)
     close(c);
     close(sfd);
     /* One-shot: a second connection is refused. */
-    int again = connect_in(g.topo.server_fd, TN_SERVER, TN_GW_OUT, bport, REFUSED_MS);
+    int again = tn_connect_in(g.topo.server_fd, TN_SERVER, TN_GW_OUT, bport, REFUSED_MS);
     if (again >= 0)
         close(again);
     ck_assert_msg(again < 0 || (flags & FWX_FLAG_ALLOW_MULTIPLE), "the bound port took a second connection");
@@ -611,7 +550,7 @@ START_TEST(redirect_port)
     gw g;
     gw_open(&g, 60000);
     uint16_t sport;
-    int lfd = listener_in(g.topo.server_fd, TN_SERVER, 0, &sport);
+    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &sport);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     char t_text[64];
@@ -648,7 +587,7 @@ START_TEST(bind_port_in_use)
     /* Take every port of the range but the last on the gateway itself. */
     for (uint16_t p = 40000; p < 40007; p++) {
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        struct sockaddr_in a = sin_of(TN_GW_OUT, p);
+        struct sockaddr_in a = tn_sin_of(TN_GW_OUT, p);
         if (bind(fd, (struct sockaddr *)&a, sizeof a) == 0)
             busy[nb++] = fd;
         else

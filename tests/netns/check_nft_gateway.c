@@ -97,64 +97,10 @@ static void gw_close(gw *g)
 
 /* ---- peers (blocking, bounded) ------------------------------------------------------------------- */
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
-static struct sockaddr_in sin_of(const char *ip, uint16_t port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    ck_assert_int_eq(inet_pton(AF_INET, ip, &a.sin_addr), 1);
-    return a;
-}
 
-static int listener_in(int nsfd, const char *ip, uint16_t port)
-{
-    int fd = tn_socket_in(nsfd, AF_INET, SOCK_STREAM);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = sin_of(ip, port);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(fd, 8), 0);
-    return fd;
-}
 
-/* Connects from namespace nsfd to ip:port within ms: the socket, or -1. */
-static int connect_in(int nsfd, const char *ip, uint16_t port, int ms)
-{
-    int fd = tn_socket_in(nsfd, AF_INET, SOCK_STREAM);
-    fcntl(fd, F_SETFL, O_NONBLOCK);
-    struct sockaddr_in a = sin_of(ip, port);
-    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
-    if (rc != 0 && errno == EINPROGRESS) {
-        struct pollfd p = {fd, POLLOUT, 0};
-        int err = 0;
-        socklen_t el = sizeof err;
-        rc = poll(&p, 1, ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0 ? 0 : -1;
-    }
-    if (rc != 0) {
-        close(fd);
-        return -1;
-    }
-    fcntl(fd, F_SETFL, 0);
-    tu_set_timeouts(fd);
-    return fd;
-}
 
-static int accept_within(int lfd, int ms, struct sockaddr_in *peer)
-{
-    struct pollfd p = {lfd, POLLIN, 0};
-    if (poll(&p, 1, ms) != 1)
-        return -1;
-    socklen_t l = sizeof *peer;
-    int fd = accept(lfd, (struct sockaddr *)peer, &l);
-    if (fd >= 0)
-        tu_set_timeouts(fd);
-    return fd;
-}
 
 /* One exchange each way on a connected pair: true if both arrived. */
 static bool exchange(int c, int s)
@@ -168,11 +114,11 @@ static bool exchange(int c, int s)
    both ways (the server saw it come from *seen), 0 if refused. */
 static int try_flow(gw *g, int lfd, const char *ip, uint16_t port, char seen[INET_ADDRSTRLEN])
 {
-    int c = connect_in(g->topo.client_fd, ip, port, REFUSED_MS);
+    int c = tn_connect_in(g->topo.client_fd, NULL, ip, port, REFUSED_MS);
     if (c < 0)
         return 0;
     struct sockaddr_in peer;
-    int s = accept_within(lfd, 1000, &peer);
+    int s = tn_accept_within(lfd, 1000, &peer);
     int ok = s >= 0 && exchange(c, s);
     if (seen != NULL && s >= 0)
         inet_ntop(AF_INET, &peer.sin_addr, seen, INET_ADDRSTRLEN);
@@ -218,7 +164,7 @@ START_TEST(policy_forwarding)
 {
     gw g;
     gw_open(&g, policy_nat);
-    int l1 = listener_in(g.topo.server_fd, "0.0.0.0", 5001), l2 = listener_in(g.topo.server_fd, "0.0.0.0", 5002);
+    int l1 = tn_listener_in(g.topo.server_fd, "0.0.0.0", 5001, NULL), l2 = tn_listener_in(g.topo.server_fd, "0.0.0.0", 5002, NULL);
     char seen[INET_ADDRSTRLEN] = "";
 
     /* nat: the allowed port passes and the server sees the gateway; the other port and the
@@ -229,10 +175,10 @@ START_TEST(policy_forwarding)
     ck_assert_msg(!try_flow(&g, l1, TN_OTHER, 5001, NULL), "the denied address set passed");
 
     /* An established connection, then a reload to route + both ports. */
-    int c = connect_in(g.topo.client_fd, TN_SERVER, 5001, REFUSED_MS);
+    int c = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, 5001, REFUSED_MS);
     ck_assert_int_ge(c, 0);
     struct sockaddr_in peer;
-    int s = accept_within(l1, 1000, &peer);
+    int s = tn_accept_within(l1, 1000, &peer);
     ck_assert_int_ge(s, 0);
     ck_assert(exchange(c, s));
     set_policy(&g, policy_route);
@@ -279,11 +225,11 @@ START_TEST(policy_many_rules)
     n += (size_t)snprintf(text + n, cap - n, ");\n");
     ck_assert_uint_lt(n, cap - 1);
     gw g;
-    uint64_t t0 = now_ms();
+    uint64_t t0 = tn_now_ms();
     gw_open(&g, text);
     fprintf(stderr, "policy_many_rules: compiled 1000 rules, 2001 ranges in %llu ms\n",
-            (unsigned long long)(now_ms() - t0));
-    int l = listener_in(g.topo.server_fd, "0.0.0.0", 6999), d = listener_in(g.topo.server_fd, "0.0.0.0", 6998);
+            (unsigned long long)(tn_now_ms() - t0));
+    int l = tn_listener_in(g.topo.server_fd, "0.0.0.0", 6999, NULL), d = tn_listener_in(g.topo.server_fd, "0.0.0.0", 6998, NULL);
     ck_assert_msg(try_flow(&g, l, TN_SERVER, 6999, NULL), "the last rule's port refused");
     ck_assert_msg(!try_flow(&g, d, TN_SERVER, 6998, NULL), "the denied port passed");
     close(l);
@@ -333,8 +279,8 @@ static void *ftp_peers(void *arg)
     ftp_run *r = arg;
     char line[256];
     struct sockaddr_in peer;
-    int c = connect_in(r->g->topo.client_fd, TN_SERVER, 21, 3000);
-    int s = c >= 0 ? accept_within(r->ctl_l, 3000, &peer) : -1;
+    int c = tn_connect_in(r->g->topo.client_fd, NULL, TN_SERVER, 21, 3000);
+    int s = c >= 0 ? tn_accept_within(r->ctl_l, 3000, &peer) : -1;
     if (s < 0)
         goto out;
     inet_ntop(AF_INET, &peer.sin_addr, r->seen_ctl, sizeof r->seen_ctl);
@@ -354,8 +300,8 @@ static void *ftp_peers(void *arg)
         goto out;
     char ip[32];
     snprintf(ip, sizeof ip, "%u.%u.%u.%u", h1, h2, h3, h4);
-    int d = connect_in(r->g->topo.client_fd, ip, (uint16_t)(p1 * 256 + p2), 3000);
-    int ds = d >= 0 ? accept_within(r->data_l, 3000, &peer) : -1;
+    int d = tn_connect_in(r->g->topo.client_fd, NULL, ip, (uint16_t)(p1 * 256 + p2), 3000);
+    int ds = d >= 0 ? tn_accept_within(r->data_l, 3000, &peer) : -1;
     if (ds >= 0) {
         inet_ntop(AF_INET, &peer.sin_addr, r->seen_data, sizeof r->seen_data);
         tu_write_all(ds, "payload", 7);
@@ -367,7 +313,7 @@ static void *ftp_peers(void *arg)
     if (d >= 0)
         close(d);
     /* A second data connection to the same port: the one-shot permission is used up. */
-    int d2 = connect_in(r->g->topo.client_fd, ip, (uint16_t)(p1 * 256 + p2), REFUSED_MS);
+    int d2 = tn_connect_in(r->g->topo.client_fd, NULL, ip, (uint16_t)(p1 * 256 + p2), REFUSED_MS);
     if (d2 >= 0) {
         r->ok = 0;
         close(d2);
@@ -414,13 +360,13 @@ START_TEST(intercept_ftp_passive)
     ftp_run r;
     memset(&r, 0, sizeof r);
     r.g = &g;
-    r.ctl_l = listener_in(g.topo.server_fd, "0.0.0.0", 21);
-    r.data_l = listener_in(g.topo.server_fd, "0.0.0.0", 0);
+    r.ctl_l = tn_listener_in(g.topo.server_fd, "0.0.0.0", 21, NULL);
+    r.data_l = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, NULL);
     r.data_port = tu_bound_port(r.data_l);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, ftp_peers, &r), 0);
-    uint64_t t0 = now_ms();
-    while (!r.done && now_ms() - t0 < 15000)
+    uint64_t t0 = tn_now_ms();
+    while (!r.done && tn_now_ms() - t0 < 15000)
         uv_run(&g.loop, UV_RUN_NOWAIT), usleep(1000);
     pthread_join(th, NULL);
     ck_assert_msg(r.seen_ctl[0] != '\0', "the control connection never reached the server");

@@ -3,6 +3,10 @@
  * SPDX-License-Identifier: MIT
  */
 #include "netns.h"
+#include "netutil.h"
+#include <time.h>
+#include <arpa/inet.h>
+#include <poll.h>
 
 #include <check.h>
 #include <dirent.h>
@@ -215,5 +219,73 @@ int tn_socket_in(int nsfd, int domain, int type)
     tn_enter(here);
     close(here);
     ck_assert_msg(fd >= 0, "socket: %s", strerror(err));
+    return fd;
+}
+
+/* ---- peers in the namespaces (shared by the namespace suites) ---- */
+
+uint64_t tn_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct sockaddr_in tn_sin_of(const char *ip, uint16_t port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+    ck_assert_int_eq(inet_pton(AF_INET, ip, &a.sin_addr), 1);
+    return a;
+}
+
+/* A TCP listener in namespace nsfd on ip:port (port 0: any). */
+int tn_listener_in(int nsfd, const char *ip, uint16_t port, uint16_t *bound)
+{
+    int fd = tn_socket_in(nsfd, AF_INET, SOCK_STREAM);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = tn_sin_of(ip, port);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    if (bound != NULL)
+        *bound = tu_bound_port(fd);
+    return fd;
+}
+
+int tn_connect_in(int nsfd, const char *src, const char *ip, uint16_t port, int ms)
+{
+    int fd = tn_socket_in(nsfd, AF_INET, SOCK_STREAM);
+    if (src != NULL) {
+        struct sockaddr_in from = tn_sin_of(src, 0);
+        ck_assert_int_eq(bind(fd, (struct sockaddr *)&from, sizeof from), 0);
+    }
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    struct sockaddr_in a = tn_sin_of(ip, port);
+    int rc = connect(fd, (struct sockaddr *)&a, sizeof a);
+    if (rc != 0 && errno == EINPROGRESS) {
+        struct pollfd p = {fd, POLLOUT, 0};
+        int err = 0;
+        socklen_t el = sizeof err;
+        rc = poll(&p, 1, ms) == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == 0 && err == 0 ? 0 : -1;
+    }
+    if (rc != 0) {
+        close(fd);
+        return -1;
+    }
+    fcntl(fd, F_SETFL, 0);
+    tu_set_timeouts(fd);
+    return fd;
+}
+
+/* Accepts one connection within ms: the socket (peer in *peer), or -1. */
+int tn_accept_within(int lfd, int ms, struct sockaddr_in *peer)
+{
+    struct pollfd p = {lfd, POLLIN, 0};
+    if (poll(&p, 1, ms) != 1)
+        return -1;
+    socklen_t l = sizeof *peer;
+    int fd = accept(lfd, (struct sockaddr *)peer, &l);
+    if (fd >= 0)
+        tu_set_timeouts(fd);
     return fd;
 }

@@ -48,4 +48,12 @@ int tn_socket_in(int nsfd, int domain, int type);
 /* Runs a command through /bin/sh (ip found in /usr/sbin or /sbin); returns its exit status. */
 int tn_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Peers in the namespaces. */
+#include <netinet/in.h>
+uint64_t tn_now_ms(void);
+struct sockaddr_in tn_sin_of(const char *ip, uint16_t port);
+int tn_listener_in(int nsfd, const char *ip, uint16_t port, uint16_t *bound);
+int tn_connect_in(int nsfd, const char *src, const char *ip, uint16_t port, int ms);
+int tn_accept_within(int lfd, int ms, struct sockaddr_in *peer);
+
 #endif
