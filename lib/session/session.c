@@ -225,17 +225,15 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
 {
     fwx_firewall *fw = s->fw;
     FwxFilterAccess *access = access_field(ev);
-    bool handled = false;
     ev->StructSize = sizeof *ev;
     ev->EventSource = s->source;
-    /* Snapshot the list length: a handler may load another plugin; it joins from the next event. */
+    /* Bounded: a handler may load another plugin; it joins from the next event. */
     size_t guard = 0;
     for (fwx__list *n = fw->plugins.next; n != &fw->plugins && guard < 4096; n = n->next, guard++) {
         fwx__plugin *p = fwx__list_entry(n, fwx__plugin, node);
-        if (!plugin_wants(s, p, p->hooks, ev->EventType, pg, secondary) && find_att(s, p) == NULL)
-            continue;
         fwx__attachment *a = find_att(s, p);
         if (a == NULL) {
+            /* Not attached yet: the global hooks decide whether this event attaches it. */
             if (!plugin_wants(s, p, p->hooks, ev->EventType, pg, secondary))
                 continue;
             fwx_result hr;
@@ -243,9 +241,9 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
             if (a == NULL)
                 return hr; /* T16: AttachToSession failing fails the request */
         }
+        /* Attached: the per-session hooks decide. */
         if (a->detached || a->sf == NULL || !plugin_wants(s, p, a->events, ev->EventType, pg, secondary))
             continue;
-        handled = true;
         uint32_t saved_event = c ? c->in_event : 0;
         if (c != NULL)
             c->in_event = ev->EventType;
@@ -276,7 +274,6 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
         if (s->ended)
             return FWX_E_TERMINATING;
     }
-    (void)handled;
     return FWX_S_OK;
 }
 
