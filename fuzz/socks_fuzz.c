@@ -431,6 +431,16 @@ bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
     return fwx__sa_same_ip(addr, (struct sockaddr *)&g);
 }
 
+/* The core's rule (lib/firewall/firewall.c), over the model's gateway addresses above; the
+   invariants below check the outcome independently. */
+const char *fwx__firewall_forbidden_host(const fwx_firewall *fw, const struct sockaddr *addr)
+{
+    if (fwx__sa_is_unspecified(addr) || fwx__sa_is_multicast(addr) || fwx__sa_is_broadcast(addr) ||
+        fwx__firewall_is_local(fw, addr))
+        return "forbidden";
+    return NULL;
+}
+
 /* The destination the request named (for address types 1 and 4), canonical. */
 static bool request_dst(struct sockaddr_storage *out)
 {

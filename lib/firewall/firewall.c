@@ -88,6 +88,19 @@ bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
     return false;
 }
 
+const char *fwx__firewall_forbidden_host(const fwx_firewall *fw, const struct sockaddr *addr)
+{
+    if (fwx__sa_is_unspecified(addr))
+        return "the unspecified address";
+    if (fwx__sa_is_multicast(addr))
+        return "a multicast address";
+    if (fwx__sa_is_broadcast(addr))
+        return "the broadcast address";
+    if (fwx__firewall_is_local(fw, addr))
+        return fwx__sa_is_loopback(addr) ? "a loopback address" : "an address of the gateway";
+    return NULL;
+}
+
 uint64_t fwx__firewall_new_id(fwx_firewall *fw) { return ++fw->next_id; }
 
 /* ---- expiry ------------------------------------------------------------------------------

@@ -109,6 +109,9 @@ void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
 void fwx__fail(fwx_firewall *fw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* True when addr (canonical) is one of the gateway's own addresses or loopback. */
 bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr);
+/* Why no connection may be steered to addr (the gateway itself, loopback unless
+   loopback_hosts, any, group addresses), or NULL. Ports are the caller's business. */
+const char *fwx__firewall_forbidden_host(const fwx_firewall *fw, const struct sockaddr *addr);
 uint64_t fwx__firewall_new_id(fwx_firewall *fw);
 static inline uint32_t fwx__firewall_timeout_ms(const fwx_firewall *fw) { return fw->opts.timeout_ms; }
 /* A connection object was freed; frees a closed firewall with the last one. */

@@ -74,7 +74,6 @@ typedef struct prelay {
     bool finished;
     /* Called when the upstream connect ends, before the pump starts (SOCKS writes its reply). */
     void (*on_connected)(struct prelay *r, int status);
-    void *user;
     UT_hash_handle hh_conn; /* in pstate.relay_by_conn while conn is set */
     struct prelay *prev, *next;
 } prelay;

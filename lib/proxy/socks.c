@@ -18,7 +18,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "proxy/proxy_impl.h"
-#include "firewall/internal.h" /* fwx__firewall_is_local: the gateway's own addresses */
+#include "firewall/internal.h" /* fwx__firewall_forbidden_host */
 
 #include <errno.h>
 #include <stdio.h>
@@ -258,8 +258,7 @@ static void do_connect(socks_client *c)
     }
     /* Catalog #40: a name or address that leads back to the gateway itself (its addresses,
        loopback, any) or to a group address is refused, whatever the policy says. */
-    if (fwx__firewall_is_local(st->fw, dst) || fwx__sa_is_unspecified(dst) || fwx__sa_is_multicast(dst) ||
-        fwx__sa_is_broadcast(dst)) {
+    if (fwx__firewall_forbidden_host(st->fw, dst) != NULL) {
         refuse(c, REP_NOT_ALLOWED, "destination is the gateway itself or a group address");
         return;
     }
@@ -500,8 +499,7 @@ void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, con
     c->have_udp_client = true;
     udp_flow *f = fwx__proxy_udp_flow_find(p, dp);
     if (f == NULL) {
-        if (fwx__sa_port(dp) == 0 || fwx__firewall_is_local(st->fw, dp) || fwx__sa_is_unspecified(dp) ||
-            fwx__sa_is_multicast(dp) || fwx__sa_is_broadcast(dp))
+        if (fwx__sa_port(dp) == 0 || fwx__firewall_forbidden_host(st->fw, dp) != NULL)
             return;
         IFWXConnection *conn = NULL;
         fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),

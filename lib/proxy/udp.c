@@ -14,7 +14,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "proxy/proxy_impl.h"
-#include "firewall/internal.h" /* fwx__firewall_is_local */
+
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,10 +212,7 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
     const struct sockaddr *target;
     bool back = true;
     uint32_t flags = 0;
-    st->pending = NULL;
     if (p->kind == UDP_PORT_PUBLISH) {
-        struct sockaddr_storage pk;
-        memcpy(&pk, peer, fwx__sa_len(peer));
         ps = fwx__proxy_session_nat(st, peer);
         if (ps == NULL)
             return NULL;

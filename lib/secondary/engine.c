@@ -24,9 +24,6 @@
      FWX_FLAG_ALLOW_ADDRESSES_ALL | FWX_INCREASE_RECEIVE_BUFFER)
 #define RC_FLAGS (FWX_FLAG_ALLOW_MULTIPLE | FWX_FLAG_TIMEOUT | FWX_FLAG_NO_KERNEL_MODE | FWX_INCREASE_RECEIVE_BUFFER)
 #define RAB_FLAGS (FWX_FLAG_BIDIRECTIONAL | FWX_INCREASE_RECEIVE_BUFFER)
-#define SCOPE_FLAGS                                                                               \
-    (FWX_FLAG_ALLOW_ADDRESSES_IN_CLASS_C_NETWORK | FWX_FLAG_ALLOW_ADDRESSES_IN_NETWORK | FWX_FLAG_ALLOW_ADDRESSES_ALL)
-
 /* Ports one BindForClient or RedirectConnections call may take at once. */
 #define MAX_PORTS_PER_CALL 16
 /* Aligned slots tried before giving up on a port range: bounded, and ample for a sane range. */
@@ -309,17 +306,7 @@ static const char *forbidden_target(fwx_firewall *fw, const struct sockaddr *t)
         return "port 0";
     if (port < 1024)
         return "a privileged port";
-    if (fwx__sa_is_unspecified(t))
-        return "the unspecified address";
-    if (fwx__sa_is_loopback(t) && (!fw->opts.loopback_hosts || t->sa_family == AF_INET6))
-        return "a loopback address";
-    if (fwx__sa_is_multicast(t))
-        return "a multicast address";
-    if (fwx__sa_is_broadcast(t))
-        return "the broadcast address";
-    if (fwx__firewall_is_local(fw, t))
-        return "an address of the gateway";
-    return NULL;
+    return fwx__firewall_forbidden_host(fw, t);
 }
 
 /* Is `addr` within the scope of `ref` that the flags allow? (T4) */
@@ -977,10 +964,9 @@ static bool sf_attached(fwx__session *s, IFWXSessionFilter *sf)
 }
 
 /* T15: only the filter that asked hears fwx_EstablishedConnection, with its context. */
-static void established(fwx__grant *g, fwx__conn *c, IFWXSessionFilter *sf, IUnknown *ctx)
+static void established(fwx__conn *c, IFWXSessionFilter *sf, IUnknown *ctx)
 {
     fwx__session *s = c->session;
-    (void)g;
     if (sf == NULL || !sf_attached(s, sf))
         return;
     FwxFirewallEvent ev;
@@ -1065,7 +1051,7 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
         fwx__grant_remove(g, "used"); /* T3/T17: one connection, then the grant is gone */
     fwx_result hr = fwx__conn_start(c, event, FWX_ALLOW, true, no_kernel);
     if (FWX_SUCCEEDED(hr))
-        established(NULL, c, sf, ctx);
+        established(c, sf, ctx);
     if (sf != NULL)
         IFWXSessionFilter_Release(sf);
     if (ctx != NULL)
