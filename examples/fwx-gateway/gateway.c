@@ -58,6 +58,8 @@ static struct {
     uv_signal_t sighup, sigint, sigterm;
     settings cfg;
     const char *config_path; /* NULL in the quick form */
+    fwx_plugin *plugins[MAX_PLUGINS]; /* as loaded, for the quick form's protocol binding */
+    int n_plugins;
     char listen[128], upstream[128];
     int stopping;
 } g;
@@ -299,7 +301,7 @@ out:
 }
 
 /* The quick form's policy: publish LISTEN -> UPSTREAM, allow it, bind the plugins to it. */
-static fwx_policy *quick_policy(fwx_firewall *fw, const char *listen, const char *upstream, char *err, size_t errlen)
+static fwx_policy *quick_policy(const char *listen, const char *upstream, char *err, size_t errlen)
 {
     struct sockaddr_storage l;
     char text[8192], filters[4096] = "";
@@ -307,21 +309,9 @@ static fwx_policy *quick_policy(fwx_firewall *fw, const char *listen, const char
     unsigned port = ntohs(l.ss_family == AF_INET ? ((struct sockaddr_in *)&l)->sin_port
                                                   : ((struct sockaddr_in6 *)&l)->sin6_port);
     size_t off = 0;
-    for (int i = 0; i < g.cfg.n_plugins; i++) {
-        char path[512];
-        if (strchr(g.cfg.plugins[i], '/') != NULL)
-            snprintf(path, sizeof path, "%s", g.cfg.plugins[i]);
-        else
-            snprintf(path, sizeof path, "%s/%s.so", g.cfg.plugin_dir, g.cfg.plugins[i]);
-        fwx_plugin *p = NULL;
-        char realp[4096];
-        if (realpath(path, realp) == NULL)
-            snprintf(realp, sizeof realp, "%s", path);
-        /* Already loaded by main; look it up by path through a second (harmless) load. */
-        if (fwx_firewall_load_plugin(fw, realp, &p) < 0 || p == NULL)
-            continue;
+    for (int i = 0; i < g.n_plugins; i++) {
         char guid[FWX_GUID_STRLEN];
-        fwx_guid_format(&fwx_plugin_info(p)->filter_guid, guid);
+        fwx_guid_format(&fwx_plugin_info(g.plugins[i])->filter_guid, guid);
         off += (size_t)snprintf(filters + off, sizeof filters - off, "%s\"%s\"", off ? ", " : "", guid);
     }
     snprintf(text, sizeof text,
@@ -344,7 +334,7 @@ static fwx_policy *quick_policy(fwx_firewall *fw, const char *listen, const char
 static fwx_policy *load_policy(char *err, size_t errlen)
 {
     if (g.config_path == NULL)
-        return quick_policy(g.fw, g.listen, g.upstream, err, errlen);
+        return quick_policy(g.listen, g.upstream, err, errlen);
     fwx_policy *p = NULL;
     fwx_config_error e;
     if (fwx_policy_load_file(g.config_path, &p, &e) != FWX_S_OK) {
@@ -581,9 +571,12 @@ int main(int argc, char **argv)
             snprintf(path, sizeof path, "%s", g.cfg.plugins[i]);
         else
             snprintf(path, sizeof path, "%s/%s.so", g.cfg.plugin_dir, g.cfg.plugins[i]);
-        if (FWX_FAILED(fwx_firewall_load_plugin(g.fw, path, NULL))) {
+        fwx_plugin *pl = NULL;
+        if (FWX_FAILED(fwx_firewall_load_plugin(g.fw, path, &pl))) {
             fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
             status = 1;
+        } else {
+            g.plugins[g.n_plugins++] = pl; /* loading the same file twice gives the same plugin */
         }
     }
     /* A SOCKS-only quick form has no rule to build: the firewall runs without a policy. */
