@@ -14,33 +14,11 @@
 
 /* ---- environment ------------------------------------------------------------------------ */
 
-#define LOG_MAX 128
 #define PORT_MIN 40000
 #define PORT_MAX 40063
 
 static uv_loop_t loop;
 static fwx_firewall *fw;
-static char log_lines[LOG_MAX][512];
-static int n_log_lines;
-
-static void capture_log(void *arg, fwx_log_level level, const char *message)
-{
-    (void)arg;
-    (void)level;
-    if (getenv("FWX_TEST_LOG") != NULL) /* FWX_TEST_LOG=1: show the firewall's log */
-        fprintf(stderr, "%s\n", message);
-    if (n_log_lines < LOG_MAX)
-        snprintf(log_lines[n_log_lines++], sizeof log_lines[0], "%s", message);
-}
-
-static int log_count(const char *a, const char *b)
-{
-    int n = 0;
-    for (int i = 0; i < n_log_lines; i++)
-        if (strstr(log_lines[i], a) != NULL && (b == NULL || strstr(log_lines[i], b) != NULL))
-            n++;
-    return n;
-}
 
 static void env_open_nobackend(void)
 {
@@ -48,9 +26,9 @@ static void env_open_nobackend(void)
     fwx_firewall_options_init(&o);
     o.port_min = PORT_MIN;
     o.port_max = PORT_MAX;
-    o.log = capture_log;
+    o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
-    n_log_lines = 0;
+    tu_log_reset();
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
     ck_assert_ptr_nonnull(fw);
@@ -591,7 +569,7 @@ START_TEST(set_backend_installs_existing)
         else
             ck_assert_uint_ge(fwx__sa_port((const struct sockaddr *)&g->gateway), PORT_MIN);
     }
-    ck_assert_int_eq(log_count("using backend \"fault\"", NULL), 1);
+    ck_assert_int_eq(tu_log_count("using backend \"fault\"", NULL), 1);
 
     /* Setting it again closes the instance and installs everything into the new one. */
     TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_S_OK);
@@ -957,7 +935,7 @@ START_TEST(relay_failure_kills)
     ck_assert_uint_eq(fault_backend_count(FAULT_OP_RELAY), 1);
     ck_assert_uint_eq(fault_backend_count(FAULT_OP_KILL), 1);
     ck_assert_uint_eq(stats().connections, before);
-    ck_assert_int_eq(log_count("relay of connection", "killing it"), 1);
+    ck_assert_int_eq(tu_log_count("relay of connection", "killing it"), 1);
     TU_EXPECT_REF(s, 2);
     fault_backend_fail_relay(FWX_S_OK);
     c = open_connect(s, "198.51.100.7:80");

@@ -23,40 +23,16 @@
 
 /* ---- environment: a loop, a firewall and its captured log ------------------------------ */
 
-#define LOG_MAX 128
-
 static uv_loop_t loop;
 static fwx_firewall *fw;
-static char log_lines[LOG_MAX][512];
-static int n_log_lines;
-
-static void capture_log(void *arg, fwx_log_level level, const char *message)
-{
-    (void)arg;
-    (void)level;
-    if (getenv("FWX_TEST_LOG") != NULL) /* FWX_TEST_LOG=1: show the firewall's log */
-        fprintf(stderr, "%s\n", message);
-    if (n_log_lines < LOG_MAX)
-        snprintf(log_lines[n_log_lines++], sizeof log_lines[0], "%s", message);
-}
-
-/* The number of captured lines containing every one of the (up to two) fragments. */
-static int log_count(const char *a, const char *b)
-{
-    int n = 0;
-    for (int i = 0; i < n_log_lines; i++)
-        if (strstr(log_lines[i], a) != NULL && (b == NULL || strstr(log_lines[i], b) != NULL))
-            n++;
-    return n;
-}
 
 static void env_open(void)
 {
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
-    o.log = capture_log;
+    o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
-    n_log_lines = 0;
+    tu_log_reset();
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
     ck_assert_ptr_nonnull(fw);
@@ -202,7 +178,7 @@ START_TEST(load_good_once)
     ck_assert_str_eq(e->name, "good");
     ck_assert_uint_eq(stats().plugins, 1);
     ck_assert_ptr_eq(fwx_firewall_find_plugin(fw, &e->filter_guid), p);
-    ck_assert_int_eq(log_count("plugin \"good\": loaded", NULL), 1);
+    ck_assert_int_eq(tu_log_count("plugin \"good\": loaded", NULL), 1);
 
     /* The same path again: the same plugin, FWX_S_FALSE, no second FilterInit. */
     fwx_plugin *again = NULL;
@@ -233,7 +209,7 @@ static void refused(const char *name, fwx_result want, const char *msg1, const c
     const char *err = fwx_firewall_last_error(fw);
     ck_assert_msg(strstr(err, msg1) != NULL, "last error \"%s\" lacks \"%s\"", err, msg1);
     ck_assert_msg(msg2 == NULL || strstr(err, msg2) != NULL, "last error \"%s\" lacks \"%s\"", err, msg2);
-    ck_assert_msg(log_count(msg1, "not loading") == 1, "no log line with \"%s\"", msg1);
+    ck_assert_msg(tu_log_count(msg1, "not loading") == 1, "no log line with \"%s\"", msg1);
     ck_assert_uint_eq(stats().plugins, 1);
     expect_good_still_works(ctl, "10.0.0.8");
     ck_assert_int_eq(ctl->n_init, 1);
@@ -326,8 +302,8 @@ START_TEST(load_dir)
     TU_EXPECT_HR(fwx_firewall_load_plugin_dir(fw, tmpdir, &n), FWX_S_FALSE);
     ck_assert_uint_eq(n, 2);
     ck_assert_uint_eq(stats().plugins, 2);
-    ck_assert_int_eq(log_count("tp_newer.so", "newer than host"), 1); /* named by its real path */
-    ck_assert_int_eq(log_count("nosym", NULL), 0);
+    ck_assert_int_eq(tu_log_count("tp_newer.so", "newer than host"), 1); /* named by its real path */
+    ck_assert_int_eq(tu_log_count("nosym", NULL), 0);
 
     /* Loaded through a link, the plugin is the file itself: its real path is already loaded. */
     TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), NULL), FWX_S_FALSE);
@@ -543,7 +519,7 @@ START_TEST(attach_fail)
     ck_assert_int_eq(ctl->n_attach, 1);
     ck_assert_int_eq(ctl->n_events, 0);
     ck_assert_uint_eq(stats().connections, before);
-    ck_assert_int_eq(log_count("AttachToSession failed", NULL), 1);
+    ck_assert_int_eq(tu_log_count("AttachToSession failed", NULL), 1);
     TU_EXPECT_REF(s, 2);
     /* It is asked again next time, and may then succeed. */
     ctl->attach_fail = 0;
@@ -607,12 +583,12 @@ START_TEST(manifest_masks_hooks)
     void *h;
     env_open();
     tp_control *ctl = load_good(HOOK_CONNECT | fwx_GetHostByName, &h, NULL);
-    ck_assert_int_eq(log_count("plugin \"good\"", "outside its manifest"), 1);
-    ck_assert_int_eq(log_count("outside its manifest", "0x00000040"), 1);
+    ck_assert_int_eq(tu_log_count("plugin \"good\"", "outside its manifest"), 1);
+    ck_assert_int_eq(tu_log_count("outside its manifest", "0x00000040"), 1);
     /* The loaded line reports the hooks kept: the connect hook survives, the lookup does not. */
     char kept[64];
     snprintf(kept, sizeof kept, "hooks 0x%08x", (unsigned)HOOK_CONNECT);
-    ck_assert_int_eq(log_count("plugin \"good\": loaded", kept), 1);
+    ck_assert_int_eq(tu_log_count("plugin \"good\": loaded", kept), 1);
     IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
     IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
     ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
@@ -628,7 +604,7 @@ START_TEST(manifest_quiet_when_inside)
     void *h;
     env_open();
     load_good(HOOK_CONNECT | fwxAnyProtocol, &h, NULL);
-    ck_assert_int_eq(log_count("outside its manifest", NULL), 0);
+    ck_assert_int_eq(tu_log_count("outside its manifest", NULL), 0);
     env_close();
     dlclose(h);
 }

@@ -18,34 +18,14 @@
 
 /* ---- environment ---------------------------------------------------------------------- */
 
-#define LOG_MAX 256
 #define LINES_MAX 64
 
 static uv_loop_t loop;
 static fwx_firewall *fw;
 static char log_path[256];
-static char fwx_log[LOG_MAX][512]; /* the firewall's own log */
-static int n_fwx_log;
 
 /* The sample's GUID, as written in its source: {c82feda9-0c53-49fd-9f2e-a761501d650f}. */
 static const char SAMPLE_GUID_TEXT[] = "{c82feda9-0c53-49fd-9f2e-a761501d650f}";
-
-static void capture_log(void *arg, fwx_log_level level, const char *message)
-{
-    (void)arg;
-    (void)level;
-    if (n_fwx_log < LOG_MAX)
-        snprintf(fwx_log[n_fwx_log++], sizeof fwx_log[0], "%s", message);
-}
-
-static int fwx_log_count(const char *fragment)
-{
-    int n = 0;
-    for (int i = 0; i < n_fwx_log; i++)
-        if (strstr(fwx_log[i], fragment) != NULL)
-            n++;
-    return n;
-}
 
 static const char *sample_path(void)
 {
@@ -75,7 +55,7 @@ static fwx_firewall *firewall_new(void)
     fwx_firewall_options_init(&o);
     o.local_addresses = local;
     o.n_local_addresses = 2;
-    o.log = capture_log;
+    o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
     fwx_firewall *f = NULL;
     TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &f), FWX_S_OK);
@@ -85,7 +65,7 @@ static fwx_firewall *firewall_new(void)
 
 static void env_open(void)
 {
-    n_fwx_log = 0;
+    tu_log_reset();
     log_file_new();
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     fw = firewall_new();
@@ -97,7 +77,7 @@ static void env_close(void)
     fw = NULL;
     tu_loop_close_clean(&loop);
     /* FilterShutdown released the IFWXFirewall it kept from FilterInit. */
-    ck_assert_int_eq(fwx_log_count("were never released"), 0);
+    ck_assert_int_eq(tu_log_count("were never released", NULL), 0);
 }
 
 /* Reads the plugin's log file into lines (newlines removed); returns the count. */
@@ -180,7 +160,7 @@ START_TEST(test_entry)
                                              fwxAssociatedProtocolsAllConnections);
     ck_assert_ptr_eq(fwx_firewall_find_plugin(fw, &e->filter_guid), p);
     /* It asked for nothing outside its manifest. */
-    ck_assert_int_eq(fwx_log_count("outside its manifest"), 0);
+    ck_assert_int_eq(tu_log_count("outside its manifest", NULL), 0);
     /* Loaded once per path. */
     TU_EXPECT_HR(fwx_firewall_load_plugin(fw, sample_path(), NULL), FWX_S_FALSE);
     env_close();
@@ -336,7 +316,7 @@ END_TEST
 /* Without FWX_CONN_LOGGER_FILE the lines go to stderr. */
 START_TEST(test_stderr_default)
 {
-    n_fwx_log = 0;
+    tu_log_reset();
     ck_assert_int_eq(unsetenv("FWX_CONN_LOGGER_FILE"), 0);
     const char *tmp = getenv("TMPDIR");
     snprintf(log_path, sizeof log_path, "%s/fwx-conn-logger-err-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
@@ -373,7 +353,7 @@ END_TEST
 /* A log file that cannot be opened refuses the plugin at init, and nothing stays loaded. */
 START_TEST(test_bad_log_file)
 {
-    n_fwx_log = 0;
+    tu_log_reset();
     ck_assert_int_eq(setenv("FWX_CONN_LOGGER_FILE", "/nonexistent-fwx-dir/conn.log", 1), 0);
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     fw = firewall_new();

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct sockaddr_storage tu_addr(const char *text)
 {
@@ -59,6 +60,39 @@ const char *tu_plugin_path(const char *name)
     const char *dir = getenv("FWX_TEST_PLUGIN_DIR");
     snprintf(buf, sizeof buf, "%s/%s.so", dir ? dir : "tests/plugins", name);
     return buf;
+}
+
+#define TU_LOG_MAX 1024
+
+static char log_lines[TU_LOG_MAX][512];
+static int n_log_lines;
+static int n_log_dropped;
+
+void tu_log_capture(void *arg, fwx_log_level level, const char *message)
+{
+    (void)arg;
+    if (getenv("FWX_TEST_LOG") != NULL)
+        fprintf(stderr, "[%d] %s\n", (int)level, message);
+    if (n_log_lines < TU_LOG_MAX)
+        snprintf(log_lines[n_log_lines++], sizeof log_lines[0], "%s", message);
+    else
+        n_log_dropped++;
+}
+
+void tu_log_reset(void)
+{
+    n_log_lines = 0;
+    n_log_dropped = 0;
+}
+
+int tu_log_count(const char *a, const char *b)
+{
+    ck_assert_msg(n_log_dropped == 0, "log capture overflowed (%d lines dropped)", n_log_dropped);
+    int n = 0;
+    for (int i = 0; i < n_log_lines; i++)
+        if (strstr(log_lines[i], a) != NULL && (b == NULL || strstr(log_lines[i], b) != NULL))
+            n++;
+    return n;
 }
 
 int tu_run_suite(Suite *s)

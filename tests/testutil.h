@@ -42,6 +42,19 @@ void tu_loop_run_for(uv_loop_t *loop, uint64_t ms);
 /* Path of a test plugin built by tests/plugins (name without "lib" and ".so"). */
 const char *tu_plugin_path(const char *name);
 
+/*
+ * The firewall's log, captured for assertions: pass tu_log_capture as fwx_firewall_options.log
+ * and call tu_log_reset() when the firewall is made.  FWX_TEST_LOG=1 also prints each line.
+ */
+void tu_log_capture(void *arg, fwx_log_level level, const char *message);
+void tu_log_reset(void);
+
+/*
+ * The number of captured lines containing `a` and, unless NULL, `b`.  Fails the test if the
+ * capture overflowed, since a count over a truncated log could pass when it should not.
+ */
+int tu_log_count(const char *a, const char *b);
+
 /* Runs a suite with Check's forking runner; returns the process exit code. */
 int tu_run_suite(Suite *s);
 

@@ -47,34 +47,11 @@ typedef struct gw {
 /* The upper end of BindForClient's port range (40000-). */
 static uint16_t port_max = 40999;
 
-static char logbuf[65536];
-static size_t loglen;
-
-static void log_capture(void *arg, fwx_log_level level, const char *msg)
-{
-    (void)arg;
-    if (getenv("FWX_TEST_LOG"))
-        fprintf(stderr, "[%d] %s\n", (int)level, msg);
-    int n = snprintf(logbuf + loglen, sizeof logbuf - loglen, "%s\n", msg);
-    if (n > 0 && (size_t)n < sizeof logbuf - loglen)
-        loglen += (size_t)n;
-}
-
-/* The number of log lines containing `what`. */
-static int log_count(const char *what)
-{
-    int n = 0;
-    for (const char *p = strstr(logbuf, what); p != NULL; p = strstr(p + 1, what))
-        n++;
-    return n;
-}
-
 /* Makes the topology, enters the gateway namespace, makes a firewall (no backend yet). */
 static void gw_new(gw *g, uint32_t timeout_ms)
 {
     memset(g, 0, sizeof *g);
-    logbuf[0] = '\0';
-    loglen = 0;
+    tu_log_reset();
     tn_up(&g->topo);
     tn_enter(g->topo.gateway_fd);
     ck_assert_int_eq(uv_loop_init(&g->loop), 0);
@@ -91,7 +68,7 @@ static void gw_new(gw *g, uint32_t timeout_ms)
     o.port_min = 40000;
     o.port_max = port_max;
     o.timeout_ms = timeout_ms;
-    o.log = log_capture;
+    o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
     TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
 }
@@ -242,7 +219,7 @@ START_TEST(table_lifecycle)
     ck_assert_ptr_nonnull(strstr(t, "type filter hook forward priority 0; policy drop;"));
     ck_assert_ptr_null(strstr(t, "fwx_probe")); /* the probe cleaned up after itself */
     ck_assert_ptr_null(strstr(t, "elements"));
-    ck_assert_int_eq(log_count("left by an earlier run"), 0);
+    ck_assert_int_eq(tu_log_count("left by an earlier run", NULL), 0);
     /* The probe: this kernel (6.x with everything built in) has what the backend needs. */
     const fwx__nft_features *f = fwx__nft_features_of(g.fw);
     ck_assert_ptr_nonnull(f);
@@ -252,9 +229,9 @@ START_TEST(table_lifecycle)
     fprintf(stderr, "nft probe: tproxy %d, conntrack %d, conntrack events %d; missing: %s\n", f->tproxy, f->conntrack,
             f->ct_events, missing ? fwx__nft_feature_names(missing, names, sizeof names) : "nothing");
     if (missing == 0)
-        ck_assert_int_eq(log_count("kernel has every feature fwx uses"), 1);
+        ck_assert_int_eq(tu_log_count("kernel has every feature fwx uses", NULL), 1);
     else
-        ck_assert_int_eq(log_count(fwx__nft_feature_names(missing, names, sizeof names)), 1);
+        ck_assert_int_eq(tu_log_count(fwx__nft_feature_names(missing, names, sizeof names), NULL), 1);
     /* Another backend in its place: the table goes with the instance. */
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "proxy"), FWX_S_OK);
     ck_assert_ptr_null(table_text(&g));
@@ -297,7 +274,7 @@ START_TEST(leftover_table_replaced)
     nft_do(cmds);
     ck_assert_ptr_nonnull(strstr(table_text(&g), "chain stale"));
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
-    ck_assert_int_eq(log_count("was left by an earlier run (pid 999999); replaced"), 1);
+    ck_assert_int_eq(tu_log_count("was left by an earlier run (pid 999999); replaced", NULL), 1);
     const char *t = table_text(&g);
     ck_assert_ptr_nonnull(t);
     ck_assert_ptr_null(strstr(t, "chain stale"));
@@ -314,18 +291,18 @@ START_TEST(probe_names_what_is_missing)
     /* Optional features missing: the backend opens and one line names exactly those. */
     fwx__nft_pretend_missing = FWX__NFT_F_TPROXY | FWX__NFT_F_CT_EVENTS;
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
-    ck_assert_int_eq(log_count("kernel lacks: tproxy, conntrack events (those features stay in user mode)"), 1);
+    ck_assert_int_eq(tu_log_count("kernel lacks: tproxy, conntrack events (those features stay in user mode)", NULL), 1);
     const fwx__nft_features *f = fwx__nft_features_of(g.fw);
     ck_assert(!f->tproxy && !f->ct_events && f->nat);
     /* A required one missing: open fails, says what, leaves no table; the proxy still works. */
     fwx__nft_pretend_missing = FWX__NFT_F_DYNSET_DELETE;
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_E_NOT_SUPPORTED);
-    ck_assert_int_eq(log_count("kernel lacks: set delete from the packet path; use the \"proxy\" backend"), 1);
+    ck_assert_int_eq(tu_log_count("kernel lacks: set delete from the packet path; use the \"proxy\" backend", NULL), 1);
     ck_assert_ptr_null(table_text(&g));
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "proxy"), FWX_S_OK);
     fwx__nft_pretend_missing = FWX__NFT_F_NF_TABLES;
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_E_NOT_SUPPORTED);
-    ck_assert_int_eq(log_count("kernel lacks: nf_tables"), 1);
+    ck_assert_int_eq(tu_log_count("kernel lacks: nf_tables", NULL), 1);
     fwx__nft_pretend_missing = 0;
     gw_close(&g);
 }
@@ -345,7 +322,7 @@ START_TEST(no_rights_falls_back)
         fwx_result hr = fwx_firewall_set_backend(g.fw, "nft");
         if (hr != FWX_E_NOT_SUPPORTED)
             _exit(11);
-        if (log_count("no right to change the network here (needs CAP_NET_ADMIN") != 1)
+        if (tu_log_count("no right to change the network here (needs CAP_NET_ADMIN", NULL) != 1)
             _exit(12);
         if (fwx_firewall_set_backend(g.fw, "proxy") != FWX_S_OK)
             _exit(13);
@@ -466,7 +443,7 @@ START_TEST(permission_timed)
     ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, NULL), "a late connection went through");
     /* Now the core's timer withdraws the grant; deleting an element the kernel expired is fine. */
     tu_loop_run_for(&g.loop, 50);
-    ck_assert_int_eq(log_count("deleting an element"), 0);
+    ck_assert_int_eq(tu_log_count("deleting an element", NULL), 0);
     ck_assert_ptr_null(strstr(table_text(&g), "elements"));
     /* In time, it works. */
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_TIMEOUT), FWX_S_OK);
