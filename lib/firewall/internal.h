@@ -51,9 +51,7 @@ typedef struct fwx__port_key {
 /* Key of the permission table: protocol and target endpoint. */
 typedef struct fwx__perm_key {
     int32_t protocol;
-    uint16_t port;
-    uint8_t family;
-    uint8_t ip[16];
+    fwx__sa_key target;
 } fwx__perm_key;
 
 /* A bucket of permissions with one key (several sessions may allow the same target). */
@@ -62,12 +60,6 @@ typedef struct fwx__perm_bucket {
     fwx__list grants;
     UT_hash_handle hh;
 } fwx__perm_bucket;
-
-/* NAT sessions by client IP. */
-typedef struct fwx__ip_key {
-    uint8_t family;
-    uint8_t ip[16];
-} fwx__ip_key;
 
 struct fwx_firewall {
     IFWXFirewall iface;
@@ -177,7 +169,7 @@ struct fwx__session {
     bool has_gw_internal;
     char *user;
     bool ended;
-    fwx__ip_key ip_key;
+    fwx__sa_key ip_key; /* the client's IP, no port */
     bool in_nat_table;
     UT_hash_handle hh;
 

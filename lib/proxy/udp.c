@@ -22,15 +22,9 @@
 #define UDP_MAX_DATAGRAM 65536
 #define UDP_MAX_FLOWS_PER_PORT 4096
 
-typedef struct peer_key {
-    uint8_t family;
-    uint8_t ip[16];
-    uint16_t port;
-} peer_key;
-
 struct udp_flow {
     udp_port *port;
-    peer_key key;
+    fwx__sa_key key; /* the peer */
     struct sockaddr_storage peer;   /* the outside peer (SOCKS: the destination) */
     struct sockaddr_storage target; /* where datagrams from the peer go (SOCKS: the destination) */
     uv_udp_t up;
@@ -57,17 +51,6 @@ static IFWXConnection *flow_take_conn(udp_flow *f)
         HASH_DELETE(hh_conn, f->port->st->flow_by_conn, f);
     f->conn = NULL;
     return c;
-}
-
-static void key_of(const struct sockaddr *sa, peer_key *k)
-{
-    memset(k, 0, sizeof *k);
-    k->family = (uint8_t)sa->sa_family;
-    k->port = fwx__sa_port(sa);
-    if (sa->sa_family == AF_INET)
-        memcpy(k->ip, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    else
-        memcpy(k->ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
 }
 
 static void port_maybe_close(udp_port *p);
@@ -158,7 +141,7 @@ static udp_flow *flow_new(udp_port *p, const struct sockaddr *peer, const struct
     f->port = p;
     memcpy(&f->peer, peer, fwx__sa_len(peer));
     memcpy(&f->target, target, fwx__sa_len(target));
-    key_of(peer, &f->key);
+    fwx__sa_key_of(peer, true, &f->key);
     f->back = back;
     if (uv_udp_init_ex(st->loop, &f->up, f->target.ss_family) != 0) {
         free(f);
@@ -193,9 +176,9 @@ void fwx__proxy_udp_flow_send(udp_flow *f, const uint8_t *data, size_t n)
 
 udp_flow *fwx__proxy_udp_flow_find(udp_port *p, const struct sockaddr *peer)
 {
-    peer_key k;
+    fwx__sa_key k;
     udp_flow *f = NULL;
-    key_of(peer, &k);
+    fwx__sa_key_of(peer, true, &k);
     HASH_FIND(hh, p->flows, &k, sizeof k, f);
     return f;
 }

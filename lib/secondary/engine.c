@@ -154,12 +154,7 @@ static void perm_key(int32_t protocol, const struct sockaddr *sa, fwx__perm_key 
 {
     memset(k, 0, sizeof *k);
     k->protocol = protocol;
-    k->port = fwx__sa_port(sa);
-    k->family = (uint8_t)sa->sa_family;
-    if (sa->sa_family == AF_INET)
-        memcpy(k->ip, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    else
-        memcpy(k->ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+    fwx__sa_key_of(sa, true, &k->target);
 }
 
 static fwx__perm_bucket *perm_bucket(fwx_firewall *fw, int32_t protocol, const struct sockaddr *target, bool create)

@@ -10,16 +10,6 @@ static const IFWXSessionVtbl session_vtbl;
 
 bool fwx__session_is_ours(IFWXSession *s) { return s != NULL && s->lpVtbl == &session_vtbl; }
 
-static void ip_key(const struct sockaddr *sa, fwx__ip_key *k)
-{
-    memset(k, 0, sizeof *k);
-    k->family = (uint8_t)sa->sa_family;
-    if (sa->sa_family == AF_INET)
-        memcpy(k->ip, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    else
-        memcpy(k->ip, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
-}
-
 fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct sockaddr *client,
                                const struct sockaddr *gw_internal, const char *user, uint32_t flags)
 {
@@ -69,8 +59,8 @@ fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *p, IFWXS
         return FWX_E_INVALIDARG;
     if (fw->closing)
         return FWX_E_TERMINATING;
-    fwx__ip_key k;
-    ip_key((const struct sockaddr *)&client, &k);
+    fwx__sa_key k;
+    fwx__sa_key_of((const struct sockaddr *)&client, false, &k);
     if (p->source == fwxSourceNAT) {
         fwx__session *found = NULL;
         HASH_FIND(hh, fw->nat_by_ip, &k, sizeof k, found);

@@ -91,6 +91,18 @@ bool fwx__sa_same_endpoint(const struct sockaddr *a, const struct sockaddr *b)
     return fwx__sa_same_ip(a, b) && fwx__sa_port(a) == fwx__sa_port(b);
 }
 
+void fwx__sa_key_of(const struct sockaddr *sa, bool with_port, fwx__sa_key *k)
+{
+    memset(k, 0, sizeof *k);
+    k->family = (uint8_t)sa->sa_family;
+    if (with_port)
+        k->port = fwx__sa_port(sa);
+    unsigned n;
+    const uint8_t *ip = ip_bytes(sa, &n);
+    if (ip != NULL)
+        memcpy(k->ip, ip, n);
+}
+
 bool fwx__sa_same_prefix(const struct sockaddr *a, const struct sockaddr *b, unsigned bits)
 {
     unsigned na, nb;

@@ -41,9 +41,21 @@ bool fwx__sa_is_loopback(const struct sockaddr *sa);
 bool fwx__sa_is_multicast(const struct sockaddr *sa);
 /* 255.255.255.255 (a subnet's broadcast is the policy's business). */
 bool fwx__sa_is_broadcast(const struct sockaddr *sa);
-/* "192.0.2.1:80", "[2001:db8::1]:80"; the port is left out when 0 and with_port is false. */
+/* "192.0.2.1:80", "[2001:db8::1]:80". */
 const char *fwx__sa_fmt(const struct sockaddr *sa, char buf[FWX__SA_STRLEN]);
 const char *fwx__sa_fmt_ip(const struct sockaddr *sa, char buf[FWX__SA_STRLEN]);
+/*
+ * An address (and port) as a fixed run of bytes, for hash-table keys and memcmp: zero-filled,
+ * so two keys are equal exactly when the endpoints are. The IPv6 scope id is not part of it.
+ */
+typedef struct fwx__sa_key {
+    uint8_t family;
+    uint8_t zero; /* keeps the layout free of padding */
+    uint16_t port;
+    uint8_t ip[16];
+} fwx__sa_key;
+/* The key of sa; with_port false leaves the port 0 (a key for the IP alone). */
+void fwx__sa_key_of(const struct sockaddr *sa, bool with_port, fwx__sa_key *k);
 /* Parses "a.b.c.d", "a.b.c.d:port", "v6", "[v6]", "[v6]:port" strictly. need_port: 1 required,
    0 forbidden, -1 optional. Returns false on anything else. */
 bool fwx__sa_parse(const char *text, int need_port, struct sockaddr_storage *out);
