@@ -62,15 +62,24 @@ typedef struct nstate {
     fwx__nft_intercept icpt;
     struct fwx__nft_icpt *listener; /* intercept.c */
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
-    struct kflow *kflows;  /* those flows, each with its core connection */
+    struct kflow *kflows;  /* those flows, each with its core connection (uthash on conn) */
+    struct kflow *kflow_by_tuple; /* the same flows, uthash on their tuple, for DESTROY */
     char err[256];
 } nstate;
+
+/* A conntrack tuple as a hash key: protocol and the client's view of both ends. */
+typedef struct kflow_key {
+    int32_t protocol;
+    fwx__sa_key src, dst;
+} kflow_key;
 
 /* A flow the kernel carries for a grant, and the core's connection for it. */
 typedef struct kflow {
     fwx__ct_flow flow;
-    IFWXConnection *conn; /* +1 */
-    UT_hash_handle hh;    /* keyed by conn */
+    kflow_key key;
+    IFWXConnection *conn;     /* +1 */
+    UT_hash_handle hh;        /* keyed by conn */
+    UT_hash_handle hh_tuple;  /* keyed by key */
 } kflow;
 
 #define NSTATE_MAGIC 0x6e667478u /* "nftx" */
@@ -379,6 +388,23 @@ static long leftover_pid(const char *listing)
     return p ? strtol(p + 5, NULL, 10) : 0;
 }
 
+static void kflow_key_of(const fwx__ct_flow *f, kflow_key *k)
+{
+    memset(k, 0, sizeof *k);
+    k->protocol = f->protocol;
+    fwx__sa_key_of((const struct sockaddr *)&f->src, true, &k->src);
+    fwx__sa_key_of((const struct sockaddr *)&f->dst, true, &k->dst);
+}
+
+/* The kernel no longer carries the flow: forget it and close its connection (ConnectionTerminating). */
+static void kflow_end(nstate *st, kflow *k)
+{
+    HASH_DEL(st->kflows, k);
+    HASH_DELETE(hh_tuple, st->kflow_by_tuple, k);
+    fwx_connection_close(k->conn);
+    free(k);
+}
+
 static void state_free(nstate *st)
 {
     fwx__nft_icpt_stop(st->listener);
@@ -386,11 +412,7 @@ static void state_free(nstate *st)
         fwx__ct_close(st->ct);
     kflow *k, *tmp;
     HASH_ITER(hh, st->kflows, k, tmp)
-    {
-        HASH_DEL(st->kflows, k);
-        fwx_connection_close(k->conn);
-        free(k);
-    }
+        kflow_end(st, k);
     for (size_t i = 0; i < st->n; i++)
         free(st->grants[i].el);
     free(st->grants);
@@ -402,12 +424,6 @@ static void state_free(nstate *st)
     free(st);
 }
 
-static bool same_flow(const fwx__ct_flow *a, const fwx__ct_flow *b)
-{
-    return a->protocol == b->protocol &&
-           fwx__sa_same_endpoint((const struct sockaddr *)&a->src, (const struct sockaddr *)&b->src) &&
-           fwx__sa_same_endpoint((const struct sockaddr *)&a->dst, (const struct sockaddr *)&b->dst);
-}
 
 static void on_ct(void *arg, int event, const fwx__ct_flow *f)
 {
@@ -435,21 +451,20 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
             return;
         }
         k->flow = *f;
+        kflow_key_of(f, &k->key);
         k->conn = c;
         HASH_ADD_PTR(st->kflows, conn, k);
+        HASH_ADD(hh_tuple, st->kflow_by_tuple, key, sizeof k->key, k);
         return;
     }
-    kflow *k, *tmp;
-    HASH_ITER(hh, st->kflows, k, tmp)
-    {
-        if (!same_flow(&k->flow, f))
-            continue;
-        HASH_DEL(st->kflows, k);
+    kflow_key key;
+    kflow_key_of(f, &key);
+    kflow *k = NULL;
+    HASH_FIND(hh_tuple, st->kflow_by_tuple, &key, sizeof key, k);
+    if (k != NULL) {
         /* The original direction is the client's side. */
         fwx_connection_count_bytes(k->conn, f->bytes_orig, f->bytes_reply);
-        fwx_connection_close(k->conn); /* ConnectionTerminating */
-        free(k);
-        return;
+        kflow_end(st, k);
     }
 }
 
@@ -883,11 +898,8 @@ static fwx_result n_kill(void *state, IFWXConnection *conn)
     HASH_FIND_PTR(st->kflows, &conn, k);
     if (k == NULL || st->ct == NULL)
         return FWX_E_NOT_FOUND;
-    if (fwx__ct_kill(st->ct, &k->flow) == FWX_E_NOT_FOUND) {
-        HASH_DEL(st->kflows, k);
-        fwx_connection_close(k->conn);
-        free(k);
-    }
+    if (fwx__ct_kill(st->ct, &k->flow) == FWX_E_NOT_FOUND)
+        kflow_end(st, k);
     return FWX_S_OK;
 }
 

@@ -428,6 +428,62 @@ START_TEST(kernel_flows_reported)
 }
 END_TEST
 
+static int kernel_secondaries(gw *g)
+{
+    int n = 0;
+    TU_EXPECT_HR(fwx_firewall_list(g->fw, FWX_OBJECT_CONNECTION, count_kernel_secondaries, &n), FWX_S_OK);
+    return n;
+}
+
+/* Runs the loop (bounded, about 10 s: conntrack reaps expired entries lazily) until the core
+   lists `want` kernel-carried connections. */
+static int wait_kernel_secondaries(gw *g, int want)
+{
+    int n = kernel_secondaries(g);
+    for (int tries = 0; tries < 200 && n != want; tries++) {
+        tu_loop_run_for(&g->loop, 50);
+        n = kernel_secondaries(g);
+    }
+    return n;
+}
+
+/* A flow's conntrack DESTROY ends its connection (ConnectionTerminating) while the session
+   lives on, and only that flow's: two flows at once, ended one after the other. */
+START_TEST(kernel_flow_destroy_ends_it)
+{
+    gw g;
+    gw_open(&g, 60000);
+    /* TIME_WAIT entries of this (test-made) gateway namespace expire in a second. */
+    int fd = open("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait", O_WRONLY | O_CLOEXEC);
+    ck_assert_msg(fd >= 0, "time_wait sysctl: %s", strerror(errno));
+    ck_assert_int_eq(write(fd, "1", 1), 1);
+    close(fd);
+    uint16_t port;
+    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
+    int c[2], a[2];
+    for (int i = 0; i < 2; i++) {
+        c[i] = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, port, REFUSED_MS);
+        ck_assert_msg(c[i] >= 0, "connection %d refused", i + 1);
+        struct sockaddr_in peer;
+        a[i] = tn_accept_within(lfd, 1000, &peer);
+        ck_assert_int_ge(a[i], 0);
+    }
+    ck_assert_int_eq(wait_kernel_secondaries(&g, 2), 2);
+    for (int i = 0; i < 2; i++) {
+        close(a[i]);
+        close(c[i]);
+        ck_assert_msg(wait_kernel_secondaries(&g, 1 - i) == 1 - i, "flow %d still listed after its DESTROY", i + 1);
+    }
+    ck_assert_int_eq(kernel_secondaries(&g), 0);
+    session_end(s, ctl);
+    close(lfd);
+    gw_close(&g);
+}
+END_TEST
+
 START_TEST(permission_timed)
 {
     gw g;
@@ -601,6 +657,7 @@ static Suite *nft_suite(void)
         {"permission once", permission_once},
         {"permission multiple", permission_multiple},
         {"kernel flows reported", kernel_flows_reported},
+        {"kernel flow destroy ends it", kernel_flow_destroy_ends_it},
         {"permission timed", permission_timed},
         {"bind for client", bind_for_client},
         {"bind for client proxy mode", bind_for_client_proxy_mode},
