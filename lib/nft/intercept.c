@@ -143,6 +143,12 @@ static void on_upstream(uv_connect_t *req, int status)
         uv_close((uv_handle_t *)r->up, up_closed); /* frees r */
         return;
     }
+    /* The gateway's address toward the server: what a filter gives the server to connect back
+       to (active FTP's rewritten PORT), as in the proxy backend. */
+    struct sockaddr_storage self;
+    int sl = sizeof self;
+    if (uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0)
+        (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
     r->up->data = NULL;
     uv_close((uv_handle_t *)r->up, up_closed);
     r->up = NULL;

@@ -700,9 +700,12 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
             return hr;
         }
     }
+    bool in_kernel = es.n > 0;
     hr = track(st, g, &es);
     if (FWX_FAILED(hr))
         free(es.el);
+    else if (in_kernel)
+        (void)fwx_backend_grant_in_kernel(st->fw, g);
     return hr;
 }
 
