@@ -257,6 +257,12 @@ static const char *const mode_name[] = {"PASV", "EPSV", "PORT", "EPRT"};
 typedef struct ftp_run {
     gw *g;
     ftp_mode mode;
+    /* Who is where: transparent, the client is in the client namespace and dials the server
+       itself; published, the client is outside (server namespace) and dials the publishing
+       rule's address, the server is inside (client namespace). */
+    int cli_ns, srv_ns;
+    const char *cli_ip, *srv_ip, *dial_ip; /* dial_ip: where the control connection goes */
+    uint16_t dial_port;
     int ctl_l, data_l;
     uint16_t data_port;
     char seen_ctl[INET_ADDRSTRLEN], seen_data[INET_ADDRSTRLEN], got[64];
@@ -323,8 +329,12 @@ static void passive_transfer(ftp_run *r, int c, int s)
     if (ext)
         snprintf(line, sizeof line, "229 Entering Extended Passive Mode (|||%u|)\r\n", r->data_port);
     else
-        snprintf(line, sizeof line, "227 Entering Passive Mode (10,99,2,2,%u,%u)\r\n", r->data_port >> 8,
+    {
+        unsigned a, b, c2, d;
+        sscanf(r->srv_ip, "%u.%u.%u.%u", &a, &b, &c2, &d);
+        snprintf(line, sizeof line, "227 Entering Passive Mode (%u,%u,%u,%u,%u,%u)\r\n", a, b, c2, d, r->data_port >> 8,
                  r->data_port & 255);
+    }
     tu_write_all(s, line, strlen(line));
     if (!read_line(c, line, sizeof line) || strncmp(line, ext ? "229" : "227", 3) != 0)
         FAIL_RUN("client got \"%s\"", line);
@@ -333,7 +343,7 @@ static void passive_transfer(ftp_run *r, int c, int s)
         const char *o = strstr(line, "(|||");
         if (o == NULL || sscanf(o, "(|||%u|)", &p) != 1 || p == 0 || p > 65535)
             FAIL_RUN("client got \"%s\"", line);
-        snprintf(ip, sizeof ip, "%s", TN_SERVER); /* EPSV: the control connection's peer */
+        snprintf(ip, sizeof ip, "%s", r->dial_ip); /* EPSV: the control connection's peer */
         port = (uint16_t)p;
     } else {
         const char *o = strchr(line, '(');
@@ -341,7 +351,7 @@ static void passive_transfer(ftp_run *r, int c, int s)
             FAIL_RUN("client got \"%s\"", line);
     }
     struct sockaddr_in peer;
-    int d = tn_connect_in(r->g->topo.client_fd, NULL, ip, port, 3000);
+    int d = tn_connect_in(r->cli_ns, NULL, ip, port, 3000);
     int ds = d >= 0 ? tn_accept_within(r->data_l, 3000, &peer) : -1;
     if (ds >= 0) {
         inet_ntop(AF_INET, &peer.sin_addr, r->seen_data, sizeof r->seen_data);
@@ -353,7 +363,7 @@ static void passive_transfer(ftp_run *r, int c, int s)
     }
     if (d >= 0)
         close(d);
-    int d2 = tn_connect_in(r->g->topo.client_fd, NULL, ip, port, REFUSED_MS);
+    int d2 = tn_connect_in(r->cli_ns, NULL, ip, port, REFUSED_MS);
     if (d2 >= 0) {
         r->second = 1;
         close(d2);
@@ -369,11 +379,14 @@ static void active_transfer(ftp_run *r, int c, int s)
     char line[256], ip[32];
     uint16_t cport = 0, port = 0;
     bool ext = r->mode == M_EPRT;
-    int cl = tn_listener_in(r->g->topo.client_fd, TN_CLIENT, 0, &cport);
-    if (ext)
-        snprintf(line, sizeof line, "EPRT |1|%s|%u|\r\n", TN_CLIENT, cport);
-    else
-        snprintf(line, sizeof line, "PORT 10,99,1,2,%u,%u\r\n", cport >> 8, cport & 255);
+    int cl = tn_listener_in(r->cli_ns, r->cli_ip, 0, &cport);
+    if (ext) {
+        snprintf(line, sizeof line, "EPRT |1|%s|%u|\r\n", r->cli_ip, cport);
+    } else {
+        unsigned a, b, c2, d;
+        sscanf(r->cli_ip, "%u.%u.%u.%u", &a, &b, &c2, &d);
+        snprintf(line, sizeof line, "PORT %u,%u,%u,%u,%u,%u\r\n", a, b, c2, d, cport >> 8, cport & 255);
+    }
     tu_write_all(c, line, strlen(line));
     if (!read_line(s, line, sizeof line) || strncmp(line, ext ? "EPRT " : "PORT ", 5) != 0 ||
         !parse_hostport(line + 5, ext, ip, &port))
@@ -383,7 +396,8 @@ static void active_transfer(ftp_run *r, int c, int s)
     if (!read_line(c, line, sizeof line) || strncmp(line, "200", 3) != 0)
         FAIL_RUN("client got \"%s\"", line);
     struct sockaddr_in peer;
-    int x = tn_connect_in(r->g->topo.server_fd, TN_OTHER, ip, port, REFUSED_MS);
+    /* A stranger: another host on the server's side (only the transparent layout has one). */
+    int x = r->srv_ns == r->g->topo.server_fd ? tn_connect_in(r->srv_ns, TN_OTHER, ip, port, REFUSED_MS) : -1;
     if (x >= 0) {
         r->stranger = 1;
         close(x);
@@ -391,7 +405,7 @@ static void active_transfer(ftp_run *r, int c, int s)
         if (xs >= 0)
             close(xs);
     }
-    int d = tn_connect_in(r->g->topo.server_fd, TN_SERVER, ip, port, 3000);
+    int d = tn_connect_in(r->srv_ns, r->srv_ip, ip, port, 3000);
     int dc = d >= 0 ? tn_accept_within(cl, 3000, &peer) : -1;
     if (dc >= 0) {
         inet_ntop(AF_INET, &peer.sin_addr, r->seen_data, sizeof r->seen_data);
@@ -405,7 +419,7 @@ static void active_transfer(ftp_run *r, int c, int s)
     }
     if (d >= 0)
         close(d);
-    int d2 = tn_connect_in(r->g->topo.server_fd, TN_SERVER, ip, port, REFUSED_MS);
+    int d2 = tn_connect_in(r->srv_ns, r->srv_ip, ip, port, REFUSED_MS);
     if (d2 >= 0) {
         r->second = 1;
         close(d2);
@@ -421,7 +435,7 @@ static void *ftp_peers(void *arg)
     ftp_run *r = arg;
     char line[256];
     struct sockaddr_in peer;
-    int c = tn_connect_in(r->g->topo.client_fd, NULL, TN_SERVER, 21, 3000);
+    int c = tn_connect_in(r->cli_ns, NULL, r->dial_ip, r->dial_port, 3000);
     int s = c >= 0 ? tn_accept_within(r->ctl_l, 3000, &peer) : -1;
     if (s < 0)
         goto out;
@@ -442,10 +456,28 @@ out:
     return NULL;
 }
 
-/* A transparent FTP session through the kernel gateway in one mode: the control connection is
-   intercepted into the user-mode path with the real FTP filter; the data connection is a
-   kernel-mode secondary connection (a permission element, or a DNAT element for active). */
-static void intercept_ftp(ftp_mode mode)
+/* A published FTP server inside (the client namespace, 10.99.1.2:21) reached from outside at
+   the gateway's 10.99.2.1:2121; the rule's protocol has the FTP filter, so the control
+   connection takes a user-mode listener while the data connections are kernel elements. */
+/* The rule also covers the data connections (checked against the control connection's
+   protocol): the server's passive port inside, the remote client's active port outside. */
+static const char *policy_ftp_published =
+    "networks = { internal = { ranges = [ \"10.99.1.0/24\" ]; };\n"
+    "             localhost = { ranges = [ \"" TN_GW_IN "/32\", \"" TN_GW_OUT "/32\" ]; }; };\n"
+    "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+    "protocols = ( { name = \"ftp-in\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-000000002121}\"; protocol = \"tcp\";"
+    " port = 2121; direction = \"inbound\"; filters = [ \"" FTP_GUID "\" ]; } );\n"
+    "rules = ( { name = \"publish ftp\"; action = \"allow\"; from = [ \"external\", \"internal\" ];"
+    " to = [ \"localhost\", \"internal\", \"external\" ];"
+    " protocols = [ \"ftp-in\" ]; } );\n"
+    "publishing = ( { name = \"ftp\"; listen = \"" TN_GW_OUT ":2121\"; server = \"" TN_CLIENT ":21\";"
+    " protocol = \"ftp-in\"; full_proxy = true; } );\n";
+
+/* One FTP session in one mode through the kernel gateway with the real FTP filter: the
+   control connection in the user-mode path (intercepted, or a publishing rule's listener),
+   the data connection a kernel-mode secondary connection (a permission element, or a DNAT
+   element). */
+static void ftp_through_kernel(ftp_mode mode, bool published)
 {
     const char *plugin = getenv("FWX_FTP_PLUGIN");
     /* meson sets it; a run without it must not pass as if tested */
@@ -470,15 +502,24 @@ static void intercept_ftp(ftp_mode mode)
     o.log_level = FWX_LOG_DEBUG;
     TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, plugin, NULL), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_set_policy(g.fw, policy_of(policy_ftp)), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_policy(g.fw, policy_of(published ? policy_ftp_published : policy_ftp)), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
 
     ftp_run r;
     memset(&r, 0, sizeof r);
     r.g = &g;
     r.mode = mode;
-    r.ctl_l = tn_listener_in(g.topo.server_fd, "0.0.0.0", 21, NULL);
-    r.data_l = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, NULL);
+    if (published) {
+        r.cli_ns = g.topo.server_fd, r.cli_ip = TN_SERVER;
+        r.srv_ns = g.topo.client_fd, r.srv_ip = TN_CLIENT;
+        r.dial_ip = TN_GW_OUT, r.dial_port = 2121;
+    } else {
+        r.cli_ns = g.topo.client_fd, r.cli_ip = TN_CLIENT;
+        r.srv_ns = g.topo.server_fd, r.srv_ip = TN_SERVER;
+        r.dial_ip = TN_SERVER, r.dial_port = 21;
+    }
+    r.ctl_l = tn_listener_in(r.srv_ns, "0.0.0.0", 21, NULL);
+    r.data_l = tn_listener_in(r.srv_ns, "0.0.0.0", 0, NULL);
     r.data_port = tu_bound_port(r.data_l);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, ftp_peers, &r), 0);
@@ -486,16 +527,22 @@ static void intercept_ftp(ftp_mode mode)
     while (!r.done && tn_now_ms() - t0 < 20000)
         uv_run(&g.loop, UV_RUN_NOWAIT), usleep(1000);
     pthread_join(th, NULL);
+    /* The gateway's address on the server's side: fwx dialled the control connection. */
+    const char *gw_srv_side = published ? TN_GW_IN : TN_GW_OUT;
     ck_assert_msg(r.seen_ctl[0] != '\0', "the control connection never reached the server");
-    ck_assert_str_eq(r.seen_ctl, TN_GW_OUT); /* intercepted: fwx dialled from the gateway */
+    ck_assert_str_eq(r.seen_ctl, gw_srv_side);
     ck_assert_msg(r.why[0] == '\0', "%s: %s", mode_name[mode], r.why);
     ck_assert_msg(r.ok, "%s data: got \"%s\" (seen from \"%s\")", mode_name[mode], r.got, r.seen_data);
     ck_assert_str_eq(r.got, "payload");
     if (mode == M_PASV || mode == M_EPSV) {
-        ck_assert_str_eq(r.seen_data, TN_GW_OUT); /* the kernel's masquerade (nat relationship) */
+        /* transparent: the kernel's masquerade (nat relationship); published with full_proxy:
+           the gateway's inside address (the filter asks for PROXY_MODE, the kernel masquerades) */
+        ck_assert_str_eq(r.seen_data, published ? TN_GW_IN : TN_GW_OUT);
     } else {
-        ck_assert_str_eq(r.told, TN_GW_OUT);      /* the server was given the gateway, never the client */
-        ck_assert_str_eq(r.seen_data, TN_SERVER); /* DNAT to the client; the server's address kept */
+        ck_assert_str_eq(r.told, gw_srv_side); /* the server was given the gateway, never the client */
+        /* DNAT to the client; transparent: the server's address kept; published: the inside
+           server stays hidden behind the gateway (masquerade of the nat relationship) */
+        ck_assert_str_eq(r.seen_data, published ? TN_GW_OUT : TN_SERVER);
         ck_assert_msg(!r.stranger, "%s: a host other than the server reached the bound port", mode_name[mode]);
     }
     ck_assert_msg(!r.second, "%s: a second data connection got through a one-shot grant", mode_name[mode]);
@@ -504,13 +551,21 @@ static void intercept_ftp(ftp_mode mode)
     gw_close(&g);
 }
 
-START_TEST(intercept_ftp_pasv) { intercept_ftp(M_PASV); }
+START_TEST(intercept_ftp_pasv) { ftp_through_kernel(M_PASV, false); }
 END_TEST
-START_TEST(intercept_ftp_epsv) { intercept_ftp(M_EPSV); }
+START_TEST(intercept_ftp_epsv) { ftp_through_kernel(M_EPSV, false); }
 END_TEST
-START_TEST(intercept_ftp_port) { intercept_ftp(M_PORT); }
+START_TEST(intercept_ftp_port) { ftp_through_kernel(M_PORT, false); }
 END_TEST
-START_TEST(intercept_ftp_eprt) { intercept_ftp(M_EPRT); }
+START_TEST(intercept_ftp_eprt) { ftp_through_kernel(M_EPRT, false); }
+END_TEST
+START_TEST(published_ftp_pasv) { ftp_through_kernel(M_PASV, true); }
+END_TEST
+START_TEST(published_ftp_epsv) { ftp_through_kernel(M_EPSV, true); }
+END_TEST
+START_TEST(published_ftp_port) { ftp_through_kernel(M_PORT, true); }
+END_TEST
+START_TEST(published_ftp_eprt) { ftp_through_kernel(M_EPRT, true); }
 END_TEST
 
 static Suite *gateway_suite(void)
@@ -526,6 +581,10 @@ static Suite *gateway_suite(void)
         {"intercept ftp EPSV", intercept_ftp_epsv},
         {"intercept ftp PORT", intercept_ftp_port},
         {"intercept ftp EPRT", intercept_ftp_eprt},
+        {"published ftp PASV", published_ftp_pasv},
+        {"published ftp EPSV", published_ftp_epsv},
+        {"published ftp PORT", published_ftp_port},
+        {"published ftp EPRT", published_ftp_eprt},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
