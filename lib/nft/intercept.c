@@ -165,6 +165,29 @@ static void on_upstream(uv_connect_t *req, int status)
     r->pump = p;
 }
 
+/* Upstream, from the gateway's own address, marked so that interception skips it; the pump
+   starts when it connects (on_upstream). Frees r on failure. */
+static void upstream_connect(irelay *r, uv_loop_t *loop, const struct sockaddr_storage *to)
+{
+    if ((r->up = malloc(sizeof *r->up)) != NULL && uv_tcp_init_ex(loop, r->up, to->ss_family) == 0) {
+        uint32_t mark = FWX__NFT_OWN_MARK;
+        uv_os_fd_t ufd;
+        r->up->data = r;
+        if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0)
+            (void)setsockopt(ufd, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
+        r->creq.data = r;
+        r->connecting = true;
+        if (uv_tcp_connect(&r->creq, r->up, (const struct sockaddr *)to, on_upstream) != 0) {
+            r->connecting = false;
+            uv_close((uv_handle_t *)r->up, up_closed); /* frees r */
+        }
+        return;
+    }
+    free(r->up);
+    r->up = NULL;
+    relay_free(r);
+}
+
 static void on_accept(uv_stream_t *server, int status)
 {
     struct fwx__nft_icpt *l = server->data;
@@ -205,6 +228,25 @@ static void on_accept(uv_stream_t *server, int status)
     r->prev = &l->relays;
     r->next->prev = r;
     l->relays.next = r;
+    if (!l->published) {
+        /* A secondary connection the core wants in user mode (a user-mode permission, or a
+           bound or redirect port DNATed here)? Admitted through the core, which attaches the
+           data filters; a port's target must be read before the admit uses the grant up. */
+        struct sockaddr_storage target = orig;
+        bool port_grant = fwx__nft_user_port_target(l->fw, (struct sockaddr *)&orig, &target);
+        fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, (struct sockaddr *)&peer, fwx__sa_len((struct sockaddr *)&peer),
+                         (struct sockaddr *)&orig, fwx__sa_len((struct sockaddr *)&orig)};
+        fwx_result hr = fwx_firewall_admit(l->fw, &flow, &r->conn);
+        if (hr == FWX_S_OK) {
+            upstream_connect(r, server->loop, &target);
+            return;
+        }
+        r->conn = NULL;
+        if (hr != FWX_E_NOT_FOUND || port_grant) {
+            relay_free(r); /* refused (the core logged why), or a port whose grant is gone */
+            return;
+        }
+    }
     struct sockaddr_storage client = peer;
     fwx__sa_set_port((struct sockaddr *)&client, 0);
     if ((r->is = session_of(l, (struct sockaddr *)&client)) == NULL) {
@@ -236,26 +278,7 @@ static void on_accept(uv_stream_t *server, int status)
         relay_free(r); /* the core logged why; the client sees the connection close */
         return;
     }
-    /* Upstream, from the gateway's own address, marked so that interception skips it. */
-    int rc = -1;
-    if ((r->up = malloc(sizeof *r->up)) != NULL && uv_tcp_init_ex(server->loop, r->up, orig.ss_family) == 0) {
-        uint32_t mark = FWX__NFT_OWN_MARK;
-        uv_os_fd_t ufd2;
-        r->up->data = r;
-        if (uv_fileno((uv_handle_t *)r->up, &ufd2) == 0)
-            (void)setsockopt(ufd2, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
-        r->creq.data = r;
-        r->connecting = true;
-        rc = uv_tcp_connect(&r->creq, r->up, (struct sockaddr *)&orig, on_upstream);
-        if (rc != 0) {
-            r->connecting = false;
-            uv_close((uv_handle_t *)r->up, up_closed); /* frees r */
-        }
-        return;
-    }
-    free(r->up);
-    r->up = NULL;
-    relay_free(r);
+    upstream_connect(r, server->loop, &orig);
 }
 
 static void listener_closed(uv_handle_t *h)

@@ -375,17 +375,20 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 
 /* ---- the table ----------------------------------------------------------------------------- */
 
-static void ruleset_text(sbuf *b, const char *table)
+static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port)
 {
     sb_printf(b, FWX_NFT_TABLE_HEAD_FMT, table, (long)getpid());
     sb_printf(b, FWX_NFT_SETS_FMT, '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
-              "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr");
+              "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", "ipv4_addr");
     sb_printf(b, FWX_NFT_SETS_FMT, '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
-              "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr");
+              "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", "ipv6_addr");
     /* pol_nat before postrouting, which jumps to it (chains exist before rules either way). */
-    sb_printf(b, "%s", FWX_NFT_PREROUTING FWX_NFT_FORWARD FWX_NFT_POSTROUTING "}\n");
+    sb_printf(b, "%s", FWX_NFT_PREROUTING FWX_NFT_PREROUTING_INTERCEPT_HEAD);
+    if (icpt_port != 0)
+        sb_printf(b, FWX_NFT_PREROUTING_INTERCEPT_USER_FMT, (unsigned)icpt_port);
+    sb_printf(b, "%s", FWX_NFT_PREROUTING_INTERCEPT_TAIL FWX_NFT_FORWARD FWX_NFT_POSTROUTING "}\n");
 }
 
 static int run(nstate *st, const char *cmds) { return fwx__nft_run(st->nft, cmds, st->err, sizeof st->err); }
@@ -562,8 +565,13 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         return FWX_E_NOT_SUPPORTED;
     }
 
+    /* fwx's interception listener first: the table's rules point at its port. It carries
+       filter-bound primary connections and user-mode secondary ones. */
+    if (FWX_FAILED(fwx__nft_icpt_start(fw, &st->listener, &st->icpt)))
+        NLOG(st, FWX_LOG_WARN, "interception listener unavailable: filter-bound protocols and user-mode secondary "
+                               "connections will not be carried");
     sbuf r = {0};
-    ruleset_text(&r, st->table);
+    ruleset_text(&r, st->table, st->icpt.port);
     if (r.oom || run(st, r.p) != 0) {
         NLOG(st, FWX_LOG_ERROR, "creating table inet %s failed: %s", st->table, r.oom ? "out of memory" : st->err);
         free(r.p);
@@ -669,6 +677,79 @@ static fwx_result add_elems(nstate *st, const elems *es, uint64_t left)
     return hr;
 }
 
+/* The grant's remaining time, so the kernel drops its elements on time by itself (0: never). */
+static uint64_t grant_left(nstate *st, const fwx_grant *g)
+{
+    uint64_t now = uv_now(fwx_firewall_loop(st->fw));
+    if (g->expires_ms == 0)
+        return 0;
+    return g->expires_ms > now ? g->expires_ms - now : 1;
+}
+
+/*
+ * A grant the core wants carried in user mode (a data filter attached or expected,
+ * FWX_FLAG_NO_KERNEL_MODE, hooked events): its connections are steered into fwx's
+ * interception listener, which admits them through the core and relays them through the
+ * connection's data filters. A permission: an element of the user set (redirected before any
+ * DNAT); a bound or redirect port: a DNAT of the gateway port to the listener. TCP over IPv4,
+ * as the listener; anything else is tracked but not carried (a debug line says so).
+ */
+static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
+{
+    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fa, fb;
+    const struct sockaddr *to = (const struct sockaddr *)&g->target;
+    if (st->icpt.port == 0 || g->protocol != FWX_PROTOCOL_TCP || to->sa_family != AF_INET ||
+        (g->kind != FWX_GRANT_PERMISSION && g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT)) {
+        NLOG(st, FWX_LOG_DEBUG, "%s %llu: user mode, not carried by this backend (TCP over IPv4 only)",
+             kind_name(g->kind), (unsigned long long)g->id);
+        return FWX_S_OK;
+    }
+    if (g->kind == FWX_GRANT_PERMISSION) {
+        if (!ip_text((const struct sockaddr *)&g->client, a, &fa) || !ip_text(to, b, &fb) || fa != fb)
+            return FWX_E_NOT_SUPPORTED;
+        tuple_key(key, sizeof key, a, b, 6, fwx__sa_port(to));
+        return add_elem(es, "user", '4', key, NULL);
+    }
+    if (fwx__sa_is_unspecified(to) || fwx__sa_port(to) == 0)
+        return FWX_S_OK; /* BindForClient before SetClientAddress: re-added then */
+    const struct sockaddr *gw = (const struct sockaddr *)&g->gateway;
+    if (gw->sa_family != AF_INET)
+        return FWX_E_NOT_SUPPORTED;
+    if (!port_free(gw, g->protocol))
+        return FWX_E_ADDRINUSE;
+    char gws[8][INET6_ADDRSTRLEN];
+    size_t ngw = gateway_addrs(st, gw, '4', gws, 8);
+    if (ngw == 0)
+        return FWX_E_ADDRNOTAVAIL;
+    for (size_t i = 0; i < ngw; i++) {
+        /* To the listener on the same (local) address; SO_ORIGINAL_DST gives back the port. */
+        snprintf(key, sizeof key, "%.*s . 6 . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)fwx__sa_port(gw));
+        snprintf(data, sizeof data, "%.*s . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)st->icpt.port);
+        fwx_result hr = add_elem(es, "dnat", '4', key, data);
+        if (FWX_FAILED(hr))
+            return hr;
+    }
+    return FWX_S_OK;
+}
+
+bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, struct sockaddr_storage *target)
+{
+    nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
+    if (st == NULL || st->magic != NSTATE_MAGIC)
+        return false;
+    for (size_t i = 0; i < st->n; i++) {
+        const fwx_grant *g = &st->grants[i].g;
+        if (g->kernel_mode || (g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT) ||
+            fwx__sa_port((const struct sockaddr *)&g->gateway) != fwx__sa_port(gw) ||
+            (!fwx__sa_is_unspecified((const struct sockaddr *)&g->gateway) &&
+             !fwx__sa_same_ip((const struct sockaddr *)&g->gateway, gw)))
+            continue;
+        *target = g->target;
+        return true;
+    }
+    return false;
+}
+
 static fwx_result n_grant_add(void *state, const fwx_grant *g)
 {
     nstate *st = state;
@@ -679,8 +760,14 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
     if (grant_find(st, g->id) != NULL)
         return FWX_E_INVALIDARG;
     if (!g->kernel_mode) {
-        NLOG(st, FWX_LOG_DEBUG, "%s %llu: user mode, not in the kernel", kind_name(g->kind), (unsigned long long)g->id);
-        return track(st, g, &es);
+        hr = user_mode_elems(st, g, &es);
+        if (FWX_SUCCEEDED(hr) && es.n > 0)
+            hr = add_elems(st, &es, grant_left(st, g));
+        if (FWX_SUCCEEDED(hr))
+            hr = track(st, g, &es);
+        if (FWX_FAILED(hr))
+            free(es.el);
+        return hr;
     }
     switch (g->kind) {
     case FWX_GRANT_PERMISSION:
@@ -703,11 +790,7 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
         return hr;
     }
     if (es.n > 0) {
-        /* The grant's remaining time, so the kernel drops the elements on time by itself. */
-        uint64_t now = uv_now(fwx_firewall_loop(st->fw)), left = 0;
-        if (g->expires_ms != 0)
-            left = g->expires_ms > now ? g->expires_ms - now : 1;
-        hr = add_elems(st, &es, left);
+        hr = add_elems(st, &es, grant_left(st, g));
         if (FWX_FAILED(hr)) {
             if (hr == FWX_E_BACKEND)
                 NLOG(st, FWX_LOG_WARN, "%s %llu: adding elements failed: %s", kind_name(g->kind),
@@ -788,13 +871,6 @@ fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy)
     nstate *st = state;
     if (st == NULL || st->magic != NSTATE_MAGIC)
         return FWX_E_INVALIDARG;
-    /* Interception needs fwx's listener before the redirect rule points at it. */
-    if (policy != NULL && st->listener == NULL) {
-        fwx_result hr = fwx__nft_icpt_start(st->fw, &st->listener, &st->icpt);
-        if (FWX_FAILED(hr))
-            NLOG(st, FWX_LOG_WARN, "interception listener: %s; filter-bound protocols are not forwarded",
-                 fwx_strerror(hr));
-    }
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);

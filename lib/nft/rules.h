@@ -62,7 +62,9 @@
     "  set pubok%c { type %s . inet_proto . inet_service; size 65536;\n"                                       \
     "    comment \"published servers: server . l4proto . port (after the DNAT)\"; }\n"                          \
     "  set pubmasq%c { type %s . inet_proto . inet_service; size 65536;\n"                                     \
-    "    comment \"published servers reached from the gateway's address (full_proxy)\"; }\n"
+    "    comment \"published servers reached from the gateway's address (full_proxy)\"; }\n"                      \
+    "  set user%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
+    "    comment \"user-mode permissions: client . target . l4proto . port, redirected into fwx\"; }\n"
 
 /* One family's rules in each chain. %s is the family keyword ("ip" or "ip6"), %c the digit.
    The tuple expression is the key of every set above. */
@@ -86,9 +88,17 @@
     "  }\n"                                                                                                   \
     "  chain intercept {\n"                                                                                   \
     "    comment \"filter-bound ports (compiled from the policy): redirected into fwx's user-mode path\"\n"    \
-    "  }\n"                                                                                                   \
+    "  }\n"
+
+/* prerouting, nat, before the DNAT maps: connections fwx's user-mode path must carry. The
+   argument is fwx's interception listener port; without a listener the chain only jumps. */
+#define FWX_NFT_PREROUTING_INTERCEPT_HEAD                                                                      \
     "  chain prerouting_intercept {\n"                                                                        \
-    "    type nat hook prerouting priority dstnat - 10; policy accept;\n"                                     \
+    "    type nat hook prerouting priority dstnat - 10; policy accept;\n"
+#define FWX_NFT_PREROUTING_INTERCEPT_USER_FMT                                                                  \
+    "    meta l4proto tcp " FWX_NFT_TUPLE("ip") " @user4 redirect to :%u\n"                                      \
+    "      comment \"user-mode permissions: a data filter or NO_KERNEL_MODE\"\n"
+#define FWX_NFT_PREROUTING_INTERCEPT_TAIL                                                                      \
     "    jump intercept\n"                                                                                    \
     "  }\n"
 
