@@ -293,10 +293,10 @@ static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
 
 /* BindForClient (to = the client) and RedirectConnections (to = the target): a DNAT from the
    gateway port, a permission for each allowed source, source NAT under PROXY_MODE. */
-/* The permission element "src . dst . proto . port" (and its masquerade one), once per key:
-   FWX_S_FALSE (nothing added) when src is of another family or already there. */
-static fwx_result tuple_elems(elems *es, const char *set, bool masq, const struct sockaddr *src_sa, char fam,
-                              const char *dst, int proto, uint16_t port)
+/* The permission element "src . dst . proto . port" (and its masquerade and one-way ones), once
+   per key: FWX_S_FALSE (nothing added) when src is of another family or already there. */
+static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway, const struct sockaddr *src_sa,
+                              char fam, const char *dst, int proto, uint16_t port)
 {
     char src[INET6_ADDRSTRLEN], key[KEY_MAX], f;
     if (!ip_text(src_sa, src, &f) || f != fam)
@@ -308,6 +308,8 @@ static fwx_result tuple_elems(elems *es, const char *set, bool masq, const struc
     fwx_result hr = add_elem(es, set, fam, key, NULL);
     if (FWX_SUCCEEDED(hr) && masq)
         hr = add_elem(es, "masq", fam, key, NULL);
+    if (FWX_SUCCEEDED(hr) && oneway)
+        hr = add_elem(es, "oneway", fam, key, NULL);
     return hr;
 }
 
@@ -341,9 +343,12 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
        peers of the session's primary connections (the core's own rule, catalog #23). */
     const char *set = (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once";
     bool masq = (g->flags & FWX_FLAG_PROXY_MODE) != 0;
+    /* A UDP bound port carries datagrams to the client only, unless BIDIRECTIONAL (as the
+       proxy backend); a redirect port is a connection both ways. */
+    bool oneway = g->kind == FWX_GRANT_BINDING && g->protocol == FWX_PROTOCOL_UDP && !(g->flags & FWX_FLAG_BIDIRECTIONAL);
     fwx__grant *cg = core_grant(st->fw, g->id);
     if (g->kind == FWX_GRANT_REDIRECT) {
-        fwx_result hr = tuple_elems(es, set, masq, (const struct sockaddr *)&g->client, fam, dst, proto, tport);
+        fwx_result hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&g->client, fam, dst, proto, tport);
         if (hr == FWX_S_FALSE)
             return FWX_E_NOT_SUPPORTED; /* the client of another family */
         /* In a session of published connections the published server uses the redirect port
@@ -352,7 +357,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
             for (fwx__list *n = cg->session->conns.next; n != &cg->session->conns && FWX_SUCCEEDED(hr); n = n->next) {
                 fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
                 if (c->has_server)
-                    hr = tuple_elems(es, set, masq, (const struct sockaddr *)&c->server, fam, dst, proto, tport);
+                    hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&c->server, fam, dst, proto, tport);
             }
         return FWX_FAILED(hr) ? hr : FWX_S_OK;
     }
@@ -366,7 +371,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
         if (!c->has_ext_peer || (c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING)))
             continue;
-        fwx_result hr = tuple_elems(es, set, masq, (const struct sockaddr *)&c->ext_peer, fam, dst, proto, tport);
+        fwx_result hr = tuple_elems(es, set, masq, oneway, (const struct sockaddr *)&c->ext_peer, fam, dst, proto, tport);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -380,10 +385,12 @@ static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port)
     sb_printf(b, FWX_NFT_TABLE_HEAD_FMT, table, (long)getpid());
     sb_printf(b, FWX_NFT_SETS_FMT, '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
-              "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", "ipv4_addr");
+              "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
+              "ipv4_addr");
     sb_printf(b, FWX_NFT_SETS_FMT, '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
-              "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", "ipv6_addr");
+              "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
+              "ipv6_addr");
     /* pol_nat before postrouting, which jumps to it (chains exist before rules either way). */
     sb_printf(b, "%s", FWX_NFT_PREROUTING FWX_NFT_PREROUTING_INTERCEPT_HEAD);
     if (icpt_port != 0)

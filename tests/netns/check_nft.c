@@ -781,6 +781,59 @@ START_TEST(bind_for_client_user_mode)
 }
 END_TEST
 
+/* A UDP bound port: the server's datagrams reach the client; the client's answers go back only
+   with FWX_FLAG_BIDIRECTIONAL (the ct mark of the flow says one-way otherwise). */
+static void udp_bind_case(uint32_t flags)
+{
+    gw g;
+    gw_open(&g, 60000);
+    int cu = tn_socket_in(g.topo.client_fd, AF_INET, SOCK_DGRAM), su = tn_socket_in(g.topo.server_fd, AF_INET, SOCK_DGRAM);
+    struct sockaddr_in cb = tn_sin_of(TN_CLIENT, 0), sb = tn_sin_of(TN_SERVER, 0);
+    ck_assert_int_eq(bind(cu, (struct sockaddr *)&cb, sizeof cb), 0);
+    ck_assert_int_eq(bind(su, (struct sockaddr *)&sb, sizeof sb), 0);
+    struct timeval tv = {0, 500000};
+    setsockopt(cu, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(su, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint16_t cport = tu_bound_port(cu);
+    IFWXConnection *ctl = NULL, *bound[1] = {NULL};
+    IFWXSession *s = nat_session(&g, &ctl);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_UDP, 1, flags, 0,
+                                           &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    struct sockaddr_in to = tn_sin_of(TN_GW_OUT, ntohs(((struct sockaddr_in *)&px)->sin_port)), from;
+    socklen_t fl = sizeof from;
+    char buf[16];
+    ck_assert_int_eq(sendto(su, "ping", 4, 0, (struct sockaddr *)&to, sizeof to), 4);
+    ck_assert_msg(recvfrom(cu, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl) == 4, "the datagram did not reach the client");
+    ck_assert_int_eq(sendto(cu, "pong", 4, 0, (struct sockaddr *)&from, fl), 4);
+    ssize_t back = recv(su, buf, sizeof buf, 0);
+    if (flags & FWX_FLAG_BIDIRECTIONAL)
+        ck_assert_msg(back == 4 && memcmp(buf, "pong", 4) == 0, "BIDIRECTIONAL: the client's answer did not come back");
+    else
+        ck_assert_msg(back < 0, "without BIDIRECTIONAL the client's answer went back to the peer");
+    IFWXConnection_Release(bound[0]);
+    session_end(s, ctl);
+    close(cu);
+    close(su);
+    gw_close(&g);
+}
+
+START_TEST(udp_bound_port_one_way)
+{
+    udp_bind_case(FWX_FLAG_ALLOW_MULTIPLE);
+}
+END_TEST
+
+START_TEST(udp_bound_port_bidirectional)
+{
+    udp_bind_case(FWX_FLAG_ALLOW_MULTIPLE | FWX_FLAG_BIDIRECTIONAL);
+}
+END_TEST
+
 /* A gateway port already used by a local socket is not shadowed: the core picks another. */
 START_TEST(bind_port_in_use)
 {
@@ -831,6 +884,8 @@ static Suite *nft_suite(void)
         {"permission modes listed", permission_modes_listed},
         {"permission user mode", permission_user_mode},
         {"bind for client user mode", bind_for_client_user_mode},
+        {"udp bound port one way", udp_bound_port_one_way},
+        {"udp bound port bidirectional", udp_bound_port_bidirectional},
         {"kernel flows reported", kernel_flows_reported},
         {"kernel flow destroy ends it", kernel_flow_destroy_ends_it},
         {"permission timed", permission_timed},
