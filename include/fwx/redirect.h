@@ -145,8 +145,9 @@ typedef struct fwx_redirect_hop {
  *
  * Create it once, when the plugin or host starts, and keep it (W6). A provider has at most one
  * handle per firewall.
- * @param fw the firewall (borrowed; the handle must be destroyed before the firewall's close
- *   completes, or the firewall destroys it then and logs a warning).
+ * @param fw the firewall (borrowed). Destroy the handle before the firewall's close completes;
+ *   a handle still alive then is destroyed by the firewall, with a warning in the log, and its
+ *   pointer is invalid from then on (do not destroy it again).
  * @param provider the provider GUID (borrowed; copied). Must not be all zero.
  * @param flags must be 0.
  * @param out receives the handle, owned by the caller; free it with fwx_redirect_handle_destroy().
