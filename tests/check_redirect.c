@@ -828,6 +828,70 @@ START_TEST(wire_parser_truncations_and_mutations)
 }
 END_TEST
 
+/* Two fwx instances (two firewalls, providers A and B) pass one flow's record to each other in
+   its wire form, as two cooperating proxies on one path would: each reads the state it must. */
+START_TEST(two_instances_cooperate_through_the_wire)
+{
+    fx f1, f2;
+    fx_open(&f1);
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    memset(&f2, 0, sizeof f2);
+    ck_assert_int_eq(uv_loop_init(&f2.loop), 0);
+    o.log = tu_log_capture;
+    TU_EXPECT_HR(fwx_firewall_new(&f2.loop, &o, &f2.fw), FWX_S_OK);
+    fwx_redirect_handle *a = handle_of(&f1, 0), *b = handle_of(&f2, 1);
+    struct sockaddr_storage la = tu_addr("127.0.0.1:15001"), lb = tu_addr("127.0.0.1:3128");
+    uint8_t buf[FWX_REDIRECT_WIRE_MAX];
+
+    /* Instance 1 intercepts a local connection first: not redirected, so it may (W1). */
+    fwx_redirect_app app = {sizeof app, 4321, 1000, 0, 0, "/user.slice/curl.scope"};
+    struct sockaddr_storage d = tu_addr("198.51.100.7:443");
+    fwx_redirect_record *r1 = NULL;
+    TU_EXPECT_HR(fwx_redirect_record_new(TU_SA(d), tu_len(&d), &app, &r1), FWX_S_OK);
+    ck_assert_int_eq(fwx_redirect_query(r1, a, NULL), FWX_REDIRECT_NOT_REDIRECTED);
+    TU_EXPECT_HR(fwx_redirect_record_push_to(r1, a, TU_SA(la), tu_len(&la), strdup("a"), free), FWX_S_OK);
+    size_t len = wire_of(r1, buf, sizeof buf);
+
+    /* Instance 2 sees instance 1's outbound leg: by other (W3), and it redirects it once. */
+    fwx_redirect_record *r2 = NULL;
+    TU_EXPECT_HR(fwx_redirect_record_parse(buf, len, &r2), FWX_S_OK);
+    ck_assert_int_eq(fwx_redirect_query(r2, b, NULL), FWX_REDIRECT_BY_OTHER);
+    /* Sending it back into instance 1's listener is refused; its own listener is fine. */
+    TU_EXPECT_HR(fwx_redirect_record_push_to(r2, b, TU_SA(la), tu_len(&la), NULL, NULL), FWX_E_REDIRECT_LOOP);
+    TU_EXPECT_HR(fwx_redirect_record_push_to(r2, b, TU_SA(lb), tu_len(&lb), strdup("b"), free), FWX_S_OK);
+    len = wire_of(r2, buf, sizeof buf);
+
+    /* Instance 1 sees instance 2's outbound leg: previously by self (W4), it must not redirect. */
+    fwx_redirect_record *r3 = NULL;
+    TU_EXPECT_HR(fwx_redirect_record_parse(buf, len, &r3), FWX_S_OK);
+    ck_assert_int_eq(fwx_redirect_query(r3, a, NULL), FWX_REDIRECT_PREVIOUSLY_BY_SELF);
+    TU_EXPECT_HR(fwx_redirect_record_push(r3, a, NULL, NULL), FWX_E_REDIRECT_LOOP);
+    /* And instance 2 would see its own hop last: by self (W2). */
+    ck_assert_int_eq(fwx_redirect_query(r3, b, NULL), FWX_REDIRECT_BY_SELF);
+    /* Whoever connects onward must not go back into either listener; the original
+       destination and application arrive intact at every hop. */
+    TU_EXPECT_HR(fwx_redirect_check_destination(f1.fw, r3, FWX_PROTOCOL_TCP, TU_SA(lb), tu_len(&lb)),
+                 FWX_E_REDIRECT_LOOP);
+    TU_EXPECT_HR(fwx_redirect_check_destination(f1.fw, r3, FWX_PROTOCOL_TCP, TU_SA(d), tu_len(&d)), FWX_S_OK);
+    struct sockaddr_storage got;
+    TU_EXPECT_HR(fwx_redirect_record_original_destination(r3, &got), FWX_S_OK);
+    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&got)->sin_port), 443);
+    fwx_redirect_app a3;
+    TU_EXPECT_HR(fwx_redirect_record_original_app(r3, &a3), FWX_S_OK);
+    ck_assert_uint_eq(a3.pid, 4321);
+    ck_assert_str_eq(a3.cgroup_path, "/user.slice/curl.scope");
+
+    fwx_redirect_record_unref(r3);
+    fwx_redirect_record_unref(r2);
+    fwx_redirect_record_unref(r1);
+    fwx_redirect_handle_destroy(a);
+    fwx_redirect_handle_destroy(b);
+    fx_close(&f2);
+    fx_close(&f1);
+}
+END_TEST
+
 /* ---- a connection carries its record ---------------------------------------------------- */
 
 static IFWXConnection *open_connect(IFWXSession *s, const char *peer)
@@ -942,6 +1006,7 @@ static Suite *redirect_suite(void)
         {"wire max", wire_max_is_the_maximum},
         {"wire bad input", wire_parser_refuses_bad_input},
         {"wire truncations", wire_parser_truncations_and_mutations},
+        {"two instances", two_instances_cooperate_through_the_wire},
         {"connection record", connection_carries_record_until_it_is_freed},
         {"connection ended", connection_ended_refuses_a_record},
     };
