@@ -94,6 +94,7 @@ struct fwx_firewall {
     bool timer_closed;
     fwx_listen_spec *published; /* what the backend listens on for publishing rules */
     size_t n_published;
+    struct fwx_redirect_handle *redirect_handles; /* uthash on the provider GUID (lib/redirect) */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -247,6 +248,7 @@ struct fwx__conn {
     fwx__grant *grant;          /* BindForClient / client bind: the port this connection owns */
     bool client_pending;        /* BindForClient with an all-zero client address */
     bool client_set;            /* SetClientAddress was called */
+    fwx_redirect_record *redirect; /* +1, or NULL: released when the object is freed */
 };
 
 static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
@@ -260,6 +262,12 @@ void fwx__conn_terminate(fwx__conn *c);
 fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, bool secondary, bool no_kernel);
 /* Attaches a data filter (AddRefs df and ctx) in priority order; the connection goes user mode. */
 fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx);
+
+/* ---- redirect tracking (lib/redirect) ------------------------------------------------- */
+
+/* The firewall is being freed: destroys the handles its owners left behind (their contexts are
+   freed while plugin code is still mapped). */
+void fwx__redirect_firewall_free(fwx_firewall *fw);
 
 /* ---- secondary connections (lib/secondary) ------------------------------------------- */
 

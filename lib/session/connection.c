@@ -364,6 +364,7 @@ static uint32_t c_Release(IFWXConnection *This)
     if (n == 0) {
         fwx__session *s = c->session;
         fwx_firewall *fw = s->fw;
+        fwx_redirect_record_unref(c->redirect); /* the flow is gone: so are its hops' contexts */
         free(c);
         IFWXSession_Release(&s->iface);
         fwx__firewall_connection_gone(fw);
