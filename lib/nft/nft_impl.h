@@ -7,6 +7,7 @@
 #define FWX_NFT_IMPL_H
 
 #include <fwx/backend.h>
+#include <fwx/redirect.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -112,6 +113,25 @@ fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, str
 bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, struct sockaddr_storage *target);
 /* Closes the listener and aborts the connections it carries. NULL is harmless. */
 void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
+
+/* ---- redirect records across processes, local redirection (local.c) ---- */
+
+#define FWX__NFT_REG_PATH_MAX 512
+/* FWX_REDIRECT_DIR or /run/fwx/redirect. */
+const char *fwx__nft_registry_dir(void);
+/* Writes rec for the flow from local port sport to dst (the name the next hop looks up);
+   `path` receives the file's name, to unlink when the flow ends. 0, or -1. */
+int fwx__nft_registry_put(uint16_t sport, const struct sockaddr *dst, const fwx_redirect_record *rec, uint32_t slots,
+                          char *path, size_t cap);
+/* The record a previous hop on this host wrote for the flow from port sport to dst, with the
+   slots it passed; NULL if none (or the file is malformed). */
+fwx_redirect_record *fwx__nft_registry_get(uint16_t sport, const struct sockaddr *dst, uint32_t *slots);
+/* Removes files whose writer is no longer running. */
+void fwx__nft_registry_sweep(void);
+/* The local application that opened the TCP connection peer -> orig (sock_diag + /proc);
+   false for a connection from another host (app left unknown). cg holds the cgroup path. */
+bool fwx__nft_local_app(const struct sockaddr *peer, const struct sockaddr *orig, fwx_redirect_app *app, char *cg,
+                        size_t cgcap);
 
 /* The mark (SO_MARK) of fwx's own outbound sockets; interception skips it. */
 #define FWX__NFT_OWN_MARK 0x10000000u
