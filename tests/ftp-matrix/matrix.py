@@ -110,6 +110,7 @@ def pass_through_expected(client, mode):
 
 
 TRANSFER_TIMEOUT = 20.0   # hard limit per transfer (the client is killed)
+FTPLIB_LINGER = 0.0       # --ftplib-linger: seconds ftplib waits after the transfer before QUIT
 CLIENT_IO_TIMEOUT = 6     # the clients' own connect/read timeouts, seconds
 
 
@@ -1243,7 +1244,7 @@ def client_command(client, mode, direction, host, port, user, password, local, r
         return cmd
     if client == "ftplib":
         return [sys.executable, os.path.abspath(__file__), "--ftplib-client", host, str(port), user,
-                password, mode, direction, local, remote, CLIENT_IP]
+                password, mode, direction, local, remote, CLIENT_IP, str(FTPLIB_LINGER)]
     raise ValueError(client)
 
 
@@ -1297,6 +1298,7 @@ def ftplib_client(argv):
     host, port, user, password, mode, direction, local, remote = argv[:8]
     port = int(port)
     client_ip = argv[8] if len(argv) > 8 else CLIENT_IP
+    linger = float(argv[9]) if len(argv) > 9 else 0.0
 
     class Client(ftplib.FTP):
         # Use the address in 227 as sent (ftplib's default since 3.10 would reuse the control
@@ -1345,6 +1347,8 @@ def ftplib_client(argv):
         else:
             with open(local, "rb") as f:
                 ftp.storbinary("STOR " + remote, f, blocksize=65536)
+        if linger > 0:
+            time.sleep(linger)   # the control connection (and the session) stays open meanwhile
         ftp.quit()
     except Exception as e:  # noqa: BLE001 - any failure is the cell's result
         print("ftplib: %s: %s" % (type(e).__name__, e), flush=True)
@@ -1548,6 +1552,10 @@ def main():
     ap.add_argument("--netns", action="store_true",
                     help="run through a transparent fwx-gateway (backend nft) in network namespaces: "
                          "client 10.99.1.2, gateway 10.99.1.1/10.99.2.1, server 10.99.2.2:21 (README.md)")
+    ap.add_argument("--ftplib-linger", type=float, default=0.0, metavar="S",
+                    help="diagnostic: ftplib keeps the control connection S seconds after the transfer "
+                         "before QUIT (with --netns, the kernel's DESTROY of the data flow then comes "
+                         "while the session lives)")
     ap.add_argument("--size-mib", type=int, default=5)
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds for all the transfers; cells not run by then fail (default 540; "
@@ -1557,6 +1565,8 @@ def main():
     a = ap.parse_args()
     if a.netns and (a.pass_through or a.config_form):
         ap.error("--netns runs its own configuration with the FTP plugin: no --pass-through, no --config-form")
+    global FTPLIB_LINGER
+    FTPLIB_LINGER = max(0.0, min(a.ftplib_linger, 10.0))
     if a.budget is None:
         a.budget = 240.0 if a.netns else 540.0
 
