@@ -1742,6 +1742,9 @@ def main():
             observer.stop()
         if topo is not None:
             topo.down()
+        for c in cells.values():
+            if c.status == "FAIL" and not c.reason:
+                c.reason = "not finished: the run was interrupted"
         if not skipped:
             log()
             log("%s matrix (%s; rows server x client, columns mode x direction):" % (
