@@ -16,6 +16,12 @@ carried the whole file). `known: ...` cells come from KNOWN_LIMITATIONS below, e
 reason. Anything else is `FAIL (reason)`, and the runner prints its evidence: the command, the
 control dialogue around the failure, the gateway's log lines for the cell and the server's.
 
+--netns runs the same matrix through a transparent gateway in kernel mode instead: three network
+namespaces (client 10.99.1.2, gateway 10.99.1.1/10.99.2.1 with fwx-gateway backend "nft" and a
+nat policy, server 10.99.2.2:21); the client connects to the server's own address, and a cell
+also needs the kernel to have carried its data connection (conntrack in the gateway namespace)
+and fwx to have logged that kernel-mode connection with the kernel's byte count (README.md).
+
 --pass-through runs the same matrix without the FTP plugin (and with servers that accept data
 connections from/to foreign addresses): it checks the harness itself, and shows that without
 the filter the data connections bypass the gateway (cells read `bypass`).
@@ -32,6 +38,7 @@ import atexit
 import ftplib
 import grp
 import hashlib
+import json
 import os
 import pwd
 import random
@@ -750,8 +757,9 @@ class Topology:
         fwxm-cli-P 10.99.1.2 eth0 -- cl0 10.99.1.1  fwxm-gw-P  10.99.2.1 sv0 -- eth0 10.99.2.2 fwxm-srv-P
 
     Default routes via the gateway; in the gateway ns ip_forward=1, nf_conntrack_acct=1 (byte
-    counts in conntrack) and nf_conntrack_tcp_timeout_time_wait=1 (a finished flow is destroyed,
-    and fwx told, within about a second instead of 120 s)."""
+    counts in conntrack) and nf_conntrack_tcp_timeout_time_wait=1 (a finished flow expires after
+    1 s instead of 120 s; conntrack's garbage collector destroys it, and fwx hears of it, some
+    time after that, usually within a few seconds)."""
 
     ROLES = ("cli", "gw", "srv")
     RUN_NETNS = "/run/netns"
@@ -917,7 +925,6 @@ class Observer:
         if rc != 0:
             return got
         try:
-            import json
             doc = json.loads(out)
         except ValueError:
             return got
