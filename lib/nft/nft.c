@@ -420,6 +420,19 @@ static void kflow_key_of(const fwx__ct_flow *f, kflow_key *k)
     fwx__sa_key_of((const struct sockaddr *)&f->dst, true, &k->dst);
 }
 
+/* Adds a flow's final counters to its connection. Conntrack counts by its original direction,
+   which is the client's for a permission and the remote peer's for a bound port (the server
+   of active FTP connects in): "from the client" follows the connection's client. */
+static void kflow_count(kflow *k, uint64_t bytes_orig, uint64_t bytes_reply)
+{
+    const fwx__conn *c = fwx__conn_from(k->conn);
+    bool orig_is_client = fwx__sa_same_ip((const struct sockaddr *)&k->flow.src, (const struct sockaddr *)&c->client);
+    if (orig_is_client)
+        fwx_connection_count_bytes(k->conn, bytes_orig, bytes_reply);
+    else
+        fwx_connection_count_bytes(k->conn, bytes_reply, bytes_orig);
+}
+
 /* The kernel no longer carries the flow: forget it and close its connection (ConnectionTerminating). */
 static void kflow_end(nstate *st, kflow *k)
 {
@@ -488,8 +501,7 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
     kflow *k = NULL;
     HASH_FIND(hh_tuple, st->kflow_by_tuple, &key, sizeof key, k);
     if (k != NULL) {
-        /* The original direction is the client's side. */
-        fwx_connection_count_bytes(k->conn, f->bytes_orig, f->bytes_reply);
+        kflow_count(k, f->bytes_orig, f->bytes_reply);
         kflow_end(st, k);
     }
 }
@@ -1016,8 +1028,10 @@ static fwx_result n_relay(void *state, IFWXConnection *conn, int32_t kernel_mode
     return conn != NULL ? FWX_S_OK : FWX_E_INVALIDARG;
 }
 
-/* IFWXConnection::Kill of a kernel-carried flow removes its conntrack entry; the DESTROY
-   event that follows closes the connection (or now, if the entry is already gone). */
+/* IFWXConnection::Kill of a kernel-carried flow (also the end of its session) removes its
+   conntrack entry; the kernel's echo of the delete brings the final byte counts, so the
+   connection closes now with its bytes (a TCP flow's DESTROY would otherwise wait for
+   TIME_WAIT, after the close). The broadcast DESTROY that follows finds no flow. */
 static fwx_result n_kill(void *state, IFWXConnection *conn)
 {
     nstate *st = state;
@@ -1025,8 +1039,10 @@ static fwx_result n_kill(void *state, IFWXConnection *conn)
     HASH_FIND_PTR(st->kflows, &conn, k);
     if (k == NULL || st->ct == NULL)
         return FWX_E_NOT_FOUND;
-    if (fwx__ct_kill(st->ct, &k->flow) == FWX_E_NOT_FOUND)
-        kflow_end(st, k);
+    uint64_t orig = 0, reply = 0;
+    if (fwx__ct_kill_counted(st->ct, &k->flow, &orig, &reply) == FWX_S_OK)
+        kflow_count(k, orig, reply);
+    kflow_end(st, k);
     return FWX_S_OK;
 }
 

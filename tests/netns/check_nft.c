@@ -493,6 +493,87 @@ static int wait_kernel_secondaries(gw *g, int want)
     return n;
 }
 
+/* The byte counts of a kernel-carried flow ended with its session (the FTP client's QUIT
+   right after a transfer): the kill's echo brings them, "from the client" being the
+   session's client whichever side opened the flow. */
+static void closed_bytes(const char *conn_tag, unsigned long long *from_client, unsigned long long *from_peer)
+{
+    const char *line = tu_log_find(conn_tag, ": closed (");
+    ck_assert_msg(line != NULL, "no closed line for %s", conn_tag);
+    const char *p = strstr(line, ": closed (");
+    ck_assert_int_eq(sscanf(p, ": closed (%llu bytes from the client, %llu from the peer)", from_client, from_peer), 2);
+}
+
+static void bytes_case(bool bound)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t port;
+    int lfd = bound ? tn_listener_in(g.topo.client_fd, TN_CLIENT, 0, &port) : tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    IFWXConnection *ctl = NULL, *bnd[1] = {NULL};
+    IFWXSession *s = nat_session(&g, &ctl);
+    int c, a;
+    struct sockaddr_in peer;
+    if (bound) {
+        char ca_text[64];
+        snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", port);
+        struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
+        const struct sockaddr *cap[1] = {TU_SA(ca)};
+        TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 4,
+                                               &FWX_GUID_NULL, NULL, NULL, NULL, bnd),
+                     FWX_S_OK);
+        /* the server opens it; the client (a = accepted) is the session's client */
+        c = tn_connect_in(g.topo.server_fd, TN_SERVER, TN_GW_OUT, ntohs(((struct sockaddr_in *)&px)->sin_port), 2000);
+    } else {
+        TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
+        c = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, port, 2000);
+    }
+    ck_assert_int_ge(c, 0);
+    a = tn_accept_within(lfd, 2000, &peer);
+    ck_assert_int_ge(a, 0);
+    int client_side = bound ? a : c, peer_side = bound ? c : a;
+    static char big[3000];
+    memset(big, 'x', sizeof big);
+    ck_assert_int_eq(tu_write_all(client_side, big, 1000), 0);
+    ck_assert_int_eq(recv(peer_side, big, 1000, MSG_WAITALL), 1000);
+    ck_assert_int_eq(tu_write_all(peer_side, big, 3000), 0);
+    ck_assert_int_eq(recv(client_side, big, 3000, MSG_WAITALL), 3000);
+    ck_assert_int_eq(wait_kernel_secondaries(&g, 1), 1);
+    session_end(s, ctl); /* kills the flow while it lives */
+    if (bnd[0] != NULL)
+        IFWXConnection_Release(bnd[0]);
+    ck_assert_int_eq(kernel_secondaries(&g), 0);
+    unsigned long long from_client = 0, from_peer = 0;
+    /* the flow's connection, by the core's line for it (its mode said) */
+    const char *opened = tu_log_find(bound ? "opened through bound port" : "opened through permission", "(kernel mode)");
+    ck_assert_msg(opened != NULL, "no \"opened through ... (kernel mode)\" line");
+    unsigned long long id = 0;
+    ck_assert_int_eq(sscanf(strstr(opened, "connection "), "connection %llu:", &id), 1);
+    char tag[48];
+    snprintf(tag, sizeof tag, "connection %llu:", id);
+    closed_bytes(tag, &from_client, &from_peer);
+    /* IP packet sizes: the payload plus a few headers */
+    ck_assert_msg(from_client >= 1000 && from_client < 3000 && from_peer >= 3000,
+                  "closed with %llu bytes from the client, %llu from the peer (want >= 1000 and >= 3000)", from_client,
+                  from_peer);
+    close(a);
+    close(c);
+    close(lfd);
+    gw_close(&g);
+}
+
+START_TEST(kernel_flow_bytes_at_session_end)
+{
+    bytes_case(false);
+}
+END_TEST
+
+START_TEST(kernel_flow_bytes_bound_port)
+{
+    bytes_case(true);
+}
+END_TEST
+
 /* A flow's conntrack DESTROY ends its connection (ConnectionTerminating) while the session
    lives on, and only that flow's: two flows at once, ended one after the other. */
 START_TEST(kernel_flow_destroy_ends_it)
@@ -888,6 +969,8 @@ static Suite *nft_suite(void)
         {"udp bound port bidirectional", udp_bound_port_bidirectional},
         {"kernel flows reported", kernel_flows_reported},
         {"kernel flow destroy ends it", kernel_flow_destroy_ends_it},
+        {"kernel flow bytes at session end", kernel_flow_bytes_at_session_end},
+        {"kernel flow bytes bound port", kernel_flow_bytes_bound_port},
         {"permission timed", permission_timed},
         {"bind for client", bind_for_client},
         {"bind for client proxy mode", bind_for_client_proxy_mode},
