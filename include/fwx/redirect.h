@@ -410,6 +410,64 @@ FWX_API fwx_redirect_record *fwx_connection_redirect_record(IFWXConnection *conn
  */
 FWX_API fwx_result fwx_connection_set_redirect_record(IFWXConnection *conn, fwx_redirect_record *rec);
 
+/**
+ * @brief Which outbound connections of this host a firewall redirects into itself (local
+ * redirection, WFP's connect redirection on Linux).
+ *
+ * Start from zero and set struct_size. The connections are redirected by an nftables rule of
+ * the "nft" backend's table into fwx's interception listener, where each becomes a session of
+ * its source address and a primary connection to its original destination, with a redirect
+ * record naming the original destination and the original application (process, user,
+ * cgroup).
+ *
+ * **Cooperating proxies on one host.** Each proxy that redirects local connections has a slot
+ * 0..7, unique on the host. fwx's outbound sockets carry the mark
+ * `0x10000000 | (bits of every slot the flow has passed) << 16`, the mark is copied into the
+ * connection's conntrack mark (so nftables rules can match `ct mark and 0x10000000 != 0`), and
+ * each instance's rule skips a socket whose mark holds its own slot bit: a connection passes
+ * each proxy at most once, whatever order their rules run in. The flow's record travels in the
+ * registry (doc/redirect.md): a file per outbound flow, named after the tuple the next hop's
+ * accepted socket sees, in FWX_REDIRECT_DIR (default /run/fwx/redirect).
+ */
+typedef struct fwx_local_redirect {
+    /** sizeof(fwx_local_redirect). */
+    uint32_t struct_size;
+    /** FWX_PROTOCOL_TCP (the only protocol for now). */
+    int32_t protocol;
+    /** Lowest destination port redirected (1..65535). */
+    uint16_t port_min;
+    /** Highest destination port redirected (>= port_min). */
+    uint16_t port_max;
+    /** This instance's slot among the host's cooperating proxies, 0..7; the same in every call. */
+    uint32_t slot;
+    /** Only connections of this user id; -1 for every user. */
+    int64_t uid;
+    /** Only processes in this cgroup v2 path (such as "/system.slice/app.service") and below;
+        NULL for every cgroup. Characters: letters, digits, "._-@:" and "/". */
+    const char *cgroup;
+    /** The redirect identity of this instance's hops (borrowed; must outlive the firewall's
+        backend); NULL keeps the backend's own, whose provider GUID is derived from the
+        firewall's name. */
+    fwx_redirect_handle *handle;
+} fwx_local_redirect;
+
+/**
+ * @brief Redirects outbound connections of local processes into this firewall. [loop-thread]
+ *
+ * Needs the "nft" backend. May be called several times (each call adds a rule); the rules go
+ * with the backend's table. fwx's own sockets, and sockets of flows that have already passed
+ * this instance, are never caught again. A flow that comes back to an instance it has passed
+ * anyway (a relay in the path that drops the mark but keeps the record) is refused with
+ * `FWX_E_REDIRECT_LOOP` and a log line, as is a connection to fwx's own listener.
+ * @param fw the firewall.
+ * @param spec what to redirect (borrowed).
+ * @return FWX_S_OK; FWX_E_NOT_SUPPORTED (another backend, or no listener); FWX_E_INVALIDARG (a
+ *   bad spec, or another slot than before); FWX_E_BACKEND (nftables refused the rule, say a
+ *   kernel without socket cgroupv2); FWX_E_POINTER. fwx_firewall_last_error() says why.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirect *spec);
+
 /** @} */
 
 #ifdef __cplusplus

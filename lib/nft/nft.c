@@ -65,6 +65,9 @@ typedef struct nstate {
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
     struct kflow *kflows;  /* those flows, each with its core connection (uthash on conn) */
     struct kflow *kflow_by_tuple; /* the same flows, uthash on their tuple, for DESTROY */
+    fwx_redirect_handle *rh; /* this instance's redirect identity (issue 6) */
+    bool rh_owned;           /* made by the backend (else the host's, from fwx_firewall_redirect_local) */
+    int slot;                /* local-redirection slot 0..7, -1 without local redirection */
     char err[256];
 } nstate;
 
@@ -445,6 +448,8 @@ static void kflow_end(nstate *st, kflow *k)
 static void state_free(nstate *st)
 {
     fwx__nft_icpt_stop(st->listener);
+    if (st->rh_owned)
+        fwx_redirect_handle_destroy(st->rh);
     if (st->ct != NULL)
         fwx__ct_close(st->ct);
     kflow *k, *tmp;
@@ -504,6 +509,25 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         kflow_count(k, f->bytes_orig, f->bytes_reply);
         kflow_end(st, k);
     }
+}
+
+/* A stable provider GUID for an instance: FNV-1a over its table name, as a version-8
+   ("custom") GUID. */
+static void provider_guid(const char *table, fwx_guid *g)
+{
+    uint64_t h1 = 1469598103934665603ull, h2 = 1099511628211ull * 31;
+    for (const char *p = table; *p; p++) {
+        h1 = (h1 ^ (uint8_t)*p) * 1099511628211ull;
+        h2 = (h2 ^ (uint8_t)*p) * 1469598103934665603ull;
+    }
+    uint8_t b[16];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(h1 >> (8 * i));
+        b[8 + i] = (uint8_t)(h2 >> (8 * i));
+    }
+    b[6] = (uint8_t)((b[6] & 0x0F) | 0x80); /* version 8 */
+    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    memcpy(g, b, sizeof b);
 }
 
 static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state)
@@ -584,6 +608,17 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         return FWX_E_NOT_SUPPORTED;
     }
 
+    /* The redirect identity of this instance: a provider GUID derived from the table name, so
+       a restarted gateway is the same provider (a host may give its own, see
+       fwx_firewall_redirect_local). Registry files of writers that are gone are swept. */
+    st->slot = -1;
+    fwx_guid pg;
+    provider_guid(st->table, &pg);
+    if (FWX_SUCCEEDED(fwx_redirect_handle_create(fw, &pg, 0, &st->rh)))
+        st->rh_owned = true;
+    else
+        NLOG(st, FWX_LOG_WARN, "no redirect identity for table %s: intercepted flows carry no hop of ours", st->table);
+    fwx__nft_registry_sweep();
     /* fwx's interception listener first: the table's rules point at its port. It carries
        filter-bound primary connections and user-mode secondary ones. */
     if (FWX_FAILED(fwx__nft_icpt_start(fw, &st->listener, &st->icpt)))
@@ -1099,6 +1134,110 @@ static fwx_result n_list(void *state, fwx_backend_list_cb cb, void *arg)
             cb(arg, &ng->g);
     }
     free(listing);
+    return FWX_S_OK;
+}
+
+static nstate *state_of(fwx_firewall *fw)
+{
+    nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
+    return st != NULL && st->magic == NSTATE_MAGIC ? st : NULL;
+}
+
+fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit)
+{
+    nstate *st = state_of(fw);
+    *slot_bit = st != NULL && st->slot >= 0 ? 1u << st->slot : 0;
+    return st != NULL ? st->rh : NULL;
+}
+
+bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a)
+{
+    nstate *st = state_of(fw);
+    if (st == NULL || st->icpt.port == 0 || fwx__sa_port(a) != st->icpt.port)
+        return false;
+    return fwx__firewall_is_local(fw, a) || fwx__sa_is_unspecified(a);
+}
+
+/* ---- local redirection (issue 6) ------------------------------------------------------------ */
+
+/* A cgroup v2 path as nft takes it: "/a/b" of safe characters; its level (components). */
+static int cgroup_level(const char *p)
+{
+    if (p == NULL || p[0] != '/' || strlen(p) > 200)
+        return -1;
+    int level = 0;
+    for (const char *c = p; *c; c++) {
+        if (*c == '/') {
+            if (c[1] == '/' || c[1] == '\0')
+                return -1;
+            level++;
+        } else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                     strchr("._-@:", *c) != NULL)) {
+            return -1;
+        }
+    }
+    return level;
+}
+
+fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirect *spec)
+{
+    if (fw == NULL || spec == NULL)
+        return FWX_E_POINTER;
+    nstate *st = state_of(fw);
+    if (st == NULL) {
+        fwx__fail(fw, "local redirection needs the \"nft\" backend");
+        return FWX_E_NOT_SUPPORTED;
+    }
+    int level = spec->cgroup != NULL ? cgroup_level(spec->cgroup) : 0;
+    if (spec->struct_size < sizeof *spec || spec->protocol != FWX_PROTOCOL_TCP || spec->port_min == 0 ||
+        spec->port_max < spec->port_min || spec->slot > 7 || spec->uid < -1 || spec->uid > 0xFFFFFFFEll || level < 0) {
+        fwx__fail(fw, "local redirection: bad spec (TCP, ports 1-65535, slot 0-7, uid -1 or a uid, cgroup \"/a/b\")");
+        return FWX_E_INVALIDARG;
+    }
+    if (st->slot >= 0 && (uint32_t)st->slot != spec->slot) {
+        fwx__fail(fw, "local redirection: this instance already has slot %d", st->slot);
+        return FWX_E_INVALIDARG;
+    }
+    if (st->icpt.port == 0) {
+        fwx__fail(fw, "local redirection: no interception listener");
+        return FWX_E_NOT_SUPPORTED;
+    }
+    sbuf b = {0};
+    if (st->slot < 0) {
+        /* The chain, once: fwx's marks go into conntrack (nftables rules can match redirected
+           flows), and a socket that has passed this instance is never caught again. */
+        sb_printf(&b, "add chain inet %s output_redirect { type nat hook output priority -100; policy accept; "
+                      "comment \"local redirection: outbound connections of this host into fwx\"; }\n", st->table);
+        sb_printf(&b, "add rule inet %s output_redirect meta mark and %#x == %#x ct mark set meta mark\n", st->table,
+                  FWX__NFT_OWN_MARK, FWX__NFT_OWN_MARK);
+        sb_printf(&b, "add rule inet %s output_redirect meta mark and %#x != 0 return comment \"passed this proxy\"\n",
+                  st->table, FWX__NFT_SLOT_MARK(1u << spec->slot));
+    }
+    sb_printf(&b, "add rule inet %s output_redirect meta nfproto ipv4 meta l4proto tcp th dport %u-%u", st->table,
+              (unsigned)spec->port_min, (unsigned)spec->port_max);
+    if (spec->uid >= 0)
+        sb_printf(&b, " meta skuid %lld", (long long)spec->uid);
+    if (spec->cgroup != NULL)
+        sb_printf(&b, " socket cgroupv2 level %d \"%s\"", level, spec->cgroup);
+    sb_printf(&b, " redirect to :%u comment \"local redirection\"\n", (unsigned)st->icpt.port);
+    int rc = b.oom ? -1 : run(st, b.p);
+    free(b.p);
+    if (rc != 0) {
+        fwx__fail(fw, "local redirection: %s", b.oom ? "out of memory" : st->err);
+        return b.oom ? FWX_E_OUTOFMEMORY : FWX_E_BACKEND;
+    }
+    if (spec->handle != NULL && spec->handle != st->rh) {
+        if (st->rh_owned)
+            fwx_redirect_handle_destroy(st->rh);
+        st->rh = spec->handle;
+        st->rh_owned = false;
+    }
+    st->slot = (int)spec->slot;
+    char pg[FWX_GUID_STRLEN];
+    NLOG(st, FWX_LOG_INFO, "local redirection: tcp ports %u-%u%s%s into fwx (slot %u, provider %s)",
+         (unsigned)spec->port_min, (unsigned)spec->port_max, spec->uid >= 0 ? ", one user" : "",
+         spec->cgroup != NULL ? ", one cgroup" : "", (unsigned)spec->slot,
+         st->rh != NULL ? fwx_guid_format(fwx_redirect_handle_provider(st->rh), pg) : "none");
     return FWX_S_OK;
 }
 

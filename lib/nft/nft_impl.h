@@ -133,6 +133,15 @@ void fwx__nft_registry_sweep(void);
 bool fwx__nft_local_app(const struct sockaddr *peer, const struct sockaddr *orig, fwx_redirect_app *app, char *cg,
                         size_t cgcap);
 
+/* This instance's redirect identity (the handle of its hops) and, in *slot_bit, its
+   local-redirection slot as a bit (0 without local redirection); NULL if it has none. */
+fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit);
+/* Is `a` (address:port) the interception listener of this instance, on one of its addresses? */
+bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a);
+
+/* The mark of a socket that has passed the local-redirection slots `slots` (bit i = slot i). */
+#define FWX__NFT_SLOT_MARK(slots) (((uint32_t)(slots) & 0xFFu) << 16)
+
 /* The mark (SO_MARK) of fwx's own outbound sockets; interception skips it. */
 #define FWX__NFT_OWN_MARK 0x10000000u
 
