@@ -19,6 +19,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,6 +222,68 @@ START_TEST(two_instances_chain)
     ck_assert_int_eq(r.files_live, 2); /* one record per outbound flow */
     ck_assert_int_eq(registry_files(&h), 0);
     close(r.lfd);
+    host_down(&h);
+}
+END_TEST
+
+/* An unrelated plain relay (socat) in the path: the client talks to socat, socat's own
+   connection to the destination is what the two instances redirect. It passes each once; the
+   original application in the record is socat, not the client. */
+START_TEST(chain_behind_socat)
+{
+    host h;
+    host_up(&h);
+    instance(&h, 0, PORT, PORT);
+    instance(&h, 1, PORT, PORT);
+    int lfd = tn_listener_in(h.topo.server_fd, TN_SERVER, PORT, NULL);
+    char ns[160];
+    snprintf(ns, sizeof ns, "%s", h.topo.gateway);
+    pid_t socat = fork();
+    ck_assert_int_ge(socat, 0);
+    if (socat == 0) {
+        /* one connection, no fork: the process that connects out is this pid */
+        execlp("ip", "ip", "netns", "exec", ns, "socat", "TCP-LISTEN:7100,bind=" TN_GW_IN ",reuseaddr",
+               "TCP:" TN_SERVER ":7000", (char *)NULL);
+        _exit(127);
+    }
+    /* socat listening (bounded) */
+    int c = -1;
+    for (int i = 0; i < 100 && c < 0; i++) {
+        c = tn_connect_in(h.topo.gateway_fd, NULL, TN_GW_IN, 7100, 100);
+        if (c < 0)
+            usleep(20000);
+    }
+    ck_assert_msg(c >= 0, "socat did not listen (is it installed?)");
+    /* the loop must run for the chain to carry socat's outbound connection */
+    int a = -1;
+    for (int i = 0; i < 300 && a < 0; i++) {
+        tu_loop_run_for(&h.loop, 10);
+        a = tn_accept_within(lfd, 0, NULL);
+    }
+    ck_assert_msg(a >= 0, "socat's connection did not reach the destination through the chain");
+    char buf[8];
+    ck_assert_int_eq(tu_write_all(c, "hello", 5), 0);
+    int got = 0;
+    for (int i = 0; i < 300 && got < 5; i++) {
+        tu_loop_run_for(&h.loop, 10);
+        ssize_t n = recv(a, buf + got, (size_t)(5 - got), MSG_DONTWAIT);
+        if (n > 0)
+            got += (int)n;
+    }
+    ck_assert_int_eq(got, 5);
+    ck_assert_int_lt(tn_accept_within(lfd, 200, NULL), 0); /* once */
+    close(a);
+    close(c);
+    for (int i = 0; i < 30; i++)
+        tu_loop_run_for(&h.loop, 10);
+    kill(socat, SIGTERM);
+    waitpid(socat, NULL, 0);
+    char want[96];
+    snprintf(want, sizeof want, "application pid %ld uid 0", (long)socat);
+    ck_assert_int_eq(log_count("NOT_REDIRECTED, 0 earlier hop(s)", want, NULL), 1);
+    ck_assert_int_eq(log_count("REDIRECTED_BY_OTHER, 1 earlier hop(s)", want, NULL), 1);
+    ck_assert_int_eq(log_count("redirect loop", NULL, NULL), 0);
+    close(lfd);
     host_down(&h);
 }
 END_TEST
@@ -451,6 +515,7 @@ int main(void)
         const TTest *t;
     } cases[] = {
         {"two instances chain", two_instances_chain},
+        {"chain behind socat", chain_behind_socat},
         {"loop through relay refused", loop_through_relay_refused},
         {"own listener refused", own_listener_refused},
         {"local redirect refusals", local_redirect_refusals},
