@@ -411,6 +411,62 @@ FWX_API fwx_redirect_record *fwx_connection_redirect_record(IFWXConnection *conn
 FWX_API fwx_result fwx_connection_set_redirect_record(IFWXConnection *conn, fwx_redirect_record *rec);
 
 /**
+ * @brief Links the outbound socket a host makes for a redirected connection to that
+ * connection's record (WFP's SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS). [loop-thread]
+ *
+ * Call it after the socket is made and before connect(). The socket is bound to the
+ * unspecified address if it is not bound yet; the record is written to the host's registry
+ * under the socket's source port and @p destination, where the next proxy on this host that
+ * intercepts the connection reads it (doc/redirect.md); the socket gets `SO_MARK`
+ * `0x10000000 | slots << 16`. The registry entry is removed when @p conn ends. Rationale: the
+ * bind comes first so that the entry exists before the next hop can accept the connection.
+ * @param conn the accepted (redirected) connection, carrying a record (borrowed).
+ * @param fd the outbound TCP socket, not yet connected.
+ * @param destination where it will connect (borrowed).
+ * @param destination_len its length.
+ * @param slots the local-redirection slots the flow has passed (bit i = slot i), including the
+ *   caller's own if it redirects local connections; 0 otherwise.
+ * @return FWX_S_OK; FWX_S_FALSE (linked, but the mark could not be set: SO_MARK needs
+ *   CAP_NET_ADMIN); FWX_E_NOT_FOUND (@p conn carries no record); FWX_E_ALREADY_EXISTS_WIN32
+ *   (already linked); FWX_E_NOT_SUPPORTED (not TCP over IPv4); FWX_E_TERMINATING;
+ *   FWX_E_INVALIDARG; FWX_E_POINTER; FWX_E_FAIL (the registry could not be written: logged).
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_connection_link_outbound(IFWXConnection *conn, int fd, const struct sockaddr *destination,
+                                                uint32_t destination_len, uint32_t slots);
+
+/**
+ * @brief The record a previous proxy on this host left for a flow it connected onward
+ * (SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS). [any-thread]
+ *
+ * For a connection a proxy accepted after redirecting it: @p source_port is the accepted
+ * socket's peer port (getpeername), @p destination its original destination (SO_ORIGINAL_DST).
+ * @param source_port the flow's source port.
+ * @param destination the flow's original destination (borrowed).
+ * @param destination_len its length.
+ * @param out receives a new record (+1; fwx_redirect_record_unref() it).
+ * @param slots receives the local-redirection slots the flow has passed (may be NULL).
+ * @return FWX_S_OK; FWX_E_NOT_FOUND (no entry, or one that is not well-formed);
+ *   FWX_E_NOT_SUPPORTED (not IPv4); FWX_E_POINTER; FWX_E_INVALIDARG.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_redirect_registry_lookup(uint16_t source_port, const struct sockaddr *destination,
+                                                uint32_t destination_len, fwx_redirect_record **out,
+                                                uint32_t *slots);
+
+/** Receives one registry entry from fwx_redirect_registry_list(); everything is borrowed. */
+typedef void (*fwx_redirect_registry_cb)(void *arg, uint16_t source_port, const struct sockaddr *destination,
+                                         long writer_pid, uint32_t slots, const fwx_redirect_record *rec);
+
+/**
+ * @brief Every well-formed entry of this host's registry (fwxctl redirects). [any-thread]
+ * Entries that do not parse are skipped. At most 65536 entries are read.
+ * @return FWX_S_OK (also when the registry does not exist yet); FWX_E_POINTER.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_redirect_registry_list(fwx_redirect_registry_cb cb, void *arg);
+
+/**
  * @brief Which outbound connections of this host a firewall redirects into itself (local
  * redirection, WFP's connect redirection on Linux).
  *

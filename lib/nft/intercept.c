@@ -47,7 +47,6 @@ typedef struct irelay {
     bool connecting;
     fwx_redirect_record *rec;              /* +1: the flow's record (primary intercepted flows) */
     uint32_t slots;                        /* the local-redirection slots it has passed */
-    char regpath[FWX__NFT_REG_PATH_MAX];   /* its registry file, removed when it ends */
 } irelay;
 
 struct fwx__nft_icpt {
@@ -113,8 +112,6 @@ static void relay_free(irelay *r)
         close(r->client_fd);
     if (r->conn != NULL)
         fwx_connection_close(r->conn); /* ConnectionTerminating, then our reference goes */
-    if (r->regpath[0] != '\0')
-        unlink(r->regpath); /* the flow is gone: so is what the next hop could ask about it */
     fwx_redirect_record_unref(r->rec);
     session_unref(r->l, r->is);
     struct fwx__nft_icpt *l = r->l;
@@ -179,22 +176,14 @@ static void upstream_connect(irelay *r, uv_loop_t *loop, const struct sockaddr_s
         uint32_t mark = FWX__NFT_OWN_MARK | FWX__NFT_SLOT_MARK(r->slots);
         uv_os_fd_t ufd;
         r->up->data = r;
-        if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0)
+        if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0) {
             (void)setsockopt(ufd, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
-        if (r->rec != NULL && to->ss_family == AF_INET) {
-            /* Bound first, so the record is in the registry under the flow's source port before
-               the next hop on this host can accept it and look. */
-            struct sockaddr_in any = {.sin_family = AF_INET};
-            struct sockaddr_storage self;
-            int sl = sizeof self;
-            if (uv_tcp_bind(r->up, (struct sockaddr *)&any, 0) == 0 &&
-                uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0 &&
-                fwx__nft_registry_put(fwx__sa_port((struct sockaddr *)&self), (const struct sockaddr *)to, r->rec,
-                                      r->slots, r->regpath, sizeof r->regpath) != 0) {
-                r->regpath[0] = '\0';
-                fwx_firewall_log(r->l->fw, FWX_LOG_WARN, "backend \"nft\": cannot write the redirect record to %s",
-                                 fwx__nft_registry_dir());
-            }
+            /* A flow with a record: bound, its record in the registry under the source port
+               and the mark set before connect, so the next hop on this host can look it up
+               the moment it accepts. The core removes the file when the connection ends. */
+            if (r->rec != NULL && to->ss_family == AF_INET)
+                (void)fwx_connection_link_outbound(r->conn, ufd, (const struct sockaddr *)to,
+                                                   fwx__sa_len((const struct sockaddr *)to), r->slots);
         }
         r->creq.data = r;
         r->connecting = true;
@@ -226,7 +215,7 @@ static fwx_result redirect_record(irelay *r, const struct sockaddr_storage *peer
     const struct sockaddr *p = (const struct sockaddr *)peer, *o = (const struct sockaddr *)orig;
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
     uint32_t in_slots = 0, my_slot = 0;
-    fwx_redirect_record *rec = fwx__nft_registry_get(fwx__sa_port(p), o, &in_slots);
+    fwx_redirect_record *rec = fwx__registry_get(fwx__sa_port(p), o, &in_slots);
     bool from_registry = rec != NULL;
     if (rec == NULL) {
         fwx_redirect_app app;

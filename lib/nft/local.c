@@ -1,28 +1,9 @@
 /*
- * fwx - redirect records across processes, and local redirection, for the "nft" backend
- * (issue 6; doc/redirect.md describes the conventions a cooperating proxy follows).
- *
- * Three pieces:
- *
- * - **The record registry**: when fwx makes the outbound connection of a redirected flow, it
- *   binds the socket first and writes the flow's record (the wire form) to a file named after
- *   the tuple the next hop's accepted socket will see: `tcp4-<source port>-<destination>-<port>`
- *   in FWX_REDIRECT_DIR (default /run/fwx/redirect). The next proxy on this host, fwx or not,
- *   reads it by its accepted socket's peer port and original destination (SO_ORIGINAL_DST).
- *   The file is removed when the flow ends; files of dead writers (pid in the header) are
- *   swept at start. The source port is unique per host while the socket lives (bound to the
- *   unspecified address), so the name cannot collide with a live flow.
- *
- * - **The mark**: each instance doing local redirection has a slot 0..7. Its outbound sockets
- *   carry SO_MARK FWX__NFT_OWN_MARK | the slot bits of every instance the flow has passed, and
- *   each instance's output rule skips a socket whose mark has its own slot bit: a connection
- *   passes each cooperating proxy at most once, whatever order their chains run in. The rule
- *   copies the mark into the conntrack mark, so any nftables rule can match redirected flows
- *   (`ct mark and 0x10000000 != 0`) and the proxies they passed.
- *
- * - **The original application** of a locally redirected connection: sock_diag gives the
- *   client socket's uid and inode (by its exact tuple), /proc the process holding that inode
- *   and its cgroup.
+ * fwx - local redirection's helper for the "nft" backend (issue 6): the original application
+ * of a locally redirected connection. sock_diag gives the client socket's uid and inode (by its
+ * exact tuple), /proc the process holding that inode and its cgroup. The registry that carries
+ * records between processes is lib/redirect/registry.c; the rules are in nft.c
+ * (fwx_firewall_redirect_local) and the relaying in intercept.c.
  * SPDX-License-Identifier: MIT
  */
 #include "nft/nft_impl.h"
@@ -43,127 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define REG_MAGIC "fwx-redirect 1"
-#define REG_HEAD_MAX 96
 #define PROC_SCAN_MAX 65536 /* fd links looked at to find a socket's process */
-
-const char *fwx__nft_registry_dir(void)
-{
-    const char *d = getenv("FWX_REDIRECT_DIR");
-    return d != NULL && d[0] == '/' ? d : "/run/fwx/redirect";
-}
-
-static bool reg_name(uint16_t sport, const struct sockaddr *dst, char *out, size_t cap)
-{
-    char ip[INET_ADDRSTRLEN];
-    if (dst->sa_family != AF_INET || inet_ntop(AF_INET, &((const struct sockaddr_in *)dst)->sin_addr, ip, sizeof ip) == NULL)
-        return false;
-    int n = snprintf(out, cap, "%s/tcp4-%u-%s-%u", fwx__nft_registry_dir(), (unsigned)sport, ip,
-                     (unsigned)fwx__sa_port(dst));
-    return n > 0 && (size_t)n < cap;
-}
-
-static int mkdirs(const char *path)
-{
-    char p[FWX__NFT_REG_PATH_MAX];
-    if (snprintf(p, sizeof p, "%s", path) >= (int)sizeof p)
-        return -1;
-    for (char *s = p + 1; *s; s++)
-        if (*s == '/') {
-            *s = '\0';
-            if (mkdir(p, 0755) != 0 && errno != EEXIST)
-                return -1;
-            *s = '/';
-        }
-    return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
-}
-
-int fwx__nft_registry_put(uint16_t sport, const struct sockaddr *dst, const fwx_redirect_record *rec, uint32_t slots,
-                          char *path, size_t cap)
-{
-    uint8_t wire[FWX_REDIRECT_WIRE_MAX];
-    size_t len = 0;
-    char tmp[FWX__NFT_REG_PATH_MAX + 16], head[REG_HEAD_MAX];
-    if (!reg_name(sport, dst, path, cap) || FWX_FAILED(fwx_redirect_record_serialize(rec, wire, sizeof wire, &len)) ||
-        mkdirs(fwx__nft_registry_dir()) != 0)
-        return -1;
-    snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
-    int hn = snprintf(head, sizeof head, REG_MAGIC " pid=%ld slots=0x%02x\n", (long)getpid(), (unsigned)slots & 0xFF);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return -1;
-    bool ok = write(fd, head, (size_t)hn) == hn && write(fd, wire, len) == (ssize_t)len;
-    ok = close(fd) == 0 && ok;
-    /* rename: a reader sees the whole file or none */
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
-}
-
-fwx_redirect_record *fwx__nft_registry_get(uint16_t sport, const struct sockaddr *dst, uint32_t *slots)
-{
-    char path[FWX__NFT_REG_PATH_MAX];
-    uint8_t buf[REG_HEAD_MAX + FWX_REDIRECT_WIRE_MAX + 1];
-    *slots = 0;
-    if (!reg_name(sport, dst, path, sizeof path))
-        return NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0)
-        return NULL;
-    size_t n = 0;
-    for (ssize_t r; n < sizeof buf && (r = read(fd, buf + n, sizeof buf - n)) > 0;)
-        n += (size_t)r;
-    close(fd);
-    /* Strict: the header line exactly as written, then one record and nothing else. */
-    const uint8_t *nl = memchr(buf, '\n', n < REG_HEAD_MAX ? n : REG_HEAD_MAX);
-    if (n == sizeof buf || nl == NULL)
-        return NULL;
-    char head[REG_HEAD_MAX];
-    memcpy(head, buf, (size_t)(nl - buf));
-    head[nl - buf] = '\0';
-    long pid;
-    unsigned sl;
-    char tail;
-    if (sscanf(head, REG_MAGIC " pid=%ld slots=0x%2x%c", &pid, &sl, &tail) != 2 || pid <= 0)
-        return NULL;
-    fwx_redirect_record *rec = NULL;
-    if (FWX_FAILED(fwx_redirect_record_parse(nl + 1, n - (size_t)(nl + 1 - buf), &rec)))
-        return NULL;
-    *slots = sl;
-    return rec;
-}
-
-void fwx__nft_registry_sweep(void)
-{
-    DIR *d = opendir(fwx__nft_registry_dir());
-    if (d == NULL)
-        return;
-    char path[FWX__NFT_REG_PATH_MAX + 300], head[REG_HEAD_MAX];
-    unsigned seen = 0;
-    for (struct dirent *e; (e = readdir(d)) != NULL && seen < 100000; seen++) {
-        if (strncmp(e->d_name, "tcp4-", 5) != 0)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", fwx__nft_registry_dir(), e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-            continue;
-        ssize_t r = read(fd, head, sizeof head - 1);
-        close(fd);
-        long pid = 0;
-        if (r > 0) {
-            head[r] = '\0';
-            if (sscanf(head, REG_MAGIC " pid=%ld", &pid) != 1)
-                pid = 0;
-        }
-        char proc[32];
-        snprintf(proc, sizeof proc, "/proc/%ld", pid);
-        if (pid <= 0 || access(proc, F_OK) != 0)
-            unlink(path); /* its writer is gone (crash, kill -9): the flow is gone too */
-    }
-    closedir(d);
-}
 
 /* ---- the original application ------------------------------------------------------------------- */
 

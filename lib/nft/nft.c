@@ -618,7 +618,7 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         st->rh_owned = true;
     else
         NLOG(st, FWX_LOG_WARN, "no redirect identity for table %s: intercepted flows carry no hop of ours", st->table);
-    fwx__nft_registry_sweep();
+    fwx__registry_sweep();
     /* fwx's interception listener first: the table's rules point at its port. It carries
        filter-bound primary connections and user-mode secondary ones. */
     if (FWX_FAILED(fwx__nft_icpt_start(fw, &st->listener, &st->icpt)))

@@ -116,18 +116,6 @@ void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
 
 /* ---- redirect records across processes, local redirection (local.c) ---- */
 
-#define FWX__NFT_REG_PATH_MAX 512
-/* FWX_REDIRECT_DIR or /run/fwx/redirect. */
-const char *fwx__nft_registry_dir(void);
-/* Writes rec for the flow from local port sport to dst (the name the next hop looks up);
-   `path` receives the file's name, to unlink when the flow ends. 0, or -1. */
-int fwx__nft_registry_put(uint16_t sport, const struct sockaddr *dst, const fwx_redirect_record *rec, uint32_t slots,
-                          char *path, size_t cap);
-/* The record a previous hop on this host wrote for the flow from port sport to dst, with the
-   slots it passed; NULL if none (or the file is malformed). */
-fwx_redirect_record *fwx__nft_registry_get(uint16_t sport, const struct sockaddr *dst, uint32_t *slots);
-/* Removes files whose writer is no longer running. */
-void fwx__nft_registry_sweep(void);
 /* The local application that opened the TCP connection peer -> orig (sock_diag + /proc);
    false for a connection from another host (app left unknown). cg holds the cgroup path. */
 bool fwx__nft_local_app(const struct sockaddr *peer, const struct sockaddr *orig, fwx_redirect_app *app, char *cg,
@@ -140,7 +128,7 @@ fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit);
 bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a);
 
 /* The mark of a socket that has passed the local-redirection slots `slots` (bit i = slot i). */
-#define FWX__NFT_SLOT_MARK(slots) (((uint32_t)(slots) & 0xFFu) << 16)
+#define FWX__NFT_SLOT_MARK(slots) FWX__REDIRECT_SLOT_MARK(slots)
 
 /* The mark (SO_MARK) of fwx's own outbound sockets; interception skips it. */
 #define FWX__NFT_OWN_MARK 0x10000000u

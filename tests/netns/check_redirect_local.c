@@ -14,6 +14,7 @@
 #include "netutil.h"
 #include "netns.h"
 #include "nft/nft_impl.h"
+#include "firewall/internal.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -147,8 +148,28 @@ static void run_until(host *h, volatile int *done, uint64_t ms)
 
 /* ---- a client through the chain -------------------------------------------------------------------- */
 
+/* What fwx_redirect_registry_list reports: entries, and the largest hop count. */
+typedef struct listed {
+    int n, max_hops, orig_ok;
+} listed;
+
+static void count_entry(void *arg, uint16_t sport, const struct sockaddr *dst, long pid, uint32_t slots,
+                        const fwx_redirect_record *rec)
+{
+    (void)sport, (void)dst, (void)slots;
+    listed *l = arg;
+    struct sockaddr_storage o;
+    l->n++;
+    if ((int)fwx_redirect_record_hop_count(rec) > l->max_hops)
+        l->max_hops = (int)fwx_redirect_record_hop_count(rec);
+    if (pid == (long)getpid() && FWX_SUCCEEDED(fwx_redirect_record_original_destination(rec, &o)) &&
+        fwx__sa_port((struct sockaddr *)&o) == PORT)
+        l->orig_ok++;
+}
+
 typedef struct run {
     host *h;
+    listed reg;     /* the registry while the flow was open */
     int lfd;            /* the destination's listener (server namespace) */
     int ok;             /* data both ways */
     int second;         /* the destination saw a second connection */
@@ -201,6 +222,7 @@ START_TEST(two_instances_chain)
     ck_assert_int_eq(pthread_create(&th, NULL, client_thread, &r), 0);
     run_until(&h, &r.exchanged, 8000);
     r.files_live = registry_files(&h);
+    TU_EXPECT_HR(fwx_redirect_registry_list(count_entry, &r.reg), FWX_S_OK);
     r.looked = 1;
     run_until(&h, &r.done, 8000);
     pthread_join(th, NULL);
@@ -220,6 +242,9 @@ START_TEST(two_instances_chain)
     ck_assert_msg(log_count(want, NULL, NULL) == 2, "both hops should report \"%s\"", want);
     ck_assert_int_eq(log_count("redirect loop", NULL, NULL), 0);
     ck_assert_int_eq(r.files_live, 2); /* one record per outbound flow */
+    ck_assert_int_eq(r.reg.n, 2);      /* both listed, written by this process, original destination kept */
+    ck_assert_int_eq(r.reg.orig_ok, 2);
+    ck_assert_int_eq(r.reg.max_hops, 2); /* the second proxy's outbound flow carries both hops */
     ck_assert_int_eq(registry_files(&h), 0);
     close(r.lfd);
     host_down(&h);
@@ -288,6 +313,106 @@ START_TEST(chain_behind_socat)
 }
 END_TEST
 
+/* A host that makes its own outbound connection links it to the connection's record
+   (fwx_connection_link_outbound): the next proxy on the host, fwx instance A, reads the record
+   (REDIRECTED_BY_OTHER, the host's hop, the original application the host recorded); the
+   registry entry goes when the host's connection ends. */
+typedef struct linked {
+    host *h;
+    int fd, lfd, ok;
+    volatile int done;
+} linked;
+
+static void *linked_thread(void *arg)
+{
+    linked *k = arg;
+    struct sockaddr_in dst = tn_sin_of(TN_SERVER, PORT);
+    tu_set_timeouts(k->fd);
+    if (connect(k->fd, (struct sockaddr *)&dst, sizeof dst) == 0) {
+        int a = tn_accept_within(k->lfd, 3000, NULL);
+        char b[8];
+        if (a >= 0) {
+            k->ok = tu_write_all(k->fd, "hello", 5) == 0 && recv(a, b, 5, MSG_WAITALL) == 5;
+            close(a);
+        }
+    }
+    k->done = 1;
+    return NULL;
+}
+
+START_TEST(host_links_outbound)
+{
+    host h;
+    host_up(&h);
+    instance(&h, 0, PORT, PORT);
+    /* The host: a firewall with the proxy backend, one session and connection of its own. */
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.name = "hostproxy";
+    o.log = log_tagged;
+    o.log_arg = "H";
+    TU_EXPECT_HR(fwx_firewall_new(&h.loop, &o, &h.fw[1]), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_backend(h.fw[1], "proxy"), FWX_S_OK);
+    struct sockaddr_storage cl = tu_addr(TN_GW_IN), dst = tu_addr(TN_SERVER ":7000");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(h.fw[1], &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(dst), tu_len(&dst), NULL, 0, NULL,
+                                0, 0, NULL};
+    IFWXConnection *conn = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &conn), FWX_S_OK);
+    fwx_redirect_app app = {sizeof app, 4242, 42, 0, 0, "/host.slice"};
+    fwx_redirect_record *rec = NULL;
+    TU_EXPECT_HR(fwx_redirect_record_new(TU_SA(dst), tu_len(&dst), &app, &rec), FWX_S_OK);
+    fwx_guid hg;
+    TU_EXPECT_HR(fwx_guid_parse("{0d3c6a55-2b1e-4c8f-9a77-5e2f1c0b7d02}", &hg), FWX_S_OK);
+    fwx_redirect_handle *hh = NULL;
+    TU_EXPECT_HR(fwx_redirect_handle_create(h.fw[1], &hg, 0, &hh), FWX_S_OK);
+    TU_EXPECT_HR(fwx_redirect_record_push(rec, hh, NULL, NULL), FWX_S_OK);
+    linked k;
+    memset(&k, 0, sizeof k);
+    k.h = &h;
+    k.fd = tn_socket_in(h.topo.gateway_fd, AF_INET, SOCK_STREAM);
+    /* not linked before it carries a record */
+    TU_EXPECT_HR(fwx_connection_link_outbound(conn, k.fd, TU_SA(dst), tu_len(&dst), 0), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(fwx_connection_set_redirect_record(conn, rec), FWX_S_OK);
+    TU_EXPECT_HR(fwx_connection_link_outbound(conn, k.fd, TU_SA(dst), tu_len(&dst), 0), FWX_S_OK);
+    TU_EXPECT_HR(fwx_connection_link_outbound(conn, k.fd, TU_SA(dst), tu_len(&dst), 0), FWX_E_ALREADY_EXISTS_WIN32);
+    ck_assert_int_eq(registry_files(&h), 1);
+    /* what the next hop asks: by the source port and the original destination */
+    struct sockaddr_in self;
+    socklen_t sl = sizeof self;
+    ck_assert_int_eq(getsockname(k.fd, (struct sockaddr *)&self, &sl), 0);
+    fwx_redirect_record *got = NULL;
+    uint32_t slots = 99;
+    TU_EXPECT_HR(fwx_redirect_registry_lookup(ntohs(self.sin_port), TU_SA(dst), tu_len(&dst), &got, &slots), FWX_S_OK);
+    ck_assert_uint_eq(fwx_redirect_record_hop_count(got), 1);
+    ck_assert_uint_eq(slots, 0);
+    fwx_redirect_record_unref(got);
+    TU_EXPECT_HR(fwx_redirect_registry_lookup((uint16_t)(ntohs(self.sin_port) + 1), TU_SA(dst), tu_len(&dst), &got, NULL),
+                 FWX_E_NOT_FOUND);
+    k.lfd = tn_listener_in(h.topo.server_fd, TN_SERVER, PORT, NULL);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, linked_thread, &k), 0);
+    run_until(&h, &k.done, 8000);
+    pthread_join(th, NULL);
+    ck_assert_msg(k.ok, "the host's linked connection did not reach the destination through A");
+    ck_assert_int_eq(log_count("A: ", "redirect record from the previous hop: REDIRECTED_BY_OTHER, 1 earlier hop(s)",
+                               "application pid 4242 uid 42 cgroup /host.slice"),
+                     1);
+    fwx_connection_close(conn);
+    close(k.fd);
+    tu_loop_run_for(&h.loop, 100);
+    ck_assert_int_eq(registry_files(&h), 0); /* only A's own entry could remain, and its flow ended */
+    fwx_redirect_record_unref(rec);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    fwx_redirect_handle_destroy(hh);
+    close(k.lfd);
+    host_down(&h);
+}
+END_TEST
+
 /* ---- a relay that keeps the record but drops the mark: the flow comes back to A ---------------- */
 
 typedef struct relay {
@@ -311,7 +436,7 @@ static void *relay_thread(void *arg)
     if (a >= 0) {
         uint32_t slots = 0;
         struct sockaddr_storage dst = tu_addr(TN_SERVER ":7000");
-        fwx_redirect_record *rec = fwx__nft_registry_get(ntohs(peer.sin_port), (struct sockaddr *)&dst, &slots);
+        fwx_redirect_record *rec = fwx__registry_get(ntohs(peer.sin_port), (struct sockaddr *)&dst, &slots);
         if (rec != NULL) {
             p->state_seen = (int)fwx_redirect_query(rec, p->ph, NULL);
             /* A cooperating relay: its own hop, the record passed on for its onward flow, but
@@ -320,8 +445,8 @@ static void *relay_thread(void *arg)
             int o = tn_socket_in(p->h->topo.gateway_fd, AF_INET, SOCK_STREAM);
             struct sockaddr_in any = {.sin_family = AF_INET};
             ck_assert_int_eq(bind(o, (struct sockaddr *)&any, sizeof any), 0);
-            char path[FWX__NFT_REG_PATH_MAX];
-            ck_assert_int_eq(fwx__nft_registry_put(tu_bound_port(o), (struct sockaddr *)&dst, rec, 0, path, sizeof path), 0);
+            char path[FWX__REG_PATH_MAX];
+            ck_assert_int_eq(fwx__registry_put(tu_bound_port(o), (struct sockaddr *)&dst, rec, 0, path, sizeof path), 0);
             tu_set_timeouts(o);
             if (connect(o, (struct sockaddr *)&dst, sizeof(struct sockaddr_in)) == 0) {
                 char b[4];
@@ -516,6 +641,7 @@ int main(void)
     } cases[] = {
         {"two instances chain", two_instances_chain},
         {"chain behind socat", chain_behind_socat},
+        {"host links outbound", host_links_outbound},
         {"loop through relay refused", loop_through_relay_refused},
         {"own listener refused", own_listener_refused},
         {"local redirect refusals", local_redirect_refusals},

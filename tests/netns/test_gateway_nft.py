@@ -205,6 +205,7 @@ def run(tmp):
 
 def scenario(tmp, topo, plugin):
     name = "nftgw%d" % os.getpid()
+    os.environ["FWX_REDIRECT_DIR"] = os.path.join(tmp, "redirect")  # the gateways inherit it
     table = "fwx_" + name
     cfg = config(tmp, name, plugin)
     # The gateway runs inside the gateway namespace.
@@ -255,6 +256,13 @@ def scenario(tmp, topo, plugin):
     check(len(ctl) == 1 and ctl[0].get("mode") == "user", "fwxctl: the control connection: %r" % conns)
     text = gw.ctl("ports").stdout
     check("kernel" in text and "MODE" in text, "fwxctl ports (table) shows no MODE column: %r" % text)
+    # The intercepted control connection is a redirected flow: its record is in the host's
+    # registry, under fwx's outbound connection to the server (fwxctl redirects).
+    reds = rows(gw, "redirects")
+    check(len(reds) == 1 and reds[0].get("original") == "%s:21" % SERVER and len(reds[0].get("hops", [])) == 1
+          and reds[0].get("application") == "-",
+          "fwxctl redirects: want the control connection's record (1 hop, forwarded), got %r" % reds)
+    log("ok: fwxctl redirects: %s, original %s, hops %s" % (reds[0]["flow"], reds[0]["original"], reds[0]["hops"]))
     log("ok: fwxctl: control connection user mode, bound port %d kernel mode" % gport)
 
     d = topo.connect("s", GW_OUT, gport, src=SERVER)
