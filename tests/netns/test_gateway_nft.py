@@ -160,8 +160,10 @@ def config(tmp, name, plugin):
   plugins = [ "%s" ];
   local_addresses = [ "%s", "%s" ];
   port_range = "41000-41999";
+  local_redirect = ( { ports = "7000"; slot = 0; } );
 };
-networks = { internal = { ranges = [ "10.99.1.0/24" ]; }; };
+networks = { internal = { ranges = [ "10.99.1.0/24" ]; };
+             localhost = { ranges = [ "%s/32", "%s/32" ]; }; };
 relationships = ( { from = "internal"; to = "external"; type = "nat"; } );
 protocols = (
   { name = "ftp"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000000021}"; protocol = "tcp"; port = 21;
@@ -169,9 +171,9 @@ protocols = (
   { name = "echo"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000007000}"; protocol = "tcp"; port = 7000;
     direction = "outbound"; }
 );
-rules = ( { name = "out"; action = "allow"; from = [ "internal" ]; to = [ "external" ];
+rules = ( { name = "out"; action = "allow"; from = [ "internal", "localhost" ]; to = [ "external" ];
             protocols = [ "ftp", "echo" ]; } );
-""" % (name, plugin, GW_IN, GW_OUT, FTP_GUID))
+""" % (name, plugin, GW_IN, GW_OUT, GW_IN, GW_OUT, FTP_GUID))
     return path
 
 
@@ -228,6 +230,23 @@ def scenario(tmp, topo, plugin):
     a.close()
     c.close()
     log("ok: plain TCP forwarded by the kernel (server saw %s)" % peer[0])
+
+    # 1b. Local redirection (gateway.local_redirect): a process of the gateway host itself
+    #     connecting to port 7000 is caught and relayed by fwx, with its record.
+    c = topo.connect("g", SERVER, 7000)
+    check(c is not None, "a local connection to port 7000 was not carried")
+    a, peer = echo_l.accept()
+    c.sendall(b"local")
+    check(a.recv(5) == b"local", "no data over the locally redirected connection")
+    gw.wait_log("redirect record new: NOT_REDIRECTED", what="the local connection's redirect record")
+    check("application pid %d uid 0" % os.getpid() in gw.stdout(),
+          "the record does not name this process as the original application: %r" % gw.stdout()[-800:])
+    conns = rows(gw, "connections")
+    check(any(o.get("peer") == "%s:7000" % SERVER for o in conns),
+          "fwxctl does not list the locally redirected connection: %r" % conns)
+    a.close()
+    c.close()
+    log("ok: local redirection: this process's connection relayed by fwx, original application recorded")
 
     # 2. Active FTP, scripted server: the control connection in user mode, the PORT's bound
     #    port and the data connection in the kernel, all in fwxctl.
