@@ -436,6 +436,20 @@ FWX_API fwx_result fwx_connection_link_outbound(IFWXConnection *conn, int fd, co
                                                 uint32_t destination_len, uint32_t slots);
 
 /**
+ * @brief The firewall's own redirect handle: the provider of the hops fwx pushes itself (a
+ * transparently intercepted or locally redirected connection, a redirect port, a bound port
+ * in proxy mode). [loop-thread]
+ *
+ * Made on first use, with a provider GUID derived from the firewall's name (the same name
+ * gives the same provider across restarts and processes); owned by the firewall (do not
+ * destroy it). Hosts and filters query a connection's state with it.
+ * @return the handle, or NULL (the firewall is closing, or another handle already has that
+ *   provider GUID).
+ * @since 1.1
+ */
+FWX_API fwx_redirect_handle *fwx_firewall_redirect_identity(fwx_firewall *fw);
+
+/**
  * @brief The record a previous proxy on this host left for a flow it connected onward
  * (SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS). [any-thread]
  *

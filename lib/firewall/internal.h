@@ -95,6 +95,7 @@ struct fwx_firewall {
     fwx_listen_spec *published; /* what the backend listens on for publishing rules */
     size_t n_published;
     struct fwx_redirect_handle *redirect_handles; /* uthash on the provider GUID (lib/redirect) */
+    struct fwx_redirect_handle *redirect_identity; /* the firewall's own (fwx_firewall_redirect_identity) */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -269,6 +270,10 @@ fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPr
 /* The firewall is being freed: destroys the handles its owners left behind (their contexts are
    freed while plugin code is still mapped). */
 void fwx__redirect_firewall_free(fwx_firewall *fw);
+/* A secondary connection the core admitted through a redirect port, or a bound port in proxy
+   mode, was redirected by this firewall: its record (original destination = the gateway port it
+   reached, one hop of the firewall's identity to `target`). Out of memory: no record. */
+void fwx__redirect_admitted(fwx__conn *c, const struct sockaddr *reached, const struct sockaddr *target);
 
 /* The registry (lib/redirect/registry.c, doc/redirect.md). */
 #define FWX__REG_PATH_MAX 512

@@ -39,6 +39,7 @@ typedef struct nelem {
     char set[8];        /* "once4", "dnat6", ... */
     char key[KEY_MAX];  /* "10.0.0.2 . 10.0.0.9 . 6 . 2121" */
     char data[DATA_MAX]; /* maps: "10.0.0.2 . 5001"; sets: "" */
+    bool gone;          /* a one-shot element the packet path has deleted (its flow's NEW event) */
 } nelem;
 
 typedef struct ngrant {
@@ -65,8 +66,7 @@ typedef struct nstate {
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
     struct kflow *kflows;  /* those flows, each with its core connection (uthash on conn) */
     struct kflow *kflow_by_tuple; /* the same flows, uthash on their tuple, for DESTROY */
-    fwx_redirect_handle *rh; /* this instance's redirect identity (issue 6) */
-    bool rh_owned;           /* made by the backend (else the host's, from fwx_firewall_redirect_local) */
+    fwx_redirect_handle *rh; /* the host's redirect identity (fwx_firewall_redirect_local), or NULL: the firewall's */
     int slot;                /* local-redirection slot 0..7, -1 without local redirection */
     char err[256];
 } nstate;
@@ -448,8 +448,6 @@ static void kflow_end(nstate *st, kflow *k)
 static void state_free(nstate *st)
 {
     fwx__nft_icpt_stop(st->listener);
-    if (st->rh_owned)
-        fwx_redirect_handle_destroy(st->rh);
     if (st->ct != NULL)
         fwx__ct_close(st->ct);
     kflow *k, *tmp;
@@ -469,10 +467,33 @@ static void state_free(nstate *st)
 }
 
 
+/* A kernel flow was admitted by a one-shot element, which the forward rule deleted: mark it so
+   that the grant's removal does not delete it again. The element's key is the tuple the forward
+   hook saw: the source, and the destination after DNAT (the reply tuple's source). */
+static void mark_consumed(nstate *st, const fwx__ct_flow *f)
+{
+    char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], fs, fd;
+    if (!ip_text((const struct sockaddr *)&f->src, src, &fs) || !ip_text((const struct sockaddr *)&f->reply_src, dst, &fd) ||
+        fs != fd)
+        return;
+    tuple_key(key, sizeof key, src, dst, l4proto(f->protocol), fwx__sa_port((const struct sockaddr *)&f->reply_src));
+    char set[8];
+    snprintf(set, sizeof set, "once%c", fs);
+    for (size_t i = 0; i < st->n; i++)
+        for (size_t j = 0; j < st->grants[i].n; j++) {
+            nelem *e = &st->grants[i].el[j];
+            if (!e->gone && strcmp(e->set, set) == 0 && strcmp(e->key, key) == 0) {
+                e->gone = true;
+                return;
+            }
+        }
+}
+
 static void on_ct(void *arg, int event, const fwx__ct_flow *f)
 {
     nstate *st = arg;
     if (event == FWX__CT_NEW) {
+        mark_consumed(st, f);
         /* The client's view (before DNAT): a permission's target, or a bound port. The core
            consumes a one-shot grant (the kernel already deleted its element) and tells the
            filter that asked. */
@@ -509,25 +530,6 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         kflow_count(k, f->bytes_orig, f->bytes_reply);
         kflow_end(st, k);
     }
-}
-
-/* A stable provider GUID for an instance: FNV-1a over its table name, as a version-8
-   ("custom") GUID. */
-static void provider_guid(const char *table, fwx_guid *g)
-{
-    uint64_t h1 = 1469598103934665603ull, h2 = 1099511628211ull * 31;
-    for (const char *p = table; *p; p++) {
-        h1 = (h1 ^ (uint8_t)*p) * 1099511628211ull;
-        h2 = (h2 ^ (uint8_t)*p) * 1469598103934665603ull;
-    }
-    uint8_t b[16];
-    for (int i = 0; i < 8; i++) {
-        b[i] = (uint8_t)(h1 >> (8 * i));
-        b[8 + i] = (uint8_t)(h2 >> (8 * i));
-    }
-    b[6] = (uint8_t)((b[6] & 0x0F) | 0x80); /* version 8 */
-    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
-    memcpy(g, b, sizeof b);
 }
 
 static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state)
@@ -608,16 +610,9 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         return FWX_E_NOT_SUPPORTED;
     }
 
-    /* The redirect identity of this instance: a provider GUID derived from the table name, so
-       a restarted gateway is the same provider (a host may give its own, see
+    /* The redirect identity of this instance is the firewall's (a host may give its own, see
        fwx_firewall_redirect_local). Registry files of writers that are gone are swept. */
     st->slot = -1;
-    fwx_guid pg;
-    provider_guid(st->table, &pg);
-    if (FWX_SUCCEEDED(fwx_redirect_handle_create(fw, &pg, 0, &st->rh)))
-        st->rh_owned = true;
-    else
-        NLOG(st, FWX_LOG_WARN, "no redirect identity for table %s: intercepted flows carry no hop of ours", st->table);
     fwx__registry_sweep();
     /* fwx's interception listener first: the table's rules point at its port. It carries
        filter-bound primary connections and user-mode secondary ones. */
@@ -885,17 +880,21 @@ static void delete_elems(nstate *st, const ngrant *ng, uint64_t id)
     sbuf b = {0};
     size_t n = 0;
     for (size_t i = 0; i < ng->n; i++) {
-        if (elem_shared(st, ng, &ng->el[i]))
+        /* A consumed one-shot element is gone: deleting it again would fail the batch, and a
+           failing nf_tables transaction costs the kernel ~12 ms (bench/README.md). */
+        if (ng->el[i].gone || elem_shared(st, ng, &ng->el[i]))
             continue;
         sb_printf(&b, "delete element inet %s %s { %s }\n", st->table, ng->el[i].set, ng->el[i].key);
         n++;
     }
     if (n > 0 && !b.oom && run(st, b.p) != 0) {
-        /* A one-shot element the packet path consumed, or one the kernel expired, is gone
-           already and fails the whole batch: delete the others one by one. */
+        /* An element the kernel expired (or another party deleted) is gone already and fails
+           the whole batch: delete the others one by one. */
+        NLOG(st, FWX_LOG_DEBUG, "%s %llu: the batch delete failed (%s); deleting one by one", kind_name(ng->g.kind),
+             (unsigned long long)id, st->err);
         for (size_t i = 0; i < ng->n; i++) {
             char cmd[KEY_MAX + TABLE_MAX + 64];
-            if (elem_shared(st, ng, &ng->el[i]))
+            if (ng->el[i].gone || elem_shared(st, ng, &ng->el[i]))
                 continue;
             snprintf(cmd, sizeof cmd, "delete element inet %s %s { %s }\n", st->table, ng->el[i].set, ng->el[i].key);
             if (run(st, cmd) != 0 && strstr(st->err, "No such file") == NULL)
@@ -1147,7 +1146,9 @@ fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit)
 {
     nstate *st = state_of(fw);
     *slot_bit = st != NULL && st->slot >= 0 ? 1u << st->slot : 0;
-    return st != NULL ? st->rh : NULL;
+    if (st == NULL)
+        return NULL;
+    return st->rh != NULL ? st->rh : fwx_firewall_redirect_identity(fw);
 }
 
 bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a)
@@ -1226,18 +1227,16 @@ fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirec
         fwx__fail(fw, "local redirection: %s", b.oom ? "out of memory" : st->err);
         return b.oom ? FWX_E_OUTOFMEMORY : FWX_E_BACKEND;
     }
-    if (spec->handle != NULL && spec->handle != st->rh) {
-        if (st->rh_owned)
-            fwx_redirect_handle_destroy(st->rh);
+    if (spec->handle != NULL)
         st->rh = spec->handle;
-        st->rh_owned = false;
-    }
     st->slot = (int)spec->slot;
     char pg[FWX_GUID_STRLEN];
     NLOG(st, FWX_LOG_INFO, "local redirection: tcp ports %u-%u%s%s into fwx (slot %u, provider %s)",
          (unsigned)spec->port_min, (unsigned)spec->port_max, spec->uid >= 0 ? ", one user" : "",
          spec->cgroup != NULL ? ", one cgroup" : "", (unsigned)spec->slot,
-         st->rh != NULL ? fwx_guid_format(fwx_redirect_handle_provider(st->rh), pg) : "none");
+         fwx__nft_identity(fw, &(uint32_t){0}) != NULL
+             ? fwx_guid_format(fwx_redirect_handle_provider(fwx__nft_identity(fw, &(uint32_t){0})), pg)
+             : "none");
     return FWX_S_OK;
 }
 

@@ -77,8 +77,48 @@ void fwx_redirect_handle_destroy(fwx_redirect_handle *h)
 
 const fwx_guid *fwx_redirect_handle_provider(const fwx_redirect_handle *h) { return h ? &h->provider : NULL; }
 
+fwx_redirect_handle *fwx_firewall_redirect_identity(fwx_firewall *fw)
+{
+    if (fw == NULL)
+        return NULL;
+    if (fw->redirect_identity == NULL && !fw->closing) {
+        /* FNV-1a over the name, twice, as a version-8 ("custom") GUID: the same name, the same
+           provider, across restarts and processes. */
+        uint64_t h1 = 1469598103934665603ull, h2 = 1099511628211ull * 31;
+        for (const char *p = fw->name; *p; p++) {
+            h1 = (h1 ^ (uint8_t)*p) * 1099511628211ull;
+            h2 = (h2 ^ (uint8_t)*p) * 1469598103934665603ull;
+        }
+        fwx_guid g;
+        for (int i = 0; i < 8; i++) {
+            g.bytes[i] = (uint8_t)(h1 >> (8 * i));
+            g.bytes[8 + i] = (uint8_t)(h2 >> (8 * i));
+        }
+        g.bytes[6] = (uint8_t)((g.bytes[6] & 0x0F) | 0x80);
+        g.bytes[8] = (uint8_t)((g.bytes[8] & 0x3F) | 0x80);
+        if (FWX_FAILED(fwx_redirect_handle_create(fw, &g, 0, &fw->redirect_identity)))
+            fw->redirect_identity = NULL; /* a host took that GUID: it is the host's to use */
+    }
+    return fw->redirect_identity;
+}
+
+void fwx__redirect_admitted(fwx__conn *c, const struct sockaddr *reached, const struct sockaddr *target)
+{
+    fwx_redirect_handle *h = fwx_firewall_redirect_identity(c->session->fw);
+    fwx_redirect_record *rec = NULL;
+    if (h == NULL || FWX_FAILED(fwx_redirect_record_new(reached, fwx__sa_len(reached), NULL, &rec)))
+        return;
+    if (FWX_SUCCEEDED(fwx_redirect_record_push_to(rec, h, target, fwx__sa_len(target), NULL, NULL)))
+        (void)fwx_connection_set_redirect_record(&c->iface, rec);
+    fwx_redirect_record_unref(rec);
+}
+
 void fwx__redirect_firewall_free(fwx_firewall *fw)
 {
+    if (fw->redirect_identity != NULL) {
+        fwx_redirect_handle_destroy(fw->redirect_identity); /* ours: no warning */
+        fw->redirect_identity = NULL;
+    }
     fwx_redirect_handle *h, *tmp;
     HASH_ITER(hh, fw->redirect_handles, h, tmp) {
         char g[FWX_GUID_STRLEN];

@@ -1042,9 +1042,12 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
     c->has_ext_peer = true;
     bool no_kernel = !g->pub.kernel_mode;
     g->uses++;
-    /* For the log line: the grant may be gone by then. */
+    /* For the log line and the record: the grant may be gone by then. */
     const char *gname = fwx__grant_type_name(g->type);
     unsigned long long gid = (unsigned long long)g->pub.id;
+    /* A redirect port, or a bound port in proxy mode: fwx redirected this connection (issue 6). */
+    bool redirected = g->type == FWX__G_REDIRECT || (g->type == FWX__G_BINDING && (g->pub.flags & FWX_FLAG_PROXY_MODE));
+    struct sockaddr_storage target = g->pub.target;
     if (one_shot)
         fwx__grant_remove(g, "used"); /* T3/T17: one connection, then the grant is gone */
     fwx_result hr = fwx__conn_start(c, event, FWX_ALLOW, true, no_kernel);
@@ -1053,6 +1056,8 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
         fwx__log(s->fw, FWX_LOG_INFO, "connection %llu: %s -> %s opened through %s %llu (%s mode)",
                  (unsigned long long)c->id, fwx__sa_fmt(src, a), fwx__sa_fmt(dst, b), gname, gid,
                  (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
+        if (redirected)
+            fwx__redirect_admitted(c, dst, (const struct sockaddr *)&target);
         established(c, sf, ctx);
     }
     if (sf != NULL)

@@ -340,6 +340,8 @@ END_TEST
 
 /* ---- permissions (AllowFutureConnect) ------------------------------------------------------------ */
 
+static int wait_kernel_secondaries(gw *g, int want);
+
 START_TEST(permission_once)
 {
     gw g;
@@ -359,6 +361,11 @@ START_TEST(permission_once)
     ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, &took), "a second connection went through");
     ck_assert_uint_le(took, REFUSED_MS + 500);
     ck_assert_int_eq(backend_list(&g).n, 0); /* the table no longer holds it */
+    /* The core withdraws the used grant when the flow's NEW event comes; the backend knows the
+       packet path deleted the element and does not delete it again (a failing batch). */
+    ck_assert_int_eq(wait_kernel_secondaries(&g, 1), 1);
+    ck_assert_int_eq(tu_log_count("withdrawn: used", NULL), 1);
+    ck_assert_int_eq(tu_log_count("the batch delete failed", NULL), 0);
     /* Out of scope: 10.99.2.3 is not the primary connection's peer. The core refuses before
        anything reaches the kernel, and the kernel refuses the connection. */
     TU_EXPECT_HR(allow(s, ctl, TN_OTHER, port, 0), FWX_E_ADDRESS_NOT_ALLOWED);
