@@ -17,7 +17,7 @@
 #
 # Knobs: QUICK=1, PIN=0 (do not pin), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw
 # TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations), FTP_MB=N (FTP file size, MiB),
-# FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
+# RT=1 (latency section under SCHED_FIFO), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
 # config file takes `backend = "nft"`, else kperm).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
@@ -102,7 +102,7 @@ kill_tree() {
     local p=$1 kids k
     [ -n "$p" ] && [ -d /proc/"$p" ] || return 0
     kids=$(descendants "$p")
-    kill -TERM "$p" $kids 2>/dev/null
+    kill -TERM "$p" $kids 2>/dev/null || true
     for _ in $(seq 1 60); do
         local alive=0
         for k in "$p" $kids; do
@@ -180,6 +180,10 @@ else
     FWX_CPU=any LOAD_CPUS=any; FWX_PIN=(); LOAD_PIN=()
 fi
 inc() { ip netns exec $NS_C "${LOAD_PIN[@]}" "$@"; }   # a load generator in the client namespace
+# RT=1: the latency section runs fwx and ksetup under SCHED_FIFO, so that other work on a shared
+# machine does not preempt them (it measures fwx, not the scheduler); default: normal scheduling.
+RT_PRIO=()
+[ "${RT:-0}" = 1 ] && RT_PRIO=(chrt -f 20)
 ing() { ip netns exec $NS_G "$@"; }
 
 ip netns exec $NS_S "${LOAD_PIN[@]}" iperf3 -s -p $P_IPERF >"$T/iperf3-server.log" 2>&1 &
@@ -228,12 +232,12 @@ table inet fwxk_ftph {
 EOF
 }
 
-FWX_PID= FWX_OUT=
+FWX_PID= FWX_OUT= FWX_SCHED=()
 # kperm ARGS...: fwx's own harness in the gateway namespace, pinned; waits for "ready".
 start_kperm() {
     local tag=$1; shift
     FWX_OUT="$T/kperm-$tag.out"
-    ing "${FWX_PIN[@]}" timeout 900 "$KP" --name $FWX_NAME --local $G_IN,$G_OUT --internal $INTERNAL "$@" \
+    ing "${FWX_PIN[@]}" "${FWX_SCHED[@]}" timeout 900 "$KP" --name $FWX_NAME --local $G_IN,$G_OUT --internal $INTERNAL "$@" \
         >"$FWX_OUT" 2>"$T/kperm-$tag.err" &
     FWX_PID=$!; PIDS+=($FWX_PID)
     for _ in $(seq 1 100); do grep -q '^ready' "$FWX_OUT" && break; [ -d /proc/$FWX_PID ] || break; sleep 0.05; done
@@ -249,7 +253,7 @@ start_kperm() {
 start_gateway() { # TAG CONFIG_FILE PORT_TO_WAIT_FOR_OR_-
     local tag=$1 cfg=$2 port=$3
     FWX_OUT="$T/gw-$tag.log"
-    ing "${FWX_PIN[@]}" timeout 900 "$GW_BIN" --config "$cfg" >"$FWX_OUT" 2>&1 &
+    ing "${FWX_PIN[@]}" "${FWX_SCHED[@]}" timeout 900 "$GW_BIN" --config "$cfg" >"$FWX_OUT" 2>&1 &
     FWX_PID=$!; PIDS+=($FWX_PID)
     for _ in $(seq 1 100); do
         [ -d /proc/$FWX_PID ] || break
@@ -476,7 +480,7 @@ test_ftp() { # NAME ROUND
 # ---- permission set-up latency ------------------------------------------------------------------------
 test_setup() { # ROW MODE(pasv|port) CONNECT_IP CONNECT_PORT DATA
     local row=$1 mode=$2 f="$T/setup-$1-$2.out"
-    inc timeout 150 "$KS" "$mode" $NS_C $NS_S "$3" "$4" $P_FTP "$SETUP_N" "$5" >"$f" 2>"$f.err" || true
+    inc "${RT_PRIO[@]}" timeout 150 "$KS" "$mode" $NS_C $NS_S "$3" "$4" $P_FTP "$SETUP_N" "$5" >"$f" 2>"$f.err" || true
     if [ -n "$(kv p99_us "$f")" ]; then
         for k in samples errors p50_us p90_us p99_us max_us data_ok data_fail data_slow data_connect_p99_us line first_error; do
             local v
@@ -506,6 +510,7 @@ EOF
 
 # ================================================================================================
 START=$(date +%s)
+LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log "mode: $([ "$QUICK" = 1 ] && echo quick || echo full); rounds: $REPEAT; fwx CPU: $FWX_CPU, load CPUs: $LOAD_CPUS; fwx-ftp-kernel by: $FWX_FTP"
 for rd in $(seq 1 $REPEAT); do
     for name in $TP_ROWS; do
@@ -538,7 +543,8 @@ for rd in $(seq 1 $REPEAT); do
 done
 kill_tree "$VSFTPD_PID"   # port 21 is the scripted server's now
 
-log "permission set-up latency: $SETUP_N exchanges per row"
+log "permission set-up latency: $SETUP_N exchanges per row$([ "${RT:-0}" = 1 ] && echo ', SCHED_FIFO')"
+FWX_SCHED=("${RT_PRIO[@]}")
 gw_reset
 if user_gateway_up user-ftp 1; then
     test_setup user-ftp pasv $G_IN $P_PUB 1
@@ -570,7 +576,7 @@ ELAPSED=$(( $(date +%s) - START ))
 
 [ -n "${RESULTS:-}" ] && cp "$RES" "$RESULTS"
 python3 "$HERE/kreport.py" "$RES" "$NOTES" \
-    "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) fwx_cpu=$FWX_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc repeat=$REPEAT ftp=${FTP_MB}MiB setup_n=$SETUP_N fwx-ftp-kernel=$FWX_FTP" \
+    "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) fwx_cpu=$FWX_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc repeat=$REPEAT ftp=${FTP_MB}MiB setup_n=$SETUP_N rt=${RT:-0} fwx-ftp-kernel=$FWX_FTP loadavg start $LOAD0 end $(cut -d' ' -f1-3 /proc/loadavg)" \
     "fwx $GW_DESC; $(iperf3 -v 2>/dev/null | head -1 | awk '{print "iperf3", $2}'); $(curl -V 2>/dev/null | head -1 | awk '{print "curl", $2}'); vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null); $(nft -v 2>/dev/null)" \
     "$([ -f "$T/fwx-kernel-elements.txt" ] && cat "$T/fwx-kernel-elements.txt")" \
     || fail "report failed"
