@@ -321,7 +321,8 @@ static void list_cb(void *arg, const fwx_object_info *info)
     buf_lit(b, ",");
     buf_flags(b, info->flags, names);
     buf_lit(b, ",\"mode\":");
-    buf_lit(b, !is_conn ? "null" : (info->flags & FWX_CONNECTION_KERNEL_MODE) ? "\"kernel\"" : "\"user\"");
+    bool has_mode = is_conn || info->kind == FWX_OBJECT_GRANT;
+    buf_lit(b, !has_mode ? "null" : info->kernel_mode ? "\"kernel\"" : "\"user\"");
     if (is_conn)
         buf_printf(b, ",\"bytes_in\":%llu,\"bytes_out\":%llu", (unsigned long long)info->bytes_in,
                    (unsigned long long)info->bytes_out);

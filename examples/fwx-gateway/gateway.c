@@ -1,5 +1,6 @@
 /*
- * fwx-gateway: the example proxy gateway built on libfwx and its "proxy" backend.
+ * fwx-gateway: the example gateway built on libfwx: a proxy (the "proxy" backend, user mode) or
+ * a transparent router (the "nft" backend: the kernel carries what no filter needs to see).
  *
  *   fwx-gateway --config FILE
  *   fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]...
@@ -49,6 +50,7 @@ typedef struct settings {
     unsigned port_min, port_max;
     int loopback_hosts;
     char socks[128];
+    char backend[8]; /* "proxy", "nft" or "auto" */
 } settings;
 
 static struct {
@@ -62,6 +64,7 @@ static struct {
     int n_plugins;
     char listen[128], upstream[128];
     int stopping;
+    const char *backend; /* the one running */
 } g;
 
 /* ---- logging ---------------------------------------------------------------------------- */
@@ -181,6 +184,12 @@ static void settings_defaults(settings *s)
     snprintf(s->plugin_dir, sizeof s->plugin_dir, "%s", FWX_PLUGIN_DIR);
     s->level = FWX_LOG_INFO;
     s->timeout_s = 60;
+    snprintf(s->backend, sizeof s->backend, "proxy");
+}
+
+static bool backend_known(const char *b)
+{
+    return b != NULL && (strcmp(b, "proxy") == 0 || strcmp(b, "nft") == 0 || strcmp(b, "auto") == 0);
 }
 
 /* Reads the `gateway` group of the file. Errors name file:line and the key. */
@@ -210,7 +219,8 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
         return 0;
     }
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
-                                  "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks"};
+                                  "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
+                                  "backend"};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -280,6 +290,10 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (str == NULL || strlen(str) >= sizeof s->socks || parse_addr(str, &tmp, 1) != 0)
                 BAD("must be ADDR:PORT, such as \"127.0.0.1:1080\"");
             snprintf(s->socks, sizeof s->socks, "%s", str);
+        } else if (strcmp(k, "backend") == 0) {
+            if (!backend_known(str))
+                BAD("must be \"proxy\", \"nft\" or \"auto\"");
+            snprintf(s->backend, sizeof s->backend, "%s", str);
         } else if (strcmp(k, "loopback_hosts") == 0) {
             if (config_setting_type(e) != CONFIG_TYPE_BOOL)
                 BAD("must be true or false");
@@ -390,6 +404,24 @@ static void on_signal(uv_signal_t *h, int signum)
         say(FWX_LOG_INFO, "policy reloaded");
 }
 
+/* "auto" tries the kernel first: the nft backend has already said in one line what is missing
+   (no CAP_NET_ADMIN, no nf_tables, ...), so the fallback only says which backend runs instead. */
+static fwx_result open_backend(void)
+{
+    const char *name = strcmp(g.cfg.backend, "proxy") == 0 ? "proxy" : "nft";
+    fwx_result hr = fwx_firewall_set_backend(g.fw, name);
+    if (FWX_FAILED(hr) && strcmp(g.cfg.backend, "auto") == 0) {
+        say(FWX_LOG_WARN, "kernel mode unavailable here; running the \"proxy\" backend (user mode)");
+        name = "proxy";
+        hr = fwx_firewall_set_backend(g.fw, name);
+    }
+    if (FWX_FAILED(hr))
+        fprintf(stderr, "fwx-gateway: backend \"%s\": %s\n", name, fwx_firewall_last_error(g.fw));
+    else
+        g.backend = name;
+    return hr;
+}
+
 /* ---- main ---------------------------------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -398,7 +430,7 @@ static void usage(FILE *f)
                "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]... [--socks ADDR:PORT]\n"
                "       fwx-gateway --socks ADDR:PORT [--plugin NAME|PATH]...\n"
                "options: --plugin-dir DIR  --control PATH  --log-format text|json  --log-level error|warn|info|debug\n"
-               "         --name NAME  --verbose\n"
+               "         --name NAME  --verbose  --backend proxy|nft|auto\n"
                "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
 
@@ -411,7 +443,7 @@ int main(int argc, char **argv)
         {"log-format", required_argument, NULL, 'f'}, {"name", required_argument, NULL, 'n'},
         {"check", no_argument, NULL, 'k'},            {"verbose", no_argument, NULL, 'v'},
         {"loopback-hosts", no_argument, NULL, 'L'},   {"socks", required_argument, NULL, 'S'},
-        {"log-level", required_argument, NULL, 'E'},
+        {"log-level", required_argument, NULL, 'E'},   {"backend", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
     };
     settings_defaults(&g.cfg);
@@ -420,8 +452,8 @@ int main(int argc, char **argv)
     const char *cli_dir = NULL, *cli_control = NULL, *cli_format = NULL, *cli_name = NULL;
     int c, verbose = 0;
     int cli_loopback = 0;
-    const char *cli_socks = NULL, *cli_level = NULL;
-    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhLS:E:", opts, NULL)) != -1) {
+    const char *cli_socks = NULL, *cli_level = NULL, *cli_backend = NULL;
+    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhLS:E:B:", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             g.config_path = optarg;
@@ -465,6 +497,9 @@ int main(int argc, char **argv)
             break;
         case 'E':
             cli_level = optarg;
+            break;
+        case 'B':
+            cli_backend = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -514,6 +549,17 @@ int main(int argc, char **argv)
             return 2;
         }
         g.cfg.level = (fwx_log_level)l;
+    }
+    if (cli_backend != NULL) {
+        if (!backend_known(cli_backend)) {
+            fprintf(stderr, "fwx-gateway: --backend takes proxy, nft or auto\n");
+            return 2;
+        }
+        snprintf(g.cfg.backend, sizeof g.cfg.backend, "%s", cli_backend);
+    }
+    if (g.cfg.socks[0] != '\0' && strcmp(g.cfg.backend, "proxy") != 0) {
+        fprintf(stderr, "fwx-gateway: socks needs the \"proxy\" backend (it is a proxy protocol)\n");
+        return 2;
     }
     if (verbose)
         g.cfg.level = FWX_LOG_DEBUG;
@@ -588,8 +634,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fwx-gateway: %s\n", err);
         status = 2;
     }
-    if (status == 0 && FWX_FAILED(fwx_firewall_set_backend(g.fw, "proxy"))) {
-        fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
+    if (status == 0 && FWX_FAILED(open_backend())) {
         fwx_policy_free(policy);
         status = 1;
     }
@@ -631,7 +676,8 @@ int main(int argc, char **argv)
     uv_signal_start(&g.sigint, on_signal, SIGINT);
     uv_signal_start(&g.sigterm, on_signal, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
-    say(FWX_LOG_INFO, "ready (%s, %d plugin%s%s%s)", g.config_path ? g.config_path : "command line", g.cfg.n_plugins,
+    say(FWX_LOG_INFO, "ready (%s, backend %s, %d plugin%s%s%s)", g.config_path ? g.config_path : "command line",
+        g.backend, g.cfg.n_plugins,
         g.cfg.n_plugins == 1 ? "" : "s", g.cfg.control[0] ? ", control " : "", g.cfg.control);
     uv_run(&loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&loop);

@@ -492,11 +492,11 @@ static table tables[T_COUNT] = {
     [T_CONNECTIONS] = {"connections", 10,
                        {"ID", "SESSION", "PROTO", "MODE", "CLIENT", "PEER", "LOCAL", "BYTES-IN", "BYTES-OUT", "AGE"},
                        NULL, 0, 0},
-    [T_PERMISSIONS] = {"permissions", 10,
-                       {"ID", "SESSION", "KIND", "PROTO", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER"},
+    [T_PERMISSIONS] = {"permissions", 11,
+                       {"ID", "SESSION", "KIND", "PROTO", "MODE", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER"},
                        NULL, 0, 0},
-    [T_PORTS] = {"ports", 10,
-                 {"ID", "SESSION", "KIND", "PROTO", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER"},
+    [T_PORTS] = {"ports", 11,
+                 {"ID", "SESSION", "KIND", "PROTO", "MODE", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER"},
                  NULL, 0, 0},
 };
 
@@ -572,12 +572,13 @@ static void add_row(int t, const jobj *o)
         row[1] = jtext(o, "session");
         row[2] = jtext(o, "name");
         row[3] = jtext(o, "protocol");
-        row[4] = jtext(o, "client");
-        row[5] = jtext(o, "peer");
-        row[6] = jtext(o, "local");
-        row[7] = fmt_expires(o);
-        row[8] = jtext(o, "flag_names");
-        row[9] = jtext(o, "owner");
+        row[4] = jtext(o, "mode");
+        row[5] = jtext(o, "client");
+        row[6] = jtext(o, "peer");
+        row[7] = jtext(o, "local");
+        row[8] = fmt_expires(o);
+        row[9] = jtext(o, "flag_names");
+        row[10] = jtext(o, "owner");
         break;
     }
     table_add(&tables[t], row);

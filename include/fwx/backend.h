@@ -80,6 +80,17 @@ typedef struct fwx_listen_spec {
     fwx_guid protocol_guid;          /**< the protocol definition of the rule */
 } fwx_listen_spec;
 
+/**
+ * Says that the kernel carries @p grant: the backend installed it as kernel state (a set
+ * element, a NAT mapping) rather than holding it in a user-mode path. Call it from
+ * fwx_backend::grant_add, with the grant pointer given to that call, after installing it;
+ * fwx_firewall_list() then reports the grant with `kernel_mode` set (fwxctl's MODE column).
+ * A grant_add that fails clears the mark. [loop-thread]
+ * @return FWX_S_OK; FWX_E_INVALIDARG when @p grant is not the one being added;
+ *   FWX_E_POINTER.
+ */
+FWX_API fwx_result fwx_backend_grant_in_kernel(fwx_firewall *fw, const fwx_grant *grant);
+
 /** Receives one grant from fwx_backend::list. */
 typedef void (*fwx_backend_list_cb)(void *arg, const fwx_grant *grant);
 

@@ -199,6 +199,7 @@ typedef struct fwx_object_info {
     int64_t expires_in_ms;           /**< grant: time left, -1 if it does not expire */
     const char *name;                /**< plugin name, grant kind ("permission", "bound port", ...), session or connection kind */
     const char *owner;               /**< grant: the plugin that asked ("" if unknown); session: the user; plugin: its path */
+    int32_t kernel_mode;             /**< connection or grant: nonzero when the kernel carries it, not fwx's user-mode path */
 } fwx_object_info;
 
 /** Receives one object from fwx_firewall_list(). */

@@ -139,10 +139,26 @@ fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
 {
     if (fw->backend == NULL)
         return FWX_S_OK;
+    g->in_kernel = false;
+    fw->grant_adding = &g->pub;
     fwx_result hr = fw->backend->grant_add(fw->backend_state, &g->pub);
+    fw->grant_adding = NULL;
+    if (FWX_FAILED(hr))
+        g->in_kernel = false;
     if (FWX_SUCCEEDED(hr))
         g->installed = true;
     return hr;
+}
+
+fwx_result fwx_backend_grant_in_kernel(fwx_firewall *fw, const fwx_grant *grant)
+{
+    if (fw == NULL || grant == NULL)
+        return FWX_E_POINTER;
+    /* Only the grant being added, so a backend cannot mark one it was not handed. */
+    if (fw->grant_adding != grant)
+        return FWX_E_INVALIDARG;
+    fwx__container_of(grant, fwx__grant, pub)->in_kernel = true;
+    return FWX_S_OK;
 }
 
 void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g)

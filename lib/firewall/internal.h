@@ -87,6 +87,7 @@ struct fwx_firewall {
 
     const fwx_backend *backend;
     void *backend_state;
+    const fwx_grant *grant_adding; /* the grant inside backend->grant_add, NULL outside */
 
     fwx_firewall_close_cb close_cb;
     void *close_arg;
@@ -283,6 +284,7 @@ struct fwx__grant {
     fwx__action *action;    /* borrowed: the action object, if one was handed out */
     bool installed;         /* given to the backend */
     bool approved;          /* client bind: RetroactiveAllowBind done */
+    bool in_kernel;         /* the backend said the kernel carries it (fwx_backend_grant_in_kernel) */
     uint32_t uses;
     uint64_t expires;       /* loop ms, 0 = never */
     uint64_t created_ms;

@@ -59,6 +59,7 @@ fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, v
                     i.local = c->ext_local;
                 i.bytes_in = c->bytes_in;
                 i.bytes_out = c->bytes_out + c->bytes_sent;
+                i.kernel_mode = (c->flags & FWX_CONNECTION_KERNEL_MODE) != 0;
                 i.name = (c->flags & FWX_CONNECTION_LISTENING) ? "listening"
                          : (c->flags & FWX_CONNECTION_SECONDARY) ? "secondary"
                                                                   : "primary";
@@ -79,6 +80,7 @@ fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, v
                     i.expires_in_ms = g->expires > now ? (int64_t)(g->expires - now) : 0;
                 i.name = fwx__grant_type_name(g->type);
                 i.owner = g->owner ? g->owner->name : "";
+                i.kernel_mode = g->in_kernel;
                 cb(arg, &i);
             }
         }

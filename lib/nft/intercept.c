@@ -50,6 +50,8 @@ typedef struct irelay {
 struct fwx__nft_icpt {
     fwx_firewall *fw;
     uv_tcp_t tcp;
+    bool published;       /* a publishing rule's listener (pub), not the interception one */
+    fwx_listen_spec pub;
     isess *sessions;
     irelay relays; /* list head */
     bool stopping, closed;
@@ -143,6 +145,12 @@ static void on_upstream(uv_connect_t *req, int status)
         uv_close((uv_handle_t *)r->up, up_closed); /* frees r */
         return;
     }
+    /* The gateway's address toward the server: what a filter gives the server to connect back
+       to (active FTP's rewritten PORT), as in the proxy backend. */
+    struct sockaddr_storage self;
+    int sl = sizeof self;
+    if (!r->l->published && uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0)
+        (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
     r->up->data = NULL;
     uv_close((uv_handle_t *)r->up, up_closed);
     r->up = NULL;
@@ -176,8 +184,13 @@ static void on_accept(uv_stream_t *server, int status)
     struct sockaddr_storage peer, orig;
     socklen_t pl = sizeof peer, ol = sizeof orig;
     memset(&orig, 0, sizeof orig);
-    if (getpeername(fd, (struct sockaddr *)&peer, &pl) != 0 ||
-        getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &ol) != 0 || orig.ss_family != AF_INET) {
+    if (getpeername(fd, (struct sockaddr *)&peer, &pl) != 0) {
+        close(fd);
+        return;
+    }
+    if (l->published) {
+        orig = l->pub.server; /* the published server; the client dialled the rule's address */
+    } else if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &ol) != 0 || orig.ss_family != AF_INET) {
         close(fd); /* not a redirected connection: someone dialled the port itself */
         return;
     }
@@ -201,10 +214,23 @@ static void on_accept(uv_stream_t *server, int status)
     fwx_connection_params cp;
     memset(&cp, 0, sizeof cp);
     cp.struct_size = sizeof cp;
-    cp.event = fwx_Connect_Tcp;
     cp.protocol = FWX_PROTOCOL_TCP;
-    cp.external_peer = (struct sockaddr *)&orig;
-    cp.external_peer_len = fwx__sa_len((struct sockaddr *)&orig);
+    if (l->published) {
+        /* As the proxy backend does for a publishing rule: the remote client is the external
+           peer, the rule's address the gateway's, and the core learns the server behind it. */
+        cp.event = fwx_AcceptedConnection;
+        cp.external_peer = (struct sockaddr *)&peer;
+        cp.external_peer_len = fwx__sa_len((struct sockaddr *)&peer);
+        cp.external_local = (struct sockaddr *)&l->pub.address;
+        cp.external_local_len = fwx__sa_len((struct sockaddr *)&l->pub.address);
+        cp.flags = l->pub.full_proxy ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0;
+        cp.published_server = (struct sockaddr *)&l->pub.server;
+        cp.published_server_len = fwx__sa_len((struct sockaddr *)&l->pub.server);
+    } else {
+        cp.event = fwx_Connect_Tcp;
+        cp.external_peer = (struct sockaddr *)&orig;
+        cp.external_peer_len = fwx__sa_len((struct sockaddr *)&orig);
+    }
     if (FWX_FAILED(fwx_connection_open(r->is->s, &cp, &r->conn))) {
         r->conn = NULL;
         relay_free(r); /* the core logged why; the client sees the connection close */
@@ -212,7 +238,7 @@ static void on_accept(uv_stream_t *server, int status)
     }
     /* Upstream, from the gateway's own address, marked so that interception skips it. */
     int rc = -1;
-    if ((r->up = malloc(sizeof *r->up)) != NULL && uv_tcp_init_ex(server->loop, r->up, AF_INET) == 0) {
+    if ((r->up = malloc(sizeof *r->up)) != NULL && uv_tcp_init_ex(server->loop, r->up, orig.ss_family) == 0) {
         uint32_t mark = FWX__NFT_OWN_MARK;
         uv_os_fd_t ufd2;
         r->up->data = r;
@@ -267,6 +293,37 @@ fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx
     /* The listener must not keep the host's loop alive by itself. */
     uv_unref((uv_handle_t *)&l->tcp);
     icpt->port = fwx__sa_port((struct sockaddr *)&ss);
+    *out = l;
+    return FWX_S_OK;
+}
+
+fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, struct fwx__nft_icpt **out)
+{
+    *out = NULL;
+    const struct sockaddr *la = (const struct sockaddr *)&spec->address;
+    if (spec->protocol != FWX_PROTOCOL_TCP || !fwx__sa_valid(la, fwx__sa_len(la)))
+        return FWX_E_NOT_SUPPORTED;
+    struct fwx__nft_icpt *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return FWX_E_OUTOFMEMORY;
+    l->fw = fw;
+    l->published = true;
+    l->pub = *spec;
+    l->relays.next = l->relays.prev = &l->relays;
+    if (uv_tcp_init(fwx_firewall_loop(fw), &l->tcp) != 0) {
+        free(l);
+        return FWX_E_BACKEND;
+    }
+    l->tcp.data = l;
+    int rc = uv_tcp_bind(&l->tcp, la, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_accept);
+    if (rc != 0) {
+        l->stopping = true;
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+        return rc == UV_EADDRINUSE ? FWX_E_ADDRINUSE : rc == UV_EADDRNOTAVAIL ? FWX_E_ADDRNOTAVAIL : FWX_E_BACKEND;
+    }
+    uv_unref((uv_handle_t *)&l->tcp);
     *out = l;
     return FWX_S_OK;
 }

@@ -45,6 +45,7 @@ typedef struct ngrant {
     fwx_grant g;
     nelem *el;
     size_t n;
+    struct fwx__nft_icpt *ul; /* publishing rules with a filter: the user-mode listener */
 } ngrant;
 
 typedef struct nstate {
@@ -292,10 +293,28 @@ static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
 
 /* BindForClient (to = the client) and RedirectConnections (to = the target): a DNAT from the
    gateway port, a permission for each allowed source, source NAT under PROXY_MODE. */
+/* The permission element "src . dst . proto . port" (and its masquerade one), once per key:
+   FWX_S_FALSE (nothing added) when src is of another family or already there. */
+static fwx_result tuple_elems(elems *es, const char *set, bool masq, const struct sockaddr *src_sa, char fam,
+                              const char *dst, int proto, uint16_t port)
+{
+    char src[INET6_ADDRSTRLEN], key[KEY_MAX], f;
+    if (!ip_text(src_sa, src, &f) || f != fam)
+        return FWX_S_FALSE;
+    tuple_key(key, sizeof key, src, dst, proto, port);
+    for (size_t i = 0; i < es->n; i++)
+        if (strcmp(es->el[i].key, key) == 0)
+            return FWX_S_FALSE; /* two connections to one peer */
+    fwx_result hr = add_elem(es, set, fam, key, NULL);
+    if (FWX_SUCCEEDED(hr) && masq)
+        hr = add_elem(es, "masq", fam, key, NULL);
+    return hr;
+}
+
 static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 {
     const struct sockaddr *gw = (const struct sockaddr *)&g->gateway, *to = (const struct sockaddr *)&g->target;
-    char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], src[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam, f;
+    char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam;
     if (fwx__sa_is_unspecified(to) || fwx__sa_port(to) == 0) {
         /* BindForClient with the client's address still to come (SetClientAddress re-adds). */
         return FWX_S_OK;
@@ -322,16 +341,21 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
        peers of the session's primary connections (the core's own rule, catalog #23). */
     const char *set = (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once";
     bool masq = (g->flags & FWX_FLAG_PROXY_MODE) != 0;
-    if (g->kind == FWX_GRANT_REDIRECT) {
-        if (!ip_text((const struct sockaddr *)&g->client, src, &f) || f != fam)
-            return FWX_E_NOT_SUPPORTED;
-        tuple_key(key, sizeof key, src, dst, proto, tport);
-        fwx_result hr = add_elem(es, set, fam, key, NULL);
-        if (FWX_SUCCEEDED(hr) && masq)
-            hr = add_elem(es, "masq", fam, key, NULL);
-        return hr;
-    }
     fwx__grant *cg = core_grant(st->fw, g->id);
+    if (g->kind == FWX_GRANT_REDIRECT) {
+        fwx_result hr = tuple_elems(es, set, masq, (const struct sockaddr *)&g->client, fam, dst, proto, tport);
+        if (hr == FWX_S_FALSE)
+            return FWX_E_NOT_SUPPORTED; /* the client of another family */
+        /* In a session of published connections the published server uses the redirect port
+           too (active FTP to a published server: the server connects back to the client). */
+        if (cg != NULL)
+            for (fwx__list *n = cg->session->conns.next; n != &cg->session->conns && FWX_SUCCEEDED(hr); n = n->next) {
+                fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+                if (c->has_server)
+                    hr = tuple_elems(es, set, masq, (const struct sockaddr *)&c->server, fam, dst, proto, tport);
+            }
+        return FWX_FAILED(hr) ? hr : FWX_S_OK;
+    }
     if (cg == NULL)
         return FWX_S_OK; /* not the core's (a test driving the backend directly): no source */
     if (cg->ipfilter != NULL)
@@ -342,17 +366,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
         if (!c->has_ext_peer || (c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING)))
             continue;
-        if (!ip_text((const struct sockaddr *)&c->ext_peer, src, &f) || f != fam)
-            continue;
-        tuple_key(key, sizeof key, src, dst, proto, tport);
-        bool dup = false;
-        for (size_t i = 0; i < es->n && !dup; i++)
-            dup = strcmp(es->el[i].key, key) == 0; /* two connections to one peer */
-        if (dup)
-            continue;
-        fwx_result hr = add_elem(es, set, fam, key, NULL);
-        if (FWX_SUCCEEDED(hr) && masq)
-            hr = add_elem(es, "masq", fam, key, NULL);
+        fwx_result hr = tuple_elems(es, set, masq, (const struct sockaddr *)&c->ext_peer, fam, dst, proto, tport);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -416,8 +430,10 @@ static void state_free(nstate *st)
     for (size_t i = 0; i < st->n; i++)
         free(st->grants[i].el);
     free(st->grants);
-    for (size_t i = 0; i < st->npub; i++)
+    for (size_t i = 0; i < st->npub; i++) {
+        fwx__nft_icpt_stop(st->pubs[i].ul);
         free(st->pubs[i].el);
+    }
     free(st->pubs);
     if (st->nft != NULL)
         nft_ctx_free(st->nft);
@@ -700,9 +716,12 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
             return hr;
         }
     }
+    bool in_kernel = es.n > 0;
     hr = track(st, g, &es);
     if (FWX_FAILED(hr))
         free(es.el);
+    else if (in_kernel)
+        (void)fwx_backend_grant_in_kernel(st->fw, g);
     return hr;
 }
 
@@ -808,6 +827,41 @@ fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy)
 
 /* ---- publishing rules ------------------------------------------------------------------------ */
 
+static fwx_result pub_slot(nstate *st, ngrant **out)
+{
+    if (st->npub == st->cappub) {
+        size_t cap = st->cappub ? st->cappub * 2 : 8;
+        ngrant *p = realloc(st->pubs, cap * sizeof *p);
+        if (p == NULL)
+            return FWX_E_OUTOFMEMORY;
+        st->pubs = p;
+        st->cappub = cap;
+    }
+    *out = &st->pubs[st->npub];
+    memset(*out, 0, sizeof **out);
+    return FWX_S_OK;
+}
+
+/* A filter must see the stream: the rule gets a user-mode listener (intercept.c); the filter's
+   secondary connections are kernel elements all the same. */
+static fwx_result listen_user_mode(nstate *st, const fwx_listen_spec *spec, const char *proto_name)
+{
+    ngrant *ng = NULL;
+    fwx_result hr = pub_slot(st, &ng);
+    if (FWX_SUCCEEDED(hr))
+        hr = fwx__nft_pub_start(st->fw, spec, &ng->ul);
+    if (FWX_FAILED(hr)) {
+        NLOG(st, FWX_LOG_WARN, "publishing rule %llu (protocol \"%s\", filtered): cannot listen: %s",
+             (unsigned long long)spec->id, proto_name, fwx_strerror(hr));
+        return hr;
+    }
+    ng->g.id = spec->id;
+    st->npub++;
+    NLOG(st, FWX_LOG_DEBUG, "publishing rule %llu: protocol \"%s\" has a filter: user-mode listener",
+         (unsigned long long)spec->id, proto_name);
+    return FWX_S_OK;
+}
+
 static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
 {
     nstate *st = state;
@@ -816,11 +870,8 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
     if (spec->protocol != FWX_PROTOCOL_TCP && spec->protocol != FWX_PROTOCOL_UDP)
         return FWX_E_INVALIDARG;
     const fwx__protocol *pr = st->fw->policy ? fwx__policy_protocol_by_guid(st->fw->policy, &spec->protocol_guid) : NULL;
-    if (pr != NULL && pr->n_filters > 0) {
-        NLOG(st, FWX_LOG_WARN, "publishing rule of protocol \"%s\": a filter is bound; published servers are carried "
-                               "in kernel mode only for now", pr->name);
-        return FWX_E_NOT_SUPPORTED;
-    }
+    if (pr != NULL && pr->n_filters > 0)
+        return listen_user_mode(st, spec, pr->name);
     if (!ip_text(sv, dst, &fam) || la->sa_family != sv->sa_family)
         return FWX_E_NOT_SUPPORTED;
     int proto = l4proto(spec->protocol);
@@ -842,24 +893,16 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
         hr = add_elem(&es, "pubmasq", fam, key, NULL);
     if (FWX_SUCCEEDED(hr))
         hr = add_elems(st, &es, 0);
-    if (FWX_SUCCEEDED(hr) && st->npub == st->cappub) {
-        size_t cap = st->cappub ? st->cappub * 2 : 8;
-        ngrant *p = realloc(st->pubs, cap * sizeof *p);
-        if (p == NULL)
-            hr = FWX_E_OUTOFMEMORY;
-        else {
-            st->pubs = p;
-            st->cappub = cap;
-        }
-    }
+    ngrant *ng = NULL;
+    if (FWX_SUCCEEDED(hr))
+        hr = pub_slot(st, &ng);
     if (FWX_FAILED(hr)) {
         if (hr == FWX_E_BACKEND)
             NLOG(st, FWX_LOG_WARN, "publishing rule %llu: %s", (unsigned long long)spec->id, st->err);
         free(es.el);
         return hr;
     }
-    ngrant *ng = &st->pubs[st->npub++];
-    memset(ng, 0, sizeof *ng);
+    st->npub++;
     ng->g.id = spec->id;
     ng->el = es.el;
     ng->n = es.n;
@@ -873,6 +916,7 @@ static fwx_result n_unlisten(void *state, uint64_t id)
         if (st->pubs[i].g.id != id)
             continue;
         delete_elems(st, &st->pubs[i], id);
+        fwx__nft_icpt_stop(st->pubs[i].ul);
         free(st->pubs[i].el);
         st->pubs[i] = st->pubs[--st->npub];
         return FWX_S_OK;

@@ -102,6 +102,11 @@ fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy);
    data filters. Fills icpt (port, own mark). */
 struct fwx__nft_icpt;
 fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx__nft_intercept *icpt);
+/* A publishing rule whose protocol has a filter bound: a user-mode listener on the rule's
+   address (the filter must see the stream), each connection relayed to the published server as
+   the proxy backend would, so the filter's secondary connections can still be kernel
+   elements. FWX_E_ADDRINUSE / FWX_E_ADDRNOTAVAIL / FWX_E_NOT_SUPPORTED (not TCP). */
+fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, struct fwx__nft_icpt **out);
 /* Closes the listener and aborts the connections it carries. NULL is harmless. */
 void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
 

@@ -92,6 +92,21 @@ def run(tmp):
     bad = good.replace('protocol = "svc0"; full_proxy', 'protocol = "nosuch"; full_proxy')
     refused_start(tmp, "bad-publishing", bad, line_of(bad, "nosuch"), "publishing.[0].protocol", port)
 
+    # 7. an unknown backend
+    bad = good.replace('log_level = "info";', 'log_level = "info";\n  backend = "ebpf";')
+    refused_start(tmp, "bad-backend", bad, line_of(bad, "ebpf"), "gateway.backend", port)
+
+    # socks is a proxy protocol: refused with the kernel backend, before anything opens
+    path = os.path.join(tmp, "socks-nft.cfg")
+    write_file(path, good.replace('log_level = "info";', 'log_level = "info";\n  backend = "nft";\n'
+                                  '  socks = "%s:%d";' % (GW_IP, free_port())))
+    gw = Gateway(tmp, ["--config", path], name="socks-nft", wait_ready=False, control=False)
+    rc = gw.proc.wait(10)
+    gw.stop()
+    check(rc == 2 and "socks needs the \"proxy\" backend" in gw.stderr(), "socks + nft: exit %s, %r" % (rc, gw.stderr()))
+    check(not listening(GW_IP, port), "socks + nft opened port %d" % port)
+    log("ok: socks with backend nft: exit 2: %s" % gw.stderr().strip())
+
     # --check refuses a bad file the same way
     path = os.path.join(tmp, "bad-check.cfg")
     write_file(path, good.replace('action = "allow"', 'action = "alow"'))

@@ -391,6 +391,45 @@ START_TEST(permission_multiple)
 }
 END_TEST
 
+/* fwx_firewall_list (fwxctl's source) says which grants the kernel carries. */
+typedef struct modes {
+    int kernel, user;
+} modes;
+
+static void count_grant_modes(void *arg, const fwx_object_info *i)
+{
+    modes *m = arg;
+    if (i->kind == FWX_OBJECT_GRANT)
+        (*(i->kernel_mode ? &m->kernel : &m->user))++;
+}
+
+START_TEST(permission_modes_listed)
+{
+    gw g;
+    gw_open(&g, 60000);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, 5301, 0), FWX_S_OK);
+    modes m = {0, 0};
+    TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_GRANT, count_grant_modes, &m), FWX_S_OK);
+    ck_assert_int_eq(m.kernel, 1);
+    ck_assert_int_eq(m.user, 0);
+    /* FWX_FLAG_NO_KERNEL_MODE: the core tracks it, the kernel holds nothing for it. */
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, 5302, FWX_FLAG_NO_KERNEL_MODE), FWX_S_OK);
+    memset(&m, 0, sizeof m);
+    TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_GRANT, count_grant_modes, &m), FWX_S_OK);
+    ck_assert_int_eq(m.kernel, 1);
+    ck_assert_int_eq(m.user, 1);
+    ck_assert_ptr_null(strstr(table_text(&g), " . 5302"));
+    /* Only the grant inside grant_add can be marked. */
+    fwx_grant other;
+    memset(&other, 0, sizeof other);
+    TU_EXPECT_HR(fwx_backend_grant_in_kernel(g.fw, &other), FWX_E_INVALIDARG);
+    session_end(s, ctl);
+    gw_close(&g);
+}
+END_TEST
+
 /* Conntrack events make kernel-carried flows the core's secondary connections: each permitted
    flow is a kernel-mode connection the core lists (and could Kill). */
 static void count_kernel_secondaries(void *arg, const fwx_object_info *i)
@@ -656,6 +695,7 @@ static Suite *nft_suite(void)
         {"no rights falls back", no_rights_falls_back},
         {"permission once", permission_once},
         {"permission multiple", permission_multiple},
+        {"permission modes listed", permission_modes_listed},
         {"kernel flows reported", kernel_flows_reported},
         {"kernel flow destroy ends it", kernel_flow_destroy_ends_it},
         {"permission timed", permission_timed},

@@ -251,21 +251,38 @@ static const char *policy_ftp =
     "rules = ( { name = \"ftp out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
     " protocols = [ \"ftp\" ]; } );\n";
 
+typedef enum { M_PASV, M_EPSV, M_PORT, M_EPRT } ftp_mode;
+static const char *const mode_name[] = {"PASV", "EPSV", "PORT", "EPRT"};
+
 typedef struct ftp_run {
     gw *g;
+    ftp_mode mode;
+    /* Who is where: transparent, the client is in the client namespace and dials the server
+       itself; published, the client is outside (server namespace) and dials the publishing
+       rule's address, the server is inside (client namespace). */
+    int cli_ns, srv_ns;
+    const char *cli_ip, *srv_ip, *dial_ip; /* dial_ip: where the control connection goes */
+    uint16_t dial_port;
     int ctl_l, data_l;
     uint16_t data_port;
     char seen_ctl[INET_ADDRSTRLEN], seen_data[INET_ADDRSTRLEN], got[64];
-    int ok;
+    char told[64];   /* active: the address the server was told to connect to */
+    int ok;          /* the data connection carried the payload */
+    int second;      /* a second data connection to the same port got through (must not) */
+    int stranger;    /* active: a host other than the server got through (must not) */
+    char why[160];
     volatile int done;
 } ftp_run;
 
 static bool read_line(int fd, char *buf, size_t cap)
 {
     size_t n = 0;
+    buf[0] = '\0'; /* a failed read never shows an earlier line */
     while (n + 1 < cap) {
-        if (recv(fd, buf + n, 1, 0) != 1)
+        if (recv(fd, buf + n, 1, 0) != 1) {
+            buf[n] = '\0';
             return false;
+        }
         if (buf[n++] == '\n')
             break;
     }
@@ -273,34 +290,68 @@ static bool read_line(int fd, char *buf, size_t cap)
     return true;
 }
 
-/* Client and scripted server (one PASV transfer), on a thread: the test thread runs the loop. */
-static void *ftp_peers(void *arg)
+/* "a,b,c,d,p1,p2" (after `prefix`) or "|1|a.b.c.d|port|": the address and port, or false. */
+static bool parse_hostport(const char *s, bool extended, char ip[32], uint16_t *port)
 {
-    ftp_run *r = arg;
-    char line[256];
-    struct sockaddr_in peer;
-    int c = tn_connect_in(r->g->topo.client_fd, NULL, TN_SERVER, 21, 3000);
-    int s = c >= 0 ? tn_accept_within(r->ctl_l, 3000, &peer) : -1;
-    if (s < 0)
-        goto out;
-    inet_ntop(AF_INET, &peer.sin_addr, r->seen_ctl, sizeof r->seen_ctl);
-    tu_write_all(s, "220 hi\r\n", 8);
-    if (!read_line(c, line, sizeof line) || strncmp(line, "220", 3) != 0)
-        goto out;
-    tu_write_all(c, "PASV\r\n", 6);
-    if (!read_line(s, line, sizeof line) || strncmp(line, "PASV", 4) != 0)
-        goto out;
-    snprintf(line, sizeof line, "227 Entering Passive Mode (10,99,2,2,%u,%u)\r\n", r->data_port >> 8, r->data_port & 255);
+    unsigned h[4], p1, p2, p;
+    char tail;
+    if (!extended) {
+        if (sscanf(s, "%u,%u,%u,%u,%u,%u%c", &h[0], &h[1], &h[2], &h[3], &p1, &p2, &tail) < 6 || p1 > 255 || p2 > 255)
+            return false;
+        snprintf(ip, 32, "%u.%u.%u.%u", h[0], h[1], h[2], h[3]);
+        *port = (uint16_t)(p1 * 256 + p2);
+        return true;
+    }
+    char a[32];
+    if (sscanf(s, "|1|%31[0-9.]|%u|", a, &p) != 2 || p == 0 || p > 65535)
+        return false;
+    snprintf(ip, 32, "%s", a);
+    *port = (uint16_t)p;
+    return true;
+}
+
+#define FAIL_RUN(...)                                                                                  \
+    do {                                                                                               \
+        snprintf(r->why, sizeof r->why, __VA_ARGS__);                                                  \
+        goto out;                                                                                      \
+    } while (0)
+
+/* Passive: the server opens a data port, the client connects to what the (rewritten) reply
+   says. The one-shot permission must admit exactly one connection. */
+static void passive_transfer(ftp_run *r, int c, int s)
+{
+    char line[256], ip[32];
+    uint16_t port = 0;
+    bool ext = r->mode == M_EPSV;
+    tu_write_all(c, ext ? "EPSV\r\n" : "PASV\r\n", 6);
+    if (!read_line(s, line, sizeof line) || strncmp(line, ext ? "EPSV" : "PASV", 4) != 0)
+        FAIL_RUN("server got \"%s\" for %s", line, mode_name[r->mode]);
+    if (ext)
+        snprintf(line, sizeof line, "229 Entering Extended Passive Mode (|||%u|)\r\n", r->data_port);
+    else
+    {
+        unsigned a, b, c2, d;
+        sscanf(r->srv_ip, "%u.%u.%u.%u", &a, &b, &c2, &d);
+        snprintf(line, sizeof line, "227 Entering Passive Mode (%u,%u,%u,%u,%u,%u)\r\n", a, b, c2, d, r->data_port >> 8,
+                 r->data_port & 255);
+    }
     tu_write_all(s, line, strlen(line));
-    if (!read_line(c, line, sizeof line) || strncmp(line, "227", 3) != 0)
-        goto out;
-    unsigned h1, h2, h3, h4, p1, p2;
-    const char *o = strchr(line, '(');
-    if (o == NULL || sscanf(o, "(%u,%u,%u,%u,%u,%u)", &h1, &h2, &h3, &h4, &p1, &p2) != 6)
-        goto out;
-    char ip[32];
-    snprintf(ip, sizeof ip, "%u.%u.%u.%u", h1, h2, h3, h4);
-    int d = tn_connect_in(r->g->topo.client_fd, NULL, ip, (uint16_t)(p1 * 256 + p2), 3000);
+    if (!read_line(c, line, sizeof line) || strncmp(line, ext ? "229" : "227", 3) != 0)
+        FAIL_RUN("client got \"%s\"", line);
+    if (ext) {
+        unsigned p = 0;
+        const char *o = strstr(line, "(|||");
+        if (o == NULL || sscanf(o, "(|||%u|)", &p) != 1 || p == 0 || p > 65535)
+            FAIL_RUN("client got \"%s\"", line);
+        snprintf(ip, sizeof ip, "%s", r->dial_ip); /* EPSV: the control connection's peer */
+        port = (uint16_t)p;
+    } else {
+        const char *o = strchr(line, '(');
+        if (o == NULL || !parse_hostport(o + 1, false, ip, &port))
+            FAIL_RUN("client got \"%s\"", line);
+    }
+    struct sockaddr_in peer;
+    int d = tn_connect_in(r->cli_ns, NULL, ip, port, 3000);
     int ds = d >= 0 ? tn_accept_within(r->data_l, 3000, &peer) : -1;
     if (ds >= 0) {
         inet_ntop(AF_INET, &peer.sin_addr, r->seen_data, sizeof r->seen_data);
@@ -312,12 +363,90 @@ static void *ftp_peers(void *arg)
     }
     if (d >= 0)
         close(d);
-    /* A second data connection to the same port: the one-shot permission is used up. */
-    int d2 = tn_connect_in(r->g->topo.client_fd, NULL, ip, (uint16_t)(p1 * 256 + p2), REFUSED_MS);
+    int d2 = tn_connect_in(r->cli_ns, NULL, ip, port, REFUSED_MS);
     if (d2 >= 0) {
-        r->ok = 0;
+        r->second = 1;
         close(d2);
     }
+out:;
+}
+
+/* Active: the client listens and says where; the server connects to what the (rewritten)
+   command says. The kernel's DNAT element carries it to the client; a host other than the
+   server, and a second connection, must not get through. */
+static void active_transfer(ftp_run *r, int c, int s)
+{
+    char line[256], ip[32];
+    uint16_t cport = 0, port = 0;
+    bool ext = r->mode == M_EPRT;
+    int cl = tn_listener_in(r->cli_ns, r->cli_ip, 0, &cport);
+    if (ext) {
+        snprintf(line, sizeof line, "EPRT |1|%s|%u|\r\n", r->cli_ip, cport);
+    } else {
+        unsigned a, b, c2, d;
+        sscanf(r->cli_ip, "%u.%u.%u.%u", &a, &b, &c2, &d);
+        snprintf(line, sizeof line, "PORT %u,%u,%u,%u,%u,%u\r\n", a, b, c2, d, cport >> 8, cport & 255);
+    }
+    tu_write_all(c, line, strlen(line));
+    if (!read_line(s, line, sizeof line) || strncmp(line, ext ? "EPRT " : "PORT ", 5) != 0 ||
+        !parse_hostport(line + 5, ext, ip, &port))
+        FAIL_RUN("server got \"%s\"", line);
+    snprintf(r->told, sizeof r->told, "%s", ip);
+    tu_write_all(s, "200 ok\r\n", 8);
+    if (!read_line(c, line, sizeof line) || strncmp(line, "200", 3) != 0)
+        FAIL_RUN("client got \"%s\"", line);
+    struct sockaddr_in peer;
+    /* A stranger: another host on the server's side (only the transparent layout has one). */
+    int x = r->srv_ns == r->g->topo.server_fd ? tn_connect_in(r->srv_ns, TN_OTHER, ip, port, REFUSED_MS) : -1;
+    if (x >= 0) {
+        r->stranger = 1;
+        close(x);
+        int xs = tn_accept_within(cl, 200, NULL);
+        if (xs >= 0)
+            close(xs);
+    }
+    int d = tn_connect_in(r->srv_ns, r->srv_ip, ip, port, 3000);
+    int dc = d >= 0 ? tn_accept_within(cl, 3000, &peer) : -1;
+    if (dc >= 0) {
+        inet_ntop(AF_INET, &peer.sin_addr, r->seen_data, sizeof r->seen_data);
+        tu_write_all(d, "payload", 7);
+        close(d);
+        d = -1;
+        ssize_t n = recv(dc, r->got, sizeof r->got - 1, MSG_WAITALL);
+        r->got[n > 0 ? n : 0] = '\0';
+        r->ok = 1;
+        close(dc);
+    }
+    if (d >= 0)
+        close(d);
+    int d2 = tn_connect_in(r->srv_ns, r->srv_ip, ip, port, REFUSED_MS);
+    if (d2 >= 0) {
+        r->second = 1;
+        close(d2);
+    }
+out:
+    close(cl);
+}
+
+/* Client and scripted server (one transfer in r->mode), on a thread: the test thread runs the
+   loop. */
+static void *ftp_peers(void *arg)
+{
+    ftp_run *r = arg;
+    char line[256];
+    struct sockaddr_in peer;
+    int c = tn_connect_in(r->cli_ns, NULL, r->dial_ip, r->dial_port, 3000);
+    int s = c >= 0 ? tn_accept_within(r->ctl_l, 3000, &peer) : -1;
+    if (s < 0)
+        goto out;
+    inet_ntop(AF_INET, &peer.sin_addr, r->seen_ctl, sizeof r->seen_ctl);
+    tu_write_all(s, "220 hi\r\n", 8);
+    if (!read_line(c, line, sizeof line) || strncmp(line, "220", 3) != 0)
+        goto out;
+    if (r->mode == M_PASV || r->mode == M_EPSV)
+        passive_transfer(r, c, s);
+    else
+        active_transfer(r, c, s);
 out:
     if (s >= 0)
         close(s);
@@ -327,13 +456,32 @@ out:
     return NULL;
 }
 
-START_TEST(intercept_ftp_passive)
+/* A published FTP server inside (the client namespace, 10.99.1.2:21) reached from outside at
+   the gateway's 10.99.2.1:2121; the rule's protocol has the FTP filter, so the control
+   connection takes a user-mode listener while the data connections are kernel elements. */
+/* The rule also covers the data connections (checked against the control connection's
+   protocol): the server's passive port inside, the remote client's active port outside. */
+static const char *policy_ftp_published =
+    "networks = { internal = { ranges = [ \"10.99.1.0/24\" ]; };\n"
+    "             localhost = { ranges = [ \"" TN_GW_IN "/32\", \"" TN_GW_OUT "/32\" ]; }; };\n"
+    "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+    "protocols = ( { name = \"ftp-in\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-000000002121}\"; protocol = \"tcp\";"
+    " port = 2121; direction = \"inbound\"; filters = [ \"" FTP_GUID "\" ]; } );\n"
+    "rules = ( { name = \"publish ftp\"; action = \"allow\"; from = [ \"external\", \"internal\" ];"
+    " to = [ \"localhost\", \"internal\", \"external\" ];"
+    " protocols = [ \"ftp-in\" ]; } );\n"
+    "publishing = ( { name = \"ftp\"; listen = \"" TN_GW_OUT ":2121\"; server = \"" TN_CLIENT ":21\";"
+    " protocol = \"ftp-in\"; full_proxy = true; } );\n";
+
+/* One FTP session in one mode through the kernel gateway with the real FTP filter: the
+   control connection in the user-mode path (intercepted, or a publishing rule's listener),
+   the data connection a kernel-mode secondary connection (a permission element, or a DNAT
+   element). */
+static void ftp_through_kernel(ftp_mode mode, bool published)
 {
     const char *plugin = getenv("FWX_FTP_PLUGIN");
-    if (plugin == NULL || access(plugin, R_OK) != 0) {
-        fprintf(stderr, "intercept_ftp_passive: no FTP plugin (FWX_FTP_PLUGIN): not run\n");
-        return;
-    }
+    /* meson sets it; a run without it must not pass as if tested */
+    ck_assert_msg(plugin != NULL && access(plugin, R_OK) == 0, "FWX_FTP_PLUGIN names no readable FTP plugin");
     gw g;
     memset(&g, 0, sizeof g);
     tn_up(&g.topo);
@@ -354,30 +502,70 @@ START_TEST(intercept_ftp_passive)
     o.log_level = FWX_LOG_DEBUG;
     TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, plugin, NULL), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_set_policy(g.fw, policy_of(policy_ftp)), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_policy(g.fw, policy_of(published ? policy_ftp_published : policy_ftp)), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
 
     ftp_run r;
     memset(&r, 0, sizeof r);
     r.g = &g;
-    r.ctl_l = tn_listener_in(g.topo.server_fd, "0.0.0.0", 21, NULL);
-    r.data_l = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, NULL);
+    r.mode = mode;
+    if (published) {
+        r.cli_ns = g.topo.server_fd, r.cli_ip = TN_SERVER;
+        r.srv_ns = g.topo.client_fd, r.srv_ip = TN_CLIENT;
+        r.dial_ip = TN_GW_OUT, r.dial_port = 2121;
+    } else {
+        r.cli_ns = g.topo.client_fd, r.cli_ip = TN_CLIENT;
+        r.srv_ns = g.topo.server_fd, r.srv_ip = TN_SERVER;
+        r.dial_ip = TN_SERVER, r.dial_port = 21;
+    }
+    r.ctl_l = tn_listener_in(r.srv_ns, "0.0.0.0", 21, NULL);
+    r.data_l = tn_listener_in(r.srv_ns, "0.0.0.0", 0, NULL);
     r.data_port = tu_bound_port(r.data_l);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, ftp_peers, &r), 0);
     uint64_t t0 = tn_now_ms();
-    while (!r.done && tn_now_ms() - t0 < 15000)
+    while (!r.done && tn_now_ms() - t0 < 20000)
         uv_run(&g.loop, UV_RUN_NOWAIT), usleep(1000);
     pthread_join(th, NULL);
+    /* The gateway's address on the server's side: fwx dialled the control connection. */
+    const char *gw_srv_side = published ? TN_GW_IN : TN_GW_OUT;
     ck_assert_msg(r.seen_ctl[0] != '\0', "the control connection never reached the server");
-    ck_assert_str_eq(r.seen_ctl, TN_GW_OUT); /* intercepted: fwx dialled from the gateway */
-    ck_assert_msg(r.ok, "passive data: got \"%s\" (seen from \"%s\")", r.got, r.seen_data);
+    ck_assert_str_eq(r.seen_ctl, gw_srv_side);
+    ck_assert_msg(r.why[0] == '\0', "%s: %s", mode_name[mode], r.why);
+    ck_assert_msg(r.ok, "%s data: got \"%s\" (seen from \"%s\")", mode_name[mode], r.got, r.seen_data);
     ck_assert_str_eq(r.got, "payload");
-    ck_assert_str_eq(r.seen_data, TN_GW_OUT); /* the kernel's masquerade (nat relationship) */
+    if (mode == M_PASV || mode == M_EPSV) {
+        /* transparent: the kernel's masquerade (nat relationship); published with full_proxy:
+           the gateway's inside address (the filter asks for PROXY_MODE, the kernel masquerades) */
+        ck_assert_str_eq(r.seen_data, published ? TN_GW_IN : TN_GW_OUT);
+    } else {
+        ck_assert_str_eq(r.told, gw_srv_side); /* the server was given the gateway, never the client */
+        /* DNAT to the client; transparent: the server's address kept; published: the inside
+           server stays hidden behind the gateway (masquerade of the nat relationship) */
+        ck_assert_str_eq(r.seen_data, published ? TN_GW_OUT : TN_SERVER);
+        ck_assert_msg(!r.stranger, "%s: a host other than the server reached the bound port", mode_name[mode]);
+    }
+    ck_assert_msg(!r.second, "%s: a second data connection got through a one-shot grant", mode_name[mode]);
     close(r.ctl_l);
     close(r.data_l);
     gw_close(&g);
 }
+
+START_TEST(intercept_ftp_pasv) { ftp_through_kernel(M_PASV, false); }
+END_TEST
+START_TEST(intercept_ftp_epsv) { ftp_through_kernel(M_EPSV, false); }
+END_TEST
+START_TEST(intercept_ftp_port) { ftp_through_kernel(M_PORT, false); }
+END_TEST
+START_TEST(intercept_ftp_eprt) { ftp_through_kernel(M_EPRT, false); }
+END_TEST
+START_TEST(published_ftp_pasv) { ftp_through_kernel(M_PASV, true); }
+END_TEST
+START_TEST(published_ftp_epsv) { ftp_through_kernel(M_EPSV, true); }
+END_TEST
+START_TEST(published_ftp_port) { ftp_through_kernel(M_PORT, true); }
+END_TEST
+START_TEST(published_ftp_eprt) { ftp_through_kernel(M_EPRT, true); }
 END_TEST
 
 static Suite *gateway_suite(void)
@@ -389,7 +577,14 @@ static Suite *gateway_suite(void)
     } cases[] = {
         {"policy forwarding", policy_forwarding},
         {"policy many rules", policy_many_rules},
-        {"intercept ftp passive", intercept_ftp_passive},
+        {"intercept ftp PASV", intercept_ftp_pasv},
+        {"intercept ftp EPSV", intercept_ftp_epsv},
+        {"intercept ftp PORT", intercept_ftp_port},
+        {"intercept ftp EPRT", intercept_ftp_eprt},
+        {"published ftp PASV", published_ftp_pasv},
+        {"published ftp EPSV", published_ftp_epsv},
+        {"published ftp PORT", published_ftp_port},
+        {"published ftp EPRT", published_ftp_eprt},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
