@@ -4,7 +4,7 @@
 # helper, on one topology, in one run; and the permission set-up latency of the FTP filter
 # (PASV/PORT line in -> rewritten line out) in user mode and in kernel mode, p50 and p99.
 #
-#   bench/kernel.sh [BUILD_DIR]          full mode (default BUILD_DIR: build), about 4 minutes
+#   bench/kernel.sh [BUILD_DIR]          full mode (default BUILD_DIR: build), about 6 minutes
 #   QUICK=1 bench/kernel.sh [BUILD_DIR]  quick mode, about 1 minute
 #
 # Needs root. Builds nothing of fwx: expects BUILD_DIR/lib/libfwx.so, the FTP and conn-logger
@@ -33,7 +33,7 @@ PIN=${PIN:-1}
 if [ "$QUICK" = 1 ]; then
     TPUT_S=2 RATE_S=2 REPEAT=${REPEAT:-1} FTP_MB=${FTP_MB:-1024} SETUP_N=${SETUP_N:-200}
 else
-    TPUT_S=8 RATE_S=5 REPEAT=${REPEAT:-3} FTP_MB=${FTP_MB:-2048} SETUP_N=${SETUP_N:-1000}
+    TPUT_S=6 RATE_S=4 REPEAT=${REPEAT:-5} FTP_MB=${FTP_MB:-2048} SETUP_N=${SETUP_N:-1000}
 fi
 RATE_CONC=64 RATE_SIZE=64
 
@@ -482,7 +482,7 @@ test_setup() { # ROW MODE(pasv|port) CONNECT_IP CONNECT_PORT DATA
     local row=$1 mode=$2 f="$T/setup-$1-$2.out"
     inc "${RT_PRIO[@]}" timeout 150 "$KS" "$mode" $NS_C $NS_S "$3" "$4" $P_FTP "$SETUP_N" "$5" >"$f" 2>"$f.err" || true
     if [ -n "$(kv p99_us "$f")" ]; then
-        for k in samples errors p50_us p90_us p99_us max_us data_ok data_fail data_slow data_connect_p99_us line first_error; do
+        for k in samples errors p50_us p90_us p99_us max_us cycle_p50_us cycle_p99_us data_ok data_fail data_slow data_connect_p99_us line first_error; do
             local v
             v=$(kv $k "$f")
             [ -n "$v" ] && put "$row" "${mode}_$k" "$v"
@@ -550,6 +550,7 @@ if user_gateway_up user-ftp 1; then
     test_setup user-ftp pasv $G_IN $P_PUB 1
     test_setup user-ftp port $G_IN $P_PUB 1
     test_setup user-ftp-nodata pasv $G_IN $P_PUB 0
+    test_setup user-ftp-nodata port $G_IN $P_PUB 0
     stop_fwx
 fi
 if user_gateway_up user-relay 0; then
@@ -561,6 +562,7 @@ if fwx_transparent_up setup-kftp ftp "$FTP_GUID"; then
     test_setup kernel-ftp pasv $S_IP $P_FTP 1
     test_setup kernel-ftp port $S_IP $P_FTP 1
     test_setup kernel-ftp-nodata pasv $S_IP $P_FTP 0
+    test_setup kernel-ftp-nodata port $S_IP $P_FTP 0
     stop_fwx
 fi
 gw_reset

@@ -12,10 +12,10 @@ TP_ROWS = ["routed", "kernel-nat", "fwx-kernel"]
 FTP_ROWS = ["direct", "kernel-ftp-helper", "fwx-ftp-kernel"]
 SETUP_ROWS = [
     ("user-ftp", "user mode: fwx-gateway, proxy backend, published FTP server, FTP filter"),
-    ("user-ftp-nodata", "the same, but no data connection is made: each PASV withdraws the previous, unused grant"),
+    ("user-ftp-nodata", "the same, but no data connection is made: each PASV/PORT withdraws the previous, unused grant"),
     ("user-relay", "user mode baseline: the same gateway and publishing rule, no FTP filter (plain relay)"),
     ("kernel-ftp", "kernel mode: nft backend, transparent, port 21 intercepted into the FTP filter"),
-    ("kernel-ftp-nodata", "the same, but no data connection is made: each PASV withdraws the previous, unused element"),
+    ("kernel-ftp-nodata", "the same, but no data connection is made: each PASV/PORT withdraws the previous, unused element"),
     ("kernel-relay", "kernel mode baseline: intercepted the same way, conn-logger instead of the FTP filter"),
     ("kernel-nat-fwd", "no fwx: the kernel's own NAT forwards the control connection"),
 ]
@@ -179,8 +179,10 @@ def main():
     print("\n4. Permission set-up latency: the time from the scripted server writing a 227 (pasv) to the client")
     print("   holding the whole rewritten line, or from the client writing a PORT (port) to the server holding it;")
     print("   microseconds. The FTP filter forwards the line only after its AllowFutureConnect / BindForClient /")
-    print("   RedirectConnections returned. data ok/fail: the data connection made at once from the line's address.\n")
+    print("   RedirectConnections returned. cycle = the client's whole PASV->227 / PORT->200 round trip (includes a")
+    print("   gateway loop still busy from the previous data connection). data ok/fail: the data connection made at once.\n")
     cols = [("p50", "p50_us", 1), ("p90", "p90_us", 1), ("p99", "p99_us", 1), ("max", "max_us", 0),
+            ("cycle p50", "cycle_p50_us", 0), ("cycle p99", "cycle_p99_us", 0),
             ("n", "samples", 0), ("err", "errors", 0), ("data ok", "data_ok", 0), ("data fail", "data_fail", 0),
             ("data slow", "data_slow", 0), ("data conn p99", "data_connect_p99_us", 0)]
     w0 = 24

@@ -26,6 +26,10 @@
  * fails. Its connect time is reported too. DATA=0 for a relay without the FTP filter (the
  * line names the server's own data port, which nothing forwards).
  *
+ * cycle: the whole command/reply round trip as the client sees it (PASV written -> 227 read; PORT
+ * written -> 200 read). It includes the direction the latency above leaves out: a gateway whose
+ * loop is busy (after the previous data connection, say) delays the command itself.
+ *
  * The first WARMUP (5) exchanges are not recorded. Every wait is bounded (SO_RCVTIMEO 3 s,
  * connect 3 s); the whole run stops after 120 s. Output: "key value" lines.
  * SPDX-License-Identifier: MIT
@@ -234,11 +238,12 @@ int main(int argc, char **argv)
         die("greeting");
 
     uint64_t *lat = calloc((size_t)n, sizeof *lat), *dlat = calloc((size_t)n, sizeof *dlat);
-    size_t nl = 0, nd = 0;
+    uint64_t *cyc = calloc((size_t)n, sizeof *cyc);
+    size_t nl = 0, nd = 0, nc = 0;
     int errors = 0, data_ok = 0, data_fail = 0, slow_data = 0;
     char first_err[200] = "", seen_line[200] = "";
     for (int i = 0; i < n + WARMUP; i++) {
-        uint64_t t0, t1;
+        uint64_t t0, t1, c0 = now_ns(), c1;
         char ip[32];
         unsigned port = 0;
         if (pasv) {
@@ -296,8 +301,11 @@ int main(int argc, char **argv)
             errors++;
             break;
         }
-        if (i >= WARMUP)
+        c1 = now_ns(); /* pasv: the 227 is in; port: the 200 is in */
+        if (i >= WARMUP) {
             lat[nl++] = t1 - t0;
+            cyc[nc++] = c1 - c0;
+        }
         if (!data)
             continue;
         /* the data connection, at once */
@@ -333,8 +341,10 @@ int main(int argc, char **argv)
     close(s);
     qsort(lat, nl, sizeof *lat, cmp_u64);
     qsort(dlat, nd, sizeof *dlat, cmp_u64);
+    qsort(cyc, nc, sizeof *cyc, cmp_u64);
     printf("samples %zu\nerrors %d\np50_us %.1f\np90_us %.1f\np99_us %.1f\nmax_us %.1f\nmin_us %.1f\n", nl, errors,
            pct(lat, nl, 50), pct(lat, nl, 90), pct(lat, nl, 99), pct(lat, nl, 100), pct(lat, nl, 0));
+    printf("cycle_p50_us %.1f\ncycle_p99_us %.1f\n", pct(cyc, nc, 50), pct(cyc, nc, 99));
     if (data)
         printf("data_ok %d\ndata_fail %d\ndata_slow %d\ndata_connect_p50_us %.1f\ndata_connect_p99_us %.1f\n", data_ok,
                data_fail, slow_data, pct(dlat, nd, 50), pct(dlat, nd, 99));
