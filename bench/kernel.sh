@@ -17,7 +17,7 @@
 #
 # Knobs: QUICK=1, PIN=0 (do not pin), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw
 # TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations), FTP_MB=N (FTP file size, MiB),
-# RT=1 (latency section under SCHED_FIFO), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
+# RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup" (a subset), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
 # config file takes `backend = "nft"`, else kperm).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
@@ -512,6 +512,10 @@ EOF
 START=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log "mode: $([ "$QUICK" = 1 ] && echo quick || echo full); rounds: $REPEAT; fwx CPU: $FWX_CPU, load CPUs: $LOAD_CPUS; fwx-ftp-kernel by: $FWX_FTP"
+SECTIONS=${SECTIONS:-tput ftp setup}
+want() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
+want tput || TP_ROWS=""
+want ftp || FTP_ROWS=""
 for rd in $(seq 1 $REPEAT); do
     for name in $TP_ROWS; do
         log "round $rd/$REPEAT, $name: throughput, connection rate"
@@ -527,8 +531,8 @@ for rd in $(seq 1 $REPEAT); do
     done
 done
 
-start_vsftpd
-cat "$FTPD/root/big.bin" >/dev/null   # into the page cache (a sparse file's holes too), before any row
+[ -n "$FTP_ROWS" ] && start_vsftpd
+[ -n "$FTP_ROWS" ] && cat "$FTPD/root/big.bin" >/dev/null   # into the page cache (a sparse file's holes too), before any row
 for rd in $(seq 1 $REPEAT); do
     for name in $FTP_ROWS; do
         log "round $rd/$REPEAT, $name: FTP download of $FTP_MB MiB"
@@ -541,44 +545,46 @@ for rd in $(seq 1 $REPEAT); do
         sleep 0.5
     done
 done
-kill_tree "$VSFTPD_PID"   # port 21 is the scripted server's now
+[ -n "$FTP_ROWS" ] && kill_tree "$VSFTPD_PID"   # port 21 is the scripted server's now
 
-log "permission set-up latency: $SETUP_N exchanges per row$([ "${RT:-0}" = 1 ] && echo ', SCHED_FIFO')"
-FWX_SCHED=("${RT_PRIO[@]}")
-gw_reset
-if user_gateway_up user-ftp 1; then
-    test_setup user-ftp pasv $G_IN $P_PUB 1
-    test_setup user-ftp port $G_IN $P_PUB 1
-    test_setup user-ftp-nodata pasv $G_IN $P_PUB 0
-    test_setup user-ftp-nodata port $G_IN $P_PUB 0
-    stop_fwx
+if want setup; then
+    log "permission set-up latency: $SETUP_N exchanges per row$([ "${RT:-0}" = 1 ] && echo ', SCHED_FIFO')"
+    FWX_SCHED=("${RT_PRIO[@]}")
+    gw_reset
+    if user_gateway_up user-ftp 1; then
+        test_setup user-ftp pasv $G_IN $P_PUB 1
+        test_setup user-ftp port $G_IN $P_PUB 1
+        test_setup user-ftp-nodata pasv $G_IN $P_PUB 0
+        test_setup user-ftp-nodata port $G_IN $P_PUB 0
+        stop_fwx
+    fi
+    if user_gateway_up user-relay 0; then
+        test_setup user-relay pasv $G_IN $P_PUB 0
+        stop_fwx
+    fi
+    gw_reset
+    if fwx_transparent_up setup-kftp ftp "$FTP_GUID"; then
+        test_setup kernel-ftp pasv $S_IP $P_FTP 1
+        test_setup kernel-ftp port $S_IP $P_FTP 1
+        test_setup kernel-ftp-nodata pasv $S_IP $P_FTP 0
+        test_setup kernel-ftp-nodata port $S_IP $P_FTP 0
+        stop_fwx
+    fi
+    gw_reset
+    if fwx_transparent_up setup-krelay conn-logger "$CL_GUID"; then
+        test_setup kernel-relay pasv $S_IP $P_FTP 0
+        stop_fwx
+    fi
+    gw_reset
+    nft_nat
+    test_setup kernel-nat-fwd pasv $S_IP $P_FTP 0
+    gw_reset
 fi
-if user_gateway_up user-relay 0; then
-    test_setup user-relay pasv $G_IN $P_PUB 0
-    stop_fwx
-fi
-gw_reset
-if fwx_transparent_up setup-kftp ftp "$FTP_GUID"; then
-    test_setup kernel-ftp pasv $S_IP $P_FTP 1
-    test_setup kernel-ftp port $S_IP $P_FTP 1
-    test_setup kernel-ftp-nodata pasv $S_IP $P_FTP 0
-    test_setup kernel-ftp-nodata port $S_IP $P_FTP 0
-    stop_fwx
-fi
-gw_reset
-if fwx_transparent_up setup-krelay conn-logger "$CL_GUID"; then
-    test_setup kernel-relay pasv $S_IP $P_FTP 0
-    stop_fwx
-fi
-gw_reset
-nft_nat
-test_setup kernel-nat-fwd pasv $S_IP $P_FTP 0
-gw_reset
 ELAPSED=$(( $(date +%s) - START ))
 
 [ -n "${RESULTS:-}" ] && cp "$RES" "$RESULTS"
 python3 "$HERE/kreport.py" "$RES" "$NOTES" \
-    "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) fwx_cpu=$FWX_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc repeat=$REPEAT ftp=${FTP_MB}MiB setup_n=$SETUP_N rt=${RT:-0} fwx-ftp-kernel=$FWX_FTP loadavg start $LOAD0 end $(cut -d' ' -f1-3 /proc/loadavg)" \
+    "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) fwx_cpu=$FWX_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc repeat=$REPEAT ftp=${FTP_MB}MiB setup_n=$SETUP_N rt=${RT:-0} sections=${SECTIONS// /,} fwx-ftp-kernel=$FWX_FTP loadavg start $LOAD0 end $(cut -d' ' -f1-3 /proc/loadavg)" \
     "fwx $GW_DESC; $(iperf3 -v 2>/dev/null | head -1 | awk '{print "iperf3", $2}'); $(curl -V 2>/dev/null | head -1 | awk '{print "curl", $2}'); vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null); $(nft -v 2>/dev/null)" \
     "$([ -f "$T/fwx-kernel-elements.txt" ] && cat "$T/fwx-kernel-elements.txt")" \
     || fail "report failed"
