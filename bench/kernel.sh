@@ -211,6 +211,9 @@ softirq_ticks() { awk '/^cpu /{print $8}' /proc/stat; }   # system-wide softirq 
 gw_reset() {
     ing nft flush ruleset 2>/dev/null || true
     ing conntrack -F >/dev/null 2>&1 || true
+    # fwx's conntrack follower turns byte accounting on (0 -> 1) and leaves it on after it exits;
+    # every row starts from the default instead.
+    ing sysctl -qw net.netfilter.nf_conntrack_acct=0 2>/dev/null || true
 }
 nft_nat() { # the kernel's own NAT: forward accept, masquerade out of g1
     ing nft -f - <<EOF
@@ -283,13 +286,23 @@ stop_fwx() { # SIGTERM: a clean exit deletes fwx's table; say if it did not
 fwx_cpu_ticks() { if [ -n "$FWX_PID" ]; then cpu_ticks "$FWX_CPU_PID"; else echo 0; fi; }
 
 # ---- throughput and connection rate ----------------------------------------------------------------
-TP_ROWS="routed kernel-nat fwx-kernel"
+TP_ROWS="routed kernel-nat kernel-nat-ct fwx-kernel"
+CTEV_PID=
 ELEM_RE="$C_IP \. $S_IP \. (6|tcp) \. "
 row_up() { # NAME ROUND
     gw_reset
     case $1 in
     routed) ;;
     kernel-nat) nft_nat || { note "kernel-nat: nft failed"; return 1; } ;;
+    kernel-nat-ct)
+        # The kernel's NAT plus what fwx's conntrack follower adds to the kernel's work: byte
+        # accounting on, and a ctnetlink listener on NEW and DESTROY events (no fwx at all).
+        nft_nat || { note "kernel-nat-ct: nft failed"; return 1; }
+        ing sysctl -qw net.netfilter.nf_conntrack_acct=1
+        ing "${FWX_PIN[@]}" timeout 900 conntrack -E -e NEW,DESTROY -b 8388608 >/dev/null 2>"$T/ctev-$2.err" &
+        CTEV_PID=$!; PIDS+=($CTEV_PID)
+        sleep 0.3
+        ;;
     fwx-kernel)
         start_kperm "tp$2" --client $C_IP --allow $S_IP:$P_IPERF --allow $S_IP:$P_ECHO || return 1
         # Really kernel mode: the permissions are elements of fwx's nftables set, and the
@@ -310,6 +323,10 @@ row_up() { # NAME ROUND
     return 0
 }
 row_down() { # NAME
+    if [ "$1" = kernel-nat-ct ] && [ -n "$CTEV_PID" ]; then
+        [ -d /proc/$CTEV_PID ] || note "kernel-nat-ct: the conntrack -E listener died: $(head -c 200 "$T"/ctev-*.err | tr '\n' ' ')"
+        kill_tree $CTEV_PID; CTEV_PID=
+    fi
     if [ "$1" = fwx-kernel ] && [ -n "$FWX_PID" ]; then
         stop_fwx
         for k in kernel_secondaries_seen kernel_secondaries_max user_secondaries_max; do

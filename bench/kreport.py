@@ -8,7 +8,7 @@ SPDX-License-Identifier: MIT
 import statistics
 import sys
 
-TP_ROWS = ["routed", "kernel-nat", "fwx-kernel"]
+TP_ROWS = ["routed", "kernel-nat", "kernel-nat-ct", "fwx-kernel"]
 FTP_ROWS = ["direct", "kernel-ftp-helper", "fwx-ftp-kernel"]
 SETUP_ROWS = [
     ("user-ftp", "user mode: fwx-gateway, proxy backend, published FTP server, FTP filter"),
@@ -197,6 +197,11 @@ def section_ratios(res):
     ratio_line(res, "fwx-kernel / kernel-nat    throughput", "fwx-kernel", "kernel-nat", "tput_gbps", TARGET_RATIO)
     ratio_line(res, "fwx-kernel / kernel-nat    conn/s    ", "fwx-kernel", "kernel-nat", "rate_cps", TARGET_RATIO)
     ratio_line(res, "fwx-ftp-kernel / kernel-ftp-helper   ", "fwx-ftp-kernel", "kernel-ftp-helper", "ftp_gbps", TARGET_RATIO)
+    print("  diagnostic (kernel-nat-ct = the kernel's NAT + conntrack accounting + a NEW/DESTROY event listener, no fwx):")
+    ratio_line(res, "kernel-nat-ct / kernel-nat throughput", "kernel-nat-ct", "kernel-nat", "tput_gbps")
+    ratio_line(res, "kernel-nat-ct / kernel-nat conn/s    ", "kernel-nat-ct", "kernel-nat", "rate_cps")
+    ratio_line(res, "fwx-kernel / kernel-nat-ct conn/s    ", "fwx-kernel", "kernel-nat-ct", "rate_cps")
+    print("  for scale:")
     ratio_line(res, "kernel-nat / routed        throughput", "kernel-nat", "routed", "tput_gbps")
     ratio_line(res, "kernel-nat / routed        conn/s    ", "kernel-nat", "routed", "rate_cps")
     ratio_line(res, "kernel-ftp-helper / direct FTP       ", "kernel-ftp-helper", "direct", "ftp_gbps")
