@@ -175,7 +175,7 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NCPU=$(nproc)
 if [ "$PIN" = 1 ] && [ "$NCPU" -ge 2 ]; then
     FWX_CPU=$((NCPU - 1)); LOAD_CPUS="0-$((NCPU - 2))"
-    FWX_PIN=(taskset -c $FWX_CPU); LOAD_PIN=(taskset -c $LOAD_CPUS)
+    FWX_PIN=(taskset -c "$FWX_CPU"); LOAD_PIN=(taskset -c "$LOAD_CPUS")
 else
     FWX_CPU=any LOAD_CPUS=any; FWX_PIN=(); LOAD_PIN=()
 fi
@@ -235,14 +235,14 @@ table inet fwxk_ftph {
 EOF
 }
 
-FWX_PID= FWX_OUT= FWX_SCHED=()
+FWX_PID="" FWX_OUT="" FWX_SCHED=()
 # kperm ARGS...: fwx's own harness in the gateway namespace, pinned; waits for "ready".
 start_kperm() {
     local tag=$1; shift
     FWX_OUT="$T/kperm-$tag.out"
     ing "${FWX_PIN[@]}" "${FWX_SCHED[@]}" timeout 900 "$KP" --name $FWX_NAME --local $G_IN,$G_OUT --internal $INTERNAL "$@" \
         >"$FWX_OUT" 2>"$T/kperm-$tag.err" &
-    FWX_PID=$!; PIDS+=($FWX_PID)
+    FWX_PID=$!; PIDS+=("$FWX_PID")
     for _ in $(seq 1 100); do grep -q '^ready' "$FWX_OUT" && break; [ -d /proc/$FWX_PID ] || break; sleep 0.05; done
     if ! grep -q '^ready' "$FWX_OUT"; then
         note "kperm ($tag) did not get ready: $(tail -c 400 "$T/kperm-$tag.err" | tr '\n' ' ')"
@@ -257,7 +257,7 @@ start_gateway() { # TAG CONFIG_FILE PORT_TO_WAIT_FOR_OR_-
     local tag=$1 cfg=$2 port=$3
     FWX_OUT="$T/gw-$tag.log"
     ing "${FWX_PIN[@]}" "${FWX_SCHED[@]}" timeout 900 "$GW_BIN" --config "$cfg" >"$FWX_OUT" 2>&1 &
-    FWX_PID=$!; PIDS+=($FWX_PID)
+    FWX_PID=$!; PIDS+=("$FWX_PID")
     for _ in $(seq 1 100); do
         [ -d /proc/$FWX_PID ] || break
         if [ "$port" = - ]; then ing nft list table inet $FWX_TABLE >/dev/null 2>&1 && break
@@ -300,7 +300,7 @@ row_up() { # NAME ROUND
         nft_nat || { note "kernel-nat-ct: nft failed"; return 1; }
         ing sysctl -qw net.netfilter.nf_conntrack_acct=1
         ing "${FWX_PIN[@]}" timeout 900 conntrack -E -e NEW,DESTROY -b 8388608 >/dev/null 2>"$T/ctev-$2.err" &
-        CTEV_PID=$!; PIDS+=($CTEV_PID)
+        CTEV_PID=$!; PIDS+=("$CTEV_PID")
         sleep 0.3
         ;;
     fwx-kernel)
@@ -419,7 +419,7 @@ use_sendfile=YES
 EOF
 start_vsftpd() {
     ip netns exec $NS_S "${LOAD_PIN[@]}" timeout 900 /usr/sbin/vsftpd "$FTPD/vsftpd.conf" >"$T/vsftpd.log" 2>&1 &
-    VSFTPD_PID=$!; PIDS+=($VSFTPD_PID)
+    VSFTPD_PID=$!; PIDS+=("$VSFTPD_PID")
     for _ in $(seq 1 50); do listening $NS_S $P_FTP && break; sleep 0.1; done
     listening $NS_S $P_FTP || fail "vsftpd did not start: $(tail -c 300 "$T/vsftpd.log")"
 }
