@@ -95,6 +95,15 @@ int tu_log_count(const char *a, const char *b)
     return n;
 }
 
+const char *tu_log_find(const char *a, const char *b)
+{
+    ck_assert_msg(n_log_dropped == 0, "log capture overflowed (%d lines dropped)", n_log_dropped);
+    for (int i = 0; i < n_log_lines; i++)
+        if (strstr(log_lines[i], a) != NULL && (b == NULL || strstr(log_lines[i], b) != NULL))
+            return log_lines[i];
+    return NULL;
+}
+
 int tu_run_suite(Suite *s)
 {
     SRunner *sr = srunner_create(s);

@@ -54,6 +54,8 @@ void tu_log_reset(void);
  * capture overflowed, since a count over a truncated log could pass when it should not.
  */
 int tu_log_count(const char *a, const char *b);
+/* The first captured line holding a (and b, unless NULL), or NULL. Valid until the next reset. */
+const char *tu_log_find(const char *a, const char *b);
 
 /* Runs a suite with Check's forking runner; returns the process exit code. */
 int tu_run_suite(Suite *s);

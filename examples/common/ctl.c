@@ -340,6 +340,52 @@ static void list_cb(void *arg, const fwx_object_info *info)
     buf_lit(b, "}\n");
 }
 
+/* One registry entry: {"kind":"redirect","flow":...,"writer":pid,"slots":n,"original":...,
+   "application":...,"hops":[provider GUIDs]} */
+static void redirect_cb(void *arg, uint16_t sport, const struct sockaddr *dst, long pid, uint32_t slots,
+                        const fwx_redirect_record *rec)
+{
+    ctl_buf *b = arg;
+    struct sockaddr_storage d, orig;
+    memset(&d, 0, sizeof d);
+    memcpy(&d, dst, dst->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    char flow[80], app[FWX_REDIRECT_CGROUP_PATH_MAX + 64], ip[INET6_ADDRSTRLEN] = "?";
+    if (d.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&d)->sin_addr, ip, sizeof ip);
+    snprintf(flow, sizeof flow, "tcp4 *:%u -> %s:%u", (unsigned)sport, ip,
+             (unsigned)ntohs(((struct sockaddr_in *)&d)->sin_port));
+    buf_lit(b, "{\"kind\":\"redirect\",\"flow\":");
+    buf_str(b, flow);
+    buf_printf(b, ",\"writer\":%ld,\"slots\":%u,\"original\":", pid, (unsigned)slots);
+    if (FWX_SUCCEEDED(fwx_redirect_record_original_destination(rec, &orig)))
+        buf_addr(b, &orig);
+    else
+        buf_lit(b, "null");
+    fwx_redirect_app a;
+    memset(&a, 0, sizeof a);
+    a.struct_size = sizeof a;
+    if (FWX_SUCCEEDED(fwx_redirect_record_original_app(rec, &a)) && a.pid != 0)
+        snprintf(app, sizeof app, "pid %u uid %ld cgroup %s", (unsigned)a.pid,
+                 a.uid == FWX_REDIRECT_UID_UNKNOWN ? -1L : (long)a.uid, a.cgroup_path ? a.cgroup_path : "-");
+    else
+        snprintf(app, sizeof app, "-");
+    buf_lit(b, ",\"application\":");
+    buf_str(b, app);
+    buf_lit(b, ",\"hops\":[");
+    for (size_t i = 0; i < fwx_redirect_record_hop_count(rec); i++) {
+        fwx_redirect_hop h;
+        memset(&h, 0, sizeof h);
+        h.struct_size = sizeof h;
+        char g[FWX_GUID_STRLEN] = "?";
+        if (FWX_SUCCEEDED(fwx_redirect_record_hop(rec, i, &h)))
+            fwx_guid_format(&h.provider, g);
+        if (i > 0)
+            buf_lit(b, ",");
+        buf_str(b, g);
+    }
+    buf_lit(b, "]}\n");
+}
+
 /* ---- clients --------------------------------------------------------------------------------- */
 
 static void server_unref(ctl_server *s)
@@ -445,6 +491,11 @@ static void client_answer(ctl_client *c, const char *req)
         buf_printf(b, "\"bound_ports\":%u,\"factories\":%u,\"plugins\":%u}\n", st.bound_ports, st.factories,
                    st.plugins);
         known = true;
+    } else if (strcmp(req, "redirects") == 0) {
+        /* The host's redirect-record registry: not this gateway's objects but every
+           cooperating proxy's outbound flows, as the next hop would read them. */
+        fwx_redirect_registry_list(redirect_cb, b);
+        known = true;
     } else if (strcmp(req, "version") == 0) {
         buf_printf(b, "{\"kind\":\"version\",\"protocol\":%d,\"abi\":\"%d.%d\"}\n", CTL_PROTOCOL_VERSION,
                    FWX_ABI_VERSION_MAJOR, FWX_ABI_VERSION_MINOR);
@@ -453,7 +504,8 @@ static void client_answer(ctl_client *c, const char *req)
     if (!known) {
         char msg[CTL_MAX_REQUEST + 128];
         snprintf(msg, sizeof msg,
-                 "unknown request \"%s\" (expected list sessions|connections|grants|plugins|all, stats or version)",
+                 "unknown request \"%s\" (expected list sessions|connections|grants|plugins|all, redirects, stats or "
+                 "version)",
                  req);
         client_refuse(c, msg);
         return;

@@ -35,6 +35,14 @@
 
 #define MAX_PLUGINS 32
 #define MAX_LOCAL 16
+#define MAX_LOCAL_REDIRECTS 16
+
+/* One entry of gateway.local_redirect (the nft backend's local redirection). */
+typedef struct local_redirect {
+    unsigned port_min, port_max, slot;
+    long long uid; /* -1: every user */
+    char cgroup[256];
+} local_redirect;
 
 typedef struct settings {
     char name[64];
@@ -51,6 +59,8 @@ typedef struct settings {
     int loopback_hosts;
     char socks[128];
     char backend[8]; /* "proxy", "nft" or "auto" */
+    local_redirect redirects[MAX_LOCAL_REDIRECTS];
+    int n_redirects;
 } settings;
 
 static struct {
@@ -177,6 +187,18 @@ static int parse_addr(const char *text, struct sockaddr_storage *out, int need_p
     return -1;
 }
 
+/* "PORT" or "LOW-HIGH" within 1-65535. */
+static bool parse_ports(const char *text, unsigned *lo, unsigned *hi)
+{
+    char tail;
+    if (sscanf(text, "%u-%u%c", lo, hi, &tail) != 2) {
+        if (sscanf(text, "%u%c", lo, &tail) != 1)
+            return false;
+        *hi = *lo;
+    }
+    return *lo >= 1 && *hi <= 65535 && *lo <= *hi;
+}
+
 static void settings_defaults(settings *s)
 {
     memset(s, 0, sizeof *s);
@@ -220,7 +242,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     }
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
-                                  "backend"};
+                                  "backend", "local_redirect"};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -290,6 +312,45 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (str == NULL || strlen(str) >= sizeof s->socks || parse_addr(str, &tmp, 1) != 0)
                 BAD("must be ADDR:PORT, such as \"127.0.0.1:1080\"");
             snprintf(s->socks, sizeof s->socks, "%s", str);
+        } else if (strcmp(k, "local_redirect") == 0) {
+            if (!config_setting_is_list(e) || config_setting_length(e) > MAX_LOCAL_REDIRECTS)
+                BAD("must be a list of at most %d groups ( { ports = \"80\"; slot = 0; }, ... )", MAX_LOCAL_REDIRECTS);
+            for (int p = 0; p < config_setting_length(e); p++) {
+                config_setting_t *r = config_setting_get_elem(e, (unsigned)p);
+                local_redirect *lr = &s->redirects[s->n_redirects];
+                memset(lr, 0, sizeof *lr);
+                lr->uid = -1;
+                line = config_setting_source_line(r);
+                if (!config_setting_is_group(r))
+                    BAD("entry %d must be a group", p);
+                const char *ports = NULL, *cg = NULL;
+                int slot = -1, uid = -1;
+                if (config_setting_lookup_string(r, "ports", &ports) != CONFIG_TRUE ||
+                    !parse_ports(ports, &lr->port_min, &lr->port_max))
+                    BAD("entry %d: ports must be \"PORT\" or \"LOW-HIGH\" within 1-65535", p);
+                if (config_setting_lookup_int(r, "slot", &slot) != CONFIG_TRUE || slot < 0 || slot > 7 ||
+                    (s->n_redirects > 0 && (unsigned)slot != s->redirects[0].slot))
+                    BAD("entry %d: slot must be 0-7, the same in every entry (this gateway's slot among the host's "
+                        "cooperating proxies)", p);
+                lr->slot = (unsigned)slot;
+                if (config_setting_lookup_int(r, "user", &uid) == CONFIG_TRUE) {
+                    if (uid < 0)
+                        BAD("entry %d: user must be a numeric user id", p);
+                    lr->uid = uid;
+                }
+                if (config_setting_lookup_string(r, "cgroup", &cg) == CONFIG_TRUE) {
+                    if (cg[0] != '/' || strlen(cg) >= sizeof lr->cgroup)
+                        BAD("entry %d: cgroup must be a cgroup v2 path such as \"/system.slice/app.service\"", p);
+                    snprintf(lr->cgroup, sizeof lr->cgroup, "%s", cg);
+                }
+                for (int i = 0; i < config_setting_length(r); i++) {
+                    const char *rk = config_setting_name(config_setting_get_elem(r, (unsigned)i));
+                    if (strcmp(rk, "ports") != 0 && strcmp(rk, "slot") != 0 && strcmp(rk, "user") != 0 &&
+                        strcmp(rk, "cgroup") != 0)
+                        BAD("entry %d: unknown key \"%s\" (ports, slot, user, cgroup)", p, rk);
+                }
+                s->n_redirects++;
+            }
         } else if (strcmp(k, "backend") == 0) {
             if (!backend_known(str))
                 BAD("must be \"proxy\", \"nft\" or \"auto\"");
@@ -557,6 +618,10 @@ int main(int argc, char **argv)
         }
         snprintf(g.cfg.backend, sizeof g.cfg.backend, "%s", cli_backend);
     }
+    if (g.cfg.n_redirects > 0 && strcmp(g.cfg.backend, "nft") != 0) {
+        fprintf(stderr, "fwx-gateway: local_redirect needs backend = \"nft\"\n");
+        return 2;
+    }
     if (g.cfg.socks[0] != '\0' && strcmp(g.cfg.backend, "proxy") != 0) {
         fprintf(stderr, "fwx-gateway: socks needs the \"proxy\" backend (it is a proxy protocol)\n");
         return 2;
@@ -641,6 +706,22 @@ int main(int argc, char **argv)
     if (status == 0 && !no_policy && FWX_FAILED(fwx_firewall_set_policy(g.fw, policy))) {
         fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
         status = 1;
+    }
+    for (int i = 0; status == 0 && i < g.cfg.n_redirects; i++) {
+        const local_redirect *lr = &g.cfg.redirects[i];
+        fwx_local_redirect spec;
+        memset(&spec, 0, sizeof spec);
+        spec.struct_size = sizeof spec;
+        spec.protocol = FWX_PROTOCOL_TCP;
+        spec.port_min = (uint16_t)lr->port_min;
+        spec.port_max = (uint16_t)lr->port_max;
+        spec.slot = lr->slot;
+        spec.uid = lr->uid;
+        spec.cgroup = lr->cgroup[0] ? lr->cgroup : NULL;
+        if (FWX_FAILED(fwx_firewall_redirect_local(g.fw, &spec))) {
+            fprintf(stderr, "fwx-gateway: local_redirect entry %d: %s\n", i, fwx_firewall_last_error(g.fw));
+            status = 1;
+        }
     }
     if (status == 0 && g.cfg.socks[0] != '\0') {
         struct sockaddr_storage sa;

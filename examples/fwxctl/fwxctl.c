@@ -484,7 +484,7 @@ static char *fmt_expires(const jobj *o)
 
 /* ---- what each command asks and shows ----------------------------------------------------------- */
 
-enum { T_PLUGINS, T_SESSIONS, T_CONNECTIONS, T_PERMISSIONS, T_PORTS, T_COUNT };
+enum { T_PLUGINS, T_SESSIONS, T_CONNECTIONS, T_PERMISSIONS, T_PORTS, T_REDIRECTS, T_COUNT };
 
 static table tables[T_COUNT] = {
     [T_PLUGINS] = {"plugins", 4, {"ID", "NAME", "HOOKS", "PATH"}, NULL, 0, 0},
@@ -498,6 +498,7 @@ static table tables[T_COUNT] = {
     [T_PORTS] = {"ports", 11,
                  {"ID", "SESSION", "KIND", "PROTO", "MODE", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER"},
                  NULL, 0, 0},
+    [T_REDIRECTS] = {"redirects", 6, {"FLOW", "WRITER", "SLOTS", "ORIGINAL", "APPLICATION", "HOPS"}, NULL, 0, 0},
 };
 
 typedef struct command {
@@ -514,7 +515,8 @@ static const command commands[] = {
     {"plugins", "list plugins", 1u << T_PLUGINS},
     {"stats", "stats", 0},
     {"version", "version", 0},
-    {"all", "list all", (1u << T_COUNT) - 1},
+    {"redirects", "redirects", 1u << T_REDIRECTS},
+    {"all", "list all", (1u << T_REDIRECTS) - 1}, /* the registry is the host's, not the gateway's */
 };
 
 /* Which table an object belongs in, or -1. */
@@ -527,6 +529,8 @@ static int object_table(const jobj *o)
         return T_SESSIONS;
     if (strcmp(kind, "connection") == 0)
         return T_CONNECTIONS;
+    if (strcmp(kind, "redirect") == 0)
+        return T_REDIRECTS;
     if (strcmp(kind, "grant") == 0) {
         const char *name = jstr(o, "name");
         if (strcmp(name, "permission") == 0 || strcmp(name, "redirect port") == 0)
@@ -566,6 +570,14 @@ static void add_row(int t, const jobj *o)
         row[7] = jtext(o, "bytes_in");
         row[8] = jtext(o, "bytes_out");
         row[9] = fmt_age(o);
+        break;
+    case T_REDIRECTS:
+        row[0] = jtext(o, "flow");
+        row[1] = jtext(o, "writer");
+        row[2] = jtext(o, "slots");
+        row[3] = jtext(o, "original");
+        row[4] = jtext(o, "application");
+        row[5] = jtext(o, "hops");
         break;
     default: /* T_PERMISSIONS, T_PORTS */
         row[0] = jtext(o, "id");
@@ -692,7 +704,7 @@ static bool handle_line(const command *cmd, bool json, const char *path, const c
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--socket PATH] [--json] sessions|connections|permissions|ports|plugins|stats|all\n"
+            "usage: %s [--socket PATH] [--json] sessions|connections|permissions|ports|plugins|redirects|stats|all\n"
             "  --socket PATH  the gateway's control socket (default $FWX_CTL_SOCKET or %s)\n"
             "  --json         print the server's JSON lines instead of tables\n",
             progname, DEFAULT_SOCKET);

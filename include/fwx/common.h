@@ -106,7 +106,8 @@ typedef int32_t fwx_result;
     XX(E_CONFIG, 0xC0041007, "configuration is invalid")                                          \
     XX(E_NO_PORTS, 0xC0041008, "no free port range of the requested size")                        \
     XX(E_BACKEND, 0xC0041009, "backend failed")                                                   \
-    XX(E_DENIED, 0xC004100A, "a filter denied the request")
+    XX(E_DENIED, 0xC004100A, "a filter denied the request")                                       \
+    XX(E_REDIRECT_LOOP, 0xC004100B, "redirect refused: it would loop (the provider already redirected it, or it leads back)")
 
 /**
  * The result codes, named FWX_<name>: `FWX_S_OK`, `FWX_E_TERMINATING`, ... The values and

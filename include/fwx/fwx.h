@@ -17,6 +17,8 @@
  * - @ref plugins : the plugin entry point (fwx/plugin.h)
  * - @ref embedding : hosting fwx in a proxy (fwx/host.h)
  * - @ref backends : what steers sockets (fwx/backend.h)
+ * - @ref redirect_api : redirect handles, records and states across cooperating proxies
+ *   (fwx/redirect.h; the guide is @ref redirect "doc/redirect.md")
  * - @ref results, @ref threading : result codes and thread tags (fwx/common.h)
  */
 #ifndef FWX_FWX_H
@@ -27,5 +29,6 @@
 #include <fwx/plugin.h>
 #include <fwx/host.h>
 #include <fwx/backend.h>
+#include <fwx/redirect.h>
 
 #endif /* FWX_FWX_H */

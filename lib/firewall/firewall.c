@@ -275,6 +275,7 @@ static void firewall_free(fwx_firewall *fw)
     if (refs > 1)
         fwx__log(fw, FWX_LOG_WARN, "firewall \"%s\": %u references to IFWXFirewall were never released",
                  fw->name, refs - 1);
+    fwx__redirect_firewall_free(fw);
     fwx__plugins_free_all(fw);
     /* Last use of fw: the callback may read it, but not keep it. */
     if (fw->close_cb != NULL)

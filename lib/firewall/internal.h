@@ -94,6 +94,7 @@ struct fwx_firewall {
     bool timer_closed;
     fwx_listen_spec *published; /* what the backend listens on for publishing rules */
     size_t n_published;
+    struct fwx_redirect_handle *redirect_handles; /* uthash on the provider GUID (lib/redirect) */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -247,6 +248,8 @@ struct fwx__conn {
     fwx__grant *grant;          /* BindForClient / client bind: the port this connection owns */
     bool client_pending;        /* BindForClient with an all-zero client address */
     bool client_set;            /* SetClientAddress was called */
+    fwx_redirect_record *redirect; /* +1, or NULL: released when the object is freed */
+    char *redirect_file;        /* its outbound flow's registry file, removed when it ends */
 };
 
 static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
@@ -260,6 +263,30 @@ void fwx__conn_terminate(fwx__conn *c);
 fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, bool secondary, bool no_kernel);
 /* Attaches a data filter (AddRefs df and ctx) in priority order; the connection goes user mode. */
 fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx);
+
+/* ---- redirect tracking (lib/redirect) ------------------------------------------------- */
+
+/* The firewall is being freed: destroys the handles its owners left behind (their contexts are
+   freed while plugin code is still mapped). */
+void fwx__redirect_firewall_free(fwx_firewall *fw);
+
+/* The registry (lib/redirect/registry.c, doc/redirect.md). */
+#define FWX__REG_PATH_MAX 512
+/* SO_MARK of a redirected flow's outbound socket: this bit, and the slots it has passed. */
+#define FWX__REDIRECT_MARK 0x10000000u
+#define FWX__REDIRECT_SLOT_MARK(slots) (((uint32_t)(slots) & 0xFFu) << 16)
+/* FWX_REDIRECT_DIR or /run/fwx/redirect. */
+const char *fwx__registry_dir(void);
+/* Writes rec for the flow from local port sport to dst; `path` receives the file's name. 0 or -1. */
+int fwx__registry_put(uint16_t sport, const struct sockaddr *dst, const fwx_redirect_record *rec, uint32_t slots,
+                      char *path, size_t cap);
+/* The record a previous hop on this host wrote for the flow from port sport to dst, and the
+   slots it passed; NULL if none (or the file is malformed). */
+fwx_redirect_record *fwx__registry_get(uint16_t sport, const struct sockaddr *dst, uint32_t *slots);
+/* Removes files whose writer is no longer running. */
+void fwx__registry_sweep(void);
+/* The connection has ended: its registry file goes. */
+void fwx__registry_unlink(fwx__conn *c);
 
 /* ---- secondary connections (lib/secondary) ------------------------------------------- */
 

@@ -606,8 +606,24 @@ static int addr_port(const struct sockaddr_storage *ss, const void **addr, size_
     return -1;
 }
 
+static bool same_endpoint(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    const void *aa = NULL, *ba = NULL;
+    size_t al = 0, bl = 0;
+    uint16_t ap = 0, bp = 0;
+    int af = addr_port(a, &aa, &al, &ap), bf = addr_port(b, &ba, &bl, &bp);
+    return af >= 0 && af == bf && al == bl && ap == bp && memcmp(aa, ba, al) == 0;
+}
+
 fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f)
 {
+    uint64_t o, r;
+    return fwx__ct_kill_counted(ct, f, &o, &r);
+}
+
+fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply)
+{
+    *bytes_orig = *bytes_reply = 0;
     if (ct == NULL || f == NULL || ct->closing)
         return FWX_E_INVALIDARG;
     if (f->protocol != FWX_PROTOCOL_TCP && f->protocol != FWX_PROTOCOL_UDP)
@@ -648,20 +664,21 @@ fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f)
     nest_end(m.b, t0, at);
     struct nlmsghdr nh = {.nlmsg_len = (uint32_t)at,
                           .nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,
-                          .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK,
+                          .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO,
                           .nlmsg_seq = ++ct->seq};
     memcpy(m.b, &nh, sizeof nh);
 
     /* Drop anything a previous call left (an ack that came after we gave up). */
     drain_requests(ct);
-    unsigned char rb[1024] __attribute__((aligned(4)));
+    unsigned char rb[8192] __attribute__((aligned(4)));
     struct sockaddr_nl k = {.nl_family = AF_NETLINK};
     if (sendto(ct->req_fd, m.b, at, 0, (struct sockaddr *)&k, sizeof k) != (ssize_t)at) {
         ct_log(ct, FWX_LOG_WARN, "kill: sending the request failed: %s", strerror(errno));
         return FWX_E_FAIL;
     }
-    /* The ack is normally queued already; wait at most 100 ms (bounded) if it is not. */
-    for (int tries = 0; tries < 4; tries++) {
+    /* The ack is normally queued already (after the echoed event); wait at most 100 ms
+       (bounded) if it is not. */
+    for (int tries = 0; tries < 6; tries++) {
         ssize_t r = recv(ct->req_fd, rb, sizeof rb, MSG_DONTWAIT);
         if (r < 0) {
             if (errno == EINTR)
@@ -680,6 +697,13 @@ fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f)
             memcpy(&h, p, sizeof h);
             if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len)
                 break;
+            fwx__ct_flow echoed;
+            if (h.nlmsg_type != NLMSG_ERROR && fwx__ct_parse(p, h.nlmsg_len, &echoed) == FWX__CT_DESTROY &&
+                echoed.protocol == f->protocol && same_endpoint(&echoed.src, &f->src)) {
+                /* the echo of our delete, with the entry's final counters */
+                *bytes_orig = echoed.bytes_orig;
+                *bytes_reply = echoed.bytes_reply;
+            }
             if (h.nlmsg_type == NLMSG_ERROR && h.nlmsg_seq == ct->seq &&
                 h.nlmsg_len >= NLMSG_HDRLEN + sizeof(int)) {
                 int err;

@@ -53,6 +53,11 @@ void fwx__ct_close(fwx__ct *ct);
    @return FWX_S_OK; FWX_E_NOT_FOUND (no such entry, or already gone); FWX_E_INVALIDARG
    (families differ, not TCP/UDP, no port); FWX_E_FAIL (any other kernel error, logged). */
 fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f);
+/* The same, and the entry's byte counters at its end (original and reply direction) in
+   *bytes_orig / *bytes_reply when the kernel reports them: the request asks for an echo
+   (NLM_F_ECHO), so the DESTROY event comes back on the request socket before the ack. Both
+   are 0 if not reported (conntrack accounting off). */
+fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply);
 
 /* Filter: only entries with (mark & mask) == value are reported (the nft backend marks what it
    grants); 0/0 reports all. Filtered in user space (every event still crosses the socket). */

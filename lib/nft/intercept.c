@@ -45,6 +45,8 @@ typedef struct irelay {
     uv_connect_t creq;
     fwx__pump *pump;
     bool connecting;
+    fwx_redirect_record *rec;              /* +1: the flow's record (primary intercepted flows) */
+    uint32_t slots;                        /* the local-redirection slots it has passed */
 } irelay;
 
 struct fwx__nft_icpt {
@@ -110,6 +112,7 @@ static void relay_free(irelay *r)
         close(r->client_fd);
     if (r->conn != NULL)
         fwx_connection_close(r->conn); /* ConnectionTerminating, then our reference goes */
+    fwx_redirect_record_unref(r->rec);
     session_unref(r->l, r->is);
     struct fwx__nft_icpt *l = r->l;
     free(r);
@@ -165,6 +168,107 @@ static void on_upstream(uv_connect_t *req, int status)
     r->pump = p;
 }
 
+/* Upstream, from the gateway's own address, marked so that interception skips it; the pump
+   starts when it connects (on_upstream). Frees r on failure. */
+static void upstream_connect(irelay *r, uv_loop_t *loop, const struct sockaddr_storage *to)
+{
+    if ((r->up = malloc(sizeof *r->up)) != NULL && uv_tcp_init_ex(loop, r->up, to->ss_family) == 0) {
+        uint32_t mark = FWX__NFT_OWN_MARK | FWX__NFT_SLOT_MARK(r->slots);
+        uv_os_fd_t ufd;
+        r->up->data = r;
+        if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0) {
+            (void)setsockopt(ufd, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
+            /* A flow with a record: bound, its record in the registry under the source port
+               and the mark set before connect, so the next hop on this host can look it up
+               the moment it accepts. The core removes the file when the connection ends. */
+            if (r->rec != NULL && to->ss_family == AF_INET)
+                (void)fwx_connection_link_outbound(r->conn, ufd, (const struct sockaddr *)to,
+                                                   fwx__sa_len((const struct sockaddr *)to), r->slots);
+        }
+        r->creq.data = r;
+        r->connecting = true;
+        if (uv_tcp_connect(&r->creq, r->up, (const struct sockaddr *)to, on_upstream) != 0) {
+            r->connecting = false;
+            uv_close((uv_handle_t *)r->up, up_closed); /* frees r */
+        }
+        return;
+    }
+    free(r->up);
+    r->up = NULL;
+    relay_free(r);
+}
+
+static const char *const state_names[] = {"NOT_REDIRECTED", "REDIRECTED_BY_SELF", "REDIRECTED_BY_OTHER",
+                                          "PREVIOUSLY_REDIRECTED_BY_SELF"};
+
+/*
+ * The redirect record of an intercepted flow (issue 6): the one an earlier hop on this host
+ * left in the registry, or a new one with the original destination and, for a local process,
+ * the original application. This instance's hop is pushed unless the record says it has
+ * redirected the flow before: then the flow has come back (a relay in the path dropped the
+ * mark), and it is refused (W2/W4: never redirect twice). The destination must not be one of
+ * fwx's own listeners. FWX_E_REDIRECT_LOOP when refused.
+ */
+static fwx_result redirect_record(irelay *r, const struct sockaddr_storage *peer, const struct sockaddr_storage *orig)
+{
+    fwx_firewall *fw = r->l->fw;
+    const struct sockaddr *p = (const struct sockaddr *)peer, *o = (const struct sockaddr *)orig;
+    char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
+    uint32_t in_slots = 0, my_slot = 0;
+    fwx_redirect_record *rec = fwx__registry_get(fwx__sa_port(p), o, &in_slots);
+    bool from_registry = rec != NULL;
+    if (rec == NULL) {
+        fwx_redirect_app app;
+        char cg[FWX_REDIRECT_CGROUP_PATH_MAX + 1];
+        (void)fwx__nft_local_app(p, o, &app, cg, sizeof cg);
+        if (FWX_FAILED(fwx_redirect_record_new(o, fwx__sa_len(o), &app, &rec)))
+            return FWX_S_OK; /* out of memory: the flow goes on without a record */
+    }
+    fwx_redirect_handle *h = fwx__nft_identity(fw, &my_slot);
+    fwx_redirect_app app;
+    memset(&app, 0, sizeof app);
+    app.struct_size = sizeof app;
+    (void)fwx_redirect_record_original_app(rec, &app);
+    fwx_redirect_state state = h != NULL ? fwx_redirect_query(rec, h, NULL) : FWX_REDIRECT_NOT_REDIRECTED;
+    fwx_firewall_log(fw, FWX_LOG_INFO,
+                     "connection %s -> %s: redirect record %s: %s, %zu earlier hop(s); original destination %s, "
+                     "application pid %u uid %ld cgroup %s",
+                     fwx__sa_fmt(p, a), fwx__sa_fmt(o, b), from_registry ? "from the previous hop" : "new", state_names[state],
+                     fwx_redirect_record_hop_count(rec), fwx__sa_fmt(o, b), (unsigned)app.pid,
+                     app.uid == FWX_REDIRECT_UID_UNKNOWN ? -1L : (long)app.uid,
+                     app.cgroup_path != NULL ? app.cgroup_path : "-");
+    if (state == FWX_REDIRECT_BY_SELF || state == FWX_REDIRECT_PREVIOUSLY_BY_SELF) {
+        fwx_firewall_log(fw, FWX_LOG_WARN,
+                         "connection %s -> %s came back to this proxy (%s): a redirect loop, refused (%s)",
+                         fwx__sa_fmt(p, a), fwx__sa_fmt(o, b), state_names[state], fwx_strerror(FWX_E_REDIRECT_LOOP));
+        fwx_redirect_record_unref(rec);
+        return FWX_E_REDIRECT_LOOP;
+    }
+    if (fwx__nft_is_listener(fw, o)) {
+        fwx_firewall_log(fw, FWX_LOG_WARN, "connection %s -> %s is fwx's own interception listener: a redirect "
+                                           "loop, refused (%s)",
+                         fwx__sa_fmt(p, a), fwx__sa_fmt(o, b), fwx_strerror(FWX_E_REDIRECT_LOOP));
+        fwx_redirect_record_unref(rec);
+        return FWX_E_REDIRECT_LOOP;
+    }
+    fwx_result hr = fwx_redirect_check_destination(fw, rec, FWX_PROTOCOL_TCP, o, fwx__sa_len(o));
+    if (FWX_SUCCEEDED(hr) && h != NULL) {
+        /* The hop's context: where this instance found the flow going, for whoever asks with
+           our handle later (W5); fwx frees it when the record dies. */
+        char *ctx = strdup(fwx__sa_fmt(o, b));
+        hr = fwx_redirect_record_push(rec, h, ctx, free);
+        if (FWX_FAILED(hr))
+            free(ctx); /* refused: still ours */
+    }
+    if (FWX_FAILED(hr)) {
+        fwx_redirect_record_unref(rec);
+        return hr; /* logged by the record code */
+    }
+    r->rec = rec; /* attached to the connection once the core has opened it */
+    r->slots = in_slots | my_slot;
+    return FWX_S_OK;
+}
+
 static void on_accept(uv_stream_t *server, int status)
 {
     struct fwx__nft_icpt *l = server->data;
@@ -205,6 +309,30 @@ static void on_accept(uv_stream_t *server, int status)
     r->prev = &l->relays;
     r->next->prev = r;
     l->relays.next = r;
+    if (!l->published) {
+        /* A secondary connection the core wants in user mode (a user-mode permission, or a
+           bound or redirect port DNATed here)? Admitted through the core, which attaches the
+           data filters; a port's target must be read before the admit uses the grant up. */
+        struct sockaddr_storage target = orig;
+        bool port_grant = fwx__nft_user_port_target(l->fw, (struct sockaddr *)&orig, &target);
+        fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, (struct sockaddr *)&peer, fwx__sa_len((struct sockaddr *)&peer),
+                         (struct sockaddr *)&orig, fwx__sa_len((struct sockaddr *)&orig)};
+        fwx_result hr = fwx_firewall_admit(l->fw, &flow, &r->conn);
+        if (hr == FWX_S_OK) {
+            upstream_connect(r, server->loop, &target);
+            return;
+        }
+        r->conn = NULL;
+        if (hr != FWX_E_NOT_FOUND || port_grant) {
+            relay_free(r); /* refused (the core logged why), or a port whose grant is gone */
+            return;
+        }
+    }
+    /* Loops first: a flow that has come back is refused as a loop, before any policy. */
+    if (!l->published && FWX_FAILED(redirect_record(r, &peer, &orig))) {
+        relay_free(r); /* logged */
+        return;
+    }
     struct sockaddr_storage client = peer;
     fwx__sa_set_port((struct sockaddr *)&client, 0);
     if ((r->is = session_of(l, (struct sockaddr *)&client)) == NULL) {
@@ -236,26 +364,9 @@ static void on_accept(uv_stream_t *server, int status)
         relay_free(r); /* the core logged why; the client sees the connection close */
         return;
     }
-    /* Upstream, from the gateway's own address, marked so that interception skips it. */
-    int rc = -1;
-    if ((r->up = malloc(sizeof *r->up)) != NULL && uv_tcp_init_ex(server->loop, r->up, orig.ss_family) == 0) {
-        uint32_t mark = FWX__NFT_OWN_MARK;
-        uv_os_fd_t ufd2;
-        r->up->data = r;
-        if (uv_fileno((uv_handle_t *)r->up, &ufd2) == 0)
-            (void)setsockopt(ufd2, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
-        r->creq.data = r;
-        r->connecting = true;
-        rc = uv_tcp_connect(&r->creq, r->up, (struct sockaddr *)&orig, on_upstream);
-        if (rc != 0) {
-            r->connecting = false;
-            uv_close((uv_handle_t *)r->up, up_closed); /* frees r */
-        }
-        return;
-    }
-    free(r->up);
-    r->up = NULL;
-    relay_free(r);
+    if (r->rec != NULL)
+        (void)fwx_connection_set_redirect_record(r->conn, r->rec);
+    upstream_connect(r, server->loop, &orig);
 }
 
 static void listener_closed(uv_handle_t *h)

@@ -65,6 +65,9 @@ typedef struct nstate {
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
     struct kflow *kflows;  /* those flows, each with its core connection (uthash on conn) */
     struct kflow *kflow_by_tuple; /* the same flows, uthash on their tuple, for DESTROY */
+    fwx_redirect_handle *rh; /* this instance's redirect identity (issue 6) */
+    bool rh_owned;           /* made by the backend (else the host's, from fwx_firewall_redirect_local) */
+    int slot;                /* local-redirection slot 0..7, -1 without local redirection */
     char err[256];
 } nstate;
 
@@ -293,10 +296,10 @@ static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
 
 /* BindForClient (to = the client) and RedirectConnections (to = the target): a DNAT from the
    gateway port, a permission for each allowed source, source NAT under PROXY_MODE. */
-/* The permission element "src . dst . proto . port" (and its masquerade one), once per key:
-   FWX_S_FALSE (nothing added) when src is of another family or already there. */
-static fwx_result tuple_elems(elems *es, const char *set, bool masq, const struct sockaddr *src_sa, char fam,
-                              const char *dst, int proto, uint16_t port)
+/* The permission element "src . dst . proto . port" (and its masquerade and one-way ones), once
+   per key: FWX_S_FALSE (nothing added) when src is of another family or already there. */
+static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway, const struct sockaddr *src_sa,
+                              char fam, const char *dst, int proto, uint16_t port)
 {
     char src[INET6_ADDRSTRLEN], key[KEY_MAX], f;
     if (!ip_text(src_sa, src, &f) || f != fam)
@@ -308,6 +311,8 @@ static fwx_result tuple_elems(elems *es, const char *set, bool masq, const struc
     fwx_result hr = add_elem(es, set, fam, key, NULL);
     if (FWX_SUCCEEDED(hr) && masq)
         hr = add_elem(es, "masq", fam, key, NULL);
+    if (FWX_SUCCEEDED(hr) && oneway)
+        hr = add_elem(es, "oneway", fam, key, NULL);
     return hr;
 }
 
@@ -341,9 +346,12 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
        peers of the session's primary connections (the core's own rule, catalog #23). */
     const char *set = (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once";
     bool masq = (g->flags & FWX_FLAG_PROXY_MODE) != 0;
+    /* A UDP bound port carries datagrams to the client only, unless BIDIRECTIONAL (as the
+       proxy backend); a redirect port is a connection both ways. */
+    bool oneway = g->kind == FWX_GRANT_BINDING && g->protocol == FWX_PROTOCOL_UDP && !(g->flags & FWX_FLAG_BIDIRECTIONAL);
     fwx__grant *cg = core_grant(st->fw, g->id);
     if (g->kind == FWX_GRANT_REDIRECT) {
-        fwx_result hr = tuple_elems(es, set, masq, (const struct sockaddr *)&g->client, fam, dst, proto, tport);
+        fwx_result hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&g->client, fam, dst, proto, tport);
         if (hr == FWX_S_FALSE)
             return FWX_E_NOT_SUPPORTED; /* the client of another family */
         /* In a session of published connections the published server uses the redirect port
@@ -352,7 +360,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
             for (fwx__list *n = cg->session->conns.next; n != &cg->session->conns && FWX_SUCCEEDED(hr); n = n->next) {
                 fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
                 if (c->has_server)
-                    hr = tuple_elems(es, set, masq, (const struct sockaddr *)&c->server, fam, dst, proto, tport);
+                    hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&c->server, fam, dst, proto, tport);
             }
         return FWX_FAILED(hr) ? hr : FWX_S_OK;
     }
@@ -366,7 +374,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
         if (!c->has_ext_peer || (c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING)))
             continue;
-        fwx_result hr = tuple_elems(es, set, masq, (const struct sockaddr *)&c->ext_peer, fam, dst, proto, tport);
+        fwx_result hr = tuple_elems(es, set, masq, oneway, (const struct sockaddr *)&c->ext_peer, fam, dst, proto, tport);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -375,17 +383,22 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 
 /* ---- the table ----------------------------------------------------------------------------- */
 
-static void ruleset_text(sbuf *b, const char *table)
+static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port)
 {
     sb_printf(b, FWX_NFT_TABLE_HEAD_FMT, table, (long)getpid());
     sb_printf(b, FWX_NFT_SETS_FMT, '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
-              "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr");
+              "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
+              "ipv4_addr");
     sb_printf(b, FWX_NFT_SETS_FMT, '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
-              "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr");
+              "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
+              "ipv6_addr");
     /* pol_nat before postrouting, which jumps to it (chains exist before rules either way). */
-    sb_printf(b, "%s", FWX_NFT_PREROUTING FWX_NFT_FORWARD FWX_NFT_POSTROUTING "}\n");
+    sb_printf(b, "%s", FWX_NFT_PREROUTING FWX_NFT_PREROUTING_INTERCEPT_HEAD);
+    if (icpt_port != 0)
+        sb_printf(b, FWX_NFT_PREROUTING_INTERCEPT_USER_FMT, (unsigned)icpt_port);
+    sb_printf(b, "%s", FWX_NFT_PREROUTING_INTERCEPT_TAIL FWX_NFT_FORWARD FWX_NFT_POSTROUTING "}\n");
 }
 
 static int run(nstate *st, const char *cmds) { return fwx__nft_run(st->nft, cmds, st->err, sizeof st->err); }
@@ -410,6 +423,19 @@ static void kflow_key_of(const fwx__ct_flow *f, kflow_key *k)
     fwx__sa_key_of((const struct sockaddr *)&f->dst, true, &k->dst);
 }
 
+/* Adds a flow's final counters to its connection. Conntrack counts by its original direction,
+   which is the client's for a permission and the remote peer's for a bound port (the server
+   of active FTP connects in): "from the client" follows the connection's client. */
+static void kflow_count(kflow *k, uint64_t bytes_orig, uint64_t bytes_reply)
+{
+    const fwx__conn *c = fwx__conn_from(k->conn);
+    bool orig_is_client = fwx__sa_same_ip((const struct sockaddr *)&k->flow.src, (const struct sockaddr *)&c->client);
+    if (orig_is_client)
+        fwx_connection_count_bytes(k->conn, bytes_orig, bytes_reply);
+    else
+        fwx_connection_count_bytes(k->conn, bytes_reply, bytes_orig);
+}
+
 /* The kernel no longer carries the flow: forget it and close its connection (ConnectionTerminating). */
 static void kflow_end(nstate *st, kflow *k)
 {
@@ -422,6 +448,8 @@ static void kflow_end(nstate *st, kflow *k)
 static void state_free(nstate *st)
 {
     fwx__nft_icpt_stop(st->listener);
+    if (st->rh_owned)
+        fwx_redirect_handle_destroy(st->rh);
     if (st->ct != NULL)
         fwx__ct_close(st->ct);
     kflow *k, *tmp;
@@ -478,10 +506,28 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
     kflow *k = NULL;
     HASH_FIND(hh_tuple, st->kflow_by_tuple, &key, sizeof key, k);
     if (k != NULL) {
-        /* The original direction is the client's side. */
-        fwx_connection_count_bytes(k->conn, f->bytes_orig, f->bytes_reply);
+        kflow_count(k, f->bytes_orig, f->bytes_reply);
         kflow_end(st, k);
     }
+}
+
+/* A stable provider GUID for an instance: FNV-1a over its table name, as a version-8
+   ("custom") GUID. */
+static void provider_guid(const char *table, fwx_guid *g)
+{
+    uint64_t h1 = 1469598103934665603ull, h2 = 1099511628211ull * 31;
+    for (const char *p = table; *p; p++) {
+        h1 = (h1 ^ (uint8_t)*p) * 1099511628211ull;
+        h2 = (h2 ^ (uint8_t)*p) * 1469598103934665603ull;
+    }
+    uint8_t b[16];
+    for (int i = 0; i < 8; i++) {
+        b[i] = (uint8_t)(h1 >> (8 * i));
+        b[8 + i] = (uint8_t)(h2 >> (8 * i));
+    }
+    b[6] = (uint8_t)((b[6] & 0x0F) | 0x80); /* version 8 */
+    b[8] = (uint8_t)((b[8] & 0x3F) | 0x80); /* RFC 4122 variant */
+    memcpy(g, b, sizeof b);
 }
 
 static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state)
@@ -562,8 +608,24 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         return FWX_E_NOT_SUPPORTED;
     }
 
+    /* The redirect identity of this instance: a provider GUID derived from the table name, so
+       a restarted gateway is the same provider (a host may give its own, see
+       fwx_firewall_redirect_local). Registry files of writers that are gone are swept. */
+    st->slot = -1;
+    fwx_guid pg;
+    provider_guid(st->table, &pg);
+    if (FWX_SUCCEEDED(fwx_redirect_handle_create(fw, &pg, 0, &st->rh)))
+        st->rh_owned = true;
+    else
+        NLOG(st, FWX_LOG_WARN, "no redirect identity for table %s: intercepted flows carry no hop of ours", st->table);
+    fwx__registry_sweep();
+    /* fwx's interception listener first: the table's rules point at its port. It carries
+       filter-bound primary connections and user-mode secondary ones. */
+    if (FWX_FAILED(fwx__nft_icpt_start(fw, &st->listener, &st->icpt)))
+        NLOG(st, FWX_LOG_WARN, "interception listener unavailable: filter-bound protocols and user-mode secondary "
+                               "connections will not be carried");
     sbuf r = {0};
-    ruleset_text(&r, st->table);
+    ruleset_text(&r, st->table, st->icpt.port);
     if (r.oom || run(st, r.p) != 0) {
         NLOG(st, FWX_LOG_ERROR, "creating table inet %s failed: %s", st->table, r.oom ? "out of memory" : st->err);
         free(r.p);
@@ -669,6 +731,79 @@ static fwx_result add_elems(nstate *st, const elems *es, uint64_t left)
     return hr;
 }
 
+/* The grant's remaining time, so the kernel drops its elements on time by itself (0: never). */
+static uint64_t grant_left(nstate *st, const fwx_grant *g)
+{
+    uint64_t now = uv_now(fwx_firewall_loop(st->fw));
+    if (g->expires_ms == 0)
+        return 0;
+    return g->expires_ms > now ? g->expires_ms - now : 1;
+}
+
+/*
+ * A grant the core wants carried in user mode (a data filter attached or expected,
+ * FWX_FLAG_NO_KERNEL_MODE, hooked events): its connections are steered into fwx's
+ * interception listener, which admits them through the core and relays them through the
+ * connection's data filters. A permission: an element of the user set (redirected before any
+ * DNAT); a bound or redirect port: a DNAT of the gateway port to the listener. TCP over IPv4,
+ * as the listener; anything else is tracked but not carried (a debug line says so).
+ */
+static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
+{
+    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fa, fb;
+    const struct sockaddr *to = (const struct sockaddr *)&g->target;
+    if (st->icpt.port == 0 || g->protocol != FWX_PROTOCOL_TCP || to->sa_family != AF_INET ||
+        (g->kind != FWX_GRANT_PERMISSION && g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT)) {
+        NLOG(st, FWX_LOG_DEBUG, "%s %llu: user mode, not carried by this backend (TCP over IPv4 only)",
+             kind_name(g->kind), (unsigned long long)g->id);
+        return FWX_S_OK;
+    }
+    if (g->kind == FWX_GRANT_PERMISSION) {
+        if (!ip_text((const struct sockaddr *)&g->client, a, &fa) || !ip_text(to, b, &fb) || fa != fb)
+            return FWX_E_NOT_SUPPORTED;
+        tuple_key(key, sizeof key, a, b, 6, fwx__sa_port(to));
+        return add_elem(es, "user", '4', key, NULL);
+    }
+    if (fwx__sa_is_unspecified(to) || fwx__sa_port(to) == 0)
+        return FWX_S_OK; /* BindForClient before SetClientAddress: re-added then */
+    const struct sockaddr *gw = (const struct sockaddr *)&g->gateway;
+    if (gw->sa_family != AF_INET)
+        return FWX_E_NOT_SUPPORTED;
+    if (!port_free(gw, g->protocol))
+        return FWX_E_ADDRINUSE;
+    char gws[8][INET6_ADDRSTRLEN];
+    size_t ngw = gateway_addrs(st, gw, '4', gws, 8);
+    if (ngw == 0)
+        return FWX_E_ADDRNOTAVAIL;
+    for (size_t i = 0; i < ngw; i++) {
+        /* To the listener on the same (local) address; SO_ORIGINAL_DST gives back the port. */
+        snprintf(key, sizeof key, "%.*s . 6 . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)fwx__sa_port(gw));
+        snprintf(data, sizeof data, "%.*s . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)st->icpt.port);
+        fwx_result hr = add_elem(es, "dnat", '4', key, data);
+        if (FWX_FAILED(hr))
+            return hr;
+    }
+    return FWX_S_OK;
+}
+
+bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, struct sockaddr_storage *target)
+{
+    nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
+    if (st == NULL || st->magic != NSTATE_MAGIC)
+        return false;
+    for (size_t i = 0; i < st->n; i++) {
+        const fwx_grant *g = &st->grants[i].g;
+        if (g->kernel_mode || (g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT) ||
+            fwx__sa_port((const struct sockaddr *)&g->gateway) != fwx__sa_port(gw) ||
+            (!fwx__sa_is_unspecified((const struct sockaddr *)&g->gateway) &&
+             !fwx__sa_same_ip((const struct sockaddr *)&g->gateway, gw)))
+            continue;
+        *target = g->target;
+        return true;
+    }
+    return false;
+}
+
 static fwx_result n_grant_add(void *state, const fwx_grant *g)
 {
     nstate *st = state;
@@ -679,8 +814,14 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
     if (grant_find(st, g->id) != NULL)
         return FWX_E_INVALIDARG;
     if (!g->kernel_mode) {
-        NLOG(st, FWX_LOG_DEBUG, "%s %llu: user mode, not in the kernel", kind_name(g->kind), (unsigned long long)g->id);
-        return track(st, g, &es);
+        hr = user_mode_elems(st, g, &es);
+        if (FWX_SUCCEEDED(hr) && es.n > 0)
+            hr = add_elems(st, &es, grant_left(st, g));
+        if (FWX_SUCCEEDED(hr))
+            hr = track(st, g, &es);
+        if (FWX_FAILED(hr))
+            free(es.el);
+        return hr;
     }
     switch (g->kind) {
     case FWX_GRANT_PERMISSION:
@@ -703,11 +844,7 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
         return hr;
     }
     if (es.n > 0) {
-        /* The grant's remaining time, so the kernel drops the elements on time by itself. */
-        uint64_t now = uv_now(fwx_firewall_loop(st->fw)), left = 0;
-        if (g->expires_ms != 0)
-            left = g->expires_ms > now ? g->expires_ms - now : 1;
-        hr = add_elems(st, &es, left);
+        hr = add_elems(st, &es, grant_left(st, g));
         if (FWX_FAILED(hr)) {
             if (hr == FWX_E_BACKEND)
                 NLOG(st, FWX_LOG_WARN, "%s %llu: adding elements failed: %s", kind_name(g->kind),
@@ -788,13 +925,6 @@ fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy)
     nstate *st = state;
     if (st == NULL || st->magic != NSTATE_MAGIC)
         return FWX_E_INVALIDARG;
-    /* Interception needs fwx's listener before the redirect rule points at it. */
-    if (policy != NULL && st->listener == NULL) {
-        fwx_result hr = fwx__nft_icpt_start(st->fw, &st->listener, &st->icpt);
-        if (FWX_FAILED(hr))
-            NLOG(st, FWX_LOG_WARN, "interception listener: %s; filter-bound protocols are not forwarded",
-                 fwx_strerror(hr));
-    }
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -933,8 +1063,10 @@ static fwx_result n_relay(void *state, IFWXConnection *conn, int32_t kernel_mode
     return conn != NULL ? FWX_S_OK : FWX_E_INVALIDARG;
 }
 
-/* IFWXConnection::Kill of a kernel-carried flow removes its conntrack entry; the DESTROY
-   event that follows closes the connection (or now, if the entry is already gone). */
+/* IFWXConnection::Kill of a kernel-carried flow (also the end of its session) removes its
+   conntrack entry; the kernel's echo of the delete brings the final byte counts, so the
+   connection closes now with its bytes (a TCP flow's DESTROY would otherwise wait for
+   TIME_WAIT, after the close). The broadcast DESTROY that follows finds no flow. */
 static fwx_result n_kill(void *state, IFWXConnection *conn)
 {
     nstate *st = state;
@@ -942,8 +1074,10 @@ static fwx_result n_kill(void *state, IFWXConnection *conn)
     HASH_FIND_PTR(st->kflows, &conn, k);
     if (k == NULL || st->ct == NULL)
         return FWX_E_NOT_FOUND;
-    if (fwx__ct_kill(st->ct, &k->flow) == FWX_E_NOT_FOUND)
-        kflow_end(st, k);
+    uint64_t orig = 0, reply = 0;
+    if (fwx__ct_kill_counted(st->ct, &k->flow, &orig, &reply) == FWX_S_OK)
+        kflow_count(k, orig, reply);
+    kflow_end(st, k);
     return FWX_S_OK;
 }
 
@@ -1000,6 +1134,110 @@ static fwx_result n_list(void *state, fwx_backend_list_cb cb, void *arg)
             cb(arg, &ng->g);
     }
     free(listing);
+    return FWX_S_OK;
+}
+
+static nstate *state_of(fwx_firewall *fw)
+{
+    nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
+    return st != NULL && st->magic == NSTATE_MAGIC ? st : NULL;
+}
+
+fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit)
+{
+    nstate *st = state_of(fw);
+    *slot_bit = st != NULL && st->slot >= 0 ? 1u << st->slot : 0;
+    return st != NULL ? st->rh : NULL;
+}
+
+bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a)
+{
+    nstate *st = state_of(fw);
+    if (st == NULL || st->icpt.port == 0 || fwx__sa_port(a) != st->icpt.port)
+        return false;
+    return fwx__firewall_is_local(fw, a) || fwx__sa_is_unspecified(a);
+}
+
+/* ---- local redirection (issue 6) ------------------------------------------------------------ */
+
+/* A cgroup v2 path as nft takes it: "/a/b" of safe characters; its level (components). */
+static int cgroup_level(const char *p)
+{
+    if (p == NULL || p[0] != '/' || strlen(p) > 200)
+        return -1;
+    int level = 0;
+    for (const char *c = p; *c; c++) {
+        if (*c == '/') {
+            if (c[1] == '/' || c[1] == '\0')
+                return -1;
+            level++;
+        } else if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+                     strchr("._-@:", *c) != NULL)) {
+            return -1;
+        }
+    }
+    return level;
+}
+
+fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirect *spec)
+{
+    if (fw == NULL || spec == NULL)
+        return FWX_E_POINTER;
+    nstate *st = state_of(fw);
+    if (st == NULL) {
+        fwx__fail(fw, "local redirection needs the \"nft\" backend");
+        return FWX_E_NOT_SUPPORTED;
+    }
+    int level = spec->cgroup != NULL ? cgroup_level(spec->cgroup) : 0;
+    if (spec->struct_size < sizeof *spec || spec->protocol != FWX_PROTOCOL_TCP || spec->port_min == 0 ||
+        spec->port_max < spec->port_min || spec->slot > 7 || spec->uid < -1 || spec->uid > 0xFFFFFFFEll || level < 0) {
+        fwx__fail(fw, "local redirection: bad spec (TCP, ports 1-65535, slot 0-7, uid -1 or a uid, cgroup \"/a/b\")");
+        return FWX_E_INVALIDARG;
+    }
+    if (st->slot >= 0 && (uint32_t)st->slot != spec->slot) {
+        fwx__fail(fw, "local redirection: this instance already has slot %d", st->slot);
+        return FWX_E_INVALIDARG;
+    }
+    if (st->icpt.port == 0) {
+        fwx__fail(fw, "local redirection: no interception listener");
+        return FWX_E_NOT_SUPPORTED;
+    }
+    sbuf b = {0};
+    if (st->slot < 0) {
+        /* The chain, once: fwx's marks go into conntrack (nftables rules can match redirected
+           flows), and a socket that has passed this instance is never caught again. */
+        sb_printf(&b, "add chain inet %s output_redirect { type nat hook output priority -100; policy accept; "
+                      "comment \"local redirection: outbound connections of this host into fwx\"; }\n", st->table);
+        sb_printf(&b, "add rule inet %s output_redirect meta mark and %#x == %#x ct mark set meta mark\n", st->table,
+                  FWX__NFT_OWN_MARK, FWX__NFT_OWN_MARK);
+        sb_printf(&b, "add rule inet %s output_redirect meta mark and %#x != 0 return comment \"passed this proxy\"\n",
+                  st->table, FWX__NFT_SLOT_MARK(1u << spec->slot));
+    }
+    sb_printf(&b, "add rule inet %s output_redirect meta nfproto ipv4 meta l4proto tcp th dport %u-%u", st->table,
+              (unsigned)spec->port_min, (unsigned)spec->port_max);
+    if (spec->uid >= 0)
+        sb_printf(&b, " meta skuid %lld", (long long)spec->uid);
+    if (spec->cgroup != NULL)
+        sb_printf(&b, " socket cgroupv2 level %d \"%s\"", level, spec->cgroup);
+    sb_printf(&b, " redirect to :%u comment \"local redirection\"\n", (unsigned)st->icpt.port);
+    int rc = b.oom ? -1 : run(st, b.p);
+    free(b.p);
+    if (rc != 0) {
+        fwx__fail(fw, "local redirection: %s", b.oom ? "out of memory" : st->err);
+        return b.oom ? FWX_E_OUTOFMEMORY : FWX_E_BACKEND;
+    }
+    if (spec->handle != NULL && spec->handle != st->rh) {
+        if (st->rh_owned)
+            fwx_redirect_handle_destroy(st->rh);
+        st->rh = spec->handle;
+        st->rh_owned = false;
+    }
+    st->slot = (int)spec->slot;
+    char pg[FWX_GUID_STRLEN];
+    NLOG(st, FWX_LOG_INFO, "local redirection: tcp ports %u-%u%s%s into fwx (slot %u, provider %s)",
+         (unsigned)spec->port_min, (unsigned)spec->port_max, spec->uid >= 0 ? ", one user" : "",
+         spec->cgroup != NULL ? ", one cgroup" : "", (unsigned)spec->slot,
+         st->rh != NULL ? fwx_guid_format(fwx_redirect_handle_provider(st->rh), pg) : "none");
     return FWX_S_OK;
 }
 

@@ -7,6 +7,7 @@
 #define FWX_NFT_IMPL_H
 
 #include <fwx/backend.h>
+#include <fwx/redirect.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -107,8 +108,27 @@ fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx
    the proxy backend would, so the filter's secondary connections can still be kernel
    elements. FWX_E_ADDRINUSE / FWX_E_ADDRNOTAVAIL / FWX_E_NOT_SUPPORTED (not TCP). */
 fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, struct fwx__nft_icpt **out);
+/* For a connection redirected into the listener at gateway address:port `gw`: the target of the
+   user-mode bound or redirect port there (nft.c), or false. */
+bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, struct sockaddr_storage *target);
 /* Closes the listener and aborts the connections it carries. NULL is harmless. */
 void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
+
+/* ---- redirect records across processes, local redirection (local.c) ---- */
+
+/* The local application that opened the TCP connection peer -> orig (sock_diag + /proc);
+   false for a connection from another host (app left unknown). cg holds the cgroup path. */
+bool fwx__nft_local_app(const struct sockaddr *peer, const struct sockaddr *orig, fwx_redirect_app *app, char *cg,
+                        size_t cgcap);
+
+/* This instance's redirect identity (the handle of its hops) and, in *slot_bit, its
+   local-redirection slot as a bit (0 without local redirection); NULL if it has none. */
+fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit);
+/* Is `a` (address:port) the interception listener of this instance, on one of its addresses? */
+bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a);
+
+/* The mark of a socket that has passed the local-redirection slots `slots` (bit i = slot i). */
+#define FWX__NFT_SLOT_MARK(slots) FWX__REDIRECT_SLOT_MARK(slots)
 
 /* The mark (SO_MARK) of fwx's own outbound sockets; interception skips it. */
 #define FWX__NFT_OWN_MARK 0x10000000u

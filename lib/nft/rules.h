@@ -44,6 +44,9 @@
    conntrack events of these flows become the core's secondary connections (nft.c). */
 #define FWX_NFT_CT_ADMITTED "0x20000000"
 #define FWX_NFT_CT_ADMITTED_BIT 0x20000000u
+/* The ct mark bit of UDP flows through a bound port without FWX_FLAG_BIDIRECTIONAL: datagrams
+   reach the client, nothing goes back. */
+#define FWX_NFT_CT_ONEWAY "0x40000000"
 
 /* One family's sets and maps. %c is the family digit ('4' or '6'); %s the address type. */
 #define FWX_NFT_SETS_FMT                                                                                       \
@@ -62,7 +65,11 @@
     "  set pubok%c { type %s . inet_proto . inet_service; size 65536;\n"                                       \
     "    comment \"published servers: server . l4proto . port (after the DNAT)\"; }\n"                          \
     "  set pubmasq%c { type %s . inet_proto . inet_service; size 65536;\n"                                     \
-    "    comment \"published servers reached from the gateway's address (full_proxy)\"; }\n"
+    "    comment \"published servers reached from the gateway's address (full_proxy)\"; }\n"                      \
+    "  set user%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
+    "    comment \"user-mode permissions: client . target . l4proto . port, redirected into fwx\"; }\n"          \
+    "  set oneway%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                  \
+    "    comment \"UDP bound ports without BIDIRECTIONAL: peer . client . 17 . port, no datagram back\"; }\n"
 
 /* One family's rules in each chain. %s is the family keyword ("ip" or "ip6"), %c the digit.
    The tuple expression is the key of every set above. */
@@ -86,9 +93,17 @@
     "  }\n"                                                                                                   \
     "  chain intercept {\n"                                                                                   \
     "    comment \"filter-bound ports (compiled from the policy): redirected into fwx's user-mode path\"\n"    \
-    "  }\n"                                                                                                   \
+    "  }\n"
+
+/* prerouting, nat, before the DNAT maps: connections fwx's user-mode path must carry. The
+   argument is fwx's interception listener port; without a listener the chain only jumps. */
+#define FWX_NFT_PREROUTING_INTERCEPT_HEAD                                                                      \
     "  chain prerouting_intercept {\n"                                                                        \
-    "    type nat hook prerouting priority dstnat - 10; policy accept;\n"                                     \
+    "    type nat hook prerouting priority dstnat - 10; policy accept;\n"
+#define FWX_NFT_PREROUTING_INTERCEPT_USER_FMT                                                                  \
+    "    meta l4proto tcp " FWX_NFT_TUPLE("ip") " @user4 redirect to :%u\n"                                      \
+    "      comment \"user-mode permissions: a data filter or NO_KERNEL_MODE\"\n"
+#define FWX_NFT_PREROUTING_INTERCEPT_TAIL                                                                      \
     "    jump intercept\n"                                                                                    \
     "  }\n"
 
@@ -97,8 +112,11 @@
     "  chain forward {\n"                                                                                      \
     "    type filter hook forward priority filter; policy drop;\n"                                             \
     "    comment \"permissions: new connections need an element; replies ride conntrack; the rest is dropped\"\n" \
+    "    ct direction reply ct mark and " FWX_NFT_CT_ONEWAY " == " FWX_NFT_CT_ONEWAY " drop\n"                  \
     "    ct state established,related accept\n"                                                                \
     "    ct mark and " FWX_NFT_CT_ADMITTED " == " FWX_NFT_CT_ADMITTED " accept\n"                              \
+    "    ct state new meta l4proto udp " FWX_NFT_TUPLE("ip") " @oneway4 ct mark set ct mark or " FWX_NFT_CT_ONEWAY "\n" \
+    "    ct state new meta l4proto udp " FWX_NFT_TUPLE("ip6") " @oneway6 ct mark set ct mark or " FWX_NFT_CT_ONEWAY "\n" \
     "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @once4"                                  \
     " delete @once4 { " FWX_NFT_TUPLE("ip") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"        \
     "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @once6"                                 \

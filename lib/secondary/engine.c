@@ -1042,11 +1042,19 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
     c->has_ext_peer = true;
     bool no_kernel = !g->pub.kernel_mode;
     g->uses++;
+    /* For the log line: the grant may be gone by then. */
+    const char *gname = fwx__grant_type_name(g->type);
+    unsigned long long gid = (unsigned long long)g->pub.id;
     if (one_shot)
         fwx__grant_remove(g, "used"); /* T3/T17: one connection, then the grant is gone */
     fwx_result hr = fwx__conn_start(c, event, FWX_ALLOW, true, no_kernel);
-    if (FWX_SUCCEEDED(hr))
+    if (FWX_SUCCEEDED(hr)) {
+        char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
+        fwx__log(s->fw, FWX_LOG_INFO, "connection %llu: %s -> %s opened through %s %llu (%s mode)",
+                 (unsigned long long)c->id, fwx__sa_fmt(src, a), fwx__sa_fmt(dst, b), gname, gid,
+                 (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
         established(c, sf, ctx);
+    }
     if (sf != NULL)
         IFWXSessionFilter_Release(sf);
     if (ctx != NULL)

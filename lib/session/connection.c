@@ -98,6 +98,7 @@ void fwx__conn_terminate(fwx__conn *c)
     c->dfs = NULL;
     c->n_dfs = 0;
     fwx__backend_kill(fw, c);
+    fwx__registry_unlink(c); /* its outbound flow is gone: so is what the next hop could ask */
     if (c->ipfilter != NULL) {
         IFWXIpFilter_Release(c->ipfilter);
         c->ipfilter = NULL;
@@ -364,6 +365,8 @@ static uint32_t c_Release(IFWXConnection *This)
     if (n == 0) {
         fwx__session *s = c->session;
         fwx_firewall *fw = s->fw;
+        fwx_redirect_record_unref(c->redirect); /* the flow is gone: so are its hops' contexts */
+        fwx__registry_unlink(c);
         free(c);
         IFWXSession_Release(&s->iface);
         fwx__firewall_connection_gone(fw);

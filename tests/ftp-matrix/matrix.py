@@ -16,6 +16,12 @@ carried the whole file). `known: ...` cells come from KNOWN_LIMITATIONS below, e
 reason. Anything else is `FAIL (reason)`, and the runner prints its evidence: the command, the
 control dialogue around the failure, the gateway's log lines for the cell and the server's.
 
+--netns runs the same matrix through a transparent gateway in kernel mode instead: three network
+namespaces (client 10.99.1.2, gateway 10.99.1.1/10.99.2.1 with fwx-gateway backend "nft" and a
+nat policy, server 10.99.2.2:21); the client connects to the server's own address, and a cell
+also needs the kernel to have carried its data connection (conntrack in the gateway namespace)
+and fwx to have logged that kernel-mode connection with the kernel's byte count (README.md).
+
 --pass-through runs the same matrix without the FTP plugin (and with servers that accept data
 connections from/to foreign addresses): it checks the harness itself, and shows that without
 the filter the data connections bypass the gateway (cells read `bypass`).
@@ -28,9 +34,11 @@ installed with apt-get). Python 3 standard library only.
 SPDX-License-Identifier: MIT
 """
 import argparse
+import atexit
 import ftplib
 import grp
 import hashlib
+import json
 import os
 import pwd
 import random
@@ -47,6 +55,18 @@ GW_IP = "127.0.0.1"
 CLIENT_IP = "127.0.0.2"
 SERVER_IP = "127.0.0.3"
 SKIP = 77
+
+# --netns: three network namespaces (client, gateway, server) joined by veth pairs, with the
+# addresses of tests/netns/netns.h. The gateway is transparent: the client connects to the
+# server's own address and routes through the gateway (fwx-gateway, backend "nft").
+NETNS_CLIENT_IP = "10.99.1.2"
+NETNS_GW_IN = "10.99.1.1"      # the gateway on the client's link
+NETNS_GW_OUT = "10.99.2.1"     # the gateway on the server's link (the NAT address)
+NETNS_SERVER_IP = "10.99.2.2"
+NETNS_FTP_PORT = 21            # the policy's ftp protocol port
+NETNS_PREFIX = "fwxm-"         # fwxm-cli-<pid>, fwxm-gw-<pid>, fwxm-srv-<pid>
+FTP_FILTER_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"   # plugins/ftp (checked in the log)
+NETNS = None                   # the Topology, in --netns mode
 
 SERVERS = ["vsftpd", "proftpd", "pure-ftpd"]
 CLIENTS = ["curl", "lftp", "wget", "ftplib"]
@@ -97,6 +117,7 @@ def pass_through_expected(client, mode):
 
 
 TRANSFER_TIMEOUT = 20.0   # hard limit per transfer (the client is killed)
+FTPLIB_LINGER = 0.0       # --ftplib-linger: seconds ftplib waits after the transfer before QUIT
 CLIENT_IO_TIMEOUT = 6     # the clients' own connect/read timeouts, seconds
 
 
@@ -300,9 +321,16 @@ def port_block(ip, size, used):
     raise RuntimeError("no free block of %d ports on %s" % (size, ip))
 
 
-def listening(ip, port):
+def ns_wrap(role, cmd):
+    """cmd, run inside the namespace of `role` ("cli", "gw" or "srv") in --netns mode."""
+    if NETNS is None or role is None:
+        return cmd
+    return ["ip", "netns", "exec", NETNS.names[role]] + cmd
+
+
+def listening(ip, port, role=None):
     if shutil.which("ss"):
-        _, out = run(["ss", "-Hltn", "( sport = :%d )" % port], timeout=5)
+        _, out = run(ns_wrap(role, ["ss", "-Hltn", "( sport = :%d )" % port]), timeout=5)
         return ("%s:%d" % (ip, port)) in out
     try:
         socket.create_connection((ip, port), 0.3).close()
@@ -311,12 +339,12 @@ def listening(ip, port):
         return False
 
 
-def wait_listening(ip, port, proc, timeout=8.0):
+def wait_listening(ip, port, proc, timeout=8.0, role=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             return False
-        if listening(ip, port):
+        if listening(ip, port, role):
             return True
         time.sleep(0.05)
     return False
@@ -377,7 +405,8 @@ class Server:
         self.root = os.path.join(self.dir, "root")
         self.updir = os.path.join(self.root, "up")
         self.pasv = pasv
-        self.port = free_port(SERVER_IP)
+        # --netns: the server has a namespace of its own, and the policy's ftp port is 21.
+        self.port = NETNS_FTP_PORT if NETNS else free_port(SERVER_IP)
         self.proc = None
         self.out = os.path.join(self.dir, "server.out")
         self.logs = [self.out]
@@ -541,9 +570,10 @@ ExtendedLog {self.cmdlog} ALL fwxcmd
 
     def start(self):
         with open(self.out, "ab") as out:
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT,
+            # (ip netns exec execs the server: self.proc is the server itself.)
+            self.proc = subprocess.Popen(ns_wrap("srv", self.cmd), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        if not wait_listening(SERVER_IP, self.port, self.proc):
+        if not wait_listening(SERVER_IP, self.port, self.proc, role="srv"):
             raise RuntimeError("%s did not listen on %s:%d (exit %s): %s" % (
                 self.kind, SERVER_IP, self.port, self.proc.poll(), " | ".join(tail(self.out, 10))))
 
@@ -592,7 +622,8 @@ class Gateway:
         self.exe = os.path.join(build, "examples", "fwx-gateway", "fwx-gateway")
         self.plugin = plugin
         self.server = server
-        self.port = free_port(GW_IP)
+        self.port = NETNS_FTP_PORT if NETNS else free_port(GW_IP)
+        self.connect_host = GW_IP         # the published port the client dials
         self.sock = os.path.join(tmp, "gw-%s.sock" % server.kind)
         self.logpath = os.path.join(tmp, "gateway-%s.log" % server.kind)
         self.proc = None
@@ -702,6 +733,460 @@ publishing = ( {{ name = "ftp"; listen = "{GW_IP}:{self.port}"; server = "{SERVE
             time.sleep(0.05)
 
 
+# ---- --netns: the namespaces, the transparent gateway, and what the kernel saw ----------------
+
+class TopologyError(Exception):
+    pass
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Topology:
+    """Three network namespaces of this run, fwxm-{cli,gw,srv}-<pid>, joined by two veth pairs
+    made inside the client's and the server's namespace with their peer ends placed straight
+    into the gateway's (no interface ever exists in the host's namespace):
+
+        fwxm-cli-P 10.99.1.2 eth0 -- cl0 10.99.1.1  fwxm-gw-P  10.99.2.1 sv0 -- eth0 10.99.2.2 fwxm-srv-P
+
+    Default routes via the gateway; in the gateway ns ip_forward=1, nf_conntrack_acct=1 (byte
+    counts in conntrack) and nf_conntrack_tcp_timeout_time_wait=1 (a finished flow expires after
+    1 s instead of 120 s; conntrack's garbage collector destroys it, and fwx hears of it, some
+    time after that, usually within a few seconds)."""
+
+    ROLES = ("cli", "gw", "srv")
+    RUN_NETNS = "/run/netns"
+
+    def __init__(self):
+        self.pid = os.getpid()
+        self.names = {r: "%s%s-%d" % (NETNS_PREFIX, r, self.pid) for r in self.ROLES}
+        self.made = []
+
+    @classmethod
+    def cleanup_stale(cls):
+        """Deletes fwxm-*-<pid> namespaces whose runner is gone (a run killed with -9)."""
+        try:
+            names = os.listdir(cls.RUN_NETNS)
+        except OSError:
+            return
+        for n in sorted(names):
+            m = re.match(r"^%s(cli|gw|srv)-(\d+)$" % re.escape(NETNS_PREFIX), n)
+            if not m or pid_alive(int(m.group(2))):
+                continue
+            _, pids = run(["ip", "netns", "pids", n], timeout=10)
+            rc, out = run(["ip", "netns", "del", n], timeout=30)
+            log("matrix: deleted the stale namespace %s of a dead run (pid %s)%s%s" % (
+                n, m.group(2), "" if rc == 0 else ": " + out.strip(),
+                ("; processes still in it: " + " ".join(pids.split())) if pids.strip() else ""))
+
+    def sh(self, *cmd):
+        rc, out = run(list(cmd), timeout=30)
+        if rc != 0:
+            raise TopologyError("%s: %s" % (" ".join(cmd), out.strip() or "exit %s" % rc))
+        return out
+
+    def write_sysctl(self, role, key, value):
+        path = "/proc/sys/" + key.replace(".", "/")
+        rc, out = run(ns_wrap(role, ["sh", "-c", 'echo %s > %s' % (value, path)]), timeout=10)
+        if rc != 0:
+            raise TopologyError("cannot set %s=%s in %s: %s" % (key, value, self.names[role], out.strip()))
+
+    def up(self):
+        c, g, s = self.names["cli"], self.names["gw"], self.names["srv"]
+        for n in (c, g, s):
+            self.sh("ip", "netns", "add", n)
+            self.made.append(n)
+        self.sh("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0", "netns", g)
+        self.sh("ip", "-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "sv0", "netns", g)
+        self.sh("ip", "-n", c, "addr", "add", NETNS_CLIENT_IP + "/24", "dev", "eth0")
+        self.sh("ip", "-n", g, "addr", "add", NETNS_GW_IN + "/24", "dev", "cl0")
+        self.sh("ip", "-n", g, "addr", "add", NETNS_GW_OUT + "/24", "dev", "sv0")
+        self.sh("ip", "-n", s, "addr", "add", NETNS_SERVER_IP + "/24", "dev", "eth0")
+        for n, devs in ((c, ["lo", "eth0"]), (g, ["lo", "cl0", "sv0"]), (s, ["lo", "eth0"])):
+            for d in devs:
+                self.sh("ip", "-n", n, "link", "set", d, "up")
+        self.sh("ip", "-n", c, "route", "add", "default", "via", NETNS_GW_IN)
+        self.sh("ip", "-n", s, "route", "add", "default", "via", NETNS_GW_OUT)
+        self.write_sysctl("gw", "net.ipv4.ip_forward", 1)
+
+    def conntrack_sysctls(self):
+        """After nf_conntrack is loaded (the nft probe loads it): per-namespace settings."""
+        self.write_sysctl("gw", "net.netfilter.nf_conntrack_acct", 1)
+        self.write_sysctl("gw", "net.netfilter.nf_conntrack_tcp_timeout_time_wait", 1)
+
+    def down(self):
+        while self.made:
+            n = self.made.pop()
+            rc, out = run(["ip", "netns", "del", n], timeout=30)
+            if rc != 0:
+                log("matrix: ip netns del %s failed: %s" % (n, out.strip()))
+
+
+# The runner's own eyes in the client and server namespaces: every TCP SYN each one sends or
+# receives (source . destination . destination port), in nftables sets that grow by themselves.
+OBSERVE_TABLE = """table inet fwxm_observe {
+  set syn_in { type ipv4_addr . ipv4_addr . inet_service; flags dynamic; size 65535; }
+  set syn_out { type ipv4_addr . ipv4_addr . inet_service; flags dynamic; size 65535; }
+  chain input { type filter hook input priority 0; policy accept;
+    meta nfproto ipv4 tcp flags & (syn | ack) == syn add @syn_in { ip saddr . ip daddr . tcp dport };
+  }
+  chain output { type filter hook output priority 0; policy accept;
+    meta nfproto ipv4 tcp flags & (syn | ack) == syn add @syn_out { ip saddr . ip daddr . tcp dport };
+  }
+}
+"""
+
+
+def parse_ct_line(line):
+    """A `conntrack -E -o extended` line: (event, orig, reply) with orig/reply dicts of src, dst,
+    sport, dport, bytes, packets; or None."""
+    m = re.search(r"\[(NEW|UPDATE|DESTROY)\]\s+ipv4\s+\d+\s+tcp\s", line)
+    if not m:
+        return None
+    orig, reply = {}, {}
+    cur = orig
+    for k, v in re.findall(r"\b(src|dst|sport|dport|packets|bytes|mark)=(\S+)", line):
+        if k == "src" and "src" in orig:
+            cur = reply
+        if k == "mark":
+            orig["mark"] = v
+            continue
+        cur[k] = int(v) if k in ("sport", "dport", "packets", "bytes") else v
+    if not {"src", "dst", "sport", "dport"} <= set(orig) or not {"src", "dst"} <= set(reply):
+        return None
+    return m.group(1), orig, reply
+
+
+def flow_text(orig, reply):
+    b = ""
+    if "bytes" in orig or "bytes" in reply:
+        b = ", bytes %s / %s" % (orig.get("bytes", "?"), reply.get("bytes", "?"))
+    return "%s:%d -> %s:%d, reply %s:%d -> %s:%d%s%s" % (
+        orig["src"], orig["sport"], orig["dst"], orig["dport"], reply["src"], reply.get("sport", 0),
+        reply["dst"], reply.get("dport", 0), b, (", mark %s" % orig["mark"]) if "mark" in orig else "")
+
+
+class Observer:
+    """What the kernel and the end hosts saw, independently of fwx: a `conntrack -E` listener in
+    the gateway namespace (every flow's NEW and DESTROY with its byte counts), and OBSERVE_TABLE
+    in the client and server namespaces (every SYN)."""
+
+    def __init__(self, topo, tmp):
+        self.topo = topo
+        self.ctlog = os.path.join(tmp, "conntrack-events.log")
+        self.proc = None
+
+    def start(self):
+        for role in ("cli", "srv"):
+            rc, out = run(ns_wrap(role, ["nft", "-f", "-"]), timeout=30, input=OBSERVE_TABLE.encode())
+            if rc != 0:
+                raise TopologyError("nft in %s: %s" % (self.topo.names[role], out.strip()))
+        with open(self.ctlog, "ab") as out:
+            self.proc = subprocess.Popen(ns_wrap("gw", ["conntrack", "-E", "-p", "tcp", "-o", "extended",
+                                                        "-b", "8388608"]),
+                                         stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                         start_new_session=True)
+        time.sleep(0.2)   # conntrack has joined its groups (no flow happens before the first cell)
+        if self.proc.poll() is not None:
+            raise TopologyError("conntrack -E exited %s: %s" % (self.proc.returncode, " | ".join(tail(self.ctlog, 5))))
+
+    def stop(self):
+        stop(self.proc, "conntrack -E")
+        self.proc = None
+
+    def ct_offset(self):
+        return os.path.getsize(self.ctlog) if os.path.exists(self.ctlog) else 0
+
+    def ct_events(self, off):
+        try:
+            with open(self.ctlog, "rb") as f:
+                f.seek(off)
+                lines = f.read().decode(errors="replace").splitlines()
+        except OSError:
+            return []
+        return [e for e in (parse_ct_line(l) for l in lines) if e]
+
+    def flush_syns(self):
+        for role in ("cli", "srv"):
+            run(ns_wrap(role, ["nft", "flush set inet fwxm_observe syn_in; flush set inet fwxm_observe syn_out"]),
+                timeout=10)
+
+    def syns(self, role):
+        """{"in": [(src, dst, dport)], "out": [...]} seen in the namespace of role."""
+        rc, out = run(ns_wrap(role, ["nft", "-j", "list", "table", "inet", "fwxm_observe"]), timeout=10)
+        got = {"in": [], "out": []}
+        if rc != 0:
+            return got
+        try:
+            doc = json.loads(out)
+        except ValueError:
+            return got
+        for item in doc.get("nftables", []):
+            st = item.get("set")
+            if not st or st.get("name") not in ("syn_in", "syn_out"):
+                continue
+            for e in st.get("elem", []):
+                c = e.get("concat") if isinstance(e, dict) else None
+                if c is None and isinstance(e, dict) and "elem" in e:
+                    c = e["elem"].get("val", {}).get("concat")
+                if c and len(c) == 3:
+                    got["in" if st["name"] == "syn_in" else "out"].append((c[0], c[1], int(c[2])))
+        return got
+
+
+def data_flows(events):
+    """The FTP data flows among conntrack events: [(orig, reply, destroy_orig, destroy_reply)],
+    destroy_* None while the flow lives. (Port 21 on either side is a control connection.)"""
+    flows = {}
+    order = []
+    for ev, o, r in events:
+        if 21 in (o["sport"], o["dport"]):
+            continue
+        key = (o["src"], o["sport"], o["dst"], o["dport"])
+        if ev == "NEW" and key not in flows:
+            flows[key] = [o, r, None, None]
+            order.append(key)
+        elif ev == "DESTROY":
+            if key not in flows:
+                flows[key] = [o, r, None, None]
+                order.append(key)
+            flows[key][2], flows[key][3] = o, r
+    return [tuple(flows[k]) for k in order]
+
+
+class NetnsGateway(Gateway):
+    """fwx-gateway --config FILE in the gateway namespace: backend "nft", the FTP plugin, the
+    nat policy of tests/netns/check_nft_gateway.c (policy_ftp): internal 10.99.1.0/24, NAT to
+    the external network, protocol ftp tcp/21 outbound with the FTP filter, an allow rule."""
+
+    def __init__(self, build, tmp, server, plugin):
+        super().__init__(build, tmp, server, plugin, config_form=True)
+        self.port = NETNS_FTP_PORT
+        self.connect_host = SERVER_IP     # transparent: the client dials the server itself
+        self.name = "fwxm-%d-%s" % (os.getpid(), server.kind)
+        self.skip_reason = None
+
+    def write_config(self):
+        path = os.path.join(os.path.dirname(self.logpath), "gateway-%s.cfg" % self.server.kind)
+        with open(path, "w") as f:
+            f.write(f"""# fwx ftp-matrix --netns: a transparent gateway in kernel mode (backend nft).
+gateway = {{
+  name = "{self.name}";
+  backend = "nft";
+  control_socket = "{self.sock}";
+  plugin_dir = "{os.path.dirname(self.plugin)}";
+  plugins = [ "ftp" ];
+  local_addresses = [ "{NETNS_GW_IN}", "{NETNS_GW_OUT}" ];
+  log_level = "debug";
+}};
+networks = {{ internal = {{ ranges = [ "10.99.1.0/24" ]; }}; }};
+relationships = ( {{ from = "internal"; to = "external"; type = "nat"; }} );
+protocols = ( {{ name = "ftp"; guid = "{{6a0e7c1e-0f7a-4b3e-9c55-000000000021}}"; protocol = "tcp";
+    port = {NETNS_FTP_PORT}; direction = "outbound"; filters = [ "{FTP_FILTER_GUID}" ]; }} );
+rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "external" ];
+    protocols = [ "ftp" ]; }} );
+""")
+        return path
+
+    def start(self):
+        cmd = [self.exe, "--config", self.write_config()]
+        self.cmd = ns_wrap("gw", cmd)
+        off = self.log_size()
+        with open(self.logpath, "ab") as out:
+            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = "\n".join(self.lines_since(off))
+            if re.search(r"fwx-gateway: ready \(.*backend nft", text):
+                m = re.search(r'plugin "ftp": loaded from .*filter (\{[0-9a-fA-F-]{36}\})', text)
+                if not m or m.group(1).lower() != FTP_FILTER_GUID.lower():
+                    raise RuntimeError("the FTP plugin's filter GUID is %s, the policy binds %s" % (
+                        m.group(1) if m else "not logged", FTP_FILTER_GUID))
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        text = "\n".join(self.lines_since(off))
+        m = re.search(r"(kernel lacks: [^\n]*|no right to change the network[^\n]*)", text)
+        if m and self.proc.poll() is not None:
+            self.skip_reason = "fwx's nft backend cannot run here: " + m.group(1)
+        raise RuntimeError("fwx-gateway (backend nft) did not become ready (exit %s): %s" % (
+            self.proc.poll(), " | ".join(tail(self.logpath, 10))))
+
+    def wait_quiet(self, off, timeout=6.0, observer=None, ct_off=0):
+        """Waits (bounded) until every session opened since `off` has ended and the kernel has
+        destroyed every data flow that began since `ct_off`; returns the gateway's lines."""
+        deadline = time.monotonic() + timeout
+        while True:
+            lines = self.lines_since(off)
+            opened = sum(1 for l in lines if re.search(r"session \S+: opened", l))
+            ended = sum(1 for l in lines if re.search(r"session \S+: ended", l))
+            live = [f for f in data_flows(observer.ct_events(ct_off)) if f[2] is None] if observer else []
+            if (ended >= opened and not live) or time.monotonic() >= deadline or self.proc.poll() is not None:
+                time.sleep(0.1)   # the closed line of the last DESTROY
+                return self.lines_since(off)
+            time.sleep(0.05)
+
+
+def netns_up():
+    """--netns: deletes stale namespaces of dead runs, makes this run's, checks that nftables and
+    conntrack work in the gateway's; skips (77) with the reason when any of it cannot be done.
+    The namespaces are deleted at exit whatever happens (atexit, and SIGTERM/SIGHUP/SIGINT
+    become KeyboardInterrupt so that every finally: runs)."""
+    global NETNS, CLIENT_IP, SERVER_IP, GW_IP
+    Topology.cleanup_stale()
+    topo = Topology()
+    NETNS = topo
+    CLIENT_IP, SERVER_IP, GW_IP = NETNS_CLIENT_IP, NETNS_SERVER_IP, NETNS_GW_IN
+    atexit.register(topo.down)
+
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+    try:
+        topo.up()
+    except TopologyError as e:
+        topo.down()
+        skip("cannot create the network namespaces: %s" % e)
+    # nf_tables with a NAT chain and a ct expression (this loads nf_conntrack), as fwx needs.
+    probe = ("table inet fwxm_probe { chain probe_forward { type filter hook forward priority 0; policy accept; "
+             "ct state established accept; }\n chain probe_nat { type nat hook postrouting priority 100; "
+             "policy accept; }\n }\ndelete table inet fwxm_probe\n")
+    rc, out = run(ns_wrap("gw", ["nft", "-f", "-"]), timeout=30, input=probe.encode())
+    if rc != 0:
+        topo.down()
+        skip("nftables does not work in the gateway namespace: %s" % out.strip()[:300])
+    try:
+        topo.conntrack_sysctls()
+    except TopologyError as e:
+        topo.down()
+        skip("conntrack is not available in the gateway namespace: %s" % e)
+    return topo
+
+
+def fwx_closed(lines):
+    """{connection id: (bytes from the client, bytes from the peer)} from the gateway's lines."""
+    out = {}
+    for l in lines:
+        m = re.search(r"connection (\d+): closed \((\d+) bytes from the client, (\d+) from the peer\)", l)
+        if m:
+            out[int(m.group(1))] = (int(m.group(2)), int(m.group(3)))
+    return out
+
+
+def netns_through(cell, server, glines, ct_events, syns_srv, syns_cli, fsize):
+    """The --netns meaning of "the data went through the gateway", as (reasons, evidence).
+
+    1. the kernel carried it: conntrack in the gateway namespace reported the cell's data flow,
+       forwarded (not redirected into fwx's user-mode path) and NATed as the mode requires, and
+       its DESTROY counted at least the file's size in the file's direction;
+    2. fwx accounted for it as a kernel-mode connection: the gateway logged a connection
+       `closed (N bytes from the client, M from the peer)` whose count in the file's direction
+       (M for a download, N for an upload) is the kernel flow's own conntrack count (fwx takes
+       a kernel-mode connection's bytes from conntrack; its user-mode relay counts payload only);
+    3. the server's view: passive, its data connection came from the gateway (10.99.2.1);
+       active, it connected to the gateway (10.99.2.1), never to the client."""
+    passive = cell.mode in ("PASV", "EPSV")
+    down = cell.direction == "down"
+    reasons, ev = [], []
+    flows = data_flows(ct_events)
+    ev.append("-- the kernel's data flows in the gateway namespace (conntrack -E; bytes original / reply):")
+    for o, r, do, dr in flows:
+        ev.append("   %s %s" % ("DESTROY" if do else "NEW (no DESTROY)", flow_text(do or o, dr or r)))
+    if not flows:
+        ev.append("   (none)")
+    ev.append("-- SYNs seen by the server (%s): in %s; out %s" % (
+        NETNS.names["srv"], ", ".join("%s->%s:%d" % t for t in sorted(syns_srv["in"])) or "none",
+        ", ".join("%s->%s:%d" % t for t in sorted(syns_srv["out"])) or "none"))
+    ev.append("-- SYNs seen by the client (%s): in %s; out %s" % (
+        NETNS.names["cli"], ", ".join("%s->%s:%d" % t for t in sorted(syns_cli["in"])) or "none",
+        ", ".join("%s->%s:%d" % t for t in sorted(syns_cli["out"])) or "none"))
+
+    # 1. The kernel flow. Passive: client -> server:p, the reply from the server itself (no
+    # REDIRECT) to the gateway's external address (masquerade). Active: server -> gateway:b,
+    # the reply from the client (DNAT of the bound port) to the server (its address kept).
+    def shape_ok(o, r):
+        if passive:
+            return (o["src"] == CLIENT_IP and o["dst"] == SERVER_IP and r["src"] == SERVER_IP
+                    and r["dst"] == NETNS_GW_OUT)
+        return (o["src"] == SERVER_IP and o["dst"] == NETNS_GW_OUT and r["src"] == CLIENT_IP
+                and r["dst"] == SERVER_IP)
+
+    # The file's direction in conntrack's terms: the sender opened the flow (orig) or answered it.
+    sender_is_orig = (passive and not down) or (not passive and down)
+    kflow = None
+    for o, r, do, dr in flows:
+        if do is None:
+            continue
+        n = (do if sender_is_orig else dr).get("bytes")
+        if shape_ok(o, r) and n is not None and n >= fsize:
+            kflow = (do, dr, n)
+    if kflow is None:
+        if not flows:
+            reasons.append("the kernel carried no data flow through the gateway (conntrack saw none)")
+        elif all(f[2] is None for f in flows):
+            reasons.append("the kernel's data flow was never destroyed (no DESTROY, no byte count)")
+        elif not any(shape_ok(f[0], f[1]) for f in flows):
+            reasons.append("no data flow of the expected shape (%s) in conntrack" % (
+                "client->server, masqueraded to 10.99.2.1" if passive else
+                "server->10.99.2.1, DNAT to the client"))
+        else:
+            reasons.append("the kernel's data flow carried less than the file (conntrack byte counts)")
+
+    # 2. fwx's own account.
+    closed = fwx_closed(glines)
+    idx = 1 if down else 0
+    big = {cid: nm for cid, nm in closed.items() if max(nm) >= fsize}
+    if kflow is not None:
+        same = [cid for cid, nm in closed.items() if nm[idx] == kflow[2]]
+        if not same:
+            swapped = [cid for cid, nm in closed.items() if nm[1 - idx] == kflow[2]]
+            data_ids = [cid for cid in closed if not any(re.search(r"connection %d: .*\((user|kernel) mode\)" % cid, l)
+                                                         for l in glines)]
+            if swapped:
+                reasons.append("fwx logged the kernel-mode data connection's bytes in the wrong direction "
+                               "(the file's bytes as from the %s)" % ("client" if down else "peer"))
+            elif big:
+                reasons.append("fwx's count of the data connection differs from the kernel's")
+            else:
+                reasons.append("fwx logged the kernel-mode data connection closed with %s "
+                               "(conntrack counted the file)" % (
+                                   "0 bytes" if data_ids and all(closed[c] == (0, 0) for c in data_ids)
+                                   else "less than the file"))
+            ev.append("-- fwx's count for the kernel flow that carried the file: conntrack %d bytes; fwx: %s" % (
+                kflow[2], "; ".join("connection %d: %d from the client, %d from the peer" % (c, a, b)
+                                    for c, (a, b) in sorted(closed.items())) or "no closed line"))
+    elif big:
+        reasons.append("fwx relayed the file itself (user mode), not the kernel")
+
+    # 3. The server's view.
+    data_in = [t for t in syns_srv["in"] if t[2] != server.port]
+    data_out = [t for t in syns_srv["out"] if t[2] != server.port]
+    if passive:
+        if not data_in:
+            reasons.append("the server saw no data connection")
+        elif any(t[0] != NETNS_GW_OUT for t in data_in):
+            reasons.append("the server saw its data connection from %s, not the gateway (%s)" % (
+                ",".join(sorted({t[0] for t in data_in if t[0] != NETNS_GW_OUT})), NETNS_GW_OUT))
+    else:
+        if not data_out:
+            reasons.append("the server made no data connection")
+        elif any(t[1] != NETNS_GW_OUT for t in data_out):
+            reasons.append("the server connected its data connection to %s, not the gateway (%s)" % (
+                ",".join(sorted({t[1] for t in data_out if t[1] != NETNS_GW_OUT})), NETNS_GW_OUT))
+    return reasons, ev
+
+
 def relayed_max(lines):
     """The largest byte count of any one connection the gateway closed in these lines."""
     best = 0
@@ -714,9 +1199,10 @@ def relayed_max(lines):
 
 # ---- clients ---------------------------------------------------------------------------------
 
-def client_command(client, mode, direction, gw_port, user, password, local, remote, dialogue):
-    """The argv for one transfer, and how to read the control dialogue from its output."""
-    url = "ftp://%s:%d/%s" % (GW_IP, gw_port, remote)
+def client_command(client, mode, direction, host, port, user, password, local, remote, dialogue):
+    """The argv for one transfer, and how to read the control dialogue from its output. The
+    client connects to host:port (the gateway's published port; --netns: the server itself)."""
+    url = "ftp://%s:%d/%s" % (host, port, remote)
     passive = mode in ("PASV", "EPSV")
     t = str(CLIENT_IO_TIMEOUT)
     if client == "curl":
@@ -752,7 +1238,7 @@ def client_command(client, mode, direction, gw_port, user, password, local, remo
             "set xfer:clobber on",
             "set xfer:use-temp-file no",
             "debug -o %s 9" % dialogue,
-            "open -u %s,%s ftp://%s:%d" % (user, password, GW_IP, gw_port),
+            "open -u %s,%s ftp://%s:%d" % (user, password, host, port),
             ("get %s -o %s" % (remote, local)) if direction == "down" else ("put %s -o %s" % (local, remote)),
         ]
         return ["lftp", "-c", "; ".join(script)]
@@ -764,8 +1250,8 @@ def client_command(client, mode, direction, gw_port, user, password, local, remo
         cmd.append(url)
         return cmd
     if client == "ftplib":
-        return [sys.executable, os.path.abspath(__file__), "--ftplib-client", GW_IP, str(gw_port), user,
-                password, mode, direction, local, remote]
+        return [sys.executable, os.path.abspath(__file__), "--ftplib-client", host, str(port), user,
+                password, mode, direction, local, remote, CLIENT_IP, str(FTPLIB_LINGER)]
     raise ValueError(client)
 
 
@@ -816,8 +1302,10 @@ def check_dialogue(dialogue, mode):
 def ftplib_client(argv):
     """Runs one ftplib transfer (a subprocess of the runner, so it has a hard timeout too).
     Prints the control dialogue as '> CMD' / '< REPLY' lines on stdout."""
-    host, port, user, password, mode, direction, local, remote = argv
+    host, port, user, password, mode, direction, local, remote = argv[:8]
     port = int(port)
+    client_ip = argv[8] if len(argv) > 8 else CLIENT_IP
+    linger = float(argv[9]) if len(argv) > 9 else 0.0
 
     class Client(ftplib.FTP):
         # Use the address in 227 as sent (ftplib's default since 3.10 would reuse the control
@@ -856,7 +1344,7 @@ def ftplib_client(argv):
             return sock
 
     try:
-        ftp = Client(timeout=CLIENT_IO_TIMEOUT, source_address=(CLIENT_IP, 0))
+        ftp = Client(timeout=CLIENT_IO_TIMEOUT, source_address=(client_ip, 0))
         ftp.connect(host, port)
         ftp.login(user, password)
         ftp.set_pasv(mode in ("PASV", "EPSV"))
@@ -866,6 +1354,8 @@ def ftplib_client(argv):
         else:
             with open(local, "rb") as f:
                 ftp.storbinary("STOR " + remote, f, blocksize=65536)
+        if linger > 0:
+            time.sleep(linger)   # the control connection (and the session) stays open meanwhile
         ftp.quit()
     except Exception as e:  # noqa: BLE001 - any failure is the cell's result
         print("ftplib: %s: %s" % (type(e).__name__, e), flush=True)
@@ -873,10 +1363,10 @@ def ftplib_client(argv):
     return 0
 
 
-def run_client(cmd, timeout, cwd):
+def run_client(cmd, timeout, cwd, env=None):
     """Runs a client in its own process group with a hard timeout. Returns (rc, output)."""
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         cwd=cwd, start_new_session=True)
+                         cwd=cwd, start_new_session=True, env=env)
     try:
         out, _ = p.communicate(timeout=timeout)
         return p.returncode, out.decode(errors="replace")
@@ -913,7 +1403,7 @@ def quote(cmd):
     return " ".join(a if re.match(r"^[\w@%+=:,./-]+$", a) else "'" + a.replace("'", "'\\''") + "'" for a in cmd)
 
 
-def run_cell(cell, server, gw, work, payload, want, pass_through, fsize):
+def run_cell(cell, server, gw, work, payload, want, pass_through, fsize, observer=None):
     name = "%s-%s-%s-%s" % (server.kind, cell.client, cell.mode, cell.direction)
     cwd = os.path.join(work, name)
     os.makedirs(cwd)
@@ -924,14 +1414,26 @@ def run_cell(cell, server, gw, work, payload, want, pass_through, fsize):
     else:
         local, remote = payload, "up/%s.bin" % name
         result = os.path.join(server.updir, name + ".bin")
-    cmd = client_command(cell.client, cell.mode, cell.direction, gw.port, server.user, server.password,
-                         local, remote, dialogue_file)
+    cmd = client_command(cell.client, cell.mode, cell.direction, gw.connect_host, gw.port, server.user,
+                         server.password, local, remote, dialogue_file)
+    env = None
+    if observer is not None:
+        # --netns: the client runs in its namespace; no proxy from the environment.
+        cmd = ns_wrap("cli", cmd)
+        env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+        observer.flush_syns()
+        ct_off = observer.ct_offset()
     gw.ensure_running()
     goff, soff = gw.log_size(), server.log_sizes()
     t0 = time.monotonic()
-    rc, out = run_client(cmd, TRANSFER_TIMEOUT, cwd)
+    rc, out = run_client(cmd, TRANSFER_TIMEOUT, cwd, env)
     cell.seconds = time.monotonic() - t0
-    glines = gw.wait_quiet(goff)
+    if observer is not None:
+        glines = gw.wait_quiet(goff, observer=observer, ct_off=ct_off)
+        net_reasons, net_evidence = netns_through(cell, server, glines, observer.ct_events(ct_off),
+                                                  observer.syns("srv"), observer.syns("cli"), fsize)
+    else:
+        glines = gw.wait_quiet(goff)
     crashed = not gw.ensure_running()
     text = out
     if cell.client == "lftp" and os.path.exists(dialogue_file):
@@ -960,11 +1462,15 @@ def run_cell(cell, server, gw, work, payload, want, pass_through, fsize):
             if got != want:
                 reasons.append("SHA-256 differs (%d of %d bytes)" % (os.path.getsize(result), fsize))
     through = relayed_max(glines) >= fsize
+    if observer is not None:
+        through = not net_reasons
     if not reasons:
         if through:
             cell.status = "ok"
         elif pass_through:
             cell.status = "bypass"
+        elif observer is not None:
+            reasons += net_reasons
         else:
             reasons.append("the data bypassed the gateway (no relayed connection carried the file)")
     if reasons and pass_through and not crashed and pass_through_expected(cell.client, cell.mode):
@@ -982,7 +1488,8 @@ def run_cell(cell, server, gw, work, payload, want, pass_through, fsize):
                          + ["-- fwx-gateway log for this cell:"]
                          + ["   " + l for l in glines[-40:]]
                          + ["-- %s log for this cell:" % server.kind]
-                         + ["   " + l for l in server.log_since(soff)])
+                         + ["   " + l for l in server.log_since(soff)]
+                         + (net_evidence if observer is not None else []))
     # Keep the disk use bounded: copies are not needed once checked.
     for p in (result if cell.direction == "down" else None, result if cell.direction == "up" else None):
         if p and os.path.exists(p):
@@ -1049,12 +1556,26 @@ def main():
     ap.add_argument("--config-form", action="store_true",
                     help="start fwx-gateway from a generated --config file (the quick form's policy plus "
                          "gateway.local_addresses = [ \"127.0.0.1\" ]) instead of the quick form")
+    ap.add_argument("--netns", action="store_true",
+                    help="run through a transparent fwx-gateway (backend nft) in network namespaces: "
+                         "client 10.99.1.2, gateway 10.99.1.1/10.99.2.1, server 10.99.2.2:21 (README.md)")
+    ap.add_argument("--ftplib-linger", type=float, default=0.0, metavar="S",
+                    help="diagnostic: ftplib keeps the control connection S seconds after the transfer "
+                         "before QUIT (with --netns, the kernel's DESTROY of the data flow then comes "
+                         "while the session lives)")
     ap.add_argument("--size-mib", type=int, default=5)
-    ap.add_argument("--budget", type=float, default=540.0,
-                    help="seconds for all the transfers; cells not run by then fail (default 540)")
+    ap.add_argument("--budget", type=float, default=None,
+                    help="seconds for all the transfers; cells not run by then fail (default 540; "
+                         "240 with --netns)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, dialogues)")
     ap.add_argument("--quiet-evidence", action="store_true", help="do not print each failure's evidence")
     a = ap.parse_args()
+    if a.netns and (a.pass_through or a.config_form):
+        ap.error("--netns runs its own configuration with the FTP plugin: no --pass-through, no --config-form")
+    global FTPLIB_LINGER
+    FTPLIB_LINGER = max(0.0, min(a.ftplib_linger, 10.0))
+    if a.budget is None:
+        a.budget = 240.0 if a.netns else 540.0
 
     sel = {}
     for k, allv in (("servers", SERVERS), ("clients", CLIENTS), ("modes", MODES), ("dirs", DIRS)):
@@ -1076,8 +1597,9 @@ def main():
         if os.path.basename(plugin) != "ftp.so":
             ap.error("--plugin must name a file called ftp.so (the gateway loads it as --plugin ftp)")
     if os.geteuid() != 0:
-        skip("needs root: the FTP servers start as root and drop privileges")
-    for ip in (CLIENT_IP, SERVER_IP):
+        skip("needs root: the FTP servers start as root and drop privileges%s" % (
+            ", and network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN" if a.netns else ""))
+    for ip in (() if a.netns else (CLIENT_IP, SERVER_IP)):
         s = socket.socket()
         try:
             s.bind((ip, 0))
@@ -1085,6 +1607,13 @@ def main():
             skip("cannot bind %s (%s): loopback hosts are needed" % (ip, e))
         finally:
             s.close()
+    if a.netns:
+        for exe, pkg in (("ip", "iproute2"), ("nft", "nftables"), ("conntrack", "conntrack")):
+            if not shutil.which(exe):
+                log("matrix: installing %s" % pkg)
+                apt_install([pkg])
+            if not shutil.which(exe):
+                skip("--netns needs the %s command (Debian package %s), which cannot be installed" % (exe, pkg))
 
     missing = ensure_clients()
     if missing:
@@ -1103,6 +1632,7 @@ def main():
         versions.append("Python %s ftplib" % sys.version.split()[0])
     for kind, exe in exes.items():
         versions.append("%s: %s" % (kind, exe[0]))
+    topo = netns_up() if a.netns else None
 
     promiscuous = a.promiscuous or a.pass_through
     tmp = tempfile.mkdtemp(prefix="fwx-ftp-matrix.")
@@ -1116,9 +1646,16 @@ def main():
 
     log("fwx FTP matrix: %s, %d MiB file, sha256 %s" % (
         "PASS-THROUGH (no FTP plugin)" if a.pass_through else "plugin " + plugin, a.size_mib, want[:16]))
-    log("  gateway %s:P -> server %s:Q, client %s; servers %s; work dir %s" % (
-        GW_IP, SERVER_IP, CLIENT_IP, "promiscuous (accept foreign data addresses)" if promiscuous
-        else "strict (their defaults: data peer must be the control peer)", tmp))
+    if topo:
+        log("  --netns: client %s (%s) -> transparent gateway %s / %s (%s, backend nft, nat) -> server %s:%d (%s)"
+            % (CLIENT_IP, topo.names["cli"], NETNS_GW_IN, NETNS_GW_OUT, topo.names["gw"], SERVER_IP,
+               NETNS_FTP_PORT, topo.names["srv"]))
+        log("  servers %s; work dir %s" % ("promiscuous" if promiscuous else
+                                           "strict (their defaults: data peer must be the control peer)", tmp))
+    else:
+        log("  gateway %s:P -> server %s:Q, client %s; servers %s; work dir %s" % (
+            GW_IP, SERVER_IP, CLIENT_IP, "promiscuous (accept foreign data addresses)" if promiscuous
+            else "strict (their defaults: data peer must be the control peer)", tmp))
     for v in versions:
         log("  " + v)
     log()
@@ -1129,17 +1666,34 @@ def main():
     used_ports = []
     status = 0
     gw_statuses = []
+    observer = None
+    skipped = None
     try:
-        for kind in sel["servers"]:
-            server = Server(kind, exes[kind], tmp, port_block(SERVER_IP, 50, used_ports), promiscuous)
+        if topo:
+            observer = Observer(topo, tmp)
+            try:
+                observer.start()
+            except TopologyError as e:
+                skipped = "cannot observe the namespaces: %s" % e
+                raise
+        for si, kind in enumerate(sel["servers"]):
+            # --netns: the server's namespace is fresh: its passive range is simply free.
+            pasv = ((40000 + 100 * si, 40049 + 100 * si) if topo else port_block(SERVER_IP, 50, used_ports))
+            server = Server(kind, exes[kind], tmp, pasv, promiscuous)
             gw = None
             try:
                 server.prepare(payload)
                 server.start()
-                gw = Gateway(build, tmp, server, plugin, a.config_form)
+                gw = NetnsGateway(build, tmp, server, plugin) if topo else Gateway(build, tmp, server, plugin,
+                                                                                   a.config_form)
                 gw.start()
-                log("%s: server %s:%d (passive ports %d-%d), gateway %s:%d" % (
-                    kind, SERVER_IP, server.port, server.pasv[0], server.pasv[1], GW_IP, gw.port))
+                if topo:
+                    log("%s: server %s:%d (passive ports %d-%d) in %s; gateway in %s (transparent, nft)" % (
+                        kind, SERVER_IP, server.port, server.pasv[0], server.pasv[1], topo.names["srv"],
+                        topo.names["gw"]))
+                else:
+                    log("%s: server %s:%d (passive ports %d-%d), gateway %s:%d" % (
+                        kind, SERVER_IP, server.port, server.pasv[0], server.pasv[1], GW_IP, gw.port))
                 log("  $ " + quote(gw.cmd))
                 for client in sel["clients"]:
                     for mode in sel["modes"]:
@@ -1152,7 +1706,7 @@ def main():
                             elif time.monotonic() > deadline:
                                 cell.reason = "not run: the matrix's time budget (%.0f s) was used up" % a.budget
                             else:
-                                run_cell(cell, server, gw, tmp, payload, want, a.pass_through, fsize)
+                                run_cell(cell, server, gw, tmp, payload, want, a.pass_through, fsize, observer)
                             log("  %-9s %-6s %-4s %-4s %-5.1fs %s" % (kind, client, mode, d, cell.seconds, cell.text()))
                             if cell.status == "FAIL":
                                 failures += 1
@@ -1161,6 +1715,9 @@ def main():
                                         log("      " + l)
             except RuntimeError as e:
                 log("matrix: %s: %s" % (kind, e))
+                if gw is not None and getattr(gw, "skip_reason", None):
+                    skipped = gw.skip_reason
+                    break
                 for client in sel["clients"]:
                     for mode in sel["modes"]:
                         for d in sel["dirs"]:
@@ -1175,16 +1732,39 @@ def main():
                     if rc != 0:
                         log("matrix: fwx-gateway (%s) exited with status %s on SIGTERM (expected 0)" % (kind, rc))
                         status = 1
+                    if topo and not skipped:
+                        # A clean exit removes the gateway's table (lib/nft/README.md).
+                        _, out = run(ns_wrap("gw", ["nft", "list", "tables"]), timeout=10)
+                        left = [l for l in out.splitlines() if "fwx_" in l]
+                        if left:
+                            log("matrix: fwx-gateway (%s) left its table after a clean exit: %s" % (
+                                kind, "; ".join(left)))
+                            status = 1
                 server.stop()
+    except TopologyError:
+        if not skipped:
+            raise
     finally:
-        log()
-        log("%s matrix (%s; rows server x client, columns mode x direction):" % (
-            "PASS-THROUGH" if a.pass_through else "FTP plugin", time.strftime("%Y-%m-%d %H:%M:%S")))
-        print_table(cells, sel["servers"], sel["clients"], sel["modes"], sel["dirs"])
+        if observer is not None:
+            observer.stop()
+        if topo is not None:
+            topo.down()
+        for c in cells.values():
+            if c.status == "FAIL" and not c.reason:
+                c.reason = "not finished: the run was interrupted"
+        if not skipped:
+            log()
+            log("%s matrix (%s; rows server x client, columns mode x direction):" % (
+                "PASS-THROUGH" if a.pass_through else
+                "FTP plugin, transparent gateway (nft) in network namespaces," if topo else "FTP plugin",
+                time.strftime("%Y-%m-%d %H:%M:%S")))
+            print_table(cells, sel["servers"], sel["clients"], sel["modes"], sel["dirs"])
         if a.keep:
             log("\nkept %s" % tmp)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+    if skipped:
+        skip(skipped)
     for kind, rc, crashes in gw_statuses:
         if crashes:
             log("fwx-gateway crashed %d time(s) with %s (statuses %s)" % (len(crashes), kind, crashes))
@@ -1199,4 +1779,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt as e:
+        log("matrix: interrupted (%s); everything it started is stopped and removed" % (e or "Ctrl-C"))
+        sys.exit(130)

@@ -280,14 +280,14 @@ class Gateway:
 
     running = []
 
-    def __init__(self, tmp, args, name="gateway", wait_ready=True, control=True):
+    def __init__(self, tmp, args, name="gateway", wait_ready=True, control=True, prefix=()):
         self.exe = program("FWX_GATEWAY")
         self.tmp = tmp
         self.name = name
         self.sock = os.path.join(tmp, name + ".sock") if control else None
         self.out_path = os.path.join(tmp, name + ".out")
         self.err_path = os.path.join(tmp, name + ".err")
-        argv = [self.exe] + list(args)
+        argv = list(prefix) + [self.exe] + list(args)  # prefix: e.g. ip netns exec NS
         if control:
             argv += ["--control", self.sock]
         self.argv = argv

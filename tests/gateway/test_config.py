@@ -96,6 +96,21 @@ def run(tmp):
     bad = good.replace('log_level = "info";', 'log_level = "info";\n  backend = "ebpf";')
     refused_start(tmp, "bad-backend", bad, line_of(bad, "ebpf"), "gateway.backend", port)
 
+    # 8. a bad local_redirect entry (ports out of range), with its line
+    bad = good.replace('log_level = "info";', 'log_level = "info";\n  backend = "nft";\n'
+                       '  local_redirect = ( { ports = "0-80"; slot = 0; } );')
+    refused_start(tmp, "bad-local-redirect", bad, line_of(bad, "0-80"), "gateway.local_redirect", port)
+
+    # local_redirect needs the kernel backend
+    path = os.path.join(tmp, "lr-proxy.cfg")
+    write_file(path, good.replace('log_level = "info";', 'log_level = "info";\n'
+                                  '  local_redirect = ( { ports = "80"; slot = 0; } );'))
+    gw = Gateway(tmp, ["--config", path], name="lr-proxy", wait_ready=False, control=False)
+    rc = gw.proc.wait(10)
+    gw.stop()
+    check(rc == 2 and "local_redirect needs backend" in gw.stderr(), "local_redirect + proxy: exit %s, %r" % (rc, gw.stderr()))
+    log("ok: local_redirect with the proxy backend: exit 2: %s" % gw.stderr().strip())
+
     # socks is a proxy protocol: refused with the kernel backend, before anything opens
     path = os.path.join(tmp, "socks-nft.cfg")
     write_file(path, good.replace('log_level = "info";', 'log_level = "info";\n  backend = "nft";\n'

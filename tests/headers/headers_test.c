@@ -342,6 +342,20 @@ FWX_PIN_OFF(fwx_backend, create_socket, 88);
 FWX_PIN_OFF(fwx_backend, list, 96);
 FWX_PIN_OFF(fwx_backend, policy_changed, 104);
 
+FWX_PIN_SIZE(fwx_redirect_app, 32);
+FWX_PIN_OFF(fwx_redirect_app, struct_size, 0);
+FWX_PIN_OFF(fwx_redirect_app, pid, 4);
+FWX_PIN_OFF(fwx_redirect_app, uid, 8);
+FWX_PIN_OFF(fwx_redirect_app, reserved, 12);
+FWX_PIN_OFF(fwx_redirect_app, cgroup_id, 16);
+FWX_PIN_OFF(fwx_redirect_app, cgroup_path, 24);
+FWX_PIN_SIZE(fwx_redirect_hop, 160);
+FWX_PIN_OFF(fwx_redirect_hop, struct_size, 0);
+FWX_PIN_OFF(fwx_redirect_hop, provider, 4);
+FWX_PIN_OFF(fwx_redirect_hop, reserved, 20);
+FWX_PIN_OFF(fwx_redirect_hop, handle, 24);
+FWX_PIN_OFF(fwx_redirect_hop, target, 32);
+
 /* The addresses the events carry are whole sockaddr_storage values. */
 FWX_PIN_SIZE(struct sockaddr_storage, 128);
 #endif /* x86_64 Linux */
@@ -352,6 +366,10 @@ FWX_STATIC_ASSERT(sizeof(fwx_guid) == 16, "a GUID is 16 plain bytes");
 FWX_STATIC_ASSERT(sizeof(FwxFilterAccess) == 4, "FwxFilterAccess is 32 bits");
 FWX_STATIC_ASSERT(sizeof(FwxDataFilterPriorityClass) == 4, "FwxDataFilterPriorityClass is 32 bits");
 FWX_STATIC_ASSERT(sizeof(fwx_grant_kind) == 4, "fwx_grant_kind is 32 bits");
+FWX_STATIC_ASSERT(sizeof(fwx_redirect_state) == 4, "fwx_redirect_state is 32 bits");
+FWX_STATIC_ASSERT(FWX_REDIRECT_NOT_REDIRECTED == 0 && FWX_REDIRECT_BY_SELF == 1 && FWX_REDIRECT_BY_OTHER == 2 &&
+                      FWX_REDIRECT_PREVIOUSLY_BY_SELF == 3,
+                  "the redirect states keep WFP's declared order");
 FWX_STATIC_ASSERT(offsetof(fwx_plugin_entry, abi_version) == 0, "the ABI version comes first");
 FWX_STATIC_ASSERT(offsetof(fwx_backend, version) == 0, "the backend version comes first");
 FWX_STATIC_ASSERT(offsetof(FwxFirewallEvent, StructSize) == 0, "the event size comes first");

@@ -60,7 +60,7 @@ plugindir=$(pcvar plugindir)
 [ -n "$libdir" ] && [ -n "$includedir" ] && [ -n "$plugindir" ] || fail "fwx.pc lacks libdir, includedir or plugindir"
 echo "check-install: prefix $prefix, libdir $libdir, plugindir $plugindir"
 
-for h in fwx.h common.h sdk.h plugin.h host.h backend.h; do
+for h in fwx.h common.h sdk.h plugin.h host.h backend.h redirect.h; do
     [ -f "$dest$includedir/fwx/$h" ] || fail "header fwx/$h missing under $dest$includedir"
 done
 [ -e "$dest$libdir/libfwx.so.1" ] || fail "libfwx.so.1 missing in $dest$libdir"

@@ -19,6 +19,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <nftables/libnftables.h>
@@ -414,13 +415,19 @@ START_TEST(permission_modes_listed)
     TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_GRANT, count_grant_modes, &m), FWX_S_OK);
     ck_assert_int_eq(m.kernel, 1);
     ck_assert_int_eq(m.user, 0);
-    /* FWX_FLAG_NO_KERNEL_MODE: the core tracks it, the kernel holds nothing for it. */
+    /* FWX_FLAG_NO_KERNEL_MODE: carried by fwx's user-mode path; the kernel only steers it
+       there (the user set), it admits nothing by itself (not in once/allow). */
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, 5302, FWX_FLAG_NO_KERNEL_MODE), FWX_S_OK);
     memset(&m, 0, sizeof m);
     TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_GRANT, count_grant_modes, &m), FWX_S_OK);
     ck_assert_int_eq(m.kernel, 1);
     ck_assert_int_eq(m.user, 1);
-    ck_assert_ptr_null(strstr(table_text(&g), " . 5302"));
+    const char *t = table_text(&g), *user = strstr(t, "set user4"), *once = strstr(t, "set once4"),
+               *allow = strstr(t, "set allow4");
+    ck_assert(user != NULL && once != NULL && allow != NULL && once < allow);
+    ck_assert_ptr_nonnull(strstr(user, " . 5302"));
+    const char *in_once = strstr(once, " . 5302");
+    ck_assert_msg(in_once == NULL || in_once > allow, "a user-mode permission is in the kernel's once set");
     /* Only the grant inside grant_add can be marked. */
     fwx_grant other;
     memset(&other, 0, sizeof other);
@@ -485,6 +492,87 @@ static int wait_kernel_secondaries(gw *g, int want)
     }
     return n;
 }
+
+/* The byte counts of a kernel-carried flow ended with its session (the FTP client's QUIT
+   right after a transfer): the kill's echo brings them, "from the client" being the
+   session's client whichever side opened the flow. */
+static void closed_bytes(const char *conn_tag, unsigned long long *from_client, unsigned long long *from_peer)
+{
+    const char *line = tu_log_find(conn_tag, ": closed (");
+    ck_assert_msg(line != NULL, "no closed line for %s", conn_tag);
+    const char *p = strstr(line, ": closed (");
+    ck_assert_int_eq(sscanf(p, ": closed (%llu bytes from the client, %llu from the peer)", from_client, from_peer), 2);
+}
+
+static void bytes_case(bool bound)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t port;
+    int lfd = bound ? tn_listener_in(g.topo.client_fd, TN_CLIENT, 0, &port) : tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    IFWXConnection *ctl = NULL, *bnd[1] = {NULL};
+    IFWXSession *s = nat_session(&g, &ctl);
+    int c, a;
+    struct sockaddr_in peer;
+    if (bound) {
+        char ca_text[64];
+        snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", port);
+        struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
+        const struct sockaddr *cap[1] = {TU_SA(ca)};
+        TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 4,
+                                               &FWX_GUID_NULL, NULL, NULL, NULL, bnd),
+                     FWX_S_OK);
+        /* the server opens it; the client (a = accepted) is the session's client */
+        c = tn_connect_in(g.topo.server_fd, TN_SERVER, TN_GW_OUT, ntohs(((struct sockaddr_in *)&px)->sin_port), 2000);
+    } else {
+        TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
+        c = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, port, 2000);
+    }
+    ck_assert_int_ge(c, 0);
+    a = tn_accept_within(lfd, 2000, &peer);
+    ck_assert_int_ge(a, 0);
+    int client_side = bound ? a : c, peer_side = bound ? c : a;
+    static char big[3000];
+    memset(big, 'x', sizeof big);
+    ck_assert_int_eq(tu_write_all(client_side, big, 1000), 0);
+    ck_assert_int_eq(recv(peer_side, big, 1000, MSG_WAITALL), 1000);
+    ck_assert_int_eq(tu_write_all(peer_side, big, 3000), 0);
+    ck_assert_int_eq(recv(client_side, big, 3000, MSG_WAITALL), 3000);
+    ck_assert_int_eq(wait_kernel_secondaries(&g, 1), 1);
+    session_end(s, ctl); /* kills the flow while it lives */
+    if (bnd[0] != NULL)
+        IFWXConnection_Release(bnd[0]);
+    ck_assert_int_eq(kernel_secondaries(&g), 0);
+    unsigned long long from_client = 0, from_peer = 0;
+    /* the flow's connection, by the core's line for it (its mode said) */
+    const char *opened = tu_log_find(bound ? "opened through bound port" : "opened through permission", "(kernel mode)");
+    ck_assert_msg(opened != NULL, "no \"opened through ... (kernel mode)\" line");
+    unsigned long long id = 0;
+    ck_assert_int_eq(sscanf(strstr(opened, "connection "), "connection %llu:", &id), 1);
+    char tag[48];
+    snprintf(tag, sizeof tag, "connection %llu:", id);
+    closed_bytes(tag, &from_client, &from_peer);
+    /* IP packet sizes: the payload plus a few headers */
+    ck_assert_msg(from_client >= 1000 && from_client < 3000 && from_peer >= 3000,
+                  "closed with %llu bytes from the client, %llu from the peer (want >= 1000 and >= 3000)", from_client,
+                  from_peer);
+    close(a);
+    close(c);
+    close(lfd);
+    gw_close(&g);
+}
+
+START_TEST(kernel_flow_bytes_at_session_end)
+{
+    bytes_case(false);
+}
+END_TEST
+
+START_TEST(kernel_flow_bytes_bound_port)
+{
+    bytes_case(true);
+}
+END_TEST
 
 /* A flow's conntrack DESTROY ends its connection (ConnectionTerminating) while the session
    lives on, and only that flow's: two flows at once, ended one after the other. */
@@ -648,6 +736,185 @@ START_TEST(redirect_port)
 }
 END_TEST
 
+/* ---- user-mode secondary connections (a data filter, or FWX_FLAG_NO_KERNEL_MODE) ----------------- */
+
+/* One connection from `from_ns` (bound to `src`) to ip:port, accepted on lfd, on a thread
+   while the test thread runs the loop (fwx's user-mode path carries it). */
+typedef struct uflow {
+    int from_ns;
+    const char *src, *ip;
+    uint16_t port;
+    int lfd;
+    int ok;
+    char seen[INET_ADDRSTRLEN];
+    int user_listed;          /* while it was open, fwx listed a user-mode secondary connection */
+    volatile int exchanged, checked, done;
+} uflow;
+
+static void *uflow_run(void *arg)
+{
+    uflow *u = arg;
+    int c = tn_connect_in(u->from_ns, u->src, u->ip, u->port, REFUSED_MS);
+    struct sockaddr_in peer;
+    int a = c >= 0 ? tn_accept_within(u->lfd, 2000, &peer) : -1;
+    char buf[8];
+    if (a >= 0) {
+        inet_ntop(AF_INET, &peer.sin_addr, u->seen, sizeof u->seen);
+        u->ok = tu_write_all(c, "hello", 5) == 0 && recv(a, buf, 5, MSG_WAITALL) == 5 && memcmp(buf, "hello", 5) == 0 &&
+                tu_write_all(a, "world", 5) == 0 && recv(c, buf, 5, MSG_WAITALL) == 5 && memcmp(buf, "world", 5) == 0;
+        /* Held open until the test thread has looked at fwx's connections (bounded). */
+        u->exchanged = 1;
+        for (int i = 0; i < 300 && !u->checked; i++)
+            usleep(10000);
+        close(a);
+    }
+    if (c >= 0)
+        close(c);
+    u->done = 1;
+    return NULL;
+}
+
+static void count_user_secondaries(void *arg, const fwx_object_info *i)
+{
+    if (i->kind == FWX_OBJECT_CONNECTION && (i->flags & FWX_CONNECTION_SECONDARY) && !i->kernel_mode)
+        (*(int *)arg)++;
+}
+
+static int uflow_through(gw *g, uflow *u)
+{
+    pthread_t th;
+    u->done = u->exchanged = u->checked = 0;
+    u->ok = u->user_listed = 0;
+    u->seen[0] = '\0';
+    ck_assert_int_eq(pthread_create(&th, NULL, uflow_run, u), 0);
+    uint64_t t0 = tn_now_ms();
+    while (!u->done && tn_now_ms() - t0 < 8000) {
+        tu_loop_run_for(&g->loop, 10);
+        if (u->exchanged && !u->checked) {
+            TU_EXPECT_HR(fwx_firewall_list(g->fw, FWX_OBJECT_CONNECTION, count_user_secondaries, &u->user_listed),
+                         FWX_S_OK);
+            u->checked = 1;
+        }
+    }
+    pthread_join(th, NULL);
+    return u->ok;
+}
+
+/* AllowFutureConnect with FWX_FLAG_NO_KERNEL_MODE: the connection is redirected into fwx,
+   admitted through the core (a user-mode secondary connection), and relayed from the gateway;
+   one-shot as in the kernel. */
+START_TEST(permission_user_mode)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t port;
+    int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_NO_KERNEL_MODE), FWX_S_OK);
+    ck_assert_ptr_nonnull(strstr(table_text(&g), "set user4"));
+    ck_assert_ptr_nonnull(strstr(table_text(&g), TN_CLIENT " . " TN_SERVER " . 6 . "));
+    ck_assert_int_eq(backend_list(&g).n, 1);
+    uflow u = {.from_ns = g.topo.client_fd, .ip = TN_SERVER, .port = port, .lfd = lfd};
+    ck_assert_msg(uflow_through(&g, &u), "the user-mode permitted connection did not carry data");
+    ck_assert_str_eq(u.seen, TN_GW_OUT); /* fwx dialled it from the gateway */
+    ck_assert_int_eq(u.user_listed, 1);  /* a user-mode secondary connection while it was open */
+    /* used up: the user-set element went with the grant */
+    ck_assert_ptr_null(strstr(table_text(&g), TN_CLIENT " . " TN_SERVER " . 6 . "));
+    ck_assert_msg(!uflow_through(&g, &u), "a second connection went through a one-shot user-mode permission");
+    session_end(s, ctl);
+    close(lfd);
+    gw_close(&g);
+}
+END_TEST
+
+/* BindForClient with FWX_FLAG_NO_KERNEL_MODE: the gateway port is DNATed into fwx, admitted
+   (only the session's peers), and relayed to the client from the gateway. */
+START_TEST(bind_for_client_user_mode)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t cport;
+    int clfd = tn_listener_in(g.topo.client_fd, TN_CLIENT, 0, &cport);
+    IFWXConnection *ctl = NULL, *bound[1] = {NULL};
+    IFWXSession *s = nat_session(&g, &ctl);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
+                                           FWX_FLAG_NO_KERNEL_MODE, 4, &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    uint16_t bport = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    /* A third party: the core refuses it (not the session's peer); the port stays. */
+    uflow x = {.from_ns = g.topo.server_fd, .src = TN_OTHER, .ip = TN_GW_OUT, .port = bport, .lfd = clfd};
+    ck_assert_msg(!uflow_through(&g, &x), "a third party took the user-mode bound port");
+    uflow u = {.from_ns = g.topo.server_fd, .src = TN_SERVER, .ip = TN_GW_OUT, .port = bport, .lfd = clfd};
+    ck_assert_msg(uflow_through(&g, &u), "the server did not reach the client through the user-mode bound port");
+    ck_assert_str_eq(u.seen, TN_GW_IN); /* fwx dialled the client from the gateway */
+    ck_assert_int_eq(u.user_listed, 1);
+    ck_assert_msg(!uflow_through(&g, &u), "the user-mode bound port took a second connection");
+    IFWXConnection_Release(bound[0]);
+    session_end(s, ctl);
+    ck_assert_ptr_null(strstr(table_text(&g), "elements"));
+    close(clfd);
+    gw_close(&g);
+}
+END_TEST
+
+/* A UDP bound port: the server's datagrams reach the client; the client's answers go back only
+   with FWX_FLAG_BIDIRECTIONAL (the ct mark of the flow says one-way otherwise). */
+static void udp_bind_case(uint32_t flags)
+{
+    gw g;
+    gw_open(&g, 60000);
+    int cu = tn_socket_in(g.topo.client_fd, AF_INET, SOCK_DGRAM), su = tn_socket_in(g.topo.server_fd, AF_INET, SOCK_DGRAM);
+    struct sockaddr_in cb = tn_sin_of(TN_CLIENT, 0), sb = tn_sin_of(TN_SERVER, 0);
+    ck_assert_int_eq(bind(cu, (struct sockaddr *)&cb, sizeof cb), 0);
+    ck_assert_int_eq(bind(su, (struct sockaddr *)&sb, sizeof sb), 0);
+    struct timeval tv = {0, 500000};
+    setsockopt(cu, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(su, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    uint16_t cport = tu_bound_port(cu);
+    IFWXConnection *ctl = NULL, *bound[1] = {NULL};
+    IFWXSession *s = nat_session(&g, &ctl);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_UDP, 1, flags, 0,
+                                           &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    struct sockaddr_in to = tn_sin_of(TN_GW_OUT, ntohs(((struct sockaddr_in *)&px)->sin_port)), from;
+    socklen_t fl = sizeof from;
+    char buf[16];
+    ck_assert_int_eq(sendto(su, "ping", 4, 0, (struct sockaddr *)&to, sizeof to), 4);
+    ck_assert_msg(recvfrom(cu, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl) == 4, "the datagram did not reach the client");
+    ck_assert_int_eq(sendto(cu, "pong", 4, 0, (struct sockaddr *)&from, fl), 4);
+    ssize_t back = recv(su, buf, sizeof buf, 0);
+    if (flags & FWX_FLAG_BIDIRECTIONAL)
+        ck_assert_msg(back == 4 && memcmp(buf, "pong", 4) == 0, "BIDIRECTIONAL: the client's answer did not come back");
+    else
+        ck_assert_msg(back < 0, "without BIDIRECTIONAL the client's answer went back to the peer");
+    IFWXConnection_Release(bound[0]);
+    session_end(s, ctl);
+    close(cu);
+    close(su);
+    gw_close(&g);
+}
+
+START_TEST(udp_bound_port_one_way)
+{
+    udp_bind_case(FWX_FLAG_ALLOW_MULTIPLE);
+}
+END_TEST
+
+START_TEST(udp_bound_port_bidirectional)
+{
+    udp_bind_case(FWX_FLAG_ALLOW_MULTIPLE | FWX_FLAG_BIDIRECTIONAL);
+}
+END_TEST
+
 /* A gateway port already used by a local socket is not shadowed: the core picks another. */
 START_TEST(bind_port_in_use)
 {
@@ -696,8 +963,14 @@ static Suite *nft_suite(void)
         {"permission once", permission_once},
         {"permission multiple", permission_multiple},
         {"permission modes listed", permission_modes_listed},
+        {"permission user mode", permission_user_mode},
+        {"bind for client user mode", bind_for_client_user_mode},
+        {"udp bound port one way", udp_bound_port_one_way},
+        {"udp bound port bidirectional", udp_bound_port_bidirectional},
         {"kernel flows reported", kernel_flows_reported},
         {"kernel flow destroy ends it", kernel_flow_destroy_ends_it},
+        {"kernel flow bytes at session end", kernel_flow_bytes_at_session_end},
+        {"kernel flow bytes bound port", kernel_flow_bytes_bound_port},
         {"permission timed", permission_timed},
         {"bind for client", bind_for_client},
         {"bind for client proxy mode", bind_for_client_proxy_mode},

@@ -1,0 +1,332 @@
+"""fwx-gateway as a transparent kernel-mode gateway (backend = "nft"), end to end, in network
+namespaces this script creates and deletes itself:
+
+  client ns 10.99.1.2 --veth-- 10.99.1.1 gateway ns 10.99.2.1 --veth-- 10.99.2.2 server ns
+
+The real fwx-gateway binary runs in the gateway namespace with the FTP plugin and a nat
+policy; peers are sockets made inside the client and server namespaces (a thread enters the
+namespace with setns(2), makes the socket, and the socket keeps its namespace).
+
+What it checks (issue 5, items 5 and 6):
+  1. plain TCP the policy allows is forwarded by the kernel (no user-mode connection for it);
+  2. an active-mode FTP control connection is intercepted (fwxctl: a user-mode connection),
+     its PORT becomes a kernel-mode bound port (fwxctl MODE "kernel"), and the data connection
+     the server opens through it is a kernel-mode connection in fwxctl;
+  3. kill -9 of the gateway leaves its table behind; a restart replaces it (one line says so)
+     and nothing the dead gateway allowed still gets through;
+  4. SIGTERM: exit 0, and the table is gone.
+
+Root and `ip`/nftables are needed; otherwise exit 77 with the reason.
+SPDX-License-Identifier: MIT
+"""
+import ctypes
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
+from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+
+CLIENT, GW_IN, GW_OUT, SERVER = "10.99.1.2", "10.99.1.1", "10.99.2.1", "10.99.2.2"
+FTP_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"
+CLONE_NEWNET = 0x40000000
+TIMEOUT = 5.0
+PREFIX = "fwxp-"
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+def sh(*argv, ok=True):
+    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
+    if ok and r.returncode != 0:
+        raise Failure("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr.strip()))
+    return r
+
+
+class Topology:
+    """Three namespaces joined by two veth pairs; deleted by down() (and stale ones of dead
+    runs at the next start)."""
+
+    def __init__(self):
+        me = os.getpid()
+        self.names = {k: "%s%d-%s" % (PREFIX, me, k) for k in ("c", "g", "s")}
+        self.fds = {}
+
+    @staticmethod
+    def cleanup_stale():
+        r = sh("ip", "netns", "list", ok=False)
+        for line in r.stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            if not name.startswith(PREFIX):
+                continue
+            pid = name[len(PREFIX):].split("-")[0]
+            if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
+                sh("ip", "netns", "del", name, ok=False)
+
+    def up(self):
+        c, g, s = self.names["c"], self.names["g"], self.names["s"]
+        for n in (c, g, s):
+            sh("ip", "netns", "add", n)
+        sh("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0", "netns", g)
+        sh("ip", "-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "sv0", "netns", g)
+        for ns, dev, addr in ((c, "eth0", CLIENT), (g, "cl0", GW_IN), (g, "sv0", GW_OUT), (s, "eth0", SERVER)):
+            sh("ip", "-n", ns, "addr", "add", addr + "/24", "dev", dev)
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+        for ns in (c, g, s):
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+        sh("ip", "-n", c, "route", "add", "default", "via", GW_IN)
+        sh("ip", "-n", s, "route", "add", "default", "via", GW_OUT)
+        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        for k, n in self.names.items():
+            self.fds[k] = os.open("/run/netns/" + n, os.O_RDONLY)
+
+    def down(self):
+        for fd in self.fds.values():
+            os.close(fd)
+        self.fds = {}
+        for n in self.names.values():
+            sh("ip", "netns", "del", n, ok=False)
+
+    def run_in(self, key, fn):
+        """Runs fn() on a thread that entered namespace `key`; returns its result."""
+        out = {}
+
+        def body():
+            try:
+                if libc.setns(self.fds[key], CLONE_NEWNET) != 0:
+                    raise OSError(ctypes.get_errno(), "setns")
+                out["v"] = fn()
+            except BaseException as e:  # handed to the caller
+                out["e"] = e
+        t = threading.Thread(target=body)
+        t.start()
+        t.join(30)
+        if "e" in out:
+            raise out["e"]
+        return out.get("v")
+
+    def listener(self, key, ip, port=0):
+        def mk():
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind((ip, port))
+            s.listen(8)
+            s.settimeout(TIMEOUT)
+            return s
+        return self.run_in(key, mk)
+
+    def connect(self, key, ip, port, src=None, timeout=TIMEOUT):
+        """A connected socket, or None if refused/dropped within timeout."""
+        def mk():
+            s = socket.socket()
+            s.settimeout(timeout)
+            if src:
+                s.bind((src, 0))
+            try:
+                s.connect((ip, port))
+            except OSError:
+                s.close()
+                return None
+            s.settimeout(TIMEOUT)
+            return s
+        return self.run_in(key, mk)
+
+
+def readline(s):
+    buf = b""
+    while not buf.endswith(b"\n") and len(buf) < 512:
+        b = s.recv(1)
+        if not b:
+            break
+        buf += b
+    return buf.decode("ascii", "replace")
+
+
+def table_of(topo, name):
+    r = sh("ip", "netns", "exec", topo.names["g"], "nft", "list", "table", "inet", name, ok=False)
+    return r.stdout if r.returncode == 0 else None
+
+
+def config(tmp, name, plugin):
+    path = os.path.join(tmp, "nft-gateway.cfg")
+    write_file(path, """gateway = {
+  name = "%s";
+  backend = "nft";
+  plugins = [ "%s" ];
+  local_addresses = [ "%s", "%s" ];
+  port_range = "41000-41999";
+  local_redirect = ( { ports = "7000"; slot = 0; } );
+};
+networks = { internal = { ranges = [ "10.99.1.0/24" ]; };
+             localhost = { ranges = [ "%s/32", "%s/32" ]; }; };
+relationships = ( { from = "internal"; to = "external"; type = "nat"; } );
+protocols = (
+  { name = "ftp"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000000021}"; protocol = "tcp"; port = 21;
+    direction = "outbound"; filters = [ "%s" ]; },
+  { name = "echo"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000007000}"; protocol = "tcp"; port = 7000;
+    direction = "outbound"; }
+);
+rules = ( { name = "out"; action = "allow"; from = [ "internal", "localhost" ]; to = [ "external" ];
+            protocols = [ "ftp", "echo" ]; } );
+""" % (name, plugin, GW_IN, GW_OUT, GW_IN, GW_OUT, FTP_GUID))
+    return path
+
+
+def rows(gw, what):
+    return [o for o in gw.ctl_json(what) if o.get("kind") not in ("end", "version")]
+
+
+def run(tmp):
+    if os.geteuid() != 0:
+        skip("needs root (network namespaces, nftables)")
+    for tool in ("ip", "nft"):
+        if subprocess.run(["sh", "-c", "command -v " + tool], capture_output=True).returncode != 0:
+            skip("no %s command" % tool)
+    plugin = os.environ.get("FWX_FTP_PLUGIN")
+    if not plugin or not os.path.exists(plugin):
+        raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    Topology.cleanup_stale()
+    topo = Topology()
+    try:
+        topo.up()
+    except Failure as e:
+        topo.down()
+        skip("cannot make network namespaces here: %s" % e)
+    try:
+        scenario(tmp, topo, plugin)
+    finally:
+        for g in list(Gateway.running):
+            g.kill()
+        topo.down()
+
+
+def scenario(tmp, topo, plugin):
+    name = "nftgw%d" % os.getpid()
+    os.environ["FWX_REDIRECT_DIR"] = os.path.join(tmp, "redirect")  # the gateways inherit it
+    table = "fwx_" + name
+    cfg = config(tmp, name, plugin)
+    # The gateway runs inside the gateway namespace.
+    gw = Gateway(tmp, ["--config", cfg], name="gw1", wait_ready=False, prefix=["ip", "netns", "exec", topo.names["g"]])
+    gw.wait_log("fwx-gateway: ready", timeout=10, what="the gateway to be ready")
+    check("backend nft" in gw.stdout(), "the ready line does not name the nft backend: %r" % gw.stdout()[-400:])
+    check(table_of(topo, table) is not None, "no table inet %s while the gateway runs" % table)
+
+    # 1. Plain TCP the policy allows: forwarded by the kernel, no user-mode connection.
+    echo_l = topo.listener("s", "0.0.0.0", 7000)
+    c = topo.connect("c", SERVER, 7000)
+    check(c is not None, "the kernel did not forward an allowed TCP connection (port 7000)")
+    a, peer = echo_l.accept()
+    check(peer[0] == GW_OUT, "nat relationship: the server saw %s, not the gateway's %s" % (peer[0], GW_OUT))
+    c.sendall(b"ping")
+    check(a.recv(4) == b"ping", "no data over the forwarded connection")
+    conns = rows(gw, "connections")
+    check(not any(o.get("peer", "").startswith(SERVER + ":7000") for o in conns),
+          "a forwarded connection went through user mode: %r" % conns)
+    a.close()
+    c.close()
+    log("ok: plain TCP forwarded by the kernel (server saw %s)" % peer[0])
+
+    # 1b. Local redirection (gateway.local_redirect): a process of the gateway host itself
+    #     connecting to port 7000 is caught and relayed by fwx, with its record.
+    c = topo.connect("g", SERVER, 7000)
+    check(c is not None, "a local connection to port 7000 was not carried")
+    a, peer = echo_l.accept()
+    c.sendall(b"local")
+    check(a.recv(5) == b"local", "no data over the locally redirected connection")
+    gw.wait_log("redirect record new: NOT_REDIRECTED", what="the local connection's redirect record")
+    check("application pid %d uid 0" % os.getpid() in gw.stdout(),
+          "the record does not name this process as the original application: %r" % gw.stdout()[-800:])
+    conns = rows(gw, "connections")
+    check(any(o.get("peer") == "%s:7000" % SERVER for o in conns),
+          "fwxctl does not list the locally redirected connection: %r" % conns)
+    a.close()
+    c.close()
+    log("ok: local redirection: this process's connection relayed by fwx, original application recorded")
+
+    # 2. Active FTP, scripted server: the control connection in user mode, the PORT's bound
+    #    port and the data connection in the kernel, all in fwxctl.
+    ctl_l = topo.listener("s", "0.0.0.0", 21)
+    data_l = topo.listener("c", CLIENT, 0)
+    cport = data_l.getsockname()[1]
+    c = topo.connect("c", SERVER, 21)
+    check(c is not None, "the FTP control connection was not intercepted/forwarded")
+    s, peer = ctl_l.accept()
+    check(peer[0] == GW_OUT, "the control connection came from %s, not the gateway" % peer[0])
+    s.sendall(b"220 hi\r\n")
+    check(readline(c).startswith("220"), "no 220 through the gateway")
+    c.sendall(("PORT 10,99,1,2,%d,%d\r\n" % (cport >> 8, cport & 255)).encode())
+    line = readline(s)
+    check(line.startswith("PORT 10,99,2,1,"), "the server got %r, not the gateway's address" % line)
+    f = [int(x) for x in line[5:].strip().split(",")]
+    gport = f[4] * 256 + f[5]
+    s.sendall(b"200 ok\r\n")
+    check(readline(c).startswith("200"), "no 200 for PORT")
+    ports = rows(gw, "ports")
+    bound = [o for o in ports if o.get("name") == "bound port"]
+    check(len(bound) == 1 and bound[0].get("mode") == "kernel",
+          "fwxctl ports: want one kernel-mode bound port, got %r" % ports)
+    conns = rows(gw, "connections")
+    ctl = [o for o in conns if o.get("peer") == "%s:21" % SERVER]
+    check(len(ctl) == 1 and ctl[0].get("mode") == "user", "fwxctl: the control connection: %r" % conns)
+    text = gw.ctl("ports").stdout
+    check("kernel" in text and "MODE" in text, "fwxctl ports (table) shows no MODE column: %r" % text)
+    # The intercepted control connection is a redirected flow: its record is in the host's
+    # registry, under fwx's outbound connection to the server (fwxctl redirects).
+    reds = rows(gw, "redirects")
+    check(len(reds) == 1 and reds[0].get("original") == "%s:21" % SERVER and len(reds[0].get("hops", [])) == 1
+          and reds[0].get("application") == "-",
+          "fwxctl redirects: want the control connection's record (1 hop, forwarded), got %r" % reds)
+    log("ok: fwxctl redirects: %s, original %s, hops %s" % (reds[0]["flow"], reds[0]["original"], reds[0]["hops"]))
+    log("ok: fwxctl: control connection user mode, bound port %d kernel mode" % gport)
+
+    d = topo.connect("s", GW_OUT, gport, src=SERVER)
+    check(d is not None, "the server could not open the data connection to the bound port")
+    dc, peer = data_l.accept()
+    check(peer[0] == SERVER, "the client saw the data connection from %s" % peer[0])
+    d.sendall(b"payload")
+    check(dc.recv(7) == b"payload", "no data over the kernel-mode data connection")
+
+    def kernel_secondary():
+        return [o for o in rows(gw, "connections") if o.get("mode") == "kernel"]
+    ks = wait_until(kernel_secondary, 5, what="fwxctl to list the data connection in kernel mode")
+    log("ok: fwxctl: the data connection is listed in kernel mode (%s -> %s)" % (ks[0].get("client"), ks[0].get("peer")))
+
+    # 3. kill -9: the table stays; the restart replaces it and the old grants are gone.
+    s2 = None
+    c.sendall(("PORT 10,99,1,2,%d,%d\r\n" % (cport >> 8, cport & 255)).encode())
+    line = readline(s)
+    check(line.startswith("PORT 10,99,2,1,"), "second PORT: the server got %r" % line)
+    f = [int(x) for x in line[5:].strip().split(",")]
+    gport2 = f[4] * 256 + f[5]
+    old_pid = gw.proc.pid  # ip netns exec execs the gateway: same pid
+    gw.send(signal.SIGKILL)
+    gw.proc.wait(10)
+    gw.kill()
+    left = table_of(topo, table)
+    check(left is not None and str(gport2) in left,
+          "after kill -9 the table (with bound port %d) should be left behind: %r" % (gport2, left))
+    gw = Gateway(tmp, ["--config", cfg], name="gw2", wait_ready=False, prefix=["ip", "netns", "exec", topo.names["g"]])
+    gw.wait_log("fwx-gateway: ready", timeout=10, what="the restarted gateway to be ready")
+    check(re.search(r"table inet %s was left by an earlier run \(pid %d\); replaced" % (table, old_pid), gw.stdout()),
+          "the restart did not say it replaced a leftover table: %r" % gw.stdout()[-600:])
+    now = table_of(topo, table)
+    check(now is not None and str(gport2) not in now, "stale element for port %d after the restart: %r" % (gport2, now))
+    s2 = topo.connect("s", GW_OUT, gport2, src=SERVER, timeout=1.5)
+    check(s2 is None, "the dead gateway's bound port %d still let the server through" % gport2)
+    for x in (d, dc, s, c, ctl_l, data_l, echo_l):
+        x.close()
+    log("ok: kill -9 left the table; the restart replaced it; the old bound port is closed")
+
+    # 4. Clean exit: status 0 and no table.
+    rc = gw.stop()
+    check(rc == 0, "SIGTERM: exit status %s" % rc)
+    check(table_of(topo, table) is None, "table inet %s still there after a clean exit" % table)
+    log("ok: SIGTERM: exit 0, table removed")
+
+
+main(run)
