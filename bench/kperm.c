@@ -1,0 +1,351 @@
+/*
+ * kperm: the fwx side of the kernel-path benchmark (bench/kernel.sh). Not part of the build or
+ * of `meson test`; kernel.sh compiles it into its temp dir against the build directory's libfwx
+ * and the public headers (include/fwx/) only.
+ *
+ * Runs in the gateway namespace. It opens a firewall on a uv loop with a NAT policy (internal
+ * network --internal, relationship internal -> external "nat") and the "nft" backend, then:
+ *
+ *   kperm --name N --local GW_IN,GW_OUT --internal CIDR --client IP --allow IP:PORT [--allow ...]
+ *       a session for the client with a primary connection to the first target's IP on port 21
+ *       (reported, as a transparent FTP gateway would), then IFWXSession_AllowFutureConnect with
+ *       FWX_FLAG_ALLOW_MULTIPLE for each IP:PORT: kernel-mode secondary connections, carried by
+ *       the kernel as elements of fwx's nftables sets (the benchmark's "fwx-kernel" row).
+ *
+ *   kperm --name N --local GW_IN,GW_OUT --internal CIDR --plugin PATH --filter GUID
+ *       transparent interception: port 21 is bound to the filter GUID in the policy, so the nft
+ *       backend redirects port-21 connections into fwx's user-mode path where the plugin sees
+ *       them (the FTP filter: PASV -> AllowFutureConnect -> a kernel-mode data connection).
+ *
+ * Then it serves its loop until SIGTERM/SIGINT or --seconds (default 600), prints what fwx saw
+ * ("key value" lines on stdout) and closes the firewall (which deletes its table).
+ * Prints "ready TABLE" on stdout (flushed) once everything is in place.
+ * SPDX-License-Identifier: MIT
+ */
+#define _GNU_SOURCE
+#include <fwx/fwx.h>
+
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <uv.h>
+
+#define MAX_ALLOW 8
+
+static struct {
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    uv_signal_t sigterm, sigint;
+    uv_timer_t deadline, tick;
+    IFWXSession *session;
+    IFWXConnection *ctl;
+    int verbose;
+    /* what the periodic listing saw */
+    uint64_t max_conn_id_seen;
+    unsigned kernel_now, kernel_max, user_secondary_max, kernel_seen;
+    uint64_t kbytes_in, kbytes_out;
+} K;
+
+static void log_line(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    fprintf(stderr, "%lld.%03ld [%d] %s\n", (long long)t.tv_sec, t.tv_nsec / 1000000, (int)level, msg);
+}
+
+static int parse_addr(const char *text, uint16_t default_port, struct sockaddr_storage *out)
+{
+    char host[64];
+    const char *colon = strrchr(text, ':');
+    unsigned port = default_port;
+    memset(out, 0, sizeof *out);
+    if (colon != NULL) {
+        size_t n = (size_t)(colon - text);
+        if (n >= sizeof host)
+            return -1;
+        memcpy(host, text, n);
+        host[n] = '\0';
+        port = (unsigned)atoi(colon + 1);
+    } else {
+        snprintf(host, sizeof host, "%s", text);
+    }
+    struct sockaddr_in *a = (struct sockaddr_in *)out;
+    a->sin_family = AF_INET;
+    a->sin_port = htons((uint16_t)port);
+    return inet_pton(AF_INET, host, &a->sin_addr) == 1 && port <= 65535 ? 0 : -1;
+}
+
+static void count_objects(void *arg, const fwx_object_info *i)
+{
+    (void)arg;
+    if (i->kind != FWX_OBJECT_CONNECTION || !(i->flags & FWX_CONNECTION_SECONDARY))
+        return;
+    if (i->flags & FWX_CONNECTION_KERNEL_MODE) {
+        K.kernel_now++;
+        if (i->id > K.max_conn_id_seen) { /* ids grow: a new one since the last look */
+            K.kernel_seen++;
+            K.max_conn_id_seen = i->id;
+        }
+    } else {
+        K.user_secondary_max++;
+    }
+}
+
+static void look(void)
+{
+    unsigned user_before = K.user_secondary_max;
+    K.kernel_now = 0;
+    K.user_secondary_max = 0;
+    fwx_firewall_list(K.fw, FWX_OBJECT_CONNECTION, count_objects, NULL);
+    if (K.kernel_now > K.kernel_max)
+        K.kernel_max = K.kernel_now;
+    if (user_before > K.user_secondary_max)
+        K.user_secondary_max = user_before;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (void)t;
+    look();
+}
+
+static void on_closed(fwx_firewall *fw, void *arg)
+{
+    (void)fw;
+    (void)arg;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+static int stopping;
+static void stop(void)
+{
+    if (stopping)
+        return;
+    stopping = 1;
+    look();
+    fwx_firewall_stats st;
+    memset(&st, 0, sizeof st);
+    st.struct_size = sizeof st;
+    fwx_firewall_get_stats(K.fw, &st);
+    printf("kernel_secondaries_max %u\nkernel_secondaries_seen %u\nkernel_secondaries_open %u\n"
+           "user_secondaries_max %u\npermissions %u\nsessions %u\n",
+           K.kernel_max, K.kernel_seen, K.kernel_now, K.user_secondary_max, st.permissions, st.sessions);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("cpu_s %.3f\n", (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+                               ru.ru_stime.tv_usec / 1e6);
+    fflush(stdout);
+    if (K.session != NULL) {
+        fwx_connection_close(K.ctl);
+        fwx_session_close(K.session);
+        IFWXSession_Release(K.session);
+        K.session = NULL;
+    }
+    fwx_firewall_close(K.fw, on_closed, NULL);
+    uv_timer_stop(&K.tick);
+    uv_timer_stop(&K.deadline);
+    uv_close((uv_handle_t *)&K.sigterm, NULL);
+    uv_close((uv_handle_t *)&K.sigint, NULL);
+    uv_close((uv_handle_t *)&K.tick, NULL);
+    uv_close((uv_handle_t *)&K.deadline, NULL);
+}
+
+static void on_signal(uv_signal_t *s, int sig)
+{
+    (void)s;
+    (void)sig;
+    stop();
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    (void)t;
+    fprintf(stderr, "kperm: --seconds reached\n");
+    stop();
+}
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: kperm --name N --local GW_IN,GW_OUT --internal CIDR\n"
+                    "             (--client IP --allow IP:PORT [--allow IP:PORT]... | --plugin PATH --filter GUID)\n"
+                    "             [--seconds S] [--verbose]\n");
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    const char *name = "kbench", *local = NULL, *internal = NULL, *client = NULL, *plugin = NULL, *filter = NULL;
+    const char *allow[MAX_ALLOW];
+    int n_allow = 0;
+    double seconds = 600;
+    static const struct option opts[] = {
+        {"name", required_argument, 0, 'n'},   {"local", required_argument, 0, 'l'},
+        {"internal", required_argument, 0, 'i'}, {"client", required_argument, 0, 'c'},
+        {"allow", required_argument, 0, 'a'},  {"plugin", required_argument, 0, 'p'},
+        {"filter", required_argument, 0, 'f'}, {"seconds", required_argument, 0, 's'},
+        {"verbose", no_argument, 0, 'v'},      {0, 0, 0, 0}};
+    int o;
+    while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (o) {
+        case 'n': name = optarg; break;
+        case 'l': local = optarg; break;
+        case 'i': internal = optarg; break;
+        case 'c': client = optarg; break;
+        case 'a':
+            if (n_allow == MAX_ALLOW)
+                usage();
+            allow[n_allow++] = optarg;
+            break;
+        case 'p': plugin = optarg; break;
+        case 'f': filter = optarg; break;
+        case 's': seconds = atof(optarg); break;
+        case 'v': K.verbose = 1; break;
+        default: usage();
+        }
+    }
+    if (local == NULL || internal == NULL || (plugin == NULL && (client == NULL || n_allow == 0)) ||
+        (plugin != NULL && filter == NULL) || seconds <= 0 || seconds > 3600)
+        usage();
+    signal(SIGPIPE, SIG_IGN);
+
+    struct sockaddr_storage locals[2];
+    char l0[64], *comma;
+    snprintf(l0, sizeof l0, "%s", local);
+    if ((comma = strchr(l0, ',')) == NULL)
+        usage();
+    *comma = '\0';
+    if (parse_addr(l0, 0, &locals[0]) != 0 || parse_addr(comma + 1, 0, &locals[1]) != 0)
+        usage();
+
+    if (uv_loop_init(&K.loop) != 0)
+        return 1;
+    fwx_firewall_options fo;
+    fwx_firewall_options_init(&fo);
+    fo.name = name;
+    fo.local_addresses = locals;
+    fo.n_local_addresses = 2;
+    fo.log = log_line;
+    fo.log_level = K.verbose ? FWX_LOG_DEBUG : FWX_LOG_WARN;
+    fwx_result hr = fwx_firewall_new(&K.loop, &fo, &K.fw);
+    if (FWX_FAILED(hr)) {
+        fprintf(stderr, "kperm: fwx_firewall_new: %s\n", fwx_err_name(hr));
+        return 1;
+    }
+    if (plugin != NULL) {
+        hr = fwx_firewall_load_plugin(K.fw, plugin, NULL);
+        if (FWX_FAILED(hr)) {
+            fprintf(stderr, "kperm: load %s: %s (%s)\n", plugin, fwx_err_name(hr), fwx_firewall_last_error(K.fw));
+            return 1;
+        }
+    }
+    /* The policy: internal -> external NAT, port 21 (bound to the filter in --plugin mode). In
+       --allow mode the port-21 protocol is the primary connection's, and AllowFutureConnect's
+       targets are checked against its rule. */
+    char policy[2048];
+    snprintf(policy, sizeof policy,
+             "networks = { internal = { ranges = [ \"%s\" ]; }; };\n"
+             "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+             "protocols = ( { name = \"ctl\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-0000000b0021}\"; protocol = \"tcp\";"
+             " port = 21; direction = \"outbound\";%s%s%s } );\n"
+             "rules = ( { name = \"ctl out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
+             " protocols = [ \"ctl\" ]; } );\n",
+             internal, filter ? " filters = [ \"" : "", filter ? filter : "", filter ? "\" ];" : "");
+    fwx_policy *pol = NULL;
+    fwx_config_error err;
+    memset(&err, 0, sizeof err);
+    hr = fwx_policy_load_string(policy, "kperm policy", &pol, &err);
+    if (FWX_FAILED(hr)) {
+        fprintf(stderr, "kperm: policy: line %d: %s\n", err.line, err.message);
+        return 1;
+    }
+    hr = fwx_firewall_set_policy(K.fw, pol);
+    if (FWX_FAILED(hr)) {
+        fprintf(stderr, "kperm: set_policy: %s\n", fwx_err_name(hr));
+        return 1;
+    }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    hr = fwx_firewall_set_backend(K.fw, "nft");
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (FWX_FAILED(hr)) {
+        fprintf(stderr, "kperm: set_backend(\"nft\"): %s (%s)\n", fwx_err_name(hr), fwx_firewall_last_error(K.fw));
+        return 1;
+    }
+    printf("backend_open_ms %.2f\n", (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+
+    if (plugin == NULL) {
+        struct sockaddr_storage c, gi, srv;
+        if (parse_addr(client, 0, &c) != 0 || parse_addr(allow[0], 0, &srv) != 0)
+            usage();
+        gi = locals[0];
+        ((struct sockaddr_in *)&srv)->sin_port = htons(21);
+        fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)&c, sizeof(struct sockaddr_in),
+                                 (struct sockaddr *)&gi, sizeof(struct sockaddr_in), NULL};
+        hr = fwx_session_open(K.fw, &sp, &K.session);
+        if (FWX_FAILED(hr)) {
+            fprintf(stderr, "kperm: session_open: %s\n", fwx_err_name(hr));
+            return 1;
+        }
+        fwx_connection_params cp;
+        memset(&cp, 0, sizeof cp);
+        cp.struct_size = sizeof cp;
+        cp.event = fwx_Connect_Tcp;
+        cp.protocol = FWX_PROTOCOL_TCP;
+        cp.external_peer = (struct sockaddr *)&srv;
+        cp.external_peer_len = sizeof(struct sockaddr_in);
+        hr = fwx_connection_open(K.session, &cp, &K.ctl);
+        if (FWX_FAILED(hr)) {
+            fprintf(stderr, "kperm: connection_open (primary to port 21): %s\n", fwx_err_name(hr));
+            return 1;
+        }
+        for (int i = 0; i < n_allow; i++) {
+            struct sockaddr_storage t;
+            if (parse_addr(allow[i], 0, &t) != 0)
+                usage();
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            hr = IFWXSession_AllowFutureConnect(K.session, (struct sockaddr *)&t, sizeof(struct sockaddr_in), NULL, 0,
+                                                FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_MULTIPLE, &FWX_GUID_NULL, NULL, NULL,
+                                                K.ctl, NULL);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            if (FWX_FAILED(hr)) {
+                fprintf(stderr, "kperm: AllowFutureConnect %s: %s\n", allow[i], fwx_err_name(hr));
+                return 1;
+            }
+            printf("allow %s ms %.3f\n", allow[i], (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
+        }
+    }
+    /* The grants the core holds, and what the backend reports as in the kernel. */
+    const fwx_backend *b = fwx_backend_find("nft");
+    printf("backend %s\n", b ? b->name : "?");
+    uv_signal_init(&K.loop, &K.sigterm);
+    uv_signal_start(&K.sigterm, on_signal, SIGTERM);
+    uv_signal_init(&K.loop, &K.sigint);
+    uv_signal_start(&K.sigint, on_signal, SIGINT);
+    uv_timer_init(&K.loop, &K.deadline);
+    uv_timer_start(&K.deadline, on_deadline, (uint64_t)(seconds * 1000), 0);
+    uv_timer_init(&K.loop, &K.tick);
+    uv_timer_start(&K.tick, on_tick, 1000, 1000);
+    printf("ready\n");
+    fflush(stdout);
+    uv_run(&K.loop, UV_RUN_DEFAULT);
+    /* Bounded: whatever is left (the firewall closed above) gets a few more turns. */
+    for (int i = 0; i < 100 && uv_loop_alive(&K.loop); i++)
+        uv_run(&K.loop, UV_RUN_NOWAIT);
+    uv_walk(&K.loop, close_walk, NULL);
+    uv_run(&K.loop, UV_RUN_NOWAIT);
+    int rc = uv_loop_close(&K.loop);
+    printf("closed %s\n", rc == 0 ? "clean" : "with handles left");
+    return 0;
+}
