@@ -985,6 +985,82 @@ START_TEST(connection_ended_refuses_a_record)
 }
 END_TEST
 
+/* The core redirects a connection itself through a redirect port (RedirectConnections) and a
+   bound port in proxy mode: the admitted connection carries a record with one hop of the
+   firewall's own identity (a name-derived provider), the gateway port it reached as original
+   destination and the redirect's target as the hop's target. A plain bound port does not. */
+START_TEST(core_records_its_redirects)
+{
+    fx f;
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    static struct sockaddr_storage local[1];
+    local[0] = tu_addr("10.0.0.1");
+    o.name = "corerec";
+    o.local_addresses = local;
+    o.n_local_addresses = 1;
+    fx_open_with(&f, &o);
+    fwx_redirect_handle *me = fwx_firewall_redirect_identity(f.fw);
+    ck_assert_ptr_nonnull(me);
+    ck_assert_ptr_eq(fwx_firewall_redirect_identity(f.fw), me); /* one, made once */
+    /* the same name, the same provider: a second firewall of that name derives it too */
+    fx g;
+    fx_open_with(&g, &o);
+    ck_assert(fwx_guid_equal(fwx_redirect_handle_provider(fwx_firewall_redirect_identity(g.fw)),
+                             fwx_redirect_handle_provider(me)));
+    fx_close(&g);
+
+    struct sockaddr_storage cl = tu_addr("10.0.0.8");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(f.fw, &sp, &s), FWX_S_OK);
+    IFWXConnection *ctl = open_connect(s, "192.0.2.10:21");
+    struct sockaddr_storage t = tu_addr("192.0.2.10:2000"), ia;
+    const struct sockaddr *tp[1] = {TU_SA(t)};
+    uint32_t ialen = sizeof ia;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&t), 1, TU_SAM(ia), &ialen, NULL, 0, FWX_PROTOCOL_TCP, 0,
+                                                 &FWX_GUID_NULL, NULL, NULL, NULL),
+                 FWX_S_OK);
+    struct sockaddr_storage reached = tu_addr("10.0.0.1:0");
+    fwx__sa_set_port((struct sockaddr *)&reached, fwx__sa_port(TU_SA(ia)));
+    struct sockaddr_storage src = tu_addr("10.0.0.8:40001");
+    fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, TU_SA(src), tu_len(&src), TU_SA(reached), tu_len(&reached)};
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(fwx_firewall_admit(f.fw, &flow, &c), FWX_S_OK);
+    const fwx_redirect_record *rec = fwx_connection_redirect_record(c);
+    ck_assert_ptr_nonnull(rec);
+    ck_assert_int_eq(fwx_redirect_query(rec, me, NULL), FWX_REDIRECT_BY_SELF);
+    ck_assert_uint_eq(fwx_redirect_record_hop_count(rec), 1);
+    struct sockaddr_storage od;
+    TU_EXPECT_HR(fwx_redirect_record_original_destination(rec, &od), FWX_S_OK);
+    ck_assert(fwx__sa_same_endpoint(TU_SA(od), TU_SA(reached)));
+    fwx_redirect_hop hop;
+    memset(&hop, 0, sizeof hop);
+    hop.struct_size = sizeof hop;
+    TU_EXPECT_HR(fwx_redirect_record_hop(rec, 0, &hop), FWX_S_OK);
+    ck_assert(fwx__sa_same_endpoint((const struct sockaddr *)&hop.target, TU_SA(t)));
+    fwx_connection_close(c);
+
+    /* A bound port without proxy mode: fwx did not redirect it, no record. */
+    struct sockaddr_storage ca = tu_addr("10.0.0.8:5000"), px = tu_addr("10.0.0.1:0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    IFWXConnection *bound[1] = {NULL};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 4,
+                                           &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    struct sockaddr_storage peer = tu_addr("192.0.2.10:20");
+    fwx_flow f2 = {sizeof f2, FWX_PROTOCOL_TCP, TU_SA(peer), tu_len(&peer), TU_SA(px), tu_len(&px)};
+    TU_EXPECT_HR(fwx_firewall_admit(f.fw, &f2, &c), FWX_S_OK);
+    ck_assert_ptr_null(fwx_connection_redirect_record(c));
+    fwx_connection_close(c);
+    IFWXConnection_Release(bound[0]);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *redirect_suite(void)
 {
     Suite *s = suite_create("redirect");
@@ -1009,6 +1085,7 @@ static Suite *redirect_suite(void)
         {"two instances", two_instances_cooperate_through_the_wire},
         {"connection record", connection_carries_record_until_it_is_freed},
         {"connection ended", connection_ended_refuses_a_record},
+        {"core records its redirects", core_records_its_redirects},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
