@@ -718,10 +718,20 @@ static fwx_result add_elems(nstate *st, const elems *es, uint64_t left)
         sb_printf(&b, " }\n");
     }
     fwx_result hr = FWX_S_OK;
-    if (b.oom)
+    if (b.oom) {
         hr = FWX_E_OUTOFMEMORY;
-    else if (run(st, b.p) != 0)
-        hr = FWX_E_BACKEND;
+    } else {
+        /* EBUSY is transient: the set's hash table is being resized, or an element of the same
+           key the packet path just deleted is not reaped yet (a server reusing a data port
+           under load, bench/kernel.sh RT=1). A few quick retries, bounded (< 1 ms). */
+        int rc = run(st, b.p);
+        for (int i = 0; rc != 0 && i < 4 && strstr(st->err, "resource busy") != NULL; i++) {
+            usleep(200);
+            rc = run(st, b.p);
+        }
+        if (rc != 0)
+            hr = FWX_E_BACKEND;
+    }
     free(b.p);
     return hr;
 }
