@@ -23,6 +23,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "nft/nft_impl.h"
+#include "nft/rules.h"
 #include "policy/policy_impl.h"
 
 #include <arpa/inet.h>
@@ -364,7 +365,8 @@ static void emit_rule(cc *c, const fwx__rule *r)
                 fam, kw, c->gen, d, fam);
         if (ports != UINT32_MAX)
             fprintf(c->f, " meta l4proto . th dport @P%u_%u", c->gen, ports);
-        fprintf(c->f, " %s comment \"line %d\"\n", r->allow ? "accept" : "drop", r->line);
+        /* accepted flows are marked: conntrack reports them to the core (kernel-mode primaries) */
+        fprintf(c->f, " %s comment \"line %d\"\n", r->allow ? FWX_NFT_CT_POLICY_ACCEPT : "drop", r->line);
     }
 }
 

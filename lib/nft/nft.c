@@ -66,6 +66,7 @@ typedef struct nstate {
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
     struct kflow *kflows;  /* those flows, each with its core connection (uthash on conn) */
     struct kflow *kflow_by_tuple; /* the same flows, uthash on their tuple, for DESTROY */
+    struct psess *psessions;      /* sessions of policy-forwarded flows' clients (uthash on key) */
     fwx_redirect_handle *rh; /* the host's redirect identity (fwx_firewall_redirect_local), or NULL: the firewall's */
     int slot;                /* local-redirection slot 0..7, -1 without local redirection */
     char err[256];
@@ -78,10 +79,19 @@ typedef struct kflow_key {
 } kflow_key;
 
 /* A flow the kernel carries for a grant, and the core's connection for it. */
+/* The NAT session of a client whose policy-forwarded flows the core is told about. */
+typedef struct psess {
+    fwx__sa_key key;
+    IFWXSession *s;           /* +1 */
+    unsigned flows;
+    UT_hash_handle hh;
+} psess;
+
 typedef struct kflow {
     fwx__ct_flow flow;
     kflow_key key;
     IFWXConnection *conn;     /* +1 */
+    psess *ps;                /* a policy-forwarded primary connection's session, else NULL */
     UT_hash_handle hh;        /* keyed by conn */
     UT_hash_handle hh_tuple;  /* keyed by key */
 } kflow;
@@ -437,12 +447,78 @@ static void kflow_count(kflow *k, uint64_t bytes_orig, uint64_t bytes_reply)
 }
 
 /* The kernel no longer carries the flow: forget it and close its connection (ConnectionTerminating). */
+static void psess_unref(nstate *st, psess *ps)
+{
+    if (ps == NULL || --ps->flows > 0)
+        return;
+    HASH_DEL(st->psessions, ps);
+    fwx_session_close(ps->s);
+    IFWXSession_Release(ps->s);
+    free(ps);
+}
+
 static void kflow_end(nstate *st, kflow *k)
 {
     HASH_DEL(st->kflows, k);
     HASH_DELETE(hh_tuple, st->kflow_by_tuple, k);
     fwx_connection_close(k->conn);
+    psess_unref(st, k->ps);
     free(k);
+}
+
+/*
+ * A primary connection the compiled policy let the kernel forward (its NEW event carries the
+ * policy mark): the core hears of it as a kernel-mode primary connection of the client's NAT
+ * session, so fwxctl lists it, filters hooking the event see it and its bytes are counted. The
+ * core has the last word: a flow it refuses (a rule the kernel could not express) is killed.
+ */
+static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
+{
+    struct sockaddr_storage client = f->src;
+    fwx__sa_set_port((struct sockaddr *)&client, 0);
+    fwx__sa_key key;
+    fwx__sa_key_of((const struct sockaddr *)&client, false, &key);
+    psess *ps = NULL;
+    HASH_FIND(hh, st->psessions, &key, sizeof key, ps);
+    if (ps == NULL) {
+        IFWXSession *s = NULL;
+        fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)&client,
+                                 fwx__sa_len((struct sockaddr *)&client), NULL, 0, NULL};
+        if (FWX_FAILED(fwx_session_open(st->fw, &sp, &s)))
+            return;
+        if ((ps = calloc(1, sizeof *ps)) == NULL) {
+            fwx_session_close(s);
+            IFWXSession_Release(s);
+            return;
+        }
+        ps->key = key;
+        ps->s = s;
+        HASH_ADD(hh, st->psessions, key, sizeof ps->key, ps);
+    }
+    ps->flows++;
+    const struct sockaddr *dst = (const struct sockaddr *)&f->dst;
+    fwx_connection_params cp;
+    memset(&cp, 0, sizeof cp);
+    cp.struct_size = sizeof cp;
+    cp.event = f->protocol == FWX_PROTOCOL_UDP ? fwx_Udp_Destination : fwx_Connect_Tcp;
+    cp.protocol = f->protocol;
+    cp.external_peer = dst;
+    cp.external_peer_len = fwx__sa_len(dst);
+    IFWXConnection *c = NULL;
+    kflow *k = NULL;
+    if (FWX_FAILED(fwx_connection_open(ps->s, &cp, &c)) || (k = calloc(1, sizeof *k)) == NULL) {
+        if (c != NULL)
+            fwx_connection_close(c);
+        (void)fwx__ct_kill(st->ct, f); /* the core refused what the kernel let through */
+        psess_unref(st, ps);
+        return;
+    }
+    k->flow = *f;
+    kflow_key_of(f, &k->key);
+    k->conn = c;
+    k->ps = ps;
+    HASH_ADD_PTR(st->kflows, conn, k);
+    HASH_ADD(hh_tuple, st->kflow_by_tuple, key, sizeof k->key, k);
 }
 
 static void state_free(nstate *st)
@@ -492,6 +568,10 @@ static void mark_consumed(nstate *st, const fwx__ct_flow *f)
 static void on_ct(void *arg, int event, const fwx__ct_flow *f)
 {
     nstate *st = arg;
+    if (event == FWX__CT_NEW && (f->mark & FWX_NFT_CT_POLICY_BIT)) {
+        policy_flow_new(st, f);
+        return;
+    }
     if (event == FWX__CT_NEW) {
         mark_consumed(st, f);
         /* The client's view (before DNAT): a permission's target, or a bound port. The core

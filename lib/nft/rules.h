@@ -44,6 +44,12 @@
    conntrack events of these flows become the core's secondary connections (nft.c). */
 #define FWX_NFT_CT_ADMITTED "0x20000000"
 #define FWX_NFT_CT_ADMITTED_BIT 0x20000000u
+/* With ADMITTED: a primary connection the compiled policy accepted (forwarded by the kernel),
+   reported to the core as a kernel-mode primary connection. */
+#define FWX_NFT_CT_POLICY "0x04000000"
+#define FWX_NFT_CT_POLICY_BIT 0x04000000u
+#define FWX_NFT_CT_POLICY_ACCEPT "ct mark set ct mark or 0x24000000 accept"
+
 /* The ct mark bit of UDP flows through a bound port without FWX_FLAG_BIDIRECTIONAL: datagrams
    reach the client, nothing goes back. */
 #define FWX_NFT_CT_ONEWAY "0x40000000"

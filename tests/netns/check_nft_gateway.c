@@ -80,7 +80,7 @@ static void gw_open(gw *g, const char *policy)
     o.n_local_addresses = 2;
     o.port_min = 40000;
     o.port_max = 40999;
-    o.log = log_print;
+    o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
     TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
     /* The policy first: the backend compiles the one it finds at open. */
@@ -195,6 +195,82 @@ START_TEST(policy_forwarding)
     close(s);
     close(l1);
     close(l2);
+    gw_close(&g);
+}
+END_TEST
+
+/* A connection the compiled policy lets the kernel forward is still the core's: a kernel-mode
+   primary connection of the client's NAT session (fwxctl lists it), with its bytes, ended by
+   its conntrack DESTROY. */
+typedef struct prim {
+    int n;
+    char peer[64];
+} prim;
+
+static void count_kernel_primaries(void *arg, const fwx_object_info *i)
+{
+    prim *p = arg;
+    if (i->kind != FWX_OBJECT_CONNECTION || (i->flags & FWX_CONNECTION_SECONDARY) || !i->kernel_mode)
+        return;
+    p->n++;
+    char ip[INET_ADDRSTRLEN] = "?";
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&i->peer;
+    if (a->sin_family == AF_INET)
+        inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip);
+    snprintf(p->peer, sizeof p->peer, "%s:%u", ip, ntohs(a->sin_port));
+}
+
+static prim kernel_primaries(gw *g)
+{
+    prim p;
+    memset(&p, 0, sizeof p);
+    TU_EXPECT_HR(fwx_firewall_list(g->fw, FWX_OBJECT_CONNECTION, count_kernel_primaries, &p), FWX_S_OK);
+    return p;
+}
+
+START_TEST(policy_flows_reported)
+{
+    gw g;
+    gw_open(&g, policy_nat);
+    tu_log_reset();
+    int fd = open("/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_time_wait", O_WRONLY | O_CLOEXEC);
+    ck_assert_msg(fd >= 0, "time_wait sysctl: %s", strerror(errno));
+    ck_assert_int_eq(write(fd, "1", 1), 1);
+    close(fd);
+    int l1 = tn_listener_in(g.topo.server_fd, "0.0.0.0", 5001, NULL);
+    int c = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, 5001, REFUSED_MS);
+    ck_assert_int_ge(c, 0);
+    int s = tn_accept_within(l1, 1000, NULL);
+    ck_assert_int_ge(s, 0);
+    ck_assert(exchange(c, s));
+    prim p = kernel_primaries(&g);
+    for (int i = 0; i < 100 && p.n == 0; i++) {
+        tu_loop_run_for(&g.loop, 20);
+        p = kernel_primaries(&g);
+    }
+    ck_assert_int_eq(p.n, 1);
+    ck_assert_str_eq(p.peer, TN_SERVER ":5001");
+    close(c);
+    close(s);
+    for (int i = 0; i < 300 && p.n > 0; i++) {
+        tu_loop_run_for(&g.loop, 50);
+        p = kernel_primaries(&g);
+    }
+    ck_assert_msg(p.n == 0, "the forwarded connection was still listed after its flow ended");
+    const char *acc = tu_log_find(TN_SERVER ":5001 opened (kernel mode)", NULL);
+    ck_assert_msg(acc != NULL, "no line for the forwarded connection");
+    unsigned long long id = 0, from_client = 0, from_peer = 0;
+    ck_assert_int_eq(sscanf(strstr(acc, "connection "), "connection %llu:", &id), 1);
+    char tag[48];
+    snprintf(tag, sizeof tag, "connection %llu: closed (", id);
+    const char *closed = tu_log_find(tag, NULL);
+    ck_assert_msg(closed != NULL, "no closed line for connection %llu", id);
+    ck_assert_int_eq(sscanf(strstr(closed, "closed ("), "closed (%llu bytes from the client, %llu from the peer)",
+                            &from_client, &from_peer),
+                     2);
+    ck_assert_msg(from_client >= 5 && from_peer >= 5, "bytes %llu/%llu: the flow's counters were lost", from_client,
+                  from_peer);
+    close(l1);
     gw_close(&g);
 }
 END_TEST
@@ -577,6 +653,7 @@ static Suite *gateway_suite(void)
     } cases[] = {
         {"policy forwarding", policy_forwarding},
         {"policy many rules", policy_many_rules},
+        {"policy flows reported", policy_flows_reported},
         {"intercept ftp PASV", intercept_ftp_pasv},
         {"intercept ftp EPSV", intercept_ftp_epsv},
         {"intercept ftp PORT", intercept_ftp_port},
