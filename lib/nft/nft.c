@@ -47,6 +47,7 @@ typedef struct ngrant {
     nelem *el;
     size_t n;
     struct fwx__nft_icpt *ul; /* publishing rules with a filter: the user-mode listener */
+    bool user;                /* carried by fwx's user-mode path (steered to the listener) */
 } ngrant;
 
 typedef struct nstate {
@@ -376,9 +377,6 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
     }
     if (cg == NULL)
         return FWX_S_OK; /* not the core's (a test driving the backend directly): no source */
-    if (cg->ipfilter != NULL)
-        NLOG(st, FWX_LOG_WARN, "grant %llu: an ip filter is not expressed in kernel mode yet; only the session's "
-                               "peers may connect", (unsigned long long)g->id);
     fwx__session *s = cg->session;
     for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
@@ -760,6 +758,7 @@ static fwx_result track(nstate *st, const fwx_grant *g, elems *es)
         st->cap = cap;
     }
     ngrant *ng = &st->grants[st->n++];
+    memset(ng, 0, sizeof *ng);
     ng->g = *g;
     ng->el = es->el;
     ng->n = es->n;
@@ -878,7 +877,7 @@ bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, stru
         return false;
     for (size_t i = 0; i < st->n; i++) {
         const fwx_grant *g = &st->grants[i].g;
-        if (g->kernel_mode || (g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT) ||
+        if (!st->grants[i].user || (g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT) ||
             fwx__sa_port((const struct sockaddr *)&g->gateway) != fwx__sa_port(gw) ||
             (!fwx__sa_is_unspecified((const struct sockaddr *)&g->gateway) &&
              !fwx__sa_same_ip((const struct sockaddr *)&g->gateway, gw)))
@@ -898,7 +897,14 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
         return FWX_E_INVALIDARG;
     if (grant_find(st, g->id) != NULL)
         return FWX_E_INVALIDARG;
-    if (!g->kernel_mode) {
+    /* An IP filter (who may use a bound or redirect port) has no kernel form here: such a grant
+       takes the user-mode path, where the core applies the filter at each admission. */
+    const fwx__grant *cg = g->kind == FWX_GRANT_PERMISSION ? NULL : core_grant(st->fw, g->id);
+    bool ipfilter = cg != NULL && cg->ipfilter != NULL;
+    if (!g->kernel_mode || ipfilter) {
+        if (ipfilter && g->kernel_mode)
+            NLOG(st, FWX_LOG_DEBUG, "%s %llu: an ip filter: carried in user mode", kind_name(g->kind),
+                 (unsigned long long)g->id);
         hr = user_mode_elems(st, g, &es);
         if (FWX_SUCCEEDED(hr) && es.n > 0)
             hr = add_elems(st, &es, grant_left(st, g));
@@ -906,6 +912,8 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
             hr = track(st, g, &es);
         if (FWX_FAILED(hr))
             free(es.el);
+        else
+            st->grants[st->n - 1].user = true; /* track() appended it */
         return hr;
     }
     switch (g->kind) {

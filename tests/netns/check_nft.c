@@ -869,6 +869,46 @@ START_TEST(bind_for_client_user_mode)
 }
 END_TEST
 
+/* BindForClient with an IP filter (only 10.99.2.3 may connect, not the session's peer): the
+   kernel cannot express the filter, so the port takes the user-mode path, where the core
+   applies it to each connection. */
+START_TEST(bind_for_client_ip_filter)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t cport;
+    int clfd = tn_listener_in(g.topo.client_fd, TN_CLIENT, 0, &cport);
+    IFWXConnection *ctl = NULL, *bound[1] = {NULL};
+    IFWXSession *s = nat_session(&g, &ctl);
+    IFWXIpFilter *ipf = NULL;
+    TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(g.fw), &ipf), FWX_S_OK);
+    struct sockaddr_storage other = tu_addr(TN_OTHER);
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(other), tu_len(&other), TU_SA(other), tu_len(&other)), FWX_S_OK);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
+                                           FWX_FLAG_ALLOW_MULTIPLE, 4, &FWX_GUID_NULL, NULL, NULL, ipf, bound),
+                 FWX_S_OK);
+    uint16_t bport = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    modes m = {0, 0};
+    TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_GRANT, count_grant_modes, &m), FWX_S_OK);
+    ck_assert_int_eq(m.user, 1); /* not in the kernel */
+    ck_assert_int_eq(m.kernel, 0);
+    uflow peer = {.from_ns = g.topo.server_fd, .src = TN_SERVER, .ip = TN_GW_OUT, .port = bport, .lfd = clfd};
+    ck_assert_msg(!uflow_through(&g, &peer), "the session's peer got through a port whose IP filter excludes it");
+    ck_assert_int_eq(tu_log_count("connection from " TN_SERVER, "refused"), 1);
+    uflow ok = {.from_ns = g.topo.server_fd, .src = TN_OTHER, .ip = TN_GW_OUT, .port = bport, .lfd = clfd};
+    ck_assert_msg(uflow_through(&g, &ok), "the host the IP filter allows did not get through");
+    IFWXIpFilter_Release(ipf);
+    IFWXConnection_Release(bound[0]);
+    session_end(s, ctl);
+    close(clfd);
+    gw_close(&g);
+}
+END_TEST
+
 /* A UDP bound port: the server's datagrams reach the client; the client's answers go back only
    with FWX_FLAG_BIDIRECTIONAL (the ct mark of the flow says one-way otherwise). */
 static void udp_bind_case(uint32_t flags)
@@ -972,6 +1012,7 @@ static Suite *nft_suite(void)
         {"permission modes listed", permission_modes_listed},
         {"permission user mode", permission_user_mode},
         {"bind for client user mode", bind_for_client_user_mode},
+        {"bind for client ip filter", bind_for_client_ip_filter},
         {"udp bound port one way", udp_bound_port_one_way},
         {"udp bound port bidirectional", udp_bound_port_bidirectional},
         {"kernel flows reported", kernel_flows_reported},
