@@ -365,6 +365,18 @@ static size_t put(unsigned char *b, size_t cap, size_t at, uint16_t type, const 
 
 /* Reads a sysctl of this thread's network namespace; sets it to `want` when it reads `if_is`.
    Returns the value then read (-1 if unreadable). */
+static int sysctl_read(const char *path)
+{
+    char b[16] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, b, sizeof b - 1);
+    close(fd);
+    return n > 0 ? atoi(b) : -1;
+}
+
+/* Sets `path` to `want` if it reads `if_is`; returns the value it has afterwards (-1 unreadable). */
 static int sysctl_ensure(const char *path, int if_is, int want)
 {
     char b[16] = {0};
@@ -419,7 +431,7 @@ fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out
         goto unsupported;
     /* Events off in this namespace would mean silence: turn them on (2, the default, means "when
        someone listens", which we are about to do). */
-    (void)sysctl_ensure("/proc/sys/net/netfilter/nf_conntrack_events", 0, 1);
+    bool events_were_off = sysctl_ensure("/proc/sys/net/netfilter/nf_conntrack_events", 0, 1) == 1;
     unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
         if (setsockopt(ct->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &groups[i], sizeof groups[i]) != 0)
@@ -427,7 +439,10 @@ fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out
     int rb = CT_RCVBUF;
     if (setsockopt(ct->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) != 0)
         (void)setsockopt(ct->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+    int was = sysctl_read("/proc/sys/net/netfilter/nf_conntrack_acct");
     ct->st.accounting = sysctl_ensure("/proc/sys/net/netfilter/nf_conntrack_acct", 0, 1) == 1;
+    ct->st.switched = (was == 0 && ct->st.accounting ? FWX__CT_SWITCHED_ACCT : 0) |
+                      (events_were_off ? FWX__CT_SWITCHED_EVENTS : 0);
     if (uv_poll_init_socket(loop, &ct->poll, ct->fd) != 0)
         goto unsupported;
     ct->poll.data = ct;

@@ -84,7 +84,10 @@ typedef struct fwx__ct_stats {
     uint64_t malformed;  /* messages the parser refused */
     uint64_t sweeps;     /* reaping dumps sent */
     int accounting;      /* 1: nf_conntrack_acct is on in this namespace; 0: off (no byte counts) */
+    int switched;        /* which namespace-wide settings open switched on: FWX__CT_SWITCHED_* */
 } fwx__ct_stats;
+#define FWX__CT_SWITCHED_ACCT 1   /* nf_conntrack_acct was 0 */
+#define FWX__CT_SWITCHED_EVENTS 2 /* nf_conntrack_events was 0 */
 void fwx__ct_get_stats(const fwx__ct *ct, fwx__ct_stats *out);
 
 /* The parser, exposed for tests and fuzzing: one netlink message (header included) of len

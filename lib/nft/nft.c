@@ -717,9 +717,18 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
        EstablishedConnection, byte counts, ConnectionTerminating, Kill. Without them the
        kernel still enforces every grant; the core just does not see the flows. */
     if (st->feat.ct_events) {
-        if (FWX_SUCCEEDED(fwx__ct_open(fwx_firewall_loop(fw), on_ct, st, &st->ct)))
+        if (FWX_SUCCEEDED(fwx__ct_open(fwx_firewall_loop(fw), on_ct, st, &st->ct))) {
             fwx__ct_set_mark_filter(st->ct, FWX_NFT_CT_ADMITTED_BIT, FWX_NFT_CT_ADMITTED_BIT);
-        else
+            /* Namespace-wide settings are not ours to restore (another instance may rely on
+               them): say which were switched on, once. */
+            fwx__ct_stats cs;
+            fwx__ct_get_stats(st->ct, &cs);
+            if (cs.switched)
+                NLOG(st, FWX_LOG_INFO, "switched on %s%s%s in this network namespace; left on at exit",
+                     (cs.switched & FWX__CT_SWITCHED_ACCT) ? "net.netfilter.nf_conntrack_acct (byte counts)" : "",
+                     cs.switched == (FWX__CT_SWITCHED_ACCT | FWX__CT_SWITCHED_EVENTS) ? " and " : "",
+                     (cs.switched & FWX__CT_SWITCHED_EVENTS) ? "net.netfilter.nf_conntrack_events" : "");
+        } else
             NLOG(st, FWX_LOG_WARN, "conntrack events unavailable: kernel-mode flows will not be reported");
     }
     /* The policy comes next, through policy_changed: the core calls it right after open. */

@@ -346,6 +346,8 @@ START_TEST(permission_once)
 {
     gw g;
     gw_open(&g, 60000);
+    /* A new namespace counts no bytes: fwx switches accounting on, and says so once. */
+    ck_assert_int_eq(tu_log_count("switched on net.netfilter.nf_conntrack_acct", "left on at exit"), 1);
     uint16_t port;
     int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
     /* No permission: the forward policy drops the connection. */
