@@ -2,9 +2,11 @@
  * fwx - conntrack events for the "nft" backend (see ct.h).
  *
  * Two netlink sockets, both made in the calling thread's network namespace at open:
- *  - the event socket joins NFNLGRP_CONNTRACK_NEW and NFNLGRP_CONNTRACK_DESTROY and is read on
- *    the loop (uv_poll, non-blocking, a bounded number of reads per wake-up);
- *  - the request socket sends IPCTNL_MSG_CT_DELETE for fwx__ct_kill. nfnetlink handles a
+ *  - the event socket joins NFNLGRP_CONNTRACK_NEW, _UPDATE (only a TCP entry's move to
+ *    TIME_WAIT or CLOSE is reported, as FWX__CT_END) and _DESTROY, and is read on the loop
+ *    (uv_poll, non-blocking, a bounded number of reads per wake-up);
+ *  - the request socket sends IPCTNL_MSG_CT_DELETE for fwx__ct_kill (with an echo of the
+ *    DESTROY for its counters) and IPCTNL_MSG_CT_GET for fwx__ct_get_counted. nfnetlink handles a
  *    request inside sendmsg, so the ack is already queued when sendto returns: no wait. It is a
  *    socket of its own because the kernel leaves the requester's socket out of the broadcast of
  *    the DESTROY event a delete causes, and because acks must not mix with events.
@@ -23,6 +25,7 @@
 #include <fcntl.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netfilter/nf_conntrack_tcp.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -83,7 +86,8 @@ static void ct_log(fwx__ct *ct, fwx_log_level level, const char *fmt, ...)
    Types above max are skipped. Returns -1 if a length does not fit what is left. */
 #define CT_TB_MAX 32
 _Static_assert(CTA_MAX <= CT_TB_MAX && CTA_TUPLE_MAX <= CT_TB_MAX && CTA_IP_MAX <= CT_TB_MAX &&
-                   CTA_PROTO_MAX <= CT_TB_MAX && CTA_COUNTERS_MAX <= CT_TB_MAX,
+                   CTA_PROTO_MAX <= CT_TB_MAX && CTA_COUNTERS_MAX <= CT_TB_MAX && CTA_PROTOINFO_MAX <= CT_TB_MAX &&
+                   CTA_PROTOINFO_TCP_MAX <= CT_TB_MAX,
                "CT_TB_MAX too small for the attribute tables");
 static int attrs(const unsigned char *p, size_t len, const unsigned char *tb[CT_TB_MAX + 1], size_t tl[CT_TB_MAX + 1],
                  unsigned max)
@@ -223,6 +227,28 @@ static int tuple(const unsigned char *p, size_t l, int family, uint8_t *proto, s
     return 0;
 }
 
+/* CTA_PROTOINFO (optional): the TCP state of CTA_PROTOINFO_TCP, if any. 0, or -1. */
+static int tcp_state(const unsigned char *p, size_t l, uint8_t *state)
+{
+    const unsigned char *tb[CT_TB_MAX + 1], *tt[CT_TB_MAX + 1];
+    size_t tl[CT_TB_MAX + 1], ttl[CT_TB_MAX + 1];
+    *state = 0;
+    if (p == NULL)
+        return 0;
+    if (attrs(p, l, tb, tl, CTA_PROTOINFO_MAX) != 0)
+        return -1;
+    if (tb[CTA_PROTOINFO_TCP] == NULL)
+        return 0;
+    if (attrs(tb[CTA_PROTOINFO_TCP], tl[CTA_PROTOINFO_TCP], tt, ttl, CTA_PROTOINFO_TCP_MAX) != 0)
+        return -1;
+    if (tt[CTA_PROTOINFO_TCP_STATE] == NULL)
+        return 0;
+    if (ttl[CTA_PROTOINFO_TCP_STATE] != 1)
+        return -1;
+    *state = tt[CTA_PROTOINFO_TCP_STATE][0];
+    return 0;
+}
+
 int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f)
 {
     struct nlmsghdr nh;
@@ -237,10 +263,9 @@ int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f)
     int event;
     switch (NFNL_MSG_TYPE(nh.nlmsg_type)) {
     case IPCTNL_MSG_CT_NEW:
-        /* On the NEW group only new entries come, flagged CREATE|EXCL; an update would not be. */
-        if (!(nh.nlmsg_flags & NLM_F_CREATE))
-            return 0;
-        event = FWX__CT_NEW;
+        /* A new entry is flagged CREATE|EXCL; an update (or a GET's answer) is not: it counts
+           only when a TCP entry has reached TIME_WAIT or CLOSE (decided below). */
+        event = (nh.nlmsg_flags & NLM_F_CREATE) ? FWX__CT_NEW : FWX__CT_END;
         break;
     case IPCTNL_MSG_CT_DELETE:
         event = FWX__CT_DESTROY;
@@ -280,8 +305,11 @@ int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f)
     int bad = 0;
     f->bytes_orig = counter_bytes(tb[CTA_COUNTERS_ORIG], tl[CTA_COUNTERS_ORIG], &bad);
     f->bytes_reply = counter_bytes(tb[CTA_COUNTERS_REPLY], tl[CTA_COUNTERS_REPLY], &bad);
-    if (bad)
+    if (bad || tcp_state(tb[CTA_PROTOINFO], tl[CTA_PROTOINFO], &f->tcp_state) != 0)
         return -1;
+    if (event == FWX__CT_END && (f->protocol != FWX_PROTOCOL_TCP || (f->tcp_state != TCP_CONNTRACK_TIME_WAIT &&
+                                                                    f->tcp_state != TCP_CONNTRACK_CLOSE)))
+        return 0; /* an update of no interest */
     return event;
 }
 
@@ -432,7 +460,8 @@ fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out
     /* Events off in this namespace would mean silence: turn them on (2, the default, means "when
        someone listens", which we are about to do). */
     bool events_were_off = sysctl_ensure("/proc/sys/net/netfilter/nf_conntrack_events", 0, 1) == 1;
-    unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
+    /* UPDATE too: a TCP flow's move to TIME_WAIT/CLOSE ends its connection at once. */
+    unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, NFNLGRP_CONNTRACK_DESTROY};
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
         if (setsockopt(ct->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &groups[i], sizeof groups[i]) != 0)
             goto unsupported;
@@ -636,7 +665,9 @@ fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f)
     return fwx__ct_kill_counted(ct, f, &o, &r);
 }
 
-fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply)
+/* One request about f's entry on the request socket: DELETE (with an echo of the DESTROY) or
+   GET; the entry's counters from the answer, the ack's verdict. */
+static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, uint64_t *bytes_orig, uint64_t *bytes_reply)
 {
     *bytes_orig = *bytes_reply = 0;
     if (ct == NULL || f == NULL || ct->closing)
@@ -678,8 +709,9 @@ fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *by
     nest_end(m.b, p0, at);
     nest_end(m.b, t0, at);
     struct nlmsghdr nh = {.nlmsg_len = (uint32_t)at,
-                          .nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_DELETE,
-                          .nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_ECHO,
+                          .nlmsg_type = (uint16_t)((NFNL_SUBSYS_CTNETLINK << 8) | msg),
+                          .nlmsg_flags = (uint16_t)(NLM_F_REQUEST | NLM_F_ACK |
+                                                    (msg == IPCTNL_MSG_CT_DELETE ? NLM_F_ECHO : 0)),
                           .nlmsg_seq = ++ct->seq};
     memcpy(m.b, &nh, sizeof nh);
 
@@ -688,7 +720,8 @@ fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *by
     unsigned char rb[8192] __attribute__((aligned(4)));
     struct sockaddr_nl k = {.nl_family = AF_NETLINK};
     if (sendto(ct->req_fd, m.b, at, 0, (struct sockaddr *)&k, sizeof k) != (ssize_t)at) {
-        ct_log(ct, FWX_LOG_WARN, "kill: sending the request failed: %s", strerror(errno));
+        ct_log(ct, FWX_LOG_WARN, "%s: sending the request failed: %s", msg == IPCTNL_MSG_CT_DELETE ? "kill" : "get",
+               strerror(errno));
         return FWX_E_FAIL;
     }
     /* The ack is normally queued already (after the echoed event); wait at most 100 ms
@@ -713,9 +746,12 @@ fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *by
             if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len)
                 break;
             fwx__ct_flow echoed;
-            if (h.nlmsg_type != NLMSG_ERROR && fwx__ct_parse(p, h.nlmsg_len, &echoed) == FWX__CT_DESTROY &&
-                echoed.protocol == f->protocol && same_endpoint(&echoed.src, &f->src)) {
-                /* the echo of our delete, with the entry's final counters */
+            memset(&echoed, 0, sizeof echoed);
+            int ev = h.nlmsg_type != NLMSG_ERROR ? fwx__ct_parse(p, h.nlmsg_len, &echoed) : -1;
+            /* a GET's answer is an entry message without CREATE: parsed (0 or END) all the same */
+            bool answer = msg == IPCTNL_MSG_CT_DELETE ? ev == FWX__CT_DESTROY : ev >= 0;
+            if (answer && echoed.protocol == f->protocol && same_endpoint(&echoed.src, &f->src)) {
+                /* the echo of our delete (final counters), or the answer to our get */
                 *bytes_orig = echoed.bytes_orig;
                 *bytes_reply = echoed.bytes_reply;
             }
@@ -727,7 +763,8 @@ fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *by
                     return FWX_S_OK;
                 if (err == -ENOENT)
                     return FWX_E_NOT_FOUND;
-                ct_log(ct, FWX_LOG_WARN, "kill: the kernel refused the delete: %s", strerror(-err));
+                ct_log(ct, FWX_LOG_WARN, "%s: the kernel refused: %s", msg == IPCTNL_MSG_CT_DELETE ? "kill" : "get",
+                       strerror(-err));
                 return FWX_E_FAIL;
             }
             size_t step = NLMSG_ALIGN((size_t)h.nlmsg_len);
@@ -737,6 +774,16 @@ fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *by
             len -= step;
         }
     }
-    ct_log(ct, FWX_LOG_WARN, "kill: no answer from the kernel");
+    ct_log(ct, FWX_LOG_WARN, "%s: no answer from the kernel", msg == IPCTNL_MSG_CT_DELETE ? "kill" : "get");
     return FWX_E_FAIL;
+}
+
+fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply)
+{
+    return ct_request(ct, f, IPCTNL_MSG_CT_DELETE, bytes_orig, bytes_reply);
+}
+
+fwx_result fwx__ct_get_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply)
+{
+    return ct_request(ct, f, IPCTNL_MSG_CT_GET, bytes_orig, bytes_reply);
 }

@@ -27,13 +27,17 @@ typedef struct fwx__ct_flow {
     struct sockaddr_storage reply_src; /* where the reply comes from (after DNAT: the real target) */
     uint32_t mark;                     /* ct mark (0 when the kernel sent none) */
     uint64_t bytes_orig, bytes_reply;  /* when accounting is on (net.netfilter.nf_conntrack_acct) */
+    uint8_t tcp_state;                 /* TCP: the conntrack state in the message, 0 if none */
 } fwx__ct_flow;
 
-enum { FWX__CT_NEW = 1, FWX__CT_DESTROY = 2 };
+/* NEW: a new entry. DESTROY: the entry is gone (with its final counters). END: a TCP entry
+   reached TIME_WAIT or CLOSE (an update event): the connection is over although the entry
+   lingers (120 s of TIME_WAIT by default); no counters (fwx__ct_get_counted reads them). */
+enum { FWX__CT_NEW = 1, FWX__CT_DESTROY = 2, FWX__CT_END = 3 };
 
 /* f is borrowed for the call. The callback may call fwx__ct_kill, fwx__ct_set_mark_filter and
    fwx__ct_close (no further callbacks follow a close). */
-typedef void (*fwx__ct_cb)(void *arg, int event /* FWX__CT_NEW / FWX__CT_DESTROY */, const fwx__ct_flow *f);
+typedef void (*fwx__ct_cb)(void *arg, int event /* FWX__CT_NEW / _DESTROY / _END */, const fwx__ct_flow *f);
 
 /* Subscribes to conntrack NEW and DESTROY events of the calling thread's network namespace, on
    the loop (uv_poll on the netlink socket; never blocks the loop; a full socket buffer (ENOBUFS)
@@ -58,6 +62,9 @@ fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f);
    (NLM_F_ECHO), so the DESTROY event comes back on the request socket before the ack. Both
    are 0 if not reported (conntrack accounting off). */
 fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply);
+/* The entry's byte counters now (IPCTNL_MSG_CT_GET), the entry left as it is.
+   @return FWX_S_OK; FWX_E_NOT_FOUND; FWX_E_INVALIDARG; FWX_E_FAIL. */
+fwx_result fwx__ct_get_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply);
 
 /* Filter: only entries with (mark & mask) == value are reported (the nft backend marks what it
    grants); 0/0 reports all. Filtered in user space (every event still crosses the socket). */

@@ -1025,6 +1025,7 @@ rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "
         """Waits (bounded) until every session opened since `off` has ended and the kernel has
         destroyed every data flow that began since `ct_off`; returns the gateway's lines."""
         deadline = time.monotonic() + timeout
+        last_reap = 0.0
         while True:
             lines = self.lines_since(off)
             opened = sum(1 for l in lines if re.search(r"session \S+: opened", l))
@@ -1033,6 +1034,14 @@ rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "
             if (ended >= opened and not live) or time.monotonic() >= deadline or self.proc.poll() is not None:
                 time.sleep(0.1)   # the closed line of the last DESTROY
                 return self.lines_since(off)
+            if live and NETNS is not None and time.monotonic() - last_reap > 0.3:
+                # fwx ends a data connection when its flow reaches TIME_WAIT and leaves the entry
+                # to conntrack; the DESTROY (with the counters this check compares) comes when
+                # the entry is reaped: a dump reaps expired entries at once, instead of waiting
+                # for conntrack's garbage collector (seconds).
+                subprocess.run(["ip", "netns", "exec", NETNS.names["gw"], "conntrack", "-L"], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=5)
+                last_reap = time.monotonic()
             time.sleep(0.05)
 
 

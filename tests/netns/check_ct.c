@@ -16,6 +16,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "testutil.h"
+#include <linux/netfilter/nf_conntrack_tcp.h>
 #include "netutil.h"
 #include "netns.h"
 #include "nft/ct.h"
@@ -77,7 +78,7 @@ typedef struct ctx {
 static void on_ct(void *arg, int event, const fwx__ct_flow *f)
 {
     ctx *c = arg;
-    ck_assert(event == FWX__CT_NEW || event == FWX__CT_DESTROY);
+    ck_assert(event == FWX__CT_NEW || event == FWX__CT_DESTROY || event == FWX__CT_END);
     if (getenv("FWX_TEST_LOG")) {
         char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
         const struct sockaddr_storage *s = &f->src, *d = &f->dst;
@@ -87,7 +88,8 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         inet_ntop(d->ss_family, d->ss_family == AF_INET ? (const void *)&((const struct sockaddr_in *)d)->sin_addr
                                                          : (const void *)&((const struct sockaddr_in6 *)d)->sin6_addr,
                   b, sizeof b);
-        fprintf(stderr, "%s proto %d %s:%u -> %s:%u mark 0x%x bytes %llu/%llu\n", event == FWX__CT_NEW ? "NEW" : "DESTROY",
+        fprintf(stderr, "%s proto %d %s:%u -> %s:%u mark 0x%x bytes %llu/%llu\n",
+                event == FWX__CT_NEW ? "NEW" : event == FWX__CT_END ? "END" : "DESTROY",
                 (int)f->protocol, a, port_of(s), b, port_of(d), f->mark, (unsigned long long)f->bytes_orig,
                 (unsigned long long)f->bytes_reply);
     }
@@ -301,20 +303,29 @@ static void tcp_new_destroy_for(const char *client, const char *server)
     const size_t N = 40000;
     push(cfd, sfd, N);
     push(sfd, cfd, N / 2);
+    /* While it lives: its counters, read without touching the entry. */
+    uint64_t o = 0, rp = 0;
+    TU_EXPECT_HR(fwx__ct_get_counted(c.ct, &r->f, &o, &rp), FWX_S_OK);
+    ck_assert_msg(o >= N && rp >= N / 2, "get: bytes %llu/%llu", (unsigned long long)o, (unsigned long long)rp);
     close(cfd);
     close(sfd);
+    /* The close is an END (TIME_WAIT or CLOSE) at once, the DESTROY when the entry goes. */
+    const rec *e = wait_event(&c, FWX__CT_END, FWX_PROTOCOL_TCP, &src, &dst, 5000);
+    ck_assert_msg(e != NULL, "no END event when the TCP connection closed");
+    ck_assert(e->f.tcp_state == TCP_CONNTRACK_TIME_WAIT || e->f.tcp_state == TCP_CONNTRACK_CLOSE);
     r = wait_event(&c, FWX__CT_DESTROY, FWX_PROTOCOL_TCP, &src, &dst, 15000);
     ck_assert_msg(r != NULL, "no DESTROY event for the TCP connection");
     ck_assert(same_addr(&r->f.reply_src, &dst));
     ck_assert_msg(r->f.bytes_orig >= N, "bytes_orig %llu < %zu", (unsigned long long)r->f.bytes_orig, N);
     ck_assert_msg(r->f.bytes_reply >= N / 2, "bytes_reply %llu < %zu", (unsigned long long)r->f.bytes_reply, N / 2);
     /* Exactly one NEW and one DESTROY for this tuple. */
-    size_t news = 0, destroys = 0;
+    size_t news = 0, destroys = 0, ends = 0;
     for (size_t i = 0; i < c.n; i++)
         if (same_addr(&c.ev[i].f.src, &src) && same_addr(&c.ev[i].f.dst, &dst))
-            *(c.ev[i].ev == FWX__CT_NEW ? &news : &destroys) += 1;
+            *(c.ev[i].ev == FWX__CT_NEW ? &news : c.ev[i].ev == FWX__CT_DESTROY ? &destroys : &ends) += 1;
     ck_assert_uint_eq(news, 1);
     ck_assert_uint_eq(destroys, 1);
+    ck_assert_uint_ge(ends, 1); /* TIME_WAIT, and maybe CLOSE after it */
     fwx__ct_stats st;
     fwx__ct_get_stats(c.ct, &st);
     ck_assert_uint_eq(st.malformed, 0);

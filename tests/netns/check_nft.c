@@ -365,7 +365,8 @@ START_TEST(permission_once)
     ck_assert_int_eq(backend_list(&g).n, 0); /* the table no longer holds it */
     /* The core withdraws the used grant when the flow's NEW event comes; the backend knows the
        packet path deleted the element and does not delete it again (a failing batch). */
-    ck_assert_int_eq(wait_kernel_secondaries(&g, 1), 1);
+    for (int i = 0; i < 100 && tu_log_count("withdrawn: used", NULL) == 0; i++)
+        tu_loop_run_for(&g.loop, 20);
     ck_assert_int_eq(tu_log_count("withdrawn: used", NULL), 1);
     ck_assert_int_eq(tu_log_count("the batch delete failed", NULL), 0);
     /* Out of scope: 10.99.2.3 is not the primary connection's peer. The core refuses before
@@ -464,8 +465,14 @@ START_TEST(kernel_flows_reported)
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
-    for (int i = 0; i < 3; i++)
-        ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "connection %d refused", i + 1);
+    /* Three live flows (a closed one ends at once: its TIME_WAIT update is the END). */
+    int cs[3], as[3];
+    for (int i = 0; i < 3; i++) {
+        cs[i] = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, port, REFUSED_MS);
+        ck_assert_msg(cs[i] >= 0, "connection %d refused", i + 1);
+        as[i] = tn_accept_within(lfd, 1000, NULL);
+        ck_assert_int_ge(as[i], 0);
+    }
     /* The events are read on the loop; bounded wait until all three are reported. */
     int n = 0;
     for (int tries = 0; tries < 40 && n < 3; tries++) {
@@ -475,6 +482,10 @@ START_TEST(kernel_flows_reported)
     }
     ck_assert_msg(n == 3, "the core saw %d of 3 kernel-carried connections", n);
     session_end(s, ctl); /* ends them too */
+    for (int i = 0; i < 3; i++) {
+        close(cs[i]);
+        close(as[i]);
+    }
     n = 0;
     TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_CONNECTION, count_kernel_secondaries, &n), FWX_S_OK);
     ck_assert_int_eq(n, 0);
@@ -580,6 +591,49 @@ END_TEST
 START_TEST(kernel_flow_bytes_bound_port)
 {
     bytes_case(true);
+}
+END_TEST
+
+/* A TCP flow that closes ends its connection at once (the update to TIME_WAIT is the END),
+   with its bytes, although conntrack keeps the entry for TIME_WAIT (120 s in this new
+   namespace): ConnectionTerminating when the connection ends, not two minutes later. */
+START_TEST(kernel_flow_ends_at_close)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t port;
+    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
+    int c = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, port, REFUSED_MS);
+    ck_assert_int_ge(c, 0);
+    int a = tn_accept_within(lfd, 1000, NULL);
+    ck_assert_int_ge(a, 0);
+    ck_assert_int_eq(tu_write_all(c, "hello", 5), 0);
+    char buf[8];
+    ck_assert_int_eq(recv(a, buf, 5, MSG_WAITALL), 5);
+    ck_assert_int_eq(wait_kernel_secondaries(&g, 1), 1);
+    uint64_t t0 = tn_now_ms();
+    close(c);
+    close(a);
+    int n = 1;
+    while (n > 0 && tn_now_ms() - t0 < 5000) {
+        tu_loop_run_for(&g.loop, 20);
+        n = kernel_secondaries(&g);
+    }
+    ck_assert_msg(n == 0, "the closed flow's connection still lives (waiting for TIME_WAIT?)");
+    const char *opened = tu_log_find("opened through permission", "(kernel mode)");
+    ck_assert_ptr_nonnull(opened);
+    unsigned long long id = 0, from_client = 0, from_peer = 0;
+    ck_assert_int_eq(sscanf(strstr(opened, "connection "), "connection %llu:", &id), 1);
+    char tag[48];
+    snprintf(tag, sizeof tag, "connection %llu:", id);
+    closed_bytes(tag, &from_client, &from_peer);
+    ck_assert_msg(from_client >= 5, "the ended flow's bytes were not counted (%llu)", from_client);
+    session_end(s, ctl);
+    close(lfd);
+    gw_close(&g);
 }
 END_TEST
 
@@ -1019,6 +1073,7 @@ static Suite *nft_suite(void)
         {"udp bound port bidirectional", udp_bound_port_bidirectional},
         {"kernel flows reported", kernel_flows_reported},
         {"kernel flow destroy ends it", kernel_flow_destroy_ends_it},
+        {"kernel flow ends at close", kernel_flow_ends_at_close},
         {"kernel flow bytes at session end", kernel_flow_bytes_at_session_end},
         {"kernel flow bytes bound port", kernel_flow_bytes_bound_port},
         {"permission timed", permission_timed},
