@@ -430,7 +430,7 @@ fwx_transparent_up() { # TAG PLUGIN_NAME FILTER_GUID
     local tag=$1 plugin=$2 guid=$3
     if [ "$FWX_FTP" = gateway ]; then
         cat >"$T/gw-$tag.cfg" <<EOF
-gateway = { name = "$FWX_NAME"; backend = "nft"; log_level = "warn"; plugin_dir = "$F/plugins";
+gateway = { name = "$FWX_NAME"; backend = "nft"; log_level = "${FWX_LOG_LEVEL:-warn}"; plugin_dir = "$F/plugins";
             plugins = [ "$plugin" ]; local_addresses = [ "$G_IN", "$G_OUT" ]; };
 networks = { internal = { ranges = [ "$INTERNAL" ]; }; };
 relationships = ( { from = "internal"; to = "external"; type = "nat"; } );

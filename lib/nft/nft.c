@@ -608,14 +608,12 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         return;
     if (event == FWX__CT_END) {
         /* The TCP connection is over (TIME_WAIT or CLOSE) though the entry lingers: end it now,
-           with the counters (an update event carries none). A secondary flow's entry is
-           deleted (the kill's echo brings them): its grant is used, a late packet of it has no
-           way through anyway, and the entry would hold the flow's tuple for TIME_WAIT; a
-           policy-forwarded flow's entry is read and left to conntrack, so that a late packet is
-           not taken for a new connection. */
+           with the counters read from the entry (an update event carries none). The entry is
+           left to conntrack: deleting it early made about 1 in 100 of the next data
+           connections on the same client port fail under load (bench/kernel.sh), and a late
+           packet of the old flow must not look like a new connection. */
         uint64_t orig = 0, reply = 0;
-        fwx_result hr = k->ps != NULL ? fwx__ct_get_counted(st->ct, &k->flow, &orig, &reply)
-                                      : fwx__ct_kill_counted(st->ct, &k->flow, &orig, &reply);
+        fwx_result hr = fwx__ct_get_counted(st->ct, &k->flow, &orig, &reply);
         if (hr == FWX_S_OK)
             kflow_count(k, orig, reply);
         kflow_end(st, k);

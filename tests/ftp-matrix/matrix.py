@@ -1034,13 +1034,18 @@ rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "
             if (ended >= opened and not live) or time.monotonic() >= deadline or self.proc.poll() is not None:
                 time.sleep(0.1)   # the closed line of the last DESTROY
                 return self.lines_since(off)
-            if live and NETNS is not None and time.monotonic() - last_reap > 0.3:
-                # fwx ends a data connection when its flow reaches TIME_WAIT and leaves the entry
-                # to conntrack; the DESTROY (with the counters this check compares) comes when
-                # the entry is reaped: a dump reaps expired entries at once, instead of waiting
-                # for conntrack's garbage collector (seconds).
-                subprocess.run(["ip", "netns", "exec", NETNS.names["gw"], "conntrack", "-L"], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, timeout=5)
+            if live and ended >= opened and NETNS is not None and time.monotonic() - last_reap > 0.3:
+                # fwx ends a data connection when its flow reaches TIME_WAIT (with the counters
+                # it reads from the entry) and leaves the entry to conntrack, whose DESTROY, the
+                # independent count this check compares, would come only after TIME_WAIT and
+                # the garbage collector (seconds). With every session over, the harness deletes
+                # the lingering data-flow entries itself: their DESTROY carries the final
+                # counters at once.
+                for o, _r, _do, _dr in live:
+                    subprocess.run(["ip", "netns", "exec", NETNS.names["gw"], "conntrack", "-D", "-p", "tcp",
+                                    "--orig-src", o["src"], "--orig-dst", o["dst"], "--orig-port-src",
+                                    str(o["sport"]), "--orig-port-dst", str(o["dport"])],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=5)
                 last_reap = time.monotonic()
             time.sleep(0.05)
 
