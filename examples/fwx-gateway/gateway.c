@@ -57,6 +57,7 @@ typedef struct settings {
     unsigned timeout_s;
     unsigned port_min, port_max;
     int loopback_hosts;
+    int kernel_end_on_close;
     char socks[128];
     char backend[8]; /* "proxy", "nft" or "auto" */
     local_redirect redirects[MAX_LOCAL_REDIRECTS];
@@ -242,7 +243,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     }
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
-                                  "backend", "local_redirect"};
+                                  "backend", "local_redirect", "kernel_end_on_close"};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -355,6 +356,10 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (!backend_known(str))
                 BAD("must be \"proxy\", \"nft\" or \"auto\"");
             snprintf(s->backend, sizeof s->backend, "%s", str);
+        } else if (strcmp(k, "kernel_end_on_close") == 0) {
+            if (config_setting_type(e) != CONFIG_TYPE_BOOL)
+                BAD("must be true or false");
+            s->kernel_end_on_close = config_setting_get_bool(e);
         } else if (strcmp(k, "loopback_hosts") == 0) {
             if (config_setting_type(e) != CONFIG_TYPE_BOOL)
                 BAD("must be true or false");
@@ -667,6 +672,7 @@ int main(int argc, char **argv)
     o.n_local_addresses = (size_t)g.cfg.n_local;
     o.timeout_ms = g.cfg.timeout_s * 1000;
     o.loopback_hosts = g.cfg.loopback_hosts;
+    o.kernel_end_on_close = g.cfg.kernel_end_on_close;
     if (g.cfg.port_min) {
         o.port_min = (uint16_t)g.cfg.port_min;
         o.port_max = (uint16_t)g.cfg.port_max;

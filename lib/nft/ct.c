@@ -2,9 +2,10 @@
  * fwx - conntrack events for the "nft" backend (see ct.h).
  *
  * Two netlink sockets, both made in the calling thread's network namespace at open:
- *  - the event socket joins NFNLGRP_CONNTRACK_NEW, _UPDATE (only a TCP entry's move to
- *    TIME_WAIT or CLOSE is reported, as FWX__CT_END) and _DESTROY, and is read on the loop
- *    (uv_poll, non-blocking, a bounded number of reads per wake-up);
+ *  - the event socket joins NFNLGRP_CONNTRACK_NEW and _DESTROY, and _UPDATE when asked
+ *    (fwx__ct_follow_updates: only a TCP entry's move to TIME_WAIT or CLOSE is reported, as
+ *    FWX__CT_END), and is read on the loop (uv_poll, non-blocking, a bounded number of reads
+ *    per wake-up);
  *  - the request socket sends IPCTNL_MSG_CT_DELETE for fwx__ct_kill (with an echo of the
  *    DESTROY for its counters) and IPCTNL_MSG_CT_GET for fwx__ct_get_counted. nfnetlink handles a
  *    request inside sendmsg, so the ack is already queued when sendto returns: no wait. It is a
@@ -460,8 +461,7 @@ fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out
     /* Events off in this namespace would mean silence: turn them on (2, the default, means "when
        someone listens", which we are about to do). */
     bool events_were_off = sysctl_ensure("/proc/sys/net/netfilter/nf_conntrack_events", 0, 1) == 1;
-    /* UPDATE too: a TCP flow's move to TIME_WAIT/CLOSE ends its connection at once. */
-    unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_UPDATE, NFNLGRP_CONNTRACK_DESTROY};
+    unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
         if (setsockopt(ct->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &groups[i], sizeof groups[i]) != 0)
             goto unsupported;
@@ -657,6 +657,14 @@ static bool same_endpoint(const struct sockaddr_storage *a, const struct sockadd
     uint16_t ap = 0, bp = 0;
     int af = addr_port(a, &aa, &al, &ap), bf = addr_port(b, &ba, &bl, &bp);
     return af >= 0 && af == bf && al == bl && ap == bp && memcmp(aa, ba, al) == 0;
+}
+
+fwx_result fwx__ct_follow_updates(fwx__ct *ct)
+{
+    unsigned g = NFNLGRP_CONNTRACK_UPDATE;
+    if (ct == NULL || ct->closing)
+        return FWX_E_INVALIDARG;
+    return setsockopt(ct->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) == 0 ? FWX_S_OK : FWX_E_NOT_SUPPORTED;
 }
 
 fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f)

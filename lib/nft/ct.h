@@ -62,6 +62,10 @@ fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f);
    (NLM_F_ECHO), so the DESTROY event comes back on the request socket before the ack. Both
    are 0 if not reported (conntrack accounting off). */
 fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply);
+/* Also follow update events: a TCP entry's move to TIME_WAIT or CLOSE is reported as
+   FWX__CT_END. Off at open (they cost a user-space read and parse per TCP state change).
+   @return FWX_S_OK; FWX_E_NOT_SUPPORTED. */
+fwx_result fwx__ct_follow_updates(fwx__ct *ct);
 /* The entry's byte counters now (IPCTNL_MSG_CT_GET), the entry left as it is.
    @return FWX_S_OK; FWX_E_NOT_FOUND; FWX_E_INVALIDARG; FWX_E_FAIL. */
 fwx_result fwx__ct_get_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply);

@@ -732,6 +732,8 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
     if (st->feat.ct_events) {
         if (FWX_SUCCEEDED(fwx__ct_open(fwx_firewall_loop(fw), on_ct, st, &st->ct))) {
             fwx__ct_set_mark_filter(st->ct, FWX_NFT_CT_ADMITTED_BIT, FWX_NFT_CT_ADMITTED_BIT);
+            if (fw->opts.kernel_end_on_close && FWX_FAILED(fwx__ct_follow_updates(st->ct)))
+                NLOG(st, FWX_LOG_WARN, "conntrack update events unavailable: kernel flows end after TIME_WAIT");
             /* Namespace-wide settings are not ours to restore (another instance may rely on
                them): say which were switched on, once. */
             fwx__ct_stats cs;

@@ -294,6 +294,7 @@ static void tcp_new_destroy_for(const char *client, const char *server)
     ct_up(&c, NULL);
     int cfd, sfd;
     struct sockaddr_storage src, dst;
+    TU_EXPECT_HR(fwx__ct_follow_updates(c.ct), FWX_S_OK); /* for the END */
     tcp_pair(&c, client, server, &cfd, &sfd, &src, &dst);
     const rec *r = wait_event(&c, FWX__CT_NEW, FWX_PROTOCOL_TCP, &src, &dst, 2000);
     ck_assert_msg(r != NULL, "no NEW event for the TCP connection (%zu events)", c.n);

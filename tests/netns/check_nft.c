@@ -47,6 +47,8 @@ typedef struct gw {
 
 /* The upper end of BindForClient's port range (40000-). */
 static uint16_t port_max = 40999;
+/* fwx_firewall_options.kernel_end_on_close for the next gw_open. */
+static int end_on_close;
 
 /* Makes the topology, enters the gateway namespace, makes a firewall (no backend yet). */
 static void gw_new(gw *g, uint32_t timeout_ms)
@@ -71,6 +73,7 @@ static void gw_new(gw *g, uint32_t timeout_ms)
     o.timeout_ms = timeout_ms;
     o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
+    o.kernel_end_on_close = end_on_close;
     TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
 }
 
@@ -594,12 +597,14 @@ START_TEST(kernel_flow_bytes_bound_port)
 }
 END_TEST
 
-/* A TCP flow that closes ends its connection at once (the update to TIME_WAIT is the END),
-   with its bytes, although conntrack keeps the entry for TIME_WAIT (120 s in this new
-   namespace): ConnectionTerminating when the connection ends, not two minutes later. */
+/* With kernel_end_on_close, a TCP flow that closes ends its connection at once (the update to
+   TIME_WAIT is the END), with its bytes, although conntrack keeps the entry for TIME_WAIT (120 s
+   in this new namespace): ConnectionTerminating when the connection ends, not two minutes
+   later. (Each test runs in a child of its own: the flag does not leak.) */
 START_TEST(kernel_flow_ends_at_close)
 {
     gw g;
+    end_on_close = 1;
     gw_open(&g, 60000);
     uint16_t port;
     int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);

@@ -161,6 +161,7 @@ def config(tmp, name, plugin):
   local_addresses = [ "%s", "%s" ];
   port_range = "41000-41999";
   local_redirect = ( { ports = "7000"; slot = 0; } );
+  kernel_end_on_close = true;
 };
 networks = { internal = { ranges = [ "10.99.1.0/24" ]; };
              localhost = { ranges = [ "%s/32", "%s/32" ]; }; };
