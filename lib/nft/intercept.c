@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <linux/netfilter_ipv4.h>
+#include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,6 +53,8 @@ typedef struct irelay {
 struct fwx__nft_icpt {
     fwx_firewall *fw;
     uv_tcp_t tcp;
+    uv_tcp_t tcp6;        /* interception of IPv6 (not for a publishing rule's listener) */
+    int handles;          /* listener handles not closed yet */
     bool published;       /* a publishing rule's listener (pub), not the interception one */
     fwx_listen_spec pub;
     isess *sessions;
@@ -294,7 +297,9 @@ static void on_accept(uv_stream_t *server, int status)
     }
     if (l->published) {
         orig = l->pub.server; /* the published server; the client dialled the rule's address */
-    } else if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &ol) != 0 || orig.ss_family != AF_INET) {
+    } else if (peer.ss_family == AF_INET6
+                   ? getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &orig, &ol) != 0 || orig.ss_family != AF_INET6
+                   : getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &orig, &ol) != 0 || orig.ss_family != AF_INET) {
         close(fd); /* not a redirected connection: someone dialled the port itself */
         return;
     }
@@ -372,6 +377,8 @@ static void on_accept(uv_stream_t *server, int status)
 static void listener_closed(uv_handle_t *h)
 {
     struct fwx__nft_icpt *l = h->data;
+    if (--l->handles > 0)
+        return;
     l->closed = true;
     maybe_free(l);
 }
@@ -379,7 +386,7 @@ static void listener_closed(uv_handle_t *h)
 fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx__nft_intercept *icpt)
 {
     *out = NULL;
-    icpt->port = 0;
+    icpt->port = icpt->port6 = 0;
     icpt->own_mark = FWX__NFT_OWN_MARK;
     struct fwx__nft_icpt *l = calloc(1, sizeof *l);
     if (l == NULL)
@@ -393,6 +400,7 @@ fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx
         return FWX_E_BACKEND;
     }
     l->tcp.data = l;
+    l->handles = 1;
     struct sockaddr_storage ss;
     int sl = sizeof ss;
     if (uv_tcp_bind(&l->tcp, (struct sockaddr *)&any, 0) != 0 || uv_listen((uv_stream_t *)&l->tcp, 128, on_accept) != 0 ||
@@ -404,6 +412,21 @@ fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx
     /* The listener must not keep the host's loop alive by itself. */
     uv_unref((uv_handle_t *)&l->tcp);
     icpt->port = fwx__sa_port((struct sockaddr *)&ss);
+    /* IPv6, IPv6 only, if the host has it: without, interception stays IPv4. */
+    struct sockaddr_in6 any6 = {.sin6_family = AF_INET6};
+    if (uv_tcp_init(loop, &l->tcp6) == 0) {
+        l->tcp6.data = l;
+        l->handles++;
+        sl = sizeof ss;
+        if (uv_tcp_bind(&l->tcp6, (struct sockaddr *)&any6, UV_TCP_IPV6ONLY) == 0 &&
+            uv_listen((uv_stream_t *)&l->tcp6, 128, on_accept) == 0 &&
+            uv_tcp_getsockname(&l->tcp6, (struct sockaddr *)&ss, &sl) == 0) {
+            uv_unref((uv_handle_t *)&l->tcp6);
+            icpt->port6 = fwx__sa_port((struct sockaddr *)&ss);
+        } else {
+            uv_close((uv_handle_t *)&l->tcp6, listener_closed);
+        }
+    }
     *out = l;
     return FWX_S_OK;
 }
@@ -426,6 +449,7 @@ fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, str
         return FWX_E_BACKEND;
     }
     l->tcp.data = l;
+    l->handles = 1;
     int rc = uv_tcp_bind(&l->tcp, la, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_accept);
@@ -454,4 +478,6 @@ void fwx__nft_icpt_stop(struct fwx__nft_icpt *l)
         }
     }
     uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    if (!l->published && !uv_is_closing((uv_handle_t *)&l->tcp6) && l->tcp6.data == l)
+        uv_close((uv_handle_t *)&l->tcp6, listener_closed);
 }

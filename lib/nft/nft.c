@@ -391,7 +391,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 
 /* ---- the table ----------------------------------------------------------------------------- */
 
-static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port)
+static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port, uint16_t icpt_port6)
 {
     sb_printf(b, FWX_NFT_TABLE_HEAD_FMT, table, (long)getpid());
     sb_printf(b, FWX_NFT_SETS_FMT, '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
@@ -406,6 +406,8 @@ static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port)
     sb_printf(b, "%s", FWX_NFT_PREROUTING FWX_NFT_PREROUTING_INTERCEPT_HEAD);
     if (icpt_port != 0)
         sb_printf(b, FWX_NFT_PREROUTING_INTERCEPT_USER_FMT, (unsigned)icpt_port);
+    if (icpt_port6 != 0)
+        sb_printf(b, FWX_NFT_PREROUTING_INTERCEPT_USER6_FMT, (unsigned)icpt_port6);
     sb_printf(b, "%s", FWX_NFT_PREROUTING_INTERCEPT_TAIL FWX_NFT_FORWARD FWX_NFT_POSTROUTING "}\n");
 }
 
@@ -711,7 +713,7 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         NLOG(st, FWX_LOG_WARN, "interception listener unavailable: filter-bound protocols and user-mode secondary "
                                "connections will not be carried");
     sbuf r = {0};
-    ruleset_text(&r, st->table, st->icpt.port);
+    ruleset_text(&r, st->table, st->icpt.port, st->icpt.port6);
     if (r.oom || run(st, r.p) != 0) {
         NLOG(st, FWX_LOG_ERROR, "creating table inet %s failed: %s", st->table, r.oom ? "out of memory" : st->err);
         free(r.p);
@@ -860,9 +862,12 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
 {
     char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fa, fb;
     const struct sockaddr *to = (const struct sockaddr *)&g->target;
-    if (st->icpt.port == 0 || g->protocol != FWX_PROTOCOL_TCP || to->sa_family != AF_INET ||
+    bool v6 = to->sa_family == AF_INET6;
+    uint16_t lport = v6 ? st->icpt.port6 : st->icpt.port;
+    char fam = v6 ? '6' : '4';
+    if (lport == 0 || g->protocol != FWX_PROTOCOL_TCP || (to->sa_family != AF_INET && !v6) ||
         (g->kind != FWX_GRANT_PERMISSION && g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT)) {
-        NLOG(st, FWX_LOG_DEBUG, "%s %llu: user mode, not carried by this backend (TCP over IPv4 only)",
+        NLOG(st, FWX_LOG_DEBUG, "%s %llu: user mode, not carried by this backend (TCP only, and a listener of the family)",
              kind_name(g->kind), (unsigned long long)g->id);
         return FWX_S_OK;
     }
@@ -870,24 +875,24 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
         if (!ip_text((const struct sockaddr *)&g->client, a, &fa) || !ip_text(to, b, &fb) || fa != fb)
             return FWX_E_NOT_SUPPORTED;
         tuple_key(key, sizeof key, a, b, 6, fwx__sa_port(to));
-        return add_elem(es, "user", '4', key, NULL);
+        return add_elem(es, "user", fam, key, NULL);
     }
     if (fwx__sa_is_unspecified(to) || fwx__sa_port(to) == 0)
         return FWX_S_OK; /* BindForClient before SetClientAddress: re-added then */
     const struct sockaddr *gw = (const struct sockaddr *)&g->gateway;
-    if (gw->sa_family != AF_INET)
+    if (gw->sa_family != to->sa_family)
         return FWX_E_NOT_SUPPORTED;
     if (!port_free(gw, g->protocol))
         return FWX_E_ADDRINUSE;
     char gws[8][INET6_ADDRSTRLEN];
-    size_t ngw = gateway_addrs(st, gw, '4', gws, 8);
+    size_t ngw = gateway_addrs(st, gw, fam, gws, 8);
     if (ngw == 0)
         return FWX_E_ADDRNOTAVAIL;
     for (size_t i = 0; i < ngw; i++) {
         /* To the listener on the same (local) address; SO_ORIGINAL_DST gives back the port. */
         snprintf(key, sizeof key, "%.*s . 6 . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)fwx__sa_port(gw));
-        snprintf(data, sizeof data, "%.*s . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)st->icpt.port);
-        fwx_result hr = add_elem(es, "dnat", '4', key, data);
+        snprintf(data, sizeof data, "%.*s . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)lport);
+        fwx_result hr = add_elem(es, "dnat", fam, key, data);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -1276,7 +1281,8 @@ fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit)
 bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a)
 {
     nstate *st = state_of(fw);
-    if (st == NULL || st->icpt.port == 0 || fwx__sa_port(a) != st->icpt.port)
+    uint16_t p = a->sa_family == AF_INET6 ? st != NULL ? st->icpt.port6 : 0 : st != NULL ? st->icpt.port : 0;
+    if (p == 0 || fwx__sa_port(a) != p)
         return false;
     return fwx__firewall_is_local(fw, a) || fwx__sa_is_unspecified(a);
 }

@@ -78,7 +78,8 @@ typedef struct fwx__nft_compiled {
 /* Where filter-bound connections are redirected (port 0: no interception) and the mark of
    fwx's own sockets (never intercepted). */
 typedef struct fwx__nft_intercept {
-    uint16_t port;
+    uint16_t port;  /* the IPv4 listener's port, 0 if none */
+    uint16_t port6; /* the IPv6 listener's port, 0 if none (no IPv6 here) */
     uint32_t own_mark;
 } fwx__nft_intercept;
 

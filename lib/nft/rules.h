@@ -107,8 +107,11 @@
     "  chain prerouting_intercept {\n"                                                                        \
     "    type nat hook prerouting priority dstnat - 10; policy accept;\n"
 #define FWX_NFT_PREROUTING_INTERCEPT_USER_FMT                                                                  \
-    "    meta l4proto tcp " FWX_NFT_TUPLE("ip") " @user4 redirect to :%u\n"                                      \
-    "      comment \"user-mode permissions: a data filter or NO_KERNEL_MODE\"\n"
+    "    meta l4proto tcp " FWX_NFT_TUPLE("ip") " @user4 redirect to :%u"                                         \
+    " comment \"user-mode permissions: a data filter or NO_KERNEL_MODE\"\n"
+#define FWX_NFT_PREROUTING_INTERCEPT_USER6_FMT                                                                 \
+    "    meta l4proto tcp " FWX_NFT_TUPLE("ip6") " @user6 redirect to :%u"                                        \
+    " comment \"user-mode permissions (IPv6)\"\n"
 #define FWX_NFT_PREROUTING_INTERCEPT_TAIL                                                                      \
     "    jump intercept\n"                                                                                    \
     "  }\n"

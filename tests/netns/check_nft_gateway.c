@@ -644,6 +644,191 @@ END_TEST
 START_TEST(published_ftp_eprt) { ftp_through_kernel(M_EPRT, true); }
 END_TEST
 
+/* ---- IPv6: the same interception (fwx's IPv6 listener, IP6T_SO_ORIGINAL_DST) ----------------- */
+
+#define C6 "fd99:1::2"
+#define G6_IN "fd99:1::1"
+#define G6_OUT "fd99:2::1"
+#define S6 "fd99:2::2"
+
+static const char *policy_ftp6 =
+    "networks = { internal = { ranges = [ \"10.99.1.0/24\", \"fd99:1::/64\" ]; }; };\n"
+    "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+    "protocols = ( { name = \"ftp\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-000000000021}\"; protocol = \"tcp\";"
+    " port = 21; direction = \"outbound\"; filters = [ \"" FTP_GUID "\" ]; } );\n"
+    "rules = ( { name = \"ftp out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
+    " protocols = [ \"ftp\" ]; } );\n";
+
+static int listen6_in(int nsfd, const char *ip, uint16_t port, uint16_t *bound)
+{
+    int fd = tn_socket_in(nsfd, AF_INET6, SOCK_STREAM);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+    ck_assert_int_eq(inet_pton(AF_INET6, ip, &a.sin6_addr), 1);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    if (bound != NULL) {
+        socklen_t l = sizeof a;
+        getsockname(fd, (struct sockaddr *)&a, &l);
+        *bound = ntohs(a.sin6_port);
+    }
+    return fd;
+}
+
+static int connect6_in(int nsfd, const char *ip, uint16_t port)
+{
+    int fd = tn_socket_in(nsfd, AF_INET6, SOCK_STREAM);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+    ck_assert_int_eq(inet_pton(AF_INET6, ip, &a.sin6_addr), 1);
+    struct timeval tv = {5, 0}; /* a fresh IPv6 link may lose a first SYN to neighbour discovery */
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return -1;
+    }
+    tu_set_timeouts(fd);
+    return fd;
+}
+
+static int accept6_within(int lfd, int ms, char ip[INET6_ADDRSTRLEN])
+{
+    struct pollfd p = {lfd, POLLIN, 0};
+    if (poll(&p, 1, ms) != 1)
+        return -1;
+    struct sockaddr_in6 peer;
+    socklen_t l = sizeof peer;
+    int fd = accept(lfd, (struct sockaddr *)&peer, &l);
+    if (fd >= 0) {
+        tu_set_timeouts(fd);
+        if (ip != NULL)
+            inet_ntop(AF_INET6, &peer.sin6_addr, ip, INET6_ADDRSTRLEN);
+    }
+    return fd;
+}
+
+typedef struct ftp6 {
+    gw *g;
+    int ctl_l, data_l;
+    uint16_t data_port;
+    char seen_ctl[INET6_ADDRSTRLEN], seen_data[INET6_ADDRSTRLEN], got[16], why[160];
+    volatile int done;
+} ftp6;
+
+static void *ftp6_peers(void *arg)
+{
+    ftp6 *r = arg;
+    char line[256];
+    int c = connect6_in(r->g->topo.client_fd, S6, 21);
+    int s = c >= 0 ? accept6_within(r->ctl_l, 5000, r->seen_ctl) : -1;
+    int d = -1, ds = -1;
+    if (s < 0) {
+        snprintf(r->why, sizeof r->why, "the IPv6 control connection did not reach the server");
+        goto out;
+    }
+    tu_write_all(s, "220 hi\r\n", 8);
+    if (!read_line(c, line, sizeof line) || strncmp(line, "220", 3) != 0)
+        goto out;
+    tu_write_all(c, "EPSV\r\n", 6);
+    if (!read_line(s, line, sizeof line) || strncmp(line, "EPSV", 4) != 0) {
+        snprintf(r->why, sizeof r->why, "server got \"%s\"", line);
+        goto out;
+    }
+    snprintf(line, sizeof line, "229 Entering Extended Passive Mode (|||%u|)\r\n", r->data_port);
+    tu_write_all(s, line, strlen(line));
+    unsigned p = 0;
+    if (!read_line(c, line, sizeof line) || strncmp(line, "229", 3) != 0 || strstr(line, "(|||") == NULL ||
+        sscanf(strstr(line, "(|||"), "(|||%u|)", &p) != 1) {
+        snprintf(r->why, sizeof r->why, "client got \"%s\"", line);
+        goto out;
+    }
+    d = connect6_in(r->g->topo.client_fd, S6, (uint16_t)p);
+    ds = d >= 0 ? accept6_within(r->data_l, 5000, r->seen_data) : -1;
+    if (ds < 0) {
+        snprintf(r->why, sizeof r->why, "the IPv6 data connection did not reach the server");
+        goto out;
+    }
+    tu_write_all(ds, "payload", 7);
+    close(ds);
+    ds = -1;
+    ssize_t n = recv(d, r->got, sizeof r->got - 1, MSG_WAITALL);
+    r->got[n > 0 ? n : 0] = '\0';
+out:
+    if (ds >= 0)
+        close(ds);
+    if (d >= 0)
+        close(d);
+    if (s >= 0)
+        close(s);
+    if (c >= 0)
+        close(c);
+    r->done = 1;
+    return NULL;
+}
+
+/* A transparent FTP session over IPv6 (EPSV): the control connection is intercepted by fwx's
+   IPv6 listener, the data connection is a kernel permission element of the IPv6 set, and the
+   nat relationship masquerades it. */
+START_TEST(intercept_ftp_epsv_ipv6)
+{
+    const char *plugin = getenv("FWX_FTP_PLUGIN");
+    ck_assert_msg(plugin != NULL && access(plugin, R_OK) == 0, "FWX_FTP_PLUGIN names no readable FTP plugin");
+    gw g;
+    memset(&g, 0, sizeof g);
+    tn_up(&g.topo);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " C6 "/64 dev eth0 nodad", g.topo.client), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_IN "/64 dev cl0 nodad", g.topo.gateway), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_OUT "/64 dev sv0 nodad", g.topo.gateway), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " S6 "/64 dev eth0 nodad", g.topo.server), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_IN, g.topo.client), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_OUT, g.topo.server), 0);
+    ck_assert_int_eq(tn_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.forwarding=1", g.topo.gateway), 0);
+    tn_enter(g.topo.gateway_fd);
+    ck_assert_int_eq(uv_loop_init(&g.loop), 0);
+    static struct sockaddr_storage local[4];
+    local[0] = tu_addr(TN_GW_IN);
+    local[1] = tu_addr(TN_GW_OUT);
+    local[2] = tu_addr(G6_IN);
+    local[3] = tu_addr(G6_OUT);
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    snprintf(g.name, sizeof g.name, "f6%ld", (long)getpid());
+    o.name = g.name;
+    o.local_addresses = local;
+    o.n_local_addresses = 4;
+    o.log = tu_log_capture;
+    o.log_level = FWX_LOG_DEBUG;
+    TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
+    tu_log_reset();
+    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, plugin, NULL), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_policy(g.fw, policy_of(policy_ftp6)), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+
+    ftp6 r;
+    memset(&r, 0, sizeof r);
+    r.g = &g;
+    r.ctl_l = listen6_in(g.topo.server_fd, "::", 21, NULL);
+    r.data_l = listen6_in(g.topo.server_fd, "::", 0, &r.data_port);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, ftp6_peers, &r), 0);
+    uint64_t t0 = tn_now_ms();
+    while (!r.done && tn_now_ms() - t0 < 20000)
+        uv_run(&g.loop, UV_RUN_NOWAIT), usleep(1000);
+    pthread_join(th, NULL);
+    ck_assert_msg(r.why[0] == '\0', "IPv6 EPSV: %s", r.why);
+    ck_assert_str_eq(r.seen_ctl, G6_OUT);  /* intercepted: fwx dialled from the gateway */
+    ck_assert_str_eq(r.got, "payload");
+    ck_assert_str_eq(r.seen_data, G6_OUT); /* the kernel's masquerade */
+    /* the kernel carried it: its conntrack NEW made it the core's kernel-mode connection */
+    for (int i = 0; i < 100 && tu_log_count("opened through permission", "(kernel mode)") == 0; i++)
+        tu_loop_run_for(&g.loop, 20);
+    ck_assert_int_eq(tu_log_count("opened through permission", "(kernel mode)"), 1);
+    close(r.ctl_l);
+    close(r.data_l);
+    gw_close(&g);
+}
+END_TEST
+
 static Suite *gateway_suite(void)
 {
     Suite *s = suite_create("nft gateway");
@@ -662,6 +847,7 @@ static Suite *gateway_suite(void)
         {"published ftp EPSV", published_ftp_epsv},
         {"published ftp PORT", published_ftp_port},
         {"published ftp EPRT", published_ftp_eprt},
+        {"intercept ftp EPSV ipv6", intercept_ftp_epsv_ipv6},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
