@@ -829,6 +829,95 @@ START_TEST(intercept_ftp_epsv_ipv6)
 }
 END_TEST
 
+/* A user-mode permission over IPv6 (FWX_FLAG_NO_KERNEL_MODE): the flow is redirected by the
+   user6 set into fwx's IPv6 listener, admitted through the core, and relayed from the gateway. */
+typedef struct flow6 {
+    gw *g;
+    int lfd, ok;
+    uint16_t port;
+    char seen[INET6_ADDRSTRLEN];
+    volatile int done;
+} flow6;
+
+static void *flow6_run(void *arg)
+{
+    flow6 *f = arg;
+    int c = connect6_in(f->g->topo.client_fd, S6, f->port);
+    int a = c >= 0 ? accept6_within(f->lfd, 5000, f->seen) : -1;
+    char buf[8];
+    if (a >= 0) {
+        f->ok = tu_write_all(c, "hello", 5) == 0 && recv(a, buf, 5, MSG_WAITALL) == 5 && memcmp(buf, "hello", 5) == 0;
+        close(a);
+    }
+    if (c >= 0)
+        close(c);
+    f->done = 1;
+    return NULL;
+}
+
+START_TEST(user_mode_permission_ipv6)
+{
+    gw g;
+    memset(&g, 0, sizeof g);
+    tn_up(&g.topo);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " C6 "/64 dev eth0 nodad", g.topo.client), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_IN "/64 dev cl0 nodad", g.topo.gateway), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_OUT "/64 dev sv0 nodad", g.topo.gateway), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " S6 "/64 dev eth0 nodad", g.topo.server), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_IN, g.topo.client), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_OUT, g.topo.server), 0);
+    ck_assert_int_eq(tn_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.forwarding=1", g.topo.gateway), 0);
+    tn_enter(g.topo.gateway_fd);
+    ck_assert_int_eq(uv_loop_init(&g.loop), 0);
+    static struct sockaddr_storage local[2];
+    local[0] = tu_addr(G6_IN);
+    local[1] = tu_addr(G6_OUT);
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    snprintf(g.name, sizeof g.name, "u6%ld", (long)getpid());
+    o.name = g.name;
+    o.local_addresses = local;
+    o.n_local_addresses = 2;
+    o.log = tu_log_capture;
+    o.log_level = FWX_LOG_DEBUG;
+    TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
+    tu_log_reset();
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    flow6 f;
+    memset(&f, 0, sizeof f);
+    f.g = &g;
+    f.lfd = listen6_in(g.topo.server_fd, "::", 0, &f.port);
+    struct sockaddr_storage c = tu_addr(C6), srv = tu_addr("[" S6 "]:21");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL,
+                                0, 0, NULL};
+    IFWXConnection *ctl = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+    char t[64];
+    snprintf(t, sizeof t, "[" S6 "]:%u", f.port);
+    struct sockaddr_storage tgt = tu_addr(t);
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(tgt), tu_len(&tgt), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_NO_KERNEL_MODE, &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
+                 FWX_S_OK);
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, flow6_run, &f), 0);
+    uint64_t t0 = tn_now_ms();
+    while (!f.done && tn_now_ms() - t0 < 15000)
+        tu_loop_run_for(&g.loop, 10);
+    pthread_join(th, NULL);
+    ck_assert_msg(f.ok, "the user-mode IPv6 permission did not carry data");
+    ck_assert_str_eq(f.seen, G6_OUT); /* relayed by fwx from the gateway */
+    ck_assert_int_eq(tu_log_count("opened through permission", "(user mode)"), 1);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    close(f.lfd);
+    gw_close(&g);
+}
+END_TEST
+
 static Suite *gateway_suite(void)
 {
     Suite *s = suite_create("nft gateway");
@@ -848,6 +937,7 @@ static Suite *gateway_suite(void)
         {"published ftp PORT", published_ftp_port},
         {"published ftp EPRT", published_ftp_eprt},
         {"intercept ftp EPSV ipv6", intercept_ftp_epsv_ipv6},
+        {"user mode permission ipv6", user_mode_permission_ipv6},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
