@@ -99,6 +99,13 @@ typedef struct kflow {
 
 #define NSTATE_MAGIC 0x6e667478u /* "nftx" */
 
+/* The nft backend's state of a firewall, or NULL (another backend, or none). */
+static nstate *state_of(fwx_firewall *fw)
+{
+    nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
+    return st != NULL && st->magic == NSTATE_MAGIC ? st : NULL;
+}
+
 /* ---- small helpers ----------------------------------------------------------------------- */
 
 /* A growing command buffer; a failed allocation is remembered and reported once. */
@@ -212,18 +219,12 @@ static nelem *elem_push(nelem **el, size_t *n, size_t *cap)
     return e;
 }
 
-/* The grant the core holds under this id (for the session's peers), or NULL. */
-static fwx__grant *core_grant(fwx_firewall *fw, uint64_t id)
+/* The core's grant behind the one grant_add was handed (its session's peers, its IP filter):
+   the registry marks the grant being added, so this is O(1); NULL for a grant the core did not
+   hand over (a test driving the backend directly). */
+static fwx__grant *core_grant(fwx_firewall *fw, const fwx_grant *g)
 {
-    for (fwx__list *sn = fw->sessions.next; sn != &fw->sessions; sn = sn->next) {
-        fwx__session *s = fwx__list_entry(sn, fwx__session, node);
-        for (fwx__list *gn = s->grants.next; gn != &s->grants; gn = gn->next) {
-            fwx__grant *g = fwx__list_entry(gn, fwx__grant, session_node);
-            if (g->pub.id == id)
-                return g;
-        }
-    }
-    return NULL;
+    return fw->grant_adding == g ? fwx__container_of(g, fwx__grant, pub) : NULL;
 }
 
 /* Is a gateway port free for a DNAT? A local socket on it would be shadowed. */
@@ -327,7 +328,7 @@ static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway
     return hr;
 }
 
-static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
+static fwx_result port_elems(nstate *st, const fwx_grant *g, const fwx__grant *cg, elems *es)
 {
     const struct sockaddr *gw = (const struct sockaddr *)&g->gateway, *to = (const struct sockaddr *)&g->target;
     char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam;
@@ -360,7 +361,6 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
     /* A UDP bound port carries datagrams to the client only, unless BIDIRECTIONAL (as the
        proxy backend); a redirect port is a connection both ways. */
     bool oneway = g->kind == FWX_GRANT_BINDING && g->protocol == FWX_PROTOCOL_UDP && !(g->flags & FWX_FLAG_BIDIRECTIONAL);
-    fwx__grant *cg = core_grant(st->fw, g->id);
     if (g->kind == FWX_GRANT_REDIRECT) {
         fwx_result hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&g->client, fam, dst, proto, tport);
         if (hr == FWX_S_FALSE)
@@ -901,8 +901,8 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
 
 bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, struct sockaddr_storage *target)
 {
-    nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
-    if (st == NULL || st->magic != NSTATE_MAGIC)
+    nstate *st = state_of(fw);
+    if (st == NULL)
         return false;
     for (size_t i = 0; i < st->n; i++) {
         const fwx_grant *g = &st->grants[i].g;
@@ -928,7 +928,7 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
         return FWX_E_INVALIDARG;
     /* An IP filter (who may use a bound or redirect port) has no kernel form here: such a grant
        takes the user-mode path, where the core applies the filter at each admission. */
-    const fwx__grant *cg = g->kind == FWX_GRANT_PERMISSION ? NULL : core_grant(st->fw, g->id);
+    const fwx__grant *cg = core_grant(st->fw, g);
     bool ipfilter = cg != NULL && cg->ipfilter != NULL;
     if (!g->kernel_mode || ipfilter) {
         if (ipfilter && g->kernel_mode)
@@ -951,7 +951,7 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
         break;
     case FWX_GRANT_BINDING:
     case FWX_GRANT_REDIRECT:
-        hr = port_elems(st, g, &es);
+        hr = port_elems(st, g, cg, &es);
         break;
     default:
         /* A client's own bind (RetroactiveAllowBind): later work; the core keeps enforcing it. */
@@ -1263,12 +1263,6 @@ static fwx_result n_list(void *state, fwx_backend_list_cb cb, void *arg)
     return FWX_S_OK;
 }
 
-static nstate *state_of(fwx_firewall *fw)
-{
-    nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
-    return st != NULL && st->magic == NSTATE_MAGIC ? st : NULL;
-}
-
 fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit)
 {
     nstate *st = state_of(fw);
@@ -1358,20 +1352,21 @@ fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirec
     if (spec->handle != NULL)
         st->rh = spec->handle;
     st->slot = (int)spec->slot;
-    char pg[FWX_GUID_STRLEN];
+    char pg[FWX_GUID_STRLEN] = "none";
+    uint32_t bit;
+    const fwx_redirect_handle *me = fwx__nft_identity(fw, &bit);
+    if (me != NULL)
+        fwx_guid_format(fwx_redirect_handle_provider(me), pg);
     NLOG(st, FWX_LOG_INFO, "local redirection: tcp ports %u-%u%s%s into fwx (slot %u, provider %s)",
          (unsigned)spec->port_min, (unsigned)spec->port_max, spec->uid >= 0 ? ", one user" : "",
-         spec->cgroup != NULL ? ", one cgroup" : "", (unsigned)spec->slot,
-         fwx__nft_identity(fw, &(uint32_t){0}) != NULL
-             ? fwx_guid_format(fwx_redirect_handle_provider(fwx__nft_identity(fw, &(uint32_t){0})), pg)
-             : "none");
+         spec->cgroup != NULL ? ", one cgroup" : "", (unsigned)spec->slot, pg);
     return FWX_S_OK;
 }
 
 const fwx__nft_features *fwx__nft_features_of(fwx_firewall *fw)
 {
-    nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
-    return st != NULL && st->magic == NSTATE_MAGIC ? &st->feat : NULL;
+    nstate *st = state_of(fw);
+    return st != NULL ? &st->feat : NULL;
 }
 
 const fwx_backend fwx__nft_backend = {

@@ -132,7 +132,7 @@ bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a);
 #define FWX__NFT_SLOT_MARK(slots) FWX__REDIRECT_SLOT_MARK(slots)
 
 /* The mark (SO_MARK) of fwx's own outbound sockets; interception skips it. */
-#define FWX__NFT_OWN_MARK 0x10000000u
+#define FWX__NFT_OWN_MARK FWX__REDIRECT_MARK /* the same bit: a redirected flow's outbound socket */
 
 extern const fwx_backend fwx__nft_backend;
 
