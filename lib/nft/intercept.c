@@ -218,16 +218,20 @@ static fwx_result redirect_record(irelay *r, const struct sockaddr_storage *peer
     const struct sockaddr *p = (const struct sockaddr *)peer, *o = (const struct sockaddr *)orig;
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
     uint32_t in_slots = 0, my_slot = 0;
+    fwx_redirect_handle *h = fwx__nft_identity(fw, &my_slot);
     fwx_redirect_record *rec = fwx__registry_get(fwx__sa_port(p), o, &in_slots);
     bool from_registry = rec != NULL;
     if (rec == NULL) {
-        fwx_redirect_app app;
+        fwx_redirect_app app = {sizeof app, 0, FWX_REDIRECT_UID_UNKNOWN, 0, 0, NULL};
         char cg[FWX_REDIRECT_CGROUP_PATH_MAX + 1];
-        (void)fwx__nft_local_app(p, o, &app, cg, sizeof cg);
+        /* A local process's connection reaches this listener only through this instance's
+           local redirection (a slot); without one every flow is forwarded, and the lookup
+           (sock_diag, then /proc) is not made on that path. */
+        if (my_slot != 0)
+            (void)fwx__nft_local_app(p, o, &app, cg, sizeof cg);
         if (FWX_FAILED(fwx_redirect_record_new(o, fwx__sa_len(o), &app, &rec)))
             return FWX_S_OK; /* out of memory: the flow goes on without a record */
     }
-    fwx_redirect_handle *h = fwx__nft_identity(fw, &my_slot);
     fwx_redirect_app app;
     memset(&app, 0, sizeof app);
     app.struct_size = sizeof app;
