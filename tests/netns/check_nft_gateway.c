@@ -36,13 +36,6 @@ typedef struct gw {
     char name[64];
 } gw;
 
-static void log_print(void *arg, fwx_log_level level, const char *msg)
-{
-    (void)arg;
-    if (getenv("FWX_TEST_LOG"))
-        fprintf(stderr, "[%d] %s\n", (int)level, msg);
-}
-
 static fwx_policy *policy_of(const char *text)
 {
     fwx_policy *p = NULL;
@@ -58,34 +51,68 @@ static fwx_policy *policy_of(const char *text)
 static void set_policy(gw *g, const char *text)
 {
     TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(text)), FWX_S_OK);
-#if FWX_BACKEND_VERSION < 2
-    TU_EXPECT_HR(fwx__nft_policy_changed(fwx_firewall_backend_state(g->fw), g->fw->policy), FWX_S_OK);
-#endif
 }
 
-static void gw_open(gw *g, const char *policy)
+#define C6 "fd99:1::2"
+#define G6_IN "fd99:1::1"
+#define G6_OUT "fd99:2::1"
+#define S6 "fd99:2::2"
+
+/* IPv6 beside the topology's IPv4: ULA addresses inside the namespaces only. */
+static void topo_add_ipv6(const tn_topo *t)
+{
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " C6 "/64 dev eth0 nodad", t->client), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_IN "/64 dev cl0 nodad", t->gateway), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_OUT "/64 dev sv0 nodad", t->gateway), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " S6 "/64 dev eth0 nodad", t->server), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_IN, t->client), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_OUT, t->server), 0);
+    ck_assert_int_eq(tn_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.forwarding=1", t->gateway), 0);
+}
+
+/* The topology (IPv6 too when asked), the test thread in the gateway namespace, a firewall
+   with the gateway's addresses, the plugin loaded (if any), the policy set (if any: the
+   backend compiles the one it finds at open), then the nft backend. */
+static void gw_start(gw *g, bool ipv6, const char *plugin, const char *policy)
 {
     memset(g, 0, sizeof *g);
+    tu_log_reset();
     tn_up(&g->topo);
+    if (ipv6)
+        topo_add_ipv6(&g->topo);
     tn_enter(g->topo.gateway_fd);
     ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local[2];
+    static struct sockaddr_storage local[4];
     local[0] = tu_addr(TN_GW_IN);
     local[1] = tu_addr(TN_GW_OUT);
+    local[2] = tu_addr(G6_IN);
+    local[3] = tu_addr(G6_OUT);
     snprintf(g->name, sizeof g->name, "g%ld", (long)getpid());
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
     o.name = g->name;
     o.local_addresses = local;
-    o.n_local_addresses = 2;
+    o.n_local_addresses = ipv6 ? 4 : 2;
     o.port_min = 40000;
     o.port_max = 40999;
     o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
     TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
-    /* The policy first: the backend compiles the one it finds at open. */
-    TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(policy)), FWX_S_OK);
+    if (plugin != NULL)
+        TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, plugin, NULL), FWX_S_OK);
+    if (policy != NULL)
+        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(policy)), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
+}
+
+static void gw_open(gw *g, const char *policy) { gw_start(g, false, NULL, policy); }
+
+/* The real FTP plugin: meson sets FWX_FTP_PLUGIN; a run without it must not pass as if tested. */
+static const char *ftp_plugin(void)
+{
+    const char *plugin = getenv("FWX_FTP_PLUGIN");
+    ck_assert_msg(plugin != NULL && access(plugin, R_OK) == 0, "FWX_FTP_PLUGIN names no readable FTP plugin");
+    return plugin;
 }
 
 static void gw_close(gw *g)
@@ -555,31 +582,8 @@ static const char *policy_ftp_published =
    element). */
 static void ftp_through_kernel(ftp_mode mode, bool published)
 {
-    const char *plugin = getenv("FWX_FTP_PLUGIN");
-    /* meson sets it; a run without it must not pass as if tested */
-    ck_assert_msg(plugin != NULL && access(plugin, R_OK) == 0, "FWX_FTP_PLUGIN names no readable FTP plugin");
     gw g;
-    memset(&g, 0, sizeof g);
-    tn_up(&g.topo);
-    tn_enter(g.topo.gateway_fd);
-    ck_assert_int_eq(uv_loop_init(&g.loop), 0);
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
-    fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    snprintf(g.name, sizeof g.name, "f%ld", (long)getpid());
-    o.name = g.name;
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
-    o.port_min = 40000;
-    o.port_max = 40999;
-    o.log = log_print;
-    o.log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, plugin, NULL), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_set_policy(g.fw, policy_of(published ? policy_ftp_published : policy_ftp)), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    gw_start(&g, false, ftp_plugin(), published ? policy_ftp_published : policy_ftp);
 
     ftp_run r;
     memset(&r, 0, sizeof r);
@@ -645,11 +649,6 @@ START_TEST(published_ftp_eprt) { ftp_through_kernel(M_EPRT, true); }
 END_TEST
 
 /* ---- IPv6: the same interception (fwx's IPv6 listener, IP6T_SO_ORIGINAL_DST) ----------------- */
-
-#define C6 "fd99:1::2"
-#define G6_IN "fd99:1::1"
-#define G6_OUT "fd99:2::1"
-#define S6 "fd99:2::2"
 
 static const char *policy_ftp6 =
     "networks = { internal = { ranges = [ \"10.99.1.0/24\", \"fd99:1::/64\" ]; }; };\n"
@@ -771,38 +770,8 @@ out:
    nat relationship masquerades it. */
 START_TEST(intercept_ftp_epsv_ipv6)
 {
-    const char *plugin = getenv("FWX_FTP_PLUGIN");
-    ck_assert_msg(plugin != NULL && access(plugin, R_OK) == 0, "FWX_FTP_PLUGIN names no readable FTP plugin");
     gw g;
-    memset(&g, 0, sizeof g);
-    tn_up(&g.topo);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " C6 "/64 dev eth0 nodad", g.topo.client), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_IN "/64 dev cl0 nodad", g.topo.gateway), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_OUT "/64 dev sv0 nodad", g.topo.gateway), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " S6 "/64 dev eth0 nodad", g.topo.server), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_IN, g.topo.client), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_OUT, g.topo.server), 0);
-    ck_assert_int_eq(tn_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.forwarding=1", g.topo.gateway), 0);
-    tn_enter(g.topo.gateway_fd);
-    ck_assert_int_eq(uv_loop_init(&g.loop), 0);
-    static struct sockaddr_storage local[4];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
-    local[2] = tu_addr(G6_IN);
-    local[3] = tu_addr(G6_OUT);
-    fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    snprintf(g.name, sizeof g.name, "f6%ld", (long)getpid());
-    o.name = g.name;
-    o.local_addresses = local;
-    o.n_local_addresses = 4;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
-    tu_log_reset();
-    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, plugin, NULL), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_set_policy(g.fw, policy_of(policy_ftp6)), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    gw_start(&g, true, ftp_plugin(), policy_ftp6);
 
     ftp6 r;
     memset(&r, 0, sizeof r);
@@ -858,31 +827,7 @@ static void *flow6_run(void *arg)
 START_TEST(user_mode_permission_ipv6)
 {
     gw g;
-    memset(&g, 0, sizeof g);
-    tn_up(&g.topo);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " C6 "/64 dev eth0 nodad", g.topo.client), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_IN "/64 dev cl0 nodad", g.topo.gateway), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_OUT "/64 dev sv0 nodad", g.topo.gateway), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " S6 "/64 dev eth0 nodad", g.topo.server), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_IN, g.topo.client), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_OUT, g.topo.server), 0);
-    ck_assert_int_eq(tn_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.forwarding=1", g.topo.gateway), 0);
-    tn_enter(g.topo.gateway_fd);
-    ck_assert_int_eq(uv_loop_init(&g.loop), 0);
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr(G6_IN);
-    local[1] = tu_addr(G6_OUT);
-    fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    snprintf(g.name, sizeof g.name, "u6%ld", (long)getpid());
-    o.name = g.name;
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
-    tu_log_reset();
-    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    gw_start(&g, true, NULL, NULL);
     flow6 f;
     memset(&f, 0, sizeof f);
     f.g = &g;
