@@ -1025,7 +1025,6 @@ rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "
         """Waits (bounded) until every session opened since `off` has ended and the kernel has
         destroyed every data flow that began since `ct_off`; returns the gateway's lines."""
         deadline = time.monotonic() + timeout
-        last_reap = 0.0
         while True:
             lines = self.lines_since(off)
             opened = sum(1 for l in lines if re.search(r"session \S+: opened", l))
@@ -1034,19 +1033,6 @@ rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "
             if (ended >= opened and not live) or time.monotonic() >= deadline or self.proc.poll() is not None:
                 time.sleep(0.1)   # the closed line of the last DESTROY
                 return self.lines_since(off)
-            if live and ended >= opened and NETNS is not None and time.monotonic() - last_reap > 0.3:
-                # fwx ends a data connection when its flow reaches TIME_WAIT (with the counters
-                # it reads from the entry) and leaves the entry to conntrack, whose DESTROY, the
-                # independent count this check compares, would come only after TIME_WAIT and
-                # the garbage collector (seconds). With every session over, the harness deletes
-                # the lingering data-flow entries itself: their DESTROY carries the final
-                # counters at once.
-                for o, _r, _do, _dr in live:
-                    subprocess.run(["ip", "netns", "exec", NETNS.names["gw"], "conntrack", "-D", "-p", "tcp",
-                                    "--orig-src", o["src"], "--orig-dst", o["dst"], "--orig-port-src",
-                                    str(o["sport"]), "--orig-port-dst", str(o["dport"])],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=5)
-                last_reap = time.monotonic()
             time.sleep(0.05)
 
 
