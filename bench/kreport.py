@@ -5,8 +5,12 @@ usage: kreport.py RESULTS.tsv NOTES.txt "run description" "tool versions" [ELEME
 RESULTS.tsv lines: row <TAB> metric <TAB> value (one line per round for per-round metrics).
 SPDX-License-Identifier: MIT
 """
-import statistics
+import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402  the results file and number helpers run.sh's report uses
+from report import floats, load, num, text  # noqa: E402,F401
 
 TP_ROWS = ["routed", "kernel-nat", "kernel-nat-ct", "fwx-kernel"]
 FTP_ROWS = ["direct", "kernel-ftp-helper", "fwx-ftp-kernel"]
@@ -25,42 +29,9 @@ BASELINE = {"user-ftp": "user-relay", "user-ftp-nodata": "user-relay", "kernel-f
             "kernel-ftp-nodata": "kernel-relay"}
 
 
-def load(path):
-    r = {}
-    with open(path) as f:
-        for line in f:
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) == 3:
-                r.setdefault(parts[0], {}).setdefault(parts[1], []).append(parts[2])
-    return r
-
-
-def floats(r, row, key):
-    out = []
-    for v in r.get(row, {}).get(key, []):
-        try:
-            out.append(float(v))
-        except ValueError:
-            pass
-    return out
-
-
-def num(r, row, key):
-    v = floats(r, row, key)
-    return statistics.median(v) if v else None
-
-
-def text(r, row, key):
-    v = r.get(row, {}).get(key)
-    return v[0] if v else None
-
-
 def fmt(v, nd=2):
-    if v is None:
-        return "-"
-    if abs(v) >= 1000:
-        return f"{v:,.0f}"
-    return f"{v:.{nd}f}"
+    """report.fmt with two decimals by default (latencies, ratios)."""
+    return report.fmt(v, nd)
 
 
 def cell(r, row, key, nd):
