@@ -13,6 +13,19 @@
  * - **[any-thread]**: safe from any thread (reference counting only).
  * - **[init-only]**: only while the object is being set up (FilterInit, plugin entry init).
  *
+ * Handler-state tags, on the methods a filter implements, say in which state of its object
+ * the core calls them (in the manner of CLAP's `[active]`/`[!active]`), so a filter knows what
+ * it may rely on:
+ * - **[state: loaded]**: after `create_filter`, before FilterInit returned (FilterInit itself).
+ * - **[state: running]**: between a successful FilterInit and FilterShutdown: AttachToSession,
+ *   IFWXSessionFilter::FirewallEventHandler, data-filter methods.
+ * - **[state: attached]**: a session filter between AttachToSession and its Detach; after
+ *   Detach the core calls nothing on it but Release.
+ * - **[state: shutting-down]**: FilterShutdown: the core withdrew the plugin's grants before the
+ *   call and detaches its session filters after it; no new session is offered.
+ * - **[state: any]**: reference counting (QueryInterface, AddRef, Release), which the core may
+ *   call in any state, up to the last Release.
+ *
  * @page results Result codes
  * Every fallible call returns an ::fwx_result, a signed 32-bit code in the HRESULT layout:
  * negative means failure, 0 is `FWX_S_OK`, 1 is `FWX_S_FALSE` ("false, but not an error").
@@ -23,6 +36,8 @@
  */
 #ifndef FWX_COMMON_H
 #define FWX_COMMON_H
+
+#include <fwx/version.h>
 
 #include <stddef.h>
 #include <stdint.h>
@@ -179,6 +194,22 @@ FWX_API char *fwx_guid_format(const fwx_guid *g, char out[FWX_GUID_STRLEN]);
  * @return `FWX_S_OK`, or `FWX_E_INVALIDARG` if @p text is not exactly one GUID (or is NULL).
  */
 FWX_API fwx_result fwx_guid_parse(const char *text, fwx_guid *out);
+
+/**
+ * @brief The version of the library running, as ::FWX_VERSION_HEX is of the headers. [any-thread]
+ * A program can refuse to run with a library older than what it needs:
+ * `if (fwx_version() < FWX_VERSION_HEX) ...` (see @ref versions).
+ * @return `(MAJOR << 16) | (MINOR << 8) | PATCH`.
+ * @since 1.1
+ */
+FWX_API unsigned fwx_version(void);
+
+/**
+ * @brief The version of the library running, as text ("1.1.0"). [any-thread]
+ * @return a static string; never NULL.
+ * @since 1.1
+ */
+FWX_API const char *fwx_version_string(void);
 
 #ifdef __cplusplus
 }

@@ -19,12 +19,16 @@
  * - @ref backends : what steers sockets (fwx/backend.h)
  * - @ref redirect_api : redirect handles, records and states across cooperating proxies
  *   (fwx/redirect.h; the guide is @ref redirect "doc/redirect.md")
- * - @ref results, @ref threading : result codes and thread tags (fwx/common.h)
+ * - @ref logging : log levels, structured fields, the host's record sink (fwx/log.h) and
+ *   ::IFWXHostLog, through which plugins log (fwx/sdk.h)
+ * - @ref versions : one version for the library, its SONAME and the plugin ABI (fwx/version.h)
+ * - @ref results, @ref threading : result codes, thread and handler-state tags (fwx/common.h)
  */
 #ifndef FWX_FWX_H
 #define FWX_FWX_H
 
 #include <fwx/common.h>
+#include <fwx/log.h>
 #include <fwx/sdk.h>
 #include <fwx/plugin.h>
 #include <fwx/host.h>

@@ -49,16 +49,7 @@ typedef struct fwx_plugin fwx_plugin;
 /** A loaded policy. */
 typedef struct fwx_policy fwx_policy;
 
-/** Log levels. */
-typedef enum fwx_log_level {
-    FWX_LOG_ERROR = 0, /**< something failed */
-    FWX_LOG_WARN = 1,  /**< refused input, degraded service */
-    FWX_LOG_INFO = 2,  /**< session and connection events */
-    FWX_LOG_DEBUG = 3, /**< everything */
-    /** @cond */
-    FWX__LOG_FORCE_32 = 0x7FFFFFFF
-    /** @endcond */
-} fwx_log_level;
+/* fwx_log_level is in fwx/log.h (plugins log too). */
 
 /**
  * Receives one log line (no trailing newline), such as
@@ -100,7 +91,8 @@ typedef struct fwx_firewall_options {
     uint32_t max_ports;
     /** Open sessions in all. Default 100000. */
     uint32_t max_sessions;
-    /** Where log lines go; NULL for stderr. */
+    /** Where log lines go; NULL for stderr. fwx_firewall_set_log_sink() (fwx/log.h) replaces it
+        with a sink that receives each line's fields too. */
     fwx_log_fn log;
     /** Passed to log. */
     void *log_arg;

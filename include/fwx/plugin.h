@@ -37,10 +37,13 @@
 extern "C" {
 #endif
 
-/** The ABI major version: changes when a released interface or struct changes incompatibly. */
-#define FWX_ABI_VERSION_MAJOR 1
-/** The ABI minor version: grows when something is appended. */
-#define FWX_ABI_VERSION_MINOR 0
+/**
+ * The ABI major version: changes when a released interface or struct changes incompatibly.
+ * It is the library's major version and SONAME (see @ref versions).
+ */
+#define FWX_ABI_VERSION_MAJOR FWX_VERSION_MAJOR
+/** The ABI minor version: grows when something is appended. It is the library's minor version. */
+#define FWX_ABI_VERSION_MINOR FWX_VERSION_MINOR
 /** The ABI version as one number: major in the high 16 bits, minor in the low 16. */
 #define FWX_ABI_VERSION ((uint32_t)((FWX_ABI_VERSION_MAJOR << 16) | FWX_ABI_VERSION_MINOR))
 /** The name of the exported entry symbol. */

@@ -32,6 +32,9 @@
 #define FWX_SDK_H
 
 #include <fwx/common.h>
+#include <fwx/log.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
 
@@ -1001,6 +1004,99 @@ static inline fwx_result IFWXFirewall_CreatePrivateSession(IFWXFirewall *This, c
                                                            IFWXSession **s)
 {
     return This->lpVtbl->CreatePrivateSession(This, c, cl, p, pl, u, s);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/** The interface id of ::IFWXHostLog. @since 1.1 */
+static const fwx_guid IID_IFWXHostLog = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x10, 0x01);
+/** ::IFWXHostLog (declared here: it follows IFWXFirewall, which hands it out). */
+typedef struct IFWXHostLog IFWXHostLog;
+
+/**
+ * @brief A plugin's way to log through the host. Implemented by the core. @since 1.1
+ *
+ * A plugin gets its own from the firewall it was given in FilterInit:
+ * @code
+ * IFWXHostLog *log = NULL;
+ * IFWXFirewall_QueryInterface(pIFWXFirewall, &IID_IFWXHostLog, (void **)&log);  // in FilterInit
+ * ...
+ * fwx_log_field f[] = { FWX_LOG_FIELD_STRING("command", "PORT") };
+ * IFWXHostLog_Logf(log, FWX_LOG_WARN, session, connection, f, 1, "refused: %s", why);
+ * ...
+ * IFWXHostLog_Release(log);                                                       // in FilterShutdown
+ * @endcode
+ * QueryInterface for IID_IFWXHostLog on IFWXFirewall gives a new reference (+1) to a log object
+ * bound to the plugin whose call is running (FilterInit, or any other call the core makes into
+ * the plugin), so every line names that plugin; asked outside any plugin call (by a host), the
+ * object logs as the core. It holds a reference on the firewall: release it in FilterShutdown,
+ * as the firewall itself. A host older than 1.1 answers FWX_E_NOINTERFACE: a plugin that wants
+ * to run there falls back to its own output.
+ *
+ * Each line goes to the host's sink (see @ref logging): a text sink gets
+ * `<plugin name>: <message>`; a record sink gets that text plus the fields, the core's first
+ * (`plugin`, and from @p pSession / @p pConnection: `session`, `client`, `connection`, `peer`)
+ * then the plugin's own. Rationale: a plugin that writes to stderr breaks a host's log format
+ * (one JSON object a line) and loses the host's levels and timestamps; a plugin that formats
+ * session and connection itself cannot give the host fields it can filter on.
+ */
+typedef struct IFWXHostLogVtbl {
+    FWX_IUNKNOWN_METHODS(IFWXHostLog);
+    /**
+     * Whether a line at @p Level would reach the sink now, so that a plugin can skip formatting
+     * debug lines. [loop-thread] [state: any]
+     * @return 1 if it would, 0 if not.
+     */
+    int32_t (*IsEnabled)(IFWXHostLog *This, fwx_log_level Level);
+    /**
+     * Logs one line. [loop-thread] [state: running]
+     * @param Level the line's level.
+     * @param pSession the session it is about, or NULL (borrowed). Must be the core's.
+     * @param pConnection the connection it is about, or NULL (borrowed). Must be the core's;
+     *        its session is used when @p pSession is NULL.
+     * @param Fields the plugin's own fields, or NULL (borrowed; see ::fwx_log_field for keys).
+     *        A key the core already set on this line (`session`, ...) is dropped.
+     * @param nFields number of entries in @p Fields (at most 32).
+     * @param Message the text, without a trailing newline (borrowed, UTF-8); cut at 1000 bytes.
+     * @return FWX_S_OK; FWX_S_FALSE when the level is filtered out (nothing was logged);
+     *         FWX_E_POINTER (@p Message NULL, or @p Fields NULL with @p nFields > 0);
+     *         FWX_E_INVALIDARG (a level out of range, a bad key or field type, more than 32
+     *         fields, a session or connection not the core's); FWX_E_TERMINATING when the
+     *         plugin has been unloaded (its lines would name a plugin that is gone).
+     */
+    fwx_result (*Log)(IFWXHostLog *This, fwx_log_level Level, IFWXSession *pSession, IFWXConnection *pConnection,
+                      const fwx_log_field *Fields, uint32_t nFields, const char *Message);
+} IFWXHostLogVtbl;
+/** The host's log, for a plugin. @since 1.1 */
+struct IFWXHostLog {
+    const IFWXHostLogVtbl *lpVtbl; /**< the method table */
+};
+FWX_IUNKNOWN_WRAPPERS(IFWXHostLog)
+/** Calls IFWXHostLogVtbl::IsEnabled. */
+static inline int32_t IFWXHostLog_IsEnabled(IFWXHostLog *This, fwx_log_level l) { return This->lpVtbl->IsEnabled(This, l); }
+/** Calls IFWXHostLogVtbl::Log. */
+static inline fwx_result IFWXHostLog_Log(IFWXHostLog *This, fwx_log_level l, IFWXSession *s, IFWXConnection *c,
+                                         const fwx_log_field *f, uint32_t n, const char *msg)
+{
+    return This->lpVtbl->Log(This, l, s, c, f, n, msg);
+}
+#if defined(__GNUC__)
+__attribute__((format(printf, 7, 8)))
+#endif
+/**
+ * Formats the message with vsnprintf (at most 1000 bytes, cut beyond) and calls
+ * IFWXHostLogVtbl::Log. Skips the formatting when the level is filtered out (FWX_S_FALSE).
+ */
+static inline fwx_result IFWXHostLog_Logf(IFWXHostLog *This, fwx_log_level l, IFWXSession *s, IFWXConnection *c,
+                                          const fwx_log_field *f, uint32_t n, const char *fmt, ...)
+{
+    char msg[1001];
+    va_list ap;
+    if (!This->lpVtbl->IsEnabled(This, l))
+        return FWX_S_FALSE;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return This->lpVtbl->Log(This, l, s, c, f, n, msg);
 }
 
 /* ---------------------------------------------------------------------------------------- */

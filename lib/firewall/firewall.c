@@ -4,6 +4,7 @@
  */
 #include "firewall/internal.h"
 #include "objects/objects.h"
+#include "util/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,16 +31,7 @@ void fwx_firewall_options_init(fwx_firewall_options *o)
 
 static void vlog(fwx_firewall *fw, fwx_log_level level, const char *fmt, va_list ap)
 {
-    char line[1024];
-    int n = snprintf(line, sizeof line, "fwx: ");
-    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    if (fw == NULL || fw->opts.log == NULL) {
-        if (fw == NULL || level <= fw->opts.log_level)
-            fprintf(stderr, "%s\n", line);
-        return;
-    }
-    if (level <= fw->opts.log_level)
-        fw->opts.log(fw->opts.log_arg, level, line);
+    fwx__logv(fw, level, NULL, fmt, ap); /* lib/util/log.c: to the host's sink, with fields */
 }
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -336,6 +328,8 @@ static fwx_result fw_QueryInterface(IFWXFirewall *This, const fwx_guid *riid, vo
         *ppv = This;
         return FWX_S_OK;
     }
+    if (riid != NULL && fwx_guid_equal(riid, &IID_IFWXHostLog))
+        return fwx__hostlog_new(fw_from(This), (IFWXHostLog **)ppv); /* lib/plugin/hostlog.c */
     *ppv = NULL;
     return FWX_E_NOINTERFACE;
 }

@@ -96,6 +96,8 @@ struct fwx_firewall {
     size_t n_published;
     struct fwx_redirect_handle *redirect_handles; /* uthash on the provider GUID (lib/redirect) */
     struct fwx_redirect_handle *redirect_identity; /* the firewall's own (fwx_firewall_redirect_identity) */
+    fwx_log_sink_fn log_sink; /* fwx_firewall_set_log_sink (lib/util/log.c), NULL: opts.log */
+    void *log_sink_arg;
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -239,6 +241,7 @@ struct fwx__conn {
     bool has_server;
     uint32_t in_event; /* the event whose handler runs now, 0 outside handlers */
     bool denied;
+    char rule[64];   /* the policy rule that allowed it ("" for none or the default), for logs */
     fwx__dfentry *dfs;
     size_t n_dfs;
     IFWXIpFilter *ipfilter;
