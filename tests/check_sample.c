@@ -260,7 +260,7 @@ START_TEST(test_refcounts)
     IFWXFirewall *ifw = fwx_firewall_iface(fw);
     TU_EXPECT_REF(ifw, 1);
     fwx_plugin *p = load_sample(fw);
-    TU_EXPECT_REF(ifw, 2); /* the filter's, from FilterInit */
+    TU_EXPECT_REF(ifw, 3); /* the filter's, from FilterInit, and its IFWXHostLog's */
 
     IFWXSession *s = session_open(fw, fwxSourceNAT, "10.0.0.8");
     TU_EXPECT_REF(s, 2);   /* ours and the firewall's list: nobody attached yet */
@@ -313,8 +313,9 @@ START_TEST(test_unload_detaches)
 }
 END_TEST
 
-/* Without FWX_CONN_LOGGER_FILE the lines go to stderr. */
-START_TEST(test_stderr_default)
+/* Without FWX_CONN_LOGGER_FILE the lines go through the host's log (IFWXHostLog), at info,
+   named after the plugin; nothing goes to stderr. */
+START_TEST(test_host_log_default)
 {
     tu_log_reset();
     ck_assert_int_eq(unsetenv("FWX_CONN_LOGGER_FILE"), 0);
@@ -342,15 +343,15 @@ START_TEST(test_stderr_default)
     ck_assert_int_ge(dup2(saved, STDERR_FILENO), 0);
     close(saved);
     tu_loop_close_clean(&loop);
-    expect_lines(log_path, (const char *const[]){
-                               "conn-logger: session 10.0.0.8: accept from 192.0.2.5:40000 (primary)",
-                               "conn-logger: session 10.0.0.8: connection ended (192.0.2.5:40000)",
-                               NULL,
-                           });
+    ck_assert_int_eq(tu_log_count("conn-logger: session 10.0.0.8: accept from 192.0.2.5:40000 (primary)", NULL), 1);
+    ck_assert_int_eq(tu_log_count("conn-logger: session 10.0.0.8: connection ended (192.0.2.5:40000)", NULL), 1);
+    ck_assert_int_eq(tu_log_count("were never released", NULL), 0);
+    expect_lines(log_path, (const char *const[]){NULL}); /* stderr stayed empty */
 }
 END_TEST
 
-/* A log file that cannot be opened refuses the plugin at init, and nothing stays loaded. */
+/* A log file that cannot be opened refuses the plugin at FilterInit, with a line through the
+   host's log saying which file and why, and nothing stays loaded. */
 START_TEST(test_bad_log_file)
 {
     tu_log_reset();
@@ -358,7 +359,8 @@ START_TEST(test_bad_log_file)
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     fw = firewall_new();
     TU_EXPECT_HR(fwx_firewall_load_plugin(fw, sample_path(), NULL), FWX_E_PLUGIN_INIT);
-    ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "init failed"));
+    ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "FilterInit failed"));
+    ck_assert_int_eq(tu_log_count("conn-logger: cannot open \"/nonexistent-fwx-dir/conn.log\"", NULL), 1);
     fwx_firewall_stats st;
     TU_EXPECT_HR(fwx_firewall_get_stats(fw, &st), FWX_S_OK);
     ck_assert_uint_eq(st.plugins, 0);
@@ -455,7 +457,7 @@ static Suite *sample_suite(void)
         {"terminating_unhooked", test_terminating_unhooked},
         {"refcounts", test_refcounts},
         {"unload_detaches", test_unload_detaches},
-        {"stderr_default", test_stderr_default},
+        {"host_log_default", test_host_log_default},
         {"bad_log_file", test_bad_log_file},
         {"two_firewalls", test_two_firewalls},
         {"policy_any_protocol", test_policy_any_protocol},

@@ -80,12 +80,6 @@ static struct {
 
 /* ---- logging ---------------------------------------------------------------------------- */
 
-static const char *level_name(fwx_log_level l)
-{
-    static const char *names[] = {"error", "warn", "info", "debug"};
-    return (unsigned)l < 4 ? names[l] : "info";
-}
-
 static void json_string(FILE *f, const char *s)
 {
     fputc('"', f);
@@ -101,24 +95,55 @@ static void json_string(FILE *f, const char *s)
     fputc('"', f);
 }
 
-static void log_line(void *arg, fwx_log_level level, const char *msg)
+#define TS_LEN 48
+
+static void timestamp(char ts[TS_LEN])
 {
-    (void)arg;
-    char ts[48];
     struct timespec now;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
-    strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
+    strftime(ts, TS_LEN, "%Y-%m-%dT%H:%M:%S", &tm);
     size_t n = strlen(ts);
-    snprintf(ts + n, sizeof ts - n, ".%03dZ", (int)((now.tv_nsec / 1000000) % 1000));
-    if (g.cfg.json_logs) {
-        fprintf(stdout, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, level_name(level));
-        json_string(stdout, msg);
-        fputs("}\n", stdout);
-    } else {
-        fprintf(stdout, "%s %-5s %s\n", ts, level_name(level), msg);
+    snprintf(ts + n, TS_LEN - n, ".%03dZ", (int)((now.tv_nsec / 1000000) % 1000));
+}
+
+/* One JSON object a line: ts, level, msg, then the record's fields (fwx/log.h), so that a
+   collector can filter on session, connection, client, peer, rule, plugin, bytes_in/out. */
+static void json_record(void *arg, const fwx_log_record *r)
+{
+    (void)arg;
+    char ts[TS_LEN];
+    timestamp(ts);
+    fprintf(stdout, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, fwx_log_level_name(r->level));
+    json_string(stdout, r->message);
+    for (uint32_t i = 0; i < r->n_fields; i++) {
+        const fwx_log_field *f = &r->fields[i];
+        fputc(',', stdout);
+        json_string(stdout, f->key);
+        fputc(':', stdout);
+        if (f->type == FWX_LOG_INT)
+            fprintf(stdout, "%lld", (long long)f->value.i);
+        else if (f->type == FWX_LOG_UINT)
+            fprintf(stdout, "%llu", (unsigned long long)f->value.u);
+        else
+            json_string(stdout, f->type == FWX_LOG_STRING && f->value.string ? f->value.string : "");
     }
+    fputs("}\n", stdout);
+    fflush(stdout);
+}
+
+static void log_line(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg;
+    if (g.cfg.json_logs) {
+        fwx_log_record r = {.struct_size = sizeof r, .level = level, .message = msg};
+        json_record(NULL, &r);
+        return;
+    }
+    char ts[TS_LEN];
+    timestamp(ts);
+    fprintf(stdout, "%s %-5s %s\n", ts, fwx_log_level_name(level), msg);
     fflush(stdout);
 }
 
@@ -681,6 +706,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fwx-gateway: cannot create the firewall\n");
         return 1;
     }
+    if (g.cfg.json_logs) /* before the plugins: their lines carry fields too */
+        fwx_firewall_set_log_sink(g.fw, json_record, NULL);
     int status = 0;
     for (int i = 0; i < g.cfg.n_plugins; i++) {
         char path[600];

@@ -9,6 +9,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "firewall/internal.h"
+#include "util/log.h"
 
 #include <stdlib.h>
 #include <sys/random.h>
@@ -1053,7 +1054,7 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
     fwx_result hr = fwx__conn_start(c, event, FWX_ALLOW, true, no_kernel);
     if (FWX_SUCCEEDED(hr)) {
         char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
-        fwx__log(s->fw, FWX_LOG_INFO, "connection %llu: %s -> %s opened through %s %llu (%s mode)",
+        fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s opened through %s %llu (%s mode)",
                  (unsigned long long)c->id, fwx__sa_fmt(src, a), fwx__sa_fmt(dst, b), gname, gid,
                  (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
         if (redirected)

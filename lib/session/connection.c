@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "firewall/internal.h"
+#include "util/log.h"
 
 #include <stdlib.h>
 
@@ -103,7 +104,8 @@ void fwx__conn_terminate(fwx__conn *c)
         IFWXIpFilter_Release(c->ipfilter);
         c->ipfilter = NULL;
     }
-    fwx__log(fw, FWX_LOG_INFO, "connection %llu: closed (%llu bytes from the client, %llu from the peer)",
+    fwx__log_at(fw, FWX_LOG_INFO, &(fwx__log_about){.conn = c, .bytes = true},
+                "connection %llu: closed (%llu bytes from the client, %llu from the peer)",
              (unsigned long long)c->id, (unsigned long long)c->bytes_in,
              (unsigned long long)(c->bytes_out + c->bytes_sent));
     fwx__list_remove(&c->node);
@@ -235,6 +237,7 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
     bool is_bind = p->event == fwx_Bind_Tcp || p->event == fwx_Bind_Udp;
     const fwx_guid *pg = &FWX_GUID_NULL;
     FwxFilterAccess access = FWX_PASS;
+    const char *rule = NULL;
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
     /* A client's own bind never fails (RetroactiveAllowBind approves it later); everything
        else meets the policy first: T21, rules before filters. */
@@ -252,18 +255,22 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
         fwx__policy_decision d;
         fwx__policy_decide(fw->policy, &rq, &d);
         if (FWX_FAILED(d.result)) {
-            fwx__log(fw, FWX_LOG_INFO, "connection %s -> %s refused by %s%s%s: %s", fwx__sa_fmt(rq.source, a),
-                     fwx__sa_fmt(rq.destination, b), d.rule_name ? "rule \"" : "default rule",
-                     d.rule_name ? d.rule_name : "", d.rule_name ? "\"" : "", fwx_strerror(d.result));
+            fwx__log_at(fw, FWX_LOG_INFO, &(fwx__log_about){.session = s, .rule = d.rule_name ? d.rule_name : "default"},
+                        "connection %s -> %s refused by %s%s%s: %s", fwx__sa_fmt(rq.source, a),
+                        fwx__sa_fmt(rq.destination, b), d.rule_name ? "rule \"" : "default rule",
+                        d.rule_name ? d.rule_name : "", d.rule_name ? "\"" : "", fwx_strerror(d.result));
             return d.result;
         }
         if (d.protocol != NULL)
             pg = &d.protocol->guid;
         access = FWX_ALLOW;
+        rule = d.rule_name ? d.rule_name : "default";
     }
     fwx__conn *c = fwx__conn_new(s, p->protocol, p->event, pg);
     if (c == NULL)
         return FWX_E_OUTOFMEMORY;
+    if (rule != NULL) /* copied: a reload frees the policy the name lives in */
+        snprintf(c->rule, sizeof c->rule, "%s", rule);
     c->flags |= p->flags;
     c->ext_peer = peer;
     c->has_ext_peer = true;
@@ -286,19 +293,27 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
     }
     fwx_result hr = fwx__conn_start(c, p->event, access, false, false);
     if (FWX_FAILED(hr)) {
-        fwx__log(fw, FWX_LOG_INFO, "connection %llu: %s -> %s refused: %s", (unsigned long long)c->id,
-                 fwx__sa_fmt((struct sockaddr *)&s->client, a), fwx__sa_fmt((struct sockaddr *)&peer, b),
-                 fwx_strerror(hr));
+        /* Who connected to whom: an accepted connection comes from the peer to the gateway's
+           address; every other goes from the client (known by its IP) to the peer. */
+        char en[FWX__EVENT_NAME_LEN];
+        bool in = p->event == fwx_AcceptedConnection;
+        fwx__log_at(fw, FWX_LOG_INFO, &(fwx__log_about){.conn = c, .event = p->event},
+                    "connection %llu: %s %s -> %s refused: %s", (unsigned long long)c->id,
+                    fwx__event_name(p->event, en),
+                    in ? fwx__sa_fmt((struct sockaddr *)&peer, a) : fwx__sa_fmt_ip((struct sockaddr *)&s->client, a),
+                    in ? (p->external_local ? fwx__sa_fmt((struct sockaddr *)&local, b) : "?")
+                       : fwx__sa_fmt((struct sockaddr *)&peer, b),
+                    fwx_strerror(hr));
         IFWXConnection_Release(&c->iface);
         return hr;
     }
     if (p->event == fwx_AcceptedConnection)
-        fwx__log(fw, FWX_LOG_INFO, "connection %llu: %s -> %s accepted (%s mode)", (unsigned long long)c->id,
+        fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s accepted (%s mode)", (unsigned long long)c->id,
                  fwx__sa_fmt((struct sockaddr *)&peer, a),
                  p->external_local ? fwx__sa_fmt((struct sockaddr *)&local, b) : "?",
                  (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
     else
-        fwx__log(fw, FWX_LOG_INFO, "connection %llu: %s -> %s %s (%s mode)", (unsigned long long)c->id,
+        fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s %s (%s mode)", (unsigned long long)c->id,
                  fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), fwx__sa_fmt((struct sockaddr *)&peer, b),
                  is_bind ? "bound" : "opened", (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
     *out = &c->iface;

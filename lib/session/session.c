@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "firewall/internal.h"
+#include "util/log.h"
 
 #include <stdlib.h>
 
@@ -39,7 +40,7 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
     fwx__list_insert_tail(&fw->sessions, &s->node);
     fw->n_sessions++;
     char a[FWX__SA_STRLEN];
-    fwx__log(fw, FWX_LOG_INFO, "session %llu: opened for %s (%s%s)", (unsigned long long)s->id, fwx__sa_fmt_ip(client, a),
+    fwx__log_session(s, FWX_LOG_INFO, "session %llu: opened for %s (%s%s)", (unsigned long long)s->id, fwx__sa_fmt_ip(client, a),
              source == fwxSourceNAT ? "nat" : "explicit", (flags & FWX_SESSION_PRIVATE) ? ", private" : "");
     return s;
 }
@@ -246,14 +247,16 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
         fwx__current_plugin = saved;
         if (c != NULL)
             c->in_event = saved_event;
+        char en[FWX__EVENT_NAME_LEN];
+        fwx__log_about about = {.plugin = p, .session = s, .conn = c, .event = ev->EventType};
         if (FWX_FAILED(hr)) {
-            fwx__log(fw, FWX_LOG_WARN, "plugin \"%s\": event 0x%x handler failed: %s, request refused", p->name,
-                     ev->EventType, fwx_strerror(hr));
+            fwx__log_at(fw, FWX_LOG_WARN, &about, "plugin \"%s\": %s handler failed: %s, request refused", p->name,
+                        fwx__event_name(ev->EventType, en), fwx_strerror(hr));
             return hr;
         }
         if (c != NULL && c->denied) {
-            fwx__log(fw, FWX_LOG_INFO, "plugin \"%s\": denied event 0x%x on connection %llu", p->name, ev->EventType,
-                     (unsigned long long)c->id);
+            fwx__log_at(fw, FWX_LOG_INFO, &about, "plugin \"%s\": denied %s on connection %llu", p->name,
+                        fwx__event_name(ev->EventType, en), (unsigned long long)c->id);
             if (access != NULL)
                 *access = FWX_DENY;
             return FWX_S_OK;
@@ -350,7 +353,7 @@ void fwx__session_end(fwx__session *s)
     fwx__list_remove(&s->node);
     fw->n_sessions--;
     char a[FWX__SA_STRLEN];
-    fwx__log(fw, FWX_LOG_INFO, "session %llu: ended for %s", (unsigned long long)s->id,
+    fwx__log_session(s, FWX_LOG_INFO, "session %llu: ended for %s", (unsigned long long)s->id,
              fwx__sa_fmt_ip((struct sockaddr *)&s->client, a));
     IFWXSession_Release(&s->iface); /* the list's reference */
     IFWXSession_Release(&s->iface); /* ours, from above */

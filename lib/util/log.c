@@ -99,9 +99,9 @@ void fwx__log_emit(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *
             STR("rule", rule);
         if (about->event != 0)
             STR("event", fwx__event_name(about->event, ev));
-        if (c != NULL && (c->flags & FWX_CONNECTION_TERMINATED)) {
+        if (c != NULL && about->bytes) {
             UINT("bytes_in", c->bytes_in);
-            UINT("bytes_out", c->bytes_out);
+            UINT("bytes_out", c->bytes_out + c->bytes_sent); /* as the closed line counts them */
         }
     }
     size_t n_core = n;

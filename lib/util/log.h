@@ -17,6 +17,7 @@ typedef struct fwx__log_about {
     fwx__conn *conn;
     const char *rule;  /* overrides conn->rule */
     uint32_t event;    /* an event type, 0 for none */
+    bool bytes;        /* the connection's byte counts go along (the line that ends it) */
 } fwx__log_about;
 
 /* Emits `line` (complete, prefix included) with the fields of `about`, then `extra` (a plugin's:

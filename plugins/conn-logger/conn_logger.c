@@ -10,13 +10,17 @@
  *     conn-logger: session 10.0.0.8: accept from 198.51.100.7:20 to 203.0.113.1:50001 (secondary)
  *     conn-logger: session 10.0.0.8: connection ended (198.51.100.7:21)
  *
- * The lines go to the file named by the environment variable FWX_CONN_LOGGER_FILE (appended;
- * read once, when the plugin is loaded), or to stderr when it is not set. The sink does not use
- * IFWXFirewall: a plugin may do its own I/O as long as it does not block the loop for long.
+ * The lines go through the host's log (IFWXHostLog, at level info), so that they land where the
+ * host's own lines go, with its timestamps and format; a host that writes JSON gets the
+ * session, client, connection and peer as fields. With the environment variable
+ * FWX_CONN_LOGGER_FILE set (read when the plugin is loaded) they are appended to that file
+ * instead: a plugin may do its own I/O as long as it does not block the loop for long. A plugin
+ * never writes to stderr: that is the host's, and may not even be a terminal.
  *
  * What to copy from it (see doc/writing-a-filter.md for the reasons):
  * - every object is born with a reference count of 1 and freed when it drops to 0;
- * - FilterInit AddRefs the IFWXFirewall it is given, FilterShutdown releases it;
+ * - FilterInit AddRefs the IFWXFirewall it is given and asks it for its IFWXHostLog,
+ *   FilterShutdown releases both;
  * - AttachToSession AddRefs the session, IFWXSessionFilter::Detach releases it;
  * - after Detach the session filter answers every event with FWX_E_TERMINATING;
  * - no reference to a connection is kept at all, so none outlives its ConnectionTerminating;
@@ -55,20 +59,20 @@
 
 /* ---- the sink ---------------------------------------------------------------------------- */
 
-/* One sink per process. If two firewalls in one process load this plugin, dlopen hands both
+/* One file per process. If two firewalls in one process load this plugin, dlopen hands both
    the same copy of these variables, so init and deinit count their users and the file is closed
-   by the last deinit. Firewalls may run on different threads: the lock covers the sink. */
+   by the last deinit. Firewalls may run on different threads: the lock covers the file. */
 static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
-static int sink_fd = -1;      /* -1: stderr */
+static int sink_fd = -1;      /* -1: no file, the host's log */
 static unsigned sink_users;   /* init calls not yet matched by deinit */
 
-/* Writes one line. A single write(2) on an O_APPEND descriptor keeps lines whole even when
-   several processes share the file. */
+/* Writes one line to the file. A single write(2) on an O_APPEND descriptor keeps lines whole
+   even when several processes share the file. */
 static void cl_write_line(const char *line, size_t len)
 {
     pthread_mutex_lock(&sink_lock);
-    int fd = sink_fd >= 0 ? sink_fd : STDERR_FILENO;
-    while (len > 0) {
+    int fd = sink_fd;
+    while (fd >= 0 && len > 0) {
         ssize_t n = write(fd, line, len);
         if (n < 0 && errno == EINTR)
             continue;
@@ -80,12 +84,25 @@ static void cl_write_line(const char *line, size_t len)
     pthread_mutex_unlock(&sink_lock);
 }
 
-static void cl_log(const char *session, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool cl_has_file(void)
+{
+    pthread_mutex_lock(&sink_lock);
+    bool yes = sink_fd >= 0;
+    pthread_mutex_unlock(&sink_lock);
+    return yes;
+}
 
-static void cl_log(const char *session, const char *fmt, ...)
+/* One line, about a session and maybe one of its connections: to the file, or through the host
+   (which names the plugin itself and adds the session's and connection's fields). */
+static void cl_log(IFWXHostLog *log, IFWXSession *session, IFWXConnection *conn, const char *client, const char *fmt,
+                   ...) __attribute__((format(printf, 5, 6)));
+
+static void cl_log(IFWXHostLog *log, IFWXSession *session, IFWXConnection *conn, const char *client, const char *fmt,
+                   ...)
 {
     char line[512];
-    int n = snprintf(line, sizeof line, "conn-logger: session %s: ", session);
+    bool to_file = cl_has_file();
+    int n = snprintf(line, sizeof line, "%ssession %s: ", to_file ? "conn-logger: " : "", client);
     if (n < 0 || (size_t)n >= sizeof line)
         return;
     size_t room = sizeof line - (size_t)n - 1; /* one byte is kept for the newline */
@@ -96,6 +113,12 @@ static void cl_log(const char *session, const char *fmt, ...)
     if (m < 0)
         return;
     size_t len = (size_t)n + ((size_t)m < room ? (size_t)m : room - 1); /* truncated if too long */
+    if (!to_file) {
+        line[len] = '\0';
+        if (log != NULL)
+            (void)IFWXHostLog_Log(log, FWX_LOG_INFO, session, conn, NULL, 0, line); /* never fails traffic */
+        return;
+    }
     line[len++] = '\n';
     cl_write_line(line, len);
 }
@@ -132,6 +155,7 @@ typedef struct cl_session_filter {
     IFWXSessionFilter iface;
     atomic_uint refs;
     IFWXSession *session;         /* +1 from AttachToSession until Detach */
+    IFWXHostLog *log;             /* +1 from AttachToSession until Detach */
     bool detached;                /* loop thread only */
     char client[CL_ADDRSTRLEN];   /* the session's client, for the log lines */
 } cl_session_filter;
@@ -164,6 +188,8 @@ static uint32_t sf_Release(IFWXSessionFilter *This)
         /* The core always calls Detach first; this only guards against a host that does not. */
         if (sf->session != NULL)
             IFWXSession_Release(sf->session);
+        if (sf->log != NULL)
+            IFWXHostLog_Release(sf->log);
         free(sf);
     }
     return n;
@@ -182,19 +208,19 @@ static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFire
     switch (pEvent->EventType) {
     case fwx_Connect_Tcp: {
         const FwxConnectEvent *e = &pEvent->Parameters.Connect;
-        cl_log(sf->client, "connect %s (%s)", cl_addr(CL_SA(e->Address), e->AddressLength, true, a),
+        cl_log(sf->log, sf->session, e->piConnection, sf->client, "connect %s (%s)", cl_addr(CL_SA(e->Address), e->AddressLength, true, a),
                primary_or_secondary(e->IsSecondary));
         break;
     }
     case fwx_AcceptedConnection: {
         const FwxAcceptEvent *e = &pEvent->Parameters.Accept;
         if (e->LocalAddressLength != 0)
-            cl_log(sf->client, "accept from %s to %s (%s)",
+            cl_log(sf->log, sf->session, e->piConnectionAccepted, sf->client, "accept from %s to %s (%s)",
                    cl_addr(CL_SA(e->RemoteAddress), e->RemoteAddressLength, true, a),
                    cl_addr(CL_SA(e->LocalAddress), e->LocalAddressLength, true, b),
                    primary_or_secondary(e->IsSecondary));
         else
-            cl_log(sf->client, "accept from %s (%s)", cl_addr(CL_SA(e->RemoteAddress), e->RemoteAddressLength, true, a),
+            cl_log(sf->log, sf->session, e->piConnectionAccepted, sf->client, "accept from %s (%s)", cl_addr(CL_SA(e->RemoteAddress), e->RemoteAddressLength, true, a),
                    primary_or_secondary(e->IsSecondary));
         break;
     }
@@ -205,9 +231,9 @@ static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFire
         struct sockaddr_storage peer;
         uint32_t len = sizeof peer;
         if (c != NULL && IFWXConnection_GetExternalPeerName(c, (struct sockaddr *)&peer, &len) == FWX_S_OK)
-            cl_log(sf->client, "connection ended (%s)", cl_addr(CL_SA(peer), len, true, a));
+            cl_log(sf->log, sf->session, c, sf->client, "connection ended (%s)", cl_addr(CL_SA(peer), len, true, a));
         else
-            cl_log(sf->client, "connection ended");
+            cl_log(sf->log, sf->session, c, sf->client, "connection ended");
         break;
     }
     default:
@@ -227,6 +253,10 @@ static fwx_result sf_Detach(IFWXSessionFilter *This)
         IFWXSession_Release(sf->session);
         sf->session = NULL;
     }
+    if (sf->log != NULL) {
+        IFWXHostLog_Release(sf->log);
+        sf->log = NULL;
+    }
     return FWX_S_OK;
 }
 
@@ -244,6 +274,7 @@ typedef struct cl_filter {
     IFWXFilter iface;
     atomic_uint refs;
     IFWXFirewall *firewall; /* +1 from FilterInit until FilterShutdown */
+    IFWXHostLog *log;       /* +1 from FilterInit until FilterShutdown */
 } cl_filter;
 
 static cl_filter *f_impl(IFWXFilter *iface) { return CL_CONTAINER_OF(iface, cl_filter, iface); }
@@ -281,6 +312,26 @@ static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *pIFWXFirewall, Fw
        firewall, but a real one would (CreateIpFilter, CreateBuffer, GetClientSession). */
     IFWXFirewall_AddRef(pIFWXFirewall);
     f->firewall = pIFWXFirewall;
+    /* The host's log, named after this plugin: asked for here, inside the plugin's own call. */
+    fwx_result hr = IFWXFirewall_QueryInterface(pIFWXFirewall, &IID_IFWXHostLog, (void **)&f->log);
+    if (FWX_FAILED(hr))
+        return hr; /* a logger with nowhere to log; the host calls FilterShutdown */
+    /* The file, if one is asked for: opened by the first firewall that starts the plugin. */
+    const char *path = getenv("FWX_CONN_LOGGER_FILE");
+    int err = 0;
+    pthread_mutex_lock(&sink_lock);
+    if (sink_fd < 0 && path != NULL && path[0] != '\0') {
+        sink_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        err = sink_fd < 0 ? errno : 0;
+    }
+    pthread_mutex_unlock(&sink_lock);
+    if (err != 0) {
+        /* The host logs "FilterInit failed"; say which file and why, where the operator looks. */
+        char line[600];
+        snprintf(line, sizeof line, "cannot open \"%s\": %s", path, strerror(err));
+        (void)IFWXHostLog_Log(f->log, FWX_LOG_ERROR, NULL, NULL, NULL, 0, line);
+        return FWX_E_FAIL;
+    }
     pFilterHookEvents->dwGlobalEvents = CL_HOOKS;
     return FWX_S_OK;
 }
@@ -289,6 +340,10 @@ static fwx_result f_FilterShutdown(IFWXFilter *This)
 {
     cl_filter *f = f_impl(This);
     /* Session filters may still be detached after this returns: they must not need f. */
+    if (f->log != NULL) {
+        IFWXHostLog_Release(f->log);
+        f->log = NULL;
+    }
     if (f->firewall != NULL) {
         IFWXFirewall_Release(f->firewall);
         f->firewall = NULL;
@@ -299,7 +354,7 @@ static fwx_result f_FilterShutdown(IFWXFilter *This)
 static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *piSession, IFWXSessionFilter **piSessionFilter,
                                     FwxFilterHookEvents *pFilterHookEvents)
 {
-    (void)This;
+    cl_filter *f = f_impl(This);
     (void)pFilterHookEvents; /* in: the global hooks; left as they are for every session */
     if (piSessionFilter == NULL)
         return FWX_E_POINTER;
@@ -319,6 +374,10 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *piSession, IF
         snprintf(sf->client, sizeof sf->client, "?");
     IFWXSession_AddRef(piSession); /* borrowed: keep it with our own reference until Detach */
     sf->session = piSession;
+    if (f->log != NULL) {
+        IFWXHostLog_AddRef(f->log); /* the session filter may be detached after FilterShutdown */
+        sf->log = f->log;
+    }
     *piSessionFilter = &sf->iface;
     return FWX_S_OK;
 }
@@ -337,23 +396,10 @@ static const IFWXFilterVtbl f_vtbl = {
 static fwx_result cl_init(const char *plugin_path)
 {
     (void)plugin_path;
-    fwx_result hr = FWX_S_OK;
     pthread_mutex_lock(&sink_lock);
-    if (sink_users == 0) {
-        const char *path = getenv("FWX_CONN_LOGGER_FILE");
-        if (path != NULL && path[0] != '\0') {
-            sink_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-            if (sink_fd < 0) {
-                /* The host logs "init failed"; say which file and why, where an operator looks. */
-                fprintf(stderr, "conn-logger: cannot open \"%s\": %s\n", path, strerror(errno));
-                hr = FWX_E_FAIL;
-            }
-        }
-    }
-    if (hr == FWX_S_OK)
-        sink_users++;
+    sink_users++; /* the file itself is opened in FilterInit, where a failure can be logged */
     pthread_mutex_unlock(&sink_lock);
-    return hr;
+    return FWX_S_OK;
 }
 
 static void cl_deinit(void)
@@ -389,7 +435,7 @@ FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
                                  0x65, 0x0f),
     .name = "conn-logger",
     .vendor = "fwx",
-    .version = "1.0",
+    .version = "1.1",
     .description = "writes one line per connection, accepted connection and connection end",
     .allowed_events = CL_HOOKS,
     .init = cl_init,
