@@ -3,6 +3,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "firewall/internal.h"
+#include "util/log.h"
 
 #include <dirent.h>
 #include <dlfcn.h>
@@ -74,7 +75,7 @@ static void plugin_shutdown(fwx__plugin *p)
     fwx__sessions_detach_plugin(fw, p);
     IFWXFilter_Release(p->filter);
     p->filter = NULL;
-    fwx__log(fw, FWX_LOG_INFO, "plugin \"%s\": unloaded", p->name);
+    fwx__log_at(fw, FWX_LOG_INFO, &(fwx__log_about){.plugin = p}, "plugin \"%s\": unloaded", p->name);
 }
 
 fwx_result fwx_plugin_unload(fwx_plugin *plugin)
@@ -202,7 +203,7 @@ fwx_result fwx_firewall_load_plugin(fwx_firewall *fw, const char *path, fwx_plug
                  asked & ~e->allowed_events, e->allowed_events);
     fwx__list_insert_tail(&fw->plugins, &p->node);
     char g[FWX_GUID_STRLEN];
-    fwx__log(fw, FWX_LOG_INFO, "plugin \"%s\": loaded from %s, filter %s, hooks 0x%08x", p->name, p->path,
+    fwx__log_at(fw, FWX_LOG_INFO, &(fwx__log_about){.plugin = p}, "plugin \"%s\": loaded from %s, filter %s, hooks 0x%08x", p->name, p->path,
              fwx_guid_format(&p->guid, g), p->hooks);
     if (out != NULL)
         *out = (fwx_plugin *)p;

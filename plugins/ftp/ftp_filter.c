@@ -76,9 +76,14 @@ static void ftp_addr_text(const struct sockaddr *sa, bool with_port, char out[FT
     }
 }
 
-/* One line on stderr: `ftp: session <client>: refused "<line>": <why>`. The line is shown
-   with C escapes and cut at 80 bytes, so hostile bytes never reach the terminal raw. */
-static void ftp_log_refusal(const char *client, const char *what, const char *line, size_t len, const char *why)
+typedef struct ftp_ctl ftp_ctl;
+static void ftp_log(ftp_ctl *c, fwx_log_level level, const fwx_log_field *f, uint32_t n, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+/* One line through the host: `ftp: session <client>: refused "<line>": <why>`, at warn, with
+   the line and the reason as fields too. The line is shown with C escapes and cut at 80 bytes,
+   so hostile bytes never reach a terminal or a log raw. */
+static void ftp_log_refusal(ftp_ctl *c, const char *what, const char *line, size_t len, const char *why)
 {
     char shown[80 * 4 + 8];
     size_t k = 0;
@@ -92,7 +97,11 @@ static void ftp_log_refusal(const char *client, const char *what, const char *li
     if (len > 80)
         k += (size_t)snprintf(shown + k, sizeof shown - k, "...");
     shown[k] = '\0';
-    fprintf(stderr, "ftp: session %s: %s \"%s\": %s\n", client, what, shown, why);
+    const fwx_log_field f[] = {
+        {.key = "line", .type = FWX_LOG_STRING, .value = {.string = shown}},
+        {.key = "reason", .type = FWX_LOG_STRING, .value = {.string = why}},
+    };
+    ftp_log(c, FWX_LOG_WARN, f, 2, "%s \"%s\": %s", what, shown, why);
 }
 
 /* What a core call answered, for the log. fwx_strerror() is libfwx's, and a plugin does not
@@ -187,8 +196,6 @@ typedef struct ftp_out {
     size_t len, cap;
 } ftp_out;
 
-typedef struct ftp_ctl ftp_ctl;
-
 /* One per direction: 0 reads the client (internal socket), 1 the server (external). */
 typedef struct ftp_dir {
     IFWXIOCompletion iface;
@@ -227,9 +234,25 @@ struct ftp_ctl {
     struct sockaddr_storage server; /* published: the server (IFWXConnection2), if the core says */
     bool has_server;
     char client_text[FTP_ADDRSTRLEN];
+    IFWXHostLog *log;         /* +1: the host's log, named after this plugin */
 };
 
 static ftp_ctl *ctl_impl(IFWXDataFilter *i) { return FTP_CONTAINER_OF(i, ftp_ctl, iface); }
+
+/* `ftp: session <client>: ...` through the host's log (never stderr: that is the host's), with
+   the session's and the control connection's fields. */
+static void ftp_log(ftp_ctl *c, fwx_log_level level, const fwx_log_field *f, uint32_t n, const char *fmt, ...)
+{
+    char msg[768];
+    if (c->log == NULL || !IFWXHostLog_IsEnabled(c->log, level))
+        return;
+    int k = snprintf(msg, sizeof msg, "session %s: ", c->client_text[0] ? c->client_text : "?");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + k, sizeof msg - (size_t)k, fmt, ap);
+    va_end(ap);
+    (void)IFWXHostLog_Log(c->log, level, c->session, c->conn, f, n, msg); /* a log line never fails traffic */
+}
 
 static void out_add(ftp_ctl *c, int target, const char *p, size_t n);
 static void ctl_close_all(ftp_ctl *c);
@@ -469,7 +492,7 @@ static void reply_local(ftp_ctl *c, int r)
         return;
     }
     if (!q_push(c, Q_LOCAL, (uint8_t)r, 0)) {
-        fprintf(stderr, "ftp: session %s: too many commands without a reply, closing\n", c->client_text);
+        ftp_log(c, FWX_LOG_WARN, NULL, 0, "too many commands without a reply, closing");
         ctl_close_all(c);
     }
 }
@@ -487,7 +510,7 @@ static void flush_locals(ftp_ctl *c)
 static void forward_cmd(ftp_ctl *c, const char *line, size_t len, uint8_t type)
 {
     if (!q_push(c, type, 0, c->gen)) {
-        fprintf(stderr, "ftp: session %s: too many commands without a reply, closing\n", c->client_text);
+        ftp_log(c, FWX_LOG_WARN, NULL, 0, "too many commands without a reply, closing");
         ctl_close_all(c);
         return;
     }
@@ -498,7 +521,7 @@ static void forward_cmd(ftp_ctl *c, const char *line, size_t len, uint8_t type)
 
 static void refuse_cmd(ftp_ctl *c, const char *line, size_t len, int r, const char *why)
 {
-    ftp_log_refusal(c->client_text, "refused", line, len, why);
+    ftp_log_refusal(c, "refused", line, len, why);
     reply_local(c, r);
 }
 
@@ -694,7 +717,7 @@ static void on_data_reply(ftp_ctl *c, const char *line, size_t len, int code, co
         }
     }
     if (why != NULL) {
-        ftp_log_refusal(c->client_text, "refused reply", line, len, why);
+        ftp_log_refusal(c, "refused reply", line, len, why);
         out_add(c, 0, reply_text[R_425], strlen(reply_text[R_425]));
         return;
     }
@@ -732,7 +755,7 @@ static void on_server_line(void *arg, ftp_line_status st, const char *line, size
     if (st != FTP_LINE_OK) {
         /* Keep the reply structure, drop the bytes: the client still gets an answer with the
            server's code, and nothing the gateway could not check. */
-        ftp_log_refusal(c->client_text, "refused reply", line, len, ftp_line_status_text(st));
+        ftp_log_refusal(c, "refused reply", line, len, ftp_line_status_text(st));
         char text[64];
         switch (k) {
         case FTP_R_FINAL:
@@ -761,7 +784,7 @@ static void on_server_line(void *arg, ftp_line_status st, const char *line, size
     }
     switch (k) {
     case FTP_R_BAD:
-        ftp_log_refusal(c->client_text, "refused reply", line, len, "not a reply line");
+        ftp_log_refusal(c, "refused reply", line, len, "not a reply line");
         return;
     case FTP_R_MULTI_START:
         /* A 227 or 229 is answered by its last line alone: its other lines are dropped, so
@@ -796,7 +819,7 @@ static void out_add(ftp_ctl *c, int target, const char *p, size_t n)
     if (c->closed)
         return;
     if (o->len + n > FTP_OUT_MAX) {
-        fprintf(stderr, "ftp: session %s: output limit reached, closing\n", c->client_text);
+        ftp_log(c, FWX_LOG_WARN, NULL, 0, "output limit reached, closing");
         ctl_close_all(c);
         return;
     }
@@ -964,6 +987,10 @@ static void ctl_release_all(ftp_ctl *c)
         IFWXFirewall_Release(c->fw);
         c->fw = NULL;
     }
+    if (c->log != NULL) {
+        IFWXHostLog_Release(c->log);
+        c->log = NULL;
+    }
 }
 
 static uint32_t ctl_Release(IFWXDataFilter *This)
@@ -1047,6 +1074,9 @@ static ftp_ctl *ctl_new(ftp_kind kind, IFWXFirewall *fw, IFWXSession *session, c
     c->fw = fw;
     IFWXSession_AddRef(session);
     c->session = session;
+    /* Asked for inside the event handler that attaches it, so the lines name this plugin. */
+    if (FWX_FAILED(IFWXFirewall_QueryInterface(fw, &IID_IFWXHostLog, (void **)&c->log)))
+        c->log = NULL;
     return c;
 }
 
@@ -1108,9 +1138,12 @@ static fwx_result sf_attach(ftp_sf *sf, IFWXConnection *conn, ftp_kind kind, con
         return FWX_E_OUTOFMEMORY;
     /* NAT priority: an address editor sees the client's bytes first and the server's last. */
     fwx_result hr = IFWXConnection_AttachDataFilter(conn, &c->iface, fwx_dfpc_NAT, NULL);
+    if (FWX_FAILED(hr) && c->log != NULL) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "cannot attach to a %s control connection: %s", kind_name[kind], hr_text(hr));
+        (void)IFWXHostLog_Log(c->log, FWX_LOG_ERROR, sf->session, conn, NULL, 0, msg);
+    }
     IFWXDataFilter_Release(&c->iface); /* the core holds its own reference now */
-    if (FWX_FAILED(hr))
-        fprintf(stderr, "ftp: cannot attach to a %s control connection: %s\n", kind_name[kind], hr_text(hr));
     /* Fail closed: an FTP control connection this filter cannot watch is refused. */
     return hr;
 }
