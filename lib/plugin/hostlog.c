@@ -93,7 +93,8 @@ static fwx_result hl_Log(IFWXHostLog *This, fwx_log_level Level, IFWXSession *pS
     if ((pSession != NULL && !fwx__session_is_ours(pSession)) ||
         (pConnection != NULL && !fwx__conn_is_ours(pConnection)))
         return FWX_E_INVALIDARG;
-    if (h->plugin != NULL && h->plugin->unloaded)
+    /* FilterShutdown may still log (the host drops the filter only after it returns). */
+    if (h->plugin != NULL && h->plugin->unloaded && h->plugin->filter == NULL)
         return FWX_E_TERMINATING;
     if (!fwx__log_enabled(h->fw, Level))
         return FWX_S_FALSE;

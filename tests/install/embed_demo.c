@@ -1,8 +1,10 @@
 /*
  * fwx tests - a minimal host built only against the installed fwx (pkg-config fwx).
  *
- * usage: embed_demo PLUGIN.so
+ * usage: embed_demo PLUGIN.so VERSION
  *
+ * First checks that the installed headers (FWX_VERSION_*) and the installed library
+ * (fwx_version(), fwx_version_string()) both say VERSION, meson's project version.
  * Creates a firewall on a libuv loop, loads the plugin, opens a NAT session and a primary
  * connection, and calls AllowFutureConnect the three documented ways:
  *   1. to the connection's peer, another port          -> FWX_S_OK
@@ -55,9 +57,20 @@ static void on_closed(fwx_firewall *fw, void *arg)
 
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PLUGIN.so\n", argv[0]);
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s PLUGIN.so VERSION\n", argv[0]);
         return 2;
+    }
+    char hdr[32];
+    snprintf(hdr, sizeof hdr, "%d.%d.%d", FWX_VERSION_MAJOR, FWX_VERSION_MINOR, FWX_VERSION_PATCH);
+    int versions_ok = strcmp(hdr, argv[2]) == 0 && strcmp(FWX_VERSION_STRING, argv[2]) == 0 &&
+                      strcmp(fwx_version_string(), argv[2]) == 0 && fwx_version() == (unsigned)FWX_VERSION_HEX &&
+                      FWX_ABI_VERSION == (uint32_t)((FWX_VERSION_MAJOR << 16) | FWX_VERSION_MINOR);
+    printf("%-44s headers %s (%s), library %s (0x%06x) %s\n", "versions", hdr, FWX_VERSION_STRING,
+           fwx_version_string(), fwx_version(), versions_ok ? "ok" : "UNEXPECTED");
+    if (!versions_ok) {
+        printf("    expected %s everywhere\n", argv[2]);
+        failures++;
     }
     uv_loop_t loop;
     if (uv_loop_init(&loop) != 0)

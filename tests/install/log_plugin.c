@@ -1,0 +1,239 @@
+/*
+ * fwx tests - "probe", a filter plugin built out of tree against the installed headers only
+ * (pkg-config --cflags fwx; libfwx is not linked), that logs through the host (IFWXHostLog).
+ *
+ * check-install.sh builds it and check_log_plugin.py loads it into the installed fwx-gateway
+ * with --log-format json. What it does, for that script to check:
+ * - FilterInit: asks the firewall for IID_IFWXHostLog and logs one info line, "probe: started",
+ *   whose fields are the headers' version (FWX_VERSION_STRING, FWX_VERSION_HEX), the library's
+ *   (fwx_version() is not callable: a plugin does not link libfwx), and the results Log returned
+ *   for three bad calls (a key with a capital, the reserved key "msg", NULL message), which
+ *   must be FWX_E_INVALIDARG, FWX_E_INVALIDARG and FWX_E_POINTER; and the result of a debug
+ *   line, which at the gateway's default level must be FWX_S_FALSE (nothing logged).
+ * - every accepted connection: one warn line about it, with its own fields (a counter, the
+ *   remote address as a FWX_LOG_ADDRESS, a string full of characters JSON must escape); the
+ *   second connection is denied (IFWXConnection::Deny), so the host logs the refusal.
+ * SPDX-License-Identifier: MIT
+ */
+#include <fwx/fwx.h>
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+
+#define PROBE_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define PROBE_HOOKS (fwx_AcceptedConnection | FWX_ALL_SOURCES | fwxAnyProtocol)
+
+/* What JSON must escape: a quote, a backslash, a newline, a tab, a control byte; and UTF-8. */
+static const char probe_note[] = "q\"b\\n\nt\tc\x01 \xc3\xa9";
+
+typedef struct probe_filter {
+    IFWXFilter iface;
+    atomic_uint refs;
+    IFWXHostLog *log; /* +1 from FilterInit until FilterShutdown */
+    unsigned accepted;
+} probe_filter;
+
+typedef struct probe_sf {
+    IFWXSessionFilter iface;
+    atomic_uint refs;
+    probe_filter *f;  /* the filter outlives its session filters' events (the host's rule) */
+    IFWXHostLog *log; /* +1 until Detach */
+    bool detached;
+} probe_sf;
+
+static probe_sf *sf_impl(IFWXSessionFilter *i) { return PROBE_CONTAINER_OF(i, probe_sf, iface); }
+static probe_filter *f_impl(IFWXFilter *i) { return PROBE_CONTAINER_OF(i, probe_filter, iface); }
+
+static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter))) {
+        IFWXSessionFilter_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t sf_AddRef(IFWXSessionFilter *This) { return atomic_fetch_add(&sf_impl(This)->refs, 1) + 1; }
+
+static uint32_t sf_Release(IFWXSessionFilter *This)
+{
+    probe_sf *sf = sf_impl(This);
+    uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
+    if (n == 0) {
+        if (sf->log != NULL)
+            IFWXHostLog_Release(sf->log);
+        free(sf);
+    }
+    return n;
+}
+
+static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
+{
+    probe_sf *sf = sf_impl(This);
+    if (sf->detached)
+        return FWX_E_TERMINATING;
+    if (ev == NULL)
+        return FWX_E_POINTER;
+    if (ev->EventType != fwx_AcceptedConnection)
+        return FWX_S_OK;
+    const FwxAcceptEvent *e = &ev->Parameters.Accept;
+    unsigned n = ++sf->f->accepted;
+    fwx_log_field fields[3];
+    fields[0].key = "probe_count";
+    fields[0].type = FWX_LOG_UINT;
+    fields[0].value.u = n;
+    fields[1].key = "remote";
+    fields[1].type = FWX_LOG_ADDRESS;
+    fields[1].value.address = (const struct sockaddr *)&e->RemoteAddress;
+    fields[2].key = "note";
+    fields[2].type = FWX_LOG_STRING;
+    fields[2].value.string = probe_note;
+    (void)IFWXHostLog_Logf(sf->log, FWX_LOG_WARN, NULL, e->piConnectionAccepted, fields, 3,
+                           "accepted connection number %u%s", n, n == 2 ? ", denying it" : "");
+    if (n == 2)
+        return IFWXConnection_Deny(e->piConnectionAccepted, 0);
+    return FWX_S_OK;
+}
+
+static fwx_result sf_Detach(IFWXSessionFilter *This)
+{
+    probe_sf *sf = sf_impl(This);
+    sf->detached = true;
+    if (sf->log != NULL) {
+        IFWXHostLog_Release(sf->log);
+        sf->log = NULL;
+    }
+    return FWX_S_OK;
+}
+
+static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_Release, sf_FirewallEventHandler,
+                                              sf_Detach};
+
+static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter))) {
+        IFWXFilter_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t f_AddRef(IFWXFilter *This) { return atomic_fetch_add(&f_impl(This)->refs, 1) + 1; }
+
+static uint32_t f_Release(IFWXFilter *This)
+{
+    probe_filter *f = f_impl(This);
+    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
+    if (n == 0)
+        free(f);
+    return n;
+}
+
+static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *hooks)
+{
+    probe_filter *f = f_impl(This);
+    if (fw == NULL || hooks == NULL)
+        return FWX_E_POINTER;
+    fwx_result hr = IFWXFirewall_QueryInterface(fw, &IID_IFWXHostLog, (void **)&f->log);
+    if (FWX_FAILED(hr))
+        return hr;
+    fwx_log_field bad = {"Bad-Key", FWX_LOG_STRING, {"x"}};
+    fwx_result bad_key = IFWXHostLog_Log(f->log, FWX_LOG_INFO, NULL, NULL, &bad, 1, "must not appear");
+    bad.key = "msg";
+    fwx_result reserved_key = IFWXHostLog_Log(f->log, FWX_LOG_INFO, NULL, NULL, &bad, 1, "must not appear");
+    fwx_result no_message = IFWXHostLog_Log(f->log, FWX_LOG_INFO, NULL, NULL, NULL, 0, NULL);
+    fwx_result debug = IFWXHostLog_Logf(f->log, FWX_LOG_DEBUG, NULL, NULL, NULL, 0, "debug line %d", 1);
+    fwx_log_field fields[] = {
+        {"headers_version", FWX_LOG_STRING, {FWX_VERSION_STRING}},
+        {"headers_version_hex", FWX_LOG_UINT, {NULL}},
+        {"abi", FWX_LOG_UINT, {NULL}},
+        {"bad_key", FWX_LOG_INT, {NULL}},
+        {"reserved_key", FWX_LOG_INT, {NULL}},
+        {"no_message", FWX_LOG_INT, {NULL}},
+        {"debug_result", FWX_LOG_INT, {NULL}},
+    };
+    fields[1].value.u = FWX_VERSION_HEX;
+    fields[2].value.u = FWX_ABI_VERSION;
+    fields[3].value.i = bad_key;
+    fields[4].value.i = reserved_key;
+    fields[5].value.i = no_message;
+    fields[6].value.i = debug;
+    hr = IFWXHostLog_Log(f->log, FWX_LOG_INFO, NULL, NULL, fields, sizeof fields / sizeof fields[0], "started");
+    if (hr != FWX_S_OK)
+        return FWX_E_FAIL; /* the host must take the line: refuse to load, the test sees it */
+    hooks->dwGlobalEvents = PROBE_HOOKS;
+    return FWX_S_OK;
+}
+
+static fwx_result f_FilterShutdown(IFWXFilter *This)
+{
+    probe_filter *f = f_impl(This);
+    if (f->log != NULL) {
+        (void)IFWXHostLog_Log(f->log, FWX_LOG_INFO, NULL, NULL, NULL, 0, "stopping");
+        IFWXHostLog_Release(f->log);
+        f->log = NULL;
+    }
+    return FWX_S_OK;
+}
+
+static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWXSessionFilter **out,
+                                    FwxFilterHookEvents *hooks)
+{
+    probe_filter *f = f_impl(This);
+    (void)hooks;
+    if (out == NULL)
+        return FWX_E_POINTER;
+    *out = NULL;
+    if (session == NULL || f->log == NULL)
+        return FWX_E_POINTER;
+    probe_sf *sf = calloc(1, sizeof *sf);
+    if (sf == NULL)
+        return FWX_E_OUTOFMEMORY;
+    sf->iface.lpVtbl = &sf_vtbl;
+    atomic_init(&sf->refs, 1);
+    sf->f = f;
+    IFWXHostLog_AddRef(f->log);
+    sf->log = f->log;
+    *out = &sf->iface;
+    return FWX_S_OK;
+}
+
+static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
+                                      f_AttachToSession};
+
+static fwx_result probe_create_filter(IFWXFilter **out)
+{
+    if (out == NULL)
+        return FWX_E_POINTER;
+    *out = NULL;
+    probe_filter *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return FWX_E_OUTOFMEMORY;
+    f->iface.lpVtbl = &f_vtbl;
+    atomic_init(&f->refs, 1);
+    *out = &f->iface;
+    return FWX_S_OK;
+}
+
+FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
+    .abi_version = FWX_ABI_VERSION,
+    .struct_size = sizeof(fwx_plugin_entry),
+    .filter_guid = FWX_GUID_INIT(0x9e, 0x41, 0x0c, 0x77, 0x52, 0x1b, 0x4d, 0x3a, 0xb8, 0x6e, 0x13, 0x5f, 0x02, 0xc4,
+                                 0x7a, 0x01),
+    .name = "probe",
+    .vendor = "fwx tests",
+    .version = "1",
+    .description = "logs through the host: the install test's out-of-tree plugin",
+    .allowed_events = PROBE_HOOKS,
+    .create_filter = probe_create_filter,
+};
