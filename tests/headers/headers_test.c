@@ -140,6 +140,12 @@ FWX_PIN_SLOT(IFWXFirewallVtbl, CreateBuffer, 4);
 FWX_PIN_SLOT(IFWXFirewallVtbl, CreateIpFilter, 5);
 FWX_PIN_SLOT(IFWXFirewallVtbl, GetClientSession, 6);
 FWX_PIN_SLOT(IFWXFirewallVtbl, CreatePrivateSession, 7);
+FWX_PIN_VTBL_SIZE(IFWXHostLogVtbl, 5);
+FWX_PIN_SLOT(IFWXHostLogVtbl, QueryInterface, 0);
+FWX_PIN_SLOT(IFWXHostLogVtbl, AddRef, 1);
+FWX_PIN_SLOT(IFWXHostLogVtbl, Release, 2);
+FWX_PIN_SLOT(IFWXHostLogVtbl, IsEnabled, 3);
+FWX_PIN_SLOT(IFWXHostLogVtbl, Log, 4);
 FWX_PIN_VTBL_SIZE(IFWXSessionVtbl, 13);
 FWX_PIN_SLOT(IFWXSessionVtbl, QueryInterface, 0);
 FWX_PIN_SLOT(IFWXSessionVtbl, AddRef, 1);
@@ -249,6 +255,16 @@ FWX_PIN_OFF(fwx_plugin_entry, allowed_events, 56);
 FWX_PIN_OFF(fwx_plugin_entry, init, 64);
 FWX_PIN_OFF(fwx_plugin_entry, deinit, 72);
 FWX_PIN_OFF(fwx_plugin_entry, create_filter, 80);
+FWX_PIN_SIZE(fwx_log_field, 24);
+FWX_PIN_OFF(fwx_log_field, key, 0);
+FWX_PIN_OFF(fwx_log_field, type, 8);
+FWX_PIN_OFF(fwx_log_field, value, 16);
+FWX_PIN_SIZE(fwx_log_record, 32);
+FWX_PIN_OFF(fwx_log_record, struct_size, 0);
+FWX_PIN_OFF(fwx_log_record, level, 4);
+FWX_PIN_OFF(fwx_log_record, message, 8);
+FWX_PIN_OFF(fwx_log_record, fields, 16);
+FWX_PIN_OFF(fwx_log_record, n_fields, 24);
 FWX_PIN_SIZE(fwx_firewall_options, 96);
 FWX_PIN_OFF(fwx_firewall_options, struct_size, 0);
 FWX_PIN_OFF(fwx_firewall_options, name, 8);
@@ -429,6 +445,19 @@ int main(void)
     CHECK(FWX_ABI_VERSION >> 16 == FWX_ABI_VERSION_MAJOR);
     CHECK((FWX_ABI_VERSION & 0xFFFFu) == FWX_ABI_VERSION_MINOR);
 
+    /* One version: the headers say meson's project version (FWX_EXPECT_VERSION, from
+       tests/headers/meson.build), and the ABI is its major.minor. */
+#ifdef FWX_EXPECT_VERSION
+    {
+        char v[32];
+        snprintf(v, sizeof v, "%d.%d.%d", FWX_VERSION_MAJOR, FWX_VERSION_MINOR, FWX_VERSION_PATCH);
+        CHECK(strcmp(v, FWX_EXPECT_VERSION) == 0);
+        CHECK(strcmp(FWX_VERSION_STRING, FWX_EXPECT_VERSION) == 0);
+    }
+#endif
+    CHECK(FWX_VERSION_HEX == ((FWX_VERSION_MAJOR << 16) | (FWX_VERSION_MINOR << 8) | FWX_VERSION_PATCH));
+    CHECK(FWX_ABI_VERSION_MAJOR == FWX_VERSION_MAJOR && FWX_ABI_VERSION_MINOR == FWX_VERSION_MINOR);
+
     /* Hook bits do not overlap. */
     CHECK((FWX_EVENT_TYPE_MASK & FWX_ALL_SOURCES) == 0);
     CHECK((FWX_EVENT_TYPE_MASK & (fwxAnyProtocol | fwxAssociatedProtocolsAllConnections)) == 0);
@@ -442,7 +471,7 @@ int main(void)
                                &IID_IFWXSession,      &IID_IFWXConnection,    &IID_IFWXFirewallAction,
                                &IID_IFWXIpFilter,     &IID_IFWXIOBuffer,      &IID_IFWXSocket,
                                &IID_IFWXNetworkSocket, &IID_IFWXIOCompletion, &IID_IFWXAcceptCompletion,
-                               &IID_IFWXUdpDestination };
+                               &IID_IFWXUdpDestination, &IID_IFWXConnection2, &IID_IFWXHostLog };
     const size_t n_iids = sizeof iids / sizeof iids[0];
     for (size_t i = 0; i < n_iids; i++) {
         CHECK(!fwx_guid_equal(iids[i], &FWX_GUID_NULL));
