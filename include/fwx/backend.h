@@ -184,7 +184,12 @@ FWX_API fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name);
  * control channel with its own explicit (fwxSourceWSP) session. CONNECT is admitted by an
  * outstanding permission (AllowFutureConnect) or else decided as a new fwx_Connect_Tcp; BIND
  * is a client bind (fwx_Bind_Tcp) whose arrivals are discarded until a filter approves it with
- * IFWXSession::RetroactiveAllowBind; UDP ASSOCIATE is refused (reply 7) in this version.
+ * IFWXSession::RetroactiveAllowBind; UDP ASSOCIATE gives the client a UDP relay port on the
+ * gateway, where each new destination is decided once (an outstanding permission, or a new
+ * fwx_Udp_Destination under the policy and the filters) and then relayed as a flow until the
+ * control connection ends. A UDP ASSOCIATE that names its client by host name is refused with
+ * reply 8 (address type not supported); datagrams that are fragments (FRAG != 0) or name a
+ * host are dropped.
  * @param fw the firewall; its backend must be "proxy".
  * @param addr the address to listen on (borrowed). @param len its length.
  * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (another backend, or none), FWX_E_INVALIDARG,

@@ -89,9 +89,36 @@ extern "C" {
  */
 /** Receive events for every protocol, not only those the policy binds to this filter. */
 #define fwxAnyProtocol 0x01000000u
-/** Receive events for secondary connections too, not only primary ones. */
+/**
+ * Receive events for secondary connections too, not only primary ones: without it a filter
+ * never sees the fwx_Bind_* events of BindForClient, nor any event of a connection admitted
+ * through a filter's grant (see @ref hooks).
+ */
 #define fwxAssociatedProtocolsAllConnections 0x02000000u
 /** @} */
+
+/**
+ * @page hooks Which events reach a filter
+ * An event of a session reaches a filter only when every one of these holds, for the hooks in
+ * force (FilterInit's FwxFilterHookEvents until the filter is attached to the session, then
+ * what AttachToSession returned), each masked by fwx_plugin_entry::allowed_events:
+ * 1. the event type's bit is set (fwx_Connect_Tcp, fwx_Bind_Tcp, ...);
+ * 2. the session's source bit is set (fwxSourceNAT, fwxSourceWSP);
+ * 3. **secondary connections need fwxAssociatedProtocolsAllConnections.** The events of a
+ *    connection that a filter's secondary-connection call made possible are secondary
+ *    (`IsSecondary` nonzero): the fwx_Bind_Tcp / fwx_Bind_Udp that IFWXSession::BindForClient
+ *    raises for each port, fwx_Listen and fwx_AcceptedConnection on that port, and the
+ *    fwx_Connect_Tcp / fwx_AcceptedConnection / fwx_Udp_Destination of a connection admitted by
+ *    AllowFutureConnect or RedirectConnections. Without the bit a filter sees none of them
+ *    (only a client's own bind, such as SOCKS BIND, is a primary fwx_Bind_Tcp);
+ * 4. the protocol: with fwxAnyProtocol every protocol; without it only the protocols whose
+ *    policy definition lists this filter (`filters = [...]`), or every protocol when the
+ *    firewall has no policy.
+ *
+ * Two events need no hook: fwx_ConnectionTerminating reaches every filter attached to the
+ * session, and fwx_EstablishedConnection reaches the session filter whose call asked for the
+ * secondary connection. Hooks the manifest does not allow are dropped with a log line.
+ */
 
 /** Every bit that FwxFilterHookEvents::dwGlobalEvents may hold. */
 #define FWX_HOOK_EVENTS_MASK                                                                      \
@@ -411,8 +438,9 @@ static inline fwx_result IClassFactory_LockServer(IClassFactory *This, int32_t f
 typedef struct IFWXFilterVtbl {
     FWX_IUNKNOWN_METHODS(IFWXFilter);
     /**
-     * Called once after loading. Fill @p pFilterHookEvents with the events to hook.
-     * [init-only]
+     * Called once after loading. Fill @p pFilterHookEvents with the events to hook (see
+     * @ref hooks). [init-only] [state: loaded]
+     * The filter may ask @p pIFWXFirewall for its ::IFWXHostLog here (QueryInterface).
      * @param pIFWXFirewall borrowed; AddRef to keep it (and Release it in FilterShutdown).
      * @param pFilterHookEvents borrowed; write the hooked events; zero on entry.
      * @return FWX_S_OK. Any failure refuses the plugin: fwx logs it and unloads the plugin
@@ -423,13 +451,14 @@ typedef struct IFWXFilterVtbl {
      * Called once when the plugin is unloaded or the firewall shuts down. Release the
      * IFWXFirewall kept from FilterInit. Session filters may still be detached after this
      * returns (the order of Detach and FilterShutdown is not defined); the plugin's code stays
-     * mapped until the last of its objects is released. [loop-thread]
+     * mapped until the last of its objects is released. Also called after a FilterInit that
+     * failed. [loop-thread] [state: shutting-down]
      * @return FWX_S_OK.
      */
     fwx_result (*FilterShutdown)(IFWXFilter *This);
     /**
      * Called on the first hooked event of a session, once per session (or earlier through
-     * IFWXSession::AttachFilter). [loop-thread]
+     * IFWXSession::AttachFilter). [loop-thread] [state: running]
      * @param piSession borrowed; AddRef to keep it, Release it in IFWXSessionFilter::Detach.
      * @param piSessionFilter receives a new reference (+1) to the session filter, or NULL
      *        when the filter does not want this session.
@@ -466,7 +495,8 @@ static inline fwx_result IFWXFilter_AttachToSession(IFWXFilter *This, IFWXSessio
 typedef struct IFWXSessionFilterVtbl {
     FWX_IUNKNOWN_METHODS(IFWXSessionFilter);
     /**
-     * Handles one event of this session. [loop-thread]
+     * Handles one event of this session (see @ref hooks for which). [loop-thread]
+     * [state: attached] (the core stops calling it at Detach and at the filter's FilterShutdown)
      *
      * While the handler runs, and only then, it may decide the event: IFWXConnection::Deny,
      * IFWXConnection::AttachDataFilter (fwx_AcceptedConnection, fwx_Bind_Udp, fwx_Connect_Tcp,
@@ -481,6 +511,7 @@ typedef struct IFWXSessionFilterVtbl {
     /**
      * The session has ended or the filter is being unloaded: release every reference to the
      * session and its connections. The core then releases the session filter. [loop-thread]
+     * [state: attached] (called once; it ends that state)
      * @return FWX_S_OK; a failure is logged.
      */
     fwx_result (*Detach)(IFWXSessionFilter *This);
@@ -501,12 +532,19 @@ static inline fwx_result IFWXSessionFilter_Detach(IFWXSessionFilter *This) { ret
 /* ---------------------------------------------------------------------------------------- */
 /**
  * @brief A filter that sits in a connection's data stream. Implemented by the filter.
+ *
+ * States: attached (AttachDataFilter took it) → running (SetSockets returned FWX_S_OK: it
+ * pumps bytes with the sockets' Recv and Send, see ::IFWXSocket for their rules) → detached
+ * (Detach: the connection ended or was killed). The core calls SetSockets at most once and
+ * Detach exactly once, also when SetSockets was never called (the connection ended first);
+ * completions of operations still pending at Detach may still arrive (failed) after it, so a
+ * filter keeps its completion objects alive until their last Release.
  */
 typedef struct IFWXDataFilterVtbl {
     FWX_IUNKNOWN_METHODS(IFWXDataFilter);
     /**
      * Starts the filter: from now on it pumps data with IFWXSocket::Recv and IFWXSocket::Send.
-     * [loop-thread]
+     * [loop-thread] [state: attached → running]
      * @param piInternalSocket borrowed; the client side. AddRef to keep it.
      * @param piExternalSocket borrowed; the server side, NULL when the filter emulates.
      * @param piConnection borrowed; the connection.
@@ -515,7 +553,8 @@ typedef struct IFWXDataFilterVtbl {
      */
     fwx_result (*SetSockets)(IFWXDataFilter *This, IFWXSocket *piInternalSocket, IFWXSocket *piExternalSocket,
                              IFWXConnection *piConnection, IUnknown *pFilterContext);
-    /** Stop: release the sockets and the connection. [loop-thread] @return FWX_S_OK. */
+    /** Stop: release the sockets and the connection. [loop-thread] [state: any → detached]
+        @return FWX_S_OK. */
     fwx_result (*Detach)(IFWXDataFilter *This);
 } IFWXDataFilterVtbl;
 /** A data filter. */
@@ -783,7 +822,28 @@ static inline fwx_result IFWXUdpDestination_Deny(IFWXUdpDestination *This, uint3
 /**
  * @brief A socket of a connection, as a data filter sees it. Implemented by the core.
  *
- * Close or Shutdown a socket before its last Release.
+ * The rules a data filter relies on (the user-mode data path keeps them for every socket it
+ * hands out, real or joining two filters):
+ * - **Completions never arrive synchronously.** Send, SendTo, Recv, Shutdown and Close return
+ *   first; each pending operation's IFWXIOCompletion::CompleteAsyncIO runs later from the loop,
+ *   in the order the operations ended. A filter may therefore start the next Recv from inside a
+ *   completion without recursing.
+ * - **End of stream is a zero-length completion**: a Recv that completes with fSuccess nonzero
+ *   and a buffer whose data size is 0 means the peer will send nothing more (it shut down or
+ *   closed); every later Recv on that socket completes the same way. A failed completion
+ *   (fSuccess 0) carries the error in Win32ErrorCode (a negative errno, such as UV_ECANCELED
+ *   for operations a Close cancelled).
+ * - **One Recv at a time** per socket; Recv(NULL) receives into a buffer the core allocates
+ *   (the connection's buffer size, IFWXConnection::SetBufferSize), which the filter may read
+ *   but not modify. Sends are queued in order; a Send completes once every byte was taken.
+ * - **A filter must Close (or Shutdown) its sockets** when it is done with them, at the latest
+ *   when a direction reached end of stream and it has passed that on: the connection ends only
+ *   when both real sockets are finished (closed, failed, or at end of stream and shut down for
+ *   writing). To pass end of stream on, Shutdown(SHUT_WR) the other socket after the last Send;
+ *   it takes effect once the queued sends are done. Close or Shutdown before the last Release.
+ * - Once the connection has ended, the methods answer FWX_E_TERMINATING (Close: FWX_S_OK) and
+ *   the objects live until the filter's last Release. Buffers and completions given to an
+ *   operation are referenced until its completion returns.
  */
 #define FWX_ISOCKET_METHODS(T)                                                                     \
     /** Sends the data of @p pBuffer. [loop-thread]                                             \
@@ -1043,12 +1103,13 @@ typedef struct IFWXHostLogVtbl {
     FWX_IUNKNOWN_METHODS(IFWXHostLog);
     /**
      * Whether a line at @p Level would reach the sink now, so that a plugin can skip formatting
-     * debug lines. [loop-thread] [state: any]
+     * debug lines. [loop-thread]
      * @return 1 if it would, 0 if not.
      */
     int32_t (*IsEnabled)(IFWXHostLog *This, fwx_log_level Level);
     /**
-     * Logs one line. [loop-thread] [state: running]
+     * Logs one line. [loop-thread] (from the plugin's FilterInit until its FilterShutdown
+     * returns; afterwards FWX_E_TERMINATING)
      * @param Level the line's level.
      * @param pSession the session it is about, or NULL (borrowed). Must be the core's.
      * @param pConnection the connection it is about, or NULL (borrowed). Must be the core's;
