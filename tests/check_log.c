@@ -1,0 +1,314 @@
+/*
+ * fwx tests - logging: the record sink (fwx_firewall_set_log_sink) and IFWXHostLog, the way
+ * plugins log through the host. Public API only, with the tp_good test plugin for a log object
+ * bound to a plugin.
+ * SPDX-License-Identifier: MIT
+ */
+#include "testutil.h"
+#include "plugins/test_plugin.h"
+
+#include <dlfcn.h>
+#include <stdio.h>
+#include <string.h>
+
+static uv_loop_t loop;
+static fwx_firewall *fw;
+
+/* ---- a record sink that keeps the last records -------------------------------------------- */
+
+#define REC_MAX 64
+typedef struct rec {
+    fwx_log_level level;
+    char message[1100];
+    uint32_t n;
+    char key[40][32];
+    fwx_log_type type[40];
+    char str[40][128];
+    uint64_t u[40];
+    int64_t i[40];
+} rec;
+static rec recs[REC_MAX];
+static int n_recs;
+static int text_lines;
+
+static void sink(void *arg, const fwx_log_record *r)
+{
+    ck_assert_ptr_eq(arg, &recs);
+    ck_assert_uint_eq(r->struct_size, sizeof *r);
+    ck_assert_ptr_nonnull(r->message);
+    if (n_recs >= REC_MAX)
+        return;
+    rec *x = &recs[n_recs++];
+    x->level = r->level;
+    snprintf(x->message, sizeof x->message, "%s", r->message);
+    x->n = r->n_fields;
+    ck_assert_uint_le(r->n_fields, 40);
+    for (uint32_t k = 0; k < r->n_fields; k++) {
+        const fwx_log_field *f = &r->fields[k];
+        snprintf(x->key[k], sizeof x->key[k], "%s", f->key);
+        x->type[k] = f->type;
+        /* A sink sees strings and integers only: addresses arrive as text. */
+        ck_assert(f->type == FWX_LOG_STRING || f->type == FWX_LOG_INT || f->type == FWX_LOG_UINT);
+        if (f->type == FWX_LOG_STRING)
+            snprintf(x->str[k], sizeof x->str[k], "%s", f->value.string);
+        else if (f->type == FWX_LOG_UINT)
+            x->u[k] = f->value.u;
+        else
+            x->i[k] = f->value.i;
+        for (uint32_t j = 0; j < k; j++)
+            ck_assert_msg(strcmp(r->fields[j].key, f->key) != 0, "key %s twice in one record", f->key);
+    }
+}
+
+static void text_sink(void *arg, fwx_log_level level, const char *message)
+{
+    (void)arg;
+    (void)level;
+    (void)message;
+    text_lines++;
+}
+
+static int field(const rec *x, const char *key)
+{
+    for (uint32_t k = 0; k < x->n; k++)
+        if (strcmp(x->key[k], key) == 0)
+            return (int)k;
+    return -1;
+}
+
+static const rec *find_rec(const char *text)
+{
+    for (int k = 0; k < n_recs; k++)
+        if (strstr(recs[k].message, text) != NULL)
+            return &recs[k];
+    return NULL;
+}
+
+static void env_open(fwx_log_level level)
+{
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.log = text_sink;
+    o.log_level = level;
+    n_recs = 0;
+    text_lines = 0;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, sink, &recs), FWX_S_OK);
+}
+
+static void env_close(void)
+{
+    fwx_firewall_close(fw, NULL, NULL);
+    fw = NULL;
+    tu_loop_close_clean(&loop);
+}
+
+static IFWXSession *open_session(const char *client)
+{
+    struct sockaddr_storage c = tu_addr(client);
+    fwx_session_params sp = {.struct_size = sizeof sp, .source = fwxSourceNAT, .client = TU_SA(c), .client_len = tu_len(&c)};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
+    return s;
+}
+
+static IFWXConnection *open_conn(IFWXSession *s, const char *peer)
+{
+    struct sockaddr_storage p = tu_addr(peer);
+    fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_Connect_Tcp, .protocol = FWX_PROTOCOL_TCP,
+                                .external_peer = TU_SA(p), .external_peer_len = tu_len(&p)};
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &c), FWX_S_OK);
+    return c;
+}
+
+/* The core's lines reach the record sink with their fields; the text sink gets nothing while a
+   record sink is set, and everything again after fwx_firewall_set_log_sink(NULL). */
+START_TEST(test_core_fields)
+{
+    env_open(FWX_LOG_DEBUG);
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_conn(s, "198.51.100.7:21");
+    fwx_connection_close(c);
+    const rec *o = find_rec("opened for 10.0.0.8");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(o->level, FWX_LOG_INFO);
+    int k = field(o, "session");
+    ck_assert_int_ge(k, 0);
+    ck_assert_int_eq(o->type[k], FWX_LOG_UINT);
+    uint64_t sid = o->u[k];
+    ck_assert_str_eq(o->str[field(o, "client")], "10.0.0.8");
+    const rec *cl = find_rec(": closed (");
+    ck_assert_ptr_nonnull(cl);
+    ck_assert_uint_eq(cl->u[field(cl, "session")], sid);
+    ck_assert_int_ge(field(cl, "connection"), 0);
+    ck_assert_str_eq(cl->str[field(cl, "peer")], "198.51.100.7:21");
+    ck_assert_int_ge(field(cl, "bytes_in"), 0);
+    ck_assert_int_ge(field(cl, "bytes_out"), 0);
+    ck_assert_int_eq(text_lines, 0);
+
+    TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, NULL, NULL), FWX_S_OK);
+    int before = n_recs;
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK); /* "ended": to the text sink now */
+    IFWXSession_Release(s);
+    env_close();
+    ck_assert_int_eq(n_recs, before);
+    ck_assert_int_gt(text_lines, 0);
+    TU_EXPECT_HR(fwx_firewall_set_log_sink(NULL, sink, NULL), FWX_E_POINTER);
+}
+END_TEST
+
+/* A log object asked for outside any plugin call logs as the core ("fwx: "); Log checks its
+   arguments and the level; fields come after the core's, addresses as text, duplicates of the
+   core's keys dropped. */
+START_TEST(test_hostlog_calls)
+{
+    env_open(FWX_LOG_INFO);
+    IFWXFirewall *ifw = fwx_firewall_iface(fw);
+    TU_EXPECT_REF(ifw, 1);
+    IFWXHostLog *log = (IFWXHostLog *)(uintptr_t)1;
+    TU_EXPECT_HR(IFWXFirewall_QueryInterface(ifw, &IID_IFWXHostLog, (void **)&log), FWX_S_OK);
+    ck_assert_ptr_nonnull(log);
+    TU_EXPECT_REF(ifw, 2); /* the log holds the firewall */
+    TU_EXPECT_REF(log, 1);
+    IUnknown *unk = NULL;
+    TU_EXPECT_HR(IFWXHostLog_QueryInterface(log, &IID_IUnknown, (void **)&unk), FWX_S_OK);
+    ck_assert_ptr_eq(unk, (IUnknown *)log);
+    IUnknown_Release(unk);
+    void *none = (void *)(uintptr_t)1;
+    TU_EXPECT_HR(IFWXHostLog_QueryInterface(log, &IID_IFWXSession, &none), FWX_E_NOINTERFACE);
+    ck_assert_ptr_null(none);
+
+    ck_assert_int_eq(IFWXHostLog_IsEnabled(log, FWX_LOG_INFO), 1);
+    ck_assert_int_eq(IFWXHostLog_IsEnabled(log, FWX_LOG_DEBUG), 0);
+    ck_assert_int_eq(IFWXHostLog_IsEnabled(log, (fwx_log_level)7), 0);
+
+    IFWXSession *s = open_session("10.0.0.9");
+    IFWXConnection *c = open_conn(s, "192.0.2.10:443");
+    struct sockaddr_storage a = tu_addr("[2001:db8::1]:53");
+    fwx_log_field f[] = {
+        FWX_LOG_FIELD_STRING("what", "x\"y"),
+        FWX_LOG_FIELD_INT("delta", -5),
+        FWX_LOG_FIELD_ADDRESS("target", TU_SA(a)),
+        FWX_LOG_FIELD_UINT("session", 999), /* the core's key: dropped */
+        FWX_LOG_FIELD_STRING("empty", NULL),
+    };
+    n_recs = 0;
+    TU_EXPECT_HR(IFWXHostLog_Log(log, FWX_LOG_WARN, NULL, c, f, 5, "hello"), FWX_S_OK);
+    ck_assert_int_eq(n_recs, 1);
+    const rec *r = &recs[0];
+    ck_assert_str_eq(r->message, "fwx: hello");
+    ck_assert_int_eq(r->level, FWX_LOG_WARN);
+    ck_assert_int_lt(field(r, "plugin"), 0); /* not a plugin's */
+    ck_assert_str_eq(r->key[0], "session");
+    ck_assert_uint_ne(r->u[0], 999);
+    ck_assert_str_eq(r->str[field(r, "client")], "10.0.0.9");
+    ck_assert_str_eq(r->str[field(r, "peer")], "192.0.2.10:443");
+    ck_assert_str_eq(r->str[field(r, "what")], "x\"y");
+    ck_assert_int_eq(r->i[field(r, "delta")], -5);
+    ck_assert_str_eq(r->str[field(r, "target")], "[2001:db8::1]:53");
+    ck_assert_str_eq(r->str[field(r, "empty")], "");
+    ck_assert_int_gt(field(r, "what"), field(r, "peer")); /* the core's fields first */
+
+    /* Refusals: nothing is logged. */
+    fwx_log_field bad[] = {FWX_LOG_FIELD_STRING("Upper", "v"), FWX_LOG_FIELD_STRING("level", "v"),
+                           FWX_LOG_FIELD_STRING("", "v"), FWX_LOG_FIELD_STRING("a_key_that_is_much_too_long_1234", "v"),
+                           FWX_LOG_FIELD_ADDRESS("addr", NULL)};
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++)
+        TU_EXPECT_HR(IFWXHostLog_Log(log, FWX_LOG_WARN, NULL, NULL, &bad[k], 1, "no"), FWX_E_INVALIDARG);
+    fwx_log_field typed = FWX_LOG_FIELD_STRING("t", "v");
+    typed.type = (fwx_log_type)9;
+    TU_EXPECT_HR(IFWXHostLog_Log(log, FWX_LOG_WARN, NULL, NULL, &typed, 1, "no"), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXHostLog_Log(log, (fwx_log_level)4, NULL, NULL, NULL, 0, "no"), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXHostLog_Log(log, FWX_LOG_WARN, NULL, NULL, NULL, 0, NULL), FWX_E_POINTER);
+    TU_EXPECT_HR(IFWXHostLog_Log(log, FWX_LOG_WARN, NULL, NULL, NULL, 2, "no"), FWX_E_POINTER);
+    fwx_log_field many[33];
+    for (size_t k = 0; k < 33; k++)
+        many[k] = FWX_LOG_FIELD_UINT("n", k);
+    TU_EXPECT_HR(IFWXHostLog_Log(log, FWX_LOG_WARN, NULL, NULL, many, 33, "no"), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(IFWXHostLog_Log(log, FWX_LOG_WARN, (IFWXSession *)(void *)c, NULL, NULL, 0, "no"), FWX_E_INVALIDARG);
+    /* Filtered by level: S_FALSE, and Logf does not even format. */
+    TU_EXPECT_HR(IFWXHostLog_Log(log, FWX_LOG_DEBUG, NULL, NULL, NULL, 0, "no"), FWX_S_FALSE);
+    TU_EXPECT_HR(IFWXHostLog_Logf(log, FWX_LOG_DEBUG, NULL, NULL, NULL, 0, "%s", "no"), FWX_S_FALSE);
+    ck_assert_int_eq(n_recs, 1);
+    /* Logf formats, and a long message is cut, not refused. */
+    char big[3000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    TU_EXPECT_HR(IFWXHostLog_Logf(log, FWX_LOG_ERROR, s, NULL, NULL, 0, "n=%d", 42), FWX_S_OK);
+    ck_assert_str_eq(recs[1].message, "fwx: n=42");
+    TU_EXPECT_HR(IFWXHostLog_Log(log, FWX_LOG_ERROR, NULL, NULL, NULL, 0, big), FWX_S_OK);
+    ck_assert_uint_eq(strlen(recs[2].message), strlen("fwx: ") + 1000);
+
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    ck_assert_uint_eq(IFWXHostLog_Release(log), 0);
+    TU_EXPECT_REF(ifw, 1);
+    env_close();
+}
+END_TEST
+
+/* A log object asked for inside a plugin's call is the plugin's: its lines are named after it
+   and carry the plugin field; after the plugin is unloaded Log answers FWX_E_TERMINATING. */
+static IFWXHostLog *plugin_log;
+
+static fwx_result grab_log(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *session, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    if (plugin_log == NULL && ev->EventType == fwx_Connect_Tcp) {
+        TU_EXPECT_HR(IFWXFirewall_QueryInterface(ctl->fw, &IID_IFWXHostLog, (void **)&plugin_log), FWX_S_OK);
+        TU_EXPECT_HR(IFWXHostLog_Log(plugin_log, FWX_LOG_INFO, session, ev->Parameters.Connect.piConnection, NULL, 0,
+                                     "seen"),
+                     FWX_S_OK);
+    }
+    return FWX_S_OK;
+}
+
+START_TEST(test_hostlog_plugin)
+{
+    env_open(FWX_LOG_INFO);
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_msg(h != NULL, "dlopen: %s", dlerror());
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    ck_assert_ptr_nonnull(ctl);
+    ctl->hooks = fwx_Connect_Tcp | fwxSourceNAT;
+    ctl->on_event = grab_log;
+    plugin_log = NULL;
+    fwx_plugin *p = NULL;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), &p), FWX_S_OK);
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_conn(s, "198.51.100.7:21");
+    ck_assert_ptr_nonnull(plugin_log);
+    const rec *r = find_rec(": seen");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_str_eq(r->message, "good: seen");
+    ck_assert_str_eq(r->str[field(r, "plugin")], "good");
+    ck_assert_str_eq(r->key[0], "plugin");
+    ck_assert_str_eq(r->str[field(r, "peer")], "198.51.100.7:21");
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    TU_EXPECT_HR(fwx_plugin_unload(p), FWX_S_OK);
+    TU_EXPECT_HR(IFWXHostLog_Log(plugin_log, FWX_LOG_WARN, NULL, NULL, NULL, 0, "too late"), FWX_E_TERMINATING);
+    ck_assert_ptr_null(find_rec("too late"));
+    IFWXHostLog_Release(plugin_log);
+    plugin_log = NULL;
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("log");
+    TCase *tc = tcase_create("core_fields");
+    tcase_add_test(tc, test_core_fields);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("hostlog_calls");
+    tcase_add_test(tc, test_hostlog_calls);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("hostlog_plugin");
+    tcase_add_test(tc, test_hostlog_plugin);
+    suite_add_tcase(s, tc);
+    return tu_run_suite(s);
+}
