@@ -362,8 +362,6 @@ def scenario(tmp, topo, plugin):
     c.close()
     rc = gw.stop()
     check(rc == 0, "SIGTERM: exit status %s" % rc)
-    check(re.search(r"stopped: table inet %s left closed: every forwarded packet is dropped" % table, gw.stdout()),
-          "the stop did not say what it leaves in force: %r" % gw.stdout()[-600:])
     left = table_of(topo, table)
     check(left is not None and "fwx gateway stopped" in left and "policy drop" in left and "prerouting" not in left,
           "after a clean exit table inet %s should be the closed one: %r" % (table, left))
@@ -375,6 +373,8 @@ def scenario(tmp, topo, plugin):
     check(own is not None, "the stopped gateway cannot reach the server itself (its own output is filtered)")
     echo_l.accept()[0].close()
     own.close()
+    check(re.search(r"stopped: table inet %s left closed: every forwarded packet is dropped" % table, gw.stdout()),
+          "the stop did not say what it leaves in force: %r" % gw.stdout()[-600:])
     log("ok: SIGTERM: exit 0, forwarding closed (ip_forward=1), the gateway's own output works")
 
     # The next start replaces the closed table and forwards again; with on_stop = "open" the
