@@ -18,7 +18,7 @@
  *       them (the FTP filter: PASV -> AllowFutureConnect -> a kernel-mode data connection).
  *
  * Then it serves its loop until SIGTERM/SIGINT or --seconds (default 600), prints what fwx saw
- * ("key value" lines on stdout) and closes the firewall (which deletes its table).
+ * ("key value" lines on stdout) and closes the firewall (which deletes its table: kernel_open_on_stop).
  * Prints "ready TABLE" on stdout (flushed) once everything is in place.
  * SPDX-License-Identifier: MIT
  */
