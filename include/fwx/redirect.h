@@ -416,9 +416,11 @@ FWX_API fwx_result fwx_connection_set_redirect_record(IFWXConnection *conn, fwx_
  *
  * Call it after the socket is made and before connect(). The socket is bound to the
  * unspecified address if it is not bound yet; the record is written to the host's registry
- * under the socket's source port and @p destination, where the next proxy on this host that
- * intercepts the connection reads it (doc/redirect.md); the socket gets `SO_MARK`
- * `0x10000000 | slots << 16`. The registry entry is removed when @p conn ends. Rationale: the
+ * under the socket's source port and @p destination, with its source address (the bound one,
+ * or the one the route to @p destination gives a socket with that mark), where the next proxy
+ * on this host that intercepts the connection reads it (doc/redirect.md); the socket gets
+ * `SO_MARK` `0x10000000 | slots << 16`. The calling thread must be in the socket's network
+ * namespace (the route is looked up there). The registry entry is removed when @p conn ends. Rationale: the
  * bind comes first so that the entry exists before the next hop can accept the connection.
  * @param conn the accepted (redirected) connection, carrying a record (borrowed).
  * @param fd the outbound TCP socket, not yet connected.
@@ -429,7 +431,8 @@ FWX_API fwx_result fwx_connection_set_redirect_record(IFWXConnection *conn, fwx_
  * @return FWX_S_OK; FWX_S_FALSE (linked, but the mark could not be set: SO_MARK needs
  *   CAP_NET_ADMIN); FWX_E_NOT_FOUND (@p conn carries no record); FWX_E_ALREADY_EXISTS_WIN32
  *   (already linked); FWX_E_NOT_SUPPORTED (not TCP over IPv4); FWX_E_TERMINATING;
- *   FWX_E_INVALIDARG; FWX_E_POINTER; FWX_E_FAIL (the registry could not be written: logged).
+ *   FWX_E_INVALIDARG; FWX_E_POINTER; FWX_E_FAIL (the registry could not be written, or no
+ *   route to @p destination: logged).
  * @since 1.1
  */
 FWX_API fwx_result fwx_connection_link_outbound(IFWXConnection *conn, int fd, const struct sockaddr *destination,
