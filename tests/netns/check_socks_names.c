@@ -87,12 +87,17 @@ static void gateway_main(tn_topo *t, int wfd)
         _exit(10);
     char path[] = "/tmp/fwx-hosts-XXXXXX";
     int fd = mkstemp(path);
-    if (fd < 0 || write_all(fd, hosts_text, strlen(hosts_text)) != 0 || close(fd) != 0)
+    if (fd < 0)
         _exit(11);
+    if (write_all(fd, hosts_text, strlen(hosts_text)) != 0 || close(fd) != 0) {
+        unlink(path);
+        _exit(11);
+    }
     if (mount(path, "/etc/hosts", NULL, MS_BIND, NULL) != 0) {
         char m[128];
         snprintf(m, sizeof m, "test: cannot mount %s on /etc/hosts: %s", path, strerror(errno));
         log_to_pipe(NULL, FWX_LOG_ERROR, m);
+        unlink(path);
         _exit(16);
     }
     unlink(path); /* the mount keeps the file */
