@@ -272,7 +272,7 @@ start_gateway() { # TAG CONFIG_FILE PORT_TO_WAIT_FOR_OR_-
     fi
     FWX_CPU_PID=$(pgrep -n -f "^$GW_BIN " || echo $FWX_PID)
 }
-stop_fwx() { # SIGTERM: a clean exit deletes fwx's table; say if it did not
+stop_fwx() { # SIGTERM: a clean exit deletes fwx's table (on_stop = "open"); say if it did not
     [ -n "$FWX_PID" ] || return 0
     kill -TERM "$FWX_CPU_PID" 2>/dev/null || true
     for _ in $(seq 1 60); do [ -d /proc/$FWX_CPU_PID ] || break; sleep 0.05; done
@@ -431,7 +431,8 @@ fwx_transparent_up() { # TAG PLUGIN_NAME FILTER_GUID
     if [ "$FWX_FTP" = gateway ]; then
         cat >"$T/gw-$tag.cfg" <<EOF
 gateway = { name = "$FWX_NAME"; backend = "nft"; log_level = "${FWX_LOG_LEVEL:-warn}"; plugin_dir = "$F/plugins";
-            plugins = [ "$plugin" ]; local_addresses = [ "$G_IN", "$G_OUT" ]; };
+            plugins = [ "$plugin" ]; local_addresses = [ "$G_IN", "$G_OUT" ];
+            on_stop = "open"; };   # the kernel-only rows run in this namespace after it stops
 networks = { internal = { ranges = [ "$INTERNAL" ]; }; };
 relationships = ( { from = "internal"; to = "external"; type = "nat"; } );
 protocols = ( { name = "ftp"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-0000000b0021}"; protocol = "tcp"; port = $P_FTP;

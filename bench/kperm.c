@@ -18,7 +18,7 @@
  *       them (the FTP filter: PASV -> AllowFutureConnect -> a kernel-mode data connection).
  *
  * Then it serves its loop until SIGTERM/SIGINT or --seconds (default 600), prints what fwx saw
- * ("key value" lines on stdout) and closes the firewall (which deletes its table).
+ * ("key value" lines on stdout) and closes the firewall (which deletes its table: kernel_open_on_stop).
  * Prints "ready TABLE" on stdout (flushed) once everything is in place.
  * SPDX-License-Identifier: MIT
  */
@@ -238,6 +238,9 @@ int main(int argc, char **argv)
     fo.n_local_addresses = 2;
     fo.log = log_line;
     fo.log_level = K.verbose ? FWX_LOG_DEBUG : FWX_LOG_WARN;
+    /* kernel.sh measures plain kernel forwarding in this namespace after kperm exits: leave
+       it open rather than closed (the default, issue 16). */
+    fo.kernel_open_on_stop = 1;
     fwx_result hr = fwx_firewall_new(&K.loop, &fo, &K.fw);
     if (FWX_FAILED(hr)) {
         fprintf(stderr, "kperm: fwx_firewall_new: %s\n", fwx_err_name(hr));

@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 /* ---- fixture ------------------------------------------------------------------------------- */
 
@@ -1061,6 +1062,57 @@ START_TEST(core_records_its_redirects)
 }
 END_TEST
 
+/* The registry matches a flow by its whole tuple (issue 16, item 4): an entry written for
+   10.0.0.1:40000 -> 192.0.2.9:21 is found for that source address (and by port alone through
+   the older call), but not for another host using the same source port to the same server;
+   a file in the old header format (no src) is not read at all. */
+START_TEST(registry_matches_the_whole_tuple)
+{
+    char dir[] = "/tmp/fwx-registry-test-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_int_eq(setenv("FWX_REDIRECT_DIR", dir, 1), 0);
+    struct sockaddr_storage dst = tu_addr("192.0.2.9:21"), src = tu_addr("10.0.0.1:40000"),
+                            other = tu_addr("10.0.0.2:40000"), any = tu_addr("0.0.0.0:40000");
+    fwx_redirect_app app = {sizeof app, 0, FWX_REDIRECT_UID_UNKNOWN, 0, 0, NULL};
+    fwx_redirect_record *rec = NULL, *got = NULL;
+    TU_EXPECT_HR(fwx_redirect_record_new(TU_SA(dst), tu_len(&dst), &app, &rec), FWX_S_OK);
+    char path[FWX__REG_PATH_MAX];
+    ck_assert_int_eq(fwx__registry_put(TU_SA(any), TU_SA(dst), rec, 0, path, sizeof path), -1); /* src needed */
+    ck_assert_int_eq(fwx__registry_put(TU_SA(src), TU_SA(dst), rec, 0x03, path, sizeof path), 0);
+    uint32_t slots = 0;
+    TU_EXPECT_HR(fwx_redirect_registry_lookup_flow(TU_SA(src), tu_len(&src), TU_SA(dst), tu_len(&dst), &got, &slots),
+                 FWX_S_OK);
+    ck_assert_uint_eq(slots, 0x03);
+    fwx_redirect_record_unref(got);
+    TU_EXPECT_HR(fwx_redirect_registry_lookup_flow(TU_SA(other), tu_len(&other), TU_SA(dst), tu_len(&dst), &got, NULL),
+                 FWX_E_NOT_FOUND);
+    ck_assert_ptr_null(got);
+    TU_EXPECT_HR(fwx_redirect_registry_lookup_flow(TU_SA(any), tu_len(&any), TU_SA(dst), tu_len(&dst), &got, NULL),
+                 FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_redirect_registry_lookup(40000, TU_SA(dst), tu_len(&dst), &got, NULL), FWX_S_OK);
+    fwx_redirect_record_unref(got);
+    /* The same file with the header of format 1 (no source address): refused. */
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    char *nl = memchr(buf, '\n', n);
+    ck_assert_ptr_nonnull(nl);
+    f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f, "fwx-redirect 1 pid=%ld slots=0x03\n", (long)getpid());
+    fwrite(nl + 1, 1, n - (size_t)(nl + 1 - buf), f);
+    fclose(f);
+    TU_EXPECT_HR(fwx_redirect_registry_lookup_flow(TU_SA(src), tu_len(&src), TU_SA(dst), tu_len(&dst), &got, NULL),
+                 FWX_E_NOT_FOUND);
+    unlink(path);
+    rmdir(dir);
+    unsetenv("FWX_REDIRECT_DIR");
+    fwx_redirect_record_unref(rec);
+}
+END_TEST
+
 static Suite *redirect_suite(void)
 {
     Suite *s = suite_create("redirect");
@@ -1086,6 +1138,7 @@ static Suite *redirect_suite(void)
         {"connection record", connection_carries_record_until_it_is_freed},
         {"connection ended", connection_ended_refuses_a_record},
         {"core records its redirects", core_records_its_redirects},
+        {"registry matches the whole tuple", registry_matches_the_whole_tuple},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

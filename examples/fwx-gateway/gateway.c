@@ -58,6 +58,7 @@ typedef struct settings {
     unsigned port_min, port_max;
     int loopback_hosts;
     int kernel_end_on_close;
+    int open_on_stop; /* gateway.on_stop = "open" (nft) */
     char socks[128];
     char backend[8]; /* "proxy", "nft" or "auto" */
     local_redirect redirects[MAX_LOCAL_REDIRECTS];
@@ -268,7 +269,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     }
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
-                                  "backend", "local_redirect", "kernel_end_on_close"};
+                                  "backend", "local_redirect", "kernel_end_on_close", "on_stop"};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -385,6 +386,10 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (config_setting_type(e) != CONFIG_TYPE_BOOL)
                 BAD("must be true or false");
             s->kernel_end_on_close = config_setting_get_bool(e);
+        } else if (strcmp(k, "on_stop") == 0) {
+            if (str == NULL || (strcmp(str, "closed") != 0 && strcmp(str, "open") != 0))
+                BAD("must be \"closed\" (forwarding dropped while fwx is stopped) or \"open\"");
+            s->open_on_stop = strcmp(str, "open") == 0;
         } else if (strcmp(k, "loopback_hosts") == 0) {
             if (config_setting_type(e) != CONFIG_TYPE_BOOL)
                 BAD("must be true or false");
@@ -698,6 +703,7 @@ int main(int argc, char **argv)
     o.timeout_ms = g.cfg.timeout_s * 1000;
     o.loopback_hosts = g.cfg.loopback_hosts;
     o.kernel_end_on_close = g.cfg.kernel_end_on_close;
+    o.kernel_open_on_stop = g.cfg.open_on_stop;
     if (g.cfg.port_min) {
         o.port_min = (uint16_t)g.cfg.port_min;
         o.port_max = (uint16_t)g.cfg.port_max;

@@ -116,6 +116,19 @@ typedef struct fwx_firewall_options {
      * @since 1.1 (appended; older callers' struct_size leaves it 0)
      */
     int32_t kernel_end_on_close;
+    /**
+     * Kernel mode ("nft" backend): what a stopped gateway leaves in force. Default 0, closed:
+     * when the backend closes (the host stops, or switches backends) or fails to start, its
+     * nftables table is replaced in one batch by one that drops every forwarded packet and
+     * leaves the host's own input and output alone, until fwx starts again and replaces it in
+     * one batch (an operator opens it by hand with `nft delete table inet fwx_<name>`).
+     * Nonzero, open: the table is deleted, and with IP forwarding on the host routes everything
+     * through unfiltered and without NAT. Either way one log line says which. Rationale: a
+     * crash leaves the table and so forwards only what it allowed; a clean stop must not do
+     * less (issue 16).
+     * @since 1.2 (appended; older callers' struct_size leaves it 0: closed)
+     */
+    int32_t kernel_open_on_stop;
 } fwx_firewall_options;
 
 /** Fills @p opts with the defaults. [any-thread] */

@@ -416,9 +416,11 @@ FWX_API fwx_result fwx_connection_set_redirect_record(IFWXConnection *conn, fwx_
  *
  * Call it after the socket is made and before connect(). The socket is bound to the
  * unspecified address if it is not bound yet; the record is written to the host's registry
- * under the socket's source port and @p destination, where the next proxy on this host that
- * intercepts the connection reads it (doc/redirect.md); the socket gets `SO_MARK`
- * `0x10000000 | slots << 16`. The registry entry is removed when @p conn ends. Rationale: the
+ * under the socket's source port and @p destination, with its source address (the bound one,
+ * or the one the route to @p destination gives a socket with that mark), where the next proxy
+ * on this host that intercepts the connection reads it (doc/redirect.md); the socket gets
+ * `SO_MARK` `0x10000000 | slots << 16`. The calling thread must be in the socket's network
+ * namespace (the route is looked up there). The registry entry is removed when @p conn ends. Rationale: the
  * bind comes first so that the entry exists before the next hop can accept the connection.
  * @param conn the accepted (redirected) connection, carrying a record (borrowed).
  * @param fd the outbound TCP socket, not yet connected.
@@ -429,7 +431,8 @@ FWX_API fwx_result fwx_connection_set_redirect_record(IFWXConnection *conn, fwx_
  * @return FWX_S_OK; FWX_S_FALSE (linked, but the mark could not be set: SO_MARK needs
  *   CAP_NET_ADMIN); FWX_E_NOT_FOUND (@p conn carries no record); FWX_E_ALREADY_EXISTS_WIN32
  *   (already linked); FWX_E_NOT_SUPPORTED (not TCP over IPv4); FWX_E_TERMINATING;
- *   FWX_E_INVALIDARG; FWX_E_POINTER; FWX_E_FAIL (the registry could not be written: logged).
+ *   FWX_E_INVALIDARG; FWX_E_POINTER; FWX_E_FAIL (the registry could not be written, or no
+ *   route to @p destination: logged).
  * @since 1.1
  */
 FWX_API fwx_result fwx_connection_link_outbound(IFWXConnection *conn, int fd, const struct sockaddr *destination,
@@ -455,6 +458,8 @@ FWX_API fwx_redirect_handle *fwx_firewall_redirect_identity(fwx_firewall *fw);
  *
  * For a connection a proxy accepted after redirecting it: @p source_port is the accepted
  * socket's peer port (getpeername), @p destination its original destination (SO_ORIGINAL_DST).
+ * The entry of any source address matches: prefer fwx_redirect_registry_lookup_flow(), which
+ * cannot take another flow's record.
  * @param source_port the flow's source port.
  * @param destination the flow's original destination (borrowed).
  * @param destination_len its length.
@@ -467,6 +472,30 @@ FWX_API fwx_redirect_handle *fwx_firewall_redirect_identity(fwx_firewall *fw);
 FWX_API fwx_result fwx_redirect_registry_lookup(uint16_t source_port, const struct sockaddr *destination,
                                                 uint32_t destination_len, fwx_redirect_record **out,
                                                 uint32_t *slots);
+
+/**
+ * @brief The record a previous proxy on this host left for a flow, found by the flow's whole
+ * tuple: as fwx_redirect_registry_lookup(), and the entry must also name @p source's address.
+ * [any-thread]
+ *
+ * Use this one. Rationale: source ports are unique per address only, so a connection from
+ * another host can share its source port and destination with one of this host's own
+ * redirected flows; looked up by port alone it would take that flow's record and look like a
+ * loop. @p source is the accepted socket's peer (getpeername), @p destination its original
+ * destination (SO_ORIGINAL_DST).
+ * @param source the flow's source address and port (borrowed; neither may be zero).
+ * @param source_len its length.
+ * @param destination the flow's original destination (borrowed).
+ * @param destination_len its length.
+ * @param out receives a new record (+1; fwx_redirect_record_unref() it).
+ * @param slots receives the local-redirection slots the flow has passed (may be NULL).
+ * @return FWX_S_OK; FWX_E_NOT_FOUND (no entry for this tuple, or one that is not well-formed);
+ *   FWX_E_NOT_SUPPORTED (not IPv4); FWX_E_POINTER; FWX_E_INVALIDARG.
+ * @since 1.2
+ */
+FWX_API fwx_result fwx_redirect_registry_lookup_flow(const struct sockaddr *source, uint32_t source_len,
+                                                     const struct sockaddr *destination, uint32_t destination_len,
+                                                     fwx_redirect_record **out, uint32_t *slots);
 
 /** Receives one registry entry from fwx_redirect_registry_list(); everything is borrowed. */
 typedef void (*fwx_redirect_registry_cb)(void *arg, uint16_t source_port, const struct sockaddr *destination,

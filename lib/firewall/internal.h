@@ -285,12 +285,14 @@ void fwx__redirect_admitted(fwx__conn *c, const struct sockaddr *reached, const 
 #define FWX__REDIRECT_SLOT_MARK(slots) (((uint32_t)(slots) & 0xFFu) << 16)
 /* FWX_REDIRECT_DIR or /run/fwx/redirect. */
 const char *fwx__registry_dir(void);
-/* Writes rec for the flow from local port sport to dst; `path` receives the file's name. 0 or -1. */
-int fwx__registry_put(uint16_t sport, const struct sockaddr *dst, const fwx_redirect_record *rec, uint32_t slots,
-                      char *path, size_t cap);
-/* The record a previous hop on this host wrote for the flow from port sport to dst, and the
-   slots it passed; NULL if none (or the file is malformed). */
-fwx_redirect_record *fwx__registry_get(uint16_t sport, const struct sockaddr *dst, uint32_t *slots);
+/* Writes rec for the flow from src (an IPv4 address and port, both set) to dst; `path` receives
+   the file's name. 0 or -1. */
+int fwx__registry_put(const struct sockaddr *src, const struct sockaddr *dst, const fwx_redirect_record *rec,
+                      uint32_t slots, char *path, size_t cap);
+/* The record a previous hop on this host wrote for the flow from src to dst, and the slots it
+   passed; NULL if none, if the file is malformed, or if it names another source address (an
+   unspecified src address matches any: a lookup by port only). */
+fwx_redirect_record *fwx__registry_get(const struct sockaddr *src, const struct sockaddr *dst, uint32_t *slots);
 /* Removes files whose writer is no longer running. */
 void fwx__registry_sweep(void);
 /* The connection has ended: its registry file goes. */

@@ -219,7 +219,7 @@ static fwx_result redirect_record(irelay *r, const struct sockaddr_storage *peer
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
     uint32_t in_slots = 0, my_slot = 0;
     fwx_redirect_handle *h = fwx__nft_identity(fw, &my_slot);
-    fwx_redirect_record *rec = fwx__registry_get(fwx__sa_port(p), o, &in_slots);
+    fwx_redirect_record *rec = fwx__registry_get(p, o, &in_slots); /* the whole tuple */
     bool from_registry = rec != NULL;
     if (rec == NULL) {
         fwx_redirect_app app = {sizeof app, 0, FWX_REDIRECT_UID_UNKNOWN, 0, 0, NULL};

@@ -6,7 +6,8 @@
  *   with FWX_E_NOT_SUPPORTED and one line when we may not change the network or the kernel
  *   lacks a required feature, so the host can fall back to the "proxy" backend;
  * - grant_add / grant_remove: one atomic batch of element additions or deletions per call;
- * - close: delete the table.
+ * - close: replace the table by a closed one that drops every forwarded packet (or, with
+ *   kernel_open_on_stop, delete it), and say so in one line.
  *
  * Every address printed into a command comes from inet_ntop on a checked family (no text
  * from outside ever reaches a command), and the table name is built from [A-Za-z0-9_] only.
@@ -425,6 +426,78 @@ static long leftover_pid(const char *listing)
     return p ? strtol(p + 5, NULL, 10) : 0;
 }
 
+/* Replaces whatever table of our name is there (or none: "add" first, so the delete always
+   finds one) by the closed one, FWX_NFT_CLOSED_FMT, in one batch. 0, or -1 with st->err. */
+static int install_closed(nstate *st)
+{
+    sbuf b = {0};
+    sb_printf(&b, "add table inet %s\ndelete table inet %s\n", st->table, st->table);
+    sb_printf(&b, FWX_NFT_CLOSED_FMT, st->table, (long)getpid());
+    int rc = -1;
+    if (b.oom)
+        snprintf(st->err, sizeof st->err, "out of memory");
+    else
+        rc = run(st, b.p);
+    free(b.p);
+    return rc;
+}
+
+/* net.ipv4.ip_forward or net.ipv6.conf.all.forwarding of this network namespace: 1 if either
+   is on, 0 if both are off, -1 if unknown. */
+static int forwarding_on(void)
+{
+    static const char *const paths[] = {"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"};
+    int known = 0;
+    for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+        FILE *f = fopen(paths[i], "re");
+        int v = 0;
+        if (f == NULL)
+            continue;
+        if (fscanf(f, "%d", &v) == 1) {
+            known = 1;
+            if (v != 0) {
+                fclose(f);
+                return 1;
+            }
+        }
+        fclose(f);
+    }
+    return known ? 0 : -1;
+}
+
+/*
+ * The gateway stops (close, or an open that failed after the table was made): say in one line
+ * what it leaves in force. By default its table is replaced by the closed one, so a stopped
+ * gateway forwards nothing, as a crashed one does not either (its table stays with drop as
+ * the forward policy); with kernel_open_on_stop the table is deleted and whatever the
+ * namespace's own settings allow is routed through.
+ */
+static void leave_table(nstate *st, const char *why)
+{
+    if (st->fw->opts.kernel_open_on_stop) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "delete table inet %s\n", st->table);
+        if (run(st, cmd) != 0) {
+            NLOG(st, FWX_LOG_WARN, "%s: deleting table inet %s failed: %s", why, st->table, st->err);
+            return;
+        }
+        int fwd = forwarding_on();
+        NLOG(st, FWX_LOG_WARN, "%s: table inet %s deleted (on_stop = open): %s", why, st->table,
+             fwd == 1   ? "IP forwarding is on, so everything is routed through unfiltered and without NAT"
+             : fwd == 0 ? "IP forwarding is off, so nothing is routed through"
+                        : "whatever this namespace's settings allow is routed through unfiltered");
+        return;
+    }
+    if (install_closed(st) != 0) {
+        NLOG(st, FWX_LOG_ERROR, "%s: closing table inet %s failed: %s; forwarding is whatever is left", why, st->table,
+             st->err);
+        return;
+    }
+    NLOG(st, FWX_LOG_INFO, "%s: table inet %s left closed: every forwarded packet is dropped until fwx starts again "
+                           "(`nft delete table inet %s` opens it); the gateway's own traffic is not filtered",
+         why, st->table, st->table);
+}
+
 static void kflow_key_of(const fwx__ct_flow *f, kflow_key *k)
 {
     memset(k, 0, sizeof *k);
@@ -650,6 +723,7 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
     int err = errno;
     const char *out = nft_ctx_get_output_buffer(st->nft);
     long old_pid = rc == 0 ? leftover_pid(out) : 0;
+    bool was_closed = rc == 0 && out != NULL && strstr(out, FWX_NFT_CLOSED_TAG) != NULL; /* a clean stop's */
     const char *e = nft_ctx_get_error_buffer(st->nft);
     snprintf(st->err, sizeof st->err, "%.*s", (int)strcspn(e ? e : "", "\n"), e ? e : "");
     bool leftover = rc == 0;
@@ -665,17 +739,12 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         return FWX_E_NOT_SUPPORTED;
     }
 
-    sbuf b = {0};
-    if (leftover)
-        sb_printf(&b, "delete table inet %s\n", st->table);
-    sb_printf(&b, "add table inet %s { comment \"fwx gateway (pid %ld)\"; }\n", st->table, (long)getpid());
-    if (b.oom || run(st, b.p) != 0) {
-        bool perm = !b.oom && is_eperm(st, errno);
-        free(b.p);
-        if (b.oom) {
-            state_free(st);
-            return FWX_E_OUTOFMEMORY;
-        }
+    /* Closed from the first moment (issue 16, item 1): a table left by a crash or by a clean
+       stop is replaced, in one batch, by the closed table, in which the probe runs; the whole
+       ruleset then replaces that in one batch too. The forward hook never lacks a drop. */
+    errno = 0;
+    if (install_closed(st) != 0) {
+        bool perm = is_eperm(st, errno);
         if (perm)
             NLOG(st, FWX_LOG_ERROR, "no right to change the network here (needs CAP_NET_ADMIN in this network "
                                     "namespace); use the \"proxy\" backend");
@@ -684,8 +753,10 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         state_free(st);
         return FWX_E_NOT_SUPPORTED;
     }
-    free(b.p);
-    if (leftover && old_pid > 0)
+    if (was_closed)
+        NLOG(st, FWX_LOG_INFO, "table inet %s kept forwarding closed since an earlier run stopped (pid %ld); replaced",
+             st->table, old_pid);
+    else if (leftover && old_pid > 0)
         NLOG(st, FWX_LOG_WARN, "table inet %s was left by an earlier run (pid %ld%s); replaced", st->table, old_pid,
              old_pid != (long)getpid() && kill((pid_t)old_pid, 0) == 0 ? ", still running" : "");
     else if (leftover)
@@ -697,8 +768,7 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
     fwx__nft_feature_names(missing, names, sizeof names);
     if (missing & FWX__NFT_REQUIRED) {
         NLOG(st, FWX_LOG_ERROR, "kernel lacks: %s; use the \"proxy\" backend", names);
-        snprintf(cmd, sizeof cmd, "delete table inet %s\n", st->table);
-        (void)run(st, cmd);
+        leave_table(st, "not started");
         state_free(st);
         return FWX_E_NOT_SUPPORTED;
     }
@@ -713,12 +783,12 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         NLOG(st, FWX_LOG_WARN, "interception listener unavailable: filter-bound protocols and user-mode secondary "
                                "connections will not be carried");
     sbuf r = {0};
+    sb_printf(&r, "delete table inet %s\n", st->table); /* the closed one, in the same batch */
     ruleset_text(&r, st->table, st->icpt.port, st->icpt.port6);
     if (r.oom || run(st, r.p) != 0) {
         NLOG(st, FWX_LOG_ERROR, "creating table inet %s failed: %s", st->table, r.oom ? "out of memory" : st->err);
         free(r.p);
-        snprintf(cmd, sizeof cmd, "delete table inet %s\n", st->table);
-        (void)run(st, cmd);
+        leave_table(st, "not started");
         state_free(st);
         return r.oom ? FWX_E_OUTOFMEMORY : FWX_E_BACKEND;
     }
@@ -756,10 +826,7 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
 static void n_close(void *state)
 {
     nstate *st = state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "delete table inet %s\n", st->table);
-    if (run(st, cmd) != 0)
-        NLOG(st, FWX_LOG_WARN, "deleting table inet %s failed: %s", st->table, st->err);
+    leave_table(st, "stopped");
     state_free(st);
 }
 

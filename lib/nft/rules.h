@@ -162,4 +162,22 @@
     "    comment \"compiled from the policy: masquerade for nat relationships\"\n"                           \
     "  }\n"
 
+/* What a stopped gateway leaves behind (issue 16, item 1), unless the host chose
+   kernel_open_on_stop: its table replaced in one batch by this one, which drops every
+   forwarded packet (established flows included: nothing inspects them any more) and leaves the
+   gateway's own input and output alone. The next start replaces it in one batch again, so the
+   forward hook is never without a drop policy between two runs. The operator opens the
+   gateway by hand with `nft delete table inet <table>`. Arguments: table name, pid. The
+   comment (at most 128 bytes) says how to open it; "(pid " is what a start reads back. */
+#define FWX_NFT_CLOSED_FMT                                                                                     \
+    "table inet %s {\n"                                                                                        \
+    "  comment \"fwx gateway stopped (pid %ld): forwarding closed; nft delete table opens it\"\n"              \
+    "  chain forward {\n"                                                                                      \
+    "    type filter hook forward priority filter; policy drop;\n"                                             \
+    "    comment \"fwx is not running: every forwarded packet is dropped\"\n"                                   \
+    "  }\n"                                                                                                   \
+    "}\n"
+/* The comment's mark of a closed table (a clean stop, not a crash). */
+#define FWX_NFT_CLOSED_TAG "fwx gateway stopped"
+
 #endif /* FWX_NFT_RULES_H */

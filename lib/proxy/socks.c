@@ -4,7 +4,8 @@
  *
  * - CONNECT: the core decides: a permission a filter set up (AllowFutureConnect) admits it as
  *   a secondary connection, otherwise it is a primary fwx_Connect_Tcp under the policy and the
- *   filters; then the backend connects and relays.
+ *   filters; then the backend connects and relays. A CONNECT by name is resolved once, and the
+ *   policy gets both the name (its domain sets) and the address (networks, address sets).
  * - BIND: the backend listens on the gateway and reports a client bind (fwx_Bind_Tcp). The bind
  *   never fails, but connections to it are discarded until a filter approves it with
  *   IFWXSession::RetroactiveAllowBind, and only the host named in the request may connect.
@@ -57,6 +58,7 @@ struct socks_client {
     uint8_t buf[SOCKS_MAX_INPUT];
     size_t len;
     struct sockaddr_storage peer, local, dst;
+    char host[256]; /* CONNECT by name: the name asked for, for the policy's domain sets; else "" */
     uv_getaddrinfo_t gai;
     bool gai_pending;
     psession *ps;
@@ -284,12 +286,18 @@ static void do_connect(socks_client *c)
     st->pending = r;
     fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
     if (hr == FWX_E_NOT_FOUND) {
+        /* By name: the policy decides by the name asked for (domain sets) and by the address it
+           resolved to (networks, address sets), both at once (issue 16, item 2). */
         fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, dst, fwx__sa_len(dst),
-                                    (struct sockaddr *)&c->local, fwx__sa_len((struct sockaddr *)&c->local), NULL, 0,
-                                    0, NULL};
+                                    (struct sockaddr *)&c->local, fwx__sa_len((struct sockaddr *)&c->local),
+                                    c->host[0] ? c->host : NULL, 0, 0, NULL};
         hr = fwx_connection_open(r->ps->session, &cp, &conn);
     }
     st->pending = NULL;
+    if (FWX_FAILED(hr) && c->host[0]) {
+        char a[FWX__SA_STRLEN];
+        log_client(c, "CONNECT %s (%s) refused: %s", c->host, fwx__sa_fmt(dst, a), fwx_strerror(hr));
+    }
     client_close(c); /* the negotiation is over either way; the relay holds the socket */
     if (FWX_FAILED(hr)) {
         (void)send_reply_fd(r->internal_fd, rep_for(hr), NULL);
@@ -659,9 +667,9 @@ static void start_request(socks_client *c)
             refuse(c, cmd != 1 ? REP_ATYP_UNSUPPORTED : REP_HOST_UNREACHABLE, "bad host name");
             return;
         }
-        char host[256], portbuf[8];
-        memcpy(host, c->buf + 5, n);
-        host[n] = '\0';
+        char portbuf[8];
+        memcpy(c->host, c->buf + 5, n);
+        c->host[n] = '\0';
         memcpy(&port, c->buf + 5 + n, 2);
         snprintf(portbuf, sizeof portbuf, "%u", ntohs(port));
         c->dst.ss_family = AF_INET;
@@ -669,7 +677,7 @@ static void start_request(socks_client *c)
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
         c->gai.data = c;
         c->state = S_RESOLVING;
-        if (uv_getaddrinfo(c->st->loop, &c->gai, on_resolved, host, portbuf, &hints) != 0) {
+        if (uv_getaddrinfo(c->st->loop, &c->gai, on_resolved, c->host, portbuf, &hints) != 0) {
             refuse(c, REP_HOST_UNREACHABLE, "cannot resolve");
             return;
         }

@@ -283,6 +283,7 @@ FWX_PIN_OFF(fwx_firewall_options, log_arg, 72);
 FWX_PIN_OFF(fwx_firewall_options, log_level, 80);
 FWX_PIN_OFF(fwx_firewall_options, loopback_hosts, 84);
 FWX_PIN_OFF(fwx_firewall_options, kernel_end_on_close, 88);
+FWX_PIN_OFF(fwx_firewall_options, kernel_open_on_stop, 92);
 FWX_PIN_SIZE(fwx_firewall_stats, 28);
 FWX_PIN_OFF(fwx_firewall_stats, struct_size, 0);
 FWX_PIN_OFF(fwx_firewall_stats, sessions, 4);

@@ -16,6 +16,7 @@
 #include "netutil.h"
 #include "netns.h"
 #include "nft/nft_impl.h"
+#include "nft/rules.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -49,6 +50,8 @@ typedef struct gw {
 static uint16_t port_max = 40999;
 /* fwx_firewall_options.kernel_end_on_close for the next gw_open. */
 static int end_on_close;
+/* fwx_firewall_options.kernel_open_on_stop for the next gw_open. */
+static int open_on_stop;
 
 /* Makes the topology, enters the gateway namespace, makes a firewall (no backend yet). */
 static void gw_new(gw *g, uint32_t timeout_ms)
@@ -74,6 +77,7 @@ static void gw_new(gw *g, uint32_t timeout_ms)
     o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
     o.kernel_end_on_close = end_on_close;
+    o.kernel_open_on_stop = open_on_stop;
     TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
 }
 
@@ -236,14 +240,26 @@ START_TEST(table_lifecycle)
         ck_assert_int_eq(tu_log_count("kernel has every feature fwx uses", NULL), 1);
     else
         ck_assert_int_eq(tu_log_count(fwx__nft_feature_names(missing, names, sizeof names), NULL), 1);
-    /* Another backend in its place: the table goes with the instance. */
+    /* Another backend in its place: the instance's table goes, and a closed one (forward
+       drop, nothing else) stays in its place (issue 16: fail closed). */
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "proxy"), FWX_S_OK);
-    ck_assert_ptr_null(table_text(&g));
+    t = table_text(&g);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_nonnull(strstr(t, FWX_NFT_CLOSED_TAG));
+    ck_assert_ptr_nonnull(strstr(t, "type filter hook forward priority 0; policy drop;"));
+    ck_assert_ptr_null(strstr(t, "chain prerouting"));
+    ck_assert_int_eq(tu_log_count("stopped: table inet ", "left closed: every forwarded packet is dropped"), 1);
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
-    ck_assert_ptr_nonnull(table_text(&g));
+    ck_assert_int_eq(tu_log_count("kept forwarding closed since an earlier run stopped", NULL), 1);
+    t = table_text(&g);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_nonnull(strstr(t, "chain prerouting"));
+    ck_assert_ptr_null(strstr(t, FWX_NFT_CLOSED_TAG));
     fwx_firewall_close(g.fw, NULL, NULL);
     tu_loop_close_clean(&g.loop);
-    ck_assert_msg(table_text(&g) == NULL, "table inet %s is still there after a clean close", g.table);
+    t = table_text(&g);
+    ck_assert_msg(t != NULL && strstr(t, FWX_NFT_CLOSED_TAG) != NULL && strstr(t, "chain prerouting") == NULL,
+                  "table inet %s is not the closed one after a clean close: %s", g.table, t ? t : "(none)");
     tn_down(&g.topo);
 }
 END_TEST
@@ -288,6 +304,67 @@ START_TEST(leftover_table_replaced)
 }
 END_TEST
 
+/* A clean stop fails closed (issue 16, item 1). The gateway namespace forwards (ip_forward=1):
+   without fwx the client reaches the server; while fwx runs, only what it allows; after a
+   clean close nothing (the closed table), while the gateway's own connection to the server
+   still works; a new start replaces the closed table and carries a permission again. With
+   kernel_open_on_stop the table goes and the line says forwarding is on. */
+START_TEST(stop_fails_closed)
+{
+    gw g;
+    gw_new(&g, 60000);
+    uint16_t port = 0;
+    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    ck_assert_int_ge(lfd, 0);
+    ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL) == 1, "no forwarding before fwx: the test is wrong");
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    ck_assert_int_eq(client_to_server(&g, lfd, TN_SERVER, port, NULL), 0);
+    fwx_firewall_close(g.fw, NULL, NULL);
+    tu_loop_close_clean(&g.loop);
+    ck_assert_int_eq(tu_log_count("stopped: table inet ", "left closed: every forwarded packet is dropped until fwx "
+                                                          "starts again (`nft delete table inet"),
+                     1);
+    ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL) == 0,
+                  "a clean stop opened the gateway: the client reached the server through it");
+    /* The gateway's own output is not filtered. */
+    int own = tn_connect_in(g.topo.gateway_fd, NULL, TN_SERVER, port, REFUSED_MS);
+    ck_assert_msg(own >= 0, "the stopped gateway cannot reach the server itself");
+    int a = tn_accept_within(lfd, 1000, NULL);
+    ck_assert_int_ge(a, 0);
+    close(a);
+    close(own);
+    /* A new start (same name) replaces the closed table and works as before. */
+    ck_assert_int_eq(uv_loop_init(&g.loop), 0);
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    static struct sockaddr_storage local[2];
+    local[0] = tu_addr(TN_GW_IN);
+    local[1] = tu_addr(TN_GW_OUT);
+    o.name = g.name;
+    o.local_addresses = local;
+    o.n_local_addresses = 2;
+    o.log = tu_log_capture;
+    o.log_level = FWX_LOG_DEBUG;
+    o.kernel_open_on_stop = 1;
+    TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    ck_assert_int_eq(tu_log_count("kept forwarding closed since an earlier run stopped", NULL), 1);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
+    ck_assert_int_eq(client_to_server(&g, lfd, TN_SERVER, port, NULL), 1);
+    session_end(s, ctl);
+    /* kernel_open_on_stop: the table is deleted, and the line says what that means here. */
+    fwx_firewall_close(g.fw, NULL, NULL);
+    tu_loop_close_clean(&g.loop);
+    ck_assert_ptr_null(table_text(&g));
+    ck_assert_int_eq(tu_log_count("stopped: table inet ", "deleted (on_stop = open): IP forwarding is on"), 1);
+    ck_assert_int_eq(client_to_server(&g, lfd, TN_SERVER, port, NULL), 1);
+    close(lfd);
+    tn_down(&g.topo);
+}
+END_TEST
+
 START_TEST(probe_names_what_is_missing)
 {
     gw g;
@@ -298,11 +375,15 @@ START_TEST(probe_names_what_is_missing)
     ck_assert_int_eq(tu_log_count("kernel lacks: tproxy, conntrack events (those features stay in user mode)", NULL), 1);
     const fwx__nft_features *f = fwx__nft_features_of(g.fw);
     ck_assert(!f->tproxy && !f->ct_events && f->nat);
-    /* A required one missing: open fails, says what, leaves no table; the proxy still works. */
+    /* A required one missing: open fails, says what, leaves only the closed table (forwarding
+       dropped, issue 16); the proxy still works. */
     fwx__nft_pretend_missing = FWX__NFT_F_DYNSET_DELETE;
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_E_NOT_SUPPORTED);
     ck_assert_int_eq(tu_log_count("kernel lacks: set delete from the packet path; use the \"proxy\" backend", NULL), 1);
-    ck_assert_ptr_null(table_text(&g));
+    const char *t = table_text(&g);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_ptr_nonnull(strstr(t, FWX_NFT_CLOSED_TAG));
+    ck_assert_ptr_null(strstr(t, "chain prerouting"));
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "proxy"), FWX_S_OK);
     fwx__nft_pretend_missing = FWX__NFT_F_NF_TABLES;
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_E_NOT_SUPPORTED);
@@ -1067,6 +1148,7 @@ static Suite *nft_suite(void)
         {"table lifecycle", table_lifecycle},
         {"leftover table replaced", leftover_table_replaced},
         {"probe names what is missing", probe_names_what_is_missing},
+        {"stop fails closed", stop_fails_closed},
         {"no rights falls back", no_rights_falls_back},
         {"permission once", permission_once},
         {"permission multiple", permission_multiple},

@@ -391,6 +391,18 @@ START_TEST(host_links_outbound)
     fwx_redirect_record_unref(got);
     TU_EXPECT_HR(fwx_redirect_registry_lookup((uint16_t)(ntohs(self.sin_port) + 1), TU_SA(dst), tu_len(&dst), &got, NULL),
                  FWX_E_NOT_FOUND);
+    /* By the whole tuple (issue 16, item 4): the source address the route gave the socket finds
+       it; a flow from another host with the same source port and destination does not. */
+    struct sockaddr_in from = tn_sin_of(TN_GW_OUT, ntohs(self.sin_port)), other = tn_sin_of(TN_CLIENT, ntohs(self.sin_port));
+    TU_EXPECT_HR(fwx_redirect_registry_lookup_flow((struct sockaddr *)&from, sizeof from, TU_SA(dst), tu_len(&dst), &got,
+                                                   &slots),
+                 FWX_S_OK);
+    ck_assert_uint_eq(fwx_redirect_record_hop_count(got), 1);
+    fwx_redirect_record_unref(got);
+    TU_EXPECT_HR(fwx_redirect_registry_lookup_flow((struct sockaddr *)&other, sizeof other, TU_SA(dst), tu_len(&dst), &got,
+                                                   NULL),
+                 FWX_E_NOT_FOUND);
+    ck_assert_ptr_null(got);
     k.lfd = tn_listener_in(h.topo.server_fd, TN_SERVER, PORT, NULL);
     pthread_t th;
     ck_assert_int_eq(pthread_create(&th, NULL, linked_thread, &k), 0);
@@ -436,7 +448,7 @@ static void *relay_thread(void *arg)
     if (a >= 0) {
         uint32_t slots = 0;
         struct sockaddr_storage dst = tu_addr(TN_SERVER ":7000");
-        fwx_redirect_record *rec = fwx__registry_get(ntohs(peer.sin_port), (struct sockaddr *)&dst, &slots);
+        fwx_redirect_record *rec = fwx__registry_get((struct sockaddr *)&peer, (struct sockaddr *)&dst, &slots);
         if (rec != NULL) {
             p->state_seen = (int)fwx_redirect_query(rec, p->ph, NULL);
             /* A cooperating relay: its own hop, the record passed on for its onward flow, but
@@ -446,7 +458,9 @@ static void *relay_thread(void *arg)
             struct sockaddr_in any = {.sin_family = AF_INET};
             ck_assert_int_eq(bind(o, (struct sockaddr *)&any, sizeof any), 0);
             char path[FWX__REG_PATH_MAX];
-            ck_assert_int_eq(fwx__registry_put(tu_bound_port(o), (struct sockaddr *)&dst, rec, 0, path, sizeof path), 0);
+            struct sockaddr_in src = tn_sin_of(TN_GW_OUT, tu_bound_port(o)); /* the route's source to dst */
+            ck_assert_int_eq(fwx__registry_put((struct sockaddr *)&src, (struct sockaddr *)&dst, rec, 0, path, sizeof path),
+                             0);
             tu_set_timeouts(o);
             if (connect(o, (struct sockaddr *)&dst, sizeof(struct sockaddr_in)) == 0) {
                 char b[4];

@@ -14,7 +14,13 @@ What it checks (issue 5, items 5 and 6):
      the server opens through it is a kernel-mode connection in fwxctl;
   3. kill -9 of the gateway leaves its table behind; a restart replaces it (one line says so)
      and nothing the dead gateway allowed still gets through;
-  4. SIGTERM: exit 0, and the table is gone.
+  4. SIGTERM: exit 0, and the gateway fails closed (issue 16, item 1): its table is replaced by
+     one that drops every forwarded packet though IP forwarding stays on, one line says so, the
+     gateway's own connections still work; a restart replaces it and forwards again; with
+     gateway.on_stop = "open" the table is deleted at stop instead;
+  5. a client whose source port equals the source port of fwx's own upstream connection to the
+     same server is served, not refused as a redirect loop (issue 16, item 4: records are found
+     by the whole tuple).
 
 Root and `ip`/nftables are needed; otherwise exit 77 with the reason.
 SPDX-License-Identifier: MIT
@@ -120,13 +126,13 @@ class Topology:
             return s
         return self.run_in(key, mk)
 
-    def connect(self, key, ip, port, src=None, timeout=TIMEOUT):
+    def connect(self, key, ip, port, src=None, timeout=TIMEOUT, sport=0):
         """A connected socket, or None if refused/dropped within timeout."""
         def mk():
             s = socket.socket()
             s.settimeout(timeout)
             if src:
-                s.bind((src, 0))
+                s.bind((src, sport))
             try:
                 s.connect((ip, port))
             except OSError:
@@ -152,9 +158,9 @@ def table_of(topo, name):
     return r.stdout if r.returncode == 0 else None
 
 
-def config(tmp, name, plugin):
-    path = os.path.join(tmp, "nft-gateway.cfg")
-    write_file(path, """gateway = {
+def config(tmp, name, plugin, on_stop=None):
+    path = os.path.join(tmp, "nft-gateway-%s.cfg" % (on_stop or "default"))
+    write_file(path, """gateway = {%s
   name = "%s";
   backend = "nft";
   plugins = [ "%s" ];
@@ -174,7 +180,7 @@ protocols = (
 );
 rules = ( { name = "out"; action = "allow"; from = [ "internal", "localhost" ]; to = [ "external" ];
             protocols = [ "ftp", "echo" ]; } );
-""" % (name, plugin, GW_IN, GW_OUT, GW_IN, GW_OUT, FTP_GUID))
+""" % ("\n  on_stop = \"%s\";" % on_stop if on_stop else "", name, plugin, GW_IN, GW_OUT, GW_IN, GW_OUT, FTP_GUID))
     return path
 
 
@@ -292,6 +298,23 @@ def scenario(tmp, topo, plugin):
     log("ok: fwxctl redirects: %s, original %s, hops %s" % (reds[0]["flow"], reds[0]["original"], reds[0]["hops"]))
     log("ok: fwxctl: control connection user mode, bound port %d kernel mode" % gport)
 
+    # 2b. Issue 16, item 4: a second client connection whose source port is the source port of
+    #     fwx's own upstream connection (peer[1], from the gateway's address) to the same
+    #     server. Its record must not be taken for this one's: it is served like any other.
+    c2 = topo.connect("c", SERVER, 21, src=CLIENT, sport=peer[1])
+    check(c2 is not None, "the client bound to port %d could not connect" % peer[1])
+    try:
+        s2, peer2 = ctl_l.accept()
+    except socket.timeout:
+        raise Failure("a client with source port %d (= fwx's own upstream source port) was not relayed to the server:"
+                      " %r" % (peer[1], gw.stdout()[-600:]))
+    s2.sendall(b"220 second\r\n")
+    check(readline(c2).startswith("220 second"), "the second control connection got no 220 through the gateway")
+    check("redirect loop" not in gw.stdout(), "a false redirect loop: %r" % gw.stdout()[-600:])
+    for x in (c2, s2):
+        x.close()
+    log("ok: a client with fwx's own upstream source port %d was served (no false loop)" % peer[1])
+
     d = topo.connect("s", GW_OUT, gport, src=SERVER)
     check(d is not None, "the server could not open the data connection to the bound port")
     dc, peer = data_l.accept()
@@ -330,11 +353,49 @@ def scenario(tmp, topo, plugin):
         x.close()
     log("ok: kill -9 left the table; the restart replaced it; the old bound port is closed")
 
-    # 4. Clean exit: status 0 and no table.
+    # 4. Clean exit: status 0, and the gateway fails closed (issue 16, item 1): IP forwarding
+    #    stays on, yet nothing is routed through; the gateway's own connections still work.
+    echo_l = topo.listener("s", "0.0.0.0", 7000)
+    c = topo.connect("c", SERVER, 7000)
+    check(c is not None, "before the stop: port 7000 is not forwarded")
+    echo_l.accept()[0].close()
+    c.close()
     rc = gw.stop()
     check(rc == 0, "SIGTERM: exit status %s" % rc)
-    check(table_of(topo, table) is None, "table inet %s still there after a clean exit" % table)
-    log("ok: SIGTERM: exit 0, table removed")
+    left = table_of(topo, table)
+    check(left is not None and "fwx gateway stopped" in left and "policy drop" in left and "prerouting" not in left,
+          "after a clean exit table inet %s should be the closed one: %r" % (table, left))
+    fwd = sh("ip", "netns", "exec", topo.names["g"], "sysctl", "-n", "net.ipv4.ip_forward").stdout.strip()
+    check(fwd == "1", "the test expects IP forwarding still on, got %r" % fwd)
+    c = topo.connect("c", SERVER, 7000, timeout=1.5)
+    check(c is None, "a clean stop opened the gateway: the client reached %s:7000 through it" % SERVER)
+    own = topo.connect("g", SERVER, 7000)
+    check(own is not None, "the stopped gateway cannot reach the server itself (its own output is filtered)")
+    echo_l.accept()[0].close()
+    own.close()
+    check(re.search(r"stopped: table inet %s left closed: every forwarded packet is dropped" % table, gw.stdout()),
+          "the stop did not say what it leaves in force: %r" % gw.stdout()[-600:])
+    log("ok: SIGTERM: exit 0, forwarding closed (ip_forward=1), the gateway's own output works")
+
+    # The next start replaces the closed table and forwards again; with on_stop = "open" the
+    # stop deletes the table and says that forwarding is on.
+    cfg_open = config(tmp, name, plugin, on_stop="open")
+    gw = Gateway(tmp, ["--config", cfg_open], name="gw3", wait_ready=False,
+                 prefix=["ip", "netns", "exec", topo.names["g"]])
+    gw.wait_log("fwx-gateway: ready", timeout=10, what="the gateway to start again")
+    check("kept forwarding closed since an earlier run stopped" in gw.stdout(),
+          "the start did not say it replaced the closed table: %r" % gw.stdout()[-600:])
+    c = topo.connect("c", SERVER, 7000)
+    check(c is not None, "after the restart port 7000 is not forwarded")
+    echo_l.accept()[0].close()
+    c.close()
+    rc = gw.stop()
+    check(rc == 0, "SIGTERM (on_stop = open): exit status %s" % rc)
+    check(table_of(topo, table) is None, "on_stop = open: table inet %s still there after a clean exit" % table)
+    check("deleted (on_stop = open): IP forwarding is on" in gw.stdout(),
+          "on_stop = open: the stop did not say forwarding is open: %r" % gw.stdout()[-600:])
+    echo_l.close()
+    log("ok: restart replaced the closed table; on_stop = open deletes it and says so")
 
 
 main(run)
