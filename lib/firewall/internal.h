@@ -88,6 +88,10 @@ struct fwx_firewall {
     const fwx_backend *backend;
     void *backend_state;
     const fwx_grant *grant_adding; /* the grant inside backend->grant_add, NULL outside */
+    /* The plugin on whose behalf the core runs now (set around every call into a filter), so
+       that what a filter asks for is owned by it. Per firewall: firewalls on other threads run
+       other filters at the same time. */
+    fwx__plugin *current_plugin;
 
     fwx_firewall_close_cb close_cb;
     void *close_arg;
@@ -343,8 +347,6 @@ void fwx__grant_expired(fwx__grant *g);
 fwx_result fwx__client_bind_register(fwx__conn *c);
 /* Applies the session's data-filter factories that match (event, address) to c. */
 fwx_result fwx__apply_factories(fwx__session *s, fwx__conn *c, uint32_t event, const struct sockaddr *addr);
-/* The plugin on whose behalf the core is running now (set around filter calls). */
-extern fwx__plugin *fwx__current_plugin;
 
 /* IFWXSession methods implemented in lib/secondary. */
 fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Address, uint32_t AddressLength,

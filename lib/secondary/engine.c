@@ -137,7 +137,7 @@ static fwx__grant *grant_new(fwx__session *s, fwx__grant_type type, int32_t prot
     /* The deadline is known now, so the backend sees it when the grant is installed. */
     if (flags & FWX_FLAG_TIMEOUT)
         g->pub.expires_ms = uv_now(s->fw->loop) + s->fw->opts.timeout_ms;
-    g->owner = fwx__current_plugin ? fwx__current_plugin : plugin_of_sf(s, sf);
+    g->owner = s->fw->current_plugin ? s->fw->current_plugin : plugin_of_sf(s, sf);
     g->sf = sf;
     if (sf != NULL)
         IFWXSessionFilter_AddRef(sf);
@@ -972,12 +972,12 @@ static void established(fwx__conn *c, IFWXSessionFilter *sf, IUnknown *ctx)
     ev.Parameters.EstablishedConnection.Protocol = c->protocol;
     ev.Parameters.EstablishedConnection.piConnection = &c->iface;
     ev.Parameters.EstablishedConnection.UserContext = ctx;
-    fwx__plugin *saved = fwx__current_plugin;
-    fwx__current_plugin = plugin_of_sf(s, sf);
+    fwx__plugin *saved = s->fw->current_plugin;
+    s->fw->current_plugin = plugin_of_sf(s, sf);
     c->in_event = fwx_EstablishedConnection;
     (void)IFWXSessionFilter_FirewallEventHandler(sf, &ev);
     c->in_event = 0;
-    fwx__current_plugin = saved;
+    s->fw->current_plugin = saved;
 }
 
 static bool source_allowed(fwx__grant *g, const struct sockaddr *src)

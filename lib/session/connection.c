@@ -77,12 +77,12 @@ void fwx__conn_terminate(fwx__conn *c)
             continue;
         IFWXSessionFilter *sf = a->sf;
         IFWXSessionFilter_AddRef(sf);
-        fwx__plugin *saved = fwx__current_plugin;
-        fwx__current_plugin = a->plugin;
+        fwx__plugin *saved = fw->current_plugin;
+        fw->current_plugin = a->plugin;
         c->in_event = fwx_ConnectionTerminating;
         (void)IFWXSessionFilter_FirewallEventHandler(sf, &ev);
         c->in_event = 0;
-        fwx__current_plugin = saved;
+        fw->current_plugin = saved;
         IFWXSessionFilter_Release(sf);
     }
     /* After the event, so that a handler still finds the bind "terminating" (T11). */

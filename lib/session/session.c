@@ -113,10 +113,10 @@ fwx__attachment *fwx__session_attach(fwx__session *s, fwx__plugin *p, fwx_result
     s->att = grown;
     FwxFilterHookEvents ev = {p->hooks};
     IFWXSessionFilter *sf = NULL;
-    fwx__plugin *saved = fwx__current_plugin;
-    fwx__current_plugin = p;
+    fwx__plugin *saved = s->fw->current_plugin;
+    s->fw->current_plugin = p;
     fwx_result r = IFWXFilter_AttachToSession(p->filter, &s->iface, &sf, &ev);
-    fwx__current_plugin = saved;
+    s->fw->current_plugin = saved;
     if (FWX_FAILED(r)) {
         if (sf != NULL)
             IFWXSessionFilter_Release(sf);
@@ -141,10 +141,10 @@ static void detach_one(fwx__session *s, fwx__attachment *a)
     a->detached = true;
     if (a->sf == NULL)
         return;
-    fwx__plugin *saved = fwx__current_plugin;
-    fwx__current_plugin = a->plugin;
+    fwx__plugin *saved = s->fw->current_plugin;
+    s->fw->current_plugin = a->plugin;
     fwx_result hr = IFWXSessionFilter_Detach(a->sf);
-    fwx__current_plugin = saved;
+    s->fw->current_plugin = saved;
     if (FWX_FAILED(hr))
         fwx__log(s->fw, FWX_LOG_WARN, "plugin \"%s\": session filter Detach failed: %s", a->plugin->name,
                  fwx_strerror(hr));
@@ -237,13 +237,13 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
         uint32_t saved_event = c ? c->in_event : 0;
         if (c != NULL)
             c->in_event = ev->EventType;
-        fwx__plugin *saved = fwx__current_plugin;
-        fwx__current_plugin = p;
+        fwx__plugin *saved = s->fw->current_plugin;
+        s->fw->current_plugin = p;
         IFWXSessionFilter_AddRef(a->sf); /* the handler may end the session and detach it */
         IFWXSessionFilter *sf = a->sf;
         fwx_result hr = IFWXSessionFilter_FirewallEventHandler(sf, ev);
         IFWXSessionFilter_Release(sf);
-        fwx__current_plugin = saved;
+        s->fw->current_plugin = saved;
         if (c != NULL)
             c->in_event = saved_event;
         if (FWX_FAILED(hr)) {
