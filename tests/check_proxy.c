@@ -315,6 +315,114 @@ START_TEST(bind_for_client_real_port)
 }
 END_TEST
 
+/* GetIpFilter on a BindForClient port made with an IP filter: a copy of the filter in force.
+   Widening the copy changes nothing on the wire; SetIpFilter with it does. */
+typedef struct ipf_case {
+    uint16_t gw_port;
+    int client_lfd;
+    const char *from;
+    int expect_refused;
+    int refused;      /* the gateway closed on `from` without relaying */
+    char got[32];     /* what the client's data port received first */
+} ipf_case;
+
+/* Expecting a refusal: `from` sees its connection closed, and the first connection the
+   client's port then accepts carries the server's bytes. Expecting a relay: the client's port
+   accepts `from`'s bytes. */
+static void *ipf_peers(void *arg)
+{
+    ipf_case *x = arg;
+    uint8_t in[16];
+    memset(x->got, 0, sizeof x->got);
+    x->refused = 0;
+    int t = tu_sock_from(x->from, 0);
+    if (tu_connect_to(t, "127.0.0.1", x->gw_port) != 0 || tu_write_all(t, "from-x", 6) != 0) {
+        x->refused = 1;
+        close(t);
+        t = -1;
+    } else {
+        shutdown(t, SHUT_WR);
+    }
+    if (t >= 0 && x->expect_refused)
+        x->refused = tu_read_all(t, in, sizeof in) == 0;
+    int s = -1;
+    if (x->expect_refused) {
+        s = tu_sock_from("127.0.0.3", 0);
+        if (tu_connect_to(s, "127.0.0.1", x->gw_port) == 0 && tu_write_all(s, "from-3", 6) == 0)
+            shutdown(s, SHUT_WR);
+    }
+    int c = accept(x->client_lfd, NULL, NULL);
+    if (c >= 0) {
+        tu_set_timeouts(c);
+        ssize_t r = tu_read_all(c, x->got, sizeof x->got - 1);
+        if (r < 0)
+            x->got[0] = 0;
+        close(c);
+    }
+    if (s >= 0)
+        close(s);
+    if (t >= 0)
+        close(t);
+    return NULL;
+}
+
+START_TEST(bind_for_client_get_ip_filter)
+{
+    gw g;
+    gw_open(&g, NULL);
+    IFWXConnection *ctl = NULL, *bound[1];
+    IFWXSession *s = nat_session(&g, "127.0.0.2", &ctl);
+    ipf_case x = {.from = "127.0.0.4", .expect_refused = 1};
+    x.client_lfd = tu_sock_from("127.0.0.2", 0);
+    ck_assert_int_eq(listen(x.client_lfd, 8), 0);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(x.client_lfd));
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0"), s3 = tu_addr("127.0.0.3"),
+                            s4 = tu_addr("127.0.0.4");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    IFWXIpFilter *ipf = NULL, *got = NULL, *again = NULL;
+    TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(g.fw), &ipf), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(s3), tu_len(&s3), TU_SA(s3), tu_len(&s3)), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
+                                           FWX_FLAG_ALLOW_MULTIPLE, 4, &FWX_GUID_NULL, NULL, NULL, ipf, bound),
+                 FWX_S_OK);
+    x.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    TU_EXPECT_HR(IFWXConnection_GetIpFilter(bound[0], &got), FWX_S_OK);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_ptr_ne(got, ipf); /* a copy: BindForClient copied the caller's */
+    TU_EXPECT_REF(got, 1);
+    TU_EXPECT_HR(IFWXIpFilter_Compare(got, ipf), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IsIncluded(got, TU_SA(s3), tu_len(&s3)), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IsIncluded(got, TU_SA(s4), tu_len(&s4)), FWX_S_FALSE);
+    /* Widening the copy does not widen the port. */
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(got, TU_SA(s4), tu_len(&s4), TU_SA(s4), tu_len(&s4)), FWX_S_OK);
+    tu_run_peer(&g.loop, ipf_peers, &x);
+    ck_assert_msg(x.refused, "127.0.0.4 got through a port filtered to 127.0.0.3");
+    ck_assert_str_eq(x.got, "from-3");
+    /* SetIpFilter with it does; GetIpFilter then reads that back. */
+    TU_EXPECT_HR(IFWXConnection_SetIpFilter(bound[0], got), FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_GetIpFilter(bound[0], &again), FWX_S_OK);
+    ck_assert_ptr_nonnull(again);
+    TU_EXPECT_HR(IFWXIpFilter_Compare(again, got), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IsIncluded(again, TU_SA(s4), tu_len(&s4)), FWX_S_OK);
+    x.expect_refused = 0;
+    tu_run_peer(&g.loop, ipf_peers, &x);
+    ck_assert_msg(!x.refused, "127.0.0.4 refused by a filter that includes it");
+    ck_assert_str_eq(x.got, "from-x");
+    ck_assert_uint_eq(IFWXIpFilter_Release(again), 0);
+    ck_assert_uint_eq(IFWXIpFilter_Release(got), 0);
+    ck_assert_uint_eq(IFWXIpFilter_Release(ipf), 0);
+    close(x.client_lfd);
+    fwx_connection_close(bound[0]);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    tu_loop_run_for(&g.loop, 20);
+    ck_assert_uint_eq(stats(&g).bound_ports, 0);
+    gw_close(&g);
+}
+END_TEST
+
 /* ---- RedirectConnections as a real port --------------------------------------------------------- */
 
 typedef struct rc_case {
@@ -1044,6 +1152,7 @@ static Suite *proxy_suite(void)
         {"publishing", publishing_relays_both_ways},
         {"publishing denied", publishing_denied_by_policy},
         {"bind for client", bind_for_client_real_port},
+        {"bind for client ip filter", bind_for_client_get_ip_filter},
         {"redirect", redirect_real_port},
         {"nothing left open", session_end_and_close_drop_live_relays},
         {"socks connect", socks_connect_relays},

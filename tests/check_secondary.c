@@ -710,6 +710,89 @@ START_TEST(t11_bind_terminating)
 }
 END_TEST
 
+/* T11 "terminating" after Kill: the bind is ending while its object is still held; once the
+   last reference goes it is unknown. */
+START_TEST(t11_bind_terminating_after_kill)
+{
+    fx f;
+    fx_open(&f);
+    struct sockaddr_storage any = tu_addr("0.0.0.0:46000");
+    IFWXConnection *bind = client_bind(&f, "203.0.113.1:46000");
+    TU_EXPECT_HR(IFWXConnection_Kill(bind), FWX_S_OK);
+    TU_EXPECT_REF(bind, 1); /* only ours */
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, NULL),
+                 FWX_E_TERMINATING);
+    IFWXConnection *in = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_E_NOT_FOUND);
+    ck_assert_uint_eq(IFWXConnection_Release(bind), 0);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, NULL),
+                 FWX_E_NOT_FOUND);
+    fx_close(&f);
+}
+END_TEST
+
+/* T11/T21: RetroactiveAllowBind decides by the policy. An explicit session with nothing but its
+   bind (as a SOCKS BIND is): a protocol no rule allows, or one the policy does not know, is
+   refused; an allowed one is approved, and each arrival is then decided with its peer. */
+START_TEST(t11_retroactive_allow_bind_policy)
+{
+    fx f;
+    fx_open(&f);
+    const char *cfg = "networks = { internal = { ranges = [ \"10.0.0.0/8\" ]; }; };\n"
+                      "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+                      "protocols = ( { name = \"ctl\"; guid = \"{11111111-0000-0000-0000-000000000021}\";"
+                      " protocol = \"tcp\"; port = 21; },\n"
+                      "  { name = \"nobody\"; guid = \"{11111111-0000-0000-0000-000000000099}\";"
+                      " protocol = \"tcp\"; port = 99; } );\n"
+                      "address_sets = { partners = [ \"198.51.100.0/24\" ]; };\n"
+                      "rules = ( { name = \"ctl to partners\"; action = \"allow\"; from = [ \"internal\" ];"
+                      " to = [ \"partners\" ]; protocols = [ \"ctl\" ]; } );\n";
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    fwx_result hr = fwx_policy_load_string(cfg, "rab.cfg", &p, &err);
+    ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
+    struct sockaddr_storage c = tu_addr("10.0.0.8"), b = tu_addr("203.0.113.1:46000");
+    fwx_session_params sp = {sizeof sp, fwxSourceWSP, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *ws = NULL;
+    TU_EXPECT_HR(fwx_session_open(f.fw, &sp, &ws), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Bind_Tcp, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), NULL, 0, NULL, 0, 0, NULL};
+    IFWXConnection *bind = NULL, *in = NULL;
+    TU_EXPECT_HR(fwx_connection_open(ws, &cp, &bind), FWX_S_OK);
+    fwx_guid ctl = FWX_GUID_INIT(0x11, 0x11, 0x11, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21);
+    fwx_guid nobody = FWX_GUID_INIT(0x11, 0x11, 0x11, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99);
+    fwx_guid madeup = FWX_GUID_INIT(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(ws, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), &nobody, 0, NULL),
+                 FWX_E_PROTOCOL_RULES_DENIED);
+    ck_assert_ptr_nonnull(strstr(f.lastlog, "RetroactiveAllowBind"));
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(ws, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), &madeup, 0, NULL),
+                 FWX_E_PROTOCOL_RULES_DENIED);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(ws, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), &FWX_GUID_NULL, 0, NULL),
+                 FWX_E_PROTOCOL_RULES_DENIED);
+    /* Refused approvals leave the bind discarding. */
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(ws, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), &ctl, 0, NULL), FWX_S_OK);
+    /* Approved for "ctl", which the policy allows to partners only. */
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "192.0.2.99:20", "203.0.113.1:46000", &in),
+                 FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    ck_assert_ptr_nonnull(strstr(f.lastlog, "refused by the policy"));
+    ck_assert_ptr_null(in);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    /* A new policy without the rule: the next arrival is refused. */
+    TU_EXPECT_HR(fwx_policy_load_string("protocols = ( { name = \"ctl\"; guid = \"{11111111-0000-0000-0000-000000000021}\";"
+                                        " protocol = \"tcp\"; port = 21; } );\n",
+                                        "rab2.cfg", &p, &err),
+                 FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:21", "203.0.113.1:46000", &in), FWX_E_PROTOCOL_RULES_DENIED);
+    fwx_connection_close(bind);
+    fwx_session_close(ws);
+    IFWXSession_Release(ws);
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- catalog: forbidden targets, whatever the flags ------------------------------------------ */
 
 START_TEST(forbidden_targets_refused)
@@ -1191,6 +1274,8 @@ static Suite *secondary_suite(void)
         {"t10", t10_proxy_mode_flag},
         {"t11", t11_retroactive_allow_bind},
         {"t11 terminating", t11_bind_terminating},
+        {"t11 terminating after kill", t11_bind_terminating_after_kill},
+        {"t11 policy", t11_retroactive_allow_bind_policy},
         {"forbidden targets", forbidden_targets_refused},
         {"expected peer", bound_port_only_from_expected_peer},
         {"caps", caps_per_session},

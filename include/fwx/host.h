@@ -455,8 +455,9 @@ typedef struct fwx_flow {
  * @param out receives a new reference (+1) to the secondary connection.
  * @return FWX_S_OK; FWX_E_NOT_FOUND (nothing was set up for it);
  *   FWX_E_ADDRESS_NOT_ALLOWED (a grant exists but this source may not use it: another peer,
- *   the IP filter, a client bind not yet approved); FWX_E_CONNREFUSED (a filter denied it);
- *   FWX_E_INVALIDARG.
+ *   the IP filter, a client bind not yet approved); FWX_E_PROTOCOL_RULES_DENIED,
+ *   FWX_E_SITE_AND_CONTENT_RULES_DENIED (the policy refuses this source the protocol of the
+ *   client bind it reaches); FWX_E_CONNREFUSED (a filter denied it); FWX_E_INVALIDARG.
  */
 FWX_API fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnection **out);
 

@@ -1144,11 +1144,22 @@ typedef struct IFWXSessionVtbl {
     /**
      * Approves, after the fact, a bind an explicit client already made (a SOCKS BIND), so
      * that connections or datagrams to it are no longer silently discarded. [loop-thread]
+     *
+     * The policy decides, as for every secondary connection (T21): the protocol is
+     * @p ProtocolGuid's definition, or, for a guid the policy does not know, that of the
+     * session's newest primary connection; with a policy and neither, the approval is refused.
+     * When the session has a peer, the rules are asked for it now. When it has none (a SOCKS
+     * BIND is a session of its own), the approval is refused only if no rule lets the client
+     * use the protocol at all; each connection that then arrives is decided with its peer
+     * (fwx_firewall_admit() answers the policy's code). Without a policy nothing is refused.
      * @param Address the bound address; the unspecified address matches any; the port must not be 0.
+     * @param ProtocolGuid borrowed, may be NULL.
      * @param pIpFilter borrowed, may be NULL; copied; restricts who may connect.
      * @return FWX_S_OK; FWX_S_FALSE (already allowed); FWX_E_INVALIDARG; FWX_E_NOT_FOUND (no
-     *   such bind in this session); FWX_E_TERMINATING (the bind is ending);
-     *   FWX_E_PROTOCOL_RULES_DENIED.
+     *   such bind in this session); FWX_E_TERMINATING (the session has ended, or the bind is
+     *   ending: its connection was killed, or is being, and an object of it is still held);
+     *   FWX_E_PROTOCOL_RULES_DENIED, FWX_E_SITE_AND_CONTENT_RULES_DENIED (policy); a backend
+     *   failure code (the bind stays unapproved).
      */
     fwx_result (*RetroactiveAllowBind)(IFWXSession *This, int32_t Protocol, const struct sockaddr *Address,
                                        uint32_t AddressLength, const fwx_guid *ProtocolGuid, uint32_t dwFlags,
@@ -1303,7 +1314,14 @@ typedef struct IFWXConnectionVtbl {
     /** Restricts who may connect (borrowed, copied; NULL: the default scope). [loop-thread]
         @return FWX_S_OK, FWX_E_NOT_SUPPORTED (emulated connection), FWX_E_TERMINATING. */
     fwx_result (*SetIpFilter)(IFWXConnection *This, IFWXIpFilter *pIpFilter);
-    /** The IP filter: new reference (+1) or NULL. [loop-thread] @return FWX_S_OK, FWX_E_POINTER. */
+    /**
+     * The IP filter in force: the one given to SetIpFilter, BindForClient or
+     * RetroactiveAllowBind. [loop-thread]
+     * @param ppIpFilter receives a copy of it (+1: a new object; change it and pass it to
+     *   SetIpFilter to change what applies), or NULL when the connection has none (a bound
+     *   port without one takes only the external peers of the session's open connections).
+     * @return FWX_S_OK, FWX_E_POINTER, FWX_E_OUTOFMEMORY.
+     */
     fwx_result (*GetIpFilter)(IFWXConnection *This, IFWXIpFilter **ppIpFilter);
     /** The FWX_CONNECTION_* flags. [loop-thread] @return FWX_S_OK, FWX_E_POINTER. */
     fwx_result (*GetConnectionFlags)(IFWXConnection *This, uint32_t *pdwFlags);

@@ -368,6 +368,43 @@ static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx_
     return FWX_FAILED(d.result) ? d.result : FWX_S_OK;
 }
 
+/* T21 for a client's own bind, at RetroactiveAllowBind (peer: the session's newest peer, or
+   NULL when none is known) and again at each arrival (peer: who connects): may a peer reach
+   the session's client through this protocol?
+   Rationale: the bind itself met no rule (a client's bind never fails), so nothing has
+   decided the protocol yet: a guid the policy does not know, with no primary connection to
+   stand in, is refused. When no peer is known (a SOCKS BIND is a session of its own), the
+   approval is refused only if no allow rule lets this client use the protocol at all
+   (the default rule's denial, asked for no destination); anything that depends on the
+   destination is decided when a peer arrives. */
+static fwx_result check_bind_policy(fwx__session *s, const fwx_guid *pg, const struct sockaddr *peer)
+{
+    fwx_firewall *fw = s->fw;
+    if (fw->policy == NULL)
+        return FWX_S_OK;
+    const fwx__protocol *proto = pg ? fwx__policy_protocol_by_guid(fw->policy, pg) : NULL;
+    const fwx__conn *pc = proto == NULL ? last_primary(s) : NULL;
+    if (pc != NULL)
+        proto = fwx__policy_protocol_by_guid(fw->policy, &pc->protocol_guid);
+    if (proto == NULL)
+        return FWX_E_PROTOCOL_RULES_DENIED;
+    fwx__policy_request rq = {
+        .ip_protocol = proto->ip_protocol,
+        .direction = FWX__DIR_INBOUND,
+        .source = (const struct sockaddr *)&s->client,
+        .destination = peer,
+        .user = s->user,
+        .protocol_guid = &proto->guid,
+    };
+    fwx__policy_decision d;
+    fwx__policy_decide(fw->policy, &rq, &d);
+    if (FWX_SUCCEEDED(d.result))
+        return FWX_S_OK;
+    if (peer == NULL && !(d.result == FWX_E_PROTOCOL_RULES_DENIED && d.rule_name == NULL))
+        return FWX_S_OK;
+    return d.result == FWX_E_NETWORK_RULES_DENIED ? FWX_E_PROTOCOL_RULES_DENIED : d.result;
+}
+
 static bool factory_pending(fwx__session *s, uint32_t event, const struct sockaddr *addr)
 {
     for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next) {
@@ -627,6 +664,8 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
         if (ipf != NULL) {
             gs[i]->ipfilter = ipf;
             IFWXIpFilter_AddRef(ipf);
+            c->ipfilter = ipf; /* GetIpFilter reads it after the grant is used up */
+            IFWXIpFilter_AddRef(ipf);
         }
     }
     if (FWX_SUCCEEDED(hr))
@@ -834,6 +873,13 @@ fwx_result fwx__client_bind_register(fwx__conn *c)
     return FWX_S_OK;
 }
 
+/* Does the client bind `bound` (its gateway address) answer RetroactiveAllowBind's address? */
+static bool bind_matches(const struct sockaddr *bound, const struct sockaddr *a)
+{
+    return fwx__sa_port(bound) == fwx__sa_port(a) &&
+           (fwx__sa_is_unspecified(a) || fwx__sa_is_unspecified(bound) || fwx__sa_same_ip(bound, a));
+}
+
 fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const struct sockaddr *Address,
                                      uint32_t AddressLength, const fwx_guid *ProtocolGuid, uint32_t dwFlags,
                                      IFWXIpFilter *pIpFilter)
@@ -851,25 +897,32 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
     fwx__grant *g = NULL;
     for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next) {
         fwx__grant *x = fwx__list_entry(n, fwx__grant, session_node);
-        const struct sockaddr *bound = (const struct sockaddr *)&x->pub.gateway;
-        if (x->type == FWX__G_CLIENT_BIND && x->pub.protocol == Protocol && fwx__sa_port(bound) == fwx__sa_port(a) &&
-            (fwx__sa_is_unspecified(a) || fwx__sa_is_unspecified(bound) || fwx__sa_same_ip(bound, a))) {
+        if (x->type == FWX__G_CLIENT_BIND && x->pub.protocol == Protocol &&
+            bind_matches((const struct sockaddr *)&x->pub.gateway, a)) {
             g = x;
             break;
         }
     }
-    if (g == NULL)
+    if (g == NULL) {
+        /* T11: a bind killed while its object is still held is ending, not unknown. */
+        for (fwx__list *n = s->closing_binds.next; n != &s->closing_binds; n = n->next) {
+            fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+            if (c->protocol == Protocol && bind_matches((const struct sockaddr *)&c->ext_peer, a))
+                return FWX_E_TERMINATING;
+        }
         return FWX_E_NOT_FOUND;
+    }
     if (g->conn == NULL || (g->conn->flags & FWX_CONNECTION_TERMINATED))
         return FWX_E_TERMINATING;
     if (g->approved)
         return FWX_S_FALSE;
-    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND);
+    hr = check_bind_policy(s, ProtocolGuid, fwx__session_last_peer(s));
     if (FWX_FAILED(hr))
         return refuse(s, hr, "RetroactiveAllowBind", a, fwx_strerror(hr));
     IFWXIpFilter *ipf = NULL;
     if (pIpFilter != NULL && FWX_FAILED(hr = IFWXIpFilter_Clone(pIpFilter, &ipf)))
         return hr;
+    fwx_guid was_guid = g->protocol_guid;
     g->ipfilter = ipf;
     g->pub.flags = dwFlags;
     if (ProtocolGuid != NULL)
@@ -877,8 +930,21 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
     g->approved = true;
     hr = fwx__backend_grant_add(s->fw, g);
     if (FWX_FAILED(hr)) {
+        /* Still unapproved, as it was: a later call starts afresh. */
         g->approved = false;
+        g->ipfilter = NULL;
+        g->pub.flags = 0;
+        g->protocol_guid = was_guid;
+        if (ipf != NULL)
+            IFWXIpFilter_Release(ipf);
         return refuse(s, hr, "RetroactiveAllowBind", a, fwx_strerror(hr));
+    }
+    if (ipf != NULL) {
+        /* The bind's connection object reports the filter in force (GetIpFilter). */
+        if (g->conn->ipfilter != NULL)
+            IFWXIpFilter_Release(g->conn->ipfilter);
+        g->conn->ipfilter = ipf;
+        IFWXIpFilter_AddRef(ipf);
     }
     char b[FWX__SA_STRLEN];
     fwx__log(s->fw, FWX_LOG_INFO, "session %llu: client bind %s approved", (unsigned long long)s->id,
@@ -1130,6 +1196,13 @@ fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnec
                 fwx__log(fw, FWX_LOG_WARN, "client bind %s: connection from %s refused by its ip filter",
                          fwx__sa_fmt(dp, a), fwx__sa_fmt(sp, b));
                 return FWX_E_ADDRESS_NOT_ALLOWED;
+            }
+            /* The approval may not have known the peer: the policy decides each arrival. */
+            fwx_result hr = check_bind_policy(s, &g->protocol_guid, sp);
+            if (FWX_FAILED(hr)) {
+                fwx__log(fw, FWX_LOG_WARN, "client bind %s: connection from %s refused by the policy: %s",
+                         fwx__sa_fmt(dp, a), fwx__sa_fmt(sp, b), fwx_strerror(hr));
+                return hr;
             }
             break;
         default:

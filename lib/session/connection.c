@@ -62,6 +62,7 @@ void fwx__conn_terminate(fwx__conn *c)
     c->flags |= FWX_CONNECTION_TERMINATED;
     fwx__session *s = c->session;
     fwx_firewall *fw = s->fw;
+    bool client_bind = c->grant != NULL && c->grant->type == FWX__G_CLIENT_BIND;
     IFWXConnection_AddRef(&c->iface); /* handlers may release what they hold */
     /* ConnectionTerminating needs no registration: every session filter hears it. */
     FwxFirewallEvent ev;
@@ -107,6 +108,8 @@ void fwx__conn_terminate(fwx__conn *c)
              (unsigned long long)c->id, (unsigned long long)c->bytes_in,
              (unsigned long long)(c->bytes_out + c->bytes_sent));
     fwx__list_remove(&c->node);
+    if (client_bind)
+        fwx__list_insert_tail(&s->closing_binds, &c->node); /* until its object goes (c_Release) */
     IFWXConnection_Release(&c->iface); /* the session list's */
     IFWXConnection_Release(&c->iface); /* ours */
 }
@@ -365,6 +368,7 @@ static uint32_t c_Release(IFWXConnection *This)
     if (n == 0) {
         fwx__session *s = c->session;
         fwx_firewall *fw = s->fw;
+        fwx__list_remove(&c->node); /* a closing client bind's entry; a no-op otherwise */
         fwx_redirect_record_unref(c->redirect); /* the flow is gone: so are its hops' contexts */
         fwx__registry_unlink(c);
         free(c);
@@ -595,10 +599,11 @@ static fwx_result c_GetIpFilter(IFWXConnection *This, IFWXIpFilter **pp)
     if (pp == NULL)
         return FWX_E_POINTER;
     fwx__conn *c = fwx__conn_from(This);
-    *pp = c->ipfilter;
-    if (*pp != NULL)
-        IFWXIpFilter_AddRef(*pp);
-    return FWX_S_OK;
+    *pp = NULL;
+    /* What admission checks is the port's grant's filter while it has one. A copy: the one in
+       force changes only through SetIpFilter, and BindForClient's ports share theirs. */
+    IFWXIpFilter *f = c->grant != NULL && c->grant->ipfilter != NULL ? c->grant->ipfilter : c->ipfilter;
+    return f != NULL ? IFWXIpFilter_Clone(f, pp) : FWX_S_OK;
 }
 
 static fwx_result c_GetConnectionFlags(IFWXConnection *This, uint32_t *f)
