@@ -802,6 +802,71 @@ START_TEST(socks_bind_approved)
 }
 END_TEST
 
+/* BIND under a policy: RetroactiveAllowBind with a protocol no rule allows is refused, and the
+   server's connection to the bind never reaches the client; with an allowed one it does. */
+typedef struct rab_as {
+    fwx_guid guid;
+    fwx_result hr;
+    int calls;
+} rab_as;
+
+static fwx_result approve_binds_as(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    rab_as *r = ctl->arg;
+    if (ev->EventType == fwx_Bind_Tcp) {
+        const FwxBindEvent *b = &ev->Parameters.Bind;
+        r->hr = IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, (const struct sockaddr *)&b->Address,
+                                                 b->AddressLength, &r->guid, 0, NULL);
+        r->calls++;
+    }
+    return FWX_S_OK;
+}
+
+static void bind_policy_case(const fwx_guid *guid, rab_as *r, bind_run *out)
+{
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    memset(r, 0, sizeof *r);
+    r->guid = *guid;
+    ctl->hooks = fwx_Bind_Tcp | fwxSourceWSP | fwxAnyProtocol; /* a bind has no protocol of the policy */
+    ctl->on_event = approve_binds_as;
+    ctl->arg = r;
+    gw g;
+    gw_open(&g, "protocols = ( { name = \"ctl\"; guid = \"{11111111-0000-0000-0000-000000000021}\"; protocol = \"tcp\";"
+                " port = 21; },\n"
+                "  { name = \"nobody\"; guid = \"{11111111-0000-0000-0000-000000000099}\"; protocol = \"tcp\"; port = 99; } );\n"
+                "rules = ( { name = \"ctl\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+                " protocols = [ \"ctl\" ]; } );\n");
+    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    memset(out, 0, sizeof *out);
+    gw_socks(&g, &out->socks_port);
+    tu_run_peer(&g.loop, socks_bind_client, out);
+    tu_loop_run_for(&g.loop, 20);
+    ck_assert_uint_eq(stats(&g).bound_ports, 0);
+    gw_close(&g);
+}
+
+START_TEST(socks_bind_policy)
+{
+    fwx_guid ctl = FWX_GUID_INIT(0x11, 0x11, 0x11, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21);
+    fwx_guid nobody = FWX_GUID_INIT(0x11, 0x11, 0x11, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99);
+    rab_as r;
+    bind_run b;
+    bind_policy_case(&nobody, &r, &b);
+    ck_assert_int_eq(r.calls, 1);
+    TU_EXPECT_HR(r.hr, FWX_E_PROTOCOL_RULES_DENIED);
+    ck_assert_int_eq(b.rep1, 0); /* the bind itself never fails */
+    ck_assert_msg(b.rep2 == -1, "a bind the policy refused relayed a connection (reply %d)", b.rep2);
+    ck_assert(!b.data_ok);
+    bind_policy_case(&ctl, &r, &b);
+    TU_EXPECT_HR(r.hr, FWX_S_OK);
+    ck_assert_int_eq(b.rep2, 0);
+    ck_assert_msg(b.data_ok, "the server's bytes did not reach the client through the approved bind");
+}
+END_TEST
+
 /* A real client: curl through the SOCKS5 listener to a tiny HTTP responder. */
 typedef struct curl_case {
     uint16_t socks_port, http_port;
@@ -1159,6 +1224,7 @@ static Suite *proxy_suite(void)
         {"socks refusals", socks_refusals},
         {"socks bind unapproved", socks_bind_needs_approval},
         {"socks bind approved", socks_bind_approved},
+        {"socks bind policy", socks_bind_policy},
         {"socks curl", socks_with_curl},
         {"socks permission", socks_connect_admitted_by_permission},
         {"udp publishing", udp_publishing_flows},
