@@ -920,8 +920,9 @@ START_TEST(socks_with_curl)
 }
 END_TEST
 
-/* AllowFutureConnect with real sockets: a SOCKS CONNECT the policy refuses is admitted by the
-   permission, once. */
+/* AllowFutureConnect with real sockets: a permission belongs to its session. Each SOCKS
+   connection is a session of its own, so the one a filter made in the client's control session
+   serves a later SOCKS CONNECT only if it is address-based; then once. */
 START_TEST(socks_connect_admitted_by_permission)
 {
     echo e;
@@ -951,8 +952,24 @@ START_TEST(socks_connect_admitted_by_permission)
     char t[64];
     snprintf(t, sizeof t, "127.0.0.3:%u", e.port);
     struct sockaddr_storage target = tu_addr(t);
+    IFWXFirewallAction *act = NULL;
     TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_TCP, 0,
-                                                &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
+                                                &FWX_GUID_NULL, NULL, NULL, ctl, &act),
+                 FWX_S_OK);
+    /* Not address-based: another session of the same client (this SOCKS connection) may not
+       use it; the connect is an ordinary one, which the policy refuses, and nothing reaches
+       the server. */
+    sx other = {.socks_port = sp, .dst = "127.0.0.3", .dst_port = e.port};
+    tu_run_peer(&g.loop, socks_connect_client, &other);
+    ck_assert_int_eq(other.rep, 2);
+    ck_assert(!other.echo_ok);
+    ck_assert_int_eq(e.conns, 0);
+    ck_assert_uint_eq(stats(&g).permissions, 1); /* still there, for its own session */
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_OK);
+    IFWXFirewallAction_Release(act);
+    /* Address-based: any session of the client's address may use it, once. */
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_ADDRESS_BASED, &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
                  FWX_S_OK);
     sx once = {.socks_port = sp, .dst = "127.0.0.3", .dst_port = e.port}, twice = once;
     tu_run_peer(&g.loop, socks_connect_client, &once);
@@ -965,6 +982,7 @@ START_TEST(socks_connect_admitted_by_permission)
     IFWXSession_Release(s);
     gw_close(&g);
     echo_stop(&e);
+    ck_assert_int_eq(e.conns, 1);
 }
 END_TEST
 

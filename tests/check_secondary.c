@@ -1049,6 +1049,152 @@ START_TEST(t9_kernel_mode_decision_and_factories)
 }
 END_TEST
 
+/* ---- permissions belong to their session; ADDRESS_BASED lends them ------------------------------ */
+
+static IFWXSession *wsp_session(fx *f, const char *client)
+{
+    struct sockaddr_storage c = tu_addr(client);
+    fwx_session_params sp = {sizeof sp, fwxSourceWSP, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &s), FWX_S_OK);
+    return s;
+}
+
+static fwx_result admit_in(fx *f, IFWXSession *s, int32_t proto, const char *src, const char *dst, IFWXConnection **out)
+{
+    struct sockaddr_storage a = tu_addr(src), d = tu_addr(dst);
+    fwx_flow fl = {sizeof fl, proto, TU_SA(a), tu_len(&a), TU_SA(d), tu_len(&d)};
+    return fwx_firewall_admit_in_session(f->fw, s, &fl, out);
+}
+
+static fwx_result afc_in(IFWXSession *s, const char *target, uint32_t flags, IFWXFirewallAction **act)
+{
+    struct sockaddr_storage t = tu_addr(target);
+    return IFWXSession_AllowFutureConnect(s, TU_SA(t), tu_len(&t), NULL, 0, FWX_PROTOCOL_TCP,
+                                          flags | FWX_FLAG_ALLOW_ADDRESSES_ALL, &FWX_GUID_NULL, NULL, NULL, NULL, act);
+}
+
+START_TEST(permissions_belong_to_their_session)
+{
+    fx f;
+    fx_open(&f); /* f.s: the NAT session of 10.0.0.8 */
+    IFWXSession *a = wsp_session(&f, "10.0.0.8"), *b = wsp_session(&f, "10.0.0.8");
+    IFWXConnection *in = NULL;
+    IFWXFirewallAction *act = NULL, *act2 = NULL;
+    /* Not address-based: only session a's own flows. */
+    TU_EXPECT_HR(afc_in(a, "198.51.100.7:50000", 0, &act), FWX_S_OK);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &in), FWX_E_NOT_FOUND);
+    ck_assert_ptr_null(in);
+    ck_assert_ptr_nonnull(strstr(f.lastlog, "is not address-based"));
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &in), FWX_E_NOT_FOUND); /* transparent */
+    TU_EXPECT_HR(admit_in(&f, f.s, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &in), FWX_E_NOT_FOUND);
+    ck_assert_uint_eq(fx_stats(&f).permissions, 1);
+    TU_EXPECT_HR(admit_in(&f, a, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &in), FWX_S_OK);
+    IFWXSession *owner = NULL;
+    TU_EXPECT_HR(IFWXConnection_GetSession(in, &owner), FWX_S_OK);
+    ck_assert_ptr_eq(owner, a);
+    IFWXSession_Release(owner);
+    fwx_connection_close(in);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_FALSE); /* used up by a */
+    IFWXFirewallAction_Release(act);
+    /* A NAT session's permission serves transparent flows of its client, not explicit sessions. */
+    TU_EXPECT_HR(afc_in(f.s, "198.51.100.7:50001", 0, NULL), FWX_S_OK);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3001", "198.51.100.7:50001", &in), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3001", "198.51.100.7:50001", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    /* Address-based: any session of the address, and transparent flows; another address never. */
+    TU_EXPECT_HR(afc_in(a, "198.51.100.7:50002", FWX_FLAG_ADDRESS_BASED | FWX_FLAG_ALLOW_MULTIPLE, &act), FWX_S_OK);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3002", "198.51.100.7:50002", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3003", "198.51.100.7:50002", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.9:3003", "198.51.100.7:50002", &in), FWX_E_NOT_FOUND);
+    /* A session's own permission goes before another's address-based one for the same target. */
+    TU_EXPECT_HR(afc_in(b, "198.51.100.7:50002", 0, &act2), FWX_S_OK);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3004", "198.51.100.7:50002", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act2), FWX_S_FALSE); /* b's own, used up */
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_OK);     /* a's address-based one was left */
+    IFWXFirewallAction_Release(act);
+    IFWXFirewallAction_Release(act2);
+    /* A port is taken only in the session that set it up. */
+    IFWXConnection *c[1];
+    struct sockaddr_storage px;
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, c, &px), FWX_S_OK);
+    char dst[64];
+    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    TU_EXPECT_HR(admit_in(&f, a, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(admit_in(&f, f.s, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_S_OK);
+    IFWXConnection_Release(in);
+    fwx_connection_close(c[0]);
+    /* Bad sessions. */
+    fx g;
+    fx_open(&g);
+    TU_EXPECT_HR(admit_in(&f, g.s, FWX_PROTOCOL_TCP, "10.0.0.8:3005", "198.51.100.7:50003", &in), FWX_E_INVALIDARG);
+    fx_close(&g);
+    fwx_session_close(b);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3005", "198.51.100.7:50003", &in), FWX_E_TERMINATING);
+    fwx_session_close(a);
+    IFWXSession_Release(a);
+    IFWXSession_Release(b);
+    fx_close(&f);
+}
+END_TEST
+
+/* SetDataFilterFactory with ADDRESS_BASED applies to the other sessions of the client's address;
+   without it, to its own session only. */
+START_TEST(address_based_factory)
+{
+    fx f;
+    fx_open(&f);
+    IFWXSession *a = wsp_session(&f, "10.0.0.8"), *b = wsp_session(&f, "10.0.0.8"), *z = wsp_session(&f, "10.0.0.9");
+    tfactory own = {{&tfactory_vtbl}, 1, 0, 0}, lent = {{&tfactory_vtbl}, 1, 0, 0};
+    struct sockaddr_storage fa = tu_addr("198.51.100.7:0"), fb = tu_addr("198.51.100.8:0");
+    TU_EXPECT_HR(IFWXSession_SetDataFilterFactory(a, fwx_Connect_Tcp, TU_SA(fa), tu_len(&fa), &own.iface, fwx_dfpc_Middle,
+                                                  NULL, 0, NULL),
+                 FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_SetDataFilterFactory(a, fwx_Connect_Tcp, TU_SA(fb), tu_len(&fb), &lent.iface, fwx_dfpc_Middle,
+                                                  NULL, FWX_FLAG_ADDRESS_BASED, NULL),
+                 FWX_S_OK);
+    struct sockaddr_storage s7 = tu_addr("198.51.100.7:80"), s8 = tu_addr("198.51.100.8:80");
+    fwx_connection_params p7 = {sizeof p7, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(s7), tu_len(&s7), NULL, 0, NULL, 0, 0, NULL};
+    fwx_connection_params p8 = p7;
+    p8.external_peer = TU_SA(s8);
+    IFWXConnection *c = NULL;
+    uint32_t flags = 0;
+    TU_EXPECT_HR(fwx_connection_open(b, &p7, &c), FWX_S_OK); /* a's own factory: not for b */
+    ck_assert_int_eq(own.created, 0);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_KERNEL_MODE);
+    fwx_connection_close(c);
+    TU_EXPECT_HR(fwx_connection_open(b, &p8, &c), FWX_S_OK); /* a's address-based one: for b too */
+    ck_assert_int_eq(lent.created, 1);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_KERNEL_MODE));
+    fwx_connection_close(c);
+    ck_assert_int_eq(lent.detached, 1);
+    TU_EXPECT_HR(fwx_connection_open(z, &p8, &c), FWX_S_OK); /* another address: no */
+    ck_assert_int_eq(lent.created, 1);
+    fwx_connection_close(c);
+    TU_EXPECT_HR(fwx_connection_open(a, &p7, &c), FWX_S_OK);
+    ck_assert_int_eq(own.created, 1);
+    fwx_connection_close(c);
+    /* When a ends, its factories go, lent ones included. */
+    fwx_session_close(a);
+    ck_assert_uint_eq(fx_stats(&f).factories, 0);
+    TU_EXPECT_HR(fwx_connection_open(b, &p8, &c), FWX_S_OK);
+    ck_assert_int_eq(lent.created, 1);
+    fwx_connection_close(c);
+    ck_assert_uint_eq(atomic_load(&lent.refs), 1);
+    IFWXSession *all[3] = {a, b, z};
+    for (int i = 0; i < 3; i++) {
+        fwx_session_close(all[i]);
+        IFWXSession_Release(all[i]);
+    }
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- T15: EstablishedConnection only to the filter that asked --------------------------------- */
 
 typedef struct tctx {
@@ -1281,6 +1427,8 @@ static Suite *secondary_suite(void)
         {"caps", caps_per_session},
         {"redirect", redirect_connections},
         {"t9", t9_kernel_mode_decision_and_factories},
+        {"session permissions", permissions_belong_to_their_session},
+        {"address-based factory", address_based_factory},
         {"t15", t15_established_only_to_asker},
         {"session end", session_end_withdraws_everything},
         {"listing", listing},

@@ -17,7 +17,8 @@
  *    make: fwx_connection_open(), which applies the policy, raises the event to the filters
  *    and returns the verdict and an IFWXConnection. fwx_connection_close() when it ends.
  * 3. When a connection arrives that a filter asked for (a bound port, a permitted target):
- *    fwx_firewall_admit().
+ *    fwx_firewall_admit(), or fwx_firewall_admit_in_session() when the host carries it for
+ *    a session (an explicit client's request on its control channel).
  * 4. fwx_session_close() when the client is gone, fwx_firewall_close() at the end; the loop
  *    then closes clean.
  *
@@ -450,6 +451,11 @@ typedef struct fwx_flow {
  * On success the grant is used up (unless ALLOW_MULTIPLE), the new connection is created,
  * data-filter factories that match are applied, the hooked events raised, and the filter that
  * asked gets fwx_EstablishedConnection.
+ *
+ * The flow is taken as a transparent one, which belongs to the NAT session of its source: it
+ * may use the permissions of NAT sessions, and those of explicit sessions only when
+ * FWX_FLAG_ADDRESS_BASED. A flow an explicit client asks for on its control channel (a SOCKS
+ * CONNECT or UDP ASSOCIATE) goes to fwx_firewall_admit_in_session() instead.
  * @param fw the firewall.
  * @param flow borrowed, valid for the call only.
  * @param out receives a new reference (+1) to the secondary connection.
@@ -460,6 +466,30 @@ typedef struct fwx_flow {
  *   client bind it reaches); FWX_E_CONNREFUSED (a filter denied it); FWX_E_INVALIDARG.
  */
 FWX_API fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnection **out);
+
+/**
+ * As fwx_firewall_admit(), for a flow the host carries in @p session: what an explicit client
+ * asks for on its control channel (each SOCKS connection is a session of its own), or any flow
+ * the host knows the session of.
+ *
+ * A permission (AllowFutureConnect) is used only by its own session's flows, unless it was
+ * made with FWX_FLAG_ADDRESS_BASED: then a flow of any session of the same client address may
+ * use it (a client that opens a new control channel per connection, as SOCKS clients do). The
+ * session's own permission is used before another's. A flow that finds only permissions of
+ * other sessions gets FWX_E_NOT_FOUND (and is then an ordinary connection under the policy,
+ * as with no permission at all); the log says which permission it did not use. A port (bound,
+ * redirect, client bind) is taken only by a flow of the session that set it up.
+ * @param fw the firewall.
+ * @param session borrowed; a session of @p fw, or NULL (then it is fwx_firewall_admit()).
+ * @param flow borrowed, valid for the call only.
+ * @param out receives a new reference (+1) to the secondary connection.
+ * @return as fwx_firewall_admit(); FWX_E_ADDRESS_NOT_ALLOWED also for another session's port;
+ *   FWX_E_INVALIDARG also for a session not of @p fw; FWX_E_TERMINATING also when @p session
+ *   has ended.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_admit_in_session(fwx_firewall *fw, IFWXSession *session, const fwx_flow *flow,
+                                                 IFWXConnection **out);
 
 /** @} */
 

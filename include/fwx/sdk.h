@@ -119,7 +119,14 @@ typedef struct FwxFilterHookEvents {
  * ALLOW_MULTIPLE, and BIDIRECTIONAL with TCP.
  * @{
  */
-/** Tie the permission to the client's address rather than to the session. */
+/**
+ * Tie the permission to the client's address rather than to the session: any session of the
+ * same client address may use it (a client that opens a control channel per process or per
+ * connection, as SOCKS clients do). Without it only the session that asked may (its explicit
+ * flows, fwx_firewall_admit_in_session(); for a NAT session, the transparent flows of its
+ * client). For SetDataFilterFactory: the factory applies to connections of every session of
+ * the client address.
+ */
 #define FWX_FLAG_ADDRESS_BASED 0x00000001u
 /** Allow more than one connection (by default exactly one is accepted). */
 #define FWX_FLAG_ALLOW_MULTIPLE 0x00000002u
@@ -1133,7 +1140,8 @@ typedef struct IFWXSessionVtbl {
      * @param Address the address to match (a zero port matches any port) (borrowed).
      * @param pFactory borrowed; the core keeps a reference until the action ends.
      * @param pFilterContext borrowed, may be NULL; the core keeps a reference.
-     * @param dwFlags 0 or FWX_FLAG_ADDRESS_BASED.
+     * @param dwFlags 0 (this session's connections only) or FWX_FLAG_ADDRESS_BASED (also the
+     *   connections of every other session of the same client address, while this one lasts).
      * @param ppFirewallAction may be NULL; receives a new reference (+1).
      * @return FWX_S_OK, FWX_E_INVALIDARG, FWX_E_QUOTA_EXCEEDED, FWX_E_TERMINATING.
      */

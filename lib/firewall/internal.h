@@ -80,6 +80,7 @@ struct fwx_firewall {
     fwx__grant *ports;           /* uthash on fwx__grant.port_key: bindings, redirects, client binds */
     fwx__perm_bucket *perms;     /* uthash on fwx__perm_key */
     fwx__list expiry;            /* fwx__grant.expiry_node, by expires (ascending) */
+    fwx__list address_factories; /* fwx__grant.bucket_node: ADDRESS_BASED data-filter factories */
     uv_timer_t timer;
     uint64_t next_id;
 
@@ -334,7 +335,8 @@ struct fwx__grant {
 
     fwx__list session_node;
     fwx__list expiry_node;
-    fwx__list bucket_node;  /* permissions: in a fwx__perm_bucket */
+    fwx__list bucket_node;  /* permissions: in a fwx__perm_bucket; address-based factories: in
+                               fw->address_factories */
     fwx__perm_bucket *bucket;
     fwx__port_key port_key; /* bindings, redirects, client binds */
     bool in_ports;

@@ -2,9 +2,10 @@
  * fwx - the proxy backend's forward mode: SOCKS5 (RFC 1928), the modern analogue of the ISA
  * Firewall Client. Each SOCKS connection is a control channel and gets an explicit session.
  *
- * - CONNECT: the core decides: a permission a filter set up (AllowFutureConnect) admits it as
- *   a secondary connection, otherwise it is a primary fwx_Connect_Tcp under the policy and the
- *   filters; then the backend connects and relays.
+ * - CONNECT: the core decides, in this connection's session: a permission a filter set up
+ *   (AllowFutureConnect) in it, or an address-based one of another session of the client,
+ *   admits it as a secondary connection, otherwise it is a primary fwx_Connect_Tcp under the
+ *   policy and the filters; then the backend connects and relays.
  * - BIND: the backend listens on the gateway and reports a client bind (fwx_Bind_Tcp). The bind
  *   never fails, but connections to it are discarded until a filter approves it with
  *   IFWXSession::RetroactiveAllowBind, and only the host named in the request may connect.
@@ -282,7 +283,9 @@ static void do_connect(socks_client *c)
     fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),
                      dst, fwx__sa_len(dst)};
     st->pending = r;
-    fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
+    /* In this control channel's session: another session's permission serves it only if it
+       is address-based. */
+    fwx_result hr = fwx_firewall_admit_in_session(st->fw, r->ps->session, &flow, &conn);
     if (hr == FWX_E_NOT_FOUND) {
         fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, dst, fwx__sa_len(dst),
                                     (struct sockaddr *)&c->local, fwx__sa_len((struct sockaddr *)&c->local), NULL, 0,
@@ -366,7 +369,7 @@ static void on_bind_accept(uv_stream_t *server, int status)
     }
     IFWXConnection *conn = NULL;
     st->pending = r;
-    fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
+    fwx_result hr = fwx_firewall_admit_in_session(st->fw, c->ps ? c->ps->session : NULL, &flow, &conn);
     st->pending = NULL;
     if (FWX_FAILED(hr)) {
         /* Not approved (yet): discarded silently, the bind keeps waiting (T11). */
@@ -504,7 +507,7 @@ void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, con
         IFWXConnection *conn = NULL;
         fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),
                        dp, fwx__sa_len(dp)};
-        fwx_result hr = fwx_firewall_admit(st->fw, &fl, &conn);
+        fwx_result hr = fwx_firewall_admit_in_session(st->fw, c->ps ? c->ps->session : NULL, &fl, &conn);
         if (hr == FWX_E_NOT_FOUND && c->ps != NULL) {
             fwx_connection_params cp = {sizeof cp, fwx_Udp_Destination, FWX_PROTOCOL_UDP, dp, fwx__sa_len(dp),
                                         (struct sockaddr *)&p->local, fwx__sa_len((struct sockaddr *)&p->local), NULL, 0,
