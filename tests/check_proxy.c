@@ -423,6 +423,114 @@ START_TEST(bind_for_client_get_ip_filter)
 }
 END_TEST
 
+/* A private session ends on its last release: its bound port closes on the wire, its
+   permission goes, its connections end and its filter is detached, though the filter and the
+   connection objects the test still holds have references to it. */
+typedef struct priv_case {
+    uint16_t gw_port;
+    int client_lfd;
+    int relayed;  /* the server's bytes reached the client through the bound port */
+    int refused;  /* a connection to the bound port was refused */
+} priv_case;
+
+static void *priv_server_once(void *arg)
+{
+    priv_case *x = arg;
+    char got[16] = {0};
+    int s = tu_sock_from("127.0.0.3", 0);
+    if (tu_connect_to(s, "127.0.0.1", x->gw_port) == 0 && tu_write_all(s, "from-3", 6) == 0) {
+        shutdown(s, SHUT_WR);
+        int c = accept(x->client_lfd, NULL, NULL);
+        if (c >= 0) {
+            tu_set_timeouts(c);
+            x->relayed = tu_read_all(c, got, sizeof got - 1) == 6 && strcmp(got, "from-3") == 0;
+            close(c);
+        }
+    }
+    close(s);
+    return NULL;
+}
+
+static void *priv_server_refused(void *arg)
+{
+    priv_case *x = arg;
+    int s = tu_sock_from("127.0.0.3", 0);
+    errno = 0;
+    x->refused = tu_connect_to(s, "127.0.0.1", x->gw_port) != 0 && errno == ECONNREFUSED;
+    close(s);
+    return NULL;
+}
+
+START_TEST(private_session_ends_on_last_release)
+{
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    ctl->hooks = fwx_Connect_Tcp | fwxSourceWSP;
+    gw g;
+    gw_open(&g, NULL);
+    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    struct sockaddr_storage c = tu_addr("127.0.0.2"), gi = tu_addr("127.0.0.1"), srv = tu_addr("127.0.0.3:21");
+    IFWXSession *priv = NULL;
+    TU_EXPECT_HR(IFWXFirewall_CreatePrivateSession(fwx_firewall_iface(g.fw), TU_SA(c), tu_len(&c), TU_SA(gi),
+                                                   tu_len(&gi), NULL, &priv),
+                 FWX_S_OK);
+    TU_EXPECT_REF(priv, 1); /* the caller's only */
+    /* A connection made on the client's behalf: the filter attaches and keeps the session. */
+    IFWXConnection *conn = NULL, *bound[1];
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0,
+                                0, NULL};
+    TU_EXPECT_HR(fwx_connection_open(priv, &cp, &conn), FWX_S_OK);
+    ck_assert_int_eq(ctl->n_attach, 1);
+    TU_EXPECT_REF(priv, 3); /* ours, the connection's, the session filter's */
+    priv_case x = {0};
+    x.client_lfd = tu_sock_from("127.0.0.2", 0);
+    ck_assert_int_eq(listen(x.client_lfd, 4), 0);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(x.client_lfd));
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0"), target = tu_addr("127.0.0.3:50123");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(priv, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
+                                           FWX_FLAG_ALLOW_MULTIPLE, 4, &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    x.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(priv, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_TCP, 0,
+                                                &FWX_GUID_NULL, NULL, NULL, conn, NULL),
+                 FWX_S_OK);
+    /* Alive while referenced: the port relays. */
+    tu_run_peer(&g.loop, priv_server_once, &x);
+    ck_assert_msg(x.relayed, "the private session's bound port did not relay");
+    fwx_firewall_stats st = stats(&g);
+    ck_assert_uint_eq(st.sessions, 1);
+    ck_assert_uint_eq(st.bound_ports, 1);
+    ck_assert_uint_eq(st.permissions, 1);
+    /* The last release from outside the core ends it. */
+    int terminating = ctl->n_terminating;
+    /* What is left: our two connection objects' references (and a relay's still closing). */
+    ck_assert_uint_ge(IFWXSession_Release(priv), 2);
+    st = stats(&g);
+    ck_assert_uint_eq(st.sessions, 0);
+    ck_assert_uint_eq(st.bound_ports, 0);
+    ck_assert_uint_eq(st.permissions, 0);
+    ck_assert_int_eq(ctl->n_detach, 1);
+    ck_assert_int_ge(ctl->n_terminating, terminating + 2); /* conn and bound[0], and a relay still open */
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(conn, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_TERMINATED);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(bound[0], &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_TERMINATED);
+    tu_loop_run_for(&g.loop, 20);
+    tu_run_peer(&g.loop, priv_server_refused, &x);
+    ck_assert_msg(x.refused, "the bound port is still open after its private session ended");
+    ck_assert_uint_eq(IFWXConnection_Release(bound[0]), 0);
+    ck_assert_uint_eq(IFWXConnection_Release(conn), 0);
+    ck_assert_int_eq(ctl->n_sf_released, 1);
+    close(x.client_lfd);
+    gw_close(&g);
+    dlclose(h);
+}
+END_TEST
+
 /* ---- RedirectConnections as a real port --------------------------------------------------------- */
 
 typedef struct rc_case {
@@ -1236,6 +1344,7 @@ static Suite *proxy_suite(void)
         {"publishing denied", publishing_denied_by_policy},
         {"bind for client", bind_for_client_real_port},
         {"bind for client ip filter", bind_for_client_get_ip_filter},
+        {"private session", private_session_ends_on_last_release},
         {"redirect", redirect_real_port},
         {"nothing left open", session_end_and_close_drop_live_relays},
         {"socks connect", socks_connect_relays},

@@ -367,7 +367,8 @@ FWX_API fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *
 /**
  * Ends a session: its connections are killed (each with fwx_ConnectionTerminating), every
  * permission and bound port it set up is withdrawn, its session filters are detached. The
- * caller's reference is not released. Harmless on an ended session.
+ * caller's reference is not released. Harmless on an ended session. (A private session,
+ * IFWXFirewall::CreatePrivateSession, also ends by itself on its last release.)
  * @return FWX_S_OK, FWX_S_FALSE (already ended), FWX_E_POINTER.
  */
 FWX_API fwx_result fwx_session_close(IFWXSession *session);

@@ -971,9 +971,17 @@ typedef struct IFWXFirewallVtbl {
     /**
      * A private session the filter owns, for connections it makes on a client's behalf.
      * [loop-thread]
+     *
+     * The session ends when its last reference goes: its connections are killed (each with
+     * fwx_ConnectionTerminating), everything it set up (permissions, bound and redirect ports,
+     * factories) is withdrawn and its session filters are detached, as fwx_session_close()
+     * does. References the core holds do not count: one per connection object of the session
+     * (even one the caller still holds; it is then terminated) and those a session filter took
+     * in AttachToSession. Every other AddRef, and IFWXConnection::GetSession's, does.
+     * fwx_session_close() may end it earlier.
      * @param ProxyInternalAddress the gateway address the client talks to, or NULL.
      * @param pUser reserved, must be NULL (authentication is not part of fwx 1.x).
-     * @param ppSession new reference (+1). The session ends when its last reference goes.
+     * @param ppSession new reference (+1): the only one, so its release ends the session.
      * @return FWX_S_OK, FWX_E_INVALIDARG, FWX_E_OUTOFMEMORY, FWX_E_TERMINATING.
      */
     fwx_result (*CreatePrivateSession)(IFWXFirewall *This, const struct sockaddr *ClientAddress, uint32_t ClientAddressLength,

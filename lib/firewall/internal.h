@@ -160,12 +160,17 @@ typedef struct fwx__attachment {
     fwx__plugin *plugin;
     IFWXSessionFilter *sf;
     uint32_t events;
+    uint32_t held;  /* references to the session the filter took in AttachToSession */
     bool detached;
 } fwx__attachment;
 
 struct fwx__session {
     IFWXSession iface;
     atomic_uint refs;
+    /* Of refs, those the core's own objects hold: one per connection object, and those its
+       session filters took when attached. A private session ends when refs comes down to
+       these (its last reference from outside the core went). */
+    atomic_uint core_refs;
     fwx_firewall *fw;
     uint64_t id;
     uint64_t created_ms;

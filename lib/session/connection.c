@@ -21,6 +21,7 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
     atomic_init(&c->refs, 2); /* the caller's and the session list's */
     c->session = s;
     IFWXSession_AddRef(&s->iface);
+    atomic_fetch_add(&s->core_refs, 1);
     c->id = fwx__firewall_new_id(s->fw);
     c->created_ms = uv_now(s->fw->loop);
     c->protocol = protocol;
@@ -372,6 +373,7 @@ static uint32_t c_Release(IFWXConnection *This)
         fwx_redirect_record_unref(c->redirect); /* the flow is gone: so are its hops' contexts */
         fwx__registry_unlink(c);
         free(c);
+        atomic_fetch_sub(&s->core_refs, 1); /* first: this release is the core's own */
         IFWXSession_Release(&s->iface);
         fwx__firewall_connection_gone(fw);
     }

@@ -21,8 +21,10 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
         return NULL;
     }
     s->iface.lpVtbl = &session_vtbl;
-    /* One for the caller, one for the firewall's list (dropped when the session ends). */
-    atomic_init(&s->refs, 2);
+    /* One for the caller, one for the firewall's list (dropped when the session ends). A
+       private session's list entry holds none: it ends on its last release (s_Release). */
+    atomic_init(&s->refs, (flags & FWX_SESSION_PRIVATE) ? 1 : 2);
+    atomic_init(&s->core_refs, 0);
     s->fw = fw;
     s->id = fwx__firewall_new_id(fw);
     s->created_ms = uv_now(fw->loop);
@@ -116,7 +118,11 @@ fwx__attachment *fwx__session_attach(fwx__session *s, fwx__plugin *p, fwx_result
     IFWXSessionFilter *sf = NULL;
     fwx__plugin *saved = s->fw->current_plugin;
     s->fw->current_plugin = p;
+    uint32_t refs0 = atomic_load(&s->refs), core0 = atomic_load(&s->core_refs);
     fwx_result r = IFWXFilter_AttachToSession(p->filter, &s->iface, &sf, &ev);
+    /* What the filter kept of the session (not counting connections it made meanwhile) is
+       the core's own: a session filter holding its session must not keep a private one alive. */
+    int64_t took = ((int64_t)atomic_load(&s->refs) - refs0) - ((int64_t)atomic_load(&s->core_refs) - core0);
     s->fw->current_plugin = saved;
     if (FWX_FAILED(r)) {
         if (sf != NULL)
@@ -131,6 +137,8 @@ fwx__attachment *fwx__session_attach(fwx__session *s, fwx__plugin *p, fwx_result
     a->plugin = p;
     a->sf = sf;
     a->events = sf ? events : 0;
+    a->held = sf != NULL && took > 0 ? (uint32_t)took : 0;
+    atomic_fetch_add(&s->core_refs, a->held);
     a->detached = false;
     return a;
 }
@@ -140,6 +148,9 @@ static void detach_one(fwx__session *s, fwx__attachment *a)
     if (a->detached)
         return;
     a->detached = true;
+    /* The filter gives back what it took from here on: count it as ours no more first. */
+    atomic_fetch_sub(&s->core_refs, a->held);
+    a->held = 0;
     if (a->sf == NULL)
         return;
     fwx__plugin *saved = s->fw->current_plugin;
@@ -353,7 +364,8 @@ void fwx__session_end(fwx__session *s)
     char a[FWX__SA_STRLEN];
     fwx__log(fw, FWX_LOG_INFO, "session %llu: ended for %s", (unsigned long long)s->id,
              fwx__sa_fmt_ip((struct sockaddr *)&s->client, a));
-    IFWXSession_Release(&s->iface); /* the list's reference */
+    if (!(s->flags & FWX_SESSION_PRIVATE))
+        IFWXSession_Release(&s->iface); /* the list's reference */
     IFWXSession_Release(&s->iface); /* ours, from above */
 }
 
@@ -389,6 +401,13 @@ static uint32_t s_Release(IFWXSession *This)
 {
     fwx__session *s = fwx__session_from(This);
     uint32_t n = atomic_fetch_sub(&s->refs, 1) - 1;
+    if (n != 0 && (s->flags & FWX_SESSION_PRIVATE) && !s->ended && n <= atomic_load(&s->core_refs)) {
+        /* The last reference from outside the core went: a private session ends now, as
+           fwx_session_close() would end it. Held across the end, which releases its own. */
+        atomic_fetch_add(&s->refs, 1);
+        fwx__session_end(s);
+        n = atomic_fetch_sub(&s->refs, 1) - 1;
+    }
     if (n == 0) {
         free(s->att);
         free(s->user);
