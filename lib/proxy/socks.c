@@ -2,10 +2,9 @@
  * fwx - the proxy backend's forward mode: SOCKS5 (RFC 1928), the modern analogue of the ISA
  * Firewall Client. Each SOCKS connection is a control channel and gets an explicit session.
  *
- * - CONNECT: the core decides, in this connection's session: a permission a filter set up
- *   (AllowFutureConnect) in it, or an address-based one of another session of the client,
- *   admits it as a secondary connection, otherwise it is a primary fwx_Connect_Tcp under the
- *   policy and the filters; then the backend connects and relays.
+ * - CONNECT: the core decides: a permission a filter set up (AllowFutureConnect) admits it as
+ *   a secondary connection, otherwise it is a primary fwx_Connect_Tcp under the policy and the
+ *   filters; then the backend connects and relays.
  * - BIND: the backend listens on the gateway and reports a client bind (fwx_Bind_Tcp). The bind
  *   never fails, but connections to it are discarded until a filter approves it with
  *   IFWXSession::RetroactiveAllowBind, and only the host named in the request may connect.
@@ -13,6 +12,10 @@
  *   core (a permission, or a new fwx_Udp_Destination under the policy and filters) and becomes
  *   a flow; the association ends with the control connection. Fragments and host names in
  *   datagrams are dropped.
+ *
+ * Each SOCKS connection is a session of its own, and the core admits its flows in it
+ * (fwx_firewall_admit_in_session): a permission serves a CONNECT or a UDP destination if this
+ * session made it, or if another session of the client made it address-based.
  *
  * The parser is strict: version 5, the no-authentication method, IPv4, IPv6 or a host name of
  * 1-253 letters, digits, dots and hyphens, no bytes after the request, 10 s to negotiate.
