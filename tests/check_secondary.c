@@ -731,6 +731,33 @@ START_TEST(t11_bind_terminating_after_kill)
 }
 END_TEST
 
+/* RetroactiveAllowBind's IP filter is the one in force: GetIpFilter reads a copy of it back. */
+START_TEST(t11_retroactive_allow_bind_ip_filter)
+{
+    fx f;
+    fx_open(&f);
+    struct sockaddr_storage any = tu_addr("0.0.0.0:46000"), t = tu_addr("192.0.2.99");
+    IFWXConnection *bind = client_bind(&f, "203.0.113.1:46000"), *in = NULL;
+    IFWXIpFilter *ipf = NULL, *got = (IFWXIpFilter *)1;
+    TU_EXPECT_HR(IFWXConnection_GetIpFilter(bind, &got), FWX_S_OK);
+    ck_assert_ptr_null(got);
+    TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(f.fw), &ipf), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(t), tu_len(&t), TU_SA(t), tu_len(&t)), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, ipf),
+                 FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_GetIpFilter(bind, &got), FWX_S_OK);
+    ck_assert_ptr_nonnull(got);
+    TU_EXPECT_HR(IFWXIpFilter_Compare(got, ipf), FWX_S_OK);
+    ck_assert_uint_eq(IFWXIpFilter_Release(got), 0);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "192.0.2.99:20", "203.0.113.1:46000", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    ck_assert_uint_eq(IFWXIpFilter_Release(ipf), 0);
+    fwx_connection_close(bind);
+    fx_close(&f);
+}
+END_TEST
+
 /* T11/T21: RetroactiveAllowBind decides by the policy. An explicit session with nothing but its
    bind (as a SOCKS BIND is): a protocol no rule allows, or one the policy does not know, is
    refused; an allowed one is approved, and each arrival is then decided with its peer. */
@@ -1422,6 +1449,7 @@ static Suite *secondary_suite(void)
         {"t11 terminating", t11_bind_terminating},
         {"t11 terminating after kill", t11_bind_terminating_after_kill},
         {"t11 policy", t11_retroactive_allow_bind_policy},
+        {"t11 ip filter", t11_retroactive_allow_bind_ip_filter},
         {"forbidden targets", forbidden_targets_refused},
         {"expected peer", bound_port_only_from_expected_peer},
         {"caps", caps_per_session},
