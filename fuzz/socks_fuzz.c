@@ -27,7 +27,8 @@
  *   Chunk 0 is the configuration (the core's answers), byte 0:
  *     bit 0: the client is IPv6 (2001:db8::8 -> [2001:db8::1]:1080), else 10.0.0.8 -> 10.0.0.1:1080
  *     bit 1: fwx__proxy_session_explicit() fails
- *     bits 2-3: fwx_firewall_admit(): 0,3 not found (then fwx_connection_open), 1 admitted, 2 denied
+ *     bits 2-3: fwx_firewall_admit(_in_session)(): 0,3 not found (then fwx_connection_open), 1 admitted,
+ *               2 denied
  *     bit 4: fwx_connection_open() denies
  *     bits 5-6: the upstream connect: 0 ok, 1 refused, 2 unreachable, 3 other error
  *     bit 7: the BIND listener / UDP relay port cannot be opened
@@ -545,6 +546,14 @@ fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnec
     default:
         return FWX_E_NOT_FOUND;
     }
+}
+
+/* The SOCKS code admits in its control channel's session: the same answers. */
+fwx_result fwx_firewall_admit_in_session(fwx_firewall *fw, IFWXSession *session, const fwx_flow *flow,
+                                         IFWXConnection **out)
+{
+    (void)session;
+    return fwx_firewall_admit(fw, flow, out);
 }
 
 fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params *params, IFWXConnection **out)

@@ -1,6 +1,7 @@
 /*
  * fwx tests - the plugin host: loading real .so plugins, refusing bad ones, session filters,
- * hook sources and the manifest, unloading and shutdown order.
+ * hook sources and the manifest, unloading and shutdown order, and two firewalls on two threads
+ * (each on its own loop) whose grants go to their own plugins.
  *
  * The plugins are built by tests/plugins (tp_good, tp_good2, tp_newer, tp_nosym, tp_failinit).
  * A test reaches a plugin's control block (fwx_test_control) through its own dlopen handle of
@@ -15,10 +16,12 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- environment: a loop, a firewall and its captured log ------------------------------ */
@@ -849,6 +852,150 @@ START_TEST(control_block_after_load)
 }
 END_TEST
 
+/* ---- two firewalls on two threads --------------------------------------------------------- */
+
+/* Two threads meet here: each waits (at most TWO_FW_WAIT_S) until both have arrived. */
+#define TWO_FW_WAIT_S 10
+
+typedef struct rendezvous {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int arrived[2];
+} rendezvous;
+
+/* Returns 0 once both threads reached point `k`, -1 if the other did not come in time. */
+static int rendezvous_meet(rendezvous *r, int k)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += TWO_FW_WAIT_S;
+    int rc = 0;
+    pthread_mutex_lock(&r->mu);
+    r->arrived[k]++;
+    pthread_cond_broadcast(&r->cv);
+    while (r->arrived[k] < 2 && rc == 0)
+        rc = pthread_cond_timedwait(&r->cv, &r->mu, &until);
+    int ok = r->arrived[k] >= 2;
+    pthread_mutex_unlock(&r->mu);
+    return ok ? 0 : -1;
+}
+
+typedef struct fw_thread {
+    const char *plugin_path; /* a copy: tu_plugin_path's buffer is not for threads */
+    const char *client, *peer, *target;
+    rendezvous *rv;
+    /* results, checked by the main thread */
+    fwx_result load, open, afc;
+    int met;
+    char owner[64];
+    int n_grants;
+    int loop_closed;
+} fw_thread;
+
+/* Both filters are inside their handlers (each firewall's current plugin is set) when either
+   asks for its permission, and neither returns before both have asked: a current plugin shared
+   between firewalls would give both grants to the same plugin. */
+static fwx_result afc_at_rendezvous(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    fw_thread *t = ctl->arg;
+    if (ev->EventType != fwx_Connect_Tcp)
+        return FWX_S_OK;
+    if (rendezvous_meet(t->rv, 0) != 0)
+        return FWX_S_OK;
+    struct sockaddr_storage target = tu_addr(t->target);
+    /* No session filter passed: the owner can only come from the current plugin. */
+    t->afc = IFWXSession_AllowFutureConnect(s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_TCP, 0,
+                                            &FWX_GUID_NULL, NULL, NULL, ev->Parameters.Connect.piConnection, NULL);
+    t->met = rendezvous_meet(t->rv, 1) == 0;
+    return FWX_S_OK;
+}
+
+static void grant_owner(void *arg, const fwx_object_info *i)
+{
+    fw_thread *t = arg;
+    if (i->kind != FWX_OBJECT_GRANT)
+        return;
+    t->n_grants++;
+    snprintf(t->owner, sizeof t->owner, "%s", i->owner);
+}
+
+static void *fw_thread_main(void *arg)
+{
+    fw_thread *t = arg;
+    uv_loop_t l;
+    fwx_firewall *f = NULL;
+    t->afc = t->open = t->load = FWX_E_FAIL;
+    if (uv_loop_init(&l) != 0)
+        return NULL;
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.log_level = FWX_LOG_ERROR;
+    if (fwx_firewall_new(&l, &o, &f) == FWX_S_OK) {
+        t->load = fwx_firewall_load_plugin(f, t->plugin_path, NULL);
+        struct sockaddr_storage c = tu_addr(t->client), p = tu_addr(t->peer);
+        fwx_session_params sp = {.struct_size = sizeof sp, .source = fwxSourceNAT, .client = TU_SA(c),
+                                 .client_len = tu_len(&c)};
+        IFWXSession *s = NULL;
+        IFWXConnection *conn = NULL;
+        if (t->load == FWX_S_OK && fwx_session_open(f, &sp, &s) == FWX_S_OK) {
+            fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_Connect_Tcp, .protocol = FWX_PROTOCOL_TCP,
+                                        .external_peer = TU_SA(p), .external_peer_len = tu_len(&p)};
+            t->open = fwx_connection_open(s, &cp, &conn);
+            fwx_firewall_list(f, FWX_OBJECT_GRANT, grant_owner, t);
+            fwx_connection_close(conn);
+            fwx_session_close(s);
+            IFWXSession_Release(s);
+        }
+        fwx_firewall_close(f, NULL, NULL);
+    }
+    for (int i = 0; i < 100 && uv_run(&l, UV_RUN_NOWAIT) != 0; i++)
+        ;
+    t->loop_closed = uv_loop_close(&l) == 0;
+    return NULL;
+}
+
+START_TEST(two_firewalls_two_threads_attribution)
+{
+    /* Each firewall, on its own thread and loop, loads its own plugin. */
+    void *ha, *hb;
+    tp_control *ca = tp_map("tp_good", &ha), *cb = tp_map("tp_good2", &hb);
+    char pa[4096], pb[4096];
+    snprintf(pa, sizeof pa, "%s", tu_plugin_path("tp_good"));
+    snprintf(pb, sizeof pb, "%s", tu_plugin_path("tp_good2"));
+    rendezvous rv = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, {0, 0}};
+    fw_thread a = {.plugin_path = pa, .client = "10.0.0.8", .peer = "198.51.100.7:21", .target = "198.51.100.7:50001",
+                   .rv = &rv};
+    fw_thread b = {.plugin_path = pb, .client = "10.0.0.9", .peer = "198.51.100.8:21", .target = "198.51.100.8:50002",
+                   .rv = &rv};
+    ca->hooks = cb->hooks = fwx_Connect_Tcp | fwxSourceNAT;
+    ca->on_event = cb->on_event = afc_at_rendezvous;
+    ca->arg = &a;
+    cb->arg = &b;
+    pthread_t ta, tb;
+    ck_assert_int_eq(pthread_create(&ta, NULL, fw_thread_main, &a), 0);
+    ck_assert_int_eq(pthread_create(&tb, NULL, fw_thread_main, &b), 0);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    fw_thread *ts[2] = {&a, &b};
+    const char *want[2] = {"good", "good2"};
+    for (int i = 0; i < 2; i++) {
+        TU_EXPECT_HR(ts[i]->load, FWX_S_OK);
+        TU_EXPECT_HR(ts[i]->open, FWX_S_OK);
+        ck_assert_msg(ts[i]->met, "firewall %d: the two handlers did not run at the same time", i);
+        TU_EXPECT_HR(ts[i]->afc, FWX_S_OK);
+        ck_assert_int_eq(ts[i]->n_grants, 1);
+        ck_assert_msg(strcmp(ts[i]->owner, want[i]) == 0, "firewall %d: its permission is owned by \"%s\", not \"%s\"", i,
+                      ts[i]->owner, want[i]);
+        ck_assert_msg(ts[i]->loop_closed, "firewall %d: its loop did not close clean", i);
+    }
+    ck_assert_int_eq(ca->n_shutdown, 1);
+    ck_assert_int_eq(cb->n_shutdown, 1);
+    dlclose(ha);
+    dlclose(hb);
+}
+END_TEST
+
 static Suite *plugin_suite(void)
 {
     Suite *s = suite_create("plugin");
@@ -881,6 +1028,7 @@ static Suite *plugin_suite(void)
         {"close_twice_and_callback", close_twice_and_callback},
         {"load_after_close_starts", load_after_close_starts},
         {"control_block_after_load", control_block_after_load},
+        {"two_firewalls_two_threads", two_firewalls_two_threads_attribution},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

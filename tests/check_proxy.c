@@ -315,6 +315,222 @@ START_TEST(bind_for_client_real_port)
 }
 END_TEST
 
+/* GetIpFilter on a BindForClient port made with an IP filter: a copy of the filter in force.
+   Widening the copy changes nothing on the wire; SetIpFilter with it does. */
+typedef struct ipf_case {
+    uint16_t gw_port;
+    int client_lfd;
+    const char *from;
+    int expect_refused;
+    int refused;      /* the gateway closed on `from` without relaying */
+    char got[32];     /* what the client's data port received first */
+} ipf_case;
+
+/* Expecting a refusal: `from` sees its connection closed, and the first connection the
+   client's port then accepts carries the server's bytes. Expecting a relay: the client's port
+   accepts `from`'s bytes. */
+static void *ipf_peers(void *arg)
+{
+    ipf_case *x = arg;
+    uint8_t in[16];
+    memset(x->got, 0, sizeof x->got);
+    x->refused = 0;
+    int t = tu_sock_from(x->from, 0);
+    if (tu_connect_to(t, "127.0.0.1", x->gw_port) != 0 || tu_write_all(t, "from-x", 6) != 0) {
+        x->refused = 1;
+        close(t);
+        t = -1;
+    } else {
+        shutdown(t, SHUT_WR);
+    }
+    if (t >= 0 && x->expect_refused)
+        x->refused = tu_read_all(t, in, sizeof in) == 0;
+    int s = -1;
+    if (x->expect_refused) {
+        s = tu_sock_from("127.0.0.3", 0);
+        if (tu_connect_to(s, "127.0.0.1", x->gw_port) == 0 && tu_write_all(s, "from-3", 6) == 0)
+            shutdown(s, SHUT_WR);
+    }
+    int c = accept(x->client_lfd, NULL, NULL);
+    if (c >= 0) {
+        tu_set_timeouts(c);
+        ssize_t r = tu_read_all(c, x->got, sizeof x->got - 1);
+        if (r < 0)
+            x->got[0] = 0;
+        close(c);
+    }
+    if (s >= 0)
+        close(s);
+    if (t >= 0)
+        close(t);
+    return NULL;
+}
+
+START_TEST(bind_for_client_get_ip_filter)
+{
+    gw g;
+    gw_open(&g, NULL);
+    IFWXConnection *ctl = NULL, *bound[1];
+    IFWXSession *s = nat_session(&g, "127.0.0.2", &ctl);
+    ipf_case x = {.from = "127.0.0.4", .expect_refused = 1};
+    x.client_lfd = tu_sock_from("127.0.0.2", 0);
+    ck_assert_int_eq(listen(x.client_lfd, 8), 0);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(x.client_lfd));
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0"), s3 = tu_addr("127.0.0.3"),
+                            s4 = tu_addr("127.0.0.4");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    IFWXIpFilter *ipf = NULL, *got = NULL, *again = NULL;
+    TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(g.fw), &ipf), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(s3), tu_len(&s3), TU_SA(s3), tu_len(&s3)), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
+                                           FWX_FLAG_ALLOW_MULTIPLE, 4, &FWX_GUID_NULL, NULL, NULL, ipf, bound),
+                 FWX_S_OK);
+    x.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    TU_EXPECT_HR(IFWXConnection_GetIpFilter(bound[0], &got), FWX_S_OK);
+    ck_assert_ptr_nonnull(got);
+    ck_assert_ptr_ne(got, ipf); /* a copy: BindForClient copied the caller's */
+    TU_EXPECT_REF(got, 1);
+    TU_EXPECT_HR(IFWXIpFilter_Compare(got, ipf), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IsIncluded(got, TU_SA(s3), tu_len(&s3)), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IsIncluded(got, TU_SA(s4), tu_len(&s4)), FWX_S_FALSE);
+    /* Widening the copy does not widen the port. */
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(got, TU_SA(s4), tu_len(&s4), TU_SA(s4), tu_len(&s4)), FWX_S_OK);
+    tu_run_peer(&g.loop, ipf_peers, &x);
+    ck_assert_msg(x.refused, "127.0.0.4 got through a port filtered to 127.0.0.3");
+    ck_assert_str_eq(x.got, "from-3");
+    /* SetIpFilter with it does; GetIpFilter then reads that back. */
+    TU_EXPECT_HR(IFWXConnection_SetIpFilter(bound[0], got), FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_GetIpFilter(bound[0], &again), FWX_S_OK);
+    ck_assert_ptr_nonnull(again);
+    TU_EXPECT_HR(IFWXIpFilter_Compare(again, got), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IsIncluded(again, TU_SA(s4), tu_len(&s4)), FWX_S_OK);
+    x.expect_refused = 0;
+    tu_run_peer(&g.loop, ipf_peers, &x);
+    ck_assert_msg(!x.refused, "127.0.0.4 refused by a filter that includes it");
+    ck_assert_str_eq(x.got, "from-x");
+    ck_assert_uint_eq(IFWXIpFilter_Release(again), 0);
+    ck_assert_uint_eq(IFWXIpFilter_Release(got), 0);
+    ck_assert_uint_eq(IFWXIpFilter_Release(ipf), 0);
+    close(x.client_lfd);
+    fwx_connection_close(bound[0]);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    tu_loop_run_for(&g.loop, 20);
+    ck_assert_uint_eq(stats(&g).bound_ports, 0);
+    gw_close(&g);
+}
+END_TEST
+
+/* A private session ends on its last release: its bound port closes on the wire, its
+   permission goes, its connections end and its filter is detached, though the filter and the
+   connection objects the test still holds have references to it. */
+typedef struct priv_case {
+    uint16_t gw_port;
+    int client_lfd;
+    int relayed;  /* the server's bytes reached the client through the bound port */
+    int refused;  /* a connection to the bound port was refused */
+} priv_case;
+
+static void *priv_server_once(void *arg)
+{
+    priv_case *x = arg;
+    char got[16] = {0};
+    int s = tu_sock_from("127.0.0.3", 0);
+    if (tu_connect_to(s, "127.0.0.1", x->gw_port) == 0 && tu_write_all(s, "from-3", 6) == 0) {
+        shutdown(s, SHUT_WR);
+        int c = accept(x->client_lfd, NULL, NULL);
+        if (c >= 0) {
+            tu_set_timeouts(c);
+            x->relayed = tu_read_all(c, got, sizeof got - 1) == 6 && strcmp(got, "from-3") == 0;
+            close(c);
+        }
+    }
+    close(s);
+    return NULL;
+}
+
+static void *priv_server_refused(void *arg)
+{
+    priv_case *x = arg;
+    int s = tu_sock_from("127.0.0.3", 0);
+    errno = 0;
+    x->refused = tu_connect_to(s, "127.0.0.1", x->gw_port) != 0 && errno == ECONNREFUSED;
+    close(s);
+    return NULL;
+}
+
+START_TEST(private_session_ends_on_last_release)
+{
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    ctl->hooks = fwx_Connect_Tcp | fwxSourceWSP;
+    gw g;
+    gw_open(&g, NULL);
+    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    struct sockaddr_storage c = tu_addr("127.0.0.2"), gi = tu_addr("127.0.0.1"), srv = tu_addr("127.0.0.3:21");
+    IFWXSession *priv = NULL;
+    TU_EXPECT_HR(IFWXFirewall_CreatePrivateSession(fwx_firewall_iface(g.fw), TU_SA(c), tu_len(&c), TU_SA(gi),
+                                                   tu_len(&gi), NULL, &priv),
+                 FWX_S_OK);
+    TU_EXPECT_REF(priv, 1); /* the caller's only */
+    /* A connection made on the client's behalf: the filter attaches and keeps the session. */
+    IFWXConnection *conn = NULL, *bound[1];
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0,
+                                0, NULL};
+    TU_EXPECT_HR(fwx_connection_open(priv, &cp, &conn), FWX_S_OK);
+    ck_assert_int_eq(ctl->n_attach, 1);
+    TU_EXPECT_REF(priv, 3); /* ours, the connection's, the session filter's */
+    priv_case x = {0};
+    x.client_lfd = tu_sock_from("127.0.0.2", 0);
+    ck_assert_int_eq(listen(x.client_lfd, 4), 0);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(x.client_lfd));
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0"), target = tu_addr("127.0.0.3:50123");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(priv, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
+                                           FWX_FLAG_ALLOW_MULTIPLE, 4, &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    x.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(priv, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_TCP, 0,
+                                                &FWX_GUID_NULL, NULL, NULL, conn, NULL),
+                 FWX_S_OK);
+    /* Alive while referenced: the port relays. */
+    tu_run_peer(&g.loop, priv_server_once, &x);
+    ck_assert_msg(x.relayed, "the private session's bound port did not relay");
+    fwx_firewall_stats st = stats(&g);
+    ck_assert_uint_eq(st.sessions, 1);
+    ck_assert_uint_eq(st.bound_ports, 1);
+    ck_assert_uint_eq(st.permissions, 1);
+    /* The last release from outside the core ends it. */
+    int terminating = ctl->n_terminating;
+    /* What is left: our two connection objects' references (and a relay's still closing). */
+    ck_assert_uint_ge(IFWXSession_Release(priv), 2);
+    st = stats(&g);
+    ck_assert_uint_eq(st.sessions, 0);
+    ck_assert_uint_eq(st.bound_ports, 0);
+    ck_assert_uint_eq(st.permissions, 0);
+    ck_assert_int_eq(ctl->n_detach, 1);
+    ck_assert_int_ge(ctl->n_terminating, terminating + 2); /* conn and bound[0], and a relay still open */
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(conn, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_TERMINATED);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(bound[0], &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_TERMINATED);
+    tu_loop_run_for(&g.loop, 20);
+    tu_run_peer(&g.loop, priv_server_refused, &x);
+    ck_assert_msg(x.refused, "the bound port is still open after its private session ended");
+    ck_assert_uint_eq(IFWXConnection_Release(bound[0]), 0);
+    ck_assert_uint_eq(IFWXConnection_Release(conn), 0);
+    ck_assert_int_eq(ctl->n_sf_released, 1);
+    close(x.client_lfd);
+    gw_close(&g);
+    dlclose(h);
+}
+END_TEST
+
 /* ---- RedirectConnections as a real port --------------------------------------------------------- */
 
 typedef struct rc_case {
@@ -694,6 +910,71 @@ START_TEST(socks_bind_approved)
 }
 END_TEST
 
+/* BIND under a policy: RetroactiveAllowBind with a protocol no rule allows is refused, and the
+   server's connection to the bind never reaches the client; with an allowed one it does. */
+typedef struct rab_as {
+    fwx_guid guid;
+    fwx_result hr;
+    int calls;
+} rab_as;
+
+static fwx_result approve_binds_as(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    rab_as *r = ctl->arg;
+    if (ev->EventType == fwx_Bind_Tcp) {
+        const FwxBindEvent *b = &ev->Parameters.Bind;
+        r->hr = IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, (const struct sockaddr *)&b->Address,
+                                                 b->AddressLength, &r->guid, 0, NULL);
+        r->calls++;
+    }
+    return FWX_S_OK;
+}
+
+static void bind_policy_case(const fwx_guid *guid, rab_as *r, bind_run *out)
+{
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    memset(r, 0, sizeof *r);
+    r->guid = *guid;
+    ctl->hooks = fwx_Bind_Tcp | fwxSourceWSP | fwxAnyProtocol; /* a bind has no protocol of the policy */
+    ctl->on_event = approve_binds_as;
+    ctl->arg = r;
+    gw g;
+    gw_open(&g, "protocols = ( { name = \"ctl\"; guid = \"{11111111-0000-0000-0000-000000000021}\"; protocol = \"tcp\";"
+                " port = 21; },\n"
+                "  { name = \"nobody\"; guid = \"{11111111-0000-0000-0000-000000000099}\"; protocol = \"tcp\"; port = 99; } );\n"
+                "rules = ( { name = \"ctl\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+                " protocols = [ \"ctl\" ]; } );\n");
+    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    memset(out, 0, sizeof *out);
+    gw_socks(&g, &out->socks_port);
+    tu_run_peer(&g.loop, socks_bind_client, out);
+    tu_loop_run_for(&g.loop, 20);
+    ck_assert_uint_eq(stats(&g).bound_ports, 0);
+    gw_close(&g);
+}
+
+START_TEST(socks_bind_policy)
+{
+    fwx_guid ctl = FWX_GUID_INIT(0x11, 0x11, 0x11, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21);
+    fwx_guid nobody = FWX_GUID_INIT(0x11, 0x11, 0x11, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99);
+    rab_as r;
+    bind_run b;
+    bind_policy_case(&nobody, &r, &b);
+    ck_assert_int_eq(r.calls, 1);
+    TU_EXPECT_HR(r.hr, FWX_E_PROTOCOL_RULES_DENIED);
+    ck_assert_int_eq(b.rep1, 0); /* the bind itself never fails */
+    ck_assert_msg(b.rep2 == -1, "a bind the policy refused relayed a connection (reply %d)", b.rep2);
+    ck_assert(!b.data_ok);
+    bind_policy_case(&ctl, &r, &b);
+    TU_EXPECT_HR(r.hr, FWX_S_OK);
+    ck_assert_int_eq(b.rep2, 0);
+    ck_assert_msg(b.data_ok, "the server's bytes did not reach the client through the approved bind");
+}
+END_TEST
+
 /* A real client: curl through the SOCKS5 listener to a tiny HTTP responder. */
 typedef struct curl_case {
     uint16_t socks_port, http_port;
@@ -747,8 +1028,9 @@ START_TEST(socks_with_curl)
 }
 END_TEST
 
-/* AllowFutureConnect with real sockets: a SOCKS CONNECT the policy refuses is admitted by the
-   permission, once. */
+/* AllowFutureConnect with real sockets: a permission belongs to its session. Each SOCKS
+   connection is a session of its own, so the one a filter made in the client's control session
+   serves a later SOCKS CONNECT only if it is address-based; then once. */
 START_TEST(socks_connect_admitted_by_permission)
 {
     echo e;
@@ -778,8 +1060,24 @@ START_TEST(socks_connect_admitted_by_permission)
     char t[64];
     snprintf(t, sizeof t, "127.0.0.3:%u", e.port);
     struct sockaddr_storage target = tu_addr(t);
+    IFWXFirewallAction *act = NULL;
     TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_TCP, 0,
-                                                &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
+                                                &FWX_GUID_NULL, NULL, NULL, ctl, &act),
+                 FWX_S_OK);
+    /* Not address-based: another session of the same client (this SOCKS connection) may not
+       use it; the connect is an ordinary one, which the policy refuses, and nothing reaches
+       the server. */
+    sx other = {.socks_port = sp, .dst = "127.0.0.3", .dst_port = e.port};
+    tu_run_peer(&g.loop, socks_connect_client, &other);
+    ck_assert_int_eq(other.rep, 2);
+    ck_assert(!other.echo_ok);
+    ck_assert_int_eq(e.conns, 0);
+    ck_assert_uint_eq(stats(&g).permissions, 1); /* still there, for its own session */
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_OK);
+    IFWXFirewallAction_Release(act);
+    /* Address-based: any session of the client's address may use it, once. */
+    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_TCP,
+                                                FWX_FLAG_ADDRESS_BASED, &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
                  FWX_S_OK);
     sx once = {.socks_port = sp, .dst = "127.0.0.3", .dst_port = e.port}, twice = once;
     tu_run_peer(&g.loop, socks_connect_client, &once);
@@ -792,6 +1090,7 @@ START_TEST(socks_connect_admitted_by_permission)
     IFWXSession_Release(s);
     gw_close(&g);
     echo_stop(&e);
+    ck_assert_int_eq(e.conns, 1);
 }
 END_TEST
 
@@ -1044,12 +1343,15 @@ static Suite *proxy_suite(void)
         {"publishing", publishing_relays_both_ways},
         {"publishing denied", publishing_denied_by_policy},
         {"bind for client", bind_for_client_real_port},
+        {"bind for client ip filter", bind_for_client_get_ip_filter},
+        {"private session", private_session_ends_on_last_release},
         {"redirect", redirect_real_port},
         {"nothing left open", session_end_and_close_drop_live_relays},
         {"socks connect", socks_connect_relays},
         {"socks refusals", socks_refusals},
         {"socks bind unapproved", socks_bind_needs_approval},
         {"socks bind approved", socks_bind_approved},
+        {"socks bind policy", socks_bind_policy},
         {"socks curl", socks_with_curl},
         {"socks permission", socks_connect_admitted_by_permission},
         {"udp publishing", udp_publishing_flows},

@@ -710,6 +710,116 @@ START_TEST(t11_bind_terminating)
 }
 END_TEST
 
+/* T11 "terminating" after Kill: the bind is ending while its object is still held; once the
+   last reference goes it is unknown. */
+START_TEST(t11_bind_terminating_after_kill)
+{
+    fx f;
+    fx_open(&f);
+    struct sockaddr_storage any = tu_addr("0.0.0.0:46000");
+    IFWXConnection *bind = client_bind(&f, "203.0.113.1:46000");
+    TU_EXPECT_HR(IFWXConnection_Kill(bind), FWX_S_OK);
+    TU_EXPECT_REF(bind, 1); /* only ours */
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, NULL),
+                 FWX_E_TERMINATING);
+    IFWXConnection *in = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_E_NOT_FOUND);
+    ck_assert_uint_eq(IFWXConnection_Release(bind), 0);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, NULL),
+                 FWX_E_NOT_FOUND);
+    fx_close(&f);
+}
+END_TEST
+
+/* RetroactiveAllowBind's IP filter is the one in force: GetIpFilter reads a copy of it back. */
+START_TEST(t11_retroactive_allow_bind_ip_filter)
+{
+    fx f;
+    fx_open(&f);
+    struct sockaddr_storage any = tu_addr("0.0.0.0:46000"), t = tu_addr("192.0.2.99");
+    IFWXConnection *bind = client_bind(&f, "203.0.113.1:46000"), *in = NULL;
+    IFWXIpFilter *ipf = NULL, *got = (IFWXIpFilter *)1;
+    TU_EXPECT_HR(IFWXConnection_GetIpFilter(bind, &got), FWX_S_OK);
+    ck_assert_ptr_null(got);
+    TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(f.fw), &ipf), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(t), tu_len(&t), TU_SA(t), tu_len(&t)), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(f.s, FWX_PROTOCOL_TCP, TU_SA(any), tu_len(&any), &FWX_GUID_NULL, 0, ipf),
+                 FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_GetIpFilter(bind, &got), FWX_S_OK);
+    ck_assert_ptr_nonnull(got);
+    TU_EXPECT_HR(IFWXIpFilter_Compare(got, ipf), FWX_S_OK);
+    ck_assert_uint_eq(IFWXIpFilter_Release(got), 0);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "192.0.2.99:20", "203.0.113.1:46000", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    ck_assert_uint_eq(IFWXIpFilter_Release(ipf), 0);
+    fwx_connection_close(bind);
+    fx_close(&f);
+}
+END_TEST
+
+/* T11/T21: RetroactiveAllowBind decides by the policy. An explicit session with nothing but its
+   bind (as a SOCKS BIND is): a protocol no rule allows, or one the policy does not know, is
+   refused; an allowed one is approved, and each arrival is then decided with its peer. */
+START_TEST(t11_retroactive_allow_bind_policy)
+{
+    fx f;
+    fx_open(&f);
+    const char *cfg = "networks = { internal = { ranges = [ \"10.0.0.0/8\" ]; }; };\n"
+                      "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+                      "protocols = ( { name = \"ctl\"; guid = \"{11111111-0000-0000-0000-000000000021}\";"
+                      " protocol = \"tcp\"; port = 21; },\n"
+                      "  { name = \"nobody\"; guid = \"{11111111-0000-0000-0000-000000000099}\";"
+                      " protocol = \"tcp\"; port = 99; } );\n"
+                      "address_sets = { partners = [ \"198.51.100.0/24\" ]; };\n"
+                      "rules = ( { name = \"ctl to partners\"; action = \"allow\"; from = [ \"internal\" ];"
+                      " to = [ \"partners\" ]; protocols = [ \"ctl\" ]; } );\n";
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    fwx_result hr = fwx_policy_load_string(cfg, "rab.cfg", &p, &err);
+    ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
+    struct sockaddr_storage c = tu_addr("10.0.0.8"), b = tu_addr("203.0.113.1:46000");
+    fwx_session_params sp = {sizeof sp, fwxSourceWSP, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *ws = NULL;
+    TU_EXPECT_HR(fwx_session_open(f.fw, &sp, &ws), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Bind_Tcp, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), NULL, 0, NULL, 0, 0, NULL};
+    IFWXConnection *bind = NULL, *in = NULL;
+    TU_EXPECT_HR(fwx_connection_open(ws, &cp, &bind), FWX_S_OK);
+    fwx_guid ctl = FWX_GUID_INIT(0x11, 0x11, 0x11, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x21);
+    fwx_guid nobody = FWX_GUID_INIT(0x11, 0x11, 0x11, 0x11, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x99);
+    fwx_guid madeup = FWX_GUID_INIT(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(ws, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), &nobody, 0, NULL),
+                 FWX_E_PROTOCOL_RULES_DENIED);
+    ck_assert_ptr_nonnull(strstr(f.lastlog, "RetroactiveAllowBind"));
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(ws, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), &madeup, 0, NULL),
+                 FWX_E_PROTOCOL_RULES_DENIED);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(ws, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), &FWX_GUID_NULL, 0, NULL),
+                 FWX_E_PROTOCOL_RULES_DENIED);
+    /* Refused approvals leave the bind discarding. */
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(ws, FWX_PROTOCOL_TCP, TU_SA(b), tu_len(&b), &ctl, 0, NULL), FWX_S_OK);
+    /* Approved for "ctl", which the policy allows to partners only. */
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "192.0.2.99:20", "203.0.113.1:46000", &in),
+                 FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    ck_assert_ptr_nonnull(strstr(f.lastlog, "refused by the policy"));
+    ck_assert_ptr_null(in);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", "203.0.113.1:46000", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    /* A new policy without the rule: the next arrival is refused. */
+    TU_EXPECT_HR(fwx_policy_load_string("protocols = ( { name = \"ctl\"; guid = \"{11111111-0000-0000-0000-000000000021}\";"
+                                        " protocol = \"tcp\"; port = 21; } );\n",
+                                        "rab2.cfg", &p, &err),
+                 FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:21", "203.0.113.1:46000", &in), FWX_E_PROTOCOL_RULES_DENIED);
+    fwx_connection_close(bind);
+    fwx_session_close(ws);
+    IFWXSession_Release(ws);
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- catalog: forbidden targets, whatever the flags ------------------------------------------ */
 
 START_TEST(forbidden_targets_refused)
@@ -966,6 +1076,152 @@ START_TEST(t9_kernel_mode_decision_and_factories)
 }
 END_TEST
 
+/* ---- permissions belong to their session; ADDRESS_BASED lends them ------------------------------ */
+
+static IFWXSession *wsp_session(fx *f, const char *client)
+{
+    struct sockaddr_storage c = tu_addr(client);
+    fwx_session_params sp = {sizeof sp, fwxSourceWSP, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &s), FWX_S_OK);
+    return s;
+}
+
+static fwx_result admit_in(fx *f, IFWXSession *s, int32_t proto, const char *src, const char *dst, IFWXConnection **out)
+{
+    struct sockaddr_storage a = tu_addr(src), d = tu_addr(dst);
+    fwx_flow fl = {sizeof fl, proto, TU_SA(a), tu_len(&a), TU_SA(d), tu_len(&d)};
+    return fwx_firewall_admit_in_session(f->fw, s, &fl, out);
+}
+
+static fwx_result afc_in(IFWXSession *s, const char *target, uint32_t flags, IFWXFirewallAction **act)
+{
+    struct sockaddr_storage t = tu_addr(target);
+    return IFWXSession_AllowFutureConnect(s, TU_SA(t), tu_len(&t), NULL, 0, FWX_PROTOCOL_TCP,
+                                          flags | FWX_FLAG_ALLOW_ADDRESSES_ALL, &FWX_GUID_NULL, NULL, NULL, NULL, act);
+}
+
+START_TEST(permissions_belong_to_their_session)
+{
+    fx f;
+    fx_open(&f); /* f.s: the NAT session of 10.0.0.8 */
+    IFWXSession *a = wsp_session(&f, "10.0.0.8"), *b = wsp_session(&f, "10.0.0.8");
+    IFWXConnection *in = NULL;
+    IFWXFirewallAction *act = NULL, *act2 = NULL;
+    /* Not address-based: only session a's own flows. */
+    TU_EXPECT_HR(afc_in(a, "198.51.100.7:50000", 0, &act), FWX_S_OK);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &in), FWX_E_NOT_FOUND);
+    ck_assert_ptr_null(in);
+    ck_assert_ptr_nonnull(strstr(f.lastlog, "is not address-based"));
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &in), FWX_E_NOT_FOUND); /* transparent */
+    TU_EXPECT_HR(admit_in(&f, f.s, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &in), FWX_E_NOT_FOUND);
+    ck_assert_uint_eq(fx_stats(&f).permissions, 1);
+    TU_EXPECT_HR(admit_in(&f, a, FWX_PROTOCOL_TCP, "10.0.0.8:3000", "198.51.100.7:50000", &in), FWX_S_OK);
+    IFWXSession *owner = NULL;
+    TU_EXPECT_HR(IFWXConnection_GetSession(in, &owner), FWX_S_OK);
+    ck_assert_ptr_eq(owner, a);
+    IFWXSession_Release(owner);
+    fwx_connection_close(in);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_FALSE); /* used up by a */
+    IFWXFirewallAction_Release(act);
+    /* A NAT session's permission serves transparent flows of its client, not explicit sessions. */
+    TU_EXPECT_HR(afc_in(f.s, "198.51.100.7:50001", 0, NULL), FWX_S_OK);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3001", "198.51.100.7:50001", &in), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3001", "198.51.100.7:50001", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    /* Address-based: any session of the address, and transparent flows; another address never. */
+    TU_EXPECT_HR(afc_in(a, "198.51.100.7:50002", FWX_FLAG_ADDRESS_BASED | FWX_FLAG_ALLOW_MULTIPLE, &act), FWX_S_OK);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3002", "198.51.100.7:50002", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.8:3003", "198.51.100.7:50002", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.9:3003", "198.51.100.7:50002", &in), FWX_E_NOT_FOUND);
+    /* A session's own permission goes before another's address-based one for the same target. */
+    TU_EXPECT_HR(afc_in(b, "198.51.100.7:50002", 0, &act2), FWX_S_OK);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3004", "198.51.100.7:50002", &in), FWX_S_OK);
+    fwx_connection_close(in);
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act2), FWX_S_FALSE); /* b's own, used up */
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_OK);     /* a's address-based one was left */
+    IFWXFirewallAction_Release(act);
+    IFWXFirewallAction_Release(act2);
+    /* A port is taken only in the session that set it up. */
+    IFWXConnection *c[1];
+    struct sockaddr_storage px;
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, c, &px), FWX_S_OK);
+    char dst[64];
+    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    TU_EXPECT_HR(admit_in(&f, a, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(admit_in(&f, f.s, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_S_OK);
+    IFWXConnection_Release(in);
+    fwx_connection_close(c[0]);
+    /* Bad sessions. */
+    fx g;
+    fx_open(&g);
+    TU_EXPECT_HR(admit_in(&f, g.s, FWX_PROTOCOL_TCP, "10.0.0.8:3005", "198.51.100.7:50003", &in), FWX_E_INVALIDARG);
+    fx_close(&g);
+    fwx_session_close(b);
+    TU_EXPECT_HR(admit_in(&f, b, FWX_PROTOCOL_TCP, "10.0.0.8:3005", "198.51.100.7:50003", &in), FWX_E_TERMINATING);
+    fwx_session_close(a);
+    IFWXSession_Release(a);
+    IFWXSession_Release(b);
+    fx_close(&f);
+}
+END_TEST
+
+/* SetDataFilterFactory with ADDRESS_BASED applies to the other sessions of the client's address;
+   without it, to its own session only. */
+START_TEST(address_based_factory)
+{
+    fx f;
+    fx_open(&f);
+    IFWXSession *a = wsp_session(&f, "10.0.0.8"), *b = wsp_session(&f, "10.0.0.8"), *z = wsp_session(&f, "10.0.0.9");
+    tfactory own = {{&tfactory_vtbl}, 1, 0, 0}, lent = {{&tfactory_vtbl}, 1, 0, 0};
+    struct sockaddr_storage fa = tu_addr("198.51.100.7:0"), fb = tu_addr("198.51.100.8:0");
+    TU_EXPECT_HR(IFWXSession_SetDataFilterFactory(a, fwx_Connect_Tcp, TU_SA(fa), tu_len(&fa), &own.iface, fwx_dfpc_Middle,
+                                                  NULL, 0, NULL),
+                 FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_SetDataFilterFactory(a, fwx_Connect_Tcp, TU_SA(fb), tu_len(&fb), &lent.iface, fwx_dfpc_Middle,
+                                                  NULL, FWX_FLAG_ADDRESS_BASED, NULL),
+                 FWX_S_OK);
+    struct sockaddr_storage s7 = tu_addr("198.51.100.7:80"), s8 = tu_addr("198.51.100.8:80");
+    fwx_connection_params p7 = {sizeof p7, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(s7), tu_len(&s7), NULL, 0, NULL, 0, 0, NULL};
+    fwx_connection_params p8 = p7;
+    p8.external_peer = TU_SA(s8);
+    IFWXConnection *c = NULL;
+    uint32_t flags = 0;
+    TU_EXPECT_HR(fwx_connection_open(b, &p7, &c), FWX_S_OK); /* a's own factory: not for b */
+    ck_assert_int_eq(own.created, 0);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_KERNEL_MODE);
+    fwx_connection_close(c);
+    TU_EXPECT_HR(fwx_connection_open(b, &p8, &c), FWX_S_OK); /* a's address-based one: for b too */
+    ck_assert_int_eq(lent.created, 1);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_KERNEL_MODE));
+    fwx_connection_close(c);
+    ck_assert_int_eq(lent.detached, 1);
+    TU_EXPECT_HR(fwx_connection_open(z, &p8, &c), FWX_S_OK); /* another address: no */
+    ck_assert_int_eq(lent.created, 1);
+    fwx_connection_close(c);
+    TU_EXPECT_HR(fwx_connection_open(a, &p7, &c), FWX_S_OK);
+    ck_assert_int_eq(own.created, 1);
+    fwx_connection_close(c);
+    /* When a ends, its factories go, lent ones included. */
+    fwx_session_close(a);
+    ck_assert_uint_eq(fx_stats(&f).factories, 0);
+    TU_EXPECT_HR(fwx_connection_open(b, &p8, &c), FWX_S_OK);
+    ck_assert_int_eq(lent.created, 1);
+    fwx_connection_close(c);
+    ck_assert_uint_eq(atomic_load(&lent.refs), 1);
+    IFWXSession *all[3] = {a, b, z};
+    for (int i = 0; i < 3; i++) {
+        fwx_session_close(all[i]);
+        IFWXSession_Release(all[i]);
+    }
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- T15: EstablishedConnection only to the filter that asked --------------------------------- */
 
 typedef struct tctx {
@@ -1191,11 +1447,16 @@ static Suite *secondary_suite(void)
         {"t10", t10_proxy_mode_flag},
         {"t11", t11_retroactive_allow_bind},
         {"t11 terminating", t11_bind_terminating},
+        {"t11 terminating after kill", t11_bind_terminating_after_kill},
+        {"t11 policy", t11_retroactive_allow_bind_policy},
+        {"t11 ip filter", t11_retroactive_allow_bind_ip_filter},
         {"forbidden targets", forbidden_targets_refused},
         {"expected peer", bound_port_only_from_expected_peer},
         {"caps", caps_per_session},
         {"redirect", redirect_connections},
         {"t9", t9_kernel_mode_decision_and_factories},
+        {"session permissions", permissions_belong_to_their_session},
+        {"address-based factory", address_based_factory},
         {"t15", t15_established_only_to_asker},
         {"session end", session_end_withdraws_everything},
         {"listing", listing},

@@ -121,6 +121,50 @@ START_TEST(nat_sessions_per_address_explicit_per_channel)
 }
 END_TEST
 
+/* A private session ends when its last reference from outside the core goes; the references
+   its connection objects hold do not keep it alive, those the caller took (AddRef, GetSession)
+   do. */
+START_TEST(private_session_ends_on_last_release)
+{
+    fx f;
+    fx_open(&f, NULL, NULL);
+    struct sockaddr_storage c = tu_addr("10.0.0.9");
+    IFWXSession *priv = NULL, *again = NULL;
+    TU_EXPECT_HR(IFWXFirewall_CreatePrivateSession(fwx_firewall_iface(f.fw), TU_SA(c), tu_len(&c), NULL, 0, NULL, &priv),
+                 FWX_S_OK);
+    struct sockaddr_storage p = tu_addr("198.51.100.7:21");
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(p), tu_len(&p), NULL, 0, NULL, 0, 0, NULL};
+    IFWXConnection *conn = NULL;
+    TU_EXPECT_HR(fwx_connection_open(priv, &cp, &conn), FWX_S_OK);
+    TU_EXPECT_HR(IFWXConnection_GetSession(conn, &again), FWX_S_OK);
+    ck_assert_ptr_eq(again, priv);
+    ck_assert_uint_eq(IFWXSession_Release(priv), 2); /* `again` and the connection's */
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXSession_GetSessionFlags(again, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_SESSION_TERMINATED)); /* `again` is a reference from outside */
+    fwx_firewall_stats st;
+    fwx_firewall_get_stats(f.fw, &st);
+    ck_assert_uint_eq(st.sessions, 2);
+    ck_assert_uint_eq(IFWXSession_Release(again), 1); /* the last one from outside: it ends */
+    fwx_firewall_get_stats(f.fw, &st);
+    ck_assert_uint_eq(st.sessions, 1);
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(conn, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_TERMINATED);
+    TU_EXPECT_HR(IFWXConnection_GetSession(conn, &again), FWX_S_OK);
+    TU_EXPECT_HR(IFWXSession_GetSessionFlags(again, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_SESSION_TERMINATED);
+    TU_EXPECT_HR(fwx_session_close(again), FWX_S_FALSE);
+    ck_assert_uint_eq(IFWXSession_Release(again), 1);
+    ck_assert_uint_eq(IFWXConnection_Release(conn), 0); /* and the session with it */
+    /* Closed before its release, as before: the release then only frees it. */
+    TU_EXPECT_HR(IFWXFirewall_CreatePrivateSession(fwx_firewall_iface(f.fw), TU_SA(c), tu_len(&c), NULL, 0, NULL, &priv),
+                 FWX_S_OK);
+    TU_EXPECT_HR(fwx_session_close(priv), FWX_S_OK);
+    ck_assert_uint_eq(IFWXSession_Release(priv), 0);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(ended_session_refuses_calls)
 {
     fx f;
@@ -527,6 +571,7 @@ static Suite *session_suite(void)
         const TTest *t;
     } cases[] = {
         {"kinds", nat_sessions_per_address_explicit_per_channel},
+        {"private session", private_session_ends_on_last_release},
         {"ended", ended_session_refuses_calls},
         {"connections", connection_basics_and_refcounts},
         {"t13 deny", t13_deny_codes},

@@ -17,7 +17,8 @@
  *    make: fwx_connection_open(), which applies the policy, raises the event to the filters
  *    and returns the verdict and an IFWXConnection. fwx_connection_close() when it ends.
  * 3. When a connection arrives that a filter asked for (a bound port, a permitted target):
- *    fwx_firewall_admit().
+ *    fwx_firewall_admit(), or fwx_firewall_admit_in_session() when the host carries it for
+ *    a session (an explicit client's request on its control channel).
  * 4. fwx_session_close() when the client is gone, fwx_firewall_close() at the end; the loop
  *    then closes clean.
  *
@@ -371,7 +372,8 @@ FWX_API fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *
 /**
  * Ends a session: its connections are killed (each with fwx_ConnectionTerminating), every
  * permission and bound port it set up is withdrawn, its session filters are detached. The
- * caller's reference is not released. Harmless on an ended session.
+ * caller's reference is not released. Harmless on an ended session. (A private session,
+ * IFWXFirewall::CreatePrivateSession, also ends by itself on its last release.)
  * @return FWX_S_OK, FWX_S_FALSE (already ended), FWX_E_POINTER.
  */
 FWX_API fwx_result fwx_session_close(IFWXSession *session);
@@ -455,15 +457,45 @@ typedef struct fwx_flow {
  * On success the grant is used up (unless ALLOW_MULTIPLE), the new connection is created,
  * data-filter factories that match are applied, the hooked events raised, and the filter that
  * asked gets fwx_EstablishedConnection.
+ *
+ * The flow is taken as a transparent one, which belongs to the NAT session of its source: it
+ * may use the permissions of NAT sessions, and those of explicit sessions only when
+ * FWX_FLAG_ADDRESS_BASED. A flow an explicit client asks for on its control channel (a SOCKS
+ * CONNECT or UDP ASSOCIATE) goes to fwx_firewall_admit_in_session() instead.
  * @param fw the firewall.
  * @param flow borrowed, valid for the call only.
  * @param out receives a new reference (+1) to the secondary connection.
  * @return FWX_S_OK; FWX_E_NOT_FOUND (nothing was set up for it);
  *   FWX_E_ADDRESS_NOT_ALLOWED (a grant exists but this source may not use it: another peer,
- *   the IP filter, a client bind not yet approved); FWX_E_CONNREFUSED (a filter denied it);
- *   FWX_E_INVALIDARG.
+ *   the IP filter, a client bind not yet approved); FWX_E_PROTOCOL_RULES_DENIED,
+ *   FWX_E_SITE_AND_CONTENT_RULES_DENIED (the policy refuses this source the protocol of the
+ *   client bind it reaches); FWX_E_CONNREFUSED (a filter denied it); FWX_E_INVALIDARG.
  */
 FWX_API fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnection **out);
+
+/**
+ * As fwx_firewall_admit(), for a flow the host carries in @p session: what an explicit client
+ * asks for on its control channel (each SOCKS connection is a session of its own), or any flow
+ * the host knows the session of.
+ *
+ * A permission (AllowFutureConnect) is used only by its own session's flows, unless it was
+ * made with FWX_FLAG_ADDRESS_BASED: then a flow of any session of the same client address may
+ * use it (a client that opens a new control channel per connection, as SOCKS clients do). The
+ * session's own permission is used before another's. A flow that finds only permissions of
+ * other sessions gets FWX_E_NOT_FOUND (and is then an ordinary connection under the policy,
+ * as with no permission at all); the log says which permission it did not use. A port (bound,
+ * redirect, client bind) is taken only by a flow of the session that set it up.
+ * @param fw the firewall.
+ * @param session borrowed; a session of @p fw, or NULL (then it is fwx_firewall_admit()).
+ * @param flow borrowed, valid for the call only.
+ * @param out receives a new reference (+1) to the secondary connection.
+ * @return as fwx_firewall_admit(); FWX_E_ADDRESS_NOT_ALLOWED also for another session's port;
+ *   FWX_E_INVALIDARG also for a session not of @p fw; FWX_E_TERMINATING also when @p session
+ *   has ended.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_admit_in_session(fwx_firewall *fw, IFWXSession *session, const fwx_flow *flow,
+                                                 IFWXConnection **out);
 
 /** @} */
 

@@ -149,7 +149,14 @@ typedef struct FwxFilterHookEvents {
  * ALLOW_MULTIPLE, and BIDIRECTIONAL with TCP.
  * @{
  */
-/** Tie the permission to the client's address rather than to the session. */
+/**
+ * Tie the permission to the client's address rather than to the session: any session of the
+ * same client address may use it (a client that opens a control channel per process or per
+ * connection, as SOCKS clients do). Without it only the session that asked may (its explicit
+ * flows, fwx_firewall_admit_in_session(); for a NAT session, the transparent flows of its
+ * client). For SetDataFilterFactory: the factory applies to connections of every session of
+ * the client address.
+ */
 #define FWX_FLAG_ADDRESS_BASED 0x00000001u
 /** Allow more than one connection (by default exactly one is accepted). */
 #define FWX_FLAG_ALLOW_MULTIPLE 0x00000002u
@@ -1027,9 +1034,17 @@ typedef struct IFWXFirewallVtbl {
     /**
      * A private session the filter owns, for connections it makes on a client's behalf.
      * [loop-thread]
+     *
+     * The session ends when its last reference goes: its connections are killed (each with
+     * fwx_ConnectionTerminating), everything it set up (permissions, bound and redirect ports,
+     * factories) is withdrawn and its session filters are detached, as fwx_session_close()
+     * does. References the core holds do not count: one per connection object of the session
+     * (even one the caller still holds; it is then terminated) and those a session filter took
+     * in AttachToSession. Every other AddRef, and IFWXConnection::GetSession's, does.
+     * fwx_session_close() may end it earlier.
      * @param ProxyInternalAddress the gateway address the client talks to, or NULL.
      * @param pUser reserved, must be NULL (authentication is not part of fwx 1.x).
-     * @param ppSession new reference (+1). The session ends when its last reference goes.
+     * @param ppSession new reference (+1): the only one, so its release ends the session.
      * @return FWX_S_OK, FWX_E_INVALIDARG, FWX_E_OUTOFMEMORY, FWX_E_TERMINATING.
      */
     fwx_result (*CreatePrivateSession)(IFWXFirewall *This, const struct sockaddr *ClientAddress, uint32_t ClientAddressLength,
@@ -1290,7 +1305,8 @@ typedef struct IFWXSessionVtbl {
      * @param Address the address to match (a zero port matches any port) (borrowed).
      * @param pFactory borrowed; the core keeps a reference until the action ends.
      * @param pFilterContext borrowed, may be NULL; the core keeps a reference.
-     * @param dwFlags 0 or FWX_FLAG_ADDRESS_BASED.
+     * @param dwFlags 0 (this session's connections only) or FWX_FLAG_ADDRESS_BASED (also the
+     *   connections of every other session of the same client address, while this one lasts).
      * @param ppFirewallAction may be NULL; receives a new reference (+1).
      * @return FWX_S_OK, FWX_E_INVALIDARG, FWX_E_QUOTA_EXCEEDED, FWX_E_TERMINATING.
      */
@@ -1301,11 +1317,22 @@ typedef struct IFWXSessionVtbl {
     /**
      * Approves, after the fact, a bind an explicit client already made (a SOCKS BIND), so
      * that connections or datagrams to it are no longer silently discarded. [loop-thread]
+     *
+     * The policy decides, as for every secondary connection (T21): the protocol is
+     * @p ProtocolGuid's definition, or, for a guid the policy does not know, that of the
+     * session's newest primary connection; with a policy and neither, the approval is refused.
+     * When the session has a peer, the rules are asked for it now. When it has none (a SOCKS
+     * BIND is a session of its own), the approval is refused only if no rule lets the client
+     * use the protocol at all; each connection that then arrives is decided with its peer
+     * (fwx_firewall_admit() answers the policy's code). Without a policy nothing is refused.
      * @param Address the bound address; the unspecified address matches any; the port must not be 0.
+     * @param ProtocolGuid borrowed, may be NULL.
      * @param pIpFilter borrowed, may be NULL; copied; restricts who may connect.
      * @return FWX_S_OK; FWX_S_FALSE (already allowed); FWX_E_INVALIDARG; FWX_E_NOT_FOUND (no
-     *   such bind in this session); FWX_E_TERMINATING (the bind is ending);
-     *   FWX_E_PROTOCOL_RULES_DENIED.
+     *   such bind in this session); FWX_E_TERMINATING (the session has ended, or the bind is
+     *   ending: its connection was killed, or is being, and an object of it is still held);
+     *   FWX_E_PROTOCOL_RULES_DENIED, FWX_E_SITE_AND_CONTENT_RULES_DENIED (policy); a backend
+     *   failure code (the bind stays unapproved).
      */
     fwx_result (*RetroactiveAllowBind)(IFWXSession *This, int32_t Protocol, const struct sockaddr *Address,
                                        uint32_t AddressLength, const fwx_guid *ProtocolGuid, uint32_t dwFlags,
@@ -1460,7 +1487,14 @@ typedef struct IFWXConnectionVtbl {
     /** Restricts who may connect (borrowed, copied; NULL: the default scope). [loop-thread]
         @return FWX_S_OK, FWX_E_NOT_SUPPORTED (emulated connection), FWX_E_TERMINATING. */
     fwx_result (*SetIpFilter)(IFWXConnection *This, IFWXIpFilter *pIpFilter);
-    /** The IP filter: new reference (+1) or NULL. [loop-thread] @return FWX_S_OK, FWX_E_POINTER. */
+    /**
+     * The IP filter in force: the one given to SetIpFilter, BindForClient or
+     * RetroactiveAllowBind. [loop-thread]
+     * @param ppIpFilter receives a copy of it (+1: a new object; change it and pass it to
+     *   SetIpFilter to change what applies), or NULL when the connection has none (a bound
+     *   port without one takes only the external peers of the session's open connections).
+     * @return FWX_S_OK, FWX_E_POINTER, FWX_E_OUTOFMEMORY.
+     */
     fwx_result (*GetIpFilter)(IFWXConnection *This, IFWXIpFilter **ppIpFilter);
     /** The FWX_CONNECTION_* flags. [loop-thread] @return FWX_S_OK, FWX_E_POINTER. */
     fwx_result (*GetConnectionFlags)(IFWXConnection *This, uint32_t *pdwFlags);

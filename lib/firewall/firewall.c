@@ -219,6 +219,7 @@ fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, f
     fwx__list_init(&fw->plugins);
     fwx__list_init(&fw->sessions);
     fwx__list_init(&fw->expiry);
+    fwx__list_init(&fw->address_factories);
     uv_timer_init(loop, &fw->timer);
     fw->timer.data = fw;
     /* The timer must not keep the host's loop alive when nothing else is going on. */

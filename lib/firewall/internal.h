@@ -80,6 +80,7 @@ struct fwx_firewall {
     fwx__grant *ports;           /* uthash on fwx__grant.port_key: bindings, redirects, client binds */
     fwx__perm_bucket *perms;     /* uthash on fwx__perm_key */
     fwx__list expiry;            /* fwx__grant.expiry_node, by expires (ascending) */
+    fwx__list address_factories; /* fwx__grant.bucket_node: ADDRESS_BASED data-filter factories */
     uv_timer_t timer;
     uint64_t next_id;
 
@@ -88,6 +89,10 @@ struct fwx_firewall {
     const fwx_backend *backend;
     void *backend_state;
     const fwx_grant *grant_adding; /* the grant inside backend->grant_add, NULL outside */
+    /* The plugin on whose behalf the core runs now (set around every call into a filter), so
+       that what a filter asks for is owned by it. Per firewall: firewalls on other threads run
+       other filters at the same time. */
+    fwx__plugin *current_plugin;
 
     fwx_firewall_close_cb close_cb;
     void *close_arg;
@@ -157,12 +162,17 @@ typedef struct fwx__attachment {
     fwx__plugin *plugin;
     IFWXSessionFilter *sf;
     uint32_t events;
+    uint32_t held;  /* references to the session the filter took in AttachToSession */
     bool detached;
 } fwx__attachment;
 
 struct fwx__session {
     IFWXSession iface;
     atomic_uint refs;
+    /* Of refs, those the core's own objects hold: one per connection object, and those its
+       session filters took when attached. A private session ends when refs comes down to
+       these (its last reference from outside the core went). */
+    atomic_uint core_refs;
     fwx_firewall *fw;
     uint64_t id;
     uint64_t created_ms;
@@ -180,6 +190,9 @@ struct fwx__session {
 
     fwx__list conns;  /* fwx__conn.node: live connections */
     fwx__list grants; /* fwx__grant.session_node */
+    /* fwx__conn.node: client binds ended while their objects are still held; until released,
+       RetroactiveAllowBind answers FWX_E_TERMINATING for them (T11) */
+    fwx__list closing_binds;
     fwx__attachment *att;
     size_t n_att;
     uint32_t n_permissions, n_ports;
@@ -332,7 +345,8 @@ struct fwx__grant {
 
     fwx__list session_node;
     fwx__list expiry_node;
-    fwx__list bucket_node;  /* permissions: in a fwx__perm_bucket */
+    fwx__list bucket_node;  /* permissions: in a fwx__perm_bucket; address-based factories: in
+                               fw->address_factories */
     fwx__perm_bucket *bucket;
     fwx__port_key port_key; /* bindings, redirects, client binds */
     bool in_ports;
@@ -348,8 +362,6 @@ void fwx__grant_expired(fwx__grant *g);
 fwx_result fwx__client_bind_register(fwx__conn *c);
 /* Applies the session's data-filter factories that match (event, address) to c. */
 fwx_result fwx__apply_factories(fwx__session *s, fwx__conn *c, uint32_t event, const struct sockaddr *addr);
-/* The plugin on whose behalf the core is running now (set around filter calls). */
-extern fwx__plugin *fwx__current_plugin;
 
 /* IFWXSession methods implemented in lib/secondary. */
 fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Address, uint32_t AddressLength,

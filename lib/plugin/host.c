@@ -11,8 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-fwx__plugin *fwx__current_plugin;
-
 fwx__plugin *fwx__plugin_find(fwx_firewall *fw, const fwx_guid *guid)
 {
     for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next) {
@@ -66,10 +64,10 @@ static void plugin_shutdown(fwx__plugin *p)
                 fwx__grant_remove(g, "its plugin is unloading");
         }
     }
-    fwx__plugin *saved = fwx__current_plugin;
-    fwx__current_plugin = p;
+    fwx__plugin *saved = fw->current_plugin;
+    fw->current_plugin = p;
     fwx_result hr = IFWXFilter_FilterShutdown(p->filter);
-    fwx__current_plugin = saved;
+    fw->current_plugin = saved;
     if (FWX_FAILED(hr))
         fwx__log(fw, FWX_LOG_WARN, "plugin \"%s\": FilterShutdown failed: %s", p->name, fwx_strerror(hr));
     fwx__sessions_detach_plugin(fw, p);
@@ -189,9 +187,10 @@ fwx_result fwx_firewall_load_plugin(fwx_firewall *fw, const char *path, fwx_plug
                       fwx_strerror(FWX_FAILED(hr) ? hr : FWX_E_POINTER));
     }
     FwxFilterHookEvents hooks = {0};
-    fwx__current_plugin = p;
+    fwx__plugin *saved = fw->current_plugin;
+    fw->current_plugin = p;
     hr = IFWXFilter_FilterInit(p->filter, &fw->iface, &hooks);
-    fwx__current_plugin = NULL;
+    fw->current_plugin = saved;
     if (FWX_FAILED(hr)) {
         IFWXFilter_FilterShutdown(p->filter);
         return refuse(fw, p, FWX_E_PLUGIN_INIT, "FilterInit failed: %s", fwx_strerror(hr));

@@ -14,6 +14,10 @@
  *   a flow; the association ends with the control connection. Fragments and host names in
  *   datagrams are dropped.
  *
+ * Each SOCKS connection is a session of its own, and the core admits its flows in it
+ * (fwx_firewall_admit_in_session): a permission serves a CONNECT or a UDP destination if this
+ * session made it, or if another session of the client made it address-based.
+ *
  * The parser is strict: version 5, the no-authentication method, IPv4, IPv6 or a host name of
  * 1-253 letters, digits, dots and hyphens, no bytes after the request, 10 s to negotiate.
  * SPDX-License-Identifier: MIT
@@ -284,7 +288,9 @@ static void do_connect(socks_client *c)
     fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),
                      dst, fwx__sa_len(dst)};
     st->pending = r;
-    fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
+    /* In this control channel's session: another session's permission serves it only if it
+       is address-based. */
+    fwx_result hr = fwx_firewall_admit_in_session(st->fw, r->ps->session, &flow, &conn);
     if (hr == FWX_E_NOT_FOUND) {
         /* By name: the policy decides by the name asked for (domain sets) and by the address it
            resolved to (networks, address sets), both at once (issue 16, item 2). */
@@ -374,7 +380,7 @@ static void on_bind_accept(uv_stream_t *server, int status)
     }
     IFWXConnection *conn = NULL;
     st->pending = r;
-    fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
+    fwx_result hr = fwx_firewall_admit_in_session(st->fw, c->ps ? c->ps->session : NULL, &flow, &conn);
     st->pending = NULL;
     if (FWX_FAILED(hr)) {
         /* Not approved (yet): discarded silently, the bind keeps waiting (T11). */
@@ -512,7 +518,7 @@ void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, con
         IFWXConnection *conn = NULL;
         fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),
                        dp, fwx__sa_len(dp)};
-        fwx_result hr = fwx_firewall_admit(st->fw, &fl, &conn);
+        fwx_result hr = fwx_firewall_admit_in_session(st->fw, c->ps ? c->ps->session : NULL, &fl, &conn);
         if (hr == FWX_E_NOT_FOUND && c->ps != NULL) {
             fwx_connection_params cp = {sizeof cp, fwx_Udp_Destination, FWX_PROTOCOL_UDP, dp, fwx__sa_len(dp),
                                         (struct sockaddr *)&p->local, fwx__sa_len((struct sockaddr *)&p->local), NULL, 0,

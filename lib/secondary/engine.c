@@ -11,6 +11,7 @@
 #include "firewall/internal.h"
 #include "util/log.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/random.h>
 
@@ -138,7 +139,7 @@ static fwx__grant *grant_new(fwx__session *s, fwx__grant_type type, int32_t prot
     /* The deadline is known now, so the backend sees it when the grant is installed. */
     if (flags & FWX_FLAG_TIMEOUT)
         g->pub.expires_ms = uv_now(s->fw->loop) + s->fw->opts.timeout_ms;
-    g->owner = fwx__current_plugin ? fwx__current_plugin : plugin_of_sf(s, sf);
+    g->owner = s->fw->current_plugin ? s->fw->current_plugin : plugin_of_sf(s, sf);
     g->sf = sf;
     if (sf != NULL)
         IFWXSessionFilter_AddRef(sf);
@@ -239,8 +240,10 @@ void fwx__grant_remove(fwx__grant *g, const char *why)
         }
         g->bucket = NULL;
     }
-    if (g->type == FWX__G_FACTORY)
+    if (g->type == FWX__G_FACTORY) {
         fw->n_factories--;
+        fwx__list_remove(&g->bucket_node); /* address-based: off fw->address_factories */
+    }
     if (g->conn != NULL) {
         g->conn->grant = NULL;
         g->conn = NULL;
@@ -369,14 +372,69 @@ static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx_
     return FWX_FAILED(d.result) ? d.result : FWX_S_OK;
 }
 
+/* T21 for a client's own bind, at RetroactiveAllowBind (peer: the session's newest peer, or
+   NULL when none is known) and again at each arrival (peer: who connects): may a peer reach
+   the session's client through this protocol?
+   Rationale: the bind itself met no rule (a client's bind never fails), so nothing has
+   decided the protocol yet: a guid the policy does not know, with no primary connection to
+   stand in, is refused. When no peer is known (a SOCKS BIND is a session of its own), the
+   approval is refused only if no allow rule lets this client use the protocol at all
+   (the default rule's denial, asked for no destination); anything that depends on the
+   destination is decided when a peer arrives. */
+static fwx_result check_bind_policy(fwx__session *s, const fwx_guid *pg, const struct sockaddr *peer)
+{
+    fwx_firewall *fw = s->fw;
+    if (fw->policy == NULL)
+        return FWX_S_OK;
+    const fwx__protocol *proto = pg ? fwx__policy_protocol_by_guid(fw->policy, pg) : NULL;
+    const fwx__conn *pc = proto == NULL ? last_primary(s) : NULL;
+    if (pc != NULL)
+        proto = fwx__policy_protocol_by_guid(fw->policy, &pc->protocol_guid);
+    if (proto == NULL)
+        return FWX_E_PROTOCOL_RULES_DENIED;
+    fwx__policy_request rq = {
+        .ip_protocol = proto->ip_protocol,
+        .direction = FWX__DIR_INBOUND,
+        .source = (const struct sockaddr *)&s->client,
+        .destination = peer,
+        .user = s->user,
+        .protocol_guid = &proto->guid,
+    };
+    fwx__policy_decision d;
+    fwx__policy_decide(fw->policy, &rq, &d);
+    if (FWX_SUCCEEDED(d.result))
+        return FWX_S_OK;
+    if (peer == NULL && !(d.result == FWX_E_PROTOCOL_RULES_DENIED && d.rule_name == NULL))
+        return FWX_S_OK;
+    return d.result == FWX_E_NETWORK_RULES_DENIED ? FWX_E_PROTOCOL_RULES_DENIED : d.result;
+}
+
+/* Does factory g apply to `event` for `addr` (NULL: any address)? */
+static bool factory_matches(const fwx__grant *g, uint32_t event, const struct sockaddr *addr)
+{
+    if (g->type != FWX__G_FACTORY || g->event_type != event)
+        return false;
+    const struct sockaddr *fa = (const struct sockaddr *)&g->pub.target;
+    return addr == NULL ||
+           (fwx__sa_same_ip(fa, addr) && (fwx__sa_port(fa) == 0 || fwx__sa_port(fa) == fwx__sa_port(addr)));
+}
+
+/* An address-based factory of another session of s's client address applies to s too. */
+static bool factory_lent_to(const fwx__grant *g, const fwx__session *s)
+{
+    return g->session != s && !g->session->ended &&
+           fwx__sa_same_ip((const struct sockaddr *)&g->session->client, (const struct sockaddr *)&s->client);
+}
+
 static bool factory_pending(fwx__session *s, uint32_t event, const struct sockaddr *addr)
 {
-    for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next) {
-        fwx__grant *g = fwx__list_entry(n, fwx__grant, session_node);
-        if (g->type != FWX__G_FACTORY || g->event_type != event)
-            continue;
-        const struct sockaddr *fa = (const struct sockaddr *)&g->pub.target;
-        if (addr == NULL || (fwx__sa_same_ip(fa, addr) && (fwx__sa_port(fa) == 0 || fwx__sa_port(fa) == fwx__sa_port(addr))))
+    for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next)
+        if (factory_matches(fwx__list_entry(n, fwx__grant, session_node), event, addr))
+            return true;
+    fwx__list *af = &s->fw->address_factories;
+    for (fwx__list *n = af->next; n != af; n = n->next) {
+        fwx__grant *g = fwx__list_entry(n, fwx__grant, bucket_node);
+        if (factory_lent_to(g, s) && factory_matches(g, event, addr))
             return true;
     }
     return false;
@@ -628,6 +686,8 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
         if (ipf != NULL) {
             gs[i]->ipfilter = ipf;
             IFWXIpFilter_AddRef(ipf);
+            c->ipfilter = ipf; /* GetIpFilter reads it after the grant is used up */
+            IFWXIpFilter_AddRef(ipf);
         }
     }
     if (FWX_SUCCEEDED(hr))
@@ -835,6 +895,13 @@ fwx_result fwx__client_bind_register(fwx__conn *c)
     return FWX_S_OK;
 }
 
+/* Does the client bind `bound` (its gateway address) answer RetroactiveAllowBind's address? */
+static bool bind_matches(const struct sockaddr *bound, const struct sockaddr *a)
+{
+    return fwx__sa_port(bound) == fwx__sa_port(a) &&
+           (fwx__sa_is_unspecified(a) || fwx__sa_is_unspecified(bound) || fwx__sa_same_ip(bound, a));
+}
+
 fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const struct sockaddr *Address,
                                      uint32_t AddressLength, const fwx_guid *ProtocolGuid, uint32_t dwFlags,
                                      IFWXIpFilter *pIpFilter)
@@ -852,25 +919,32 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
     fwx__grant *g = NULL;
     for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next) {
         fwx__grant *x = fwx__list_entry(n, fwx__grant, session_node);
-        const struct sockaddr *bound = (const struct sockaddr *)&x->pub.gateway;
-        if (x->type == FWX__G_CLIENT_BIND && x->pub.protocol == Protocol && fwx__sa_port(bound) == fwx__sa_port(a) &&
-            (fwx__sa_is_unspecified(a) || fwx__sa_is_unspecified(bound) || fwx__sa_same_ip(bound, a))) {
+        if (x->type == FWX__G_CLIENT_BIND && x->pub.protocol == Protocol &&
+            bind_matches((const struct sockaddr *)&x->pub.gateway, a)) {
             g = x;
             break;
         }
     }
-    if (g == NULL)
+    if (g == NULL) {
+        /* T11: a bind killed while its object is still held is ending, not unknown. */
+        for (fwx__list *n = s->closing_binds.next; n != &s->closing_binds; n = n->next) {
+            fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+            if (c->protocol == Protocol && bind_matches((const struct sockaddr *)&c->ext_peer, a))
+                return FWX_E_TERMINATING;
+        }
         return FWX_E_NOT_FOUND;
+    }
     if (g->conn == NULL || (g->conn->flags & FWX_CONNECTION_TERMINATED))
         return FWX_E_TERMINATING;
     if (g->approved)
         return FWX_S_FALSE;
-    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND);
+    hr = check_bind_policy(s, ProtocolGuid, fwx__session_last_peer(s));
     if (FWX_FAILED(hr))
         return refuse(s, hr, "RetroactiveAllowBind", a, fwx_strerror(hr));
     IFWXIpFilter *ipf = NULL;
     if (pIpFilter != NULL && FWX_FAILED(hr = IFWXIpFilter_Clone(pIpFilter, &ipf)))
         return hr;
+    fwx_guid was_guid = g->protocol_guid;
     g->ipfilter = ipf;
     g->pub.flags = dwFlags;
     if (ProtocolGuid != NULL)
@@ -878,8 +952,21 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
     g->approved = true;
     hr = fwx__backend_grant_add(s->fw, g);
     if (FWX_FAILED(hr)) {
+        /* Still unapproved, as it was: a later call starts afresh. */
         g->approved = false;
+        g->ipfilter = NULL;
+        g->pub.flags = 0;
+        g->protocol_guid = was_guid;
+        if (ipf != NULL)
+            IFWXIpFilter_Release(ipf);
         return refuse(s, hr, "RetroactiveAllowBind", a, fwx_strerror(hr));
+    }
+    if (ipf != NULL) {
+        /* The bind's connection object reports the filter in force (GetIpFilter). */
+        if (g->conn->ipfilter != NULL)
+            IFWXIpFilter_Release(g->conn->ipfilter);
+        g->conn->ipfilter = ipf;
+        IFWXIpFilter_AddRef(ipf);
     }
     char b[FWX__SA_STRLEN];
     fwx__log(s->fw, FWX_LOG_INFO, "session %llu: client bind %s approved", (unsigned long long)s->id,
@@ -918,6 +1005,8 @@ fwx_result fwx__SetDataFilterFactory(IFWXSession *This, uint32_t EventType, cons
     IClassFactory_AddRef(pFactory);
     g->prio = Priority;
     fw->n_factories++;
+    if (dwFlags & FWX_FLAG_ADDRESS_BASED)
+        fwx__list_insert_tail(&fw->address_factories, &g->bucket_node);
     if (ppFirewallAction != NULL && (*ppFirewallAction = action_new(g)) == NULL) {
         fwx__grant_remove(g, "out of memory");
         return FWX_E_OUTOFMEMORY;
@@ -925,24 +1014,37 @@ fwx_result fwx__SetDataFilterFactory(IFWXSession *This, uint32_t EventType, cons
     return FWX_S_OK;
 }
 
+static fwx_result factory_apply(fwx__session *s, fwx__grant *g, fwx__conn *c)
+{
+    IFWXDataFilter *df = NULL;
+    fwx_result hr = IClassFactory_CreateInstance(g->factory, NULL, &IID_IFWXDataFilter, (void **)&df);
+    if (FWX_FAILED(hr) || df == NULL) {
+        fwx__log(s->fw, FWX_LOG_WARN, "data-filter factory %llu: CreateInstance failed: %s, connection killed",
+                 (unsigned long long)g->pub.id, fwx_strerror(FWX_FAILED(hr) ? hr : FWX_E_POINTER));
+        return FWX_FAILED(hr) ? hr : FWX_E_POINTER;
+    }
+    hr = fwx__conn_attach_df(c, df, g->prio, g->ctx);
+    IFWXDataFilter_Release(df);
+    return hr;
+}
+
 fwx_result fwx__apply_factories(fwx__session *s, fwx__conn *c, uint32_t event, const struct sockaddr *addr)
 {
     for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next) {
         fwx__grant *g = fwx__list_entry(n, fwx__grant, session_node);
-        if (g->type != FWX__G_FACTORY || g->event_type != event)
+        if (!factory_matches(g, event, addr))
             continue;
-        const struct sockaddr *fa = (const struct sockaddr *)&g->pub.target;
-        if (!fwx__sa_same_ip(fa, addr) || (fwx__sa_port(fa) != 0 && fwx__sa_port(fa) != fwx__sa_port(addr)))
+        fwx_result hr = factory_apply(s, g, c);
+        if (FWX_FAILED(hr))
+            return hr;
+    }
+    /* Then the address-based ones other sessions of the same client set up. */
+    fwx__list *af = &s->fw->address_factories;
+    for (fwx__list *n = af->next; n != af; n = n->next) {
+        fwx__grant *g = fwx__list_entry(n, fwx__grant, bucket_node);
+        if (!factory_lent_to(g, s) || !factory_matches(g, event, addr))
             continue;
-        IFWXDataFilter *df = NULL;
-        fwx_result hr = IClassFactory_CreateInstance(g->factory, NULL, &IID_IFWXDataFilter, (void **)&df);
-        if (FWX_FAILED(hr) || df == NULL) {
-            fwx__log(s->fw, FWX_LOG_WARN, "data-filter factory %llu: CreateInstance failed: %s, connection killed",
-                     (unsigned long long)g->pub.id, fwx_strerror(FWX_FAILED(hr) ? hr : FWX_E_POINTER));
-            return FWX_FAILED(hr) ? hr : FWX_E_POINTER;
-        }
-        hr = fwx__conn_attach_df(c, df, g->prio, g->ctx);
-        IFWXDataFilter_Release(df);
+        fwx_result hr = factory_apply(s, g, c);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -973,12 +1075,12 @@ static void established(fwx__conn *c, IFWXSessionFilter *sf, IUnknown *ctx)
     ev.Parameters.EstablishedConnection.Protocol = c->protocol;
     ev.Parameters.EstablishedConnection.piConnection = &c->iface;
     ev.Parameters.EstablishedConnection.UserContext = ctx;
-    fwx__plugin *saved = fwx__current_plugin;
-    fwx__current_plugin = plugin_of_sf(s, sf);
+    fwx__plugin *saved = s->fw->current_plugin;
+    s->fw->current_plugin = plugin_of_sf(s, sf);
     c->in_event = fwx_EstablishedConnection;
     (void)IFWXSessionFilter_FirewallEventHandler(sf, &ev);
     c->in_event = 0;
-    fwx__current_plugin = saved;
+    s->fw->current_plugin = saved;
 }
 
 static bool source_allowed(fwx__grant *g, const struct sockaddr *src)
@@ -1073,7 +1175,23 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
     return FWX_S_OK;
 }
 
+/* May a flow of session `in` (NULL: a transparent flow, which is its source's NAT session's)
+   use permission p, whose session's own host is the flow's source? Only p's own session may,
+   unless p is address-based (SDK: tied to the client's address, not to the session). */
+static bool perm_is_for(const fwx__grant *p, const fwx__session *in)
+{
+    if (in != NULL)
+        return p->session == in;
+    return p->session->source == fwxSourceNAT;
+}
+
 fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnection **out)
+{
+    return fwx_firewall_admit_in_session(fw, NULL, flow, out);
+}
+
+fwx_result fwx_firewall_admit_in_session(fwx_firewall *fw, IFWXSession *session, const fwx_flow *flow,
+                                         IFWXConnection **out)
 {
     struct sockaddr_storage src, dst;
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
@@ -1087,7 +1205,10 @@ fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnec
         !fwx__sa_canon(flow->source, flow->source_len, &src) ||
         !fwx__sa_canon(flow->destination, flow->destination_len, &dst))
         return FWX_E_INVALIDARG;
-    if (fw->closing)
+    if (session != NULL && (!fwx__session_is_ours(session) || fwx__session_from(session)->fw != fw))
+        return FWX_E_INVALIDARG;
+    fwx__session *in = session != NULL ? fwx__session_from(session) : NULL;
+    if (fw->closing || (in != NULL && in->ended))
         return FWX_E_TERMINATING;
     const struct sockaddr *sp = (const struct sockaddr *)&src, *dp = (const struct sockaddr *)&dst;
 
@@ -1095,6 +1216,13 @@ fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnec
     const struct sockaddr *gw = g ? (const struct sockaddr *)&g->pub.gateway : NULL;
     if (g != NULL && (fwx__sa_is_unspecified(gw) || fwx__sa_same_ip(gw, dp))) {
         fwx__session *s = g->session;
+        /* A flow carried for one session never takes another session's port. */
+        if (in != NULL && in != s) {
+            fwx__log(fw, FWX_LOG_WARN, "%s %s: connection from %s in session %llu refused: the port is session %llu's",
+                     fwx__grant_type_name(g->type), fwx__sa_fmt(dp, a), fwx__sa_fmt(sp, b), (unsigned long long)in->id,
+                     (unsigned long long)s->id);
+            return FWX_E_ADDRESS_NOT_ALLOWED;
+        }
         switch (g->type) {
         case FWX__G_BINDING:
             if (g->conn == NULL || (g->conn->flags & FWX_CONNECTION_TERMINATED))
@@ -1132,6 +1260,13 @@ fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnec
                          fwx__sa_fmt(dp, a), fwx__sa_fmt(sp, b));
                 return FWX_E_ADDRESS_NOT_ALLOWED;
             }
+            /* The approval may not have known the peer: the policy decides each arrival. */
+            fwx_result hr = check_bind_policy(s, &g->protocol_guid, sp);
+            if (FWX_FAILED(hr)) {
+                fwx__log(fw, FWX_LOG_WARN, "client bind %s: connection from %s refused by the policy: %s",
+                         fwx__sa_fmt(dp, a), fwx__sa_fmt(sp, b), fwx_strerror(hr));
+                return hr;
+            }
             break;
         default:
             return FWX_E_NOT_FOUND;
@@ -1139,12 +1274,34 @@ fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnec
         return admit_grant(g, sp, dp, out);
     }
 
+    /* The flow's own session's permission first, then another session's address-based one. */
     fwx__perm_bucket *bk = perm_bucket(fw, flow->protocol, dp, false);
+    fwx__grant *by_address = NULL, *not_ours = NULL;
     for (fwx__list *n = bk ? bk->grants.next : NULL; bk != NULL && n != &bk->grants; n = n->next) {
         fwx__grant *p = fwx__list_entry(n, fwx__grant, bucket_node);
-        if (fwx__session_is_own_host(p->session, sp))
+        if (!fwx__session_is_own_host(p->session, sp))
+            continue;
+        if (perm_is_for(p, in))
             return admit_grant(p, sp, dp, out);
+        if (p->pub.flags & FWX_FLAG_ADDRESS_BASED) {
+            if (by_address == NULL)
+                by_address = p;
+        } else if (not_ours == NULL) {
+            not_ours = p;
+        }
     }
-    fwx__log(fw, FWX_LOG_DEBUG, "flow %s -> %s: nothing allows it", fwx__sa_fmt(sp, a), fwx__sa_fmt(dp, b));
+    if (by_address != NULL)
+        return admit_grant(by_address, sp, dp, out);
+    if (not_ours != NULL) {
+        char where[48];
+        if (in != NULL)
+            snprintf(where, sizeof where, "session %llu", (unsigned long long)in->id);
+        else
+            snprintf(where, sizeof where, "a transparent flow");
+        fwx__log(fw, FWX_LOG_INFO, "flow %s -> %s (%s): permission %llu of session %llu is not address-based, not used",
+                 fwx__sa_fmt(sp, a), fwx__sa_fmt(dp, b), where, (unsigned long long)not_ours->pub.id,
+                 (unsigned long long)not_ours->session->id);
+    } else
+        fwx__log(fw, FWX_LOG_DEBUG, "flow %s -> %s: nothing allows it", fwx__sa_fmt(sp, a), fwx__sa_fmt(dp, b));
     return FWX_E_NOT_FOUND;
 }

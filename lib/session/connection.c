@@ -22,6 +22,7 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
     atomic_init(&c->refs, 2); /* the caller's and the session list's */
     c->session = s;
     IFWXSession_AddRef(&s->iface);
+    atomic_fetch_add(&s->core_refs, 1);
     c->id = fwx__firewall_new_id(s->fw);
     c->created_ms = uv_now(s->fw->loop);
     c->protocol = protocol;
@@ -63,6 +64,7 @@ void fwx__conn_terminate(fwx__conn *c)
     c->flags |= FWX_CONNECTION_TERMINATED;
     fwx__session *s = c->session;
     fwx_firewall *fw = s->fw;
+    bool client_bind = c->grant != NULL && c->grant->type == FWX__G_CLIENT_BIND;
     IFWXConnection_AddRef(&c->iface); /* handlers may release what they hold */
     /* ConnectionTerminating needs no registration: every session filter hears it. */
     FwxFirewallEvent ev;
@@ -78,12 +80,12 @@ void fwx__conn_terminate(fwx__conn *c)
             continue;
         IFWXSessionFilter *sf = a->sf;
         IFWXSessionFilter_AddRef(sf);
-        fwx__plugin *saved = fwx__current_plugin;
-        fwx__current_plugin = a->plugin;
+        fwx__plugin *saved = fw->current_plugin;
+        fw->current_plugin = a->plugin;
         c->in_event = fwx_ConnectionTerminating;
         (void)IFWXSessionFilter_FirewallEventHandler(sf, &ev);
         c->in_event = 0;
-        fwx__current_plugin = saved;
+        fw->current_plugin = saved;
         IFWXSessionFilter_Release(sf);
     }
     /* After the event, so that a handler still finds the bind "terminating" (T11). */
@@ -109,6 +111,8 @@ void fwx__conn_terminate(fwx__conn *c)
              (unsigned long long)c->id, (unsigned long long)c->bytes_in,
              (unsigned long long)(c->bytes_out + c->bytes_sent));
     fwx__list_remove(&c->node);
+    if (client_bind)
+        fwx__list_insert_tail(&s->closing_binds, &c->node); /* until its object goes (c_Release) */
     IFWXConnection_Release(&c->iface); /* the session list's */
     IFWXConnection_Release(&c->iface); /* ours */
 }
@@ -380,9 +384,11 @@ static uint32_t c_Release(IFWXConnection *This)
     if (n == 0) {
         fwx__session *s = c->session;
         fwx_firewall *fw = s->fw;
+        fwx__list_remove(&c->node); /* a closing client bind's entry; a no-op otherwise */
         fwx_redirect_record_unref(c->redirect); /* the flow is gone: so are its hops' contexts */
         fwx__registry_unlink(c);
         free(c);
+        atomic_fetch_sub(&s->core_refs, 1); /* first: this release is the core's own */
         IFWXSession_Release(&s->iface);
         fwx__firewall_connection_gone(fw);
     }
@@ -610,10 +616,11 @@ static fwx_result c_GetIpFilter(IFWXConnection *This, IFWXIpFilter **pp)
     if (pp == NULL)
         return FWX_E_POINTER;
     fwx__conn *c = fwx__conn_from(This);
-    *pp = c->ipfilter;
-    if (*pp != NULL)
-        IFWXIpFilter_AddRef(*pp);
-    return FWX_S_OK;
+    *pp = NULL;
+    /* What admission checks is the port's grant's filter while it has one. A copy: the one in
+       force changes only through SetIpFilter, and BindForClient's ports share theirs. */
+    IFWXIpFilter *f = c->grant != NULL && c->grant->ipfilter != NULL ? c->grant->ipfilter : c->ipfilter;
+    return f != NULL ? IFWXIpFilter_Clone(f, pp) : FWX_S_OK;
 }
 
 static fwx_result c_GetConnectionFlags(IFWXConnection *This, uint32_t *f)

@@ -22,8 +22,10 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
         return NULL;
     }
     s->iface.lpVtbl = &session_vtbl;
-    /* One for the caller, one for the firewall's list (dropped when the session ends). */
-    atomic_init(&s->refs, 2);
+    /* One for the caller, one for the firewall's list (dropped when the session ends). A
+       private session's list entry holds none: it ends on its last release (s_Release). */
+    atomic_init(&s->refs, (flags & FWX_SESSION_PRIVATE) ? 1 : 2);
+    atomic_init(&s->core_refs, 0);
     s->fw = fw;
     s->id = fwx__firewall_new_id(fw);
     s->created_ms = uv_now(fw->loop);
@@ -37,6 +39,7 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
     }
     fwx__list_init(&s->conns);
     fwx__list_init(&s->grants);
+    fwx__list_init(&s->closing_binds);
     fwx__list_insert_tail(&fw->sessions, &s->node);
     fw->n_sessions++;
     char a[FWX__SA_STRLEN];
@@ -114,10 +117,14 @@ fwx__attachment *fwx__session_attach(fwx__session *s, fwx__plugin *p, fwx_result
     s->att = grown;
     FwxFilterHookEvents ev = {p->hooks};
     IFWXSessionFilter *sf = NULL;
-    fwx__plugin *saved = fwx__current_plugin;
-    fwx__current_plugin = p;
+    fwx__plugin *saved = s->fw->current_plugin;
+    s->fw->current_plugin = p;
+    uint32_t refs0 = atomic_load(&s->refs), core0 = atomic_load(&s->core_refs);
     fwx_result r = IFWXFilter_AttachToSession(p->filter, &s->iface, &sf, &ev);
-    fwx__current_plugin = saved;
+    /* What the filter kept of the session (not counting connections it made meanwhile) is
+       the core's own: a session filter holding its session must not keep a private one alive. */
+    int64_t took = ((int64_t)atomic_load(&s->refs) - refs0) - ((int64_t)atomic_load(&s->core_refs) - core0);
+    s->fw->current_plugin = saved;
     if (FWX_FAILED(r)) {
         if (sf != NULL)
             IFWXSessionFilter_Release(sf);
@@ -131,6 +138,8 @@ fwx__attachment *fwx__session_attach(fwx__session *s, fwx__plugin *p, fwx_result
     a->plugin = p;
     a->sf = sf;
     a->events = sf ? events : 0;
+    a->held = sf != NULL && took > 0 ? (uint32_t)took : 0;
+    atomic_fetch_add(&s->core_refs, a->held);
     a->detached = false;
     return a;
 }
@@ -140,12 +149,15 @@ static void detach_one(fwx__session *s, fwx__attachment *a)
     if (a->detached)
         return;
     a->detached = true;
+    /* The filter gives back what it took from here on: count it as ours no more first. */
+    atomic_fetch_sub(&s->core_refs, a->held);
+    a->held = 0;
     if (a->sf == NULL)
         return;
-    fwx__plugin *saved = fwx__current_plugin;
-    fwx__current_plugin = a->plugin;
+    fwx__plugin *saved = s->fw->current_plugin;
+    s->fw->current_plugin = a->plugin;
     fwx_result hr = IFWXSessionFilter_Detach(a->sf);
-    fwx__current_plugin = saved;
+    s->fw->current_plugin = saved;
     if (FWX_FAILED(hr))
         fwx__log(s->fw, FWX_LOG_WARN, "plugin \"%s\": session filter Detach failed: %s", a->plugin->name,
                  fwx_strerror(hr));
@@ -238,13 +250,13 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
         uint32_t saved_event = c ? c->in_event : 0;
         if (c != NULL)
             c->in_event = ev->EventType;
-        fwx__plugin *saved = fwx__current_plugin;
-        fwx__current_plugin = p;
+        fwx__plugin *saved = s->fw->current_plugin;
+        s->fw->current_plugin = p;
         IFWXSessionFilter_AddRef(a->sf); /* the handler may end the session and detach it */
         IFWXSessionFilter *sf = a->sf;
         fwx_result hr = IFWXSessionFilter_FirewallEventHandler(sf, ev);
         IFWXSessionFilter_Release(sf);
-        fwx__current_plugin = saved;
+        s->fw->current_plugin = saved;
         if (c != NULL)
             c->in_event = saved_event;
         char en[FWX__EVENT_NAME_LEN];
@@ -355,7 +367,8 @@ void fwx__session_end(fwx__session *s)
     char a[FWX__SA_STRLEN];
     fwx__log_session(s, FWX_LOG_INFO, "session %llu: ended for %s", (unsigned long long)s->id,
              fwx__sa_fmt_ip((struct sockaddr *)&s->client, a));
-    IFWXSession_Release(&s->iface); /* the list's reference */
+    if (!(s->flags & FWX_SESSION_PRIVATE))
+        IFWXSession_Release(&s->iface); /* the list's reference */
     IFWXSession_Release(&s->iface); /* ours, from above */
 }
 
@@ -391,6 +404,13 @@ static uint32_t s_Release(IFWXSession *This)
 {
     fwx__session *s = fwx__session_from(This);
     uint32_t n = atomic_fetch_sub(&s->refs, 1) - 1;
+    if (n != 0 && (s->flags & FWX_SESSION_PRIVATE) && !s->ended && n <= atomic_load(&s->core_refs)) {
+        /* The last reference from outside the core went: a private session ends now, as
+           fwx_session_close() would end it. Held across the end, which releases its own. */
+        atomic_fetch_add(&s->refs, 1);
+        fwx__session_end(s);
+        n = atomic_fetch_sub(&s->refs, 1) - 1;
+    }
     if (n == 0) {
         free(s->att);
         free(s->user);
