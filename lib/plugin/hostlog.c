@@ -120,9 +120,9 @@ fwx_result fwx__hostlog_new(fwx_firewall *fw, IFWXHostLog **out)
     h->iface.lpVtbl = &hostlog_vtbl;
     atomic_init(&h->refs, 1);
     h->fw = fw;
-    /* The plugin whose call is running; one of another firewall's is not this one's. */
-    if (fwx__current_plugin != NULL && fwx__current_plugin->fw == fw)
-        h->plugin = fwx__current_plugin;
+    /* The plugin whose call is running on this firewall's loop (tracked per firewall). */
+    if (fw->current_plugin != NULL)
+        h->plugin = fw->current_plugin;
     IFWXFirewall_AddRef(&fw->iface);
     *out = &h->iface;
     return FWX_S_OK;
