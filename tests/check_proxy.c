@@ -81,6 +81,22 @@ typedef struct gw {
     fwx_firewall *fw;
 } gw;
 
+/* The gateway's log lines of the running test (warnings and up), for tests that look for one;
+   with FWX_TEST_LOG set, every line, also on stderr. */
+static char gw_log_text[32768];
+static size_t gw_log_len;
+
+static void gw_log(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg;
+    (void)level;
+    if (getenv("FWX_TEST_LOG"))
+        fprintf(stderr, "%s\n", msg);
+    int n = snprintf(gw_log_text + gw_log_len, sizeof gw_log_text - gw_log_len, "%s\n", msg);
+    if (n > 0 && gw_log_len + (size_t)n < sizeof gw_log_text)
+        gw_log_len += (size_t)n;
+}
+
 static void gw_open(gw *g, const char *policy)
 {
     ck_assert_int_eq(uv_loop_init(&g->loop), 0);
@@ -94,7 +110,10 @@ static void gw_open(gw *g, const char *policy)
     o.port_min = 40000;
     o.port_max = 60999;
     o.timeout_ms = 200; /* UDP flows idle out quickly in these tests */
-    o.log_level = getenv("FWX_TEST_LOG") ? FWX_LOG_DEBUG : FWX_LOG_ERROR;
+    o.log_level = getenv("FWX_TEST_LOG") ? FWX_LOG_DEBUG : FWX_LOG_WARN;
+    o.log = gw_log;
+    gw_log_len = 0;
+    gw_log_text[0] = 0;
     TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "proxy"), FWX_S_OK);
     if (policy != NULL) {
@@ -1303,6 +1322,9 @@ static void udp_bind_filter_case(uint32_t set_buffer)
         ck_assert_uint_eq(atomic_load(&u.f1.buf_alloc), 4096); /* T18: the UDP default */
         ck_assert_msg(x.got_big < 0, "the 5000-byte datagram reached the client (%zd bytes)", x.got_big);
         ck_assert_uint_eq(fwx_firewall_datagrams_dropped(g.fw), 1);
+        ck_assert_msg(strstr(gw_log_text, "a 5000-byte datagram from 127.0.0.3:") != NULL &&
+                          strstr(gw_log_text, "dropped: larger than the data filter's receive buffer") != NULL,
+                      "no line for the dropped datagram:\n%s", gw_log_text);
         ck_assert_int_eq(atomic_load(&u.f1.datagrams), 3); /* data1, data2, back */
     } else {
         TU_EXPECT_HR(u.setbuf, FWX_S_OK);
