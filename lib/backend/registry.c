@@ -194,7 +194,7 @@ fwx_result fwx__backend_relay(fwx_firewall *fw, fwx__conn *c)
         fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": relay of connection %llu failed: %s, killing it",
                  fw->backend->name, (unsigned long long)c->id, fwx_strerror(hr));
         fwx__conn_terminate(c);
-        return FWX_E_BACKEND;
+        return hr == FWX_E_NOT_SUPPORTED ? hr : FWX_E_BACKEND; /* a refusal the backend chose, or its failure */
     }
     return FWX_S_OK;
 }

@@ -275,8 +275,6 @@ fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPr
 /* The same, for one UDP destination only (AttachDataFilterWithDestination); dest NULL: all. */
 fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx,
                                   const struct sockaddr_storage *dest);
-/* Detaches and releases one data filter of c (its destination's flow ended). False if absent. */
-bool fwx__conn_detach_df(fwx__conn *c, IFWXDataFilter *df);
 
 /* ---- host relays (lib/usermode/relay.c) ----------------------------------------------- */
 /* c is ending: the host's relay of it (fwx_connection_relay) is aborted. */

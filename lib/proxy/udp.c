@@ -261,7 +261,9 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
                                     p->spec.full_proxy ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0,
                                     fwx__sa_len((struct sockaddr *)&p->spec.server),
                                     (struct sockaddr *)&p->spec.server};
+        st->udp_deciding++; /* ours to carry, data filters included (p_relay) */
         hr = fwx_connection_open(ps->session, &cp, &conn);
+        st->udp_deciding--;
         target = (const struct sockaddr *)&p->spec.server;
     } else {
         struct sockaddr_storage dst = p->grant.gateway;
@@ -269,7 +271,9 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
             dst = p->local;
         fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, peer, fwx__sa_len(peer), (struct sockaddr *)&dst,
                        fwx__sa_len((struct sockaddr *)&dst)};
+        st->udp_deciding++;
         hr = fwx_firewall_admit(st->fw, &fl, &conn);
+        st->udp_deciding--;
         target = (const struct sockaddr *)&p->grant.target;
         flags = p->grant.flags;
         /* A bound port's replies go back only with BIDIRECTIONAL; a redirect is a connection. */
