@@ -1437,6 +1437,61 @@ START_TEST(socks_udp_destination_filters)
 }
 END_TEST
 
+static fwx_result attach_on_connect(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    (void)s;
+    udp_df_case *u = ctl->arg;
+    if (ev->EventType == fwx_Connect_Tcp) {
+        u->events++;
+        u->f1.fw = ctl->fw;
+        u->attach1 = IFWXConnection_AttachDataFilter(ev->Parameters.Connect.piConnection, &u->f1.iface,
+                                                     fwx_dfpc_Middle, NULL);
+    }
+    return FWX_S_OK;
+}
+
+/* With the proxy backend, a connection the host reports itself is the host's to carry: if a
+   filter attached a data filter to it, fwx_connection_open refuses it (and says why) unless the
+   host said it relays through fwx_connection_relay. */
+START_TEST(host_reported_data_filter_refused)
+{
+    gw g;
+    gw_open(&g, NULL);
+    static udp_df_case u;
+    memset(&u, 0, sizeof u);
+    udf_init(&u.f1);
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    ctl->hooks = fwx_Connect_Tcp | FWX_ALL_SOURCES;
+    ctl->on_event = attach_on_connect;
+    ctl->arg = &u;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    struct sockaddr_storage c = tu_addr("127.0.0.2"), srv = tu_addr("127.0.0.3:21");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0, 0, NULL};
+    IFWXConnection *conn = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &conn), FWX_E_NOT_SUPPORTED);
+    ck_assert_ptr_null(conn);
+    TU_EXPECT_HR(u.attach1, FWX_S_OK);
+    ck_assert_int_eq(atomic_load(&u.f1.setsockets), 0);
+    ck_assert_int_eq(atomic_load(&u.f1.detached), 1);
+    ck_assert_msg(strstr(gw_log_text, "refused: the host reported it") != NULL, "log:\n%s", gw_log_text);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(g.fw, 1), FWX_S_OK);
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &conn), FWX_S_OK);
+    ck_assert_uint_eq(fwx_connection_data_filters(conn), 1);
+    fwx_connection_close(conn);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    ck_assert_uint_eq(stats(&g).connections, 0);
+    gw_close(&g);
+    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
+}
+END_TEST
+
 static Suite *proxy_suite(void)
 {
     Suite *s = suite_create("proxy");
@@ -1461,6 +1516,7 @@ static Suite *proxy_suite(void)
         {"udp data filter, default buffer", udp_data_filter_default_buffer},
         {"udp data filter, SetBufferSize", udp_data_filter_set_buffer_size},
         {"socks udp destination filters", socks_udp_destination_filters},
+        {"host-reported data filter refused", host_reported_data_filter_refused},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
