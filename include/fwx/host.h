@@ -466,15 +466,17 @@ FWX_API fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IF
 /**
  * @name Relaying through fwx: data filters for hosts that carry the bytes themselves
  *
- * A host without a backend (fwx_firewall_set_backend() never called) relays every connection
- * itself, so fwx never sees the bytes. Data filters (IFWXConnection::AttachDataFilter, the FTP
- * filter's, a factory's, EmulateForConnect's) need those bytes: such a host hands the two
- * sockets of each connection that has data filters to fwx_connection_relay(), and fwx carries
- * that connection through its filter chain (the same data path as the proxy backend). The host
- * says it does so once, with fwx_firewall_set_host_relay(); until then, and when no backend
- * relays connections, a connection to which a filter attached a data filter is refused by
- * fwx_connection_open() and fwx_firewall_admit() with FWX_E_NOT_SUPPORTED and a log line
- * ("refused: 1 data filter(s) attached but nothing runs them"), never carried unfiltered.
+ * A host relays itself the connections it reports (every one without a backend,
+ * fwx_firewall_set_backend() never called; with the "proxy" backend, those it opens with
+ * fwx_connection_open() rather than the backend's own listeners), so fwx never sees their
+ * bytes. Data filters (IFWXConnection::AttachDataFilter, the FTP filter's, a factory's,
+ * EmulateForConnect's) need those bytes: such a host hands the two sockets of each connection
+ * that has data filters to fwx_connection_relay(), and fwx carries that connection through its
+ * filter chain (the same data path as the proxy backend). The host says it does so once, with
+ * fwx_firewall_set_host_relay(); until then such a connection, once a filter attached a data
+ * filter to it, is refused by fwx_connection_open() or fwx_firewall_admit() with
+ * FWX_E_NOT_SUPPORTED and a log line ("refused: 1 data filter(s) attached but nothing runs
+ * them"; with the proxy backend "refused: the host reported it ..."), never carried unfiltered.
  *
  * Typical use, after fwx_connection_open() succeeded and the upstream connect completed:
  * @code
@@ -506,10 +508,10 @@ typedef void (*fwx_relay_done_cb)(fwx_relay *relay, fwx_result result, void *arg
 
 /**
  * Says whether the host carries connections with data filters through fwx_connection_relay().
- * Nonzero: fwx_connection_open() and fwx_firewall_admit() accept connections with data filters
- * and leave them to the host. Zero (the default): without a backend that relays, they are
- * refused with FWX_E_NOT_SUPPORTED and a log line. Has no effect on connections a backend
- * carries. [loop-thread]
+ * Nonzero: fwx_connection_open() and fwx_firewall_admit() accept the host's connections with
+ * data filters and leave them to the host. Zero (the default): they are refused with
+ * FWX_E_NOT_SUPPORTED and a log line. Has no effect on connections a backend carries itself
+ * (the proxy backend's listeners, SOCKS and UDP ports). [loop-thread]
  * @param fw the firewall. @param enabled nonzero or zero.
  * @return FWX_S_OK, FWX_E_POINTER.
  * @since 1.2
