@@ -1209,6 +1209,7 @@ static fwx_result attach_udp_filters(tp_control *ctl, IFWXSessionFilter *sf, IFW
     udp_df_case *u = ctl->arg;
     IFWXConnection *c = ev->EventType == fwx_Bind_Udp        ? ev->Parameters.Connect.piConnection
                         : ev->EventType == fwx_Udp_Destination ? ev->Parameters.UdpDest.piConnection
+                        : ev->EventType == fwx_AcceptedConnection ? ev->Parameters.Accept.piConnectionAccepted
                                                                : NULL;
     if (c == NULL || u->events++ > 0)
         return FWX_S_OK; /* a bound port raises fwx_Bind_Udp when bound and when its peer comes: attach once */
@@ -1437,6 +1438,62 @@ START_TEST(socks_udp_destination_filters)
 }
 END_TEST
 
+typedef struct upub {
+    uint16_t port;
+    ssize_t got;
+    char echo[16];
+} upub;
+
+static void *udp_pub_client(void *arg)
+{
+    upub *x = arg;
+    int a = udp_from("127.0.0.2", 0);
+    char buf[64] = {0};
+    udp_send(a, "127.0.0.1", x->port, "hello", 5);
+    x->got = recv(a, buf, sizeof buf, 0);
+    memcpy(x->echo, buf, 15);
+    close(a);
+    return NULL;
+}
+
+/* A UDP publishing rule: the fwx_AcceptedConnection handler attaches a data filter, and the
+   flow's datagrams pass it both ways (the echo server gets "HELLO" and echoes it). */
+START_TEST(udp_publishing_data_filter)
+{
+    uecho e;
+    uecho_start(&e, "127.0.0.3");
+    gw g;
+    uint16_t lp = tu_free_port("127.0.0.1");
+    char policy[2048];
+    snprintf(policy, sizeof policy,
+             "protocols = ( { name = \"dns-like\"; guid = \"{0badf00d-0000-0000-0000-000000000053}\"; protocol = \"udp\";"
+             " port = %u; direction = \"inbound\"; } );\n"
+             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+             " protocols = [ \"dns-like\" ]; } );\n"
+             "publishing = ( { name = \"u\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
+             " protocol = \"dns-like\"; full_proxy = true; } );\n",
+             lp, lp, e.port);
+    gw_open(&g, policy);
+    static udp_df_case u;
+    memset(&u, 0, sizeof u);
+    udf_init(&u.f1);
+    udf_init(&u.f2);
+    udp_df_plugin(&g, fwx_AcceptedConnection | FWX_ALL_SOURCES | fwxAnyProtocol, &u);
+    upub x = {.port = lp};
+    tu_run_peer(&g.loop, udp_pub_client, &x);
+    TU_EXPECT_HR(u.attach1, FWX_S_OK);
+    ck_assert_int_eq(atomic_load(&u.f1.setsockets), 1);
+    ck_assert_msg(x.got == 5 && memcmp(x.echo, "HELLO", 5) == 0, "echo: %zd bytes \"%s\"", x.got, x.echo);
+    ck_assert_int_eq(atomic_load(&u.f1.datagrams), 2);
+    tu_loop_run_for(&g.loop, 600); /* the flow idles out: its filter is detached */
+    ck_assert_int_eq(atomic_load(&u.f1.detached), 1);
+    ck_assert_uint_eq(stats(&g).connections, 0);
+    gw_close(&g);
+    uecho_stop(&e);
+    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
+}
+END_TEST
+
 static fwx_result attach_on_connect(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
 {
     (void)sf;
@@ -1517,6 +1574,7 @@ static Suite *proxy_suite(void)
         {"udp data filter, SetBufferSize", udp_data_filter_set_buffer_size},
         {"socks udp destination filters", socks_udp_destination_filters},
         {"host-reported data filter refused", host_reported_data_filter_refused},
+        {"udp publishing data filter", udp_publishing_data_filter},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
