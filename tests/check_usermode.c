@@ -1980,6 +1980,34 @@ START_TEST(host_relay_ends_with_its_connection)
 }
 END_TEST
 
+/* fwx_relay_abort: the host ends a relay; both sockets close, done() says FWX_E_TERMINATING,
+   and the connection stays the host's (alive until it closes it). */
+START_TEST(host_relay_abort)
+{
+    hfx h;
+    hfx_open(&h, true);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(h.fw, 1), FWX_S_OK);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(hfx_connect(&h, &c), FWX_S_OK);
+    fwx_relay *r = NULL;
+    TU_EXPECT_HR(fwx_connection_relay(c, h.gw_int, h.gw_ext, hfx_done, &h, &r), FWX_S_OK);
+    fwx_relay_abort(r);
+    ck_assert_int_eq(h.done_calls, 0); /* never from inside the call */
+    ck_assert_msg(run_until(&h.loop, hfx_is_done, &h, RUN_LIMIT_MS, NULL), "the relay did not end");
+    TU_EXPECT_HR(h.done_result, FWX_E_TERMINATING);
+    ck_assert(run_until(&h.loop, fd_ended, &h.client, RUN_LIMIT_MS, NULL));
+    ck_assert(run_until(&h.loop, fd_ended, &h.server, RUN_LIMIT_MS, NULL));
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_TERMINATED));
+    ck_assert_int_eq(h.f.detached, 0);
+    fwx_connection_close(c);
+    ck_assert_int_eq(h.f.detached, 1);
+    hfx_close(&h);
+    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+}
+END_TEST
+
 static Suite *usermode_suite(void)
 {
     Suite *s = suite_create("usermode");
@@ -2014,6 +2042,7 @@ static Suite *usermode_suite(void)
         {"host_relay_refused_without_it", host_relay_refused_without_it, 1},
         {"host_relay_runs_filters", host_relay_runs_filters, 1},
         {"host_relay_ends_with_its_connection", host_relay_ends_with_its_connection, 1},
+        {"host_relay_abort", host_relay_abort, 1},
     };
     for (size_t i = 0; i < FWX__ARRAY_SIZE(tests); i++) {
         TCase *tc = tcase_create(tests[i].name);
