@@ -16,6 +16,8 @@
 #include <dlfcn.h>
 
 #include <arpa/inet.h>
+#include <ctype.h>
+#include <stddef.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -79,6 +81,22 @@ typedef struct gw {
     fwx_firewall *fw;
 } gw;
 
+/* The gateway's log lines of the running test (warnings and up), for tests that look for one;
+   with FWX_TEST_LOG set, every line, also on stderr. */
+static char gw_log_text[32768];
+static size_t gw_log_len;
+
+static void gw_log(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg;
+    (void)level;
+    if (getenv("FWX_TEST_LOG"))
+        fprintf(stderr, "%s\n", msg);
+    int n = snprintf(gw_log_text + gw_log_len, sizeof gw_log_text - gw_log_len, "%s\n", msg);
+    if (n > 0 && gw_log_len + (size_t)n < sizeof gw_log_text)
+        gw_log_len += (size_t)n;
+}
+
 static void gw_open(gw *g, const char *policy)
 {
     ck_assert_int_eq(uv_loop_init(&g->loop), 0);
@@ -92,7 +110,10 @@ static void gw_open(gw *g, const char *policy)
     o.port_min = 40000;
     o.port_max = 60999;
     o.timeout_ms = 200; /* UDP flows idle out quickly in these tests */
-    o.log_level = getenv("FWX_TEST_LOG") ? FWX_LOG_DEBUG : FWX_LOG_ERROR;
+    o.log_level = getenv("FWX_TEST_LOG") ? FWX_LOG_DEBUG : FWX_LOG_WARN;
+    o.log = gw_log;
+    gw_log_len = 0;
+    gw_log_text[0] = 0;
     TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "proxy"), FWX_S_OK);
     if (policy != NULL) {
@@ -1333,6 +1354,500 @@ START_TEST(socks_udp_associate)
 }
 END_TEST
 
+/* ---- UDP through data filters ---------------------------------------------------------------- */
+
+/* A UDP data filter written against the public headers only: every datagram it receives (with
+   Recv(NULL), so in a buffer the core sized) goes on upper-cased to the other side. It records
+   the size of the buffers the core gave it and what it was told. */
+#define UDF_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+typedef struct udf udf;
+typedef struct udf_dir {
+    IFWXIOCompletion iface;
+    udf *f;
+    int d; /* 0: reads the internal side, 1: the external */
+} udf_dir;
+
+struct udf {
+    IFWXDataFilter iface;
+    atomic_uint refs;
+    IFWXFirewall *fw; /* borrowed from the plugin's FilterInit, for CreateBuffer */
+    IFWXSocket *s[2];
+    udf_dir dirs[2];
+    atomic_int setsockets, detached, datagrams, failures;
+    atomic_uint buf_alloc; /* the allocated size of the last core buffer */
+    atomic_uint max_len;   /* the largest datagram it received */
+    int had_addr;          /* a Recv on a real socket reported the peer */
+};
+
+static udf *udf_impl(IFWXDataFilter *i) { return UDF_OF(i, udf, iface); }
+
+static fwx_result udf_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
+{
+    *ppv = NULL;
+    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
+        return FWX_E_NOINTERFACE;
+    This->lpVtbl->AddRef(This);
+    *ppv = This;
+    return FWX_S_OK;
+}
+static uint32_t udf_addref(IFWXDataFilter *This) { return atomic_fetch_add(&udf_impl(This)->refs, 1) + 1; }
+static uint32_t udf_release(IFWXDataFilter *This) { return atomic_fetch_sub(&udf_impl(This)->refs, 1) - 1; }
+
+static void udf_recv(udf *f, int d)
+{
+    if (f->s[d] == NULL || FWX_FAILED(IFWXSocket_Recv(f->s[d], NULL, &f->dirs[d].iface, 0)))
+        atomic_fetch_add(&f->failures, 1);
+}
+
+static fwx_result udf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf, uintptr_t ud,
+                               const struct sockaddr *a, uint32_t al)
+{
+    (void)err;
+    (void)ud;
+    udf_dir *dir = UDF_OF(This, udf_dir, iface);
+    udf *f = dir->f;
+    int d = dir->d;
+    if (!ok || f->s[d] == NULL)
+        return FWX_S_OK; /* cancelled at the flow's end */
+    uint8_t *p;
+    uint32_t n, alloc = 0, data = 0;
+    IFWXIOBuffer_GetBufferAndSize(buf, &p, &n);
+    IFWXIOBuffer_GetBufferSizes(buf, &alloc, &data);
+    atomic_store(&f->buf_alloc, alloc);
+    if (n == 0)
+        return FWX_S_OK; /* EOF: nothing more on this side */
+    if (a != NULL && al > 0)
+        f->had_addr = 1;
+    atomic_fetch_add(&f->datagrams, 1);
+    if (n > atomic_load(&f->max_len))
+        atomic_store(&f->max_len, n);
+    IFWXIOBuffer *out = NULL;
+    if (FWX_SUCCEEDED(IFWXFirewall_CreateBuffer(f->fw, n, &out))) {
+        uint8_t *q;
+        uint32_t m;
+        IFWXIOBuffer_SetDataSize(out, n);
+        IFWXIOBuffer_GetBufferAndSize(out, &q, &m);
+        for (uint32_t i = 0; i < n; i++)
+            q[i] = (uint8_t)toupper(p[i]);
+        if (FWX_FAILED(IFWXSocket_Send(f->s[1 - d], out, NULL, 0)))
+            atomic_fetch_add(&f->failures, 1);
+        IFWXIOBuffer_Release(out);
+    }
+    udf_recv(f, d);
+    return FWX_S_OK;
+}
+
+static fwx_result udf_cqi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
+{
+    *ppv = NULL;
+    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
+        return FWX_E_NOINTERFACE;
+    This->lpVtbl->AddRef(This);
+    *ppv = This;
+    return FWX_S_OK;
+}
+static uint32_t udf_caddref(IFWXIOCompletion *This) { return udf_addref(&UDF_OF(This, udf_dir, iface)->f->iface); }
+static uint32_t udf_crelease(IFWXIOCompletion *This) { return udf_release(&UDF_OF(This, udf_dir, iface)->f->iface); }
+static const IFWXIOCompletionVtbl udf_cvtbl = {udf_cqi, udf_caddref, udf_crelease, udf_complete};
+
+static fwx_result udf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *c, IUnknown *ctx)
+{
+    (void)c;
+    (void)ctx;
+    udf *f = udf_impl(This);
+    atomic_fetch_add(&f->setsockets, 1);
+    f->s[0] = in;
+    f->s[1] = ex;
+    IFWXSocket_AddRef(in);
+    IFWXSocket_AddRef(ex);
+    udf_recv(f, 0);
+    udf_recv(f, 1);
+    return FWX_S_OK;
+}
+
+static fwx_result udf_detach(IFWXDataFilter *This)
+{
+    udf *f = udf_impl(This);
+    atomic_fetch_add(&f->detached, 1);
+    for (int i = 0; i < 2; i++)
+        if (f->s[i] != NULL) {
+            IFWXSocket_Close(f->s[i]); /* the socket contract: a filter closes what it got */
+            IFWXSocket_Release(f->s[i]);
+            f->s[i] = NULL;
+        }
+    return FWX_S_OK;
+}
+
+static const IFWXDataFilterVtbl udf_vtbl = {udf_qi, udf_addref, udf_release, udf_setsockets, udf_detach};
+
+static void udf_init(udf *f)
+{
+    memset(f, 0, sizeof *f);
+    f->iface.lpVtbl = &udf_vtbl;
+    atomic_init(&f->refs, 1);
+    for (int d = 0; d < 2; d++) {
+        f->dirs[d].iface.lpVtbl = &udf_cvtbl;
+        f->dirs[d].f = f;
+        f->dirs[d].d = d;
+    }
+}
+
+/* What the plugin's handler does: attach the filter(s), maybe set the buffer size first. */
+typedef struct udp_df_case {
+    udf f1, f2;
+    uint32_t set_buffer;                /* SetBufferSize before attaching, 0: leave the default */
+    struct sockaddr_storage dest1, dest2; /* with a family: AttachDataFilterWithDestination */
+    fwx_result attach1, attach2, setbuf;
+    int events;
+} udp_df_case;
+
+static fwx_result attach_udp_filters(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    (void)s;
+    udp_df_case *u = ctl->arg;
+    IFWXConnection *c = ev->EventType == fwx_Bind_Udp        ? ev->Parameters.Connect.piConnection
+                        : ev->EventType == fwx_Udp_Destination ? ev->Parameters.UdpDest.piConnection
+                        : ev->EventType == fwx_AcceptedConnection ? ev->Parameters.Accept.piConnectionAccepted
+                                                               : NULL;
+    if (c == NULL || u->events++ > 0)
+        return FWX_S_OK; /* a bound port raises fwx_Bind_Udp when bound and when its peer comes: attach once */
+    u->f1.fw = u->f2.fw = ctl->fw;
+    if (u->set_buffer != 0)
+        u->setbuf = IFWXConnection_SetBufferSize(c, u->set_buffer);
+    if (u->dest1.ss_family != 0) {
+        u->attach1 = IFWXConnection_AttachDataFilterWithDestination(c, &u->f1.iface, fwx_dfpc_Middle, NULL,
+                                                                    TU_SA(u->dest1), tu_len(&u->dest1));
+        u->attach2 = IFWXConnection_AttachDataFilterWithDestination(c, &u->f2.iface, fwx_dfpc_Middle, NULL,
+                                                                    TU_SA(u->dest2), tu_len(&u->dest2));
+    } else {
+        u->attach1 = IFWXConnection_AttachDataFilter(c, &u->f1.iface, fwx_dfpc_Middle, NULL);
+    }
+    return FWX_S_OK;
+}
+
+static tp_control *udp_df_plugin(gw *g, uint32_t hooks, udp_df_case *u)
+{
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    ctl->hooks = hooks;
+    ctl->on_event = attach_udp_filters;
+    ctl->arg = u;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    return ctl;
+}
+
+typedef struct ubig {
+    int client_fd;
+    uint16_t gw_port;
+    size_t big;      /* the large datagram's size */
+    ssize_t got1, got_big, got2, back;
+    char first[16], second[16], answer[16];
+} ubig;
+
+static void *udp_filter_peers(void *arg)
+{
+    ubig *u = arg;
+    static uint8_t buf[70000], big[70000];
+    int s = udp_from("127.0.0.3", 0);
+    struct sockaddr_storage from;
+    socklen_t fl = sizeof from;
+    udp_send(s, "127.0.0.1", u->gw_port, "data1", 5);
+    u->got1 = recvfrom(u->client_fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+    if (u->got1 > 0)
+        memcpy(u->first, buf, u->got1 < 15 ? (size_t)u->got1 : 15);
+    memset(big, 'x', sizeof big);
+    /* The large one and then a small one: in order on this path, so the first thing the client
+       reads is the large one if it passed, the small one if it was dropped (no timing). */
+    udp_send(s, "127.0.0.1", u->gw_port, big, u->big);
+    udp_send(s, "127.0.0.1", u->gw_port, "data2", 5);
+    u->got_big = recv(u->client_fd, buf, sizeof buf, 0);
+    if (u->got_big == 5) {
+        u->got2 = 5; /* that was the small one */
+        u->got_big = -1;
+    } else {
+        u->got2 = recv(u->client_fd, buf, sizeof buf, 0);
+    }
+    if (u->got2 > 0)
+        memcpy(u->second, buf, u->got2 < 15 ? (size_t)u->got2 : 15);
+    /* The client answers: through the filter (upper-cased) back to the server. */
+    sendto(u->client_fd, "back", 4, 0, (struct sockaddr *)&from, fl);
+    u->back = recv(s, buf, sizeof buf, 0);
+    if (u->back > 0)
+        memcpy(u->answer, buf, u->back < 15 ? (size_t)u->back : 15);
+    close(s);
+    return NULL;
+}
+
+/* A bound UDP port whose fwx_Bind_Udp handler attaches a data filter: every datagram passes the
+   filter (its SetSockets is called, its Recv(NULL) buffers have the connection's buffer size,
+   4096 bytes by default); a 5,000-byte datagram is dropped before the filter and counted, and
+   the next one still arrives. With SetBufferSize(8192) the same datagram passes. */
+static void udp_bind_filter_case(uint32_t set_buffer)
+{
+    gw g;
+    gw_open(&g, NULL);
+    static udp_df_case u;
+    memset(&u, 0, sizeof u);
+    udf_init(&u.f1);
+    udf_init(&u.f2);
+    u.set_buffer = set_buffer;
+    udp_df_plugin(&g, fwx_Bind_Udp | FWX_ALL_SOURCES | fwxAssociatedProtocolsAllConnections, &u);
+    IFWXConnection *ctl = NULL, *bound[1];
+    IFWXSession *s = nat_session(&g, "127.0.0.2", &ctl);
+    ubig x = {.big = 5000};
+    x.client_fd = udp_from("127.0.0.2", 0);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(x.client_fd));
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_UDP, 1,
+                                           FWX_FLAG_BIDIRECTIONAL, 0, &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    x.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    tu_run_peer(&g.loop, udp_filter_peers, &x);
+
+    ck_assert_int_ge(u.events, 1);
+    TU_EXPECT_HR(u.attach1, FWX_S_OK);
+    ck_assert_int_eq(atomic_load(&u.f1.setsockets), 1);
+    ck_assert_int_eq(atomic_load(&u.f1.failures), 0);
+    ck_assert_msg(x.got1 == 5 && memcmp(x.first, "DATA1", 5) == 0, "first datagram: %zd bytes \"%s\"", x.got1,
+                  x.first);
+    ck_assert_msg(x.got2 == 5 && memcmp(x.second, "DATA2", 5) == 0, "third datagram: %zd bytes \"%s\"", x.got2,
+                  x.second);
+    ck_assert_msg(x.back == 4 && memcmp(x.answer, "BACK", 4) == 0, "the answer: %zd bytes \"%s\"", x.back, x.answer);
+    ck_assert_int_eq(u.f1.had_addr, 1);
+    if (set_buffer == 0) {
+        ck_assert_uint_eq(atomic_load(&u.f1.buf_alloc), 4096); /* T18: the UDP default */
+        ck_assert_msg(x.got_big < 0, "the 5000-byte datagram reached the client (%zd bytes)", x.got_big);
+        ck_assert_uint_eq(fwx_firewall_datagrams_dropped(g.fw), 1);
+        ck_assert_msg(strstr(gw_log_text, "a 5000-byte datagram from 127.0.0.3:") != NULL &&
+                          strstr(gw_log_text, "dropped: larger than the data filter's receive buffer") != NULL,
+                      "no line for the dropped datagram:\n%s", gw_log_text);
+        ck_assert_int_eq(atomic_load(&u.f1.datagrams), 3); /* data1, data2, back */
+    } else {
+        TU_EXPECT_HR(u.setbuf, FWX_S_OK);
+        ck_assert_uint_eq(atomic_load(&u.f1.buf_alloc), set_buffer);
+        ck_assert_msg(x.got_big == 5000, "the 5000-byte datagram: %zd bytes", x.got_big);
+        ck_assert_uint_eq(atomic_load(&u.f1.max_len), 5000);
+        ck_assert_uint_eq(fwx_firewall_datagrams_dropped(g.fw), 0);
+        ck_assert_int_eq(atomic_load(&u.f1.datagrams), 4);
+    }
+    close(x.client_fd);
+    IFWXConnection_Release(bound[0]);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    tu_loop_run_for(&g.loop, 20);
+    ck_assert_int_eq(atomic_load(&u.f1.detached), 1);
+    ck_assert_uint_eq(stats(&g).connections, 0);
+    gw_close(&g);
+    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1); /* every reference the core took is back */
+}
+
+START_TEST(udp_data_filter_default_buffer) { udp_bind_filter_case(0); }
+END_TEST
+
+START_TEST(udp_data_filter_set_buffer_size) { udp_bind_filter_case(8192); }
+END_TEST
+
+typedef struct udest {
+    uint16_t socks_port, echo_port;
+    udp_df_case *u;
+    int rep, got;
+    char echo[32];
+    int f1_detached_while_open, f2_detached_while_open, f2_setsockets;
+} udest;
+
+static void *socks_udp_dest_client(void *arg)
+{
+    udest *x = arg;
+    int fd = tu_sock_from("127.0.0.2", 0), u = udp_from("127.0.0.2", 0);
+    struct sockaddr_in relay;
+    x->rep = -1;
+    if (tu_connect_to(fd, "127.0.0.1", x->socks_port) == 0 && socks_hello(fd) == 0)
+        x->rep = socks_request(fd, 3, "0.0.0.0", 0, &relay);
+    if (x->rep == 0) {
+        uint8_t d[64] = {0, 0, 0, 1, 127, 0, 0, 3}, in[128];
+        uint16_t p = htons(x->echo_port);
+        memcpy(d + 8, &p, 2);
+        memcpy(d + 10, "ping-udp", 8);
+        char rip[32];
+        inet_ntop(AF_INET, &relay.sin_addr, rip, sizeof rip);
+        udp_send(u, rip, ntohs(relay.sin_port), d, 18);
+        ssize_t r = recv(u, in, sizeof in, 0);
+        if (r > 10) {
+            x->got = (int)(r - 10);
+            memcpy(x->echo, in + 10, (size_t)x->got < sizeof x->echo - 1 ? (size_t)x->got : sizeof x->echo - 1);
+        }
+        /* The destination's flow idles out (200 ms) while the association stays open: its
+           filters are detached then, not when the control connection goes. */
+        for (int i = 0; i < 100 && atomic_load(&x->u->f2.detached) == 0; i++)
+            usleep(20000);
+        x->f1_detached_while_open = atomic_load(&x->u->f1.detached);
+        x->f2_detached_while_open = atomic_load(&x->u->f2.detached);
+        x->f2_setsockets = atomic_load(&x->u->f2.setsockets);
+    }
+    close(u);
+    close(fd);
+    return NULL;
+}
+
+/* SOCKS UDP ASSOCIATE: the fwx_Udp_Destination handler attaches one filter for the echo
+   server's address and one for another destination. The first carries the destination's
+   datagrams both ways (the client gets its ping back upper-cased twice over: there and back);
+   the second never gets sockets. Both are detached when the destination's flow expires, while
+   the association itself is still open. */
+START_TEST(socks_udp_destination_filters)
+{
+    uecho e;
+    uecho_start(&e, "127.0.0.3");
+    gw g;
+    gw_open(&g, NULL);
+    static udp_df_case u;
+    memset(&u, 0, sizeof u);
+    udf_init(&u.f1);
+    udf_init(&u.f2);
+    char et[64];
+    snprintf(et, sizeof et, "127.0.0.3:%u", e.port);
+    u.dest1 = tu_addr(et);
+    u.dest2 = tu_addr("127.0.0.4:9");
+    udp_df_plugin(&g, fwx_Udp_Destination | fwxSourceWSP, &u);
+    udest x = {.echo_port = e.port, .u = &u};
+    gw_socks(&g, &x.socks_port);
+    tu_run_peer(&g.loop, socks_udp_dest_client, &x);
+    ck_assert_int_eq(x.rep, 0);
+    ck_assert_int_eq(u.events, 1);
+    TU_EXPECT_HR(u.attach1, FWX_S_OK);
+    TU_EXPECT_HR(u.attach2, FWX_S_OK);
+    ck_assert_msg(x.got == 8 && memcmp(x.echo, "PING-UDP", 8) == 0, "echo through the filter: %d bytes \"%s\"", x.got,
+                  x.echo);
+    ck_assert_int_eq(atomic_load(&u.f1.setsockets), 1);
+    ck_assert_int_eq(atomic_load(&u.f1.datagrams), 2); /* the ping, and the echo */
+    ck_assert_int_eq(x.f2_setsockets, 0);              /* not its destination */
+    ck_assert_int_eq(x.f1_detached_while_open, 1);
+    ck_assert_int_eq(x.f2_detached_while_open, 1);
+    tu_loop_run_for(&g.loop, 50);
+    ck_assert_uint_eq(stats(&g).connections, 0);
+    gw_close(&g);
+    uecho_stop(&e);
+    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
+    ck_assert_uint_eq(atomic_load(&u.f2.refs), 1);
+}
+END_TEST
+
+typedef struct upub {
+    uint16_t port;
+    ssize_t got;
+    char echo[16];
+} upub;
+
+static void *udp_pub_client(void *arg)
+{
+    upub *x = arg;
+    int a = udp_from("127.0.0.2", 0);
+    char buf[64] = {0};
+    udp_send(a, "127.0.0.1", x->port, "hello", 5);
+    x->got = recv(a, buf, sizeof buf, 0);
+    memcpy(x->echo, buf, 15);
+    close(a);
+    return NULL;
+}
+
+/* A UDP publishing rule: the fwx_AcceptedConnection handler attaches a data filter, and the
+   flow's datagrams pass it both ways (the echo server gets "HELLO" and echoes it). */
+START_TEST(udp_publishing_data_filter)
+{
+    uecho e;
+    uecho_start(&e, "127.0.0.3");
+    gw g;
+    uint16_t lp = tu_free_port("127.0.0.1");
+    char policy[2048];
+    snprintf(policy, sizeof policy,
+             "protocols = ( { name = \"dns-like\"; guid = \"{0badf00d-0000-0000-0000-000000000053}\"; protocol = \"udp\";"
+             " port = %u; direction = \"inbound\"; } );\n"
+             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+             " protocols = [ \"dns-like\" ]; } );\n"
+             "publishing = ( { name = \"u\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
+             " protocol = \"dns-like\"; full_proxy = true; } );\n",
+             lp, lp, e.port);
+    gw_open(&g, policy);
+    static udp_df_case u;
+    memset(&u, 0, sizeof u);
+    udf_init(&u.f1);
+    udf_init(&u.f2);
+    udp_df_plugin(&g, fwx_AcceptedConnection | FWX_ALL_SOURCES | fwxAnyProtocol, &u);
+    upub x = {.port = lp};
+    tu_run_peer(&g.loop, udp_pub_client, &x);
+    TU_EXPECT_HR(u.attach1, FWX_S_OK);
+    ck_assert_int_eq(atomic_load(&u.f1.setsockets), 1);
+    ck_assert_msg(x.got == 5 && memcmp(x.echo, "HELLO", 5) == 0, "echo: %zd bytes \"%s\"", x.got, x.echo);
+    ck_assert_int_eq(atomic_load(&u.f1.datagrams), 2);
+    tu_loop_run_for(&g.loop, 600); /* the flow idles out: its filter is detached */
+    ck_assert_int_eq(atomic_load(&u.f1.detached), 1);
+    ck_assert_uint_eq(stats(&g).connections, 0);
+    gw_close(&g);
+    uecho_stop(&e);
+    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
+}
+END_TEST
+
+static fwx_result attach_on_connect(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    (void)s;
+    udp_df_case *u = ctl->arg;
+    if (ev->EventType == fwx_Connect_Tcp) {
+        u->events++;
+        u->f1.fw = ctl->fw;
+        u->attach1 = IFWXConnection_AttachDataFilter(ev->Parameters.Connect.piConnection, &u->f1.iface,
+                                                     fwx_dfpc_Middle, NULL);
+    }
+    return FWX_S_OK;
+}
+
+/* With the proxy backend, a connection the host reports itself is the host's to carry: if a
+   filter attached a data filter to it, fwx_connection_open refuses it (and says why) unless the
+   host said it relays through fwx_connection_relay. */
+START_TEST(host_reported_data_filter_refused)
+{
+    gw g;
+    gw_open(&g, NULL);
+    static udp_df_case u;
+    memset(&u, 0, sizeof u);
+    udf_init(&u.f1);
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    ctl->hooks = fwx_Connect_Tcp | FWX_ALL_SOURCES;
+    ctl->on_event = attach_on_connect;
+    ctl->arg = &u;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(g.fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    struct sockaddr_storage c = tu_addr("127.0.0.2"), srv = tu_addr("127.0.0.3:21");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL, 0, 0, NULL};
+    IFWXConnection *conn = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &conn), FWX_E_NOT_SUPPORTED);
+    ck_assert_ptr_null(conn);
+    TU_EXPECT_HR(u.attach1, FWX_S_OK);
+    ck_assert_int_eq(atomic_load(&u.f1.setsockets), 0);
+    ck_assert_int_eq(atomic_load(&u.f1.detached), 1);
+    ck_assert_msg(strstr(gw_log_text, "refused: the host reported it") != NULL, "log:\n%s", gw_log_text);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(g.fw, 1), FWX_S_OK);
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &conn), FWX_S_OK);
+    ck_assert_uint_eq(fwx_connection_data_filters(conn), 1);
+    fwx_connection_close(conn);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    ck_assert_uint_eq(stats(&g).connections, 0);
+    gw_close(&g);
+    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
+}
+END_TEST
+
 static Suite *proxy_suite(void)
 {
     Suite *s = suite_create("proxy");
@@ -1357,6 +1872,11 @@ static Suite *proxy_suite(void)
         {"udp publishing", udp_publishing_flows},
         {"udp bind for client", udp_bind_for_client},
         {"socks udp associate", socks_udp_associate},
+        {"udp data filter, default buffer", udp_data_filter_default_buffer},
+        {"udp data filter, SetBufferSize", udp_data_filter_set_buffer_size},
+        {"socks udp destination filters", socks_udp_destination_filters},
+        {"host-reported data filter refused", host_reported_data_filter_refused},
+        {"udp publishing data filter", udp_publishing_data_filter},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

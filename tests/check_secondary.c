@@ -1033,6 +1033,8 @@ START_TEST(t9_kernel_mode_decision_and_factories)
 {
     fx f;
     fx_open(&f);
+    /* No backend here: the test is the host that would relay, data filters included. */
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(f.fw, 1), FWX_S_OK);
     uint32_t flags = 0;
     TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(f.ctl, &flags), FWX_S_OK);
     ck_assert(flags & FWX_CONNECTION_KERNEL_MODE); /* no filter, no data filter */

@@ -13,6 +13,10 @@
 #include "usermode/usermode.h"
 #include "firewall/internal.h"
 #include "objects/objects.h"
+#include "plugins/test_plugin.h"
+
+#include <dlfcn.h>
+#include <stddef.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -1620,6 +1624,390 @@ END_TEST
 
 /* ---- suite -------------------------------------------------------------------------------- */
 
+/* ---- the host's relay (host.h), from the public headers ------------------------------------ */
+
+/* A stream data filter written against the public headers only: the client's bytes go on
+   upper-cased, the server's unchanged; an EOF is passed on as a half-close and the filter
+   closes both sockets once both sides have ended (the socket contract). */
+typedef struct hfilter hfilter;
+typedef struct hdir {
+    IFWXIOCompletion iface;
+    hfilter *f;
+    int d;
+} hdir;
+struct hfilter {
+    IFWXDataFilter iface;
+    atomic_uint refs;
+    IFWXFirewall *fw; /* borrowed */
+    IFWXSocket *s[2];
+    hdir dirs[2];
+    bool eof[2], closed;
+    int setsockets, detached, failures;
+};
+
+static fwx_result hf_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
+{
+    *ppv = NULL;
+    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
+        return FWX_E_NOINTERFACE;
+    This->lpVtbl->AddRef(This);
+    *ppv = This;
+    return FWX_S_OK;
+}
+static hfilter *hf_of(IFWXDataFilter *i) { return (hfilter *)(void *)((char *)i - offsetof(hfilter, iface)); }
+static uint32_t hf_addref(IFWXDataFilter *This) { return atomic_fetch_add(&hf_of(This)->refs, 1) + 1; }
+static uint32_t hf_release(IFWXDataFilter *This) { return atomic_fetch_sub(&hf_of(This)->refs, 1) - 1; }
+
+static void hf_close(hfilter *f)
+{
+    if (f->closed)
+        return;
+    f->closed = true;
+    for (int i = 0; i < 2; i++)
+        if (f->s[i] != NULL)
+            IFWXSocket_Close(f->s[i]);
+}
+
+static void hf_recv(hfilter *f, int d)
+{
+    if (FWX_FAILED(IFWXSocket_Recv(f->s[d], NULL, &f->dirs[d].iface, 0))) {
+        f->failures++;
+        hf_close(f);
+    }
+}
+
+static fwx_result hf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf, uintptr_t ud,
+                              const struct sockaddr *a, uint32_t al)
+{
+    (void)err, (void)ud, (void)a, (void)al;
+    hdir *dir = (hdir *)(void *)((char *)This - offsetof(hdir, iface));
+    hfilter *f = dir->f;
+    int d = dir->d;
+    if (f->closed)
+        return FWX_S_OK;
+    if (!ok) {
+        hf_close(f);
+        return FWX_S_OK;
+    }
+    uint8_t *p;
+    uint32_t n;
+    IFWXIOBuffer_GetBufferAndSize(buf, &p, &n);
+    if (n == 0) {
+        f->eof[d] = true;
+        IFWXSocket_Shutdown(f->s[1 - d], SHUT_WR);
+        if (f->eof[0] && f->eof[1])
+            hf_close(f);
+        return FWX_S_OK;
+    }
+    IFWXIOBuffer *out = NULL;
+    if (FWX_FAILED(IFWXFirewall_CreateBuffer(f->fw, n, &out))) {
+        hf_close(f);
+        return FWX_S_OK;
+    }
+    uint8_t *q;
+    uint32_t m;
+    IFWXIOBuffer_SetDataSize(out, n);
+    IFWXIOBuffer_GetBufferAndSize(out, &q, &m);
+    for (uint32_t i = 0; i < n; i++)
+        q[i] = d == 0 && p[i] >= 'a' && p[i] <= 'z' ? (uint8_t)(p[i] - 'a' + 'A') : p[i];
+    if (FWX_FAILED(IFWXSocket_Send(f->s[1 - d], out, NULL, 0)))
+        hf_close(f);
+    IFWXIOBuffer_Release(out);
+    if (!f->closed)
+        hf_recv(f, d);
+    return FWX_S_OK;
+}
+
+static fwx_result hc_qi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
+{
+    *ppv = NULL;
+    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
+        return FWX_E_NOINTERFACE;
+    This->lpVtbl->AddRef(This);
+    *ppv = This;
+    return FWX_S_OK;
+}
+static hfilter *hc_f(IFWXIOCompletion *This) { return ((hdir *)(void *)((char *)This - offsetof(hdir, iface)))->f; }
+static uint32_t hc_addref(IFWXIOCompletion *This) { return hf_addref(&hc_f(This)->iface); }
+static uint32_t hc_release(IFWXIOCompletion *This) { return hf_release(&hc_f(This)->iface); }
+static const IFWXIOCompletionVtbl hc_vtbl = {hc_qi, hc_addref, hc_release, hf_complete};
+
+static fwx_result hf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *c, IUnknown *x)
+{
+    (void)c, (void)x;
+    hfilter *f = hf_of(This);
+    f->setsockets++;
+    f->s[0] = in;
+    f->s[1] = ex;
+    IFWXSocket_AddRef(in);
+    IFWXSocket_AddRef(ex);
+    hf_recv(f, 0);
+    hf_recv(f, 1);
+    return FWX_S_OK;
+}
+
+static fwx_result hf_detach(IFWXDataFilter *This)
+{
+    hfilter *f = hf_of(This);
+    f->detached++;
+    hf_close(f);
+    for (int i = 0; i < 2; i++)
+        if (f->s[i] != NULL) {
+            IFWXSocket_Release(f->s[i]);
+            f->s[i] = NULL;
+        }
+    return FWX_S_OK;
+}
+
+static const IFWXDataFilterVtbl hf_vtbl = {hf_qi, hf_addref, hf_release, hf_setsockets, hf_detach};
+
+/* The host under test: no backend, a test plugin whose fwx_Connect_Tcp handler attaches hf. */
+typedef struct hfx {
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    IFWXSession *s;
+    hfilter f;
+    fwx_result attach_hr;
+    char log[8192];
+    size_t log_len;
+    int done_calls;
+    fwx_result done_result;
+    int client, gw_int, gw_ext, server;
+} hfx;
+
+static void hfx_log(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)level;
+    hfx *h = arg;
+    int n = snprintf(h->log + h->log_len, sizeof h->log - h->log_len, "%s\n", msg);
+    if (n > 0 && h->log_len + (size_t)n < sizeof h->log)
+        h->log_len += (size_t)n;
+}
+
+static fwx_result hfx_attach(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf, (void)s;
+    hfx *h = ctl->arg;
+    if (ev->EventType == fwx_Connect_Tcp) {
+        h->f.fw = ctl->fw;
+        h->attach_hr = IFWXConnection_AttachDataFilter(ev->Parameters.Connect.piConnection, &h->f.iface,
+                                                       fwx_dfpc_Middle, NULL);
+    }
+    return FWX_S_OK;
+}
+
+static void hfx_open(hfx *h, bool with_filter)
+{
+    memset(h, 0, sizeof *h);
+    h->f.iface.lpVtbl = &hf_vtbl;
+    atomic_init(&h->f.refs, 1);
+    for (int d = 0; d < 2; d++) {
+        h->f.dirs[d].iface.lpVtbl = &hc_vtbl;
+        h->f.dirs[d].f = &h->f;
+        h->f.dirs[d].d = d;
+    }
+    h->attach_hr = FWX_E_FAIL;
+    ck_assert_int_eq(uv_loop_init(&h->loop), 0);
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.log = hfx_log;
+    o.log_arg = h;
+    o.log_level = FWX_LOG_DEBUG;
+    TU_EXPECT_HR(fwx_firewall_new(&h->loop, &o, &h->fw), FWX_S_OK);
+    if (with_filter) {
+        void *dl = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+        ck_assert_ptr_nonnull(dl);
+        tp_control *ctl = dlsym(dl, "fwx_test_control");
+        ctl->hooks = fwx_Connect_Tcp | FWX_ALL_SOURCES;
+        ctl->on_event = hfx_attach;
+        ctl->arg = h;
+        TU_EXPECT_HR(fwx_firewall_load_plugin(h->fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    }
+    struct sockaddr_storage cl = tu_addr("10.0.0.8");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
+    TU_EXPECT_HR(fwx_session_open(h->fw, &sp, &h->s), FWX_S_OK);
+    tcp_pair(&h->client, &h->gw_int);
+    tcp_pair(&h->gw_ext, &h->server);
+    set_timeouts(h->client);
+    set_timeouts(h->server);
+}
+
+static fwx_result hfx_connect(hfx *h, IFWXConnection **c)
+{
+    struct sockaddr_storage pe = tu_addr("198.51.100.7:21");
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(pe), tu_len(&pe), NULL, 0, NULL, 0, 0, NULL};
+    return fwx_connection_open(h->s, &cp, c);
+}
+
+static void hfx_close(hfx *h)
+{
+    fwx_session_close(h->s);
+    IFWXSession_Release(h->s);
+    fwx_firewall_close(h->fw, NULL, NULL);
+    close(h->client);
+    close(h->server);
+    tu_loop_close_clean(&h->loop);
+}
+
+static void hfx_done(fwx_relay *r, fwx_result result, void *arg)
+{
+    (void)r;
+    hfx *h = arg;
+    h->done_calls++;
+    h->done_result = result;
+}
+static bool hfx_is_done(void *arg) { return ((hfx *)arg)->done_calls > 0; }
+
+static void bytes_of(void *arg, const fwx_object_info *info)
+{
+    uint64_t *b = arg;
+    if (info->kind == FWX_OBJECT_CONNECTION && info->protocol == FWX_PROTOCOL_TCP) {
+        b[0] = info->bytes_in;
+        b[1] = info->bytes_out;
+    }
+}
+
+/* A host without a backend that did not say it relays: a connection a filter attached a data
+   filter to is refused, with a line saying so; the filter never gets sockets. */
+START_TEST(host_relay_refused_without_it)
+{
+    hfx h;
+    hfx_open(&h, true);
+    IFWXConnection *c = (IFWXConnection *)(uintptr_t)1;
+    TU_EXPECT_HR(hfx_connect(&h, &c), FWX_E_NOT_SUPPORTED);
+    ck_assert_ptr_null(c);
+    TU_EXPECT_HR(h.attach_hr, FWX_S_OK);
+    ck_assert_msg(strstr(h.log, "refused: 1 data filter(s) attached but nothing runs them") != NULL, "log:\n%s", h.log);
+    ck_assert_int_eq(h.f.setsockets, 0);
+    ck_assert_int_eq(h.f.detached, 1);
+    fwx_firewall_stats st;
+    fwx_firewall_get_stats(h.fw, &st);
+    ck_assert_uint_eq(st.connections, 0);
+    close(h.gw_int);
+    close(h.gw_ext);
+    hfx_close(&h);
+    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+}
+END_TEST
+
+/* The host says it relays, and hands the sockets to fwx_connection_relay: the filter carries
+   the bytes (the client's upper-cased), half-closes pass, done() reports FWX_S_OK, the bytes
+   are counted on the connection. */
+START_TEST(host_relay_runs_filters)
+{
+    hfx h;
+    hfx_open(&h, true);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(h.fw, 1), FWX_S_OK);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(hfx_connect(&h, &c), FWX_S_OK);
+    TU_EXPECT_HR(h.attach_hr, FWX_S_OK);
+    ck_assert_uint_eq(fwx_connection_data_filters(c), 1);
+    fwx_relay *r = NULL;
+    TU_EXPECT_HR(fwx_connection_relay(c, h.gw_int, h.gw_ext, hfx_done, &h, &r), FWX_S_OK);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(h.f.setsockets, 1); /* before the call returned */
+    ck_assert_int_eq(h.done_calls, 0);
+    TU_EXPECT_HR(fwx_connection_relay(c, h.client, h.server, hfx_done, &h, NULL), FWX_E_INVALIDARG); /* again */
+    ck_assert_int_eq(send(h.client, "hello, server\n", 14, 0), 14);
+    ck_assert(run_until(&h.loop, fd_has_data, &h.server, RUN_LIMIT_MS, NULL));
+    char buf[64] = {0};
+    ck_assert_int_eq(recv(h.server, buf, sizeof buf, 0), 14);
+    ck_assert_str_eq(buf, "HELLO, SERVER\n");
+    ck_assert_int_eq(send(h.server, "hi, client\n", 11, 0), 11);
+    ck_assert(run_until(&h.loop, fd_has_data, &h.client, RUN_LIMIT_MS, NULL));
+    memset(buf, 0, sizeof buf);
+    ck_assert_int_eq(recv(h.client, buf, sizeof buf, 0), 11);
+    ck_assert_str_eq(buf, "hi, client\n");
+    shutdown(h.client, SHUT_WR);
+    ck_assert(run_until(&h.loop, fd_ended, &h.server, RUN_LIMIT_MS, NULL));
+    shutdown(h.server, SHUT_WR);
+    ck_assert_msg(run_until(&h.loop, hfx_is_done, &h, RUN_LIMIT_MS, NULL), "the relay did not end");
+    run_until(&h.loop, NULL, NULL, 5, NULL);
+    ck_assert_int_eq(h.done_calls, 1);
+    TU_EXPECT_HR(h.done_result, FWX_S_OK);
+    ck_assert_int_eq(recv(h.client, buf, sizeof buf, 0), 0);
+    uint64_t bytes[2] = {0, 0};
+    TU_EXPECT_HR(fwx_firewall_list(h.fw, FWX_OBJECT_CONNECTION, bytes_of, bytes), FWX_S_OK);
+    ck_assert_uint_eq(bytes[0], 14);
+    ck_assert_uint_eq(bytes[1], 11);
+    ck_assert_int_eq(h.f.failures, 0);
+    fwx_connection_close(c);
+    ck_assert_int_eq(h.f.detached, 1);
+    hfx_close(&h);
+    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+}
+END_TEST
+
+/* The connection ends while fwx relays it (here fwx_connection_close; Kill and the session's
+   end are the same path): the relay ends with FWX_E_TERMINATING and both sides see the close.
+   Bad arguments are refused with nothing taken. */
+START_TEST(host_relay_ends_with_its_connection)
+{
+    hfx h;
+    hfx_open(&h, false);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(h.fw, 1), FWX_S_OK);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(hfx_connect(&h, &c), FWX_S_OK);
+    ck_assert_uint_eq(fwx_connection_data_filters(c), 0);
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    TU_EXPECT_HR(fwx_connection_relay(NULL, h.gw_int, h.gw_ext, hfx_done, &h, NULL), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_connection_relay(c, p[0], h.gw_ext, hfx_done, &h, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_connection_relay(c, h.gw_int, h.gw_int, hfx_done, &h, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_connection_relay(c, h.gw_int, -1, hfx_done, &h, NULL), FWX_E_INVALIDARG); /* nothing emulates */
+    close(p[0]);
+    close(p[1]);
+    TU_EXPECT_HR(fwx_connection_relay(c, h.gw_int, h.gw_ext, hfx_done, &h, NULL), FWX_S_OK);
+    ck_assert_int_eq(send(h.client, "x", 1, 0), 1);
+    ck_assert(run_until(&h.loop, fd_has_data, &h.server, RUN_LIMIT_MS, NULL));
+    char x = 0;
+    ck_assert_int_eq(recv(h.server, &x, 1, 0), 1);
+    ck_assert_int_eq(x, 'x');
+    IFWXConnection_AddRef(c);
+    fwx_connection_close(c);
+    ck_assert_msg(run_until(&h.loop, hfx_is_done, &h, RUN_LIMIT_MS, NULL), "the relay outlived its connection");
+    TU_EXPECT_HR(h.done_result, FWX_E_TERMINATING);
+    ck_assert(run_until(&h.loop, fd_ended, &h.client, RUN_LIMIT_MS, NULL));
+    ck_assert(run_until(&h.loop, fd_ended, &h.server, RUN_LIMIT_MS, NULL));
+    int a, b;
+    tcp_pair(&a, &b);
+    TU_EXPECT_HR(fwx_connection_relay(c, a, b, hfx_done, &h, NULL), FWX_E_TERMINATING); /* it has ended */
+    close(a);
+    close(b);
+    IFWXConnection_Release(c);
+    ck_assert_int_eq(h.done_calls, 1);
+    hfx_close(&h);
+}
+END_TEST
+
+/* fwx_relay_abort: the host ends a relay; both sockets close, done() says FWX_E_TERMINATING,
+   and the connection stays the host's (alive until it closes it). */
+START_TEST(host_relay_abort)
+{
+    hfx h;
+    hfx_open(&h, true);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(h.fw, 1), FWX_S_OK);
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(hfx_connect(&h, &c), FWX_S_OK);
+    fwx_relay *r = NULL;
+    TU_EXPECT_HR(fwx_connection_relay(c, h.gw_int, h.gw_ext, hfx_done, &h, &r), FWX_S_OK);
+    fwx_relay_abort(r);
+    ck_assert_int_eq(h.done_calls, 0); /* never from inside the call */
+    ck_assert_msg(run_until(&h.loop, hfx_is_done, &h, RUN_LIMIT_MS, NULL), "the relay did not end");
+    TU_EXPECT_HR(h.done_result, FWX_E_TERMINATING);
+    ck_assert(run_until(&h.loop, fd_ended, &h.client, RUN_LIMIT_MS, NULL));
+    ck_assert(run_until(&h.loop, fd_ended, &h.server, RUN_LIMIT_MS, NULL));
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(!(flags & FWX_CONNECTION_TERMINATED));
+    ck_assert_int_eq(h.f.detached, 0);
+    fwx_connection_close(c);
+    ck_assert_int_eq(h.f.detached, 1);
+    hfx_close(&h);
+    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+}
+END_TEST
+
 static Suite *usermode_suite(void)
 {
     Suite *s = suite_create("usermode");
@@ -1651,6 +2039,10 @@ static Suite *usermode_suite(void)
         {"usock_udp_sendto_recv", usock_udp_sendto_recv, 1},
         {"usock_udp_ipfilter_drops", usock_udp_ipfilter_drops, 1},
         {"usock_tcp_ipfilter_drops", usock_tcp_ipfilter_drops, 1},
+        {"host_relay_refused_without_it", host_relay_refused_without_it, 1},
+        {"host_relay_runs_filters", host_relay_runs_filters, 1},
+        {"host_relay_ends_with_its_connection", host_relay_ends_with_its_connection, 1},
+        {"host_relay_abort", host_relay_abort, 1},
     };
     for (size_t i = 0; i < FWX__ARRAY_SIZE(tests); i++) {
         TCase *tc = tcase_create(tests[i].name);

@@ -1,16 +1,23 @@
 /*
  * minimal-embed: the smallest way to put fwx into a TCP proxy you already have.
- *   minimal-embed POLICY LISTEN_IP LISTEN_PORT UPSTREAM_IP UPSTREAM_PORT
+ *   minimal-embed POLICY LISTEN_IP LISTEN_PORT UPSTREAM_IP UPSTREAM_PORT [PLUGIN.so ...]
  * The proxy is plain libuv and owns every socket: its listener, its upstream connect, its relay
  * (uv_read_start / uv_write). fwx opens no socket here. For each client it accepts, the proxy
  * asks fwx "may this connection go ahead?" (the policy, then the filters), tells it the bytes
  * it carried, and tells it when the client has gone. Only <fwx/fwx.h> and <uv.h>.
+ *
+ * Filter plugins (such as the FTP filter) may attach data filters, which must see the bytes:
+ * the proxy hands such a connection's two sockets to fwx_connection_relay(), which carries it
+ * through the filters (the FTP filter then refuses a bounce PORT on the wire). The proxy says
+ * it does so with fwx_firewall_set_host_relay(); a host that did not would have such
+ * connections refused, never relayed past the filter.
  * SPDX-License-Identifier: MIT
  */
 #include <fwx/fwx.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include <uv.h>
 
 static fwx_firewall *fw;
@@ -29,7 +36,7 @@ typedef struct client {
     uv_tcp_t side[2];     /* [0] the client, [1] the upstream server */
     uv_connect_t connect;
     uv_shutdown_t sd[2];  /* sd[i] half-closes side[i] when the other side has sent EOF */
-    int shut, handles, closing;
+    int shut, handles, closing; /* handles: the two sides, and fwx's relay while it runs */
     session *ses;
     IFWXConnection *conn; /* fwx's view of this connection: our reference (+1) */
 } client;
@@ -66,9 +73,8 @@ static void session_unref(session *e)
     free(e);
 }
 
-static void on_closed(uv_handle_t *h)
+static void client_release(client *c)
 {
-    client *c = h->data;
     if (--c->handles > 0)
         return;
     fwx_connection_close(c->conn); /* filters hear fwx_ConnectionTerminating; NULL is fine */
@@ -77,6 +83,8 @@ static void on_closed(uv_handle_t *h)
     if (--n_clients == 0 && stopping)
         fwx_firewall_close(fw, NULL, NULL); /* the last client has gone: fwx may go too */
 }
+
+static void on_closed(uv_handle_t *h) { client_release(h->data); }
 
 static void client_close(client *c)
 {
@@ -132,9 +140,39 @@ static void on_read(uv_stream_t *src, ssize_t n, const uv_buf_t *buf)
     }
 }
 
+static void on_relay_done(fwx_relay *relay, fwx_result result, void *arg)
+{
+    (void)relay, (void)result; /* fwx logged how it ended; it closed both sockets */
+    client_release(arg);
+}
+
+/* A data filter is attached: fwx carries the bytes. It takes plain fds: a copy of each side's
+ * socket, and the libuv handles go (libuv leaves the socket nonblocking, as fwx wants it). */
+static void relay_through_fwx(client *c)
+{
+    uv_os_fd_t fd[2];
+    int dup_fd[2] = {-1, -1};
+    for (int i = 0; i < 2; i++)
+        if (uv_fileno((uv_handle_t *)&c->side[i], &fd[i]) == 0)
+            dup_fd[i] = dup(fd[i]);
+    c->handles++; /* the relay's, until on_relay_done */
+    if (dup_fd[0] < 0 || dup_fd[1] < 0 ||
+        fwx_connection_relay(c->conn, dup_fd[0], dup_fd[1], on_relay_done, c, NULL) != FWX_S_OK) {
+        for (int i = 0; i < 2; i++)
+            if (dup_fd[i] >= 0)
+                close(dup_fd[i]);
+        c->handles--; /* no relay: fwx logged why */
+    }
+    client_close(c);
+}
+
 static void on_upstream(uv_connect_t *r, int status)
 {
     client *c = r->data;
+    if (status == 0 && !c->closing && fwx_connection_data_filters(c->conn) > 0) {
+        relay_through_fwx(c);
+        return;
+    }
     for (int i = 0; i < 2 && status == 0 && !c->closing; i++) /* connected: relay both ways */
         uv_read_start((uv_stream_t *)&c->side[i], on_alloc, on_read);
     if (status < 0)
@@ -189,9 +227,9 @@ int main(int argc, char **argv)
     uv_loop_t *loop = uv_default_loop();
     fwx_policy *policy;
     fwx_config_error e;
-    if (argc != 6 || uv_ip4_addr(argv[2], atoi(argv[3]), &listen_addr) != 0 ||
+    if (argc < 6 || uv_ip4_addr(argv[2], atoi(argv[3]), &listen_addr) != 0 ||
         uv_ip4_addr(argv[4], atoi(argv[5]), &upstream_addr) != 0) {
-        fprintf(stderr, "usage: minimal-embed POLICY LISTEN_IP LISTEN_PORT UPSTREAM_IP UPSTREAM_PORT\n");
+        fprintf(stderr, "usage: minimal-embed POLICY LISTEN_IP LISTEN_PORT UPSTREAM_IP UPSTREAM_PORT [PLUGIN.so ...]\n");
         return 2;
     }
     /* fwx on our own loop, with the policy from the file (errors name file:line and the key).
@@ -203,6 +241,10 @@ int main(int argc, char **argv)
     if (fwx_firewall_new(loop, NULL, &fw) != FWX_S_OK) /* NULL: default options, logs on stderr */
         return 1;
     fwx_firewall_set_policy(fw, policy); /* the firewall owns the policy now */
+    fwx_firewall_set_host_relay(fw, 1);  /* connections with data filters: fwx_connection_relay */
+    for (int i = 6; i < argc; i++)
+        if (FWX_FAILED(fwx_firewall_load_plugin(fw, argv[i], NULL))) /* fwx logged why */
+            return 1;
     uv_tcp_init(loop, &listener);
     int rc = uv_tcp_bind(&listener, (struct sockaddr *)&listen_addr, 0);
     if (rc != 0 || (rc = uv_listen((uv_stream_t *)&listener, 128, on_client)) != 0) {

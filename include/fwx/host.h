@@ -127,7 +127,7 @@ typedef struct fwx_firewall_options {
      * through unfiltered and without NAT. Either way one log line says which. Rationale: a
      * crash leaves the table and so forwards only what it allowed; a clean stop must not do
      * less (issue 16).
-     * @since 1.2 (appended; older callers' struct_size leaves it 0: closed)
+     * @since 1.1 (appended; older callers' struct_size leaves it 0: closed)
      */
     int32_t kernel_open_on_stop;
 } fwx_firewall_options;
@@ -496,6 +496,119 @@ FWX_API fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IF
  */
 FWX_API fwx_result fwx_firewall_admit_in_session(fwx_firewall *fw, IFWXSession *session, const fwx_flow *flow,
                                                  IFWXConnection **out);
+
+/** @} */
+
+/* ---------------------------------------------------------------------------------------- */
+/**
+ * @name Relaying through fwx: data filters for hosts that carry the bytes themselves
+ *
+ * A host relays itself the connections it reports (every one without a backend,
+ * fwx_firewall_set_backend() never called; with the "proxy" backend, those it opens with
+ * fwx_connection_open() rather than the backend's own listeners), so fwx never sees their
+ * bytes. Data filters (IFWXConnection::AttachDataFilter, the FTP filter's, a factory's,
+ * EmulateForConnect's) need those bytes: such a host hands the two sockets of each connection
+ * that has data filters to fwx_connection_relay(), and fwx carries that connection through its
+ * filter chain (the same data path as the proxy backend). The host says it does so once, with
+ * fwx_firewall_set_host_relay(); until then such a connection, once a filter attached a data
+ * filter to it, is refused by fwx_connection_open() or fwx_firewall_admit() with
+ * FWX_E_NOT_SUPPORTED and a log line ("refused: 1 data filter(s) attached but nothing runs
+ * them"; with the proxy backend "refused: the host reported it ..."), never carried unfiltered.
+ *
+ * Typical use, after fwx_connection_open() succeeded and the upstream connect completed:
+ * @code
+ * if (fwx_connection_data_filters(conn) > 0)       // a filter must see the bytes
+ *     fwx_connection_relay(conn, client_fd, server_fd, on_relay_done, ctx, NULL);
+ * else
+ *     my_own_relay(client_fd, server_fd);
+ * @endcode
+ * With libuv streams: take each uv_tcp_t's socket with uv_fileno(), dup() it, and uv_close()
+ * the handle; the duplicates are what fwx takes (examples/minimal-embed does this).
+ * @{
+ */
+
+/** A connection carried by fwx for the host (fwx_connection_relay()). Owned by fwx. */
+typedef struct fwx_relay fwx_relay;
+
+/**
+ * Called once when a relay has ended; both sockets are closed by then.
+ * @param relay valid for the call only (freed when it returns).
+ * @param result FWX_S_OK (both directions ended, or the filters closed the connection, as
+ *   the FTP filter does after refusing a command); FWX_E_TERMINATING (fwx_relay_abort(),
+ *   or the connection ended: IFWXConnection::Kill, fwx_connection_close(), its session closed);
+ *   FWX_E_FAIL (an I/O error, or a data filter's SetSockets failed).
+ * @param arg the @p arg given to fwx_connection_relay().
+ * The connection itself stays the host's: close it (fwx_connection_close()) when it is done.
+ * [loop-thread]
+ */
+typedef void (*fwx_relay_done_cb)(fwx_relay *relay, fwx_result result, void *arg);
+
+/**
+ * Says whether the host carries connections with data filters through fwx_connection_relay().
+ * Nonzero: fwx_connection_open() and fwx_firewall_admit() accept the host's connections with
+ * data filters and leave them to the host. Zero (the default): they are refused with
+ * FWX_E_NOT_SUPPORTED and a log line. Has no effect on connections a backend carries itself
+ * (the proxy backend's listeners, SOCKS and UDP ports). [loop-thread]
+ * @param fw the firewall. @param enabled nonzero or zero.
+ * @return FWX_S_OK, FWX_E_POINTER.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_set_host_relay(fwx_firewall *fw, int32_t enabled);
+
+/**
+ * The number of data filters attached to @p conn now (0 for NULL or a connection that is not
+ * the core's). Nonzero means the host must not relay the bytes itself: fwx_connection_relay().
+ * [loop-thread]
+ * @since 1.1
+ */
+FWX_API uint32_t fwx_connection_data_filters(IFWXConnection *conn);
+
+/**
+ * Carries a TCP connection between two sockets the host opened, through the connection's data
+ * filters in priority order (each filter's IFWXDataFilter::SetSockets is called before this
+ * returns); with none, a plain relay (splice(2)). Bytes are counted on the connection as
+ * fwx_connection_count_bytes() would. When both directions have ended (EOF passed on as a
+ * half-close), or the filters closed the connection, or on an I/O error, or after
+ * fwx_relay_abort(), or when the connection ends (Kill, fwx_connection_close(), its session
+ * closed), both sockets are closed and @p done runs once, from a loop callback, never from
+ * inside this call.
+ * @param conn the connection (borrowed; fwx holds a reference until @p done has returned),
+ *   from fwx_connection_open() or fwx_firewall_admit() of this firewall.
+ * @param client_fd the socket of the side that opened the connection (the client); a
+ *   connected TCP socket. Ownership passes to fwx on FWX_S_OK only.
+ * @param server_fd the socket the host connected to the server; or -1 when a filter
+ *   emulates the server (IFWXConnection::EmulateForConnect). Ownership as @p client_fd.
+ * @param done called once when the relay has ended (may be NULL).
+ * @param arg passed to @p done.
+ * @param out may be NULL; receives the relay (owned by fwx, valid until @p done returns).
+ * @return FWX_S_OK (then @p done follows exactly once); FWX_E_POINTER (@p conn NULL or not
+ *   the core's); FWX_E_TERMINATING (the connection has ended); FWX_E_NOT_SUPPORTED (not a TCP
+ *   connection); FWX_E_INVALIDARG (a socket that is not a TCP stream socket, both the same, -1
+ *   for the server without an emulating filter, or the connection is already relayed);
+ *   FWX_E_OUTOFMEMORY; FWX_E_FAIL (libuv could not watch a socket). On failure nothing was
+ *   taken: the sockets are still the caller's, and a line says why.
+ * [loop-thread]
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_connection_relay(IFWXConnection *conn, int client_fd, int server_fd, fwx_relay_done_cb done,
+                                        void *arg, fwx_relay **out);
+
+/**
+ * Ends a relay now: both sockets are closed and its done callback follows (from a loop
+ * callback, with FWX_E_TERMINATING). Harmless while it is ending; must not be called once the
+ * done callback has returned. [loop-thread]
+ * @since 1.1
+ */
+FWX_API void fwx_relay_abort(fwx_relay *relay);
+
+/**
+ * Datagrams the UDP data path dropped since the firewall was created: larger than the data
+ * filter's receive buffer (IFWXConnection::SetBufferSize; 4096 bytes by default for UDP), or
+ * more than a filter socket queues while its filter is not receiving. Each flow that dropped
+ * any also logs a line. [loop-thread]
+ * @since 1.1
+ */
+FWX_API uint64_t fwx_firewall_datagrams_dropped(const fwx_firewall *fw);
 
 /** @} */
 

@@ -491,7 +491,7 @@ FWX_API fwx_result fwx_redirect_registry_lookup(uint16_t source_port, const stru
  * @param slots receives the local-redirection slots the flow has passed (may be NULL).
  * @return FWX_S_OK; FWX_E_NOT_FOUND (no entry for this tuple, or one that is not well-formed);
  *   FWX_E_NOT_SUPPORTED (not IPv4); FWX_E_POINTER; FWX_E_INVALIDARG.
- * @since 1.2
+ * @since 1.1
  */
 FWX_API fwx_result fwx_redirect_registry_lookup_flow(const struct sockaddr *source, uint32_t source_len,
                                                      const struct sockaddr *destination, uint32_t destination_len,

@@ -540,6 +540,17 @@ static inline fwx_result IFWXSessionFilter_Detach(IFWXSessionFilter *This) { ret
 /**
  * @brief A filter that sits in a connection's data stream. Implemented by the filter.
  *
+ * Who runs it: the backend that carries the connection in user mode (the "proxy" backend for
+ * TCP and for every UDP flow it relays: published, bound and redirect ports, SOCKS UDP
+ * ASSOCIATE), or, for a host without a backend, the host through fwx_connection_relay()
+ * (host.h). A connection with data filters that nothing can run is refused
+ * (FWX_E_NOT_SUPPORTED from fwx_connection_open() or fwx_firewall_admit(), and a log line):
+ * a data filter is never skipped in silence.
+ *
+ * The chain: filters are ordered by ::FwxDataFilterPriorityClass, client side first. Each gets
+ * an internal socket (towards the client, or the previous filter) and an external one (towards
+ * the server, or the next filter). The rules of those sockets are listed at ::IFWXSocket.
+ *
  * States: attached (AttachDataFilter took it) → running (SetSockets returned FWX_S_OK: it
  * pumps bytes with the sockets' Recv and Send, see ::IFWXSocket for their rules) → detached
  * (Detach: the connection ended or was killed). The core calls SetSockets at most once and
@@ -848,6 +859,12 @@ static inline fwx_result IFWXUdpDestination_Deny(IFWXUdpDestination *This, uint3
  *   when both real sockets are finished (closed, failed, or at end of stream and shut down for
  *   writing). To pass end of stream on, Shutdown(SHUT_WR) the other socket after the last Send;
  *   it takes effect once the queued sends are done. Close or Shutdown before the last Release.
+ * - **UDP**: one Send is one datagram, one Recv takes one whole datagram. A datagram larger than
+ *   the receive buffer (Recv(NULL): IFWXConnection::SetBufferSize, 4096 bytes by default) is
+ *   dropped, never cut, and counted (fwx_firewall_datagrams_dropped()); the Recv stays pending.
+ *   A socket queues up to 64 datagrams while no Recv is pending. Real UDP sockets have no end
+ *   of stream: the flow ends when it idles out (the firewall's timeout) or the connection is
+ *   killed, and then the filter is detached.
  * - Once the connection has ended, the methods answer FWX_E_TERMINATING (Close: FWX_S_OK) and
  *   the objects live until the filter's last Release. Buffers and completions given to an
  *   operation are referenced until its completion returns.
@@ -859,7 +876,8 @@ static inline fwx_result IFWXUdpDestination_Deny(IFWXUdpDestination *This, uint3
         FWX_E_INVALIDARG. */                                                                      \
     fwx_result (*Send)(T * This, IFWXIOBuffer * pBuffer, IFWXIOCompletion * pCompletion, uintptr_t UserData); \
     /** Sends a datagram. On an external socket @p Address is the target, on an internal socket \
-        the source the client should see. [loop-thread] @return as Send. */                      \
+        the source the client should see. On a connection's own sockets (SetSockets) each side  \
+        has one peer, and SendTo is Send. [loop-thread] @return as Send. */                       \
     fwx_result (*SendTo)(T * This, IFWXIOBuffer * pBuffer, const struct sockaddr *Address, uint32_t AddressLength, \
                          IFWXIOCompletion *pCompletion, uintptr_t UserData);                      \
     /** Receives into @p pBuffer, or into a buffer the core allocates when NULL. [loop-thread]  \
@@ -1430,8 +1448,12 @@ typedef struct IFWXConnectionVtbl {
     fwx_result (*AttachDataFilter)(IFWXConnection *This, IFWXDataFilter *pDataFilter,
                                    FwxDataFilterPriorityClass Priority, IUnknown *pFilterContext);
     /**
-     * As AttachDataFilter, for one UDP destination only (fwx_Udp_Destination handlers); the
-     * filter is detached when the destination expires. [loop-thread]
+     * As AttachDataFilter, for one UDP destination only (fwx_Udp_Destination handlers): the
+     * filter joins the data path of the flow whose external peer is @p ExternalAddress (address
+     * and port) and sees only its datagrams; on a flow to another destination it never gets
+     * sockets. It is detached when the destination expires: the flow idles out (the firewall's
+     * timeout) or the connection ends. [loop-thread]
+     * @param ExternalAddress borrowed; copied.
      * @return FWX_S_OK, FWX_E_INVALIDARG, FWX_E_BAD_CONTEXT, FWX_E_TERMINATING.
      */
     fwx_result (*AttachDataFilterWithDestination)(IFWXConnection *This, IFWXDataFilter *pDataFilter,
@@ -1476,8 +1498,10 @@ typedef struct IFWXConnectionVtbl {
      * @return FWX_S_OK, FWX_E_INVALIDARG (@p Reserved not 0), FWX_E_BAD_CONTEXT (outside the handler).
      */
     fwx_result (*Deny)(IFWXConnection *This, uint32_t Reserved);
-    /** Sets the buffer size for core-allocated receive buffers (defaults: TCP 2048, UDP 4096;
-        larger UDP datagrams are dropped). [loop-thread] @return FWX_S_OK, FWX_E_INVALIDARG. */
+    /** Sets the buffer size for core-allocated receive buffers (Recv(NULL)), read at each Recv
+        (defaults: TCP 2048, UDP 4096). A UDP datagram larger than the receive buffer is dropped
+        and counted (fwx_firewall_datagrams_dropped()). 1 byte to 16 MiB. [loop-thread]
+        @return FWX_S_OK, FWX_E_INVALIDARG. */
     fwx_result (*SetBufferSize)(IFWXConnection *This, uint32_t dwSize);
     /** The remote address on the external side. [loop-thread]
         @return FWX_S_OK, FWX_E_INVALIDARG, FWX_E_NOT_FOUND (not yet known). */

@@ -174,20 +174,35 @@ void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g)
                  (unsigned long long)g->pub.id, fwx_strerror(hr));
 }
 
-void fwx__backend_relay(fwx_firewall *fw, fwx__conn *c)
+fwx_result fwx__backend_relay(fwx_firewall *fw, fwx__conn *c)
 {
-    if (fw->backend == NULL || fw->backend->relay == NULL)
-        return;
+    if (fw->backend == NULL || fw->backend->relay == NULL) {
+        /* The host carries the bytes. Data filters it cannot run would be skipped in silence:
+           refuse the connection instead, unless it said it relays through fwx_connection_relay. */
+        if (c->n_dfs > 0 && !fw->host_relay) {
+            fwx__log(fw, FWX_LOG_WARN,
+                     "connection %llu: refused: %zu data filter(s) attached but nothing runs them (no backend "
+                     "relays connections, and the host did not call fwx_firewall_set_host_relay)",
+                     (unsigned long long)c->id, c->n_dfs);
+            fwx__conn_terminate(c);
+            return FWX_E_NOT_SUPPORTED;
+        }
+        return FWX_S_OK;
+    }
     fwx_result hr = fw->backend->relay(fw->backend_state, &c->iface, (c->flags & FWX_CONNECTION_KERNEL_MODE) != 0);
     if (FWX_FAILED(hr)) {
         fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": relay of connection %llu failed: %s, killing it",
                  fw->backend->name, (unsigned long long)c->id, fwx_strerror(hr));
         fwx__conn_terminate(c);
+        return hr == FWX_E_NOT_SUPPORTED ? hr : FWX_E_BACKEND; /* a refusal the backend chose, or its failure */
     }
+    return FWX_S_OK;
 }
 
 void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c)
 {
+    if (c->host_pump != NULL)
+        fwx__relay_kill(c); /* the host's relay (lib/usermode/relay.c) ends with it */
     if (fw->backend == NULL || fw->backend->kill == NULL)
         return;
     (void)fw->backend->kill(fw->backend_state, &c->iface);

@@ -103,6 +103,8 @@ struct fwx_firewall {
     struct fwx_redirect_handle *redirect_identity; /* the firewall's own (fwx_firewall_redirect_identity) */
     fwx_log_sink_fn log_sink; /* fwx_firewall_set_log_sink (lib/util/log.c), NULL: opts.log */
     void *log_sink_arg;
+    bool host_relay; /* fwx_firewall_set_host_relay: the host runs data filters (lib/usermode/relay.c) */
+    uint64_t dgrams_dropped; /* fwx_firewall_datagrams_dropped (lib/usermode/dgram.c) */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -129,7 +131,10 @@ void fwx__publish_forget(fwx_firewall *fw);
 /* ---- backend (lib/backend) ------------------------------------------------------------ */
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g);
 void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g);
-void fwx__backend_relay(fwx_firewall *fw, fwx__conn *c);
+/* Hands c to the backend. A connection with data filters that nothing can run (no backend
+   relays, and the host did not say it does) is refused: FWX_E_NOT_SUPPORTED, logged, c
+   terminated. A backend's failure: FWX_E_BACKEND, c terminated. */
+fwx_result fwx__backend_relay(fwx_firewall *fw, fwx__conn *c);
 void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c);
 void fwx__backend_close(fwx_firewall *fw);
 /* Tells a version-2 backend that the policy changed (or, after open, what it is). */
@@ -235,6 +240,8 @@ typedef struct fwx__dfentry {
     IFWXDataFilter *df;
     FwxDataFilterPriorityClass prio;
     IUnknown *ctx;
+    bool has_dest;                 /* AttachDataFilterWithDestination: only this UDP destination */
+    struct sockaddr_storage dest;
 } fwx__dfentry;
 
 struct fwx__conn {
@@ -267,6 +274,7 @@ struct fwx__conn {
     bool client_set;            /* SetClientAddress was called */
     fwx_redirect_record *redirect; /* +1, or NULL: released when the object is freed */
     char *redirect_file;        /* its outbound flow's registry file, removed when it ends */
+    struct fwx__pump *host_pump; /* fwx_connection_relay: the host's relay, aborted when c ends */
 };
 
 static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
@@ -280,6 +288,13 @@ void fwx__conn_terminate(fwx__conn *c);
 fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, bool secondary, bool no_kernel);
 /* Attaches a data filter (AddRefs df and ctx) in priority order; the connection goes user mode. */
 fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx);
+/* The same, for one UDP destination only (AttachDataFilterWithDestination); dest NULL: all. */
+fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx,
+                                  const struct sockaddr_storage *dest);
+
+/* ---- host relays (lib/usermode/relay.c) ----------------------------------------------- */
+/* c is ending: the host's relay of it (fwx_connection_relay) is aborted. */
+void fwx__relay_kill(fwx__conn *c);
 
 /* ---- redirect tracking (lib/redirect) ------------------------------------------------- */
 

@@ -554,10 +554,22 @@ static fwx_result p_unlisten(void *state, uint64_t id)
 static fwx_result p_relay(void *state, IFWXConnection *conn, int32_t kernel_mode)
 {
     /* This backend carries only connections it originated, and starts each itself once the
-       core has admitted it (on_publish_accept, on_grant_accept, SOCKS): nothing to do here.
-       Connections a host reports itself are carried by that host. With no data filter the
-       pump takes the splice path by itself, which is what kernel_mode allows. */
-    (void)state, (void)conn, (void)kernel_mode;
+       core has admitted it (on_publish_accept, on_grant_accept, SOCKS, UDP flows): nothing to
+       do here. Connections a host reports itself are carried by that host, so their data
+       filters run only if the host relays them through fwx_connection_relay; one that did not
+       say so has such a connection refused rather than its filters skipped. With no data
+       filter the pump takes the splice path by itself, which is what kernel_mode allows. */
+    pstate *st = state;
+    (void)kernel_mode;
+    if (st->pending == NULL && st->udp_deciding == 0 && fwx_connection_data_filters(conn) > 0 &&
+        !st->fw->host_relay) {
+        uint64_t id = fwx__conn_from(conn)->id;
+        fwx_firewall_log(st->fw, FWX_LOG_WARN,
+                         "proxy: connection %llu: refused: the host reported it, so the host carries it, but "
+                         "it has data filters and the host did not call fwx_firewall_set_host_relay",
+                         (unsigned long long)id);
+        return FWX_E_NOT_SUPPORTED;
+    }
     return FWX_S_OK;
 }
 

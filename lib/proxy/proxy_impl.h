@@ -92,6 +92,7 @@ struct pstate {
     prelay *relays;
     psession *sessions;
     prelay *pending; /* the relay being admitted or opened, for the relay() call-back */
+    unsigned udp_deciding; /* a UDP peer or destination of ours is being decided (udp.c, socks.c) */
     ppermission *perms;
     size_t n_perms, cap_perms;
     socks_listener *socks;   /* SOCKS5 listeners (socks.c) */

@@ -518,6 +518,7 @@ void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, con
         IFWXConnection *conn = NULL;
         fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),
                        dp, fwx__sa_len(dp)};
+        st->udp_deciding++; /* ours to carry, data filters included (p_relay) */
         fwx_result hr = fwx_firewall_admit_in_session(st->fw, c->ps ? c->ps->session : NULL, &fl, &conn);
         if (hr == FWX_E_NOT_FOUND && c->ps != NULL) {
             fwx_connection_params cp = {sizeof cp, fwx_Udp_Destination, FWX_PROTOCOL_UDP, dp, fwx__sa_len(dp),
@@ -525,6 +526,7 @@ void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, con
                                         0, NULL};
             hr = fwx_connection_open(c->ps->session, &cp, &conn);
         }
+        st->udp_deciding--;
         if (FWX_FAILED(hr))
             return; /* refused: the core logged it; the datagram is dropped */
         f = fwx__proxy_udp_flow_for(p, dp, conn);

@@ -10,7 +10,11 @@
  * one peer) but keeps carrying the flows it has.
  *
  * Datagrams are relayed whole, up to 64 KiB; nothing is buffered: a datagram the kernel will
- * not take now is dropped, as UDP allows.
+ * not take now is dropped, as UDP allows. A flow whose connection has data filters (attached in
+ * the fwx_Bind_Udp, fwx_Udp_Destination or fwx_AcceptedConnection handler, or by a factory)
+ * carries its datagrams through them (lib/usermode/dgram.c): each datagram from either side
+ * goes to the filter chain, and what the filters send goes out. That holds for every kind of
+ * port: publishing, bound and redirect ports, and the destinations of a SOCKS UDP ASSOCIATE.
  * SPDX-License-Identifier: MIT
  */
 #include "proxy/proxy_impl.h"
@@ -32,6 +36,7 @@ struct udp_flow {
     IFWXConnection *conn; /* +1 */
     psession *ps;         /* its own reference on the session (NAT peers of a publishing rule) */
     bool back;            /* replies may go back to the peer (BIDIRECTIONAL) */
+    fwx__dgram *dg;       /* the data filters' path, or NULL: relayed as is */
     bool closing;
     int handles;
     UT_hash_handle hh;
@@ -78,6 +83,8 @@ static void flow_close(udp_flow *f)
     f->closing = true;
     udp_port *p = f->port;
     HASH_DEL(p->flows, f);
+    fwx__dgram_stop(f->dg); /* before the connection ends: the filters' pending Recvs fail first */
+    f->dg = NULL;
     IFWXConnection *c = flow_take_conn(f);
     if (c != NULL)
         fwx_connection_close(c);
@@ -120,6 +127,10 @@ static void on_up_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct
         return; /* without BIDIRECTIONAL nothing goes back to the peer */
     touch(f);
     udp_port *p = f->port;
+    if (f->dg != NULL) {
+        fwx__dgram_input(f->dg, 1, (const uint8_t *)buf->base, (size_t)n);
+        return;
+    }
     if (p->kind == UDP_PORT_SOCKS) {
         fwx__proxy_socks_udp_reply(p, (struct sockaddr *)&f->peer, (const uint8_t *)buf->base, (size_t)n);
     } else {
@@ -166,10 +177,49 @@ static udp_flow *flow_new(udp_port *p, const struct sockaddr *peer, const struct
     return f;
 }
 
+/* The data filters send a datagram out of side 0 (to the peer) or 1 (to the target). */
+static int flow_dg_send(void *arg, int side, const uint8_t *data, size_t n)
+{
+    udp_flow *f = arg;
+    udp_port *p = f->port;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+    if (f->closing)
+        return UV_ECANCELED;
+    touch(f);
+    if (side == 1) {
+        int rc = uv_udp_try_send(&f->up, &b, 1, NULL);
+        return rc < 0 ? rc : 0;
+    }
+    if (!f->back)
+        return UV_EPERM; /* a one-way bound port: nothing goes back to the peer, filtered or not */
+    if (p->kind == UDP_PORT_SOCKS) {
+        fwx__proxy_socks_udp_reply(p, (struct sockaddr *)&f->peer, data, n);
+        return 0;
+    }
+    int rc = uv_udp_try_send(&p->udp, &b, 1, (struct sockaddr *)&f->peer);
+    return rc < 0 ? rc : 0;
+}
+
+/* Puts the flow's datagrams through its connection's data filters, if it has any that apply.
+   False when the filters refused to start (the flow must not carry anything unfiltered). */
+static bool flow_start_filters(udp_flow *f)
+{
+    if (fwx_connection_data_filters(f->conn) == 0)
+        return true;
+    fwx__dgram_io io = {flow_dg_send, f};
+    fwx_result hr = fwx__dgram_start(f->port->st->loop, f->conn, (struct sockaddr *)&f->peer,
+                                     (struct sockaddr *)&f->target, &io, &f->dg);
+    return FWX_SUCCEEDED(hr);
+}
+
 void fwx__proxy_udp_flow_send(udp_flow *f, const uint8_t *data, size_t n)
 {
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
     touch(f);
+    if (f->dg != NULL) {
+        fwx__dgram_input(f->dg, 0, data, n);
+        return;
+    }
     if (uv_udp_try_send(&f->up, &b, 1, NULL) == (int)n && f->conn != NULL)
         fwx_connection_count_bytes(f->conn, (uint64_t)n, 0);
 }
@@ -211,7 +261,9 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
                                     p->spec.full_proxy ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0,
                                     fwx__sa_len((struct sockaddr *)&p->spec.server),
                                     (struct sockaddr *)&p->spec.server};
+        st->udp_deciding++; /* ours to carry, data filters included (p_relay) */
         hr = fwx_connection_open(ps->session, &cp, &conn);
+        st->udp_deciding--;
         target = (const struct sockaddr *)&p->spec.server;
     } else {
         struct sockaddr_storage dst = p->grant.gateway;
@@ -219,7 +271,9 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
             dst = p->local;
         fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, peer, fwx__sa_len(peer), (struct sockaddr *)&dst,
                        fwx__sa_len((struct sockaddr *)&dst)};
+        st->udp_deciding++;
         hr = fwx_firewall_admit(st->fw, &fl, &conn);
+        st->udp_deciding--;
         target = (const struct sockaddr *)&p->grant.target;
         flags = p->grant.flags;
         /* A bound port's replies go back only with BIDIRECTIONAL; a redirect is a connection. */
@@ -239,6 +293,10 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
     }
     flow_set_conn(f, conn);
     f->ps = ps;
+    if (!flow_start_filters(f)) {
+        flow_close(f); /* closes the connection and lets go of the session */
+        return NULL;
+    }
     return f;
 }
 
@@ -394,5 +452,10 @@ udp_flow *fwx__proxy_udp_flow_for(udp_port *p, const struct sockaddr *dst, IFWXC
     if (f == NULL)
         return NULL;
     flow_set_conn(f, conn);
+    if (!flow_start_filters(f)) {
+        flow_take_conn(f); /* the caller still owns the connection and closes it */
+        flow_close(f);
+        return NULL;
+    }
     return f;
 }

@@ -37,6 +37,12 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
 
 fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx)
 {
+    return fwx__conn_attach_df_to(c, df, prio, ctx, NULL);
+}
+
+fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx,
+                                  const struct sockaddr_storage *dest)
+{
     fwx__dfentry *grown = realloc(c->dfs, (c->n_dfs + 1) * sizeof *grown);
     if (grown == NULL)
         return FWX_E_OUTOFMEMORY;
@@ -49,6 +55,11 @@ fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPr
     c->dfs[at].df = df;
     c->dfs[at].prio = prio;
     c->dfs[at].ctx = ctx;
+    c->dfs[at].has_dest = dest != NULL;
+    if (dest != NULL)
+        c->dfs[at].dest = *dest;
+    else
+        memset(&c->dfs[at].dest, 0, sizeof c->dfs[at].dest);
     c->n_dfs++;
     IFWXDataFilter_AddRef(df);
     if (ctx != NULL)
@@ -202,9 +213,9 @@ fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, 
                   !fwx__event_hooked(s, type, &c->protocol_guid, secondary);
     if (kernel)
         c->flags |= FWX_CONNECTION_KERNEL_MODE;
-    fwx__backend_relay(s->fw, c);
+    hr = fwx__backend_relay(s->fw, c);
     if (c->flags & FWX_CONNECTION_TERMINATED)
-        return FWX_E_BACKEND;
+        return FWX_FAILED(hr) ? hr : FWX_E_BACKEND;
     return FWX_S_OK;
 }
 
@@ -425,8 +436,9 @@ static fwx_result c_AttachDataFilterWithDestination(IFWXConnection *This, IFWXDa
         return FWX_E_TERMINATING;
     if (c->in_event != fwx_Udp_Destination)
         return FWX_E_BAD_CONTEXT;
-    /* The user-mode UDP path keys the filter to this destination; the core records it. */
-    return fwx__conn_attach_df(c, df, prio, ctx);
+    /* The user-mode UDP path gives this filter only the datagrams of this destination
+       (lib/usermode/dgram.c), and detaches it when the destination's flow ends. */
+    return fwx__conn_attach_df_to(c, df, prio, ctx, &dest);
 }
 
 static fwx_result c_EmulateConnection(IFWXConnection *This, IFWXDataFilter *df, const struct sockaddr *r, uint32_t rl,

@@ -493,6 +493,8 @@ size_t fwx__pump_buffered(const fwx__pump *p)
 
 bool fwx__pump_spliced(const fwx__pump *p) { return p != NULL && p->mode == MODE_SPLICE; }
 
+int fwx__pump_error(const fwx__pump *p) { return p != NULL ? p->err : 0; }
+
 /* ---- the filter path: the pump's IFWXSocket ---------------------------------------------- */
 
 static psock *impl_from_IFWXSocket(IFWXSocket *iface) { return fwx__container_of(iface, psock, iface); }

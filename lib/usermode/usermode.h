@@ -90,6 +90,53 @@ void fwx__pump_abort(fwx__pump *p);
 size_t fwx__pump_buffered(const fwx__pump *p);
 /* True if this pump uses splice(2) now (false after an EINVAL fallback). */
 bool fwx__pump_spliced(const fwx__pump *p);
+/* Why it ended (valid in done()): 0 when both directions ended, UV_ECANCELED after
+   fwx__pump_abort, UV_ECONNABORTED when a SetSockets failed, else the negative errno. */
+int fwx__pump_error(const fwx__pump *p);
+
+/*
+ * The datagram path: one UDP flow (one peer on each side) through its connection's data
+ * filters. Filters attached with a destination (AttachDataFilterWithDestination) join only
+ * the flow whose external peer is that destination. The chain is the TCP pump's (internal
+ * real socket, virtual pairs, external real socket); what the filters see differs thus:
+ * - One Send is one datagram. It completes (from a loop callback) once handed to the kernel
+ *   (a real socket: failure with the send's errno; nothing is retried) or queued at the other
+ *   end of a virtual pair (a closed other end: UV_EPIPE). A zero-length Send completes and
+ *   carries nothing. SendTo is Send: each side has one peer.
+ * - One Recv takes one whole datagram. Recv(NULL) allocates a read-only buffer of the
+ *   connection's buffer size (SetBufferSize; 4096 bytes for UDP by default, T18), read at each
+ *   Recv. A datagram larger than the receive buffer is dropped, never cut: counted
+ *   (fwx_firewall_datagrams_dropped), the first of a flow logged, and the Recv stays pending
+ *   for the next. A Recv on a real socket reports the side's peer as ExternalAddress.
+ * - A socket holds up to 64 datagrams while its filter has no Recv pending; more are dropped
+ *   and counted. Zero-length datagrams from the network are not carried (they would read as
+ *   EOF).
+ * - EOF (a zero-length completion) comes on a virtual end after the other end's Shutdown
+ *   (SHUT_WR) or Close, and on any socket after its own SHUT_RD. Real sockets have no EOF: the
+ *   flow ends when it idles out or the core ends the connection; then pending operations fail
+ *   with UV_ECANCELED and the connection's filters are detached.
+ * - Completions always come from a loop callback, never from inside a method.
+ */
+typedef struct fwx__dgram fwx__dgram;
+typedef struct fwx__dgram_io {
+    /* Sends one datagram out of side 0 (to the internal peer) or 1 (to the external one):
+       0, or a negative errno (the datagram is lost). Never called after fwx__dgram_stop. */
+    int (*send)(void *arg, int side, const uint8_t *data, size_t n);
+    void *arg;
+} fwx__dgram_io;
+
+/* Starts the datagram path of conn (borrowed; AddRef'd until the path is freed) between the
+   internal peer (side 0) and the external one (side 1), calling each applicable filter's
+   SetSockets. FWX_S_OK and *out; FWX_S_FALSE when no filter applies (the owner relays the
+   datagrams itself; *out NULL); FWX_E_POINTER, FWX_E_INVALIDARG, FWX_E_OUTOFMEMORY, FWX_E_FAIL,
+   or a filter's SetSockets failure (logged; the flow should be refused): nothing to stop. */
+fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct sockaddr *internal_peer,
+                            const struct sockaddr *external_peer, const fwx__dgram_io *io, fwx__dgram **out);
+/* A datagram arrived from side 0 (the internal peer) or 1; counted on the connection. */
+void fwx__dgram_input(fwx__dgram *d, int side, const uint8_t *data, size_t n);
+/* Ends the path: io.send is not called again; pending operations fail from a loop callback,
+   then the path frees itself. d must not be used after. */
+void fwx__dgram_stop(fwx__dgram *d);
 
 /* IFWXNetworkSocket over libuv for filters (IFWXFirewall::CreateNetworkSocket): TCP (uv_tcp_t)
    and UDP (uv_udp_t). *out is a new reference (+1). FWX_E_POINTER, FWX_E_INVALIDARG (protocol),
