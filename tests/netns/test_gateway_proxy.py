@@ -22,8 +22,8 @@ command and never fell back to another, and, from vsftpd's protocol log, which c
 server got and that the address it names (active mode) is the gateway's server-side address.
 lftp (`set ftp:auto-passive-mode false`, no silent fallback) adds a PORT and an EPSV cell.
 
-A SOCKS5 cell (passive mode: curl's data connection through the SOCKS proxy) checks the
-explicit kind: its redirect port is on the address the client reached.
+SOCKS5 cells (curl's data connection through the SOCKS proxy, PASV and EPSV) check the
+explicit kind: a permission admits the CONNECT to the server's data port.
 
 Root, `ip`, vsftpd and curl are needed; otherwise exit 77 with the reason.
 SPDX-License-Identifier: MIT
@@ -446,10 +446,11 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
     else:
         log("note: no lftp here; its cells are not run")
 
-    # SOCKS5 (explicit client), passive: the data connection goes through the SOCKS proxy to
-    # the redirect port the gateway names in its rewritten 227/229.
+    # SOCKS5 (explicit client), passive and active: the data connection of PASV/EPSV is a
+    # SOCKS CONNECT to the server's data port that the filter's permission admits, made from
+    # the gateway's server-side address; PORT/EPRT bind a gateway port on the server's side.
     socks = "%s:%d" % (G4_IN, SOCKS_PORT)
-    for mode in ("PASV", "EPSV"):
+    for mode in ("PASV", "EPSV", "PORT", "EPRT"):
         what, slog = cells.curl("socks v4", S4, 21, v4, mode, "down", socks=socks)
         cells.server_saw(what, slog, (mode,), G4_OUT)
 
