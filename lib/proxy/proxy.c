@@ -540,6 +540,23 @@ static fwx_result p_listen(void *state, const fwx_listen_spec *spec)
         u->spec = *spec;
         return FWX_S_OK;
     }
+    /* Without full proxy the server would see the client's own address on the control
+       connection; the connections a filter adds for it (FTP data: the server's to a redirect
+       port, the client's through a bound port) are made from the gateway's address, and a
+       strict server refuses data from, and PORTs naming, any host but its control peer. Keeping
+       the client's address on those too needs kernel interception (the nft backend): refused
+       here, before anything listens, rather than failing at the first transfer. */
+    const fwx__protocol *proto = st->fw->policy ? fwx__policy_protocol_by_guid(st->fw->policy, &spec->protocol_guid)
+                                                : NULL;
+    if (!spec->full_proxy && proto != NULL && proto->n_filters > 0) {
+        char a[FWX__SA_STRLEN];
+        fwx_firewall_log(st->fw, FWX_LOG_ERROR,
+                         "proxy: publishing %s: protocol \"%s\" binds a filter, whose data connections "
+                         "cannot keep the client's address in user mode; write full_proxy = true (the server "
+                         "then sees the gateway's address), or run the nft backend",
+                         fwx__sa_fmt((const struct sockaddr *)&spec->address, a), proto->name);
+        return FWX_E_NOT_SUPPORTED;
+    }
     plisten *l = calloc(1, sizeof *l);
     if (l == NULL)
         return FWX_E_OUTOFMEMORY;

@@ -457,6 +457,33 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
     out = gw.stdout() + gw.stderr()
     check("Illegal PORT" not in out and "Bad IP" not in out, "the gateway logged a strict server's refusal")
     log("%d cells passed" % len(cells.results))
+    gw.stop()
+    no_full_proxy(tmp, topo, cfg)
+
+
+def no_full_proxy(tmp, topo, cfg):
+    """Published FTP without full proxy cannot work with a strict server in user mode (the
+    server would see the client's address on the control connection, the gateway's on the data
+    connection): the gateway refuses to start, naming the rule's file:line and the fix."""
+    with open(cfg) as f:
+        text = f.read()
+    bad = text.replace('protocol = "ftp-x"; full_proxy = true; }\n);', 'protocol = "ftp-x"; full_proxy = false; }\n);')
+    check(bad != text, "test bug: no rule to turn full_proxy off in")
+    line = next(i + 1 for i, l in enumerate(bad.splitlines()) if "full_proxy = false" in l)
+    path = os.path.join(tmp, "no-full-proxy.cfg")
+    write_file(path, bad)
+    g = Gateway(tmp, ["--config", path], name="gw-nofull", wait_ready=False, prefix=topo.wrap("g", []))
+    try:
+        rc = g.proc.wait(10)
+    except subprocess.TimeoutExpired:
+        raise Failure("a proxy-backend gateway publishing FTP without full proxy did not refuse to start")
+    g.kill()
+    err = g.stderr()
+    want = '%s:%d: publishing rule "ftp4to6"' % (path, line)
+    check(rc != 0 and want in err, "want exit != 0 and %r on stderr; got exit %d: %r" % (want, rc, err[-600:]))
+    check("full_proxy = true" in g.stdout(), "the log does not say what to write instead: %r" % g.stdout()[-600:])
+    check(not topo.listening("g", 2121), "a refused gateway left a listener behind")
+    log("ok: published FTP without full proxy refused at start-up: %s" % err.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
