@@ -14,6 +14,7 @@ The gateway publishes:
   [fd98:1::1]:21   -> [fd98:2::2]:21    IPv6 client, IPv6 server
   [fd98:1::1]:2121 -> 10.98.2.2:21      IPv6 client, IPv4-only server (across families)
   10.98.1.1:2121   -> [fd98:2::2]:21    IPv4 client, IPv6-only server (across families)
+  0.0.0.0:2122     -> 10.98.2.2:21      a wildcard listen address
 
 curl, in the client namespace, downloads and uploads a file in every mode the client's family
 has (PASV, EPSV, PORT, EPRT over IPv4; EPSV, EPRT over IPv6), through each published address.
@@ -252,20 +253,23 @@ protocols = (
     direction = "inbound"; filters = [ "%s" ]; },
   { name = "ftp-x"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000172121}"; protocol = "tcp"; port = 2121;
     direction = "inbound"; filters = [ "%s" ]; },
+  { name = "ftp-w"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000172122}"; protocol = "tcp"; port = 2122;
+    direction = "inbound"; filters = [ "%s" ]; },
   { name = "ftp"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000170121}"; protocol = "tcp"; port = 21;
     direction = "outbound"; filters = [ "%s" ]; }
 );
 rules = ( { name = "publish"; action = "allow"; from = [ "internal", "external" ];
-            to = [ "localhost", "internal", "dmz", "external" ]; protocols = [ "ftp-in", "ftp-x", "ftp" ]; } );
+            to = [ "localhost", "internal", "dmz", "external" ]; protocols = [ "ftp-in", "ftp-x", "ftp-w", "ftp" ]; } );
 publishing = (
   { name = "ftp4"; listen = "%s:21"; server = "%s:21"; protocol = "ftp-in"; full_proxy = true; },
   { name = "ftp6"; listen = "[%s]:21"; server = "[%s]:21"; protocol = "ftp-in"; full_proxy = true; },
   { name = "ftp6to4"; listen = "[%s]:2121"; server = "%s:21"; protocol = "ftp-x"; full_proxy = true; },
+  { name = "wildcard"; listen = "0.0.0.0:2122"; server = "%s:21"; protocol = "ftp-w"; full_proxy = true; },
   { name = "ftp4to6"; listen = "%s:2121"; server = "[%s]:21"; protocol = "ftp-x"; full_proxy = true; }
 );
 """ % (os.getpid(), os.path.dirname(plugin), G4_IN, G4_OUT, G6_IN, G6_OUT, G4_IN, SOCKS_PORT,
        G4_IN, G4_OUT, G6_IN, G6_OUT,
-       FTP_GUID, FTP_GUID, FTP_GUID, G4_IN, S4, G6_IN, S6, G6_IN, S4, G4_IN, S6))
+       FTP_GUID, FTP_GUID, FTP_GUID, FTP_GUID, G4_IN, S4, G6_IN, S6, G6_IN, S4, S4, G4_IN, S6))
     return path
 
 
@@ -310,6 +314,7 @@ class Cells:
         r = subprocess.run(self.topo.wrap("c", argv), capture_output=True, text=True, timeout=30)
         what = "%s %s %s" % (label, mode, direction)
         verbose = r.stderr
+        self.last_verbose = verbose
         if r.returncode != 0:
             raise Failure("%s: curl exit %d:\n%s\n---- vsftpd log ----\n%s" % (
                 what, r.returncode, "\n".join(verbose.splitlines()[-15:]), server.log_since(off)[-1500:]))
@@ -438,6 +443,13 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
         for d in ("down", "up"):
             what, slog = cells.curl("v4->v6", G4_IN, 2121, v6, mode, d)
             cells.server_saw(what, slog, ("EPSV",) if mode in ("PASV", "EPSV") else ("EPRT",), G6_OUT)
+
+    # A rule listening on every address: the 227 names the address the client reached.
+    for mode in ("PASV", "PORT"):
+        what, slog = cells.curl("wildcard v4", G4_IN, 2122, v4, mode, "down")
+        cells.server_saw(what, slog, (mode,), G4_OUT)
+        check(mode != "PASV" or re.search(r"^< 227 .*\(10,98,1,1,", cells.last_verbose, re.M),
+              "%s: the 227 does not name the address the client reached: %s" % (what, cells.last_verbose[-400:]))
 
     # lftp, active and passive, no silent fallback to passive.
     if shutil.which("lftp"):
