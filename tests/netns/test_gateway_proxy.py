@@ -21,7 +21,8 @@ has (PASV, EPSV, PORT, EPRT over IPv4; EPSV, EPRT over IPv6), through each publi
 Each cell checks: curl's exit code, the checksum of what arrived, that curl sent the mode's own
 command and never fell back to another, and, from vsftpd's protocol log, which command the
 server got and that the address it names (active mode) is the gateway's server-side address.
-lftp (`set ftp:auto-passive-mode false`, no silent fallback) adds a PORT and an EPSV cell.
+lftp (`set ftp:auto-passive-mode false`, no silent fallback) adds active and passive cells over
+IPv4, IPv6 and from IPv6 to the IPv4-only server.
 
 SOCKS5 cells (curl's data connection through the SOCKS proxy, PASV and EPSV) check the
 explicit kind: a permission admits the CONNECT to the server's data port.
@@ -348,10 +349,11 @@ class Cells:
         log("ok: %s (server got %s%s)" % (what, verb, arg))
 
 
-def lftp_cell(topo, tmp, cells, server, gw_ip, mode, gw_addr):
-    """lftp with no silent fallback: active (PORT) or passive; download, checksum, and the
-    command vsftpd got."""
-    name = "lftp-%s.bin" % mode.lower()
+def lftp_cell(topo, tmp, cells, server, gw_ip, port, mode, gw_addr, server_verbs):
+    """lftp with no silent fallback: active (PORT/EPRT) or passive; download, checksum, the
+    command lftp sent and the one vsftpd got."""
+    cells.n += 1
+    name = "lftp%d-%s.bin" % (cells.n, mode.lower())
     local = os.path.join(tmp, name)
     passive = "true" if mode in ("PASV", "EPSV") else "false"
     script = ("set ftp:passive-mode %s; set ftp:auto-passive-mode false; set ftp:prefer-epsv %s; "
@@ -360,15 +362,16 @@ def lftp_cell(topo, tmp, cells, server, gw_ip, mode, gw_addr):
                   passive, "true" if mode == "EPSV" else "false", C4, local))
     off = server.log_size()
     r = subprocess.run(topo.wrap("c", ["lftp", "-d", "-u", "anonymous,fwx@example.org", "-e", script,
-                                       "ftp://%s" % gw_ip]),
+                                       "ftp://%s:%d" % (url_host(gw_ip), port)]),
                        capture_output=True, text=True, timeout=40)
-    what = "lftp v4 %s down" % mode
+    fam = ("v6" if ":" in gw_ip else "v4") + ("" if port == 21 else ("->v4" if ":" in gw_ip else "->v6"))
+    what = "lftp %s %s down" % (fam, mode)
     if r.returncode != 0:
         raise Failure("%s: exit %d: %s" % (what, r.returncode, (r.stdout + r.stderr)[-1500:]))
     check(os.path.exists(local) and sha256(local) == cells.want, "%s: checksum differs" % what)
     sent = re.findall(r"---> (PASV|EPSV|PORT|EPRT)", r.stdout + r.stderr)
     check(sent and all(s == mode for s in sent), "%s: lftp sent %s" % (what, sent))
-    cells.server_saw(what, server.log_since(off), (mode,), gw_addr)
+    cells.server_saw(what, server.log_since(off), server_verbs, gw_addr)
 
 
 def run(tmp):
@@ -454,7 +457,11 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
     # lftp, active and passive, no silent fallback to passive.
     if shutil.which("lftp"):
         for mode in ("PORT", "EPSV"):
-            lftp_cell(topo, tmp, cells, v4, G4_IN, mode, G4_OUT)
+            lftp_cell(topo, tmp, cells, v4, G4_IN, 21, mode, G4_OUT, (mode,))
+        # IPv6: lftp speaks EPRT/EPSV; also to the IPv4-only server across families.
+        lftp_cell(topo, tmp, cells, v6, G6_IN, 21, "EPRT", G6_OUT, ("EPRT",))
+        lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPRT", G4_OUT, ("EPRT", "PORT"))
+        lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPSV", G4_OUT, ("EPSV", "PASV"))
     else:
         log("note: no lftp here; its cells are not run")
 
