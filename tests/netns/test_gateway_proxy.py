@@ -374,15 +374,47 @@ def lftp_cell(topo, tmp, cells, server, gw_ip, port, mode, gw_addr, server_verbs
     cells.server_saw(what, server.log_since(off), server_verbs, gw_addr)
 
 
+def apt_install(pkgs):
+    """apt-get install, never removing anything (FTP server packages conflict with one another);
+    the system service a server package starts is stopped: this test runs its own."""
+    if shutil.which("apt-get") is None:
+        return False
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-qq", "--no-remove", "--no-install-recommends",
+           "-o", "DPkg::Lock::Timeout=120"] + pkgs
+    ok = subprocess.run(cmd, capture_output=True, env=env, timeout=600).returncode == 0
+    if "vsftpd" in pkgs:
+        if shutil.which("systemctl") and os.path.isdir("/run/systemd/system"):
+            subprocess.run(["systemctl", "disable", "--now", "vsftpd"], capture_output=True, timeout=60)
+        elif shutil.which("service"):
+            subprocess.run(["service", "vsftpd", "stop"], capture_output=True, timeout=60)
+    return ok
+
+
+def find_vsftpd():
+    """The vsftpd binary: installed, or unpacked by the FTP matrix (tests/ftp-matrix, when apt
+    refused it beside another FTP server), or installed now."""
+    cache = os.environ.get("FWX_FTP_MATRIX_CACHE", "/var/cache/fwx-ftp-matrix")
+    places = ["/usr/sbin/vsftpd", os.path.join(cache, "root", "usr", "sbin", "vsftpd")]
+    for p in places:
+        if os.access(p, os.X_OK):
+            return p
+    log("installing vsftpd")
+    apt_install(["vsftpd"])
+    return places[0] if os.access(places[0], os.X_OK) else None
+
+
 def run(tmp):
     if os.geteuid() != 0:
         skip("needs root (network namespaces)")
     for tool in ("ip", "ss", "curl"):
         if shutil.which(tool) is None:
             skip("no %s command" % tool)
-    vsftpd = shutil.which("vsftpd") or ("/usr/sbin/vsftpd" if os.access("/usr/sbin/vsftpd", os.X_OK) else None)
+    vsftpd = find_vsftpd()
     if vsftpd is None:
-        skip("vsftpd is not installed (apt-get install vsftpd)")
+        skip("vsftpd is not installed and apt-get could not install it")
+    if shutil.which("lftp") is None:
+        apt_install(["lftp"])
     plugin = os.environ.get("FWX_FTP_PLUGIN")
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
