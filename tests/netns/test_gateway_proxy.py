@@ -225,6 +225,12 @@ max_per_ip=0
     def log_size(self):
         return os.path.getsize(self.protolog) if os.path.exists(self.protolog) else 0
 
+    def wait_226(self, off, what):
+        """The protocol log since off, once it holds the transfer's 226 (vsftpd may write the
+        line after the client has read the reply)."""
+        wait_until(lambda: '", "226 ' in self.log_since(off), 5, what="%s: vsftpd to log its 226" % what)
+        return self.log_since(off)
+
     def log_since(self, off):
         if not os.path.exists(self.protolog):
             return ""
@@ -325,7 +331,7 @@ class Cells:
         cmds = re.findall(r"^> ([A-Z]{4})\b", verbose, re.M)
         check(sent in cmds, "%s: curl did not send %s: %s" % (what, sent, cmds))
         check(not any(c in never for c in cmds), "%s: curl fell back to another mode: %s" % (what, cmds))
-        return what, server.log_since(off)
+        return what, server.wait_226(off, what)
 
     def server_saw(self, what, slog, verbs, gw_addr=None):
         """vsftpd's protocol log shows one of `verbs` and a successful transfer; an active
@@ -371,7 +377,7 @@ def lftp_cell(topo, tmp, cells, server, gw_ip, port, mode, gw_addr, server_verbs
     check(os.path.exists(local) and sha256(local) == cells.want, "%s: checksum differs" % what)
     sent = re.findall(r"---> (PASV|EPSV|PORT|EPRT)", r.stdout + r.stderr)
     check(sent and all(s == mode for s in sent), "%s: lftp sent %s" % (what, sent))
-    cells.server_saw(what, server.log_since(off), server_verbs, gw_addr)
+    cells.server_saw(what, server.wait_226(off, what), server_verbs, gw_addr)
 
 
 def apt_install(pkgs):
