@@ -514,7 +514,10 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
     out = gw.stdout() + gw.stderr()
     check("Illegal PORT" not in out and "Bad IP" not in out, "the gateway logged a strict server's refusal")
     log("%d cells passed" % len(cells.results))
-    gw.stop()
+    rc = gw.stop()
+    err = gw.stderr()
+    check(rc == 0, "fwx-gateway exited %d on SIGTERM: %r" % (rc, err[-600:]))
+    check("AddressSanitizer" not in err and "runtime error" not in err, "sanitizer report: %r" % err[-1500:])
     no_full_proxy(tmp, topo, cfg)
 
 
