@@ -24,10 +24,16 @@ server got and that the address it names (active mode) is the gateway's server-s
 lftp (`set ftp:auto-passive-mode false`, no silent fallback) adds active and passive cells over
 IPv4, IPv6 and from IPv6 to the IPv4-only server.
 
-SOCKS5 cells (curl's data connection through the SOCKS proxy, PASV and EPSV) check the
-explicit kind: a permission admits the CONNECT to the server's data port.
+SOCKS5 cells (curl through the gateway's SOCKS listener, every mode) check the explicit kind:
+a permission admits the passive data connection's CONNECT to the server's data port; an active
+one comes from a port bound on the gateway's server-side address.
 
-Root, `ip`, vsftpd and curl are needed; otherwise exit 77 with the reason.
+One client with two control connections at once, to servers on different sides, checks that a
+PORT on the older one still names its own server's side. Last, a publishing rule for FTP
+without full proxy must stop the gateway at start-up with the rule's file:line.
+
+Root, `ip`, vsftpd and curl are needed (vsftpd and lftp are installed when missing); otherwise
+exit 77 with the reason.
 SPDX-License-Identifier: MIT
 """
 import hashlib
