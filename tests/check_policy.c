@@ -43,7 +43,8 @@ static const char *const BASE =
     "  { name = \"high\"; guid = \"{00000001-0000-0000-0000-000000000005}\"; protocol = \"tcp\"; ports = \"1024-65535\"; },\n"
     "  { name = \"alt-http\"; guid = \"{00000001-0000-0000-0000-000000000006}\"; protocol = \"tcp\"; ports = \"8080-8081\"; },\n"
     "  { name = \"ftp server\"; guid = \"{00000001-0000-0000-0000-000000000007}\"; protocol = \"tcp\"; port = 21;\n"
-    "    direction = \"inbound\"; },\n"
+    "    direction = \"inbound\"; }, { name = \"https in\"; guid = \"{00000001-0000-0000-0000-000000000009}\";"
+    " protocol = \"tcp\"; port = 443; direction = \"inbound\"; filters = [ \"web-filter\" ]; },\n"
     "  { name = \"smtp\"; guid = \"{00000001-0000-0000-0000-000000000008}\"; protocol = \"tcp\"; port = 25; },\n"
     ");\n"
     "address_sets = { partners = [ \"198.51.100.0/24\", \"2001:db8:1::/48\" ]; };\n"
@@ -69,9 +70,9 @@ static const char *const BASE =
     "    protocols = [ \"alt-http\", \"http\" ]; users = [ \"alice\", \"bob\" ]; },\n"
     ");\n"
     "publishing = (\n"
-    "  { name = \"ftp server\"; listen = \"203.0.113.1:21\"; server = \"10.0.0.5:21\"; protocol = \"ftp\";\n"
+    "  { name = \"ftp server\"; listen = \"203.0.113.1:21\"; server = \"10.0.0.5:21\"; protocol = \"ftp server\";\n"
     "    full_proxy = false; },\n"
-    "  { name = \"web v6\"; listen = \"[2001:db8::1]:443\"; server = \"[fd00::80]:8443\"; protocol = \"https\";\n"
+    "  { name = \"web v6\"; listen = \"[2001:db8::1]:443\"; server = \"[fd00::80]:8443\"; protocol = \"https in\";\n"
     "    full_proxy = true; }\n"
     ");\n";
 
@@ -166,8 +167,9 @@ START_TEST(test_full_config)
     ck_assert_int_eq(ftp->port_hi, 21);
     ck_assert_int_eq(ftp->direction, FWX__DIR_OUTBOUND);
     ck_assert_int_eq(ftp->line, line_of(BASE, "name = \"ftp\""));
-    ck_assert(fwx__protocol_has_filter(ftp, &G_FTP_FILTER));
-    ck_assert(!fwx__protocol_has_filter(ftp, &G_FTP));
+    ck_assert(fwx__protocol_has_filter(ftp, &G_FTP_FILTER, NULL));
+    ck_assert(fwx__protocol_has_filter(ftp, &G_FTP_FILTER, "whatever")); /* bound by guid: the name does not matter */
+    ck_assert(!fwx__protocol_has_filter(ftp, &G_FTP, NULL));
     ck_assert_ptr_null(fwx__policy_protocol_by_guid(p, &G_UNKNOWN));
 
     /* Ports: exact, inbound, ranges, the narrower of two overlapping definitions. */
@@ -199,7 +201,7 @@ START_TEST(test_full_config)
     ck_assert_uint_eq(fwx__policy_publish_count(p), 2);
     const fwx__publish_rule *pub = fwx__policy_publish_at(p, 0);
     ck_assert_str_eq(pub->name, "ftp server");
-    ck_assert_ptr_eq(pub->protocol, ftp);
+    ck_assert_str_eq(pub->protocol->name, "ftp server");
     ck_assert(!pub->full_proxy);
     ck_assert_int_eq(pub->line, line_of(BASE, "listen = \"203.0.113.1:21\""));
     struct sockaddr_storage want = tu_addr("203.0.113.1:21");
@@ -208,7 +210,14 @@ START_TEST(test_full_config)
     ck_assert(fwx__sa_same_endpoint((const struct sockaddr *)&pub->server, TU_SA(want)));
     pub = fwx__policy_publish_at(p, 1);
     ck_assert(pub->full_proxy);
-    ck_assert_str_eq(pub->protocol->name, "https");
+    ck_assert_str_eq(pub->protocol->name, "https in");
+    /* Bound by its plugin's name. */
+    ck_assert_uint_eq(pub->protocol->n_filters, 1);
+    ck_assert_str_eq(pub->protocol->filters[0].name, "web-filter");
+    ck_assert_int_eq(pub->protocol->filters[0].line, line_of(BASE, "\"web-filter\""));
+    ck_assert(fwx__protocol_has_filter(pub->protocol, &G_UNKNOWN, "web-filter"));
+    ck_assert(!fwx__protocol_has_filter(pub->protocol, &G_UNKNOWN, "web"));
+    ck_assert(!fwx__protocol_has_filter(pub->protocol, &G_UNKNOWN, NULL));
     want = tu_addr("[fd00::80]:8443");
     ck_assert(fwx__sa_same_endpoint((const struct sockaddr *)&pub->server, TU_SA(want)));
     ck_assert_ptr_null(fwx__policy_publish_at(p, 2));
@@ -490,8 +499,8 @@ START_TEST(test_error_bad_guid)
     expect_error("protocols = (\n  { name = \"p\"; protocol = \"tcp\"; port = 1; }\n);\n", 2, "protocols.[0].guid",
                  "missing guid");
     expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
-                 "    protocol = \"tcp\"; port = 1;\n    filters = [ \"{00000001-0000-0000-0000-000000000001}\", \"nope\" ]; }\n);\n",
-                 4, "protocols.[0].filters.[1]", "bad filter guid \"nope\"");
+                 "    protocol = \"tcp\"; port = 1;\n    filters = [ \"{00000001-0000-0000-0000-000000000001}\", \"{nope}\" ]; }\n);\n",
+                 4, "protocols.[0].filters.[1]", "bad filter \"{nope}\" (want a plugin name such as \"ftp\"");
 }
 END_TEST
 

@@ -147,6 +147,11 @@ void fwx__plugins_close_all(fwx_firewall *fw);
 /* deinit and dlclose: only when nothing can call into plugin code any more. */
 void fwx__plugins_free_all(fwx_firewall *fw);
 fwx__plugin *fwx__plugin_find(fwx_firewall *fw, const fwx_guid *guid);
+/* The loaded plugin that provides a filter a protocol binds, or NULL. */
+fwx__plugin *fwx__plugin_for_filter(fwx_firewall *fw, const fwx__filter_ref *f);
+/* The first filter bound to proto that no loaded plugin provides, or NULL: connections of
+   such a protocol are refused, never relayed unfiltered (lib/firewall/firewall.c). */
+const fwx__filter_ref *fwx__protocol_missing_filter(fwx_firewall *fw, const fwx__protocol *proto);
 
 /* ---- sessions (lib/session) ----------------------------------------------------------- */
 

@@ -118,6 +118,7 @@ typedef struct fwx__rule_index {
 } fwx__rule_index;
 
 struct fwx_policy {
+    char *file; /* as given to the loader */
     fwx__network *networks;
     size_t n_networks;
     fwx__imap net_v4, net_v6;

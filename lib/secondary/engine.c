@@ -339,7 +339,7 @@ static const fwx__conn *last_primary(fwx__session *s)
    Rationale: a null or made-up ProtocolGuid must not skip the check, so the protocol of the
    primary connection the request belongs to (pc, or the session's newest) is used instead. */
 static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx__conn *pc, const struct sockaddr *dest,
-                                 fwx__direction dir)
+                                 fwx__direction dir, char *why, size_t why_size)
 {
     fwx_firewall *fw = s->fw;
     if (fw->policy == NULL || dest == NULL)
@@ -363,9 +363,13 @@ static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx_
     };
     fwx__policy_decision d;
     fwx__policy_decide(fw->policy, &rq, &d);
-    if (d.result == FWX_E_NETWORK_RULES_DENIED)
-        return FWX_E_PROTOCOL_RULES_DENIED;
-    return FWX_FAILED(d.result) ? d.result : FWX_S_OK;
+    if (!FWX_FAILED(d.result))
+        return FWX_S_OK;
+    /* The refusal names what decided it: the networks, the rule and the protocol. */
+    size_t n = (size_t)snprintf(why, why_size, "%s: ", fwx_strerror(d.result));
+    if (n < why_size)
+        fwx__policy_decision_fmt(&d, &rq, why + n, why_size - n);
+    return d.result == FWX_E_NETWORK_RULES_DENIED ? FWX_E_PROTOCOL_RULES_DENIED : d.result;
 }
 
 static bool factory_pending(fwx__session *s, uint32_t event, const struct sockaddr *addr)
@@ -491,9 +495,10 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
     for (fwx__list *n = b ? b->grants.next : NULL; b != NULL && n != &b->grants; n = n->next)
         if (fwx__list_entry(n, fwx__grant, bucket_node)->session == s)
             return refuse(s, FWX_E_DUP_NAME, "AllowFutureConnect to", t, "a permission for it exists");
-    hr = check_protocol(s, ProtocolGuid, pc, t, FWX__DIR_OUTBOUND);
+    char why_policy[512] = "";
+    hr = check_protocol(s, ProtocolGuid, pc, t, FWX__DIR_OUTBOUND, why_policy, sizeof why_policy);
     if (FWX_FAILED(hr))
-        return refuse(s, hr, "AllowFutureConnect to", t, fwx_strerror(hr));
+        return refuse(s, hr, "AllowFutureConnect to", t, why_policy);
     if (s->n_permissions >= fw->opts.max_permissions_per_session || fw->n_permissions >= fw->opts.max_permissions)
         return refuse(s, FWX_E_QUOTA_EXCEEDED, "AllowFutureConnect to", t, "too many outstanding permissions");
 
@@ -589,9 +594,10 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
         if (!pending[i] && (why = bad_client_address(s, dwFlags, ca)) != NULL)
             return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "BindForClient for", ca, why);
     }
-    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND);
+    char why_policy[512] = "";
+    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND, why_policy, sizeof why_policy);
     if (FWX_FAILED(hr))
-        return refuse(s, hr, "BindForClient", NULL, fwx_strerror(hr));
+        return refuse(s, hr, "BindForClient", NULL, why_policy);
     if (s->n_ports + n > fw->opts.max_ports_per_session || fw->n_ports + n > fw->opts.max_ports)
         return refuse(s, FWX_E_QUOTA_EXCEEDED, "BindForClient", NULL, "too many bound ports");
     IFWXIpFilter *ipf = NULL;
@@ -738,9 +744,10 @@ fwx_result fwx__RedirectConnections(IFWXSession *This, const struct sockaddr *co
             return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "RedirectConnections to", t, why);
         if (!fwx__session_is_peer(s, t))
             return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "RedirectConnections to", t, "not the session's peer");
-        hr = check_protocol(s, ProtocolGuid, NULL, t, FWX__DIR_OUTBOUND);
+        char why_policy[512] = "";
+        hr = check_protocol(s, ProtocolGuid, NULL, t, FWX__DIR_OUTBOUND, why_policy, sizeof why_policy);
         if (FWX_FAILED(hr))
-            return refuse(s, hr, "RedirectConnections to", t, fwx_strerror(hr));
+            return refuse(s, hr, "RedirectConnections to", t, why_policy);
     }
     /* The client reaches the redirect ports on the gateway address it already talks to. */
     memset(&internal, 0, sizeof internal);
@@ -864,9 +871,10 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
         return FWX_E_TERMINATING;
     if (g->approved)
         return FWX_S_FALSE;
-    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND);
+    char why_policy[512] = "";
+    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND, why_policy, sizeof why_policy);
     if (FWX_FAILED(hr))
-        return refuse(s, hr, "RetroactiveAllowBind", a, fwx_strerror(hr));
+        return refuse(s, hr, "RetroactiveAllowBind", a, why_policy);
     IFWXIpFilter *ipf = NULL;
     if (pIpFilter != NULL && FWX_FAILED(hr = IFWXIpFilter_Clone(pIpFilter, &ipf)))
         return hr;
