@@ -210,6 +210,9 @@ typedef struct fwx_object_info {
     const char *name;                /**< plugin name, grant kind ("permission", "bound port", ...), session or connection kind */
     const char *owner;               /**< grant: the plugin that asked ("" if unknown); session: the user; plugin: its path */
     int32_t kernel_mode;             /**< connection or grant: nonzero when the kernel carries it, not fwx's user-mode path */
+    /** plugin: its filter's class id (what a policy's `filters` may name); grant: the protocol
+        definition it was made for. @since 1.2, appended: read it only when struct_size covers it. */
+    fwx_guid guid;
 } fwx_object_info;
 
 /** Receives one object from fwx_firewall_list(). */

@@ -225,6 +225,7 @@ typedef struct fwx__dfentry {
     IFWXDataFilter *df;
     FwxDataFilterPriorityClass prio;
     IUnknown *ctx;
+    fwx__plugin *plugin; /* the plugin that attached it, NULL for the host: owner of its grants */
 } fwx__dfentry;
 
 struct fwx__conn {

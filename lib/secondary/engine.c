@@ -118,6 +118,26 @@ static fwx__plugin *plugin_of_sf(fwx__session *s, IFWXSessionFilter *sf)
     return NULL;
 }
 
+/* A request made outside any event and without a session filter comes from a data filter on
+   one of the session's connections (the FTP filter reads PORT there): when a single plugin
+   attached those, it made the request. NULL when none did or several did. */
+static fwx__plugin *plugin_of_data_filters(fwx__session *s)
+{
+    fwx__plugin *found = NULL;
+    for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
+        const fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+        for (size_t i = 0; i < c->n_dfs; i++) {
+            fwx__plugin *p = c->dfs[i].plugin;
+            if (p == NULL || p == found)
+                continue;
+            if (found != NULL)
+                return NULL;
+            found = p;
+        }
+    }
+    return found;
+}
+
 static fwx__grant *grant_new(fwx__session *s, fwx__grant_type type, int32_t protocol, uint32_t flags,
                              const fwx_guid *pg, IFWXSessionFilter *sf, IUnknown *ctx)
 {
@@ -138,6 +158,8 @@ static fwx__grant *grant_new(fwx__session *s, fwx__grant_type type, int32_t prot
     if (flags & FWX_FLAG_TIMEOUT)
         g->pub.expires_ms = uv_now(s->fw->loop) + s->fw->opts.timeout_ms;
     g->owner = fwx__current_plugin ? fwx__current_plugin : plugin_of_sf(s, sf);
+    if (g->owner == NULL)
+        g->owner = plugin_of_data_filters(s);
     g->sf = sf;
     if (sf != NULL)
         IFWXSessionFilter_AddRef(sf);

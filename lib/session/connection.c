@@ -47,6 +47,7 @@ fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPr
     c->dfs[at].df = df;
     c->dfs[at].prio = prio;
     c->dfs[at].ctx = ctx;
+    c->dfs[at].plugin = fwx__current_plugin;
     c->n_dfs++;
     IFWXDataFilter_AddRef(df);
     if (ctx != NULL)
