@@ -103,13 +103,14 @@ typedef struct req_opts {
     const char *host;
     const char *user;
     const fwx_guid *guid;
+    bool published;
 } req_opts;
 
 static fwx__policy_decision decide_x(const fwx_policy *p, const char *src, const char *dst, req_opts o)
 {
     struct sockaddr_storage s = tu_addr(src), d = tu_addr(dst);
     fwx__policy_request req = { o.proto ? o.proto : FWX_PROTOCOL_TCP, o.dir ? o.dir : FWX__DIR_OUTBOUND, TU_SA(s),
-                                TU_SA(d), o.host, o.user, o.guid };
+                                TU_SA(d), o.host, o.user, o.guid, o.published };
     fwx__policy_decision out;
     fwx__policy_decide(p, &req, &out);
     return out;

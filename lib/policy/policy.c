@@ -350,7 +350,7 @@ void fwx__policy_decide(const fwx_policy *p, const fwx__policy_request *req, fwx
     out->destination_network = &p->networks[c.dst_net];
 
     out->relationship = relationship(p, c.src_net, c.dst_net);
-    if (out->relationship == FWX__REL_NONE) {
+    if (out->relationship == FWX__REL_NONE && !req->published) {
         out->result = FWX_E_NETWORK_RULES_DENIED;
         return;
     }

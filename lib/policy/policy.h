@@ -59,6 +59,10 @@ typedef struct fwx__policy_request {
     /* When set, the request is for this protocol definition (secondary connections of a
        protocol) rather than the one found by destination port. */
     const fwx_guid *protocol_guid;
+    /* A connection to a publishing rule's listener, decided as going to the rule's server:
+       the rule stands in for a network relationship (the gateway makes the connection to the
+       server itself, as ISA's server publishing does across a NAT relationship). */
+    bool published;
 } fwx__policy_request;
 
 typedef struct fwx__policy_decision {

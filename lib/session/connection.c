@@ -258,6 +258,7 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
             .host_name = p->host_name,
             .user = s->user,
             .protocol_guid = pub != NULL && pub->protocol != NULL ? &pub->protocol->guid : NULL,
+            .published = pub != NULL,
         };
         fwx__policy_decision d;
         char why[512];
