@@ -847,7 +847,9 @@ START_TEST(test_doc_example)
     size_t n = fread(doc, 1, sizeof doc - 1, f);
     fclose(f);
     doc[n] = '\0';
-    char *start = strstr(doc, "\n```\n");
+    char *start = strstr(doc, "\n## Every section in one file\n");
+    ck_assert_ptr_nonnull(start);
+    start = strstr(start, "\n```\n");
     ck_assert_ptr_nonnull(start);
     start += 5;
     char *end = strstr(start, "\n```\n");

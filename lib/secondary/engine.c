@@ -367,12 +367,10 @@ static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx_
     if (fw->policy == NULL || dest == NULL)
         return FWX_S_OK;
     const fwx__protocol *proto = pg ? fwx__policy_protocol_by_guid(fw->policy, pg) : NULL;
-    if (proto == NULL) {
-        if (pc == NULL)
-            pc = last_primary(s);
-        if (pc != NULL)
-            proto = fwx__policy_protocol_by_guid(fw->policy, &pc->protocol_guid);
-    }
+    if (pc == NULL)
+        pc = last_primary(s);
+    if (proto == NULL && pc != NULL)
+        proto = fwx__policy_protocol_by_guid(fw->policy, &pc->protocol_guid);
     if (proto == NULL)
         return FWX_S_OK; /* no protocol the policy knows: the primary connection was decided already */
     fwx__policy_request rq = {
@@ -383,6 +381,14 @@ static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx_
         .user = s->user,
         .protocol_guid = &proto->guid,
     };
+    /* A published server's session: its data connections run between the remote client and
+       the server the publishing rule names, whichever of them opens one, so they are decided
+       as the control connection was: to that server, the rule standing in for a relationship. */
+    if (pc != NULL && pc->has_server) {
+        rq.destination = (const struct sockaddr *)&pc->server;
+        rq.direction = FWX__DIR_INBOUND;
+        rq.published = true;
+    }
     fwx__policy_decision d;
     fwx__policy_decide(fw->policy, &rq, &d);
     if (!FWX_FAILED(d.result))
