@@ -321,7 +321,7 @@ static fwx_result check_error(fwx_config_error *err, const fwx_policy *p, int li
     if (err == NULL)
         return FWX_E_CONFIG;
     memset(err, 0, sizeof *err);
-    snprintf(err->file, sizeof err->file, "%s", fwx__policy_file(p));
+    snprintf(err->file, sizeof err->file, "%s", fwx__policy_source(p));
     err->line = line;
     snprintf(err->key, sizeof err->key, "%s", key);
     va_start(ap, fmt);
@@ -381,7 +381,7 @@ fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy)
             fwx__log(fw, FWX_LOG_WARN,
                      "policy %s:%d: protocol \"%s\" binds filter \"%s\", which no loaded plugin provides: its "
                      "connections are refused until one is loaded",
-                     fwx__policy_file(policy), f->line, pr->name, fwx__filter_ref_fmt(f, g));
+                     fwx__policy_source(policy), f->line, pr->name, fwx__filter_ref_fmt(f, g));
     }
     fwx_policy_free(fw->policy);
     fw->policy = policy;

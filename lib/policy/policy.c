@@ -114,11 +114,6 @@ const fwx__protocol *fwx__policy_protocol_at(const fwx_policy *p, size_t i)
     return p != NULL && i < p->n_protocols ? &p->protocols[i] : NULL;
 }
 
-const char *fwx__policy_file(const fwx_policy *p)
-{
-    return p != NULL && p->file != NULL ? p->file : "(policy)";
-}
-
 size_t fwx__policy_publish_count(const fwx_policy *p)
 {
     return p != NULL ? p->n_publish : 0;
@@ -587,6 +582,8 @@ void fwx_policy_free(fwx_policy *p)
     for (size_t i = 0; i < p->n_publish; i++)
         free(p->publish[i].name);
     free(p->publish);
-    free(p->file);
+    free(p->source);
     free(p);
 }
+
+const char *fwx__policy_source(const fwx_policy *p) { return p != NULL && p->source != NULL ? p->source : "policy"; }

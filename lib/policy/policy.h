@@ -94,14 +94,15 @@ const char *fwx__filter_ref_fmt(const fwx__filter_ref *f, char *buf);
 size_t fwx__policy_protocol_index(const fwx_policy *p, const fwx__protocol *proto);
 size_t fwx__policy_protocol_count(const fwx_policy *p);
 const fwx__protocol *fwx__policy_protocol_at(const fwx_policy *p, size_t i);
-/* The file (or name) the policy was loaded from, for file:line in later messages. */
-const char *fwx__policy_file(const fwx_policy *p);
 
 /* One line for logs: why a decision came out as it did, naming both networks, the rule that
    decided (or the default rule) and the protocol, such as
    `rule "ftp out" (line 31), internal -> external (nat), protocol "ftp"`. */
 void fwx__policy_decision_fmt(const fwx__policy_decision *d, const fwx__policy_request *req, char *buf,
                               size_t size);
+
+/* The file (or name) the policy was loaded from, for file:line in errors found after loading. */
+const char *fwx__policy_source(const fwx_policy *p);
 
 /* Server publishing rules, in file order. */
 size_t fwx__policy_publish_count(const fwx_policy *p);

@@ -118,7 +118,6 @@ typedef struct fwx__rule_index {
 } fwx__rule_index;
 
 struct fwx_policy {
-    char *file; /* as given to the loader */
     fwx__network *networks;
     size_t n_networks;
     fwx__imap net_v4, net_v6;
@@ -145,6 +144,8 @@ struct fwx_policy {
 
     fwx__publish_rule *publish;
     size_t n_publish;
+
+    char *source; /* the file (or name) it was loaded from: errors found later name file:line */
 };
 
 /* Builds the three rule indexes from p->rules. 0, or -1 when out of memory. */

@@ -1277,9 +1277,8 @@ static fwx_result load_text(char *text, const char *name, fwx_policy **out, fwx_
     if (r != FWX_S_OK)
         return r;
     config_init(&ld.cfg);
-    if ((ld.p = calloc(1, sizeof *ld.p)) == NULL || (ld.p->file = dup_str(name)) == NULL) {
+    if ((ld.p = calloc(1, sizeof *ld.p)) == NULL) {
         config_destroy(&ld.cfg);
-        fwx_policy_free(ld.p);
         return oom(&ld);
     }
     if (config_read_string(&ld.cfg, text) != CONFIG_TRUE) {
@@ -1291,6 +1290,8 @@ static fwx_result load_text(char *text, const char *name, fwx_policy **out, fwx_
     free(ld.names);
     free(ld.proto_names);
     config_destroy(&ld.cfg);
+    if (r == FWX_S_OK && (ld.p->source = dup_str(name)) == NULL)
+        r = oom(&ld);
     if (r != FWX_S_OK) {
         fwx_policy_free(ld.p);
         return r;
