@@ -14,7 +14,9 @@ also serves HTTP. What is checked, with SHA-256 of every file moved:
   1. --check passes on the guide's file (it loads ftp.so and checks filters and addresses);
   2. the LAN fetches over HTTP, and over FTP in passive (PASV) and active (PORT) mode, from
      the Internet; it also uploads in active mode;
-  3. the Internet fetches from the published DMZ server in passive and active mode;
+  3. the Internet fetches from the published DMZ server in passive and active mode (the
+     Internet has no route to the DMZ, so the active-mode data connection only arrives when
+     the gateway translates it to its own address, as full_proxy says);
   4. everything else is dropped: the LAN to another Internet port, the LAN to the DMZ;
   5. a connection the policy refuses (the LAN to the published listener) is logged at the
      guide's log level (warn), naming both networks, the default rule and the protocol;
@@ -264,7 +266,8 @@ def scenario(tmp, site, vsftpd, plugin, cfg_text):
         wait_until(lambda: site.port_open(side, ip, port), 10, what="%s:%d to listen" % (ip, port))
 
     sock = os.path.join(tmp, "site.sock")
-    gw = Gateway(tmp, ["--config", cfg] + plugin_dir + ["--control", sock], name="site", wait_ready=False,
+    dbg = ["--verbose"] if os.environ.get("FWX_GUIDE_DEBUG") else []
+    gw = Gateway(tmp, ["--config", cfg] + plugin_dir + dbg + ["--control", sock], name="site", wait_ready=False,
                  control=False, prefix=gw_prefix)
     gw.sock = sock
     # At the guide's log level (warn) the ready line is not printed: the control socket says.
