@@ -1088,8 +1088,8 @@ START_TEST(test_publish_decides)
     cp.external_peer = TU_SA(remote);
     TU_EXPECT_HR(fwx_connection_open(s2, &cp, &c), FWX_E_PROTOCOL_RULES_DENIED);
     ck_assert_ptr_null(c);
-    ck_assert_int_eq(tu_log_count("connection 192.168.5.30:40000 -> 192.168.5.21:21 refused: access rules deny this "
-                                  "protocol: the default rule (no rule matched), dmz -> dmz (route), protocol \"ftp server\"",
+    ck_assert_int_eq(tu_log_count("connection 192.168.5.30:40000 -> 192.168.5.21:21 refused by the default rule (no "
+                                  "rule matched): access rules deny this protocol; dmz -> dmz (route), protocol \"ftp server\"",
                                   NULL),
                      1);
     fwx_session_close(s2);

@@ -401,15 +401,15 @@ static const char *relationship_name(fwx__relationship r)
 void fwx__policy_decision_fmt(const fwx__policy_decision *d, const fwx__policy_request *req, char *buf,
                               size_t size)
 {
-    char rule[160], proto[160];
+    char who[160], proto[160];
     const char *from = d->source_network ? d->source_network->name : "?";
     const char *to = d->destination_network ? d->destination_network->name : "?";
     if (d->result == FWX_E_NETWORK_RULES_DENIED)
-        snprintf(rule, sizeof rule, "no relationship from \"%s\" to \"%s\" (add one to relationships)", from, to);
+        snprintf(who, sizeof who, "the network relationships (none from \"%s\" to \"%s\")", from, to);
     else if (d->rule_name != NULL)
-        snprintf(rule, sizeof rule, "rule \"%s\" (line %d)", d->rule_name, d->rule_line);
+        snprintf(who, sizeof who, "rule \"%s\" (line %d)", d->rule_name, d->rule_line);
     else
-        snprintf(rule, sizeof rule, "the default rule (no rule matched)");
+        snprintf(who, sizeof who, "the default rule (no rule matched)");
     if (d->protocol != NULL) {
         snprintf(proto, sizeof proto, "protocol \"%s\"", d->protocol->name);
     } else if (req != NULL && req->protocol_guid != NULL) {
@@ -422,7 +422,8 @@ void fwx__policy_decision_fmt(const fwx__policy_decision *d, const fwx__policy_r
     } else {
         snprintf(proto, sizeof proto, "no protocol");
     }
-    snprintf(buf, size, "%s, %s -> %s (%s), %s", rule, from, to, relationship_name(d->relationship), proto);
+    snprintf(buf, size, "%s: %s; %s -> %s (%s), %s", who, fwx_strerror(d->result), from, to,
+             relationship_name(d->relationship), proto);
 }
 
 /* ---- index building -------------------------------------------------------------------- */

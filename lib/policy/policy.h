@@ -95,9 +95,10 @@ size_t fwx__policy_protocol_index(const fwx_policy *p, const fwx__protocol *prot
 size_t fwx__policy_protocol_count(const fwx_policy *p);
 const fwx__protocol *fwx__policy_protocol_at(const fwx_policy *p, size_t i);
 
-/* One line for logs: why a decision came out as it did, naming both networks, the rule that
-   decided (or the default rule) and the protocol, such as
-   `rule "ftp out" (line 31), internal -> external (nat), protocol "ftp"`. */
+/* Why a denial came out as it did, for one log line: who decided (the rule with its line, the
+   default rule, or the network relationships), the reason, both networks and the protocol:
+   `rule "no ftp" (line 31): access rules deny this protocol; internal -> external (nat),
+   protocol "ftp"`. */
 void fwx__policy_decision_fmt(const fwx__policy_decision *d, const fwx__policy_request *req, char *buf,
                               size_t size);
 

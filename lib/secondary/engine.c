@@ -393,10 +393,8 @@ static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx_
     fwx__policy_decide(fw->policy, &rq, &d);
     if (!FWX_FAILED(d.result))
         return FWX_S_OK;
-    /* The refusal names what decided it: the networks, the rule and the protocol. */
-    size_t n = (size_t)snprintf(why, why_size, "%s: ", fwx_strerror(d.result));
-    if (n < why_size)
-        fwx__policy_decision_fmt(&d, &rq, why + n, why_size - n);
+    /* The refusal names what decided it: the rule, the networks and the protocol. */
+    fwx__policy_decision_fmt(&d, &rq, why, why_size);
     return d.result == FWX_E_NETWORK_RULES_DENIED ? FWX_E_PROTOCOL_RULES_DENIED : d.result;
 }
 

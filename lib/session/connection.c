@@ -284,8 +284,8 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
         if (FWX_FAILED(d.result)) {
             /* At warn: a refusal is what an operator looks for when something does not work. */
             fwx__policy_decision_fmt(&d, &rq, why, sizeof why);
-            fwx__log(fw, FWX_LOG_WARN, "connection %s -> %s refused: %s: %s", fwx__sa_fmt(rq.source, a),
-                     fwx__sa_fmt(rq.destination, b), fwx_strerror(d.result), why);
+            fwx__log(fw, FWX_LOG_WARN, "connection %s -> %s refused by %s", fwx__sa_fmt(rq.source, a),
+                     fwx__sa_fmt(rq.destination, b), why);
             return d.result;
         }
         /* A protocol bound to a filter is never relayed without it (a mistyped GUID, a plugin

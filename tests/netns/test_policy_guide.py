@@ -312,7 +312,7 @@ def scenario(tmp, site, vsftpd, plugin, cfg_text):
 
     # 5. A refusal fwx sees is logged at warn, naming networks, rule and protocol.
     site.run("lan", "curl", "-sS", "--max-time", "3", "-o", "/dev/null", "ftp://%s/payload.bin" % GW_NET, timeout=15)
-    want = re.compile(r"warn .*connection %s(:\d+)? -> %s:21 refused: .*the default rule.*internal -> dmz.*"
+    want = re.compile(r"warn .*connection %s(:\d+)? -> %s:21 refused by the default rule .*; internal -> dmz .*"
                       r"protocol \"ftp server\"" % (re.escape(LAN), re.escape(DMZ)))
     wait_until(lambda: want.search(gw.stdout()), 5, what="the refusal line at warn")
     log("ok: refused at warn: %s" % want.search(gw.stdout()).group(0))
