@@ -270,8 +270,22 @@ static void loaded_names(fwx_firewall *fw, char *buf, size_t size)
         snprintf(buf, size, "none");
 }
 
+/* Whether an interface carries exactly this address. */
+static bool interface_has(const struct sockaddr *sa)
+{
+    struct ifaddrs *ifs = NULL;
+    bool found = false;
+    if (getifaddrs(&ifs) != 0)
+        return false;
+    for (struct ifaddrs *it = ifs; it != NULL && !found; it = it->ifa_next)
+        found = it->ifa_addr != NULL && it->ifa_addr->sa_family == sa->sa_family && fwx__sa_same_ip(it->ifa_addr, sa);
+    freeifaddrs(ifs);
+    return found;
+}
+
 /* Whether this host can listen on sa: a bind to it (port 0) is the exact question, where a
-   list of interface addresses would miss 127.0.0.0/8 and nonlocal binding. */
+   list of interface addresses would miss 127.0.0.0/8 and nonlocal binding; an IPv6 address
+   still in duplicate address detection refuses the bind for a moment but is the host's. */
 static bool host_holds(const struct sockaddr *sa)
 {
     struct sockaddr_storage tmp;
@@ -285,7 +299,7 @@ static bool host_holds(const struct sockaddr *sa)
     int rc = bind(fd, (struct sockaddr *)&tmp, fwx__sa_len(sa));
     int e = errno;
     close(fd);
-    return rc == 0 || e != EADDRNOTAVAIL;
+    return rc == 0 || e != EADDRNOTAVAIL || interface_has(sa);
 }
 
 /* "10.0.1.1, 192.168.5.1": this host's addresses of one family, for a message. */
