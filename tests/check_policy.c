@@ -1148,6 +1148,55 @@ START_TEST(test_filter_names)
 }
 END_TEST
 
+/* The small site of doc/policy.md decides as the guide says (tests/netns/test_policy_guide.py
+   runs it on a network; this runs anywhere). */
+START_TEST(test_doc_small_site)
+{
+    const char *dir = getenv("FWX_TEST_SRC_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/../doc/policy.md", dir != NULL ? dir : "tests");
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char doc[64 * 1024];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    char *start = strstr(doc, "\n```\n# fwx small site");
+    ck_assert_ptr_nonnull(start);
+    start += 5;
+    char *end = strstr(start, "\n```\n");
+    ck_assert_ptr_nonnull(end);
+    end[1] = '\0';
+
+    fwx_policy *p = load_ok(start);
+    fwx__policy_decision d = decide(p, "192.168.1.10:40000", "203.0.113.80:80");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "web and ftp out");
+    ck_assert_int_eq(d.relationship, FWX__REL_NAT);
+    d = decide(p, "192.168.1.10:40000", "203.0.113.80:21");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    ck_assert_str_eq(d.protocol->name, "ftp");
+    ck_assert_uint_eq(d.protocol->n_filters, 1);
+    ck_assert_str_eq(d.protocol->filters[0].name, "ftp"); /* bound by the plugin's name */
+    TU_EXPECT_HR(decide(p, "192.168.1.10:40000", "203.0.113.80:22").result, FWX_E_PROTOCOL_RULES_DENIED);
+    TU_EXPECT_HR(decide(p, "192.168.1.10:40000", "192.168.5.21:21").result, FWX_E_NETWORK_RULES_DENIED);
+    TU_EXPECT_HR(decide(p, "203.0.113.80:40000", "192.168.5.21:21").result, FWX_E_NETWORK_RULES_DENIED);
+    /* The published server: the rule's server and protocol, the rule standing in for a relationship. */
+    const fwx__publish_rule *pub = fwx__policy_publish_at(p, 0);
+    ck_assert_ptr_nonnull(pub);
+    struct sockaddr_storage srv = tu_addr("192.168.5.21:21");
+    ck_assert_ptr_eq(fwx__policy_publish_find(p, NULL, TU_SA(srv)), pub);
+    d = decide_x(p, "203.0.113.80:40000", "192.168.5.21:21",
+                 (req_opts){ .dir = FWX__DIR_INBOUND, .guid = &pub->protocol->guid, .published = true });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "ftp to the dmz");
+    d = decide_x(p, "192.168.1.10:40000", "192.168.5.21:21",
+                 (req_opts){ .dir = FWX__DIR_INBOUND, .guid = &pub->protocol->guid, .published = true });
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    fwx_policy_free(p);
+}
+END_TEST
+
 /* The flattening behind every address and port lookup, against a brute-force reading. */
 START_TEST(test_interval_map)
 {
@@ -1444,6 +1493,7 @@ static Suite *policy_suite(void)
         { "overlapping_networks", test_overlapping_networks },
         { "trailing_commas", test_trailing_commas },
         { "doc_example", test_doc_example },
+        { "doc_small_site", test_doc_small_site },
         { "check_against_firewall", test_check_against_firewall },
         { "missing_filter_refused", test_missing_filter_refused },
         { "publish_decides", test_publish_decides },
