@@ -296,6 +296,7 @@ FWX_API fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy)
  * fwx_firewall_set_policy() without it still works, but a protocol whose filter is missing has
  * its connections refused (never relayed unfiltered), with a warning when it is set.
  * [loop-thread]
+ * @param fw the firewall whose loaded plugins and host the policy is checked against.
  * @param policy borrowed; not given to the firewall.
  * @param err may be NULL; on failure names the file, the line, the key and what to write
  *   instead (the plugins that are loaded, the addresses the host has).
