@@ -921,12 +921,6 @@ static void fw_close(fwfx *f)
     tu_loop_close_clean(&f->loop);
 }
 
-static fwx_policy *fw_policy(fwfx *f, const char *text)
-{
-    (void)f;
-    return load_ok(text);
-}
-
 static fwx_result fw_connect(fwfx *f, const char *peer)
 {
     struct sockaddr_storage p = tu_addr(peer);
@@ -956,11 +950,11 @@ START_TEST(test_check_against_firewall)
     fwx_guid_format(&fwx_plugin_info(f.plugin)->filter_guid, guid);
     fwx_config_error err;
 
-    fwx_policy *p = fw_policy(&f, SVC_BOUND("\"good\""));
+    fwx_policy *p = load_ok(SVC_BOUND("\"good\""));
     TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_S_OK);
     fwx_policy_free(p);
     snprintf(text, sizeof text, SVC_BOUND("\"%s\""), guid);
-    p = fw_policy(&f, text);
+    p = load_ok(text);
     TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_S_OK);
     fwx_policy_free(p);
 
@@ -968,7 +962,7 @@ START_TEST(test_check_against_firewall)
     const char *bad[] = { SVC_BOUND("\"goood\""), SVC_BOUND("\"{7e570000-0000-0000-0000-0000000000ff}\"") };
     for (size_t i = 0; i < 2; i++) {
         snprintf(text, sizeof text, "%s", bad[i]);
-        p = fw_policy(&f, text);
+        p = load_ok(text);
         TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_E_CONFIG);
         ck_assert_str_eq(err.file, "test.conf");
         ck_assert_int_eq(err.line, 3);
@@ -985,14 +979,14 @@ START_TEST(test_check_against_firewall)
                       "publishing = (\n  { name = \"svc\"; listen = \"%s:2100\"; server = \"127.0.0.3:2100\";"
                       " protocol = \"in\"; }\n);\n";
     snprintf(text, sizeof text, pub, "192.0.2.99");
-    p = fw_policy(&f, text);
+    p = load_ok(text);
     TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_E_CONFIG);
     ck_assert_int_eq(err.line, 3);
     ck_assert_str_eq(err.key, "publishing.[0].listen");
     ck_assert_msg(strstr(err.message, "192.0.2.99 is not an address of this host") != NULL, "%s", err.message);
     fwx_policy_free(p);
     snprintf(text, sizeof text, pub, "127.0.0.1");
-    p = fw_policy(&f, text);
+    p = load_ok(text);
     TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_S_OK);
     fwx_policy_free(p);
     TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, NULL, &err), FWX_E_POINTER);
