@@ -4,10 +4,12 @@
  */
 #include "testutil.h"
 #include "policy/policy_impl.h"
+#include "firewall/internal.h"
 
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* ---- helpers ------------------------------------------------------------------------------ */
@@ -43,7 +45,8 @@ static const char *const BASE =
     "  { name = \"high\"; guid = \"{00000001-0000-0000-0000-000000000005}\"; protocol = \"tcp\"; ports = \"1024-65535\"; },\n"
     "  { name = \"alt-http\"; guid = \"{00000001-0000-0000-0000-000000000006}\"; protocol = \"tcp\"; ports = \"8080-8081\"; },\n"
     "  { name = \"ftp server\"; guid = \"{00000001-0000-0000-0000-000000000007}\"; protocol = \"tcp\"; port = 21;\n"
-    "    direction = \"inbound\"; },\n"
+    "    direction = \"inbound\"; }, { name = \"https in\"; guid = \"{00000001-0000-0000-0000-000000000009}\";"
+    " protocol = \"tcp\"; port = 443; direction = \"inbound\"; filters = [ \"web-filter\" ]; },\n"
     "  { name = \"smtp\"; guid = \"{00000001-0000-0000-0000-000000000008}\"; protocol = \"tcp\"; port = 25; },\n"
     ");\n"
     "address_sets = { partners = [ \"198.51.100.0/24\", \"2001:db8:1::/48\" ]; };\n"
@@ -69,9 +72,9 @@ static const char *const BASE =
     "    protocols = [ \"alt-http\", \"http\" ]; users = [ \"alice\", \"bob\" ]; },\n"
     ");\n"
     "publishing = (\n"
-    "  { name = \"ftp server\"; listen = \"203.0.113.1:21\"; server = \"10.0.0.5:21\"; protocol = \"ftp\";\n"
+    "  { name = \"ftp server\"; listen = \"203.0.113.1:21\"; server = \"10.0.0.5:21\"; protocol = \"ftp server\";\n"
     "    full_proxy = false; },\n"
-    "  { name = \"web v6\"; listen = \"[2001:db8::1]:443\"; server = \"[fd00::80]:8443\"; protocol = \"https\";\n"
+    "  { name = \"web v6\"; listen = \"[2001:db8::1]:443\"; server = \"[fd00::80]:8443\"; protocol = \"https in\";\n"
     "    full_proxy = true; }\n"
     ");\n";
 
@@ -102,13 +105,14 @@ typedef struct req_opts {
     const char *host;
     const char *user;
     const fwx_guid *guid;
+    bool published;
 } req_opts;
 
 static fwx__policy_decision decide_x(const fwx_policy *p, const char *src, const char *dst, req_opts o)
 {
     struct sockaddr_storage s = tu_addr(src), d = tu_addr(dst);
     fwx__policy_request req = { o.proto ? o.proto : FWX_PROTOCOL_TCP, o.dir ? o.dir : FWX__DIR_OUTBOUND, TU_SA(s),
-                                TU_SA(d), o.host, o.user, o.guid };
+                                TU_SA(d), o.host, o.user, o.guid, o.published };
     fwx__policy_decision out;
     fwx__policy_decide(p, &req, &out);
     return out;
@@ -166,8 +170,9 @@ START_TEST(test_full_config)
     ck_assert_int_eq(ftp->port_hi, 21);
     ck_assert_int_eq(ftp->direction, FWX__DIR_OUTBOUND);
     ck_assert_int_eq(ftp->line, line_of(BASE, "name = \"ftp\""));
-    ck_assert(fwx__protocol_has_filter(ftp, &G_FTP_FILTER));
-    ck_assert(!fwx__protocol_has_filter(ftp, &G_FTP));
+    ck_assert(fwx__protocol_has_filter(ftp, &G_FTP_FILTER, NULL));
+    ck_assert(fwx__protocol_has_filter(ftp, &G_FTP_FILTER, "whatever")); /* bound by guid: the name does not matter */
+    ck_assert(!fwx__protocol_has_filter(ftp, &G_FTP, NULL));
     ck_assert_ptr_null(fwx__policy_protocol_by_guid(p, &G_UNKNOWN));
 
     /* Ports: exact, inbound, ranges, the narrower of two overlapping definitions. */
@@ -199,7 +204,7 @@ START_TEST(test_full_config)
     ck_assert_uint_eq(fwx__policy_publish_count(p), 2);
     const fwx__publish_rule *pub = fwx__policy_publish_at(p, 0);
     ck_assert_str_eq(pub->name, "ftp server");
-    ck_assert_ptr_eq(pub->protocol, ftp);
+    ck_assert_str_eq(pub->protocol->name, "ftp server");
     ck_assert(!pub->full_proxy);
     ck_assert_int_eq(pub->line, line_of(BASE, "listen = \"203.0.113.1:21\""));
     struct sockaddr_storage want = tu_addr("203.0.113.1:21");
@@ -208,7 +213,14 @@ START_TEST(test_full_config)
     ck_assert(fwx__sa_same_endpoint((const struct sockaddr *)&pub->server, TU_SA(want)));
     pub = fwx__policy_publish_at(p, 1);
     ck_assert(pub->full_proxy);
-    ck_assert_str_eq(pub->protocol->name, "https");
+    ck_assert_str_eq(pub->protocol->name, "https in");
+    /* Bound by its plugin's name. */
+    ck_assert_uint_eq(pub->protocol->n_filters, 1);
+    ck_assert_str_eq(pub->protocol->filters[0].name, "web-filter");
+    ck_assert_int_eq(pub->protocol->filters[0].line, line_of(BASE, "\"web-filter\""));
+    ck_assert(fwx__protocol_has_filter(pub->protocol, &G_UNKNOWN, "web-filter"));
+    ck_assert(!fwx__protocol_has_filter(pub->protocol, &G_UNKNOWN, "web"));
+    ck_assert(!fwx__protocol_has_filter(pub->protocol, &G_UNKNOWN, NULL));
     want = tu_addr("[fd00::80]:8443");
     ck_assert(fwx__sa_same_endpoint((const struct sockaddr *)&pub->server, TU_SA(want)));
     ck_assert_ptr_null(fwx__policy_publish_at(p, 2));
@@ -490,8 +502,8 @@ START_TEST(test_error_bad_guid)
     expect_error("protocols = (\n  { name = \"p\"; protocol = \"tcp\"; port = 1; }\n);\n", 2, "protocols.[0].guid",
                  "missing guid");
     expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
-                 "    protocol = \"tcp\"; port = 1;\n    filters = [ \"{00000001-0000-0000-0000-000000000001}\", \"nope\" ]; }\n);\n",
-                 4, "protocols.[0].filters.[1]", "bad filter guid \"nope\"");
+                 "    protocol = \"tcp\"; port = 1;\n    filters = [ \"{00000001-0000-0000-0000-000000000001}\", \"{nope}\" ]; }\n);\n",
+                 4, "protocols.[0].filters.[1]", "bad filter \"{nope}\" (want a plugin name such as \"ftp\"");
 }
 END_TEST
 
@@ -837,7 +849,9 @@ START_TEST(test_doc_example)
     size_t n = fread(doc, 1, sizeof doc - 1, f);
     fclose(f);
     doc[n] = '\0';
-    char *start = strstr(doc, "\n```\n");
+    char *start = strstr(doc, "\n## Every section in one file\n");
+    ck_assert_ptr_nonnull(start);
+    start = strstr(start, "\n```\n");
     ck_assert_ptr_nonnull(start);
     start += 5;
     char *end = strstr(start, "\n```\n");
@@ -868,6 +882,311 @@ START_TEST(test_doc_example)
     EXPECT_RULE(d, "ftp in");
     ck_assert_uint_eq(fwx__policy_publish_count(p), 1);
     ck_assert_str_eq(fwx__policy_publish_at(p, 0)->protocol->name, "ftp server");
+    fwx_policy_free(p);
+}
+END_TEST
+
+/* ---- against a firewall: bound filters, listen addresses, published and refused connections ---- */
+
+typedef struct fwfx {
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    fwx_plugin *plugin; /* tests/plugins' "good" */
+    IFWXSession *s;
+} fwfx;
+
+/* A firewall logging at warn into the test's capture, with the "good" test plugin loaded, and a
+   NAT session for `client`. */
+static void fw_open(fwfx *f, const char *client)
+{
+    memset(f, 0, sizeof *f);
+    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.log = tu_log_capture;
+    o.log_level = FWX_LOG_WARN; /* what is asserted below is visible at warn */
+    TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
+    tu_log_reset();
+    TU_EXPECT_HR(fwx_firewall_load_plugin(f->fw, tu_plugin_path("tp_good"), &f->plugin), FWX_S_OK);
+    struct sockaddr_storage c = tu_addr(client);
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
+    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+}
+
+static void fw_close(fwfx *f)
+{
+    fwx_session_close(f->s);
+    IFWXSession_Release(f->s);
+    fwx_firewall_close(f->fw, NULL, NULL);
+    tu_loop_close_clean(&f->loop);
+}
+
+static fwx_result fw_connect(fwfx *f, const char *peer)
+{
+    struct sockaddr_storage p = tu_addr(peer);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(p), tu_len(&p), NULL, 0, NULL, 0, 0, NULL};
+    IFWXConnection *c = NULL;
+    fwx_result hr = fwx_connection_open(f->s, &cp, &c);
+    if (c != NULL)
+        fwx_connection_close(c);
+    return hr;
+}
+
+#define SVC_BOUND(filter)                                                                                  \
+    "protocols = (\n"                                                                                      \
+    "  { name = \"svc\"; guid = \"{00000002-0000-0000-0000-000000000001}\"; protocol = \"tcp\"; port = 2100;\n" \
+    "    filters = [ " filter " ]; }\n"                                                                    \
+    ");\n"                                                                                                 \
+    "rules = ( { name = \"svc out\"; action = \"allow\"; from = [ \"external\" ]; to = [ \"external\" ];"  \
+    " protocols = [ \"svc\" ]; } );\n"
+
+/* fwx_firewall_check_policy: a filter bound by name or GUID must be provided by a loaded plugin,
+   a listen address must be this host's; errors name the line, the key and what to write. */
+START_TEST(test_check_against_firewall)
+{
+    fwfx f;
+    fw_open(&f, "10.0.0.8");
+    char guid[FWX_GUID_STRLEN], text[2048];
+    fwx_guid_format(&fwx_plugin_info(f.plugin)->filter_guid, guid);
+    fwx_config_error err;
+
+    fwx_policy *p = load_ok(SVC_BOUND("\"good\""));
+    TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_S_OK);
+    fwx_policy_free(p);
+    snprintf(text, sizeof text, SVC_BOUND("\"%s\""), guid);
+    p = load_ok(text);
+    TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_S_OK);
+    fwx_policy_free(p);
+
+    /* A mistyped name and a GUID no plugin has: the line of the entry, what is loaded. */
+    const char *bad[] = { SVC_BOUND("\"goood\""), SVC_BOUND("\"{7e570000-0000-0000-0000-0000000000ff}\"") };
+    for (size_t i = 0; i < 2; i++) {
+        snprintf(text, sizeof text, "%s", bad[i]);
+        p = load_ok(text);
+        TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_E_CONFIG);
+        ck_assert_str_eq(err.file, "test.conf");
+        ck_assert_int_eq(err.line, 3);
+        ck_assert_str_eq(err.key, "protocols.[0].filters.[0]");
+        ck_assert_msg(strstr(err.message, "no loaded plugin provides filter") != NULL &&
+                          strstr(err.message, "(loaded: \"good\")") != NULL,
+                      "%s: message %s", bad[i], err.message);
+        fwx_policy_free(p);
+    }
+
+    /* Publishing on an address this host does not hold (TEST-NET-1), then on one it does. */
+    const char *pub = "protocols = ( { name = \"in\"; guid = \"{00000002-0000-0000-0000-000000000002}\";"
+                      " protocol = \"tcp\"; port = 2100; direction = \"inbound\"; } );\n"
+                      "publishing = (\n  { name = \"svc\"; listen = \"%s:2100\"; server = \"127.0.0.3:2100\";"
+                      " protocol = \"in\"; }\n);\n";
+    snprintf(text, sizeof text, pub, "192.0.2.99");
+    p = load_ok(text);
+    TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_E_CONFIG);
+    ck_assert_int_eq(err.line, 3);
+    ck_assert_str_eq(err.key, "publishing.[0].listen");
+    ck_assert_msg(strstr(err.message, "192.0.2.99 is not an address of this host") != NULL, "%s", err.message);
+    fwx_policy_free(p);
+    snprintf(text, sizeof text, pub, "127.0.0.1");
+    p = load_ok(text);
+    TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, p, &err), FWX_S_OK);
+    fwx_policy_free(p);
+    TU_EXPECT_HR(fwx_firewall_check_policy(f.fw, NULL, &err), FWX_E_POINTER);
+    fw_close(&f);
+}
+END_TEST
+
+/* Issue 16 item 3: a protocol whose bound filter is not loaded is never relayed unfiltered:
+   a policy binding a mistyped GUID warns when set and refuses the connection, and a plugin
+   unloaded at run time takes its protocol's connections with it. */
+START_TEST(test_missing_filter_refused)
+{
+    fwfx f;
+    fw_open(&f, "10.0.0.8");
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, load_ok(SVC_BOUND("\"good\""))), FWX_S_OK);
+    ck_assert_int_eq(tu_log_count("binds filter", NULL), 0);
+    TU_EXPECT_HR(fw_connect(&f, "192.0.2.7:2100"), FWX_S_OK);
+
+    TU_EXPECT_HR(fwx_plugin_unload(f.plugin), FWX_S_OK);
+    TU_EXPECT_HR(fw_connect(&f, "192.0.2.7:2100"), FWX_E_CLASSNOTREG);
+    ck_assert_int_eq(tu_log_count("192.0.2.7:2100 refused: protocol \"svc\" binds filter \"good\" (test.conf:3)",
+                                  "not relaying it unfiltered"), 1);
+    fwx_firewall_stats st;
+    fwx_firewall_get_stats(f.fw, &st);
+    ck_assert_uint_eq(st.connections, 0);
+
+    /* A GUID no plugin has, from the start: a warning when set, a refusal per connection. */
+    tu_log_reset();
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, load_ok(SVC_BOUND("\"{7e570000-0000-0000-0000-0000000000ff}\""))),
+                 FWX_S_OK);
+    ck_assert_int_eq(tu_log_count("policy test.conf:3: protocol \"svc\" binds filter \"{7e570000-0000-0000-0000-0000000000ff}\"",
+                                  "its connections are refused"), 1);
+    TU_EXPECT_HR(fw_connect(&f, "192.0.2.7:2100"), FWX_E_CLASSNOTREG);
+    /* A protocol with no filter bound is not affected. */
+    TU_EXPECT_HR(fwx_firewall_set_policy(
+                     f.fw, load_ok("protocols = ( { name = \"svc\"; guid = \"{00000002-0000-0000-0000-000000000001}\";"
+                                   " protocol = \"tcp\"; port = 2100; } );\n"
+                                   "rules = ( { name = \"svc out\"; action = \"allow\"; from = [ \"external\" ];"
+                                   " to = [ \"external\" ]; protocols = [ \"svc\" ]; } );\n")),
+                 FWX_S_OK);
+    TU_EXPECT_HR(fw_connect(&f, "192.0.2.7:2100"), FWX_S_OK);
+    fw_close(&f);
+}
+END_TEST
+
+/* Issue 17: a published connection is decided as going to the rule's server with the rule's
+   protocol (not the listen port's), needs no relationship, and a refusal names networks, rule
+   and protocol at warn. */
+START_TEST(test_publish_decides)
+{
+    static const char *const text =
+        "networks = { dmz = { ranges = [ \"192.168.5.0/24\" ]; }; };\n"
+        "protocols = (\n"
+        "  { name = \"ftp server\"; guid = \"{00000003-0000-0000-0000-000000000021}\"; protocol = \"tcp\"; port = 21;\n"
+        "    direction = \"inbound\"; },\n"
+        "  { name = \"alt\"; guid = \"{00000003-0000-0000-0000-000000002121}\"; protocol = \"tcp\"; port = 2121;\n"
+        "    direction = \"inbound\"; }\n"
+        ");\n"
+        "rules = ( { name = \"ftp to the dmz\"; action = \"allow\"; from = [ \"external\" ]; to = [ \"dmz\" ];"
+        " protocols = [ \"ftp server\" ]; } );\n"
+        "publishing = ( { name = \"ftp\"; listen = \"127.0.0.1:2121\"; server = \"192.168.5.21:21\";"
+        " protocol = \"ftp server\"; full_proxy = true; } );\n";
+    fwfx f;
+    fw_open(&f, "203.0.113.9");
+    fwx_policy *p = load_ok(text);
+    const fwx__protocol *ftp = fwx__policy_protocol_at(p, 0);
+    fwx_guid want = ftp->guid;
+    /* The relationship external -> dmz does not exist: the rule stands in for it. */
+    fwx__policy_decision d = decide_x(p, "203.0.113.9:40000", "192.168.5.21:21",
+                                      (req_opts){ .dir = FWX__DIR_INBOUND, .guid = &want, .published = true });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    d = decide_x(p, "203.0.113.9:40000", "192.168.5.21:21", (req_opts){ .dir = FWX__DIR_INBOUND, .guid = &want });
+    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
+
+    struct sockaddr_storage remote = tu_addr("203.0.113.9:40000"), lst = tu_addr("127.0.0.1:2121"),
+                            srv = tu_addr("192.168.5.21:21");
+    fwx_connection_params cp = {sizeof cp, fwx_AcceptedConnection, FWX_PROTOCOL_TCP, TU_SA(remote), tu_len(&remote),
+                                TU_SA(lst), tu_len(&lst), NULL, FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION,
+                                tu_len(&srv), TU_SA(srv)};
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(fwx_connection_open(f.s, &cp, &c), FWX_S_OK);
+    /* Listening on 2121 ("alt") does not make it "alt": the rule's protocol is its protocol. */
+    ck_assert(fwx_guid_equal(&fwx__conn_from(c)->protocol_guid, &want));
+    fwx_connection_close(c);
+
+    /* A source the rule does not name: refused, and the line says why, at warn. */
+    IFWXSession *s2 = NULL;
+    struct sockaddr_storage inside = tu_addr("192.168.5.30");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(inside), tu_len(&inside), NULL, 0, NULL};
+    TU_EXPECT_HR(fwx_session_open(f.fw, &sp, &s2), FWX_S_OK);
+    remote = tu_addr("192.168.5.30:40000");
+    cp.external_peer = TU_SA(remote);
+    TU_EXPECT_HR(fwx_connection_open(s2, &cp, &c), FWX_E_PROTOCOL_RULES_DENIED);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(tu_log_count("connection 192.168.5.30:40000 -> 192.168.5.21:21 refused by the default rule (no "
+                                  "rule matched): access rules deny this protocol; dmz -> dmz (route), protocol \"ftp server\"",
+                                  NULL),
+                     1);
+    fwx_session_close(s2);
+    IFWXSession_Release(s2);
+    fw_close(&f);
+}
+END_TEST
+
+/* Issue 16 item 6: a FIFO is refused at once (opening it would wait for a writer forever), and a
+   NUL byte is reported at its line. */
+START_TEST(test_fifo_and_nul)
+{
+    char dir[] = "/tmp/fwx_policy_dir_XXXXXX", path[128];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/fifo", dir);
+    ck_assert_int_eq(mkfifo(path, 0600), 0);
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    TU_EXPECT_HR(fwx_policy_load_file(path, &p, &err), FWX_E_CONFIG);
+    ck_assert_ptr_null(p);
+    ck_assert_msg(strstr(err.message, "not a regular file (a fifo)") != NULL, "%s", err.message);
+    char *text = NULL;
+    TU_EXPECT_HR(fwx_config_read_file(path, &text, &err), FWX_E_CONFIG);
+    ck_assert_ptr_null(text);
+    unlink(path);
+    TU_EXPECT_HR(fwx_policy_load_file(dir, &p, &err), FWX_E_CONFIG);
+    ck_assert_msg(strstr(err.message, "not a regular file (a directory)") != NULL, "%s", err.message);
+
+    snprintf(path, sizeof path, "%s/nul.conf", dir);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    fwrite("# one\n# two\nrules = ();\0\n", 1, 25, f);
+    fclose(f);
+    TU_EXPECT_HR(fwx_policy_load_file(path, &p, &err), FWX_E_CONFIG);
+    ck_assert_int_eq(err.line, 3);
+    ck_assert_msg(strstr(err.message, "nul byte") != NULL, "%s", err.message);
+    unlink(path);
+    rmdir(dir);
+}
+END_TEST
+
+/* Filters by name: what a plugin may be called, and each filter once. */
+START_TEST(test_filter_names)
+{
+    expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
+                 "    protocol = \"tcp\"; port = 1;\n    filters = [ \"ftp\", \"ftp\" ]; }\n);\n",
+                 4, "protocols.[0].filters.[1]", "filter \"ftp\" is bound twice");
+    expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
+                 "    protocol = \"tcp\"; port = 1;\n    filters = [ \"my filter\" ]; }\n);\n",
+                 4, "protocols.[0].filters.[0]", "bad filter \"my filter\"");
+    expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
+                 "    protocol = \"tcp\"; port = 1; }\n);\n"
+                 "publishing = ( { name = \"x\"; listen = \"127.0.0.1:1\"; server = \"127.0.0.3:1\";\n"
+                 "  protocol = \"p\"; } );\n",
+                 6, "publishing.[0].protocol", "is an outbound definition; a publishing rule needs an inbound one");
+}
+END_TEST
+
+/* The small site of doc/policy.md decides as the guide says (tests/netns/test_policy_guide.py
+   runs it on a network; this runs anywhere). */
+START_TEST(test_doc_small_site)
+{
+    const char *dir = getenv("FWX_TEST_SRC_DIR");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/../doc/policy.md", dir != NULL ? dir : "tests");
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static char doc[64 * 1024];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = '\0';
+    char *start = strstr(doc, "\n```\n# fwx small site");
+    ck_assert_ptr_nonnull(start);
+    start += 5;
+    char *end = strstr(start, "\n```\n");
+    ck_assert_ptr_nonnull(end);
+    end[1] = '\0';
+
+    fwx_policy *p = load_ok(start);
+    fwx__policy_decision d = decide(p, "192.168.1.10:40000", "203.0.113.80:80");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "web and ftp out");
+    ck_assert_int_eq(d.relationship, FWX__REL_NAT);
+    d = decide(p, "192.168.1.10:40000", "203.0.113.80:21");
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    ck_assert_str_eq(d.protocol->name, "ftp");
+    ck_assert_uint_eq(d.protocol->n_filters, 1);
+    ck_assert_str_eq(d.protocol->filters[0].name, "ftp"); /* bound by the plugin's name */
+    TU_EXPECT_HR(decide(p, "192.168.1.10:40000", "203.0.113.80:22").result, FWX_E_PROTOCOL_RULES_DENIED);
+    TU_EXPECT_HR(decide(p, "192.168.1.10:40000", "192.168.5.21:21").result, FWX_E_NETWORK_RULES_DENIED);
+    TU_EXPECT_HR(decide(p, "203.0.113.80:40000", "192.168.5.21:21").result, FWX_E_NETWORK_RULES_DENIED);
+    /* The published server: the rule's server and protocol, the rule standing in for a relationship. */
+    const fwx__publish_rule *pub = fwx__policy_publish_at(p, 0);
+    ck_assert_ptr_nonnull(pub);
+    struct sockaddr_storage srv = tu_addr("192.168.5.21:21");
+    ck_assert_ptr_eq(fwx__policy_publish_find(p, NULL, TU_SA(srv)), pub);
+    d = decide_x(p, "203.0.113.80:40000", "192.168.5.21:21",
+                 (req_opts){ .dir = FWX__DIR_INBOUND, .guid = &pub->protocol->guid, .published = true });
+    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_RULE(d, "ftp to the dmz");
+    d = decide_x(p, "192.168.1.10:40000", "192.168.5.21:21",
+                 (req_opts){ .dir = FWX__DIR_INBOUND, .guid = &pub->protocol->guid, .published = true });
+    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
     fwx_policy_free(p);
 }
 END_TEST
@@ -1168,6 +1487,12 @@ static Suite *policy_suite(void)
         { "overlapping_networks", test_overlapping_networks },
         { "trailing_commas", test_trailing_commas },
         { "doc_example", test_doc_example },
+        { "doc_small_site", test_doc_small_site },
+        { "check_against_firewall", test_check_against_firewall },
+        { "missing_filter_refused", test_missing_filter_refused },
+        { "publish_decides", test_publish_decides },
+        { "fifo_and_nul", test_fifo_and_nul },
+        { "filter_names", test_filter_names },
         { "interval_map", test_interval_map },
         { "scale", test_scale },
     };

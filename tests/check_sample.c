@@ -410,7 +410,7 @@ START_TEST(test_policy_any_protocol)
         "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
         "protocols = (\n"
         "  { name = \"ftp\"; guid = \"{5a0e7c1e-0f7a-4b3e-9c55-000000000021}\"; protocol = \"tcp\"; port = 21;\n"
-        "    filters = [ \"{00000000-0000-0000-0000-000000000001}\" ]; },\n"
+        "    filters = [ \"good\" ]; },\n"
         "  { name = \"http\"; guid = \"{5a0e7c1e-0f7a-4b3e-9c55-000000000080}\"; protocol = \"tcp\"; port = 80; }\n"
         ");\n"
         "rules = ( { name = \"out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];\n"
@@ -419,6 +419,10 @@ START_TEST(test_policy_any_protocol)
     fwx_config_error err;
     fwx_result hr = fwx_policy_load_string(policy_text, "sample-policy", &policy, &err);
     ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
+    /* ftp binds another filter, which must be loaded: a protocol whose filter is missing is
+       refused rather than carried unfiltered. */
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_check_policy(fw, policy, &err), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_policy(fw, policy), FWX_S_OK);
     load_sample(fw);
     IFWXSession *s = session_open(fw, fwxSourceNAT, "10.0.0.8");

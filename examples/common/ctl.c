@@ -337,6 +337,16 @@ static void list_cb(void *arg, const fwx_object_info *info)
     buf_str(b, info->name ? info->name : "");
     buf_lit(b, ",\"owner\":");
     buf_str(b, info->owner ? info->owner : "");
+    /* The filter's class id for a plugin, the protocol's for a grant; a server older than the
+       field (a shorter struct) says null. */
+    buf_lit(b, ",\"guid\":");
+    if ((info->kind == FWX_OBJECT_PLUGIN || info->kind == FWX_OBJECT_GRANT) &&
+        info->struct_size >= offsetof(fwx_object_info, guid) + sizeof info->guid) {
+        char g[FWX_GUID_STRLEN];
+        buf_str(b, fwx_guid_format(&info->guid, g));
+    } else {
+        buf_lit(b, "null");
+    }
     buf_lit(b, "}\n");
 }
 

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <uv.h>
 
 #ifndef FWX_PLUGIN_DIR
@@ -322,6 +323,9 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
                 BAD("must be one of error, warn, info, debug");
             s->level = (fwx_log_level)l;
         } else if (strcmp(k, "local_addresses") == 0) {
+            /* A lone string would otherwise read as an empty list: silently no addresses. */
+            if (!config_setting_is_array(e) && !config_setting_is_list(e))
+                BAD("must be a list of IP addresses, such as [ \"%s\" ]", str != NULL ? str : "203.0.113.1");
             int n = config_setting_length(e);
             for (int p = 0; p < n; p++) {
                 const char *v = config_setting_get_string_elem(e, (unsigned)p);
@@ -454,6 +458,43 @@ static fwx_policy *load_policy(char *err, size_t errlen)
     return p;
 }
 
+/* Loads the configured plugins into g.fw; 0, or 1 after saying which failed and why. */
+static int load_plugins(void)
+{
+    int status = 0;
+    for (int i = 0; i < g.cfg.n_plugins; i++) {
+        char path[600];
+        if (strchr(g.cfg.plugins[i], '/') != NULL)
+            snprintf(path, sizeof path, "%s", g.cfg.plugins[i]);
+        else
+            snprintf(path, sizeof path, "%s/%s.so", g.cfg.plugin_dir, g.cfg.plugins[i]);
+        fwx_plugin *pl = NULL;
+        if (access(path, R_OK) != 0) {
+            fprintf(stderr, "fwx-gateway: plugin \"%s\": no file %s (%s); set gateway.plugin_dir (or --plugin-dir) "
+                            "to the directory holding %s.so, or give the plugin's path\n",
+                    g.cfg.plugins[i], path, strerror(errno), g.cfg.plugins[i]);
+            status = 1;
+        } else if (FWX_FAILED(fwx_firewall_load_plugin(g.fw, path, &pl))) {
+            fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
+            status = 1;
+        } else if (g.n_plugins < MAX_PLUGINS) {
+            g.plugins[g.n_plugins++] = pl; /* loading the same file twice gives the same plugin */
+        }
+    }
+    return status;
+}
+
+/* What --check, the start and every reload ask of a policy beyond its syntax: its filters are
+   loaded and its listen addresses are this host's. 0, or -1 with err filled. */
+static int check_policy(const fwx_policy *p, char *err, size_t errlen)
+{
+    fwx_config_error e;
+    if (fwx_firewall_check_policy(g.fw, p, &e) == FWX_S_OK)
+        return 0;
+    snprintf(err, errlen, "%s:%d: %s%s%s", e.file, e.line, e.key, e.key[0] ? ": " : "", e.message);
+    return -1;
+}
+
 /* ---- signals ------------------------------------------------------------------------------- */
 
 static void on_closed_all(fwx_firewall *fw, void *arg)
@@ -487,9 +528,23 @@ static void on_signal(uv_signal_t *h, int signum)
         say(FWX_LOG_INFO, "reload: nothing to reload without a policy");
         return;
     }
-    char err[512];
+    char err[1024];
+    /* The whole file is checked, its gateway group too: a reload that says "reloaded" while
+       half the file is broken would leave a surprise for the next start. The group's settings
+       themselves take effect at the next start. */
+    settings probe;
+    settings_defaults(&probe);
+    if (g.config_path != NULL && settings_load(g.config_path, &probe, err, sizeof err) != 0) {
+        say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
+        return;
+    }
     fwx_policy *p = load_policy(err, sizeof err);
     if (p == NULL) {
+        say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
+        return;
+    }
+    if (check_policy(p, err, sizeof err) != 0) {
+        fwx_policy_free(p);
         say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
         return;
     }
@@ -685,11 +740,6 @@ int main(int argc, char **argv)
         }
         fwx_policy_free(probe);
     }
-    if (check_only) {
-        printf("fwx-gateway: %s is valid\n", g.config_path ? g.config_path : "the command line");
-        return 0;
-    }
-
     uv_loop_t loop;
     uv_loop_init(&loop);
     g.loop = &loop;
@@ -697,7 +747,7 @@ int main(int argc, char **argv)
     fwx_firewall_options_init(&o);
     o.name = g.cfg.name;
     o.log = log_line;
-    o.log_level = g.cfg.level;
+    o.log_level = check_only && g.cfg.level > FWX_LOG_WARN ? FWX_LOG_WARN : g.cfg.level;
     o.local_addresses = g.cfg.local;
     o.n_local_addresses = (size_t)g.cfg.n_local;
     o.timeout_ms = g.cfg.timeout_s * 1000;
@@ -714,29 +764,28 @@ int main(int argc, char **argv)
     }
     if (g.cfg.json_logs) /* before the plugins: their lines carry fields too */
         fwx_firewall_set_log_sink(g.fw, json_record, NULL);
-    int status = 0;
-    for (int i = 0; i < g.cfg.n_plugins; i++) {
-        char path[600];
-        if (strchr(g.cfg.plugins[i], '/') != NULL)
-            snprintf(path, sizeof path, "%s", g.cfg.plugins[i]);
-        else
-            snprintf(path, sizeof path, "%s/%s.so", g.cfg.plugin_dir, g.cfg.plugins[i]);
-        fwx_plugin *pl = NULL;
-        if (FWX_FAILED(fwx_firewall_load_plugin(g.fw, path, &pl))) {
-            fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
-            status = 1;
-        } else {
-            g.plugins[g.n_plugins++] = pl; /* loading the same file twice gives the same plugin */
-        }
-    }
+    /* --check goes as far as a start does short of opening sockets, so that what passes
+       the check starts: the plugins load, and the policy's filters and addresses fit them. */
+    int status = load_plugins();
     /* A SOCKS-only quick form has no rule to build: the firewall runs without a policy. */
     bool no_policy = g.config_path == NULL && g.listen[0] == '\0';
     fwx_policy *policy = status == 0 && !no_policy ? load_policy(err, sizeof err) : NULL;
-    if (no_policy)
+    if (no_policy && !check_only)
         say(FWX_LOG_WARN, "no policy: every destination is allowed (give --config for rules)");
     if (status == 0 && policy == NULL && !no_policy) {
         fprintf(stderr, "fwx-gateway: %s\n", err);
         status = 2;
+    }
+    if (status == 0 && policy != NULL && check_policy(policy, err, sizeof err) != 0) {
+        fprintf(stderr, "fwx-gateway: %s\n", err);
+        fwx_policy_free(policy);
+        policy = NULL;
+        status = 2;
+    }
+    if (status == 0 && check_only) {
+        printf("fwx-gateway: %s is valid\n", g.config_path ? g.config_path : "the command line");
+        fwx_policy_free(policy);
+        status = -1; /* close and exit 0 */
     }
     if (status == 0 && FWX_FAILED(open_backend())) {
         fwx_policy_free(policy);
@@ -787,7 +836,7 @@ int main(int argc, char **argv)
         fwx_firewall_close(g.fw, NULL, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);
-        return status;
+        return status < 0 ? 0 : status;
     }
     uv_signal_init(&loop, &g.sighup);
     uv_signal_init(&loop, &g.sigint);

@@ -487,7 +487,7 @@ static char *fmt_expires(const jobj *o)
 enum { T_PLUGINS, T_SESSIONS, T_CONNECTIONS, T_PERMISSIONS, T_PORTS, T_REDIRECTS, T_COUNT };
 
 static table tables[T_COUNT] = {
-    [T_PLUGINS] = {"plugins", 4, {"ID", "NAME", "HOOKS", "PATH"}, NULL, 0, 0},
+    [T_PLUGINS] = {"plugins", 5, {"ID", "NAME", "GUID", "HOOKS", "PATH"}, NULL, 0, 0},
     [T_SESSIONS] = {"sessions", 6, {"ID", "KIND", "CLIENT", "FLAGS", "USER", "AGE"}, NULL, 0, 0},
     [T_CONNECTIONS] = {"connections", 10,
                        {"ID", "SESSION", "PROTO", "MODE", "CLIENT", "PEER", "LOCAL", "BYTES-IN", "BYTES-OUT", "AGE"},
@@ -548,8 +548,9 @@ static void add_row(int t, const jobj *o)
     case T_PLUGINS:
         row[0] = jtext(o, "id");
         row[1] = jtext(o, "name");
-        row[2] = jtext(o, "flag_names");
-        row[3] = jtext(o, "owner");
+        row[2] = jtext(o, "guid");
+        row[3] = jtext(o, "flag_names");
+        row[4] = jtext(o, "owner");
         break;
     case T_SESSIONS:
         row[0] = jtext(o, "id");

@@ -216,6 +216,9 @@ typedef struct fwx_object_info {
     const char *name;                /**< plugin name, grant kind ("permission", "bound port", ...), session or connection kind */
     const char *owner;               /**< grant: the plugin that asked ("" if unknown); session: the user; plugin: its path */
     int32_t kernel_mode;             /**< connection or grant: nonzero when the kernel carries it, not fwx's user-mode path */
+    /** plugin: its filter's class id (what a policy's `filters` may name); grant: the protocol
+        definition it was made for. @since 1.2, appended: read it only when struct_size covers it. */
+    fwx_guid guid;
 } fwx_object_info;
 
 /** Receives one object from fwx_firewall_list(). */
@@ -290,6 +293,23 @@ FWX_API void fwx_policy_free(fwx_policy *policy);
  * @return FWX_S_OK, FWX_E_POINTER.
  */
 FWX_API fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy);
+
+/**
+ * Checks @p policy against this firewall before it is put in force, so that a policy that
+ * passes starts: every filter a protocol binds (by GUID or by plugin name) is provided by a
+ * plugin loaded now, and every publishing rule listens on an address this host holds (or a
+ * wildcard). fwx-gateway runs it for --check, at start and at each reload. A policy given to
+ * fwx_firewall_set_policy() without it still works, but a protocol whose filter is missing has
+ * its connections refused (never relayed unfiltered), with a warning when it is set.
+ * [loop-thread]
+ * @param fw the firewall whose loaded plugins and host the policy is checked against.
+ * @param policy borrowed; not given to the firewall.
+ * @param err may be NULL; on failure names the file, the line, the key and what to write
+ *   instead (the plugins that are loaded, the addresses the host has).
+ * @return FWX_S_OK; FWX_E_CONFIG; FWX_E_POINTER.
+ * @since 1.2
+ */
+FWX_API fwx_result fwx_firewall_check_policy(fwx_firewall *fw, const fwx_policy *policy, fwx_config_error *err);
 
 /** @} */
 
@@ -422,7 +442,10 @@ typedef struct fwx_connection_params {
  * @param params borrowed; copied.
  * @param out receives a new reference (+1) on success, NULL on failure.
  * @return FWX_S_OK; FWX_E_PROTOCOL_RULES_DENIED / FWX_E_SITE_AND_CONTENT_RULES_DENIED /
- *   FWX_E_NETWORK_RULES_DENIED (policy); FWX_E_CONNREFUSED (a filter denied a connect),
+ *   FWX_E_NETWORK_RULES_DENIED (policy; a connection to a publishing rule's listener is decided
+ *   as going to the rule's server, with the rule's protocol); FWX_E_CLASSNOTREG (the protocol
+ *   binds a filter no loaded plugin provides: refused rather than relayed unfiltered);
+ *   FWX_E_CONNREFUSED (a filter denied a connect),
  *   FWX_E_ADDRINUSE (a filter denied a bind), FWX_E_DENIED (a filter denied an accepted
  *   connection or failed its handler); FWX_E_INVALIDARG; FWX_E_TERMINATING.
  */

@@ -6,8 +6,14 @@
 #include "objects/objects.h"
 #include "util/log.h"
 
+#include <errno.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static const IFWXFirewallVtbl firewall_vtbl;
 
@@ -231,11 +237,158 @@ fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, f
 IFWXFirewall *fwx_firewall_iface(fwx_firewall *fw) { return fw ? &fw->iface : NULL; }
 uv_loop_t *fwx_firewall_loop(fwx_firewall *fw) { return fw ? fw->loop : NULL; }
 
+const fwx__filter_ref *fwx__protocol_missing_filter(fwx_firewall *fw, const fwx__protocol *proto)
+{
+    for (size_t i = 0; proto != NULL && i < proto->n_filters; i++)
+        if (fwx__plugin_for_filter(fw, &proto->filters[i]) == NULL)
+            return &proto->filters[i];
+    return NULL;
+}
+
+/* "ftp, conn-logger", or "none". */
+static void loaded_names(fwx_firewall *fw, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (fwx__list *n = fw->plugins.next; n != &fw->plugins && len < size; n = n->next) {
+        fwx__plugin *p = fwx__list_entry(n, fwx__plugin, node);
+        if (p->unloaded)
+            continue;
+        int w = snprintf(buf + len, size - len, "%s\"%s\"", len ? ", " : "", p->name);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    if (len == 0)
+        snprintf(buf, size, "none");
+}
+
+/* Whether an interface carries exactly this address. */
+static bool interface_has(const struct sockaddr *sa)
+{
+    struct ifaddrs *ifs = NULL;
+    bool found = false;
+    if (getifaddrs(&ifs) != 0)
+        return false;
+    for (struct ifaddrs *it = ifs; it != NULL && !found; it = it->ifa_next)
+        found = it->ifa_addr != NULL && it->ifa_addr->sa_family == sa->sa_family && fwx__sa_same_ip(it->ifa_addr, sa);
+    freeifaddrs(ifs);
+    return found;
+}
+
+/* Whether this host can listen on sa: a bind to it (port 0) is the exact question, where a
+   list of interface addresses would miss 127.0.0.0/8 and nonlocal binding; an IPv6 address
+   still in duplicate address detection refuses the bind for a moment but is the host's. */
+static bool host_holds(const struct sockaddr *sa)
+{
+    struct sockaddr_storage tmp;
+    if (fwx__sa_is_unspecified(sa))
+        return true;
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return true; /* cannot tell: the listener will say */
+    memcpy(&tmp, sa, fwx__sa_len(sa));
+    fwx__sa_set_port((struct sockaddr *)&tmp, 0);
+    int rc = bind(fd, (struct sockaddr *)&tmp, fwx__sa_len(sa));
+    int e = errno;
+    close(fd);
+    return rc == 0 || e != EADDRNOTAVAIL || interface_has(sa);
+}
+
+/* "10.0.1.1, 192.168.5.1": this host's addresses of one family, for a message. */
+static void host_addresses(int family, char *buf, size_t size)
+{
+    struct ifaddrs *ifs = NULL, *it;
+    size_t len = 0;
+    buf[0] = '\0';
+    if (getifaddrs(&ifs) == 0) {
+        for (it = ifs; it != NULL && len + 1 < size; it = it->ifa_next) {
+            char a[FWX__SA_STRLEN];
+            if (it->ifa_addr == NULL || it->ifa_addr->sa_family != family || (it->ifa_flags & IFF_LOOPBACK))
+                continue;
+            if (family == AF_INET6 && IN6_IS_ADDR_LINKLOCAL(&((struct sockaddr_in6 *)it->ifa_addr)->sin6_addr))
+                continue;
+            int w = snprintf(buf + len, size - len, "%s%s", len ? ", " : "", fwx__sa_fmt_ip(it->ifa_addr, a));
+            if (w < 0)
+                break;
+            len += (size_t)w;
+        }
+        freeifaddrs(ifs);
+    }
+    if (len == 0)
+        snprintf(buf, size, "none but loopback");
+}
+
+static fwx_result check_error(fwx_config_error *err, const fwx_policy *p, int line, const char *key, const char *fmt,
+                              ...) __attribute__((format(printf, 5, 6)));
+static fwx_result check_error(fwx_config_error *err, const fwx_policy *p, int line, const char *key, const char *fmt,
+                              ...)
+{
+    va_list ap;
+    if (err == NULL)
+        return FWX_E_CONFIG;
+    memset(err, 0, sizeof *err);
+    snprintf(err->file, sizeof err->file, "%s", fwx__policy_source(p));
+    err->line = line;
+    snprintf(err->key, sizeof err->key, "%s", key);
+    va_start(ap, fmt);
+    vsnprintf(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return FWX_E_CONFIG;
+}
+
+fwx_result fwx_firewall_check_policy(fwx_firewall *fw, const fwx_policy *policy, fwx_config_error *err)
+{
+    char key[128], names[160], g[FWX_GUID_STRLEN];
+    if (err != NULL)
+        memset(err, 0, sizeof *err);
+    if (fw == NULL || policy == NULL)
+        return FWX_E_POINTER;
+    for (size_t i = 0; i < fwx__policy_protocol_count(policy); i++) {
+        const fwx__protocol *pr = fwx__policy_protocol_at(policy, i);
+        const fwx__filter_ref *f = fwx__protocol_missing_filter(fw, pr);
+        if (f == NULL)
+            continue;
+        loaded_names(fw, names, sizeof names);
+        snprintf(key, sizeof key, "protocols.[%zu].filters.[%zu]", i, (size_t)(f - pr->filters));
+        return check_error(err, policy, f->line, key,
+                           "protocol \"%s\": no loaded plugin provides filter \"%s\" (loaded: %s); load its "
+                           "plugin, or write a loaded plugin's name here",
+                           pr->name, fwx__filter_ref_fmt(f, g), names);
+    }
+    for (size_t i = 0; i < fwx__policy_publish_count(policy); i++) {
+        const fwx__publish_rule *r = fwx__policy_publish_at(policy, i);
+        const struct sockaddr *l = (const struct sockaddr *)&r->listen;
+        char a[FWX__SA_STRLEN], have[160];
+        if (host_holds(l))
+            continue;
+        host_addresses(l->sa_family, have, sizeof have);
+        snprintf(key, sizeof key, "publishing.[%zu].listen", i);
+        return check_error(err, policy, r->line, key,
+                           "publishing rule \"%s\": %s is not an address of this host (it has %s): listen on "
+                           "one of those, or on %s",
+                           r->name, fwx__sa_fmt_ip(l, a), have, l->sa_family == AF_INET ? "0.0.0.0" : "[::]");
+    }
+    return FWX_S_OK;
+}
+
 fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy)
 {
     if (fw == NULL) {
         fwx_policy_free(policy);
         return FWX_E_POINTER;
+    }
+    /* Plugins may still be loaded after the policy, so this is not refused here (hosts call
+       fwx_firewall_check_policy first); until then such a protocol's connections are refused. */
+    for (size_t i = 0; i < fwx__policy_protocol_count(policy); i++) {
+        const fwx__protocol *pr = fwx__policy_protocol_at(policy, i);
+        const fwx__filter_ref *f = fwx__protocol_missing_filter(fw, pr);
+        char g[FWX_GUID_STRLEN];
+        if (f != NULL)
+            fwx__log(fw, FWX_LOG_WARN,
+                     "policy %s:%d: protocol \"%s\" binds filter \"%s\", which no loaded plugin provides: its "
+                     "connections are refused until one is loaded",
+                     fwx__policy_source(policy), f->line, pr->name, fwx__filter_ref_fmt(f, g));
     }
     fwx_policy_free(fw->policy);
     fw->policy = policy;

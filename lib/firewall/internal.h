@@ -162,6 +162,11 @@ void fwx__plugins_close_all(fwx_firewall *fw);
 /* deinit and dlclose: only when nothing can call into plugin code any more. */
 void fwx__plugins_free_all(fwx_firewall *fw);
 fwx__plugin *fwx__plugin_find(fwx_firewall *fw, const fwx_guid *guid);
+/* The loaded plugin that provides a filter a protocol binds, or NULL. */
+fwx__plugin *fwx__plugin_for_filter(fwx_firewall *fw, const fwx__filter_ref *f);
+/* The first filter bound to proto that no loaded plugin provides, or NULL: connections of
+   such a protocol are refused, never relayed unfiltered (lib/firewall/firewall.c). */
+const fwx__filter_ref *fwx__protocol_missing_filter(fwx_firewall *fw, const fwx__protocol *proto);
 
 /* ---- sessions (lib/session) ----------------------------------------------------------- */
 
@@ -245,6 +250,7 @@ typedef struct fwx__dfentry {
     IUnknown *ctx;
     bool has_dest;                 /* AttachDataFilterWithDestination: only this UDP destination */
     struct sockaddr_storage dest;
+    fwx__plugin *plugin; /* the plugin that attached it, NULL for the host: owner of its grants */
 } fwx__dfentry;
 
 struct fwx__conn {

@@ -31,6 +31,7 @@ fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, v
             i.flags = p->hooks;
             i.name = p->name;
             i.owner = p->path;
+            i.guid = p->guid;
             cb(arg, &i);
         }
     }
@@ -81,6 +82,7 @@ fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, v
                 i.name = fwx__grant_type_name(g->type);
                 i.owner = g->owner ? g->owner->name : "";
                 i.kernel_mode = g->in_kernel;
+                i.guid = g->protocol_guid;
                 cb(arg, &i);
             }
         }

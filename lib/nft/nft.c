@@ -371,8 +371,12 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, const fwx__grant *c
         if (cg != NULL)
             for (fwx__list *n = cg->session->conns.next; n != &cg->session->conns && FWX_SUCCEEDED(hr); n = n->next) {
                 fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+                /* Full proxy: the remote client sees the server's data connection come from
+                   the gateway, as it sees the control connection (a DMZ behind the gateway has
+                   no route from the outside, and its addresses must not leak there). */
                 if (c->has_server)
-                    hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&c->server, fam, dst, proto, tport);
+                    hr = tuple_elems(es, set, masq || (c->flags & FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION) != 0,
+                                     false, (const struct sockaddr *)&c->server, fam, dst, proto, tport);
             }
         return FWX_FAILED(hr) ? hr : FWX_S_OK;
     }

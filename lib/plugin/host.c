@@ -21,6 +21,19 @@ fwx__plugin *fwx__plugin_find(fwx_firewall *fw, const fwx_guid *guid)
     return NULL;
 }
 
+/* A policy may bind a filter by its plugin's name (fwx_plugin_entry.name) as well as by GUID. */
+fwx__plugin *fwx__plugin_for_filter(fwx_firewall *fw, const fwx__filter_ref *f)
+{
+    if (f->name == NULL)
+        return fwx__plugin_find(fw, &f->guid);
+    for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next) {
+        fwx__plugin *p = fwx__list_entry(n, fwx__plugin, node);
+        if (!p->unloaded && strcmp(p->name, f->name) == 0)
+            return p;
+    }
+    return NULL;
+}
+
 fwx_plugin *fwx_firewall_find_plugin(fwx_firewall *fw, const fwx_guid *guid)
 {
     if (fw == NULL || guid == NULL)

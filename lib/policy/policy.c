@@ -6,6 +6,7 @@
 #include "policy/policy_impl.h"
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* ---- lookups ----------------------------------------------------------------------------- */
@@ -78,14 +79,39 @@ const fwx__protocol *fwx__policy_protocol_by_port(const fwx_policy *p, int32_t i
     return &p->protocols[owner];
 }
 
-bool fwx__protocol_has_filter(const fwx__protocol *proto, const fwx_guid *filter)
+bool fwx__protocol_has_filter(const fwx__protocol *proto, const fwx_guid *filter, const char *name)
 {
-    if (proto == NULL || filter == NULL)
+    if (proto == NULL)
         return false;
-    for (size_t i = 0; i < proto->n_filters; i++)
-        if (fwx_guid_equal(&proto->filters[i], filter))
+    for (size_t i = 0; i < proto->n_filters; i++) {
+        const fwx__filter_ref *f = &proto->filters[i];
+        if (f->name != NULL ? name != NULL && strcmp(f->name, name) == 0
+                            : filter != NULL && fwx_guid_equal(&f->guid, filter))
             return true;
+    }
     return false;
+}
+
+const char *fwx__filter_ref_fmt(const fwx__filter_ref *f, char *buf)
+{
+    if (f->name != NULL)
+        return f->name;
+    return fwx_guid_format(&f->guid, buf);
+}
+
+size_t fwx__policy_protocol_index(const fwx_policy *p, const fwx__protocol *proto)
+{
+    return (size_t)(proto - p->protocols);
+}
+
+size_t fwx__policy_protocol_count(const fwx_policy *p)
+{
+    return p != NULL ? p->n_protocols : 0;
+}
+
+const fwx__protocol *fwx__policy_protocol_at(const fwx_policy *p, size_t i)
+{
+    return p != NULL && i < p->n_protocols ? &p->protocols[i] : NULL;
 }
 
 size_t fwx__policy_publish_count(const fwx_policy *p)
@@ -98,6 +124,22 @@ const fwx__publish_rule *fwx__policy_publish_at(const fwx_policy *p, size_t i)
     if (p == NULL || i >= p->n_publish)
         return NULL;
     return &p->publish[i];
+}
+
+const fwx__publish_rule *fwx__policy_publish_find(const fwx_policy *p, const struct sockaddr *listen,
+                                                  const struct sockaddr *server)
+{
+    const fwx__publish_rule *by_server = NULL;
+    for (size_t i = 0; p != NULL && server != NULL && i < p->n_publish; i++) {
+        const fwx__publish_rule *r = &p->publish[i];
+        if (!fwx__sa_same_endpoint((const struct sockaddr *)&r->server, server))
+            continue;
+        if (listen != NULL && fwx__sa_same_endpoint((const struct sockaddr *)&r->listen, listen))
+            return r;
+        if (by_server == NULL)
+            by_server = r;
+    }
+    return by_server;
 }
 
 static int cmp_relation_key(const void *key, const void *elem)
@@ -303,7 +345,7 @@ void fwx__policy_decide(const fwx_policy *p, const fwx__policy_request *req, fwx
     out->destination_network = &p->networks[c.dst_net];
 
     out->relationship = relationship(p, c.src_net, c.dst_net);
-    if (out->relationship == FWX__REL_NONE) {
+    if (out->relationship == FWX__REL_NONE && !req->published) {
         out->result = FWX_E_NETWORK_RULES_DENIED;
         return;
     }
@@ -349,6 +391,39 @@ void fwx__policy_decide(const fwx_policy *p, const fwx__policy_request *req, fwx
         }
     }
     out->result = FWX_E_PROTOCOL_RULES_DENIED;
+}
+
+static const char *relationship_name(fwx__relationship r)
+{
+    return r == FWX__REL_NAT ? "nat" : r == FWX__REL_ROUTE ? "route" : "no relationship";
+}
+
+void fwx__policy_decision_fmt(const fwx__policy_decision *d, const fwx__policy_request *req, char *buf,
+                              size_t size)
+{
+    char who[160], proto[160];
+    const char *from = d->source_network ? d->source_network->name : "?";
+    const char *to = d->destination_network ? d->destination_network->name : "?";
+    if (d->result == FWX_E_NETWORK_RULES_DENIED)
+        snprintf(who, sizeof who, "the network relationships (none from \"%s\" to \"%s\")", from, to);
+    else if (d->rule_name != NULL)
+        snprintf(who, sizeof who, "rule \"%s\" (line %d)", d->rule_name, d->rule_line);
+    else
+        snprintf(who, sizeof who, "the default rule (no rule matched)");
+    if (d->protocol != NULL) {
+        snprintf(proto, sizeof proto, "protocol \"%s\"", d->protocol->name);
+    } else if (req != NULL && req->protocol_guid != NULL) {
+        char g[FWX_GUID_STRLEN];
+        snprintf(proto, sizeof proto, "protocol %s (not in the policy)", fwx_guid_format(req->protocol_guid, g));
+    } else if (req != NULL && req->destination != NULL) {
+        snprintf(proto, sizeof proto, "no protocol (none defined for %s port %u %s)",
+                 req->ip_protocol == FWX_PROTOCOL_UDP ? "udp" : "tcp", (unsigned)fwx__sa_port(req->destination),
+                 req->direction == FWX__DIR_INBOUND ? "inbound" : "outbound");
+    } else {
+        snprintf(proto, sizeof proto, "no protocol");
+    }
+    snprintf(buf, size, "%s: %s; %s -> %s (%s), %s", who, fwx_strerror(d->result), from, to,
+             relationship_name(d->relationship), proto);
 }
 
 /* ---- index building -------------------------------------------------------------------- */
@@ -469,6 +544,8 @@ void fwx_policy_free(fwx_policy *p)
     free(p->relations);
     for (size_t i = 0; i < p->n_protocols; i++) {
         free(p->protocols[i].name);
+        for (size_t k = 0; k < p->protocols[i].n_filters; k++)
+            free(p->protocols[i].filters[k].name);
         free(p->protocols[i].filters);
     }
     free(p->protocols);

@@ -21,13 +21,21 @@ typedef enum fwx__direction {
 
 typedef struct fwx__network fwx__network;
 
+/* One filter bound to a protocol: by its class id, or by its plugin's name
+   (fwx_plugin_entry.name), whichever the file wrote. */
+typedef struct fwx__filter_ref {
+    fwx_guid guid; /* FWX_GUID_NULL when bound by name */
+    char *name;    /* NULL when bound by guid */
+    int line;
+} fwx__filter_ref;
+
 typedef struct fwx__protocol {
     char *name;
     fwx_guid guid;
     int32_t ip_protocol;        /* FWX_PROTOCOL_TCP / FWX_PROTOCOL_UDP */
     uint16_t port_lo, port_hi;  /* primary port range, inclusive */
     fwx__direction direction;
-    fwx_guid *filters;          /* class ids of the filters bound to it */
+    fwx__filter_ref *filters;   /* the filters bound to it, in file order */
     size_t n_filters;
     int line;                   /* where it was defined */
 } fwx__protocol;
@@ -51,6 +59,10 @@ typedef struct fwx__policy_request {
     /* When set, the request is for this protocol definition (secondary connections of a
        protocol) rather than the one found by destination port. */
     const fwx_guid *protocol_guid;
+    /* A connection to a publishing rule's listener, decided as going to the rule's server:
+       the rule stands in for a network relationship (the gateway makes the connection to the
+       server itself, as ISA's server publishing does across a NAT relationship). */
+    bool published;
 } fwx__policy_request;
 
 typedef struct fwx__policy_decision {
@@ -74,7 +86,21 @@ const char *fwx__network_name(const fwx__network *n);
 const fwx__protocol *fwx__policy_protocol_by_guid(const fwx_policy *p, const fwx_guid *guid);
 const fwx__protocol *fwx__policy_protocol_by_port(const fwx_policy *p, int32_t ip_protocol, uint16_t port,
                                                   fwx__direction direction);
-bool fwx__protocol_has_filter(const fwx__protocol *proto, const fwx_guid *filter);
+/* Whether the filter of class id `filter`, whose plugin is called `name`, is bound to proto. */
+bool fwx__protocol_has_filter(const fwx__protocol *proto, const fwx_guid *filter, const char *name);
+/* "{guid}" or "name", as the file wrote it; buf holds FWX_GUID_STRLEN. */
+const char *fwx__filter_ref_fmt(const fwx__filter_ref *f, char *buf);
+/* Index of proto in file order (its key path is protocols.[index]). */
+size_t fwx__policy_protocol_index(const fwx_policy *p, const fwx__protocol *proto);
+size_t fwx__policy_protocol_count(const fwx_policy *p);
+const fwx__protocol *fwx__policy_protocol_at(const fwx_policy *p, size_t i);
+
+/* Why a denial came out as it did, for one log line: who decided (the rule with its line, the
+   default rule, or the network relationships), the reason, both networks and the protocol:
+   `rule "no ftp" (line 31): access rules deny this protocol; internal -> external (nat),
+   protocol "ftp"`. */
+void fwx__policy_decision_fmt(const fwx__policy_decision *d, const fwx__policy_request *req, char *buf,
+                              size_t size);
 
 /* The file (or name) the policy was loaded from, for file:line in errors found after loading. */
 const char *fwx__policy_source(const fwx_policy *p);
@@ -82,5 +108,9 @@ const char *fwx__policy_source(const fwx_policy *p);
 /* Server publishing rules, in file order. */
 size_t fwx__policy_publish_count(const fwx_policy *p);
 const fwx__publish_rule *fwx__policy_publish_at(const fwx_policy *p, size_t i);
+/* The publishing rule whose listener a connection arrived on: the same server, and the same
+   listen address when one is given (else the first rule for that server). NULL when none. */
+const fwx__publish_rule *fwx__policy_publish_find(const fwx_policy *p, const struct sockaddr *listen,
+                                                  const struct sockaddr *server);
 
 #endif /* FWX_POLICY_H */

@@ -9,9 +9,12 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libconfig.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 /* A policy file larger than this is refused rather than read into memory. */
 #define FWX__POLICY_MAX_BYTES (64u * 1024u * 1024u)
@@ -763,6 +766,18 @@ static int cmp_guid_ent(const void *a, const void *b)
     return x->index < y->index ? -1 : x->index > y->index;
 }
 
+/* What a plugin may call itself in a filters list: letters, digits, '-', '_' and '.'. */
+static bool plugin_name_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 64 || !isalnum((unsigned char)s[0]))
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '_' && s[i] != '.')
+            return false;
+    return true;
+}
+
 static fwx_result load_protocol(loader *ld, const config_setting_t *c, fwx__protocol *pr, const char *what)
 {
     static const char *const keys[] = { "name", "guid", "protocol", "port", "ports", "direction", "filters", NULL };
@@ -827,10 +842,27 @@ static fwx_result load_protocol(loader *ld, const config_setting_t *c, fwx__prot
             return oom(ld);
         for (int i = 0; i < n; i++) {
             const char *text = elem_str(filters, i);
-            if (fwx_guid_parse(text, &pr->filters[i]) != FWX_S_OK)
-                return fail_at(ld, config_setting_get_elem(filters, (unsigned)i), NULL,
-                               "%s: bad filter guid \"%s\"", what, text);
+            const config_setting_t *e = config_setting_get_elem(filters, (unsigned)i);
+            fwx__filter_ref *f = &pr->filters[i];
+            f->line = config_setting_source_line(e);
+            /* A filter is named by its class id or, more readably, by its plugin's name. */
+            if (fwx_guid_parse(text, &f->guid) != FWX_S_OK) {
+                f->guid = FWX_GUID_NULL;
+                if (!plugin_name_ok(text))
+                    return fail_at(ld, e, NULL,
+                                   "%s: bad filter \"%s\" (want a plugin name such as \"ftp\", or a filter "
+                                   "guid \"{xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx}\")",
+                                   what, text);
+                if ((f->name = dup_str(text)) == NULL)
+                    return oom(ld);
+            }
             pr->n_filters++;
+            for (int k = 0; k < i; k++) {
+                const fwx__filter_ref *o = &pr->filters[k];
+                if (f->name != NULL ? o->name != NULL && strcmp(o->name, f->name) == 0
+                                    : o->name == NULL && fwx_guid_equal(&o->guid, &f->guid))
+                    return fail_at(ld, e, NULL, "%s: filter \"%s\" is bound twice", what, text);
+            }
         }
     }
     return FWX_S_OK;
@@ -1075,6 +1107,16 @@ static fwx_result load_publishing(loader *ld, const config_setting_t *sec)
             break;
         }
         pu->protocol = &p->protocols[e->index];
+        /* The rule's protocol decides its connections (their filters, their secondary
+           connections), so it must be one written for connections coming in. */
+        if (pu->protocol->direction != FWX__DIR_INBOUND) {
+            r = fail_at(ld, config_setting_get_member(c, "protocol"), NULL,
+                        "%s: protocol \"%s\" (line %d) is an outbound definition; a publishing rule needs an "
+                        "inbound one: add direction = \"inbound\"; to a protocol for the published server and "
+                        "name it here",
+                        what, proto, pu->protocol->line);
+            break;
+        }
         const config_setting_t *fp = config_setting_get_member(c, "full_proxy");
         if (fp != NULL) {
             if (config_setting_type(fp) != CONFIG_TYPE_BOOL) {
@@ -1144,9 +1186,6 @@ static fwx_result load_config(loader *ld)
 {
     const config_setting_t *sec[FWX__ARRAY_SIZE(sections)];
     fwx_result r;
-    ld->p = calloc(1, sizeof *ld->p);
-    if (ld->p == NULL)
-        return oom(ld);
     if ((r = find_sections(ld, sec)) != FWX_S_OK || (r = load_networks(ld, sec[0])) != FWX_S_OK ||
         (r = load_addr_sets(ld, sec[3])) != FWX_S_OK || (r = load_domain_sets(ld, sec[4])) != FWX_S_OK ||
         (r = register_names(ld, sec[0], sec[3], sec[4])) != FWX_S_OK ||
@@ -1238,6 +1277,10 @@ static fwx_result load_text(char *text, const char *name, fwx_policy **out, fwx_
     if (r != FWX_S_OK)
         return r;
     config_init(&ld.cfg);
+    if ((ld.p = calloc(1, sizeof *ld.p)) == NULL) {
+        config_destroy(&ld.cfg);
+        return oom(&ld);
+    }
     if (config_read_string(&ld.cfg, text) != CONFIG_TRUE) {
         const char *msg = config_error_text(&ld.cfg);
         r = fail_line(&ld, config_error_line(&ld.cfg), "%s", msg != NULL ? msg : "cannot parse");
@@ -1304,10 +1347,27 @@ static fwx_result file_error(fwx_config_error *err, const char *path, const char
 static fwx_result read_file(const char *path, char **text, fwx_config_error *err)
 {
     *text = NULL;
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
+    /* Opened without blocking and refused unless regular: opening a FIFO with no writer would
+       wait forever (even for --check), and a device or a directory is never a policy. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
         return file_error(err, path, "cannot open file: %s", strerror(errno));
-    /* Read in chunks rather than trusting a size from fstat: the file may be a pipe. */
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        const char *kind = S_ISFIFO(st.st_mode)   ? "a fifo"
+                           : S_ISDIR(st.st_mode)  ? "a directory"
+                           : S_ISSOCK(st.st_mode) ? "a socket"
+                                                  : "a device";
+        close(fd);
+        return file_error(err, path, "not a regular file (%s): give the path of a policy file", kind);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (f == NULL) {
+        int e = errno;
+        close(fd);
+        return file_error(err, path, "cannot open file: %s", strerror(e));
+    }
+    /* Read in chunks rather than trusting a size from fstat: the file may grow meanwhile. */
     size_t cap = 1 << 16, len = 0;
     char *buf = malloc(cap);
     fwx_result r = FWX_S_OK;
@@ -1341,8 +1401,15 @@ static fwx_result read_file(const char *path, char **text, fwx_config_error *err
     }
     if (r == FWX_S_OK) {
         buf[len] = '\0';
-        if (memchr(buf, '\0', len) != NULL)
-            r = file_error(err, path, "%s", "file contains a nul byte");
+        const char *nul = memchr(buf, '\0', len);
+        if (nul != NULL) {
+            r = file_error(err, path, "%s", "file contains a nul byte (a policy is text)");
+            if (err != NULL) {
+                err->line = 1;
+                for (const char *c = buf; c < nul; c++)
+                    err->line += *c == '\n';
+            }
+        }
     }
     if (r != FWX_S_OK) {
         free(buf);

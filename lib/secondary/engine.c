@@ -120,6 +120,26 @@ static fwx__plugin *plugin_of_sf(fwx__session *s, IFWXSessionFilter *sf)
     return NULL;
 }
 
+/* A request made outside any event and without a session filter comes from a data filter on
+   one of the session's connections (the FTP filter reads PORT there): when a single plugin
+   attached those, it made the request. NULL when none did or several did. */
+static fwx__plugin *plugin_of_data_filters(fwx__session *s)
+{
+    fwx__plugin *found = NULL;
+    for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
+        const fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+        for (size_t i = 0; i < c->n_dfs; i++) {
+            fwx__plugin *p = c->dfs[i].plugin;
+            if (p == NULL || p == found)
+                continue;
+            if (found != NULL)
+                return NULL;
+            found = p;
+        }
+    }
+    return found;
+}
+
 static fwx__grant *grant_new(fwx__session *s, fwx__grant_type type, int32_t protocol, uint32_t flags,
                              const fwx_guid *pg, IFWXSessionFilter *sf, IUnknown *ctx)
 {
@@ -140,6 +160,8 @@ static fwx__grant *grant_new(fwx__session *s, fwx__grant_type type, int32_t prot
     if (flags & FWX_FLAG_TIMEOUT)
         g->pub.expires_ms = uv_now(s->fw->loop) + s->fw->opts.timeout_ms;
     g->owner = s->fw->current_plugin ? s->fw->current_plugin : plugin_of_sf(s, sf);
+    if (g->owner == NULL)
+        g->owner = plugin_of_data_filters(s);
     g->sf = sf;
     if (sf != NULL)
         IFWXSessionFilter_AddRef(sf);
@@ -343,18 +365,16 @@ static const fwx__conn *last_primary(fwx__session *s)
    Rationale: a null or made-up ProtocolGuid must not skip the check, so the protocol of the
    primary connection the request belongs to (pc, or the session's newest) is used instead. */
 static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx__conn *pc, const struct sockaddr *dest,
-                                 fwx__direction dir)
+                                 fwx__direction dir, char *why, size_t why_size)
 {
     fwx_firewall *fw = s->fw;
     if (fw->policy == NULL || dest == NULL)
         return FWX_S_OK;
     const fwx__protocol *proto = pg ? fwx__policy_protocol_by_guid(fw->policy, pg) : NULL;
-    if (proto == NULL) {
-        if (pc == NULL)
-            pc = last_primary(s);
-        if (pc != NULL)
-            proto = fwx__policy_protocol_by_guid(fw->policy, &pc->protocol_guid);
-    }
+    if (pc == NULL)
+        pc = last_primary(s);
+    if (proto == NULL && pc != NULL)
+        proto = fwx__policy_protocol_by_guid(fw->policy, &pc->protocol_guid);
     if (proto == NULL)
         return FWX_S_OK; /* no protocol the policy knows: the primary connection was decided already */
     fwx__policy_request rq = {
@@ -365,11 +385,21 @@ static fwx_result check_protocol(fwx__session *s, const fwx_guid *pg, const fwx_
         .user = s->user,
         .protocol_guid = &proto->guid,
     };
+    /* A published server's session: its data connections run between the remote client and
+       the server the publishing rule names, whichever of them opens one, so they are decided
+       as the control connection was: to that server, the rule standing in for a relationship. */
+    if (pc != NULL && pc->has_server) {
+        rq.destination = (const struct sockaddr *)&pc->server;
+        rq.direction = FWX__DIR_INBOUND;
+        rq.published = true;
+    }
     fwx__policy_decision d;
     fwx__policy_decide(fw->policy, &rq, &d);
-    if (d.result == FWX_E_NETWORK_RULES_DENIED)
-        return FWX_E_PROTOCOL_RULES_DENIED;
-    return FWX_FAILED(d.result) ? d.result : FWX_S_OK;
+    if (!FWX_FAILED(d.result))
+        return FWX_S_OK;
+    /* The refusal names what decided it: the rule, the networks and the protocol. */
+    fwx__policy_decision_fmt(&d, &rq, why, why_size);
+    return d.result == FWX_E_NETWORK_RULES_DENIED ? FWX_E_PROTOCOL_RULES_DENIED : d.result;
 }
 
 /* T21 for a client's own bind, at RetroactiveAllowBind (peer: the session's newest peer, or
@@ -550,9 +580,10 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
     for (fwx__list *n = b ? b->grants.next : NULL; b != NULL && n != &b->grants; n = n->next)
         if (fwx__list_entry(n, fwx__grant, bucket_node)->session == s)
             return refuse(s, FWX_E_DUP_NAME, "AllowFutureConnect to", t, "a permission for it exists");
-    hr = check_protocol(s, ProtocolGuid, pc, t, FWX__DIR_OUTBOUND);
+    char why_policy[512] = "";
+    hr = check_protocol(s, ProtocolGuid, pc, t, FWX__DIR_OUTBOUND, why_policy, sizeof why_policy);
     if (FWX_FAILED(hr))
-        return refuse(s, hr, "AllowFutureConnect to", t, fwx_strerror(hr));
+        return refuse(s, hr, "AllowFutureConnect to", t, why_policy);
     if (s->n_permissions >= fw->opts.max_permissions_per_session || fw->n_permissions >= fw->opts.max_permissions)
         return refuse(s, FWX_E_QUOTA_EXCEEDED, "AllowFutureConnect to", t, "too many outstanding permissions");
 
@@ -648,9 +679,10 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
         if (!pending[i] && (why = bad_client_address(s, dwFlags, ca)) != NULL)
             return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "BindForClient for", ca, why);
     }
-    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND);
+    char why_policy[512] = "";
+    hr = check_protocol(s, ProtocolGuid, NULL, fwx__session_last_peer(s), FWX__DIR_INBOUND, why_policy, sizeof why_policy);
     if (FWX_FAILED(hr))
-        return refuse(s, hr, "BindForClient", NULL, fwx_strerror(hr));
+        return refuse(s, hr, "BindForClient", NULL, why_policy);
     if (s->n_ports + n > fw->opts.max_ports_per_session || fw->n_ports + n > fw->opts.max_ports)
         return refuse(s, FWX_E_QUOTA_EXCEEDED, "BindForClient", NULL, "too many bound ports");
     IFWXIpFilter *ipf = NULL;
@@ -856,9 +888,10 @@ fwx_result fwx__RedirectConnections(IFWXSession *This, const struct sockaddr *co
             return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "RedirectConnections to", t, why);
         if (!fwx__session_is_peer(s, t))
             return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "RedirectConnections to", t, "not the session's peer");
-        hr = check_protocol(s, ProtocolGuid, NULL, t, FWX__DIR_OUTBOUND);
+        char why_policy[512] = "";
+        hr = check_protocol(s, ProtocolGuid, NULL, t, FWX__DIR_OUTBOUND, why_policy, sizeof why_policy);
         if (FWX_FAILED(hr))
-            return refuse(s, hr, "RedirectConnections to", t, fwx_strerror(hr));
+            return refuse(s, hr, "RedirectConnections to", t, why_policy);
     }
     redirect_address(s, (const struct sockaddr *)&targets[0], &internal);
     fwx__sa_set_port((struct sockaddr *)&internal, 0);
@@ -980,8 +1013,9 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
     if (g->approved)
         return FWX_S_FALSE;
     hr = check_bind_policy(s, ProtocolGuid, fwx__session_last_peer(s));
+    const char *why_policy = FWX_FAILED(hr) ? fwx_strerror(hr) : "";
     if (FWX_FAILED(hr))
-        return refuse(s, hr, "RetroactiveAllowBind", a, fwx_strerror(hr));
+        return refuse(s, hr, "RetroactiveAllowBind", a, why_policy);
     IFWXIpFilter *ipf = NULL;
     if (pIpFilter != NULL && FWX_FAILED(hr = IFWXIpFilter_Clone(pIpFilter, &ipf)))
         return hr;

@@ -78,6 +78,7 @@ fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilte
         c->dfs[at].dest = *dest;
     else
         memset(&c->dfs[at].dest, 0, sizeof c->dfs[at].dest);
+    c->dfs[at].plugin = c->session->fw->current_plugin;
     c->n_dfs++;
     IFWXDataFilter_AddRef(df);
     if (ctx != NULL)
@@ -276,23 +277,47 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
        else meets the policy first: T21, rules before filters. */
     if (fw->policy != NULL && !is_bind) {
         bool inbound = p->event == fwx_AcceptedConnection;
+        /* A connection to a publishing rule's listener is decided as going to the server the
+           rule names, with the rule's protocol (whatever port it listens on): that is what the
+           rule says, and what its access rule names. */
+        const fwx__publish_rule *pub =
+            has_server ? fwx__policy_publish_find(fw->policy, p->external_local ? (const struct sockaddr *)&local : NULL,
+                                                  (const struct sockaddr *)&server)
+                       : NULL;
         fwx__policy_request rq = {
             .ip_protocol = p->protocol,
             .direction = inbound ? FWX__DIR_INBOUND : FWX__DIR_OUTBOUND,
             .source = inbound ? (const struct sockaddr *)&peer : (const struct sockaddr *)&s->client,
-            .destination = inbound ? (p->external_local ? (const struct sockaddr *)&local : (const struct sockaddr *)&peer)
-                                   : (const struct sockaddr *)&peer,
+            .destination = pub != NULL ? (const struct sockaddr *)&server
+                           : inbound ? (p->external_local ? (const struct sockaddr *)&local : (const struct sockaddr *)&peer)
+                                     : (const struct sockaddr *)&peer,
             .host_name = p->host_name,
             .user = s->user,
+            .protocol_guid = pub != NULL && pub->protocol != NULL ? &pub->protocol->guid : NULL,
+            .published = pub != NULL,
         };
         fwx__policy_decision d;
+        char why[512];
         fwx__policy_decide(fw->policy, &rq, &d);
         if (FWX_FAILED(d.result)) {
-            fwx__log_at(fw, FWX_LOG_INFO, &(fwx__log_about){.session = s, .rule = d.rule_name ? d.rule_name : "default"},
-                        "connection %s -> %s refused by %s%s%s: %s", fwx__sa_fmt(rq.source, a),
-                        fwx__sa_fmt(rq.destination, b), d.rule_name ? "rule \"" : "default rule",
-                        d.rule_name ? d.rule_name : "", d.rule_name ? "\"" : "", fwx_strerror(d.result));
+            /* At warn: a refusal is what an operator looks for when something does not work. */
+            fwx__policy_decision_fmt(&d, &rq, why, sizeof why);
+            fwx__log_at(fw, FWX_LOG_WARN, &(fwx__log_about){.session = s, .rule = d.rule_name ? d.rule_name : "default"},
+                        "connection %s -> %s refused by %s", fwx__sa_fmt(rq.source, a), fwx__sa_fmt(rq.destination, b),
+                        why);
             return d.result;
+        }
+        /* A protocol bound to a filter is never relayed without it (a mistyped GUID, a plugin
+           that failed to load or was unloaded): the filter is what makes it safe to carry. */
+        const fwx__filter_ref *missing = fwx__protocol_missing_filter(fw, d.protocol);
+        if (missing != NULL) {
+            char g[FWX_GUID_STRLEN];
+            fwx__log(fw, FWX_LOG_WARN,
+                     "connection %s -> %s refused: protocol \"%s\" binds filter \"%s\" (%s:%d), which no loaded "
+                     "plugin provides; not relaying it unfiltered",
+                     fwx__sa_fmt(rq.source, a), fwx__sa_fmt(rq.destination, b), d.protocol->name,
+                     fwx__filter_ref_fmt(missing, g), fwx__policy_source(fw->policy), missing->line);
+            return FWX_E_CLASSNOTREG;
         }
         if (d.protocol != NULL)
             pg = &d.protocol->guid;

@@ -192,7 +192,7 @@ static bool plugin_wants(fwx__session *s, fwx__plugin *p, uint32_t hooks, uint32
     if (s->fw->policy == NULL)
         return true;
     const fwx__protocol *proto = pg ? fwx__policy_protocol_by_guid(s->fw->policy, pg) : NULL;
-    return proto != NULL && fwx__protocol_has_filter(proto, &p->guid);
+    return proto != NULL && fwx__protocol_has_filter(proto, &p->guid, p->name);
 }
 
 bool fwx__event_hooked(fwx__session *s, uint32_t type, const fwx_guid *pg, bool secondary)

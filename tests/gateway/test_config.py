@@ -45,6 +45,22 @@ def refused_start(tmp, name, text, want_line, want_key, port):
     log("ok: %s refused: %s" % (name, err))
 
 
+def check_refuses(tmp, name, text, want_line, want):
+    """--check on a bad file: exit 2, file:line and `want` in the message; returns it."""
+    path = os.path.join(tmp, name + ".cfg")
+    write_file(path, text)
+    gw = Gateway(tmp, ["--config", path, "--check"], name=name, wait_ready=False, control=False)
+    rc = gw.proc.wait(10)
+    gw.stop()
+    err = gw.stderr().strip()
+    check(rc == 2, "%s: --check exit %s, expected 2 (stderr %r)" % (name, rc, err))
+    check("%s:%d:" % (path, want_line) in err and want in err,
+          "%s: --check says %r, wanted %s:%d: and %r" % (name, err, path, want_line, want))
+    check("is valid" not in gw.stdout(), "%s: --check said valid" % name)
+    log("ok: --check refuses %s: %s" % (name, err))
+    return err
+
+
 def run(tmp):
     port = free_port()
     server = free_port(SERVER_IP)
@@ -130,6 +146,78 @@ def run(tmp):
     gw.stop()
     check(rc == 2 and "rules.[0].action" in gw.stderr(), "--check on a bad file: exit %s, %r" % (rc, gw.stderr()))
     log("ok: --check on a bad file: exit 2")
+
+    # 9. local_addresses as a lone string (issue 16 item 6): refused, not read as no addresses
+    bad = good.replace('log_level = "info";', 'log_level = "info";\n  local_addresses = "203.0.113.1";')
+    refused_start(tmp, "local-addresses-string", bad, line_of(bad, "local_addresses"), "gateway.local_addresses",
+                  port)
+    check_refuses(tmp, "local-addresses-string-check", bad, line_of(bad, "local_addresses"), "must be a list")
+
+    # 10. a NUL byte is reported at its line (issue 16 item 6), not at line 0
+    bad = good.replace('log_level = "info";', 'log_level = "info"; # \0')
+    refused_start(tmp, "nul-byte", bad, line_of(bad, "\0"), "nul byte", port)
+
+    # 11. a protocol binding a filter no loaded plugin provides (issue 16 item 3, issue 17):
+    # refused by --check and at start with file:line, naming what is loaded
+    plugin = os.environ.get("FWX_CONN_LOGGER")
+    check(plugin and os.path.exists(plugin), "FWX_CONN_LOGGER names no plugin (meson sets it)")
+    with_plugin = good.replace('log_level = "info";', 'log_level = "info";\n  plugin_dir = "%s";\n'
+                               '  plugins = [ "conn-logger" ];' % os.path.dirname(plugin))
+    for name, ref in (("filter-name-typo", "conn-loger"), ("filter-guid-typo", "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b14}")):
+        bad = with_plugin.replace('direction = "inbound"; }', 'direction = "inbound"; filters = [ "%s" ]; }' % ref, 1)
+        err = check_refuses(tmp, name + "-check", bad, line_of(bad, ref), "protocols.[0].filters.[0]")
+        check('"conn-logger"' in err and ref in err, "%s: the message does not say what is loaded: %r" % (name, err))
+        refused_start(tmp, name, bad, line_of(bad, ref), "protocols.[0].filters.[0]", port)
+
+    # ... and bound by the plugin's name it passes the check and starts
+    named = with_plugin.replace('direction = "inbound"; }', 'direction = "inbound"; filters = [ "conn-logger" ]; }', 1)
+    path = os.path.join(tmp, "filter-by-name.cfg")
+    write_file(path, named)
+    gw = Gateway(tmp, ["--config", path, "--check"], name="filter-by-name-check", wait_ready=False, control=False)
+    rc = gw.proc.wait(10)
+    gw.stop()
+    check(rc == 0 and "is valid" in gw.stdout(), "a filter bound by name: --check exit %s, %r" % (rc, gw.stderr()))
+    gw = Gateway(tmp, ["--config", path], name="filter-by-name")
+    gw.stop()
+    log("ok: a filter bound by plugin name passes --check and starts")
+
+    # 12. a plugin file that is not there: --check fails (it loads the plugins) and says what to set
+    bad = good.replace('log_level = "info";', 'log_level = "info";\n  plugin_dir = "%s";\n  plugins = [ "ftp" ];'
+                       % os.path.join(tmp, "no-such-dir"))
+    path = os.path.join(tmp, "missing-plugin.cfg")
+    write_file(path, bad)
+    gw = Gateway(tmp, ["--config", path, "--check"], name="missing-plugin", wait_ready=False, control=False)
+    rc = gw.proc.wait(10)
+    gw.stop()
+    check(rc != 0 and "is valid" not in gw.stdout() and "plugin_dir" in gw.stderr(),
+          "--check with a missing plugin: exit %s, %r" % (rc, gw.stderr()))
+    log("ok: --check loads the plugins: %s" % gw.stderr().strip())
+
+    # 13. a publishing rule on an address this host does not hold (issue 17): file:line
+    bad = good.replace('listen = "%s:%d"' % (GW_IP, port), 'listen = "192.0.2.99:%d"' % port)
+    check(bad != good, "the test could not move the listen address")
+    err = check_refuses(tmp, "foreign-listen-check", bad, line_of(bad, "192.0.2.99"), "publishing.[0].listen")
+    check("not an address of this host" in err, "foreign listen address: %r" % err)
+    refused_start(tmp, "foreign-listen", bad, line_of(bad, "192.0.2.99"), "publishing.[0].listen", port)
+
+    # 14. a publishing rule whose protocol is an outbound definition (issue 17): refused at load
+    bad = good.replace('direction = "inbound"', 'direction = "outbound"', 1)
+    refused_start(tmp, "publish-outbound", bad, line_of(bad, 'protocol = "svc0"; full_proxy'),
+                  "publishing.[0].protocol", port)
+
+    # 15. a FIFO as --config (issue 16 item 6) is refused at once, with --check and without
+    fifo = os.path.join(tmp, "fifo.cfg")
+    os.mkfifo(fifo)
+    for args, name in (([], "fifo"), (["--check"], "fifo-check")):
+        gw = Gateway(tmp, ["--config", fifo] + args, name=name, wait_ready=False, control=False)
+        try:
+            rc = gw.proc.wait(10)
+        except Exception:
+            gw.kill()
+            raise Failure("fwx-gateway %s hangs on a FIFO given as --config" % " ".join(args))
+        gw.stop()
+        check(rc == 2 and "not a regular file (a fifo)" in gw.stderr(), "%s: exit %s, %r" % (name, rc, gw.stderr()))
+    log("ok: a FIFO as --config is refused at once: %s" % gw.stderr().strip())
 
     # a file that does not exist
     gw = Gateway(tmp, ["--config", os.path.join(tmp, "missing.cfg")], name="missing", wait_ready=False)

@@ -55,7 +55,32 @@ def run(tmp):
     roundtrip(live, b"still here\n")
     log("ok: a second broken file is refused, B kept")
 
-    # 4. the gateway still counts one session (the live client's) besides finished ones
+    # 4. a broken gateway group (issue 16 item 6): the whole reload is refused, never "reloaded"
+    good = policy([(port_a, echo.port), (port_b, echo.port)])
+    write_file(cfg, 'gateway = { log_level = "loud"; };\n' + good)
+    gw.send(signal.SIGHUP)
+    gw.wait_log("reload refused", count=3, what="the refusal of a broken gateway group")
+    out = gw.stdout()
+    check("gw.cfg:1: gateway.log_level" in out, "the refusal does not name gateway.log_level at line 1: %r"
+          % out.splitlines()[-1])
+    check(out.count("policy reloaded") == 1, "a broken gateway group was reported as reloaded")
+    echo_once(port_b, b"B after a broken gateway group\n")
+    log("ok: SIGHUP with a broken gateway group is refused with file:line, the running policy kept")
+
+    # 5. a protocol binding a filter no loaded plugin provides (issue 16 item 3): refused
+    bound = good.replace('direction = "inbound"; }', 'direction = "inbound"; filters = [ "no-such-filter" ]; }', 1)
+    check(bound != good, "the test could not bind a filter")
+    write_file(cfg, bound)
+    gw.send(signal.SIGHUP)
+    gw.wait_log("reload refused", count=4, what="the refusal of an unprovided filter")
+    last = [line for line in gw.stdout().splitlines() if "reload refused" in line][-1]
+    check("protocols.[0].filters.[0]" in last and "no-such-filter" in last and "loaded: none" in last,
+          "the refusal does not say which filter is missing and what is loaded: %r" % last)
+    check(gw.stdout().count("policy reloaded") == 1, "an unprovided filter was reported as reloaded")
+    echo_once(port_a, b"A after a refused filter\n")
+    log("ok: SIGHUP with a filter no plugin provides is refused: %s" % last.split("refused", 1)[1].strip())
+
+    # 6. the gateway still counts one session (the live client's) besides finished ones
     check(gw.stats()["sessions"] == 1, "sessions after the reloads: %r" % gw.stats())
     live.close()
     wait_until(lambda: gw.stats()["sessions"] == 0, what="the live session to end")
