@@ -91,8 +91,8 @@ cleanup() {
     exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'echo "demo: interrupted, stopping everything it started" >&2; exit 130' INT
+trap 'echo "demo: interrupted, stopping everything it started" >&2; exit 143' TERM
 
 # Prints the failed step and the end of each log, then exits 1 (cleanup runs from the trap).
 fail() {
@@ -276,7 +276,7 @@ if [ "$TOPOLOGY" = netns ]; then
     say "three network namespaces, joined by two virtual links:"
     say ""
     say "  client $CLIENT_IP --- $GW_IN [ fwx-gateway ] $GW_OUT --- $SERVER_IP vsftpd"
-    say "  ($NS_CLI)        ($NS_GW)                 ($NS_SRV)"
+    say "$(printf '  %-28s%-34s%s' "($NS_CLI)" "($NS_GW)" "($NS_SRV)")"
     say ""
     say "IP forwarding is off in the gateway: only what fwx-gateway relays gets across."
     STEP="checking that the client cannot reach the server directly"
@@ -371,12 +371,15 @@ for ((i = 0; i < 50; i++)); do [ -S "$SOCK" ] && break; sleep 0.1; done
 h1 "3. The gateway: fwx-gateway publishes the server, with the FTP filter"
 say "\$ fwx-gateway ${GW_ARGS[*]//$TMP\//}"
 say "(proxy backend, the default: fwx relays every byte in user mode)"
+say "\$ fwxctl plugins"
 ctl plugins | indent || fail "fwxctl plugins"
 proof "clients connect to ftp://$GW_IN/ ; the FTP filter watches each control connection"
 
 # ---- 4 and 5. downloads with curl ---------------------------------------------------------------
 
 URL=ftp://$GW_IN:$GW_PORT/payload.bin
+CURL_FROM=() # on loopback, curl must speak from the client's address, not the gateway's
+[ "$TOPOLOGY" = netns ] || CURL_FROM=(--interface "$CLIENT_IP")
 declare -A RESULT # mode -> "ok" or a reason
 
 # Shows fwxctl connections once, while the download runs (the data connection has appeared).
@@ -385,9 +388,11 @@ show_connections() { # show_connections PID
     for ((i = 0; i < 100; i++)); do # 10 s at most
         if ctl --json connections 2>/dev/null | grep -q '"kind":"connection"' &&
             [ "$(ctl --json connections 2>/dev/null | grep -c '"kind":"connection"')" -ge 2 ]; then
-            say "while curl downloads:"
+            say "while curl downloads, the gateway's view:"
             say "\$ fwxctl connections"
             ctl connections | indent
+            say "(the control connection, in user mode: the FTP filter reads every line; the data"
+            say "connection, in kernel mode: no filter on it, the bytes are spliced through)"
             return 0
         fi
         kill -0 "$1" 2>/dev/null || return 1
@@ -398,12 +403,12 @@ show_connections() { # show_connections PID
 
 # Prints an FTP dialogue line as the client saw it (curl -v) and as the server saw it (vsftpd's
 # log), for the data command of this mode.
-show_rewrite() { # show_rewrite CLIENT-PATTERN SERVER-PATTERN
+show_rewrite() { # show_rewrite CLIENT-PATTERN CLIENT-LABEL SERVER-PATTERN SERVER-LABEL
     local c s
     c=$(grep -a -m1 -E "$1" "$TMP/curl.err" | sed 's/^[<>] //' | tr -d '\r' || true)
-    s=$(grep -a -E "$2" "$TMP/vsftpd.log" | tail -n 1 | sed -E 's/.*"([^"]*)"$/\1/' || true)
-    say "curl  said/heard: ${c:-(none)}"
-    say "vsftpd heard/said: ${s:-(none)}"
+    s=$(grep -a -E "$3" "$TMP/vsftpd.log" | tail -n 1 | sed -E 's/.*"([^"]*)"$/\1/' || true)
+    say "$(printf '%-16s' "$2") ${c:-(none)}"
+    say "$(printf '%-16s' "$4") ${s:-(none)}"
 }
 
 download() { # download MODE OUTFILE curl-options...
@@ -439,24 +444,27 @@ download() { # download MODE OUTFILE curl-options...
 }
 
 h1 "4. Passive mode: curl downloads through the gateway"
-if download passive "$TMP/passive.bin" --ftp-pasv --disable-epsv; then
-    show_rewrite '^< 227 ' '"227 '
-    proof "curl was sent to the gateway's port; the gateway connected on to vsftpd's port from"
-    proof "its own address on the server's side, so strict vsftpd accepted it. Checksum matches."
+if download passive "$TMP/passive.bin" "${CURL_FROM[@]}" --ftp-pasv --disable-epsv; then
+    show_rewrite '^< 227 ' "curl was told:" '"227 ' "vsftpd said:"
+    proof "the FTP filter rewrote vsftpd's 227 with a port it bound on the gateway; curl"
+    proof "connected there, and the gateway connected on to vsftpd's port from its server-side"
+    proof "address $GW_OUT, the control connection's peer, so strict vsftpd accepted it."
+    proof "The copy's checksum matches the original."
 else
     say "FAILED: ${RESULT[passive]}"
 fi
 
 h1 "5. Active mode: vsftpd connects back, through the gateway"
-if download active "$TMP/active.bin" --ftp-port "$CLIENT_IP" --disable-eprt; then
-    show_rewrite '^> PORT ' '"PORT '
-    proof "vsftpd was told a port on the gateway; the gateway connected on to curl's port."
-    proof "Checksum matches."
+if download active "$TMP/active.bin" "${CURL_FROM[@]}" --ftp-port "$CLIENT_IP" --disable-eprt; then
+    show_rewrite '^> PORT ' "curl sent:" '"PORT ' "vsftpd received:"
+    proof "the FTP filter rewrote curl's PORT with a redirect port on the gateway's server-side"
+    proof "address $GW_OUT; vsftpd connected there, and the gateway connected on to curl's port."
+    proof "The copy's checksum matches the original."
 else
     say "FAILED: ${RESULT[active]}"
-    show_rewrite '^> PORT ' '"PORT '
+    show_rewrite '^> PORT ' "curl sent:" '"PORT ' "vsftpd received:"
     srv_reply=$(grep -a -A1 -E '"PORT ' "$TMP/vsftpd.log" | grep -a -o '"5[0-9][0-9] [^"]*"' | tail -n 1 || true)
-    [ -z "$srv_reply" ] || say "vsftpd answered:  ${srv_reply//\"/}"
+    [ -z "$srv_reply" ] || say "$(printf '%-16s' "vsftpd answered:") ${srv_reply//\"/}"
 fi
 
 # ---- 6. the grants, one command at a time; 7. an attack ------------------------------------------
@@ -469,7 +477,8 @@ in_ns cli python3 "$DEMO_DIR/ftp-steps.py" --gateway "$GW_IN:$GW_PORT" --client-
 sed -n '/^   PASV:/,/^   the attack:/p' "$TMP/steps.out" | sed '$d'
 steps=$(grep '^steps: ' "$TMP/steps.out" || true)
 [ -n "$steps" ] || { sed 's/^/   /' "$TMP/steps.out"; fail "the scripted client did not finish"; }
-proof "each grant is for this client's session only, used once, and expires if unused"
+proof "each grant names this client's session and its one peer, is used once, and expires"
+proof "after 60 s if unused (EXPIRES); when the session ends, whatever is left is withdrawn"
 
 h1 "7. A refused attack: FTP bounce"
 sed -n '/^   the attack:/,$p' "$TMP/steps.out" | grep -v '^steps: '
