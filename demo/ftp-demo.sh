@@ -70,9 +70,10 @@ delete_ns() { # delete_ns NAME
     for ((i = 0; i < 20; i++)); do
         pids=$(ip netns pids "$ns" 2>/dev/null || true)
         [ -n "$pids" ] || break
+        local sig=TERM
+        [ $i -lt 10 ] || sig=KILL
         # shellcheck disable=SC2086 # a list of pids
-        kill -TERM $pids 2>/dev/null || true
-        [ $i -lt 10 ] || kill -KILL $pids 2>/dev/null || true
+        kill -$sig $pids 2>/dev/null || true
         sleep 0.1
     done
     ip netns del "$ns" 2>/dev/null || echo "demo: could not delete network namespace $ns" >&2
@@ -304,7 +305,7 @@ STEP="starting vsftpd"
 if [ "$TOPOLOGY" = netns ]; then
     FTP_PORT=21 GW_PORT=21
 else
-    FTP_PORT=$(free_port $SERVER_IP) GW_PORT=$(free_port $GW_IN)
+    FTP_PORT=$(free_port "$SERVER_IP") GW_PORT=$(free_port "$GW_IN")
 fi
 FTP_USER=ftp
 getent passwd ftp >/dev/null || FTP_USER=nobody
@@ -348,7 +349,7 @@ EOF
 ns_exec srv
 "${NS_EXEC[@]}" "$VSFTPD" "$TMP/vsftpd.conf" >"$TMP/vsftpd.out" 2>&1 &
 VSFTPD_PID=$!
-wait_listening srv $SERVER_IP "$FTP_PORT" $VSFTPD_PID || fail "vsftpd is not listening on $SERVER_IP:$FTP_PORT"
+wait_listening srv "$SERVER_IP" "$FTP_PORT" $VSFTPD_PID || fail "vsftpd is not listening on $SERVER_IP:$FTP_PORT"
 
 h1 "2. The FTP server: vsftpd, strict"
 say "vsftpd serves a ${FILE_MIB} MiB file on $SERVER_IP:$FTP_PORT, as it comes: it accepts a data"
@@ -496,7 +497,7 @@ BOUNCE=fail
 if [[ $steps == *bounce=500* ]] && [ -n "$refusal" ] && ! grep -a -q -F "$BOUNCE_ARG," "$TMP/vsftpd.log"; then
     BOUNCE=refused
     proof "the gateway answered 500 itself: the command never reached vsftpd (its log has no"
-    proof "$BOUNCE_ARG), and no connection to $THIRD_IP was ever made."
+    proof "$BOUNCE_ARG), so vsftpd was never asked to connect to $THIRD_IP."
 else
     say "FAILED: the bounce was not refused by the gateway ($steps)"
 fi
