@@ -4,8 +4,9 @@
     test_demo.py BUILD_DIR netns|loopback
 
 netns: the demo on its dual-homed topology (three network namespaces, forwarding off in the
-gateway) must exit 0, say it ran on that topology, show both copies with the original's
-SHA-256, the bounce refused with the gateway's log line, and leave no namespace behind; then a
+gateway) must exit 0, say it ran on that topology, show its three copies (curl passive, curl
+active, the scripted client) with the original's SHA-256, the gateway's tables at each step,
+the bounce refused with the gateway's log line, and leave no namespace behind; then a
 second run, stopped with SIGTERM in the middle of its first download, must exit 143 and leave
 no namespace and no process behind.
 
@@ -90,11 +91,22 @@ def check_success(rc, out, topology):
     m = re.search(r"^   original +sha256 ([0-9a-f]{64})$", out, re.M)
     check(m is not None, "it prints the original's SHA-256")
     want = m.group(1) if m else "?"
-    for mode in ("passive", "active"):
+    for mode in ("passive", "active", "scripted"):
         check(re.search(r"^   %s copy +sha256 %s  matches$" % (mode, want), out, re.M) is not None,
               "the %s copy's SHA-256 is the original's" % mode)
-    check(len(re.findall(r"^   got 5242880 bytes, sha256 %s$" % want, out, re.M)) == 2,
-          "both downloads received the whole 5 MiB")
+    check(len(re.findall(r"^   got 5242880 bytes, sha256 %s$" % want, out, re.M)) == 3,
+          "each of the three downloads received the whole 5 MiB")
+    client = "10.77.1.2" if topology == "netns" else "127.0.0.2"
+    # The scripted client's passive step: the bound port is listed while it waits, the
+    # connections (control and data) while the transfer runs, and the port is gone by then.
+    m = re.search(r"^   > PASV\n(.*?)^   < 226 ", out, re.M | re.S)
+    before, _, during = (m.group(1) if m else "").partition("the data connection to that port")
+    check(re.search(r"^      \d+ +\d+ +bound port +tcp +user +%s " % re.escape(client), before, re.M) is not None,
+          "fwxctl ports lists the port bound for the client before its data connection")
+    conns = re.findall(r"^      \d+ +\d+ +tcp +(user|kernel) ", during.partition("$ fwxctl ports")[0], re.M)
+    check(sorted(conns) == ["kernel", "user"], "fwxctl connections shows the control and the data connection (%s)" % conns)
+    check(re.search(r"\$ fwxctl ports\n      ID .*\n      \(none\)\n", during) is not None,
+          "fwxctl ports is empty while the transfer runs (the port was for one connection)")
     third = "10,77,2,3" if topology == "netns" else "127,0,0,4"
     check(re.search(r'^      ftp: session \S+: refused "PORT %s,31,144": bounce to a third party$' % third,
                     out, re.M) is not None, "the gateway's log line for the refused bounce is shown")
@@ -118,6 +130,9 @@ def test_netns(build):
           "vsftpd was given the gateway's server-side address in PORT")
     check(re.search(r"^   curl was told: +227 Entering Passive Mode \(10,77,1,1,", out, re.M) is not None,
           "curl was given the gateway's client-side address in 227")
+    check(re.search(r"^      \d+ +\d+ +redirect port +tcp +user +10\.77\.1\.2 +10\.77\.1\.2:\d+ +10\.77\.2\.1:\d+ ",
+                    out, re.M) is not None,
+          "fwxctl permissions lists the redirect port on the gateway's server-side address for PORT")
     check(namespaces_of(pid) == [], "no namespace of the run is left (%s)" % namespaces_of(pid))
 
     # Every exit path cleans up: SIGTERM while the first download runs.
