@@ -230,7 +230,8 @@ make_namespaces() {
         ip -n "$NS_CLI" route add default via $GW_IN &&
         ip -n "$NS_SRV" route add default via $GW_OUT &&
         # The user-mode (proxy) backend relays everything itself: the kernel must forward nothing.
-        ip netns exec "$NS_GW" sysctl -qw net.ipv4.ip_forward=0 net.ipv6.conf.all.forwarding=0
+        # (The namespaces have IPv4 addresses only.)
+        ip netns exec "$NS_GW" sysctl -qw net.ipv4.ip_forward=0
 }
 
 TMP=$(mktemp -d /tmp/fwx-demo.XXXXXX)
@@ -280,12 +281,6 @@ if [ "$TOPOLOGY" = netns ]; then
     say "$(printf '  %-28s%-34s%s' "($NS_CLI)" "($NS_GW)" "($NS_SRV)")"
     say ""
     say "IP forwarding is off in the gateway: only what fwx-gateway relays gets across."
-    STEP="checking that the client cannot reach the server directly"
-    if in_ns cli python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], 21), 1).close()' \
-        "$SERVER_IP" 2>/dev/null; then
-        fail "the client reached $SERVER_IP:21 directly: the gateway forwards packets"
-    fi
-    proof "curl's host cannot reach $SERVER_IP:21 on its own (no answer within 1 s)"
 else
     say "LOOPBACK ONLY ($WHY_LOOPBACK):"
     say "  client $CLIENT_IP, fwx-gateway $GW_IN, vsftpd $SERVER_IP, on this host's loopback."
@@ -355,6 +350,28 @@ h1 "2. The FTP server: vsftpd, strict"
 say "vsftpd serves a ${FILE_MIB} MiB file on $SERVER_IP:$FTP_PORT, as it comes: it accepts a data"
 say "connection only from or to the address of its control connection's peer."
 say "payload.bin  sha256 $WANT"
+if [ "$TOPOLOGY" = netns ]; then
+    # vsftpd listens now: a refused connection would mean the packets got across. Only silence
+    # (a time-out) shows that the gateway forwards nothing by itself.
+    STEP="checking that the client cannot reach the server directly"
+    set +e
+    in_ns cli python3 -c '
+import socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), 1).close()
+    sys.exit(1)
+except socket.timeout:
+    sys.exit(0)
+except OSError as e:
+    print(e)
+    sys.exit(2)' "$SERVER_IP" "$FTP_PORT" >"$TMP/direct.out" 2>&1
+    direct=$?
+    set -e
+    [ $direct -ne 1 ] || fail "the client reached $SERVER_IP:$FTP_PORT directly: the gateway forwards packets"
+    [ $direct -eq 0 ] || fail "the client's direct connection to $SERVER_IP:$FTP_PORT: $(cat "$TMP/direct.out")"
+    proof "the client's own connection to $SERVER_IP:$FTP_PORT gets no answer within 1 s:"
+    proof "the gateway forwards nothing by itself"
+fi
 
 # ---- 3. the gateway -----------------------------------------------------------------------------
 

@@ -124,7 +124,7 @@ def test_netns(build):
     env = dict(os.environ, FWX_DEMO_TOPOLOGY="netns")
     rc, out, pid = run_demo(build, env)
     check_success(rc, out, "netns")
-    check("IP forwarding is off in the gateway" in out and "cannot reach 10.77.2.2:21 on its own" in out,
+    check("IP forwarding is off in the gateway" in out and "connection to 10.77.2.2:21 gets no answer" in out,
           "the client could not reach the server without the gateway")
     check(re.search(r"^   vsftpd received: PORT 10,77,2,1,", out, re.M) is not None,
           "vsftpd was given the gateway's server-side address in PORT")
