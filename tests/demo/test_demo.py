@@ -108,7 +108,8 @@ def check_success(rc, out, topology):
     check(re.search(r"\$ fwxctl ports\n      ID .*\n      \(none\)\n", during) is not None,
           "fwxctl ports is empty while the transfer runs (the port was for one connection)")
     third = "10,77,2,3" if topology == "netns" else "127,0,0,4"
-    check(re.search(r'^      ftp: session \S+: refused "PORT %s,31,144": bounce to a third party$' % third,
+    # The plugin's line, on stderr or (with the host's log, IFWXHostLog) after a time and level.
+    check(re.search(r'^      (\S+ +\w+ +)?ftp: session \S+: refused "PORT %s,31,144": bounce to a third party$' % third,
                     out, re.M) is not None, "the gateway's log line for the refused bounce is shown")
     check(re.search(r"^   < 500 Illegal PORT command\.$", out, re.M) is not None,
           "the scripted client got 500 for the bounce")
