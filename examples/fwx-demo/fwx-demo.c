@@ -1,10 +1,12 @@
 /*
  * fwx-demo: the classic FTP case, decided by the fwx core.
  *
- * A client behind the gateway sends "PORT 10,0,0,8,6,17". A filter would call BindForClient,
- * rewrite the command with the gateway's address, and the server's data connection then
- * reaches the client once, and nobody else's. This program plays the host and the filter and
- * prints what the core decides at each step; it exits 1 if any answer is not the documented one.
+ * A client behind the gateway sends "PORT 10,0,0,8,6,17". The FTP filter (plugins/ftp) calls
+ * BindForClient, rewrites the command with the gateway's address, and the server's data
+ * connection then reaches the client once, and nobody else's. This program makes the host's and
+ * the filter's calls itself, with no network, and prints what the core decides at each step; it
+ * exits 1 if any answer is not the documented one. The real thing, vsftpd and curl through
+ * fwx-gateway with the FTP plugin, is demo/ftp-demo.sh (`./run demo`).
  * Uses only the public headers. Addresses are documentation ranges: nothing is sent anywhere.
  * SPDX-License-Identifier: MIT
  */
