@@ -100,6 +100,16 @@ FTP_PASS_SHA512 = "$6$fwxmatrix$flicHWESWZ8iWrVV2vtiSX5FGBDqFfKxkJENQr8qLsn4/Xjh
 # is that of the client's own connection ("v4" or "v6"). The value is shown in the cell; the
 # README repeats each with its justification.
 KNOWN_LIMITATIONS = [
+    (("socks", "*", "lftp", "*", "*", "*"),
+     "n/a: lftp has no SOCKS client here",
+     "Debian's lftp 4.9 is built without SOCKS support (`lftp -c 'set -a'` lists no socks "
+     "setting): it cannot reach the server through a SOCKS5 gateway."),
+    (("socks", "*", "wget", "*", "*", "*"),
+     "n/a: wget has no SOCKS client",
+     "wget speaks HTTP proxies only, no SOCKS."),
+    (("socks", "*", "ftplib", "*", "*", "*"),
+     "n/a: ftplib has no SOCKS client",
+     "Python's ftplib connects directly (no proxy support in the standard library)."),
     (("*", "*", "wget", "*", "*", "up"),
      "n/a: wget cannot upload",
      "wget is a download-only client: it has no STOR command and no upload option."),
@@ -124,16 +134,6 @@ KNOWN_LIMITATIONS = [
      "lftp sends EPRT only on IPv6",
      "lftp 4.9 sends PORT for an IPv4 data address and EPRT only for IPv6; no setting makes it "
      "send EPRT over IPv4 (ftp:prefer-epsv affects passive mode only)."),
-    (("socks", "*", "lftp", "*", "*", "*"),
-     "n/a: lftp has no SOCKS client here",
-     "Debian's lftp 4.9 is built without SOCKS support (`lftp -c 'set -a'` lists no socks "
-     "setting): it cannot reach the server through a SOCKS5 gateway."),
-    (("socks", "*", "wget", "*", "*", "*"),
-     "n/a: wget has no SOCKS client",
-     "wget speaks HTTP proxies only, no SOCKS."),
-    (("socks", "*", "ftplib", "*", "*", "*"),
-     "n/a: ftplib has no SOCKS client",
-     "Python's ftplib connects directly (no proxy support in the standard library)."),
 ]
 
 
@@ -1715,6 +1715,11 @@ def run_cell(cell, path, gw, work, payload, want, pass_through, fsize, observer=
     dlg = check_dialogue(dialogue, cell.mode)
     if dlg:
         reasons.append(dlg)
+    elif rc != 0:
+        # The data command was accepted: say which reply failed the transfer.
+        bad = [l[2:] for l in dialogue if re.match(r"< [45]\d\d ", l)]
+        if bad:
+            reasons.append("then %r" % bad[-1][:80])
     if not reasons or rc == 0:
         if not os.path.exists(result):
             reasons.append("no %s file" % ("downloaded" if cell.direction == "down" else "uploaded"))
