@@ -908,7 +908,7 @@ def norm_ip(a):
 def parse_ct_line(line):
     """A `conntrack -E -o extended` line: (event, orig, reply) with orig/reply dicts of src, dst,
     sport, dport, bytes, packets; or None."""
-    m = re.search(r"\[(NEW|UPDATE|DESTROY)\]\s+ipv4\s+\d+\s+tcp\s", line)
+    m = re.search(r"\[(NEW|UPDATE|DESTROY)\]\s+ipv[46]\s+\d+\s+tcp\s", line)
     if not m:
         return None
     orig, reply = {}, {}
@@ -919,7 +919,7 @@ def parse_ct_line(line):
         if k == "mark":
             orig["mark"] = v
             continue
-        cur[k] = int(v) if k in ("sport", "dport", "packets", "bytes") else v
+        cur[k] = int(v) if k in ("sport", "dport", "packets", "bytes") else norm_ip(v)
     if not {"src", "dst", "sport", "dport"} <= set(orig) or not {"src", "dst"} <= set(reply):
         return None
     return m.group(1), orig, reply
@@ -1054,10 +1054,10 @@ gateway = {{
   control_socket = "{self.sock}";
   plugin_dir = "{os.path.dirname(self.plugin)}";
   plugins = [ "ftp" ];
-  local_addresses = [ "{NETNS_GW_IN}", "{NETNS_GW_OUT}" ];
+  local_addresses = [ "{NETNS_GW_IN}", "{NETNS_GW_OUT}", "{NETNS_GW_IN6}", "{NETNS_GW_OUT6}" ];
   log_level = "debug";
 }};
-networks = {{ internal = {{ ranges = [ "10.99.1.0/24" ]; }}; }};
+networks = {{ internal = {{ ranges = [ "10.99.1.0/24", "fd99:1::/64" ]; }}; }};
 relationships = ( {{ from = "internal"; to = "external"; type = "nat"; }} );
 protocols = ( {{ name = "ftp"; guid = "{{6a0e7c1e-0f7a-4b3e-9c55-000000000021}}"; protocol = "tcp";
     port = {NETNS_FTP_PORT}; direction = "outbound"; filters = [ "{FTP_FILTER_GUID}" ]; }} );
@@ -1335,7 +1335,7 @@ def fwx_closed(lines):
     return out
 
 
-def netns_through(cell, server, glines, ct_events, syns_srv, syns_cli, fsize):
+def netns_through(cell, path, glines, ct_events, syns_srv, syns_cli, fsize):
     """The --netns meaning of "the data went through the gateway", as (reasons, evidence).
 
     1. the kernel carried it: conntrack in the gateway namespace reported the cell's data flow,
@@ -1349,6 +1349,7 @@ def netns_through(cell, server, glines, ct_events, syns_srv, syns_cli, fsize):
        active, it connected to the gateway (10.99.2.1), never to the client."""
     passive = cell.mode in ("PASV", "EPSV")
     down = cell.direction == "down"
+    server, client, srv, gw_out = path.server, path.client_ip, path.server.ip, path.gw_out
     reasons, ev = [], []
     flows = data_flows(ct_events)
     ev.append("-- the kernel's data flows in the gateway namespace (conntrack -E; bytes original / reply):")
@@ -1366,10 +1367,8 @@ def netns_through(cell, server, glines, ct_events, syns_srv, syns_cli, fsize):
     # the reply from the client (DNAT of the bound port) to the server (its address kept).
     def shape_ok(o, r):
         if passive:
-            return (o["src"] == CLIENT_IP and o["dst"] == SERVER_IP and r["src"] == SERVER_IP
-                    and r["dst"] == NETNS_GW_OUT)
-        return (o["src"] == SERVER_IP and o["dst"] == NETNS_GW_OUT and r["src"] == CLIENT_IP
-                and r["dst"] == SERVER_IP)
+            return (o["src"] == client and o["dst"] == srv and r["src"] == srv and r["dst"] == gw_out)
+        return o["src"] == srv and o["dst"] == gw_out and r["src"] == client and r["dst"] == srv
 
     # The file's direction in conntrack's terms: the sender opened the flow (orig) or answered it.
     sender_is_orig = (passive and not down) or (not passive and down)
@@ -1387,8 +1386,8 @@ def netns_through(cell, server, glines, ct_events, syns_srv, syns_cli, fsize):
             reasons.append("the kernel's data flow was never destroyed (no DESTROY, no byte count)")
         elif not any(shape_ok(f[0], f[1]) for f in flows):
             reasons.append("no data flow of the expected shape (%s) in conntrack" % (
-                "client->server, masqueraded to 10.99.2.1" if passive else
-                "server->10.99.2.1, DNAT to the client"))
+                "client->server, masqueraded to %s" % gw_out if passive else
+                "server->%s, DNAT to the client" % gw_out))
         else:
             reasons.append("the kernel's data flow carried less than the file (conntrack byte counts)")
 
@@ -1424,15 +1423,15 @@ def netns_through(cell, server, glines, ct_events, syns_srv, syns_cli, fsize):
     if passive:
         if not data_in:
             reasons.append("the server saw no data connection")
-        elif any(t[0] != NETNS_GW_OUT for t in data_in):
+        elif any(t[0] != gw_out for t in data_in):
             reasons.append("the server saw its data connection from %s, not the gateway (%s)" % (
-                ",".join(sorted({t[0] for t in data_in if t[0] != NETNS_GW_OUT})), NETNS_GW_OUT))
+                ",".join(sorted({t[0] for t in data_in if t[0] != gw_out})), gw_out))
     else:
         if not data_out:
             reasons.append("the server made no data connection")
-        elif any(t[1] != NETNS_GW_OUT for t in data_out):
+        elif any(t[1] != gw_out for t in data_out):
             reasons.append("the server connected its data connection to %s, not the gateway (%s)" % (
-                ",".join(sorted({t[1] for t in data_out if t[1] != NETNS_GW_OUT})), NETNS_GW_OUT))
+                ",".join(sorted({t[1] for t in data_out if t[1] != gw_out})), gw_out))
     return reasons, ev
 
 
@@ -1691,7 +1690,7 @@ def run_cell(cell, path, gw, work, payload, want, pass_through, fsize, observer=
                                                   observer.syns("cli"), fsize)
     elif observer is not None:
         glines = gw.wait_quiet(goff, observer=observer, ct_off=ct_off)
-        net_reasons, net_evidence = netns_through(cell, server, glines, observer.ct_events(ct_off),
+        net_reasons, net_evidence = netns_through(cell, path, glines, observer.ct_events(ct_off),
                                                   observer.syns("srv"), observer.syns("cli"), fsize)
     else:
         glines = gw.wait_quiet(goff)
@@ -1862,7 +1861,8 @@ def main():
         a.budget = 240.0 if a.nft else 540.0
 
     sel = {}
-    all_paths = PATHS if BED == "proxy" and KIND == "published" else ["v4", "v4>v6"] if BED == "proxy" else ["v4"]
+    all_paths = {("proxy", "published"): PATHS, ("proxy", "socks"): ["v4", "v4>v6"],
+                 ("nft", "published"): ["v4", "v6"]}.get((BED, KIND), ["v4"])
     if a.paths is None:
         a.paths = ",".join(all_paths)
     for k, allv in (("servers", SERVERS), ("clients", CLIENTS), ("modes", MODES), ("dirs", DIRS),
@@ -1986,17 +1986,23 @@ def main():
                              "v6": Server(kind, exes[kind], tmp, (base + 100, base + 149), False,
                                           NETNS_SERVER_IP6, "-v6")}
                     servers = list(byfam.values())
+                elif BED == "nft":
+                    # The server's namespace is fresh: its passive ranges are simply free. One
+                    # instance per family (a router does not translate between families).
+                    base = 40000 + 100 * si
+                    byfam = {"v4": Server(kind, exes[kind], tmp, (base, base + 49), False, NETNS_SERVER_IP),
+                             "v6": Server(kind, exes[kind], tmp, (base + 50, base + 99), False,
+                                          NETNS_SERVER_IP6, "-v6")}
+                    servers = [byfam[f] for f in ("v4", "v6") if any(p.startswith(f) for p in sel["paths"])]
                 else:
-                    # nft: the server's namespace is fresh: its passive range is simply free.
-                    pasv = ((40000 + 100 * si, 40049 + 100 * si) if topo else port_block(SERVER_IP, 50, used_ports))
-                    servers = [Server(kind, exes[kind], tmp, pasv, promiscuous)]
+                    servers = [Server(kind, exes[kind], tmp, port_block(SERVER_IP, 50, used_ports), promiscuous)]
                 for server in servers:
                     server.prepare(payload)
                     server.start()
                 if BED == "proxy":
                     gw = ProxyGateway(build, tmp, byfam, plugin, KIND)
                 elif BED == "nft":
-                    gw = NetnsGateway(build, tmp, servers[0], plugin)
+                    gw = NetnsGateway(build, tmp, byfam["v4"], plugin)
                 else:
                     gw = Gateway(build, tmp, servers[0], plugin, a.config_form)
                 gw.start()
@@ -2007,11 +2013,15 @@ def main():
                         hostport(byfam["v6"].ip, byfam["v6"].port), byfam["v6"].pasv[0], byfam["v6"].pasv[1],
                         topo.names["srv"], topo.names["gw"], KIND))
                 elif BED == "nft":
-                    server = servers[0]
-                    paths = [Path("v4", CLIENT_IP, SERVER_IP, NETNS_FTP_PORT, NETNS_GW_IN, NETNS_GW_OUT, server)]
-                    log("%s: server %s:%d (passive ports %d-%d) in %s; gateway in %s (transparent, nft)" % (
-                        kind, SERVER_IP, server.port, server.pasv[0], server.pasv[1], topo.names["srv"],
-                        topo.names["gw"]))
+                    paths = [p for p in (
+                        Path("v4", NETNS_CLIENT_IP, NETNS_SERVER_IP, NETNS_FTP_PORT, NETNS_GW_IN, NETNS_GW_OUT,
+                             byfam["v4"]),
+                        Path("v6", NETNS_CLIENT_IP6, NETNS_SERVER_IP6, NETNS_FTP_PORT, NETNS_GW_IN6, NETNS_GW_OUT6,
+                             byfam["v6"])) if p.name in sel["paths"]]
+                    for server in servers:
+                        log("%s: server %s (passive ports %d-%d) in %s; gateway in %s (transparent, nft)" % (
+                            kind, hostport(server.ip, server.port), server.pasv[0], server.pasv[1],
+                            topo.names["srv"], topo.names["gw"]))
                 else:
                     server = servers[0]
                     paths = [Path("v4", CLIENT_IP, GW_IP, gw.port, GW_IP, GW_IP, server)]
