@@ -9,7 +9,8 @@
  * - published server (publishing rule, inbound "ftp" protocol bound to the filter): PASV, EPSV
  *   and PORT through the gateway; every hostile client line of the security catalog; hostile
  *   server replies; data theft; timeout; withdrawal when the control connection closes;
- * - explicit client through the SOCKS5 listener: the PASV reply points at a redirect port;
+ * - explicit client through the SOCKS5 listener: the PASV reply passes unchanged and the data
+ *   connection, a SOCKS CONNECT to the server's port, is admitted by the filter's permission;
  * - transparent client: a NAT session's fwx_Connect_Tcp opened by the test, the plugin's data
  *   filter driven by the core's user-mode pump over loopback TCP pairs (no kernel NAT needed),
  *   the grants checked with fwx_firewall_admit and the stats.
@@ -869,9 +870,14 @@ static void *socks_client(void *arg)
     c->r.fd = c->fd;
     CLI_EXPECT(c, cli_cmd(c, NULL) == 220, "greeting: %s", c->reply);
     CLI_EXPECT(c, cli_cmd(c, "PASV\r\n") == 227 && parse227(c->reply, ip, &port), "PASV: %s", c->reply);
-    CLI_EXPECT(c, strcmp(ip, "127.0.0.1") == 0 && port >= 40000, "227 not a redirect port: %s", c->reply);
+    CLI_EXPECT(c, strcmp(ip, "127.0.0.3") == 0, "227 not the server's own: %s", c->reply);
     CLI_EXPECT(c, write_str(c->fd, "RETR f\r\n") == 0, "send RETR");
-    CLI_EXPECT(c, fetch_data("127.0.0.2", ip, port, data, sizeof data), "data connection via redirect failed");
+    /* As a SOCKS client makes it: a CONNECT to the address in the reply, through the gateway. */
+    int dfd = socks_connect(x->socks_port, ip, port);
+    CLI_EXPECT(c, dfd >= 0, "SOCKS CONNECT to the passive data port refused");
+    ssize_t got = tu_read_all(dfd, data, sizeof data - 1);
+    data[got > 0 ? got : 0] = 0;
+    close(dfd);
     CLI_EXPECT(c, strcmp(data, PAYLOAD) == 0, "payload: \"%s\"", data);
     CLI_EXPECT(c, cli_cmd(c, NULL) == 150 && cli_cmd(c, NULL) == 226, "RETR: %s", c->reply);
     /* active: PORT rewritten to a gateway port bound for the client */

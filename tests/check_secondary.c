@@ -9,6 +9,7 @@
  */
 #include "testutil.h"
 #include "plugins/test_plugin.h"
+#include "firewall/internal.h" /* fwx__conn_set_upstream_local: what a backend reports */
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -119,6 +120,12 @@ static fwx_result admit(fx *f, int32_t proto, const char *src, const char *dst, 
     struct sockaddr_storage s = tu_addr(src), d = tu_addr(dst);
     fwx_flow fl = {sizeof fl, proto, TU_SA(s), tu_len(&s), TU_SA(d), tu_len(&d)};
     return fwx_firewall_admit(f->fw, &fl, out);
+}
+
+static uint16_t sa_port_of(const struct sockaddr_storage *ss)
+{
+    return ntohs(ss->ss_family == AF_INET6 ? ((const struct sockaddr_in6 *)ss)->sin6_port
+                                           : ((const struct sockaddr_in *)ss)->sin_port);
 }
 
 static uint16_t conn_local_port(IFWXConnection *c)
@@ -798,6 +805,86 @@ END_TEST
 
 /* ---- RedirectConnections ---------------------------------------------------------------------- */
 
+/* Issue 17: a redirect port is opened on the gateway address the connecting party reaches.
+   The fixture's gateway has 203.0.113.1 outside and 10.0.0.1 inside; a remote client reaches a
+   server published inside. The server makes the active-mode data connection, so its redirect
+   port must be on 10.0.0.1 (the upstream connection's local address), never the first
+   configured address (203.0.113.1, the client's side). */
+static void published_redirect_case(fx *f, const char *server, const char *upstream_local, const char *want_ip)
+{
+    struct sockaddr_storage rc = tu_addr("198.51.100.20"), remote = tu_addr("198.51.100.20:40000"),
+                            pub = tu_addr("203.0.113.1:21"), srv = tu_addr(server);
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(rc), tu_len(&rc), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    IFWXConnection *ctl = NULL, *in = NULL;
+    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_AcceptedConnection, FWX_PROTOCOL_TCP, TU_SA(remote), tu_len(&remote),
+                                TU_SA(pub), tu_len(&pub), NULL, FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION,
+                                tu_len(&srv), TU_SA(srv)};
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+    /* The backend connected to the server from this address (its getsockname). */
+    struct sockaddr_storage up = tu_addr(upstream_local);
+    fwx__conn_set_upstream_local(ctl, TU_SA(up));
+    /* That is the internal side: the external socket name stays the address the client reached. */
+    struct sockaddr_storage ext;
+    uint32_t elen = sizeof ext;
+    TU_EXPECT_HR(IFWXConnection_GetExternalSocketName(ctl, TU_SAM(ext), &elen), FWX_S_OK);
+    ck_assert_uint_eq(ntohl(((struct sockaddr_in *)&ext)->sin_addr.s_addr), 0xcb007101); /* 203.0.113.1 */
+    struct sockaddr_storage port = tu_addr("198.51.100.20:40002"), ia;
+    const struct sockaddr *tp[1] = {TU_SA(port)};
+    uint32_t ialen = sizeof ia;
+    IFWXFirewallAction *act[1] = {NULL};
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&port), 1, TU_SAM(ia), &ialen, NULL, 0, FWX_PROTOCOL_TCP,
+                                                 FWX_FLAG_TIMEOUT, &FWX_GUID_NULL, NULL, NULL, act),
+                 FWX_S_OK);
+    char ip[INET6_ADDRSTRLEN], dst[96], src[96];
+    int fam = ia.ss_family;
+    const void *a = fam == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&ia)->sin6_addr
+                                     : (const void *)&((struct sockaddr_in *)&ia)->sin_addr;
+    ck_assert_ptr_nonnull(inet_ntop(fam, a, ip, sizeof ip));
+    ck_assert_str_eq(ip, want_ip);
+    ck_assert_uint_eq(ialen, fam == AF_INET6 ? sizeof(struct sockaddr_in6) : sizeof(struct sockaddr_in));
+    uint16_t p = sa_port_of(&ia);
+    ck_assert(p >= 40000 && p <= 40255);
+    /* The published server connects there; the gateway goes on to the client's port. */
+    snprintf(dst, sizeof dst, fam == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, p);
+    struct sockaddr_storage sv = tu_addr(server);
+    char sip[INET6_ADDRSTRLEN];
+    inet_ntop(sv.ss_family,
+              sv.ss_family == AF_INET6 ? (const void *)&((struct sockaddr_in6 *)&sv)->sin6_addr
+                                       : (const void *)&((struct sockaddr_in *)&sv)->sin_addr,
+              sip, sizeof sip);
+    snprintf(src, sizeof src, sv.ss_family == AF_INET6 ? "[%s]:20" : "%s:20", sip);
+    TU_EXPECT_HR(admit(f, FWX_PROTOCOL_TCP, src, dst, &in), FWX_S_OK);
+    struct sockaddr_storage peer;
+    uint32_t plen = sizeof peer;
+    TU_EXPECT_HR(IFWXConnection_GetExternalPeerName(in, TU_SAM(peer), &plen), FWX_S_OK);
+    ck_assert_uint_eq(sa_port_of(&peer), 40002); /* onward to the client's PORT */
+    fwx_connection_close(in);
+    IFWXFirewallAction_Release(act[0]);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+}
+
+START_TEST(redirect_address_as_the_party_sees_it)
+{
+    fx f;
+    fx_open(&f);
+    published_redirect_case(&f, "10.0.0.5:21", "10.0.0.1:45000", "10.0.0.1");
+    /* Across families: an IPv4 client, an IPv6-only server; the port is on the IPv6 side. */
+    published_redirect_case(&f, "[fd00::5]:21", "[fd00::1]:45001", "fd00::1");
+    /* A client's outbound connection: the upstream is the external side, and an address the
+       host already gave (SetSocketName) is kept. */
+    struct sockaddr_storage ext, other = tu_addr("203.0.113.9:1234");
+    fwx__conn_set_upstream_local(f.ctl, TU_SA(other));
+    uint32_t elen = sizeof ext;
+    TU_EXPECT_HR(IFWXConnection_GetExternalSocketName(f.ctl, TU_SAM(ext), &elen), FWX_S_OK);
+    ck_assert_uint_eq(sa_port_of(&ext), 41000);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(redirect_connections)
 {
     fx f;
@@ -1195,6 +1282,7 @@ static Suite *secondary_suite(void)
         {"expected peer", bound_port_only_from_expected_peer},
         {"caps", caps_per_session},
         {"redirect", redirect_connections},
+        {"redirect address", redirect_address_as_the_party_sees_it},
         {"t9", t9_kernel_mode_decision_and_factories},
         {"t15", t15_established_only_to_asker},
         {"session end", session_end_withdraws_everything},

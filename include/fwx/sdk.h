@@ -1103,7 +1103,13 @@ typedef struct IFWXSessionVtbl {
      * Each target must be an external peer of the session. Only the session's client may use
      * the ports; unless FWX_FLAG_ALLOW_MULTIPLE each is used once.
      * @param ConnectAddresses N borrowed targets, each @p ConnectAddressLength long.
-     * @param InternalAddress receives the gateway address and lowest port the client connects to.
+     * @param InternalAddress receives the gateway address and lowest port the connecting party
+     *   connects to: the gateway's address as that party sees it. For targets that are servers
+     *   (an explicit client's passive mode) the connecting party is the client: the gateway
+     *   address its session came in on. For a target that is the session's client (a published
+     *   server's active mode) it is the published server: the local address of the gateway's
+     *   connection to it, on the server's side (since 1.0; a backend that does not report that
+     *   address gets a configured address of the server's family).
      * @param InternalAddressLength in: its buffer size; out: the length written.
      * @param ProxyExternalAddress the gateway address to connect from, or NULL.
      * @param FirewallActionArray receives N new references (+1 each); may be NULL.

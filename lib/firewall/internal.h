@@ -237,6 +237,10 @@ struct fwx__conn {
     bool has_ext_peer, has_ext_local;
     struct sockaddr_storage server; /* publishing: the internal server relayed to */
     bool has_server;
+    /* The gateway's own address on the internal side (for a published server's connection:
+       the local name of the upstream socket to the server), learnt when the backend connects. */
+    struct sockaddr_storage int_local;
+    bool has_int_local;
     uint32_t in_event; /* the event whose handler runs now, 0 outside handlers */
     bool denied;
     fwx__dfentry *dfs;
@@ -262,6 +266,10 @@ void fwx__conn_terminate(fwx__conn *c);
 /* Raises event `type` on c, applies factories, decides kernel or user mode (T9) and hands c
    to the backend. On refusal c is terminated and the refusal code returned. */
 fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, bool secondary, bool no_kernel);
+/* The backend's upstream socket of c is connected from `local` (its getsockname): for a
+   connection into a published server (and the secondaries admitted on a bound port) that is the
+   gateway's internal-side address, otherwise its external one (kept if already known). */
+void fwx__conn_set_upstream_local(IFWXConnection *conn, const struct sockaddr *local);
 /* Attaches a data filter (AddRefs df and ctx) in priority order; the connection goes user mode. */
 fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx);
 

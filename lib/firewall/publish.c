@@ -84,9 +84,12 @@ fwx_result fwx__publish_sync(fwx_firewall *fw)
         if (!existed) {
             fwx_result hr = b->listen(fw->backend_state, &now[i]);
             if (FWX_FAILED(hr)) {
-                fwx__fail(fw, "publishing %s -> %s: cannot listen: %s",
+                /* now[i] is rule i (one entry per rule, in order): name it where it is written. */
+                const fwx__publish_rule *r = fwx__policy_publish_at(fw->policy, i);
+                fwx__fail(fw, "%s:%d: publishing rule \"%s\" (%s -> %s): backend \"%s\" cannot serve it: %s",
+                          fwx__policy_source(fw->policy), r ? r->line : 0, r && r->name ? r->name : "?",
                           fwx__sa_fmt((const struct sockaddr *)&now[i].address, a),
-                          fwx__sa_fmt((const struct sockaddr *)&now[i].server, s), fwx_strerror(hr));
+                          fwx__sa_fmt((const struct sockaddr *)&now[i].server, s), b->name, fwx_strerror(hr));
                 if (first == FWX_S_OK)
                     first = hr;
                 continue;

@@ -155,8 +155,12 @@ static void on_upstream(uv_connect_t *req, int status)
        to (active FTP's rewritten PORT), as in the proxy backend. */
     struct sockaddr_storage self;
     int sl = sizeof self;
-    if (!r->l->published && uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0)
-        (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
+    if (uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0) {
+        if (!r->l->published)
+            (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
+        else /* toward a published server: where its active-mode redirect ports go */
+            fwx__conn_set_upstream_local(r->conn, (struct sockaddr *)&self);
+    }
     r->up->data = NULL;
     uv_close((uv_handle_t *)r->up, up_closed);
     r->up = NULL;

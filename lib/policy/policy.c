@@ -506,5 +506,8 @@ void fwx_policy_free(fwx_policy *p)
     for (size_t i = 0; i < p->n_publish; i++)
         free(p->publish[i].name);
     free(p->publish);
+    free(p->source);
     free(p);
 }
+
+const char *fwx__policy_source(const fwx_policy *p) { return p != NULL && p->source != NULL ? p->source : "policy"; }

@@ -76,6 +76,9 @@ const fwx__protocol *fwx__policy_protocol_by_port(const fwx_policy *p, int32_t i
                                                   fwx__direction direction);
 bool fwx__protocol_has_filter(const fwx__protocol *proto, const fwx_guid *filter);
 
+/* The file (or name) the policy was loaded from, for file:line in errors found after loading. */
+const char *fwx__policy_source(const fwx_policy *p);
+
 /* Server publishing rules, in file order. */
 size_t fwx__policy_publish_count(const fwx_policy *p);
 const fwx__publish_rule *fwx__policy_publish_at(const fwx_policy *p, size_t i);

@@ -144,6 +144,8 @@ struct fwx_policy {
 
     fwx__publish_rule *publish;
     size_t n_publish;
+
+    char *source; /* the file (or name) it was loaded from: errors found later name file:line */
 };
 
 /* Builds the three rule indexes from p->rules. 0, or -1 when out of memory. */

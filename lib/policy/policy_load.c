@@ -1247,6 +1247,8 @@ static fwx_result load_text(char *text, const char *name, fwx_policy **out, fwx_
     free(ld.names);
     free(ld.proto_names);
     config_destroy(&ld.cfg);
+    if (r == FWX_S_OK && (ld.p->source = dup_str(name)) == NULL)
+        r = oom(&ld);
     if (r != FWX_S_OK) {
         fwx_policy_free(ld.p);
         return r;

@@ -132,6 +132,13 @@ static void on_upstream(uv_connect_t *req, int status)
     }
     if (r->on_connected != NULL)
         r->on_connected(r, 0);
+    /* The core learns the gateway's address on this side as the peer sees it: for a published
+       server, the address a redirect port must be opened on for it (active FTP's PORT). Read
+       before the pump starts, so before any filter sees the first byte. */
+    struct sockaddr_storage self;
+    int sl = sizeof self;
+    if (r->conn != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0)
+        fwx__conn_set_upstream_local(r->conn, (struct sockaddr *)&self);
     /* The pump owns plain fds: take a copy and let the handle go. */
     int fd = -1;
     uv_os_fd_t ufd;
@@ -352,6 +359,10 @@ static void on_publish_accept(uv_stream_t *server, int status)
         fwx__proxy_relay_fail(r); /* the core logged why; the client sees the connection close */
         return;
     }
+    /* A rule listening on a wildcard address: the filters need the address the client really
+       reached (what a passive-mode reply names), not the rule's. */
+    if (fwx__sa_is_unspecified((struct sockaddr *)&l->spec.address))
+        (void)IFWXConnection_SetSocketName(conn, (struct sockaddr *)&local, fwx__sa_len((struct sockaddr *)&local));
     fwx__proxy_relay_set_conn(r, conn);
     fwx__proxy_relay_connect(r);
 }
@@ -528,6 +539,23 @@ static fwx_result p_listen(void *state, const fwx_listen_spec *spec)
         u->id = spec->id;
         u->spec = *spec;
         return FWX_S_OK;
+    }
+    /* Without full proxy the server would see the client's own address on the control
+       connection; the connections a filter adds for it (FTP data: the server's to a redirect
+       port, the client's through a bound port) are made from the gateway's address, and a
+       strict server refuses data from, and PORTs naming, any host but its control peer. Keeping
+       the client's address on those too needs kernel interception (the nft backend): refused
+       here, before anything listens, rather than failing at the first transfer. */
+    const fwx__protocol *proto = st->fw->policy ? fwx__policy_protocol_by_guid(st->fw->policy, &spec->protocol_guid)
+                                                : NULL;
+    if (!spec->full_proxy && proto != NULL && proto->n_filters > 0) {
+        char a[FWX__SA_STRLEN];
+        fwx_firewall_log(st->fw, FWX_LOG_ERROR,
+                         "proxy: publishing %s: protocol \"%s\" binds a filter, whose data connections "
+                         "cannot keep the client's address in user mode; write full_proxy = true (the server "
+                         "then sees the gateway's address), or run the nft backend",
+                         fwx__sa_fmt((const struct sockaddr *)&spec->address, a), proto->name);
+        return FWX_E_NOT_SUPPORTED;
     }
     plisten *l = calloc(1, sizeof *l);
     if (l == NULL)

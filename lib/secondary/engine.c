@@ -704,6 +704,55 @@ fwx_result fwx__binding_set_client(fwx__conn *c, const struct sockaddr *addr, ui
 
 /* ---- RedirectConnections ------------------------------------------------------------------ */
 
+/*
+ * The gateway address a redirect port is opened on: ISA's InternalAddress, the address the
+ * party that will connect to the port reaches the gateway at, as that party sees it. A
+ * redirect to the session's client (a published server's active-mode data connection) is
+ * used by the other side, the published server: the local address of the upstream connection
+ * to it. A redirect to a server is used by the client: the gateway address its session came
+ * in on. Only when the backend told neither, a configured address of the right family.
+ * Rationale: on a gateway with one address per side, an address of the other side is one the
+ * connecting party may not reach, and a strict FTP server refuses a PORT naming any host but
+ * its control connection's peer.
+ */
+static void redirect_address(fwx__session *s, const struct sockaddr *target, struct sockaddr_storage *out)
+{
+    fwx_firewall *fw = s->fw;
+    int family = s->client.ss_family;
+    memset(out, 0, sizeof *out);
+    if (fwx__sa_same_ip(target, (const struct sockaddr *)&s->client)) {
+        for (fwx__list *n = s->conns.prev; n != &s->conns; n = n->prev) {
+            const fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+            if (c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING))
+                continue;
+            if (c->has_int_local) {
+                *out = c->int_local;
+                return;
+            }
+            if (c->has_server && family == s->client.ss_family)
+                family = c->server.ss_family; /* the connecting party's, for the fallback */
+        }
+    } else if (s->has_gw_internal) {
+        *out = s->gw_internal;
+        return;
+    }
+    out->ss_family = (sa_family_t)family;
+    for (size_t i = 0; i < fw->n_local; i++) {
+        if (fw->local[i].ss_family == family) {
+            *out = fw->local[i];
+            return;
+        }
+    }
+    /* No configured address: a publishing rule's listen address is one of ours. */
+    for (size_t i = 0; i < fw->n_published; i++) {
+        const struct sockaddr *l = (const struct sockaddr *)&fw->published[i].address;
+        if (!fwx__sa_is_unspecified(l) && l->sa_family == family) {
+            memcpy(out, l, fwx__sa_len(l));
+            return;
+        }
+    }
+}
+
 fwx_result fwx__RedirectConnections(IFWXSession *This, const struct sockaddr *const ConnectAddresses[], uint32_t cal,
                                     uint32_t n, struct sockaddr *InternalAddress, uint32_t *InternalAddressLength,
                                     const struct sockaddr *ProxyExt, uint32_t ProxyExtLength, int32_t Protocol,
@@ -742,23 +791,7 @@ fwx_result fwx__RedirectConnections(IFWXSession *This, const struct sockaddr *co
         if (FWX_FAILED(hr))
             return refuse(s, hr, "RedirectConnections to", t, fwx_strerror(hr));
     }
-    /* The client reaches the redirect ports on the gateway address it already talks to. */
-    memset(&internal, 0, sizeof internal);
-    internal.ss_family = s->client.ss_family;
-    if (s->has_gw_internal) {
-        internal = s->gw_internal;
-    } else if (fw->n_local > 0) {
-        internal = fw->local[0];
-    } else {
-        /* No configured address: a publishing rule's listen address is one of ours. */
-        for (size_t i = 0; i < fw->n_published; i++) {
-            const struct sockaddr *l = (const struct sockaddr *)&fw->published[i].address;
-            if (!fwx__sa_is_unspecified(l) && l->sa_family == s->client.ss_family) {
-                memcpy(&internal, l, fwx__sa_len(l));
-                break;
-            }
-        }
-    }
+    redirect_address(s, (const struct sockaddr *)&targets[0], &internal);
     fwx__sa_set_port((struct sockaddr *)&internal, 0);
     uint32_t need = fwx__sa_len((struct sockaddr *)&internal);
     if (*InternalAddressLength < need) {

@@ -33,6 +33,24 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
     return c;
 }
 
+void fwx__conn_set_upstream_local(IFWXConnection *conn, const struct sockaddr *local)
+{
+    struct sockaddr_storage ss;
+    if (!fwx__conn_is_ours(conn) || local == NULL || !fwx__sa_canon(local, fwx__sa_len(local), &ss) ||
+        fwx__sa_is_unspecified((struct sockaddr *)&ss))
+        return;
+    fwx__conn *c = fwx__conn_from(conn);
+    /* Toward a published server (or the target of a bound port) the upstream is the internal
+       side; for a client's outbound connection (or a redirect's) it is the external side. */
+    if (c->event == fwx_AcceptedConnection || c->event == fwx_Bind_Tcp) {
+        c->int_local = ss;
+        c->has_int_local = true;
+    } else if (!c->has_ext_local) {
+        c->ext_local = ss;
+        c->has_ext_local = true;
+    }
+}
+
 fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx)
 {
     fwx__dfentry *grown = realloc(c->dfs, (c->n_dfs + 1) * sizeof *grown);

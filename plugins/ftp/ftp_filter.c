@@ -172,6 +172,7 @@ typedef enum ftp_q {
     Q_PASV,           /* PASV: 227 expected */
     Q_EPSV,           /* EPSV: 229 expected */
     Q_EPSV_VIA_PASV,  /* published: the client's EPSV went to the server as PASV; 227 -> 229 */
+    Q_PASV_VIA_EPSV,  /* published, IPv6 server: an IPv4 client's PASV went as EPSV; 229 -> 227 */
     Q_PORT,           /* PORT/EPRT: a non-2xx answer withdraws the grant made for it */
     Q_LOCAL,          /* a gateway reply to send when everything before it is answered */
 } ftp_q;
@@ -415,27 +416,18 @@ static const char *ctl_grant_passive(ftp_ctl *c, const struct sockaddr_storage *
     sa_set_port(FTP_SA(target), port);
     ctl_withdraw(c);
     c->gen++;
-    if (c->kind == FTP_TRANSPARENT) {
-        hr = IFWXSession_AllowFutureConnect(c->session, FTP_CSA(target), sa_len(FTP_CSA(target)), NULL, 0,
-                                            FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, &c->protocol, NULL, NULL, c->conn,
-                                            &c->action);
-        if (FWX_FAILED(hr))
-            return hr_text(hr);
-        *gw = target;
-        return NULL;
-    }
-    const struct sockaddr *ta[1] = {FTP_CSA(target)};
-    uint32_t glen = sizeof *gw;
-    IFWXFirewallAction *acts[1] = {NULL};
-    hr = IFWXSession_RedirectConnections(c->session, ta, sa_len(ta[0]), 1, FTP_SA(*gw), &glen, NULL, 0,
-                                         FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, &c->protocol, NULL, NULL, acts);
+    /* Transparent and explicit alike, the client's data connection goes out to the server's
+       own address and port (a SOCKS client asks the gateway to CONNECT there): the gateway
+       only has to permit that one connection, and makes it from its own server-side address,
+       the one the server's control connection sees (a strict server checks that). A redirect
+       port on the gateway would not do for SOCKS: its clients tunnel the data connection
+       through SOCKS too, and a CONNECT to the gateway itself is refused (catalog #40). */
+    hr = IFWXSession_AllowFutureConnect(c->session, FTP_CSA(target), sa_len(FTP_CSA(target)), NULL, 0,
+                                        FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, &c->protocol, NULL, NULL, c->conn,
+                                        &c->action);
     if (FWX_FAILED(hr))
         return hr_text(hr);
-    c->action = acts[0];
-    if (sa_unspecified(FTP_CSA(*gw)) || sa_port(FTP_CSA(*gw)) == 0) {
-        ctl_withdraw(c);
-        return "the gateway has no address to give the client";
-    }
+    *gw = target;
     return NULL;
 }
 
@@ -610,6 +602,13 @@ static void on_pasv(ftp_ctl *c, const char *line, size_t len, const ftp_cmd *cmd
         forward_cmd(c, pasv, sizeof pasv - 1, Q_EPSV_VIA_PASV);
         return;
     }
+    if (!extended && c->kind == FTP_PUBLISHED && c->has_server && c->server.ss_family == AF_INET6) {
+        /* An IPv4 client's PASV to an IPv6 server: PASV cannot name an IPv6 address (a server
+           answers 0,0,0,0 or refuses), so the server is asked with EPSV and the client answered
+           with a 227 naming the gateway's IPv4 address it reached. */
+        forward_cmd(c, "EPSV\r\n", 6, Q_PASV_VIA_EPSV);
+        return;
+    }
     forward_cmd(c, extended ? "EPSV\r\n" : pasv, extended ? 6 : sizeof pasv - 1, extended ? Q_EPSV : Q_PASV);
 }
 
@@ -664,7 +663,7 @@ static void on_data_reply(ftp_ctl *c, const char *line, size_t len, int code, co
     char text[FTP_LINE_MAX + 1];
     size_t n = 0;
     uint8_t t = head ? head->type : Q_OTHER;
-    bool want227 = t == Q_PASV || t == Q_EPSV_VIA_PASV, want229 = t == Q_EPSV;
+    bool want227 = t == Q_PASV || t == Q_EPSV_VIA_PASV, want229 = t == Q_EPSV || t == Q_PASV_VIA_EPSV;
     if ((code == 227 && !want227) || (code == 229 && !want229)) {
         why = "not an answer to PASV or EPSV";
     } else if (code == 227) {
@@ -680,14 +679,17 @@ static void on_data_reply(ftp_ctl *c, const char *line, size_t len, int code, co
         why = pe != FTP_P_OK ? ftp_perr_text(pe) : ctl_grant_passive(c, NULL, port, &gw);
     }
     if (why == NULL) {
-        if (c->kind == FTP_TRANSPARENT) {
+        if (c->kind != FTP_PUBLISHED) {
             pass_reply(c, line, len); /* the client connects to the server itself */
             return;
         }
-        if (t == Q_EPSV_VIA_PASV || code == 229)
+        /* The client gets the reply of the command it sent, whatever the server was asked. */
+        if (t == Q_EPSV_VIA_PASV || t == Q_EPSV)
             n = ftp_fmt_229(text, sizeof text, sa_port(FTP_CSA(gw)));
-        else
+        else if (gw.ss_family == AF_INET)
             n = ftp_fmt_227(text, sizeof text, FTP_CSA(gw));
+        else
+            n = 0; /* a 227 cannot name an IPv6 address */
         if (n == 0) {
             ctl_withdraw(c);
             why = "cannot write the rewritten reply";
@@ -1004,8 +1006,10 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
         IFWXConnection2 *c2 = NULL;
         if (IFWXConnection_QueryInterface(conn, &IID_IFWXConnection2, (void **)&c2) == FWX_S_OK && c2 != NULL) {
             uint32_t len = sizeof c->server;
+            /* Of either family: across families (issue 17) the server gets its own family's
+               commands, the client its own. */
             c->has_server = IFWXConnection2_GetInternalPeerName(c2, FTP_SA(c->server), &len) == FWX_S_OK &&
-                            c->server.ss_family == c->client.ss_family;
+                            (c->server.ss_family == AF_INET || c->server.ss_family == AF_INET6);
             IFWXConnection2_Release(c2);
         }
     }
