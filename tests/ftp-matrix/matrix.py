@@ -1,30 +1,30 @@
 #!/usr/bin/env python3
 """fwx FTP compatibility matrix: real FTP servers and clients through fwx-gateway.
 
-    tests/ftp-matrix/matrix.py BUILD_DIR [options]
+    tests/ftp-matrix/matrix.py BUILD_DIR [--socks | --nft | --loopback] [options]
 
 Servers vsftpd, ProFTPD and pure-ftpd; clients curl, lftp, wget and Python's ftplib; data
 connection modes PASV, EPSV, PORT and EPRT; a download and an upload of a 5 MiB random file in
-each, with the SHA-256 compared. Everything runs on loopback: the gateway is 127.0.0.1, the
-client 127.0.0.2, the FTP server 127.0.0.3 (fwx-gateway publishes 127.0.0.1:P -> 127.0.0.3:Q
-with the FTP filter plugin, --loopback-hosts).
+each, with the SHA-256 compared. Four beds (README.md):
+
+- the default: a dual-homed gateway in three network namespaces (client 10.99.1.2/fd99:1::2,
+  gateway 10.99.1.1/fd99:1::1 and 10.99.2.1/fd99:2::1 with forwarding off, servers 10.99.2.2 and
+  fd99:2::2), fwx-gateway backend proxy publishing an IPv4-only and an IPv6-only instance of the
+  server with the FTP plugin; paths v4, v6, v6>v4 and v4>v6 (client family > server family);
+- --socks: the same gateway reached through its SOCKS5 listener (curl);
+- --nft: a transparent gateway in kernel mode (backend nft, nat) between the same namespaces,
+  forwarding on, IPv4 and IPv6; the kernel must have carried the data connection (conntrack);
+- --loopback: the quick extra on 127.0.0.1-3 (proves no mode: the gateway's addresses coincide).
 
 A cell is `ok` only if the client exited 0, the client's control dialogue shows the data
-command of the column (PASV/EPSV/PORT/EPRT) accepted and no other data command, the copy's
-SHA-256 matches, and the data went through the gateway (the gateway logged a connection that
-carried the whole file). `known: ...` cells come from KNOWN_LIMITATIONS below, each with its
-reason. Anything else is `FAIL (reason)`, and the runner prints its evidence: the command, the
-control dialogue around the failure, the gateway's log lines for the cell and the server's.
+command of the column accepted and no other data command, the copy's SHA-256 matches, the data
+went through the gateway, and (namespace beds) both ends saw the data connection of the column's
+mode to and from the gateway's address on their side (TCP SYNs observed with nftables sets).
+`known: ...` cells come from KNOWN_LIMITATIONS below, each with its reason. Anything else is
+`FAIL (reason)`, and the runner prints its evidence.
 
---netns runs the same matrix through a transparent gateway in kernel mode instead: three network
-namespaces (client 10.99.1.2, gateway 10.99.1.1/10.99.2.1 with fwx-gateway backend "nft" and a
-nat policy, server 10.99.2.2:21); the client connects to the server's own address, and a cell
-also needs the kernel to have carried its data connection (conntrack in the gateway namespace)
-and fwx to have logged that kernel-mode connection with the kernel's byte count (README.md).
-
---pass-through runs the same matrix without the FTP plugin (and with servers that accept data
-connections from/to foreign addresses): it checks the harness itself, and shows that without
-the filter the data connections bypass the gateway (cells read `bypass`).
+--pass-through (loopback) runs the same matrix without the FTP plugin (and with servers that
+accept data connections from/to foreign addresses): it checks the harness itself.
 
 Exit status: 0 when every cell is ok or known (or bypass with --pass-through), 1 otherwise, 77
 (meson's "skipped") when ftp.so is not built yet or a server or client cannot be installed.
