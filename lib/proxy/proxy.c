@@ -340,13 +340,19 @@ static void on_publish_accept(uv_stream_t *server, int status)
     r->transparent = !l->spec.full_proxy;
     r->source = peer;
     fwx__sa_set_port((struct sockaddr *)&r->source, 0);
+    /* The gateway's address on the client's side is the one the client reached: the rule's,
+       or for a rule on a wildcard address the accepted socket's (the policy decides on it, and
+       a filter names it in what it rewrites, a passive-mode reply for one). */
+    const struct sockaddr *reached = fwx__sa_is_unspecified((struct sockaddr *)&l->spec.address)
+                                         ? (const struct sockaddr *)&local
+                                         : (const struct sockaddr *)&l->spec.address;
     fwx_connection_params cp = {sizeof cp,
                                 fwx_AcceptedConnection,
                                 FWX_PROTOCOL_TCP,
                                 (struct sockaddr *)&peer,
                                 fwx__sa_len((struct sockaddr *)&peer),
-                                (struct sockaddr *)&l->spec.address,
-                                fwx__sa_len((struct sockaddr *)&l->spec.address),
+                                reached,
+                                fwx__sa_len(reached),
                                 NULL,
                                 l->spec.full_proxy ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0,
                                 fwx__sa_len((struct sockaddr *)&l->spec.server),
@@ -359,10 +365,6 @@ static void on_publish_accept(uv_stream_t *server, int status)
         fwx__proxy_relay_fail(r); /* the core logged why; the client sees the connection close */
         return;
     }
-    /* A rule listening on a wildcard address: the filters need the address the client really
-       reached (what a passive-mode reply names), not the rule's. */
-    if (fwx__sa_is_unspecified((struct sockaddr *)&l->spec.address))
-        (void)IFWXConnection_SetSocketName(conn, (struct sockaddr *)&local, fwx__sa_len((struct sockaddr *)&local));
     fwx__proxy_relay_set_conn(r, conn);
     fwx__proxy_relay_connect(r);
 }

@@ -14,13 +14,15 @@ The gateway publishes:
   [fd98:1::1]:21   -> [fd98:2::2]:21    IPv6 client, IPv6 server
   [fd98:1::1]:2121 -> 10.98.2.2:21      IPv6 client, IPv4-only server (across families)
   10.98.1.1:2121   -> [fd98:2::2]:21    IPv4 client, IPv6-only server (across families)
+  0.0.0.0:2122     -> 10.98.2.2:21      a wildcard listen address
 
 curl, in the client namespace, downloads and uploads a file in every mode the client's family
 has (PASV, EPSV, PORT, EPRT over IPv4; EPSV, EPRT over IPv6), through each published address.
 Each cell checks: curl's exit code, the checksum of what arrived, that curl sent the mode's own
 command and never fell back to another, and, from vsftpd's protocol log, which command the
 server got and that the address it names (active mode) is the gateway's server-side address.
-lftp (`set ftp:auto-passive-mode false`, no silent fallback) adds a PORT and an EPSV cell.
+lftp (`set ftp:auto-passive-mode false`, no silent fallback) adds active and passive cells over
+IPv4, IPv6 and from IPv6 to the IPv4-only server.
 
 SOCKS5 cells (curl's data connection through the SOCKS proxy, PASV and EPSV) check the
 explicit kind: a permission admits the CONNECT to the server's data port.
@@ -223,6 +225,12 @@ max_per_ip=0
     def log_size(self):
         return os.path.getsize(self.protolog) if os.path.exists(self.protolog) else 0
 
+    def wait_226(self, off, what):
+        """The protocol log since off, once it holds the transfer's 226 (vsftpd may write the
+        line after the client has read the reply)."""
+        wait_until(lambda: '", "226 ' in self.log_since(off), 5, what="%s: vsftpd to log its 226" % what)
+        return self.log_since(off)
+
     def log_since(self, off):
         if not os.path.exists(self.protolog):
             return ""
@@ -252,20 +260,23 @@ protocols = (
     direction = "inbound"; filters = [ "%s" ]; },
   { name = "ftp-x"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000172121}"; protocol = "tcp"; port = 2121;
     direction = "inbound"; filters = [ "%s" ]; },
+  { name = "ftp-w"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000172122}"; protocol = "tcp"; port = 2122;
+    direction = "inbound"; filters = [ "%s" ]; },
   { name = "ftp"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000170121}"; protocol = "tcp"; port = 21;
     direction = "outbound"; filters = [ "%s" ]; }
 );
 rules = ( { name = "publish"; action = "allow"; from = [ "internal", "external" ];
-            to = [ "localhost", "internal", "dmz", "external" ]; protocols = [ "ftp-in", "ftp-x", "ftp" ]; } );
+            to = [ "localhost", "internal", "dmz", "external" ]; protocols = [ "ftp-in", "ftp-x", "ftp-w", "ftp" ]; } );
 publishing = (
   { name = "ftp4"; listen = "%s:21"; server = "%s:21"; protocol = "ftp-in"; full_proxy = true; },
   { name = "ftp6"; listen = "[%s]:21"; server = "[%s]:21"; protocol = "ftp-in"; full_proxy = true; },
   { name = "ftp6to4"; listen = "[%s]:2121"; server = "%s:21"; protocol = "ftp-x"; full_proxy = true; },
+  { name = "wildcard"; listen = "0.0.0.0:2122"; server = "%s:21"; protocol = "ftp-w"; full_proxy = true; },
   { name = "ftp4to6"; listen = "%s:2121"; server = "[%s]:21"; protocol = "ftp-x"; full_proxy = true; }
 );
 """ % (os.getpid(), os.path.dirname(plugin), G4_IN, G4_OUT, G6_IN, G6_OUT, G4_IN, SOCKS_PORT,
        G4_IN, G4_OUT, G6_IN, G6_OUT,
-       FTP_GUID, FTP_GUID, FTP_GUID, G4_IN, S4, G6_IN, S6, G6_IN, S4, G4_IN, S6))
+       FTP_GUID, FTP_GUID, FTP_GUID, FTP_GUID, G4_IN, S4, G6_IN, S6, G6_IN, S4, S4, G4_IN, S6))
     return path
 
 
@@ -310,6 +321,7 @@ class Cells:
         r = subprocess.run(self.topo.wrap("c", argv), capture_output=True, text=True, timeout=30)
         what = "%s %s %s" % (label, mode, direction)
         verbose = r.stderr
+        self.last_verbose = verbose
         if r.returncode != 0:
             raise Failure("%s: curl exit %d:\n%s\n---- vsftpd log ----\n%s" % (
                 what, r.returncode, "\n".join(verbose.splitlines()[-15:]), server.log_since(off)[-1500:]))
@@ -319,7 +331,7 @@ class Cells:
         cmds = re.findall(r"^> ([A-Z]{4})\b", verbose, re.M)
         check(sent in cmds, "%s: curl did not send %s: %s" % (what, sent, cmds))
         check(not any(c in never for c in cmds), "%s: curl fell back to another mode: %s" % (what, cmds))
-        return what, server.log_since(off)
+        return what, server.wait_226(off, what)
 
     def server_saw(self, what, slog, verbs, gw_addr=None):
         """vsftpd's protocol log shows one of `verbs` and a successful transfer; an active
@@ -343,10 +355,11 @@ class Cells:
         log("ok: %s (server got %s%s)" % (what, verb, arg))
 
 
-def lftp_cell(topo, tmp, cells, server, gw_ip, mode, gw_addr):
-    """lftp with no silent fallback: active (PORT) or passive; download, checksum, and the
-    command vsftpd got."""
-    name = "lftp-%s.bin" % mode.lower()
+def lftp_cell(topo, tmp, cells, server, gw_ip, port, mode, gw_addr, server_verbs):
+    """lftp with no silent fallback: active (PORT/EPRT) or passive; download, checksum, the
+    command lftp sent and the one vsftpd got."""
+    cells.n += 1
+    name = "lftp%d-%s.bin" % (cells.n, mode.lower())
     local = os.path.join(tmp, name)
     passive = "true" if mode in ("PASV", "EPSV") else "false"
     script = ("set ftp:passive-mode %s; set ftp:auto-passive-mode false; set ftp:prefer-epsv %s; "
@@ -355,15 +368,46 @@ def lftp_cell(topo, tmp, cells, server, gw_ip, mode, gw_addr):
                   passive, "true" if mode == "EPSV" else "false", C4, local))
     off = server.log_size()
     r = subprocess.run(topo.wrap("c", ["lftp", "-d", "-u", "anonymous,fwx@example.org", "-e", script,
-                                       "ftp://%s" % gw_ip]),
+                                       "ftp://%s:%d" % (url_host(gw_ip), port)]),
                        capture_output=True, text=True, timeout=40)
-    what = "lftp v4 %s down" % mode
+    fam = ("v6" if ":" in gw_ip else "v4") + ("" if port == 21 else ("->v4" if ":" in gw_ip else "->v6"))
+    what = "lftp %s %s down" % (fam, mode)
     if r.returncode != 0:
         raise Failure("%s: exit %d: %s" % (what, r.returncode, (r.stdout + r.stderr)[-1500:]))
     check(os.path.exists(local) and sha256(local) == cells.want, "%s: checksum differs" % what)
     sent = re.findall(r"---> (PASV|EPSV|PORT|EPRT)", r.stdout + r.stderr)
     check(sent and all(s == mode for s in sent), "%s: lftp sent %s" % (what, sent))
-    cells.server_saw(what, server.log_since(off), (mode,), gw_addr)
+    cells.server_saw(what, server.wait_226(off, what), server_verbs, gw_addr)
+
+
+def apt_install(pkgs):
+    """apt-get install, never removing anything (FTP server packages conflict with one another);
+    the system service a server package starts is stopped: this test runs its own."""
+    if shutil.which("apt-get") is None:
+        return False
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    cmd = ["apt-get", "install", "-y", "-qq", "--no-remove", "--no-install-recommends",
+           "-o", "DPkg::Lock::Timeout=120"] + pkgs
+    ok = subprocess.run(cmd, capture_output=True, env=env, timeout=600).returncode == 0
+    if "vsftpd" in pkgs:
+        if shutil.which("systemctl") and os.path.isdir("/run/systemd/system"):
+            subprocess.run(["systemctl", "disable", "--now", "vsftpd"], capture_output=True, timeout=60)
+        elif shutil.which("service"):
+            subprocess.run(["service", "vsftpd", "stop"], capture_output=True, timeout=60)
+    return ok
+
+
+def find_vsftpd():
+    """The vsftpd binary: installed, or unpacked by the FTP matrix (tests/ftp-matrix, when apt
+    refused it beside another FTP server), or installed now."""
+    cache = os.environ.get("FWX_FTP_MATRIX_CACHE", "/var/cache/fwx-ftp-matrix")
+    places = ["/usr/sbin/vsftpd", os.path.join(cache, "root", "usr", "sbin", "vsftpd")]
+    for p in places:
+        if os.access(p, os.X_OK):
+            return p
+    log("installing vsftpd")
+    apt_install(["vsftpd"])
+    return places[0] if os.access(places[0], os.X_OK) else None
 
 
 def run(tmp):
@@ -372,9 +416,11 @@ def run(tmp):
     for tool in ("ip", "ss", "curl"):
         if shutil.which(tool) is None:
             skip("no %s command" % tool)
-    vsftpd = shutil.which("vsftpd") or ("/usr/sbin/vsftpd" if os.access("/usr/sbin/vsftpd", os.X_OK) else None)
+    vsftpd = find_vsftpd()
     if vsftpd is None:
-        skip("vsftpd is not installed (apt-get install vsftpd)")
+        skip("vsftpd is not installed and apt-get could not install it")
+    if shutil.which("lftp") is None:
+        apt_install(["lftp"])
     plugin = os.environ.get("FWX_FTP_PLUGIN")
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
@@ -439,10 +485,21 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
             what, slog = cells.curl("v4->v6", G4_IN, 2121, v6, mode, d)
             cells.server_saw(what, slog, ("EPSV",) if mode in ("PASV", "EPSV") else ("EPRT",), G6_OUT)
 
+    # A rule listening on every address: the 227 names the address the client reached.
+    for mode in ("PASV", "PORT"):
+        what, slog = cells.curl("wildcard v4", G4_IN, 2122, v4, mode, "down")
+        cells.server_saw(what, slog, (mode,), G4_OUT)
+        check(mode != "PASV" or re.search(r"^< 227 .*\(10,98,1,1,", cells.last_verbose, re.M),
+              "%s: the 227 does not name the address the client reached: %s" % (what, cells.last_verbose[-400:]))
+
     # lftp, active and passive, no silent fallback to passive.
     if shutil.which("lftp"):
         for mode in ("PORT", "EPSV"):
-            lftp_cell(topo, tmp, cells, v4, G4_IN, mode, G4_OUT)
+            lftp_cell(topo, tmp, cells, v4, G4_IN, 21, mode, G4_OUT, (mode,))
+        # IPv6: lftp speaks EPRT/EPSV; also to the IPv4-only server across families.
+        lftp_cell(topo, tmp, cells, v6, G6_IN, 21, "EPRT", G6_OUT, ("EPRT",))
+        lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPRT", G4_OUT, ("EPRT", "PORT"))
+        lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPSV", G4_OUT, ("EPSV", "PASV"))
     else:
         log("note: no lftp here; its cells are not run")
 
@@ -457,7 +514,10 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
     out = gw.stdout() + gw.stderr()
     check("Illegal PORT" not in out and "Bad IP" not in out, "the gateway logged a strict server's refusal")
     log("%d cells passed" % len(cells.results))
-    gw.stop()
+    rc = gw.stop()
+    err = gw.stderr()
+    check(rc == 0, "fwx-gateway exited %d on SIGTERM: %r" % (rc, err[-600:]))
+    check("AddressSanitizer" not in err and "runtime error" not in err, "sanitizer report: %r" % err[-1500:])
     no_full_proxy(tmp, topo, cfg)
 
 
