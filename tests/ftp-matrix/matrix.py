@@ -1844,7 +1844,7 @@ def main():
     ap.add_argument("--size-mib", type=int, default=5)
     ap.add_argument("--budget", type=float, default=None,
                     help="seconds for all the transfers; cells not run by then fail (default 540; "
-                         "240 with --nft)")
+                         "360 with --nft)")
     ap.add_argument("--quick", action="store_true",
                     help="a subset: the first server with every client, the other servers with curl only")
     ap.add_argument("--quick-unless-ci", action="store_true",
@@ -1864,7 +1864,7 @@ def main():
     global FTPLIB_LINGER
     FTPLIB_LINGER = max(0.0, min(a.ftplib_linger, 10.0))
     if a.budget is None:
-        a.budget = 240.0 if a.nft else 540.0
+        a.budget = 360.0 if a.nft else 540.0
 
     sel = {}
     all_paths = {("proxy", "published"): PATHS, ("proxy", "socks"): ["v4", "v4>v6"],
