@@ -1108,8 +1108,9 @@ typedef struct IFWXSessionVtbl {
      *   (an explicit client's passive mode) the connecting party is the client: the gateway
      *   address its session came in on. For a target that is the session's client (a published
      *   server's active mode) it is the published server: the local address of the gateway's
-     *   connection to it, on the server's side (since 1.0; a backend that does not report that
-     *   address gets a configured address of the server's family).
+     *   connection to it, on the server's side; of the connection whose bytes the calling data
+     *   filter is handling, when a session has several (since 1.0; a backend that does not
+     *   report that address gets a configured address of the server's family).
      * @param InternalAddressLength in: its buffer size; out: the length written.
      * @param ProxyExternalAddress the gateway address to connect from, or NULL.
      * @param FirewallActionArray receives N new references (+1 each); may be NULL.

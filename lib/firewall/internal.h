@@ -72,6 +72,9 @@ struct fwx_firewall {
     fwx_policy *policy;
     char last_error[512];
     bool closing;
+    /* The connection whose data filters a user-mode completion is being delivered to, or NULL:
+       what a filter asks for from there (RedirectConnections) is for that connection. */
+    const struct fwx__conn *io_conn;
 
     fwx__list plugins;  /* fwx__plugin.node, load order */
     fwx__list sessions; /* fwx__session.node */

@@ -709,7 +709,8 @@ fwx_result fwx__binding_set_client(fwx__conn *c, const struct sockaddr *addr, ui
  * party that will connect to the port reaches the gateway at, as that party sees it. A
  * redirect to the session's client (a published server's active-mode data connection) is
  * used by the other side, the published server: the local address of the upstream connection
- * to it. A redirect to a server is used by the client: the gateway address its session came
+ * to it (of the connection whose data filter is calling, since one client's session may hold
+ * control connections to servers on different sides). A redirect to a server is used by the client: the gateway address its session came
  * in on. Only when the backend told neither, a configured address of the right family.
  * Rationale: on a gateway with one address per side, an address of the other side is one the
  * connecting party may not reach, and a strict FTP server refuses a PORT naming any host but
@@ -721,6 +722,13 @@ static void redirect_address(fwx__session *s, const struct sockaddr *target, str
     int family = s->client.ss_family;
     memset(out, 0, sizeof *out);
     if (fwx__sa_same_ip(target, (const struct sockaddr *)&s->client)) {
+        /* Called from a filter handling a connection's bytes: that connection's upstream. */
+        const fwx__conn *io = fw->io_conn;
+        if (io != NULL && io->session == s && io->has_int_local) {
+            *out = io->int_local;
+            return;
+        }
+        /* Otherwise the newest control connection that has one. */
         for (fwx__list *n = s->conns.prev; n != &s->conns; n = n->prev) {
             const fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
             if (c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING))

@@ -441,8 +441,17 @@ static void idle_cb(uv_idle_t *h)
     fwx__uio_queue batch = p->cq;
     p->cq.head = p->cq.tail = NULL;
     fwx__uio *op;
-    while ((op = fwx__uioq_pop(&batch)) != NULL)
+    /* The core learns which connection a filter works for while it handles a completion (a
+       session may hold several control connections: RedirectConnections picks this one's). */
+    fwx_firewall *fw = p->conn != NULL ? fwx__conn_from(p->conn)->session->fw : NULL;
+    const fwx__conn *was = fw != NULL ? fw->io_conn : NULL;
+    while ((op = fwx__uioq_pop(&batch)) != NULL) {
+        if (fw != NULL)
+            fw->io_conn = p->conn != NULL ? fwx__conn_from(p->conn) : NULL;
         fwx__uio_deliver(op);
+        if (fw != NULL)
+            fw->io_conn = was;
+    }
     if (fwx__uioq_empty(&p->cq)) {
         uv_idle_stop(&p->idle);
         p->idle_on = false;

@@ -24,10 +24,16 @@ server got and that the address it names (active mode) is the gateway's server-s
 lftp (`set ftp:auto-passive-mode false`, no silent fallback) adds active and passive cells over
 IPv4, IPv6 and from IPv6 to the IPv4-only server.
 
-SOCKS5 cells (curl's data connection through the SOCKS proxy, PASV and EPSV) check the
-explicit kind: a permission admits the CONNECT to the server's data port.
+SOCKS5 cells (curl through the gateway's SOCKS listener, every mode) check the explicit kind:
+a permission admits the passive data connection's CONNECT to the server's data port; an active
+one comes from a port bound on the gateway's server-side address.
 
-Root, `ip`, vsftpd and curl are needed; otherwise exit 77 with the reason.
+One client with two control connections at once, to servers on different sides, checks that a
+PORT on the older one still names its own server's side. Last, a publishing rule for FTP
+without full proxy must stop the gateway at start-up with the rule's file:line.
+
+Root, `ip`, vsftpd and curl are needed (vsftpd and lftp are installed when missing); otherwise
+exit 77 with the reason.
 SPDX-License-Identifier: MIT
 """
 import hashlib
@@ -410,6 +416,40 @@ def find_vsftpd():
     return places[0] if os.access(places[0], os.X_OK) else None
 
 
+# One client, two control connections at once: to the IPv4 server (10.98.1.1:21) and, opened
+# after it, to the IPv6 server (10.98.1.1:2121). The first one's PORT must still name the
+# gateway's IPv4 server-side address, though the session's newest connection is on the other side.
+TWO_SERVERS = r"""
+import ftplib, hashlib, socket, sys
+gw, out = sys.argv[1], sys.argv[2]
+f = ftplib.FTP()
+f.connect(gw, 21, timeout=10)
+f.login("anonymous", "fwx@example.org")
+other = socket.create_connection((gw, 2121), timeout=10)
+greeting = other.recv(200)
+assert greeting.startswith(b"220"), greeting
+f.set_pasv(False)
+h = hashlib.sha256()
+f.retrbinary("RETR payload.bin", h.update)
+f.quit()
+other.close()
+open(out, "w").write(h.hexdigest())
+"""
+
+
+def two_servers_one_client(topo, tmp, cells, v4):
+    out = os.path.join(tmp, "two-servers.sha256")
+    off = v4.log_size()
+    r = subprocess.run(topo.wrap("c", [sys.executable, "-c", TWO_SERVERS, G4_IN, out]), capture_output=True,
+                       text=True, timeout=40)
+    what = "two servers, one client: PORT on the older control connection"
+    if r.returncode != 0:
+        raise Failure("%s: exit %d: %s\n---- vsftpd log ----\n%s" % (what, r.returncode, r.stderr[-800:],
+                                                                     v4.log_since(off)[-1200:]))
+    check(open(out).read() == cells.want, "%s: checksum differs" % what)
+    cells.server_saw(what, v4.wait_226(off, what), ("PORT",), G4_OUT)
+
+
 def run(tmp):
     if os.geteuid() != 0:
         skip("needs root (network namespaces)")
@@ -491,6 +531,8 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
         cells.server_saw(what, slog, (mode,), G4_OUT)
         check(mode != "PASV" or re.search(r"^< 227 .*\(10,98,1,1,", cells.last_verbose, re.M),
               "%s: the 227 does not name the address the client reached: %s" % (what, cells.last_verbose[-400:]))
+
+    two_servers_one_client(topo, tmp, cells, v4)
 
     # lftp, active and passive, no silent fallback to passive.
     if shutil.which("lftp"):
