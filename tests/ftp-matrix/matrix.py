@@ -121,7 +121,8 @@ KNOWN_LIMITATIONS = [
     (("*", "*", "*", "v6", "PORT", "*"),
      "n/a on IPv6: PORT names an IPv4 address",
      "PORT carries an IPv4 address only (RFC 959); a client on IPv6 offers its data address with "
-     "EPRT (RFC 2428): curl forces EPRT on IPv6, lftp and wget pick it by the address family."),
+     "EPRT (RFC 2428): curl forces EPRT on IPv6, lftp and wget pick it by the address family, "
+     "ftplib uses EPRT on IPv6 (a PORT sent anyway is refused by the gateway: 502)."),
     (("*", "*", "wget", "v4", "EPSV", "*"),
      "wget sends EPSV only on IPv6",
      "wget 1.21 picks the passive command by the control connection's address family "
