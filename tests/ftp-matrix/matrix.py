@@ -356,7 +356,7 @@ def port_block(ip, size, used):
 
 
 def ns_wrap(role, cmd):
-    """cmd, run inside the namespace of `role` ("cli", "gw" or "srv") in --netns mode."""
+    """cmd, run inside the namespace of `role` ("cli", "gw" or "srv") on the namespace beds."""
     if NETNS is None or role is None:
         return cmd
     return ["ip", "netns", "exec", NETNS.names[role]] + cmd
@@ -446,7 +446,7 @@ class Server:
         self.root = os.path.join(self.dir, "root")
         self.updir = os.path.join(self.root, "up")
         self.pasv = pasv
-        # --netns: the server has a namespace of its own, and the policy's ftp port is 21.
+        # Namespace beds: the server has a namespace of its own, and the ftp port is 21.
         self.port = NETNS_FTP_PORT if NETNS else free_port(self.ip)
         self.proc = None
         self.out = os.path.join(self.dir, "server.out")
@@ -774,7 +774,7 @@ publishing = ( {{ name = "ftp"; listen = "{GW_IP}:{self.port}"; server = "{SERVE
             time.sleep(0.05)
 
 
-# ---- --netns: the namespaces, the transparent gateway, and what the kernel saw ----------------
+# ---- the namespace beds: the topology, the gateways, and what the ends and the kernel saw -----
 
 class TopologyError(Exception):
     pass
@@ -1048,7 +1048,7 @@ class NetnsGateway(Gateway):
     def write_config(self):
         path = os.path.join(os.path.dirname(self.logpath), "gateway-%s.cfg" % self.server.kind)
         with open(path, "w") as f:
-            f.write(f"""# fwx ftp-matrix --netns: a transparent gateway in kernel mode (backend nft).
+            f.write(f"""# fwx ftp-matrix --nft: a transparent gateway in kernel mode (backend nft).
 gateway = {{
   name = "{self.name}";
   backend = "nft";
@@ -1337,7 +1337,7 @@ def fwx_closed(lines):
 
 
 def netns_through(cell, path, glines, ct_events, syns_srv, syns_cli, fsize):
-    """The --netns meaning of "the data went through the gateway", as (reasons, evidence).
+    """The nft bed's meaning of "the data went through the gateway", as (reasons, evidence).
 
     1. the kernel carried it: conntrack in the gateway namespace reported the cell's data flow,
        forwarded (not redirected into fwx's user-mode path) and NATed as the mode requires, and
