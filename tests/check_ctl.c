@@ -856,6 +856,8 @@ START_TEST(bad_usage_exit_2)
         {"--socket", NULL},
         {"--bogus", "stats", NULL},
         {"stats", "sessions", NULL},
+        {"-x", "stats", NULL},
+        {"-s", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         proc *r = run_ctl_env(&f, NULL, cases[i]);
@@ -864,6 +866,48 @@ START_TEST(bad_usage_exit_2)
         ck_assert_int_eq(r->olen, 0);
         free(r);
     }
+    fx_close(&f);
+}
+END_TEST
+
+/* getopt_long: short options say the same as the long ones, options may follow the command,
+   --socket=PATH works, and -V/--version print the version meson built fwxctl with. */
+START_TEST(short_options_and_version)
+{
+    fx f;
+    fx_open(&f);
+    proc *want = ctl_ok(&f, true, "stats");
+    char eq[200];
+    snprintf(eq, sizeof eq, "--socket=%s", f.sock);
+    const char *const cases[][5] = {
+        {"-s", f.sock, "-j", "stats", NULL},
+        {"stats", "-j", "-s", f.sock, NULL},
+        {"-j", eq, "stats", NULL},
+        {"-js", f.sock, "stats", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proc *r = run_ctl_env(&f, NULL, cases[i]);
+        ck_assert_msg(r->status == 0, "case %zu: exit %lld, stderr %s", i, (long long)r->status, r->ebuf);
+        ck_assert_int_eq(r->elen, 0);
+        ck_assert_str_eq(r->obuf, want->obuf);
+        free(r);
+    }
+    free(want);
+    const char *const versions[][2] = {{"-V", NULL}, {"--version", NULL}};
+    for (size_t i = 0; i < 2; i++) {
+        proc *r = run_ctl_env(&f, NULL, versions[i]);
+        ck_assert_int_eq(r->status, 0);
+        ck_assert_str_eq(r->obuf, "fwxctl " FWX_VERSION_STRING "\n");
+        ck_assert_int_eq(r->elen, 0);
+        free(r);
+    }
+    /* An empty --socket is refused, not taken as the default. */
+    const char *args[] = {"-s", "", "stats", NULL};
+    proc *r = run_ctl_env(&f, NULL, args);
+    ck_assert_int_eq(r->status, 2);
+    ck_assert_msg(strstr(r->ebuf, "fwxctl: --socket needs a path\n") == r->ebuf, "stderr %s", r->ebuf);
+    ck_assert_int_eq(r->olen, 0);
+    free(r);
     fx_close(&f);
 }
 END_TEST
@@ -892,6 +936,7 @@ static Suite *ctl_suite(void)
         {"live_socket_or_file_not_replaced", live_socket_or_file_not_replaced},
         {"missing_socket_exit_1", missing_socket_exit_1},
         {"bad_usage_exit_2", bad_usage_exit_2},
+        {"short_options_and_version", short_options_and_version},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -521,7 +521,7 @@ static void usage(FILE *f)
                "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]... [--socks ADDR:PORT]\n"
                "       fwx-gateway --socks ADDR:PORT [--plugin NAME|PATH]...\n"
                "options: --plugin-dir DIR  --control PATH  --log-format text|json  --log-level error|warn|info|debug\n"
-               "         --name NAME  --verbose  --backend proxy|nft|auto\n"
+               "         --name NAME  --verbose  --backend proxy|nft|auto  --version  --help\n"
                "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
 
@@ -535,7 +535,8 @@ int main(int argc, char **argv)
         {"check", no_argument, NULL, 'k'},            {"verbose", no_argument, NULL, 'v'},
         {"loopback-hosts", no_argument, NULL, 'L'},   {"socks", required_argument, NULL, 'S'},
         {"log-level", required_argument, NULL, 'E'},   {"backend", required_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},             {"version", no_argument, NULL, 'V'},
+        {NULL, 0, NULL, 0},
     };
     settings_defaults(&g.cfg);
     char cli_plugins[MAX_PLUGINS][256];
@@ -544,7 +545,7 @@ int main(int argc, char **argv)
     int c, verbose = 0;
     int cli_loopback = 0;
     const char *cli_socks = NULL, *cli_level = NULL, *cli_backend = NULL;
-    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhLS:E:B:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhVLS:E:B:", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             g.config_path = optarg;
@@ -594,6 +595,9 @@ int main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return 0;
+        case 'V': /* what it was built against and what it runs with: they differ after an upgrade */
+            printf("fwx-gateway %s (libfwx %s)\n", FWX_VERSION_STRING, fwx_version_string());
             return 0;
         default:
             usage(stderr);
