@@ -230,6 +230,7 @@ static void settings_defaults(settings *s)
     memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "fwx-gateway");
     snprintf(s->plugin_dir, sizeof s->plugin_dir, "%s", FWX_PLUGIN_DIR);
+    snprintf(s->control, sizeof s->control, "%s", CTL_DEFAULT_SOCKET); /* where fwxctl looks */
     s->level = FWX_LOG_INFO;
     s->timeout_s = 60;
     snprintf(s->backend, sizeof s->backend, "proxy");
@@ -520,7 +521,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: fwx-gateway --config FILE [--check]\n"
                "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]... [--socks ADDR:PORT]\n"
                "       fwx-gateway --socks ADDR:PORT [--plugin NAME|PATH]...\n"
-               "options: --plugin-dir DIR  --control PATH  --log-format text|json  --log-level error|warn|info|debug\n"
+               "options: --plugin-dir DIR  --control PATH|--no-control  --log-format text|json  --log-level error|warn|info|debug\n"
                "         --name NAME  --verbose  --backend proxy|nft|auto  --version  --help\n"
                "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
@@ -536,14 +537,14 @@ int main(int argc, char **argv)
         {"loopback-hosts", no_argument, NULL, 'L'},   {"socks", required_argument, NULL, 'S'},
         {"log-level", required_argument, NULL, 'E'},   {"backend", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},             {"version", no_argument, NULL, 'V'},
-        {NULL, 0, NULL, 0},
+        {"no-control", no_argument, NULL, 'N'},       {NULL, 0, NULL, 0},
     };
     settings_defaults(&g.cfg);
     char cli_plugins[MAX_PLUGINS][256];
     int n_cli_plugins = 0, check_only = 0;
     const char *cli_dir = NULL, *cli_control = NULL, *cli_format = NULL, *cli_name = NULL;
     int c, verbose = 0;
-    int cli_loopback = 0;
+    int cli_loopback = 0, cli_no_control = 0;
     const char *cli_socks = NULL, *cli_level = NULL, *cli_backend = NULL;
     while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhVLS:E:B:", opts, NULL)) != -1) {
         switch (c) {
@@ -596,6 +597,9 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 'N':
+            cli_no_control = 1;
+            break;
         case 'V': /* what it was built against and what it runs with: they differ after an upgrade */
             printf("fwx-gateway %s (libfwx %s)\n", FWX_VERSION_STRING, fwx_version_string());
             return 0;
@@ -625,6 +629,14 @@ int main(int argc, char **argv)
         snprintf(g.cfg.plugin_dir, sizeof g.cfg.plugin_dir, "%s", cli_dir);
     if (cli_control)
         snprintf(g.cfg.control, sizeof g.cfg.control, "%s", cli_control);
+    if (cli_no_control)
+        g.cfg.control[0] = '\0';
+    /* A socket in a directory others can write could be taken over; refused before anything
+       is opened, at --check as at a start (which creates the default directory if missing). */
+    if (g.cfg.control[0] != '\0' && ctl_path_check(g.cfg.control, !check_only, err, sizeof err) != 0) {
+        fprintf(stderr, "fwx-gateway: control socket %s: %s\n", g.cfg.control, err);
+        return 2;
+    }
     if (cli_name)
         snprintf(g.cfg.name, sizeof g.cfg.name, "%s", cli_name);
     if (cli_format) {
