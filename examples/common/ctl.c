@@ -678,7 +678,8 @@ int ctl_path_check(const char *path, bool create, char *err, size_t errlen)
             return 0; /* a start makes it */
         /* mkdir's mode is masked by the umask; chmod says exactly what it is to be. */
         if ((mkdir(dir, 0750) != 0 && errno != EEXIST) || chmod(dir, 0750) != 0) {
-            set_err(err, errlen, "cannot create directory %s: %s", dir, strerror(errno));
+            set_err(err, errlen, "cannot create directory %s: %s (not root? give a socket path in a directory of "
+                    "yours, or none)", dir, strerror(errno));
             return -1;
         }
     }

@@ -81,11 +81,18 @@ def run(tmp):
         unit = os.path.join(tmp, "fwx-gateway.service")
         with open(unit, "w") as f:
             f.write(text.replace("@BINDIR@", os.path.dirname(gw_exe)).replace("@SYSCONFDIR@", etc))
-        man = os.environ.get("FWX_MAN_DIR")
+        pages = [p for p in os.environ.get("FWX_MAN_PAGES", "").split(os.pathsep) if p]
         env = dict(os.environ)
         args = [analyze, "verify"]
-        if man and shutil.which("man"):
-            env["MANPATH"] = man  # Documentation= pages: the ones this build made
+        if pages and shutil.which("man"):
+            # Documentation= names man pages: verify runs man(1) on each, so give it this
+            # build's pages in a man tree of the test's own.
+            man = os.path.join(tmp, "man")
+            for page in pages:
+                d = os.path.join(man, "man" + page.rsplit(".", 1)[1])
+                os.makedirs(d, exist_ok=True)
+                os.symlink(page, os.path.join(d, os.path.basename(page)))
+            env["MANPATH"] = man
         else:
             args.append("--man=no")
         r = subprocess.run(args + [unit], capture_output=True, text=True, timeout=60, env=env)
