@@ -856,6 +856,8 @@ START_TEST(bad_usage_exit_2)
         {"--socket", NULL},
         {"--bogus", "stats", NULL},
         {"stats", "sessions", NULL},
+        {"-x", "stats", NULL},
+        {"-s", NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         proc *r = run_ctl_env(&f, NULL, cases[i]);
@@ -864,6 +866,102 @@ START_TEST(bad_usage_exit_2)
         ck_assert_int_eq(r->olen, 0);
         free(r);
     }
+    fx_close(&f);
+}
+END_TEST
+
+/* ctl_path_check: the directory must exist, be a directory, belong to root or to us and not be
+   writable by others (sticky or not); the message names the directory and the cause. */
+START_TEST(path_check_refuses_open_directories)
+{
+    fx f;
+    fx_open_firewall(&f);
+    char path[200], dir[160], err[512];
+    /* The fixture's own mkdtemp directory (0700, ours): fine. */
+    ck_assert_int_eq(ctl_path_check(f.sock, false, err, sizeof err), 0);
+    /* Missing. */
+    snprintf(path, sizeof path, "%s/none/x.sock", f.dir);
+    ck_assert_int_eq(ctl_path_check(path, true, err, sizeof err), -1);
+    char want[512];
+    snprintf(want, sizeof want, "directory %s/none: does not exist", f.dir);
+    ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "err: %s", err);
+    /* Not a directory. */
+    snprintf(dir, sizeof dir, "%s/file", f.dir);
+    FILE *fp = fopen(dir, "w");
+    ck_assert_ptr_nonnull(fp);
+    fclose(fp);
+    snprintf(path, sizeof path, "%s/x.sock", dir);
+    ck_assert_int_eq(ctl_path_check(path, false, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s is not a directory", dir);
+    ck_assert_str_eq(err, want);
+    unlink(dir);
+    /* Writable by others, with and without the sticky bit; group write is allowed. */
+    static const mode_t modes[] = {0777, 01777, 0702};
+    snprintf(dir, sizeof dir, "%s/open", f.dir);
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    snprintf(path, sizeof path, "%s/x.sock", dir);
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++) {
+        ck_assert_int_eq(chmod(dir, modes[i]), 0);
+        ck_assert_int_eq(ctl_path_check(path, true, err, sizeof err), -1);
+        snprintf(want, sizeof want, "directory %s is writable by others", dir);
+        ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "mode %o: err %s", (unsigned)modes[i], err);
+    }
+    ck_assert_int_eq(chmod(dir, 0770), 0);
+    ck_assert_int_eq(ctl_path_check(path, true, err, sizeof err), 0);
+    /* Another user's directory (needs root to make one). */
+    if (geteuid() == 0) {
+        ck_assert_int_eq(chmod(dir, 0755), 0);
+        ck_assert_int_eq(chown(dir, 65534, 65534), 0);
+        ck_assert_int_eq(ctl_path_check(path, true, err, sizeof err), -1);
+        snprintf(want, sizeof want, "directory %s belongs to uid 65534", dir);
+        ck_assert_msg(strncmp(err, want, strlen(want)) == 0, "err %s", err);
+    }
+    ck_assert_int_eq(rmdir(dir), 0);
+    /* Nothing was created: create applies to the default directory only. */
+    snprintf(path, sizeof path, "%s/none", f.dir);
+    ck_assert_int_ne(access(path, F_OK), 0);
+    fx_close(&f);
+}
+END_TEST
+
+/* getopt_long: short options say the same as the long ones, options may follow the command,
+   --socket=PATH works, and -V/--version print the version meson built fwxctl with. */
+START_TEST(short_options_and_version)
+{
+    fx f;
+    fx_open(&f);
+    proc *want = ctl_ok(&f, true, "stats");
+    char eq[200];
+    snprintf(eq, sizeof eq, "--socket=%s", f.sock);
+    const char *const cases[][5] = {
+        {"-s", f.sock, "-j", "stats", NULL},
+        {"stats", "-j", "-s", f.sock, NULL},
+        {"-j", eq, "stats", NULL},
+        {"-js", f.sock, "stats", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        proc *r = run_ctl_env(&f, NULL, cases[i]);
+        ck_assert_msg(r->status == 0, "case %zu: exit %lld, stderr %s", i, (long long)r->status, r->ebuf);
+        ck_assert_int_eq(r->elen, 0);
+        ck_assert_str_eq(r->obuf, want->obuf);
+        free(r);
+    }
+    free(want);
+    const char *const versions[][2] = {{"-V", NULL}, {"--version", NULL}};
+    for (size_t i = 0; i < 2; i++) {
+        proc *r = run_ctl_env(&f, NULL, versions[i]);
+        ck_assert_int_eq(r->status, 0);
+        ck_assert_str_eq(r->obuf, "fwxctl " FWX_VERSION_STRING "\n");
+        ck_assert_int_eq(r->elen, 0);
+        free(r);
+    }
+    /* An empty --socket is refused, not taken as the default. */
+    const char *args[] = {"-s", "", "stats", NULL};
+    proc *r = run_ctl_env(&f, NULL, args);
+    ck_assert_int_eq(r->status, 2);
+    ck_assert_msg(strstr(r->ebuf, "fwxctl: --socket needs a path\n") == r->ebuf, "stderr %s", r->ebuf);
+    ck_assert_int_eq(r->olen, 0);
+    free(r);
     fx_close(&f);
 }
 END_TEST
@@ -892,6 +990,8 @@ static Suite *ctl_suite(void)
         {"live_socket_or_file_not_replaced", live_socket_or_file_not_replaced},
         {"missing_socket_exit_1", missing_socket_exit_1},
         {"bad_usage_exit_2", bad_usage_exit_2},
+        {"short_options_and_version", short_options_and_version},
+        {"path_check_refuses_open_directories", path_check_refuses_open_directories},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

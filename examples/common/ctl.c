@@ -667,6 +667,54 @@ static void listener_closed_cb(uv_handle_t *h)
     server_unref(h->data);
 }
 
+int ctl_path_check(const char *path, bool create, char *err, size_t errlen)
+{
+    char dir[CTL_SUN_PATH_MAX];
+    if (path == NULL || path[0] == '\0' || strlen(path) >= sizeof dir) {
+        set_err(err, errlen, "socket path must be 1 to %zu bytes", sizeof dir - 1);
+        return -1;
+    }
+    memcpy(dir, path, strlen(path) + 1);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) != 0 && errno == ENOENT && strcmp(dir, CTL_DEFAULT_DIR) == 0) {
+        if (!create)
+            return 0; /* a start makes it */
+        /* mkdir's mode is masked by the umask; chmod says exactly what it is to be. */
+        if ((mkdir(dir, 0750) != 0 && errno != EEXIST) || chmod(dir, 0750) != 0) {
+            set_err(err, errlen, "cannot create directory %s: %s (not root? give a socket path in a directory of "
+                    "yours, or none)", dir, strerror(errno));
+            return -1;
+        }
+    }
+    if (stat(dir, &st) != 0) {
+        set_err(err, errlen, "directory %s: %s", dir,
+                errno == ENOENT ? "does not exist (create it, owned by root, not writable by others)" : strerror(errno));
+        return -1;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        set_err(err, errlen, "%s is not a directory", dir);
+        return -1;
+    }
+    if (st.st_mode & S_IWOTH) {
+        set_err(err, errlen, "directory %s is writable by others: anyone could take the socket's name first "
+                "(use a directory only root can write, such as " CTL_DEFAULT_DIR ")", dir);
+        return -1;
+    }
+    if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        set_err(err, errlen, "directory %s belongs to uid %u, not to root or to this user: its owner could take "
+                "the socket's name first", dir, (unsigned)st.st_uid);
+        return -1;
+    }
+    return 0;
+}
+
 ctl_server *ctl_server_start(uv_loop_t *loop, fwx_firewall *fw, const char *path, char *err, size_t errlen)
 {
     set_err(err, errlen, "%s", "");

@@ -73,6 +73,7 @@
 #define FWX_EXAMPLES_CTL_H
 
 #include <fwx/fwx.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -84,6 +85,11 @@
 #define CTL_MAX_CLIENTS 16
 /** Default time a client has to send its request, and then to take its answer (ms). */
 #define CTL_DEFAULT_TIMEOUT_MS 5000
+
+/** Where fwx-gateway opens its control socket unless told otherwise, and where fwxctl looks. */
+#define CTL_DEFAULT_SOCKET "/run/fwx/fwx-gateway.sock"
+/** Its directory: created 0750 by the gateway (or by systemd's RuntimeDirectory=fwx) if missing. */
+#define CTL_DEFAULT_DIR "/run/fwx"
 
 /** A control server. */
 typedef struct ctl_server ctl_server;
@@ -104,6 +110,23 @@ typedef struct ctl_server ctl_server;
  * @return the server, or NULL on failure.
  */
 ctl_server *ctl_server_start(uv_loop_t *loop, fwx_firewall *fw, const char *path, char *err, size_t errlen);
+
+/**
+ * Checks the directory a control socket is to be made in, before anything is opened.
+ * Whoever can write to that directory can put a socket of their own at @p path first (then
+ * fwxctl talks to them) or remove the gateway's: so the directory must exist, be a directory,
+ * belong to root or to this process's user, and not be writable by others (S_IWOTH, sticky or
+ * not: a sticky /tmp still lets anyone create the name first). Group write is allowed (a
+ * deliberate choice of whoever set the group).
+ * The default directory (::CTL_DEFAULT_DIR) is the exception to "must exist": with
+ * @p create it is made here, mode 0750; without, its absence is accepted (a start will make it).
+ * @param path the socket's path, as for ctl_server_start().
+ * @param create true: make ::CTL_DEFAULT_DIR if @p path is in it and it is missing.
+ * @param err receives a one-line reason on failure, such as
+ *   `directory /tmp is writable by others: anyone could take the socket's name first`. May be NULL.
+ * @return 0 if the directory is fit, -1 (with @p err) if not.
+ */
+int ctl_path_check(const char *path, bool create, char *err, size_t errlen);
 
 /**
  * Sets how long a client may take to send its request, and then to take its answer.

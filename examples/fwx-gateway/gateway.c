@@ -16,6 +16,7 @@
 #include <fwx/fwx.h>
 
 #include "ctl.h"
+#include "service.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -37,6 +38,7 @@
 #define MAX_PLUGINS 32
 #define MAX_LOCAL 16
 #define MAX_LOCAL_REDIRECTS 16
+enum { LOG_TEXT, LOG_JSON, LOG_JOURNAL };
 
 /* One entry of gateway.local_redirect (the nft backend's local redirection). */
 typedef struct local_redirect {
@@ -51,7 +53,8 @@ typedef struct settings {
     char plugin_dir[256];
     char plugins[MAX_PLUGINS][256];
     int n_plugins;
-    int json_logs;
+    int json_logs;        /* LOG_TEXT, LOG_JSON or LOG_JOURNAL */
+    int log_format_given; /* by the file: then JOURNAL_STREAM does not choose */
     fwx_log_level level;
     struct sockaddr_storage local[MAX_LOCAL];
     int n_local;
@@ -138,6 +141,10 @@ static void json_record(void *arg, const fwx_log_record *r)
 static void log_line(void *arg, fwx_log_level level, const char *msg)
 {
     (void)arg;
+    if (g.cfg.json_logs == LOG_JOURNAL) {
+        svc_journal_line(stdout, level, msg);
+        return;
+    }
     if (g.cfg.json_logs) {
         fwx_log_record r = {.struct_size = sizeof r, .level = level, .message = msg};
         json_record(NULL, &r);
@@ -232,6 +239,7 @@ static void settings_defaults(settings *s)
     memset(s, 0, sizeof *s);
     snprintf(s->name, sizeof s->name, "fwx-gateway");
     snprintf(s->plugin_dir, sizeof s->plugin_dir, "%s", FWX_PLUGIN_DIR);
+    snprintf(s->control, sizeof s->control, "%s", CTL_DEFAULT_SOCKET); /* where fwxctl looks */
     s->level = FWX_LOG_INFO;
     s->timeout_s = 60;
     snprintf(s->backend, sizeof s->backend, "proxy");
@@ -240,6 +248,20 @@ static void settings_defaults(settings *s)
 static bool backend_known(const char *b)
 {
     return b != NULL && (strcmp(b, "proxy") == 0 || strcmp(b, "nft") == 0 || strcmp(b, "auto") == 0);
+}
+
+/* "text", "json", "journal" or its synonym "syslog" (the same `<N>` lines); -1 otherwise. */
+static int log_format_parse(const char *s)
+{
+    if (s == NULL)
+        return -1;
+    if (strcmp(s, "text") == 0)
+        return LOG_TEXT;
+    if (strcmp(s, "json") == 0)
+        return LOG_JSON;
+    if (strcmp(s, "journal") == 0 || strcmp(s, "syslog") == 0)
+        return LOG_JOURNAL;
+    return -1;
 }
 
 /* Reads the `gateway` group of the file. Errors name file:line and the key. */
@@ -311,9 +333,10 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
                 snprintf(s->plugins[s->n_plugins++], sizeof s->plugins[0], "%s", v);
             }
         } else if (strcmp(k, "log_format") == 0) {
-            if (str == NULL || (strcmp(str, "text") != 0 && strcmp(str, "json") != 0))
-                BAD("must be \"text\" or \"json\"");
-            s->json_logs = strcmp(str, "json") == 0;
+            s->json_logs = log_format_parse(str);
+            if (s->json_logs < 0)
+                BAD("must be \"text\", \"json\" or \"journal\" (\"syslog\")");
+            s->log_format_given = 1;
         } else if (strcmp(k, "log_level") == 0) {
             static const char *lv[] = {"error", "warn", "info", "debug"};
             int l = 0;
@@ -497,6 +520,19 @@ static int check_policy(const fwx_policy *p, char *err, size_t errlen)
 
 /* ---- signals ------------------------------------------------------------------------------- */
 
+/* The service manager's view (Type=notify): a failure to tell it is logged, never fatal. */
+static void notify(const char *state)
+{
+    if (svc_notify(state) != 0)
+        say(FWX_LOG_WARN, "cannot notify the service manager (%s): %s", state, strerror(errno));
+}
+
+static void notify_reloading(void)
+{
+    if (svc_notify_reloading() != 0)
+        say(FWX_LOG_WARN, "cannot notify the service manager (RELOADING=1): %s", strerror(errno));
+}
+
 static void on_closed_all(fwx_firewall *fw, void *arg)
 {
     (void)fw, (void)arg;
@@ -507,6 +543,7 @@ static void shutdown_gateway(int signum)
 {
     if (g.stopping++)
         return;
+    notify("STOPPING=1");
     say(FWX_LOG_INFO, "signal %d: shutting down", signum);
     if (g.ctl != NULL)
         ctl_server_close(g.ctl);
@@ -528,6 +565,7 @@ static void on_signal(uv_signal_t *h, int signum)
         say(FWX_LOG_INFO, "reload: nothing to reload without a policy");
         return;
     }
+    notify_reloading();
     char err[1024];
     /* The whole file is checked, its gateway group too: a reload that says "reloaded" while
        half the file is broken would leave a surprise for the next start. The group's settings
@@ -536,16 +574,19 @@ static void on_signal(uv_signal_t *h, int signum)
     settings_defaults(&probe);
     if (g.config_path != NULL && settings_load(g.config_path, &probe, err, sizeof err) != 0) {
         say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
+        notify("READY=1");
         return;
     }
     fwx_policy *p = load_policy(err, sizeof err);
     if (p == NULL) {
         say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
+        notify("READY=1");
         return;
     }
     if (check_policy(p, err, sizeof err) != 0) {
         fwx_policy_free(p);
         say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
+        notify("READY=1");
         return;
     }
     fwx_result hr = fwx_firewall_set_policy(g.fw, p);
@@ -553,6 +594,7 @@ static void on_signal(uv_signal_t *h, int signum)
         say(FWX_LOG_ERROR, "reload: %s", fwx_firewall_last_error(g.fw));
     else
         say(FWX_LOG_INFO, "policy reloaded");
+    notify("READY=1");
 }
 
 /* "auto" tries the kernel first: the nft backend has already said in one line what is missing
@@ -580,8 +622,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: fwx-gateway --config FILE [--check]\n"
                "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]... [--socks ADDR:PORT]\n"
                "       fwx-gateway --socks ADDR:PORT [--plugin NAME|PATH]...\n"
-               "options: --plugin-dir DIR  --control PATH  --log-format text|json  --log-level error|warn|info|debug\n"
-               "         --name NAME  --verbose  --backend proxy|nft|auto\n"
+               "options: --plugin-dir DIR  --control PATH|--no-control  --log-format text|json|journal  --log-level error|warn|info|debug\n"
+               "         --name NAME  --verbose  --backend proxy|nft|auto  --version  --help\n"
                "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
 
@@ -595,16 +637,17 @@ int main(int argc, char **argv)
         {"check", no_argument, NULL, 'k'},            {"verbose", no_argument, NULL, 'v'},
         {"loopback-hosts", no_argument, NULL, 'L'},   {"socks", required_argument, NULL, 'S'},
         {"log-level", required_argument, NULL, 'E'},   {"backend", required_argument, NULL, 'B'},
-        {"help", no_argument, NULL, 'h'},             {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},             {"version", no_argument, NULL, 'V'},
+        {"no-control", no_argument, NULL, 'N'},       {NULL, 0, NULL, 0},
     };
     settings_defaults(&g.cfg);
     char cli_plugins[MAX_PLUGINS][256];
     int n_cli_plugins = 0, check_only = 0;
     const char *cli_dir = NULL, *cli_control = NULL, *cli_format = NULL, *cli_name = NULL;
     int c, verbose = 0;
-    int cli_loopback = 0;
+    int cli_loopback = 0, cli_no_control = 0;
     const char *cli_socks = NULL, *cli_level = NULL, *cli_backend = NULL;
-    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhLS:E:B:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhVLS:E:B:", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
             g.config_path = optarg;
@@ -655,6 +698,12 @@ int main(int argc, char **argv)
         case 'h':
             usage(stdout);
             return 0;
+        case 'N':
+            cli_no_control = 1;
+            break;
+        case 'V': /* what it was built against and what it runs with: they differ after an upgrade */
+            printf("fwx-gateway %s (libfwx %s)\n", FWX_VERSION_STRING, fwx_version_string());
+            return 0;
         default:
             usage(stderr);
             return 2;
@@ -681,14 +730,24 @@ int main(int argc, char **argv)
         snprintf(g.cfg.plugin_dir, sizeof g.cfg.plugin_dir, "%s", cli_dir);
     if (cli_control)
         snprintf(g.cfg.control, sizeof g.cfg.control, "%s", cli_control);
+    if (cli_no_control)
+        g.cfg.control[0] = '\0';
+    /* A socket in a directory others can write could be taken over; refused before anything
+       is opened, at --check as at a start (which creates the default directory if missing). */
+    if (g.cfg.control[0] != '\0' && ctl_path_check(g.cfg.control, !check_only, err, sizeof err) != 0) {
+        fprintf(stderr, "fwx-gateway: control socket %s: %s\n", g.cfg.control, err);
+        return 2;
+    }
     if (cli_name)
         snprintf(g.cfg.name, sizeof g.cfg.name, "%s", cli_name);
     if (cli_format) {
-        if (strcmp(cli_format, "text") != 0 && strcmp(cli_format, "json") != 0) {
-            fprintf(stderr, "fwx-gateway: --log-format takes text or json\n");
+        g.cfg.json_logs = log_format_parse(cli_format);
+        if (g.cfg.json_logs < 0) {
+            fprintf(stderr, "fwx-gateway: --log-format takes text, json or journal (syslog)\n");
             return 2;
         }
-        g.cfg.json_logs = strcmp(cli_format, "json") == 0;
+    } else if (!g.cfg.log_format_given && svc_journal_stream(STDOUT_FILENO)) {
+        g.cfg.json_logs = LOG_JOURNAL; /* systemd: the journal stamps and ranks each line */
     }
     if (cli_level != NULL) {
         static const char *lv[] = {"error", "warn", "info", "debug"};
@@ -762,7 +821,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fwx-gateway: cannot create the firewall\n");
         return 1;
     }
-    if (g.cfg.json_logs) /* before the plugins: their lines carry fields too */
+    if (g.cfg.json_logs == LOG_JSON) /* before the plugins: their lines carry fields too */
         fwx_firewall_set_log_sink(g.fw, json_record, NULL);
     /* --check goes as far as a start does short of opening sockets, so that what passes
        the check starts: the plugins load, and the policy's filters and addresses fit them. */
@@ -848,6 +907,7 @@ int main(int argc, char **argv)
     say(FWX_LOG_INFO, "ready (%s, backend %s, %d plugin%s%s%s)", g.config_path ? g.config_path : "command line",
         g.backend, g.cfg.n_plugins,
         g.cfg.n_plugins == 1 ? "" : "s", g.cfg.control[0] ? ", control " : "", g.cfg.control);
+    notify("READY=1");
     uv_run(&loop, UV_RUN_DEFAULT);
     int rc = uv_loop_close(&loop);
     if (rc != 0)

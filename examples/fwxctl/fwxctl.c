@@ -10,6 +10,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
+#include <getopt.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -21,7 +22,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define DEFAULT_SOCKET "/run/fwx/fwx-gateway.sock"
+#define DEFAULT_SOCKET "/run/fwx/fwx-gateway.sock" /* where fwx-gateway opens it by default */
+#ifndef FWXCTL_VERSION
+#define FWXCTL_VERSION "unknown" /* meson passes the project's version */
+#endif
 #define ANSWER_TIMEOUT_MS 10000
 #define MAX_LINE (1024 * 1024)
 #define MAX_KEYS 32
@@ -705,49 +709,61 @@ static bool handle_line(const command *cmd, bool json, const char *path, const c
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [--socket PATH] [--json] sessions|connections|permissions|ports|plugins|redirects|stats|all\n"
-            "  --socket PATH  the gateway's control socket (default $FWX_CTL_SOCKET or %s)\n"
-            "  --json         print the server's JSON lines instead of tables\n",
+            "usage: %s [-s PATH] [-j] sessions|connections|permissions|ports|plugins|redirects|stats|all\n"
+            "  -s, --socket PATH  the gateway's control socket (default $FWX_CTL_SOCKET or %s)\n"
+            "  -j, --json         print the server's JSON lines instead of tables\n"
+            "  -V, --version      print fwxctl's version and exit\n"
+            "  -h, --help         print this and exit\n",
             progname, DEFAULT_SOCKET);
 }
 
 int main(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"socket", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
+        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
     const char *path = getenv("FWX_CTL_SOCKET");
     bool json = false;
     const command *cmd = NULL;
     if (path == NULL || path[0] == '\0')
         path = DEFAULT_SOCKET;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--json") == 0) {
-            json = true;
-        } else if (strcmp(a, "--socket") == 0) {
-            if (++i == argc || argv[i][0] == '\0') {
+    int c;
+    /* Options may come before or after the command, as they always could. */
+    while ((c = getopt_long(argc, argv, "s:jVh", opts, NULL)) != -1) {
+        switch (c) {
+        case 's':
+            if (optarg[0] == '\0') {
+                fprintf(stderr, "%s: --socket needs a path\n", progname);
                 usage(stderr);
                 return 2;
             }
-            path = argv[i];
-        } else if (strncmp(a, "--socket=", 9) == 0 && a[9] != '\0') {
-            path = a + 9;
-        } else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            path = optarg;
+            break;
+        case 'j':
+            json = true;
+            break;
+        case 'V':
+            printf("%s %s\n", progname, FWXCTL_VERSION);
+            return fflush(stdout) == 0 ? 0 : 1;
+        case 'h':
             usage(stdout);
             return 0;
-        } else if (a[0] == '-' || cmd != NULL) {
+        default: /* getopt_long has said what is wrong */
             usage(stderr);
             return 2;
-        } else {
-            for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
-                if (strcmp(a, commands[k].name) == 0)
-                    cmd = &commands[k];
-            if (cmd == NULL) {
-                fprintf(stderr, "%s: unknown command \"%s\"\n", progname, a);
-                usage(stderr);
-                return 2;
-            }
         }
     }
+    if (optind != argc - 1) {
+        usage(stderr);
+        return 2;
+    }
+    for (size_t k = 0; k < sizeof commands / sizeof commands[0]; k++)
+        if (strcmp(argv[optind], commands[k].name) == 0)
+            cmd = &commands[k];
     if (cmd == NULL) {
+        fprintf(stderr, "%s: unknown command \"%s\"\n", progname, argv[optind]);
         usage(stderr);
         return 2;
     }

@@ -673,7 +673,7 @@ class Gateway:
     def plugin_guid(self):
         """The FTP filter's GUID, from the log line of a quick-form gateway that loads it."""
         cmd = [self.exe, "--listen", "%s:%d" % (GW_IP, self.port), "--upstream", "%s:%d" % (SERVER_IP, self.server.port),
-               "--plugin", "ftp", "--plugin-dir", os.path.dirname(self.plugin)]
+               "--plugin", "ftp", "--plugin-dir", os.path.dirname(self.plugin), "--no-control"]
         p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 5

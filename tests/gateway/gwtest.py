@@ -275,25 +275,39 @@ def fd_count(pid):
     return len(os.listdir("/proc/%d/fd" % pid))
 
 
+DEFAULT_CONTROL = "/run/fwx/fwx-gateway.sock"
+
+
 class Gateway:
-    """One fwx-gateway process. stdout goes to <tmp>/<name>.out, stderr to <tmp>/<name>.err."""
+    """One fwx-gateway process. stdout goes to <tmp>/<name>.out, stderr to <tmp>/<name>.err.
+    control: True, a socket of its own in tmp (--control); False, none (--no-control: the
+    gateways of parallel tests must not all reach for the default); "default": neither option,
+    the gateway opens DEFAULT_CONTROL (run it in a mount namespace of its own, see
+    test_control_path.py); None: no option added (args say it). env: extra environment variables."""
 
     running = []
 
-    def __init__(self, tmp, args, name="gateway", wait_ready=True, control=True, prefix=()):
+    def __init__(self, tmp, args, name="gateway", wait_ready=True, control=True, prefix=(), env=None):
         self.exe = program("FWX_GATEWAY")
         self.tmp = tmp
         self.name = name
-        self.sock = os.path.join(tmp, name + ".sock") if control else None
+        self.sock = (DEFAULT_CONTROL if control == "default" else
+                     os.path.join(tmp, name + ".sock") if control else None)
         self.out_path = os.path.join(tmp, name + ".out")
         self.err_path = os.path.join(tmp, name + ".err")
         argv = list(prefix) + [self.exe] + list(args)  # prefix: e.g. ip netns exec NS
-        if control:
+        if control is True:
             argv += ["--control", self.sock]
+        elif control is False:
+            argv += ["--no-control"]
         self.argv = argv
         self.out = open(self.out_path, "wb")
         self.err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL)
+        penv = None
+        if env is not None:
+            penv = dict(os.environ)
+            penv.update(env)
+        self.proc = subprocess.Popen(argv, stdout=self.out, stderr=self.err, stdin=subprocess.DEVNULL, env=penv)
         self.pid = self.proc.pid
         Gateway.running.append(self)
         if wait_ready:
