@@ -1263,6 +1263,8 @@ START_TEST(address_based_factory)
 {
     fx f;
     fx_open(&f);
+    /* No backend here: the test is the host that would relay, data filters included. */
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(f.fw, 1), FWX_S_OK);
     IFWXSession *a = wsp_session(&f, "10.0.0.8"), *b = wsp_session(&f, "10.0.0.8"), *z = wsp_session(&f, "10.0.0.9");
     tfactory own = {{&tfactory_vtbl}, 1, 0, 0}, lent = {{&tfactory_vtbl}, 1, 0, 0};
     struct sockaddr_storage fa = tu_addr("198.51.100.7:0"), fb = tu_addr("198.51.100.8:0");

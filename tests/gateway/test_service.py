@@ -41,7 +41,9 @@ def run(tmp):
     if r.returncode != 0:
         skipped.append("no mount namespace with its own /run (%s)" % r.stderr.strip())
     else:
-        gw = Gateway(tmp, ["--config", cfg, "--check"], name="cfg-check", wait_ready=False,
+        # --check loads the plugins: the ones of this build (the example names the installed dir).
+        gw = Gateway(tmp, ["--config", cfg, "--check", "--plugin-dir", os.path.dirname(program("FWX_FTP_PLUGIN"))],
+                     name="cfg-check", wait_ready=False,
                      control="default", prefix=PRIVATE_RUN)
         rc = gw.proc.wait(10)
         gw.stop()
