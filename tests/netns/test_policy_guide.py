@@ -268,7 +268,7 @@ def scenario(tmp, site, vsftpd, plugin, cfg_text):
     sock = os.path.join(tmp, "site.sock")
     dbg = ["--verbose"] if os.environ.get("FWX_GUIDE_DEBUG") else []
     gw = Gateway(tmp, ["--config", cfg] + plugin_dir + dbg + ["--control", sock], name="site", wait_ready=False,
-                 control=False, prefix=gw_prefix)
+                 control=None, prefix=gw_prefix)
     gw.sock = sock
     # At the guide's log level (warn) the ready line is not printed: the control socket says.
     wait_until(lambda: gw.proc.poll() is not None or (os.path.exists(sock) and gw.ctl("stats", ok=False).returncode == 0),
