@@ -714,6 +714,10 @@ int main(int argc, char **argv)
     }
     if (g.cfg.json_logs) /* before the plugins: their lines carry fields too */
         fwx_firewall_set_log_sink(g.fw, json_record, NULL);
+    /* Every interface address is the gateway's own, followed as they change; local_addresses
+       adds more (issue 16, item 5). */
+    if (FWX_FAILED(fwx_firewall_track_local_addresses(g.fw)))
+        fprintf(stderr, "fwx-gateway: warning: only local_addresses count as the gateway's own\n");
     int status = 0;
     for (int i = 0; i < g.cfg.n_plugins; i++) {
         char path[600];

@@ -44,6 +44,7 @@ enum {
 struct socks_listener {
     uv_tcp_t tcp;
     pstate *st;
+    struct sockaddr_storage at; /* where it listens (the port the kernel chose, if 0) */
     socks_listener *prev, *next;
 };
 
@@ -250,6 +251,30 @@ static void connect_done(prelay *r, int status)
         (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&bnd, fwx__sa_len((struct sockaddr *)&bnd));
 }
 
+/* Does a connection to dst reach one of the gateway's own listeners (SOCKS or publishing)?
+   A SOCKS client could otherwise chain CONNECTs through the gateway dozens deep, each hop a new
+   session with the gateway as its client (issue 16, item 5). A listener on the unspecified
+   address is reached through any local or loopback address (loopback_hosts or not). */
+static bool reaches_listener(const struct sockaddr *l, const struct sockaddr *dst, fwx_firewall *fw)
+{
+    if (fwx__sa_port(l) != fwx__sa_port(dst))
+        return false;
+    if (fwx__sa_is_unspecified(l))
+        return fwx__sa_is_loopback(dst) || fwx__firewall_is_local(fw, dst);
+    return fwx__sa_same_ip(l, dst);
+}
+
+static bool own_listener(pstate *st, const struct sockaddr *dst)
+{
+    for (socks_listener *l = st->socks; l != NULL; l = l->next)
+        if (reaches_listener((const struct sockaddr *)&l->at, dst, st->fw))
+            return true;
+    for (size_t i = 0; i < st->fw->n_published; i++)
+        if (reaches_listener((const struct sockaddr *)&st->fw->published[i].address, dst, st->fw))
+            return true;
+    return false;
+}
+
 static void do_connect(socks_client *c)
 {
     pstate *st = c->st;
@@ -262,6 +287,10 @@ static void do_connect(socks_client *c)
        loopback, any) or to a group address is refused, whatever the policy says. */
     if (fwx__firewall_forbidden_host(st->fw, dst) != NULL) {
         refuse(c, REP_NOT_ALLOWED, "destination is the gateway itself or a group address");
+        return;
+    }
+    if (own_listener(st, dst)) {
+        refuse(c, REP_NOT_ALLOWED, "destination is one of the gateway's own listeners");
         return;
     }
     int fd = take_fd(c);
@@ -801,6 +830,12 @@ fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr,
     int rc = uv_tcp_bind(&l->tcp, addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_accept);
+    int alen = sizeof l->at;
+    if (rc == 0 && uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->at, &alen) == 0) {
+        struct sockaddr_storage canon;
+        if (fwx__sa_canon((struct sockaddr *)&l->at, (uint32_t)alen, &canon))
+            l->at = canon;
+    }
     if (rc != 0) {
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
         return rc == UV_EADDRINUSE ? FWX_E_ADDRINUSE : rc == UV_EADDRNOTAVAIL ? FWX_E_ADDRNOTAVAIL : FWX_E_BACKEND;
