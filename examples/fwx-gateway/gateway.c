@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <uv.h>
 
@@ -530,8 +531,25 @@ static void usage(FILE *f)
                "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
 
+/* Each relayed connection holds several descriptors (client, server, a pipe per direction):
+   the default soft limit of 1024 caps a busy gateway at a few hundred connections although the
+   hard limit allows far more. Raise it to the hard limit (issue 16, item 9); what is left is
+   logged when it runs out. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        fprintf(stderr, "fwx-gateway: cannot raise the file descriptor limit from %llu: %s\n",
+                (unsigned long long)was, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
+    raise_fd_limit();
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},     {"listen", required_argument, NULL, 'l'},
         {"upstream", required_argument, NULL, 'u'},   {"plugin", required_argument, NULL, 'p'},

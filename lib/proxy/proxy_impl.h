@@ -103,6 +103,9 @@ struct pstate {
     unsigned handles; /* libuv handles and relays still closing */
     bool closing;
     bool warned_transparent;
+    int reserve_fd;          /* a spare descriptor for refusing when they run out (fdlimit.c) */
+    uint64_t fd_logged_at;   /* when the last out-of-descriptors line was logged (loop ms) */
+    unsigned fd_suppressed;  /* refusals since then */
 };
 
 #define DLIST_ADD(head, x)                                                                        \
@@ -126,6 +129,18 @@ struct pstate {
 
 
 void fwx__proxy_state_maybe_free(pstate *st);
+
+/* Out of file descriptors (fdlimit.c). err: errno, or libuv's negative one. */
+bool fwx__proxy_fd_short(int err);
+/* Logs the shortage, once per burst (rate-limited); what: "accepting a client", ... */
+void fwx__proxy_fd_shortage(pstate *st, int err, const char *what);
+/* Makes the coming close of fd a reset. */
+void fwx__proxy_fd_reset(int fd);
+void fwx__proxy_reserve_open(pstate *st);
+void fwx__proxy_reserve_close(pstate *st);
+/* An accept callback's status < 0: if descriptors ran out, logs it and uses the reserve to
+   take the waiting connections off the queue with a reset. */
+void fwx__proxy_accept_failed(pstate *st, uv_stream_t *server, int status, const char *what);
 prelay *fwx__proxy_relay_new(pstate *st, int fd);
 /* Gives the relay its connection (the reference passes) and indexes it for kill(). */
 void fwx__proxy_relay_set_conn(prelay *r, IFWXConnection *conn);

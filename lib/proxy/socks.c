@@ -296,6 +296,13 @@ static void do_connect(socks_client *c)
     int fd = take_fd(c);
     prelay *r = fd >= 0 ? fwx__proxy_relay_new(st, fd) : NULL;
     if (r == NULL) {
+        if (fd < 0 && fwx__proxy_fd_short(errno)) {
+            fwx__proxy_fd_shortage(st, errno, "relaying a SOCKS CONNECT");
+            if (client_fd(c, &fd))
+                (void)send_reply_fd(fd, REP_FAILURE, NULL);
+            client_close(c);
+            return;
+        }
         if (fd >= 0)
             close(fd);
         refuse(c, REP_FAILURE, "out of resources");
@@ -765,6 +772,8 @@ static void on_accept(uv_stream_t *server, int status)
 {
     socks_listener *l = server->data;
     pstate *st = l->st;
+    if (status < 0)
+        fwx__proxy_accept_failed(st, server, status, "accepting a SOCKS client");
     if (status < 0 || st->closing)
         return;
     socks_client *c = calloc(1, sizeof *c);
