@@ -61,6 +61,7 @@ typedef struct settings {
     int kernel_end_on_close;
     int open_on_stop; /* gateway.on_stop = "open" (nft) */
     char socks[128];
+    char socks_users[512]; /* RFC 1929 credentials file, or "" */
     char backend[8]; /* "proxy", "nft" or "auto" */
     local_redirect redirects[MAX_LOCAL_REDIRECTS];
     int n_redirects;
@@ -270,7 +271,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     }
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
-                                  "backend", "local_redirect", "kernel_end_on_close", "on_stop"};
+                                  "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users"};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -340,6 +341,10 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (str == NULL || strlen(str) >= sizeof s->socks || parse_addr(str, &tmp, 1) != 0)
                 BAD("must be ADDR:PORT, such as \"127.0.0.1:1080\"");
             snprintf(s->socks, sizeof s->socks, "%s", str);
+        } else if (strcmp(k, "socks_users") == 0) {
+            if (str == NULL || !*str || strlen(str) >= sizeof s->socks_users)
+                BAD("must be the path of a credentials file (user:hash lines)");
+            snprintf(s->socks_users, sizeof s->socks_users, "%s", str);
         } else if (strcmp(k, "local_redirect") == 0) {
             if (!config_setting_is_list(e) || config_setting_length(e) > MAX_LOCAL_REDIRECTS)
                 BAD("must be a list of at most %d groups ( { ports = \"80\"; slot = 0; }, ... )", MAX_LOCAL_REDIRECTS);
@@ -703,6 +708,13 @@ int main(int argc, char **argv)
         }
         fwx_policy_free(probe);
     }
+    if (g.cfg.socks_users[0] != '\0') {
+        char why[600];
+        if (FWX_FAILED(fwx_proxy_socks_users_check(g.cfg.socks_users, why, sizeof why))) {
+            fprintf(stderr, "fwx-gateway: gateway.socks_users: %s\n", why);
+            return 2;
+        }
+    }
     if (check_only) {
         printf("fwx-gateway: %s is valid\n", g.config_path ? g.config_path : "the command line");
         return 0;
@@ -783,6 +795,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "fwx-gateway: local_redirect entry %d: %s\n", i, fwx_firewall_last_error(g.fw));
             status = 1;
         }
+    }
+    if (status == 0 && g.cfg.socks[0] != '\0' && g.cfg.socks_users[0] != '\0' &&
+        FWX_FAILED(fwx_proxy_socks_set_users(g.fw, g.cfg.socks_users))) {
+        fprintf(stderr, "fwx-gateway: gateway.socks_users: %s cannot be used (see the log)\n", g.cfg.socks_users);
+        status = 1;
     }
     if (status == 0 && g.cfg.socks[0] != '\0') {
         struct sockaddr_storage sa;

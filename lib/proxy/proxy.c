@@ -25,6 +25,7 @@ void fwx__proxy_state_maybe_free(pstate *st)
 {
     if (st->closing && st->handles == 0) {
         fwx__proxy_reserve_close(st);
+        fwx__socks_users_free(st->users);
         free(st->perms);
         free(st);
     }
@@ -307,10 +308,11 @@ psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client)
     return ps;
 }
 
-psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw)
+psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw,
+                                      const char *user)
 {
     IFWXSession *s = NULL;
-    fwx_session_params sp = {sizeof sp, fwxSourceWSP, client, fwx__sa_len(client), gw, gw ? fwx__sa_len(gw) : 0, NULL};
+    fwx_session_params sp = {sizeof sp, fwxSourceWSP, client, fwx__sa_len(client), gw, gw ? fwx__sa_len(gw) : 0, user};
     if (FWX_FAILED(fwx_session_open(st->fw, &sp, &s)))
         return NULL;
     psession *ps = calloc(1, sizeof *ps);

@@ -41,6 +41,7 @@ struct udp_port {
 };
 
 typedef struct pstate pstate;
+typedef struct fwx__socks_users fwx__socks_users; /* socks_auth.c */
 
 typedef struct plisten {
     uv_tcp_t tcp;
@@ -103,6 +104,7 @@ struct pstate {
     unsigned handles; /* libuv handles and relays still closing */
     bool closing;
     bool warned_transparent;
+    fwx__socks_users *users; /* SOCKS credentials (RFC 1929), NULL: no authentication */
     int reserve_fd;          /* a spare descriptor for refusing when they run out (fdlimit.c) */
     uint64_t fd_logged_at;   /* when the last out-of-descriptors line was logged (loop ms) */
     unsigned fd_suppressed;  /* refusals since then */
@@ -150,7 +152,12 @@ void fwx__proxy_relay_connect(prelay *r);
 void fwx__proxy_relay_pump(prelay *r, int external_fd);
 void fwx__proxy_relay_fail(prelay *r);
 /* A session of its own for an explicit (SOCKS) client: ended with its last relay. */
-psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw);
+/* user: the name the client authenticated with (SOCKS, RFC 1929), or NULL. */
+psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw,
+                                      const char *user);
+void fwx__socks_users_free(fwx__socks_users *t);
+/* True if password is user's (constant time in the hash). */
+bool fwx__socks_users_verify(const fwx__socks_users *t, const char *user, const char *password);
 void fwx__proxy_session_unref(pstate *st, psession *ps);
 void fwx__proxy_socks_close_all(pstate *st);
 /* The transparent (NAT) session of a client address, with a reference for the caller's relay. */

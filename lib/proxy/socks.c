@@ -14,7 +14,9 @@
  *   a flow; the association ends with the control connection. Fragments and host names in
  *   datagrams are dropped.
  *
- * The parser is strict: version 5, the no-authentication method, IPv4, IPv6 or a host name of
+ * Authentication: none, or with credentials configured (socks_auth.c) username/password only
+ * (RFC 1929), the name then being the session's user, so rules with `users` decide.
+ * The parser is strict: version 5, the method above, IPv4, IPv6 or a host name of
  * 1-253 letters, digits, dots and hyphens, no bytes after the request, 10 s to negotiate.
  * SPDX-License-Identifier: MIT
  */
@@ -48,7 +50,7 @@ struct socks_listener {
     socks_listener *prev, *next;
 };
 
-typedef enum { S_GREETING, S_REQUEST, S_RESOLVING, S_BIND_WAIT, S_UDP_ASSOC, S_DONE } socks_state;
+typedef enum { S_GREETING, S_AUTH, S_REQUEST, S_RESOLVING, S_BIND_WAIT, S_UDP_ASSOC, S_DONE } socks_state;
 
 struct socks_client {
     uv_tcp_t tcp;
@@ -59,6 +61,7 @@ struct socks_client {
     uint8_t buf[SOCKS_MAX_INPUT];
     size_t len;
     struct sockaddr_storage peer, local, dst;
+    char user[256]; /* the name it authenticated with (RFC 1929), or "" */
     char host[256]; /* CONNECT by name: the name asked for, for the policy's domain sets; else "" */
     uv_getaddrinfo_t gai;
     bool gai_pending;
@@ -598,6 +601,53 @@ static bool host_name_ok(const uint8_t *p, size_t n)
 
 static void start_request(socks_client *c);
 
+/* RFC 1929: VER=1 ULEN UNAME PLEN PASSWD; answered VER=1 STATUS (0 ok, 1 failure, then close).
+   False while incomplete or when the client was closed. */
+static bool auth_step(socks_client *c)
+{
+    if (c->len < 2)
+        return false;
+    size_t ulen = c->buf[1];
+    if (c->buf[0] != 1 || ulen == 0) {
+        log_client(c, "malformed username/password request, closed");
+        client_close(c);
+        return false;
+    }
+    if (c->len < 2 + ulen + 1)
+        return false;
+    size_t plen = c->buf[2 + ulen], need = 3 + ulen + plen;
+    if (c->len < need)
+        return false;
+    char user[256], pass[256];
+    memcpy(user, c->buf + 2, ulen);
+    user[ulen] = '\0';
+    memcpy(pass, c->buf + 3 + ulen, plen);
+    pass[plen] = '\0';
+    bool printable = true;
+    for (size_t i = 0; i < ulen; i++)
+        printable &= (unsigned char)user[i] > ' ' && (unsigned char)user[i] < 0x7f;
+    bool ok = printable && strlen(pass) == plen && fwx__socks_users_verify(c->st->users, user, pass);
+    explicit_bzero(pass, sizeof pass);
+    explicit_bzero(c->buf + 3 + ulen, plen);
+    int fd;
+    uint8_t ans[2] = {1, ok ? 0 : 1};
+    bool sent = client_fd(c, &fd) && send(fd, ans, 2, MSG_NOSIGNAL) == 2;
+    if (!ok) {
+        log_client(c, "authentication failed for user \"%s\", closed", printable ? user : "(unprintable)");
+        client_close(c);
+        return false;
+    }
+    if (!sent) {
+        client_close(c);
+        return false;
+    }
+    memcpy(c->user, user, ulen + 1);
+    memmove(c->buf, c->buf + need, c->len - need);
+    c->len -= need;
+    c->state = S_REQUEST;
+    return true;
+}
+
 static void parse(socks_client *c)
 {
     if (c->state == S_GREETING) {
@@ -616,19 +666,24 @@ static void parse(socks_client *c)
         }
         if (c->len < need)
             return;
-        bool noauth = memchr(c->buf + 2, 0x00, c->buf[1]) != NULL;
+        /* With credentials configured, username/password is required and the only method. */
+        uint8_t want = c->st->users != NULL ? 0x02 : 0x00;
+        bool ok = memchr(c->buf + 2, want, c->buf[1]) != NULL;
         int fd;
-        uint8_t ans[2] = {5, noauth ? 0x00 : 0xFF};
-        if (!client_fd(c, &fd) || send(fd, ans, 2, MSG_NOSIGNAL) != 2 || !noauth) {
-            if (!noauth)
-                log_client(c, "offers no method we accept, closed");
+        uint8_t ans[2] = {5, ok ? want : 0xFF};
+        if (!client_fd(c, &fd) || send(fd, ans, 2, MSG_NOSIGNAL) != 2 || !ok) {
+            if (!ok)
+                log_client(c, want ? "does not offer username/password authentication, closed"
+                                   : "offers no method we accept, closed");
             client_close(c);
             return;
         }
         memmove(c->buf, c->buf + need, c->len - need);
         c->len -= need;
-        c->state = S_REQUEST;
+        c->state = want ? S_AUTH : S_REQUEST;
     }
+    if (c->state == S_AUTH && !auth_step(c))
+        return;
     if (c->state == S_REQUEST) {
         if (c->len < 5)
             return;
@@ -692,7 +747,8 @@ static void start_request(socks_client *c)
         return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
-    c->ps = fwx__proxy_session_explicit(c->st, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+    c->ps = fwx__proxy_session_explicit(c->st, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local,
+                                        c->user[0] ? c->user : NULL);
     if (c->ps == NULL) {
         refuse(c, REP_FAILURE, "no session");
         return;
