@@ -183,7 +183,9 @@ bool fwx__socks_users_verify(const fwx__socks_users *t, const char *user, const 
     struct crypt_data *cd = calloc(1, sizeof *cd);
     if (cd == NULL)
         return false;
-    const char *h = crypt_r(password, hash ? hash : t->u[0].hash, cd);
+    /* crypt_rn, not crypt_r: the sanitizers' crypt_r interceptor calls a NULL pointer when
+       libcrypt reaches the process only through libfwx; crypt_rn also says NULL on failure. */
+    const char *h = crypt_rn(password, hash ? hash : t->u[0].hash, cd, (int)sizeof *cd);
     bool ok = false;
     if (hash != NULL && h != NULL && h[0] == '$') {
         size_t n = strlen(hash);
