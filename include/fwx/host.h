@@ -70,7 +70,8 @@ typedef struct fwx_firewall_options {
      * The gateway's own addresses (ports ignored). Secondary connections are never allowed to
      * them, and BindForClient binds only to them (or the unspecified address). Copied.
      * Loopback addresses are always treated as the gateway's own (but see loopback_hosts), and
-     * so is every address a publishing rule listens on.
+     * so is every address a publishing rule listens on. fwx_firewall_track_local_addresses()
+     * adds every interface address, followed as they change; these then only add more.
      */
     const struct sockaddr_storage *local_addresses;
     /** Number of entries in local_addresses. */
