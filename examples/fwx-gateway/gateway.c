@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -64,6 +65,7 @@ typedef struct settings {
     int kernel_end_on_close;
     int open_on_stop; /* gateway.on_stop = "open" (nft) */
     char socks[128];
+    char socks_users[512]; /* RFC 1929 credentials file, or "" */
     char backend[8]; /* "proxy", "nft" or "auto" */
     local_redirect redirects[MAX_LOCAL_REDIRECTS];
     int n_redirects;
@@ -292,7 +294,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     }
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
-                                  "backend", "local_redirect", "kernel_end_on_close", "on_stop"};
+                                  "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users"};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -366,6 +368,10 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (str == NULL || strlen(str) >= sizeof s->socks || parse_addr(str, &tmp, 1) != 0)
                 BAD("must be ADDR:PORT, such as \"127.0.0.1:1080\"");
             snprintf(s->socks, sizeof s->socks, "%s", str);
+        } else if (strcmp(k, "socks_users") == 0) {
+            if (str == NULL || !*str || strlen(str) >= sizeof s->socks_users)
+                BAD("must be the path of a credentials file (user:hash lines)");
+            snprintf(s->socks_users, sizeof s->socks_users, "%s", str);
         } else if (strcmp(k, "local_redirect") == 0) {
             if (!config_setting_is_list(e) || config_setting_length(e) > MAX_LOCAL_REDIRECTS)
                 BAD("must be a list of at most %d groups ( { ports = \"80\"; slot = 0; }, ... )", MAX_LOCAL_REDIRECTS);
@@ -627,8 +633,25 @@ static void usage(FILE *f)
                "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
 
+/* Each relayed connection holds several descriptors (client, server, a pipe per direction):
+   the default soft limit of 1024 caps a busy gateway at a few hundred connections although the
+   hard limit allows far more. Raise it to the hard limit (issue 16, item 9); what is left is
+   logged when it runs out. */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    rlim_t was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+        fprintf(stderr, "fwx-gateway: cannot raise the file descriptor limit from %llu: %s\n",
+                (unsigned long long)was, strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
+    raise_fd_limit();
     static const struct option opts[] = {
         {"config", required_argument, NULL, 'c'},     {"listen", required_argument, NULL, 'l'},
         {"upstream", required_argument, NULL, 'u'},   {"plugin", required_argument, NULL, 'p'},
@@ -799,6 +822,13 @@ int main(int argc, char **argv)
         }
         fwx_policy_free(probe);
     }
+    if (g.cfg.socks_users[0] != '\0') {
+        char why[600];
+        if (FWX_FAILED(fwx_proxy_socks_users_check(g.cfg.socks_users, why, sizeof why))) {
+            fprintf(stderr, "fwx-gateway: gateway.socks_users: %s\n", why);
+            return 2;
+        }
+    }
     uv_loop_t loop;
     uv_loop_init(&loop);
     g.loop = &loop;
@@ -823,6 +853,10 @@ int main(int argc, char **argv)
     }
     if (g.cfg.json_logs == LOG_JSON) /* before the plugins: their lines carry fields too */
         fwx_firewall_set_log_sink(g.fw, json_record, NULL);
+    /* Every interface address is the gateway's own, followed as they change; local_addresses
+       adds more (issue 16, item 5). */
+    if (FWX_FAILED(fwx_firewall_track_local_addresses(g.fw)))
+        fprintf(stderr, "fwx-gateway: warning: only local_addresses count as the gateway's own\n");
     /* --check goes as far as a start does short of opening sockets, so that what passes
        the check starts: the plugins load, and the policy's filters and addresses fit them. */
     int status = load_plugins();
@@ -869,6 +903,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "fwx-gateway: local_redirect entry %d: %s\n", i, fwx_firewall_last_error(g.fw));
             status = 1;
         }
+    }
+    if (status == 0 && g.cfg.socks[0] != '\0' && g.cfg.socks_users[0] != '\0' &&
+        FWX_FAILED(fwx_proxy_socks_set_users(g.fw, g.cfg.socks_users))) {
+        fprintf(stderr, "fwx-gateway: gateway.socks_users: %s cannot be used (see the log)\n", g.cfg.socks_users);
+        status = 1;
     }
     if (status == 0 && g.cfg.socks[0] != '\0') {
         struct sockaddr_storage sa;

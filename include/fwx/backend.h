@@ -179,7 +179,7 @@ FWX_API const fwx_backend *fwx_backend_find(const char *name);
 FWX_API fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name);
 
 /**
- * Opens a SOCKS5 listener (RFC 1928, no authentication) on the firewall's "proxy" backend: the
+ * Opens a SOCKS5 listener (RFC 1928; no authentication unless fwx_proxy_socks_set_users()) on the firewall's "proxy" backend: the
  * forward mode, where explicit clients name their destinations. Each SOCKS connection is a
  * control channel with its own explicit (fwxSourceWSP) session. CONNECT is admitted by an
  * outstanding permission (AllowFutureConnect) or else decided as a new fwx_Connect_Tcp; BIND
@@ -196,6 +196,29 @@ FWX_API fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name);
  *   FWX_E_ADDRINUSE, FWX_E_ADDRNOTAVAIL, FWX_E_BACKEND.
  */
 FWX_API fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr, uint32_t len);
+
+/**
+ * Requires SOCKS5 username/password authentication (RFC 1929) on the firewall's SOCKS
+ * listeners, with the credentials in @p path: one `user:hash` per line, the hash a crypt(3)
+ * string (`openssl passwd -6`), `#` comments. The file must be a regular file that others can
+ * neither read nor write. From then on a client is offered method 2 only (one that does not
+ * offer it gets 0xFF), a wrong name or password gets status 1, one log line and the close, and
+ * the name a client authenticated with is its session's user (fwx_session_params::user), which
+ * policy rules with `users` match. Clients already past negotiation keep their sessions.
+ * @param fw the firewall; its backend must be "proxy". @param path borrowed; NULL turns
+ *   authentication off again.
+ * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (another backend), FWX_E_INVALIDARG (the file is
+ *   unreadable, malformed or readable by others; logged with file:line).
+ * [loop-thread] @since 1.2
+ */
+FWX_API fwx_result fwx_proxy_socks_set_users(fwx_firewall *fw, const char *path);
+
+/**
+ * Checks a credentials file for fwx_proxy_socks_set_users() without a firewall (for a
+ * configuration check). @param err receives "" or the reason with file:line. [any-thread]
+ * @return FWX_S_OK, FWX_E_POINTER, FWX_E_INVALIDARG. @since 1.2
+ */
+FWX_API fwx_result fwx_proxy_socks_users_check(const char *path, char *err, size_t errlen);
 
 /** The firewall's backend state, or NULL (for a backend's own helpers). */
 FWX_API void *fwx_firewall_backend_state(fwx_firewall *fw);

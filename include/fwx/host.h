@@ -71,7 +71,8 @@ typedef struct fwx_firewall_options {
      * The gateway's own addresses (ports ignored). Secondary connections are never allowed to
      * them, and BindForClient binds only to them (or the unspecified address). Copied.
      * Loopback addresses are always treated as the gateway's own (but see loopback_hosts), and
-     * so is every address a publishing rule listens on.
+     * so is every address a publishing rule listens on. fwx_firewall_track_local_addresses()
+     * adds every interface address, followed as they change; these then only add more.
      */
     const struct sockaddr_storage *local_addresses;
     /** Number of entries in local_addresses. */
@@ -143,6 +144,21 @@ FWX_API void fwx_firewall_options_init(fwx_firewall_options *opts);
  * @return FWX_S_OK, FWX_E_INVALIDARG (bad options), FWX_E_OUTOFMEMORY.
  */
 FWX_API fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, fwx_firewall **out);
+
+/**
+ * Makes every address of the host's interfaces count as the gateway's own, as
+ * fwx_firewall_options::local_addresses do, and keeps following them: an address added or
+ * removed later (`ip addr add`) counts from the next check on (an rtnetlink socket announces
+ * the change; without one the addresses are read again at every check, and one line says so).
+ * Loopback interfaces are left to the loopback rule (see loopback_hosts). Reads the network
+ * namespace of the calling thread. A gateway should call it once after fwx_firewall_new():
+ * without it a secondary connection or a SOCKS CONNECT may reach a service on an interface
+ * local_addresses does not name (issue 16, item 5). Calling it again is harmless.
+ * [loop-thread]
+ * @return FWX_S_OK, FWX_E_POINTER, FWX_E_OUTOFMEMORY, FWX_E_FAIL (getifaddrs failed; logged).
+ * @since 1.2
+ */
+FWX_API fwx_result fwx_firewall_track_local_addresses(fwx_firewall *fw);
 
 /** Called when a firewall has finished closing. */
 typedef void (*fwx_firewall_close_cb)(fwx_firewall *fw, void *arg);

@@ -77,6 +77,8 @@ bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
     for (size_t i = 0; i < fw->n_local; i++)
         if (fwx__sa_same_ip((const struct sockaddr *)&fw->local[i], addr))
             return true;
+    if (fwx__ifaddrs_contains(fw, addr))
+        return true;
     /* Where a publishing rule listens is the gateway's own address, configured or not. */
     for (size_t i = 0; i < fw->n_published; i++) {
         const struct sockaddr *l = (const struct sockaddr *)&fw->published[i].address;
@@ -90,6 +92,8 @@ const char *fwx__firewall_forbidden_host(const fwx_firewall *fw, const struct so
 {
     if (fwx__sa_is_unspecified(addr))
         return "the unspecified address";
+    if (fwx__sa_is_this_network(addr))
+        return "an address of 0.0.0.0/8 (this host on this network)";
     if (fwx__sa_is_multicast(addr))
         return "a multicast address";
     if (fwx__sa_is_broadcast(addr))
@@ -426,6 +430,7 @@ static void firewall_free(fwx_firewall *fw)
     /* Last use of fw: the callback may read it, but not keep it. */
     if (fw->close_cb != NULL)
         fw->close_cb(fw, fw->close_arg);
+    fwx__ifaddrs_free(fw);
     free(fw->local);
     free(fw->name);
     free(fw);

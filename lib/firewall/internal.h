@@ -104,6 +104,7 @@ struct fwx_firewall {
     size_t n_published;
     struct fwx_redirect_handle *redirect_handles; /* uthash on the provider GUID (lib/redirect) */
     struct fwx_redirect_handle *redirect_identity; /* the firewall's own (fwx_firewall_redirect_identity) */
+    struct fwx__ifaddrs *sys; /* interface addresses (lib/firewall/ifaddrs.c), NULL: not tracked */
     fwx_log_sink_fn log_sink; /* fwx_firewall_set_log_sink (lib/util/log.c), NULL: opts.log */
     void *log_sink_arg;
     bool host_relay; /* fwx_firewall_set_host_relay: the host runs data filters (lib/usermode/relay.c) */
@@ -114,6 +115,11 @@ void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Logs and keeps the text in fw->last_error. */
 void fwx__fail(fwx_firewall *fw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+typedef struct fwx__ifaddrs fwx__ifaddrs;
+/* True when addr is an address of one of the host's (non-loopback) interfaces, as of now;
+   false when fwx_firewall_track_local_addresses() was not called. (lib/firewall/ifaddrs.c) */
+bool fwx__ifaddrs_contains(const fwx_firewall *fw, const struct sockaddr *addr);
+void fwx__ifaddrs_free(fwx_firewall *fw);
 /* True when addr (canonical) is one of the gateway's own addresses or loopback. */
 bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr);
 /* Why no connection may be steered to addr (the gateway itself, loopback unless

@@ -24,6 +24,8 @@
 void fwx__proxy_state_maybe_free(pstate *st)
 {
     if (st->closing && st->handles == 0) {
+        fwx__proxy_reserve_close(st);
+        fwx__socks_users_free(st->users);
         free(st->perms);
         free(st);
     }
@@ -145,6 +147,10 @@ static void on_upstream(uv_connect_t *req, int status)
     if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0)
         fd = dup(ufd);
     if (fd < 0) {
+        if (fwx__proxy_fd_short(errno))
+            fwx__proxy_fd_shortage(st, errno, "starting a relay");
+        if (r->internal_fd >= 0)
+            fwx__proxy_fd_reset(r->internal_fd);
         fwx__proxy_relay_fail(r);
         return;
     }
@@ -196,6 +202,13 @@ void fwx__proxy_relay_connect(prelay *r)
     if (rc != 0) {
         free(r->up);
         r->up = NULL;
+        if (fwx__proxy_fd_short(rc))
+            fwx__proxy_fd_shortage(st, rc, "opening a connection to the server");
+        /* Said, not just closed: SOCKS writes its failure reply, others get a reset. */
+        if (r->on_connected != NULL)
+            r->on_connected(r, rc);
+        else if (r->internal_fd >= 0)
+            fwx__proxy_fd_reset(r->internal_fd);
         fwx__proxy_relay_fail(r);
         return;
     }
@@ -257,7 +270,7 @@ static void listener_close(plisten *l)
 }
 
 /* Accepts one connection and returns a plain fd the relay will own, or -1. */
-static int accept_fd(uv_stream_t *server, struct sockaddr_storage *peer, struct sockaddr_storage *local)
+static int accept_fd(pstate *st, uv_stream_t *server, struct sockaddr_storage *peer, struct sockaddr_storage *local)
 {
     uv_tcp_t *c = malloc(sizeof *c);
     int fd = -1;
@@ -268,8 +281,13 @@ static int accept_fd(uv_stream_t *server, struct sockaddr_storage *peer, struct 
         int pl = sizeof *peer, ll = sizeof *local;
         uv_os_fd_t ufd;
         if (uv_tcp_getpeername(c, (struct sockaddr *)peer, &pl) == 0 &&
-            uv_tcp_getsockname(c, (struct sockaddr *)local, &ll) == 0 && uv_fileno((uv_handle_t *)c, &ufd) == 0)
+            uv_tcp_getsockname(c, (struct sockaddr *)local, &ll) == 0 && uv_fileno((uv_handle_t *)c, &ufd) == 0) {
             fd = dup(ufd);
+            if (fd < 0 && fwx__proxy_fd_short(errno)) {
+                fwx__proxy_fd_shortage(st, errno, "accepting a client");
+                fwx__proxy_fd_reset(ufd);
+            }
+        }
     }
     uv_close((uv_handle_t *)c, (uv_close_cb)free);
     return fd;
@@ -297,10 +315,11 @@ psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client)
     return ps;
 }
 
-psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw)
+psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw,
+                                      const char *user)
 {
     IFWXSession *s = NULL;
-    fwx_session_params sp = {sizeof sp, fwxSourceWSP, client, fwx__sa_len(client), gw, gw ? fwx__sa_len(gw) : 0, NULL};
+    fwx_session_params sp = {sizeof sp, fwxSourceWSP, client, fwx__sa_len(client), gw, gw ? fwx__sa_len(gw) : 0, user};
     if (FWX_FAILED(fwx_session_open(st->fw, &sp, &s)))
         return NULL;
     psession *ps = calloc(1, sizeof *ps);
@@ -319,9 +338,11 @@ static void on_publish_accept(uv_stream_t *server, int status)
     plisten *l = server->data;
     pstate *st = l->st;
     struct sockaddr_storage peer, local;
+    if (status < 0)
+        fwx__proxy_accept_failed(st, server, status, "accepting a client");
     if (status < 0 || st->closing)
         return;
-    int fd = accept_fd(server, &peer, &local);
+    int fd = accept_fd(st, server, &peer, &local);
     if (fd < 0)
         return;
     psession *ps = fwx__proxy_session_nat(st, (struct sockaddr *)&peer);
@@ -374,9 +395,11 @@ static void on_grant_accept(uv_stream_t *server, int status)
     plisten *l = server->data;
     pstate *st = l->st;
     struct sockaddr_storage peer, local;
+    if (status < 0)
+        fwx__proxy_accept_failed(st, server, status, "accepting a client");
     if (status < 0 || st->closing)
         return;
-    int fd = accept_fd(server, &peer, &local);
+    int fd = accept_fd(st, server, &peer, &local);
     if (fd < 0)
         return;
     prelay *r = fwx__proxy_relay_new(st, fd);
@@ -449,6 +472,8 @@ static fwx_result p_open(const fwx_backend *self, fwx_firewall *fw, void **state
     st->udp_idle_ms = fwx__firewall_timeout_ms(fw);
     st->fw = fw;
     st->loop = fwx_firewall_loop(fw);
+    st->reserve_fd = -1;
+    fwx__proxy_reserve_open(st);
     *state = st;
     return FWX_S_OK;
 }

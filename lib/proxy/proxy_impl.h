@@ -41,6 +41,7 @@ struct udp_port {
 };
 
 typedef struct pstate pstate;
+typedef struct fwx__socks_users fwx__socks_users; /* socks_auth.c */
 
 typedef struct plisten {
     uv_tcp_t tcp;
@@ -104,6 +105,10 @@ struct pstate {
     unsigned handles; /* libuv handles and relays still closing */
     bool closing;
     bool warned_transparent;
+    fwx__socks_users *users; /* SOCKS credentials (RFC 1929), NULL: no authentication */
+    int reserve_fd;          /* a spare descriptor for refusing when they run out (fdlimit.c) */
+    uint64_t fd_logged_at;   /* when the last out-of-descriptors line was logged (loop ms) */
+    unsigned fd_suppressed;  /* refusals since then */
 };
 
 #define DLIST_ADD(head, x)                                                                        \
@@ -127,6 +132,18 @@ struct pstate {
 
 
 void fwx__proxy_state_maybe_free(pstate *st);
+
+/* Out of file descriptors (fdlimit.c). err: errno, or libuv's negative one. */
+bool fwx__proxy_fd_short(int err);
+/* Logs the shortage, once per burst (rate-limited); what: "accepting a client", ... */
+void fwx__proxy_fd_shortage(pstate *st, int err, const char *what);
+/* Makes the coming close of fd a reset. */
+void fwx__proxy_fd_reset(int fd);
+void fwx__proxy_reserve_open(pstate *st);
+void fwx__proxy_reserve_close(pstate *st);
+/* An accept callback's status < 0: if descriptors ran out, logs it and uses the reserve to
+   take the waiting connections off the queue with a reset. */
+void fwx__proxy_accept_failed(pstate *st, uv_stream_t *server, int status, const char *what);
 prelay *fwx__proxy_relay_new(pstate *st, int fd);
 /* Gives the relay its connection (the reference passes) and indexes it for kill(). */
 void fwx__proxy_relay_set_conn(prelay *r, IFWXConnection *conn);
@@ -136,7 +153,12 @@ void fwx__proxy_relay_connect(prelay *r);
 void fwx__proxy_relay_pump(prelay *r, int external_fd);
 void fwx__proxy_relay_fail(prelay *r);
 /* A session of its own for an explicit (SOCKS) client: ended with its last relay. */
-psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw);
+/* user: the name the client authenticated with (SOCKS, RFC 1929), or NULL. */
+psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw,
+                                      const char *user);
+void fwx__socks_users_free(fwx__socks_users *t);
+/* True if password is user's (constant time in the hash). */
+bool fwx__socks_users_verify(const fwx__socks_users *t, const char *user, const char *password);
 void fwx__proxy_session_unref(pstate *st, psession *ps);
 void fwx__proxy_socks_close_all(pstate *st);
 /* The transparent (NAT) session of a client address, with a reference for the caller's relay. */

@@ -18,7 +18,9 @@
  * (fwx_firewall_admit_in_session): a permission serves a CONNECT or a UDP destination if this
  * session made it, or if another session of the client made it address-based.
  *
- * The parser is strict: version 5, the no-authentication method, IPv4, IPv6 or a host name of
+ * Authentication: none, or with credentials configured (socks_auth.c) username/password only
+ * (RFC 1929), the name then being the session's user, so rules with `users` decide.
+ * The parser is strict: version 5, the method above, IPv4, IPv6 or a host name of
  * 1-253 letters, digits, dots and hyphens, no bytes after the request, 10 s to negotiate.
  * SPDX-License-Identifier: MIT
  */
@@ -48,10 +50,11 @@ enum {
 struct socks_listener {
     uv_tcp_t tcp;
     pstate *st;
+    struct sockaddr_storage at; /* where it listens (the port the kernel chose, if 0) */
     socks_listener *prev, *next;
 };
 
-typedef enum { S_GREETING, S_REQUEST, S_RESOLVING, S_BIND_WAIT, S_UDP_ASSOC, S_DONE } socks_state;
+typedef enum { S_GREETING, S_AUTH, S_REQUEST, S_RESOLVING, S_BIND_WAIT, S_UDP_ASSOC, S_DONE } socks_state;
 
 struct socks_client {
     uv_tcp_t tcp;
@@ -62,6 +65,7 @@ struct socks_client {
     uint8_t buf[SOCKS_MAX_INPUT];
     size_t len;
     struct sockaddr_storage peer, local, dst;
+    char user[256]; /* the name it authenticated with (RFC 1929), or "" */
     char host[256]; /* CONNECT by name: the name asked for, for the policy's domain sets; else "" */
     uv_getaddrinfo_t gai;
     bool gai_pending;
@@ -254,6 +258,30 @@ static void connect_done(prelay *r, int status)
         (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&bnd, fwx__sa_len((struct sockaddr *)&bnd));
 }
 
+/* Does a connection to dst reach one of the gateway's own listeners (SOCKS or publishing)?
+   A SOCKS client could otherwise chain CONNECTs through the gateway dozens deep, each hop a new
+   session with the gateway as its client (issue 16, item 5). A listener on the unspecified
+   address is reached through any local or loopback address (loopback_hosts or not). */
+static bool reaches_listener(const struct sockaddr *l, const struct sockaddr *dst, fwx_firewall *fw)
+{
+    if (fwx__sa_port(l) != fwx__sa_port(dst))
+        return false;
+    if (fwx__sa_is_unspecified(l))
+        return fwx__sa_is_loopback(dst) || fwx__firewall_is_local(fw, dst);
+    return fwx__sa_same_ip(l, dst);
+}
+
+static bool own_listener(pstate *st, const struct sockaddr *dst)
+{
+    for (socks_listener *l = st->socks; l != NULL; l = l->next)
+        if (reaches_listener((const struct sockaddr *)&l->at, dst, st->fw))
+            return true;
+    for (size_t i = 0; i < st->fw->n_published; i++)
+        if (reaches_listener((const struct sockaddr *)&st->fw->published[i].address, dst, st->fw))
+            return true;
+    return false;
+}
+
 static void do_connect(socks_client *c)
 {
     pstate *st = c->st;
@@ -268,9 +296,20 @@ static void do_connect(socks_client *c)
         refuse(c, REP_NOT_ALLOWED, "destination is the gateway itself or a group address");
         return;
     }
+    if (own_listener(st, dst)) {
+        refuse(c, REP_NOT_ALLOWED, "destination is one of the gateway's own listeners");
+        return;
+    }
     int fd = take_fd(c);
     prelay *r = fd >= 0 ? fwx__proxy_relay_new(st, fd) : NULL;
     if (r == NULL) {
+        if (fd < 0 && fwx__proxy_fd_short(errno)) {
+            fwx__proxy_fd_shortage(st, errno, "relaying a SOCKS CONNECT");
+            if (client_fd(c, &fd))
+                (void)send_reply_fd(fd, REP_FAILURE, NULL);
+            client_close(c);
+            return;
+        }
         if (fd >= 0)
             close(fd);
         refuse(c, REP_FAILURE, "out of resources");
@@ -570,6 +609,53 @@ static bool host_name_ok(const uint8_t *p, size_t n)
 
 static void start_request(socks_client *c);
 
+/* RFC 1929: VER=1 ULEN UNAME PLEN PASSWD; answered VER=1 STATUS (0 ok, 1 failure, then close).
+   False while incomplete or when the client was closed. */
+static bool auth_step(socks_client *c)
+{
+    if (c->len < 2)
+        return false;
+    size_t ulen = c->buf[1];
+    if (c->buf[0] != 1 || ulen == 0) {
+        log_client(c, "malformed username/password request, closed");
+        client_close(c);
+        return false;
+    }
+    if (c->len < 2 + ulen + 1)
+        return false;
+    size_t plen = c->buf[2 + ulen], need = 3 + ulen + plen;
+    if (c->len < need)
+        return false;
+    char user[256], pass[256];
+    memcpy(user, c->buf + 2, ulen);
+    user[ulen] = '\0';
+    memcpy(pass, c->buf + 3 + ulen, plen);
+    pass[plen] = '\0';
+    bool printable = true;
+    for (size_t i = 0; i < ulen; i++)
+        printable &= (unsigned char)user[i] > ' ' && (unsigned char)user[i] < 0x7f;
+    bool ok = printable && strlen(pass) == plen && fwx__socks_users_verify(c->st->users, user, pass);
+    explicit_bzero(pass, sizeof pass);
+    explicit_bzero(c->buf + 3 + ulen, plen);
+    int fd;
+    uint8_t ans[2] = {1, ok ? 0 : 1};
+    bool sent = client_fd(c, &fd) && send(fd, ans, 2, MSG_NOSIGNAL) == 2;
+    if (!ok) {
+        log_client(c, "authentication failed for user \"%s\", closed", printable ? user : "(unprintable)");
+        client_close(c);
+        return false;
+    }
+    if (!sent) {
+        client_close(c);
+        return false;
+    }
+    memcpy(c->user, user, ulen + 1);
+    memmove(c->buf, c->buf + need, c->len - need);
+    c->len -= need;
+    c->state = S_REQUEST;
+    return true;
+}
+
 static void parse(socks_client *c)
 {
     if (c->state == S_GREETING) {
@@ -588,19 +674,24 @@ static void parse(socks_client *c)
         }
         if (c->len < need)
             return;
-        bool noauth = memchr(c->buf + 2, 0x00, c->buf[1]) != NULL;
+        /* With credentials configured, username/password is required and the only method. */
+        uint8_t want = c->st->users != NULL ? 0x02 : 0x00;
+        bool ok = memchr(c->buf + 2, want, c->buf[1]) != NULL;
         int fd;
-        uint8_t ans[2] = {5, noauth ? 0x00 : 0xFF};
-        if (!client_fd(c, &fd) || send(fd, ans, 2, MSG_NOSIGNAL) != 2 || !noauth) {
-            if (!noauth)
-                log_client(c, "offers no method we accept, closed");
+        uint8_t ans[2] = {5, ok ? want : 0xFF};
+        if (!client_fd(c, &fd) || send(fd, ans, 2, MSG_NOSIGNAL) != 2 || !ok) {
+            if (!ok)
+                log_client(c, want ? "does not offer username/password authentication, closed"
+                                   : "offers no method we accept, closed");
             client_close(c);
             return;
         }
         memmove(c->buf, c->buf + need, c->len - need);
         c->len -= need;
-        c->state = S_REQUEST;
+        c->state = want ? S_AUTH : S_REQUEST;
     }
+    if (c->state == S_AUTH && !auth_step(c))
+        return;
     if (c->state == S_REQUEST) {
         if (c->len < 5)
             return;
@@ -664,7 +755,8 @@ static void start_request(socks_client *c)
         return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
-    c->ps = fwx__proxy_session_explicit(c->st, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local);
+    c->ps = fwx__proxy_session_explicit(c->st, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local,
+                                        c->user[0] ? c->user : NULL);
     if (c->ps == NULL) {
         refuse(c, REP_FAILURE, "no session");
         return;
@@ -744,6 +836,8 @@ static void on_accept(uv_stream_t *server, int status)
 {
     socks_listener *l = server->data;
     pstate *st = l->st;
+    if (status < 0)
+        fwx__proxy_accept_failed(st, server, status, "accepting a SOCKS client");
     if (status < 0 || st->closing)
         return;
     socks_client *c = calloc(1, sizeof *c);
@@ -809,6 +903,12 @@ fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr,
     int rc = uv_tcp_bind(&l->tcp, addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_accept);
+    int alen = sizeof l->at;
+    if (rc == 0 && uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->at, &alen) == 0) {
+        struct sockaddr_storage canon;
+        if (fwx__sa_canon((struct sockaddr *)&l->at, (uint32_t)alen, &canon))
+            l->at = canon;
+    }
     if (rc != 0) {
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
         return rc == UV_EADDRINUSE ? FWX_E_ADDRINUSE : rc == UV_EADDRNOTAVAIL ? FWX_E_ADDRNOTAVAIL : FWX_E_BACKEND;

@@ -111,6 +111,10 @@ static int splice_dir(fwx__pump *p, int d)
        then holds no pipe (two per connection cost ~12 KiB of kernel memory each, idle). */
     if (D->pipe[0] < 0 && !D->eof) {
         int rc = make_pipe(p, D->pipe);
+        /* Out of descriptors: copy through user memory instead (no fds needed) rather than drop
+           a connection that works, if the other direction holds nothing in its pipe. */
+        if ((rc == -EMFILE || rc == -ENFILE) && p->dir[!d].held == 0)
+            return PUMP_FALLBACK;
         if (rc < 0)
             return rc;
     }

@@ -147,6 +147,11 @@ bool fwx__sa_is_loopback(const struct sockaddr *sa)
     return false;
 }
 
+bool fwx__sa_is_this_network(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET && (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 0;
+}
+
 bool fwx__sa_is_multicast(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)

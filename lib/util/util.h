@@ -38,6 +38,9 @@ bool fwx__sa_same_prefix(const struct sockaddr *a, const struct sockaddr *b, uns
 int fwx__sa_cmp_ip(const struct sockaddr *a, const struct sockaddr *b);
 bool fwx__sa_is_unspecified(const struct sockaddr *sa);
 bool fwx__sa_is_loopback(const struct sockaddr *sa);
+/* 0.0.0.0/8, "this host on this network" (RFC 1122 3.2.1.3): a source only, never a
+   destination; Linux connects 0.0.0.0 to the host itself. */
+bool fwx__sa_is_this_network(const struct sockaddr *sa);
 bool fwx__sa_is_multicast(const struct sockaddr *sa);
 /* 255.255.255.255 (a subnet's broadcast is the policy's business). */
 bool fwx__sa_is_broadcast(const struct sockaddr *sa);
