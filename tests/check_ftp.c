@@ -11,6 +11,9 @@
  *   server replies; data theft; timeout; withdrawal when the control connection closes;
  * - explicit client through the SOCKS5 listener: the PASV reply passes unchanged and the data
  *   connection, a SOCKS CONNECT to the server's port, is admitted by the filter's permission;
+ * - explicit client across families (IPv4 client, IPv6 server, driven through the pump like the
+ *   transparent one): PASV sent as EPSV and answered with a 227, PORT/EPRT sent as EPRT naming
+ *   the gateway's IPv6 address;
  * - transparent client: a NAT session's fwx_Connect_Tcp opened by the test, the plugin's data
  *   filter driven by the core's user-mode pump over loopback TCP pairs (no kernel NAT needed),
  *   the grants checked with fwx_firewall_admit and the stats.
@@ -1068,6 +1071,84 @@ START_TEST(transparent_client)
 }
 END_TEST
 
+/* An IPv4 SOCKS client whose CONNECT reached an IPv6 server (the core's view: an explicit
+   session, the control connection's peer IPv6, the CONNECT's local address the gateway's IPv6
+   one, here ::1 as the only IPv6 address of the gateway on loopback). */
+static void *explicit_xfamily_script(void *arg)
+{
+    tx *t = arg;
+    t->ok = true;
+    TX_EXPECT(t, write_str(t->server, "220 hi\r\n") == 0, "greeting");
+    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, "220 hi") == 0, "greeting: %s", t->line);
+    /* PASV goes to the IPv6 server as EPSV; the client gets a 227 naming no host (an IPv4 one
+       cannot lead to the server) and the server's port, to CONNECT to with the control host. */
+    TX_EXPECT(t, write_str(t->client, "PASV\r\n") == 0, "PASV");
+    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line) && strcmp(t->line, "EPSV") == 0, "server got %s", t->line);
+    TX_EXPECT(t, write_str(t->server, "229 Entering Extended Passive Mode (|||51213|)\r\n") == 0, "229");
+    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line), "no 227");
+    TX_EXPECT(t, strcmp(t->line, "227 Entering Passive Mode (0,0,0,0,200,13).") == 0, "PASV answered %s", t->line);
+    /* EPSV names only a port: it goes and comes back as it is. */
+    TX_EXPECT(t, write_str(t->client, "EPSV\r\n") == 0, "EPSV");
+    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line) && strcmp(t->line, "EPSV") == 0, "server got %s", t->line);
+    TX_EXPECT(t, write_str(t->server, "229 Entering Extended Passive Mode (|||51214|)\r\n") == 0, "229");
+    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line), "no 229");
+    TX_EXPECT(t, strcmp(t->line, "229 Entering Extended Passive Mode (|||51214|)") == 0, "229 changed: %s", t->line);
+    /* PORT and EPRT reach the server as EPRT naming the gateway's IPv6 address on its side. */
+    TX_EXPECT(t, write_str(t->client, "PORT 127,0,0,2,200,10\r\n") == 0, "PORT");
+    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line), "server got nothing");
+    TX_EXPECT(t, strncmp(t->line, "EPRT |2|::1|", 12) == 0, "PORT not rewritten to EPRT: %s", t->line);
+    TX_EXPECT(t, write_str(t->server, "200 ok\r\n") == 0, "200");
+    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, "200 ok") == 0, "reply: %s", t->line);
+    TX_EXPECT(t, write_str(t->client, "EPRT |1|127.0.0.2|51300|\r\n") == 0, "EPRT");
+    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line), "server got nothing");
+    TX_EXPECT(t, strncmp(t->line, "EPRT |2|::1|", 12) == 0, "EPRT not rewritten: %s", t->line);
+    TX_EXPECT(t, write_str(t->server, "200 ok\r\n") == 0, "200");
+    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, "200 ok") == 0, "reply: %s", t->line);
+    /* Still the client's own address only (no bounce). */
+    TX_EXPECT(t, write_str(t->client, "PORT 127,0,0,4,200,10\r\n") == 0, "PORT");
+    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, R500P) == 0, "bounce: %s", t->line);
+    return NULL;
+}
+
+START_TEST(explicit_across_families)
+{
+    gw g;
+    gw_open(&g, NULL, 0);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(g.fw, 1), FWX_S_OK);
+    struct sockaddr_storage cl = tu_addr("127.0.0.2"), srv_a = tu_addr("[2001:db8::3]:21"),
+                            ext = tu_addr("[::1]:40002");
+    fwx_session_params sp = {sizeof sp, fwxSourceWSP, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv_a), tu_len(&srv_a),
+                                TU_SA(ext), tu_len(&ext), NULL, 0, 0, NULL};
+    IFWXConnection *ctl = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+    tx t = {0};
+    int pc, ps, done = 0;
+    tcp_pair("127.0.0.1", &pc, &t.client);
+    tcp_pair("127.0.0.1", &ps, &t.server);
+    t.rc.fd = t.client;
+    t.rs.fd = t.server;
+    fwx__pump *p = NULL;
+    TU_EXPECT_HR(fwx__pump_start(&g.loop, ctl, pc, ps, NULL, pump_done, &done, &p), FWX_S_OK);
+    tu_run_peer(&g.loop, explicit_xfamily_script, &t);
+    ck_assert_msg(t.ok, "%s", t.why);
+    /* The last EPRT's bound port is the one grant left (each grant replaces the one before). */
+    ck_assert_uint_eq(stats(&g).permissions, 0);
+    ck_assert_uint_eq(stats(&g).bound_ports, 1);
+    close(t.client);
+    close(t.server);
+    tu_loop_run_for(&g.loop, 100);
+    ck_assert_int_eq(done, 1);
+    ck_assert_uint_eq(stats(&g).bound_ports, 0);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    gw_close(&g);
+}
+END_TEST
+
 START_TEST(plugin_exports)
 {
     char cmd[1024];
@@ -1091,6 +1172,7 @@ static Suite *ftp_suite(void)
         {"port refused", port_refused_withdraws},
         {"explicit socks", explicit_socks_client},
         {"transparent", transparent_client},
+        {"explicit across families", explicit_across_families},
         {"exports", plugin_exports},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

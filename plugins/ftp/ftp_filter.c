@@ -181,7 +181,7 @@ typedef enum ftp_q {
     Q_PASV,           /* PASV: 227 expected */
     Q_EPSV,           /* EPSV: 229 expected */
     Q_EPSV_VIA_PASV,  /* published: the client's EPSV went to the server as PASV; 227 -> 229 */
-    Q_PASV_VIA_EPSV,  /* published, IPv6 server: an IPv4 client's PASV went as EPSV; 229 -> 227 */
+    Q_PASV_VIA_EPSV,  /* IPv6 server: an IPv4 client's PASV went as EPSV; 229 -> 227 */
     Q_PORT,           /* PORT/EPRT: a non-2xx answer withdraws the grant made for it */
     Q_LOCAL,          /* a gateway reply to send when everything before it is answered */
 } ftp_q;
@@ -358,10 +358,14 @@ static const char *ctl_grant_active(ftp_ctl *c, const struct sockaddr_storage *a
            default scope: only the session's own client, only the session's peers connect). */
         IFWXConnection *bound[1] = {NULL};
         ctl_external_name(c, gw);
-        if (gw->ss_family != addr->ss_family) {
+        if (c->kind == FTP_TRANSPARENT && gw->ss_family != addr->ss_family) {
             memset(gw, 0, sizeof *gw);
             gw->ss_family = addr->ss_family;
         }
+        /* Explicit (SOCKS): the port is bound on the gateway's address on the server's side,
+           the local address of its CONNECT, in the server's family whatever the client's (an
+           IPv4 client's PORT reaches an IPv6 server as EPRT naming that address); the bound
+           port then connects on to the client in the client's family. */
         hr = IFWXSession_BindForClient(c->session, ca, sa_len(ca[0]), FTP_SA(*gw), sizeof *gw, FWX_PROTOCOL_TCP, 1,
                                        FWX_FLAG_TIMEOUT, 1, &c->protocol, NULL, NULL, NULL, bound);
         if (FWX_FAILED(hr))
@@ -584,6 +588,17 @@ static void on_port(ftp_ctl *c, const char *line, size_t len, const ftp_cmd *cmd
     forward_cmd(c, text, n, Q_PORT);
 }
 
+/* Whether the server is an IPv6 one: published, the server the core names (IFWXConnection2);
+   explicit (SOCKS), the peer of the control connection, which the client asked the gateway to
+   CONNECT to. A transparent session never crosses families (a router does not translate). */
+static bool ctl_server_is_v6(ftp_ctl *c)
+{
+    struct sockaddr_storage peer;
+    if (c->kind == FTP_PUBLISHED)
+        return c->has_server && c->server.ss_family == AF_INET6;
+    return c->kind == FTP_EXPLICIT && ctl_peer(c, &peer) && peer.ss_family == AF_INET6;
+}
+
 static void on_pasv(ftp_ctl *c, const char *line, size_t len, const ftp_cmd *cmd, bool extended)
 {
     static const char pasv[] = "PASV\r\n";
@@ -627,10 +642,11 @@ static void on_pasv(ftp_ctl *c, const char *line, size_t len, const ftp_cmd *cmd
         forward_cmd(c, pasv, sizeof pasv - 1, Q_EPSV_VIA_PASV);
         return;
     }
-    if (!extended && c->kind == FTP_PUBLISHED && c->has_server && c->server.ss_family == AF_INET6) {
+    if (!extended && ctl_server_is_v6(c)) {
         /* An IPv4 client's PASV to an IPv6 server: PASV cannot name an IPv6 address (a server
            answers 0,0,0,0 or refuses), so the server is asked with EPSV and the client answered
-           with a 227 naming the gateway's IPv4 address it reached. */
+           with a 227 (published: naming the gateway's IPv4 address it reached; explicit: see
+           on_data_reply). */
         forward_cmd(c, "EPSV\r\n", 6, Q_PASV_VIA_EPSV);
         return;
     }
@@ -704,12 +720,21 @@ static void on_data_reply(ftp_ctl *c, const char *line, size_t len, int code, co
         why = pe != FTP_P_OK ? ftp_perr_text(pe) : ctl_grant_passive(c, NULL, port, &gw);
     }
     if (why == NULL) {
-        if (c->kind != FTP_PUBLISHED) {
+        if (c->kind != FTP_PUBLISHED && t != Q_PASV_VIA_EPSV) {
             pass_reply(c, line, len); /* the client connects to the server itself */
             return;
         }
         /* The client gets the reply of the command it sent, whatever the server was asked. */
-        if (t == Q_EPSV_VIA_PASV || t == Q_EPSV)
+        if (t == Q_PASV_VIA_EPSV && c->kind == FTP_EXPLICIT) {
+            /* A SOCKS client CONNECTs to the server through the gateway, and the IPv6 server has
+               no IPv4 address a 227 could name (nor would a CONNECT to one of the gateway's own
+               be allowed, catalog #40). The 227 names no host, 0.0.0.0, with the server's port:
+               a client that reuses the control connection's host for the data connection (as
+               curl does by default, --ftp-skip-pasv-ip) CONNECTs to [server]:port, which the
+               grant above permits. */
+            struct sockaddr_in none = {.sin_family = AF_INET, .sin_port = htons(sa_port(FTP_CSA(gw)))};
+            n = ftp_fmt_227(text, sizeof text, (const struct sockaddr *)&none);
+        } else if (t == Q_EPSV_VIA_PASV || t == Q_EPSV)
             n = ftp_fmt_229(text, sizeof text, sa_port(FTP_CSA(gw)));
         else if (gw.ss_family == AF_INET)
             n = ftp_fmt_227(text, sizeof text, FTP_CSA(gw));

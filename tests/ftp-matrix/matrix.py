@@ -97,7 +97,8 @@ FTP_PASS_SHA512 = "$6$fwxmatrix$flicHWESWZ8iWrVV2vtiSX5FGBDqFfKxkJENQr8qLsn4/Xjh
 # Known limitations of a client or server, or of the protocol (never of the gateway). Keys:
 # (kind, server, client, client family, mode, direction); "*" matches anything. kind is the
 # session kind ("published", "socks"; loopback and nft runs are "published"); the client family
-# is that of the client's own connection ("v4" or "v6"). The value is shown in the cell; the
+# is that of the client's own connection ("v4" or "v6"), or a path's name ("v4>v6") for one path
+# only. The value is shown in the cell; the
 # README repeats each with its justification.
 KNOWN_LIMITATIONS = [
     (("socks", "*", "lftp", "*", "*", "*"),
@@ -110,6 +111,14 @@ KNOWN_LIMITATIONS = [
     (("socks", "*", "ftplib", "*", "*", "*"),
      "n/a: ftplib has no SOCKS client",
      "Python's ftplib connects directly (no proxy support in the standard library)."),
+    (("socks", "*", "curl", "v4>v6", "PASV", "*"),
+     "no IPv4 address reaches an IPv6 server through SOCKS",
+     "curl --disable-epsv --no-ftp-skip-pasv-ip opens the data connection with a SOCKS CONNECT "
+     "to the IPv4 address of the 227 (curl's socks code, no fallback). The server is IPv6-only, "
+     "and a CONNECT goes to the address it names: no IPv4 address the gateway could put in the "
+     "227 leads to [fd99:2::2] (its own are refused as CONNECT destinations, catalog #40). fwx "
+     "asks the server with EPSV and answers 227 (0,0,0,0,port); with curl's default "
+     "(--ftp-skip-pasv-ip, the control connection's host) the same cells pass."),
     (("*", "*", "wget", "*", "*", "up"),
      "n/a: wget cannot upload",
      "wget is a download-only client: it has no STOR command and no upload option."),
@@ -172,9 +181,10 @@ def sha256(path):
     return h.hexdigest()
 
 
-def known_limitation(server, client, mode, direction, cfam="v4", kind="published"):
+def known_limitation(server, client, mode, direction, cfam="v4", kind="published", path=None):
     for key, text, _why in KNOWN_LIMITATIONS:
-        if all(k == "*" or k == v for k, v in zip(key, (kind, server, client, cfam, mode, direction))):
+        if all(k == "*" or k == v or (i == 3 and k == path)
+               for i, (k, v) in enumerate(zip(key, (kind, server, client, cfam, mode, direction)))):
             return text
     return None
 
@@ -2047,7 +2057,7 @@ def main():
                             for d in sel["dirs"]:
                                 cell = Cell(kind, client, mode, d, path.name)
                                 cells[(kind, client, path.name, mode, d)] = cell
-                                k = known_limitation(kind, client, mode, d, path.cfam, KIND)
+                                k = known_limitation(kind, client, mode, d, path.cfam, KIND, path.name)
                                 if k:
                                     cell.status, cell.reason = "known", k
                                 elif time.monotonic() > deadline:
