@@ -196,13 +196,18 @@ static fwx_result flow_send(tftp_flow *f, int t, int d, const uint8_t *p, size_t
     return hr;
 }
 
-/* Refuses a client datagram: ERROR back (no longer than the datagram) and one log line. */
-static void refuse(tftp_flow *f, uint16_t code, const char *why, size_t received)
+/* Refuses a client datagram: ERROR back (no longer than the datagram) and one log line.
+   No ERROR answers an ERROR (RFC 1350: ERRORs are not acknowledged) or goes to a port under
+   1024: an echo or chargen service at the "client" would answer it, and two gateways (or a
+   gateway and such a service) would bounce ERRORs for ever (catalog rows 53, 65). */
+static void refuse(tftp_flow *f, uint16_t code, const char *why, const uint8_t *p, size_t received)
 {
     uint8_t pkt[4 + TFTP_ERRMSG_MAX + 1];
-    size_t n = tftp_fmt_error(pkt, received < sizeof pkt ? received : sizeof pkt, code, why);
+    size_t n = 0;
+    if (tftp_opcode(p, received) != TFTP_OP_ERROR && sa_port(TFTP_CSA(f->client)) >= 1024)
+        n = tftp_fmt_error(pkt, received < sizeof pkt ? received : sizeof pkt, code, why);
     const fwx_log_field fl[] = {{.key = "reason", .type = FWX_LOG_STRING, .value = {.string = why}}};
-    tftp_log(f, FWX_LOG_WARN, fl, 1, "request refused: %s", why);
+    tftp_log(f, FWX_LOG_WARN, fl, 1, "request refused%s: %s", n > 0 ? "" : " (no ERROR sent)", why);
     if (n > 0 && FWX_FAILED(flow_send(f, 0, 0, pkt, n)))
         flow_close_all(f);
 }
@@ -235,17 +240,17 @@ static void on_client_datagram(tftp_flow *f, const uint8_t *p, size_t n)
     if (why == NULL && f->has_gateway && same_ip(TFTP_CSA(f->client), TFTP_CSA(f->gateway)))
         why = "the gateway's own address";
     if (why != NULL) {
-        refuse(f, TFTP_ERR_ACCESS, why, n);
+        refuse(f, TFTP_ERR_ACCESS, why, p, n);
         return;
     }
     tftp_request r;
     tftp_status st = tftp_parse_request(p, n, &r);
     if (st != TFTP_P_OK) {
-        refuse(f, tftp_status_error_code(st), tftp_status_text(st), n);
+        refuse(f, tftp_status_error_code(st), tftp_status_text(st), p, n);
         return;
     }
     if (!grant(f, &r, &why)) {
-        refuse(f, TFTP_ERR_ACCESS, why, n);
+        refuse(f, TFTP_ERR_ACCESS, why, p, n);
         return;
     }
     if (FWX_FAILED(flow_send(f, 1, 0, p, n)))
