@@ -263,6 +263,58 @@ def socks_crashes():
     return c
 
 
+# ---- TFTP: the catalog rows 60-66 and tests/check_tftp_parse.c's table ---------------------------
+
+def tftp_seeds():
+    """Each seed: one or more datagrams (chunks), as the filter receives them."""
+    def rq(op, name, mode, *opts):
+        b = bytes([0, op]) + name + b"\0" + mode + b"\0"
+        for k, v in opts:
+            b += k + b"\0" + v + b"\0"
+        return b
+    s = {
+        "rrq-octet": [rq(1, b"hello.txt", b"octet")],
+        "wrq-netascii": [rq(2, b"up/load.bin", b"netascii")],
+        "rrq-curl-options": [rq(1, b"big.bin", b"octet", (b"tsize", b"0"), (b"blksize", b"1428"))],
+        "rrq-all-options": [rq(1, b"f", b"octet", (b"blksize", b"512"), (b"timeout", b"5"), (b"tsize", b"0"),
+                               (b"windowsize", b"16"))],
+        "wrq-mail": [rq(2, b"user", b"mail")],
+        "wrq-tsize": [rq(2, b"f", b"OCTET", (b"tsize", b"18446744073709551615"))],
+        "pxe-path": [rq(1, b"pxelinux.cfg/01-52-54-00-12-34-56", b"octet")],
+        # row 63
+        "no-nul-filename": [b"\0\1hello.txt"],
+        "no-nul-mode": [b"\0\1hello.txt\0octet"],
+        "opcode-0": [rq(0, b"f", b"octet")],
+        "opcode-7": [rq(7, b"f", b"octet")],
+        "mode-binary": [rq(1, b"f", b"binary")],
+        "mail-in-rrq": [rq(1, b"f", b"mail")],
+        "filename-600": [rq(1, b"a" * 600, b"octet")],
+        "filename-255": [rq(1, b"a" * 255, b"octet")],
+        "filename-256": [rq(1, b"a" * 256, b"octet")],
+        "filename-8bit": [rq(1, b"caf\xc3\xa9", b"octet")],
+        # row 64
+        "blksize-0": [rq(1, b"f", b"octet", (b"blksize", b"0"))],
+        "blksize-7": [rq(1, b"f", b"octet", (b"blksize", b"7"))],
+        "blksize-65465": [rq(1, b"f", b"octet", (b"blksize", b"65465"))],
+        "blksize-huge": [rq(1, b"f", b"octet", (b"blksize", b"999999999999"))],
+        "tsize-negative": [rq(2, b"f", b"octet", (b"tsize", b"-1"))],
+        "windowsize-0": [rq(1, b"f", b"octet", (b"windowsize", b"0"))],
+        "windowsize-70000": [rq(1, b"f", b"octet", (b"windowsize", b"70000"))],
+        "dup-option": [rq(1, b"f", b"octet", (b"blksize", b"512"), (b"BLKSIZE", b"1428"))],
+        "100-options": [rq(1, b"f", b"octet", *[(b"o%d" % i, b"1") for i in range(100)])],
+        "option-no-value": [rq(1, b"f", b"octet") + b"blksize\0"],
+        "padding": [rq(1, b"f", b"octet") + b"\0\0\0"],
+        # rows 61, 62, 66: what else reaches a TFTP port (DATA, ACK, ERROR, OACK) then a request
+        "other-opcodes": [b"\0\3\0\1" + b"x" * 512, b"\0\4\0\1", b"\0\5\0\5unknown TID\0",
+                          b"\0\6blksize\0" b"1428\0", rq(1, b"f", b"octet")],
+        "tiny": [b"", b"\0", b"\0\1", b"\0\1f\0\0"],
+        # row 65: addresses for tftp_check_client (first 6 / 18 bytes)
+        "client-v4-port-53": [bytes([198, 51, 100, 7, 0, 53])],
+        "client-v6-loopback": [bytes(15) + b"\1\x9c\x40"],
+    }
+    return {k: frame(v) for k, v in s.items()}
+
+
 def write(dirname, files):
     os.makedirs(dirname, exist_ok=True)
     for f in os.listdir(dirname):
@@ -278,6 +330,7 @@ def write(dirname, files):
 def main():
     write(os.path.join(HERE, "seeds", "ftp_parse"), ftp_seeds())
     write(os.path.join(HERE, "seeds", "socks"), socks_seeds())
+    write(os.path.join(HERE, "seeds", "tftp_parse"), tftp_seeds())
     write(os.path.join(HERE, "crashes", "socks"), socks_crashes())
     return 0
 

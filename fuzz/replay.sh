@@ -1,5 +1,5 @@
 #!/bin/sh
-# fwx fuzzing: replays every seed and every saved crash through both targets, built with
+# fwx fuzzing: replays every seed and every saved crash through every target, built with
 # ASan + UBSan but without libFuzzer (fuzz/replay_main.c gives them a plain main). Exit 0 when
 # every input runs clean. Suitable for `meson test` (no fuzzing, deterministic, a few seconds).
 #   fuzz/replay.sh [build-dir]
@@ -21,10 +21,12 @@ $CC $FLAGS -I"$ROOT/plugins/ftp" "$HERE/ftp_parse_fuzz.c" "$ROOT/plugins/ftp/ftp
     -o "$OUT/ftp_parse_replay" || exit 2
 $CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" "$HERE/replay_main.c" \
     -o "$OUT/socks_replay" || exit 2
+$CC $FLAGS -I"$ROOT/plugins/tftp" "$HERE/tftp_parse_fuzz.c" "$ROOT/plugins/tftp/tftp_parse.c" "$HERE/replay_main.c" \
+    -o "$OUT/tftp_parse_replay" || exit 2
 
 fail=0
 total=0
-for t in ftp_parse socks; do
+for t in ftp_parse socks tftp_parse; do
     for d in "$HERE/seeds/$t" "$HERE/crashes/$t"; do
         [ -d "$d" ] || continue
         for f in "$d"/*; do

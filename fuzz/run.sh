@@ -32,6 +32,7 @@ mkdir -p "$OUT/include/fwx"
 sed 's/@FWX_VERSION_[A-Z]*@/0/; s/"0"/"0.0.0"/' "$ROOT/include/fwx/version.h.in" >"$OUT/include/fwx/version.h"
 $CC $FLAGS -I"$ROOT/plugins/ftp" "$HERE/ftp_parse_fuzz.c" "$ROOT/plugins/ftp/ftp_parse.c" -o "$OUT/ftp_parse_fuzz"
 $CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" -o "$OUT/socks_fuzz"
+$CC $FLAGS -I"$ROOT/plugins/tftp" "$HERE/tftp_parse_fuzz.c" "$ROOT/plugins/tftp/tftp_parse.c" -o "$OUT/tftp_parse_fuzz"
 
 run() { # target max_len
     t=$1
@@ -49,10 +50,11 @@ if [ "$(nproc)" -lt 2 ]; then wait $P1; fi
 run socks 2048 &
 P2=$!
 wait $P1 $P2 || true
+run tftp_parse 2048
 
 status=0
 echo "== fuzz summary (${SECS}s per target, socks avoid-known=$FWX_FUZZ_SOCKS_AVOID_KNOWN)"
-for t in ftp_parse socks; do
+for t in ftp_parse socks tftp_parse; do
     rc=$(cat "$OUT/$t.rc" 2>/dev/null || echo "?")
     last=$(grep -E '^#[0-9]+' "$OUT/$t.log" | tail -1)
     execs=$(grep -E 'stat::number_of_executed_units' "$OUT/$t.log" | awk '{print $2}')

@@ -1,0 +1,673 @@
+/*
+ * tftp - the TFTP application-layer filter.
+ *
+ * It hooks the primary UDP flows of the protocol the policy binds it to (fwx_AcceptedConnection
+ * for a published TFTP server, fwx_Udp_Destination for clients behind the gateway), attaches a
+ * data filter to each, and reads the client's datagrams. A well-formed read or write request
+ * (RFC 1350, options of RFC 2347-2349 and 7440) opens exactly the permission the server's answer
+ * needs, with the SDK's AllowFutureConnect: UDP to the client's own address and port (the
+ * server's new port, its TID, is unknown in advance), FWX_FLAG_BIDIRECTIONAL so the client's
+ * ACKs and DATA go back, FWX_FLAG_TIMEOUT so an unused permission expires; one transfer per
+ * request (one-shot, no ALLOW_MULTIPLE). A new request from the same flow replaces the earlier
+ * permission; the flow's end withdraws it. Everything else is refused before it reaches the
+ * server: an ERROR packet to the client, never longer than what it sent, and one line through
+ * the host's IFWXHostLog. See README.md.
+ *
+ * The transfer itself is not read: the permission alone carries it, so the data path needs no
+ * data filter (and the kernel may carry it).
+ *
+ * Structure as plugins/ftp: tftp_parse.c is the parser (pure, bounded, unit-tested, fuzzed);
+ * the filter object and session filter are the conn-logger sample's; the data filter keeps one
+ * Recv pending per socket and relays datagram by datagram.
+ * SPDX-License-Identifier: MIT
+ */
+#include <fwx/fwx.h>
+
+#include "tftp_parse.h"
+
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define TFTP_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#define TFTP_SA(ss) ((struct sockaddr *)(void *)&(ss))
+#define TFTP_CSA(ss) ((const struct sockaddr *)(const void *)&(ss))
+
+/* Primary UDP flows of the protocols the policy binds to this filter, both sources. No
+   fwxAnyProtocol (a TFTP parser reads no other protocol), no
+   fwxAssociatedProtocolsAllConnections (the transfer is not read). */
+#define TFTP_HOOKS (fwx_AcceptedConnection | fwx_Udp_Destination | FWX_ALL_SOURCES)
+/* The permission: one transfer, replies both ways, expires when unused. */
+#define TFTP_GRANT_FLAGS (FWX_FLAG_TIMEOUT | FWX_FLAG_BIDIRECTIONAL)
+#define TFTP_ADDRSTRLEN (INET6_ADDRSTRLEN + 16)
+
+enum { UD_RECV = 1, UD_SEND = 2 };
+typedef enum tftp_kind { TFTP_PUBLISHED, TFTP_CLIENT } tftp_kind;
+
+static void addr_text(const struct sockaddr *sa, char out[TFTP_ADDRSTRLEN])
+{
+    char ip[INET6_ADDRSTRLEN];
+    if (sa != NULL && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        snprintf(out, TFTP_ADDRSTRLEN, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (sa != NULL && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        snprintf(out, TFTP_ADDRSTRLEN, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, TFTP_ADDRSTRLEN, "?");
+    }
+}
+
+static uint32_t sa_len(const struct sockaddr *sa)
+{
+    return sa->sa_family == AF_INET6 ? (uint32_t)sizeof(struct sockaddr_in6) : (uint32_t)sizeof(struct sockaddr_in);
+}
+
+static bool same_ip(const struct sockaddr *a, const struct sockaddr *b)
+{
+    if (a->sa_family != b->sa_family)
+        return false;
+    if (a->sa_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)(const void *)a)->sin_addr,
+                      &((const struct sockaddr_in *)(const void *)b)->sin_addr, 4) == 0;
+    if (a->sa_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)(const void *)a)->sin6_addr,
+                      &((const struct sockaddr_in6 *)(const void *)b)->sin6_addr, 16) == 0;
+    return false;
+}
+
+static uint16_t sa_port(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
+    if (sa->sa_family == AF_INET6)
+        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
+    return 0;
+}
+
+/* What a core call answered, for the log (a plugin does not link libfwx's fwx_strerror). */
+static const char *hr_text(fwx_result hr)
+{
+    switch (hr) {
+    case FWX_E_ADDRESS_NOT_ALLOWED: return "the core refused the address (FWX_E_ADDRESS_NOT_ALLOWED)";
+    case FWX_E_QUOTA_EXCEEDED: return "too many permissions (FWX_E_QUOTA_EXCEEDED)";
+    case FWX_E_PROTOCOL_RULES_DENIED: return "the policy denies it (FWX_E_PROTOCOL_RULES_DENIED)";
+    case FWX_E_SITE_AND_CONTENT_RULES_DENIED: return "the policy denies it (FWX_E_SITE_AND_CONTENT_RULES_DENIED)";
+    case FWX_E_DUP_NAME: return "a permission for it exists (FWX_E_DUP_NAME)";
+    case FWX_E_TERMINATING: return "the session is ending (FWX_E_TERMINATING)";
+    case FWX_E_INVALIDARG: return "invalid argument (FWX_E_INVALIDARG)";
+    case FWX_E_OUTOFMEMORY: return "out of memory (FWX_E_OUTOFMEMORY)";
+    default: return "the core refused it";
+    }
+}
+
+/* ---- the data filter: one per primary flow (one client address and port) ------------------- */
+
+typedef struct tftp_flow tftp_flow;
+
+typedef struct tftp_dir {
+    IFWXIOCompletion iface;
+    tftp_flow *f;
+    int d; /* 0: the client's side, 1: the server's */
+} tftp_dir;
+
+struct tftp_flow {
+    IFWXDataFilter iface;
+    atomic_uint refs;
+    tftp_dir dirs[2];
+    tftp_kind kind;
+    fwx_guid protocol;
+    IFWXFirewall *fw;       /* +1 */
+    IFWXSession *session;   /* +1 */
+    IFWXConnection *conn;   /* +1 from SetSockets */
+    IFWXSocket *s[2];       /* +1: [0] the client's side (internal socket), [1] the server's */
+    IFWXHostLog *log;       /* +1 */
+    IFWXFirewallAction *action; /* +1: the outstanding transfer's permission */
+    struct sockaddr_storage client; /* the client's address and port (the request's source) */
+    struct sockaddr_storage gateway; /* the gateway's address facing the client, if known */
+    bool has_gateway;
+    char client_text[TFTP_ADDRSTRLEN];
+    bool started, closed, detached;
+};
+
+static tftp_flow *flow_impl(IFWXDataFilter *i) { return TFTP_CONTAINER_OF(i, tftp_flow, iface); }
+
+static void tftp_log(tftp_flow *f, fwx_log_level level, const fwx_log_field *fl, uint32_t n, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void tftp_log(tftp_flow *f, fwx_log_level level, const fwx_log_field *fl, uint32_t n, const char *fmt, ...)
+{
+    char msg[512];
+    if (f->log == NULL || !IFWXHostLog_IsEnabled(f->log, level))
+        return;
+    int k = snprintf(msg, sizeof msg, "client %s: ", f->client_text[0] ? f->client_text : "?");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg + k, sizeof msg - (size_t)k, fmt, ap);
+    va_end(ap);
+    (void)IFWXHostLog_Log(f->log, level, f->session, f->conn, fl, n, msg); /* a log line never fails traffic */
+}
+
+static void flow_withdraw(tftp_flow *f)
+{
+    if (f->action != NULL) {
+        (void)IFWXFirewallAction_Cancel(f->action);
+        IFWXFirewallAction_Release(f->action);
+        f->action = NULL;
+    }
+}
+
+static void flow_close_all(tftp_flow *f)
+{
+    if (f->closed)
+        return;
+    f->closed = true;
+    flow_withdraw(f);
+    for (int i = 0; i < 2; i++)
+        if (f->s[i] != NULL)
+            (void)IFWXSocket_Close(f->s[i]);
+}
+
+static void flow_recv(tftp_flow *f, int d)
+{
+    if (f->closed || f->s[d] == NULL)
+        return;
+    if (FWX_FAILED(IFWXSocket_Recv(f->s[d], NULL, &f->dirs[d].iface, UD_RECV)))
+        flow_close_all(f);
+}
+
+/* Sends a copy of p/n on side t. */
+static fwx_result flow_send(tftp_flow *f, int t, int d, const uint8_t *p, size_t n)
+{
+    IFWXIOBuffer *b = NULL;
+    fwx_result hr = IFWXFirewall_CreateBuffer(f->fw, (uint32_t)n, &b);
+    if (FWX_SUCCEEDED(hr))
+        hr = IFWXIOBuffer_Append(b, p, (uint32_t)n);
+    if (FWX_SUCCEEDED(hr))
+        hr = IFWXSocket_Send(f->s[t], b, &f->dirs[d].iface, UD_SEND);
+    if (b != NULL)
+        IFWXIOBuffer_Release(b);
+    return hr;
+}
+
+/* Refuses a client datagram: ERROR back (no longer than the datagram) and one log line.
+   No ERROR answers an ERROR (RFC 1350: ERRORs are not acknowledged) or goes to a port under
+   1024: an echo or chargen service at the "client" would answer it, and two gateways (or a
+   gateway and such a service) would bounce ERRORs for ever (catalog rows 53, 65). */
+static void refuse(tftp_flow *f, uint16_t code, const char *why, const uint8_t *p, size_t received)
+{
+    uint8_t pkt[4 + TFTP_ERRMSG_MAX + 1];
+    size_t n = 0;
+    if (tftp_opcode(p, received) != TFTP_OP_ERROR && sa_port(TFTP_CSA(f->client)) >= 1024)
+        n = tftp_fmt_error(pkt, received < sizeof pkt ? received : sizeof pkt, code, why);
+    const fwx_log_field fl[] = {{.key = "reason", .type = FWX_LOG_STRING, .value = {.string = why}}};
+    tftp_log(f, FWX_LOG_WARN, fl, 1, "request refused%s: %s", n > 0 ? "" : " (no ERROR sent)", why);
+    if (n > 0 && FWX_FAILED(flow_send(f, 0, 0, pkt, n)))
+        flow_close_all(f);
+}
+
+/* Opens the permission the server's answer needs; false when the core refused it. */
+static bool grant(tftp_flow *f, const tftp_request *r, const char **why)
+{
+    flow_withdraw(f); /* one transfer per request: a new request replaces the earlier one */
+    fwx_result hr = IFWXSession_AllowFutureConnect(f->session, TFTP_CSA(f->client), sa_len(TFTP_CSA(f->client)), NULL,
+                                                   0, FWX_PROTOCOL_UDP, TFTP_GRANT_FLAGS, &f->protocol, NULL, NULL,
+                                                   f->conn, &f->action);
+    if (FWX_FAILED(hr)) {
+        f->action = NULL;
+        *why = hr_text(hr);
+        return false;
+    }
+    const fwx_log_field fl[] = {
+        {.key = "file", .type = FWX_LOG_STRING, .value = {.string = r->filename}},
+        {.key = "op", .type = FWX_LOG_STRING, .value = {.string = r->opcode == TFTP_OP_RRQ ? "RRQ" : "WRQ"}},
+    };
+    tftp_log(f, FWX_LOG_INFO, fl, 2, "%s \"%s\": permission to %s (UDP, any source port of the server)",
+             r->opcode == TFTP_OP_RRQ ? "RRQ" : "WRQ", r->filename, f->client_text);
+    return true;
+}
+
+/* A datagram from the client: a request is checked and granted, anything else refused. */
+static void on_client_datagram(tftp_flow *f, const uint8_t *p, size_t n)
+{
+    const char *why = tftp_check_client(TFTP_CSA(f->client));
+    if (why == NULL && f->has_gateway && same_ip(TFTP_CSA(f->client), TFTP_CSA(f->gateway)))
+        why = "the gateway's own address";
+    if (why != NULL) {
+        refuse(f, TFTP_ERR_ACCESS, why, p, n);
+        return;
+    }
+    tftp_request r;
+    tftp_status st = tftp_parse_request(p, n, &r);
+    if (st != TFTP_P_OK) {
+        refuse(f, tftp_status_error_code(st), tftp_status_text(st), p, n);
+        return;
+    }
+    if (!grant(f, &r, &why)) {
+        refuse(f, TFTP_ERR_ACCESS, why, p, n);
+        return;
+    }
+    if (FWX_FAILED(flow_send(f, 1, 0, p, n)))
+        flow_close_all(f);
+}
+
+static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf,
+                                      uintptr_t ud, const struct sockaddr *a, uint32_t al)
+{
+    tftp_dir *dir = TFTP_CONTAINER_OF(This, tftp_dir, iface);
+    tftp_flow *f = dir->f;
+    int d = dir->d;
+    (void)err;
+    (void)a;
+    (void)al;
+    if (f->closed || f->detached)
+        return FWX_S_OK;
+    if (!ok) {
+        flow_close_all(f);
+        return FWX_S_OK;
+    }
+    if (ud == UD_SEND)
+        return FWX_S_OK; /* datagrams: nothing waits for a send */
+    uint8_t *p = NULL;
+    uint32_t n = 0;
+    if (buf == NULL || FWX_FAILED(IFWXIOBuffer_GetBufferAndSize(buf, &p, &n))) {
+        flow_close_all(f);
+        return FWX_S_OK;
+    }
+    if (n > 0) {
+        if (d == 0) {
+            on_client_datagram(f, p, n);
+        } else {
+            /* From the server's well-known port: only an ERROR is expected (RFC 1350 answers
+               come from a new port); it ends the request, so its permission goes. */
+            if (tftp_opcode(p, n) == TFTP_OP_ERROR)
+                flow_withdraw(f);
+            if (FWX_FAILED(flow_send(f, 0, 1, p, n)))
+                flow_close_all(f);
+        }
+    }
+    flow_recv(f, d);
+    return FWX_S_OK;
+}
+
+static fwx_result dir_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXIOCompletion))) {
+        IFWXIOCompletion_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t flow_AddRef(IFWXDataFilter *This);
+static uint32_t flow_Release(IFWXDataFilter *This);
+static uint32_t dir_AddRef(IFWXIOCompletion *This) { return flow_AddRef(&TFTP_CONTAINER_OF(This, tftp_dir, iface)->f->iface); }
+static uint32_t dir_Release(IFWXIOCompletion *This) { return flow_Release(&TFTP_CONTAINER_OF(This, tftp_dir, iface)->f->iface); }
+
+static const IFWXIOCompletionVtbl dir_vtbl = {dir_QueryInterface, dir_AddRef, dir_Release, dir_CompleteAsyncIO};
+
+static fwx_result flow_QueryInterface(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXDataFilter))) {
+        IFWXDataFilter_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t flow_AddRef(IFWXDataFilter *This) { return atomic_fetch_add(&flow_impl(This)->refs, 1) + 1; }
+
+static void flow_release_all(tftp_flow *f)
+{
+    flow_withdraw(f);
+    for (int i = 0; i < 2; i++) {
+        if (f->s[i] != NULL) {
+            IFWXSocket_Release(f->s[i]);
+            f->s[i] = NULL;
+        }
+    }
+    if (f->conn != NULL) {
+        IFWXConnection_Release(f->conn);
+        f->conn = NULL;
+    }
+    if (f->session != NULL) {
+        IFWXSession_Release(f->session);
+        f->session = NULL;
+    }
+    if (f->fw != NULL) {
+        IFWXFirewall_Release(f->fw);
+        f->fw = NULL;
+    }
+    if (f->log != NULL) {
+        IFWXHostLog_Release(f->log);
+        f->log = NULL;
+    }
+}
+
+static uint32_t flow_Release(IFWXDataFilter *This)
+{
+    tftp_flow *f = flow_impl(This);
+    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
+    if (n == 0) {
+        flow_release_all(f);
+        free(f);
+    }
+    return n;
+}
+
+/* The client's address and port: the external peer of a published flow, the internal peer
+   (IFWXConnection2) of a client's own flow. */
+static bool learn_client(tftp_flow *f)
+{
+    uint32_t len = sizeof f->client;
+    memset(&f->client, 0, sizeof f->client);
+    if (f->kind == TFTP_PUBLISHED) {
+        if (IFWXConnection_GetExternalPeerName(f->conn, TFTP_SA(f->client), &len) != FWX_S_OK)
+            return false;
+        uint32_t glen = sizeof f->gateway;
+        f->has_gateway = IFWXConnection_GetExternalSocketName(f->conn, TFTP_SA(f->gateway), &glen) == FWX_S_OK;
+    } else {
+        IFWXConnection2 *c2 = NULL;
+        if (IFWXConnection_QueryInterface(f->conn, &IID_IFWXConnection2, (void **)&c2) != FWX_S_OK || c2 == NULL)
+            return false;
+        fwx_result hr = IFWXConnection2_GetInternalPeerName(c2, TFTP_SA(f->client), &len);
+        IFWXConnection2_Release(c2);
+        if (hr != FWX_S_OK)
+            return false;
+    }
+    return (f->client.ss_family == AF_INET || f->client.ss_family == AF_INET6) && sa_port(TFTP_CSA(f->client)) != 0;
+}
+
+static fwx_result flow_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *conn,
+                                  IUnknown *ctx)
+{
+    tftp_flow *f = flow_impl(This);
+    (void)ctx;
+    if (in == NULL || ex == NULL || conn == NULL || f->started)
+        return FWX_E_INVALIDARG; /* a TFTP gateway relays; it never emulates the server */
+    f->started = true;
+    IFWXSocket_AddRef(in);
+    IFWXSocket_AddRef(ex);
+    IFWXConnection_AddRef(conn);
+    f->s[0] = in;
+    f->s[1] = ex;
+    f->conn = conn;
+    if (!learn_client(f)) {
+        /* Fail closed: without the client's port no permission can be scoped. */
+        tftp_log(f, FWX_LOG_ERROR, NULL, 0, "the core names no client address and port for this flow; refused");
+        flow_close_all(f);
+        return FWX_E_FAIL;
+    }
+    addr_text(TFTP_CSA(f->client), f->client_text);
+    flow_recv(f, 0);
+    flow_recv(f, 1);
+    return f->closed ? FWX_E_FAIL : FWX_S_OK;
+}
+
+static fwx_result flow_Detach(IFWXDataFilter *This)
+{
+    tftp_flow *f = flow_impl(This);
+    /* The flow is ending: its permission goes with it (a transfer already under way keeps the
+       flow the permission admitted). */
+    flow_close_all(f);
+    f->detached = true;
+    flow_release_all(f);
+    return FWX_S_OK;
+}
+
+static const IFWXDataFilterVtbl flow_vtbl = {flow_QueryInterface, flow_AddRef, flow_Release, flow_SetSockets,
+                                             flow_Detach};
+
+static tftp_flow *flow_new(tftp_kind kind, IFWXFirewall *fw, IFWXSession *session, const fwx_guid *protocol)
+{
+    tftp_flow *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return NULL;
+    f->iface.lpVtbl = &flow_vtbl;
+    atomic_init(&f->refs, 1);
+    for (int d = 0; d < 2; d++) {
+        f->dirs[d].iface.lpVtbl = &dir_vtbl;
+        f->dirs[d].f = f;
+        f->dirs[d].d = d;
+    }
+    f->kind = kind;
+    f->protocol = *protocol;
+    IFWXFirewall_AddRef(fw);
+    f->fw = fw;
+    IFWXSession_AddRef(session);
+    f->session = session;
+    if (FWX_FAILED(IFWXFirewall_QueryInterface(fw, &IID_IFWXHostLog, (void **)&f->log)))
+        f->log = NULL;
+    return f;
+}
+
+/* ---- the session filter ---------------------------------------------------------------------- */
+
+typedef struct tftp_sf {
+    IFWXSessionFilter iface;
+    atomic_uint refs;
+    IFWXSession *session; /* +1 until Detach */
+    IFWXFirewall *fw;     /* +1 until Detach */
+    bool detached;
+} tftp_sf;
+
+static tftp_sf *sf_impl(IFWXSessionFilter *i) { return TFTP_CONTAINER_OF(i, tftp_sf, iface); }
+
+static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter))) {
+        IFWXSessionFilter_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t sf_AddRef(IFWXSessionFilter *This) { return atomic_fetch_add(&sf_impl(This)->refs, 1) + 1; }
+
+static void sf_release_refs(tftp_sf *sf)
+{
+    if (sf->session != NULL)
+        IFWXSession_Release(sf->session);
+    if (sf->fw != NULL)
+        IFWXFirewall_Release(sf->fw);
+    sf->session = NULL;
+    sf->fw = NULL;
+}
+
+static uint32_t sf_Release(IFWXSessionFilter *This)
+{
+    tftp_sf *sf = sf_impl(This);
+    uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
+    if (n == 0) {
+        sf_release_refs(sf);
+        free(sf);
+    }
+    return n;
+}
+
+static fwx_result sf_attach(tftp_sf *sf, IFWXConnection *conn, tftp_kind kind, const fwx_guid *protocol)
+{
+    if (conn == NULL)
+        return FWX_E_POINTER;
+    tftp_flow *f = flow_new(kind, sf->fw, sf->session, protocol);
+    if (f == NULL)
+        return FWX_E_OUTOFMEMORY;
+    fwx_result hr = IFWXConnection_AttachDataFilter(conn, &f->iface, fwx_dfpc_NAT, NULL);
+    if (FWX_FAILED(hr) && f->log != NULL) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "cannot attach to a TFTP flow: %s", hr_text(hr));
+        (void)IFWXHostLog_Log(f->log, FWX_LOG_ERROR, sf->session, conn, NULL, 0, msg);
+    }
+    IFWXDataFilter_Release(&f->iface);
+    /* Fail closed: a TFTP flow this filter cannot read is refused. */
+    return hr;
+}
+
+static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
+{
+    tftp_sf *sf = sf_impl(This);
+    if (sf->detached)
+        return FWX_E_TERMINATING;
+    if (ev == NULL)
+        return FWX_E_POINTER;
+    switch (ev->EventType) {
+    case fwx_AcceptedConnection: {
+        const FwxAcceptEvent *e = &ev->Parameters.Accept;
+        if (e->IsSecondary)
+            return FWX_S_OK; /* a transfer: carried by the permission, not read */
+        return sf_attach(sf, e->piConnectionAccepted, TFTP_PUBLISHED, &e->ProtocolGuid);
+    }
+    case fwx_Udp_Destination: {
+        const FwxUdpDestinationEvent *e = &ev->Parameters.UdpDest;
+        if (e->IsSecondary)
+            return FWX_S_OK;
+        return sf_attach(sf, e->piConnection, TFTP_CLIENT, &e->ProtocolGuid);
+    }
+    default:
+        return FWX_S_OK;
+    }
+}
+
+static fwx_result sf_Detach(IFWXSessionFilter *This)
+{
+    tftp_sf *sf = sf_impl(This);
+    sf->detached = true;
+    sf_release_refs(sf);
+    return FWX_S_OK;
+}
+
+static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_Release, sf_FirewallEventHandler,
+                                              sf_Detach};
+
+/* ---- the filter --------------------------------------------------------------------------- */
+
+typedef struct tftp_filter {
+    IFWXFilter iface;
+    atomic_uint refs;
+    IFWXFirewall *fw; /* +1 from FilterInit until FilterShutdown */
+} tftp_filter;
+
+static tftp_filter *f_impl(IFWXFilter *i) { return TFTP_CONTAINER_OF(i, tftp_filter, iface); }
+
+static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter))) {
+        IFWXFilter_AddRef(This);
+        *ppv = This;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
+
+static uint32_t f_AddRef(IFWXFilter *This) { return atomic_fetch_add(&f_impl(This)->refs, 1) + 1; }
+
+static uint32_t f_Release(IFWXFilter *This)
+{
+    tftp_filter *f = f_impl(This);
+    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
+    if (n == 0) {
+        if (f->fw != NULL)
+            IFWXFirewall_Release(f->fw);
+        free(f);
+    }
+    return n;
+}
+
+static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *hooks)
+{
+    tftp_filter *f = f_impl(This);
+    if (fw == NULL || hooks == NULL)
+        return FWX_E_POINTER;
+    IFWXFirewall_AddRef(fw);
+    f->fw = fw;
+    hooks->dwGlobalEvents = TFTP_HOOKS;
+    return FWX_S_OK;
+}
+
+static fwx_result f_FilterShutdown(IFWXFilter *This)
+{
+    tftp_filter *f = f_impl(This);
+    if (f->fw != NULL) {
+        IFWXFirewall_Release(f->fw);
+        f->fw = NULL;
+    }
+    return FWX_S_OK;
+}
+
+static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWXSessionFilter **out,
+                                    FwxFilterHookEvents *hooks)
+{
+    tftp_filter *f = f_impl(This);
+    (void)hooks;
+    if (out == NULL)
+        return FWX_E_POINTER;
+    *out = NULL;
+    if (session == NULL || f->fw == NULL)
+        return FWX_E_POINTER;
+    tftp_sf *sf = calloc(1, sizeof *sf);
+    if (sf == NULL)
+        return FWX_E_OUTOFMEMORY;
+    sf->iface.lpVtbl = &sf_vtbl;
+    atomic_init(&sf->refs, 1);
+    IFWXSession_AddRef(session);
+    sf->session = session;
+    IFWXFirewall_AddRef(f->fw);
+    sf->fw = f->fw;
+    *out = &sf->iface;
+    return FWX_S_OK;
+}
+
+static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
+                                      f_AttachToSession};
+
+static fwx_result tftp_create_filter(IFWXFilter **out)
+{
+    if (out == NULL)
+        return FWX_E_POINTER;
+    *out = NULL;
+    tftp_filter *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return FWX_E_OUTOFMEMORY;
+    f->iface.lpVtbl = &f_vtbl;
+    atomic_init(&f->refs, 1);
+    *out = &f->iface;
+    return FWX_S_OK;
+}
+
+/* The one exported symbol. */
+FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
+    .abi_version = FWX_ABI_VERSION,
+    .struct_size = sizeof(fwx_plugin_entry),
+    /* {8c3f2b91-4e6a-4d27-b1f0-5a9e7c2d6e41} */
+    .filter_guid = FWX_GUID_INIT(0x8c, 0x3f, 0x2b, 0x91, 0x4e, 0x6a, 0x4d, 0x27, 0xb1, 0xf0, 0x5a, 0x9e, 0x7c, 0x2d,
+                                 0x6e, 0x41),
+    .name = "tftp",
+    .vendor = "fwx",
+    .version = "1.0",
+    .description = "TFTP gateway: RRQ/WRQ checked, one UDP permission per transfer for the server's reply",
+    .allowed_events = TFTP_HOOKS,
+    .init = NULL,
+    .deinit = NULL,
+    .create_filter = tftp_create_filter,
+};
