@@ -113,6 +113,7 @@ typedef struct model {
     uint8_t cfg;
     bool avoid_known;
     pstate st;
+    fwx_firewall fw; /* zeroed: no publishing rule; the core's own answers are the fakes below */
     socks_listener listener;
     int fd_gw, fd_client; /* the socketpair: socks.c's end, the client's end */
     socks_client *cur;    /* the negotiating client, until its memory is freed */
@@ -574,11 +575,24 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
 
 void fwx__proxy_state_maybe_free(pstate *st) { (void)st; }
 
-psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw)
+/* Descriptor shortage (fdlimit.c) and login (socks_auth.c) are not what this target explores:
+   the state has no user table, so the no-authentication method is the only one offered. */
+bool fwx__proxy_fd_short(int err) { return err == UV_EMFILE || err == UV_ENFILE; }
+void fwx__proxy_fd_shortage(pstate *st, int err, const char *what) { (void)st, (void)err, (void)what; }
+bool fwx__socks_users_verify(const fwx__socks_users *t, const char *user, const char *password)
+{
+    (void)t, (void)user, (void)password;
+    CHECK(!"a login without a user table");
+    return false;
+}
+
+psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw,
+                                      const char *user)
 {
     (void)st;
     (void)client;
     (void)gw;
+    (void)user;
     check_request_exact();
     if (M.cfg & 2)
         return NULL;
@@ -1011,6 +1025,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *avoid = getenv("FWX_FUZZ_SOCKS_AVOID_KNOWN");
     M.avoid_known = avoid != NULL && avoid[0] == '1';
     M.st.magic = FWX__PROXY_MAGIC;
+    M.st.fw = &M.fw;
     M.listener.st = &M.st;
     M.listener.tcp.data = &M.listener;
     int sv[2];
