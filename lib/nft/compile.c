@@ -466,10 +466,10 @@ int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned g
         fprintf(f, "add rule inet %s intercept meta mark and %#x == %#x return comment \"fwx's own sockets\"\n", table,
                 icpt->own_mark, icpt->own_mark);
         fprintf(f,
-                "add rule inet %s intercept meta nfproto ipv4 meta l4proto tcp fib daddr type != local"
+                "add rule inet %s intercept meta nfproto ipv4 meta l4proto %s fib daddr type != local"
                 " meta l4proto . th dport @I%u"
                 " redirect to :%u comment \"filter-bound: into fwx\"\n",
-                table, gen, (unsigned)icpt->port);
+                table, icpt->udp ? "{ tcp, udp }" : "tcp", gen, (unsigned)icpt->port);
         if (icpt->port6 != 0)
             fprintf(f,
                     "add rule inet %s intercept meta nfproto ipv6 meta l4proto tcp fib daddr type != local"

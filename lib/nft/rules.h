@@ -107,8 +107,8 @@
     "  chain prerouting_intercept {\n"                                                                        \
     "    type nat hook prerouting priority dstnat - 10; policy accept;\n"
 #define FWX_NFT_PREROUTING_INTERCEPT_USER_FMT                                                                  \
-    "    meta l4proto tcp " FWX_NFT_TUPLE("ip") " @user4 redirect to :%u"                                         \
-    " comment \"user-mode permissions: a data filter or NO_KERNEL_MODE\"\n"
+    "    meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @user4 redirect to :%u"                               \
+    " comment \"user-mode permissions: a data filter or NO_KERNEL_MODE (UDP: udp.c, same port number)\"\n"
 #define FWX_NFT_PREROUTING_INTERCEPT_USER6_FMT                                                                 \
     "    meta l4proto tcp " FWX_NFT_TUPLE("ip6") " @user6 redirect to :%u"                                        \
     " comment \"user-mode permissions (IPv6)\"\n"
