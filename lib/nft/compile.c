@@ -411,7 +411,8 @@ int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned g
     if (filt == NULL)
         return -1;
     for (size_t i = 0; i < p->n_protocols; i++)
-        filt[i] = p->protocols[i].n_filters > 0;
+        filt[i] = p->protocols[i].n_filters > 0 ||
+                  (icpt != NULL && icpt->udp && icpt->udp_hooked && p->protocols[i].ip_protocol == FWX_PROTOCOL_UDP);
     size_t count = 0;
     for (int pi = 0; pi < 2; pi++)
         for (size_t i = 0; i < p->proto_ports[pi][0].n; i++)

@@ -108,6 +108,17 @@ static nstate *state_of(fwx_firewall *fw)
     return st != NULL && st->magic == NSTATE_MAGIC ? st : NULL;
 }
 
+/* Does a loaded plugin hook fwx_Udp_Destination? Its handler may attach a data filter to any
+   UDP flow, which the kernel could not run: the policy's UDP protocols are then steered into
+   fwx from their first datagram (compile.c), as filter-bound ones are. */
+static bool udp_hooked(fwx_firewall *fw)
+{
+    for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next)
+        if (fwx__list_entry(n, fwx__plugin, node)->hooks & fwx_Udp_Destination)
+            return true;
+    return false;
+}
+
 struct fwx__ct *fwx__nft_ct(fwx_firewall *fw)
 {
     nstate *st = state_of(fw);
@@ -1189,6 +1200,7 @@ fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy)
     fwx__nft_uncompile(f, st->table, &st->comp);
     fwx__nft_compiled next = {0};
     next.gen = ++st->next_gen;
+    st->icpt.udp_hooked = udp_hooked(st->fw);
     int rc = policy != NULL ? fwx__nft_compile(f, st->table, policy, next.gen, &st->icpt, &next) : 0;
     if (fclose(f) != 0 || rc != 0 || buf == NULL) {
         free(buf);

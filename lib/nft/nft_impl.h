@@ -82,6 +82,7 @@ typedef struct fwx__nft_intercept {
     uint16_t port6; /* the IPv6 listener's port, 0 if none (no IPv6 here) */
     uint32_t own_mark;
     bool udp;       /* UDP is intercepted too: fwx__nft_udp_start got the same port number */
+    bool udp_hooked; /* a plugin hooks fwx_Udp_Destination: every UDP protocol counts as filter-bound */
 } fwx__nft_intercept;
 
 /* Appends to f the commands that replace the compiled policy: first fwx__nft_uncompile of the
