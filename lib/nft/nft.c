@@ -108,13 +108,15 @@ static nstate *state_of(fwx_firewall *fw)
     return st != NULL && st->magic == NSTATE_MAGIC ? st : NULL;
 }
 
-/* Does a loaded plugin hook fwx_Udp_Destination? Its handler may attach a data filter to any
-   UDP flow, which the kernel could not run: the policy's UDP protocols are then steered into
+/* Does a loaded plugin hook fwx_Udp_Destination of any protocol (fwxAnyProtocol; without it a
+   plugin hears only of the protocols the policy binds it to, which are steered anyway)? Its
+   handler may attach a data filter to any UDP flow, which the kernel could not run: the policy's UDP protocols are then steered into
    fwx from their first datagram (compile.c), as filter-bound ones are. */
 static bool udp_hooked(fwx_firewall *fw)
 {
     for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next)
-        if (fwx__list_entry(n, fwx__plugin, node)->hooks & fwx_Udp_Destination)
+        if ((fwx__list_entry(n, fwx__plugin, node)->hooks & (fwx_Udp_Destination | fwxAnyProtocol)) ==
+            (fwx_Udp_Destination | fwxAnyProtocol))
             return true;
     return false;
 }

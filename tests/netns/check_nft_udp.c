@@ -209,7 +209,7 @@ static fwx_result attach_filter(tp_control *ctl, IFWXSessionFilter *sf, IFWXSess
 
 /* ---- the gateway --------------------------------------------------------------------------- */
 
-static void gw_start(gw *g, hcase *h, const char *policy)
+static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
 {
     memset(g, 0, sizeof *g);
     tu_log_reset();
@@ -235,7 +235,7 @@ static void gw_start(gw *g, hcase *h, const char *policy)
     ck_assert_ptr_nonnull(dl);
     tp_control *ctl = dlsym(dl, "fwx_test_control");
     ck_assert_ptr_nonnull(ctl);
-    ctl->hooks = fwx_Udp_Destination | FWX_ALL_SOURCES | fwxAssociatedProtocolsAllConnections;
+    ctl->hooks = fwx_Udp_Destination | FWX_ALL_SOURCES | fwxAssociatedProtocolsAllConnections | extra_hooks;
     ctl->on_event = attach_filter;
     ctl->arg = h;
     TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
@@ -364,12 +364,12 @@ static void check_filtered(gw *g, hcase *h, upeers *u)
     "rules = ( { name = \"u1 out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];" \
     " protocols = [ \"u1\" ]; } );\n"
 
-static void policy_case(const char *policy)
+static void policy_case(uint32_t extra_hooks, const char *policy)
 {
     gw g;
     static hcase h;
     memset(&h, 0, sizeof h);
-    gw_start(&g, &h, policy);
+    gw_start(&g, &h, extra_hooks, policy);
     static upeers u;
     memset(&u, 0, sizeof u);
     u.topo = &g.topo;
@@ -383,12 +383,12 @@ static void policy_case(const char *policy)
     ck_assert_uint_eq(atomic_load(&h.f.refs), 1); /* every reference the core took is back */
 }
 
-START_TEST(udp_filter_bound) { policy_case(POLICY_UDP(" filters = [ \"" TP_GUID "\" ];")); }
+START_TEST(udp_filter_bound) { policy_case(0, POLICY_UDP(" filters = [ \"" TP_GUID "\" ];")); }
 END_TEST
 
-/* No filter bound, only the hook: still steered from the first datagram, so the server never
+/* No filter bound, only the hook (fwxAnyProtocol: the handler hears of every UDP flow): still steered from the first datagram, so the server never
    reads a lower-case one. */
-START_TEST(udp_hook) { policy_case(POLICY_UDP("")); }
+START_TEST(udp_hook) { policy_case(fwxAnyProtocol, POLICY_UDP("")); }
 END_TEST
 
 /* A permission the core wants in user mode (FWX_FLAG_NO_KERNEL_MODE): no policy at all, so
@@ -399,7 +399,7 @@ START_TEST(udp_user_mode_permission)
     gw g;
     static hcase h;
     memset(&h, 0, sizeof h);
-    gw_start(&g, &h, NULL);
+    gw_start(&g, &h, 0, NULL);
     struct sockaddr_storage client = tu_addr(TN_CLIENT), srv = tu_addr(TN_SERVER ":21"),
                             target = tu_addr(TN_SERVER ":7002");
     IFWXSession *s = NULL;
