@@ -427,6 +427,7 @@ static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port, uint16_
               "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr");
+    sb_printf(b, "%s", FWX_NFT_REFUSED_SETS);
     /* pol_nat before postrouting, which jumps to it (chains exist before rules either way). */
     sb_printf(b, "%s", FWX_NFT_PREROUTING FWX_NFT_PREROUTING_INTERCEPT_HEAD);
     if (icpt_port != 0)
@@ -563,6 +564,21 @@ static void kflow_end(nstate *st, kflow *k)
     free(k);
 }
 
+/* Drops new entries of f's tuple for FWX_NFT_REFUSED_SECS (rules.h: refused4/6). */
+static void refuse_tuple(nstate *st, const fwx__ct_flow *f)
+{
+    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], key[KEY_MAX], fa, fb;
+    if (!ip_text((const struct sockaddr *)&f->src, a, &fa) || !ip_text((const struct sockaddr *)&f->dst, b, &fb) ||
+        fa != fb)
+        return;
+    tuple_key(key, sizeof key, a, b, f->protocol == FWX_PROTOCOL_UDP ? 17 : 6, fwx__sa_port((const struct sockaddr *)&f->dst));
+    sbuf c = {0};
+    sb_printf(&c, "add element inet %s refused%c { %s timeout %us }\n", st->table, fa, key, (unsigned)FWX_NFT_REFUSED_SECS);
+    if (c.oom || run(st, c.p) != 0)
+        NLOG(st, FWX_LOG_WARN, "refusing %s: adding the element failed: %s", key, c.oom ? "out of memory" : st->err);
+    free(c.p);
+}
+
 /*
  * A handler of the event (fwx_Udp_Destination, fwx_Connect_Tcp) attached a data filter to a
  * flow the kernel already forwards: the kernel cannot run it, and carrying the flow without it
@@ -640,6 +656,8 @@ static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
     if (c == NULL || filtered || (k = calloc(1, sizeof *k)) == NULL) {
         if (c != NULL)
             fwx_connection_close(c);
+        if (filtered)
+            refuse_tuple(st, f); /* before the kill: the flow's next packet must not pass again */
         (void)fwx__ct_kill(st->ct, f); /* the core refused (or wants filtered) what the kernel let through */
         psess_unref(st, ps);
         return;

@@ -116,6 +116,17 @@
     "    jump intercept\n"                                                                                    \
     "  }\n"
 
+/* Flows the policy let the kernel forward but the core refused after the fact (nft.c,
+   kernel_flow_filtered: a handler attached a data filter the kernel cannot run). Their conntrack
+   entry is killed; an element here (client . target . l4proto . port, timed) drops the new
+   entry the flow's next packet would make, which the policy would otherwise forward again. */
+#define FWX_NFT_REFUSED_SECS 120
+#define FWX_NFT_REFUSED_SETS                                                                                   \
+    "  set refused4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags timeout; size 65536;\n"      \
+    "    comment \"flows refused after the kernel forwarded their first packet\"; }\n"                        \
+    "  set refused6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout; size 65536;\n"      \
+    "    comment \"the same, IPv6\"; }\n"
+
 /* forward, filter: what may pass the gateway. */
 #define FWX_NFT_FORWARD                                                                                        \
     "  chain forward {\n"                                                                                      \
@@ -136,6 +147,8 @@
     " ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"                                                   \
     "    ct state new ct status dnat ip daddr . meta l4proto . th dport @pubok4 accept\n"                       \
     "    ct state new ct status dnat ip6 daddr . meta l4proto . th dport @pubok6 accept\n"                      \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @refused4 drop\n"                      \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @refused6 drop\n"                     \
     "    ct state new jump pol_net\n"                                                                         \
     "  }\n"                                                                                                   \
     "  chain pol_net {\n"                                                                                      \

@@ -14,6 +14,9 @@
  *   unfiltered, not even the first.
  * - "udp user-mode permission": a permission made with FWX_FLAG_NO_KERNEL_MODE (kernel_mode
  *   0) is an element of user4 for protocol 17 and the datagram is relayed by fwx.
+ * - "udp hook, kernel flow refused": without UDP interception, the kernel forwards the first
+ *   datagram; the filter attached after the fact refuses the flow (warn line), never a silent
+ *   pass of the rest.
  * Not root, or no namespaces: exit 77 (skipped) with the reason.
  * SPDX-License-Identifier: MIT
  */
@@ -191,6 +194,7 @@ static void udf_init(udf *f)
 typedef struct hcase {
     udf f;
     int events;
+    atomic_int seen; /* events, for the peer thread */
     fwx_result attach;
 } hcase;
 
@@ -202,6 +206,7 @@ static fwx_result attach_filter(tp_control *ctl, IFWXSessionFilter *sf, IFWXSess
     if (ev->EventType != fwx_Udp_Destination)
         return FWX_S_OK;
     h->events++;
+    atomic_fetch_add(&h->seen, 1);
     h->f.fw = ctl->fw;
     h->attach = IFWXConnection_AttachDataFilter(ev->Parameters.UdpDest.piConnection, &h->f.iface, fwx_dfpc_Middle, NULL);
     return FWX_S_OK;
@@ -244,7 +249,7 @@ static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
     const fwx__nft_features *ft = fwx__nft_features_of(g->fw);
     ck_assert_ptr_nonnull(ft);
-    ck_assert_msg(ft->conntrack && ft->ct_events, "this kernel has no ctnetlink events: UDP interception needs them");
+    ck_assert_msg((ft->conntrack || (fwx__nft_pretend_missing & FWX__NFT_F_CONNTRACK)) && ft->ct_events, "this kernel has no ctnetlink events: UDP interception needs them");
     dlclose(dl);
 }
 
@@ -391,6 +396,69 @@ END_TEST
 START_TEST(udp_hook) { policy_case(fwxAnyProtocol, POLICY_UDP("")); }
 END_TEST
 
+/* Without UDP interception (here: conntrack lookups pretended missing), the policy's UDP
+   protocol is forwarded by the kernel and the core hears of the flow after its first datagram.
+   The handler's data filter cannot run there: the flow is refused with a warn line naming the
+   plugin, its conntrack entry killed and its tuple dropped from then on, so the datagrams after
+   the first never reach the server (the first one has passed before anyone knew: the reason
+   the normal path steers such protocols from the first datagram). */
+typedef struct rpeers {
+    tn_topo *topo;
+    hcase *h;
+    ssize_t first, second;
+    char first_data[16];
+} rpeers;
+
+static void *refused_peers(void *arg)
+{
+    rpeers *r = arg;
+    char buf[64];
+    int c = udp_in(r->topo->client_fd, TN_CLIENT, 0), s = udp_in(r->topo->server_fd, TN_SERVER, 7001);
+    struct sockaddr_in to = tn_sin_of(TN_SERVER, 7001);
+    sendto(c, "data1", 5, 0, (struct sockaddr *)&to, sizeof to);
+    r->first = recv(s, buf, sizeof buf, 0);
+    if (r->first > 0)
+        memcpy(r->first_data, buf, r->first < 15 ? (size_t)r->first : 15);
+    /* The core hears of the flow on the loop (conntrack NEW); the refusal follows in the same
+       callback. Wait for the handler (bounded), then a little for that callback to end. */
+    for (int i = 0; i < 300 && atomic_load(&r->h->seen) == 0; i++)
+        usleep(10000);
+    usleep(300000);
+    sendto(c, "data2", 5, 0, (struct sockaddr *)&to, sizeof to);
+    r->second = recv(s, buf, sizeof buf, 0); /* 2 s receive timeout: -1 when nothing came */
+    close(c);
+    close(s);
+    return NULL;
+}
+
+START_TEST(udp_hook_kernel_flow_refused)
+{
+    gw g;
+    static hcase h;
+    memset(&h, 0, sizeof h);
+    fwx__nft_pretend_missing = FWX__NFT_F_CONNTRACK;
+    gw_start(&g, &h, fwxAnyProtocol, POLICY_UDP(""));
+    fwx__nft_pretend_missing = 0;
+    ck_assert_msg(tu_log_find("policy compiled", "0 filter-bound port ranges") != NULL,
+                  "the UDP protocol was steered although UDP interception is off");
+    static rpeers r;
+    memset(&r, 0, sizeof r);
+    r.topo = &g.topo;
+    r.h = &h;
+    tu_run_peer(&g.loop, refused_peers, &r);
+    ck_assert_int_eq(h.events, 1);
+    TU_EXPECT_HR(h.attach, FWX_S_OK);
+    ck_assert_int_eq(atomic_load(&h.f.setsockets), 0); /* it never ran */
+    ck_assert_msg(tu_log_find("data filter(s) attached (plugin good) to a flow the kernel forwards", "flow refused") !=
+                      NULL,
+                  "no warn line naming the filter's plugin");
+    ck_assert_msg(r.first == 5 && memcmp(r.first_data, "data1", 5) == 0, "the first datagram: %zd", r.first);
+    ck_assert_msg(r.second < 0, "a datagram of the refused flow reached the server unfiltered (%zd bytes)", r.second);
+    gw_close(&g);
+    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+}
+END_TEST
+
 /* A permission the core wants in user mode (FWX_FLAG_NO_KERNEL_MODE): no policy at all, so
    only the permission lets the client's datagrams through, and fwx relays them (the handler
    is raised for the flow and attaches the filter). */
@@ -437,6 +505,7 @@ static Suite *udp_suite(void)
         {"udp filter bound", udp_filter_bound},
         {"udp hook", udp_hook},
         {"udp user-mode permission", udp_user_mode_permission},
+        {"udp hook, kernel flow refused", udp_hook_kernel_flow_refused},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
