@@ -22,6 +22,11 @@
  * on time even if fwx is gone.
  *
  *   pub4/pub6, pubok4/6, pubmasq4/6   publishing rules (listen): DNAT, forward accept, masquerade
+ *   user4/user6    set  client . target . l4proto . port   user-mode permissions: REDIRECTed to
+ *                                                           fwx's listener (TCP: intercept.c; UDP,
+ *                                                           IPv4: udp.c, same port number)
+ *   refused4/6     set  client . target . l4proto . port   policy-forwarded flows the core refused
+ *                                                           after the fact (FWX_NFT_REFUSED_SETS)
  *
  * The policy (compile.c) lives in the regular chains pol_net, pol_rules, pol_nat and intercept
  * and in generation-named sets (N<gen>_*, G<gen>_*, P<gen>_*, I<gen>), all replaced in one
