@@ -1060,14 +1060,16 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
     return FWX_S_OK;
 }
 
-bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, struct sockaddr_storage *target)
+bool fwx__nft_user_port_target(fwx_firewall *fw, int32_t protocol, const struct sockaddr *gw,
+                               struct sockaddr_storage *target)
 {
     nstate *st = state_of(fw);
     if (st == NULL)
         return false;
     for (size_t i = 0; i < st->n; i++) {
         const fwx_grant *g = &st->grants[i].g;
-        if (!st->grants[i].user || (g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT) ||
+        if (!st->grants[i].user || g->protocol != protocol ||
+            (g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT) ||
             fwx__sa_port((const struct sockaddr *)&g->gateway) != fwx__sa_port(gw) ||
             (!fwx__sa_is_unspecified((const struct sockaddr *)&g->gateway) &&
              !fwx__sa_same_ip((const struct sockaddr *)&g->gateway, gw)))

@@ -111,9 +111,10 @@ fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx
    the proxy backend would, so the filter's secondary connections can still be kernel
    elements. FWX_E_ADDRINUSE / FWX_E_ADDRNOTAVAIL / FWX_E_NOT_SUPPORTED (not TCP). */
 fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, struct fwx__nft_icpt **out);
-/* For a connection redirected into the listener at gateway address:port `gw`: the target of the
-   user-mode bound or redirect port there (nft.c), or false. */
-bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, struct sockaddr_storage *target);
+/* For a flow of `protocol` redirected into the listener at gateway address:port `gw`: the target
+   of the user-mode bound or redirect port there (nft.c), or false. */
+bool fwx__nft_user_port_target(fwx_firewall *fw, int32_t protocol, const struct sockaddr *gw,
+                               struct sockaddr_storage *target);
 /* Closes the listener and aborts the connections it carries. NULL is harmless. */
 void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
 

@@ -200,6 +200,15 @@ static void flow_close(uflow *f)
 
 static void on_idle(uv_timer_t *t) { flow_close(t->data); }
 
+/* The core ended the connection (Kill, the session's end): the flow goes with it. */
+static bool flow_ended(uflow *f)
+{
+    if (f->conn == NULL || !(fwx__conn_from(f->conn)->flags & FWX_CONNECTION_TERMINATED))
+        return false;
+    flow_close(f);
+    return true;
+}
+
 static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     uflow *f = h->data;
@@ -212,7 +221,7 @@ static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void on_up_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned flags)
 {
     uflow *f = h->data;
-    if (n <= 0 || from == NULL || f->closing || (flags & UV_UDP_PARTIAL))
+    if (n <= 0 || from == NULL || f->closing || (flags & UV_UDP_PARTIAL) || flow_ended(f))
         return;
     uv_timer_again(&f->idle);
     if (f->dg != NULL) {
@@ -225,6 +234,8 @@ static void on_up_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct
 
 static void flow_input(uflow *f, const uint8_t *data, size_t n)
 {
+    if (flow_ended(f))
+        return;
     uv_timer_again(&f->idle);
     if (f->dg != NULL) {
         fwx__dgram_input(f->dg, 0, data, n);
@@ -241,7 +252,7 @@ static bool flow_admit(uflow *f, const struct sockaddr_storage *orig)
     struct fwx__nft_udp *u = f->u;
     const struct sockaddr *cl = (const struct sockaddr *)&f->client, *o = (const struct sockaddr *)orig;
     f->target = *orig;
-    bool port_grant = fwx__nft_user_port_target(u->fw, o, &f->target);
+    bool port_grant = fwx__nft_user_port_target(u->fw, FWX_PROTOCOL_UDP, o, &f->target);
     fwx_flow flow = {sizeof flow, FWX_PROTOCOL_UDP, cl, fwx__sa_len(cl), o, fwx__sa_len(o)};
     fwx_result hr = fwx_firewall_admit(u->fw, &flow, &f->conn);
     if (hr == FWX_S_OK)
