@@ -14,6 +14,7 @@
  *   unfiltered, not even the first.
  * - "udp user-mode permission": a permission made with FWX_FLAG_NO_KERNEL_MODE (kernel_mode
  *   0) is an element of user4 for protocol 17 and the datagram is relayed by fwx.
+ * - "udp bound port": a BindForClient UDP port with the filter, DNATed to fwx.
  * - "udp hook, kernel flow refused": without UDP interception, the kernel forwards the first
  *   datagram; the filter attached after the fact refuses the flow (warn line), never a silent
  *   pass of the rest.
@@ -203,12 +204,15 @@ static fwx_result attach_filter(tp_control *ctl, IFWXSessionFilter *sf, IFWXSess
     (void)sf;
     (void)s;
     hcase *h = ctl->arg;
-    if (ev->EventType != fwx_Udp_Destination)
-        return FWX_S_OK;
+    IFWXConnection *c = ev->EventType == fwx_Udp_Destination ? ev->Parameters.UdpDest.piConnection
+                        : ev->EventType == fwx_Bind_Udp      ? ev->Parameters.Connect.piConnection
+                                                             : NULL;
+    if (c == NULL || (ev->EventType == fwx_Bind_Udp && h->events > 0))
+        return FWX_S_OK; /* a bound port raises fwx_Bind_Udp when bound and when its peer comes: attach once */
     h->events++;
     atomic_fetch_add(&h->seen, 1);
     h->f.fw = ctl->fw;
-    h->attach = IFWXConnection_AttachDataFilter(ev->Parameters.UdpDest.piConnection, &h->f.iface, fwx_dfpc_Middle, NULL);
+    h->attach = IFWXConnection_AttachDataFilter(c, &h->f.iface, fwx_dfpc_Middle, NULL);
     return FWX_S_OK;
 }
 
@@ -240,7 +244,7 @@ static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
     ck_assert_ptr_nonnull(dl);
     tp_control *ctl = dlsym(dl, "fwx_test_control");
     ck_assert_ptr_nonnull(ctl);
-    ctl->hooks = fwx_Udp_Destination | FWX_ALL_SOURCES | fwxAssociatedProtocolsAllConnections | extra_hooks;
+    ctl->hooks = fwx_Udp_Destination | fwx_Bind_Udp | FWX_ALL_SOURCES | fwxAssociatedProtocolsAllConnections | extra_hooks;
     ctl->on_event = attach_filter;
     ctl->arg = h;
     TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
@@ -495,6 +499,92 @@ START_TEST(udp_user_mode_permission)
 }
 END_TEST
 
+/* A bound UDP port (BindForClient) whose fwx_Bind_Udp handler attaches the filter: the port is
+   DNATed to fwx's UDP socket, the datagrams from the server reach the client upper-cased, and
+   the client's answer reaches the server upper-cased, from the bound port. */
+typedef struct bpeers {
+    tn_topo *topo;
+    int client_fd;
+    uint16_t port;
+    ssize_t got, back;
+    char data[16], answer[16], back_from[32];
+} bpeers;
+
+static void *bound_peers(void *arg)
+{
+    bpeers *b = arg;
+    char buf[64];
+    int s = udp_in(b->topo->server_fd, TN_SERVER, 0);
+    struct sockaddr_in to = tn_sin_of(TN_GW_OUT, b->port), from;
+    socklen_t fl = sizeof from;
+    sendto(s, "data1", 5, 0, (struct sockaddr *)&to, sizeof to);
+    b->got = recvfrom(b->client_fd, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+    if (b->got > 0) {
+        memcpy(b->data, buf, b->got < 15 ? (size_t)b->got : 15);
+        sendto(b->client_fd, "back", 4, 0, (struct sockaddr *)&from, fl);
+        struct sockaddr_in bf;
+        socklen_t bfl = sizeof bf;
+        b->back = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&bf, &bfl);
+        if (b->back > 0) {
+            memcpy(b->answer, buf, b->back < 15 ? (size_t)b->back : 15);
+            char ip[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &bf.sin_addr, ip, sizeof ip);
+            snprintf(b->back_from, sizeof b->back_from, "%s:%u", ip, ntohs(bf.sin_port));
+        }
+    }
+    close(s);
+    return NULL;
+}
+
+START_TEST(udp_bound_port)
+{
+    gw g;
+    static hcase h;
+    memset(&h, 0, sizeof h);
+    gw_start(&g, &h, fwxAssociatedProtocolsAllConnections, NULL);
+    static bpeers b;
+    memset(&b, 0, sizeof b);
+    b.topo = &g.topo;
+    b.client_fd = udp_in(g.topo.client_fd, TN_CLIENT, 0);
+    struct sockaddr_in cl;
+    socklen_t cll = sizeof cl;
+    ck_assert_int_eq(getsockname(b.client_fd, (struct sockaddr *)&cl, &cll), 0);
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", ntohs(cl.sin_port));
+    struct sockaddr_storage client = tu_addr(TN_CLIENT), srv = tu_addr(TN_SERVER ":21"), ca = tu_addr(ca_text),
+                            px = tu_addr(TN_GW_OUT ":0");
+    IFWXSession *s = NULL;
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(client), tu_len(&client), NULL, 0, NULL};
+    TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL,
+                                0, 0, NULL};
+    IFWXConnection *ctl = NULL, *bound[1] = {NULL};
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), (struct sockaddr *)&px, sizeof px, FWX_PROTOCOL_UDP, 1,
+                                           FWX_FLAG_BIDIRECTIONAL, 0, &FWX_GUID_NULL, NULL, NULL, NULL, bound),
+                 FWX_S_OK);
+    b.port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    ck_assert_uint_ne(b.port, 0);
+    tu_run_peer(&g.loop, bound_peers, &b);
+    TU_EXPECT_HR(h.attach, FWX_S_OK);
+    ck_assert_msg(b.got == 5 && memcmp(b.data, "DATA1", 5) == 0, "the client got %zd bytes \"%s\"", b.got, b.data);
+    ck_assert_msg(b.back == 4 && memcmp(b.answer, "BACK", 4) == 0, "the server got %zd bytes \"%s\"", b.back,
+                  b.answer);
+    char want[32];
+    snprintf(want, sizeof want, TN_GW_OUT ":%u", (unsigned)b.port);
+    ck_assert_str_eq(b.back_from, want);
+    ck_assert_int_eq(atomic_load(&h.f.setsockets), 1);
+    close(b.client_fd);
+    if (bound[0] != NULL)
+        IFWXConnection_Release(bound[0]);
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+    gw_close(&g);
+}
+END_TEST
+
 static Suite *udp_suite(void)
 {
     Suite *s = suite_create("nft udp");
@@ -506,6 +596,7 @@ static Suite *udp_suite(void)
         {"udp hook", udp_hook},
         {"udp user-mode permission", udp_user_mode_permission},
         {"udp hook, kernel flow refused", udp_hook_kernel_flow_refused},
+        {"udp bound port", udp_bound_port},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
