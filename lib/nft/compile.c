@@ -411,7 +411,8 @@ int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned g
     if (filt == NULL)
         return -1;
     for (size_t i = 0; i < p->n_protocols; i++)
-        filt[i] = p->protocols[i].n_filters > 0;
+        filt[i] = p->protocols[i].n_filters > 0 ||
+                  (icpt != NULL && icpt->udp && icpt->udp_hooked && p->protocols[i].ip_protocol == FWX_PROTOCOL_UDP);
     size_t count = 0;
     for (int pi = 0; pi < 2; pi++)
         for (size_t i = 0; i < p->proto_ports[pi][0].n; i++)
@@ -466,10 +467,10 @@ int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned g
         fprintf(f, "add rule inet %s intercept meta mark and %#x == %#x return comment \"fwx's own sockets\"\n", table,
                 icpt->own_mark, icpt->own_mark);
         fprintf(f,
-                "add rule inet %s intercept meta nfproto ipv4 meta l4proto tcp fib daddr type != local"
+                "add rule inet %s intercept meta nfproto ipv4 meta l4proto %s fib daddr type != local"
                 " meta l4proto . th dport @I%u"
                 " redirect to :%u comment \"filter-bound: into fwx\"\n",
-                table, gen, (unsigned)icpt->port);
+                table, icpt->udp ? "{ tcp, udp }" : "tcp", gen, (unsigned)icpt->port);
         if (icpt->port6 != 0)
             fprintf(f,
                     "add rule inet %s intercept meta nfproto ipv6 meta l4proto tcp fib daddr type != local"

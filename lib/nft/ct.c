@@ -675,7 +675,8 @@ fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f)
 
 /* One request about f's entry on the request socket: DELETE (with an echo of the DESTROY) or
    GET; the entry's counters from the answer, the ack's verdict. */
-static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, uint64_t *bytes_orig, uint64_t *bytes_reply)
+static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, bool by_reply, fwx__ct_flow *found,
+                             uint64_t *bytes_orig, uint64_t *bytes_reply)
 {
     *bytes_orig = *bytes_reply = 0;
     if (ct == NULL || f == NULL || ct->closing)
@@ -700,7 +701,7 @@ static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, uint64
     at += NLMSG_ALIGN(sizeof nf);
     size_t t0 = at, i0, p0;
     uint8_t proto = f->protocol == FWX_PROTOCOL_TCP ? IPPROTO_TCP : IPPROTO_UDP;
-    at = put(m.b, sizeof m.b, at, CTA_TUPLE_ORIG | NLA_F_NESTED, NULL, 0);
+    at = put(m.b, sizeof m.b, at, (by_reply ? CTA_TUPLE_REPLY : CTA_TUPLE_ORIG) | NLA_F_NESTED, NULL, 0);
     i0 = at;
     at = at ? put(m.b, sizeof m.b, at, CTA_TUPLE_IP | NLA_F_NESTED, NULL, 0) : 0;
     at = at ? put(m.b, sizeof m.b, at, fam == AF_INET ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, sa, sl) : 0;
@@ -758,17 +759,22 @@ static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, uint64
             int ev = h.nlmsg_type != NLMSG_ERROR ? fwx__ct_parse(p, h.nlmsg_len, &echoed) : -1;
             /* a GET's answer is an entry message without CREATE: parsed (0 or END) all the same */
             bool answer = msg == IPCTNL_MSG_CT_DELETE ? ev == FWX__CT_DESTROY : ev >= 0;
-            if (answer && echoed.protocol == f->protocol && same_endpoint(&echoed.src, &f->src)) {
+            if (answer && echoed.protocol == f->protocol &&
+                (by_reply ? same_endpoint(&echoed.reply_src, &f->src) : same_endpoint(&echoed.src, &f->src))) {
                 /* the echo of our delete (final counters), or the answer to our get */
                 *bytes_orig = echoed.bytes_orig;
                 *bytes_reply = echoed.bytes_reply;
+                if (found != NULL) {
+                    *found = echoed;
+                    found->protocol = f->protocol; /* marks it found */
+                }
             }
             if (h.nlmsg_type == NLMSG_ERROR && h.nlmsg_seq == ct->seq &&
                 h.nlmsg_len >= NLMSG_HDRLEN + sizeof(int)) {
                 int err;
                 memcpy(&err, p + NLMSG_HDRLEN, sizeof err);
                 if (err == 0)
-                    return FWX_S_OK;
+                    return found == NULL || found->protocol != 0 ? FWX_S_OK : FWX_E_NOT_FOUND;
                 if (err == -ENOENT)
                     return FWX_E_NOT_FOUND;
                 ct_log(ct, FWX_LOG_WARN, "%s: the kernel refused: %s", msg == IPCTNL_MSG_CT_DELETE ? "kill" : "get",
@@ -788,10 +794,29 @@ static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, uint64
 
 fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply)
 {
-    return ct_request(ct, f, IPCTNL_MSG_CT_DELETE, bytes_orig, bytes_reply);
+    return ct_request(ct, f, IPCTNL_MSG_CT_DELETE, false, NULL, bytes_orig, bytes_reply);
 }
 
 fwx_result fwx__ct_get_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply)
 {
-    return ct_request(ct, f, IPCTNL_MSG_CT_GET, bytes_orig, bytes_reply);
+    return ct_request(ct, f, IPCTNL_MSG_CT_GET, false, NULL, bytes_orig, bytes_reply);
+}
+
+fwx_result fwx__ct_lookup_reply(fwx__ct *ct, int32_t protocol, const struct sockaddr *reply_src,
+                                const struct sockaddr *reply_dst, fwx__ct_flow *out)
+{
+    if (out == NULL || reply_src == NULL || reply_dst == NULL)
+        return FWX_E_POINTER;
+    memset(out, 0, sizeof *out);
+    fwx__ct_flow q;
+    memset(&q, 0, sizeof q);
+    q.protocol = protocol;
+    if (reply_src->sa_family != reply_dst->sa_family ||
+        (reply_src->sa_family != AF_INET && reply_src->sa_family != AF_INET6))
+        return FWX_E_INVALIDARG;
+    size_t sl = reply_src->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    memcpy(&q.src, reply_src, sl);
+    memcpy(&q.dst, reply_dst, sl);
+    uint64_t o, r;
+    return ct_request(ct, &q, IPCTNL_MSG_CT_GET, true, out, &o, &r);
 }

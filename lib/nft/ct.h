@@ -70,6 +70,14 @@ fwx_result fwx__ct_follow_updates(fwx__ct *ct);
    @return FWX_S_OK; FWX_E_NOT_FOUND; FWX_E_INVALIDARG; FWX_E_FAIL. */
 fwx_result fwx__ct_get_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply);
 
+/* The entry whose reply tuple is reply_src -> reply_dst (IPCTNL_MSG_CT_GET by CTA_TUPLE_REPLY),
+   in *out with its original tuple: for a datagram REDIRECTed to a local socket (reply_src =
+   that socket's address, reply_dst = the sender), out->dst is where the client sent it, which
+   a UDP socket cannot read back (SO_ORIGINAL_DST is TCP only).
+   @return FWX_S_OK; FWX_E_NOT_FOUND; FWX_E_INVALIDARG; FWX_E_POINTER; FWX_E_FAIL. */
+fwx_result fwx__ct_lookup_reply(fwx__ct *ct, int32_t protocol, const struct sockaddr *reply_src,
+                                const struct sockaddr *reply_dst, fwx__ct_flow *out);
+
 /* Filter: only entries with (mark & mask) == value are reported (the nft backend marks what it
    grants); 0/0 reports all. Filtered in user space (every event still crosses the socket). */
 void fwx__ct_set_mark_filter(fwx__ct *ct, uint32_t value, uint32_t mask);

@@ -327,7 +327,7 @@ static void on_accept(uv_stream_t *server, int status)
            bound or redirect port DNATed here)? Admitted through the core, which attaches the
            data filters; a port's target must be read before the admit uses the grant up. */
         struct sockaddr_storage target = orig;
-        bool port_grant = fwx__nft_user_port_target(l->fw, (struct sockaddr *)&orig, &target);
+        bool port_grant = fwx__nft_user_port_target(l->fw, FWX_PROTOCOL_TCP, (struct sockaddr *)&orig, &target);
         fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, (struct sockaddr *)&peer, fwx__sa_len((struct sockaddr *)&peer),
                          (struct sockaddr *)&orig, fwx__sa_len((struct sockaddr *)&orig)};
         fwx_result hr = fwx_firewall_admit(l->fw, &flow, &r->conn);

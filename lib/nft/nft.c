@@ -65,6 +65,7 @@ typedef struct nstate {
     unsigned next_gen;
     fwx__nft_intercept icpt;
     struct fwx__nft_icpt *listener; /* intercept.c */
+    struct fwx__nft_udp *udp;       /* udp.c: UDP interception on the listener's port number */
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
     struct kflow *kflows;  /* those flows, each with its core connection (uthash on conn) */
     struct kflow *kflow_by_tuple; /* the same flows, uthash on their tuple, for DESTROY */
@@ -105,6 +106,25 @@ static nstate *state_of(fwx_firewall *fw)
 {
     nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
     return st != NULL && st->magic == NSTATE_MAGIC ? st : NULL;
+}
+
+/* Does a loaded plugin hook fwx_Udp_Destination of any protocol (fwxAnyProtocol; without it a
+   plugin hears only of the protocols the policy binds it to, which are steered anyway)? Its
+   handler may attach a data filter to any UDP flow, which the kernel could not run: the policy's UDP protocols are then steered into
+   fwx from their first datagram (compile.c), as filter-bound ones are. */
+static bool udp_hooked(fwx_firewall *fw)
+{
+    for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next)
+        if ((fwx__list_entry(n, fwx__plugin, node)->hooks & (fwx_Udp_Destination | fwxAnyProtocol)) ==
+            (fwx_Udp_Destination | fwxAnyProtocol))
+            return true;
+    return false;
+}
+
+struct fwx__ct *fwx__nft_ct(fwx_firewall *fw)
+{
+    nstate *st = state_of(fw);
+    return st != NULL ? st->ct : NULL;
 }
 
 /* ---- small helpers ----------------------------------------------------------------------- */
@@ -407,6 +427,7 @@ static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port, uint16_
               "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr");
+    sb_printf(b, "%s", FWX_NFT_REFUSED_SETS);
     /* pol_nat before postrouting, which jumps to it (chains exist before rules either way). */
     sb_printf(b, "%s", FWX_NFT_PREROUTING FWX_NFT_PREROUTING_INTERCEPT_HEAD);
     if (icpt_port != 0)
@@ -543,6 +564,52 @@ static void kflow_end(nstate *st, kflow *k)
     free(k);
 }
 
+/* Drops new entries of f's tuple for FWX_NFT_REFUSED_SECS (rules.h: refused4/6). */
+static void refuse_tuple(nstate *st, const fwx__ct_flow *f)
+{
+    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], key[KEY_MAX], fa, fb;
+    if (!ip_text((const struct sockaddr *)&f->src, a, &fa) || !ip_text((const struct sockaddr *)&f->dst, b, &fb) ||
+        fa != fb)
+        return;
+    tuple_key(key, sizeof key, a, b, f->protocol == FWX_PROTOCOL_UDP ? 17 : 6, fwx__sa_port((const struct sockaddr *)&f->dst));
+    sbuf c = {0};
+    sb_printf(&c, "add element inet %s refused%c { %s timeout %us }\n", st->table, fa, key, (unsigned)FWX_NFT_REFUSED_SECS);
+    if (c.oom || run(st, c.p) != 0)
+        NLOG(st, FWX_LOG_WARN, "refusing %s: adding the element failed: %s", key, c.oom ? "out of memory" : st->err);
+    free(c.p);
+}
+
+/*
+ * A handler of the event (fwx_Udp_Destination, fwx_Connect_Tcp) attached a data filter to a
+ * flow the kernel already forwards: the kernel cannot run it, and carrying the flow without it
+ * would be a silent bypass. The flow is refused (the caller kills it) with a line naming the
+ * filter(s). Protocols the policy binds a filter to never get here: the compiled policy steers
+ * them into fwx from the first packet (compile.c, udp.c, intercept.c).
+ */
+static bool kernel_flow_filtered(nstate *st, IFWXConnection *c)
+{
+    fwx__conn *cc = fwx__conn_from(c);
+    if (cc->n_dfs == 0)
+        return false;
+    char names[256] = "", a[FWX__SA_STRLEN];
+    size_t at = 0;
+    for (size_t i = 0; i < cc->n_dfs && at + 1 < sizeof names; i++) {
+        const fwx__plugin *pl = cc->dfs[i].plugin;
+        int w = snprintf(names + at, sizeof names - at, "%s%s", i ? ", " : "",
+                         pl != NULL && pl->name != NULL ? pl->name : "the host's");
+        if (w < 0)
+            break;
+        at += (size_t)w < sizeof names - at ? (size_t)w : sizeof names - at - 1;
+    }
+    NLOG(st, FWX_LOG_WARN,
+         "connection %llu (%s to %s): %zu data filter(s) attached (plugin %s) to a flow the kernel forwards by the "
+         "policy; the kernel cannot run them: flow refused (bind the filter to the protocol in the policy so it is "
+         "intercepted from its first packet)",
+         (unsigned long long)cc->id, cc->protocol == FWX_PROTOCOL_UDP ? "UDP" : "TCP",
+         fwx__sa_fmt((const struct sockaddr *)&cc->ext_peer, a), cc->n_dfs, names);
+    return true;
+}
+
 /*
  * A primary connection the compiled policy let the kernel forward (its NEW event carries the
  * policy mark): the core hears of it as a kernel-mode primary connection of the client's NAT
@@ -583,10 +650,15 @@ static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
     cp.external_peer_len = fwx__sa_len(dst);
     IFWXConnection *c = NULL;
     kflow *k = NULL;
-    if (FWX_FAILED(fwx_connection_open(ps->s, &cp, &c)) || (k = calloc(1, sizeof *k)) == NULL) {
+    bool filtered = false;
+    if (FWX_SUCCEEDED(fwx_connection_open(ps->s, &cp, &c)))
+        filtered = kernel_flow_filtered(st, c);
+    if (c == NULL || filtered || (k = calloc(1, sizeof *k)) == NULL) {
         if (c != NULL)
             fwx_connection_close(c);
-        (void)fwx__ct_kill(st->ct, f); /* the core refused what the kernel let through */
+        if (filtered)
+            refuse_tuple(st, f); /* before the kill: the flow's next packet must not pass again */
+        (void)fwx__ct_kill(st->ct, f); /* the core refused (or wants filtered) what the kernel let through */
         psess_unref(st, ps);
         return;
     }
@@ -601,6 +673,7 @@ static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
 static void state_free(nstate *st)
 {
     fwx__nft_icpt_stop(st->listener);
+    fwx__nft_udp_stop(st->udp); /* before the conntrack handle its flows looked up with */
     if (st->ct != NULL)
         fwx__ct_close(st->ct);
     kflow *k, *tmp;
@@ -786,6 +859,17 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
     if (FWX_FAILED(fwx__nft_icpt_start(fw, &st->listener, &st->icpt)))
         NLOG(st, FWX_LOG_WARN, "interception listener unavailable: filter-bound protocols and user-mode secondary "
                                "connections will not be carried");
+    /* UDP on the same port number, so one `redirect to :port` serves both protocols. The
+       original destination of a UDP flow is read from conntrack (udp.c): without ctnetlink,
+       UDP flows that need user mode are not carried (said at each grant). */
+    if (st->icpt.port != 0 && st->feat.conntrack && st->feat.ct_events) {
+        fwx_result uhr = fwx__nft_udp_start(fw, st->icpt.port, &st->udp);
+        if (FWX_SUCCEEDED(uhr))
+            st->icpt.udp = true;
+        else
+            NLOG(st, FWX_LOG_WARN, "UDP interception unavailable (port %u: %s): UDP flows that need a data filter "
+                                   "will not be carried", (unsigned)st->icpt.port, fwx_strerror(uhr));
+    }
     sbuf r = {0};
     sb_printf(&r, "delete table inet %s\n", st->table); /* the closed one, in the same batch */
     ruleset_text(&r, st->table, st->icpt.port, st->icpt.port6);
@@ -936,16 +1020,22 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
     bool v6 = to->sa_family == AF_INET6;
     uint16_t lport = v6 ? st->icpt.port6 : st->icpt.port;
     char fam = v6 ? '6' : '4';
-    if (lport == 0 || g->protocol != FWX_PROTOCOL_TCP || (to->sa_family != AF_INET && !v6) ||
+    bool udp = g->protocol == FWX_PROTOCOL_UDP;
+    if (lport == 0 || (udp && (v6 || !st->icpt.udp)) || (to->sa_family != AF_INET && !v6) ||
         (g->kind != FWX_GRANT_PERMISSION && g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT)) {
-        NLOG(st, FWX_LOG_DEBUG, "%s %llu: user mode, not carried by this backend (TCP only, and a listener of the family)",
+        /* Nothing in the kernel lets the flow through either (forward policy drop): refused,
+           not bypassed. Said at warn level: the plugin asked for something that will not work. */
+        NLOG(st, FWX_LOG_WARN,
+             "%s %llu: needs user mode (a data filter, NO_KERNEL_MODE or a hook), which this backend cannot carry "
+             "here (TCP, and UDP over IPv4 with conntrack): its flows are dropped",
              kind_name(g->kind), (unsigned long long)g->id);
         return FWX_S_OK;
     }
+    int proto = udp ? 17 : 6;
     if (g->kind == FWX_GRANT_PERMISSION) {
         if (!ip_text((const struct sockaddr *)&g->client, a, &fa) || !ip_text(to, b, &fb) || fa != fb)
             return FWX_E_NOT_SUPPORTED;
-        tuple_key(key, sizeof key, a, b, 6, fwx__sa_port(to));
+        tuple_key(key, sizeof key, a, b, proto, fwx__sa_port(to));
         return add_elem(es, "user", fam, key, NULL);
     }
     if (fwx__sa_is_unspecified(to) || fwx__sa_port(to) == 0)
@@ -961,7 +1051,7 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
         return FWX_E_ADDRNOTAVAIL;
     for (size_t i = 0; i < ngw; i++) {
         /* To the listener on the same (local) address; SO_ORIGINAL_DST gives back the port. */
-        snprintf(key, sizeof key, "%.*s . 6 . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)fwx__sa_port(gw));
+        snprintf(key, sizeof key, "%.*s . %d . %u", INET6_ADDRSTRLEN - 1, gws[i], proto, (unsigned)fwx__sa_port(gw));
         snprintf(data, sizeof data, "%.*s . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)lport);
         fwx_result hr = add_elem(es, "dnat", fam, key, data);
         if (FWX_FAILED(hr))
@@ -970,14 +1060,16 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
     return FWX_S_OK;
 }
 
-bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, struct sockaddr_storage *target)
+bool fwx__nft_user_port_target(fwx_firewall *fw, int32_t protocol, const struct sockaddr *gw,
+                               struct sockaddr_storage *target)
 {
     nstate *st = state_of(fw);
     if (st == NULL)
         return false;
     for (size_t i = 0; i < st->n; i++) {
         const fwx_grant *g = &st->grants[i].g;
-        if (!st->grants[i].user || (g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT) ||
+        if (!st->grants[i].user || g->protocol != protocol ||
+            (g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT) ||
             fwx__sa_port((const struct sockaddr *)&g->gateway) != fwx__sa_port(gw) ||
             (!fwx__sa_is_unspecified((const struct sockaddr *)&g->gateway) &&
              !fwx__sa_same_ip((const struct sockaddr *)&g->gateway, gw)))
@@ -1130,6 +1222,7 @@ fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy)
     fwx__nft_uncompile(f, st->table, &st->comp);
     fwx__nft_compiled next = {0};
     next.gen = ++st->next_gen;
+    st->icpt.udp_hooked = udp_hooked(st->fw);
     int rc = policy != NULL ? fwx__nft_compile(f, st->table, policy, next.gen, &st->icpt, &next) : 0;
     if (fclose(f) != 0 || rc != 0 || buf == NULL) {
         free(buf);

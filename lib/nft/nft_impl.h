@@ -81,6 +81,8 @@ typedef struct fwx__nft_intercept {
     uint16_t port;  /* the IPv4 listener's port, 0 if none */
     uint16_t port6; /* the IPv6 listener's port, 0 if none (no IPv6 here) */
     uint32_t own_mark;
+    bool udp;       /* UDP is intercepted too: fwx__nft_udp_start got the same port number */
+    bool udp_hooked; /* a plugin hooks fwx_Udp_Destination: every UDP protocol counts as filter-bound */
 } fwx__nft_intercept;
 
 /* Appends to f the commands that replace the compiled policy: first fwx__nft_uncompile of the
@@ -109,11 +111,27 @@ fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx
    the proxy backend would, so the filter's secondary connections can still be kernel
    elements. FWX_E_ADDRINUSE / FWX_E_ADDRNOTAVAIL / FWX_E_NOT_SUPPORTED (not TCP). */
 fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, struct fwx__nft_icpt **out);
-/* For a connection redirected into the listener at gateway address:port `gw`: the target of the
-   user-mode bound or redirect port there (nft.c), or false. */
-bool fwx__nft_user_port_target(fwx_firewall *fw, const struct sockaddr *gw, struct sockaddr_storage *target);
+/* For a flow of `protocol` redirected into the listener at gateway address:port `gw`: the target
+   of the user-mode bound or redirect port there (nft.c), or false. */
+bool fwx__nft_user_port_target(fwx_firewall *fw, int32_t protocol, const struct sockaddr *gw,
+                               struct sockaddr_storage *target);
 /* Closes the listener and aborts the connections it carries. NULL is harmless. */
 void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
+
+/* ---- UDP interception (udp.c) ---- */
+
+/* The UDP socket on `port` (the TCP listener's port number, IPv4) that REDIRECTed UDP flows
+   reach: each flow's original destination is read from conntrack, the flow admitted through
+   the core (a user-mode grant, or a primary fwx_Udp_Destination connection) and relayed from
+   the gateway through its data filters (lib/usermode/dgram.c). FWX_E_ADDRINUSE,
+   FWX_E_BACKEND, FWX_E_OUTOFMEMORY. */
+struct fwx__nft_udp;
+fwx_result fwx__nft_udp_start(fwx_firewall *fw, uint16_t port, struct fwx__nft_udp **out);
+/* Ends every flow (their connections close) and the socket. NULL is harmless. */
+void fwx__nft_udp_stop(struct fwx__nft_udp *u);
+/* The backend's conntrack handle (nft.c), NULL without conntrack events. */
+struct fwx__ct;
+struct fwx__ct *fwx__nft_ct(fwx_firewall *fw);
 
 /* ---- redirect records across processes, local redirection (local.c) ---- */
 

@@ -22,6 +22,11 @@
  * on time even if fwx is gone.
  *
  *   pub4/pub6, pubok4/6, pubmasq4/6   publishing rules (listen): DNAT, forward accept, masquerade
+ *   user4/user6    set  client . target . l4proto . port   user-mode permissions: REDIRECTed to
+ *                                                           fwx's listener (TCP: intercept.c; UDP,
+ *                                                           IPv4: udp.c, same port number)
+ *   refused4/6     set  client . target . l4proto . port   policy-forwarded flows the core refused
+ *                                                           after the fact (FWX_NFT_REFUSED_SETS)
  *
  * The policy (compile.c) lives in the regular chains pol_net, pol_rules, pol_nat and intercept
  * and in generation-named sets (N<gen>_*, G<gen>_*, P<gen>_*, I<gen>), all replaced in one
@@ -107,14 +112,25 @@
     "  chain prerouting_intercept {\n"                                                                        \
     "    type nat hook prerouting priority dstnat - 10; policy accept;\n"
 #define FWX_NFT_PREROUTING_INTERCEPT_USER_FMT                                                                  \
-    "    meta l4proto tcp " FWX_NFT_TUPLE("ip") " @user4 redirect to :%u"                                         \
-    " comment \"user-mode permissions: a data filter or NO_KERNEL_MODE\"\n"
+    "    meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @user4 redirect to :%u"                               \
+    " comment \"user-mode permissions: a data filter or NO_KERNEL_MODE (UDP: udp.c, same port number)\"\n"
 #define FWX_NFT_PREROUTING_INTERCEPT_USER6_FMT                                                                 \
     "    meta l4proto tcp " FWX_NFT_TUPLE("ip6") " @user6 redirect to :%u"                                        \
     " comment \"user-mode permissions (IPv6)\"\n"
 #define FWX_NFT_PREROUTING_INTERCEPT_TAIL                                                                      \
     "    jump intercept\n"                                                                                    \
     "  }\n"
+
+/* Flows the policy let the kernel forward but the core refused after the fact (nft.c,
+   kernel_flow_filtered: a handler attached a data filter the kernel cannot run). Their conntrack
+   entry is killed; an element here (client . target . l4proto . port, timed) drops the new
+   entry the flow's next packet would make, which the policy would otherwise forward again. */
+#define FWX_NFT_REFUSED_SECS 120
+#define FWX_NFT_REFUSED_SETS                                                                                   \
+    "  set refused4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags timeout; size 65536;\n"      \
+    "    comment \"flows refused after the kernel forwarded their first packet\"; }\n"                        \
+    "  set refused6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout; size 65536;\n"      \
+    "    comment \"the same, IPv6\"; }\n"
 
 /* forward, filter: what may pass the gateway. */
 #define FWX_NFT_FORWARD                                                                                        \
@@ -136,6 +152,8 @@
     " ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"                                                   \
     "    ct state new ct status dnat ip daddr . meta l4proto . th dport @pubok4 accept\n"                       \
     "    ct state new ct status dnat ip6 daddr . meta l4proto . th dport @pubok6 accept\n"                      \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @refused4 drop\n"                      \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @refused6 drop\n"                     \
     "    ct state new jump pol_net\n"                                                                         \
     "  }\n"                                                                                                   \
     "  chain pol_net {\n"                                                                                      \
