@@ -209,14 +209,14 @@ FWX_API fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockadd
  *   authentication off again.
  * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (another backend), FWX_E_INVALIDARG (the file is
  *   unreadable, malformed or readable by others; logged with file:line).
- * [loop-thread] @since 1.2
+ * [loop-thread] @since 1.1
  */
 FWX_API fwx_result fwx_proxy_socks_set_users(fwx_firewall *fw, const char *path);
 
 /**
  * Checks a credentials file for fwx_proxy_socks_set_users() without a firewall (for a
  * configuration check). @param err receives "" or the reason with file:line. [any-thread]
- * @return FWX_S_OK, FWX_E_POINTER, FWX_E_INVALIDARG. @since 1.2
+ * @return FWX_S_OK, FWX_E_POINTER, FWX_E_INVALIDARG. @since 1.1
  */
 FWX_API fwx_result fwx_proxy_socks_users_check(const char *path, char *err, size_t errlen);
 

@@ -156,7 +156,7 @@ FWX_API fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options 
  * local_addresses does not name (issue 16, item 5). Calling it again is harmless.
  * [loop-thread]
  * @return FWX_S_OK, FWX_E_POINTER, FWX_E_OUTOFMEMORY, FWX_E_FAIL (getifaddrs failed; logged).
- * @since 1.2
+ * @since 1.1
  */
 FWX_API fwx_result fwx_firewall_track_local_addresses(fwx_firewall *fw);
 
@@ -233,7 +233,7 @@ typedef struct fwx_object_info {
     const char *owner;               /**< grant: the plugin that asked ("" if unknown); session: the user; plugin: its path */
     int32_t kernel_mode;             /**< connection or grant: nonzero when the kernel carries it, not fwx's user-mode path */
     /** plugin: its filter's class id (what a policy's `filters` may name); grant: the protocol
-        definition it was made for. @since 1.2, appended: read it only when struct_size covers it. */
+        definition it was made for. @since 1.1, appended: read it only when struct_size covers it. */
     fwx_guid guid;
 } fwx_object_info;
 
@@ -323,7 +323,7 @@ FWX_API fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy)
  * @param err may be NULL; on failure names the file, the line, the key and what to write
  *   instead (the plugins that are loaded, the addresses the host has).
  * @return FWX_S_OK; FWX_E_CONFIG; FWX_E_POINTER.
- * @since 1.2
+ * @since 1.1
  */
 FWX_API fwx_result fwx_firewall_check_policy(fwx_firewall *fw, const fwx_policy *policy, fwx_config_error *err);
 
