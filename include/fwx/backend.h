@@ -197,6 +197,49 @@ FWX_API fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name);
  */
 FWX_API fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr, uint32_t len);
 
+/**
+ * Caps on what SOCKS clients may hold at once, per client address and in all. A refusal is
+ * answered in SOCKS (a connection over its cap gets method 0xFF, "no acceptable methods"; a
+ * request over a per-client cap reply 2, "connection not allowed by ruleset"; over a global
+ * cap reply 1, "general SOCKS server failure") and logged at warn naming the client and the
+ * cap. Each per-client cap must be at most half its global cap, so that a client at its cap
+ * never starves the others.
+ * @since 1.2
+ */
+typedef struct fwx_socks_limits {
+    /** sizeof(fwx_socks_limits); set by fwx_socks_limits_init(). */
+    uint32_t struct_size;
+    /** SOCKS control connections open per client address (negotiating, or holding a BIND or
+        a UDP association; a CONNECT's relay no longer counts). Default 32. */
+    uint32_t connections_per_client;
+    /** BINDs waiting for their connection, per client address. Default 8. */
+    uint32_t binds_per_client;
+    /** UDP associations per client address. Default 8. */
+    uint32_t udp_per_client;
+    /** CONNECTs by host name being resolved, per client address. Default 4. */
+    uint32_t pending_per_client;
+    /** The same in all. Defaults: connections a quarter of the descriptor limit
+        (RLIMIT_NOFILE) and at most 4096; binds and UDP associations an eighth, at most 1024;
+        name look-ups 64. Each default is at least twice its per-client cap's default. */
+    uint32_t connections;
+    uint32_t binds;
+    uint32_t udp;
+    uint32_t pending;
+} fwx_socks_limits;
+
+/** Fills *limits with the defaults above (for this process's descriptor limit). [any-thread] */
+FWX_API void fwx_socks_limits_init(fwx_socks_limits *limits);
+
+/**
+ * Sets the caps of the firewall's SOCKS listeners; clients already holding more keep what they
+ * hold. [loop-thread]
+ * @param limits borrowed; zero fields take their defaults.
+ * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (the backend is not "proxy"), FWX_E_INVALIDARG (NULL,
+ *   a bad struct_size, or a per-client cap over half its global cap; logged).
+ * @since 1.2
+ */
+FWX_API fwx_result fwx_proxy_socks_set_limits(fwx_firewall *fw, const fwx_socks_limits *limits);
+
 /** The firewall's backend state, or NULL (for a backend's own helpers). */
 FWX_API void *fwx_firewall_backend_state(fwx_firewall *fw);
 

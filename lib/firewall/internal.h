@@ -209,6 +209,7 @@ struct fwx__session {
     fwx__attachment *att;
     size_t n_att;
     uint32_t n_permissions, n_ports;
+    bool warned_perm_cap; /* the cap's warn line is said once a session (engine.c) */
 };
 
 static inline fwx__session *fwx__session_from(IFWXSession *s)

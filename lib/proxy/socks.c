@@ -74,6 +74,7 @@ struct socks_client {
     udp_port *udp;
     struct sockaddr_storage udp_client; /* where the client's datagrams come from */
     bool have_udp_client;
+    fwx__socks_hold hold; /* what it counts against its client's caps (socks_caps.c) */
     int closing; /* handles still to close */
 };
 
@@ -132,6 +133,7 @@ static void client_close(socks_client *c)
     bool lookup = c->gai_pending;
     if (lookup)
         (void)uv_cancel((uv_req_t *)&c->gai);
+    fwx__socks_caps_put_all(&st->socks_caps, &c->hold);
     if (c->bind_conn != NULL) {
         fwx_connection_close(c->bind_conn); /* the client bind and its grant go */
         c->bind_conn = NULL;
@@ -227,6 +229,20 @@ static int rep_for(fwx_result hr)
     }
 }
 
+/* Counts one of kind against the client's caps; refuses the request (and logs which cap) if
+   it is over one: reply 2 for the client's own cap, 1 for the gateway's (issue 16, item 8). */
+static bool take_cap(socks_client *c, int kind, const char *what)
+{
+    char why[160], msg[200];
+    bool global = false;
+    if (fwx__socks_caps_take(c->st->fw, &c->st->socks_caps, &c->hold, (struct sockaddr *)&c->peer, kind, why,
+                             sizeof why, &global))
+        return true;
+    snprintf(msg, sizeof msg, "%s: %s", what, why);
+    refuse(c, global ? REP_FAILURE : REP_NOT_ALLOWED, msg);
+    return false;
+}
+
 /* Takes the client's socket out of its handle, for a relay. */
 static int take_fd(socks_client *c)
 {
@@ -318,6 +334,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     socks_client *c = req->data;
     c->gai_pending = false;
+    fwx__socks_caps_put(&c->st->socks_caps, &c->hold, FWX__SOCKS_PENDING);
     if (c->state == S_DONE) {
         /* The negotiation ended while we looked the name up: this was the last thing its close
            waited for (or one of them). */
@@ -682,6 +699,8 @@ static void start_request(socks_client *c)
         snprintf(portbuf, sizeof portbuf, "%u", ntohs(port));
         c->dst.ss_family = AF_INET;
         fwx__sa_set_port((struct sockaddr *)&c->dst, ntohs(port));
+        if (!take_cap(c, FWX__SOCKS_PENDING, "CONNECT by name"))
+            return;
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
         c->gai.data = c;
         c->state = S_RESOLVING;
@@ -694,9 +713,9 @@ static void start_request(socks_client *c)
     }
     if (cmd == 1)
         do_connect(c);
-    else if (cmd == 2)
+    else if (cmd == 2 && take_cap(c, FWX__SOCKS_BIND, "BIND"))
         do_bind(c);
-    else
+    else if (cmd == 3 && take_cap(c, FWX__SOCKS_UDP, "UDP ASSOCIATE"))
         do_udp_associate(c);
 }
 
@@ -763,6 +782,19 @@ static void on_accept(uv_stream_t *server, int status)
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
         uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &pl) != 0 ||
         uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &ll) != 0) {
+        client_close(c);
+        return;
+    }
+    char why[160];
+    bool global = false;
+    if (!fwx__socks_caps_take(st->fw, &st->socks_caps, &c->hold, (struct sockaddr *)&c->peer, FWX__SOCKS_CONN, why,
+                              sizeof why, &global)) {
+        /* Before the greeting: "no acceptable methods" is the refusal a client reads here. */
+        static const uint8_t no_method[2] = {5, 0xff};
+        int fd;
+        log_client(c, "connection: %s, refused", why);
+        if (client_fd(c, &fd))
+            (void)send(fd, no_method, sizeof no_method, MSG_NOSIGNAL);
         client_close(c);
         return;
     }
