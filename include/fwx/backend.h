@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 /** The newest backend struct version this header describes. */
-#define FWX_BACKEND_VERSION 2
+#define FWX_BACKEND_VERSION 3
 
 /** Kinds of grant. */
 typedef enum fwx_grant_kind {
@@ -149,6 +149,19 @@ typedef struct fwx_backend {
      * @since backend version 2
      */
     fwx_result (*policy_changed)(void *state, const fwx_policy *policy);
+
+    /* ---- version 3 ---- */
+
+    /**
+     * Removes several grants at once, as if by grant_remove for each, but in one step: the
+     * core calls it when a session ends, so that none of the session's permissions outlives
+     * the others by the time the end is reported (the nft backend deletes the elements in one
+     * kernel transaction, where one per grant cost ~0.6 ms each). @p ids borrowed for the call.
+     * Optional: without it the core calls grant_remove for each. @return FWX_S_OK, or a
+     * failure that is logged (the grants are gone from the core all the same).
+     * @since backend version 3
+     */
+    fwx_result (*grant_remove_many)(void *state, const uint64_t *ids, size_t n);
 } fwx_backend;
 
 /**

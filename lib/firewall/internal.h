@@ -134,6 +134,8 @@ void fwx__publish_forget(fwx_firewall *fw);
 /* ---- backend (lib/backend) ------------------------------------------------------------ */
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g);
 void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g);
+/* The same for several grants in one step (a session's end: backend version 3). */
+void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n);
 /* Hands c to the backend. A connection with data filters that nothing can run (no backend
    relays, and the host did not say it does) is refused: FWX_E_NOT_SUPPORTED, logged, c
    terminated. A backend's failure: FWX_E_BACKEND, c terminated. */
