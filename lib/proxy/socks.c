@@ -83,16 +83,18 @@ static void do_udp_associate(socks_client *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
-static void log_client(socks_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void log_client(socks_client *c, const char *fmt, ...)
+static void log_client_at(socks_client *c, fwx_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_client_at(socks_client *c, fwx_log_level level, const char *fmt, ...)
 {
     char a[FWX__SA_STRLEN], msg[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fwx_firewall_log(c->st->fw, FWX_LOG_WARN, "socks client %s: %s", fwx__sa_fmt((struct sockaddr *)&c->peer, a), msg);
+    fwx_firewall_log(c->st->fw, level, "socks client %s: %s", fwx__sa_fmt((struct sockaddr *)&c->peer, a), msg);
 }
+#define log_client(c, ...) log_client_at((c), FWX_LOG_WARN, __VA_ARGS__)
 
 /* ---- closing ---------------------------------------------------------------------------------- */
 
@@ -238,8 +240,16 @@ static bool take_cap(socks_client *c, int kind, const char *what)
     if (fwx__socks_caps_take(c->st->fw, &c->st->socks_caps, &c->hold, (struct sockaddr *)&c->peer, kind, why,
                              sizeof why, &global))
         return true;
-    snprintf(msg, sizeof msg, "%s: %s", what, why);
-    refuse(c, global ? REP_FAILURE : REP_NOT_ALLOWED, msg);
+    int rep = global ? REP_FAILURE : REP_NOT_ALLOWED, fd;
+    uint32_t quiet;
+    fwx_log_level lv = fwx__socks_caps_log_level(&c->st->socks_caps, kind, &quiet);
+    msg[0] = '\0';
+    if (quiet)
+        snprintf(msg, sizeof msg, " (%u more refused at this cap since the last line)", quiet);
+    log_client_at(c, lv, "%s: %s, refused (reply %d)%s", what, why, rep, msg);
+    if (client_fd(c, &fd))
+        (void)send_reply_fd(fd, rep, NULL);
+    client_close(c);
     return false;
 }
 
@@ -792,7 +802,12 @@ static void on_accept(uv_stream_t *server, int status)
         /* Before the greeting: "no acceptable methods" is the refusal a client reads here. */
         static const uint8_t no_method[2] = {5, 0xff};
         int fd;
-        log_client(c, "connection: %s, refused", why);
+        uint32_t quiet;
+        fwx_log_level lv = fwx__socks_caps_log_level(&st->socks_caps, FWX__SOCKS_CONN, &quiet);
+        char more[80] = "";
+        if (quiet)
+            snprintf(more, sizeof more, " (%u more refused at this cap since the last line)", quiet);
+        log_client_at(c, lv, "connection: %s, refused%s", why, more);
         if (client_fd(c, &fd))
             (void)send(fd, no_method, sizeof no_method, MSG_NOSIGNAL);
         client_close(c);

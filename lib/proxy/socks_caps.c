@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 struct fwx__socks_holder {
     struct sockaddr_storage addr; /* port 0 */
@@ -151,6 +152,22 @@ bool fwx__socks_caps_take(fwx_firewall *fw, fwx__socks_caps *caps, fwx__socks_ho
     }
     fwx__socks_caps_put(caps, hold, -1); /* frees a fresh entry that holds nothing */
     return false;
+}
+
+fwx_log_level fwx__socks_caps_log_level(fwx__socks_caps *caps, int kind, uint32_t *quiet)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1; /* never 0 */
+    if (caps->warned_ms[kind] != 0 && now - caps->warned_ms[kind] < 1000) {
+        caps->quiet[kind]++;
+        *quiet = 0;
+        return FWX_LOG_DEBUG;
+    }
+    caps->warned_ms[kind] = now;
+    *quiet = caps->quiet[kind];
+    caps->quiet[kind] = 0;
+    return FWX_LOG_WARN;
 }
 
 void fwx__socks_caps_put(fwx__socks_caps *caps, fwx__socks_hold *hold, int kind)

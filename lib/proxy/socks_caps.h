@@ -25,6 +25,8 @@ typedef struct fwx__socks_caps {
     uint32_t per_client[FWX__SOCKS_KINDS];
     uint32_t total[FWX__SOCKS_KINDS];
     uint32_t in_use[FWX__SOCKS_KINDS];
+    uint64_t warned_ms[FWX__SOCKS_KINDS]; /* when a refusal of this kind was last said at warn */
+    uint32_t quiet[FWX__SOCKS_KINDS];     /* refusals said at debug since */
     fwx__socks_holder *buckets[64];
 } fwx__socks_caps;
 
@@ -38,6 +40,10 @@ typedef struct fwx__socks_hold {
    refused (its config name and value) into why; *global tells whether the global cap did. */
 bool fwx__socks_caps_take(fwx_firewall *fw, fwx__socks_caps *caps, fwx__socks_hold *hold,
                           const struct sockaddr *addr, int kind, char *why, size_t whylen, bool *global);
+/* The level to log a refusal of kind at: warn at most once a second a kind (a flood of
+   refusals must not flood the log), else debug; *quiet gets how many went at debug since the
+   last warn line. */
+fwx_log_level fwx__socks_caps_log_level(fwx__socks_caps *caps, int kind, uint32_t *quiet);
 /* Gives back one of kind (if held). */
 void fwx__socks_caps_put(fwx__socks_caps *caps, fwx__socks_hold *hold, int kind);
 /* Gives back everything the connection holds. */
