@@ -214,8 +214,8 @@ FWX_API fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockadd
  * Caps on what SOCKS clients may hold at once, per client address and in all. A refusal is
  * answered in SOCKS (a connection over its cap gets method 0xFF, "no acceptable methods"; a
  * request over a per-client cap reply 2, "connection not allowed by ruleset"; over a global
- * cap reply 1, "general SOCKS server failure") and logged at warn naming the client and the
- * cap. Each per-client cap must be at most half its global cap, so that a client at its cap
+ * cap reply 1, "general SOCKS server failure") and logged naming the client and the cap: at
+ * warn at most once a second per kind of cap, the rest at debug (counted in the next warn line). Each per-client cap must be at most half its global cap, so that a client at its cap
  * never starves the others.
  * @since 1.2
  */
