@@ -8,7 +8,8 @@
   which cap refused (FWX_E_QUOTA_EXCEEDED) once, naming the config key.
 - gateway.socks_limits: client A holds BINDs up to binds_per_client; its next BIND gets SOCKS
   reply 2 and a warn line naming the client and the cap; client B still gets its BIND and a
-  CONNECT. A client over connections_per_client gets method 0xFF.
+  CONNECT. A client over connections_per_client gets method 0xFF; a third client over the
+  gateway's cap in all (binds) gets reply 1.
 SPDX-License-Identifier: MIT
 """
 import os
@@ -20,6 +21,7 @@ from gwtest import (CLIENT_IP, GW_IP, IO_TIMEOUT, SERVER_IP, EchoServer, Gateway
                     main, program)
 
 OTHER_CLIENT_IP = "127.0.0.4"
+THIRD_CLIENT_IP = "127.0.0.5"
 
 
 class FtpServer:
@@ -156,7 +158,7 @@ def socks_caps(tmp):
     cfg = os.path.join(tmp, "socks.cfg")
     with open(cfg, "w") as f:
         f.write('gateway = { loopback_hosts = true; socks = "%s:%d";\n'
-                '  socks_limits = { binds_per_client = 2; binds = 8; connections_per_client = 4; connections = 16; }; };\n'
+                '  socks_limits = { binds_per_client = 2; binds = 4; connections_per_client = 4; connections = 16; }; };\n'
                 'rules = ( { name = "all"; action = "allow"; from = [ "localhost", "external" ];'
                 ' to = [ "localhost", "external" ]; protocols = [ "all" ]; } );\n' % (GW_IP, port))
     gw = Gateway(tmp, ["--config", cfg], name="gateway-socks")
@@ -180,6 +182,17 @@ def socks_caps(tmp):
     c.sendall(b"ping\n")
     check(recv_exact(c, 5) == b"ping\n", "client B's CONNECT does not relay")
     c.close()
+    # The gateway's own cap (binds = 4): B's second BIND takes the last; C's is refused with
+    # reply 1. A second on: the warn line of a kind is said at most once a second.
+    b2, rep = socks_request(OTHER_CLIENT_IP, port, 2, "127.0.0.3", 0)
+    check(rep == 0, "second BIND of client B (the gateway's fourth): reply %d, want 0" % rep)
+    threading.Event().wait(1.1)
+    s, rep = socks_request(THIRD_CLIENT_IP, port, 2, "127.0.0.3", 0)
+    check(rep == 1, "BIND of client C over the gateway's cap of 4: reply %d, want 1 (general failure)" % rep)
+    s.close()
+    gw.wait_log("BIND: the gateway is at its cap of 4 binds in all (socks_limits.binds), refused (reply 1)",
+                what="the global BIND cap's warn line")
+    b2.close()
     b.close()
     # Client A's control connections: 2 held BINDs + 2 negotiating reach its cap of 4.
     extra = [socks_hello(CLIENT_IP, port) for _ in range(2)]
