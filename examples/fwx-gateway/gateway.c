@@ -32,6 +32,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "limits.h"
+
 #ifndef FWX_PLUGIN_DIR
 #define FWX_PLUGIN_DIR "/usr/local/lib/fwx/plugins"
 #endif
@@ -69,6 +71,7 @@ typedef struct settings {
     char backend[8]; /* "proxy", "nft" or "auto" */
     local_redirect redirects[MAX_LOCAL_REDIRECTS];
     int n_redirects;
+    gw_limits limits; /* limits.c */
 } settings;
 
 static struct {
@@ -294,7 +297,8 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     }
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
-                                  "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users"};
+                                  "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users",
+                                  GW_LIMITS_KEYS};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -312,7 +316,12 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     } while (0)
         if (j == sizeof known / sizeof known[0])
             BAD("unknown key");
-        if (strcmp(k, "name") == 0) {
+        char lm[256];
+        int lim = gw_limits_parse(k, e, &s->limits, lm, sizeof lm);
+        if (lim < 0)
+            BAD("%s", lm);
+        if (lim > 0) {
+        } else if (strcmp(k, "name") == 0) {
             if (str == NULL || !*str || strlen(str) >= sizeof s->name)
                 BAD("must be a non-empty string of at most %zu characters", sizeof s->name - 1);
             snprintf(s->name, sizeof s->name, "%s", str);
@@ -843,6 +852,7 @@ int main(int argc, char **argv)
     o.loopback_hosts = g.cfg.loopback_hosts;
     o.kernel_end_on_close = g.cfg.kernel_end_on_close;
     o.kernel_open_on_stop = g.cfg.open_on_stop;
+    gw_limits_options(&g.cfg.limits, &o);
     if (g.cfg.port_min) {
         o.port_min = (uint16_t)g.cfg.port_min;
         o.port_max = (uint16_t)g.cfg.port_max;
@@ -912,7 +922,11 @@ int main(int argc, char **argv)
     if (status == 0 && g.cfg.socks[0] != '\0') {
         struct sockaddr_storage sa;
         parse_addr(g.cfg.socks, &sa, 1);
-        fwx_result hr = fwx_proxy_socks_listen(g.fw, (struct sockaddr *)&sa,
+        fwx_result hr = FWX_S_OK;
+        if (g.cfg.limits.socks.struct_size != 0 && FWX_FAILED(hr = fwx_proxy_socks_set_limits(g.fw, &g.cfg.limits.socks)))
+            fprintf(stderr, "fwx-gateway: socks_limits: %s\n", fwx_strerror(hr));
+        else
+            hr = fwx_proxy_socks_listen(g.fw, (struct sockaddr *)&sa,
                                                sa.ss_family == AF_INET ? sizeof(struct sockaddr_in)
                                                                        : sizeof(struct sockaddr_in6));
         if (FWX_FAILED(hr)) {

@@ -174,6 +174,33 @@ void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g)
                  (unsigned long long)g->pub.id, fwx_strerror(hr));
 }
 
+void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n)
+{
+    const fwx_backend *b = fw->backend;
+    if (b == NULL || b->version < 3 || b->grant_remove_many == NULL) {
+        for (size_t i = 0; i < n; i++)
+            fwx__backend_grant_remove(fw, gs[i]);
+        return;
+    }
+    uint64_t *ids = malloc(n * sizeof *ids);
+    if (ids == NULL) {
+        for (size_t i = 0; i < n; i++)
+            fwx__backend_grant_remove(fw, gs[i]);
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (gs[i]->installed) {
+            gs[i]->installed = false;
+            ids[k++] = gs[i]->pub.id;
+        }
+    fwx_result hr = k > 0 ? b->grant_remove_many(fw->backend_state, ids, k) : FWX_S_OK;
+    if (FWX_FAILED(hr))
+        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing %zu grants at once failed: %s", b->name, k,
+                 fwx_strerror(hr));
+    free(ids);
+}
+
 fwx_result fwx__backend_relay(fwx_firewall *fw, fwx__conn *c)
 {
     if (fw->backend == NULL || fw->backend->relay == NULL) {

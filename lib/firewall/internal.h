@@ -140,6 +140,8 @@ void fwx__publish_forget(fwx_firewall *fw);
 /* ---- backend (lib/backend) ------------------------------------------------------------ */
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g);
 void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g);
+/* The same for several grants in one step (a session's end: backend version 3). */
+void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n);
 /* Hands c to the backend. A connection with data filters that nothing can run (no backend
    relays, and the host did not say it does) is refused: FWX_E_NOT_SUPPORTED, logged, c
    terminated. A backend's failure: FWX_E_BACKEND, c terminated. */
@@ -215,6 +217,7 @@ struct fwx__session {
     fwx__attachment *att;
     size_t n_att;
     uint32_t n_permissions, n_ports;
+    bool warned_perm_cap; /* the cap's warn line is said once a session (engine.c) */
 };
 
 static inline fwx__session *fwx__session_from(IFWXSession *s)

@@ -6,6 +6,7 @@
  *   with FWX_E_NOT_SUPPORTED and one line when we may not change the network or the kernel
  *   lacks a required feature, so the host can fall back to the "proxy" backend;
  * - grant_add / grant_remove: one atomic batch of element additions or deletions per call;
+ *   grant_remove_many (a session's end): one batch for all the grants;
  * - close: replace the table by a closed one that drops every forwarded packet (or, with
  *   kernel_open_on_stop, delete it), and say so in one line.
  *
@@ -1207,6 +1208,50 @@ static fwx_result n_grant_remove(void *state, uint64_t id)
     return FWX_S_OK;
 }
 
+/* A session's end: every element of its grants in one transaction (issue 16, item 11). One
+   batch per grant cost ~0.6 ms each, so the last of 9,850 permissions was still usable 6 s
+   after the first was withdrawn. An element two of these grants share is deleted once (with
+   the last of them); one no other grant shares is deleted. If the batch fails (an element the
+   kernel already dropped), each line is tried alone, "No such file" ignored. */
+static fwx_result n_grant_remove_many(void *state, const uint64_t *ids, size_t n)
+{
+    nstate *st = state;
+    sbuf b = {0};
+    size_t lines = 0;
+    for (size_t k = 0; k < n; k++) {
+        ngrant *ng = grant_find(st, ids[k]);
+        if (ng == NULL)
+            continue;
+        for (size_t i = 0; i < ng->n; i++) {
+            if (ng->el[i].gone || elem_shared(st, ng, &ng->el[i]))
+                continue;
+            sb_printf(&b, "delete element inet %s %s { %s }\n", st->table, ng->el[i].set, ng->el[i].key);
+            lines++;
+        }
+        free(ng->el);
+        *ng = st->grants[--st->n];
+    }
+    if (b.oom) {
+        free(b.p);
+        return FWX_E_OUTOFMEMORY;
+    }
+    if (lines > 0 && run(st, b.p) != 0) {
+        NLOG(st, FWX_LOG_DEBUG, "%zu grants: the batch delete failed (%s); deleting one by one", n, st->err);
+        for (char *line = b.p, *nl; line != NULL && *line; line = nl) {
+            char cmd[KEY_MAX + TABLE_MAX + 64];
+            nl = strchr(line, '\n');
+            size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
+            if (nl)
+                nl++;
+            snprintf(cmd, sizeof cmd, "%.*s", (int)len, line);
+            if (run(st, cmd) != 0 && strstr(st->err, "No such file") == NULL)
+                NLOG(st, FWX_LOG_WARN, "deleting an element failed: %s", st->err);
+        }
+    }
+    free(b.p);
+    return FWX_S_OK;
+}
+
 /* ---- the policy ---------------------------------------------------------------------------- */
 
 fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy)
@@ -1534,13 +1579,14 @@ const fwx__nft_features *fwx__nft_features_of(fwx_firewall *fw)
 }
 
 const fwx_backend fwx__nft_backend = {
-    .version = 2,
+    .version = 3,
     .name = "nft",
     .app_data = NULL,
     .open = n_open,
     .close = n_close,
     .grant_add = n_grant_add,
     .grant_remove = n_grant_remove,
+    .grant_remove_many = n_grant_remove_many,
     .listen = n_listen,
     .unlisten = n_unlisten,
     .relay = n_relay,

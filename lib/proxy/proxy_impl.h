@@ -7,6 +7,7 @@
 
 #include <fwx/fwx.h>
 
+#include "proxy/socks_caps.h"
 #include "usermode/usermode.h"
 #include "util/util.h"
 
@@ -102,6 +103,7 @@ struct pstate {
     udp_flow *flow_by_conn;  /* and a UDP flow likewise (udp.c) */
     uint64_t udp_idle_ms;    /* a UDP flow ends after this long without a datagram */
     socks_client *clients;   /* SOCKS5 clients still negotiating (socks.c) */
+    fwx__socks_caps socks_caps; /* what SOCKS clients hold (socks_caps.c) */
     unsigned handles; /* libuv handles and relays still closing */
     bool closing;
     bool warned_transparent;

@@ -78,6 +78,7 @@ struct socks_client {
     udp_port *udp;
     struct sockaddr_storage udp_client; /* where the client's datagrams come from */
     bool have_udp_client;
+    fwx__socks_hold hold; /* what it counts against its client's caps (socks_caps.c) */
     int closing; /* handles still to close */
 };
 
@@ -86,16 +87,18 @@ static void do_udp_associate(socks_client *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
 
-static void log_client(socks_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void log_client(socks_client *c, const char *fmt, ...)
+static void log_client_at(socks_client *c, fwx_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_client_at(socks_client *c, fwx_log_level level, const char *fmt, ...)
 {
     char a[FWX__SA_STRLEN], msg[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    fwx_firewall_log(c->st->fw, FWX_LOG_WARN, "socks client %s: %s", fwx__sa_fmt((struct sockaddr *)&c->peer, a), msg);
+    fwx_firewall_log(c->st->fw, level, "socks client %s: %s", fwx__sa_fmt((struct sockaddr *)&c->peer, a), msg);
 }
+#define log_client(c, ...) log_client_at((c), FWX_LOG_WARN, __VA_ARGS__)
 
 /* ---- closing ---------------------------------------------------------------------------------- */
 
@@ -136,6 +139,7 @@ static void client_close(socks_client *c)
     bool lookup = c->gai_pending;
     if (lookup)
         (void)uv_cancel((uv_req_t *)&c->gai);
+    fwx__socks_caps_put_all(&st->socks_caps, &c->hold);
     if (c->bind_conn != NULL) {
         fwx_connection_close(c->bind_conn); /* the client bind and its grant go */
         c->bind_conn = NULL;
@@ -229,6 +233,28 @@ static int rep_for(fwx_result hr)
     default:
         return REP_FAILURE;
     }
+}
+
+/* Counts one of kind against the client's caps; refuses the request (and logs which cap) if
+   it is over one: reply 2 for the client's own cap, 1 for the gateway's (issue 16, item 8). */
+static bool take_cap(socks_client *c, int kind, const char *what)
+{
+    char why[160], msg[200];
+    bool global = false;
+    if (fwx__socks_caps_take(c->st->fw, &c->st->socks_caps, &c->hold, (struct sockaddr *)&c->peer, kind, why,
+                             sizeof why, &global))
+        return true;
+    int rep = global ? REP_FAILURE : REP_NOT_ALLOWED, fd;
+    uint32_t quiet;
+    fwx_log_level lv = fwx__socks_caps_log_level(&c->st->socks_caps, kind, &quiet);
+    msg[0] = '\0';
+    if (quiet)
+        snprintf(msg, sizeof msg, " (%u more refused at this cap since the last line)", quiet);
+    log_client_at(c, lv, "%s: %s, refused (reply %d)%s", what, why, rep, msg);
+    if (client_fd(c, &fd))
+        (void)send_reply_fd(fd, rep, NULL);
+    client_close(c);
+    return false;
 }
 
 /* Takes the client's socket out of its handle, for a relay. */
@@ -357,6 +383,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 {
     socks_client *c = req->data;
     c->gai_pending = false;
+    fwx__socks_caps_put(&c->st->socks_caps, &c->hold, FWX__SOCKS_PENDING);
     if (c->state == S_DONE) {
         /* The negotiation ended while we looked the name up: this was the last thing its close
            waited for (or one of them). */
@@ -774,6 +801,8 @@ static void start_request(socks_client *c)
         snprintf(portbuf, sizeof portbuf, "%u", ntohs(port));
         c->dst.ss_family = AF_INET;
         fwx__sa_set_port((struct sockaddr *)&c->dst, ntohs(port));
+        if (!take_cap(c, FWX__SOCKS_PENDING, "CONNECT by name"))
+            return;
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
         c->gai.data = c;
         c->state = S_RESOLVING;
@@ -786,9 +815,9 @@ static void start_request(socks_client *c)
     }
     if (cmd == 1)
         do_connect(c);
-    else if (cmd == 2)
+    else if (cmd == 2 && take_cap(c, FWX__SOCKS_BIND, "BIND"))
         do_bind(c);
-    else
+    else if (cmd == 3 && take_cap(c, FWX__SOCKS_UDP, "UDP ASSOCIATE"))
         do_udp_associate(c);
 }
 
@@ -857,6 +886,24 @@ static void on_accept(uv_stream_t *server, int status)
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
         uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &pl) != 0 ||
         uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &ll) != 0) {
+        client_close(c);
+        return;
+    }
+    char why[160];
+    bool global = false;
+    if (!fwx__socks_caps_take(st->fw, &st->socks_caps, &c->hold, (struct sockaddr *)&c->peer, FWX__SOCKS_CONN, why,
+                              sizeof why, &global)) {
+        /* Before the greeting: "no acceptable methods" is the refusal a client reads here. */
+        static const uint8_t no_method[2] = {5, 0xff};
+        int fd;
+        uint32_t quiet;
+        fwx_log_level lv = fwx__socks_caps_log_level(&st->socks_caps, FWX__SOCKS_CONN, &quiet);
+        char more[80] = "";
+        if (quiet)
+            snprintf(more, sizeof more, " (%u more refused at this cap since the last line)", quiet);
+        log_client_at(c, lv, "connection: %s, refused%s", why, more);
+        if (client_fd(c, &fd))
+            (void)send(fd, no_method, sizeof no_method, MSG_NOSIGNAL);
         client_close(c);
         return;
     }

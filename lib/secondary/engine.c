@@ -479,6 +479,30 @@ static fwx_result refuse(fwx__session *s, fwx_result hr, const char *call, const
     return hr;
 }
 
+/* Refuses a permission over the session's or the firewall's cap (issue 16, item 10). The
+   first refusal of a session says at warn which cap and how to raise it; the rest of a storm
+   goes at debug, so that a filter looping on a refusal cannot flood the log. */
+static fwx_result refuse_perm_cap(fwx__session *s, const char *call, const struct sockaddr *what, uint32_t n)
+{
+    fwx_firewall *fw = s->fw;
+    char why[256], a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
+    if (s->n_permissions + n > fw->opts.max_permissions_per_session)
+        snprintf(why, sizeof why,
+                 "the session is at its cap of %u outstanding permissions (max_permissions_per_session; "
+                 "fwx-gateway: gateway.max_permissions_per_client)",
+                 fw->opts.max_permissions_per_session);
+    else
+        snprintf(why, sizeof why,
+                 "the gateway is at its cap of %u outstanding permissions (max_permissions; "
+                 "fwx-gateway: gateway.max_permissions)",
+                 fw->opts.max_permissions);
+    fwx__log(fw, s->warned_perm_cap ? FWX_LOG_DEBUG : FWX_LOG_WARN, "session %llu (client %s): %s%s%s refused: %s",
+             (unsigned long long)s->id, fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), call, what ? " " : "",
+             what ? fwx__sa_fmt(what, b) : "", why);
+    s->warned_perm_cap = true;
+    return FWX_E_QUOTA_EXCEEDED;
+}
+
 /* ---- port allocation ------------------------------------------------------------------------ */
 
 static void ports_rollback(fwx_firewall *fw, fwx__grant **gs, uint32_t upto)
@@ -585,7 +609,7 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
     if (FWX_FAILED(hr))
         return refuse(s, hr, "AllowFutureConnect to", t, why_policy);
     if (s->n_permissions >= fw->opts.max_permissions_per_session || fw->n_permissions >= fw->opts.max_permissions)
-        return refuse(s, FWX_E_QUOTA_EXCEEDED, "AllowFutureConnect to", t, "too many outstanding permissions");
+        return refuse_perm_cap(s, "AllowFutureConnect to", t, 1);
 
     fwx__grant *g = grant_new(s, FWX__G_PERMISSION, Protocol, dwFlags, ProtocolGuid, pSessionFilter, punkContext);
     if (g == NULL || (b = perm_bucket(fw, Protocol, t, true)) == NULL) {
@@ -901,7 +925,7 @@ fwx_result fwx__RedirectConnections(IFWXSession *This, const struct sockaddr *co
         return refuse(s, FWX_E_INVALIDARG, "RedirectConnections", NULL, "internal address buffer too small");
     }
     if (s->n_permissions + n > fw->opts.max_permissions_per_session || fw->n_permissions + n > fw->opts.max_permissions)
-        return refuse(s, FWX_E_QUOTA_EXCEEDED, "RedirectConnections", NULL, "too many outstanding permissions");
+        return refuse_perm_cap(s, "RedirectConnections", NULL, n);
 
     uint32_t event = Protocol == FWX_PROTOCOL_TCP ? fwx_Connect_Tcp : fwx_Udp_Destination;
     hr = FWX_S_OK;

@@ -351,7 +351,20 @@ void fwx__session_end(fwx__session *s)
     s->ended = true;
     s->flags |= FWX_SESSION_TERMINATED;
     IFWXSession_AddRef(&s->iface); /* keep it while filters run */
-    /* Grants first: nothing may be admitted while the connections go. */
+    /* Grants first: nothing may be admitted while the connections go. The backend withdraws
+       them all in one step (one kernel transaction for nft), so that no permission stays
+       usable in the kernel while the others are deleted one by one (issue 16, item 11). */
+    size_t ng = 0;
+    for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next)
+        ng++;
+    fwx__grant **gs = ng > 1 ? malloc(ng * sizeof *gs) : NULL;
+    if (gs != NULL) {
+        size_t i = 0;
+        for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next)
+            gs[i++] = fwx__list_entry(n, fwx__grant, session_node);
+        fwx__backend_grant_remove_many(fw, gs, ng);
+        free(gs);
+    }
     for (size_t guard = 0; !fwx__list_empty(&s->grants) && guard < 100000000; guard++)
         fwx__grant_remove(fwx__list_entry(s->grants.next, fwx__grant, session_node), "its session ended");
     for (size_t guard = 0; !fwx__list_empty(&s->conns) && guard < 100000000; guard++)

@@ -464,6 +464,41 @@ START_TEST(permission_once)
 }
 END_TEST
 
+/* Issue 16, item 11: a session with many outstanding permissions ends; by the time its end is
+   reported (the "ended" line) not one of them is still in the kernel, and a connection the last
+   one made would have allowed is refused. The elements go in one transaction (backend version
+   3, grant_remove_many), not one per grant. */
+START_TEST(session_end_withdraws_all_at_once)
+{
+    gw g;
+    gw_open(&g, 60000);
+    uint16_t port;
+    int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    /* 63 permissions (the session's cap is 64) to ports nobody listens on, then the one that
+       matters last: one batch per grant deleted it last. */
+    int made = 0;
+    for (uint16_t p = 20000; made < 63; p++)
+        if (p != port && allow(s, ctl, TN_SERVER, p, FWX_FLAG_ALLOW_MULTIPLE) == FWX_S_OK)
+            made++;
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
+    ck_assert_int_eq(backend_list(&g).n, 64);
+    ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "the permitted connection did not go through");
+    session_end(s, ctl);
+    /* The end is reported... */
+    ck_assert_int_eq(tu_log_count("ended for " TN_CLIENT, NULL), 1);
+    /* ...and nothing of it is left: no element, and the connection is refused. */
+    ck_assert_int_eq(backend_list(&g).n, 0);
+    ck_assert_ptr_null(strstr(table_text(&g), TN_CLIENT " . " TN_SERVER " . 6 . "));
+    ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, NULL), "a withdrawn permission still let a connection through");
+    ck_assert_int_eq(tu_log_count("the batch delete failed", NULL), 0);
+    ck_assert_int_eq(tu_log_count("deleting an element", NULL), 0);
+    close(lfd);
+    gw_close(&g);
+}
+END_TEST
+
 START_TEST(permission_multiple)
 {
     gw g;
@@ -1152,6 +1187,7 @@ static Suite *nft_suite(void)
         {"no rights falls back", no_rights_falls_back},
         {"permission once", permission_once},
         {"permission multiple", permission_multiple},
+        {"session end withdraws all at once", session_end_withdraws_all_at_once},
         {"permission modes listed", permission_modes_listed},
         {"permission user mode", permission_user_mode},
         {"bind for client user mode", bind_for_client_user_mode},

@@ -1,0 +1,52 @@
+/*
+ * fwx - caps on what one SOCKS client can hold (issue 16, item 8). Internal to the proxy backend.
+ *
+ * A SOCKS client (one address) holds control connections, BIND listeners, UDP associations and
+ * name look-ups; each kind has a per-client cap and a global cap. A per-client cap is at most
+ * half its global cap (fwx_proxy_socks_set_limits refuses more), so a client at its cap always
+ * leaves room for others; the global defaults follow the process's descriptor limit.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef FWX_PROXY_SOCKS_CAPS_H
+#define FWX_PROXY_SOCKS_CAPS_H
+
+#include <fwx/backend.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+enum { FWX__SOCKS_CONN, FWX__SOCKS_BIND, FWX__SOCKS_UDP, FWX__SOCKS_PENDING, FWX__SOCKS_KINDS };
+
+typedef struct fwx__socks_holder fwx__socks_holder; /* one client address's counts */
+
+typedef struct fwx__socks_caps {
+    bool ready;                          /* limits set (or defaulted) */
+    uint32_t per_client[FWX__SOCKS_KINDS];
+    uint32_t total[FWX__SOCKS_KINDS];
+    uint32_t in_use[FWX__SOCKS_KINDS];
+    uint64_t warned_ms[FWX__SOCKS_KINDS]; /* when a refusal of this kind was last said at warn */
+    uint32_t quiet[FWX__SOCKS_KINDS];     /* refusals said at debug since */
+    fwx__socks_holder *buckets[64];
+} fwx__socks_caps;
+
+/* What one control connection holds: its client's entry and a count per kind. */
+typedef struct fwx__socks_hold {
+    fwx__socks_holder *h;
+    uint8_t n[FWX__SOCKS_KINDS];
+} fwx__socks_hold;
+
+/* Takes one of kind for the client at addr. On refusal returns false and writes which cap
+   refused (its config name and value) into why; *global tells whether the global cap did. */
+bool fwx__socks_caps_take(fwx_firewall *fw, fwx__socks_caps *caps, fwx__socks_hold *hold,
+                          const struct sockaddr *addr, int kind, char *why, size_t whylen, bool *global);
+/* The level to log a refusal of kind at: warn at most once a second a kind (a flood of
+   refusals must not flood the log), else debug; *quiet gets how many went at debug since the
+   last warn line. */
+fwx_log_level fwx__socks_caps_log_level(fwx__socks_caps *caps, int kind, uint32_t *quiet);
+/* Gives back one of kind (if held). */
+void fwx__socks_caps_put(fwx__socks_caps *caps, fwx__socks_hold *hold, int kind);
+/* Gives back everything the connection holds. */
+void fwx__socks_caps_put_all(fwx__socks_caps *caps, fwx__socks_hold *hold);
+
+#endif
