@@ -228,7 +228,10 @@ FWX_API fwx_result fwx_proxy_socks_set_users(fwx_firewall *fw, const char *path)
 
 /**
  * Checks a credentials file for fwx_proxy_socks_set_users() without a firewall (for a
- * configuration check). @param err receives "" or the reason with file:line. [any-thread]
+ * configuration check). [any-thread]
+ * @param path the credentials file (borrowed).
+ * @param err receives "" or the reason with file:line.
+ * @param errlen the size of @p err.
  * @return FWX_S_OK, FWX_E_POINTER, FWX_E_INVALIDARG. @since 1.1
  */
 FWX_API fwx_result fwx_proxy_socks_users_check(const char *path, char *err, size_t errlen);
@@ -258,9 +261,9 @@ typedef struct fwx_socks_limits {
         (RLIMIT_NOFILE) and at most 4096; binds and UDP associations an eighth, at most 1024;
         name look-ups 64. Each default is at least twice its per-client cap's default. */
     uint32_t connections;
-    uint32_t binds;
-    uint32_t udp;
-    uint32_t pending;
+    uint32_t binds;   /**< BINDs waiting, in all (see connections for the default). */
+    uint32_t udp;     /**< UDP associations, in all. */
+    uint32_t pending; /**< CONNECTs by host name being resolved, in all. */
 } fwx_socks_limits;
 
 /** Fills *limits with the defaults above (for this process's descriptor limit). [any-thread] */
@@ -269,6 +272,7 @@ FWX_API void fwx_socks_limits_init(fwx_socks_limits *limits);
 /**
  * Sets the caps of the firewall's SOCKS listeners; clients already holding more keep what they
  * hold. [loop-thread]
+ * @param fw the firewall; its backend must be "proxy".
  * @param limits borrowed; zero fields take their defaults.
  * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (the backend is not "proxy"), FWX_E_INVALIDARG (NULL,
  *   a bad struct_size, or a per-client cap over half its global cap; logged).
