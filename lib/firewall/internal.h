@@ -96,6 +96,9 @@ struct fwx_firewall {
        that what a filter asks for is owned by it. Per firewall: firewalls on other threads run
        other filters at the same time. */
     fwx__plugin *current_plugin;
+    uint32_t current_event; /* the event of that call, 0 for a non-event method */
+    struct fwx__heartbeat *heartbeat; /* the watchdog's (lib/plugin/watchdog.c), NULL: none */
+    struct fwx__watchdog *watchdog;
 
     fwx_firewall_close_cb close_cb;
     void *close_arg;
@@ -162,7 +165,65 @@ struct fwx__plugin {
     IFWXFilter *filter;
     uint32_t hooks;    /* FilterInit's events, masked by the manifest */
     bool unloaded;     /* FilterShutdown done; no more events */
+    /* Set by the watchdog (another thread) when a call overran the soft limit: the plugin
+       joins no new session. */
+    atomic_bool quarantined;
 };
+
+/* ---- plugin calls and the watchdog (lib/plugin/watchdog.c) ----------------------------- */
+
+/* The heartbeat the loop thread gives around every call into a plugin. One writer (the loop
+   thread), one reader (the watchdog thread): relaxed stores, no read-modify-write. */
+typedef struct fwx__heartbeat {
+    _Atomic uint64_t seq;   /* bumped at every enter and leave */
+    _Atomic uint32_t depth; /* calls into plugins in progress (they nest) */
+    _Atomic(fwx__plugin *) plugin;
+    _Atomic uint32_t event;
+} fwx__heartbeat;
+
+/* What a call replaced, for fwx__plugin_leave. */
+typedef struct fwx__plugin_call {
+    fwx__plugin *plugin;
+    uint32_t event;
+} fwx__plugin_call;
+
+/* Marks the loop thread as running plugin p for event (0: not an event) until the matching
+   fwx__plugin_leave; with a watchdog, that is its heartbeat. */
+static inline void fwx__plugin_enter(fwx_firewall *fw, fwx__plugin *p, uint32_t event, fwx__plugin_call *saved)
+{
+    saved->plugin = fw->current_plugin;
+    saved->event = fw->current_event;
+    fw->current_plugin = p;
+    fw->current_event = event;
+    fwx__heartbeat *hb = fw->heartbeat;
+    if (hb != NULL) {
+        atomic_store_explicit(&hb->plugin, p, memory_order_relaxed);
+        atomic_store_explicit(&hb->event, event, memory_order_relaxed);
+        atomic_store_explicit(&hb->depth, atomic_load_explicit(&hb->depth, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&hb->seq, atomic_load_explicit(&hb->seq, memory_order_relaxed) + 1,
+                              memory_order_release);
+    }
+}
+
+static inline void fwx__plugin_leave(fwx_firewall *fw, const fwx__plugin_call *saved)
+{
+    fw->current_plugin = saved->plugin;
+    fw->current_event = saved->event;
+    fwx__heartbeat *hb = fw->heartbeat;
+    if (hb != NULL) {
+        atomic_store_explicit(&hb->plugin, saved->plugin, memory_order_relaxed);
+        atomic_store_explicit(&hb->event, saved->event, memory_order_relaxed);
+        atomic_store_explicit(&hb->depth, atomic_load_explicit(&hb->depth, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&hb->seq, atomic_load_explicit(&hb->seq, memory_order_relaxed) + 1,
+                              memory_order_release);
+    }
+}
+
+/* Starts the watchdog thread when opts set a limit (0 and nothing when not); stops it. */
+fwx_result fwx__watchdog_start(fwx_firewall *fw);
+void fwx__watchdog_stop(fwx_firewall *fw);
 
 void fwx__plugins_close_all(fwx_firewall *fw);
 /* deinit and dlclose: only when nothing can call into plugin code any more. */
