@@ -153,6 +153,16 @@ typedef struct fwx_firewall_options {
      * @since 1.3 (appended; older callers' struct_size leaves it 0: off)
      */
     uint32_t plugin_hard_limit_ms;
+    /**
+     * Repeated log lines: how many lines of one kind may go out per second before the rest of
+     * that second is folded into one line "fwx: ... repeated K times (folded, ...): <the first
+     * line folded>", written once the second is over and another line comes, or at close. A
+     * kind is a core warning's or error's format (so a flood of one condition folds whatever
+     * addresses it names), or else a line's exact text (so connection records never fold).
+     * 0: the default, 10. UINT32_MAX: never fold.
+     * @since 1.3 (appended; older callers' struct_size leaves it 0: the default)
+     */
+    uint32_t log_repeat_limit;
 } fwx_firewall_options;
 
 /** Fills @p opts with the defaults. [any-thread] */

@@ -434,6 +434,7 @@ static void firewall_free(fwx_firewall *fw)
                  fw->name, refs - 1);
     fwx__redirect_firewall_free(fw);
     fwx__watchdog_stop(fw); /* before the plugins' names go: its signal handler reads them */
+    fwx__log_fold_flush(fw);
     fwx__plugins_free_all(fw);
     /* Last use of fw: the callback may read it, but not keep it. */
     if (fw->close_cb != NULL)

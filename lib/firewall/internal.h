@@ -61,6 +61,21 @@ typedef struct fwx__perm_bucket {
     UT_hash_handle hh;
 } fwx__perm_bucket;
 
+/* Repeated log lines (lib/util/log.c): a line whose key (its format, or its text) came more
+   than FWX__LOG_FOLD_BURST times in the current second is folded into one "repeated K times"
+   line. A few keys at a time: a key that finds no slot takes the oldest one. */
+#define FWX__LOG_FOLD_SLOTS 16
+#define FWX__LOG_FOLD_BURST 10 /* fwx_firewall_options.log_repeat_limit's default */
+#define FWX__LOG_FOLD_WINDOW_MS 1000
+typedef struct fwx__log_fold {
+    uint64_t key;       /* 0: free */
+    uint64_t window_ms; /* when the current second began */
+    uint32_t count;     /* lines with this key in the current second */
+    uint32_t folded;    /* of those, not emitted */
+    int level;
+    char sample[120];   /* the first line folded, for the summary */
+} fwx__log_fold;
+
 struct fwx_firewall {
     IFWXFirewall iface;
     atomic_uint refs;
@@ -112,6 +127,7 @@ struct fwx_firewall {
     void *log_sink_arg;
     bool host_relay; /* fwx_firewall_set_host_relay: the host runs data filters (lib/usermode/relay.c) */
     uint64_t dgrams_dropped; /* fwx_firewall_datagrams_dropped (lib/usermode/dgram.c) */
+    fwx__log_fold log_fold[FWX__LOG_FOLD_SLOTS]; /* loop thread only */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)

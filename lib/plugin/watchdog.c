@@ -224,7 +224,7 @@ static void *watchdog_main(void *arg)
                 atomic_store(&p->quarantined, true);
             /* [watchdog thread] the loop thread is inside the plugin: the sink is called from
                here (host.h says so of plugin_soft_limit_ms). */
-            fwx__log_at(w->fw, FWX_LOG_ERROR, &(fwx__log_about){.plugin = p, .event = event},
+            fwx__log_at(w->fw, FWX_LOG_ERROR, &(fwx__log_about){.plugin = p, .event = event, .no_fold = true},
                         "plugin \"%s\": %s has run for %llu ms, past the soft limit of %u ms; the plugin gets no "
                         "new sessions",
                         name, event_label(event), (unsigned long long)ran, w->soft_ms);
