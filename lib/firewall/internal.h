@@ -197,6 +197,10 @@ typedef struct fwx__heartbeat {
     _Atomic uint32_t event;
 } fwx__heartbeat;
 
+/* The "event" of a data filter's callback (a completion the user-mode pump delivers), for the
+   watchdog's lines: not an SDK event type. */
+#define FWX__EVENT_DATA 0x80000000u
+
 /* What a call replaced, for fwx__plugin_leave. */
 typedef struct fwx__plugin_call {
     fwx__plugin *plugin;

@@ -217,7 +217,7 @@ static void *watchdog_main(void *arg)
         uint64_t ran = t - since;
         fwx__plugin *p = atomic_load_explicit(&w->hb.plugin, memory_order_relaxed);
         uint32_t event = atomic_load_explicit(&w->hb.event, memory_order_relaxed);
-        const char *name = p != NULL ? p->name : "(core)";
+        const char *name = p != NULL ? p->name : event == FWX__EVENT_DATA ? "(data filters of several plugins)" : "(core)";
         if (w->soft_ms != 0 && !soft_done && ran >= w->soft_ms) {
             soft_done = true;
             if (p != NULL)

@@ -43,6 +43,7 @@ const char *fwx__event_name(uint32_t type, char buf[FWX__EVENT_NAME_LEN])
     case fwx_GetHostByAddr: return "GetHostByAddr";
     case fwx_ConnectionTerminating: return "ConnectionTerminating";
     case fwx_EstablishedConnection: return "EstablishedConnection";
+    case FWX__EVENT_DATA: return "data filter callback";
     default: snprintf(buf, FWX__EVENT_NAME_LEN, "event 0x%x", (unsigned)type); return buf;
     }
 }
