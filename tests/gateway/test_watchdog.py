@@ -40,7 +40,16 @@ def start(tmp, name, cfg, stall_port=0, crash_port=0, stall_ms=0):
     os.environ["FWX_STALL_PORT"] = str(stall_port)
     os.environ["FWX_CRASH_PORT"] = str(crash_port)
     os.environ["FWX_STALL_MS"] = str(stall_ms)
-    return Gateway(tmp, ["--config", cfg], name=name)
+    # Under AddressSanitizer its own SIGSEGV handler would come first and fwx's (installed only
+    # over the default disposition) never: let the signal through to fwx, as in a plain build.
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    if crash_port and "handle_segv" not in asan:
+        os.environ["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "handle_segv=0"
+    try:
+        return Gateway(tmp, ["--config", cfg], name=name)
+    finally:
+        if crash_port:
+            os.environ["ASAN_OPTIONS"] = asan
 
 
 def wait_exit(gw, bound):
