@@ -54,7 +54,8 @@ typedef struct fwx_policy fwx_policy;
 
 /**
  * Receives one log line (no trailing newline), such as
- * `fwx: plugin "ftp.so": abi 2.3 is newer than host 1.0, not loading`.
+ * `fwx: plugin "ftp.so": abi 2.3 is newer than host 1.0, not loading`. On the loop thread,
+ * except the plugin watchdog's soft-limit line (see plugin_soft_limit_ms and fwx/log.h).
  * @param arg fwx_firewall_options::log_arg.
  * @param level the line's level; lines above fwx_firewall_options::log_level never arrive.
  * @param message borrowed, valid for the call only.
@@ -139,7 +140,7 @@ typedef struct fwx_firewall_options {
      * connection of a protocol the policy binds to it is refused, so its protocol is never
      * relayed unfiltered; a plugin that hooks every protocol is just skipped); sessions it is
      * attached to already keep it. See doc/security.md, "Plugin containment".
-     * @since 1.3 (appended; older callers' struct_size leaves it 0: off)
+     * @since 1.2 (appended; older callers' struct_size leaves it 0: off)
      */
     uint32_t plugin_soft_limit_ms;
     /**
@@ -150,7 +151,7 @@ typedef struct fwx_firewall_options {
      * While either limit is set, a fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE) whose
      * disposition is still the default gets a handler that writes the plugin running at the
      * time (or "no plugin") to stderr, then re-raises the signal.
-     * @since 1.3 (appended; older callers' struct_size leaves it 0: off)
+     * @since 1.2 (appended; older callers' struct_size leaves it 0: off)
      */
     uint32_t plugin_hard_limit_ms;
     /**
@@ -160,7 +161,7 @@ typedef struct fwx_firewall_options {
      * kind is a core warning's or error's format (so a flood of one condition folds whatever
      * addresses it names), or else a line's exact text (so connection records never fold).
      * 0: the default, 10. UINT32_MAX: never fold.
-     * @since 1.3 (appended; older callers' struct_size leaves it 0: the default)
+     * @since 1.2 (appended; older callers' struct_size leaves it 0: the default)
      */
     uint32_t log_repeat_limit;
 } fwx_firewall_options;
