@@ -137,13 +137,15 @@
    address of whichever interface the flow came in on (or loopback, for local redirection), so
    the bind cannot say it; the kernel does: a connection to its port that was not redirected
    (no DNAT in its conntrack status) is dropped before it is accepted, and so costs no log line.
+   UDP too: a UDP socket on the same port number serves redirected UDP flows where the backend
+   carries them.
    Arguments: the IPv4 listener's port; the IPv6 one's (a second line, or none). */
 #define FWX_NFT_INPUT_INTERCEPT_HEAD                                                                           \
     "  chain input_intercept {\n"                                                                              \
     "    type filter hook input priority filter; policy accept;\n"                                              \
     "    comment \"fwx's interception listener: only redirected connections reach it\"\n"
 #define FWX_NFT_INPUT_INTERCEPT_FMT                                                                            \
-    "    meta nfproto %s tcp dport %u ct status and dnat == 0 drop\n"
+    "    meta nfproto %s meta l4proto { tcp, udp } th dport %u ct status and dnat == 0 drop\n"
 #define FWX_NFT_INPUT_INTERCEPT_TAIL "  }\n"
 
 /* forward, filter: what may pass the gateway. */
