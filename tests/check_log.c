@@ -16,7 +16,7 @@ static fwx_firewall *fw;
 
 /* ---- a record sink that keeps the last records -------------------------------------------- */
 
-#define REC_MAX 64
+#define REC_MAX 256
 typedef struct rec {
     fwx_log_level level;
     char message[1100];
@@ -298,6 +298,87 @@ START_TEST(test_hostlog_plugin)
 }
 END_TEST
 
+static int count_recs(const char *text)
+{
+    int n = 0;
+    for (int k = 0; k < n_recs; k++)
+        n += strstr(recs[k].message, text) != NULL;
+    return n;
+}
+
+/* Issue 16 item 13: a warning repeated more than 10 times in a second (here with a different
+   number each time, as a stray connection's port) is folded into one "repeated K times" line,
+   written once that second is over and another line comes (or at close); info lines that differ
+   are records and are never folded; the level filter still applies first. */
+START_TEST(test_fold_repeats)
+{
+    env_open(FWX_LOG_INFO);
+    for (int i = 0; i < 50; i++)
+        fwx_firewall_log(fw, FWX_LOG_WARN, "stray connection from 192.0.2.1:%d", 40000 + i);
+    for (int i = 0; i < 50; i++)
+        fwx_firewall_log(fw, FWX_LOG_INFO, "record %d", i);
+    for (int i = 0; i < 30; i++)
+        fwx_firewall_log(fw, FWX_LOG_INFO, "the same record");
+    for (int i = 0; i < 30; i++)
+        fwx_firewall_log(fw, FWX_LOG_DEBUG, "below the level");
+    ck_assert_int_eq(count_recs("stray connection from"), 10);
+    ck_assert_int_eq(count_recs("fwx: record "), 50);
+    ck_assert_int_eq(count_recs("the same record"), 10);
+    ck_assert_int_eq(count_recs("repeated"), 0); /* not yet: the second is not over */
+    ck_assert_int_eq(count_recs("below the level"), 0);
+    usleep(1100 * 1000);
+    fwx_firewall_log(fw, FWX_LOG_INFO, "a line after the second");
+    const rec *r = find_rec("repeated 40 times");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->level, FWX_LOG_WARN);
+    ck_assert_str_eq(r->message, "fwx: ... repeated 40 times (folded, more than 10 a second): fwx: stray connection "
+                                 "from 192.0.2.1:40010");
+    r = find_rec("repeated 20 times");
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->level, FWX_LOG_INFO);
+    ck_assert_ptr_nonnull(strstr(r->message, ": fwx: the same record"));
+    ck_assert_int_eq(count_recs("repeated"), 2);
+    ck_assert_ptr_nonnull(find_rec("a line after the second"));
+    /* a new second: the warning goes out again */
+    fwx_firewall_log(fw, FWX_LOG_WARN, "stray connection from 192.0.2.1:%d", 1);
+    ck_assert_int_eq(count_recs("stray connection from"), 11 + 1); /* 10, the summary, this one */
+    /* folded lines pending at close are not lost */
+    for (int i = 0; i < 15; i++)
+        fwx_firewall_log(fw, FWX_LOG_ERROR, "an error %d", i);
+    int before = n_recs;
+    fwx_firewall_close(fw, NULL, NULL);
+    fw = NULL;
+    tu_loop_close_clean(&loop);
+    ck_assert_int_eq(count_recs("an error"), 10 + 1);
+    ck_assert_ptr_nonnull(find_rec("repeated 5 times"));
+    ck_assert_int_ge(n_recs, before + 1);
+
+    /* log_repeat_limit: another limit, or never */
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.log_repeat_limit = 3;
+    n_recs = 0;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, sink, &recs), FWX_S_OK);
+    for (int i = 0; i < 20; i++)
+        fwx_firewall_log(fw, FWX_LOG_WARN, "stray %d", i);
+    ck_assert_int_eq(count_recs("stray"), 3);
+    env_close();
+    ck_assert_ptr_nonnull(find_rec("repeated 17 times (folded, more than 3 a second)"));
+    o.log_repeat_limit = UINT32_MAX;
+    n_recs = 0;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, sink, &recs), FWX_S_OK);
+    for (int i = 0; i < 20; i++)
+        fwx_firewall_log(fw, FWX_LOG_WARN, "stray %d", i);
+    env_close();
+    ck_assert_int_eq(count_recs("stray"), 20);
+    ck_assert_ptr_null(find_rec("repeated"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("log");
@@ -306,6 +387,9 @@ int main(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("hostlog_calls");
     tcase_add_test(tc, test_hostlog_calls);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("fold_repeats");
+    tcase_add_test(tc, test_fold_repeats);
     suite_add_tcase(s, tc);
     tc = tcase_create("hostlog_plugin");
     tcase_add_test(tc, test_hostlog_plugin);

@@ -55,6 +55,7 @@ static void fx_open_opts(fx *f, const fwx_firewall_options *extra)
     o.log = capture_log;
     o.log_arg = f;
     o.log_level = FWX_LOG_DEBUG;
+    o.log_repeat_limit = UINT32_MAX; /* the tests count every refusal's line */
     TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
     struct sockaddr_storage c = tu_addr("10.0.0.8"), gi = tu_addr("10.0.0.1");
     fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), TU_SA(gi), tu_len(&gi), NULL};

@@ -12,7 +12,10 @@
 #include <dlfcn.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 typedef struct fx {
     uv_loop_t loop;
@@ -507,6 +510,135 @@ START_TEST(t21_policy_first_then_bound_filters)
 }
 END_TEST
 
+/* ---- the plugin watchdog's quarantine (issue 16 item 12) ------------------------------------ */
+
+static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
+static char wd_log[8192]; /* the lines, one after another; the watchdog thread writes here too */
+
+static void wd_capture(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg;
+    (void)level;
+    pthread_mutex_lock(&wd_lock);
+    size_t n = strlen(wd_log);
+    snprintf(wd_log + n, sizeof wd_log - n, "%s\n", msg);
+    pthread_mutex_unlock(&wd_lock);
+}
+
+static bool wd_seen(const char *text)
+{
+    pthread_mutex_lock(&wd_lock);
+    bool yes = strstr(wd_log, text) != NULL;
+    pthread_mutex_unlock(&wd_lock);
+    return yes;
+}
+
+/* Sleeps 1 s (20 times the soft limit) in Connect_Tcp while *arg is nonzero. */
+static fwx_result slow_handler(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    (void)s;
+    if (ev->EventType == fwx_Connect_Tcp && ctl->arg != NULL && *(int *)ctl->arg)
+        usleep(1000 * 1000);
+    return FWX_S_OK;
+}
+
+static void hooks_bound_slow(tp_control *c)
+{
+    c->hooks = fwx_Connect_Tcp | fwxSourceNAT; /* bound protocols only */
+    c->on_event = slow_handler;
+}
+
+static void hooks_any_slow(tp_control *c)
+{
+    c->hooks = fwx_Connect_Tcp | fwxSourceNAT | fwxAnyProtocol;
+    c->on_event = slow_handler;
+}
+
+/* A handler that overruns the soft limit is named with its event (from the watchdog's thread,
+   while it runs) and its plugin quarantined: the sessions it has keep it; a new session's
+   connection of a protocol the policy binds to it is refused (never relayed unfiltered); one
+   of another protocol passes. A plugin hooking every protocol is skipped instead. */
+static void quarantine_case(bool any_protocol)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    wd_log[0] = '\0';
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.plugin_soft_limit_ms = 50;
+    o.log = wd_capture;
+    fwx_firewall *fw = NULL;
+    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
+    ck_assert_ptr_nonnull(h);
+    tp_control *ctl = dlsym(h, "fwx_test_control");
+    ck_assert_ptr_nonnull(ctl);
+    (any_protocol ? hooks_any_slow : hooks_bound_slow)(ctl);
+    int slow = 1;
+    ctl->arg = &slow;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    const char *cfg = "networks = { internal = { ranges = [ \"10.0.0.0/8\" ]; }; };\n"
+                      "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+                      "protocols = (\n"
+                      "  { name = \"ftp\"; guid = \"{11111111-0000-0000-0000-000000000021}\"; protocol = \"tcp\";"
+                      " port = 21; filters = [ \"{7e570000-0000-0000-0000-000000000001}\" ]; },\n"
+                      "  { name = \"http\"; guid = \"{11111111-0000-0000-0000-000000000080}\"; protocol = \"tcp\";"
+                      " port = 80; } );\n"
+                      "rules = ( { name = \"out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
+                      " protocols = [ \"ftp\", \"http\" ]; } );\n";
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    ck_assert_int_eq(fwx_policy_load_string(cfg, "wd.cfg", &p, &err), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_policy(fw, p), FWX_S_OK);
+
+    struct sockaddr_storage ca = tu_addr("10.0.0.8"), cb = tu_addr("10.0.0.9");
+    struct sockaddr_storage ftp = tu_addr("198.51.100.7:21"), web = tu_addr("198.51.100.7:80");
+    fwx_session_params spa = {sizeof spa, fwxSourceNAT, TU_SA(ca), tu_len(&ca), NULL, 0, NULL};
+    fwx_session_params spb = {sizeof spb, fwxSourceNAT, TU_SA(cb), tu_len(&cb), NULL, 0, NULL};
+    fwx_connection_params to_ftp = {sizeof to_ftp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(ftp), tu_len(&ftp),
+                                    NULL, 0, NULL, 0, 0, NULL};
+    fwx_connection_params to_web = {sizeof to_web, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(web), tu_len(&web),
+                                    NULL, 0, NULL, 0, 0, NULL};
+    IFWXSession *a = NULL, *b = NULL;
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(fwx_session_open(fw, &spa, &a), FWX_S_OK);
+    TU_EXPECT_HR(fwx_connection_open(a, &to_ftp, &c), FWX_S_OK); /* the handler sleeps 1 s */
+    fwx_connection_close(c);
+    ck_assert_msg(wd_seen("fwx: plugin \"good\": Connect_Tcp has run for "), "no soft-limit line in:\n%s", wd_log);
+    ck_assert(wd_seen("past the soft limit of 50 ms; the plugin gets no new sessions"));
+    ck_assert_int_eq(ctl->n_events, 2); /* Connect_Tcp, ConnectionTerminating */
+    slow = 0;
+    /* session a keeps its filter */
+    TU_EXPECT_HR(fwx_connection_open(a, &to_ftp, &c), FWX_S_OK);
+    fwx_connection_close(c);
+    ck_assert_int_eq(ctl->n_events, 4);
+    /* a new session */
+    TU_EXPECT_HR(fwx_session_open(fw, &spb, &b), FWX_S_OK);
+    if (any_protocol) {
+        TU_EXPECT_HR(fwx_connection_open(b, &to_ftp, &c), FWX_S_OK); /* skipped: not consulted */
+        fwx_connection_close(c);
+    } else {
+        TU_EXPECT_HR(fwx_connection_open(b, &to_ftp, &c), FWX_E_FILTER_NOT_REGISTERED);
+        ck_assert_ptr_null(c);
+        ck_assert(wd_seen("fwx: plugin \"good\": quarantined after overrunning its time limit, Connect_Tcp refused"));
+    }
+    TU_EXPECT_HR(fwx_connection_open(b, &to_web, &c), FWX_S_OK);
+    fwx_connection_close(c);
+    ck_assert_int_eq(ctl->n_events, 4); /* the quarantined plugin heard nothing of session b */
+    fwx_session_close(a);
+    IFWXSession_Release(a);
+    fwx_session_close(b);
+    IFWXSession_Release(b);
+    fwx_firewall_close(fw, NULL, NULL);
+    tu_loop_close_clean(&loop);
+}
+
+START_TEST(watchdog_quarantine_bound) { quarantine_case(false); }
+END_TEST
+START_TEST(watchdog_quarantine_any_protocol) { quarantine_case(true); }
+END_TEST
+
 /* AttachFilter attaches early, once; unknown class ids are refused. */
 static void hooks_none(tp_control *c) { c->hooks = 0; }
 
@@ -584,6 +716,8 @@ static Suite *session_suite(void)
         {"t21", t21_policy_first_then_bound_filters},
         {"attach filter", attach_filter_early},
         {"udp destination", udp_destination_deny},
+        {"watchdog quarantine bound", watchdog_quarantine_bound},
+        {"watchdog quarantine any protocol", watchdog_quarantine_any_protocol},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

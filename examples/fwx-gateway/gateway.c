@@ -66,6 +66,7 @@ typedef struct settings {
     int loopback_hosts;
     int kernel_end_on_close;
     int open_on_stop; /* gateway.on_stop = "open" (nft) */
+    unsigned plugin_soft_ms, plugin_hard_ms; /* the plugin watchdog's limits, 0: off */
     char socks[128];
     char socks_users[512]; /* RFC 1929 credentials file, or "" */
     char backend[8]; /* "proxy", "nft" or "auto" */
@@ -298,7 +299,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
                                   "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users",
-                                  GW_LIMITS_KEYS};
+                                  "plugin_soft_limit_ms", "plugin_hard_limit_ms", GW_LIMITS_KEYS};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -367,6 +368,13 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
                     BAD("entry %d must be an IP address (at most %d)", p, MAX_LOCAL);
                 s->n_local++;
             }
+        } else if (strcmp(k, "plugin_soft_limit_ms") == 0 || strcmp(k, "plugin_hard_limit_ms") == 0) {
+            int v = 0;
+            if (config_setting_type(e) != CONFIG_TYPE_INT || (v = config_setting_get_int(e)) < 0 || v > 3600000)
+                BAD("must be a whole number of milliseconds from 0 (off) to 3600000");
+            *(k[7] == 's' ? &s->plugin_soft_ms : &s->plugin_hard_ms) = (unsigned)v;
+            if (s->plugin_soft_ms && s->plugin_hard_ms && s->plugin_hard_ms < s->plugin_soft_ms)
+                BAD("plugin_hard_limit_ms must not be below plugin_soft_limit_ms");
         } else if (strcmp(k, "timeout") == 0) {
             int v = 0;
             if (config_setting_type(e) != CONFIG_TYPE_INT || (v = config_setting_get_int(e)) < 1 || v > 3600)
@@ -853,6 +861,8 @@ int main(int argc, char **argv)
     o.kernel_end_on_close = g.cfg.kernel_end_on_close;
     o.kernel_open_on_stop = g.cfg.open_on_stop;
     gw_limits_options(&g.cfg.limits, &o);
+    o.plugin_soft_limit_ms = g.cfg.plugin_soft_ms;
+    o.plugin_hard_limit_ms = g.cfg.plugin_hard_ms;
     if (g.cfg.port_min) {
         o.port_min = (uint16_t)g.cfg.port_min;
         o.port_max = (uint16_t)g.cfg.port_max;

@@ -54,7 +54,8 @@ typedef struct fwx_policy fwx_policy;
 
 /**
  * Receives one log line (no trailing newline), such as
- * `fwx: plugin "ftp.so": abi 2.3 is newer than host 1.0, not loading`.
+ * `fwx: plugin "ftp.so": abi 2.3 is newer than host 1.0, not loading`. On the loop thread,
+ * except the plugin watchdog's soft-limit line (see plugin_soft_limit_ms and fwx/log.h).
  * @param arg fwx_firewall_options::log_arg.
  * @param level the line's level; lines above fwx_firewall_options::log_level never arrive.
  * @param message borrowed, valid for the call only.
@@ -131,6 +132,38 @@ typedef struct fwx_firewall_options {
      * @since 1.1 (appended; older callers' struct_size leaves it 0: closed)
      */
     int32_t kernel_open_on_stop;
+    /**
+     * Plugin watchdog, soft limit in milliseconds (0: off). A call into a plugin (any
+     * IFWXFilter / IFWXSessionFilter method the core makes) that runs longer is logged at
+     * error, naming the plugin and the event, from the watchdog's own thread while the call
+     * still runs; the plugin is then quarantined: it is attached to no new session (a new
+     * connection of a protocol the policy binds to it is refused, so its protocol is never
+     * relayed unfiltered; a plugin that hooks every protocol is just skipped); sessions it is
+     * attached to already keep it. See doc/security.md, "Plugin containment".
+     * @since 1.1 (appended; older callers' struct_size leaves it 0: off)
+     */
+    uint32_t plugin_soft_limit_ms;
+    /**
+     * Plugin watchdog, hard limit in milliseconds (0: off). A call into a plugin that runs
+     * longer ends the process: one line naming the plugin and the event is written to stderr
+     * with write(2), then _exit(70), so that the service manager restarts it (a blocked loop
+     * cannot withdraw anything: what the process held goes with it, see doc/security.md).
+     * While either limit is set, a fatal signal (SIGSEGV, SIGBUS, SIGILL, SIGFPE) whose
+     * disposition is still the default gets a handler that writes the plugin running at the
+     * time (or "no plugin") to stderr, then re-raises the signal.
+     * @since 1.1 (appended; older callers' struct_size leaves it 0: off)
+     */
+    uint32_t plugin_hard_limit_ms;
+    /**
+     * Repeated log lines: how many lines of one kind may go out per second before the rest of
+     * that second is folded into one line "fwx: ... repeated K times (folded, ...): <the first
+     * line folded>", written once the second is over and another line comes, or at close. A
+     * kind is a core warning's or error's format (so a flood of one condition folds whatever
+     * addresses it names), or else a line's exact text (so connection records never fold).
+     * 0: the default, 10. UINT32_MAX: never fold.
+     * @since 1.1 (appended; older callers' struct_size leaves it 0: the default)
+     */
+    uint32_t log_repeat_limit;
 } fwx_firewall_options;
 
 /** Fills @p opts with the defaults. [any-thread] */

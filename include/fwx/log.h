@@ -120,7 +120,10 @@ typedef struct fwx_log_record {
 
 /**
  * Receives one log record. Runs on the firewall's loop thread, synchronously inside the call
- * that logged; it must not call back into fwx.
+ * that logged; it must not call back into fwx. One exception: with a plugin time limit set
+ * (fwx_firewall_options::plugin_soft_limit_ms), the line that names a plugin overrunning it
+ * comes from the watchdog's thread while the loop thread is still inside the plugin, so a sink
+ * that shares state with other threads' logging must lock it (stdio's FILE locks suffice).
  * @param arg the arg given to fwx_firewall_set_log_sink().
  * @param record borrowed, valid for the call only.
  * @since 1.1

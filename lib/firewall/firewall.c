@@ -191,6 +191,8 @@ fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, f
         return FWX_E_INVALIDARG;
     if (o.n_local_addresses > 0 && o.local_addresses == NULL)
         return FWX_E_INVALIDARG;
+    if (o.plugin_soft_limit_ms != 0 && o.plugin_hard_limit_ms != 0 && o.plugin_hard_limit_ms < o.plugin_soft_limit_ms)
+        return FWX_E_INVALIDARG;
 
     fwx_firewall *fw = calloc(1, sizeof *fw);
     if (fw == NULL)
@@ -234,6 +236,11 @@ fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, f
     fw->timer.data = fw;
     /* The timer must not keep the host's loop alive when nothing else is going on. */
     uv_unref((uv_handle_t *)&fw->timer);
+    fwx_result hr = fwx__watchdog_start(fw);
+    if (FWX_FAILED(hr)) {
+        fwx_firewall_close(fw, NULL, NULL);
+        return hr;
+    }
     *out = fw;
     return FWX_S_OK;
 }
@@ -426,6 +433,8 @@ static void firewall_free(fwx_firewall *fw)
         fwx__log(fw, FWX_LOG_WARN, "firewall \"%s\": %u references to IFWXFirewall were never released",
                  fw->name, refs - 1);
     fwx__redirect_firewall_free(fw);
+    fwx__watchdog_stop(fw); /* before the plugins' names go: its signal handler reads them */
+    fwx__log_fold_flush(fw);
     fwx__plugins_free_all(fw);
     /* Last use of fw: the callback may read it, but not keep it. */
     if (fw->close_cb != NULL)

@@ -61,6 +61,21 @@ typedef struct fwx__perm_bucket {
     UT_hash_handle hh;
 } fwx__perm_bucket;
 
+/* Repeated log lines (lib/util/log.c): a line whose key (its format, or its text) came more
+   than FWX__LOG_FOLD_BURST times in the current second is folded into one "repeated K times"
+   line. A few keys at a time: a key that finds no slot takes the oldest one. */
+#define FWX__LOG_FOLD_SLOTS 16
+#define FWX__LOG_FOLD_BURST 10 /* fwx_firewall_options.log_repeat_limit's default */
+#define FWX__LOG_FOLD_WINDOW_MS 1000
+typedef struct fwx__log_fold {
+    uint64_t key;       /* 0: free */
+    uint64_t window_ms; /* when the current second began */
+    uint32_t count;     /* lines with this key in the current second */
+    uint32_t folded;    /* of those, not emitted */
+    int level;
+    char sample[120];   /* the first line folded, for the summary */
+} fwx__log_fold;
+
 struct fwx_firewall {
     IFWXFirewall iface;
     atomic_uint refs;
@@ -96,6 +111,9 @@ struct fwx_firewall {
        that what a filter asks for is owned by it. Per firewall: firewalls on other threads run
        other filters at the same time. */
     fwx__plugin *current_plugin;
+    uint32_t current_event; /* the event of that call, 0 for a non-event method */
+    struct fwx__heartbeat *heartbeat; /* the watchdog's (lib/plugin/watchdog.c), NULL: none */
+    struct fwx__watchdog *watchdog;
 
     fwx_firewall_close_cb close_cb;
     void *close_arg;
@@ -109,6 +127,7 @@ struct fwx_firewall {
     void *log_sink_arg;
     bool host_relay; /* fwx_firewall_set_host_relay: the host runs data filters (lib/usermode/relay.c) */
     uint64_t dgrams_dropped; /* fwx_firewall_datagrams_dropped (lib/usermode/dgram.c) */
+    fwx__log_fold log_fold[FWX__LOG_FOLD_SLOTS]; /* loop thread only */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -164,7 +183,69 @@ struct fwx__plugin {
     IFWXFilter *filter;
     uint32_t hooks;    /* FilterInit's events, masked by the manifest */
     bool unloaded;     /* FilterShutdown done; no more events */
+    /* Set by the watchdog (another thread) when a call overran the soft limit: the plugin
+       joins no new session. */
+    atomic_bool quarantined;
 };
+
+/* ---- plugin calls and the watchdog (lib/plugin/watchdog.c) ----------------------------- */
+
+/* The heartbeat the loop thread gives around every call into a plugin. One writer (the loop
+   thread), one reader (the watchdog thread): relaxed stores, no read-modify-write. */
+typedef struct fwx__heartbeat {
+    _Atomic uint64_t seq;   /* bumped at every enter and leave */
+    _Atomic uint32_t depth; /* calls into plugins in progress (they nest) */
+    _Atomic(fwx__plugin *) plugin;
+    _Atomic uint32_t event;
+} fwx__heartbeat;
+
+/* The "event" of a data filter's callback (a completion the user-mode pump delivers), for the
+   watchdog's lines: not an SDK event type. */
+#define FWX__EVENT_DATA 0x80000000u
+
+/* What a call replaced, for fwx__plugin_leave. */
+typedef struct fwx__plugin_call {
+    fwx__plugin *plugin;
+    uint32_t event;
+} fwx__plugin_call;
+
+/* Marks the loop thread as running plugin p for event (0: not an event) until the matching
+   fwx__plugin_leave; with a watchdog, that is its heartbeat. */
+static inline void fwx__plugin_enter(fwx_firewall *fw, fwx__plugin *p, uint32_t event, fwx__plugin_call *saved)
+{
+    saved->plugin = fw->current_plugin;
+    saved->event = fw->current_event;
+    fw->current_plugin = p;
+    fw->current_event = event;
+    fwx__heartbeat *hb = fw->heartbeat;
+    if (hb != NULL) {
+        atomic_store_explicit(&hb->plugin, p, memory_order_relaxed);
+        atomic_store_explicit(&hb->event, event, memory_order_relaxed);
+        atomic_store_explicit(&hb->depth, atomic_load_explicit(&hb->depth, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&hb->seq, atomic_load_explicit(&hb->seq, memory_order_relaxed) + 1,
+                              memory_order_release);
+    }
+}
+
+static inline void fwx__plugin_leave(fwx_firewall *fw, const fwx__plugin_call *saved)
+{
+    fw->current_plugin = saved->plugin;
+    fw->current_event = saved->event;
+    fwx__heartbeat *hb = fw->heartbeat;
+    if (hb != NULL) {
+        atomic_store_explicit(&hb->plugin, saved->plugin, memory_order_relaxed);
+        atomic_store_explicit(&hb->event, saved->event, memory_order_relaxed);
+        atomic_store_explicit(&hb->depth, atomic_load_explicit(&hb->depth, memory_order_relaxed) - 1,
+                              memory_order_relaxed);
+        atomic_store_explicit(&hb->seq, atomic_load_explicit(&hb->seq, memory_order_relaxed) + 1,
+                              memory_order_release);
+    }
+}
+
+/* Starts the watchdog thread when opts set a limit (0 and nothing when not); stops it. */
+fwx_result fwx__watchdog_start(fwx_firewall *fw);
+void fwx__watchdog_stop(fwx_firewall *fw);
 
 void fwx__plugins_close_all(fwx_firewall *fw);
 /* deinit and dlclose: only when nothing can call into plugin code any more. */

@@ -435,7 +435,16 @@ static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port, uint16_
         sb_printf(b, FWX_NFT_PREROUTING_INTERCEPT_USER_FMT, (unsigned)icpt_port);
     if (icpt_port6 != 0)
         sb_printf(b, FWX_NFT_PREROUTING_INTERCEPT_USER6_FMT, (unsigned)icpt_port6);
-    sb_printf(b, "%s", FWX_NFT_PREROUTING_INTERCEPT_TAIL FWX_NFT_FORWARD FWX_NFT_POSTROUTING "}\n");
+    sb_printf(b, "%s", FWX_NFT_PREROUTING_INTERCEPT_TAIL);
+    if (icpt_port != 0 || icpt_port6 != 0) {
+        sb_printf(b, "%s", FWX_NFT_INPUT_INTERCEPT_HEAD);
+        if (icpt_port != 0)
+            sb_printf(b, FWX_NFT_INPUT_INTERCEPT_FMT, "ipv4", (unsigned)icpt_port);
+        if (icpt_port6 != 0)
+            sb_printf(b, FWX_NFT_INPUT_INTERCEPT_FMT, "ipv6", (unsigned)icpt_port6);
+        sb_printf(b, "%s", FWX_NFT_INPUT_INTERCEPT_TAIL);
+    }
+    sb_printf(b, "%s", FWX_NFT_FORWARD FWX_NFT_POSTROUTING "}\n");
 }
 
 static int run(nstate *st, const char *cmds) { return fwx__nft_run(st->nft, cmds, st->err, sizeof st->err); }

@@ -132,6 +132,22 @@
     "  set refused6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout; size 65536;\n"      \
     "    comment \"the same, IPv6\"; }\n"
 
+/* input, filter: fwx's interception listener takes only what the redirect rules above deliver
+   (issue 16 item 13). It listens on the wildcard address because REDIRECT delivers to the
+   address of whichever interface the flow came in on (or loopback, for local redirection), so
+   the bind cannot say it; the kernel does: a connection to its port that was not redirected
+   (no DNAT in its conntrack status) is dropped before it is accepted, and so costs no log line.
+   UDP too: a UDP socket on the same port number serves redirected UDP flows where the backend
+   carries them.
+   Arguments: the IPv4 listener's port; the IPv6 one's (a second line, or none). */
+#define FWX_NFT_INPUT_INTERCEPT_HEAD                                                                           \
+    "  chain input_intercept {\n"                                                                              \
+    "    type filter hook input priority filter; policy accept;\n"                                              \
+    "    comment \"fwx's interception listener: only redirected connections reach it\"\n"
+#define FWX_NFT_INPUT_INTERCEPT_FMT                                                                            \
+    "    meta nfproto %s meta l4proto { tcp, udp } th dport %u ct status and dnat == 0 drop\n"
+#define FWX_NFT_INPUT_INTERCEPT_TAIL "  }\n"
+
 /* forward, filter: what may pass the gateway. */
 #define FWX_NFT_FORWARD                                                                                        \
     "  chain forward {\n"                                                                                      \

@@ -77,10 +77,10 @@ static void plugin_shutdown(fwx__plugin *p)
                 fwx__grant_remove(g, "its plugin is unloading");
         }
     }
-    fwx__plugin *saved = fw->current_plugin;
-    fw->current_plugin = p;
+    fwx__plugin_call saved;
+    fwx__plugin_enter(fw, p, 0, &saved);
     fwx_result hr = IFWXFilter_FilterShutdown(p->filter);
-    fw->current_plugin = saved;
+    fwx__plugin_leave(fw, &saved);
     if (FWX_FAILED(hr))
         fwx__log(fw, FWX_LOG_WARN, "plugin \"%s\": FilterShutdown failed: %s", p->name, fwx_strerror(hr));
     fwx__sessions_detach_plugin(fw, p);
@@ -200,10 +200,10 @@ fwx_result fwx_firewall_load_plugin(fwx_firewall *fw, const char *path, fwx_plug
                       fwx_strerror(FWX_FAILED(hr) ? hr : FWX_E_POINTER));
     }
     FwxFilterHookEvents hooks = {0};
-    fwx__plugin *saved = fw->current_plugin;
-    fw->current_plugin = p;
+    fwx__plugin_call saved;
+    fwx__plugin_enter(fw, p, 0, &saved);
     hr = IFWXFilter_FilterInit(p->filter, &fw->iface, &hooks);
-    fw->current_plugin = saved;
+    fwx__plugin_leave(fw, &saved);
     if (FWX_FAILED(hr)) {
         IFWXFilter_FilterShutdown(p->filter);
         return refuse(fw, p, FWX_E_PLUGIN_INIT, "FilterInit failed: %s", fwx_strerror(hr));

@@ -1174,12 +1174,12 @@ static void established(fwx__conn *c, IFWXSessionFilter *sf, IUnknown *ctx)
     ev.Parameters.EstablishedConnection.Protocol = c->protocol;
     ev.Parameters.EstablishedConnection.piConnection = &c->iface;
     ev.Parameters.EstablishedConnection.UserContext = ctx;
-    fwx__plugin *saved = s->fw->current_plugin;
-    s->fw->current_plugin = plugin_of_sf(s, sf);
+    fwx__plugin_call saved;
+    fwx__plugin_enter(s->fw, plugin_of_sf(s, sf), fwx_EstablishedConnection, &saved);
     c->in_event = fwx_EstablishedConnection;
     (void)IFWXSessionFilter_FirewallEventHandler(sf, &ev);
     c->in_event = 0;
-    s->fw->current_plugin = saved;
+    fwx__plugin_leave(s->fw, &saved);
 }
 
 static bool source_allowed(fwx__grant *g, const struct sockaddr *src)

@@ -110,12 +110,12 @@ void fwx__conn_terminate(fwx__conn *c)
             continue;
         IFWXSessionFilter *sf = a->sf;
         IFWXSessionFilter_AddRef(sf);
-        fwx__plugin *saved = fw->current_plugin;
-        fw->current_plugin = a->plugin;
+        fwx__plugin_call saved;
+        fwx__plugin_enter(fw, a->plugin, fwx_ConnectionTerminating, &saved);
         c->in_event = fwx_ConnectionTerminating;
         (void)IFWXSessionFilter_FirewallEventHandler(sf, &ev);
         c->in_event = 0;
-        fw->current_plugin = saved;
+        fwx__plugin_leave(fw, &saved);
         IFWXSessionFilter_Release(sf);
     }
     /* After the event, so that a handler still finds the bind "terminating" (T11). */

@@ -117,14 +117,14 @@ fwx__attachment *fwx__session_attach(fwx__session *s, fwx__plugin *p, fwx_result
     s->att = grown;
     FwxFilterHookEvents ev = {p->hooks};
     IFWXSessionFilter *sf = NULL;
-    fwx__plugin *saved = s->fw->current_plugin;
-    s->fw->current_plugin = p;
+    fwx__plugin_call saved;
+    fwx__plugin_enter(s->fw, p, 0, &saved);
     uint32_t refs0 = atomic_load(&s->refs), core0 = atomic_load(&s->core_refs);
     fwx_result r = IFWXFilter_AttachToSession(p->filter, &s->iface, &sf, &ev);
     /* What the filter kept of the session (not counting connections it made meanwhile) is
        the core's own: a session filter holding its session must not keep a private one alive. */
     int64_t took = ((int64_t)atomic_load(&s->refs) - refs0) - ((int64_t)atomic_load(&s->core_refs) - core0);
-    s->fw->current_plugin = saved;
+    fwx__plugin_leave(s->fw, &saved);
     if (FWX_FAILED(r)) {
         if (sf != NULL)
             IFWXSessionFilter_Release(sf);
@@ -154,10 +154,10 @@ static void detach_one(fwx__session *s, fwx__attachment *a)
     a->held = 0;
     if (a->sf == NULL)
         return;
-    fwx__plugin *saved = s->fw->current_plugin;
-    s->fw->current_plugin = a->plugin;
+    fwx__plugin_call saved;
+    fwx__plugin_enter(s->fw, a->plugin, 0, &saved);
     fwx_result hr = IFWXSessionFilter_Detach(a->sf);
-    s->fw->current_plugin = saved;
+    fwx__plugin_leave(s->fw, &saved);
     if (FWX_FAILED(hr))
         fwx__log(s->fw, FWX_LOG_WARN, "plugin \"%s\": session filter Detach failed: %s", a->plugin->name,
                  fwx_strerror(hr));
@@ -239,6 +239,19 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
             /* Not attached yet: the global hooks decide whether this event attaches it. */
             if (!plugin_wants(s, p, p->hooks, ev->EventType, pg, secondary))
                 continue;
+            if (atomic_load_explicit(&p->quarantined, memory_order_relaxed)) {
+                /* The watchdog caught it overrunning: no new sessions. A plugin that watches
+                   every protocol is skipped; one the policy binds to this protocol cannot be,
+                   or the protocol would be relayed unfiltered: the request is refused. */
+                if (p->hooks & fwxAnyProtocol)
+                    continue;
+                char en[FWX__EVENT_NAME_LEN];
+                fwx__log_at(fw, FWX_LOG_WARN, &(fwx__log_about){.plugin = p, .session = s, .conn = c,
+                                                                .event = ev->EventType},
+                            "plugin \"%s\": quarantined after overrunning its time limit, %s refused", p->name,
+                            fwx__event_name(ev->EventType, en));
+                return FWX_E_FILTER_NOT_REGISTERED;
+            }
             fwx_result hr;
             a = fwx__session_attach(s, p, &hr);
             if (a == NULL)
@@ -250,13 +263,13 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
         uint32_t saved_event = c ? c->in_event : 0;
         if (c != NULL)
             c->in_event = ev->EventType;
-        fwx__plugin *saved = s->fw->current_plugin;
-        s->fw->current_plugin = p;
+        fwx__plugin_call saved;
+        fwx__plugin_enter(s->fw, p, ev->EventType, &saved);
         IFWXSessionFilter_AddRef(a->sf); /* the handler may end the session and detach it */
         IFWXSessionFilter *sf = a->sf;
         fwx_result hr = IFWXSessionFilter_FirewallEventHandler(sf, ev);
         IFWXSessionFilter_Release(sf);
-        s->fw->current_plugin = saved;
+        fwx__plugin_leave(s->fw, &saved);
         if (c != NULL)
             c->in_event = saved_event;
         char en[FWX__EVENT_NAME_LEN];

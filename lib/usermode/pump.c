@@ -56,6 +56,10 @@ typedef struct pdir {
 struct fwx__pump {
     uv_loop_t *loop;
     IFWXConnection *conn; /* +1, may be NULL */
+    /* For the plugin watchdog: the firewall, and the plugin whose data filters run here
+       (NULL when they are several plugins'). Set in filter mode only. */
+    fwx_firewall *fw;
+    fwx__plugin *df_plugin;
     size_t max_buffered;
     fwx__pump_done_cb done;
     void *arg;
@@ -452,7 +456,13 @@ static void idle_cb(uv_idle_t *h)
     while ((op = fwx__uioq_pop(&batch)) != NULL) {
         if (fw != NULL)
             fw->io_conn = p->conn != NULL ? fwx__conn_from(p->conn) : NULL;
+        /* The completions are the data filters': a call into their plugin (lib/plugin/watchdog.c). */
+        fwx__plugin_call saved;
+        if (p->fw != NULL)
+            fwx__plugin_enter(p->fw, p->df_plugin, FWX__EVENT_DATA, &saved);
         fwx__uio_deliver(op);
+        if (p->fw != NULL)
+            fwx__plugin_leave(p->fw, &saved);
         if (fw != NULL)
             fw->io_conn = was;
     }
@@ -898,6 +908,11 @@ fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_f
     }
 
     if (p->mode == MODE_FILTER) {
+        p->fw = c->session->fw;
+        p->df_plugin = c->dfs[0].plugin;
+        for (size_t i = 1; i < n_dfs; i++)
+            if (c->dfs[i].plugin != p->df_plugin)
+                p->df_plugin = NULL;
         /* socks: [0] internal real, [1] external real (if any), then the virtual pairs a,b. */
         size_t v = p->real[SIDE_EXT] != NULL ? 2 : 1;
         for (size_t i = 0; i < n_dfs; i++) {
@@ -907,7 +922,10 @@ fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_f
             IFWXDataFilter *df = c->dfs[i].df;
             IUnknown *ctx = c->dfs[i].ctx;
             IFWXDataFilter_AddRef(df);
+            fwx__plugin_call saved;
+            fwx__plugin_enter(p->fw, c->dfs[i].plugin, FWX__EVENT_DATA, &saved);
             hr = IFWXDataFilter_SetSockets(df, &l->iface, r != NULL ? &r->iface : NULL, conn, ctx);
+            fwx__plugin_leave(p->fw, &saved);
             IFWXDataFilter_Release(df);
             if (FWX_FAILED(hr) || p->ending || c->n_dfs != n_dfs) {
                 pump_end(p, FWX_FAILED(hr) ? UV_ECONNABORTED : p->err);

@@ -5,6 +5,7 @@
 #include "util/log.h"
 
 #include <stdio.h>
+#include <time.h>
 
 /* The core's fields and up to 32 of a plugin's: one array on the stack. */
 #define MAX_FIELDS 48
@@ -42,6 +43,7 @@ const char *fwx__event_name(uint32_t type, char buf[FWX__EVENT_NAME_LEN])
     case fwx_GetHostByAddr: return "GetHostByAddr";
     case fwx_ConnectionTerminating: return "ConnectionTerminating";
     case fwx_EstablishedConnection: return "EstablishedConnection";
+    case FWX__EVENT_DATA: return "data filter callback";
     default: snprintf(buf, FWX__EVENT_NAME_LEN, "event 0x%x", (unsigned)type); return buf;
     }
 }
@@ -61,11 +63,9 @@ static const char *addr_text(const struct sockaddr *sa, char buf[FWX__SA_STRLEN]
     return fwx__sa_port(sa) == 0 ? fwx__sa_fmt_ip(sa, buf) : fwx__sa_fmt(sa, buf);
 }
 
-void fwx__log_emit(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const fwx_log_field *extra,
-                   size_t n_extra, const char *line)
+static void emit(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const fwx_log_field *extra,
+                 size_t n_extra, const char *line)
 {
-    if (!fwx__log_enabled(fw, level))
-        return;
     if (fw == NULL || (fw->log_sink == NULL && fw->opts.log == NULL)) {
         fprintf(stderr, "%s\n", line);
         return;
@@ -124,6 +124,98 @@ void fwx__log_emit(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *
     fw->log_sink(fw->log_sink_arg, &rec);
 }
 
+/* ---- folding repeated lines ---------------------------------------------------------------- */
+
+static uint64_t fold_key(const char *text, fwx_log_level level)
+{
+    uint64_t h = 1469598103934665603ull ^ (uint64_t)level; /* FNV-1a */
+    for (const unsigned char *p = (const unsigned char *)text; *p != '\0'; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h != 0 ? h : 1;
+}
+
+static uint64_t fold_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts); /* a few ns: no system call */
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void fold_summary(fwx_firewall *fw, fwx__log_fold *f)
+{
+    if (f->folded != 0) {
+        char line[256];
+        snprintf(line, sizeof line, "fwx: ... repeated %u times (folded, more than %u a second): %s", f->folded,
+                 fw->opts.log_repeat_limit ? fw->opts.log_repeat_limit : FWX__LOG_FOLD_BURST, f->sample);
+        emit(fw, (fwx_log_level)f->level, NULL, NULL, 0, line);
+    }
+    f->folded = 0;
+    f->count = 0;
+}
+
+/* True when the line goes out; false when it is folded. Also writes the summaries of keys
+   whose second is over. A new key takes a free slot or the oldest one not folding. */
+static bool fold_admit(fwx_firewall *fw, uint64_t key, fwx_log_level level, const char *line)
+{
+    uint64_t now = fold_now_ms();
+    fwx__log_fold *mine = NULL, *oldest = NULL;
+    for (size_t i = 0; i < FWX__LOG_FOLD_SLOTS; i++) {
+        fwx__log_fold *f = &fw->log_fold[i];
+        if (f->key != 0 && now - f->window_ms >= FWX__LOG_FOLD_WINDOW_MS) {
+            fold_summary(fw, f);
+            f->key = f->key == key ? key : 0;
+            f->window_ms = now;
+        }
+        if (f->key == key)
+            mine = f;
+        else if (f->folded != 0)
+            continue; /* folding now: kept, or a stream of distinct lines would undo it */
+        else if (oldest == NULL || f->key == 0 || (oldest->key != 0 && f->window_ms < oldest->window_ms))
+            oldest = f;
+    }
+    if (mine == NULL) {
+        if (oldest == NULL)
+            return true; /* every slot is folding something else: this one goes out as it is */
+        mine = oldest;
+        fold_summary(fw, mine);
+        mine->key = key;
+        mine->window_ms = now;
+    }
+    uint32_t limit = fw->opts.log_repeat_limit ? fw->opts.log_repeat_limit : FWX__LOG_FOLD_BURST;
+    if (++mine->count <= limit)
+        return true;
+    if (mine->folded++ == 0) {
+        mine->level = (int)level;
+        snprintf(mine->sample, sizeof mine->sample, "%s", line);
+    }
+    return false;
+}
+
+void fwx__log_fold_flush(fwx_firewall *fw)
+{
+    for (size_t i = 0; fw != NULL && i < FWX__LOG_FOLD_SLOTS; i++) {
+        fold_summary(fw, &fw->log_fold[i]);
+        fw->log_fold[i].key = 0;
+    }
+}
+
+static void emit_keyed(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about,
+                       const fwx_log_field *extra, size_t n_extra, const char *line, const char *key)
+{
+    if (!fwx__log_enabled(fw, level))
+        return;
+    if (fw != NULL && fw->opts.log_repeat_limit != UINT32_MAX && (about == NULL || !about->no_fold) &&
+        !fold_admit(fw, fold_key(key, level), level, line))
+        return;
+    emit(fw, level, about, extra, n_extra, line);
+}
+
+void fwx__log_emit(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const fwx_log_field *extra,
+                   size_t n_extra, const char *line)
+{
+    emit_keyed(fw, level, about, extra, n_extra, line, line);
+}
+
 void fwx__logv(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, va_list ap)
 {
     if (!fwx__log_enabled(fw, level))
@@ -131,7 +223,10 @@ void fwx__logv(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *abou
     char line[1024];
     int n = snprintf(line, sizeof line, "fwx: ");
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
-    fwx__log_emit(fw, level, about, NULL, 0, line);
+    /* Warnings and errors are about conditions: a flood of one condition (a stray connection a
+       second, each from another port) folds whatever its numbers. Info and debug lines are
+       records (a connection opened, closed): only a line repeated word for word folds. */
+    emit_keyed(fw, level, about, NULL, 0, line, level <= FWX_LOG_WARN ? fmt : line);
 }
 
 void fwx__log_at(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, ...)

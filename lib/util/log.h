@@ -18,16 +18,23 @@ typedef struct fwx__log_about {
     const char *rule;  /* overrides conn->rule */
     uint32_t event;    /* an event type, 0 for none */
     bool bytes;        /* the connection's byte counts go along (the line that ends it) */
+    bool no_fold;      /* never folded: a line from another thread (the watchdog's) */
 } fwx__log_about;
 
 /* Emits `line` (complete, prefix included) with the fields of `about`, then `extra` (a plugin's:
-   validated by the caller; FWX_LOG_ADDRESS allowed). Applies the level filter. */
+   validated by the caller; FWX_LOG_ADDRESS allowed). Applies the level filter, then folds
+   repeats: more than FWX__LOG_FOLD_BURST lines with the same text in a second become one
+   "repeated K times" line, written when that second is over and a line of any kind comes, or
+   at close (fwx__log_fold_flush). The core's warnings and errors (fwx__logv) are keyed by their
+   format, so a condition repeated with other addresses in it folds too; other lines by text. */
 void fwx__log_emit(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const fwx_log_field *extra,
                    size_t n_extra, const char *line);
 /* "fwx: " + the formatted text, about `about` (may be NULL). */
 void fwx__logv(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, va_list ap);
 void fwx__log_at(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Writes the pending "repeated K times" lines (at firewall close). */
+void fwx__log_fold_flush(fwx_firewall *fw);
 /* True when a line at `level` reaches a sink. */
 bool fwx__log_enabled(const fwx_firewall *fw, fwx_log_level level);
 

@@ -648,6 +648,41 @@ END_TEST
 START_TEST(published_ftp_eprt) { ftp_through_kernel(M_EPRT, true); }
 END_TEST
 
+/* Issue 16 item 13: fwx's interception listener listens on the wildcard address (REDIRECT
+   delivers to the ingress interface's address), but takes only what the redirect rules
+   deliver: a client that connects to the listener's port directly, on either of the gateway's
+   addresses, gets no connection (dropped in input: no DNAT in its conntrack status), and the
+   gateway logs nothing about it. An intercepted FTP session still works (the tests above). */
+START_TEST(intercept_listener_strays_dropped)
+{
+    gw g;
+    gw_start(&g, false, ftp_plugin(), policy_ftp);
+    char cmd[160], line[256];
+    /* the listener's port: where the policy's interception rule redirects to */
+    snprintf(cmd, sizeof cmd, "nft list chain inet fwx_%s intercept 2>&1", g.name);
+    FILE *f = popen(cmd, "r"); /* the test thread is in the gateway namespace: so is the child */
+    ck_assert_ptr_nonnull(f);
+    unsigned port = 0;
+    for (int i = 0; i < 64 && fgets(line, sizeof line, f) != NULL; i++) {
+        const char *d = strstr(line, "redirect to :");
+        if (strstr(line, "ipv4") != NULL && d != NULL)
+            port = (unsigned)strtoul(d + 13, NULL, 10);
+    }
+    pclose(f);
+    ck_assert_msg(port != 0, "no interception rule in the table");
+    const char *addrs[] = {TN_GW_IN, TN_GW_OUT};
+    for (int k = 0; k < 3; k++) {
+        int c = tn_connect_in(g.topo.client_fd, NULL, addrs[k % 2], (uint16_t)port, 600);
+        ck_assert_msg(c < 0, "a direct connection to the interception listener %s:%u was accepted", addrs[k % 2],
+                      port);
+        tu_loop_run_for(&g.loop, 20);
+    }
+    ck_assert_int_eq(tu_log_count("interception listener", NULL), 0);
+    ck_assert_int_eq(tu_log_count("intercepted connection", NULL), 0);
+    gw_close(&g);
+}
+END_TEST
+
 /* ---- IPv6: the same interception (fwx's IPv6 listener, IP6T_SO_ORIGINAL_DST) ----------------- */
 
 static const char *policy_ftp6 =
@@ -877,6 +912,7 @@ static Suite *gateway_suite(void)
         {"intercept ftp EPSV", intercept_ftp_epsv},
         {"intercept ftp PORT", intercept_ftp_port},
         {"intercept ftp EPRT", intercept_ftp_eprt},
+        {"intercept listener strays dropped", intercept_listener_strays_dropped},
         {"published ftp PASV", published_ftp_pasv},
         {"published ftp EPSV", published_ftp_epsv},
         {"published ftp PORT", published_ftp_port},
