@@ -139,6 +139,17 @@ static uint32_t f_Release(IFWXFilter *This)
     return n;
 }
 
+/* Fails FilterInit (the gateway then refuses to start, which the test sees) with a line
+   naming the broken expectation. */
+#define PROBE_ASSERT(log, cond)                                                                    \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            (void)IFWXHostLog_Log((log), FWX_LOG_ERROR, NULL, NULL, NULL, 0,                       \
+                                  "probe: assertion failed: " #cond);                              \
+            return FWX_E_FAIL;                                                                     \
+        }                                                                                          \
+    } while (0)
+
 static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *hooks)
 {
     probe_filter *f = f_impl(This);
@@ -153,6 +164,12 @@ static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHook
     fwx_result reserved_key = IFWXHostLog_Log(f->log, FWX_LOG_INFO, NULL, NULL, &bad, 1, "must not appear");
     fwx_result no_message = IFWXHostLog_Log(f->log, FWX_LOG_INFO, NULL, NULL, NULL, 0, NULL);
     fwx_result debug = IFWXHostLog_Logf(f->log, FWX_LOG_DEBUG, NULL, NULL, NULL, 0, "debug line %d", 1);
+    /* The documented answers, asserted here as well as read back by check_log_plugin.py: a
+       plugin that sees anything else refuses to load, with an error line saying which. */
+    PROBE_ASSERT(f->log, bad_key == FWX_E_INVALIDARG);
+    PROBE_ASSERT(f->log, reserved_key == FWX_E_INVALIDARG);
+    PROBE_ASSERT(f->log, no_message == FWX_E_POINTER);
+    PROBE_ASSERT(f->log, debug == FWX_S_FALSE || debug == FWX_S_OK);
     fwx_log_field fields[] = {
         {"headers_version", FWX_LOG_STRING, {FWX_VERSION_STRING}},
         {"headers_version_hex", FWX_LOG_UINT, {NULL}},

@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -159,12 +160,25 @@ static unsigned env_uint(const char *name, unsigned dflt)
     return v != NULL && *v != '\0' ? (unsigned)strtoul(v, NULL, 10) : dflt;
 }
 
+/* A setting the test got wrong fails the plugin's load (the gateway refuses to start, which
+   test_watchdog.py sees) rather than stalling or crashing on the wrong connection. */
+#define SP_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "stall plugin: assertion failed: %s\n", #cond);                        \
+            return FWX_E_INVALIDARG;                                                               \
+        }                                                                                          \
+    } while (0)
+
 static fwx_result sp_init(const char *path)
 {
     (void)path;
     stall_port = env_uint("FWX_STALL_PORT", 0);
     crash_port = env_uint("FWX_CRASH_PORT", 0);
     stall_ms = env_uint("FWX_STALL_MS", 3000);
+    SP_ASSERT(stall_port <= 65535 && crash_port <= 65535);
+    SP_ASSERT(stall_port == 0 || stall_port != crash_port);
+    SP_ASSERT(stall_ms <= 600000);
     return FWX_S_OK;
 }
 

@@ -5,12 +5,23 @@
  *   ok RRQ <filename> <mode> [name=value ...]
  *   refused <reason>
  * Used by real_clients.py to check that the requests real TFTP clients send pass the strict
- * parser unchanged. Exit 2 on a read error.
+ * parser unchanged. Exit 2 on a read error, 3 when an accepted request breaks what the parser
+ * promises (JUDGE_ASSERT: the opcode and filename are the datagram's own bytes).
  * SPDX-License-Identifier: MIT
  */
 #include "tftp_parse.h"
 
 #include <stdio.h>
+#include <string.h>
+
+#define JUDGE_ASSERT(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "tftp_judge: assertion failed: %s\n", #cond);                          \
+            fclose(f);                                                                             \
+            return 3;                                                                              \
+        }                                                                                          \
+    } while (0)
 
 int main(int argc, char **argv)
 {
@@ -37,6 +48,10 @@ int main(int argc, char **argv)
             printf("refused %s\n", tftp_status_text(st));
             continue;
         }
+        /* An accepted request is the datagram's own bytes: its opcode, then its filename and NUL. */
+        size_t flen = strlen(r.filename);
+        JUDGE_ASSERT(r.opcode == tftp_opcode(pkt, n));
+        JUDGE_ASSERT(flen > 0 && 2 + flen < n && memcmp(pkt + 2, r.filename, flen + 1) == 0);
         printf("ok %s %s %s", r.opcode == TFTP_OP_RRQ ? "RRQ" : "WRQ", r.filename,
                r.mode == TFTP_MODE_OCTET ? "octet" : r.mode == TFTP_MODE_NETASCII ? "netascii" : "mail");
         for (unsigned i = 0; i < r.n_opts; i++)
