@@ -15,7 +15,7 @@
  * Each figure is the best of 5 runs (the machine is shared: the minimum is the least disturbed).
  * SPDX-License-Identifier: MIT
  */
-#include "firewall/internal.h"
+#include "core/internal.h"
 
 #include <arpa/inet.h>
 #include <stdio.h>

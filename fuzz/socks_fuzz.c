@@ -1,8 +1,8 @@
 /*
- * fwx fuzzing - the SOCKS5 negotiation of the proxy backend (lib/proxy/socks.c), libFuzzer
+ * fwx fuzzing - the SOCKS5 negotiation of the proxy backend (lib/backends/proxy/socks.c), libFuzzer
  * target.
  *
- * How socks.c is run. The real lib/proxy/socks.c is compiled into this translation unit
+ * How socks.c is run. The real lib/backends/proxy/socks.c is compiled into this translation unit
  * (#include below) and runs unmodified; what it calls outside itself is replaced by a small,
  * deterministic model: the libuv calls it makes (handles, reads, timers, getaddrinfo, cancel,
  * close) and the fwx core calls (sessions, admit, open, relays, UDP ports). The address helpers
@@ -76,8 +76,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proxy/socks.c"
-#include "proxy/socks_caps.c" /* the caps socks.c counts against (issue 16, item 8) */
+#include "backends/proxy/socks.c"
+#include "backends/proxy/socks_caps.c" /* the caps socks.c counts against (issue 16, item 8) */
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -434,7 +434,7 @@ bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
     return fwx__sa_same_ip(addr, (struct sockaddr *)&g);
 }
 
-/* The core's rule (lib/firewall/firewall.c), over the model's gateway addresses above; the
+/* The core's rule (lib/core/firewall.c), over the model's gateway addresses above; the
    invariants below check the outcome independently. */
 const char *fwx__firewall_forbidden_host(const fwx_firewall *fw, const struct sockaddr *addr)
 {

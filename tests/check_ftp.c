@@ -21,7 +21,7 @@
  */
 #include "testutil.h"
 #include "netutil.h"
-#include "usermode/usermode.h"
+#include "backends/usermode/usermode.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

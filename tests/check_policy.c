@@ -4,7 +4,7 @@
  */
 #include "testutil.h"
 #include "policy/policy_impl.h"
-#include "firewall/internal.h"
+#include "core/internal.h"
 
 #include <ctype.h>
 #include <stdio.h>

@@ -7,7 +7,7 @@
  */
 #include "testutil.h"
 #include "netutil.h"
-#include "firewall/internal.h" /* only to plant a bound port in the port table */
+#include "core/internal.h" /* only to plant a bound port in the port table */
 
 #include <arpa/inet.h>
 #include <stdio.h>

@@ -9,7 +9,7 @@
  */
 #include "testutil.h"
 #include "plugins/test_plugin.h"
-#include "firewall/internal.h" /* fwx__conn_set_upstream_local: what a backend reports */
+#include "core/internal.h" /* fwx__conn_set_upstream_local: what a backend reports */
 
 #include <arpa/inet.h>
 #include <dlfcn.h>

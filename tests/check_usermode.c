@@ -1,5 +1,5 @@
 /*
- * fwx tests - the user-mode data path (lib/usermode): the plain relay by splice(2) and by
+ * fwx tests - the user-mode data path (lib/backends/usermode): the plain relay by splice(2) and by
  * read/write (small and 16 MiB transfers each way and both ways, half-close, back-pressure with
  * a 64 MiB sender and a server that does not read, peer reset, abort), the data-filter path
  * (an observer, a length-changing modifier, an emulator without a server, a chain of two in
@@ -10,8 +10,8 @@
  * SPDX-License-Identifier: MIT
  */
 #include "testutil.h"
-#include "usermode/usermode.h"
-#include "firewall/internal.h"
+#include "backends/usermode/usermode.h"
+#include "core/internal.h"
 #include "objects/objects.h"
 #include "plugins/test_plugin.h"
 

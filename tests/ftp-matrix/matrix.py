@@ -2096,7 +2096,7 @@ def main():
                         status = 1
                     if a.nft and not skipped:
                         # A clean exit with on_stop = "open" removes the gateway's table
-                        # (lib/nft/README.md; the default leaves a closed one).
+                        # (lib/backends/nft/README.md; the default leaves a closed one).
                         _, out = run(ns_wrap("gw", ["nft", "list", "tables"]), timeout=10)
                         left = [l for l in out.splitlines() if "fwx_" in l]
                         if left:

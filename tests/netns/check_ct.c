@@ -1,5 +1,5 @@
 /*
- * fwx tests - conntrack events for the "nft" backend (lib/nft/ct.c) in network namespaces:
+ * fwx tests - conntrack events for the "nft" backend (lib/backends/nft/ct.c) in network namespaces:
  * NEW and DESTROY events with the right tuples and byte counts for real TCP (IPv4 and IPv6)
  * and UDP flows through the gateway namespace, fwx__ct_kill on a live flow, the mark filter,
  * ENOBUFS counted and survived, and the parser refusing every truncated or corrupted message.
@@ -19,7 +19,7 @@
 #include <linux/netfilter/nf_conntrack_tcp.h>
 #include "netutil.h"
 #include "netns.h"
-#include "nft/ct.h"
+#include "backends/nft/ct.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -15,8 +15,8 @@
 #include "testutil.h"
 #include "netutil.h"
 #include "netns.h"
-#include "nft/nft_impl.h"
-#include "nft/rules.h"
+#include "backends/nft/nft_impl.h"
+#include "backends/nft/rules.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -12,8 +12,8 @@
 #include "testutil.h"
 #include "netutil.h"
 #include "netns.h"
-#include "nft/nft_impl.h"
-#include "firewall/internal.h"
+#include "backends/nft/nft_impl.h"
+#include "core/internal.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

@@ -24,8 +24,8 @@
 #include "testutil.h"
 #include "netutil.h"
 #include "netns.h"
-#include "nft/nft_impl.h"
-#include "firewall/internal.h"
+#include "backends/nft/nft_impl.h"
+#include "core/internal.h"
 #include "plugins/test_plugin.h"
 
 #include <arpa/inet.h>

@@ -1,0 +1,157 @@
+/*
+ * fwx - the "nft" backend's internals: the kernel-mode backend on nf_tables (libnftables).
+ * Internal; not installed. Tests in tests/netns/ include it to read the probe's result.
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef FWX_NFT_IMPL_H
+#define FWX_NFT_IMPL_H
+
+#include <fwx/backend.h>
+#include <fwx/redirect.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct nft_ctx;
+
+/* What the running kernel (and our rights in this network namespace) allow. Filled at open by
+   trying each feature in the backend's own table (probe.c). */
+typedef struct fwx__nft_features {
+    bool rights;        /* CAP_NET_ADMIN in the network namespace: nf_tables accepted a change */
+    bool nf_tables;     /* an inet table can be created */
+    bool set_timeout;   /* sets with "flags timeout" and per-element timeouts */
+    bool dynset_delete; /* "delete @set { ... }" from the packet path (one-shot permissions) */
+    bool nat;           /* nat chains and dnat/snat/masquerade statements */
+    bool tproxy;        /* the tproxy statement (transparent interception, later work) */
+    bool conntrack;     /* ctnetlink answers (kill, byte counts, later work) */
+    bool ct_events;     /* conntrack events can be subscribed to (Established/Terminating) */
+} fwx__nft_features;
+
+/* Feature bits, for fwx__nft_pretend_missing and the log line. */
+enum {
+    FWX__NFT_F_NF_TABLES = 1u << 0,
+    FWX__NFT_F_SET_TIMEOUT = 1u << 1,
+    FWX__NFT_F_DYNSET_DELETE = 1u << 2,
+    FWX__NFT_F_NAT = 1u << 3,
+    FWX__NFT_F_TPROXY = 1u << 4,
+    FWX__NFT_F_CONNTRACK = 1u << 5,
+    FWX__NFT_F_CT_EVENTS = 1u << 6,
+};
+/* Features the backend cannot work without: missing one, open fails with FWX_E_NOT_SUPPORTED. */
+#define FWX__NFT_REQUIRED (FWX__NFT_F_NF_TABLES | FWX__NFT_F_SET_TIMEOUT | FWX__NFT_F_DYNSET_DELETE | FWX__NFT_F_NAT)
+
+/* Tests only: features the probe reports missing whatever the kernel says (a bit mask of
+   FWX__NFT_F_*), to exercise the fallback paths on a kernel that has everything. */
+extern unsigned fwx__nft_pretend_missing;
+
+/* Runs one batch of nft commands (one transaction: all or nothing). Returns 0, or -1 with the
+   first line of libnftables' error text in err (and errno as the library left it). */
+int fwx__nft_run(struct nft_ctx *nft, const char *cmds, char *err, size_t errlen);
+
+/* Probes the kernel in `table` (which must exist and be the backend's own; probe objects are
+   created in it and removed again). */
+void fwx__nft_probe(struct nft_ctx *nft, const char *table, fwx__nft_features *out);
+/* The bit mask of features missing from f. */
+unsigned fwx__nft_missing(const fwx__nft_features *f);
+/* Writes "set timeouts, tproxy" (the names of the features in mask) into buf. */
+const char *fwx__nft_feature_names(unsigned mask, char *buf, size_t len);
+
+/* The nft backend's probe result for a firewall using it, or NULL if it uses another. */
+const fwx__nft_features *fwx__nft_features_of(fwx_firewall *fw);
+/* The table name the backend uses for an instance name: "fwx_" + the name with characters
+   other than [A-Za-z0-9_] replaced, plus a hash of the original when anything was replaced or
+   cut (so "a-b" and "a.b" do not share a table). */
+void fwx__nft_table_name(const char *instance, char *out, size_t len);
+
+/* ---- the policy (compile.c) ---- */
+
+/* What one compiled policy put in the table (to delete it at the next change). */
+typedef struct fwx__nft_compiled {
+    bool present;
+    unsigned gen;          /* generation in the set names */
+    uint32_t n_nets;       /* N<gen>_<i>_{4,6} */
+    uint32_t n_groups;     /* G<gen>_<i>_{4,6} */
+    uint32_t n_ports;      /* P<gen>_<i> */
+    uint32_t n_intercept;  /* elements of I<gen>: ports of filter-bound protocols */
+} fwx__nft_compiled;
+
+/* Where filter-bound connections are redirected (port 0: no interception) and the mark of
+   fwx's own sockets (never intercepted). */
+typedef struct fwx__nft_intercept {
+    uint16_t port;  /* the IPv4 listener's port, 0 if none */
+    uint16_t port6; /* the IPv6 listener's port, 0 if none (no IPv6 here) */
+    uint32_t own_mark;
+    bool udp;       /* UDP is intercepted too: fwx__nft_udp_start got the same port number */
+    bool udp_hooked; /* a plugin hooks fwx_Udp_Destination: every UDP protocol counts as filter-bound */
+} fwx__nft_intercept;
+
+/* Appends to f the commands that replace the compiled policy: first fwx__nft_uncompile of the
+   previous one, then fwx__nft_compile of the new one (generation gen, which must differ from
+   the previous). 0, or -1 when out of memory. */
+int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned gen, const fwx__nft_intercept *icpt,
+                     fwx__nft_compiled *out);
+void fwx__nft_uncompile(FILE *f, const char *table, const fwx__nft_compiled *old);
+
+/* The proposed fwx_backend version 2 method: compiles @p policy (NULL: none) into the table in
+   one batch. Until the core calls it (include/fwx/backend.h, FWX_BACKEND_VERSION 2), the
+   backend compiles the policy it finds at open, and tests call this after
+   fwx_firewall_set_policy. */
+fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy);
+
+/* ---- interception (intercept.c) ---- */
+
+/* The listener filter-bound connections are redirected to: a TCP socket on a free port of the
+   gateway; each accepted connection becomes a NAT session of its client and a primary
+   connection to its original destination (SO_ORIGINAL_DST), relayed through the connection's
+   data filters. Fills icpt (port, own mark). */
+struct fwx__nft_icpt;
+fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx__nft_intercept *icpt);
+/* A publishing rule whose protocol has a filter bound: a user-mode listener on the rule's
+   address (the filter must see the stream), each connection relayed to the published server as
+   the proxy backend would, so the filter's secondary connections can still be kernel
+   elements. FWX_E_ADDRINUSE / FWX_E_ADDRNOTAVAIL / FWX_E_NOT_SUPPORTED (not TCP). */
+fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, struct fwx__nft_icpt **out);
+/* For a flow of `protocol` redirected into the listener at gateway address:port `gw`: the target
+   of the user-mode bound or redirect port there (nft.c), or false. */
+bool fwx__nft_user_port_target(fwx_firewall *fw, int32_t protocol, const struct sockaddr *gw,
+                               struct sockaddr_storage *target);
+/* Closes the listener and aborts the connections it carries. NULL is harmless. */
+void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
+
+/* ---- UDP interception (udp.c) ---- */
+
+/* The UDP socket on `port` (the TCP listener's port number, IPv4) that REDIRECTed UDP flows
+   reach: each flow's original destination is read from conntrack, the flow admitted through
+   the core (a user-mode grant, or a primary fwx_Udp_Destination connection) and relayed from
+   the gateway through its data filters (lib/backends/usermode/dgram.c). FWX_E_ADDRINUSE,
+   FWX_E_BACKEND, FWX_E_OUTOFMEMORY. */
+struct fwx__nft_udp;
+fwx_result fwx__nft_udp_start(fwx_firewall *fw, uint16_t port, struct fwx__nft_udp **out);
+/* Ends every flow (their connections close) and the socket. NULL is harmless. */
+void fwx__nft_udp_stop(struct fwx__nft_udp *u);
+/* The backend's conntrack handle (nft.c), NULL without conntrack events. */
+struct fwx__ct;
+struct fwx__ct *fwx__nft_ct(fwx_firewall *fw);
+
+/* ---- redirect records across processes, local redirection (local.c) ---- */
+
+/* The local application that opened the TCP connection peer -> orig (sock_diag + /proc);
+   false for a connection from another host (app left unknown). cg holds the cgroup path. */
+bool fwx__nft_local_app(const struct sockaddr *peer, const struct sockaddr *orig, fwx_redirect_app *app, char *cg,
+                        size_t cgcap);
+
+/* This instance's redirect identity (the handle of its hops) and, in *slot_bit, its
+   local-redirection slot as a bit (0 without local redirection); NULL if it has none. */
+fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit);
+/* Is `a` (address:port) the interception listener of this instance, on one of its addresses? */
+bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a);
+
+/* The mark of a socket that has passed the local-redirection slots `slots` (bit i = slot i). */
+#define FWX__NFT_SLOT_MARK(slots) FWX__REDIRECT_SLOT_MARK(slots)
+
+/* The mark (SO_MARK) of fwx's own outbound sockets; interception skips it. */
+#define FWX__NFT_OWN_MARK FWX__REDIRECT_MARK /* the same bit: a redirected flow's outbound socket */
+
+extern const fwx_backend fwx__nft_backend;
+
+#endif /* FWX_NFT_IMPL_H */

@@ -1,0 +1,474 @@
+/*
+ * fwx - the "nft" backend's UDP interception: UDP flows the core wants in user mode (a data
+ * filter attached or expected, FWX_FLAG_NO_KERNEL_MODE, hooked events, a filter-bound protocol
+ * of the policy) carried by fwx, through the connection's data filters (lib/backends/usermode/dgram.c,
+ * the same datagram path the proxy backend uses).
+ *
+ * How datagrams get here: the same REDIRECT as TCP (rules.h: the user4/user6 rule and the
+ * compiled intercept chain name `meta l4proto { tcp, udp }`), to a UDP socket bound on the
+ * same port number as the TCP interception listener. REDIRECT rather than TPROXY for the
+ * reasons intercept.c gives for TCP (no ip rule, no local route table in the gateway
+ * namespace, one kind of rule for both protocols). What REDIRECT costs for UDP: a UDP socket
+ * cannot read the original destination back (SO_ORIGINAL_DST is TCP only, and
+ * IP_RECVORIGDSTADDR reports the address after NAT), so the first datagram of each flow asks
+ * conntrack for the entry whose reply tuple is <gateway address:port> -> <client> (ct.c,
+ * fwx__ct_lookup_reply); the gateway address comes from IP_PKTINFO. Replies leave the same
+ * socket from that address to the client, and conntrack's reverse NAT gives them the original
+ * destination as source, so the client sees its server answer.
+ *
+ * Each flow (one client address:port): admitted through the core (fwx_firewall_admit: a
+ * user-mode permission or a bound/redirect port, data filters attached by then), or else a
+ * primary connection of the client's NAT session (fwx_Udp_Destination; the policy decides and
+ * handlers attach their filters). Upstream: a connected UDP socket of the gateway's, marked
+ * FWX__NFT_OWN_MARK. With data filters, fwx__dgram_start runs them (oversized datagrams are
+ * dropped and counted there); without, the datagrams are relayed as they are. A flow ends when
+ * it has been idle FWX__NFT_UDP_IDLE_MS, or at stop. IPv4 only for now (the listener of the
+ * IPv6 family is TCP only).
+ * SPDX-License-Identifier: MIT
+ */
+#include "backends/nft/nft_impl.h"
+#include "core/internal.h"
+#include "backends/nft/ct.h"
+#include "backends/usermode/usermode.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#define FWX__NFT_UDP_IDLE_MS 30000
+#define UDP_BUF 65536
+
+typedef struct usess {
+    struct usess *next;
+    IFWXSession *s;
+    unsigned flows;
+} usess;
+
+typedef struct uflow {
+    struct uflow *next, *prev;
+    struct fwx__nft_udp *u;
+    struct sockaddr_storage client; /* the client's address:port (side 0) */
+    struct sockaddr_in local;       /* the gateway address:port the client's datagrams reached */
+    struct sockaddr_storage target; /* where the datagrams go (side 1) */
+    IFWXConnection *conn;
+    usess *us;
+    uv_udp_t up;
+    uv_timer_t idle;
+    fwx__dgram *dg;
+    int handles;
+    bool closing;
+} uflow;
+
+struct fwx__nft_udp {
+    fwx_firewall *fw;
+    int fd;
+    uv_poll_t poll;
+    uint16_t port;
+    usess *sessions;
+    uflow flows; /* list head */
+    size_t n_flows;
+    bool stopping, closed;
+    uint8_t buf[UDP_BUF];
+};
+
+static void maybe_free(struct fwx__nft_udp *u)
+{
+    if (u->closed && u->n_flows == 0)
+        free(u);
+}
+
+static usess *session_ref(struct fwx__nft_udp *u, const struct sockaddr *client_ep)
+{
+    struct sockaddr_storage client;
+    memcpy(&client, client_ep, fwx__sa_len(client_ep));
+    fwx__sa_set_port((struct sockaddr *)&client, 0);
+    IFWXSession *s = NULL;
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)&client,
+                             fwx__sa_len((struct sockaddr *)&client), NULL, 0, NULL};
+    if (FWX_FAILED(fwx_session_open(u->fw, &sp, &s)))
+        return NULL;
+    for (usess *us = u->sessions; us != NULL; us = us->next)
+        if (us->s == s) {
+            IFWXSession_Release(s);
+            us->flows++;
+            return us;
+        }
+    usess *us = calloc(1, sizeof *us);
+    if (us == NULL) {
+        fwx_session_close(s);
+        IFWXSession_Release(s);
+        return NULL;
+    }
+    us->s = s;
+    us->flows = 1;
+    us->next = u->sessions;
+    u->sessions = us;
+    return us;
+}
+
+static void session_unref(struct fwx__nft_udp *u, usess *us)
+{
+    if (us == NULL || --us->flows > 0)
+        return;
+    for (usess **pp = &u->sessions; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == us) {
+            *pp = us->next;
+            break;
+        }
+    fwx_session_close(us->s);
+    IFWXSession_Release(us->s);
+    free(us);
+}
+
+/* ---- sending ------------------------------------------------------------------------------- */
+
+/* To the client, from the address its datagrams reached (conntrack then gives the reply the
+   original destination as source). */
+static int send_client(uflow *f, const uint8_t *data, size_t n)
+{
+    union {
+        struct cmsghdr h;
+        char b[CMSG_SPACE(sizeof(struct in_pktinfo))];
+    } cm;
+    memset(&cm, 0, sizeof cm);
+    struct iovec iov = {(void *)data, n};
+    struct msghdr m = {&f->client, fwx__sa_len((struct sockaddr *)&f->client), &iov, 1, cm.b, sizeof cm.b, 0};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = IPPROTO_IP;
+    c->cmsg_type = IP_PKTINFO;
+    c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
+    struct in_pktinfo pi;
+    memset(&pi, 0, sizeof pi);
+    pi.ipi_spec_dst = f->local.sin_addr;
+    memcpy(CMSG_DATA(c), &pi, sizeof pi);
+    ssize_t r;
+    do
+        r = sendmsg(f->u->fd, &m, MSG_DONTWAIT);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -errno : 0;
+}
+
+static int send_up(uflow *f, const uint8_t *data, size_t n)
+{
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
+    int r = uv_udp_try_send(&f->up, &b, 1, NULL);
+    return r < 0 ? r : 0;
+}
+
+static int dg_send(void *arg, int side, const uint8_t *data, size_t n)
+{
+    uflow *f = arg;
+    if (f->closing)
+        return UV_ECANCELED;
+    return side == 0 ? send_client(f, data, n) : send_up(f, data, n);
+}
+
+/* ---- flows --------------------------------------------------------------------------------- */
+
+static void flow_handle_closed(uv_handle_t *h)
+{
+    uflow *f = h->data;
+    if (--f->handles > 0)
+        return;
+    struct fwx__nft_udp *u = f->u;
+    free(f);
+    u->n_flows--;
+    maybe_free(u);
+}
+
+static void flow_close(uflow *f)
+{
+    if (f->closing)
+        return;
+    f->closing = true;
+    f->prev->next = f->next;
+    f->next->prev = f->prev;
+    fwx__dgram_stop(f->dg); /* before the connection ends: the filters' pending Recvs fail first */
+    f->dg = NULL;
+    if (f->conn != NULL)
+        fwx_connection_close(f->conn); /* ConnectionTerminating, then our reference goes */
+    f->conn = NULL;
+    session_unref(f->u, f->us);
+    f->us = NULL;
+    f->handles = 2;
+    uv_close((uv_handle_t *)&f->up, flow_handle_closed);
+    uv_close((uv_handle_t *)&f->idle, flow_handle_closed);
+}
+
+static void on_idle(uv_timer_t *t) { flow_close(t->data); }
+
+/* The core ended the connection (Kill, the session's end): the flow goes with it. */
+static bool flow_ended(uflow *f)
+{
+    if (f->conn == NULL || !(fwx__conn_from(f->conn)->flags & FWX_CONNECTION_TERMINATED))
+        return false;
+    flow_close(f);
+    return true;
+}
+
+static void up_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    uflow *f = h->data;
+    (void)suggested;
+    buf->base = (char *)f->u->buf;
+    buf->len = sizeof f->u->buf;
+}
+
+/* A datagram from the target: through the filters, or straight back to the client. */
+static void on_up_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct sockaddr *from, unsigned flags)
+{
+    uflow *f = h->data;
+    if (n <= 0 || from == NULL || f->closing || (flags & UV_UDP_PARTIAL) || flow_ended(f))
+        return;
+    uv_timer_again(&f->idle);
+    if (f->dg != NULL) {
+        fwx__dgram_input(f->dg, 1, (const uint8_t *)buf->base, (size_t)n);
+    } else {
+        fwx_connection_count_bytes(f->conn, 0, (uint64_t)n);
+        (void)send_client(f, (const uint8_t *)buf->base, (size_t)n);
+    }
+}
+
+static void flow_input(uflow *f, const uint8_t *data, size_t n)
+{
+    if (flow_ended(f))
+        return;
+    uv_timer_again(&f->idle);
+    if (f->dg != NULL) {
+        fwx__dgram_input(f->dg, 0, data, n);
+    } else {
+        fwx_connection_count_bytes(f->conn, (uint64_t)n, 0);
+        (void)send_up(f, data, n);
+    }
+}
+
+/* The flow's core connection: a user-mode grant's admission, or else a primary connection of
+   the client's NAT session. false: refused (the core logged why). */
+static bool flow_admit(uflow *f, const struct sockaddr_storage *orig)
+{
+    struct fwx__nft_udp *u = f->u;
+    const struct sockaddr *cl = (const struct sockaddr *)&f->client, *o = (const struct sockaddr *)orig;
+    f->target = *orig;
+    bool port_grant = fwx__nft_user_port_target(u->fw, FWX_PROTOCOL_UDP, o, &f->target);
+    fwx_flow flow = {sizeof flow, FWX_PROTOCOL_UDP, cl, fwx__sa_len(cl), o, fwx__sa_len(o)};
+    fwx_result hr = fwx_firewall_admit(u->fw, &flow, &f->conn);
+    if (hr == FWX_S_OK)
+        return true;
+    f->conn = NULL;
+    if (hr != FWX_E_NOT_FOUND || port_grant)
+        return false;
+    if ((f->us = session_ref(u, cl)) == NULL)
+        return false;
+    fwx_connection_params cp;
+    memset(&cp, 0, sizeof cp);
+    cp.struct_size = sizeof cp;
+    cp.protocol = FWX_PROTOCOL_UDP;
+    cp.event = fwx_Udp_Destination;
+    cp.external_peer = o;
+    cp.external_peer_len = fwx__sa_len(o);
+    if (FWX_FAILED(fwx_connection_open(f->us->s, &cp, &f->conn))) {
+        f->conn = NULL;
+        return false;
+    }
+    return true;
+}
+
+static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_in *from, const struct sockaddr_in *local,
+                     const uint8_t *data, size_t n)
+{
+    char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
+    fwx__ct *ct = fwx__nft_ct(u->fw);
+    fwx__ct_flow cf;
+    fwx_result hr = ct != NULL ? fwx__ct_lookup_reply(ct, FWX_PROTOCOL_UDP, (const struct sockaddr *)local,
+                                                      (const struct sockaddr *)from, &cf)
+                               : FWX_E_NOT_SUPPORTED;
+    if (FWX_FAILED(hr) || cf.dst.ss_family != AF_INET) {
+        /* Not a redirected datagram (someone sent to the port itself), or no conntrack. */
+        fwx_firewall_log(u->fw, FWX_LOG_DEBUG, "backend \"nft\": UDP %s -> %s: no original destination (%s): dropped",
+                         fwx__sa_fmt((const struct sockaddr *)from, a), fwx__sa_fmt((const struct sockaddr *)local, b),
+                         fwx_strerror(hr));
+        return;
+    }
+    if (fwx__nft_is_listener(u->fw, (const struct sockaddr *)&cf.dst)) {
+        fwx_firewall_log(u->fw, FWX_LOG_WARN, "backend \"nft\": UDP %s -> %s is fwx's own listener: refused",
+                         fwx__sa_fmt((const struct sockaddr *)from, a), fwx__sa_fmt((const struct sockaddr *)&cf.dst, b));
+        return;
+    }
+    uflow *f = calloc(1, sizeof *f);
+    if (f == NULL)
+        return;
+    f->u = u;
+    memcpy(&f->client, from, sizeof *from);
+    f->local = *local;
+    uv_loop_t *loop = fwx_firewall_loop(u->fw);
+    if (!flow_admit(f, &cf.dst)) {
+        session_unref(u, f->us);
+        free(f);
+        return;
+    }
+    /* The timer never fails to initialise; without a socket the flow is refused. */
+    uv_timer_init(loop, &f->idle);
+    f->idle.data = f;
+    f->up.data = f;
+    int urc = uv_udp_init_ex(loop, &f->up, AF_INET);
+    if (urc != 0) {
+        fwx_firewall_log(u->fw, FWX_LOG_WARN, "backend \"nft\": UDP %s: no upstream socket: %s",
+                         fwx__sa_fmt((const struct sockaddr *)from, a), uv_strerror(urc));
+        fwx_connection_close(f->conn);
+        session_unref(u, f->us);
+        f->handles = 1;
+        u->n_flows++; /* flow_handle_closed counts it down */
+        uv_close((uv_handle_t *)&f->idle, flow_handle_closed);
+        return;
+    }
+    /* In the list from here: flow_close undoes everything. */
+    f->next = u->flows.next;
+    f->prev = &u->flows;
+    f->next->prev = f;
+    u->flows.next = f;
+    u->n_flows++;
+    uv_os_fd_t ufd;
+    uint32_t mark = FWX__NFT_OWN_MARK;
+    int rc = uv_fileno((uv_handle_t *)&f->up, &ufd);
+    if (rc == 0)
+        (void)setsockopt(ufd, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
+    if (rc == 0)
+        rc = uv_udp_connect(&f->up, (const struct sockaddr *)&f->target);
+    if (rc == 0)
+        rc = uv_udp_recv_start(&f->up, up_alloc, on_up_recv);
+    if (rc != 0) {
+        fwx_firewall_log(u->fw, FWX_LOG_WARN, "backend \"nft\": UDP %s -> %s: upstream: %s",
+                         fwx__sa_fmt((const struct sockaddr *)from, a), fwx__sa_fmt((const struct sockaddr *)&f->target, b),
+                         uv_strerror(rc));
+        flow_close(f);
+        return;
+    }
+    /* The gateway's address toward the target: what a filter hands out to be reached at. */
+    struct sockaddr_storage self;
+    int sl = sizeof self;
+    if (uv_udp_getsockname(&f->up, (struct sockaddr *)&self, &sl) == 0)
+        (void)IFWXConnection_SetSocketName(f->conn, (struct sockaddr *)&self, (uint32_t)sl);
+    uv_timer_start(&f->idle, on_idle, FWX__NFT_UDP_IDLE_MS, FWX__NFT_UDP_IDLE_MS);
+    fwx__dgram_io io = {dg_send, f};
+    hr = fwx__dgram_start(loop, f->conn, (const struct sockaddr *)&f->client, (const struct sockaddr *)&f->target, &io,
+                          &f->dg);
+    if (FWX_FAILED(hr)) {
+        f->dg = NULL;
+        flow_close(f); /* logged by the datagram path */
+        return;
+    }
+    fwx_firewall_log(u->fw, FWX_LOG_DEBUG, "backend \"nft\": UDP %s -> %s carried in user mode%s",
+                     fwx__sa_fmt((const struct sockaddr *)from, a), fwx__sa_fmt((const struct sockaddr *)&f->target, b),
+                     f->dg != NULL ? " through its data filters" : "");
+    flow_input(f, data, n);
+}
+
+/* ---- the listening socket ------------------------------------------------------------------ */
+
+static uflow *flow_find(struct fwx__nft_udp *u, const struct sockaddr *from)
+{
+    for (uflow *f = u->flows.next; f != &u->flows; f = f->next)
+        if (fwx__sa_same_endpoint((const struct sockaddr *)&f->client, from))
+            return f;
+    return NULL;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    struct fwx__nft_udp *u = h->data;
+    if (status < 0 || !(events & UV_READABLE) || u->stopping)
+        return;
+    /* A bounded batch per wakeup, so one busy client cannot hold the loop. */
+    for (int i = 0; i < 64 && !u->stopping; i++) {
+        struct sockaddr_in from;
+        union {
+            struct cmsghdr h;
+            char b[CMSG_SPACE(sizeof(struct in_pktinfo))];
+        } cm;
+        struct iovec iov = {u->buf, sizeof u->buf};
+        struct msghdr m = {&from, sizeof from, &iov, 1, cm.b, sizeof cm.b, 0};
+        ssize_t n = recvmsg(u->fd, &m, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return; /* EAGAIN, or an error the next datagram will not have */
+        }
+        if (n == 0 || (m.msg_flags & MSG_TRUNC) || m.msg_namelen < sizeof from || from.sin_family != AF_INET)
+            continue; /* zero-length datagrams are not carried (dgram.c) */
+        struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(u->port)};
+        bool have_local = false;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c))
+            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+                struct in_pktinfo pi;
+                memcpy(&pi, CMSG_DATA(c), sizeof pi);
+                local.sin_addr = pi.ipi_addr;
+                have_local = true;
+            }
+        if (!have_local)
+            continue;
+        uflow *f = flow_find(u, (const struct sockaddr *)&from);
+        if (f != NULL)
+            flow_input(f, u->buf, (size_t)n);
+        else
+            flow_new(u, &from, &local, u->buf, (size_t)n);
+    }
+}
+
+static void poll_closed(uv_handle_t *h)
+{
+    struct fwx__nft_udp *u = h->data;
+    close(u->fd);
+    u->closed = true;
+    maybe_free(u);
+}
+
+fwx_result fwx__nft_udp_start(fwx_firewall *fw, uint16_t port, struct fwx__nft_udp **out)
+{
+    *out = NULL;
+    if (port == 0)
+        return FWX_E_INVALIDARG;
+    struct fwx__nft_udp *u = calloc(1, sizeof *u);
+    if (u == NULL)
+        return FWX_E_OUTOFMEMORY;
+    u->fw = fw;
+    u->port = port;
+    u->flows.next = u->flows.prev = &u->flows;
+    u->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    struct sockaddr_in any = {.sin_family = AF_INET, .sin_port = htons(port)};
+    if (u->fd < 0 || setsockopt(u->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0 ||
+        bind(u->fd, (struct sockaddr *)&any, sizeof any) != 0) {
+        fwx_result hr = u->fd >= 0 && errno == EADDRINUSE ? FWX_E_ADDRINUSE : FWX_E_BACKEND;
+        if (u->fd >= 0)
+            close(u->fd);
+        free(u);
+        return hr;
+    }
+    if (uv_poll_init(fwx_firewall_loop(fw), &u->poll, u->fd) != 0) {
+        close(u->fd);
+        free(u);
+        return FWX_E_BACKEND;
+    }
+    u->poll.data = u;
+    if (uv_poll_start(&u->poll, UV_READABLE, on_readable) != 0) {
+        u->stopping = true;
+        uv_close((uv_handle_t *)&u->poll, poll_closed);
+        return FWX_E_BACKEND;
+    }
+    uv_unref((uv_handle_t *)&u->poll); /* must not keep the host's loop alive by itself */
+    *out = u;
+    return FWX_S_OK;
+}
+
+void fwx__nft_udp_stop(struct fwx__nft_udp *u)
+{
+    if (u == NULL)
+        return;
+    u->stopping = true;
+    while (u->flows.next != &u->flows)
+        flow_close(u->flows.next);
+    uv_close((uv_handle_t *)&u->poll, poll_closed);
+}

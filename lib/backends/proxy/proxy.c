@@ -1,0 +1,683 @@
+/*
+ * fwx - the "proxy" backend: steering by explicit listeners, in user mode, with no kernel rules
+ * and no privileges, so it runs on loopback anywhere.
+ *
+ * - Publishing rules: listen on the rule's address; each accepted client gets a transparent
+ *   (NAT) session for its address and an fwx_AcceptedConnection; if the core allows it, the
+ *   backend connects to the published server and the user-mode data path carries the bytes.
+ * - Grants become real sockets: a bound port (BindForClient) or redirect port
+ *   (RedirectConnections) is a listener on the gateway; a connection to it is offered to the
+ *   core with fwx_firewall_admit() and, if admitted, connected onward to the grant's target.
+ *
+ * It uses the public API only, plus the core's user-mode data path (lib/backends/usermode), as a
+ * third-party backend built on fwx's data path would.
+ * SPDX-License-Identifier: MIT
+ */
+#include "backends/proxy/proxy_impl.h"
+#include "core/internal.h" /* the firewall's timeout */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+void fwx__proxy_state_maybe_free(pstate *st)
+{
+    if (st->closing && st->handles == 0) {
+        fwx__proxy_reserve_close(st);
+        fwx__socks_users_free(st->users);
+        free(st->perms);
+        free(st);
+    }
+}
+
+static fwx_result from_uv(int err)
+{
+    switch (err) {
+    case UV_EADDRINUSE:
+        return FWX_E_ADDRINUSE;
+    case UV_EADDRNOTAVAIL:
+        return FWX_E_ADDRNOTAVAIL;
+    case UV_ECONNREFUSED:
+        return FWX_E_CONNREFUSED;
+    case UV_ENOMEM:
+        return FWX_E_OUTOFMEMORY;
+    case UV_EINVAL:
+        return FWX_E_INVALIDARG;
+    default:
+        return FWX_E_BACKEND;
+    }
+}
+
+/* ---- relays ------------------------------------------------------------------------------ */
+
+void fwx__proxy_session_unref(pstate *st, psession *ps)
+{
+    if (ps == NULL || --ps->relays > 0)
+        return;
+    HASH_DEL(st->sessions, ps);
+    fwx_session_close(ps->session);
+    IFWXSession_Release(ps->session);
+    free(ps);
+}
+
+void fwx__proxy_relay_set_conn(prelay *r, IFWXConnection *conn)
+{
+    r->conn = conn;
+    HASH_ADD(hh_conn, r->st->relay_by_conn, conn, sizeof r->conn, r);
+}
+
+static void relay_free(prelay *r)
+{
+    pstate *st = r->st;
+    DLIST_DEL(st->relays, r);
+    if (r->conn != NULL) {
+        HASH_DELETE(hh_conn, st->relay_by_conn, r);
+        fwx_connection_close(r->conn); /* ConnectionTerminating, then our reference goes */
+    }
+    if (!st->closing)
+        fwx__proxy_session_unref(st, r->ps);
+    else if (r->ps != NULL && --r->ps->relays == 0) {
+        HASH_DEL(st->sessions, r->ps);
+        IFWXSession_Release(r->ps->session);
+        free(r->ps);
+    }
+    free(r);
+    st->handles--;
+    fwx__proxy_state_maybe_free(st);
+}
+
+static void pump_done(fwx__pump *p, void *arg)
+{
+    (void)p;
+    relay_free(arg);
+}
+
+static void up_closed_free(uv_handle_t *h)
+{
+    prelay *r = h->data;
+    free(h);
+    relay_free(r);
+}
+
+/* Ends a relay that never got a pump: close what it holds, then free it. */
+void fwx__proxy_relay_fail(prelay *r)
+{
+    if (r->finished)
+        return;
+    r->finished = true;
+    if (r->internal_fd >= 0)
+        close(r->internal_fd);
+    r->internal_fd = -1;
+    if (r->connecting) {
+        r->connecting = false;
+        uv_close((uv_handle_t *)r->up, up_closed_free);
+        return;
+    }
+    relay_free(r);
+}
+
+static void on_upstream(uv_connect_t *req, int status)
+{
+    prelay *r = req->data;
+    pstate *st = r->st;
+    char a[FWX__SA_STRLEN];
+    if (r->finished) /* killed while connecting: the close is already under way */
+        return;
+    if (status < 0) {
+        fwx_firewall_log(st->fw, FWX_LOG_WARN, "proxy: connecting to %s failed: %s",
+                         fwx__sa_fmt((struct sockaddr *)&r->target, a), uv_strerror(status));
+        if (r->on_connected != NULL)
+            r->on_connected(r, status);
+        fwx__proxy_relay_fail(r);
+        return;
+    }
+    if (r->on_connected != NULL)
+        r->on_connected(r, 0);
+    /* The core learns the gateway's address on this side as the peer sees it: for a published
+       server, the address a redirect port must be opened on for it (active FTP's PORT). Read
+       before the pump starts, so before any filter sees the first byte. */
+    struct sockaddr_storage self;
+    int sl = sizeof self;
+    if (r->conn != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0)
+        fwx__conn_set_upstream_local(r->conn, (struct sockaddr *)&self);
+    /* The pump owns plain fds: take a copy and let the handle go. */
+    int fd = -1;
+    uv_os_fd_t ufd;
+    if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0)
+        fd = dup(ufd);
+    if (fd < 0) {
+        if (fwx__proxy_fd_short(errno))
+            fwx__proxy_fd_shortage(st, errno, "starting a relay");
+        if (r->internal_fd >= 0)
+            fwx__proxy_fd_reset(r->internal_fd);
+        fwx__proxy_relay_fail(r);
+        return;
+    }
+    r->connecting = false;
+    uv_close((uv_handle_t *)r->up, (uv_close_cb)free);
+    r->up = NULL;
+    r->external_fd = fd;
+    fwx__pump *p = NULL;
+    fwx_result hr = fwx__pump_start(st->loop, r->conn, r->internal_fd, r->external_fd, NULL, pump_done, r, &p);
+    r->internal_fd = r->external_fd = -1; /* the pump owns them now, even on failure */
+    r->finished = true;
+    if (FWX_FAILED(hr)) {
+        relay_free(r);
+        return;
+    }
+    r->pump = p;
+}
+
+void fwx__proxy_relay_pump(prelay *r, int external_fd)
+{
+    fwx__pump *p = NULL;
+    fwx_result hr = fwx__pump_start(r->st->loop, r->conn, r->internal_fd, external_fd, NULL, pump_done, r, &p);
+    r->internal_fd = -1;
+    r->finished = true;
+    if (FWX_FAILED(hr)) {
+        relay_free(r);
+        return;
+    }
+    r->pump = p;
+}
+
+void fwx__proxy_relay_connect(prelay *r)
+{
+    pstate *st = r->st;
+    uint32_t flags = 0;
+    if (r->conn != NULL && IFWXConnection_GetConnectionFlags(r->conn, &flags) == FWX_S_OK &&
+        (flags & FWX_CONNECTION_EMULATED)) {
+        /* A filter emulates the server (EmulateForConnect): nothing to dial; it is the source. */
+        if (r->on_connected != NULL)
+            r->on_connected(r, 0);
+        fwx__proxy_relay_pump(r, -1);
+        return;
+    }
+    if ((r->up = malloc(sizeof *r->up)) == NULL) {
+        fwx__proxy_relay_fail(r);
+        return;
+    }
+    int rc = uv_tcp_init_ex(st->loop, r->up, r->target.ss_family);
+    if (rc != 0) {
+        free(r->up);
+        r->up = NULL;
+        if (fwx__proxy_fd_short(rc))
+            fwx__proxy_fd_shortage(st, rc, "opening a connection to the server");
+        /* Said, not just closed: SOCKS writes its failure reply, others get a reset. */
+        if (r->on_connected != NULL)
+            r->on_connected(r, rc);
+        else if (r->internal_fd >= 0)
+            fwx__proxy_fd_reset(r->internal_fd);
+        fwx__proxy_relay_fail(r);
+        return;
+    }
+    r->up->data = r;
+    r->connecting = true;
+    if (r->transparent) {
+        /* Without full proxy the server should see the client's address: that needs
+           IP_TRANSPARENT (CAP_NET_ADMIN) and routing back through us; without it, say so once
+           and connect from the gateway's address. */
+        uv_os_fd_t fd;
+        int one = 1;
+        bool ok = uv_fileno((uv_handle_t *)r->up, &fd) == 0 &&
+                  setsockopt(fd, r->source.ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP,
+                             r->source.ss_family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one,
+                             sizeof one) == 0 &&
+                  uv_tcp_bind(r->up, (struct sockaddr *)&r->source, 0) == 0;
+        if (!ok && !st->warned_transparent) {
+            st->warned_transparent = true;
+            fwx_firewall_log(st->fw, FWX_LOG_WARN,
+                             "proxy: cannot keep client source addresses (%s); published servers see the "
+                             "gateway's address",
+                             strerror(errno));
+        }
+    }
+    r->creq.data = r;
+    rc = uv_tcp_connect(&r->creq, r->up, (struct sockaddr *)&r->target, on_upstream);
+    if (rc != 0)
+        fwx__proxy_relay_fail(r);
+}
+
+prelay *fwx__proxy_relay_new(pstate *st, int fd)
+{
+    prelay *r = calloc(1, sizeof *r);
+    if (r == NULL)
+        return NULL;
+    r->st = st;
+    r->internal_fd = fd;
+    r->external_fd = -1;
+    DLIST_ADD(st->relays, r);
+    st->handles++;
+    return r;
+}
+
+/* ---- listeners --------------------------------------------------------------------------- */
+
+static void listener_closed(uv_handle_t *h)
+{
+    plisten *l = h->data;
+    pstate *st = l->st;
+    free(l);
+    st->handles--;
+    fwx__proxy_state_maybe_free(st);
+}
+
+static void listener_close(plisten *l)
+{
+    DLIST_DEL(l->st->listeners, l);
+    uv_close((uv_handle_t *)&l->tcp, listener_closed);
+}
+
+/* Accepts one connection and returns a plain fd the relay will own, or -1. */
+static int accept_fd(pstate *st, uv_stream_t *server, struct sockaddr_storage *peer, struct sockaddr_storage *local)
+{
+    uv_tcp_t *c = malloc(sizeof *c);
+    int fd = -1;
+    if (c == NULL)
+        return -1;
+    uv_tcp_init(server->loop, c);
+    if (uv_accept(server, (uv_stream_t *)c) == 0) {
+        int pl = sizeof *peer, ll = sizeof *local;
+        uv_os_fd_t ufd;
+        if (uv_tcp_getpeername(c, (struct sockaddr *)peer, &pl) == 0 &&
+            uv_tcp_getsockname(c, (struct sockaddr *)local, &ll) == 0 && uv_fileno((uv_handle_t *)c, &ufd) == 0) {
+            fd = dup(ufd);
+            if (fd < 0 && fwx__proxy_fd_short(errno)) {
+                fwx__proxy_fd_shortage(st, errno, "accepting a client");
+                fwx__proxy_fd_reset(ufd);
+            }
+        }
+    }
+    uv_close((uv_handle_t *)c, (uv_close_cb)free);
+    return fd;
+}
+
+psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client)
+{
+    IFWXSession *s = NULL;
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, client, fwx__sa_len(client), NULL, 0, NULL};
+    if (FWX_FAILED(fwx_session_open(st->fw, &sp, &s)))
+        return NULL;
+    psession *ps = NULL;
+    HASH_FIND_PTR(st->sessions, &s, ps);
+    if (ps != NULL) {
+        IFWXSession_Release(s); /* we hold one already */
+        return ps;
+    }
+    if ((ps = calloc(1, sizeof *ps)) == NULL) {
+        fwx_session_close(s);
+        IFWXSession_Release(s);
+        return NULL;
+    }
+    ps->session = s;
+    HASH_ADD_PTR(st->sessions, session, ps);
+    return ps;
+}
+
+psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw,
+                                      const char *user)
+{
+    IFWXSession *s = NULL;
+    fwx_session_params sp = {sizeof sp, fwxSourceWSP, client, fwx__sa_len(client), gw, gw ? fwx__sa_len(gw) : 0, user};
+    if (FWX_FAILED(fwx_session_open(st->fw, &sp, &s)))
+        return NULL;
+    psession *ps = calloc(1, sizeof *ps);
+    if (ps == NULL) {
+        fwx_session_close(s);
+        IFWXSession_Release(s);
+        return NULL;
+    }
+    ps->session = s;
+    HASH_ADD_PTR(st->sessions, session, ps);
+    return ps;
+}
+
+static void on_publish_accept(uv_stream_t *server, int status)
+{
+    plisten *l = server->data;
+    pstate *st = l->st;
+    struct sockaddr_storage peer, local;
+    if (status < 0)
+        fwx__proxy_accept_failed(st, server, status, "accepting a client");
+    if (status < 0 || st->closing)
+        return;
+    int fd = accept_fd(st, server, &peer, &local);
+    if (fd < 0)
+        return;
+    psession *ps = fwx__proxy_session_nat(st, (struct sockaddr *)&peer);
+    prelay *r = ps ? fwx__proxy_relay_new(st, fd) : NULL;
+    if (r == NULL) {
+        close(fd);
+        if (ps != NULL && ps->relays == 0) {
+            ps->relays = 1;
+            fwx__proxy_session_unref(st, ps);
+        }
+        return;
+    }
+    r->ps = ps;
+    ps->relays++;
+    r->target = l->spec.server;
+    r->transparent = !l->spec.full_proxy;
+    r->source = peer;
+    fwx__sa_set_port((struct sockaddr *)&r->source, 0);
+    /* The gateway's address on the client's side is the one the client reached: the rule's,
+       or for a rule on a wildcard address the accepted socket's (the policy decides on it, and
+       a filter names it in what it rewrites, a passive-mode reply for one). */
+    const struct sockaddr *reached = fwx__sa_is_unspecified((struct sockaddr *)&l->spec.address)
+                                         ? (const struct sockaddr *)&local
+                                         : (const struct sockaddr *)&l->spec.address;
+    fwx_connection_params cp = {sizeof cp,
+                                fwx_AcceptedConnection,
+                                FWX_PROTOCOL_TCP,
+                                (struct sockaddr *)&peer,
+                                fwx__sa_len((struct sockaddr *)&peer),
+                                reached,
+                                fwx__sa_len(reached),
+                                NULL,
+                                l->spec.full_proxy ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0,
+                                fwx__sa_len((struct sockaddr *)&l->spec.server),
+                                (struct sockaddr *)&l->spec.server};
+    IFWXConnection *conn = NULL;
+    st->pending = r;
+    fwx_result hr = fwx_connection_open(ps->session, &cp, &conn);
+    st->pending = NULL;
+    if (FWX_FAILED(hr)) {
+        fwx__proxy_relay_fail(r); /* the core logged why; the client sees the connection close */
+        return;
+    }
+    fwx__proxy_relay_set_conn(r, conn);
+    fwx__proxy_relay_connect(r);
+}
+
+static void on_grant_accept(uv_stream_t *server, int status)
+{
+    plisten *l = server->data;
+    pstate *st = l->st;
+    struct sockaddr_storage peer, local;
+    if (status < 0)
+        fwx__proxy_accept_failed(st, server, status, "accepting a client");
+    if (status < 0 || st->closing)
+        return;
+    int fd = accept_fd(st, server, &peer, &local);
+    if (fd < 0)
+        return;
+    prelay *r = fwx__proxy_relay_new(st, fd);
+    if (r == NULL) {
+        close(fd);
+        return;
+    }
+    r->target = l->grant.target; /* copy now: a one-shot grant closes this listener during admit */
+    /* Arrivals are identified by the grant's own gateway address, which a wildcard bind hides. */
+    struct sockaddr_storage dst = l->grant.gateway;
+    if (fwx__sa_is_unspecified((struct sockaddr *)&dst))
+        dst = local;
+    fwx_flow flow = {sizeof flow,
+                     l->grant.protocol,
+                     (struct sockaddr *)&peer,
+                     fwx__sa_len((struct sockaddr *)&peer),
+                     (struct sockaddr *)&dst,
+                     fwx__sa_len((struct sockaddr *)&dst)};
+    IFWXConnection *conn = NULL;
+    st->pending = r;
+    fwx_result hr = fwx_firewall_admit(st->fw, &flow, &conn);
+    st->pending = NULL;
+    if (FWX_FAILED(hr)) {
+        fwx__proxy_relay_fail(r);
+        return;
+    }
+    fwx__proxy_relay_set_conn(r, conn);
+    fwx__proxy_relay_connect(r);
+}
+
+static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog, uv_connection_cb cb)
+{
+    int rc = uv_tcp_init(st->loop, &l->tcp);
+    if (rc != 0) {
+        free(l);
+        return from_uv(rc);
+    }
+    l->tcp.data = l;
+    l->st = st;
+    st->handles++;
+    rc = uv_tcp_bind(&l->tcp, addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, backlog > 0 ? backlog : 128, cb);
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+        return from_uv(rc);
+    }
+    DLIST_ADD(st->listeners, l);
+    return FWX_S_OK;
+}
+
+static plisten *listener_find(pstate *st, uint64_t id)
+{
+    for (plisten *l = st->listeners; l != NULL; l = l->next)
+        if (l->id == id)
+            return l;
+    return NULL;
+}
+
+/* ---- the backend methods ----------------------------------------------------------------- */
+
+static fwx_result p_open(const fwx_backend *self, fwx_firewall *fw, void **state)
+{
+    (void)self;
+    pstate *st = calloc(1, sizeof *st);
+    if (st == NULL)
+        return FWX_E_OUTOFMEMORY;
+    st->magic = FWX__PROXY_MAGIC;
+    /* UDP flows idle out after the firewall's timeout (FWX_FLAG_TIMEOUT's period, 60 s). */
+    st->udp_idle_ms = fwx__firewall_timeout_ms(fw);
+    st->fw = fw;
+    st->loop = fwx_firewall_loop(fw);
+    st->reserve_fd = -1;
+    fwx__proxy_reserve_open(st);
+    *state = st;
+    return FWX_S_OK;
+}
+
+static void p_close(void *state)
+{
+    pstate *st = state;
+    st->closing = true;
+    fwx__proxy_socks_close_all(st);
+    fwx__proxy_udp_close_all(st);
+    while (st->listeners != NULL)
+        listener_close(st->listeners);
+    for (prelay *r = st->relays, *next; r != NULL; r = next) {
+        next = r->next;
+        if (r->pump != NULL)
+            fwx__pump_abort(r->pump);
+        else
+            fwx__proxy_relay_fail(r);
+    }
+    st->n_perms = 0;
+    fwx__proxy_state_maybe_free(st);
+}
+
+static fwx_result p_grant_add(void *state, const fwx_grant *g)
+{
+    pstate *st = state;
+    if (g->kind == FWX_GRANT_PERMISSION || g->kind == FWX_GRANT_CLIENT_BIND) {
+        /* Nothing to open: a permission is used by a forwarded connect, a client bind already
+           listens on its own socket. Kept for list(). */
+        if (st->n_perms == st->cap_perms) {
+            size_t cap = st->cap_perms ? st->cap_perms * 2 : 16;
+            ppermission *p = realloc(st->perms, cap * sizeof *p);
+            if (p == NULL)
+                return FWX_E_OUTOFMEMORY;
+            st->perms = p;
+            st->cap_perms = cap;
+        }
+        st->perms[st->n_perms++].grant = *g;
+        return FWX_S_OK;
+    }
+    if (g->protocol == FWX_PROTOCOL_UDP) {
+        fwx_result hr;
+        udp_port *u = fwx__proxy_udp_port_open(st, UDP_PORT_GRANT, (const struct sockaddr *)&g->gateway, g->flags, &hr);
+        if (u == NULL)
+            return hr;
+        u->id = g->id;
+        u->grant = *g;
+        return FWX_S_OK;
+    }
+    plisten *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return FWX_E_OUTOFMEMORY;
+    l->id = g->id;
+    l->is_grant = true;
+    l->grant = *g;
+    return listen_on(st, l, (const struct sockaddr *)&g->gateway, g->backlog, on_grant_accept);
+}
+
+static fwx_result p_grant_remove(void *state, uint64_t id)
+{
+    pstate *st = state;
+    plisten *l = listener_find(st, id);
+    if (l != NULL) {
+        listener_close(l);
+        return FWX_S_OK;
+    }
+    udp_port *u = fwx__proxy_udp_port_find(st, id);
+    if (u != NULL) {
+        /* A used-up grant: no new peer, but the flow it admitted carries on. */
+        fwx__proxy_udp_port_release(u, false);
+        return FWX_S_OK;
+    }
+    for (size_t i = 0; i < st->n_perms; i++) {
+        if (st->perms[i].grant.id == id) {
+            st->perms[i] = st->perms[--st->n_perms];
+            return FWX_S_OK;
+        }
+    }
+    return FWX_E_NOT_FOUND;
+}
+
+static fwx_result p_listen(void *state, const fwx_listen_spec *spec)
+{
+    pstate *st = state;
+    if (spec->protocol == FWX_PROTOCOL_UDP) {
+        fwx_result hr;
+        udp_port *u = fwx__proxy_udp_port_open(st, UDP_PORT_PUBLISH, (const struct sockaddr *)&spec->address, 0, &hr);
+        if (u == NULL)
+            return hr;
+        u->id = spec->id;
+        u->spec = *spec;
+        return FWX_S_OK;
+    }
+    /* Without full proxy the server would see the client's own address on the control
+       connection; the connections a filter adds for it (FTP data: the server's to a redirect
+       port, the client's through a bound port) are made from the gateway's address, and a
+       strict server refuses data from, and PORTs naming, any host but its control peer. Keeping
+       the client's address on those too needs kernel interception (the nft backend): refused
+       here, before anything listens, rather than failing at the first transfer. */
+    const fwx__protocol *proto = st->fw->policy ? fwx__policy_protocol_by_guid(st->fw->policy, &spec->protocol_guid)
+                                                : NULL;
+    if (!spec->full_proxy && proto != NULL && proto->n_filters > 0) {
+        char a[FWX__SA_STRLEN];
+        fwx_firewall_log(st->fw, FWX_LOG_ERROR,
+                         "proxy: publishing %s: protocol \"%s\" binds a filter, whose data connections "
+                         "cannot keep the client's address in user mode; write full_proxy = true (the server "
+                         "then sees the gateway's address), or run the nft backend",
+                         fwx__sa_fmt((const struct sockaddr *)&spec->address, a), proto->name);
+        return FWX_E_NOT_SUPPORTED;
+    }
+    plisten *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return FWX_E_OUTOFMEMORY;
+    l->id = spec->id;
+    l->spec = *spec;
+    return listen_on(st, l, (const struct sockaddr *)&spec->address, 511, on_publish_accept);
+}
+
+static fwx_result p_unlisten(void *state, uint64_t id)
+{
+    plisten *l = listener_find(state, id);
+    udp_port *u = fwx__proxy_udp_port_find(state, id);
+    if (u != NULL && u->kind == UDP_PORT_PUBLISH) {
+        fwx__proxy_udp_port_release(u, false); /* live flows of the rule carry on */
+        return FWX_S_OK;
+    }
+    if (l == NULL || l->is_grant)
+        return FWX_E_NOT_FOUND;
+    listener_close(l); /* live relays of the rule are not touched */
+    return FWX_S_OK;
+}
+
+static fwx_result p_relay(void *state, IFWXConnection *conn, int32_t kernel_mode)
+{
+    /* This backend carries only connections it originated, and starts each itself once the
+       core has admitted it (on_publish_accept, on_grant_accept, SOCKS, UDP flows): nothing to
+       do here. Connections a host reports itself are carried by that host, so their data
+       filters run only if the host relays them through fwx_connection_relay; one that did not
+       say so has such a connection refused rather than its filters skipped. With no data
+       filter the pump takes the splice path by itself, which is what kernel_mode allows. */
+    pstate *st = state;
+    (void)kernel_mode;
+    if (st->pending == NULL && st->udp_deciding == 0 && fwx_connection_data_filters(conn) > 0 &&
+        !st->fw->host_relay) {
+        uint64_t id = fwx__conn_from(conn)->id;
+        fwx_firewall_log(st->fw, FWX_LOG_WARN,
+                         "proxy: connection %llu: refused: the host reported it, so the host carries it, but "
+                         "it has data filters and the host did not call fwx_firewall_set_host_relay",
+                         (unsigned long long)id);
+        return FWX_E_NOT_SUPPORTED;
+    }
+    return FWX_S_OK;
+}
+
+static fwx_result p_kill(void *state, IFWXConnection *conn)
+{
+    pstate *st = state;
+    prelay *r = NULL;
+    HASH_FIND(hh_conn, st->relay_by_conn, &conn, sizeof conn, r);
+    if (r != NULL) {
+        if (r->pump != NULL)
+            fwx__pump_abort(r->pump);
+        else
+            fwx__proxy_relay_fail(r);
+        return FWX_S_OK;
+    }
+    return fwx__proxy_udp_kill(st, conn) ? FWX_S_OK : FWX_E_NOT_FOUND;
+}
+
+static fwx_result p_create_socket(void *state, int32_t protocol, IFWXNetworkSocket **out)
+{
+    pstate *st = state;
+    fwx_result hr = fwx__usock_new(st->loop, protocol, out);
+    if (FWX_SUCCEEDED(hr))
+        fwx__usock_set_firewall(*out, st->fw);
+    return hr;
+}
+
+static fwx_result p_list(void *state, fwx_backend_list_cb cb, void *arg)
+{
+    pstate *st = state;
+    for (plisten *l = st->listeners; l != NULL; l = l->next)
+        if (l->is_grant)
+            cb(arg, &l->grant);
+    for (udp_port *u = st->udp_ports; u != NULL; u = u->next)
+        if (u->kind == UDP_PORT_GRANT)
+            cb(arg, &u->grant);
+    for (size_t i = 0; i < st->n_perms; i++)
+        cb(arg, &st->perms[i].grant);
+    return FWX_S_OK;
+}
+
+const fwx_backend fwx__proxy_backend = {
+    .version = 1,
+    .name = "proxy",
+    .app_data = NULL,
+    .open = p_open,
+    .close = p_close,
+    .grant_add = p_grant_add,
+    .grant_remove = p_grant_remove,
+    .listen = p_listen,
+    .unlisten = p_unlisten,
+    .relay = p_relay,
+    .kill = p_kill,
+    .create_socket = p_create_socket,
+    .list = p_list,
+};

@@ -1,0 +1,968 @@
+/*
+ * fwx - the proxy backend's forward mode: SOCKS5 (RFC 1928), the modern analogue of the ISA
+ * Firewall Client. Each SOCKS connection is a control channel and gets an explicit session.
+ *
+ * - CONNECT: the core decides: a permission a filter set up (AllowFutureConnect) admits it as
+ *   a secondary connection, otherwise it is a primary fwx_Connect_Tcp under the policy and the
+ *   filters; then the backend connects and relays. A CONNECT by name is resolved once, and the
+ *   policy gets both the name (its domain sets) and the address (networks, address sets).
+ * - BIND: the backend listens on the gateway and reports a client bind (fwx_Bind_Tcp). The bind
+ *   never fails, but connections to it are discarded until a filter approves it with
+ *   IFWXSession::RetroactiveAllowBind, and only the host named in the request may connect.
+ * - UDP ASSOCIATE: a UDP relay port for the client; each destination is decided once by the
+ *   core (a permission, or a new fwx_Udp_Destination under the policy and filters) and becomes
+ *   a flow; the association ends with the control connection. Fragments and host names in
+ *   datagrams are dropped.
+ *
+ * Each SOCKS connection is a session of its own, and the core admits its flows in it
+ * (fwx_firewall_admit_in_session): a permission serves a CONNECT or a UDP destination if this
+ * session made it, or if another session of the client made it address-based.
+ *
+ * Authentication: none, or with credentials configured (socks_auth.c) username/password only
+ * (RFC 1929), the name then being the session's user, so rules with `users` decide.
+ * The parser is strict: version 5, the method above, IPv4, IPv6 or a host name of
+ * 1-253 letters, digits, dots and hyphens, no bytes after the request, 10 s to negotiate.
+ * SPDX-License-Identifier: MIT
+ */
+#include "backends/proxy/proxy_impl.h"
+#include "core/internal.h" /* fwx__firewall_forbidden_host */
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#define SOCKS_MAX_INPUT 600
+#define SOCKS_NEGOTIATE_MS 10000
+#define SOCKS_BIND_WAIT_MS 120000
+
+/* Reply codes (RFC 1928 §6). */
+enum {
+    REP_OK = 0,
+    REP_FAILURE = 1,
+    REP_NOT_ALLOWED = 2,
+    REP_HOST_UNREACHABLE = 4,
+    REP_REFUSED = 5,
+    REP_CMD_UNSUPPORTED = 7,
+    REP_ATYP_UNSUPPORTED = 8,
+};
+
+struct socks_listener {
+    uv_tcp_t tcp;
+    pstate *st;
+    struct sockaddr_storage at; /* where it listens (the port the kernel chose, if 0) */
+    socks_listener *prev, *next;
+};
+
+typedef enum { S_GREETING, S_AUTH, S_REQUEST, S_RESOLVING, S_BIND_WAIT, S_UDP_ASSOC, S_DONE } socks_state;
+
+struct socks_client {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    pstate *st;
+    socks_client *prev, *next;
+    socks_state state;
+    uint8_t buf[SOCKS_MAX_INPUT];
+    size_t len;
+    struct sockaddr_storage peer, local, dst;
+    char user[256]; /* the name it authenticated with (RFC 1929), or "" */
+    char host[256]; /* CONNECT by name: the name asked for, for the policy's domain sets; else "" */
+    uv_getaddrinfo_t gai;
+    bool gai_pending;
+    psession *ps;
+    /* BIND */
+    uv_tcp_t *bind_tcp;
+    IFWXConnection *bind_conn;
+    struct sockaddr_storage bound;
+    /* UDP ASSOCIATE */
+    udp_port *udp;
+    struct sockaddr_storage udp_client; /* where the client's datagrams come from */
+    bool have_udp_client;
+    fwx__socks_hold hold; /* what it counts against its client's caps (socks_caps.c) */
+    int closing; /* handles still to close */
+};
+
+static void on_timeout(uv_timer_t *t);
+static void do_udp_associate(socks_client *c);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+static void log_client_at(socks_client *c, fwx_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void log_client_at(socks_client *c, fwx_log_level level, const char *fmt, ...)
+{
+    char a[FWX__SA_STRLEN], msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    fwx_firewall_log(c->st->fw, level, "socks client %s: %s", fwx__sa_fmt((struct sockaddr *)&c->peer, a), msg);
+}
+#define log_client(c, ...) log_client_at((c), FWX_LOG_WARN, __VA_ARGS__)
+
+/* ---- closing ---------------------------------------------------------------------------------- */
+
+static void client_handle_closed(uv_handle_t *h)
+{
+    socks_client *c = h->data;
+    if (--c->closing > 0)
+        return;
+    pstate *st = c->st;
+    free(c);
+    st->handles--;
+    fwx__proxy_state_maybe_free(st);
+}
+
+static void bind_tcp_closed(uv_handle_t *h)
+{
+    socks_client *c = h->data;
+    free(h);
+    client_handle_closed((uv_handle_t *)&c->tcp);
+}
+
+/* Ends a negotiation. With keep_fd the client socket lives on in a relay (dup'd first). */
+static void client_close(socks_client *c)
+{
+    if (c->state == S_DONE)
+        return;
+    c->state = S_DONE;
+    pstate *st = c->st;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        st->clients = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    /* A lookup already running in the thread pool cannot be cancelled (uv_cancel says EBUSY)
+       and will still call on_resolved with c->gai: it counts as one more thing the close
+       waits for, and on_resolved finishes it. A queued one is cancelled and calls back too. */
+    bool lookup = c->gai_pending;
+    if (lookup)
+        (void)uv_cancel((uv_req_t *)&c->gai);
+    fwx__socks_caps_put_all(&st->socks_caps, &c->hold);
+    if (c->bind_conn != NULL) {
+        fwx_connection_close(c->bind_conn); /* the client bind and its grant go */
+        c->bind_conn = NULL;
+    }
+    if (c->udp != NULL) {
+        /* The association lives as long as its control connection (RFC 1928 §7). */
+        c->udp->socks = NULL;
+        fwx__proxy_udp_port_release(c->udp, true);
+        c->udp = NULL;
+    }
+    if (c->ps != NULL) {
+        psession *ps = c->ps;
+        c->ps = NULL;
+        ps->relays++; /* balance: unref ends the session if no relay took it */
+        fwx__proxy_session_unref(st, ps);
+    }
+    c->closing = 2 + (c->bind_tcp != NULL) + lookup;
+    uv_close((uv_handle_t *)&c->tcp, client_handle_closed);
+    uv_close((uv_handle_t *)&c->timer, client_handle_closed);
+    if (c->bind_tcp != NULL) {
+        c->bind_tcp->data = c;
+        uv_close((uv_handle_t *)c->bind_tcp, bind_tcp_closed);
+        c->bind_tcp = NULL;
+    }
+}
+
+/* ---- replies ---------------------------------------------------------------------------------- */
+
+static size_t encode_reply(uint8_t *out, int rep, const struct sockaddr *bnd)
+{
+    size_t n = 0;
+    out[n++] = 5;
+    out[n++] = (uint8_t)rep;
+    out[n++] = 0;
+    if (bnd != NULL && bnd->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)bnd;
+        out[n++] = 4;
+        memcpy(out + n, &s6->sin6_addr, 16);
+        n += 16;
+        memcpy(out + n, &s6->sin6_port, 2);
+    } else {
+        out[n++] = 1;
+        if (bnd != NULL && bnd->sa_family == AF_INET) {
+            const struct sockaddr_in *s4 = (const struct sockaddr_in *)bnd;
+            memcpy(out + n, &s4->sin_addr, 4);
+            n += 4;
+            memcpy(out + n, &s4->sin_port, 2);
+        } else {
+            memset(out + n, 0, 6);
+            n += 4;
+        }
+    }
+    return n + 2;
+}
+
+/* Replies are a few bytes on a socket that has sent nothing yet: they fit its buffer, so a
+   plain send() on the nonblocking fd suffices and keeps the ordering with the relay simple. */
+static bool send_reply_fd(int fd, int rep, const struct sockaddr *bnd)
+{
+    uint8_t r[32];
+    size_t n = encode_reply(r, rep, bnd);
+    return send(fd, r, n, MSG_NOSIGNAL) == (ssize_t)n;
+}
+
+static bool client_fd(socks_client *c, int *fd)
+{
+    uv_os_fd_t ufd;
+    return uv_fileno((uv_handle_t *)&c->tcp, &ufd) == 0 && (*fd = ufd) >= 0;
+}
+
+static void refuse(socks_client *c, int rep, const char *why)
+{
+    int fd;
+    log_client(c, "%s, refused (reply %d)", why, rep);
+    if (client_fd(c, &fd))
+        (void)send_reply_fd(fd, rep, NULL);
+    client_close(c);
+}
+
+static int rep_for(fwx_result hr)
+{
+    switch (hr) {
+    case FWX_E_PROTOCOL_RULES_DENIED:
+    case FWX_E_SITE_AND_CONTENT_RULES_DENIED:
+    case FWX_E_NETWORK_RULES_DENIED:
+    case FWX_E_POLICY_RULES_DENIED:
+    case FWX_E_ADDRESS_NOT_ALLOWED:
+    case FWX_E_CONNREFUSED:
+    case FWX_E_DENIED:
+        return REP_NOT_ALLOWED;
+    default:
+        return REP_FAILURE;
+    }
+}
+
+/* Counts one of kind against the client's caps; refuses the request (and logs which cap) if
+   it is over one: reply 2 for the client's own cap, 1 for the gateway's (issue 16, item 8). */
+static bool take_cap(socks_client *c, int kind, const char *what)
+{
+    char why[160], msg[200];
+    bool global = false;
+    if (fwx__socks_caps_take(c->st->fw, &c->st->socks_caps, &c->hold, (struct sockaddr *)&c->peer, kind, why,
+                             sizeof why, &global))
+        return true;
+    int rep = global ? REP_FAILURE : REP_NOT_ALLOWED, fd;
+    uint32_t quiet;
+    fwx_log_level lv = fwx__socks_caps_log_level(&c->st->socks_caps, kind, &quiet);
+    msg[0] = '\0';
+    if (quiet)
+        snprintf(msg, sizeof msg, " (%u more refused at this cap since the last line)", quiet);
+    log_client_at(c, lv, "%s: %s, refused (reply %d)%s", what, why, rep, msg);
+    if (client_fd(c, &fd))
+        (void)send_reply_fd(fd, rep, NULL);
+    client_close(c);
+    return false;
+}
+
+/* Takes the client's socket out of its handle, for a relay. */
+static int take_fd(socks_client *c)
+{
+    int fd;
+    if (!client_fd(c, &fd))
+        return -1;
+    return dup(fd);
+}
+
+/* ---- CONNECT ---------------------------------------------------------------------------------- */
+
+static void connect_done(prelay *r, int status)
+{
+    int rep = status == 0                    ? REP_OK
+              : status == UV_ECONNREFUSED    ? REP_REFUSED
+              : status == UV_EHOSTUNREACH || status == UV_ENETUNREACH ? REP_HOST_UNREACHABLE
+                                                                       : REP_FAILURE;
+    struct sockaddr_storage bnd;
+    int blen = sizeof bnd;
+    bool have = status == 0 && r->up != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&bnd, &blen) == 0;
+    (void)send_reply_fd(r->internal_fd, rep, have ? (struct sockaddr *)&bnd : NULL);
+    /* The connection learns the gateway's address on the external side: filters write it into
+       what they rewrite (an FTP PORT, for one). */
+    if (have && r->conn != NULL)
+        (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&bnd, fwx__sa_len((struct sockaddr *)&bnd));
+}
+
+/* Does a connection to dst reach one of the gateway's own listeners (SOCKS or publishing)?
+   A SOCKS client could otherwise chain CONNECTs through the gateway dozens deep, each hop a new
+   session with the gateway as its client (issue 16, item 5). A listener on the unspecified
+   address is reached through any local or loopback address (loopback_hosts or not). */
+static bool reaches_listener(const struct sockaddr *l, const struct sockaddr *dst, fwx_firewall *fw)
+{
+    if (fwx__sa_port(l) != fwx__sa_port(dst))
+        return false;
+    if (fwx__sa_is_unspecified(l))
+        return fwx__sa_is_loopback(dst) || fwx__firewall_is_local(fw, dst);
+    return fwx__sa_same_ip(l, dst);
+}
+
+static bool own_listener(pstate *st, const struct sockaddr *dst)
+{
+    for (socks_listener *l = st->socks; l != NULL; l = l->next)
+        if (reaches_listener((const struct sockaddr *)&l->at, dst, st->fw))
+            return true;
+    for (size_t i = 0; i < st->fw->n_published; i++)
+        if (reaches_listener((const struct sockaddr *)&st->fw->published[i].address, dst, st->fw))
+            return true;
+    return false;
+}
+
+static void do_connect(socks_client *c)
+{
+    pstate *st = c->st;
+    const struct sockaddr *dst = (const struct sockaddr *)&c->dst;
+    if (fwx__sa_port(dst) == 0) {
+        refuse(c, REP_NOT_ALLOWED, "connect to port 0");
+        return;
+    }
+    /* Catalog #40: a name or address that leads back to the gateway itself (its addresses,
+       loopback, any) or to a group address is refused, whatever the policy says. */
+    if (fwx__firewall_forbidden_host(st->fw, dst) != NULL) {
+        refuse(c, REP_NOT_ALLOWED, "destination is the gateway itself or a group address");
+        return;
+    }
+    if (own_listener(st, dst)) {
+        refuse(c, REP_NOT_ALLOWED, "destination is one of the gateway's own listeners");
+        return;
+    }
+    int fd = take_fd(c);
+    prelay *r = fd >= 0 ? fwx__proxy_relay_new(st, fd) : NULL;
+    if (r == NULL) {
+        if (fd < 0 && fwx__proxy_fd_short(errno)) {
+            fwx__proxy_fd_shortage(st, errno, "relaying a SOCKS CONNECT");
+            if (client_fd(c, &fd))
+                (void)send_reply_fd(fd, REP_FAILURE, NULL);
+            client_close(c);
+            return;
+        }
+        if (fd >= 0)
+            close(fd);
+        refuse(c, REP_FAILURE, "out of resources");
+        return;
+    }
+    /* The relay owns the session from here. */
+    r->ps = c->ps;
+    c->ps = NULL;
+    r->ps->relays++;
+    r->target = c->dst;
+    r->on_connected = connect_done;
+    /* A permission set up by a filter (AllowFutureConnect) admits it as a secondary
+       connection; otherwise it is a new primary connection under the policy. */
+    IFWXConnection *conn = NULL;
+    fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),
+                     dst, fwx__sa_len(dst)};
+    st->pending = r;
+    /* In this control channel's session: another session's permission serves it only if it
+       is address-based. */
+    fwx_result hr = fwx_firewall_admit_in_session(st->fw, r->ps->session, &flow, &conn);
+    if (hr == FWX_E_NOT_FOUND) {
+        /* By name: the policy decides by the name asked for (domain sets) and by the address it
+           resolved to (networks, address sets), both at once (issue 16, item 2). */
+        fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, dst, fwx__sa_len(dst),
+                                    (struct sockaddr *)&c->local, fwx__sa_len((struct sockaddr *)&c->local),
+                                    c->host[0] ? c->host : NULL, 0, 0, NULL};
+        hr = fwx_connection_open(r->ps->session, &cp, &conn);
+    }
+    st->pending = NULL;
+    if (FWX_FAILED(hr) && c->host[0]) {
+        char a[FWX__SA_STRLEN];
+        log_client(c, "CONNECT %s (%s) refused: %s", c->host, fwx__sa_fmt(dst, a), fwx_strerror(hr));
+    }
+    client_close(c); /* the negotiation is over either way; the relay holds the socket */
+    if (FWX_FAILED(hr)) {
+        (void)send_reply_fd(r->internal_fd, rep_for(hr), NULL);
+        fwx__proxy_relay_fail(r);
+        return;
+    }
+    fwx__proxy_relay_set_conn(r, conn);
+    fwx__proxy_relay_connect(r);
+}
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
+{
+    socks_client *c = req->data;
+    c->gai_pending = false;
+    fwx__socks_caps_put(&c->st->socks_caps, &c->hold, FWX__SOCKS_PENDING);
+    if (c->state == S_DONE) {
+        /* The negotiation ended while we looked the name up: this was the last thing its close
+           waited for (or one of them). */
+        uv_freeaddrinfo(res);
+        client_handle_closed((uv_handle_t *)&c->tcp);
+        return;
+    }
+    if (status == UV_ECANCELED) {
+        uv_freeaddrinfo(res);
+        return;
+    }
+    uint16_t port = fwx__sa_port((struct sockaddr *)&c->dst);
+    bool ok = status == 0 && res != NULL && fwx__sa_canon(res->ai_addr, (uint32_t)res->ai_addrlen, &c->dst);
+    uv_freeaddrinfo(res);
+    if (!ok) {
+        refuse(c, REP_HOST_UNREACHABLE, "host name does not resolve");
+        return;
+    }
+    /* Resolved once; the core checks this address, and the relay connects to it (no TOCTOU). */
+    fwx__sa_set_port((struct sockaddr *)&c->dst, port);
+    do_connect(c);
+}
+
+/* ---- BIND ------------------------------------------------------------------------------------- */
+
+static void on_bind_accept(uv_stream_t *server, int status)
+{
+    socks_client *c = server->data;
+    pstate *st = c->st;
+    if (status < 0 || c->state != S_BIND_WAIT)
+        return;
+    uv_tcp_t *in = malloc(sizeof *in);
+    if (in == NULL)
+        return;
+    uv_tcp_init(st->loop, in);
+    struct sockaddr_storage peer;
+    int plen = sizeof peer, fd = -1;
+    uv_os_fd_t ufd;
+    if (uv_accept(server, (uv_stream_t *)in) == 0 && uv_tcp_getpeername(in, (struct sockaddr *)&peer, &plen) == 0 &&
+        uv_fileno((uv_handle_t *)in, &ufd) == 0)
+        fd = dup(ufd);
+    uv_close((uv_handle_t *)in, (uv_close_cb)free);
+    if (fd < 0)
+        return;
+    /* RFC 1928: only the host named in the request; and only once the core admits it. */
+    const struct sockaddr *want = (const struct sockaddr *)&c->dst;
+    if (!fwx__sa_is_unspecified(want) && !fwx__sa_same_ip(want, (struct sockaddr *)&peer)) {
+        close(fd);
+        return;
+    }
+    fwx_flow flow = {sizeof flow, FWX_PROTOCOL_TCP, (struct sockaddr *)&peer, fwx__sa_len((struct sockaddr *)&peer),
+                     (struct sockaddr *)&c->bound, fwx__sa_len((struct sockaddr *)&c->bound)};
+    int cfd = take_fd(c);
+    prelay *r = cfd >= 0 ? fwx__proxy_relay_new(st, cfd) : NULL;
+    if (r == NULL) {
+        if (cfd >= 0)
+            close(cfd);
+        close(fd);
+        return;
+    }
+    IFWXConnection *conn = NULL;
+    st->pending = r;
+    fwx_result hr = fwx_firewall_admit_in_session(st->fw, c->ps ? c->ps->session : NULL, &flow, &conn);
+    st->pending = NULL;
+    if (FWX_FAILED(hr)) {
+        /* Not approved (yet): discarded silently, the bind keeps waiting (T11). */
+        close(fd);
+        r->internal_fd = -1;
+        close(cfd);
+        fwx__proxy_relay_fail(r);
+        return;
+    }
+    r->ps = c->ps;
+    c->ps = NULL;
+    r->ps->relays++;
+    fwx__proxy_relay_set_conn(r, conn);
+    (void)send_reply_fd(r->internal_fd, REP_OK, (struct sockaddr *)&peer);
+    client_close(c); /* one connection per BIND: the listener and the client bind go */
+    fwx__proxy_relay_pump(r, fd);
+}
+
+static void do_bind(socks_client *c)
+{
+    pstate *st = c->st;
+    c->bind_tcp = malloc(sizeof *c->bind_tcp);
+    if (c->bind_tcp == NULL || uv_tcp_init(st->loop, c->bind_tcp) != 0) {
+        free(c->bind_tcp);
+        c->bind_tcp = NULL;
+        refuse(c, REP_FAILURE, "out of resources");
+        return;
+    }
+    c->bind_tcp->data = c;
+    /* Listen on the address the client reached us on, on a port of the kernel's choosing. */
+    struct sockaddr_storage at = c->local;
+    fwx__sa_set_port((struct sockaddr *)&at, 0);
+    int blen = sizeof c->bound;
+    if (uv_tcp_bind(c->bind_tcp, (struct sockaddr *)&at, 0) != 0 ||
+        uv_listen((uv_stream_t *)c->bind_tcp, 1, on_bind_accept) != 0 ||
+        uv_tcp_getsockname(c->bind_tcp, (struct sockaddr *)&c->bound, &blen) != 0) {
+        refuse(c, REP_FAILURE, "cannot bind");
+        return;
+    }
+    fwx_connection_params cp = {sizeof cp,
+                                fwx_Bind_Tcp,
+                                FWX_PROTOCOL_TCP,
+                                (struct sockaddr *)&c->bound,
+                                fwx__sa_len((struct sockaddr *)&c->bound),
+                                (struct sockaddr *)&c->bound,
+                                fwx__sa_len((struct sockaddr *)&c->bound),
+                                NULL,
+                                0,
+                                0,
+                                NULL};
+    fwx_result hr = fwx_connection_open(c->ps->session, &cp, &c->bind_conn);
+    if (FWX_FAILED(hr)) {
+        c->bind_conn = NULL;
+        refuse(c, rep_for(hr), "bind refused by a filter");
+        return;
+    }
+    int fd;
+    if (!client_fd(c, &fd) || !send_reply_fd(fd, REP_OK, (struct sockaddr *)&c->bound)) {
+        client_close(c);
+        return;
+    }
+    c->state = S_BIND_WAIT;
+    uv_timer_start(&c->timer, on_timeout, SOCKS_BIND_WAIT_MS, 0);
+    /* Keep reading: a client that hangs up ends the bind. */
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+}
+
+/* ---- UDP ASSOCIATE ---------------------------------------------------------------------------- */
+
+static void do_udp_associate(socks_client *c)
+{
+    pstate *st = c->st;
+    struct sockaddr_storage at = c->local;
+    fwx__sa_set_port((struct sockaddr *)&at, 0);
+    fwx_result hr;
+    c->udp = fwx__proxy_udp_port_open(st, UDP_PORT_SOCKS, (struct sockaddr *)&at, 0, &hr);
+    if (c->udp == NULL) {
+        refuse(c, REP_FAILURE, "cannot open a UDP relay");
+        return;
+    }
+    c->udp->socks = c;
+    int fd;
+    if (!client_fd(c, &fd) || !send_reply_fd(fd, REP_OK, (struct sockaddr *)&c->udp->local)) {
+        client_close(c);
+        return;
+    }
+    c->state = S_UDP_ASSOC;
+    uv_timer_stop(&c->timer);
+    /* Keep reading: the association ends when the client closes its control connection. */
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+}
+
+void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, const uint8_t *d, size_t n)
+{
+    socks_client *c = p->socks;
+    if (c == NULL || c->state != S_UDP_ASSOC)
+        return;
+    /* Only the associated client, from the address it announced (if it did). */
+    const struct sockaddr *want = (const struct sockaddr *)&c->dst;
+    if (!fwx__sa_same_ip(from, (struct sockaddr *)&c->peer) ||
+        (!fwx__sa_is_unspecified(want) && !fwx__sa_same_ip(from, want)) ||
+        (fwx__sa_port(want) != 0 && fwx__sa_port(want) != fwx__sa_port(from)))
+        return;
+    if (n < 10 || d[0] != 0 || d[1] != 0 || d[2] != 0)
+        return; /* malformed, or a fragment: fragments are not reassembled (RFC 1928 allows dropping) */
+    struct sockaddr_storage dst;
+    size_t hdr;
+    memset(&dst, 0, sizeof dst);
+    if (d[3] == 1) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&dst;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, d + 4, 4);
+        memcpy(&s4->sin_port, d + 8, 2);
+        hdr = 10;
+    } else if (d[3] == 4 && n >= 22) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&dst;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, d + 4, 16);
+        memcpy(&s6->sin6_port, d + 20, 2);
+        struct sockaddr_storage canon;
+        if (fwx__sa_canon((struct sockaddr *)&dst, sizeof *s6, &canon))
+            dst = canon;
+        hdr = 22;
+    } else {
+        return; /* host names in datagrams would need a lookup per datagram: not supported */
+    }
+    pstate *st = c->st;
+    const struct sockaddr *dp = (const struct sockaddr *)&dst;
+    memcpy(&c->udp_client, from, fwx__sa_len(from));
+    c->have_udp_client = true;
+    udp_flow *f = fwx__proxy_udp_flow_find(p, dp);
+    if (f == NULL) {
+        if (fwx__sa_port(dp) == 0 || fwx__firewall_forbidden_host(st->fw, dp) != NULL)
+            return;
+        IFWXConnection *conn = NULL;
+        fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),
+                       dp, fwx__sa_len(dp)};
+        st->udp_deciding++; /* ours to carry, data filters included (p_relay) */
+        fwx_result hr = fwx_firewall_admit_in_session(st->fw, c->ps ? c->ps->session : NULL, &fl, &conn);
+        if (hr == FWX_E_NOT_FOUND && c->ps != NULL) {
+            fwx_connection_params cp = {sizeof cp, fwx_Udp_Destination, FWX_PROTOCOL_UDP, dp, fwx__sa_len(dp),
+                                        (struct sockaddr *)&p->local, fwx__sa_len((struct sockaddr *)&p->local), NULL, 0,
+                                        0, NULL};
+            hr = fwx_connection_open(c->ps->session, &cp, &conn);
+        }
+        st->udp_deciding--;
+        if (FWX_FAILED(hr))
+            return; /* refused: the core logged it; the datagram is dropped */
+        f = fwx__proxy_udp_flow_for(p, dp, conn);
+        if (f == NULL) {
+            fwx_connection_close(conn);
+            return;
+        }
+    }
+    fwx__proxy_udp_flow_send(f, d + hdr, n - hdr);
+}
+
+void fwx__proxy_socks_udp_reply(udp_port *p, const struct sockaddr *dst, const uint8_t *data, size_t n)
+{
+    socks_client *c = p->socks;
+    static uint8_t out[65536 + 22];
+    if (c == NULL || !c->have_udp_client)
+        return;
+    size_t h = encode_reply(out, 0, dst); /* the same shape: 3 bytes, ATYP, address, port */
+    out[0] = out[1] = out[2] = 0;         /* RSV RSV FRAG */
+    if (h + n > sizeof out)
+        return;
+    memcpy(out + h, data, n);
+    uv_buf_t b = uv_buf_init((char *)out, (unsigned)(h + n));
+    (void)uv_udp_try_send(&p->udp, &b, 1, (struct sockaddr *)&c->udp_client);
+}
+
+/* ---- negotiation -------------------------------------------------------------------------------- */
+
+static bool host_name_ok(const uint8_t *p, size_t n)
+{
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t ch = p[i];
+        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
+              ch == '-'))
+            return false;
+    }
+    return true;
+}
+
+static void start_request(socks_client *c);
+
+/* RFC 1929: VER=1 ULEN UNAME PLEN PASSWD; answered VER=1 STATUS (0 ok, 1 failure, then close).
+   False while incomplete or when the client was closed. */
+static bool auth_step(socks_client *c)
+{
+    if (c->len < 2)
+        return false;
+    size_t ulen = c->buf[1];
+    if (c->buf[0] != 1 || ulen == 0) {
+        log_client(c, "malformed username/password request, closed");
+        client_close(c);
+        return false;
+    }
+    if (c->len < 2 + ulen + 1)
+        return false;
+    size_t plen = c->buf[2 + ulen], need = 3 + ulen + plen;
+    if (c->len < need)
+        return false;
+    char user[256], pass[256];
+    memcpy(user, c->buf + 2, ulen);
+    user[ulen] = '\0';
+    memcpy(pass, c->buf + 3 + ulen, plen);
+    pass[plen] = '\0';
+    bool printable = true;
+    for (size_t i = 0; i < ulen; i++)
+        printable &= (unsigned char)user[i] > ' ' && (unsigned char)user[i] < 0x7f;
+    bool ok = printable && strlen(pass) == plen && fwx__socks_users_verify(c->st->users, user, pass);
+    explicit_bzero(pass, sizeof pass);
+    explicit_bzero(c->buf + 3 + ulen, plen);
+    int fd;
+    uint8_t ans[2] = {1, ok ? 0 : 1};
+    bool sent = client_fd(c, &fd) && send(fd, ans, 2, MSG_NOSIGNAL) == 2;
+    if (!ok) {
+        log_client(c, "authentication failed for user \"%s\", closed", printable ? user : "(unprintable)");
+        client_close(c);
+        return false;
+    }
+    if (!sent) {
+        client_close(c);
+        return false;
+    }
+    memcpy(c->user, user, ulen + 1);
+    memmove(c->buf, c->buf + need, c->len - need);
+    c->len -= need;
+    c->state = S_REQUEST;
+    return true;
+}
+
+static void parse(socks_client *c)
+{
+    if (c->state == S_GREETING) {
+        if (c->len < 2)
+            return;
+        if (c->buf[0] != 5) {
+            log_client(c, "not SOCKS version 5, closed");
+            client_close(c);
+            return;
+        }
+        size_t need = 2 + (size_t)c->buf[1];
+        if (c->buf[1] == 0) {
+            log_client(c, "no authentication methods, closed");
+            client_close(c);
+            return;
+        }
+        if (c->len < need)
+            return;
+        /* With credentials configured, username/password is required and the only method. */
+        uint8_t want = c->st->users != NULL ? 0x02 : 0x00;
+        bool ok = memchr(c->buf + 2, want, c->buf[1]) != NULL;
+        int fd;
+        uint8_t ans[2] = {5, ok ? want : 0xFF};
+        if (!client_fd(c, &fd) || send(fd, ans, 2, MSG_NOSIGNAL) != 2 || !ok) {
+            if (!ok)
+                log_client(c, want ? "does not offer username/password authentication, closed"
+                                   : "offers no method we accept, closed");
+            client_close(c);
+            return;
+        }
+        memmove(c->buf, c->buf + need, c->len - need);
+        c->len -= need;
+        c->state = want ? S_AUTH : S_REQUEST;
+    }
+    if (c->state == S_AUTH && !auth_step(c))
+        return;
+    if (c->state == S_REQUEST) {
+        if (c->len < 5)
+            return;
+        if (c->buf[0] != 5 || c->buf[2] != 0) {
+            refuse(c, REP_FAILURE, "malformed request");
+            return;
+        }
+        size_t need;
+        switch (c->buf[3]) {
+        case 1:
+            need = 4 + 4 + 2;
+            break;
+        case 4:
+            need = 4 + 16 + 2;
+            break;
+        case 3:
+            need = 4 + 1 + (size_t)c->buf[4] + 2;
+            break;
+        default:
+            refuse(c, REP_ATYP_UNSUPPORTED, "unknown address type");
+            return;
+        }
+        if (c->len < need)
+            return;
+        if (c->len > need) {
+            /* Nothing may follow the request before our reply: no smuggling past the decision. */
+            refuse(c, REP_FAILURE, "bytes after the request");
+            return;
+        }
+        start_request(c);
+    }
+}
+
+static void start_request(socks_client *c)
+{
+    uint8_t cmd = c->buf[1], atyp = c->buf[3];
+    uint16_t port;
+    memset(&c->dst, 0, sizeof c->dst);
+    if (atyp == 1) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&c->dst;
+        s4->sin_family = AF_INET;
+        memcpy(&s4->sin_addr, c->buf + 4, 4);
+        memcpy(&port, c->buf + 8, 2);
+        s4->sin_port = port;
+    } else if (atyp == 4) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&c->dst;
+        s6->sin6_family = AF_INET6;
+        memcpy(&s6->sin6_addr, c->buf + 4, 16);
+        memcpy(&port, c->buf + 20, 2);
+        s6->sin6_port = port;
+        struct sockaddr_storage canon;
+        if (fwx__sa_canon((struct sockaddr *)&c->dst, sizeof *s6, &canon))
+            c->dst = canon;
+    }
+    if (cmd == 3 && atyp == 3) {
+        refuse(c, REP_ATYP_UNSUPPORTED, "UDP ASSOCIATE names its client by address only");
+        return;
+    }
+    if (cmd != 1 && cmd != 2 && cmd != 3) {
+        refuse(c, REP_CMD_UNSUPPORTED, "unknown command");
+        return;
+    }
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->ps = fwx__proxy_session_explicit(c->st, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local,
+                                        c->user[0] ? c->user : NULL);
+    if (c->ps == NULL) {
+        refuse(c, REP_FAILURE, "no session");
+        return;
+    }
+    if (atyp == 3) {
+        size_t n = c->buf[4];
+        if (cmd != 1 || !host_name_ok(c->buf + 5, n)) {
+            refuse(c, cmd != 1 ? REP_ATYP_UNSUPPORTED : REP_HOST_UNREACHABLE, "bad host name");
+            return;
+        }
+        char portbuf[8];
+        memcpy(c->host, c->buf + 5, n);
+        c->host[n] = '\0';
+        memcpy(&port, c->buf + 5 + n, 2);
+        snprintf(portbuf, sizeof portbuf, "%u", ntohs(port));
+        c->dst.ss_family = AF_INET;
+        fwx__sa_set_port((struct sockaddr *)&c->dst, ntohs(port));
+        if (!take_cap(c, FWX__SOCKS_PENDING, "CONNECT by name"))
+            return;
+        struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+        c->gai.data = c;
+        c->state = S_RESOLVING;
+        if (uv_getaddrinfo(c->st->loop, &c->gai, on_resolved, c->host, portbuf, &hints) != 0) {
+            refuse(c, REP_HOST_UNREACHABLE, "cannot resolve");
+            return;
+        }
+        c->gai_pending = true;
+        return;
+    }
+    if (cmd == 1)
+        do_connect(c);
+    else if (cmd == 2 && take_cap(c, FWX__SOCKS_BIND, "BIND"))
+        do_bind(c);
+    else if (cmd == 3 && take_cap(c, FWX__SOCKS_UDP, "UDP ASSOCIATE"))
+        do_udp_associate(c);
+}
+
+static void on_timeout(uv_timer_t *t)
+{
+    socks_client *c = t->data;
+    log_client(c, c->state == S_BIND_WAIT ? "no connection to the bind in time, closed" : "negotiation timed out");
+    client_close(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    socks_client *c = h->data;
+    (void)suggested;
+    buf->base = (char *)c->buf + c->len;
+    buf->len = sizeof c->buf - c->len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    socks_client *c = s->data;
+    (void)buf;
+    if (n == 0)
+        return;
+    if (n < 0 || c->state == S_BIND_WAIT || c->state == S_UDP_ASSOC) {
+        /* EOF or error; during a BIND wait or a UDP association the client stays quiet. */
+        client_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    if (c->len >= sizeof c->buf) {
+        /* A request-shaped refusal would read as a method choice during the greeting. */
+        if (c->state == S_GREETING) {
+            log_client(c, "greeting too long, closed");
+            client_close(c);
+        } else {
+            refuse(c, REP_FAILURE, "request too long");
+        }
+        return;
+    }
+    parse(c);
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    socks_listener *l = server->data;
+    pstate *st = l->st;
+    if (status < 0)
+        fwx__proxy_accept_failed(st, server, status, "accepting a SOCKS client");
+    if (status < 0 || st->closing)
+        return;
+    socks_client *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return;
+    c->st = st;
+    uv_tcp_init(st->loop, &c->tcp);
+    uv_timer_init(st->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    st->handles++;
+    c->next = st->clients;
+    if (st->clients)
+        st->clients->prev = c;
+    st->clients = c;
+    int pl = sizeof c->peer, ll = sizeof c->local;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0 ||
+        uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&c->peer, &pl) != 0 ||
+        uv_tcp_getsockname(&c->tcp, (struct sockaddr *)&c->local, &ll) != 0) {
+        client_close(c);
+        return;
+    }
+    char why[160];
+    bool global = false;
+    if (!fwx__socks_caps_take(st->fw, &st->socks_caps, &c->hold, (struct sockaddr *)&c->peer, FWX__SOCKS_CONN, why,
+                              sizeof why, &global)) {
+        /* Before the greeting: "no acceptable methods" is the refusal a client reads here. */
+        static const uint8_t no_method[2] = {5, 0xff};
+        int fd;
+        uint32_t quiet;
+        fwx_log_level lv = fwx__socks_caps_log_level(&st->socks_caps, FWX__SOCKS_CONN, &quiet);
+        char more[80] = "";
+        if (quiet)
+            snprintf(more, sizeof more, " (%u more refused at this cap since the last line)", quiet);
+        log_client_at(c, lv, "connection: %s, refused%s", why, more);
+        if (client_fd(c, &fd))
+            (void)send(fd, no_method, sizeof no_method, MSG_NOSIGNAL);
+        client_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, on_timeout, SOCKS_NEGOTIATE_MS, 0);
+    uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, on_read);
+}
+
+/* ---- listeners ----------------------------------------------------------------------------------- */
+
+static void listener_closed(uv_handle_t *h)
+{
+    socks_listener *l = h->data;
+    pstate *st = l->st;
+    free(l);
+    st->handles--;
+    fwx__proxy_state_maybe_free(st);
+}
+
+void fwx__proxy_socks_close_all(pstate *st)
+{
+    while (st->clients != NULL)
+        client_close(st->clients);
+    while (st->socks != NULL) {
+        socks_listener *l = st->socks;
+        st->socks = l->next;
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    }
+}
+
+fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr, uint32_t len)
+{
+    pstate *st = fwx_firewall_backend_state(fw);
+    if (st == NULL || st->magic != FWX__PROXY_MAGIC)
+        return FWX_E_NOT_SUPPORTED;
+    if (!fwx__sa_valid(addr, len))
+        return FWX_E_INVALIDARG;
+    socks_listener *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return FWX_E_OUTOFMEMORY;
+    l->st = st;
+    uv_tcp_init(st->loop, &l->tcp);
+    l->tcp.data = l;
+    st->handles++;
+    int rc = uv_tcp_bind(&l->tcp, addr, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_accept);
+    int alen = sizeof l->at;
+    if (rc == 0 && uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->at, &alen) == 0) {
+        struct sockaddr_storage canon;
+        if (fwx__sa_canon((struct sockaddr *)&l->at, (uint32_t)alen, &canon))
+            l->at = canon;
+    }
+    if (rc != 0) {
+        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+        return rc == UV_EADDRINUSE ? FWX_E_ADDRINUSE : rc == UV_EADDRNOTAVAIL ? FWX_E_ADDRNOTAVAIL : FWX_E_BACKEND;
+    }
+    l->next = st->socks;
+    if (st->socks)
+        st->socks->prev = l;
+    st->socks = l;
+    return FWX_S_OK;
+}

@@ -1,0 +1,91 @@
+/*
+ * fwx - listing what a firewall holds, for tools such as fwxctl.
+ * SPDX-License-Identifier: MIT
+ */
+#include "core/internal.h"
+
+static void base(fwx_object_info *i, fwx_object_kind kind, uint64_t id, uint64_t now, uint64_t created)
+{
+    memset(i, 0, sizeof *i);
+    i->struct_size = sizeof *i;
+    i->kind = kind;
+    i->id = id;
+    i->age_ms = now >= created ? now - created : 0;
+    i->expires_in_ms = -1;
+    i->name = "";
+    i->owner = "";
+}
+
+fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, void *arg)
+{
+    fwx_object_info i;
+    if (fw == NULL || cb == NULL)
+        return FWX_E_POINTER;
+    uint64_t now = uv_now(fw->loop);
+    if (kinds & FWX_OBJECT_PLUGIN) {
+        for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next) {
+            fwx__plugin *p = fwx__list_entry(n, fwx__plugin, node);
+            if (p->unloaded)
+                continue;
+            base(&i, FWX_OBJECT_PLUGIN, p->index, now, now);
+            i.flags = p->hooks;
+            i.name = p->name;
+            i.owner = p->path;
+            i.guid = p->guid;
+            cb(arg, &i);
+        }
+    }
+    for (fwx__list *sn = fw->sessions.next; sn != &fw->sessions; sn = sn->next) {
+        fwx__session *s = fwx__list_entry(sn, fwx__session, node);
+        if (kinds & FWX_OBJECT_SESSION) {
+            base(&i, FWX_OBJECT_SESSION, s->id, now, s->created_ms);
+            i.session_id = s->id;
+            i.flags = s->flags;
+            i.client = s->client;
+            i.name = (s->flags & FWX_SESSION_PRIVATE) ? "private" : s->source == fwxSourceNAT ? "nat" : "explicit";
+            i.owner = s->user ? s->user : "";
+            cb(arg, &i);
+        }
+        if (kinds & FWX_OBJECT_CONNECTION) {
+            for (fwx__list *cn = s->conns.next; cn != &s->conns; cn = cn->next) {
+                fwx__conn *c = fwx__list_entry(cn, fwx__conn, node);
+                base(&i, FWX_OBJECT_CONNECTION, c->id, now, c->created_ms);
+                i.session_id = s->id;
+                i.protocol = c->protocol;
+                i.flags = c->flags;
+                i.client = c->client;
+                if (c->has_ext_peer)
+                    i.peer = c->ext_peer;
+                if (c->has_ext_local)
+                    i.local = c->ext_local;
+                i.bytes_in = c->bytes_in;
+                i.bytes_out = c->bytes_out + c->bytes_sent;
+                i.kernel_mode = (c->flags & FWX_CONNECTION_KERNEL_MODE) != 0;
+                i.name = (c->flags & FWX_CONNECTION_LISTENING) ? "listening"
+                         : (c->flags & FWX_CONNECTION_SECONDARY) ? "secondary"
+                                                                  : "primary";
+                cb(arg, &i);
+            }
+        }
+        if (kinds & FWX_OBJECT_GRANT) {
+            for (fwx__list *gn = s->grants.next; gn != &s->grants; gn = gn->next) {
+                fwx__grant *g = fwx__list_entry(gn, fwx__grant, session_node);
+                base(&i, FWX_OBJECT_GRANT, g->pub.id, now, g->created_ms);
+                i.session_id = s->id;
+                i.protocol = g->pub.protocol;
+                i.flags = g->pub.flags;
+                i.client = g->pub.client;
+                i.peer = g->pub.target;
+                i.local = g->pub.gateway;
+                if (g->expires != 0)
+                    i.expires_in_ms = g->expires > now ? (int64_t)(g->expires - now) : 0;
+                i.name = fwx__grant_type_name(g->type);
+                i.owner = g->owner ? g->owner->name : "";
+                i.kernel_mode = g->in_kernel;
+                i.guid = g->protocol_guid;
+                cb(arg, &i);
+            }
+        }
+    }
+    return FWX_S_OK;
+}
