@@ -23,10 +23,12 @@ $CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c"
     -o "$OUT/socks_replay" || exit 2
 $CC $FLAGS -I"$ROOT/plugins/tftp" "$HERE/tftp_parse_fuzz.c" "$ROOT/plugins/tftp/tftp_parse.c" "$HERE/replay_main.c" \
     -o "$OUT/tftp_parse_replay" || exit 2
+$CC $FLAGS -I"$ROOT/plugins/rtsp" "$HERE/rtsp_parse_fuzz.c" "$ROOT/plugins/rtsp/rtsp_parse.c" "$HERE/replay_main.c" \
+    -o "$OUT/rtsp_parse_replay" || exit 2
 
 fail=0
 total=0
-for t in ftp_parse socks tftp_parse; do
+for t in ftp_parse socks tftp_parse rtsp_parse; do
     for d in "$HERE/seeds/$t" "$HERE/crashes/$t"; do
         [ -d "$d" ] || continue
         for f in "$d"/*; do

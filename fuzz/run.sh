@@ -33,6 +33,7 @@ sed 's/@FWX_VERSION_[A-Z]*@/0/; s/"0"/"0.0.0"/' "$ROOT/include/fwx/version.h.in"
 $CC $FLAGS -I"$ROOT/plugins/ftp" "$HERE/ftp_parse_fuzz.c" "$ROOT/plugins/ftp/ftp_parse.c" -o "$OUT/ftp_parse_fuzz"
 $CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" -o "$OUT/socks_fuzz"
 $CC $FLAGS -I"$ROOT/plugins/tftp" "$HERE/tftp_parse_fuzz.c" "$ROOT/plugins/tftp/tftp_parse.c" -o "$OUT/tftp_parse_fuzz"
+$CC $FLAGS -I"$ROOT/plugins/rtsp" "$HERE/rtsp_parse_fuzz.c" "$ROOT/plugins/rtsp/rtsp_parse.c" -o "$OUT/rtsp_parse_fuzz"
 
 run() { # target max_len
     t=$1
@@ -51,10 +52,11 @@ run socks 2048 &
 P2=$!
 wait $P1 $P2 || true
 run tftp_parse 2048
+run rtsp_parse 16384
 
 status=0
 echo "== fuzz summary (${SECS}s per target, socks avoid-known=$FWX_FUZZ_SOCKS_AVOID_KNOWN)"
-for t in ftp_parse socks tftp_parse; do
+for t in ftp_parse socks tftp_parse rtsp_parse; do
     rc=$(cat "$OUT/$t.rc" 2>/dev/null || echo "?")
     last=$(grep -E '^#[0-9]+' "$OUT/$t.log" | tail -1)
     execs=$(grep -E 'stat::number_of_executed_units' "$OUT/$t.log" | awk '{print $2}')
