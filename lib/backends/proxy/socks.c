@@ -592,6 +592,8 @@ static void refuse_parsed(socks_client *c, fwx__socks_err err, uint8_t cmd)
         refuse(c, ans, fwx__socks_err_text(err));
         return;
     }
+    if (c->state == S_AUTH)
+        explicit_bzero(c->buf, c->len); /* what came of a password goes with the refusal */
     if (c->state == S_AUTH && ans != FWX__SOCKS_NO_REPLY) {
         uint8_t st[2];
         (void)send_small(c, st, fwx__socks_encode_auth(st, (uint8_t)ans));
@@ -647,7 +649,7 @@ static bool auth_step(socks_client *c)
     pass[a.pass_len] = '\0';
     bool ok = fwx__socks_users_verify(c->st->users, user, pass);
     explicit_bzero(pass, sizeof pass);
-    explicit_bzero((uint8_t *)a.pass, a.pass_len);
+    explicit_bzero(c->buf + (a.pass - c->buf), a.pass_len);
     uint8_t ans[2];
     bool sent = send_small(c, ans, fwx__socks_encode_auth(ans, ok ? 0 : 1));
     if (!ok) {
