@@ -3,12 +3,14 @@
 (fuzz/crashes/<target>/) from readable tables: the hostile inputs of
 /work/shared/SECURITY-CATALOG.md and tests/check_ftp_parse.c.
 
-Framing (both targets): chunks joined by the marker 01 D5 CA 7A.
+Framing: chunks joined by the marker 01 D5 CA 7A.
   ftp_parse: each chunk = direction byte (0 client, 1 server) + bytes of one read.
   socks:     chunk 0 = configuration byte (see fuzz/socks_fuzz.c); then events:
              0 client data, 4 client EOF, 5 timers fire, 6 lookup (01 + address: success,
              00: failure, 02: starts executing), 7 shutdown.
-Run from anywhere: python3 fuzz/make-seeds.py (it rewrites the two directories' files it owns).
+  socks_parse: chunk 0 = configuration byte (bit 0: a login follows the greeting) and one UDP
+             datagram; then each chunk = one read of the client (see fuzz/socks_parse_fuzz.c).
+Run from anywhere: python3 fuzz/make-seeds.py (it rewrites the .bin files of the directories it owns, but found-*.bin).
 """
 import os
 import re
