@@ -3,12 +3,14 @@
 (fuzz/crashes/<target>/) from readable tables: the hostile inputs of
 /work/shared/SECURITY-CATALOG.md and tests/check_ftp_parse.c.
 
-Framing (both targets): chunks joined by the marker 01 D5 CA 7A.
+Framing: chunks joined by the marker 01 D5 CA 7A.
   ftp_parse: each chunk = direction byte (0 client, 1 server) + bytes of one read.
   socks:     chunk 0 = configuration byte (see fuzz/socks_fuzz.c); then events:
              0 client data, 4 client EOF, 5 timers fire, 6 lookup (01 + address: success,
              00: failure, 02: starts executing), 7 shutdown.
-Run from anywhere: python3 fuzz/make-seeds.py (it rewrites the two directories' files it owns).
+  socks_parse: chunk 0 = configuration byte (bit 0: a login follows the greeting) and one UDP
+             datagram; then each chunk = one read of the client (see fuzz/socks_parse_fuzz.c).
+Run from anywhere: python3 fuzz/make-seeds.py (it rewrites the .bin files of the directories it owns, but found-*.bin).
 """
 import os
 import re
@@ -245,6 +247,55 @@ def socks_seeds():
     return s
 
 
+def socks_parse_seeds():
+    """The pure parser's target: chunk 0 = configuration (bit 0: a login follows the greeting)
+    and one UDP datagram; every later chunk = one read of the client."""
+    s = {}
+    cfg = lambda c, udp=b"": bytes([c]) + udp
+    login = lambda u, p: b"\x01" + bytes([len(u)]) + u + bytes([len(p)]) + p
+    udp4 = b"\x00\x00\x00\x01" + V4 + b"\x00\x35" + b"query"
+    udp6 = b"\x00\x00\x00\x04" + V6 + b"\x14\xe9" + b"mdns"
+    s["connect-v4"] = frame([cfg(0, udp4), GREET, req(1, 1, V4, 80)])
+    s["connect-v4-one-read"] = frame([cfg(0), GREET + req(1, 1, V4, 80)])
+    s["connect-v4-bytewise"] = frame([cfg(0)] + [bytes([b]) for b in GREET + req(1, 1, V4, 80)])
+    s["connect-v6"] = frame([cfg(0, udp6), GREET, req(1, 4, V6, 443)])
+    s["connect-mapped"] = frame([cfg(0), GREET, req(1, 4, MAPPED_LOOP, 22)])
+    s["connect-name"] = frame([cfg(0), GREET, req(1, 3, name(b"ftp.example.com"), 21)])
+    s["name-253"] = frame([cfg(0), GREET, req(1, 3, name(b"a" * 253), 80)])
+    s["name-254"] = frame([cfg(0), GREET, req(1, 3, name(b"a" * 254), 80)])
+    s["name-empty"] = frame([cfg(0), GREET, req(1, 3, name(b""), 80)])
+    s["name-nul"] = frame([cfg(0), GREET, req(1, 3, name(b"a\x00b"), 80)])
+    s["name-user-at-host"] = frame([cfg(0), GREET, req(1, 3, name(b"anonymous@127.0.0.1:22"), 21)])
+    s["bind"] = frame([cfg(0), GREET, req(2, 1, V4, 0)])
+    s["bind-name"] = frame([cfg(0), GREET, req(2, 3, name(b"a.b"), 80)])
+    s["udp-assoc"] = frame([cfg(0), GREET, req(3, 1, bytes(4), 0)])
+    s["udp-assoc-empty-name"] = frame([cfg(0), GREET, req(3, 3, name(b""), 0)])
+    s["login"] = frame([cfg(1), b"\x05\x02\x00\x02", login(b"alice", b"s3cret"), req(1, 1, V4, 80)])
+    s["login-one-read"] = frame([cfg(1), b"\x05\x01\x02" + login(b"bob", b"pw") + req(1, 4, V6, 22)])
+    s["login-empty-pass"] = frame([cfg(1), b"\x05\x01\x02", login(b"bob", b"")])
+    s["login-empty-user"] = frame([cfg(1), b"\x05\x01\x02", login(b"", b"pw")])
+    s["login-user-space"] = frame([cfg(1), b"\x05\x01\x02", login(b"b b", b"pw")])
+    s["login-pass-nul"] = frame([cfg(1), b"\x05\x01\x02", login(b"bob", b"p\x00w")])
+    s["login-255"] = frame([cfg(1), b"\x05\x01\x02", login(b"u" * 255, b"p" * 255)])
+    s["login-version-5"] = frame([cfg(1), b"\x05\x01\x02", GREET])
+    s["socks4"] = frame([cfg(0), b"\x04\x01\x00\x50" + V4 + b"user\x00"])
+    s["no-methods"] = frame([cfg(0), b"\x05\x00"])
+    s["many-methods"] = frame([cfg(0), b"\x05\xff" + bytes(range(1, 256)), req(1, 1, V4, 80)])
+    s["bad-version"] = frame([cfg(0), GREET, b"\x04\x01\x00\x01" + V4 + b"\x00\x50"])
+    s["bad-rsv"] = frame([cfg(0), GREET, b"\x05\x01\x01\x01" + V4 + b"\x00\x50"])
+    s["bad-atyp"] = frame([cfg(0), GREET, b"\x05\x01\x00\x02" + V4 + b"\x00\x50"])
+    s["bad-cmd"] = frame([cfg(0), GREET, req(9, 1, V4, 80)])
+    s["trailing"] = frame([cfg(0), GREET, req(1, 1, V4, 80) + b"GET / HTTP/1.0\r\n\r\n"])
+    s["trailing-later"] = frame([cfg(0), GREET, req(1, 1, V4, 80), b"GET /\r\n"])
+    s["trailing-one-byte"] = frame([cfg(0), GREET, req(1, 3, name(b"a.b"), 80) + b"\x00"])
+    s["name-bad-last"] = frame([cfg(0), GREET, req(1, 3, name(b"example.com_"), 80)])
+    s["too-long"] = frame([cfg(0), GREET, b"\x05\x01\x00\x03\xff" + b"a" * 595])
+    s["udp-fragment"] = frame([cfg(0, b"\x00\x00\x01" + udp4[3:]), GREET])
+    s["udp-name"] = frame([cfg(0, b"\x00\x00\x00\x03\x03a.b\x00\x35x"), GREET])
+    s["udp-short-v6"] = frame([cfg(0, udp6[:21]), GREET])
+    return s
+
+
 # ---- the findings' reproducers ---------------------------------------------------------------------
 
 def socks_crashes():
@@ -316,9 +367,11 @@ def tftp_seeds():
 
 
 def write(dirname, files):
+    """Rewrites dirname's .bin files from files; found-*.bin (inputs a campaign found
+    interesting, committed by hand) are kept."""
     os.makedirs(dirname, exist_ok=True)
     for f in os.listdir(dirname):
-        if f.endswith(".bin"):
+        if f.endswith(".bin") and not f.startswith("found-"):
             os.remove(os.path.join(dirname, f))
     for n, data in sorted(files.items()):
         assert re.fullmatch(r"[A-Za-z0-9._-]+", n), n
@@ -331,6 +384,7 @@ def main():
     write(os.path.join(HERE, "seeds", "ftp_parse"), ftp_seeds())
     write(os.path.join(HERE, "seeds", "socks"), socks_seeds())
     write(os.path.join(HERE, "seeds", "tftp_parse"), tftp_seeds())
+    write(os.path.join(HERE, "seeds", "socks_parse"), socks_parse_seeds())
     write(os.path.join(HERE, "crashes", "socks"), socks_crashes())
     return 0
 

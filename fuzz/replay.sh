@@ -19,23 +19,25 @@ mkdir -p "$OUT/include/fwx"
 sed 's/@FWX_VERSION_[A-Z]*@/0/; s/"0"/"0.0.0"/' "$ROOT/include/fwx/version.h.in" >"$OUT/include/fwx/version.h"
 $CC $FLAGS -I"$ROOT/plugins/ftp" "$HERE/ftp_parse_fuzz.c" "$ROOT/plugins/ftp/ftp_parse.c" "$HERE/replay_main.c" \
     -o "$OUT/ftp_parse_replay" || exit 2
-$CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" "$HERE/replay_main.c" \
+$CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/backends/proxy/socks_wire.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" "$HERE/replay_main.c" \
     -o "$OUT/socks_replay" || exit 2
 $CC $FLAGS -I"$ROOT/plugins/tftp" "$HERE/tftp_parse_fuzz.c" "$ROOT/plugins/tftp/tftp_parse.c" "$HERE/replay_main.c" \
     -o "$OUT/tftp_parse_replay" || exit 2
 $CC $FLAGS -I"$ROOT/plugins/rtsp" "$HERE/rtsp_parse_fuzz.c" "$ROOT/plugins/rtsp/rtsp_parse.c" "$HERE/replay_main.c" \
     -o "$OUT/rtsp_parse_replay" || exit 2
+$CC $FLAGS -I"$ROOT/lib" "$HERE/socks_parse_fuzz.c" "$ROOT/lib/backends/proxy/socks_wire.c" "$HERE/replay_main.c" \
+    -o "$OUT/socks_parse_replay" || exit 2
 
 fail=0
 total=0
-for t in ftp_parse socks tftp_parse rtsp_parse; do
+for t in ftp_parse socks tftp_parse socks_parse rtsp_parse; do
     for d in "$HERE/seeds/$t" "$HERE/crashes/$t"; do
         [ -d "$d" ] || continue
         for f in "$d"/*; do
             case "$f" in *.c|*.md|*.txt) continue ;; esac
             [ -f "$f" ] || continue
             total=$((total + 1))
-            if ! ASAN_OPTIONS=detect_leaks=1 FWX_FUZZ_SOCKS_AVOID_KNOWN=0 "$OUT/${t}_replay" "$f" >"$OUT/replay.log" 2>&1; then
+            if ! ASAN_OPTIONS=detect_leaks=1 "$OUT/${t}_replay" "$f" >"$OUT/replay.log" 2>&1; then
                 fail=$((fail + 1))
                 echo "FAIL $t ${f#$ROOT/}"
                 grep -E 'ERROR|SUMMARY|runtime error' "$OUT/replay.log" | head -3 | sed 's/^/    /'

@@ -1,19 +1,17 @@
 #!/bin/sh
-# fwx fuzzing: builds both libFuzzer targets with ASan + UBSan and runs each for SECONDS
-# (default 60) from fuzz/seeds/<target>/, in parallel when there is more than one CPU.
+# fwx fuzzing: builds every libFuzzer target with ASan + UBSan and runs each for SECONDS
+# (default 60) from fuzz/seeds/<target>/, two at a time when there is more than one CPU.
 # Crashes are kept in fuzz/crashes/<target>/; the growing corpus in fuzz/corpus/<target>/
 # (scratch, not committed). Not part of `meson test`: see fuzz/replay.sh for that.
 #   fuzz/run.sh [seconds]            e.g. fuzz/run.sh 10 (smoke), fuzz/run.sh 300
-# Environment: CC (default clang), FUZZ_OUT (build dir, default fuzz/build),
-# FWX_FUZZ_SOCKS_AVOID_KNOWN (default 0; 1 steers around findings S1/S2, fixed since, so a campaign could find
-# new ones; 0 to let the fuzzer rediscover them).
+# Environment: CC (default clang), FUZZ_OUT (build dir, default fuzz/build), FUZZ_TARGETS (the
+# targets to run, default all: "ftp_parse socks tftp_parse socks_parse").
 set -eu
 SECS=${1:-60}
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 OUT=${FUZZ_OUT:-$HERE/build}
 CC=${CC:-clang}
-export FWX_FUZZ_SOCKS_AVOID_KNOWN=${FWX_FUZZ_SOCKS_AVOID_KNOWN:-0}
 mkdir -p "$OUT"
 
 # libFuzzer's runtime: clang's compiler-rt (Debian: libclang-rt-14-dev).
@@ -31,9 +29,10 @@ FLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sa
 mkdir -p "$OUT/include/fwx"
 sed 's/@FWX_VERSION_[A-Z]*@/0/; s/"0"/"0.0.0"/' "$ROOT/include/fwx/version.h.in" >"$OUT/include/fwx/version.h"
 $CC $FLAGS -I"$ROOT/plugins/ftp" "$HERE/ftp_parse_fuzz.c" "$ROOT/plugins/ftp/ftp_parse.c" -o "$OUT/ftp_parse_fuzz"
-$CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" -o "$OUT/socks_fuzz"
+$CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/backends/proxy/socks_wire.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" -o "$OUT/socks_fuzz"
 $CC $FLAGS -I"$ROOT/plugins/tftp" "$HERE/tftp_parse_fuzz.c" "$ROOT/plugins/tftp/tftp_parse.c" -o "$OUT/tftp_parse_fuzz"
 $CC $FLAGS -I"$ROOT/plugins/rtsp" "$HERE/rtsp_parse_fuzz.c" "$ROOT/plugins/rtsp/rtsp_parse.c" -o "$OUT/rtsp_parse_fuzz"
+$CC $FLAGS -I"$ROOT/lib" "$HERE/socks_parse_fuzz.c" "$ROOT/lib/backends/proxy/socks_wire.c" -o "$OUT/socks_parse_fuzz"
 
 run() { # target max_len
     t=$1
@@ -45,23 +44,29 @@ run() { # target max_len
         "$HERE/corpus/$t" "$HERE/seeds/$t" >"$OUT/$t.log" 2>&1 || rc=$?
     echo $rc >"$OUT/$t.rc"
 }
-run ftp_parse 16384 &
-P1=$!
-if [ "$(nproc)" -lt 2 ]; then wait $P1; fi
-run socks 2048 &
-P2=$!
-wait $P1 $P2 || true
-run tftp_parse 2048
-run rtsp_parse 16384
+TARGETS=${FUZZ_TARGETS:-"ftp_parse socks tftp_parse socks_parse rtsp_parse"}
+PAR=1
+[ "$(nproc)" -ge 2 ] && PAR=2
+running=0
+for t in $TARGETS; do
+    case $t in ftp_parse|rtsp_parse) max=16384 ;; *) max=2048 ;; esac
+    run "$t" "$max" &
+    running=$((running + 1))
+    if [ "$running" -ge "$PAR" ]; then
+        wait
+        running=0
+    fi
+done
+wait
 
 status=0
-echo "== fuzz summary (${SECS}s per target, socks avoid-known=$FWX_FUZZ_SOCKS_AVOID_KNOWN)"
-for t in ftp_parse socks tftp_parse rtsp_parse; do
+echo "== fuzz summary (${SECS}s per target)"
+for t in $TARGETS; do
     rc=$(cat "$OUT/$t.rc" 2>/dev/null || echo "?")
     last=$(grep -E '^#[0-9]+' "$OUT/$t.log" | tail -1)
     execs=$(grep -E 'stat::number_of_executed_units' "$OUT/$t.log" | awk '{print $2}')
     new=$(grep -lE 'ERROR|deadly signal|runtime error' "$OUT/$t.log" >/dev/null && echo yes || echo no)
-    printf '%-10s rc=%s execs=%s crash=%s\n    %s\n' "$t" "$rc" "${execs:-?}" "$new" "$last"
+    printf '%-11s rc=%s execs=%s crash=%s\n    %s\n' "$t" "$rc" "${execs:-?}" "$new" "$last"
     if [ "$rc" != 0 ]; then
         status=1
         grep -E 'Test unit written|SUMMARY' "$OUT/$t.log" | sed 's/^/    /'

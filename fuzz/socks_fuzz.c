@@ -1,6 +1,6 @@
 /*
- * fwx fuzzing - the SOCKS5 negotiation of the proxy backend (lib/backends/proxy/socks.c), libFuzzer
- * target.
+ * fwx fuzzing - the SOCKS5 negotiation's life cycle in the proxy backend
+ * (lib/backends/proxy/socks.c), libFuzzer target.
  *
  * How socks.c is run. The real lib/backends/proxy/socks.c is compiled into this translation unit
  * (#include below) and runs unmodified; what it calls outside itself is replaced by a small,
@@ -52,17 +52,20 @@
  *     method 00), then at most one request reply 05 REP 00 ATYP(1|4) ADDR PORT with a defined
  *     REP, never a request reply before the method reply 05 00, nothing after 05 FF;
  *   - the gateway acts on a request (lookup, admit/open, bind, UDP port) only after a complete
- *     greeting with method 00, for exactly the bytes of one well-formed request (version 5,
- *     command 1-3, reserved 0, ATYP 1/3/4, nothing after it), and only once;
- *   - a host name is looked up only if it is 1-253 bytes of [A-Za-z0-9.-], exactly the bytes of
- *     the request, for a CONNECT, with the request's port as the service;
+ *     greeting with method 00, for exactly the bytes of one request the parser accepts (nothing
+ *     after it), and only once;
+ *   - a host name is looked up only for a CONNECT, exactly as the request named it, with the
+ *     request's port as the service;
  *   - a CONNECT destination (given or resolved) reaching admit/open is the request's address
  *     (v4-mapped IPv6 canonicalised to IPv4) and never port 0, unspecified, broadcast, multicast
  *     or the gateway's own/loopback.
  *
- * FWX_FUZZ_SOCKS_AVOID_KNOWN=1 (environment) steers around the findings already reported in
- * fuzz/README.md so that a campaign can look for new ones: no timer or shutdown while a lookup
- * is executing (finding S1), no 600-byte read during the greeting (finding S2).
+ * What the bytes mean is not this target's: the pure parser (socks_wire.c) decides it and
+ * fuzz/socks_parse_fuzz.c fuzzes it alone, without a model. The invariants above that name a
+ * well-formed request use that parser as their reference. What stays here is what no parser
+ * can see: socks.c's life cycle around the parser (a lookup, a timeout and a shutdown in every
+ * order; the close that waits for a lookup libuv can no longer cancel, finding S1), its
+ * answers in order, and that every handle, lookup, session and byte of memory is given back.
  * SPDX-License-Identifier: MIT
  */
 #ifndef _GNU_SOURCE
@@ -112,7 +115,6 @@ static const uint8_t MARKER[4] = {0x01, 0xD5, 0xCA, 0x7A};
 
 typedef struct model {
     uint8_t cfg;
-    bool avoid_known;
     pstate st;
     fwx_firewall fw; /* zeroed: no publishing rule; the core's own answers are the fakes below */
     socks_listener listener;
@@ -160,6 +162,7 @@ typedef struct model {
 } model;
 
 static model M;
+static fwx__socks_request acted_request(void);
 
 static bool sa_eq(const struct sockaddr *a, const struct sockaddr *b)
 {
@@ -340,22 +343,13 @@ int uv_getaddrinfo(uv_loop_t *loop, uv_getaddrinfo_t *req, uv_getaddrinfo_cb cb,
     CHECK(!M.gai_outstanding);
     M.n_lookups++;
     M.n_acts++;
-    /* Invariant: the name is exactly the request's, 1-253 bytes of [A-Za-z0-9.-]. */
+    /* Invariant: a CONNECT's name exactly as the request named it, its port as the service
+       (the parser has checked the name's bytes). */
     CHECK(node != NULL && service != NULL);
-    size_t n = strlen(node);
-    CHECK(n >= 1 && n <= 253);
-    for (size_t i = 0; i < n; i++) {
-        char ch = node[i];
-        CHECK((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-              ch == '-');
-    }
-    /* The request in the consumed bytes: greeting, then 05 01 00 03 len name port. */
-    size_t g = 2 + (size_t)M.consumed[1];
-    const uint8_t *r = M.consumed + g;
-    CHECK(M.n_consumed == g + 5 + n + 2);
-    CHECK(r[0] == 5 && r[1] == 1 && r[2] == 0 && r[3] == 3 && r[4] == n && memcmp(r + 5, node, n) == 0);
+    fwx__socks_request r = acted_request();
+    CHECK(r.cmd == FWX__SOCKS_CMD_CONNECT && r.atyp == FWX__SOCKS_ATYP_NAME && strcmp(node, r.name) == 0);
     char want[8];
-    snprintf(want, sizeof want, "%u", (unsigned)(r[5 + n] << 8 | r[6 + n]));
+    snprintf(want, sizeof want, "%u", (unsigned)r.port);
     CHECK(strcmp(service, want) == 0);
     memset(&req->work_req, 0, sizeof req->work_req);
     M.gai_req = req;
@@ -444,68 +438,41 @@ const char *fwx__firewall_forbidden_host(const fwx_firewall *fw, const struct so
     return NULL;
 }
 
-/* The destination the request named (for address types 1 and 4), canonical. */
-static bool request_dst(struct sockaddr_storage *out)
+/* The request socks.c acts on, as the pure parser reads it (fuzz/socks_parse_fuzz.c checks the
+   parser itself): what the client sent is a greeting offering method 00 and then exactly one
+   well-formed request, nothing after it. */
+static fwx__socks_request acted_request(void)
 {
-    size_t g = 2 + (size_t)M.consumed[1];
-    const uint8_t *r = M.consumed + g;
-    memset(out, 0, sizeof *out);
-    if (r[3] == 1) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)out;
-        s4->sin_family = AF_INET;
-        memcpy(&s4->sin_addr, r + 4, 4);
-        memcpy(&s4->sin_port, r + 8, 2);
-        return true;
-    }
-    if (r[3] == 4) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)out;
-        s6->sin6_family = AF_INET6;
-        memcpy(&s6->sin6_addr, r + 4, 16);
-        memcpy(&s6->sin6_port, r + 20, 2);
-        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-            struct sockaddr_in s4;
-            memset(&s4, 0, sizeof s4);
-            s4.sin_family = AF_INET;
-            memcpy(&s4.sin_addr, &s6->sin6_addr.s6_addr[12], 4);
-            s4.sin_port = s6->sin6_port;
-            memset(out, 0, sizeof *out);
-            memcpy(out, &s4, sizeof s4);
-        }
-        return true;
-    }
-    return false;
+    fwx__socks_greeting g;
+    fwx__socks_request r;
+    fwx__socks_err err;
+    size_t used;
+    CHECK(fwx__socks_parse_greeting(M.consumed, M.n_consumed, &g, &used, &err) == FWX__SOCKS_DONE);
+    CHECK(fwx__socks_greeting_offers(&g, FWX__SOCKS_METHOD_NONE));
+    CHECK(fwx__socks_parse_request(M.consumed + used, M.n_consumed - used, &r, &err) == FWX__SOCKS_DONE);
+    return r;
 }
 
-/* A CONNECT destination that reaches the core. */
+static void check_request_exact(void) { (void)acted_request(); }
+
+/* A CONNECT destination that reaches the core: the request's (v4-mapped canonicalised), or
+   for a name the looked-up address with the request's port; never a forbidden one. */
 static void check_connect_dst(const struct sockaddr *dst)
 {
     CHECK(dst != NULL && (dst->sa_family == AF_INET || dst->sa_family == AF_INET6));
     CHECK(fwx__sa_port(dst) != 0);
     CHECK(!fwx__sa_is_unspecified(dst) && !fwx__sa_is_multicast(dst) && !fwx__sa_is_broadcast(dst));
     CHECK(!fwx__firewall_is_local(NULL, dst));
-    struct sockaddr_storage want;
-    if (request_dst(&want))
-        CHECK(sa_eq(dst, (struct sockaddr *)&want));
-    else {
-        /* A name: the address came from the lookup, the port from the request. */
-        size_t g = 2 + (size_t)M.consumed[1];
-        const uint8_t *r = M.consumed + g;
-        CHECK(M.n_lookups == 1 && r[3] == 3);
-        CHECK(fwx__sa_port(dst) == (r[5 + r[4]] << 8 | r[6 + r[4]]));
+    fwx__socks_request r = acted_request();
+    CHECK(r.cmd == FWX__SOCKS_CMD_CONNECT);
+    if (r.atyp == FWX__SOCKS_ATYP_NAME) {
+        CHECK(M.n_lookups == 1 && fwx__sa_port(dst) == r.port);
+        return;
     }
-}
-
-/* A well-formed, complete request with method 00 negotiated, consumed exactly. */
-static void check_request_exact(void)
-{
-    CHECK(M.n_consumed >= 2 && M.consumed[0] == 5 && M.consumed[1] > 0);
-    size_t g = 2 + (size_t)M.consumed[1];
-    CHECK(M.n_consumed >= g + 5);
-    CHECK(memchr(M.consumed + 2, 0, M.consumed[1]) != NULL);
-    const uint8_t *r = M.consumed + g;
-    CHECK(r[0] == 5 && r[1] >= 1 && r[1] <= 3 && r[2] == 0);
-    size_t need = r[3] == 1 ? 10 : r[3] == 4 ? 22 : r[3] == 3 ? 7 + (size_t)r[4] : 0;
-    CHECK(need != 0 && M.n_consumed == g + need);
+    struct sockaddr_storage want;
+    if (!fwx__sa_canon((struct sockaddr *)&r.addr, fwx__sa_len((struct sockaddr *)&r.addr), &want))
+        want = r.addr;
+    CHECK(sa_eq(dst, (struct sockaddr *)&want));
 }
 
 typedef struct fake_conn {
@@ -851,11 +818,6 @@ static void deliver_reads(void)
         M.alloc_cb((uv_handle_t *)&c->tcp, 65536, &b);
         CHECK(b.base >= (char *)c->buf && b.base + b.len <= (char *)c->buf + sizeof c->buf);
         size_t n = M.n_kernel < b.len ? M.n_kernel : b.len;
-        if (M.avoid_known && c->state == S_GREETING && c->len + n >= sizeof c->buf) {
-            /* finding S2: steer around it */
-            M.n_kernel = 0;
-            return;
-        }
         memcpy(b.base, M.kernel, n);
         memmove(M.kernel, M.kernel + n, M.n_kernel - n);
         M.n_kernel -= n;
@@ -875,8 +837,6 @@ static void fire_timers(void)
     for (int i = 0; i < M.n_timers; i++) {
         if (!M.timers[i].armed)
             continue;
-        if (M.avoid_known && M.gai_outstanding && M.gai_executing)
-            continue; /* finding S1: steer around it */
         M.timers[i].armed = false;
         uv_timer_t *t = M.timers[i].t;
         unpoison_buf();
@@ -931,8 +891,6 @@ static void shutdown_backend(void)
 {
     if (M.shut_down)
         return;
-    if (M.avoid_known && M.gai_outstanding && M.gai_executing)
-        return; /* finding S1 */
     M.shut_down = true;
     M.st.closing = true;
     unpoison_buf();
@@ -1023,8 +981,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     memset(&M, 0, sizeof M);
     M.fd_gw = M.fd_client = -1;
-    const char *avoid = getenv("FWX_FUZZ_SOCKS_AVOID_KNOWN");
-    M.avoid_known = avoid != NULL && avoid[0] == '1';
     M.st.magic = FWX__PROXY_MAGIC;
     M.st.fw = &M.fw;
     M.listener.st = &M.st;
@@ -1095,9 +1051,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* No hang: nothing left that could ever end the negotiation, so it must have ended. */
     CHECK(M.cur == NULL || M.cur->state == S_DONE);
     shutdown_backend();
-    if (!M.shut_down) { /* avoid mode with a lookup pending cannot happen here: it was finished */
-        M.shut_down = true;
-    }
     loop_tail();
     loop_tail();
     collect_output();

@@ -20,8 +20,8 @@
  *
  * Authentication: none, or with credentials configured (socks_auth.c) username/password only
  * (RFC 1929), the name then being the session's user, so rules with `users` decide.
- * The parser is strict: version 5, the method above, IPv4, IPv6 or a host name of
- * 1-253 letters, digits, dots and hyphens, no bytes after the request, 10 s to negotiate.
+ * What the bytes are is socks_wire.c's to say (a pure parser: strict, split-anywhere safe);
+ * this file does the I/O and the decisions around it, and allows 10 s to negotiate.
  * SPDX-License-Identifier: MIT
  */
 #include "backends/proxy/proxy_impl.h"
@@ -32,20 +32,11 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "socks_wire.h"
+
 #define SOCKS_MAX_INPUT 600
 #define SOCKS_NEGOTIATE_MS 10000
 #define SOCKS_BIND_WAIT_MS 120000
-
-/* Reply codes (RFC 1928 §6). */
-enum {
-    REP_OK = 0,
-    REP_FAILURE = 1,
-    REP_NOT_ALLOWED = 2,
-    REP_HOST_UNREACHABLE = 4,
-    REP_REFUSED = 5,
-    REP_CMD_UNSUPPORTED = 7,
-    REP_ATYP_UNSUPPORTED = 8,
-};
 
 struct socks_listener {
     uv_tcp_t tcp;
@@ -168,39 +159,12 @@ static void client_close(socks_client *c)
 
 /* ---- replies ---------------------------------------------------------------------------------- */
 
-static size_t encode_reply(uint8_t *out, int rep, const struct sockaddr *bnd)
-{
-    size_t n = 0;
-    out[n++] = 5;
-    out[n++] = (uint8_t)rep;
-    out[n++] = 0;
-    if (bnd != NULL && bnd->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)bnd;
-        out[n++] = 4;
-        memcpy(out + n, &s6->sin6_addr, 16);
-        n += 16;
-        memcpy(out + n, &s6->sin6_port, 2);
-    } else {
-        out[n++] = 1;
-        if (bnd != NULL && bnd->sa_family == AF_INET) {
-            const struct sockaddr_in *s4 = (const struct sockaddr_in *)bnd;
-            memcpy(out + n, &s4->sin_addr, 4);
-            n += 4;
-            memcpy(out + n, &s4->sin_port, 2);
-        } else {
-            memset(out + n, 0, 6);
-            n += 4;
-        }
-    }
-    return n + 2;
-}
-
 /* Replies are a few bytes on a socket that has sent nothing yet: they fit its buffer, so a
    plain send() on the nonblocking fd suffices and keeps the ordering with the relay simple. */
 static bool send_reply_fd(int fd, int rep, const struct sockaddr *bnd)
 {
-    uint8_t r[32];
-    size_t n = encode_reply(r, rep, bnd);
+    uint8_t r[FWX__SOCKS_REPLY_MAX];
+    size_t n = fwx__socks_encode_reply(r, (uint8_t)rep, bnd);
     return send(fd, r, n, MSG_NOSIGNAL) == (ssize_t)n;
 }
 
@@ -229,9 +193,9 @@ static int rep_for(fwx_result hr)
     case FWX_E_ADDRESS_NOT_ALLOWED:
     case FWX_E_CONNREFUSED:
     case FWX_E_DENIED:
-        return REP_NOT_ALLOWED;
+        return FWX__SOCKS_REP_NOT_ALLOWED;
     default:
-        return REP_FAILURE;
+        return FWX__SOCKS_REP_FAILURE;
     }
 }
 
@@ -244,7 +208,7 @@ static bool take_cap(socks_client *c, int kind, const char *what)
     if (fwx__socks_caps_take(c->st->fw, &c->st->socks_caps, &c->hold, (struct sockaddr *)&c->peer, kind, why,
                              sizeof why, &global))
         return true;
-    int rep = global ? REP_FAILURE : REP_NOT_ALLOWED, fd;
+    int rep = global ? FWX__SOCKS_REP_FAILURE : FWX__SOCKS_REP_NOT_ALLOWED, fd;
     uint32_t quiet;
     fwx_log_level lv = fwx__socks_caps_log_level(&c->st->socks_caps, kind, &quiet);
     msg[0] = '\0';
@@ -270,10 +234,10 @@ static int take_fd(socks_client *c)
 
 static void connect_done(prelay *r, int status)
 {
-    int rep = status == 0                    ? REP_OK
-              : status == UV_ECONNREFUSED    ? REP_REFUSED
-              : status == UV_EHOSTUNREACH || status == UV_ENETUNREACH ? REP_HOST_UNREACHABLE
-                                                                       : REP_FAILURE;
+    int rep = status == 0                    ? FWX__SOCKS_REP_OK
+              : status == UV_ECONNREFUSED    ? FWX__SOCKS_REP_REFUSED
+              : status == UV_EHOSTUNREACH || status == UV_ENETUNREACH ? FWX__SOCKS_REP_HOST_UNREACHABLE
+                                                                       : FWX__SOCKS_REP_FAILURE;
     struct sockaddr_storage bnd;
     int blen = sizeof bnd;
     bool have = status == 0 && r->up != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&bnd, &blen) == 0;
@@ -313,17 +277,17 @@ static void do_connect(socks_client *c)
     pstate *st = c->st;
     const struct sockaddr *dst = (const struct sockaddr *)&c->dst;
     if (fwx__sa_port(dst) == 0) {
-        refuse(c, REP_NOT_ALLOWED, "connect to port 0");
+        refuse(c, FWX__SOCKS_REP_NOT_ALLOWED, "connect to port 0");
         return;
     }
     /* Catalog #40: a name or address that leads back to the gateway itself (its addresses,
        loopback, any) or to a group address is refused, whatever the policy says. */
     if (fwx__firewall_forbidden_host(st->fw, dst) != NULL) {
-        refuse(c, REP_NOT_ALLOWED, "destination is the gateway itself or a group address");
+        refuse(c, FWX__SOCKS_REP_NOT_ALLOWED, "destination is the gateway itself or a group address");
         return;
     }
     if (own_listener(st, dst)) {
-        refuse(c, REP_NOT_ALLOWED, "destination is one of the gateway's own listeners");
+        refuse(c, FWX__SOCKS_REP_NOT_ALLOWED, "destination is one of the gateway's own listeners");
         return;
     }
     int fd = take_fd(c);
@@ -332,13 +296,13 @@ static void do_connect(socks_client *c)
         if (fd < 0 && fwx__proxy_fd_short(errno)) {
             fwx__proxy_fd_shortage(st, errno, "relaying a SOCKS CONNECT");
             if (client_fd(c, &fd))
-                (void)send_reply_fd(fd, REP_FAILURE, NULL);
+                (void)send_reply_fd(fd, FWX__SOCKS_REP_FAILURE, NULL);
             client_close(c);
             return;
         }
         if (fd >= 0)
             close(fd);
-        refuse(c, REP_FAILURE, "out of resources");
+        refuse(c, FWX__SOCKS_REP_FAILURE, "out of resources");
         return;
     }
     /* The relay owns the session from here. */
@@ -399,7 +363,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     bool ok = status == 0 && res != NULL && fwx__sa_canon(res->ai_addr, (uint32_t)res->ai_addrlen, &c->dst);
     uv_freeaddrinfo(res);
     if (!ok) {
-        refuse(c, REP_HOST_UNREACHABLE, "host name does not resolve");
+        refuse(c, FWX__SOCKS_REP_HOST_UNREACHABLE, "host name does not resolve");
         return;
     }
     /* Resolved once; the core checks this address, and the relay connects to it (no TOCTOU). */
@@ -460,7 +424,7 @@ static void on_bind_accept(uv_stream_t *server, int status)
     c->ps = NULL;
     r->ps->relays++;
     fwx__proxy_relay_set_conn(r, conn);
-    (void)send_reply_fd(r->internal_fd, REP_OK, (struct sockaddr *)&peer);
+    (void)send_reply_fd(r->internal_fd, FWX__SOCKS_REP_OK, (struct sockaddr *)&peer);
     client_close(c); /* one connection per BIND: the listener and the client bind go */
     fwx__proxy_relay_pump(r, fd);
 }
@@ -472,7 +436,7 @@ static void do_bind(socks_client *c)
     if (c->bind_tcp == NULL || uv_tcp_init(st->loop, c->bind_tcp) != 0) {
         free(c->bind_tcp);
         c->bind_tcp = NULL;
-        refuse(c, REP_FAILURE, "out of resources");
+        refuse(c, FWX__SOCKS_REP_FAILURE, "out of resources");
         return;
     }
     c->bind_tcp->data = c;
@@ -483,7 +447,7 @@ static void do_bind(socks_client *c)
     if (uv_tcp_bind(c->bind_tcp, (struct sockaddr *)&at, 0) != 0 ||
         uv_listen((uv_stream_t *)c->bind_tcp, 1, on_bind_accept) != 0 ||
         uv_tcp_getsockname(c->bind_tcp, (struct sockaddr *)&c->bound, &blen) != 0) {
-        refuse(c, REP_FAILURE, "cannot bind");
+        refuse(c, FWX__SOCKS_REP_FAILURE, "cannot bind");
         return;
     }
     fwx_connection_params cp = {sizeof cp,
@@ -504,7 +468,7 @@ static void do_bind(socks_client *c)
         return;
     }
     int fd;
-    if (!client_fd(c, &fd) || !send_reply_fd(fd, REP_OK, (struct sockaddr *)&c->bound)) {
+    if (!client_fd(c, &fd) || !send_reply_fd(fd, FWX__SOCKS_REP_OK, (struct sockaddr *)&c->bound)) {
         client_close(c);
         return;
     }
@@ -524,12 +488,12 @@ static void do_udp_associate(socks_client *c)
     fwx_result hr;
     c->udp = fwx__proxy_udp_port_open(st, UDP_PORT_SOCKS, (struct sockaddr *)&at, 0, &hr);
     if (c->udp == NULL) {
-        refuse(c, REP_FAILURE, "cannot open a UDP relay");
+        refuse(c, FWX__SOCKS_REP_FAILURE, "cannot open a UDP relay");
         return;
     }
     c->udp->socks = c;
     int fd;
-    if (!client_fd(c, &fd) || !send_reply_fd(fd, REP_OK, (struct sockaddr *)&c->udp->local)) {
+    if (!client_fd(c, &fd) || !send_reply_fd(fd, FWX__SOCKS_REP_OK, (struct sockaddr *)&c->udp->local)) {
         client_close(c);
         return;
     }
@@ -550,29 +514,13 @@ void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, con
         (!fwx__sa_is_unspecified(want) && !fwx__sa_same_ip(from, want)) ||
         (fwx__sa_port(want) != 0 && fwx__sa_port(want) != fwx__sa_port(from)))
         return;
-    if (n < 10 || d[0] != 0 || d[1] != 0 || d[2] != 0)
-        return; /* malformed, or a fragment: fragments are not reassembled (RFC 1928 allows dropping) */
     struct sockaddr_storage dst;
     size_t hdr;
-    memset(&dst, 0, sizeof dst);
-    if (d[3] == 1) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&dst;
-        s4->sin_family = AF_INET;
-        memcpy(&s4->sin_addr, d + 4, 4);
-        memcpy(&s4->sin_port, d + 8, 2);
-        hdr = 10;
-    } else if (d[3] == 4 && n >= 22) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&dst;
-        s6->sin6_family = AF_INET6;
-        memcpy(&s6->sin6_addr, d + 4, 16);
-        memcpy(&s6->sin6_port, d + 20, 2);
-        struct sockaddr_storage canon;
-        if (fwx__sa_canon((struct sockaddr *)&dst, sizeof *s6, &canon))
-            dst = canon;
-        hdr = 22;
-    } else {
-        return; /* host names in datagrams would need a lookup per datagram: not supported */
-    }
+    if (!fwx__socks_parse_udp(d, n, &dst, &hdr))
+        return; /* malformed, a fragment or a host name: dropped (RFC 1928 section 7 allows it) */
+    struct sockaddr_storage canon;
+    if (fwx__sa_canon((struct sockaddr *)&dst, fwx__sa_len((struct sockaddr *)&dst), &canon))
+        dst = canon;
     pstate *st = c->st;
     const struct sockaddr *dp = (const struct sockaddr *)&dst;
     memcpy(&c->udp_client, from, fwx__sa_len(from));
@@ -607,12 +555,11 @@ void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, con
 void fwx__proxy_socks_udp_reply(udp_port *p, const struct sockaddr *dst, const uint8_t *data, size_t n)
 {
     socks_client *c = p->socks;
-    static uint8_t out[65536 + 22];
+    static uint8_t out[65536 + FWX__SOCKS_REPLY_MAX];
     if (c == NULL || !c->have_udp_client)
         return;
-    size_t h = encode_reply(out, 0, dst); /* the same shape: 3 bytes, ATYP, address, port */
-    out[0] = out[1] = out[2] = 0;         /* RSV RSV FRAG */
-    if (h + n > sizeof out)
+    size_t h = fwx__socks_encode_udp(out, dst);
+    if (h == 0 || h + n > sizeof out)
         return;
     memcpy(out + h, data, n);
     uv_buf_t b = uv_buf_init((char *)out, (unsigned)(h + n));
@@ -621,54 +568,92 @@ void fwx__proxy_socks_udp_reply(udp_port *p, const struct sockaddr *dst, const u
 
 /* ---- negotiation -------------------------------------------------------------------------------- */
 
-static bool host_name_ok(const uint8_t *p, size_t n)
+static void start_request(socks_client *c, const fwx__socks_request *rq);
+
+/* Sends a short answer (a method choice, an RFC 1929 status) on the client's socket. */
+static bool send_small(socks_client *c, const uint8_t *ans, size_t n)
 {
-    if (n == 0 || n > 253)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        uint8_t ch = p[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '.' ||
-              ch == '-'))
-            return false;
-    }
-    return true;
+    int fd;
+    return client_fd(c, &fd) && send(fd, ans, n, MSG_NOSIGNAL) == (ssize_t)n;
 }
 
-static void start_request(socks_client *c);
-
-/* RFC 1929: VER=1 ULEN UNAME PLEN PASSWD; answered VER=1 STATUS (0 ok, 1 failure, then close).
-   False while incomplete or when the client was closed. */
-static bool auth_step(socks_client *c)
+/* Drops the first n bytes of the buffer: the message that was just handled. */
+static void consume(socks_client *c, size_t n)
 {
-    if (c->len < 2)
+    memmove(c->buf, c->buf + n, c->len - n);
+    c->len -= n;
+}
+
+/* Ends the negotiation on a message the parser refused, with the answer it names. */
+static void refuse_parsed(socks_client *c, fwx__socks_err err, uint8_t cmd)
+{
+    int ans = fwx__socks_err_reply(err, cmd);
+    if (c->state == S_REQUEST && ans != FWX__SOCKS_NO_REPLY) {
+        refuse(c, ans, fwx__socks_err_text(err));
+        return;
+    }
+    if (c->state == S_AUTH)
+        explicit_bzero(c->buf, c->len); /* what came of a password goes with the refusal */
+    if (c->state == S_AUTH && ans != FWX__SOCKS_NO_REPLY) {
+        uint8_t st[2];
+        (void)send_small(c, st, fwx__socks_encode_auth(st, (uint8_t)ans));
+        log_client(c, "authentication failed: %s, closed", fwx__socks_err_text(err));
+    } else {
+        log_client(c, "%s, closed", fwx__socks_err_text(err));
+    }
+    client_close(c);
+}
+
+/* Method selection. False while incomplete or when the client was closed. */
+static bool greeting_step(socks_client *c)
+{
+    fwx__socks_greeting g;
+    fwx__socks_err err;
+    size_t used;
+    fwx__socks_status ps = fwx__socks_parse_greeting(c->buf, c->len, &g, &used, &err);
+    if (ps == FWX__SOCKS_REFUSED)
+        refuse_parsed(c, err, 0);
+    if (ps != FWX__SOCKS_DONE)
         return false;
-    size_t ulen = c->buf[1];
-    if (c->buf[0] != 1 || ulen == 0) {
-        log_client(c, "malformed username/password request, closed");
+    /* With credentials configured, username/password is required and the only method. */
+    uint8_t want = c->st->users != NULL ? FWX__SOCKS_METHOD_USERPASS : FWX__SOCKS_METHOD_NONE, ans[2];
+    bool ok = fwx__socks_greeting_offers(&g, want);
+    if (!send_small(c, ans, fwx__socks_encode_method(ans, ok ? want : FWX__SOCKS_METHOD_REFUSED)) || !ok) {
+        if (!ok)
+            log_client(c, want ? "does not offer username/password authentication, closed"
+                               : "offers no method we accept, closed");
         client_close(c);
         return false;
     }
-    if (c->len < 2 + ulen + 1)
-        return false;
-    size_t plen = c->buf[2 + ulen], need = 3 + ulen + plen;
-    if (c->len < need)
+    consume(c, used);
+    c->state = want ? S_AUTH : S_REQUEST;
+    return true;
+}
+
+/* RFC 1929: answered VER=1 STATUS (0 ok, 1 failure, then close). False while incomplete or
+   when the client was closed. */
+static bool auth_step(socks_client *c)
+{
+    fwx__socks_auth a;
+    fwx__socks_err err;
+    size_t used;
+    fwx__socks_status ps = fwx__socks_parse_auth(c->buf, c->len, &a, &used, &err);
+    if (ps == FWX__SOCKS_REFUSED)
+        refuse_parsed(c, err, 0);
+    if (ps != FWX__SOCKS_DONE)
         return false;
     char user[256], pass[256];
-    memcpy(user, c->buf + 2, ulen);
-    user[ulen] = '\0';
-    memcpy(pass, c->buf + 3 + ulen, plen);
-    pass[plen] = '\0';
-    bool printable = true;
-    for (size_t i = 0; i < ulen; i++)
-        printable &= (unsigned char)user[i] > ' ' && (unsigned char)user[i] < 0x7f;
-    bool ok = printable && strlen(pass) == plen && fwx__socks_users_verify(c->st->users, user, pass);
+    memcpy(user, a.user, a.user_len);
+    user[a.user_len] = '\0';
+    memcpy(pass, a.pass, a.pass_len);
+    pass[a.pass_len] = '\0';
+    bool ok = fwx__socks_users_verify(c->st->users, user, pass);
     explicit_bzero(pass, sizeof pass);
-    explicit_bzero(c->buf + 3 + ulen, plen);
-    int fd;
-    uint8_t ans[2] = {1, ok ? 0 : 1};
-    bool sent = client_fd(c, &fd) && send(fd, ans, 2, MSG_NOSIGNAL) == 2;
+    explicit_bzero(c->buf + (a.pass - c->buf), a.pass_len);
+    uint8_t ans[2];
+    bool sent = send_small(c, ans, fwx__socks_encode_auth(ans, ok ? 0 : 1));
     if (!ok) {
-        log_client(c, "authentication failed for user \"%s\", closed", printable ? user : "(unprintable)");
+        log_client(c, "authentication failed for user \"%s\", closed", user);
         client_close(c);
         return false;
     }
@@ -676,148 +661,76 @@ static bool auth_step(socks_client *c)
         client_close(c);
         return false;
     }
-    memcpy(c->user, user, ulen + 1);
-    memmove(c->buf, c->buf + need, c->len - need);
-    c->len -= need;
+    memcpy(c->user, user, a.user_len + 1);
+    consume(c, used);
     c->state = S_REQUEST;
     return true;
 }
 
+/* Everything the client sent so far, in the state it is in; socks_wire.c decides what it is. */
 static void parse(socks_client *c)
 {
-    if (c->state == S_GREETING) {
-        if (c->len < 2)
-            return;
-        if (c->buf[0] != 5) {
-            log_client(c, "not SOCKS version 5, closed");
-            client_close(c);
-            return;
-        }
-        size_t need = 2 + (size_t)c->buf[1];
-        if (c->buf[1] == 0) {
-            log_client(c, "no authentication methods, closed");
-            client_close(c);
-            return;
-        }
-        if (c->len < need)
-            return;
-        /* With credentials configured, username/password is required and the only method. */
-        uint8_t want = c->st->users != NULL ? 0x02 : 0x00;
-        bool ok = memchr(c->buf + 2, want, c->buf[1]) != NULL;
-        int fd;
-        uint8_t ans[2] = {5, ok ? want : 0xFF};
-        if (!client_fd(c, &fd) || send(fd, ans, 2, MSG_NOSIGNAL) != 2 || !ok) {
-            if (!ok)
-                log_client(c, want ? "does not offer username/password authentication, closed"
-                                   : "offers no method we accept, closed");
-            client_close(c);
-            return;
-        }
-        memmove(c->buf, c->buf + need, c->len - need);
-        c->len -= need;
-        c->state = want ? S_AUTH : S_REQUEST;
-    }
+    if (c->state == S_GREETING && !greeting_step(c))
+        return;
     if (c->state == S_AUTH && !auth_step(c))
         return;
     if (c->state == S_REQUEST) {
-        if (c->len < 5)
-            return;
-        if (c->buf[0] != 5 || c->buf[2] != 0) {
-            refuse(c, REP_FAILURE, "malformed request");
-            return;
-        }
-        size_t need;
-        switch (c->buf[3]) {
-        case 1:
-            need = 4 + 4 + 2;
-            break;
-        case 4:
-            need = 4 + 16 + 2;
-            break;
-        case 3:
-            need = 4 + 1 + (size_t)c->buf[4] + 2;
-            break;
-        default:
-            refuse(c, REP_ATYP_UNSUPPORTED, "unknown address type");
-            return;
-        }
-        if (c->len < need)
-            return;
-        if (c->len > need) {
-            /* Nothing may follow the request before our reply: no smuggling past the decision. */
-            refuse(c, REP_FAILURE, "bytes after the request");
-            return;
-        }
-        start_request(c);
+        fwx__socks_request rq;
+        fwx__socks_err err;
+        fwx__socks_status ps = fwx__socks_parse_request(c->buf, c->len, &rq, &err);
+        if (ps == FWX__SOCKS_REFUSED)
+            refuse_parsed(c, err, c->len > 1 ? c->buf[1] : 0);
+        else if (ps == FWX__SOCKS_DONE)
+            start_request(c, &rq);
     }
 }
 
-static void start_request(socks_client *c)
+static void start_request(socks_client *c, const fwx__socks_request *rq)
 {
-    uint8_t cmd = c->buf[1], atyp = c->buf[3];
-    uint16_t port;
     memset(&c->dst, 0, sizeof c->dst);
-    if (atyp == 1) {
-        struct sockaddr_in *s4 = (struct sockaddr_in *)&c->dst;
-        s4->sin_family = AF_INET;
-        memcpy(&s4->sin_addr, c->buf + 4, 4);
-        memcpy(&port, c->buf + 8, 2);
-        s4->sin_port = port;
-    } else if (atyp == 4) {
-        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&c->dst;
-        s6->sin6_family = AF_INET6;
-        memcpy(&s6->sin6_addr, c->buf + 4, 16);
-        memcpy(&port, c->buf + 20, 2);
-        s6->sin6_port = port;
+    if (rq->atyp != FWX__SOCKS_ATYP_NAME) {
+        c->dst = rq->addr;
         struct sockaddr_storage canon;
-        if (fwx__sa_canon((struct sockaddr *)&c->dst, sizeof *s6, &canon))
+        if (fwx__sa_canon((struct sockaddr *)&c->dst, fwx__sa_len((struct sockaddr *)&c->dst), &canon))
             c->dst = canon;
-    }
-    if (cmd == 3 && atyp == 3) {
-        refuse(c, REP_ATYP_UNSUPPORTED, "UDP ASSOCIATE names its client by address only");
-        return;
-    }
-    if (cmd != 1 && cmd != 2 && cmd != 3) {
-        refuse(c, REP_CMD_UNSUPPORTED, "unknown command");
+    } else if (rq->cmd != FWX__SOCKS_CMD_CONNECT) {
+        /* A name is of use to a CONNECT only: a BIND or UDP ASSOCIATE names the peer it expects
+           by address, as it arrives. */
+        refuse(c, FWX__SOCKS_REP_ATYP_UNSUPPORTED,
+               rq->cmd == FWX__SOCKS_CMD_UDP ? "UDP ASSOCIATE names its client by address only"
+                                             : "BIND names its peer by address only");
         return;
     }
     uv_read_stop((uv_stream_t *)&c->tcp);
     c->ps = fwx__proxy_session_explicit(c->st, (struct sockaddr *)&c->peer, (struct sockaddr *)&c->local,
                                         c->user[0] ? c->user : NULL);
     if (c->ps == NULL) {
-        refuse(c, REP_FAILURE, "no session");
+        refuse(c, FWX__SOCKS_REP_FAILURE, "no session");
         return;
     }
-    if (atyp == 3) {
-        size_t n = c->buf[4];
-        if (cmd != 1 || !host_name_ok(c->buf + 5, n)) {
-            refuse(c, cmd != 1 ? REP_ATYP_UNSUPPORTED : REP_HOST_UNREACHABLE, "bad host name");
-            return;
-        }
+    if (rq->atyp == FWX__SOCKS_ATYP_NAME) {
         char portbuf[8];
-        memcpy(c->host, c->buf + 5, n);
-        c->host[n] = '\0';
-        memcpy(&port, c->buf + 5 + n, 2);
-        snprintf(portbuf, sizeof portbuf, "%u", ntohs(port));
+        memcpy(c->host, rq->name, rq->name_len + 1);
+        snprintf(portbuf, sizeof portbuf, "%u", rq->port);
         c->dst.ss_family = AF_INET;
-        fwx__sa_set_port((struct sockaddr *)&c->dst, ntohs(port));
+        fwx__sa_set_port((struct sockaddr *)&c->dst, rq->port);
         if (!take_cap(c, FWX__SOCKS_PENDING, "CONNECT by name"))
             return;
         struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
         c->gai.data = c;
         c->state = S_RESOLVING;
         if (uv_getaddrinfo(c->st->loop, &c->gai, on_resolved, c->host, portbuf, &hints) != 0) {
-            refuse(c, REP_HOST_UNREACHABLE, "cannot resolve");
+            refuse(c, FWX__SOCKS_REP_HOST_UNREACHABLE, "cannot resolve");
             return;
         }
         c->gai_pending = true;
         return;
     }
-    if (cmd == 1)
+    if (rq->cmd == FWX__SOCKS_CMD_CONNECT)
         do_connect(c);
-    else if (cmd == 2 && take_cap(c, FWX__SOCKS_BIND, "BIND"))
+    else if (rq->cmd == FWX__SOCKS_CMD_BIND && take_cap(c, FWX__SOCKS_BIND, "BIND"))
         do_bind(c);
-    else if (cmd == 3 && take_cap(c, FWX__SOCKS_UDP, "UDP ASSOCIATE"))
+    else if (rq->cmd == FWX__SOCKS_CMD_UDP && take_cap(c, FWX__SOCKS_UDP, "UDP ASSOCIATE"))
         do_udp_associate(c);
 }
 
@@ -854,7 +767,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
             log_client(c, "greeting too long, closed");
             client_close(c);
         } else {
-            refuse(c, REP_FAILURE, "request too long");
+            refuse(c, FWX__SOCKS_REP_FAILURE, "request too long");
         }
         return;
     }
