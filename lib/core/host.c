@@ -173,9 +173,9 @@ fwx_result fwx_firewall_load_plugin(fwx_firewall *fw, const char *path, fwx_plug
         return refuse(fw, p, FWX_E_ABI_MISMATCH, "abi %u.%u %s host %u.%u", major, minor,
                       major == FWX_ABI_VERSION_MAJOR ? "is newer than" : "does not match", FWX_ABI_VERSION_MAJOR,
                       FWX_ABI_VERSION_MINOR);
-    if (e->struct_size < offsetof(fwx_plugin_entry, create_filter) + sizeof e->create_filter)
-        return refuse(fw, p, FWX_E_ABI_MISMATCH, "entry is %u bytes, expected at least %zu", e->struct_size,
-                      offsetof(fwx_plugin_entry, create_filter) + sizeof e->create_filter);
+    if (!fwx__struct_size_ok(e->struct_size, FWX__FIRST_PLUGIN_ENTRY, sizeof *e))
+        return refuse(fw, p, FWX_E_ABI_MISMATCH, "entry is %u bytes, expected %zu to %zu", e->struct_size,
+                      (size_t)FWX__FIRST_PLUGIN_ENTRY, sizeof *e);
     if (e->name == NULL || e->name[0] == '\0' || e->create_filter == NULL)
         return refuse(fw, p, FWX_E_PLUGIN_LOAD, "entry has no name or no create_filter");
     if (fwx_guid_equal(&e->filter_guid, &FWX_GUID_NULL))

@@ -48,15 +48,20 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
     return s;
 }
 
-fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *p, IFWXSession **out)
+fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *params, IFWXSession **out)
 {
     struct sockaddr_storage client, gw;
+    fwx_session_params sp;
     if (out == NULL)
         return FWX_E_POINTER;
     *out = NULL;
-    if (fw == NULL || p == NULL)
+    if (fw == NULL || params == NULL)
         return FWX_E_POINTER;
-    if (p->struct_size < sizeof *p || (p->source != fwxSourceNAT && p->source != fwxSourceWSP) ||
+    if (!FWX__STRUCT_IN(sp, params, FWX__FIRST_SESSION_PARAMS))
+        return fwx__struct_refused(fw, "fwx_session_open", "fwx_session_params", params->struct_size,
+                                   FWX__FIRST_SESSION_PARAMS, sizeof sp);
+    const fwx_session_params *p = &sp;
+    if ((p->source != fwxSourceNAT && p->source != fwxSourceWSP) ||
         !fwx__sa_canon(p->client, p->client_len, &client))
         return FWX_E_INVALIDARG;
     if (p->gateway_internal != NULL && !fwx__sa_canon(p->gateway_internal, p->gateway_internal_len, &gw))
