@@ -491,10 +491,9 @@ void fwx_firewall_close(fwx_firewall *fw, fwx_firewall_close_cb cb, void *arg)
     fw->close_cb = cb;
     fw->close_arg = arg;
     /* Sessions first, so filters see their sessions end before they are shut down. */
-    for (size_t guard = 0; !fwx__list_empty(&fw->sessions) && guard < 10000000; guard++) {
-        fwx__session *s = fwx__list_entry(fw->sessions.next, fwx__session, node);
-        fwx__session_end(s);
-    }
+    for (size_t i = 0, n = fwx__list_count(&fw->sessions); i < n && !fwx__list_empty(&fw->sessions); i++)
+        fwx__session_end(fwx__list_entry(fw->sessions.next, fwx__session, node));
+    fwx__list_assert_drained(&fw->sessions);
     fwx__plugins_close_all(fw);
     fwx__backend_close(fw);
     fwx_policy_free(fw->policy);
