@@ -53,9 +53,9 @@
  *   pass `sizeof` of the caller's struct, so they fill exactly the caller's version and set its
  *   `struct_size` to it.
  * - **Handed out** (a struct fwx fills and lends for a callback: ::fwx_object_info,
- *   ::fwx_log_record, ::fwx_grant, ::fwx_listen_spec; and the plugin's own
- *   ::fwx_plugin_entry, which the host reads): `struct_size` is the size of the side that
- *   made it. The reader reads a field only when `struct_size` covers it, and refuses a size
+ *   ::fwx_log_record, ::fwx_grant, ::fwx_listen_spec, and the events a filter receives,
+ *   whose field is `StructSize`; and the plugin's own ::fwx_plugin_entry, which the host
+ *   reads): `struct_size` is the size of the side that made it. The reader reads a field only when `struct_size` covers it, and refuses a size
  *   below the first size.
  *
  * Any other size (below the first size, above fwx's own sizeof) fails the call with

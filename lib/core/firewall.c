@@ -40,12 +40,8 @@ fwx_result fwx_firewall_options_init_sized(fwx_firewall_options *opts, uint32_t 
     fwx_firewall_options o;
     if (opts == NULL)
         return FWX_E_POINTER;
-    if (!fwx__struct_size_ok(struct_size, FWX__FIRST_FIREWALL_OPTIONS, sizeof o))
-        return FWX_E_INVALIDARG;
     options_defaults(&o);
-    o.struct_size = struct_size;
-    memcpy(opts, &o, struct_size);
-    return FWX_S_OK;
+    return FWX__STRUCT_INIT(opts, struct_size, o, FWX__FIRST_FIREWALL_OPTIONS) ? FWX_S_OK : FWX_E_INVALIDARG;
 }
 
 /* The symbol programs built against the 1.0 headers call (those headers had no macro, and their

@@ -26,6 +26,15 @@ bool fwx__struct_in(void *local, size_t ours, const void *in, size_t first)
     return true;
 }
 
+bool fwx__struct_init(void *out, uint32_t size, const void *defaults, size_t ours, size_t first)
+{
+    if (!fwx__struct_size_ok(size, first, ours))
+        return false;
+    memcpy(out, &size, sizeof size);
+    memcpy((char *)out + sizeof size, (const char *)defaults + sizeof size, size - sizeof size);
+    return true;
+}
+
 bool fwx__struct_out(void *out, const void *local, size_t ours, size_t first)
 {
     uint32_t size = size_of(out);

@@ -6,12 +6,13 @@
 #define FWX_UTIL_H
 
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 
-/* Get back from an embedded interface to its object (Wine's impl_from_*). */
-#define fwx__container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+/* Get back from an embedded interface to its object (Wine's impl_from_*): the plugins' macro. */
+#define fwx__container_of(ptr, type, member) FWX_CONTAINER_OF(ptr, type, member)
 
 #define FWX__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -111,6 +112,14 @@ bool fwx__struct_in(void *local, size_t ours, const void *in, size_t first);
  */
 bool fwx__struct_out(void *out, const void *local, size_t ours, size_t first);
 #define FWX__STRUCT_OUT(out, local, first) fwx__struct_out((out), &(local), sizeof(local), (first))
+
+/*
+ * An initialiser (fwx_firewall_options_init and the like, called with the caller's sizeof):
+ * copies the first size bytes of defaults (ours bytes, a whole struct) into out and sets out's
+ * struct_size to size. False, with nothing written, when the size is not accepted.
+ */
+bool fwx__struct_init(void *out, uint32_t size, const void *defaults, size_t ours, size_t first);
+#define FWX__STRUCT_INIT(out, size, defaults, first) fwx__struct_init((out), (size), &(defaults), sizeof(defaults), (first))
 
 /* Refuses a struct whose size the rule does not accept: one line on fw's log (through the
    public fwx_firewall_log, so backends use it too) naming the call, the struct and the sizes

@@ -54,12 +54,8 @@ fwx_result fwx_socks_limits_init_sized(fwx_socks_limits *limits, uint32_t struct
     fwx_socks_limits l;
     if (limits == NULL)
         return FWX_E_POINTER;
-    if (!fwx__struct_size_ok(struct_size, FWX__FIRST_SOCKS_LIMITS, sizeof l))
-        return FWX_E_INVALIDARG;
     limits_defaults(&l);
-    l.struct_size = struct_size;
-    memcpy(limits, &l, struct_size);
-    return FWX_S_OK;
+    return FWX__STRUCT_INIT(limits, struct_size, l, FWX__FIRST_SOCKS_LIMITS) ? FWX_S_OK : FWX_E_INVALIDARG;
 }
 
 static void caps_ready(fwx__socks_caps *caps)
