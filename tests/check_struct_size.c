@@ -480,6 +480,24 @@ START_TEST(redirect_structs)
 }
 END_TEST
 
+/* ---- fwx_plugin_entry: handed out by the plugin, read by the host -------------------------- */
+
+START_TEST(plugin_entry_sizes)
+{
+    fx f;
+    fx_open(&f);
+    /* 80 bytes ends before create_filter; 96 is more than this host knows. */
+    TU_EXPECT_HR(fwx_firewall_load_plugin(f.fw, tu_plugin_path("tp_shortentry"), NULL), FWX_E_ABI_MISMATCH);
+    ck_assert_ptr_nonnull(tu_log_find("entry is 80 bytes", "expected 88 to 88"));
+    TU_EXPECT_HR(fwx_firewall_load_plugin(f.fw, tu_plugin_path("tp_longentry"), NULL), FWX_E_ABI_MISMATCH);
+    ck_assert_ptr_nonnull(tu_log_find("entry is 96 bytes", "expected 88 to 88"));
+    fwx_plugin *p = NULL;
+    TU_EXPECT_HR(fwx_firewall_load_plugin(f.fw, tu_plugin_path("tp_good"), &p), FWX_S_OK);
+    ck_assert_uint_eq(fwx_plugin_info(p)->struct_size, sizeof(fwx_plugin_entry));
+    fx_close(&f);
+}
+END_TEST
+
 /* ---- handed out: struct_size is the library's ------------------------------------------ */
 
 static void on_info(void *arg, const fwx_object_info *info)
@@ -523,6 +541,7 @@ static Suite *suite(void)
     tcase_add_test(tc, flow_sizes);
     tcase_add_test(tc, socks_limits_sizes);
     tcase_add_test(tc, redirect_structs);
+    tcase_add_test(tc, plugin_entry_sizes);
     tcase_add_test(tc, handed_out_structs_carry_the_library_size);
     suite_add_tcase(s, tc);
     return s;
