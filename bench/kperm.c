@@ -135,7 +135,7 @@ static void stop(void)
         return;
     stopping = 1;
     look();
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     memset(&st, 0, sizeof st);
     st.struct_size = sizeof st;
     fwx_firewall_get_stats(K.fw, &st);

@@ -61,7 +61,7 @@ static void env_close(void)
 
 static fwx_firewall_stats stats(void)
 {
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     TU_EXPECT_HR(fwx_firewall_get_stats(fw, &st), FWX_S_OK);
     return st;
 }

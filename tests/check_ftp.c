@@ -327,7 +327,7 @@ static void gw_close(gw *g)
 
 static fwx_firewall_stats stats(gw *g)
 {
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     fwx_firewall_get_stats(g->fw, &st);
     return st;
 }

@@ -1009,7 +1009,7 @@ START_TEST(test_missing_filter_refused)
     TU_EXPECT_HR(fw_connect(&f, "192.0.2.7:2100"), FWX_E_CLASSNOTREG);
     ck_assert_int_eq(tu_log_count("192.0.2.7:2100 refused: protocol \"svc\" binds filter \"good\" (test.conf:3)",
                                   "not relaying it unfiltered"), 1);
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     fwx_firewall_get_stats(f.fw, &st);
     ck_assert_uint_eq(st.connections, 0);
 

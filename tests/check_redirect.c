@@ -141,7 +141,7 @@ START_TEST(states_for_every_chain_up_to_three)
         ck_assert_int_eq(fwx_redirect_query(rec, NULL, NULL),
                          lens[k] ? FWX_REDIRECT_BY_OTHER : FWX_REDIRECT_NOT_REDIRECTED);
         for (int i = 0; i < lens[k]; i++) {
-            fwx_redirect_hop hop;
+            fwx_redirect_hop hop = {.struct_size = sizeof hop};
             TU_EXPECT_HR(fwx_redirect_record_hop(rec, (size_t)i, &hop), FWX_S_OK);
             ck_assert_uint_eq(hop.struct_size, sizeof hop);
             fwx_guid g = provider(chains[k][i]);
@@ -149,7 +149,7 @@ START_TEST(states_for_every_chain_up_to_three)
             ck_assert_ptr_eq(hop.handle, h[chains[k][i]]);
             ck_assert_int_eq(hop.target.ss_family, AF_UNSPEC);
         }
-        fwx_redirect_hop hop;
+        fwx_redirect_hop hop = {.struct_size = sizeof hop};
         TU_EXPECT_HR(fwx_redirect_record_hop(rec, (size_t)lens[k], &hop), FWX_E_INVALIDARG);
         fwx_redirect_record_unref(rec);
         for (int i = 0; i < lens[k]; i++)
@@ -284,7 +284,7 @@ START_TEST(handle_destroy_frees_its_contexts_early)
     ck_assert_int_eq(freed[0], 1);
     ck_assert_int_eq(freed[1], 0);
     ck_assert_int_eq(freed[2], 1);
-    fwx_redirect_hop hop;
+    fwx_redirect_hop hop = {.struct_size = sizeof hop};
     TU_EXPECT_HR(fwx_redirect_record_hop(r1, 0, &hop), FWX_S_OK);
     ck_assert_ptr_null(hop.handle);
 
@@ -394,7 +394,7 @@ START_TEST(record_fields_and_validation)
     struct sockaddr_storage got;
     TU_EXPECT_HR(fwx_redirect_record_original_destination(rec, &got), FWX_S_OK);
     ck_assert_int_eq(got.ss_family, AF_INET); /* v4-mapped is the IPv4 host */
-    fwx_redirect_app app;
+    fwx_redirect_app app = {.struct_size = sizeof app};
     TU_EXPECT_HR(fwx_redirect_record_original_app(rec, &app), FWX_S_FALSE);
     ck_assert_uint_eq(app.pid, 0);
     ck_assert_uint_eq(app.uid, FWX_REDIRECT_UID_UNKNOWN);
@@ -464,7 +464,7 @@ START_TEST(push_to_a_target_already_passed)
     TU_EXPECT_HR(fwx_redirect_record_push_to(rec, b, TU_SA(ta), tu_len(&ta), NULL, NULL), FWX_E_REDIRECT_LOOP);
     ck_assert_int_eq(tu_log_count("would go back to 127.0.0.1:15001", "at hop 1"), 1);
     TU_EXPECT_HR(fwx_redirect_record_push_to(rec, b, TU_SA(tb), tu_len(&tb), NULL, NULL), FWX_S_OK);
-    fwx_redirect_hop hop;
+    fwx_redirect_hop hop = {.struct_size = sizeof hop};
     TU_EXPECT_HR(fwx_redirect_record_hop(rec, 1, &hop), FWX_S_OK);
     ck_assert(fwx_guid_equal(&hop.provider, fwx_redirect_handle_provider(b)));
     struct sockaddr_in *t4 = (struct sockaddr_in *)&hop.target;
@@ -605,7 +605,7 @@ START_TEST(wire_round_trip)
     ck_assert_int_eq(got.ss_family, AF_INET6);
     ck_assert_int_eq(memcmp(&((struct sockaddr_in6 *)&got)->sin6_addr, &((struct sockaddr_in6 *)&d)->sin6_addr, 16), 0);
     ck_assert_uint_eq(ntohs(((struct sockaddr_in6 *)&got)->sin6_port), 443);
-    fwx_redirect_app a2;
+    fwx_redirect_app a2 = {.struct_size = sizeof a2};
     TU_EXPECT_HR(fwx_redirect_record_original_app(back, &a2), FWX_S_OK);
     ck_assert_uint_eq(a2.pid, 31337);
     ck_assert_uint_eq(a2.uid, 1000);
@@ -613,7 +613,7 @@ START_TEST(wire_round_trip)
     ck_assert_str_eq(a2.cgroup_path, "/user.slice/app.scope");
     ck_assert_uint_eq(fwx_redirect_record_hop_count(back), 3);
     for (size_t i = 0; i < 3; i++) {
-        fwx_redirect_hop x, y;
+        fwx_redirect_hop x = {.struct_size = sizeof x}, y = {.struct_size = sizeof y};
         TU_EXPECT_HR(fwx_redirect_record_hop(rec, i, &x), FWX_S_OK);
         TU_EXPECT_HR(fwx_redirect_record_hop(back, i, &y), FWX_S_OK);
         ck_assert(fwx_guid_equal(&x.provider, &y.provider));
@@ -878,7 +878,7 @@ START_TEST(two_instances_cooperate_through_the_wire)
     struct sockaddr_storage got;
     TU_EXPECT_HR(fwx_redirect_record_original_destination(r3, &got), FWX_S_OK);
     ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&got)->sin_port), 443);
-    fwx_redirect_app a3;
+    fwx_redirect_app a3 = {.struct_size = sizeof a3};
     TU_EXPECT_HR(fwx_redirect_record_original_app(r3, &a3), FWX_S_OK);
     ck_assert_uint_eq(a3.pid, 4321);
     ck_assert_str_eq(a3.cgroup_path, "/user.slice/curl.scope");
@@ -1035,7 +1035,7 @@ START_TEST(core_records_its_redirects)
     struct sockaddr_storage od;
     TU_EXPECT_HR(fwx_redirect_record_original_destination(rec, &od), FWX_S_OK);
     ck_assert(fwx__sa_same_endpoint(TU_SA(od), TU_SA(reached)));
-    fwx_redirect_hop hop;
+    fwx_redirect_hop hop = {.struct_size = sizeof hop};
     memset(&hop, 0, sizeof hop);
     hop.struct_size = sizeof hop;
     TU_EXPECT_HR(fwx_redirect_record_hop(rec, 0, &hop), FWX_S_OK);

@@ -361,7 +361,7 @@ START_TEST(test_bad_log_file)
     TU_EXPECT_HR(fwx_firewall_load_plugin(fw, sample_path(), NULL), FWX_E_PLUGIN_INIT);
     ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "FilterInit failed"));
     ck_assert_int_eq(tu_log_count("conn-logger: cannot open \"/nonexistent-fwx-dir/conn.log\"", NULL), 1);
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     TU_EXPECT_HR(fwx_firewall_get_stats(fw, &st), FWX_S_OK);
     ck_assert_uint_eq(st.plugins, 0);
     fwx_firewall_close(fw, NULL, NULL);

@@ -70,7 +70,7 @@ static void fx_open(fx *f) { fx_open_opts(f, NULL); }
 
 static fwx_firewall_stats fx_stats(fx *f)
 {
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     TU_EXPECT_HR(fwx_firewall_get_stats(f->fw, &st), FWX_S_OK);
     return st;
 }

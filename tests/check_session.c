@@ -51,7 +51,7 @@ static void fx_close(fx *f)
     fwx_session_close(f->s);
     TU_EXPECT_REF(f->s, 1); /* only ours is left */
     IFWXSession_Release(f->s);
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     fwx_firewall_get_stats(f->fw, &st);
     ck_assert_uint_eq(st.connections, 0);
     ck_assert_uint_eq(st.sessions, 0);
@@ -99,7 +99,7 @@ START_TEST(nat_sessions_per_address_explicit_per_channel)
                  FWX_S_OK);
     TU_EXPECT_HR(IFWXSession_GetSessionFlags(priv, &flags), FWX_S_OK);
     ck_assert(flags & FWX_SESSION_PRIVATE);
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     fwx_firewall_get_stats(f.fw, &st);
     ck_assert_uint_eq(st.sessions, 4);
 
@@ -145,7 +145,7 @@ START_TEST(private_session_ends_on_last_release)
     uint32_t flags = 0;
     TU_EXPECT_HR(IFWXSession_GetSessionFlags(again, &flags), FWX_S_OK);
     ck_assert(!(flags & FWX_SESSION_TERMINATED)); /* `again` is a reference from outside */
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     fwx_firewall_get_stats(f.fw, &st);
     ck_assert_uint_eq(st.sessions, 2);
     ck_assert_uint_eq(IFWXSession_Release(again), 1); /* the last one from outside: it ends */
@@ -257,7 +257,7 @@ START_TEST(t13_deny_codes)
     /* Each refused connection still got its ConnectionTerminating, and none is left. */
     ck_assert_int_eq(f.ctl->n_terminating, 4);
     ck_assert_int_eq(f.ctl->n_attach, 1); /* once per session */
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     fwx_firewall_get_stats(f.fw, &st);
     ck_assert_uint_eq(st.connections, 0);
     ck_assert_uint_eq(st.bound_ports, 0);

@@ -1880,7 +1880,7 @@ START_TEST(host_relay_refused_without_it)
     ck_assert_msg(strstr(h.log, "refused: 1 data filter(s) attached but nothing runs them") != NULL, "log:\n%s", h.log);
     ck_assert_int_eq(h.f.setsockets, 0);
     ck_assert_int_eq(h.f.detached, 1);
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     fwx_firewall_get_stats(h.fw, &st);
     ck_assert_uint_eq(st.connections, 0);
     close(h.gw_int);

@@ -154,7 +154,7 @@ int main(int argc, char **argv)
     IFWXSession_Release(session);
     expect("the passive permission was withdrawn with the session", IFWXFirewallAction_Cancel(action), FWX_S_FALSE);
     IFWXFirewallAction_Release(action);
-    fwx_firewall_stats st;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
     fwx_firewall_get_stats(fw, &st);
     printf("  left open: %u sessions, %u permissions, %u bound ports\n", st.sessions, st.permissions, st.bound_ports);
     if (st.sessions || st.permissions || st.bound_ports)

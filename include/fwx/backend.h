@@ -54,9 +54,13 @@ typedef enum fwx_grant_kind {
     FWX__GRANT_FORCE_32 = 0x7FFFFFFF
 } fwx_grant_kind;
 
-/** A grant, as the core hands it to a backend. Borrowed for the call; copy what you keep. */
+/**
+ * A grant, as the core hands it to a backend. Borrowed for the call; copy what you keep.
+ * Handed out (@ref struct_sizes): read a field only when struct_size covers it; first size 424
+ * bytes.
+ */
 typedef struct fwx_grant {
-    uint32_t struct_size;            /**< sizeof(fwx_grant) */
+    uint32_t struct_size;            /**< the core's sizeof(fwx_grant) */
     fwx_grant_kind kind;             /**< what it is */
     uint64_t id;                     /**< unique within the firewall; used to remove it */
     int32_t protocol;                /**< FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP */
@@ -69,9 +73,12 @@ typedef struct fwx_grant {
     uint64_t expires_ms;             /**< loop time when it expires, 0 for never (the core enforces it) */
 } fwx_grant;
 
-/** A listening socket for a server publishing rule. */
+/**
+ * A listening socket for a server publishing rule. Handed out (@ref struct_sizes); first size
+ * 300 bytes, through protocol_guid.
+ */
 typedef struct fwx_listen_spec {
-    uint32_t struct_size;            /**< sizeof(fwx_listen_spec) */
+    uint32_t struct_size;            /**< the core's sizeof(fwx_listen_spec) */
     uint64_t id;                     /**< unique within the firewall */
     int32_t protocol;                /**< FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP */
     struct sockaddr_storage address; /**< where to listen */
@@ -242,11 +249,11 @@ FWX_API fwx_result fwx_proxy_socks_users_check(const char *path, char *err, size
  * request over a per-client cap reply 2, "connection not allowed by ruleset"; over a global
  * cap reply 1, "general SOCKS server failure") and logged naming the client and the cap: at
  * warn at most once a second per kind of cap, the rest at debug (counted in the next warn line). Each per-client cap must be at most half its global cap, so that a client at its cap
- * never starves the others.
+ * never starves the others. An input struct (@ref struct_sizes); first size 36 bytes.
  * @since 1.1
  */
 typedef struct fwx_socks_limits {
-    /** sizeof(fwx_socks_limits); set by fwx_socks_limits_init(). */
+    /** The caller's sizeof(fwx_socks_limits); set by fwx_socks_limits_init(). */
     uint32_t struct_size;
     /** SOCKS control connections open per client address (negotiating, or holding a BIND or
         a UDP association; a CONNECT's relay no longer counts). Default 32. */
@@ -266,8 +273,22 @@ typedef struct fwx_socks_limits {
     uint32_t pending; /**< CONNECTs by host name being resolved, in all. */
 } fwx_socks_limits;
 
-/** Fills *limits with the defaults above (for this process's descriptor limit). [any-thread] */
-FWX_API void fwx_socks_limits_init(fwx_socks_limits *limits);
+/**
+ * Fills the first @p struct_size bytes of @p limits with the defaults above (for this process's
+ * descriptor limit) and sets its struct_size to @p struct_size. Call it through
+ * fwx_socks_limits_init(). [any-thread]
+ * @param limits the limits to fill (borrowed).
+ * @param struct_size from the first size (36) to sizeof(fwx_socks_limits).
+ * @return FWX_S_OK; FWX_E_POINTER; FWX_E_INVALIDARG (another size; nothing written).
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_socks_limits_init_sized(fwx_socks_limits *limits, uint32_t struct_size);
+
+/**
+ * Fills @p limits (a ::fwx_socks_limits *) with the defaults, as far as the caller's version of
+ * the struct goes, and sets its struct_size. [any-thread] @since 1.1
+ */
+#define fwx_socks_limits_init(limits) ((void)fwx_socks_limits_init_sized((limits), (uint32_t)sizeof *(limits)))
 
 /**
  * Sets the caps of the firewall's SOCKS listeners; clients already holding more keep what they
@@ -275,7 +296,7 @@ FWX_API void fwx_socks_limits_init(fwx_socks_limits *limits);
  * @param fw the firewall; its backend must be "proxy".
  * @param limits borrowed; zero fields take their defaults.
  * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (the backend is not "proxy"), FWX_E_INVALIDARG (NULL,
- *   a bad struct_size, or a per-client cap over half its global cap; logged).
+ *   a struct_size out of range, or a per-client cap over half its global cap; logged).
  * @since 1.1
  */
 FWX_API fwx_result fwx_proxy_socks_set_limits(fwx_firewall *fw, const fwx_socks_limits *limits);

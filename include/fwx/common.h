@@ -33,6 +33,38 @@
  * uses that value, so that logs read the same. Codes whose original value is unknown, and codes
  * fwx adds, live in the range 0xC0041000-0xC00410FF and are marked "fwx's own" below.
  * ::fwx_strerror() and ::fwx_err_name() describe any code.
+ *
+ * @page struct_sizes Struct sizes
+ * A public struct that may grow carries `uint32_t struct_size` (first, except in
+ * ::fwx_plugin_entry, where it follows `abi_version`). A struct only ever grows at its end, and
+ * each struct's doc gives its *first size*: the bytes through its last field in the version
+ * that introduced it (on LP64). One rule, applied by every call, says what a size means:
+ * - **Input** (a struct the caller fills and fwx reads: ::fwx_firewall_options,
+ *   ::fwx_session_params, ::fwx_connection_params, ::fwx_flow, ::fwx_socks_limits,
+ *   ::fwx_redirect_app given to fwx_redirect_record_new(), ::fwx_local_redirect): the caller
+ *   sets `struct_size` to the sizeof it was built with. fwx accepts any size from the first size
+ *   to its own sizeof; the fields a smaller size does not cover take their defaults (each
+ *   appended field's default is what 0 means).
+ * - **Output** (a struct the caller provides and fwx fills: ::fwx_firewall_stats,
+ *   ::fwx_redirect_app from fwx_redirect_record_original_app(), ::fwx_redirect_hop): the caller
+ *   sets `struct_size` before the call; fwx writes the fields up to that size and never past it,
+ *   and never changes `struct_size`. An older caller simply gets the fields it knows.
+ * - **Initialisers** (fwx_firewall_options_init(), fwx_socks_limits_init()) are macros that
+ *   pass `sizeof` of the caller's struct, so they fill exactly the caller's version and set its
+ *   `struct_size` to it.
+ * - **Handed out** (a struct fwx fills and lends for a callback: ::fwx_object_info,
+ *   ::fwx_log_record, ::fwx_grant, ::fwx_listen_spec, and the events a filter receives,
+ *   whose field is `StructSize`; and the plugin's own ::fwx_plugin_entry, which the host
+ *   reads): `struct_size` is the size of the side that made it. The reader reads a field only when `struct_size` covers it, and refuses a size
+ *   below the first size.
+ *
+ * Any other size (below the first size, above fwx's own sizeof) fails the call with
+ * `FWX_E_INVALIDARG` (`FWX_E_ABI_MISMATCH` for a plugin entry) and, where there is a firewall
+ * to log to, one line that names the call, the struct and the sizes it takes; nothing is
+ * written.
+ * Rationale: a library newer than the program must neither read fields the program never set
+ * nor write past the program's buffer; a program newer than the library must be told, not
+ * have its new fields silently dropped.
  */
 #ifndef FWX_COMMON_H
 #define FWX_COMMON_H

@@ -62,9 +62,12 @@ typedef struct fwx_policy fwx_policy;
  */
 typedef void (*fwx_log_fn)(void *arg, fwx_log_level level, const char *message);
 
-/** Options for fwx_firewall_new(). Start from fwx_firewall_options_init(). */
+/**
+ * Options for fwx_firewall_new(). Start from fwx_firewall_options_init(). An input struct
+ * (@ref struct_sizes); first size 84 bytes, through log_level.
+ */
 typedef struct fwx_firewall_options {
-    /** sizeof(fwx_firewall_options); set by fwx_firewall_options_init(). */
+    /** The caller's sizeof(fwx_firewall_options); set by fwx_firewall_options_init(). */
     uint32_t struct_size;
     /** Instance name for logs and backends (such as the nftables table). Default "fwx". */
     const char *name;
@@ -166,15 +169,36 @@ typedef struct fwx_firewall_options {
     uint32_t log_repeat_limit;
 } fwx_firewall_options;
 
-/** Fills @p opts with the defaults. [any-thread] */
-FWX_API void fwx_firewall_options_init(fwx_firewall_options *opts);
+/**
+ * Fills the first @p struct_size bytes of @p opts with the defaults and sets its struct_size
+ * to @p struct_size; nothing past it is written. Call it through fwx_firewall_options_init(),
+ * which passes the caller's sizeof. [any-thread]
+ * @param opts the options to fill (borrowed).
+ * @param struct_size from the first size (84) to sizeof(fwx_firewall_options).
+ * @return FWX_S_OK; FWX_E_POINTER; FWX_E_INVALIDARG (another size; nothing written).
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_options_init_sized(fwx_firewall_options *opts, uint32_t struct_size);
+
+/** @cond */
+/* The symbol of the 1.0 headers, kept for programs built against them: it fills the 1.0
+   struct (through loopback_hosts). The macro below is what newer programs call. */
+FWX_API void(fwx_firewall_options_init)(fwx_firewall_options *opts);
+/** @endcond */
+
+/**
+ * Fills @p opts (a ::fwx_firewall_options *) with the defaults, as far as the caller's version
+ * of the struct goes, and sets its struct_size. [any-thread]
+ */
+#define fwx_firewall_options_init(opts) ((void)fwx_firewall_options_init_sized((opts), (uint32_t)sizeof *(opts)))
 
 /**
  * Creates a firewall on @p loop.
  * @param loop the loop it runs on (borrowed; must outlive the firewall).
- * @param opts borrowed, may be NULL for the defaults; copied.
+ * @param opts borrowed, may be NULL for the defaults; copied. Its struct_size follows
+ *   @ref struct_sizes (an input struct).
  * @param out receives the firewall; free it with fwx_firewall_close().
- * @return FWX_S_OK, FWX_E_INVALIDARG (bad options), FWX_E_OUTOFMEMORY.
+ * @return FWX_S_OK, FWX_E_INVALIDARG (bad options, a struct_size out of range), FWX_E_OUTOFMEMORY.
  */
 FWX_API fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, fwx_firewall **out);
 
@@ -222,9 +246,9 @@ FWX_API void fwx_firewall_log(fwx_firewall *fw, fwx_log_level level, const char 
 /** The text of the last failure of a load or configuration call on @p fw ("" if none). */
 FWX_API const char *fwx_firewall_last_error(const fwx_firewall *fw);
 
-/** Counters of what the firewall holds now. */
+/** Counters of what the firewall holds now. An output struct (@ref struct_sizes); first size 28 bytes. */
 typedef struct fwx_firewall_stats {
-    uint32_t struct_size;   /**< sizeof(fwx_firewall_stats) */
+    uint32_t struct_size;   /**< the caller's sizeof(fwx_firewall_stats), set before the call; never changed */
     uint32_t sessions;      /**< open sessions */
     uint32_t connections;   /**< live connection objects (any state) */
     uint32_t permissions;   /**< outstanding permissions (AllowFutureConnect, redirect ports) */
@@ -233,7 +257,11 @@ typedef struct fwx_firewall_stats {
     uint32_t plugins;       /**< loaded plugins, including ones shut down but still referenced */
 } fwx_firewall_stats;
 
-/** Fills @p out. @return FWX_S_OK, FWX_E_POINTER. */
+/**
+ * Fills @p out up to its struct_size, which the caller sets first
+ * (`fwx_firewall_stats st = {.struct_size = sizeof st};`).
+ * @return FWX_S_OK, FWX_E_POINTER, FWX_E_INVALIDARG (a struct_size out of range; logged, nothing written).
+ */
 FWX_API fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_stats *out);
 
 /** What fwx_firewall_list() reports. */
@@ -247,9 +275,13 @@ typedef enum fwx_object_kind {
     /** @endcond */
 } fwx_object_kind;
 
-/** One object, as fwx_firewall_list() describes it. Borrowed for the callback only. */
+/**
+ * One object, as fwx_firewall_list() describes it. Borrowed for the callback only. Handed out
+ * (@ref struct_sizes): read a field only when struct_size covers it; first size 468 bytes,
+ * through kernel_mode.
+ */
 typedef struct fwx_object_info {
-    uint32_t struct_size;            /**< sizeof(fwx_object_info) */
+    uint32_t struct_size;            /**< the library's sizeof(fwx_object_info) */
     fwx_object_kind kind;            /**< what it is */
     uint64_t id;                     /**< its id (sessions, connections, grants) or load index (plugins) */
     uint64_t session_id;             /**< the session it belongs to, 0 for plugins */
@@ -409,9 +441,9 @@ FWX_API const struct fwx_plugin_entry *fwx_plugin_info(const fwx_plugin *plugin)
 /** @name Sessions and connections */
 /** @{ */
 
-/** What fwx_session_open() needs to know about a client. */
+/** What fwx_session_open() needs to know about a client. An input struct (@ref struct_sizes); first size 48 bytes. */
 typedef struct fwx_session_params {
-    uint32_t struct_size; /**< sizeof(fwx_session_params) */
+    uint32_t struct_size; /**< the caller's sizeof(fwx_session_params) */
     /** fwxSourceNAT (transparent or published; one session per client address) or
         fwxSourceWSP (explicit client; one session per control channel). */
     uint32_t source;
@@ -433,7 +465,8 @@ typedef struct fwx_session_params {
  * @param fw the firewall.
  * @param params borrowed; copied.
  * @param out receives a new reference (+1).
- * @return FWX_S_OK, FWX_S_FALSE, FWX_E_INVALIDARG, FWX_E_QUOTA_EXCEEDED (max_sessions),
+ * @return FWX_S_OK, FWX_S_FALSE, FWX_E_INVALIDARG (also a struct_size out of range; logged),
+ *   FWX_E_QUOTA_EXCEEDED (max_sessions),
  *   FWX_E_OUTOFMEMORY, FWX_E_TERMINATING (firewall closing).
  */
 FWX_API fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *params, IFWXSession **out);
@@ -447,9 +480,12 @@ FWX_API fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *
  */
 FWX_API fwx_result fwx_session_close(IFWXSession *session);
 
-/** What fwx_connection_open() needs to know about a primary connection. */
+/**
+ * What fwx_connection_open() needs to know about a primary connection. An input struct
+ * (@ref struct_sizes); first size 60 bytes, through flags.
+ */
 typedef struct fwx_connection_params {
-    uint32_t struct_size; /**< sizeof(fwx_connection_params) */
+    uint32_t struct_size; /**< the caller's sizeof(fwx_connection_params) */
     /**
      * The event it raises: fwx_Connect_Tcp (the client connects out), fwx_AcceptedConnection
      * (someone connected in to a published server), fwx_Udp_Destination (UDP to a new
@@ -473,7 +509,7 @@ typedef struct fwx_connection_params {
     /** FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION for full proxy mode, else 0. */
     uint32_t flags;
     /** Length of published_server. @since 1.0, appended: a struct_size that ends at flags
-        (64 bytes on LP64) leaves these two fields unset. */
+        (60, or 64 with the padding, on LP64) leaves these two fields unset. */
     uint32_t published_server_len;
     /**
      * For fwx_AcceptedConnection of a publishing rule: the internal server the gateway relays
@@ -496,7 +532,8 @@ typedef struct fwx_connection_params {
  *   binds a filter no loaded plugin provides: refused rather than relayed unfiltered);
  *   FWX_E_CONNREFUSED (a filter denied a connect),
  *   FWX_E_ADDRINUSE (a filter denied a bind), FWX_E_DENIED (a filter denied an accepted
- *   connection or failed its handler); FWX_E_INVALIDARG; FWX_E_TERMINATING.
+ *   connection or failed its handler); FWX_E_INVALIDARG (also a struct_size out of range;
+ *   logged); FWX_E_TERMINATING.
  */
 FWX_API fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params *params, IFWXConnection **out);
 
@@ -512,9 +549,9 @@ FWX_API fwx_result fwx_connection_listen(IFWXConnection *conn);
  */
 FWX_API void fwx_connection_close(IFWXConnection *conn);
 
-/** A new connection that arrived for a secondary-connection grant. */
+/** A new connection that arrived for a secondary-connection grant. An input struct (@ref struct_sizes); first size 36 bytes. */
 typedef struct fwx_flow {
-    uint32_t struct_size;     /**< sizeof(fwx_flow) */
+    uint32_t struct_size;     /**< the caller's sizeof(fwx_flow) */
     int32_t protocol;         /**< FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP */
     const struct sockaddr *source; /**< who opens it */
     uint32_t source_len;      /**< length of source */
@@ -541,7 +578,8 @@ typedef struct fwx_flow {
  *   FWX_E_ADDRESS_NOT_ALLOWED (a grant exists but this source may not use it: another peer,
  *   the IP filter, a client bind not yet approved); FWX_E_PROTOCOL_RULES_DENIED,
  *   FWX_E_SITE_AND_CONTENT_RULES_DENIED (the policy refuses this source the protocol of the
- *   client bind it reaches); FWX_E_CONNREFUSED (a filter denied it); FWX_E_INVALIDARG.
+ *   client bind it reaches); FWX_E_CONNREFUSED (a filter denied it); FWX_E_INVALIDARG (also a
+ *   struct_size out of range; logged).
  */
 FWX_API fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnection **out);
 

@@ -102,6 +102,8 @@ typedef struct fwx_log_field {
 
 /**
  * @brief One log line as a record sink receives it. Borrowed for the call only.
+ * Handed out (@ref struct_sizes): read a field only when struct_size covers it; first size 28
+ * bytes, through n_fields.
  * @since 1.1
  */
 typedef struct fwx_log_record {

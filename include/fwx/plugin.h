@@ -52,7 +52,9 @@ extern "C" {
 /**
  * @brief What a plugin exports. Everything in it is read by the host at load time.
  *
- * A later ABI minor version may append fields; the host reads only `struct_size` bytes.
+ * A later ABI minor version may append fields; the host reads only `struct_size` bytes
+ * (handed out by the plugin, see @ref struct_sizes; first size 88 bytes, through create_filter; a
+ * size below it or above the host's sizeof refuses the plugin with FWX_E_ABI_MISMATCH).
  */
 typedef struct fwx_plugin_entry {
     /** FWX_ABI_VERSION of the headers the plugin was built with. Always first. */

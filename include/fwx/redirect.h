@@ -99,10 +99,11 @@ typedef void (*fwx_redirect_context_free_fn)(void *context);
  * @brief The application that opened a connection, as far as it is known.
  *
  * Forwarded traffic (a connection from another host) has no local application: leave every
- * field at its "unknown" value.
+ * field at its "unknown" value. An input struct for fwx_redirect_record_new(), an output struct
+ * for fwx_redirect_record_original_app() (@ref struct_sizes); first size 32 bytes.
  */
 typedef struct fwx_redirect_app {
-    /** sizeof(fwx_redirect_app). */
+    /** The caller's sizeof(fwx_redirect_app), set before either call. */
     uint32_t struct_size;
     /** The process id, 0 when unknown. */
     uint32_t pid;
@@ -120,9 +121,10 @@ typedef struct fwx_redirect_app {
 
 /**
  * @brief One hop of a record, as fwx_redirect_record_hop() describes it.
+ * An output struct (@ref struct_sizes); first size 160 bytes.
  */
 typedef struct fwx_redirect_hop {
-    /** sizeof(fwx_redirect_hop). */
+    /** The caller's sizeof(fwx_redirect_hop), set before the call; never changed. */
     uint32_t struct_size;
     /** The provider that redirected the connection at this hop. */
     fwx_guid provider;
@@ -195,7 +197,7 @@ FWX_API const fwx_guid *fwx_redirect_handle_provider(const fwx_redirect_handle *
  * @param out receives the record with one reference (+1); release it with
  *   fwx_redirect_record_unref(). Set to NULL on failure.
  * @return FWX_S_OK; FWX_E_POINTER (@p out NULL); FWX_E_INVALIDARG (a bad address, a bad
- *   @p app: wrong struct_size, nonzero reserved, an empty or too long cgroup path);
+ *   @p app: a struct_size out of range, nonzero reserved, an empty or too long cgroup path);
  *   FWX_E_OUTOFMEMORY.
  * @since 1.1
  */
@@ -231,8 +233,10 @@ FWX_API fwx_result fwx_redirect_record_original_destination(const fwx_redirect_r
 /**
  * @brief The original application. [loop-thread]
  * @param rec the record (borrowed).
- * @param out receives it; its cgroup_path is borrowed from the record (valid while it lives).
- * @return FWX_S_OK; FWX_S_FALSE (nothing about it is known); FWX_E_POINTER.
+ * @param out receives it, up to its struct_size, which the caller sets first; its cgroup_path
+ *   is borrowed from the record (valid while it lives).
+ * @return FWX_S_OK; FWX_S_FALSE (nothing about it is known); FWX_E_POINTER; FWX_E_INVALIDARG
+ *   (a struct_size out of range; nothing written).
  * @since 1.1
  */
 FWX_API fwx_result fwx_redirect_record_original_app(const fwx_redirect_record *rec, fwx_redirect_app *out);
@@ -248,8 +252,9 @@ FWX_API size_t fwx_redirect_record_hop_count(const fwx_redirect_record *rec);
  * @brief Describes one hop; 0 is the oldest. [loop-thread]
  * @param rec the record (borrowed).
  * @param index 0 .. fwx_redirect_record_hop_count() - 1.
- * @param out receives the hop.
- * @return FWX_S_OK; FWX_E_POINTER; FWX_E_INVALIDARG (@p index out of range).
+ * @param out receives the hop, up to its struct_size, which the caller sets first.
+ * @return FWX_S_OK; FWX_E_POINTER; FWX_E_INVALIDARG (@p index out of range, or a struct_size
+ *   out of range; nothing written).
  * @since 1.1
  */
 FWX_API fwx_result fwx_redirect_record_hop(const fwx_redirect_record *rec, size_t index, fwx_redirect_hop *out);
@@ -513,7 +518,8 @@ FWX_API fwx_result fwx_redirect_registry_list(fwx_redirect_registry_cb cb, void 
  * @brief Which outbound connections of this host a firewall redirects into itself (local
  * redirection, WFP's connect redirection on Linux).
  *
- * Start from zero and set struct_size. The connections are redirected by an nftables rule of
+ * Start from zero and set struct_size. An input struct (@ref struct_sizes); first size 40
+ * bytes. The connections are redirected by an nftables rule of
  * the "nft" backend's table into fwx's interception listener, where each becomes a session of
  * its source address and a primary connection to its original destination, with a redirect
  * record naming the original destination and the original application (process, user,
@@ -529,7 +535,7 @@ FWX_API fwx_result fwx_redirect_registry_list(fwx_redirect_registry_cb cb, void 
  * accepted socket sees, in FWX_REDIRECT_DIR (default /run/fwx/redirect).
  */
 typedef struct fwx_local_redirect {
-    /** sizeof(fwx_local_redirect). */
+    /** The caller's sizeof(fwx_local_redirect). */
     uint32_t struct_size;
     /** FWX_PROTOCOL_TCP (the only protocol for now). */
     int32_t protocol;

@@ -238,23 +238,27 @@ fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, 
     return FWX_S_OK;
 }
 
-fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params *p, IFWXConnection **out)
+fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params *params, IFWXConnection **out)
 {
     struct sockaddr_storage peer, local, server;
+    fwx_connection_params cp;
     if (out == NULL)
         return FWX_E_POINTER;
     *out = NULL;
-    if (session == NULL || p == NULL || !fwx__session_is_ours(session))
+    if (session == NULL || params == NULL || !fwx__session_is_ours(session))
         return FWX_E_POINTER;
     fwx__session *s = fwx__session_from(session);
     fwx_firewall *fw = s->fw;
-    /* Version 1.0 ended at flags; later fields are read only when the caller's size has them. */
-    const size_t v1 = offsetof(fwx_connection_params, flags) + sizeof p->flags;
-    bool has_server = p->struct_size >= sizeof *p && p->published_server != NULL;
+    /* Fields past the caller's size (published_server for a 1.0 caller) read as 0: unset. */
+    if (!FWX__STRUCT_IN(cp, params, FWX__FIRST_CONNECTION_PARAMS))
+        return fwx__struct_refused(fw, "fwx_connection_open", "fwx_connection_params", params->struct_size,
+                                   FWX__FIRST_CONNECTION_PARAMS, sizeof cp);
+    const fwx_connection_params *p = &cp;
+    bool has_server = p->published_server != NULL;
     if (has_server && (p->event != fwx_AcceptedConnection ||
                        !fwx__sa_canon(p->published_server, p->published_server_len, &server)))
         return FWX_E_INVALIDARG;
-    if (p->struct_size < v1 || p->struct_size > sizeof *p || !event_is_primary(p->event) ||
+    if (!event_is_primary(p->event) ||
         (p->protocol != FWX_PROTOCOL_TCP && p->protocol != FWX_PROTOCOL_UDP) ||
         !fwx__sa_canon(p->external_peer, p->external_peer_len, &peer) ||
         (p->flags & ~FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION) != 0)

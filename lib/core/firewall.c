@@ -19,7 +19,7 @@ static const IFWXFirewallVtbl firewall_vtbl;
 
 static fwx_firewall *fw_from(IFWXFirewall *i) { return fwx__container_of(i, fwx_firewall, iface); }
 
-void fwx_firewall_options_init(fwx_firewall_options *o)
+static void options_defaults(fwx_firewall_options *o)
 {
     memset(o, 0, sizeof *o);
     o->struct_size = sizeof *o;
@@ -33,6 +33,22 @@ void fwx_firewall_options_init(fwx_firewall_options *o)
     o->max_ports = 16384;
     o->max_sessions = 100000;
     o->log_level = FWX_LOG_INFO;
+}
+
+fwx_result fwx_firewall_options_init_sized(fwx_firewall_options *opts, uint32_t struct_size)
+{
+    fwx_firewall_options o;
+    if (opts == NULL)
+        return FWX_E_POINTER;
+    options_defaults(&o);
+    return FWX__STRUCT_INIT(opts, struct_size, o, FWX__FIRST_FIREWALL_OPTIONS) ? FWX_S_OK : FWX_E_INVALIDARG;
+}
+
+/* The symbol programs built against the 1.0 headers call (those headers had no macro, and their
+   struct ended at loopback_hosts): it fills exactly that much, never the newer fields. */
+void(fwx_firewall_options_init)(fwx_firewall_options *opts)
+{
+    (void)fwx_firewall_options_init_sized(opts, FWX__SIZE_THROUGH(fwx_firewall_options, loopback_hosts));
 }
 
 static void vlog(fwx_firewall *fw, fwx_log_level level, const char *fmt, va_list ap)
@@ -170,14 +186,10 @@ fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, f
     *out = NULL;
     if (loop == NULL)
         return FWX_E_INVALIDARG;
-    fwx_firewall_options_init(&o);
-    if (opts != NULL) {
-        if (opts->struct_size < offsetof(fwx_firewall_options, log_level) + sizeof opts->log_level ||
-            opts->struct_size > sizeof o)
-            return FWX_E_INVALIDARG;
-        memcpy(&o, opts, opts->struct_size);
-        o.struct_size = sizeof o;
-    }
+    options_defaults(&o);
+    /* Fields the caller's size does not cover are 0 here: each has 0 as "the default" below. */
+    if (opts != NULL && !FWX__STRUCT_IN(o, opts, FWX__FIRST_FIREWALL_OPTIONS))
+        return FWX_E_INVALIDARG; /* no firewall yet to log it */
     if (o.name == NULL || o.name[0] == '\0')
         o.name = "fwx";
     if (o.timeout_ms == 0)
@@ -412,15 +424,17 @@ fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_stats *ou
 {
     if (fw == NULL || out == NULL)
         return FWX_E_POINTER;
-    memset(out, 0, sizeof *out);
-    out->struct_size = sizeof *out;
-    out->sessions = fw->n_sessions;
-    out->connections = fw->n_connections;
-    out->permissions = fw->n_permissions;
-    out->bound_ports = fw->n_ports;
-    out->factories = fw->n_factories;
+    fwx_firewall_stats st = {.struct_size = sizeof st};
+    st.sessions = fw->n_sessions;
+    st.connections = fw->n_connections;
+    st.permissions = fw->n_permissions;
+    st.bound_ports = fw->n_ports;
+    st.factories = fw->n_factories;
     for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next)
-        out->plugins++;
+        st.plugins++;
+    if (!FWX__STRUCT_OUT(out, st, FWX__FIRST_FIREWALL_STATS))
+        return fwx__struct_refused((fwx_firewall *)fw, "fwx_firewall_get_stats", "fwx_firewall_stats", out->struct_size,
+                                   FWX__FIRST_FIREWALL_STATS, sizeof st);
     return FWX_S_OK;
 }
 
@@ -473,10 +487,9 @@ void fwx_firewall_close(fwx_firewall *fw, fwx_firewall_close_cb cb, void *arg)
     fw->close_cb = cb;
     fw->close_arg = arg;
     /* Sessions first, so filters see their sessions end before they are shut down. */
-    for (size_t guard = 0; !fwx__list_empty(&fw->sessions) && guard < 10000000; guard++) {
-        fwx__session *s = fwx__list_entry(fw->sessions.next, fwx__session, node);
-        fwx__session_end(s);
-    }
+    for (size_t i = 0, n = fwx__list_count(&fw->sessions); i < n && !fwx__list_empty(&fw->sessions); i++)
+        fwx__session_end(fwx__list_entry(fw->sessions.next, fwx__session, node));
+    fwx__list_assert_drained(&fw->sessions);
     fwx__plugins_close_all(fw);
     fwx__backend_close(fw);
     fwx_policy_free(fw->policy);

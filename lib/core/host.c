@@ -69,8 +69,8 @@ static void plugin_shutdown(fwx__plugin *p)
     p->unloaded = true;
     for (fwx__list *sn = fw->sessions.next; sn != &fw->sessions; sn = sn->next) {
         fwx__session *s = fwx__list_entry(sn, fwx__session, node);
-        fwx__list *gn = s->grants.next;
-        for (size_t guard = 0; gn != &s->grants && guard < 100000000; guard++) {
+        /* Bounded by the list: removing g unlinks g alone, and the next one is taken first. */
+        for (fwx__list *gn = s->grants.next; gn != &s->grants;) {
             fwx__grant *g = fwx__list_entry(gn, fwx__grant, session_node);
             gn = gn->next;
             if (g->owner == p)
@@ -108,7 +108,7 @@ void fwx__plugins_close_all(fwx_firewall *fw)
    last connection object (and so for every relay) to be released. */
 void fwx__plugins_free_all(fwx_firewall *fw)
 {
-    for (size_t guard = 0; !fwx__list_empty(&fw->plugins) && guard < 1000000; guard++) {
+    while (!fwx__list_empty(&fw->plugins)) { /* each step unlinks the first */
         fwx__plugin *p = fwx__list_entry(fw->plugins.next, fwx__plugin, node);
         fwx__list_remove(&p->node);
         plugin_free(p);
@@ -173,9 +173,9 @@ fwx_result fwx_firewall_load_plugin(fwx_firewall *fw, const char *path, fwx_plug
         return refuse(fw, p, FWX_E_ABI_MISMATCH, "abi %u.%u %s host %u.%u", major, minor,
                       major == FWX_ABI_VERSION_MAJOR ? "is newer than" : "does not match", FWX_ABI_VERSION_MAJOR,
                       FWX_ABI_VERSION_MINOR);
-    if (e->struct_size < offsetof(fwx_plugin_entry, create_filter) + sizeof e->create_filter)
-        return refuse(fw, p, FWX_E_ABI_MISMATCH, "entry is %u bytes, expected at least %zu", e->struct_size,
-                      offsetof(fwx_plugin_entry, create_filter) + sizeof e->create_filter);
+    if (!fwx__struct_size_ok(e->struct_size, FWX__FIRST_PLUGIN_ENTRY, sizeof *e))
+        return refuse(fw, p, FWX_E_ABI_MISMATCH, "entry is %u bytes, expected %zu to %zu", e->struct_size,
+                      (size_t)FWX__FIRST_PLUGIN_ENTRY, sizeof *e);
     if (e->name == NULL || e->name[0] == '\0' || e->create_filter == NULL)
         return refuse(fw, p, FWX_E_PLUGIN_LOAD, "entry has no name or no create_filter");
     if (fwx_guid_equal(&e->filter_guid, &FWX_GUID_NULL))

@@ -11,6 +11,7 @@
 #include "policy/policy.h"
 #include <uv.h>
 #include <uthash.h>
+#include <assert.h>
 
 typedef struct fwx__plugin fwx__plugin;
 typedef struct fwx__session fwx__session;
@@ -39,6 +40,22 @@ static inline void fwx__list_remove(fwx__list *n)
     n->prev = n->next = n;
 }
 #define fwx__list_entry(node, type, member) fwx__container_of(node, type, member)
+static inline size_t fwx__list_count(const fwx__list *h)
+{
+    size_t n = 0;
+    for (const fwx__list *i = h->next; i != h; i = i->next)
+        n++;
+    return n;
+}
+/*
+ * Draining a list (ending every session, grant, connection in it) is bounded by its length
+ * when it starts: each step takes the first entry off and adds none. The loops run at most that
+ * many steps and then assert the invariant, so a step that breaks it fails a debug build at
+ * once and cannot spin in a release one:
+ *     for (size_t i = 0, n = fwx__list_count(h); i < n && !fwx__list_empty(h); i++) end(first);
+ *     fwx__list_assert_drained(h);
+ */
+#define fwx__list_assert_drained(h) assert(fwx__list_empty(h) && "a drain step left or added an entry")
 
 /* ---- firewall (lib/core) ---- */
 

@@ -156,9 +156,12 @@ fwx_result fwx_redirect_record_new(const struct sockaddr *original_destination, 
     if (original_destination != NULL && !endpoint_canon(original_destination, len, &dst))
         return FWX_E_INVALIDARG;
     size_t path_len = 0;
+    fwx_redirect_app in;
     if (app != NULL) {
-        if (app->struct_size != sizeof *app || app->reserved != 0)
+        /* No firewall here to log to: the code says it. */
+        if (!FWX__STRUCT_IN(in, app, FWX__FIRST_REDIRECT_APP) || in.reserved != 0)
             return FWX_E_INVALIDARG;
+        app = &in;
         if (app->cgroup_path != NULL) {
             /* Bounded so that any record fits its wire form. */
             path_len = strnlen(app->cgroup_path, FWX_REDIRECT_CGROUP_PATH_MAX + 1);
@@ -225,12 +228,10 @@ fwx_result fwx_redirect_record_original_app(const fwx_redirect_record *rec, fwx_
 {
     if (rec == NULL || out == NULL)
         return FWX_E_POINTER;
-    memset(out, 0, sizeof *out);
-    out->struct_size = sizeof *out;
-    out->pid = rec->pid;
-    out->uid = rec->uid;
-    out->cgroup_id = rec->cgroup_id;
-    out->cgroup_path = rec->cgroup_path;
+    fwx_redirect_app a = {.struct_size = sizeof a, .pid = rec->pid, .uid = rec->uid, .cgroup_id = rec->cgroup_id,
+                          .cgroup_path = rec->cgroup_path};
+    if (!FWX__STRUCT_OUT(out, a, FWX__FIRST_REDIRECT_APP))
+        return FWX_E_INVALIDARG;
     bool known = rec->pid != 0 || rec->uid != FWX_REDIRECT_UID_UNKNOWN || rec->cgroup_id != 0 ||
                  rec->cgroup_path != NULL;
     return known ? FWX_S_OK : FWX_S_FALSE;
@@ -245,15 +246,12 @@ fwx_result fwx_redirect_record_hop(const fwx_redirect_record *rec, size_t index,
     if (index >= rec->n_hops)
         return FWX_E_INVALIDARG;
     const fwx__hop *hop = rec->hops[index];
-    memset(out, 0, sizeof *out);
-    out->struct_size = sizeof *out;
-    out->provider = hop->provider;
-    out->handle = hop->handle;
+    fwx_redirect_hop h = {.struct_size = sizeof h, .provider = hop->provider, .handle = hop->handle};
     if (hop->has_target)
-        out->target = hop->target;
+        h.target = hop->target;
     else
-        out->target.ss_family = AF_UNSPEC;
-    return FWX_S_OK;
+        h.target.ss_family = AF_UNSPEC;
+    return FWX__STRUCT_OUT(out, h, FWX__FIRST_REDIRECT_HOP) ? FWX_S_OK : FWX_E_INVALIDARG;
 }
 
 /* The index of the provider's hop, or -1. There is at most one (the invariant above). */

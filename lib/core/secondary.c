@@ -1289,18 +1289,22 @@ fwx_result fwx_firewall_admit(fwx_firewall *fw, const fwx_flow *flow, IFWXConnec
     return fwx_firewall_admit_in_session(fw, NULL, flow, out);
 }
 
-fwx_result fwx_firewall_admit_in_session(fwx_firewall *fw, IFWXSession *session, const fwx_flow *flow,
+fwx_result fwx_firewall_admit_in_session(fwx_firewall *fw, IFWXSession *session, const fwx_flow *in_flow,
                                          IFWXConnection **out)
 {
     struct sockaddr_storage src, dst;
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
+    fwx_flow fl;
     if (out == NULL)
         return FWX_E_POINTER;
     *out = NULL;
-    if (fw == NULL || flow == NULL)
+    if (fw == NULL || in_flow == NULL)
         return FWX_E_POINTER;
-    if (flow->struct_size < sizeof *flow ||
-        (flow->protocol != FWX_PROTOCOL_TCP && flow->protocol != FWX_PROTOCOL_UDP) ||
+    if (!FWX__STRUCT_IN(fl, in_flow, FWX__FIRST_FLOW))
+        return fwx__struct_refused(fw, "fwx_firewall_admit", "fwx_flow", in_flow->struct_size, FWX__FIRST_FLOW,
+                                   sizeof fl);
+    const fwx_flow *flow = &fl;
+    if ((flow->protocol != FWX_PROTOCOL_TCP && flow->protocol != FWX_PROTOCOL_UDP) ||
         !fwx__sa_canon(flow->source, flow->source_len, &src) ||
         !fwx__sa_canon(flow->destination, flow->destination_len, &dst))
         return FWX_E_INVALIDARG;

@@ -48,15 +48,20 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
     return s;
 }
 
-fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *p, IFWXSession **out)
+fwx_result fwx_session_open(fwx_firewall *fw, const fwx_session_params *params, IFWXSession **out)
 {
     struct sockaddr_storage client, gw;
+    fwx_session_params sp;
     if (out == NULL)
         return FWX_E_POINTER;
     *out = NULL;
-    if (fw == NULL || p == NULL)
+    if (fw == NULL || params == NULL)
         return FWX_E_POINTER;
-    if (p->struct_size < sizeof *p || (p->source != fwxSourceNAT && p->source != fwxSourceWSP) ||
+    if (!FWX__STRUCT_IN(sp, params, FWX__FIRST_SESSION_PARAMS))
+        return fwx__struct_refused(fw, "fwx_session_open", "fwx_session_params", params->struct_size,
+                                   FWX__FIRST_SESSION_PARAMS, sizeof sp);
+    const fwx_session_params *p = &sp;
+    if ((p->source != fwxSourceNAT && p->source != fwxSourceWSP) ||
         !fwx__sa_canon(p->client, p->client_len, &client))
         return FWX_E_INVALIDARG;
     if (p->gateway_internal != NULL && !fwx__sa_canon(p->gateway_internal, p->gateway_internal_len, &gw))
@@ -230,9 +235,10 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
     FwxFilterAccess *access = access_field(ev);
     ev->StructSize = sizeof *ev;
     ev->EventSource = s->source;
-    /* Bounded: a handler may load another plugin; it joins from the next event. */
-    size_t guard = 0;
-    for (fwx__list *n = fw->plugins.next; n != &fw->plugins && guard < 4096; n = n->next, guard++) {
+    /* The plugins loaded when the event starts: one a handler loads joins from the next event
+       (plugins are appended, and only unlinked when the firewall's memory goes). */
+    const fwx__list *last = fw->plugins.prev;
+    for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n == last ? &fw->plugins : n->next) {
         fwx__plugin *p = fwx__list_entry(n, fwx__plugin, node);
         fwx__attachment *a = find_att(s, p);
         if (a == NULL) {
@@ -378,10 +384,12 @@ void fwx__session_end(fwx__session *s)
         fwx__backend_grant_remove_many(fw, gs, ng);
         free(gs);
     }
-    for (size_t guard = 0; !fwx__list_empty(&s->grants) && guard < 100000000; guard++)
+    for (size_t i = 0; i < ng && !fwx__list_empty(&s->grants); i++)
         fwx__grant_remove(fwx__list_entry(s->grants.next, fwx__grant, session_node), "its session ended");
-    for (size_t guard = 0; !fwx__list_empty(&s->conns) && guard < 100000000; guard++)
+    fwx__list_assert_drained(&s->grants);
+    for (size_t i = 0, n = fwx__list_count(&s->conns); i < n && !fwx__list_empty(&s->conns); i++)
         fwx__conn_terminate(fwx__list_entry(s->conns.next, fwx__conn, node));
+    fwx__list_assert_drained(&s->conns);
     for (size_t i = 0; i < s->n_att; i++)
         detach_one(s, &s->att[i]);
     if (s->in_nat_table) {

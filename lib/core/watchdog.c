@@ -97,7 +97,9 @@ static void lb_write(line_buf *l)
     l->b[l->n++] = '\n';
     const char *p = l->b;
     size_t left = l->n;
-    for (int guard = 0; left > 0 && guard < 64; guard++) {
+    /* A bounded number of tries, not an invariant: this runs on the way to _exit, where a
+       stderr that keeps failing with EINTR must not keep the process alive. */
+    for (int tries = 0; left > 0 && tries < 64; tries++) {
         ssize_t w = write(STDERR_FILENO, p, left);
         if (w < 0 && errno == EINTR)
             continue;

@@ -5,6 +5,7 @@
  */
 #include "policy/policy_impl.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -367,7 +368,9 @@ void fwx__policy_decide(const fwx_policy *p, const fwx__policy_request *req, fwx
     cand_iter by_dst = cand_along(&p->by_destination, c.dst_net);
     cand_iter it = shortest(shortest(by_proto, by_src), by_dst);
     uint32_t ri;
-    for (size_t guard = 0; guard <= p->n_rules && cand_next(&it, &ri); guard++) {
+    /* Bounded by construction: each cand_next steps one of two finite index lists. */
+    while (cand_next(&it, &ri)) {
+        assert(ri < p->n_rules);
         const fwx__rule *r = &p->rules[ri];
         if (!match_protocol(&c, r) || !match_source(&c, r) || !match_destination(&c, r) || !match_user(&c, r))
             continue;
@@ -383,7 +386,8 @@ void fwx__policy_decide(const fwx_policy *p, const fwx__policy_request *req, fwx
     /* Default deny. Since nothing matched, an allow rule that fits source, protocol and user
        failed on the destination only: the site is what is refused, not the protocol. */
     it = shortest(by_proto, by_src);
-    for (size_t guard = 0; guard <= p->n_rules && cand_next(&it, &ri); guard++) {
+    while (cand_next(&it, &ri)) {
+        assert(ri < p->n_rules);
         const fwx__rule *r = &p->rules[ri];
         if (r->allow && match_protocol(&c, r) && match_source(&c, r) && match_user(&c, r)) {
             out->result = FWX_E_SITE_AND_CONTENT_RULES_DENIED;

@@ -6,12 +6,13 @@
 #define FWX_UTIL_H
 
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdatomic.h>
 
-/* Get back from an embedded interface to its object (Wine's impl_from_*). */
-#define fwx__container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+/* Get back from an embedded interface to its object (Wine's impl_from_*): the plugins' macro. */
+#define fwx__container_of(ptr, type, member) FWX_CONTAINER_OF(ptr, type, member)
 
 #define FWX__ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -62,6 +63,69 @@ void fwx__sa_key_of(const struct sockaddr *sa, bool with_port, fwx__sa_key *k);
 /* Parses "a.b.c.d", "a.b.c.d:port", "v6", "[v6]", "[v6]:port" strictly. need_port: 1 required,
    0 forbidden, -1 optional. Returns false on anything else. */
 bool fwx__sa_parse(const char *text, int need_port, struct sockaddr_storage *out);
+
+/* ---- struct_size: the one rule (include/fwx/common.h, @ref struct_sizes) ------------------ */
+
+/* The size of a struct's first version: through its last field then, without the padding after
+   it (a caller built then may give either). */
+#define FWX__SIZE_THROUGH(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+
+/*
+ * The first version of every public struct that carries struct_size, in one place. Each
+ * struct's doc in include/fwx/ gives the same figure; tests/check_struct_size.c declares these
+ * layouts and calls every entry point with them. A struct that grows keeps its line here.
+ */
+#define FWX__FIRST_FIREWALL_OPTIONS FWX__SIZE_THROUGH(fwx_firewall_options, log_level)
+#define FWX__FIRST_FIREWALL_STATS FWX__SIZE_THROUGH(fwx_firewall_stats, plugins)
+#define FWX__FIRST_OBJECT_INFO FWX__SIZE_THROUGH(fwx_object_info, kernel_mode)
+#define FWX__FIRST_SESSION_PARAMS FWX__SIZE_THROUGH(fwx_session_params, user)
+#define FWX__FIRST_CONNECTION_PARAMS FWX__SIZE_THROUGH(fwx_connection_params, flags)
+#define FWX__FIRST_FLOW FWX__SIZE_THROUGH(fwx_flow, destination_len)
+#define FWX__FIRST_PLUGIN_ENTRY FWX__SIZE_THROUGH(fwx_plugin_entry, create_filter)
+#define FWX__FIRST_LOG_RECORD FWX__SIZE_THROUGH(fwx_log_record, n_fields)
+#define FWX__FIRST_GRANT FWX__SIZE_THROUGH(fwx_grant, expires_ms)
+#define FWX__FIRST_LISTEN_SPEC FWX__SIZE_THROUGH(fwx_listen_spec, protocol_guid)
+#define FWX__FIRST_SOCKS_LIMITS FWX__SIZE_THROUGH(fwx_socks_limits, pending)
+#define FWX__FIRST_REDIRECT_APP FWX__SIZE_THROUGH(fwx_redirect_app, cgroup_path)
+#define FWX__FIRST_REDIRECT_HOP FWX__SIZE_THROUGH(fwx_redirect_hop, target)
+#define FWX__FIRST_LOCAL_REDIRECT FWX__SIZE_THROUGH(fwx_local_redirect, handle)
+
+/* A caller's struct_size is accepted when it lies between the first version and ours. */
+static inline bool fwx__struct_size_ok(uint32_t size, size_t first, size_t ours)
+{
+    return size >= first && size <= ours;
+}
+
+/*
+ * An input struct: zeroes local (ours bytes), then copies the caller's struct_size bytes of in
+ * into it and sets local's struct_size to ours, so that the entry point reads every field of
+ * local and the fields the caller did not have are 0 (their documented default). False when the
+ * size is not accepted (local is then all zero): the entry point returns FWX_E_INVALIDARG.
+ */
+bool fwx__struct_in(void *local, size_t ours, const void *in, size_t first);
+#define FWX__STRUCT_IN(local, in, first) fwx__struct_in(&(local), sizeof(local), (in), (first))
+
+/*
+ * An output struct: the library fills a whole local of its own, then copies it into out up to
+ * the caller's struct_size, never past it, and leaves out's struct_size as the caller set it.
+ * False, with nothing written, when the size is not accepted (FWX_E_INVALIDARG).
+ */
+bool fwx__struct_out(void *out, const void *local, size_t ours, size_t first);
+#define FWX__STRUCT_OUT(out, local, first) fwx__struct_out((out), &(local), sizeof(local), (first))
+
+/*
+ * An initialiser (fwx_firewall_options_init and the like, called with the caller's sizeof):
+ * copies the first size bytes of defaults (ours bytes, a whole struct) into out and sets out's
+ * struct_size to size. False, with nothing written, when the size is not accepted.
+ */
+bool fwx__struct_init(void *out, uint32_t size, const void *defaults, size_t ours, size_t first);
+#define FWX__STRUCT_INIT(out, size, defaults, first) fwx__struct_init((out), (size), &(defaults), sizeof(defaults), (first))
+
+/* Refuses a struct whose size the rule does not accept: one line on fw's log (through the
+   public fwx_firewall_log, so backends use it too) naming the call, the struct and the sizes
+   taken. Returns FWX_E_INVALIDARG. */
+fwx_result fwx__struct_refused(fwx_firewall *fw, const char *call, const char *type, uint32_t size, size_t first,
+                               size_t ours);
 
 /* ---- time ------------------------------------------------------------------------------ */
 /* Monotonic milliseconds (uv_now of the loop is used where a loop is at hand). */

@@ -18,7 +18,8 @@
  * never writes to stderr: that is the host's, and may not even be a terminal.
  *
  * What to copy from it (see doc/writing-a-filter.md for the reasons):
- * - every object is born with a reference count of 1 and freed when it drops to 0;
+ * - every object is born with a reference count of 1 and freed when it drops to 0: the
+ *   IUnknown methods, the filter factory and the entry come from <fwx/plugin_helpers.h>;
  * - FilterInit AddRefs the IFWXFirewall it is given and asks it for its IFWXHostLog,
  *   FilterShutdown releases both;
  * - AttachToSession AddRefs the session, IFWXSessionFilter::Detach releases it;
@@ -30,22 +31,19 @@
  * SPDX-License-Identifier: MIT
  */
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* Wine's impl_from_*: from an embedded interface back to the object that holds it. */
-#define CL_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 /* What the filter hooks: both event types, both session sources, every protocol (a logger is
    not bound to protocols in the policy) and secondary connections too. ConnectionTerminating
@@ -153,47 +151,25 @@ static const char *cl_addr(const struct sockaddr *sa, uint32_t len, bool with_po
 
 typedef struct cl_session_filter {
     IFWXSessionFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXSession *session;         /* +1 from AttachToSession until Detach */
     IFWXHostLog *log;             /* +1 from AttachToSession until Detach */
     bool detached;                /* loop thread only */
     char client[CL_ADDRSTRLEN];   /* the session's client, for the log lines */
 } cl_session_filter;
 
-static cl_session_filter *sf_impl(IFWXSessionFilter *iface)
+/* The last Release. The core always calls Detach first; this only covers a host that does not. */
+static void sf_destroy(cl_session_filter *sf)
 {
-    return CL_CONTAINER_OF(iface, cl_session_filter, iface);
+    if (sf->session != NULL)
+        IFWXSession_Release(sf->session);
+    if (sf->log != NULL)
+        IFWXHostLog_Release(sf->log);
+    free(sf);
 }
 
-static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
-{
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter))) {
-        IFWXSessionFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL; /* always written, as COM requires */
-    return FWX_E_NOINTERFACE;
-}
-
-static uint32_t sf_AddRef(IFWXSessionFilter *This) { return atomic_fetch_add(&sf_impl(This)->refs, 1) + 1; }
-
-static uint32_t sf_Release(IFWXSessionFilter *This)
-{
-    cl_session_filter *sf = sf_impl(This);
-    uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
-    if (n == 0) {
-        /* The core always calls Detach first; this only guards against a host that does not. */
-        if (sf->session != NULL)
-            IFWXSession_Release(sf->session);
-        if (sf->log != NULL)
-            IFWXHostLog_Release(sf->log);
-        free(sf);
-    }
-    return n;
-}
+/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release. */
+FWX_IUNKNOWN_IMPL(sf, IFWXSessionFilter, cl_session_filter, iface, refs, sf_destroy, &IID_IFWXSessionFilter)
 
 static const char *primary_or_secondary(int32_t is_secondary) { return is_secondary ? "secondary" : "primary"; }
 
@@ -272,36 +248,16 @@ static const IFWXSessionFilterVtbl sf_vtbl = {
 
 typedef struct cl_filter {
     IFWXFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXFirewall *firewall; /* +1 from FilterInit until FilterShutdown */
     IFWXHostLog *log;       /* +1 from FilterInit until FilterShutdown */
 } cl_filter;
 
-static cl_filter *f_impl(IFWXFilter *iface) { return CL_CONTAINER_OF(iface, cl_filter, iface); }
+/* The firewall reference is gone already at the last Release: FilterShutdown released it. */
+static void f_destroy(cl_filter *f) { free(f); }
 
-static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
-{
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter))) {
-        IFWXFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
-}
-
-static uint32_t f_AddRef(IFWXFilter *This) { return atomic_fetch_add(&f_impl(This)->refs, 1) + 1; }
-
-static uint32_t f_Release(IFWXFilter *This)
-{
-    cl_filter *f = f_impl(This);
-    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
-    if (n == 0)
-        free(f); /* the firewall reference is gone already: FilterShutdown released it */
-    return n;
-}
+/* f_impl, f_QueryInterface, f_AddRef, f_Release. */
+FWX_IUNKNOWN_IMPL(f, IFWXFilter, cl_filter, iface, refs, f_destroy, &IID_IFWXFilter)
 
 static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *pIFWXFirewall, FwxFilterHookEvents *pFilterHookEvents)
 {
@@ -365,7 +321,7 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *piSession, IF
     if (sf == NULL)
         return FWX_E_OUTOFMEMORY; /* fails the request that made the core attach us */
     sf->iface.lpVtbl = &sf_vtbl;
-    atomic_init(&sf->refs, 1); /* born at 1: this reference goes to the caller (+1) */
+    fwx_refcount_init(&sf->refs); /* born at 1: this reference goes to the caller (+1) */
     struct sockaddr_storage client;
     uint32_t len = sizeof client;
     if (IFWXSession_GetClientAddress(piSession, (struct sockaddr *)&client, &len) == FWX_S_OK)
@@ -412,24 +368,12 @@ static void cl_deinit(void)
     pthread_mutex_unlock(&sink_lock);
 }
 
-static fwx_result cl_create_filter(IFWXFilter **ppFilter)
-{
-    if (ppFilter == NULL)
-        return FWX_E_POINTER;
-    *ppFilter = NULL;
-    cl_filter *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return FWX_E_OUTOFMEMORY;
-    f->iface.lpVtbl = &f_vtbl;
-    atomic_init(&f->refs, 1); /* born at 1: the host's reference */
-    *ppFilter = &f->iface;
-    return FWX_S_OK;
-}
+/* A zeroed cl_filter born at 1, whose reference goes to the host. */
+FWX_PLUGIN_CREATE_FILTER(cl_create_filter, cl_filter, iface, refs, f_vtbl)
 
-/* The one exported symbol. The GUID is this filter's own: generate a new one for yours. */
-FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
-    .abi_version = FWX_ABI_VERSION,
-    .struct_size = sizeof(fwx_plugin_entry),
+/* The one exported symbol, with abi_version and struct_size of these headers. The GUID is this
+   filter's own: generate a new one for yours. */
+FWX_PLUGIN_ENTRY(
     /* {c82feda9-0c53-49fd-9f2e-a761501d650f} */
     .filter_guid = FWX_GUID_INIT(0xc8, 0x2f, 0xed, 0xa9, 0x0c, 0x53, 0x49, 0xfd, 0x9f, 0x2e, 0xa7, 0x61, 0x50, 0x1d,
                                  0x65, 0x0f),
@@ -440,5 +384,4 @@ FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
     .allowed_events = CL_HOOKS,
     .init = cl_init,
     .deinit = cl_deinit,
-    .create_filter = cl_create_filter,
-};
+    .create_filter = cl_create_filter);

@@ -23,12 +23,12 @@
  * SPDX-License-Identifier: MIT
  */
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 
 #include "ftp_parse.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -36,7 +36,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define FTP_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 #define FTP_SA(ss) ((struct sockaddr *)(void *)&(ss))
 #define FTP_CSA(ss) ((const struct sockaddr *)(const void *)&(ss))
 
@@ -208,7 +207,7 @@ enum { UD_RECV = 1, UD_SEND = 2 };
 
 struct ftp_ctl {
     IFWXDataFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     ftp_dir dirs[2];
     ftp_kind kind;
     fwx_guid protocol;
@@ -238,7 +237,9 @@ struct ftp_ctl {
     IFWXHostLog *log;         /* +1: the host's log, named after this plugin */
 };
 
-static ftp_ctl *ctl_impl(IFWXDataFilter *i) { return FTP_CONTAINER_OF(i, ftp_ctl, iface); }
+/* ctl_impl, ctl_QueryInterface, ctl_AddRef, ctl_Release (fwx/plugin_helpers.h). */
+static void ctl_destroy(ftp_ctl *c);
+FWX_IUNKNOWN_IMPL(ctl, IFWXDataFilter, ftp_ctl, iface, refs, ctl_destroy, &IID_IFWXDataFilter)
 
 /* `ftp: session <client>: ...` through the host's log (never stderr: that is the host's), with
    the session's and the control connection's fields. */
@@ -917,7 +918,7 @@ static void ctl_flush(ftp_ctl *c, int d)
 static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf,
                                       uintptr_t ud, const struct sockaddr *a, uint32_t al)
 {
-    ftp_dir *dir = FTP_CONTAINER_OF(This, ftp_dir, iface);
+    ftp_dir *dir = FWX_CONTAINER_OF(This, ftp_dir, iface);
     ftp_ctl *c = dir->c;
     int d = dir->d;
     (void)err;
@@ -954,43 +955,27 @@ static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_
     return FWX_S_OK;
 }
 
+/* The completions live inside the data filter and share its count. */
+static uint32_t dir_AddRef(IFWXIOCompletion *This) { return ctl_AddRef(&FWX_CONTAINER_OF(This, ftp_dir, iface)->c->iface); }
+static uint32_t dir_Release(IFWXIOCompletion *This) { return ctl_Release(&FWX_CONTAINER_OF(This, ftp_dir, iface)->c->iface); }
+
 static fwx_result dir_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
 {
+    static const fwx_guid *const iids[] = {&IID_IFWXIOCompletion};
     if (ppv == NULL)
         return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXIOCompletion))) {
-        IFWXIOCompletion_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
+    if (!fwx_iid_in_table(riid, iids, 1)) {
+        *ppv = NULL;
+        return FWX_E_NOINTERFACE;
     }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
+    dir_AddRef(This);
+    *ppv = This;
+    return FWX_S_OK;
 }
-
-/* The completions live inside the data filter and share its count. */
-static uint32_t ctl_AddRef(IFWXDataFilter *This);
-static uint32_t ctl_Release(IFWXDataFilter *This);
-static uint32_t dir_AddRef(IFWXIOCompletion *This) { return ctl_AddRef(&FTP_CONTAINER_OF(This, ftp_dir, iface)->c->iface); }
-static uint32_t dir_Release(IFWXIOCompletion *This) { return ctl_Release(&FTP_CONTAINER_OF(This, ftp_dir, iface)->c->iface); }
 
 static const IFWXIOCompletionVtbl dir_vtbl = {dir_QueryInterface, dir_AddRef, dir_Release, dir_CompleteAsyncIO};
 
 /* ---- the data filter's own methods ---------------------------------------------------------- */
-
-static fwx_result ctl_QueryInterface(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
-{
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXDataFilter))) {
-        IFWXDataFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
-}
-
-static uint32_t ctl_AddRef(IFWXDataFilter *This) { return atomic_fetch_add(&ctl_impl(This)->refs, 1) + 1; }
 
 static void ctl_release_all(ftp_ctl *c)
 {
@@ -1022,15 +1007,10 @@ static void ctl_release_all(ftp_ctl *c)
     }
 }
 
-static uint32_t ctl_Release(IFWXDataFilter *This)
+static void ctl_destroy(ftp_ctl *c)
 {
-    ftp_ctl *c = ctl_impl(This);
-    uint32_t n = atomic_fetch_sub(&c->refs, 1) - 1;
-    if (n == 0) {
-        ctl_release_all(c); /* the core always Detaches first; this guards a host that does not */
-        free(c);
-    }
-    return n;
+    ctl_release_all(c); /* the core always Detaches first; this guards a host that does not */
+    free(c);
 }
 
 static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *conn,
@@ -1092,7 +1072,7 @@ static ftp_ctl *ctl_new(ftp_kind kind, IFWXFirewall *fw, IFWXSession *session, c
     if (c == NULL)
         return NULL;
     c->iface.lpVtbl = &ctl_vtbl;
-    atomic_init(&c->refs, 1);
+    fwx_refcount_init(&c->refs);
     for (int d = 0; d < 2; d++) {
         c->dirs[d].iface.lpVtbl = &dir_vtbl;
         c->dirs[d].c = c;
@@ -1115,28 +1095,11 @@ static ftp_ctl *ctl_new(ftp_kind kind, IFWXFirewall *fw, IFWXSession *session, c
 
 typedef struct ftp_sf {
     IFWXSessionFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXSession *session; /* +1 until Detach */
     IFWXFirewall *fw;     /* +1 until Detach: FilterShutdown may come first */
     bool detached;
 } ftp_sf;
-
-static ftp_sf *sf_impl(IFWXSessionFilter *i) { return FTP_CONTAINER_OF(i, ftp_sf, iface); }
-
-static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
-{
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter))) {
-        IFWXSessionFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
-}
-
-static uint32_t sf_AddRef(IFWXSessionFilter *This) { return atomic_fetch_add(&sf_impl(This)->refs, 1) + 1; }
 
 static void sf_release_refs(ftp_sf *sf)
 {
@@ -1148,16 +1111,14 @@ static void sf_release_refs(ftp_sf *sf)
     sf->fw = NULL;
 }
 
-static uint32_t sf_Release(IFWXSessionFilter *This)
+static void sf_destroy(ftp_sf *sf)
 {
-    ftp_sf *sf = sf_impl(This);
-    uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
-    if (n == 0) {
-        sf_release_refs(sf);
-        free(sf);
-    }
-    return n;
+    sf_release_refs(sf);
+    free(sf);
 }
+
+/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release. */
+FWX_IUNKNOWN_IMPL(sf, IFWXSessionFilter, ftp_sf, iface, refs, sf_destroy, &IID_IFWXSessionFilter)
 
 /* Attaches the FTP data filter of the given kind to a new control connection. */
 static fwx_result sf_attach(ftp_sf *sf, IFWXConnection *conn, ftp_kind kind, const fwx_guid *protocol)
@@ -1224,38 +1185,19 @@ static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_R
 
 typedef struct ftp_filter {
     IFWXFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXFirewall *fw; /* +1 from FilterInit until FilterShutdown */
 } ftp_filter;
 
-static ftp_filter *f_impl(IFWXFilter *i) { return FTP_CONTAINER_OF(i, ftp_filter, iface); }
-
-static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
+static void f_destroy(ftp_filter *f)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter))) {
-        IFWXFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
+    if (f->fw != NULL)
+        IFWXFirewall_Release(f->fw);
+    free(f);
 }
 
-static uint32_t f_AddRef(IFWXFilter *This) { return atomic_fetch_add(&f_impl(This)->refs, 1) + 1; }
-
-static uint32_t f_Release(IFWXFilter *This)
-{
-    ftp_filter *f = f_impl(This);
-    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
-    if (n == 0) {
-        if (f->fw != NULL)
-            IFWXFirewall_Release(f->fw);
-        free(f);
-    }
-    return n;
-}
+/* f_impl, f_QueryInterface, f_AddRef, f_Release. */
+FWX_IUNKNOWN_IMPL(f, IFWXFilter, ftp_filter, iface, refs, f_destroy, &IID_IFWXFilter)
 
 static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *hooks)
 {
@@ -1292,7 +1234,7 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWX
     if (sf == NULL)
         return FWX_E_OUTOFMEMORY;
     sf->iface.lpVtbl = &sf_vtbl;
-    atomic_init(&sf->refs, 1);
+    fwx_refcount_init(&sf->refs);
     IFWXSession_AddRef(session);
     sf->session = session;
     IFWXFirewall_AddRef(f->fw);
@@ -1304,24 +1246,10 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWX
 static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
                                       f_AttachToSession};
 
-static fwx_result ftp_create_filter(IFWXFilter **out)
-{
-    if (out == NULL)
-        return FWX_E_POINTER;
-    *out = NULL;
-    ftp_filter *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return FWX_E_OUTOFMEMORY;
-    f->iface.lpVtbl = &f_vtbl;
-    atomic_init(&f->refs, 1);
-    *out = &f->iface;
-    return FWX_S_OK;
-}
+FWX_PLUGIN_CREATE_FILTER(ftp_create_filter, ftp_filter, iface, refs, f_vtbl)
 
 /* The one exported symbol. */
-FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
-    .abi_version = FWX_ABI_VERSION,
-    .struct_size = sizeof(fwx_plugin_entry),
+FWX_PLUGIN_ENTRY(
     /* {5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13} */
     .filter_guid = FWX_GUID_INIT(0x5d, 0x1e, 0x7a, 0x3c, 0x9b, 0x42, 0x4f, 0x0e, 0x8c, 0x6a, 0x2f, 0x71, 0xd9, 0xe0,
                                  0x4b, 0x13),
@@ -1330,7 +1258,4 @@ FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
     .version = "1.0",
     .description = "FTP application-layer gateway: PORT/EPRT/PASV/EPSV checked, granted and rewritten",
     .allowed_events = FTP_HOOKS,
-    .init = NULL,
-    .deinit = NULL,
-    .create_filter = ftp_create_filter,
-};
+    .create_filter = ftp_create_filter);

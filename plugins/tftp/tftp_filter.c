@@ -22,19 +22,18 @@
  * SPDX-License-Identifier: MIT
  */
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 
 #include "tftp_parse.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define TFTP_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 #define TFTP_SA(ss) ((struct sockaddr *)(void *)&(ss))
 #define TFTP_CSA(ss) ((const struct sockaddr *)(const void *)&(ss))
 
@@ -120,7 +119,7 @@ typedef struct tftp_dir {
 
 struct tftp_flow {
     IFWXDataFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     tftp_dir dirs[2];
     tftp_kind kind;
     fwx_guid protocol;
@@ -137,7 +136,9 @@ struct tftp_flow {
     bool started, closed, detached;
 };
 
-static tftp_flow *flow_impl(IFWXDataFilter *i) { return TFTP_CONTAINER_OF(i, tftp_flow, iface); }
+/* flow_impl, flow_QueryInterface, flow_AddRef, flow_Release (fwx/plugin_helpers.h). */
+static void flow_destroy(tftp_flow *f);
+FWX_IUNKNOWN_IMPL(flow, IFWXDataFilter, tftp_flow, iface, refs, flow_destroy, &IID_IFWXDataFilter)
 
 static void tftp_log(tftp_flow *f, fwx_log_level level, const fwx_log_field *fl, uint32_t n, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
@@ -260,7 +261,7 @@ static void on_client_datagram(tftp_flow *f, const uint8_t *p, size_t n)
 static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf,
                                       uintptr_t ud, const struct sockaddr *a, uint32_t al)
 {
-    tftp_dir *dir = TFTP_CONTAINER_OF(This, tftp_dir, iface);
+    tftp_dir *dir = FWX_CONTAINER_OF(This, tftp_dir, iface);
     tftp_flow *f = dir->f;
     int d = dir->d;
     (void)err;
@@ -296,40 +297,25 @@ static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_
     return FWX_S_OK;
 }
 
+/* The completions live inside the data filter and share its count. */
+static uint32_t dir_AddRef(IFWXIOCompletion *This) { return flow_AddRef(&FWX_CONTAINER_OF(This, tftp_dir, iface)->f->iface); }
+static uint32_t dir_Release(IFWXIOCompletion *This) { return flow_Release(&FWX_CONTAINER_OF(This, tftp_dir, iface)->f->iface); }
+
 static fwx_result dir_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
 {
+    static const fwx_guid *const iids[] = {&IID_IFWXIOCompletion};
     if (ppv == NULL)
         return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXIOCompletion))) {
-        IFWXIOCompletion_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
+    if (!fwx_iid_in_table(riid, iids, 1)) {
+        *ppv = NULL;
+        return FWX_E_NOINTERFACE;
     }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
+    dir_AddRef(This);
+    *ppv = This;
+    return FWX_S_OK;
 }
-
-static uint32_t flow_AddRef(IFWXDataFilter *This);
-static uint32_t flow_Release(IFWXDataFilter *This);
-static uint32_t dir_AddRef(IFWXIOCompletion *This) { return flow_AddRef(&TFTP_CONTAINER_OF(This, tftp_dir, iface)->f->iface); }
-static uint32_t dir_Release(IFWXIOCompletion *This) { return flow_Release(&TFTP_CONTAINER_OF(This, tftp_dir, iface)->f->iface); }
 
 static const IFWXIOCompletionVtbl dir_vtbl = {dir_QueryInterface, dir_AddRef, dir_Release, dir_CompleteAsyncIO};
-
-static fwx_result flow_QueryInterface(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
-{
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXDataFilter))) {
-        IFWXDataFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
-}
-
-static uint32_t flow_AddRef(IFWXDataFilter *This) { return atomic_fetch_add(&flow_impl(This)->refs, 1) + 1; }
 
 static void flow_release_all(tftp_flow *f)
 {
@@ -358,15 +344,10 @@ static void flow_release_all(tftp_flow *f)
     }
 }
 
-static uint32_t flow_Release(IFWXDataFilter *This)
+static void flow_destroy(tftp_flow *f)
 {
-    tftp_flow *f = flow_impl(This);
-    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
-    if (n == 0) {
-        flow_release_all(f);
-        free(f);
-    }
-    return n;
+    flow_release_all(f); /* the core always Detaches first; this covers a host that does not */
+    free(f);
 }
 
 /* The client's address and port: the external peer of a published flow, the internal peer
@@ -438,7 +419,7 @@ static tftp_flow *flow_new(tftp_kind kind, IFWXFirewall *fw, IFWXSession *sessio
     if (f == NULL)
         return NULL;
     f->iface.lpVtbl = &flow_vtbl;
-    atomic_init(&f->refs, 1);
+    fwx_refcount_init(&f->refs);
     for (int d = 0; d < 2; d++) {
         f->dirs[d].iface.lpVtbl = &dir_vtbl;
         f->dirs[d].f = f;
@@ -459,28 +440,11 @@ static tftp_flow *flow_new(tftp_kind kind, IFWXFirewall *fw, IFWXSession *sessio
 
 typedef struct tftp_sf {
     IFWXSessionFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXSession *session; /* +1 until Detach */
     IFWXFirewall *fw;     /* +1 until Detach */
     bool detached;
 } tftp_sf;
-
-static tftp_sf *sf_impl(IFWXSessionFilter *i) { return TFTP_CONTAINER_OF(i, tftp_sf, iface); }
-
-static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
-{
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter))) {
-        IFWXSessionFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
-}
-
-static uint32_t sf_AddRef(IFWXSessionFilter *This) { return atomic_fetch_add(&sf_impl(This)->refs, 1) + 1; }
 
 static void sf_release_refs(tftp_sf *sf)
 {
@@ -492,16 +456,14 @@ static void sf_release_refs(tftp_sf *sf)
     sf->fw = NULL;
 }
 
-static uint32_t sf_Release(IFWXSessionFilter *This)
+static void sf_destroy(tftp_sf *sf)
 {
-    tftp_sf *sf = sf_impl(This);
-    uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
-    if (n == 0) {
-        sf_release_refs(sf);
-        free(sf);
-    }
-    return n;
+    sf_release_refs(sf);
+    free(sf);
 }
+
+/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release. */
+FWX_IUNKNOWN_IMPL(sf, IFWXSessionFilter, tftp_sf, iface, refs, sf_destroy, &IID_IFWXSessionFilter)
 
 static fwx_result sf_attach(tftp_sf *sf, IFWXConnection *conn, tftp_kind kind, const fwx_guid *protocol)
 {
@@ -561,38 +523,19 @@ static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_R
 
 typedef struct tftp_filter {
     IFWXFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXFirewall *fw; /* +1 from FilterInit until FilterShutdown */
 } tftp_filter;
 
-static tftp_filter *f_impl(IFWXFilter *i) { return TFTP_CONTAINER_OF(i, tftp_filter, iface); }
-
-static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
+static void f_destroy(tftp_filter *f)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter))) {
-        IFWXFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
+    if (f->fw != NULL)
+        IFWXFirewall_Release(f->fw);
+    free(f);
 }
 
-static uint32_t f_AddRef(IFWXFilter *This) { return atomic_fetch_add(&f_impl(This)->refs, 1) + 1; }
-
-static uint32_t f_Release(IFWXFilter *This)
-{
-    tftp_filter *f = f_impl(This);
-    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
-    if (n == 0) {
-        if (f->fw != NULL)
-            IFWXFirewall_Release(f->fw);
-        free(f);
-    }
-    return n;
-}
+/* f_impl, f_QueryInterface, f_AddRef, f_Release. */
+FWX_IUNKNOWN_IMPL(f, IFWXFilter, tftp_filter, iface, refs, f_destroy, &IID_IFWXFilter)
 
 static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *hooks)
 {
@@ -629,7 +572,7 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWX
     if (sf == NULL)
         return FWX_E_OUTOFMEMORY;
     sf->iface.lpVtbl = &sf_vtbl;
-    atomic_init(&sf->refs, 1);
+    fwx_refcount_init(&sf->refs);
     IFWXSession_AddRef(session);
     sf->session = session;
     IFWXFirewall_AddRef(f->fw);
@@ -641,24 +584,10 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWX
 static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
                                       f_AttachToSession};
 
-static fwx_result tftp_create_filter(IFWXFilter **out)
-{
-    if (out == NULL)
-        return FWX_E_POINTER;
-    *out = NULL;
-    tftp_filter *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return FWX_E_OUTOFMEMORY;
-    f->iface.lpVtbl = &f_vtbl;
-    atomic_init(&f->refs, 1);
-    *out = &f->iface;
-    return FWX_S_OK;
-}
+FWX_PLUGIN_CREATE_FILTER(tftp_create_filter, tftp_filter, iface, refs, f_vtbl)
 
 /* The one exported symbol. */
-FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
-    .abi_version = FWX_ABI_VERSION,
-    .struct_size = sizeof(fwx_plugin_entry),
+FWX_PLUGIN_ENTRY(
     /* {8c3f2b91-4e6a-4d27-b1f0-5a9e7c2d6e41} */
     .filter_guid = FWX_GUID_INIT(0x8c, 0x3f, 0x2b, 0x91, 0x4e, 0x6a, 0x4d, 0x27, 0xb1, 0xf0, 0x5a, 0x9e, 0x7c, 0x2d,
                                  0x6e, 0x41),
@@ -667,7 +596,4 @@ FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
     .version = "1.0",
     .description = "TFTP gateway: RRQ/WRQ checked, one UDP permission per transfer for the server's reply",
     .allowed_events = TFTP_HOOKS,
-    .init = NULL,
-    .deinit = NULL,
-    .create_filter = tftp_create_filter,
-};
+    .create_filter = tftp_create_filter);

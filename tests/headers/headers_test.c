@@ -13,6 +13,7 @@
 #undef _GNU_SOURCE
 
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 
 #include <stdio.h>
 
@@ -430,6 +431,79 @@ static uint32_t probe_release(IUnknown *This)
     return 1;
 }
 
+/* fwx/plugin_helpers.h: an object with one interface, and a filter made by the factory macro. */
+typedef struct hobj {
+    IUnknown iface;
+    fwx_refcount refs;
+} hobj;
+static int hobj_destroyed;
+static void hobj_destroy(hobj *o)
+{
+    hobj_destroyed++;
+    free(o);
+}
+FWX_IUNKNOWN_IMPL(hobj, IUnknown, hobj, iface, refs, hobj_destroy, &IID_IFWXSession, &IID_IFWXConnection)
+static const IUnknownVtbl hobj_vtbl = { hobj_QueryInterface, hobj_AddRef, hobj_Release };
+
+typedef struct hfilter {
+    IFWXFilter iface;
+    fwx_refcount refs;
+} hfilter;
+static void hfilter_destroy(hfilter *f)
+{
+    hobj_destroyed++;
+    free(f);
+}
+FWX_IUNKNOWN_IMPL(hfilter, IFWXFilter, hfilter, iface, refs, hfilter_destroy, &IID_IFWXFilter)
+static const IFWXFilterVtbl hfilter_vtbl = { hfilter_QueryInterface, hfilter_AddRef, hfilter_Release, NULL, NULL, NULL };
+FWX_PLUGIN_CREATE_FILTER(hfilter_create, hfilter, iface, refs, hfilter_vtbl)
+
+#if !defined(__cplusplus) || __cplusplus >= 202002L
+static fwx_result hfilter_create_entry(IFWXFilter **pp) { return hfilter_create(pp); }
+FWX_PLUGIN_ENTRY(.filter_guid = FWX_GUID_INIT(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16), .name = "probe",
+                 .allowed_events = fwx_Connect_Tcp, .create_filter = hfilter_create_entry);
+#endif
+
+static void check_plugin_helpers(void)
+{
+    hobj *o = (hobj *)calloc(1, sizeof *o);
+    CHECK(o != NULL);
+    if (o == NULL)
+        return;
+    o->iface.lpVtbl = &hobj_vtbl;
+    fwx_refcount_init(&o->refs);
+    CHECK(hobj_impl(&o->iface) == o);
+    void *pv = NULL;
+    CHECK(IUnknown_QueryInterface(&o->iface, &IID_IFWXConnection, &pv) == FWX_S_OK && pv == &o->iface);
+    CHECK(IUnknown_QueryInterface(&o->iface, &IID_IUnknown, &pv) == FWX_S_OK && pv == &o->iface);
+    CHECK(fwx_refcount_get(&o->refs) == 3);
+    pv = &pv;
+    CHECK(IUnknown_QueryInterface(&o->iface, &IID_IFWXFilter, &pv) == FWX_E_NOINTERFACE && pv == NULL);
+    pv = &pv;
+    CHECK(IUnknown_QueryInterface(&o->iface, NULL, &pv) == FWX_E_NOINTERFACE && pv == NULL);
+    CHECK(IUnknown_QueryInterface(&o->iface, &IID_IUnknown, NULL) == FWX_E_POINTER);
+    CHECK(fwx_refcount_get(&o->refs) == 3);
+    CHECK(IUnknown_AddRef(&o->iface) == 4);
+    CHECK(IUnknown_Release(&o->iface) == 3);
+    CHECK(IUnknown_Release(&o->iface) == 2);
+    CHECK(IUnknown_Release(&o->iface) == 1 && hobj_destroyed == 0);
+    CHECK(IUnknown_Release(&o->iface) == 0 && hobj_destroyed == 1);
+
+    IFWXFilter *f = NULL;
+    CHECK(hfilter_create(NULL) == FWX_E_POINTER);
+    CHECK(hfilter_create(&f) == FWX_S_OK && f != NULL && f->lpVtbl == &hfilter_vtbl);
+    if (f == NULL)
+        return;
+    CHECK(fwx_refcount_get(&hfilter_impl(f)->refs) == 1);
+    CHECK(IFWXFilter_QueryInterface(f, &IID_IFWXFilter, &pv) == FWX_S_OK && pv == f);
+    CHECK(IFWXFilter_Release(f) == 1);
+    CHECK(IFWXFilter_Release(f) == 0 && hobj_destroyed == 2);
+#if !defined(__cplusplus) || __cplusplus >= 202002L
+    CHECK(fwx_entry.abi_version == FWX_ABI_VERSION && fwx_entry.struct_size == sizeof(fwx_plugin_entry));
+    CHECK(fwx_entry.create_filter == hfilter_create_entry && strcmp(fwx_entry.name, "probe") == 0);
+#endif
+}
+
 int main(void)
 {
     /* Documented values (SDK-REFERENCE.md section 2). */
@@ -493,6 +567,8 @@ int main(void)
     CHECK(pv == NULL);
     CHECK(IUnknown_AddRef(&probe) == 2 && last_slot == 1);
     CHECK(IUnknown_Release(&probe) == 1 && last_slot == 2);
+
+    check_plugin_helpers();
 
     if (failures != 0) {
         fprintf(stderr, "%d header check(s) failed\n", failures);

@@ -13,16 +13,16 @@
  * - every accepted connection: one warn line about it, with its own fields (a counter, the
  *   remote address as a FWX_LOG_ADDRESS, a string full of characters JSON must escape); the
  *   second connection is denied (IFWXConnection::Deny), so the host logs the refusal.
+ * Its IUnknown methods, factory and entry come from the installed <fwx/plugin_helpers.h>.
  * SPDX-License-Identifier: MIT
  */
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 
-#define PROBE_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 #define PROBE_HOOKS (fwx_AcceptedConnection | FWX_ALL_SOURCES | fwxAnyProtocol)
 
 /* What JSON must escape: a quote, a backslash, a newline, a tab, a control byte; and UTF-8. */
@@ -30,48 +30,29 @@ static const char probe_note[] = "q\"b\\n\nt\tc\x01 \xc3\xa9";
 
 typedef struct probe_filter {
     IFWXFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXHostLog *log; /* +1 from FilterInit until FilterShutdown */
     unsigned accepted;
 } probe_filter;
 
 typedef struct probe_sf {
     IFWXSessionFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     probe_filter *f;  /* the filter outlives its session filters' events (the host's rule) */
     IFWXHostLog *log; /* +1 until Detach */
     bool detached;
 } probe_sf;
 
-static probe_sf *sf_impl(IFWXSessionFilter *i) { return PROBE_CONTAINER_OF(i, probe_sf, iface); }
-static probe_filter *f_impl(IFWXFilter *i) { return PROBE_CONTAINER_OF(i, probe_filter, iface); }
-
-static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
+static void sf_destroy(probe_sf *sf)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter))) {
-        IFWXSessionFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
+    if (sf->log != NULL)
+        IFWXHostLog_Release(sf->log);
+    free(sf);
 }
+FWX_IUNKNOWN_IMPL(sf, IFWXSessionFilter, probe_sf, iface, refs, sf_destroy, &IID_IFWXSessionFilter)
 
-static uint32_t sf_AddRef(IFWXSessionFilter *This) { return atomic_fetch_add(&sf_impl(This)->refs, 1) + 1; }
-
-static uint32_t sf_Release(IFWXSessionFilter *This)
-{
-    probe_sf *sf = sf_impl(This);
-    uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
-    if (n == 0) {
-        if (sf->log != NULL)
-            IFWXHostLog_Release(sf->log);
-        free(sf);
-    }
-    return n;
-}
+static void f_destroy(probe_filter *f) { free(f); }
+FWX_IUNKNOWN_IMPL(f, IFWXFilter, probe_filter, iface, refs, f_destroy, &IID_IFWXFilter)
 
 static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
 {
@@ -114,30 +95,6 @@ static fwx_result sf_Detach(IFWXSessionFilter *This)
 
 static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_Release, sf_FirewallEventHandler,
                                               sf_Detach};
-
-static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
-{
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter))) {
-        IFWXFilter_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
-}
-
-static uint32_t f_AddRef(IFWXFilter *This) { return atomic_fetch_add(&f_impl(This)->refs, 1) + 1; }
-
-static uint32_t f_Release(IFWXFilter *This)
-{
-    probe_filter *f = f_impl(This);
-    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
-    if (n == 0)
-        free(f);
-    return n;
-}
 
 /* Fails FilterInit (the gateway then refuses to start, which the test sees) with a line
    naming the broken expectation. */
@@ -217,7 +174,7 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWX
     if (sf == NULL)
         return FWX_E_OUTOFMEMORY;
     sf->iface.lpVtbl = &sf_vtbl;
-    atomic_init(&sf->refs, 1);
+    fwx_refcount_init(&sf->refs);
     sf->f = f;
     IFWXHostLog_AddRef(f->log);
     sf->log = f->log;
@@ -228,23 +185,9 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWX
 static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
                                       f_AttachToSession};
 
-static fwx_result probe_create_filter(IFWXFilter **out)
-{
-    if (out == NULL)
-        return FWX_E_POINTER;
-    *out = NULL;
-    probe_filter *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return FWX_E_OUTOFMEMORY;
-    f->iface.lpVtbl = &f_vtbl;
-    atomic_init(&f->refs, 1);
-    *out = &f->iface;
-    return FWX_S_OK;
-}
+FWX_PLUGIN_CREATE_FILTER(probe_create_filter, probe_filter, iface, refs, f_vtbl)
 
-FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
-    .abi_version = FWX_ABI_VERSION,
-    .struct_size = sizeof(fwx_plugin_entry),
+FWX_PLUGIN_ENTRY(
     .filter_guid = FWX_GUID_INIT(0x9e, 0x41, 0x0c, 0x77, 0x52, 0x1b, 0x4d, 0x3a, 0xb8, 0x6e, 0x13, 0x5f, 0x02, 0xc4,
                                  0x7a, 0x01),
     .name = "probe",
@@ -252,5 +195,4 @@ FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
     .version = "1",
     .description = "logs through the host: the install test's out-of-tree plugin",
     .allowed_events = PROBE_HOOKS,
-    .create_filter = probe_create_filter,
-};
+    .create_filter = probe_create_filter);

@@ -240,10 +240,13 @@ static fwx_result tp_create_filter(IFWXFilter **out)
 #ifndef TP_NAME
 #define TP_NAME "test"
 #endif
+#ifndef TP_ENTRY_SIZE
+#define TP_ENTRY_SIZE sizeof(fwx_plugin_entry)
+#endif
 
 FWX_PLUGIN_EXPORT const fwx_plugin_entry TP_ENTRY_NAME = {
     .abi_version = TP_ABI,
-    .struct_size = sizeof(fwx_plugin_entry),
+    .struct_size = TP_ENTRY_SIZE,
     .filter_guid = FWX_GUID_INIT(0x7e, 0x57, 0x00, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, TP_GUID_LAST),
     .name = TP_NAME,
     .vendor = "fwx tests",

@@ -1529,8 +1529,13 @@ fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirec
         fwx__fail(fw, "local redirection needs the \"nft\" backend");
         return FWX_E_NOT_SUPPORTED;
     }
+    fwx_local_redirect sp;
+    if (!FWX__STRUCT_IN(sp, spec, FWX__FIRST_LOCAL_REDIRECT))
+        return fwx__struct_refused(fw, "fwx_firewall_redirect_local", "fwx_local_redirect", spec->struct_size,
+                                   FWX__FIRST_LOCAL_REDIRECT, sizeof sp);
+    spec = &sp;
     int level = spec->cgroup != NULL ? cgroup_level(spec->cgroup) : 0;
-    if (spec->struct_size < sizeof *spec || spec->protocol != FWX_PROTOCOL_TCP || spec->port_min == 0 ||
+    if (spec->protocol != FWX_PROTOCOL_TCP || spec->port_min == 0 ||
         spec->port_max < spec->port_min || spec->slot > 7 || spec->uid < -1 || spec->uid > 0xFFFFFFFEll || level < 0) {
         fwx__fail(fw, "local redirection: bad spec (TCP, ports 1-65535, slot 0-7, uid -1 or a uid, cgroup \"/a/b\")");
         return FWX_E_INVALIDARG;

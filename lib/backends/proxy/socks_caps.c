@@ -29,7 +29,7 @@ static uint32_t clamp(uint64_t v, uint32_t lo, uint32_t hi)
     return v < lo ? lo : v > hi ? hi : (uint32_t)v;
 }
 
-void fwx_socks_limits_init(fwx_socks_limits *l)
+static void limits_defaults(fwx_socks_limits *l)
 {
     struct rlimit rl;
     uint64_t fds = 1024;
@@ -49,12 +49,21 @@ void fwx_socks_limits_init(fwx_socks_limits *l)
     l->pending = 64;
 }
 
+fwx_result fwx_socks_limits_init_sized(fwx_socks_limits *limits, uint32_t struct_size)
+{
+    fwx_socks_limits l;
+    if (limits == NULL)
+        return FWX_E_POINTER;
+    limits_defaults(&l);
+    return FWX__STRUCT_INIT(limits, struct_size, l, FWX__FIRST_SOCKS_LIMITS) ? FWX_S_OK : FWX_E_INVALIDARG;
+}
+
 static void caps_ready(fwx__socks_caps *caps)
 {
     if (caps->ready)
         return;
     fwx_socks_limits l;
-    fwx_socks_limits_init(&l);
+    limits_defaults(&l);
     const uint32_t pc[] = {l.connections_per_client, l.binds_per_client, l.udp_per_client, l.pending_per_client};
     const uint32_t tot[] = {l.connections, l.binds, l.udp, l.pending};
     memcpy(caps->per_client, pc, sizeof pc);
@@ -62,15 +71,20 @@ static void caps_ready(fwx__socks_caps *caps)
     caps->ready = true;
 }
 
-fwx_result fwx_proxy_socks_set_limits(fwx_firewall *fw, const fwx_socks_limits *limits)
+fwx_result fwx_proxy_socks_set_limits(fwx_firewall *fw, const fwx_socks_limits *in)
 {
     pstate *st = fwx_firewall_backend_state(fw);
     if (st == NULL || st->magic != FWX__PROXY_MAGIC)
         return FWX_E_NOT_SUPPORTED;
-    if (limits == NULL || limits->struct_size < sizeof *limits)
+    fwx_socks_limits lim;
+    if (in == NULL)
         return FWX_E_INVALIDARG;
+    if (!FWX__STRUCT_IN(lim, in, FWX__FIRST_SOCKS_LIMITS))
+        return fwx__struct_refused(fw, "fwx_proxy_socks_set_limits", "fwx_socks_limits", in->struct_size,
+                                   FWX__FIRST_SOCKS_LIMITS, sizeof lim);
+    const fwx_socks_limits *limits = &lim;
     fwx_socks_limits d;
-    fwx_socks_limits_init(&d);
+    limits_defaults(&d);
     const uint32_t in_pc[] = {limits->connections_per_client, limits->binds_per_client, limits->udp_per_client,
                               limits->pending_per_client};
     const uint32_t in_tot[] = {limits->connections, limits->binds, limits->udp, limits->pending};

@@ -1,0 +1,209 @@
+/*
+ * fwx - firewall extensibility for Linux
+ * SPDX-License-Identifier: MIT
+ */
+/**
+ * @file fwx/plugin_helpers.h
+ * @brief Header-only helpers for filter plugins: reference counts, QueryInterface over a table
+ * of interface ids, the object behind an interface, the filter factory and the entry symbol.
+ *
+ * @page plugin_helpers Plugin helpers
+ * Every object a filter implements (its IFWXFilter, each IFWXSessionFilter, each
+ * IFWXDataFilter, completions) needs the same three IUnknown methods written the same way:
+ * QueryInterface that always writes its out pointer and adds a reference on success, AddRef
+ * and Release on an atomic count that starts at 1 and frees the object at 0. This header
+ * writes them once. It defines no symbol of its own (only `static inline` functions and
+ * macros that expand in the plugin), so a plugin that uses it still links nothing of libfwx
+ * and still exports only `fwx_entry`. It compiles as C11 and as C++; FWX_PLUGIN_ENTRY() uses
+ * designated initializers, so in C++ it needs C++20.
+ *
+ * An object embeds its interface and a ::fwx_refcount:
+ * @code
+ * typedef struct my_sf {
+ *     IFWXSessionFilter iface;
+ *     fwx_refcount refs;
+ *     IFWXSession *session;            // +1 from AttachToSession until Detach
+ * } my_sf;
+ *
+ * static void my_sf_destroy(my_sf *sf) { free(sf); }   // the count reached 0
+ * // my_sf_impl, my_sf_QueryInterface, my_sf_AddRef, my_sf_Release:
+ * FWX_IUNKNOWN_IMPL(my_sf, IFWXSessionFilter, my_sf, iface, refs, my_sf_destroy, &IID_IFWXSessionFilter)
+ *
+ * static const IFWXSessionFilterVtbl my_sf_vtbl = {
+ *     my_sf_QueryInterface, my_sf_AddRef, my_sf_Release, my_sf_FirewallEventHandler, my_sf_Detach,
+ * };
+ * @endcode
+ * and the plugin's filter and entry:
+ * @code
+ * FWX_IUNKNOWN_IMPL(my_filter, IFWXFilter, my_filter, iface, refs, my_filter_destroy, &IID_IFWXFilter)
+ * static const IFWXFilterVtbl my_filter_vtbl = { ... };
+ * FWX_PLUGIN_CREATE_FILTER(my_create_filter, my_filter, iface, refs, my_filter_vtbl)
+ * FWX_PLUGIN_ENTRY(.filter_guid = FWX_GUID_INIT(...), .name = "mine", .allowed_events = MY_HOOKS,
+ *                  .create_filter = my_create_filter);
+ * @endcode
+ * See plugins/conn-logger (the sample) and doc/writing-a-filter.md.
+ * @since 1.1
+ */
+#ifndef FWX_PLUGIN_HELPERS_H
+#define FWX_PLUGIN_HELPERS_H
+
+#include <fwx/plugin.h>
+#include <fwx/sdk.h>
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * The object that embeds interface @p ptr as its member @p member (Wine's impl_from_*).
+ * @since 1.1
+ */
+#define FWX_CONTAINER_OF(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/**
+ * @brief An object's reference count. Use it only through the fwx_refcount_* functions.
+ *
+ * Rationale: the GCC/Clang `__atomic` built-ins (what C11's `atomic_uint` compiles to) work
+ * the same in C and C++, where `<stdatomic.h>` does not.
+ * @since 1.1
+ */
+typedef struct fwx_refcount {
+    uint32_t value; /**< the count; read it with fwx_refcount_get() */
+} fwx_refcount;
+
+/** Starts a count at 1: an object is born holding its creator's reference. [any-thread] @since 1.1 */
+static inline void fwx_refcount_init(fwx_refcount *r) { __atomic_store_n(&r->value, 1u, __ATOMIC_RELAXED); }
+
+/** Adds a reference. @return the new count. [any-thread] @since 1.1 */
+static inline uint32_t fwx_refcount_add(fwx_refcount *r) { return __atomic_add_fetch(&r->value, 1u, __ATOMIC_RELAXED); }
+
+/**
+ * Drops a reference. @return the new count; at 0 the caller frees the object (the release
+ * ordering makes every other holder's writes visible to it). [any-thread] @since 1.1
+ */
+static inline uint32_t fwx_refcount_release(fwx_refcount *r)
+{
+    return __atomic_sub_fetch(&r->value, 1u, __ATOMIC_ACQ_REL);
+}
+
+/** The count now (for tests and asserts; it may change at once). [any-thread] @since 1.1 */
+static inline uint32_t fwx_refcount_get(const fwx_refcount *r) { return __atomic_load_n(&r->value, __ATOMIC_RELAXED); }
+
+/**
+ * @brief Whether @p riid names IUnknown or one of the @p n interfaces in @p iids. [any-thread]
+ * What a QueryInterface asks before it hands out the interface it was called on.
+ * @param riid the id asked for (borrowed); NULL matches nothing.
+ * @param iids the object's interface ids (borrowed). @param n their number.
+ * @return nonzero on a match.
+ * @since 1.1
+ */
+static inline int fwx_iid_in_table(const fwx_guid *riid, const fwx_guid *const *iids, size_t n)
+{
+    if (riid == NULL)
+        return 0;
+    if (fwx_guid_equal(riid, &IID_IUnknown))
+        return 1;
+    for (size_t i = 0; i < n; i++)
+        if (fwx_guid_equal(riid, iids[i]))
+            return 1;
+    return 0;
+}
+
+/**
+ * @brief Defines the IUnknown methods of an object that implements one interface.
+ *
+ * Expands to four `static` functions:
+ * - `prefix_impl(Iface *)`: the object (::FWX_CONTAINER_OF);
+ * - `prefix_QueryInterface`: for IUnknown and each IID in `...`, adds a reference and sets
+ *   `*ppv` to the interface it was called on; otherwise sets `*ppv` to NULL and returns
+ *   FWX_E_NOINTERFACE (FWX_E_POINTER for a NULL @p ppv);
+ * - `prefix_AddRef`, `prefix_Release`: on the ::fwx_refcount @p refs; the Release that reaches
+ *   0 calls `destroy(type *)`, which releases what the object holds and frees it.
+ *
+ * @param prefix names the functions. @param Iface the interface type (IFWXFilter, ...).
+ * @param type the object type. @param member the object's member of type @p Iface.
+ * @param refs its ::fwx_refcount member. @param destroy `void destroy(type *)`.
+ * @param ... the object's interface ids, as `const fwx_guid *` (`&IID_IFWXFilter`); at least one.
+ * @since 1.1
+ */
+#define FWX_IUNKNOWN_IMPL(prefix, Iface, type, member, refs, destroy, ...)                         \
+    static type *prefix##_impl(Iface *This) { return FWX_CONTAINER_OF(This, type, member); }       \
+    static uint32_t prefix##_AddRef(Iface *This) { return fwx_refcount_add(&prefix##_impl(This)->refs); } \
+    static uint32_t prefix##_Release(Iface *This)                                                 \
+    {                                                                                             \
+        type *fwx_obj_ = prefix##_impl(This);                                                     \
+        uint32_t fwx_n_ = fwx_refcount_release(&fwx_obj_->refs);                                  \
+        if (fwx_n_ == 0)                                                                          \
+            destroy(fwx_obj_);                                                                    \
+        return fwx_n_;                                                                            \
+    }                                                                                             \
+    static fwx_result prefix##_QueryInterface(Iface *This, const fwx_guid *riid, void **ppv)      \
+    {                                                                                             \
+        static const fwx_guid *const fwx_iids_[] = {__VA_ARGS__};                                 \
+        if (ppv == NULL)                                                                          \
+            return FWX_E_POINTER;                                                                 \
+        if (!fwx_iid_in_table(riid, fwx_iids_, sizeof fwx_iids_ / sizeof fwx_iids_[0])) {         \
+            *ppv = NULL; /* always written, as COM requires */                                    \
+            return FWX_E_NOINTERFACE;                                                             \
+        }                                                                                         \
+        prefix##_AddRef(This);                                                                    \
+        *ppv = This;                                                                              \
+        return FWX_S_OK;                                                                          \
+    }
+
+/**
+ * @brief Defines the plugin's fwx_plugin_entry::create_filter.
+ *
+ * Expands to `static fwx_result name(IFWXFilter **ppFilter)`, which allocates a zeroed @p type
+ * (calloc), sets its interface's vtable to @p vtbl and its count to 1, and hands that
+ * reference to the host: FWX_S_OK, FWX_E_POINTER, FWX_E_OUTOFMEMORY. [init-only]
+ * @param name the function's name. @param type the filter object type.
+ * @param member its IFWXFilter member. @param refs its ::fwx_refcount member.
+ * @param vtbl the `const IFWXFilterVtbl` object (not a pointer).
+ * @since 1.1
+ */
+#define FWX_PLUGIN_CREATE_FILTER(name, type, member, refs, vtbl)                                 \
+    static fwx_result name(IFWXFilter **ppFilter)                                                 \
+    {                                                                                             \
+        if (ppFilter == NULL)                                                                     \
+            return FWX_E_POINTER;                                                                 \
+        *ppFilter = NULL;                                                                         \
+        type *fwx_obj_ = (type *)calloc(1, sizeof(type));                                         \
+        if (fwx_obj_ == NULL)                                                                     \
+            return FWX_E_OUTOFMEMORY;                                                             \
+        fwx_obj_->member.lpVtbl = &(vtbl);                                                        \
+        fwx_refcount_init(&fwx_obj_->refs);                                                       \
+        *ppFilter = &fwx_obj_->member;                                                            \
+        return FWX_S_OK;                                                                          \
+    }
+
+/** @cond */
+#ifdef __cplusplus
+#define FWX__ENTRY_LINKAGE extern "C"
+#else
+#define FWX__ENTRY_LINKAGE
+#endif
+/** @endcond */
+
+/**
+ * @brief Defines the one exported symbol, `fwx_entry`, with `abi_version` and `struct_size`
+ * filled in for the headers it is built with.
+ *
+ * The arguments are the rest of the ::fwx_plugin_entry as designated initializers:
+ * `.filter_guid`, `.name`, `.allowed_events` and `.create_filter` at least; `.vendor`,
+ * `.version`, `.description`, `.init`, `.deinit` as needed. Follow it with a semicolon.
+ * @since 1.1
+ */
+#define FWX_PLUGIN_ENTRY(...)                                                                     \
+    FWX__ENTRY_LINKAGE FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {                     \
+        .abi_version = FWX_ABI_VERSION, .struct_size = (uint32_t)sizeof(fwx_plugin_entry), __VA_ARGS__}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* FWX_PLUGIN_HELPERS_H */
