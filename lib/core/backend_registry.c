@@ -147,6 +147,10 @@ fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
         g->in_kernel = false;
     if (FWX_SUCCEEDED(hr))
         g->installed = true;
+    if (FWX_SUCCEEDED(hr) && !g->announced) {
+        g->announced = true;
+        fwx__event_grant(g, FWX_EVENT_PERMISSION_ADDED);
+    }
     return hr;
 }
 
