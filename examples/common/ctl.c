@@ -693,6 +693,25 @@ static void ewrite_cb(uv_write_t *req, int status)
     }
 }
 
+/* Queues one line to a streaming client; a client that cannot take it is closed. */
+static void stream_line(ctl_client *c, const char *line, size_t len)
+{
+    ctl_ewrite *w = malloc(sizeof *w + len);
+    if (w == NULL)
+        return;
+    w->c = c;
+    w->len = len;
+    memcpy(w->data, line, len);
+    w->req.data = w;
+    uv_buf_t ub = uv_buf_init(w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &ub, 1, ewrite_cb) != 0) {
+        free(w);
+        client_close(c);
+        return;
+    }
+    c->open_handles++; /* the write holds the client */
+}
+
 void ctl_server_event(ctl_server *s, const fwx_event *ev)
 {
     if (s == NULL || s->closing)
@@ -747,20 +766,7 @@ void ctl_server_event(ctl_server *s, const fwx_event *ev)
             client_close(c);
             continue;
         }
-        ctl_ewrite *w = malloc(sizeof *w + b.len);
-        if (w == NULL)
-            continue;
-        w->c = c;
-        w->len = b.len;
-        memcpy(w->data, b.p, b.len);
-        w->req.data = w;
-        uv_buf_t ub = uv_buf_init(w->data, (unsigned)b.len);
-        if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &ub, 1, ewrite_cb) != 0) {
-            free(w);
-            client_close(c);
-            continue;
-        }
-        c->open_handles++; /* the write holds the client */
+        stream_line(c, b.p, b.len);
     }
     free(b.p);
 }
@@ -963,6 +969,8 @@ static void client_answer(ctl_client *c, char *req)
         /* From now on this client gets every event; it reads until it closes. */
         c->streaming = true;
         uv_timer_stop(&c->timer);
+        static const char started[] = "{\"kind\":\"events\",\"started\":true}\n";
+        stream_line(c, started, sizeof started - 1);
         return;
     }
     if (!known) {

@@ -33,7 +33,8 @@
  * "rule_line":N,"protocol":...,"source_network":...,"destination_network":...,
  * "relationship":...,"published":...,"text":...}` (fwx_firewall_explain()); `reload`
  * `{"kind":"reload","ok":bool,"message":...}`; `metrics` `{"kind":"metrics","text":...}` (the
- * Prometheus text). `events` answers nothing at first and then one object per event as it
+ * Prometheus text). `events` answers `{"kind":"events","started":true}` once the client is
+ * subscribed (every event after that line reaches it) and then one object per event as it
  * happens, `{"kind":"event","event":"session-opened"|"session-ended"|"connection-opened"|
  * "connection-closed"|"connection-refused"|"permission-added"|"permission-removed","session":N,
  * "id":N,"protocol":...,"mode":...,"client":...,"peer":...,"bytes_in":N,"bytes_out":N,

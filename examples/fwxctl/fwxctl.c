@@ -747,7 +747,10 @@ static bool handle_line(const command *cmd, bool json, const char *path, const c
         if (cmd->type == C_RELOAD && (v = jget(&o, "ok")) != NULL && v->type == J_BOOL && !v->b)
             reload_failed = true;
     } else if (cmd->type == C_EVENTS) {
-        print_event(&o);
+        if (strcmp(jstr(&o, "kind"), "event") == 0)
+            print_event(&o);
+        else if (strcmp(jstr(&o, "kind"), "events") == 0) /* as tcpdump says "listening on" */
+            fprintf(stderr, "%s: listening for events on %s\n", progname, path);
     } else if (cmd->type == C_EXPLAIN) {
         print_explain(&o);
     } else if (cmd->type == C_KILL) {
