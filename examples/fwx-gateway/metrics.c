@@ -34,8 +34,7 @@ static struct {
     uv_timer_t lag_timer;
     uint64_t lag_expected; /* uv_hrtime() the timer should fire at */
     uint64_t lag_last_ns, lag_max_ns;
-    uv_tcp_t http;
-    bool http_open;
+    uv_tcp_t *http; /* allocated: a reload closes one and opens the next before the close is done */
     unsigned n_clients;
     struct hclient *clients;
 } m;
@@ -407,6 +406,11 @@ static void hconnection(uv_stream_t *server, int status)
         hclient_close(c);
 }
 
+static void free_handle(uv_handle_t *h)
+{
+    free(h);
+}
+
 int gw_metrics_listen(const char *addr, char *err, size_t errlen)
 {
     struct sockaddr_storage ss;
@@ -429,25 +433,29 @@ int gw_metrics_listen(const char *addr, char *err, size_t errlen)
         snprintf(err, errlen, "metrics_listen: \"%s\" is not IP:PORT", addr);
         return -1;
     }
-    uv_tcp_init(m.loop, &m.http);
-    m.http_open = true;
-    int rc = uv_tcp_bind(&m.http, (struct sockaddr *)&ss, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&m.http, GW_METRICS_MAX_CLIENTS, hconnection);
-    if (rc != 0) {
-        snprintf(err, errlen, "metrics_listen %s: %s", addr, uv_strerror(rc));
-        uv_close((uv_handle_t *)&m.http, NULL);
-        m.http_open = false;
+    uv_tcp_t *h = malloc(sizeof *h);
+    if (h == NULL) {
+        snprintf(err, errlen, "metrics_listen %s: out of memory", addr);
         return -1;
     }
+    uv_tcp_init(m.loop, h);
+    int rc = uv_tcp_bind(h, (struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)h, GW_METRICS_MAX_CLIENTS, hconnection);
+    if (rc != 0) {
+        snprintf(err, errlen, "metrics_listen %s: %s", addr, uv_strerror(rc));
+        uv_close((uv_handle_t *)h, free_handle);
+        return -1;
+    }
+    m.http = h;
     return 0;
 }
 
 void gw_metrics_stop_http(void)
 {
-    if (m.http_open) {
-        uv_close((uv_handle_t *)&m.http, NULL);
-        m.http_open = false;
+    if (m.http != NULL) {
+        uv_close((uv_handle_t *)m.http, free_handle);
+        m.http = NULL;
     }
     while (m.clients != NULL)
         hclient_close(m.clients);
