@@ -740,7 +740,11 @@ static bool handle_line(const command *cmd, bool json, const char *path, const c
         jobj_free(&o);
         return true;
     }
-    if (json) {
+    if (json && cmd->type == C_LIST) {
+        int t = object_table(&o);
+        if (t >= 0 && (cmd->tables & (1u << t)))
+            printf("%.*s\n", (int)len, line);
+    } else if (json) {
         printf("%.*s\n", (int)len, line);
         if (cmd->type == C_EVENTS)
             fflush(stdout);
