@@ -1090,6 +1090,12 @@ int main(int argc, char **argv)
     if (status == 0 && g.cfg.control[0] != '\0') {
         char cerr[256];
         static const ctl_hooks hooks = {.reload = ctl_reload, .metrics = ctl_metrics, .log = ctl_log};
+        /* A group's members must be able to reach a socket in the default directory (0750). */
+        size_t dl = strlen(CTL_DEFAULT_DIR);
+        if (g.cfg.control_gid >= 0 && strncmp(g.cfg.control, CTL_DEFAULT_DIR "/", dl + 1) == 0 &&
+            strchr(g.cfg.control + dl + 1, '/') == NULL && chown(CTL_DEFAULT_DIR, (uid_t)-1, (gid_t)g.cfg.control_gid) != 0)
+            say(FWX_LOG_WARN, "cannot give %s to group %s: %s (its members cannot reach the control socket)",
+                CTL_DEFAULT_DIR, g.cfg.control_group, strerror(errno));
         ctl_config cc = {.path = g.cfg.control, .mode = g.cfg.control_mode, .gid = g.cfg.control_gid,
                          .level = (ctl_level)g.cfg.control_level, .hooks = &hooks};
         g.ctl = ctl_server_start_with(&loop, g.fw, &cc, cerr, sizeof cerr);
