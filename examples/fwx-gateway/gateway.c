@@ -35,6 +35,8 @@
 #include "limits.h"
 #include "metrics.h"
 #include <grp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #ifndef FWX_PLUGIN_DIR
 #define FWX_PLUGIN_DIR "/usr/local/lib/fwx/plugins"
@@ -751,6 +753,74 @@ static void on_event(void *arg, const fwx_event *ev)
     ctl_server_event(g.ctl, ev);
 }
 
+/* Whether a TCP listener could be opened on ADDR:PORT now: the address is this host's, the
+   port free, and binding it allowed (below 1024 takes CAP_NET_BIND_SERVICE). */
+static int check_bindable(const char *key, const char *addr, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    if (parse_addr(addr, &ss, 1) != 0) {
+        snprintf(err, errlen, "gateway.%s: \"%s\" is not ADDR:PORT", key, addr);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss,
+             ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "gateway.%s: cannot listen on %s: %s%s", key, addr, strerror(e),
+                 e == EADDRNOTAVAIL ? " (this host does not hold that address)"
+                 : e == EADDRINUSE  ? " (another program listens there)"
+                 : e == EACCES      ? " (a port below 1024 needs CAP_NET_BIND_SERVICE)"
+                                    : "");
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+/* What --check adds to the checks a start shares with it (the file, the plugins, the policy
+   against them, the control socket's directory): what else would stop a start, without
+   opening anything for good. */
+static int check_start(char *err, size_t errlen)
+{
+    if (g.cfg.socks[0] != '\0' && check_bindable("socks", g.cfg.socks, err, errlen) != 0)
+        return -1;
+    if (g.cfg.metrics_listen[0] != '\0' && check_bindable("metrics_listen", g.cfg.metrics_listen, err, errlen) != 0)
+        return -1;
+    if (g.cfg.control[0] != '\0') {
+        /* The directory must take the socket, and no other gateway may hold its name. */
+        char dir[256];
+        snprintf(dir, sizeof dir, "%s", g.cfg.control);
+        char *slash = strrchr(dir, '/');
+        if (slash != NULL && slash != dir)
+            *slash = '\0';
+        else
+            snprintf(dir, sizeof dir, "%s", slash == dir ? "/" : ".");
+        if (access(dir, W_OK | X_OK) != 0 && errno != ENOENT) {
+            snprintf(err, errlen, "control socket %s: directory %s is not writable by this user: %s", g.cfg.control,
+                     dir, strerror(errno));
+            return -1;
+        }
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        struct sockaddr_un sun;
+        memset(&sun, 0, sizeof sun);
+        sun.sun_family = AF_UNIX;
+        snprintf(sun.sun_path, sizeof sun.sun_path, "%s", g.cfg.control);
+        bool taken = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+        if (fd >= 0)
+            close(fd);
+        if (taken) {
+            snprintf(err, errlen, "control socket %s: another gateway is listening there (give this one its own "
+                     "control_socket)", g.cfg.control);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* "auto" tries the kernel first: the nft backend has already said in one line what is missing
    (no CAP_NET_ADMIN, no nf_tables, ...), so the fallback only says which backend runs instead. */
 static fwx_result open_backend(void)
@@ -1023,6 +1093,12 @@ int main(int argc, char **argv)
         status = 2;
     }
     if (status == 0 && policy != NULL && check_policy(policy, err, sizeof err) != 0) {
+        fprintf(stderr, "fwx-gateway: %s\n", err);
+        fwx_policy_free(policy);
+        policy = NULL;
+        status = 2;
+    }
+    if (status == 0 && check_only && check_start(err, sizeof err) != 0) {
         fprintf(stderr, "fwx-gateway: %s\n", err);
         fwx_policy_free(policy);
         policy = NULL;
