@@ -54,6 +54,16 @@ typedef struct local_redirect {
     char cgroup[256];
 } local_redirect;
 
+/* One more control socket (gateway.control_sockets), HAProxy's `stats socket` lines. */
+#define MAX_EXTRA_CTL 4
+typedef struct extra_ctl {
+    char path[108];
+    unsigned mode;
+    long gid;
+    char group[64];
+    int level;
+} extra_ctl;
+
 typedef struct settings {
     char name[64];
     char control[256];
@@ -82,12 +92,15 @@ typedef struct settings {
     char control_group[64];
     int control_level;     /* CTL_LEVEL_* */
     char metrics_listen[128]; /* "" for none */
+    extra_ctl extra[MAX_EXTRA_CTL];
+    int n_extra;
 } settings;
 
 static struct {
     uv_loop_t *loop;
     fwx_firewall *fw;
     ctl_server *ctl;
+    ctl_server *ctl_extra[MAX_EXTRA_CTL];
     uv_signal_t sighup, sigint, sigterm;
     settings cfg;
     const char *config_path; /* NULL in the quick form */
@@ -314,7 +327,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
                                   "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users",
                                   "plugin_soft_limit_ms", "plugin_hard_limit_ms", "control_mode", "control_group",
-                                  "control_level", "metrics_listen", GW_LIMITS_KEYS};
+                                  "control_level", "metrics_listen", "control_sockets", GW_LIMITS_KEYS};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -363,6 +376,52 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (str == NULL || (strcmp(str, "admin") != 0 && strcmp(str, "operator") != 0))
                 BAD("must be \"admin\" (look and act) or \"operator\" (look only)");
             s->control_level = strcmp(str, "admin") == 0 ? CTL_LEVEL_ADMIN : CTL_LEVEL_OPERATOR;
+        } else if (strcmp(k, "control_sockets") == 0) {
+            if (!config_setting_is_list(e) || config_setting_length(e) > MAX_EXTRA_CTL)
+                BAD("must be a list of at most %d groups ( { path = \"/run/fwx/ro.sock\"; mode = \"0660\"; "
+                    "group = \"fwx\"; level = \"operator\"; }, ... )", MAX_EXTRA_CTL);
+            for (int p = 0; p < config_setting_length(e); p++) {
+                config_setting_t *r = config_setting_get_elem(e, (unsigned)p);
+                extra_ctl *x = &s->extra[s->n_extra];
+                memset(x, 0, sizeof *x);
+                x->mode = 0600;
+                x->gid = -1;
+                x->level = CTL_LEVEL_OPERATOR; /* an extra socket is read-only unless it says so */
+                line = config_setting_source_line(r);
+                const char *v = NULL;
+                if (!config_setting_is_group(r))
+                    BAD("entry %d must be a group", p);
+                if (config_setting_lookup_string(r, "path", &v) != CONFIG_TRUE || v[0] == '\0' ||
+                    strlen(v) >= sizeof x->path)
+                    BAD("entry %d: path must be a socket path of at most %zu bytes", p, sizeof x->path - 1);
+                snprintf(x->path, sizeof x->path, "%s", v);
+                if (config_setting_lookup_string(r, "mode", &v) == CONFIG_TRUE) {
+                    char *end = NULL;
+                    unsigned long m = v[0] == '0' ? strtoul(v, &end, 8) : 0;
+                    if (end == NULL || *end != '\0' || m == 0 || (m & ~0770UL) != 0 || !(m & 0600))
+                        BAD("entry %d: mode must be an octal string such as \"0660\", never open to others", p);
+                    x->mode = (unsigned)m;
+                }
+                if (config_setting_lookup_string(r, "group", &v) == CONFIG_TRUE) {
+                    struct group *gr = v[0] && strlen(v) < sizeof x->group ? getgrnam(v) : NULL;
+                    if (gr == NULL)
+                        BAD("entry %d: group must name a group of this system", p);
+                    snprintf(x->group, sizeof x->group, "%s", v);
+                    x->gid = (long)gr->gr_gid;
+                }
+                if (config_setting_lookup_string(r, "level", &v) == CONFIG_TRUE) {
+                    if (strcmp(v, "admin") != 0 && strcmp(v, "operator") != 0)
+                        BAD("entry %d: level must be \"admin\" or \"operator\"", p);
+                    x->level = strcmp(v, "admin") == 0 ? CTL_LEVEL_ADMIN : CTL_LEVEL_OPERATOR;
+                }
+                for (int i = 0; i < config_setting_length(r); i++) {
+                    const char *rk = config_setting_name(config_setting_get_elem(r, (unsigned)i));
+                    if (strcmp(rk, "path") != 0 && strcmp(rk, "mode") != 0 && strcmp(rk, "group") != 0 &&
+                        strcmp(rk, "level") != 0)
+                        BAD("entry %d: unknown key \"%s\" (path, mode, group, level)", p, rk);
+                }
+                s->n_extra++;
+            }
         } else if (strcmp(k, "metrics_listen") == 0) {
             struct sockaddr_storage tmp;
             if (str == NULL || (*str && (strlen(str) >= sizeof s->metrics_listen || parse_addr(str, &tmp, 1) != 0)))
@@ -609,6 +668,10 @@ static void shutdown_gateway(int signum)
     if (g.ctl != NULL)
         ctl_server_close(g.ctl);
     g.ctl = NULL;
+    for (int i = 0; i < MAX_EXTRA_CTL; i++) {
+        ctl_server_close(g.ctl_extra[i]);
+        g.ctl_extra[i] = NULL;
+    }
     gw_metrics_stop();
     uv_close((uv_handle_t *)&g.sighup, NULL);
     uv_close((uv_handle_t *)&g.sigint, NULL);
@@ -657,7 +720,7 @@ static void apply_gateway_settings(const settings *n)
         F("plugin_soft_limit_ms", plugin_soft_ms), F("plugin_hard_limit_ms", plugin_hard_ms), F("socks", socks),
         F("socks_users", socks_users), F("backend", backend), F("local_redirect", redirects),
         F("local_redirect", n_redirects), F("socks_limits", limits), F("control_mode", control_mode),
-        F("control_group", control_gid),
+        F("control_group", control_gid), F("control_sockets", extra), F("control_sockets", n_extra),
 #undef F
     };
     const char *said = "";
@@ -751,6 +814,8 @@ static void on_event(void *arg, const fwx_event *ev)
     (void)arg;
     gw_metrics_event(ev);
     ctl_server_event(g.ctl, ev);
+    for (int i = 0; i < MAX_EXTRA_CTL; i++)
+        ctl_server_event(g.ctl_extra[i], ev);
 }
 
 /* Whether a TCP listener could be opened on ADDR:PORT now: the address is this host's, the
@@ -781,6 +846,38 @@ static int check_bindable(const char *key, const char *addr, char *err, size_t e
     return 0;
 }
 
+/* The control socket's directory takes it, and no other gateway holds its name. */
+static int check_control_path(const char *path, char *err, size_t errlen)
+{
+    /* The directory must take the socket, and no other gateway may hold its name. */
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, "%s", slash == dir ? "/" : ".");
+    if (access(dir, W_OK | X_OK) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "control socket %s: directory %s is not writable by this user: %s", path,
+                 dir, strerror(errno));
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    bool taken = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (taken) {
+        snprintf(err, errlen, "control socket %s: another gateway is listening there (give this one its own "
+                 "control_socket)", path);
+        return -1;
+    }
+    return 0;
+}
+
 /* What --check adds to the checks a start shares with it (the file, the plugins, the policy
    against them, the control socket's directory): what else would stop a start, without
    opening anything for good. */
@@ -790,34 +887,11 @@ static int check_start(char *err, size_t errlen)
         return -1;
     if (g.cfg.metrics_listen[0] != '\0' && check_bindable("metrics_listen", g.cfg.metrics_listen, err, errlen) != 0)
         return -1;
-    if (g.cfg.control[0] != '\0') {
-        /* The directory must take the socket, and no other gateway may hold its name. */
-        char dir[256];
-        snprintf(dir, sizeof dir, "%s", g.cfg.control);
-        char *slash = strrchr(dir, '/');
-        if (slash != NULL && slash != dir)
-            *slash = '\0';
-        else
-            snprintf(dir, sizeof dir, "%s", slash == dir ? "/" : ".");
-        if (access(dir, W_OK | X_OK) != 0 && errno != ENOENT) {
-            snprintf(err, errlen, "control socket %s: directory %s is not writable by this user: %s", g.cfg.control,
-                     dir, strerror(errno));
+    if (g.cfg.control[0] != '\0' && check_control_path(g.cfg.control, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < g.cfg.n_extra; i++)
+        if (check_control_path(g.cfg.extra[i].path, err, errlen) != 0)
             return -1;
-        }
-        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        struct sockaddr_un sun;
-        memset(&sun, 0, sizeof sun);
-        sun.sun_family = AF_UNIX;
-        snprintf(sun.sun_path, sizeof sun.sun_path, "%s", g.cfg.control);
-        bool taken = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
-        if (fd >= 0)
-            close(fd);
-        if (taken) {
-            snprintf(err, errlen, "control socket %s: another gateway is listening there (give this one its own "
-                     "control_socket)", g.cfg.control);
-            return -1;
-        }
-    }
     return 0;
 }
 
@@ -980,6 +1054,17 @@ int main(int argc, char **argv)
     if (g.cfg.control[0] != '\0' && ctl_path_check(g.cfg.control, !check_only, err, sizeof err) != 0) {
         fprintf(stderr, "fwx-gateway: control socket %s: %s\n", g.cfg.control, err);
         return 2;
+    }
+    for (int i = 0; i < g.cfg.n_extra; i++) {
+        if (ctl_path_check(g.cfg.extra[i].path, !check_only, err, sizeof err) != 0) {
+            fprintf(stderr, "fwx-gateway: control socket %s: %s\n", g.cfg.extra[i].path, err);
+            return 2;
+        }
+        if (strcmp(g.cfg.extra[i].path, g.cfg.control) == 0) {
+            fprintf(stderr, "fwx-gateway: gateway.control_sockets: %s is the control socket already\n",
+                    g.cfg.extra[i].path);
+            return 2;
+        }
     }
     if (cli_name)
         snprintf(g.cfg.name, sizeof g.cfg.name, "%s", cli_name);
@@ -1180,7 +1265,23 @@ int main(int argc, char **argv)
             status = 1;
         }
     }
+    for (int i = 0; status == 0 && i < g.cfg.n_extra; i++) {
+        char cerr[256];
+        static const ctl_hooks hooks = {.reload = ctl_reload, .metrics = ctl_metrics, .log = ctl_log};
+        const extra_ctl *x = &g.cfg.extra[i];
+        ctl_config cc = {.path = x->path, .mode = x->mode, .gid = x->gid, .level = (ctl_level)x->level,
+                         .hooks = &hooks};
+        g.ctl_extra[i] = ctl_server_start_with(&loop, g.fw, &cc, cerr, sizeof cerr);
+        if (g.ctl_extra[i] == NULL) {
+            fprintf(stderr, "fwx-gateway: control socket %s: %s\n", x->path, cerr);
+            status = 1;
+        }
+    }
     if (status != 0) {
+        if (g.ctl != NULL)
+            ctl_server_close(g.ctl);
+        for (int i = 0; i < MAX_EXTRA_CTL; i++)
+            ctl_server_close(g.ctl_extra[i]);
         gw_metrics_stop();
         fwx_firewall_close(g.fw, NULL, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);

@@ -211,8 +211,10 @@ def run(tmp):
 
     # ---- an operator socket: mode, group, level
     group = pick_group()
+    admin_sock = os.path.join(tmp, "admin.sock")
     write_file(cfg, site(lport, rport, echo.port, 'control_mode = "0660"; control_group = "%s"; '
-                                                  'control_level = "operator";' % group))
+                                                  'control_level = "operator"; control_sockets = ( { path = "%s"; '
+                                                  'level = "admin"; } );' % (group, admin_sock)))
     gw = Gateway(tmp, ["--config", cfg], name="operator")
     st = os.stat(gw.sock)
     check(stat.S_IMODE(st.st_mode) == 0o660 and st.st_gid == grp.getgrnam(group).gr_gid,
@@ -225,8 +227,14 @@ def run(tmp):
         check(r.returncode == 1 and "permission denied" in r.stderr and "needs level admin" in r.stderr,
               "%s on an operator socket: %d %r" % (args[0], r.returncode, r.stderr))
         gw.wait_log('"%s" refused: this socket\'s level is operator' % args[0])
+    # The second socket (gateway.control_sockets) is an admin's: 0600, and it may reload.
+    check(stat.S_IMODE(os.stat(admin_sock).st_mode) == 0o600, "the admin socket's mode")
+    r = subprocess.run([program("FWXCTL"), "-s", admin_sock, "reload"], capture_output=True, text=True, timeout=15)
+    check(r.returncode == 0 and r.stdout.strip() == "policy reloaded", "reload on the admin socket: %r" % r.stdout)
     check(gw.stop() == 0, "exit status")
-    log("ok: an operator socket (0660, group %s) looks but may not kill or reload; refusals are logged" % group)
+    check(not os.path.exists(admin_sock), "the second socket was left behind")
+    log("ok: an operator socket (0660, group %s) looks but may not kill or reload; refusals are logged; a second "
+        "socket of level admin may" % group)
 
 
 def pick_group():
