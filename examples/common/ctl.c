@@ -880,7 +880,8 @@ static void client_answer(ctl_client *c, char *req)
         for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
             if (strcmp(what, lists[i].what) == 0) {
                 ctl_filter f;
-                const char *why = filter_parse(rest ? rest : (char *)"", &f);
+                char none[1] = "";
+                const char *why = filter_parse(rest ? rest : none, &f);
                 if (why != NULL) {
                     client_refuse(c, why);
                     return;

@@ -40,7 +40,7 @@
  * "id":N,"protocol":...,"mode":...,"client":...,"peer":...,"bytes_in":N,"bytes_out":N,
  * "reason":...,"rule":...,"name":...,"detail":...}`, without an end and without the
  * timeout, until the client closes; a client that lets ::CTL_MAX_EVENT_BACKLOG bytes pile up
- * unread is dropped.
+ * unread is dropped. An events client counts among the ::CTL_MAX_CLIENTS.
  *
  * Each socket has a level (::ctl_level). A request above it is answered with
  * `{"error":"permission denied: ..."}`, and the host's log hook gets a warn line naming it.
