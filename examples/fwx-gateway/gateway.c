@@ -699,6 +699,20 @@ static void apply_gateway_settings(const settings *n)
         say(FWX_LOG_INFO, "reload: the control socket's level is now %s",
             n->control_level == CTL_LEVEL_ADMIN ? "admin" : "operator");
     }
+    if ((n->control_mode != f->control_mode || n->control_gid != f->control_gid) && g.ctl != NULL) {
+        /* The socket stays; who may connect to it changes with its mode and group. */
+        if ((n->control_gid != f->control_gid &&
+             chown(g.cfg.control, (uid_t)-1, n->control_gid >= 0 ? (gid_t)n->control_gid : getegid()) != 0) ||
+            chmod(g.cfg.control, n->control_mode) != 0)
+            say(FWX_LOG_ERROR, "reload: control socket %s: cannot change its mode or group: %s", g.cfg.control,
+                strerror(errno));
+        else
+            say(FWX_LOG_INFO, "reload: control socket %s is now mode %04o, group %s", g.cfg.control,
+                n->control_mode, n->control_group[0] ? n->control_group : "(the gateway's)");
+        f->control_mode = o->control_mode = n->control_mode;
+        f->control_gid = o->control_gid = n->control_gid;
+        snprintf(o->control_group, sizeof o->control_group, "%s", n->control_group);
+    }
     if (n->level != f->level && !g.cli_level) {
         /* The gateway's own lines follow at once; the library's filter was fixed at start. */
         say(FWX_LOG_WARN, "reload: gateway.log_level changed: the gateway's own lines follow it now, the library's "
@@ -719,8 +733,8 @@ static void apply_gateway_settings(const settings *n)
         F("loopback_hosts", loopback_hosts), F("kernel_end_on_close", kernel_end_on_close), F("on_stop", open_on_stop),
         F("plugin_soft_limit_ms", plugin_soft_ms), F("plugin_hard_limit_ms", plugin_hard_ms), F("socks", socks),
         F("socks_users", socks_users), F("backend", backend), F("local_redirect", redirects),
-        F("local_redirect", n_redirects), F("socks_limits", limits), F("control_mode", control_mode),
-        F("control_group", control_gid), F("control_sockets", extra), F("control_sockets", n_extra),
+        F("local_redirect", n_redirects), F("socks_limits", limits),
+        F("control_sockets", extra), F("control_sockets", n_extra),
 #undef F
     };
     const char *said = "";

@@ -8,6 +8,7 @@ SPDX-License-Identifier: MIT
 import os
 import re
 import shutil
+import stat
 import socket
 import subprocess
 
@@ -141,12 +142,15 @@ def run(tmp):
 
     # A reload moves the listener and names a key that needs a restart.
     mport2 = free_port()
-    write_file(cfg, site(lport, rport, echo.port, 'metrics_listen = "%s:%d"; timeout = 30;' % (GW_IP, mport2)))
+    write_file(cfg, site(lport, rport, echo.port, 'metrics_listen = "%s:%d"; timeout = 30; control_mode = "0660";'
+                         % (GW_IP, mport2)))
     check(gw.ctl("reload").stdout.strip() == "policy reloaded", "reload")
     gw.wait_log("gateway.timeout changed: it takes effect at the next start")
+    check(stat.S_IMODE(os.stat(gw.sock).st_mode) == 0o660, "control_mode was not applied live")
+    check("gateway.control_mode changed" not in gw.stdout(), "control_mode named as needing a restart")
     check(scrape(mport2)['fwx_sessions_opened_total'] == 2, "the moved listener")
     check(http_status_refused(mport), "the old metrics port still answers")
-    log("ok: a reload moves metrics_listen live and names gateway.timeout at warn")
+    log("ok: a reload moves metrics_listen and changes control_mode live, and names gateway.timeout at warn")
     check(gw.stop() == 0, "exit status")
 
 
