@@ -694,6 +694,158 @@ START_TEST(long_request_refused)
 }
 END_TEST
 
+/* Objects in an answer: its lines but the end marker. */
+static int answer_objects(const char *resp)
+{
+    int n = count_lines(resp);
+    return strstr(resp, "{\"end\":true}\n") != NULL ? n - 1 : -1;
+}
+
+START_TEST(list_filters)
+{
+    fx f;
+    fx_open(&f);
+    raw r;
+    raw_exchange(&f, &r, "list all\n", 9);
+    /* plugin, session, primary and listening connections, permission, bound port */
+    ck_assert_msg(answer_objects(r.resp) == 6, "got %s", r.resp);
+    long long sid = json_num(strstr(r.resp, "\"kind\":\"session\""), "id");
+
+    char req[128];
+    int n = snprintf(req, sizeof req, "list all session=%lld\n", sid);
+    raw_exchange(&f, &r, req, (size_t)n); /* the session and what belongs to it; no plugin */
+    ck_assert_msg(answer_objects(r.resp) == 5 && strstr(r.resp, "\"kind\":\"plugin\"") == NULL, "got %s", r.resp);
+    n = snprintf(req, sizeof req, "list all session=%lld\n", sid + 1000);
+    raw_exchange(&f, &r, req, (size_t)n);
+    ck_assert_int_eq(answer_objects(r.resp), 0);
+
+    raw_exchange(&f, &r, "list all client=10.0.0.8\n", 25);
+    ck_assert_int_eq(answer_objects(r.resp), 5);
+    raw_exchange(&f, &r, "list all client=10.0.0.9\n", 25);
+    ck_assert_int_eq(answer_objects(r.resp), 0);
+    /* Connections and grants only. Without a backend the primary counts as carried by the kernel
+       (no data filter asked for the user-mode path); the rest is user mode. */
+    raw_exchange(&f, &r, "list all mode=user\n", 19);
+    ck_assert_msg(answer_objects(r.resp) == 3 && strstr(r.resp, "\"kind\":\"session\"") == NULL, "got %s", r.resp);
+    raw_exchange(&f, &r, "list connections mode=kernel\n", 30);
+    ck_assert_msg(answer_objects(r.resp) == 1 && strstr(r.resp, "\"name\":\"primary\"") != NULL, "got %s", r.resp);
+    raw_exchange(&f, &r, "list plugins\n", 13);
+    char pname[64] = "";
+    const char *np = strstr(r.resp, "\"name\":\"");
+    ck_assert_ptr_nonnull(np);
+    ck_assert_int_eq(sscanf(np, "\"name\":\"%63[^\"]\"", pname), 1);
+    n = snprintf(req, sizeof req, "list all plugin=%s\n", pname);
+    raw_exchange(&f, &r, req, (size_t)n); /* the plugin; the grants were asked for outside it */
+    ck_assert_msg(answer_objects(r.resp) == 1 && strstr(r.resp, "\"kind\":\"plugin\"") != NULL, "got %s", r.resp);
+    raw_exchange(&f, &r, "list all plugin=nosuch\n", 23);
+    ck_assert_int_eq(answer_objects(r.resp), 0);
+    raw_exchange(&f, &r, "list all address=198.51.100.7:21\n", 33); /* the primary connection's peer */
+    ck_assert_msg(answer_objects(r.resp) == 1 && strstr(r.resp, "\"name\":\"primary\"") != NULL, "got %s", r.resp);
+    raw_exchange(&f, &r, "list all address=198.51.100.7\n", 30); /* and the permission's target */
+    ck_assert_int_eq(answer_objects(r.resp), 2);
+    raw_exchange(&f, &r, "list all client=10.0.0.8 mode=user address=198.51.100.7\n", 56);
+    ck_assert_msg(answer_objects(r.resp) == 1 && strstr(r.resp, "\"name\":\"permission\"") != NULL, "got %s", r.resp);
+
+    static const char *const bad[] = {
+        "list sessions colour=red\n",   "list sessions client=10.0.0.300\n", "list sessions client=1.2.3.4:80\n",
+        "list sessions session=-1\n",   "list sessions session=1x\n",        "list sessions mode=both\n",
+        "list sessions client\n",       "list sessions client=\n",            "list sessions mode=user mode=user\n",
+        "list sessions address=[::1\n",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        raw_exchange(&f, &r, bad[i], strlen(bad[i]));
+        ck_assert_msg(strncmp(r.resp, "{\"error\":", 9) == 0 && count_lines(r.resp) == 1, "%s got %s", bad[i], r.resp);
+    }
+    fx_close(&f);
+}
+END_TEST
+
+typedef struct heard {
+    char lines[4][256];
+    int n;
+} heard;
+
+static void hear(void *arg, fwx_log_level level, const char *line)
+{
+    heard *h = arg;
+    ck_assert_int_le(level, FWX_LOG_INFO);
+    if (h->n < 4)
+        snprintf(h->lines[h->n++], sizeof h->lines[0], "%s", line);
+}
+
+START_TEST(kill_and_levels)
+{
+    fx f;
+    fx_open_firewall(&f);
+    fx_populate(&f);
+    heard h = {0};
+    ctl_hooks hooks = {.log = hear, .arg = &h};
+    ctl_config cc = {.path = f.sock, .mode = 0660, .gid = -1, .level = CTL_LEVEL_OPERATOR, .hooks = &hooks};
+    char err[256];
+    f.srv = ctl_server_start_with(&f.loop, f.fw, &cc, err, sizeof err);
+    ck_assert_msg(f.srv != NULL, "%s", err);
+    struct stat st;
+    ck_assert_int_eq(lstat(f.sock, &st), 0);
+    ck_assert_uint_eq(st.st_mode & 0777, 0660);
+
+    raw r;
+    raw_exchange(&f, &r, "list connections\n", 17);
+    long long cid = json_num(r.resp, "id");
+    raw_exchange(&f, &r, "kill session 1\n", 15);
+    ck_assert_msg(strstr(r.resp, "permission denied: \\\"kill\\\" needs level admin") != NULL, "got %s", r.resp);
+    raw_exchange(&f, &r, "reload\n", 7);
+    ck_assert_msg(strstr(r.resp, "permission denied") != NULL, "got %s", r.resp);
+    ck_assert_int_eq(h.n, 2);
+    ck_assert_msg(strstr(h.lines[0], "\"kill\" refused") != NULL && strstr(h.lines[0], f.sock) != NULL, "%s",
+                  h.lines[0]);
+    raw_exchange(&f, &r, "metrics\n", 8); /* a host without the hook */
+    ck_assert_msg(strstr(r.resp, "metrics: not available") != NULL, "got %s", r.resp);
+
+    ctl_server_set_level(f.srv, CTL_LEVEL_ADMIN);
+    raw_exchange(&f, &r, "kill connection 987654\n", 23);
+    ck_assert_msg(strstr(r.resp, "no such object") != NULL, "got %s", r.resp);
+    raw_exchange(&f, &r, "kill connection -1\n", 19);
+    ck_assert_msg(strstr(r.resp, "usage: kill") != NULL, "got %s", r.resp);
+    raw_exchange(&f, &r, "kill connection 1 2\n", 20);
+    ck_assert_msg(strstr(r.resp, "usage: kill") != NULL, "got %s", r.resp);
+    raw_exchange(&f, &r, "reload\n", 7);
+    ck_assert_msg(strstr(r.resp, "cannot reload") != NULL, "got %s", r.resp);
+    char req[64];
+    int n = snprintf(req, sizeof req, "kill connection %lld\n", cid);
+    raw_exchange(&f, &r, req, (size_t)n);
+    char want[96];
+    snprintf(want, sizeof want, "{\"kind\":\"killed\",\"what\":\"connection\",\"id\":%lld}\n{\"end\":true}\n", cid);
+    ck_assert_str_eq(r.resp, want);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(f.primary, &flags), FWX_S_OK);
+    ck_assert_uint_ne(flags & FWX_CONNECTION_TERMINATED, 0);
+    raw_exchange(&f, &r, "list connections\n", 17); /* the bound port's listening connection is left */
+    ck_assert_msg(answer_objects(r.resp) == 1 && strstr(r.resp, "\"name\":\"listening\"") != NULL, "got %s", r.resp);
+    fx_close(&f);
+}
+END_TEST
+
+START_TEST(explain_without_policy)
+{
+    fx f;
+    fx_open(&f);
+    raw r;
+    raw_exchange(&f, &r, "explain 10.0.0.8 198.51.100.7 tcp/21\n", 37);
+    ck_assert_msg(strstr(r.resp, "\"kind\":\"explain\",\"allowed\":true") != NULL &&
+                      strstr(r.resp, "no policy loaded") != NULL,
+                  "got %s", r.resp);
+    static const char *const bad[] = {"explain 10.0.0.8 198.51.100.7\n", "explain 10.0.0.8 198.51.100.7 tcp/0\n",
+                                      "explain 10.0.0.8 198.51.100.7 tcp/65536\n", "explain x 198.51.100.7 tcp/21\n",
+                                      "explain 10.0.0.8 198.51.100.7:21 tcp/21\n", "explain 10.0.0.8 1.2.3.4 icmp/1\n",
+                                      "explain 10.0.0.8 1.2.3.4 tcp/21 bob\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        raw_exchange(&f, &r, bad[i], strlen(bad[i]));
+        ck_assert_msg(strncmp(r.resp, "{\"error\":", 9) == 0, "%s got %s", bad[i], r.resp);
+    }
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(silent_client_times_out)
 {
     fx f;
@@ -992,6 +1144,9 @@ static Suite *ctl_suite(void)
         {"bad_usage_exit_2", bad_usage_exit_2},
         {"short_options_and_version", short_options_and_version},
         {"path_check_refuses_open_directories", path_check_refuses_open_directories},
+        {"list_filters", list_filters},
+        {"kill_and_levels", kill_and_levels},
+        {"explain_without_policy", explain_without_policy},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);

@@ -44,7 +44,16 @@ typedef struct ctl_client {
     int open_handles; /* freed when this reaches 0 */
     bool closing;
     bool writing;
+    bool streaming; /* asked for events: stays until it closes */
 } ctl_client;
+
+/* One event line on its way to a streaming client. */
+typedef struct ctl_ewrite {
+    uv_write_t req;
+    ctl_client *c;
+    size_t len;
+    char data[];
+} ctl_ewrite;
 
 struct ctl_server {
     uv_loop_t *loop;
@@ -59,6 +68,8 @@ struct ctl_server {
     ctl_client *clients;
     unsigned n_clients; /* live clients (not closing), for CTL_MAX_CLIENTS */
     unsigned refs;      /* the listener + every client not yet freed */
+    ctl_level level;
+    ctl_hooks hooks;
 };
 
 /* ---- output buffer and JSON ------------------------------------------------------------------ */
@@ -407,6 +418,8 @@ static void server_unref(ctl_server *s)
 static void client_closed_cb(uv_handle_t *h)
 {
     ctl_client *c = h->data;
+    /* Event writes still queued hold the client until their callbacks have run (they run,
+       cancelled, before the pipe's close callback). */
     if (--c->open_handles > 0)
         return;
     ctl_server *s = c->srv;
@@ -469,7 +482,383 @@ static void client_refuse(ctl_client *c, const char *message)
     client_close(c);
 }
 
-static void client_answer(ctl_client *c, const char *req)
+static void host_log(ctl_server *s, fwx_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void host_log(ctl_server *s, fwx_log_level level, const char *fmt, ...)
+{
+    if (s->hooks.log == NULL)
+        return;
+    char line[512];
+    int n = snprintf(line, sizeof line, "control socket %s: ", s->path);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
+    va_end(ap);
+    s->hooks.log(s->hooks.arg, level, line);
+}
+
+/* ---- filters on lists -------------------------------------------------------------------- */
+
+typedef struct ctl_filter {
+    bool client, session, plugin, mode, address;
+    struct sockaddr_storage client_ip;
+    uint64_t session_id;
+    char plugin_name[64];
+    bool kernel;
+    struct sockaddr_storage addr;
+    bool addr_port; /* address= gave a port */
+} ctl_filter;
+
+typedef struct ctl_list {
+    ctl_buf *b;
+    const ctl_filter *f;
+} ctl_list;
+
+/* Parses "IP", "IP:PORT", "[V6]:PORT"; port 0 when none (then *has_port false). */
+static bool parse_ip_port(const char *text, bool allow_port, struct sockaddr_storage *out, bool *has_port)
+{
+    char ip[INET6_ADDRSTRLEN + 2];
+    const char *port = NULL;
+    memset(out, 0, sizeof *out);
+    *has_port = false;
+    if (text[0] == '[') {
+        const char *end = strchr(text, ']');
+        if (end == NULL || (size_t)(end - text - 1) >= sizeof ip)
+            return false;
+        memcpy(ip, text + 1, (size_t)(end - text - 1));
+        ip[end - text - 1] = '\0';
+        if (end[1] == ':')
+            port = end + 2;
+        else if (end[1] != '\0')
+            return false;
+    } else {
+        const char *colon = strchr(text, ':');
+        bool v4port = colon != NULL && strchr(colon + 1, ':') == NULL;
+        size_t n = v4port ? (size_t)(colon - text) : strlen(text);
+        if (n >= sizeof ip)
+            return false;
+        memcpy(ip, text, n);
+        ip[n] = '\0';
+        if (v4port)
+            port = colon + 1;
+    }
+    unsigned long pv = 0;
+    if (port != NULL) {
+        if (!allow_port || port[0] < '0' || port[0] > '9' || strlen(port) > 5)
+            return false;
+        char *e;
+        pv = strtoul(port, &e, 10);
+        if (*e != '\0' || pv == 0 || pv > 65535)
+            return false;
+        *has_port = true;
+    }
+    struct sockaddr_in *a4 = (struct sockaddr_in *)out;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)out;
+    if (inet_pton(AF_INET, ip, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)pv);
+        return true;
+    }
+    if (inet_pton(AF_INET6, ip, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)pv);
+        return true;
+    }
+    return false;
+}
+
+static bool same_ip(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET)
+        return memcmp(&((const struct sockaddr_in *)a)->sin_addr, &((const struct sockaddr_in *)b)->sin_addr, 4) == 0;
+    if (a->ss_family == AF_INET6)
+        return memcmp(&((const struct sockaddr_in6 *)a)->sin6_addr, &((const struct sockaddr_in6 *)b)->sin6_addr,
+                      16) == 0;
+    return false;
+}
+
+static uint16_t port_of(const struct sockaddr_storage *a)
+{
+    return a->ss_family == AF_INET    ? ntohs(((const struct sockaddr_in *)a)->sin_port)
+           : a->ss_family == AF_INET6 ? ntohs(((const struct sockaddr_in6 *)a)->sin6_port)
+                                      : 0;
+}
+
+static bool addr_matches(const ctl_filter *f, const struct sockaddr_storage *a)
+{
+    return same_ip(&f->addr, a) && (!f->addr_port || port_of(&f->addr) == port_of(a));
+}
+
+static bool filter_pass(const ctl_filter *f, const fwx_object_info *info)
+{
+    bool plugin = info->kind == FWX_OBJECT_PLUGIN;
+    bool has_mode = info->kind == FWX_OBJECT_CONNECTION || info->kind == FWX_OBJECT_GRANT;
+    if (f->client && (plugin || !same_ip(&f->client_ip, &info->client)))
+        return false;
+    if (f->session && (plugin || (info->kind == FWX_OBJECT_SESSION ? info->id : info->session_id) != f->session_id))
+        return false;
+    if (f->plugin) {
+        const char *who = plugin ? info->name : info->kind == FWX_OBJECT_GRANT ? info->owner : NULL;
+        if (who == NULL || strcmp(who, f->plugin_name) != 0)
+            return false;
+    }
+    if (f->mode && (!has_mode || (info->kernel_mode != 0) != f->kernel))
+        return false;
+    if (f->address && (plugin || (!addr_matches(f, &info->client) && !addr_matches(f, &info->peer) &&
+                                  !addr_matches(f, &info->local))))
+        return false;
+    return true;
+}
+
+static void filtered_list_cb(void *arg, const fwx_object_info *info)
+{
+    ctl_list *l = arg;
+    if (filter_pass(l->f, info))
+        list_cb(l->b, info);
+}
+
+/* Parses the filters after "list WHAT"; NULL, or why not. */
+static const char *filter_parse(char *words, ctl_filter *f)
+{
+    memset(f, 0, sizeof *f);
+    for (char *save = NULL, *w = strtok_r(words, " ", &save); w != NULL; w = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(w, '=');
+        if (eq == NULL || eq[1] == '\0')
+            return "a filter is key=value";
+        *eq = '\0';
+        const char *v = eq + 1;
+        bool has_port;
+        if (strcmp(w, "client") == 0) {
+            if (f->client || !parse_ip_port(v, false, &f->client_ip, &has_port))
+                return "client= takes one IP address";
+            f->client = true;
+        } else if (strcmp(w, "session") == 0) {
+            char *e;
+            errno = 0;
+            unsigned long long id = strtoull(v, &e, 10);
+            if (f->session || *e != '\0' || v[0] < '0' || v[0] > '9' || errno != 0)
+                return "session= takes one decimal id";
+            f->session = true;
+            f->session_id = id;
+        } else if (strcmp(w, "plugin") == 0) {
+            if (f->plugin || strlen(v) >= sizeof f->plugin_name)
+                return "plugin= takes one plugin name";
+            f->plugin = true;
+            snprintf(f->plugin_name, sizeof f->plugin_name, "%s", v);
+        } else if (strcmp(w, "mode") == 0) {
+            if (f->mode || (strcmp(v, "user") != 0 && strcmp(v, "kernel") != 0))
+                return "mode= takes user or kernel";
+            f->mode = true;
+            f->kernel = strcmp(v, "kernel") == 0;
+        } else if (strcmp(w, "address") == 0) {
+            if (f->address || !parse_ip_port(v, true, &f->addr, &f->addr_port))
+                return "address= takes one IP address, with a port or not";
+            f->address = true;
+        } else {
+            return "unknown filter (client, session, plugin, mode, address)";
+        }
+    }
+    return NULL;
+}
+
+/* ---- the requests ------------------------------------------------------------------------- */
+
+static const char *event_name(fwx_event_type t)
+{
+    switch (t) {
+    case FWX_EVENT_SESSION_OPENED: return "session-opened";
+    case FWX_EVENT_SESSION_ENDED: return "session-ended";
+    case FWX_EVENT_CONNECTION_OPENED: return "connection-opened";
+    case FWX_EVENT_CONNECTION_CLOSED: return "connection-closed";
+    case FWX_EVENT_CONNECTION_REFUSED: return "connection-refused";
+    case FWX_EVENT_PERMISSION_ADDED: return "permission-added";
+    case FWX_EVENT_PERMISSION_REMOVED: return "permission-removed";
+    default: return NULL;
+    }
+}
+
+static void ewrite_cb(uv_write_t *req, int status)
+{
+    ctl_ewrite *w = req->data;
+    ctl_client *c = w->c;
+    free(w);
+    if (status < 0 && status != UV_ECANCELED)
+        client_close(c);
+    if (--c->open_handles == 0) { /* the last reference: both handles closed already */
+        ctl_server *s = c->srv;
+        free(c->out.p);
+        free(c);
+        server_unref(s);
+    }
+}
+
+/* Queues one line to a streaming client; a client that cannot take it is closed. */
+static void stream_line(ctl_client *c, const char *line, size_t len)
+{
+    ctl_ewrite *w = malloc(sizeof *w + len);
+    if (w == NULL)
+        return;
+    w->c = c;
+    w->len = len;
+    memcpy(w->data, line, len);
+    w->req.data = w;
+    uv_buf_t ub = uv_buf_init(w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->pipe, &ub, 1, ewrite_cb) != 0) {
+        free(w);
+        client_close(c);
+        return;
+    }
+    c->open_handles++; /* the write holds the client */
+}
+
+void ctl_server_event(ctl_server *s, const fwx_event *ev)
+{
+    if (s == NULL || s->closing)
+        return;
+    bool any = false;
+    for (ctl_client *c = s->clients; c != NULL; c = c->next)
+        any |= c->streaming;
+    const char *name = event_name(ev->type);
+    if (!any || name == NULL)
+        return;
+    ctl_buf b = {0};
+    buf_lit(&b, "{\"kind\":\"event\",\"event\":");
+    buf_str(&b, name);
+    buf_printf(&b, ",\"session\":%llu,\"id\":%llu,\"protocol\":", (unsigned long long)ev->session_id,
+               (unsigned long long)ev->id);
+    buf_lit(&b, ev->protocol == FWX_PROTOCOL_TCP ? "\"tcp\"" : ev->protocol == FWX_PROTOCOL_UDP ? "\"udp\"" : "null");
+    bool has_mode = ev->type != FWX_EVENT_SESSION_OPENED && ev->type != FWX_EVENT_SESSION_ENDED &&
+                    ev->type != FWX_EVENT_CONNECTION_REFUSED;
+    buf_lit(&b, ",\"mode\":");
+    buf_lit(&b, !has_mode ? "null" : ev->kernel_mode ? "\"kernel\"" : "\"user\"");
+    buf_lit(&b, ",\"client\":");
+    buf_addr(&b, &ev->client);
+    buf_lit(&b, ",\"peer\":");
+    buf_addr(&b, &ev->peer);
+    if (ev->type == FWX_EVENT_CONNECTION_CLOSED)
+        buf_printf(&b, ",\"bytes_in\":%llu,\"bytes_out\":%llu", (unsigned long long)ev->bytes_in,
+                   (unsigned long long)ev->bytes_out);
+    else
+        buf_lit(&b, ",\"bytes_in\":null,\"bytes_out\":null");
+    buf_lit(&b, ",\"reason\":");
+    buf_str(&b, ev->reason && ev->reason[0] ? ev->reason : NULL);
+    buf_lit(&b, ",\"code\":");
+    buf_str(&b, ev->type == FWX_EVENT_CONNECTION_REFUSED ? fwx_err_name(ev->result) : NULL);
+    buf_lit(&b, ",\"rule\":");
+    buf_str(&b, ev->rule && ev->rule[0] ? ev->rule : NULL);
+    buf_lit(&b, ",\"name\":");
+    buf_str(&b, ev->name ? ev->name : "");
+    buf_lit(&b, ",\"detail\":");
+    buf_str(&b, ev->detail && ev->detail[0] ? ev->detail : NULL);
+    buf_lit(&b, "}\n");
+    if (b.oom) {
+        free(b.p);
+        return;
+    }
+    for (ctl_client *c = s->clients, *next; c != NULL; c = next) {
+        next = c->next;
+        if (!c->streaming)
+            continue;
+        if (uv_stream_get_write_queue_size((uv_stream_t *)&c->pipe) + b.len > CTL_MAX_EVENT_BACKLOG) {
+            host_log(s, FWX_LOG_WARN, "events client dropped: more than %d bytes of events unread",
+                     CTL_MAX_EVENT_BACKLOG);
+            client_close(c);
+            continue;
+        }
+        stream_line(c, b.p, b.len);
+    }
+    free(b.p);
+}
+
+static void explain(ctl_client *c, char *args)
+{
+    ctl_buf *b = &c->out;
+    char *save = NULL;
+    char *src = strtok_r(args, " ", &save), *dst = strtok_r(NULL, " ", &save), *pp = strtok_r(NULL, " ", &save);
+    char *user = strtok_r(NULL, " ", &save);
+    struct sockaddr_storage sa, da;
+    bool hp;
+    if (src == NULL || dst == NULL || pp == NULL || strtok_r(NULL, " ", &save) != NULL ||
+        (user != NULL && strncmp(user, "user=", 5) != 0)) {
+        client_refuse(c, "usage: explain SRC DST tcp/PORT|udp/PORT [user=NAME]");
+        return;
+    }
+    if (!parse_ip_port(src, true, &sa, &hp) || !parse_ip_port(dst, false, &da, &hp)) {
+        client_refuse(c, "explain: SRC and DST are IP addresses (SRC may have a port)");
+        return;
+    }
+    int32_t proto = strncmp(pp, "tcp/", 4) == 0 ? FWX_PROTOCOL_TCP : strncmp(pp, "udp/", 4) == 0 ? FWX_PROTOCOL_UDP : 0;
+    char *e = NULL;
+    unsigned long port = proto ? strtoul(pp + 4, &e, 10) : 0;
+    if (proto == 0 || pp[4] < '0' || pp[4] > '9' || *e != '\0' || port == 0 || port > 65535) {
+        client_refuse(c, "explain: the protocol is tcp/PORT or udp/PORT, PORT 1 to 65535");
+        return;
+    }
+    if (da.ss_family == AF_INET)
+        ((struct sockaddr_in *)&da)->sin_port = htons((uint16_t)port);
+    else
+        ((struct sockaddr_in6 *)&da)->sin6_port = htons((uint16_t)port);
+    fwx_explain_request rq;
+    memset(&rq, 0, sizeof rq);
+    rq.struct_size = sizeof rq;
+    rq.protocol = proto;
+    rq.source = (struct sockaddr *)&sa;
+    rq.source_len = sizeof sa;
+    rq.destination = (struct sockaddr *)&da;
+    rq.destination_len = sizeof da;
+    rq.user = user ? user + 5 : NULL;
+    fwx_explanation x;
+    memset(&x, 0, sizeof x);
+    x.struct_size = sizeof x;
+    fwx_result hr = fwx_firewall_explain(c->srv->fw, &rq, &x);
+    if (hr == FWX_E_NOT_FOUND) {
+        buf_lit(b, "{\"kind\":\"explain\",\"allowed\":true,\"code\":\"S_OK\",\"rule\":null,\"rule_line\":null,"
+                   "\"protocol\":null,\"source_network\":null,\"destination_network\":null,\"relationship\":null,"
+                   "\"published\":null,\"text\":");
+        buf_str(b, x.text);
+        buf_lit(b, "}\n");
+        return;
+    }
+    if (FWX_FAILED(hr)) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "explain: %s", fwx_strerror(hr));
+        client_refuse(c, msg);
+        return;
+    }
+    buf_printf(b, "{\"kind\":\"explain\",\"allowed\":%s,\"code\":", FWX_SUCCEEDED(x.result) ? "true" : "false");
+    buf_str(b, fwx_err_name(x.result));
+    buf_lit(b, ",\"rule\":");
+    buf_str(b, x.rule[0] ? x.rule : "default");
+    buf_printf(b, ",\"rule_line\":%d,\"protocol\":", (int)x.rule_line);
+    buf_str(b, x.protocol[0] ? x.protocol : NULL);
+    buf_lit(b, ",\"source_network\":");
+    buf_str(b, x.source_network);
+    buf_lit(b, ",\"destination_network\":");
+    buf_str(b, x.destination_network);
+    buf_lit(b, ",\"relationship\":");
+    buf_str(b, x.relationship);
+    buf_lit(b, ",\"published\":");
+    buf_str(b, x.published[0] ? x.published : NULL);
+    buf_lit(b, ",\"text\":");
+    buf_str(b, x.text);
+    buf_lit(b, "}\n");
+}
+
+/* Refuses a request above the socket's level; true when refused. */
+static bool needs_admin(ctl_client *c, const char *what)
+{
+    ctl_server *s = c->srv;
+    if (s->level >= CTL_LEVEL_ADMIN)
+        return false;
+    host_log(s, FWX_LOG_WARN, "\"%s\" refused: this socket's level is operator (read-only)", what);
+    char msg[128];
+    snprintf(msg, sizeof msg, "permission denied: \"%s\" needs level admin; this socket is operator", what);
+    client_refuse(c, msg);
+    return true;
+}
+
+static void client_answer(ctl_client *c, char *req)
 {
     static const struct {
         const char *what;
@@ -485,13 +874,26 @@ static void client_answer(ctl_client *c, const char *req)
     ctl_buf *b = &c->out;
     bool known = false;
     if (strncmp(req, "list ", 5) == 0) {
+        char *what = req + 5, *rest = strchr(what, ' ');
+        if (rest != NULL)
+            *rest++ = '\0';
         for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
-            if (strcmp(req + 5, lists[i].what) == 0) {
-                fwx_firewall_list(s->fw, lists[i].kinds, list_cb, b);
+            if (strcmp(what, lists[i].what) == 0) {
+                ctl_filter f;
+                char none[1] = "";
+                const char *why = filter_parse(rest ? rest : none, &f);
+                if (why != NULL) {
+                    client_refuse(c, why);
+                    return;
+                }
+                ctl_list l = {b, &f};
+                fwx_firewall_list(s->fw, lists[i].kinds, filtered_list_cb, &l);
                 known = true;
                 break;
             }
         }
+        if (!known && rest != NULL)
+            rest[-1] = ' ';
     } else if (strcmp(req, "stats") == 0) {
         fwx_firewall_stats st = {0};
         st.struct_size = sizeof st;
@@ -510,12 +912,73 @@ static void client_answer(ctl_client *c, const char *req)
         buf_printf(b, "{\"kind\":\"version\",\"protocol\":%d,\"abi\":\"%d.%d\"}\n", CTL_PROTOCOL_VERSION,
                    FWX_ABI_VERSION_MAJOR, FWX_ABI_VERSION_MINOR);
         known = true;
+    } else if (strncmp(req, "kill ", 5) == 0) {
+        if (needs_admin(c, "kill"))
+            return;
+        char what[16];
+        unsigned long long id;
+        char tail;
+        if (sscanf(req + 5, "%15s %llu%c", what, &id, &tail) != 2 ||
+            (strcmp(what, "session") != 0 && strcmp(what, "connection") != 0) || strchr(req + 5, '-') != NULL) {
+            client_refuse(c, "usage: kill session ID | kill connection ID");
+            return;
+        }
+        bool sess = strcmp(what, "session") == 0;
+        fwx_result hr = fwx_firewall_kill(s->fw, sess ? FWX_OBJECT_SESSION : FWX_OBJECT_CONNECTION, id);
+        if (FWX_FAILED(hr)) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "kill %s %llu: %s", what, id,
+                     hr == FWX_E_NOT_FOUND ? "no such object" : fwx_strerror(hr));
+            client_refuse(c, msg);
+            return;
+        }
+        host_log(s, FWX_LOG_INFO, "kill %s %llu: done", what, id);
+        buf_lit(b, "{\"kind\":\"killed\",\"what\":");
+        buf_str(b, what);
+        buf_printf(b, ",\"id\":%llu}\n", id);
+        known = true;
+    } else if (strncmp(req, "explain ", 8) == 0) {
+        explain(c, req + 8);
+        if (c->closing)
+            return;
+        known = true;
+    } else if (strcmp(req, "reload") == 0) {
+        if (needs_admin(c, "reload"))
+            return;
+        if (s->hooks.reload == NULL) {
+            client_refuse(c, "reload: this host cannot reload");
+            return;
+        }
+        char msg[1024] = "";
+        int rc = s->hooks.reload(s->hooks.arg, msg, sizeof msg);
+        buf_printf(b, "{\"kind\":\"reload\",\"ok\":%s,\"message\":", rc == 0 ? "true" : "false");
+        buf_str(b, msg);
+        buf_lit(b, "}\n");
+        known = true;
+    } else if (strcmp(req, "metrics") == 0) {
+        char *text = s->hooks.metrics ? s->hooks.metrics(s->hooks.arg) : NULL;
+        if (text == NULL) {
+            client_refuse(c, "metrics: not available from this host");
+            return;
+        }
+        buf_lit(b, "{\"kind\":\"metrics\",\"text\":");
+        buf_str(b, text);
+        buf_lit(b, "}\n");
+        free(text);
+        known = true;
+    } else if (strcmp(req, "events") == 0) {
+        /* From now on this client gets every event; it reads until it closes. */
+        c->streaming = true;
+        uv_timer_stop(&c->timer);
+        static const char started[] = "{\"kind\":\"events\",\"started\":true}\n";
+        stream_line(c, started, sizeof started - 1);
+        return;
     }
     if (!known) {
-        char msg[CTL_MAX_REQUEST + 128];
+        char msg[CTL_MAX_REQUEST + 160];
         snprintf(msg, sizeof msg,
-                 "unknown request \"%s\" (expected list sessions|connections|grants|plugins|all, redirects, stats or "
-                 "version)",
+                 "unknown request \"%s\" (expected list sessions|connections|grants|plugins|all [FILTER...], "
+                 "redirects, stats, version, kill, explain, reload, events or metrics)",
                  req);
         client_refuse(c, msg);
         return;
@@ -540,6 +1003,11 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     ctl_client *c = h->data;
     (void)suggested;
+    if (c->streaming) { /* an events client's input is only watched for its end */
+        static char discard[256];
+        *buf = uv_buf_init(discard, sizeof discard);
+        return;
+    }
     /* Read straight into the request buffer: never more than CTL_MAX_REQUEST + 1 bytes. */
     *buf = uv_buf_init(c->req + c->req_len, (unsigned)(sizeof c->req - c->req_len));
 }
@@ -548,6 +1016,11 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
     ctl_client *c = stream->data;
     (void)buf;
+    if (c->streaming) {
+        if (nread < 0)
+            client_close(c);
+        return;
+    }
     if (nread < 0) {
         client_close(c); /* gone (or EOF) before a whole request line */
         return;
@@ -570,6 +1043,8 @@ static void read_cb(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     client_answer(c, c->req);
+    if (c->streaming && !c->closing && uv_read_start(stream, alloc_cb, read_cb) != 0)
+        client_close(c);
 }
 
 static void connection_cb(uv_stream_t *listener, int status)
@@ -717,6 +1192,14 @@ int ctl_path_check(const char *path, bool create, char *err, size_t errlen)
 
 ctl_server *ctl_server_start(uv_loop_t *loop, fwx_firewall *fw, const char *path, char *err, size_t errlen)
 {
+    ctl_config cfg = {.path = path, .mode = 0600, .gid = -1, .level = CTL_LEVEL_ADMIN};
+    return ctl_server_start_with(loop, fw, &cfg, err, errlen);
+}
+
+ctl_server *ctl_server_start_with(uv_loop_t *loop, fwx_firewall *fw, const ctl_config *cfg, char *err,
+                                  size_t errlen)
+{
+    const char *path = cfg ? cfg->path : NULL;
     set_err(err, errlen, "%s", "");
     if (loop == NULL || fw == NULL || path == NULL || path[0] == '\0') {
         set_err(err, errlen, "ctl: no loop, firewall or socket path");
@@ -741,6 +1224,9 @@ ctl_server *ctl_server_start(uv_loop_t *loop, fwx_firewall *fw, const char *path
     s->loop = loop;
     s->fw = fw;
     s->timeout_ms = CTL_DEFAULT_TIMEOUT_MS;
+    s->level = cfg->level ? cfg->level : CTL_LEVEL_ADMIN;
+    if (cfg->hooks != NULL)
+        s->hooks = *cfg->hooks;
     memcpy(s->path, path, strlen(path) + 1);
     int rc = uv_pipe_init(loop, &s->listener, 0);
     if (rc != 0) {
@@ -755,9 +1241,14 @@ ctl_server *ctl_server_start(uv_loop_t *loop, fwx_firewall *fw, const char *path
         set_err(err, errlen, "ctl: cannot bind %s: %s", path, uv_strerror(rc));
         goto fail;
     }
-    /* Bound but not listening yet, so nobody can connect before the mode is 0600. */
+    /* Bound but not listening yet, so nobody can connect before the group and mode are set. */
     struct stat st;
-    if (chmod(path, 0600) != 0 || lstat(path, &st) != 0) {
+    if (cfg->gid >= 0 && chown(path, (uid_t)-1, (gid_t)cfg->gid) != 0) {
+        set_err(err, errlen, "ctl: cannot give %s to group %ld: %s", path, cfg->gid, uv_strerror(-errno));
+        unlink(path);
+        goto fail;
+    }
+    if (chmod(path, cfg->mode ? cfg->mode : 0600) != 0 || lstat(path, &st) != 0) {
         set_err(err, errlen, "ctl: cannot chmod %s: %s", path, uv_strerror(-errno));
         unlink(path);
         goto fail;
@@ -776,6 +1267,12 @@ fail:
     s->closing = true;
     uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
     return NULL;
+}
+
+void ctl_server_set_level(ctl_server *s, ctl_level level)
+{
+    if (s != NULL)
+        s->level = level ? level : CTL_LEVEL_ADMIN;
 }
 
 void ctl_server_set_timeout(ctl_server *s, uint64_t ms)

@@ -11,9 +11,39 @@
  * One request per connection. The client sends one line, terminated by "\n" (a "\r" before it
  * is ignored):
  *
- *     list sessions | list connections | list grants | list plugins | list all
+ *     list sessions | list connections | list grants | list plugins | list all  [FILTER...]
  *     stats
  *     version
+ *     redirects
+ *     kill session ID | kill connection ID                          (level admin)
+ *     explain SRC DST tcp/PORT|udp/PORT [user=NAME]
+ *     reload                                                        (level admin)
+ *     events
+ *     metrics
+ *
+ * Words are separated by single spaces. A FILTER is `key=value`; an object is listed when it
+ * matches every filter given, and an object to which a filter does not apply is left out:
+ * `client=IP` (the session's client), `session=ID` (the session, or the object's session),
+ * `plugin=NAME` (a plugin by name, a grant by the plugin that asked for it),
+ * `mode=user|kernel` (connections and grants), `address=IP[:PORT]` (the client, peer or local
+ * address, port included when given).
+ *
+ * `kill` ends the object (fwx_firewall_kill()) and answers `{"kind":"killed","what":...,"id":N}`;
+ * `explain` answers one `{"kind":"explain","allowed":bool,"code":"E_...","rule":...,
+ * "rule_line":N,"protocol":...,"source_network":...,"destination_network":...,
+ * "relationship":...,"published":...,"text":...}` (fwx_firewall_explain()); `reload`
+ * `{"kind":"reload","ok":bool,"message":...}`; `metrics` `{"kind":"metrics","text":...}` (the
+ * Prometheus text). `events` answers `{"kind":"events","started":true}` once the client is
+ * subscribed (every event after that line reaches it) and then one object per event as it
+ * happens, `{"kind":"event","event":"session-opened"|"session-ended"|"connection-opened"|
+ * "connection-closed"|"connection-refused"|"permission-added"|"permission-removed","session":N,
+ * "id":N,"protocol":...,"mode":...,"client":...,"peer":...,"bytes_in":N,"bytes_out":N,
+ * "reason":...,"rule":...,"name":...,"detail":...}`, without an end and without the
+ * timeout, until the client closes; a client that lets ::CTL_MAX_EVENT_BACKLOG bytes pile up
+ * unread is dropped. An events client counts among the ::CTL_MAX_CLIENTS.
+ *
+ * Each socket has a level (::ctl_level). A request above it is answered with
+ * `{"error":"permission denied: ..."}`, and the host's log hook gets a warn line naming it.
  *
  * The server answers with JSON lines, one flat object per line, then `{"end":true}`, and closes
  * the connection. Anything after the request line is ignored.
@@ -94,6 +124,52 @@
 /** A control server. */
 typedef struct ctl_server ctl_server;
 
+/** What a socket's clients may do. */
+typedef enum ctl_level {
+    CTL_LEVEL_OPERATOR = 1, /**< look only: list, stats, version, redirects, explain, events, metrics */
+    CTL_LEVEL_ADMIN = 2,    /**< also act: kill, reload */
+} ctl_level;
+
+/** The host's part in requests the server cannot answer alone. Any member may be NULL. */
+typedef struct ctl_hooks {
+    /** `reload`: reloads as SIGHUP does; returns 0 when the new policy runs, -1 with a
+        one-line reason in @p msg when it was refused. */
+    int (*reload)(void *arg, char *msg, size_t msglen);
+    /** `metrics`: the Prometheus text exposition, malloc'd (the server frees it), or NULL. */
+    char *(*metrics)(void *arg);
+    /** One line for the host's log (refused commands, kills, dropped event clients). */
+    void (*log)(void *arg, fwx_log_level level, const char *line);
+    void *arg; /**< passed to each hook */
+} ctl_hooks;
+
+/** How a control socket is made. */
+typedef struct ctl_config {
+    const char *path;   /**< the socket's path (copied) */
+    unsigned mode;      /**< its file mode; 0 means 0600 */
+    long gid;           /**< its group, or -1 to leave the process's */
+    ctl_level level;    /**< 0 means CTL_LEVEL_ADMIN */
+    const ctl_hooks *hooks; /**< copied; NULL: none */
+} ctl_config;
+
+/**
+ * As ctl_server_start(), with the socket's mode, group and level and the host's hooks. The
+ * mode and group are set after bind and before listen, so nobody connects under others.
+ */
+ctl_server *ctl_server_start_with(uv_loop_t *loop, fwx_firewall *fw, const ctl_config *cfg, char *err,
+                                  size_t errlen);
+
+/** Changes the level of @p s for requests that arrive afterwards (NULL is fine). */
+void ctl_server_set_level(ctl_server *s, ctl_level level);
+
+/**
+ * Sends one event to every client that asked for `events` on @p s (NULL is fine). A client
+ * whose unread events pass ::CTL_MAX_EVENT_BACKLOG bytes is dropped, with a log line.
+ */
+void ctl_server_event(ctl_server *s, const fwx_event *ev);
+
+/** Unread event bytes a client may let pile up before it is dropped. */
+#define CTL_MAX_EVENT_BACKLOG (1024 * 1024)
+
 /**
  * Listens on a Unix socket at @p path on @p loop, mode 0600.
  * A stale socket file at @p path (one nobody listens on) is removed first; a socket some other
@@ -110,6 +186,7 @@ typedef struct ctl_server ctl_server;
  * @return the server, or NULL on failure.
  */
 ctl_server *ctl_server_start(uv_loop_t *loop, fwx_firewall *fw, const char *path, char *err, size_t errlen);
+
 
 /**
  * Checks the directory a control socket is to be made in, before anything is opened.

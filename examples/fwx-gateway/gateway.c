@@ -33,6 +33,10 @@
 #include <uv.h>
 
 #include "limits.h"
+#include "metrics.h"
+#include <grp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 #ifndef FWX_PLUGIN_DIR
 #define FWX_PLUGIN_DIR "/usr/local/lib/fwx/plugins"
@@ -49,6 +53,16 @@ typedef struct local_redirect {
     long long uid; /* -1: every user */
     char cgroup[256];
 } local_redirect;
+
+/* One more control socket (gateway.control_sockets), HAProxy's `stats socket` lines. */
+#define MAX_EXTRA_CTL 4
+typedef struct extra_ctl {
+    char path[108];
+    unsigned mode;
+    long gid;
+    char group[64];
+    int level;
+} extra_ctl;
 
 typedef struct settings {
     char name[64];
@@ -73,12 +87,20 @@ typedef struct settings {
     local_redirect redirects[MAX_LOCAL_REDIRECTS];
     int n_redirects;
     gw_limits limits; /* limits.c */
+    unsigned control_mode; /* control_mode, 0600 by default */
+    long control_gid;      /* control_group, -1: none */
+    char control_group[64];
+    int control_level;     /* CTL_LEVEL_* */
+    char metrics_listen[128]; /* "" for none */
+    extra_ctl extra[MAX_EXTRA_CTL];
+    int n_extra;
 } settings;
 
 static struct {
     uv_loop_t *loop;
     fwx_firewall *fw;
     ctl_server *ctl;
+    ctl_server *ctl_extra[MAX_EXTRA_CTL];
     uv_signal_t sighup, sigint, sigterm;
     settings cfg;
     const char *config_path; /* NULL in the quick form */
@@ -87,6 +109,8 @@ static struct {
     char listen[128], upstream[128];
     int stopping;
     const char *backend; /* the one running */
+    settings file_cfg; /* the file's gateway group as the running gateway read it (reload compares) */
+    int cli_level;     /* --log-level given: the file's log_level does not apply */
 } g;
 
 /* ---- logging ---------------------------------------------------------------------------- */
@@ -249,6 +273,9 @@ static void settings_defaults(settings *s)
     s->level = FWX_LOG_INFO;
     s->timeout_s = 60;
     snprintf(s->backend, sizeof s->backend, "proxy");
+    s->control_mode = 0600;
+    s->control_gid = -1;
+    s->control_level = CTL_LEVEL_ADMIN;
 }
 
 static bool backend_known(const char *b)
@@ -299,7 +326,8 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
                                   "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users",
-                                  "plugin_soft_limit_ms", "plugin_hard_limit_ms", GW_LIMITS_KEYS};
+                                  "plugin_soft_limit_ms", "plugin_hard_limit_ms", "control_mode", "control_group",
+                                  "control_level", "metrics_listen", "control_sockets", GW_LIMITS_KEYS};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -330,6 +358,75 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (str == NULL || strlen(str) >= sizeof s->control)
                 BAD("must be a socket path");
             snprintf(s->control, sizeof s->control, "%s", str);
+        } else if (strcmp(k, "control_mode") == 0) {
+            /* A string, so that the octal reads as it does for chmod: "0660". */
+            char *end = NULL;
+            unsigned long v = str != NULL && str[0] == '0' ? strtoul(str, &end, 8) : 0;
+            if (end == NULL || *end != '\0' || v == 0 || (v & ~0770UL) != 0 || !(v & 0600))
+                BAD("must be an octal mode string such as \"0660\": read and write for the owner, maybe the "
+                    "group, never others");
+            s->control_mode = (unsigned)v;
+        } else if (strcmp(k, "control_group") == 0) {
+            struct group *gr = str != NULL && *str && strlen(str) < sizeof s->control_group ? getgrnam(str) : NULL;
+            if (gr == NULL)
+                BAD("must name a group of this system (getent group %s)", str ? str : "NAME");
+            snprintf(s->control_group, sizeof s->control_group, "%s", str);
+            s->control_gid = (long)gr->gr_gid;
+        } else if (strcmp(k, "control_level") == 0) {
+            if (str == NULL || (strcmp(str, "admin") != 0 && strcmp(str, "operator") != 0))
+                BAD("must be \"admin\" (look and act) or \"operator\" (look only)");
+            s->control_level = strcmp(str, "admin") == 0 ? CTL_LEVEL_ADMIN : CTL_LEVEL_OPERATOR;
+        } else if (strcmp(k, "control_sockets") == 0) {
+            if (!config_setting_is_list(e) || config_setting_length(e) > MAX_EXTRA_CTL)
+                BAD("must be a list of at most %d groups ( { path = \"/run/fwx/ro.sock\"; mode = \"0660\"; "
+                    "group = \"fwx\"; level = \"operator\"; }, ... )", MAX_EXTRA_CTL);
+            for (int p = 0; p < config_setting_length(e); p++) {
+                config_setting_t *r = config_setting_get_elem(e, (unsigned)p);
+                extra_ctl *x = &s->extra[s->n_extra];
+                memset(x, 0, sizeof *x);
+                x->mode = 0600;
+                x->gid = -1;
+                x->level = CTL_LEVEL_OPERATOR; /* an extra socket is read-only unless it says so */
+                line = config_setting_source_line(r);
+                const char *v = NULL;
+                if (!config_setting_is_group(r))
+                    BAD("entry %d must be a group", p);
+                if (config_setting_lookup_string(r, "path", &v) != CONFIG_TRUE || v[0] == '\0' ||
+                    strlen(v) >= sizeof x->path)
+                    BAD("entry %d: path must be a socket path of at most %zu bytes", p, sizeof x->path - 1);
+                snprintf(x->path, sizeof x->path, "%s", v);
+                if (config_setting_lookup_string(r, "mode", &v) == CONFIG_TRUE) {
+                    char *end = NULL;
+                    unsigned long m = v[0] == '0' ? strtoul(v, &end, 8) : 0;
+                    if (end == NULL || *end != '\0' || m == 0 || (m & ~0770UL) != 0 || !(m & 0600))
+                        BAD("entry %d: mode must be an octal string such as \"0660\", never open to others", p);
+                    x->mode = (unsigned)m;
+                }
+                if (config_setting_lookup_string(r, "group", &v) == CONFIG_TRUE) {
+                    struct group *gr = v[0] && strlen(v) < sizeof x->group ? getgrnam(v) : NULL;
+                    if (gr == NULL)
+                        BAD("entry %d: group must name a group of this system", p);
+                    snprintf(x->group, sizeof x->group, "%s", v);
+                    x->gid = (long)gr->gr_gid;
+                }
+                if (config_setting_lookup_string(r, "level", &v) == CONFIG_TRUE) {
+                    if (strcmp(v, "admin") != 0 && strcmp(v, "operator") != 0)
+                        BAD("entry %d: level must be \"admin\" or \"operator\"", p);
+                    x->level = strcmp(v, "admin") == 0 ? CTL_LEVEL_ADMIN : CTL_LEVEL_OPERATOR;
+                }
+                for (int i = 0; i < config_setting_length(r); i++) {
+                    const char *rk = config_setting_name(config_setting_get_elem(r, (unsigned)i));
+                    if (strcmp(rk, "path") != 0 && strcmp(rk, "mode") != 0 && strcmp(rk, "group") != 0 &&
+                        strcmp(rk, "level") != 0)
+                        BAD("entry %d: unknown key \"%s\" (path, mode, group, level)", p, rk);
+                }
+                s->n_extra++;
+            }
+        } else if (strcmp(k, "metrics_listen") == 0) {
+            struct sockaddr_storage tmp;
+            if (str == NULL || (*str && (strlen(str) >= sizeof s->metrics_listen || parse_addr(str, &tmp, 1) != 0)))
+                BAD("must be ADDR:PORT, such as \"127.0.0.1:9464\", or \"\" for none");
+            snprintf(s->metrics_listen, sizeof s->metrics_listen, "%s", str);
         } else if (strcmp(k, "plugin_dir") == 0) {
             if (str == NULL || strlen(str) >= sizeof s->plugin_dir)
                 BAD("must be a directory path");
@@ -571,10 +668,128 @@ static void shutdown_gateway(int signum)
     if (g.ctl != NULL)
         ctl_server_close(g.ctl);
     g.ctl = NULL;
+    for (int i = 0; i < MAX_EXTRA_CTL; i++) {
+        ctl_server_close(g.ctl_extra[i]);
+        g.ctl_extra[i] = NULL;
+    }
+    gw_metrics_stop();
     uv_close((uv_handle_t *)&g.sighup, NULL);
     uv_close((uv_handle_t *)&g.sigint, NULL);
     uv_close((uv_handle_t *)&g.sigterm, NULL);
     fwx_firewall_close(g.fw, on_closed_all, NULL);
+}
+
+/* What a reload does with the `gateway` group: the settings that can change under a running
+   gateway change, the others are named at warn (they take effect at the next start). */
+static void apply_gateway_settings(const settings *n)
+{
+    settings *o = &g.cfg, *f = &g.file_cfg;
+    if (strcmp(n->metrics_listen, o->metrics_listen) != 0) {
+        char err[300];
+        gw_metrics_stop_http();
+        if (n->metrics_listen[0] != '\0' && gw_metrics_listen(n->metrics_listen, err, sizeof err) != 0)
+            say(FWX_LOG_ERROR, "reload: %s (no metrics listener until it is fixed)", err);
+        else
+            say(FWX_LOG_INFO, "reload: metrics_listen is now %s", n->metrics_listen[0] ? n->metrics_listen : "off");
+        snprintf(o->metrics_listen, sizeof o->metrics_listen, "%s", n->metrics_listen);
+    }
+    if (n->control_level != o->control_level) {
+        ctl_server_set_level(g.ctl, (ctl_level)n->control_level);
+        o->control_level = n->control_level;
+        say(FWX_LOG_INFO, "reload: the control socket's level is now %s",
+            n->control_level == CTL_LEVEL_ADMIN ? "admin" : "operator");
+    }
+    if ((n->control_mode != f->control_mode || n->control_gid != f->control_gid) && g.ctl != NULL) {
+        /* The socket stays; who may connect to it changes with its mode and group. */
+        if ((n->control_gid != f->control_gid &&
+             chown(g.cfg.control, (uid_t)-1, n->control_gid >= 0 ? (gid_t)n->control_gid : getegid()) != 0) ||
+            chmod(g.cfg.control, n->control_mode) != 0)
+            say(FWX_LOG_ERROR, "reload: control socket %s: cannot change its mode or group: %s", g.cfg.control,
+                strerror(errno));
+        else
+            say(FWX_LOG_INFO, "reload: control socket %s is now mode %04o, group %s", g.cfg.control,
+                n->control_mode, n->control_group[0] ? n->control_group : "(the gateway's)");
+        f->control_mode = o->control_mode = n->control_mode;
+        f->control_gid = o->control_gid = n->control_gid;
+        snprintf(o->control_group, sizeof o->control_group, "%s", n->control_group);
+    }
+    if (n->level != f->level && !g.cli_level) {
+        /* The gateway's own lines follow at once; the library's filter was fixed at start. */
+        say(FWX_LOG_WARN, "reload: gateway.log_level changed: the gateway's own lines follow it now, the library's "
+                          "at the next start");
+        o->level = n->level;
+    }
+    f->control_level = n->control_level;
+    f->level = n->level;
+    /* Everything else is fixed at start: sockets are open, plugins loaded, the firewall made. */
+    static const struct {
+        const char *key;
+        size_t off, len;
+    } fixed[] = {
+#define F(k, m) {k, offsetof(settings, m), sizeof(((settings *)0)->m)}
+        F("name", name), F("control_socket", control), F("plugin_dir", plugin_dir), F("plugins", plugins),
+        F("plugins", n_plugins), F("log_format", json_logs), F("local_addresses", local),
+        F("local_addresses", n_local), F("timeout", timeout_s), F("port_range", port_min), F("port_range", port_max),
+        F("loopback_hosts", loopback_hosts), F("kernel_end_on_close", kernel_end_on_close), F("on_stop", open_on_stop),
+        F("plugin_soft_limit_ms", plugin_soft_ms), F("plugin_hard_limit_ms", plugin_hard_ms), F("socks", socks),
+        F("socks_users", socks_users), F("backend", backend), F("local_redirect", redirects),
+        F("local_redirect", n_redirects), F("socks_limits", limits),
+        F("control_sockets", extra), F("control_sockets", n_extra),
+#undef F
+    };
+    const char *said = "";
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        if (memcmp((const char *)n + fixed[i].off, (const char *)f + fixed[i].off, fixed[i].len) != 0 &&
+            strcmp(said, fixed[i].key) != 0) {
+            say(FWX_LOG_WARN, "reload: gateway.%s changed: it takes effect at the next start (restart the gateway)",
+                fixed[i].key);
+            said = fixed[i].key;
+        }
+    }
+}
+
+/* Reloads the file: 0 when the new policy runs, -1 (reason in msg) when it was refused. */
+static int do_reload(char *msg, size_t msglen)
+{
+    if (g.config_path == NULL && g.listen[0] == '\0') {
+        snprintf(msg, msglen, "nothing to reload without a policy");
+        say(FWX_LOG_INFO, "reload: %s", msg);
+        return -1;
+    }
+    notify_reloading();
+    char err[1024];
+    /* The whole file is checked, its gateway group too: a reload that says "reloaded" while
+       half the file is broken would leave a surprise for the next start. */
+    settings probe;
+    settings_defaults(&probe);
+    int rc = -1;
+    fwx_policy *p = NULL;
+    if (g.config_path != NULL && settings_load(g.config_path, &probe, err, sizeof err) != 0)
+        goto refused;
+    if ((p = load_policy(err, sizeof err)) == NULL)
+        goto refused;
+    if (check_policy(p, err, sizeof err) != 0) {
+        fwx_policy_free(p);
+        goto refused;
+    }
+    fwx_result hr = fwx_firewall_set_policy(g.fw, p);
+    if (FWX_FAILED(hr)) {
+        snprintf(msg, msglen, "%s", fwx_firewall_last_error(g.fw));
+        say(FWX_LOG_ERROR, "reload: %s", msg);
+    } else {
+        if (g.config_path != NULL)
+            apply_gateway_settings(&probe);
+        snprintf(msg, msglen, "policy reloaded");
+        say(FWX_LOG_INFO, "policy reloaded");
+        rc = 0;
+    }
+    notify("READY=1");
+    return rc;
+refused:
+    snprintf(msg, msglen, "reload refused, keeping the running policy: %s", err);
+    say(FWX_LOG_ERROR, "%s", msg);
+    notify("READY=1");
+    return -1;
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -584,40 +799,114 @@ static void on_signal(uv_signal_t *h, int signum)
         shutdown_gateway(signum);
         return;
     }
-    if (g.config_path == NULL && g.listen[0] == '\0') {
-        say(FWX_LOG_INFO, "reload: nothing to reload without a policy");
-        return;
+    char msg[1200];
+    (void)do_reload(msg, sizeof msg);
+}
+
+/* ---- the control socket's and the metrics' part ------------------------------------------- */
+
+static int ctl_reload(void *arg, char *msg, size_t msglen)
+{
+    (void)arg;
+    return do_reload(msg, msglen);
+}
+
+static char *ctl_metrics(void *arg)
+{
+    (void)arg;
+    return gw_metrics_text();
+}
+
+static void ctl_log(void *arg, fwx_log_level level, const char *line)
+{
+    (void)arg;
+    say(level, "%s", line);
+}
+
+static void on_event(void *arg, const fwx_event *ev)
+{
+    (void)arg;
+    gw_metrics_event(ev);
+    ctl_server_event(g.ctl, ev);
+    for (int i = 0; i < MAX_EXTRA_CTL; i++)
+        ctl_server_event(g.ctl_extra[i], ev);
+}
+
+/* Whether a TCP listener could be opened on ADDR:PORT now: the address is this host's, the
+   port free, and binding it allowed (below 1024 takes CAP_NET_BIND_SERVICE). */
+static int check_bindable(const char *key, const char *addr, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    if (parse_addr(addr, &ss, 1) != 0) {
+        snprintf(err, errlen, "gateway.%s: \"%s\" is not ADDR:PORT", key, addr);
+        return -1;
     }
-    notify_reloading();
-    char err[1024];
-    /* The whole file is checked, its gateway group too: a reload that says "reloaded" while
-       half the file is broken would leave a surprise for the next start. The group's settings
-       themselves take effect at the next start. */
-    settings probe;
-    settings_defaults(&probe);
-    if (g.config_path != NULL && settings_load(g.config_path, &probe, err, sizeof err) != 0) {
-        say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
-        notify("READY=1");
-        return;
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        bind(fd, (struct sockaddr *)&ss,
+             ss.ss_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6)) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "gateway.%s: cannot listen on %s: %s%s", key, addr, strerror(e),
+                 e == EADDRNOTAVAIL ? " (this host does not hold that address)"
+                 : e == EADDRINUSE  ? " (another program listens there)"
+                 : e == EACCES      ? " (a port below 1024 needs CAP_NET_BIND_SERVICE)"
+                                    : "");
+        if (fd >= 0)
+            close(fd);
+        return -1;
     }
-    fwx_policy *p = load_policy(err, sizeof err);
-    if (p == NULL) {
-        say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
-        notify("READY=1");
-        return;
-    }
-    if (check_policy(p, err, sizeof err) != 0) {
-        fwx_policy_free(p);
-        say(FWX_LOG_ERROR, "reload refused, keeping the running policy: %s", err);
-        notify("READY=1");
-        return;
-    }
-    fwx_result hr = fwx_firewall_set_policy(g.fw, p);
-    if (FWX_FAILED(hr))
-        say(FWX_LOG_ERROR, "reload: %s", fwx_firewall_last_error(g.fw));
+    close(fd);
+    return 0;
+}
+
+/* The control socket's directory takes it, and no other gateway holds its name. */
+static int check_control_path(const char *path, char *err, size_t errlen)
+{
+    /* The directory must take the socket, and no other gateway may hold its name. */
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir)
+        *slash = '\0';
     else
-        say(FWX_LOG_INFO, "policy reloaded");
-    notify("READY=1");
+        snprintf(dir, sizeof dir, "%s", slash == dir ? "/" : ".");
+    if (access(dir, W_OK | X_OK) != 0 && errno != ENOENT) {
+        snprintf(err, errlen, "control socket %s: directory %s is not writable by this user: %s", path,
+                 dir, strerror(errno));
+        return -1;
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    snprintf(sun.sun_path, sizeof sun.sun_path, "%s", path);
+    bool taken = fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (taken) {
+        snprintf(err, errlen, "control socket %s: another gateway is listening there (give this one its own "
+                 "control_socket)", path);
+        return -1;
+    }
+    return 0;
+}
+
+/* What --check adds to the checks a start shares with it (the file, the plugins, the policy
+   against them, the control socket's directory): what else would stop a start, without
+   opening anything for good. */
+static int check_start(char *err, size_t errlen)
+{
+    if (g.cfg.socks[0] != '\0' && check_bindable("socks", g.cfg.socks, err, errlen) != 0)
+        return -1;
+    if (g.cfg.metrics_listen[0] != '\0' && check_bindable("metrics_listen", g.cfg.metrics_listen, err, errlen) != 0)
+        return -1;
+    if (g.cfg.control[0] != '\0' && check_control_path(g.cfg.control, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < g.cfg.n_extra; i++)
+        if (check_control_path(g.cfg.extra[i].path, err, errlen) != 0)
+            return -1;
+    return 0;
 }
 
 /* "auto" tries the kernel first: the nft backend has already said in one line what is missing
@@ -765,6 +1054,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "fwx-gateway: %s\n", err);
         return 2;
     }
+    g.file_cfg = g.cfg;
+    g.cli_level = cli_level != NULL;
     /* The command line wins over the file. */
     if (cli_dir)
         snprintf(g.cfg.plugin_dir, sizeof g.cfg.plugin_dir, "%s", cli_dir);
@@ -777,6 +1068,17 @@ int main(int argc, char **argv)
     if (g.cfg.control[0] != '\0' && ctl_path_check(g.cfg.control, !check_only, err, sizeof err) != 0) {
         fprintf(stderr, "fwx-gateway: control socket %s: %s\n", g.cfg.control, err);
         return 2;
+    }
+    for (int i = 0; i < g.cfg.n_extra; i++) {
+        if (ctl_path_check(g.cfg.extra[i].path, !check_only, err, sizeof err) != 0) {
+            fprintf(stderr, "fwx-gateway: control socket %s: %s\n", g.cfg.extra[i].path, err);
+            return 2;
+        }
+        if (strcmp(g.cfg.extra[i].path, g.cfg.control) == 0) {
+            fprintf(stderr, "fwx-gateway: gateway.control_sockets: %s is the control socket already\n",
+                    g.cfg.extra[i].path);
+            return 2;
+        }
     }
     if (cli_name)
         snprintf(g.cfg.name, sizeof g.cfg.name, "%s", cli_name);
@@ -895,6 +1197,12 @@ int main(int argc, char **argv)
         policy = NULL;
         status = 2;
     }
+    if (status == 0 && check_only && check_start(err, sizeof err) != 0) {
+        fprintf(stderr, "fwx-gateway: %s\n", err);
+        fwx_policy_free(policy);
+        policy = NULL;
+        status = 2;
+    }
     if (status == 0 && check_only) {
         printf("fwx-gateway: %s is valid\n", g.config_path ? g.config_path : "the command line");
         fwx_policy_free(policy);
@@ -946,15 +1254,49 @@ int main(int argc, char **argv)
             say(FWX_LOG_INFO, "socks5 on %s", g.cfg.socks);
         }
     }
+    if (status == 0) {
+        gw_metrics_start(&loop, g.fw, g.backend);
+        fwx_firewall_set_event_sink(g.fw, on_event, NULL);
+        if (g.cfg.metrics_listen[0] != '\0' && gw_metrics_listen(g.cfg.metrics_listen, err, sizeof err) != 0) {
+            fprintf(stderr, "fwx-gateway: gateway.%s\n", err);
+            status = 1;
+        }
+    }
     if (status == 0 && g.cfg.control[0] != '\0') {
         char cerr[256];
-        g.ctl = ctl_server_start(&loop, g.fw, g.cfg.control, cerr, sizeof cerr);
+        static const ctl_hooks hooks = {.reload = ctl_reload, .metrics = ctl_metrics, .log = ctl_log};
+        /* A group's members must be able to reach a socket in the default directory (0750). */
+        size_t dl = strlen(CTL_DEFAULT_DIR);
+        if (g.cfg.control_gid >= 0 && strncmp(g.cfg.control, CTL_DEFAULT_DIR "/", dl + 1) == 0 &&
+            strchr(g.cfg.control + dl + 1, '/') == NULL && chown(CTL_DEFAULT_DIR, (uid_t)-1, (gid_t)g.cfg.control_gid) != 0)
+            say(FWX_LOG_WARN, "cannot give %s to group %s: %s (its members cannot reach the control socket)",
+                CTL_DEFAULT_DIR, g.cfg.control_group, strerror(errno));
+        ctl_config cc = {.path = g.cfg.control, .mode = g.cfg.control_mode, .gid = g.cfg.control_gid,
+                         .level = (ctl_level)g.cfg.control_level, .hooks = &hooks};
+        g.ctl = ctl_server_start_with(&loop, g.fw, &cc, cerr, sizeof cerr);
         if (g.ctl == NULL) {
             fprintf(stderr, "fwx-gateway: control socket %s: %s\n", g.cfg.control, cerr);
             status = 1;
         }
     }
+    for (int i = 0; status == 0 && i < g.cfg.n_extra; i++) {
+        char cerr[256];
+        static const ctl_hooks hooks = {.reload = ctl_reload, .metrics = ctl_metrics, .log = ctl_log};
+        const extra_ctl *x = &g.cfg.extra[i];
+        ctl_config cc = {.path = x->path, .mode = x->mode, .gid = x->gid, .level = (ctl_level)x->level,
+                         .hooks = &hooks};
+        g.ctl_extra[i] = ctl_server_start_with(&loop, g.fw, &cc, cerr, sizeof cerr);
+        if (g.ctl_extra[i] == NULL) {
+            fprintf(stderr, "fwx-gateway: control socket %s: %s\n", x->path, cerr);
+            status = 1;
+        }
+    }
     if (status != 0) {
+        if (g.ctl != NULL)
+            ctl_server_close(g.ctl);
+        for (int i = 0; i < MAX_EXTRA_CTL; i++)
+            ctl_server_close(g.ctl_extra[i]);
+        gw_metrics_stop();
         fwx_firewall_close(g.fw, NULL, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
         uv_loop_close(&loop);

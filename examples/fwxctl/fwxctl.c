@@ -505,23 +505,73 @@ static table tables[T_COUNT] = {
     [T_REDIRECTS] = {"redirects", 6, {"FLOW", "WRITER", "SLOTS", "ORIGINAL", "APPLICATION", "HOPS"}, NULL, 0, 0},
 };
 
+/* What a command sends and how its answer reads. */
+enum { C_LIST, C_ONE, C_KILL, C_EXPLAIN, C_RELOAD, C_EVENTS, C_METRICS };
+
 typedef struct command {
     const char *name;
     const char *request;
     unsigned tables; /* bit per T_*: which objects to keep and show */
+    int type;        /* C_* */
+    int args;        /* words after the command */
 } command;
 
 static const command commands[] = {
-    {"sessions", "list sessions", 1u << T_SESSIONS},
-    {"connections", "list connections", 1u << T_CONNECTIONS},
-    {"permissions", "list grants", 1u << T_PERMISSIONS},
-    {"ports", "list grants", 1u << T_PORTS},
-    {"plugins", "list plugins", 1u << T_PLUGINS},
-    {"stats", "stats", 0},
-    {"version", "version", 0},
-    {"redirects", "redirects", 1u << T_REDIRECTS},
-    {"all", "list all", (1u << T_REDIRECTS) - 1}, /* the registry is the host's, not the gateway's */
+    {"sessions", "list sessions", 1u << T_SESSIONS, C_LIST, 0},
+    {"connections", "list connections", 1u << T_CONNECTIONS, C_LIST, 0},
+    {"permissions", "list grants", 1u << T_PERMISSIONS, C_LIST, 0},
+    {"ports", "list grants", 1u << T_PORTS, C_LIST, 0},
+    {"plugins", "list plugins", 1u << T_PLUGINS, C_LIST, 0},
+    {"stats", "stats", 0, C_ONE, 0},
+    {"version", "version", 0, C_ONE, 0},
+    {"redirects", "redirects", 1u << T_REDIRECTS, C_LIST, 0},
+    {"all", "list all", (1u << T_REDIRECTS) - 1, C_LIST, 0}, /* the registry is the host's, not the gateway's */
+    {"kill", "kill", 0, C_KILL, 2},
+    {"explain", "explain", 0, C_EXPLAIN, 3},
+    {"reload", "reload", 0, C_RELOAD, 0},
+    {"events", "events", 0, C_EVENTS, 0},
+    {"metrics", "metrics", 0, C_METRICS, 0},
 };
+
+/* `events` as text: the event's name, then key=value for each field that has a value, in the
+   manner of `conntrack -E`. */
+static void print_event(const jobj *o)
+{
+    static const char *const keys[] = {"session", "id",        "protocol", "mode", "client", "peer", "bytes_in",
+                                       "bytes_out", "reason", "code",     "rule", "name",   "detail"};
+    printf("[%s]", jstr(o, "event"));
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const jval *v = jget(o, keys[i]);
+        if (v == NULL || v->type == J_NULL || (v->type == J_STR && v->str[0] == '\0') ||
+            (v->type == J_NUM && v->num == 0 && (strcmp(keys[i], "id") == 0 || strcmp(keys[i], "session") == 0)))
+            continue;
+        char *t = jtext(o, keys[i]);
+        bool quote = strchr(t, ' ') != NULL;
+        printf(quote ? " %s=\"%s\"" : " %s=%s", keys[i], t);
+        free(t);
+    }
+    putchar('\n');
+    fflush(stdout);
+}
+
+static void print_explain(const jobj *o)
+{
+    char *rule = jtext(o, "rule"), *line = jtext(o, "rule_line"), *proto = jtext(o, "protocol");
+    char *src = jtext(o, "source_network"), *dst = jtext(o, "destination_network"), *rel = jtext(o, "relationship");
+    char *pub = jtext(o, "published"), *text = jtext(o, "text");
+    const jval *allowed = jget(o, "allowed");
+    printf("%s: %s\n", allowed && allowed->type == J_BOOL && allowed->b ? "allowed" : "refused", text);
+    if (strcmp(line, "0") == 0)
+        printf("  rule          the default rule (no rule matched)\n");
+    else
+        printf("  rule          %s (line %s)\n", rule, line);
+    printf("  protocol      %s\n", proto);
+    printf("  networks      %s -> %s\n", src, dst);
+    printf("  relationship  %s\n", rel);
+    if (strcmp(pub, "-") != 0)
+        printf("  published by  %s\n", pub);
+    free(rule), free(line), free(proto), free(src), free(dst), free(rel), free(pub), free(text);
+}
 
 /* Which table an object belongs in, or -1. */
 static int object_table(const jobj *o)
@@ -649,12 +699,13 @@ static void send_all(int fd, const char *path, const char *s, size_t n)
     }
 }
 
-/* Reads more of the answer into *buf; returns the bytes read, 0 at the end. */
-static size_t read_some(int fd, const char *path, char *buf, size_t n)
+/* Reads more of the answer into *buf; returns the bytes read, 0 at the end. `events` waits
+   as long as it takes (timeout -1). */
+static size_t read_some(int fd, const char *path, char *buf, size_t n, int timeout_ms)
 {
     for (;;) {
         struct pollfd p = {fd, POLLIN, 0};
-        int rc = poll(&p, 1, ANSWER_TIMEOUT_MS);
+        int rc = poll(&p, 1, timeout_ms);
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc < 0)
@@ -669,6 +720,8 @@ static size_t read_some(int fd, const char *path, char *buf, size_t n)
         return (size_t)r;
     }
 }
+
+static bool reload_failed; /* `reload` was answered with "ok":false */
 
 /* Handles one answer line; returns true at the end marker. */
 static bool handle_line(const command *cmd, bool json, const char *path, const char *line, size_t len)
@@ -687,12 +740,36 @@ static bool handle_line(const command *cmd, bool json, const char *path, const c
         jobj_free(&o);
         return true;
     }
-    if (cmd->tables == 0) {
-        /* stats, version: one object */
-        if (json)
+    if (json && cmd->type == C_LIST) {
+        int t = object_table(&o);
+        if (t >= 0 && (cmd->tables & (1u << t)))
             printf("%.*s\n", (int)len, line);
-        else
-            print_stats(&o);
+    } else if (json) {
+        printf("%.*s\n", (int)len, line);
+        if (cmd->type == C_EVENTS)
+            fflush(stdout);
+        if (cmd->type == C_RELOAD && (v = jget(&o, "ok")) != NULL && v->type == J_BOOL && !v->b)
+            reload_failed = true;
+    } else if (cmd->type == C_EVENTS) {
+        if (strcmp(jstr(&o, "kind"), "event") == 0)
+            print_event(&o);
+        else if (strcmp(jstr(&o, "kind"), "events") == 0) /* as tcpdump says "listening on" */
+            fprintf(stderr, "%s: listening for events on %s\n", progname, path);
+    } else if (cmd->type == C_EXPLAIN) {
+        print_explain(&o);
+    } else if (cmd->type == C_KILL) {
+        long long id = 0;
+        (void)jnum(&o, "id", &id);
+        printf("killed %s %lld\n", jstr(&o, "what"), id);
+    } else if (cmd->type == C_RELOAD) {
+        v = jget(&o, "ok");
+        reload_failed = v == NULL || v->type != J_BOOL || !v->b;
+        printf("%s\n", jstr(&o, "message"));
+    } else if (cmd->type == C_METRICS) {
+        fputs(jstr(&o, "text"), stdout);
+    } else if (cmd->tables == 0) {
+        /* stats, version: one object */
+        print_stats(&o);
     } else {
         int t = object_table(&o);
         if (t >= 0 && (cmd->tables & (1u << t))) {
@@ -709,21 +786,37 @@ static bool handle_line(const command *cmd, bool json, const char *path, const c
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: %s [-s PATH] [-j] sessions|connections|permissions|ports|plugins|redirects|stats|all\n"
-            "  -s, --socket PATH  the gateway's control socket (default $FWX_CTL_SOCKET or %s)\n"
-            "  -j, --json         print the server's JSON lines instead of tables\n"
-            "  -V, --version      print fwxctl's version and exit\n"
-            "  -h, --help         print this and exit\n",
-            progname, DEFAULT_SOCKET);
+            "usage: %s [-s PATH] [-j] [FILTER...] sessions|connections|permissions|ports|plugins|all\n"
+            "       %s [-s PATH] [-j] redirects|stats|version|events|metrics|reload\n"
+            "       %s [-s PATH] [-j] kill session|connection ID\n"
+            "       %s [-s PATH] [-j] [-u USER] explain SRC DST tcp/PORT|udp/PORT\n"
+            "  -s, --socket PATH    the gateway's control socket (default $FWX_CTL_SOCKET or %s)\n"
+            "  -j, --json           print the server's JSON lines instead of tables or text\n"
+            "  -c, --client IP      FILTER: objects of this client\n"
+            "  -i, --session ID     FILTER: this session and what belongs to it\n"
+            "  -p, --plugin NAME    FILTER: this plugin, and the permissions it asked for\n"
+            "  -m, --mode MODE      FILTER: connections and permissions in user or kernel mode\n"
+            "  -a, --address IP[:PORT]  FILTER: a client, peer or local address\n"
+            "  -u, --user USER      explain: the session's user\n"
+            "  -V, --version        print fwxctl's version and exit\n"
+            "  -h, --help           print this and exit\n",
+            progname, progname, progname, progname, DEFAULT_SOCKET);
 }
 
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"socket", required_argument, NULL, 's'}, {"json", no_argument, NULL, 'j'},
-        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        {"socket", required_argument, NULL, 's'},  {"json", no_argument, NULL, 'j'},
+        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {"client", required_argument, NULL, 'c'},  {"session", required_argument, NULL, 'i'},
+        {"plugin", required_argument, NULL, 'p'},  {"mode", required_argument, NULL, 'm'},
+        {"address", required_argument, NULL, 'a'}, {"user", required_argument, NULL, 'u'},
         {NULL, 0, NULL, 0},
     };
+    /* Filters go to the server as key=value words (examples/common/ctl.h). */
+    char filters[512] = "";
+    size_t flen = 0;
+    const char *user = NULL;
     const char *path = getenv("FWX_CTL_SOCKET");
     bool json = false;
     const command *cmd = NULL;
@@ -731,8 +824,38 @@ int main(int argc, char **argv)
         path = DEFAULT_SOCKET;
     int c;
     /* Options may come before or after the command, as they always could. */
-    while ((c = getopt_long(argc, argv, "s:jVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "s:jVhc:i:p:m:a:u:", opts, NULL)) != -1) {
+        const char *key = NULL;
         switch (c) {
+        case 'c': key = "client"; break;
+        case 'i': key = "session"; break;
+        case 'p': key = "plugin"; break;
+        case 'm': key = "mode"; break;
+        case 'a': key = "address"; break;
+        default: break;
+        }
+        if (key != NULL) {
+            /* One word each: a space or a newline would change the request. */
+            if (optarg[0] == '\0' || strpbrk(optarg, " \t\r\n=") != NULL) {
+                fprintf(stderr, "%s: --%s needs one word\n", progname, key);
+                return 2;
+            }
+            int n = snprintf(filters + flen, sizeof filters - flen, " %s=%s", key, optarg);
+            if (n < 0 || (size_t)n >= sizeof filters - flen) {
+                fprintf(stderr, "%s: filters too long\n", progname);
+                return 2;
+            }
+            flen += (size_t)n;
+            continue;
+        }
+        switch (c) {
+        case 'u':
+            if (optarg[0] == '\0' || strpbrk(optarg, " \t\r\n") != NULL) {
+                fprintf(stderr, "%s: --user needs one word\n", progname);
+                return 2;
+            }
+            user = optarg;
+            break;
         case 's':
             if (optarg[0] == '\0') {
                 fprintf(stderr, "%s: --socket needs a path\n", progname);
@@ -755,7 +878,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (optind != argc - 1) {
+    if (optind >= argc) {
         usage(stderr);
         return 2;
     }
@@ -767,10 +890,38 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (argc - optind - 1 != cmd->args) {
+        fprintf(stderr, "%s: %s takes %d argument%s\n", progname, cmd->name, cmd->args, cmd->args == 1 ? "" : "s");
+        usage(stderr);
+        return 2;
+    }
+    if (flen > 0 && (cmd->type != C_LIST || strncmp(cmd->request, "list ", 5) != 0)) {
+        fprintf(stderr, "%s: filters apply to sessions, connections, permissions, ports, plugins and all\n", progname);
+        return 2;
+    }
+    if (user != NULL && cmd->type != C_EXPLAIN) {
+        fprintf(stderr, "%s: --user applies to explain\n", progname);
+        return 2;
+    }
+    char req[1024];
+    int n = snprintf(req, sizeof req, "%s%s", cmd->request, filters);
+    for (int k = optind + 1; k < argc; k++) {
+        if (argv[k][0] == '\0' || strpbrk(argv[k], " \t\r\n") != NULL) {
+            fprintf(stderr, "%s: \"%s\": an argument is one word\n", progname, argv[k]);
+            return 2;
+        }
+        n += snprintf(req + n, sizeof req - (size_t)n, " %s", argv[k]);
+    }
+    if (user != NULL)
+        n += snprintf(req + n, sizeof req - (size_t)n, " user=%s", user);
+    if (n < 0 || (size_t)n + 2 > sizeof req || (size_t)n > 256) {
+        fprintf(stderr, "%s: request too long\n", progname);
+        return 2;
+    }
+    req[n++] = '\n';
+    req[n] = '\0';
 
     int fd = connect_to(path);
-    char req[64];
-    int n = snprintf(req, sizeof req, "%s\n", cmd->request);
     send_all(fd, path, req, (size_t)n);
 
     size_t cap = 4096, len = 0;
@@ -786,7 +937,9 @@ int main(int argc, char **argv)
                 die(1, "out of memory");
             buf = nb;
         }
-        size_t r = read_some(fd, path, buf + len, cap - len - 1);
+        size_t r = read_some(fd, path, buf + len, cap - len - 1, cmd->type == C_EVENTS ? -1 : ANSWER_TIMEOUT_MS);
+        if (r == 0 && cmd->type == C_EVENTS)
+            die(1, "%s: the gateway closed the event stream", path);
         if (r == 0)
             die(1, "%s: the server closed the connection before the end of the answer", path);
         len += r;
@@ -806,7 +959,7 @@ int main(int argc, char **argv)
     free(buf);
     close(fd);
 
-    if (!json && cmd->tables != 0) {
+    if (!json && cmd->type == C_LIST) {
         bool first = true;
         for (int t = 0; t < T_COUNT; t++) {
             if (!(cmd->tables & (1u << t)))
@@ -821,5 +974,5 @@ int main(int argc, char **argv)
     }
     if (fflush(stdout) != 0 || ferror(stdout))
         die(1, "stdout: %s", strerror(errno));
-    return 0;
+    return reload_failed ? 1 : 0;
 }

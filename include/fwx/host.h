@@ -722,6 +722,169 @@ FWX_API uint64_t fwx_firewall_datagrams_dropped(const fwx_firewall *fw);
 
 /** @} */
 
+/* ======================================================================================== */
+/* fwxctl-act (issue 15, items 5 and 6): acting on objects, explaining decisions, events and
+   plugin timing for operators' tools. Everything in this block is @since 1.1. */
+/* ======================================================================================== */
+/** @name Operator tools */
+/** @{ */
+
+/**
+ * @brief Ends one session or one connection by the id fwx_firewall_list() reports. [loop-thread]
+ *
+ * A session ends as fwx_session_close() ends it (its connections killed, its permissions and
+ * bound ports withdrawn); a connection as IFWXConnection::Kill ends it (the backend closes its
+ * sockets or flow). The host's own references stay valid: it learns of the end as for any
+ * other, through its backend and fwx_relay_done_cb.
+ * @param fw the firewall.
+ * @param kind ::FWX_OBJECT_SESSION or ::FWX_OBJECT_CONNECTION.
+ * @param id the object's id.
+ * @return FWX_S_OK; FWX_E_NOT_FOUND (no live object of that kind has that id); FWX_E_INVALIDARG
+ *   (another kind); FWX_E_POINTER; FWX_E_TERMINATING (the firewall is closing).
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_kill(fwx_firewall *fw, fwx_object_kind kind, uint64_t id);
+
+/** A connection to explain: what fwx_firewall_explain() decides. @since 1.1 */
+typedef struct fwx_explain_request {
+    uint32_t struct_size;             /**< sizeof(fwx_explain_request) */
+    int32_t protocol;                 /**< FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP */
+    const struct sockaddr *source;    /**< who opens it (the port may be 0) */
+    uint32_t source_len;              /**< length of source */
+    const struct sockaddr *destination; /**< where to, with its port; a publishing rule's
+                                           listen address is decided as that rule's server */
+    uint32_t destination_len;         /**< length of destination */
+    const char *user;                 /**< the session's user, or NULL */
+    const char *host_name;            /**< the destination's name for site rules, or NULL */
+} fwx_explain_request;
+
+/** The policy's decision on a ::fwx_explain_request. @since 1.1 */
+typedef struct fwx_explanation {
+    uint32_t struct_size;        /**< sizeof(fwx_explanation), set by the caller */
+    /** FWX_S_OK (allowed) or the refusal fwx_connection_open() would return:
+        FWX_E_PROTOCOL_RULES_DENIED, FWX_E_SITE_AND_CONTENT_RULES_DENIED,
+        FWX_E_NETWORK_RULES_DENIED, FWX_E_CLASSNOTREG (a bound filter is not loaded). */
+    fwx_result result;
+    char rule[64];               /**< the rule that decided, "" for the default rule */
+    int32_t rule_line;           /**< its line in the policy file, 0 for the default */
+    char protocol[64];           /**< the protocol definition it matched, "" for none */
+    char source_network[64];     /**< the source's network */
+    char destination_network[64]; /**< the destination's network */
+    char relationship[16];       /**< "nat", "route", "published" or "none" */
+    char published[64];          /**< the publishing rule it arrives on, "" if none */
+    /** The whole decision in one line, as a refusal's log line says it. */
+    char text[512];
+} fwx_explanation;
+
+/**
+ * @brief What the running policy decides for a connection, without opening anything.
+ * [loop-thread]
+ *
+ * The same decision fwx_connection_open() makes before the filters are asked (the filters'
+ * own verdict depends on the traffic and is not predicted).
+ * @param fw the firewall.
+ * @param req borrowed.
+ * @param out filled (struct_size set by the caller).
+ * @return FWX_S_OK (out filled, out->result says allow or deny); FWX_E_NOT_FOUND (no policy
+ *   loaded: every connection is allowed); FWX_E_INVALIDARG; FWX_E_POINTER.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_explain(fwx_firewall *fw, const fwx_explain_request *req, fwx_explanation *out);
+
+/** What a ::fwx_event reports. @since 1.1 */
+typedef enum fwx_event_type {
+    FWX_EVENT_SESSION_OPENED = 1,     /**< a session opened */
+    FWX_EVENT_SESSION_ENDED = 2,      /**< a session ended */
+    FWX_EVENT_CONNECTION_OPENED = 3,  /**< a connection was allowed (primary or secondary) */
+    FWX_EVENT_CONNECTION_CLOSED = 4,  /**< a connection ended; bytes_in/bytes_out are final */
+    FWX_EVENT_CONNECTION_REFUSED = 5, /**< the policy or a filter refused a connection */
+    FWX_EVENT_PERMISSION_ADDED = 6,   /**< a permission, bound port or redirect port was set up */
+    FWX_EVENT_PERMISSION_REMOVED = 7, /**< ... and withdrawn (used, timed out, session ended) */
+    /** @cond */
+    FWX__EVENT_FORCE_32 = 0x7FFFFFFF
+    /** @endcond */
+} fwx_event_type;
+
+/**
+ * @brief One event, as an event sink receives it. Borrowed for the call only; a member that
+ * does not apply is 0, NULL or an address of family AF_UNSPEC. @since 1.1
+ */
+typedef struct fwx_event {
+    uint32_t struct_size;            /**< sizeof(fwx_event) as the library saw it */
+    fwx_event_type type;             /**< what happened */
+    uint64_t session_id;             /**< the session (0 for a refusal before any connection) */
+    uint64_t id;                     /**< the connection's or the permission's id */
+    int32_t protocol;                /**< FWX_PROTOCOL_TCP / _UDP, 0 for sessions */
+    int32_t kernel_mode;             /**< connection or permission: nonzero when the kernel carries it */
+    struct sockaddr_storage client;  /**< the session's client (refusal: the source) */
+    struct sockaddr_storage peer;    /**< connection: external peer; permission: target; refusal: destination */
+    uint64_t bytes_in;               /**< CONNECTION_CLOSED: bytes from the client side */
+    uint64_t bytes_out;              /**< CONNECTION_CLOSED: bytes from the external side */
+    fwx_result result;               /**< CONNECTION_REFUSED: the refusal code */
+    /** CONNECTION_REFUSED: a short stable reason for counting: "protocol_rules",
+        "site_rules", "network_rules", "no_filter", "filter", "quarantine", "other". */
+    const char *reason;
+    const char *rule;                /**< the rule that decided ("default", "" unknown) */
+    /** connection: "primary", "secondary", "listening"; permission: its kind ("permission",
+        "bound port", "redirect port", "client bind"); session: "nat" or "explicit". */
+    const char *name;
+    const char *detail;              /**< REFUSED: the log line's explanation; else "" */
+} fwx_event;
+
+/**
+ * Receives one event, on the loop thread, synchronously inside the call that caused it. It
+ * must return quickly and must not call back into fwx.
+ * @since 1.1
+ */
+typedef void (*fwx_event_fn)(void *arg, const fwx_event *event);
+
+/**
+ * @brief Sends session, connection, refusal and permission events to @p sink. [loop-thread]
+ *
+ * One sink per firewall; NULL removes it. Events come whatever the log level.
+ * @return FWX_S_OK, FWX_E_POINTER (@p fw NULL).
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_set_event_sink(fwx_firewall *fw, fwx_event_fn sink, void *arg);
+
+/** Buckets of ::fwx_plugin_timing::buckets. @since 1.1 */
+#define FWX_PLUGIN_TIME_BUCKETS 7
+/** Upper bounds of the buckets, microseconds; the last bucket has none (+Inf). @since 1.1 */
+#define FWX_PLUGIN_TIME_BOUNDS_US { 10, 100, 1000, 10000, 100000, 1000000 }
+
+/** How long one plugin's handlers took. @since 1.1 */
+typedef struct fwx_plugin_timing {
+    uint32_t struct_size;   /**< sizeof(fwx_plugin_timing), set by the caller */
+    const char *name;       /**< the plugin's name (borrowed for the callback) */
+    uint64_t calls;         /**< calls timed (outermost calls into the plugin) */
+    uint64_t total_ns;      /**< their summed time */
+    /** Calls per bucket (not cumulative): [i] counts calls of at most
+        FWX_PLUGIN_TIME_BOUNDS_US[i] and more than the bound before; the last, the rest. */
+    uint64_t buckets[FWX_PLUGIN_TIME_BUCKETS];
+} fwx_plugin_timing;
+
+/**
+ * @brief Turns the timing of every call into a plugin on or off. [loop-thread]
+ *
+ * Off by default: it reads the monotonic clock twice per call (bench/plugin_call.c).
+ * @return FWX_S_OK, FWX_E_POINTER.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_time_plugins(fwx_firewall *fw, int32_t enabled);
+
+/** Receives one plugin's timing; @p t is borrowed for the call. @since 1.1 */
+typedef void (*fwx_plugin_timing_cb)(void *arg, const fwx_plugin_timing *t);
+
+/**
+ * @brief Reports each loaded plugin's timing, in load order. [loop-thread]
+ * @return FWX_S_OK, FWX_E_POINTER.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_plugin_timings(fwx_firewall *fw, fwx_plugin_timing_cb cb, void *arg);
+
+/** @} */
+/* ==== end of the fwxctl-act block ==== */
+
 #ifdef __cplusplus
 }
 #endif

@@ -137,8 +137,14 @@ fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
 
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
 {
-    if (fw->backend == NULL)
+    if (fw->backend == NULL) {
+        /* A host without a backend carries the grant itself: it is set up all the same. */
+        if (!g->announced) {
+            g->announced = true;
+            fwx__event_grant(g, FWX_EVENT_PERMISSION_ADDED);
+        }
         return FWX_S_OK;
+    }
     g->in_kernel = false;
     fw->grant_adding = &g->pub;
     fwx_result hr = fw->backend->grant_add(fw->backend_state, &g->pub);
@@ -147,6 +153,10 @@ fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
         g->in_kernel = false;
     if (FWX_SUCCEEDED(hr))
         g->installed = true;
+    if (FWX_SUCCEEDED(hr) && !g->announced) {
+        g->announced = true;
+        fwx__event_grant(g, FWX_EVENT_PERMISSION_ADDED);
+    }
     return hr;
 }
 

@@ -140,6 +140,7 @@ void fwx__conn_terminate(fwx__conn *c)
                 "connection %llu: closed (%llu bytes from the client, %llu from the peer)",
              (unsigned long long)c->id, (unsigned long long)c->bytes_in,
              (unsigned long long)(c->bytes_out + c->bytes_sent));
+    fwx__event_conn(c, FWX_EVENT_CONNECTION_CLOSED);
     fwx__list_remove(&c->node);
     if (client_bind)
         fwx__list_insert_tail(&s->closing_binds, &c->node); /* until its object goes (c_Release) */
@@ -309,6 +310,8 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
             fwx__log_at(fw, FWX_LOG_WARN, &(fwx__log_about){.session = s, .rule = d.rule_name ? d.rule_name : "default"},
                         "connection %s -> %s refused by %s", fwx__sa_fmt(rq.source, a), fwx__sa_fmt(rq.destination, b),
                         why);
+            fwx__event_refused(fw, s, NULL, p->protocol, rq.source, rq.destination, d.result,
+                               d.rule_name ? d.rule_name : "default", why);
             return d.result;
         }
         /* A protocol bound to a filter is never relayed without it (a mistyped GUID, a plugin
@@ -321,6 +324,8 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
                      "plugin provides; not relaying it unfiltered",
                      fwx__sa_fmt(rq.source, a), fwx__sa_fmt(rq.destination, b), d.protocol->name,
                      fwx__filter_ref_fmt(missing, g), fwx__policy_source(fw->policy), missing->line);
+            fwx__event_refused(fw, s, NULL, p->protocol, rq.source, rq.destination, FWX_E_CLASSNOTREG,
+                               d.rule_name ? d.rule_name : "default", "a bound filter is not loaded");
             return FWX_E_CLASSNOTREG;
         }
         if (d.protocol != NULL)
@@ -366,6 +371,9 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
                     in ? (p->external_local ? fwx__sa_fmt((struct sockaddr *)&local, b) : "?")
                        : fwx__sa_fmt((struct sockaddr *)&peer, b),
                     fwx_strerror(hr));
+        fwx__event_refused(fw, s, c, p->protocol, in ? (struct sockaddr *)&peer : (struct sockaddr *)&s->client,
+                           in ? (p->external_local ? (struct sockaddr *)&local : NULL) : (struct sockaddr *)&peer, hr,
+                           c->rule, fwx_strerror(hr));
         IFWXConnection_Release(&c->iface);
         return hr;
     }
@@ -378,6 +386,7 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
         fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s %s (%s mode)", (unsigned long long)c->id,
                  fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), fwx__sa_fmt((struct sockaddr *)&peer, b),
                  is_bind ? "bound" : "opened", (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
+    fwx__event_conn(c, FWX_EVENT_CONNECTION_OPENED);
     *out = &c->iface;
     return FWX_S_OK;
 }

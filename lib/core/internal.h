@@ -145,6 +145,11 @@ struct fwx_firewall {
     bool host_relay; /* fwx_firewall_set_host_relay: the host runs data filters (lib/backends/usermode/relay.c) */
     uint64_t dgrams_dropped; /* fwx_firewall_datagrams_dropped (lib/backends/usermode/dgram.c) */
     fwx__log_fold log_fold[FWX__LOG_FOLD_SLOTS]; /* loop thread only */
+    /* Operator tools (lib/core/events.c): the event sink, plugin timing. */
+    fwx_event_fn event_sink;
+    void *event_sink_arg;
+    bool time_plugins;
+    uint64_t plugin_call_start; /* uv_hrtime() at the outermost plugin call's entry */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -203,6 +208,9 @@ struct fwx__plugin {
     /* Set by the watchdog (another thread) when a call overran the soft limit: the plugin
        joins no new session. */
     atomic_bool quarantined;
+    /* fwx_firewall_time_plugins (lib/core/events.c): outermost calls, loop thread only. */
+    uint64_t time_calls, time_ns;
+    uint64_t time_buckets[FWX_PLUGIN_TIME_BUCKETS];
 };
 
 /* ---- plugin calls and the watchdog (lib/core/watchdog.c) ---- */
@@ -232,6 +240,8 @@ static inline void fwx__plugin_enter(fwx_firewall *fw, fwx__plugin *p, uint32_t 
 {
     saved->plugin = fw->current_plugin;
     saved->event = fw->current_event;
+    if (fw->time_plugins && saved->plugin == NULL)
+        fw->plugin_call_start = uv_hrtime();
     fw->current_plugin = p;
     fw->current_event = event;
     fwx__heartbeat *hb = fw->heartbeat;
@@ -245,8 +255,13 @@ static inline void fwx__plugin_enter(fwx_firewall *fw, fwx__plugin *p, uint32_t 
     }
 }
 
+/* Adds the outermost call that began at fw->plugin_call_start to p's timing (events.c). */
+void fwx__plugin_timed(fwx_firewall *fw, fwx__plugin *p);
+
 static inline void fwx__plugin_leave(fwx_firewall *fw, const fwx__plugin_call *saved)
 {
+    if (fw->time_plugins && saved->plugin == NULL && fw->current_plugin != NULL)
+        fwx__plugin_timed(fw, fw->current_plugin);
     fw->current_plugin = saved->plugin;
     fw->current_event = saved->event;
     fwx__heartbeat *hb = fw->heartbeat;
@@ -472,6 +487,7 @@ struct fwx__grant {
     fwx__conn *conn;        /* BindForClient / client bind: the owning connection (borrowed) */
     fwx__action *action;    /* borrowed: the action object, if one was handed out */
     bool installed;         /* given to the backend */
+    bool announced;         /* FWX_EVENT_PERMISSION_ADDED sent (lib/core/events.c) */
     bool approved;          /* client bind: RetroactiveAllowBind done */
     bool in_kernel;         /* the backend said the kernel carries it (fwx_backend_grant_in_kernel) */
     uint32_t uses;
@@ -529,5 +545,16 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
                                      IFWXIpFilter *pIpFilter);
 /* IFWXConnection::SetClientAddress for BindForClient connections. */
 fwx_result fwx__binding_set_client(fwx__conn *c, const struct sockaddr *addr, uint32_t len);
+
+/* ---- events for operators' tools (lib/core/events.c) ---- */
+
+/* Each reports to the event sink (fwx_firewall_set_event_sink), if any, next to the log line
+   that says the same. */
+void fwx__event_session(fwx__session *s, fwx_event_type type);
+void fwx__event_conn(fwx__conn *c, fwx_event_type type);
+void fwx__event_refused(fwx_firewall *fw, fwx__session *s, const fwx__conn *c, int32_t protocol,
+                        const struct sockaddr *src, const struct sockaddr *dst, fwx_result result, const char *rule,
+                        const char *detail);
+void fwx__event_grant(fwx__grant *g, fwx_event_type type);
 
 #endif /* FWX_INTERNAL_H */

@@ -271,6 +271,8 @@ void fwx__grant_remove(fwx__grant *g, const char *why)
         g->conn = NULL;
     }
     fwx__list_remove(&g->session_node);
+    if (g->announced)
+        fwx__event_grant(g, FWX_EVENT_PERMISSION_REMOVED);
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
     fwx__log(fw, FWX_LOG_DEBUG, "%s %llu (%s -> %s) withdrawn: %s", fwx__grant_type_name(g->type), (unsigned long long)g->pub.id,
              fwx__sa_fmt((struct sockaddr *)&g->pub.gateway, a), fwx__sa_fmt((struct sockaddr *)&g->pub.target, b), why);
@@ -1258,6 +1260,7 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
         fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s opened through %s %llu (%s mode)",
                  (unsigned long long)c->id, fwx__sa_fmt(src, a), fwx__sa_fmt(dst, b), gname, gid,
                  (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
+        fwx__event_conn(c, FWX_EVENT_CONNECTION_OPENED);
         if (redirected)
             fwx__redirect_admitted(c, dst, (const struct sockaddr *)&target);
         established(c, sf, ctx);

@@ -45,6 +45,7 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
     char a[FWX__SA_STRLEN];
     fwx__log_session(s, FWX_LOG_INFO, "session %llu: opened for %s (%s%s)", (unsigned long long)s->id, fwx__sa_fmt_ip(client, a),
              source == fwxSourceNAT ? "nat" : "explicit", (flags & FWX_SESSION_PRIVATE) ? ", private" : "");
+    fwx__event_session(s, FWX_EVENT_SESSION_OPENED);
     return s;
 }
 
@@ -401,6 +402,7 @@ void fwx__session_end(fwx__session *s)
     char a[FWX__SA_STRLEN];
     fwx__log_session(s, FWX_LOG_INFO, "session %llu: ended for %s", (unsigned long long)s->id,
              fwx__sa_fmt_ip((struct sockaddr *)&s->client, a));
+    fwx__event_session(s, FWX_EVENT_SESSION_ENDED);
     if (!(s->flags & FWX_SESSION_PRIVATE))
         IFWXSession_Release(&s->iface); /* the list's reference */
     IFWXSession_Release(&s->iface); /* ours, from above */
