@@ -63,6 +63,15 @@ void fwx__sa_key_of(const struct sockaddr *sa, bool with_port, fwx__sa_key *k);
    0 forbidden, -1 optional. Returns false on anything else. */
 bool fwx__sa_parse(const char *text, int need_port, struct sockaddr_storage *out);
 
+/* ---- results --------------------------------------------------------------------------- */
+
+/* The one mapping from a failed system or libuv call to a result (libuv's codes are negative
+   errnos on Linux, so either sign works): the cases a caller can act on get their own codes
+   (EADDRINUSE: FWX_E_ADDRINUSE, so the core tries another port; EADDRNOTAVAIL; ECONNREFUSED;
+   ENOMEM; EINVAL), anything else is `fallback`, the "it failed" the caller documents
+   (FWX_E_BACKEND for a backend's socket, FWX_E_INVALIDARG for a filter's socket call). */
+fwx_result fwx__result_from_errno(int err, fwx_result fallback);
+
 /* ---- time ------------------------------------------------------------------------------ */
 /* Monotonic milliseconds (uv_now of the loop is used where a loop is at hand). */
 uint64_t fwx__now_ms(void);

@@ -31,24 +31,6 @@ void fwx__proxy_state_maybe_free(pstate *st)
     }
 }
 
-static fwx_result from_uv(int err)
-{
-    switch (err) {
-    case UV_EADDRINUSE:
-        return FWX_E_ADDRINUSE;
-    case UV_EADDRNOTAVAIL:
-        return FWX_E_ADDRNOTAVAIL;
-    case UV_ECONNREFUSED:
-        return FWX_E_CONNREFUSED;
-    case UV_ENOMEM:
-        return FWX_E_OUTOFMEMORY;
-    case UV_EINVAL:
-        return FWX_E_INVALIDARG;
-    default:
-        return FWX_E_BACKEND;
-    }
-}
-
 /* ---- relays ------------------------------------------------------------------------------ */
 
 void fwx__proxy_session_unref(pstate *st, psession *ps)
@@ -435,7 +417,7 @@ static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr,
     int rc = uv_tcp_init(st->loop, &l->tcp);
     if (rc != 0) {
         free(l);
-        return from_uv(rc);
+        return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
     l->tcp.data = l;
     l->st = st;
@@ -445,7 +427,7 @@ static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr,
         rc = uv_listen((uv_stream_t *)&l->tcp, backlog > 0 ? backlog : 128, cb);
     if (rc != 0) {
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
-        return from_uv(rc);
+        return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
     DLIST_ADD(st->listeners, l);
     return FWX_S_OK;
