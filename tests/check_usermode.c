@@ -262,9 +262,9 @@ static void peer_join(peer *p)
 typedef struct rfx {
     uv_loop_t loop;
     int client, gw_int, gw_ext, server;
-    fwx__pump *p;
+    fwx_pump *p;
     int done_calls;
-    fwx__pump *done_p;
+    fwx_pump *done_p;
     bool spliced_at_end;
     size_t max_seen;
 } rfx;
@@ -279,22 +279,25 @@ static void rfx_open(rfx *f)
     set_nonblock(f->gw_ext);
 }
 
-static void on_done(fwx__pump *p, void *arg)
+static void on_done(fwx_pump *p, void *arg)
 {
     rfx *f = arg;
     f->done_calls++;
     f->done_p = p;
-    f->spliced_at_end = fwx__pump_spliced(p);
+    f->spliced_at_end = fwx_pump_spliced(p);
 }
 
 static bool is_done(void *arg) { return ((rfx *)arg)->done_calls > 0; }
 
 static void start_relay(rfx *f, IFWXConnection *conn, bool splice, size_t max_buffered)
 {
-    fwx__pump_opts o = {max_buffered, !splice};
-    TU_EXPECT_HR(fwx__pump_start(&f->loop, conn, f->gw_int, f->gw_ext, &o, on_done, f, &f->p), FWX_S_OK);
+    fwx_pump_options o;
+    fwx_pump_options_init(&o);
+    o.max_buffered = max_buffered;
+    o.no_splice = !splice;
+    TU_EXPECT_HR(fwx_pump_start(&f->loop, conn, f->gw_int, f->gw_ext, &o, on_done, f, &f->p), FWX_S_OK);
     ck_assert_ptr_nonnull(f->p);
-    ck_assert(fwx__pump_spliced(f->p) == splice);
+    ck_assert(fwx_pump_spliced(f->p) == splice);
     ck_assert_int_eq(f->done_calls, 0); /* never from inside start */
 }
 
@@ -389,7 +392,7 @@ static void bp_sample(void *arg)
 {
     rfx *f = ((bp *)arg)->f;
     if (f->done_calls == 0) {
-        size_t n = fwx__pump_buffered(f->p);
+        size_t n = fwx_pump_buffered(f->p);
         if (n > f->max_seen)
             f->max_seen = n;
     }
@@ -464,8 +467,8 @@ START_TEST(relay_abort)
     rfx_open(&f);
     start_relay(&f, NULL, _i == 0, 0);
     run_until(&f.loop, NULL, NULL, 10, NULL);
-    fwx__pump_abort(f.p);
-    fwx__pump_abort(f.p); /* harmless while ending */
+    fwx_pump_abort(f.p);
+    fwx_pump_abort(f.p); /* harmless while ending */
     ck_assert_int_eq(f.done_calls, 0);
     wait_done(&f);
     set_timeouts(f.client);
@@ -482,15 +485,15 @@ END_TEST
 START_TEST(relay_bad_args)
 {
     uv_loop_t loop;
-    fwx__pump *p = (fwx__pump *)(uintptr_t)1;
+    fwx_pump *p = (fwx_pump *)(uintptr_t)1;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx__pump_start(&loop, NULL, -1, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_pump_start(&loop, NULL, -1, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
     ck_assert_ptr_null(p);
     int a, b;
     tcp_pair(&a, &b);
     /* emulated (external_fd -1) without a data filter */
-    TU_EXPECT_HR(fwx__pump_start(&loop, NULL, b, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
-    TU_EXPECT_HR(fwx__pump_start(&loop, NULL, b, a, NULL, NULL, NULL, &p), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_pump_start(&loop, NULL, b, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_pump_start(&loop, NULL, b, a, NULL, NULL, NULL, &p), FWX_E_POINTER);
     close(a);
     close(b);
     tu_loop_close_clean(&loop);
@@ -924,7 +927,7 @@ START_TEST(filter_emulator)
     cfx_open(&k, &f.loop);
     tfilter *t = tf_new(F_EMULATE, 1);
     TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Emulation, NULL), FWX_S_OK);
-    TU_EXPECT_HR(fwx__pump_start(&f.loop, k.c, f.gw_int, -1, NULL, on_done, &f, &f.p), FWX_S_OK);
+    TU_EXPECT_HR(fwx_pump_start(&f.loop, k.c, f.gw_int, -1, NULL, on_done, &f, &f.p), FWX_S_OK);
     ck_assert_int_eq(t->setsockets_calls, 1);
     ck_assert_ptr_nonnull(t->s[0]);
     ck_assert_ptr_null(t->s[1]);

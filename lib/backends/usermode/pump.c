@@ -4,8 +4,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
-#include "core/internal.h"
-#include "objects/objects.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,13 +51,9 @@ typedef struct pdir {
     size_t head;
 } pdir;
 
-struct fwx__pump {
+struct fwx_pump {
     uv_loop_t *loop;
     IFWXConnection *conn; /* +1, may be NULL */
-    /* For the plugin watchdog: the firewall, and the plugin whose data filters run here
-       (NULL when they are several plugins'). Set in filter mode only. */
-    fwx_firewall *fw;
-    fwx__plugin *df_plugin;
     size_t max_buffered;
     fwx__pump_done_cb done;
     void *arg;
@@ -442,6 +436,8 @@ static void finish(fwx__pump *p)
     uv_close((uv_handle_t *)&p->idle, handle_closed);
 }
 
+static void deliver_one(void *op) { fwx__uio_deliver(op); }
+
 static void idle_cb(uv_idle_t *h)
 {
     fwx__pump *p = h->data;
@@ -449,23 +445,10 @@ static void idle_cb(uv_idle_t *h)
     fwx__uio_queue batch = p->cq;
     p->cq.head = p->cq.tail = NULL;
     fwx__uio *op;
-    /* The core learns which connection a filter works for while it handles a completion (a
-       session may hold several control connections: RedirectConnections picks this one's). */
-    fwx_firewall *fw = p->conn != NULL ? fwx__conn_from(p->conn)->session->fw : NULL;
-    const fwx__conn *was = fw != NULL ? fw->io_conn : NULL;
-    while ((op = fwx__uioq_pop(&batch)) != NULL) {
-        if (fw != NULL)
-            fw->io_conn = p->conn != NULL ? fwx__conn_from(p->conn) : NULL;
-        /* The completions are the data filters': a call into their plugin (lib/core/watchdog.c). */
-        fwx__plugin_call saved;
-        if (p->fw != NULL)
-            fwx__plugin_enter(p->fw, p->df_plugin, FWX__EVENT_DATA, &saved);
-        fwx__uio_deliver(op);
-        if (p->fw != NULL)
-            fwx__plugin_leave(p->fw, &saved);
-        if (fw != NULL)
-            fw->io_conn = was;
-    }
+    /* Each completion is a call into the connection's data filters (the core then knows which
+       connection they work for, and the watchdog times their plugin). */
+    while ((op = fwx__uioq_pop(&batch)) != NULL)
+        fwx_connection_data_call(p->conn, deliver_one, op);
     if (fwx__uioq_empty(&p->cq)) {
         uv_idle_stop(&p->idle);
         p->idle_on = false;
@@ -497,26 +480,26 @@ static void pump_end(fwx__pump *p, int err)
         }
     for (size_t i = 0; i < p->n_socks; i++)
         sock_kill(p->socks[i], UV_ECANCELED);
-    /* Through the idle handle: done() never runs inside fwx__pump_start or a filter's call. */
+    /* Through the idle handle: done() never runs inside fwx_pump_start or a filter's call. */
     kick(p);
 }
 
-void fwx__pump_abort(fwx__pump *p)
+void fwx_pump_abort(fwx_pump *p)
 {
     if (p != NULL)
         pump_end(p, UV_ECANCELED);
 }
 
-size_t fwx__pump_buffered(const fwx__pump *p)
+size_t fwx_pump_buffered(const fwx_pump *p)
 {
     if (p == NULL || p->mode == MODE_FILTER)
         return 0;
     return p->dir[0].held + p->dir[1].held;
 }
 
-bool fwx__pump_spliced(const fwx__pump *p) { return p != NULL && p->mode == MODE_SPLICE; }
+int32_t fwx_pump_spliced(const fwx_pump *p) { return p != NULL && p->mode == MODE_SPLICE; }
 
-int fwx__pump_error(const fwx__pump *p) { return p != NULL ? p->err : 0; }
+int fwx_pump_error(const fwx_pump *p) { return p != NULL ? p->err : 0; }
 
 /* ---- the filter path: the pump's IFWXSocket ---------------------------------------------- */
 
@@ -673,8 +656,9 @@ static fwx_result psock_Recv(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOComp
     if (s->recv != NULL)
         return FWX_E_INVALIDARG;
     /* Read at each Recv: the filter may have called SetBufferSize since the pump started. */
-    fwx__conn *c = s->pump->conn != NULL ? fwx__conn_from(s->pump->conn) : NULL;
-    uint32_t size = c != NULL && c->buffer_size > 0 ? c->buffer_size : s->pump->buffer_size;
+    uint32_t size = fwx_connection_buffer_size(s->pump->conn);
+    if (size == 0)
+        size = s->pump->buffer_size;
     fwx__uio *op;
     fwx_result hr = fwx__uio_new_recv(pBuffer, size, pCompletion, ud, &op);
     if (FWX_FAILED(hr))
@@ -817,17 +801,31 @@ static bool is_socket(int fd)
     return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 }
 
-fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
-                           const fwx__pump_opts *opts, fwx__pump_done_cb done, void *arg, fwx__pump **out)
+void fwx_pump_options_init(fwx_pump_options *opts)
+{
+    if (opts == NULL)
+        return;
+    memset(opts, 0, sizeof *opts);
+    opts->struct_size = sizeof *opts;
+}
+
+/* Reads what an older caller's smaller struct holds; the rest keeps its default. */
+#define OPT(o, field, dflt)                                                                       \
+    ((o) != NULL && (o)->struct_size >= offsetof(fwx_pump_options, field) + sizeof((o)->field) ? (o)->field : (dflt))
+
+fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
+                          const fwx_pump_options *opts, fwx_pump_done_cb done, void *arg, fwx_pump **out)
 {
     if (out != NULL)
         *out = NULL;
     if (loop == NULL || done == NULL || out == NULL)
         return FWX_E_POINTER;
-    if (conn != NULL && !fwx__conn_is_ours(conn))
+    /* Every connection of the core has an id; 0 says this one is not the core's. */
+    if (conn != NULL && fwx_connection_id(conn) == 0)
         return FWX_E_INVALIDARG;
-    fwx__conn *c = conn != NULL ? fwx__conn_from(conn) : NULL;
-    size_t n_dfs = c != NULL ? c->n_dfs : 0;
+    size_t n_dfs = fwx_connection_data_filters(conn);
+    uint64_t max_buffered = OPT(opts, max_buffered, 0);
+    bool no_splice = OPT(opts, no_splice, 0) != 0;
     if (!is_socket(internal_fd) || (external_fd != -1 && !is_socket(external_fd)) ||
         (external_fd == -1 && n_dfs == 0) || internal_fd == external_fd)
         return FWX_E_INVALIDARG;
@@ -838,13 +836,13 @@ fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_f
     p->loop = loop;
     p->done = done;
     p->arg = arg;
-    p->max_buffered = opts != NULL && opts->max_buffered > 0 ? opts->max_buffered : PUMP_DEFAULT_MAX;
+    p->max_buffered = max_buffered > 0 && max_buffered <= SIZE_MAX ? (size_t)max_buffered : PUMP_DEFAULT_MAX;
     p->fd[SIDE_INT] = internal_fd;
     p->fd[SIDE_EXT] = external_fd;
     for (int d = 0; d < 2; d++)
         p->dir[d].pipe[0] = p->dir[d].pipe[1] = -1;
-    p->mode = n_dfs > 0 ? MODE_FILTER : (opts != NULL && opts->no_splice) ? MODE_RW : MODE_SPLICE;
-    p->buffer_size = c != NULL && c->buffer_size > 0 ? c->buffer_size : 2048;
+    p->mode = n_dfs > 0 ? MODE_FILTER : no_splice ? MODE_RW : MODE_SPLICE;
+    p->buffer_size = fwx_connection_buffer_size(conn) > 0 ? fwx_connection_buffer_size(conn) : 2048;
 
     fwx_result hr = FWX_S_OK;
     if (FWX_SUCCEEDED(hr) && p->mode == MODE_FILTER) {
@@ -908,27 +906,17 @@ fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_f
     }
 
     if (p->mode == MODE_FILTER) {
-        p->fw = c->session->fw;
-        p->df_plugin = c->dfs[0].plugin;
-        for (size_t i = 1; i < n_dfs; i++)
-            if (c->dfs[i].plugin != p->df_plugin)
-                p->df_plugin = NULL;
         /* socks: [0] internal real, [1] external real (if any), then the virtual pairs a,b. */
         size_t v = p->real[SIDE_EXT] != NULL ? 2 : 1;
         for (size_t i = 0; i < n_dfs; i++) {
             psock *l = i == 0 ? p->real[SIDE_INT] : p->socks[v + 2 * (i - 1) + 1];
             psock *r = i + 1 == n_dfs ? p->real[SIDE_EXT] : p->socks[v + 2 * i];
-            /* The core may detach a filter while we call another; hold each for its call. */
-            IFWXDataFilter *df = c->dfs[i].df;
-            IUnknown *ctx = c->dfs[i].ctx;
-            IFWXDataFilter_AddRef(df);
-            fwx__plugin_call saved;
-            fwx__plugin_enter(p->fw, c->dfs[i].plugin, FWX__EVENT_DATA, &saved);
-            hr = IFWXDataFilter_SetSockets(df, &l->iface, r != NULL ? &r->iface : NULL, conn, ctx);
-            fwx__plugin_leave(p->fw, &saved);
-            IFWXDataFilter_Release(df);
-            if (FWX_FAILED(hr) || p->ending || c->n_dfs != n_dfs) {
-                pump_end(p, FWX_FAILED(hr) ? UV_ECONNABORTED : p->err);
+            hr = fwx_connection_data_filter_set_sockets(conn, (uint32_t)i, &l->iface, r != NULL ? &r->iface : NULL);
+            /* A filter that detached (or a connection that ended) during the call leaves the
+               chain incomplete: the pump ends, as when the filters close, without an error of
+               its own (the core's kill, if any, says why). */
+            if (FWX_FAILED(hr) || p->ending) {
+                pump_end(p, hr == FWX_E_TERMINATING || FWX_SUCCEEDED(hr) ? p->err : UV_ECONNABORTED);
                 break;
             }
         }

@@ -4,7 +4,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
-#include "objects/objects.h"
 
 #include <errno.h>
 #include <stdlib.h>
