@@ -18,6 +18,7 @@
  * - @ref embedding : hosting fwx in a proxy (fwx/host.h)
  * - @ref backends : what steers sockets (fwx/backend.h); @ref proxy_backend : the "proxy"
  *   backend's SOCKS5 forward mode (fwx/proxy.h)
+ * - @ref pump : the data path: a connection's data-filter chain and fwx's pump (fwx/pump.h)
  * - @ref redirect_api : redirect handles, records and states across cooperating proxies
  *   (fwx/redirect.h; the guide is @ref redirect "doc/redirect.md")
  * - @ref logging : log levels, structured fields, the host's record sink (fwx/log.h) and
@@ -35,6 +36,7 @@
 #include <fwx/host.h>
 #include <fwx/backend.h>
 #include <fwx/proxy.h>
+#include <fwx/pump.h>
 #include <fwx/redirect.h>
 
 #endif /* FWX_FWX_H */
