@@ -114,7 +114,7 @@ FWX_API void fwx_connection_count_dropped_datagrams(IFWXConnection *conn, uint64
 /**
  * A new I/O buffer of @p size bytes, as IFWXFirewall::CreateBuffer makes them: zero-filled,
  * data size 0. For a data path's receive into a buffer of its own (IFWXSocket::Recv with a NULL
- * buffer). @param out receives a new reference (+1).
+ * buffer). @param size its size in bytes. @param out receives a new reference (+1).
  * @return FWX_S_OK, FWX_E_POINTER, FWX_E_INVALIDARG (@p size 0 or over 16 MiB),
  *   FWX_E_OUTOFMEMORY.
  * [any-thread] @since 1.1
