@@ -31,7 +31,7 @@ typedef struct psock psock;
 struct psock {
     IFWXSocket iface;
     atomic_uint refs;
-    fwx__pump *pump; /* NULL once the pump ended */
+    fwx_pump *pump; /* NULL once the pump ended */
     bool is_virtual;
     int side;   /* real: SIDE_INT / SIDE_EXT */
     psock *peer; /* virtual: the other end */
@@ -55,7 +55,7 @@ struct fwx_pump {
     uv_loop_t *loop;
     IFWXConnection *conn; /* +1, may be NULL */
     size_t max_buffered;
-    fwx__pump_done_cb done;
+    fwx_pump_done_cb done;
     void *arg;
     int mode;
     bool ending, finishing;
@@ -79,19 +79,19 @@ struct fwx_pump {
 };
 
 static const IFWXSocketVtbl psock_vtbl;
-static void pump_end(fwx__pump *p, int err);
-static void update_polls(fwx__pump *p);
-static void filter_check_end(fwx__pump *p);
+static void pump_end(fwx_pump *p, int err);
+static void update_polls(fwx_pump *p);
+static void filter_check_end(fwx_pump *p);
 
-static void kick(fwx__pump *p);
+static void kick(fwx_pump *p);
 
-static void count(fwx__pump *p, int dir, size_t n)
+static void count(fwx_pump *p, int dir, size_t n)
 {
     if (p->conn != NULL && n > 0)
         fwx_connection_count_bytes(p->conn, dir == 0 ? n : 0, dir == 1 ? n : 0);
 }
 
-static void complete_later(fwx__pump *p, fwx__uio *op)
+static void complete_later(fwx_pump *p, fwx__uio *op)
 {
     fwx__uioq_push(&p->cq, op);
     kick(p);
@@ -99,9 +99,9 @@ static void complete_later(fwx__pump *p, fwx__uio *op)
 
 /* ---- the relay: splice ------------------------------------------------------------------- */
 
-static int make_pipe(fwx__pump *p, int fds[2]);
+static int make_pipe(fwx_pump *p, int fds[2]);
 
-static int splice_dir(fwx__pump *p, int d)
+static int splice_dir(fwx_pump *p, int d)
 {
     pdir *D = &p->dir[d];
     int src = p->fd[d == 0 ? SIDE_INT : SIDE_EXT], dst = p->fd[d == 0 ? SIDE_EXT : SIDE_INT];
@@ -164,7 +164,7 @@ static int splice_dir(fwx__pump *p, int d)
 
 /* ---- the relay: read/write --------------------------------------------------------------- */
 
-static int rw_dir(fwx__pump *p, int d)
+static int rw_dir(fwx_pump *p, int d)
 {
     pdir *D = &p->dir[d];
     size_t cap = p->max_buffered;
@@ -211,7 +211,7 @@ static int rw_dir(fwx__pump *p, int d)
 }
 
 /* Switches a splice relay that never moved a byte to read/write (splice said EINVAL). */
-static void fall_back(fwx__pump *p)
+static void fall_back(fwx_pump *p)
 {
     for (int d = 0; d < 2; d++) {
         for (int k = 0; k < 2; k++) {
@@ -225,7 +225,7 @@ static void fall_back(fwx__pump *p)
     p->mode = MODE_RW;
 }
 
-static void relay_run(fwx__pump *p, int d)
+static void relay_run(fwx_pump *p, int d)
 {
     int r = p->mode == MODE_SPLICE ? splice_dir(p, d) : rw_dir(p, d);
     if (r == PUMP_FALLBACK) {
@@ -249,7 +249,7 @@ static void relay_run(fwx__pump *p, int d)
 
 /* ---- the filter path: real sockets ------------------------------------------------------- */
 
-static void real_read(fwx__pump *p, psock *s)
+static void real_read(fwx_pump *p, psock *s)
 {
     fwx__uio *op = s->recv;
     uint8_t *mem;
@@ -282,7 +282,7 @@ static void real_read(fwx__pump *p, psock *s)
 }
 
 /* Writes queued sends; after the last, a requested shutdown. */
-static void real_flush(fwx__pump *p, psock *s)
+static void real_flush(fwx_pump *p, psock *s)
 {
     while (!fwx__uioq_empty(&s->sendq)) {
         fwx__uio *op = s->sendq.head;
@@ -322,7 +322,7 @@ static void real_flush(fwx__pump *p, psock *s)
 
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
-    fwx__pump *p = h->data;
+    fwx_pump *p = h->data;
     int i = h == &p->poll[SIDE_INT] ? SIDE_INT : SIDE_EXT;
     if (p->ending)
         return;
@@ -351,7 +351,7 @@ static void poll_cb(uv_poll_t *h, int status, int events)
         update_polls(p);
 }
 
-static void update_polls(fwx__pump *p)
+static void update_polls(fwx_pump *p)
 {
     for (int i = 0; i < 2; i++) {
         if (!p->poll_live[i])
@@ -386,7 +386,7 @@ static void update_polls(fwx__pump *p)
 
 static void handle_closed(uv_handle_t *h)
 {
-    fwx__pump *p = h->data;
+    fwx_pump *p = h->data;
     if ((uv_handle_t *)&p->poll[SIDE_INT] == h || (uv_handle_t *)&p->poll[SIDE_EXT] == h) {
         /* The fd goes only after its poll handle (libuv: never close a polled fd). */
         int i = (uv_handle_t *)&p->poll[SIDE_INT] == h ? SIDE_INT : SIDE_EXT;
@@ -412,7 +412,7 @@ static void handle_closed(uv_handle_t *h)
     free(p);
 }
 
-static void close_poll(fwx__pump *p, int i)
+static void close_poll(fwx_pump *p, int i)
 {
     if (!p->poll_live[i])
         return;
@@ -420,7 +420,7 @@ static void close_poll(fwx__pump *p, int i)
     uv_close((uv_handle_t *)&p->poll[i], handle_closed);
 }
 
-static void finish(fwx__pump *p)
+static void finish(fwx_pump *p)
 {
     if (p->finishing)
         return;
@@ -440,7 +440,7 @@ static void deliver_one(void *op) { fwx__uio_deliver(op); }
 
 static void idle_cb(uv_idle_t *h)
 {
-    fwx__pump *p = h->data;
+    fwx_pump *p = h->data;
     /* Only what is queued now: completions queued by these callbacks wait for the next turn. */
     fwx__uio_queue batch = p->cq;
     p->cq.head = p->cq.tail = NULL;
@@ -457,7 +457,7 @@ static void idle_cb(uv_idle_t *h)
     }
 }
 
-static void kick(fwx__pump *p)
+static void kick(fwx_pump *p)
 {
     if (!p->idle_on && !p->finishing) {
         p->idle_on = true;
@@ -467,7 +467,7 @@ static void kick(fwx__pump *p)
 
 static void sock_kill(psock *s, int err);
 
-static void pump_end(fwx__pump *p, int err)
+static void pump_end(fwx_pump *p, int err)
 {
     if (p->ending)
         return;
@@ -510,7 +510,7 @@ static bool sock_live(psock *s) { return s->pump != NULL && !s->pump->ending && 
 /* Moves data from a's queued sends into b's pending Recv; EOF when a is done sending. */
 static void vflow(psock *a, psock *b)
 {
-    fwx__pump *p = b->pump;
+    fwx_pump *p = b->pump;
     if (b->closed) {
         /* Nobody will ever read: what a sends fails. */
         while (!fwx__uioq_empty(&a->sendq)) {
@@ -570,7 +570,7 @@ static void vflow(psock *a, psock *b)
 /* Fails what is pending on s; the pump's end and Close share it. */
 static void sock_kill(psock *s, int err)
 {
-    fwx__pump *p = s->pump;
+    fwx_pump *p = s->pump;
     if (s->closed)
         return;
     s->closed = true;
@@ -689,7 +689,7 @@ static fwx_result psock_Shutdown(IFWXSocket *This, int32_t How)
         return FWX_E_INVALIDARG;
     if (!sock_live(s))
         return FWX_E_TERMINATING;
-    fwx__pump *p = s->pump;
+    fwx_pump *p = s->pump;
     if (How == SHUT_RD || How == SHUT_RDWR) {
         s->rd_eof = true;
         if (!s->is_virtual)
@@ -720,7 +720,7 @@ static fwx_result psock_Close(IFWXSocket *This)
     psock *s = impl_from_IFWXSocket(This);
     if (!sock_live(s))
         return FWX_S_OK;
-    fwx__pump *p = s->pump;
+    fwx_pump *p = s->pump;
     sock_kill(s, UV_ECANCELED);
     if (!s->is_virtual) {
         /* The peer sees the close now, not when the whole pump ends. */
@@ -737,7 +737,7 @@ static const IFWXSocketVtbl psock_vtbl = {
     psock_QueryInterface, psock_AddRef, psock_Release, psock_Send, psock_SendTo, psock_Recv, psock_Shutdown, psock_Close,
 };
 
-static psock *psock_new(fwx__pump *p, bool is_virtual, int side)
+static psock *psock_new(fwx_pump *p, bool is_virtual, int side)
 {
     psock *s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -751,7 +751,7 @@ static psock *psock_new(fwx__pump *p, bool is_virtual, int side)
     return s;
 }
 
-static void filter_check_end(fwx__pump *p)
+static void filter_check_end(fwx_pump *p)
 {
     if (p->ending)
         return;
@@ -779,7 +779,7 @@ static void ignore_sigpipe_once(void)
     }
 }
 
-static int make_pipe(fwx__pump *p, int fds[2])
+static int make_pipe(fwx_pump *p, int fds[2])
 {
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
         return -errno;
@@ -830,7 +830,7 @@ fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd
         (external_fd == -1 && n_dfs == 0) || internal_fd == external_fd)
         return FWX_E_INVALIDARG;
 
-    fwx__pump *p = calloc(1, sizeof *p);
+    fwx_pump *p = calloc(1, sizeof *p);
     if (p == NULL)
         return FWX_E_OUTOFMEMORY;
     p->loop = loop;
