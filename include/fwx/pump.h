@@ -193,8 +193,10 @@ typedef void (*fwx_pump_done_cb)(fwx_pump *pump, void *arg);
  * @param out receives the pump (valid until @p done returns).
  * @return FWX_S_OK (then @p done follows exactly once); FWX_E_POINTER; FWX_E_INVALIDARG (a
  *   descriptor that is not a TCP stream socket, both the same, -1 without a data filter,
- *   @p conn not the core's); FWX_E_OUTOFMEMORY; FWX_E_FAIL (libuv could not watch a
- *   descriptor). On failure nothing was taken and @p done is never called.
+ *   @p conn not the core's); FWX_E_OUTOFMEMORY; FWX_E_FAIL (a libuv handle could not be
+ *   set up). On failure nothing was taken and @p done is never called. (A descriptor libuv
+ *   then cannot watch ends the started pump at once: FWX_S_OK, and @p done follows with
+ *   fwx_pump_error() UV_EBADF.)
  * [loop-thread] @since 1.1
  */
 FWX_API fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
