@@ -1008,7 +1008,7 @@ static void *transparent_active(void *arg)
     return NULL;
 }
 
-static void pump_done(fwx__pump *p, void *arg)
+static void pump_done(fwx_pump *p, void *arg)
 {
     (void)p;
     *(int *)arg = 1;
@@ -1045,8 +1045,8 @@ START_TEST(transparent_client)
     tcp_pair("127.0.0.1", &ps, &t.server);
     t.rc.fd = t.client;
     t.rs.fd = t.server;
-    fwx__pump *p = NULL;
-    TU_EXPECT_HR(fwx__pump_start(&g.loop, ctl, pc, ps, NULL, pump_done, &done, &p), FWX_S_OK);
+    fwx_pump *p = NULL;
+    TU_EXPECT_HR(fwx_pump_start(&g.loop, ctl, pc, ps, NULL, pump_done, &done, &p), FWX_S_OK);
     tu_run_peer(&g.loop, transparent_script, &t);
     ck_assert_msg(t.ok, "%s", t.why);
     /* The EPSV permission replaced the PASV one: the client may connect to the server's port. */
@@ -1130,8 +1130,8 @@ START_TEST(explicit_across_families)
     tcp_pair("127.0.0.1", &ps, &t.server);
     t.rc.fd = t.client;
     t.rs.fd = t.server;
-    fwx__pump *p = NULL;
-    TU_EXPECT_HR(fwx__pump_start(&g.loop, ctl, pc, ps, NULL, pump_done, &done, &p), FWX_S_OK);
+    fwx_pump *p = NULL;
+    TU_EXPECT_HR(fwx_pump_start(&g.loop, ctl, pc, ps, NULL, pump_done, &done, &p), FWX_S_OK);
     tu_run_peer(&g.loop, explicit_xfamily_script, &t);
     ck_assert_msg(t.ok, "%s", t.why);
     /* The last EPRT's bound port is the one grant left (each grant replaces the one before). */

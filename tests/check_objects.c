@@ -5,7 +5,9 @@
 #include "testutil.h"
 #include "objects/objects.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <uv.h>
 #include <stdlib.h>
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -216,6 +218,21 @@ START_TEST(result_documented_values)
     ck_assert_int_eq(FWX_FROM_WIN32(10022), FWX_E_WSAEINVAL);
     ck_assert_int_eq(FWX_FROM_WIN32(87), FWX_E_INVALIDARG);
     ck_assert_str_eq(fwx_err_name(FWX_E_ADDRESS_NOT_ALLOWED), "FWX_E_ADDRESS_NOT_ALLOWED");
+}
+END_TEST
+
+/* The one libuv/errno mapping: either sign, the codes a caller acts on, the rest its fallback. */
+START_TEST(result_from_errno)
+{
+    ck_assert_int_eq(fwx__result_from_errno(UV_EADDRINUSE, FWX_E_BACKEND), FWX_E_ADDRINUSE);
+    ck_assert_int_eq(fwx__result_from_errno(EADDRINUSE, FWX_E_BACKEND), FWX_E_ADDRINUSE);
+    ck_assert_int_eq(fwx__result_from_errno(UV_EADDRNOTAVAIL, FWX_E_BACKEND), FWX_E_ADDRNOTAVAIL);
+    ck_assert_int_eq(fwx__result_from_errno(UV_ECONNREFUSED, FWX_E_INVALIDARG), FWX_E_CONNREFUSED);
+    ck_assert_int_eq(fwx__result_from_errno(UV_ENOMEM, FWX_E_BACKEND), FWX_E_OUTOFMEMORY);
+    ck_assert_int_eq(fwx__result_from_errno(UV_EINVAL, FWX_E_BACKEND), FWX_E_INVALIDARG);
+    ck_assert_int_eq(fwx__result_from_errno(UV_EACCES, FWX_E_BACKEND), FWX_E_BACKEND);
+    ck_assert_int_eq(fwx__result_from_errno(UV_EACCES, FWX_E_INVALIDARG), FWX_E_INVALIDARG);
+    ck_assert_int_eq(fwx__result_from_errno(0, FWX_E_FAIL), FWX_E_FAIL);
 }
 END_TEST
 
@@ -1052,6 +1069,7 @@ int main(void)
     Suite *s = suite_create("objects");
     add(s, "result_every_code", result_every_code);
     add(s, "result_unknown_code", result_unknown_code);
+    add(s, "result_from_errno", result_from_errno);
     add(s, "result_documented_values", result_documented_values);
     add(s, "guid_format", guid_format);
     add(s, "guid_round_trip", guid_round_trip);

@@ -262,9 +262,9 @@ static void peer_join(peer *p)
 typedef struct rfx {
     uv_loop_t loop;
     int client, gw_int, gw_ext, server;
-    fwx__pump *p;
+    fwx_pump *p;
     int done_calls;
-    fwx__pump *done_p;
+    fwx_pump *done_p;
     bool spliced_at_end;
     size_t max_seen;
 } rfx;
@@ -279,22 +279,25 @@ static void rfx_open(rfx *f)
     set_nonblock(f->gw_ext);
 }
 
-static void on_done(fwx__pump *p, void *arg)
+static void on_done(fwx_pump *p, void *arg)
 {
     rfx *f = arg;
     f->done_calls++;
     f->done_p = p;
-    f->spliced_at_end = fwx__pump_spliced(p);
+    f->spliced_at_end = fwx_pump_spliced(p);
 }
 
 static bool is_done(void *arg) { return ((rfx *)arg)->done_calls > 0; }
 
 static void start_relay(rfx *f, IFWXConnection *conn, bool splice, size_t max_buffered)
 {
-    fwx__pump_opts o = {max_buffered, !splice};
-    TU_EXPECT_HR(fwx__pump_start(&f->loop, conn, f->gw_int, f->gw_ext, &o, on_done, f, &f->p), FWX_S_OK);
+    fwx_pump_options o;
+    fwx_pump_options_init(&o);
+    o.max_buffered = max_buffered;
+    o.no_splice = !splice;
+    TU_EXPECT_HR(fwx_pump_start(&f->loop, conn, f->gw_int, f->gw_ext, &o, on_done, f, &f->p), FWX_S_OK);
     ck_assert_ptr_nonnull(f->p);
-    ck_assert(fwx__pump_spliced(f->p) == splice);
+    ck_assert(fwx_pump_spliced(f->p) == splice);
     ck_assert_int_eq(f->done_calls, 0); /* never from inside start */
 }
 
@@ -389,7 +392,7 @@ static void bp_sample(void *arg)
 {
     rfx *f = ((bp *)arg)->f;
     if (f->done_calls == 0) {
-        size_t n = fwx__pump_buffered(f->p);
+        size_t n = fwx_pump_buffered(f->p);
         if (n > f->max_seen)
             f->max_seen = n;
     }
@@ -464,8 +467,8 @@ START_TEST(relay_abort)
     rfx_open(&f);
     start_relay(&f, NULL, _i == 0, 0);
     run_until(&f.loop, NULL, NULL, 10, NULL);
-    fwx__pump_abort(f.p);
-    fwx__pump_abort(f.p); /* harmless while ending */
+    fwx_pump_abort(f.p);
+    fwx_pump_abort(f.p); /* harmless while ending */
     ck_assert_int_eq(f.done_calls, 0);
     wait_done(&f);
     set_timeouts(f.client);
@@ -482,15 +485,15 @@ END_TEST
 START_TEST(relay_bad_args)
 {
     uv_loop_t loop;
-    fwx__pump *p = (fwx__pump *)(uintptr_t)1;
+    fwx_pump *p = (fwx_pump *)(uintptr_t)1;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx__pump_start(&loop, NULL, -1, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_pump_start(&loop, NULL, -1, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
     ck_assert_ptr_null(p);
     int a, b;
     tcp_pair(&a, &b);
     /* emulated (external_fd -1) without a data filter */
-    TU_EXPECT_HR(fwx__pump_start(&loop, NULL, b, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
-    TU_EXPECT_HR(fwx__pump_start(&loop, NULL, b, a, NULL, NULL, NULL, &p), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_pump_start(&loop, NULL, b, -1, NULL, on_done, NULL, &p), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_pump_start(&loop, NULL, b, a, NULL, NULL, NULL, &p), FWX_E_POINTER);
     close(a);
     close(b);
     tu_loop_close_clean(&loop);
@@ -912,6 +915,133 @@ START_TEST(filter_modifier)
 }
 END_TEST
 
+/* An older caller's smaller fwx_pump_options: what its struct_size does not cover keeps its
+   default (max_buffered 1 would otherwise make a one-byte ring). */
+START_TEST(relay_old_options)
+{
+    rfx f;
+    rfx_open(&f);
+    fwx_pump_options o;
+    memset(&o, 0xff, sizeof o);
+    o.struct_size = (uint32_t)offsetof(fwx_pump_options, max_buffered); /* 1.1's first field only */
+    o.no_splice = 1;
+    o.max_buffered = 1;
+    TU_EXPECT_HR(fwx_pump_start(&f.loop, NULL, f.gw_int, f.gw_ext, &o, on_done, &f, &f.p), FWX_S_OK);
+    ck_assert_int_eq(fwx_pump_spliced(f.p), 0);
+    peer cl = {.tx_text = "hello"};
+    peer sv = {.tx_text = "world!"};
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    /* the default 256 KiB ring takes the whole greeting in one read */
+    while (f.done_calls == 0 && fwx_pump_buffered(f.p) == 0 && uv_run(&f.loop, UV_RUN_ONCE) != 0) {
+    }
+    wait_done(&f);
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_str_eq(sv.rx, "hello");
+    ck_assert_str_eq(cl.rx, "world!");
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+static void count_call(void *arg) { (*(int *)arg)++; }
+
+static void nested_call(void *arg)
+{
+    cfx *k = arg;
+    /* during the call the core takes the connection as the one its filters work for */
+    int n = 0;
+    fwx_connection_data_call(k->c, count_call, &n);
+    ck_assert_int_eq(n, 1);
+}
+
+/* The chain as a backend outside libfwx sees it: fwx/pump.h and the host.h accessors. */
+START_TEST(public_chain)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    cfx k;
+    cfx_open(&k, &loop);
+    ck_assert_uint_ne(fwx_connection_id(k.c), 0);
+    ck_assert_uint_eq(fwx_connection_id(NULL), 0);
+    ck_assert_ptr_eq(fwx_connection_firewall(k.c), k.fw);
+    ck_assert_ptr_null(fwx_connection_firewall(NULL));
+    ck_assert_uint_eq(fwx_firewall_timeout_ms(k.fw), 60000);
+    ck_assert_int_eq(fwx_firewall_host_relay(k.fw), 0);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(k.fw, 1), FWX_S_OK);
+    ck_assert_int_eq(fwx_firewall_host_relay(k.fw), 1);
+    const char *name = "x";
+    fwx_guid g = {{0}};
+    ck_assert_uint_eq(fwx_firewall_protocol_filters(k.fw, &g, &name), 0); /* no policy */
+    ck_assert_ptr_null(name);
+    ck_assert_uint_eq(fwx_connection_buffer_size(k.c), 2048); /* TCP's default */
+    TU_EXPECT_HR(IFWXConnection_SetBufferSize(k.c, 100), FWX_S_OK);
+    ck_assert_uint_eq(fwx_connection_buffer_size(k.c), 100);
+    ck_assert_uint_eq(fwx_connection_buffer_size(NULL), 0);
+
+    /* two filters: one for every flow, one only for another destination */
+    tfilter *a = tf_new(F_OBSERVE, 1), *b = tf_new(F_OBSERVE, 2);
+    struct sockaddr_storage other = tu_addr("198.51.100.9:21"), same = tu_addr("198.51.100.7:21");
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &a->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    TU_EXPECT_HR(fwx__conn_attach_df_to(fwx__conn_from(k.c), &b->iface, fwx_dfpc_Middle, NULL, &other), FWX_S_OK);
+    ck_assert_uint_eq(fwx_connection_data_filters(k.c), 2);
+    ck_assert_int_eq(fwx_connection_data_filter_applies(k.c, 0), 1);
+    ck_assert_int_eq(fwx_connection_data_filter_applies(k.c, 1), 0);
+    ck_assert_int_eq(fwx_connection_data_filter_applies(k.c, 2), 0);
+    ck_assert_int_eq(fwx_connection_data_filter_applies(NULL, 0), 0);
+    tfilter *c = tf_new(F_OBSERVE, 3);
+    TU_EXPECT_HR(fwx__conn_attach_df_to(fwx__conn_from(k.c), &c->iface, fwx_dfpc_Middle, NULL, &same), FWX_S_OK);
+    ck_assert_int_eq(fwx_connection_data_filter_applies(k.c, 2), 1);
+
+    /* SetSockets through the core, with its refusals */
+    IFWXSocket never_called = {NULL}; /* refused before any socket is touched */
+    TU_EXPECT_HR(fwx_connection_data_filter_set_sockets(NULL, 0, &never_called, NULL), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_connection_data_filter_set_sockets(k.c, 0, NULL, NULL), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_connection_data_filter_set_sockets(k.c, 3, &never_called, NULL), FWX_E_INVALIDARG);
+    ck_assert_int_eq(a->setsockets_calls + b->setsockets_calls + c->setsockets_calls, 0);
+
+    /* the call back into the filters runs its function, nested too, and plainly without one */
+    int n = 0;
+    fwx_connection_data_call(NULL, count_call, &n);
+    fwx_connection_data_call(k.c, count_call, &n);
+    ck_assert_int_eq(n, 2);
+    fwx_connection_data_call(k.c, nested_call, &k);
+    fwx_connection_data_call(k.c, NULL, NULL); /* harmless */
+
+    /* dropped datagrams count into the firewall's counter */
+    uint64_t before = fwx_firewall_datagrams_dropped(k.fw);
+    fwx_connection_count_dropped_datagrams(k.c, 3);
+    ck_assert_uint_eq(fwx_firewall_datagrams_dropped(k.fw), before + 3);
+
+    /* a receive buffer of the data path's own, read-only once handed over */
+    IFWXIOBuffer *buf = NULL;
+    TU_EXPECT_HR(fwx_iobuffer_new(0, &buf), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_iobuffer_new(16, &buf), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIOBuffer_SetDataSize(buf, 4), FWX_S_OK);
+    TU_EXPECT_HR(fwx_iobuffer_set_readonly(buf, 1), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIOBuffer_SetDataSize(buf, 5), FWX_E_NOT_SUPPORTED);
+    TU_EXPECT_HR(IFWXIOBuffer_Append(buf, "x", 1), FWX_E_NOT_SUPPORTED);
+    TU_EXPECT_HR(fwx_iobuffer_set_readonly(buf, 0), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIOBuffer_SetDataSize(buf, 5), FWX_S_OK);
+    TU_EXPECT_HR(fwx_iobuffer_set_readonly(NULL, 1), FWX_E_POINTER);
+    TU_EXPECT_REF(buf, 1);
+    IFWXIOBuffer_Release(buf);
+
+    /* once the connection ended, SetSockets is refused */
+    IFWXConnection *ended = k.c;
+    IFWXConnection_AddRef(ended);
+    fwx_connection_close(k.c);
+    k.c = NULL;
+    TU_EXPECT_HR(fwx_connection_data_filter_set_sockets(ended, 0, &never_called, NULL), FWX_E_TERMINATING);
+    IFWXConnection_Release(ended);
+    IFWXDataFilter_Release(&a->iface);
+    IFWXDataFilter_Release(&b->iface);
+    IFWXDataFilter_Release(&c->iface);
+    cfx_close(&k);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
 /* Emulator: no server (external_fd -1); the filter answers each client line itself. */
 START_TEST(filter_emulator)
 {
@@ -924,7 +1054,7 @@ START_TEST(filter_emulator)
     cfx_open(&k, &f.loop);
     tfilter *t = tf_new(F_EMULATE, 1);
     TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Emulation, NULL), FWX_S_OK);
-    TU_EXPECT_HR(fwx__pump_start(&f.loop, k.c, f.gw_int, -1, NULL, on_done, &f, &f.p), FWX_S_OK);
+    TU_EXPECT_HR(fwx_pump_start(&f.loop, k.c, f.gw_int, -1, NULL, on_done, &f, &f.p), FWX_S_OK);
     ck_assert_int_eq(t->setsockets_calls, 1);
     ck_assert_ptr_nonnull(t->s[0]);
     ck_assert_ptr_null(t->s[1]);
@@ -2028,6 +2158,8 @@ static Suite *usermode_suite(void)
         {"relay_bad_args", relay_bad_args, 1},
         {"filter_observer", filter_observer, 1},
         {"filter_modifier", filter_modifier, 1},
+        {"relay_old_options", relay_old_options, 1},
+        {"public_chain", public_chain, 1},
         {"filter_emulator", filter_emulator, 1},
         {"filter_chain", filter_chain, 1},
         {"filter_setsockets_fails", filter_setsockets_fails, 1},

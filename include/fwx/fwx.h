@@ -16,7 +16,9 @@
  * - @ref sdk : the interfaces filters implement and use (fwx/sdk.h)
  * - @ref plugins : the plugin entry point (fwx/plugin.h)
  * - @ref embedding : hosting fwx in a proxy (fwx/host.h)
- * - @ref backends : what steers sockets (fwx/backend.h)
+ * - @ref backends : what steers sockets (fwx/backend.h); @ref proxy_backend : the "proxy"
+ *   backend's SOCKS5 forward mode (fwx/proxy.h)
+ * - @ref pump : the data path: a connection's data-filter chain and fwx's pump (fwx/pump.h)
  * - @ref redirect_api : redirect handles, records and states across cooperating proxies
  *   (fwx/redirect.h; the guide is @ref redirect "doc/redirect.md")
  * - @ref logging : log levels, structured fields, the host's record sink (fwx/log.h) and
@@ -33,6 +35,8 @@
 #include <fwx/plugin.h>
 #include <fwx/host.h>
 #include <fwx/backend.h>
+#include <fwx/proxy.h>
+#include <fwx/pump.h>
 #include <fwx/redirect.h>
 
 #endif /* FWX_FWX_H */

@@ -885,6 +885,77 @@ FWX_API fwx_result fwx_firewall_plugin_timings(fwx_firewall *fw, fwx_plugin_timi
 /** @} */
 /* ==== end of the fwxctl-act block ==== */
 
+/* ---------------------------------------------------------------------------------------- */
+/**
+ * @name What backends and data paths read of the core
+ * A backend (fwx/backend.h) or a data path (fwx/pump.h) learns what it needs of the firewall
+ * and its connections through these calls, never through the core's structures, so that one
+ * written outside libfwx can do what the built-in ones do. [loop-thread] unless marked.
+ * @{
+ */
+
+/**
+ * The connection's id: unique within its firewall, the one log lines and fwx_firewall_list()
+ * name. @param conn borrowed.
+ * @return the id (never 0), or 0 for NULL or a connection that is not the core's (a data path
+ *   uses that to refuse foreign objects).
+ * [loop-thread] @since 1.1
+ */
+FWX_API uint64_t fwx_connection_id(IFWXConnection *conn);
+
+/**
+ * The firewall a connection belongs to (borrowed), for a data path's log lines
+ * (fwx_firewall_log()) and the loop (fwx_firewall_loop()).
+ * @return the firewall, or NULL for NULL or a connection that is not the core's.
+ * [loop-thread] @since 1.1
+ */
+FWX_API fwx_firewall *fwx_connection_firewall(IFWXConnection *conn);
+
+/**
+ * Tells the core the local address of the socket a backend opened toward the connection's
+ * upstream (its getsockname() once connected), before any byte reaches a filter. For a
+ * connection into a published server (and a secondary one admitted on a bound port) that is
+ * the gateway's address on the internal side, which a redirect port for that server must be
+ * opened on (active FTP's PORT); otherwise its address on the external side, kept if already
+ * known. Unspecified addresses are ignored.
+ * @param conn borrowed. @param local borrowed. @param len its length.
+ * @return FWX_S_OK; FWX_E_POINTER (@p conn NULL or not the core's, @p local NULL);
+ *   FWX_E_INVALIDARG (not an AF_INET/AF_INET6 address of that length).
+ * [loop-thread] @since 1.1
+ */
+FWX_API fwx_result fwx_connection_set_upstream_local(IFWXConnection *conn, const struct sockaddr *local,
+                                                     uint32_t len);
+
+/**
+ * FWX_FLAG_TIMEOUT's period (fwx_firewall_options::timeout_ms): how long an idle flow a
+ * backend carries (a UDP flow) may live. @return milliseconds, 0 for NULL.
+ * [any-thread] @since 1.1
+ */
+FWX_API uint32_t fwx_firewall_timeout_ms(const fwx_firewall *fw);
+
+/**
+ * Whether the host said it relays connections with data filters itself
+ * (fwx_firewall_set_host_relay()). A backend that carries only the connections it opened
+ * refuses one the host reported with data filters when this is 0, rather than let the
+ * filters be skipped. @return 1 or 0 (0 for NULL).
+ * [loop-thread] @since 1.1
+ */
+FWX_API int32_t fwx_firewall_host_relay(const fwx_firewall *fw);
+
+/**
+ * How many filters the protocol definition @p protocol binds in the firewall's policy (its
+ * `filters`), for a backend that must treat filtered protocols apart (the proxy backend
+ * refuses to publish one without full_proxy).
+ * @param fw the firewall. @param protocol the definition's GUID (fwx_listen_spec::protocol_guid).
+ * @param name may be NULL; receives the definition's name (borrowed, valid until the policy
+ *   is replaced), or NULL when the policy has no such definition.
+ * @return the number of filters; 0 without a policy or such a definition.
+ * [loop-thread] @since 1.1
+ */
+FWX_API uint32_t fwx_firewall_protocol_filters(fwx_firewall *fw, const fwx_guid *protocol, const char **name);
+
+/** @} */
+
 #ifdef __cplusplus
 }
 #endif

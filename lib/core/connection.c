@@ -53,6 +53,26 @@ void fwx__conn_set_upstream_local(IFWXConnection *conn, const struct sockaddr *l
     }
 }
 
+fwx_result fwx_connection_set_upstream_local(IFWXConnection *conn, const struct sockaddr *local, uint32_t len)
+{
+    if (conn == NULL || !fwx__conn_is_ours(conn) || local == NULL)
+        return FWX_E_POINTER;
+    if (!fwx__sa_valid(local, len))
+        return FWX_E_INVALIDARG;
+    fwx__conn_set_upstream_local(conn, local);
+    return FWX_S_OK;
+}
+
+fwx_firewall *fwx_connection_firewall(IFWXConnection *conn)
+{
+    return conn != NULL && fwx__conn_is_ours(conn) ? fwx__conn_from(conn)->session->fw : NULL;
+}
+
+uint64_t fwx_connection_id(IFWXConnection *conn)
+{
+    return conn != NULL && fwx__conn_is_ours(conn) ? fwx__conn_from(conn)->id : 0;
+}
+
 fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx)
 {
     return fwx__conn_attach_df_to(c, df, prio, ctx, NULL);
@@ -78,7 +98,13 @@ fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilte
         c->dfs[at].dest = *dest;
     else
         memset(&c->dfs[at].dest, 0, sizeof c->dfs[at].dest);
-    c->dfs[at].plugin = c->session->fw->current_plugin;
+    fwx__plugin *owner = c->session->fw->current_plugin;
+    c->dfs[at].plugin = owner;
+    if (c->dfs_seen == 0)
+        c->df_owner = owner;
+    else if (c->df_owner != owner)
+        c->df_owner = NULL;
+    c->dfs_seen++;
     c->n_dfs++;
     IFWXDataFilter_AddRef(df);
     if (ctx != NULL)

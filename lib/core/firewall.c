@@ -260,6 +260,19 @@ fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, f
 IFWXFirewall *fwx_firewall_iface(fwx_firewall *fw) { return fw ? &fw->iface : NULL; }
 uv_loop_t *fwx_firewall_loop(fwx_firewall *fw) { return fw ? fw->loop : NULL; }
 
+uint32_t fwx_firewall_timeout_ms(const fwx_firewall *fw) { return fw != NULL ? fwx__firewall_timeout_ms(fw) : 0; }
+
+int32_t fwx_firewall_host_relay(const fwx_firewall *fw) { return fw != NULL && fw->host_relay; }
+
+uint32_t fwx_firewall_protocol_filters(fwx_firewall *fw, const fwx_guid *protocol, const char **name)
+{
+    const fwx__protocol *proto =
+        fw != NULL && fw->policy != NULL && protocol != NULL ? fwx__policy_protocol_by_guid(fw->policy, protocol) : NULL;
+    if (name != NULL)
+        *name = proto != NULL ? proto->name : NULL;
+    return proto != NULL ? (uint32_t)proto->n_filters : 0;
+}
+
 const fwx__filter_ref *fwx__protocol_missing_filter(fwx_firewall *fw, const fwx__protocol *proto)
 {
     for (size_t i = 0; proto != NULL && i < proto->n_filters; i++)

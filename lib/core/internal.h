@@ -142,8 +142,8 @@ struct fwx_firewall {
     struct fwx__ifaddrs *sys; /* interface addresses (lib/core/ifaddrs.c), NULL: not tracked */
     fwx_log_sink_fn log_sink; /* fwx_firewall_set_log_sink (lib/core/log.c), NULL: opts.log */
     void *log_sink_arg;
-    bool host_relay; /* fwx_firewall_set_host_relay: the host runs data filters (lib/backends/usermode/relay.c) */
-    uint64_t dgrams_dropped; /* fwx_firewall_datagrams_dropped (lib/backends/usermode/dgram.c) */
+    bool host_relay; /* fwx_firewall_set_host_relay: the host runs data filters (lib/core/datapath.c) */
+    uint64_t dgrams_dropped; /* fwx_firewall_datagrams_dropped (lib/core/datapath.c) */
     fwx__log_fold log_fold[FWX__LOG_FOLD_SLOTS]; /* loop thread only */
     /* Operator tools (lib/core/events.c): the event sink, plugin timing. */
     fwx_event_fn event_sink;
@@ -409,7 +409,13 @@ struct fwx__conn {
     bool client_set;            /* SetClientAddress was called */
     fwx_redirect_record *redirect; /* +1, or NULL: released when the object is freed */
     char *redirect_file;        /* its outbound flow's registry file, removed when it ends */
-    struct fwx__pump *host_pump; /* fwx_connection_relay: the host's relay, aborted when c ends */
+    struct fwx_pump *host_pump; /* fwx_connection_relay: the host's relay, aborted when c ends */
+    /* The plugin a data path names for completions to this connection's filters (the
+       watchdog, fwx_connection_data_call): the one plugin of the filters attached so far, NULL
+       once they are several plugins' (or the host's). Kept after they detach: completions
+       still reach their code. */
+    fwx__plugin *df_owner;
+    uint32_t dfs_seen; /* data filters ever attached */
 };
 
 static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
@@ -431,7 +437,7 @@ fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPr
 fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx,
                                   const struct sockaddr_storage *dest);
 
-/* ---- host relays (lib/backends/usermode/relay.c) ---- */
+/* ---- the data path's calls and host relays (lib/core/datapath.c) ---- */
 /* c is ending: the host's relay of it (fwx_connection_relay) is aborted. */
 void fwx__relay_kill(fwx__conn *c);
 

@@ -126,6 +126,14 @@ bool fwx__struct_init(void *out, uint32_t size, const void *defaults, size_t our
    taken. Returns FWX_E_INVALIDARG. */
 fwx_result fwx__struct_refused(fwx_firewall *fw, const char *call, const char *type, uint32_t size, size_t first,
                                size_t ours);
+/* ---- results --------------------------------------------------------------------------- */
+
+/* The one mapping from a failed system or libuv call to a result (libuv's codes are negative
+   errnos on Linux, so either sign works): the cases a caller can act on get their own codes
+   (EADDRINUSE: FWX_E_ADDRINUSE, so the core tries another port; EADDRNOTAVAIL; ECONNREFUSED;
+   ENOMEM; EINVAL), anything else is `fallback`, the "it failed" the caller documents
+   (FWX_E_BACKEND for a backend's socket, FWX_E_INVALIDARG for a filter's socket call). */
+fwx_result fwx__result_from_errno(int err, fwx_result fallback);
 
 /* ---- time ------------------------------------------------------------------------------ */
 /* Monotonic milliseconds (uv_now of the loop is used where a loop is at hand). */

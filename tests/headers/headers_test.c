@@ -348,6 +348,11 @@ FWX_PIN_OFF(fwx_listen_spec, address, 24);
 FWX_PIN_OFF(fwx_listen_spec, server, 152);
 FWX_PIN_OFF(fwx_listen_spec, full_proxy, 280);
 FWX_PIN_OFF(fwx_listen_spec, protocol_guid, 284);
+/* fwx/pump.h (1.1): the pump's options grow only at the end. */
+FWX_PIN_SIZE(fwx_pump_options, 16);
+FWX_PIN_OFF(fwx_pump_options, struct_size, 0);
+FWX_PIN_OFF(fwx_pump_options, no_splice, 4);
+FWX_PIN_OFF(fwx_pump_options, max_buffered, 8);
 FWX_PIN_SIZE(fwx_backend, 120);
 FWX_PIN_OFF(fwx_backend, version, 0);
 FWX_PIN_OFF(fwx_backend, name, 8);

@@ -14,7 +14,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/proxy/proxy_impl.h"
-#include "core/internal.h" /* the firewall's timeout */
 
 #include <errno.h>
 #include <stdio.h>
@@ -28,24 +27,6 @@ void fwx__proxy_state_maybe_free(pstate *st)
         fwx__socks_users_free(st->users);
         free(st->perms);
         free(st);
-    }
-}
-
-static fwx_result from_uv(int err)
-{
-    switch (err) {
-    case UV_EADDRINUSE:
-        return FWX_E_ADDRINUSE;
-    case UV_EADDRNOTAVAIL:
-        return FWX_E_ADDRNOTAVAIL;
-    case UV_ECONNREFUSED:
-        return FWX_E_CONNREFUSED;
-    case UV_ENOMEM:
-        return FWX_E_OUTOFMEMORY;
-    case UV_EINVAL:
-        return FWX_E_INVALIDARG;
-    default:
-        return FWX_E_BACKEND;
     }
 }
 
@@ -87,7 +68,7 @@ static void relay_free(prelay *r)
     fwx__proxy_state_maybe_free(st);
 }
 
-static void pump_done(fwx__pump *p, void *arg)
+static void pump_done(fwx_pump *p, void *arg)
 {
     (void)p;
     relay_free(arg);
@@ -140,7 +121,7 @@ static void on_upstream(uv_connect_t *req, int status)
     struct sockaddr_storage self;
     int sl = sizeof self;
     if (r->conn != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0)
-        fwx__conn_set_upstream_local(r->conn, (struct sockaddr *)&self);
+        (void)fwx_connection_set_upstream_local(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
     /* The pump owns plain fds: take a copy and let the handle go. */
     int fd = -1;
     uv_os_fd_t ufd;
@@ -158,8 +139,8 @@ static void on_upstream(uv_connect_t *req, int status)
     uv_close((uv_handle_t *)r->up, (uv_close_cb)free);
     r->up = NULL;
     r->external_fd = fd;
-    fwx__pump *p = NULL;
-    fwx_result hr = fwx__pump_start(st->loop, r->conn, r->internal_fd, r->external_fd, NULL, pump_done, r, &p);
+    fwx_pump *p = NULL;
+    fwx_result hr = fwx_pump_start(st->loop, r->conn, r->internal_fd, r->external_fd, NULL, pump_done, r, &p);
     r->internal_fd = r->external_fd = -1; /* the pump owns them now, even on failure */
     r->finished = true;
     if (FWX_FAILED(hr)) {
@@ -171,8 +152,8 @@ static void on_upstream(uv_connect_t *req, int status)
 
 void fwx__proxy_relay_pump(prelay *r, int external_fd)
 {
-    fwx__pump *p = NULL;
-    fwx_result hr = fwx__pump_start(r->st->loop, r->conn, r->internal_fd, external_fd, NULL, pump_done, r, &p);
+    fwx_pump *p = NULL;
+    fwx_result hr = fwx_pump_start(r->st->loop, r->conn, r->internal_fd, external_fd, NULL, pump_done, r, &p);
     r->internal_fd = -1;
     r->finished = true;
     if (FWX_FAILED(hr)) {
@@ -435,7 +416,7 @@ static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr,
     int rc = uv_tcp_init(st->loop, &l->tcp);
     if (rc != 0) {
         free(l);
-        return from_uv(rc);
+        return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
     l->tcp.data = l;
     l->st = st;
@@ -445,7 +426,7 @@ static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr,
         rc = uv_listen((uv_stream_t *)&l->tcp, backlog > 0 ? backlog : 128, cb);
     if (rc != 0) {
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
-        return from_uv(rc);
+        return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
     DLIST_ADD(st->listeners, l);
     return FWX_S_OK;
@@ -469,7 +450,7 @@ static fwx_result p_open(const fwx_backend *self, fwx_firewall *fw, void **state
         return FWX_E_OUTOFMEMORY;
     st->magic = FWX__PROXY_MAGIC;
     /* UDP flows idle out after the firewall's timeout (FWX_FLAG_TIMEOUT's period, 60 s). */
-    st->udp_idle_ms = fwx__firewall_timeout_ms(fw);
+    st->udp_idle_ms = fwx_firewall_timeout_ms(fw);
     st->fw = fw;
     st->loop = fwx_firewall_loop(fw);
     st->reserve_fd = -1;
@@ -489,7 +470,7 @@ static void p_close(void *state)
     for (prelay *r = st->relays, *next; r != NULL; r = next) {
         next = r->next;
         if (r->pump != NULL)
-            fwx__pump_abort(r->pump);
+            fwx_pump_abort(r->pump);
         else
             fwx__proxy_relay_fail(r);
     }
@@ -573,15 +554,14 @@ static fwx_result p_listen(void *state, const fwx_listen_spec *spec)
        strict server refuses data from, and PORTs naming, any host but its control peer. Keeping
        the client's address on those too needs kernel interception (the nft backend): refused
        here, before anything listens, rather than failing at the first transfer. */
-    const fwx__protocol *proto = st->fw->policy ? fwx__policy_protocol_by_guid(st->fw->policy, &spec->protocol_guid)
-                                                : NULL;
-    if (!spec->full_proxy && proto != NULL && proto->n_filters > 0) {
+    const char *proto_name = NULL;
+    if (!spec->full_proxy && fwx_firewall_protocol_filters(st->fw, &spec->protocol_guid, &proto_name) > 0) {
         char a[FWX__SA_STRLEN];
         fwx_firewall_log(st->fw, FWX_LOG_ERROR,
                          "proxy: publishing %s: protocol \"%s\" binds a filter, whose data connections "
                          "cannot keep the client's address in user mode; write full_proxy = true (the server "
                          "then sees the gateway's address), or run the nft backend",
-                         fwx__sa_fmt((const struct sockaddr *)&spec->address, a), proto->name);
+                         fwx__sa_fmt((const struct sockaddr *)&spec->address, a), proto_name);
         return FWX_E_NOT_SUPPORTED;
     }
     plisten *l = calloc(1, sizeof *l);
@@ -617,8 +597,8 @@ static fwx_result p_relay(void *state, IFWXConnection *conn, int32_t kernel_mode
     pstate *st = state;
     (void)kernel_mode;
     if (st->pending == NULL && st->udp_deciding == 0 && fwx_connection_data_filters(conn) > 0 &&
-        !st->fw->host_relay) {
-        uint64_t id = fwx__conn_from(conn)->id;
+        !fwx_firewall_host_relay(st->fw)) {
+        uint64_t id = fwx_connection_id(conn);
         fwx_firewall_log(st->fw, FWX_LOG_WARN,
                          "proxy: connection %llu: refused: the host reported it, so the host carries it, but "
                          "it has data filters and the host did not call fwx_firewall_set_host_relay",
@@ -635,7 +615,7 @@ static fwx_result p_kill(void *state, IFWXConnection *conn)
     HASH_FIND(hh_conn, st->relay_by_conn, &conn, sizeof conn, r);
     if (r != NULL) {
         if (r->pump != NULL)
-            fwx__pump_abort(r->pump);
+            fwx_pump_abort(r->pump);
         else
             fwx__proxy_relay_fail(r);
         return FWX_S_OK;

@@ -72,7 +72,7 @@ typedef struct prelay {
     uv_tcp_t *up; /* its own allocation: its close may finish after the relay is gone */
     uv_connect_t creq;
     bool connecting;
-    fwx__pump *pump;
+    fwx_pump *pump;
     bool finished;
     /* Called when the upstream connect ends, before the pump starts (SOCKS writes its reply). */
     void (*on_connected)(struct prelay *r, int status);

@@ -10,7 +10,7 @@
 #ifndef FWX_PROXY_SOCKS_CAPS_H
 #define FWX_PROXY_SOCKS_CAPS_H
 
-#include <fwx/backend.h>
+#include <fwx/proxy.h>
 
 #include <stdbool.h>
 #include <stdint.h>

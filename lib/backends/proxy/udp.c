@@ -381,7 +381,7 @@ udp_port *fwx__proxy_udp_port_open(pstate *st, int kind, const struct sockaddr *
     if (rc != 0) {
         p->released = true;
         port_maybe_close(p);
-        *hr = rc == UV_EADDRINUSE ? FWX_E_ADDRINUSE : rc == UV_EADDRNOTAVAIL ? FWX_E_ADDRNOTAVAIL : FWX_E_BACKEND;
+        *hr = fwx__result_from_errno(rc, FWX_E_BACKEND);
         return NULL;
     }
     p->next = st->udp_ports;

@@ -6,7 +6,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
-#include "core/internal.h"
 
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -36,6 +35,7 @@ struct dsock {
 
 struct fwx__dgram {
     uv_loop_t *loop;
+    fwx_firewall *fw;     /* its log */
     IFWXConnection *conn; /* +1 */
     fwx__dgram_io io;
     bool ending;
@@ -64,18 +64,15 @@ static void complete_later(fwx__dgram *d, fwx__uio *op)
     }
 }
 
-static fwx__conn *conn_of(fwx__dgram *d) { return fwx__conn_from(d->conn); }
-
 static void drop(fwx__dgram *d, dsock *s, uint32_t len, uint32_t cap, const char *why)
 {
-    fwx__conn *c = conn_of(d);
-    fwx_firewall *fw = c->session->fw;
-    fw->dgrams_dropped++;
+    fwx_connection_count_dropped_datagrams(d->conn, 1);
     if (d->dropped++ == 0) {
         char a[FWX__SA_STRLEN];
-        fwx__log(fw, FWX_LOG_WARN, "connection %llu: a %u-byte datagram %s%s dropped: %s (%u)",
-                 (unsigned long long)c->id, (unsigned)len, s->is_virtual ? "between data filters" : "from ",
-                 s->is_virtual ? "" : fwx__sa_fmt((struct sockaddr *)&d->addr[s->side], a), why, (unsigned)cap);
+        fwx_firewall_log(d->fw, FWX_LOG_WARN, "connection %llu: a %u-byte datagram %s%s dropped: %s (%u)",
+                         (unsigned long long)fwx_connection_id(d->conn), (unsigned)len,
+                         s->is_virtual ? "between data filters" : "from ",
+                         s->is_virtual ? "" : fwx__sa_fmt((struct sockaddr *)&d->addr[s->side], a), why, (unsigned)cap);
     }
 }
 
@@ -288,7 +285,7 @@ static fwx_result ds_Recv(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOComplet
     fwx__dgram *d = s->dg;
     /* Read at each Recv: the filter may have called SetBufferSize since. */
     fwx__uio *op;
-    fwx_result hr = fwx__uio_new_recv(pBuffer, conn_of(d)->buffer_size, pCompletion, ud, &op);
+    fwx_result hr = fwx__uio_new_recv(pBuffer, fwx_connection_buffer_size(d->conn), pCompletion, ud, &op);
     if (FWX_FAILED(hr))
         return hr;
     if (recv_cap(op) == 0) {
@@ -352,6 +349,8 @@ static void closed_cb(uv_handle_t *h)
     free(d);
 }
 
+static void deliver_one(void *op) { fwx__uio_deliver(op); }
+
 static void idle_cb(uv_idle_t *h)
 {
     fwx__dgram *d = h->data;
@@ -359,8 +358,9 @@ static void idle_cb(uv_idle_t *h)
     fwx__uio_queue batch = d->cq;
     d->cq.head = d->cq.tail = NULL;
     fwx__uio *op;
+    /* Each completion is a call into the connection's data filters, as on the TCP path. */
     while ((op = fwx__uioq_pop(&batch)) != NULL)
-        fwx__uio_deliver(op);
+        fwx_connection_data_call(d->conn, deliver_one, op);
     if (fwx__uioq_empty(&d->cq)) {
         uv_idle_stop(&d->idle);
         d->idle_on = false;
@@ -376,11 +376,9 @@ void fwx__dgram_stop(fwx__dgram *d)
     if (d == NULL || d->ending)
         return;
     d->ending = true;
-    if (d->dropped > 1) {
-        fwx__conn *c = conn_of(d);
-        fwx__log(c->session->fw, FWX_LOG_WARN, "connection %llu: %llu datagrams dropped in all",
-                 (unsigned long long)c->id, (unsigned long long)d->dropped);
-    }
+    if (d->dropped > 1)
+        fwx_firewall_log(d->fw, FWX_LOG_WARN, "connection %llu: %llu datagrams dropped in all",
+                         (unsigned long long)fwx_connection_id(d->conn), (unsigned long long)d->dropped);
     for (size_t i = 0; i < d->n_socks; i++)
         sock_kill(d->socks[i], UV_ECANCELED);
     /* Through the idle handle: the pending operations fail from a loop callback, then it closes. */
@@ -404,14 +402,6 @@ static dsock *dsock_new(fwx__dgram *d, bool is_virtual, int side)
     return s;
 }
 
-/* Does filter entry e apply to this flow? A filter attached with a destination sees only the
-   flow of that destination (the connection's external peer). */
-static bool applies(const fwx__conn *c, const fwx__dfentry *e)
-{
-    return !e->has_dest || fwx__sa_same_endpoint((const struct sockaddr *)&e->dest,
-                                                 (const struct sockaddr *)&c->ext_peer);
-}
-
 fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct sockaddr *internal_peer,
                             const struct sockaddr *external_peer, const fwx__dgram_io *io, fwx__dgram **out)
 {
@@ -420,12 +410,15 @@ fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct 
     if (loop == NULL || conn == NULL || io == NULL || io->send == NULL || out == NULL || internal_peer == NULL ||
         external_peer == NULL)
         return FWX_E_POINTER;
-    if (!fwx__conn_is_ours(conn))
-        return FWX_E_INVALIDARG;
-    fwx__conn *c = fwx__conn_from(conn);
+    fwx_firewall *fw = fwx_connection_firewall(conn);
+    if (fw == NULL)
+        return FWX_E_INVALIDARG; /* not the core's */
+    /* A filter attached with a destination joins only the flow of that destination: the core
+       says which (fwx_connection_data_filter_applies). */
+    uint32_t n_dfs = fwx_connection_data_filters(conn);
     size_t n = 0;
-    for (size_t i = 0; i < c->n_dfs; i++)
-        n += applies(c, &c->dfs[i]);
+    for (uint32_t i = 0; i < n_dfs; i++)
+        n += fwx_connection_data_filter_applies(conn, i) != 0;
     if (n == 0)
         return FWX_S_FALSE; /* nothing to run here: the owner relays the datagrams itself */
     fwx__dgram *d = calloc(1, sizeof *d);
@@ -439,6 +432,7 @@ fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct 
         return fail;
     }
     d->loop = loop;
+    d->fw = fw;
     d->io = *io;
     d->idle.data = d;
     d->conn = conn;
@@ -459,28 +453,22 @@ fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct 
     }
     /* socks: [0] internal, [1] external, then the virtual pairs a,b: filter k gets the left
        socket (internal or b of the pair before it) and the right one (external or a). */
-    size_t k = 0, n_dfs = c->n_dfs;
-    for (size_t i = 0; FWX_SUCCEEDED(hr) && i < n_dfs; i++) {
-        if (!applies(c, &c->dfs[i]))
+    size_t k = 0;
+    for (uint32_t i = 0; FWX_SUCCEEDED(hr) && i < n_dfs; i++) {
+        if (!fwx_connection_data_filter_applies(conn, i))
             continue;
         dsock *l = k == 0 ? d->real[0] : d->socks[2 + 2 * (k - 1) + 1];
         dsock *r = k + 1 == n ? d->real[1] : d->socks[2 + 2 * k];
-        IFWXDataFilter *df = c->dfs[i].df;
-        IFWXDataFilter_AddRef(df); /* the core may detach it during the call */
-        hr = IFWXDataFilter_SetSockets(df, &l->iface, &r->iface, conn, c->dfs[i].ctx);
-        IFWXDataFilter_Release(df);
+        /* FWX_E_TERMINATING when a filter detached or the connection ended meanwhile. */
+        hr = fwx_connection_data_filter_set_sockets(conn, i, &l->iface, &r->iface);
         k++;
-        if (FWX_SUCCEEDED(hr) && (c->n_dfs != n_dfs || (c->flags & FWX_CONNECTION_TERMINATED)))
-            hr = FWX_E_TERMINATING;
     }
     if (FWX_FAILED(hr)) {
-        fwx__log(c->session->fw, FWX_LOG_WARN, "connection %llu: datagram path not started: %s",
-                 (unsigned long long)c->id, fwx_strerror(hr));
+        fwx_firewall_log(fw, FWX_LOG_WARN, "connection %llu: datagram path not started: %s",
+                         (unsigned long long)fwx_connection_id(conn), fwx_strerror(hr));
         fwx__dgram_stop(d); /* what a filter got fails from a loop callback; freed after */
         return hr;
     }
     *out = d;
     return FWX_S_OK;
 }
-
-uint64_t fwx_firewall_datagrams_dropped(const fwx_firewall *fw) { return fw != NULL ? fw->dgrams_dropped : 0; }

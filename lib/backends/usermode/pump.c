@@ -4,8 +4,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
-#include "core/internal.h"
-#include "objects/objects.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +31,7 @@ typedef struct psock psock;
 struct psock {
     IFWXSocket iface;
     atomic_uint refs;
-    fwx__pump *pump; /* NULL once the pump ended */
+    fwx_pump *pump; /* NULL once the pump ended */
     bool is_virtual;
     int side;   /* real: SIDE_INT / SIDE_EXT */
     psock *peer; /* virtual: the other end */
@@ -53,15 +51,11 @@ typedef struct pdir {
     size_t head;
 } pdir;
 
-struct fwx__pump {
+struct fwx_pump {
     uv_loop_t *loop;
     IFWXConnection *conn; /* +1, may be NULL */
-    /* For the plugin watchdog: the firewall, and the plugin whose data filters run here
-       (NULL when they are several plugins'). Set in filter mode only. */
-    fwx_firewall *fw;
-    fwx__plugin *df_plugin;
     size_t max_buffered;
-    fwx__pump_done_cb done;
+    fwx_pump_done_cb done;
     void *arg;
     int mode;
     bool ending, finishing;
@@ -85,19 +79,19 @@ struct fwx__pump {
 };
 
 static const IFWXSocketVtbl psock_vtbl;
-static void pump_end(fwx__pump *p, int err);
-static void update_polls(fwx__pump *p);
-static void filter_check_end(fwx__pump *p);
+static void pump_end(fwx_pump *p, int err);
+static void update_polls(fwx_pump *p);
+static void filter_check_end(fwx_pump *p);
 
-static void kick(fwx__pump *p);
+static void kick(fwx_pump *p);
 
-static void count(fwx__pump *p, int dir, size_t n)
+static void count(fwx_pump *p, int dir, size_t n)
 {
     if (p->conn != NULL && n > 0)
         fwx_connection_count_bytes(p->conn, dir == 0 ? n : 0, dir == 1 ? n : 0);
 }
 
-static void complete_later(fwx__pump *p, fwx__uio *op)
+static void complete_later(fwx_pump *p, fwx__uio *op)
 {
     fwx__uioq_push(&p->cq, op);
     kick(p);
@@ -105,9 +99,9 @@ static void complete_later(fwx__pump *p, fwx__uio *op)
 
 /* ---- the relay: splice ------------------------------------------------------------------- */
 
-static int make_pipe(fwx__pump *p, int fds[2]);
+static int make_pipe(fwx_pump *p, int fds[2]);
 
-static int splice_dir(fwx__pump *p, int d)
+static int splice_dir(fwx_pump *p, int d)
 {
     pdir *D = &p->dir[d];
     int src = p->fd[d == 0 ? SIDE_INT : SIDE_EXT], dst = p->fd[d == 0 ? SIDE_EXT : SIDE_INT];
@@ -170,7 +164,7 @@ static int splice_dir(fwx__pump *p, int d)
 
 /* ---- the relay: read/write --------------------------------------------------------------- */
 
-static int rw_dir(fwx__pump *p, int d)
+static int rw_dir(fwx_pump *p, int d)
 {
     pdir *D = &p->dir[d];
     size_t cap = p->max_buffered;
@@ -217,7 +211,7 @@ static int rw_dir(fwx__pump *p, int d)
 }
 
 /* Switches a splice relay that never moved a byte to read/write (splice said EINVAL). */
-static void fall_back(fwx__pump *p)
+static void fall_back(fwx_pump *p)
 {
     for (int d = 0; d < 2; d++) {
         for (int k = 0; k < 2; k++) {
@@ -231,7 +225,7 @@ static void fall_back(fwx__pump *p)
     p->mode = MODE_RW;
 }
 
-static void relay_run(fwx__pump *p, int d)
+static void relay_run(fwx_pump *p, int d)
 {
     int r = p->mode == MODE_SPLICE ? splice_dir(p, d) : rw_dir(p, d);
     if (r == PUMP_FALLBACK) {
@@ -255,7 +249,7 @@ static void relay_run(fwx__pump *p, int d)
 
 /* ---- the filter path: real sockets ------------------------------------------------------- */
 
-static void real_read(fwx__pump *p, psock *s)
+static void real_read(fwx_pump *p, psock *s)
 {
     fwx__uio *op = s->recv;
     uint8_t *mem;
@@ -288,7 +282,7 @@ static void real_read(fwx__pump *p, psock *s)
 }
 
 /* Writes queued sends; after the last, a requested shutdown. */
-static void real_flush(fwx__pump *p, psock *s)
+static void real_flush(fwx_pump *p, psock *s)
 {
     while (!fwx__uioq_empty(&s->sendq)) {
         fwx__uio *op = s->sendq.head;
@@ -328,7 +322,7 @@ static void real_flush(fwx__pump *p, psock *s)
 
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
-    fwx__pump *p = h->data;
+    fwx_pump *p = h->data;
     int i = h == &p->poll[SIDE_INT] ? SIDE_INT : SIDE_EXT;
     if (p->ending)
         return;
@@ -357,7 +351,7 @@ static void poll_cb(uv_poll_t *h, int status, int events)
         update_polls(p);
 }
 
-static void update_polls(fwx__pump *p)
+static void update_polls(fwx_pump *p)
 {
     for (int i = 0; i < 2; i++) {
         if (!p->poll_live[i])
@@ -392,7 +386,7 @@ static void update_polls(fwx__pump *p)
 
 static void handle_closed(uv_handle_t *h)
 {
-    fwx__pump *p = h->data;
+    fwx_pump *p = h->data;
     if ((uv_handle_t *)&p->poll[SIDE_INT] == h || (uv_handle_t *)&p->poll[SIDE_EXT] == h) {
         /* The fd goes only after its poll handle (libuv: never close a polled fd). */
         int i = (uv_handle_t *)&p->poll[SIDE_INT] == h ? SIDE_INT : SIDE_EXT;
@@ -418,7 +412,7 @@ static void handle_closed(uv_handle_t *h)
     free(p);
 }
 
-static void close_poll(fwx__pump *p, int i)
+static void close_poll(fwx_pump *p, int i)
 {
     if (!p->poll_live[i])
         return;
@@ -426,7 +420,7 @@ static void close_poll(fwx__pump *p, int i)
     uv_close((uv_handle_t *)&p->poll[i], handle_closed);
 }
 
-static void finish(fwx__pump *p)
+static void finish(fwx_pump *p)
 {
     if (p->finishing)
         return;
@@ -442,30 +436,19 @@ static void finish(fwx__pump *p)
     uv_close((uv_handle_t *)&p->idle, handle_closed);
 }
 
+static void deliver_one(void *op) { fwx__uio_deliver(op); }
+
 static void idle_cb(uv_idle_t *h)
 {
-    fwx__pump *p = h->data;
+    fwx_pump *p = h->data;
     /* Only what is queued now: completions queued by these callbacks wait for the next turn. */
     fwx__uio_queue batch = p->cq;
     p->cq.head = p->cq.tail = NULL;
     fwx__uio *op;
-    /* The core learns which connection a filter works for while it handles a completion (a
-       session may hold several control connections: RedirectConnections picks this one's). */
-    fwx_firewall *fw = p->conn != NULL ? fwx__conn_from(p->conn)->session->fw : NULL;
-    const fwx__conn *was = fw != NULL ? fw->io_conn : NULL;
-    while ((op = fwx__uioq_pop(&batch)) != NULL) {
-        if (fw != NULL)
-            fw->io_conn = p->conn != NULL ? fwx__conn_from(p->conn) : NULL;
-        /* The completions are the data filters': a call into their plugin (lib/core/watchdog.c). */
-        fwx__plugin_call saved;
-        if (p->fw != NULL)
-            fwx__plugin_enter(p->fw, p->df_plugin, FWX__EVENT_DATA, &saved);
-        fwx__uio_deliver(op);
-        if (p->fw != NULL)
-            fwx__plugin_leave(p->fw, &saved);
-        if (fw != NULL)
-            fw->io_conn = was;
-    }
+    /* Each completion is a call into the connection's data filters (the core then knows which
+       connection they work for, and the watchdog times their plugin). */
+    while ((op = fwx__uioq_pop(&batch)) != NULL)
+        fwx_connection_data_call(p->conn, deliver_one, op);
     if (fwx__uioq_empty(&p->cq)) {
         uv_idle_stop(&p->idle);
         p->idle_on = false;
@@ -474,7 +457,7 @@ static void idle_cb(uv_idle_t *h)
     }
 }
 
-static void kick(fwx__pump *p)
+static void kick(fwx_pump *p)
 {
     if (!p->idle_on && !p->finishing) {
         p->idle_on = true;
@@ -484,7 +467,7 @@ static void kick(fwx__pump *p)
 
 static void sock_kill(psock *s, int err);
 
-static void pump_end(fwx__pump *p, int err)
+static void pump_end(fwx_pump *p, int err)
 {
     if (p->ending)
         return;
@@ -497,26 +480,26 @@ static void pump_end(fwx__pump *p, int err)
         }
     for (size_t i = 0; i < p->n_socks; i++)
         sock_kill(p->socks[i], UV_ECANCELED);
-    /* Through the idle handle: done() never runs inside fwx__pump_start or a filter's call. */
+    /* Through the idle handle: done() never runs inside fwx_pump_start or a filter's call. */
     kick(p);
 }
 
-void fwx__pump_abort(fwx__pump *p)
+void fwx_pump_abort(fwx_pump *p)
 {
     if (p != NULL)
         pump_end(p, UV_ECANCELED);
 }
 
-size_t fwx__pump_buffered(const fwx__pump *p)
+size_t fwx_pump_buffered(const fwx_pump *p)
 {
     if (p == NULL || p->mode == MODE_FILTER)
         return 0;
     return p->dir[0].held + p->dir[1].held;
 }
 
-bool fwx__pump_spliced(const fwx__pump *p) { return p != NULL && p->mode == MODE_SPLICE; }
+int32_t fwx_pump_spliced(const fwx_pump *p) { return p != NULL && p->mode == MODE_SPLICE; }
 
-int fwx__pump_error(const fwx__pump *p) { return p != NULL ? p->err : 0; }
+int fwx_pump_error(const fwx_pump *p) { return p != NULL ? p->err : 0; }
 
 /* ---- the filter path: the pump's IFWXSocket ---------------------------------------------- */
 
@@ -527,7 +510,7 @@ static bool sock_live(psock *s) { return s->pump != NULL && !s->pump->ending && 
 /* Moves data from a's queued sends into b's pending Recv; EOF when a is done sending. */
 static void vflow(psock *a, psock *b)
 {
-    fwx__pump *p = b->pump;
+    fwx_pump *p = b->pump;
     if (b->closed) {
         /* Nobody will ever read: what a sends fails. */
         while (!fwx__uioq_empty(&a->sendq)) {
@@ -587,7 +570,7 @@ static void vflow(psock *a, psock *b)
 /* Fails what is pending on s; the pump's end and Close share it. */
 static void sock_kill(psock *s, int err)
 {
-    fwx__pump *p = s->pump;
+    fwx_pump *p = s->pump;
     if (s->closed)
         return;
     s->closed = true;
@@ -673,8 +656,9 @@ static fwx_result psock_Recv(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOComp
     if (s->recv != NULL)
         return FWX_E_INVALIDARG;
     /* Read at each Recv: the filter may have called SetBufferSize since the pump started. */
-    fwx__conn *c = s->pump->conn != NULL ? fwx__conn_from(s->pump->conn) : NULL;
-    uint32_t size = c != NULL && c->buffer_size > 0 ? c->buffer_size : s->pump->buffer_size;
+    uint32_t size = fwx_connection_buffer_size(s->pump->conn);
+    if (size == 0)
+        size = s->pump->buffer_size;
     fwx__uio *op;
     fwx_result hr = fwx__uio_new_recv(pBuffer, size, pCompletion, ud, &op);
     if (FWX_FAILED(hr))
@@ -705,7 +689,7 @@ static fwx_result psock_Shutdown(IFWXSocket *This, int32_t How)
         return FWX_E_INVALIDARG;
     if (!sock_live(s))
         return FWX_E_TERMINATING;
-    fwx__pump *p = s->pump;
+    fwx_pump *p = s->pump;
     if (How == SHUT_RD || How == SHUT_RDWR) {
         s->rd_eof = true;
         if (!s->is_virtual)
@@ -736,7 +720,7 @@ static fwx_result psock_Close(IFWXSocket *This)
     psock *s = impl_from_IFWXSocket(This);
     if (!sock_live(s))
         return FWX_S_OK;
-    fwx__pump *p = s->pump;
+    fwx_pump *p = s->pump;
     sock_kill(s, UV_ECANCELED);
     if (!s->is_virtual) {
         /* The peer sees the close now, not when the whole pump ends. */
@@ -753,7 +737,7 @@ static const IFWXSocketVtbl psock_vtbl = {
     psock_QueryInterface, psock_AddRef, psock_Release, psock_Send, psock_SendTo, psock_Recv, psock_Shutdown, psock_Close,
 };
 
-static psock *psock_new(fwx__pump *p, bool is_virtual, int side)
+static psock *psock_new(fwx_pump *p, bool is_virtual, int side)
 {
     psock *s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -767,7 +751,7 @@ static psock *psock_new(fwx__pump *p, bool is_virtual, int side)
     return s;
 }
 
-static void filter_check_end(fwx__pump *p)
+static void filter_check_end(fwx_pump *p)
 {
     if (p->ending)
         return;
@@ -795,7 +779,7 @@ static void ignore_sigpipe_once(void)
     }
 }
 
-static int make_pipe(fwx__pump *p, int fds[2])
+static int make_pipe(fwx_pump *p, int fds[2])
 {
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
         return -errno;
@@ -817,34 +801,48 @@ static bool is_socket(int fd)
     return fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_STREAM;
 }
 
-fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
-                           const fwx__pump_opts *opts, fwx__pump_done_cb done, void *arg, fwx__pump **out)
+void fwx_pump_options_init(fwx_pump_options *opts)
+{
+    if (opts == NULL)
+        return;
+    memset(opts, 0, sizeof *opts);
+    opts->struct_size = sizeof *opts;
+}
+
+/* Reads what an older caller's smaller struct holds; the rest keeps its default. */
+#define OPT(o, field, dflt)                                                                       \
+    ((o) != NULL && (o)->struct_size >= offsetof(fwx_pump_options, field) + sizeof((o)->field) ? (o)->field : (dflt))
+
+fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
+                          const fwx_pump_options *opts, fwx_pump_done_cb done, void *arg, fwx_pump **out)
 {
     if (out != NULL)
         *out = NULL;
     if (loop == NULL || done == NULL || out == NULL)
         return FWX_E_POINTER;
-    if (conn != NULL && !fwx__conn_is_ours(conn))
+    /* Every connection of the core has an id; 0 says this one is not the core's. */
+    if (conn != NULL && fwx_connection_id(conn) == 0)
         return FWX_E_INVALIDARG;
-    fwx__conn *c = conn != NULL ? fwx__conn_from(conn) : NULL;
-    size_t n_dfs = c != NULL ? c->n_dfs : 0;
+    size_t n_dfs = fwx_connection_data_filters(conn);
+    uint64_t max_buffered = OPT(opts, max_buffered, 0);
+    bool no_splice = OPT(opts, no_splice, 0) != 0;
     if (!is_socket(internal_fd) || (external_fd != -1 && !is_socket(external_fd)) ||
         (external_fd == -1 && n_dfs == 0) || internal_fd == external_fd)
         return FWX_E_INVALIDARG;
 
-    fwx__pump *p = calloc(1, sizeof *p);
+    fwx_pump *p = calloc(1, sizeof *p);
     if (p == NULL)
         return FWX_E_OUTOFMEMORY;
     p->loop = loop;
     p->done = done;
     p->arg = arg;
-    p->max_buffered = opts != NULL && opts->max_buffered > 0 ? opts->max_buffered : PUMP_DEFAULT_MAX;
+    p->max_buffered = max_buffered > 0 && max_buffered <= SIZE_MAX ? (size_t)max_buffered : PUMP_DEFAULT_MAX;
     p->fd[SIDE_INT] = internal_fd;
     p->fd[SIDE_EXT] = external_fd;
     for (int d = 0; d < 2; d++)
         p->dir[d].pipe[0] = p->dir[d].pipe[1] = -1;
-    p->mode = n_dfs > 0 ? MODE_FILTER : (opts != NULL && opts->no_splice) ? MODE_RW : MODE_SPLICE;
-    p->buffer_size = c != NULL && c->buffer_size > 0 ? c->buffer_size : 2048;
+    p->mode = n_dfs > 0 ? MODE_FILTER : no_splice ? MODE_RW : MODE_SPLICE;
+    p->buffer_size = fwx_connection_buffer_size(conn) > 0 ? fwx_connection_buffer_size(conn) : 2048;
 
     fwx_result hr = FWX_S_OK;
     if (FWX_SUCCEEDED(hr) && p->mode == MODE_FILTER) {
@@ -908,27 +906,17 @@ fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_f
     }
 
     if (p->mode == MODE_FILTER) {
-        p->fw = c->session->fw;
-        p->df_plugin = c->dfs[0].plugin;
-        for (size_t i = 1; i < n_dfs; i++)
-            if (c->dfs[i].plugin != p->df_plugin)
-                p->df_plugin = NULL;
         /* socks: [0] internal real, [1] external real (if any), then the virtual pairs a,b. */
         size_t v = p->real[SIDE_EXT] != NULL ? 2 : 1;
         for (size_t i = 0; i < n_dfs; i++) {
             psock *l = i == 0 ? p->real[SIDE_INT] : p->socks[v + 2 * (i - 1) + 1];
             psock *r = i + 1 == n_dfs ? p->real[SIDE_EXT] : p->socks[v + 2 * i];
-            /* The core may detach a filter while we call another; hold each for its call. */
-            IFWXDataFilter *df = c->dfs[i].df;
-            IUnknown *ctx = c->dfs[i].ctx;
-            IFWXDataFilter_AddRef(df);
-            fwx__plugin_call saved;
-            fwx__plugin_enter(p->fw, c->dfs[i].plugin, FWX__EVENT_DATA, &saved);
-            hr = IFWXDataFilter_SetSockets(df, &l->iface, r != NULL ? &r->iface : NULL, conn, ctx);
-            fwx__plugin_leave(p->fw, &saved);
-            IFWXDataFilter_Release(df);
-            if (FWX_FAILED(hr) || p->ending || c->n_dfs != n_dfs) {
-                pump_end(p, FWX_FAILED(hr) ? UV_ECONNABORTED : p->err);
+            hr = fwx_connection_data_filter_set_sockets(conn, (uint32_t)i, &l->iface, r != NULL ? &r->iface : NULL);
+            /* A filter that detached (or a connection that ended) during the call leaves the
+               chain incomplete: the pump ends, as when the filters close, without an error of
+               its own (the core's kill, if any, says why). */
+            if (FWX_FAILED(hr) || p->ending) {
+                pump_end(p, hr == FWX_E_TERMINATING || FWX_SUCCEEDED(hr) ? p->err : UV_ECONNABORTED);
                 break;
             }
         }

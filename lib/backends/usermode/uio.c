@@ -3,7 +3,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
-#include "objects/objects.h"
 
 #include <stdlib.h>
 
@@ -30,7 +29,7 @@ fwx_result fwx__uio_new_recv(IFWXIOBuffer *buf, uint32_t core_size, IFWXIOComple
     *out = NULL;
     IFWXIOBuffer *core = NULL;
     if (buf == NULL) {
-        fwx_result hr = fwx__iobuffer_new(core_size, &core);
+        fwx_result hr = fwx_iobuffer_new(core_size, &core);
         if (FWX_FAILED(hr))
             return hr;
         buf = core;
@@ -73,7 +72,7 @@ void fwx__uio_recv_done(fwx__uio *op, uint32_t n)
         op->err = UV_EINVAL;
     }
     if (op->core_buf)
-        fwx__iobuffer_set_readonly(op->buf, true);
+        (void)fwx_iobuffer_set_readonly(op->buf, 1); /* ours: cannot fail */
 }
 
 void fwx__uio_free(fwx__uio *op)

@@ -13,7 +13,7 @@
  * have, or at the first error (ECONNRESET, EPIPE ...).
  *
  * SIGPIPE: splice(2) has no MSG_NOSIGNAL, so writing to a socket whose peer is gone raises
- * SIGPIPE. Hosts must ignore it (as libuv programs do); fwx__pump_start sets it to SIG_IGN when
+ * SIGPIPE. Hosts must ignore it (as libuv programs do); fwx_pump_start sets it to SIG_IGN when
  * it finds the default disposition, so a host that forgot does not die of a peer reset.
  *
  * Data-filter chain: each real fd becomes an IFWXSocket over uv_poll, and consecutive filters
@@ -53,46 +53,26 @@
 #define FWX_USERMODE_H
 
 #include "util/util.h"
+
+#include <fwx/pump.h>
 #include <uv.h>
 
-typedef struct fwx__pump fwx__pump;
+/* The pump's calls are public: include/fwx/pump.h (fwx_pump_start, fwx_pump_abort, ...).
+   Beyond what that header says, fwx_pump_start takes the filters' buffer size at each Recv
+   (fwx_connection_buffer_size; 2048 bytes when the connection has none) and reads the chain
+   only through the public chain calls, as a backend written outside libfwx would. */
 
-typedef struct fwx__pump_opts {
-    size_t max_buffered;   /* bytes held in user space per direction before reading that side stops; 0 = 256 KiB */
-    bool no_splice;        /* force the read/write path even for a plain relay (for tests and the benchmark) */
-} fwx__pump_opts;
-
-/* Called once when the pump has ended: both fds are closed. p is valid during the call only
-   (freed after it returns); the pump's reference to the connection is already released. */
-typedef void (*fwx__pump_done_cb)(fwx__pump *p, void *arg);
-
-/* Takes ownership of two connected, nonblocking TCP socket fds and carries bytes both ways.
-   conn (borrowed; the pump AddRefs it for its lifetime; may be NULL for a plain relay): its data
-   filters (fwx__conn_from(conn)->dfs, in order) are put between the two sockets; with none, a plain
-   relay. external_fd == -1 means the connection is emulated: the last filter is the data source and
-   gets a NULL external socket. When both directions have ended (or on error, or fwx__pump_abort),
-   both fds are closed, data filters are left to the core (it Detaches them when the connection
-   terminates), and done() is called exactly once, from a loop callback, never from inside
-   fwx__pump_start. Byte counts go to fwx_connection_count_bytes(conn, from_client, from_external).
-   opts may be NULL (defaults). A SetSockets failure ends the pump (done() still follows).
-   Returns FWX_S_OK (then done() follows exactly once), or FWX_E_POINTER / FWX_E_INVALIDARG (bad
-   fds, external_fd == -1 without a data filter, conn not the core's) / FWX_E_OUTOFMEMORY /
-   FWX_E_FAIL (pipe or handle setup failed): then nothing was taken, the fds are still the
-   caller's and done() is never called. */
-fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
-                           const fwx__pump_opts *opts, fwx__pump_done_cb done, void *arg, fwx__pump **out);
-/* Ends both sides now; done() still follows (from a loop callback). Harmless while ending.
-   Must not be called after done() returned. */
-void fwx__pump_abort(fwx__pump *p);
-/* Bytes held right now, both directions: the rings of the read/write relay, the pipes of the
-   splice relay (kernel memory, bounded by the pipe size, which is set to max_buffered clamped to
-   4 KiB..1 MiB when the kernel allows), 0 on the filter path (the filters hold the data). */
-size_t fwx__pump_buffered(const fwx__pump *p);
-/* True if this pump uses splice(2) now (false after an EINVAL fallback). */
-bool fwx__pump_spliced(const fwx__pump *p);
-/* Why it ended (valid in done()): 0 when both directions ended, UV_ECANCELED after
-   fwx__pump_abort, UV_ECONNABORTED when a SetSockets failed, else the negative errno. */
-int fwx__pump_error(const fwx__pump *p);
+/* The pump's former internal names, kept while lib/backends/nft (and fuzz/socks_fuzz.c) still
+   use them; to go once they call fwx_pump_* themselves. */
+typedef fwx_pump fwx__pump;
+typedef fwx_pump_done_cb fwx__pump_done_cb;
+static inline fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
+                                         const fwx_pump_options *opts, fwx__pump_done_cb done, void *arg,
+                                         fwx__pump **out)
+{
+    return fwx_pump_start(loop, conn, internal_fd, external_fd, opts, done, arg, out);
+}
+static inline void fwx__pump_abort(fwx__pump *p) { fwx_pump_abort(p); }
 
 /*
  * The datagram path: one UDP flow (one peer on each side) through its connection's data

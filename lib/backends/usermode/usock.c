@@ -4,7 +4,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
-#include "objects/objects.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -438,7 +437,7 @@ static fwx_result us_Connect(IFWXNetworkSocket *This, const struct sockaddr *a, 
     if (s->proto == FWX_PROTOCOL_UDP) {
         int rc = uv_udp_connect(&s->io.udp, (const struct sockaddr *)&to);
         if (rc < 0)
-            return rc == UV_ECONNREFUSED ? FWX_E_CONNREFUSED : FWX_E_INVALIDARG;
+            return fwx__result_from_errno(rc, FWX_E_INVALIDARG);
         s->has_fd = s->connected = true;
         return FWX_S_OK;
     }
@@ -447,7 +446,7 @@ static fwx_result us_Connect(IFWXNetworkSocket *This, const struct sockaddr *a, 
     s->creq.data = s;
     int rc = uv_tcp_connect(&s->creq, &s->io.tcp, (const struct sockaddr *)&to, connect_cb);
     if (rc < 0)
-        return rc == UV_ECONNREFUSED ? FWX_E_CONNREFUSED : FWX_E_INVALIDARG;
+        return fwx__result_from_errno(rc, FWX_E_INVALIDARG);
     s->has_fd = s->connecting = true;
     return FWX_S_OK;
 }
@@ -459,18 +458,6 @@ static void set_ipf(usock *s, IFWXIpFilter *f)
     if (s->ipf != NULL)
         IFWXIpFilter_Release(s->ipf);
     s->ipf = f;
-}
-
-static fwx_result bind_error(int err)
-{
-    switch (err) {
-    case UV_EADDRINUSE:
-        return FWX_E_ADDRINUSE;
-    case UV_EADDRNOTAVAIL:
-        return FWX_E_ADDRNOTAVAIL;
-    default:
-        return FWX_E_INVALIDARG;
-    }
 }
 
 static fwx_result us_Bind(IFWXNetworkSocket *This, const struct sockaddr *a, uint32_t al, IFWXIpFilter *f)
@@ -487,7 +474,7 @@ static fwx_result us_Bind(IFWXNetworkSocket *This, const struct sockaddr *a, uin
     if (s->proto == FWX_PROTOCOL_UDP) {
         int rc = uv_udp_bind(&s->io.udp, sa, UV_UDP_REUSEADDR);
         if (rc < 0)
-            return bind_error(rc);
+            return fwx__result_from_errno(rc, FWX_E_INVALIDARG);
     } else {
         /* Our own socket: uv_tcp_bind defers EADDRINUSE to listen or connect, and the SDK
            wants it from Bind. */
@@ -497,7 +484,7 @@ static fwx_result us_Bind(IFWXNetworkSocket *This, const struct sockaddr *a, uin
         int on = 1;
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
         if (bind(fd, sa, fwx__sa_len(sa)) < 0) {
-            fwx_result hr = bind_error(-errno);
+            fwx_result hr = fwx__result_from_errno(errno, FWX_E_INVALIDARG);
             close(fd);
             return hr;
         }
