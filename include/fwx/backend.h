@@ -39,7 +39,7 @@ extern "C" {
 #endif
 
 /** The newest backend struct version this header describes. */
-#define FWX_BACKEND_VERSION 3
+#define FWX_BACKEND_VERSION 4
 
 /** Kinds of grant. */
 typedef enum fwx_grant_kind {
@@ -162,6 +162,22 @@ typedef struct fwx_backend {
      * @since backend version 3
      */
     fwx_result (*grant_remove_many)(void *state, const uint64_t *ids, size_t n);
+
+    /* ---- version 4 ---- */
+
+    /**
+     * For a backend that wraps another and forwards to it (a fault injector, a tracer: in the
+     * manner of SQLite's test VFS over the real VFS): the backend it wraps, and the state of the
+     * instance of it that this instance opened. fwx_firewall_backend_state_of() follows it, so
+     * the wrapped backend's own API (the SOCKS calls of "proxy", which take a firewall) still
+     * finds its instance behind the wrapper. Optional: NULL for a backend that wraps none.
+     * [loop-thread]
+     * @param state this instance's state.
+     * @param inner_state receives the wrapped instance's state (NULL when there is none).
+     * @return the wrapped backend (borrowed), or NULL.
+     * @since backend version 4 (fwx 1.1)
+     */
+    const struct fwx_backend *(*wrapped)(void *state, void **inner_state);
 } fwx_backend;
 
 /**
@@ -280,8 +296,27 @@ FWX_API void fwx_socks_limits_init(fwx_socks_limits *limits);
  */
 FWX_API fwx_result fwx_proxy_socks_set_limits(fwx_firewall *fw, const fwx_socks_limits *limits);
 
-/** The firewall's backend state, or NULL (for a backend's own helpers). */
+/**
+ * The firewall's backend state, or NULL. Behind a wrapping backend this is the wrapper's
+ * state: a backend's own helpers find theirs with fwx_firewall_backend_state_of().
+ */
 FWX_API void *fwx_firewall_backend_state(fwx_firewall *fw);
+
+/* ---- wrapping backends (fwx 1.1) --------------------------------------------------------- */
+
+/**
+ * The state of @p backend's instance in @p fw: the firewall's backend state when @p backend is
+ * the firewall's backend, else the state a wrapping backend reports for it through
+ * fwx_backend::wrapped (followed through at most 8 wrappers). A backend's own API, functions
+ * that take a firewall, finds its instance with it and so works alone and behind a wrapper
+ * alike. [loop-thread]
+ * @param fw the firewall (NULL: NULL).
+ * @param backend the backend whose instance is wanted (borrowed), as registered or built in.
+ * @return the state, or NULL when @p backend is neither the firewall's backend nor wrapped by
+ *   it (the caller answers FWX_E_NOT_SUPPORTED).
+ * @since 1.1
+ */
+FWX_API void *fwx_firewall_backend_state_of(fwx_firewall *fw, const fwx_backend *backend);
 
 #ifdef __cplusplus
 }

@@ -82,6 +82,35 @@ const fwx_backend *fwx_backend_find(const char *name)
 
 void *fwx_firewall_backend_state(fwx_firewall *fw) { return fw ? fw->backend_state : NULL; }
 
+/* The backend a wrapper forwards to, and that instance's state; NULL for one that wraps none. */
+static const fwx_backend *wrapped_by(const fwx_backend *b, void *state, void **inner_state)
+{
+    *inner_state = NULL;
+    if (b->version < 4 || b->wrapped == NULL)
+        return NULL;
+    const fwx_backend *inner = b->wrapped(state, inner_state);
+    if (inner == NULL)
+        *inner_state = NULL;
+    return inner;
+}
+
+/* Wrappers deeper than this are a loop (a wrapper reporting itself) or a mistake. */
+#define MAX_WRAP_DEPTH 8
+
+void *fwx_firewall_backend_state_of(fwx_firewall *fw, const fwx_backend *backend)
+{
+    if (fw == NULL || backend == NULL)
+        return NULL;
+    const fwx_backend *b = fw->backend;
+    void *state = fw->backend_state;
+    for (int depth = 0; b != NULL && depth <= MAX_WRAP_DEPTH; depth++) {
+        if (b == backend)
+            return state;
+        b = wrapped_by(b, state, &state);
+    }
+    return NULL;
+}
+
 /* Installs every grant the firewall holds into a freshly opened backend. */
 static fwx_result install_all(fwx_firewall *fw)
 {
@@ -129,7 +158,10 @@ fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
         fwx__backend_close(fw);
         return hr;
     }
-    fwx__log(fw, FWX_LOG_INFO, "firewall \"%s\": using backend \"%s\"", fw->name, b->name);
+    void *inner_state;
+    const fwx_backend *inner = wrapped_by(b, state, &inner_state);
+    fwx__log(fw, FWX_LOG_INFO, "firewall \"%s\": using backend \"%s\"%s%s%s", fw->name, b->name,
+             inner ? " (wrapping \"" : "", inner ? inner->name : "", inner ? "\")" : "");
     if (fw->policy != NULL)
         fwx__backend_policy_changed(fw);
     return fwx__publish_sync(fw);
@@ -232,7 +264,11 @@ void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c)
         fwx__relay_kill(c); /* the host's relay (lib/backends/usermode/relay.c) ends with it */
     if (fw->backend == NULL || fw->backend->kill == NULL)
         return;
-    (void)fw->backend->kill(fw->backend_state, &c->iface);
+    /* FWX_E_NOT_FOUND is the common case: a connection the host carries, not the backend. */
+    fwx_result hr = fw->backend->kill(fw->backend_state, &c->iface);
+    if (FWX_FAILED(hr) && hr != FWX_E_NOT_FOUND)
+        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": killing connection %llu failed: %s", fw->backend->name,
+                 (unsigned long long)c->id, fwx_strerror(hr));
 }
 
 void fwx__backend_policy_changed(fwx_firewall *fw)

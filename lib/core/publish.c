@@ -72,9 +72,19 @@ fwx_result fwx__publish_sync(fwx_firewall *fw)
     }
     /* Close what went away before opening what is new: a rule may have moved to another server
        on the same address. */
-    for (size_t j = 0; j < fw->n_published; j++)
-        if (!kept[j])
-            (void)b->unlisten(fw->backend_state, fw->published[j].id);
+    for (size_t j = 0; j < fw->n_published; j++) {
+        if (kept[j])
+            continue;
+        /* The rule is gone from the core either way; a listener the backend could not close
+           is its own to account for, but never in silence. */
+        fwx_result hr = b->unlisten(fw->backend_state, fw->published[j].id);
+        if (FWX_FAILED(hr)) {
+            char a[FWX__SA_STRLEN];
+            fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": closing the listener on %s (publishing %llu) failed: %s",
+                     b->name, fwx__sa_fmt((const struct sockaddr *)&fw->published[j].address, a),
+                     (unsigned long long)fw->published[j].id, fwx_strerror(hr));
+        }
+    }
     size_t k = 0;
     for (size_t i = 0; i < m; i++) {
         bool existed = false;
