@@ -686,6 +686,53 @@ static void *bound_peers(void *arg)
     return NULL;
 }
 
+/* A data connection held open across calls: opened by live_open, checked by live_more, and
+   seen to end when the firewall closes (live_end). */
+typedef struct live_case {
+    uint16_t gw_port;
+    int client_lfd;
+    int server_fd, client_fd;
+    int ok, still_flowing;
+} live_case;
+
+static live_case live_lc = {0, -1, -1, -1, 0, 0};
+
+static void *live_open(void *arg)
+{
+    live_case *l = arg;
+    char in[5];
+    l->server_fd = sock_from(SERVER);
+    if (connect_to(l->server_fd, GW, l->gw_port) != 0 || write_all(l->server_fd, "hello", 5) != 0)
+        return NULL;
+    l->client_fd = accept(l->client_lfd, NULL, NULL);
+    if (l->client_fd < 0)
+        return NULL;
+    struct timeval tv = {IO_TIMEOUT_S, 0};
+    setsockopt(l->client_fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    l->ok = recv(l->client_fd, in, 5, MSG_WAITALL) == 5 && memcmp(in, "hello", 5) == 0;
+    return NULL;
+}
+
+static void *live_more(void *arg)
+{
+    live_case *l = arg;
+    char in[4];
+    l->still_flowing = l->client_fd >= 0 && write_all(l->server_fd, "more", 4) == 0 &&
+                       recv(l->client_fd, in, 4, MSG_WAITALL) == 4 && memcmp(in, "more", 4) == 0;
+    return NULL;
+}
+
+/* After the firewall closed: the client's side of the data connection sees its end. */
+static void live_end(void)
+{
+    if (live_lc.client_fd < 0)
+        return;
+    char c;
+    check(recv(live_lc.client_fd, &c, 1, 0) <= 0, "the relay ends with the backend's close");
+    close(live_lc.client_fd);
+    close(live_lc.server_fd);
+}
+
 static fwx_result bind_for_client(IFWXSession *s, int client_lfd, uint16_t *gw_port, IFWXConnection **bound)
 {
     struct sockaddr_in ca = v4(CLIENT, bound_port(client_lfd));
@@ -737,16 +784,38 @@ static void test_bound_port(void)
     check_hr("BindForClient again", bind_for_client(s, b.client_lfd, &port2, &bound), FWX_S_OK);
     check(!port_free(GW, port2), "the proxy listens on :%u", port2);
 
+    /* A live relay through the bound port, then the session ends with kill failing: the core
+       forgets the connection and says so; the proxy, told nothing it could act on, carries
+       the bytes on until it closes (the firewall's close below ends it). */
     scenario = "kill";
+    live_case lc = {port2, b.client_lfd, -1, -1, 0, 0};
+    run_peer(live_open, &lc);
+    check(lc.ok, "a data connection through :%u carries bytes", port2);
+    check(live_connections() == 2, "two connections in the core: the control and the data (%u)", live_connections());
     log_reset();
     if (bound != NULL)
         IFWXConnection_Release(bound);
-    fwx_connection_close(ctl);
-    check_hr("fwx_session_close", fwx_session_close(s), FWX_S_OK);
+    fwx_connection_close(ctl); /* its kill is the host's: the proxy answers FWX_E_NOT_FOUND */
+    check(log_find("killing connection", NULL) == NULL, "FWX_E_NOT_FOUND from kill is not logged");
+    arm(FAULT_KILL, 1, FWX_E_FAIL);
+    unsigned kills = calls(FAULT_KILL);
+    check_hr("fwx_session_close, kill failing", fwx_session_close(s), FWX_S_OK);
     IFWXSession_Release(s);
     run_for(10);
-    check(core_grants() == 0 && proxy_grants() == base && port_free(GW, port2), "the bound port is closed with the session");
+    check(calls(FAULT_KILL) == kills + 1, "kill asked once, for the data connection (%u)", calls(FAULT_KILL) - kills);
+    check_log("backend \"fault\": killing connection", "failed");
+    unsigned listed = 0;
+    fwx_firewall_list(fw, FWX_OBJECT_CONNECTION | FWX_OBJECT_SESSION, count_object, &listed);
+    check(listed == 0 && core_grants() == 0, "the core lists no session, connection or grant (%u, %u)", listed,
+          core_grants());
+    /* The connection object lives on in the proxy's reference (stats count objects), until the
+       backend lets go of it at its close. */
+    check(live_connections() == 1, "one connection object still held by the proxy (%u)", live_connections());
+    check(proxy_grants() == base && port_free(GW, port2), "the bound port is closed with the session");
+    run_peer(live_more, &lc);
+    check(lc.still_flowing, "the relay the backend was not able to kill still carries bytes");
     close(b.client_lfd);
+    live_lc = lc;
 }
 
 /* ---- create_socket -------------------------------------------------------------------------- */
@@ -803,6 +872,8 @@ int main(void)
     unsigned closes = calls(FAULT_CLOSE);
     firewall_close();
     check(calls(FAULT_CLOSE) == closes + 1, "the firewall's close closed the wrapper and the proxy");
+    scenario = "kill";
+    live_end();
     fault_backend_disarm(fb);
     check_hr("fault_backend_unregister", fault_backend_unregister(fb), FWX_S_OK);
     check(fwx_backend_find("fault") == NULL, "\"fault\" is gone from the registry");
