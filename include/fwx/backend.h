@@ -28,6 +28,16 @@
  * Rules: `version` first; methods are only ever appended, each version's block marked; a
  * method may be NULL when optional, and the core then supplies FWX_E_NOT_SUPPORTED or does
  * without. The registry never writes into a registered struct.
+ *
+ * **Wrapping a backend.** A backend may forward to another one, as SQLite's test VFS wraps the
+ * real VFS: its open() opens the wrapped backend (found with fwx_backend_find(), and handed its
+ * own struct as `self`), every method forwards with the wrapped instance's state, and methods
+ * the wrapped backend lacks stay NULL. It implements fwx_backend::wrapped (version 4) to say
+ * whom it wraps, so that the wrapped backend's own API, which takes a firewall, still finds its
+ * instance with fwx_firewall_backend_state_of(); fwx_firewall_backend_state() is the wrapper's.
+ * examples/fault-backend is such a wrapper, built against the installed headers only: it fails
+ * the Nth call of any method, and its test runs the proxy backend through it with a fault in
+ * each method in turn.
  */
 #ifndef FWX_BACKEND_H
 #define FWX_BACKEND_H
@@ -123,7 +133,8 @@ typedef struct fwx_backend {
     fwx_result (*grant_remove)(void *state, uint64_t id);
     /** Opens a listener for a publishing rule. Optional. @return FWX_S_OK, FWX_E_ADDRINUSE, ... */
     fwx_result (*listen)(void *state, const fwx_listen_spec *spec);
-    /** Closes a listener. Optional. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    /** Closes a listener. Optional. @return FWX_S_OK, FWX_E_NOT_FOUND; any other failure is
+        logged, and the core asks again at the next policy change. */
     fwx_result (*unlisten)(void *state, uint64_t id);
     /**
      * Starts carrying an admitted connection (borrowed; AddRef to keep it). @p kernel_mode
@@ -131,7 +142,9 @@ typedef struct fwx_backend {
      * Optional. @return FWX_S_OK, or a failure that kills the connection.
      */
     fwx_result (*relay)(void *state, IFWXConnection *conn, int32_t kernel_mode);
-    /** Ends a connection it carries (borrowed). Optional. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    /** Ends a connection it carries (borrowed); the core calls it as every connection ends.
+        Optional. @return FWX_S_OK, FWX_E_NOT_FOUND (not one it carries); any other failure is
+        logged, and the core lets go of the connection all the same. */
     fwx_result (*kill)(void *state, IFWXConnection *conn);
     /** A socket for a filter. Optional. @param out new reference (+1). */
     fwx_result (*create_socket)(void *state, int32_t protocol, IFWXNetworkSocket **out);
