@@ -19,8 +19,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -31,9 +33,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define GW "127.0.0.1"
-#define CLIENT "127.0.0.2"
-#define SERVER "127.0.0.3"
+/* The three hosts: on loopback by default; on a real topology (check-fault-wrap.sh) the
+   gateway has an address on each side, and client and server sockets are made in their own
+   network namespaces (FAULT_NS_CLIENT, FAULT_NS_SERVER: /run/netns/... paths). */
+static const char *GW_IN = "127.0.0.1";  /* the gateway, as the client reaches it */
+static const char *GW_OUT = "127.0.0.1"; /* the gateway, as the server reaches it */
+static const char *CLIENT = "127.0.0.2";
+static const char *SERVER = "127.0.0.3";
+static int ns_self = -1, ns_client = -1, ns_server = -1;
 #define IO_TIMEOUT_S 5
 
 static int failures;
@@ -105,7 +112,15 @@ static struct sockaddr_in v4(const char *ip, uint16_t port)
 /* A TCP socket bound to ip (port 0), with I/O timeouts so that no peer waits forever. */
 static int sock_from(const char *ip)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int ns = strcmp(ip, CLIENT) == 0 ? ns_client : strcmp(ip, SERVER) == 0 ? ns_server : -1, fd = -1;
+    /* A socket belongs to the network namespace of the thread that makes it. */
+    if (ns >= 0 && setns(ns, CLONE_NEWNET) != 0)
+        return -1;
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (ns >= 0 && setns(ns_self, CLONE_NEWNET) != 0) {
+        fprintf(stderr, "proxy_faults: cannot return to the gateway's namespace: %s\n", strerror(errno));
+        abort();
+    }
     struct sockaddr_in a = v4(ip, 0);
     struct timeval tv = {IO_TIMEOUT_S, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -264,7 +279,7 @@ static void echo_stop(echo *e)
     pthread_join(e->th, NULL);
 }
 
-/* A client at CLIENT sends n patterned bytes to GW:port, half-closes, reads the echo. */
+/* A client at CLIENT sends n patterned bytes to GW_IN:port, half-closes, reads the echo. */
 typedef struct roundtrip {
     uint16_t port;
     size_t n;
@@ -280,7 +295,7 @@ static void *roundtrip_main(void *arg)
     for (size_t i = 0; i < x->n; i++)
         out[i] = (char)(i * 131 + 7);
     int fd = sock_from(CLIENT);
-    x->connected = connect_to(fd, GW, x->port) == 0;
+    x->connected = connect_to(fd, GW_IN, x->port) == 0;
     if (x->connected) {
         (void)write_all(fd, out, x->n); /* a refused relay may reset it half-way */
         shutdown(fd, SHUT_WR);
@@ -309,15 +324,16 @@ static fwx_firewall *fw;
 
 static fwx_firewall *firewall_new(void)
 {
-    static struct sockaddr_storage local;
-    struct sockaddr_in gw = v4(GW, 0);
-    memset(&local, 0, sizeof local);
-    memcpy(&local, &gw, sizeof gw);
+    static struct sockaddr_storage local[2];
+    struct sockaddr_in in = v4(GW_IN, 0), out = v4(GW_OUT, 0);
+    memset(local, 0, sizeof local);
+    memcpy(&local[0], &in, sizeof in);
+    memcpy(&local[1], &out, sizeof out);
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
     o.name = "fault-test";
-    o.local_addresses = &local;
-    o.n_local_addresses = 1;
+    o.local_addresses = local;
+    o.n_local_addresses = strcmp(GW_IN, GW_OUT) != 0 ? 2 : 1;
     o.loopback_hosts = 1;
     o.port_min = 40000;
     o.port_max = 60999;
@@ -387,7 +403,7 @@ static void arm(fault_method m, unsigned nth, fwx_result code)
 /* A NAT session for CLIENT, with its control connection to SERVER:21 reported by the host. */
 static IFWXSession *nat_session(IFWXConnection **ctl)
 {
-    struct sockaddr_in c = v4(CLIENT, 0), gi = v4(GW, 0), srv = v4(SERVER, 21);
+    struct sockaddr_in c = v4(CLIENT, 0), gi = v4(GW_IN, 0), srv = v4(SERVER, 21);
     fwx_session_params sp;
     memset(&sp, 0, sizeof sp);
     sp.struct_size = sizeof sp;
@@ -478,7 +494,7 @@ static void *socks_client(void *arg)
     struct sockaddr_in d = v4(SERVER, x->dst_port);
     memcpy(req + 4, &d.sin_addr, 4);
     memcpy(req + 8, &d.sin_port, 2);
-    if (connect_to(fd, GW, x->socks_port) == 0 && write_all(fd, hello, 3) == 0 &&
+    if (connect_to(fd, GW_IN, x->socks_port) == 0 && write_all(fd, hello, 3) == 0 &&
         recv(fd, a, 2, MSG_WAITALL) == 2 && a[1] == 0 && write_all(fd, req, 10) == 0 &&
         recv(fd, a, 10, MSG_WAITALL) == 10) {
         x->rep = a[1];
@@ -497,8 +513,8 @@ static void *socks_client(void *arg)
 static void test_socks(echo *e)
 {
     scenario = "socks";
-    socks_case x = {free_port(GW), e->port, -1, 0};
-    struct sockaddr_in at = v4(GW, x.socks_port);
+    socks_case x = {free_port(GW_IN), e->port, -1, 0};
+    struct sockaddr_in at = v4(GW_IN, x.socks_port);
     check_hr("fwx_proxy_socks_listen behind the wrapper", fwx_proxy_socks_listen(fw, SA(at), sizeof at), FWX_S_OK);
     unsigned relays = calls(FAULT_RELAY);
     run_peer(socks_client, &x);
@@ -512,20 +528,32 @@ static void test_socks(echo *e)
 static const char *publish_policy(const uint16_t *ports, int n, uint16_t server)
 {
     static char text[4096];
-    int off = snprintf(text, sizeof text, "protocols = (");
+    int off = 0;
+    const char *from = "\"localhost\"", *to = "\"localhost\"";
+    if (ns_client >= 0) {
+        /* Two sides: the client's (internal), the server's (dmz), the gateway on both. */
+        off = snprintf(text, sizeof text,
+                       "networks = { internal = { ranges = [ \"%s/32\" ]; }; dmz = { ranges = [ \"%s/32\" ]; };\n"
+                       "  localhost = { ranges = [ \"%s/32\", \"%s/32\" ]; }; };\n"
+                       "relationships = ( { from = \"internal\"; to = \"dmz\"; type = \"nat\"; } );\n",
+                       CLIENT, SERVER, GW_IN, GW_OUT);
+        from = "\"internal\"";
+        to = "\"localhost\", \"dmz\"";
+    }
+    off += snprintf(text + off, sizeof text - (size_t)off, "protocols = (");
     for (int i = 0; i < n; i++)
         off += snprintf(text + off, sizeof text - (size_t)off,
                         "%s { name = \"svc%d\"; guid = \"{0badf00d-0000-0000-0000-00000000000%d}\"; protocol = \"tcp\";"
                         " port = %u; direction = \"inbound\"; }",
                         i ? "," : "", i, i + 1, ports[i]);
     off += snprintf(text + off, sizeof text - (size_t)off,
-                    " );\nrules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ];"
-                    " to = [ \"localhost\" ]; protocols = [ \"all\" ]; } );\npublishing = (");
+                    " );\nrules = ( { name = \"publish\"; action = \"allow\"; from = [ %s ];"
+                    " to = [ %s ]; protocols = [ \"all\" ]; } );\npublishing = (", from, to);
     for (int i = 0; i < n; i++)
         off += snprintf(text + off, sizeof text - (size_t)off,
-                        "%s { name = \"pub%d\"; listen = \"" GW ":%u\"; server = \"" SERVER ":%u\"; protocol = "
+                        "%s { name = \"pub%d\"; listen = \"%s:%u\"; server = \"%s:%u\"; protocol = "
                         "\"svc%d\"; full_proxy = true; }",
-                        i ? "," : "", i, ports[i], server, i);
+                        i ? "," : "", i, GW_IN, ports[i], SERVER, server, i);
     snprintf(text + off, sizeof text - (size_t)off, " );\n");
     return text;
 }
@@ -540,9 +568,9 @@ static unsigned live_connections(void)
 static void test_publishing(echo *e)
 {
     scenario = "publishing";
-    uint16_t ports[2] = {free_port(GW), free_port(GW)};
+    uint16_t ports[2] = {free_port(GW_IN), free_port(GW_IN)};
     check_hr("a policy publishing one port", set_policy(publish_policy(ports, 1, e->port)), FWX_S_OK);
-    check(calls(FAULT_LISTEN) == 1 && !port_free(GW, ports[0]), "the proxy listens on :%u", ports[0]);
+    check(calls(FAULT_LISTEN) == 1 && !port_free(GW_IN, ports[0]), "the proxy listens on :%u", ports[0]);
     roundtrip x = echo_through(ports[0], 100000);
     check(x.ok, "100000 bytes echoed through the published port (got %zu)", x.got);
 
@@ -565,10 +593,10 @@ static void test_publishing(echo *e)
     check_hr("a policy adding a second port, listen failing", set_policy(publish_policy(ports, 2, e->port)),
              FWX_E_DENIED);
     check_log("publishing rule \"pub1\"", "cannot serve it");
-    check(port_free(GW, ports[1]), "nothing listens on :%u", ports[1]);
+    check(port_free(GW_IN, ports[1]), "nothing listens on :%u", ports[1]);
     check(echo_through(ports[0], 1000).ok, "the first port still serves");
     check_hr("the same policy again", set_policy(publish_policy(ports, 2, e->port)), FWX_S_OK);
-    check(!port_free(GW, ports[1]) && echo_through(ports[1], 1000).ok, "now :%u listens and serves", ports[1]);
+    check(!port_free(GW_IN, ports[1]) && echo_through(ports[1], 1000).ok, "now :%u listens and serves", ports[1]);
 
     scenario = "unlisten";
     log_reset();
@@ -576,14 +604,14 @@ static void test_publishing(echo *e)
     check_hr("a policy dropping the second port, unlisten failing", set_policy(publish_policy(ports, 1, e->port)),
              FWX_S_OK);
     check_log("closing the listener on", "failed");
-    check(!port_free(GW, ports[1]), "the listener the backend failed to close is still there");
+    check(!port_free(GW_IN, ports[1]), "the listener the backend failed to close is still there");
     unsigned before = calls(FAULT_UNLISTEN);
     check_hr("the next policy change", set_policy(publish_policy(ports, 1, e->port)), FWX_S_OK);
-    check(calls(FAULT_UNLISTEN) == before + 1 && port_free(GW, ports[1]),
+    check(calls(FAULT_UNLISTEN) == before + 1 && port_free(GW_IN, ports[1]),
           "retries the close, and :%u is free", ports[1]);
     check(echo_through(ports[0], 1000).ok, "the first port still serves");
     check_hr("no policy", fwx_firewall_set_policy(fw, NULL), FWX_S_OK);
-    check(port_free(GW, ports[0]), "nothing listens on :%u", ports[0]);
+    check(port_free(GW_IN, ports[0]), "nothing listens on :%u", ports[0]);
 }
 
 /* ---- grants: a permission, a bound port -------------------------------------------------------- */
@@ -609,7 +637,9 @@ static void test_permission(void)
     arm(FAULT_GRANT_ADD, 1, FWX_E_OUTOFMEMORY);
     check_hr("AllowFutureConnect, grant_add failing", allow(s, ctl, 50001, &a2), FWX_E_OUTOFMEMORY);
     check(a2 == NULL, "no action handed out");
-    check_log("AllowFutureConnect to " SERVER ":50001 refused", NULL);
+    char refused[80];
+    snprintf(refused, sizeof refused, "AllowFutureConnect to %s:50001 refused", SERVER);
+    check_log(refused, NULL);
     check(core_grants() == 1 && proxy_grants() == 1, "still one grant in the core and in the proxy (%u, %u)",
           core_grants(), proxy_grants());
     check_hr("AllowFutureConnect again", allow(s, ctl, 50001, &a2), FWX_S_OK);
@@ -670,7 +700,7 @@ static void *bound_peers(void *arg)
     for (size_t i = 0; i < sizeof data; i++)
         data[i] = (char)(i * 13);
     int s = sock_from(SERVER);
-    if (connect_to(s, GW, b->gw_port) == 0 && write_all(s, data, sizeof data) == 0) {
+    if (connect_to(s, GW_OUT, b->gw_port) == 0 && write_all(s, data, sizeof data) == 0) {
         shutdown(s, SHUT_WR);
         int c = accept(b->client_lfd, NULL, NULL);
         if (c >= 0) {
@@ -702,7 +732,7 @@ static void *live_open(void *arg)
     live_case *l = arg;
     char in[5];
     l->server_fd = sock_from(SERVER);
-    if (connect_to(l->server_fd, GW, l->gw_port) != 0 || write_all(l->server_fd, "hello", 5) != 0)
+    if (connect_to(l->server_fd, GW_OUT, l->gw_port) != 0 || write_all(l->server_fd, "hello", 5) != 0)
         return NULL;
     l->client_fd = accept(l->client_lfd, NULL, NULL);
     if (l->client_fd < 0)
@@ -738,7 +768,7 @@ static fwx_result bind_for_client(IFWXSession *s, int client_lfd, uint16_t *gw_p
     struct sockaddr_in ca = v4(CLIENT, bound_port(client_lfd));
     struct sockaddr_storage px;
     memset(&px, 0, sizeof px);
-    struct sockaddr_in g = v4(GW, 0);
+    struct sockaddr_in g = v4(GW_OUT, 0); /* the server connects to it */
     memcpy(&px, &g, sizeof g);
     const struct sockaddr *cap[1] = {SA(ca)};
     *bound = NULL;
@@ -764,7 +794,7 @@ static void test_bound_port(void)
     unsigned adds = calls(FAULT_GRANT_ADD);
     check_hr("BindForClient, the first port in use", bind_for_client(s, b.client_lfd, &b.gw_port, &bound), FWX_S_OK);
     check(calls(FAULT_GRANT_ADD) == adds + 2, "grant_add tried twice (%u)", calls(FAULT_GRANT_ADD) - adds);
-    check(b.gw_port >= 40000 && !port_free(GW, b.gw_port), "the proxy listens on the bound port :%u", b.gw_port);
+    check(b.gw_port >= 40000 && !port_free(GW_OUT, b.gw_port), "the proxy listens on the bound port :%u", b.gw_port);
     check(core_grants() == 1 && proxy_grants() == base + 1, "one bound port in the core and in the proxy");
     run_peer(bound_peers, &b);
     check(b.ok, "the server's 100000 bytes reached the client's port through the bound port (got %zu)", b.got);
@@ -782,7 +812,7 @@ static void test_bound_port(void)
     check(core_grants() == 0 && proxy_grants() == base, "no bound port left in the core or the proxy (%u, %u)",
           core_grants(), proxy_grants());
     check_hr("BindForClient again", bind_for_client(s, b.client_lfd, &port2, &bound), FWX_S_OK);
-    check(!port_free(GW, port2), "the proxy listens on :%u", port2);
+    check(!port_free(GW_OUT, port2), "the proxy listens on :%u", port2);
 
     /* A live relay through the bound port, then the session ends with kill failing: the core
        forgets the connection and says so; the proxy, told nothing it could act on, carries
@@ -811,7 +841,7 @@ static void test_bound_port(void)
     /* The connection object lives on in the proxy's reference (stats count objects), until the
        backend lets go of it at its close. */
     check(live_connections() == 1, "one connection object still held by the proxy (%u)", live_connections());
-    check(proxy_grants() == base && port_free(GW, port2), "the bound port is closed with the session");
+    check(proxy_grants() == base && port_free(GW_OUT, port2), "the bound port is closed with the session");
     run_peer(live_more, &lc);
     check(lc.still_flowing, "the relay the backend was not able to kill still carries bytes");
     close(b.client_lfd);
@@ -834,9 +864,38 @@ static void test_create_socket(void)
         IFWXNetworkSocket_Release(sock);
 }
 
+/* A real topology, when check-fault-wrap.sh made one: addresses and namespaces from the
+   environment; 0, or -1 with a reason printed. */
+static int topology_from_env(void)
+{
+    const char *nc = getenv("FAULT_NS_CLIENT"), *nsv = getenv("FAULT_NS_SERVER");
+    if (nc == NULL && nsv == NULL)
+        return 0;
+    const char *gi = getenv("FAULT_GW_IN"), *go = getenv("FAULT_GW_OUT"), *c = getenv("FAULT_CLIENT"),
+               *sv = getenv("FAULT_SERVER");
+    if (nc == NULL || nsv == NULL || gi == NULL || go == NULL || c == NULL || sv == NULL) {
+        printf("proxy_faults: FAULT_NS_CLIENT, FAULT_NS_SERVER, FAULT_GW_IN, FAULT_GW_OUT, FAULT_CLIENT and "
+               "FAULT_SERVER go together\n");
+        return -1;
+    }
+    GW_IN = gi, GW_OUT = go, CLIENT = c, SERVER = sv;
+    ns_self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    ns_client = open(nc, O_RDONLY | O_CLOEXEC);
+    ns_server = open(nsv, O_RDONLY | O_CLOEXEC);
+    if (ns_self < 0 || ns_client < 0 || ns_server < 0) {
+        printf("proxy_faults: cannot open the namespaces %s, %s: %s\n", nc, nsv, strerror(errno));
+        return -1;
+    }
+    printf("proxy_faults: client %s -> gateway %s | %s <- server %s, in namespaces\n", CLIENT, GW_IN, GW_OUT,
+           SERVER);
+    return 0;
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    if (topology_from_env() != 0)
+        return 1;
     proxy = fwx_backend_find("proxy");
     if (proxy == NULL) {
         printf("proxy_faults: SKIP: this libfwx has no \"proxy\" backend\n");
@@ -845,7 +904,8 @@ int main(void)
     {
         int probe = sock_from(CLIENT);
         if (probe < 0) {
-            printf("proxy_faults: SKIP: cannot bind %s (loopback is not 127.0.0.0/8 here)\n", CLIENT);
+            printf("proxy_faults: SKIP: cannot bind %s (%s)\n", CLIENT,
+                   ns_client < 0 ? "loopback is not 127.0.0.0/8 here" : "the client's namespace lacks it");
             return 77;
         }
         close(probe);
