@@ -5,9 +5,11 @@
  *
  * usage: proxy_faults            (exit 0: every check held; 1: a check failed; 77: cannot run)
  *
- * On loopback, with three addresses standing for three hosts: the gateway 127.0.0.1, the
- * client 127.0.0.2, the server 127.0.0.3. Real sockets throughout; peers run on their own
- * threads while the test thread runs the firewall's loop. For each method, the fault makes the
+ * On loopback, with three addresses standing for three hosts (the gateway 127.0.0.1, the
+ * client 127.0.0.2, the server 127.0.0.3), or, with FAULT_NS_* and the addresses in the
+ * environment (check-fault-wrap.sh), in the gateway's network namespace between the client's
+ * and the server's. Real sockets throughout; peers run on their own threads while the test
+ * thread runs the firewall's loop. For each method, the fault makes the
  * documented call fail with the injected code, the core logs it, nothing is left behind (the
  * core's grants, the proxy's own list, the ports on the wire) and the next call succeeds.
  * Set FAULT_TEST_LOG=1 to see the firewall's log.
