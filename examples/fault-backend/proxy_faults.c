@@ -893,6 +893,54 @@ static int topology_from_env(void)
     return 0;
 }
 
+/* ---- a wrapper that says it wraps itself: the core's walk is bounded ---------------------- */
+
+static int self_state;
+static fwx_result self_open(const fwx_backend *self, fwx_firewall *f, void **state)
+{
+    (void)self;
+    (void)f;
+    *state = &self_state;
+    return FWX_S_OK;
+}
+static void self_close(void *state) { (void)state; }
+static fwx_result self_grant_add(void *state, const fwx_grant *g)
+{
+    (void)state;
+    (void)g;
+    return FWX_S_OK;
+}
+static fwx_result self_grant_remove(void *state, uint64_t id)
+{
+    (void)state;
+    (void)id;
+    return FWX_S_OK;
+}
+static const fwx_backend *self_wrapped(void *state, void **inner_state);
+static const fwx_backend self_backend = {
+    .version = 4, .name = "self-wrapping", .open = self_open, .close = self_close,
+    .grant_add = self_grant_add, .grant_remove = self_grant_remove, .wrapped = self_wrapped,
+};
+static const fwx_backend *self_wrapped(void *state, void **inner_state)
+{
+    *inner_state = state;
+    return &self_backend;
+}
+
+static void test_self_wrapping(void)
+{
+    scenario = "self-wrapping";
+    check_hr("registering a backend that wraps itself", fwx_backend_register(&self_backend), FWX_S_OK);
+    fwx_firewall *saved = fw;
+    fw = firewall_new();
+    check_hr("fwx_firewall_set_backend", fwx_firewall_set_backend(fw, "self-wrapping"), FWX_S_OK);
+    check(fwx_firewall_backend_state_of(fw, &self_backend) == &self_state, "its own state is found");
+    check(fwx_firewall_backend_state_of(fw, proxy) == NULL, "the proxy's is not: the walk ends");
+    firewall_close();
+    fw = saved;
+    check_hr("fwx_backend_unregister", fwx_backend_unregister(&self_backend), FWX_S_OK);
+}
+
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -922,6 +970,7 @@ int main(void)
     echo_start(&e);
 
     test_registry();
+    test_self_wrapping();
     test_open();
     if (fw != NULL && fwx_firewall_backend_state(fw) != NULL) {
         test_socks(&e);
