@@ -129,7 +129,8 @@ typedef struct fwx_backend {
      *   any other failure fails the SDK call with that code.
      */
     fwx_result (*grant_add)(void *state, const fwx_grant *grant);
-    /** Removes a grant. Required. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    /** Removes a grant. Required. @return FWX_S_OK, FWX_E_NOT_FOUND; any other failure is
+        logged, the core lets go of the grant and asks again before its next grant change. */
     fwx_result (*grant_remove)(void *state, uint64_t id);
     /** Opens a listener for a publishing rule. Optional. @return FWX_S_OK, FWX_E_ADDRINUSE, ... */
     fwx_result (*listen)(void *state, const fwx_listen_spec *spec);
@@ -171,7 +172,8 @@ typedef struct fwx_backend {
      * the others by the time the end is reported (the nft backend deletes the elements in one
      * kernel transaction, where one per grant cost ~0.6 ms each). @p ids borrowed for the call.
      * Optional: without it the core calls grant_remove for each. @return FWX_S_OK, or a
-     * failure that is logged (the grants are gone from the core all the same).
+     * failure that is logged (the grants are gone from the core all the same, and each is
+     * asked again, by grant_remove, before the next grant change).
      * @since backend version 3
      */
     fwx_result (*grant_remove_many)(void *state, const uint64_t *ids, size_t n);

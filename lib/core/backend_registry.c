@@ -167,10 +167,50 @@ fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
     return fwx__publish_sync(fw);
 }
 
+/* Remembers a grant the backend failed to remove, to ask again (see retry_stuck). */
+static void stuck_add(fwx_firewall *fw, uint64_t id)
+{
+    if (fw->n_stuck_grants == fw->cap_stuck_grants) {
+        size_t cap = fw->cap_stuck_grants ? fw->cap_stuck_grants * 2 : 8;
+        uint64_t *ids = realloc(fw->stuck_grants, cap * sizeof *ids);
+        if (ids == NULL)
+            return; /* logged already: it stays the backend's until it closes */
+        fw->stuck_grants = ids;
+        fw->cap_stuck_grants = cap;
+    }
+    fw->stuck_grants[fw->n_stuck_grants++] = id;
+}
+
+/* Asks the backend again to remove what it failed to before, so that what a grant opened (a
+   bound port's listener) does not outlive the grant for longer than the next grant change.
+   Ids are never reused, so a late removal cannot hit a newer grant. */
+static void retry_stuck(fwx_firewall *fw)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < fw->n_stuck_grants; i++) {
+        fwx_result hr = fw->backend->grant_remove(fw->backend_state, fw->stuck_grants[i]);
+        if (FWX_FAILED(hr) && hr != FWX_E_NOT_FOUND)
+            fw->stuck_grants[k++] = fw->stuck_grants[i];
+        else
+            fwx__log(fw, FWX_LOG_INFO, "backend \"%s\": grant %llu removed on a later try", fw->backend->name,
+                     (unsigned long long)fw->stuck_grants[i]);
+    }
+    fw->n_stuck_grants = k;
+}
+
+static void stuck_forget(fwx_firewall *fw)
+{
+    free(fw->stuck_grants);
+    fw->stuck_grants = NULL;
+    fw->n_stuck_grants = fw->cap_stuck_grants = 0;
+}
+
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
 {
     if (fw->backend == NULL)
         return FWX_S_OK;
+    if (fw->n_stuck_grants > 0)
+        retry_stuck(fw);
     g->in_kernel = false;
     fw->grant_adding = &g->pub;
     fwx_result hr = fw->backend->grant_add(fw->backend_state, &g->pub);
@@ -200,10 +240,16 @@ void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g)
     g->installed = false;
     if (fw->backend == NULL)
         return;
+    if (fw->n_stuck_grants > 0)
+        retry_stuck(fw);
     fwx_result hr = fw->backend->grant_remove(fw->backend_state, g->pub.id);
-    if (FWX_FAILED(hr))
-        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing grant %llu failed: %s", fw->backend->name,
-                 (unsigned long long)g->pub.id, fwx_strerror(hr));
+    if (FWX_FAILED(hr)) {
+        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing grant %llu failed: %s%s", fw->backend->name,
+                 (unsigned long long)g->pub.id, fwx_strerror(hr),
+                 hr == FWX_E_NOT_FOUND ? "" : "; asked again at the next grant change");
+        if (hr != FWX_E_NOT_FOUND)
+            stuck_add(fw, g->pub.id);
+    }
 }
 
 void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n)
@@ -226,10 +272,16 @@ void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n)
             gs[i]->installed = false;
             ids[k++] = gs[i]->pub.id;
         }
+    if (fw->n_stuck_grants > 0)
+        retry_stuck(fw);
     fwx_result hr = k > 0 ? b->grant_remove_many(fw->backend_state, ids, k) : FWX_S_OK;
-    if (FWX_FAILED(hr))
-        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing %zu grants at once failed: %s", b->name, k,
-                 fwx_strerror(hr));
+    if (FWX_FAILED(hr)) {
+        /* Which of them went is unknown: each is asked again (one gone already says NOT_FOUND). */
+        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing %zu grants at once failed: %s; asked again at the "
+                 "next grant change", b->name, k, fwx_strerror(hr));
+        for (size_t i = 0; i < k; i++)
+            stuck_add(fw, ids[i]);
+    }
     free(ids);
 }
 
@@ -293,6 +345,7 @@ void fwx__backend_close(fwx_firewall *fw)
             fwx__list_entry(gn, fwx__grant, session_node)->installed = false;
     }
     fwx__publish_forget(fw); /* the backend's listeners go with it */
+    stuck_forget(fw);          /* and what it failed to remove */
     fw->backend->close(fw->backend_state);
     fw->backend = NULL;
     fw->backend_state = NULL;
