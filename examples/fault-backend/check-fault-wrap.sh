@@ -64,6 +64,7 @@ if ! make -C "$here" O="$tmp/obj" CC="$CC" CFLAGS="-O1 -g $sanflags" LDFLAGS="$s
     cat "$tmp/make.log" >&2
     fail "the wrapper or proxy_faults.c does not build against the installed fwx"
 fi
+grep "^$CC " "$tmp/make.log"
 # No path into the source tree's headers or libraries: only the installed ones.
 if grep -E -- "-I[^ ]*(/include|/lib)( |$)" "$tmp/make.log" | grep -v -- "-I$dest" | grep -q .; then
     cat "$tmp/make.log" >&2
