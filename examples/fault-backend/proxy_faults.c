@@ -518,6 +518,10 @@ static void test_socks(echo *e)
     socks_case x = {free_port(GW_IN), e->port, -1, 0};
     struct sockaddr_in at = v4(GW_IN, x.socks_port);
     check_hr("fwx_proxy_socks_listen behind the wrapper", fwx_proxy_socks_listen(fw, SA(at), sizeof at), FWX_S_OK);
+    fwx_socks_limits lim;
+    fwx_socks_limits_init(&lim);
+    check_hr("fwx_proxy_socks_set_limits behind the wrapper", fwx_proxy_socks_set_limits(fw, &lim), FWX_S_OK);
+    check_hr("fwx_proxy_socks_set_users(NULL) behind the wrapper", fwx_proxy_socks_set_users(fw, NULL), FWX_S_OK);
     unsigned relays = calls(FAULT_RELAY);
     run_peer(socks_client, &x);
     check(x.rep == 0 && x.ok, "SOCKS CONNECT to the echo server relays 20000 bytes both ways (reply %d)", x.rep);
