@@ -28,6 +28,16 @@
  * Rules: `version` first; methods are only ever appended, each version's block marked; a
  * method may be NULL when optional, and the core then supplies FWX_E_NOT_SUPPORTED or does
  * without. The registry never writes into a registered struct.
+ *
+ * **Wrapping a backend.** A backend may forward to another one, as SQLite's test VFS wraps the
+ * real VFS: its open() opens the wrapped backend (found with fwx_backend_find(), and handed its
+ * own struct as `self`), every method forwards with the wrapped instance's state, and methods
+ * the wrapped backend lacks stay NULL. It implements fwx_backend::wrapped (version 4) to say
+ * whom it wraps, so that the wrapped backend's own API, which takes a firewall, still finds its
+ * instance with fwx_firewall_backend_state_of(); fwx_firewall_backend_state() is the wrapper's.
+ * examples/fault-backend is such a wrapper, built against the installed headers only: it fails
+ * the Nth call of any method, and its test runs the proxy backend through it with a fault in
+ * each method in turn.
  */
 #ifndef FWX_BACKEND_H
 #define FWX_BACKEND_H
@@ -39,7 +49,7 @@ extern "C" {
 #endif
 
 /** The newest backend struct version this header describes. */
-#define FWX_BACKEND_VERSION 3
+#define FWX_BACKEND_VERSION 4
 
 /** Kinds of grant. */
 typedef enum fwx_grant_kind {
@@ -126,11 +136,13 @@ typedef struct fwx_backend {
      *   any other failure fails the SDK call with that code.
      */
     fwx_result (*grant_add)(void *state, const fwx_grant *grant);
-    /** Removes a grant. Required. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    /** Removes a grant. Required. @return FWX_S_OK, FWX_E_NOT_FOUND; any other failure is
+        logged, the core lets go of the grant and asks again before its next grant change. */
     fwx_result (*grant_remove)(void *state, uint64_t id);
     /** Opens a listener for a publishing rule. Optional. @return FWX_S_OK, FWX_E_ADDRINUSE, ... */
     fwx_result (*listen)(void *state, const fwx_listen_spec *spec);
-    /** Closes a listener. Optional. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    /** Closes a listener. Optional. @return FWX_S_OK, FWX_E_NOT_FOUND; any other failure is
+        logged, and the core asks again at the next policy change. */
     fwx_result (*unlisten)(void *state, uint64_t id);
     /**
      * Starts carrying an admitted connection (borrowed; AddRef to keep it). @p kernel_mode
@@ -138,7 +150,9 @@ typedef struct fwx_backend {
      * Optional. @return FWX_S_OK, or a failure that kills the connection.
      */
     fwx_result (*relay)(void *state, IFWXConnection *conn, int32_t kernel_mode);
-    /** Ends a connection it carries (borrowed). Optional. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    /** Ends a connection it carries (borrowed); the core calls it as every connection ends.
+        Optional. @return FWX_S_OK, FWX_E_NOT_FOUND (not one it carries); any other failure is
+        logged, and the core lets go of the connection all the same. */
     fwx_result (*kill)(void *state, IFWXConnection *conn);
     /** A socket for a filter. Optional. @param out new reference (+1). */
     fwx_result (*create_socket)(void *state, int32_t protocol, IFWXNetworkSocket **out);
@@ -165,10 +179,27 @@ typedef struct fwx_backend {
      * the others by the time the end is reported (the nft backend deletes the elements in one
      * kernel transaction, where one per grant cost ~0.6 ms each). @p ids borrowed for the call.
      * Optional: without it the core calls grant_remove for each. @return FWX_S_OK, or a
-     * failure that is logged (the grants are gone from the core all the same).
+     * failure that is logged (the grants are gone from the core all the same, and each is
+     * asked again, by grant_remove, before the next grant change).
      * @since backend version 3
      */
     fwx_result (*grant_remove_many)(void *state, const uint64_t *ids, size_t n);
+
+    /* ---- version 4 ---- */
+
+    /**
+     * For a backend that wraps another and forwards to it (a fault injector, a tracer: in the
+     * manner of SQLite's test VFS over the real VFS): the backend it wraps, and the state of the
+     * instance of it that this instance opened. fwx_firewall_backend_state_of() follows it, so
+     * the wrapped backend's own API (the SOCKS calls of "proxy", which take a firewall) still
+     * finds its instance behind the wrapper. Optional: NULL for a backend that wraps none.
+     * [loop-thread]
+     * @param state this instance's state.
+     * @param inner_state receives the wrapped instance's state (NULL when there is none).
+     * @return the wrapped backend (borrowed), or NULL.
+     * @since backend version 4 (fwx 1.1)
+     */
+    const struct fwx_backend *(*wrapped)(void *state, void **inner_state);
 } fwx_backend;
 
 /**
@@ -199,8 +230,27 @@ FWX_API const fwx_backend *fwx_backend_find(const char *name);
  */
 FWX_API fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name);
 
-/** The firewall's backend state, or NULL (for a backend's own helpers). */
+/**
+ * The firewall's backend state, or NULL. Behind a wrapping backend this is the wrapper's
+ * state: a backend's own helpers find theirs with fwx_firewall_backend_state_of().
+ */
 FWX_API void *fwx_firewall_backend_state(fwx_firewall *fw);
+
+/* ---- wrapping backends (fwx 1.1) --------------------------------------------------------- */
+
+/**
+ * The state of @p backend's instance in @p fw: the firewall's backend state when @p backend is
+ * the firewall's backend, else the state a wrapping backend reports for it through
+ * fwx_backend::wrapped (followed through at most 8 wrappers). A backend's own API, functions
+ * that take a firewall, finds its instance with it and so works alone and behind a wrapper
+ * alike. [loop-thread]
+ * @param fw the firewall (NULL: NULL).
+ * @param backend the backend whose instance is wanted (borrowed), as registered or built in.
+ * @return the state, or NULL when @p backend is neither the firewall's backend nor wrapped by
+ *   it (the caller answers FWX_E_NOT_SUPPORTED).
+ * @since 1.1
+ */
+FWX_API void *fwx_firewall_backend_state_of(fwx_firewall *fw, const fwx_backend *backend);
 
 #ifdef __cplusplus
 }

@@ -370,7 +370,8 @@ FWX_API void fwx_policy_free(fwx_policy *policy);
  * had. Live sessions and connections are kept; new requests are decided by the new policy.
  * With a backend that listens, the policy's publishing rules become listeners: unchanged rules
  * keep theirs (and their sessions), removed ones are closed, new ones opened. A listener that
- * cannot be opened is logged and its code returned; the policy is in force all the same.
+ * cannot be opened is logged and its code returned; the policy is in force all the same. One
+ * the backend fails to close is logged and closed at the next change.
  * @return FWX_S_OK, FWX_E_POINTER.
  */
 FWX_API fwx_result fwx_firewall_set_policy(fwx_firewall *fw, fwx_policy *policy);

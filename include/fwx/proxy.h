@@ -40,7 +40,7 @@ extern "C" {
  * control connection ends. A UDP ASSOCIATE that names its client by host name is refused with
  * reply 8 (address type not supported); datagrams that are fragments (FRAG != 0) or name a
  * host are dropped.
- * @param fw the firewall; its backend must be "proxy".
+ * @param fw the firewall; its backend must be "proxy", or a backend that wraps it (fwx_firewall_backend_state_of()).
  * @param addr the address to listen on (borrowed). @param len its length.
  * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (another backend, or none), FWX_E_INVALIDARG,
  *   FWX_E_ADDRINUSE, FWX_E_ADDRNOTAVAIL, FWX_E_BACKEND.
@@ -55,7 +55,7 @@ FWX_API fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockadd
  * offer it gets 0xFF), a wrong name or password gets status 1, one log line and the close, and
  * the name a client authenticated with is its session's user (fwx_session_params::user), which
  * policy rules with `users` match. Clients already past negotiation keep their sessions.
- * @param fw the firewall; its backend must be "proxy". @param path borrowed; NULL turns
+ * @param fw the firewall; its backend must be "proxy", or a backend that wraps it (fwx_firewall_backend_state_of()). @param path borrowed; NULL turns
  *   authentication off again.
  * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (another backend), FWX_E_INVALIDARG (the file is
  *   unreadable, malformed or readable by others; logged with file:line).
@@ -123,9 +123,9 @@ FWX_API fwx_result fwx_socks_limits_init_sized(fwx_socks_limits *limits, uint32_
 /**
  * Sets the caps of the firewall's SOCKS listeners; clients already holding more keep what they
  * hold. [loop-thread]
- * @param fw the firewall; its backend must be "proxy".
+ * @param fw the firewall; its backend must be "proxy", or a backend that wraps it (fwx_firewall_backend_state_of()).
  * @param limits borrowed; zero fields take their defaults.
- * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (the backend is not "proxy"), FWX_E_INVALIDARG (NULL,
+ * @return FWX_S_OK, FWX_E_NOT_SUPPORTED (the backend neither is nor wraps "proxy"), FWX_E_INVALIDARG (NULL,
  *   a struct_size out of range, or a per-client cap over half its global cap; logged).
  * @since 1.1
  */

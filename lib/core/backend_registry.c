@@ -82,6 +82,35 @@ const fwx_backend *fwx_backend_find(const char *name)
 
 void *fwx_firewall_backend_state(fwx_firewall *fw) { return fw ? fw->backend_state : NULL; }
 
+/* The backend a wrapper forwards to, and that instance's state; NULL for one that wraps none. */
+static const fwx_backend *wrapped_by(const fwx_backend *b, void *state, void **inner_state)
+{
+    *inner_state = NULL;
+    if (b->version < 4 || b->wrapped == NULL)
+        return NULL;
+    const fwx_backend *inner = b->wrapped(state, inner_state);
+    if (inner == NULL)
+        *inner_state = NULL;
+    return inner;
+}
+
+/* Wrappers deeper than this are a loop (a wrapper reporting itself) or a mistake. */
+#define MAX_WRAP_DEPTH 8
+
+void *fwx_firewall_backend_state_of(fwx_firewall *fw, const fwx_backend *backend)
+{
+    if (fw == NULL || backend == NULL)
+        return NULL;
+    const fwx_backend *b = fw->backend;
+    void *state = fw->backend_state;
+    for (int depth = 0; b != NULL && depth <= MAX_WRAP_DEPTH; depth++) {
+        if (b == backend)
+            return state;
+        b = wrapped_by(b, state, &state);
+    }
+    return NULL;
+}
+
 /* Installs every grant the firewall holds into a freshly opened backend. */
 static fwx_result install_all(fwx_firewall *fw)
 {
@@ -129,10 +158,51 @@ fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
         fwx__backend_close(fw);
         return hr;
     }
-    fwx__log(fw, FWX_LOG_INFO, "firewall \"%s\": using backend \"%s\"", fw->name, b->name);
+    void *inner_state;
+    const fwx_backend *inner = wrapped_by(b, state, &inner_state);
+    fwx__log(fw, FWX_LOG_INFO, "firewall \"%s\": using backend \"%s\"%s%s%s", fw->name, b->name,
+             inner ? " (wrapping \"" : "", inner ? inner->name : "", inner ? "\")" : "");
     if (fw->policy != NULL)
         fwx__backend_policy_changed(fw);
     return fwx__publish_sync(fw);
+}
+
+/* Remembers a grant the backend failed to remove, to ask again (see retry_stuck). */
+static void stuck_add(fwx_firewall *fw, uint64_t id)
+{
+    if (fw->n_stuck_grants == fw->cap_stuck_grants) {
+        size_t cap = fw->cap_stuck_grants ? fw->cap_stuck_grants * 2 : 8;
+        uint64_t *ids = realloc(fw->stuck_grants, cap * sizeof *ids);
+        if (ids == NULL)
+            return; /* logged already: it stays the backend's until it closes */
+        fw->stuck_grants = ids;
+        fw->cap_stuck_grants = cap;
+    }
+    fw->stuck_grants[fw->n_stuck_grants++] = id;
+}
+
+/* Asks the backend again to remove what it failed to before, so that what a grant opened (a
+   bound port's listener) does not outlive the grant for longer than the next grant change.
+   Ids are never reused, so a late removal cannot hit a newer grant. */
+static void retry_stuck(fwx_firewall *fw)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < fw->n_stuck_grants; i++) {
+        fwx_result hr = fw->backend->grant_remove(fw->backend_state, fw->stuck_grants[i]);
+        if (FWX_FAILED(hr) && hr != FWX_E_NOT_FOUND)
+            fw->stuck_grants[k++] = fw->stuck_grants[i];
+        else
+            fwx__log(fw, FWX_LOG_INFO, "backend \"%s\": grant %llu removed on a later try", fw->backend->name,
+                     (unsigned long long)fw->stuck_grants[i]);
+    }
+    fw->n_stuck_grants = k;
+}
+
+static void stuck_forget(fwx_firewall *fw)
+{
+    free(fw->stuck_grants);
+    fw->stuck_grants = NULL;
+    fw->n_stuck_grants = fw->cap_stuck_grants = 0;
 }
 
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
@@ -145,6 +215,8 @@ fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
         }
         return FWX_S_OK;
     }
+    if (fw->n_stuck_grants > 0)
+        retry_stuck(fw);
     g->in_kernel = false;
     fw->grant_adding = &g->pub;
     fwx_result hr = fw->backend->grant_add(fw->backend_state, &g->pub);
@@ -178,10 +250,16 @@ void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g)
     g->installed = false;
     if (fw->backend == NULL)
         return;
+    if (fw->n_stuck_grants > 0)
+        retry_stuck(fw);
     fwx_result hr = fw->backend->grant_remove(fw->backend_state, g->pub.id);
-    if (FWX_FAILED(hr))
-        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing grant %llu failed: %s", fw->backend->name,
-                 (unsigned long long)g->pub.id, fwx_strerror(hr));
+    if (FWX_FAILED(hr)) {
+        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing grant %llu failed: %s%s", fw->backend->name,
+                 (unsigned long long)g->pub.id, fwx_strerror(hr),
+                 hr == FWX_E_NOT_FOUND ? "" : "; asked again at the next grant change");
+        if (hr != FWX_E_NOT_FOUND)
+            stuck_add(fw, g->pub.id);
+    }
 }
 
 void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n)
@@ -204,10 +282,16 @@ void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n)
             gs[i]->installed = false;
             ids[k++] = gs[i]->pub.id;
         }
+    if (fw->n_stuck_grants > 0)
+        retry_stuck(fw);
     fwx_result hr = k > 0 ? b->grant_remove_many(fw->backend_state, ids, k) : FWX_S_OK;
-    if (FWX_FAILED(hr))
-        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing %zu grants at once failed: %s", b->name, k,
-                 fwx_strerror(hr));
+    if (FWX_FAILED(hr)) {
+        /* Which of them went is unknown: each is asked again (one gone already says NOT_FOUND). */
+        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": removing %zu grants at once failed: %s; asked again at the "
+                 "next grant change", b->name, k, fwx_strerror(hr));
+        for (size_t i = 0; i < k; i++)
+            stuck_add(fw, ids[i]);
+    }
     free(ids);
 }
 
@@ -242,7 +326,11 @@ void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c)
         fwx__relay_kill(c); /* the host's relay (lib/core/datapath.c) ends with it */
     if (fw->backend == NULL || fw->backend->kill == NULL)
         return;
-    (void)fw->backend->kill(fw->backend_state, &c->iface);
+    /* FWX_E_NOT_FOUND is the common case: a connection the host carries, not the backend. */
+    fwx_result hr = fw->backend->kill(fw->backend_state, &c->iface);
+    if (FWX_FAILED(hr) && hr != FWX_E_NOT_FOUND)
+        fwx__log(fw, FWX_LOG_WARN, "backend \"%s\": killing connection %llu failed: %s", fw->backend->name,
+                 (unsigned long long)c->id, fwx_strerror(hr));
 }
 
 void fwx__backend_policy_changed(fwx_firewall *fw)
@@ -267,6 +355,7 @@ void fwx__backend_close(fwx_firewall *fw)
             fwx__list_entry(gn, fwx__grant, session_node)->installed = false;
     }
     fwx__publish_forget(fw); /* the backend's listeners go with it */
+    stuck_forget(fw);          /* and what it failed to remove */
     fw->backend->close(fw->backend_state);
     fw->backend = NULL;
     fw->backend_state = NULL;

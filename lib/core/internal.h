@@ -124,6 +124,10 @@ struct fwx_firewall {
     const fwx_backend *backend;
     void *backend_state;
     const fwx_grant *grant_adding; /* the grant inside backend->grant_add, NULL outside */
+    /* Grants the core let go of but the backend failed to remove: asked again before each later
+       grant change (lib/core/backend_registry.c), forgotten when the backend closes. */
+    uint64_t *stuck_grants;
+    size_t n_stuck_grants, cap_stuck_grants;
     /* The plugin on whose behalf the core runs now (set around every call into a filter), so
        that what a filter asks for is owned by it. Per firewall: firewalls on other threads run
        other filters at the same time. */

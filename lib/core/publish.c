@@ -52,8 +52,9 @@ fwx_result fwx__publish_sync(fwx_firewall *fw)
     }
     fwx_result first = FWX_S_OK;
     size_t m = 0;
-    fwx_listen_spec *now = n ? calloc(n, sizeof *now) : NULL;
-    if (n && now == NULL) {
+    /* One entry per rule, then the listeners of removed rules that the backend failed to close. */
+    fwx_listen_spec *now = n + fw->n_published ? calloc(n + fw->n_published, sizeof *now) : NULL;
+    if (n + fw->n_published && now == NULL) {
         free(want);
         free(kept);
         return FWX_E_OUTOFMEMORY;
@@ -72,9 +73,24 @@ fwx_result fwx__publish_sync(fwx_firewall *fw)
     }
     /* Close what went away before opening what is new: a rule may have moved to another server
        on the same address. */
-    for (size_t j = 0; j < fw->n_published; j++)
-        if (!kept[j])
-            (void)b->unlisten(fw->backend_state, fw->published[j].id);
+    size_t n_stuck = 0;
+    for (size_t j = 0; j < fw->n_published; j++) {
+        if (kept[j])
+            continue;
+        fwx_result hr = b->unlisten(fw->backend_state, fw->published[j].id);
+        if (FWX_FAILED(hr) && hr != FWX_E_NOT_FOUND) {
+            /* Still listening: keep it, so that it counts as the gateway's own address, a rule
+               that comes back reuses it, and the next change tries to close it again. */
+            char a[FWX__SA_STRLEN];
+            fwx__log(fw, FWX_LOG_WARN,
+                     "backend \"%s\": closing the listener on %s (publishing %llu) failed: %s; retried at the "
+                     "next policy change",
+                     b->name, fwx__sa_fmt((const struct sockaddr *)&fw->published[j].address, a),
+                     (unsigned long long)fw->published[j].id, fwx_strerror(hr));
+            kept[j] = true;
+            now[n + n_stuck++] = fw->published[j];
+        }
+    }
     size_t k = 0;
     for (size_t i = 0; i < m; i++) {
         bool existed = false;
@@ -99,6 +115,8 @@ fwx_result fwx__publish_sync(fwx_firewall *fw)
         }
         now[k++] = now[i];
     }
+    for (size_t j = 0; j < n_stuck; j++)
+        now[k++] = now[n + j];
     free(want);
     free(kept);
     free(fw->published);

@@ -353,7 +353,7 @@ FWX_PIN_SIZE(fwx_pump_options, 16);
 FWX_PIN_OFF(fwx_pump_options, struct_size, 0);
 FWX_PIN_OFF(fwx_pump_options, no_splice, 4);
 FWX_PIN_OFF(fwx_pump_options, max_buffered, 8);
-FWX_PIN_SIZE(fwx_backend, 120);
+FWX_PIN_SIZE(fwx_backend, 128);
 FWX_PIN_OFF(fwx_backend, version, 0);
 FWX_PIN_OFF(fwx_backend, name, 8);
 FWX_PIN_OFF(fwx_backend, app_data, 16);
@@ -369,6 +369,7 @@ FWX_PIN_OFF(fwx_backend, create_socket, 88);
 FWX_PIN_OFF(fwx_backend, list, 96);
 FWX_PIN_OFF(fwx_backend, policy_changed, 104);
 FWX_PIN_OFF(fwx_backend, grant_remove_many, 112);
+FWX_PIN_OFF(fwx_backend, wrapped, 120);
 
 FWX_PIN_SIZE(fwx_redirect_app, 32);
 FWX_PIN_OFF(fwx_redirect_app, struct_size, 0);

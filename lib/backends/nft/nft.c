@@ -102,10 +102,11 @@ typedef struct kflow {
 
 #define NSTATE_MAGIC 0x6e667478u /* "nftx" */
 
-/* The nft backend's state of a firewall, or NULL (another backend, or none). */
+/* The nft backend's state of a firewall, or NULL (another backend, or none); also behind a
+   wrapping backend (fwx_backend::wrapped). */
 static nstate *state_of(fwx_firewall *fw)
 {
-    nstate *st = fw != NULL && fw->backend == &fwx__nft_backend ? fw->backend_state : NULL;
+    nstate *st = fwx_firewall_backend_state_of(fw, &fwx__nft_backend);
     return st != NULL && st->magic == NSTATE_MAGIC ? st : NULL;
 }
 

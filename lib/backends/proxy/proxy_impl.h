@@ -133,6 +133,10 @@ struct pstate {
     } while (0)
 
 
+/* The backend itself (proxy.c): its SOCKS calls find their instance with
+   fwx_firewall_backend_state_of(), also behind a wrapping backend. */
+extern const fwx_backend fwx__proxy_backend;
+
 void fwx__proxy_state_maybe_free(pstate *st);
 
 /* Out of file descriptors (fdlimit.c). err: errno, or libuv's negative one. */

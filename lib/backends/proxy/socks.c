@@ -848,7 +848,7 @@ void fwx__proxy_socks_close_all(pstate *st)
 
 fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr, uint32_t len)
 {
-    pstate *st = fwx_firewall_backend_state(fw);
+    pstate *st = fwx_firewall_backend_state_of(fw, &fwx__proxy_backend);
     if (st == NULL || st->magic != FWX__PROXY_MAGIC)
         return FWX_E_NOT_SUPPORTED;
     if (!fwx__sa_valid(addr, len))

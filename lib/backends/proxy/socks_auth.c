@@ -157,7 +157,7 @@ fwx_result fwx_proxy_socks_users_check(const char *path, char *err, size_t errle
 
 fwx_result fwx_proxy_socks_set_users(fwx_firewall *fw, const char *path)
 {
-    pstate *st = fwx_firewall_backend_state(fw);
+    pstate *st = fwx_firewall_backend_state_of(fw, &fwx__proxy_backend);
     if (st == NULL || st->magic != FWX__PROXY_MAGIC)
         return FWX_E_NOT_SUPPORTED;
     fwx__socks_users *t = NULL;

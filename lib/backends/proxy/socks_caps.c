@@ -73,7 +73,7 @@ static void caps_ready(fwx__socks_caps *caps)
 
 fwx_result fwx_proxy_socks_set_limits(fwx_firewall *fw, const fwx_socks_limits *in)
 {
-    pstate *st = fwx_firewall_backend_state(fw);
+    pstate *st = fwx_firewall_backend_state_of(fw, &fwx__proxy_backend);
     if (st == NULL || st->magic != FWX__PROXY_MAGIC)
         return FWX_E_NOT_SUPPORTED;
     fwx_socks_limits lim;
