@@ -32,8 +32,8 @@ One client with two control connections at once, to servers on different sides, 
 PORT on the older one still names its own server's side. Last, a publishing rule for FTP
 without full proxy must stop the gateway at start-up with the rule's file:line.
 
-Root, `ip`, vsftpd and curl are needed (vsftpd and lftp are installed when missing); otherwise
-exit 77 with the reason.
+Root, `ip`, vsftpd, curl and lftp are needed (./run test installs them); otherwise exit 77
+with the reason.
 SPDX-License-Identifier: MIT
 """
 import hashlib
@@ -386,34 +386,15 @@ def lftp_cell(topo, tmp, cells, server, gw_ip, port, mode, gw_addr, server_verbs
     cells.server_saw(what, server.wait_226(off, what), server_verbs, gw_addr)
 
 
-def apt_install(pkgs):
-    """apt-get install, never removing anything (FTP server packages conflict with one another);
-    the system service a server package starts is stopped: this test runs its own."""
-    if shutil.which("apt-get") is None:
-        return False
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-qq", "--no-remove", "--no-install-recommends",
-           "-o", "DPkg::Lock::Timeout=120"] + pkgs
-    ok = subprocess.run(cmd, capture_output=True, env=env, timeout=600).returncode == 0
-    if "vsftpd" in pkgs:
-        if shutil.which("systemctl") and os.path.isdir("/run/systemd/system"):
-            subprocess.run(["systemctl", "disable", "--now", "vsftpd"], capture_output=True, timeout=60)
-        elif shutil.which("service"):
-            subprocess.run(["service", "vsftpd", "stop"], capture_output=True, timeout=60)
-    return ok
-
-
 def find_vsftpd():
-    """The vsftpd binary: installed, or unpacked by the FTP matrix (tests/ftp-matrix, when apt
-    refused it beside another FTP server), or installed now."""
+    """The vsftpd binary: installed (./run test installs it), or unpacked into the FTP matrix's
+    cache (tests/ftp-matrix/README.md, "Packages")."""
     cache = os.environ.get("FWX_FTP_MATRIX_CACHE", "/var/cache/fwx-ftp-matrix")
     places = ["/usr/sbin/vsftpd", os.path.join(cache, "root", "usr", "sbin", "vsftpd")]
     for p in places:
         if os.access(p, os.X_OK):
             return p
-    log("installing vsftpd")
-    apt_install(["vsftpd"])
-    return places[0] if os.access(places[0], os.X_OK) else None
+    return None
 
 
 # One client, two control connections at once: to the IPv4 server (10.98.1.1:21) and, opened
@@ -458,9 +439,9 @@ def run(tmp):
             skip("no %s command" % tool)
     vsftpd = find_vsftpd()
     if vsftpd is None:
-        skip("vsftpd is not installed and apt-get could not install it")
+        skip("vsftpd is not installed (Debian package vsftpd; ./run test installs it)")
     if shutil.which("lftp") is None:
-        apt_install(["lftp"])
+        skip("lftp is not installed (Debian package lftp; ./run test installs it)")
     plugin = os.environ.get("FWX_FTP_PLUGIN")
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
@@ -535,15 +516,12 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
     two_servers_one_client(topo, tmp, cells, v4)
 
     # lftp, active and passive, no silent fallback to passive.
-    if shutil.which("lftp"):
-        for mode in ("PORT", "EPSV"):
-            lftp_cell(topo, tmp, cells, v4, G4_IN, 21, mode, G4_OUT, (mode,))
-        # IPv6: lftp speaks EPRT/EPSV; also to the IPv4-only server across families.
-        lftp_cell(topo, tmp, cells, v6, G6_IN, 21, "EPRT", G6_OUT, ("EPRT",))
-        lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPRT", G4_OUT, ("EPRT", "PORT"))
-        lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPSV", G4_OUT, ("EPSV", "PASV"))
-    else:
-        log("note: no lftp here; its cells are not run")
+    for mode in ("PORT", "EPSV"):
+        lftp_cell(topo, tmp, cells, v4, G4_IN, 21, mode, G4_OUT, (mode,))
+    # IPv6: lftp speaks EPRT/EPSV; also to the IPv4-only server across families.
+    lftp_cell(topo, tmp, cells, v6, G6_IN, 21, "EPRT", G6_OUT, ("EPRT",))
+    lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPRT", G4_OUT, ("EPRT", "PORT"))
+    lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPSV", G4_OUT, ("EPSV", "PASV"))
 
     # SOCKS5 (explicit client), passive and active: the data connection of PASV/EPSV is a
     # SOCKS CONNECT to the server's data port that the filter's permission admits, made from

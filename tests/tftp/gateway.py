@@ -19,7 +19,7 @@ Not asserted here: the transfer itself. The proxy backend does not yet carry a U
 from the server's new port (plugins/tftp/README.md, "Status"); real_clients.py covers the
 transfers without a gateway.
 
-Needs root, iproute2, tftpd-hpa (installed with apt-get when missing). Exits 77 (skipped)
+Needs root, iproute2, tftpd-hpa (./run test installs it). Exits 77 (skipped)
 saying why otherwise.
   gateway.py BUILD_DIR
 """
@@ -34,7 +34,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import real_clients as rc  # noqa: E402  (shared helpers: run, skip, apt_install, CAPTURE)
+import real_clients as rc  # noqa: E402  (shared helpers: run, skip, need_programs, CAPTURE)
 
 PID = os.getpid()
 NS = {k: "fwxtgw-%d-%s" % (PID, k) for k in ("c", "g", "s")}
@@ -120,10 +120,7 @@ def main():
         rc.skip("iproute2 is not installed")
     if not os.access(gw_exe, os.X_OK) or not os.path.exists(os.path.join(plugin_dir, "tftp.so")):
         rc.skip("fwx-gateway or tftp.so is not built under " + build)
-    if not shutil.which("in.tftpd"):
-        if not shutil.which("apt-get") or not rc.apt_install(["tftpd-hpa"]):
-            rc.skip("cannot install tftpd-hpa")
-        rc.quiet_service("tftpd-hpa")
+    rc.need_programs((("tftpd-hpa", "in.tftpd"),))
     probe = "fwxtgw-%d-probe" % PID
     r, out = rc.run(["ip", "netns", "add", probe])
     if r != 0:
