@@ -968,11 +968,7 @@ END_TEST
 
 static Suite *ctl_suite(void)
 {
-    Suite *s = suite_create("ctl");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"json_sessions", json_sessions},
         {"json_connections", json_connections},
         {"json_permissions_and_ports", json_permissions_and_ports},
@@ -993,13 +989,7 @@ static Suite *ctl_suite(void)
         {"short_options_and_version", short_options_and_version},
         {"path_check_refuses_open_directories", path_check_refuses_open_directories},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("ctl", cases, 60);
 }
 
 int main(void)

@@ -1159,11 +1159,7 @@ END_TEST
 
 static Suite *ftp_suite(void)
 {
-    Suite *s = suite_create("ftp");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"published passive", published_passive},
         {"published active", published_active},
         {"hostile client", hostile_client_input},
@@ -1175,13 +1171,7 @@ static Suite *ftp_suite(void)
         {"explicit across families", explicit_across_families},
         {"exports", plugin_exports},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("ftp", cases, 30);
 }
 
 int main(void) { return tu_run_suite(ftp_suite()); }

@@ -381,18 +381,11 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("log");
-    TCase *tc = tcase_create("core_fields");
-    tcase_add_test(tc, test_core_fields);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("hostlog_calls");
-    tcase_add_test(tc, test_hostlog_calls);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("fold_repeats");
-    tcase_add_test(tc, test_fold_repeats);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("hostlog_plugin");
-    tcase_add_test(tc, test_hostlog_plugin);
-    suite_add_tcase(s, tc);
-    return tu_run_suite(s);
+    const tu_case cases[] = {
+        {"core_fields", test_core_fields},
+        {"hostlog_calls", test_hostlog_calls},
+        {"fold_repeats", test_fold_repeats},
+        {"hostlog_plugin", test_hostlog_plugin},
+    };
+    return tu_run_suite(TU_SUITE("log", cases, 0));
 }

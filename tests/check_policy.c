@@ -1456,11 +1456,7 @@ END_TEST
 
 static Suite *policy_suite(void)
 {
-    Suite *s = suite_create("policy");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const tu_case cases[] = {
         { "full_config", test_full_config },
         { "minimal_config", test_minimal_config },
         { "load_file", test_load_file },
@@ -1496,12 +1492,7 @@ static Suite *policy_suite(void)
         { "interval_map", test_interval_map },
         { "scale", test_scale },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("policy", cases, 0);
 }
 
 int main(void)

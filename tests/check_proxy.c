@@ -1850,11 +1850,7 @@ END_TEST
 
 static Suite *proxy_suite(void)
 {
-    Suite *s = suite_create("proxy");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"publishing", publishing_relays_both_ways},
         {"publishing denied", publishing_denied_by_policy},
         {"bind for client", bind_for_client_real_port},
@@ -1878,13 +1874,7 @@ static Suite *proxy_suite(void)
         {"host-reported data filter refused", host_reported_data_filter_refused},
         {"udp publishing data filter", udp_publishing_data_filter},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("proxy", cases, 60);
 }
 
 int main(void) { return tu_run_suite(proxy_suite()); }

@@ -1115,11 +1115,7 @@ END_TEST
 
 static Suite *redirect_suite(void)
 {
-    Suite *s = suite_create("redirect");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"states", states_for_every_chain_up_to_three},
         {"w2 w4 push refused", push_refused_in_self_states},
         {"chain bounded", chain_is_bounded},
@@ -1140,12 +1136,7 @@ static Suite *redirect_suite(void)
         {"core records its redirects", core_records_its_redirects},
         {"registry matches the whole tuple", registry_matches_the_whole_tuple},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("redirect", cases, 0);
 }
 
 int main(void) { return tu_run_suite(redirect_suite()); }

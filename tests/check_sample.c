@@ -451,11 +451,7 @@ END_TEST
 
 static Suite *sample_suite(void)
 {
-    Suite *s = suite_create("sample");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const tu_case cases[] = {
         {"entry", test_entry},
         {"lines", test_lines},
         {"terminating_unhooked", test_terminating_unhooked},
@@ -466,12 +462,7 @@ static Suite *sample_suite(void)
         {"two_firewalls", test_two_firewalls},
         {"policy_any_protocol", test_policy_any_protocol},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("sample", cases, 0);
 }
 
 int main(void)

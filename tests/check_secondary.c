@@ -1515,11 +1515,7 @@ END_TEST
 
 static Suite *secondary_suite(void)
 {
-    Suite *s = suite_create("secondary");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"t1", t1_timeout_with_multiple_refused},
         {"flags", flags_outside_the_call_refused},
         {"t2 permission", t2_permission_expires},
@@ -1557,12 +1553,7 @@ static Suite *secondary_suite(void)
         {"listing", listing},
         {"loopback hosts", loopback_hosts_option},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("secondary", cases, 0);
 }
 
 int main(void) { return tu_run_suite(secondary_suite()); }

@@ -699,11 +699,7 @@ END_TEST
 
 static Suite *session_suite(void)
 {
-    Suite *s = suite_create("session");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"kinds", nat_sessions_per_address_explicit_per_channel},
         {"private session", private_session_ends_on_last_release},
         {"ended", ended_session_refuses_calls},
@@ -719,12 +715,7 @@ static Suite *session_suite(void)
         {"watchdog quarantine bound", watchdog_quarantine_bound},
         {"watchdog quarantine any protocol", watchdog_quarantine_any_protocol},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("session", cases, 0);
 }
 
 int main(void) { return tu_run_suite(session_suite()); }

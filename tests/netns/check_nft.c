@@ -1174,11 +1174,7 @@ END_TEST
 
 static Suite *nft_suite(void)
 {
-    Suite *s = suite_create("nft");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"table names", table_names},
         {"table lifecycle", table_lifecycle},
         {"leftover table replaced", leftover_table_replaced},
@@ -1205,24 +1201,7 @@ static Suite *nft_suite(void)
         {"redirect port", redirect_port},
         {"bind port in use", bind_port_in_use},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("nft", cases, 30);
 }
 
-int main(void)
-{
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: network namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    int rc = tu_run_suite(nft_suite());
-    tn_cleanup_mine();
-    return rc;
-}
+int main(void) { return tn_main(nft_suite, "network namespace tests"); }

@@ -900,11 +900,7 @@ END_TEST
 
 static Suite *gateway_suite(void)
 {
-    Suite *s = suite_create("nft gateway");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"policy forwarding", policy_forwarding},
         {"policy many rules", policy_many_rules},
         {"policy flows reported", policy_flows_reported},
@@ -920,24 +916,7 @@ static Suite *gateway_suite(void)
         {"intercept ftp EPSV ipv6", intercept_ftp_epsv_ipv6},
         {"user mode permission ipv6", user_mode_permission_ipv6},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("nft gateway", cases, 30);
 }
 
-int main(void)
-{
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: network namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    int rc = tu_run_suite(gateway_suite());
-    tn_cleanup_mine();
-    return rc;
-}
+int main(void) { return tn_main(gateway_suite, "network namespace tests"); }

@@ -587,35 +587,14 @@ END_TEST
 
 static Suite *udp_suite(void)
 {
-    Suite *s = suite_create("nft udp");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"udp filter bound", udp_filter_bound},
         {"udp hook", udp_hook},
         {"udp user-mode permission", udp_user_mode_permission},
         {"udp hook, kernel flow refused", udp_hook_kernel_flow_refused},
         {"udp bound port", udp_bound_port},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("nft udp", cases, 30);
 }
 
-int main(void)
-{
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: network namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    int rc = tu_run_suite(udp_suite());
-    tn_cleanup_mine();
-    return rc;
-}
+int main(void) { return tn_main(udp_suite, "network namespace tests"); }

@@ -640,19 +640,9 @@ START_TEST(local_redirect_refusals)
 }
 END_TEST
 
-int main(void)
+static Suite *redirect_local_suite(void)
 {
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: network namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    Suite *s = suite_create("redirect local");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"two instances chain", two_instances_chain},
         {"chain behind socat", chain_behind_socat},
         {"host links outbound", host_links_outbound},
@@ -660,13 +650,7 @@ int main(void)
         {"own listener refused", own_listener_refused},
         {"local redirect refusals", local_redirect_refusals},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 40);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    int rc = tu_run_suite(s);
-    tn_cleanup_mine();
-    return rc;
+    return TU_SUITE("redirect local", cases, 40);
 }
+
+int main(void) { return tn_main(redirect_local_suite, "network namespace tests"); }

@@ -4,6 +4,7 @@
  */
 #include "netns.h"
 #include "netutil.h"
+#include "testutil.h"
 #include <time.h>
 #include <arpa/inet.h>
 #include <poll.h>
@@ -288,4 +289,17 @@ int tn_accept_within(int lfd, int ms, struct sockaddr_in *peer)
     if (fd >= 0)
         tu_set_timeouts(fd);
     return fd;
+}
+
+int tn_main(Suite *(*make_suite)(void), const char *what)
+{
+    char why[256];
+    if (tn_available(why, sizeof why) != 0) {
+        printf("SKIP: %s: %s\n", what, why);
+        return 77;
+    }
+    tn_cleanup_stale();
+    int rc = tu_run_suite(make_suite());
+    tn_cleanup_mine();
+    return rc;
 }

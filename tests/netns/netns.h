@@ -16,6 +16,7 @@
 #ifndef FWX_TESTS_NETNS_H
 #define FWX_TESTS_NETNS_H
 
+#include <check.h>
 #include <stddef.h>
 
 #define TN_CLIENT "10.99.1.2"
@@ -36,6 +37,12 @@ int tn_available(char *why, size_t len);
 void tn_cleanup_stale(void);
 /* Deletes the namespaces of this runner's tests (call at the runner's end). */
 void tn_cleanup_mine(void);
+/*
+ * A namespace runner's main: exits 77 (skipped), printing "SKIP: <what>: <reason>", when this
+ * process cannot make namespaces; otherwise deletes stale namespaces, runs the suite made by
+ * make_suite with tu_run_suite() and deletes its own. Returns the process exit code.
+ */
+int tn_main(Suite *(*make_suite)(void), const char *what);
 /* Makes the topology (aborts the test on failure) and registers its deletion at exit. */
 void tn_up(tn_topo *t);
 /* Deletes the topology; harmless twice. The calling thread must not be inside it any more
