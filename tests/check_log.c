@@ -92,26 +92,13 @@ static void env_open(fwx_log_level level)
     o.log_level = level;
     n_recs = 0;
     text_lines = 0;
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    tu_fw_open(&loop, &o, &fw);
     TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, sink, &recs), FWX_S_OK);
 }
 
-static void env_close(void)
-{
-    fwx_firewall_close(fw, NULL, NULL);
-    fw = NULL;
-    tu_loop_close_clean(&loop);
-}
+static void env_close(void) { tu_fw_close(&loop, &fw); }
 
-static IFWXSession *open_session(const char *client)
-{
-    struct sockaddr_storage c = tu_addr(client);
-    fwx_session_params sp = {.struct_size = sizeof sp, .source = fwxSourceNAT, .client = TU_SA(c), .client_len = tu_len(&c)};
-    IFWXSession *s = NULL;
-    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
-    return s;
-}
+static IFWXSession *open_session(const char *client) { return tu_session_open(fw, fwxSourceNAT, client, NULL); }
 
 static IFWXConnection *open_conn(IFWXSession *s, const char *peer)
 {
@@ -268,10 +255,8 @@ static fwx_result grab_log(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *
 START_TEST(test_hostlog_plugin)
 {
     env_open(FWX_LOG_INFO);
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_msg(h != NULL, "dlopen: %s", dlerror());
-    tp_control *ctl = dlsym(h, "fwx_test_control");
-    ck_assert_ptr_nonnull(ctl);
+    void *h = NULL;
+    tp_control *ctl = tu_plugin_map("tp_good", &h);
     ctl->hooks = fwx_Connect_Tcp | fwxSourceNAT;
     ctl->on_event = grab_log;
     plugin_log = NULL;
@@ -358,8 +343,7 @@ START_TEST(test_fold_repeats)
     fwx_firewall_options_init(&o);
     o.log_repeat_limit = 3;
     n_recs = 0;
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    tu_fw_open(&loop, &o, &fw);
     TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, sink, &recs), FWX_S_OK);
     for (int i = 0; i < 20; i++)
         fwx_firewall_log(fw, FWX_LOG_WARN, "stray %d", i);
@@ -368,8 +352,7 @@ START_TEST(test_fold_repeats)
     ck_assert_ptr_nonnull(find_rec("repeated 17 times (folded, more than 3 a second)"));
     o.log_repeat_limit = UINT32_MAX;
     n_recs = 0;
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    tu_fw_open(&loop, &o, &fw);
     TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, sink, &recs), FWX_S_OK);
     for (int i = 0; i < 20; i++)
         fwx_firewall_log(fw, FWX_LOG_WARN, "stray %d", i);

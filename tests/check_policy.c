@@ -900,25 +900,21 @@ typedef struct fwfx {
 static void fw_open(fwfx *f, const char *client)
 {
     memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
     o.log = tu_log_capture;
     o.log_level = FWX_LOG_WARN; /* what is asserted below is visible at warn */
-    TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
+    tu_fw_open(&f->loop, &o, &f->fw);
     tu_log_reset();
     TU_EXPECT_HR(fwx_firewall_load_plugin(f->fw, tu_plugin_path("tp_good"), &f->plugin), FWX_S_OK);
-    struct sockaddr_storage c = tu_addr(client);
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
-    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+    f->s = tu_session_open(f->fw, fwxSourceNAT, client, NULL);
 }
 
 static void fw_close(fwfx *f)
 {
     fwx_session_close(f->s);
     IFWXSession_Release(f->s);
-    fwx_firewall_close(f->fw, NULL, NULL);
-    tu_loop_close_clean(&f->loop);
+    tu_fw_close(&f->loop, &f->fw);
 }
 
 static fwx_result fw_connect(fwfx *f, const char *peer)

@@ -24,10 +24,9 @@ typedef struct fx {
 static void fx_open_with(fx *f, fwx_firewall_options *o)
 {
     memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
     o->log = tu_log_capture;
     o->log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&f->loop, o, &f->fw), FWX_S_OK);
+    tu_fw_open(&f->loop, o, &f->fw);
     tu_log_reset();
 }
 
@@ -38,11 +37,7 @@ static void fx_open(fx *f)
     fx_open_with(f, &o);
 }
 
-static void fx_close(fx *f)
-{
-    fwx_firewall_close(f->fw, NULL, NULL);
-    tu_loop_close_clean(&f->loop);
-}
+static void fx_close(fx *f) { tu_fw_close(&f->loop, &f->fw); }
 
 /* Providers A, B, C, D: GUIDs that differ in their last byte. */
 static fwx_guid provider(int i)

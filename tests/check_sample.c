@@ -45,16 +45,12 @@ static void log_file_new(void)
     ck_assert_int_eq(setenv("FWX_CONN_LOGGER_FILE", log_path, 1), 0);
 }
 
+/* A firewall on the loop, logging into the capture (not reset: two firewalls share it). */
 static fwx_firewall *firewall_new(void)
 {
-    /* The gateway: 203.0.113.1 outside, 10.0.0.1 inside. */
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr("203.0.113.1");
-    local[1] = tu_addr("10.0.0.1");
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
+    tu_fw_gateway_addresses(&o);
     o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
     fwx_firewall *f = NULL;
@@ -73,9 +69,7 @@ static void env_open(void)
 
 static void env_close(void)
 {
-    fwx_firewall_close(fw, NULL, NULL);
-    fw = NULL;
-    tu_loop_close_clean(&loop);
+    tu_fw_close(&loop, &fw);
     /* FilterShutdown released the IFWXFirewall it kept from FilterInit. */
     ck_assert_int_eq(tu_log_count("were never released", NULL), 0);
 }

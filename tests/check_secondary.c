@@ -37,18 +37,13 @@ static void capture_log(void *arg, fwx_log_level level, const char *msg)
 
 static void fx_open_opts(fx *f, const fwx_firewall_options *extra)
 {
-    static struct sockaddr_storage local[2];
     memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
-    local[0] = tu_addr("203.0.113.1");
-    local[1] = tu_addr("10.0.0.1");
     fwx_firewall_options o;
     if (extra != NULL)
         o = *extra;
     else
         fwx_firewall_options_init(&o);
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
+    tu_fw_gateway_addresses(&o);
     o.port_min = extra && extra->port_min ? extra->port_min : 40000;
     o.port_max = extra && extra->port_max ? extra->port_max : 40255;
     o.timeout_ms = 50;
@@ -56,10 +51,8 @@ static void fx_open_opts(fx *f, const fwx_firewall_options *extra)
     o.log_arg = f;
     o.log_level = FWX_LOG_DEBUG;
     o.log_repeat_limit = UINT32_MAX; /* the tests count every refusal's line */
-    TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
-    struct sockaddr_storage c = tu_addr("10.0.0.8"), gi = tu_addr("10.0.0.1");
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), TU_SA(gi), tu_len(&gi), NULL};
-    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+    tu_fw_open(&f->loop, &o, &f->fw);
+    f->s = tu_session_open(f->fw, fwxSourceNAT, "10.0.0.8", "10.0.0.1");
     struct sockaddr_storage srv = tu_addr("198.51.100.7:21"), gl = tu_addr("203.0.113.1:41000");
     fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv),
                                 TU_SA(gl), tu_len(&gl), NULL, 0, 0, NULL};
@@ -68,12 +61,7 @@ static void fx_open_opts(fx *f, const fwx_firewall_options *extra)
 
 static void fx_open(fx *f) { fx_open_opts(f, NULL); }
 
-static fwx_firewall_stats fx_stats(fx *f)
-{
-    fwx_firewall_stats st;
-    TU_EXPECT_HR(fwx_firewall_get_stats(f->fw, &st), FWX_S_OK);
-    return st;
-}
+static fwx_firewall_stats fx_stats(fx *f) { return tu_fw_stats(f->fw); }
 
 static void fx_close(fx *f)
 {
@@ -87,8 +75,7 @@ static void fx_close(fx *f)
     ck_assert_uint_eq(st.permissions, 0);
     ck_assert_uint_eq(st.bound_ports, 0);
     ck_assert_uint_eq(st.factories, 0);
-    fwx_firewall_close(f->fw, NULL, NULL);
-    tu_loop_close_clean(&f->loop);
+    tu_fw_close(&f->loop, &f->fw);
 }
 
 static fwx_result afc(fx *f, const char *target, int32_t proto, uint32_t flags, IFWXConnection *conn,

@@ -30,20 +30,14 @@ typedef struct fx {
 static void fx_open(fx *f, const char *plugin, void (*setup)(tp_control *))
 {
     memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&f->loop, NULL, &f->fw), FWX_S_OK);
+    tu_fw_open(&f->loop, NULL, &f->fw);
     if (plugin != NULL) {
-        f->h = dlopen(tu_plugin_path(plugin), RTLD_NOW | RTLD_LOCAL);
-        ck_assert_ptr_nonnull(f->h);
-        f->ctl = dlsym(f->h, "fwx_test_control");
-        ck_assert_ptr_nonnull(f->ctl);
+        f->ctl = tu_plugin_map(plugin, &f->h);
         if (setup != NULL)
             setup(f->ctl);
-        TU_EXPECT_HR(fwx_firewall_load_plugin(f->fw, tu_plugin_path(plugin), NULL), FWX_S_OK);
+        tu_plugin_load(f->fw, plugin);
     }
-    struct sockaddr_storage c = tu_addr("10.0.0.8");
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
-    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+    f->s = tu_session_open(f->fw, fwxSourceNAT, "10.0.0.8", NULL);
 }
 
 static void fx_close(fx *f)
@@ -51,12 +45,10 @@ static void fx_close(fx *f)
     fwx_session_close(f->s);
     TU_EXPECT_REF(f->s, 1); /* only ours is left */
     IFWXSession_Release(f->s);
-    fwx_firewall_stats st;
-    fwx_firewall_get_stats(f->fw, &st);
+    fwx_firewall_stats st = tu_fw_stats(f->fw);
     ck_assert_uint_eq(st.connections, 0);
     ck_assert_uint_eq(st.sessions, 0);
-    fwx_firewall_close(f->fw, NULL, NULL);
-    tu_loop_close_clean(&f->loop);
+    tu_fw_close(&f->loop, &f->fw);
     /* The plugin handle stays open: tests read the control block after the firewall closed,
        and Check forks each test, so it ends with the process. */
 }

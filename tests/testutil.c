@@ -149,6 +149,16 @@ void tu_gw_options(fwx_firewall_options *o)
     o->log_level = getenv("FWX_TEST_LOG") ? FWX_LOG_DEBUG : FWX_LOG_ERROR;
 }
 
+void tu_fw_gateway_addresses(fwx_firewall_options *o)
+{
+    /* Static: the firewall keeps the pointer for its life, past the caller's frame. */
+    static struct sockaddr_storage local[2];
+    local[0] = tu_addr("203.0.113.1");
+    local[1] = tu_addr("10.0.0.1");
+    o->local_addresses = local;
+    o->n_local_addresses = 2;
+}
+
 void tu_fw_open(uv_loop_t *loop, const fwx_firewall_options *o, fwx_firewall **fw)
 {
     ck_assert_int_eq(uv_loop_init(loop), 0);
@@ -194,4 +204,19 @@ tp_control *tu_plugin_map(const char *name, void **handle)
 void tu_plugin_load(fwx_firewall *fw, const char *name)
 {
     TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path(name), NULL), FWX_S_OK);
+}
+
+IFWXSession *tu_session_open(fwx_firewall *fw, uint32_t source, const char *client, const char *gw_inside)
+{
+    struct sockaddr_storage c = tu_addr(client), gi;
+    fwx_session_params sp = {.struct_size = sizeof sp, .source = source, .client = TU_SA(c), .client_len = tu_len(&c)};
+    if (gw_inside != NULL) {
+        gi = tu_addr(gw_inside);
+        sp.gateway_internal = TU_SA(gi);
+        sp.gateway_internal_len = tu_len(&gi);
+    }
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
+    ck_assert_ptr_nonnull(s);
+    return s;
 }

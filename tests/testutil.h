@@ -85,6 +85,9 @@ void tu_fw_options(fwx_firewall_options *o);
  */
 void tu_gw_options(fwx_firewall_options *o);
 
+/* Gives o the two addresses of the suites' paper gateway: 203.0.113.1 outside, 10.0.0.1 inside. */
+void tu_fw_gateway_addresses(fwx_firewall_options *o);
+
 /* Initialises loop and makes a firewall on it with o (NULL: the defaults); asserts both. */
 void tu_fw_open(uv_loop_t *loop, const fwx_firewall_options *o, fwx_firewall **fw);
 
@@ -96,6 +99,13 @@ void tu_fw_set_policy(fwx_firewall *fw, const char *text);
 
 /* The firewall's counters now. */
 fwx_firewall_stats tu_fw_stats(fwx_firewall *fw);
+
+/*
+ * Opens a session of `source` (fwxSourceNAT, ...) for client address text, with the gateway's
+ * address on the client's side when gw_inside is not NULL; asserts FWX_S_OK. The caller owns
+ * the session (+1).
+ */
+IFWXSession *tu_session_open(fwx_firewall *fw, uint32_t source, const char *client, const char *gw_inside);
 
 /*
  * A test plugin (tests/plugins) mapped in this process before fwx loads it, so that the test
