@@ -99,44 +99,22 @@ static void gw_log(void *arg, fwx_log_level level, const char *msg)
 
 static void gw_open(gw *g, const char *policy)
 {
-    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local;
-    local = tu_addr("127.0.0.1");
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.local_addresses = &local;
-    o.n_local_addresses = 1;
-    o.loopback_hosts = 1;
-    o.port_min = 40000;
-    o.port_max = 60999;
+    tu_gw_options(&o);
     o.timeout_ms = 200; /* UDP flows idle out quickly in these tests */
     o.log_level = getenv("FWX_TEST_LOG") ? FWX_LOG_DEBUG : FWX_LOG_WARN;
     o.log = gw_log;
     gw_log_len = 0;
     gw_log_text[0] = 0;
-    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+    tu_fw_open(&g->loop, &o, &g->fw);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "proxy"), FWX_S_OK);
-    if (policy != NULL) {
-        fwx_policy *p = NULL;
-        fwx_config_error err;
-        fwx_result hr = fwx_policy_load_string(policy, "test policy", &p, &err);
-        ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
-        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, p), FWX_S_OK);
-    }
+    if (policy != NULL)
+        tu_fw_set_policy(g->fw, policy);
 }
 
-static void gw_close(gw *g)
-{
-    fwx_firewall_close(g->fw, NULL, NULL);
-    tu_loop_close_clean(&g->loop);
-}
+static void gw_close(gw *g) { tu_fw_close(&g->loop, &g->fw); }
 
-static fwx_firewall_stats stats(gw *g)
-{
-    fwx_firewall_stats st;
-    fwx_firewall_get_stats(g->fw, &st);
-    return st;
-}
+static fwx_firewall_stats stats(gw *g) { return tu_fw_stats(g->fw); }
 
 /* ---- publishing ------------------------------------------------------------------------------ */
 
@@ -484,9 +462,8 @@ static void *priv_server_refused(void *arg)
 
 START_TEST(private_session_ends_on_last_release)
 {
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    void *h = NULL;
+    tp_control *ctl = tu_plugin_map("tp_good", &h);
     ctl->hooks = fwx_Connect_Tcp | fwxSourceWSP;
     gw g;
     gw_open(&g, NULL);
@@ -892,9 +869,7 @@ static void *socks_bind_client(void *arg)
 
 static void bind_case(int approve, bind_run *out)
 {
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    tp_control *ctl = tu_plugin_map("tp_good", NULL);
     static int flag;
     flag = approve;
     ctl->hooks = fwx_Bind_Tcp | fwxSourceWSP;
@@ -954,9 +929,7 @@ static fwx_result approve_binds_as(tp_control *ctl, IFWXSessionFilter *sf, IFWXS
 
 static void bind_policy_case(const fwx_guid *guid, rab_as *r, bind_run *out)
 {
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    tp_control *ctl = tu_plugin_map("tp_good", NULL);
     memset(r, 0, sizeof *r);
     r->guid = *guid;
     ctl->hooks = fwx_Bind_Tcp | fwxSourceWSP | fwxAnyProtocol; /* a bind has no protocol of the policy */
@@ -1528,9 +1501,7 @@ static fwx_result attach_udp_filters(tp_control *ctl, IFWXSessionFilter *sf, IFW
 
 static tp_control *udp_df_plugin(gw *g, uint32_t hooks, udp_df_case *u)
 {
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    tp_control *ctl = tu_plugin_map("tp_good", NULL);
     ctl->hooks = hooks;
     ctl->on_event = attach_udp_filters;
     ctl->arg = u;
@@ -1817,9 +1788,7 @@ START_TEST(host_reported_data_filter_refused)
     static udp_df_case u;
     memset(&u, 0, sizeof u);
     udf_init(&u.f1);
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    tp_control *ctl = tu_plugin_map("tp_good", NULL);
     ctl->hooks = fwx_Connect_Tcp | FWX_ALL_SOURCES;
     ctl->on_event = attach_on_connect;
     ctl->arg = &u;

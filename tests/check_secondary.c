@@ -689,9 +689,8 @@ START_TEST(t11_bind_terminating)
     fx f;
     fx_open(&f);
     /* Open the plugin first to script it: FilterInit reads the hooks at load. */
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    void *h = NULL;
+    tp_control *ctl = tu_plugin_map("tp_good", &h);
     fwx_result seen = FWX_S_OK;
     ctl->on_event = rab_during_terminate;
     ctl->arg = &seen;

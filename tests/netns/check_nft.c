@@ -57,28 +57,16 @@ static int open_on_stop;
 static void gw_new(gw *g, uint32_t timeout_ms)
 {
     memset(g, 0, sizeof *g);
-    tu_log_reset();
-    tn_up(&g->topo);
-    tn_enter(g->topo.gateway_fd);
-    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
+    tn_gw_up(&g->topo);
     snprintf(g->name, sizeof g->name, "t%ld", (long)getpid());
     fwx__nft_table_name(g->name, g->table, sizeof g->table);
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = g->name;
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
-    o.port_min = 40000;
+    tn_gw_options(&o, g->name);
     o.port_max = port_max;
     o.timeout_ms = timeout_ms;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
     o.kernel_end_on_close = end_on_close;
     o.kernel_open_on_stop = open_on_stop;
-    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+    tu_fw_open(&g->loop, &o, &g->fw);
 }
 
 static void gw_open(gw *g, uint32_t timeout_ms)
@@ -87,12 +75,7 @@ static void gw_open(gw *g, uint32_t timeout_ms)
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
 }
 
-static void gw_close(gw *g)
-{
-    fwx_firewall_close(g->fw, NULL, NULL);
-    tu_loop_close_clean(&g->loop);
-    tn_down(&g->topo);
-}
+static void gw_close(gw *g) { tn_gw_close(&g->topo, &g->loop, &g->fw); }
 
 /* `nft list ...` in the gateway namespace (this thread is there), with numeric output: the
    text, or NULL if the command failed. Static buffer. */

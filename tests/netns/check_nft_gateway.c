@@ -76,28 +76,23 @@ static void topo_add_ipv6(const tn_topo *t)
 static void gw_start(gw *g, bool ipv6, const char *plugin, const char *policy)
 {
     memset(g, 0, sizeof *g);
-    tu_log_reset();
     tn_up(&g->topo);
     if (ipv6)
         topo_add_ipv6(&g->topo);
     tn_enter(g->topo.gateway_fd);
-    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local[4];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
-    local[2] = tu_addr(G6_IN);
-    local[3] = tu_addr(G6_OUT);
     snprintf(g->name, sizeof g->name, "g%ld", (long)getpid());
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = g->name;
-    o.local_addresses = local;
-    o.n_local_addresses = ipv6 ? 4 : 2;
-    o.port_min = 40000;
-    o.port_max = 40999;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+    tn_gw_options(&o, g->name);
+    if (ipv6) { /* the gateway's IPv6 addresses too */
+        static struct sockaddr_storage local[4];
+        local[0] = tu_addr(TN_GW_IN);
+        local[1] = tu_addr(TN_GW_OUT);
+        local[2] = tu_addr(G6_IN);
+        local[3] = tu_addr(G6_OUT);
+        o.local_addresses = local;
+        o.n_local_addresses = 4;
+    }
+    tu_fw_open(&g->loop, &o, &g->fw);
     if (plugin != NULL)
         TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, plugin, NULL), FWX_S_OK);
     if (policy != NULL)
@@ -115,12 +110,7 @@ static const char *ftp_plugin(void)
     return plugin;
 }
 
-static void gw_close(gw *g)
-{
-    fwx_firewall_close(g->fw, NULL, NULL);
-    tu_loop_close_clean(&g->loop);
-    tn_down(&g->topo);
-}
+static void gw_close(gw *g) { tn_gw_close(&g->topo, &g->loop, &g->fw); }
 
 /* ---- peers (blocking, bounded) ------------------------------------------------------------------- */
 

@@ -221,33 +221,18 @@ static fwx_result attach_filter(tp_control *ctl, IFWXSessionFilter *sf, IFWXSess
 static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
 {
     memset(g, 0, sizeof *g);
-    tu_log_reset();
-    tn_up(&g->topo);
-    tn_enter(g->topo.gateway_fd);
-    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
+    tn_gw_up(&g->topo);
     snprintf(g->name, sizeof g->name, "u%ld", (long)getpid());
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = g->name;
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
-    o.port_min = 40000;
-    o.port_max = 40999;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+    tn_gw_options(&o, g->name);
+    tu_fw_open(&g->loop, &o, &g->fw);
     udf_init(&h->f);
-    void *dl = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(dl);
-    tp_control *ctl = dlsym(dl, "fwx_test_control");
-    ck_assert_ptr_nonnull(ctl);
+    void *dl = NULL;
+    tp_control *ctl = tu_plugin_map("tp_good", &dl);
     ctl->hooks = fwx_Udp_Destination | fwx_Bind_Udp | FWX_ALL_SOURCES | fwxAssociatedProtocolsAllConnections | extra_hooks;
     ctl->on_event = attach_filter;
     ctl->arg = h;
-    TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    tu_plugin_load(g->fw, "tp_good");
     if (policy != NULL)
         TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(policy)), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
@@ -257,12 +242,7 @@ static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
     dlclose(dl);
 }
 
-static void gw_close(gw *g)
-{
-    fwx_firewall_close(g->fw, NULL, NULL);
-    tu_loop_close_clean(&g->loop);
-    tn_down(&g->topo);
-}
+static void gw_close(gw *g) { tn_gw_close(&g->topo, &g->loop, &g->fw); }
 
 /* ---- the peers ------------------------------------------------------------------------------ */
 

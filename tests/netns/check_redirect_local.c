@@ -78,8 +78,7 @@ static void host_up(host *h)
     snprintf(h->dir, sizeof h->dir, "/tmp/fwx-redirect-test-%ld", (long)getpid());
     tn_sh("rm -rf %s", h->dir);
     setenv("FWX_REDIRECT_DIR", h->dir, 1);
-    tn_up(&h->topo);
-    tn_enter(h->topo.gateway_fd);
+    tn_gw_up(&h->topo);
     ck_assert_int_eq(uv_loop_init(&h->loop), 0);
 }
 
@@ -99,10 +98,7 @@ static void instance(host *h, int i, uint16_t lo, uint16_t hi)
     o.log_arg = i == 0 ? "A" : "B";
     o.log_level = FWX_LOG_DEBUG;
     TU_EXPECT_HR(fwx_firewall_new(&h->loop, &o, &h->fw[i]), FWX_S_OK);
-    fwx_policy *p = NULL;
-    fwx_config_error err;
-    TU_EXPECT_HR(fwx_policy_load_string(policy_text, "test", &p, &err), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_set_policy(h->fw[i], p), FWX_S_OK);
+    tu_fw_set_policy(h->fw[i], policy_text);
     TU_EXPECT_HR(fwx_firewall_set_backend(h->fw[i], "nft"), FWX_S_OK);
     fwx_local_redirect lr;
     memset(&lr, 0, sizeof lr);

@@ -303,3 +303,29 @@ int tn_main(Suite *(*make_suite)(void), const char *what)
     tn_cleanup_mine();
     return rc;
 }
+
+void tn_gw_up(tn_topo *t)
+{
+    tn_up(t);
+    tn_enter(t->gateway_fd);
+}
+
+void tn_gw_options(fwx_firewall_options *o, const char *name)
+{
+    /* Static: the firewall keeps the pointer for its life, past the caller's frame. */
+    static struct sockaddr_storage local[2];
+    local[0] = tu_addr(TN_GW_IN);
+    local[1] = tu_addr(TN_GW_OUT);
+    tu_fw_options(o);
+    o->name = name;
+    o->local_addresses = local;
+    o->n_local_addresses = 2;
+    o->port_min = 40000;
+    o->port_max = 40999;
+}
+
+void tn_gw_close(tn_topo *t, uv_loop_t *loop, fwx_firewall **fw)
+{
+    tu_fw_close(loop, fw);
+    tn_down(t);
+}

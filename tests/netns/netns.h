@@ -17,7 +17,9 @@
 #define FWX_TESTS_NETNS_H
 
 #include <check.h>
+#include <fwx/fwx.h>
 #include <stddef.h>
+#include <uv.h>
 
 #define TN_CLIENT "10.99.1.2"
 #define TN_GW_IN "10.99.1.1"
@@ -43,6 +45,17 @@ void tn_cleanup_mine(void);
  * make_suite with tu_run_suite() and deletes its own. Returns the process exit code.
  */
 int tn_main(Suite *(*make_suite)(void), const char *what);
+
+/*
+ * The gateway side of the fixture. tn_gw_up makes the topology and enters the gateway's
+ * namespace (this thread stays there). tn_gw_options gives a firewall there its name, the
+ * gateway's two addresses (TN_GW_IN, TN_GW_OUT), ports 40000-40999 and the log captured at
+ * debug level (tu_fw_options); tn_gw_close closes the firewall and the loop clean, then deletes
+ * the topology.
+ */
+void tn_gw_up(tn_topo *t);
+void tn_gw_options(fwx_firewall_options *o, const char *name);
+void tn_gw_close(tn_topo *t, uv_loop_t *loop, fwx_firewall **fw);
 /* Makes the topology (aborts the test on failure) and registers its deletion at exit. */
 void tn_up(tn_topo *t);
 /* Deletes the topology; harmless twice. The calling thread must not be inside it any more
