@@ -12,6 +12,7 @@
 #include "testutil.h"
 #include "netutil.h"
 #include "plugins/test_plugin.h"
+#include "udp_filter.h"
 
 #include <dlfcn.h>
 
@@ -145,27 +146,13 @@ static void *client_echo_roundtrip(void *arg)
     return NULL;
 }
 
-static char *publish_policy(uint16_t listen, uint16_t server)
-{
-    static char text[2048];
-    snprintf(text, sizeof text,
-             "protocols = ( { name = \"svc\"; guid = \"{0badf00d-0000-0000-0000-000000000001}\"; protocol = \"tcp\";"
-             " port = %u; direction = \"inbound\"; } );\n"
-             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
-             " protocols = [ \"svc\" ]; } );\n"
-             "publishing = ( { name = \"svc\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
-             " protocol = \"svc\"; full_proxy = true; } );\n",
-             listen, listen, server);
-    return text;
-}
-
 START_TEST(publishing_relays_both_ways)
 {
     echo e;
     echo_start(&e, "127.0.0.3");
     gw g;
     uint16_t lp = tu_free_port("127.0.0.1");
-    gw_open(&g, publish_policy(lp, e.port));
+    gw_open(&g, tu_publish_policy(lp, e.port));
     xfer small = {lp, "127.0.0.2", "127.0.0.1", 100, 0, 0}, big = {lp, "127.0.0.2", "127.0.0.1", 4u << 20, 0, 0};
     tu_run_peer(&g.loop, client_echo_roundtrip, &small);
     ck_assert_msg(small.ok, "small echo through the gateway: got %zu bytes", small.got);
@@ -202,7 +189,7 @@ START_TEST(publishing_denied_by_policy)
     gw g;
     uint16_t lp = tu_free_port("127.0.0.1");
     char policy[2048];
-    snprintf(policy, sizeof policy, "%s", publish_policy(lp, e.port));
+    snprintf(policy, sizeof policy, "%s", tu_publish_policy(lp, e.port));
     /* Deny the client 127.0.0.2 before the allow rule. */
     char *rules = strstr(policy, "rules = ( ");
     ck_assert_ptr_nonnull(rules);
@@ -615,7 +602,7 @@ START_TEST(session_end_and_close_drop_live_relays)
     echo_start(&e, "127.0.0.3");
     gw g;
     uint16_t lp = tu_free_port("127.0.0.1");
-    gw_open(&g, publish_policy(lp, e.port));
+    gw_open(&g, tu_publish_policy(lp, e.port));
     hold h = {.port = lp};
     atomic_init(&h.connected, 0);
     tu_run_peer(&g.loop, client_hold, &h);
@@ -1328,142 +1315,6 @@ START_TEST(socks_udp_associate)
 END_TEST
 
 /* ---- UDP through data filters ---------------------------------------------------------------- */
-
-/* A UDP data filter written against the public headers only: every datagram it receives (with
-   Recv(NULL), so in a buffer the core sized) goes on upper-cased to the other side. It records
-   the size of the buffers the core gave it and what it was told. */
-#define UDF_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-typedef struct udf udf;
-typedef struct udf_dir {
-    IFWXIOCompletion iface;
-    udf *f;
-    int d; /* 0: reads the internal side, 1: the external */
-} udf_dir;
-
-struct udf {
-    IFWXDataFilter iface;
-    atomic_uint refs;
-    IFWXFirewall *fw; /* borrowed from the plugin's FilterInit, for CreateBuffer */
-    IFWXSocket *s[2];
-    udf_dir dirs[2];
-    atomic_int setsockets, detached, datagrams, failures;
-    atomic_uint buf_alloc; /* the allocated size of the last core buffer */
-    atomic_uint max_len;   /* the largest datagram it received */
-    int had_addr;          /* a Recv on a real socket reported the peer */
-};
-
-static udf *udf_impl(IFWXDataFilter *i) { return UDF_OF(i, udf, iface); }
-
-static fwx_result udf_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t udf_addref(IFWXDataFilter *This) { return atomic_fetch_add(&udf_impl(This)->refs, 1) + 1; }
-static uint32_t udf_release(IFWXDataFilter *This) { return atomic_fetch_sub(&udf_impl(This)->refs, 1) - 1; }
-
-static void udf_recv(udf *f, int d)
-{
-    if (f->s[d] == NULL || FWX_FAILED(IFWXSocket_Recv(f->s[d], NULL, &f->dirs[d].iface, 0)))
-        atomic_fetch_add(&f->failures, 1);
-}
-
-static fwx_result udf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf, uintptr_t ud,
-                               const struct sockaddr *a, uint32_t al)
-{
-    (void)err;
-    (void)ud;
-    udf_dir *dir = UDF_OF(This, udf_dir, iface);
-    udf *f = dir->f;
-    int d = dir->d;
-    if (!ok || f->s[d] == NULL)
-        return FWX_S_OK; /* cancelled at the flow's end */
-    uint8_t *p;
-    uint32_t n, alloc = 0, data = 0;
-    IFWXIOBuffer_GetBufferAndSize(buf, &p, &n);
-    IFWXIOBuffer_GetBufferSizes(buf, &alloc, &data);
-    atomic_store(&f->buf_alloc, alloc);
-    if (n == 0)
-        return FWX_S_OK; /* EOF: nothing more on this side */
-    if (a != NULL && al > 0)
-        f->had_addr = 1;
-    atomic_fetch_add(&f->datagrams, 1);
-    if (n > atomic_load(&f->max_len))
-        atomic_store(&f->max_len, n);
-    IFWXIOBuffer *out = NULL;
-    if (FWX_SUCCEEDED(IFWXFirewall_CreateBuffer(f->fw, n, &out))) {
-        uint8_t *q;
-        uint32_t m;
-        IFWXIOBuffer_SetDataSize(out, n);
-        IFWXIOBuffer_GetBufferAndSize(out, &q, &m);
-        for (uint32_t i = 0; i < n; i++)
-            q[i] = (uint8_t)toupper(p[i]);
-        if (FWX_FAILED(IFWXSocket_Send(f->s[1 - d], out, NULL, 0)))
-            atomic_fetch_add(&f->failures, 1);
-        IFWXIOBuffer_Release(out);
-    }
-    udf_recv(f, d);
-    return FWX_S_OK;
-}
-
-static fwx_result udf_cqi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t udf_caddref(IFWXIOCompletion *This) { return udf_addref(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static uint32_t udf_crelease(IFWXIOCompletion *This) { return udf_release(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static const IFWXIOCompletionVtbl udf_cvtbl = {udf_cqi, udf_caddref, udf_crelease, udf_complete};
-
-static fwx_result udf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *c, IUnknown *ctx)
-{
-    (void)c;
-    (void)ctx;
-    udf *f = udf_impl(This);
-    atomic_fetch_add(&f->setsockets, 1);
-    f->s[0] = in;
-    f->s[1] = ex;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
-    udf_recv(f, 0);
-    udf_recv(f, 1);
-    return FWX_S_OK;
-}
-
-static fwx_result udf_detach(IFWXDataFilter *This)
-{
-    udf *f = udf_impl(This);
-    atomic_fetch_add(&f->detached, 1);
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL) {
-            IFWXSocket_Close(f->s[i]); /* the socket contract: a filter closes what it got */
-            IFWXSocket_Release(f->s[i]);
-            f->s[i] = NULL;
-        }
-    return FWX_S_OK;
-}
-
-static const IFWXDataFilterVtbl udf_vtbl = {udf_qi, udf_addref, udf_release, udf_setsockets, udf_detach};
-
-static void udf_init(udf *f)
-{
-    memset(f, 0, sizeof *f);
-    f->iface.lpVtbl = &udf_vtbl;
-    atomic_init(&f->refs, 1);
-    for (int d = 0; d < 2; d++) {
-        f->dirs[d].iface.lpVtbl = &udf_cvtbl;
-        f->dirs[d].f = f;
-        f->dirs[d].d = d;
-    }
-}
 
 /* What the plugin's handler does: attach the filter(s), maybe set the buffer size first. */
 typedef struct udp_df_case {

@@ -487,20 +487,6 @@ START_TEST(push_to_a_target_already_passed)
 }
 END_TEST
 
-static char *publish_policy(uint16_t listen, uint16_t server)
-{
-    static char text[2048];
-    snprintf(text, sizeof text,
-             "protocols = ( { name = \"svc\"; guid = \"{0badf00d-0000-0000-0000-000000000001}\"; protocol = \"tcp\";"
-             " port = %u; direction = \"inbound\"; } );\n"
-             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
-             " protocols = [ \"svc\" ]; } );\n"
-             "publishing = ( { name = \"svc\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
-             " protocol = \"svc\"; full_proxy = true; } );\n",
-             listen, listen, server);
-    return text;
-}
-
 /* Connecting onward to fwx's own listener would bring the flow straight back (a mesh's
    self-connection loop): a real publishing listener of the proxy backend, and a bound port. */
 START_TEST(destination_is_own_listener)
@@ -518,7 +504,7 @@ START_TEST(destination_is_own_listener)
     uint16_t lp = tu_free_port("127.0.0.1"), sp = tu_free_port("127.0.0.3");
     fwx_policy *p = NULL;
     fwx_config_error err;
-    fwx_result hr = fwx_policy_load_string(publish_policy(lp, sp), "test policy", &p, &err);
+    fwx_result hr = fwx_policy_load_string(tu_publish_policy(lp, sp), "test policy", &p, &err);
     ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
     TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
 

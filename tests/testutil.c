@@ -174,13 +174,33 @@ void tu_fw_close(uv_loop_t *loop, fwx_firewall **fw)
     tu_loop_close_clean(loop);
 }
 
-void tu_fw_set_policy(fwx_firewall *fw, const char *text)
+fwx_policy *tu_policy(const char *text)
 {
     fwx_policy *p = NULL;
     fwx_config_error err;
+    memset(&err, 0, sizeof err);
     fwx_result hr = fwx_policy_load_string(text, "test policy", &p, &err);
     ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
-    TU_EXPECT_HR(fwx_firewall_set_policy(fw, p), FWX_S_OK);
+    return p;
+}
+
+void tu_fw_set_policy(fwx_firewall *fw, const char *text)
+{
+    TU_EXPECT_HR(fwx_firewall_set_policy(fw, tu_policy(text)), FWX_S_OK);
+}
+
+const char *tu_publish_policy(uint16_t listen, uint16_t server)
+{
+    static char text[2048];
+    snprintf(text, sizeof text,
+             "protocols = ( { name = \"svc\"; guid = \"{0badf00d-0000-0000-0000-000000000001}\"; protocol = \"tcp\";"
+             " port = %u; direction = \"inbound\"; } );\n"
+             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+             " protocols = [ \"svc\" ]; } );\n"
+             "publishing = ( { name = \"svc\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
+             " protocol = \"svc\"; full_proxy = true; } );\n",
+             listen, listen, server);
+    return text;
 }
 
 fwx_firewall_stats tu_fw_stats(fwx_firewall *fw)

@@ -94,8 +94,17 @@ void tu_fw_open(uv_loop_t *loop, const fwx_firewall_options *o, fwx_firewall **f
 /* Closes *fw (if any), sets it to NULL, and asserts that the loop then closes clean. */
 void tu_fw_close(uv_loop_t *loop, fwx_firewall **fw);
 
-/* Parses policy text, failing the test with its line and key on an error, and sets it on fw. */
+/* Parses policy text, failing the test with its line and key on an error; the caller owns it. */
+fwx_policy *tu_policy(const char *text);
+
+/* tu_policy(text), set on fw (asserts FWX_S_OK). */
 void tu_fw_set_policy(fwx_firewall *fw, const char *text);
+
+/*
+ * A policy that publishes service "svc" (TCP, inbound, no filter) on 127.0.0.1:listen for the
+ * server 127.0.0.3:server, full proxy, from and to localhost. Static buffer.
+ */
+const char *tu_publish_policy(uint16_t listen, uint16_t server);
 
 /* The firewall's counters now. */
 fwx_firewall_stats tu_fw_stats(fwx_firewall *fw);

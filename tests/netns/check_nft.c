@@ -75,7 +75,11 @@ static void gw_open(gw *g, uint32_t timeout_ms)
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
 }
 
-static void gw_close(gw *g) { tn_gw_close(&g->topo, &g->loop, &g->fw); }
+static void gw_close(gw *g)
+{
+    tu_fw_close(&g->loop, &g->fw);
+    tn_down(&g->topo);
+}
 
 /* `nft list ...` in the gateway namespace (this thread is there), with numeric output: the
    text, or NULL if the command failed. Static buffer. */

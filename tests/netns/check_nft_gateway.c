@@ -29,28 +29,13 @@
 
 #define REFUSED_MS 1500
 
-typedef struct gw {
-    tn_topo topo;
-    uv_loop_t loop;
-    fwx_firewall *fw;
-    char name[64];
-} gw;
-
-static fwx_policy *policy_of(const char *text)
-{
-    fwx_policy *p = NULL;
-    fwx_config_error err;
-    memset(&err, 0, sizeof err);
-    fwx_result hr = fwx_policy_load_string(text, "test policy", &p, &err);
-    ck_assert_msg(hr == FWX_S_OK, "policy: line %d: %s", err.line, err.message);
-    return p;
-}
+typedef tn_gw gw;
 
 /* Sets the policy; until the core calls the backend's policy_changed (backend version 2), the
    test does. */
 static void set_policy(gw *g, const char *text)
 {
-    TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(text)), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(text)), FWX_S_OK);
 }
 
 #define C6 "fd99:1::2"
@@ -96,7 +81,7 @@ static void gw_start(gw *g, bool ipv6, const char *plugin, const char *policy)
     if (plugin != NULL)
         TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, plugin, NULL), FWX_S_OK);
     if (policy != NULL)
-        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(policy)), FWX_S_OK);
+        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(policy)), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
 }
 
@@ -110,7 +95,7 @@ static const char *ftp_plugin(void)
     return plugin;
 }
 
-static void gw_close(gw *g) { tn_gw_close(&g->topo, &g->loop, &g->fw); }
+static void gw_close(gw *g) { tn_gw_close(g); }
 
 /* ---- peers (blocking, bounded) ------------------------------------------------------------------- */
 

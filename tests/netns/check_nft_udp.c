@@ -27,6 +27,7 @@
 #include "backends/nft/nft_impl.h"
 #include "core/internal.h"
 #include "plugins/test_plugin.h"
+#include "udp_filter.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -43,153 +44,9 @@
 
 #define TP_GUID "{7e570000-0000-0000-0000-000000000001}"
 
-typedef struct gw {
-    tn_topo topo;
-    uv_loop_t loop;
-    fwx_firewall *fw;
-    char name[64];
-} gw;
+typedef tn_gw gw;
 
-static fwx_policy *policy_of(const char *text)
-{
-    fwx_policy *p = NULL;
-    fwx_config_error err;
-    memset(&err, 0, sizeof err);
-    fwx_result hr = fwx_policy_load_string(text, "test policy", &p, &err);
-    ck_assert_msg(hr == FWX_S_OK, "policy: line %d: %s", err.line, err.message);
-    return p;
-}
-
-/* ---- the data filter (public headers only): upper-cases each datagram, both ways ---------- */
-
-#define UDF_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-typedef struct udf udf;
-typedef struct udf_dir {
-    IFWXIOCompletion iface;
-    udf *f;
-    int d;
-} udf_dir;
-
-struct udf {
-    IFWXDataFilter iface;
-    atomic_uint refs;
-    IFWXFirewall *fw;
-    IFWXSocket *s[2];
-    udf_dir dirs[2];
-    atomic_int setsockets, detached, datagrams, failures;
-    atomic_uint buf_alloc;
-};
-
-static udf *udf_impl(IFWXDataFilter *i) { return UDF_OF(i, udf, iface); }
-
-static fwx_result udf_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t udf_addref(IFWXDataFilter *This) { return atomic_fetch_add(&udf_impl(This)->refs, 1) + 1; }
-static uint32_t udf_release(IFWXDataFilter *This) { return atomic_fetch_sub(&udf_impl(This)->refs, 1) - 1; }
-
-static void udf_recv(udf *f, int d)
-{
-    if (f->s[d] == NULL || FWX_FAILED(IFWXSocket_Recv(f->s[d], NULL, &f->dirs[d].iface, 0)))
-        atomic_fetch_add(&f->failures, 1);
-}
-
-static fwx_result udf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf, uintptr_t ud,
-                               const struct sockaddr *a, uint32_t al)
-{
-    (void)err;
-    (void)ud;
-    (void)a;
-    (void)al;
-    udf_dir *dir = UDF_OF(This, udf_dir, iface);
-    udf *f = dir->f;
-    int d = dir->d;
-    if (!ok || f->s[d] == NULL)
-        return FWX_S_OK; /* cancelled at the flow's end */
-    uint8_t *p;
-    uint32_t n, alloc = 0, data = 0;
-    IFWXIOBuffer_GetBufferAndSize(buf, &p, &n);
-    IFWXIOBuffer_GetBufferSizes(buf, &alloc, &data);
-    atomic_store(&f->buf_alloc, alloc);
-    if (n == 0)
-        return FWX_S_OK;
-    atomic_fetch_add(&f->datagrams, 1);
-    IFWXIOBuffer *out = NULL;
-    if (FWX_SUCCEEDED(IFWXFirewall_CreateBuffer(f->fw, n, &out))) {
-        uint8_t *q;
-        uint32_t m;
-        IFWXIOBuffer_SetDataSize(out, n);
-        IFWXIOBuffer_GetBufferAndSize(out, &q, &m);
-        for (uint32_t i = 0; i < n; i++)
-            q[i] = (uint8_t)toupper(p[i]);
-        if (FWX_FAILED(IFWXSocket_Send(f->s[1 - d], out, NULL, 0)))
-            atomic_fetch_add(&f->failures, 1);
-        IFWXIOBuffer_Release(out);
-    }
-    udf_recv(f, d);
-    return FWX_S_OK;
-}
-
-static fwx_result udf_cqi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t udf_caddref(IFWXIOCompletion *This) { return udf_addref(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static uint32_t udf_crelease(IFWXIOCompletion *This) { return udf_release(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static const IFWXIOCompletionVtbl udf_cvtbl = {udf_cqi, udf_caddref, udf_crelease, udf_complete};
-
-static fwx_result udf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *c, IUnknown *ctx)
-{
-    (void)c;
-    (void)ctx;
-    udf *f = udf_impl(This);
-    atomic_fetch_add(&f->setsockets, 1);
-    f->s[0] = in;
-    f->s[1] = ex;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
-    udf_recv(f, 0);
-    udf_recv(f, 1);
-    return FWX_S_OK;
-}
-
-static fwx_result udf_detach(IFWXDataFilter *This)
-{
-    udf *f = udf_impl(This);
-    atomic_fetch_add(&f->detached, 1);
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL) {
-            IFWXSocket_Close(f->s[i]);
-            IFWXSocket_Release(f->s[i]);
-            f->s[i] = NULL;
-        }
-    return FWX_S_OK;
-}
-
-static const IFWXDataFilterVtbl udf_vtbl = {udf_qi, udf_addref, udf_release, udf_setsockets, udf_detach};
-
-static void udf_init(udf *f)
-{
-    memset(f, 0, sizeof *f);
-    f->iface.lpVtbl = &udf_vtbl;
-    atomic_init(&f->refs, 1);
-    for (int d = 0; d < 2; d++) {
-        f->dirs[d].iface.lpVtbl = &udf_cvtbl;
-        f->dirs[d].f = f;
-        f->dirs[d].d = d;
-    }
-}
+/* ---- the data filter: udp_filter.h, upper-cases each datagram, both ways ---------------------- */
 
 /* The plugin's handler: the filter on every UDP destination it hears of. */
 typedef struct hcase {
@@ -234,7 +91,7 @@ static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
     ctl->arg = h;
     tu_plugin_load(g->fw, "tp_good");
     if (policy != NULL)
-        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(policy)), FWX_S_OK);
+        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(policy)), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
     const fwx__nft_features *ft = fwx__nft_features_of(g->fw);
     ck_assert_ptr_nonnull(ft);
@@ -242,7 +99,7 @@ static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
     dlclose(dl);
 }
 
-static void gw_close(gw *g) { tn_gw_close(&g->topo, &g->loop, &g->fw); }
+static void gw_close(gw *g) { tn_gw_close(g); }
 
 /* ---- the peers ------------------------------------------------------------------------------ */
 

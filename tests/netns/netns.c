@@ -324,8 +324,8 @@ void tn_gw_options(fwx_firewall_options *o, const char *name)
     o->port_max = 40999;
 }
 
-void tn_gw_close(tn_topo *t, uv_loop_t *loop, fwx_firewall **fw)
+void tn_gw_close(tn_gw *g)
 {
-    tu_fw_close(loop, fw);
-    tn_down(t);
+    tu_fw_close(&g->loop, &g->fw);
+    tn_down(&g->topo);
 }

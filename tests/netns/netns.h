@@ -53,9 +53,15 @@ int tn_main(Suite *(*make_suite)(void), const char *what);
  * debug level (tu_fw_options); tn_gw_close closes the firewall and the loop clean, then deletes
  * the topology.
  */
+typedef struct tn_gw {
+    tn_topo topo;
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    char name[64];
+} tn_gw;
 void tn_gw_up(tn_topo *t);
 void tn_gw_options(fwx_firewall_options *o, const char *name);
-void tn_gw_close(tn_topo *t, uv_loop_t *loop, fwx_firewall **fw);
+void tn_gw_close(tn_gw *g);
 /* Makes the topology (aborts the test on failure) and registers its deletion at exit. */
 void tn_up(tn_topo *t);
 /* Deletes the topology; harmless twice. The calling thread must not be inside it any more
