@@ -7,7 +7,7 @@
  * 127.0.0.1, the client 127.0.0.2, the server 127.0.0.3, a third party 127.0.0.4.
  *
  * - published server (publishing rule, inbound "ftp" protocol bound to the filter): PASV, EPSV
- *   and PORT through the gateway; every hostile client line of the security catalog; hostile
+ *   and PORT through the gateway; every hostile client line of the attack catalog (doc/security.md); hostile
  *   server replies; data theft; timeout; withdrawal when the control connection closes;
  * - explicit client through the SOCKS5 listener: the PASV reply passes unchanged and the data
  *   connection, a SOCKS CONNECT to the server's port, is admitted by the filter's permission;

@@ -291,7 +291,7 @@ static int count_recs(const char *text)
     return n;
 }
 
-/* Issue 16 item 13: a warning repeated more than 10 times in a second (here with a different
+/* A warning repeated more than 10 times in a second (here with a different
    number each time, as a stray connection's port) is folded into one "repeated K times" line,
    written once that second is over and another line comes (or at close); info lines that differ
    are records and are never folded; the level filter still applies first. */

@@ -990,7 +990,7 @@ START_TEST(test_check_against_firewall)
 }
 END_TEST
 
-/* Issue 16 item 3: a protocol whose bound filter is not loaded is never relayed unfiltered:
+/* A protocol whose bound filter is not loaded is never relayed unfiltered:
    a policy binding a mistyped GUID warns when set and refuses the connection, and a plugin
    unloaded at run time takes its protocol's connections with it. */
 START_TEST(test_missing_filter_refused)
@@ -1028,7 +1028,7 @@ START_TEST(test_missing_filter_refused)
 }
 END_TEST
 
-/* Issue 17: a published connection is decided as going to the rule's server with the rule's
+/* A published connection is decided as going to the rule's server with the rule's
    protocol (not the listen port's), needs no relationship, and a refusal names networks, rule
    and protocol at warn. */
 START_TEST(test_publish_decides)
@@ -1088,7 +1088,7 @@ START_TEST(test_publish_decides)
 }
 END_TEST
 
-/* Issue 16 item 6: a FIFO is refused at once (opening it would wait for a writer forever), and a
+/* A FIFO is refused at once (opening it would wait for a writer forever), and a
    NUL byte is reported at its line. */
 START_TEST(test_fifo_and_nul)
 {

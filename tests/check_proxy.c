@@ -227,7 +227,7 @@ static void *server_data_connection(void *arg)
     uint8_t data[100000], in[100001];
     for (size_t i = 0; i < sizeof data; i++)
         data[i] = (uint8_t)(i * 7);
-    /* The third party tries first (catalog #23): closed on it, port kept for the server. */
+    /* The third party tries first (catalog #23, doc/security.md): closed on it, port kept for the server. */
     int t = tu_sock_from("127.0.0.4", 0);
     if (tu_connect_to(t, "127.0.0.1", b->gw_port) != 0)
         b->third_refused = 0;
@@ -1441,7 +1441,7 @@ static void udp_bind_filter_case(uint32_t set_buffer)
     ck_assert_msg(x.back == 4 && memcmp(x.answer, "BACK", 4) == 0, "the answer: %zd bytes \"%s\"", x.back, x.answer);
     ck_assert_int_eq(u.f1.had_addr, 1);
     if (set_buffer == 0) {
-        ck_assert_uint_eq(atomic_load(&u.f1.buf_alloc), 4096); /* T18: the UDP default */
+        ck_assert_uint_eq(atomic_load(&u.f1.buf_alloc), 4096); /* T18: the UDP default (doc/sdk-rules.md) */
         ck_assert_msg(x.got_big < 0, "the 5000-byte datagram reached the client (%zd bytes)", x.got_big);
         ck_assert_uint_eq(fwx_firewall_datagrams_dropped(g.fw), 1);
         ck_assert_msg(strstr(gw_log_text, "a 5000-byte datagram from 127.0.0.3:") != NULL &&

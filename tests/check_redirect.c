@@ -72,7 +72,8 @@ static void *ctx_slot(int i) { return &freed[i]; }
 
 /* ---- the four states -------------------------------------------------------------------- */
 
-/* What W1-W4 say the state of `chain` (provider indexes, oldest first) is for provider h. */
+/* What W1-W4 (doc/sdk-rules.md) say the state of `chain` (provider indexes, oldest first) is
+   for provider h. */
 static fwx_redirect_state expected_state(const int *chain, int n, int h)
 {
     if (n == 0)
@@ -1043,7 +1044,7 @@ START_TEST(core_records_its_redirects)
 }
 END_TEST
 
-/* The registry matches a flow by its whole tuple (issue 16, item 4): an entry written for
+/* The registry matches a flow by its whole tuple: an entry written for
    10.0.0.1:40000 -> 192.0.2.9:21 is found for that source address (and by port alone through
    the older call), but not for another host using the same source port to the same server;
    a file in the old header format (no src) is not read at all. */

@@ -1,7 +1,8 @@
 /*
  * fwx tests - the secondary-connection engine: AllowFutureConnect, BindForClient,
  * RedirectConnections, RetroactiveAllowBind, SetDataFilterFactory and admission, against
- * SDK-REFERENCE T1-T11, T15, T17 and the security catalog rows that apply to the core.
+ * SDK rules T1-T11, T15, T17 (doc/sdk-rules.md) and the attack catalog rows that apply to the core
+ * (doc/security.md).
  *
  * The network: client C 10.0.0.8 inside, gateway G 203.0.113.1 outside / 10.0.0.1 inside,
  * server S 198.51.100.7, third party T 192.0.2.99 (documentation ranges; nothing is sent).
@@ -824,7 +825,7 @@ START_TEST(forbidden_targets_refused)
         "198.51.100.7:0",     "198.51.100.7:22",   "198.51.100.7:1023", "203.0.113.1:8080", "10.0.0.1:8080",
         "127.0.0.1:8080",     "0.0.0.0:8080",      "255.255.255.255:8080", "224.0.0.1:8080", "[::ffff:127.0.0.1]:8080",
         "[::1]:8080",         "[ff02::1]:8080",    "[::ffff:203.0.113.1]:8080",
-        /* 0.0.0.0/8 reaches the host itself on Linux, not only 0.0.0.0 (issue 16, item 5) */
+        /* 0.0.0.0/8 reaches the host itself on Linux, not only 0.0.0.0 */
         "0.0.0.7:8080",       "0.1.2.3:8080",      "[::ffff:0.9.9.9]:8080",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -904,7 +905,7 @@ END_TEST
 
 /* ---- RedirectConnections ---------------------------------------------------------------------- */
 
-/* Issue 17: a redirect port is opened on the gateway address the connecting party reaches.
+/* A redirect port is opened on the gateway address the connecting party reaches.
    The fixture's gateway has 203.0.113.1 outside and 10.0.0.1 inside; a remote client reaches a
    server published inside. The server makes the active-mode data connection, so its redirect
    port must be on 10.0.0.1 (the upstream connection's local address), never the first

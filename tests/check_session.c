@@ -2,7 +2,7 @@
  * fwx tests - sessions, connections and event dispatch: session kinds and flags, Deny and its
  * codes (T13), handler failures (T16), calls outside their event (T12), emulation (T14),
  * ConnectionTerminating without registration (T15), policy before filters (T21) and protocol
- * bindings, reference counts after each hand-off.
+ * bindings, reference counts after each hand-off. The T-rules are in doc/sdk-rules.md.
  * SPDX-License-Identifier: MIT
  */
 #include "testutil.h"
@@ -502,7 +502,7 @@ START_TEST(t21_policy_first_then_bound_filters)
 }
 END_TEST
 
-/* ---- the plugin watchdog's quarantine (issue 16 item 12) ------------------------------------ */
+/* ---- the plugin watchdog's quarantine ------------------------------------ */
 
 static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
 static char wd_log[8192]; /* the lines, one after another; the watchdog thread writes here too */

@@ -113,6 +113,7 @@ KNOWN_LIMITATIONS = [
      "n/a: ftplib has no SOCKS client",
      "Python's ftplib connects directly (no proxy support in the standard library)."),
     (("socks", "*", "curl", "v4>v6", "PASV", "*"),
+     # (catalog #40: the attack catalog's rows are in doc/security.md)
      "no IPv4 address reaches an IPv6 server through SOCKS",
      "curl --disable-epsv --no-ftp-skip-pasv-ip opens the data connection with a SOCKS CONNECT "
      "to the IPv4 address of the 227 (curl's socks code, no fallback). The server is IPv6-only, "

@@ -432,7 +432,7 @@ static uint32_t probe_release(IUnknown *This)
 
 int main(void)
 {
-    /* Documented values (SDK-REFERENCE.md section 2). */
+    /* The values the original SDK documents (the result table in fwx/common.h keeps them). */
     CHECK(FWX_E_TERMINATING == (int32_t)0xC0040001);
     CHECK(FWX_E_ADDRESS_NOT_ALLOWED == (int32_t)0xC004002E);
     CHECK(FWX_E_BUFFERFULL == (int32_t)0xC0040007);

@@ -228,7 +228,7 @@ START_TEST(table_lifecycle)
     else
         ck_assert_int_eq(tu_log_count(fwx__nft_feature_names(missing, names, sizeof names), NULL), 1);
     /* Another backend in its place: the instance's table goes, and a closed one (forward
-       drop, nothing else) stays in its place (issue 16: fail closed). */
+       drop, nothing else) stays in its place (fail closed). */
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "proxy"), FWX_S_OK);
     t = table_text(&g);
     ck_assert_ptr_nonnull(t);
@@ -291,7 +291,7 @@ START_TEST(leftover_table_replaced)
 }
 END_TEST
 
-/* A clean stop fails closed (issue 16, item 1). The gateway namespace forwards (ip_forward=1):
+/* A clean stop fails closed. The gateway namespace forwards (ip_forward=1):
    without fwx the client reaches the server; while fwx runs, only what it allows; after a
    clean close nothing (the closed table), while the gateway's own connection to the server
    still works; a new start replaces the closed table and carries a permission again. With
@@ -363,7 +363,7 @@ START_TEST(probe_names_what_is_missing)
     const fwx__nft_features *f = fwx__nft_features_of(g.fw);
     ck_assert(!f->tproxy && !f->ct_events && f->nat);
     /* A required one missing: open fails, says what, leaves only the closed table (forwarding
-       dropped, issue 16); the proxy still works. */
+       dropped); the proxy still works. */
     fwx__nft_pretend_missing = FWX__NFT_F_DYNSET_DELETE;
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_E_NOT_SUPPORTED);
     ck_assert_int_eq(tu_log_count("kernel lacks: set delete from the packet path; use the \"proxy\" backend", NULL), 1);
@@ -451,7 +451,7 @@ START_TEST(permission_once)
 }
 END_TEST
 
-/* Issue 16, item 11: a session with many outstanding permissions ends; by the time its end is
+/* A session with many outstanding permissions ends; by the time its end is
    reported (the "ended" line) not one of them is still in the kernel, and a connection the last
    one made would have allowed is refused. The elements go in one transaction (backend version
    3, grant_remove_many), not one per grant. */

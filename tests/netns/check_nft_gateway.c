@@ -623,7 +623,7 @@ END_TEST
 START_TEST(published_ftp_eprt) { ftp_through_kernel(M_EPRT, true); }
 END_TEST
 
-/* Issue 16 item 13: fwx's interception listener listens on the wildcard address (REDIRECT
+/* fwx's interception listener listens on the wildcard address (REDIRECT
    delivers to the ingress interface's address), but takes only what the redirect rules
    deliver: a client that connects to the listener's port directly, on either of the gateway's
    addresses, gets no connection (dropped in input: no DNAT in its conntrack status), and the

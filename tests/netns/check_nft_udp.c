@@ -1,5 +1,5 @@
 /*
- * fwx tests - UDP through the "nft" backend's user-mode path (issue 10, item 1): a client
+ * fwx tests - UDP through the "nft" backend's user-mode path: a client
  * namespace sends datagrams through the nft gateway to a UDP server in the server namespace,
  * and a data filter a test plugin (tests/plugins, tp_good) attaches in its fwx_Udp_Destination
  * handler upper-cases every datagram both ways. The filter must run on every datagram (the
@@ -195,7 +195,7 @@ static void check_filtered(gw *g, hcase *h, upeers *u)
                   "server's second datagram: %zd bytes \"%s\" (the 5000-byte one passed?)", u->srv_len[1], u->srv[1]);
     ck_assert_msg(u->cli_len[1] == 6 && memcmp(u->cli[1], "REPLY2", 6) == 0, "client's second answer: %zd \"%s\"",
                   u->cli_len[1], u->cli[1]);
-    ck_assert_uint_eq(atomic_load(&h->f.buf_alloc), 4096); /* T18: the UDP default */
+    ck_assert_uint_eq(atomic_load(&h->f.buf_alloc), 4096); /* T18 (doc/sdk-rules.md) */
     ck_assert_uint_eq(fwx_firewall_datagrams_dropped(g->fw), 1);
     ck_assert_msg(tu_log_find("a 5000-byte datagram from " TN_CLIENT ":", "dropped: larger than the data filter") != NULL,
                   "no line for the dropped datagram");

@@ -1,5 +1,5 @@
 /*
- * fwx tests - proxied-connection tracking across proxies on one host (issue 6): local
+ * fwx tests - proxied-connection tracking across proxies on one host: local
  * redirection by the "nft" backend, redirect records through the registry, the four states
  * as each hop reads them, and loops refused.
  *
@@ -387,7 +387,7 @@ START_TEST(host_links_outbound)
     fwx_redirect_record_unref(got);
     TU_EXPECT_HR(fwx_redirect_registry_lookup((uint16_t)(ntohs(self.sin_port) + 1), TU_SA(dst), tu_len(&dst), &got, NULL),
                  FWX_E_NOT_FOUND);
-    /* By the whole tuple (issue 16, item 4): the source address the route gave the socket finds
+    /* By the whole tuple: the source address the route gave the socket finds
        it; a flow from another host with the same source port and destination does not. */
     struct sockaddr_in from = tn_sin_of(TN_GW_OUT, ntohs(self.sin_port)), other = tn_sin_of(TN_CLIENT, ntohs(self.sin_port));
     TU_EXPECT_HR(fwx_redirect_registry_lookup_flow((struct sockaddr *)&from, sizeof from, TU_SA(dst), tu_len(&dst), &got,

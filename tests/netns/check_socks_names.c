@@ -1,5 +1,5 @@
 /*
- * fwx tests - SOCKS5 CONNECT by host name through a gateway namespace (issue 16, item 2): the
+ * fwx tests - SOCKS5 CONNECT by host name through a gateway namespace: the
  * policy decides by the name the client asked for (domain sets) and by the address it resolved
  * to (networks, address sets).
  *

@@ -7,20 +7,20 @@ The real fwx-gateway binary runs in the gateway namespace with the FTP plugin an
 policy; peers are sockets made inside the client and server namespaces (a thread enters the
 namespace with setns(2), makes the socket, and the socket keeps its namespace).
 
-What it checks (issue 5, items 5 and 6):
+What it checks:
   1. plain TCP the policy allows is forwarded by the kernel (no user-mode connection for it);
   2. an active-mode FTP control connection is intercepted (fwxctl: a user-mode connection),
      its PORT becomes a kernel-mode bound port (fwxctl MODE "kernel"), and the data connection
      the server opens through it is a kernel-mode connection in fwxctl;
   3. kill -9 of the gateway leaves its table behind; a restart replaces it (one line says so)
      and nothing the dead gateway allowed still gets through;
-  4. SIGTERM: exit 0, and the gateway fails closed (issue 16, item 1): its table is replaced by
+  4. SIGTERM: exit 0, and the gateway fails closed: its table is replaced by
      one that drops every forwarded packet though IP forwarding stays on, one line says so, the
      gateway's own connections still work; a restart replaces it and forwards again; with
      gateway.on_stop = "open" the table is deleted at stop instead;
   5. a client whose source port equals the source port of fwx's own upstream connection to the
-     same server is served, not refused as a redirect loop (issue 16, item 4: records are found
-     by the whole tuple).
+     same server is served, not refused as a redirect loop (records are found by the whole
+     tuple).
 
 Root and `ip`/nftables are needed; otherwise exit 77 with the reason.
 SPDX-License-Identifier: MIT
@@ -298,7 +298,7 @@ def scenario(tmp, topo, plugin):
     log("ok: fwxctl redirects: %s, original %s, hops %s" % (reds[0]["flow"], reds[0]["original"], reds[0]["hops"]))
     log("ok: fwxctl: control connection user mode, bound port %d kernel mode" % gport)
 
-    # 2b. Issue 16, item 4: a second client connection whose source port is the source port of
+    # 2b. A second client connection whose source port is the source port of
     #     fwx's own upstream connection (peer[1], from the gateway's address) to the same
     #     server. Its record must not be taken for this one's: it is served like any other.
     c2 = topo.connect("c", SERVER, 21, src=CLIENT, sport=peer[1])
@@ -353,7 +353,7 @@ def scenario(tmp, topo, plugin):
         x.close()
     log("ok: kill -9 left the table; the restart replaced it; the old bound port is closed")
 
-    # 4. Clean exit: status 0, and the gateway fails closed (issue 16, item 1): IP forwarding
+    # 4. Clean exit: status 0, and the gateway fails closed: IP forwarding
     #    stays on, yet nothing is routed through; the gateway's own connections still work.
     echo_l = topo.listener("s", "0.0.0.0", 7000)
     c = topo.connect("c", SERVER, 7000)

@@ -1,5 +1,5 @@
 """fwx-gateway (proxy backend, FTP plugin) publishing a strict stock vsftpd through a dual-homed
-gateway, in network namespaces this script creates and deletes itself (issue 17, items 1, 5):
+gateway, in network namespaces this script creates and deletes itself:
 
   client ns            gateway ns (ip forwarding OFF)              server ns
   10.98.1.2  --veth--  10.98.1.1 | 10.98.2.1            --veth--  10.98.2.2

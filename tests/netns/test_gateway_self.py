@@ -1,4 +1,4 @@
-"""fwx-gateway does not relay to itself (issue 16, item 5), in network namespaces this script
+"""fwx-gateway does not relay to itself, in network namespaces this script
 creates and deletes itself:
 
   client ns 10.97.1.2 --veth-- 10.97.1.1 gateway ns 10.97.2.1 --veth-- 10.97.2.2 server ns

@@ -1,4 +1,4 @@
-"""The small site of doc/policy.md, run exactly as the guide prints it (issue 17, item 3).
+"""The small site of doc/policy.md, run exactly as the guide prints it.
 
 The configuration block marked "# fwx small site" is taken out of doc/policy.md unchanged and
 given to the real fwx-gateway (only --plugin-dir and --control are added on the command line)

@@ -9,7 +9,7 @@ records what reaches the server. Asserted, per request:
   - well-formed RRQ/WRQ (with blksize/tsize/timeout/windowsize options): reaches the server byte
     for byte, and the gateway logs the permission (UDP, once, timeout) to the client's address
     and port, through the plugin's host log;
-  - catalog row 63 (no NUL, unknown mode, 600-byte filename, opcode 0/7), row 64 (blksize 7 and
+  - catalog row 63 of doc/security.md (no NUL, unknown mode, 600-byte filename, opcode 0/7), row 64 (blksize 7 and
     65465, windowsize 70000, duplicate option, tsize negative), row 60 (source port 53), row 65
     (tiny and ERROR datagrams): the exact ERROR code back to the client (or, for a privileged
     port, an ERROR and a tiny datagram, no answer at all), never longer than the request, never
