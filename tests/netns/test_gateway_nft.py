@@ -25,106 +25,41 @@ What it checks:
 Root and `ip`/nftables are needed; otherwise exit 77 with the reason.
 SPDX-License-Identifier: MIT
 """
-import ctypes
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
 from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+import nstopo  # noqa: E402
+from nstopo import sh  # noqa: E402
 
 CLIENT, GW_IN, GW_OUT, SERVER = "10.99.1.2", "10.99.1.1", "10.99.2.1", "10.99.2.2"
 FTP_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"
-CLONE_NEWNET = 0x40000000
 TIMEOUT = 5.0
 PREFIX = "fwxp-"
 
-libc = ctypes.CDLL(None, use_errno=True)
-
-
-def sh(*argv, ok=True):
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
-    if ok and r.returncode != 0:
-        raise Failure("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr.strip()))
-    return r
-
-
-class Topology:
-    """Three namespaces joined by two veth pairs; deleted by down() (and stale ones of dead
-    runs at the next start)."""
+class Topology(nstopo.Bed):
+    """Three namespaces joined by two veth pairs, forwarding on in the gateway (kernel mode
+    routes); deleted by down() (and stale ones of dead runs at the next start)."""
 
     def __init__(self):
-        me = os.getpid()
-        self.names = {k: "%s%d-%s" % (PREFIX, me, k) for k in ("c", "g", "s")}
-        self.fds = {}
+        super().__init__(PREFIX, "g", {"c": nstopo.Side("cl0", [CLIENT + "/24"], [GW_IN + "/24"]),
+                                       "s": nstopo.Side("sv0", [SERVER + "/24"], [GW_OUT + "/24"])})
 
     @staticmethod
     def cleanup_stale():
-        r = sh("ip", "netns", "list", ok=False)
-        for line in r.stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
-            if not name.startswith(PREFIX):
-                continue
-            pid = name[len(PREFIX):].split("-")[0]
-            if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
-                sh("ip", "netns", "del", name, ok=False)
+        nstopo.Bed.cleanup_stale(PREFIX)
 
     def up(self):
-        c, g, s = self.names["c"], self.names["g"], self.names["s"]
-        for n in (c, g, s):
-            sh("ip", "netns", "add", n)
-        sh("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0", "netns", g)
-        sh("ip", "-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "sv0", "netns", g)
-        for ns, dev, addr in ((c, "eth0", CLIENT), (g, "cl0", GW_IN), (g, "sv0", GW_OUT), (s, "eth0", SERVER)):
-            sh("ip", "-n", ns, "addr", "add", addr + "/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        for ns in (c, g, s):
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", c, "route", "add", "default", "via", GW_IN)
-        sh("ip", "-n", s, "route", "add", "default", "via", GW_OUT)
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        for k, n in self.names.items():
-            self.fds[k] = os.open("/run/netns/" + n, os.O_RDONLY)
-
-    def down(self):
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds = {}
-        for n in self.names.values():
-            sh("ip", "netns", "del", n, ok=False)
-
-    def run_in(self, key, fn):
-        """Runs fn() on a thread that entered namespace `key`; returns its result."""
-        out = {}
-
-        def body():
-            try:
-                if libc.setns(self.fds[key], CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-                out["v"] = fn()
-            except BaseException as e:  # handed to the caller
-                out["e"] = e
-        t = threading.Thread(target=body)
-        t.start()
-        t.join(30)
-        if "e" in out:
-            raise out["e"]
-        return out.get("v")
+        super().up(forwarding=True)
 
     def listener(self, key, ip, port=0):
-        def mk():
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((ip, port))
-            s.listen(8)
-            s.settimeout(TIMEOUT)
-            return s
-        return self.run_in(key, mk)
+        return super().listener(key, ip, port, TIMEOUT)
 
     def connect(self, key, ip, port, src=None, timeout=TIMEOUT, sport=0):
         """A connected socket, or None if refused/dropped within timeout."""

@@ -49,6 +49,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
 from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+import nstopo  # noqa: E402
+from nstopo import sh  # noqa: E402
 
 C4, G4_IN, G4_OUT, S4 = "10.98.1.2", "10.98.1.1", "10.98.2.1", "10.98.2.2"
 C6, G6_IN, G6_OUT, S6 = "fd98:1::2", "fd98:1::1", "fd98:2::1", "fd98:2::2"
@@ -56,13 +58,6 @@ FTP_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"
 PREFIX = "fwxdh-"
 SOCKS_PORT = 1080
 PAYLOAD_SIZE = 300 * 1024
-
-
-def sh(*argv, ok=True, timeout=30):
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
-    if ok and r.returncode != 0:
-        raise Failure("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr.strip()))
-    return r
 
 
 def sha256(path):
@@ -73,52 +68,22 @@ def sha256(path):
     return h.hexdigest()
 
 
-class Topology:
+class Topology(nstopo.Bed):
     """Three namespaces, two veth pairs, IPv4 and IPv6 on both sides; forwarding off in the
-    gateway. down() deletes them (and stale ones of dead runs go at the next start)."""
+    gateway (user mode: nothing crosses it but what fwx relays). down() deletes them (and stale
+    ones of dead runs go at the next start)."""
 
     def __init__(self):
-        me = os.getpid()
-        self.names = {k: "%s%d-%s" % (PREFIX, me, k) for k in ("c", "g", "s")}
+        super().__init__(PREFIX, "g", {
+            "c": nstopo.Side("cl0", [C4 + "/24", C6 + "/64"], [G4_IN + "/24", G6_IN + "/64"]),
+            "s": nstopo.Side("sv0", [S4 + "/24", S6 + "/64"], [G4_OUT + "/24", G6_OUT + "/64"])})
 
     @staticmethod
     def cleanup_stale():
-        r = sh("ip", "netns", "list", ok=False)
-        for line in r.stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
-            if not name.startswith(PREFIX):
-                continue
-            pid = name[len(PREFIX):].split("-")[0]
-            if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
-                sh("ip", "netns", "del", name, ok=False)
+        nstopo.Bed.cleanup_stale(PREFIX)
 
     def up(self):
-        c, g, s = self.names["c"], self.names["g"], self.names["s"]
-        for n in (c, g, s):
-            sh("ip", "netns", "add", n)
-        sh("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0", "netns", g)
-        sh("ip", "-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "sv0", "netns", g)
-        for ns in (c, g, s):
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        for ns, dev, a4, a6 in ((c, "eth0", C4, C6), (g, "cl0", G4_IN, G6_IN), (g, "sv0", G4_OUT, G6_OUT),
-                                (s, "eth0", S4, S6)):
-            sh("ip", "-n", ns, "addr", "add", a4 + "/24", "dev", dev)
-            sh("ip", "-n", ns, "-6", "addr", "add", a6 + "/64", "dev", dev, "nodad")
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", c, "route", "add", "default", "via", G4_IN)
-        sh("ip", "-n", c, "-6", "route", "add", "default", "via", G6_IN)
-        sh("ip", "-n", s, "route", "add", "default", "via", G4_OUT)
-        sh("ip", "-n", s, "-6", "route", "add", "default", "via", G6_OUT)
-        # User mode: nothing crosses the gateway but what fwx relays.
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=0")
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=0")
-
-    def down(self):
-        for n in self.names.values():
-            sh("ip", "netns", "del", n, ok=False)
-
-    def wrap(self, key, argv):
-        return ["ip", "netns", "exec", self.names[key]] + list(argv)
+        super().up(forwarding=False)
 
     def listening(self, key, port):
         r = sh(*self.wrap(key, ["ss", "-Hltn", "( sport = :%d )" % port]), ok=False)
