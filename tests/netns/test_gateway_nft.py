@@ -43,6 +43,7 @@ FTP_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"
 TIMEOUT = 5.0
 PREFIX = "fwxp-"
 
+
 class Topology(nstopo.Bed):
     """Three namespaces joined by two veth pairs, forwarding on in the gateway (kernel mode
     routes); deleted by down() (and stale ones of dead runs at the next start)."""
