@@ -3,11 +3,13 @@ veth pair to each side namespace, named PREFIX<pid>-<key> so that parallel runs 
 and a later run deletes the beds of dead ones. Python 3 standard library only.
 
     bed = Bed("fwxp-", "g", {"c": Side("cl0", ["10.99.1.2/24"], ["10.99.1.1/24"]),
-                             "s": Side("sv0", ["10.99.2.2/24"], ["10.99.2.1/24"])})
-    Bed.cleanup_stale("fwxp-")
-    bed.up(forwarding=False)      # routes via the gateway for sides with route=True
-    ...
-    bed.down()
+                             "s": Side("sv0", ["10.99.2.2/24"], ["10.99.2.1/24"])},
+              forwarding=False)
+    bed.up_or_skip()              # stale beds deleted first; exit 77 if none can be made here
+    try:
+        ...
+    finally:
+        bed.down()
 
 Each side's end of its pair is eth0; the gateway's end is named by the side (cl0, sv0, ...).
 IPv6 addresses (with a ':') are added with nodad. A side with route=True gets default routes
@@ -22,7 +24,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure  # noqa: E402
+from gwtest import Failure, skip  # noqa: E402
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -52,10 +54,12 @@ def _addr_add(ns, addr, dev):
 
 
 class Bed:
-    """The namespaces of one test run: `gateway` and one per side, keyed as given."""
+    """The namespaces of one test run: `gateway` and one per side, keyed as given. IP
+    forwarding in the gateway is on or off as `forwarding` says (user mode wants it off, so
+    that only what fwx relays gets across; kernel mode routes)."""
 
-    def __init__(self, prefix, gateway, sides):
-        self.prefix, self.gateway, self.sides = prefix, gateway, dict(sides)
+    def __init__(self, prefix, gateway, sides, forwarding):
+        self.prefix, self.gateway, self.sides, self.forwarding = prefix, gateway, dict(sides), forwarding
         me = os.getpid()
         self.names = {k: "%s%d-%s" % (prefix, me, k) for k in [gateway] + list(self.sides)}
         self.fds = {}
@@ -69,9 +73,19 @@ class Bed:
             if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
                 sh("ip", "netns", "del", name, ok=False)
 
-    def up(self, forwarding):
-        """Makes the namespaces and links; IP forwarding in the gateway on or off (user mode
-        wants it off, so that only what fwx relays gets across)."""
+    def up_or_skip(self):
+        """Deletes the stale beds of this prefix, then makes this one; when that fails here (no
+        namespaces, no veth), deletes what was made and skips the test (exit 77) saying why."""
+        Bed.cleanup_stale(self.prefix)
+        try:
+            self.up()
+        except Failure as e:
+            self.down()
+            skip("cannot make network namespaces here: %s" % e)
+
+    def up(self):
+        """Makes the namespaces and links (Failure if a command fails)."""
+        forwarding = self.forwarding
         g = self.names[self.gateway]
         for n in self.names.values():
             sh("ip", "netns", "add", n)

@@ -50,14 +50,8 @@ class Topology(nstopo.Bed):
 
     def __init__(self):
         super().__init__(PREFIX, "g", {"c": nstopo.Side("cl0", [CLIENT + "/24"], [GW_IN + "/24"]),
-                                       "s": nstopo.Side("sv0", [SERVER + "/24"], [GW_OUT + "/24"])})
-
-    @staticmethod
-    def cleanup_stale():
-        nstopo.Bed.cleanup_stale(PREFIX)
-
-    def up(self):
-        super().up(forwarding=True)
+                                       "s": nstopo.Side("sv0", [SERVER + "/24"], [GW_OUT + "/24"])},
+                         forwarding=True)
 
     def listener(self, key, ip, port=0):
         return super().listener(key, ip, port, TIMEOUT)
@@ -133,13 +127,8 @@ def run(tmp):
     plugin = os.environ.get("FWX_FTP_PLUGIN")
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
-    Topology.cleanup_stale()
     topo = Topology()
-    try:
-        topo.up()
-    except Failure as e:
-        topo.down()
-        skip("cannot make network namespaces here: %s" % e)
+    topo.up_or_skip()
     try:
         scenario(tmp, topo, plugin)
     finally:

@@ -76,14 +76,8 @@ class Topology(nstopo.Bed):
     def __init__(self):
         super().__init__(PREFIX, "g", {
             "c": nstopo.Side("cl0", [C4 + "/24", C6 + "/64"], [G4_IN + "/24", G6_IN + "/64"]),
-            "s": nstopo.Side("sv0", [S4 + "/24", S6 + "/64"], [G4_OUT + "/24", G6_OUT + "/64"])})
-
-    @staticmethod
-    def cleanup_stale():
-        nstopo.Bed.cleanup_stale(PREFIX)
-
-    def up(self):
-        super().up(forwarding=False)
+            "s": nstopo.Side("sv0", [S4 + "/24", S6 + "/64"], [G4_OUT + "/24", G6_OUT + "/64"])},
+            forwarding=False)
 
     def listening(self, key, port):
         r = sh(*self.wrap(key, ["ss", "-Hltn", "( sport = :%d )" % port]), ok=False)
@@ -410,13 +404,8 @@ def run(tmp):
     plugin = os.environ.get("FWX_FTP_PLUGIN")
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
-    Topology.cleanup_stale()
     topo = Topology()
-    try:
-        topo.up()
-    except Failure as e:
-        topo.down()
-        skip("cannot make network namespaces here: %s" % e)
+    topo.up_or_skip()
     servers = []
     try:
         srv = os.path.join(tmp, "srv")

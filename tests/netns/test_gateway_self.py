@@ -43,14 +43,8 @@ class Topo(nstopo.Bed):
 
     def __init__(self):
         super().__init__(PREFIX, "g", {"c": nstopo.Side("cl0", [CLIENT + "/24"], [GW_IN + "/24"]),
-                                       "s": nstopo.Side("sv0", [SERVER + "/24"], [GW_OUT + "/24"])})
-
-    @staticmethod
-    def cleanup_stale():
-        nstopo.Bed.cleanup_stale(PREFIX)
-
-    def up(self):
-        super().up(forwarding=False)
+                                       "s": nstopo.Side("sv0", [SERVER + "/24"], [GW_OUT + "/24"])},
+                         forwarding=False)
 
     def listener(self, key, ip, port):
         return super().listener(key, ip, port, TIMEOUT)
@@ -156,13 +150,8 @@ def run(tmp):
         skip("needs root (network namespaces)")
     if subprocess.run(["sh", "-c", "command -v ip"], capture_output=True).returncode != 0:
         skip("no ip command")
-    Topo.cleanup_stale()
     topo = Topo()
-    try:
-        topo.up()
-    except Failure as e:
-        topo.down()
-        skip("cannot make network namespaces here: %s" % e)
+    topo.up_or_skip()
     try:
         scenario(tmp, topo)
     finally:
