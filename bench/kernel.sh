@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# fwx kernel-path benchmark (issue 5 item 7): kernel-mode secondary connections made by fwx's
+# fwx kernel-path benchmark: kernel-mode secondary connections made by fwx's
 # "nft" backend against plain routed forwarding, the kernel's own NAT and the kernel's own FTP
 # helper, on one topology, in one run; and the permission set-up latency of the FTP filter
 # (PASV/PORT line in -> rewritten line out) in user mode and in kernel mode, p50 and p99.

@@ -239,7 +239,7 @@ int main(int argc, char **argv)
     fo.log = log_line;
     fo.log_level = K.verbose ? FWX_LOG_DEBUG : FWX_LOG_WARN;
     /* kernel.sh measures plain kernel forwarding in this namespace after kperm exits: leave
-       it open rather than closed (the default, issue 16). */
+       it open rather than closed (closed is the default). */
     fo.kernel_open_on_stop = 1;
     fwx_result hr = fwx_firewall_new(&K.loop, &fo, &K.fw);
     if (FWX_FAILED(hr)) {

@@ -176,7 +176,7 @@ def section_ratios(res):
     ratio_line(res, "kernel-nat / routed        throughput", "kernel-nat", "routed", "tput_gbps")
     ratio_line(res, "kernel-nat / routed        conn/s    ", "kernel-nat", "routed", "rate_cps")
     ratio_line(res, "kernel-ftp-helper / direct FTP       ", "kernel-ftp-helper", "direct", "ftp_gbps")
-    print("  (issue 5 for scale: kernel NAT ~0.91x routed, FTP helper ~1.0x direct on a 2-core machine)")
+    print("  (for scale, earlier measurements: kernel NAT ~0.91x routed, FTP helper ~1.0x direct on a 2-core machine)")
 
 
 
@@ -216,7 +216,7 @@ def section_setup(res):
             if err:
                 print(f"  {row} {mode}: first error: {err}")
 
-    print("\n  targets (issue 5): permission set-up p99 < 100 us in user mode, < 1 ms in kernel mode")
+    print("\n  targets: permission set-up p99 < 100 us in user mode, < 1 ms in kernel mode")
     for row, target in TARGET_P99_US.items():
         for mode in ("pasv", "port"):
             p99 = num(res, row, f"{mode}_p99_us")

@@ -1,5 +1,5 @@
 /*
- * fwx bench - the cost of the plugin watchdog's heartbeat (issue 16 item 12).
+ * fwx bench - the cost of the plugin watchdog's heartbeat.
  *
  * A benchmark, not a test: it prints figures and exits 0 unless something it needs fails.
  * Built by meson (build/bench/plugin_call), run by hand:

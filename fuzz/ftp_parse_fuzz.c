@@ -1,7 +1,7 @@
 /*
  * fwx fuzzing - the FTP parser (plugins/ftp/ftp_parse.c), libFuzzer target.
  *
- * Input framing (Suricata style, SECURITY-CATALOG section 2 item 4): the input is a sequence
+ * Input framing (Suricata style: its parser fuzzers frame input the same way): the input is a sequence
  * of chunks separated by the 4-byte marker 01 D5 CA 7A. Each chunk's first byte picks the
  * direction (bit 0: 0 = client -> server, 1 = server -> client); the rest is the bytes that
  * direction delivers in one read. So the fuzzer mutates segmentation and direction changes, as

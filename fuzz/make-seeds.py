@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the fuzzing seeds (fuzz/seeds/<target>/) and the findings' reproducers
-(fuzz/crashes/<target>/) from readable tables: the hostile inputs of
-/work/shared/SECURITY-CATALOG.md and tests/check_ftp_parse.c.
+(fuzz/crashes/<target>/) from readable tables: the hostile inputs of the attack catalog's
+rows (doc/security.md, "The attack catalog") and tests/check_ftp_parse.c.
 
 Framing: chunks joined by the marker 01 D5 CA 7A.
   ftp_parse: each chunk = direction byte (0 client, 1 server) + bytes of one read.
@@ -97,7 +97,7 @@ FTP_CMDS = {
     "partial": b"PORT 10,0,0,8,4,1",
 }
 
-# Server replies (catalog rows 2, 3, 6, 7, 9, 11; check_ftp_parse.c reply_cases; multi-line, R38).
+# Server replies (catalog rows 2, 3, 6, 7, 9, 11; check_ftp_parse.c reply_cases; multi-line replies).
 FTP_REPLIES = {
     "r09-noparen": b"227 Entering Passive Mode 198,51,100,7,200,10\r\n",
     "r09-eq": b"227 =198,51,100,7,200,10\r\n",

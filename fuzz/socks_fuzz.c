@@ -80,7 +80,7 @@
 #include <unistd.h>
 
 #include "backends/proxy/socks.c"
-#include "backends/proxy/socks_caps.c" /* the caps socks.c counts against (issue 16, item 8) */
+#include "backends/proxy/socks_caps.c" /* the caps socks.c counts against */
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)

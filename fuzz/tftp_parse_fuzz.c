@@ -1,7 +1,7 @@
 /*
  * fwx fuzzing - the TFTP parser (plugins/tftp/tftp_parse.c), libFuzzer target.
  *
- * Input framing (as the other targets, SECURITY-CATALOG section 2 item 4): chunks separated by
+ * Input framing (as the other targets): chunks separated by
  * the 4-byte marker 01 D5 CA 7A; each chunk is one datagram as the filter would receive it.
  *
  * Invariants (a violation is __builtin_trap()):

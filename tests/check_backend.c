@@ -23,15 +23,10 @@ static fwx_firewall *fw;
 static void env_open_nobackend(void)
 {
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
+    tu_fw_options(&o);
     o.port_min = PORT_MIN;
     o.port_max = PORT_MAX;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
-    tu_log_reset();
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
-    ck_assert_ptr_nonnull(fw);
+    tu_fw_open(&loop, &o, &fw);
 }
 
 static void use_fault_backend(void)
@@ -52,19 +47,9 @@ static void env_open(void)
     use_fault_backend();
 }
 
-static void env_close(void)
-{
-    fwx_firewall_close(fw, NULL, NULL);
-    fw = NULL;
-    tu_loop_close_clean(&loop);
-}
+static void env_close(void) { tu_fw_close(&loop, &fw); }
 
-static fwx_firewall_stats stats(void)
-{
-    fwx_firewall_stats st = {.struct_size = sizeof st};
-    TU_EXPECT_HR(fwx_firewall_get_stats(fw, &st), FWX_S_OK);
-    return st;
-}
+static fwx_firewall_stats stats(void) { return tu_fw_stats(fw); }
 
 static IFWXSession *open_session(const char *client)
 {
@@ -641,12 +626,9 @@ END_TEST
 
 static tp_control *load_good(uint32_t hooks, void **handle)
 {
-    *handle = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_msg(*handle != NULL, "%s", dlerror());
-    tp_control *ctl = dlsym(*handle, "fwx_test_control");
-    ck_assert_ptr_nonnull(ctl);
+    tp_control *ctl = tu_plugin_map("tp_good", handle);
     ctl->hooks = hooks;
-    TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    tu_plugin_load(fw, "tp_good");
     return ctl;
 }
 
@@ -947,11 +929,7 @@ END_TEST
 
 static Suite *backend_suite(void)
 {
-    Suite *s = suite_create("backend");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const tu_case cases[] = {
         {"registry", registry},
         {"set_backend_unknown", set_backend_unknown},
         {"set_backend_open_fails", set_backend_open_fails},
@@ -981,12 +959,7 @@ static Suite *backend_suite(void)
         {"relay_failure_kills", relay_failure_kills},
         {"close_withdraws_then_closes", close_withdraws_then_closes},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("backend", cases, 0);
 }
 
 int main(void) { return tu_run_suite(backend_suite()); }

@@ -55,38 +55,28 @@ static void quiet_log(void *arg, fwx_log_level level, const char *msg)
 
 static void fx_open_firewall(fx *f)
 {
-    static struct sockaddr_storage local[2];
     memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
     snprintf(f->dir, sizeof f->dir, "/tmp/fwx-ctl-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(f->dir));
     snprintf(f->sock, sizeof f->sock, "%s/ctl.sock", f->dir);
-    local[0] = tu_addr("203.0.113.1");
-    local[1] = tu_addr("10.0.0.1");
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
+    tu_fw_gateway_addresses(&o);
     o.port_min = 40000;
     o.port_max = 40255;
     o.log = quiet_log;
-    TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
+    tu_fw_open(&f->loop, &o, &f->fw);
 }
 
 /* Everything the listings show. The permission's timeout is the default 60 s. */
 static void fx_populate(fx *f)
 {
     /* The plugin hooks WSP events only, so that it stays out of this NAT session's way. */
-    f->plugin_handle = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_msg(f->plugin_handle != NULL, "dlopen: %s", dlerror());
-    tp_control *tpc = dlsym(f->plugin_handle, "fwx_test_control");
-    ck_assert_ptr_nonnull(tpc);
+    tp_control *tpc = tu_plugin_map("tp_good", &f->plugin_handle);
     tpc->hooks = fwx_Connect_Tcp | fwxSourceWSP;
-    TU_EXPECT_HR(fwx_firewall_load_plugin(f->fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    tu_plugin_load(f->fw, "tp_good");
 
-    struct sockaddr_storage c = tu_addr("10.0.0.8"), gi = tu_addr("10.0.0.1");
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), TU_SA(gi), tu_len(&gi), NULL};
-    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+    f->s = tu_session_open(f->fw, fwxSourceNAT, "10.0.0.8", "10.0.0.1");
     struct sockaddr_storage srv = tu_addr("198.51.100.7:21"), gl = tu_addr("203.0.113.1:41000");
     fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv),
                                 TU_SA(gl), tu_len(&gl), NULL, 0, 0, NULL};
@@ -145,8 +135,7 @@ static void fx_close(fx *f)
         fwx_session_close(f->s);
         IFWXSession_Release(f->s);
     }
-    fwx_firewall_close(f->fw, NULL, NULL);
-    tu_loop_close_clean(&f->loop);
+    tu_fw_close(&f->loop, &f->fw);
     if (f->plugin_handle != NULL)
         dlclose(f->plugin_handle);
     unlink(f->sock);
@@ -1120,11 +1109,7 @@ END_TEST
 
 static Suite *ctl_suite(void)
 {
-    Suite *s = suite_create("ctl");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"json_sessions", json_sessions},
         {"json_connections", json_connections},
         {"json_permissions_and_ports", json_permissions_and_ports},
@@ -1148,13 +1133,7 @@ static Suite *ctl_suite(void)
         {"kill_and_levels", kill_and_levels},
         {"explain_without_policy", explain_without_policy},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("ctl", cases, 60);
 }
 
 int main(void)

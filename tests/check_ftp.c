@@ -7,7 +7,7 @@
  * 127.0.0.1, the client 127.0.0.2, the server 127.0.0.3, a third party 127.0.0.4.
  *
  * - published server (publishing rule, inbound "ftp" protocol bound to the filter): PASV, EPSV
- *   and PORT through the gateway; every hostile client line of the security catalog; hostile
+ *   and PORT through the gateway; every hostile client line of the attack catalog (doc/security.md); hostile
  *   server replies; data theft; timeout; withdrawal when the control connection closes;
  * - explicit client through the SOCKS5 listener: the PASV reply passes unchanged and the data
  *   connection, a SOCKS CONNECT to the server's port, is admitted by the filter's permission;
@@ -294,43 +294,20 @@ typedef struct gw {
 
 static void gw_open(gw *g, const char *policy, uint32_t timeout_ms)
 {
-    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local;
-    local = tu_addr("127.0.0.1");
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.local_addresses = &local;
-    o.n_local_addresses = 1;
-    o.loopback_hosts = 1;
-    o.port_min = 40000;
-    o.port_max = 60999;
+    tu_gw_options(&o);
     if (timeout_ms)
         o.timeout_ms = timeout_ms;
-    o.log_level = getenv("FWX_TEST_LOG") ? FWX_LOG_DEBUG : FWX_LOG_ERROR;
-    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+    tu_fw_open(&g->loop, &o, &g->fw);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "proxy"), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, plugin_path(), NULL), FWX_S_OK);
-    if (policy != NULL) {
-        fwx_policy *p = NULL;
-        fwx_config_error err;
-        fwx_result hr = fwx_policy_load_string(policy, "test policy", &p, &err);
-        ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
-        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, p), FWX_S_OK);
-    }
+    if (policy != NULL)
+        tu_fw_set_policy(g->fw, policy);
 }
 
-static void gw_close(gw *g)
-{
-    fwx_firewall_close(g->fw, NULL, NULL);
-    tu_loop_close_clean(&g->loop);
-}
+static void gw_close(gw *g) { tu_fw_close(&g->loop, &g->fw); }
 
-static fwx_firewall_stats stats(gw *g)
-{
-    fwx_firewall_stats st = {.struct_size = sizeof st};
-    fwx_firewall_get_stats(g->fw, &st);
-    return st;
-}
+static fwx_firewall_stats stats(gw *g) { return tu_fw_stats(g->fw); }
 
 static const char *publish_policy(uint16_t listen, uint16_t server)
 {
@@ -1159,11 +1136,7 @@ END_TEST
 
 static Suite *ftp_suite(void)
 {
-    Suite *s = suite_create("ftp");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"published passive", published_passive},
         {"published active", published_active},
         {"hostile client", hostile_client_input},
@@ -1175,13 +1148,7 @@ static Suite *ftp_suite(void)
         {"explicit across families", explicit_across_families},
         {"exports", plugin_exports},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("ftp", cases, 30);
 }
 
 int main(void) { return tu_run_suite(ftp_suite()); }

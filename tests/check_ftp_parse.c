@@ -1,6 +1,6 @@
 /*
  * fwx tests - the FTP filter's parser (plugins/ftp/ftp_parse.c), table-driven: every input of
- * the security catalog's FTP rows that the parser decides (1, 3, 6, 7, 9, 11, 12, 13, 15, 18,
+ * the attack catalog's FTP rows (doc/security.md) that the parser decides (1, 3, 6, 7, 9, 11, 12, 13, 15, 18,
  * 19, 21) with its exact outcome, and every stream fed whole, split at every point and split at
  * random points, with the same transcript required each time (row 14).
  *

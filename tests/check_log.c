@@ -92,26 +92,13 @@ static void env_open(fwx_log_level level)
     o.log_level = level;
     n_recs = 0;
     text_lines = 0;
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    tu_fw_open(&loop, &o, &fw);
     TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, sink, &recs), FWX_S_OK);
 }
 
-static void env_close(void)
-{
-    fwx_firewall_close(fw, NULL, NULL);
-    fw = NULL;
-    tu_loop_close_clean(&loop);
-}
+static void env_close(void) { tu_fw_close(&loop, &fw); }
 
-static IFWXSession *open_session(const char *client)
-{
-    struct sockaddr_storage c = tu_addr(client);
-    fwx_session_params sp = {.struct_size = sizeof sp, .source = fwxSourceNAT, .client = TU_SA(c), .client_len = tu_len(&c)};
-    IFWXSession *s = NULL;
-    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
-    return s;
-}
+static IFWXSession *open_session(const char *client) { return tu_session_open(fw, fwxSourceNAT, client, NULL); }
 
 static IFWXConnection *open_conn(IFWXSession *s, const char *peer)
 {
@@ -268,10 +255,8 @@ static fwx_result grab_log(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *
 START_TEST(test_hostlog_plugin)
 {
     env_open(FWX_LOG_INFO);
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_msg(h != NULL, "dlopen: %s", dlerror());
-    tp_control *ctl = dlsym(h, "fwx_test_control");
-    ck_assert_ptr_nonnull(ctl);
+    void *h = NULL;
+    tp_control *ctl = tu_plugin_map("tp_good", &h);
     ctl->hooks = fwx_Connect_Tcp | fwxSourceNAT;
     ctl->on_event = grab_log;
     plugin_log = NULL;
@@ -306,7 +291,7 @@ static int count_recs(const char *text)
     return n;
 }
 
-/* Issue 16 item 13: a warning repeated more than 10 times in a second (here with a different
+/* A warning repeated more than 10 times in a second (here with a different
    number each time, as a stray connection's port) is folded into one "repeated K times" line,
    written once that second is over and another line comes (or at close); info lines that differ
    are records and are never folded; the level filter still applies first. */
@@ -358,8 +343,7 @@ START_TEST(test_fold_repeats)
     fwx_firewall_options_init(&o);
     o.log_repeat_limit = 3;
     n_recs = 0;
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    tu_fw_open(&loop, &o, &fw);
     TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, sink, &recs), FWX_S_OK);
     for (int i = 0; i < 20; i++)
         fwx_firewall_log(fw, FWX_LOG_WARN, "stray %d", i);
@@ -368,8 +352,7 @@ START_TEST(test_fold_repeats)
     ck_assert_ptr_nonnull(find_rec("repeated 17 times (folded, more than 3 a second)"));
     o.log_repeat_limit = UINT32_MAX;
     n_recs = 0;
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+    tu_fw_open(&loop, &o, &fw);
     TU_EXPECT_HR(fwx_firewall_set_log_sink(fw, sink, &recs), FWX_S_OK);
     for (int i = 0; i < 20; i++)
         fwx_firewall_log(fw, FWX_LOG_WARN, "stray %d", i);
@@ -381,18 +364,11 @@ END_TEST
 
 int main(void)
 {
-    Suite *s = suite_create("log");
-    TCase *tc = tcase_create("core_fields");
-    tcase_add_test(tc, test_core_fields);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("hostlog_calls");
-    tcase_add_test(tc, test_hostlog_calls);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("fold_repeats");
-    tcase_add_test(tc, test_fold_repeats);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("hostlog_plugin");
-    tcase_add_test(tc, test_hostlog_plugin);
-    suite_add_tcase(s, tc);
-    return tu_run_suite(s);
+    const tu_case cases[] = {
+        {"core_fields", test_core_fields},
+        {"hostlog_calls", test_hostlog_calls},
+        {"fold_repeats", test_fold_repeats},
+        {"hostlog_plugin", test_hostlog_plugin},
+    };
+    return tu_run_suite(TU_SUITE("log", cases, 0));
 }

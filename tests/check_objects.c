@@ -1057,41 +1057,35 @@ END_TEST
 
 /* ---- suite ------------------------------------------------------------------------------ */
 
-static void add(Suite *s, const char *name, const TTest *t)
-{
-    TCase *tc = tcase_create(name);
-    tcase_add_test(tc, t);
-    suite_add_tcase(s, tc);
-}
-
 int main(void)
 {
-    Suite *s = suite_create("objects");
-    add(s, "result_every_code", result_every_code);
-    add(s, "result_unknown_code", result_unknown_code);
-    add(s, "result_from_errno", result_from_errno);
-    add(s, "result_documented_values", result_documented_values);
-    add(s, "guid_format", guid_format);
-    add(s, "guid_round_trip", guid_round_trip);
-    add(s, "guid_reject_malformed", guid_reject_malformed);
-    add(s, "iobuffer_new", iobuffer_new);
-    add(s, "iobuffer_iunknown", iobuffer_iunknown);
-    add(s, "iobuffer_get_set_size", iobuffer_get_set_size);
-    add(s, "iobuffer_append", iobuffer_append);
-    add(s, "iobuffer_read_at", iobuffer_read_at);
-    add(s, "iobuffer_send_to_buffer", iobuffer_send_to_buffer);
-    add(s, "iobuffer_readonly_and_raw", iobuffer_readonly_and_raw);
-    add(s, "ipfilter_iunknown", ipfilter_iunknown);
-    add(s, "ipfilter_empty", ipfilter_empty);
-    add(s, "ipfilter_include_range_v4", ipfilter_include_range_v4);
-    add(s, "ipfilter_range_invalid", ipfilter_range_invalid);
-    add(s, "ipfilter_exclude_range", ipfilter_exclude_range);
-    add(s, "ipfilter_ipv6", ipfilter_ipv6);
-    add(s, "ipfilter_v4_mapped", ipfilter_v4_mapped);
-    add(s, "ipfilter_merge_and_compare", ipfilter_merge_and_compare);
-    add(s, "ipfilter_include_filter", ipfilter_include_filter);
-    add(s, "ipfilter_exclude_filter", ipfilter_exclude_filter);
-    add(s, "ipfilter_clone", ipfilter_clone);
-    add(s, "ipfilter_random_against_bitmap", ipfilter_random_against_bitmap);
-    return tu_run_suite(s);
+    const tu_case cases[] = {
+        {"result_every_code", result_every_code},
+        {"result_unknown_code", result_unknown_code},
+        {"result_from_errno", result_from_errno},
+        {"result_documented_values", result_documented_values},
+        {"guid_format", guid_format},
+        {"guid_round_trip", guid_round_trip},
+        {"guid_reject_malformed", guid_reject_malformed},
+        {"iobuffer_new", iobuffer_new},
+        {"iobuffer_iunknown", iobuffer_iunknown},
+        {"iobuffer_get_set_size", iobuffer_get_set_size},
+        {"iobuffer_append", iobuffer_append},
+        {"iobuffer_read_at", iobuffer_read_at},
+        {"iobuffer_send_to_buffer", iobuffer_send_to_buffer},
+        {"iobuffer_readonly_and_raw", iobuffer_readonly_and_raw},
+        {"ipfilter_iunknown", ipfilter_iunknown},
+        {"ipfilter_empty", ipfilter_empty},
+        {"ipfilter_include_range_v4", ipfilter_include_range_v4},
+        {"ipfilter_range_invalid", ipfilter_range_invalid},
+        {"ipfilter_exclude_range", ipfilter_exclude_range},
+        {"ipfilter_ipv6", ipfilter_ipv6},
+        {"ipfilter_v4_mapped", ipfilter_v4_mapped},
+        {"ipfilter_merge_and_compare", ipfilter_merge_and_compare},
+        {"ipfilter_include_filter", ipfilter_include_filter},
+        {"ipfilter_exclude_filter", ipfilter_exclude_filter},
+        {"ipfilter_clone", ipfilter_clone},
+        {"ipfilter_random_against_bitmap", ipfilter_random_against_bitmap},
+    };
+    return tu_run_suite(TU_SUITE("objects", cases, 0));
 }

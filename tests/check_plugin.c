@@ -32,40 +32,15 @@ static fwx_firewall *fw;
 static void env_open(void)
 {
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
-    tu_log_reset();
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
-    ck_assert_ptr_nonnull(fw);
+    tu_fw_options(&o);
+    tu_fw_open(&loop, &o, &fw);
 }
 
-static void env_close(void)
-{
-    fwx_firewall_close(fw, NULL, NULL);
-    fw = NULL;
-    tu_loop_close_clean(&loop);
-}
+static void env_close(void) { tu_fw_close(&loop, &fw); }
 
-static fwx_firewall_stats stats(void)
-{
-    fwx_firewall_stats st = {.struct_size = sizeof st};
-    TU_EXPECT_HR(fwx_firewall_get_stats(fw, &st), FWX_S_OK);
-    return st;
-}
+static fwx_firewall_stats stats(void) { return tu_fw_stats(fw); }
 
 /* ---- test plugins -------------------------------------------------------------------- */
-
-/* Maps plugin `name` in this process (before fwx loads it) and returns its control block. */
-static tp_control *tp_map(const char *name, void **handle)
-{
-    *handle = dlopen(tu_plugin_path(name), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_msg(*handle != NULL, "dlopen %s: %s", name, dlerror());
-    tp_control *ctl = dlsym(*handle, "fwx_test_control");
-    ck_assert_msg(ctl != NULL, "dlsym fwx_test_control in %s: %s", name, dlerror());
-    return ctl;
-}
 
 /* The control block of a plugin fwx has already loaded. */
 static tp_control *tp_attached(const char *name, void **handle)
@@ -80,7 +55,7 @@ static tp_control *tp_attached(const char *name, void **handle)
 /* Maps tp_good, sets its hooks, loads it into fw and checks the load. */
 static tp_control *load_good(uint32_t hooks, void **handle, fwx_plugin **out)
 {
-    tp_control *ctl = tp_map("tp_good", handle);
+    tp_control *ctl = tu_plugin_map("tp_good", handle);
     ctl->hooks = hooks;
     fwx_plugin *p = NULL;
     TU_EXPECT_HR(fwx_firewall_load_plugin(fw, tu_plugin_path("tp_good"), &p), FWX_S_OK);
@@ -959,7 +934,7 @@ START_TEST(two_firewalls_two_threads_attribution)
 {
     /* Each firewall, on its own thread and loop, loads its own plugin. */
     void *ha, *hb;
-    tp_control *ca = tp_map("tp_good", &ha), *cb = tp_map("tp_good2", &hb);
+    tp_control *ca = tu_plugin_map("tp_good", &ha), *cb = tu_plugin_map("tp_good2", &hb);
     char pa[4096], pb[4096];
     snprintf(pa, sizeof pa, "%s", tu_plugin_path("tp_good"));
     snprintf(pb, sizeof pb, "%s", tu_plugin_path("tp_good2"));
@@ -998,11 +973,7 @@ END_TEST
 
 static Suite *plugin_suite(void)
 {
-    Suite *s = suite_create("plugin");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const tu_case cases[] = {
         {"load_good_once", load_good_once},
         {"refuse_newer_abi", refuse_newer_abi},
         {"refuse_no_symbol", refuse_no_symbol},
@@ -1030,12 +1001,7 @@ static Suite *plugin_suite(void)
         {"control_block_after_load", control_block_after_load},
         {"two_firewalls_two_threads", two_firewalls_two_threads_attribution},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("plugin", cases, 0);
 }
 
 int main(void) { return tu_run_suite(plugin_suite()); }

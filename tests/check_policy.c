@@ -900,25 +900,21 @@ typedef struct fwfx {
 static void fw_open(fwfx *f, const char *client)
 {
     memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
     o.log = tu_log_capture;
     o.log_level = FWX_LOG_WARN; /* what is asserted below is visible at warn */
-    TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
+    tu_fw_open(&f->loop, &o, &f->fw);
     tu_log_reset();
     TU_EXPECT_HR(fwx_firewall_load_plugin(f->fw, tu_plugin_path("tp_good"), &f->plugin), FWX_S_OK);
-    struct sockaddr_storage c = tu_addr(client);
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
-    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+    f->s = tu_session_open(f->fw, fwxSourceNAT, client, NULL);
 }
 
 static void fw_close(fwfx *f)
 {
     fwx_session_close(f->s);
     IFWXSession_Release(f->s);
-    fwx_firewall_close(f->fw, NULL, NULL);
-    tu_loop_close_clean(&f->loop);
+    tu_fw_close(&f->loop, &f->fw);
 }
 
 static fwx_result fw_connect(fwfx *f, const char *peer)
@@ -994,7 +990,7 @@ START_TEST(test_check_against_firewall)
 }
 END_TEST
 
-/* Issue 16 item 3: a protocol whose bound filter is not loaded is never relayed unfiltered:
+/* A protocol whose bound filter is not loaded is never relayed unfiltered:
    a policy binding a mistyped GUID warns when set and refuses the connection, and a plugin
    unloaded at run time takes its protocol's connections with it. */
 START_TEST(test_missing_filter_refused)
@@ -1032,7 +1028,7 @@ START_TEST(test_missing_filter_refused)
 }
 END_TEST
 
-/* Issue 17: a published connection is decided as going to the rule's server with the rule's
+/* A published connection is decided as going to the rule's server with the rule's
    protocol (not the listen port's), needs no relationship, and a refusal names networks, rule
    and protocol at warn. */
 START_TEST(test_publish_decides)
@@ -1092,7 +1088,7 @@ START_TEST(test_publish_decides)
 }
 END_TEST
 
-/* Issue 16 item 6: a FIFO is refused at once (opening it would wait for a writer forever), and a
+/* A FIFO is refused at once (opening it would wait for a writer forever), and a
    NUL byte is reported at its line. */
 START_TEST(test_fifo_and_nul)
 {
@@ -1456,11 +1452,7 @@ END_TEST
 
 static Suite *policy_suite(void)
 {
-    Suite *s = suite_create("policy");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const tu_case cases[] = {
         { "full_config", test_full_config },
         { "minimal_config", test_minimal_config },
         { "load_file", test_load_file },
@@ -1496,12 +1488,7 @@ static Suite *policy_suite(void)
         { "interval_map", test_interval_map },
         { "scale", test_scale },
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("policy", cases, 0);
 }
 
 int main(void)

@@ -12,6 +12,7 @@
 #include "testutil.h"
 #include "netutil.h"
 #include "plugins/test_plugin.h"
+#include "udp_filter.h"
 
 #include <dlfcn.h>
 
@@ -99,44 +100,22 @@ static void gw_log(void *arg, fwx_log_level level, const char *msg)
 
 static void gw_open(gw *g, const char *policy)
 {
-    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local;
-    local = tu_addr("127.0.0.1");
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.local_addresses = &local;
-    o.n_local_addresses = 1;
-    o.loopback_hosts = 1;
-    o.port_min = 40000;
-    o.port_max = 60999;
+    tu_gw_options(&o);
     o.timeout_ms = 200; /* UDP flows idle out quickly in these tests */
     o.log_level = getenv("FWX_TEST_LOG") ? FWX_LOG_DEBUG : FWX_LOG_WARN;
     o.log = gw_log;
     gw_log_len = 0;
     gw_log_text[0] = 0;
-    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+    tu_fw_open(&g->loop, &o, &g->fw);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "proxy"), FWX_S_OK);
-    if (policy != NULL) {
-        fwx_policy *p = NULL;
-        fwx_config_error err;
-        fwx_result hr = fwx_policy_load_string(policy, "test policy", &p, &err);
-        ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
-        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, p), FWX_S_OK);
-    }
+    if (policy != NULL)
+        tu_fw_set_policy(g->fw, policy);
 }
 
-static void gw_close(gw *g)
-{
-    fwx_firewall_close(g->fw, NULL, NULL);
-    tu_loop_close_clean(&g->loop);
-}
+static void gw_close(gw *g) { tu_fw_close(&g->loop, &g->fw); }
 
-static fwx_firewall_stats stats(gw *g)
-{
-    fwx_firewall_stats st = {.struct_size = sizeof st};
-    fwx_firewall_get_stats(g->fw, &st);
-    return st;
-}
+static fwx_firewall_stats stats(gw *g) { return tu_fw_stats(g->fw); }
 
 /* ---- publishing ------------------------------------------------------------------------------ */
 
@@ -167,27 +146,13 @@ static void *client_echo_roundtrip(void *arg)
     return NULL;
 }
 
-static char *publish_policy(uint16_t listen, uint16_t server)
-{
-    static char text[2048];
-    snprintf(text, sizeof text,
-             "protocols = ( { name = \"svc\"; guid = \"{0badf00d-0000-0000-0000-000000000001}\"; protocol = \"tcp\";"
-             " port = %u; direction = \"inbound\"; } );\n"
-             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
-             " protocols = [ \"svc\" ]; } );\n"
-             "publishing = ( { name = \"svc\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
-             " protocol = \"svc\"; full_proxy = true; } );\n",
-             listen, listen, server);
-    return text;
-}
-
 START_TEST(publishing_relays_both_ways)
 {
     echo e;
     echo_start(&e, "127.0.0.3");
     gw g;
     uint16_t lp = tu_free_port("127.0.0.1");
-    gw_open(&g, publish_policy(lp, e.port));
+    gw_open(&g, tu_publish_policy(lp, e.port));
     xfer small = {lp, "127.0.0.2", "127.0.0.1", 100, 0, 0}, big = {lp, "127.0.0.2", "127.0.0.1", 4u << 20, 0, 0};
     tu_run_peer(&g.loop, client_echo_roundtrip, &small);
     ck_assert_msg(small.ok, "small echo through the gateway: got %zu bytes", small.got);
@@ -224,7 +189,7 @@ START_TEST(publishing_denied_by_policy)
     gw g;
     uint16_t lp = tu_free_port("127.0.0.1");
     char policy[2048];
-    snprintf(policy, sizeof policy, "%s", publish_policy(lp, e.port));
+    snprintf(policy, sizeof policy, "%s", tu_publish_policy(lp, e.port));
     /* Deny the client 127.0.0.2 before the allow rule. */
     char *rules = strstr(policy, "rules = ( ");
     ck_assert_ptr_nonnull(rules);
@@ -262,7 +227,7 @@ static void *server_data_connection(void *arg)
     uint8_t data[100000], in[100001];
     for (size_t i = 0; i < sizeof data; i++)
         data[i] = (uint8_t)(i * 7);
-    /* The third party tries first (catalog #23): closed on it, port kept for the server. */
+    /* The third party tries first (catalog #23, doc/security.md): closed on it, port kept for the server. */
     int t = tu_sock_from("127.0.0.4", 0);
     if (tu_connect_to(t, "127.0.0.1", b->gw_port) != 0)
         b->third_refused = 0;
@@ -484,9 +449,8 @@ static void *priv_server_refused(void *arg)
 
 START_TEST(private_session_ends_on_last_release)
 {
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    void *h = NULL;
+    tp_control *ctl = tu_plugin_map("tp_good", &h);
     ctl->hooks = fwx_Connect_Tcp | fwxSourceWSP;
     gw g;
     gw_open(&g, NULL);
@@ -638,7 +602,7 @@ START_TEST(session_end_and_close_drop_live_relays)
     echo_start(&e, "127.0.0.3");
     gw g;
     uint16_t lp = tu_free_port("127.0.0.1");
-    gw_open(&g, publish_policy(lp, e.port));
+    gw_open(&g, tu_publish_policy(lp, e.port));
     hold h = {.port = lp};
     atomic_init(&h.connected, 0);
     tu_run_peer(&g.loop, client_hold, &h);
@@ -892,9 +856,7 @@ static void *socks_bind_client(void *arg)
 
 static void bind_case(int approve, bind_run *out)
 {
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    tp_control *ctl = tu_plugin_map("tp_good", NULL);
     static int flag;
     flag = approve;
     ctl->hooks = fwx_Bind_Tcp | fwxSourceWSP;
@@ -954,9 +916,7 @@ static fwx_result approve_binds_as(tp_control *ctl, IFWXSessionFilter *sf, IFWXS
 
 static void bind_policy_case(const fwx_guid *guid, rab_as *r, bind_run *out)
 {
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    tp_control *ctl = tu_plugin_map("tp_good", NULL);
     memset(r, 0, sizeof *r);
     r->guid = *guid;
     ctl->hooks = fwx_Bind_Tcp | fwxSourceWSP | fwxAnyProtocol; /* a bind has no protocol of the policy */
@@ -1356,142 +1316,6 @@ END_TEST
 
 /* ---- UDP through data filters ---------------------------------------------------------------- */
 
-/* A UDP data filter written against the public headers only: every datagram it receives (with
-   Recv(NULL), so in a buffer the core sized) goes on upper-cased to the other side. It records
-   the size of the buffers the core gave it and what it was told. */
-#define UDF_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-typedef struct udf udf;
-typedef struct udf_dir {
-    IFWXIOCompletion iface;
-    udf *f;
-    int d; /* 0: reads the internal side, 1: the external */
-} udf_dir;
-
-struct udf {
-    IFWXDataFilter iface;
-    atomic_uint refs;
-    IFWXFirewall *fw; /* borrowed from the plugin's FilterInit, for CreateBuffer */
-    IFWXSocket *s[2];
-    udf_dir dirs[2];
-    atomic_int setsockets, detached, datagrams, failures;
-    atomic_uint buf_alloc; /* the allocated size of the last core buffer */
-    atomic_uint max_len;   /* the largest datagram it received */
-    int had_addr;          /* a Recv on a real socket reported the peer */
-};
-
-static udf *udf_impl(IFWXDataFilter *i) { return UDF_OF(i, udf, iface); }
-
-static fwx_result udf_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t udf_addref(IFWXDataFilter *This) { return atomic_fetch_add(&udf_impl(This)->refs, 1) + 1; }
-static uint32_t udf_release(IFWXDataFilter *This) { return atomic_fetch_sub(&udf_impl(This)->refs, 1) - 1; }
-
-static void udf_recv(udf *f, int d)
-{
-    if (f->s[d] == NULL || FWX_FAILED(IFWXSocket_Recv(f->s[d], NULL, &f->dirs[d].iface, 0)))
-        atomic_fetch_add(&f->failures, 1);
-}
-
-static fwx_result udf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf, uintptr_t ud,
-                               const struct sockaddr *a, uint32_t al)
-{
-    (void)err;
-    (void)ud;
-    udf_dir *dir = UDF_OF(This, udf_dir, iface);
-    udf *f = dir->f;
-    int d = dir->d;
-    if (!ok || f->s[d] == NULL)
-        return FWX_S_OK; /* cancelled at the flow's end */
-    uint8_t *p;
-    uint32_t n, alloc = 0, data = 0;
-    IFWXIOBuffer_GetBufferAndSize(buf, &p, &n);
-    IFWXIOBuffer_GetBufferSizes(buf, &alloc, &data);
-    atomic_store(&f->buf_alloc, alloc);
-    if (n == 0)
-        return FWX_S_OK; /* EOF: nothing more on this side */
-    if (a != NULL && al > 0)
-        f->had_addr = 1;
-    atomic_fetch_add(&f->datagrams, 1);
-    if (n > atomic_load(&f->max_len))
-        atomic_store(&f->max_len, n);
-    IFWXIOBuffer *out = NULL;
-    if (FWX_SUCCEEDED(IFWXFirewall_CreateBuffer(f->fw, n, &out))) {
-        uint8_t *q;
-        uint32_t m;
-        IFWXIOBuffer_SetDataSize(out, n);
-        IFWXIOBuffer_GetBufferAndSize(out, &q, &m);
-        for (uint32_t i = 0; i < n; i++)
-            q[i] = (uint8_t)toupper(p[i]);
-        if (FWX_FAILED(IFWXSocket_Send(f->s[1 - d], out, NULL, 0)))
-            atomic_fetch_add(&f->failures, 1);
-        IFWXIOBuffer_Release(out);
-    }
-    udf_recv(f, d);
-    return FWX_S_OK;
-}
-
-static fwx_result udf_cqi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t udf_caddref(IFWXIOCompletion *This) { return udf_addref(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static uint32_t udf_crelease(IFWXIOCompletion *This) { return udf_release(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static const IFWXIOCompletionVtbl udf_cvtbl = {udf_cqi, udf_caddref, udf_crelease, udf_complete};
-
-static fwx_result udf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *c, IUnknown *ctx)
-{
-    (void)c;
-    (void)ctx;
-    udf *f = udf_impl(This);
-    atomic_fetch_add(&f->setsockets, 1);
-    f->s[0] = in;
-    f->s[1] = ex;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
-    udf_recv(f, 0);
-    udf_recv(f, 1);
-    return FWX_S_OK;
-}
-
-static fwx_result udf_detach(IFWXDataFilter *This)
-{
-    udf *f = udf_impl(This);
-    atomic_fetch_add(&f->detached, 1);
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL) {
-            IFWXSocket_Close(f->s[i]); /* the socket contract: a filter closes what it got */
-            IFWXSocket_Release(f->s[i]);
-            f->s[i] = NULL;
-        }
-    return FWX_S_OK;
-}
-
-static const IFWXDataFilterVtbl udf_vtbl = {udf_qi, udf_addref, udf_release, udf_setsockets, udf_detach};
-
-static void udf_init(udf *f)
-{
-    memset(f, 0, sizeof *f);
-    f->iface.lpVtbl = &udf_vtbl;
-    atomic_init(&f->refs, 1);
-    for (int d = 0; d < 2; d++) {
-        f->dirs[d].iface.lpVtbl = &udf_cvtbl;
-        f->dirs[d].f = f;
-        f->dirs[d].d = d;
-    }
-}
-
 /* What the plugin's handler does: attach the filter(s), maybe set the buffer size first. */
 typedef struct udp_df_case {
     udf f1, f2;
@@ -1528,9 +1352,7 @@ static fwx_result attach_udp_filters(tp_control *ctl, IFWXSessionFilter *sf, IFW
 
 static tp_control *udp_df_plugin(gw *g, uint32_t hooks, udp_df_case *u)
 {
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    tp_control *ctl = tu_plugin_map("tp_good", NULL);
     ctl->hooks = hooks;
     ctl->on_event = attach_udp_filters;
     ctl->arg = u;
@@ -1619,7 +1441,7 @@ static void udp_bind_filter_case(uint32_t set_buffer)
     ck_assert_msg(x.back == 4 && memcmp(x.answer, "BACK", 4) == 0, "the answer: %zd bytes \"%s\"", x.back, x.answer);
     ck_assert_int_eq(u.f1.had_addr, 1);
     if (set_buffer == 0) {
-        ck_assert_uint_eq(atomic_load(&u.f1.buf_alloc), 4096); /* T18: the UDP default */
+        ck_assert_uint_eq(atomic_load(&u.f1.buf_alloc), 4096); /* T18: the UDP default (doc/sdk-rules.md) */
         ck_assert_msg(x.got_big < 0, "the 5000-byte datagram reached the client (%zd bytes)", x.got_big);
         ck_assert_uint_eq(fwx_firewall_datagrams_dropped(g.fw), 1);
         ck_assert_msg(strstr(gw_log_text, "a 5000-byte datagram from 127.0.0.3:") != NULL &&
@@ -1817,9 +1639,7 @@ START_TEST(host_reported_data_filter_refused)
     static udp_df_case u;
     memset(&u, 0, sizeof u);
     udf_init(&u.f1);
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    tp_control *ctl = tu_plugin_map("tp_good", NULL);
     ctl->hooks = fwx_Connect_Tcp | FWX_ALL_SOURCES;
     ctl->on_event = attach_on_connect;
     ctl->arg = &u;
@@ -1850,11 +1670,7 @@ END_TEST
 
 static Suite *proxy_suite(void)
 {
-    Suite *s = suite_create("proxy");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"publishing", publishing_relays_both_ways},
         {"publishing denied", publishing_denied_by_policy},
         {"bind for client", bind_for_client_real_port},
@@ -1878,13 +1694,7 @@ static Suite *proxy_suite(void)
         {"host-reported data filter refused", host_reported_data_filter_refused},
         {"udp publishing data filter", udp_publishing_data_filter},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 60);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("proxy", cases, 60);
 }
 
 int main(void) { return tu_run_suite(proxy_suite()); }

@@ -24,10 +24,9 @@ typedef struct fx {
 static void fx_open_with(fx *f, fwx_firewall_options *o)
 {
     memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
     o->log = tu_log_capture;
     o->log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&f->loop, o, &f->fw), FWX_S_OK);
+    tu_fw_open(&f->loop, o, &f->fw);
     tu_log_reset();
 }
 
@@ -38,11 +37,7 @@ static void fx_open(fx *f)
     fx_open_with(f, &o);
 }
 
-static void fx_close(fx *f)
-{
-    fwx_firewall_close(f->fw, NULL, NULL);
-    tu_loop_close_clean(&f->loop);
-}
+static void fx_close(fx *f) { tu_fw_close(&f->loop, &f->fw); }
 
 /* Providers A, B, C, D: GUIDs that differ in their last byte. */
 static fwx_guid provider(int i)
@@ -77,7 +72,8 @@ static void *ctx_slot(int i) { return &freed[i]; }
 
 /* ---- the four states -------------------------------------------------------------------- */
 
-/* What W1-W4 say the state of `chain` (provider indexes, oldest first) is for provider h. */
+/* What W1-W4 (doc/sdk-rules.md) say the state of `chain` (provider indexes, oldest first) is
+   for provider h. */
 static fwx_redirect_state expected_state(const int *chain, int n, int h)
 {
     if (n == 0)
@@ -492,20 +488,6 @@ START_TEST(push_to_a_target_already_passed)
 }
 END_TEST
 
-static char *publish_policy(uint16_t listen, uint16_t server)
-{
-    static char text[2048];
-    snprintf(text, sizeof text,
-             "protocols = ( { name = \"svc\"; guid = \"{0badf00d-0000-0000-0000-000000000001}\"; protocol = \"tcp\";"
-             " port = %u; direction = \"inbound\"; } );\n"
-             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
-             " protocols = [ \"svc\" ]; } );\n"
-             "publishing = ( { name = \"svc\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
-             " protocol = \"svc\"; full_proxy = true; } );\n",
-             listen, listen, server);
-    return text;
-}
-
 /* Connecting onward to fwx's own listener would bring the flow straight back (a mesh's
    self-connection loop): a real publishing listener of the proxy backend, and a bound port. */
 START_TEST(destination_is_own_listener)
@@ -523,7 +505,7 @@ START_TEST(destination_is_own_listener)
     uint16_t lp = tu_free_port("127.0.0.1"), sp = tu_free_port("127.0.0.3");
     fwx_policy *p = NULL;
     fwx_config_error err;
-    fwx_result hr = fwx_policy_load_string(publish_policy(lp, sp), "test policy", &p, &err);
+    fwx_result hr = fwx_policy_load_string(tu_publish_policy(lp, sp), "test policy", &p, &err);
     ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s: %s", err.file, err.line, err.key, err.message);
     TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK);
 
@@ -1062,7 +1044,7 @@ START_TEST(core_records_its_redirects)
 }
 END_TEST
 
-/* The registry matches a flow by its whole tuple (issue 16, item 4): an entry written for
+/* The registry matches a flow by its whole tuple: an entry written for
    10.0.0.1:40000 -> 192.0.2.9:21 is found for that source address (and by port alone through
    the older call), but not for another host using the same source port to the same server;
    a file in the old header format (no src) is not read at all. */
@@ -1115,11 +1097,7 @@ END_TEST
 
 static Suite *redirect_suite(void)
 {
-    Suite *s = suite_create("redirect");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"states", states_for_every_chain_up_to_three},
         {"w2 w4 push refused", push_refused_in_self_states},
         {"chain bounded", chain_is_bounded},
@@ -1140,12 +1118,7 @@ static Suite *redirect_suite(void)
         {"core records its redirects", core_records_its_redirects},
         {"registry matches the whole tuple", registry_matches_the_whole_tuple},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("redirect", cases, 0);
 }
 
 int main(void) { return tu_run_suite(redirect_suite()); }

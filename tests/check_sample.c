@@ -45,16 +45,12 @@ static void log_file_new(void)
     ck_assert_int_eq(setenv("FWX_CONN_LOGGER_FILE", log_path, 1), 0);
 }
 
+/* A firewall on the loop, logging into the capture (not reset: two firewalls share it). */
 static fwx_firewall *firewall_new(void)
 {
-    /* The gateway: 203.0.113.1 outside, 10.0.0.1 inside. */
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr("203.0.113.1");
-    local[1] = tu_addr("10.0.0.1");
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
+    tu_fw_gateway_addresses(&o);
     o.log = tu_log_capture;
     o.log_level = FWX_LOG_DEBUG;
     fwx_firewall *f = NULL;
@@ -73,9 +69,7 @@ static void env_open(void)
 
 static void env_close(void)
 {
-    fwx_firewall_close(fw, NULL, NULL);
-    fw = NULL;
-    tu_loop_close_clean(&loop);
+    tu_fw_close(&loop, &fw);
     /* FilterShutdown released the IFWXFirewall it kept from FilterInit. */
     ck_assert_int_eq(tu_log_count("were never released", NULL), 0);
 }
@@ -108,15 +102,6 @@ static void expect_lines(const char *path, const char *const *want)
     }
     ck_assert_msg(n == i, "%d lines, expected %d; line %d is \"%s\"", n, i, i + 1, n > i ? got[i] : "");
     unlink(path);
-}
-
-static IFWXSession *session_open(fwx_firewall *f, uint32_t source, const char *client)
-{
-    struct sockaddr_storage c = tu_addr(client);
-    fwx_session_params sp = {sizeof sp, source, TU_SA(c), tu_len(&c), NULL, 0, NULL};
-    IFWXSession *s = NULL;
-    TU_EXPECT_HR(fwx_session_open(f, &sp, &s), FWX_S_OK);
-    return s;
 }
 
 static IFWXConnection *conn_open(IFWXSession *s, uint32_t event, int32_t proto, const char *peer, const char *local)
@@ -175,7 +160,7 @@ START_TEST(test_lines)
     env_open();
     load_sample(fw);
 
-    IFWXSession *s = session_open(fw, fwxSourceNAT, "10.0.0.8");
+    IFWXSession *s = tu_session_open(fw, fwxSourceNAT, "10.0.0.8", NULL);
     IFWXConnection *control = conn_open(s, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", NULL);
 
     /* Passive mode: the "227" answer lets the client open a secondary connection. */
@@ -201,7 +186,7 @@ START_TEST(test_lines)
     TU_EXPECT_HR(fwx_firewall_admit(fw, &in, &adata), FWX_S_OK);
 
     /* A second client, explicit (SOCKS-style): the other source. Left open on purpose. */
-    IFWXSession *w = session_open(fw, fwxSourceWSP, "10.0.0.9");
+    IFWXSession *w = tu_session_open(fw, fwxSourceWSP, "10.0.0.9", NULL);
     IFWXConnection *web = conn_open(w, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "192.0.2.10:443", NULL);
 
     fwx_connection_close(pdata);
@@ -234,7 +219,7 @@ START_TEST(test_terminating_unhooked)
 {
     env_open();
     load_sample(fw);
-    IFWXSession *s = session_open(fw, fwxSourceNAT, "fd00::8");
+    IFWXSession *s = tu_session_open(fw, fwxSourceNAT, "fd00::8", NULL);
     IFWXConnection *dns = conn_open(s, fwx_Udp_Destination, FWX_PROTOCOL_UDP, "[2001:db8::53]:53", NULL);
     IFWXConnection *tcp = conn_open(s, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "[2001:db8::80]:8080", NULL);
     fwx_connection_close(dns);
@@ -262,7 +247,7 @@ START_TEST(test_refcounts)
     fwx_plugin *p = load_sample(fw);
     TU_EXPECT_REF(ifw, 3); /* the filter's, from FilterInit, and its IFWXHostLog's */
 
-    IFWXSession *s = session_open(fw, fwxSourceNAT, "10.0.0.8");
+    IFWXSession *s = tu_session_open(fw, fwxSourceNAT, "10.0.0.8", NULL);
     TU_EXPECT_REF(s, 2);   /* ours and the firewall's list: nobody attached yet */
     IFWXConnection *c = conn_open(s, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", NULL);
     TU_EXPECT_REF(s, 4);   /* + the session filter's (AttachToSession) + the connection's */
@@ -295,7 +280,7 @@ START_TEST(test_unload_detaches)
 {
     env_open();
     fwx_plugin *p = load_sample(fw);
-    IFWXSession *s = session_open(fw, fwxSourceNAT, "10.0.0.8");
+    IFWXSession *s = tu_session_open(fw, fwxSourceNAT, "10.0.0.8", NULL);
     IFWXConnection *c = conn_open(s, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", NULL);
     TU_EXPECT_REF(s, 4);
     TU_EXPECT_HR(fwx_plugin_unload(p), FWX_S_OK);
@@ -332,7 +317,7 @@ START_TEST(test_host_log_default)
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     fw = firewall_new();
     load_sample(fw);
-    IFWXSession *s = session_open(fw, fwxSourceNAT, "10.0.0.8");
+    IFWXSession *s = tu_session_open(fw, fwxSourceNAT, "10.0.0.8", NULL);
     IFWXConnection *c = conn_open(s, fwx_AcceptedConnection, FWX_PROTOCOL_TCP, "192.0.2.5:40000", NULL);
     fwx_connection_close(c);
     IFWXSession_Release(s);
@@ -378,8 +363,8 @@ START_TEST(test_two_firewalls)
     fwx_firewall *fw2 = firewall_new();
     load_sample(fw);
     load_sample(fw2);
-    IFWXSession *a = session_open(fw, fwxSourceNAT, "10.0.0.8");
-    IFWXSession *b = session_open(fw2, fwxSourceNAT, "10.0.0.9");
+    IFWXSession *a = tu_session_open(fw, fwxSourceNAT, "10.0.0.8", NULL);
+    IFWXSession *b = tu_session_open(fw2, fwxSourceNAT, "10.0.0.9", NULL);
     IFWXConnection *ca = conn_open(a, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", NULL);
     IFWXConnection_Release(ca);
     IFWXSession_Release(a);
@@ -425,7 +410,7 @@ START_TEST(test_policy_any_protocol)
     TU_EXPECT_HR(fwx_firewall_check_policy(fw, policy, &err), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_policy(fw, policy), FWX_S_OK);
     load_sample(fw);
-    IFWXSession *s = session_open(fw, fwxSourceNAT, "10.0.0.8");
+    IFWXSession *s = tu_session_open(fw, fwxSourceNAT, "10.0.0.8", NULL);
     IFWXConnection *c1 = conn_open(s, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:21", NULL);
     IFWXConnection *c2 = conn_open(s, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, "198.51.100.7:80", NULL);
     /* Refused by the policy before any filter: no connection, no line. */
@@ -451,11 +436,7 @@ END_TEST
 
 static Suite *sample_suite(void)
 {
-    Suite *s = suite_create("sample");
-    struct {
-        const char *name;
-        const TTest *test;
-    } cases[] = {
+    const tu_case cases[] = {
         {"entry", test_entry},
         {"lines", test_lines},
         {"terminating_unhooked", test_terminating_unhooked},
@@ -466,12 +447,7 @@ static Suite *sample_suite(void)
         {"two_firewalls", test_two_firewalls},
         {"policy_any_protocol", test_policy_any_protocol},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].test);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("sample", cases, 0);
 }
 
 int main(void)

@@ -1,7 +1,8 @@
 /*
  * fwx tests - the secondary-connection engine: AllowFutureConnect, BindForClient,
  * RedirectConnections, RetroactiveAllowBind, SetDataFilterFactory and admission, against
- * SDK-REFERENCE T1-T11, T15, T17 and the security catalog rows that apply to the core.
+ * SDK rules T1-T11, T15, T17 (doc/sdk-rules.md) and the attack catalog rows that apply to the core
+ * (doc/security.md).
  *
  * The network: client C 10.0.0.8 inside, gateway G 203.0.113.1 outside / 10.0.0.1 inside,
  * server S 198.51.100.7, third party T 192.0.2.99 (documentation ranges; nothing is sent).
@@ -37,18 +38,13 @@ static void capture_log(void *arg, fwx_log_level level, const char *msg)
 
 static void fx_open_opts(fx *f, const fwx_firewall_options *extra)
 {
-    static struct sockaddr_storage local[2];
     memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
-    local[0] = tu_addr("203.0.113.1");
-    local[1] = tu_addr("10.0.0.1");
     fwx_firewall_options o;
     if (extra != NULL)
         o = *extra;
     else
         fwx_firewall_options_init(&o);
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
+    tu_fw_gateway_addresses(&o);
     o.port_min = extra && extra->port_min ? extra->port_min : 40000;
     o.port_max = extra && extra->port_max ? extra->port_max : 40255;
     o.timeout_ms = 50;
@@ -56,10 +52,8 @@ static void fx_open_opts(fx *f, const fwx_firewall_options *extra)
     o.log_arg = f;
     o.log_level = FWX_LOG_DEBUG;
     o.log_repeat_limit = UINT32_MAX; /* the tests count every refusal's line */
-    TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
-    struct sockaddr_storage c = tu_addr("10.0.0.8"), gi = tu_addr("10.0.0.1");
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), TU_SA(gi), tu_len(&gi), NULL};
-    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+    tu_fw_open(&f->loop, &o, &f->fw);
+    f->s = tu_session_open(f->fw, fwxSourceNAT, "10.0.0.8", "10.0.0.1");
     struct sockaddr_storage srv = tu_addr("198.51.100.7:21"), gl = tu_addr("203.0.113.1:41000");
     fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv),
                                 TU_SA(gl), tu_len(&gl), NULL, 0, 0, NULL};
@@ -68,12 +62,7 @@ static void fx_open_opts(fx *f, const fwx_firewall_options *extra)
 
 static void fx_open(fx *f) { fx_open_opts(f, NULL); }
 
-static fwx_firewall_stats fx_stats(fx *f)
-{
-    fwx_firewall_stats st = {.struct_size = sizeof st};
-    TU_EXPECT_HR(fwx_firewall_get_stats(f->fw, &st), FWX_S_OK);
-    return st;
-}
+static fwx_firewall_stats fx_stats(fx *f) { return tu_fw_stats(f->fw); }
 
 static void fx_close(fx *f)
 {
@@ -87,8 +76,7 @@ static void fx_close(fx *f)
     ck_assert_uint_eq(st.permissions, 0);
     ck_assert_uint_eq(st.bound_ports, 0);
     ck_assert_uint_eq(st.factories, 0);
-    fwx_firewall_close(f->fw, NULL, NULL);
-    tu_loop_close_clean(&f->loop);
+    tu_fw_close(&f->loop, &f->fw);
 }
 
 static fwx_result afc(fx *f, const char *target, int32_t proto, uint32_t flags, IFWXConnection *conn,
@@ -702,9 +690,8 @@ START_TEST(t11_bind_terminating)
     fx f;
     fx_open(&f);
     /* Open the plugin first to script it: FilterInit reads the hooks at load. */
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
+    void *h = NULL;
+    tp_control *ctl = tu_plugin_map("tp_good", &h);
     fwx_result seen = FWX_S_OK;
     ctl->on_event = rab_during_terminate;
     ctl->arg = &seen;
@@ -838,7 +825,7 @@ START_TEST(forbidden_targets_refused)
         "198.51.100.7:0",     "198.51.100.7:22",   "198.51.100.7:1023", "203.0.113.1:8080", "10.0.0.1:8080",
         "127.0.0.1:8080",     "0.0.0.0:8080",      "255.255.255.255:8080", "224.0.0.1:8080", "[::ffff:127.0.0.1]:8080",
         "[::1]:8080",         "[ff02::1]:8080",    "[::ffff:203.0.113.1]:8080",
-        /* 0.0.0.0/8 reaches the host itself on Linux, not only 0.0.0.0 (issue 16, item 5) */
+        /* 0.0.0.0/8 reaches the host itself on Linux, not only 0.0.0.0 */
         "0.0.0.7:8080",       "0.1.2.3:8080",      "[::ffff:0.9.9.9]:8080",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -918,7 +905,7 @@ END_TEST
 
 /* ---- RedirectConnections ---------------------------------------------------------------------- */
 
-/* Issue 17: a redirect port is opened on the gateway address the connecting party reaches.
+/* A redirect port is opened on the gateway address the connecting party reaches.
    The fixture's gateway has 203.0.113.1 outside and 10.0.0.1 inside; a remote client reaches a
    server published inside. The server makes the active-mode data connection, so its redirect
    port must be on 10.0.0.1 (the upstream connection's local address), never the first
@@ -1515,11 +1502,7 @@ END_TEST
 
 static Suite *secondary_suite(void)
 {
-    Suite *s = suite_create("secondary");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"t1", t1_timeout_with_multiple_refused},
         {"flags", flags_outside_the_call_refused},
         {"t2 permission", t2_permission_expires},
@@ -1557,12 +1540,7 @@ static Suite *secondary_suite(void)
         {"listing", listing},
         {"loopback hosts", loopback_hosts_option},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("secondary", cases, 0);
 }
 
 int main(void) { return tu_run_suite(secondary_suite()); }

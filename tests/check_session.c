@@ -2,7 +2,7 @@
  * fwx tests - sessions, connections and event dispatch: session kinds and flags, Deny and its
  * codes (T13), handler failures (T16), calls outside their event (T12), emulation (T14),
  * ConnectionTerminating without registration (T15), policy before filters (T21) and protocol
- * bindings, reference counts after each hand-off.
+ * bindings, reference counts after each hand-off. The T-rules are in doc/sdk-rules.md.
  * SPDX-License-Identifier: MIT
  */
 #include "testutil.h"
@@ -30,20 +30,14 @@ typedef struct fx {
 static void fx_open(fx *f, const char *plugin, void (*setup)(tp_control *))
 {
     memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
-    TU_EXPECT_HR(fwx_firewall_new(&f->loop, NULL, &f->fw), FWX_S_OK);
+    tu_fw_open(&f->loop, NULL, &f->fw);
     if (plugin != NULL) {
-        f->h = dlopen(tu_plugin_path(plugin), RTLD_NOW | RTLD_LOCAL);
-        ck_assert_ptr_nonnull(f->h);
-        f->ctl = dlsym(f->h, "fwx_test_control");
-        ck_assert_ptr_nonnull(f->ctl);
+        f->ctl = tu_plugin_map(plugin, &f->h);
         if (setup != NULL)
             setup(f->ctl);
-        TU_EXPECT_HR(fwx_firewall_load_plugin(f->fw, tu_plugin_path(plugin), NULL), FWX_S_OK);
+        tu_plugin_load(f->fw, plugin);
     }
-    struct sockaddr_storage c = tu_addr("10.0.0.8");
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
-    TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
+    f->s = tu_session_open(f->fw, fwxSourceNAT, "10.0.0.8", NULL);
 }
 
 static void fx_close(fx *f)
@@ -51,12 +45,10 @@ static void fx_close(fx *f)
     fwx_session_close(f->s);
     TU_EXPECT_REF(f->s, 1); /* only ours is left */
     IFWXSession_Release(f->s);
-    fwx_firewall_stats st = {.struct_size = sizeof st};
-    fwx_firewall_get_stats(f->fw, &st);
+    fwx_firewall_stats st = tu_fw_stats(f->fw);
     ck_assert_uint_eq(st.connections, 0);
     ck_assert_uint_eq(st.sessions, 0);
-    fwx_firewall_close(f->fw, NULL, NULL);
-    tu_loop_close_clean(&f->loop);
+    tu_fw_close(&f->loop, &f->fw);
     /* The plugin handle stays open: tests read the control block after the firewall closed,
        and Check forks each test, so it ends with the process. */
 }
@@ -510,7 +502,7 @@ START_TEST(t21_policy_first_then_bound_filters)
 }
 END_TEST
 
-/* ---- the plugin watchdog's quarantine (issue 16 item 12) ------------------------------------ */
+/* ---- the plugin watchdog's quarantine ------------------------------------ */
 
 static pthread_mutex_t wd_lock = PTHREAD_MUTEX_INITIALIZER;
 static char wd_log[8192]; /* the lines, one after another; the watchdog thread writes here too */
@@ -570,10 +562,7 @@ static void quarantine_case(bool any_protocol)
     o.log = wd_capture;
     fwx_firewall *fw = NULL;
     TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
-    void *h = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(h);
-    tp_control *ctl = dlsym(h, "fwx_test_control");
-    ck_assert_ptr_nonnull(ctl);
+    tp_control *ctl = tu_plugin_map("tp_good", NULL);
     (any_protocol ? hooks_any_slow : hooks_bound_slow)(ctl);
     int slow = 1;
     ctl->arg = &slow;
@@ -699,11 +688,7 @@ END_TEST
 
 static Suite *session_suite(void)
 {
-    Suite *s = suite_create("session");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"kinds", nat_sessions_per_address_explicit_per_channel},
         {"private session", private_session_ends_on_last_release},
         {"ended", ended_session_refuses_calls},
@@ -719,12 +704,7 @@ static Suite *session_suite(void)
         {"watchdog quarantine bound", watchdog_quarantine_bound},
         {"watchdog quarantine any protocol", watchdog_quarantine_any_protocol},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("session", cases, 0);
 }
 
 int main(void) { return tu_run_suite(session_suite()); }

@@ -1,6 +1,6 @@
 /*
  * fwx tests - the TFTP filter's parser (plugins/tftp/tftp_parse.c), table-driven: every request
- * of the security catalog's TFTP rows that the parser decides (60, 63, 64, 65) with its exact
+ * of the attack catalog's TFTP rows (doc/security.md) that the parser decides (60, 63, 64, 65) with its exact
  * status, the requests real clients send (tftp-hpa, curl, atftp, PXE ROMs) accepted with the
  * values they carry, every truncation of a good request refused, and the ERROR formatter.
  * SPDX-License-Identifier: MIT

@@ -515,9 +515,8 @@ static void cfx_open(cfx *k, uv_loop_t *loop)
     fwx_firewall_options_init(&o);
     o.log_level = FWX_LOG_ERROR;
     TU_EXPECT_HR(fwx_firewall_new(loop, &o, &k->fw), FWX_S_OK);
-    struct sockaddr_storage cl = tu_addr("10.0.0.8"), pe = tu_addr("198.51.100.7:21");
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
-    TU_EXPECT_HR(fwx_session_open(k->fw, &sp, &k->s), FWX_S_OK);
+    k->s = tu_session_open(k->fw, fwxSourceNAT, "10.0.0.8", NULL);
+    struct sockaddr_storage pe = tu_addr("198.51.100.7:21");
     fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(pe), tu_len(&pe), NULL, 0, NULL, 0, 0, NULL};
     TU_EXPECT_HR(fwx_connection_open(k->s, &cp, &k->c), FWX_S_OK);
 }
@@ -1937,25 +1936,20 @@ static void hfx_open(hfx *h, bool with_filter)
         h->f.dirs[d].d = d;
     }
     h->attach_hr = FWX_E_FAIL;
-    ck_assert_int_eq(uv_loop_init(&h->loop), 0);
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
     o.log = hfx_log;
     o.log_arg = h;
     o.log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&h->loop, &o, &h->fw), FWX_S_OK);
+    tu_fw_open(&h->loop, &o, &h->fw);
     if (with_filter) {
-        void *dl = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-        ck_assert_ptr_nonnull(dl);
-        tp_control *ctl = dlsym(dl, "fwx_test_control");
+        tp_control *ctl = tu_plugin_map("tp_good", NULL);
         ctl->hooks = fwx_Connect_Tcp | FWX_ALL_SOURCES;
         ctl->on_event = hfx_attach;
         ctl->arg = h;
-        TU_EXPECT_HR(fwx_firewall_load_plugin(h->fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+        tu_plugin_load(h->fw, "tp_good");
     }
-    struct sockaddr_storage cl = tu_addr("10.0.0.8");
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
-    TU_EXPECT_HR(fwx_session_open(h->fw, &sp, &h->s), FWX_S_OK);
+    h->s = tu_session_open(h->fw, fwxSourceNAT, "10.0.0.8", NULL);
     tcp_pair(&h->client, &h->gw_int);
     tcp_pair(&h->gw_ext, &h->server);
     set_timeouts(h->client);

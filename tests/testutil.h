@@ -60,4 +60,71 @@ const char *tu_log_find(const char *a, const char *b);
 /* Runs a suite with Check's forking runner; returns the process exit code. */
 int tu_run_suite(Suite *s);
 
+/* One test of a suite's table: its TCase name and its test. */
+typedef struct tu_case {
+    const char *name;
+    const TTest *test;
+} tu_case;
+
+/*
+ * A suite with one TCase per case of the table (so each test forks on its own), in table order.
+ * timeout_s > 0 sets each TCase's timeout; 0 keeps Check's (CK_DEFAULT_TIMEOUT, set by meson).
+ */
+Suite *tu_suite(const char *name, const tu_case *cases, size_t n, double timeout_s);
+#define TU_SUITE(name, cases, timeout_s) tu_suite((name), (cases), sizeof(cases) / sizeof((cases)[0]), (timeout_s))
+
+/* ---- the firewall fixture: a loop, a firewall on it, and what the suites do with them ---- */
+
+/* Options with the log captured for tu_log_count() at debug level; resets the capture. */
+void tu_fw_options(fwx_firewall_options *o);
+
+/*
+ * Options of a gateway on loopback: its own address 127.0.0.1, loopback hosts as clients and
+ * servers (127.0.0.2, 127.0.0.3), ports 40000-60999, the log at error level (debug with
+ * FWX_TEST_LOG set) and not captured.
+ */
+void tu_gw_options(fwx_firewall_options *o);
+
+/* Gives o the two addresses of the suites' paper gateway: 203.0.113.1 outside, 10.0.0.1 inside. */
+void tu_fw_gateway_addresses(fwx_firewall_options *o);
+
+/* Initialises loop and makes a firewall on it with o (NULL: the defaults); asserts both. */
+void tu_fw_open(uv_loop_t *loop, const fwx_firewall_options *o, fwx_firewall **fw);
+
+/* Closes *fw (if any), sets it to NULL, and asserts that the loop then closes clean. */
+void tu_fw_close(uv_loop_t *loop, fwx_firewall **fw);
+
+/* Parses policy text, failing the test with its line and key on an error; the caller owns it. */
+fwx_policy *tu_policy(const char *text);
+
+/* tu_policy(text), set on fw (asserts FWX_S_OK). */
+void tu_fw_set_policy(fwx_firewall *fw, const char *text);
+
+/*
+ * A policy that publishes service "svc" (TCP, inbound, no filter) on 127.0.0.1:listen for the
+ * server 127.0.0.3:server, full proxy, from and to localhost. Static buffer.
+ */
+const char *tu_publish_policy(uint16_t listen, uint16_t server);
+
+/* The firewall's counters now. */
+fwx_firewall_stats tu_fw_stats(fwx_firewall *fw);
+
+/*
+ * Opens a session of `source` (fwxSourceNAT, ...) for client address text, with the gateway's
+ * address on the client's side when gw_inside is not NULL; asserts FWX_S_OK. The caller owns
+ * the session (+1).
+ */
+IFWXSession *tu_session_open(fwx_firewall *fw, uint32_t source, const char *client, const char *gw_inside);
+
+/*
+ * A test plugin (tests/plugins) mapped in this process before fwx loads it, so that the test
+ * scripts it first (FilterInit reads the hooks at load): returns its control block, and the
+ * dlopen handle in *handle unless handle is NULL. Fails the test when either is missing.
+ */
+typedef struct tp_control tp_control;
+tp_control *tu_plugin_map(const char *name, void **handle);
+
+/* Loads test plugin `name` into fw and asserts FWX_S_OK. */
+void tu_plugin_load(fwx_firewall *fw, const char *name);
+
 #endif

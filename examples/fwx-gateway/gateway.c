@@ -941,7 +941,7 @@ static void usage(FILE *f)
 
 /* Each relayed connection holds several descriptors (client, server, a pipe per direction):
    the default soft limit of 1024 caps a busy gateway at a few hundred connections although the
-   hard limit allows far more. Raise it to the hard limit (issue 16, item 9); what is left is
+   hard limit allows far more. Raise it to the hard limit; what is left is
    logged when it runs out. */
 static void raise_fd_limit(void)
 {
@@ -1176,7 +1176,7 @@ int main(int argc, char **argv)
     if (g.cfg.json_logs == LOG_JSON) /* before the plugins: their lines carry fields too */
         fwx_firewall_set_log_sink(g.fw, json_record, NULL);
     /* Every interface address is the gateway's own, followed as they change; local_addresses
-       adds more (issue 16, item 5). */
+       adds more. */
     if (FWX_FAILED(fwx_firewall_track_local_addresses(g.fw)))
         fprintf(stderr, "fwx-gateway: warning: only local_addresses count as the gateway's own\n");
     /* --check goes as far as a start does short of opening sockets, so that what passes

@@ -1,5 +1,5 @@
 /*
- * fwx-gateway: the caps of the `gateway` group (issue 16, items 8 and 10): outstanding
+ * fwx-gateway: the caps of the `gateway` group: outstanding
  * permissions (gateway.max_permissions_per_client, gateway.max_permissions) and what SOCKS
  * clients may hold (gateway.socks_limits). Kept apart from gateway.c's other keys.
  * SPDX-License-Identifier: MIT

@@ -131,7 +131,7 @@ typedef struct fwx_firewall_options {
      * Nonzero, open: the table is deleted, and with IP forwarding on the host routes everything
      * through unfiltered and without NAT. Either way one log line says which. Rationale: a
      * crash leaves the table and so forwards only what it allowed; a clean stop must not do
-     * less (issue 16).
+     * less.
      * @since 1.1 (appended; older callers' struct_size leaves it 0: closed)
      */
     int32_t kernel_open_on_stop;
@@ -210,7 +210,7 @@ FWX_API fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options 
  * Loopback interfaces are left to the loopback rule (see loopback_hosts). Reads the network
  * namespace of the calling thread. A gateway should call it once after fwx_firewall_new():
  * without it a secondary connection or a SOCKS CONNECT may reach a service on an interface
- * local_addresses does not name (issue 16, item 5). Calling it again is harmless.
+ * local_addresses does not name. Calling it again is harmless.
  * [loop-thread]
  * @return FWX_S_OK, FWX_E_POINTER, FWX_E_OUTOFMEMORY, FWX_E_FAIL (getifaddrs failed; logged).
  * @since 1.1

@@ -10,8 +10,8 @@
  * When several proxies on one path each want to intercept the same connection (two vendors'
  * transparent proxies, a proxy and a service mesh), each must be able to tell whether it, or
  * someone else, has already redirected it; otherwise the connection goes round in circles.
- * fwx follows the model of Windows' proxied-connection tracking (SDK reference section 5,
- * W1-W9):
+ * fwx follows the model of Windows' proxied-connection tracking (its rules W1-W9 are in
+ * doc/sdk-rules.md):
  *
  * - A party that redirects connections (a filter plugin, or the host program embedding fwx)
  *   creates one ::fwx_redirect_handle for its provider GUID and keeps it for its lifetime.

@@ -1343,7 +1343,7 @@ typedef struct IFWXSessionVtbl {
      * Approves, after the fact, a bind an explicit client already made (a SOCKS BIND), so
      * that connections or datagrams to it are no longer silently discarded. [loop-thread]
      *
-     * The policy decides, as for every secondary connection (T21): the protocol is
+     * The policy decides, as for every secondary connection (T21 in doc/sdk-rules.md): the protocol is
      * @p ProtocolGuid's definition, or, for a guid the policy does not know, that of the
      * session's newest primary connection; with a policy and neither, the approval is refused.
      * When the session has a peer, the rules are asked for it now. When it has none (a SOCKS

@@ -144,7 +144,7 @@ void fwx__conn_terminate(fwx__conn *c)
         fwx__plugin_leave(fw, &saved);
         IFWXSessionFilter_Release(sf);
     }
-    /* After the event, so that a handler still finds the bind "terminating" (T11). */
+    /* After the event, so that a handler still finds the bind "terminating" (T11, doc/sdk-rules.md). */
     if (c->grant != NULL)
         fwx__grant_remove(c->grant, "its connection ended");
     for (size_t i = 0; i < c->n_dfs; i++) {

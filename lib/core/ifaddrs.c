@@ -1,5 +1,5 @@
 /*
- * fwx - the gateway's own addresses, learned from the system (issue 16, item 5).
+ * fwx - the gateway's own addresses, learned from the system.
  *
  * fwx_firewall_options::local_addresses lists what the host knows; a gateway that is not told
  * every address would let a SOCKS CONNECT, a PORT or a redirect reach services on its other

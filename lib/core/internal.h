@@ -329,7 +329,7 @@ struct fwx__session {
     fwx__list conns;  /* fwx__conn.node: live connections */
     fwx__list grants; /* fwx__grant.session_node */
     /* fwx__conn.node: client binds ended while their objects are still held; until released,
-       RetroactiveAllowBind answers FWX_E_TERMINATING for them (T11) */
+       RetroactiveAllowBind answers FWX_E_TERMINATING for them (T11, doc/sdk-rules.md) */
     fwx__list closing_binds;
     fwx__attachment *att;
     size_t n_att;

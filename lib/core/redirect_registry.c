@@ -9,8 +9,8 @@
  * The header names the source address too (the one the kernel's route gives the socket), and
  * a reader that knows its peer's address takes the file only when that matches: a flow from
  * another host may share the source port and destination with one of fwx's own outbound flows
- * (ports are only unique per address), and must not inherit its record (issue 16, item 4: it
- * would be refused as a loop). The next proxy reads it by its accepted socket's peer address
+ * (ports are only unique per address), and must not inherit its record (it would
+ * be refused as a loop). The next proxy reads it by its accepted socket's peer address
  * and port and original destination. The file is removed when the connection ends; files of
  * dead writers (pid in the header) are swept. fwx_connection_link_outbound() is the host's way to do the same for a socket it makes
  * (WFP's SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS).

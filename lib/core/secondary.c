@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <sys/random.h>
 
-/* Flags each call accepts (SDK-REFERENCE §2). */
+/* Flags each call accepts (as the SDK documents them; include/fwx/sdk.h). */
 #define AFC_FLAGS                                                                                 \
     (FWX_FLAG_ADDRESS_BASED | FWX_FLAG_ALLOW_MULTIPLE | FWX_FLAG_TIMEOUT | FWX_FLAG_NO_KERNEL_MODE |  \
      FWX_FLAG_BIDIRECTIONAL | FWX_FLAG_ALLOW_ADDRESSES_IN_CLASS_C_NETWORK | FWX_FLAG_ALLOW_ADDRESSES_IN_NETWORK | \
@@ -291,7 +291,7 @@ void fwx__grant_expired(fwx__grant *g)
 {
     fwx__log(g->session->fw, FWX_LOG_INFO, "%s %llu of session %llu: unused for its timeout, closed",
              fwx__grant_type_name(g->type), (unsigned long long)g->pub.id, (unsigned long long)g->session->id);
-    /* T2: a bound port's listener is closed with its connection object. */
+    /* T2 (doc/sdk-rules.md): a bound port's listener is closed with its connection object. */
     if (g->type == FWX__G_BINDING && g->conn != NULL)
         fwx__conn_terminate(g->conn);
     else
@@ -481,7 +481,7 @@ static fwx_result refuse(fwx__session *s, fwx_result hr, const char *call, const
     return hr;
 }
 
-/* Refuses a permission over the session's or the firewall's cap (issue 16, item 10). The
+/* Refuses a permission over the session's or the firewall's cap. The
    first refusal of a session says at warn which cap and how to raise it; the rest of a storm
    goes at debug, so that a filter looping on a refusal cannot flood the log. */
 static fwx_result refuse_perm_cap(fwx__session *s, const char *call, const struct sockaddr *what, uint32_t n)
@@ -536,7 +536,7 @@ static fwx_result ports_try(fwx_firewall *fw, fwx__grant **gs, uint32_t n, uint3
 }
 
 /* T7: n consecutive ports, the lowest a multiple of n, from a random starting slot so that
-   the next port cannot be guessed (catalog #24), never past the configured range (#42). */
+   the next port cannot be guessed (catalog #24, doc/security.md), never past the configured range (#42). */
 static fwx_result ports_alloc(fwx_firewall *fw, fwx__grant **gs, uint32_t n, uint16_t forced)
 {
     if (forced != 0)
@@ -1249,7 +1249,7 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
     /* For the log line and the record: the grant may be gone by then. */
     const char *gname = fwx__grant_type_name(g->type);
     unsigned long long gid = (unsigned long long)g->pub.id;
-    /* A redirect port, or a bound port in proxy mode: fwx redirected this connection (issue 6). */
+    /* A redirect port, or a bound port in proxy mode: fwx redirected this connection. */
     bool redirected = g->type == FWX__G_REDIRECT || (g->type == FWX__G_BINDING && (g->pub.flags & FWX_FLAG_PROXY_MODE));
     struct sockaddr_storage target = g->pub.target;
     if (one_shot)

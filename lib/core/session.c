@@ -262,7 +262,7 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
             fwx_result hr;
             a = fwx__session_attach(s, p, &hr);
             if (a == NULL)
-                return hr; /* T16: AttachToSession failing fails the request */
+                return hr; /* T16 (doc/sdk-rules.md): AttachToSession failing fails the request */
         }
         /* Attached: the per-session hooks decide. */
         if (a->detached || a->sf == NULL || !plugin_wants(s, p, a->events, ev->EventType, pg, secondary))
@@ -373,7 +373,7 @@ void fwx__session_end(fwx__session *s)
     IFWXSession_AddRef(&s->iface); /* keep it while filters run */
     /* Grants first: nothing may be admitted while the connections go. The backend withdraws
        them all in one step (one kernel transaction for nft), so that no permission stays
-       usable in the kernel while the others are deleted one by one (issue 16, item 11). */
+       usable in the kernel while the others are deleted one by one. */
     size_t ng = 0;
     for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next)
         ng++;

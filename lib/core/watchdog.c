@@ -1,7 +1,7 @@
 /*
  * fwx - the plugin watchdog: a thread that watches the loop thread's calls into plugins.
  *
- * Plugins run in the gateway's process, on its loop thread (issue 16, catalog rows 45-47): a
+ * Plugins run in the gateway's process, on its loop thread (catalog rows 45-47, doc/security.md): a
  * handler that blocks stalls every client, one that crashes ends every session. Around every
  * call into a plugin the loop thread gives a heartbeat (fwx__plugin_enter / fwx__plugin_leave
  * in firewall/internal.h: four relaxed stores, no lock, no clock; bench/plugin_call.c measures

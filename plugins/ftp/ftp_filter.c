@@ -224,7 +224,8 @@ struct ftp_ctl {
     size_t qhead, qlen;
     ftp_out out[2];           /* output of the chunk being processed, per target socket */
     bool epsv_all;
-    /* The one outstanding data-connection grant (catalog #26: newest replaces oldest). */
+    /* The one outstanding data-connection grant (catalog #26 in doc/security.md: newest replaces
+       oldest). */
     IFWXFirewallAction *action; /* +1: AllowFutureConnect or RedirectConnections */
     IFWXConnection *bound;      /* +1: BindForClient */
     uint32_t gen;               /* bumped at every grant */
@@ -1040,7 +1041,7 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
         IFWXConnection2 *c2 = NULL;
         if (IFWXConnection_QueryInterface(conn, &IID_IFWXConnection2, (void **)&c2) == FWX_S_OK && c2 != NULL) {
             uint32_t len = sizeof c->server;
-            /* Of either family: across families (issue 17) the server gets its own family's
+            /* Of either family: across families the server gets its own family's
                commands, the client its own. */
             c->has_server = IFWXConnection2_GetInternalPeerName(c2, FTP_SA(c->server), &len) == FWX_S_OK &&
                             (c->server.ss_family == AF_INET || c->server.ss_family == AF_INET6);

@@ -2,7 +2,7 @@
  * fwx FTP filter - the strict FTP parser and formatter (see ftp_parse.h).
  *
  * Every number is read digit by digit with the digit count bounded before any arithmetic, so
- * no accumulator can wrap (catalog #6); nothing accepts a sign or a space where the grammar has
+ * no accumulator can wrap (catalog #6, doc/security.md); nothing accepts a sign or a space where the grammar has
  * none (catalog #7); nothing allocates.
  * SPDX-License-Identifier: MIT
  */

@@ -148,7 +148,7 @@ const char *ftp_check_port_number(uint16_t port);
 /* Why an address is never a data-connection end (unspecified, broadcast, multicast), or NULL. */
 const char *ftp_check_address(const struct sockaddr *sa);
 /* Why the address of a PORT/EPRT from the client @p client may not be used, or NULL: it must be
-   the client's own (no bounce, catalog #1), with a port of 1024 or more (#3), and not a group
+   the client's own (no bounce, catalog #1 in doc/security.md), with a port of 1024 or more (#3), and not a group
    or unspecified address (#4; the gateway's own addresses only the core knows). */
 const char *ftp_check_active(const struct sockaddr *addr, const struct sockaddr *client);
 /* True if both are the same IP address (ports ignored). */

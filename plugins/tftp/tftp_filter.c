@@ -200,7 +200,7 @@ static fwx_result flow_send(tftp_flow *f, int t, int d, const uint8_t *p, size_t
 /* Refuses a client datagram: ERROR back (no longer than the datagram) and one log line.
    No ERROR answers an ERROR (RFC 1350: ERRORs are not acknowledged) or goes to a port under
    1024: an echo or chargen service at the "client" would answer it, and two gateways (or a
-   gateway and such a service) would bounce ERRORs for ever (catalog rows 53, 65). */
+   gateway and such a service) would bounce ERRORs for ever (catalog rows 53, 65 in doc/security.md). */
 static void refuse(tftp_flow *f, uint16_t code, const char *why, const uint8_t *p, size_t received)
 {
     uint8_t pkt[4 + TFTP_ERRMSG_MAX + 1];

@@ -118,7 +118,7 @@ uint16_t tftp_status_error_code(tftp_status st);
 /* Writes an ERROR packet (opcode 5, code, message, NUL) into out/cap. The message is cut to
    TFTP_ERRMSG_MAX bytes and to what @p cap leaves, and any byte that is not printable ASCII
    becomes '?'. The filter passes the refused datagram's length as @p cap, so the gateway never
-   answers a (possibly spoofed) source with more bytes than it received (catalog row 65).
+   answers a (possibly spoofed) source with more bytes than it received (catalog row 65 in doc/security.md).
    Returns the length, or 0 (nothing written) when @p cap is under the 5 bytes of an empty
    ERROR packet. */
 size_t tftp_fmt_error(uint8_t *out, size_t cap, uint16_t code, const char *msg);

@@ -201,6 +201,11 @@ def main():
     for tool in ("ip", "ss", "bash", "python3"):
         if shutil.which(tool) is None:
             skip("%s is missing (Debian packages iproute2, bash, python3)" % tool)
+    # ./run test installs the demo's server and client; the test and the demo only look.
+    if not (shutil.which("vsftpd") or os.path.exists("/usr/sbin/vsftpd")):
+        skip("vsftpd is not installed (Debian package vsftpd; ./run test installs it)")
+    if shutil.which("curl") is None:
+        skip("curl is not installed (Debian package curl; ./run test installs it)")
     build = os.path.abspath(sys.argv[1])
     (test_netns if sys.argv[2] == "netns" else test_loopback)(build)
     log("\n%d check(s) failed: %s" % (len(failures), "; ".join(failures)) if failures else "\nall checks passed")

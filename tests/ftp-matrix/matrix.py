@@ -27,10 +27,11 @@ mode to and from the gateway's address on their side (TCP SYNs observed with nft
 accept data connections from/to foreign addresses): it checks the harness itself.
 
 Exit status: 0 when every cell is ok or known (or bypass with --pass-through), 1 otherwise, 77
-(meson's "skipped") when ftp.so is not built yet or a server or client cannot be installed.
+(meson's "skipped") when ftp.so is not built yet or a server or client is not installed.
 
-Needs root (the servers start as root and drop privileges; missing Debian packages are
-installed with apt-get). Python 3 standard library only.
+Needs root (the servers start as root and drop privileges) and the servers and clients that
+./run test installs; a missing one skips the run naming its package. Python 3 standard library
+only.
 SPDX-License-Identifier: MIT
 """
 import argparse
@@ -112,6 +113,7 @@ KNOWN_LIMITATIONS = [
      "n/a: ftplib has no SOCKS client",
      "Python's ftplib connects directly (no proxy support in the standard library)."),
     (("socks", "*", "curl", "v4>v6", "PASV", "*"),
+     # (catalog #40: the attack catalog's rows are in doc/security.md)
      "no IPv4 address reaches an IPv6 server through SOCKS",
      "curl --disable-epsv --no-ftp-skip-pasv-ip opens the data connection with a SOCKS CONNECT "
      "to the IPv4 address of the 227 (curl's socks code, no fallback). The server is IPv6-only, "
@@ -201,134 +203,43 @@ def run(cmd, timeout=60, **kw):
 
 
 # ---- packages ------------------------------------------------------------------------------
+# ./run installs what the matrix drives (install_tests: the clients, vsftpd, and proftpd and
+# pure-ftpd unpacked into CACHE/root, since the three servers conflict on ftp-server). The matrix
+# only looks for them and skips, naming the package, when one is missing.
 
 CACHE = os.environ.get("FWX_FTP_MATRIX_CACHE", "/var/cache/fwx-ftp-matrix")
-APT_ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-
-
-def dpkg_installed(pkg):
-    rc, out = run(["dpkg-query", "-W", "-f=${Status}", pkg], timeout=30)
-    return rc == 0 and "install ok installed" in out
-
-
-def apt_install(pkgs):
-    """apt-get install, never removing anything (the FTP servers conflict with one another:
-    installing one must not remove another). Updates the lists once if the first try fails."""
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return False
-    cmd = ["apt-get", "install", "-y", "-qq", "--no-remove", "--no-install-recommends",
-           "-o", "DPkg::Lock::Timeout=120"] + pkgs
-    rc, _ = run(cmd, timeout=600, env=APT_ENV)
-    if rc != 0:
-        run(["apt-get", "update", "-qq", "-o", "DPkg::Lock::Timeout=120"], timeout=300, env=APT_ENV)
-        rc, _ = run(cmd, timeout=600, env=APT_ENV)
-    return rc == 0
-
-
-def quiet_services(names):
-    """After installing a server package: stop and disable its system service, and stop any of
-    these daemons listening on port 21. The matrix runs its own servers in the foreground."""
-    for n in names:
-        if os.path.isdir("/run/systemd/system") and shutil.which("systemctl"):
-            run(["systemctl", "disable", "--now", n], timeout=30)
-        if shutil.which("invoke-rc.d"):
-            run(["invoke-rc.d", n, "stop"], timeout=30)
-        elif shutil.which("service"):
-            run(["service", n, "stop"], timeout=30)
-        if shutil.which("update-rc.d"):
-            run(["update-rc.d", n, "disable"], timeout=30)
-    if shutil.which("ss"):
-        _, out = run(["ss", "-Hltnp", "( sport = :21 )"], timeout=10)
-        for m in re.finditer(r'\("([^"]+)",pid=(\d+)', out):
-            if m.group(1) in ("vsftpd", "proftpd", "pure-ftpd"):
-                try:
-                    os.kill(int(m.group(2)), signal.SIGTERM)
-                    log("matrix: stopped %s (pid %s) listening on port 21" % (m.group(1), m.group(2)))
-                except OSError:
-                    pass
-
-
-def lib_deps(pkg):
-    rc, out = run(["apt-cache", "depends", "--no-recommends", "--no-suggests", "--no-conflicts",
-                   "--no-breaks", "--no-replaces", "--no-enhances", pkg], timeout=60)
-    return [m.group(1) for m in re.finditer(r"^\s*(?:Pre)?Depends: (lib[^\s<>]+)", out, re.M)]
-
-
-def extract_package(pkgs):
-    """Unpacks Debian packages into CACHE/root without installing them (used when apt refuses
-    because another FTP server package is installed: vsftpd, proftpd-core and pure-ftpd all
-    conflict on ftp-server). Their shared-library dependencies are installed normally."""
-    root = os.path.join(CACHE, "root")
-    os.makedirs(os.path.join(CACHE, "debs"), exist_ok=True)
-    deps = sorted({d for p in pkgs for d in lib_deps(p)})
-    missing = [d for d in deps if not dpkg_installed(d)]
-    if missing and not apt_install(missing):
-        return None
-    debs = os.path.join(CACHE, "debs")
-    for p in pkgs:
-        if not any(f.startswith(p + "_") for f in os.listdir(debs)):
-            rc, out = run(["apt-get", "download", p], timeout=300, cwd=debs)
-            if rc != 0:
-                run(["apt-get", "update", "-qq"], timeout=300, env=APT_ENV)
-                rc, out = run(["apt-get", "download", p], timeout=300, cwd=debs)
-            if rc != 0:
-                log("matrix: apt-get download %s failed: %s" % (p, out.strip()[-300:]))
-                return None
-        for f in sorted(os.listdir(debs)):
-            if f.startswith(p + "_") and f.endswith(".deb"):
-                rc, out = run(["dpkg-deb", "-x", os.path.join(debs, f), root], timeout=120)
-                if rc != 0:
-                    log("matrix: dpkg-deb -x %s failed: %s" % (f, out.strip()))
-                    return None
-    return root
+CLIENTS = {"curl": "curl", "lftp": "lftp", "wget": "wget"}
 
 
 def find_server(kind):
-    """The server's binary (and helper), installing or unpacking its package if needed."""
+    """The server's binary (and helper): installed, or unpacked into CACHE/root by ./run."""
     spec = {
-        "vsftpd": (["vsftpd"], ["vsftpd"], ["usr/sbin/vsftpd"]),
-        "proftpd": (["proftpd-basic"], ["proftpd-core"], ["usr/sbin/proftpd"]),
-        "pure-ftpd": (["pure-ftpd"], ["pure-ftpd", "pure-ftpd-common"],
-                      ["usr/sbin/pure-ftpd", "usr/bin/pure-pw"]),
+        "vsftpd": ("vsftpd", ["usr/sbin/vsftpd"]),
+        "proftpd": ("proftpd-core", ["usr/sbin/proftpd"]),
+        "pure-ftpd": ("pure-ftpd and pure-ftpd-common", ["usr/sbin/pure-ftpd", "usr/bin/pure-pw"]),
     }[kind]
-    install, extract, rel = spec
+    pkg, rel = spec
 
     def look(prefix):
         paths = [os.path.join(prefix, r) for r in rel]
         return paths if all(os.access(p, os.X_OK) for p in paths) else None
 
-    found = look("/") or look(os.path.join(CACHE, "root"))
+    found = look("/")
     if found:
         return found, None
-    if os.geteuid() != 0:
-        return None, "not installed, and installing needs root"
-    log("matrix: installing %s" % " ".join(install))
-    if apt_install(install):
-        quiet_services([kind])
-        found = look("/")
-        if found:
-            return found, None
-    log("matrix: apt-get cannot install %s beside the other FTP servers; unpacking %s into %s"
-        % (" ".join(install), " ".join(extract), CACHE))
-    if extract_package(extract):
-        found = look(os.path.join(CACHE, "root"))
-        if found:
-            rc, out = run(["ldd", found[0]], timeout=30)
-            if "not found" in out:
-                return None, "unpacked, but libraries are missing: " + " ".join(
-                    l.split()[0] for l in out.splitlines() if "not found" in l)
-            return found, None
-    return None, "cannot install %s" % " ".join(install)
+    found = look(os.path.join(CACHE, "root"))
+    if found is None:
+        return None, ("not installed: Debian package %s, installed or unpacked into %s/root "
+                      "(./run test does it)" % (pkg, CACHE))
+    rc, out = run(["ldd", found[0]], timeout=30)
+    if "not found" in out:
+        return None, "unpacked into %s, but libraries are missing: %s" % (CACHE, " ".join(
+            l.split()[0] for l in out.splitlines() if "not found" in l))
+    return found, None
 
 
-def ensure_clients():
-    need = {"curl": "curl", "lftp": "lftp", "wget": "wget"}
-    missing = [pkg for exe, pkg in need.items() if not shutil.which(exe)]
-    if missing:
-        log("matrix: installing %s" % " ".join(missing))
-        apt_install(missing)
-    still = [exe for exe in need if not shutil.which(exe)]
-    return still
+def missing_clients():
+    return ["%s (Debian package %s)" % (exe, pkg) for exe, pkg in CLIENTS.items() if not shutil.which(exe)]
 
 
 # ---- processes and ports ---------------------------------------------------------------------
@@ -1917,15 +1828,12 @@ def main():
     if netns:
         for exe, pkg in (("ip", "iproute2"), ("nft", "nftables"), ("conntrack", "conntrack"))[:3 if a.nft else 2]:
             if not shutil.which(exe):
-                log("matrix: installing %s" % pkg)
-                apt_install([pkg])
-            if not shutil.which(exe):
-                skip("the namespace beds need the %s command (Debian package %s), which cannot be installed"
+                skip("the namespace beds need the %s command (Debian package %s; ./run test installs it)"
                      % (exe, pkg))
 
-    missing = ensure_clients()
+    missing = missing_clients()
     if missing:
-        skip("cannot install the clients %s" % ", ".join(missing))
+        skip("the clients %s are not installed (./run test installs them)" % ", ".join(missing))
     exes = {}
     for kind in sel["servers"]:
         exe, why = find_server(kind)

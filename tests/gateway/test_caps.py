@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Caps an attacker hits (issue 16, items 8 and 10), through the real fwx-gateway.
+"""Caps an attacker hits, through the real fwx-gateway.
 
 - gateway.max_permissions_per_client = 2: three FTP control connections of one client each send
   a PORT through the published server; the ftp plugin's third RedirectConnections is over the

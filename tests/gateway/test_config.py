@@ -147,17 +147,17 @@ def run(tmp):
     check(rc == 2 and "rules.[0].action" in gw.stderr(), "--check on a bad file: exit %s, %r" % (rc, gw.stderr()))
     log("ok: --check on a bad file: exit 2")
 
-    # 9. local_addresses as a lone string (issue 16 item 6): refused, not read as no addresses
+    # 9. local_addresses as a lone string: refused, not read as no addresses
     bad = good.replace('log_level = "info";', 'log_level = "info";\n  local_addresses = "203.0.113.1";')
     refused_start(tmp, "local-addresses-string", bad, line_of(bad, "local_addresses"), "gateway.local_addresses",
                   port)
     check_refuses(tmp, "local-addresses-string-check", bad, line_of(bad, "local_addresses"), "must be a list")
 
-    # 10. a NUL byte is reported at its line (issue 16 item 6), not at line 0
+    # 10. a NUL byte is reported at its line, not at line 0
     bad = good.replace('log_level = "info";', 'log_level = "info"; # \0')
     refused_start(tmp, "nul-byte", bad, line_of(bad, "\0"), "nul byte", port)
 
-    # 11. a protocol binding a filter no loaded plugin provides (issue 16 item 3, issue 17):
+    # 11. a protocol binding a filter no loaded plugin provides:
     # refused by --check and at start with file:line, naming what is loaded
     plugin = os.environ.get("FWX_CONN_LOGGER")
     check(plugin and os.path.exists(plugin), "FWX_CONN_LOGGER names no plugin (meson sets it)")
@@ -193,19 +193,19 @@ def run(tmp):
           "--check with a missing plugin: exit %s, %r" % (rc, gw.stderr()))
     log("ok: --check loads the plugins: %s" % gw.stderr().strip())
 
-    # 13. a publishing rule on an address this host does not hold (issue 17): file:line
+    # 13. a publishing rule on an address this host does not hold: file:line
     bad = good.replace('listen = "%s:%d"' % (GW_IP, port), 'listen = "192.0.2.99:%d"' % port)
     check(bad != good, "the test could not move the listen address")
     err = check_refuses(tmp, "foreign-listen-check", bad, line_of(bad, "192.0.2.99"), "publishing.[0].listen")
     check("not an address of this host" in err, "foreign listen address: %r" % err)
     refused_start(tmp, "foreign-listen", bad, line_of(bad, "192.0.2.99"), "publishing.[0].listen", port)
 
-    # 14. a publishing rule whose protocol is an outbound definition (issue 17): refused at load
+    # 14. a publishing rule whose protocol is an outbound definition: refused at load
     bad = good.replace('direction = "inbound"', 'direction = "outbound"', 1)
     refused_start(tmp, "publish-outbound", bad, line_of(bad, 'protocol = "svc0"; full_proxy'),
                   "publishing.[0].protocol", port)
 
-    # 15. a FIFO as --config (issue 16 item 6) is refused at once, with --check and without
+    # 15. a FIFO as --config is refused at once, with --check and without
     fifo = os.path.join(tmp, "fifo.cfg")
     os.mkfifo(fifo)
     for args, name in (([], "fifo"), (["--check"], "fifo-check")):

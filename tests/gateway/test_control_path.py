@@ -1,6 +1,6 @@
 """fwx-gateway's control socket: by default where fwxctl looks (/run/fwx/fwx-gateway.sock, the
-directory created 0750 if missing), and never in a directory others can write (issue 16 item
-13: anyone could take the socket's name first). A directory that is missing or writable by
+directory created 0750 if missing), and never in a directory others can write (anyone
+could take the socket's name first). A directory that is missing or writable by
 others is refused at --check and at a start, exit 2, before any socket is opened; --no-control
 and control_socket = "" turn the socket off.
 

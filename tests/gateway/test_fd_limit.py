@@ -1,4 +1,4 @@
-"""fwx-gateway out of file descriptors (issue 16, item 9).
+"""fwx-gateway out of file descriptors.
 
 The gateway runs under `prlimit --nofile=40:40` (soft and hard: it raises the soft limit to the
 hard one at start, so both are set) with one published echo server and a SOCKS listener. The

@@ -19,7 +19,7 @@ def run(tmp):
     plugins = [o for o in gw.ctl_json("plugins") if o.get("kind") == "plugin"]
     check(len(plugins) == 1 and plugins[0]["name"] == "conn-logger", "plugins: %r" % plugins)
     check("conn-logger" in gw.ctl("plugins").stdout, "the plugins table lacks conn-logger")
-    # Each filter's GUID, what a policy's filters may name (issue 17): in --json and in the table.
+    # Each filter's GUID, what a policy's filters may name: in --json and in the table.
     guid = plugins[0].get("guid") or ""
     check(guid == "{c82feda9-0c53-49fd-9f2e-a761501d650f}", "plugin guid %r is not conn-logger's" % guid)
     table = gw.ctl("plugins").stdout.splitlines()

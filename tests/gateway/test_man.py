@@ -18,7 +18,7 @@ def run(tmp):
     src = os.environ.get("FWX_SOURCE_ROOT")
     check(len(pages) == 4 and src, "FWX_MAN_PAGES (4 pages) and FWX_SOURCE_ROOT must be set (meson sets them)")
     if shutil.which("groff") is None:
-        skip("groff is not installed (apt-get install groff): the man pages were not rendered")
+        skip("groff is not installed (Debian package groff-base; ./run test installs it): the man pages were not rendered")
     env = dict(os.environ, MANWIDTH="80", LC_ALL="C.UTF-8")
     for page in pages:
         name, section = os.path.basename(page).rsplit(".", 1)

@@ -207,7 +207,7 @@ def run(tmp):
             check(read_reply(f).startswith("331"), "USER")
             s.sendall(b"PASS x\r\n")
             check(read_reply(f).startswith("230"), "PASS")
-            # PORT naming 127.0.0.4: not the client (127.0.0.2), an FTP bounce (catalog #1)
+            # PORT naming 127.0.0.4: not the client (127.0.0.2), an FTP bounce (catalog #1, doc/security.md)
             s.sendall(b"PORT 127,0,0,4,200,10\r\n")
             r = read_reply(f)
             check(r == "500 Illegal PORT command.", "the bounce PORT got %r" % r)

@@ -55,7 +55,7 @@ def run(tmp):
     roundtrip(live, b"still here\n")
     log("ok: a second broken file is refused, B kept")
 
-    # 4. a broken gateway group (issue 16 item 6): the whole reload is refused, never "reloaded"
+    # 4. a broken gateway group: the whole reload is refused, never "reloaded"
     good = policy([(port_a, echo.port), (port_b, echo.port)])
     write_file(cfg, 'gateway = { log_level = "loud"; };\n' + good)
     gw.send(signal.SIGHUP)
@@ -67,7 +67,7 @@ def run(tmp):
     echo_once(port_b, b"B after a broken gateway group\n")
     log("ok: SIGHUP with a broken gateway group is refused with file:line, the running policy kept")
 
-    # 5. a protocol binding a filter no loaded plugin provides (issue 16 item 3): refused
+    # 5. a protocol binding a filter no loaded plugin provides: refused
     bound = good.replace('direction = "inbound"; }', 'direction = "inbound"; filters = [ "no-such-filter" ]; }', 1)
     check(bound != good, "the test could not bind a filter")
     write_file(cfg, bound)

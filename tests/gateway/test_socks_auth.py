@@ -1,5 +1,5 @@
-"""SOCKS5 username/password authentication (RFC 1929) and user rules for SOCKS sessions
-(issue 16, item 14), through the real fwx-gateway on loopback.
+"""SOCKS5 username/password authentication (RFC 1929) and user rules for SOCKS sessions,
+through the real fwx-gateway on loopback.
 
   gateway.socks_users = "<tmp>/socks-users"   (alice and bob, $6$ hashes from openssl passwd -6)
   rule: allow users = [ "alice" ] to the echo server; nothing else.

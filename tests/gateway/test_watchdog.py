@@ -1,4 +1,4 @@
-"""The plugin watchdog (issue 16 item 12, catalog rows 45-47): a plugin whose handler blocks or
+"""The plugin watchdog (catalog rows 45-47, doc/security.md): a plugin whose handler blocks or
 crashes is named, contained, and, past the hard limit, ends the process so that a restarted
 gateway serves again with nothing left open.
 

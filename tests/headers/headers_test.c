@@ -512,7 +512,7 @@ static void check_plugin_helpers(void)
 
 int main(void)
 {
-    /* Documented values (SDK-REFERENCE.md section 2). */
+    /* The values the original SDK documents (the result table in fwx/common.h keeps them). */
     CHECK(FWX_E_TERMINATING == (int32_t)0xC0040001);
     CHECK(FWX_E_ADDRESS_NOT_ALLOWED == (int32_t)0xC004002E);
     CHECK(FWX_E_BUFFERFULL == (int32_t)0xC0040007);

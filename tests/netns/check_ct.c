@@ -755,11 +755,7 @@ END_TEST
 
 static Suite *ct_suite(void)
 {
-    Suite *s = suite_create("ct");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"parse strict", parse_strict},
         {"tcp new destroy", tcp_new_destroy},
         {"tcp6 new destroy", tcp6_new_destroy},
@@ -770,24 +766,7 @@ static Suite *ct_suite(void)
         {"enobufs counted not fatal", enobufs_counted_not_fatal},
         {"close", close_inside_callback},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("ct", cases, 30);
 }
 
-int main(void)
-{
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: conntrack namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    int rc = tu_run_suite(ct_suite());
-    tn_cleanup_mine();
-    return rc;
-}
+int main(void) { return tn_main(ct_suite, "conntrack namespace tests"); }

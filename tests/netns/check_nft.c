@@ -57,28 +57,16 @@ static int open_on_stop;
 static void gw_new(gw *g, uint32_t timeout_ms)
 {
     memset(g, 0, sizeof *g);
-    tu_log_reset();
-    tn_up(&g->topo);
-    tn_enter(g->topo.gateway_fd);
-    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
+    tn_gw_up(&g->topo);
     snprintf(g->name, sizeof g->name, "t%ld", (long)getpid());
     fwx__nft_table_name(g->name, g->table, sizeof g->table);
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = g->name;
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
-    o.port_min = 40000;
+    tn_gw_options(&o, g->name);
     o.port_max = port_max;
     o.timeout_ms = timeout_ms;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
     o.kernel_end_on_close = end_on_close;
     o.kernel_open_on_stop = open_on_stop;
-    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+    tu_fw_open(&g->loop, &o, &g->fw);
 }
 
 static void gw_open(gw *g, uint32_t timeout_ms)
@@ -89,8 +77,7 @@ static void gw_open(gw *g, uint32_t timeout_ms)
 
 static void gw_close(gw *g)
 {
-    fwx_firewall_close(g->fw, NULL, NULL);
-    tu_loop_close_clean(&g->loop);
+    tu_fw_close(&g->loop, &g->fw);
     tn_down(&g->topo);
 }
 
@@ -241,7 +228,7 @@ START_TEST(table_lifecycle)
     else
         ck_assert_int_eq(tu_log_count(fwx__nft_feature_names(missing, names, sizeof names), NULL), 1);
     /* Another backend in its place: the instance's table goes, and a closed one (forward
-       drop, nothing else) stays in its place (issue 16: fail closed). */
+       drop, nothing else) stays in its place (fail closed). */
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "proxy"), FWX_S_OK);
     t = table_text(&g);
     ck_assert_ptr_nonnull(t);
@@ -304,7 +291,7 @@ START_TEST(leftover_table_replaced)
 }
 END_TEST
 
-/* A clean stop fails closed (issue 16, item 1). The gateway namespace forwards (ip_forward=1):
+/* A clean stop fails closed. The gateway namespace forwards (ip_forward=1):
    without fwx the client reaches the server; while fwx runs, only what it allows; after a
    clean close nothing (the closed table), while the gateway's own connection to the server
    still works; a new start replaces the closed table and carries a permission again. With
@@ -376,7 +363,7 @@ START_TEST(probe_names_what_is_missing)
     const fwx__nft_features *f = fwx__nft_features_of(g.fw);
     ck_assert(!f->tproxy && !f->ct_events && f->nat);
     /* A required one missing: open fails, says what, leaves only the closed table (forwarding
-       dropped, issue 16); the proxy still works. */
+       dropped); the proxy still works. */
     fwx__nft_pretend_missing = FWX__NFT_F_DYNSET_DELETE;
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_E_NOT_SUPPORTED);
     ck_assert_int_eq(tu_log_count("kernel lacks: set delete from the packet path; use the \"proxy\" backend", NULL), 1);
@@ -464,7 +451,7 @@ START_TEST(permission_once)
 }
 END_TEST
 
-/* Issue 16, item 11: a session with many outstanding permissions ends; by the time its end is
+/* A session with many outstanding permissions ends; by the time its end is
    reported (the "ended" line) not one of them is still in the kernel, and a connection the last
    one made would have allowed is refused. The elements go in one transaction (backend version
    3, grant_remove_many), not one per grant. */
@@ -1174,11 +1161,7 @@ END_TEST
 
 static Suite *nft_suite(void)
 {
-    Suite *s = suite_create("nft");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"table names", table_names},
         {"table lifecycle", table_lifecycle},
         {"leftover table replaced", leftover_table_replaced},
@@ -1205,24 +1188,7 @@ static Suite *nft_suite(void)
         {"redirect port", redirect_port},
         {"bind port in use", bind_port_in_use},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("nft", cases, 30);
 }
 
-int main(void)
-{
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: network namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    int rc = tu_run_suite(nft_suite());
-    tn_cleanup_mine();
-    return rc;
-}
+int main(void) { return tn_main(nft_suite, "network namespace tests"); }

@@ -29,28 +29,13 @@
 
 #define REFUSED_MS 1500
 
-typedef struct gw {
-    tn_topo topo;
-    uv_loop_t loop;
-    fwx_firewall *fw;
-    char name[64];
-} gw;
-
-static fwx_policy *policy_of(const char *text)
-{
-    fwx_policy *p = NULL;
-    fwx_config_error err;
-    memset(&err, 0, sizeof err);
-    fwx_result hr = fwx_policy_load_string(text, "test policy", &p, &err);
-    ck_assert_msg(hr == FWX_S_OK, "policy: line %d: %s", err.line, err.message);
-    return p;
-}
+typedef tn_gw gw;
 
 /* Sets the policy; until the core calls the backend's policy_changed (backend version 2), the
    test does. */
 static void set_policy(gw *g, const char *text)
 {
-    TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(text)), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(text)), FWX_S_OK);
 }
 
 #define C6 "fd99:1::2"
@@ -76,32 +61,27 @@ static void topo_add_ipv6(const tn_topo *t)
 static void gw_start(gw *g, bool ipv6, const char *plugin, const char *policy)
 {
     memset(g, 0, sizeof *g);
-    tu_log_reset();
     tn_up(&g->topo);
     if (ipv6)
         topo_add_ipv6(&g->topo);
     tn_enter(g->topo.gateway_fd);
-    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local[4];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
-    local[2] = tu_addr(G6_IN);
-    local[3] = tu_addr(G6_OUT);
     snprintf(g->name, sizeof g->name, "g%ld", (long)getpid());
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = g->name;
-    o.local_addresses = local;
-    o.n_local_addresses = ipv6 ? 4 : 2;
-    o.port_min = 40000;
-    o.port_max = 40999;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+    tn_gw_options(&o, g->name);
+    if (ipv6) { /* the gateway's IPv6 addresses too */
+        static struct sockaddr_storage local[4];
+        local[0] = tu_addr(TN_GW_IN);
+        local[1] = tu_addr(TN_GW_OUT);
+        local[2] = tu_addr(G6_IN);
+        local[3] = tu_addr(G6_OUT);
+        o.local_addresses = local;
+        o.n_local_addresses = 4;
+    }
+    tu_fw_open(&g->loop, &o, &g->fw);
     if (plugin != NULL)
         TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, plugin, NULL), FWX_S_OK);
     if (policy != NULL)
-        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(policy)), FWX_S_OK);
+        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(policy)), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
 }
 
@@ -115,12 +95,7 @@ static const char *ftp_plugin(void)
     return plugin;
 }
 
-static void gw_close(gw *g)
-{
-    fwx_firewall_close(g->fw, NULL, NULL);
-    tu_loop_close_clean(&g->loop);
-    tn_down(&g->topo);
-}
+static void gw_close(gw *g) { tn_gw_close(g); }
 
 /* ---- peers (blocking, bounded) ------------------------------------------------------------------- */
 
@@ -648,7 +623,7 @@ END_TEST
 START_TEST(published_ftp_eprt) { ftp_through_kernel(M_EPRT, true); }
 END_TEST
 
-/* Issue 16 item 13: fwx's interception listener listens on the wildcard address (REDIRECT
+/* fwx's interception listener listens on the wildcard address (REDIRECT
    delivers to the ingress interface's address), but takes only what the redirect rules
    deliver: a client that connects to the listener's port directly, on either of the gateway's
    addresses, gets no connection (dropped in input: no DNAT in its conntrack status), and the
@@ -900,11 +875,7 @@ END_TEST
 
 static Suite *gateway_suite(void)
 {
-    Suite *s = suite_create("nft gateway");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"policy forwarding", policy_forwarding},
         {"policy many rules", policy_many_rules},
         {"policy flows reported", policy_flows_reported},
@@ -920,24 +891,7 @@ static Suite *gateway_suite(void)
         {"intercept ftp EPSV ipv6", intercept_ftp_epsv_ipv6},
         {"user mode permission ipv6", user_mode_permission_ipv6},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("nft gateway", cases, 30);
 }
 
-int main(void)
-{
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: network namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    int rc = tu_run_suite(gateway_suite());
-    tn_cleanup_mine();
-    return rc;
-}
+int main(void) { return tn_main(gateway_suite, "network namespace tests"); }

@@ -1,5 +1,5 @@
 /*
- * fwx tests - UDP through the "nft" backend's user-mode path (issue 10, item 1): a client
+ * fwx tests - UDP through the "nft" backend's user-mode path: a client
  * namespace sends datagrams through the nft gateway to a UDP server in the server namespace,
  * and a data filter a test plugin (tests/plugins, tp_good) attaches in its fwx_Udp_Destination
  * handler upper-cases every datagram both ways. The filter must run on every datagram (the
@@ -27,6 +27,7 @@
 #include "backends/nft/nft_impl.h"
 #include "core/internal.h"
 #include "plugins/test_plugin.h"
+#include "udp_filter.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -43,153 +44,9 @@
 
 #define TP_GUID "{7e570000-0000-0000-0000-000000000001}"
 
-typedef struct gw {
-    tn_topo topo;
-    uv_loop_t loop;
-    fwx_firewall *fw;
-    char name[64];
-} gw;
+typedef tn_gw gw;
 
-static fwx_policy *policy_of(const char *text)
-{
-    fwx_policy *p = NULL;
-    fwx_config_error err;
-    memset(&err, 0, sizeof err);
-    fwx_result hr = fwx_policy_load_string(text, "test policy", &p, &err);
-    ck_assert_msg(hr == FWX_S_OK, "policy: line %d: %s", err.line, err.message);
-    return p;
-}
-
-/* ---- the data filter (public headers only): upper-cases each datagram, both ways ---------- */
-
-#define UDF_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-typedef struct udf udf;
-typedef struct udf_dir {
-    IFWXIOCompletion iface;
-    udf *f;
-    int d;
-} udf_dir;
-
-struct udf {
-    IFWXDataFilter iface;
-    atomic_uint refs;
-    IFWXFirewall *fw;
-    IFWXSocket *s[2];
-    udf_dir dirs[2];
-    atomic_int setsockets, detached, datagrams, failures;
-    atomic_uint buf_alloc;
-};
-
-static udf *udf_impl(IFWXDataFilter *i) { return UDF_OF(i, udf, iface); }
-
-static fwx_result udf_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t udf_addref(IFWXDataFilter *This) { return atomic_fetch_add(&udf_impl(This)->refs, 1) + 1; }
-static uint32_t udf_release(IFWXDataFilter *This) { return atomic_fetch_sub(&udf_impl(This)->refs, 1) - 1; }
-
-static void udf_recv(udf *f, int d)
-{
-    if (f->s[d] == NULL || FWX_FAILED(IFWXSocket_Recv(f->s[d], NULL, &f->dirs[d].iface, 0)))
-        atomic_fetch_add(&f->failures, 1);
-}
-
-static fwx_result udf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf, uintptr_t ud,
-                               const struct sockaddr *a, uint32_t al)
-{
-    (void)err;
-    (void)ud;
-    (void)a;
-    (void)al;
-    udf_dir *dir = UDF_OF(This, udf_dir, iface);
-    udf *f = dir->f;
-    int d = dir->d;
-    if (!ok || f->s[d] == NULL)
-        return FWX_S_OK; /* cancelled at the flow's end */
-    uint8_t *p;
-    uint32_t n, alloc = 0, data = 0;
-    IFWXIOBuffer_GetBufferAndSize(buf, &p, &n);
-    IFWXIOBuffer_GetBufferSizes(buf, &alloc, &data);
-    atomic_store(&f->buf_alloc, alloc);
-    if (n == 0)
-        return FWX_S_OK;
-    atomic_fetch_add(&f->datagrams, 1);
-    IFWXIOBuffer *out = NULL;
-    if (FWX_SUCCEEDED(IFWXFirewall_CreateBuffer(f->fw, n, &out))) {
-        uint8_t *q;
-        uint32_t m;
-        IFWXIOBuffer_SetDataSize(out, n);
-        IFWXIOBuffer_GetBufferAndSize(out, &q, &m);
-        for (uint32_t i = 0; i < n; i++)
-            q[i] = (uint8_t)toupper(p[i]);
-        if (FWX_FAILED(IFWXSocket_Send(f->s[1 - d], out, NULL, 0)))
-            atomic_fetch_add(&f->failures, 1);
-        IFWXIOBuffer_Release(out);
-    }
-    udf_recv(f, d);
-    return FWX_S_OK;
-}
-
-static fwx_result udf_cqi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t udf_caddref(IFWXIOCompletion *This) { return udf_addref(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static uint32_t udf_crelease(IFWXIOCompletion *This) { return udf_release(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static const IFWXIOCompletionVtbl udf_cvtbl = {udf_cqi, udf_caddref, udf_crelease, udf_complete};
-
-static fwx_result udf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *c, IUnknown *ctx)
-{
-    (void)c;
-    (void)ctx;
-    udf *f = udf_impl(This);
-    atomic_fetch_add(&f->setsockets, 1);
-    f->s[0] = in;
-    f->s[1] = ex;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
-    udf_recv(f, 0);
-    udf_recv(f, 1);
-    return FWX_S_OK;
-}
-
-static fwx_result udf_detach(IFWXDataFilter *This)
-{
-    udf *f = udf_impl(This);
-    atomic_fetch_add(&f->detached, 1);
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL) {
-            IFWXSocket_Close(f->s[i]);
-            IFWXSocket_Release(f->s[i]);
-            f->s[i] = NULL;
-        }
-    return FWX_S_OK;
-}
-
-static const IFWXDataFilterVtbl udf_vtbl = {udf_qi, udf_addref, udf_release, udf_setsockets, udf_detach};
-
-static void udf_init(udf *f)
-{
-    memset(f, 0, sizeof *f);
-    f->iface.lpVtbl = &udf_vtbl;
-    atomic_init(&f->refs, 1);
-    for (int d = 0; d < 2; d++) {
-        f->dirs[d].iface.lpVtbl = &udf_cvtbl;
-        f->dirs[d].f = f;
-        f->dirs[d].d = d;
-    }
-}
+/* ---- the data filter: udp_filter.h, upper-cases each datagram, both ways ---------------------- */
 
 /* The plugin's handler: the filter on every UDP destination it hears of. */
 typedef struct hcase {
@@ -221,35 +78,20 @@ static fwx_result attach_filter(tp_control *ctl, IFWXSessionFilter *sf, IFWXSess
 static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
 {
     memset(g, 0, sizeof *g);
-    tu_log_reset();
-    tn_up(&g->topo);
-    tn_enter(g->topo.gateway_fd);
-    ck_assert_int_eq(uv_loop_init(&g->loop), 0);
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
+    tn_gw_up(&g->topo);
     snprintf(g->name, sizeof g->name, "u%ld", (long)getpid());
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = g->name;
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
-    o.port_min = 40000;
-    o.port_max = 40999;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
-    TU_EXPECT_HR(fwx_firewall_new(&g->loop, &o, &g->fw), FWX_S_OK);
+    tn_gw_options(&o, g->name);
+    tu_fw_open(&g->loop, &o, &g->fw);
     udf_init(&h->f);
-    void *dl = dlopen(tu_plugin_path("tp_good"), RTLD_NOW | RTLD_LOCAL);
-    ck_assert_ptr_nonnull(dl);
-    tp_control *ctl = dlsym(dl, "fwx_test_control");
-    ck_assert_ptr_nonnull(ctl);
+    void *dl = NULL;
+    tp_control *ctl = tu_plugin_map("tp_good", &dl);
     ctl->hooks = fwx_Udp_Destination | fwx_Bind_Udp | FWX_ALL_SOURCES | fwxAssociatedProtocolsAllConnections | extra_hooks;
     ctl->on_event = attach_filter;
     ctl->arg = h;
-    TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+    tu_plugin_load(g->fw, "tp_good");
     if (policy != NULL)
-        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, policy_of(policy)), FWX_S_OK);
+        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(policy)), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
     const fwx__nft_features *ft = fwx__nft_features_of(g->fw);
     ck_assert_ptr_nonnull(ft);
@@ -257,12 +99,7 @@ static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
     dlclose(dl);
 }
 
-static void gw_close(gw *g)
-{
-    fwx_firewall_close(g->fw, NULL, NULL);
-    tu_loop_close_clean(&g->loop);
-    tn_down(&g->topo);
-}
+static void gw_close(gw *g) { tn_gw_close(g); }
 
 /* ---- the peers ------------------------------------------------------------------------------ */
 
@@ -358,7 +195,7 @@ static void check_filtered(gw *g, hcase *h, upeers *u)
                   "server's second datagram: %zd bytes \"%s\" (the 5000-byte one passed?)", u->srv_len[1], u->srv[1]);
     ck_assert_msg(u->cli_len[1] == 6 && memcmp(u->cli[1], "REPLY2", 6) == 0, "client's second answer: %zd \"%s\"",
                   u->cli_len[1], u->cli[1]);
-    ck_assert_uint_eq(atomic_load(&h->f.buf_alloc), 4096); /* T18: the UDP default */
+    ck_assert_uint_eq(atomic_load(&h->f.buf_alloc), 4096); /* T18 (doc/sdk-rules.md) */
     ck_assert_uint_eq(fwx_firewall_datagrams_dropped(g->fw), 1);
     ck_assert_msg(tu_log_find("a 5000-byte datagram from " TN_CLIENT ":", "dropped: larger than the data filter") != NULL,
                   "no line for the dropped datagram");
@@ -587,35 +424,14 @@ END_TEST
 
 static Suite *udp_suite(void)
 {
-    Suite *s = suite_create("nft udp");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"udp filter bound", udp_filter_bound},
         {"udp hook", udp_hook},
         {"udp user-mode permission", udp_user_mode_permission},
         {"udp hook, kernel flow refused", udp_hook_kernel_flow_refused},
         {"udp bound port", udp_bound_port},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 30);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    return s;
+    return TU_SUITE("nft udp", cases, 30);
 }
 
-int main(void)
-{
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: network namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    int rc = tu_run_suite(udp_suite());
-    tn_cleanup_mine();
-    return rc;
-}
+int main(void) { return tn_main(udp_suite, "network namespace tests"); }

@@ -1,5 +1,5 @@
 /*
- * fwx tests - proxied-connection tracking across proxies on one host (issue 6): local
+ * fwx tests - proxied-connection tracking across proxies on one host: local
  * redirection by the "nft" backend, redirect records through the registry, the four states
  * as each hop reads them, and loops refused.
  *
@@ -78,8 +78,7 @@ static void host_up(host *h)
     snprintf(h->dir, sizeof h->dir, "/tmp/fwx-redirect-test-%ld", (long)getpid());
     tn_sh("rm -rf %s", h->dir);
     setenv("FWX_REDIRECT_DIR", h->dir, 1);
-    tn_up(&h->topo);
-    tn_enter(h->topo.gateway_fd);
+    tn_gw_up(&h->topo);
     ck_assert_int_eq(uv_loop_init(&h->loop), 0);
 }
 
@@ -99,10 +98,7 @@ static void instance(host *h, int i, uint16_t lo, uint16_t hi)
     o.log_arg = i == 0 ? "A" : "B";
     o.log_level = FWX_LOG_DEBUG;
     TU_EXPECT_HR(fwx_firewall_new(&h->loop, &o, &h->fw[i]), FWX_S_OK);
-    fwx_policy *p = NULL;
-    fwx_config_error err;
-    TU_EXPECT_HR(fwx_policy_load_string(policy_text, "test", &p, &err), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_set_policy(h->fw[i], p), FWX_S_OK);
+    tu_fw_set_policy(h->fw[i], policy_text);
     TU_EXPECT_HR(fwx_firewall_set_backend(h->fw[i], "nft"), FWX_S_OK);
     fwx_local_redirect lr;
     memset(&lr, 0, sizeof lr);
@@ -391,7 +387,7 @@ START_TEST(host_links_outbound)
     fwx_redirect_record_unref(got);
     TU_EXPECT_HR(fwx_redirect_registry_lookup((uint16_t)(ntohs(self.sin_port) + 1), TU_SA(dst), tu_len(&dst), &got, NULL),
                  FWX_E_NOT_FOUND);
-    /* By the whole tuple (issue 16, item 4): the source address the route gave the socket finds
+    /* By the whole tuple: the source address the route gave the socket finds
        it; a flow from another host with the same source port and destination does not. */
     struct sockaddr_in from = tn_sin_of(TN_GW_OUT, ntohs(self.sin_port)), other = tn_sin_of(TN_CLIENT, ntohs(self.sin_port));
     TU_EXPECT_HR(fwx_redirect_registry_lookup_flow((struct sockaddr *)&from, sizeof from, TU_SA(dst), tu_len(&dst), &got,
@@ -640,19 +636,9 @@ START_TEST(local_redirect_refusals)
 }
 END_TEST
 
-int main(void)
+static Suite *redirect_local_suite(void)
 {
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: network namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    Suite *s = suite_create("redirect local");
-    struct {
-        const char *name;
-        const TTest *t;
-    } cases[] = {
+    const tu_case cases[] = {
         {"two instances chain", two_instances_chain},
         {"chain behind socat", chain_behind_socat},
         {"host links outbound", host_links_outbound},
@@ -660,13 +646,7 @@ int main(void)
         {"own listener refused", own_listener_refused},
         {"local redirect refusals", local_redirect_refusals},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TCase *tc = tcase_create(cases[i].name);
-        tcase_set_timeout(tc, 40);
-        tcase_add_test(tc, cases[i].t);
-        suite_add_tcase(s, tc);
-    }
-    int rc = tu_run_suite(s);
-    tn_cleanup_mine();
-    return rc;
+    return TU_SUITE("redirect local", cases, 40);
 }
+
+int main(void) { return tn_main(redirect_local_suite, "network namespace tests"); }

@@ -1,5 +1,5 @@
 /*
- * fwx tests - SOCKS5 CONNECT by host name through a gateway namespace (issue 16, item 2): the
+ * fwx tests - SOCKS5 CONNECT by host name through a gateway namespace: the
  * policy decides by the name the client asked for (domain sets) and by the address it resolved
  * to (networks, address sets).
  *
@@ -297,23 +297,10 @@ END_TEST
 
 static Suite *socks_names_suite(void)
 {
-    Suite *s = suite_create("socks names");
-    TCase *tc = tcase_create("connect by name meets domain sets");
-    tcase_set_timeout(tc, 40);
-    tcase_add_test(tc, connect_by_name_meets_domain_sets);
-    suite_add_tcase(s, tc);
-    return s;
+    const tu_case cases[] = {
+        {"connect by name meets domain sets", connect_by_name_meets_domain_sets},
+    };
+    return TU_SUITE("socks names", cases, 40);
 }
 
-int main(void)
-{
-    char why[256];
-    if (tn_available(why, sizeof why) != 0) {
-        printf("SKIP: network namespace tests: %s\n", why);
-        return 77;
-    }
-    tn_cleanup_stale();
-    int rc = tu_run_suite(socks_names_suite());
-    tn_cleanup_mine();
-    return rc;
-}
+int main(void) { return tn_main(socks_names_suite, "network namespace tests"); }

@@ -4,6 +4,7 @@
  */
 #include "netns.h"
 #include "netutil.h"
+#include "testutil.h"
 #include <time.h>
 #include <arpa/inet.h>
 #include <poll.h>
@@ -288,4 +289,43 @@ int tn_accept_within(int lfd, int ms, struct sockaddr_in *peer)
     if (fd >= 0)
         tu_set_timeouts(fd);
     return fd;
+}
+
+int tn_main(Suite *(*make_suite)(void), const char *what)
+{
+    char why[256];
+    if (tn_available(why, sizeof why) != 0) {
+        printf("SKIP: %s: %s\n", what, why);
+        return 77;
+    }
+    tn_cleanup_stale();
+    int rc = tu_run_suite(make_suite());
+    tn_cleanup_mine();
+    return rc;
+}
+
+void tn_gw_up(tn_topo *t)
+{
+    tn_up(t);
+    tn_enter(t->gateway_fd);
+}
+
+void tn_gw_options(fwx_firewall_options *o, const char *name)
+{
+    /* Static: the firewall keeps the pointer for its life, past the caller's frame. */
+    static struct sockaddr_storage local[2];
+    local[0] = tu_addr(TN_GW_IN);
+    local[1] = tu_addr(TN_GW_OUT);
+    tu_fw_options(o);
+    o->name = name;
+    o->local_addresses = local;
+    o->n_local_addresses = 2;
+    o->port_min = 40000;
+    o->port_max = 40999;
+}
+
+void tn_gw_close(tn_gw *g)
+{
+    tu_fw_close(&g->loop, &g->fw);
+    tn_down(&g->topo);
 }

@@ -16,7 +16,10 @@
 #ifndef FWX_TESTS_NETNS_H
 #define FWX_TESTS_NETNS_H
 
+#include <check.h>
+#include <fwx/fwx.h>
 #include <stddef.h>
+#include <uv.h>
 
 #define TN_CLIENT "10.99.1.2"
 #define TN_GW_IN "10.99.1.1"
@@ -36,6 +39,29 @@ int tn_available(char *why, size_t len);
 void tn_cleanup_stale(void);
 /* Deletes the namespaces of this runner's tests (call at the runner's end). */
 void tn_cleanup_mine(void);
+/*
+ * A namespace runner's main: exits 77 (skipped), printing "SKIP: <what>: <reason>", when this
+ * process cannot make namespaces; otherwise deletes stale namespaces, runs the suite made by
+ * make_suite with tu_run_suite() and deletes its own. Returns the process exit code.
+ */
+int tn_main(Suite *(*make_suite)(void), const char *what);
+
+/*
+ * The gateway side of the fixture. tn_gw_up makes the topology and enters the gateway's
+ * namespace (this thread stays there). tn_gw_options gives a firewall there its name, the
+ * gateway's two addresses (TN_GW_IN, TN_GW_OUT), ports 40000-40999 and the log captured at
+ * debug level (tu_fw_options); tn_gw_close closes the firewall and the loop clean, then deletes
+ * the topology.
+ */
+typedef struct tn_gw {
+    tn_topo topo;
+    uv_loop_t loop;
+    fwx_firewall *fw;
+    char name[64];
+} tn_gw;
+void tn_gw_up(tn_topo *t);
+void tn_gw_options(fwx_firewall_options *o, const char *name);
+void tn_gw_close(tn_gw *g);
 /* Makes the topology (aborts the test on failure) and registers its deletion at exit. */
 void tn_up(tn_topo *t);
 /* Deletes the topology; harmless twice. The calling thread must not be inside it any more

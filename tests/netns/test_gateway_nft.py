@@ -7,124 +7,54 @@ The real fwx-gateway binary runs in the gateway namespace with the FTP plugin an
 policy; peers are sockets made inside the client and server namespaces (a thread enters the
 namespace with setns(2), makes the socket, and the socket keeps its namespace).
 
-What it checks (issue 5, items 5 and 6):
+What it checks:
   1. plain TCP the policy allows is forwarded by the kernel (no user-mode connection for it);
   2. an active-mode FTP control connection is intercepted (fwxctl: a user-mode connection),
      its PORT becomes a kernel-mode bound port (fwxctl MODE "kernel"), and the data connection
      the server opens through it is a kernel-mode connection in fwxctl;
   3. kill -9 of the gateway leaves its table behind; a restart replaces it (one line says so)
      and nothing the dead gateway allowed still gets through;
-  4. SIGTERM: exit 0, and the gateway fails closed (issue 16, item 1): its table is replaced by
+  4. SIGTERM: exit 0, and the gateway fails closed: its table is replaced by
      one that drops every forwarded packet though IP forwarding stays on, one line says so, the
      gateway's own connections still work; a restart replaces it and forwards again; with
      gateway.on_stop = "open" the table is deleted at stop instead;
   5. a client whose source port equals the source port of fwx's own upstream connection to the
-     same server is served, not refused as a redirect loop (issue 16, item 4: records are found
-     by the whole tuple).
+     same server is served, not refused as a redirect loop (records are found by the whole
+     tuple).
 
 Root and `ip`/nftables are needed; otherwise exit 77 with the reason.
 SPDX-License-Identifier: MIT
 """
-import ctypes
 import os
 import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
 from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+import nstopo  # noqa: E402
+from nstopo import sh  # noqa: E402
 
 CLIENT, GW_IN, GW_OUT, SERVER = "10.99.1.2", "10.99.1.1", "10.99.2.1", "10.99.2.2"
 FTP_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"
-CLONE_NEWNET = 0x40000000
 TIMEOUT = 5.0
 PREFIX = "fwxp-"
 
-libc = ctypes.CDLL(None, use_errno=True)
 
-
-def sh(*argv, ok=True):
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
-    if ok and r.returncode != 0:
-        raise Failure("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr.strip()))
-    return r
-
-
-class Topology:
-    """Three namespaces joined by two veth pairs; deleted by down() (and stale ones of dead
-    runs at the next start)."""
+class Topology(nstopo.Bed):
+    """Three namespaces joined by two veth pairs, forwarding on in the gateway (kernel mode
+    routes); deleted by down() (and stale ones of dead runs at the next start)."""
 
     def __init__(self):
-        me = os.getpid()
-        self.names = {k: "%s%d-%s" % (PREFIX, me, k) for k in ("c", "g", "s")}
-        self.fds = {}
-
-    @staticmethod
-    def cleanup_stale():
-        r = sh("ip", "netns", "list", ok=False)
-        for line in r.stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
-            if not name.startswith(PREFIX):
-                continue
-            pid = name[len(PREFIX):].split("-")[0]
-            if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
-                sh("ip", "netns", "del", name, ok=False)
-
-    def up(self):
-        c, g, s = self.names["c"], self.names["g"], self.names["s"]
-        for n in (c, g, s):
-            sh("ip", "netns", "add", n)
-        sh("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0", "netns", g)
-        sh("ip", "-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "sv0", "netns", g)
-        for ns, dev, addr in ((c, "eth0", CLIENT), (g, "cl0", GW_IN), (g, "sv0", GW_OUT), (s, "eth0", SERVER)):
-            sh("ip", "-n", ns, "addr", "add", addr + "/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        for ns in (c, g, s):
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", c, "route", "add", "default", "via", GW_IN)
-        sh("ip", "-n", s, "route", "add", "default", "via", GW_OUT)
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        for k, n in self.names.items():
-            self.fds[k] = os.open("/run/netns/" + n, os.O_RDONLY)
-
-    def down(self):
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds = {}
-        for n in self.names.values():
-            sh("ip", "netns", "del", n, ok=False)
-
-    def run_in(self, key, fn):
-        """Runs fn() on a thread that entered namespace `key`; returns its result."""
-        out = {}
-
-        def body():
-            try:
-                if libc.setns(self.fds[key], CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-                out["v"] = fn()
-            except BaseException as e:  # handed to the caller
-                out["e"] = e
-        t = threading.Thread(target=body)
-        t.start()
-        t.join(30)
-        if "e" in out:
-            raise out["e"]
-        return out.get("v")
+        super().__init__(PREFIX, "g", {"c": nstopo.Side("cl0", [CLIENT + "/24"], [GW_IN + "/24"]),
+                                       "s": nstopo.Side("sv0", [SERVER + "/24"], [GW_OUT + "/24"])},
+                         forwarding=True)
 
     def listener(self, key, ip, port=0):
-        def mk():
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((ip, port))
-            s.listen(8)
-            s.settimeout(TIMEOUT)
-            return s
-        return self.run_in(key, mk)
+        return super().listener(key, ip, port, TIMEOUT)
 
     def connect(self, key, ip, port, src=None, timeout=TIMEOUT, sport=0):
         """A connected socket, or None if refused/dropped within timeout."""
@@ -197,13 +127,8 @@ def run(tmp):
     plugin = os.environ.get("FWX_FTP_PLUGIN")
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
-    Topology.cleanup_stale()
     topo = Topology()
-    try:
-        topo.up()
-    except Failure as e:
-        topo.down()
-        skip("cannot make network namespaces here: %s" % e)
+    topo.up_or_skip()
     try:
         scenario(tmp, topo, plugin)
     finally:
@@ -298,7 +223,7 @@ def scenario(tmp, topo, plugin):
     log("ok: fwxctl redirects: %s, original %s, hops %s" % (reds[0]["flow"], reds[0]["original"], reds[0]["hops"]))
     log("ok: fwxctl: control connection user mode, bound port %d kernel mode" % gport)
 
-    # 2b. Issue 16, item 4: a second client connection whose source port is the source port of
+    # 2b. A second client connection whose source port is the source port of
     #     fwx's own upstream connection (peer[1], from the gateway's address) to the same
     #     server. Its record must not be taken for this one's: it is served like any other.
     c2 = topo.connect("c", SERVER, 21, src=CLIENT, sport=peer[1])
@@ -353,7 +278,7 @@ def scenario(tmp, topo, plugin):
         x.close()
     log("ok: kill -9 left the table; the restart replaced it; the old bound port is closed")
 
-    # 4. Clean exit: status 0, and the gateway fails closed (issue 16, item 1): IP forwarding
+    # 4. Clean exit: status 0, and the gateway fails closed: IP forwarding
     #    stays on, yet nothing is routed through; the gateway's own connections still work.
     echo_l = topo.listener("s", "0.0.0.0", 7000)
     c = topo.connect("c", SERVER, 7000)

@@ -1,5 +1,5 @@
 """fwx-gateway (proxy backend, FTP plugin) publishing a strict stock vsftpd through a dual-homed
-gateway, in network namespaces this script creates and deletes itself (issue 17, items 1, 5):
+gateway, in network namespaces this script creates and deletes itself:
 
   client ns            gateway ns (ip forwarding OFF)              server ns
   10.98.1.2  --veth--  10.98.1.1 | 10.98.2.1            --veth--  10.98.2.2
@@ -32,8 +32,8 @@ One client with two control connections at once, to servers on different sides, 
 PORT on the older one still names its own server's side. Last, a publishing rule for FTP
 without full proxy must stop the gateway at start-up with the rule's file:line.
 
-Root, `ip`, vsftpd and curl are needed (vsftpd and lftp are installed when missing); otherwise
-exit 77 with the reason.
+Root, `ip`, vsftpd, curl and lftp are needed (./run test installs them); otherwise exit 77
+with the reason.
 SPDX-License-Identifier: MIT
 """
 import hashlib
@@ -49,6 +49,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
 from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+import nstopo  # noqa: E402
+from nstopo import sh  # noqa: E402
 
 C4, G4_IN, G4_OUT, S4 = "10.98.1.2", "10.98.1.1", "10.98.2.1", "10.98.2.2"
 C6, G6_IN, G6_OUT, S6 = "fd98:1::2", "fd98:1::1", "fd98:2::1", "fd98:2::2"
@@ -56,13 +58,6 @@ FTP_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"
 PREFIX = "fwxdh-"
 SOCKS_PORT = 1080
 PAYLOAD_SIZE = 300 * 1024
-
-
-def sh(*argv, ok=True, timeout=30):
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
-    if ok and r.returncode != 0:
-        raise Failure("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr.strip()))
-    return r
 
 
 def sha256(path):
@@ -73,52 +68,16 @@ def sha256(path):
     return h.hexdigest()
 
 
-class Topology:
+class Topology(nstopo.Bed):
     """Three namespaces, two veth pairs, IPv4 and IPv6 on both sides; forwarding off in the
-    gateway. down() deletes them (and stale ones of dead runs go at the next start)."""
+    gateway (user mode: nothing crosses it but what fwx relays). down() deletes them (and stale
+    ones of dead runs go at the next start)."""
 
     def __init__(self):
-        me = os.getpid()
-        self.names = {k: "%s%d-%s" % (PREFIX, me, k) for k in ("c", "g", "s")}
-
-    @staticmethod
-    def cleanup_stale():
-        r = sh("ip", "netns", "list", ok=False)
-        for line in r.stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
-            if not name.startswith(PREFIX):
-                continue
-            pid = name[len(PREFIX):].split("-")[0]
-            if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
-                sh("ip", "netns", "del", name, ok=False)
-
-    def up(self):
-        c, g, s = self.names["c"], self.names["g"], self.names["s"]
-        for n in (c, g, s):
-            sh("ip", "netns", "add", n)
-        sh("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0", "netns", g)
-        sh("ip", "-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "sv0", "netns", g)
-        for ns in (c, g, s):
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        for ns, dev, a4, a6 in ((c, "eth0", C4, C6), (g, "cl0", G4_IN, G6_IN), (g, "sv0", G4_OUT, G6_OUT),
-                                (s, "eth0", S4, S6)):
-            sh("ip", "-n", ns, "addr", "add", a4 + "/24", "dev", dev)
-            sh("ip", "-n", ns, "-6", "addr", "add", a6 + "/64", "dev", dev, "nodad")
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        sh("ip", "-n", c, "route", "add", "default", "via", G4_IN)
-        sh("ip", "-n", c, "-6", "route", "add", "default", "via", G6_IN)
-        sh("ip", "-n", s, "route", "add", "default", "via", G4_OUT)
-        sh("ip", "-n", s, "-6", "route", "add", "default", "via", G6_OUT)
-        # User mode: nothing crosses the gateway but what fwx relays.
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=0")
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=0")
-
-    def down(self):
-        for n in self.names.values():
-            sh("ip", "netns", "del", n, ok=False)
-
-    def wrap(self, key, argv):
-        return ["ip", "netns", "exec", self.names[key]] + list(argv)
+        super().__init__(PREFIX, "g", {
+            "c": nstopo.Side("cl0", [C4 + "/24", C6 + "/64"], [G4_IN + "/24", G6_IN + "/64"]),
+            "s": nstopo.Side("sv0", [S4 + "/24", S6 + "/64"], [G4_OUT + "/24", G6_OUT + "/64"])},
+            forwarding=False)
 
     def listening(self, key, port):
         r = sh(*self.wrap(key, ["ss", "-Hltn", "( sport = :%d )" % port]), ok=False)
@@ -386,34 +345,15 @@ def lftp_cell(topo, tmp, cells, server, gw_ip, port, mode, gw_addr, server_verbs
     cells.server_saw(what, server.wait_226(off, what), server_verbs, gw_addr)
 
 
-def apt_install(pkgs):
-    """apt-get install, never removing anything (FTP server packages conflict with one another);
-    the system service a server package starts is stopped: this test runs its own."""
-    if shutil.which("apt-get") is None:
-        return False
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    cmd = ["apt-get", "install", "-y", "-qq", "--no-remove", "--no-install-recommends",
-           "-o", "DPkg::Lock::Timeout=120"] + pkgs
-    ok = subprocess.run(cmd, capture_output=True, env=env, timeout=600).returncode == 0
-    if "vsftpd" in pkgs:
-        if shutil.which("systemctl") and os.path.isdir("/run/systemd/system"):
-            subprocess.run(["systemctl", "disable", "--now", "vsftpd"], capture_output=True, timeout=60)
-        elif shutil.which("service"):
-            subprocess.run(["service", "vsftpd", "stop"], capture_output=True, timeout=60)
-    return ok
-
-
 def find_vsftpd():
-    """The vsftpd binary: installed, or unpacked by the FTP matrix (tests/ftp-matrix, when apt
-    refused it beside another FTP server), or installed now."""
+    """The vsftpd binary: installed (./run test installs it), or unpacked into the FTP matrix's
+    cache (tests/ftp-matrix/README.md, "Packages")."""
     cache = os.environ.get("FWX_FTP_MATRIX_CACHE", "/var/cache/fwx-ftp-matrix")
     places = ["/usr/sbin/vsftpd", os.path.join(cache, "root", "usr", "sbin", "vsftpd")]
     for p in places:
         if os.access(p, os.X_OK):
             return p
-    log("installing vsftpd")
-    apt_install(["vsftpd"])
-    return places[0] if os.access(places[0], os.X_OK) else None
+    return None
 
 
 # One client, two control connections at once: to the IPv4 server (10.98.1.1:21) and, opened
@@ -458,19 +398,14 @@ def run(tmp):
             skip("no %s command" % tool)
     vsftpd = find_vsftpd()
     if vsftpd is None:
-        skip("vsftpd is not installed and apt-get could not install it")
+        skip("vsftpd is not installed (Debian package vsftpd; ./run test installs it)")
     if shutil.which("lftp") is None:
-        apt_install(["lftp"])
+        skip("lftp is not installed (Debian package lftp; ./run test installs it)")
     plugin = os.environ.get("FWX_FTP_PLUGIN")
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
-    Topology.cleanup_stale()
     topo = Topology()
-    try:
-        topo.up()
-    except Failure as e:
-        topo.down()
-        skip("cannot make network namespaces here: %s" % e)
+    topo.up_or_skip()
     servers = []
     try:
         srv = os.path.join(tmp, "srv")
@@ -535,15 +470,12 @@ def scenario(tmp, topo, plugin, payload, v4, v6):
     two_servers_one_client(topo, tmp, cells, v4)
 
     # lftp, active and passive, no silent fallback to passive.
-    if shutil.which("lftp"):
-        for mode in ("PORT", "EPSV"):
-            lftp_cell(topo, tmp, cells, v4, G4_IN, 21, mode, G4_OUT, (mode,))
-        # IPv6: lftp speaks EPRT/EPSV; also to the IPv4-only server across families.
-        lftp_cell(topo, tmp, cells, v6, G6_IN, 21, "EPRT", G6_OUT, ("EPRT",))
-        lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPRT", G4_OUT, ("EPRT", "PORT"))
-        lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPSV", G4_OUT, ("EPSV", "PASV"))
-    else:
-        log("note: no lftp here; its cells are not run")
+    for mode in ("PORT", "EPSV"):
+        lftp_cell(topo, tmp, cells, v4, G4_IN, 21, mode, G4_OUT, (mode,))
+    # IPv6: lftp speaks EPRT/EPSV; also to the IPv4-only server across families.
+    lftp_cell(topo, tmp, cells, v6, G6_IN, 21, "EPRT", G6_OUT, ("EPRT",))
+    lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPRT", G4_OUT, ("EPRT", "PORT"))
+    lftp_cell(topo, tmp, cells, v4, G6_IN, 2121, "EPSV", G4_OUT, ("EPSV", "PASV"))
 
     # SOCKS5 (explicit client), passive and active: the data connection of PASV/EPSV is a
     # SOCKS CONNECT to the server's data port that the filter's permission admits, made from

@@ -1,4 +1,4 @@
-"""fwx-gateway does not relay to itself (issue 16, item 5), in network namespaces this script
+"""fwx-gateway does not relay to itself, in network namespaces this script
 creates and deletes itself:
 
   client ns 10.97.1.2 --veth-- 10.97.1.1 gateway ns 10.97.2.1 --veth-- 10.97.2.2 server ns
@@ -19,16 +19,16 @@ namespace then asks for:
 Root and `ip` are needed; otherwise exit 77 with the reason.
 SPDX-License-Identifier: MIT
 """
-import ctypes
 import os
 import socket
 import struct
 import subprocess
 import sys
-import threading
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
 from gwtest import Failure, Gateway, check, log, main, skip, write_file  # noqa: E402
+import nstopo  # noqa: E402
+from nstopo import sh  # noqa: E402
 
 CLIENT, GW_IN, GW_OUT, SERVER = "10.97.1.2", "10.97.1.1", "10.97.2.1", "10.97.2.2"
 ADDED = "10.97.2.9"
@@ -36,83 +36,18 @@ SOCKS_PORT = 1080
 SVC_PORT = 7100
 TIMEOUT = 5.0
 PREFIX = "fwxs-"
-CLONE_NEWNET = 0x40000000
-libc = ctypes.CDLL(None, use_errno=True)
 
 
-def sh(*argv, ok=True):
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
-    if ok and r.returncode != 0:
-        raise Failure("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr.strip()))
-    return r
-
-
-class Topo:
+class Topo(nstopo.Bed):
     """Three namespaces named with this pid, two veth pairs, forwarding off in the gateway."""
 
     def __init__(self):
-        self.names = {k: "%s%d-%s" % (PREFIX, os.getpid(), k) for k in ("c", "g", "s")}
-        self.fds = {}
-
-    @staticmethod
-    def cleanup_stale():
-        for line in sh("ip", "netns", "list", ok=False).stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
-            pid = name[len(PREFIX):].split("-")[0] if name.startswith(PREFIX) else ""
-            if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
-                sh("ip", "netns", "del", name, ok=False)
-
-    def up(self):
-        c, g, s = self.names["c"], self.names["g"], self.names["s"]
-        for n in (c, g, s):
-            sh("ip", "netns", "add", n)
-        sh("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0", "netns", g)
-        sh("ip", "-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "sv0", "netns", g)
-        for ns, dev, addr in ((c, "eth0", CLIENT), (g, "cl0", GW_IN), (g, "sv0", GW_OUT), (s, "eth0", SERVER)):
-            sh("ip", "-n", ns, "addr", "add", addr + "/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        for ns in (c, g, s):
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", c, "route", "add", "default", "via", GW_IN)
-        sh("ip", "-n", s, "route", "add", "default", "via", GW_OUT)
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=0")
-        for k, n in self.names.items():
-            self.fds[k] = os.open("/run/netns/" + n, os.O_RDONLY)
-
-    def down(self):
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds = {}
-        for n in self.names.values():
-            sh("ip", "netns", "del", n, ok=False)
-
-    def run_in(self, key, fn):
-        """Runs fn() on a thread that entered namespace `key`; the sockets it makes stay there."""
-        out = {}
-
-        def body():
-            try:
-                if libc.setns(self.fds[key], CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-                out["v"] = fn()
-            except BaseException as e:  # handed to the caller
-                out["e"] = e
-        t = threading.Thread(target=body)
-        t.start()
-        t.join(30)
-        if "e" in out:
-            raise out["e"]
-        return out.get("v")
+        super().__init__(PREFIX, "g", {"c": nstopo.Side("cl0", [CLIENT + "/24"], [GW_IN + "/24"]),
+                                       "s": nstopo.Side("sv0", [SERVER + "/24"], [GW_OUT + "/24"])},
+                         forwarding=False)
 
     def listener(self, key, ip, port):
-        def mk():
-            s = socket.socket()
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            s.bind((ip, port))
-            s.listen(8)
-            s.settimeout(TIMEOUT)
-            return s
-        return self.run_in(key, mk)
+        return super().listener(key, ip, port, TIMEOUT)
 
     def connect(self, key, ip, port, src=None):
         def mk():
@@ -215,13 +150,8 @@ def run(tmp):
         skip("needs root (network namespaces)")
     if subprocess.run(["sh", "-c", "command -v ip"], capture_output=True).returncode != 0:
         skip("no ip command")
-    Topo.cleanup_stale()
     topo = Topo()
-    try:
-        topo.up()
-    except Failure as e:
-        topo.down()
-        skip("cannot make network namespaces here: %s" % e)
+    topo.up_or_skip()
     try:
         scenario(tmp, topo)
     finally:

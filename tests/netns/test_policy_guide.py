@@ -1,4 +1,4 @@
-"""The small site of doc/policy.md, run exactly as the guide prints it (issue 17, item 3).
+"""The small site of doc/policy.md, run exactly as the guide prints it.
 
 The configuration block marked "# fwx small site" is taken out of doc/policy.md unchanged and
 given to the real fwx-gateway (only --plugin-dir and --control are added on the command line)
@@ -38,6 +38,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
 from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+import nstopo  # noqa: E402
+from nstopo import sh  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DOC = os.path.join(HERE, "..", "..", "doc", "policy.md")
@@ -50,13 +52,6 @@ PREFIX = "fwxpg-"
 CURL_TIMEOUT = 20
 
 
-def sh(*argv, ok=True, timeout=30):
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout)
-    if ok and r.returncode != 0:
-        raise Failure("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr.strip()))
-    return r
-
-
 def guide_config():
     """The fenced block of doc/policy.md that holds MARK, byte for byte."""
     with open(DOC) as f:
@@ -67,42 +62,19 @@ def guide_config():
     raise Failure("doc/policy.md has no code block marked %r" % MARK)
 
 
-class Site:
+class Site(nstopo.Bed):
     """Four namespaces: lan, gw, dmz, net (the Internet), joined to gw by three veth pairs."""
 
     def __init__(self):
-        me = os.getpid()
-        self.ns = {k: "%s%d-%s" % (PREFIX, me, k) for k in ("lan", "gw", "dmz", "net")}
-        self.procs = []
-
-    @staticmethod
-    def cleanup_stale():
-        for line in sh("ip", "netns", "list", ok=False).stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
-            pid = name[len(PREFIX):].split("-")[0] if name.startswith(PREFIX) else ""
-            if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
-                sh("ip", "netns", "del", name, ok=False)
-
-    def up(self):
-        for n in self.ns.values():
-            sh("ip", "netns", "add", n)
-        g = self.ns["gw"]
-        for side, dev, addr, gaddr in (("lan", "lan0", LAN, GW_LAN), ("dmz", "dmz0", DMZ, GW_DMZ),
-                                       ("net", "ext0", NET, GW_NET)):
-            n = self.ns[side]
-            sh("ip", "-n", n, "link", "add", "eth0", "type", "veth", "peer", "name", dev, "netns", g)
-            sh("ip", "-n", n, "addr", "add", addr + "/24", "dev", "eth0")
-            sh("ip", "-n", g, "addr", "add", gaddr + "/24", "dev", dev)
-            sh("ip", "-n", n, "link", "set", "eth0", "up")
-            sh("ip", "-n", g, "link", "set", dev, "up")
-        for n in self.ns.values():
-            sh("ip", "-n", n, "link", "set", "lo", "up")
         # The LAN and the DMZ route through the gateway; the Internet knows only its own
-        # network (203.0.113.0/24): it cannot address the LAN or the DMZ at all.
-        sh("ip", "-n", self.ns["lan"], "route", "add", "default", "via", GW_LAN)
-        sh("ip", "-n", self.ns["dmz"], "route", "add", "default", "via", GW_DMZ)
-        # As the guide says: the nft backend routes, so the gateway forwards.
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        # network (203.0.113.0/24): it cannot address the LAN or the DMZ at all. As the guide
+        # says: the nft backend routes, so the gateway forwards.
+        super().__init__(PREFIX, "gw", {"lan": nstopo.Side("lan0", [LAN + "/24"], [GW_LAN + "/24"]),
+                                        "dmz": nstopo.Side("dmz0", [DMZ + "/24"], [GW_DMZ + "/24"]),
+                                        "net": nstopo.Side("ext0", [NET + "/24"], [GW_NET + "/24"], route=False)},
+                         forwarding=True)
+        self.ns = self.names
+        self.procs = []
 
     def down(self):
         for p in self.procs:
@@ -112,8 +84,7 @@ class Site:
                     p.wait(5)
                 except subprocess.TimeoutExpired:
                     pass
-        for n in self.ns.values():
-            sh("ip", "netns", "del", n, ok=False)
+        super().down()
 
     def run(self, side, *argv, timeout=30):
         return subprocess.run(["ip", "netns", "exec", self.ns[side]] + list(argv), capture_output=True,
@@ -219,13 +190,9 @@ def run(tmp):
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
     cfg_text = guide_config()
-    Site.cleanup_stale()
     site = Site()
     try:
-        try:
-            site.up()
-        except Failure as e:
-            skip("cannot make network namespaces here: %s" % e)
+        site.up_or_skip()
         scenario(tmp, site, vsftpd, plugin, cfg_text)
     except BaseException:
         for g in list(Gateway.running):

@@ -92,7 +92,7 @@ static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFire
     tp_session_filter *sf = sf_from(This);
     tp_control *ctl = &fwx_test_control;
     if (sf->detached) {
-        /* T16: a detached session filter refuses further events. */
+        /* T16 (doc/sdk-rules.md): a detached session filter refuses further events. */
         ctl->n_after_detach++;
         return FWX_E_TERMINATING;
     }

@@ -9,7 +9,7 @@ records what reaches the server. Asserted, per request:
   - well-formed RRQ/WRQ (with blksize/tsize/timeout/windowsize options): reaches the server byte
     for byte, and the gateway logs the permission (UDP, once, timeout) to the client's address
     and port, through the plugin's host log;
-  - catalog row 63 (no NUL, unknown mode, 600-byte filename, opcode 0/7), row 64 (blksize 7 and
+  - catalog row 63 of doc/security.md (no NUL, unknown mode, 600-byte filename, opcode 0/7), row 64 (blksize 7 and
     65465, windowsize 70000, duplicate option, tsize negative), row 60 (source port 53), row 65
     (tiny and ERROR datagrams): the exact ERROR code back to the client (or, for a privileged
     port, an ERROR and a tiny datagram, no answer at all), never longer than the request, never
@@ -19,7 +19,7 @@ Not asserted here: the transfer itself. The proxy backend does not yet carry a U
 from the server's new port (plugins/tftp/README.md, "Status"); real_clients.py covers the
 transfers without a gateway.
 
-Needs root, iproute2, tftpd-hpa (installed with apt-get when missing). Exits 77 (skipped)
+Needs root, iproute2, tftpd-hpa (./run test installs it). Exits 77 (skipped)
 saying why otherwise.
   gateway.py BUILD_DIR
 """
@@ -34,7 +34,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import real_clients as rc  # noqa: E402  (shared helpers: run, skip, apt_install, CAPTURE)
+import real_clients as rc  # noqa: E402  (shared helpers: run, skip, need_programs, CAPTURE)
 
 PID = os.getpid()
 NS = {k: "fwxtgw-%d-%s" % (PID, k) for k in ("c", "g", "s")}
@@ -120,10 +120,7 @@ def main():
         rc.skip("iproute2 is not installed")
     if not os.access(gw_exe, os.X_OK) or not os.path.exists(os.path.join(plugin_dir, "tftp.so")):
         rc.skip("fwx-gateway or tftp.so is not built under " + build)
-    if not shutil.which("in.tftpd"):
-        if not shutil.which("apt-get") or not rc.apt_install(["tftpd-hpa"]):
-            rc.skip("cannot install tftpd-hpa")
-        rc.quiet_service("tftpd-hpa")
+    rc.need_programs((("tftpd-hpa", "in.tftpd"),))
     probe = "fwxtgw-%d-probe" % PID
     r, out = rc.run(["ip", "netns", "add", probe])
     if r != 0:

@@ -9,9 +9,8 @@ socket) must pass plugins/tftp/tftp_parse.c unchanged, with the options the clie
 This proves the strict parser refuses nothing real clients send; it claims no gateway mode (the
 gateway path needs the core pieces listed in plugins/tftp/README.md).
 
-Needs root, iproute2 and the Debian packages tftpd-hpa, tftp-hpa, atftp and curl, which it
-installs with apt-get when missing (and stops the tftpd-hpa service that installing may start).
-Exits 77 (skipped) with the reason when it cannot run here.
+Needs root, iproute2 and the Debian packages tftpd-hpa, tftp-hpa, atftp and curl, which
+./run test installs (stopping the tftpd-hpa service that installing starts). Exits 77 (skipped) with the reason when it cannot run here.
   real_clients.py BUILD_DIR
 """
 import hashlib
@@ -24,7 +23,6 @@ import tempfile
 import time
 
 SKIP = 77
-APT_ENV = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
 PID = os.getpid()
 NS_C, NS_S = "fwxtftp-%d-c" % PID, "fwxtftp-%d-s" % PID
 VETH_C, VETH_S = "ftc%d" % (PID % 100000), "fts%d" % (PID % 100000)
@@ -67,24 +65,13 @@ def skip(why):
     sys.exit(SKIP)
 
 
-def apt_install(pkgs):
-    cmd = ["apt-get", "install", "-y", "-qq", "--no-remove", "--no-install-recommends",
-           "-o", "DPkg::Lock::Timeout=120"] + pkgs
-    rc, _ = run(cmd, timeout=600, env=APT_ENV)
-    if rc != 0:
-        run(["apt-get", "update", "-qq", "-o", "DPkg::Lock::Timeout=120"], timeout=300, env=APT_ENV)
-        rc, _ = run(cmd, timeout=600, env=APT_ENV)
-    return rc == 0
-
-
-def quiet_service(name):
-    """The test runs its own in.tftpd in a namespace; a system service is stopped."""
-    if os.path.isdir("/run/systemd/system") and shutil.which("systemctl"):
-        run(["systemctl", "disable", "--now", name], timeout=30)
-    if shutil.which("invoke-rc.d"):
-        run(["invoke-rc.d", name, "stop"], timeout=30)
-    if shutil.which("update-rc.d"):
-        run(["update-rc.d", name, "disable"], timeout=30)
+def need_programs(progs):
+    """Skips, naming the Debian packages, unless every (package, program) is installed. ./run
+    test installs them (and stops the tftpd-hpa service the package starts); the tests only
+    look."""
+    missing = ["%s (Debian package %s)" % (b, p) for p, b in progs if not shutil.which(b)]
+    if missing:
+        skip("not installed: %s; ./run test installs them" % ", ".join(missing))
 
 
 def sha(path):
@@ -125,16 +112,7 @@ def main():
         skip("iproute2 is not installed")
     if not os.access(judge, os.X_OK):
         skip("tftp_judge is not built at " + judge)
-    need = [p for p, b in (("tftpd-hpa", "in.tftpd"), ("tftp-hpa", "tftp"), ("atftp", "atftp"), ("curl", "curl"))
-            if not shutil.which(b)]
-    if need:
-        if not shutil.which("apt-get") or not apt_install(need):
-            skip("cannot install " + " ".join(need))
-        if "tftpd-hpa" in need:
-            quiet_service("tftpd-hpa")
-    for b in ("in.tftpd", "tftp", "atftp", "curl"):
-        if not shutil.which(b):
-            skip(b + " is not available")
+    need_programs((("tftpd-hpa", "in.tftpd"), ("tftp-hpa", "tftp"), ("atftp", "atftp"), ("curl", "curl")))
     rc, out = run(["ip", "netns", "add", "fwxtftp-%d-probe" % PID])
     if rc != 0:
         skip("cannot create a network namespace: " + out.strip())

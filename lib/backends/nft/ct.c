@@ -16,7 +16,7 @@
  * what is left of its container before anything under it is read, fixed-size payloads must
  * have exactly their size, values are copied out with memcpy (no unaligned loads), unknown
  * attributes are skipped, and a message that does not fit is counted and dropped (the
- * gateway's catalog rows 34-35: decoders die on lengths).
+ * attack catalog's rows 34-35 in doc/security.md: decoders die on lengths).
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/ct.h"

@@ -209,12 +209,12 @@ static const char *const state_names[] = {"NOT_REDIRECTED", "REDIRECTED_BY_SELF"
                                           "PREVIOUSLY_REDIRECTED_BY_SELF"};
 
 /*
- * The redirect record of an intercepted flow (issue 6): the one an earlier hop on this host
+ * The redirect record of an intercepted flow: the one an earlier hop on this host
  * left in the registry, or a new one with the original destination and, for a local process,
  * the original application. This instance's hop is pushed unless the record says it has
  * redirected the flow before: then the flow has come back (a relay in the path dropped the
- * mark), and it is refused (W2/W4: never redirect twice). The destination must not be one of
- * fwx's own listeners. FWX_E_REDIRECT_LOOP when refused.
+ * mark), and it is refused (W2/W4 of doc/sdk-rules.md: never redirect twice). The
+ * destination must not be one of fwx's own listeners. FWX_E_REDIRECT_LOOP when refused.
  */
 static fwx_result redirect_record(irelay *r, const struct sockaddr_storage *peer, const struct sockaddr_storage *orig)
 {

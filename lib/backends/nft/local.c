@@ -1,5 +1,5 @@
 /*
- * fwx - local redirection's helper for the "nft" backend (issue 6): the original application
+ * fwx - local redirection's helper for the "nft" backend: the original application
  * of a locally redirected connection. sock_diag gives the client socket's uid and inode (by its
  * exact tuple), /proc the process holding that inode and its cgroup. The registry that carries
  * records between processes is lib/core/redirect_registry.c; the rules are in nft.c

@@ -378,7 +378,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, const fwx__grant *c
             return hr;
     }
     /* Who may use the port: a redirect port, the session's client; a bound port, the external
-       peers of the session's primary connections (the core's own rule, catalog #23). */
+       peers of the session's primary connections (the core's own rule, catalog #23 in doc/security.md). */
     const char *set = (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once";
     bool masq = (g->flags & FWX_FLAG_PROXY_MODE) != 0;
     /* A UDP bound port carries datagrams to the client only, unless BIDIRECTIONAL (as the
@@ -827,7 +827,7 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         return FWX_E_NOT_SUPPORTED;
     }
 
-    /* Closed from the first moment (issue 16, item 1): a table left by a crash or by a clean
+    /* Closed from the first moment: a table left by a crash or by a clean
        stop is replaced, in one batch, by the closed table, in which the probe runs; the whole
        ruleset then replaces that in one batch too. The forward hook never lacks a drop. */
     errno = 0;
@@ -1218,7 +1218,7 @@ static fwx_result n_grant_remove(void *state, uint64_t id)
     return FWX_S_OK;
 }
 
-/* A session's end: every element of its grants in one transaction (issue 16, item 11). One
+/* A session's end: every element of its grants in one transaction. One
    batch per grant cost ~0.6 ms each, so the last of 9,850 permissions was still usable 6 s
    after the first was withdrawn. An element two of these grants share is deleted once (with
    the last of them); one no other grant shares is deleted. If the batch fails (an element the
@@ -1500,7 +1500,7 @@ bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a)
     return fwx__firewall_is_local(fw, a) || fwx__sa_is_unspecified(a);
 }
 
-/* ---- local redirection (issue 6) ------------------------------------------------------------ */
+/* ---- local redirection ------------------------------------------------------------ */
 
 /* A cgroup v2 path as nft takes it: "/a/b" of safe characters; its level (components). */
 static int cgroup_level(const char *p)

@@ -133,7 +133,7 @@
     "    comment \"the same, IPv6\"; }\n"
 
 /* input, filter: fwx's interception listener takes only what the redirect rules above deliver
-   (issue 16 item 13). It listens on the wildcard address because REDIRECT delivers to the
+  . It listens on the wildcard address because REDIRECT delivers to the
    address of whichever interface the flow came in on (or loopback, for local redirection), so
    the bind cannot say it; the kernel does: a connection to its port that was not redirected
    (no DNAT in its conntrack status) is dropped before it is accepted, and so costs no log line.
@@ -196,7 +196,7 @@
     "    comment \"compiled from the policy: masquerade for nat relationships\"\n"                           \
     "  }\n"
 
-/* What a stopped gateway leaves behind (issue 16, item 1), unless the host chose
+/* What a stopped gateway leaves behind, unless the host chose
    kernel_open_on_stop: its table replaced in one batch by this one, which drops every
    forwarded packet (established flows included: nothing inspects them any more) and leaves the
    gateway's own input and output alone. The next start replaces it in one batch again, so the

@@ -1,5 +1,5 @@
 /*
- * fwx - the proxy backend out of file descriptors (issue 16, item 9).
+ * fwx - the proxy backend out of file descriptors.
  *
  * Every relayed connection costs descriptors beyond the accepted one: a copy for the pump, the
  * upstream socket, a pipe per direction once bytes flow. When they run out, a connection used

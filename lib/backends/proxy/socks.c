@@ -200,7 +200,7 @@ static int rep_for(fwx_result hr)
 }
 
 /* Counts one of kind against the client's caps; refuses the request (and logs which cap) if
-   it is over one: reply 2 for the client's own cap, 1 for the gateway's (issue 16, item 8). */
+   it is over one: reply 2 for the client's own cap, 1 for the gateway's. */
 static bool take_cap(socks_client *c, int kind, const char *what)
 {
     char why[160], msg[200];
@@ -250,7 +250,7 @@ static void connect_done(prelay *r, int status)
 
 /* Does a connection to dst reach one of the gateway's own listeners (SOCKS or publishing)?
    A SOCKS client could otherwise chain CONNECTs through the gateway dozens deep, each hop a new
-   session with the gateway as its client (issue 16, item 5). A listener on the unspecified
+   session with the gateway as its client. A listener on the unspecified
    address is reached through any local or loopback address (loopback_hosts or not). */
 static bool reaches_listener(const struct sockaddr *l, const struct sockaddr *dst, fwx_firewall *fw)
 {
@@ -322,7 +322,7 @@ static void do_connect(socks_client *c)
     fwx_result hr = fwx_firewall_admit_in_session(st->fw, r->ps->session, &flow, &conn);
     if (hr == FWX_E_NOT_FOUND) {
         /* By name: the policy decides by the name asked for (domain sets) and by the address it
-           resolved to (networks, address sets), both at once (issue 16, item 2). */
+           resolved to (networks, address sets), both at once. */
         fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, dst, fwx__sa_len(dst),
                                     (struct sockaddr *)&c->local, fwx__sa_len((struct sockaddr *)&c->local),
                                     c->host[0] ? c->host : NULL, 0, 0, NULL};
@@ -413,7 +413,7 @@ static void on_bind_accept(uv_stream_t *server, int status)
     fwx_result hr = fwx_firewall_admit_in_session(st->fw, c->ps ? c->ps->session : NULL, &flow, &conn);
     st->pending = NULL;
     if (FWX_FAILED(hr)) {
-        /* Not approved (yet): discarded silently, the bind keeps waiting (T11). */
+        /* Not approved (yet): discarded silently, the bind keeps waiting (T11, doc/sdk-rules.md). */
         close(fd);
         r->internal_fd = -1;
         close(cfd);

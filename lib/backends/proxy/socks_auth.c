@@ -1,6 +1,6 @@
 /*
  * fwx - SOCKS5 username/password authentication (RFC 1929) for the proxy backend's SOCKS
- * listeners (issue 16, item 14), so that the policy's `users` rules mean something for explicit
+ * listeners, so that the policy's `users` rules mean something for explicit
  * clients: the name a client authenticated with becomes its session's user.
  *
  * The credentials file has one `user:hash` per line (`#` starts a comment), the hash a crypt(3)

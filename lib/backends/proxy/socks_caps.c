@@ -1,5 +1,5 @@
 /*
- * fwx - caps on what one SOCKS client can hold (issue 16, item 8); see socks_caps.h.
+ * fwx - caps on what one SOCKS client can hold; see socks_caps.h.
  *
  * Without them one client could hold 300 BINDs, and under a 64-descriptor limit 25 BINDs cut
  * off every other client. Clients are counted by address (a client's port changes with each

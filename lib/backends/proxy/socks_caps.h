@@ -1,5 +1,5 @@
 /*
- * fwx - caps on what one SOCKS client can hold (issue 16, item 8). Internal to the proxy backend.
+ * fwx - caps on what one SOCKS client can hold. Internal to the proxy backend.
  *
  * A SOCKS client (one address) holds control connections, BIND listeners, UDP associations and
  * name look-ups; each kind has a per-client cap and a global cap. A per-client cap is at most

@@ -333,7 +333,7 @@ static void on_port_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const stru
             return; /* refused: the core logged why; the datagram is dropped */
         }
         if (p->kind == UDP_PORT_GRANT && !(p->grant.flags & FWX_FLAG_ALLOW_MULTIPLE))
-            p->accepting = false; /* one source only (T3 for UDP) */
+            p->accepting = false; /* one source only (T3 for UDP, doc/sdk-rules.md) */
     }
     fwx__proxy_udp_flow_send(f, (const uint8_t *)buf->base, (size_t)n);
 }

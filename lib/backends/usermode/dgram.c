@@ -97,7 +97,7 @@ static bool deliver(fwx__dgram *d, dsock *s, const uint8_t *data, uint32_t len)
         return false;
     }
     if (len > cap) {
-        /* T18: a datagram larger than the receive buffer is dropped, never cut. */
+        /* T18 (doc/sdk-rules.md): a datagram larger than the receive buffer is dropped, never cut. */
         drop(d, s, len, cap, "larger than the data filter's receive buffer, bytes");
         return false;
     }

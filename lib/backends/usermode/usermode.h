@@ -84,8 +84,8 @@ static inline void fwx__pump_abort(fwx__pump *p) { fwx_pump_abort(p); }
  *   end of a virtual pair (a closed other end: UV_EPIPE). A zero-length Send completes and
  *   carries nothing. SendTo is Send: each side has one peer.
  * - One Recv takes one whole datagram. Recv(NULL) allocates a read-only buffer of the
- *   connection's buffer size (SetBufferSize; 4096 bytes for UDP by default, T18), read at each
- *   Recv. A datagram larger than the receive buffer is dropped, never cut: counted
+ *   connection's buffer size (SetBufferSize; 4096 bytes for UDP by default, T18 of
+ *   doc/sdk-rules.md), read at each Recv. A datagram larger than the receive buffer is dropped, never cut: counted
  *   (fwx_firewall_datagrams_dropped), the first of a flow logged, and the Recv stays pending
  *   for the next. A Recv on a real socket reports the side's peer as ExternalAddress.
  * - A socket holds up to 64 datagrams while its filter has no Recv pending; more are dropped
