@@ -412,6 +412,16 @@ void *fwx_firewall_backend_state(fwx_firewall *fw)
     return &M.st;
 }
 
+/* The proxy backend's identity, which socks.c and socks_caps.c look their state up by (through
+   a wrapping backend, if any): the model has the one state. */
+const fwx_backend fwx__proxy_backend = {.version = 1, .name = "proxy"};
+
+void *fwx_firewall_backend_state_of(fwx_firewall *fw, const fwx_backend *backend)
+{
+    (void)fw;
+    return backend == &fwx__proxy_backend ? &M.st : NULL;
+}
+
 bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
 {
     (void)fw;

@@ -1,5 +1,5 @@
 /*
- * fwx tests - what operators' tools ask of the core (issue 15): fwx_firewall_kill,
+ * fwx tests - what operators' tools ask of the core: fwx_firewall_kill,
  * fwx_firewall_explain, the event sink and plugin call timing (lib/core/events.c).
  *
  * The network: client C 10.0.0.8 inside, gateway 203.0.113.1 outside, server S

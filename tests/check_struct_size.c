@@ -262,8 +262,16 @@ START_TEST(stats_written_up_to_the_callers_size)
     ck_assert_uint_eq(st->plugins, 0);
     ck_assert(untouched_from(&g, sizeof *st));
 
+    /* 0: a zeroed struct of a caller built against fwx 1.0 (when fwx set the size itself): the
+       first size is written, struct_size stays 0, nothing past the first size. */
+    guarded_fill(&g, 0);
+    TU_EXPECT_HR(fwx_firewall_get_stats(f.fw, (fwx_firewall_stats *)(void *)g.s.bytes), FWX_S_OK);
+    ck_assert_uint_eq(size_field(&g), 0);
+    ck_assert_uint_eq(st->sessions, 1);
+    ck_assert(untouched_from(&g, FWX__FIRST_FIREWALL_STATS));
+
     /* Too small or too large: refused, logged, nothing written, struct_size left alone. */
-    static const uint32_t bad[] = {0, 4, sizeof(fwx_firewall_stats) - 4, sizeof(fwx_firewall_stats) + 4};
+    static const uint32_t bad[] = {4, sizeof(fwx_firewall_stats) - 4, sizeof(fwx_firewall_stats) + 4};
     for (size_t k = 0; k < FWX__ARRAY_SIZE(bad); k++) {
         guarded_fill(&g, bad[k]);
         TU_EXPECT_HR(fwx_firewall_get_stats(f.fw, (fwx_firewall_stats *)(void *)g.s.bytes), FWX_E_INVALIDARG);
@@ -445,11 +453,18 @@ START_TEST(redirect_structs)
     ck_assert_uint_eq(a->pid, 4242);
     ck_assert_str_eq(a->cgroup_path, "/user.slice");
     ck_assert(untouched_from(&g, sizeof *a));
-    for (size_t k = 0; k < FWX__ARRAY_SIZE(bad); k++) {
+    for (size_t k = 1; k < FWX__ARRAY_SIZE(bad); k++) { /* bad[0] is 0: see below */
         guarded_fill(&g, bad[k]);
         TU_EXPECT_HR(fwx_redirect_record_original_app(rec, (fwx_redirect_app *)(void *)g.s.bytes), FWX_E_INVALIDARG);
         ck_assert(untouched_from(&g, sizeof(uint32_t)));
     }
+    /* An output struct_size of 0 is the first size (callers built against fwx 1.0). */
+    ck_assert_uint_eq(bad[0], 0);
+    guarded_fill(&g, 0);
+    TU_EXPECT_HR(fwx_redirect_record_original_app(rec, (fwx_redirect_app *)(void *)g.s.bytes), FWX_S_OK);
+    ck_assert_uint_eq(size_field(&g), 0);
+    ck_assert_uint_eq(a->pid, 4242);
+    ck_assert(untouched_from(&g, FWX__FIRST_REDIRECT_APP));
 
     /* A hop to describe. */
     uv_loop_t loop;
@@ -467,7 +482,12 @@ START_TEST(redirect_structs)
     ck_assert(fwx_guid_equal(&hop->provider, &prov));
     ck_assert_ptr_eq(hop->handle, h);
     ck_assert(untouched_from(&g, sizeof *hop));
-    static const uint32_t bad_hop[] = {0, sizeof(fwx_redirect_hop) - 8, sizeof(fwx_redirect_hop) + 8};
+    guarded_fill(&g, 0); /* 0: the first size, as above */
+    TU_EXPECT_HR(fwx_redirect_record_hop(rec, 0, (fwx_redirect_hop *)(void *)g.s.bytes), FWX_S_OK);
+    ck_assert_uint_eq(size_field(&g), 0);
+    ck_assert(fwx_guid_equal(&hop->provider, &prov));
+    ck_assert(untouched_from(&g, FWX__FIRST_REDIRECT_HOP));
+    static const uint32_t bad_hop[] = {sizeof(fwx_redirect_hop) - 8, sizeof(fwx_redirect_hop) + 8};
     for (size_t k = 0; k < FWX__ARRAY_SIZE(bad_hop); k++) {
         guarded_fill(&g, bad_hop[k]);
         TU_EXPECT_HR(fwx_redirect_record_hop(rec, 0, (fwx_redirect_hop *)(void *)g.s.bytes), FWX_E_INVALIDARG);

@@ -27,6 +27,7 @@
 #include <sched.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -566,8 +567,9 @@ static const char *publish_policy(const uint16_t *ports, int n, uint16_t server)
 
 static unsigned live_connections(void)
 {
-    fwx_firewall_stats st;
-    fwx_firewall_get_stats(fw, &st);
+    fwx_firewall_stats st = {.struct_size = sizeof st};
+    if (FWX_FAILED(fwx_firewall_get_stats(fw, &st)))
+        return UINT_MAX; /* fails every "no connection left" check, and says why in the figure */
     return st.connections;
 }
 

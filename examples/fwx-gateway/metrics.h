@@ -1,5 +1,5 @@
 /*
- * fwx-gateway: Prometheus metrics (issue 15, item 6). The gateway's event sink counts what
+ * fwx-gateway: Prometheus metrics. The gateway's event sink counts what
  * the firewall reports (fwx_firewall_set_event_sink); the text exposition adds what it holds
  * now (fwx_firewall_get_stats, fwx_firewall_list), the plugins' handler times
  * (fwx_firewall_plugin_timings) and the loop's lag. `fwxctl metrics` reads it through the

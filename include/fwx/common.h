@@ -48,7 +48,10 @@
  * - **Output** (a struct the caller provides and fwx fills: ::fwx_firewall_stats,
  *   ::fwx_redirect_app from fwx_redirect_record_original_app(), ::fwx_redirect_hop): the caller
  *   sets `struct_size` before the call; fwx writes the fields up to that size and never past it,
- *   and never changes `struct_size`. An older caller simply gets the fields it knows.
+ *   and never changes `struct_size`. An older caller simply gets the fields it knows. A
+ *   `struct_size` of 0 means the first size, so that a caller built against fwx 1.0 (which set
+ *   the size itself) and zeroing the struct keeps working; any other size outside the range is
+ *   refused.
  * - **Initialisers** (fwx_firewall_options_init(), fwx_socks_limits_init()) are macros that
  *   pass `sizeof` of the caller's struct, so they fill exactly the caller's version and set its
  *   `struct_size` to it.

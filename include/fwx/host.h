@@ -724,7 +724,7 @@ FWX_API uint64_t fwx_firewall_datagrams_dropped(const fwx_firewall *fw);
 /** @} */
 
 /* ======================================================================================== */
-/* fwxctl-act (issue 15, items 5 and 6): acting on objects, explaining decisions, events and
+/* Operator tools: acting on objects, explaining decisions, events and
    plugin timing for operators' tools. Everything in this block is @since 1.1. */
 /* ======================================================================================== */
 /** @name Operator tools */

@@ -1,5 +1,5 @@
 /*
- * fwx - what operators' tools ask of a running firewall (issue 15): end an object by its id,
+ * fwx - what operators' tools ask of a running firewall: end an object by its id,
  * explain a policy decision, a stream of events, and how long plugins take.
  *
  * The event sink is called where the core already logs the same thing (session.c,

@@ -38,6 +38,10 @@ bool fwx__struct_init(void *out, uint32_t size, const void *defaults, size_t our
 bool fwx__struct_out(void *out, const void *local, size_t ours, size_t first)
 {
     uint32_t size = size_of(out);
+    /* 0: a zeroed struct of a caller built against fwx 1.0, when fwx set the size itself; such
+       a caller's struct is the first version. */
+    if (size == 0)
+        size = (uint32_t)first;
     if (!fwx__struct_size_ok(size, first, ours))
         return false;
     /* The caller's struct_size is its own: everything after it, and nothing past its size. */

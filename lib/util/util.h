@@ -107,7 +107,8 @@ bool fwx__struct_in(void *local, size_t ours, const void *in, size_t first);
 
 /*
  * An output struct: the library fills a whole local of its own, then copies it into out up to
- * the caller's struct_size, never past it, and leaves out's struct_size as the caller set it.
+ * the caller's struct_size (0: the first size, for callers built against fwx 1.0), never past it,
+ * and leaves out's struct_size as the caller set it.
  * False, with nothing written, when the size is not accepted (FWX_E_INVALIDARG).
  */
 bool fwx__struct_out(void *out, const void *local, size_t ours, size_t first);

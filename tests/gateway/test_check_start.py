@@ -1,4 +1,4 @@
-"""fwx-gateway --check refuses what would stop a start (issue 15, item 7): a metrics or SOCKS
+"""fwx-gateway --check refuses what would stop a start: a metrics or SOCKS
 address this host does not hold or another program listens on, a control socket another
 gateway already holds, a plugin that is not there; and a start with the same file fails the
 same way. A file that passes starts.

@@ -1,4 +1,4 @@
-"""fwxctl that acts, against a running fwx-gateway with real clients (issue 15, item 5):
+"""fwxctl that acts, against a running fwx-gateway with real clients:
 filters on lists, kill of a connection and of a session (the clients see their sockets end),
 explain (the decision with its rule, networks and relationship), reload, the event stream
 (text and --json) with the exact bytes a relayed connection carried, and a read-only

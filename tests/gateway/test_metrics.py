@@ -1,4 +1,4 @@
-"""Prometheus metrics of a running fwx-gateway (issue 15, item 6), scraped with curl from its
+"""Prometheus metrics of a running fwx-gateway, scraped with curl from its
 metrics_listen and read with `fwxctl metrics`: the figures move by exactly what real traffic
 did (a relayed connection's bytes, one session, one connection, one refusal, the plugin's
 handler calls); the HTTP listener answers only GET /metrics and refuses the rest; a reload

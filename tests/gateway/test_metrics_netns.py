@@ -1,5 +1,5 @@
 """Events and metrics of a transparent kernel-mode gateway (backend = "nft") on a two-sided
-topology this script creates and deletes itself (issue 15, items 5 and 6):
+topology this script creates and deletes itself:
 
   client ns 10.98.1.2 --veth-- 10.98.1.1 gateway ns 10.98.2.1 --veth-- 10.98.2.2 server ns
 
