@@ -76,6 +76,22 @@ typedef struct fwx__log_fold {
     char sample[120];   /* the first line folded, for the summary */
 } fwx__log_fold;
 
+/* Connection time limits (lib/core/timeouts.c): a wheel of one-second slots. A connection sits
+   in the slot of the second its nearest deadline falls in, as computed when it was placed;
+   data only records the loop's time on the connection, so a busy connection is looked at once
+   per idle period (then placed again), never per read. */
+#define FWX__TW_SLOTS 64
+typedef struct fwx__timeouts {
+    uint32_t idle_ms, handshake_ms; /* the firewall's defaults (fwx_firewall_set_timeouts) */
+    uv_timer_t tick;                /* 1 s, repeating while a connection is timed */
+    bool tick_on;
+    fwx__list slot[FWX__TW_SLOTS];  /* fwx__conn.to_node */
+    uint64_t done_s;                /* every slot up to this second has been looked at */
+    uint32_t n;                     /* timed connections */
+    uint64_t n_idle, n_handshake;   /* connections ended by each limit */
+    void (*then)(struct fwx_firewall *fw); /* at close, once the tick has closed */
+} fwx__timeouts;
+
 struct fwx_firewall {
     IFWXFirewall iface;
     atomic_uint refs;
@@ -128,6 +144,7 @@ struct fwx_firewall {
     bool host_relay; /* fwx_firewall_set_host_relay: the host runs data filters (lib/backends/usermode/relay.c) */
     uint64_t dgrams_dropped; /* fwx_firewall_datagrams_dropped (lib/backends/usermode/dgram.c) */
     fwx__log_fold log_fold[FWX__LOG_FOLD_SLOTS]; /* loop thread only */
+    fwx__timeouts to; /* lib/core/timeouts.c */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -378,6 +395,16 @@ struct fwx__conn {
     fwx_redirect_record *redirect; /* +1, or NULL: released when the object is freed */
     char *redirect_file;        /* its outbound flow's registry file, removed when it ends */
     struct fwx__pump *host_pump; /* fwx_connection_relay: the host's relay, aborted when c ends */
+    /* Time limits (lib/core/timeouts.c). */
+    fwx__list to_node;        /* in a slot of fw->to while timed */
+    uint64_t to_check_s;      /* the second whose slot it is in */
+    uint64_t last_active_ms;  /* loop time of its last byte (or of a secondary's, see touch) */
+    uint64_t touched_ms;      /* a secondary: when it last refreshed its primaries */
+    uint32_t idle_ms, handshake_ms;
+    bool armed;               /* its limits were set (fwx__timeouts_arm) */
+    bool timed;               /* in the wheel */
+    bool established;         /* both sides connected (the pump started) */
+    bool hs_pending;          /* a filter holds the handshake open (IFWXConnection3) */
 };
 
 static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
@@ -398,6 +425,22 @@ fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPr
 /* The same, for one UDP destination only (AttachDataFilterWithDestination); dest NULL: all. */
 fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx,
                                   const struct sockaddr_storage *dest);
+
+/* ---- time limits (lib/core/timeouts.c) ---- */
+/* At fwx_firewall_new: the defaults, the wheel, its (unreferenced) timer. */
+void fwx__timeouts_init(fwx_firewall *fw);
+/* At close: closes the timer, then calls then(fw) from its close callback. */
+void fwx__timeouts_close(fwx_firewall *fw, void (*then)(fwx_firewall *fw));
+/* c is carried in user mode now: arms its protocol's limits (TCP, not listening, not kernel). */
+void fwx__timeouts_arm(fwx__conn *c);
+/* c is ending: out of the wheel. */
+void fwx__timeouts_forget(fwx__conn *c);
+/* Bytes moved on c (fwx_connection_count_bytes): records the loop's time, no syscall. */
+void fwx__timeouts_touch(fwx__conn *c);
+/* Both sides of c are connected (the user-mode pump started). */
+void fwx__timeouts_established(fwx__conn *c);
+/* IFWXConnection3::SetHandshakePending. */
+void fwx__timeouts_hold_handshake(fwx__conn *c, bool pending);
 
 /* ---- host relays (lib/backends/usermode/relay.c) ---- */
 /* c is ending: the host's relay of it (fwx_connection_relay) is aborted. */

@@ -897,6 +897,8 @@ fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_f
     }
     if (p->mode == MODE_SPLICE)
         ignore_sigpipe_once();
+    if (c != NULL)
+        fwx__timeouts_established(c); /* both sides connected: the end-to-end part of the handshake */
     if (conn != NULL) {
         IFWXConnection_AddRef(conn);
         p->conn = conn;
