@@ -73,6 +73,7 @@ typedef struct settings {
     local_redirect redirects[MAX_LOCAL_REDIRECTS];
     int n_redirects;
     gw_limits limits; /* limits.c */
+    long long idle_s, handshake_s; /* gateway.idle_timeout, handshake_timeout; -1: the library's */
 } settings;
 
 static struct {
@@ -248,6 +249,7 @@ static void settings_defaults(settings *s)
     snprintf(s->control, sizeof s->control, "%s", CTL_DEFAULT_SOCKET); /* where fwxctl looks */
     s->level = FWX_LOG_INFO;
     s->timeout_s = 60;
+    s->idle_s = s->handshake_s = -1;
     snprintf(s->backend, sizeof s->backend, "proxy");
 }
 
@@ -299,7 +301,8 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
     static const char *known[] = {"name",        "control_socket", "plugin_dir", "plugins", "log_format",
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
                                   "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users",
-                                  "plugin_soft_limit_ms", "plugin_hard_limit_ms", GW_LIMITS_KEYS};
+                                  "plugin_soft_limit_ms", "plugin_hard_limit_ms", "idle_timeout", "handshake_timeout",
+                                  GW_LIMITS_KEYS};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -375,6 +378,13 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             *(k[7] == 's' ? &s->plugin_soft_ms : &s->plugin_hard_ms) = (unsigned)v;
             if (s->plugin_soft_ms && s->plugin_hard_ms && s->plugin_hard_ms < s->plugin_soft_ms)
                 BAD("plugin_hard_limit_ms must not be below plugin_soft_limit_ms");
+        } else if (strcmp(k, "idle_timeout") == 0 || strcmp(k, "handshake_timeout") == 0) {
+            /* The defaults of protocols that set none (fwx_firewall_set_timeouts). */
+            int t = config_setting_type(e);
+            long long v = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 ? config_setting_get_int64(e) : -1;
+            if (v < 0 || v > (long long)FWX_TIMEOUTS_MAX)
+                BAD("must be a whole number of seconds from 0 (none) to %u", FWX_TIMEOUTS_MAX);
+            *(k[0] == 'i' ? &s->idle_s : &s->handshake_s) = v;
         } else if (strcmp(k, "timeout") == 0) {
             int v = 0;
             if (config_setting_type(e) != CONFIG_TYPE_INT || (v = config_setting_get_int(e)) < 1 || v > 3600)
@@ -577,6 +587,18 @@ static void shutdown_gateway(int signum)
     fwx_firewall_close(g.fw, on_closed_all, NULL);
 }
 
+/* The gateway group's idle_timeout and handshake_timeout, over the library's defaults. */
+static void apply_timeouts(const settings *s)
+{
+    fwx_timeouts t;
+    fwx_timeouts_init(&t);
+    if (s->idle_s >= 0)
+        t.idle_s = (uint32_t)s->idle_s;
+    if (s->handshake_s >= 0)
+        t.handshake_s = (uint32_t)s->handshake_s;
+    (void)fwx_firewall_set_timeouts(g.fw, &t); /* the values were checked when read */
+}
+
 static void on_signal(uv_signal_t *h, int signum)
 {
     (void)h;
@@ -613,6 +635,8 @@ static void on_signal(uv_signal_t *h, int signum)
         return;
     }
     fwx_result hr = fwx_firewall_set_policy(g.fw, p);
+    if (FWX_SUCCEEDED(hr))
+        apply_timeouts(&probe); /* unlike the rest of the group: new connections get them */
     if (FWX_FAILED(hr))
         say(FWX_LOG_ERROR, "reload: %s", fwx_firewall_last_error(g.fw));
     else
@@ -871,6 +895,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fwx-gateway: cannot create the firewall\n");
         return 1;
     }
+    apply_timeouts(&g.cfg);
     if (g.cfg.json_logs == LOG_JSON) /* before the plugins: their lines carry fields too */
         fwx_firewall_set_log_sink(g.fw, json_record, NULL);
     /* Every interface address is the gateway's own, followed as they change; local_addresses
