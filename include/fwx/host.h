@@ -288,6 +288,7 @@ FWX_API void fwx_timeouts_init(fwx_timeouts *t);
 /**
  * Sets the firewall's default limits (a firewall starts with fwx_timeouts_init()'s). Applies
  * to connections that start after the call. [loop-thread]
+ * @param fw the firewall.
  * @param t borrowed, copied.
  * @return FWX_S_OK, FWX_E_POINTER, FWX_E_INVALIDARG (struct_size too small, a limit above
  * FWX_TIMEOUTS_MAX).
@@ -297,6 +298,7 @@ FWX_API fwx_result fwx_firewall_set_timeouts(fwx_firewall *fw, const fwx_timeout
 
 /**
  * How many connections each limit has ended since the firewall started. [loop-thread]
+ * @param fw the firewall.
  * @param idle receives the idle count (may be NULL). @param handshake the handshake count (may be NULL).
  * @return FWX_S_OK, FWX_E_POINTER.
  * @since 1.1
