@@ -431,13 +431,14 @@ fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilte
 void fwx__timeouts_init(fwx_firewall *fw);
 /* At close: closes the timer, then calls then(fw) from its close callback. */
 void fwx__timeouts_close(fwx_firewall *fw, void (*then)(fwx_firewall *fw));
-/* c is carried in user mode now: arms its protocol's limits (TCP, not listening, not kernel). */
+/* c has started: arms its protocol's limits if fwx's user-mode path must carry it (TCP, not
+   listening, not kernel mode, a backend); others are armed when the pump starts. */
 void fwx__timeouts_arm(fwx__conn *c);
 /* c is ending: out of the wheel. */
 void fwx__timeouts_forget(fwx__conn *c);
 /* Bytes moved on c (fwx_connection_count_bytes): records the loop's time, no syscall. */
 void fwx__timeouts_touch(fwx__conn *c);
-/* Both sides of c are connected (the user-mode pump started). */
+/* Both sides of c are connected (the user-mode pump started): arms it if not yet. */
 void fwx__timeouts_established(fwx__conn *c);
 /* IFWXConnection3::SetHandshakePending. */
 void fwx__timeouts_hold_handshake(fwx__conn *c, bool pending);

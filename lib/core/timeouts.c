@@ -169,15 +169,13 @@ static void tick_cb(uv_timer_t *t)
     }
 }
 
-void fwx__timeouts_arm(fwx__conn *c)
+/* Sets c's limits from its protocol definition (or the firewall's defaults) and puts it in
+   the wheel. Once per connection. */
+static void arm(fwx__conn *c)
 {
     fwx_firewall *fw = c->session->fw;
     if (c->armed || c->protocol != FWX_PROTOCOL_TCP ||
-        (c->flags & (FWX_CONNECTION_KERNEL_MODE | FWX_CONNECTION_LISTENING | FWX_CONNECTION_TERMINATED)))
-        return;
-    /* Without a backend the host carries the bytes: fwx counts them only when it relays them
-       (fwx_connection_relay), so the limits start with that relay (fwx__timeouts_established). */
-    if (fw->backend == NULL && !c->established)
+        (c->flags & (FWX_CONNECTION_LISTENING | FWX_CONNECTION_TERMINATED)))
         return;
     c->armed = true;
     /* The policy of the moment decides; a reload later leaves running connections as they are. */
@@ -189,6 +187,17 @@ void fwx__timeouts_arm(fwx__conn *c)
     if (c->last_active_ms == 0)
         c->last_active_ms = uv_now(fw->loop);
     place(c);
+}
+
+void fwx__timeouts_arm(fwx__conn *c)
+{
+    /* From accept only what fwx's user-mode path must carry (a filter sees it), with a
+       backend to carry it. What the kernel may carry is timed only if fwx's relay ends up
+       carrying it after all (the proxy backend splices it), from when that relay starts; so
+       is a connection a host relays itself through fwx_connection_relay() (no backend). */
+    if ((c->flags & FWX_CONNECTION_KERNEL_MODE) || c->session->fw->backend == NULL)
+        return;
+    arm(c);
 }
 
 void fwx__timeouts_forget(fwx__conn *c) { unplace(c); }
@@ -215,7 +224,7 @@ void fwx__timeouts_touch(fwx__conn *c)
 void fwx__timeouts_established(fwx__conn *c)
 {
     c->established = true;
-    fwx__timeouts_arm(c); /* a host's relay (no backend): its limits start now */
+    arm(c); /* fwx's relay carries it: timed from now if it was not already */
 }
 
 void fwx__timeouts_hold_handshake(fwx__conn *c, bool pending)
