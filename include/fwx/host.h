@@ -263,6 +263,10 @@ FWX_API fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_s
  * enough that a flood of half-open logins is cleared within a minute.
  * Cost: data records the loop's time on the connection, no syscall and no timer call; one
  * 1 s timer per firewall looks at a connection once per idle period (lib/core/timeouts.c).
+ * Activity is what fwx reads and writes: bytes it has handed to the kernel that then drain
+ * slowly toward a peer are not seen, so an idle limit should be longer than such a drain (a few
+ * seconds for common socket buffers and links; far below the 900 s default). A limit ends a
+ * connection within about a second after it is reached.
  * @{
  */
 /** fwx_timeouts::idle_s by default (seconds). @since 1.1 */
