@@ -18,7 +18,10 @@ definition each:
   connection's bytes keep it alive, and the file arrives whole;
 - fwxctl stats counts the connections each limit ended;
 - bad values (a string, a negative number, a fraction, above a week) are refused at
-  file:line, in a protocol definition and in the gateway group.
+  file:line, in a protocol definition and in the gateway group;
+- in kernel mode (backend "nft", forwarding on, the client connecting to the server's own
+  address), the intercepted control connection has the same limits (skipped with a note where
+  the nft backend cannot start).
 
 Root, `ip`, `tc`, vsftpd and curl are needed (vsftpd is installed when missing); otherwise exit 77.
 SPDX-License-Identifier: MIT
@@ -151,8 +154,8 @@ print(json.dumps({"closed": closed, "after": now - t0, "quiet": now - last, "got
 """
 
 
-def client(topo, port, mode, period, bound):
-    r = subprocess.run(topo.wrap("c", [sys.executable, "-c", CLIENT, G4_IN, str(port), mode, str(period), str(bound)]),
+def client(topo, port, mode, period, bound, host=G4_IN):
+    r = subprocess.run(topo.wrap("c", [sys.executable, "-c", CLIENT, host, str(port), mode, str(period), str(bound)]),
                        capture_output=True, text=True, timeout=bound + 30)
     if r.returncode != 0:
         raise Failure("client %s on port %d: exit %d: %s" % (mode, port, r.returncode, r.stderr[-600:]))
@@ -232,6 +235,51 @@ def scenario(tmp, topo, plugin, payload, v4):
     check("AddressSanitizer" not in err and "runtime error" not in err, "sanitizer report: %r" % err[-1500:])
 
     bad_configs(tmp, topo, plugin)
+    kernel_mode(tmp, topo, plugin)
+
+
+def kernel_mode(tmp, topo, plugin):
+    """The same limits in kernel mode (backend "nft", IP forwarding on): the client connects to
+    the server's own address, the FTP control connection is intercepted into fwx's user-mode
+    path, and its limits apply there."""
+    name = "tonft%d" % os.getpid()
+    path = os.path.join(tmp, "timeouts-nft.cfg")
+    write_file(path, """gateway = {
+  name = "%s";
+  backend = "nft";
+  plugins = [ "%s" ];
+  local_addresses = [ "%s", "%s" ];
+  port_range = "44000-44999";
+};
+networks = { internal = { ranges = [ "10.98.1.0/24" ]; }; dmz = { ranges = [ "10.98.2.0/24" ]; };
+             localhost = { ranges = [ "%s/32", "%s/32" ]; }; };
+relationships = ( { from = "internal"; to = "dmz"; type = "nat"; } );
+protocols = (
+  { name = "ftp-k"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000160021}"; protocol = "tcp"; port = 21;
+    direction = "outbound"; filters = [ "%s" ]; idle_timeout = 2; handshake_timeout = 3; }
+);
+rules = ( { name = "out"; action = "allow"; from = [ "internal" ]; to = [ "dmz" ]; protocols = [ "ftp-k" ]; } );
+""" % (name, plugin, G4_IN, G4_OUT, G4_IN, G4_OUT, FTP_GUID))
+    dh.sh(*topo.wrap("g", ["sysctl", "-qw", "net.ipv4.ip_forward=1"]))
+    gw = Gateway(tmp, ["--config", path], name="gwnft", wait_ready=False, prefix=topo.wrap("g", []),
+                 env={"FWX_REDIRECT_DIR": os.path.join(tmp, "redirect")})
+    try:
+        gw.wait_log("fwx-gateway: ready", timeout=10, what="the nft gateway to be ready")
+    except Failure:
+        if gw.proc.poll() is not None and "nft" in (gw.stdout() + gw.stderr()):
+            log("note: kernel mode unavailable here, its cases not run: %s" % gw.stderr().strip()[-300:])
+            Gateway.running.remove(gw)
+            return
+        raise
+    res = client(topo, 21, "nologin", 1.0, 20.0, host=S4)
+    check(res["closed"], "kernel mode: a client that never logs in was not cut in 20 s: %r" % res)
+    gw.wait_log('protocol "ftp-k": handshake timeout (3 s) reached', timeout=5, what="kernel mode's handshake line")
+    res = client(topo, 21, "drip", 4.0, 20.0, host=S4)
+    check(res["closed"] and res["quiet"] >= 1.5, "kernel mode: the slow drip was not cut at its 2 s idle limit: %r" % res)
+    gw.wait_log('protocol "ftp-k": idle timeout (2 s) reached', timeout=5, what="kernel mode's idle line")
+    log("ok: kernel mode (nft, intercepted): no login cut at 3 s, slow drip at 2 s idle")
+    rc = gw.stop()
+    check(rc == 0, "the nft gateway exited %d on SIGTERM: %r" % (rc, gw.stderr()[-600:]))
 
 
 def bad_configs(tmp, topo, plugin):
