@@ -17,6 +17,7 @@ definition each:
   the control connection's idle limit, in passive and active mode: the control connection is silent meanwhile, the data
   connection's bytes keep it alive, and the file arrives whole;
 - fwxctl stats counts the connections each limit ended;
+- after SIGHUP new connections get the new limits, a protocol's own and the gateway group's;
 - bad values (a string, a negative number, a fraction, above a week) are refused at
   file:line, in a protocol definition and in the gateway group;
 - in kernel mode (backend "nft", forwarding on, the client connecting to the server's own
@@ -30,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -55,9 +57,9 @@ PROTOCOLS = {  # name: (port, extra keys)
 }
 
 
-def config(tmp, plugin, gateway_extra="idle_timeout = 30; handshake_timeout = 20;", proto_extra=None):
+def config(tmp, plugin, gateway_extra="idle_timeout = 30; handshake_timeout = 20;", proto_extra=None, protocols=None):
     protos, pubs = [], []
-    for i, (name, (port, extra)) in enumerate(sorted(PROTOCOLS.items())):
+    for i, (name, (port, extra)) in enumerate(sorted((protocols or PROTOCOLS).items())):
         if proto_extra is not None and name == "ftp-hs":
             extra = proto_extra
         protos.append('  { name = "%s"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-0000001600%02x}"; protocol = "tcp";\n'
@@ -229,6 +231,22 @@ def scenario(tmp, topo, plugin, payload, v4):
     check(st.get("idle_timeouts") == 1 and st.get("handshake_timeouts") == 1,
           "fwxctl stats: %r, expected one of each" % st)
     log("ok: fwxctl stats: idle_timeouts %d, handshake_timeouts %d" % (st["idle_timeouts"], st["handshake_timeouts"]))
+
+    # 5. A reload (SIGHUP) gives new connections the new limits: a protocol's own (ftp-idle's
+    # idle 2 -> 1) and the gateway group's default (ftp-xfer's handshake, 20 -> 2).
+    protos = dict(PROTOCOLS)
+    protos["ftp-idle"] = (21, "idle_timeout = 1; handshake_timeout = 0;")
+    config(tmp, plugin, gateway_extra="idle_timeout = 30; handshake_timeout = 2;", protocols=protos)
+    gw.send(signal.SIGHUP)
+    gw.wait_log("policy reloaded", timeout=10, what="the reload")
+    res = client(topo, 21, "drip", 3.0, 20.0)
+    check(res["closed"], "after the reload, the drip on ftp-idle was not cut: %r" % res)
+    gw.wait_log('protocol "ftp-idle": idle timeout (1 s) reached', timeout=5, what="the reloaded idle limit")
+    res = client(topo, 2122, "nologin", 0.5, 20.0)
+    check(res["closed"], "after the reload, no login on ftp-xfer was not cut: %r" % res)
+    gw.wait_log('protocol "ftp-xfer": handshake timeout (2 s) reached', timeout=5,
+                what="the gateway group's reloaded handshake limit")
+    log("ok: after SIGHUP: ftp-idle cut at its new 1 s, ftp-xfer at the group's new 2 s handshake")
     rc = gw.stop()
     err = gw.stderr()
     check(rc == 0, "fwx-gateway exited %d on SIGTERM: %r" % (rc, err[-600:]))
