@@ -82,9 +82,15 @@ static void place(fwx__conn *c)
         unplace(c);
         return;
     }
+    if (!to->tick_on) {
+        /* First, so that the slot below is one the tick will reach in its first turn. */
+        to->tick_on = true;
+        to->done_s = uv_now(fw->loop) / SECOND_MS;
+        uv_timer_start(&to->tick, tick_cb, SECOND_MS, SECOND_MS);
+    }
     uint64_t s = (d + SECOND_MS - 1) / SECOND_MS;
     if (s <= to->done_s)
-        s = to->done_s + 1;
+        s = to->done_s + 1; /* already due: the next tick */
     if (c->timed)
         fwx__list_remove(&c->to_node);
     else {
@@ -93,11 +99,6 @@ static void place(fwx__conn *c)
     }
     c->to_check_s = s;
     fwx__list_insert_tail(&to->slot[s % FWX__TW_SLOTS], &c->to_node);
-    if (!to->tick_on) {
-        to->tick_on = true;
-        to->done_s = uv_now(fw->loop) / SECOND_MS;
-        uv_timer_start(&to->tick, tick_cb, SECOND_MS, SECOND_MS);
-    }
 }
 
 static int hit(const fwx__conn *c, uint64_t now_ms)
