@@ -318,6 +318,32 @@ START_TEST(test_error_syntax)
 }
 END_TEST
 
+/* idle_timeout and handshake_timeout: whole seconds 0-604800, nothing else, at their line. */
+START_TEST(test_error_timeouts)
+{
+    static const char *const bad[] = { "\"60\"", "-1", "2.5", "604801", "true", "[ 1 ]" };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        for (int k = 0; k < 2; k++) {
+            const char *key = k == 0 ? "idle_timeout" : "handshake_timeout";
+            char text[512], want_key[64], want_msg[96];
+            snprintf(text, sizeof text,
+                     "protocols = (\n  { name = \"ftp\"; guid = \"{3a5c1f0e-8b7d-4c2a-9e61-0f4b2d7c8a10}\";\n"
+                     "    protocol = \"tcp\"; port = 21;\n    %s = %s; }\n);\n",
+                     key, bad[i]);
+            snprintf(want_key, sizeof want_key, "protocols.[0].%s", key);
+            snprintf(want_msg, sizeof want_msg, "protocol \"ftp\": %s must be a whole number of seconds", key);
+            expect_error(text, 4, want_key, want_msg);
+        }
+    }
+    fwx_policy *p = load_ok("protocols = (\n  { name = \"ftp\"; guid = \"{3a5c1f0e-8b7d-4c2a-9e61-0f4b2d7c8a10}\";\n"
+                            "    protocol = \"tcp\"; port = 21; idle_timeout = 0; handshake_timeout = 604800; }\n);\n");
+    const fwx__protocol *pr = fwx__policy_protocol_at(p, 0);
+    ck_assert_int_eq(pr->idle_s, 0);
+    ck_assert_int_eq(pr->handshake_s, 604800);
+    fwx_policy_free(p);
+}
+END_TEST
+
 START_TEST(test_error_unknown_key)
 {
     expect_error("netwroks = { };\n", 1, "netwroks", "unknown key \"netwroks\"");
@@ -882,6 +908,13 @@ START_TEST(test_doc_example)
     EXPECT_RULE(d, "ftp in");
     ck_assert_uint_eq(fwx__policy_publish_count(p), 1);
     ck_assert_str_eq(fwx__policy_publish_at(p, 0)->protocol->name, "ftp server");
+    /* The time limits: "ftp" sets both; "ftp server" none (the host's defaults, -1). */
+    const fwx__protocol *ftp = fwx__policy_protocol_by_port(p, FWX_PROTOCOL_TCP, 21, FWX__DIR_OUTBOUND);
+    ck_assert_ptr_nonnull(ftp);
+    ck_assert_int_eq(ftp->idle_s, 600);
+    ck_assert_int_eq(ftp->handshake_s, 30);
+    ck_assert_int_eq(fwx__policy_publish_at(p, 0)->protocol->idle_s, -1);
+    ck_assert_int_eq(fwx__policy_publish_at(p, 0)->protocol->handshake_s, -1);
     fwx_policy_free(p);
 }
 END_TEST
@@ -1459,6 +1492,7 @@ static Suite *policy_suite(void)
         { "load_string_name", test_load_string_name },
         { "error_syntax", test_error_syntax },
         { "error_unknown_key", test_error_unknown_key },
+        { "error_timeouts", test_error_timeouts },
         { "error_bad_range", test_error_bad_range },
         { "error_unknown_reference", test_error_unknown_reference },
         { "error_duplicate_name", test_error_duplicate_name },

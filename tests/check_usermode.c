@@ -2104,6 +2104,71 @@ START_TEST(host_relay_ends_with_its_connection)
 }
 END_TEST
 
+/* The time limits on a host's relay: the defaults' arguments are checked; a relay silent for
+   the idle limit ends with its connection (one line naming the limit, counted); a connection
+   whose filter holds the handshake ends at the handshake limit although bytes flow. */
+START_TEST(host_relay_timeouts)
+{
+    for (int hold = 0; hold < 2; hold++) {
+        hfx h;
+        hfx_open(&h, hold);
+        TU_EXPECT_HR(fwx_firewall_set_host_relay(h.fw, 1), FWX_S_OK);
+        fwx_timeouts t;
+        fwx_timeouts_init(&t);
+        ck_assert_uint_eq(t.idle_s, FWX_TIMEOUTS_IDLE_DEFAULT);
+        ck_assert_uint_eq(t.handshake_s, FWX_TIMEOUTS_HANDSHAKE_DEFAULT);
+        TU_EXPECT_HR(fwx_firewall_set_timeouts(NULL, &t), FWX_E_POINTER);
+        TU_EXPECT_HR(fwx_firewall_set_timeouts(h.fw, NULL), FWX_E_POINTER);
+        t.struct_size = 4;
+        TU_EXPECT_HR(fwx_firewall_set_timeouts(h.fw, &t), FWX_E_INVALIDARG);
+        fwx_timeouts_init(&t);
+        t.idle_s = FWX_TIMEOUTS_MAX + 1;
+        TU_EXPECT_HR(fwx_firewall_set_timeouts(h.fw, &t), FWX_E_INVALIDARG);
+        t.idle_s = hold ? 0 : 1;
+        t.handshake_s = hold ? 1 : 0;
+        TU_EXPECT_HR(fwx_firewall_set_timeouts(h.fw, &t), FWX_S_OK);
+        IFWXConnection *c = NULL;
+        TU_EXPECT_HR(hfx_connect(&h, &c), FWX_S_OK);
+        if (hold) {
+            IFWXConnection3 *c3 = NULL;
+            TU_EXPECT_HR(IFWXConnection_QueryInterface(c, &IID_IFWXConnection3, (void **)&c3), FWX_S_OK);
+            TU_EXPECT_HR(IFWXConnection3_SetHandshakePending(c3, 1), FWX_S_OK);
+            IFWXConnection3_Release(c3);
+        }
+        TU_EXPECT_HR(fwx_connection_relay(c, h.gw_int, h.gw_ext, hfx_done, &h, NULL), FWX_S_OK);
+        ck_assert_int_eq(send(h.client, "x", 1, 0), 1);
+        ck_assert(run_until(&h.loop, fd_has_data, &h.server, RUN_LIMIT_MS, NULL));
+        char x = 0;
+        ck_assert_int_eq(recv(h.server, &x, 1, 0), 1);
+        /* Bytes keep coming while the handshake is held: only its limit can end the relay. */
+        for (int i = 0; hold && i < 200 && h.done_calls == 0; i++) {
+            ck_assert_int_eq(send(h.client, "y", 1, 0), 1);
+            run_until(&h.loop, hfx_is_done, &h, 50, NULL);
+            (void)recv(h.server, &x, 1, MSG_DONTWAIT);
+        }
+        ck_assert_msg(run_until(&h.loop, hfx_is_done, &h, RUN_LIMIT_MS, NULL), "the relay outlived its limit");
+        /* Without a filter the core aborts the relay; with one it detaches the filter first,
+           which closes its sockets: the relay then ends as a finished one. */
+        fwx_result want = hold ? FWX_S_OK : FWX_E_TERMINATING;
+        ck_assert_msg(h.done_result == want, "done %s, log:\n%s", fwx_err_name(h.done_result), h.log);
+        ck_assert_msg(strstr(h.log, hold ? "handshake timeout (1 s) reached" : "idle timeout (1 s) reached") != NULL,
+                      "log:\n%s", h.log);
+        ck_assert_msg(strstr(h.log, "client 10.0.0.8, protocol \"none\"") != NULL, "log:\n%s", h.log);
+        uint64_t idle = 9, hs = 9;
+        TU_EXPECT_HR(fwx_firewall_get_timeout_stats(h.fw, &idle, &hs), FWX_S_OK);
+        ck_assert_uint_eq(idle, hold ? 0 : 1);
+        ck_assert_uint_eq(hs, hold ? 1 : 0);
+        ck_assert(run_until(&h.loop, fd_ended, &h.client, RUN_LIMIT_MS, NULL));
+        IFWXConnection3 *c3 = NULL;
+        TU_EXPECT_HR(IFWXConnection_QueryInterface(c, &IID_IFWXConnection3, (void **)&c3), FWX_S_OK);
+        TU_EXPECT_HR(IFWXConnection3_SetHandshakePending(c3, 0), FWX_E_TERMINATING);
+        IFWXConnection3_Release(c3);
+        fwx_connection_close(c);
+        hfx_close(&h);
+    }
+}
+END_TEST
+
 /* fwx_relay_abort: the host ends a relay; both sockets close, done() says FWX_E_TERMINATING,
    and the connection stays the host's (alive until it closes it). */
 START_TEST(host_relay_abort)
@@ -2169,6 +2234,7 @@ static Suite *usermode_suite(void)
         {"host_relay_runs_filters", host_relay_runs_filters, 1},
         {"host_relay_ends_with_its_connection", host_relay_ends_with_its_connection, 1},
         {"host_relay_abort", host_relay_abort, 1},
+        {"host_relay_timeouts", host_relay_timeouts, 1},
     };
     for (size_t i = 0; i < FWX__ARRAY_SIZE(tests); i++) {
         TCase *tc = tcase_create(tests[i].name);

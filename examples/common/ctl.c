@@ -900,8 +900,12 @@ static void client_answer(ctl_client *c, char *req)
         fwx_firewall_get_stats(s->fw, &st);
         buf_printf(b, "{\"kind\":\"stats\",\"sessions\":%u,\"connections\":%u,\"permissions\":%u,", st.sessions,
                    st.connections, st.permissions);
-        buf_printf(b, "\"bound_ports\":%u,\"factories\":%u,\"plugins\":%u}\n", st.bound_ports, st.factories,
+        uint64_t idle = 0, handshake = 0;
+        fwx_firewall_get_timeout_stats(s->fw, &idle, &handshake);
+        buf_printf(b, "\"bound_ports\":%u,\"factories\":%u,\"plugins\":%u,", st.bound_ports, st.factories,
                    st.plugins);
+        buf_printf(b, "\"idle_timeouts\":%llu,\"handshake_timeouts\":%llu}\n", (unsigned long long)idle,
+                   (unsigned long long)handshake);
         known = true;
     } else if (strcmp(req, "redirects") == 0) {
         /* The host's redirect-record registry: not this gateway's objects but every

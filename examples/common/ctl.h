@@ -82,7 +82,8 @@
  * terminating, established, any_protocol, all_connections, wsp, nat.
  *
  * `stats` sends `{"kind":"stats","sessions":N,"connections":N,"permissions":N,
- * "bound_ports":N,"factories":N,"plugins":N}`; `version` sends
+ * "bound_ports":N,"factories":N,"plugins":N,"idle_timeouts":N,"handshake_timeouts":N}` (the
+ * last two: connections ended by each time limit since start); `version` sends
  * `{"kind":"version","protocol":1,"abi":"1.0"}` (the fwx ABI the server was built with).
  *
  * An unknown request gets `{"error":"..."}` and the connection is closed. So does a request

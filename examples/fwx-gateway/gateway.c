@@ -94,6 +94,7 @@ typedef struct settings {
     char metrics_listen[128]; /* "" for none */
     extra_ctl extra[MAX_EXTRA_CTL];
     int n_extra;
+    long long idle_s, handshake_s; /* gateway.idle_timeout, handshake_timeout; -1: the library's */
 } settings;
 
 static struct {
@@ -272,6 +273,7 @@ static void settings_defaults(settings *s)
     snprintf(s->control, sizeof s->control, "%s", CTL_DEFAULT_SOCKET); /* where fwxctl looks */
     s->level = FWX_LOG_INFO;
     s->timeout_s = 60;
+    s->idle_s = s->handshake_s = -1;
     snprintf(s->backend, sizeof s->backend, "proxy");
     s->control_mode = 0600;
     s->control_gid = -1;
@@ -327,7 +329,8 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
                                   "log_level",   "local_addresses", "timeout",   "port_range", "loopback_hosts", "socks",
                                   "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users",
                                   "plugin_soft_limit_ms", "plugin_hard_limit_ms", "control_mode", "control_group",
-                                  "control_level", "metrics_listen", "control_sockets", GW_LIMITS_KEYS};
+                                  "control_level", "metrics_listen", "control_sockets", "idle_timeout", "handshake_timeout",
+                                  GW_LIMITS_KEYS};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -472,6 +475,13 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             *(k[7] == 's' ? &s->plugin_soft_ms : &s->plugin_hard_ms) = (unsigned)v;
             if (s->plugin_soft_ms && s->plugin_hard_ms && s->plugin_hard_ms < s->plugin_soft_ms)
                 BAD("plugin_hard_limit_ms must not be below plugin_soft_limit_ms");
+        } else if (strcmp(k, "idle_timeout") == 0 || strcmp(k, "handshake_timeout") == 0) {
+            /* The defaults of protocols that set none (fwx_firewall_set_timeouts). */
+            int t = config_setting_type(e);
+            long long v = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 ? config_setting_get_int64(e) : -1;
+            if (v < 0 || v > (long long)FWX_TIMEOUTS_MAX)
+                BAD("must be a whole number of seconds from 0 (none) to %u", FWX_TIMEOUTS_MAX);
+            *(k[0] == 'i' ? &s->idle_s : &s->handshake_s) = v;
         } else if (strcmp(k, "timeout") == 0) {
             int v = 0;
             if (config_setting_type(e) != CONFIG_TYPE_INT || (v = config_setting_get_int(e)) < 1 || v > 3600)
@@ -748,6 +758,18 @@ static void apply_gateway_settings(const settings *n)
     }
 }
 
+/* The gateway group's idle_timeout and handshake_timeout, over the library's defaults. */
+static void apply_timeouts(const settings *s)
+{
+    fwx_timeouts t;
+    fwx_timeouts_init(&t);
+    if (s->idle_s >= 0)
+        t.idle_s = (uint32_t)s->idle_s;
+    if (s->handshake_s >= 0)
+        t.handshake_s = (uint32_t)s->handshake_s;
+    (void)fwx_firewall_set_timeouts(g.fw, &t); /* the values were checked when read */
+}
+
 /* Reloads the file: 0 when the new policy runs, -1 (reason in msg) when it was refused. */
 static int do_reload(char *msg, size_t msglen)
 {
@@ -777,8 +799,10 @@ static int do_reload(char *msg, size_t msglen)
         snprintf(msg, msglen, "%s", fwx_firewall_last_error(g.fw));
         say(FWX_LOG_ERROR, "reload: %s", msg);
     } else {
-        if (g.config_path != NULL)
+        if (g.config_path != NULL) {
             apply_gateway_settings(&probe);
+            apply_timeouts(&probe); /* unlike most of the group: new connections get them */
+        }
         snprintf(msg, msglen, "policy reloaded");
         say(FWX_LOG_INFO, "policy reloaded");
         rc = 0;
@@ -1173,6 +1197,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "fwx-gateway: cannot create the firewall\n");
         return 1;
     }
+    apply_timeouts(&g.cfg);
     if (g.cfg.json_logs == LOG_JSON) /* before the plugins: their lines carry fields too */
         fwx_firewall_set_log_sink(g.fw, json_record, NULL);
     /* Every interface address is the gateway's own, followed as they change; local_addresses

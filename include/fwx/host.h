@@ -264,6 +264,80 @@ typedef struct fwx_firewall_stats {
  */
 FWX_API fwx_result fwx_firewall_get_stats(const fwx_firewall *fw, fwx_firewall_stats *out);
 
+/**
+ * @name Connection time limits
+ * Two limits end a TCP connection that fwx carries in user mode (a published server's, a
+ * SOCKS client's, one a filter needs to see in kernel mode, one a host hands to
+ * fwx_connection_relay()); kernel-carried flows are left to conntrack's timeouts, UDP flows to
+ * their backend's idle timer.
+ * - **Idle**: no byte in either direction for idle_s seconds. A secondary connection's bytes
+ *   (an FTP data connection's) count for the primary connections of its session that have the
+ *   same protocol definition, so an FTP control connection is not cut while its transfer runs.
+ * - **Handshake**: handshake_s seconds from accept until the connection is established end to
+ *   end (both sides connected) and no filter holds its handshake open
+ *   (IFWXConnection3::SetHandshakePending; the FTP filter holds it until the server's 230).
+ *
+ * A protocol definition's `idle_timeout` and `handshake_timeout` (doc/policy.md) override
+ * these defaults for its connections; 0 means none. The limits a connection gets are read when
+ * it starts: a reload applies to new connections. On expiry one line at info names the
+ * connection, its client, its protocol and the limit, and the connection ends as on any close
+ * (ConnectionTerminating, its permissions withdrawn).
+ *
+ * Rationale: a peer that never finishes logging in, or sends a byte now and then, holds a
+ * socket, a relay and a session's permissions for as long as it likes (issue 16, item 7;
+ * OpenBSD ftp-proxy's -t, HAProxy's timeout client/server/connect). The defaults: idle 900 s,
+ * the idle limit FTP servers commonly apply to their own control connections and long enough
+ * for an interactive session; handshake 60 s, far longer than any client's login and short
+ * enough that a flood of half-open logins is cleared within a minute.
+ * Cost: data records the loop's time on the connection, no syscall and no timer call; one
+ * 1 s timer per firewall looks at a connection once per idle period (lib/core/timeouts.c).
+ * Activity is what fwx reads and writes: bytes it has handed to the kernel that then drain
+ * slowly toward a peer are not seen, so an idle limit should be longer than such a drain (a few
+ * seconds for common socket buffers and links; far below the 900 s default). A limit ends a
+ * connection within about a second after it is reached.
+ * @{
+ */
+/** fwx_timeouts::idle_s by default (seconds). @since 1.1 */
+#define FWX_TIMEOUTS_IDLE_DEFAULT 900u
+/** fwx_timeouts::handshake_s by default (seconds). @since 1.1 */
+#define FWX_TIMEOUTS_HANDSHAKE_DEFAULT 60u
+/** The largest limit, in seconds (one week). @since 1.1 */
+#define FWX_TIMEOUTS_MAX 604800u
+
+/** The firewall's default limits, for fwx_firewall_set_timeouts(). Start from fwx_timeouts_init(). @since 1.1 */
+typedef struct fwx_timeouts {
+    /** sizeof(fwx_timeouts); set by fwx_timeouts_init(). Fields are only appended. */
+    uint32_t struct_size;
+    /** Idle limit in seconds for protocols that set none; 0: none. Default FWX_TIMEOUTS_IDLE_DEFAULT. */
+    uint32_t idle_s;
+    /** Handshake limit in seconds for protocols that set none; 0: none. Default FWX_TIMEOUTS_HANDSHAKE_DEFAULT. */
+    uint32_t handshake_s;
+} fwx_timeouts;
+
+/** Fills @p t with the defaults. [any-thread] @since 1.1 */
+FWX_API void fwx_timeouts_init(fwx_timeouts *t);
+
+/**
+ * Sets the firewall's default limits (a firewall starts with fwx_timeouts_init()'s). Applies
+ * to connections that start after the call. [loop-thread]
+ * @param fw the firewall.
+ * @param t borrowed, copied.
+ * @return FWX_S_OK, FWX_E_POINTER, FWX_E_INVALIDARG (struct_size too small, a limit above
+ * FWX_TIMEOUTS_MAX).
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_set_timeouts(fwx_firewall *fw, const fwx_timeouts *t);
+
+/**
+ * How many connections each limit has ended since the firewall started. [loop-thread]
+ * @param fw the firewall.
+ * @param idle receives the idle count (may be NULL). @param handshake the handshake count (may be NULL).
+ * @return FWX_S_OK, FWX_E_POINTER.
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_get_timeout_stats(const fwx_firewall *fw, uint64_t *idle, uint64_t *handshake);
+/** @} */
+
 /** What fwx_firewall_list() reports. */
 typedef enum fwx_object_kind {
     FWX_OBJECT_SESSION = 1,    /**< an open session */

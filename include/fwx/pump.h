@@ -103,6 +103,16 @@ FWX_API void fwx_connection_data_call(IFWXConnection *conn, fwx_data_call_fn fn,
 FWX_API uint32_t fwx_connection_buffer_size(IFWXConnection *conn);
 
 /**
+ * Says that both sides of @p conn are connected, so that the end-to-end part of its handshake
+ * limit (fwx_firewall_set_timeouts()) is over; fwx_pump_start() says it itself. Bytes a data
+ * path moves count as activity for the idle limit through fwx_connection_count_bytes(), which
+ * takes zero counts for bytes already counted.
+ * @param conn the connection (borrowed); one that is not fwx's is ignored.
+ * [loop-thread] @since 1.1
+ */
+FWX_API void fwx_connection_established(IFWXConnection *conn);
+
+/**
  * Counts datagrams a data path dropped on @p conn (larger than the filter's receive buffer,
  * or more than it queues while the filter is not receiving) into
  * fwx_firewall_datagrams_dropped(). Logging them is the data path's business.

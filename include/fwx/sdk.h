@@ -394,6 +394,8 @@ static const fwx_guid IID_IFWXAcceptCompletion = FWX_GUID_INIT(0x6b, 0x0e, 0x6a,
 /** The interface id of ::IFWXUdpDestination. */
 /** IID of IFWXConnection2 (fwx 1.0). */
 static const fwx_guid IID_IFWXConnection2 = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x01, 0x06);
+/** IID of IFWXConnection3 (fwx 1.1). */
+static const fwx_guid IID_IFWXConnection3 = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x01, 0x07);
 /** IID of IFWXUdpDestination. */
 static const fwx_guid IID_IFWXUdpDestination = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x00, 0x0e);
 /** @} */
@@ -1643,6 +1645,52 @@ static inline fwx_result IFWXConnection2_GetInternalPeerName(IFWXConnection2 *Th
 static inline uint32_t IFWXConnection2_Release(IFWXConnection2 *This)
 {
     return This->lpVtbl->Base.Release((IFWXConnection *)(void *)This);
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/** @cond */
+typedef struct IFWXConnection3 IFWXConnection3;
+/** @endcond */
+/**
+ * @brief IFWXConnection2 with the connection's handshake. Implemented by the core; get it with
+ * QueryInterface(IID_IFWXConnection3) on any IFWXConnection.
+ *
+ * It starts with the IFWXConnection2 methods (`Base`), so the pointer may be passed wherever an
+ * IFWXConnection or IFWXConnection2 is expected (cast it); it only appends.
+ * @since 1.1
+ */
+typedef struct IFWXConnection3Vtbl {
+    /** The IFWXConnection2 methods, in their order. */
+    IFWXConnection2Vtbl Base;
+    /**
+     * Says whether the connection's protocol handshake is still under way (fPending nonzero)
+     * or over (zero). While a filter holds it pending, the connection's handshake timeout
+     * (fwx_timeouts, a protocol's `handshake_timeout`) keeps running from the moment the
+     * connection was accepted; once no filter holds it and both sides are connected, only the
+     * idle timeout applies. A connection nobody holds is past its handshake when it is
+     * established end to end. The FTP filter holds it from attaching to a control connection
+     * until the server's 230 (login complete).
+     * Call it from the connection's events or its data filter's completions (SetSockets on);
+     * the last call wins. Rationale: only the protocol's filter knows when a login is over;
+     * a filter that never calls it changes nothing, so filters written before 1.1 keep working.
+     * [loop-thread]
+     * @return FWX_S_OK, FWX_E_TERMINATING (the connection has ended).
+     */
+    fwx_result (*SetHandshakePending)(IFWXConnection3 *This, int32_t fPending);
+} IFWXConnection3Vtbl;
+/** A connection, version 3. */
+struct IFWXConnection3 {
+    const IFWXConnection3Vtbl *lpVtbl; /**< the method table */
+};
+/** Calls IFWXConnection3Vtbl::SetHandshakePending. */
+static inline fwx_result IFWXConnection3_SetHandshakePending(IFWXConnection3 *This, int32_t fPending)
+{
+    return This->lpVtbl->SetHandshakePending(This, fPending);
+}
+/** Releases an IFWXConnection3 (its IUnknown Release). */
+static inline uint32_t IFWXConnection3_Release(IFWXConnection3 *This)
+{
+    return This->lpVtbl->Base.Base.Release((IFWXConnection *)(void *)This);
 }
 
 #ifdef __cplusplus

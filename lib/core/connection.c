@@ -7,19 +7,20 @@
 
 #include <stdlib.h>
 
-static const IFWXConnection2Vtbl conn_vtbl;
+static const IFWXConnection3Vtbl conn_vtbl;
 static const IFWXUdpDestinationVtbl udpdest_vtbl;
 
-bool fwx__conn_is_ours(IFWXConnection *c) { return c != NULL && c->lpVtbl == &conn_vtbl.Base; }
+bool fwx__conn_is_ours(IFWXConnection *c) { return c != NULL && c->lpVtbl == &conn_vtbl.Base.Base; }
 
 fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *pg)
 {
     fwx__conn *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
-    c->iface.lpVtbl = &conn_vtbl.Base;
+    c->iface.lpVtbl = &conn_vtbl.Base.Base;
     c->udpdest.lpVtbl = &udpdest_vtbl;
     atomic_init(&c->refs, 2); /* the caller's and the session list's */
+    fwx__list_init(&c->to_node);
     c->session = s;
     IFWXSession_AddRef(&s->iface);
     atomic_fetch_add(&s->core_refs, 1);
@@ -118,6 +119,7 @@ void fwx__conn_terminate(fwx__conn *c)
     if (c->flags & FWX_CONNECTION_TERMINATED)
         return;
     c->flags |= FWX_CONNECTION_TERMINATED;
+    fwx__timeouts_forget(c);
     fwx__session *s = c->session;
     fwx_firewall *fw = s->fw;
     bool client_bind = c->grant != NULL && c->grant->type == FWX__G_CLIENT_BIND;
@@ -262,6 +264,7 @@ fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, 
     hr = fwx__backend_relay(s->fw, c);
     if (c->flags & FWX_CONNECTION_TERMINATED)
         return FWX_FAILED(hr) ? hr : FWX_E_BACKEND;
+    fwx__timeouts_arm(c); /* user mode: its protocol's idle and handshake limits */
     return FWX_S_OK;
 }
 
@@ -441,6 +444,7 @@ void fwx_connection_count_bytes(IFWXConnection *conn, uint64_t from_client, uint
     fwx__conn *c = fwx__conn_from(conn);
     c->bytes_in += from_client;
     c->bytes_out += from_external;
+    fwx__timeouts_touch(c);
 }
 
 void fwx_connection_close(IFWXConnection *conn)
@@ -457,9 +461,10 @@ static fwx_result c_QueryInterface(IFWXConnection *This, const fwx_guid *riid, v
 {
     if (ppv == NULL)
         return FWX_E_POINTER;
-    /* IFWXConnection2 starts with IFWXConnection's methods: the same pointer serves both. */
+    /* IFWXConnection3 starts with IFWXConnection2's methods, which start with IFWXConnection's:
+       the same pointer serves all three. */
     if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXConnection) ||
-                         fwx_guid_equal(riid, &IID_IFWXConnection2))) {
+                         fwx_guid_equal(riid, &IID_IFWXConnection2) || fwx_guid_equal(riid, &IID_IFWXConnection3))) {
         IFWXConnection_AddRef(This);
         *ppv = This;
         return FWX_S_OK;
@@ -766,7 +771,17 @@ static fwx_result c_GetInternalPeerName(IFWXConnection2 *This, struct sockaddr *
     return copy_out(&c->client, !fwx__sa_is_unspecified((struct sockaddr *)&c->client), a, l);
 }
 
-static const IFWXConnection2Vtbl conn_vtbl = {
+static fwx_result c_SetHandshakePending(IFWXConnection3 *This, int32_t pending)
+{
+    fwx__conn *c = fwx__conn_from((IFWXConnection *)(void *)This);
+    if (c->flags & FWX_CONNECTION_TERMINATED)
+        return FWX_E_TERMINATING;
+    fwx__timeouts_hold_handshake(c, pending != 0);
+    return FWX_S_OK;
+}
+
+static const IFWXConnection3Vtbl conn_vtbl = {
+    {
     {
     c_QueryInterface,
     c_AddRef,
@@ -790,4 +805,6 @@ static const IFWXConnection2Vtbl conn_vtbl = {
     c_GetConnectionFlags,
 },
     c_GetInternalPeerName,
+    },
+    c_SetHandshakePending,
 };

@@ -248,6 +248,7 @@ fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, f
     fw->timer.data = fw;
     /* The timer must not keep the host's loop alive when nothing else is going on. */
     uv_unref((uv_handle_t *)&fw->timer);
+    fwx__timeouts_init(fw);
     fwx_result hr = fwx__watchdog_start(fw);
     if (FWX_FAILED(hr)) {
         fwx_firewall_close(fw, NULL, NULL);
@@ -492,6 +493,8 @@ static void on_timer_closed(uv_handle_t *h)
                  fw->n_connections);
 }
 
+static void close_timer(fwx_firewall *fw) { uv_close((uv_handle_t *)&fw->timer, on_timer_closed); }
+
 void fwx_firewall_close(fwx_firewall *fw, fwx_firewall_close_cb cb, void *arg)
 {
     if (fw == NULL || fw->closing)
@@ -508,7 +511,7 @@ void fwx_firewall_close(fwx_firewall *fw, fwx_firewall_close_cb cb, void *arg)
     fwx_policy_free(fw->policy);
     fw->policy = NULL;
     uv_timer_stop(&fw->timer);
-    uv_close((uv_handle_t *)&fw->timer, on_timer_closed);
+    fwx__timeouts_close(fw, close_timer); /* then the expiry timer, whose close frees */
 }
 
 /* ---- IFWXFirewall ------------------------------------------------------------------------- */

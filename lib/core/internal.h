@@ -93,6 +93,22 @@ typedef struct fwx__log_fold {
     char sample[120];   /* the first line folded, for the summary */
 } fwx__log_fold;
 
+/* Connection time limits (lib/core/timeouts.c): a wheel of one-second slots. A connection sits
+   in the slot of the second its nearest deadline falls in, as computed when it was placed;
+   data only records the loop's time on the connection, so a busy connection is looked at once
+   per idle period (then placed again), never per read. */
+#define FWX__TW_SLOTS 64
+typedef struct fwx__timeouts {
+    uint32_t idle_ms, handshake_ms; /* the firewall's defaults (fwx_firewall_set_timeouts) */
+    uv_timer_t tick;                /* 1 s, repeating while a connection is timed */
+    bool tick_on;
+    fwx__list slot[FWX__TW_SLOTS];  /* fwx__conn.to_node */
+    uint64_t done_s;                /* every slot up to this second has been looked at */
+    uint32_t n;                     /* timed connections */
+    uint64_t n_idle, n_handshake;   /* connections ended by each limit */
+    void (*then)(struct fwx_firewall *fw); /* at close, once the tick has closed */
+} fwx__timeouts;
+
 struct fwx_firewall {
     IFWXFirewall iface;
     atomic_uint refs;
@@ -154,6 +170,7 @@ struct fwx_firewall {
     void *event_sink_arg;
     bool time_plugins;
     uint64_t plugin_call_start; /* uv_hrtime() at the outermost plugin call's entry */
+    fwx__timeouts to; /* lib/core/timeouts.c */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -420,6 +437,16 @@ struct fwx__conn {
        still reach their code. */
     fwx__plugin *df_owner;
     uint32_t dfs_seen; /* data filters ever attached */
+    /* Time limits (lib/core/timeouts.c). */
+    fwx__list to_node;        /* in a slot of fw->to while timed */
+    uint64_t to_check_s;      /* the second whose slot it is in */
+    uint64_t last_active_ms;  /* loop time of its last byte (or of a secondary's, see touch) */
+    uint64_t touched_ms;      /* a secondary: when it last refreshed its primaries */
+    uint32_t idle_ms, handshake_ms;
+    bool armed;               /* its limits were set (fwx__timeouts_arm) */
+    bool timed;               /* in the wheel */
+    bool established;         /* both sides connected (the pump started) */
+    bool hs_pending;          /* a filter holds the handshake open (IFWXConnection3) */
 };
 
 static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
@@ -440,6 +467,23 @@ fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPr
 /* The same, for one UDP destination only (AttachDataFilterWithDestination); dest NULL: all. */
 fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx,
                                   const struct sockaddr_storage *dest);
+
+/* ---- time limits (lib/core/timeouts.c) ---- */
+/* At fwx_firewall_new: the defaults, the wheel, its (unreferenced) timer. */
+void fwx__timeouts_init(fwx_firewall *fw);
+/* At close: closes the timer, then calls then(fw) from its close callback. */
+void fwx__timeouts_close(fwx_firewall *fw, void (*then)(fwx_firewall *fw));
+/* c has started: arms its protocol's limits if fwx's user-mode path must carry it (TCP, not
+   listening, not kernel mode, a backend); others are armed when the pump starts. */
+void fwx__timeouts_arm(fwx__conn *c);
+/* c is ending: out of the wheel. */
+void fwx__timeouts_forget(fwx__conn *c);
+/* Bytes moved on c (fwx_connection_count_bytes): records the loop's time, no syscall. */
+void fwx__timeouts_touch(fwx__conn *c);
+/* Both sides of c are connected (the user-mode pump started): arms it if not yet. */
+void fwx__timeouts_established(fwx__conn *c);
+/* IFWXConnection3::SetHandshakePending. */
+void fwx__timeouts_hold_handshake(fwx__conn *c, bool pending);
 
 /* ---- the data path's calls and host relays (lib/core/datapath.c) ---- */
 /* c is ending: the host's relay of it (fwx_connection_relay) is aborted. */

@@ -226,7 +226,8 @@ void fwx__logv(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *abou
     /* Warnings and errors are about conditions: a flood of one condition (a stray connection a
        second, each from another port) folds whatever its numbers. Info and debug lines are
        records (a connection opened, closed): only a line repeated word for word folds. */
-    emit_keyed(fw, level, about, NULL, 0, line, level <= FWX_LOG_WARN ? fmt : line);
+    emit_keyed(fw, level, about, NULL, 0, line,
+               level <= FWX_LOG_WARN || (about != NULL && about->fold_format) ? fmt : line);
 }
 
 void fwx__log_at(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, ...)

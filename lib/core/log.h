@@ -19,6 +19,7 @@ typedef struct fwx__log_about {
     uint32_t event;    /* an event type, 0 for none */
     bool bytes;        /* the connection's byte counts go along (the line that ends it) */
     bool no_fold;      /* never folded: a line from another thread (the watchdog's) */
+    bool fold_format;  /* an info line folded by its format, as warnings are: a repeated condition */
 } fwx__log_about;
 
 /* Emits `line` (complete, prefix included) with the fields of `about`, then `extra` (a plugin's:

@@ -37,6 +37,9 @@ typedef struct fwx__protocol {
     fwx__direction direction;
     fwx__filter_ref *filters;   /* the filters bound to it, in file order */
     size_t n_filters;
+    /* Its connections' time limits in seconds (idle_timeout, handshake_timeout); 0 none, -1 not
+       set: the firewall's default (fwx_firewall_set_timeouts). */
+    int32_t idle_s, handshake_s;
     int line;                   /* where it was defined */
 } fwx__protocol;
 

@@ -778,9 +778,26 @@ static bool plugin_name_ok(const char *s)
     return true;
 }
 
+/* A time limit in whole seconds, 0 (none) to FWX_TIMEOUTS_MAX; -1 when absent. */
+static fwx_result get_seconds(loader *ld, const config_setting_t *g, const char *what, const char *key, int32_t *out)
+{
+    const config_setting_t *m = config_setting_get_member(g, key);
+    *out = -1;
+    if (m == NULL)
+        return FWX_S_OK;
+    int t = config_setting_type(m);
+    long long v = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64 ? config_setting_get_int64(m) : -1;
+    if (v < 0 || v > (long long)FWX_TIMEOUTS_MAX)
+        return fail_at(ld, m, NULL, "%s: %s must be a whole number of seconds from 0 (none) to %u", what, key,
+                       FWX_TIMEOUTS_MAX);
+    *out = (int32_t)v;
+    return FWX_S_OK;
+}
+
 static fwx_result load_protocol(loader *ld, const config_setting_t *c, fwx__protocol *pr, const char *what)
 {
-    static const char *const keys[] = { "name", "guid", "protocol", "port", "ports", "direction", "filters", NULL };
+    static const char *const keys[] = { "name",    "guid",         "protocol",          "port", "ports",
+                                        "direction", "filters", "idle_timeout", "handshake_timeout", NULL };
     const char *name, *guid, *proto, *dir;
     const config_setting_t *filters;
     fwx_result r;
@@ -835,6 +852,10 @@ static fwx_result load_protocol(loader *ld, const config_setting_t *c, fwx__prot
             return fail_at(ld, ports, NULL, "%s: bad port range \"%s\" (want \"lo-hi\" within 1-65535, lo <= hi)",
                            what, text);
     }
+    fwx_result r2;
+    if ((r2 = get_seconds(ld, c, what, "idle_timeout", &pr->idle_s)) != FWX_S_OK ||
+        (r2 = get_seconds(ld, c, what, "handshake_timeout", &pr->handshake_s)) != FWX_S_OK)
+        return r2;
     if (filters != NULL) {
         int n = config_setting_length(filters);
         pr->filters = calloc((size_t)n, sizeof *pr->filters);

@@ -224,6 +224,7 @@ struct ftp_ctl {
     size_t qhead, qlen;
     ftp_out out[2];           /* output of the chunk being processed, per target socket */
     bool epsv_all;
+    bool logged_in;           /* the server said 230 (or 232): the handshake timeout is over */
     /* The one outstanding data-connection grant (catalog #26 in doc/security.md: newest replaces
        oldest). */
     IFWXFirewallAction *action; /* +1: AllowFutureConnect or RedirectConnections */
@@ -755,6 +756,17 @@ static void on_data_reply(ftp_ctl *c, const char *line, size_t len, int code, co
     out_add(c, 0, text, n);
 }
 
+/* Tells the core whether the login is still under way: the connection's handshake timeout
+   runs until it is over (IFWXConnection3; an older core without it has no such limit). */
+static void hold_handshake(IFWXConnection *conn, bool pending)
+{
+    IFWXConnection3 *c3 = NULL;
+    if (conn != NULL && IFWXConnection_QueryInterface(conn, &IID_IFWXConnection3, (void **)&c3) == FWX_S_OK) {
+        (void)IFWXConnection3_SetHandshakePending(c3, pending);
+        IFWXConnection3_Release(c3);
+    }
+}
+
 /* A final reply line (single, or the last of a multi-line reply). */
 static void on_final(ftp_ctl *c, const char *line, size_t len, int code)
 {
@@ -764,6 +776,10 @@ static void on_final(ftp_ctl *c, const char *line, size_t len, int code)
         head = *q_head(c);
         have = true;
         q_pop(c); /* a final reply answers the oldest outstanding command */
+    }
+    if ((code == 230 || code == 232) && !c->logged_in) {
+        c->logged_in = true;
+        hold_handshake(c->conn, false); /* logged in: from now on only the idle limit applies */
     }
     if (code == 227 || code == 229) {
         on_data_reply(c, line, len, code, have ? &head : NULL);
@@ -1131,6 +1147,8 @@ static fwx_result sf_attach(ftp_sf *sf, IFWXConnection *conn, ftp_kind kind, con
         return FWX_E_OUTOFMEMORY;
     /* NAT priority: an address editor sees the client's bytes first and the server's last. */
     fwx_result hr = IFWXConnection_AttachDataFilter(conn, &c->iface, fwx_dfpc_NAT, NULL);
+    if (FWX_SUCCEEDED(hr))
+        hold_handshake(conn, true); /* until the server's 230 */
     if (FWX_FAILED(hr) && c->log != NULL) {
         char msg[256];
         snprintf(msg, sizeof msg, "cannot attach to a %s control connection: %s", kind_name[kind], hr_text(hr));

@@ -91,6 +91,14 @@ static void count(fwx_pump *p, int dir, size_t n)
         fwx_connection_count_bytes(p->conn, dir == 0 ? n : 0, dir == 1 ? n : 0);
 }
 
+/* Bytes written out are activity too (lib/core/timeouts.c): a slow reader draining what the
+   pump holds must not look idle. */
+static void sent(fwx_pump *p)
+{
+    if (p->conn != NULL)
+        fwx_connection_count_bytes(p->conn, 0, 0); /* no bytes to count: the time of activity */
+}
+
 static void complete_later(fwx_pump *p, fwx__uio *op)
 {
     fwx__uioq_push(&p->cq, op);
@@ -121,6 +129,7 @@ static int splice_dir(fwx_pump *p, int d)
         if (D->held > 0) {
             ssize_t n = splice(D->pipe[0], NULL, dst, NULL, D->held, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
             if (n > 0) {
+                sent(p);
                 D->held -= (size_t)n;
                 D->full = false;
                 progress = true;
@@ -177,6 +186,7 @@ static int rw_dir(fwx_pump *p, int d)
             struct msghdr mh = {.msg_iov = iov, .msg_iovlen = iov[1].iov_len > 0 ? 2 : 1};
             ssize_t n = sendmsg(dst, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n > 0) {
+                sent(p);
                 D->held -= (size_t)n;
                 D->head = D->held == 0 ? 0 : (D->head + (size_t)n) % cap;
                 D->full = false;
@@ -297,6 +307,8 @@ static void real_flush(fwx_pump *p, psock *s)
             ssize_t n = send(p->fd[s->side], data + op->off, len - op->off, MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n < 0 && (errno == EAGAIN || errno == EINTR))
                 return;
+            if (n > 0)
+                sent(p);
             if (n < 0) {
                 int err = -errno;
                 s->failed = true;
@@ -895,6 +907,8 @@ fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd
     }
     if (p->mode == MODE_SPLICE)
         ignore_sigpipe_once();
+    if (conn != NULL)
+        fwx_connection_established(conn); /* both sides connected: the end-to-end part of the handshake */
     if (conn != NULL) {
         IFWXConnection_AddRef(conn);
         p->conn = conn;
