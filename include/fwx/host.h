@@ -392,8 +392,9 @@ typedef void (*fwx_list_cb)(void *arg, const fwx_object_info *info);
 FWX_API fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, void *arg);
 
 /**
- * Adds to a connection's byte counters; called by backends and data paths that carry it.
- * [loop-thread]
+ * Adds to a connection's byte counters; called by backends and data paths that carry it. Each
+ * call is also activity for the connection's idle limit (fwx_firewall_set_timeouts()), so a data
+ * path that writes out bytes it counted already calls it with zero counts. [loop-thread]
  * @param conn the connection (borrowed).
  * @param from_client bytes that came from the client side.
  * @param from_external bytes that came from the external side.
