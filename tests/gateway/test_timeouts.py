@@ -348,7 +348,7 @@ def run(tmp):
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
     dh.PREFIX = "fwxto-"  # namespaces of this test: fwxto-<pid>-{c,g,s}
-    dh.Topology.cleanup_stale()
+    dh.Topology.cleanup_stale(dh.PREFIX)
     topo = dh.Topology()
     try:
         topo.up()
