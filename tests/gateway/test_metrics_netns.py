@@ -12,7 +12,6 @@ same sides with IP forwarding off: a published connection's bytes each way are c
 Root, `ip`, `nft` and `curl` are needed; otherwise exit 77 with the reason.
 SPDX-License-Identifier: MIT
 """
-import ctypes
 import json
 import os
 import re
@@ -20,81 +19,27 @@ import select
 import shutil
 import socket
 import subprocess
-import threading
+import sys
 
 from gwtest import Failure, Gateway, check, log, main, program, skip, wait_until, write_file
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "netns"))
+import nstopo  # noqa: E402
+from nstopo import sh  # noqa: E402
+
 CLIENT, GW_IN, GW_OUT, SERVER = "10.98.1.2", "10.98.1.1", "10.98.2.1", "10.98.2.2"
-CLONE_NEWNET = 0x40000000
 TIMEOUT = 5.0
 PREFIX = "fwxmet-"
 METRICS_PORT = 9464  # inside the gateway's own namespace: nothing else listens there
 
-libc = ctypes.CDLL(None, use_errno=True)
 
 
-def sh(*argv, ok=True):
-    r = subprocess.run(list(argv), capture_output=True, text=True, timeout=30)
-    if ok and r.returncode != 0:
-        raise Failure("%s: exit %d: %s" % (" ".join(argv), r.returncode, r.stderr.strip()))
-    return r
-
-
-class Topology:
-    """Three namespaces named with this process's id, joined by two veth pairs."""
-
-    def __init__(self):
-        self.names = {k: "%s%d-%s" % (PREFIX, os.getpid(), k) for k in ("c", "g", "s")}
-        self.fds = {}
-
-    @staticmethod
-    def cleanup_stale():
-        for line in sh("ip", "netns", "list", ok=False).stdout.splitlines():
-            name = line.split()[0] if line.split() else ""
-            pid = name[len(PREFIX):].split("-")[0] if name.startswith(PREFIX) else ""
-            if pid.isdigit() and not os.path.exists("/proc/%s" % pid):
-                sh("ip", "netns", "del", name, ok=False)
-
-    def up(self):
-        c, g, s = self.names["c"], self.names["g"], self.names["s"]
-        for n in (c, g, s):
-            sh("ip", "netns", "add", n)
-        sh("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0", "netns", g)
-        sh("ip", "-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "sv0", "netns", g)
-        for ns, dev, addr in ((c, "eth0", CLIENT), (g, "cl0", GW_IN), (g, "sv0", GW_OUT), (s, "eth0", SERVER)):
-            sh("ip", "-n", ns, "addr", "add", addr + "/24", "dev", dev)
-            sh("ip", "-n", ns, "link", "set", dev, "up")
-        for ns in (c, g, s):
-            sh("ip", "-n", ns, "link", "set", "lo", "up")
-        sh("ip", "-n", c, "route", "add", "default", "via", GW_IN)
-        sh("ip", "-n", s, "route", "add", "default", "via", GW_OUT)
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        for k, n in self.names.items():
-            self.fds[k] = os.open("/run/netns/" + n, os.O_RDONLY)
-
-    def down(self):
-        for fd in self.fds.values():
-            os.close(fd)
-        self.fds = {}
-        for n in self.names.values():
-            sh("ip", "netns", "del", n, ok=False)
-
-    def run_in(self, key, fn):
-        out = {}
-
-        def body():
-            try:
-                if libc.setns(self.fds[key], CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns")
-                out["v"] = fn()
-            except BaseException as e:  # handed to the caller
-                out["e"] = e
-        t = threading.Thread(target=body)
-        t.start()
-        t.join(30)
-        if "e" in out:
-            raise out["e"]
-        return out.get("v")
+def Topology():
+    """Three namespaces named with this process's id, joined by two veth pairs (the shared bed
+    of tests/netns/nstopo.py), IPv4 only, forwarding on for the kernel-mode part."""
+    return nstopo.Bed(PREFIX, "g", {
+        "c": nstopo.Side("cl0", [CLIENT + "/24"], [GW_IN + "/24"]),
+        "s": nstopo.Side("sv0", [SERVER + "/24"], [GW_OUT + "/24"])}, forwarding=True)
 
 
 def metrics_of(text):
@@ -114,7 +59,7 @@ def run(tmp):
     for tool in ("ip", "nft", "curl"):
         if shutil.which(tool) is None:
             skip("no %s command" % tool)
-    Topology.cleanup_stale()
+    nstopo.Bed.cleanup_stale(PREFIX)
     topo = Topology()
     try:
         topo.up()
