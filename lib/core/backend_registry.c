@@ -10,9 +10,17 @@
 /* A process-wide registry, as SQLite keeps its VFS list: backends are code, not state. */
 #define MAX_BACKENDS 32
 
-/* Backends built into libfwx, found by name without registration. */
-extern const fwx_backend fwx__proxy_backend, fwx__nft_backend;
+/* Backends built into libfwx, found by name without registration. The nft backend is there
+   when libfwx was built with libnftables (meson feature 'nft'); its name stays reserved either
+   way, so that a configuration written for it fails the same on every build. */
+extern const fwx_backend fwx__proxy_backend;
+#if FWX_HAVE_NFT
+extern const fwx_backend fwx__nft_backend;
 static const fwx_backend *const builtins[] = {&fwx__proxy_backend, &fwx__nft_backend};
+#else
+static const fwx_backend *const builtins[] = {&fwx__proxy_backend};
+#endif
+static const char *const builtin_names[] = {"proxy", "nft"};
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static const fwx_backend *registry[MAX_BACKENDS];
 
@@ -23,8 +31,8 @@ fwx_result fwx_backend_register(const fwx_backend *b)
         return FWX_E_INVALIDARG;
     if (b->version > FWX_BACKEND_VERSION)
         return FWX_E_NOT_SUPPORTED;
-    for (size_t i = 0; i < FWX__ARRAY_SIZE(builtins); i++)
-        if (strcmp(builtins[i]->name, b->name) == 0)
+    for (size_t i = 0; i < FWX__ARRAY_SIZE(builtin_names); i++)
+        if (strcmp(builtin_names[i], b->name) == 0)
             return FWX_E_ALREADY_EXISTS_WIN32;
     fwx_result hr = FWX_E_QUOTA_EXCEEDED;
     pthread_mutex_lock(&registry_lock);
@@ -107,7 +115,11 @@ fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
         return FWX_E_TERMINATING;
     const fwx_backend *b = fwx_backend_find(name);
     if (b == NULL) {
-        fwx__fail(fw, "backend \"%s\": not registered", name ? name : "(null)");
+        if (name != NULL && strcmp(name, "nft") == 0)
+            fwx__fail(fw, "backend \"nft\": not built into this libfwx (it was built without libnftables: "
+                          "meson feature 'nft')");
+        else
+            fwx__fail(fw, "backend \"%s\": not registered", name ? name : "(null)");
         return FWX_E_NOT_FOUND;
     }
     fwx__backend_close(fw);
@@ -261,3 +273,14 @@ void fwx__backend_close(fwx_firewall *fw)
     fw->backend = NULL;
     fw->backend_state = NULL;
 }
+
+#if !FWX_HAVE_NFT
+/* Local redirection is the nft backend's (lib/backends/nft/nft.c); without it, the call says so. */
+fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirect *spec)
+{
+    if (fw == NULL || spec == NULL)
+        return FWX_E_POINTER;
+    fwx__fail(fw, "local redirection needs the \"nft\" backend, and this libfwx was built without it");
+    return FWX_E_NOT_SUPPORTED;
+}
+#endif
