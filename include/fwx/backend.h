@@ -54,9 +54,42 @@ typedef enum fwx_grant_kind {
     FWX__GRANT_FORCE_32 = 0x7FFFFFFF
 } fwx_grant_kind;
 
-/** A grant, as the core hands it to a backend. Borrowed for the call; copy what you keep. */
+/** Flags of a ::fwx_grant_source. */
+enum {
+    /** Connections from this source to the grant's target are translated so that the target
+        sees them come from the gateway (a published server behind a full-proxy rule, whose
+        addresses must not reach the other side): a kernel backend masquerades them. */
+    FWX_GRANT_SOURCE_TRANSLATE = 0x1
+};
+
+/**
+ * One host the core allows to use a grant: a flow from @p address (any port) to the grant's
+ * gateway port (bound and redirect ports) or target (permissions) is one the core admits when
+ * fwx_firewall_admit() asks. @since 1.1
+ */
+typedef struct fwx_grant_source {
+    struct sockaddr_storage address; /**< an IP address, port 0 */
+    uint32_t flags;                  /**< FWX_GRANT_SOURCE_* */
+} fwx_grant_source;
+
+/** Flags of fwx_grant::source_flags. */
+enum {
+    /** The core decides each arrival by more than the source's address (an IP filter given to
+        BindForClient or RetroactiveAllowBind, a client bind's policy check): `sources` then
+        lists at most the hosts that could pass, and a backend that installs kernel state from
+        them alone would admit too much. Such a grant belongs on a path that asks
+        fwx_firewall_admit() for each flow before any packet goes through. */
+    FWX_GRANT_SOURCES_FILTERED = 0x1
+};
+
+/**
+ * A grant, as the core hands it to a backend. Borrowed for the call; copy what you keep.
+ *
+ * Fields are only ever appended: a backend built against a newer header reads a field only when
+ * `struct_size` covers it (`struct_size >= offsetof(fwx_grant, field) + sizeof field`).
+ */
 typedef struct fwx_grant {
-    uint32_t struct_size;            /**< sizeof(fwx_grant) */
+    uint32_t struct_size;            /**< the size of the struct the core filled (see above) */
     fwx_grant_kind kind;             /**< what it is */
     uint64_t id;                     /**< unique within the firewall; used to remove it */
     int32_t protocol;                /**< FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP */
@@ -67,6 +100,22 @@ typedef struct fwx_grant {
     int32_t backlog;                 /**< listen backlog for port grants */
     int32_t kernel_mode;             /**< nonzero if the core allows the kernel to carry it */
     uint64_t expires_ms;             /**< loop time when it expires, 0 for never (the core enforces it) */
+
+    /* ---- appended in 1.1 ---- */
+
+    /**
+     * Who may use the grant, as the core decides it: the session's client and the published
+     * servers of its connections for a permission or a redirect port; the external peers of
+     * the session's primary connections for a bound port; none for a client bind (see
+     * `source_flags`). The core computes the list with the same rule it applies in
+     * fwx_firewall_admit(), as of the grant_add call: a backend must not re-derive it. A
+     * connection the session opens later does not add a source to a grant already installed.
+     * Borrowed for the grant_add call only (NULL with `n_sources` 0 elsewhere, as in
+     * fwx_backend::list). @since 1.1
+     */
+    const fwx_grant_source *sources;
+    uint32_t n_sources;              /**< the number of entries in `sources`. @since 1.1 */
+    uint32_t source_flags;           /**< FWX_GRANT_SOURCES_*. @since 1.1 */
 } fwx_grant;
 
 /** A listening socket for a server publishing rule. */
@@ -85,8 +134,8 @@ typedef struct fwx_listen_spec {
  * element, a NAT mapping) rather than holding it in a user-mode path. Call it from
  * fwx_backend::grant_add, with the grant pointer given to that call, after installing it;
  * fwx_firewall_list() then reports the grant with `kernel_mode` set (fwxctl's MODE column).
- * A grant_add that fails clears the mark. [loop-thread]
- * @return FWX_S_OK; FWX_E_INVALIDARG when @p grant is not the one being added;
+ * A grant_add that fails clears the mark. [loop-thread, inside grant_add]
+ * @return FWX_S_OK; FWX_E_INVALIDARG when @p grant is not a grant of @p fw being added;
  *   FWX_E_POINTER.
  */
 FWX_API fwx_result fwx_backend_grant_in_kernel(fwx_firewall *fw, const fwx_grant *grant);
@@ -280,8 +329,107 @@ FWX_API void fwx_socks_limits_init(fwx_socks_limits *limits);
  */
 FWX_API fwx_result fwx_proxy_socks_set_limits(fwx_firewall *fw, const fwx_socks_limits *limits);
 
-/** The firewall's backend state, or NULL (for a backend's own helpers). */
+/** The firewall's backend state, or NULL (for a backend's own helpers). [loop-thread] */
 FWX_API void *fwx_firewall_backend_state(fwx_firewall *fw);
+
+/** The backend the firewall uses, or NULL (none): with fwx_firewall_backend_state(), how a
+    backend's own API finds its instance. [loop-thread] @since 1.1 */
+FWX_API const fwx_backend *fwx_firewall_backend(const fwx_firewall *fw);
+
+/**
+ * @name What the core knows, for backends
+ * Read-only calls that hand a backend (or a host) the facts the core decides with, so that a
+ * backend needs nothing but the public headers: the gateway's addresses, the firewall's
+ * options, whether filters hook an event, what a connection is. The compiled policy has its
+ * own read-only view, fwx/policy_view.h. All [loop-thread].
+ * @{
+ */
+
+/**
+ * The firewall's name (fwx_firewall_options::name, or the default). [loop-thread]
+ * @return a string owned by @p fw, valid until it closes; "" for NULL. @since 1.1
+ */
+FWX_API const char *fwx_firewall_name(const fwx_firewall *fw);
+
+/**
+ * Copies the firewall's options (as fwx_firewall_new() completed them with defaults) into
+ * @p out, up to `out->struct_size` bytes: set it first (fwx_firewall_options_init() does), and
+ * fields beyond it are left alone. Pointers in them are borrowed from @p fw. [loop-thread]
+ * @return FWX_S_OK; FWX_E_POINTER; FWX_E_INVALIDARG (`struct_size` smaller than the first
+ *   release's struct). @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_get_options(const fwx_firewall *fw, fwx_firewall_options *out);
+
+/**
+ * The gateway's own addresses, one at a time: the `local_addresses` option, canonical (IPv4
+ * as AF_INET, ports 0), in the order given. These are the addresses the core refuses as
+ * secondary targets and a kernel backend keys a port grant on when its gateway address is
+ * unspecified. [loop-thread]
+ * @param index 0, 1, ... @param out receives the address.
+ * @return FWX_S_OK; FWX_S_FALSE past the last one (@p out zeroed); FWX_E_POINTER. @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_local_address(const fwx_firewall *fw, size_t index, struct sockaddr_storage *out);
+
+/**
+ * Is @p addr the gateway itself: one of its own addresses, loopback (unless loopback_hosts
+ * makes 127.0.0.0/8 ordinary hosts), or an interface address when
+ * fwx_firewall_track_local_addresses() is on? The rule the core refuses secondary targets by.
+ * [loop-thread] @return nonzero when it is; 0 when not or the address is invalid. @since 1.1
+ */
+FWX_API int32_t fwx_firewall_is_local_address(const fwx_firewall *fw, const struct sockaddr *addr, uint32_t len);
+
+/**
+ * Does a loaded plugin hook every event in @p events (an OR of FwxEventType values and
+ * flags such as fwxAnyProtocol)? A kernel backend asks before letting the kernel carry flows a
+ * filter could attach a data filter to. [loop-thread]
+ * @return nonzero when one plugin (not unloaded) hooks them all; 0 otherwise. @since 1.1
+ */
+FWX_API int32_t fwx_firewall_hooks(fwx_firewall *fw, uint32_t events);
+
+/**
+ * Sets the firewall's last error (fwx_firewall_last_error()) and logs it at error level: for
+ * a backend's open, so that fwx_firewall_set_backend() can say why it failed. [loop-thread]
+ * @since 1.1
+ */
+FWX_API void fwx_backend_fail(fwx_firewall *fw, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/**
+ * Describes one connection as fwx_firewall_list() does (FWX_OBJECT_CONNECTION: id, session,
+ * protocol, FWX_CONNECTION_* flags, client, external peer and local address, bytes).
+ * [loop-thread]
+ * @param conn a connection of the core (borrowed). @param out receives it; `out->name` is
+ *   borrowed from the core until the connection is freed.
+ * @return FWX_S_OK; FWX_E_POINTER; FWX_E_INVALIDARG (not a connection of the core). @since 1.1
+ */
+FWX_API fwx_result fwx_connection_info(IFWXConnection *conn, fwx_object_info *out);
+
+/**
+ * Records the gateway's own address on a connection's upstream socket (the one the backend
+ * opened toward the server, or the target of a bound or redirect port): what a filter tells
+ * that side to connect back to (a rewritten PORT toward a published server). Toward a
+ * published server or a bound port's target it is the internal side's address; for a client's
+ * outbound connection the external side's, unless already known. [loop-thread]
+ * @param conn a connection of the core (borrowed). @param local the address (borrowed).
+ * @param len its length.
+ * @return FWX_S_OK; FWX_E_POINTER; FWX_E_INVALIDARG (not the core's connection, an invalid or
+ *   unspecified address). @since 1.1
+ */
+FWX_API fwx_result fwx_connection_set_upstream_local(IFWXConnection *conn, const struct sockaddr *local, uint32_t len);
+
+/**
+ * The name of the plugin that attached a connection's data filter @p index (0 ..
+ * fwx_connection_data_filters() - 1, in chain order), for log lines. [loop-thread]
+ * @return the plugin's name (owned by the core, valid while the plugin is loaded); "" for a
+ *   filter the host attached; NULL for a bad index or a connection that is not the core's.
+ * @since 1.1
+ */
+FWX_API const char *fwx_connection_data_filter_owner(IFWXConnection *conn, uint32_t index);
+
+/** @} */
 
 #ifdef __cplusplus
 }

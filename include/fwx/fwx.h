@@ -33,6 +33,7 @@
 #include <fwx/plugin.h>
 #include <fwx/host.h>
 #include <fwx/backend.h>
+#include <fwx/policy_view.h>
 #include <fwx/redirect.h>
 
 #endif /* FWX_FWX_H */

@@ -301,8 +301,7 @@ bool fwx__session_is_peer(fwx__session *s, const struct sockaddr *addr)
 {
     for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
-        if (c->has_ext_peer && !(c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING)) &&
-            fwx__sa_same_ip((const struct sockaddr *)&c->ext_peer, addr))
+        if (fwx__conn_counts_as_peer(c) && fwx__sa_same_ip((const struct sockaddr *)&c->ext_peer, addr))
             return true;
     }
     return false;
