@@ -63,7 +63,13 @@ fwx_result fwx_policy_network_range(const fwx_policy *p, int32_t family, size_t 
     return range_at(family == AF_INET ? &p->net_v4 : &p->net_v6, family, index, false, 0, out);
 }
 
-size_t fwx_policy_relation_count(const fwx_policy *p) { return p != NULL ? p->n_relations : 0; }
+size_t fwx_policy_relation_count(const fwx_policy *p)
+{
+    size_t n = 0;
+    for (size_t i = 0; p != NULL && i < p->n_relations; i++)
+        n += p->relations[i].type != FWX__REL_NONE;
+    return n;
+}
 
 fwx_result fwx_policy_relation_get(const fwx_policy *p, size_t index, fwx_policy_relation *out)
 {
