@@ -28,6 +28,21 @@
  * Rules: `version` first; methods are only ever appended, each version's block marked; a
  * method may be NULL when optional, and the core then supplies FWX_E_NOT_SUPPORTED or does
  * without. The registry never writes into a registered struct.
+ *
+ * What a backend needs to know, it gets through public calls: a grant carries the hosts the
+ * core allows to use it (fwx_grant::sources); the gateway's own addresses, the firewall's
+ * options and whether filters hook an event come from the calls under "What the core knows,
+ * for backends" below; a connection's facts from fwx_connection_info(); the policy from the
+ * read-only view in fwx/policy_view.h. The built-in "nft" backend uses nothing else of the core.
+ *
+ * **Threads and states.** The core calls every method on the thread that runs the firewall's
+ * loop ([loop-thread], see @ref threading), never two at once for one firewall, and never from
+ * inside another method of the same instance. An instance is in one of two states:
+ * - **[state: closed]**: before `open` returned FWX_S_OK, and after `close`: the core calls
+ *   nothing but `open` (for a new instance).
+ * - **[state: open]**: from a successful `open` to `close`: every other method.
+ * Calls a backend makes back into fwx (fwx_firewall_admit(), fwx_session_open(), ...) are
+ * [loop-thread] too: a backend that has threads of its own hands its events to the loop first.
  */
 #ifndef FWX_BACKEND_H
 #define FWX_BACKEND_H
@@ -140,7 +155,7 @@ typedef struct fwx_listen_spec {
  */
 FWX_API fwx_result fwx_backend_grant_in_kernel(fwx_firewall *fw, const fwx_grant *grant);
 
-/** Receives one grant from fwx_backend::list. */
+/** Receives one grant from fwx_backend::list. [loop-thread] */
 typedef void (*fwx_backend_list_cb)(void *arg, const fwx_grant *grant);
 
 /** A backend. Register with fwx_backend_register(); the struct must outlive the registration. */
@@ -155,36 +170,52 @@ typedef struct fwx_backend {
     /* ---- version 1 ---- */
 
     /**
-     * Starts an instance for @p fw. Required.
+     * Starts an instance for @p fw. Required. [loop-thread] [state: closed]
+     * The core installs the grants it holds right after (grant_add), then calls policy_changed
+     * and listen for the policy in force.
+     * @param self the registered struct (borrowed). @param fw the firewall (borrowed; outlives
+     *   the instance).
      * @param state receives the instance's state, handed to every other method.
-     * @return FWX_S_OK, or a failure that makes fwx_firewall_set_backend() fail.
+     * @return FWX_S_OK, or a failure that makes fwx_firewall_set_backend() fail (say why with
+     *   fwx_backend_fail()).
      */
     fwx_result (*open)(const struct fwx_backend *self, fwx_firewall *fw, void **state);
-    /** Stops the instance; every grant and listener is gone afterwards. Required. */
+    /** Stops the instance; every grant and listener is gone afterwards, and the core calls
+        nothing more on @p state. Required. [loop-thread] [state: open] */
     void (*close)(void *state);
     /**
-     * Installs a grant. Required.
+     * Installs a grant. Required. [loop-thread] [state: open]
+     * May be called again for a grant id it holds after grant_remove only (BindForClient's
+     * SetClientAddress removes and re-adds). Who may use the grant is in
+     * fwx_grant::sources; call fwx_backend_grant_in_kernel() from here if the kernel carries it.
+     * @param grant borrowed for the call (its `sources` too): copy what you keep.
      * @return FWX_S_OK; FWX_E_ADDRINUSE if a gateway port is taken (the core tries another);
      *   any other failure fails the SDK call with that code.
      */
     fwx_result (*grant_add)(void *state, const fwx_grant *grant);
-    /** Removes a grant. Required. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    /** Removes a grant. Required. [loop-thread] [state: open] @return FWX_S_OK, FWX_E_NOT_FOUND. */
     fwx_result (*grant_remove)(void *state, uint64_t id);
-    /** Opens a listener for a publishing rule. Optional. @return FWX_S_OK, FWX_E_ADDRINUSE, ... */
+    /** Opens a listener for a publishing rule (@p spec borrowed). Optional. [loop-thread]
+        [state: open] @return FWX_S_OK, FWX_E_ADDRINUSE, ... */
     fwx_result (*listen)(void *state, const fwx_listen_spec *spec);
-    /** Closes a listener. Optional. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    /** Closes a listener. Optional. [loop-thread] [state: open] @return FWX_S_OK, FWX_E_NOT_FOUND. */
     fwx_result (*unlisten)(void *state, uint64_t id);
     /**
      * Starts carrying an admitted connection (borrowed; AddRef to keep it). @p kernel_mode
      * says whether the core allows the kernel to carry it (no data filter, no hooks).
-     * Optional. @return FWX_S_OK, or a failure that kills the connection.
+     * Optional. [loop-thread] [state: open] @return FWX_S_OK, or a failure that kills the
+     * connection.
      */
     fwx_result (*relay)(void *state, IFWXConnection *conn, int32_t kernel_mode);
-    /** Ends a connection it carries (borrowed). Optional. @return FWX_S_OK, FWX_E_NOT_FOUND. */
+    /** Ends a connection it carries (borrowed). Optional. [loop-thread] [state: open]
+        @return FWX_S_OK, FWX_E_NOT_FOUND. */
     fwx_result (*kill)(void *state, IFWXConnection *conn);
-    /** A socket for a filter. Optional. @param out new reference (+1). */
+    /** A socket for a filter (IFWXFirewall::CreateNetworkSocket). Optional. [loop-thread]
+        [state: open] @param out new reference (+1). @return FWX_S_OK, or the failure the
+        filter gets. */
     fwx_result (*create_socket)(void *state, int32_t protocol, IFWXNetworkSocket **out);
-    /** Reports each grant it holds. Optional. @return FWX_S_OK. */
+    /** Reports each grant it holds, synchronously (its `sources` are NULL). Optional.
+        [loop-thread] [state: open] @return FWX_S_OK. */
     fwx_result (*list)(void *state, fwx_backend_list_cb cb, void *arg);
 
     /* ---- version 2 ---- */
@@ -194,7 +225,8 @@ typedef struct fwx_backend {
      * policy is set: a backend that carries primary connections itself (in the kernel)
      * compiles it. @p policy is borrowed for the call only: the firewall frees a replaced
      * policy, so never keep the pointer. Optional. @return FWX_S_OK, or a failure that is
-     * logged (the policy is in force in the core all the same).
+     * logged (the policy is in force in the core all the same). The policy is also readable
+     * later through fwx_firewall_policy() (fwx/policy_view.h). [loop-thread] [state: open]
      * @since backend version 2
      */
     fwx_result (*policy_changed)(void *state, const fwx_policy *policy);
@@ -206,8 +238,9 @@ typedef struct fwx_backend {
      * core calls it when a session ends, so that none of the session's permissions outlives
      * the others by the time the end is reported (the nft backend deletes the elements in one
      * kernel transaction, where one per grant cost ~0.6 ms each). @p ids borrowed for the call.
-     * Optional: without it the core calls grant_remove for each. @return FWX_S_OK, or a
-     * failure that is logged (the grants are gone from the core all the same).
+     * Optional: without it the core calls grant_remove for each. [loop-thread] [state: open]
+     * @return FWX_S_OK, or a failure that is logged (the grants are gone from the core all the
+     * same).
      * @since backend version 3
      */
     fwx_result (*grant_remove_many)(void *state, const uint64_t *ids, size_t n);
@@ -229,13 +262,17 @@ FWX_API fwx_result fwx_backend_unregister(const fwx_backend *backend);
  *
  * Built into libfwx: "proxy", which steers by explicit listeners in user mode (publishing
  * rules become listening sockets, bound and redirect ports become real sockets on the
- * gateway) and needs no privileges. A registered backend cannot take a built-in's name.
+ * gateway) and needs no privileges; and "nft", the kernel-mode backend, when libfwx was built
+ * with libnftables (meson feature `nft`, on when found). A registered backend cannot take a
+ * built-in's name, "nft" included where it is not built.
  */
 FWX_API const fwx_backend *fwx_backend_find(const char *name);
 
 /**
  * Makes the firewall use the backend @p name: opens an instance and installs every grant the
- * firewall already holds. Replacing a backend closes the old instance first.
+ * firewall already holds. Replacing a backend closes the old instance first. "nft" is not
+ * found in a libfwx built without libnftables (meson feature `nft`); fwx_firewall_last_error()
+ * then says so. [loop-thread]
  * @return FWX_S_OK, FWX_E_NOT_FOUND, the backend's open or grant_add failure.
  */
 FWX_API fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name);
@@ -365,7 +402,7 @@ FWX_API fwx_result fwx_firewall_get_options(const fwx_firewall *fw, fwx_firewall
  * as AF_INET, ports 0), in the order given. These are the addresses the core refuses as
  * secondary targets and a kernel backend keys a port grant on when its gateway address is
  * unspecified. [loop-thread]
- * @param index 0, 1, ... @param out receives the address.
+ * @param fw the firewall. @param index 0, 1, ... @param out receives the address.
  * @return FWX_S_OK; FWX_S_FALSE past the last one (@p out zeroed); FWX_E_POINTER. @since 1.1
  */
 FWX_API fwx_result fwx_firewall_local_address(const fwx_firewall *fw, size_t index, struct sockaddr_storage *out);
@@ -421,8 +458,9 @@ FWX_API fwx_result fwx_connection_info(IFWXConnection *conn, fwx_object_info *ou
 FWX_API fwx_result fwx_connection_set_upstream_local(IFWXConnection *conn, const struct sockaddr *local, uint32_t len);
 
 /**
- * The name of the plugin that attached a connection's data filter @p index (0 ..
- * fwx_connection_data_filters() - 1, in chain order), for log lines. [loop-thread]
+ * The name of the plugin that attached a connection's data filter @p index (from 0, below
+ * fwx_connection_data_filters(), in chain order), for log lines. [loop-thread]
+ * @param conn a connection of the core (borrowed). @param index the filter's place.
  * @return the plugin's name (owned by the core, valid while the plugin is loaded); "" for a
  *   filter the host attached; NULL for a bad index or a connection that is not the core's.
  * @since 1.1

@@ -177,6 +177,7 @@ FWX_API fwx_result fwx_policy_protocol_get(const fwx_policy *p, uint32_t protoco
 
 /**
  * Finds a protocol definition by GUID.
+ * @param p the policy. @param guid the definition's GUID (borrowed).
  * @param index receives its index.
  * @return FWX_S_OK; FWX_E_NOT_FOUND; FWX_E_POINTER. @since 1.1
  */
