@@ -963,6 +963,9 @@ static fwx_result track(nstate *st, const fwx_grant *g, elems *es)
     ngrant *ng = &st->grants[st->n++];
     memset(ng, 0, sizeof *ng);
     ng->g = *g;
+    /* The sources were the core's for the grant_add call only (and list() reports none). */
+    ng->g.sources = NULL;
+    ng->g.n_sources = 0;
     ng->el = es->el;
     ng->n = es->n;
     es->el = NULL;
