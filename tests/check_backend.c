@@ -1026,7 +1026,7 @@ START_TEST(grant_sources)
     TU_EXPECT_HR(fwx_backend_grant_in_kernel(fw, seen[0].ptr), FWX_E_INVALIDARG);
     TU_EXPECT_HR(fwx_backend_grant_in_kernel(fw, NULL), FWX_E_POINTER);
 
-    /* A bound port: the external peers of the primary connections (catalog #23), not the client. */
+    /* A bound port: the external peers of the primary connections, not the client. */
     IFWXConnection *bc[1] = {NULL};
     TU_EXPECT_HR(bind_n(s, 1, bc), FWX_S_OK);
     ck_assert_uint_eq(n_seen, 2);

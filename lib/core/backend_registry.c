@@ -193,7 +193,7 @@ fwx_result fwx__grant_sources(const fwx__grant *g, fwx_grant_source **out, uint3
             const fwx__conn *c = fwx__list_entry(cn, fwx__conn, node);
             /* Full proxy: the other side sees the server's connection come from the gateway,
                as it sees the control connection (a DMZ's addresses must not leak out). */
-            if (c->has_server)
+            if (fwx__conn_has_own_server(c))
                 hr = push_source(out, n, &c->server,
                                  (c->flags & FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION) ? FWX_GRANT_SOURCE_TRANSLATE
                                                                                            : 0);

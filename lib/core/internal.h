@@ -386,12 +386,17 @@ struct fwx__conn {
 
 static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
 bool fwx__conn_is_ours(IFWXConnection *c);
-/* Catalog #23: a connection whose external peer may take the session's bound ports: an open
-   primary one (not a secondary, not a listening object) with a known peer. */
+/* A connection whose external peer may take the session's bound ports (only the session's
+   own peers may: a bounce through a bound port is refused): an open primary one (not a
+   secondary, not a listening object) with a known peer. fwx__session_is_peer and the sources
+   the core hands a backend (fwx__grant_sources) both ask this. */
 static inline bool fwx__conn_counts_as_peer(const fwx__conn *c)
 {
     return c->has_ext_peer && !(c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING));
 }
+/* A connection whose published server counts as one of the session's own hosts (with its
+   client: fwx__session_is_own_host, and fwx__grant_sources for permissions and redirects). */
+static inline bool fwx__conn_has_own_server(const fwx__conn *c) { return c->has_server; }
 /* A new connection in session s (+1 for the caller; the session's list holds its own). */
 fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *protocol_guid);
 /* Ends a connection: ConnectionTerminating, data filters detached, grant withdrawn. Idempotent. */

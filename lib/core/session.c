@@ -313,7 +313,7 @@ bool fwx__session_is_own_host(fwx__session *s, const struct sockaddr *addr)
         return true;
     for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
-        if (c->has_server && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
+        if (fwx__conn_has_own_server(c) && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
             return true;
     }
     return false;
@@ -323,7 +323,7 @@ bool fwx__session_is_server(fwx__session *s, const struct sockaddr *addr)
 {
     for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
-        if (c->has_server && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
+        if (fwx__conn_has_own_server(c) && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
             return true;
     }
     return false;
