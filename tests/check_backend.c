@@ -1063,6 +1063,72 @@ START_TEST(grant_sources)
 }
 END_TEST
 
+/* A session of a published server: the server is one of the session's own hosts, translated
+   when the rule is a full proxy; a bound port with an IP filter says the core decides each
+   arrival. */
+START_TEST(grant_sources_published)
+{
+    env_open_nobackend();
+    fwx_result hr = fwx_backend_register(&seen_backend);
+    ck_assert_msg(hr == FWX_S_OK || hr == FWX_S_FALSE, "register: %s", fwx_err_name(hr));
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, "seen"), FWX_S_OK);
+    struct sockaddr_storage rc = tu_addr("198.51.100.20"), remote = tu_addr("198.51.100.20:40000"),
+                            pub = tu_addr("203.0.113.1:21"), srv = tu_addr("10.0.0.5:21");
+    fwx_session_params sp = {.struct_size = sizeof sp, .source = fwxSourceNAT, .client = TU_SA(rc),
+                             .client_len = tu_len(&rc)};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_AcceptedConnection, .protocol = FWX_PROTOCOL_TCP,
+                                .external_peer = TU_SA(remote), .external_peer_len = tu_len(&remote),
+                                .external_local = TU_SA(pub), .external_local_len = tu_len(&pub),
+                                .flags = FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION,
+                                .published_server_len = tu_len(&srv), .published_server = TU_SA(srv)};
+    IFWXConnection *ctl = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+
+    /* Active FTP to the published server: a redirect port to the remote client, which the
+       server uses, seen from the gateway's address. */
+    struct sockaddr_storage t = tu_addr("198.51.100.20:50000"), internal;
+    const struct sockaddr *tp[1] = {TU_SA(t)};
+    uint32_t ilen = sizeof internal;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&t), 1, TU_SAM(internal), &ilen, NULL, 0,
+                                                 FWX_PROTOCOL_TCP, 0, NULL, NULL, NULL, NULL),
+                 FWX_S_OK);
+    ck_assert_uint_eq(n_seen, 1);
+    ck_assert_int_eq(seen[0].kind, FWX_GRANT_REDIRECT);
+    ck_assert_uint_eq(seen[0].n_sources, 2);
+    ck_assert(same_endpoint(&seen[0].src[0], "198.51.100.20:0"));
+    ck_assert_uint_eq(seen[0].src_flags[0], 0);
+    ck_assert(same_endpoint(&seen[0].src[1], "10.0.0.5:0"));
+    ck_assert_uint_eq(seen[0].src_flags[1], FWX_GRANT_SOURCE_TRANSLATE);
+    ck_assert_uint_eq(seen[0].source_flags, 0);
+
+    /* Passive: a bound port for the server, with an IP filter: the peers, and FILTERED. */
+    IFWXIpFilter *ipf = NULL;
+    TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(fw), &ipf), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(rc), tu_len(&rc), TU_SA(rc), tu_len(&rc)), FWX_S_OK);
+    struct sockaddr_storage data = tu_addr("10.0.0.5:50001"), px = tu_addr("0.0.0.0:0");
+    const struct sockaddr *d[1] = {TU_SA(data)};
+    IFWXConnection *b[1] = {NULL};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, d, tu_len(&data), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 1,
+                                           &FWX_GUID_NULL, NULL, NULL, ipf, b),
+                 FWX_S_OK);
+    ck_assert_uint_eq(n_seen, 2);
+    ck_assert_int_eq(seen[1].kind, FWX_GRANT_BINDING);
+    ck_assert_uint_eq(seen[1].n_sources, 1);
+    ck_assert(same_endpoint(&seen[1].src[0], "198.51.100.20:0"));
+    ck_assert_uint_eq(seen[1].source_flags, FWX_GRANT_SOURCES_FILTERED);
+
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    IFWXIpFilter_Release(ipf);
+    IFWXConnection_Release(b[0]);
+    IFWXConnection_Release(ctl);
+    IFWXSession_Release(s);
+    env_close();
+    TU_EXPECT_HR(fwx_backend_unregister(&seen_backend), FWX_S_OK);
+}
+END_TEST
+
 START_TEST(core_facts)
 {
     fwx_firewall_options o;
@@ -1204,6 +1270,7 @@ static Suite *backend_suite(void)
         {"relay_failure_kills", relay_failure_kills},
         {"close_withdraws_then_closes", close_withdraws_then_closes},
         {"grant_sources", grant_sources},
+        {"grant_sources_published", grant_sources_published},
         {"core_facts", core_facts},
         {"nft_name", nft_name},
     };
