@@ -1183,7 +1183,7 @@ START_TEST(core_facts)
     fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_Connect_Tcp, .protocol = FWX_PROTOCOL_TCP,
                                 .external_peer = TU_SA(peer), .external_peer_len = tu_len(&peer)};
     TU_EXPECT_HR(fwx_connection_open(s, &cp, &c), FWX_S_OK);
-    fwx_object_info ci;
+    fwx_object_info ci = {.struct_size = sizeof ci};
     TU_EXPECT_HR(fwx_connection_info(c, &ci), FWX_S_OK);
     ck_assert_int_eq(ci.kind, FWX_OBJECT_CONNECTION);
     ck_assert_uint_ne(ci.id, 0);
@@ -1192,6 +1192,8 @@ START_TEST(core_facts)
     ck_assert(same_endpoint(&ci.client, "10.0.0.8:0"));
     ck_assert_str_eq(ci.name, "primary");
     TU_EXPECT_HR(fwx_connection_info(NULL, &ci), FWX_E_POINTER);
+    fwx_object_info older = {.struct_size = offsetof(fwx_object_info, guid)};
+    TU_EXPECT_HR(fwx_connection_info(c, &older), FWX_E_INVALIDARG);
     ck_assert_uint_eq(fwx_connection_data_filters(c), 0);
     ck_assert_ptr_null(fwx_connection_data_filter_owner(c, 0));
     TU_EXPECT_HR(fwx_connection_set_upstream_local(c, TU_SA(own), 3), FWX_E_INVALIDARG);

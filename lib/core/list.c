@@ -102,7 +102,9 @@ fwx_result fwx_connection_info(IFWXConnection *conn, fwx_object_info *out)
 {
     if (conn == NULL || out == NULL)
         return FWX_E_POINTER;
-    if (!fwx__conn_is_ours(conn))
+    /* An output struct: the caller says how much it has room for (at least this release's),
+       and never gets more than that written. */
+    if (!fwx__conn_is_ours(conn) || out->struct_size < sizeof *out)
         return FWX_E_INVALIDARG;
     const fwx__conn *c = fwx__conn_from(conn);
     conn_info(c, uv_now(c->session->fw->loop), out);

@@ -550,7 +550,7 @@ static void kflow_key_of(const fwx__ct_flow *f, kflow_key *k)
    of active FTP connects in): "from the client" follows the connection's client. */
 static void kflow_count(kflow *k, uint64_t bytes_orig, uint64_t bytes_reply)
 {
-    fwx_object_info ci;
+    fwx_object_info ci = {.struct_size = sizeof ci};
     bool orig_is_client = fwx_connection_info(k->conn, &ci) != FWX_S_OK ||
                           fwx__sa_same_ip((const struct sockaddr *)&k->flow.src, (const struct sockaddr *)&ci.client);
     if (orig_is_client)
@@ -604,7 +604,7 @@ static void refuse_tuple(nstate *st, const fwx__ct_flow *f)
 static bool kernel_flow_filtered(nstate *st, IFWXConnection *c)
 {
     uint32_t n = fwx_connection_data_filters(c);
-    fwx_object_info ci;
+    fwx_object_info ci = {.struct_size = sizeof ci};
     if (n == 0 || fwx_connection_info(c, &ci) != FWX_S_OK)
         return n != 0;
     char names[256] = "", a[FWX__SA_STRLEN];

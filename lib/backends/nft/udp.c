@@ -206,7 +206,7 @@ static void on_idle(uv_timer_t *t) { flow_close(t->data); }
 /* The core ended the connection (Kill, the session's end): the flow goes with it. */
 static bool flow_ended(uflow *f)
 {
-    fwx_object_info ci;
+    fwx_object_info ci = {.struct_size = sizeof ci};
     if (f->conn == NULL || fwx_connection_info(f->conn, &ci) != FWX_S_OK || !(ci.flags & FWX_CONNECTION_TERMINATED))
         return false;
     flow_close(f);
