@@ -605,8 +605,10 @@ static bool kernel_flow_filtered(nstate *st, IFWXConnection *c)
 {
     uint32_t n = fwx_connection_data_filters(c);
     fwx_object_info ci = {.struct_size = sizeof ci};
-    if (n == 0 || fwx_connection_info(c, &ci) != FWX_S_OK)
-        return n != 0;
+    if (n == 0)
+        return false;
+    if (fwx_connection_info(c, &ci) != FWX_S_OK)
+        memset(&ci, 0, sizeof ci); /* the refusal is said all the same, without the connection's facts */
     char names[256] = "", a[FWX__SA_STRLEN];
     size_t at = 0;
     for (uint32_t i = 0; i < n && at + 1 < sizeof names; i++) {
