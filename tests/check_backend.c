@@ -927,6 +927,297 @@ START_TEST(relay_failure_kills)
 }
 END_TEST
 
+/* ---- what the core tells a backend (fwx_grant::sources, accessors; 1.1) ---------------------- */
+
+/* A backend that only records what grant_add saw: the allowed sources, and whether
+   fwx_backend_grant_in_kernel takes the grant handed over (and refuses a copy of it). */
+typedef struct seen_grant {
+    fwx_grant_kind kind;
+    uint32_t n_sources, source_flags;
+    struct sockaddr_storage src[4];
+    uint32_t src_flags[4];
+    fwx_result in_kernel, copy_in_kernel;
+    const fwx_grant *ptr;
+} seen_grant;
+static seen_grant seen[16];
+static size_t n_seen;
+static fwx_firewall *seen_fw;
+
+static fwx_result seen_open(const fwx_backend *self, fwx_firewall *f, void **state)
+{
+    (void)self;
+    seen_fw = f;
+    n_seen = 0;
+    *state = &n_seen;
+    return FWX_S_OK;
+}
+
+static fwx_result seen_add(void *state, const fwx_grant *g)
+{
+    (void)state;
+    ck_assert_uint_lt(n_seen, 16);
+    ck_assert_uint_ge(g->struct_size, offsetof(fwx_grant, source_flags) + sizeof g->source_flags);
+    seen_grant *e = &seen[n_seen++];
+    memset(e, 0, sizeof *e);
+    e->kind = g->kind;
+    e->n_sources = g->n_sources;
+    e->source_flags = g->source_flags;
+    ck_assert(g->n_sources == 0 || g->sources != NULL);
+    for (uint32_t i = 0; i < g->n_sources && i < 4; i++) {
+        e->src[i] = g->sources[i].address;
+        e->src_flags[i] = g->sources[i].flags;
+    }
+    fwx_grant copy = *g;
+    e->copy_in_kernel = fwx_backend_grant_in_kernel(seen_fw, &copy);
+    e->in_kernel = fwx_backend_grant_in_kernel(seen_fw, g);
+    e->ptr = g;
+    return FWX_S_OK;
+}
+
+static const fwx_backend seen_backend = {.version = 3, .name = "seen", .open = seen_open, .close = noop_close,
+                                         .grant_add = seen_add, .grant_remove = noop_remove};
+
+static void kernel_grants_cb(void *arg, const fwx_object_info *i)
+{
+    if (i->kind == FWX_OBJECT_GRANT && i->kernel_mode)
+        (*(int *)arg)++;
+}
+
+START_TEST(grant_sources)
+{
+    env_open_nobackend();
+    fwx_result hr = fwx_backend_register(&seen_backend);
+    ck_assert_msg(hr == FWX_S_OK || hr == FWX_S_FALSE, "register: %s", fwx_err_name(hr));
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, "seen"), FWX_S_OK);
+    ck_assert_ptr_eq(fwx_firewall_backend(fw), &seen_backend);
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c2 = open_connect(s, "198.51.100.9:21");
+
+    /* A permission: the session's client (port 0). */
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
+    ck_assert_uint_eq(n_seen, 1);
+    ck_assert_int_eq(seen[0].kind, FWX_GRANT_PERMISSION);
+    ck_assert_uint_eq(seen[0].n_sources, 1);
+    ck_assert(same_endpoint(&seen[0].src[0], "10.0.0.8:0"));
+    ck_assert_uint_eq(seen[0].src_flags[0], 0);
+    ck_assert_uint_eq(seen[0].source_flags, 0);
+    /* The mark takes the grant handed over, never a copy, and only inside grant_add. */
+    TU_EXPECT_HR(seen[0].in_kernel, FWX_S_OK);
+    TU_EXPECT_HR(seen[0].copy_in_kernel, FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_backend_grant_in_kernel(fw, seen[0].ptr), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_backend_grant_in_kernel(fw, NULL), FWX_E_POINTER);
+
+    /* A bound port: the external peers of the primary connections, not the client. */
+    IFWXConnection *bc[1] = {NULL};
+    TU_EXPECT_HR(bind_n(s, 1, bc), FWX_S_OK);
+    ck_assert_uint_eq(n_seen, 2);
+    ck_assert_int_eq(seen[1].kind, FWX_GRANT_BINDING);
+    ck_assert_uint_eq(seen[1].n_sources, 2);
+    ck_assert(same_endpoint(&seen[1].src[0], "198.51.100.7:0"));
+    ck_assert(same_endpoint(&seen[1].src[1], "198.51.100.9:0"));
+    ck_assert_uint_eq(seen[1].source_flags, 0);
+
+    /* A redirect port: the session's client. */
+    struct sockaddr_storage t = tu_addr("198.51.100.7:50002"), internal;
+    const struct sockaddr *tp[1] = {TU_SA(t)};
+    uint32_t ilen = sizeof internal;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&t), 1, TU_SAM(internal), &ilen, NULL, 0,
+                                                 FWX_PROTOCOL_TCP, 0, NULL, NULL, NULL, NULL),
+                 FWX_S_OK);
+    ck_assert_uint_eq(n_seen, 3);
+    ck_assert_int_eq(seen[2].kind, FWX_GRANT_REDIRECT);
+    ck_assert_uint_eq(seen[2].n_sources, 1);
+    ck_assert(same_endpoint(&seen[2].src[0], "10.0.0.8:0"));
+
+    /* fwx_firewall_list reports the three as the kernel's. */
+    int kernel = 0;
+    TU_EXPECT_HR(fwx_firewall_list(fw, FWX_OBJECT_GRANT, kernel_grants_cb, &kernel), FWX_S_OK);
+    ck_assert_int_eq(kernel, 3);
+
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    IFWXConnection_Release(bc[0]);
+    IFWXConnection_Release(c);
+    IFWXConnection_Release(c2);
+    IFWXSession_Release(s);
+    env_close();
+    TU_EXPECT_HR(fwx_backend_unregister(&seen_backend), FWX_S_OK);
+}
+END_TEST
+
+/* A session of a published server: the server is one of the session's own hosts, translated
+   when the rule is a full proxy; a bound port with an IP filter says the core decides each
+   arrival. */
+START_TEST(grant_sources_published)
+{
+    env_open_nobackend();
+    fwx_result hr = fwx_backend_register(&seen_backend);
+    ck_assert_msg(hr == FWX_S_OK || hr == FWX_S_FALSE, "register: %s", fwx_err_name(hr));
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, "seen"), FWX_S_OK);
+    struct sockaddr_storage rc = tu_addr("198.51.100.20"), remote = tu_addr("198.51.100.20:40000"),
+                            pub = tu_addr("203.0.113.1:21"), srv = tu_addr("10.0.0.5:21");
+    fwx_session_params sp = {.struct_size = sizeof sp, .source = fwxSourceNAT, .client = TU_SA(rc),
+                             .client_len = tu_len(&rc)};
+    IFWXSession *s = NULL;
+    TU_EXPECT_HR(fwx_session_open(fw, &sp, &s), FWX_S_OK);
+    fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_AcceptedConnection, .protocol = FWX_PROTOCOL_TCP,
+                                .external_peer = TU_SA(remote), .external_peer_len = tu_len(&remote),
+                                .external_local = TU_SA(pub), .external_local_len = tu_len(&pub),
+                                .flags = FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION,
+                                .published_server_len = tu_len(&srv), .published_server = TU_SA(srv)};
+    IFWXConnection *ctl = NULL;
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
+
+    /* Active FTP to the published server: a redirect port to the remote client, which the
+       server uses, seen from the gateway's address. */
+    struct sockaddr_storage t = tu_addr("198.51.100.20:50000"), internal;
+    const struct sockaddr *tp[1] = {TU_SA(t)};
+    uint32_t ilen = sizeof internal;
+    TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&t), 1, TU_SAM(internal), &ilen, NULL, 0,
+                                                 FWX_PROTOCOL_TCP, 0, NULL, NULL, NULL, NULL),
+                 FWX_S_OK);
+    ck_assert_uint_eq(n_seen, 1);
+    ck_assert_int_eq(seen[0].kind, FWX_GRANT_REDIRECT);
+    ck_assert_uint_eq(seen[0].n_sources, 2);
+    ck_assert(same_endpoint(&seen[0].src[0], "198.51.100.20:0"));
+    ck_assert_uint_eq(seen[0].src_flags[0], 0);
+    ck_assert(same_endpoint(&seen[0].src[1], "10.0.0.5:0"));
+    ck_assert_uint_eq(seen[0].src_flags[1], FWX_GRANT_SOURCE_TRANSLATE);
+    ck_assert_uint_eq(seen[0].source_flags, 0);
+
+    /* Passive: a bound port for the server, with an IP filter: the peers, and FILTERED. */
+    IFWXIpFilter *ipf = NULL;
+    TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(fw), &ipf), FWX_S_OK);
+    TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(rc), tu_len(&rc), TU_SA(rc), tu_len(&rc)), FWX_S_OK);
+    struct sockaddr_storage data = tu_addr("10.0.0.5:50001"), px = tu_addr("0.0.0.0:0");
+    const struct sockaddr *d[1] = {TU_SA(data)};
+    IFWXConnection *b[1] = {NULL};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, d, tu_len(&data), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 1,
+                                           &FWX_GUID_NULL, NULL, NULL, ipf, b),
+                 FWX_S_OK);
+    ck_assert_uint_eq(n_seen, 2);
+    ck_assert_int_eq(seen[1].kind, FWX_GRANT_BINDING);
+    ck_assert_uint_eq(seen[1].n_sources, 1);
+    ck_assert(same_endpoint(&seen[1].src[0], "198.51.100.20:0"));
+    ck_assert_uint_eq(seen[1].source_flags, FWX_GRANT_SOURCES_FILTERED);
+
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    IFWXIpFilter_Release(ipf);
+    IFWXConnection_Release(b[0]);
+    IFWXConnection_Release(ctl);
+    IFWXSession_Release(s);
+    env_close();
+    TU_EXPECT_HR(fwx_backend_unregister(&seen_backend), FWX_S_OK);
+}
+END_TEST
+
+START_TEST(core_facts)
+{
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    struct sockaddr_storage own = tu_addr("203.0.113.1:0");
+    o.name = "facts";
+    o.local_addresses = &own;
+    o.n_local_addresses = 1;
+    o.port_min = PORT_MIN;
+    o.port_max = PORT_MAX;
+    o.log = tu_log_capture;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    TU_EXPECT_HR(fwx_firewall_new(&loop, &o, &fw), FWX_S_OK);
+
+    ck_assert_str_eq(fwx_firewall_name(fw), "facts");
+    ck_assert_str_eq(fwx_firewall_name(NULL), "");
+    ck_assert_ptr_null(fwx_firewall_backend(fw));
+    ck_assert_ptr_null(fwx_firewall_policy(fw));
+
+    fwx_firewall_options got;
+    memset(&got, 0, sizeof got);
+    got.struct_size = sizeof got;
+    TU_EXPECT_HR(fwx_firewall_get_options(fw, &got), FWX_S_OK);
+    ck_assert_uint_eq(got.struct_size, sizeof got);
+    ck_assert_uint_eq(got.port_min, PORT_MIN);
+    ck_assert_uint_eq(got.n_local_addresses, 1);
+    got.struct_size = 4;
+    TU_EXPECT_HR(fwx_firewall_get_options(fw, &got), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_firewall_get_options(NULL, &got), FWX_E_POINTER);
+
+    struct sockaddr_storage a;
+    TU_EXPECT_HR(fwx_firewall_local_address(fw, 0, &a), FWX_S_OK);
+    ck_assert(same_endpoint(&a, "203.0.113.1:0"));
+    TU_EXPECT_HR(fwx_firewall_local_address(fw, 1, &a), FWX_S_FALSE);
+    ck_assert_int_eq(a.ss_family, 0);
+    struct sockaddr_storage peer = tu_addr("198.51.100.7:21"), lo = tu_addr("127.0.0.1:0");
+    ck_assert_int_ne(fwx_firewall_is_local_address(fw, TU_SA(own), tu_len(&own)), 0);
+    ck_assert_int_ne(fwx_firewall_is_local_address(fw, TU_SA(lo), tu_len(&lo)), 0);
+    ck_assert_int_eq(fwx_firewall_is_local_address(fw, TU_SA(peer), tu_len(&peer)), 0);
+    ck_assert_int_eq(fwx_firewall_is_local_address(fw, TU_SA(own), 3), 0);
+
+    /* Hooks: none without plugins; a plugin's own, all of them or nothing. */
+    ck_assert_int_eq(fwx_firewall_hooks(fw, fwx_Connect_Tcp), 0);
+    void *h = NULL;
+    (void)load_good(fwx_Connect_Tcp, &h);
+    ck_assert_int_ne(fwx_firewall_hooks(fw, fwx_Connect_Tcp), 0);
+    ck_assert_int_eq(fwx_firewall_hooks(fw, fwx_Connect_Tcp | fwx_Udp_Destination), 0);
+
+    /* A connection as the backend sees it. */
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = NULL;
+    fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_Connect_Tcp, .protocol = FWX_PROTOCOL_TCP,
+                                .external_peer = TU_SA(peer), .external_peer_len = tu_len(&peer)};
+    TU_EXPECT_HR(fwx_connection_open(s, &cp, &c), FWX_S_OK);
+    fwx_object_info ci = {.struct_size = sizeof ci};
+    TU_EXPECT_HR(fwx_connection_info(c, &ci), FWX_S_OK);
+    ck_assert_int_eq(ci.kind, FWX_OBJECT_CONNECTION);
+    ck_assert_uint_ne(ci.id, 0);
+    ck_assert_int_eq(ci.protocol, FWX_PROTOCOL_TCP);
+    ck_assert(same_endpoint(&ci.peer, "198.51.100.7:21"));
+    ck_assert(same_endpoint(&ci.client, "10.0.0.8:0"));
+    ck_assert_str_eq(ci.name, "primary");
+    TU_EXPECT_HR(fwx_connection_info(NULL, &ci), FWX_E_POINTER);
+    fwx_object_info older = {.struct_size = offsetof(fwx_object_info, guid)};
+    TU_EXPECT_HR(fwx_connection_info(c, &older), FWX_E_INVALIDARG);
+    ck_assert_uint_eq(fwx_connection_data_filters(c), 0);
+    ck_assert_ptr_null(fwx_connection_data_filter_owner(c, 0));
+    TU_EXPECT_HR(fwx_connection_set_upstream_local(c, TU_SA(own), 3), FWX_E_INVALIDARG);
+    struct sockaddr_storage any = tu_addr("0.0.0.0:0");
+    TU_EXPECT_HR(fwx_connection_set_upstream_local(c, TU_SA(any), tu_len(&any)), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_connection_set_upstream_local(c, TU_SA(own), tu_len(&own)), FWX_S_OK);
+
+    /* A backend's failure text becomes the firewall's last error, logged at error. */
+    fwx_backend_fail(fw, "backend \"x\": %s", "no kernel");
+    ck_assert_str_eq(fwx_firewall_last_error(fw), "backend \"x\": no kernel");
+    ck_assert_int_eq(tu_log_count("backend \"x\": no kernel", NULL), 1);
+
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
+/* The nft backend's name is reserved whether or not libfwx was built with it (meson feature
+   'nft'); without it, asking for it fails saying why. */
+START_TEST(nft_name)
+{
+    fwx_backend imp = {.version = 1, .name = "nft", .open = noop_open, .close = noop_close,
+                       .grant_add = noop_add, .grant_remove = noop_remove};
+    TU_EXPECT_HR(fwx_backend_register(&imp), FWX_E_ALREADY_EXISTS_WIN32);
+    env_open_nobackend();
+#if FWX_HAVE_NFT
+    ck_assert_ptr_nonnull(fwx_backend_find("nft"));
+#else
+    ck_assert_ptr_null(fwx_backend_find("nft"));
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, "nft"), FWX_E_NOT_FOUND);
+    ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "built without libnftables"));
+    fwx_local_redirect lr = {.struct_size = sizeof lr, .protocol = FWX_PROTOCOL_TCP, .port_min = 80, .port_max = 80,
+                             .uid = -1};
+    TU_EXPECT_HR(fwx_firewall_redirect_local(fw, &lr), FWX_E_NOT_SUPPORTED);
+    ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "built without it"));
+#endif
+    env_close();
+}
+END_TEST
+
 static Suite *backend_suite(void)
 {
     const tu_case cases[] = {
@@ -958,6 +1249,10 @@ static Suite *backend_suite(void)
         {"redirect_backend_fails", redirect_backend_fails},
         {"relay_failure_kills", relay_failure_kills},
         {"close_withdraws_then_closes", close_withdraws_then_closes},
+        {"grant_sources", grant_sources},
+        {"grant_sources_published", grant_sources_published},
+        {"core_facts", core_facts},
+        {"nft_name", nft_name},
     };
     return TU_SUITE("backend", cases, 0);
 }

@@ -6,6 +6,7 @@
 #include "policy/policy_impl.h"
 #include "core/internal.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1483,6 +1484,163 @@ START_TEST(test_scale)
 }
 END_TEST
 
+/* ---- the read-only view (fwx/policy_view.h) ---------------------------------------------- */
+
+static uint32_t view_network(const fwx_policy *p, const char *name)
+{
+    for (uint32_t i = 0; i < fwx_policy_network_count(p); i++)
+        if (strcmp(fwx_policy_network_name(p, i), name) == 0)
+            return i;
+    ck_abort_msg("no network %s in the view", name);
+    return UINT32_MAX;
+}
+
+/* The view's range of family that starts at lo (text), or fails the test. */
+static fwx_policy_range view_range_at(const fwx_policy *p, int32_t family, const char *lo)
+{
+    uint8_t want[16] = {0};
+    ck_assert_int_eq(inet_pton(family, lo, want), 1);
+    fwx_policy_range r, prev;
+    bool have_prev = false;
+    for (size_t i = 0; fwx_policy_network_range(p, family, i, &r) == FWX_S_OK; i++) {
+        ck_assert_int_eq(r.family, family);
+        /* sorted and never overlapping */
+        if (have_prev)
+            ck_assert_int_lt(memcmp(prev.hi, r.lo, 16), 0);
+        prev = r;
+        have_prev = true;
+        if (memcmp(r.lo, want, 16) == 0)
+            return r;
+    }
+    ck_abort_msg("no range starting at %s", lo);
+    return r;
+}
+
+START_TEST(test_view)
+{
+    fwx_policy *p = load_ok(BASE);
+    /* networks: the predefined ones first, then the file's */
+    ck_assert_uint_eq(fwx_policy_network_count(p), 7);
+    ck_assert_str_eq(fwx_policy_network_name(p, FWX_POLICY_NETWORK_INTERNAL), "internal");
+    ck_assert_str_eq(fwx_policy_network_name(p, FWX_POLICY_NETWORK_EXTERNAL), "external");
+    ck_assert_str_eq(fwx_policy_network_name(p, FWX_POLICY_NETWORK_LOCALHOST), "localhost");
+    ck_assert_ptr_null(fwx_policy_network_name(p, 7));
+    uint32_t lab = view_network(p, "lab"), dmz = view_network(p, "dmz");
+    /* flattened: lab's /16 inside internal's /8 is lab's; the rest of the /8 around it internal's */
+    fwx_policy_range r = view_range_at(p, AF_INET, "10.1.0.0");
+    ck_assert_uint_eq(r.owner, lab);
+    uint8_t hi[16] = {0};
+    inet_pton(AF_INET, "10.1.255.255", hi);
+    ck_assert_mem_eq(r.hi, hi, 16);
+    ck_assert_uint_eq(view_range_at(p, AF_INET, "10.0.0.0").owner, FWX_POLICY_NETWORK_INTERNAL);
+    ck_assert_uint_eq(view_range_at(p, AF_INET, "192.168.5.0").owner, dmz);
+    ck_assert_uint_eq(view_range_at(p, AF_INET6, "fd00::").owner, FWX_POLICY_NETWORK_INTERNAL);
+    TU_EXPECT_HR(fwx_policy_network_range(p, AF_UNIX, 0, &r), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_policy_network_range(p, AF_INET, 100000, &r), FWX_S_FALSE);
+
+    /* relationships: the five of the file, NONE never listed */
+    ck_assert_uint_eq(fwx_policy_relation_count(p), 5);
+    fwx_policy_relation rel;
+    int nat = 0, route = 0, internal_dmz = 0;
+    for (size_t i = 0; i < 5; i++) {
+        TU_EXPECT_HR(fwx_policy_relation_get(p, i, &rel), FWX_S_OK);
+        nat += rel.type == FWX_POLICY_RELATION_NAT;
+        route += rel.type == FWX_POLICY_RELATION_ROUTE;
+        internal_dmz += rel.from == FWX_POLICY_NETWORK_INTERNAL && rel.to == dmz && rel.type == FWX_POLICY_RELATION_ROUTE;
+    }
+    ck_assert_int_eq(nat, 3);
+    ck_assert_int_eq(route, 2);
+    ck_assert_int_eq(internal_dmz, 1);
+    TU_EXPECT_HR(fwx_policy_relation_get(p, 5, &rel), FWX_S_FALSE);
+
+    /* address sets */
+    ck_assert_uint_eq(fwx_policy_address_set_count(p), 1);
+    ck_assert_str_eq(fwx_policy_address_set_name(p, 0), "partners");
+    TU_EXPECT_HR(fwx_policy_address_set_range(p, 0, AF_INET, 0, &r), FWX_S_OK);
+    uint8_t lo[16] = {0};
+    inet_pton(AF_INET, "198.51.100.0", lo);
+    inet_pton(AF_INET, "198.51.100.255", hi);
+    ck_assert_mem_eq(r.lo, lo, 16);
+    ck_assert_mem_eq(r.hi, hi, 16);
+    ck_assert_uint_eq(r.owner, 0);
+    TU_EXPECT_HR(fwx_policy_address_set_range(p, 0, AF_INET, 1, &r), FWX_S_FALSE);
+    TU_EXPECT_HR(fwx_policy_address_set_range(p, 0, AF_INET6, 0, &r), FWX_S_OK);
+    TU_EXPECT_HR(fwx_policy_address_set_range(p, 1, AF_INET, 0, &r), FWX_E_INVALIDARG);
+
+    /* protocols, by GUID */
+    uint32_t ftp = UINT32_MAX;
+    TU_EXPECT_HR(fwx_policy_protocol_find(p, &G_FTP, &ftp), FWX_S_OK);
+    TU_EXPECT_HR(fwx_policy_protocol_find(p, &G_UNKNOWN, &ftp), FWX_E_NOT_FOUND);
+    fwx_policy_protocol_info pi = {.struct_size = sizeof pi};
+    TU_EXPECT_HR(fwx_policy_protocol_get(p, ftp, &pi), FWX_S_OK);
+    ck_assert_uint_eq(pi.struct_size, sizeof pi);
+    ck_assert_str_eq(pi.name, "ftp");
+    ck_assert(fwx_guid_equal(&pi.guid, &G_FTP));
+    ck_assert_int_eq(pi.ip_protocol, FWX_PROTOCOL_TCP);
+    ck_assert_uint_eq(pi.port_lo, 21);
+    ck_assert_uint_eq(pi.port_hi, 21);
+    ck_assert_int_eq(pi.direction, FWX_POLICY_OUTBOUND);
+    ck_assert_uint_eq(pi.n_filters, 1);
+    ck_assert_int_eq(pi.line, line_of(BASE, "name = \"ftp\""));
+    fwx_policy_protocol_info small = {.struct_size = 4};
+    TU_EXPECT_HR(fwx_policy_protocol_get(p, ftp, &small), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_policy_protocol_get(p, fwx_policy_protocol_count(p), &pi), FWX_S_FALSE);
+
+    /* ports, flattened: 21 is ftp's, 8080-8081 alt-http's inside high's 1024-65535 */
+    fwx_policy_port_range pr;
+    int saw21 = 0, saw8080 = 0;
+    for (size_t i = 0; fwx_policy_port_range_get(p, FWX_PROTOCOL_TCP, FWX_POLICY_OUTBOUND, i, &pr) == FWX_S_OK; i++) {
+        fwx_policy_protocol_info o = {.struct_size = sizeof o};
+        TU_EXPECT_HR(fwx_policy_protocol_get(p, pr.protocol, &o), FWX_S_OK);
+        if (pr.lo == 21) {
+            saw21 = pr.hi == 21 && pr.protocol == ftp;
+        } else if (pr.lo == 8080) {
+            saw8080 = pr.hi == 8081 && strcmp(o.name, "alt-http") == 0;
+        }
+    }
+    ck_assert_int_eq(saw21, 1);
+    ck_assert_int_eq(saw8080, 1);
+    TU_EXPECT_HR(fwx_policy_port_range_get(p, 1, FWX_POLICY_OUTBOUND, 0, &pr), FWX_E_INVALIDARG);
+
+    /* rules, in file order */
+    ck_assert_uint_eq(fwx_policy_rule_count(p), 11);
+    fwx_policy_rule_info ri = {.struct_size = sizeof ri};
+    TU_EXPECT_HR(fwx_policy_rule_get(p, 0, &ri), FWX_S_OK);
+    ck_assert_str_eq(ri.name, "no blocked sites");
+    ck_assert_int_eq(ri.allow, 0);
+    ck_assert_int_ne(ri.all_protocols, 0);
+    ck_assert_uint_eq(ri.n_protocols, 0);
+    ck_assert_uint_eq(ri.n_to_domains, 1);
+    ck_assert_uint_eq(ri.n_to_networks + ri.n_to_sets, 0);
+    TU_EXPECT_HR(fwx_policy_rule_get(p, 1, &ri), FWX_S_OK);
+    ck_assert_str_eq(ri.name, "ftp out");
+    ck_assert_int_eq(ri.line, line_of(BASE, "name = \"ftp out\""));
+    ck_assert_int_ne(ri.allow, 0);
+    ck_assert_uint_eq(ri.n_from_networks, 1);
+    ck_assert_uint_eq(ri.from_networks[0], FWX_POLICY_NETWORK_INTERNAL);
+    ck_assert_uint_eq(ri.n_to_networks, 1);
+    ck_assert_uint_eq(ri.to_networks[0], FWX_POLICY_NETWORK_EXTERNAL);
+    ck_assert_uint_eq(ri.n_protocols, 1);
+    ck_assert_uint_eq(ri.protocols[0], ftp);
+    ck_assert_uint_eq(ri.n_users, 0);
+    TU_EXPECT_HR(fwx_policy_rule_get(p, 2, &ri), FWX_S_OK);
+    ck_assert_uint_eq(ri.n_users, 1);
+    TU_EXPECT_HR(fwx_policy_rule_get(p, 3, &ri), FWX_S_OK);
+    ck_assert_uint_eq(ri.n_to_sets, 1);
+    ck_assert_uint_eq(ri.to_sets[0], 0);
+    TU_EXPECT_HR(fwx_policy_rule_get(p, 11, &ri), FWX_S_FALSE);
+    fwx_policy_rule_info tiny = {.struct_size = 8};
+    TU_EXPECT_HR(fwx_policy_rule_get(p, 0, &tiny), FWX_E_INVALIDARG);
+
+    /* no policy */
+    ck_assert_uint_eq(fwx_policy_network_count(NULL), 0);
+    ck_assert_uint_eq(fwx_policy_rule_count(NULL), 0);
+    TU_EXPECT_HR(fwx_policy_rule_get(NULL, 0, &ri), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_policy_protocol_find(NULL, &G_FTP, &ftp), FWX_E_POINTER);
+    fwx_policy_free(p);
+}
+END_TEST
+
 static Suite *policy_suite(void)
 {
     const tu_case cases[] = {
@@ -1521,6 +1679,7 @@ static Suite *policy_suite(void)
         { "filter_names", test_filter_names },
         { "interval_map", test_interval_map },
         { "scale", test_scale },
+        { "view", test_view },
     };
     return TU_SUITE("policy", cases, 0);
 }

@@ -35,6 +35,7 @@
 #include <fwx/plugin.h>
 #include <fwx/host.h>
 #include <fwx/backend.h>
+#include <fwx/policy_view.h>
 #include <fwx/proxy.h>
 #include <fwx/pump.h>
 #include <fwx/redirect.h>

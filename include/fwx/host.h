@@ -993,10 +993,10 @@ FWX_API fwx_firewall *fwx_connection_firewall(IFWXConnection *conn);
  * connection into a published server (and a secondary one admitted on a bound port) that is
  * the gateway's address on the internal side, which a redirect port for that server must be
  * opened on (active FTP's PORT); otherwise its address on the external side, kept if already
- * known. Unspecified addresses are ignored.
+ * known. A backend of its own calls it the same way (IPv4-mapped addresses are taken as IPv4).
  * @param conn borrowed. @param local borrowed. @param len its length.
- * @return FWX_S_OK; FWX_E_POINTER (@p conn NULL or not the core's, @p local NULL);
- *   FWX_E_INVALIDARG (not an AF_INET/AF_INET6 address of that length).
+ * @return FWX_S_OK; FWX_E_POINTER (@p conn or @p local NULL); FWX_E_INVALIDARG (not the
+ *   core's connection, not an AF_INET/AF_INET6 address of that length, or unspecified).
  * [loop-thread] @since 1.1
  */
 FWX_API fwx_result fwx_connection_set_upstream_local(IFWXConnection *conn, const struct sockaddr *local,

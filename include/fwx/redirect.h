@@ -514,6 +514,11 @@ typedef void (*fwx_redirect_registry_cb)(void *arg, uint16_t source_port, const 
  */
 FWX_API fwx_result fwx_redirect_registry_list(fwx_redirect_registry_cb cb, void *arg);
 
+/** The SO_MARK bit of fwx's outbound sockets of redirected flows (see ::fwx_local_redirect). @since 1.1 */
+#define FWX_REDIRECT_MARK 0x10000000u
+/** The SO_MARK bits of the local-redirection slots a flow has passed (bit i = slot i). @since 1.1 */
+#define FWX_REDIRECT_SLOT_MARK(slots) (((uint32_t)(slots) & 0xFFu) << 16)
+
 /**
  * @brief Which outbound connections of this host a firewall redirects into itself (local
  * redirection, WFP's connect redirection on Linux).
@@ -534,6 +539,7 @@ FWX_API fwx_result fwx_redirect_registry_list(fwx_redirect_registry_cb cb, void 
  * registry (doc/redirect.md): a file per outbound flow, named after the tuple the next hop's
  * accepted socket sees, in FWX_REDIRECT_DIR (default /run/fwx/redirect).
  */
+
 typedef struct fwx_local_redirect {
     /** The caller's sizeof(fwx_local_redirect). */
     uint32_t struct_size;

@@ -5,14 +5,23 @@
 #include "core/internal.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 
 /* A process-wide registry, as SQLite keeps its VFS list: backends are code, not state. */
 #define MAX_BACKENDS 32
 
-/* Backends built into libfwx, found by name without registration. */
-extern const fwx_backend fwx__proxy_backend, fwx__nft_backend;
+/* Backends built into libfwx, found by name without registration. The nft backend is there
+   when libfwx was built with libnftables (meson feature 'nft'); its name stays reserved either
+   way, so that a configuration written for it fails the same on every build. */
+extern const fwx_backend fwx__proxy_backend;
+#if FWX_HAVE_NFT
+extern const fwx_backend fwx__nft_backend;
 static const fwx_backend *const builtins[] = {&fwx__proxy_backend, &fwx__nft_backend};
+#else
+static const fwx_backend *const builtins[] = {&fwx__proxy_backend};
+#endif
+static const char *const builtin_names[] = {"proxy", "nft"};
 static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
 static const fwx_backend *registry[MAX_BACKENDS];
 
@@ -23,8 +32,8 @@ fwx_result fwx_backend_register(const fwx_backend *b)
         return FWX_E_INVALIDARG;
     if (b->version > FWX_BACKEND_VERSION)
         return FWX_E_NOT_SUPPORTED;
-    for (size_t i = 0; i < FWX__ARRAY_SIZE(builtins); i++)
-        if (strcmp(builtins[i]->name, b->name) == 0)
+    for (size_t i = 0; i < FWX__ARRAY_SIZE(builtin_names); i++)
+        if (strcmp(builtin_names[i], b->name) == 0)
             return FWX_E_ALREADY_EXISTS_WIN32;
     fwx_result hr = FWX_E_QUOTA_EXCEEDED;
     pthread_mutex_lock(&registry_lock);
@@ -111,6 +120,8 @@ void *fwx_firewall_backend_state_of(fwx_firewall *fw, const fwx_backend *backend
     return NULL;
 }
 
+const fwx_backend *fwx_firewall_backend(const fwx_firewall *fw) { return fw ? fw->backend : NULL; }
+
 /* Installs every grant the firewall holds into a freshly opened backend. */
 static fwx_result install_all(fwx_firewall *fw)
 {
@@ -136,10 +147,17 @@ fwx_result fwx_firewall_set_backend(fwx_firewall *fw, const char *name)
         return FWX_E_TERMINATING;
     const fwx_backend *b = fwx_backend_find(name);
     if (b == NULL) {
-        fwx__fail(fw, "backend \"%s\": not registered", name ? name : "(null)");
+        if (name != NULL && strcmp(name, "nft") == 0)
+            fwx__fail(fw, "backend \"nft\": not built into this libfwx (it was built without libnftables: "
+                          "meson feature 'nft')");
+        else
+            fwx__fail(fw, "backend \"%s\": not registered", name ? name : "(null)");
         return FWX_E_NOT_FOUND;
     }
     fwx__backend_close(fw);
+    /* Redirect-registry files of writers that are gone (lib/core/redirect_registry.c): a new
+       backend instance must not take a dead process's records for its flows'. */
+    fwx__registry_sweep();
     void *state = NULL;
     fw->last_error[0] = '\0';
     fwx_result hr = b->open(b, fw, &state);
@@ -205,6 +223,74 @@ static void stuck_forget(fwx_firewall *fw)
     fw->n_stuck_grants = fw->cap_stuck_grants = 0;
 }
 
+/* The hosts admit_grant's checks let through (lib/core/secondary.c, fwx_firewall_admit): a
+   redirect port and a permission admit the session's own hosts (fwx__session_is_own_host: the
+   client, the published servers of its connections); a bound port the external peers of its
+   primary connections (fwx__conn_counts_as_peer), unless an IP filter decides instead; a
+   client bind is decided at each arrival (its IP filter and the policy). */
+static fwx_result push_source(fwx_grant_source **v, uint32_t *n, const struct sockaddr_storage *a, uint32_t flags)
+{
+    struct sockaddr_storage ip = *a;
+    fwx__sa_set_port((struct sockaddr *)&ip, 0);
+    for (uint32_t i = 0; i < *n; i++)
+        if (fwx__sa_same_ip((const struct sockaddr *)&(*v)[i].address, (const struct sockaddr *)&ip)) {
+            (*v)[i].flags |= flags; /* one host, two roles: the stricter translation wins */
+            return FWX_S_OK;
+        }
+    fwx_grant_source *nv = realloc(*v, (*n + 1) * sizeof *nv);
+    if (nv == NULL)
+        return FWX_E_OUTOFMEMORY;
+    *v = nv;
+    memset(&nv[*n], 0, sizeof nv[*n]);
+    nv[*n].address = ip;
+    nv[*n].flags = flags;
+    (*n)++;
+    return FWX_S_OK;
+}
+
+fwx_result fwx__grant_sources(const fwx__grant *g, fwx_grant_source **out, uint32_t *n, uint32_t *flags)
+{
+    const fwx__session *s = g->session;
+    fwx_result hr = FWX_S_OK;
+    *out = NULL;
+    *n = 0;
+    *flags = 0;
+    switch (g->type) {
+    case FWX__G_PERMISSION:
+    case FWX__G_REDIRECT:
+        hr = push_source(out, n, &s->client, 0);
+        for (const fwx__list *cn = s->conns.next; cn != &s->conns && FWX_SUCCEEDED(hr); cn = cn->next) {
+            const fwx__conn *c = fwx__list_entry(cn, fwx__conn, node);
+            /* Full proxy: the other side sees the server's connection come from the gateway,
+               as it sees the control connection (a DMZ's addresses must not leak out). */
+            if (fwx__conn_has_own_server(c))
+                hr = push_source(out, n, &c->server,
+                                 (c->flags & FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION) ? FWX_GRANT_SOURCE_TRANSLATE
+                                                                                           : 0);
+        }
+        break;
+    case FWX__G_BINDING:
+        if (g->ipfilter != NULL)
+            *flags |= FWX_GRANT_SOURCES_FILTERED;
+        for (const fwx__list *cn = s->conns.next; cn != &s->conns && FWX_SUCCEEDED(hr); cn = cn->next) {
+            const fwx__conn *c = fwx__list_entry(cn, fwx__conn, node);
+            if (fwx__conn_counts_as_peer(c))
+                hr = push_source(out, n, &c->ext_peer, 0);
+        }
+        break;
+    case FWX__G_CLIENT_BIND:
+    case FWX__G_FACTORY:
+        *flags |= FWX_GRANT_SOURCES_FILTERED;
+        break;
+    }
+    if (FWX_FAILED(hr)) {
+        free(*out);
+        *out = NULL;
+        *n = 0;
+    }
+    return hr;
+}
+
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
 {
     if (fw->backend == NULL) {
@@ -217,10 +303,19 @@ fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
     }
     if (fw->n_stuck_grants > 0)
         retry_stuck(fw);
+    fwx_grant_source *sources = NULL;
+    fwx_result hr = fwx__grant_sources(g, &sources, &g->pub.n_sources, &g->pub.source_flags);
+    if (FWX_FAILED(hr))
+        return hr;
+    g->pub.sources = sources;
     g->in_kernel = false;
-    fw->grant_adding = &g->pub;
-    fwx_result hr = fw->backend->grant_add(fw->backend_state, &g->pub);
-    fw->grant_adding = NULL;
+    g->adding = true;
+    hr = fw->backend->grant_add(fw->backend_state, &g->pub);
+    g->adding = false;
+    /* The list was for this call: the struct stays with the core (fwx_backend::list). */
+    g->pub.sources = NULL;
+    g->pub.n_sources = 0;
+    free(sources);
     if (FWX_FAILED(hr))
         g->in_kernel = false;
     if (FWX_SUCCEEDED(hr))
@@ -236,11 +331,22 @@ fwx_result fwx_backend_grant_in_kernel(fwx_firewall *fw, const fwx_grant *grant)
 {
     if (fw == NULL || grant == NULL)
         return FWX_E_POINTER;
-    /* Only the grant being added, so a backend cannot mark one it was not handed. */
-    if (fw->grant_adding != grant)
-        return FWX_E_INVALIDARG;
-    fwx__container_of(grant, fwx__grant, pub)->in_kernel = true;
-    return FWX_S_OK;
+    /* Only a grant of this firewall inside its grant_add, so a backend cannot mark one it was
+       not handed: the pointer is compared, never followed, until it is found. A walk of the
+       session's grants, next to the kernel transaction that installed it. */
+    for (fwx__list *sn = fw->sessions.next; sn != &fw->sessions; sn = sn->next) {
+        fwx__session *s = fwx__list_entry(sn, fwx__session, node);
+        for (fwx__list *gn = s->grants.next; gn != &s->grants; gn = gn->next) {
+            fwx__grant *g = fwx__list_entry(gn, fwx__grant, session_node);
+            if (&g->pub == grant) {
+                if (!g->adding)
+                    return FWX_E_INVALIDARG;
+                g->in_kernel = true;
+                return FWX_S_OK;
+            }
+        }
+    }
+    return FWX_E_INVALIDARG;
 }
 
 void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g)
@@ -360,3 +466,88 @@ void fwx__backend_close(fwx_firewall *fw)
     fw->backend = NULL;
     fw->backend_state = NULL;
 }
+
+#if !FWX_HAVE_NFT
+/* Local redirection is the nft backend's (lib/backends/nft/nft.c); without it, the call says so. */
+fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirect *spec)
+{
+    if (fw == NULL || spec == NULL)
+        return FWX_E_POINTER;
+    fwx__fail(fw, "local redirection needs the \"nft\" backend, and this libfwx was built without it");
+    return FWX_E_NOT_SUPPORTED;
+}
+#endif
+
+/* ---- what the core knows, for backends (include/fwx/backend.h) ------------------------------ */
+
+const char *fwx_firewall_name(const fwx_firewall *fw) { return fw != NULL && fw->name != NULL ? fw->name : ""; }
+
+fwx_result fwx_firewall_get_options(const fwx_firewall *fw, fwx_firewall_options *out)
+{
+    if (fw == NULL || out == NULL)
+        return FWX_E_POINTER;
+    /* The rule fwx_firewall_new applies to the input: the first release's fields at least. */
+    if (out->struct_size < offsetof(fwx_firewall_options, log_level) + sizeof out->log_level)
+        return FWX_E_INVALIDARG;
+    uint32_t size = out->struct_size < sizeof fw->opts ? out->struct_size : (uint32_t)sizeof fw->opts;
+    memcpy(out, &fw->opts, size);
+    out->struct_size = size; /* what was written; never more than the caller's struct */
+    return FWX_S_OK;
+}
+
+fwx_result fwx_firewall_local_address(const fwx_firewall *fw, size_t index, struct sockaddr_storage *out)
+{
+    if (fw == NULL || out == NULL)
+        return FWX_E_POINTER;
+    if (index >= fw->n_local) {
+        memset(out, 0, sizeof *out);
+        return FWX_S_FALSE;
+    }
+    *out = fw->local[index];
+    return FWX_S_OK;
+}
+
+int32_t fwx_firewall_is_local_address(const fwx_firewall *fw, const struct sockaddr *addr, uint32_t len)
+{
+    struct sockaddr_storage a;
+    if (fw == NULL || addr == NULL || !fwx__sa_canon(addr, len, &a))
+        return 0;
+    return fwx__firewall_is_local(fw, (const struct sockaddr *)&a);
+}
+
+int32_t fwx_firewall_hooks(fwx_firewall *fw, uint32_t events)
+{
+    if (fw == NULL)
+        return 0;
+    for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next) {
+        const fwx__plugin *p = fwx__list_entry(n, fwx__plugin, node);
+        if (!p->unloaded && (p->hooks & events) == events)
+            return 1;
+    }
+    return 0;
+}
+
+void fwx_backend_fail(fwx_firewall *fw, const char *fmt, ...)
+{
+    if (fw == NULL || fmt == NULL)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(fw->last_error, sizeof fw->last_error, fmt, ap);
+    va_end(ap);
+    fwx__log(fw, FWX_LOG_ERROR, "%s", fw->last_error);
+}
+
+const char *fwx_connection_data_filter_owner(IFWXConnection *conn, uint32_t index)
+{
+    if (conn == NULL || !fwx__conn_is_ours(conn))
+        return NULL;
+    const fwx__conn *c = fwx__conn_from(conn);
+    if (index >= c->n_dfs)
+        return NULL;
+    const fwx__plugin *p = c->dfs[index].plugin;
+    return p != NULL && p->name != NULL ? p->name : "";
+}
+
+const fwx_policy *fwx_firewall_policy(const fwx_firewall *fw) { return fw != NULL ? fw->policy : NULL; }
+

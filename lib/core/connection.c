@@ -56,11 +56,12 @@ void fwx__conn_set_upstream_local(IFWXConnection *conn, const struct sockaddr *l
 
 fwx_result fwx_connection_set_upstream_local(IFWXConnection *conn, const struct sockaddr *local, uint32_t len)
 {
-    if (conn == NULL || !fwx__conn_is_ours(conn) || local == NULL)
+    struct sockaddr_storage ss;
+    if (conn == NULL || local == NULL)
         return FWX_E_POINTER;
-    if (!fwx__sa_valid(local, len))
+    if (!fwx__conn_is_ours(conn) || !fwx__sa_canon(local, len, &ss) || fwx__sa_is_unspecified((struct sockaddr *)&ss))
         return FWX_E_INVALIDARG;
-    fwx__conn_set_upstream_local(conn, local);
+    fwx__conn_set_upstream_local(conn, (const struct sockaddr *)&ss);
     return FWX_S_OK;
 }
 

@@ -139,7 +139,6 @@ struct fwx_firewall {
 
     const fwx_backend *backend;
     void *backend_state;
-    const fwx_grant *grant_adding; /* the grant inside backend->grant_add, NULL outside */
     /* Grants the core let go of but the backend failed to remove: asked again before each later
        grant change (lib/core/backend_registry.c), forgotten when the backend closes. */
     uint64_t *stuck_grants;
@@ -201,6 +200,9 @@ void fwx__publish_forget(fwx_firewall *fw);
 
 /* ---- backend (lib/core/backend_registry.c) ---- */
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g);
+/* Who may use g (fwx_grant::sources), by the rules fwx_firewall_admit applies: a new array in
+   *out (NULL when none), its length in *n; FWX_E_OUTOFMEMORY. */
+fwx_result fwx__grant_sources(const fwx__grant *g, fwx_grant_source **out, uint32_t *n, uint32_t *flags);
 void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g);
 /* The same for several grants in one step (a session's end: backend version 3). */
 void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n);
@@ -374,7 +376,9 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
                          bool secondary);
 /* Whether any loaded filter would receive this event (T9: then the kernel cannot carry it). */
 bool fwx__event_hooked(fwx__session *s, uint32_t event_type, const fwx_guid *protocol_guid, bool secondary);
-/* The external peers of the session's open primary connections: is addr one of them? */
+/* The external peers of the session's open primary connections: is addr one of them? The
+   connections that count are those fwx__conn_counts_as_peer says (the same rule hands a
+   backend a bound port's sources: fwx__grant_sources). */
 bool fwx__session_is_peer(fwx__session *s, const struct sockaddr *addr);
 /* Is addr the session's client, or a published server of one of its open connections? */
 bool fwx__session_is_own_host(fwx__session *s, const struct sockaddr *addr);
@@ -451,6 +455,17 @@ struct fwx__conn {
 
 static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
 bool fwx__conn_is_ours(IFWXConnection *c);
+/* A connection whose external peer may take the session's bound ports (only the session's
+   own peers may: a bounce through a bound port is refused): an open primary one (not a
+   secondary, not a listening object) with a known peer. fwx__session_is_peer and the sources
+   the core hands a backend (fwx__grant_sources) both ask this. */
+static inline bool fwx__conn_counts_as_peer(const fwx__conn *c)
+{
+    return c->has_ext_peer && !(c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING));
+}
+/* A connection whose published server counts as one of the session's own hosts (with its
+   client: fwx__session_is_own_host, and fwx__grant_sources for permissions and redirects). */
+static inline bool fwx__conn_has_own_server(const fwx__conn *c) { return c->has_server; }
 /* A new connection in session s (+1 for the caller; the session's list holds its own). */
 fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *protocol_guid);
 /* Ends a connection: ConnectionTerminating, data filters detached, grant withdrawn. Idempotent. */
@@ -502,8 +517,8 @@ void fwx__redirect_admitted(fwx__conn *c, const struct sockaddr *reached, const 
 /* The registry (lib/core/redirect_registry.c, doc/redirect.md). */
 #define FWX__REG_PATH_MAX 512
 /* SO_MARK of a redirected flow's outbound socket: this bit, and the slots it has passed. */
-#define FWX__REDIRECT_MARK 0x10000000u
-#define FWX__REDIRECT_SLOT_MARK(slots) (((uint32_t)(slots) & 0xFFu) << 16)
+#define FWX__REDIRECT_MARK FWX_REDIRECT_MARK /* the public values (fwx/redirect.h) */
+#define FWX__REDIRECT_SLOT_MARK(slots) FWX_REDIRECT_SLOT_MARK(slots)
 /* FWX_REDIRECT_DIR or /run/fwx/redirect. */
 const char *fwx__registry_dir(void);
 /* Writes rec for the flow from src (an IPv4 address and port, both set) to dst; `path` receives
@@ -544,6 +559,7 @@ struct fwx__grant {
     bool announced;         /* FWX_EVENT_PERMISSION_ADDED sent (lib/core/events.c) */
     bool approved;          /* client bind: RetroactiveAllowBind done */
     bool in_kernel;         /* the backend said the kernel carries it (fwx_backend_grant_in_kernel) */
+    bool adding;            /* inside the backend's grant_add (what fwx_backend_grant_in_kernel may mark) */
     uint32_t uses;
     uint64_t expires;       /* loop ms, 0 = never */
     uint64_t created_ms;

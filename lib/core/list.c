@@ -16,6 +16,28 @@ static void base(fwx_object_info *i, fwx_object_kind kind, uint64_t id, uint64_t
     i->owner = "";
 }
 
+/* A connection as fwx_firewall_list and fwx_connection_info describe it. */
+static void conn_info(const fwx__conn *c, uint64_t now, fwx_object_info *o)
+{
+    fwx_object_info i;
+    base(&i, FWX_OBJECT_CONNECTION, c->id, now, c->created_ms);
+    i.session_id = c->session->id;
+    i.protocol = c->protocol;
+    i.flags = c->flags;
+    i.client = c->client;
+    if (c->has_ext_peer)
+        i.peer = c->ext_peer;
+    if (c->has_ext_local)
+        i.local = c->ext_local;
+    i.bytes_in = c->bytes_in;
+    i.bytes_out = c->bytes_out + c->bytes_sent;
+    i.kernel_mode = (c->flags & FWX_CONNECTION_KERNEL_MODE) != 0;
+    i.name = (c->flags & FWX_CONNECTION_LISTENING) ? "listening"
+             : (c->flags & FWX_CONNECTION_SECONDARY) ? "secondary"
+                                                      : "primary";
+    *o = i;
+}
+
 fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, void *arg)
 {
     fwx_object_info i;
@@ -49,21 +71,7 @@ fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, v
         if (kinds & FWX_OBJECT_CONNECTION) {
             for (fwx__list *cn = s->conns.next; cn != &s->conns; cn = cn->next) {
                 fwx__conn *c = fwx__list_entry(cn, fwx__conn, node);
-                base(&i, FWX_OBJECT_CONNECTION, c->id, now, c->created_ms);
-                i.session_id = s->id;
-                i.protocol = c->protocol;
-                i.flags = c->flags;
-                i.client = c->client;
-                if (c->has_ext_peer)
-                    i.peer = c->ext_peer;
-                if (c->has_ext_local)
-                    i.local = c->ext_local;
-                i.bytes_in = c->bytes_in;
-                i.bytes_out = c->bytes_out + c->bytes_sent;
-                i.kernel_mode = (c->flags & FWX_CONNECTION_KERNEL_MODE) != 0;
-                i.name = (c->flags & FWX_CONNECTION_LISTENING) ? "listening"
-                         : (c->flags & FWX_CONNECTION_SECONDARY) ? "secondary"
-                                                                  : "primary";
+                conn_info(c, now, &i);
                 cb(arg, &i);
             }
         }
@@ -87,5 +95,18 @@ fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, v
             }
         }
     }
+    return FWX_S_OK;
+}
+
+fwx_result fwx_connection_info(IFWXConnection *conn, fwx_object_info *out)
+{
+    if (conn == NULL || out == NULL)
+        return FWX_E_POINTER;
+    /* An output struct: the caller says how much it has room for (at least this release's),
+       and never gets more than that written. */
+    if (!fwx__conn_is_ours(conn) || out->struct_size < sizeof *out)
+        return FWX_E_INVALIDARG;
+    const fwx__conn *c = fwx__conn_from(conn);
+    conn_info(c, uv_now(c->session->fw->loop), out);
     return FWX_S_OK;
 }

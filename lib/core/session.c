@@ -308,8 +308,7 @@ bool fwx__session_is_peer(fwx__session *s, const struct sockaddr *addr)
 {
     for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
-        if (c->has_ext_peer && !(c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING)) &&
-            fwx__sa_same_ip((const struct sockaddr *)&c->ext_peer, addr))
+        if (fwx__conn_counts_as_peer(c) && fwx__sa_same_ip((const struct sockaddr *)&c->ext_peer, addr))
             return true;
     }
     return false;
@@ -321,7 +320,7 @@ bool fwx__session_is_own_host(fwx__session *s, const struct sockaddr *addr)
         return true;
     for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
-        if (c->has_server && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
+        if (fwx__conn_has_own_server(c) && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
             return true;
     }
     return false;
@@ -331,7 +330,7 @@ bool fwx__session_is_server(fwx__session *s, const struct sockaddr *addr)
 {
     for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
         fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
-        if (c->has_server && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
+        if (fwx__conn_has_own_server(c) && fwx__sa_same_ip((const struct sockaddr *)&c->server, addr))
             return true;
     }
     return false;

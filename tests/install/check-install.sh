@@ -66,7 +66,7 @@ plugindir=$(pcvar plugindir)
 [ -n "$libdir" ] && [ -n "$includedir" ] && [ -n "$plugindir" ] || fail "fwx.pc lacks libdir, includedir or plugindir"
 echo "check-install: prefix $prefix, libdir $libdir, plugindir $plugindir"
 
-for h in fwx.h common.h version.h log.h sdk.h plugin.h host.h backend.h proxy.h pump.h redirect.h plugin_helpers.h; do
+for h in fwx.h common.h version.h log.h sdk.h plugin.h host.h backend.h policy_view.h proxy.h pump.h redirect.h plugin_helpers.h; do
     [ -f "$dest$includedir/fwx/$h" ] || fail "header fwx/$h missing under $dest$includedir"
 done
 [ -e "$dest$libdir/libfwx.so.$major" ] || fail "libfwx.so.$major missing in $dest$libdir"

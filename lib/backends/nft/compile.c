@@ -3,12 +3,12 @@
  * rules as nftables sets and rules in the regular chains "pol_net", "pol_rules" and "pol_nat"
  * (rules.h), replaced in one batch whenever the policy changes.
  *
-  *   pol_net    (forward, new connections)  filter-bound ports: drop (user mode carries them,
+ *   pol_net    (forward, new connections)  filter-bound ports: drop (user mode carries them,
  *              through interception); then one rule per pair of related networks:
  *              "ip saddr @N_a ip daddr @N_b goto pol_rules"; no pair: back to the base
  *              chain's policy drop (FWX_E_NETWORK_RULES_DENIED)
  *   pol_rules  one rule per access rule and family, in file order (first match wins, as in
- *              fwx__policy_decide): "ip saddr @G_s ip daddr @G_d meta l4proto . th dport @P_p
+ *              the core's decision): "ip saddr @G_s ip daddr @G_d meta l4proto . th dport @P_p
  *              accept|drop"; nothing matched: drop (the default)
  *   pol_nat    (postrouting) "ip saddr @N_a ip daddr @N_b masquerade" for each nat pair
  *
@@ -16,7 +16,9 @@
  * ranges own after "smallest range wins"; "external" also owns the gaps), so thousands of
  * ranges are set elements, not rules. Sets of the same content are shared between rules.
  * Rules for named users or domain sets cannot match a kernel flow (no user, no host name) and
- * are left out, as fwx__policy_decide does for a request without them.
+ * are left out, as the core's policy decision does for a request without them.
+ *
+ * The policy is read through its public view (fwx/policy_view.h) only.
  *
  * Set names carry a generation (N<gen>_<i>_4), so a reload adds the new sets and deletes the
  * old ones in the same transaction without a name ever being reused inside it.
@@ -24,15 +26,50 @@
  */
 #include "backends/nft/nft_impl.h"
 #include "backends/nft/rules.h"
-#include "policy/policy_impl.h"
+#include <fwx/policy_view.h>
 
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+
+/* Addresses as 128-bit numbers (IPv4 in the low 32 bits), for interval arithmetic. */
+typedef struct u128 {
+    uint64_t hi, lo;
+} u128;
+
+static int u_cmp(u128 a, u128 b)
+{
+    if (a.hi != b.hi)
+        return a.hi < b.hi ? -1 : 1;
+    return a.lo < b.lo ? -1 : a.lo > b.lo ? 1 : 0;
+}
+
+static u128 u_from(int fam, const uint8_t b[16])
+{
+    u128 x = {0, 0};
+    if (fam == 4) {
+        x.lo = (uint64_t)b[0] << 24 | (uint64_t)b[1] << 16 | (uint64_t)b[2] << 8 | b[3];
+        return x;
+    }
+    for (unsigned i = 0; i < 8; i++) {
+        x.hi = x.hi << 8 | b[i];
+        x.lo = x.lo << 8 | b[i + 8];
+    }
+    return x;
+}
+
+static int32_t af_of(int fam) { return fam == 4 ? AF_INET : AF_INET6; }
+
+/* A sorted, duplicate-free list of indexes (a rule's networks, sets or protocols). */
+typedef struct idx_list {
+    const uint32_t *v;
+    size_t n;
+} idx_list;
 
 typedef struct ivl {
-    fwx__u128 lo, hi;
+    u128 lo, hi;
 } ivl;
 
 typedef struct ivls {
@@ -41,7 +78,7 @@ typedef struct ivls {
     bool oom;
 } ivls;
 
-static void iv_push(ivls *a, fwx__u128 lo, fwx__u128 hi)
+static void iv_push(ivls *a, u128 lo, u128 hi)
 {
     if (a->oom)
         return;
@@ -60,7 +97,7 @@ static void iv_push(ivls *a, fwx__u128 lo, fwx__u128 hi)
     a->n++;
 }
 
-static fwx__u128 u_inc(fwx__u128 x)
+static u128 u_inc(u128 x)
 {
     x.lo++;
     if (x.lo == 0)
@@ -68,7 +105,7 @@ static fwx__u128 u_inc(fwx__u128 x)
     return x;
 }
 
-static fwx__u128 u_dec(fwx__u128 x)
+static u128 u_dec(u128 x)
 {
     if (x.lo == 0)
         x.hi--;
@@ -78,11 +115,11 @@ static fwx__u128 u_dec(fwx__u128 x)
 
 static int iv_cmp(const void *a, const void *b)
 {
-    return fwx__u128_cmp(((const ivl *)a)->lo, ((const ivl *)b)->lo);
+    return u_cmp(((const ivl *)a)->lo, ((const ivl *)b)->lo);
 }
 
 /* Sorts and merges overlapping or adjacent intervals (nft refuses overlapping elements). */
-static void iv_merge(ivls *a, fwx__u128 max)
+static void iv_merge(ivls *a, u128 max)
 {
     if (a->n < 2)
         return;
@@ -90,9 +127,9 @@ static void iv_merge(ivls *a, fwx__u128 max)
     size_t o = 0;
     for (size_t i = 1; i < a->n; i++) {
         ivl *last = &a->v[o];
-        bool touches = fwx__u128_cmp(last->hi, max) == 0 || fwx__u128_cmp(a->v[i].lo, u_inc(last->hi)) <= 0;
+        bool touches = u_cmp(last->hi, max) == 0 || u_cmp(a->v[i].lo, u_inc(last->hi)) <= 0;
         if (touches) {
-            if (fwx__u128_cmp(a->v[i].hi, last->hi) > 0)
+            if (u_cmp(a->v[i].hi, last->hi) > 0)
                 last->hi = a->v[i].hi;
         } else {
             a->v[++o] = a->v[i];
@@ -101,34 +138,34 @@ static void iv_merge(ivls *a, fwx__u128 max)
     a->n = o + 1;
 }
 
-static fwx__u128 fam_max(int fam)
+static u128 fam_max(int fam)
 {
-    fwx__u128 m = {fam == 4 ? 0 : UINT64_MAX, fam == 4 ? 0xffffffffu : UINT64_MAX};
+    u128 m = {fam == 4 ? 0 : UINT64_MAX, fam == 4 ? 0xffffffffu : UINT64_MAX};
     return m;
 }
 
 /* The intervals network `net` owns in one family; "external" also owns every gap. */
 static void net_intervals(const fwx_policy *p, int fam, uint32_t net, ivls *out)
 {
-    const fwx__imap *m = fam == 4 ? &p->net_v4 : &p->net_v6;
-    fwx__u128 max = fam_max(fam), next = {0, 0};
+    u128 max = fam_max(fam), next = {0, 0};
     bool done = false;
-    for (size_t i = 0; i < m->n && !done; i++) {
-        const fwx__interval *v = &m->v[i];
-        if (net == FWX__NET_EXTERNAL && fwx__u128_cmp(v->lo, next) > 0)
-            iv_push(out, next, u_dec(v->lo));
-        if (v->owner == net)
-            iv_push(out, v->lo, v->hi);
-        if (fwx__u128_cmp(v->hi, max) >= 0)
+    fwx_policy_range r;
+    for (size_t i = 0; !done && fwx_policy_network_range(p, af_of(fam), i, &r) == FWX_S_OK; i++) {
+        u128 lo = u_from(fam, r.lo), hi = u_from(fam, r.hi);
+        if (net == FWX_POLICY_NETWORK_EXTERNAL && u_cmp(lo, next) > 0)
+            iv_push(out, next, u_dec(lo));
+        if (r.owner == net)
+            iv_push(out, lo, hi);
+        if (u_cmp(hi, max) >= 0)
             done = true;
         else
-            next = u_inc(v->hi);
+            next = u_inc(hi);
     }
-    if (net == FWX__NET_EXTERNAL && !done)
+    if (net == FWX_POLICY_NETWORK_EXTERNAL && !done)
         iv_push(out, next, max);
 }
 
-static void addr_text(int fam, fwx__u128 x, char out[INET6_ADDRSTRLEN])
+static void addr_text(int fam, u128 x, char out[INET6_ADDRSTRLEN])
 {
     if (fam == 4) {
         struct in_addr a;
@@ -154,7 +191,7 @@ static void emit_addr_set(FILE *f, const char *table, const char *name, int fam,
         for (size_t i = 0; i < iv->n; i++) {
             char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN];
             addr_text(fam, iv->v[i].lo, a);
-            if (fwx__u128_cmp(iv->v[i].lo, iv->v[i].hi) == 0) {
+            if (u_cmp(iv->v[i].lo, iv->v[i].hi) == 0) {
                 fprintf(f, "%s%s", i ? ", " : "", a);
             } else {
                 addr_text(fam, iv->v[i].hi, b);
@@ -211,7 +248,7 @@ static void groups_free(groups *g)
 }
 
 /* A content key for an index list pair: "n0,2;s1". Caller frees. */
-static char *list_key(const fwx__idx_list *a, const fwx__idx_list *b)
+static char *list_key(const idx_list *a, const idx_list *b)
 {
     char *s = NULL;
     size_t len = 0;
@@ -244,7 +281,7 @@ typedef struct cc {
 } cc;
 
 /* The address group set (both families) of networks + address sets; its id. */
-static uint32_t addr_group(cc *c, const fwx__idx_list *nets, const fwx__idx_list *sets)
+static uint32_t addr_group(cc *c, const idx_list *nets, const idx_list *sets)
 {
     char *key = list_key(nets, sets);
     if (key == NULL) {
@@ -264,11 +301,10 @@ static uint32_t addr_group(cc *c, const fwx__idx_list *nets, const fwx__idx_list
         ivls iv = {0};
         for (size_t i = 0; i < nets->n; i++)
             net_intervals(c->p, fam, nets->v[i], &iv);
-        for (size_t i = 0; i < sets->n; i++) {
-            const fwx__imap *m = fam == 4 ? &c->p->addr_sets[sets->v[i]].v4 : &c->p->addr_sets[sets->v[i]].v6;
-            for (size_t j = 0; j < m->n; j++)
-                iv_push(&iv, m->v[j].lo, m->v[j].hi);
-        }
+        fwx_policy_range r;
+        for (size_t i = 0; i < sets->n; i++)
+            for (size_t j = 0; fwx_policy_address_set_range(c->p, sets->v[i], af_of(fam), j, &r) == FWX_S_OK; j++)
+                iv_push(&iv, u_from(fam, r.lo), u_from(fam, r.hi));
         char name[48];
         snprintf(name, sizeof name, "G%u_%u_%d", c->gen, id, fam);
         if (iv.oom)
@@ -284,35 +320,34 @@ static uint32_t addr_group(cc *c, const fwx__idx_list *nets, const fwx__idx_list
 static void emit_port_elems(cc *c, const bool *want, size_t *count)
 {
     static const int l4[2] = {6, 17};
-    for (int pi = 0; pi < 2; pi++) {
-        const fwx__imap *m = &c->p->proto_ports[pi][0];
-        for (size_t i = 0; i < m->n; i++) {
-            if (!want[m->v[i].owner])
+    static const int32_t ipp[2] = {FWX_PROTOCOL_TCP, FWX_PROTOCOL_UDP};
+    fwx_policy_port_range r;
+    for (int pi = 0; pi < 2; pi++)
+        for (size_t i = 0; fwx_policy_port_range_get(c->p, ipp[pi], FWX_POLICY_OUTBOUND, i, &r) == FWX_S_OK; i++) {
+            if (!want[r.protocol])
                 continue;
-            unsigned lo = (unsigned)m->v[i].lo.lo, hi = (unsigned)m->v[i].hi.lo;
-            fprintf(c->f, "%s%d . %u-%u", *count ? ", " : "", l4[pi], lo, hi);
+            fprintf(c->f, "%s%d . %u-%u", *count ? ", " : "", l4[pi], (unsigned)r.lo, (unsigned)r.hi);
             (*count)++;
         }
-    }
 }
 
 /* The port set of a rule's protocols (skipping filter-bound ones for an allow rule): its id,
    or UINT32_MAX when no port is left. */
-static uint32_t port_group(cc *c, const fwx__rule *r)
+static uint32_t port_group(cc *c, const fwx_policy_rule_info *r, const bool *filter_bound)
 {
-    const fwx_policy *p = c->p;
-    bool *want = calloc(p->n_protocols ? p->n_protocols : 1, sizeof *want);
-    fwx__idx_list kept = {NULL, 0};
-    uint32_t *v = calloc(r->protocols.n ? r->protocols.n : 1, sizeof *v);
+    uint32_t np = fwx_policy_protocol_count(c->p);
+    bool *want = calloc(np ? np : 1, sizeof *want);
+    idx_list kept = {NULL, 0};
+    uint32_t *v = calloc(r->n_protocols ? r->n_protocols : 1, sizeof *v);
     if (want == NULL || v == NULL) {
         free(want);
         free(v);
         c->oom = true;
         return UINT32_MAX;
     }
-    for (size_t i = 0; i < r->protocols.n; i++) {
-        uint32_t pi = r->protocols.v[i];
-        if (pi >= p->n_protocols || (r->allow && p->protocols[pi].n_filters > 0))
+    for (size_t i = 0; i < r->n_protocols; i++) {
+        uint32_t pi = r->protocols[i];
+        if (pi >= np || (r->allow && filter_bound[pi]))
             continue;
         want[pi] = true;
         v[kept.n++] = pi;
@@ -345,20 +380,22 @@ static uint32_t port_group(cc *c, const fwx__rule *r)
 }
 
 /* One access rule, both families. */
-static void emit_rule(cc *c, const fwx__rule *r)
+static void emit_rule(cc *c, const fwx_policy_rule_info *r, const bool *filter_bound)
 {
-    if (r->users != NULL)
+    if (r->n_users > 0)
         return; /* a named user never matches a kernel flow */
-    if (r->from_nets.n + r->from_sets.n == 0 || r->to_nets.n + r->to_sets.n == 0)
+    if (r->n_from_networks + r->n_from_sets == 0 || r->n_to_networks + r->n_to_sets == 0)
         return; /* a domain set alone never matches without a host name */
     uint32_t ports = UINT32_MAX;
     if (!r->all_protocols) {
-        ports = port_group(c, r);
+        ports = port_group(c, r, filter_bound);
         if (ports == UINT32_MAX)
             return;
     }
-    uint32_t s = addr_group(c, &r->from_nets, &r->from_sets);
-    uint32_t d = addr_group(c, &r->to_nets, &r->to_sets);
+    idx_list fn = {r->from_networks, r->n_from_networks}, fs = {r->from_sets, r->n_from_sets};
+    idx_list tn = {r->to_networks, r->n_to_networks}, ts = {r->to_sets, r->n_to_sets};
+    uint32_t s = addr_group(c, &fn, &fs);
+    uint32_t d = addr_group(c, &tn, &ts);
     for (int fam = 4; fam <= 6; fam += 2) {
         const char *kw = fam == 4 ? "ip" : "ip6";
         fprintf(c->f, "add rule inet %s pol_rules %s saddr @G%u_%u_%d %s daddr @G%u_%u_%d", c->table, kw, c->gen, s,
@@ -407,16 +444,26 @@ int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned g
     cc c = {p, table, gen, f, {0}, {0}, out, false};
 
     /* Ports of filter-bound protocols: never forwarded by the kernel. */
-    bool *filt = calloc(p->n_protocols ? p->n_protocols : 1, sizeof *filt);
-    if (filt == NULL)
+    uint32_t np = fwx_policy_protocol_count(p);
+    bool *filt = calloc(np ? np : 1, sizeof *filt), *bound = calloc(np ? np : 1, sizeof *bound);
+    if (filt == NULL || bound == NULL) {
+        free(filt);
+        free(bound);
         return -1;
-    for (size_t i = 0; i < p->n_protocols; i++)
-        filt[i] = p->protocols[i].n_filters > 0 ||
-                  (icpt != NULL && icpt->udp && icpt->udp_hooked && p->protocols[i].ip_protocol == FWX_PROTOCOL_UDP);
+    }
+    for (uint32_t i = 0; i < np; i++) {
+        fwx_policy_protocol_info pr = {.struct_size = sizeof pr};
+        if (fwx_policy_protocol_get(p, i, &pr) != FWX_S_OK)
+            continue;
+        bound[i] = pr.n_filters > 0;
+        filt[i] = bound[i] || (icpt != NULL && icpt->udp && icpt->udp_hooked && pr.ip_protocol == FWX_PROTOCOL_UDP);
+    }
     size_t count = 0;
-    for (int pi = 0; pi < 2; pi++)
-        for (size_t i = 0; i < p->proto_ports[pi][0].n; i++)
-            count += filt[p->proto_ports[pi][0].v[i].owner];
+    fwx_policy_port_range pr;
+    static const int32_t ipps[2] = {FWX_PROTOCOL_TCP, FWX_PROTOCOL_UDP};
+    for (int k = 0; k < 2; k++)
+        for (size_t i = 0; fwx_policy_port_range_get(p, ipps[k], FWX_POLICY_OUTBOUND, i, &pr) == FWX_S_OK; i++)
+            count += filt[pr.protocol];
     fprintf(f, "add set inet %s I%u { type inet_proto . inet_service; flags interval;", table, gen);
     if (count > 0) {
         size_t n = 0;
@@ -429,11 +476,12 @@ int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned g
     free(filt);
 
     /* One address set per network and family. */
-    out->n_nets = (uint32_t)p->n_networks;
-    for (uint32_t i = 0; i < p->n_networks; i++)
+    uint32_t nn = fwx_policy_network_count(p);
+    out->n_nets = nn;
+    for (uint32_t i = 0; i < nn; i++)
         for (int fam = 4; fam <= 6; fam += 2) {
             ivls iv = {0};
-            if (i != FWX__NET_LOCALHOST)
+            if (i != FWX_POLICY_NETWORK_LOCALHOST)
                 net_intervals(p, fam, i, &iv);
             char name[48];
             snprintf(name, sizeof name, "N%u_%u_%d", gen, i, fam);
@@ -447,20 +495,24 @@ int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned g
     if (count > 0)
         fprintf(f, "add rule inet %s pol_net meta l4proto . th dport @I%u drop comment \"filter-bound: user mode\"\n",
                 table, gen);
-    for (uint32_t i = 0; i < p->n_networks; i++)
-        if (i != FWX__NET_LOCALHOST)
+    for (uint32_t i = 0; i < nn; i++)
+        if (i != FWX_POLICY_NETWORK_LOCALHOST)
             emit_pair(&c, "pol_net", i, i, "goto pol_rules");
-    for (size_t i = 0; i < p->n_relations; i++) {
-        const fwx__relation *r = &p->relations[i];
-        if (r->from == r->to || r->type == FWX__REL_NONE || r->from == FWX__NET_LOCALHOST ||
-            r->to == FWX__NET_LOCALHOST)
+    fwx_policy_relation r;
+    for (size_t i = 0; fwx_policy_relation_get(p, i, &r) == FWX_S_OK; i++) {
+        if (r.from == r.to || r.from == FWX_POLICY_NETWORK_LOCALHOST || r.to == FWX_POLICY_NETWORK_LOCALHOST)
             continue;
-        emit_pair(&c, "pol_net", r->from, r->to, "goto pol_rules");
-        if (r->type == FWX__REL_NAT)
-            emit_pair(&c, "pol_nat", r->from, r->to, "masquerade");
+        emit_pair(&c, "pol_net", r.from, r.to, "goto pol_rules");
+        if (r.type == FWX_POLICY_RELATION_NAT)
+            emit_pair(&c, "pol_nat", r.from, r.to, "masquerade");
     }
-    for (size_t i = 0; i < p->n_rules; i++)
-        emit_rule(&c, &p->rules[i]);
+    uint32_t nr = fwx_policy_rule_count(p);
+    for (uint32_t i = 0; i < nr; i++) {
+        fwx_policy_rule_info ri = {.struct_size = sizeof ri};
+        if (fwx_policy_rule_get(p, i, &ri) == FWX_S_OK)
+            emit_rule(&c, &ri, bound);
+    }
+    free(bound);
 
     /* Interception of filter-bound ports into the user-mode data path. */
     if (count > 0 && icpt != NULL && icpt->port != 0) {

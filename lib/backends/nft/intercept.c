@@ -18,8 +18,12 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/nft_impl.h"
-#include "core/internal.h"
+/* TODO(usermode boundary): the relay runs on the user-mode pump (fwx__pump_start/_abort),
+   which the public fwx_connection_relay() (fwx/host.h) could replace once it takes a
+   backend's connection (today it is the host's: fwx_firewall_set_host_relay, and the core's
+   kill path treats it as the host's relay). Nothing else here reaches past the public API. */
 #include "backends/usermode/usermode.h"
+#include "util/util.h"
 
 #include <errno.h>
 #include <linux/netfilter_ipv4.h>
@@ -159,7 +163,7 @@ static void on_upstream(uv_connect_t *req, int status)
         if (!r->l->published)
             (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
         else /* toward a published server: where its active-mode redirect ports go */
-            fwx__conn_set_upstream_local(r->conn, (struct sockaddr *)&self);
+            (void)fwx_connection_set_upstream_local(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
     }
     r->up->data = NULL;
     uv_close((uv_handle_t *)r->up, up_closed);
@@ -223,7 +227,8 @@ static fwx_result redirect_record(irelay *r, const struct sockaddr_storage *peer
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
     uint32_t in_slots = 0, my_slot = 0;
     fwx_redirect_handle *h = fwx__nft_identity(fw, &my_slot);
-    fwx_redirect_record *rec = fwx__registry_get(p, o, &in_slots); /* the whole tuple */
+    fwx_redirect_record *rec = NULL; /* the whole tuple; none is FWX_E_NOT_FOUND */
+    (void)fwx_redirect_registry_lookup_flow(p, fwx__sa_len(p), o, fwx__sa_len(o), &rec, &in_slots);
     bool from_registry = rec != NULL;
     if (rec == NULL) {
         fwx_redirect_app app = {sizeof app, 0, FWX_REDIRECT_UID_UNKNOWN, 0, 0, NULL};

@@ -7,7 +7,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/nft_impl.h"
-#include "core/internal.h"
+#include "util/util.h"
 
 #include <arpa/inet.h>
 #include <dirent.h>

@@ -16,8 +16,10 @@
  */
 #include "backends/nft/nft_impl.h"
 #include "backends/nft/rules.h"
-#include "core/internal.h"
+/* TODO(usermode boundary): create_socket uses the user-mode data path's IFWXNetworkSocket
+   (fwx__usock_new); no public call makes one yet. */
 #include "backends/usermode/usermode.h"
+#include "util/util.h"
 #include "backends/nft/ct.h"
 
 #include <arpa/inet.h>
@@ -73,6 +75,7 @@ typedef struct nstate {
     struct psess *psessions;      /* sessions of policy-forwarded flows' clients (uthash on key) */
     fwx_redirect_handle *rh; /* the host's redirect identity (fwx_firewall_redirect_local), or NULL: the firewall's */
     int slot;                /* local-redirection slot 0..7, -1 without local redirection */
+    int32_t open_on_stop;    /* fwx_firewall_options::kernel_open_on_stop */
     char err[256];
 } nstate;
 
@@ -114,14 +117,7 @@ static nstate *state_of(fwx_firewall *fw)
    plugin hears only of the protocols the policy binds it to, which are steered anyway)? Its
    handler may attach a data filter to any UDP flow, which the kernel could not run: the policy's UDP protocols are then steered into
    fwx from their first datagram (compile.c), as filter-bound ones are. */
-static bool udp_hooked(fwx_firewall *fw)
-{
-    for (fwx__list *n = fw->plugins.next; n != &fw->plugins; n = n->next)
-        if ((fwx__list_entry(n, fwx__plugin, node)->hooks & (fwx_Udp_Destination | fwxAnyProtocol)) ==
-            (fwx_Udp_Destination | fwxAnyProtocol))
-            return true;
-    return false;
-}
+static bool udp_hooked(fwx_firewall *fw) { return fwx_firewall_hooks(fw, fwx_Udp_Destination | fwxAnyProtocol) != 0; }
 
 struct fwx__ct *fwx__nft_ct(fwx_firewall *fw)
 {
@@ -242,13 +238,14 @@ static nelem *elem_push(nelem **el, size_t *n, size_t *cap)
     return e;
 }
 
-/* The core's grant behind the one grant_add was handed (its session's peers, its IP filter):
-   the registry marks the grant being added, so this is O(1); NULL for a grant the core did not
-   hand over (a test driving the backend directly). */
-static fwx__grant *core_grant(fwx_firewall *fw, const fwx_grant *g)
+/* Does the grant carry the core's list of who may use it (fwx_grant::sources, 1.1)? A grant
+   of an older core, or of a test driving the backend directly, has none. */
+#define GRANT_HAS(g, field) ((g)->struct_size >= offsetof(fwx_grant, field) + sizeof(g)->field)
+static uint32_t grant_n_sources(const fwx_grant *g)
 {
-    return fw->grant_adding == g ? fwx__container_of(g, fwx__grant, pub) : NULL;
+    return GRANT_HAS(g, n_sources) && g->sources != NULL ? g->n_sources : 0;
 }
+static uint32_t grant_source_flags(const fwx_grant *g) { return GRANT_HAS(g, source_flags) ? g->source_flags : 0; }
 
 /* Is a gateway port free for a DNAT? A local socket on it would be shadowed. */
 static bool port_free(const struct sockaddr *gw, int32_t protocol)
@@ -299,8 +296,9 @@ static size_t gateway_addrs(nstate *st, const struct sockaddr *gw, char fam, cha
     size_t n = 0;
     if (!fwx__sa_is_unspecified(gw))
         return ip_text(gw, out[0], &f) ? 1 : 0;
-    for (size_t i = 0; i < st->fw->n_local && n < max; i++) {
-        const struct sockaddr *a = (const struct sockaddr *)&st->fw->local[i];
+    struct sockaddr_storage ls;
+    for (size_t i = 0; n < max && fwx_firewall_local_address(st->fw, i, &ls) == FWX_S_OK; i++) {
+        const struct sockaddr *a = (const struct sockaddr *)&ls;
         if (fwx__sa_is_loopback(a)) /* local traffic never passes prerouting */
             continue;
         if (ip_text(a, out[n], &f) && f == fam)
@@ -309,15 +307,19 @@ static size_t gateway_addrs(nstate *st, const struct sockaddr *gw, char fam, cha
     return n;
 }
 
-static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
+/* An outbound permission: for each host the core lets use it (the client, and the published
+   servers of its session), an element of the target; with a ProxyExternalAddress, a source NAT
+   of the same key. */
+static fwx_result permission_elem(elems *es, const fwx_grant *g, const struct sockaddr *src)
 {
-    (void)st;
     char c[INET6_ADDRSTRLEN], t[INET6_ADDRSTRLEN], x[INET6_ADDRSTRLEN], key[KEY_MAX], fc, ft, fx;
-    if (!ip_text((const struct sockaddr *)&g->client, c, &fc) || !ip_text((const struct sockaddr *)&g->target, t, &ft) ||
-        fc != ft)
+    if (!ip_text(src, c, &fc) || !ip_text((const struct sockaddr *)&g->target, t, &ft) || fc != ft)
         return FWX_E_NOT_SUPPORTED;
     int proto = l4proto(g->protocol);
     tuple_key(key, sizeof key, c, t, proto, fwx__sa_port((const struct sockaddr *)&g->target));
+    for (size_t i = 0; i < es->n; i++)
+        if (strcmp(es->el[i].key, key) == 0)
+            return FWX_S_OK; /* the client is also a server of its session */
     fwx_result hr = add_elem(es, (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once", fc, key, NULL);
     const struct sockaddr *px = (const struct sockaddr *)&g->gateway;
     if (FWX_SUCCEEDED(hr) && (px->sa_family == AF_INET || px->sa_family == AF_INET6) && !fwx__sa_is_unspecified(px)) {
@@ -325,6 +327,21 @@ static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
         if (!ip_text(px, x, &fx) || fx != fc)
             return FWX_E_NOT_SUPPORTED;
         hr = add_elem(es, "snat", fc, key, x);
+    }
+    return hr;
+}
+
+static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
+{
+    (void)st;
+    /* The client first: a grant without the core's list (see grant_n_sources) is the client's. */
+    fwx_result hr = permission_elem(es, g, (const struct sockaddr *)&g->client);
+    for (uint32_t i = 0; FWX_SUCCEEDED(hr) && i < grant_n_sources(g); i++) {
+        const struct sockaddr *src = (const struct sockaddr *)&g->sources[i].address;
+        char fs, ft, t[INET6_ADDRSTRLEN], a[INET6_ADDRSTRLEN];
+        if (!ip_text(src, a, &fs) || !ip_text((const struct sockaddr *)&g->target, t, &ft) || fs != ft)
+            continue; /* a server of the other family cannot reach this target */
+        hr = permission_elem(es, g, src);
     }
     return hr;
 }
@@ -351,7 +368,7 @@ static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway
     return hr;
 }
 
-static fwx_result port_elems(nstate *st, const fwx_grant *g, const fwx__grant *cg, elems *es)
+static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 {
     const struct sockaddr *gw = (const struct sockaddr *)&g->gateway, *to = (const struct sockaddr *)&g->target;
     char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam;
@@ -377,39 +394,26 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, const fwx__grant *c
         if (FWX_FAILED(hr))
             return hr;
     }
-    /* Who may use the port: a redirect port, the session's client; a bound port, the external
-       peers of the session's primary connections (the core's own rule, catalog #23 in doc/security.md). */
+    /* Who may use the port is the core's to say (fwx_grant::sources: for a redirect port the
+       session's client and its published servers, for a bound port the external peers of its
+       primary connections); the kernel gets one permission element per source. */
     const char *set = (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once";
     bool masq = (g->flags & FWX_FLAG_PROXY_MODE) != 0;
     /* A UDP bound port carries datagrams to the client only, unless BIDIRECTIONAL (as the
        proxy backend); a redirect port is a connection both ways. */
     bool oneway = g->kind == FWX_GRANT_BINDING && g->protocol == FWX_PROTOCOL_UDP && !(g->flags & FWX_FLAG_BIDIRECTIONAL);
     if (g->kind == FWX_GRANT_REDIRECT) {
+        /* The client always (a grant without the core's list is the client's alone). */
         fwx_result hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&g->client, fam, dst, proto, tport);
         if (hr == FWX_S_FALSE)
             return FWX_E_NOT_SUPPORTED; /* the client of another family */
-        /* In a session of published connections the published server uses the redirect port
-           too (active FTP to a published server: the server connects back to the client). */
-        if (cg != NULL)
-            for (fwx__list *n = cg->session->conns.next; n != &cg->session->conns && FWX_SUCCEEDED(hr); n = n->next) {
-                fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
-                /* Full proxy: the remote client sees the server's data connection come from
-                   the gateway, as it sees the control connection (a DMZ behind the gateway has
-                   no route from the outside, and its addresses must not leak there). */
-                if (c->has_server)
-                    hr = tuple_elems(es, set, masq || (c->flags & FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION) != 0,
-                                     false, (const struct sockaddr *)&c->server, fam, dst, proto, tport);
-            }
-        return FWX_FAILED(hr) ? hr : FWX_S_OK;
     }
-    if (cg == NULL)
-        return FWX_S_OK; /* not the core's (a test driving the backend directly): no source */
-    fwx__session *s = cg->session;
-    for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
-        fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
-        if (!c->has_ext_peer || (c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING)))
-            continue;
-        fwx_result hr = tuple_elems(es, set, masq, oneway, (const struct sockaddr *)&c->ext_peer, fam, dst, proto, tport);
+    for (uint32_t i = 0; i < grant_n_sources(g); i++) {
+        const fwx_grant_source *src = &g->sources[i];
+        /* A translated source (a published server behind a full-proxy rule): the other side
+           sees its connection come from the gateway, as it sees the control connection. */
+        bool m = masq || (src->flags & FWX_GRANT_SOURCE_TRANSLATE) != 0;
+        fwx_result hr = tuple_elems(es, set, m, oneway, (const struct sockaddr *)&src->address, fam, dst, proto, tport);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -510,7 +514,7 @@ static int forwarding_on(void)
  */
 static void leave_table(nstate *st, const char *why)
 {
-    if (st->fw->opts.kernel_open_on_stop) {
+    if (st->open_on_stop) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "delete table inet %s\n", st->table);
         if (run(st, cmd) != 0) {
@@ -547,8 +551,9 @@ static void kflow_key_of(const fwx__ct_flow *f, kflow_key *k)
    of active FTP connects in): "from the client" follows the connection's client. */
 static void kflow_count(kflow *k, uint64_t bytes_orig, uint64_t bytes_reply)
 {
-    const fwx__conn *c = fwx__conn_from(k->conn);
-    bool orig_is_client = fwx__sa_same_ip((const struct sockaddr *)&k->flow.src, (const struct sockaddr *)&c->client);
+    fwx_object_info ci = {.struct_size = sizeof ci};
+    bool orig_is_client = fwx_connection_info(k->conn, &ci) != FWX_S_OK ||
+                          fwx__sa_same_ip((const struct sockaddr *)&k->flow.src, (const struct sockaddr *)&ci.client);
     if (orig_is_client)
         fwx_connection_count_bytes(k->conn, bytes_orig, bytes_reply);
     else
@@ -599,25 +604,28 @@ static void refuse_tuple(nstate *st, const fwx__ct_flow *f)
  */
 static bool kernel_flow_filtered(nstate *st, IFWXConnection *c)
 {
-    fwx__conn *cc = fwx__conn_from(c);
-    if (cc->n_dfs == 0)
+    uint32_t n = fwx_connection_data_filters(c);
+    fwx_object_info ci = {.struct_size = sizeof ci};
+    if (n == 0)
         return false;
+    if (fwx_connection_info(c, &ci) != FWX_S_OK)
+        memset(&ci, 0, sizeof ci); /* the refusal is said all the same, without the connection's facts */
     char names[256] = "", a[FWX__SA_STRLEN];
     size_t at = 0;
-    for (size_t i = 0; i < cc->n_dfs && at + 1 < sizeof names; i++) {
-        const fwx__plugin *pl = cc->dfs[i].plugin;
+    for (uint32_t i = 0; i < n && at + 1 < sizeof names; i++) {
+        const char *owner = fwx_connection_data_filter_owner(c, i);
         int w = snprintf(names + at, sizeof names - at, "%s%s", i ? ", " : "",
-                         pl != NULL && pl->name != NULL ? pl->name : "the host's");
+                         owner != NULL && owner[0] != '\0' ? owner : "the host's");
         if (w < 0)
             break;
         at += (size_t)w < sizeof names - at ? (size_t)w : sizeof names - at - 1;
     }
     NLOG(st, FWX_LOG_WARN,
-         "connection %llu (%s to %s): %zu data filter(s) attached (plugin %s) to a flow the kernel forwards by the "
+         "connection %llu (%s to %s): %u data filter(s) attached (plugin %s) to a flow the kernel forwards by the "
          "policy; the kernel cannot run them: flow refused (bind the filter to the protocol in the policy so it is "
          "intercepted from its first packet)",
-         (unsigned long long)cc->id, cc->protocol == FWX_PROTOCOL_UDP ? "UDP" : "TCP",
-         fwx__sa_fmt((const struct sockaddr *)&cc->ext_peer, a), cc->n_dfs, names);
+         (unsigned long long)ci.id, ci.protocol == FWX_PROTOCOL_UDP ? "UDP" : "TCP",
+         fwx__sa_fmt((const struct sockaddr *)&ci.peer, a), (unsigned)n, names);
     return true;
 }
 
@@ -794,7 +802,14 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         return FWX_E_OUTOFMEMORY;
     st->magic = NSTATE_MAGIC;
     st->fw = fw;
-    fwx__nft_table_name(fw->name, st->table, sizeof st->table);
+    fwx__nft_table_name(fwx_firewall_name(fw), st->table, sizeof st->table);
+    fwx_firewall_options opts;
+    fwx_firewall_options_init(&opts);
+    if (FWX_FAILED(fwx_firewall_get_options(fw, &opts))) {
+        free(st);
+        return FWX_E_INVALIDARG;
+    }
+    st->open_on_stop = opts.kernel_open_on_stop;
     if ((st->nft = nft_ctx_new(NFT_CTX_DEFAULT)) == NULL) {
         free(st);
         return FWX_E_OUTOFMEMORY;
@@ -862,9 +877,8 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
     }
 
     /* The redirect identity of this instance is the firewall's (a host may give its own, see
-       fwx_firewall_redirect_local). Registry files of writers that are gone are swept. */
+       fwx_firewall_redirect_local). The core swept the registry of dead writers' files. */
     st->slot = -1;
-    fwx__registry_sweep();
     /* fwx's interception listener first: the table's rules point at its port. It carries
        filter-bound primary connections and user-mode secondary ones. */
     if (FWX_FAILED(fwx__nft_icpt_start(fw, &st->listener, &st->icpt)))
@@ -903,7 +917,7 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
     if (st->feat.ct_events) {
         if (FWX_SUCCEEDED(fwx__ct_open(fwx_firewall_loop(fw), on_ct, st, &st->ct))) {
             fwx__ct_set_mark_filter(st->ct, FWX_NFT_CT_ADMITTED_BIT, FWX_NFT_CT_ADMITTED_BIT);
-            if (fw->opts.kernel_end_on_close && FWX_FAILED(fwx__ct_follow_updates(st->ct)))
+            if (opts.kernel_end_on_close && FWX_FAILED(fwx__ct_follow_updates(st->ct)))
                 NLOG(st, FWX_LOG_WARN, "conntrack update events unavailable: kernel flows end after TIME_WAIT");
             /* Namespace-wide settings are not ours to restore (another instance may rely on
                them): say which were switched on, once. */
@@ -952,6 +966,9 @@ static fwx_result track(nstate *st, const fwx_grant *g, elems *es)
     ngrant *ng = &st->grants[st->n++];
     memset(ng, 0, sizeof *ng);
     ng->g = *g;
+    /* The sources were the core's for the grant_add call only (and list() reports none). */
+    ng->g.sources = NULL;
+    ng->g.n_sources = 0;
     ng->el = es->el;
     ng->n = es->n;
     es->el = NULL;
@@ -1100,10 +1117,9 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
         return FWX_E_INVALIDARG;
     if (grant_find(st, g->id) != NULL)
         return FWX_E_INVALIDARG;
-    /* An IP filter (who may use a bound or redirect port) has no kernel form here: such a grant
-       takes the user-mode path, where the core applies the filter at each admission. */
-    const fwx__grant *cg = core_grant(st->fw, g);
-    bool ipfilter = cg != NULL && cg->ipfilter != NULL;
+    /* A grant the core decides per arrival by more than the source (an IP filter) has no
+       kernel form here: it takes the user-mode path, where the core decides each admission. */
+    bool ipfilter = (grant_source_flags(g) & FWX_GRANT_SOURCES_FILTERED) != 0 && g->kind != FWX_GRANT_CLIENT_BIND;
     if (!g->kernel_mode || ipfilter) {
         if (ipfilter && g->kernel_mode)
             NLOG(st, FWX_LOG_DEBUG, "%s %llu: an ip filter: carried in user mode", kind_name(g->kind),
@@ -1125,7 +1141,7 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
         break;
     case FWX_GRANT_BINDING:
     case FWX_GRANT_REDIRECT:
-        hr = port_elems(st, g, cg, &es);
+        hr = port_elems(st, g, &es);
         break;
     default:
         /* A client's own bind (RetroactiveAllowBind): later work; the core keeps enforcing it. */
@@ -1344,9 +1360,13 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
     char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam;
     if (spec->protocol != FWX_PROTOCOL_TCP && spec->protocol != FWX_PROTOCOL_UDP)
         return FWX_E_INVALIDARG;
-    const fwx__protocol *pr = st->fw->policy ? fwx__policy_protocol_by_guid(st->fw->policy, &spec->protocol_guid) : NULL;
-    if (pr != NULL && pr->n_filters > 0)
-        return listen_user_mode(st, spec, pr->name);
+    /* A rule whose protocol has a filter bound: its connections must run through fwx. */
+    const fwx_policy *pol = fwx_firewall_policy(st->fw);
+    fwx_policy_protocol_info pr = {.struct_size = sizeof pr};
+    uint32_t pi;
+    if (pol != NULL && fwx_policy_protocol_find(pol, &spec->protocol_guid, &pi) == FWX_S_OK &&
+        fwx_policy_protocol_get(pol, pi, &pr) == FWX_S_OK && pr.n_filters > 0)
+        return listen_user_mode(st, spec, pr.name);
     if (!ip_text(sv, dst, &fam) || la->sa_family != sv->sa_family)
         return FWX_E_NOT_SUPPORTED;
     int proto = l4proto(spec->protocol);
@@ -1497,7 +1517,7 @@ bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a)
     uint16_t p = a->sa_family == AF_INET6 ? st != NULL ? st->icpt.port6 : 0 : st != NULL ? st->icpt.port : 0;
     if (p == 0 || fwx__sa_port(a) != p)
         return false;
-    return fwx__firewall_is_local(fw, a) || fwx__sa_is_unspecified(a);
+    return fwx_firewall_is_local_address(fw, a, fwx__sa_len(a)) || fwx__sa_is_unspecified(a);
 }
 
 /* ---- local redirection ------------------------------------------------------------ */
@@ -1527,7 +1547,7 @@ fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirec
         return FWX_E_POINTER;
     nstate *st = state_of(fw);
     if (st == NULL) {
-        fwx__fail(fw, "local redirection needs the \"nft\" backend");
+        fwx_backend_fail(fw, "local redirection needs the \"nft\" backend");
         return FWX_E_NOT_SUPPORTED;
     }
     fwx_local_redirect sp;
@@ -1538,15 +1558,15 @@ fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirec
     int level = spec->cgroup != NULL ? cgroup_level(spec->cgroup) : 0;
     if (spec->protocol != FWX_PROTOCOL_TCP || spec->port_min == 0 ||
         spec->port_max < spec->port_min || spec->slot > 7 || spec->uid < -1 || spec->uid > 0xFFFFFFFEll || level < 0) {
-        fwx__fail(fw, "local redirection: bad spec (TCP, ports 1-65535, slot 0-7, uid -1 or a uid, cgroup \"/a/b\")");
+        fwx_backend_fail(fw, "local redirection: bad spec (TCP, ports 1-65535, slot 0-7, uid -1 or a uid, cgroup \"/a/b\")");
         return FWX_E_INVALIDARG;
     }
     if (st->slot >= 0 && (uint32_t)st->slot != spec->slot) {
-        fwx__fail(fw, "local redirection: this instance already has slot %d", st->slot);
+        fwx_backend_fail(fw, "local redirection: this instance already has slot %d", st->slot);
         return FWX_E_INVALIDARG;
     }
     if (st->icpt.port == 0) {
-        fwx__fail(fw, "local redirection: no interception listener");
+        fwx_backend_fail(fw, "local redirection: no interception listener");
         return FWX_E_NOT_SUPPORTED;
     }
     sbuf b = {0};
@@ -1570,7 +1590,7 @@ fwx_result fwx_firewall_redirect_local(fwx_firewall *fw, const fwx_local_redirec
     int rc = b.oom ? -1 : run(st, b.p);
     free(b.p);
     if (rc != 0) {
-        fwx__fail(fw, "local redirection: %s", b.oom ? "out of memory" : st->err);
+        fwx_backend_fail(fw, "local redirection: %s", b.oom ? "out of memory" : st->err);
         return b.oom ? FWX_E_OUTOFMEMORY : FWX_E_BACKEND;
     }
     if (spec->handle != NULL)

@@ -147,10 +147,10 @@ fwx_redirect_handle *fwx__nft_identity(fwx_firewall *fw, uint32_t *slot_bit);
 bool fwx__nft_is_listener(fwx_firewall *fw, const struct sockaddr *a);
 
 /* The mark of a socket that has passed the local-redirection slots `slots` (bit i = slot i). */
-#define FWX__NFT_SLOT_MARK(slots) FWX__REDIRECT_SLOT_MARK(slots)
+#define FWX__NFT_SLOT_MARK(slots) FWX_REDIRECT_SLOT_MARK(slots)
 
 /* The mark (SO_MARK) of fwx's own outbound sockets; interception skips it. */
-#define FWX__NFT_OWN_MARK FWX__REDIRECT_MARK /* the same bit: a redirected flow's outbound socket */
+#define FWX__NFT_OWN_MARK FWX_REDIRECT_MARK /* the same bit: a redirected flow's outbound socket */
 
 extern const fwx_backend fwx__nft_backend;
 
