@@ -469,7 +469,7 @@ fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, str
     if (rc != 0) {
         l->stopping = true;
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
-        return rc == UV_EADDRINUSE ? FWX_E_ADDRINUSE : rc == UV_EADDRNOTAVAIL ? FWX_E_ADDRNOTAVAIL : FWX_E_BACKEND;
+        return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
     uv_unref((uv_handle_t *)&l->tcp);
     *out = l;

@@ -871,7 +871,7 @@ fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr,
     }
     if (rc != 0) {
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
-        return rc == UV_EADDRINUSE ? FWX_E_ADDRINUSE : rc == UV_EADDRNOTAVAIL ? FWX_E_ADDRNOTAVAIL : FWX_E_BACKEND;
+        return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
     l->next = st->socks;
     if (st->socks)
