@@ -4,6 +4,7 @@
  */
 #include "udp_filter.h"
 
+#include <check.h>
 #include <ctype.h>
 #include <stddef.h>
 #include <string.h>
@@ -22,7 +23,12 @@ static fwx_result udf_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
     return FWX_S_OK;
 }
 static uint32_t udf_addref(IFWXDataFilter *This) { return atomic_fetch_add(&udf_impl(This)->refs, 1) + 1; }
-static uint32_t udf_release(IFWXDataFilter *This) { return atomic_fetch_sub(&udf_impl(This)->refs, 1) - 1; }
+static uint32_t udf_release(IFWXDataFilter *This)
+{
+    uint32_t before = atomic_fetch_sub(&udf_impl(This)->refs, 1);
+    ck_assert_uint_gt(before, 1); /* the test's own reference outlives every one the core takes */
+    return before - 1;
+}
 
 static void udf_recv(udf *f, int d)
 {
@@ -44,6 +50,8 @@ static fwx_result udf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, 
     uint32_t n, alloc = 0, data = 0;
     IFWXIOBuffer_GetBufferAndSize(buf, &p, &n);
     IFWXIOBuffer_GetBufferSizes(buf, &alloc, &data);
+    ck_assert_uint_eq(data, n);    /* the completion's buffer holds what was read, */
+    ck_assert_uint_le(data, alloc); /* within what the core allocated */
     atomic_store(&f->buf_alloc, alloc);
     if (n == 0)
         return FWX_S_OK; /* EOF: nothing more on this side */
@@ -53,17 +61,17 @@ static fwx_result udf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, 
     if (n > atomic_load(&f->max_len))
         atomic_store(&f->max_len, n);
     IFWXIOBuffer *out = NULL;
-    if (FWX_SUCCEEDED(IFWXFirewall_CreateBuffer(f->fw, n, &out))) {
-        uint8_t *q;
-        uint32_t m;
-        IFWXIOBuffer_SetDataSize(out, n);
-        IFWXIOBuffer_GetBufferAndSize(out, &q, &m);
-        for (uint32_t i = 0; i < n; i++)
-            q[i] = (uint8_t)toupper(p[i]);
-        if (FWX_FAILED(IFWXSocket_Send(f->s[1 - d], out, NULL, 0)))
-            atomic_fetch_add(&f->failures, 1);
-        IFWXIOBuffer_Release(out);
-    }
+    uint8_t *q;
+    uint32_t m;
+    ck_assert_int_eq(IFWXFirewall_CreateBuffer(f->fw, n, &out), FWX_S_OK);
+    ck_assert_int_eq(IFWXIOBuffer_SetDataSize(out, n), FWX_S_OK);
+    IFWXIOBuffer_GetBufferAndSize(out, &q, &m);
+    ck_assert_uint_eq(m, n);
+    for (uint32_t i = 0; i < n; i++)
+        q[i] = (uint8_t)toupper(p[i]);
+    if (FWX_FAILED(IFWXSocket_Send(f->s[1 - d], out, NULL, 0)))
+        atomic_fetch_add(&f->failures, 1);
+    IFWXIOBuffer_Release(out);
     udf_recv(f, d);
     return FWX_S_OK;
 }
@@ -87,6 +95,10 @@ static fwx_result udf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
     (void)ctx;
     udf *f = udf_impl(This);
     atomic_fetch_add(&f->setsockets, 1);
+    ck_assert_ptr_null(f->s[0]); /* once per attachment: a second SetSockets would leak the first */
+    ck_assert_ptr_null(f->s[1]);
+    ck_assert_ptr_nonnull(in);
+    ck_assert_ptr_nonnull(ex);
     f->s[0] = in;
     f->s[1] = ex;
     IFWXSocket_AddRef(in);
