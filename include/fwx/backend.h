@@ -403,9 +403,10 @@ FWX_API void fwx_backend_fail(fwx_firewall *fw, const char *fmt, ...)
  * Describes one connection as fwx_firewall_list() does (FWX_OBJECT_CONNECTION: id, session,
  * protocol, FWX_CONNECTION_* flags, client, external peer and local address, bytes).
  * [loop-thread]
- * @param conn a connection of the core (borrowed). @param out receives it: set
- *   `out->struct_size` to `sizeof *out` first (nothing beyond it is written; it is then set to
- *   what was filled); `out->name` is borrowed from the core until the connection is freed.
+ * @param conn a connection of the core (borrowed). @param out receives it, an output struct
+ *   (@ref struct_sizes; for this call the first size is the whole 1.1 struct): set
+ *   `out->struct_size` to `sizeof *out` first; `out->name` is borrowed from the core until the
+ *   connection is freed.
  * @return FWX_S_OK; FWX_E_POINTER; FWX_E_INVALIDARG (not a connection of the core, or a
  *   `struct_size` smaller than this release's struct). @since 1.1
  */

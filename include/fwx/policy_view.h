@@ -21,8 +21,9 @@
  * - Strings and index arrays are borrowed from the policy: valid while it lives. The policy a
  *   firewall enforces (fwx_firewall_policy()) lives until fwx_firewall_set_policy() replaces
  *   it, which a backend hears of through fwx_backend::policy_changed.
- * - Info structs carry `struct_size` first: set it to `sizeof` your struct (the call fills no
- *   more than that, and sets it to what it filled); fields are only ever appended.
+ * - Info structs are output structs under the one rule of @ref struct_sizes "Struct sizes":
+ *   set `struct_size` to `sizeof` your struct; the call fills no more than that and leaves it
+ *   as you set it.
  * - Every call is [any-thread] on a policy nobody frees meanwhile (a policy is immutable once
  *   loaded).
  * @since 1.1
@@ -89,7 +90,7 @@ typedef struct fwx_policy_relation {
 
 /** A protocol definition. @since 1.1 */
 typedef struct fwx_policy_protocol_info {
-    uint32_t struct_size;           /**< in: sizeof your struct; out: what was filled */
+    uint32_t struct_size;           /**< sizeof your struct (@ref struct_sizes); first size 52 bytes */
     const char *name;               /**< its name (borrowed) */
     fwx_guid guid;                  /**< its GUID (what grants and listeners name) */
     int32_t ip_protocol;            /**< FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP */
@@ -102,7 +103,7 @@ typedef struct fwx_policy_protocol_info {
 
 /** An access rule. Index arrays are borrowed from the policy, sorted, without duplicates. @since 1.1 */
 typedef struct fwx_policy_rule_info {
-    uint32_t struct_size;          /**< in: sizeof your struct; out: what was filled */
+    uint32_t struct_size;          /**< sizeof your struct (@ref struct_sizes); first size 108 bytes */
     const char *name;              /**< its name (borrowed) */
     int32_t line;                  /**< where it is in the policy file */
     int32_t allow;                 /**< nonzero: allow; 0: deny */

@@ -102,11 +102,12 @@ fwx_result fwx_connection_info(IFWXConnection *conn, fwx_object_info *out)
 {
     if (conn == NULL || out == NULL)
         return FWX_E_POINTER;
-    /* An output struct: the caller says how much it has room for (at least this release's),
-       and never gets more than that written. */
-    if (!fwx__conn_is_ours(conn) || out->struct_size < sizeof *out)
+    if (!fwx__conn_is_ours(conn))
         return FWX_E_INVALIDARG;
     const fwx__conn *c = fwx__conn_from(conn);
-    conn_info(c, uv_now(c->session->fw->loop), out);
-    return FWX_S_OK;
+    fwx_object_info i;
+    conn_info(c, uv_now(c->session->fw->loop), &i);
+    /* An output struct (the one rule of @ref struct_sizes). The call came with 1.1, when the
+       struct already had all its fields: its first size is the whole struct. */
+    return FWX__STRUCT_OUT(out, i, sizeof i) ? FWX_S_OK : FWX_E_INVALIDARG;
 }

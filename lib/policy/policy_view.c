@@ -38,15 +38,6 @@ static fwx_result range_at(const fwx__imap *m, int32_t family, size_t index, boo
     return FWX_S_OK;
 }
 
-/* Info structs: at least this release's size in, exactly what was written out. */
-static bool size_ok(uint32_t *struct_size, size_t ours)
-{
-    if (*struct_size < ours)
-        return false;
-    *struct_size = (uint32_t)ours;
-    return true;
-}
-
 uint32_t fwx_policy_network_count(const fwx_policy *p) { return p != NULL ? (uint32_t)p->n_networks : 0; }
 
 const char *fwx_policy_network_name(const fwx_policy *p, uint32_t network)
@@ -115,23 +106,21 @@ fwx_result fwx_policy_protocol_get(const fwx_policy *p, uint32_t protocol, fwx_p
 {
     if (p == NULL || out == NULL)
         return FWX_E_POINTER;
-    uint32_t size = out->struct_size;
-    if (!size_ok(&size, sizeof *out))
-        return FWX_E_INVALIDARG;
-    memset(out, 0, sizeof *out);
-    out->struct_size = size;
-    if (protocol >= p->n_protocols)
-        return FWX_S_FALSE;
-    const fwx__protocol *pr = &p->protocols[protocol];
-    out->name = pr->name;
-    out->guid = pr->guid;
-    out->ip_protocol = pr->ip_protocol;
-    out->port_lo = pr->port_lo;
-    out->port_hi = pr->port_hi;
-    out->direction = pr->direction == FWX__DIR_INBOUND ? FWX_POLICY_INBOUND : FWX_POLICY_OUTBOUND;
-    out->n_filters = (uint32_t)pr->n_filters;
-    out->line = pr->line;
-    return FWX_S_OK;
+    fwx_policy_protocol_info i = {.struct_size = sizeof i};
+    fwx_result hr = FWX_S_FALSE; /* past the end: the caller's struct zeroed */
+    if (protocol < p->n_protocols) {
+        const fwx__protocol *pr = &p->protocols[protocol];
+        i.name = pr->name;
+        i.guid = pr->guid;
+        i.ip_protocol = pr->ip_protocol;
+        i.port_lo = pr->port_lo;
+        i.port_hi = pr->port_hi;
+        i.direction = pr->direction == FWX__DIR_INBOUND ? FWX_POLICY_INBOUND : FWX_POLICY_OUTBOUND;
+        i.n_filters = (uint32_t)pr->n_filters;
+        i.line = pr->line;
+        hr = FWX_S_OK;
+    }
+    return FWX__STRUCT_OUT(out, i, FWX__FIRST_POLICY_PROTOCOL_INFO) ? hr : FWX_E_INVALIDARG;
 }
 
 fwx_result fwx_policy_protocol_find(const fwx_policy *p, const fwx_guid *guid, uint32_t *index)
@@ -170,29 +159,25 @@ fwx_result fwx_policy_rule_get(const fwx_policy *p, uint32_t rule, fwx_policy_ru
 {
     if (p == NULL || out == NULL)
         return FWX_E_POINTER;
-    uint32_t size = out->struct_size;
-    if (!size_ok(&size, sizeof *out))
-        return FWX_E_INVALIDARG;
-    memset(out, 0, sizeof *out);
-    out->struct_size = size;
-    if (rule >= p->n_rules)
-        return FWX_S_FALSE;
+    fwx_policy_rule_info i = {.struct_size = sizeof i};
+    if (rule >= p->n_rules) /* past the end: the caller's struct zeroed */
+        return FWX__STRUCT_OUT(out, i, FWX__FIRST_POLICY_RULE_INFO) ? FWX_S_FALSE : FWX_E_INVALIDARG;
     const fwx__rule *r = &p->rules[rule];
-    out->name = r->name;
-    out->line = r->line;
-    out->allow = r->allow;
-    out->all_protocols = r->all_protocols;
-    out->n_users = r->users != NULL ? (uint32_t)(r->n_users > 0 ? r->n_users : 1) : 0;
-    out->from_networks = r->from_nets.v;
-    out->n_from_networks = (uint32_t)r->from_nets.n;
-    out->from_sets = r->from_sets.v;
-    out->n_from_sets = (uint32_t)r->from_sets.n;
-    out->to_networks = r->to_nets.v;
-    out->n_to_networks = (uint32_t)r->to_nets.n;
-    out->to_sets = r->to_sets.v;
-    out->n_to_sets = (uint32_t)r->to_sets.n;
-    out->n_to_domains = (uint32_t)r->to_domains.n;
-    out->protocols = r->all_protocols ? NULL : r->protocols.v;
-    out->n_protocols = r->all_protocols ? 0 : (uint32_t)r->protocols.n;
-    return FWX_S_OK;
+    i.name = r->name;
+    i.line = r->line;
+    i.allow = r->allow;
+    i.all_protocols = r->all_protocols;
+    i.n_users = r->users != NULL ? (uint32_t)(r->n_users > 0 ? r->n_users : 1) : 0;
+    i.from_networks = r->from_nets.v;
+    i.n_from_networks = (uint32_t)r->from_nets.n;
+    i.from_sets = r->from_sets.v;
+    i.n_from_sets = (uint32_t)r->from_sets.n;
+    i.to_networks = r->to_nets.v;
+    i.n_to_networks = (uint32_t)r->to_nets.n;
+    i.to_sets = r->to_sets.v;
+    i.n_to_sets = (uint32_t)r->to_sets.n;
+    i.n_to_domains = (uint32_t)r->to_domains.n;
+    i.protocols = r->all_protocols ? NULL : r->protocols.v;
+    i.n_protocols = r->all_protocols ? 0 : (uint32_t)r->protocols.n;
+    return FWX__STRUCT_OUT(out, i, FWX__FIRST_POLICY_RULE_INFO) ? FWX_S_OK : FWX_E_INVALIDARG;
 }

@@ -89,6 +89,8 @@ bool fwx__sa_parse(const char *text, int need_port, struct sockaddr_storage *out
 #define FWX__FIRST_REDIRECT_APP FWX__SIZE_THROUGH(fwx_redirect_app, cgroup_path)
 #define FWX__FIRST_REDIRECT_HOP FWX__SIZE_THROUGH(fwx_redirect_hop, target)
 #define FWX__FIRST_LOCAL_REDIRECT FWX__SIZE_THROUGH(fwx_local_redirect, handle)
+#define FWX__FIRST_POLICY_PROTOCOL_INFO FWX__SIZE_THROUGH(fwx_policy_protocol_info, line)
+#define FWX__FIRST_POLICY_RULE_INFO FWX__SIZE_THROUGH(fwx_policy_rule_info, n_protocols)
 
 /* A caller's struct_size is accepted when it lies between the first version and ours. */
 static inline bool fwx__struct_size_ok(uint32_t size, size_t first, size_t ours)
