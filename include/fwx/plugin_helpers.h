@@ -181,6 +181,101 @@ static inline int fwx_iid_in_table(const fwx_guid *riid, const fwx_guid *const *
         return FWX_S_OK;                                                                          \
     }
 
+/**
+ * @brief Defines the whole IFWXFilter object of a plugin whose work is done per session, and
+ * its fwx_plugin_entry::create_filter.
+ *
+ * Most filters are the same object: FilterInit keeps a reference on the firewall and hooks
+ * @p hook_events; FilterShutdown lets the firewall go; AttachToSession makes one session filter
+ * per session. This macro writes that object; the plugin writes only the session filter and
+ * `fwx_result new_session_filter(IFWXFirewall *fw, IFWXSession *session, IFWXSessionFilter **out)`,
+ * called from AttachToSession with both borrowed (it takes its own references) and `*out` NULL.
+ *
+ * Expands to `static fwx_result create_name(IFWXFilter **)` (as ::FWX_PLUGIN_CREATE_FILTER)
+ * and `static` helpers whose names start with @p create_name.
+ * @param create_name the create_filter function's name.
+ * @param hook_events the FwxFilterHookEvents::dwGlobalEvents FilterInit asks for.
+ * @param new_session_filter the plugin's session filter constructor.
+ * @since 1.1
+ */
+#define FWX_PLUGIN_SESSION_FILTERS(create_name, hook_events, new_session_filter)                   \
+    typedef struct create_name##_filter_ {                                                        \
+        IFWXFilter iface;                                                                         \
+        fwx_refcount refs;                                                                        \
+        IFWXFirewall *fw; /* +1 from FilterInit until FilterShutdown */                           \
+    } create_name##_filter_;                                                                      \
+    static void create_name##_destroy_(create_name##_filter_ *f)                                  \
+    {                                                                                             \
+        if (f->fw != NULL)                                                                        \
+            IFWXFirewall_Release(f->fw);                                                          \
+        free(f);                                                                                  \
+    }                                                                                             \
+    FWX_IUNKNOWN_IMPL(create_name##_f_, IFWXFilter, create_name##_filter_, iface, refs,           \
+                      create_name##_destroy_, &IID_IFWXFilter)                                    \
+    static fwx_result create_name##_init_(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *hooks) \
+    {                                                                                             \
+        create_name##_filter_ *f = create_name##_f__impl(This);                                   \
+        if (fw == NULL || hooks == NULL)                                                          \
+            return FWX_E_POINTER;                                                                 \
+        IFWXFirewall_AddRef(fw);                                                                  \
+        f->fw = fw;                                                                               \
+        hooks->dwGlobalEvents = (hook_events);                                                    \
+        return FWX_S_OK;                                                                          \
+    }                                                                                             \
+    static fwx_result create_name##_shutdown_(IFWXFilter *This)                                   \
+    {                                                                                             \
+        create_name##_filter_ *f = create_name##_f__impl(This);                                   \
+        if (f->fw != NULL) {                                                                      \
+            IFWXFirewall_Release(f->fw);                                                          \
+            f->fw = NULL;                                                                         \
+        }                                                                                         \
+        return FWX_S_OK;                                                                          \
+    }                                                                                             \
+    static fwx_result create_name##_attach_(IFWXFilter *This, IFWXSession *session,               \
+                                            IFWXSessionFilter **out, FwxFilterHookEvents *hooks)  \
+    {                                                                                             \
+        create_name##_filter_ *f = create_name##_f__impl(This);                                   \
+        (void)hooks;                                                                              \
+        if (out == NULL)                                                                          \
+            return FWX_E_POINTER;                                                                 \
+        *out = NULL;                                                                              \
+        if (session == NULL || f->fw == NULL)                                                     \
+            return FWX_E_POINTER;                                                                 \
+        return new_session_filter(f->fw, session, out);                                           \
+    }                                                                                             \
+    static const IFWXFilterVtbl create_name##_vtbl_ = {                                           \
+        create_name##_f__QueryInterface, create_name##_f__AddRef, create_name##_f__Release,       \
+        create_name##_init_, create_name##_shutdown_, create_name##_attach_};                     \
+    FWX_PLUGIN_CREATE_FILTER(create_name, create_name##_filter_, iface, refs, create_name##_vtbl_)
+
+/**
+ * @brief Defines a session filter constructor for ::FWX_PLUGIN_SESSION_FILTERS.
+ *
+ * Expands to `static fwx_result name(IFWXFirewall *, IFWXSession *, IFWXSessionFilter **)`,
+ * which allocates a zeroed @p type (calloc), sets its `iface` vtable to @p vtbl and its `refs`
+ * to 1, and keeps a reference on the session (member `session`) and on the firewall (member
+ * `fw`), which the session filter's destroy releases: FWX_S_OK, FWX_E_OUTOFMEMORY.
+ * @param name the constructor's name. @param type the session filter type, with members
+ *   `IFWXSessionFilter iface`, ::fwx_refcount `refs`, `IFWXSession *session`, `IFWXFirewall *fw`.
+ * @param vtbl its `const IFWXSessionFilterVtbl` object (not a pointer).
+ * @since 1.1
+ */
+#define FWX_PLUGIN_SESSION_FILTER_NEW(name, type, vtbl)                                           \
+    static fwx_result name(IFWXFirewall *fw, IFWXSession *session, IFWXSessionFilter **out)      \
+    {                                                                                             \
+        type *fwx_sf_ = (type *)calloc(1, sizeof(type));                                          \
+        if (fwx_sf_ == NULL)                                                                      \
+            return FWX_E_OUTOFMEMORY;                                                             \
+        fwx_sf_->iface.lpVtbl = &(vtbl);                                                          \
+        fwx_refcount_init(&fwx_sf_->refs);                                                        \
+        IFWXSession_AddRef(session);                                                              \
+        fwx_sf_->session = session;                                                               \
+        IFWXFirewall_AddRef(fw);                                                                  \
+        fwx_sf_->fw = fw;                                                                         \
+        *out = &fwx_sf_->iface;                                                                   \
+        return FWX_S_OK;                                                                          \
+    }
+
 /** @cond */
 #ifdef __cplusplus
 #define FWX__ENTRY_LINKAGE extern "C"

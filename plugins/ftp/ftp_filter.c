@@ -1202,70 +1202,11 @@ static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_R
 
 /* ---- the filter --------------------------------------------------------------------------- */
 
-typedef struct ftp_filter {
-    IFWXFilter iface;
-    fwx_refcount refs;
-    IFWXFirewall *fw; /* +1 from FilterInit until FilterShutdown */
-} ftp_filter;
+/* AttachToSession: one session filter per session, holding the session and the firewall. */
+FWX_PLUGIN_SESSION_FILTER_NEW(sf_new, ftp_sf, sf_vtbl)
 
-static void f_destroy(ftp_filter *f)
-{
-    if (f->fw != NULL)
-        IFWXFirewall_Release(f->fw);
-    free(f);
-}
-
-/* f_impl, f_QueryInterface, f_AddRef, f_Release. */
-FWX_IUNKNOWN_IMPL(f, IFWXFilter, ftp_filter, iface, refs, f_destroy, &IID_IFWXFilter)
-
-static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *hooks)
-{
-    ftp_filter *f = f_impl(This);
-    if (fw == NULL || hooks == NULL)
-        return FWX_E_POINTER;
-    IFWXFirewall_AddRef(fw);
-    f->fw = fw;
-    hooks->dwGlobalEvents = FTP_HOOKS;
-    return FWX_S_OK;
-}
-
-static fwx_result f_FilterShutdown(IFWXFilter *This)
-{
-    ftp_filter *f = f_impl(This);
-    if (f->fw != NULL) {
-        IFWXFirewall_Release(f->fw);
-        f->fw = NULL;
-    }
-    return FWX_S_OK;
-}
-
-static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWXSessionFilter **out,
-                                    FwxFilterHookEvents *hooks)
-{
-    ftp_filter *f = f_impl(This);
-    (void)hooks;
-    if (out == NULL)
-        return FWX_E_POINTER;
-    *out = NULL;
-    if (session == NULL || f->fw == NULL)
-        return FWX_E_POINTER;
-    ftp_sf *sf = calloc(1, sizeof *sf);
-    if (sf == NULL)
-        return FWX_E_OUTOFMEMORY;
-    sf->iface.lpVtbl = &sf_vtbl;
-    fwx_refcount_init(&sf->refs);
-    IFWXSession_AddRef(session);
-    sf->session = session;
-    IFWXFirewall_AddRef(f->fw);
-    sf->fw = f->fw;
-    *out = &sf->iface;
-    return FWX_S_OK;
-}
-
-static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
-                                      f_AttachToSession};
-
-FWX_PLUGIN_CREATE_FILTER(ftp_create_filter, ftp_filter, iface, refs, f_vtbl)
+/* The filter object itself (FilterInit, FilterShutdown, AttachToSession) and ftp_create_filter. */
+FWX_PLUGIN_SESSION_FILTERS(ftp_create_filter, FTP_HOOKS, sf_new)
 
 /* The one exported symbol. */
 FWX_PLUGIN_ENTRY(

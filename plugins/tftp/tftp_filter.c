@@ -521,70 +521,11 @@ static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_R
 
 /* ---- the filter --------------------------------------------------------------------------- */
 
-typedef struct tftp_filter {
-    IFWXFilter iface;
-    fwx_refcount refs;
-    IFWXFirewall *fw; /* +1 from FilterInit until FilterShutdown */
-} tftp_filter;
+/* AttachToSession: one session filter per session, holding the session and the firewall. */
+FWX_PLUGIN_SESSION_FILTER_NEW(sf_new, tftp_sf, sf_vtbl)
 
-static void f_destroy(tftp_filter *f)
-{
-    if (f->fw != NULL)
-        IFWXFirewall_Release(f->fw);
-    free(f);
-}
-
-/* f_impl, f_QueryInterface, f_AddRef, f_Release. */
-FWX_IUNKNOWN_IMPL(f, IFWXFilter, tftp_filter, iface, refs, f_destroy, &IID_IFWXFilter)
-
-static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *hooks)
-{
-    tftp_filter *f = f_impl(This);
-    if (fw == NULL || hooks == NULL)
-        return FWX_E_POINTER;
-    IFWXFirewall_AddRef(fw);
-    f->fw = fw;
-    hooks->dwGlobalEvents = TFTP_HOOKS;
-    return FWX_S_OK;
-}
-
-static fwx_result f_FilterShutdown(IFWXFilter *This)
-{
-    tftp_filter *f = f_impl(This);
-    if (f->fw != NULL) {
-        IFWXFirewall_Release(f->fw);
-        f->fw = NULL;
-    }
-    return FWX_S_OK;
-}
-
-static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *session, IFWXSessionFilter **out,
-                                    FwxFilterHookEvents *hooks)
-{
-    tftp_filter *f = f_impl(This);
-    (void)hooks;
-    if (out == NULL)
-        return FWX_E_POINTER;
-    *out = NULL;
-    if (session == NULL || f->fw == NULL)
-        return FWX_E_POINTER;
-    tftp_sf *sf = calloc(1, sizeof *sf);
-    if (sf == NULL)
-        return FWX_E_OUTOFMEMORY;
-    sf->iface.lpVtbl = &sf_vtbl;
-    fwx_refcount_init(&sf->refs);
-    IFWXSession_AddRef(session);
-    sf->session = session;
-    IFWXFirewall_AddRef(f->fw);
-    sf->fw = f->fw;
-    *out = &sf->iface;
-    return FWX_S_OK;
-}
-
-static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
-                                      f_AttachToSession};
-
-FWX_PLUGIN_CREATE_FILTER(tftp_create_filter, tftp_filter, iface, refs, f_vtbl)
+/* The filter object itself (FilterInit, FilterShutdown, AttachToSession) and tftp_create_filter. */
+FWX_PLUGIN_SESSION_FILTERS(tftp_create_filter, TFTP_HOOKS, sf_new)
 
 /* The one exported symbol. */
 FWX_PLUGIN_ENTRY(

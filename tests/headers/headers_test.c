@@ -479,6 +479,25 @@ FWX_PLUGIN_ENTRY(.filter_guid = FWX_GUID_INIT(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
                  .allowed_events = fwx_Connect_Tcp, .create_filter = hfilter_create_entry);
 #endif
 
+/* A filter made by FWX_PLUGIN_SESSION_FILTERS with a session filter from
+   FWX_PLUGIN_SESSION_FILTER_NEW. */
+typedef struct hsf {
+    IFWXSessionFilter iface;
+    fwx_refcount refs;
+    IFWXSession *session;
+    IFWXFirewall *fw;
+} hsf;
+static void hsf_destroy(hsf *sf)
+{
+    IFWXSession_Release(sf->session);
+    IFWXFirewall_Release(sf->fw);
+    free(sf);
+}
+FWX_IUNKNOWN_IMPL(hsf, IFWXSessionFilter, hsf, iface, refs, hsf_destroy, &IID_IFWXSessionFilter)
+static const IFWXSessionFilterVtbl hsf_vtbl = { hsf_QueryInterface, hsf_AddRef, hsf_Release, NULL, NULL };
+FWX_PLUGIN_SESSION_FILTER_NEW(hsf_new, hsf, hsf_vtbl)
+FWX_PLUGIN_SESSION_FILTERS(hsession_create, fwx_Connect_Tcp, hsf_new)
+
 static void check_plugin_helpers(void)
 {
     hobj *o = (hobj *)calloc(1, sizeof *o);
@@ -513,6 +532,21 @@ static void check_plugin_helpers(void)
     CHECK(IFWXFilter_QueryInterface(f, &IID_IFWXFilter, &pv) == FWX_S_OK && pv == f);
     CHECK(IFWXFilter_Release(f) == 1);
     CHECK(IFWXFilter_Release(f) == 0 && hobj_destroyed == 2);
+
+    /* Without a firewall (no FilterInit yet) the filter attaches nothing, and says so. */
+    CHECK(hsession_create(&f) == FWX_S_OK && f != NULL);
+    if (f == NULL)
+        return;
+    FwxFilterHookEvents hooks;
+    memset(&hooks, 0, sizeof hooks);
+    CHECK(IFWXFilter_FilterInit(f, NULL, &hooks) == FWX_E_POINTER && hooks.dwGlobalEvents == 0);
+    IFWXSessionFilter *sf = (IFWXSessionFilter *)&pv;
+    CHECK(IFWXFilter_AttachToSession(f, NULL, &sf, &hooks) == FWX_E_POINTER && sf == NULL);
+    CHECK(IFWXFilter_AttachToSession(f, NULL, NULL, &hooks) == FWX_E_POINTER);
+    CHECK(IFWXFilter_FilterShutdown(f) == FWX_S_OK);
+    CHECK(IFWXFilter_QueryInterface(f, &IID_IFWXFilter, &pv) == FWX_S_OK && pv == f);
+    CHECK(IFWXFilter_Release(f) == 1);
+    CHECK(IFWXFilter_Release(f) == 0);
 #if !defined(__cplusplus) || __cplusplus >= 202002L
     CHECK(fwx_entry.abi_version == FWX_ABI_VERSION && fwx_entry.struct_size == sizeof(fwx_plugin_entry));
     CHECK(fwx_entry.create_filter == hfilter_create_entry && strcmp(fwx_entry.name, "probe") == 0);
