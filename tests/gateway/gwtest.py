@@ -427,3 +427,24 @@ def policy(publish, gateway_group=None, plugins_guid=None):
              ' to = [ "localhost", "external" ]; protocols = [ %s ]; }\n);\n' % ", ".join(names))
     text += "publishing = (\n%s\n);\n" % ",\n".join(pubs)
     return text
+
+
+def two_services_site(lport, rport, sport, gateway_group=""):
+    """A policy publishing lport (its protocol allowed) and rport (its protocol allowed by no rule)
+    to a server on 127.0.0.3:sport, with gateway_group as the body of the gateway group."""
+    return """gateway = {
+%s
+};
+protocols = (
+  { name = "svc"; guid = "{6f0e5c2a-9b1d-4e7a-8c3f-000000000101}"; protocol = "tcp"; port = %d; direction = "inbound"; },
+  { name = "shut"; guid = "{6f0e5c2a-9b1d-4e7a-8c3f-000000000102}"; protocol = "tcp"; port = %d; direction = "inbound"; }
+);
+rules = (
+  { name = "svc in"; action = "allow"; from = [ "localhost", "external" ]; to = [ "localhost", "external" ];
+    protocols = [ "svc" ]; }
+);
+publishing = (
+  { name = "pub svc"; listen = "%s:%d"; server = "127.0.0.3:%d"; protocol = "svc"; full_proxy = true; },
+  { name = "pub shut"; listen = "%s:%d"; server = "127.0.0.3:%d"; protocol = "shut"; full_proxy = true; }
+);
+""" % (gateway_group, lport, rport, GW_IP, lport, sport, GW_IP, rport, sport)

@@ -13,30 +13,10 @@ import socket
 import stat
 import subprocess
 
-from gwtest import (EchoServer, Failure, Gateway, GW_IP, IO_TIMEOUT, check, free_port, log, main, program, roundtrip,
-                    wait_until, write_file)
+from gwtest import (EchoServer, Failure, Gateway, GW_IP, IO_TIMEOUT, check, free_port, log, main, program,
+                    roundtrip, two_services_site, wait_until, write_file)
 
 OTHER_CLIENT = "127.0.0.4"
-
-
-def site(lport, rport, sport, gateway_group=""):
-    """Publishes lport (allowed) and rport (its protocol allowed by no rule) to the echo server."""
-    return """gateway = {
-%s
-};
-protocols = (
-  { name = "svc"; guid = "{6f0e5c2a-9b1d-4e7a-8c3f-000000000101}"; protocol = "tcp"; port = %d; direction = "inbound"; },
-  { name = "shut"; guid = "{6f0e5c2a-9b1d-4e7a-8c3f-000000000102}"; protocol = "tcp"; port = %d; direction = "inbound"; }
-);
-rules = (
-  { name = "svc in"; action = "allow"; from = [ "localhost", "external" ]; to = [ "localhost", "external" ];
-    protocols = [ "svc" ]; }
-);
-publishing = (
-  { name = "pub svc"; listen = "%s:%d"; server = "127.0.0.3:%d"; protocol = "svc"; full_proxy = true; },
-  { name = "pub shut"; listen = "%s:%d"; server = "127.0.0.3:%d"; protocol = "shut"; full_proxy = true; }
-);
-""" % (gateway_group, lport, rport, GW_IP, lport, sport, GW_IP, rport, sport)
 
 
 def client(port, src):
@@ -101,7 +81,7 @@ def run(tmp):
     echo = EchoServer()
     lport, rport = free_port(), free_port()
     cfg = os.path.join(tmp, "gw.cfg")
-    write_file(cfg, site(lport, rport, echo.port))
+    write_file(cfg, two_services_site(lport, rport, echo.port))
     gw = Gateway(tmp, ["--config", cfg, "--plugin", program("FWX_CONN_LOGGER")])
 
     # ---- events, while real clients come and go
@@ -198,7 +178,7 @@ def run(tmp):
     log("ok: explain names the rule and line, the protocol, the networks and the relationship")
 
     # ---- reload
-    write_file(cfg, site(lport, rport, echo.port).replace('protocols = [ "svc" ]', 'protocols = [ "svc", "shut" ]'))
+    write_file(cfg, two_services_site(lport, rport, echo.port).replace('protocols = [ "svc" ]', 'protocols = [ "svc", "shut" ]'))
     r = gw.ctl("reload")
     check(r.stdout.strip() == "policy reloaded", "reload: %r" % r.stdout)
     x = json_lines(gw.ctl("--json", "explain", "127.0.0.2", GW_IP, "tcp/%d" % rport).stdout)[0]
@@ -212,7 +192,7 @@ def run(tmp):
     # ---- an operator socket: mode, group, level
     group = pick_group()
     admin_sock = os.path.join(tmp, "admin.sock")
-    write_file(cfg, site(lport, rport, echo.port, 'control_mode = "0660"; control_group = "%s"; '
+    write_file(cfg, two_services_site(lport, rport, echo.port, 'control_mode = "0660"; control_group = "%s"; '
                                                   'control_level = "operator"; control_sockets = ( { path = "%s"; '
                                                   'level = "admin"; } );' % (group, admin_sock)))
     gw = Gateway(tmp, ["--config", cfg], name="operator")

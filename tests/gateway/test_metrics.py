@@ -12,27 +12,8 @@ import stat
 import socket
 import subprocess
 
-from gwtest import (EchoServer, Gateway, GW_IP, IO_TIMEOUT, check, free_port, log, main, program, roundtrip, skip,
-                    wait_until, write_file)
-
-
-def site(lport, rport, sport, gateway_group):
-    return """gateway = {
-%s
-};
-protocols = (
-  { name = "svc"; guid = "{6f0e5c2a-9b1d-4e7a-8c3f-000000000201}"; protocol = "tcp"; port = %d; direction = "inbound"; },
-  { name = "shut"; guid = "{6f0e5c2a-9b1d-4e7a-8c3f-000000000202}"; protocol = "tcp"; port = %d; direction = "inbound"; }
-);
-rules = (
-  { name = "svc in"; action = "allow"; from = [ "localhost", "external" ]; to = [ "localhost", "external" ];
-    protocols = [ "svc" ]; }
-);
-publishing = (
-  { name = "pub svc"; listen = "%s:%d"; server = "127.0.0.3:%d"; protocol = "svc"; full_proxy = true; },
-  { name = "pub shut"; listen = "%s:%d"; server = "127.0.0.3:%d"; protocol = "shut"; full_proxy = true; }
-);
-""" % (gateway_group, lport, rport, GW_IP, lport, sport, GW_IP, rport, sport)
+from gwtest import (EchoServer, Gateway, GW_IP, IO_TIMEOUT, check, free_port, log, main, program, roundtrip,
+                    skip, two_services_site, wait_until, write_file)
 
 
 LINE = re.compile(r'^([a-z_]+)(\{[^}]*\})? ([0-9.e+-]+|\+Inf)$')
@@ -81,7 +62,7 @@ def run(tmp):
     echo = EchoServer()
     lport, rport, mport = free_port(), free_port(), free_port()
     cfg = os.path.join(tmp, "gw.cfg")
-    write_file(cfg, site(lport, rport, echo.port, 'metrics_listen = "%s:%d";' % (GW_IP, mport)))
+    write_file(cfg, two_services_site(lport, rport, echo.port, 'metrics_listen = "%s:%d";' % (GW_IP, mport)))
     gw = Gateway(tmp, ["--config", cfg, "--plugin", program("FWX_CONN_LOGGER")])
 
     m0 = scrape(mport)
@@ -142,7 +123,7 @@ def run(tmp):
 
     # A reload moves the listener and names a key that needs a restart.
     mport2 = free_port()
-    write_file(cfg, site(lport, rport, echo.port, 'metrics_listen = "%s:%d"; timeout = 30; control_mode = "0660";'
+    write_file(cfg, two_services_site(lport, rport, echo.port, 'metrics_listen = "%s:%d"; timeout = 30; control_mode = "0660";'
                          % (GW_IP, mport2)))
     check(gw.ctl("reload").stdout.strip() == "policy reloaded", "reload")
     gw.wait_log("gateway.timeout changed: it takes effect at the next start")
