@@ -187,7 +187,8 @@ static inline int fwx_iid_in_table(const fwx_guid *riid, const fwx_guid *const *
  *
  * Most filters are the same object: FilterInit keeps a reference on the firewall and hooks
  * @p hook_events; FilterShutdown lets the firewall go; AttachToSession makes one session filter
- * per session. This macro writes that object; the plugin writes only the session filter and
+ * per session. This macro writes that object; the plugin writes only the session filter (most
+ * simply with ::FWX_PLUGIN_SESSION_FILTER) and its constructor
  * `fwx_result new_session_filter(IFWXFirewall *fw, IFWXSession *session, IFWXSessionFilter **out)`,
  * called from AttachToSession with both borrowed (it takes its own references) and `*out` NULL.
  *
@@ -249,30 +250,59 @@ static inline int fwx_iid_in_table(const fwx_guid *riid, const fwx_guid *const *
     FWX_PLUGIN_CREATE_FILTER(create_name, create_name##_filter_, iface, refs, create_name##_vtbl_)
 
 /**
- * @brief Defines a session filter constructor for ::FWX_PLUGIN_SESSION_FILTERS.
+ * @brief Defines a session filter for ::FWX_PLUGIN_SESSION_FILTERS: everything but its event
+ * handler.
  *
- * Expands to `static fwx_result name(IFWXFirewall *, IFWXSession *, IFWXSessionFilter **)`,
- * which allocates a zeroed @p type (calloc), sets its `iface` vtable to @p vtbl and its `refs`
- * to 1, and keeps a reference on the session (member `session`) and on the firewall (member
- * `fw`), which the session filter's destroy releases: FWX_S_OK, FWX_E_OUTOFMEMORY.
- * @param name the constructor's name. @param type the session filter type, with members
- *   `IFWXSessionFilter iface`, ::fwx_refcount `refs`, `IFWXSession *session`, `IFWXFirewall *fw`.
- * @param vtbl its `const IFWXSessionFilterVtbl` object (not a pointer).
+ * The session filter type has the members `IFWXSessionFilter iface`, ::fwx_refcount `refs`,
+ * `IFWXSession *session`, `IFWXFirewall *fw` (a reference on each from its creation until
+ * Detach or its last Release, whichever comes first: FilterShutdown may come before Detach) and
+ * `detached` (a bool or int, set by Detach: the handler answers FWX_E_TERMINATING after it).
+ * Expands to the IUnknown methods of ::FWX_IUNKNOWN_IMPL (`prefix_impl`, `prefix_AddRef`, ...),
+ * `prefix_Detach`, the vtable, and the constructor `static fwx_result prefix_new(IFWXFirewall *,
+ * IFWXSession *, IFWXSessionFilter **)` that ::FWX_PLUGIN_SESSION_FILTERS calls: FWX_S_OK,
+ * FWX_E_OUTOFMEMORY. Declare @p event_handler before it and define it after.
+ * @param prefix names the functions. @param type the session filter type.
+ * @param event_handler its IFWXSessionFilter::FirewallEventHandler.
  * @since 1.1
  */
-#define FWX_PLUGIN_SESSION_FILTER_NEW(name, type, vtbl)                                           \
-    static fwx_result name(IFWXFirewall *fw, IFWXSession *session, IFWXSessionFilter **out)      \
+#define FWX_PLUGIN_SESSION_FILTER(prefix, type, event_handler)                                    \
+    static void prefix##_release_refs_(type *sf)                                                  \
     {                                                                                             \
-        type *fwx_sf_ = (type *)calloc(1, sizeof(type));                                          \
-        if (fwx_sf_ == NULL)                                                                      \
+        if (sf->session != NULL)                                                                  \
+            IFWXSession_Release(sf->session);                                                     \
+        if (sf->fw != NULL)                                                                       \
+            IFWXFirewall_Release(sf->fw);                                                         \
+        sf->session = NULL;                                                                       \
+        sf->fw = NULL;                                                                            \
+    }                                                                                             \
+    static void prefix##_destroy_(type *sf)                                                       \
+    {                                                                                             \
+        prefix##_release_refs_(sf);                                                               \
+        free(sf);                                                                                 \
+    }                                                                                             \
+    FWX_IUNKNOWN_IMPL(prefix, IFWXSessionFilter, type, iface, refs, prefix##_destroy_, &IID_IFWXSessionFilter) \
+    static fwx_result prefix##_Detach(IFWXSessionFilter *This)                                    \
+    {                                                                                             \
+        type *sf = prefix##_impl(This);                                                           \
+        sf->detached = 1;                                                                         \
+        prefix##_release_refs_(sf);                                                               \
+        return FWX_S_OK;                                                                          \
+    }                                                                                             \
+    static const IFWXSessionFilterVtbl prefix##_vtbl_ = {prefix##_QueryInterface, prefix##_AddRef, \
+                                                         prefix##_Release, event_handler,         \
+                                                         prefix##_Detach};                        \
+    static fwx_result prefix##_new(IFWXFirewall *fw, IFWXSession *session, IFWXSessionFilter **out) \
+    {                                                                                             \
+        type *sf = (type *)calloc(1, sizeof(type));                                               \
+        if (sf == NULL)                                                                           \
             return FWX_E_OUTOFMEMORY;                                                             \
-        fwx_sf_->iface.lpVtbl = &(vtbl);                                                          \
-        fwx_refcount_init(&fwx_sf_->refs);                                                        \
+        sf->iface.lpVtbl = &prefix##_vtbl_;                                                       \
+        fwx_refcount_init(&sf->refs);                                                             \
         IFWXSession_AddRef(session);                                                              \
-        fwx_sf_->session = session;                                                               \
+        sf->session = session;                                                                    \
         IFWXFirewall_AddRef(fw);                                                                  \
-        fwx_sf_->fw = fw;                                                                         \
-        *out = &fwx_sf_->iface;                                                                   \
+        sf->fw = fw;                                                                              \
+        *out = &sf->iface;                                                                        \
         return FWX_S_OK;                                                                          \
     }
 

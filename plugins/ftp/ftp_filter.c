@@ -1118,24 +1118,11 @@ typedef struct ftp_sf {
     bool detached;
 } ftp_sf;
 
-static void sf_release_refs(ftp_sf *sf)
-{
-    if (sf->session != NULL)
-        IFWXSession_Release(sf->session);
-    if (sf->fw != NULL)
-        IFWXFirewall_Release(sf->fw);
-    sf->session = NULL;
-    sf->fw = NULL;
-}
+static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev);
 
-static void sf_destroy(ftp_sf *sf)
-{
-    sf_release_refs(sf);
-    free(sf);
-}
-
-/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release. */
-FWX_IUNKNOWN_IMPL(sf, IFWXSessionFilter, ftp_sf, iface, refs, sf_destroy, &IID_IFWXSessionFilter)
+/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release, sf_Detach (drops the session and the
+   firewall), and the constructor sf_new. */
+FWX_PLUGIN_SESSION_FILTER(sf, ftp_sf, sf_FirewallEventHandler)
 
 /* Attaches the FTP data filter of the given kind to a new control connection. */
 static fwx_result sf_attach(ftp_sf *sf, IFWXConnection *conn, ftp_kind kind, const fwx_guid *protocol)
@@ -1189,21 +1176,8 @@ static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFire
     }
 }
 
-static fwx_result sf_Detach(IFWXSessionFilter *This)
-{
-    ftp_sf *sf = sf_impl(This);
-    sf->detached = true;
-    sf_release_refs(sf);
-    return FWX_S_OK;
-}
-
-static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_Release, sf_FirewallEventHandler,
-                                              sf_Detach};
 
 /* ---- the filter --------------------------------------------------------------------------- */
-
-/* AttachToSession: one session filter per session, holding the session and the firewall. */
-FWX_PLUGIN_SESSION_FILTER_NEW(sf_new, ftp_sf, sf_vtbl)
 
 /* The filter object itself (FilterInit, FilterShutdown, AttachToSession) and ftp_create_filter. */
 FWX_PLUGIN_SESSION_FILTERS(ftp_create_filter, FTP_HOOKS, sf_new)

@@ -480,22 +480,21 @@ FWX_PLUGIN_ENTRY(.filter_guid = FWX_GUID_INIT(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
 #endif
 
 /* A filter made by FWX_PLUGIN_SESSION_FILTERS with a session filter from
-   FWX_PLUGIN_SESSION_FILTER_NEW. */
+   FWX_PLUGIN_SESSION_FILTER. */
 typedef struct hsf {
     IFWXSessionFilter iface;
     fwx_refcount refs;
     IFWXSession *session;
     IFWXFirewall *fw;
+    int detached;
 } hsf;
-static void hsf_destroy(hsf *sf)
+static fwx_result hsf_handler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
 {
-    IFWXSession_Release(sf->session);
-    IFWXFirewall_Release(sf->fw);
-    free(sf);
+    (void)This;
+    (void)ev;
+    return FWX_S_OK;
 }
-FWX_IUNKNOWN_IMPL(hsf, IFWXSessionFilter, hsf, iface, refs, hsf_destroy, &IID_IFWXSessionFilter)
-static const IFWXSessionFilterVtbl hsf_vtbl = { hsf_QueryInterface, hsf_AddRef, hsf_Release, NULL, NULL };
-FWX_PLUGIN_SESSION_FILTER_NEW(hsf_new, hsf, hsf_vtbl)
+FWX_PLUGIN_SESSION_FILTER(hsf, hsf, hsf_handler)
 FWX_PLUGIN_SESSION_FILTERS(hsession_create, fwx_Connect_Tcp, hsf_new)
 
 static void check_plugin_helpers(void)
