@@ -11,13 +11,8 @@
 #include "testutil.h"
 #include "plugins/test_plugin.h"
 
-/* tests/meson.build links ctl_common_dep, whose compile args define CTL_COMMON_LINKED. Until
-   it does, the server is compiled into this test directly (same source, same behaviour). */
-#ifdef CTL_COMMON_LINKED
-#include "ctl.h"
-#else
-#include "../examples/common/ctl.c"
-#endif
+#include "ctl.h"  /* tests/meson.build links ctl_common_dep */
+#include "json.h" /* the examples' one JSON escaping rule */
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -30,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 typedef struct fx {
@@ -1107,10 +1103,127 @@ START_TEST(short_options_and_version)
 }
 END_TEST
 
+/* The one escaping rule of every JSON line the examples write (examples/common/json.h), as the
+   control socket and the gateway's JSON log both apply it: quotes, backslashes and control
+   characters escaped, valid UTF-8 kept, each byte that starts no valid sequence as U+FFFD. */
+START_TEST(json_one_escaping_rule)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"plain", "{\"v\":\"plain\"}\n"},
+        {"q\"b\\s", "{\"v\":\"q\\\"b\\\\s\"}\n"},
+        {"nl\ntab\tc\x01", "{\"v\":\"nl\\ntab\\tc\\u0001\"}\n"},
+        {"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", "{\"v\":\"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\"}\n"},
+        {"bad\xff", "{\"v\":\"bad\xef\xbf\xbd\"}\n"},                       /* not UTF-8 at all */
+        {"\xc0\xaf", "{\"v\":\"\xef\xbf\xbd\xef\xbf\xbd\"}\n"},                 /* overlong "/" */
+        {"\xed\xa0\x80", "{\"v\":\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\"}\n"}, /* a surrogate */
+        {"cut\xe2\x82", "{\"v\":\"cut\xef\xbf\xbd\xef\xbf\xbd\"}\n"},          /* truncated */
+        {"", "{\"v\":\"\"}\n"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = 0;
+        char *line = ex_json_line(json_pack("{s:o}", "v", ex_json_text(cases[i].in)), &n);
+        ck_assert_ptr_nonnull(line);
+        ck_assert_msg(strcmp(line, cases[i].out) == 0, "case %zu: got %s", i, line);
+        ck_assert_uint_eq(n, strlen(cases[i].out));
+        /* What is written reads back as valid JSON. */
+        json_error_t e;
+        json_t *back = json_loads(line, 0, &e);
+        ck_assert_msg(back != NULL, "case %zu: %s", i, e.text);
+        json_decref(back);
+        free(line);
+    }
+    json_t *null = ex_json_text(NULL);
+    ck_assert(json_is_null(null));
+    json_decref(null);
+    ck_assert_ptr_null(ex_json_line(NULL, NULL)); /* a json_pack that failed stays a failure */
+}
+END_TEST
+
+/* A server that answers one request with @p answer, then closes (a child process). */
+static pid_t fake_server(const char *path, const char *answer)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    ck_assert_uint_lt(strlen(path), sizeof sun.sun_path);
+    memcpy(sun.sun_path, path, strlen(path));
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sun, sizeof sun), 0);
+    ck_assert_int_eq(listen(fd, 1), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        alarm(20); /* never outlive a stuck test */
+        int c = accept(fd, NULL, NULL);
+        char buf[512];
+        ssize_t got = c >= 0 ? recv(c, buf, sizeof buf, 0) : -1; /* the request line */
+        if (got > 0 && send(c, answer, strlen(answer), MSG_NOSIGNAL) < 0)
+            _exit(2);
+        _exit(got > 0 ? 0 : 1);
+    }
+    close(fd);
+    return pid;
+}
+
+/* fwxctl reads answers with libjansson and refuses what the server never writes: not JSON, not
+   an object, a duplicate key, a nested object, a NUL escape; each with exit 1 and the reason. */
+START_TEST(fwxctl_refuses_bad_answers)
+{
+    fx f;
+    fx_open_firewall(&f);
+    static const struct {
+        const char *answer, *why;
+    } cases[] = {
+        {"{\"kind\":\"stats\",\n", "bad answer: "},
+        {"[1,2]\n", "bad answer: expected an object"},
+        {"{\"kind\":\"stats\",\"kind\":\"x\"}\n", "bad answer: duplicate object key"},
+        {"{\"kind\":\"stats\",\"x\":{\"y\":1}}\n", "bad answer: unexpected value for \"x\""},
+        {"{\"kind\":\"stats\",\"x\":[1]}\n", "bad answer: unexpected value for \"x\""},
+        {"{\"kind\":\"stats\",\"x\":1.5}\n", "bad answer: unexpected value for \"x\""},
+        {"{\"kind\":\"a\\u0000b\"}\n", "bad answer: "},
+        {"{\"kind\":\"stats\"} x\n", "bad answer: "},
+    };
+    char path[160];
+    snprintf(path, sizeof path, "%s/fake.sock", f.dir);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        unlink(path);
+        pid_t pid = fake_server(path, cases[i].answer);
+        const char *args[] = {"--socket", path, "stats", NULL};
+        proc *r = run_ctl_env(&f, NULL, args);
+        int st = 0;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        ck_assert_msg(WIFEXITED(st), "case %zu: the fake server did not exit", i);
+        ck_assert_int_eq(r->status, 1);
+        ck_assert_msg(strstr(r->ebuf, cases[i].why) != NULL, "case %zu: stderr %s", i, r->ebuf);
+        ck_assert_int_eq(r->olen, 0);
+        free(r);
+    }
+    /* A good answer with an escaped name and a byte that was not UTF-8 (now U+FFFD): the table
+       shows the name, control characters as '?'. */
+    unlink(path);
+    pid_t pid = fake_server(path, "{\"kind\":\"plugin\",\"id\":7,\"name\":\"a\\tb\\\"c\xef\xbf\xbd\","
+                                  "\"guid\":null,\"flag_names\":[\"listen\",\"nat\"],\"owner\":\"/p.so\"}\n"
+                                  "{\"end\":true}\n");
+    const char *args[] = {"--socket", path, "plugins", NULL};
+    proc *r = run_ctl_env(&f, NULL, args);
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(r->status == 0, "exit %lld, stderr %s", (long long)r->status, r->ebuf);
+    ck_assert_msg(strstr(r->obuf, "a?b\"c\xef\xbf\xbd") != NULL, "stdout %s", r->obuf);
+    ck_assert_msg(strstr(r->obuf, "listen,nat") != NULL, "stdout %s", r->obuf);
+    free(r);
+    unlink(path);
+    fx_close(&f);
+}
+END_TEST
+
 static Suite *ctl_suite(void)
 {
     const tu_case cases[] = {
         {"json_sessions", json_sessions},
+        {"json_one_escaping_rule", json_one_escaping_rule},
+        {"fwxctl_refuses_bad_answers", fwxctl_refuses_bad_answers},
         {"json_connections", json_connections},
         {"json_permissions_and_ports", json_permissions_and_ports},
         {"json_plugins_stats_all", json_plugins_stats_all},

@@ -7,6 +7,7 @@
  * client when both its handles have closed, the server when its listener and every client have.
  */
 #include "ctl.h"
+#include "json.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -95,95 +96,28 @@ static void buf_add(ctl_buf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-static void buf_lit(ctl_buf *b, const char *s) { buf_add(b, s, strlen(s)); }
-
-static void buf_printf(ctl_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void buf_printf(ctl_buf *b, const char *fmt, ...)
+/* Appends one JSON line of @p o (taken) to @p b. */
+static void buf_json(ctl_buf *b, json_t *o)
 {
-    char tmp[128];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
-    va_end(ap);
-    if (n > 0)
-        buf_add(b, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
-}
-
-/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-    unsigned char c = s[0];
-    size_t len;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        len = 3;
-        if (c == 0xE0)
-            lo = 0xA0; /* overlong */
-        if (c == 0xED)
-            hi = 0x9F; /* surrogates */
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        len = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if (n < len || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
-    return len;
-}
-
-/* A JSON string; NULL becomes null. */
-static void buf_str(ctl_buf *b, const char *s)
-{
-    if (s == NULL) {
-        buf_lit(b, "null");
+    size_t n;
+    char *line = ex_json_line(o, &n);
+    if (line == NULL) {
+        b->oom = true;
         return;
     }
-    const unsigned char *p = (const unsigned char *)s;
-    size_t n = strlen(s);
-    buf_add(b, "\"", 1);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = p[i];
-        if (c == '"' || c == '\\') {
-            char e[2] = {'\\', (char)c};
-            buf_add(b, e, 2);
-            i++;
-        } else if (c < 0x20 || c == 0x7F) {
-            buf_printf(b, "\\u%04x", c);
-            i++;
-        } else if (c < 0x80) {
-            buf_add(b, (const char *)p + i, 1);
-            i++;
-        } else {
-            size_t len = utf8_seq(p + i, n - i);
-            if (len == 0) {
-                buf_lit(b, "\\ufffd");
-                i++;
-            } else {
-                buf_add(b, (const char *)p + i, len);
-                i += len;
-            }
-        }
-    }
-    buf_add(b, "\"", 1);
+    buf_add(b, line, n);
+    free(line);
 }
 
 /* "ip:port", "[v6]:port", or without the port when it is 0; null when there is no address. */
-static void buf_addr(ctl_buf *b, const struct sockaddr_storage *ss)
+static json_t *json_addr(const struct sockaddr_storage *ss)
 {
     char ip[INET6_ADDRSTRLEN], text[INET6_ADDRSTRLEN + 16];
     uint16_t port;
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
         if (inet_ntop(AF_INET, &a->sin_addr, ip, sizeof ip) == NULL)
-            goto none;
+            return json_null();
         port = ntohs(a->sin_port);
         if (port != 0)
             snprintf(text, sizeof text, "%s:%u", ip, port);
@@ -192,18 +126,15 @@ static void buf_addr(ctl_buf *b, const struct sockaddr_storage *ss)
     } else if (ss->ss_family == AF_INET6) {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
         if (inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof ip) == NULL)
-            goto none;
+            return json_null();
         port = ntohs(a->sin6_port);
         if (port != 0)
             snprintf(text, sizeof text, "[%s]:%u", ip, port);
         else
             snprintf(text, sizeof text, "%s", ip);
     } else
-        goto none;
-    buf_str(b, text);
-    return;
-none:
-    buf_lit(b, "null");
+        return json_null();
+    return json_string(text);
 }
 
 typedef struct ctl_flag_name {
@@ -261,24 +192,41 @@ static const ctl_flag_name hook_flags[] = {
     {0, NULL},
 };
 
-static void buf_flags(ctl_buf *b, uint32_t flags, const ctl_flag_name *names)
+/* "flags": the bits, "flag_names": their names (unknown bits as "0x..."), set on @p o. */
+static int json_flags(json_t *o, uint32_t flags, const ctl_flag_name *names)
 {
-    bool first = true;
-    buf_printf(b, "\"flags\":%u,\"flag_names\":[", (unsigned)flags);
+    json_t *list = json_array();
+    int rc = json_object_set_new(o, "flags", json_integer(flags));
     for (; names->name != NULL; names++) {
         if (flags & names->bit) {
-            buf_printf(b, "%s\"%s\"", first ? "" : ",", names->name);
+            rc |= json_array_append_new(list, json_string(names->name));
             flags &= ~names->bit;
-            first = false;
         }
     }
     for (unsigned bit = 0; bit < 32; bit++) {
         if (flags & (1u << bit)) {
-            buf_printf(b, "%s\"0x%x\"", first ? "" : ",", 1u << bit);
-            first = false;
+            char hex[16];
+            snprintf(hex, sizeof hex, "0x%x", 1u << bit);
+            rc |= json_array_append_new(list, json_string(hex));
         }
     }
-    buf_lit(b, "]");
+    return rc | json_object_set_new(o, "flag_names", list);
+}
+
+/* A protocol number as text: "tcp", "udp", null for none, the number otherwise. */
+static json_t *json_protocol(int32_t protocol)
+{
+    if (protocol == FWX_PROTOCOL_TCP)
+        return json_string("tcp");
+    if (protocol == FWX_PROTOCOL_UDP)
+        return json_string("udp");
+    return protocol == 0 ? json_null() : json_integer(protocol);
+}
+
+/* An unsigned count, or null when @p known is false. */
+static json_t *json_count(bool known, uint64_t n)
+{
+    return known ? json_integer((json_int_t)n) : json_null();
 }
 
 static void list_cb(void *arg, const fwx_object_info *info)
@@ -307,58 +255,37 @@ static void list_cb(void *arg, const fwx_object_info *info)
         return; /* a kind newer than this server: leave it out rather than mislabel it */
     }
     bool is_conn = info->kind == FWX_OBJECT_CONNECTION;
-    buf_lit(b, "{\"kind\":");
-    buf_str(b, kind);
-    buf_printf(b, ",\"id\":%llu,\"session\":", (unsigned long long)info->id);
-    if (info->kind == FWX_OBJECT_PLUGIN)
-        buf_lit(b, "null");
-    else
-        buf_printf(b, "%llu", (unsigned long long)info->session_id);
-    buf_lit(b, ",\"protocol\":");
-    if (info->protocol == FWX_PROTOCOL_TCP)
-        buf_lit(b, "\"tcp\"");
-    else if (info->protocol == FWX_PROTOCOL_UDP)
-        buf_lit(b, "\"udp\"");
-    else if (info->protocol == 0)
-        buf_lit(b, "null");
-    else
-        buf_printf(b, "%d", (int)info->protocol);
-    buf_lit(b, ",\"client\":");
-    buf_addr(b, &info->client);
-    buf_lit(b, ",\"peer\":");
-    buf_addr(b, &info->peer);
-    buf_lit(b, ",\"local\":");
-    buf_addr(b, &info->local);
-    buf_lit(b, ",");
-    buf_flags(b, info->flags, names);
-    buf_lit(b, ",\"mode\":");
     bool has_mode = is_conn || info->kind == FWX_OBJECT_GRANT;
-    buf_lit(b, !has_mode ? "null" : info->kernel_mode ? "\"kernel\"" : "\"user\"");
-    if (is_conn)
-        buf_printf(b, ",\"bytes_in\":%llu,\"bytes_out\":%llu", (unsigned long long)info->bytes_in,
-                   (unsigned long long)info->bytes_out);
-    else
-        buf_lit(b, ",\"bytes_in\":null,\"bytes_out\":null");
-    buf_printf(b, ",\"age_ms\":%llu,\"expires_in_ms\":", (unsigned long long)info->age_ms);
-    if (info->kind == FWX_OBJECT_GRANT && info->expires_in_ms >= 0)
-        buf_printf(b, "%lld", (long long)info->expires_in_ms);
-    else
-        buf_lit(b, "null");
-    buf_lit(b, ",\"name\":");
-    buf_str(b, info->name ? info->name : "");
-    buf_lit(b, ",\"owner\":");
-    buf_str(b, info->owner ? info->owner : "");
     /* The filter's class id for a plugin, the protocol's for a grant; a server older than the
        field (a shorter struct) says null. */
-    buf_lit(b, ",\"guid\":");
+    char g[FWX_GUID_STRLEN];
+    const char *guid = NULL;
     if ((info->kind == FWX_OBJECT_PLUGIN || info->kind == FWX_OBJECT_GRANT) &&
-        info->struct_size >= offsetof(fwx_object_info, guid) + sizeof info->guid) {
-        char g[FWX_GUID_STRLEN];
-        buf_str(b, fwx_guid_format(&info->guid, g));
-    } else {
-        buf_lit(b, "null");
+        info->struct_size >= offsetof(fwx_object_info, guid) + sizeof info->guid)
+        guid = fwx_guid_format(&info->guid, g);
+    json_t *o = json_pack("{s:s, s:I, s:o, s:o, s:o, s:o, s:o}", "kind", kind, "id", (json_int_t)info->id,
+                          "session", json_count(info->kind != FWX_OBJECT_PLUGIN, info->session_id), "protocol",
+                          json_protocol(info->protocol), "client", json_addr(&info->client), "peer",
+                          json_addr(&info->peer), "local", json_addr(&info->local));
+    if (o != NULL && json_flags(o, info->flags, names) != 0) {
+        json_decref(o);
+        o = NULL;
     }
-    buf_lit(b, "}\n");
+    if (o != NULL &&
+        json_object_update_new(
+            o, json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "mode",
+                         !has_mode ? json_null() : json_string(info->kernel_mode ? "kernel" : "user"), "bytes_in",
+                         json_count(is_conn, info->bytes_in), "bytes_out", json_count(is_conn, info->bytes_out),
+                         "age_ms", (json_int_t)info->age_ms, "expires_in_ms",
+                         info->kind == FWX_OBJECT_GRANT && info->expires_in_ms >= 0
+                             ? json_integer((json_int_t)info->expires_in_ms)
+                             : json_null(),
+                         "name", ex_json_text(info->name ? info->name : ""), "owner",
+                         ex_json_text(info->owner ? info->owner : ""), "guid", ex_json_text(guid))) != 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    buf_json(b, o);
 }
 
 /* One registry entry: {"kind":"redirect","flow":...,"writer":pid,"slots":n,"original":...,
@@ -375,13 +302,7 @@ static void redirect_cb(void *arg, uint16_t sport, const struct sockaddr *dst, l
         inet_ntop(AF_INET, &((struct sockaddr_in *)&d)->sin_addr, ip, sizeof ip);
     snprintf(flow, sizeof flow, "tcp4 *:%u -> %s:%u", (unsigned)sport, ip,
              (unsigned)ntohs(((struct sockaddr_in *)&d)->sin_port));
-    buf_lit(b, "{\"kind\":\"redirect\",\"flow\":");
-    buf_str(b, flow);
-    buf_printf(b, ",\"writer\":%ld,\"slots\":%u,\"original\":", pid, (unsigned)slots);
-    if (FWX_SUCCEEDED(fwx_redirect_record_original_destination(rec, &orig)))
-        buf_addr(b, &orig);
-    else
-        buf_lit(b, "null");
+    json_t *orig_j = FWX_SUCCEEDED(fwx_redirect_record_original_destination(rec, &orig)) ? json_addr(&orig) : json_null();
     fwx_redirect_app a;
     memset(&a, 0, sizeof a);
     a.struct_size = sizeof a;
@@ -390,9 +311,7 @@ static void redirect_cb(void *arg, uint16_t sport, const struct sockaddr *dst, l
                  a.uid == FWX_REDIRECT_UID_UNKNOWN ? -1L : (long)a.uid, a.cgroup_path ? a.cgroup_path : "-");
     else
         snprintf(app, sizeof app, "-");
-    buf_lit(b, ",\"application\":");
-    buf_str(b, app);
-    buf_lit(b, ",\"hops\":[");
+    json_t *hops = json_array();
     for (size_t i = 0; i < fwx_redirect_record_hop_count(rec); i++) {
         fwx_redirect_hop h;
         memset(&h, 0, sizeof h);
@@ -400,11 +319,11 @@ static void redirect_cb(void *arg, uint16_t sport, const struct sockaddr *dst, l
         char g[FWX_GUID_STRLEN] = "?";
         if (FWX_SUCCEEDED(fwx_redirect_record_hop(rec, i, &h)))
             fwx_guid_format(&h.provider, g);
-        if (i > 0)
-            buf_lit(b, ",");
-        buf_str(b, g);
+        json_array_append_new(hops, json_string(g));
     }
-    buf_lit(b, "]}\n");
+    buf_json(b, json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:o}", "kind", "redirect", "flow", flow, "writer",
+                          (json_int_t)pid, "slots", (json_int_t)slots, "original", orig_j, "application",
+                          ex_json_text(app), "hops", hops));
 }
 
 /* ---- clients --------------------------------------------------------------------------------- */
@@ -473,9 +392,7 @@ static void timeout_cb(uv_timer_t *t)
 static void client_refuse(ctl_client *c, const char *message)
 {
     ctl_buf b = {0};
-    buf_lit(&b, "{\"error\":");
-    buf_str(&b, message);
-    buf_lit(&b, "}\n");
+    buf_json(&b, json_pack("{s:o}", "error", ex_json_text(message)));
     if (!b.oom)
         client_try_send(c, b.p);
     free(b.p);
@@ -723,35 +640,26 @@ void ctl_server_event(ctl_server *s, const fwx_event *ev)
     if (!any || name == NULL)
         return;
     ctl_buf b = {0};
-    buf_lit(&b, "{\"kind\":\"event\",\"event\":");
-    buf_str(&b, name);
-    buf_printf(&b, ",\"session\":%llu,\"id\":%llu,\"protocol\":", (unsigned long long)ev->session_id,
-               (unsigned long long)ev->id);
-    buf_lit(&b, ev->protocol == FWX_PROTOCOL_TCP ? "\"tcp\"" : ev->protocol == FWX_PROTOCOL_UDP ? "\"udp\"" : "null");
     bool has_mode = ev->type != FWX_EVENT_SESSION_OPENED && ev->type != FWX_EVENT_SESSION_ENDED &&
                     ev->type != FWX_EVENT_CONNECTION_REFUSED;
-    buf_lit(&b, ",\"mode\":");
-    buf_lit(&b, !has_mode ? "null" : ev->kernel_mode ? "\"kernel\"" : "\"user\"");
-    buf_lit(&b, ",\"client\":");
-    buf_addr(&b, &ev->client);
-    buf_lit(&b, ",\"peer\":");
-    buf_addr(&b, &ev->peer);
-    if (ev->type == FWX_EVENT_CONNECTION_CLOSED)
-        buf_printf(&b, ",\"bytes_in\":%llu,\"bytes_out\":%llu", (unsigned long long)ev->bytes_in,
-                   (unsigned long long)ev->bytes_out);
-    else
-        buf_lit(&b, ",\"bytes_in\":null,\"bytes_out\":null");
-    buf_lit(&b, ",\"reason\":");
-    buf_str(&b, ev->reason && ev->reason[0] ? ev->reason : NULL);
-    buf_lit(&b, ",\"code\":");
-    buf_str(&b, ev->type == FWX_EVENT_CONNECTION_REFUSED ? fwx_err_name(ev->result) : NULL);
-    buf_lit(&b, ",\"rule\":");
-    buf_str(&b, ev->rule && ev->rule[0] ? ev->rule : NULL);
-    buf_lit(&b, ",\"name\":");
-    buf_str(&b, ev->name ? ev->name : "");
-    buf_lit(&b, ",\"detail\":");
-    buf_str(&b, ev->detail && ev->detail[0] ? ev->detail : NULL);
-    buf_lit(&b, "}\n");
+    bool has_bytes = ev->type == FWX_EVENT_CONNECTION_CLOSED;
+    json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:o, s:o, s:o, s:o, s:o, s:o}", "kind", "event", "event", name,
+                          "session", (json_int_t)ev->session_id, "id", (json_int_t)ev->id, "protocol",
+                          json_protocol(ev->protocol == FWX_PROTOCOL_TCP || ev->protocol == FWX_PROTOCOL_UDP ? ev->protocol : 0),
+                          "mode", !has_mode ? json_null() : json_string(ev->kernel_mode ? "kernel" : "user"),
+                          "client", json_addr(&ev->client), "peer", json_addr(&ev->peer), "bytes_in",
+                          json_count(has_bytes, ev->bytes_in), "bytes_out", json_count(has_bytes, ev->bytes_out));
+    if (o != NULL &&
+        json_object_update_new(
+            o, json_pack("{s:o, s:o, s:o, s:o, s:o}", "reason", ex_json_text(ev->reason && ev->reason[0] ? ev->reason : NULL),
+                         "code", ex_json_text(ev->type == FWX_EVENT_CONNECTION_REFUSED ? fwx_err_name(ev->result) : NULL),
+                         "rule", ex_json_text(ev->rule && ev->rule[0] ? ev->rule : NULL), "name",
+                         ex_json_text(ev->name ? ev->name : ""), "detail",
+                         ex_json_text(ev->detail && ev->detail[0] ? ev->detail : NULL))) != 0) {
+        json_decref(o);
+        o = NULL;
+    }
+    buf_json(&b, o);
     if (b.oom) {
         free(b.p);
         return;
@@ -812,12 +720,10 @@ static void explain(ctl_client *c, char *args)
     memset(&x, 0, sizeof x);
     x.struct_size = sizeof x;
     fwx_result hr = fwx_firewall_explain(c->srv->fw, &rq, &x);
-    if (hr == FWX_E_NOT_FOUND) {
-        buf_lit(b, "{\"kind\":\"explain\",\"allowed\":true,\"code\":\"S_OK\",\"rule\":null,\"rule_line\":null,"
-                   "\"protocol\":null,\"source_network\":null,\"destination_network\":null,\"relationship\":null,"
-                   "\"published\":null,\"text\":");
-        buf_str(b, x.text);
-        buf_lit(b, "}\n");
+    if (hr == FWX_E_NOT_FOUND) { /* no policy: everything is allowed */
+        buf_json(b, json_pack("{s:s, s:b, s:s, s:n, s:n, s:n, s:n, s:n, s:n, s:n, s:o}", "kind", "explain", "allowed", 1,
+                              "code", "S_OK", "rule", "rule_line", "protocol", "source_network",
+                              "destination_network", "relationship", "published", "text", ex_json_text(x.text)));
         return;
     }
     if (FWX_FAILED(hr)) {
@@ -826,23 +732,13 @@ static void explain(ctl_client *c, char *args)
         client_refuse(c, msg);
         return;
     }
-    buf_printf(b, "{\"kind\":\"explain\",\"allowed\":%s,\"code\":", FWX_SUCCEEDED(x.result) ? "true" : "false");
-    buf_str(b, fwx_err_name(x.result));
-    buf_lit(b, ",\"rule\":");
-    buf_str(b, x.rule[0] ? x.rule : "default");
-    buf_printf(b, ",\"rule_line\":%d,\"protocol\":", (int)x.rule_line);
-    buf_str(b, x.protocol[0] ? x.protocol : NULL);
-    buf_lit(b, ",\"source_network\":");
-    buf_str(b, x.source_network);
-    buf_lit(b, ",\"destination_network\":");
-    buf_str(b, x.destination_network);
-    buf_lit(b, ",\"relationship\":");
-    buf_str(b, x.relationship);
-    buf_lit(b, ",\"published\":");
-    buf_str(b, x.published[0] ? x.published : NULL);
-    buf_lit(b, ",\"text\":");
-    buf_str(b, x.text);
-    buf_lit(b, "}\n");
+    buf_json(b, json_pack("{s:s, s:b, s:o, s:o, s:i, s:o, s:o, s:o, s:o, s:o, s:o}", "kind", "explain", "allowed",
+                          FWX_SUCCEEDED(x.result), "code", ex_json_text(fwx_err_name(x.result)), "rule",
+                          ex_json_text(x.rule[0] ? x.rule : "default"), "rule_line", (int)x.rule_line, "protocol",
+                          ex_json_text(x.protocol[0] ? x.protocol : NULL), "source_network",
+                          ex_json_text(x.source_network), "destination_network", ex_json_text(x.destination_network),
+                          "relationship", ex_json_text(x.relationship), "published",
+                          ex_json_text(x.published[0] ? x.published : NULL), "text", ex_json_text(x.text)));
 }
 
 /* Refuses a request above the socket's level; true when refused. */
@@ -898,14 +794,13 @@ static void client_answer(ctl_client *c, char *req)
         fwx_firewall_stats st = {0};
         st.struct_size = sizeof st;
         fwx_firewall_get_stats(s->fw, &st);
-        buf_printf(b, "{\"kind\":\"stats\",\"sessions\":%u,\"connections\":%u,\"permissions\":%u,", st.sessions,
-                   st.connections, st.permissions);
         uint64_t idle = 0, handshake = 0;
         fwx_firewall_get_timeout_stats(s->fw, &idle, &handshake);
-        buf_printf(b, "\"bound_ports\":%u,\"factories\":%u,\"plugins\":%u,", st.bound_ports, st.factories,
-                   st.plugins);
-        buf_printf(b, "\"idle_timeouts\":%llu,\"handshake_timeouts\":%llu}\n", (unsigned long long)idle,
-                   (unsigned long long)handshake);
+        buf_json(b, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "kind", "stats", "sessions",
+                              (json_int_t)st.sessions, "connections", (json_int_t)st.connections, "permissions",
+                              (json_int_t)st.permissions, "bound_ports", (json_int_t)st.bound_ports, "factories",
+                              (json_int_t)st.factories, "plugins", (json_int_t)st.plugins, "idle_timeouts",
+                              (json_int_t)idle, "handshake_timeouts", (json_int_t)handshake));
         known = true;
     } else if (strcmp(req, "redirects") == 0) {
         /* The host's redirect-record registry: not this gateway's objects but every
@@ -913,8 +808,9 @@ static void client_answer(ctl_client *c, char *req)
         fwx_redirect_registry_list(redirect_cb, b);
         known = true;
     } else if (strcmp(req, "version") == 0) {
-        buf_printf(b, "{\"kind\":\"version\",\"protocol\":%d,\"abi\":\"%d.%d\"}\n", CTL_PROTOCOL_VERSION,
-                   FWX_ABI_VERSION_MAJOR, FWX_ABI_VERSION_MINOR);
+        char abi[32];
+        snprintf(abi, sizeof abi, "%d.%d", FWX_ABI_VERSION_MAJOR, FWX_ABI_VERSION_MINOR);
+        buf_json(b, json_pack("{s:s, s:i, s:s}", "kind", "version", "protocol", CTL_PROTOCOL_VERSION, "abi", abi));
         known = true;
     } else if (strncmp(req, "kill ", 5) == 0) {
         if (needs_admin(c, "kill"))
@@ -937,9 +833,7 @@ static void client_answer(ctl_client *c, char *req)
             return;
         }
         host_log(s, FWX_LOG_INFO, "kill %s %llu: done", what, id);
-        buf_lit(b, "{\"kind\":\"killed\",\"what\":");
-        buf_str(b, what);
-        buf_printf(b, ",\"id\":%llu}\n", id);
+        buf_json(b, json_pack("{s:s, s:s, s:I}", "kind", "killed", "what", what, "id", (json_int_t)id));
         known = true;
     } else if (strncmp(req, "explain ", 8) == 0) {
         explain(c, req + 8);
@@ -955,9 +849,7 @@ static void client_answer(ctl_client *c, char *req)
         }
         char msg[1024] = "";
         int rc = s->hooks.reload(s->hooks.arg, msg, sizeof msg);
-        buf_printf(b, "{\"kind\":\"reload\",\"ok\":%s,\"message\":", rc == 0 ? "true" : "false");
-        buf_str(b, msg);
-        buf_lit(b, "}\n");
+        buf_json(b, json_pack("{s:s, s:b, s:o}", "kind", "reload", "ok", rc == 0, "message", ex_json_text(msg)));
         known = true;
     } else if (strcmp(req, "metrics") == 0) {
         char *text = s->hooks.metrics ? s->hooks.metrics(s->hooks.arg) : NULL;
@@ -965,9 +857,7 @@ static void client_answer(ctl_client *c, char *req)
             client_refuse(c, "metrics: not available from this host");
             return;
         }
-        buf_lit(b, "{\"kind\":\"metrics\",\"text\":");
-        buf_str(b, text);
-        buf_lit(b, "}\n");
+        buf_json(b, json_pack("{s:s, s:o}", "kind", "metrics", "text", ex_json_text(text)));
         free(text);
         known = true;
     } else if (strcmp(req, "events") == 0) {
@@ -987,7 +877,7 @@ static void client_answer(ctl_client *c, char *req)
         client_refuse(c, msg);
         return;
     }
-    buf_lit(b, "{\"end\":true}\n");
+    buf_json(b, json_pack("{s:b}", "end", 1));
     if (b->oom) {
         client_refuse(c, "out of memory");
         return;

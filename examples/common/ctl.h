@@ -92,8 +92,9 @@
  * its request, or not taken its answer, within the timeout (5 s). At most 16 clients are
  * served at once; one more gets `{"error":"too many clients"}` and is closed.
  *
- * Strings are JSON-escaped: quote, backslash and control characters are escaped, bytes that
- * are not valid UTF-8 become U+FFFD. Numbers are decimal integers.
+ * Every line is written by libjansson under the one rule of json.h (the gateway's JSON log lines
+ * follow it too): quote, backslash and control characters are escaped, bytes that are not valid
+ * UTF-8 become U+FFFD. Numbers are decimal integers.
  *
  * Rationale: one request per connection and the end marker make a truncated answer (a
  * gateway that died mid-listing) distinguishable from a complete one, with no framing.

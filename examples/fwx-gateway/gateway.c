@@ -16,6 +16,7 @@
 #include <fwx/fwx.h>
 
 #include "ctl.h"
+#include "json.h"
 #include "service.h"
 
 #include <arpa/inet.h>
@@ -116,21 +117,6 @@ static struct {
 
 /* ---- logging ---------------------------------------------------------------------------- */
 
-static void json_string(FILE *f, const char *s)
-{
-    fputc('"', f);
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            fprintf(f, "\\%c", c);
-        else if (c < 0x20)
-            fprintf(f, "\\u%04x", c);
-        else
-            fputc(c, f);
-    }
-    fputc('"', f);
-}
-
 #define TS_LEN 48
 
 static void timestamp(char ts[TS_LEN])
@@ -151,22 +137,25 @@ static void json_record(void *arg, const fwx_log_record *r)
     (void)arg;
     char ts[TS_LEN];
     timestamp(ts);
-    fprintf(stdout, "{\"ts\":\"%s\",\"level\":\"%s\",\"msg\":", ts, fwx_log_level_name(r->level));
-    json_string(stdout, r->message);
-    for (uint32_t i = 0; i < r->n_fields; i++) {
+    json_t *o = json_pack("{s:s, s:s, s:o}", "ts", ts, "level", fwx_log_level_name(r->level), "msg",
+                          ex_json_text(r->message));
+    for (uint32_t i = 0; o != NULL && i < r->n_fields; i++) {
         const fwx_log_field *f = &r->fields[i];
-        fputc(',', stdout);
-        json_string(stdout, f->key);
-        fputc(':', stdout);
-        if (f->type == FWX_LOG_INT)
-            fprintf(stdout, "%lld", (long long)f->value.i);
-        else if (f->type == FWX_LOG_UINT)
-            fprintf(stdout, "%llu", (unsigned long long)f->value.u);
-        else
-            json_string(stdout, f->type == FWX_LOG_STRING && f->value.string ? f->value.string : "");
+        json_t *v = f->type == FWX_LOG_INT    ? json_integer((json_int_t)f->value.i)
+                    : f->type == FWX_LOG_UINT ? json_integer((json_int_t)f->value.u)
+                                              : ex_json_text(f->type == FWX_LOG_STRING && f->value.string ? f->value.string : "");
+        /* A key that is not UTF-8 is rewritten by the same rule as a value; a key already in
+           the line (ts, level, msg, or a field given twice) keeps its first value. */
+        json_t *k = ex_json_text(f->key ? f->key : "");
+        if (k != NULL && json_object_get(o, json_string_value(k)) != NULL) {
+            json_decref(v);
+        } else if (k == NULL || json_object_set_new(o, json_string_value(k), v) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        json_decref(k);
     }
-    fputs("}\n", stdout);
-    fflush(stdout);
+    (void)ex_json_print(stdout, o);
 }
 
 static void log_line(void *arg, fwx_log_level level, const char *msg)

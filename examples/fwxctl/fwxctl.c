@@ -4,13 +4,14 @@
  *
  * It talks to the gateway's control socket (examples/common/ctl.h describes the protocol): one
  * request line, an answer of flat JSON objects, one per line, ending with {"end":true}. Plain C
- * and POSIX sockets; it does not link libfwx, so it runs wherever the socket is reachable. The
- * JSON parser below reads exactly what the server emits (flat objects whose values are strings,
- * integers, true/false/null or lists of strings) and refuses anything else.
+ * and POSIX sockets; it does not link libfwx, so it runs wherever the socket is reachable. It reads
+ * the answers with libjansson and refuses what the server never emits (anything but flat objects
+ * whose values are strings, integers, true/false/null or lists of strings).
  * SPDX-License-Identifier: MIT
  */
 #include <errno.h>
 #include <getopt.h>
+#include <jansson.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -28,7 +29,6 @@
 #endif
 #define ANSWER_TIMEOUT_MS 10000
 #define MAX_LINE (1024 * 1024)
-#define MAX_KEYS 32
 
 static const char *progname = "fwxctl";
 
@@ -58,333 +58,101 @@ static char *xstrdup(const char *s)
     return memcpy(xmalloc(n), s, n);
 }
 
-/* ---- a strict parser for one flat JSON object ------------------------------------------------ */
+/* ---- one answer line, read with libjansson ------------------------------------------------- */
 
-typedef enum jtype { J_NULL, J_BOOL, J_NUM, J_STR, J_ARR } jtype;
+/* An answer line is one JSON object (examples/common/ctl.h). */
+typedef json_t jobj;
 
-typedef struct jval {
-    const char *key;
-    jtype type;
-    bool b;
-    long long num;
-    const char *str; /* J_STR: the text; J_ARR: the items joined with "," */
-} jval;
-
-typedef struct jobj {
-    jval v[MAX_KEYS];
-    size_t n;
-    char *arena; /* decoded keys and strings; never longer than the line */
-} jobj;
-
-typedef struct jparser {
-    const char *p;
-    char *out; /* next free byte of the arena */
-    const char *err;
-} jparser;
-
-static void skip_ws(jparser *j)
+/* Parses @p line (without its newline). The server writes flat objects whose values are
+   strings, integers, true/false/null or lists of strings: anything else is refused, so that a
+   socket that is not fwx's (or a server newer than this tool) is noticed rather than misread. */
+static jobj *jobj_parse(const char *line, size_t len, char *err, size_t errlen)
 {
-    while (*j->p == ' ' || *j->p == '\t')
-        j->p++;
-}
-
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static void put_utf8(jparser *j, unsigned cp)
-{
-    if (cp < 0x80) {
-        *j->out++ = (char)cp;
-    } else if (cp < 0x800) {
-        *j->out++ = (char)(0xC0 | (cp >> 6));
-        *j->out++ = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        *j->out++ = (char)(0xE0 | (cp >> 12));
-        *j->out++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-        *j->out++ = (char)(0x80 | (cp & 0x3F));
-    } else {
-        *j->out++ = (char)(0xF0 | (cp >> 18));
-        *j->out++ = (char)(0x80 | ((cp >> 12) & 0x3F));
-        *j->out++ = (char)(0x80 | ((cp >> 6) & 0x3F));
-        *j->out++ = (char)(0x80 | (cp & 0x3F));
-    }
-}
-
-/* Decodes a string into the arena (without its NUL, so that arrays can be joined). */
-static int parse_string_raw(jparser *j)
-{
-    if (*j->p != '"')
-        return j->err = "expected a string", -1;
-    j->p++;
-    for (;;) {
-        unsigned char c = (unsigned char)*j->p;
-        if (c == '"') {
-            j->p++;
-            return 0;
-        }
-        if (c == '\0')
-            return j->err = "unterminated string", -1;
-        if (c < 0x20)
-            return j->err = "control character in a string", -1;
-        if (c != '\\') {
-            *j->out++ = (char)c;
-            j->p++;
-            continue;
-        }
-        char e = j->p[1];
-        if (e == '\0')
-            return j->err = "unterminated string", -1;
-        j->p += 2;
-        switch (e) {
-        case '"': *j->out++ = '"'; break;
-        case '\\': *j->out++ = '\\'; break;
-        case '/': *j->out++ = '/'; break;
-        case 'b': *j->out++ = '\b'; break;
-        case 'f': *j->out++ = '\f'; break;
-        case 'n': *j->out++ = '\n'; break;
-        case 'r': *j->out++ = '\r'; break;
-        case 't': *j->out++ = '\t'; break;
-        case 'u': {
-            unsigned cp, lo;
-            if (hex4(j->p, &cp) != 0)
-                return j->err = "bad \\u escape", -1;
-            j->p += 4;
-            if (cp >= 0xDC00 && cp <= 0xDFFF)
-                return j->err = "lone low surrogate", -1;
-            if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (j->p[0] != '\\' || j->p[1] != 'u' || hex4(j->p + 2, &lo) != 0 || lo < 0xDC00 || lo > 0xDFFF)
-                    return j->err = "lone high surrogate", -1;
-                j->p += 6;
-                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            }
-            if (cp == 0)
-                return j->err = "NUL in a string", -1;
-            put_utf8(j, cp);
-            break;
-        }
-        default:
-            return j->err = "bad escape", -1;
-        }
-    }
-}
-
-static const char *parse_string(jparser *j)
-{
-    char *start = j->out;
-    if (parse_string_raw(j) != 0)
+    json_error_t e;
+    json_t *o = json_loadb(line, len, JSON_REJECT_DUPLICATES, &e);
+    if (o == NULL) {
+        snprintf(err, errlen, "%s (column %d)", e.text, e.column);
         return NULL;
-    *j->out++ = '\0';
-    return start;
-}
-
-static int parse_value(jparser *j, jval *v)
-{
-    const char *p = j->p;
-    if (*p == '"') {
-        v->type = J_STR;
-        v->str = parse_string(j);
-        return v->str ? 0 : -1;
     }
-    if (*p == '[') {
-        /* Only lists of strings. */
-        char *start = j->out;
-        bool first = true;
-        j->p++;
-        skip_ws(j);
-        if (*j->p == ']') {
-            j->p++;
-        } else {
-            for (;;) {
-                skip_ws(j);
-                if (!first)
-                    *j->out++ = ',';
-                if (parse_string_raw(j) != 0)
-                    return -1;
-                first = false;
-                skip_ws(j);
-                if (*j->p == ',') {
-                    j->p++;
-                    continue;
-                }
-                if (*j->p == ']') {
-                    j->p++;
-                    break;
-                }
-                return j->err = "expected , or ] in a list", -1;
-            }
+    if (!json_is_object(o)) {
+        snprintf(err, errlen, "expected an object");
+        json_decref(o);
+        return NULL;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v) {
+        bool flat = json_is_string(v) || json_is_integer(v) || json_is_boolean(v) || json_is_null(v);
+        if (json_is_array(v)) {
+            size_t i;
+            json_t *item;
+            flat = true;
+            json_array_foreach(v, i, item) flat &= json_is_string(item);
         }
-        *j->out++ = '\0';
-        v->type = J_ARR;
-        v->str = start;
-        return 0;
-    }
-    if (strncmp(p, "null", 4) == 0) {
-        v->type = J_NULL;
-        j->p += 4;
-        return 0;
-    }
-    if (strncmp(p, "true", 4) == 0 || strncmp(p, "false", 5) == 0) {
-        v->type = J_BOOL;
-        v->b = *p == 't';
-        j->p += v->b ? 4 : 5;
-        return 0;
-    }
-    /* Integers only: -?(0|[1-9][0-9]*), within long long. */
-    const char *q = p;
-    if (*q == '-')
-        q++;
-    if (*q < '0' || *q > '9')
-        return j->err = "expected a value", -1;
-    if (*q == '0' && q[1] >= '0' && q[1] <= '9')
-        return j->err = "leading zero in a number", -1;
-    while (*q >= '0' && *q <= '9')
-        q++;
-    if (*q == '.' || *q == 'e' || *q == 'E')
-        return j->err = "not an integer", -1;
-    errno = 0;
-    char *end;
-    v->num = strtoll(p, &end, 10);
-    if (errno != 0 || end != q)
-        return j->err = "number out of range", -1;
-    v->type = J_NUM;
-    j->p = q;
-    return 0;
-}
-
-/* Parses @p line (without its newline) into @p o. Returns 0, or -1 with *err set. */
-static int jobj_parse(const char *line, size_t len, jobj *o, const char **err)
-{
-    memset(o, 0, sizeof *o);
-    o->arena = xmalloc(len + 1);
-    jparser j = {line, o->arena, NULL};
-    skip_ws(&j);
-    if (*j.p != '{') {
-        *err = "expected an object";
-        return -1;
-    }
-    j.p++;
-    skip_ws(&j);
-    if (*j.p == '}') {
-        j.p++;
-    } else {
-        for (;;) {
-            skip_ws(&j);
-            if (o->n == MAX_KEYS) {
-                *err = "too many keys";
-                return -1;
-            }
-            jval *v = &o->v[o->n];
-            if ((v->key = parse_string(&j)) == NULL)
-                goto bad;
-            for (size_t i = 0; i < o->n; i++) {
-                if (strcmp(o->v[i].key, v->key) == 0) {
-                    *err = "duplicate key";
-                    return -1;
-                }
-            }
-            skip_ws(&j);
-            if (*j.p != ':') {
-                *err = "expected :";
-                return -1;
-            }
-            j.p++;
-            skip_ws(&j);
-            if (parse_value(&j, v) != 0)
-                goto bad;
-            o->n++;
-            skip_ws(&j);
-            if (*j.p == ',') {
-                j.p++;
-                continue;
-            }
-            if (*j.p == '}') {
-                j.p++;
-                break;
-            }
-            *err = "expected , or }";
-            return -1;
+        if (!flat) {
+            snprintf(err, errlen, "unexpected value for \"%s\"", key);
+            json_decref(o);
+            return NULL;
         }
     }
-    skip_ws(&j);
-    if (j.p != line + len) {
-        *err = "text after the object";
-        return -1;
-    }
-    return 0;
-bad:
-    *err = j.err;
-    return -1;
+    return o;
 }
 
-static void jobj_free(jobj *o)
-{
-    free(o->arena);
-    o->arena = NULL;
-}
-
-static const jval *jget(const jobj *o, const char *key)
-{
-    for (size_t i = 0; i < o->n; i++)
-        if (strcmp(o->v[i].key, key) == 0)
-            return &o->v[i];
-    return NULL;
-}
-
-/* A value as table text: "-" for null, missing or empty. */
+/* A value as table text: "-" for null, missing or empty; a list joined with ",". */
 static char *jtext(const jobj *o, const char *key)
 {
-    const jval *v = jget(o, key);
+    const json_t *v = json_object_get(o, key);
     char tmp[32];
-    if (v == NULL || v->type == J_NULL)
+    char *s;
+    if (v == NULL || json_is_null(v))
         return xstrdup("-");
-    switch (v->type) {
-    case J_BOOL:
-        return xstrdup(v->b ? "yes" : "no");
-    case J_NUM:
-        snprintf(tmp, sizeof tmp, "%lld", v->num);
+    if (json_is_boolean(v))
+        return xstrdup(json_is_true(v) ? "yes" : "no");
+    if (json_is_integer(v)) {
+        snprintf(tmp, sizeof tmp, "%lld", (long long)json_integer_value(v));
         return xstrdup(tmp);
-    default:
-        if (v->str[0] == '\0')
-            return xstrdup("-");
-        /* Names and paths come from plugins and users: never pass control bytes to a terminal. */
-        char *s = xstrdup(v->str);
-        for (char *p = s; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7F)
-                *p = '?';
-        return s;
     }
+    if (json_is_array(v)) {
+        size_t n = 1, i;
+        json_t *item;
+        json_array_foreach(v, i, item) n += json_string_length(item) + 1;
+        s = xmalloc(n);
+        s[0] = '\0';
+        json_array_foreach(v, i, item) {
+            if (i > 0)
+                strcat(s, ",");
+            strcat(s, json_string_value(item));
+        }
+    } else {
+        s = xstrdup(json_string_value(v));
+    }
+    if (s[0] == '\0') {
+        free(s);
+        return xstrdup("-");
+    }
+    /* Names and paths come from plugins and users: never pass control bytes to a terminal. */
+    for (char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7F)
+            *p = '?';
+    return s;
 }
 
 static const char *jstr(const jobj *o, const char *key)
 {
-    const jval *v = jget(o, key);
-    return v != NULL && v->type == J_STR ? v->str : "";
+    const char *s = json_string_value(json_object_get(o, key));
+    return s ? s : "";
 }
 
 static bool jnum(const jobj *o, const char *key, long long *out)
 {
-    const jval *v = jget(o, key);
-    if (v == NULL || v->type != J_NUM)
+    const json_t *v = json_object_get(o, key);
+    if (!json_is_integer(v))
         return false;
-    *out = v->num;
+    *out = (long long)json_integer_value(v);
     return true;
 }
+
+static bool jtrue(const jobj *o, const char *key) { return json_is_true(json_object_get(o, key)); }
 
 /* ---- tables ------------------------------------------------------------------------------------ */
 
@@ -541,9 +309,10 @@ static void print_event(const jobj *o)
                                        "bytes_out", "reason", "code",     "rule", "name",   "detail"};
     printf("[%s]", jstr(o, "event"));
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        const jval *v = jget(o, keys[i]);
-        if (v == NULL || v->type == J_NULL || (v->type == J_STR && v->str[0] == '\0') ||
-            (v->type == J_NUM && v->num == 0 && (strcmp(keys[i], "id") == 0 || strcmp(keys[i], "session") == 0)))
+        const json_t *v = json_object_get(o, keys[i]);
+        if (v == NULL || json_is_null(v) || (json_is_string(v) && json_string_length(v) == 0) ||
+            (json_is_integer(v) && json_integer_value(v) == 0 &&
+             (strcmp(keys[i], "id") == 0 || strcmp(keys[i], "session") == 0)))
             continue;
         char *t = jtext(o, keys[i]);
         bool quote = strchr(t, ' ') != NULL;
@@ -559,8 +328,7 @@ static void print_explain(const jobj *o)
     char *rule = jtext(o, "rule"), *line = jtext(o, "rule_line"), *proto = jtext(o, "protocol");
     char *src = jtext(o, "source_network"), *dst = jtext(o, "destination_network"), *rel = jtext(o, "relationship");
     char *pub = jtext(o, "published"), *text = jtext(o, "text");
-    const jval *allowed = jget(o, "allowed");
-    printf("%s: %s\n", allowed && allowed->type == J_BOOL && allowed->b ? "allowed" : "refused", text);
+    printf("%s: %s\n", jtrue(o, "allowed") ? "allowed" : "refused", text);
     if (strcmp(line, "0") == 0)
         printf("  rule          the default rule (no rule matched)\n");
     else
@@ -661,12 +429,11 @@ static void print_stats(const jobj *o)
         return;
     }
     size_t w = 0;
-    for (size_t i = 0; i < o->n; i++)
-        if (o->v[i].type == J_NUM && strlen(o->v[i].key) > w)
-            w = strlen(o->v[i].key);
-    for (size_t i = 0; i < o->n; i++)
-        if (o->v[i].type == J_NUM)
-            printf("%-*s  %lld\n", (int)w, o->v[i].key, o->v[i].num);
+    const char *key;
+    json_t *v;
+    json_object_foreach((jobj *)o, key, v) if (json_is_integer(v) && strlen(key) > w) w = strlen(key);
+    json_object_foreach((jobj *)o, key, v) if (json_is_integer(v))
+        printf("%-*s  %lld\n", (int)w, key, (long long)json_integer_value(v));
 }
 
 /* ---- the connection ------------------------------------------------------------------------------ */
@@ -726,60 +493,58 @@ static bool reload_failed; /* `reload` was answered with "ok":false */
 /* Handles one answer line; returns true at the end marker. */
 static bool handle_line(const command *cmd, bool json, const char *path, const char *line, size_t len)
 {
-    jobj o;
-    const char *err = NULL;
-    if (jobj_parse(line, len, &o, &err) != 0)
-        die(1, "%s: bad answer: %s", path, err ? err : "parse error");
-    const jval *v;
-    if ((v = jget(&o, "error")) != NULL) {
-        char *msg = jtext(&o, "error");
+    char err[256];
+    jobj *o = jobj_parse(line, len, err, sizeof err);
+    if (o == NULL)
+        die(1, "%s: bad answer: %s", path, err);
+    if (json_object_get(o, "error") != NULL) {
+        char *msg = jtext(o, "error");
         fprintf(stderr, "%s: %s: %s\n", progname, path, msg);
         exit(1);
     }
-    if ((v = jget(&o, "end")) != NULL && v->type == J_BOOL && v->b) {
-        jobj_free(&o);
+    if (jtrue(o, "end")) {
+        json_decref(o);
         return true;
     }
     if (json && cmd->type == C_LIST) {
-        int t = object_table(&o);
+        int t = object_table(o);
         if (t >= 0 && (cmd->tables & (1u << t)))
             printf("%.*s\n", (int)len, line);
     } else if (json) {
         printf("%.*s\n", (int)len, line);
         if (cmd->type == C_EVENTS)
             fflush(stdout);
-        if (cmd->type == C_RELOAD && (v = jget(&o, "ok")) != NULL && v->type == J_BOOL && !v->b)
+        if (cmd->type == C_RELOAD && !jtrue(o, "ok"))
             reload_failed = true;
     } else if (cmd->type == C_EVENTS) {
-        if (strcmp(jstr(&o, "kind"), "event") == 0)
-            print_event(&o);
-        else if (strcmp(jstr(&o, "kind"), "events") == 0) /* as tcpdump says "listening on" */
+        if (strcmp(jstr(o, "kind"), "event") == 0)
+            print_event(o);
+        else if (strcmp(jstr(o, "kind"), "events") == 0) /* as tcpdump says "listening on" */
             fprintf(stderr, "%s: listening for events on %s\n", progname, path);
     } else if (cmd->type == C_EXPLAIN) {
-        print_explain(&o);
+        print_explain(o);
     } else if (cmd->type == C_KILL) {
         long long id = 0;
-        (void)jnum(&o, "id", &id);
-        printf("killed %s %lld\n", jstr(&o, "what"), id);
+        (void)jnum(o, "id", &id);
+        printf("killed %s %lld\n", jstr(o, "what"), id);
     } else if (cmd->type == C_RELOAD) {
-        v = jget(&o, "ok");
-        reload_failed = v == NULL || v->type != J_BOOL || !v->b;
-        printf("%s\n", jstr(&o, "message"));
+        reload_failed = !jtrue(o, "ok");
+        printf("%s\n", jstr(o, "message"));
     } else if (cmd->type == C_METRICS) {
-        fputs(jstr(&o, "text"), stdout);
+        fputs(jstr(o, "text"), stdout);
     } else if (cmd->tables == 0) {
         /* stats, version: one object */
-        print_stats(&o);
+        print_stats(o);
     } else {
-        int t = object_table(&o);
+        int t = object_table(o);
         if (t >= 0 && (cmd->tables & (1u << t))) {
             if (json)
                 printf("%.*s\n", (int)len, line);
             else
-                add_row(t, &o);
+                add_row(t, o);
         }
     }
-    jobj_free(&o);
+    json_decref(o);
     return false;
 }
 
