@@ -146,6 +146,35 @@ START_TEST(test_core_fields)
 }
 END_TEST
 
+/* fwx_firewall_set_log_level changes the filter from the next line on, for the core's lines and
+   for IFWXHostLog::IsEnabled alike; a level out of range is refused and changes nothing. */
+START_TEST(test_set_level)
+{
+    env_open(FWX_LOG_WARN);
+    IFWXSession *s = open_session("10.0.0.9");
+    ck_assert_ptr_null(find_rec("opened for 10.0.0.9")); /* info, below warn */
+    TU_EXPECT_HR(fwx_firewall_set_log_level(fw, (fwx_log_level)4), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_firewall_set_log_level(fw, (fwx_log_level)-1), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_firewall_set_log_level(NULL, FWX_LOG_INFO), FWX_E_POINTER);
+    IFWXSession *s2 = open_session("10.0.0.10");
+    ck_assert_ptr_null(find_rec("opened for 10.0.0.10")); /* still warn */
+    TU_EXPECT_HR(fwx_firewall_set_log_level(fw, FWX_LOG_INFO), FWX_S_OK);
+    IFWXSession *s3 = open_session("10.0.0.11");
+    const rec *o = find_rec("opened for 10.0.0.11");
+    ck_assert_ptr_nonnull(o);
+    ck_assert_int_eq(o->level, FWX_LOG_INFO);
+    TU_EXPECT_HR(fwx_firewall_set_log_level(fw, FWX_LOG_ERROR), FWX_S_OK);
+    int before = n_recs;
+    IFWXSession *sessions[] = {s, s2, s3};
+    for (size_t i = 0; i < 3; i++) {
+        TU_EXPECT_HR(fwx_session_close(sessions[i]), FWX_S_OK); /* "ended" is info: dropped */
+        IFWXSession_Release(sessions[i]);
+    }
+    ck_assert_int_eq(n_recs, before);
+    env_close();
+}
+END_TEST
+
 /* A log object asked for outside any plugin call logs as the core ("fwx: "); Log checks its
    arguments and the level; fields come after the core's, addresses as text, duplicates of the
    core's keys dropped. */
@@ -366,6 +395,7 @@ int main(void)
 {
     const tu_case cases[] = {
         {"core_fields", test_core_fields},
+        {"set_level", test_set_level},
         {"hostlog_calls", test_hostlog_calls},
         {"fold_repeats", test_fold_repeats},
         {"hostlog_plugin", test_hostlog_plugin},

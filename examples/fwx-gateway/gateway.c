@@ -713,10 +713,13 @@ static void apply_gateway_settings(const settings *n)
         snprintf(o->control_group, sizeof o->control_group, "%s", n->control_group);
     }
     if (n->level != f->level && !g.cli_level) {
-        /* The gateway's own lines follow at once; the library's filter was fixed at start. */
-        say(FWX_LOG_WARN, "reload: gateway.log_level changed: the gateway's own lines follow it now, the library's "
-                          "at the next start");
+        /* The gateway's lines, the library's and the plugins' all follow at once. */
+        fwx_result hr = fwx_firewall_set_log_level(g.fw, n->level);
+        if (FWX_FAILED(hr))
+            say(FWX_LOG_ERROR, "reload: gateway.log_level: the library refused %s: %s", fwx_log_level_name(n->level),
+                fwx_strerror(hr));
         o->level = n->level;
+        say(FWX_LOG_INFO, "reload: log level is now %s", fwx_log_level_name(n->level));
     }
     f->control_level = n->control_level;
     f->level = n->level;

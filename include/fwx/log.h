@@ -146,6 +146,20 @@ typedef void (*fwx_log_sink_fn)(void *arg, const fwx_log_record *record);
 FWX_API fwx_result fwx_firewall_set_log_sink(struct fwx_firewall *fw, fwx_log_sink_fn sink, void *arg);
 
 /**
+ * @brief Changes the level above which the firewall's and its plugins' lines are dropped
+ *        (fwx_firewall_options::log_level), from the next line on. [loop-thread]
+ *
+ * For a host that re-reads its configuration: plugins that asked IFWXHostLog::IsEnabled before
+ * the call may have cached the answer for a line they are building; every line after the call is
+ * filtered by the new level.
+ * @param fw the firewall (declared in fwx/host.h). @param level FWX_LOG_ERROR..FWX_LOG_DEBUG.
+ * @return FWX_S_OK, FWX_E_POINTER (@p fw NULL), FWX_E_INVALIDARG (@p level out of range,
+ *         nothing changed).
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_set_log_level(struct fwx_firewall *fw, fwx_log_level level);
+
+/**
  * @brief The lower-case name of a level ("error", "warn", "info", "debug"). [any-thread]
  * @return a static string; "info" for values out of range.
  * @since 1.1

@@ -25,9 +25,20 @@ fwx_result fwx_firewall_set_log_sink(fwx_firewall *fw, fwx_log_sink_fn sink, voi
     return FWX_S_OK;
 }
 
+fwx_result fwx_firewall_set_log_level(fwx_firewall *fw, fwx_log_level level)
+{
+    if (fw == NULL)
+        return FWX_E_POINTER;
+    if ((unsigned)level > (unsigned)FWX_LOG_DEBUG)
+        return FWX_E_INVALIDARG;
+    /* Atomic: the watchdog's thread asks fwx__log_enabled while a plugin overruns. */
+    __atomic_store_n(&fw->opts.log_level, level, __ATOMIC_RELAXED);
+    return FWX_S_OK;
+}
+
 bool fwx__log_enabled(const fwx_firewall *fw, fwx_log_level level)
 {
-    return fw == NULL || (unsigned)level <= (unsigned)fw->opts.log_level;
+    return fw == NULL || (unsigned)level <= (unsigned)__atomic_load_n(&fw->opts.log_level, __ATOMIC_RELAXED);
 }
 
 const char *fwx__event_name(uint32_t type, char buf[FWX__EVENT_NAME_LEN])

@@ -1,6 +1,7 @@
 """SIGHUP reloads fwx-gateway's policy without dropping live sessions: a new publishing rule
-starts listening, a broken file is refused (logged, the running policy kept), and a client
-connected before every reload keeps working throughout.
+starts listening, a broken file is refused (logged, the running policy kept), a new
+gateway.log_level applies to every line at once, and a client connected before every reload keeps
+working throughout.
 SPDX-License-Identifier: MIT
 """
 import os
@@ -80,7 +81,23 @@ def run(tmp):
     echo_once(port_a, b"A after a refused filter\n")
     log("ok: SIGHUP with a filter no plugin provides is refused: %s" % last.split("refused", 1)[1].strip())
 
-    # 6. the gateway still counts one session (the live client's) besides finished ones
+    # 6. gateway.log_level applies to the library's and plugins' lines at once, not only the
+    #    gateway's own (fwxctl reload, as SIGHUP): at warn a new session writes no "fwx: connection" line, back at info it does
+    write_file(cfg, policy([(port_a, echo.port), (port_b, echo.port)], gateway_group='log_level = "warn";'))
+    r = gw.ctl("reload")  # synchronous: at warn the reload's own info line is not written
+    check("reloaded" in r.stdout, "fwxctl reload to log_level warn: %r" % r.stdout)
+    before = gw.stdout().count("fwx: connection")
+    echo_once(port_a, b"quiet\n")
+    roundtrip(live, b"at warn\n")
+    check(gw.stdout().count("fwx: connection") == before, "library info lines after log_level = warn")
+    write_file(cfg, policy([(port_a, echo.port), (port_b, echo.port)], gateway_group='log_level = "info";'))
+    gw.ctl("reload")
+    gw.wait_log("reload: log level is now info", what="the reload back to info")
+    echo_once(port_a, b"loud\n")
+    wait_until(lambda: gw.stdout().count("fwx: connection") >= before + 2, what="the library's connection lines at info")
+    log("ok: SIGHUP with gateway.log_level = warn silences the library's info lines; info brings them back")
+
+    # 7. the gateway still counts one session (the live client's) besides finished ones
     check(gw.stats()["sessions"] == 1, "sessions after the reloads: %r" % gw.stats())
     live.close()
     wait_until(lambda: gw.stats()["sessions"] == 0, what="the live session to end")
