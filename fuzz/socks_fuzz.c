@@ -71,6 +71,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include <assert.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -404,6 +405,14 @@ void fwx_firewall_log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ..
     va_start(ap, fmt);
     vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
+}
+
+fwx_result fwx_firewall_report_refused(fwx_firewall *fw, int32_t protocol, const struct sockaddr *source,
+                                       const struct sockaddr *destination, fwx_result result, const char *detail)
+{
+    (void)fw, (void)source, (void)destination, (void)detail;
+    assert(FWX_FAILED(result) && protocol == FWX_PROTOCOL_TCP); /* socks.c reports only TCP cap refusals */
+    return FWX_S_OK;
 }
 
 void *fwx_firewall_backend_state(fwx_firewall *fw)

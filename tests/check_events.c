@@ -166,6 +166,37 @@ START_TEST(events_of_a_session_and_its_connections)
 }
 END_TEST
 
+/* fwx_firewall_report_refused: a refusal outside the core (a SOCKS cap) becomes the same event,
+   with session 0 and its reason; bad arguments are refused and report nothing. */
+START_TEST(report_refused_from_outside)
+{
+    fx f;
+    fx_open(&f, false);
+    int n0 = f.n;
+    struct sockaddr_storage src = tu_addr("10.0.0.9:40000"), dst = tu_addr("203.0.113.1:1080");
+    TU_EXPECT_HR(fwx_firewall_report_refused(f.fw, FWX_PROTOCOL_TCP, TU_SA(src), TU_SA(dst), FWX_E_QUOTA_EXCEEDED,
+                                             "at its cap"),
+                 FWX_S_OK);
+    ck_assert_int_eq(f.n, n0 + 1);
+    ck_assert_int_eq(f.ev[n0].type, FWX_EVENT_CONNECTION_REFUSED);
+    ck_assert_uint_eq(f.ev[n0].session, 0);
+    ck_assert_int_eq(f.ev[n0].result, FWX_E_QUOTA_EXCEEDED);
+    ck_assert_str_eq(f.ev[n0].reason, "limits");
+    ck_assert_str_eq(f.ev[n0].name, "primary");
+    TU_EXPECT_HR(fwx_firewall_report_refused(f.fw, FWX_PROTOCOL_UDP, NULL, NULL, FWX_E_IS_BUSY, NULL), FWX_S_OK);
+    ck_assert_int_eq(f.n, n0 + 2);
+    ck_assert_str_eq(f.ev[n0 + 1].reason, "limits");
+    TU_EXPECT_HR(fwx_firewall_report_refused(f.fw, FWX_PROTOCOL_TCP, NULL, NULL, FWX_E_DENIED, NULL), FWX_S_OK);
+    ck_assert_str_eq(f.ev[n0 + 2].reason, "filter");
+    /* Refused: a success code, another protocol, no firewall. Nothing reported. */
+    TU_EXPECT_HR(fwx_firewall_report_refused(f.fw, FWX_PROTOCOL_TCP, NULL, NULL, FWX_S_OK, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_firewall_report_refused(f.fw, 1, NULL, NULL, FWX_E_DENIED, NULL), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_firewall_report_refused(NULL, FWX_PROTOCOL_TCP, NULL, NULL, FWX_E_DENIED, NULL), FWX_E_POINTER);
+    ck_assert_int_eq(f.n, n0 + 3);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(kill_by_id)
 {
     fx f;
@@ -282,6 +313,7 @@ int main(void)
         const TTest *test;
     } cases[] = {
         {"events", events_of_a_session_and_its_connections},
+        {"report_refused", report_refused_from_outside},
         {"kill", kill_by_id},
         {"explain", explain_a_decision},
         {"timing", plugin_timing_switch},

@@ -16,9 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define N_REASONS 7
+#define N_REASONS 8
 static const char *const reasons[N_REASONS] = {"protocol_rules", "site_rules", "network_rules", "no_filter",
-                                                "filter",         "quarantine", "other"};
+                                                "filter",         "quarantine", "limits",        "other"};
 
 static struct {
     uv_loop_t *loop;

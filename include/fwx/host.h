@@ -898,7 +898,8 @@ typedef struct fwx_event {
     uint64_t bytes_out;              /**< CONNECTION_CLOSED: bytes from the external side */
     fwx_result result;               /**< CONNECTION_REFUSED: the refusal code */
     /** CONNECTION_REFUSED: a short stable reason for counting: "protocol_rules",
-        "site_rules", "network_rules", "no_filter", "filter", "quarantine", "other". */
+        "site_rules", "network_rules", "no_filter", "filter", "quarantine", "limits"
+        (a cap: FWX_E_QUOTA_EXCEEDED, FWX_E_IS_BUSY), "other". */
     const char *reason;
     const char *rule;                /**< the rule that decided ("default", "" unknown) */
     /** connection: "primary", "secondary", "listening"; permission: its kind ("permission",
@@ -922,6 +923,26 @@ typedef void (*fwx_event_fn)(void *arg, const fwx_event *event);
  * @since 1.1
  */
 FWX_API fwx_result fwx_firewall_set_event_sink(fwx_firewall *fw, fwx_event_fn sink, void *arg);
+
+/**
+ * @brief Reports a connection refused outside the core's own decisions (a backend's or a host's
+ *        cap, before any session exists) to the event sink, as a CONNECTION_REFUSED event with
+ *        session 0 and name "primary", as the core reports its own refusals. [loop-thread]
+ *
+ * The caller still logs its own line and answers the peer; this only makes the refusal
+ * visible to operators' tools (events, metrics by reason). FWX_E_QUOTA_EXCEEDED and
+ * FWX_E_IS_BUSY count as reason "limits".
+ * @param fw the firewall. @param protocol FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP.
+ * @param source the refused peer (borrowed; NULL when unknown).
+ * @param destination where it connected to (borrowed; NULL when unknown).
+ * @param result why, a failure code. @param detail a short explanation (borrowed; may be NULL).
+ * @return FWX_S_OK (also when no sink is set: nothing to report to), FWX_E_POINTER (@p fw
+ *   NULL), FWX_E_INVALIDARG (@p result is not a failure, or @p protocol is neither).
+ * @since 1.1
+ */
+FWX_API fwx_result fwx_firewall_report_refused(fwx_firewall *fw, int32_t protocol, const struct sockaddr *source,
+                                               const struct sockaddr *destination, fwx_result result,
+                                               const char *detail);
 
 /** Buckets of ::fwx_plugin_timing::buckets. @since 1.1 */
 #define FWX_PLUGIN_TIME_BUCKETS 7

@@ -102,6 +102,9 @@ static const char *refusal_reason(fwx_result r)
     case FWX_E_ADDRINUSE:
     case FWX_E_DENIED:
         return "filter";
+    case FWX_E_QUOTA_EXCEEDED:
+    case FWX_E_IS_BUSY:
+        return "limits";
     default:
         return "other";
     }
@@ -126,6 +129,17 @@ void fwx__event_refused(fwx_firewall *fw, fwx__session *s, const fwx__conn *c, i
     e.name = c != NULL ? conn_name(c) : "primary";
     e.detail = detail ? detail : "";
     fw->event_sink(fw->event_sink_arg, &e);
+}
+
+fwx_result fwx_firewall_report_refused(fwx_firewall *fw, int32_t protocol, const struct sockaddr *source,
+                                       const struct sockaddr *destination, fwx_result result, const char *detail)
+{
+    if (fw == NULL)
+        return FWX_E_POINTER;
+    if (!FWX_FAILED(result) || (protocol != FWX_PROTOCOL_TCP && protocol != FWX_PROTOCOL_UDP))
+        return FWX_E_INVALIDARG;
+    fwx__event_refused(fw, NULL, NULL, protocol, source, destination, result, "", detail);
+    return FWX_S_OK;
 }
 
 void fwx__event_grant(fwx__grant *g, fwx_event_type type)

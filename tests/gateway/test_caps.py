@@ -9,7 +9,8 @@
 - gateway.socks_limits: client A holds BINDs up to binds_per_client; its next BIND gets SOCKS
   reply 2 and a warn line naming the client and the cap; client B still gets its BIND and a
   CONNECT. A client over connections_per_client gets method 0xFF; a third client over the
-  gateway's cap in all (binds) gets reply 1.
+  gateway's cap in all (binds) gets reply 1. Each refusal is counted in the metrics as
+  fwx_refusals_total{reason="limits"}.
 SPDX-License-Identifier: MIT
 """
 import os
@@ -219,6 +220,11 @@ def socks_caps(tmp):
         s.close()
         threading.Event().wait(0.05)
     check(ok, "client A cannot BIND again after closing its BINDs")
+    # Each of the three cap refusals is an event, counted by operators' metrics as "limits".
+    metrics = gw.ctl("metrics").stdout
+    check('fwx_refusals_total{reason="limits"} 3\n' in metrics,
+          "the three SOCKS cap refusals are not counted as limits: %r"
+          % [l for l in metrics.splitlines() if l.startswith("fwx_refusals_total")])
     gw.stop()
     echo.stop()
     log("ok: socks_limits: A's third BIND got reply 2, its fifth connection method 0xff, each with a warn line; "

@@ -215,6 +215,8 @@ static bool take_cap(socks_client *c, int kind, const char *what)
     if (quiet)
         snprintf(msg, sizeof msg, " (%u more refused at this cap since the last line)", quiet);
     log_client_at(c, lv, "%s: %s, refused (reply %d)%s", what, why, rep, msg);
+    (void)fwx_firewall_report_refused(c->st->fw, FWX_PROTOCOL_TCP, (struct sockaddr *)&c->peer,
+                                      (struct sockaddr *)&c->local, global ? FWX_E_IS_BUSY : FWX_E_QUOTA_EXCEEDED, why);
     if (client_fd(c, &fd))
         (void)send_reply_fd(fd, rep, NULL);
     client_close(c);
@@ -815,6 +817,9 @@ static void on_accept(uv_stream_t *server, int status)
         if (quiet)
             snprintf(more, sizeof more, " (%u more refused at this cap since the last line)", quiet);
         log_client_at(c, lv, "connection: %s, refused%s", why, more);
+        (void)fwx_firewall_report_refused(st->fw, FWX_PROTOCOL_TCP, (struct sockaddr *)&c->peer,
+                                          (struct sockaddr *)&c->local, global ? FWX_E_IS_BUSY : FWX_E_QUOTA_EXCEEDED,
+                                          why);
         if (client_fd(c, &fd))
             (void)send(fd, no_method, sizeof no_method, MSG_NOSIGNAL);
         client_close(c);
