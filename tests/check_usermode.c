@@ -1413,8 +1413,8 @@ START_TEST(usock_tcp_connect_echo)
     echo e;
     echo_start(&e);
     IFWXNetworkSocket *s = NULL;
-    TU_EXPECT_HR(fwx__usock_new(&loop, 99, &s), FWX_E_INVALIDARG);
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, 99, &s), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
     TU_EXPECT_REF(s, 1);
     void *q;
     TU_EXPECT_HR(IFWXNetworkSocket_QueryInterface(s, &IID_IFWXSocket, &q), FWX_S_OK);
@@ -1502,7 +1502,7 @@ START_TEST(usock_tcp_connect_refused_fails_ops)
     ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
     close(l);
     IFWXNetworkSocket *s;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
     tcpl rc;
     tcpl_init(&rc);
     IFWXIOBuffer *b = text_buf("x");
@@ -1524,7 +1524,7 @@ START_TEST(usock_tcp_listen_accept)
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     IFWXNetworkSocket *ls;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
     tcpl ac;
     tcpl_init(&ac);
     TU_EXPECT_HR(IFWXNetworkSocket_Listen(ls, 4), FWX_E_WSAEINVAL); /* not bound */
@@ -1538,7 +1538,7 @@ START_TEST(usock_tcp_listen_accept)
     ck_assert_uint_ne(port, 0);
     /* the same port again: in use, from Bind itself */
     IFWXNetworkSocket *other;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &other), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &other), FWX_S_OK);
     TU_EXPECT_HR(IFWXNetworkSocket_Listen(ls, 4), FWX_S_OK);
     struct sockaddr_in same = lo4(port);
     TU_EXPECT_HR(IFWXNetworkSocket_Bind(other, (struct sockaddr *)&same, sizeof same, NULL), FWX_E_ADDRINUSE);
@@ -1608,7 +1608,7 @@ START_TEST(usock_udp_sendto_recv)
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     IFWXNetworkSocket *s;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
     struct sockaddr_in at = lo4(0);
     TU_EXPECT_HR(IFWXNetworkSocket_Bind(s, (struct sockaddr *)&at, sizeof at, NULL), FWX_S_OK);
     struct sockaddr_storage me;
@@ -1671,8 +1671,7 @@ START_TEST(usock_udp_ipfilter_drops)
     struct sockaddr_storage ok2 = tu_addr("127.0.0.2");
     TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(ok2), tu_len(&ok2), TU_SA(ok2), tu_len(&ok2)), FWX_S_OK);
     IFWXNetworkSocket *s;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
-    fwx__usock_set_firewall(s, fw);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, fw, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
     struct sockaddr_in at = lo4(0);
     TU_EXPECT_HR(IFWXNetworkSocket_Bind(s, (struct sockaddr *)&at, sizeof at, ipf), FWX_S_OK);
     IFWXIpFilter *got_f = NULL;
@@ -1717,7 +1716,7 @@ START_TEST(usock_tcp_ipfilter_drops)
     struct sockaddr_storage ok2 = tu_addr("127.0.0.2");
     TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(ok2), tu_len(&ok2), TU_SA(ok2), tu_len(&ok2)), FWX_S_OK);
     IFWXNetworkSocket *ls;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
     struct sockaddr_in at = lo4(0);
     TU_EXPECT_HR(IFWXNetworkSocket_Bind(ls, (struct sockaddr *)&at, sizeof at, ipf), FWX_S_OK);
     IFWXIpFilter_Release(ipf);

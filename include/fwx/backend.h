@@ -381,6 +381,21 @@ FWX_API fwx_result fwx_firewall_local_address(const fwx_firewall *fw, size_t ind
 FWX_API int32_t fwx_firewall_is_local_address(const fwx_firewall *fw, const struct sockaddr *addr, uint32_t len);
 
 /**
+ * Says why no connection may be steered to @p addr, or NULL when one may: the unspecified
+ * address, 0.0.0.0/8, a multicast or the broadcast address, or the gateway itself
+ * (fwx_firewall_is_local_address()). The rule the core refuses a secondary connection's target
+ * by; a backend that picks a destination for a client itself (a SOCKS CONNECT or UDP
+ * destination) asks it too, so that the rule has one copy. Ports are the caller's business.
+ * [loop-thread]
+ * @param fw the firewall. @param addr, len the destination (IPv4, IPv6 or v4-mapped IPv6).
+ * @return NULL when allowed; else a static, lower-case phrase for a log line ("a loopback
+ *   address", "an address of the gateway", ...), also for a NULL @p fw or an address that is
+ *   not IPv4 or IPv6 ("not an IPv4 or IPv6 address"): refused, never allowed by mistake.
+ * @since 1.1
+ */
+FWX_API const char *fwx_firewall_forbidden_host(const fwx_firewall *fw, const struct sockaddr *addr, uint32_t len);
+
+/**
  * Does a loaded plugin hook every event in @p events (an OR of FwxEventType values and
  * flags such as fwxAnyProtocol)? A kernel backend asks before letting the kernel carry flows a
  * filter could attach a data filter to. [loop-thread]

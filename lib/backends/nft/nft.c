@@ -16,9 +16,6 @@
  */
 #include "backends/nft/nft_impl.h"
 #include "backends/nft/rules.h"
-/* TODO(usermode boundary): create_socket uses the user-mode data path's IFWXNetworkSocket
-   (fwx__usock_new); no public call makes one yet. */
-#include "backends/usermode/usermode.h"
 #include "util/util.h"
 #include "backends/nft/ct.h"
 
@@ -33,6 +30,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define TABLE_MAX 64
 #define KEY_MAX 160
@@ -1449,7 +1447,7 @@ static fwx_result n_kill(void *state, IFWXConnection *conn)
 static fwx_result n_create_socket(void *state, int32_t protocol, IFWXNetworkSocket **out)
 {
     nstate *st = state;
-    return fwx__usock_new(fwx_firewall_loop(st->fw), protocol, out);
+    return fwx_network_socket_new(fwx_firewall_loop(st->fw), st->fw, protocol, out);
 }
 
 /* Is `key` an element of set `set` in a numeric listing of the table? */

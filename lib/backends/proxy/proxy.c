@@ -626,10 +626,7 @@ static fwx_result p_kill(void *state, IFWXConnection *conn)
 static fwx_result p_create_socket(void *state, int32_t protocol, IFWXNetworkSocket **out)
 {
     pstate *st = state;
-    fwx_result hr = fwx__usock_new(st->loop, protocol, out);
-    if (FWX_SUCCEEDED(hr))
-        fwx__usock_set_firewall(*out, st->fw);
-    return hr;
+    return fwx_network_socket_new(st->loop, st->fw, protocol, out);
 }
 
 static fwx_result p_list(void *state, fwx_backend_list_cb cb, void *arg)

@@ -1,6 +1,7 @@
 /*
  * fwx - IFWXNetworkSocket over libuv (uv_tcp_t, uv_udp_t): the sockets filters open themselves
- * (IFWXFirewall::CreateNetworkSocket). Semantics in usermode.h.
+ * (IFWXFirewall::CreateNetworkSocket). Public: fwx_network_socket_new (include/fwx/pump.h, with
+ * the semantics the filters see).
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
@@ -38,7 +39,7 @@ typedef struct usock {
     bool conn_waiting; /* libuv holds an accepted fd for us */
     fwx__uio_queue cq;
     IFWXIpFilter *ipf; /* +1, may be NULL */
-    fwx_firewall *fw;  /* for log lines, may be NULL (fwx__usock_set_firewall) */
+    fwx_firewall *fw;  /* for log lines, may be NULL (fwx_network_socket_new) */
 } usock;
 
 static const IFWXNetworkSocketVtbl usock_vtbl;
@@ -696,13 +697,7 @@ static fwx_result usock_alloc(uv_loop_t *loop, int32_t protocol, usock **out)
     return FWX_S_OK;
 }
 
-void fwx__usock_set_firewall(IFWXNetworkSocket *sock, fwx_firewall *fw)
-{
-    if (sock != NULL)
-        impl_from(sock)->fw = fw;
-}
-
-fwx_result fwx__usock_new(uv_loop_t *loop, int32_t protocol, IFWXNetworkSocket **out)
+fwx_result fwx_network_socket_new(uv_loop_t *loop, fwx_firewall *fw, int32_t protocol, IFWXNetworkSocket **out)
 {
     if (out == NULL)
         return FWX_E_POINTER;
@@ -715,6 +710,7 @@ fwx_result fwx__usock_new(uv_loop_t *loop, int32_t protocol, IFWXNetworkSocket *
     fwx_result hr = usock_alloc(loop, protocol, &s);
     if (FWX_FAILED(hr))
         return hr;
+    s->fw = fw;
     *out = &s->iface;
     return FWX_S_OK;
 }
