@@ -77,14 +77,6 @@ static void drop(fwx_dgram *d, dsock *s, uint32_t len, uint32_t cap, const char 
     }
 }
 
-/* The receive buffer the filter gave, or a core one of the connection's buffer size. */
-static uint32_t recv_cap(fwx__uio *op)
-{
-    uint8_t *p;
-    uint32_t cap;
-    return fwx__uio_space(op->buf, &p, &cap) ? cap : 0;
-}
-
 /* Ends s's pending Recv with one datagram; false (and the datagram dropped) if it does not fit. */
 static bool deliver(fwx_dgram *d, dsock *s, const uint8_t *data, uint32_t len)
 {
@@ -92,9 +84,7 @@ static bool deliver(fwx_dgram *d, dsock *s, const uint8_t *data, uint32_t len)
     uint8_t *mem;
     uint32_t cap;
     if (!fwx__uio_space(op->buf, &mem, &cap)) {
-        s->recv = NULL;
-        fwx__uio_fail(op, UV_EINVAL);
-        complete_later(d, op);
+        complete_later(d, fwx__uio_end_pending(&s->recv, UV_EINVAL));
         return false;
     }
     if (len > cap) {
@@ -155,12 +145,8 @@ static void serve(fwx_dgram *d, dsock *s)
         (void)deliver(d, s, n->data, n->len);
         free(n);
     }
-    if (s->recv != NULL && (s->rd_eof || s->peer_eof)) {
-        fwx__uio *op = s->recv;
-        s->recv = NULL;
-        fwx__uio_recv_done(op, 0);
-        complete_later(d, op);
-    }
+    if (s->recv != NULL && (s->rd_eof || s->peer_eof))
+        complete_later(d, fwx__uio_end_pending(&s->recv, 0));
 }
 
 static void sock_kill(dsock *s, int err)
@@ -170,12 +156,8 @@ static void sock_kill(dsock *s, int err)
         return;
     s->closed = true;
     queue_clear(s);
-    if (s->recv != NULL) {
-        fwx__uio *op = s->recv;
-        s->recv = NULL;
-        fwx__uio_fail(op, err);
-        complete_later(d, op);
-    }
+    if (s->recv != NULL)
+        complete_later(d, fwx__uio_end_pending(&s->recv, err));
     if (s->is_virtual && s->peer != NULL && !s->peer->closed) {
         s->peer->peer_eof = true; /* the other end's Recv sees EOF once its queue is read */
         serve(d, s->peer);
@@ -210,16 +192,7 @@ static bool sock_live(dsock *s) { return s->dg != NULL && !s->dg->ending && !s->
 
 static fwx_result ds_QueryInterface(IFWXSocket *This, const fwx_guid *riid, void **ppv)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    *ppv = NULL;
-    if (riid == NULL)
-        return FWX_E_POINTER;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXSocket))
-        return FWX_E_NOINTERFACE;
-    IFWXSocket_AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
+    return fwx__uio_sock_query(This, false, riid, ppv);
 }
 
 static uint32_t ds_AddRef(IFWXSocket *This) { return atomic_fetch_add(&impl_from_IFWXSocket(This)->refs, 1) + 1; }
@@ -238,18 +211,17 @@ static uint32_t ds_Release(IFWXSocket *This)
 static fwx_result ds_Send(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOCompletion *pCompletion, uintptr_t ud)
 {
     dsock *s = impl_from_IFWXSocket(This);
-    if (pBuffer == NULL)
-        return FWX_E_INVALIDARG;
-    if (!sock_live(s) || s->shut_wr)
-        return FWX_E_TERMINATING;
+    fwx__uio *op;
+    fwx_result hr = fwx__uio_send_begin(sock_live(s) && !s->shut_wr, pBuffer, pCompletion, ud, &op);
+    if (FWX_FAILED(hr))
+        return hr;
     fwx_dgram *d = s->dg;
     uint8_t *data;
     uint32_t len;
-    if (!fwx__uio_data(pBuffer, &data, &len))
+    if (!fwx__uio_data(pBuffer, &data, &len)) {
+        fwx__uio_free(op);
         return FWX_E_INVALIDARG;
-    fwx__uio *op = fwx__uio_new(FWX__UIO_SEND, pBuffer, pCompletion, ud);
-    if (op == NULL)
-        return FWX_E_OUTOFMEMORY;
+    }
     /* One Send is one datagram; it completes once handed on (to the kernel, or queued at the
        other end of a virtual pair), as a UDP send does. */
     if (s->is_virtual) {
@@ -284,41 +256,32 @@ static fwx_result ds_SendTo(IFWXSocket *This, IFWXIOBuffer *pBuffer, const struc
 static fwx_result ds_Recv(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOCompletion *pCompletion, uintptr_t ud)
 {
     dsock *s = impl_from_IFWXSocket(This);
-    if (pCompletion == NULL)
-        return FWX_E_POINTER;
-    if (!sock_live(s))
-        return FWX_E_TERMINATING;
-    if (s->recv != NULL)
-        return FWX_E_INVALIDARG;
-    fwx_dgram *d = s->dg;
+    bool live = sock_live(s);
     /* Read at each Recv: the filter may have called SetBufferSize since. */
     fwx__uio *op;
-    fwx_result hr = fwx__uio_new_recv(pBuffer, fwx_connection_buffer_size(d->conn), pCompletion, ud, &op);
+    fwx_result hr = fwx__uio_recv_begin(live, s->recv != NULL, pBuffer,
+                                        live ? fwx_connection_buffer_size(s->dg->conn) : 0, pCompletion, ud, &op);
     if (FWX_FAILED(hr))
         return hr;
-    if (recv_cap(op) == 0) {
-        fwx__uio_free(op);
-        return FWX_E_INVALIDARG;
-    }
     s->recv = op;
-    serve(d, s);
+    serve(s->dg, s);
     return FWX_S_OK;
 }
 
 static fwx_result ds_Shutdown(IFWXSocket *This, int32_t How)
 {
     dsock *s = impl_from_IFWXSocket(This);
-    if (How != SHUT_RD && How != SHUT_WR && How != SHUT_RDWR)
+    if (!fwx__uio_how_valid(How))
         return FWX_E_INVALIDARG;
     if (!sock_live(s))
         return FWX_E_TERMINATING;
     fwx_dgram *d = s->dg;
-    if (How == SHUT_RD || How == SHUT_RDWR) {
+    if (fwx__uio_how_rd(How)) {
         s->rd_eof = true;
         queue_clear(s);
         serve(d, s);
     }
-    if (How == SHUT_WR || How == SHUT_RDWR) {
+    if (fwx__uio_how_wr(How)) {
         s->shut_wr = true;
         if (s->is_virtual && s->peer != NULL && !s->peer->closed) {
             s->peer->peer_eof = true;
