@@ -274,6 +274,18 @@ static int accept_fd(pstate *st, uv_stream_t *server, struct sockaddr_storage *p
     return fd;
 }
 
+/* A listener's connection callback begins here: the client's descriptor (ours), or -1 when the
+   accept failed (logged) or the backend is closing. */
+static int accept_client(pstate *st, uv_stream_t *server, int status, struct sockaddr_storage *peer,
+                         struct sockaddr_storage *local)
+{
+    if (status < 0)
+        fwx__proxy_accept_failed(st, server, status, "accepting a client");
+    if (status < 0 || st->closing)
+        return -1;
+    return accept_fd(st, server, peer, local);
+}
+
 psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client)
 {
     IFWXSession *s = NULL;
@@ -319,11 +331,7 @@ static void on_publish_accept(uv_stream_t *server, int status)
     plisten *l = server->data;
     pstate *st = l->st;
     struct sockaddr_storage peer, local;
-    if (status < 0)
-        fwx__proxy_accept_failed(st, server, status, "accepting a client");
-    if (status < 0 || st->closing)
-        return;
-    int fd = accept_fd(st, server, &peer, &local);
+    int fd = accept_client(st, server, status, &peer, &local);
     if (fd < 0)
         return;
     psession *ps = fwx__proxy_session_nat(st, (struct sockaddr *)&peer);
@@ -376,11 +384,7 @@ static void on_grant_accept(uv_stream_t *server, int status)
     plisten *l = server->data;
     pstate *st = l->st;
     struct sockaddr_storage peer, local;
-    if (status < 0)
-        fwx__proxy_accept_failed(st, server, status, "accepting a client");
-    if (status < 0 || st->closing)
-        return;
-    int fd = accept_fd(st, server, &peer, &local);
+    int fd = accept_client(st, server, status, &peer, &local);
     if (fd < 0)
         return;
     prelay *r = fwx__proxy_relay_new(st, fd);
