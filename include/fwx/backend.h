@@ -33,7 +33,10 @@
  * core allows to use it (fwx_grant::sources); the gateway's own addresses, the firewall's
  * options and whether filters hook an event come from the calls under "What the core knows,
  * for backends" below; a connection's facts from fwx_connection_info(); the policy from the
- * read-only view in fwx/policy_view.h. The built-in "nft" backend uses nothing else of the core.
+ * read-only view in fwx/policy_view.h. A backend that carries connections in user mode may use
+ * fwx's own data path (fwx/pump.h: the pump for a TCP connection, the datagram path for a UDP
+ * flow, fwx_network_socket_new() for create_socket). The built-in "proxy" and "nft" backends
+ * use nothing else of the core or of each other (tests/boundary.sh checks it).
  *
  * **Threads and states.** The core calls every method on the thread that runs the firewall's
  * loop ([loop-thread], see @ref threading), never two at once for one firewall, and never from
@@ -228,9 +231,9 @@ typedef struct fwx_backend {
         carries); any other failure is logged, and the core lets go of the connection all the
         same. */
     fwx_result (*kill)(void *state, IFWXConnection *conn);
-    /** A socket for a filter (IFWXFirewall::CreateNetworkSocket). Optional. [loop-thread]
-        [state: open] @param out new reference (+1). @return FWX_S_OK, or the failure the
-        filter gets. */
+    /** A socket for a filter (IFWXFirewall::CreateNetworkSocket); fwx_network_socket_new()
+        makes fwx's own. Optional. [loop-thread] [state: open] @param out new reference (+1).
+        @return FWX_S_OK, or the failure the filter gets. */
     fwx_result (*create_socket)(void *state, int32_t protocol, IFWXNetworkSocket **out);
     /** Reports each grant it holds, synchronously (its `sources` are NULL). Optional.
         [loop-thread] [state: open] @return FWX_S_OK. */

@@ -282,16 +282,19 @@ FWX_API int32_t fwx_pump_spliced(const fwx_pump *pump);
 /** A running datagram path. Owned by fwx; freed after fwx_dgram_stop(). */
 typedef struct fwx_dgram fwx_dgram;
 
-/** The two sides of a datagram path: the internal peer (the client) and the external one. */
-enum fwx_dgram_side { FWX_DGRAM_INTERNAL = 0, FWX_DGRAM_EXTERNAL = 1 };
+/** The two sides of a datagram path (the `side` of fwx_dgram_input() and ::fwx_dgram_send_cb). */
+enum fwx_dgram_side {
+    FWX_DGRAM_INTERNAL = 0, /**< the internal peer: the client */
+    FWX_DGRAM_EXTERNAL = 1  /**< the external peer: the server */
+};
 
 /**
- * Sends one datagram a filter wrote on a real socket out of side @p side
- * (::FWX_DGRAM_INTERNAL: to the internal peer; ::FWX_DGRAM_EXTERNAL: to the external one).
+ * Sends one datagram a filter wrote on a real socket out of one side of the path.
  * Implemented by the backend; called from a filter's Send (which may come inside
  * fwx_dgram_start(), from SetSockets), never after fwx_dgram_stop().
- * @param arg the @p arg of fwx_dgram_start(). @param data borrowed for the call. @param n its
- *   length (may be 0).
+ * @param arg the @p arg of fwx_dgram_start().
+ * @param side FWX_DGRAM_INTERNAL: to the internal peer; FWX_DGRAM_EXTERNAL: to the external one.
+ * @param data borrowed for the call. @param n its length (may be 0).
  * @return 0 when the datagram was handed to the kernel, else a negative errno (the datagram
  *   is lost and the filter's Send fails with it).
  * [loop-thread] @since 1.1
@@ -320,9 +323,11 @@ FWX_API fwx_result fwx_dgram_start(uv_loop_t *loop, IFWXConnection *conn, const 
                                    fwx_dgram_send_cb send, void *arg, fwx_dgram **out);
 
 /**
- * Hands the path one datagram the backend received from side @p side's peer; its bytes are
+ * Hands the path one datagram the backend received from one side's peer; its bytes are
  * counted on the connection (fwx_connection_count_bytes()).
- * @param dg the path. @param data borrowed for the call (copied when queued). @param n its length.
+ * @param dg the path.
+ * @param side FWX_DGRAM_INTERNAL (from the internal peer) or FWX_DGRAM_EXTERNAL.
+ * @param data borrowed for the call (copied when queued). @param n its length.
  * @return FWX_S_OK (delivered to the filter's Recv, queued, or dropped and counted as above);
  *   FWX_S_FALSE (not carried: zero length, or that side was closed or shut down for reading by
  *   its filter); FWX_E_POINTER (@p dg NULL, or @p data NULL with @p n nonzero);
