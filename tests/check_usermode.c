@@ -1982,22 +1982,35 @@ static void hfx_done(fwx_relay *r, fwx_result result, void *arg)
 }
 static bool hfx_is_done(void *arg) { return ((hfx *)arg)->done_calls > 0; }
 
-static void bytes_of_udp(void *arg, const fwx_object_info *info)
-{
-    uint64_t *b = arg;
-    if (info->kind == FWX_OBJECT_CONNECTION && info->protocol == FWX_PROTOCOL_UDP) {
-        b[0] = info->bytes_in;
-        b[1] = info->bytes_out;
-    }
-}
+/* The byte counts of the (one) connection of a protocol, as fwx_firewall_list reports them. */
+typedef struct conn_bytes {
+    int32_t protocol;
+    uint64_t in, out;
+} conn_bytes;
 
 static void bytes_of(void *arg, const fwx_object_info *info)
 {
-    uint64_t *b = arg;
-    if (info->kind == FWX_OBJECT_CONNECTION && info->protocol == FWX_PROTOCOL_TCP) {
-        b[0] = info->bytes_in;
-        b[1] = info->bytes_out;
+    conn_bytes *b = arg;
+    if (info->kind == FWX_OBJECT_CONNECTION && info->protocol == b->protocol) {
+        b->in = info->bytes_in;
+        b->out = info->bytes_out;
     }
+}
+
+/* How a test of a relayed connection ends: the bytes counted each way, no failure in the
+   filter, the connection closed (its filter detached once), the host closed clean and the
+   filter holding only its own reference. */
+static void hfx_finish(hfx *h, IFWXConnection *c, int32_t protocol, uint64_t in, uint64_t out)
+{
+    conn_bytes b = {protocol, 0, 0};
+    TU_EXPECT_HR(fwx_firewall_list(h->fw, FWX_OBJECT_CONNECTION, bytes_of, &b), FWX_S_OK);
+    ck_assert_uint_eq(b.in, in);
+    ck_assert_uint_eq(b.out, out);
+    ck_assert_int_eq(h->f.failures, 0);
+    fwx_connection_close(c);
+    ck_assert_int_eq(h->f.detached, 1);
+    hfx_close(h);
+    ck_assert_uint_eq(atomic_load(&h->f.refs), 1);
 }
 
 /* A host without a backend that did not say it relays: a connection a filter attached a data
@@ -2059,15 +2072,7 @@ START_TEST(host_relay_runs_filters)
     ck_assert_int_eq(h.done_calls, 1);
     TU_EXPECT_HR(h.done_result, FWX_S_OK);
     ck_assert_int_eq(recv(h.client, buf, sizeof buf, 0), 0);
-    uint64_t bytes[2] = {0, 0};
-    TU_EXPECT_HR(fwx_firewall_list(h.fw, FWX_OBJECT_CONNECTION, bytes_of, bytes), FWX_S_OK);
-    ck_assert_uint_eq(bytes[0], 14);
-    ck_assert_uint_eq(bytes[1], 11);
-    ck_assert_int_eq(h.f.failures, 0);
-    fwx_connection_close(c);
-    ck_assert_int_eq(h.f.detached, 1);
-    hfx_close(&h);
-    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+    hfx_finish(&h, c, FWX_PROTOCOL_TCP, 14, 11);
 }
 END_TEST
 
@@ -2274,18 +2279,10 @@ START_TEST(dgram_public_path)
     ck_assert_str_eq(t.data[0], "QUERY");
     ck_assert_int_eq(t.side[1], FWX_DGRAM_INTERNAL);
     ck_assert_str_eq(t.data[1], "answer");
-    uint64_t bytes[2] = {0, 0};
-    TU_EXPECT_HR(fwx_firewall_list(h.fw, FWX_OBJECT_CONNECTION, bytes_of_udp, bytes), FWX_S_OK);
-    ck_assert_uint_eq(bytes[0], 5);
-    ck_assert_uint_eq(bytes[1], 6);
     fwx_dgram_stop(dg);
     ck_assert(run_until(&h.loop, hf_is_closed, &h.f, RUN_LIMIT_MS, NULL)); /* its Recvs failed: UV_ECANCELED */
     ck_assert_int_eq(t.calls, 2);
-    ck_assert_int_eq(h.f.failures, 0);
-    fwx_connection_close(c);
-    ck_assert_int_eq(h.f.detached, 1);
-    hfx_close(&h);
-    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+    hfx_finish(&h, c, FWX_PROTOCOL_UDP, 5, 6);
 }
 END_TEST
 
