@@ -36,7 +36,7 @@
  *
  * A backend with a data path of its own uses the chain calls instead.
  *
- * Every function here is [loop-thread].
+ * Every function here is [loop-thread] unless its own comment says [any-thread].
  * @since 1.1
  */
 #ifndef FWX_PUMP_H
