@@ -83,6 +83,11 @@
 #include "backends/proxy/socks.c"
 #include "backends/proxy/socks_caps.c" /* the caps socks.c counts against */
 
+/* The firewall is opaque to socks.c (it uses only public calls); the model's is a token. */
+struct fwx_firewall {
+    int unused;
+};
+
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
 #define FUZZ_ASAN 1
@@ -117,7 +122,7 @@ static const uint8_t MARKER[4] = {0x01, 0xD5, 0xCA, 0x7A};
 typedef struct model {
     uint8_t cfg;
     pstate st;
-    fwx_firewall fw; /* zeroed: no publishing rule; the core's own answers are the fakes below */
+    fwx_firewall fw; /* a token: the core's answers are the fakes below */
     socks_listener listener;
     int fd_gw, fd_client; /* the socketpair: socks.c's end, the client's end */
     socks_client *cur;    /* the negotiating client, until its memory is freed */
@@ -431,9 +436,8 @@ void *fwx_firewall_backend_state_of(fwx_firewall *fw, const fwx_backend *backend
     return backend == &fwx__proxy_backend ? &M.st : NULL;
 }
 
-bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
+static bool model_is_local(const struct sockaddr *addr)
 {
-    (void)fw;
     if (fwx__sa_is_loopback(addr))
         return true;
     struct sockaddr_storage g;
@@ -447,12 +451,19 @@ bool fwx__firewall_is_local(const fwx_firewall *fw, const struct sockaddr *addr)
     return fwx__sa_same_ip(addr, (struct sockaddr *)&g);
 }
 
+int32_t fwx_firewall_is_local_address(const fwx_firewall *fw, const struct sockaddr *addr, uint32_t len)
+{
+    (void)fw;
+    return fwx__sa_valid(addr, len) && model_is_local(addr);
+}
+
 /* The core's rule (lib/core/firewall.c), over the model's gateway addresses above; the
    invariants below check the outcome independently. */
-const char *fwx__firewall_forbidden_host(const fwx_firewall *fw, const struct sockaddr *addr)
+const char *fwx_firewall_forbidden_host(const fwx_firewall *fw, const struct sockaddr *addr, uint32_t len)
 {
-    if (fwx__sa_is_unspecified(addr) || fwx__sa_is_multicast(addr) || fwx__sa_is_broadcast(addr) ||
-        fwx__firewall_is_local(fw, addr))
+    (void)fw;
+    if (!fwx__sa_valid(addr, len) || fwx__sa_is_unspecified(addr) || fwx__sa_is_multicast(addr) ||
+        fwx__sa_is_broadcast(addr) || model_is_local(addr))
         return "forbidden";
     return NULL;
 }
@@ -481,7 +492,7 @@ static void check_connect_dst(const struct sockaddr *dst)
     CHECK(dst != NULL && (dst->sa_family == AF_INET || dst->sa_family == AF_INET6));
     CHECK(fwx__sa_port(dst) != 0);
     CHECK(!fwx__sa_is_unspecified(dst) && !fwx__sa_is_multicast(dst) && !fwx__sa_is_broadcast(dst));
-    CHECK(!fwx__firewall_is_local(NULL, dst));
+    CHECK(!model_is_local(dst));
     fwx__socks_request r = acted_request();
     CHECK(r.cmd == FWX__SOCKS_CMD_CONNECT);
     if (r.atyp == FWX__SOCKS_ATYP_NAME) {

@@ -1413,8 +1413,8 @@ START_TEST(usock_tcp_connect_echo)
     echo e;
     echo_start(&e);
     IFWXNetworkSocket *s = NULL;
-    TU_EXPECT_HR(fwx__usock_new(&loop, 99, &s), FWX_E_INVALIDARG);
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, 99, &s), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
     TU_EXPECT_REF(s, 1);
     void *q;
     TU_EXPECT_HR(IFWXNetworkSocket_QueryInterface(s, &IID_IFWXSocket, &q), FWX_S_OK);
@@ -1502,7 +1502,7 @@ START_TEST(usock_tcp_connect_refused_fails_ops)
     ck_assert_int_eq(getsockname(l, (struct sockaddr *)&sa, &len), 0);
     close(l);
     IFWXNetworkSocket *s;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
     tcpl rc;
     tcpl_init(&rc);
     IFWXIOBuffer *b = text_buf("x");
@@ -1524,7 +1524,7 @@ START_TEST(usock_tcp_listen_accept)
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     IFWXNetworkSocket *ls;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
     tcpl ac;
     tcpl_init(&ac);
     TU_EXPECT_HR(IFWXNetworkSocket_Listen(ls, 4), FWX_E_WSAEINVAL); /* not bound */
@@ -1538,7 +1538,7 @@ START_TEST(usock_tcp_listen_accept)
     ck_assert_uint_ne(port, 0);
     /* the same port again: in use, from Bind itself */
     IFWXNetworkSocket *other;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &other), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &other), FWX_S_OK);
     TU_EXPECT_HR(IFWXNetworkSocket_Listen(ls, 4), FWX_S_OK);
     struct sockaddr_in same = lo4(port);
     TU_EXPECT_HR(IFWXNetworkSocket_Bind(other, (struct sockaddr *)&same, sizeof same, NULL), FWX_E_ADDRINUSE);
@@ -1608,7 +1608,7 @@ START_TEST(usock_udp_sendto_recv)
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     IFWXNetworkSocket *s;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
     struct sockaddr_in at = lo4(0);
     TU_EXPECT_HR(IFWXNetworkSocket_Bind(s, (struct sockaddr *)&at, sizeof at, NULL), FWX_S_OK);
     struct sockaddr_storage me;
@@ -1671,8 +1671,7 @@ START_TEST(usock_udp_ipfilter_drops)
     struct sockaddr_storage ok2 = tu_addr("127.0.0.2");
     TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(ok2), tu_len(&ok2), TU_SA(ok2), tu_len(&ok2)), FWX_S_OK);
     IFWXNetworkSocket *s;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
-    fwx__usock_set_firewall(s, fw);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, fw, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
     struct sockaddr_in at = lo4(0);
     TU_EXPECT_HR(IFWXNetworkSocket_Bind(s, (struct sockaddr *)&at, sizeof at, ipf), FWX_S_OK);
     IFWXIpFilter *got_f = NULL;
@@ -1717,7 +1716,7 @@ START_TEST(usock_tcp_ipfilter_drops)
     struct sockaddr_storage ok2 = tu_addr("127.0.0.2");
     TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(ok2), tu_len(&ok2), TU_SA(ok2), tu_len(&ok2)), FWX_S_OK);
     IFWXNetworkSocket *ls;
-    TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &ls), FWX_S_OK);
     struct sockaddr_in at = lo4(0);
     TU_EXPECT_HR(IFWXNetworkSocket_Bind(ls, (struct sockaddr *)&at, sizeof at, ipf), FWX_S_OK);
     IFWXIpFilter_Release(ipf);
@@ -1917,10 +1916,11 @@ static fwx_result hfx_attach(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession
 {
     (void)sf, (void)s;
     hfx *h = ctl->arg;
-    if (ev->EventType == fwx_Connect_Tcp) {
+    if (ev->EventType == fwx_Connect_Tcp || ev->EventType == fwx_Udp_Destination) {
         h->f.fw = ctl->fw;
-        h->attach_hr = IFWXConnection_AttachDataFilter(ev->Parameters.Connect.piConnection, &h->f.iface,
-                                                       fwx_dfpc_Middle, NULL);
+        IFWXConnection *c = ev->EventType == fwx_Connect_Tcp ? ev->Parameters.Connect.piConnection
+                                                             : ev->Parameters.UdpDest.piConnection;
+        h->attach_hr = IFWXConnection_AttachDataFilter(c, &h->f.iface, fwx_dfpc_Middle, NULL);
     }
     return FWX_S_OK;
 }
@@ -1944,7 +1944,7 @@ static void hfx_open(hfx *h, bool with_filter)
     tu_fw_open(&h->loop, &o, &h->fw);
     if (with_filter) {
         tp_control *ctl = tu_plugin_map("tp_good", NULL);
-        ctl->hooks = fwx_Connect_Tcp | FWX_ALL_SOURCES;
+        ctl->hooks = fwx_Connect_Tcp | fwx_Udp_Destination | FWX_ALL_SOURCES;
         ctl->on_event = hfx_attach;
         ctl->arg = h;
         tu_plugin_load(h->fw, "tp_good");
@@ -1982,13 +1982,35 @@ static void hfx_done(fwx_relay *r, fwx_result result, void *arg)
 }
 static bool hfx_is_done(void *arg) { return ((hfx *)arg)->done_calls > 0; }
 
+/* The byte counts of the (one) connection of a protocol, as fwx_firewall_list reports them. */
+typedef struct conn_bytes {
+    int32_t protocol;
+    uint64_t in, out;
+} conn_bytes;
+
 static void bytes_of(void *arg, const fwx_object_info *info)
 {
-    uint64_t *b = arg;
-    if (info->kind == FWX_OBJECT_CONNECTION && info->protocol == FWX_PROTOCOL_TCP) {
-        b[0] = info->bytes_in;
-        b[1] = info->bytes_out;
+    conn_bytes *b = arg;
+    if (info->kind == FWX_OBJECT_CONNECTION && info->protocol == b->protocol) {
+        b->in = info->bytes_in;
+        b->out = info->bytes_out;
     }
+}
+
+/* How a test of a relayed connection ends: the bytes counted each way, no failure in the
+   filter, the connection closed (its filter detached once), the host closed clean and the
+   filter holding only its own reference. */
+static void hfx_finish(hfx *h, IFWXConnection *c, int32_t protocol, uint64_t in, uint64_t out)
+{
+    conn_bytes b = {protocol, 0, 0};
+    TU_EXPECT_HR(fwx_firewall_list(h->fw, FWX_OBJECT_CONNECTION, bytes_of, &b), FWX_S_OK);
+    ck_assert_uint_eq(b.in, in);
+    ck_assert_uint_eq(b.out, out);
+    ck_assert_int_eq(h->f.failures, 0);
+    fwx_connection_close(c);
+    ck_assert_int_eq(h->f.detached, 1);
+    hfx_close(h);
+    ck_assert_uint_eq(atomic_load(&h->f.refs), 1);
 }
 
 /* A host without a backend that did not say it relays: a connection a filter attached a data
@@ -2050,15 +2072,7 @@ START_TEST(host_relay_runs_filters)
     ck_assert_int_eq(h.done_calls, 1);
     TU_EXPECT_HR(h.done_result, FWX_S_OK);
     ck_assert_int_eq(recv(h.client, buf, sizeof buf, 0), 0);
-    uint64_t bytes[2] = {0, 0};
-    TU_EXPECT_HR(fwx_firewall_list(h.fw, FWX_OBJECT_CONNECTION, bytes_of, bytes), FWX_S_OK);
-    ck_assert_uint_eq(bytes[0], 14);
-    ck_assert_uint_eq(bytes[1], 11);
-    ck_assert_int_eq(h.f.failures, 0);
-    fwx_connection_close(c);
-    ck_assert_int_eq(h.f.detached, 1);
-    hfx_close(&h);
-    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+    hfx_finish(&h, c, FWX_PROTOCOL_TCP, 14, 11);
 }
 END_TEST
 
@@ -2197,6 +2211,104 @@ START_TEST(host_relay_abort)
 }
 END_TEST
 
+/* ---- the datagram path through its public calls (fwx/pump.h), as a backend calls it ---------- */
+
+typedef struct dgsent {
+    int calls;
+    int32_t side[4];
+    char data[4][32];
+} dgsent;
+
+static int dg_sent(void *arg, int32_t side, const uint8_t *data, size_t n)
+{
+    dgsent *t = arg;
+    ck_assert_int_lt(t->calls, 4);
+    ck_assert_uint_lt(n, sizeof t->data[0]);
+    t->side[t->calls] = side;
+    memcpy(t->data[t->calls], data, n);
+    t->data[t->calls][n] = 0;
+    t->calls++;
+    return 0;
+}
+static bool dg_sent_n(void *arg) { return ((dgsent *)arg)->calls >= 2; }
+static bool hf_is_closed(void *arg) { return ((hfilter *)arg)->closed; }
+
+/* A UDP flow with the host's data filter (it upper-cases what the client sends): what the
+   backend hands in on each side reaches the other side's send callback through the filter, is
+   counted on the connection, and stopping the path fails the filter's pending Recvs. */
+START_TEST(dgram_public_path)
+{
+    hfx h;
+    hfx_open(&h, true);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(h.fw, 1), FWX_S_OK);
+    struct sockaddr_storage client = tu_addr("10.0.0.8:5000"), server = tu_addr("198.51.100.7:53");
+    fwx_connection_params cp = {sizeof cp, fwx_Udp_Destination, FWX_PROTOCOL_UDP, TU_SA(server), tu_len(&server),
+                                NULL, 0, NULL, 0, 0, NULL};
+    IFWXConnection *c = NULL;
+    TU_EXPECT_HR(fwx_connection_open(h.s, &cp, &c), FWX_S_OK);
+    TU_EXPECT_HR(h.attach_hr, FWX_S_OK);
+    ck_assert_uint_eq(fwx_connection_data_filters(c), 1);
+    dgsent t = {0};
+    fwx_dgram *dg = (fwx_dgram *)(uintptr_t)1;
+    /* Refused with nothing taken: no callback, an address that is not one, no connection. */
+    TU_EXPECT_HR(fwx_dgram_start(&h.loop, c, TU_SA(client), tu_len(&client), TU_SA(server), tu_len(&server), NULL,
+                                 &t, &dg),
+                 FWX_E_POINTER);
+    ck_assert_ptr_null(dg);
+    TU_EXPECT_HR(fwx_dgram_start(&h.loop, c, TU_SA(client), 4, TU_SA(server), tu_len(&server), dg_sent, &t, &dg),
+                 FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_dgram_start(&h.loop, NULL, TU_SA(client), tu_len(&client), TU_SA(server), tu_len(&server),
+                                 dg_sent, &t, &dg),
+                 FWX_E_POINTER);
+    ck_assert_int_eq(h.f.setsockets, 0);
+    TU_EXPECT_HR(fwx_dgram_start(&h.loop, c, TU_SA(client), tu_len(&client), TU_SA(server), tu_len(&server), dg_sent,
+                                 &t, &dg),
+                 FWX_S_OK);
+    ck_assert_ptr_nonnull(dg);
+    ck_assert_int_eq(h.f.setsockets, 1); /* before the call returned */
+    TU_EXPECT_HR(fwx_dgram_input(dg, FWX_DGRAM_INTERNAL, (const uint8_t *)"query", 5), FWX_S_OK);
+    TU_EXPECT_HR(fwx_dgram_input(dg, FWX_DGRAM_EXTERNAL, (const uint8_t *)"answer", 6), FWX_S_OK);
+    TU_EXPECT_HR(fwx_dgram_input(dg, 2, (const uint8_t *)"x", 1), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_dgram_input(dg, FWX_DGRAM_INTERNAL, NULL, 1), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_dgram_input(dg, FWX_DGRAM_INTERNAL, (const uint8_t *)"", 0), FWX_S_FALSE); /* would read as EOF */
+    TU_EXPECT_HR(fwx_dgram_input(NULL, FWX_DGRAM_INTERNAL, (const uint8_t *)"x", 1), FWX_E_POINTER);
+    ck_assert_int_eq(t.calls, 0); /* the filter runs from the loop, never inside input */
+    ck_assert_msg(run_until(&h.loop, dg_sent_n, &t, RUN_LIMIT_MS, NULL), "the filter passed on %d datagrams", t.calls);
+    ck_assert_int_eq(t.calls, 2);
+    ck_assert_int_eq(t.side[0], FWX_DGRAM_EXTERNAL);
+    ck_assert_str_eq(t.data[0], "QUERY");
+    ck_assert_int_eq(t.side[1], FWX_DGRAM_INTERNAL);
+    ck_assert_str_eq(t.data[1], "answer");
+    fwx_dgram_stop(dg);
+    ck_assert(run_until(&h.loop, hf_is_closed, &h.f, RUN_LIMIT_MS, NULL)); /* its Recvs failed: UV_ECANCELED */
+    ck_assert_int_eq(t.calls, 2);
+    hfx_finish(&h, c, FWX_PROTOCOL_UDP, 5, 6);
+}
+END_TEST
+
+/* A filter socket made through the public call logs its IP filter's refusals in the firewall
+   it was given; protocol and pointers are checked first. */
+START_TEST(network_socket_public_args)
+{
+    uv_loop_t loop;
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    IFWXNetworkSocket *s = (IFWXNetworkSocket *)(uintptr_t)1;
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, 99, &s), FWX_E_INVALIDARG);
+    ck_assert_ptr_null(s);
+    TU_EXPECT_HR(fwx_network_socket_new(NULL, NULL, FWX_PROTOCOL_TCP, &s), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, NULL), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_UDP, &s), FWX_S_OK);
+    void *same = NULL;
+    TU_EXPECT_HR(IFWXNetworkSocket_QueryInterface(s, &IID_IFWXSocket, &same), FWX_S_OK);
+    ck_assert_ptr_eq(same, s);
+    ck_assert_uint_eq(IFWXNetworkSocket_Release(s), 1);
+    TU_EXPECT_HR(IFWXNetworkSocket_QueryInterface(s, &IID_IFWXDataFilter, &same), FWX_E_NOINTERFACE);
+    ck_assert_ptr_null(same);
+    ck_assert_uint_eq(IFWXNetworkSocket_Release(s), 0);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
 static Suite *usermode_suite(void)
 {
     Suite *s = suite_create("usermode");
@@ -2235,6 +2347,8 @@ static Suite *usermode_suite(void)
         {"host_relay_ends_with_its_connection", host_relay_ends_with_its_connection, 1},
         {"host_relay_abort", host_relay_abort, 1},
         {"host_relay_timeouts", host_relay_timeouts, 1},
+        {"dgram_public_path", dgram_public_path, 1},
+        {"network_socket_public_args", network_socket_public_args, 1},
     };
     for (size_t i = 0; i < FWX__ARRAY_SIZE(tests); i++) {
         TCase *tc = tcase_create(tests[i].name);

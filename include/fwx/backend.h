@@ -33,7 +33,10 @@
  * core allows to use it (fwx_grant::sources); the gateway's own addresses, the firewall's
  * options and whether filters hook an event come from the calls under "What the core knows,
  * for backends" below; a connection's facts from fwx_connection_info(); the policy from the
- * read-only view in fwx/policy_view.h. The built-in "nft" backend uses nothing else of the core.
+ * read-only view in fwx/policy_view.h. A backend that carries connections in user mode may use
+ * fwx's own data path (fwx/pump.h: the pump for a TCP connection, the datagram path for a UDP
+ * flow, fwx_network_socket_new() for create_socket). The built-in "proxy" and "nft" backends
+ * use nothing else of the core or of each other (tests/boundary.sh checks it).
  *
  * **Threads and states.** The core calls every method on the thread that runs the firewall's
  * loop ([loop-thread], see @ref threading), never two at once for one firewall, and never from
@@ -228,9 +231,9 @@ typedef struct fwx_backend {
         carries); any other failure is logged, and the core lets go of the connection all the
         same. */
     fwx_result (*kill)(void *state, IFWXConnection *conn);
-    /** A socket for a filter (IFWXFirewall::CreateNetworkSocket). Optional. [loop-thread]
-        [state: open] @param out new reference (+1). @return FWX_S_OK, or the failure the
-        filter gets. */
+    /** A socket for a filter (IFWXFirewall::CreateNetworkSocket); fwx_network_socket_new()
+        makes fwx's own. Optional. [loop-thread] [state: open] @param out new reference (+1).
+        @return FWX_S_OK, or the failure the filter gets. */
     fwx_result (*create_socket)(void *state, int32_t protocol, IFWXNetworkSocket **out);
     /** Reports each grant it holds, synchronously (its `sources` are NULL). Optional.
         [loop-thread] [state: open] @return FWX_S_OK. */
@@ -379,6 +382,21 @@ FWX_API fwx_result fwx_firewall_local_address(const fwx_firewall *fw, size_t ind
  * [loop-thread] @return nonzero when it is; 0 when not or the address is invalid. @since 1.1
  */
 FWX_API int32_t fwx_firewall_is_local_address(const fwx_firewall *fw, const struct sockaddr *addr, uint32_t len);
+
+/**
+ * Says why no connection may be steered to @p addr, or NULL when one may: the unspecified
+ * address, 0.0.0.0/8, a multicast or the broadcast address, or the gateway itself
+ * (fwx_firewall_is_local_address()). The rule the core refuses a secondary connection's target
+ * by; a backend that picks a destination for a client itself (a SOCKS CONNECT or UDP
+ * destination) asks it too, so that the rule has one copy. Ports are the caller's business.
+ * [loop-thread]
+ * @param fw the firewall. @param addr, len the destination (IPv4, IPv6 or v4-mapped IPv6).
+ * @return NULL when allowed; else a static, lower-case phrase for a log line ("a loopback
+ *   address", "an address of the gateway", ...), also for a NULL @p fw or an address that is
+ *   not IPv4 or IPv6 ("not an IPv4 or IPv6 address"): refused, never allowed by mistake.
+ * @since 1.1
+ */
+FWX_API const char *fwx_firewall_forbidden_host(const fwx_firewall *fw, const struct sockaddr *addr, uint32_t len);
 
 /**
  * Does a loaded plugin hook every event in @p events (an OR of FwxEventType values and

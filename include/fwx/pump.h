@@ -24,12 +24,19 @@
  *   (fwx_connection_buffer_size()), bytes (fwx_connection_count_bytes()) and dropped datagrams
  *   (fwx_connection_count_dropped_datagrams()).
  *
- * fwx's own TCP data path is built on these calls only, and is public too: fwx_pump_start()
- * carries a connection between two sockets, through its filters when it has any (the proxy
- * and nft backends and fwx_connection_relay() use it). A backend with a data path of its own
- * uses the chain calls instead.
+ * fwx's own user-mode data path is built on these calls only, and is public too, so that a
+ * backend written outside libfwx carries connections as the built-in ones do:
+ * - **the pump** (fwx_pump_start(), fwx_pump_abort()): one TCP connection between two
+ *   connected sockets, through its filters when it has any (the proxy and nft backends and
+ *   fwx_connection_relay() use it);
+ * - **the datagram path** (fwx_dgram_start(), fwx_dgram_input(), fwx_dgram_stop()): one UDP
+ *   flow through the filters that apply to it, the backend keeping the real sockets;
+ * - **filter sockets** (fwx_network_socket_new()): the IFWXNetworkSocket a backend's
+ *   fwx_backend::create_socket hands a filter for IFWXFirewall::CreateNetworkSocket.
  *
- * Every function here is [loop-thread].
+ * A backend with a data path of its own uses the chain calls instead.
+ *
+ * Every function here is [loop-thread] unless its own comment says [any-thread].
  * @since 1.1
  */
 #ifndef FWX_PUMP_H
@@ -237,6 +244,144 @@ FWX_API size_t fwx_pump_buffered(const fwx_pump *pump);
 /** 1 when the pump relays with splice(2) now (0 after it fell back to read/write, or on the
     filter path). [loop-thread] @since 1.1 */
 FWX_API int32_t fwx_pump_spliced(const fwx_pump *pump);
+
+/** @} */
+
+/* ---------------------------------------------------------------------------------------- */
+/** @name The datagram path: fwx's UDP data path
+ * Carries one UDP flow (one peer on each side) through the data filters of its connection that
+ * apply to it (fwx_connection_data_filter_applies(): a filter attached with a destination joins
+ * only the flow whose external peer is that destination). The chain is the pump's: a real
+ * socket toward the internal peer, virtual pairs between filters, a real socket toward the
+ * external peer. The backend keeps the real sockets: it hands each datagram it receives to
+ * fwx_dgram_input(), and the path hands each datagram a filter sends on a real socket to the
+ * backend's ::fwx_dgram_send_cb.
+ *
+ * What the filters see, beyond sdk.h:
+ * - One Send is one datagram. It completes (from a loop callback) once the send callback took
+ *   it (a failure there fails the Send with that errno; nothing is retried) or once it is
+ *   queued at the other end of a virtual pair (a closed other end: UV_EPIPE). A zero-length
+ *   Send completes and carries nothing. SendTo is Send: each side has one peer.
+ * - One Recv takes one whole datagram. Recv(NULL) allocates a read-only buffer of the
+ *   connection's buffer size (fwx_connection_buffer_size(), read at each Recv). A datagram
+ *   larger than the receive buffer is dropped, never cut: counted
+ *   (fwx_connection_count_dropped_datagrams()), the first of a flow logged, and the Recv stays
+ *   pending for the next. A Recv on a real socket reports the side's peer as ExternalAddress.
+ * - A socket holds up to 64 datagrams while its filter has no Recv pending; more are dropped
+ *   and counted. Zero-length datagrams from the network are not carried (they would read as
+ *   EOF).
+ * - EOF (a zero-length completion) comes on a virtual end after the other end's
+ *   Shutdown(SHUT_WR) or Close, and on any socket after its own SHUT_RD. Real sockets have no
+ *   EOF: the flow ends when its backend stops the path (idle, or the connection ended); then
+ *   pending operations fail with UV_ECANCELED.
+ * - Completions always come from a loop callback, never from inside a method, and each is a
+ *   call into the connection's data filters (fwx_connection_data_call()).
+ * @{
+ */
+
+/** A running datagram path. Owned by fwx; freed after fwx_dgram_stop(). */
+typedef struct fwx_dgram fwx_dgram;
+
+/** The two sides of a datagram path (the `side` of fwx_dgram_input() and ::fwx_dgram_send_cb). */
+enum fwx_dgram_side {
+    FWX_DGRAM_INTERNAL = 0, /**< the internal peer: the client */
+    FWX_DGRAM_EXTERNAL = 1  /**< the external peer: the server */
+};
+
+/**
+ * Sends one datagram a filter wrote on a real socket out of one side of the path.
+ * Implemented by the backend; called from a filter's Send (which may come inside
+ * fwx_dgram_start(), from SetSockets), never after fwx_dgram_stop().
+ * @param arg the @p arg of fwx_dgram_start().
+ * @param side FWX_DGRAM_INTERNAL: to the internal peer; FWX_DGRAM_EXTERNAL: to the external one.
+ * @param data borrowed for the call. @param n its length (may be 0).
+ * @return 0 when the datagram was handed to the kernel, else a negative errno (the datagram
+ *   is lost and the filter's Send fails with it).
+ * [loop-thread] @since 1.1
+ */
+typedef int (*fwx_dgram_send_cb)(void *arg, int32_t side, const uint8_t *data, size_t n);
+
+/**
+ * Starts the datagram path of @p conn between @p internal_peer and @p external_peer: calls
+ * SetSockets of each filter that applies, in chain order, before it returns.
+ * @param loop the loop to run on (borrowed).
+ * @param conn the flow's connection (borrowed; the path holds a reference until it is freed).
+ * @param internal_peer, internal_len the internal peer's address (copied).
+ * @param external_peer, external_len the external peer's address (copied).
+ * @param send required. @param arg passed to @p send.
+ * @param out receives the path (NULL unless FWX_S_OK).
+ * @return FWX_S_OK: the path runs until fwx_dgram_stop(). FWX_S_FALSE: no filter applies to
+ *   this flow; the backend relays its datagrams itself (nothing to stop). FWX_E_POINTER;
+ *   FWX_E_INVALIDARG (an address that is not a valid IPv4/IPv6 one, @p conn not the core's);
+ *   FWX_E_OUTOFMEMORY; FWX_E_FAIL (a libuv handle could not be set up); or what a filter's
+ *   SetSockets returned, FWX_E_TERMINATING when a filter detached meanwhile (logged: the flow
+ *   should be refused). On failure nothing is left to stop.
+ * [loop-thread] @since 1.1
+ */
+FWX_API fwx_result fwx_dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct sockaddr *internal_peer,
+                                   uint32_t internal_len, const struct sockaddr *external_peer, uint32_t external_len,
+                                   fwx_dgram_send_cb send, void *arg, fwx_dgram **out);
+
+/**
+ * Hands the path one datagram the backend received from one side's peer; its bytes are
+ * counted on the connection (fwx_connection_count_bytes()).
+ * @param dg the path.
+ * @param side FWX_DGRAM_INTERNAL (from the internal peer) or FWX_DGRAM_EXTERNAL.
+ * @param data borrowed for the call (copied when queued). @param n its length.
+ * @return FWX_S_OK (delivered to the filter's Recv, queued, or dropped and counted as above);
+ *   FWX_S_FALSE (not carried: zero length, or that side was closed or shut down for reading by
+ *   its filter); FWX_E_POINTER (@p dg NULL, or @p data NULL with @p n nonzero);
+ *   FWX_E_INVALIDARG (@p side, or @p n over 4 GiB); FWX_E_TERMINATING (after fwx_dgram_stop()).
+ * [loop-thread] @since 1.1
+ */
+FWX_API fwx_result fwx_dgram_input(fwx_dgram *dg, int32_t side, const uint8_t *data, size_t n);
+
+/**
+ * Ends the path: the send callback is not called again, pending operations of the filters
+ * fail with UV_ECANCELED from a loop callback, then the path frees itself and releases its
+ * connection. Stop it before ending the connection, so that the filters' Recvs fail first.
+ * @p dg must not be used after; NULL is fine.
+ * [loop-thread] @since 1.1
+ */
+FWX_API void fwx_dgram_stop(fwx_dgram *dg);
+
+/** @} */
+
+/* ---------------------------------------------------------------------------------------- */
+/** @name Sockets for filters
+ * @{
+ */
+
+/**
+ * A new IFWXNetworkSocket over libuv (TCP or UDP), as the built-in backends hand a filter for
+ * IFWXFirewall::CreateNetworkSocket (fwx_backend::create_socket). Semantics beyond sdk.h:
+ * - The OS socket is made by Bind or Connect (its family follows the address): Send, Recv,
+ *   Set/GetSockOpt, GetSockName and Listen before that fail with FWX_E_INVALIDARG (Listen:
+ *   FWX_E_WSAEINVAL). UDP Recv before Bind binds to 0.0.0.0:0.
+ * - TCP Send/Recv after Connect and before it completes are held until it does; a failed
+ *   connect fails them (the Recv with the connect's error, the Sends with UV_ECANCELED).
+ * - One pending Recv per socket (a second: FWX_E_INVALIDARG); Accepts queue. Recv(NULL)
+ *   allocates a read-only buffer of 8 KiB (TCP) or 64 KiB (UDP). A UDP datagram larger than
+ *   the receive buffer is dropped.
+ * - The IP filter (Bind, SetIpFilter; kept by reference) is checked on each accepted
+ *   connection and each received datagram; those from addresses it does not include are
+ *   dropped (closed or discarded, with a line in @p fw's log) and the Accept or Recv stays
+ *   pending.
+ * - Completions come from a loop callback, never from inside a method. Close fails pending
+ *   Recv and Accept with UV_ECANCELED and cancels queued Sends. Releasing the last reference
+ *   closes the socket; its memory is freed in libuv's close callbacks, so the loop must run
+ *   after that.
+ * @param loop the loop to run on (borrowed).
+ * @param fw the firewall whose log gets the socket's refusals (borrowed; it must outlive the
+ *   socket), or NULL for none.
+ * @param protocol FWX_PROTOCOL_TCP or FWX_PROTOCOL_UDP.
+ * @param out receives a new reference (+1), NULL on failure.
+ * @return FWX_S_OK; FWX_E_POINTER; FWX_E_INVALIDARG (@p protocol); FWX_E_OUTOFMEMORY;
+ *   FWX_E_FAIL (a libuv handle could not be set up).
+ * [loop-thread] @since 1.1
+ */
+FWX_API fwx_result fwx_network_socket_new(uv_loop_t *loop, fwx_firewall *fw, int32_t protocol,
+                                          IFWXNetworkSocket **out);
 
 /** @} */
 

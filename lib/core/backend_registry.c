@@ -515,6 +515,14 @@ int32_t fwx_firewall_is_local_address(const fwx_firewall *fw, const struct socka
     return fwx__firewall_is_local(fw, (const struct sockaddr *)&a);
 }
 
+const char *fwx_firewall_forbidden_host(const fwx_firewall *fw, const struct sockaddr *addr, uint32_t len)
+{
+    struct sockaddr_storage a;
+    if (fw == NULL || addr == NULL || !fwx__sa_canon(addr, len, &a))
+        return "not an IPv4 or IPv6 address";
+    return fwx__firewall_forbidden_host(fw, (const struct sockaddr *)&a);
+}
+
 int32_t fwx_firewall_hooks(fwx_firewall *fw, uint32_t events)
 {
     if (fw == NULL)

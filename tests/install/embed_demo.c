@@ -34,6 +34,12 @@ static void expect(const char *what, fwx_result got, fwx_result want)
     }
 }
 
+static int no_send(void *arg, int32_t side, const uint8_t *data, size_t n)
+{
+    (void)arg, (void)side, (void)data, (void)n;
+    return -1; /* never called: no path was started */
+}
+
 static struct sockaddr_in v4(const char *ip, uint16_t port)
 {
     struct sockaddr_in sa;
@@ -133,6 +139,47 @@ int main(int argc, char **argv)
             expect("IFWXFirewallAction::Cancel", IFWXFirewallAction_Cancel(action), FWX_S_OK);
             IFWXFirewallAction_Release(action);
         }
+    }
+
+    /* The user-mode data path's public calls (fwx/pump.h), as a backend written outside libfwx
+       makes them: a filter socket, and a datagram path for a connection none of whose data
+       filters applies (it has none: the backend relays the datagrams itself). */
+    IFWXNetworkSocket *ns = NULL;
+    expect("fwx_network_socket_new bad protocol", fwx_network_socket_new(&loop, fw, 99, &ns), FWX_E_INVALIDARG);
+    expect("fwx_network_socket_new UDP", fwx_network_socket_new(&loop, fw, FWX_PROTOCOL_UDP, &ns), FWX_S_OK);
+    if (ns != NULL) {
+        void *as_socket = NULL;
+        expect("IFWXNetworkSocket::QueryInterface(IFWXSocket)",
+               IFWXNetworkSocket_QueryInterface(ns, &IID_IFWXSocket, &as_socket), FWX_S_OK);
+        if (as_socket != NULL)
+            IFWXSocket_Release((IFWXSocket *)as_socket);
+        IFWXNetworkSocket_Release(ns); /* freed in libuv's close callbacks, below */
+    }
+    if (conn != NULL) {
+        struct sockaddr_in in = v4("10.0.0.8", 5000), ex = v4("198.51.100.7", 53);
+        fwx_dgram *dg = NULL;
+        expect("fwx_dgram_start without a send callback",
+               fwx_dgram_start(&loop, conn, (const struct sockaddr *)&in, sizeof in, (const struct sockaddr *)&ex,
+                               sizeof ex, NULL, NULL, &dg),
+               FWX_E_POINTER);
+        expect("fwx_dgram_start no filter applies",
+               fwx_dgram_start(&loop, conn, (const struct sockaddr *)&in, sizeof in, (const struct sockaddr *)&ex,
+                               sizeof ex, no_send, NULL, &dg),
+               FWX_S_FALSE);
+        if (dg != NULL) {
+            printf("fwx_dgram_start returned a path with FWX_S_FALSE\n");
+            failures++;
+        }
+        expect("fwx_dgram_input NULL", fwx_dgram_input(NULL, FWX_DGRAM_INTERNAL, (const uint8_t *)"x", 1),
+               FWX_E_POINTER);
+    }
+    {
+        struct sockaddr_in lo = v4("127.0.0.1", 80), far = v4("198.51.100.7", 80);
+        const char *why = fwx_firewall_forbidden_host(fw, (const struct sockaddr *)&lo, sizeof lo);
+        int ok = why != NULL && fwx_firewall_forbidden_host(fw, (const struct sockaddr *)&far, sizeof far) == NULL;
+        printf("%-44s %-28s %s\n", "fwx_firewall_forbidden_host", why ? why : "(null)", ok ? "ok" : "UNEXPECTED");
+        if (!ok)
+            failures++;
     }
 
     fwx_connection_close(conn);

@@ -20,6 +20,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/ct.h"
+#include "util/util.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -173,6 +174,17 @@ static uint64_t counter_bytes(const unsigned char *p, size_t l, int *bad)
     return 0;
 }
 
+/* An address of `family` (AF_INET or AF_INET6) from its raw bytes in network order, port 0. */
+static void set_ip(struct sockaddr_storage *ss, int family, const unsigned char *raw)
+{
+    memset(ss, 0, sizeof *ss);
+    ss->ss_family = (sa_family_t)family;
+    if (family == AF_INET)
+        memcpy(&((struct sockaddr_in *)ss)->sin_addr, raw, 4);
+    else
+        memcpy(&((struct sockaddr_in6 *)ss)->sin6_addr, raw, 16);
+}
+
 /* A CTA_TUPLE_*: addresses of `family` and, for TCP/UDP, ports. *proto gets the IP protocol.
    Returns 0, 1 (well formed, not TCP/UDP: no ports to read), or -1. */
 static int tuple(const unsigned char *p, size_t l, int family, uint8_t *proto, struct sockaddr_storage *src,
@@ -191,40 +203,26 @@ static int tuple(const unsigned char *p, size_t l, int family, uint8_t *proto, s
     if (pr[CTA_PROTO_NUM] == NULL || pl[CTA_PROTO_NUM] != 1)
         return -1;
     *proto = pr[CTA_PROTO_NUM][0];
-    memset(src, 0, sizeof *src);
-    memset(dst, 0, sizeof *dst);
-    if (family == AF_INET) {
-        struct sockaddr_in *s = (struct sockaddr_in *)src, *d = (struct sockaddr_in *)dst;
-        if (ip[CTA_IP_V4_SRC] == NULL || il[CTA_IP_V4_SRC] != 4 || ip[CTA_IP_V4_DST] == NULL ||
-            il[CTA_IP_V4_DST] != 4 || ip[CTA_IP_V6_SRC] != NULL || ip[CTA_IP_V6_DST] != NULL)
-            return -1;
-        s->sin_family = d->sin_family = AF_INET;
-        memcpy(&s->sin_addr, ip[CTA_IP_V4_SRC], 4);
-        memcpy(&d->sin_addr, ip[CTA_IP_V4_DST], 4);
-    } else if (family == AF_INET6) {
-        struct sockaddr_in6 *s = (struct sockaddr_in6 *)src, *d = (struct sockaddr_in6 *)dst;
-        if (ip[CTA_IP_V6_SRC] == NULL || il[CTA_IP_V6_SRC] != 16 || ip[CTA_IP_V6_DST] == NULL ||
-            il[CTA_IP_V6_DST] != 16 || ip[CTA_IP_V4_SRC] != NULL || ip[CTA_IP_V4_DST] != NULL)
-            return -1;
-        s->sin6_family = d->sin6_family = AF_INET6;
-        memcpy(&s->sin6_addr, ip[CTA_IP_V6_SRC], 16);
-        memcpy(&d->sin6_addr, ip[CTA_IP_V6_DST], 16);
-    } else {
+    /* Both addresses of the tuple's family, each of its exact size, and none of the other's. */
+    if (family != AF_INET && family != AF_INET6)
         return -1;
-    }
+    bool v4 = family == AF_INET;
+    int at_src = v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, at_dst = v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST;
+    int other_src = v4 ? CTA_IP_V6_SRC : CTA_IP_V4_SRC, other_dst = v4 ? CTA_IP_V6_DST : CTA_IP_V4_DST;
+    size_t ip_len = v4 ? 4 : 16;
+    if (ip[at_src] == NULL || il[at_src] != ip_len || ip[at_dst] == NULL || il[at_dst] != ip_len ||
+        ip[other_src] != NULL || ip[other_dst] != NULL)
+        return -1;
+    set_ip(src, family, ip[at_src]);
+    set_ip(dst, family, ip[at_dst]);
     if (*proto != IPPROTO_TCP && *proto != IPPROTO_UDP)
         return 1;
     uint16_t sp, dp;
     if (get_u16be(pr[CTA_PROTO_SRC_PORT], pl[CTA_PROTO_SRC_PORT], &sp) != 0 ||
         get_u16be(pr[CTA_PROTO_DST_PORT], pl[CTA_PROTO_DST_PORT], &dp) != 0)
         return -1;
-    if (family == AF_INET) {
-        ((struct sockaddr_in *)src)->sin_port = htons(sp);
-        ((struct sockaddr_in *)dst)->sin_port = htons(dp);
-    } else {
-        ((struct sockaddr_in6 *)src)->sin6_port = htons(sp);
-        ((struct sockaddr_in6 *)dst)->sin6_port = htons(dp);
-    }
+    fwx__sa_set_port((struct sockaddr *)src, sp);
+    fwx__sa_set_port((struct sockaddr *)dst, dp);
     return 0;
 }
 
@@ -392,8 +390,7 @@ static size_t put(unsigned char *b, size_t cap, size_t at, uint16_t type, const 
 
 /* ---- open / close ---------------------------------------------------------------------------- */
 
-/* Reads a sysctl of this thread's network namespace; sets it to `want` when it reads `if_is`.
-   Returns the value then read (-1 if unreadable). */
+/* Reads a sysctl of this thread's network namespace: its value, -1 if unreadable. */
 static int sysctl_read(const char *path)
 {
     char b[16] = {0};
@@ -408,18 +405,10 @@ static int sysctl_read(const char *path)
 /* Sets `path` to `want` if it reads `if_is`; returns the value it has afterwards (-1 unreadable). */
 static int sysctl_ensure(const char *path, int if_is, int want)
 {
-    char b[16] = {0};
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, b, sizeof b - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    int v = atoi(b);
+    int v = sysctl_read(path);
     if (v != if_is)
-        return v;
-    fd = open(path, O_WRONLY | O_CLOEXEC);
+        return v; /* -1 when unreadable */
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return v;
     char w[8];

@@ -12,17 +12,12 @@
  * Each accepted connection: the client's NAT session (fwx_session_open, fwxSourceNAT), the
  * primary connection (fwx_connection_open, fwx_Connect_Tcp, external peer = the original
  * destination; the core decides by the policy and the filters attach), an upstream connect
- * marked FWX__NFT_OWN_MARK (the interception rule skips marked packets), then the pump
- * (fwx__pump_start) through the connection's data filters. The same steps as the proxy
+ * marked FWX__NFT_OWN_MARK (the interception rule skips marked packets), then the public pump
+ * (fwx_pump_start, fwx/pump.h) through the connection's data filters. The same steps as the proxy
  * backend's accept -> relay; the shape of a shared helper is in the README.
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/nft_impl.h"
-/* TODO(usermode boundary): the relay runs on the user-mode pump (fwx__pump_start/_abort),
-   which the public fwx_connection_relay() (fwx/host.h) could replace once it takes a
-   backend's connection (today it is the host's: fwx_firewall_set_host_relay, and the core's
-   kill path treats it as the host's relay). Nothing else here reaches past the public API. */
-#include "backends/usermode/usermode.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -33,6 +28,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <uv.h>
 
 typedef struct isess {
     struct isess *next;
@@ -48,7 +44,7 @@ typedef struct irelay {
     int client_fd;
     uv_tcp_t *up;
     uv_connect_t creq;
-    fwx__pump *pump;
+    fwx_pump *pump;
     bool connecting;
     fwx_redirect_record *rec;              /* +1: the flow's record (primary intercepted flows) */
     uint32_t slots;                        /* the local-redirection slots it has passed */
@@ -134,7 +130,7 @@ static void up_closed(uv_handle_t *h)
         relay_free(r);
 }
 
-static void pump_done(fwx__pump *p, void *arg)
+static void pump_done(fwx_pump *p, void *arg)
 {
     (void)p;
     relay_free(arg);
@@ -168,8 +164,8 @@ static void on_upstream(uv_connect_t *req, int status)
     r->up->data = NULL;
     uv_close((uv_handle_t *)r->up, up_closed);
     r->up = NULL;
-    fwx__pump *p = NULL;
-    fwx_result hr = fwx__pump_start(fwx_firewall_loop(r->l->fw), r->conn, r->client_fd, fd, NULL, pump_done, r, &p);
+    fwx_pump *p = NULL;
+    fwx_result hr = fwx_pump_start(fwx_firewall_loop(r->l->fw), r->conn, r->client_fd, fd, NULL, pump_done, r, &p);
     if (FWX_FAILED(hr)) {
         close(fd);
         relay_free(r);
@@ -484,7 +480,7 @@ void fwx__nft_icpt_stop(struct fwx__nft_icpt *l)
     for (irelay *r = l->relays.next, *nx; r != &l->relays; r = nx) {
         nx = r->next;
         if (r->pump != NULL)
-            fwx__pump_abort(r->pump); /* done() follows from the loop; detach r from l first */
+            fwx_pump_abort(r->pump); /* done() follows from the loop; detach r from l first */
         else if (r->connecting) {
             r->connecting = false;
             uv_close((uv_handle_t *)r->up, up_closed);

@@ -16,9 +16,6 @@
  */
 #include "backends/nft/nft_impl.h"
 #include "backends/nft/rules.h"
-/* TODO(usermode boundary): create_socket uses the user-mode data path's IFWXNetworkSocket
-   (fwx__usock_new); no public call makes one yet. */
-#include "backends/usermode/usermode.h"
 #include "util/util.h"
 #include "backends/nft/ct.h"
 
@@ -33,6 +30,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define TABLE_MAX 64
 #define KEY_MAX 160
@@ -953,18 +951,29 @@ static ngrant *grant_find(nstate *st, uint64_t id)
     return NULL;
 }
 
-static fwx_result track(nstate *st, const fwx_grant *g, elems *es)
+/* The zeroed slot after the n entries of a growing array (room doubled from `first` when it is
+   full); the caller counts it in. FWX_E_OUTOFMEMORY leaves the array as it was. */
+static fwx_result ngrant_slot(ngrant **arr, size_t n, size_t *cap, size_t first, ngrant **out)
 {
-    if (st->n == st->cap) {
-        size_t cap = st->cap ? st->cap * 2 : 16;
-        ngrant *p = realloc(st->grants, cap * sizeof *p);
+    if (n == *cap) {
+        size_t c = *cap ? *cap * 2 : first;
+        ngrant *p = realloc(*arr, c * sizeof *p);
         if (p == NULL)
             return FWX_E_OUTOFMEMORY;
-        st->grants = p;
-        st->cap = cap;
+        *arr = p;
+        *cap = c;
     }
-    ngrant *ng = &st->grants[st->n++];
-    memset(ng, 0, sizeof *ng);
+    *out = &(*arr)[n];
+    memset(*out, 0, sizeof **out);
+    return FWX_S_OK;
+}
+
+static fwx_result track(nstate *st, const fwx_grant *g, elems *es)
+{
+    ngrant *ng;
+    if (FWX_FAILED(ngrant_slot(&st->grants, st->n, &st->cap, 16, &ng)))
+        return FWX_E_OUTOFMEMORY;
+    st->n++;
     ng->g = *g;
     /* The sources were the core's for the grant_add call only (and list() reports none). */
     ng->g.sources = NULL;
@@ -1318,20 +1327,7 @@ fwx_result fwx__nft_policy_changed(void *state, const fwx_policy *policy)
 
 /* ---- publishing rules ------------------------------------------------------------------------ */
 
-static fwx_result pub_slot(nstate *st, ngrant **out)
-{
-    if (st->npub == st->cappub) {
-        size_t cap = st->cappub ? st->cappub * 2 : 8;
-        ngrant *p = realloc(st->pubs, cap * sizeof *p);
-        if (p == NULL)
-            return FWX_E_OUTOFMEMORY;
-        st->pubs = p;
-        st->cappub = cap;
-    }
-    *out = &st->pubs[st->npub];
-    memset(*out, 0, sizeof **out);
-    return FWX_S_OK;
-}
+static fwx_result pub_slot(nstate *st, ngrant **out) { return ngrant_slot(&st->pubs, st->npub, &st->cappub, 8, out); }
 
 /* A filter must see the stream: the rule gets a user-mode listener (intercept.c); the filter's
    secondary connections are kernel elements all the same. */
@@ -1449,7 +1445,7 @@ static fwx_result n_kill(void *state, IFWXConnection *conn)
 static fwx_result n_create_socket(void *state, int32_t protocol, IFWXNetworkSocket **out)
 {
     nstate *st = state;
-    return fwx__usock_new(fwx_firewall_loop(st->fw), protocol, out);
+    return fwx_network_socket_new(fwx_firewall_loop(st->fw), st->fw, protocol, out);
 }
 
 /* Is `key` an element of set `set` in a numeric listing of the table? */

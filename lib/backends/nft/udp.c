@@ -20,7 +20,7 @@
  * user-mode permission or a bound/redirect port, data filters attached by then), or else a
  * primary connection of the client's NAT session (fwx_Udp_Destination; the policy decides and
  * handlers attach their filters). Upstream: a connected UDP socket of the gateway's, marked
- * FWX__NFT_OWN_MARK. With data filters, fwx__dgram_start runs them (oversized datagrams are
+ * FWX__NFT_OWN_MARK. With data filters, fwx_dgram_start (fwx/pump.h) runs them (oversized datagrams are
  * dropped and counted there); without, the datagrams are relayed as they are. A flow ends when
  * it has been idle FWX__NFT_UDP_IDLE_MS, or at stop. IPv4 only for now (the listener of the
  * IPv6 family is TCP only).
@@ -28,10 +28,6 @@
  */
 #include "backends/nft/nft_impl.h"
 #include "backends/nft/ct.h"
-/* TODO(usermode boundary): datagrams with data filters go through the user-mode datagram
-   path (fwx__dgram_start/_input/_stop), which has no public counterpart yet (fwx/host.h has
-   only the stream relay, fwx_connection_relay). Nothing else here reaches past the public API. */
-#include "backends/usermode/usermode.h"
 #include "util/util.h"
 
 #include <errno.h>
@@ -40,6 +36,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define FWX__NFT_UDP_IDLE_MS 30000
 #define UDP_BUF 65536
@@ -60,7 +57,7 @@ typedef struct uflow {
     usess *us;
     uv_udp_t up;
     uv_timer_t idle;
-    fwx__dgram *dg;
+    fwx_dgram *dg;
     int handles;
     bool closing;
 } uflow;
@@ -161,12 +158,12 @@ static int send_up(uflow *f, const uint8_t *data, size_t n)
     return r < 0 ? r : 0;
 }
 
-static int dg_send(void *arg, int side, const uint8_t *data, size_t n)
+static int dg_send(void *arg, int32_t side, const uint8_t *data, size_t n)
 {
     uflow *f = arg;
     if (f->closing)
         return UV_ECANCELED;
-    return side == 0 ? send_client(f, data, n) : send_up(f, data, n);
+    return side == FWX_DGRAM_INTERNAL ? send_client(f, data, n) : send_up(f, data, n);
 }
 
 /* ---- flows --------------------------------------------------------------------------------- */
@@ -189,7 +186,7 @@ static void flow_close(uflow *f)
     f->closing = true;
     f->prev->next = f->next;
     f->next->prev = f->prev;
-    fwx__dgram_stop(f->dg); /* before the connection ends: the filters' pending Recvs fail first */
+    fwx_dgram_stop(f->dg); /* before the connection ends: the filters' pending Recvs fail first */
     f->dg = NULL;
     if (f->conn != NULL)
         fwx_connection_close(f->conn); /* ConnectionTerminating, then our reference goes */
@@ -229,7 +226,7 @@ static void on_up_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct
         return;
     uv_timer_again(&f->idle);
     if (f->dg != NULL) {
-        fwx__dgram_input(f->dg, 1, (const uint8_t *)buf->base, (size_t)n);
+        (void)fwx_dgram_input(f->dg, FWX_DGRAM_EXTERNAL, (const uint8_t *)buf->base, (size_t)n);
     } else {
         fwx_connection_count_bytes(f->conn, 0, (uint64_t)n);
         (void)send_client(f, (const uint8_t *)buf->base, (size_t)n);
@@ -242,7 +239,7 @@ static void flow_input(uflow *f, const uint8_t *data, size_t n)
         return;
     uv_timer_again(&f->idle);
     if (f->dg != NULL) {
-        fwx__dgram_input(f->dg, 0, data, n);
+        (void)fwx_dgram_input(f->dg, FWX_DGRAM_INTERNAL, data, n);
     } else {
         fwx_connection_count_bytes(f->conn, (uint64_t)n, 0);
         (void)send_up(f, data, n);
@@ -356,9 +353,9 @@ static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_in *from, con
     if (uv_udp_getsockname(&f->up, (struct sockaddr *)&self, &sl) == 0)
         (void)IFWXConnection_SetSocketName(f->conn, (struct sockaddr *)&self, (uint32_t)sl);
     uv_timer_start(&f->idle, on_idle, FWX__NFT_UDP_IDLE_MS, FWX__NFT_UDP_IDLE_MS);
-    fwx__dgram_io io = {dg_send, f};
-    hr = fwx__dgram_start(loop, f->conn, (const struct sockaddr *)&f->client, (const struct sockaddr *)&f->target, &io,
-                          &f->dg);
+    hr = fwx_dgram_start(loop, f->conn, (const struct sockaddr *)&f->client, fwx__sa_len((const struct sockaddr *)&f->client),
+                         (const struct sockaddr *)&f->target, fwx__sa_len((const struct sockaddr *)&f->target), dg_send, f,
+                         &f->dg);
     if (FWX_FAILED(hr)) {
         f->dg = NULL;
         flow_close(f); /* logged by the datagram path */

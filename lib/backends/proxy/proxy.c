@@ -274,11 +274,13 @@ static int accept_fd(pstate *st, uv_stream_t *server, struct sockaddr_storage *p
     return fd;
 }
 
-psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client)
+
+/* Opens a session with sp and keeps it: the one we keep already when the core answers with a
+   session we hold (a NAT session is one per client), else a new entry. */
+static psession *session_keep(pstate *st, const fwx_session_params *sp)
 {
     IFWXSession *s = NULL;
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, client, fwx__sa_len(client), NULL, 0, NULL};
-    if (FWX_FAILED(fwx_session_open(st->fw, &sp, &s)))
+    if (FWX_FAILED(fwx_session_open(st->fw, sp, &s)))
         return NULL;
     psession *ps = NULL;
     HASH_FIND_PTR(st->sessions, &s, ps);
@@ -296,36 +298,23 @@ psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client)
     return ps;
 }
 
+psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client)
+{
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, client, fwx__sa_len(client), NULL, 0, NULL};
+    return session_keep(st, &sp);
+}
+
 psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client, const struct sockaddr *gw,
                                       const char *user)
 {
-    IFWXSession *s = NULL;
     fwx_session_params sp = {sizeof sp, fwxSourceWSP, client, fwx__sa_len(client), gw, gw ? fwx__sa_len(gw) : 0, user};
-    if (FWX_FAILED(fwx_session_open(st->fw, &sp, &s)))
-        return NULL;
-    psession *ps = calloc(1, sizeof *ps);
-    if (ps == NULL) {
-        fwx_session_close(s);
-        IFWXSession_Release(s);
-        return NULL;
-    }
-    ps->session = s;
-    HASH_ADD_PTR(st->sessions, session, ps);
-    return ps;
+    return session_keep(st, &sp);
 }
 
-static void on_publish_accept(uv_stream_t *server, int status)
+/* A client of a publishing rule: a NAT session of its own, then the connection to the server. */
+static void publish_accepted(plisten *l, int fd, struct sockaddr_storage peer, struct sockaddr_storage local)
 {
-    plisten *l = server->data;
     pstate *st = l->st;
-    struct sockaddr_storage peer, local;
-    if (status < 0)
-        fwx__proxy_accept_failed(st, server, status, "accepting a client");
-    if (status < 0 || st->closing)
-        return;
-    int fd = accept_fd(st, server, &peer, &local);
-    if (fd < 0)
-        return;
     psession *ps = fwx__proxy_session_nat(st, (struct sockaddr *)&peer);
     prelay *r = ps ? fwx__proxy_relay_new(st, fd) : NULL;
     if (r == NULL) {
@@ -371,18 +360,10 @@ static void on_publish_accept(uv_stream_t *server, int status)
     fwx__proxy_relay_connect(r);
 }
 
-static void on_grant_accept(uv_stream_t *server, int status)
+/* A connection to a bound or redirect port: the core admits it by the grant. */
+static void grant_accepted(plisten *l, int fd, struct sockaddr_storage peer, struct sockaddr_storage local)
 {
-    plisten *l = server->data;
     pstate *st = l->st;
-    struct sockaddr_storage peer, local;
-    if (status < 0)
-        fwx__proxy_accept_failed(st, server, status, "accepting a client");
-    if (status < 0 || st->closing)
-        return;
-    int fd = accept_fd(st, server, &peer, &local);
-    if (fd < 0)
-        return;
     prelay *r = fwx__proxy_relay_new(st, fd);
     if (r == NULL) {
         close(fd);
@@ -411,7 +392,26 @@ static void on_grant_accept(uv_stream_t *server, int status)
     fwx__proxy_relay_connect(r);
 }
 
-static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog, uv_connection_cb cb)
+/* Every listener's connection callback: the client's descriptor, then what the listener is for. */
+static void on_accept(uv_stream_t *server, int status)
+{
+    plisten *l = server->data;
+    pstate *st = l->st;
+    struct sockaddr_storage peer, local;
+    if (status < 0)
+        fwx__proxy_accept_failed(st, server, status, "accepting a client");
+    if (status < 0 || st->closing)
+        return;
+    int fd = accept_fd(st, server, &peer, &local);
+    if (fd < 0)
+        return;
+    if (l->is_grant)
+        grant_accepted(l, fd, peer, local);
+    else
+        publish_accepted(l, fd, peer, local);
+}
+
+static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog)
 {
     int rc = uv_tcp_init(st->loop, &l->tcp);
     if (rc != 0) {
@@ -423,7 +423,7 @@ static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr,
     st->handles++;
     rc = uv_tcp_bind(&l->tcp, addr, 0);
     if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, backlog > 0 ? backlog : 128, cb);
+        rc = uv_listen((uv_stream_t *)&l->tcp, backlog > 0 ? backlog : 128, on_accept);
     if (rc != 0) {
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
         return fwx__result_from_errno(rc, FWX_E_BACKEND);
@@ -510,7 +510,7 @@ static fwx_result p_grant_add(void *state, const fwx_grant *g)
     l->id = g->id;
     l->is_grant = true;
     l->grant = *g;
-    return listen_on(st, l, (const struct sockaddr *)&g->gateway, g->backlog, on_grant_accept);
+    return listen_on(st, l, (const struct sockaddr *)&g->gateway, g->backlog);
 }
 
 static fwx_result p_grant_remove(void *state, uint64_t id)
@@ -569,7 +569,7 @@ static fwx_result p_listen(void *state, const fwx_listen_spec *spec)
         return FWX_E_OUTOFMEMORY;
     l->id = spec->id;
     l->spec = *spec;
-    return listen_on(st, l, (const struct sockaddr *)&spec->address, 511, on_publish_accept);
+    return listen_on(st, l, (const struct sockaddr *)&spec->address, 511);
 }
 
 static fwx_result p_unlisten(void *state, uint64_t id)
@@ -589,7 +589,7 @@ static fwx_result p_unlisten(void *state, uint64_t id)
 static fwx_result p_relay(void *state, IFWXConnection *conn, int32_t kernel_mode)
 {
     /* This backend carries only connections it originated, and starts each itself once the
-       core has admitted it (on_publish_accept, on_grant_accept, SOCKS, UDP flows): nothing to
+       core has admitted it (publish_accepted, grant_accepted, SOCKS, UDP flows): nothing to
        do here. Connections a host reports itself are carried by that host, so their data
        filters run only if the host relays them through fwx_connection_relay; one that did not
        say so has such a connection refused rather than its filters skipped. With no data
@@ -626,10 +626,7 @@ static fwx_result p_kill(void *state, IFWXConnection *conn)
 static fwx_result p_create_socket(void *state, int32_t protocol, IFWXNetworkSocket **out)
 {
     pstate *st = state;
-    fwx_result hr = fwx__usock_new(st->loop, protocol, out);
-    if (FWX_SUCCEEDED(hr))
-        fwx__usock_set_firewall(*out, st->fw);
-    return hr;
+    return fwx_network_socket_new(st->loop, st->fw, protocol, out);
 }
 
 static fwx_result p_list(void *state, fwx_backend_list_cb cb, void *arg)

@@ -8,10 +8,10 @@
 #include <fwx/fwx.h>
 
 #include "backends/proxy/socks_caps.h"
-#include "backends/usermode/usermode.h"
 #include "util/util.h"
 
 #include <uthash.h>
+#include <uv.h>
 
 typedef struct socks_client socks_client;
 typedef struct socks_listener socks_listener;

@@ -25,7 +25,6 @@
  * SPDX-License-Identifier: MIT
  */
 #include "backends/proxy/proxy_impl.h"
-#include "core/internal.h" /* fwx__firewall_forbidden_host */
 
 #include <errno.h>
 #include <stdio.h>
@@ -259,17 +258,22 @@ static bool reaches_listener(const struct sockaddr *l, const struct sockaddr *ds
     if (fwx__sa_port(l) != fwx__sa_port(dst))
         return false;
     if (fwx__sa_is_unspecified(l))
-        return fwx__sa_is_loopback(dst) || fwx__firewall_is_local(fw, dst);
+        return fwx__sa_is_loopback(dst) || fwx_firewall_is_local_address(fw, dst, fwx__sa_len(dst));
     return fwx__sa_same_ip(l, dst);
 }
 
+/* The backend's own listeners: SOCKS, and the publishing rules it listens for (the core's
+   `listen` calls, TCP and UDP alike: a port is a port here). */
 static bool own_listener(pstate *st, const struct sockaddr *dst)
 {
     for (socks_listener *l = st->socks; l != NULL; l = l->next)
         if (reaches_listener((const struct sockaddr *)&l->at, dst, st->fw))
             return true;
-    for (size_t i = 0; i < st->fw->n_published; i++)
-        if (reaches_listener((const struct sockaddr *)&st->fw->published[i].address, dst, st->fw))
+    for (plisten *l = st->listeners; l != NULL; l = l->next)
+        if (!l->is_grant && reaches_listener((const struct sockaddr *)&l->spec.address, dst, st->fw))
+            return true;
+    for (udp_port *p = st->udp_ports; p != NULL; p = p->next)
+        if (p->kind == UDP_PORT_PUBLISH && reaches_listener((const struct sockaddr *)&p->spec.address, dst, st->fw))
             return true;
     return false;
 }
@@ -282,9 +286,10 @@ static void do_connect(socks_client *c)
         refuse(c, FWX__SOCKS_REP_NOT_ALLOWED, "connect to port 0");
         return;
     }
-    /* Catalog #40: a name or address that leads back to the gateway itself (its addresses,
-       loopback, any) or to a group address is refused, whatever the policy says. */
-    if (fwx__firewall_forbidden_host(st->fw, dst) != NULL) {
+    /* A name or address that leads back to the gateway itself (its addresses, loopback, any)
+       or to a group address is refused, whatever the policy says: the core's rule for
+       secondary targets (doc/security.md, "reach the gateway itself"). */
+    if (fwx_firewall_forbidden_host(st->fw, dst, fwx__sa_len(dst)) != NULL) {
         refuse(c, FWX__SOCKS_REP_NOT_ALLOWED, "destination is the gateway itself or a group address");
         return;
     }
@@ -529,7 +534,7 @@ void fwx__proxy_socks_udp_datagram(udp_port *p, const struct sockaddr *from, con
     c->have_udp_client = true;
     udp_flow *f = fwx__proxy_udp_flow_find(p, dp);
     if (f == NULL) {
-        if (fwx__sa_port(dp) == 0 || fwx__firewall_forbidden_host(st->fw, dp) != NULL)
+        if (fwx__sa_port(dp) == 0 || fwx_firewall_forbidden_host(st->fw, dp, fwx__sa_len(dp)) != NULL)
             return;
         IFWXConnection *conn = NULL;
         fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, (struct sockaddr *)&c->peer, fwx__sa_len((struct sockaddr *)&c->peer),

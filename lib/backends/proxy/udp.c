@@ -36,7 +36,7 @@ struct udp_flow {
     IFWXConnection *conn; /* +1 */
     psession *ps;         /* its own reference on the session (NAT peers of a publishing rule) */
     bool back;            /* replies may go back to the peer (BIDIRECTIONAL) */
-    fwx__dgram *dg;       /* the data filters' path, or NULL: relayed as is */
+    fwx_dgram *dg;       /* the data filters' path, or NULL: relayed as is */
     bool closing;
     int handles;
     UT_hash_handle hh;
@@ -83,7 +83,7 @@ static void flow_close(udp_flow *f)
     f->closing = true;
     udp_port *p = f->port;
     HASH_DEL(p->flows, f);
-    fwx__dgram_stop(f->dg); /* before the connection ends: the filters' pending Recvs fail first */
+    fwx_dgram_stop(f->dg); /* before the connection ends: the filters' pending Recvs fail first */
     f->dg = NULL;
     IFWXConnection *c = flow_take_conn(f);
     if (c != NULL)
@@ -128,7 +128,7 @@ static void on_up_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const struct
     touch(f);
     udp_port *p = f->port;
     if (f->dg != NULL) {
-        fwx__dgram_input(f->dg, 1, (const uint8_t *)buf->base, (size_t)n);
+        (void)fwx_dgram_input(f->dg, FWX_DGRAM_EXTERNAL, (const uint8_t *)buf->base, (size_t)n);
         return;
     }
     if (p->kind == UDP_PORT_SOCKS) {
@@ -178,7 +178,7 @@ static udp_flow *flow_new(udp_port *p, const struct sockaddr *peer, const struct
 }
 
 /* The data filters send a datagram out of side 0 (to the peer) or 1 (to the target). */
-static int flow_dg_send(void *arg, int side, const uint8_t *data, size_t n)
+static int flow_dg_send(void *arg, int32_t side, const uint8_t *data, size_t n)
 {
     udp_flow *f = arg;
     udp_port *p = f->port;
@@ -186,7 +186,7 @@ static int flow_dg_send(void *arg, int side, const uint8_t *data, size_t n)
     if (f->closing)
         return UV_ECANCELED;
     touch(f);
-    if (side == 1) {
+    if (side == FWX_DGRAM_EXTERNAL) {
         int rc = uv_udp_try_send(&f->up, &b, 1, NULL);
         return rc < 0 ? rc : 0;
     }
@@ -206,9 +206,9 @@ static bool flow_start_filters(udp_flow *f)
 {
     if (fwx_connection_data_filters(f->conn) == 0)
         return true;
-    fwx__dgram_io io = {flow_dg_send, f};
-    fwx_result hr = fwx__dgram_start(f->port->st->loop, f->conn, (struct sockaddr *)&f->peer,
-                                     (struct sockaddr *)&f->target, &io, &f->dg);
+    fwx_result hr = fwx_dgram_start(f->port->st->loop, f->conn, (struct sockaddr *)&f->peer,
+                                    fwx__sa_len((struct sockaddr *)&f->peer), (struct sockaddr *)&f->target,
+                                    fwx__sa_len((struct sockaddr *)&f->target), flow_dg_send, f, &f->dg);
     return FWX_SUCCEEDED(hr);
 }
 
@@ -217,7 +217,7 @@ void fwx__proxy_udp_flow_send(udp_flow *f, const uint8_t *data, size_t n)
     uv_buf_t b = uv_buf_init((char *)data, (unsigned)n);
     touch(f);
     if (f->dg != NULL) {
-        fwx__dgram_input(f->dg, 0, data, n);
+        (void)fwx_dgram_input(f->dg, FWX_DGRAM_INTERNAL, data, n);
         return;
     }
     if (uv_udp_try_send(&f->up, &b, 1, NULL) == (int)n && f->conn != NULL)

@@ -1,8 +1,8 @@
 /*
- * fwx - the datagram path: one UDP flow carried through its connection's data filters (see
- * usermode.h for the contract the filters see). The owner (lib/backends/proxy/udp.c) keeps the real
- * sockets and hands each datagram in with fwx__dgram_input; what a filter sends on a real
- * socket goes back out through the owner's send callback.
+ * fwx - the datagram path: one UDP flow carried through its connection's data filters (public:
+ * include/fwx/pump.h, with the contract the filters see). The owner (a backend: proxy/udp.c,
+ * nft/udp.c) keeps the real sockets and hands each datagram in with fwx_dgram_input; what a
+ * filter sends on a real socket goes back out through the owner's send callback.
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
@@ -23,7 +23,7 @@ typedef struct dsock dsock;
 struct dsock {
     IFWXSocket iface;
     atomic_uint refs;
-    fwx__dgram *dg; /* NULL once the path ended */
+    fwx_dgram *dg; /* NULL once the path ended */
     bool is_virtual;
     int side;    /* real: 0 internal, 1 external */
     dsock *peer; /* virtual: the other end */
@@ -33,11 +33,12 @@ struct dsock {
     bool closed, shut_wr, rd_eof, peer_eof;
 };
 
-struct fwx__dgram {
+struct fwx_dgram {
     uv_loop_t *loop;
     fwx_firewall *fw;     /* its log */
     IFWXConnection *conn; /* +1 */
-    fwx__dgram_io io;
+    fwx_dgram_send_cb send;
+    void *send_arg;
     bool ending;
     uv_idle_t idle;
     bool idle_on, closing;
@@ -55,7 +56,7 @@ static dsock *impl_from_IFWXSocket(IFWXSocket *i) { return fwx__container_of(i, 
 
 static void idle_cb(uv_idle_t *h);
 
-static void complete_later(fwx__dgram *d, fwx__uio *op)
+static void complete_later(fwx_dgram *d, fwx__uio *op)
 {
     fwx__uioq_push(&d->cq, op);
     if (!d->idle_on && !d->closing) {
@@ -64,7 +65,7 @@ static void complete_later(fwx__dgram *d, fwx__uio *op)
     }
 }
 
-static void drop(fwx__dgram *d, dsock *s, uint32_t len, uint32_t cap, const char *why)
+static void drop(fwx_dgram *d, dsock *s, uint32_t len, uint32_t cap, const char *why)
 {
     fwx_connection_count_dropped_datagrams(d->conn, 1);
     if (d->dropped++ == 0) {
@@ -76,24 +77,14 @@ static void drop(fwx__dgram *d, dsock *s, uint32_t len, uint32_t cap, const char
     }
 }
 
-/* The receive buffer the filter gave, or a core one of the connection's buffer size. */
-static uint32_t recv_cap(fwx__uio *op)
-{
-    uint8_t *p;
-    uint32_t cap;
-    return fwx__uio_space(op->buf, &p, &cap) ? cap : 0;
-}
-
 /* Ends s's pending Recv with one datagram; false (and the datagram dropped) if it does not fit. */
-static bool deliver(fwx__dgram *d, dsock *s, const uint8_t *data, uint32_t len)
+static bool deliver(fwx_dgram *d, dsock *s, const uint8_t *data, uint32_t len)
 {
     fwx__uio *op = s->recv;
     uint8_t *mem;
     uint32_t cap;
     if (!fwx__uio_space(op->buf, &mem, &cap)) {
-        s->recv = NULL;
-        fwx__uio_fail(op, UV_EINVAL);
-        complete_later(d, op);
+        complete_later(d, fwx__uio_end_pending(&s->recv, UV_EINVAL));
         return false;
     }
     if (len > cap) {
@@ -113,7 +104,7 @@ static bool deliver(fwx__dgram *d, dsock *s, const uint8_t *data, uint32_t len)
     return true;
 }
 
-static void enqueue(fwx__dgram *d, dsock *s, const uint8_t *data, uint32_t len)
+static void enqueue(fwx_dgram *d, dsock *s, const uint8_t *data, uint32_t len)
 {
     dnode *n = s->queued < DGRAM_QUEUE_MAX ? malloc(sizeof *n + len) : NULL;
     if (n == NULL) {
@@ -143,7 +134,7 @@ static void queue_clear(dsock *s)
 }
 
 /* Serves s's pending Recv from its queue, or with EOF once nothing more can come. */
-static void serve(fwx__dgram *d, dsock *s)
+static void serve(fwx_dgram *d, dsock *s)
 {
     while (s->recv != NULL && s->head != NULL) {
         dnode *n = s->head;
@@ -154,46 +145,45 @@ static void serve(fwx__dgram *d, dsock *s)
         (void)deliver(d, s, n->data, n->len);
         free(n);
     }
-    if (s->recv != NULL && (s->rd_eof || s->peer_eof)) {
-        fwx__uio *op = s->recv;
-        s->recv = NULL;
-        fwx__uio_recv_done(op, 0);
-        complete_later(d, op);
-    }
+    if (s->recv != NULL && (s->rd_eof || s->peer_eof))
+        complete_later(d, fwx__uio_end_pending(&s->recv, 0));
 }
 
 static void sock_kill(dsock *s, int err)
 {
-    fwx__dgram *d = s->dg;
+    fwx_dgram *d = s->dg;
     if (s->closed)
         return;
     s->closed = true;
     queue_clear(s);
-    if (s->recv != NULL) {
-        fwx__uio *op = s->recv;
-        s->recv = NULL;
-        fwx__uio_fail(op, err);
-        complete_later(d, op);
-    }
+    if (s->recv != NULL)
+        complete_later(d, fwx__uio_end_pending(&s->recv, err));
     if (s->is_virtual && s->peer != NULL && !s->peer->closed) {
         s->peer->peer_eof = true; /* the other end's Recv sees EOF once its queue is read */
         serve(d, s->peer);
     }
 }
 
-void fwx__dgram_input(fwx__dgram *d, int side, const uint8_t *data, size_t n)
+fwx_result fwx_dgram_input(fwx_dgram *d, int32_t side, const uint8_t *data, size_t n)
 {
-    if (d == NULL || d->ending || side < 0 || side > 1)
-        return;
+    if (d == NULL || (data == NULL && n > 0))
+        return FWX_E_POINTER;
+    if (side != FWX_DGRAM_INTERNAL && side != FWX_DGRAM_EXTERNAL)
+        return FWX_E_INVALIDARG;
+    if (d->ending)
+        return FWX_E_TERMINATING;
+    if (n > UINT32_MAX)
+        return FWX_E_INVALIDARG;
     dsock *s = d->real[side];
     /* A zero-length datagram would read as EOF: not carried. A closed side takes nothing. */
-    if (s == NULL || s->closed || s->rd_eof || n == 0 || n > UINT32_MAX)
-        return;
-    fwx_connection_count_bytes(d->conn, side == 0 ? n : 0, side == 1 ? n : 0);
+    if (s == NULL || s->closed || s->rd_eof || n == 0)
+        return FWX_S_FALSE;
+    fwx_connection_count_bytes(d->conn, side == FWX_DGRAM_INTERNAL ? n : 0, side == FWX_DGRAM_EXTERNAL ? n : 0);
     if (s->recv != NULL && s->head == NULL)
         (void)deliver(d, s, data, (uint32_t)n);
     else
         enqueue(d, s, data, (uint32_t)n);
+    return FWX_S_OK;
 }
 
 /* ---- IFWXSocket ---------------------------------------------------------------------------- */
@@ -202,16 +192,7 @@ static bool sock_live(dsock *s) { return s->dg != NULL && !s->dg->ending && !s->
 
 static fwx_result ds_QueryInterface(IFWXSocket *This, const fwx_guid *riid, void **ppv)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    *ppv = NULL;
-    if (riid == NULL)
-        return FWX_E_POINTER;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXSocket))
-        return FWX_E_NOINTERFACE;
-    IFWXSocket_AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
+    return fwx__uio_sock_query(This, false, riid, ppv);
 }
 
 static uint32_t ds_AddRef(IFWXSocket *This) { return atomic_fetch_add(&impl_from_IFWXSocket(This)->refs, 1) + 1; }
@@ -230,18 +211,17 @@ static uint32_t ds_Release(IFWXSocket *This)
 static fwx_result ds_Send(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOCompletion *pCompletion, uintptr_t ud)
 {
     dsock *s = impl_from_IFWXSocket(This);
-    if (pBuffer == NULL)
-        return FWX_E_INVALIDARG;
-    if (!sock_live(s) || s->shut_wr)
-        return FWX_E_TERMINATING;
-    fwx__dgram *d = s->dg;
+    fwx__uio *op;
+    fwx_result hr = fwx__uio_send_begin(sock_live(s) && !s->shut_wr, pBuffer, pCompletion, ud, &op);
+    if (FWX_FAILED(hr))
+        return hr;
+    fwx_dgram *d = s->dg;
     uint8_t *data;
     uint32_t len;
-    if (!fwx__uio_data(pBuffer, &data, &len))
+    if (!fwx__uio_data(pBuffer, &data, &len)) {
+        fwx__uio_free(op);
         return FWX_E_INVALIDARG;
-    fwx__uio *op = fwx__uio_new(FWX__UIO_SEND, pBuffer, pCompletion, ud);
-    if (op == NULL)
-        return FWX_E_OUTOFMEMORY;
+    }
     /* One Send is one datagram; it completes once handed on (to the kernel, or queued at the
        other end of a virtual pair), as a UDP send does. */
     if (s->is_virtual) {
@@ -255,7 +235,7 @@ static fwx_result ds_Send(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOComplet
                 enqueue(d, b, data, len);
         }
     } else {
-        int rc = d->io.send(d->io.arg, s->side, data, len);
+        int rc = d->send(d->send_arg, s->side, data, len);
         if (rc < 0)
             fwx__uio_fail(op, rc);
     }
@@ -276,41 +256,32 @@ static fwx_result ds_SendTo(IFWXSocket *This, IFWXIOBuffer *pBuffer, const struc
 static fwx_result ds_Recv(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOCompletion *pCompletion, uintptr_t ud)
 {
     dsock *s = impl_from_IFWXSocket(This);
-    if (pCompletion == NULL)
-        return FWX_E_POINTER;
-    if (!sock_live(s))
-        return FWX_E_TERMINATING;
-    if (s->recv != NULL)
-        return FWX_E_INVALIDARG;
-    fwx__dgram *d = s->dg;
+    bool live = sock_live(s);
     /* Read at each Recv: the filter may have called SetBufferSize since. */
     fwx__uio *op;
-    fwx_result hr = fwx__uio_new_recv(pBuffer, fwx_connection_buffer_size(d->conn), pCompletion, ud, &op);
+    fwx_result hr = fwx__uio_recv_begin(live, s->recv != NULL, pBuffer,
+                                        live ? fwx_connection_buffer_size(s->dg->conn) : 0, pCompletion, ud, &op);
     if (FWX_FAILED(hr))
         return hr;
-    if (recv_cap(op) == 0) {
-        fwx__uio_free(op);
-        return FWX_E_INVALIDARG;
-    }
     s->recv = op;
-    serve(d, s);
+    serve(s->dg, s);
     return FWX_S_OK;
 }
 
 static fwx_result ds_Shutdown(IFWXSocket *This, int32_t How)
 {
     dsock *s = impl_from_IFWXSocket(This);
-    if (How != SHUT_RD && How != SHUT_WR && How != SHUT_RDWR)
+    if (!fwx__uio_how_valid(How))
         return FWX_E_INVALIDARG;
     if (!sock_live(s))
         return FWX_E_TERMINATING;
-    fwx__dgram *d = s->dg;
-    if (How == SHUT_RD || How == SHUT_RDWR) {
+    fwx_dgram *d = s->dg;
+    if (fwx__uio_how_rd(How)) {
         s->rd_eof = true;
         queue_clear(s);
         serve(d, s);
     }
-    if (How == SHUT_WR || How == SHUT_RDWR) {
+    if (fwx__uio_how_wr(How)) {
         s->shut_wr = true;
         if (s->is_virtual && s->peer != NULL && !s->peer->closed) {
             s->peer->peer_eof = true;
@@ -337,7 +308,7 @@ static const IFWXSocketVtbl dsock_vtbl = {
 
 static void closed_cb(uv_handle_t *h)
 {
-    fwx__dgram *d = h->data;
+    fwx_dgram *d = h->data;
     for (size_t i = 0; i < d->n_socks; i++) {
         dsock *s = d->socks[i];
         s->dg = NULL;
@@ -353,7 +324,7 @@ static void deliver_one(void *op) { fwx__uio_deliver(op); }
 
 static void idle_cb(uv_idle_t *h)
 {
-    fwx__dgram *d = h->data;
+    fwx_dgram *d = h->data;
     /* Only what is queued now: completions queued by these callbacks wait for the next turn. */
     fwx__uio_queue batch = d->cq;
     d->cq.head = d->cq.tail = NULL;
@@ -371,7 +342,7 @@ static void idle_cb(uv_idle_t *h)
     }
 }
 
-void fwx__dgram_stop(fwx__dgram *d)
+void fwx_dgram_stop(fwx_dgram *d)
 {
     if (d == NULL || d->ending)
         return;
@@ -388,7 +359,7 @@ void fwx__dgram_stop(fwx__dgram *d)
     }
 }
 
-static dsock *dsock_new(fwx__dgram *d, bool is_virtual, int side)
+static dsock *dsock_new(fwx_dgram *d, bool is_virtual, int side)
 {
     dsock *s = calloc(1, sizeof *s);
     if (s == NULL)
@@ -402,17 +373,17 @@ static dsock *dsock_new(fwx__dgram *d, bool is_virtual, int side)
     return s;
 }
 
-fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct sockaddr *internal_peer,
-                            const struct sockaddr *external_peer, const fwx__dgram_io *io, fwx__dgram **out)
+fwx_result fwx_dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct sockaddr *internal_peer,
+                           uint32_t internal_len, const struct sockaddr *external_peer, uint32_t external_len,
+                           fwx_dgram_send_cb send, void *arg, fwx_dgram **out)
 {
     if (out != NULL)
         *out = NULL;
-    if (loop == NULL || conn == NULL || io == NULL || io->send == NULL || out == NULL || internal_peer == NULL ||
-        external_peer == NULL)
+    if (loop == NULL || conn == NULL || send == NULL || out == NULL || internal_peer == NULL || external_peer == NULL)
         return FWX_E_POINTER;
     fwx_firewall *fw = fwx_connection_firewall(conn);
-    if (fw == NULL)
-        return FWX_E_INVALIDARG; /* not the core's */
+    if (fw == NULL || !fwx__sa_valid(internal_peer, internal_len) || !fwx__sa_valid(external_peer, external_len))
+        return FWX_E_INVALIDARG; /* not the core's connection, or not an address */
     /* A filter attached with a destination joins only the flow of that destination: the core
        says which (fwx_connection_data_filter_applies). */
     uint32_t n_dfs = fwx_connection_data_filters(conn);
@@ -421,7 +392,7 @@ fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct 
         n += fwx_connection_data_filter_applies(conn, i) != 0;
     if (n == 0)
         return FWX_S_FALSE; /* nothing to run here: the owner relays the datagrams itself */
-    fwx__dgram *d = calloc(1, sizeof *d);
+    fwx_dgram *d = calloc(1, sizeof *d);
     if (d == NULL)
         return FWX_E_OUTOFMEMORY;
     d->socks = calloc(2 + 2 * (n - 1), sizeof *d->socks);
@@ -433,11 +404,12 @@ fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct 
     }
     d->loop = loop;
     d->fw = fw;
-    d->io = *io;
+    d->send = send;
+    d->send_arg = arg;
     d->idle.data = d;
     d->conn = conn;
     IFWXConnection_AddRef(conn);
-    memcpy(&d->addr[0], internal_peer, fwx__sa_len(internal_peer));
+    memcpy(&d->addr[0], internal_peer, fwx__sa_len(internal_peer)); /* valid: never past its family's size */
     memcpy(&d->addr[1], external_peer, fwx__sa_len(external_peer));
     fwx_result hr = FWX_S_OK;
     if ((d->real[0] = dsock_new(d, false, 0)) == NULL || (d->real[1] = dsock_new(d, false, 1)) == NULL)
@@ -466,7 +438,7 @@ fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct 
     if (FWX_FAILED(hr)) {
         fwx_firewall_log(fw, FWX_LOG_WARN, "connection %llu: datagram path not started: %s",
                          (unsigned long long)fwx_connection_id(conn), fwx_strerror(hr));
-        fwx__dgram_stop(d); /* what a filter got fails from a loop callback; freed after */
+        fwx_dgram_stop(d); /* what a filter got fails from a loop callback; freed after */
         return hr;
     }
     *out = d;

@@ -586,12 +586,8 @@ static void sock_kill(psock *s, int err)
     if (s->closed)
         return;
     s->closed = true;
-    if (s->recv != NULL) {
-        fwx__uio *r = s->recv;
-        s->recv = NULL;
-        fwx__uio_fail(r, err);
-        complete_later(p, r);
-    }
+    if (s->recv != NULL)
+        complete_later(p, fwx__uio_end_pending(&s->recv, err));
     while (!fwx__uioq_empty(&s->sendq)) {
         fwx__uio *f = fwx__uioq_pop(&s->sendq);
         fwx__uio_fail(f, err);
@@ -605,16 +601,7 @@ static void sock_kill(psock *s, int err)
 
 static fwx_result psock_QueryInterface(IFWXSocket *This, const fwx_guid *riid, void **ppv)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    *ppv = NULL;
-    if (riid == NULL)
-        return FWX_E_POINTER;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXSocket))
-        return FWX_E_NOINTERFACE;
-    IFWXSocket_AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
+    return fwx__uio_sock_query(This, false, riid, ppv);
 }
 
 static uint32_t psock_AddRef(IFWXSocket *This)
@@ -635,13 +622,10 @@ static uint32_t psock_Release(IFWXSocket *This)
 static fwx_result psock_Send(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOCompletion *pCompletion, uintptr_t ud)
 {
     psock *s = impl_from_IFWXSocket(This);
-    if (pBuffer == NULL)
-        return FWX_E_INVALIDARG;
-    if (!sock_live(s) || s->shut_wr_req)
-        return FWX_E_TERMINATING;
-    fwx__uio *op = fwx__uio_new(FWX__UIO_SEND, pBuffer, pCompletion, ud);
-    if (op == NULL)
-        return FWX_E_OUTOFMEMORY;
+    fwx__uio *op;
+    fwx_result hr = fwx__uio_send_begin(sock_live(s) && !s->shut_wr_req, pBuffer, pCompletion, ud, &op);
+    if (FWX_FAILED(hr))
+        return hr;
     fwx__uioq_push(&s->sendq, op);
     if (s->is_virtual)
         vflow(s, s->peer);
@@ -661,26 +645,15 @@ static fwx_result psock_SendTo(IFWXSocket *This, IFWXIOBuffer *pBuffer, const st
 static fwx_result psock_Recv(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOCompletion *pCompletion, uintptr_t ud)
 {
     psock *s = impl_from_IFWXSocket(This);
-    if (pCompletion == NULL)
-        return FWX_E_POINTER;
-    if (!sock_live(s))
-        return FWX_E_TERMINATING;
-    if (s->recv != NULL)
-        return FWX_E_INVALIDARG;
+    bool live = sock_live(s);
     /* Read at each Recv: the filter may have called SetBufferSize since the pump started. */
-    uint32_t size = fwx_connection_buffer_size(s->pump->conn);
-    if (size == 0)
+    uint32_t size = live ? fwx_connection_buffer_size(s->pump->conn) : 0;
+    if (live && size == 0)
         size = s->pump->buffer_size;
     fwx__uio *op;
-    fwx_result hr = fwx__uio_new_recv(pBuffer, size, pCompletion, ud, &op);
+    fwx_result hr = fwx__uio_recv_begin(live, s->recv != NULL, pBuffer, size, pCompletion, ud, &op);
     if (FWX_FAILED(hr))
         return hr;
-    uint8_t *mem;
-    uint32_t cap;
-    if (!fwx__uio_space(op->buf, &mem, &cap)) {
-        fwx__uio_free(op);
-        return FWX_E_INVALIDARG;
-    }
     if (s->rd_eof) {
         fwx__uio_recv_done(op, 0);
         complete_later(s->pump, op);
@@ -697,23 +670,19 @@ static fwx_result psock_Recv(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOComp
 static fwx_result psock_Shutdown(IFWXSocket *This, int32_t How)
 {
     psock *s = impl_from_IFWXSocket(This);
-    if (How != SHUT_RD && How != SHUT_WR && How != SHUT_RDWR)
+    if (!fwx__uio_how_valid(How))
         return FWX_E_INVALIDARG;
     if (!sock_live(s))
         return FWX_E_TERMINATING;
     fwx_pump *p = s->pump;
-    if (How == SHUT_RD || How == SHUT_RDWR) {
+    if (fwx__uio_how_rd(How)) {
         s->rd_eof = true;
         if (!s->is_virtual)
             (void)shutdown(p->fd[s->side], SHUT_RD);
-        if (s->recv != NULL) {
-            fwx__uio *r = s->recv;
-            s->recv = NULL;
-            fwx__uio_recv_done(r, 0);
-            complete_later(p, r);
-        }
+        if (s->recv != NULL)
+            complete_later(p, fwx__uio_end_pending(&s->recv, 0));
     }
-    if (How == SHUT_WR || How == SHUT_RDWR) {
+    if (fwx__uio_how_wr(How)) {
         s->shut_wr_req = true;
         if (s->is_virtual)
             vflow(s, s->peer);

@@ -109,3 +109,67 @@ void fwx__uio_deliver(fwx__uio *op)
     }
     fwx__uio_free(op);
 }
+
+fwx__uio *fwx__uio_end_pending(fwx__uio **slot, int err)
+{
+    fwx__uio *op = *slot;
+    if (op == NULL)
+        return NULL;
+    *slot = NULL;
+    if (err != 0)
+        fwx__uio_fail(op, err);
+    else
+        fwx__uio_recv_done(op, 0);
+    return op;
+}
+
+fwx_result fwx__uio_sock_query(IFWXSocket *sock, bool network, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    *ppv = NULL;
+    if (riid == NULL)
+        return FWX_E_POINTER;
+    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXSocket) &&
+        !(network && fwx_guid_equal(riid, &IID_IFWXNetworkSocket)))
+        return FWX_E_NOINTERFACE;
+    IFWXSocket_AddRef(sock);
+    *ppv = sock;
+    return FWX_S_OK;
+}
+
+fwx_result fwx__uio_send_begin(bool writable, IFWXIOBuffer *buf, IFWXIOCompletion *cpl, uintptr_t ud,
+                               fwx__uio **out)
+{
+    *out = NULL;
+    if (buf == NULL)
+        return FWX_E_INVALIDARG;
+    if (!writable)
+        return FWX_E_TERMINATING;
+    *out = fwx__uio_new(FWX__UIO_SEND, buf, cpl, ud);
+    return *out != NULL ? FWX_S_OK : FWX_E_OUTOFMEMORY;
+}
+
+fwx_result fwx__uio_recv_begin(bool live, bool busy, IFWXIOBuffer *buf, uint32_t core_size, IFWXIOCompletion *cpl,
+                               uintptr_t ud, fwx__uio **out)
+{
+    *out = NULL;
+    if (cpl == NULL)
+        return FWX_E_POINTER;
+    if (!live)
+        return FWX_E_TERMINATING;
+    if (busy)
+        return FWX_E_INVALIDARG;
+    fwx__uio *op;
+    fwx_result hr = fwx__uio_new_recv(buf, core_size, cpl, ud, &op);
+    if (FWX_FAILED(hr))
+        return hr;
+    uint8_t *mem;
+    uint32_t cap;
+    if (!fwx__uio_space(op->buf, &mem, &cap)) {
+        fwx__uio_free(op);
+        return FWX_E_INVALIDARG;
+    }
+    *out = op;
+    return FWX_S_OK;
+}

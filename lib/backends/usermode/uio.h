@@ -9,6 +9,8 @@
 
 #include "backends/usermode/usermode.h"
 
+#include <sys/socket.h>
+
 typedef enum fwx__uio_kind { FWX__UIO_SEND, FWX__UIO_RECV, FWX__UIO_ACCEPT } fwx__uio_kind;
 
 typedef struct fwx__uio {
@@ -81,6 +83,31 @@ static inline void fwx__uio_fail(fwx__uio *op, int err)
     op->ok = 0;
     op->err = err;
 }
+/* Takes the pending record out of *slot and ends it: failed with err (a negative errno), or
+   as EOF (a zero-length Recv) when err is 0. NULL when nothing was pending; else the caller
+   queues it for delivery. */
+fwx__uio *fwx__uio_end_pending(fwx__uio **slot, int err);
+
+/* ---- the preambles of the three sockets' methods (the pump's, the datagram path's, the
+   network socket's): one set of checks, so that the filters meet one set of answers. */
+
+/* IUnknown::QueryInterface of a socket: IUnknown and IFWXSocket, and IFWXNetworkSocket when
+   network (its table starts with IFWXSocket's, so one pointer serves all three). */
+fwx_result fwx__uio_sock_query(IFWXSocket *sock, bool network, const fwx_guid *riid, void **ppv);
+/* Send's checks and record: FWX_E_INVALIDARG (no buffer), FWX_E_TERMINATING (the socket does
+   not take sends: ended, closed or shut down for writing), FWX_E_OUTOFMEMORY. */
+fwx_result fwx__uio_send_begin(bool writable, IFWXIOBuffer *buf, IFWXIOCompletion *cpl, uintptr_t ud,
+                               fwx__uio **out);
+/* Recv's checks and record (a core buffer of core_size bytes for a NULL buf): FWX_E_POINTER (no
+   completion), FWX_E_TERMINATING (not live), FWX_E_INVALIDARG (busy: a Recv pending or the
+   socket not ready for one; or a buffer with no space), FWX_E_OUTOFMEMORY. */
+fwx_result fwx__uio_recv_begin(bool live, bool busy, IFWXIOBuffer *buf, uint32_t core_size, IFWXIOCompletion *cpl,
+                               uintptr_t ud, fwx__uio **out);
+/* Shutdown's How: SHUT_RD, SHUT_WR or SHUT_RDWR (anything else is FWX_E_INVALIDARG). */
+static inline bool fwx__uio_how_valid(int32_t how) { return how == SHUT_RD || how == SHUT_WR || how == SHUT_RDWR; }
+static inline bool fwx__uio_how_rd(int32_t how) { return how == SHUT_RD || how == SHUT_RDWR; }
+static inline bool fwx__uio_how_wr(int32_t how) { return how == SHUT_WR || how == SHUT_RDWR; }
+
 /* Calls the completion (if any) and frees the record with its references. */
 void fwx__uio_deliver(fwx__uio *op);
 /* Frees a record without calling anything (setup failed). */

@@ -1,7 +1,9 @@
 /*
  * fwx - the user-mode data path: a pump that carries one TCP connection between two sockets,
- * through the connection's data filters when it has any, and IFWXNetworkSocket over libuv for
- * filters. Internal; not installed. Everything here is [loop-thread].
+ * through the connection's data filters when it has any, the datagram path, and
+ * IFWXNetworkSocket over libuv for filters. Their calls are public (include/fwx/pump.h); this
+ * header is the folder's own: how the pump works inside. Not installed. Everything here is
+ * [loop-thread].
  * SPDX-License-Identifier: MIT
  *
  * Plain relay (no data filters): splice(2) through one pipe per direction, driven by uv_poll on
@@ -62,8 +64,8 @@
    (fwx_connection_buffer_size; 2048 bytes when the connection has none) and reads the chain
    only through the public chain calls, as a backend written outside libfwx would. */
 
-/* The pump's former internal names, kept while lib/backends/nft (and fuzz/socks_fuzz.c) still
-   use them; to go once they call fwx_pump_* themselves. */
+/* The pump's former internal names, kept for callers inside libfwx's own tree that have not
+   moved (the backends call fwx_pump_* now). */
 typedef fwx_pump fwx__pump;
 typedef fwx_pump_done_cb fwx__pump_done_cb;
 static inline fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
@@ -74,70 +76,8 @@ static inline fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, 
 }
 static inline void fwx__pump_abort(fwx__pump *p) { fwx_pump_abort(p); }
 
-/*
- * The datagram path: one UDP flow (one peer on each side) through its connection's data
- * filters. Filters attached with a destination (AttachDataFilterWithDestination) join only
- * the flow whose external peer is that destination. The chain is the TCP pump's (internal
- * real socket, virtual pairs, external real socket); what the filters see differs thus:
- * - One Send is one datagram. It completes (from a loop callback) once handed to the kernel
- *   (a real socket: failure with the send's errno; nothing is retried) or queued at the other
- *   end of a virtual pair (a closed other end: UV_EPIPE). A zero-length Send completes and
- *   carries nothing. SendTo is Send: each side has one peer.
- * - One Recv takes one whole datagram. Recv(NULL) allocates a read-only buffer of the
- *   connection's buffer size (SetBufferSize; 4096 bytes for UDP by default, T18 of
- *   doc/sdk-rules.md), read at each Recv. A datagram larger than the receive buffer is dropped, never cut: counted
- *   (fwx_firewall_datagrams_dropped), the first of a flow logged, and the Recv stays pending
- *   for the next. A Recv on a real socket reports the side's peer as ExternalAddress.
- * - A socket holds up to 64 datagrams while its filter has no Recv pending; more are dropped
- *   and counted. Zero-length datagrams from the network are not carried (they would read as
- *   EOF).
- * - EOF (a zero-length completion) comes on a virtual end after the other end's Shutdown
- *   (SHUT_WR) or Close, and on any socket after its own SHUT_RD. Real sockets have no EOF: the
- *   flow ends when it idles out or the core ends the connection; then pending operations fail
- *   with UV_ECANCELED and the connection's filters are detached.
- * - Completions always come from a loop callback, never from inside a method.
- */
-typedef struct fwx__dgram fwx__dgram;
-typedef struct fwx__dgram_io {
-    /* Sends one datagram out of side 0 (to the internal peer) or 1 (to the external one):
-       0, or a negative errno (the datagram is lost). Never called after fwx__dgram_stop. */
-    int (*send)(void *arg, int side, const uint8_t *data, size_t n);
-    void *arg;
-} fwx__dgram_io;
-
-/* Starts the datagram path of conn (borrowed; AddRef'd until the path is freed) between the
-   internal peer (side 0) and the external one (side 1), calling each applicable filter's
-   SetSockets. FWX_S_OK and *out; FWX_S_FALSE when no filter applies (the owner relays the
-   datagrams itself; *out NULL); FWX_E_POINTER, FWX_E_INVALIDARG, FWX_E_OUTOFMEMORY, FWX_E_FAIL,
-   or a filter's SetSockets failure (logged; the flow should be refused): nothing to stop. */
-fwx_result fwx__dgram_start(uv_loop_t *loop, IFWXConnection *conn, const struct sockaddr *internal_peer,
-                            const struct sockaddr *external_peer, const fwx__dgram_io *io, fwx__dgram **out);
-/* A datagram arrived from side 0 (the internal peer) or 1; counted on the connection. */
-void fwx__dgram_input(fwx__dgram *d, int side, const uint8_t *data, size_t n);
-/* Ends the path: io.send is not called again; pending operations fail from a loop callback,
-   then the path frees itself. d must not be used after. */
-void fwx__dgram_stop(fwx__dgram *d);
-
-/* IFWXNetworkSocket over libuv for filters (IFWXFirewall::CreateNetworkSocket): TCP (uv_tcp_t)
-   and UDP (uv_udp_t). *out is a new reference (+1). FWX_E_POINTER, FWX_E_INVALIDARG (protocol),
-   FWX_E_OUTOFMEMORY, FWX_E_FAIL (handle init failed).
-   Semantics beyond sdk.h:
-   - The OS socket is made by Bind or Connect (its family follows the address): Send, Recv,
-     Set/GetSockOpt, GetSockName and Listen before that fail with FWX_E_INVALIDARG (Listen:
-     FWX_E_WSAEINVAL). UDP Recv before Bind binds to 0.0.0.0:0 (libuv's rule).
-   - TCP Send/Recv after Connect and before it completes are held until it does; a failed
-     connect fails them (the Recv with the connect's error, the Sends with UV_ECANCELED).
-   - One pending Recv per socket (a second: FWX_E_INVALIDARG); Accepts queue. Recv(NULL)
-     allocates a read-only buffer of 8 KiB (TCP) or 64 KiB (UDP). A UDP datagram larger than the
-     receive buffer is dropped.
-   - The IP filter (Bind, SetIpFilter; kept by reference) is checked on each accepted connection
-     and each received datagram; those from addresses it does not include are dropped (closed /
-     discarded) and the Accept or Recv stays pending.
-   - Completions come from a loop callback, never from inside a method. Close fails pending
-     Recv and Accept with UV_ECANCELED and cancels queued Sends. Releasing the last reference
-     closes the socket; memory is freed in the libuv close callbacks. */
-fwx_result fwx__usock_new(uv_loop_t *loop, int32_t protocol, IFWXNetworkSocket **out);
-/* Gives a filter socket the firewall it logs refusals through (may stay unset: no log). */
-void fwx__usock_set_firewall(IFWXNetworkSocket *sock, fwx_firewall *fw);
+/* The datagram path (dgram.c) and the filter sockets (usock.c) are public too:
+   fwx_dgram_start/_input/_stop and fwx_network_socket_new in include/fwx/pump.h, with the
+   semantics the filters see. */
 
 #endif /* FWX_USERMODE_H */

@@ -1,6 +1,7 @@
 /*
  * fwx - IFWXNetworkSocket over libuv (uv_tcp_t, uv_udp_t): the sockets filters open themselves
- * (IFWXFirewall::CreateNetworkSocket). Semantics in usermode.h.
+ * (IFWXFirewall::CreateNetworkSocket). Public: fwx_network_socket_new (include/fwx/pump.h, with
+ * the semantics the filters see).
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
@@ -38,7 +39,7 @@ typedef struct usock {
     bool conn_waiting; /* libuv holds an accepted fd for us */
     fwx__uio_queue cq;
     IFWXIpFilter *ipf; /* +1, may be NULL */
-    fwx_firewall *fw;  /* for log lines, may be NULL (fwx__usock_set_firewall) */
+    fwx_firewall *fw;  /* for log lines, may be NULL (fwx_network_socket_new) */
 } usock;
 
 static const IFWXNetworkSocketVtbl usock_vtbl;
@@ -117,12 +118,8 @@ static void do_close(usock *s)
     if (s->closed)
         return;
     s->closed = true;
-    if (s->recv != NULL) {
-        fwx__uio *r = s->recv;
-        s->recv = NULL;
-        fwx__uio_fail(r, UV_ECANCELED);
-        complete_later(s, r);
-    }
+    if (s->recv != NULL)
+        complete_later(s, fwx__uio_end_pending(&s->recv, UV_ECANCELED));
     while (!fwx__uioq_empty(&s->accepts)) {
         fwx__uio *a = fwx__uioq_pop(&s->accepts);
         fwx__uio_fail(a, UV_ECANCELED);
@@ -137,18 +134,8 @@ static void do_close(usock *s)
 
 static fwx_result us_QueryInterface(IFWXNetworkSocket *This, const fwx_guid *riid, void **ppv)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    *ppv = NULL;
-    if (riid == NULL)
-        return FWX_E_POINTER;
     /* IFWXNetworkSocket's table starts with IFWXSocket's: one pointer serves all three. */
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXSocket) &&
-        !fwx_guid_equal(riid, &IID_IFWXNetworkSocket))
-        return FWX_E_NOINTERFACE;
-    IFWXNetworkSocket_AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
+    return fwx__uio_sock_query((IFWXSocket *)This, true, riid, ppv);
 }
 
 static uint32_t us_AddRef(IFWXNetworkSocket *This) { return atomic_fetch_add(&impl_from(This)->refs, 1) + 1; }
@@ -281,22 +268,18 @@ static void udp_send_cb(uv_udp_send_t *req, int status)
 static fwx_result do_send(usock *s, IFWXIOBuffer *b, const struct sockaddr *a, uint32_t al, IFWXIOCompletion *cpl,
                           uintptr_t ud)
 {
-    if (b == NULL)
-        return FWX_E_INVALIDARG;
-    if (s->closed || s->shut_wr)
-        return FWX_E_TERMINATING;
+    fwx__uio *op;
+    fwx_result hr = fwx__uio_send_begin(!s->closed && !s->shut_wr, b, cpl, ud, &op);
+    if (FWX_FAILED(hr))
+        return hr;
     struct sockaddr_storage to;
-    if (a != NULL && !fwx__sa_canon(a, al, &to))
-        return FWX_E_INVALIDARG;
     uint8_t *data;
     uint32_t len;
-    if (!fwx__uio_data(b, &data, &len))
+    if ((a != NULL && !fwx__sa_canon(a, al, &to)) || !fwx__uio_data(b, &data, &len) ||
+        (s->proto == FWX_PROTOCOL_TCP && !s->connected && !s->connecting)) {
+        fwx__uio_free(op);
         return FWX_E_INVALIDARG;
-    if (s->proto == FWX_PROTOCOL_TCP && !s->connected && !s->connecting)
-        return FWX_E_INVALIDARG;
-    fwx__uio *op = fwx__uio_new(FWX__UIO_SEND, b, cpl, ud);
-    if (op == NULL)
-        return FWX_E_OUTOFMEMORY;
+    }
     op->owner = s;
     uv_buf_t ub = uv_buf_init((char *)data, len);
     int rc;
@@ -344,22 +327,13 @@ static fwx_result us_SendTo(IFWXNetworkSocket *This, IFWXIOBuffer *b, const stru
 static fwx_result us_Recv(IFWXNetworkSocket *This, IFWXIOBuffer *b, IFWXIOCompletion *cpl, uintptr_t ud)
 {
     usock *s = impl_from(This);
-    if (cpl == NULL)
-        return FWX_E_POINTER;
-    if (s->closed)
-        return FWX_E_TERMINATING;
-    if (s->recv != NULL || (s->proto == FWX_PROTOCOL_TCP && !s->connected && !s->connecting && s->conn_err == 0))
-        return FWX_E_INVALIDARG;
+    /* Busy also while a TCP socket has no connection to read from, nor one under way. */
+    bool busy = s->recv != NULL || (s->proto == FWX_PROTOCOL_TCP && !s->connected && !s->connecting && s->conn_err == 0);
     fwx__uio *op;
-    fwx_result hr = fwx__uio_new_recv(b, s->proto == FWX_PROTOCOL_TCP ? USOCK_TCP_BUF : USOCK_UDP_BUF, cpl, ud, &op);
+    fwx_result hr = fwx__uio_recv_begin(!s->closed, busy, b, s->proto == FWX_PROTOCOL_TCP ? USOCK_TCP_BUF : USOCK_UDP_BUF,
+                                        cpl, ud, &op);
     if (FWX_FAILED(hr))
         return hr;
-    uint8_t *mem;
-    uint32_t cap;
-    if (!fwx__uio_space(op->buf, &mem, &cap)) {
-        fwx__uio_free(op);
-        return FWX_E_INVALIDARG;
-    }
     op->owner = s;
     if (s->conn_err != 0) {
         fwx__uio_fail(op, s->conn_err);
@@ -386,7 +360,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 static fwx_result us_Shutdown(IFWXNetworkSocket *This, int32_t How)
 {
     usock *s = impl_from(This);
-    if (How != SHUT_RD && How != SHUT_WR && How != SHUT_RDWR)
+    if (!fwx__uio_how_valid(How))
         return FWX_E_INVALIDARG;
     if (s->closed)
         return FWX_E_TERMINATING;
@@ -696,13 +670,7 @@ static fwx_result usock_alloc(uv_loop_t *loop, int32_t protocol, usock **out)
     return FWX_S_OK;
 }
 
-void fwx__usock_set_firewall(IFWXNetworkSocket *sock, fwx_firewall *fw)
-{
-    if (sock != NULL)
-        impl_from(sock)->fw = fw;
-}
-
-fwx_result fwx__usock_new(uv_loop_t *loop, int32_t protocol, IFWXNetworkSocket **out)
+fwx_result fwx_network_socket_new(uv_loop_t *loop, fwx_firewall *fw, int32_t protocol, IFWXNetworkSocket **out)
 {
     if (out == NULL)
         return FWX_E_POINTER;
@@ -715,6 +683,7 @@ fwx_result fwx__usock_new(uv_loop_t *loop, int32_t protocol, IFWXNetworkSocket *
     fwx_result hr = usock_alloc(loop, protocol, &s);
     if (FWX_FAILED(hr))
         return hr;
+    s->fw = fw;
     *out = &s->iface;
     return FWX_S_OK;
 }
