@@ -13,6 +13,7 @@ Python 3 standard library only.
 SPDX-License-Identifier: MIT
 """
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -59,6 +60,27 @@ def wait_until(pred, timeout=5.0, step=0.02, what="condition"):
         if time.monotonic() >= deadline:
             raise Failure("timed out after %.1f s waiting for %s" % (timeout, what))
         time.sleep(step)
+
+
+def sha256_file(path):
+    """The SHA-256 of a file's content, in hex (read in blocks: the payloads are megabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stop_procs(procs, timeout=5.0):
+    """Stops the processes a test started, last first: SIGTERM, then SIGKILL after timeout s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=timeout)
 
 
 def program(var):

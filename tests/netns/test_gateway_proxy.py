@@ -36,7 +36,6 @@ Root, `ip`, vsftpd, curl and lftp are needed (./run test installs them); otherwi
 with the reason.
 SPDX-License-Identifier: MIT
 """
-import hashlib
 import os
 import pwd
 import grp
@@ -48,7 +47,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+from gwtest import Failure, Gateway, check, log, main, sha256_file, skip, wait_until, write_file  # noqa: E402
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 
@@ -58,14 +57,6 @@ FTP_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"
 PREFIX = "fwxdh-"
 SOCKS_PORT = 1080
 PAYLOAD_SIZE = 300 * 1024
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(65536), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Topology(nstopo.Bed):
@@ -261,7 +252,7 @@ CURL_MODE = {
 class Cells:
     def __init__(self, topo, tmp, payload, servers):
         self.topo, self.tmp, self.payload, self.servers = topo, tmp, payload, servers
-        self.want = sha256(payload)
+        self.want = sha256_file(payload)
         self.n = 0
         self.results = []
 
@@ -292,7 +283,7 @@ class Cells:
                 what, r.returncode, "\n".join(verbose.splitlines()[-15:]), server.log_since(off)[-1500:]))
         got = local if direction == "down" else os.path.join(server.updir, name)
         wait_until(lambda: os.path.exists(got), 5, what="%s: the file to arrive" % what)
-        check(sha256(got) == self.want, "%s: checksum of %s differs from the payload's" % (what, got))
+        check(sha256_file(got) == self.want, "%s: checksum of %s differs from the payload's" % (what, got))
         cmds = re.findall(r"^> ([A-Z]{4})\b", verbose, re.M)
         check(sent in cmds, "%s: curl did not send %s: %s" % (what, sent, cmds))
         check(not any(c in never for c in cmds), "%s: curl fell back to another mode: %s" % (what, cmds))
@@ -339,7 +330,7 @@ def lftp_cell(topo, tmp, cells, server, gw_ip, port, mode, gw_addr, server_verbs
     what = "lftp %s %s down" % (fam, mode)
     if r.returncode != 0:
         raise Failure("%s: exit %d: %s" % (what, r.returncode, (r.stdout + r.stderr)[-1500:]))
-    check(os.path.exists(local) and sha256(local) == cells.want, "%s: checksum differs" % what)
+    check(os.path.exists(local) and sha256_file(local) == cells.want, "%s: checksum differs" % what)
     sent = re.findall(r"---> (PASV|EPSV|PORT|EPRT)", r.stdout + r.stderr)
     check(sent and all(s == mode for s in sent), "%s: lftp sent %s" % (what, sent))
     cells.server_saw(what, server.wait_226(off, what), server_verbs, gw_addr)
@@ -369,7 +360,7 @@ other = socket.create_connection((gw, 2121), timeout=10)
 greeting = other.recv(200)
 assert greeting.startswith(b"220"), greeting
 f.set_pasv(False)
-h = hashlib.sha256()
+h = hashlib.sha256_file()
 f.retrbinary("RETR payload.bin", h.update)
 f.quit()
 other.close()

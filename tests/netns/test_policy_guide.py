@@ -37,7 +37,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+from gwtest import Failure, Gateway, check, log, main, sha256_file, skip, wait_until, write_file  # noqa: E402
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 
@@ -99,14 +99,6 @@ class Site(nstopo.Bed):
     def port_open(self, side, ip, port):
         r = self.run(side, "ss", "-Hltn", "src", "%s:%d" % (ip, port))
         return r.returncode == 0 and r.stdout.strip() != ""
-
-
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 16), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def vsftpd_conf(tmp, name, ip, pasv, payload):
@@ -246,11 +238,11 @@ def scenario(tmp, site, vsftpd, plugin, cfg_text):
     # 2. The LAN goes out: HTTP, FTP passive and active, an upload; checksums.
     want_net = hashlib.sha256(net_payload).hexdigest()
     got = curl(site, "lan", tmp, "lan-http.bin", "http://%s/payload.bin" % NET)
-    check(sha(got) == want_net, "LAN HTTP download: checksum differs")
+    check(sha256_file(got) == want_net, "LAN HTTP download: checksum differs")
     log("ok: LAN -> Internet HTTP, sha256 %s..." % want_net[:16])
     for mode, opts in (("passive (PASV)", ("--disable-epsv",)), ("active (PORT)", ("-P", LAN, "--disable-eprt"))):
         got = curl(site, "lan", tmp, "lan-ftp-%s.bin" % mode[:3], "ftp://%s/payload.bin" % NET, *opts)
-        check(sha(got) == want_net, "LAN FTP %s download: checksum differs" % mode)
+        check(sha256_file(got) == want_net, "LAN FTP %s download: checksum differs" % mode)
         log("ok: LAN -> Internet FTP %s download, checksum matches" % mode)
     up = os.path.join(tmp, "lan-upload.bin")
     up_data = os.urandom(300000)
@@ -258,7 +250,7 @@ def scenario(tmp, site, vsftpd, plugin, cfg_text):
         f.write(up_data)
     curl(site, "lan", tmp, "lan-up", "ftp://%s/up/from-lan.bin" % NET, "-P", LAN, "--disable-eprt", "-T", up)
     stored = os.path.join(net_root, "up", "from-lan.bin")
-    check(os.path.exists(stored) and sha(stored) == hashlib.sha256(up_data).hexdigest(),
+    check(os.path.exists(stored) and sha256_file(stored) == hashlib.sha256(up_data).hexdigest(),
           "LAN FTP active upload: the server's copy differs")
     log("ok: LAN -> Internet FTP active (PORT) upload, checksum matches")
 
@@ -266,7 +258,7 @@ def scenario(tmp, site, vsftpd, plugin, cfg_text):
     want_dmz = hashlib.sha256(dmz_payload).hexdigest()
     for mode, opts in (("passive (PASV)", ("--disable-epsv",)), ("active (PORT)", ("-P", NET, "--disable-eprt"))):
         got = curl(site, "net", tmp, "net-ftp-%s.bin" % mode[:3], "ftp://%s/payload.bin" % GW_NET, *opts)
-        check(sha(got) == want_dmz, "published FTP %s download: checksum differs" % mode)
+        check(sha256_file(got) == want_dmz, "published FTP %s download: checksum differs" % mode)
         log("ok: Internet -> published DMZ FTP %s download, checksum matches" % mode)
 
     # 4. Everything else is dropped.
