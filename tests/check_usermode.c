@@ -9,6 +9,7 @@
  * SO_RCVTIMEO/SO_SNDTIMEO, and every loop run is bounded, so no test can hang.
  * SPDX-License-Identifier: MIT
  */
+#include "netutil.h"
 #include "testutil.h"
 #include "backends/usermode/usermode.h"
 #include "core/internal.h"
@@ -1363,55 +1364,12 @@ static IFWXIOBuffer *text_buf(const char *s)
     return b;
 }
 
-/* A blocking echo server thread: one connection, echoes until EOF. */
-typedef struct echo {
-    int l;
-    uint16_t port;
-    pthread_t t;
-} echo;
-
-static void *echo_main(void *arg)
-{
-    echo *e = arg;
-    int c = accept(e->l, NULL, NULL);
-    if (c < 0)
-        return NULL;
-    set_timeouts(c);
-    char buf[4096];
-    ssize_t n;
-    while ((n = recv(c, buf, sizeof buf, 0)) > 0)
-        if (send(c, buf, (size_t)n, MSG_NOSIGNAL) != n)
-            break;
-    close(c);
-    return NULL;
-}
-
-static void echo_start(echo *e)
-{
-    e->l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = lo4(0);
-    socklen_t len = sizeof sa;
-    ck_assert_int_eq(bind(e->l, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(e->l, 4), 0);
-    ck_assert_int_eq(getsockname(e->l, (struct sockaddr *)&sa, &len), 0);
-    e->port = ntohs(sa.sin_port);
-    struct timeval tv = {PEER_TIMEOUT_S, 0};
-    setsockopt(e->l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ck_assert_int_eq(pthread_create(&e->t, NULL, echo_main, e), 0);
-}
-
-static void echo_stop(echo *e)
-{
-    pthread_join(e->t, NULL);
-    close(e->l);
-}
-
 START_TEST(usock_tcp_connect_echo)
 {
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
-    echo e;
-    echo_start(&e);
+    tu_echo e;
+    tu_echo_start(&e, "127.0.0.1");
     IFWXNetworkSocket *s = NULL;
     TU_EXPECT_HR(fwx__usock_new(&loop, 99, &s), FWX_E_INVALIDARG);
     TU_EXPECT_HR(fwx__usock_new(&loop, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
@@ -1485,7 +1443,7 @@ START_TEST(usock_tcp_connect_echo)
     IFWXIOBuffer_Release(b);
     TU_EXPECT_REF(s, 1);
     IFWXNetworkSocket_Release(s);
-    echo_stop(&e);
+    tu_echo_stop(&e);
     tu_loop_close_clean(&loop);
 }
 END_TEST

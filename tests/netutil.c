@@ -129,3 +129,39 @@ void tu_run_peer(uv_loop_t *loop, void *(*fn)(void *), void *arg)
     ck_assert_msg(atomic_load(&p.done), "peer did not finish in 20 s");
     pthread_join(p.th, NULL);
 }
+
+static void *echo_main(void *arg)
+{
+    tu_echo *e = arg;
+    uint8_t buf[65536];
+    for (;;) {
+        int c = accept(e->lfd, NULL, NULL);
+        if (c < 0)
+            return NULL; /* tu_echo_stop() shut the listener down */
+        atomic_fetch_add(&e->conns, 1);
+        tu_set_timeouts(c);
+        for (;;) {
+            ssize_t r = recv(c, buf, sizeof buf, 0);
+            if (r <= 0 || tu_write_all(c, buf, (size_t)r) != 0)
+                break;
+        }
+        shutdown(c, SHUT_WR);
+        close(c);
+    }
+}
+
+void tu_echo_start(tu_echo *e, const char *ip)
+{
+    e->lfd = tu_sock_from(ip, 0);
+    ck_assert_int_eq(listen(e->lfd, 16), 0);
+    e->port = tu_bound_port(e->lfd);
+    atomic_init(&e->conns, 0);
+    ck_assert_int_eq(pthread_create(&e->th, NULL, echo_main, e), 0);
+}
+
+void tu_echo_stop(tu_echo *e)
+{
+    shutdown(e->lfd, SHUT_RDWR);
+    close(e->lfd);
+    pthread_join(e->th, NULL);
+}
