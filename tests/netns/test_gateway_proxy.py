@@ -360,7 +360,7 @@ other = socket.create_connection((gw, 2121), timeout=10)
 greeting = other.recv(200)
 assert greeting.startswith(b"220"), greeting
 f.set_pasv(False)
-h = hashlib.sha256_file()
+h = hashlib.sha256()
 f.retrbinary("RETR payload.bin", h.update)
 f.quit()
 other.close()
