@@ -5,6 +5,10 @@
 #include "netutil.h"
 #include "testutil.h"
 
+/* The peers proper, shared with the out-of-tree example that runs the proxy backend's tests
+   through the fault-injecting wrapper. */
+#include "../examples/fault-backend/peers.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -50,34 +54,9 @@ int tu_connect_to(int fd, const char *ip, uint16_t port)
     return connect(fd, (struct sockaddr *)&a, sizeof a);
 }
 
-int tu_write_all(int fd, const void *pv, size_t n)
-{
-    const uint8_t *p = pv;
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
+int tu_write_all(int fd, const void *p, size_t n) { return peer_write_all(fd, p, n); }
 
-ssize_t tu_read_all(int fd, void *bv, size_t cap)
-{
-    uint8_t *buf = bv;
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf + got, cap - got, 0);
-        if (r == 0)
-            return (ssize_t)got;
-        if (r < 0)
-            return errno == ECONNRESET ? (ssize_t)got : -1;
-        got += (size_t)r;
-        if (got == cap)
-            return (ssize_t)got;
-    }
-}
+ssize_t tu_read_all(int fd, void *buf, size_t cap) { return peer_read_all(fd, buf, cap); }
 
 uint16_t tu_free_port(const char *ip)
 {
@@ -133,21 +112,8 @@ void tu_run_peer(uv_loop_t *loop, void *(*fn)(void *), void *arg)
 static void *echo_main(void *arg)
 {
     tu_echo *e = arg;
-    uint8_t buf[65536];
-    for (;;) {
-        int c = accept(e->lfd, NULL, NULL);
-        if (c < 0)
-            return NULL; /* tu_echo_stop() shut the listener down */
-        atomic_fetch_add(&e->conns, 1);
-        tu_set_timeouts(c);
-        for (;;) {
-            ssize_t r = recv(c, buf, sizeof buf, 0);
-            if (r <= 0 || tu_write_all(c, buf, (size_t)r) != 0)
-                break;
-        }
-        shutdown(c, SHUT_WR);
-        close(c);
-    }
+    peer_echo_serve(e->lfd, &e->conns, TU_IO_TIMEOUT_S);
+    return NULL;
 }
 
 void tu_echo_start(tu_echo *e, const char *ip)
