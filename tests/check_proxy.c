@@ -1417,7 +1417,7 @@ static void udp_bind_filter_case(uint32_t set_buffer)
     ck_assert_int_eq(atomic_load(&u.f1.detached), 1);
     ck_assert_uint_eq(stats(&g).connections, 0);
     gw_close(&g);
-    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1); /* every reference the core took is back */
+    ck_assert_uint_eq(fwx_refcount_get(&u.f1.refs), 1); /* every reference the core took is back */
 }
 
 START_TEST(udp_data_filter_default_buffer) { udp_bind_filter_case(0); }
@@ -1495,8 +1495,8 @@ START_TEST(socks_udp_destination_filters)
     ck_assert_uint_eq(stats(&g).connections, 0);
     gw_close(&g);
     uecho_stop(&e);
-    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
-    ck_assert_uint_eq(atomic_load(&u.f2.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&u.f1.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&u.f2.refs), 1);
 }
 END_TEST
 
@@ -1541,7 +1541,7 @@ START_TEST(udp_publishing_data_filter)
     ck_assert_uint_eq(stats(&g).connections, 0);
     gw_close(&g);
     uecho_stop(&e);
-    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&u.f1.refs), 1);
 }
 END_TEST
 
@@ -1594,7 +1594,7 @@ START_TEST(host_reported_data_filter_refused)
     IFWXSession_Release(s);
     ck_assert_uint_eq(stats(&g).connections, 0);
     gw_close(&g);
-    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&u.f1.refs), 1);
 }
 END_TEST
 

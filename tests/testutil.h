@@ -7,6 +7,7 @@
 
 #include <check.h>
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 #include <uv.h>
 
 /* An address from text ("10.0.0.8:1025", "[::1]:80", "10.0.0.8"); aborts the test on bad text. */
@@ -32,6 +33,49 @@ uint32_t tu_len(const struct sockaddr_storage *ss);
                       #expr, fwx_err_name(tu_hr_), (unsigned)tu_hr_, fwx_err_name((fwx_result)(want)), \
                       (unsigned)(want));                                                          \
     } while (0)
+
+/* The two completions (IFWXIOCompletion) a test data filter of `filter_type` embeds as
+   `dirs[2]`, each a `dir_type` with the members `iface`, `f` (the filter) and `d` (its
+   direction). They have no count of their own: AddRef and Release go to the filter's
+   (`filter_AddRef`, `filter_Release` take its IFWXDataFilter `iface`); QueryInterface answers
+   IUnknown and IFWXIOCompletion. Defines `prefix_QueryInterface`, `prefix_AddRef`,
+   `prefix_Release`, the vtable `prefix_vtbl` with `complete` as CompleteAsyncIO, and
+   `prefix_init(filter_type *)`, which points both completions at the filter. */
+#define TU_DIR_COMPLETIONS(prefix, dir_type, filter_type, filter_AddRef, filter_Release, complete)  \
+    static uint32_t prefix##_AddRef(IFWXIOCompletion *This)                                       \
+    {                                                                                             \
+        return filter_AddRef(&FWX_CONTAINER_OF(This, dir_type, iface)->f->iface);                 \
+    }                                                                                             \
+    static uint32_t prefix##_Release(IFWXIOCompletion *This)                                      \
+    {                                                                                             \
+        return filter_Release(&FWX_CONTAINER_OF(This, dir_type, iface)->f->iface);                \
+    }                                                                                             \
+    static fwx_result prefix##_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv) \
+    {                                                                                             \
+        static const fwx_guid *const tu_iids_[] = {&IID_IFWXIOCompletion};                        \
+        if (ppv == NULL)                                                                          \
+            return FWX_E_POINTER;                                                                 \
+        *ppv = NULL;                                                                              \
+        if (!fwx_iid_in_table(riid, tu_iids_, 1))                                                 \
+            return FWX_E_NOINTERFACE;                                                             \
+        prefix##_AddRef(This);                                                                    \
+        *ppv = This;                                                                              \
+        return FWX_S_OK;                                                                          \
+    }                                                                                             \
+    static const IFWXIOCompletionVtbl prefix##_vtbl = {prefix##_QueryInterface, prefix##_AddRef,  \
+                                                       prefix##_Release, complete};               \
+    static void prefix##_init(filter_type *f)                                                     \
+    {                                                                                             \
+        for (int d = 0; d < 2; d++) {                                                             \
+            f->dirs[d].iface.lpVtbl = &prefix##_vtbl;                                             \
+            f->dirs[d].f = f;                                                                     \
+            f->dirs[d].d = d;                                                                     \
+        }                                                                                         \
+    }
+
+/* Releases the sockets a test data filter holds (s[2], NULL when not held), closing them
+   first if `close_them`. */
+void tu_sockets_release(IFWXSocket *s[2], int close_them);
 
 /* Runs the loop until nothing is pending, then asserts uv_loop_close() returns 0. */
 void tu_loop_close_clean(uv_loop_t *loop);
