@@ -594,15 +594,7 @@ static void tf_destroy(tfilter *f) { free(f); }
 /* tf_impl, tf_QueryInterface, tf_AddRef, tf_Release */
 FWX_IUNKNOWN_IMPL(tf, IFWXDataFilter, tfilter, iface, refs, tf_destroy, &IID_IFWXDataFilter)
 
-static void tf_close_all(tfilter *f)
-{
-    if (f->closed)
-        return;
-    f->closed = true;
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL)
-            IFWXSocket_Close(f->s[i]);
-}
+static void tf_close_all(tfilter *f) { tu_sockets_close(f->s, &f->closed); }
 
 static fwx_result tf_recv(tfilter *f, int d)
 {
@@ -1703,15 +1695,7 @@ static void hf_destroy(hfilter *f) { (void)f; }
 /* hf_impl, hf_QueryInterface, hf_AddRef, hf_Release */
 FWX_IUNKNOWN_IMPL(hf, IFWXDataFilter, hfilter, iface, refs, hf_destroy, &IID_IFWXDataFilter)
 
-static void hf_close(hfilter *f)
-{
-    if (f->closed)
-        return;
-    f->closed = true;
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL)
-            IFWXSocket_Close(f->s[i]);
-}
+static void hf_close(hfilter *f) { tu_sockets_close(f->s, &f->closed); }
 
 static void hf_recv(hfilter *f, int d)
 {

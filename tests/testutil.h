@@ -6,6 +6,7 @@
 #define FWX_TESTUTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <fwx/fwx.h>
 #include <fwx/plugin_helpers.h>
 #include <uv.h>
@@ -72,6 +73,10 @@ uint32_t tu_len(const struct sockaddr_storage *ss);
             f->dirs[d].d = d;                                                                     \
         }                                                                                         \
     }
+
+/* Closes the sockets a test data filter holds (s[2], NULL when not held), once: *closed says
+   whether it already did. */
+void tu_sockets_close(IFWXSocket *s[2], bool *closed);
 
 /* Releases the sockets a test data filter holds (s[2], NULL when not held), closing them
    first if `close_them`. */
