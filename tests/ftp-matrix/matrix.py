@@ -54,7 +54,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "netns"))
 import nstopo  # noqa: E402  (the shared namespace bed; it puts tests/gateway on the path)
-from gwtest import sha256_file as sha256  # noqa: E402
+from gwtest import sha256_file as sha256, vsftpd_config_text  # noqa: E402
 
 GW_IP = "127.0.0.1"
 CLIENT_IP = "127.0.0.2"
@@ -397,45 +397,10 @@ class Server:
         self.conf = os.path.join(self.dir, "vsftpd.conf")
         self.protolog = os.path.join(self.dir, "vsftpd.log")
         self.logs.append(self.protolog)
-        promisc = "YES" if self.promiscuous else "NO"
-        listen = ("listen=NO\nlisten_ipv6=YES\nlisten_address6=" + self.ip if self.v6 else
-                  "listen=YES\nlisten_ipv6=NO\nlisten_address=" + self.ip)
         with open(self.conf, "w") as f:
-            f.write(f"""# fwx ftp-matrix: anonymous download and upload on {self.ip} port {self.port}
-{listen}
-listen_port={self.port}
-background=NO
-anonymous_enable=YES
-no_anon_password=YES
-anon_root={self.root}
-ftp_username={self.sys_user}
-local_enable=NO
-write_enable=YES
-anon_upload_enable=YES
-anon_mkdir_write_enable=NO
-anon_umask=022
-secure_chroot_dir={self.dir}/empty
-pasv_enable=YES
-pasv_min_port={self.pasv[0]}
-pasv_max_port={self.pasv[1]}
-pasv_promiscuous={promisc}
-port_promiscuous={promisc}
-port_enable=YES
-connect_from_port_20=NO
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-syslog_enable=NO
-vsftpd_log_file={self.protolog}
-xferlog_enable=YES
-dual_log_enable=YES
-log_ftp_protocol=YES
-idle_session_timeout=60
-data_connection_timeout=15
-accept_timeout=10
-connect_timeout=10
-max_per_ip=0
-""")
+            f.write(vsftpd_config_text("fwx ftp-matrix: anonymous download and upload on %s port %d"
+                                       % (self.ip, self.port), self.ip, self.port, self.root, self.sys_user,
+                                       self.dir + "/empty", self.pasv, self.protolog, self.promiscuous))
         self.cmd = [self.exe[0], self.conf]
 
     def prepare_proftpd(self):

@@ -421,6 +421,53 @@ class Gateway:
         return objs[0]
 
 
+def vsftpd_config_text(title, addr, port, root, ftp_user, empty_dir, pasv, log_file, promiscuous=False):
+    """The text of a vsftpd.conf for the tests' FTP servers (a comment line `title` first):
+    in the foreground on addr:port (IPv4 or IPv6 by the address), anonymous download from root
+    and upload into it (umask 022) as the system user ftp_user, passive ports pasv = (lo, hi),
+    the FTP protocol logged to log_file, the sandboxes that need more than a network namespace
+    off. Strict unless promiscuous: a data connection's peer must be the control connection's,
+    and a PORT/EPRT must name it."""
+    listen = ("listen=NO\nlisten_ipv6=YES\nlisten_address6=%s" % addr if ":" in addr
+              else "listen=YES\nlisten_ipv6=NO\nlisten_address=%s" % addr)
+    promisc = "YES" if promiscuous else "NO"
+    return f"""# {title}
+{listen}
+listen_port={port}
+background=NO
+anonymous_enable=YES
+no_anon_password=YES
+anon_root={root}
+ftp_username={ftp_user}
+local_enable=NO
+write_enable=YES
+anon_upload_enable=YES
+anon_mkdir_write_enable=NO
+anon_umask=022
+secure_chroot_dir={empty_dir}
+pasv_enable=YES
+pasv_min_port={pasv[0]}
+pasv_max_port={pasv[1]}
+pasv_promiscuous={promisc}
+port_promiscuous={promisc}
+port_enable=YES
+connect_from_port_20=NO
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+syslog_enable=NO
+vsftpd_log_file={log_file}
+xferlog_enable=YES
+dual_log_enable=YES
+log_ftp_protocol=YES
+idle_session_timeout=60
+data_connection_timeout=15
+accept_timeout=10
+connect_timeout=10
+max_per_ip=0
+"""
+
+
 def write_file(path, text):
     """Replaces a file's content atomically (a reload must never see half a file)."""
     tmp = path + ".new"

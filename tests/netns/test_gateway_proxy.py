@@ -47,7 +47,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, check, log, main, sha256_file, skip, wait_until, write_file  # noqa: E402
+from gwtest import (Failure, Gateway, check, log, main, sha256_file, skip,  # noqa: E402
+                    vsftpd_config_text, wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 
@@ -107,46 +108,11 @@ class Vsftpd:
         os.chmod(self.updir, 0o777)
         shutil.copyfile(payload, os.path.join(self.root, "payload.bin"))
         os.chmod(os.path.join(self.root, "payload.bin"), 0o644)
-        v6 = ":" in self.addr
-        listen = ("listen=NO\nlisten_ipv6=YES\nlisten_address6=%s\n" % self.addr if v6
-                  else "listen=YES\nlisten_ipv6=NO\nlisten_address=%s\n" % self.addr)
         # Strict: the data connection's peer must be the control connection's (no
         # pasv_promiscuous), and a PORT/EPRT must name it (no port_promiscuous).
-        write_file(self.conf, """# fwx test_gateway_proxy: strict vsftpd on %s
-%slisten_port=21
-background=NO
-anonymous_enable=YES
-no_anon_password=YES
-anon_root=%s
-ftp_username=%s
-local_enable=NO
-write_enable=YES
-anon_upload_enable=YES
-anon_mkdir_write_enable=NO
-anon_umask=022
-secure_chroot_dir=%s
-pasv_enable=YES
-pasv_min_port=%d
-pasv_max_port=%d
-pasv_promiscuous=NO
-port_promiscuous=NO
-port_enable=YES
-connect_from_port_20=NO
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-syslog_enable=NO
-vsftpd_log_file=%s
-xferlog_enable=YES
-dual_log_enable=YES
-log_ftp_protocol=YES
-idle_session_timeout=60
-data_connection_timeout=15
-accept_timeout=10
-connect_timeout=10
-max_per_ip=0
-""" % (self.addr, listen, self.root, pw.pw_name, os.path.join(self.dir, "empty"), self.pasv[0], self.pasv[1],
-       self.protolog))
+        write_file(self.conf, vsftpd_config_text("fwx test_gateway_proxy: strict vsftpd on %s" % self.addr,
+                                                 self.addr, 21, self.root, pw.pw_name,
+                                                 os.path.join(self.dir, "empty"), self.pasv, self.protolog))
 
     def start(self):
         with open(self.out, "ab") as out:

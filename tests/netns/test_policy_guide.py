@@ -37,7 +37,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, check, log, main, sha256_file, skip, wait_until, write_file  # noqa: E402
+from gwtest import (Failure, Gateway, check, log, main, sha256_file, skip,  # noqa: E402
+                    vsftpd_config_text, wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 
@@ -121,38 +122,8 @@ def vsftpd_conf(tmp, name, ip, pasv, payload):
         f.write(payload)
     conf = os.path.join(d, "vsftpd.conf")
     with open(conf, "w") as f:
-        f.write("""listen=YES
-listen_ipv6=NO
-listen_address=%s
-listen_port=21
-background=NO
-anonymous_enable=YES
-no_anon_password=YES
-anon_root=%s
-ftp_username=%s
-local_enable=NO
-write_enable=YES
-anon_upload_enable=YES
-anon_umask=022
-secure_chroot_dir=%s
-pasv_enable=YES
-pasv_min_port=%d
-pasv_max_port=%d
-pasv_promiscuous=NO
-port_promiscuous=NO
-port_enable=YES
-connect_from_port_20=NO
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-syslog_enable=NO
-vsftpd_log_file=%s
-log_ftp_protocol=YES
-idle_session_timeout=60
-data_connection_timeout=15
-accept_timeout=10
-connect_timeout=10
-""" % (ip, root, pw.pw_name, os.path.join(d, "empty"), pasv[0], pasv[1], os.path.join(d, "vsftpd.log")))
+        f.write(vsftpd_config_text("fwx test_policy_guide: strict vsftpd on %s" % ip, ip, 21, root, pw.pw_name,
+                                   os.path.join(d, "empty"), pasv, os.path.join(d, "vsftpd.log")))
     return conf, root
 
 
