@@ -37,32 +37,13 @@ uint32_t tu_len(const struct sockaddr_storage *ss);
 
 /* The two completions (IFWXIOCompletion) a test data filter of `filter_type` embeds as
    `dirs[2]`, each a `dir_type` with the members `iface`, `f` (the filter) and `d` (its
-   direction). They have no count of their own: AddRef and Release go to the filter's
-   (`filter_AddRef`, `filter_Release` take its IFWXDataFilter `iface`); QueryInterface answers
-   IUnknown and IFWXIOCompletion. Defines `prefix_QueryInterface`, `prefix_AddRef`,
-   `prefix_Release`, the vtable `prefix_vtbl` with `complete` as CompleteAsyncIO, and
+   direction). They have no count of their own: FWX_IUNKNOWN_IMPL_PART sends AddRef and
+   Release to the filter's (`filter_AddRef`, `filter_Release` take its IFWXDataFilter `iface`).
+   Defines `prefix_QueryInterface`, `prefix_AddRef`, `prefix_Release`, the vtable `prefix_vtbl` with `complete` as CompleteAsyncIO, and
    `prefix_init(filter_type *)`, which points both completions at the filter. */
 #define TU_DIR_COMPLETIONS(prefix, dir_type, filter_type, filter_AddRef, filter_Release, complete)  \
-    static uint32_t prefix##_AddRef(IFWXIOCompletion *This)                                       \
-    {                                                                                             \
-        return filter_AddRef(&FWX_CONTAINER_OF(This, dir_type, iface)->f->iface);                 \
-    }                                                                                             \
-    static uint32_t prefix##_Release(IFWXIOCompletion *This)                                      \
-    {                                                                                             \
-        return filter_Release(&FWX_CONTAINER_OF(This, dir_type, iface)->f->iface);                \
-    }                                                                                             \
-    static fwx_result prefix##_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv) \
-    {                                                                                             \
-        static const fwx_guid *const tu_iids_[] = {&IID_IFWXIOCompletion};                        \
-        if (ppv == NULL)                                                                          \
-            return FWX_E_POINTER;                                                                 \
-        *ppv = NULL;                                                                              \
-        if (!fwx_iid_in_table(riid, tu_iids_, 1))                                                 \
-            return FWX_E_NOINTERFACE;                                                             \
-        prefix##_AddRef(This);                                                                    \
-        *ppv = This;                                                                              \
-        return FWX_S_OK;                                                                          \
-    }                                                                                             \
+    FWX_IUNKNOWN_IMPL_PART(prefix, IFWXIOCompletion, dir_type, iface, f, iface, filter_AddRef,    \
+                           filter_Release, &IID_IFWXIOCompletion)                                 \
     static const IFWXIOCompletionVtbl prefix##_vtbl = {prefix##_QueryInterface, prefix##_AddRef,  \
                                                        prefix##_Release, complete};               \
     static void prefix##_init(filter_type *f)                                                     \
