@@ -13,6 +13,7 @@ Python 3 standard library only.
 SPDX-License-Identifier: MIT
 """
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -466,6 +467,24 @@ accept_timeout=10
 connect_timeout=10
 max_per_ip=0
 """
+
+
+@contextlib.contextmanager
+def gateways_stopped(*cleanups):
+    """Wraps the body of a test that starts gateways and other things: when the body raises,
+    prints the last lines of each gateway still running (kill forgets them); in any case kills
+    them, then calls each of cleanups in the order given (servers' stop, the namespaces' down)."""
+    try:
+        yield
+    except BaseException:
+        for g in list(Gateway.running):
+            g.dump_log(60)
+        raise
+    finally:
+        for g in list(Gateway.running):
+            g.kill()
+        for c in cleanups:
+            c()
 
 
 def write_file(path, text):

@@ -37,7 +37,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "netns"))
 import test_gateway_proxy as dh  # noqa: E402  (the topology and vsftpd of the dual-homed test)
-from gwtest import Failure, Gateway, check, log, main, sha256_file, skip, write_file  # noqa: E402
+from gwtest import Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip, write_file  # noqa: E402
 
 C4, G4_IN, G4_OUT, S4 = dh.C4, dh.G4_IN, dh.G4_OUT, dh.S4
 FTP_GUID = dh.FTP_GUID
@@ -342,34 +342,20 @@ def run(tmp):
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
     dh.PREFIX = "fwxto-"  # namespaces of this test: fwxto-<pid>-{c,g,s}
-    dh.Topology.cleanup_stale(dh.PREFIX)
     topo = dh.Topology()
-    try:
-        topo.up()
-    except Failure as e:
-        topo.down()
-        skip("cannot make network namespaces here: %s" % e)
-    v4 = None
-    try:
+    topo.up_or_skip()
+    servers = []
+    with gateways_stopped(lambda: [v.stop() for v in servers], topo.down):
         srv = os.path.join(tmp, "srv")
         os.makedirs(srv)
         payload = os.path.join(tmp, "payload.bin")
         with open(payload, "wb") as f:
             f.write(os.urandom(PAYLOAD_SIZE))
         v4 = dh.Vsftpd(topo, srv, vsftpd, "vsftpd4", S4, (30000, 30099))
+        servers.append(v4)
         v4.prepare(payload)
         v4.start()
         scenario(tmp, topo, plugin, payload, v4)
-    except Failure:
-        for g in list(Gateway.running):
-            g.dump_log(60)
-        raise
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        if v4 is not None:
-            v4.stop()
-        topo.down()
 
 
 if __name__ == "__main__":

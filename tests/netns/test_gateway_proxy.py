@@ -47,7 +47,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import (Failure, Gateway, check, log, main, sha256_file, skip,  # noqa: E402
+from gwtest import (Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip,  # noqa: E402
                     vsftpd_config_text, wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
@@ -364,7 +364,7 @@ def run(tmp):
     topo = Topology()
     topo.up_or_skip()
     servers = []
-    try:
+    with gateways_stopped(lambda: [v.stop() for v in servers], topo.down):
         srv = os.path.join(tmp, "srv")
         os.makedirs(srv)
         payload = os.path.join(tmp, "payload.bin")
@@ -377,16 +377,6 @@ def run(tmp):
             v.prepare(payload)
             v.start()
         scenario(tmp, topo, plugin, payload, v4, v6)
-    except Failure:
-        for g in list(Gateway.running):
-            g.dump_log(60)
-        raise
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        for v in servers:
-            v.stop()
-        topo.down()
 
 
 def scenario(tmp, topo, plugin, payload, v4, v6):

@@ -37,7 +37,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import (Failure, Gateway, check, log, main, sha256_file, skip,  # noqa: E402
+from gwtest import (Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip,  # noqa: E402
                     vsftpd_config_text, wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
@@ -154,17 +154,9 @@ def run(tmp):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
     cfg_text = guide_config()
     site = Site()
-    try:
+    with gateways_stopped(site.down):
         site.up_or_skip()
         scenario(tmp, site, vsftpd, plugin, cfg_text)
-    except BaseException:
-        for g in list(Gateway.running):
-            g.dump_log(60)
-        raise
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        site.down()
 
 
 def scenario(tmp, site, vsftpd, plugin, cfg_text):
