@@ -288,13 +288,32 @@ static inline int fwx_iid_in_table(const fwx_guid *riid, const fwx_guid *const *
     FWX_PLUGIN_CREATE_FILTER(create_name, create_name##_filter_, iface, refs, create_name##_vtbl_)
 
 /**
+ * @brief The members ::FWX_PLUGIN_SESSION_FILTER needs, to open a session filter type:
+ * @code
+ * typedef struct my_sf {
+ *     FWX_PLUGIN_SESSION_FILTER_MEMBERS
+ *     int my_state;                    // the plugin's own, after them
+ * } my_sf;
+ * @endcode
+ * `iface`, `refs`, `session` and `fw` (a reference on each from the session filter's creation
+ * until Detach or its last Release, whichever comes first: FilterShutdown may come before
+ * Detach), `detached` (nonzero once Detach ran).
+ * @since 1.1
+ */
+#define FWX_PLUGIN_SESSION_FILTER_MEMBERS                                                         \
+    IFWXSessionFilter iface;                                                                      \
+    fwx_refcount refs;                                                                            \
+    IFWXSession *session;                                                                         \
+    IFWXFirewall *fw;                                                                             \
+    int detached;
+
+/**
  * @brief Defines a session filter for ::FWX_PLUGIN_SESSION_FILTERS: everything but its event
  * handler.
  *
- * The session filter type has the members `IFWXSessionFilter iface`, ::fwx_refcount `refs`,
- * `IFWXSession *session`, `IFWXFirewall *fw` (a reference on each from its creation until
- * Detach or its last Release, whichever comes first: FilterShutdown may come before Detach) and
- * `detached` (a bool or int, set by Detach: the handler answers FWX_E_TERMINATING after it).
+ * The session filter type opens with ::FWX_PLUGIN_SESSION_FILTER_MEMBERS (or has members of
+ * those names and types; `detached` may be a bool): after Detach the handler answers
+ * FWX_E_TERMINATING.
  * Expands to the IUnknown methods of ::FWX_IUNKNOWN_IMPL (`prefix_impl`, `prefix_AddRef`, ...),
  * `prefix_Detach`, the vtable, and the constructor `static fwx_result prefix_new(IFWXFirewall *,
  * IFWXSession *, IFWXSessionFilter **)` that ::FWX_PLUGIN_SESSION_FILTERS calls: FWX_S_OK,

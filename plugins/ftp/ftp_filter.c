@@ -1097,11 +1097,7 @@ static ftp_ctl *ctl_new(ftp_kind kind, IFWXFirewall *fw, IFWXSession *session, c
 /* ---- the session filter ---------------------------------------------------------------------- */
 
 typedef struct ftp_sf {
-    IFWXSessionFilter iface;
-    fwx_refcount refs;
-    IFWXSession *session; /* +1 until Detach */
-    IFWXFirewall *fw;     /* +1 until Detach: FilterShutdown may come first */
-    bool detached;
+    FWX_PLUGIN_SESSION_FILTER_MEMBERS /* the session and the firewall: +1 until Detach */
 } ftp_sf;
 
 static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev);

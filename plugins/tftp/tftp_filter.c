@@ -426,11 +426,7 @@ static tftp_flow *flow_new(tftp_kind kind, IFWXFirewall *fw, IFWXSession *sessio
 /* ---- the session filter ---------------------------------------------------------------------- */
 
 typedef struct tftp_sf {
-    IFWXSessionFilter iface;
-    fwx_refcount refs;
-    IFWXSession *session; /* +1 until Detach */
-    IFWXFirewall *fw;     /* +1 until Detach */
-    bool detached;
+    FWX_PLUGIN_SESSION_FILTER_MEMBERS /* the session and the firewall: +1 until Detach */
 } tftp_sf;
 
 static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev);

@@ -1019,25 +1019,21 @@ def data_view(who, opens_in_passive, passive, opened, accepted, gw):
     gateway's address on its side `gw`, and accepted none; the other end must have accepted one,
     from `gw`, and opened none."""
     mode = "passive" if passive else "active"
+    opener = passive == opens_in_passive
+    # The data connection this end must have, and the far address in its SYNs (an opened one's
+    # destination, an accepted one's source); the other list must be empty.
+    must, must_not = (opened, accepted) if opener else (accepted, opened)
+    far, verb, prep = (1, "opened", "to") if opener else (0, "accepted", "from")
     reasons = []
-    if passive == opens_in_passive:
-        if not opened:
-            reasons.append("%s opened no data connection (%s mode did not run)" % (who, mode))
-        elif any(t[1] != gw for t in opened):
-            reasons.append("%s opened a data connection to %s, not the gateway (%s)" % (
-                who, ",".join(sorted({t[1] for t in opened if t[1] != gw})), gw))
-        if accepted:
-            reasons.append("%s accepted a connection in %s mode (from %s)" % (
-                who, mode, ",".join(sorted({t[0] for t in accepted}))))
-    else:
-        if not accepted:
-            reasons.append("%s accepted no data connection (%s mode did not run)" % (who, mode))
-        elif any(t[0] != gw for t in accepted):
-            reasons.append("%s accepted a data connection from %s, not the gateway (%s)" % (
-                who, ",".join(sorted({t[0] for t in accepted if t[0] != gw})), gw))
-        if opened:
-            reasons.append("%s opened another connection in %s mode (to %s)" % (
-                who, mode, ",".join(sorted({hostport(t[1], t[2]) for t in opened}))))
+    if not must:
+        reasons.append("%s %s no data connection (%s mode did not run)" % (who, verb, mode))
+    elif any(t[far] != gw for t in must):
+        reasons.append("%s %s a data connection %s %s, not the gateway (%s)" % (
+            who, verb, prep, ",".join(sorted({t[far] for t in must if t[far] != gw})), gw))
+    if must_not:
+        reasons.append("%s %s another connection in %s mode (%s %s)" % (
+            who, "accepted" if opener else "opened", mode, "from" if opener else "to",
+            ",".join(sorted({t[0] if opener else hostport(t[1], t[2]) for t in must_not}))))
     return reasons
 
 

@@ -504,11 +504,7 @@ static const IFWXIOCompletionVtbl hdir_vtbl = { hdir_QueryInterface, hdir_AddRef
 /* A filter made by FWX_PLUGIN_SESSION_FILTERS with a session filter from
    FWX_PLUGIN_SESSION_FILTER. */
 typedef struct hsf {
-    IFWXSessionFilter iface;
-    fwx_refcount refs;
-    IFWXSession *session;
-    IFWXFirewall *fw;
-    int detached;
+    FWX_PLUGIN_SESSION_FILTER_MEMBERS
 } hsf;
 static fwx_result hsf_handler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
 {

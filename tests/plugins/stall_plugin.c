@@ -24,11 +24,7 @@ static unsigned stall_port, crash_port, stall_ms = 3000;
 
 /* The session filter of FWX_PLUGIN_SESSION_FILTER (the filter object is the helpers' too). */
 typedef struct sp_sf {
-    IFWXSessionFilter iface;
-    fwx_refcount refs;
-    IFWXSession *session; /* +1 until Detach */
-    IFWXFirewall *fw;     /* +1 until Detach */
-    int detached;
+    FWX_PLUGIN_SESSION_FILTER_MEMBERS /* the session and the firewall: +1 until Detach */
 } sp_sf;
 
 static unsigned port_of(const struct sockaddr_storage *ss)
