@@ -131,6 +131,25 @@ static fwx_result noop_remove(void *state, uint64_t id)
     return FWX_S_OK;
 }
 
+/* The usual start: the environment, a session for the client 10.0.0.8 and its control
+   connection to 198.51.100.7:21 (in *c). */
+static IFWXSession *open_env_session(IFWXConnection **c)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    *c = open_connect(s, "198.51.100.7:21");
+    return s;
+}
+
+/* ... and its end: the control connection closed, our session reference dropped, the
+   environment closed (which checks nothing is left). */
+static void close_env_session(IFWXSession *s, IFWXConnection *c)
+{
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+}
+
 START_TEST(registry)
 {
     TU_EXPECT_HR(fwx_backend_register(&fault_backend), FWX_S_OK);
@@ -290,9 +309,8 @@ END_TEST
 
 START_TEST(afc_backend_refuses)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     fault_backend_fail_at(1, FWX_E_BACKEND);
     IFWXFirewallAction *act = (IFWXFirewallAction *)(uintptr_t)1;
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, &act), FWX_E_BACKEND);
@@ -303,9 +321,7 @@ START_TEST(afc_backend_refuses)
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
     ck_assert_uint_eq(fault_backend_n_grants(), 1);
     ck_assert_uint_eq(stats().permissions, 1);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 
@@ -331,9 +347,8 @@ END_TEST
 
 START_TEST(bind_timeout_grant_carries_expiry)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     IFWXConnection *conns[1] = {NULL};
     struct sockaddr_storage ca = tu_addr("10.0.0.8:1024"), proxy = tu_addr("0.0.0.0:0");
     const struct sockaddr *cap[1] = {TU_SA(ca)};
@@ -346,9 +361,7 @@ START_TEST(bind_timeout_grant_carries_expiry)
                   "the backend got expires_ms %llu for a TIMEOUT binding",
                   (unsigned long long)fault_backend_grant(0)->expires_ms);
     IFWXConnection_Release(conns[0]);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 
@@ -503,9 +516,8 @@ END_TEST
 
 START_TEST(admit_uses_up_grant)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
     ck_assert_uint_eq(fault_backend_n_grants(), 1);
     struct sockaddr_storage src = tu_addr("10.0.0.8:33000"), dst = tu_addr("198.51.100.7:50000");
@@ -526,9 +538,7 @@ START_TEST(admit_uses_up_grant)
     ck_assert_ptr_null(again);
     fwx_connection_close(sec);
     ck_assert_ptr_eq(fault_backend_last(FAULT_OP_KILL)->conn, sec);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 
@@ -601,9 +611,8 @@ END_TEST
 
 START_TEST(kernel_mode_flag)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     IFWXFirewallAction *a1 = NULL, *a2 = NULL;
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", FWX_FLAG_NO_KERNEL_MODE, c, &a1), FWX_S_OK);
     TU_EXPECT_HR(afc(s, "198.51.100.7:50001", 0, c, &a2), FWX_S_OK);
@@ -616,9 +625,7 @@ START_TEST(kernel_mode_flag)
     IFWXFirewallAction_Release(a2);
     /* Dropping the action objects does not cancel the permissions. */
     ck_assert_uint_eq(fault_backend_n_grants(), 2);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 
@@ -760,9 +767,8 @@ END_TEST
 
 START_TEST(set_client_address_reinstalls)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     struct sockaddr_storage zero = tu_addr("0.0.0.0:0"), proxy = tu_addr("0.0.0.0:0");
     const struct sockaddr *cap[1] = {TU_SA(zero)};
     IFWXConnection *b[1] = {NULL};
@@ -781,65 +787,63 @@ START_TEST(set_client_address_reinstalls)
     TU_EXPECT_HR(IFWXConnection_SetClientAddress(b[0], TU_SA(real), tu_len(&real)), FWX_E_INVALIDARG);
     fwx_connection_close(b[0]);
     ck_assert_uint_eq(fault_backend_n_grants(), 0);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 
-START_TEST(client_bind_installed_when_approved)
+/* The client's own bind (fwx_Bind_Tcp, the host reports it) at the gateway's 192.0.2.1:45000. */
+static IFWXConnection *open_client_bind(IFWXSession *s)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
     struct sockaddr_storage bound = tu_addr("192.0.2.1:45000");
     fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_Bind_Tcp, .protocol = FWX_PROTOCOL_TCP,
                                 .external_peer = TU_SA(bound), .external_peer_len = tu_len(&bound)};
     IFWXConnection *bc = NULL;
     TU_EXPECT_HR(fwx_connection_open(s, &cp, &bc), FWX_S_OK);
+    return bc;
+}
+
+/* RetroactiveAllowBind for that bind. */
+static fwx_result approve_client_bind(IFWXSession *s)
+{
+    struct sockaddr_storage bound = tu_addr("192.0.2.1:45000");
+    return IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(bound), tu_len(&bound), NULL, 0, NULL);
+}
+
+START_TEST(client_bind_installed_when_approved)
+{
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
+    IFWXConnection *bc = open_client_bind(s);
     ck_assert_uint_eq(fault_backend_n_grants(), 0); /* discarding until approved */
-    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(bound), tu_len(&bound), NULL, 0, NULL),
-                 FWX_S_OK);
+    TU_EXPECT_HR(approve_client_bind(s), FWX_S_OK);
     ck_assert_uint_eq(fault_backend_n_grants(), 1);
     const fault_grant *g = fault_backend_grant(0);
     ck_assert_int_eq(g->kind, FWX_GRANT_CLIENT_BIND);
     ck_assert(same_endpoint(&g->gateway, "192.0.2.1:45000"));
     ck_assert(same_endpoint(&g->target, "10.0.0.8:0"));
-    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(bound), tu_len(&bound), NULL, 0, NULL),
-                 FWX_S_FALSE);
+    TU_EXPECT_HR(approve_client_bind(s), FWX_S_FALSE);
     ck_assert_uint_eq(fault_backend_n_grants(), 1);
     fwx_connection_close(bc);
     ck_assert_uint_eq(fault_backend_n_grants(), 0);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 
 START_TEST(client_bind_backend_refuses)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
-    struct sockaddr_storage bound = tu_addr("192.0.2.1:45000");
-    fwx_connection_params cp = {.struct_size = sizeof cp, .event = fwx_Bind_Tcp, .protocol = FWX_PROTOCOL_TCP,
-                                .external_peer = TU_SA(bound), .external_peer_len = tu_len(&bound)};
-    IFWXConnection *bc = NULL;
-    TU_EXPECT_HR(fwx_connection_open(s, &cp, &bc), FWX_S_OK);
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
+    IFWXConnection *bc = open_client_bind(s);
     fault_backend_reset();
     fault_backend_fail_at(1, FWX_E_BACKEND);
-    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(bound), tu_len(&bound), NULL, 0, NULL),
-                 FWX_E_BACKEND);
+    TU_EXPECT_HR(approve_client_bind(s), FWX_E_BACKEND);
     ck_assert_uint_eq(fault_backend_n_grants(), 0);
     /* Still unapproved: a second try goes to the backend again and succeeds. */
-    TU_EXPECT_HR(IFWXSession_RetroactiveAllowBind(s, FWX_PROTOCOL_TCP, TU_SA(bound), tu_len(&bound), NULL, 0, NULL),
-                 FWX_S_OK);
+    TU_EXPECT_HR(approve_client_bind(s), FWX_S_OK);
     ck_assert_uint_eq(fault_backend_n_grants(), 1);
     fwx_connection_close(bc);
     ck_assert_uint_eq(fault_backend_n_grants(), 0);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 
@@ -880,9 +884,8 @@ END_TEST
 
 START_TEST(redirect_backend_fails)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     struct sockaddr_storage t[2] = {tu_addr("198.51.100.7:50000"), tu_addr("198.51.100.7:50001")};
     const struct sockaddr *tp[2] = {TU_SA(t[0]), TU_SA(t[1])};
     struct sockaddr_storage internal;
@@ -896,9 +899,7 @@ START_TEST(redirect_backend_fails)
     ck_assert_ptr_null(acts[1]);
     ck_assert_uint_eq(fault_backend_n_grants(), 0);
     ck_assert_uint_eq(stats().permissions, 0);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 

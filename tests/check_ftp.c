@@ -374,6 +374,24 @@ static bool cli_connect(cli *c, const char *ip, uint16_t port)
     return cli_cmd(c, NULL) == 220;
 }
 
+/* Runs the scripted client on its thread while the loop runs; its checks must all hold. */
+static void run_client(gw *g, void *(*client)(void *), cli *c)
+{
+    tu_run_peer(&g->loop, client, c);
+    ck_assert_msg(c->ok, "%s", c->why);
+}
+
+/* Publishes a scripted server (timeout_ms: the grants' timeout, 0 the default) and runs the
+   scripted client against it. */
+static void publish_and_run(gw *g, srv *s, uint32_t timeout_ms, void *(*client)(void *), cli *c)
+{
+    gw_publish(g, s, timeout_ms);
+    memset(c, 0, sizeof *c);
+    c->g = g;
+    c->s = s;
+    run_client(g, client, c);
+}
+
 /* Parses "227 ... (h1,h2,h3,h4,p1,p2)" into ip text and port. */
 static bool parse227(const char *reply, char ip[32], uint16_t *port)
 {
@@ -398,6 +416,38 @@ static bool fetch_data(const char *from, const char *ip, uint16_t port, char *bu
     }
     close(d);
     return ok;
+}
+
+/* Active mode: the client listens on 127.0.0.2 and sends PORT (or EPRT) naming that port; the
+   server must get it naming the gateway instead (127.0.0.1), never the client; after RETR f the
+   server's data connection must reach the client's port with the payload. */
+static void *active_retr(cli *c, bool eprt)
+{
+    char data[256], cmd[128];
+    int l = tu_sock_from("127.0.0.2", 0);
+    listen(l, 4);
+    uint16_t p = tu_bound_port(l);
+    if (eprt)
+        snprintf(cmd, sizeof cmd, "EPRT |1|127.0.0.2|%u|\r\n", p);
+    else
+        snprintf(cmd, sizeof cmd, "PORT 127,0,0,2,%u,%u\r\n", p >> 8, p & 0xff);
+    int code = cli_cmd(c, cmd), d = -1;
+    if (code == 200 && write_str(c->fd, "RETR f\r\n") == 0)
+        d = accept_within(l, TU_IO_TIMEOUT_S * 1000);
+    ssize_t n = d >= 0 ? tu_read_all(d, data, sizeof data - 1) : -1;
+    data[n > 0 ? n : 0] = 0;
+    if (d >= 0)
+        close(d);
+    close(l);
+    CLI_EXPECT(c, code == 200, "%s: %s", cmd, c->reply);
+    CLI_EXPECT(c, srv_saw(c->s, eprt ? "EPRT |1|127.0.0.1|" : "PORT 127,0,0,1,"),
+               "the server did not get a rewritten %s", eprt ? "EPRT" : "PORT");
+    CLI_EXPECT(c, !srv_saw(c->s, eprt ? "EPRT |1|127.0.0.2|" : "PORT 127,0,0,2,"),
+               "the client's own address reached the server");
+    CLI_EXPECT(c, d >= 0, "the server's data connection never reached the client");
+    CLI_EXPECT(c, strcmp(data, PAYLOAD) == 0, "active payload: \"%s\"", data);
+    CLI_EXPECT(c, cli_cmd(c, NULL) == 150 && cli_cmd(c, NULL) == 226, "RETR: %s", c->reply);
+    return NULL;
 }
 
 /* (a) and (e): PASV rewritten to the gateway; a third party racing for the port is refused; the
@@ -445,10 +495,8 @@ START_TEST(published_passive)
 {
     srv s;
     gw g;
-    gw_publish(&g, &s, 0);
-    cli c = {.g = &g, .s = &s};
-    tu_run_peer(&g.loop, published_passive_client, &c);
-    ck_assert_msg(c.ok, "%s", c.why);
+    cli c;
+    publish_and_run(&g, &s, 0, published_passive_client, &c);
     ck_assert_int_eq(atomic_load(&s.data_conns), 2);
     tu_loop_run_for(&g.loop, 50);
     fwx_firewall_stats st = stats(&g);
@@ -464,32 +512,11 @@ END_TEST
 static void *published_active_client(void *arg)
 {
     cli *c = arg;
-    char data[256], want[128];
     CLI_EXPECT(c, cli_connect(c, "127.0.0.1", c->g->lp), "no greeting");
-    for (int round = 0; round < 2; round++) {
-        int l = tu_sock_from("127.0.0.2", 0);
-        listen(l, 4);
-        uint16_t p = tu_bound_port(l);
-        char cmd[128];
-        if (round == 0)
-            snprintf(cmd, sizeof cmd, "PORT 127,0,0,2,%u,%u\r\n", p >> 8, p & 0xff);
-        else
-            snprintf(cmd, sizeof cmd, "EPRT |1|127.0.0.2|%u|\r\n", p);
-        CLI_EXPECT(c, cli_cmd(c, cmd) == 200, "%s: %s", cmd, c->reply);
-        snprintf(want, sizeof want, round == 0 ? "PORT 127,0,0,1," : "EPRT |1|127.0.0.1|");
-        CLI_EXPECT(c, srv_saw(c->s, want), "the server did not get a rewritten %s", round ? "EPRT" : "PORT");
-        snprintf(want, sizeof want, round == 0 ? "PORT 127,0,0,2," : "EPRT |1|127.0.0.2|");
-        CLI_EXPECT(c, !srv_saw(c->s, want), "the client's own address reached the server");
-        CLI_EXPECT(c, write_str(c->fd, "RETR f\r\n") == 0, "send RETR");
-        int d = accept_within(l, TU_IO_TIMEOUT_S * 1000);
-        CLI_EXPECT(c, d >= 0, "the server's data connection never reached the client");
-        ssize_t n = tu_read_all(d, data, sizeof data - 1);
-        data[n > 0 ? n : 0] = 0;
-        close(d);
-        close(l);
-        CLI_EXPECT(c, strcmp(data, PAYLOAD) == 0, "active payload: \"%s\"", data);
-        CLI_EXPECT(c, cli_cmd(c, NULL) == 150 && cli_cmd(c, NULL) == 226, "RETR: %s", c->reply);
-    }
+    for (int eprt = 0; eprt < 2 && c->ok; eprt++)
+        active_retr(c, eprt);
+    if (!c->ok)
+        return NULL;
     CLI_EXPECT(c, cli_cmd(c, "QUIT\r\n") == 221, "QUIT: %s", c->reply);
     close(c->fd);
     return NULL;
@@ -499,10 +526,8 @@ START_TEST(published_active)
 {
     srv s;
     gw g;
-    gw_publish(&g, &s, 0);
-    cli c = {.g = &g, .s = &s};
-    tu_run_peer(&g.loop, published_active_client, &c);
-    ck_assert_msg(c.ok, "%s", c.why);
+    cli c;
+    publish_and_run(&g, &s, 0, published_active_client, &c);
     ck_assert_int_eq(atomic_load(&s.data_conns), 2);
     tu_loop_run_for(&g.loop, 50);
     ck_assert_uint_eq(stats(&g).permissions, 0);
@@ -633,16 +658,13 @@ START_TEST(hostile_client_input)
 {
     srv s;
     gw g;
-    gw_publish(&g, &s, 0);
-    cli c = {.g = &g, .s = &s};
-    tu_run_peer(&g.loop, hostile_client, &c);
-    ck_assert_msg(c.ok, "%s", c.why);
+    cli c;
+    publish_and_run(&g, &s, 0, hostile_client, &c);
     fwx_firewall_stats st = stats(&g);
     ck_assert_uint_eq(st.bound_ports, 0);
     ck_assert_uint_eq(st.permissions, 0);
     ck_assert_uint_eq(st.sessions, 1);
-    tu_run_peer(&g.loop, hostile_client_end, &c);
-    ck_assert_msg(c.ok, "%s", c.why);
+    run_client(&g, hostile_client_end, &c);
     /* Nothing of a refused line ever reached the server: it saw NOOPs and the last QUIT. */
     pthread_mutex_lock(&s.mu);
     const char *p = s.log;
@@ -720,15 +742,12 @@ START_TEST(hostile_server_replies)
 {
     srv s;
     gw g;
-    gw_publish(&g, &s, 0);
-    cli c = {.g = &g, .s = &s};
-    tu_run_peer(&g.loop, hostile_server_client, &c);
-    ck_assert_msg(c.ok, "%s", c.why);
+    cli c;
+    publish_and_run(&g, &s, 0, hostile_server_client, &c);
     fwx_firewall_stats st = stats(&g);
     ck_assert_uint_eq(st.bound_ports, 0);
     ck_assert_uint_eq(st.permissions, 0);
-    tu_run_peer(&g.loop, hostile_client_end, &c); /* the session still works */
-    ck_assert_msg(c.ok, "%s", c.why);
+    run_client(&g, hostile_client_end, &c); /* the session still works */
     gw_close(&g);
     srv_stop(&s);
 }
@@ -768,17 +787,14 @@ START_TEST(timeout_and_close)
 {
     srv s;
     gw g;
-    gw_publish(&g, &s, 300);
-    cli c = {.g = &g, .s = &s};
-    tu_run_peer(&g.loop, pasv_and_hold, &c);
-    ck_assert_msg(c.ok, "%s", c.why);
+    cli c;
+    publish_and_run(&g, &s, 300, pasv_and_hold, &c);
     ck_assert_uint_ne(c.extra, c.data_port);
     ck_assert_uint_eq(stats(&g).bound_ports, 1); /* the first was killed */
     tu_loop_run_for(&g.loop, 700);
     ck_assert_uint_eq(stats(&g).bound_ports, 0); /* (f) unused: timed out */
     /* (g): a PASV and a PORT outstanding, then the control connection closes. */
-    tu_run_peer(&g.loop, port_and_hold, &c);
-    ck_assert_msg(c.ok, "%s", c.why);
+    run_client(&g, port_and_hold, &c);
     ck_assert_uint_eq(stats(&g).permissions, 1);
     tu_run_peer(&g.loop, close_control, &c);
     tu_loop_run_for(&g.loop, 50);
@@ -805,10 +821,8 @@ START_TEST(port_refused_withdraws)
 {
     srv s;
     gw g;
-    gw_publish(&g, &s, 0);
-    cli c = {.g = &g, .s = &s};
-    tu_run_peer(&g.loop, port_refused, &c);
-    ck_assert_msg(c.ok, "%s", c.why);
+    cli c;
+    publish_and_run(&g, &s, 0, port_refused, &c);
     ck_assert_uint_eq(stats(&g).permissions, 0);
     tu_run_peer(&g.loop, close_control, &c);
     gw_close(&g);
@@ -861,22 +875,9 @@ static void *socks_client(void *arg)
     CLI_EXPECT(c, strcmp(data, PAYLOAD) == 0, "payload: \"%s\"", data);
     CLI_EXPECT(c, cli_cmd(c, NULL) == 150 && cli_cmd(c, NULL) == 226, "RETR: %s", c->reply);
     /* active: PORT rewritten to a gateway port bound for the client */
-    int l = tu_sock_from("127.0.0.2", 0);
-    listen(l, 2);
-    uint16_t lp = tu_bound_port(l);
-    char cmd[64];
-    snprintf(cmd, sizeof cmd, "PORT 127,0,0,2,%u,%u\r\n", lp >> 8, lp & 0xff);
-    CLI_EXPECT(c, cli_cmd(c, cmd) == 200, "PORT: %s", c->reply);
-    CLI_EXPECT(c, srv_saw(c->s, "PORT 127,0,0,1,"), "PORT not rewritten to the gateway");
-    CLI_EXPECT(c, write_str(c->fd, "RETR f\r\n") == 0, "send RETR");
-    int d = accept_within(l, TU_IO_TIMEOUT_S * 1000);
-    CLI_EXPECT(c, d >= 0, "no active data connection");
-    ssize_t n = tu_read_all(d, data, sizeof data - 1);
-    data[n > 0 ? n : 0] = 0;
-    close(d);
-    close(l);
-    CLI_EXPECT(c, strcmp(data, PAYLOAD) == 0, "active payload: \"%s\"", data);
-    CLI_EXPECT(c, cli_cmd(c, NULL) == 150 && cli_cmd(c, NULL) == 226, "RETR: %s", c->reply);
+    active_retr(c, false);
+    if (!c->ok)
+        return NULL;
     CLI_EXPECT(c, cli_cmd(c, "QUIT\r\n") == 221, "QUIT: %s", c->reply);
     close(c->fd);
     return NULL;
@@ -926,64 +927,109 @@ static void tcp_pair(const char *ip, int *a, int *b)
     close(l);
 }
 
+/* One exchange on a control connection that the pump relays: the client's line (NULL: none),
+   the line the server must get (NULL: none reaches it), the server's line (NULL: none) and the
+   line the client must get back. A wanted line ending in '*' is a prefix. */
+typedef struct step {
+    const char *client_says, *server_gets, *server_says, *client_gets;
+} step;
+
 typedef struct tx {
     int client, server; /* the test's ends */
     lr rc, rs;
+    const step *steps;
+    size_t n_steps;
     bool ok;
     char why[4096];
     char line[1024];
-    char reply[1024];
 } tx;
 
-#define TX_EXPECT(t, cond, ...)                                                                   \
+static bool line_is(const char *got, const char *want)
+{
+    size_t n = strlen(want);
+    if (n > 0 && want[n - 1] == '*')
+        return strncmp(got, want, n - 1) == 0;
+    return strcmp(got, want) == 0;
+}
+
+static int say(int fd, const char *line)
+{
+    char b[1024];
+    snprintf(b, sizeof b, "%s\r\n", line);
+    return write_str(fd, b);
+}
+
+/* Reads one line from r and compares it with want; false (t->why says why) if it differs. */
+static bool tx_expect(tx *t, lr *r, const char *who, size_t i, const char *want)
+{
+    t->line[0] = '\0';
+    if (lr_line(r, t->line, sizeof t->line) && line_is(t->line, want))
+        return true;
+    snprintf(t->why, sizeof t->why, "step %zu: %s got \"%s\", want \"%s\"", i, who, t->line, want);
+    return false;
+}
+
+/* Runs t->steps in order, the test's thread playing both ends; stops at the first that fails. */
+static void *run_steps(void *arg)
+{
+    tx *t = arg;
+    t->ok = false;
+    for (size_t i = 0; i < t->n_steps; i++) {
+        const step *st = &t->steps[i];
+        if (st->client_says != NULL && say(t->client, st->client_says) != 0)
+            return snprintf(t->why, sizeof t->why, "step %zu: the client cannot send", i), NULL;
+        if (st->server_gets != NULL && !tx_expect(t, &t->rs, "the server", i, st->server_gets))
+            return NULL;
+        if (st->server_says != NULL && say(t->server, st->server_says) != 0)
+            return snprintf(t->why, sizeof t->why, "step %zu: the server cannot send", i), NULL;
+        if (!tx_expect(t, &t->rc, "the client", i, st->client_gets))
+            return NULL;
+    }
+    t->ok = true;
+    return NULL;
+}
+
+#define RUN_STEPS(g, t, table)                                                                    \
     do {                                                                                          \
-        if (!(cond)) {                                                                            \
-            snprintf((t)->why, sizeof (t)->why, __VA_ARGS__);                                     \
-            (t)->ok = false;                                                                      \
-            return NULL;                                                                          \
-        }                                                                                         \
+        (t)->steps = (table);                                                                     \
+        (t)->n_steps = sizeof(table) / sizeof(table)[0];                                          \
+        tu_run_peer(&(g)->loop, run_steps, (t));                                                  \
+        ck_assert_msg((t)->ok, "%s", (t)->why);                                                   \
     } while (0)
 
-static void *transparent_script(void *arg)
-{
-    tx *t = arg;
-    t->ok = true;
-    TX_EXPECT(t, write_str(t->server, "220 hi\r\n") == 0, "greeting");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, "220 hi") == 0, "greeting: %s", t->line);
-    /* passive: the reply passes unchanged, a permission to the server's port is made */
-    TX_EXPECT(t, write_str(t->client, "PASV\r\n") == 0, "PASV");
-    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line) && strcmp(t->line, "PASV") == 0, "server got %s", t->line);
-    TX_EXPECT(t, write_str(t->server, "227 Entering Passive Mode (127,0,0,3,200,10)\r\n") == 0, "227");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line), "no 227");
-    TX_EXPECT(t, strcmp(t->line, "227 Entering Passive Mode (127,0,0,3,200,10)") == 0, "227 changed: %s", t->line);
-    /* a 227 naming another host is refused */
-    TX_EXPECT(t, write_str(t->client, "PASV\r\n") == 0, "PASV");
-    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line), "server got nothing");
-    TX_EXPECT(t, write_str(t->server, "227 Entering Passive Mode (127,0,0,4,200,11)\r\n") == 0, "227");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line), "no reply");
-    TX_EXPECT(t, strcmp(t->line, "425 Can't open data connection.") == 0, "third-party 227: %s", t->line);
-    /* EPSV: the permission is for the control peer's address */
-    TX_EXPECT(t, write_str(t->client, "EPSV\r\n") == 0, "EPSV");
-    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line) && strcmp(t->line, "EPSV") == 0, "server got %s", t->line);
-    TX_EXPECT(t, write_str(t->server, "229 Entering Extended Passive Mode (|||51212|)\r\n") == 0, "229");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line), "no 229");
-    TX_EXPECT(t, strcmp(t->line, "229 Entering Extended Passive Mode (|||51212|)") == 0, "229 changed: %s", t->line);
-    return NULL;
-}
+#define GREETING {NULL, NULL, "220 hi", "220 hi"} /* the server's, passed unchanged */
 
-static void *transparent_active(void *arg)
-{
-    tx *t = arg;
-    t->ok = true;
-    TX_EXPECT(t, write_str(t->client, "PORT 127,0,0,2,200,10\r\n") == 0, "PORT");
-    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line), "server got nothing");
-    TX_EXPECT(t, strncmp(t->line, "PORT 127,0,0,1,", 15) == 0, "PORT not rewritten: %s", t->line);
-    TX_EXPECT(t, write_str(t->server, "200 ok\r\n") == 0, "200");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, "200 ok") == 0, "reply: %s", t->line);
-    TX_EXPECT(t, write_str(t->client, "PORT 127,0,0,4,200,10\r\n") == 0, "PORT");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, R500P) == 0, "bounce: %s", t->line);
-    return NULL;
-}
+static const step transparent_passive_steps[] = {
+    GREETING,
+    /* passive: the reply passes unchanged, a permission to the server's port is made */
+    {"PASV", "PASV", "227 Entering Passive Mode (127,0,0,3,200,10)", "227 Entering Passive Mode (127,0,0,3,200,10)"},
+    /* a 227 naming another host is refused */
+    {"PASV", "PASV", "227 Entering Passive Mode (127,0,0,4,200,11)", "425 Can't open data connection."},
+    /* EPSV: the permission is for the control peer's address */
+    {"EPSV", "EPSV", "229 Entering Extended Passive Mode (|||51212|)", "229 Entering Extended Passive Mode (|||51212|)"},
+};
+
+static const step transparent_active_steps[] = {
+    {"PORT 127,0,0,2,200,10", "PORT 127,0,0,1,*", "200 ok", "200 ok"},
+    {"PORT 127,0,0,4,200,10", NULL, NULL, R500P}, /* a bounce never reaches the server */
+};
+
+/* An IPv4 SOCKS client whose CONNECT reached an IPv6 server (the core's view: an explicit
+   session, the control connection's peer IPv6, the CONNECT's local address the gateway's IPv6
+   one, here ::1 as the only IPv6 address of the gateway on loopback). */
+static const step explicit_xfamily_steps[] = {
+    GREETING,
+    /* PASV goes to the IPv6 server as EPSV; the client gets a 227 naming no host (an IPv4 one
+       cannot lead to the server) and the server's port, to CONNECT to with the control host. */
+    {"PASV", "EPSV", "229 Entering Extended Passive Mode (|||51213|)", "227 Entering Passive Mode (0,0,0,0,200,13)."},
+    /* EPSV names only a port: it goes and comes back as it is. */
+    {"EPSV", "EPSV", "229 Entering Extended Passive Mode (|||51214|)", "229 Entering Extended Passive Mode (|||51214|)"},
+    /* PORT and EPRT reach the server as EPRT naming the gateway's IPv6 address on its side. */
+    {"PORT 127,0,0,2,200,10", "EPRT |2|::1|*", "200 ok", "200 ok"},
+    {"EPRT |1|127.0.0.2|51300|", "EPRT |2|::1|*", "200 ok", "200 ok"},
+    /* Still the client's own address only (no bounce). */
+    {"PORT 127,0,0,4,200,10", NULL, NULL, R500P},
+};
 
 static void pump_done(fwx_pump *p, void *arg)
 {
@@ -1002,127 +1048,77 @@ static fwx_result admit(gw *g, const char *src, const char *dst)
     return hr;
 }
 
+/* A control connection the test reports and relays itself, through the pump: a gateway with
+   no policy (every filter sees every protocol) and host relay on, a session of `source` for the
+   client 127.0.0.2, its connection to `server` seen at the gateway's `ext`. */
+typedef struct relayed {
+    gw g;
+    IFWXSession *s;
+    IFWXConnection *ctl;
+    int done; /* the pump's completion ran */
+    tx t;
+} relayed;
+
+static void relayed_open(relayed *r, uint32_t source, const char *server, const char *ext)
+{
+    memset(r, 0, sizeof *r);
+    gw_open(&r->g, NULL, 0);
+    TU_EXPECT_HR(fwx_firewall_set_host_relay(r->g.fw, 1), FWX_S_OK);
+    struct sockaddr_storage cl = tu_addr("127.0.0.2"), srv_a = tu_addr(server), ext_a = tu_addr(ext);
+    fwx_session_params sp = {sizeof sp, source, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
+    TU_EXPECT_HR(fwx_session_open(r->g.fw, &sp, &r->s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv_a), tu_len(&srv_a),
+                                TU_SA(ext_a), tu_len(&ext_a), NULL, 0, 0, NULL};
+    TU_EXPECT_HR(fwx_connection_open(r->s, &cp, &r->ctl), FWX_S_OK);
+    int pc, ps;
+    tcp_pair("127.0.0.1", &pc, &r->t.client);
+    tcp_pair("127.0.0.1", &ps, &r->t.server);
+    r->t.rc.fd = r->t.client;
+    r->t.rs.fd = r->t.server;
+    fwx_pump *p = NULL;
+    TU_EXPECT_HR(fwx_pump_start(&r->g.loop, r->ctl, pc, ps, NULL, pump_done, &r->done, &p), FWX_S_OK);
+}
+
+/* Closing the control connection ends the pump and withdraws the bound port; then all goes. */
+static void relayed_close(relayed *r)
+{
+    close(r->t.client);
+    close(r->t.server);
+    tu_loop_run_for(&r->g.loop, 100);
+    ck_assert_int_eq(r->done, 1);
+    ck_assert_uint_eq(stats(&r->g).bound_ports, 0);
+    fwx_connection_close(r->ctl);
+    fwx_session_close(r->s);
+    IFWXSession_Release(r->s);
+    gw_close(&r->g);
+}
+
 START_TEST(transparent_client)
 {
-    gw g;
-    gw_open(&g, NULL, 0); /* no policy: every filter sees every protocol */
-    /* The test reports the control connection and relays it itself, through the pump. */
-    TU_EXPECT_HR(fwx_firewall_set_host_relay(g.fw, 1), FWX_S_OK);
-    struct sockaddr_storage cl = tu_addr("127.0.0.2"), srv_a = tu_addr("127.0.0.3:21"), ext = tu_addr("127.0.0.1:40001");
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
-    IFWXSession *s = NULL;
-    TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
-    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv_a), tu_len(&srv_a),
-                                TU_SA(ext), tu_len(&ext), NULL, 0, 0, NULL};
-    IFWXConnection *ctl = NULL;
-    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
-    tx t = {0};
-    int pc, ps, done = 0;
-    tcp_pair("127.0.0.1", &pc, &t.client);
-    tcp_pair("127.0.0.1", &ps, &t.server);
-    t.rc.fd = t.client;
-    t.rs.fd = t.server;
-    fwx_pump *p = NULL;
-    TU_EXPECT_HR(fwx_pump_start(&g.loop, ctl, pc, ps, NULL, pump_done, &done, &p), FWX_S_OK);
-    tu_run_peer(&g.loop, transparent_script, &t);
-    ck_assert_msg(t.ok, "%s", t.why);
+    relayed r;
+    relayed_open(&r, fwxSourceNAT, "127.0.0.3:21", "127.0.0.1:40001");
+    RUN_STEPS(&r.g, &r.t, transparent_passive_steps);
     /* The EPSV permission replaced the PASV one: the client may connect to the server's port. */
-    ck_assert_uint_eq(stats(&g).permissions, 1);
-    TU_EXPECT_HR(admit(&g, "127.0.0.4:3000", "127.0.0.3:51212"), FWX_E_NOT_FOUND); /* not the client */
-    TU_EXPECT_HR(admit(&g, "127.0.0.2:3000", "127.0.0.3:51210"), FWX_E_NOT_FOUND); /* the replaced one */
-    TU_EXPECT_HR(admit(&g, "127.0.0.2:3000", "127.0.0.3:51212"), FWX_S_OK);
-    ck_assert_uint_eq(stats(&g).permissions, 0); /* used once */
-    tu_run_peer(&g.loop, transparent_active, &t);
-    ck_assert_msg(t.ok, "%s", t.why);
-    ck_assert_uint_eq(stats(&g).bound_ports, 1);
-    /* Closing the control connection withdraws the bound port. */
-    close(t.client);
-    close(t.server);
-    tu_loop_run_for(&g.loop, 100);
-    ck_assert_int_eq(done, 1);
-    ck_assert_uint_eq(stats(&g).bound_ports, 0);
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
-    gw_close(&g);
+    ck_assert_uint_eq(stats(&r.g).permissions, 1);
+    TU_EXPECT_HR(admit(&r.g, "127.0.0.4:3000", "127.0.0.3:51212"), FWX_E_NOT_FOUND); /* not the client */
+    TU_EXPECT_HR(admit(&r.g, "127.0.0.2:3000", "127.0.0.3:51210"), FWX_E_NOT_FOUND); /* the replaced one */
+    TU_EXPECT_HR(admit(&r.g, "127.0.0.2:3000", "127.0.0.3:51212"), FWX_S_OK);
+    ck_assert_uint_eq(stats(&r.g).permissions, 0); /* used once */
+    RUN_STEPS(&r.g, &r.t, transparent_active_steps);
+    ck_assert_uint_eq(stats(&r.g).bound_ports, 1);
+    relayed_close(&r);
 }
 END_TEST
 
-/* An IPv4 SOCKS client whose CONNECT reached an IPv6 server (the core's view: an explicit
-   session, the control connection's peer IPv6, the CONNECT's local address the gateway's IPv6
-   one, here ::1 as the only IPv6 address of the gateway on loopback). */
-static void *explicit_xfamily_script(void *arg)
-{
-    tx *t = arg;
-    t->ok = true;
-    TX_EXPECT(t, write_str(t->server, "220 hi\r\n") == 0, "greeting");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, "220 hi") == 0, "greeting: %s", t->line);
-    /* PASV goes to the IPv6 server as EPSV; the client gets a 227 naming no host (an IPv4 one
-       cannot lead to the server) and the server's port, to CONNECT to with the control host. */
-    TX_EXPECT(t, write_str(t->client, "PASV\r\n") == 0, "PASV");
-    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line) && strcmp(t->line, "EPSV") == 0, "server got %s", t->line);
-    TX_EXPECT(t, write_str(t->server, "229 Entering Extended Passive Mode (|||51213|)\r\n") == 0, "229");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line), "no 227");
-    TX_EXPECT(t, strcmp(t->line, "227 Entering Passive Mode (0,0,0,0,200,13).") == 0, "PASV answered %s", t->line);
-    /* EPSV names only a port: it goes and comes back as it is. */
-    TX_EXPECT(t, write_str(t->client, "EPSV\r\n") == 0, "EPSV");
-    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line) && strcmp(t->line, "EPSV") == 0, "server got %s", t->line);
-    TX_EXPECT(t, write_str(t->server, "229 Entering Extended Passive Mode (|||51214|)\r\n") == 0, "229");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line), "no 229");
-    TX_EXPECT(t, strcmp(t->line, "229 Entering Extended Passive Mode (|||51214|)") == 0, "229 changed: %s", t->line);
-    /* PORT and EPRT reach the server as EPRT naming the gateway's IPv6 address on its side. */
-    TX_EXPECT(t, write_str(t->client, "PORT 127,0,0,2,200,10\r\n") == 0, "PORT");
-    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line), "server got nothing");
-    TX_EXPECT(t, strncmp(t->line, "EPRT |2|::1|", 12) == 0, "PORT not rewritten to EPRT: %s", t->line);
-    TX_EXPECT(t, write_str(t->server, "200 ok\r\n") == 0, "200");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, "200 ok") == 0, "reply: %s", t->line);
-    TX_EXPECT(t, write_str(t->client, "EPRT |1|127.0.0.2|51300|\r\n") == 0, "EPRT");
-    TX_EXPECT(t, lr_line(&t->rs, t->line, sizeof t->line), "server got nothing");
-    TX_EXPECT(t, strncmp(t->line, "EPRT |2|::1|", 12) == 0, "EPRT not rewritten: %s", t->line);
-    TX_EXPECT(t, write_str(t->server, "200 ok\r\n") == 0, "200");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, "200 ok") == 0, "reply: %s", t->line);
-    /* Still the client's own address only (no bounce). */
-    TX_EXPECT(t, write_str(t->client, "PORT 127,0,0,4,200,10\r\n") == 0, "PORT");
-    TX_EXPECT(t, lr_line(&t->rc, t->line, sizeof t->line) && strcmp(t->line, R500P) == 0, "bounce: %s", t->line);
-    return NULL;
-}
-
 START_TEST(explicit_across_families)
 {
-    gw g;
-    gw_open(&g, NULL, 0);
-    TU_EXPECT_HR(fwx_firewall_set_host_relay(g.fw, 1), FWX_S_OK);
-    struct sockaddr_storage cl = tu_addr("127.0.0.2"), srv_a = tu_addr("[2001:db8::3]:21"),
-                            ext = tu_addr("[::1]:40002");
-    fwx_session_params sp = {sizeof sp, fwxSourceWSP, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
-    IFWXSession *s = NULL;
-    TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
-    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv_a), tu_len(&srv_a),
-                                TU_SA(ext), tu_len(&ext), NULL, 0, 0, NULL};
-    IFWXConnection *ctl = NULL;
-    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
-    tx t = {0};
-    int pc, ps, done = 0;
-    tcp_pair("127.0.0.1", &pc, &t.client);
-    tcp_pair("127.0.0.1", &ps, &t.server);
-    t.rc.fd = t.client;
-    t.rs.fd = t.server;
-    fwx_pump *p = NULL;
-    TU_EXPECT_HR(fwx_pump_start(&g.loop, ctl, pc, ps, NULL, pump_done, &done, &p), FWX_S_OK);
-    tu_run_peer(&g.loop, explicit_xfamily_script, &t);
-    ck_assert_msg(t.ok, "%s", t.why);
+    relayed r;
+    relayed_open(&r, fwxSourceWSP, "[2001:db8::3]:21", "[::1]:40002");
+    RUN_STEPS(&r.g, &r.t, explicit_xfamily_steps);
     /* The last EPRT's bound port is the one grant left (each grant replaces the one before). */
-    ck_assert_uint_eq(stats(&g).permissions, 0);
-    ck_assert_uint_eq(stats(&g).bound_ports, 1);
-    close(t.client);
-    close(t.server);
-    tu_loop_run_for(&g.loop, 100);
-    ck_assert_int_eq(done, 1);
-    ck_assert_uint_eq(stats(&g).bound_ports, 0);
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
-    gw_close(&g);
+    ck_assert_uint_eq(stats(&r.g).permissions, 0);
+    ck_assert_uint_eq(stats(&r.g).bound_ports, 1);
+    relayed_close(&r);
 }
 END_TEST
 

@@ -136,6 +136,38 @@ static fwx__policy_decision decide(const fwx_policy *p, const char *src, const c
                           got_ ? got_ : "(default)", want_);                                      \
     } while (0)
 
+/* One decision to check: the request, the result wanted, the deciding rule (NULL: the default,
+   no rule; "*": not checked) and the protocol it was decided as (NULL: not checked; "-": none). */
+typedef struct dcase {
+    const char *src, *dst;
+    req_opts opts;
+    fwx_result want;
+    const char *rule;
+    const char *proto;
+} dcase;
+
+static void expect_decisions(const fwx_policy *p, const dcase *c, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        fwx__policy_decision d = decide_x(p, c[i].src, c[i].dst, c[i].opts);
+        ck_assert_msg(d.result == c[i].want, "case %zu (%s -> %s): %s, want %s", i, c[i].src, c[i].dst,
+                      fwx_err_name(d.result), fwx_err_name(c[i].want));
+        const char *rule = d.rule_name != NULL ? d.rule_name : "(default)";
+        if (c[i].rule == NULL)
+            ck_assert_msg(d.rule_name == NULL, "case %zu: rule %s, want the default", i, rule);
+        else if (strcmp(c[i].rule, "*") != 0)
+            ck_assert_msg(d.rule_name != NULL && strcmp(d.rule_name, c[i].rule) == 0, "case %zu: rule %s, want %s", i,
+                          rule, c[i].rule);
+        if (c[i].proto != NULL && strcmp(c[i].proto, "-") == 0)
+            ck_assert_msg(d.protocol == NULL, "case %zu: protocol %s, want none", i, d.protocol->name);
+        else if (c[i].proto != NULL)
+            ck_assert_msg(d.protocol != NULL && strcmp(d.protocol->name, c[i].proto) == 0, "case %zu: protocol %s, want %s",
+                          i, d.protocol ? d.protocol->name : "(none)", c[i].proto);
+    }
+}
+
+#define EXPECT_DECISIONS(p, cases) expect_decisions((p), (cases), sizeof(cases) / sizeof((cases)[0]))
+
 static const char *net_name(const fwx_policy *p, const char *addr)
 {
     struct sockaddr_storage a = tu_addr(addr);
@@ -460,25 +492,26 @@ START_TEST(test_error_bad_port)
 {
     const char *fmt = "protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
                       "    protocol = \"tcp\"; %s }\n);\n";
-    char text[512];
-    snprintf(text, sizeof text, fmt, "port = 0;");
-    expect_error(text, 3, "protocols.[0].port", "protocol \"p\": port 0 is out of range 1-65535");
-    snprintf(text, sizeof text, fmt, "port = 65536;");
-    expect_error(text, 3, "protocols.[0].port", "out of range");
-    snprintf(text, sizeof text, fmt, "port = \"80\";");
-    expect_error(text, 3, "protocols.[0].port", "must be a number");
-    snprintf(text, sizeof text, fmt, "ports = \"90-80\";");
-    expect_error(text, 3, "protocols.[0].ports", "bad port range \"90-80\"");
-    snprintf(text, sizeof text, fmt, "ports = \"0-80\";");
-    expect_error(text, 3, "protocols.[0].ports", "bad port range");
-    snprintf(text, sizeof text, fmt, "ports = \"1-65536\";");
-    expect_error(text, 3, "protocols.[0].ports", "bad port range");
-    snprintf(text, sizeof text, fmt, "port = 80; ports = \"80\";");
-    expect_error(text, 3, "protocols.[0].ports", "not both");
-    snprintf(text, sizeof text, fmt, "");
-    expect_error(text, 2, "protocols.[0].port", "missing port");
-    snprintf(text, sizeof text, fmt, "port = 53; protocol = \"icmp\";");
-    expect_error(text, 3, "", "duplicate setting"); /* libconfig: two "protocol" keys */
+    static const struct {
+        const char *fragment; /* the protocol's port settings */
+        int line;
+        const char *key, *msg;
+    } cases[] = {
+        { "port = 0;", 3, "protocols.[0].port", "protocol \"p\": port 0 is out of range 1-65535" },
+        { "port = 65536;", 3, "protocols.[0].port", "out of range" },
+        { "port = \"80\";", 3, "protocols.[0].port", "must be a number" },
+        { "ports = \"90-80\";", 3, "protocols.[0].ports", "bad port range \"90-80\"" },
+        { "ports = \"0-80\";", 3, "protocols.[0].ports", "bad port range" },
+        { "ports = \"1-65536\";", 3, "protocols.[0].ports", "bad port range" },
+        { "port = 80; ports = \"80\";", 3, "protocols.[0].ports", "not both" },
+        { "", 2, "protocols.[0].port", "missing port" },
+        { "port = 53; protocol = \"icmp\";", 3, "", "duplicate setting" }, /* libconfig: two "protocol" keys */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[512];
+        snprintf(text, sizeof text, fmt, cases[i].fragment);
+        expect_error(text, cases[i].line, cases[i].key, cases[i].msg);
+    }
     expect_error("protocols = (\n  { name = \"p\"; guid = \"{00000001-0000-0000-0000-000000000001}\";\n"
                  "    protocol = \"icmp\"; port = 1; }\n);\n",
                  3, "protocols.[0].protocol", "bad protocol \"icmp\"");
@@ -624,16 +657,14 @@ END_TEST
 START_TEST(test_deny_codes)
 {
     fwx_policy *p = load_ok(BASE);
-    /* A deny rule whose `to` names an address set is a site rule. */
-    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "198.51.100.9:25");
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
-    EXPECT_RULE(d, "no partner smtp");
-    d = decide(p, "10.0.0.8:1025", "198.51.101.9:25");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    EXPECT_RULE(d, "smtp out");
-    /* A deny rule naming only networks denies the protocol. */
-    d = decide_x(p, "10.0.0.8:1025", "192.168.5.1:53", (req_opts){ .proto = FWX_PROTOCOL_UDP });
-    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    static const dcase cases[] = {
+        /* A deny rule whose `to` names an address set is a site rule. */
+        { "10.0.0.8:1025", "198.51.100.9:25", { 0 }, FWX_E_SITE_AND_CONTENT_RULES_DENIED, "no partner smtp", NULL },
+        { "10.0.0.8:1025", "198.51.101.9:25", { 0 }, FWX_S_OK, "smtp out", NULL },
+        /* A deny rule naming only networks denies the protocol. */
+        { "10.0.0.8:1025", "192.168.5.1:53", { .proto = FWX_PROTOCOL_UDP }, FWX_E_PROTOCOL_RULES_DENIED, "*", NULL },
+    };
+    EXPECT_DECISIONS(p, cases);
     fwx_policy_free(p);
 }
 END_TEST
@@ -641,36 +672,26 @@ END_TEST
 START_TEST(test_default_deny)
 {
     fwx_policy *p = load_ok(BASE);
-    /* https is allowed to partners only: elsewhere the site is what is refused. */
-    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "192.0.2.7:443");
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
-    EXPECT_RULE(d, NULL);
-    ck_assert_int_eq(d.rule_line, 0);
-    ck_assert_str_eq(d.protocol->name, "https");
-    d = decide(p, "10.0.0.8:1025", "198.51.100.1:443");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    EXPECT_RULE(d, "partners https");
-    /* No rule names "high", but "internal to dmz" allows every protocol from internal, to
-       another destination: the site is refused. */
-    d = decide(p, "10.0.0.8:1025", "192.0.2.7:5000");
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
-    EXPECT_RULE(d, NULL);
-    /* From external only "ftp server" is allowed: "high" is a refused protocol. */
-    d = decide(p, "203.0.113.9:1025", "192.168.5.1:5000");
-    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
-    EXPECT_RULE(d, NULL);
-    ck_assert_str_eq(d.protocol->name, "high");
-    /* ... and for "ftp server" the destination decides. */
-    d = decide_x(p, "203.0.113.9:1025", "192.168.5.1:21", (req_opts){ .dir = FWX__DIR_INBOUND });
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    /* No protocol definition: only "all" rules could match; "internal to dmz" is one, for
-       another destination. */
-    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:9999", (req_opts){ .proto = FWX_PROTOCOL_UDP });
-    ck_assert_ptr_null(d.protocol);
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
-    /* From perimeter nothing is allowed. */
-    d = decide(p, "172.16.0.1:1025", "172.16.0.2:21");
-    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    static const dcase cases[] = {
+        /* https is allowed to partners only: elsewhere the site is what is refused. */
+        { "10.0.0.8:1025", "192.0.2.7:443", { 0 }, FWX_E_SITE_AND_CONTENT_RULES_DENIED, NULL, "https" },
+        { "10.0.0.8:1025", "198.51.100.1:443", { 0 }, FWX_S_OK, "partners https", NULL },
+        /* No rule names "high", but "internal to dmz" allows every protocol from internal, to
+           another destination: the site is refused. */
+        { "10.0.0.8:1025", "192.0.2.7:5000", { 0 }, FWX_E_SITE_AND_CONTENT_RULES_DENIED, NULL, NULL },
+        /* From external only "ftp server" is allowed: "high" is a refused protocol. */
+        { "203.0.113.9:1025", "192.168.5.1:5000", { 0 }, FWX_E_PROTOCOL_RULES_DENIED, NULL, "high" },
+        /* ... and for "ftp server" the destination decides. */
+        { "203.0.113.9:1025", "192.168.5.1:21", { .dir = FWX__DIR_INBOUND }, FWX_S_OK, "*", NULL },
+        /* No protocol definition: only "all" rules could match; "internal to dmz" is one, for
+           another destination. */
+        { "10.0.0.8:1025", "192.0.2.7:9999", { .proto = FWX_PROTOCOL_UDP }, FWX_E_SITE_AND_CONTENT_RULES_DENIED, "*", "-" },
+        /* From perimeter nothing is allowed. */
+        { "172.16.0.1:1025", "172.16.0.2:21", { 0 }, FWX_E_PROTOCOL_RULES_DENIED, "*", NULL },
+    };
+    EXPECT_DECISIONS(p, cases);
+    /* The default decision names no rule line. */
+    ck_assert_int_eq(decide(p, "10.0.0.8:1025", "192.0.2.7:443").rule_line, 0);
     fwx_policy_free(p);
 }
 END_TEST
@@ -678,33 +699,23 @@ END_TEST
 START_TEST(test_users)
 {
     fwx_policy *p = load_ok(BASE);
-    fwx__policy_decision d = decide_x(p, "10.2.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "alice" });
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    EXPECT_RULE(d, "staff web");
-    d = decide_x(p, "10.2.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "bob" });
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    EXPECT_RULE(d, "alt web");
-    /* carol is in no rule: none fits her, so the protocol is what is refused. */
-    d = decide_x(p, "10.2.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "carol" });
-    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
-    EXPECT_RULE(d, NULL);
-    /* Names are compared exactly. */
-    d = decide_x(p, "10.2.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "Alice" });
-    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
-    /* Without a user a rule that lists users does not match. */
-    d = decide(p, "10.2.0.8:1025", "192.0.2.7:80");
-    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
-    /* A user-only rule does not leak to other networks. */
-    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "alice" });
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED); /* "internal to dmz" fits */
-    EXPECT_RULE(d, NULL);
-    /* Rules without users match with or without one. */
-    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:21", (req_opts){ .user = "carol" });
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    /* An address set as a source: a partner address counts, whatever network it is in. */
-    d = decide_x(p, "198.51.100.3:1025", "192.0.2.7:8080", (req_opts){ .user = "bob" });
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    EXPECT_RULE(d, "alt web");
+    static const dcase cases[] = {
+        { "10.2.0.8:1025", "192.0.2.7:80", { .user = "alice" }, FWX_S_OK, "staff web", NULL },
+        { "10.2.0.8:1025", "192.0.2.7:80", { .user = "bob" }, FWX_S_OK, "alt web", NULL },
+        /* carol is in no rule: none fits her, so the protocol is what is refused. */
+        { "10.2.0.8:1025", "192.0.2.7:80", { .user = "carol" }, FWX_E_PROTOCOL_RULES_DENIED, NULL, NULL },
+        /* Names are compared exactly. */
+        { "10.2.0.8:1025", "192.0.2.7:80", { .user = "Alice" }, FWX_E_PROTOCOL_RULES_DENIED, "*", NULL },
+        /* Without a user a rule that lists users does not match. */
+        { "10.2.0.8:1025", "192.0.2.7:80", { 0 }, FWX_E_PROTOCOL_RULES_DENIED, "*", NULL },
+        /* A user-only rule does not leak to other networks ("internal to dmz" fits). */
+        { "10.0.0.8:1025", "192.0.2.7:80", { .user = "alice" }, FWX_E_SITE_AND_CONTENT_RULES_DENIED, NULL, NULL },
+        /* Rules without users match with or without one. */
+        { "10.0.0.8:1025", "192.0.2.7:21", { .user = "carol" }, FWX_S_OK, "*", NULL },
+        /* An address set as a source: a partner address counts, whatever network it is in. */
+        { "198.51.100.3:1025", "192.0.2.7:8080", { .user = "bob" }, FWX_S_OK, "alt web", NULL },
+    };
+    EXPECT_DECISIONS(p, cases);
     fwx_policy_free(p);
 }
 END_TEST
@@ -712,28 +723,21 @@ END_TEST
 START_TEST(test_domain_sets)
 {
     fwx_policy *p = load_ok(BASE);
-    static const struct {
-        const char *host;
-        fwx_result want;
-    } cases[] = {
-        { "example.com", FWX_E_SITE_AND_CONTENT_RULES_DENIED },
-        { "EXAMPLE.com.", FWX_E_SITE_AND_CONTENT_RULES_DENIED },
-        { "www.example.com", FWX_S_OK }, /* exact names do not cover subdomains */
-        { "a.bad.example", FWX_E_SITE_AND_CONTENT_RULES_DENIED },
-        { "x.y.Bad.Example", FWX_E_SITE_AND_CONTENT_RULES_DENIED },
-        { "bad.example", FWX_S_OK }, /* "*." covers subdomains only */
-        { "notbad.example", FWX_S_OK },
-        { "", FWX_S_OK },
-        { ".", FWX_S_OK },
+#define HOST(h, want) { "10.0.0.8:1025", "192.0.2.7:21", { .host = (h) }, (want), "*", NULL }
+    static const dcase cases[] = {
+        HOST("example.com", FWX_E_SITE_AND_CONTENT_RULES_DENIED),
+        HOST("EXAMPLE.com.", FWX_E_SITE_AND_CONTENT_RULES_DENIED),
+        HOST("www.example.com", FWX_S_OK), /* exact names do not cover subdomains */
+        HOST("a.bad.example", FWX_E_SITE_AND_CONTENT_RULES_DENIED),
+        HOST("x.y.Bad.Example", FWX_E_SITE_AND_CONTENT_RULES_DENIED),
+        HOST("bad.example", FWX_S_OK), /* "*." covers subdomains only */
+        HOST("notbad.example", FWX_S_OK),
+        HOST("", FWX_S_OK),
+        HOST(".", FWX_S_OK),
+        HOST(NULL, FWX_S_OK), /* no host name: a domain set never matches */
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        fwx__policy_decision d =
-            decide_x(p, "10.0.0.8:1025", "192.0.2.7:21", (req_opts){ .host = cases[i].host });
-        ck_assert_msg(d.result == cases[i].want, "%s: %s", cases[i].host, fwx_err_name(d.result));
-    }
-    /* No host name: a domain set never matches. */
-    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "192.0.2.7:21");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+#undef HOST
+    EXPECT_DECISIONS(p, cases);
     fwx_policy_free(p);
 }
 END_TEST
@@ -865,7 +869,9 @@ START_TEST(test_trailing_commas)
 END_TEST
 
 /* The example in doc/policy.md loads and decides as its table says. */
-START_TEST(test_doc_example)
+/* The fenced block of doc/policy.md that starts at the first "\n```\n" at or after `anchor` (a
+   heading, or the block's own first line), as a string in a static buffer. */
+static char *policy_doc_block(const char *anchor)
 {
     const char *dir = getenv("FWX_TEST_SRC_DIR");
     char path[4096];
@@ -876,37 +882,33 @@ START_TEST(test_doc_example)
     size_t n = fread(doc, 1, sizeof doc - 1, f);
     fclose(f);
     doc[n] = '\0';
-    char *start = strstr(doc, "\n## Every section in one file\n");
-    ck_assert_ptr_nonnull(start);
+    char *start = strstr(doc, anchor);
+    ck_assert_msg(start != NULL, "doc/policy.md has no \"%s\"", anchor);
     start = strstr(start, "\n```\n");
     ck_assert_ptr_nonnull(start);
     start += 5;
     char *end = strstr(start, "\n```\n");
     ck_assert_ptr_nonnull(end);
     end[1] = '\0';
+    return start;
+}
 
-    fwx_policy *p = load_ok(start);
-    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "192.0.2.7:21");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    EXPECT_RULE(d, "ftp out");
-    ck_assert_int_eq(d.relationship, FWX__REL_NAT);
-    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:21", (req_opts){ .host = "www.bad.example" });
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
-    EXPECT_RULE(d, "no blocked sites");
-    d = decide_x(p, "10.0.0.8:1025", "192.0.2.7:80", (req_opts){ .user = "alice" });
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    EXPECT_RULE(d, "staff web");
-    d = decide(p, "10.0.0.8:1025", "192.0.2.7:80");
-    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
-    d = decide(p, "10.0.0.8:1025", "192.0.2.7:443");
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
-    d = decide(p, "10.1.2.3:1025", "192.168.5.1:80");
-    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
-    d = decide(p, "192.0.2.7:1025", "10.0.0.8:21");
-    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
-    d = decide_x(p, "203.0.113.9:40000", "192.168.5.21:21", (req_opts){ .dir = FWX__DIR_INBOUND });
-    TU_EXPECT_HR(d.result, FWX_S_OK);
-    EXPECT_RULE(d, "ftp in");
+START_TEST(test_doc_example)
+{
+    fwx_policy *p = load_ok(policy_doc_block("\n## Every section in one file\n"));
+    static const dcase cases[] = {
+        { "10.0.0.8:1025", "192.0.2.7:21", { 0 }, FWX_S_OK, "ftp out", NULL },
+        { "10.0.0.8:1025", "192.0.2.7:21", { .host = "www.bad.example" }, FWX_E_SITE_AND_CONTENT_RULES_DENIED,
+          "no blocked sites", NULL },
+        { "10.0.0.8:1025", "192.0.2.7:80", { .user = "alice" }, FWX_S_OK, "staff web", NULL },
+        { "10.0.0.8:1025", "192.0.2.7:80", { 0 }, FWX_E_PROTOCOL_RULES_DENIED, "*", NULL },
+        { "10.0.0.8:1025", "192.0.2.7:443", { 0 }, FWX_E_SITE_AND_CONTENT_RULES_DENIED, "*", NULL },
+        { "10.1.2.3:1025", "192.168.5.1:80", { 0 }, FWX_E_NETWORK_RULES_DENIED, "*", NULL },
+        { "192.0.2.7:1025", "10.0.0.8:21", { 0 }, FWX_E_NETWORK_RULES_DENIED, "*", NULL },
+        { "203.0.113.9:40000", "192.168.5.21:21", { .dir = FWX__DIR_INBOUND }, FWX_S_OK, "ftp in", NULL },
+    };
+    EXPECT_DECISIONS(p, cases);
+    ck_assert_int_eq(decide(p, "10.0.0.8:1025", "192.0.2.7:21").relationship, FWX__REL_NAT);
     ck_assert_uint_eq(fwx__policy_publish_count(p), 1);
     ck_assert_str_eq(fwx__policy_publish_at(p, 0)->protocol->name, "ftp server");
     /* The time limits: "ftp" sets both; "ftp server" none (the host's defaults, -1). */
@@ -1176,23 +1178,7 @@ END_TEST
    runs it on a network; this runs anywhere). */
 START_TEST(test_doc_small_site)
 {
-    const char *dir = getenv("FWX_TEST_SRC_DIR");
-    char path[4096];
-    snprintf(path, sizeof path, "%s/../doc/policy.md", dir != NULL ? dir : "tests");
-    FILE *f = fopen(path, "r");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    static char doc[64 * 1024];
-    size_t n = fread(doc, 1, sizeof doc - 1, f);
-    fclose(f);
-    doc[n] = '\0';
-    char *start = strstr(doc, "\n```\n# fwx small site");
-    ck_assert_ptr_nonnull(start);
-    start += 5;
-    char *end = strstr(start, "\n```\n");
-    ck_assert_ptr_nonnull(end);
-    end[1] = '\0';
-
-    fwx_policy *p = load_ok(start);
+    fwx_policy *p = load_ok(policy_doc_block("\n```\n# fwx small site"));
     fwx__policy_decision d = decide(p, "192.168.1.10:40000", "203.0.113.80:80");
     TU_EXPECT_HR(d.result, FWX_S_OK);
     EXPECT_RULE(d, "web and ftp out");

@@ -13,6 +13,7 @@
 #include "netutil.h"
 #include "plugins/test_plugin.h"
 #include "udp_filter.h"
+#include "../examples/fault-backend/peers.h" /* the peers, shared with examples/fault-backend */
 
 #include <dlfcn.h>
 
@@ -27,53 +28,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-
-/* ---- plain blocking peers ------------------------------------------------------------------- */
-
-/* An echo server on the test's own thread: accept one connection, echo until EOF. */
-typedef struct echo {
-    int lfd;
-    uint16_t port;
-    pthread_t th;
-    int conns;
-} echo;
-
-static void *echo_main(void *arg)
-{
-    echo *e = arg;
-    uint8_t buf[65536];
-    for (;;) {
-        int c = accept(e->lfd, NULL, NULL);
-        if (c < 0)
-            return NULL;
-        e->conns++;
-        struct timeval tv = {TU_IO_TIMEOUT_S, 0};
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        for (;;) {
-            ssize_t r = recv(c, buf, sizeof buf, 0);
-            if (r <= 0 || tu_write_all(c, buf, (size_t)r) != 0)
-                break;
-        }
-        shutdown(c, SHUT_WR);
-        close(c);
-    }
-}
-
-static void echo_start(echo *e, const char *ip)
-{
-    memset(e, 0, sizeof *e);
-    e->lfd = tu_sock_from(ip, 0);
-    ck_assert_int_eq(listen(e->lfd, 16), 0);
-    e->port = tu_bound_port(e->lfd);
-    pthread_create(&e->th, NULL, echo_main, e);
-}
-
-static void echo_stop(echo *e)
-{
-    shutdown(e->lfd, SHUT_RDWR);
-    close(e->lfd);
-    pthread_join(e->th, NULL);
-}
 
 /* ---- the gateway under test ----------------------------------------------------------------- */
 
@@ -130,26 +84,17 @@ typedef struct xfer {
 static void *client_echo_roundtrip(void *arg)
 {
     xfer *x = arg;
-    uint8_t *out = malloc(x->n), *in = malloc(x->n + 1);
-    for (size_t i = 0; i < x->n; i++)
-        out[i] = (uint8_t)(i * 131 + 7);
     int fd = tu_sock_from(x->from, 0);
-    if (tu_connect_to(fd, x->to, x->port) == 0 && tu_write_all(fd, out, x->n) == 0) {
-        shutdown(fd, SHUT_WR); /* half-close: the reply still comes back */
-        ssize_t r = tu_read_all(fd, in, x->n + 1);
-        x->got = r < 0 ? 0 : (size_t)r;
-        x->ok = r == (ssize_t)x->n && memcmp(in, out, x->n) == 0;
-    }
+    if (tu_connect_to(fd, x->to, x->port) == 0)
+        x->ok = peer_echo_roundtrip(fd, x->n, &x->got);
     close(fd);
-    free(out);
-    free(in);
     return NULL;
 }
 
 START_TEST(publishing_relays_both_ways)
 {
-    echo e;
-    echo_start(&e, "127.0.0.3");
+    tu_echo e;
+    tu_echo_start(&e, "127.0.0.3");
     gw g;
     uint16_t lp = tu_free_port("127.0.0.1");
     gw_open(&g, tu_publish_policy(lp, e.port));
@@ -158,13 +103,13 @@ START_TEST(publishing_relays_both_ways)
     ck_assert_msg(small.ok, "small echo through the gateway: got %zu bytes", small.got);
     tu_run_peer(&g.loop, client_echo_roundtrip, &big);
     ck_assert_msg(big.ok, "4 MiB echo through the gateway: got %zu bytes", big.got);
-    ck_assert_int_eq(e.conns, 2);
+    ck_assert_int_eq(atomic_load(&e.conns), 2);
     tu_loop_run_for(&g.loop, 50); /* let the relays finish closing */
     fwx_firewall_stats st = stats(&g);
     ck_assert_uint_eq(st.connections, 0);
     ck_assert_uint_eq(st.sessions, 0); /* a published client's session ends with its last connection */
     gw_close(&g);
-    echo_stop(&e);
+    tu_echo_stop(&e);
 }
 END_TEST
 
@@ -184,8 +129,8 @@ static void *client_expect_refused(void *arg)
 
 START_TEST(publishing_denied_by_policy)
 {
-    echo e;
-    echo_start(&e, "127.0.0.3");
+    tu_echo e;
+    tu_echo_start(&e, "127.0.0.3");
     gw g;
     uint16_t lp = tu_free_port("127.0.0.1");
     char policy[2048];
@@ -203,11 +148,11 @@ START_TEST(publishing_denied_by_policy)
     xfer x = {lp, "127.0.0.2", "127.0.0.1", 0, 0, 0}, y = {lp, "127.0.0.4", "127.0.0.1", 1000, 0, 0};
     tu_run_peer(&g.loop, client_expect_refused, &x);
     ck_assert(x.ok);
-    ck_assert_int_eq(e.conns, 0); /* never reached the server */
+    ck_assert_int_eq(atomic_load(&e.conns), 0); /* never reached the server */
     tu_run_peer(&g.loop, client_echo_roundtrip, &y);
     ck_assert(y.ok);
     gw_close(&g);
-    echo_stop(&e);
+    tu_echo_stop(&e);
 }
 END_TEST
 
@@ -224,9 +169,7 @@ typedef struct bfc_case {
 static void *server_data_connection(void *arg)
 {
     bfc_case *b = arg;
-    uint8_t data[100000], in[100001];
-    for (size_t i = 0; i < sizeof data; i++)
-        data[i] = (uint8_t)(i * 7);
+    uint8_t in[16];
     /* The third party tries first (catalog #23, doc/security.md): closed on it, port kept for the server. */
     int t = tu_sock_from("127.0.0.4", 0);
     if (tu_connect_to(t, "127.0.0.1", b->gw_port) != 0)
@@ -235,18 +178,8 @@ static void *server_data_connection(void *arg)
         b->third_refused = (send(t, "x", 1, MSG_NOSIGNAL), tu_read_all(t, in, 10)) == 0;
     close(t);
     int s = tu_sock_from("127.0.0.3", 0);
-    if (tu_connect_to(s, "127.0.0.1", b->gw_port) == 0 && tu_write_all(s, data, sizeof data) == 0) {
-        shutdown(s, SHUT_WR);
-        int c = accept(b->client_lfd, NULL, NULL);
-        if (c >= 0) {
-            struct timeval tv = {TU_IO_TIMEOUT_S, 0};
-            setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            ssize_t r = tu_read_all(c, in, sizeof in);
-            b->client_got = r < 0 ? 0 : (size_t)r;
-            b->ok = r == (ssize_t)sizeof data && memcmp(in, data, sizeof data) == 0;
-            close(c);
-        }
-    }
+    if (tu_connect_to(s, "127.0.0.1", b->gw_port) == 0)
+        b->ok = peer_send_to_listener(s, b->client_lfd, 100000, TU_IO_TIMEOUT_S, &b->client_got);
     close(s);
     /* One connection only: the port is gone now. */
     int s2 = tu_sock_from("127.0.0.3", 0);
@@ -267,6 +200,21 @@ static IFWXSession *nat_session(gw *g, const char *client, IFWXConnection **ctl)
     return s;
 }
 
+/* BindForClient on the gateway (127.0.0.1, a port it picks) for the client's socket `client_fd`
+   at 127.0.0.2, one connection (in bound[0]); returns the gateway's port. */
+static uint16_t bind_for_client(IFWXSession *s, int client_fd, int32_t proto, uint32_t flags, int32_t backlog,
+                                IFWXIpFilter *ipf, IFWXConnection *bound[1])
+{
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(client_fd));
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, proto, 1, flags, backlog,
+                                           &FWX_GUID_NULL, NULL, NULL, ipf, bound),
+                 FWX_S_OK);
+    return ntohs(((struct sockaddr_in *)&px)->sin_port);
+}
+
 START_TEST(bind_for_client_real_port)
 {
     gw g;
@@ -276,14 +224,7 @@ START_TEST(bind_for_client_real_port)
     bfc_case b = {0};
     b.client_lfd = tu_sock_from("127.0.0.2", 0);
     ck_assert_int_eq(listen(b.client_lfd, 4), 0);
-    char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(b.client_lfd));
-    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
-    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
-                                           FWX_FLAG_TIMEOUT, 4, &FWX_GUID_NULL, NULL, NULL, NULL, bound),
-                 FWX_S_OK);
-    b.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    b.gw_port = bind_for_client(s, b.client_lfd, FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT, 4, NULL, bound);
     ck_assert(b.gw_port >= 40000);
     tu_run_peer(&g.loop, server_data_connection, &b);
     ck_assert_msg(b.third_refused, "a third party got through the bound port");
@@ -361,18 +302,11 @@ START_TEST(bind_for_client_get_ip_filter)
     ipf_case x = {.from = "127.0.0.4", .expect_refused = 1};
     x.client_lfd = tu_sock_from("127.0.0.2", 0);
     ck_assert_int_eq(listen(x.client_lfd, 8), 0);
-    char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(x.client_lfd));
-    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0"), s3 = tu_addr("127.0.0.3"),
-                            s4 = tu_addr("127.0.0.4");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    struct sockaddr_storage s3 = tu_addr("127.0.0.3"), s4 = tu_addr("127.0.0.4");
     IFWXIpFilter *ipf = NULL, *got = NULL, *again = NULL;
     TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(g.fw), &ipf), FWX_S_OK);
     TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(s3), tu_len(&s3), TU_SA(s3), tu_len(&s3)), FWX_S_OK);
-    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
-                                           FWX_FLAG_ALLOW_MULTIPLE, 4, &FWX_GUID_NULL, NULL, NULL, ipf, bound),
-                 FWX_S_OK);
-    x.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    x.gw_port = bind_for_client(s, x.client_lfd, FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_MULTIPLE, 4, ipf, bound);
     TU_EXPECT_HR(IFWXConnection_GetIpFilter(bound[0], &got), FWX_S_OK);
     ck_assert_ptr_nonnull(got);
     ck_assert_ptr_ne(got, ipf); /* a copy: BindForClient copied the caller's */
@@ -471,14 +405,8 @@ START_TEST(private_session_ends_on_last_release)
     priv_case x = {0};
     x.client_lfd = tu_sock_from("127.0.0.2", 0);
     ck_assert_int_eq(listen(x.client_lfd, 4), 0);
-    char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(x.client_lfd));
-    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0"), target = tu_addr("127.0.0.3:50123");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
-    TU_EXPECT_HR(IFWXSession_BindForClient(priv, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
-                                           FWX_FLAG_ALLOW_MULTIPLE, 4, &FWX_GUID_NULL, NULL, NULL, NULL, bound),
-                 FWX_S_OK);
-    x.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    struct sockaddr_storage target = tu_addr("127.0.0.3:50123");
+    x.gw_port = bind_for_client(priv, x.client_lfd, FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_MULTIPLE, 4, NULL, bound);
     TU_EXPECT_HR(IFWXSession_AllowFutureConnect(priv, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_TCP, 0,
                                                 &FWX_GUID_NULL, NULL, NULL, conn, NULL),
                  FWX_S_OK);
@@ -533,8 +461,8 @@ static void *redirect_peers(void *arg)
 
 START_TEST(redirect_real_port)
 {
-    echo e;
-    echo_start(&e, "127.0.0.3");
+    tu_echo e;
+    tu_echo_start(&e, "127.0.0.3");
     gw g;
     gw_open(&g, NULL);
     IFWXConnection *ctl = NULL;
@@ -556,7 +484,7 @@ START_TEST(redirect_real_port)
     fwx_session_close(s);
     IFWXSession_Release(s);
     gw_close(&g);
-    echo_stop(&e);
+    tu_echo_stop(&e);
 }
 END_TEST
 
@@ -598,8 +526,8 @@ static void *nothing(void *arg)
 
 START_TEST(session_end_and_close_drop_live_relays)
 {
-    echo e;
-    echo_start(&e, "127.0.0.3");
+    tu_echo e;
+    tu_echo_start(&e, "127.0.0.3");
     gw g;
     uint16_t lp = tu_free_port("127.0.0.1");
     gw_open(&g, tu_publish_policy(lp, e.port));
@@ -626,7 +554,7 @@ START_TEST(session_end_and_close_drop_live_relays)
     ck_assert(h2.eof);
     tu_run_peer(&g.loop, nothing, NULL);
     tu_loop_close_clean(&g.loop);
-    echo_stop(&e);
+    tu_echo_stop(&e);
 }
 END_TEST
 
@@ -705,8 +633,8 @@ static void gw_socks(gw *g, uint16_t *port)
 
 START_TEST(socks_connect_relays)
 {
-    echo e;
-    echo_start(&e, "127.0.0.3");
+    tu_echo e;
+    tu_echo_start(&e, "127.0.0.3");
     gw g;
     gw_open(&g, NULL);
     sx x = {.dst = "127.0.0.3", .dst_port = e.port};
@@ -716,7 +644,7 @@ START_TEST(socks_connect_relays)
     ck_assert_msg(x.echo_ok, "64 KiB echo through SOCKS CONNECT");
     /* Not the "proxy" backend: no SOCKS. */
     gw_close(&g);
-    echo_stop(&e);
+    tu_echo_stop(&e);
 }
 END_TEST
 
@@ -1014,8 +942,8 @@ END_TEST
    serves a later SOCKS CONNECT only if it is address-based; then once. */
 START_TEST(socks_connect_admitted_by_permission)
 {
-    echo e;
-    echo_start(&e, "127.0.0.3");
+    tu_echo e;
+    tu_echo_start(&e, "127.0.0.3");
     gw g;
     char policy[1024];
     snprintf(policy, sizeof policy,
@@ -1052,7 +980,7 @@ START_TEST(socks_connect_admitted_by_permission)
     tu_run_peer(&g.loop, socks_connect_client, &other);
     ck_assert_int_eq(other.rep, 2);
     ck_assert(!other.echo_ok);
-    ck_assert_int_eq(e.conns, 0);
+    ck_assert_int_eq(atomic_load(&e.conns), 0);
     ck_assert_uint_eq(stats(&g).permissions, 1); /* still there, for its own session */
     TU_EXPECT_HR(IFWXFirewallAction_Cancel(act), FWX_S_OK);
     IFWXFirewallAction_Release(act);
@@ -1070,8 +998,8 @@ START_TEST(socks_connect_admitted_by_permission)
     fwx_session_close(s);
     IFWXSession_Release(s);
     gw_close(&g);
-    echo_stop(&e);
-    ck_assert_int_eq(e.conns, 1);
+    tu_echo_stop(&e);
+    ck_assert_int_eq(atomic_load(&e.conns), 1);
 }
 END_TEST
 
@@ -1134,6 +1062,25 @@ static void uecho_stop(uecho *u)
     close(u->fd);
 }
 
+/* Starts a UDP echo server at 127.0.0.3 and a gateway that publishes it on 127.0.0.1 (the
+   returned port) with a full-proxy publishing rule. */
+static uint16_t gw_udp_publish(gw *g, uecho *e)
+{
+    uecho_start(e, "127.0.0.3");
+    uint16_t lp = tu_free_port("127.0.0.1");
+    char policy[2048];
+    snprintf(policy, sizeof policy,
+             "protocols = ( { name = \"dns-like\"; guid = \"{0badf00d-0000-0000-0000-000000000053}\"; protocol = \"udp\";"
+             " port = %u; direction = \"inbound\"; } );\n"
+             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
+             " protocols = [ \"dns-like\" ]; } );\n"
+             "publishing = ( { name = \"u\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
+             " protocol = \"dns-like\"; full_proxy = true; } );\n",
+             lp, lp, e->port);
+    gw_open(g, policy);
+    return lp;
+}
+
 typedef struct ucase {
     uint16_t port;
     int ok, other_ok;
@@ -1159,19 +1106,8 @@ static void *udp_clients(void *arg)
 START_TEST(udp_publishing_flows)
 {
     uecho e;
-    uecho_start(&e, "127.0.0.3");
     gw g;
-    uint16_t lp = tu_free_port("127.0.0.1");
-    char policy[2048];
-    snprintf(policy, sizeof policy,
-             "protocols = ( { name = \"dns-like\"; guid = \"{0badf00d-0000-0000-0000-000000000053}\"; protocol = \"udp\";"
-             " port = %u; direction = \"inbound\"; } );\n"
-             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
-             " protocols = [ \"dns-like\" ]; } );\n"
-             "publishing = ( { name = \"u\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
-             " protocol = \"dns-like\"; full_proxy = true; } );\n",
-             lp, lp, e.port);
-    gw_open(&g, policy);
+    uint16_t lp = gw_udp_publish(&g, &e);
     ucase u = {.port = lp};
     tu_run_peer(&g.loop, udp_clients, &u);
     ck_assert_int_eq(u.ok, 3);
@@ -1228,15 +1164,7 @@ START_TEST(udp_bind_for_client)
     IFWXSession *s = nat_session(&g, "127.0.0.2", &ctl);
     ubind u = {0};
     u.client_fd = udp_from("127.0.0.2", 0);
-    char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(u.client_fd));
-    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
-    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_UDP, 1,
-                                           FWX_FLAG_BIDIRECTIONAL | FWX_FLAG_TIMEOUT, 0, &FWX_GUID_NULL, NULL, NULL,
-                                           NULL, bound),
-                 FWX_S_OK);
-    u.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    u.gw_port = bind_for_client(s, u.client_fd, FWX_PROTOCOL_UDP, FWX_FLAG_BIDIRECTIONAL | FWX_FLAG_TIMEOUT, 0, NULL, bound);
     tu_run_peer(&g.loop, udp_bind_peers, &u);
     ck_assert_msg(u.got, "the server's datagram did not reach the client");
     ck_assert_msg(u.back_ok, "the client's answer did not get back (BIDIRECTIONAL)");
@@ -1260,35 +1188,66 @@ typedef struct uassoc {
     int rep, ok, frag_dropped, other_dropped;
 } uassoc;
 
+/* A SOCKS5 client at 127.0.0.2 with a UDP association: its control connection, its UDP
+   socket, the relay the ASSOCIATE named, and the datagram it sends there ("ping-udp" for the
+   echo server at 127.0.0.3, behind a SOCKS UDP header: 18 bytes). */
+typedef struct sudp {
+    int ctl, u;
+    struct sockaddr_in relay;
+    char relay_ip[32];
+    uint8_t d[18];
+    uint8_t in[128]; /* the last answer */
+} sudp;
+
+/* Sends the datagram d from fd to the relay; the answer's length in s->in, or -1. */
+static ssize_t sudp_roundtrip(sudp *s, int fd)
+{
+    udp_send(fd, s->relay_ip, ntohs(s->relay.sin_port), s->d, sizeof s->d);
+    return recv(fd, s->in, sizeof s->in, 0);
+}
+
+/* Opens the association through the SOCKS listener at 127.0.0.1:socks_port; the ASSOCIATE's
+   reply code (-1: no reply). */
+static int sudp_open(sudp *s, uint16_t socks_port, uint16_t echo_port)
+{
+    memset(s, 0, sizeof *s);
+    s->ctl = tu_sock_from("127.0.0.2", 0);
+    s->u = udp_from("127.0.0.2", 0);
+    static const uint8_t hdr[8] = {0, 0, 0, 1, 127, 0, 0, 3}; /* RSV, FRAG 0, IPv4 127.0.0.3 */
+    uint16_t p = htons(echo_port);
+    memcpy(s->d, hdr, sizeof hdr);
+    memcpy(s->d + 8, &p, 2);
+    memcpy(s->d + 10, "ping-udp", 8);
+    if (tu_connect_to(s->ctl, "127.0.0.1", socks_port) != 0 || socks_hello(s->ctl) != 0)
+        return -1;
+    int rep = socks_request(s->ctl, 3, "0.0.0.0", 0, &s->relay);
+    inet_ntop(AF_INET, &s->relay.sin_addr, s->relay_ip, sizeof s->relay_ip);
+    return rep;
+}
+
+static void sudp_close(sudp *s)
+{
+    close(s->u);
+    close(s->ctl); /* ends the association */
+}
+
 static void *socks_udp_client(void *arg)
 {
     uassoc *x = arg;
-    int fd = tu_sock_from("127.0.0.2", 0), u = udp_from("127.0.0.2", 0), o = udp_from("127.0.0.4", 0);
-    struct sockaddr_in relay;
-    x->rep = -1;
-    if (tu_connect_to(fd, "127.0.0.1", x->socks_port) == 0 && socks_hello(fd) == 0)
-        x->rep = socks_request(fd, 3, "0.0.0.0", 0, &relay);
+    sudp s;
+    int o = udp_from("127.0.0.4", 0);
+    x->rep = sudp_open(&s, x->socks_port, x->echo_port);
     if (x->rep == 0) {
-        uint8_t d[64] = {0, 0, 0, 1, 127, 0, 0, 3}, in[128];
-        uint16_t p = htons(x->echo_port);
-        memcpy(d + 8, &p, 2);
-        memcpy(d + 10, "ping-udp", 8);
-        char rip[32];
-        inet_ntop(AF_INET, &relay.sin_addr, rip, sizeof rip);
-        udp_send(u, rip, ntohs(relay.sin_port), d, 18);
-        ssize_t r = recv(u, in, sizeof in, 0);
-        x->ok = r == 18 && in[3] == 1 && memcmp(in + 4, d + 4, 6) == 0 && memcmp(in + 10, "ping-udp", 8) == 0;
+        ssize_t r = sudp_roundtrip(&s, s.u);
+        x->ok = r == 18 && s.in[3] == 1 && memcmp(s.in + 4, s.d + 4, 6) == 0 && memcmp(s.in + 10, "ping-udp", 8) == 0;
         /* A fragment, and a datagram from someone else: dropped. */
-        d[2] = 1;
-        udp_send(u, rip, ntohs(relay.sin_port), d, 18);
-        x->frag_dropped = recv(u, in, sizeof in, 0) < 0;
-        d[2] = 0;
-        udp_send(o, rip, ntohs(relay.sin_port), d, 18);
-        x->other_dropped = recv(o, in, sizeof in, 0) < 0;
+        s.d[2] = 1;
+        x->frag_dropped = sudp_roundtrip(&s, s.u) < 0;
+        s.d[2] = 0;
+        x->other_dropped = sudp_roundtrip(&s, o) < 0;
     }
-    close(u);
     close(o);
-    close(fd); /* ends the association */
+    sudp_close(&s);
     return NULL;
 }
 
@@ -1420,14 +1379,7 @@ static void udp_bind_filter_case(uint32_t set_buffer)
     IFWXSession *s = nat_session(&g, "127.0.0.2", &ctl);
     ubig x = {.big = 5000};
     x.client_fd = udp_from("127.0.0.2", 0);
-    char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, "127.0.0.2:%u", tu_bound_port(x.client_fd));
-    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr("127.0.0.1:0");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
-    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_UDP, 1,
-                                           FWX_FLAG_BIDIRECTIONAL, 0, &FWX_GUID_NULL, NULL, NULL, NULL, bound),
-                 FWX_S_OK);
-    x.gw_port = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    x.gw_port = bind_for_client(s, x.client_fd, FWX_PROTOCOL_UDP, FWX_FLAG_BIDIRECTIONAL, 0, NULL, bound);
     tu_run_peer(&g.loop, udp_filter_peers, &x);
 
     ck_assert_int_ge(u.events, 1);
@@ -1465,7 +1417,7 @@ static void udp_bind_filter_case(uint32_t set_buffer)
     ck_assert_int_eq(atomic_load(&u.f1.detached), 1);
     ck_assert_uint_eq(stats(&g).connections, 0);
     gw_close(&g);
-    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1); /* every reference the core took is back */
+    ck_assert_uint_eq(fwx_refcount_get(&u.f1.refs), 1); /* every reference the core took is back */
 }
 
 START_TEST(udp_data_filter_default_buffer) { udp_bind_filter_case(0); }
@@ -1485,23 +1437,13 @@ typedef struct udest {
 static void *socks_udp_dest_client(void *arg)
 {
     udest *x = arg;
-    int fd = tu_sock_from("127.0.0.2", 0), u = udp_from("127.0.0.2", 0);
-    struct sockaddr_in relay;
-    x->rep = -1;
-    if (tu_connect_to(fd, "127.0.0.1", x->socks_port) == 0 && socks_hello(fd) == 0)
-        x->rep = socks_request(fd, 3, "0.0.0.0", 0, &relay);
+    sudp s;
+    x->rep = sudp_open(&s, x->socks_port, x->echo_port);
     if (x->rep == 0) {
-        uint8_t d[64] = {0, 0, 0, 1, 127, 0, 0, 3}, in[128];
-        uint16_t p = htons(x->echo_port);
-        memcpy(d + 8, &p, 2);
-        memcpy(d + 10, "ping-udp", 8);
-        char rip[32];
-        inet_ntop(AF_INET, &relay.sin_addr, rip, sizeof rip);
-        udp_send(u, rip, ntohs(relay.sin_port), d, 18);
-        ssize_t r = recv(u, in, sizeof in, 0);
+        ssize_t r = sudp_roundtrip(&s, s.u);
         if (r > 10) {
             x->got = (int)(r - 10);
-            memcpy(x->echo, in + 10, (size_t)x->got < sizeof x->echo - 1 ? (size_t)x->got : sizeof x->echo - 1);
+            memcpy(x->echo, s.in + 10, (size_t)x->got < sizeof x->echo - 1 ? (size_t)x->got : sizeof x->echo - 1);
         }
         /* The destination's flow idles out (200 ms) while the association stays open: its
            filters are detached then, not when the control connection goes. */
@@ -1511,8 +1453,7 @@ static void *socks_udp_dest_client(void *arg)
         x->f2_detached_while_open = atomic_load(&x->u->f2.detached);
         x->f2_setsockets = atomic_load(&x->u->f2.setsockets);
     }
-    close(u);
-    close(fd);
+    sudp_close(&s);
     return NULL;
 }
 
@@ -1554,8 +1495,8 @@ START_TEST(socks_udp_destination_filters)
     ck_assert_uint_eq(stats(&g).connections, 0);
     gw_close(&g);
     uecho_stop(&e);
-    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
-    ck_assert_uint_eq(atomic_load(&u.f2.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&u.f1.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&u.f2.refs), 1);
 }
 END_TEST
 
@@ -1582,19 +1523,8 @@ static void *udp_pub_client(void *arg)
 START_TEST(udp_publishing_data_filter)
 {
     uecho e;
-    uecho_start(&e, "127.0.0.3");
     gw g;
-    uint16_t lp = tu_free_port("127.0.0.1");
-    char policy[2048];
-    snprintf(policy, sizeof policy,
-             "protocols = ( { name = \"dns-like\"; guid = \"{0badf00d-0000-0000-0000-000000000053}\"; protocol = \"udp\";"
-             " port = %u; direction = \"inbound\"; } );\n"
-             "rules = ( { name = \"publish\"; action = \"allow\"; from = [ \"localhost\" ]; to = [ \"localhost\" ];"
-             " protocols = [ \"dns-like\" ]; } );\n"
-             "publishing = ( { name = \"u\"; listen = \"127.0.0.1:%u\"; server = \"127.0.0.3:%u\";"
-             " protocol = \"dns-like\"; full_proxy = true; } );\n",
-             lp, lp, e.port);
-    gw_open(&g, policy);
+    uint16_t lp = gw_udp_publish(&g, &e);
     static udp_df_case u;
     memset(&u, 0, sizeof u);
     udf_init(&u.f1);
@@ -1611,7 +1541,7 @@ START_TEST(udp_publishing_data_filter)
     ck_assert_uint_eq(stats(&g).connections, 0);
     gw_close(&g);
     uecho_stop(&e);
-    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&u.f1.refs), 1);
 }
 END_TEST
 
@@ -1664,7 +1594,7 @@ START_TEST(host_reported_data_filter_refused)
     IFWXSession_Release(s);
     ck_assert_uint_eq(stats(&g).connections, 0);
     gw_close(&g);
-    ck_assert_uint_eq(atomic_load(&u.f1.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&u.f1.refs), 1);
 }
 END_TEST
 

@@ -9,6 +9,7 @@
  * SO_RCVTIMEO/SO_SNDTIMEO, and every loop run is bounded, so no test can hang.
  * SPDX-License-Identifier: MIT
  */
+#include "netutil.h"
 #include "testutil.h"
 #include "backends/usermode/usermode.h"
 #include "core/internal.h"
@@ -571,7 +572,7 @@ static int order_c2s[8], n_c2s, order_s2c[8], n_s2c;
 
 struct tfilter {
     IFWXDataFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     int kind, id;
     char map_from, map_to;
     fwx_result setsockets_hr;
@@ -588,36 +589,12 @@ struct tfilter {
     size_t line_len;
 };
 
-static tfilter *impl_tf(IFWXDataFilter *i) { return fwx__container_of(i, tfilter, iface); }
+static void tf_destroy(tfilter *f) { free(f); }
 
-static fwx_result tf_QueryInterface(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t tf_AddRef(IFWXDataFilter *This) { return atomic_fetch_add(&impl_tf(This)->refs, 1) + 1; }
-static uint32_t tf_Release(IFWXDataFilter *This)
-{
-    tfilter *f = impl_tf(This);
-    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
-    if (n == 0)
-        free(f);
-    return n;
-}
+/* tf_impl, tf_QueryInterface, tf_AddRef, tf_Release */
+FWX_IUNKNOWN_IMPL(tf, IFWXDataFilter, tfilter, iface, refs, tf_destroy, &IID_IFWXDataFilter)
 
-static void tf_close_all(tfilter *f)
-{
-    if (f->closed)
-        return;
-    f->closed = true;
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL)
-            IFWXSocket_Close(f->s[i]);
-}
+static void tf_close_all(tfilter *f) { tu_sockets_close(f->s, &f->closed); }
 
 static fwx_result tf_recv(tfilter *f, int d)
 {
@@ -734,23 +711,12 @@ static fwx_result tf_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t
     return FWX_S_OK;
 }
 
-static fwx_result tc_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-/* The completions live inside the filter and share its count. */
-static uint32_t tc_AddRef(IFWXIOCompletion *This) { return tf_AddRef(&fwx__container_of(This, tdir, iface)->f->iface); }
-static uint32_t tc_Release(IFWXIOCompletion *This) { return tf_Release(&fwx__container_of(This, tdir, iface)->f->iface); }
-static const IFWXIOCompletionVtbl tc_vtbl = {tc_QueryInterface, tc_AddRef, tc_Release, tf_CompleteAsyncIO};
+/* The completions live inside the filter and share its count: tc_vtbl, tc_init, ... */
+TU_DIR_COMPLETIONS(tc, tdir, tfilter, tf_AddRef, tf_Release, tf_CompleteAsyncIO)
 
 static fwx_result tf_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *conn, IUnknown *ctx)
 {
-    tfilter *f = impl_tf(This);
+    tfilter *f = tf_impl(This);
     f->setsockets_calls++;
     if (FWX_FAILED(f->setsockets_hr))
         return f->setsockets_hr;
@@ -779,14 +745,10 @@ static fwx_result tf_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket
 
 static fwx_result tf_Detach(IFWXDataFilter *This)
 {
-    tfilter *f = impl_tf(This);
+    tfilter *f = tf_impl(This);
     f->detach_calls++;
     tf_close_all(f);
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL) {
-            IFWXSocket_Release(f->s[i]);
-            f->s[i] = NULL;
-        }
+    tu_sockets_release(f->s, 0);
     if (f->conn != NULL)
         IFWXConnection_Release(f->conn);
     f->conn = NULL;
@@ -803,14 +765,10 @@ static tfilter *tf_new(int kind, int id)
     tfilter *f = calloc(1, sizeof *f);
     ck_assert_ptr_nonnull(f);
     f->iface.lpVtbl = &tf_vtbl;
-    atomic_init(&f->refs, 1);
+    fwx_refcount_init(&f->refs);
     f->kind = kind;
     f->id = id;
-    for (int d = 0; d < 2; d++) {
-        f->dirs[d].iface.lpVtbl = &tc_vtbl;
-        f->dirs[d].f = f;
-        f->dirs[d].d = d;
-    }
+    tc_init(f);
     return f;
 }
 
@@ -1363,55 +1321,12 @@ static IFWXIOBuffer *text_buf(const char *s)
     return b;
 }
 
-/* A blocking echo server thread: one connection, echoes until EOF. */
-typedef struct echo {
-    int l;
-    uint16_t port;
-    pthread_t t;
-} echo;
-
-static void *echo_main(void *arg)
-{
-    echo *e = arg;
-    int c = accept(e->l, NULL, NULL);
-    if (c < 0)
-        return NULL;
-    set_timeouts(c);
-    char buf[4096];
-    ssize_t n;
-    while ((n = recv(c, buf, sizeof buf, 0)) > 0)
-        if (send(c, buf, (size_t)n, MSG_NOSIGNAL) != n)
-            break;
-    close(c);
-    return NULL;
-}
-
-static void echo_start(echo *e)
-{
-    e->l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in sa = lo4(0);
-    socklen_t len = sizeof sa;
-    ck_assert_int_eq(bind(e->l, (struct sockaddr *)&sa, sizeof sa), 0);
-    ck_assert_int_eq(listen(e->l, 4), 0);
-    ck_assert_int_eq(getsockname(e->l, (struct sockaddr *)&sa, &len), 0);
-    e->port = ntohs(sa.sin_port);
-    struct timeval tv = {PEER_TIMEOUT_S, 0};
-    setsockopt(e->l, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ck_assert_int_eq(pthread_create(&e->t, NULL, echo_main, e), 0);
-}
-
-static void echo_stop(echo *e)
-{
-    pthread_join(e->t, NULL);
-    close(e->l);
-}
-
 START_TEST(usock_tcp_connect_echo)
 {
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
-    echo e;
-    echo_start(&e);
+    tu_echo e;
+    tu_echo_start(&e, "127.0.0.1");
     IFWXNetworkSocket *s = NULL;
     TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, 99, &s), FWX_E_INVALIDARG);
     TU_EXPECT_HR(fwx_network_socket_new(&loop, NULL, FWX_PROTOCOL_TCP, &s), FWX_S_OK);
@@ -1485,7 +1400,7 @@ START_TEST(usock_tcp_connect_echo)
     IFWXIOBuffer_Release(b);
     TU_EXPECT_REF(s, 1);
     IFWXNetworkSocket_Release(s);
-    echo_stop(&e);
+    tu_echo_stop(&e);
     tu_loop_close_clean(&loop);
 }
 END_TEST
@@ -1765,7 +1680,7 @@ typedef struct hdir {
 } hdir;
 struct hfilter {
     IFWXDataFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXFirewall *fw; /* borrowed */
     IFWXSocket *s[2];
     hdir dirs[2];
@@ -1773,28 +1688,13 @@ struct hfilter {
     int setsockets, detached, failures;
 };
 
-static fwx_result hf_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static hfilter *hf_of(IFWXDataFilter *i) { return (hfilter *)(void *)((char *)i - offsetof(hfilter, iface)); }
-static uint32_t hf_addref(IFWXDataFilter *This) { return atomic_fetch_add(&hf_of(This)->refs, 1) + 1; }
-static uint32_t hf_release(IFWXDataFilter *This) { return atomic_fetch_sub(&hf_of(This)->refs, 1) - 1; }
+/* The filter lives in the test's fixture; the test holds its first reference to the end. */
+static void hf_destroy(hfilter *f) { (void)f; }
 
-static void hf_close(hfilter *f)
-{
-    if (f->closed)
-        return;
-    f->closed = true;
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL)
-            IFWXSocket_Close(f->s[i]);
-}
+/* hf_impl, hf_QueryInterface, hf_AddRef, hf_Release */
+FWX_IUNKNOWN_IMPL(hf, IFWXDataFilter, hfilter, iface, refs, hf_destroy, &IID_IFWXDataFilter)
+
+static void hf_close(hfilter *f) { tu_sockets_close(f->s, &f->closed); }
 
 static void hf_recv(hfilter *f, int d)
 {
@@ -1808,7 +1708,7 @@ static fwx_result hf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, I
                               const struct sockaddr *a, uint32_t al)
 {
     (void)err, (void)ud, (void)a, (void)al;
-    hdir *dir = (hdir *)(void *)((char *)This - offsetof(hdir, iface));
+    hdir *dir = FWX_CONTAINER_OF(This, hdir, iface);
     hfilter *f = dir->f;
     int d = dir->d;
     if (f->closed)
@@ -1846,24 +1746,13 @@ static fwx_result hf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, I
     return FWX_S_OK;
 }
 
-static fwx_result hc_qi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static hfilter *hc_f(IFWXIOCompletion *This) { return ((hdir *)(void *)((char *)This - offsetof(hdir, iface)))->f; }
-static uint32_t hc_addref(IFWXIOCompletion *This) { return hf_addref(&hc_f(This)->iface); }
-static uint32_t hc_release(IFWXIOCompletion *This) { return hf_release(&hc_f(This)->iface); }
-static const IFWXIOCompletionVtbl hc_vtbl = {hc_qi, hc_addref, hc_release, hf_complete};
+/* hc_vtbl, hc_init, ...: the completions share the filter's count */
+TU_DIR_COMPLETIONS(hc, hdir, hfilter, hf_AddRef, hf_Release, hf_complete)
 
 static fwx_result hf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *c, IUnknown *x)
 {
     (void)c, (void)x;
-    hfilter *f = hf_of(This);
+    hfilter *f = hf_impl(This);
     f->setsockets++;
     f->s[0] = in;
     f->s[1] = ex;
@@ -1876,18 +1765,14 @@ static fwx_result hf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket
 
 static fwx_result hf_detach(IFWXDataFilter *This)
 {
-    hfilter *f = hf_of(This);
+    hfilter *f = hf_impl(This);
     f->detached++;
     hf_close(f);
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL) {
-            IFWXSocket_Release(f->s[i]);
-            f->s[i] = NULL;
-        }
+    tu_sockets_release(f->s, 0);
     return FWX_S_OK;
 }
 
-static const IFWXDataFilterVtbl hf_vtbl = {hf_qi, hf_addref, hf_release, hf_setsockets, hf_detach};
+static const IFWXDataFilterVtbl hf_vtbl = {hf_QueryInterface, hf_AddRef, hf_Release, hf_setsockets, hf_detach};
 
 /* The host under test: no backend, a test plugin whose fwx_Connect_Tcp handler attaches hf. */
 typedef struct hfx {
@@ -1929,12 +1814,8 @@ static void hfx_open(hfx *h, bool with_filter)
 {
     memset(h, 0, sizeof *h);
     h->f.iface.lpVtbl = &hf_vtbl;
-    atomic_init(&h->f.refs, 1);
-    for (int d = 0; d < 2; d++) {
-        h->f.dirs[d].iface.lpVtbl = &hc_vtbl;
-        h->f.dirs[d].f = &h->f;
-        h->f.dirs[d].d = d;
-    }
+    fwx_refcount_init(&h->f.refs);
+    hc_init(&h->f);
     h->attach_hr = FWX_E_FAIL;
     fwx_firewall_options o;
     fwx_firewall_options_init(&o);
@@ -2010,7 +1891,7 @@ static void hfx_finish(hfx *h, IFWXConnection *c, int32_t protocol, uint64_t in,
     fwx_connection_close(c);
     ck_assert_int_eq(h->f.detached, 1);
     hfx_close(h);
-    ck_assert_uint_eq(atomic_load(&h->f.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&h->f.refs), 1);
 }
 
 /* A host without a backend that did not say it relays: a connection a filter attached a data
@@ -2032,7 +1913,7 @@ START_TEST(host_relay_refused_without_it)
     close(h.gw_int);
     close(h.gw_ext);
     hfx_close(&h);
-    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&h.f.refs), 1);
 }
 END_TEST
 
@@ -2207,7 +2088,7 @@ START_TEST(host_relay_abort)
     fwx_connection_close(c);
     ck_assert_int_eq(h.f.detached, 1);
     hfx_close(&h);
-    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&h.f.refs), 1);
 }
 END_TEST
 

@@ -5,6 +5,10 @@
 #include "netutil.h"
 #include "testutil.h"
 
+/* The peers proper, shared with the out-of-tree example that runs the proxy backend's tests
+   through the fault-injecting wrapper. */
+#include "../examples/fault-backend/peers.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/tcp.h>
@@ -50,34 +54,9 @@ int tu_connect_to(int fd, const char *ip, uint16_t port)
     return connect(fd, (struct sockaddr *)&a, sizeof a);
 }
 
-int tu_write_all(int fd, const void *pv, size_t n)
-{
-    const uint8_t *p = pv;
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w <= 0)
-            return -1;
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
-}
+int tu_write_all(int fd, const void *p, size_t n) { return peer_write_all(fd, p, n); }
 
-ssize_t tu_read_all(int fd, void *bv, size_t cap)
-{
-    uint8_t *buf = bv;
-    size_t got = 0;
-    for (;;) {
-        ssize_t r = recv(fd, buf + got, cap - got, 0);
-        if (r == 0)
-            return (ssize_t)got;
-        if (r < 0)
-            return errno == ECONNRESET ? (ssize_t)got : -1;
-        got += (size_t)r;
-        if (got == cap)
-            return (ssize_t)got;
-    }
-}
+ssize_t tu_read_all(int fd, void *buf, size_t cap) { return peer_read_all(fd, buf, cap); }
 
 uint16_t tu_free_port(const char *ip)
 {
@@ -128,4 +107,27 @@ void tu_run_peer(uv_loop_t *loop, void *(*fn)(void *), void *arg)
     uv_run(loop, UV_RUN_NOWAIT);
     ck_assert_msg(atomic_load(&p.done), "peer did not finish in 20 s");
     pthread_join(p.th, NULL);
+}
+
+static void *echo_main(void *arg)
+{
+    tu_echo *e = arg;
+    peer_echo_serve(e->lfd, &e->conns, TU_IO_TIMEOUT_S);
+    return NULL;
+}
+
+void tu_echo_start(tu_echo *e, const char *ip)
+{
+    e->lfd = tu_sock_from(ip, 0);
+    ck_assert_int_eq(listen(e->lfd, 16), 0);
+    e->port = tu_bound_port(e->lfd);
+    atomic_init(&e->conns, 0);
+    ck_assert_int_eq(pthread_create(&e->th, NULL, echo_main, e), 0);
+}
+
+void tu_echo_stop(tu_echo *e)
+{
+    shutdown(e->lfd, SHUT_RDWR);
+    close(e->lfd);
+    pthread_join(e->th, NULL);
 }

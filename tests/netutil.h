@@ -6,6 +6,8 @@
 #ifndef FWX_NETUTIL_H
 #define FWX_NETUTIL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -28,5 +30,17 @@ ssize_t tu_read_all(int fd, void *buf, size_t cap);
 uint16_t tu_free_port(const char *ip);
 /* Runs fn(arg) in a thread while `loop` runs; returns when fn has returned (bounded: 20 s). */
 void tu_run_peer(uv_loop_t *loop, void *(*fn)(void *), void *arg);
+
+/* A TCP echo server on its own thread: accepts connections on ip (port 0: the kernel picks;
+   `port` says which) one after another, echoes each until EOF (or TU_IO_TIMEOUT_S of silence)
+   and half-closes it. tu_echo_stop() shuts the listener down and joins the thread. */
+typedef struct tu_echo {
+    int lfd;
+    uint16_t port;
+    pthread_t th;
+    atomic_int conns; /* connections accepted so far */
+} tu_echo;
+void tu_echo_start(tu_echo *e, const char *ip);
+void tu_echo_stop(tu_echo *e);
 
 #endif

@@ -240,3 +240,24 @@ IFWXSession *tu_session_open(fwx_firewall *fw, uint32_t source, const char *clie
     ck_assert_ptr_nonnull(s);
     return s;
 }
+
+void tu_sockets_close(IFWXSocket *s[2], bool *closed)
+{
+    if (*closed)
+        return;
+    *closed = true;
+    for (int i = 0; i < 2; i++)
+        if (s[i] != NULL)
+            IFWXSocket_Close(s[i]);
+}
+
+void tu_sockets_release(IFWXSocket *s[2], int close_them)
+{
+    for (int i = 0; i < 2; i++)
+        if (s[i] != NULL) {
+            if (close_them)
+                IFWXSocket_Close(s[i]); /* the socket contract: a filter closes what it got */
+            IFWXSocket_Release(s[i]);
+            s[i] = NULL;
+        }
+}

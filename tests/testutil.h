@@ -6,7 +6,9 @@
 #define FWX_TESTUTIL_H
 
 #include <check.h>
+#include <stdbool.h>
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 #include <uv.h>
 
 /* An address from text ("10.0.0.8:1025", "[::1]:80", "10.0.0.8"); aborts the test on bad text. */
@@ -32,6 +34,34 @@ uint32_t tu_len(const struct sockaddr_storage *ss);
                       #expr, fwx_err_name(tu_hr_), (unsigned)tu_hr_, fwx_err_name((fwx_result)(want)), \
                       (unsigned)(want));                                                          \
     } while (0)
+
+/* The two completions (IFWXIOCompletion) a test data filter of `filter_type` embeds as
+   `dirs[2]`, each a `dir_type` with the members `iface`, `f` (the filter) and `d` (its
+   direction). They have no count of their own: FWX_IUNKNOWN_IMPL_PART sends AddRef and
+   Release to the filter's (`filter_AddRef`, `filter_Release` take its IFWXDataFilter `iface`).
+   Defines `prefix_QueryInterface`, `prefix_AddRef`, `prefix_Release`, the vtable `prefix_vtbl` with `complete` as CompleteAsyncIO, and
+   `prefix_init(filter_type *)`, which points both completions at the filter. */
+#define TU_DIR_COMPLETIONS(prefix, dir_type, filter_type, filter_AddRef, filter_Release, complete)  \
+    FWX_IUNKNOWN_IMPL_PART(prefix, IFWXIOCompletion, dir_type, iface, f, iface, filter_AddRef,    \
+                           filter_Release, &IID_IFWXIOCompletion)                                 \
+    static const IFWXIOCompletionVtbl prefix##_vtbl = {prefix##_QueryInterface, prefix##_AddRef,  \
+                                                       prefix##_Release, complete};               \
+    static void prefix##_init(filter_type *f)                                                     \
+    {                                                                                             \
+        for (int d = 0; d < 2; d++) {                                                             \
+            f->dirs[d].iface.lpVtbl = &prefix##_vtbl;                                             \
+            f->dirs[d].f = f;                                                                     \
+            f->dirs[d].d = d;                                                                     \
+        }                                                                                         \
+    }
+
+/* Closes the sockets a test data filter holds (s[2], NULL when not held), once: *closed says
+   whether it already did. */
+void tu_sockets_close(IFWXSocket *s[2], bool *closed);
+
+/* Releases the sockets a test data filter holds (s[2], NULL when not held), closing them
+   first if `close_them`. */
+void tu_sockets_release(IFWXSocket *s[2], int close_them);
 
 /* Runs the loop until nothing is pending, then asserts uv_loop_close() returns 0. */
 void tu_loop_close_clean(uv_loop_t *loop);

@@ -3,32 +3,22 @@
  * SPDX-License-Identifier: MIT
  */
 #include "udp_filter.h"
+#include "testutil.h"
 
 #include <check.h>
 #include <ctype.h>
 #include <stddef.h>
 #include <string.h>
 
-#define UDF_OF(ptr, type, member) ((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
-static udf *udf_impl(IFWXDataFilter *i) { return UDF_OF(i, udf, iface); }
-
-static fwx_result udf_qi(IFWXDataFilter *This, const fwx_guid *riid, void **ppv)
+/* The test's own reference outlives every one the core takes: the count never reaches 0 here. */
+static void udf_destroy(udf *f)
 {
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXDataFilter))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
+    (void)f;
+    ck_abort_msg("the udp filter was released more often than referenced");
 }
-static uint32_t udf_addref(IFWXDataFilter *This) { return atomic_fetch_add(&udf_impl(This)->refs, 1) + 1; }
-static uint32_t udf_release(IFWXDataFilter *This)
-{
-    uint32_t before = atomic_fetch_sub(&udf_impl(This)->refs, 1);
-    ck_assert_uint_gt(before, 1); /* the test's own reference outlives every one the core takes */
-    return before - 1;
-}
+
+/* udf_impl, udf_QueryInterface, udf_AddRef, udf_Release */
+FWX_IUNKNOWN_IMPL(udf, IFWXDataFilter, udf, iface, refs, udf_destroy, &IID_IFWXDataFilter)
 
 static void udf_recv(udf *f, int d)
 {
@@ -41,7 +31,7 @@ static fwx_result udf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, 
 {
     (void)err;
     (void)ud;
-    udf_dir *dir = UDF_OF(This, udf_dir, iface);
+    udf_dir *dir = FWX_CONTAINER_OF(This, udf_dir, iface);
     udf *f = dir->f;
     int d = dir->d;
     if (!ok || f->s[d] == NULL)
@@ -76,18 +66,8 @@ static fwx_result udf_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, 
     return FWX_S_OK;
 }
 
-static fwx_result udf_cqi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    *ppv = NULL;
-    if (!fwx_guid_equal(riid, &IID_IUnknown) && !fwx_guid_equal(riid, &IID_IFWXIOCompletion))
-        return FWX_E_NOINTERFACE;
-    This->lpVtbl->AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-static uint32_t udf_caddref(IFWXIOCompletion *This) { return udf_addref(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static uint32_t udf_crelease(IFWXIOCompletion *This) { return udf_release(&UDF_OF(This, udf_dir, iface)->f->iface); }
-static const IFWXIOCompletionVtbl udf_cvtbl = {udf_cqi, udf_caddref, udf_crelease, udf_complete};
+/* udf_dirs_QueryInterface, ..., udf_dirs_vtbl, udf_dirs_init */
+TU_DIR_COMPLETIONS(udf_dirs, udf_dir, udf, udf_AddRef, udf_Release, udf_complete)
 
 static fwx_result udf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *c, IUnknown *ctx)
 {
@@ -112,26 +92,18 @@ static fwx_result udf_detach(IFWXDataFilter *This)
 {
     udf *f = udf_impl(This);
     atomic_fetch_add(&f->detached, 1);
-    for (int i = 0; i < 2; i++)
-        if (f->s[i] != NULL) {
-            IFWXSocket_Close(f->s[i]); /* the socket contract: a filter closes what it got */
-            IFWXSocket_Release(f->s[i]);
-            f->s[i] = NULL;
-        }
+    tu_sockets_release(f->s, 1);
     return FWX_S_OK;
 }
 
-static const IFWXDataFilterVtbl udf_vtbl = {udf_qi, udf_addref, udf_release, udf_setsockets, udf_detach};
+static const IFWXDataFilterVtbl udf_vtbl = {udf_QueryInterface, udf_AddRef, udf_Release, udf_setsockets,
+                                            udf_detach};
 
 void udf_init(udf *f)
 {
     memset(f, 0, sizeof *f);
     f->iface.lpVtbl = &udf_vtbl;
-    atomic_init(&f->refs, 1);
-    for (int d = 0; d < 2; d++) {
-        f->dirs[d].iface.lpVtbl = &udf_cvtbl;
-        f->dirs[d].f = f;
-        f->dirs[d].d = d;
-    }
+    fwx_refcount_init(&f->refs);
+    udf_dirs_init(f);
 }
 

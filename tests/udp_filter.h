@@ -9,6 +9,7 @@
 #define FWX_TESTS_UDP_FILTER_H
 
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 #include <stdatomic.h>
 
 typedef struct udf udf;
@@ -20,7 +21,7 @@ typedef struct udf_dir {
 
 struct udf {
     IFWXDataFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXFirewall *fw; /* borrowed from the plugin's FilterInit, for CreateBuffer */
     IFWXSocket *s[2];
     udf_dir dirs[2];

@@ -16,6 +16,7 @@
  * SPDX-License-Identifier: MIT
  */
 #include "fault_backend.h"
+#include "peers.h"
 
 #include <uv.h>
 
@@ -149,32 +150,6 @@ static int connect_to(int fd, const char *ip, uint16_t port)
     return connect(fd, SA(a), sizeof a);
 }
 
-static int write_all(int fd, const void *p, size_t n)
-{
-    for (size_t off = 0; off < n;) {
-        ssize_t w = send(fd, (const char *)p + off, n - off, MSG_NOSIGNAL);
-        if (w <= 0)
-            return -1;
-        off += (size_t)w;
-    }
-    return 0;
-}
-
-/* Reads until EOF or cap bytes; the count, or -1 on an error (a timeout included). */
-static ssize_t read_all(int fd, void *p, size_t cap)
-{
-    size_t got = 0;
-    while (got < cap) {
-        ssize_t r = recv(fd, (char *)p + got, cap - got, 0);
-        if (r == 0)
-            break;
-        if (r < 0)
-            return errno == ECONNRESET ? (ssize_t)got : -1;
-        got += (size_t)r;
-    }
-    return (ssize_t)got;
-}
-
 /* Nothing listens on ip:port when a fresh socket can bind it. */
 static int port_free(const char *ip, uint16_t port)
 {
@@ -248,22 +223,8 @@ typedef struct echo {
 static void *echo_main(void *arg)
 {
     echo *e = arg;
-    static char buf[65536];
-    for (;;) {
-        int c = accept(e->lfd, NULL, NULL);
-        if (c < 0)
-            return NULL;
-        atomic_fetch_add(&e->conns, 1);
-        struct timeval tv = {IO_TIMEOUT_S, 0};
-        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        for (;;) {
-            ssize_t r = recv(c, buf, sizeof buf, 0);
-            if (r <= 0 || write_all(c, buf, (size_t)r) != 0)
-                break;
-        }
-        shutdown(c, SHUT_WR);
-        close(c);
-    }
+    peer_echo_serve(e->lfd, &e->conns, IO_TIMEOUT_S);
+    return NULL;
 }
 
 static void echo_start(echo *e)
@@ -294,21 +255,11 @@ typedef struct roundtrip {
 static void *roundtrip_main(void *arg)
 {
     roundtrip *x = arg;
-    char *out = malloc(x->n + 1), *in = malloc(x->n + 1);
-    for (size_t i = 0; i < x->n; i++)
-        out[i] = (char)(i * 131 + 7);
     int fd = sock_from(CLIENT);
     x->connected = connect_to(fd, GW_IN, x->port) == 0;
-    if (x->connected) {
-        (void)write_all(fd, out, x->n); /* a refused relay may reset it half-way */
-        shutdown(fd, SHUT_WR);
-        ssize_t r = read_all(fd, in, x->n + 1);
-        x->got = r < 0 ? 0 : (size_t)r;
-        x->ok = r == (ssize_t)x->n && memcmp(in, out, x->n) == 0;
-    }
+    if (x->connected)
+        x->ok = peer_echo_roundtrip(fd, x->n, &x->got);
     close(fd);
-    free(out);
-    free(in);
     return NULL;
 }
 
@@ -497,16 +448,16 @@ static void *socks_client(void *arg)
     struct sockaddr_in d = v4(SERVER, x->dst_port);
     memcpy(req + 4, &d.sin_addr, 4);
     memcpy(req + 8, &d.sin_port, 2);
-    if (connect_to(fd, GW_IN, x->socks_port) == 0 && write_all(fd, hello, 3) == 0 &&
-        recv(fd, a, 2, MSG_WAITALL) == 2 && a[1] == 0 && write_all(fd, req, 10) == 0 &&
+    if (connect_to(fd, GW_IN, x->socks_port) == 0 && peer_write_all(fd, hello, 3) == 0 &&
+        recv(fd, a, 2, MSG_WAITALL) == 2 && a[1] == 0 && peer_write_all(fd, req, 10) == 0 &&
         recv(fd, a, 10, MSG_WAITALL) == 10) {
         x->rep = a[1];
         char out[20000], in[20001];
         for (size_t i = 0; i < sizeof out; i++)
             out[i] = (char)(i * 7);
-        if (x->rep == 0 && write_all(fd, out, sizeof out) == 0) {
+        if (x->rep == 0 && peer_write_all(fd, out, sizeof out) == 0) {
             shutdown(fd, SHUT_WR);
-            x->ok = read_all(fd, in, sizeof in) == (ssize_t)sizeof out && memcmp(in, out, sizeof out) == 0;
+            x->ok = peer_read_all(fd, in, sizeof in) == (ssize_t)sizeof out && memcmp(in, out, sizeof out) == 0;
         }
     }
     close(fd);
@@ -705,22 +656,9 @@ typedef struct bound_case {
 static void *bound_peers(void *arg)
 {
     bound_case *b = arg;
-    static char data[100000], in[100001];
-    for (size_t i = 0; i < sizeof data; i++)
-        data[i] = (char)(i * 13);
     int s = sock_from(SERVER);
-    if (connect_to(s, GW_OUT, b->gw_port) == 0 && write_all(s, data, sizeof data) == 0) {
-        shutdown(s, SHUT_WR);
-        int c = accept(b->client_lfd, NULL, NULL);
-        if (c >= 0) {
-            struct timeval tv = {IO_TIMEOUT_S, 0};
-            setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-            ssize_t r = read_all(c, in, sizeof in);
-            b->got = r < 0 ? 0 : (size_t)r;
-            b->ok = r == (ssize_t)sizeof data && memcmp(in, data, sizeof data) == 0;
-            close(c);
-        }
-    }
+    if (connect_to(s, GW_OUT, b->gw_port) == 0)
+        b->ok = peer_send_to_listener(s, b->client_lfd, 100000, IO_TIMEOUT_S, &b->got);
     close(s);
     return NULL;
 }
@@ -741,7 +679,7 @@ static void *live_open(void *arg)
     live_case *l = arg;
     char in[5];
     l->server_fd = sock_from(SERVER);
-    if (connect_to(l->server_fd, GW_OUT, l->gw_port) != 0 || write_all(l->server_fd, "hello", 5) != 0)
+    if (connect_to(l->server_fd, GW_OUT, l->gw_port) != 0 || peer_write_all(l->server_fd, "hello", 5) != 0)
         return NULL;
     l->client_fd = accept(l->client_lfd, NULL, NULL);
     if (l->client_fd < 0)
@@ -756,7 +694,7 @@ static void *live_more(void *arg)
 {
     live_case *l = arg;
     char in[4];
-    l->still_flowing = l->client_fd >= 0 && write_all(l->server_fd, "more", 4) == 0 &&
+    l->still_flowing = l->client_fd >= 0 && peer_write_all(l->server_fd, "more", 4) == 0 &&
                        recv(l->client_fd, in, 4, MSG_WAITALL) == 4 && memcmp(in, "more", 4) == 0;
     return NULL;
 }

@@ -113,6 +113,26 @@ static inline int fwx_iid_in_table(const fwx_guid *riid, const fwx_guid *const *
     return 0;
 }
 
+/** @cond */
+/* The QueryInterface of the macros below: for IUnknown and each IID in `...`, adds a reference
+   (prefix_AddRef) and sets *ppv to the interface it was called on; otherwise sets *ppv to NULL
+   (always written, as COM requires) and returns FWX_E_NOINTERFACE; FWX_E_POINTER for a NULL ppv. */
+#define FWX__QUERY_INTERFACE(prefix, Iface, ...)                                                  \
+    static fwx_result prefix##_QueryInterface(Iface *This, const fwx_guid *riid, void **ppv)      \
+    {                                                                                             \
+        static const fwx_guid *const fwx_iids_[] = {__VA_ARGS__};                                 \
+        if (ppv == NULL)                                                                          \
+            return FWX_E_POINTER;                                                                 \
+        if (!fwx_iid_in_table(riid, fwx_iids_, sizeof fwx_iids_ / sizeof fwx_iids_[0])) {         \
+            *ppv = NULL;                                                                          \
+            return FWX_E_NOINTERFACE;                                                             \
+        }                                                                                         \
+        prefix##_AddRef(This);                                                                    \
+        *ppv = This;                                                                              \
+        return FWX_S_OK;                                                                          \
+    }
+/** @endcond */
+
 /**
  * @brief Defines the IUnknown methods of an object that implements one interface.
  *
@@ -141,19 +161,37 @@ static inline int fwx_iid_in_table(const fwx_guid *riid, const fwx_guid *const *
             destroy(fwx_obj_);                                                                    \
         return fwx_n_;                                                                            \
     }                                                                                             \
-    static fwx_result prefix##_QueryInterface(Iface *This, const fwx_guid *riid, void **ppv)      \
+    FWX__QUERY_INTERFACE(prefix, Iface, __VA_ARGS__)
+
+/**
+ * @brief Defines the IUnknown methods of an interface that is a part of another object and has
+ * no reference count of its own: a data filter's IFWXIOCompletion objects (one per direction,
+ * embedded in the filter) are the usual case.
+ *
+ * The part is the member @p member of a @p type whose member @p owner points to the object that
+ * holds the count. Expands to three `static` functions:
+ * - `prefix_AddRef`, `prefix_Release`: return `owner_AddRef(&part->owner->owner_iface)` and
+ *   `owner_Release(...)` (the owner's IUnknown methods; its last Release frees it, parts and all);
+ * - `prefix_QueryInterface`: as ::FWX_IUNKNOWN_IMPL's, for IUnknown and the IIDs in `...`.
+ *
+ * @param prefix names the functions. @param Iface the part's interface type.
+ * @param type the part's type. @param member its member of type @p Iface.
+ * @param owner its member pointing to the owning object. @param owner_iface the owner's member
+ * that owner_AddRef and owner_Release take the address of.
+ * @param owner_AddRef, owner_Release the owner's AddRef and Release.
+ * @param ... the part's interface ids, as `const fwx_guid *`; at least one.
+ * @since 1.1
+ */
+#define FWX_IUNKNOWN_IMPL_PART(prefix, Iface, type, member, owner, owner_iface, owner_AddRef, owner_Release, ...) \
+    static uint32_t prefix##_AddRef(Iface *This)                                                  \
     {                                                                                             \
-        static const fwx_guid *const fwx_iids_[] = {__VA_ARGS__};                                 \
-        if (ppv == NULL)                                                                          \
-            return FWX_E_POINTER;                                                                 \
-        if (!fwx_iid_in_table(riid, fwx_iids_, sizeof fwx_iids_ / sizeof fwx_iids_[0])) {         \
-            *ppv = NULL; /* always written, as COM requires */                                    \
-            return FWX_E_NOINTERFACE;                                                             \
-        }                                                                                         \
-        prefix##_AddRef(This);                                                                    \
-        *ppv = This;                                                                              \
-        return FWX_S_OK;                                                                          \
-    }
+        return owner_AddRef(&FWX_CONTAINER_OF(This, type, member)->owner->owner_iface);           \
+    }                                                                                             \
+    static uint32_t prefix##_Release(Iface *This)                                                 \
+    {                                                                                             \
+        return owner_Release(&FWX_CONTAINER_OF(This, type, member)->owner->owner_iface);          \
+    }                                                                                             \
+    FWX__QUERY_INTERFACE(prefix, Iface, __VA_ARGS__)
 
 /**
  * @brief Defines the plugin's fwx_plugin_entry::create_filter.
@@ -250,13 +288,32 @@ static inline int fwx_iid_in_table(const fwx_guid *riid, const fwx_guid *const *
     FWX_PLUGIN_CREATE_FILTER(create_name, create_name##_filter_, iface, refs, create_name##_vtbl_)
 
 /**
+ * @brief The members ::FWX_PLUGIN_SESSION_FILTER needs, to open a session filter type:
+ * @code
+ * typedef struct my_sf {
+ *     FWX_PLUGIN_SESSION_FILTER_MEMBERS
+ *     int my_state;                    // the plugin's own, after them
+ * } my_sf;
+ * @endcode
+ * `iface`, `refs`, `session` and `fw` (a reference on each from the session filter's creation
+ * until Detach or its last Release, whichever comes first: FilterShutdown may come before
+ * Detach), `detached` (nonzero once Detach ran).
+ * @since 1.1
+ */
+#define FWX_PLUGIN_SESSION_FILTER_MEMBERS                                                         \
+    IFWXSessionFilter iface;                                                                      \
+    fwx_refcount refs;                                                                            \
+    IFWXSession *session;                                                                         \
+    IFWXFirewall *fw;                                                                             \
+    int detached;
+
+/**
  * @brief Defines a session filter for ::FWX_PLUGIN_SESSION_FILTERS: everything but its event
  * handler.
  *
- * The session filter type has the members `IFWXSessionFilter iface`, ::fwx_refcount `refs`,
- * `IFWXSession *session`, `IFWXFirewall *fw` (a reference on each from its creation until
- * Detach or its last Release, whichever comes first: FilterShutdown may come before Detach) and
- * `detached` (a bool or int, set by Detach: the handler answers FWX_E_TERMINATING after it).
+ * The session filter type opens with ::FWX_PLUGIN_SESSION_FILTER_MEMBERS (or has members of
+ * those names and types; `detached` may be a bool): after Detach the handler answers
+ * FWX_E_TERMINATING.
  * Expands to the IUnknown methods of ::FWX_IUNKNOWN_IMPL (`prefix_impl`, `prefix_AddRef`, ...),
  * `prefix_Detach`, the vtable, and the constructor `static fwx_result prefix_new(IFWXFirewall *,
  * IFWXSession *, IFWXSessionFilter **)` that ::FWX_PLUGIN_SESSION_FILTERS calls: FWX_S_OK,

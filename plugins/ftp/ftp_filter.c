@@ -972,23 +972,9 @@ static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_
     return FWX_S_OK;
 }
 
-/* The completions live inside the data filter and share its count. */
-static uint32_t dir_AddRef(IFWXIOCompletion *This) { return ctl_AddRef(&FWX_CONTAINER_OF(This, ftp_dir, iface)->c->iface); }
-static uint32_t dir_Release(IFWXIOCompletion *This) { return ctl_Release(&FWX_CONTAINER_OF(This, ftp_dir, iface)->c->iface); }
-
-static fwx_result dir_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    static const fwx_guid *const iids[] = {&IID_IFWXIOCompletion};
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (!fwx_iid_in_table(riid, iids, 1)) {
-        *ppv = NULL;
-        return FWX_E_NOINTERFACE;
-    }
-    dir_AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
+/* The completions live inside the data filter and share its count: dir_QueryInterface,
+   dir_AddRef, dir_Release. */
+FWX_IUNKNOWN_IMPL_PART(dir, IFWXIOCompletion, ftp_dir, iface, c, iface, ctl_AddRef, ctl_Release, &IID_IFWXIOCompletion)
 
 static const IFWXIOCompletionVtbl dir_vtbl = {dir_QueryInterface, dir_AddRef, dir_Release, dir_CompleteAsyncIO};
 
@@ -1111,11 +1097,7 @@ static ftp_ctl *ctl_new(ftp_kind kind, IFWXFirewall *fw, IFWXSession *session, c
 /* ---- the session filter ---------------------------------------------------------------------- */
 
 typedef struct ftp_sf {
-    IFWXSessionFilter iface;
-    fwx_refcount refs;
-    IFWXSession *session; /* +1 until Detach */
-    IFWXFirewall *fw;     /* +1 until Detach: FilterShutdown may come first */
-    bool detached;
+    FWX_PLUGIN_SESSION_FILTER_MEMBERS /* the session and the firewall: +1 until Detach */
 } ftp_sf;
 
 static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev);

@@ -297,23 +297,10 @@ static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_
     return FWX_S_OK;
 }
 
-/* The completions live inside the data filter and share its count. */
-static uint32_t dir_AddRef(IFWXIOCompletion *This) { return flow_AddRef(&FWX_CONTAINER_OF(This, tftp_dir, iface)->f->iface); }
-static uint32_t dir_Release(IFWXIOCompletion *This) { return flow_Release(&FWX_CONTAINER_OF(This, tftp_dir, iface)->f->iface); }
-
-static fwx_result dir_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    static const fwx_guid *const iids[] = {&IID_IFWXIOCompletion};
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (!fwx_iid_in_table(riid, iids, 1)) {
-        *ppv = NULL;
-        return FWX_E_NOINTERFACE;
-    }
-    dir_AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
+/* The completions live inside the data filter and share its count: dir_QueryInterface,
+   dir_AddRef, dir_Release. */
+FWX_IUNKNOWN_IMPL_PART(dir, IFWXIOCompletion, tftp_dir, iface, f, iface, flow_AddRef, flow_Release,
+                       &IID_IFWXIOCompletion)
 
 static const IFWXIOCompletionVtbl dir_vtbl = {dir_QueryInterface, dir_AddRef, dir_Release, dir_CompleteAsyncIO};
 
@@ -439,11 +426,7 @@ static tftp_flow *flow_new(tftp_kind kind, IFWXFirewall *fw, IFWXSession *sessio
 /* ---- the session filter ---------------------------------------------------------------------- */
 
 typedef struct tftp_sf {
-    IFWXSessionFilter iface;
-    fwx_refcount refs;
-    IFWXSession *session; /* +1 until Detach */
-    IFWXFirewall *fw;     /* +1 until Detach */
-    bool detached;
+    FWX_PLUGIN_SESSION_FILTER_MEMBERS /* the session and the firewall: +1 until Detach */
 } tftp_sf;
 
 static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev);

@@ -38,7 +38,6 @@ import argparse
 import atexit
 import ftplib
 import grp
-import hashlib
 import ipaddress
 import json
 import os
@@ -52,6 +51,10 @@ import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "netns"))
+import nstopo  # noqa: E402  (the shared namespace bed; it puts tests/gateway on the path)
+from gwtest import sha256_file as sha256, vsftpd_config_text  # noqa: E402
 
 GW_IP = "127.0.0.1"
 CLIENT_IP = "127.0.0.2"
@@ -71,9 +74,9 @@ NETNS_SERVER_IP6 = "fd99:2::2"
 NETNS_FTP_PORT = 21            # the policy's ftp port (and the published port, same family)
 CROSS_PORT = 2121              # published port of the other family's server (v6>v4, v4>v6)
 SOCKS_PORT = 1080              # --socks: the gateway's SOCKS5 listener on its client side
-NETNS_PREFIX = "fwxm-"         # fwxm-cli-<pid>, fwxm-gw-<pid>, fwxm-srv-<pid>
+NETNS_PREFIX = "fwxm-"         # fwxm-<pid>-cli, fwxm-<pid>-gw, fwxm-<pid>-srv
 FTP_FILTER_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"   # plugins/ftp (checked in the log)
-NETNS = None                   # the Topology, in the namespace beds
+NETNS = None                   # the nstopo.Bed, in the namespace beds
 BED = "proxy"                  # proxy (default), loopback or nft
 KIND = "published"             # proxy bed: published or socks
 
@@ -175,14 +178,6 @@ def skip(reason):
     sys.exit(SKIP)
 
 
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def known_limitation(server, client, mode, direction, cfam="v4", kind="published", path=None):
     for key, text, _why in KNOWN_LIMITATIONS:
         if all(k == "*" or k == v or (i == 3 and k == path)
@@ -280,7 +275,7 @@ def ns_wrap(role, cmd):
     """cmd, run inside the namespace of `role` ("cli", "gw" or "srv") on the namespace beds."""
     if NETNS is None or role is None:
         return cmd
-    return ["ip", "netns", "exec", NETNS.names[role]] + cmd
+    return NETNS.wrap(role, cmd)
 
 
 def hostport(ip, port):
@@ -402,45 +397,10 @@ class Server:
         self.conf = os.path.join(self.dir, "vsftpd.conf")
         self.protolog = os.path.join(self.dir, "vsftpd.log")
         self.logs.append(self.protolog)
-        promisc = "YES" if self.promiscuous else "NO"
-        listen = ("listen=NO\nlisten_ipv6=YES\nlisten_address6=" + self.ip if self.v6 else
-                  "listen=YES\nlisten_ipv6=NO\nlisten_address=" + self.ip)
         with open(self.conf, "w") as f:
-            f.write(f"""# fwx ftp-matrix: anonymous download and upload on {self.ip} port {self.port}
-{listen}
-listen_port={self.port}
-background=NO
-anonymous_enable=YES
-no_anon_password=YES
-anon_root={self.root}
-ftp_username={self.sys_user}
-local_enable=NO
-write_enable=YES
-anon_upload_enable=YES
-anon_mkdir_write_enable=NO
-anon_umask=022
-secure_chroot_dir={self.dir}/empty
-pasv_enable=YES
-pasv_min_port={self.pasv[0]}
-pasv_max_port={self.pasv[1]}
-pasv_promiscuous={promisc}
-port_promiscuous={promisc}
-port_enable=YES
-connect_from_port_20=NO
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-syslog_enable=NO
-vsftpd_log_file={self.protolog}
-xferlog_enable=YES
-dual_log_enable=YES
-log_ftp_protocol=YES
-idle_session_timeout=60
-data_connection_timeout=15
-accept_timeout=10
-connect_timeout=10
-max_per_ip=0
-""")
+            f.write(vsftpd_config_text("fwx ftp-matrix: anonymous download and upload on %s port %d"
+                                       % (self.ip, self.port), self.ip, self.port, self.root, self.sys_user,
+                                       self.dir + "/empty", self.pasv, self.protolog, self.promiscuous))
         self.cmd = [self.exe[0], self.conf]
 
     def prepare_proftpd(self):
@@ -634,32 +594,58 @@ publishing = ( {{ name = "ftp"; listen = "{GW_IP}:{self.port}"; server = "{SERVE
 """)
         return path
 
+    def spawn(self, cmd):
+        """Starts cmd as the gateway, its output appended to the log."""
+        self.cmd = cmd
+        with open(self.logpath, "ab") as out:
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL, start_new_session=True)
+
     def start(self):
         if self.config_form:
             if self.plugin and self.guid is None:
                 self.guid = self.plugin_guid()
             cmd = [self.exe, "--config", self.write_config()]
-            self.cmd = cmd
-            with open(self.logpath, "ab") as out:
-                self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                             stdin=subprocess.DEVNULL, start_new_session=True)
-            if not wait_listening(GW_IP, self.port, self.proc):
-                raise RuntimeError("fwx-gateway did not listen on %s:%d (exit %s): %s" % (
-                    GW_IP, self.port, self.proc.poll(), " | ".join(tail(self.logpath, 10))))
-            return
-        cmd = [self.exe, "--listen", "%s:%d" % (GW_IP, self.port),
-               "--upstream", "%s:%d" % (SERVER_IP, self.server.port),
-               "--loopback-hosts", "--control", self.sock, "--name", "ftp-matrix-" + self.server.kind,
-               "--verbose"]
-        if self.plugin:
-            cmd += ["--plugin", "ftp", "--plugin-dir", os.path.dirname(self.plugin)]
-        self.cmd = cmd
-        with open(self.logpath, "ab") as out:
-            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+        else:
+            cmd = [self.exe, "--listen", "%s:%d" % (GW_IP, self.port),
+                   "--upstream", "%s:%d" % (SERVER_IP, self.server.port),
+                   "--loopback-hosts", "--control", self.sock, "--name", "ftp-matrix-" + self.server.kind,
+                   "--verbose"]
+            if self.plugin:
+                cmd += ["--plugin", "ftp", "--plugin-dir", os.path.dirname(self.plugin)]
+        self.spawn(cmd)
         if not wait_listening(GW_IP, self.port, self.proc):
             raise RuntimeError("fwx-gateway did not listen on %s:%d (exit %s): %s" % (
                 GW_IP, self.port, self.proc.poll(), " | ".join(tail(self.logpath, 10))))
+
+    def start_in_namespace(self, backend):
+        """The namespace beds: starts fwx-gateway --config in the gateway's namespace and waits
+        (10 s) for its ready line with `backend`; checks that the FTP plugin loaded with the
+        filter GUID the policy binds. Returns None when ready, else the lines logged since the
+        start (the gateway exited or never became ready)."""
+        off = self.log_size()
+        self.spawn(ns_wrap("gw", [self.exe, "--config", self.write_config()]))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            text = "\n".join(self.lines_since(off))
+            if re.search(r"fwx-gateway: ready \(.*backend %s" % backend, text):
+                m = re.search(r'plugin "ftp": loaded from .*filter (\{[0-9a-fA-F-]{36}\})', text)
+                if not m or m.group(1).lower() != FTP_FILTER_GUID.lower():
+                    raise RuntimeError("the FTP plugin's filter GUID is %s, the policy binds %s" % (
+                        m.group(1) if m else "not logged", FTP_FILTER_GUID))
+                return None
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        return "\n".join(self.lines_since(off))
+
+    def not_ready(self, backend):
+        return RuntimeError("fwx-gateway (backend %s) did not become ready (exit %s): %s" % (
+            backend, self.proc.poll(), " | ".join(tail(self.logpath, 10))))
+
+    def paths(self):
+        """The ways through this gateway (class Path): on loopback, one."""
+        return [Path("v4", CLIENT_IP, GW_IP, self.port, GW_IP, GW_IP, self.server)]
 
     def ensure_running(self):
         """Restarts the gateway if it died (a crash is a failure of the cell that was running)."""
@@ -701,103 +687,22 @@ class TopologyError(Exception):
     pass
 
 
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def topology(forward):
+    """The three network namespaces of this run on the shared bed (tests/netns/nstopo.py),
+    fwxm-<pid>-{cli,gw,srv}, joined by two veth pairs made inside the client's and the server's
+    namespace with their peer ends placed straight into the gateway's:
 
-
-class Topology:
-    """Three network namespaces of this run, fwxm-{cli,gw,srv}-<pid>, joined by two veth pairs
-    made inside the client's and the server's namespace with their peer ends placed straight
-    into the gateway's (no interface ever exists in the host's namespace):
-
-        fwxm-cli-P  10.99.1.2 fd99:1::2 eth0 -- cl0 10.99.1.1 fd99:1::1  fwxm-gw-P
-        fwxm-gw-P   10.99.2.1 fd99:2::1 sv0 -- eth0 10.99.2.2 fd99:2::2  fwxm-srv-P
+        fwxm-P-cli  10.99.1.2 fd99:1::2 eth0 -- cl0 10.99.1.1 fd99:1::1  fwxm-P-gw
+        fwxm-P-gw   10.99.2.1 fd99:2::1 sv0 -- eth0 10.99.2.2 fd99:2::2  fwxm-P-srv
 
     Default routes (both families) via the gateway. `forward` sets net.ipv4.ip_forward and
     net.ipv6.conf.all.forwarding in the gateway namespace: off for the proxy backend (only what
-    fwx relays gets across), on for the nft backend (a router). For the nft backend also
-    nf_conntrack_acct=1 (byte counts in conntrack) and nf_conntrack_tcp_timeout_time_wait=1 (a
-    finished flow expires after 1 s instead of 120 s; conntrack's garbage collector destroys it,
-    and fwx hears of it, some time after that, usually within a few seconds)."""
-
-    ROLES = ("cli", "gw", "srv")
-    RUN_NETNS = "/run/netns"
-
-    def __init__(self, forward):
-        self.pid = os.getpid()
-        self.forward = forward
-        self.names = {r: "%s%s-%d" % (NETNS_PREFIX, r, self.pid) for r in self.ROLES}
-        self.made = []
-
-    @classmethod
-    def cleanup_stale(cls):
-        """Deletes fwxm-*-<pid> namespaces whose runner is gone (a run killed with -9)."""
-        try:
-            names = os.listdir(cls.RUN_NETNS)
-        except OSError:
-            return
-        for n in sorted(names):
-            m = re.match(r"^%s(cli|gw|srv)-(\d+)$" % re.escape(NETNS_PREFIX), n)
-            if not m or pid_alive(int(m.group(2))):
-                continue
-            _, pids = run(["ip", "netns", "pids", n], timeout=10)
-            rc, out = run(["ip", "netns", "del", n], timeout=30)
-            log("matrix: deleted the stale namespace %s of a dead run (pid %s)%s%s" % (
-                n, m.group(2), "" if rc == 0 else ": " + out.strip(),
-                ("; processes still in it: " + " ".join(pids.split())) if pids.strip() else ""))
-
-    def sh(self, *cmd):
-        rc, out = run(list(cmd), timeout=30)
-        if rc != 0:
-            raise TopologyError("%s: %s" % (" ".join(cmd), out.strip() or "exit %s" % rc))
-        return out
-
-    def write_sysctl(self, role, key, value):
-        path = "/proc/sys/" + key.replace(".", "/")
-        rc, out = run(ns_wrap(role, ["sh", "-c", 'echo %s > %s && cat %s' % (value, path, path)]), timeout=10)
-        if rc != 0 or out.strip() != str(value):
-            raise TopologyError("cannot set %s=%s in %s: %s" % (key, value, self.names[role], out.strip()))
-
-    def up(self):
-        c, g, s = self.names["cli"], self.names["gw"], self.names["srv"]
-        for n in (c, g, s):
-            self.sh("ip", "netns", "add", n)
-            self.made.append(n)
-        self.sh("ip", "-n", c, "link", "add", "eth0", "type", "veth", "peer", "name", "cl0", "netns", g)
-        self.sh("ip", "-n", s, "link", "add", "eth0", "type", "veth", "peer", "name", "sv0", "netns", g)
-        for n, dev, a4, a6 in ((c, "eth0", NETNS_CLIENT_IP, NETNS_CLIENT_IP6), (g, "cl0", NETNS_GW_IN, NETNS_GW_IN6),
-                               (g, "sv0", NETNS_GW_OUT, NETNS_GW_OUT6), (s, "eth0", NETNS_SERVER_IP, NETNS_SERVER_IP6)):
-            self.sh("ip", "-n", n, "addr", "add", a4 + "/24", "dev", dev)
-            # nodad: usable at once (no duplicate address detection on a link of two ends).
-            self.sh("ip", "-n", n, "-6", "addr", "add", a6 + "/64", "dev", dev, "nodad")
-        for n, devs in ((c, ["lo", "eth0"]), (g, ["lo", "cl0", "sv0"]), (s, ["lo", "eth0"])):
-            for d in devs:
-                self.sh("ip", "-n", n, "link", "set", d, "up")
-        self.sh("ip", "-n", c, "route", "add", "default", "via", NETNS_GW_IN)
-        self.sh("ip", "-n", s, "route", "add", "default", "via", NETNS_GW_OUT)
-        self.sh("ip", "-n", c, "-6", "route", "add", "default", "via", NETNS_GW_IN6)
-        self.sh("ip", "-n", s, "-6", "route", "add", "default", "via", NETNS_GW_OUT6)
-        f = 1 if self.forward else 0
-        self.write_sysctl("gw", "net.ipv6.conf.all.forwarding", f)
-        self.write_sysctl("gw", "net.ipv4.ip_forward", f)
-
-    def conntrack_sysctls(self):
-        """After nf_conntrack is loaded (the nft probe loads it): per-namespace settings."""
-        self.write_sysctl("gw", "net.netfilter.nf_conntrack_acct", 1)
-        self.write_sysctl("gw", "net.netfilter.nf_conntrack_tcp_timeout_time_wait", 1)
-
-    def down(self):
-        while self.made:
-            n = self.made.pop()
-            rc, out = run(["ip", "netns", "del", n], timeout=30)
-            if rc != 0:
-                log("matrix: ip netns del %s failed: %s" % (n, out.strip()))
+    fwx relays gets across), on for the nft backend (a router)."""
+    return nstopo.Bed(NETNS_PREFIX, "gw", {
+        "cli": nstopo.Side("cl0", [NETNS_CLIENT_IP + "/24", NETNS_CLIENT_IP6 + "/64"],
+                           [NETNS_GW_IN + "/24", NETNS_GW_IN6 + "/64"]),
+        "srv": nstopo.Side("sv0", [NETNS_SERVER_IP + "/24", NETNS_SERVER_IP6 + "/64"],
+                           [NETNS_GW_OUT + "/24", NETNS_GW_OUT6 + "/64"])}, forwarding=forward)
 
 
 # The runner's own eyes in the client and server namespaces: every TCP SYN each one sends or
@@ -959,11 +864,12 @@ class NetnsGateway(Gateway):
     nat policy of tests/netns/check_nft_gateway.c (policy_ftp): internal 10.99.1.0/24, NAT to
     the external network, protocol ftp tcp/21 outbound with the FTP filter, an allow rule."""
 
-    def __init__(self, build, tmp, server, plugin):
-        super().__init__(build, tmp, server, plugin, config_form=True)
+    def __init__(self, build, tmp, servers, plugin):
+        super().__init__(build, tmp, servers["v4"], plugin, config_form=True)
+        self.servers = servers
         self.port = NETNS_FTP_PORT
         self.connect_host = SERVER_IP     # transparent: the client dials the server itself
-        self.name = "fwxm-%d-%s" % (os.getpid(), server.kind)
+        self.name = "fwxm-%d-%s" % (os.getpid(), servers["v4"].kind)
         self.skip_reason = None
 
     def write_config(self):
@@ -990,30 +896,19 @@ rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "
         return path
 
     def start(self):
-        cmd = [self.exe, "--config", self.write_config()]
-        self.cmd = ns_wrap("gw", cmd)
-        off = self.log_size()
-        with open(self.logpath, "ab") as out:
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            text = "\n".join(self.lines_since(off))
-            if re.search(r"fwx-gateway: ready \(.*backend nft", text):
-                m = re.search(r'plugin "ftp": loaded from .*filter (\{[0-9a-fA-F-]{36}\})', text)
-                if not m or m.group(1).lower() != FTP_FILTER_GUID.lower():
-                    raise RuntimeError("the FTP plugin's filter GUID is %s, the policy binds %s" % (
-                        m.group(1) if m else "not logged", FTP_FILTER_GUID))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        text = "\n".join(self.lines_since(off))
+        text = self.start_in_namespace("nft")
+        if text is None:
+            return
         m = re.search(r"(kernel lacks: [^\n]*|no right to change the network[^\n]*)", text)
         if m and self.proc.poll() is not None:
             self.skip_reason = "fwx's nft backend cannot run here: " + m.group(1)
-        raise RuntimeError("fwx-gateway (backend nft) did not become ready (exit %s): %s" % (
-            self.proc.poll(), " | ".join(tail(self.logpath, 10))))
+        raise self.not_ready("nft")
+
+    def paths(self):
+        # Transparent: the client dials the server itself; a router does not translate families.
+        s4, s6 = self.servers["v4"], self.servers["v6"]
+        return [Path("v4", NETNS_CLIENT_IP, NETNS_SERVER_IP, NETNS_FTP_PORT, NETNS_GW_IN, NETNS_GW_OUT, s4),
+                Path("v6", NETNS_CLIENT_IP6, NETNS_SERVER_IP6, NETNS_FTP_PORT, NETNS_GW_IN6, NETNS_GW_OUT6, s6)]
 
     def wait_quiet(self, off, timeout=6.0, observer=None, ct_off=0):
         """Waits (bounded) until every session opened since `off` has ended and the kernel has
@@ -1102,26 +997,8 @@ rules = ( {{ name = "ftp"; action = "allow"; from = [ "external", "dmz", "localh
         return path
 
     def start(self):
-        cmd = [self.exe, "--config", self.write_config()]
-        self.cmd = ns_wrap("gw", cmd)
-        off = self.log_size()
-        with open(self.logpath, "ab") as out:
-            self.proc = subprocess.Popen(self.cmd, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            text = "\n".join(self.lines_since(off))
-            if re.search(r"fwx-gateway: ready \(.*backend proxy", text):
-                m = re.search(r'plugin "ftp": loaded from .*filter (\{[0-9a-fA-F-]{36}\})', text)
-                if not m or m.group(1).lower() != FTP_FILTER_GUID.lower():
-                    raise RuntimeError("the FTP plugin's filter GUID is %s, the policy binds %s" % (
-                        m.group(1) if m else "not logged", FTP_FILTER_GUID))
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError("fwx-gateway (backend proxy) did not become ready (exit %s): %s" % (
-            self.proc.poll(), " | ".join(tail(self.logpath, 10))))
+        if self.start_in_namespace("proxy") is not None:
+            raise self.not_ready("proxy")
 
     def paths(self):
         s4, s6 = self.servers["v4"], self.servers["v6"]
@@ -1133,6 +1010,31 @@ rules = ( {{ name = "ftp"; action = "allow"; from = [ "external", "dmz", "localh
                 Path("v6", NETNS_CLIENT_IP6, NETNS_GW_IN6, NETNS_FTP_PORT, NETNS_GW_IN6, NETNS_GW_OUT6, s6),
                 Path("v6>v4", NETNS_CLIENT_IP6, NETNS_GW_IN6, CROSS_PORT, NETNS_GW_IN6, NETNS_GW_OUT, s4),
                 Path("v4>v6", NETNS_CLIENT_IP, NETNS_GW_IN, CROSS_PORT, NETNS_GW_IN, NETNS_GW_OUT6, s6)]
+
+
+def data_view(who, opens_in_passive, passive, opened, accepted, gw):
+    """What one end's SYNs (data connections only: (src, dst, dport, sport) tuples it opened and
+    accepted) say against the column's mode, as reasons. The end that opens the data connection
+    (the client in passive mode, the server in active mode) must have opened one, to the
+    gateway's address on its side `gw`, and accepted none; the other end must have accepted one,
+    from `gw`, and opened none."""
+    mode = "passive" if passive else "active"
+    opener = passive == opens_in_passive
+    # The data connection this end must have, and the far address in its SYNs (an opened one's
+    # destination, an accepted one's source); the other list must be empty.
+    must, must_not = (opened, accepted) if opener else (accepted, opened)
+    far, verb, prep = (1, "opened", "to") if opener else (0, "accepted", "from")
+    reasons = []
+    if not must:
+        reasons.append("%s %s no data connection (%s mode did not run)" % (who, verb, mode))
+    elif any(t[far] != gw for t in must):
+        reasons.append("%s %s a data connection %s %s, not the gateway (%s)" % (
+            who, verb, prep, ",".join(sorted({t[far] for t in must if t[far] != gw})), gw))
+    if must_not:
+        reasons.append("%s %s another connection in %s mode (%s %s)" % (
+            who, "accepted" if opener else "opened", mode, "from" if opener else "to",
+            ",".join(sorted({t[0] if opener else hostport(t[1], t[2]) for t in must_not}))))
+    return reasons
 
 
 def proxy_through(cell, path, socks, glines, syns_srv, syns_cli, fsize):
@@ -1164,45 +1066,9 @@ def proxy_through(cell, path, socks, glines, syns_srv, syns_cli, fsize):
     c_out = sorted(syns_cli["out"], key=lambda t: t[3])
     if ctl:
         c_out.remove(min(ctl, key=lambda t: t[3]))   # the first connection is the control one
-    c_in = syns_cli["in"]
-    if passive:
-        if not c_out:
-            reasons.append("the client opened no data connection (passive mode did not run)")
-        elif any(t[1] != path.gw_in for t in c_out):
-            reasons.append("the client opened a data connection to %s, not the gateway (%s)" % (
-                ",".join(sorted({t[1] for t in c_out if t[1] != path.gw_in})), path.gw_in))
-        if c_in:
-            reasons.append("the client accepted a connection in passive mode (from %s)" % (
-                ",".join(sorted({t[0] for t in c_in}))))
-    else:
-        if not c_in:
-            reasons.append("the client accepted no data connection (active mode did not run)")
-        elif any(t[0] != path.gw_in for t in c_in):
-            reasons.append("the client accepted a data connection from %s, not the gateway (%s)" % (
-                ",".join(sorted({t[0] for t in c_in if t[0] != path.gw_in})), path.gw_in))
-        if c_out:
-            reasons.append("the client opened another connection in active mode (to %s)" % (
-                ",".join(sorted({hostport(t[1], t[2]) for t in c_out}))))
+    reasons += data_view("the client", True, passive, c_out, syns_cli["in"], path.gw_in)
     s_in = [t for t in syns_srv["in"] if t[2] != path.server.port]
-    s_out = syns_srv["out"]
-    if passive:
-        if not s_in:
-            reasons.append("the server accepted no data connection")
-        elif any(t[0] != path.gw_out for t in s_in):
-            reasons.append("the server's data connection came from %s, not the gateway (%s)" % (
-                ",".join(sorted({t[0] for t in s_in if t[0] != path.gw_out})), path.gw_out))
-        if s_out:
-            reasons.append("the server opened a connection in passive mode (to %s)" % (
-                ",".join(sorted({hostport(t[1], t[2]) for t in s_out}))))
-    else:
-        if not s_out:
-            reasons.append("the server opened no data connection")
-        elif any(t[1] != path.gw_out for t in s_out):
-            reasons.append("the server connected its data connection to %s, not the gateway (%s)" % (
-                ",".join(sorted({t[1] for t in s_out if t[1] != path.gw_out})), path.gw_out))
-        if s_in:
-            reasons.append("the server accepted a data connection in active mode (from %s)" % (
-                ",".join(sorted({t[0] for t in s_in}))))
+    reasons += data_view("the server", False, passive, syns_srv["out"], s_in, path.gw_out)
     return reasons, ev
 
 
@@ -1214,8 +1080,7 @@ def netns_up(nft):
     The namespaces are deleted at exit whatever happens (atexit, and SIGTERM/SIGHUP/SIGINT
     become KeyboardInterrupt so that every finally: runs)."""
     global NETNS, CLIENT_IP, SERVER_IP, GW_IP
-    Topology.cleanup_stale()
-    topo = Topology(forward=nft)
+    topo = topology(forward=nft)
     NETNS = topo
     CLIENT_IP, SERVER_IP, GW_IP = NETNS_CLIENT_IP, NETNS_SERVER_IP, NETNS_GW_IN
     atexit.register(topo.down)
@@ -1225,11 +1090,7 @@ def netns_up(nft):
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, interrupted)
-    try:
-        topo.up()
-    except TopologyError as e:
-        topo.down()
-        skip("cannot create the network namespaces: %s" % e)
+    topo.up_or_skip()
     if not nft:
         return topo
     # nf_tables with a NAT chain and a ct expression (this loads nf_conntrack), as fwx needs.
@@ -1240,9 +1101,13 @@ def netns_up(nft):
     if rc != 0:
         topo.down()
         skip("nftables does not work in the gateway namespace: %s" % out.strip()[:300])
+    # After nf_conntrack is loaded (the probe loads it), per namespace: byte counts in conntrack,
+    # and a finished flow expires after 1 s instead of 120 s (conntrack's garbage collector
+    # destroys it, and fwx hears of it, some time after that, usually within a few seconds).
     try:
-        topo.conntrack_sysctls()
-    except TopologyError as e:
+        topo.sysctl("gw", "net.netfilter.nf_conntrack_acct", 1)
+        topo.sysctl("gw", "net.netfilter.nf_conntrack_tcp_timeout_time_wait", 1)
+    except nstopo.Failure as e:
         topo.down()
         skip("conntrack is not available in the gateway namespace: %s" % e)
     return topo
@@ -1268,8 +1133,9 @@ def netns_through(cell, path, glines, ct_events, syns_srv, syns_cli, fsize):
        `closed (N bytes from the client, M from the peer)` whose count in the file's direction
        (M for a download, N for an upload) is the kernel flow's own conntrack count (fwx takes
        a kernel-mode connection's bytes from conntrack; its user-mode relay counts payload only);
-    3. the server's view: passive, its data connection came from the gateway (10.99.2.1);
-       active, it connected to the gateway (10.99.2.1), never to the client."""
+    3. the server's view (data_view): passive, it accepted its data connection from the gateway
+       (10.99.2.1) and opened none; active, it connected to the gateway (10.99.2.1), never to
+       the client, and accepted none."""
     passive = cell.mode in ("PASV", "EPSV")
     down = cell.direction == "down"
     server, client, srv, gw_out = path.server, path.client_ip, path.server.ip, path.gw_out
@@ -1341,20 +1207,8 @@ def netns_through(cell, path, glines, ct_events, syns_srv, syns_cli, fsize):
         reasons.append("fwx relayed the file itself (user mode), not the kernel")
 
     # 3. The server's view.
-    data_in = [t for t in syns_srv["in"] if t[2] != server.port]
-    data_out = [t for t in syns_srv["out"] if t[2] != server.port]
-    if passive:
-        if not data_in:
-            reasons.append("the server saw no data connection")
-        elif any(t[0] != gw_out for t in data_in):
-            reasons.append("the server saw its data connection from %s, not the gateway (%s)" % (
-                ",".join(sorted({t[0] for t in data_in if t[0] != gw_out})), gw_out))
-    else:
-        if not data_out:
-            reasons.append("the server made no data connection")
-        elif any(t[1] != gw_out for t in data_out):
-            reasons.append("the server connected its data connection to %s, not the gateway (%s)" % (
-                ",".join(sorted({t[1] for t in data_out if t[1] != gw_out})), gw_out))
+    reasons += data_view("the server", False, passive, [t for t in syns_srv["out"] if t[2] != server.port],
+                         [t for t in syns_srv["in"] if t[2] != server.port], gw_out)
     return reasons, ev
 
 
@@ -1684,6 +1538,19 @@ def run_cell(cell, path, gw, work, payload, want, pass_through, fsize, observer=
             os.unlink(p)
 
 
+def cell_keys(sel, kind, pnames, quick):
+    """The cells of one server kind in the order they run, as (client, path name, mode,
+    direction). With --quick the servers after the first run with curl only (the other clients'
+    cells are not run, not counted, and the table shows no row for them)."""
+    for client in sel["clients"]:
+        if quick and kind != sel["servers"][0] and client != "curl":
+            continue
+        for pname in pnames:
+            for mode in sel["modes"]:
+                for d in sel["dirs"]:
+                    yield client, pname, mode, d
+
+
 def print_table(cells, servers, clients, modes, dirs, paths):
     cols = [(m, d) for m in modes for d in dirs]
     head = ["server", "client", "path"] + ["%s %s" % (m, d) for m, d in cols]
@@ -1931,70 +1798,56 @@ def main():
                 if BED == "proxy":
                     gw = ProxyGateway(build, tmp, byfam, plugin, KIND)
                 elif BED == "nft":
-                    gw = NetnsGateway(build, tmp, byfam["v4"], plugin)
+                    gw = NetnsGateway(build, tmp, byfam, plugin)
                 else:
                     gw = Gateway(build, tmp, servers[0], plugin, a.config_form)
                 gw.start()
+                paths = [p for p in gw.paths() if p.name in sel["paths"]]
                 if BED == "proxy":
-                    paths = [p for p in gw.paths() if p.name in sel["paths"]]
                     log("%s: servers %s (passive ports %d-%d) and %s (%d-%d) in %s; gateway in %s (proxy, %s)" % (
                         kind, hostport(byfam["v4"].ip, byfam["v4"].port), byfam["v4"].pasv[0], byfam["v4"].pasv[1],
                         hostport(byfam["v6"].ip, byfam["v6"].port), byfam["v6"].pasv[0], byfam["v6"].pasv[1],
                         topo.names["srv"], topo.names["gw"], KIND))
                 elif BED == "nft":
-                    paths = [p for p in (
-                        Path("v4", NETNS_CLIENT_IP, NETNS_SERVER_IP, NETNS_FTP_PORT, NETNS_GW_IN, NETNS_GW_OUT,
-                             byfam["v4"]),
-                        Path("v6", NETNS_CLIENT_IP6, NETNS_SERVER_IP6, NETNS_FTP_PORT, NETNS_GW_IN6, NETNS_GW_OUT6,
-                             byfam["v6"])) if p.name in sel["paths"]]
                     for server in servers:
                         log("%s: server %s (passive ports %d-%d) in %s; gateway in %s (transparent, nft)" % (
                             kind, hostport(server.ip, server.port), server.pasv[0], server.pasv[1],
                             topo.names["srv"], topo.names["gw"]))
                 else:
                     server = servers[0]
-                    paths = [Path("v4", CLIENT_IP, GW_IP, gw.port, GW_IP, GW_IP, server)]
                     log("%s: server %s:%d (passive ports %d-%d), gateway %s:%d" % (
                         kind, SERVER_IP, server.port, server.pasv[0], server.pasv[1], GW_IP, gw.port))
                 log("  $ " + quote(gw.cmd))
-                for client in sel["clients"]:
-                    if a.quick and kind != sel["servers"][0] and client != "curl":
-                        continue   # --quick: not run, not counted (the table shows no row)
-                    for path in paths:
-                        for mode in sel["modes"]:
-                            for d in sel["dirs"]:
-                                cell = Cell(kind, client, mode, d, path.name)
-                                cells[(kind, client, path.name, mode, d)] = cell
-                                k = known_limitation(kind, client, mode, d, path.cfam, KIND, path.name)
-                                if k:
-                                    cell.status, cell.reason = "known", k
-                                elif time.monotonic() > deadline:
-                                    cell.reason = "not run: the matrix's time budget (%.0f s) was used up" % a.budget
-                                else:
-                                    run_cell(cell, path, gw, tmp, payload, want, a.pass_through, fsize, observer,
-                                             KIND == "socks")
-                                log("  %-9s %-6s %-5s %-4s %-4s %-5.1fs %s" % (kind, client, path.name, mode, d,
-                                                                             cell.seconds, cell.text()))
-                                if cell.status == "FAIL":
-                                    failures += 1
-                                    if cell.evidence and not a.quiet_evidence:
-                                        for l in cell.evidence:
-                                            log("      " + l)
+                bypath = {p.name: p for p in paths}
+                for client, pname, mode, d in cell_keys(sel, kind, list(bypath), a.quick):
+                    path = bypath[pname]
+                    cell = Cell(kind, client, mode, d, pname)
+                    cells[(kind, client, pname, mode, d)] = cell
+                    k = known_limitation(kind, client, mode, d, path.cfam, KIND, pname)
+                    if k:
+                        cell.status, cell.reason = "known", k
+                    elif time.monotonic() > deadline:
+                        cell.reason = "not run: the matrix's time budget (%.0f s) was used up" % a.budget
+                    else:
+                        run_cell(cell, path, gw, tmp, payload, want, a.pass_through, fsize, observer,
+                                 KIND == "socks")
+                    log("  %-9s %-6s %-5s %-4s %-4s %-5.1fs %s" % (kind, client, pname, mode, d,
+                                                                 cell.seconds, cell.text()))
+                    if cell.status == "FAIL":
+                        failures += 1
+                        if cell.evidence and not a.quiet_evidence:
+                            for l in cell.evidence:
+                                log("      " + l)
             except RuntimeError as e:
                 log("matrix: %s: %s" % (kind, e))
                 if gw is not None and getattr(gw, "skip_reason", None):
                     skipped = gw.skip_reason
                     break
-                for client in sel["clients"]:
-                    if a.quick and kind != sel["servers"][0] and client != "curl":
-                        continue
-                    for pname in sel["paths"]:
-                        for mode in sel["modes"]:
-                            for d in sel["dirs"]:
-                                c = cells.setdefault((kind, client, pname, mode, d), Cell(kind, client, mode, d, pname))
-                                if c.status == "FAIL" and not c.reason:
-                                    c.reason = "not run: %s" % e
-                                    failures += 1
+                for client, pname, mode, d in cell_keys(sel, kind, sel["paths"], a.quick):
+                    c = cells.setdefault((kind, client, pname, mode, d), Cell(kind, client, mode, d, pname))
+                    if c.status == "FAIL" and not c.reason:
+                        c.reason = "not run: %s" % e
+                        failures += 1
             finally:
                 if gw is not None and gw.proc is not None:
                     rc = gw.stop()

@@ -13,6 +13,8 @@ Python 3 standard library only.
 SPDX-License-Identifier: MIT
 """
 import asyncio
+import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -59,6 +61,27 @@ def wait_until(pred, timeout=5.0, step=0.02, what="condition"):
         if time.monotonic() >= deadline:
             raise Failure("timed out after %.1f s waiting for %s" % (timeout, what))
         time.sleep(step)
+
+
+def sha256_file(path):
+    """The SHA-256 of a file's content, in hex (read in blocks: the payloads are megabytes)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def stop_procs(procs, timeout=5.0):
+    """Stops the processes a test started, last first: SIGTERM, then SIGKILL after timeout s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=timeout)
 
 
 def program(var):
@@ -397,6 +420,71 @@ class Gateway:
         objs = self.ctl_json("stats")
         check(len(objs) == 1 and objs[0].get("kind") == "stats", "fwxctl --json stats: %r" % objs)
         return objs[0]
+
+
+def vsftpd_config_text(title, addr, port, root, ftp_user, empty_dir, pasv, log_file, promiscuous=False):
+    """The text of a vsftpd.conf for the tests' FTP servers (a comment line `title` first):
+    in the foreground on addr:port (IPv4 or IPv6 by the address), anonymous download from root
+    and upload into it (umask 022) as the system user ftp_user, passive ports pasv = (lo, hi),
+    the FTP protocol logged to log_file, the sandboxes that need more than a network namespace
+    off. Strict unless promiscuous: a data connection's peer must be the control connection's,
+    and a PORT/EPRT must name it."""
+    listen = ("listen=NO\nlisten_ipv6=YES\nlisten_address6=%s" % addr if ":" in addr
+              else "listen=YES\nlisten_ipv6=NO\nlisten_address=%s" % addr)
+    promisc = "YES" if promiscuous else "NO"
+    return f"""# {title}
+{listen}
+listen_port={port}
+background=NO
+anonymous_enable=YES
+no_anon_password=YES
+anon_root={root}
+ftp_username={ftp_user}
+local_enable=NO
+write_enable=YES
+anon_upload_enable=YES
+anon_mkdir_write_enable=NO
+anon_umask=022
+secure_chroot_dir={empty_dir}
+pasv_enable=YES
+pasv_min_port={pasv[0]}
+pasv_max_port={pasv[1]}
+pasv_promiscuous={promisc}
+port_promiscuous={promisc}
+port_enable=YES
+connect_from_port_20=NO
+seccomp_sandbox=NO
+isolate=NO
+isolate_network=NO
+syslog_enable=NO
+vsftpd_log_file={log_file}
+xferlog_enable=YES
+dual_log_enable=YES
+log_ftp_protocol=YES
+idle_session_timeout=60
+data_connection_timeout=15
+accept_timeout=10
+connect_timeout=10
+max_per_ip=0
+"""
+
+
+@contextlib.contextmanager
+def gateways_stopped(*cleanups):
+    """Wraps the body of a test that starts gateways and other things: when the body raises,
+    prints the last lines of each gateway still running (kill forgets them); in any case kills
+    them, then calls each of cleanups in the order given (servers' stop, the namespaces' down)."""
+    try:
+        yield
+    except BaseException:
+        for g in list(Gateway.running):
+            g.dump_log(60)
+        raise
+    finally:
+        for g in list(Gateway.running):
+            g.kill()
+        for c in cleanups:
+            c()
 
 
 def write_file(path, text):

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 
-from gwtest import Failure, Gateway, check, log, main, program, skip, wait_until, write_file
+from gwtest import Failure, Gateway, gateways_stopped, check, log, main, program, skip, wait_until, write_file
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "netns"))
 import nstopo  # noqa: E402
@@ -59,19 +59,10 @@ def run(tmp):
     for tool in ("ip", "nft", "curl"):
         if shutil.which(tool) is None:
             skip("no %s command" % tool)
-    nstopo.Bed.cleanup_stale(PREFIX)
     topo = Topology()
-    try:
-        topo.up()
-    except Failure as e:
-        topo.down()
-        skip("cannot make network namespaces here: %s" % e)
-    try:
+    topo.up_or_skip()
+    with gateways_stopped(topo.down):
         scenario(tmp, topo)
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        topo.down()
 
 
 def scenario(tmp, topo):

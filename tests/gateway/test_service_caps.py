@@ -11,7 +11,7 @@ import shutil
 import signal
 import subprocess
 
-from gwtest import Gateway, check, log, main, skip, write_file
+from gwtest import Gateway, gateways_stopped, check, log, main, skip, write_file
 
 PREFIX = "fwxcap-"
 
@@ -53,12 +53,8 @@ def run(tmp):
     r = sh("ip", "netns", "add", ns, ok=False)
     if r.returncode != 0:
         skip("cannot make a network namespace: %s" % r.stderr.strip())
-    try:
+    with gateways_stopped(lambda: sh("ip", "netns", "del", ns, ok=False)):
         scenario(tmp, ns)
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        sh("ip", "netns", "del", ns, ok=False)
 
 
 def start(tmp, name, ns, caps, cfg):

@@ -27,7 +27,6 @@ definition each:
 Root, `ip`, `tc`, vsftpd and curl are needed (vsftpd is installed when missing); otherwise exit 77.
 SPDX-License-Identifier: MIT
 """
-import hashlib
 import json
 import os
 import shutil
@@ -38,7 +37,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "netns"))
 import test_gateway_proxy as dh  # noqa: E402  (the topology and vsftpd of the dual-homed test)
-from gwtest import Failure, Gateway, check, log, main, skip, write_file  # noqa: E402
+from gwtest import Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip, write_file  # noqa: E402
 
 C4, G4_IN, G4_OUT, S4 = dh.C4, dh.G4_IN, dh.G4_OUT, dh.S4
 FTP_GUID = dh.FTP_GUID
@@ -170,11 +169,6 @@ def timeout_lines(gw, kind):
     return [l for l in gw.stdout().splitlines() if "%s timeout (" % kind in l]
 
 
-def sha256(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
 def scenario(tmp, topo, plugin, payload, v4):
     cfg = config(tmp, plugin)
     gw = Gateway(tmp, ["--config", cfg], name="gw", wait_ready=False, prefix=topo.wrap("g", []))
@@ -206,7 +200,7 @@ def scenario(tmp, topo, plugin, payload, v4):
     log("ok: logged in, quiet 5 s past the 3 s handshake limit, NOOP answered")
 
     # 4. Long transfers, the control connection silent for longer than its idle limit.
-    want = sha256(payload)
+    want = sha256_file(payload)
     dh.sh(*topo.wrap("s", ["tc", "qdisc", "add", "dev", "eth0", "root", "tbf", "rate", RATE, "burst", "16kb",
                            "latency", "400ms"]))
     for mode, opts in (("passive", ["--ftp-pasv"]), ("active", ["-P", C4])):
@@ -220,7 +214,7 @@ def scenario(tmp, topo, plugin, payload, v4):
         # Not a bound on fwx: what makes the case mean something (the control connection was
         # silent for longer than its idle limit while the data connection carried the file).
         check(took > 6.0, "curl %s took %.1f s: too short to outlast the 3 s idle limit twice" % (mode, took))
-        check(os.path.exists(out) and sha256(out) == want, "curl %s: the file arrived damaged" % mode)
+        check(os.path.exists(out) and sha256_file(out) == want, "curl %s: the file arrived damaged" % mode)
         cut = timeout_lines(gw, "idle")[before:]
         check(not cut, "a %s transfer's connections were cut: %r" % (mode, cut))
         log("ok: %s transfer of %d KiB from a %s server (%.1f s) through a 3 s idle limit, whole"
@@ -348,34 +342,20 @@ def run(tmp):
     if not plugin or not os.path.exists(plugin):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
     dh.PREFIX = "fwxto-"  # namespaces of this test: fwxto-<pid>-{c,g,s}
-    dh.Topology.cleanup_stale(dh.PREFIX)
     topo = dh.Topology()
-    try:
-        topo.up()
-    except Failure as e:
-        topo.down()
-        skip("cannot make network namespaces here: %s" % e)
-    v4 = None
-    try:
+    topo.up_or_skip()
+    servers = []
+    with gateways_stopped(lambda: [v.stop() for v in servers], topo.down):
         srv = os.path.join(tmp, "srv")
         os.makedirs(srv)
         payload = os.path.join(tmp, "payload.bin")
         with open(payload, "wb") as f:
             f.write(os.urandom(PAYLOAD_SIZE))
         v4 = dh.Vsftpd(topo, srv, vsftpd, "vsftpd4", S4, (30000, 30099))
+        servers.append(v4)
         v4.prepare(payload)
         v4.start()
         scenario(tmp, topo, plugin, payload, v4)
-    except Failure:
-        for g in list(Gateway.running):
-            g.dump_log(60)
-        raise
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        if v4 is not None:
-            v4.stop()
-        topo.down()
 
 
 if __name__ == "__main__":

@@ -479,14 +479,32 @@ FWX_PLUGIN_ENTRY(.filter_guid = FWX_GUID_INIT(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
                  .allowed_events = fwx_Connect_Tcp, .create_filter = hfilter_create_entry);
 #endif
 
+/* FWX_IUNKNOWN_IMPL_PART: two completions inside an object, sharing its count. */
+typedef struct hpart hpart;
+typedef struct hpart_dir {
+    IFWXIOCompletion iface;
+    hpart *o;
+} hpart_dir;
+struct hpart {
+    IUnknown iface;
+    fwx_refcount refs;
+    hpart_dir dirs[2];
+};
+static void hpart_destroy(hpart *o)
+{
+    hobj_destroyed++;
+    free(o);
+}
+FWX_IUNKNOWN_IMPL(hpart, IUnknown, hpart, iface, refs, hpart_destroy, &IID_IUnknown)
+FWX_IUNKNOWN_IMPL_PART(hdir, IFWXIOCompletion, hpart_dir, iface, o, iface, hpart_AddRef, hpart_Release,
+                       &IID_IFWXIOCompletion)
+static const IUnknownVtbl hpart_vtbl = { hpart_QueryInterface, hpart_AddRef, hpart_Release };
+static const IFWXIOCompletionVtbl hdir_vtbl = { hdir_QueryInterface, hdir_AddRef, hdir_Release, NULL };
+
 /* A filter made by FWX_PLUGIN_SESSION_FILTERS with a session filter from
    FWX_PLUGIN_SESSION_FILTER. */
 typedef struct hsf {
-    IFWXSessionFilter iface;
-    fwx_refcount refs;
-    IFWXSession *session;
-    IFWXFirewall *fw;
-    int detached;
+    FWX_PLUGIN_SESSION_FILTER_MEMBERS
 } hsf;
 static fwx_result hsf_handler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
 {
@@ -531,6 +549,28 @@ static void check_plugin_helpers(void)
     CHECK(IFWXFilter_QueryInterface(f, &IID_IFWXFilter, &pv) == FWX_S_OK && pv == f);
     CHECK(IFWXFilter_Release(f) == 1);
     CHECK(IFWXFilter_Release(f) == 0 && hobj_destroyed == 2);
+
+    /* Parts: their references are the owner's, and the owner goes with the last of them. */
+    hpart *po = (hpart *)calloc(1, sizeof *po);
+    CHECK(po != NULL);
+    if (po == NULL)
+        return;
+    po->iface.lpVtbl = &hpart_vtbl;
+    fwx_refcount_init(&po->refs);
+    for (int d = 0; d < 2; d++) {
+        po->dirs[d].iface.lpVtbl = &hdir_vtbl;
+        po->dirs[d].o = po;
+    }
+    CHECK(po->dirs[1].iface.lpVtbl->AddRef(&po->dirs[1].iface) == 2 && fwx_refcount_get(&po->refs) == 2);
+    CHECK(po->dirs[0].iface.lpVtbl->QueryInterface(&po->dirs[0].iface, &IID_IFWXIOCompletion, &pv) == FWX_S_OK &&
+          pv == &po->dirs[0].iface && fwx_refcount_get(&po->refs) == 3);
+    pv = &pv;
+    CHECK(po->dirs[0].iface.lpVtbl->QueryInterface(&po->dirs[0].iface, &IID_IFWXFilter, &pv) == FWX_E_NOINTERFACE &&
+          pv == NULL);
+    CHECK(po->dirs[0].iface.lpVtbl->QueryInterface(&po->dirs[0].iface, &IID_IUnknown, NULL) == FWX_E_POINTER);
+    CHECK(po->dirs[0].iface.lpVtbl->Release(&po->dirs[0].iface) == 2);
+    CHECK(po->dirs[1].iface.lpVtbl->Release(&po->dirs[1].iface) == 1 && hobj_destroyed == 2);
+    CHECK(IUnknown_Release(&po->iface) == 0 && hobj_destroyed == 3);
 
     /* Without a firewall (no FilterInit yet) the filter attaches nothing, and says so. */
     CHECK(hsession_create(&f) == FWX_S_OK && f != NULL);

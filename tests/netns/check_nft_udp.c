@@ -226,7 +226,7 @@ static void policy_case(uint32_t extra_hooks, const char *policy)
                   "no line for the user-mode UDP flow");
     gw_close(&g);
     ck_assert_int_eq(atomic_load(&h.f.detached), 1);
-    ck_assert_uint_eq(atomic_load(&h.f.refs), 1); /* every reference the core took is back */
+    ck_assert_uint_eq(fwx_refcount_get(&h.f.refs), 1); /* every reference the core took is back */
 }
 
 START_TEST(udp_filter_bound) { policy_case(0, POLICY_UDP(" filters = [ \"" TP_GUID "\" ];")); }
@@ -296,7 +296,7 @@ START_TEST(udp_hook_kernel_flow_refused)
     ck_assert_msg(r.first == 5 && memcmp(r.first_data, "data1", 5) == 0, "the first datagram: %zd", r.first);
     ck_assert_msg(r.second < 0, "a datagram of the refused flow reached the server unfiltered (%zd bytes)", r.second);
     gw_close(&g);
-    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&h.f.refs), 1);
 }
 END_TEST
 
@@ -332,7 +332,7 @@ START_TEST(udp_user_mode_permission)
     fwx_session_close(s);
     IFWXSession_Release(s);
     gw_close(&g);
-    ck_assert_uint_eq(atomic_load(&h.f.refs), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&h.f.refs), 1);
 }
 END_TEST
 

@@ -107,11 +107,20 @@ class Bed:
                 v6 = v6 or (fam == "6" and bool(via))
                 if side.route and via:
                     sh("ip", "-n", self.names[key], "-" + fam, "route", "add", "default", "via", via[0])
-        sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv4.ip_forward=%d" % bool(forwarding))
-        if v6:
-            sh("ip", "netns", "exec", g, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=%d" % bool(forwarding))
         for k, n in self.names.items():
             self.fds[k] = os.open("/run/netns/" + n, os.O_RDONLY)
+        self.sysctl(self.gateway, "net.ipv4.ip_forward", int(bool(forwarding)))
+        if v6:
+            self.sysctl(self.gateway, "net.ipv6.conf.all.forwarding", int(bool(forwarding)))
+
+    def sysctl(self, key, name, value):
+        """Sets the sysctl `name` (net.ipv4.ip_forward) in namespace `key` and reads it back
+        (Failure if it cannot be set or does not read back as set: a per-namespace setting the
+        kernel lacks)."""
+        sh("ip", "netns", "exec", self.names[key], "sysctl", "-qw", "%s=%s" % (name, value))
+        got = sh("ip", "netns", "exec", self.names[key], "sysctl", "-n", name).stdout.strip()
+        if got != str(value):
+            raise Failure("%s in %s reads %r after setting %r" % (name, self.names[key], got, str(value)))
 
     def down(self):
         for fd in self.fds.values():

@@ -34,7 +34,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+from gwtest import Failure, Gateway, gateways_stopped, check, log, main, skip, wait_until, write_file  # noqa: E402
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 
@@ -129,12 +129,8 @@ def run(tmp):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
     topo = Topology()
     topo.up_or_skip()
-    try:
+    with gateways_stopped(topo.down):
         scenario(tmp, topo, plugin)
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        topo.down()
 
 
 def scenario(tmp, topo, plugin):

@@ -36,7 +36,6 @@ Root, `ip`, vsftpd, curl and lftp are needed (./run test installs them); otherwi
 with the reason.
 SPDX-License-Identifier: MIT
 """
-import hashlib
 import os
 import pwd
 import grp
@@ -48,7 +47,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+from gwtest import (Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip,  # noqa: E402
+                    vsftpd_config_text, wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 
@@ -58,14 +58,6 @@ FTP_GUID = "{5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}"
 PREFIX = "fwxdh-"
 SOCKS_PORT = 1080
 PAYLOAD_SIZE = 300 * 1024
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(65536), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Topology(nstopo.Bed):
@@ -116,46 +108,11 @@ class Vsftpd:
         os.chmod(self.updir, 0o777)
         shutil.copyfile(payload, os.path.join(self.root, "payload.bin"))
         os.chmod(os.path.join(self.root, "payload.bin"), 0o644)
-        v6 = ":" in self.addr
-        listen = ("listen=NO\nlisten_ipv6=YES\nlisten_address6=%s\n" % self.addr if v6
-                  else "listen=YES\nlisten_ipv6=NO\nlisten_address=%s\n" % self.addr)
         # Strict: the data connection's peer must be the control connection's (no
         # pasv_promiscuous), and a PORT/EPRT must name it (no port_promiscuous).
-        write_file(self.conf, """# fwx test_gateway_proxy: strict vsftpd on %s
-%slisten_port=21
-background=NO
-anonymous_enable=YES
-no_anon_password=YES
-anon_root=%s
-ftp_username=%s
-local_enable=NO
-write_enable=YES
-anon_upload_enable=YES
-anon_mkdir_write_enable=NO
-anon_umask=022
-secure_chroot_dir=%s
-pasv_enable=YES
-pasv_min_port=%d
-pasv_max_port=%d
-pasv_promiscuous=NO
-port_promiscuous=NO
-port_enable=YES
-connect_from_port_20=NO
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-syslog_enable=NO
-vsftpd_log_file=%s
-xferlog_enable=YES
-dual_log_enable=YES
-log_ftp_protocol=YES
-idle_session_timeout=60
-data_connection_timeout=15
-accept_timeout=10
-connect_timeout=10
-max_per_ip=0
-""" % (self.addr, listen, self.root, pw.pw_name, os.path.join(self.dir, "empty"), self.pasv[0], self.pasv[1],
-       self.protolog))
+        write_file(self.conf, vsftpd_config_text("fwx test_gateway_proxy: strict vsftpd on %s" % self.addr,
+                                                 self.addr, 21, self.root, pw.pw_name,
+                                                 os.path.join(self.dir, "empty"), self.pasv, self.protolog))
 
     def start(self):
         with open(self.out, "ab") as out:
@@ -261,7 +218,7 @@ CURL_MODE = {
 class Cells:
     def __init__(self, topo, tmp, payload, servers):
         self.topo, self.tmp, self.payload, self.servers = topo, tmp, payload, servers
-        self.want = sha256(payload)
+        self.want = sha256_file(payload)
         self.n = 0
         self.results = []
 
@@ -292,7 +249,7 @@ class Cells:
                 what, r.returncode, "\n".join(verbose.splitlines()[-15:]), server.log_since(off)[-1500:]))
         got = local if direction == "down" else os.path.join(server.updir, name)
         wait_until(lambda: os.path.exists(got), 5, what="%s: the file to arrive" % what)
-        check(sha256(got) == self.want, "%s: checksum of %s differs from the payload's" % (what, got))
+        check(sha256_file(got) == self.want, "%s: checksum of %s differs from the payload's" % (what, got))
         cmds = re.findall(r"^> ([A-Z]{4})\b", verbose, re.M)
         check(sent in cmds, "%s: curl did not send %s: %s" % (what, sent, cmds))
         check(not any(c in never for c in cmds), "%s: curl fell back to another mode: %s" % (what, cmds))
@@ -339,7 +296,7 @@ def lftp_cell(topo, tmp, cells, server, gw_ip, port, mode, gw_addr, server_verbs
     what = "lftp %s %s down" % (fam, mode)
     if r.returncode != 0:
         raise Failure("%s: exit %d: %s" % (what, r.returncode, (r.stdout + r.stderr)[-1500:]))
-    check(os.path.exists(local) and sha256(local) == cells.want, "%s: checksum differs" % what)
+    check(os.path.exists(local) and sha256_file(local) == cells.want, "%s: checksum differs" % what)
     sent = re.findall(r"---> (PASV|EPSV|PORT|EPRT)", r.stdout + r.stderr)
     check(sent and all(s == mode for s in sent), "%s: lftp sent %s" % (what, sent))
     cells.server_saw(what, server.wait_226(off, what), server_verbs, gw_addr)
@@ -407,7 +364,7 @@ def run(tmp):
     topo = Topology()
     topo.up_or_skip()
     servers = []
-    try:
+    with gateways_stopped(lambda: [v.stop() for v in servers], topo.down):
         srv = os.path.join(tmp, "srv")
         os.makedirs(srv)
         payload = os.path.join(tmp, "payload.bin")
@@ -420,16 +377,6 @@ def run(tmp):
             v.prepare(payload)
             v.start()
         scenario(tmp, topo, plugin, payload, v4, v6)
-    except Failure:
-        for g in list(Gateway.running):
-            g.dump_log(60)
-        raise
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        for v in servers:
-            v.stop()
-        topo.down()
 
 
 def scenario(tmp, topo, plugin, payload, v4, v6):

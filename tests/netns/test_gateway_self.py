@@ -26,7 +26,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, check, log, main, skip, write_file  # noqa: E402
+from gwtest import Failure, Gateway, gateways_stopped, check, log, main, skip, write_file  # noqa: E402
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 
@@ -152,12 +152,8 @@ def run(tmp):
         skip("no ip command")
     topo = Topo()
     topo.up_or_skip()
-    try:
+    with gateways_stopped(topo.down):
         scenario(tmp, topo)
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        topo.down()
 
 
 if __name__ == "__main__":

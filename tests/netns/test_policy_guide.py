@@ -37,7 +37,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, check, log, main, skip, wait_until, write_file  # noqa: E402
+from gwtest import (Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip,  # noqa: E402
+                    vsftpd_config_text, wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 
@@ -101,14 +102,6 @@ class Site(nstopo.Bed):
         return r.returncode == 0 and r.stdout.strip() != ""
 
 
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 16), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def vsftpd_conf(tmp, name, ip, pasv, payload):
     """A strict vsftpd: anonymous, download payload.bin and upload into up/, data peer must be
     the control peer (no promiscuous PORT or PASV)."""
@@ -129,38 +122,8 @@ def vsftpd_conf(tmp, name, ip, pasv, payload):
         f.write(payload)
     conf = os.path.join(d, "vsftpd.conf")
     with open(conf, "w") as f:
-        f.write("""listen=YES
-listen_ipv6=NO
-listen_address=%s
-listen_port=21
-background=NO
-anonymous_enable=YES
-no_anon_password=YES
-anon_root=%s
-ftp_username=%s
-local_enable=NO
-write_enable=YES
-anon_upload_enable=YES
-anon_umask=022
-secure_chroot_dir=%s
-pasv_enable=YES
-pasv_min_port=%d
-pasv_max_port=%d
-pasv_promiscuous=NO
-port_promiscuous=NO
-port_enable=YES
-connect_from_port_20=NO
-seccomp_sandbox=NO
-isolate=NO
-isolate_network=NO
-syslog_enable=NO
-vsftpd_log_file=%s
-log_ftp_protocol=YES
-idle_session_timeout=60
-data_connection_timeout=15
-accept_timeout=10
-connect_timeout=10
-""" % (ip, root, pw.pw_name, os.path.join(d, "empty"), pasv[0], pasv[1], os.path.join(d, "vsftpd.log")))
+        f.write(vsftpd_config_text("fwx test_policy_guide: strict vsftpd on %s" % ip, ip, 21, root, pw.pw_name,
+                                   os.path.join(d, "empty"), pasv, os.path.join(d, "vsftpd.log")))
     return conf, root
 
 
@@ -191,17 +154,9 @@ def run(tmp):
         raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
     cfg_text = guide_config()
     site = Site()
-    try:
+    with gateways_stopped(site.down):
         site.up_or_skip()
         scenario(tmp, site, vsftpd, plugin, cfg_text)
-    except BaseException:
-        for g in list(Gateway.running):
-            g.dump_log(60)
-        raise
-    finally:
-        for g in list(Gateway.running):
-            g.kill()
-        site.down()
 
 
 def scenario(tmp, site, vsftpd, plugin, cfg_text):
@@ -246,11 +201,11 @@ def scenario(tmp, site, vsftpd, plugin, cfg_text):
     # 2. The LAN goes out: HTTP, FTP passive and active, an upload; checksums.
     want_net = hashlib.sha256(net_payload).hexdigest()
     got = curl(site, "lan", tmp, "lan-http.bin", "http://%s/payload.bin" % NET)
-    check(sha(got) == want_net, "LAN HTTP download: checksum differs")
+    check(sha256_file(got) == want_net, "LAN HTTP download: checksum differs")
     log("ok: LAN -> Internet HTTP, sha256 %s..." % want_net[:16])
     for mode, opts in (("passive (PASV)", ("--disable-epsv",)), ("active (PORT)", ("-P", LAN, "--disable-eprt"))):
         got = curl(site, "lan", tmp, "lan-ftp-%s.bin" % mode[:3], "ftp://%s/payload.bin" % NET, *opts)
-        check(sha(got) == want_net, "LAN FTP %s download: checksum differs" % mode)
+        check(sha256_file(got) == want_net, "LAN FTP %s download: checksum differs" % mode)
         log("ok: LAN -> Internet FTP %s download, checksum matches" % mode)
     up = os.path.join(tmp, "lan-upload.bin")
     up_data = os.urandom(300000)
@@ -258,7 +213,7 @@ def scenario(tmp, site, vsftpd, plugin, cfg_text):
         f.write(up_data)
     curl(site, "lan", tmp, "lan-up", "ftp://%s/up/from-lan.bin" % NET, "-P", LAN, "--disable-eprt", "-T", up)
     stored = os.path.join(net_root, "up", "from-lan.bin")
-    check(os.path.exists(stored) and sha(stored) == hashlib.sha256(up_data).hexdigest(),
+    check(os.path.exists(stored) and sha256_file(stored) == hashlib.sha256(up_data).hexdigest(),
           "LAN FTP active upload: the server's copy differs")
     log("ok: LAN -> Internet FTP active (PORT) upload, checksum matches")
 
@@ -266,7 +221,7 @@ def scenario(tmp, site, vsftpd, plugin, cfg_text):
     want_dmz = hashlib.sha256(dmz_payload).hexdigest()
     for mode, opts in (("passive (PASV)", ("--disable-epsv",)), ("active (PORT)", ("-P", NET, "--disable-eprt"))):
         got = curl(site, "net", tmp, "net-ftp-%s.bin" % mode[:3], "ftp://%s/payload.bin" % GW_NET, *opts)
-        check(sha(got) == want_dmz, "published FTP %s download: checksum differs" % mode)
+        check(sha256_file(got) == want_dmz, "published FTP %s download: checksum differs" % mode)
         log("ok: Internet -> published DMZ FTP %s download, checksum matches" % mode)
 
     # 4. Everything else is dropped.

@@ -10,25 +10,22 @@
  * SPDX-License-Identifier: MIT
  */
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 
 /* The checks below are assert()s: keep them on whatever the build's NDEBUG. */
 #undef NDEBUG
 #include <assert.h>
 #include <arpa/inet.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
 static unsigned stall_port, crash_port, stall_ms = 3000;
 
-typedef struct sp_obj {
-    union {
-        IFWXFilter f;
-        IFWXSessionFilter sf;
-    } iface;
-    atomic_uint refs;
-} sp_obj;
+/* The session filter of FWX_PLUGIN_SESSION_FILTER (the filter object is the helpers' too). */
+typedef struct sp_sf {
+    FWX_PLUGIN_SESSION_FILTER_MEMBERS /* the session and the firewall: +1 until Detach */
+} sp_sf;
 
 static unsigned port_of(const struct sockaddr_storage *ss)
 {
@@ -39,28 +36,10 @@ static unsigned port_of(const struct sockaddr_storage *ss)
     return 0;
 }
 
-static uint32_t obj_addref(void *This) { return atomic_fetch_add(&((sp_obj *)This)->refs, 1) + 1; }
-static uint32_t obj_release(void *This)
-{
-    sp_obj *o = This;
-    uint32_t n = atomic_fetch_sub(&o->refs, 1) - 1;
-    if (n == 0)
-        free(o);
-    return n;
-}
+static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev);
 
-static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
-{
-    if (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter)) {
-        obj_addref(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
-}
-static uint32_t sf_AddRef(IFWXSessionFilter *This) { return obj_addref(This); }
-static uint32_t sf_Release(IFWXSessionFilter *This) { return obj_release(This); }
+/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release, sf_Detach and the constructor sf_new. */
+FWX_PLUGIN_SESSION_FILTER(sf, sp_sf, sf_FirewallEventHandler)
 
 /* A real segmentation fault, not a sanitizer's report of one: built with UBSan, the store
    through a null pointer would otherwise be caught (and, with halt_on_error, end the process
@@ -75,7 +54,8 @@ static void crash_now(unsigned port)
 
 static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
 {
-    (void)This;
+    if (sf_impl(This)->detached)
+        return FWX_E_TERMINATING;
     unsigned port = 0;
     if (ev->EventType == fwx_Connect_Tcp)
         port = port_of(&ev->Parameters.Connect.Address);
@@ -91,71 +71,10 @@ static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFire
     return FWX_S_OK;
 }
 
-static fwx_result sf_Detach(IFWXSessionFilter *This)
-{
-    (void)This;
-    return FWX_S_OK;
-}
-
-static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_Release, sf_FirewallEventHandler,
-                                              sf_Detach};
-
-static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
-{
-    if (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter)) {
-        obj_addref(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
-}
-static uint32_t f_AddRef(IFWXFilter *This) { return obj_addref(This); }
-static uint32_t f_Release(IFWXFilter *This) { return obj_release(This); }
-
 #define SP_HOOKS (fwx_Connect_Tcp | fwx_AcceptedConnection | FWX_ALL_SOURCES | fwxAnyProtocol)
 
-static fwx_result f_FilterInit(IFWXFilter *This, IFWXFirewall *fw, FwxFilterHookEvents *ev)
-{
-    (void)This;
-    (void)fw;
-    ev->dwGlobalEvents = SP_HOOKS;
-    return FWX_S_OK;
-}
-
-static fwx_result f_FilterShutdown(IFWXFilter *This)
-{
-    (void)This;
-    return FWX_S_OK;
-}
-
-static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *s, IFWXSessionFilter **out, FwxFilterHookEvents *ev)
-{
-    (void)This;
-    (void)s;
-    (void)ev;
-    sp_obj *o = calloc(1, sizeof *o);
-    if (o == NULL)
-        return FWX_E_OUTOFMEMORY;
-    o->iface.sf.lpVtbl = &sf_vtbl;
-    atomic_init(&o->refs, 1);
-    *out = &o->iface.sf;
-    return FWX_S_OK;
-}
-
-static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
-                                      f_AttachToSession};
-
-static fwx_result sp_create(IFWXFilter **out)
-{
-    sp_obj *o = calloc(1, sizeof *o);
-    if (o == NULL)
-        return FWX_E_OUTOFMEMORY;
-    o->iface.f.lpVtbl = &f_vtbl;
-    atomic_init(&o->refs, 1);
-    *out = &o->iface.f;
-    return FWX_S_OK;
-}
+/* The filter object (FilterInit hooks SP_HOOKS, AttachToSession calls sf_new) and sp_create. */
+FWX_PLUGIN_SESSION_FILTERS(sp_create, SP_HOOKS, sf_new)
 
 static unsigned env_uint(const char *name, unsigned dflt)
 {
@@ -185,12 +104,5 @@ static fwx_result sp_init(const char *path)
     return FWX_S_OK;
 }
 
-FWX_PLUGIN_EXPORT const fwx_plugin_entry fwx_entry = {
-    .abi_version = FWX_ABI_VERSION,
-    .struct_size = sizeof(fwx_plugin_entry),
-    .filter_guid = FWX_GUID_INIT(0x57, 0xa1, 0x1e, 0xd0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x47),
-    .name = "stall",
-    .allowed_events = SP_HOOKS,
-    .init = sp_init,
-    .create_filter = sp_create,
-};
+FWX_PLUGIN_ENTRY(.filter_guid = FWX_GUID_INIT(0x57, 0xa1, 0x1e, 0xd0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x47),
+                 .name = "stall", .allowed_events = SP_HOOKS, .init = sp_init, .create_filter = sp_create);

@@ -8,8 +8,9 @@
  */
 #include "test_plugin.h"
 
+#include <fwx/plugin_helpers.h>
+
 #include <assert.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 
 #ifndef TP_GUID_LAST
@@ -20,12 +21,12 @@ FWX_PLUGIN_EXPORT tp_control fwx_test_control;
 
 typedef struct tp_filter {
     IFWXFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
 } tp_filter;
 
 typedef struct tp_session_filter {
     IFWXSessionFilter iface;
-    atomic_uint refs;
+    fwx_refcount refs;
     IFWXSession *session; /* +1 until Detach */
     int detached;
 } tp_session_filter;
@@ -38,30 +39,21 @@ static void tp_log(uint32_t what)
 
 /* ---- session filter ---- */
 
-static tp_session_filter *sf_from(IFWXSessionFilter *i) { return (tp_session_filter *)(void *)i; }
-
-static fwx_result sf_QueryInterface(IFWXSessionFilter *This, const fwx_guid *riid, void **ppv)
+static void sf_destroy(tp_session_filter *sf)
 {
-    if (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXSessionFilter)) {
-        This->lpVtbl->AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
+    if (sf->session != NULL)
+        IFWXSession_Release(sf->session);
+    fwx_test_control.n_sf_released++;
+    free(sf);
 }
-static uint32_t sf_AddRef(IFWXSessionFilter *This) { return atomic_fetch_add(&sf_from(This)->refs, 1) + 1; }
-static uint32_t sf_Release(IFWXSessionFilter *This)
+
+/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release (wrapped by sf_checked_Release) */
+FWX_IUNKNOWN_IMPL(sf, IFWXSessionFilter, tp_session_filter, iface, refs, sf_destroy, &IID_IFWXSessionFilter)
+
+static uint32_t sf_checked_Release(IFWXSessionFilter *This)
 {
-    tp_session_filter *sf = sf_from(This);
-    uint32_t n = atomic_fetch_sub(&sf->refs, 1) - 1;
+    uint32_t n = sf_Release(This);
     assert(n != UINT32_MAX); /* released more often than referenced: a core refcount bug */
-    if (n == 0) {
-        if (sf->session != NULL)
-            IFWXSession_Release(sf->session);
-        fwx_test_control.n_sf_released++;
-        free(sf);
-    }
     return n;
 }
 
@@ -89,7 +81,7 @@ static IFWXConnection *event_connection(const FwxFirewallEvent *ev)
 
 static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
 {
-    tp_session_filter *sf = sf_from(This);
+    tp_session_filter *sf = sf_impl(This);
     tp_control *ctl = &fwx_test_control;
     if (sf->detached) {
         /* T16 (doc/sdk-rules.md): a detached session filter refuses further events. */
@@ -122,7 +114,7 @@ static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFire
 
 static fwx_result sf_Detach(IFWXSessionFilter *This)
 {
-    tp_session_filter *sf = sf_from(This);
+    tp_session_filter *sf = sf_impl(This);
     fwx_test_control.n_detach++;
     tp_log(TP_LOG_DETACH);
     sf->detached = 1;
@@ -133,31 +125,19 @@ static fwx_result sf_Detach(IFWXSessionFilter *This)
     return FWX_S_OK;
 }
 
-static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_Release, sf_FirewallEventHandler,
+static const IFWXSessionFilterVtbl sf_vtbl = {sf_QueryInterface, sf_AddRef, sf_checked_Release, sf_FirewallEventHandler,
                                               sf_Detach};
 
 /* ---- filter ---- */
 
-static tp_filter *f_from(IFWXFilter *i) { return (tp_filter *)(void *)i; }
+static void f_destroy(tp_filter *f) { free(f); }
 
-static fwx_result f_QueryInterface(IFWXFilter *This, const fwx_guid *riid, void **ppv)
+FWX_IUNKNOWN_IMPL(f, IFWXFilter, tp_filter, iface, refs, f_destroy, &IID_IFWXFilter)
+
+static uint32_t f_checked_Release(IFWXFilter *This)
 {
-    if (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFilter)) {
-        This->lpVtbl->AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
-}
-static uint32_t f_AddRef(IFWXFilter *This) { return atomic_fetch_add(&f_from(This)->refs, 1) + 1; }
-static uint32_t f_Release(IFWXFilter *This)
-{
-    tp_filter *f = f_from(This);
-    uint32_t n = atomic_fetch_sub(&f->refs, 1) - 1;
+    uint32_t n = f_Release(This);
     assert(n != UINT32_MAX); /* released more often than referenced: a core refcount bug */
-    if (n == 0)
-        free(f);
     return n;
 }
 
@@ -198,7 +178,7 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *s, IFWXSessio
     if (sf == NULL)
         return FWX_E_OUTOFMEMORY;
     sf->iface.lpVtbl = &sf_vtbl;
-    atomic_init(&sf->refs, 1);
+    fwx_refcount_init(&sf->refs);
     IFWXSession_AddRef(s);
     sf->session = s;
     if (ctl->session_hooks != 0)
@@ -207,7 +187,7 @@ static fwx_result f_AttachToSession(IFWXFilter *This, IFWXSession *s, IFWXSessio
     return FWX_S_OK;
 }
 
-static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_Release, f_FilterInit, f_FilterShutdown,
+static const IFWXFilterVtbl f_vtbl = {f_QueryInterface, f_AddRef, f_checked_Release, f_FilterInit, f_FilterShutdown,
                                       f_AttachToSession};
 
 static fwx_result tp_init(const char *path)
@@ -220,16 +200,7 @@ static fwx_result tp_init(const char *path)
 #endif
 }
 
-static fwx_result tp_create_filter(IFWXFilter **out)
-{
-    tp_filter *f = calloc(1, sizeof *f);
-    if (f == NULL)
-        return FWX_E_OUTOFMEMORY;
-    f->iface.lpVtbl = &f_vtbl;
-    atomic_init(&f->refs, 1);
-    *out = &f->iface;
-    return FWX_S_OK;
-}
+FWX_PLUGIN_CREATE_FILTER(tp_create_filter, tp_filter, iface, refs, f_vtbl)
 
 #ifndef TP_ABI
 #define TP_ABI FWX_ABI_VERSION
@@ -244,6 +215,8 @@ static fwx_result tp_create_filter(IFWXFilter **out)
 #define TP_ENTRY_SIZE sizeof(fwx_plugin_entry)
 #endif
 
+/* Written out, not FWX_PLUGIN_ENTRY(): the variants change the ABI, the symbol's name and the
+   struct_size that the macro fixes. */
 FWX_PLUGIN_EXPORT const fwx_plugin_entry TP_ENTRY_NAME = {
     .abi_version = TP_ABI,
     .struct_size = TP_ENTRY_SIZE,

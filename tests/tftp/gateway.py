@@ -35,10 +35,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import real_clients as rc  # noqa: E402  (shared helpers: run, skip, need_programs, CAPTURE)
+import nstopo  # noqa: E402  (the shared namespace bed, on the path through real_clients)
+from gwtest import Gateway, Failure  # noqa: E402
 
 PID = os.getpid()
-NS = {k: "fwxtgw-%d-%s" % (PID, k) for k in ("c", "g", "s")}
-IF = {k: "tg%s%d" % (k, PID % 100000) for k in ("a", "b", "c", "d")}
 IP_C, IP_GC, IP_GS, IP_S = "10.80.1.2", "10.80.1.1", "10.80.2.1", "10.80.2.2"
 TFTP_GUID = "{8c3f2b91-4e6a-4d27-b1f0-5a9e7c2d6e41}"
 
@@ -93,18 +93,12 @@ print(json.dumps(out))
 """
 
 
-def setup_net():
-    run = lambda c: rc.run(c, check=True)
-    for n in NS.values():
-        run(["ip", "netns", "add", n])
-        run(["ip", "-n", n, "link", "set", "lo", "up"])
-    run(["ip", "link", "add", IF["a"], "netns", NS["c"], "type", "veth", "peer", "name", IF["b"], "netns", NS["g"]])
-    run(["ip", "link", "add", IF["c"], "netns", NS["g"], "type", "veth", "peer", "name", IF["d"], "netns", NS["s"]])
-    for ns, i, a in ((NS["c"], IF["a"], IP_C), (NS["g"], IF["b"], IP_GC), (NS["g"], IF["c"], IP_GS),
-                     (NS["s"], IF["d"], IP_S)):
-        run(["ip", "-n", ns, "addr", "add", a + "/24", "dev", i])
-        run(["ip", "-n", ns, "link", "set", i, "up"])
-    run(["ip", "netns", "exec", NS["g"], "sysctl", "-qw", "net.ipv4.ip_forward=0"])
+def bed():
+    """fwxtgw-<pid>-{c,g,s}: the gateway between the client's link (its end tgc0) and the
+    server's (tgs0), IP forwarding off, no routes across (what crosses, fwx relays)."""
+    return nstopo.Bed("fwxtgw-", "g", {"c": nstopo.Side("tgc0", [IP_C + "/24"], [IP_GC + "/24"], route=False),
+                                       "s": nstopo.Side("tgs0", [IP_S + "/24"], [IP_GS + "/24"], route=False)},
+                      forwarding=False)
 
 
 def main():
@@ -121,11 +115,7 @@ def main():
     if not os.access(gw_exe, os.X_OK) or not os.path.exists(os.path.join(plugin_dir, "tftp.so")):
         rc.skip("fwx-gateway or tftp.so is not built under " + build)
     rc.need_programs((("tftpd-hpa", "in.tftpd"),))
-    probe = "fwxtgw-%d-probe" % PID
-    r, out = rc.run(["ip", "netns", "add", probe])
-    if r != 0:
-        rc.skip("cannot create a network namespace: " + out.strip())
-    rc.run(["ip", "netns", "del", probe])
+    os.environ.setdefault("FWX_GATEWAY", gw_exe)  # for gwtest.Gateway
 
     tmp = tempfile.mkdtemp(prefix="fwx-tftpgw-")
     srv = os.path.join(tmp, "srv")
@@ -150,37 +140,25 @@ rules = ( {{ name = "publish tftp"; action = "allow"; from = [ "external" ]; to 
     protocols = [ "tftp" ]; }} );
 publishing = ( {{ name = "tftp"; listen = "{IP_GC}:69"; server = "{IP_S}:69"; protocol = "tftp"; }} );
 """)
-    log_path = os.path.join(tmp, "gw.log")
     cap_file = os.path.join(tmp, "at-server.bin")
     procs = []
     failures = []
+    gw = None
+    net = bed()
+    net.up_or_skip()
     try:
-        setup_net()
-        cap = subprocess.Popen(["ip", "netns", "exec", NS["s"], sys.executable, "-c", rc.CAPTURE, IF["d"], cap_file],
+        cap = subprocess.Popen(net.wrap("s", [sys.executable, "-c", rc.CAPTURE, "eth0", cap_file]),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs.append(cap)
         if cap.stdout.readline().strip() != b"ready":
             raise RuntimeError("the capture did not start")
-        procs.append(subprocess.Popen(["ip", "netns", "exec", NS["s"], "in.tftpd", "-L", "-c", "-s", "-u", "root",
-                                       "-a", IP_S + ":69", srv], stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.STDOUT))
-        logf = open(log_path, "wb")
-        gw = subprocess.Popen(["ip", "netns", "exec", NS["g"], gw_exe, "--config", cfg], stdout=logf,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        procs.append(gw)
-        for _ in range(100):  # ready within 10 s
-            with open(log_path, "rb") as f:
-                if b"fwx-gateway: ready" in f.read():
-                    break
-            if gw.poll() is not None:
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError("fwx-gateway did not become ready")
-        if gw.poll() is not None:
-            raise RuntimeError("fwx-gateway exited: " + open(log_path, errors="replace").read()[-2000:])
+        procs.append(subprocess.Popen(net.wrap("s", ["in.tftpd", "-L", "-c", "-s", "-u", "root", "-a", IP_S + ":69",
+                                                     srv]), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT))
+        # the config names its control socket; ready within 10 s
+        gw = Gateway(tmp, ["--config", cfg], name="gw", wait_ready=False, control=None, prefix=net.wrap("g", []))
+        gw.wait_log("fwx-gateway: ready", timeout=10.0, what="fwx-gateway to be ready")
 
-        p = subprocess.run(["ip", "netns", "exec", NS["c"], sys.executable, "-c", CLIENT, IP_C, IP_GC],
+        p = subprocess.run(net.wrap("c", [sys.executable, "-c", CLIENT, IP_C, IP_GC]),
                            input=json.dumps([[c[1], c[2].hex()] for c in CASES]).encode(),
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60)
         answers = json.loads(p.stdout.decode())
@@ -195,7 +173,7 @@ publishing = ( {{ name = "tftp"; listen = "{IP_GC}:69"; server = "{IP_S}:69"; pr
             n = struct.unpack("!H", data[i:i + 2])[0]
             at_server.append(data[i + 2:i + 2 + n])
             i += 2 + n
-        log = open(log_path, errors="replace").read()
+        log = gw.stdout() + gw.stderr()
 
         refused = 0
         for (name, port, dgram, want), got in zip(CASES, answers):
@@ -235,22 +213,20 @@ publishing = ( {{ name = "tftp"; listen = "{IP_GC}:69"; server = "{IP_S}:69"; pr
         n_log = log.count("request refused")
         if n_log != refused:
             failures.append("%d 'request refused' log lines for %d refused requests" % (n_log, refused))
-        if gw.poll() is not None:
-            failures.append("fwx-gateway died (status %s)" % gw.returncode)
+        if gw.proc.poll() is not None:
+            failures.append("fwx-gateway died (status %s)" % gw.proc.returncode)
+    except Failure as e:  # the gateway did not come up
+        failures.append(str(e))
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
-        for n in NS.values():
-            rc.run(["ip", "netns", "del", n])
-    if failures:
-        print("-- fwx-gateway log:")
-        print(open(log_path, errors="replace").read()[-4000:] if os.path.exists(log_path) else "(none)")
+        if gw is not None:
+            if failures:
+                gw.dump_log(60)
+            try:
+                gw.stop()  # SIGTERM, bounded; closes its log files
+            except Failure as e:
+                failures.append(str(e))
+        rc.stop_procs(procs)
+        net.down()
     shutil.rmtree(tmp, ignore_errors=True)
     for f in failures:
         print("FAIL " + f)

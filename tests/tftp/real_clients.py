@@ -13,7 +13,6 @@ Needs root, iproute2 and the Debian packages tftpd-hpa, tftp-hpa, atftp and curl
 ./run test installs (stopping the tftpd-hpa service that installing starts). Exits 77 (skipped) with the reason when it cannot run here.
   real_clients.py BUILD_DIR
 """
-import hashlib
 import os
 import shutil
 import signal
@@ -22,10 +21,10 @@ import sys
 import tempfile
 import time
 
-SKIP = 77
-PID = os.getpid()
-NS_C, NS_S = "fwxtftp-%d-c" % PID, "fwxtftp-%d-s" % PID
-VETH_C, VETH_S = "ftc%d" % (PID % 100000), "fts%d" % (PID % 100000)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "netns"))
+import nstopo  # noqa: E402  (the shared namespace bed; it puts tests/gateway on the path)
+from gwtest import sha256_file, skip, stop_procs  # noqa: E402,F401  (skip, stop_procs: also gateway.py's)
+
 IP_C, IP_S = "10.79.0.1", "10.79.0.2"
 
 # The capture, run inside the server's namespace: every IPv4 UDP datagram to port 69 arriving
@@ -60,11 +59,6 @@ def run(cmd, timeout=60, check=False, **kw):
     return r.returncode, out
 
 
-def skip(why):
-    print("SKIP: " + why)
-    sys.exit(SKIP)
-
-
 def need_programs(progs):
     """Skips, naming the Debian packages, unless every (package, program) is installed. ./run
     test installs them (and stops the tftpd-hpa service the package starts); the tests only
@@ -74,31 +68,12 @@ def need_programs(progs):
         skip("not installed: %s; ./run test installs them" % ", ".join(missing))
 
 
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 16), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
-def nsx(ns, cmd, timeout=60):
-    return run(["ip", "netns", "exec", ns] + cmd, timeout=timeout)
-
-
-def setup_net():
-    for c in (["ip", "netns", "add", NS_C], ["ip", "netns", "add", NS_S],
-              ["ip", "link", "add", VETH_C, "netns", NS_C, "type", "veth", "peer", "name", VETH_S, "netns", NS_S],
-              ["ip", "-n", NS_C, "addr", "add", IP_C + "/24", "dev", VETH_C],
-              ["ip", "-n", NS_S, "addr", "add", IP_S + "/24", "dev", VETH_S],
-              ["ip", "-n", NS_C, "link", "set", VETH_C, "up"], ["ip", "-n", NS_S, "link", "set", VETH_S, "up"],
-              ["ip", "-n", NS_C, "link", "set", "lo", "up"], ["ip", "-n", NS_S, "link", "set", "lo", "up"]):
-        run(c, check=True)
-
-
-def teardown_net():
-    run(["ip", "netns", "del", NS_C])
-    run(["ip", "netns", "del", NS_S])
+def bed():
+    """The server's namespace and the client's, one veth pair between them (no gateway: the
+    "gateway" namespace of the bed is the server's). fwxtftp-<pid>-{s,c}; the server's end is
+    srv0, the client's eth0."""
+    return nstopo.Bed("fwxtftp-", "s", {"c": nstopo.Side("srv0", [IP_C + "/24"], [IP_S + "/24"], route=False)},
+                      forwarding=False)
 
 
 def main():
@@ -113,10 +88,8 @@ def main():
     if not os.access(judge, os.X_OK):
         skip("tftp_judge is not built at " + judge)
     need_programs((("tftpd-hpa", "in.tftpd"), ("tftp-hpa", "tftp"), ("atftp", "atftp"), ("curl", "curl")))
-    rc, out = run(["ip", "netns", "add", "fwxtftp-%d-probe" % PID])
-    if rc != 0:
-        skip("cannot create a network namespace: " + out.strip())
-    run(["ip", "netns", "del", "fwxtftp-%d-probe" % PID])
+    net = bed()
+    net.up_or_skip()
 
     tmp = tempfile.mkdtemp(prefix="fwx-tftp-")
     srv = os.path.join(tmp, "srv")
@@ -135,16 +108,15 @@ def main():
     procs = []
     failures = []
     try:
-        setup_net()
-        cap = subprocess.Popen(["ip", "netns", "exec", NS_S, sys.executable, "-c", CAPTURE, VETH_S, cap_file],
+        cap = subprocess.Popen(net.wrap("s", [sys.executable, "-c", CAPTURE, "srv0", cap_file]),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         procs.append(cap)
         if cap.stdout.readline().strip() != b"ready":
             raise RuntimeError("the capture did not start")
         # -L foreground, -c writes may create files, -s chroot into the directory, -u root (the
         # directory is the test's), -a the address to listen on.
-        tftpd = subprocess.Popen(["ip", "netns", "exec", NS_S, "in.tftpd", "-L", "-c", "-s", "-u", "root",
-                                  "-a", IP_S + ":69", srv], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        tftpd = subprocess.Popen(net.wrap("s", ["in.tftpd", "-L", "-c", "-s", "-u", "root", "-a", IP_S + ":69", srv]),
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
         procs.append(tftpd)
         time.sleep(0.3)  # in.tftpd binds before it forks nothing; give it the moment to bind
 
@@ -170,11 +142,11 @@ def main():
              g("up-small.txt"), s("atftp-up-small")),
         ]
         for name, cmd, a, b in cases:
-            rc, out = nsx(NS_C, cmd, timeout=60)
+            rc, out = run(net.wrap("c", cmd), timeout=60)
             if rc != 0:
                 failures.append("%s: rc=%d %s" % (name, rc, out.strip()[:300]))
                 continue
-            if not (os.path.exists(a) and os.path.exists(b)) or sha(a) != sha(b):
+            if not (os.path.exists(a) and os.path.exists(b)) or sha256_file(a) != sha256_file(b):
                 failures.append("%s: the file differs (sha256)" % name)
             else:
                 print("ok   %s (%d bytes)" % (name, os.path.getsize(a)))
@@ -206,15 +178,8 @@ def main():
             if not any(l.startswith(prefix) and (opt is None or opt in l.split()) for l in lines):
                 failures.append("no request '%s'%s on the wire" % (prefix, " with " + opt if opt else ""))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
-        teardown_net()
+        stop_procs(procs)
+        net.down()
         shutil.rmtree(tmp, ignore_errors=True)
     for f in failures:
         print("FAIL " + f)
