@@ -42,7 +42,7 @@
    fwxAssociatedProtocolsAllConnections (the transfer is not read). */
 #define TFTP_HOOKS (fwx_AcceptedConnection | fwx_Udp_Destination | FWX_ALL_SOURCES)
 /* The permission: one transfer, replies both ways, expires when unused. */
-#define TFTP_GRANT_FLAGS (FWX_FLAG_TIMEOUT | FWX_FLAG_BIDIRECTIONAL)
+#define TFTP_GRANT_FLAGS (FWX_FLAG_TIMEOUT | FWX_FLAG_BIDIRECTIONAL | FWX_FLAG_REPLY_FROM_PEER)
 #define TFTP_ADDRSTRLEN (INET6_ADDRSTRLEN + 16)
 
 enum { UD_RECV = 1, UD_SEND = 2 };
