@@ -28,8 +28,9 @@ default a subset that keeps every server, client, direction, size and blksize at
     list) and `fwxctl connections` shows the transfer;
   - every transfer opened a connection through a permission, in user mode (proxy) or kernel
     mode (nft), per the gateway's log;
-  - after the gateway's timeout (3 s here) nothing is left: no permission, no UDP connection,
-    and in the proxy backend no UDP socket but the published ones.
+  - after the gateway's timeout (3 s here) no permission is left; in the proxy backend no UDP
+    connection and no UDP socket but the published ones either (the nft backend's flows end
+    with conntrack's UDP timeouts, 30 s and more).
 
 Needs root, iproute2, tftpd-hpa, tftp-hpa, atftp, curl (./run test installs them) and atftpd
 in /var/cache/fwx-ftp-matrix (the other server; its cases skip, and say so, without it).
@@ -101,7 +102,7 @@ def client_cmd(client, op, host, remote, local, blksize, windowsize):
         if windowsize:
             return None
         url = "tftp://%s/%s" % (url_host(host), remote)
-        return ["curl", "-sS", "--max-time", "40", "--tftp-blksize", str(blksize)] + (
+        return ["curl", "-sS", "--max-time", "18", "--tftp-blksize", str(blksize)] + (
             ["-o", local, url] if op == "get" else ["-T", local, url])
     if client == "atftp":
         opts = ["--option", "blksize %d" % blksize]
@@ -335,6 +336,7 @@ def main():
     ap.add_argument("build")
     ap.add_argument("--backend", choices=("proxy", "nft"), required=True)
     ap.add_argument("--full", action="store_true", help="every combination (the default under CI=true)")
+    ap.add_argument("--only", default="", help="run only the cases whose name contains this (debugging)")
     a = ap.parse_args()
     full = a.full or os.environ.get("CI") == "true"
     backend = a.backend
@@ -399,6 +401,8 @@ def main():
                     n += 1
                     name = "%s %s v%s %s %s blksize %d%s" % (kind, client, fam, op, size, bs,
                                                             " windowsize %d" % ws if ws else "")
+                    if a.only not in name:
+                        continue
                     host = (G4C if fam == "4" else G6C) if backend == "proxy" else (S4 if fam == "4" else S6)
                     if op == "get":
                         remote, local = ("small.txt" if size == "small" else "big.bin"), os.path.join(cli, "got-%d" % n)
@@ -411,7 +415,7 @@ def main():
                             os.chmod(b_, 0o666)
                     cmd = client_cmd(client, op, host, remote, local, bs, ws)
                     t0 = time.monotonic()
-                    rc, out = run(bed.wrap("c", cmd), timeout=45)
+                    rc, out = run(bed.wrap("c", cmd), timeout=20)
                     dt = time.monotonic() - t0
                     if rc != 0:
                         failures.append("%s: rc=%d %s" % (name, rc, out.strip()[-300:]))
@@ -440,7 +444,9 @@ def main():
         left = [r for r in (gw.fwxctl("permissions")) if "udp" in json.dumps(r).lower()]
         if left:
             failures.append("permissions left after the timeout: %s" % json.dumps(left)[:500])
-        conns = [r for r in (gw.fwxctl("connections")) if "udp" in json.dumps(r).lower()]
+        # The nft backend's flows end with conntrack's UDP timeouts (30 s and more), not the
+        # gateway's: only the proxy backend's must be gone by now.
+        conns = [r for r in (gw.fwxctl("connections")) if "udp" in json.dumps(r).lower()] if backend == "proxy" else []
         if conns:
             failures.append("UDP connections left after the timeout: %s" % json.dumps(conns)[:500])
         if backend == "proxy":
