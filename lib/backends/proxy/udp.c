@@ -286,6 +286,13 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
         st->udp_deciding--;
         target = (const struct sockaddr *)&p->spec.server;
     } else {
+        if (p->kind == UDP_PORT_ANSWER) {
+            /* The transfer holds the client's session, as its request flow does: a transfer
+               outlasts the request flow's idle timeout, and the session's end would kill it. */
+            if ((ps = fwx__proxy_session_nat(st, (const struct sockaddr *)&p->grant.client)) == NULL)
+                return NULL;
+            ps->relays++;
+        }
         /* A permission is asked for by where the flow goes; a port by the port itself. */
         struct sockaddr_storage dst = p->kind == UDP_PORT_ANSWER ? p->grant.target : p->grant.gateway;
         if (fwx__sa_is_unspecified((struct sockaddr *)&dst))
