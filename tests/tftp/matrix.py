@@ -273,6 +273,16 @@ class Server:
         self.procs = []
 
 
+def make_bed(prefix, backend, extra_server_addrs=()):
+    """The dual-homed bed, up (or the test skipped): forwarding off for the proxy backend."""
+    bed = nstopo.Bed(prefix, "g", {
+        "c": nstopo.Side("tmc0", [C4 + "/24", C6 + "/64"], [G4C + "/24", G6C + "/64"]),
+        "s": nstopo.Side("tms0", [S4 + "/24", S6 + "/64"] + list(extra_server_addrs), [G4S + "/24", G6S + "/64"]),
+    }, forwarding=(backend == "nft"))
+    bed.up_or_skip()
+    return bed
+
+
 def rrq(name):
     return b"\0\1" + name.encode() + b"\0octet\0"
 
@@ -357,11 +367,7 @@ def main():
     if "atftpd" not in servers:
         log("note: %s is not there (./run test unpacks it): the atftpd cases are not run" % ATFTPD)
 
-    bed = nstopo.Bed("fwxtm-", "g", {
-        "c": nstopo.Side("tmc0", [C4 + "/24", C6 + "/64"], [G4C + "/24", G6C + "/64"]),
-        "s": nstopo.Side("tms0", [S4 + "/24", S6 + "/64"], [G4S + "/24", G6S + "/64"]),
-    }, forwarding=(backend == "nft"))
-    bed.up_or_skip()
+    bed = make_bed("fwxtm-", backend)
     tmp = tempfile.mkdtemp(prefix="fwx-tftpm-%d-" % os.getpid())
     srv, cli = os.path.join(tmp, "srv"), os.path.join(tmp, "cli")
     os.makedirs(srv)
