@@ -237,14 +237,7 @@ publishing = ( {{ name = "tftp"; listen = "{IP_GC}:69"; server = "{IP_S}:69"; pr
         if gw.poll() is not None:
             failures.append("fwx-gateway died (status %s)" % gw.returncode)
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
+        rc.stop_all(list(reversed(procs)))
         for n in NS.values():
             rc.run(["ip", "netns", "del", n])
     if failures:

@@ -39,7 +39,6 @@ Exits 77 (skipped) saying why when it cannot run here.
 SPDX-License-Identifier: MIT
 """
 import argparse
-import hashlib
 import json
 import os
 import re
@@ -55,6 +54,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "netns"))
 import nstopo  # noqa: E402
+sys.path.insert(0, HERE)
+import real_clients as rc  # noqa: E402  (stop_all)
+from real_clients import run, sha  # noqa: E402
 
 SKIP = 77
 TFTP_GUID = "{8c3f2b91-4e6a-4d27-b1f0-5a9e7c2d6e41}"
@@ -68,22 +70,6 @@ TIMEOUT_S = 3  # gateway.timeout: unused permissions and idle UDP flows go after
 
 def log(msg):
     print(msg, flush=True)
-
-
-def sha(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 16), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
-def run(cmd, timeout=60, **kw):
-    try:
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout, **kw)
-    except subprocess.TimeoutExpired:
-        return 124, "timeout after %d s: %s" % (timeout, " ".join(cmd))
-    return r.returncode, r.stdout.decode(errors="replace")
 
 
 def url_host(ip):
@@ -136,7 +122,7 @@ def cases(full):
     keep = set()
     for server in ("tftpd-hpa", "atftpd"):
         keep |= {
-            (server, "tftp-hpa", "4", "get", "big", 512, 0),
+            (server, "tftp-hpa", "4", "get", "big" if server == "tftpd-hpa" else "small", 512, 0),
             (server, "tftp-hpa", "4", "put", "small", 512, 0),
             (server, "curl", "4", "get", "big", 1428, 0),
             (server, "curl", "4", "put", "big", 1428, 0),
@@ -145,7 +131,8 @@ def cases(full):
         }
     keep.add(("atftpd", "atftp", "4", "get", "big", 1428, 8))
     keep.add(("tftpd-hpa", "curl", "6", "get", "small", 512, 0))
-    keep.add(("tftpd-hpa", "tftp-hpa", "6", "put", "big", 512, 0))
+    keep.add(("tftpd-hpa", "tftp-hpa", "6", "put", "small", 512, 0))
+    keep.add(("tftpd-hpa", "curl", "6", "put", "big", 1428, 0))
     return [c for c in out if c in keep]
 
 
@@ -262,14 +249,7 @@ class Server:
             os.kill(p.pid, sig)
 
     def stop(self):
-        for p in self.procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
+        rc.stop_all(self.procs)
         self.procs = []
 
 

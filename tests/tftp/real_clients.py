@@ -74,6 +74,18 @@ def need_programs(progs):
         skip("not installed: %s; ./run test installs them" % ", ".join(missing))
 
 
+def stop_all(procs):
+    """Stops the processes a test started: SIGTERM, then SIGKILL after 5 s."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(timeout=5)
+
+
 def sha(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -206,14 +218,7 @@ def main():
             if not any(l.startswith(prefix) and (opt is None or opt in l.split()) for l in lines):
                 failures.append("no request '%s'%s on the wire" % (prefix, " with " + opt if opt else ""))
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
+        stop_all(procs)
         teardown_net()
         shutil.rmtree(tmp, ignore_errors=True)
     for f in failures:
