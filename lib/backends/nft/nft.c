@@ -1162,6 +1162,13 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
     /* A grant the core decides per arrival by more than the source (an IP filter) has no
        kernel form here: it takes the user-mode path, where the core decides each admission. */
     bool ipfilter = (grant_source_flags(g) & FWX_GRANT_SOURCES_FILTERED) != 0 && g->kind != FWX_GRANT_CLIENT_BIND;
+    if ((g->flags & FWX_FLAG_REPLY_FROM_PEER) && !g->kernel_mode) {
+        /* Only the kernel form exists (reply_elems): a user-mode one would need an answer
+           port as the proxy backend's. Refused rather than installed as something else. */
+        NLOG(st, FWX_LOG_WARN, "%s %llu: an answer from any port (REPLY_FROM_PEER) in user mode is not carried by this "
+             "backend", kind_name(g->kind), (unsigned long long)g->id);
+        return FWX_E_NOT_SUPPORTED;
+    }
     if (!g->kernel_mode || ipfilter) {
         if (ipfilter && g->kernel_mode)
             NLOG(st, FWX_LOG_DEBUG, "%s %llu: an ip filter: carried in user mode", kind_name(g->kind),
