@@ -209,6 +209,13 @@ rules = ( {{ name = "tftp out"; action = "allow"; from = [ "internal" ]; to = [ 
             raise nstopo.Failure("fwxctl %s: rc=%d %s" % (what, rc, out[-500:]))
         return [json.loads(l) for l in out.splitlines() if l.strip()]  # one JSON object a row
 
+    def sanitizer_lines(self):
+        """What ASan or UBSan said in the gateway's output (a build with -Db_sanitize)."""
+        if not os.path.exists(self.logpath):
+            return []
+        return [l for l in self.text().splitlines() if "AddressSanitizer" in l or "runtime error:" in l
+                or "LeakSanitizer" in l]
+
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
@@ -450,6 +457,7 @@ def main():
     finally:
         gw.stop()
         bed.down()
+    failures += ["sanitizer: " + l for l in gw.sanitizer_lines()]
     if skipped_reason is not None:
         shutil.rmtree(tmp, ignore_errors=True)
         nstopo.skip(skipped_reason)
