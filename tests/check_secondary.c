@@ -465,6 +465,58 @@ START_TEST(published_server_is_own_host)
 }
 END_TEST
 
+/* FWX_FLAG_REPLY_FROM_PEER: a UDP answer of the primary's other party, any source port, to the
+   client's own end of the primary (a TFTP server's transfer port); nobody else may use it. */
+START_TEST(reply_from_peer_scope)
+{
+    fx f;
+    fx_open(&f);
+    const uint32_t fl = FWX_FLAG_TIMEOUT | FWX_FLAG_BIDIRECTIONAL | FWX_FLAG_REPLY_FROM_PEER;
+    struct sockaddr_storage srv = tu_addr("198.51.100.7:69"), gl = tu_addr("203.0.113.1:41001"),
+                            me = tu_addr("10.0.0.8:40100"), other = tu_addr("10.0.0.9:40100"), zero = tu_addr("10.0.0.8:0");
+    fwx_connection_params cp = {sizeof cp, fwx_Udp_Destination, FWX_PROTOCOL_UDP, TU_SA(srv), tu_len(&srv),
+                                TU_SA(gl), tu_len(&gl), NULL, 0, 0, NULL};
+    IFWXConnection *udp = NULL, *in = NULL;
+    TU_EXPECT_HR(fwx_connection_open(f.s, &cp, &udp), FWX_S_OK);
+    /* The client's port is not known yet: nothing to scope the answer to. */
+    TU_EXPECT_HR(afc(&f, "10.0.0.8:40100", FWX_PROTOCOL_UDP, fl, udp, NULL), FWX_E_ADDRESS_NOT_ALLOWED);
+    ck_assert_ptr_nonnull(strstr(f.lastlog, "client port is unknown"));
+    TU_EXPECT_HR(fwx_connection_set_internal_peer(udp, TU_SA(other), tu_len(&other)), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_connection_set_internal_peer(udp, TU_SA(zero), tu_len(&zero)), FWX_E_INVALIDARG);
+    TU_EXPECT_HR(fwx_connection_set_internal_peer(NULL, TU_SA(me), tu_len(&me)), FWX_E_POINTER);
+    TU_EXPECT_HR(fwx_connection_set_internal_peer(udp, TU_SA(me), tu_len(&me)), FWX_S_OK);
+    /* Without the flag the client's own address is out of the default scope (T4). */
+    TU_EXPECT_HR(afc(&f, "10.0.0.8:40100", FWX_PROTOCOL_UDP, FWX_FLAG_TIMEOUT | FWX_FLAG_BIDIRECTIONAL, udp, NULL),
+                 FWX_E_ADDRESS_NOT_ALLOWED);
+    /* UDP, BIDIRECTIONAL and the default scope only. */
+    TU_EXPECT_HR(afc(&f, "10.0.0.8:40100", FWX_PROTOCOL_TCP, FWX_FLAG_TIMEOUT | FWX_FLAG_REPLY_FROM_PEER, udp, NULL),
+                 FWX_E_INVALIDARG);
+    TU_EXPECT_HR(afc(&f, "10.0.0.8:40100", FWX_PROTOCOL_UDP, FWX_FLAG_TIMEOUT | FWX_FLAG_REPLY_FROM_PEER, udp, NULL),
+                 FWX_E_INVALIDARG);
+    TU_EXPECT_HR(afc(&f, "10.0.0.8:40100", FWX_PROTOCOL_UDP, fl | FWX_FLAG_ALLOW_ADDRESSES_ALL, udp, NULL),
+                 FWX_E_INVALIDARG);
+    /* Only the client's own end: another port, another host, a privileged port. */
+    TU_EXPECT_HR(afc(&f, "10.0.0.8:40101", FWX_PROTOCOL_UDP, fl, udp, NULL), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(afc(&f, "10.0.0.9:40100", FWX_PROTOCOL_UDP, fl, udp, NULL), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(afc(&f, "10.0.0.8:53", FWX_PROTOCOL_UDP, fl, udp, NULL), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(afc(&f, "10.0.0.8:40100", FWX_PROTOCOL_UDP, fl, udp, NULL), FWX_S_OK);
+    ck_assert_uint_eq(fx_stats(&f).permissions, 1);
+    /* The answer: from the server's address alone, whatever its port; not from the client
+       itself, not from a neighbour of the server. */
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_UDP, "10.0.0.8:40000", "10.0.0.8:40100", &in), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_UDP, "198.51.100.8:61000", "10.0.0.8:40100", &in), FWX_E_NOT_FOUND);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_UDP, "198.51.100.7:61000", "10.0.0.8:40100", &in), FWX_S_OK);
+    ck_assert_ptr_nonnull(in);
+    fwx_connection_close(in);
+    in = NULL;
+    /* One transfer: used up. */
+    ck_assert_uint_eq(fx_stats(&f).permissions, 0);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_UDP, "198.51.100.7:61001", "10.0.0.8:40100", &in), FWX_E_NOT_FOUND);
+    fwx_connection_close(udp);
+    fx_close(&f);
+}
+END_TEST
+
 START_TEST(t5_null_connection_needs_allow_all)
 {
     fx f;
@@ -1513,6 +1565,7 @@ static Suite *secondary_suite(void)
         {"t4 afc", t4_afc_scope},
         {"t4 network", t4_afc_scope_in_network_with_policy},
         {"t5", t5_null_connection_needs_allow_all},
+        {"reply from peer", reply_from_peer_scope},
         {"t21 secondary", t21_secondary_policy_without_guid},
         {"published server", published_server_is_own_host},
         {"t4 bfc", t4_bfc_client_scope},

@@ -171,6 +171,7 @@ static const ctl_flag_name grant_flags[] = {
     {FWX_FLAG_ALLOW_ADDRESSES_IN_NETWORK, "network"},
     {FWX_FLAG_ALLOW_ADDRESSES_ALL, "all_addresses"},
     {FWX_INCREASE_RECEIVE_BUFFER, "increase_receive_buffer"},
+    {FWX_FLAG_REPLY_FROM_PEER, "reply_from_peer"},
     {0, NULL},
 };
 

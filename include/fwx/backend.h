@@ -123,7 +123,10 @@ typedef struct fwx_grant {
     uint32_t flags;                  /**< the FWX_FLAG_* given to the call */
     struct sockaddr_storage client;  /**< the session's client (port 0) */
     struct sockaddr_storage target;  /**< where connections go (see fwx_grant_kind) */
-    struct sockaddr_storage gateway; /**< the gateway address and port involved, or unspecified */
+    /** The gateway address and port involved, or unspecified. For a permission with
+        FWX_FLAG_REPLY_FROM_PEER: the backend's socket that relays the primary connection to
+        its other party, where that party's answer arrives (unspecified when none). */
+    struct sockaddr_storage gateway;
     int32_t backlog;                 /**< listen backlog for port grants */
     int32_t kernel_mode;             /**< nonzero if the core allows the kernel to carry it */
     uint64_t expires_ms;             /**< loop time when it expires, 0 for never (the core enforces it) */

@@ -1024,6 +1024,21 @@ FWX_API fwx_result fwx_connection_set_upstream_local(IFWXConnection *conn, const
                                                      uint32_t len);
 
 /**
+ * Tells the core the port of the client's own socket for a connection a backend intercepted
+ * from a client behind the gateway (a transparent UDP flow): IFWXConnection2::GetInternalPeerName
+ * then returns the address and port, and a filter may scope a FWX_FLAG_REPLY_FROM_PEER
+ * permission to it (a TFTP client's port). Call it right after fwx_connection_open(), before
+ * data filters start. Not for a published server's connection (its internal peer is the server).
+ * @param conn borrowed. @param peer borrowed: the session's client address with a non-zero port.
+ * @param len its length.
+ * @return FWX_S_OK; FWX_E_POINTER (@p conn or @p peer NULL); FWX_E_INVALIDARG (not the core's
+ *   connection, a published server's, not AF_INET/AF_INET6, port 0, or not the address of the
+ *   session's client).
+ * [loop-thread] @since 1.1
+ */
+FWX_API fwx_result fwx_connection_set_internal_peer(IFWXConnection *conn, const struct sockaddr *peer, uint32_t len);
+
+/**
  * FWX_FLAG_TIMEOUT's period (fwx_firewall_options::timeout_ms): how long an idle flow a
  * backend carries (a UDP flow) may live. @return milliseconds, 0 for NULL.
  * [any-thread] @since 1.1

@@ -176,6 +176,19 @@ typedef struct FwxFilterHookEvents {
 #define FWX_FLAG_ALLOW_ADDRESSES_ALL 0x00000100u
 /** Raise a UDP socket's receive buffer to 64 KiB. */
 #define FWX_INCREASE_RECEIVE_BUFFER 0x00000200u
+/**
+ * AllowFutureConnect, UDP with FWX_FLAG_BIDIRECTIONAL only: the permission is for the answer of
+ * pConnection's other party from a port it picks (a TFTP server's transfer port, RFC 1350).
+ * Address must be the client's own end of pConnection, address and port (its external peer for
+ * a published server's connection, its internal peer otherwise); the one flow admitted comes
+ * from the address of the other party (the published server, or the external peer) with any
+ * source port, to Address, and nobody else may use it (fwx_grant::sources names that address
+ * alone). When the backend relays pConnection through a socket of its own, fwx_grant::gateway
+ * is that socket's address and port, where the answer arrives. Not with ProxyExternalAddress,
+ * FWX_FLAG_ADDRESS_BASED or the FWX_FLAG_ALLOW_ADDRESSES_* flags (FWX_E_INVALIDARG); a
+ * connection whose client port is unknown is FWX_E_ADDRESS_NOT_ALLOWED. @since 1.1
+ */
+#define FWX_FLAG_REPLY_FROM_PEER 0x00000400u
 /** @} */
 
 /**
@@ -1222,7 +1235,9 @@ typedef struct IFWXSessionVtbl {
      * answers `227 Entering Passive Mode (...)`. [loop-thread]
      *
      * By default the target must be the external peer of @p pConnection; the
-     * FWX_FLAG_ALLOW_ADDRESSES_* flags widen that. Unless FWX_FLAG_ALLOW_MULTIPLE, one
+     * FWX_FLAG_ALLOW_ADDRESSES_* flags widen that. With FWX_FLAG_REPLY_FROM_PEER (UDP) the
+     * target is instead the client's own end of @p pConnection, and the permission admits the
+     * answer of its other party from any source port. Unless FWX_FLAG_ALLOW_MULTIPLE, one
      * connection uses the permission up; with FWX_FLAG_TIMEOUT it expires when unused.
      * @param Address the target address and port (borrowed).
      * @param ProxyExternalAddress the gateway address to connect from, or NULL for any (borrowed).

@@ -258,6 +258,10 @@ fwx_result fwx__grant_sources(const fwx__grant *g, fwx_grant_source **out, uint3
     switch (g->type) {
     case FWX__G_PERMISSION:
     case FWX__G_REDIRECT:
+        if (g->pub.flags & FWX_FLAG_REPLY_FROM_PEER) {
+            hr = push_source(out, n, &g->only_source, 0); /* the one party it names (secondary.c) */
+            break;
+        }
         hr = push_source(out, n, &s->client, 0);
         for (const fwx__list *cn = s->conns.next; cn != &s->conns && FWX_SUCCEEDED(hr); cn = cn->next) {
             const fwx__conn *c = fwx__list_entry(cn, fwx__conn, node);

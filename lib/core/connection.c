@@ -65,6 +65,21 @@ fwx_result fwx_connection_set_upstream_local(IFWXConnection *conn, const struct 
     return FWX_S_OK;
 }
 
+fwx_result fwx_connection_set_internal_peer(IFWXConnection *conn, const struct sockaddr *peer, uint32_t len)
+{
+    struct sockaddr_storage ss;
+    if (conn == NULL || peer == NULL)
+        return FWX_E_POINTER;
+    if (!fwx__conn_is_ours(conn) || !fwx__sa_canon(peer, len, &ss) || fwx__sa_port((struct sockaddr *)&ss) == 0)
+        return FWX_E_INVALIDARG;
+    fwx__conn *c = fwx__conn_from(conn);
+    /* Only the port is news: the address is the session's client, whose flows these are. */
+    if (c->has_server || !fwx__sa_same_ip((struct sockaddr *)&ss, (struct sockaddr *)&c->session->client))
+        return FWX_E_INVALIDARG;
+    c->client = ss;
+    return FWX_S_OK;
+}
+
 fwx_firewall *fwx_connection_firewall(IFWXConnection *conn)
 {
     return conn != NULL && fwx__conn_is_ours(conn) ? fwx__conn_from(conn)->session->fw : NULL;

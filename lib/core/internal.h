@@ -554,6 +554,7 @@ struct fwx__grant {
     fwx_guid protocol_guid;
     IFWXIpFilter *ipfilter; /* +1, restricts who may connect */
     fwx__conn *conn;        /* BindForClient / client bind: the owning connection (borrowed) */
+    struct sockaddr_storage only_source; /* FWX_FLAG_REPLY_FROM_PEER: who alone may use it (port 0) */
     fwx__action *action;    /* borrowed: the action object, if one was handed out */
     bool installed;         /* given to the backend */
     bool announced;         /* FWX_EVENT_PERMISSION_ADDED sent (lib/core/events.c) */

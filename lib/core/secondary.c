@@ -19,7 +19,7 @@
 #define AFC_FLAGS                                                                                 \
     (FWX_FLAG_ADDRESS_BASED | FWX_FLAG_ALLOW_MULTIPLE | FWX_FLAG_TIMEOUT | FWX_FLAG_NO_KERNEL_MODE |  \
      FWX_FLAG_BIDIRECTIONAL | FWX_FLAG_ALLOW_ADDRESSES_IN_CLASS_C_NETWORK | FWX_FLAG_ALLOW_ADDRESSES_IN_NETWORK | \
-     FWX_FLAG_ALLOW_ADDRESSES_ALL | FWX_INCREASE_RECEIVE_BUFFER)
+     FWX_FLAG_ALLOW_ADDRESSES_ALL | FWX_INCREASE_RECEIVE_BUFFER | FWX_FLAG_REPLY_FROM_PEER)
 #define BFC_FLAGS                                                                                 \
     (FWX_FLAG_ALLOW_MULTIPLE | FWX_FLAG_TIMEOUT | FWX_FLAG_NO_KERNEL_MODE | FWX_FLAG_BIDIRECTIONAL |  \
      FWX_FLAG_PROXY_MODE | FWX_FLAG_ALLOW_ADDRESSES_IN_CLASS_C_NETWORK | FWX_FLAG_ALLOW_ADDRESSES_IN_NETWORK |   \
@@ -351,6 +351,41 @@ static bool in_scope(fwx_firewall *fw, uint32_t flags, const struct sockaddr *ad
     return false;
 }
 
+/* FWX_FLAG_REPLY_FROM_PEER (include/fwx/sdk.h): the target must be the client's own end of pc,
+   address and port; the only source is pc's other party, and the answer arrives at the gateway
+   socket that relays pc to it, when a backend has one. NULL, or why it is refused. */
+static const char *reply_scope(const fwx__conn *pc, const struct sockaddr *t, struct sockaddr_storage *source,
+                               struct sockaddr_storage *gateway)
+{
+    const struct sockaddr_storage *client_end, *other, *gw = NULL;
+    if (pc == NULL || !pc->has_ext_peer)
+        return "no primary connection with a peer";
+    if (fwx__conn_has_own_server(pc)) {
+        client_end = &pc->ext_peer;
+        other = &pc->server;
+        if (pc->has_int_local)
+            gw = &pc->int_local;
+    } else {
+        client_end = &pc->client;
+        other = &pc->ext_peer;
+        if (pc->has_ext_local)
+            gw = &pc->ext_local;
+    }
+    if (fwx__sa_port((const struct sockaddr *)client_end) == 0)
+        return "the connection's client port is unknown";
+    if (!fwx__sa_same_ip(t, (const struct sockaddr *)client_end) ||
+        fwx__sa_port(t) != fwx__sa_port((const struct sockaddr *)client_end))
+        return "not the client's own end of the connection";
+    memset(source, 0, sizeof *source);
+    memcpy(source, other, fwx__sa_len((const struct sockaddr *)other));
+    fwx__sa_set_port((struct sockaddr *)source, 0);
+    memset(gateway, 0, sizeof *gateway);
+    gateway->ss_family = t->sa_family;
+    if (gw != NULL && gw->ss_family == t->sa_family)
+        *gateway = *gw;
+    return NULL;
+}
+
 /* The newest primary connection of the session: its protocol stands in for a secondary
    request that names none the policy knows. */
 static const fwx__conn *last_primary(fwx__session *s)
@@ -599,7 +634,18 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
     /* T4: by default only the peer of the primary connection. */
     fwx__conn *pc = pConnection ? fwx__conn_from(pConnection) : NULL;
     const struct sockaddr *peer = pc && pc->has_ext_peer ? (const struct sockaddr *)&pc->ext_peer : NULL;
-    if (!in_scope(fw, dwFlags, t, peer))
+    struct sockaddr_storage reply_src, reply_gw;
+    const struct sockaddr *policy_dest = t;
+    if (dwFlags & FWX_FLAG_REPLY_FROM_PEER) {
+        if (Protocol != FWX_PROTOCOL_UDP || !(dwFlags & FWX_FLAG_BIDIRECTIONAL) || ProxyExt != NULL ||
+            (dwFlags & (FWX_FLAG_ADDRESS_BASED | FWX_FLAG_ALLOW_ADDRESSES_IN_CLASS_C_NETWORK |
+                        FWX_FLAG_ALLOW_ADDRESSES_IN_NETWORK | FWX_FLAG_ALLOW_ADDRESSES_ALL)))
+            return refuse(s, FWX_E_INVALIDARG, "AllowFutureConnect", t,
+                          "REPLY_FROM_PEER is for UDP, BIDIRECTIONAL, the default scope and no proxy address");
+        if ((why = reply_scope(pc, t, &reply_src, &reply_gw)) != NULL)
+            return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "AllowFutureConnect to", t, why);
+        policy_dest = (const struct sockaddr *)&reply_src; /* the flow is the primary's answer */
+    } else if (!in_scope(fw, dwFlags, t, peer))
         return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "AllowFutureConnect to", t, "not the session's peer");
     /* T6 */
     fwx__perm_bucket *b = perm_bucket(fw, Protocol, t, false);
@@ -607,7 +653,7 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
         if (fwx__list_entry(n, fwx__grant, bucket_node)->session == s)
             return refuse(s, FWX_E_DUP_NAME, "AllowFutureConnect to", t, "a permission for it exists");
     char why_policy[512] = "";
-    hr = check_protocol(s, ProtocolGuid, pc, t, FWX__DIR_OUTBOUND, why_policy, sizeof why_policy);
+    hr = check_protocol(s, ProtocolGuid, pc, policy_dest, FWX__DIR_OUTBOUND, why_policy, sizeof why_policy);
     if (FWX_FAILED(hr))
         return refuse(s, hr, "AllowFutureConnect to", t, why_policy);
     if (s->n_permissions >= fw->opts.max_permissions_per_session || fw->n_permissions >= fw->opts.max_permissions)
@@ -622,6 +668,10 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
     uint32_t event = Protocol == FWX_PROTOCOL_TCP ? fwx_Connect_Tcp : fwx_Udp_Destination;
     g->pub.target = target;
     g->pub.gateway = pext;
+    if (dwFlags & FWX_FLAG_REPLY_FROM_PEER) {
+        g->only_source = reply_src;
+        g->pub.gateway = reply_gw;
+    }
     g->pub.kernel_mode = !(dwFlags & FWX_FLAG_NO_KERNEL_MODE) && !factory_pending(s, event, t) &&
                          !fwx__event_hooked(s, event, &g->protocol_guid, true);
     perm_insert(fw, g, b);
@@ -636,8 +686,10 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
         return FWX_E_OUTOFMEMORY;
     }
     char a[FWX__SA_STRLEN], c[FWX__SA_STRLEN];
-    fwx__log(fw, FWX_LOG_INFO, "session %llu: permission %llu: %s may connect to %s (%s%s%s)", (unsigned long long)s->id,
-             (unsigned long long)g->pub.id, fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), fwx__sa_fmt(t, c),
+    fwx__log(fw, FWX_LOG_INFO, "session %llu: permission %llu: %s%s may connect to %s (%s%s%s)", (unsigned long long)s->id,
+             (unsigned long long)g->pub.id,
+             fwx__sa_fmt_ip((dwFlags & FWX_FLAG_REPLY_FROM_PEER) ? (struct sockaddr *)&reply_src : (struct sockaddr *)&s->client, a),
+             (dwFlags & FWX_FLAG_REPLY_FROM_PEER) ? " (any port)" : "", fwx__sa_fmt(t, c),
              Protocol == FWX_PROTOCOL_TCP ? "tcp" : "udp", (dwFlags & FWX_FLAG_ALLOW_MULTIPLE) ? ", multiple" : ", once",
              (dwFlags & FWX_FLAG_TIMEOUT) ? ", timeout" : "");
     return FWX_S_OK;
@@ -1277,6 +1329,15 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
     return FWX_S_OK;
 }
 
+/* May a flow from src use permission p? Its session's own hosts may, or with
+   FWX_FLAG_REPLY_FROM_PEER the one address it names and nobody else (any source port). */
+static bool perm_source_ok(const fwx__grant *p, const struct sockaddr *src)
+{
+    if (p->pub.flags & FWX_FLAG_REPLY_FROM_PEER)
+        return fwx__sa_same_ip((const struct sockaddr *)&p->only_source, src);
+    return fwx__session_is_own_host(p->session, src);
+}
+
 /* May a flow of session `in` (NULL: a transparent flow, which is its source's NAT session's)
    use permission p, whose session's own host is the flow's source? Only p's own session may,
    unless p is address-based (SDK: tied to the client's address, not to the session). */
@@ -1385,7 +1446,7 @@ fwx_result fwx_firewall_admit_in_session(fwx_firewall *fw, IFWXSession *session,
     fwx__grant *by_address = NULL, *not_ours = NULL;
     for (fwx__list *n = bk ? bk->grants.next : NULL; bk != NULL && n != &bk->grants; n = n->next) {
         fwx__grant *p = fwx__list_entry(n, fwx__grant, bucket_node);
-        if (!fwx__session_is_own_host(p->session, sp))
+        if (!perm_source_ok(p, sp))
             continue;
         if (perm_is_for(p, in))
             return admit_grant(p, sp, dp, out);

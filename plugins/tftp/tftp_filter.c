@@ -5,8 +5,9 @@
  * for a published TFTP server, fwx_Udp_Destination for clients behind the gateway), attaches a
  * data filter to each, and reads the client's datagrams. A well-formed read or write request
  * (RFC 1350, options of RFC 2347-2349 and 7440) opens exactly the permission the server's answer
- * needs, with the SDK's AllowFutureConnect: UDP to the client's own address and port (the
- * server's new port, its TID, is unknown in advance), FWX_FLAG_BIDIRECTIONAL so the client's
+ * needs, with the SDK's AllowFutureConnect: UDP to the client's own address and port, from the
+ * server's address and any source port (FWX_FLAG_REPLY_FROM_PEER: the server's new port, its
+ * TID, is unknown in advance), FWX_FLAG_BIDIRECTIONAL so the client's
  * ACKs and DATA go back, FWX_FLAG_TIMEOUT so an unused permission expires; one transfer per
  * request (one-shot, no ALLOW_MULTIPLE). A new request from the same flow replaces the earlier
  * permission; the flow's end withdraws it. Everything else is refused before it reaches the
@@ -42,7 +43,7 @@
    fwxAssociatedProtocolsAllConnections (the transfer is not read). */
 #define TFTP_HOOKS (fwx_AcceptedConnection | fwx_Udp_Destination | FWX_ALL_SOURCES)
 /* The permission: one transfer, replies both ways, expires when unused. */
-#define TFTP_GRANT_FLAGS (FWX_FLAG_TIMEOUT | FWX_FLAG_BIDIRECTIONAL)
+#define TFTP_GRANT_FLAGS (FWX_FLAG_TIMEOUT | FWX_FLAG_BIDIRECTIONAL | FWX_FLAG_REPLY_FROM_PEER)
 #define TFTP_ADDRSTRLEN (INET6_ADDRSTRLEN + 16)
 
 enum { UD_RECV = 1, UD_SEND = 2 };

@@ -15,9 +15,8 @@ records what reaches the server. Asserted, per request:
     port, an ERROR and a tiny datagram, no answer at all), never longer than the request, never
     reaching the server, one "request refused" line each in the log;
   - the next well-formed request after the refusals still works.
-Not asserted here: the transfer itself. The proxy backend does not yet carry a UDP permission
-from the server's new port (plugins/tftp/README.md, "Status"); real_clients.py covers the
-transfers without a gateway.
+Not asserted here: the transfer itself; matrix.py runs whole transfers through the gateway and
+catalog.py the rows that need one (61, 62, 66).
 
 Needs root, iproute2, tftpd-hpa (./run test installs it). Exits 77 (skipped)
 saying why otherwise.

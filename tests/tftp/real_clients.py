@@ -6,8 +6,8 @@ tftp-hpa, curl (tftp://) and atftp in the client's. Every transfer (get and put,
 a 3 MiB one, blksize 512 and 1428) must arrive whole (SHA-256 compared), and every request
 datagram the clients put on the wire (captured in the server's namespace with an AF_PACKET
 socket) must pass plugins/tftp/tftp_parse.c unchanged, with the options the client asked for.
-This proves the strict parser refuses nothing real clients send; it claims no gateway mode (the
-gateway path needs the core pieces listed in plugins/tftp/README.md).
+This proves the strict parser refuses nothing real clients send; it claims no gateway mode
+(matrix.py runs the same software through fwx-gateway).
 
 Needs root, iproute2 and the Debian packages tftpd-hpa, tftp-hpa, atftp and curl, which
 ./run test installs (stopping the tftpd-hpa service that installing starts). Exits 77 (skipped) with the reason when it cannot run here.

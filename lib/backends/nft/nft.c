@@ -366,6 +366,40 @@ static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway
     return hr;
 }
 
+/* FWX_FLAG_REPLY_FROM_PEER (a TFTP server's answer from its new port): the one source the core
+   names (fwx_grant::sources), any source port (the permission key has none), to the client's
+   port. When fwx relays the primary flow from a socket of its own (a filter reads it in user
+   mode), the answer comes to that socket's address and port (fwx_grant::gateway): a DNAT of it
+   to the client's, which shadows the socket on purpose; conntrack turns the client's replies
+   back into the gateway's address and port, so the server sees its peer unchanged. */
+static fwx_result reply_elems(const fwx_grant *g, elems *es)
+{
+    const struct sockaddr *gw = (const struct sockaddr *)&g->gateway, *to = (const struct sockaddr *)&g->target;
+    char dst[INET6_ADDRSTRLEN], gws[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam, fg;
+    int proto = l4proto(g->protocol);
+    uint16_t tport = fwx__sa_port(to);
+    if (!ip_text(to, dst, &fam))
+        return FWX_E_NOT_SUPPORTED;
+    if (!fwx__sa_is_unspecified(gw) && fwx__sa_port(gw) != 0) {
+        if (!ip_text(gw, gws, &fg) || fg != fam)
+            return FWX_E_NOT_SUPPORTED;
+        snprintf(key, sizeof key, "%s . %d . %u", gws, proto, (unsigned)fwx__sa_port(gw));
+        snprintf(data, sizeof data, "%s . %u", dst, (unsigned)tport);
+        fwx_result hr = add_elem(es, "dnat", fam, key, data);
+        if (FWX_FAILED(hr))
+            return hr;
+    }
+    const char *set = (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once";
+    size_t before = es->n;
+    for (uint32_t i = 0; i < grant_n_sources(g); i++) {
+        fwx_result hr = tuple_elems(es, set, false, false, (const struct sockaddr *)&g->sources[i].address, fam, dst,
+                                    proto, tport);
+        if (FWX_FAILED(hr))
+            return hr;
+    }
+    return es->n > before ? FWX_S_OK : FWX_E_NOT_SUPPORTED; /* no source of the client's family */
+}
+
 static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 {
     const struct sockaddr *gw = (const struct sockaddr *)&g->gateway, *to = (const struct sockaddr *)&g->target;
@@ -748,6 +782,14 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         fwx_flow fl = {sizeof fl, f->protocol, src, fwx__sa_len(src), dst, fwx__sa_len(dst)};
         IFWXConnection *c = NULL;
         fwx_result hr = fwx_firewall_admit(st->fw, &fl, &c);
+        const struct sockaddr *nat_dst = (const struct sockaddr *)&f->reply_src;
+        if (hr == FWX_E_NOT_FOUND && !fwx__sa_same_endpoint(dst, nat_dst)) {
+            /* A DNAT of a FWX_FLAG_REPLY_FROM_PEER permission (reply_elems): the permission is
+               for where the answer went, the client's port. */
+            fl.destination = nat_dst;
+            fl.destination_len = fwx__sa_len(nat_dst);
+            hr = fwx_firewall_admit(st->fw, &fl, &c);
+        }
         kflow *k = FWX_SUCCEEDED(hr) ? calloc(1, sizeof *k) : NULL;
         if (k == NULL) {
             if (FWX_SUCCEEDED(hr)) {
@@ -1129,6 +1171,13 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
     /* A grant the core decides per arrival by more than the source (an IP filter) has no
        kernel form here: it takes the user-mode path, where the core decides each admission. */
     bool ipfilter = (grant_source_flags(g) & FWX_GRANT_SOURCES_FILTERED) != 0 && g->kind != FWX_GRANT_CLIENT_BIND;
+    if ((g->flags & FWX_FLAG_REPLY_FROM_PEER) && !g->kernel_mode) {
+        /* Only the kernel form exists (reply_elems): a user-mode one would need an answer
+           port as the proxy backend's. Refused rather than installed as something else. */
+        NLOG(st, FWX_LOG_WARN, "%s %llu: an answer from any port (REPLY_FROM_PEER) in user mode is not carried by this "
+             "backend", kind_name(g->kind), (unsigned long long)g->id);
+        return FWX_E_NOT_SUPPORTED;
+    }
     if (!g->kernel_mode || ipfilter) {
         if (ipfilter && g->kernel_mode)
             NLOG(st, FWX_LOG_DEBUG, "%s %llu: an ip filter: carried in user mode", kind_name(g->kind),
@@ -1146,7 +1195,7 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
     }
     switch (g->kind) {
     case FWX_GRANT_PERMISSION:
-        hr = permission_elems(st, g, &es);
+        hr = (g->flags & FWX_FLAG_REPLY_FROM_PEER) ? reply_elems(g, &es) : permission_elems(st, g, &es);
         break;
     case FWX_GRANT_BINDING:
     case FWX_GRANT_REDIRECT:

@@ -274,6 +274,8 @@ static bool flow_admit(uflow *f, const struct sockaddr_storage *orig)
         f->conn = NULL;
         return false;
     }
+    /* The client's own port, for a filter that scopes an answer to it (TFTP). */
+    (void)fwx_connection_set_internal_peer(f->conn, cl, fwx__sa_len(cl));
     return true;
 }
 

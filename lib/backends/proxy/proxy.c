@@ -481,6 +481,8 @@ static void p_close(void *state)
 static fwx_result p_grant_add(void *state, const fwx_grant *g)
 {
     pstate *st = state;
+    if (g->kind == FWX_GRANT_PERMISSION && (g->flags & FWX_FLAG_REPLY_FROM_PEER))
+        return fwx__proxy_udp_answer_open(st, g);
     if (g->kind == FWX_GRANT_PERMISSION || g->kind == FWX_GRANT_CLIENT_BIND) {
         /* Nothing to open: a permission is used by a forwarded connect, a client bind already
            listens on its own socket. Kept for list(). */
@@ -636,7 +638,7 @@ static fwx_result p_list(void *state, fwx_backend_list_cb cb, void *arg)
         if (l->is_grant)
             cb(arg, &l->grant);
     for (udp_port *u = st->udp_ports; u != NULL; u = u->next)
-        if (u->kind == UDP_PORT_GRANT)
+        if (u->kind == UDP_PORT_GRANT || u->kind == UDP_PORT_ANSWER)
             cb(arg, &u->grant);
     for (size_t i = 0; i < st->n_perms; i++)
         cb(arg, &st->perms[i].grant);

@@ -18,7 +18,9 @@ typedef struct socks_listener socks_listener;
 typedef struct udp_port udp_port;
 typedef struct udp_flow udp_flow;
 
-enum { UDP_PORT_PUBLISH = 1, UDP_PORT_GRANT = 2, UDP_PORT_SOCKS = 3 };
+/* UDP_PORT_ANSWER: a FWX_FLAG_REPLY_FROM_PEER permission, on the gateway socket address a
+   published flow's upstream uses (udp.c, "answers from a new port"). */
+enum { UDP_PORT_PUBLISH = 1, UDP_PORT_GRANT = 2, UDP_PORT_SOCKS = 3, UDP_PORT_ANSWER = 4 };
 
 /* A UDP socket on the gateway facing outside peers, with its flows (udp.c). */
 struct udp_port {
@@ -176,6 +178,7 @@ void fwx__proxy_udp_port_release(udp_port *p, bool kill_flows);
 udp_port *fwx__proxy_udp_port_find(pstate *st, uint64_t id);
 bool fwx__proxy_udp_kill(pstate *st, IFWXConnection *conn);
 void fwx__proxy_udp_close_all(pstate *st);
+fwx_result fwx__proxy_udp_answer_open(pstate *st, const fwx_grant *g);
 udp_flow *fwx__proxy_udp_flow_find(udp_port *p, const struct sockaddr *peer);
 udp_flow *fwx__proxy_udp_flow_for(udp_port *p, const struct sockaddr *dst, IFWXConnection *conn);
 void fwx__proxy_udp_flow_send(udp_flow *f, const uint8_t *data, size_t n);

@@ -15,6 +15,18 @@
  * carries its datagrams through them (lib/backends/usermode/dgram.c): each datagram from either side
  * goes to the filter chain, and what the filters send goes out. That holds for every kind of
  * port: publishing, bound and redirect ports, and the destinations of a SOCKS UDP ASSOCIATE.
+ *
+ * Answers from a new port (FWX_FLAG_REPLY_FROM_PEER, a TFTP server's transfer port): a
+ * published flow's upstream socket is connected to the server's port, so the kernel would drop
+ * the server's answer from another port. That socket is opened with SO_REUSEADDR, and the
+ * permission becomes an "answer port": an unconnected socket on the same address and port
+ * (fwx_grant::gateway, which the core learnt from fwx_connection_set_upstream_local). The
+ * kernel prefers the connected socket for what comes from the server's own port, so the answer
+ * port sees only the other datagrams; the first the core admits (the permitted address, any
+ * port) becomes a flow to the client from a new gateway port, and its replies go back out of
+ * the answer port, so the server sees the transfer come from the port it answered. One flow,
+ * then the port takes no more; it closes with that flow, or at once when the permission goes
+ * unused (Cancel, timeout, the session's end).
  * SPDX-License-Identifier: MIT
  */
 #include "backends/proxy/proxy_impl.h"
@@ -22,6 +34,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 
 #define UDP_MAX_DATAGRAM 65536
 #define UDP_MAX_FLOWS_PER_PORT 4096
@@ -158,6 +171,13 @@ static udp_flow *flow_new(udp_port *p, const struct sockaddr *peer, const struct
         free(f);
         return NULL;
     }
+    if (p->kind == UDP_PORT_PUBLISH) {
+        /* An answer port may share this socket's address and port (see the top). */
+        uv_os_fd_t fd;
+        int one = 1;
+        if (uv_fileno((uv_handle_t *)&f->up, &fd) == 0)
+            (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    }
     uv_timer_init(st->loop, &f->idle);
     f->up.data = f;
     f->idle.data = f;
@@ -266,7 +286,15 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
         st->udp_deciding--;
         target = (const struct sockaddr *)&p->spec.server;
     } else {
-        struct sockaddr_storage dst = p->grant.gateway;
+        if (p->kind == UDP_PORT_ANSWER) {
+            /* The transfer holds the client's session, as its request flow does: a transfer
+               outlasts the request flow's idle timeout, and the session's end would kill it. */
+            if ((ps = fwx__proxy_session_nat(st, (const struct sockaddr *)&p->grant.client)) == NULL)
+                return NULL;
+            ps->relays++;
+        }
+        /* A permission is asked for by where the flow goes; a port by the port itself. */
+        struct sockaddr_storage dst = p->kind == UDP_PORT_ANSWER ? p->grant.target : p->grant.gateway;
         if (fwx__sa_is_unspecified((struct sockaddr *)&dst))
             dst = p->local;
         fwx_flow fl = {sizeof fl, FWX_PROTOCOL_UDP, peer, fwx__sa_len(peer), (struct sockaddr *)&dst,
@@ -293,6 +321,13 @@ static udp_flow *admit_peer(udp_port *p, const struct sockaddr *peer)
     }
     flow_set_conn(f, conn);
     f->ps = ps;
+    if (p->kind == UDP_PORT_PUBLISH) {
+        /* Where the server's answers arrive: an answer port is opened there (see the top). */
+        struct sockaddr_storage self;
+        int sl = sizeof self;
+        if (uv_udp_getsockname(&f->up, (struct sockaddr *)&self, &sl) == 0)
+            (void)fwx_connection_set_upstream_local(conn, (struct sockaddr *)&self, (uint32_t)sl);
+    }
     if (!flow_start_filters(f)) {
         flow_close(f); /* closes the connection and lets go of the session */
         return NULL;
@@ -332,7 +367,7 @@ static void on_port_recv(uv_udp_t *h, ssize_t n, const uv_buf_t *buf, const stru
             port_maybe_close(p);
             return; /* refused: the core logged why; the datagram is dropped */
         }
-        if (p->kind == UDP_PORT_GRANT && !(p->grant.flags & FWX_FLAG_ALLOW_MULTIPLE))
+        if ((p->kind == UDP_PORT_GRANT || p->kind == UDP_PORT_ANSWER) && !(p->grant.flags & FWX_FLAG_ALLOW_MULTIPLE))
             p->accepting = false; /* one source only (T3 for UDP, doc/sdk-rules.md) */
     }
     fwx__proxy_udp_flow_send(f, (const uint8_t *)buf->base, (size_t)n);
@@ -368,7 +403,7 @@ udp_port *fwx__proxy_udp_port_open(pstate *st, int kind, const struct sockaddr *
     uv_udp_init_ex(st->loop, &p->udp, addr->sa_family);
     p->udp.data = p;
     st->handles++;
-    int rc = uv_udp_bind(&p->udp, addr, 0);
+    int rc = uv_udp_bind(&p->udp, addr, kind == UDP_PORT_ANSWER ? UV_UDP_REUSEADDR : 0);
     int len = sizeof p->local;
     if (rc == 0)
         rc = uv_udp_getsockname(&p->udp, (struct sockaddr *)&p->local, &len);
@@ -390,6 +425,33 @@ udp_port *fwx__proxy_udp_port_open(pstate *st, int kind, const struct sockaddr *
     st->udp_ports = p;
     *hr = FWX_S_OK;
     return p;
+}
+
+fwx_result fwx__proxy_udp_answer_open(pstate *st, const fwx_grant *g)
+{
+    const struct sockaddr *gw = (const struct sockaddr *)&g->gateway;
+    char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
+    if (fwx__sa_is_unspecified(gw) || fwx__sa_port(gw) == 0) {
+        /* Only a flow this backend relays from a socket of its own has a port the answer
+           comes to (a published UDP server's); anything else it cannot carry. */
+        fwx_firewall_log(st->fw, FWX_LOG_WARN,
+                         "permission %llu (UDP answer to %s): no gateway socket the answer would arrive at; this "
+                         "backend carries such a permission for a published UDP server only",
+                         (unsigned long long)g->id, fwx__sa_fmt((const struct sockaddr *)&g->target, a));
+        return FWX_E_NOT_SUPPORTED;
+    }
+    fwx_result hr;
+    udp_port *u = fwx__proxy_udp_port_open(st, UDP_PORT_ANSWER, gw, g->flags, &hr);
+    if (u == NULL) {
+        fwx_firewall_log(st->fw, FWX_LOG_WARN, "permission %llu: cannot open the answer port %s: %s",
+                         (unsigned long long)g->id, fwx__sa_fmt(gw, b), fwx_strerror(hr));
+        return hr;
+    }
+    u->id = g->id;
+    u->grant = *g;
+    u->grant.sources = NULL; /* borrowed for the grant_add call only */
+    u->grant.n_sources = 0;
+    return FWX_S_OK;
 }
 
 /* The owner lets go: no new peers; the socket closes with the last flow (or at once). */

@@ -1,0 +1,226 @@
+#!/usr/bin/env python3
+"""fwx tests - the TFTP rows of the security catalog that need a transfer (doc/security.md rows
+61, 62 and 66), through fwx-gateway with the tftp plugin, on the dual-homed bed of matrix.py,
+with a real tftpd-hpa; the client is a raw UDP socket so that every datagram it gets is seen.
+
+  row 61  after the client's RRQ, a third party (10.81.2.3, on the server's side) sends DATA 1
+          to the gateway port the answer is expected at: the client gets nothing, and the
+          permission is still listed by fwxctl (not used up by it).
+  row 62  a request never answered (the server stopped): its permission is gone after the
+          gateway's timeout (3 s here), and in the proxy backend so is the answer port; the
+          server's late answer then reaches nobody.
+  row 66  during a transfer (the client holding its ACK of block 1), DATA from the server's
+          address but another port, and from the third party, to the gateway port the transfer
+          runs on: ignored; the transfer goes on from the same port and the file arrives whole
+          (SHA-256 compared).
+
+Rows 60, 63, 64 and 65 are tests/tftp/gateway.py's. Root, iproute2, tftpd-hpa; exits 77
+(skipped) saying why otherwise.
+  catalog.py BUILD_DIR --backend proxy|nft
+SPDX-License-Identifier: MIT
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import matrix as m  # noqa: E402  (the bed, the gateway, the server)
+
+THIRD = "10.81.2.3"
+
+
+def listed(gw, port):
+    """The permission rows fwxctl lists for the client's port."""
+    return [r for r in gw.fwxctl("permissions") if r.get("peer") == "%s:%d" % (m.C4, port)]
+
+
+def wait_listed(gw, port):
+    for _ in range(30):  # within 3 s
+        rows = listed(gw, port)
+        if rows:
+            return rows[0]
+        time.sleep(0.1)
+    return None
+
+
+def recv_or_none(s, timeout):
+    s.settimeout(timeout)
+    try:
+        return s.recvfrom(65536)
+    except socket.timeout:
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("build")
+    ap.add_argument("--backend", choices=("proxy", "nft"), required=True)
+    a = ap.parse_args()
+    backend = a.backend
+    if os.geteuid() != 0:
+        m.nstopo.skip("needs root (network namespaces)")
+    missing = [b for b in ("ip", "ss", "in.tftpd") if not shutil.which(b)]
+    if backend == "nft" and not shutil.which("nft"):
+        missing.append("nft")
+    if missing:
+        m.nstopo.skip("not installed: %s; ./run test installs them" % ", ".join(missing))
+    for exe in (os.path.join(a.build, "examples", "fwx-gateway", "fwx-gateway"),
+                os.path.join(a.build, "examples", "fwxctl", "fwxctl"),
+                os.path.join(a.build, "plugins", "tftp", "tftp.so")):
+        if not os.path.exists(exe):
+            m.nstopo.skip("not built: " + exe)
+    bed = m.make_bed("fwxtk-", backend, [THIRD + "/24"])
+    tmp = tempfile.mkdtemp(prefix="fwx-tftpk-%d-" % os.getpid())
+    os.chmod(tmp, 0o755)
+    srv = os.path.join(tmp, "srv")
+    os.makedirs(srv)
+    big = os.urandom(200 * 512 + 99)
+    with open(os.path.join(srv, "small.txt"), "wb") as f:
+        f.write(b"row 62\n")
+    with open(os.path.join(srv, "big.bin"), "wb") as f:
+        f.write(big)
+    gw = m.Gateway(bed, a.build, tmp, backend)
+    server = m.Server(bed, "tftpd-hpa", srv)
+    host = m.G4C if backend == "proxy" else m.S4
+    failures = []
+    skipped = None
+
+    def check(cond, what):
+        m.log(("ok   " if cond else "FAIL ") + what)
+        if not cond:
+            failures.append(what)
+
+    def sock_in(ns, ip, port=0):
+        def mk():
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.bind((ip, port))
+            return s
+        return bed.run_in(ns, mk)
+
+    try:
+        try:
+            gw.start()
+        except m.nstopo.Failure as e:
+            if str(e).startswith("SKIP: "):
+                skipped = str(e)[6:]
+            raise
+        server.start(("4",))
+
+        # ---- rows 61 and 62: a request the server does not answer (yet) ----
+        c1 = sock_in("c", m.C4, 45201)
+        server.signal(signal.SIGSTOP)
+        try:
+            c1.sendto(m.rrq("small.txt"), (host, 69))
+            perm = wait_listed(gw, 45201)
+            check(perm is not None, "row 61: fwxctl lists the permission to %s:45201" % m.C4)
+            if perm is not None:
+                gip, gport = perm["local"].rsplit(":", 1)
+                third = sock_in("s", THIRD)
+                third.sendto(b"\0\3\0\1" + b"third party data", (gip, int(gport)))
+                check(recv_or_none(c1, 1.0) is None, "row 61: the third party's DATA 1 does not reach the client")
+                check(len(listed(gw, 45201)) == 1, "row 61: the permission is still there, unused")
+                third.close()
+                # row 62: unanswered, it goes after the gateway's timeout
+                time.sleep(m.TIMEOUT_S + 1.5)
+                check(listed(gw, 45201) == [], "row 62: the unanswered request's permission is gone after %d s" %
+                      m.TIMEOUT_S)
+                if backend == "proxy":
+                    _, out = m.run(bed.wrap("g", ["ss", "-Huan", "sport = :%s" % gport]), timeout=5)
+                    check(out.strip() == "", "row 62: no socket left on the answer port %s (%s)" % (
+                        gport, out.strip().replace("\n", "; ")))
+                text = gw.text()
+                check(re.search(r"permission \d+ of session \d+: unused for its timeout, closed", text) is not None,
+                      "row 62: the gateway logged the permission's timeout")
+        finally:
+            server.signal(signal.SIGCONT)
+        check(recv_or_none(c1, 1.5) is None, "row 62: the server's late answer reaches nobody")
+        c1.close()
+
+        # ---- row 66: a wrong TID during a transfer ----
+        c2 = sock_in("c", m.C4, 45202)
+        c2.sendto(m.rrq("big.bin"), (host, 69))
+        first = recv_or_none(c2, 5.0)
+        check(first is not None and first[0][:4] == b"\0\3\0\1", "row 66: DATA 1 arrives")
+        if first is not None:
+            data, src = first
+            conns = [r for r in gw.fwxctl("connections")
+                     if r.get("peer") == "%s:45202" % m.C4 and r.get("name") == "secondary"]
+            check(len(conns) == 1, "row 66: fwxctl connections shows the transfer: %s" % json.dumps(conns))
+            if conns:
+                gip, gport = conns[0]["local"].rsplit(":", 1)
+                wrong_port = sock_in("s", m.S4)
+                wrong_port.sendto(b"\0\3\0\2" + b"W" * 512, (gip, int(gport)))
+                third = sock_in("s", THIRD)
+                third.sendto(b"\0\3\0\2" + b"T" * 512, (gip, int(gport)))
+                # The server may retransmit DATA 1 meanwhile (the client holds its ACK): that
+                # one is the transfer's own; a stray is anything else.
+                seen, deadline = [], time.monotonic() + 0.7
+                while time.monotonic() < deadline:
+                    r = recv_or_none(c2, max(0.05, deadline - time.monotonic()))
+                    if r is not None and (r[1] != src or r[0] != data):
+                        seen.append(r)
+                check(seen == [], "row 66: neither stray DATA 2 reaches the client (%s)" % [
+                    (d[:6], a) for d, a in seen])
+                wrong_port.close()
+                third.close()
+            got = bytearray(data[4:])
+            block, ok, strays = 1, True, 0
+            while ok and len(data) - 4 == 512:
+                c2.sendto(b"\0\4" + block.to_bytes(2, "big"), src)
+                for _ in range(5):  # a lost datagram: ACK again, a bounded number of times
+                    r = recv_or_none(c2, 2.0)
+                    if r is None:
+                        c2.sendto(b"\0\4" + block.to_bytes(2, "big"), src)
+                        continue
+                    if r[1] != src:
+                        strays += 1
+                        continue
+                    if r[0][:2] == b"\0\3" and int.from_bytes(r[0][2:4], "big") == block + 1:
+                        break
+                else:
+                    ok = False
+                    break
+                data = r[0]
+                block += 1
+                got += data[4:]
+            if ok:
+                c2.sendto(b"\0\4" + block.to_bytes(2, "big"), src)
+            check(ok and strays == 0, "row 66: the transfer went on from %s:%d alone (%d blocks, %d strays)" % (
+                src[0], src[1], block, strays))
+            check(hashlib.sha256(bytes(got)).hexdigest() == hashlib.sha256(big).hexdigest(),
+                  "row 66: the file arrived whole (sha256, %d bytes)" % len(got))
+        c2.close()
+        if gw.proc.poll() is not None:
+            failures.append("fwx-gateway died (status %s)" % gw.proc.returncode)
+    except m.nstopo.Failure as e:
+        if skipped is None:
+            failures.append(str(e))
+    finally:
+        server.stop()
+        gw.stop()
+        bed.down()
+    failures += ["sanitizer: " + l for l in gw.sanitizer_lines()]
+    if skipped is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        m.nstopo.skip(skipped)
+    if failures:
+        m.log("-- fwx-gateway log (tail):")
+        m.log(gw.text()[-4000:] if os.path.exists(gw.logpath) else "(none)")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for f in failures:
+        m.log("FAIL " + f)
+    m.log("tftp catalog (%s): %d failure(s)" % (backend, len(failures)))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
