@@ -1,0 +1,392 @@
+#!/usr/bin/env python3
+"""fwx tests - the RTSP plugin in fwx-gateway (backend proxy) with real RTSP software on a
+dual-homed namespace bed (tests/netns/nstopo.py).
+
+Three network namespaces: the client (10.83.1.2), the gateway (10.83.1.1 and 10.83.2.1, IP
+forwarding OFF, so only what fwx relays crosses) and the server (10.83.2.2) running
+gst-rtsp-server (rtsp_server.py: a live RTP/JPEG test picture). The gateway publishes TCP
+10.83.1.1:8554 -> 10.83.2.2:8554 (full proxy) with the rtsp plugin bound to the protocol.
+Asserted:
+  1. real clients receive frames, counted: ffmpeg with `-rtsp_transport udp` and `tcp`
+     (`-f framecrc`, one line per decoded frame) and `gst-launch-1.0 rtspsrc protocols=udp` and
+     `tcp` (identity eos-after: one "chain" line per frame); for UDP the gateway logs the
+     client_port pair rewritten to a gateway pair, the lowest even, and the server_port pair;
+     for TCP (interleaved) nothing is rewritten. Forwarding is off: UDP media can only have come
+     through the ports the filter asked for;
+  2. while a UDP stream runs, `fwxctl ports` lists the pairs; once the clients are gone
+     (TEARDOWN, then the control connection's end) it lists none of them;
+  3. two ffmpeg clients at once each get their frames and their own gateway pairs;
+  4. the RTSP rows of doc/security.md on a raw control connection: row 70 (destination= a third
+     party), row 71 (privileged, odd, huge, reversed and out-of-range client_port), multicast:
+     `461` from the gateway itself (no Server header, the request's CSeq), one "refused" line
+     each, the connection still usable; row 74 (SETUP text inside an interleaved frame: passed
+     as data, never answered); row 75 (folded Transport, Content-Length -1): `400` and the
+     connection closed; row 77 (nine SETUPs without PLAY): the ninth gets `453`, and after
+     TEARDOWN a SETUP gets its pair again.
+Needs root, iproute2, python3-gi with gir1.2-gst-rtsp-server-1.0, gstreamer1.0-tools and
+-plugins-base/-good, ffmpeg (./run test installs them). Exits 77 (skipped) saying why otherwise.
+  gateway.py BUILD_DIR
+SPDX-License-Identifier: MIT
+"""
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "netns"))
+from nstopo import Bed, Side  # noqa: E402
+from gwtest import Failure, check, skip  # noqa: E402
+
+IP_C, IP_GC, IP_GS, IP_S = "10.83.1.2", "10.83.1.1", "10.83.2.1", "10.83.2.2"
+PORT = 8554
+URL = "rtsp://%s:%d/test" % (IP_GC, PORT)
+RTSP_GUID = "{3b7d9e21-6c48-4f1a-a2d5-8e0c47b1f923}"
+FRAMES = 25
+# The interpreter python3-gi belongs to (a PATH python3 may be another one, without gi).
+SYS_PY = "/usr/bin/python3"
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+def need():
+    if os.geteuid() != 0:
+        skip("needs root (network namespaces)")
+    for prog, pkg in (("ip", "iproute2"), ("gst-launch-1.0", "gstreamer1.0-tools"), ("ffmpeg", "ffmpeg")):
+        if not shutil.which(prog):
+            skip("%s is not installed (Debian package %s)" % (prog, pkg))
+    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+             "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+             "import sys; sys.exit(0 if all(Gst.ElementFactory.find(e) for e in "
+             "('videotestsrc', 'jpegenc', 'rtpjpegpay', 'rtpjpegdepay', 'rtspsrc', 'identity')) else 3)")
+    if not os.access(SYS_PY, os.X_OK):
+        skip("%s is missing (python3-gi)" % SYS_PY)
+    r = subprocess.run([SYS_PY, "-c", probe], capture_output=True, text=True, timeout=60)
+    if r.returncode != 0:
+        skip("gst-rtsp-server through python3-gi, or a GStreamer element, is missing (Debian packages "
+             "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good): " +
+             (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1])
+
+
+class Run:
+    def __init__(self, build, tmp, bed):
+        self.build, self.tmp, self.bed = build, tmp, bed
+        self.log_path = os.path.join(tmp, "gw.log")
+        self.sock = os.path.join(tmp, "ctl.sock")
+        self.procs = []
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def ctl(self, *args):
+        r = subprocess.run([os.path.join(self.build, "examples", "fwxctl", "fwxctl"), "--socket", self.sock] +
+                           list(args), capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0, "fwxctl %s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr))
+        return r.stdout
+
+    def start(self):
+        cfg = os.path.join(self.tmp, "gw.cfg")
+        with open(cfg, "w") as f:
+            f.write("""# fwx tests/rtsp/gateway.py: a published RTSP server, the rtsp plugin bound to it.
+gateway = {
+  name = "rtsp-gw-%(pid)d";
+  control_socket = "%(sock)s";
+  plugin_dir = "%(pdir)s";
+  plugins = [ "rtsp" ];
+  local_addresses = [ "%(gc)s", "%(gs)s" ];
+  log_level = "debug";
+};
+protocols = ( { name = "rtsp"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000002174}"; protocol = "tcp";
+    port = %(port)d; direction = "inbound"; filters = [ "%(guid)s" ]; } );
+rules = ( { name = "publish rtsp"; action = "allow"; from = [ "external" ]; to = [ "external" ];
+    protocols = [ "rtsp" ]; } );
+publishing = ( { name = "rtsp"; listen = "%(gc)s:%(port)d"; server = "%(s)s:%(port)d"; protocol = "rtsp";
+    full_proxy = true; } );
+""" % {"pid": os.getpid(), "sock": self.sock, "pdir": os.path.join(self.build, "plugins", "rtsp"),
+                "gc": IP_GC, "gs": IP_GS, "s": IP_S, "port": PORT, "guid": RTSP_GUID})
+        srv = subprocess.Popen(self.bed.wrap("s", [SYS_PY, os.path.join(HERE, "rtsp_server.py"), IP_S, str(PORT)]),
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        self.procs.append(srv)
+        check(srv.stdout.readline().strip() == b"ready", "the RTSP server did not start")
+        logf = open(self.log_path, "wb")
+        gw = subprocess.Popen(self.bed.wrap("g", [os.path.join(self.build, "examples", "fwx-gateway", "fwx-gateway"),
+                                                  "--config", cfg]),
+                              stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        self.procs.append(gw)
+        for _ in range(100):  # ready within 10 s
+            if "fwx-gateway: ready" in self.log() or gw.poll() is not None:
+                break
+            time.sleep(0.1)
+        check(gw.poll() is None and "fwx-gateway: ready" in self.log(),
+              "fwx-gateway did not become ready: " + self.log()[-2000:])
+
+    def stop(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait(timeout=5)
+
+    # ---- clients -------------------------------------------------------------------------
+
+    def ffmpeg(self, transport, frames=FRAMES):
+        return subprocess.Popen(self.bed.wrap("c", ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport",
+                                                    transport, "-i", URL, "-frames:v", str(frames), "-f", "framecrc",
+                                                    "-"]),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def gst(self, transport, frames=FRAMES):
+        # identity passes eos-after - 1 buffers, then ends the stream in place of the last.
+        return subprocess.Popen(self.bed.wrap("c", ["gst-launch-1.0", "-v", "rtspsrc", "location=" + URL,
+                                                    "protocols=" + transport, "!", "rtpjpegdepay", "!", "identity",
+                                                    "silent=false", "eos-after=%d" % (frames + 1), "!", "fakesink"]),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    @staticmethod
+    def frames(p, kind, what):
+        try:
+            out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+            raise Failure("%s did not finish in 30 s: %s" % (what, err[-600:]))
+        if kind == "ffmpeg":
+            n = sum(1 for line in out.splitlines() if line.startswith("0,"))
+        else:
+            n = sum(1 for line in out.splitlines() if "last-message = chain" in line)
+        check(p.returncode == 0, "%s: exit %d: %s" % (what, p.returncode, err[-600:]))
+        check(n == FRAMES, "%s: %d frames, want %d" % (what, n, FRAMES))
+        return n
+
+
+# ---- the raw control connection of the catalog rows ---------------------------------------------
+
+def read_head(s, timeout=3.0):
+    """One RTSP reply head (and its body) from s, or None on timeout, b"" on close."""
+    s.settimeout(timeout)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        try:
+            d = s.recv(4096)
+        except socket.timeout:
+            return None
+        if not d:
+            return buf
+        buf += d
+    head = buf.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    m = re.search(r"(?im)^content-length:\s*(\d+)", head)
+    rest = buf.split(b"\r\n\r\n", 1)[1]
+    need = int(m.group(1)) if m else 0
+    while len(rest) < need:
+        d = s.recv(4096)
+        if not d:
+            break
+        rest += d
+    return head
+
+
+def code_of(head):
+    m = re.match(r"RTSP/1\.0 (\d{3}) ", head or "")
+    return int(m.group(1)) if m else None
+
+
+def setup(cseq, transport, session=None):
+    return ("SETUP %s/stream=0 RTSP/1.0\r\nCSeq: %d\r\nTransport: %s\r\n%s\r\n" %
+            (URL, cseq, transport, "Session: %s\r\n" % session if session else "")).encode()
+
+
+def catalog_rows(run):
+    """Runs in the client's namespace; returns a list of failures (empty: all held)."""
+    bad = []
+
+    def conn():
+        s = socket.create_connection((IP_GC, PORT), timeout=5)
+        s.sendall(("OPTIONS %s RTSP/1.0\r\nCSeq: 1\r\n\r\n" % URL).encode())
+        h = read_head(s)
+        if code_of(h) != 200 or "Server:" not in h:
+            bad.append("OPTIONS through the gateway: %r" % h)
+        return s
+
+    def expect_gateway(s, cseq, code, what):
+        h = read_head(s)
+        if code_of(h) != code:
+            bad.append("%s: reply %r, want %d" % (what, h, code))
+        elif "Server:" in h:
+            bad.append("%s: the server answered (%r): the request got through" % (what, h))
+        elif not re.search(r"(?m)^CSeq: %d\r?$" % cseq, h):
+            bad.append("%s: the gateway's %d lacks CSeq %d: %r" % (what, code, cseq, h))
+
+    s = conn()
+    rows = [
+        ("row 70 destination third party", "RTP/AVP;unicast;destination=192.0.2.99;client_port=5000-5001"),
+        ("row 71 privileged", "RTP/AVP;unicast;client_port=22-23"),
+        ("row 71 odd", "RTP/AVP;unicast;client_port=5001-5002"),
+        ("row 71 huge", "RTP/AVP;unicast;client_port=5000-9000"),
+        ("row 71 reversed", "RTP/AVP;unicast;client_port=5002-5000"),
+        ("row 71 out of range", "RTP/AVP;unicast;client_port=65535-65536"),
+        ("row 71 single port", "RTP/AVP;unicast;client_port=5000"),
+        ("multicast", "RTP/AVP;multicast;client_port=5000-5001"),
+        ("row 72 decoy spec", "RTP/AVP;unicast;client_port=5000-5001,RTP/AVP;unicast;destination=192.0.2.99;"
+                              "client_port=6000-6001"),
+    ]
+    cseq = 2
+    for what, tr in rows:
+        s.sendall(setup(cseq, tr))
+        expect_gateway(s, cseq, 461, what)
+        cseq += 1
+    s.close()
+
+    # row 74: SETUP text inside an interleaved frame is data, never a request.
+    s = conn()
+    payload = setup(7, "RTP/AVP;unicast;destination=192.0.2.99;client_port=5000-5001")
+    s.sendall(b"$\x01" + len(payload).to_bytes(2, "big") + payload)
+    if read_head(s, timeout=1.0) is not None:
+        bad.append("row 74: something answered SETUP text inside an interleaved frame")
+    s.sendall(("OPTIONS %s RTSP/1.0\r\nCSeq: 8\r\n\r\n" % URL).encode())
+    h = read_head(s)
+    if code_of(h) != 200 or "Server:" not in h:
+        bad.append("row 74: the connection is not usable after the frame: %r" % h)
+    s.close()
+
+    # row 75: header abuse: 400, then the gateway closes.
+    for what, req in (("row 75 folded Transport",
+                       "SETUP %s/stream=0 RTSP/1.0\r\nCSeq: 9\r\nTransport: RTP/AVP;unicast;\r\n"
+                       " client_port=5000-5001\r\n\r\n" % URL),
+                      ("row 75 Content-Length -1",
+                       "ANNOUNCE %s RTSP/1.0\r\nCSeq: 9\r\nContent-Length: -1\r\n\r\n" % URL)):
+        s = conn()
+        s.sendall(req.encode())
+        h = read_head(s)
+        if code_of(h) != 400 or "Server:" in h:
+            bad.append("%s: reply %r, want the gateway's 400" % (what, h))
+        try:
+            s.settimeout(3)
+            rest = s.recv(100)
+        except (socket.timeout, ConnectionResetError):
+            rest = None
+        if rest != b"":
+            bad.append("%s: the gateway did not close the connection (%r)" % (what, rest))
+        s.close()
+
+    # row 77: at most 8 pairs per control connection; TEARDOWN gives them back.
+    s = conn()
+    sessions = []
+    for i in range(9):
+        s.sendall(setup(20 + i, "RTP/AVP;unicast;client_port=%d-%d" % (40000 + 2 * i, 40001 + 2 * i)))
+        if i < 8:
+            h = read_head(s)
+            if code_of(h) != 200:
+                bad.append("row 77: SETUP %d: %r" % (i, h))
+                break
+            m = re.search(r"(?m)^Session: ([^;\r\n]+)", h)
+            sessions.append(m.group(1) if m else "")
+        else:
+            expect_gateway(s, 20 + i, 453, "row 77 ninth SETUP")
+    s.sendall(("TEARDOWN %s RTSP/1.0\r\nCSeq: 40\r\nSession: %s\r\n\r\n" % (URL, sessions[0] if sessions else ""))
+              .encode())
+    h = read_head(s)
+    if code_of(h) is None:
+        bad.append("row 77: no reply to TEARDOWN")
+    s.sendall(setup(41, "RTP/AVP;unicast;client_port=41000-41001"))
+    h = read_head(s)
+    if code_of(h) != 200:
+        bad.append("row 77: SETUP after TEARDOWN: %r" % h)
+    s.close()
+    return bad
+
+
+def ports_of(run):
+    """The gateway's UDP ports in `fwxctl ports` (as text lines)."""
+    return [line for line in run.ctl("ports").splitlines() if "udp" in line]
+
+
+def main():
+    if len(sys.argv) != 2:
+        print("usage: gateway.py BUILD_DIR")
+        return 2
+    build = sys.argv[1]
+    need()
+    for p in (os.path.join(build, "examples", "fwx-gateway", "fwx-gateway"),
+              os.path.join(build, "plugins", "rtsp", "rtsp.so")):
+        if not os.path.exists(p):
+            skip("%s is not built" % p)
+    bed = Bed("fwxrtsp-", "g", {"c": Side("rc0", [IP_C + "/24"], [IP_GC + "/24"], route=False),
+                                "s": Side("rs0", [IP_S + "/24"], [IP_GS + "/24"], route=False)},
+              forwarding=False)
+    bed.up_or_skip()
+    tmp = tempfile.mkdtemp(prefix="fwx-rtsp-%d-" % os.getpid())
+    run = Run(build, tmp, bed)
+    try:
+        run.start()
+        # 1. one client at a time, each transport
+        for kind, tr in (("ffmpeg", "udp"), ("ffmpeg", "tcp"), ("gst", "udp"), ("gst", "tcp")):
+            before = run.log().count("now the gateway's")
+            p = run.ffmpeg(tr) if kind == "ffmpeg" else run.gst(tr)
+            Run.frames(p, kind, "%s %s" % (kind, tr))
+            rewrites = run.log().count("now the gateway's") - before
+            if tr == "udp":
+                check(rewrites == 2, "%s udp: %d Transport rewrites logged, want 2 (client_port, server_port)" %
+                      (kind, rewrites))
+            else:
+                check(rewrites == 0, "%s tcp: %d Transport rewrites logged for interleaved" % (kind, rewrites))
+            say("ok: %s over %s: %d frames" % (kind, tr, FRAMES))
+        pairs = re.findall(r"client_port (\d+)-(\d+) now the gateway's (\d+)-(\d+)", run.log())
+        for a, b, g, h in pairs:
+            check(int(g) % 2 == 0 and int(h) == int(g) + 1, "gateway pair %s-%s is not even, consecutive" % (g, h))
+
+        # 2. the ports while a stream runs, and after
+        p = run.ffmpeg("udp", frames=FRAMES * 4)
+        time.sleep(1.5)
+        during = ports_of(run)
+        check(len(during) >= 2, "fwxctl ports shows %d UDP ports while a UDP stream runs:\n%s" %
+              (len(during), run.ctl("ports")))
+        p.communicate(timeout=30)
+        check(p.returncode == 0, "ffmpeg udp (long): exit %d" % p.returncode)
+        deadline = time.monotonic() + 5
+        while ports_of(run) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        check(not ports_of(run), "UDP ports left after the client went:\n" + run.ctl("ports"))
+        say("ok: fwxctl ports showed %d UDP ports during the stream, none after" % len(during))
+
+        # 3. two clients at once
+        before = len(re.findall(r"client_port \d+-\d+ now the gateway's", run.log()))
+        ps = [run.ffmpeg("udp"), run.ffmpeg("udp")]
+        for i, p in enumerate(ps):
+            Run.frames(p, "ffmpeg", "concurrent ffmpeg udp #%d" % i)
+        gw_pairs = re.findall(r"client_port \d+-\d+ now the gateway's (\d+)-", run.log())[before:]
+        check(len(gw_pairs) == 2 and gw_pairs[0] != gw_pairs[1],
+              "two clients at once: gateway pairs %r, want two different ones" % gw_pairs)
+        say("ok: two clients at once, gateway pairs %s" % ", ".join(gw_pairs))
+
+        # 4. catalog rows
+        n_refused = run.log().count("refused")
+        bad = bed.run_in("c", lambda: catalog_rows(run))
+        check(not bad, "catalog rows:\n  " + "\n  ".join(bad))
+        time.sleep(0.3)
+        refused = run.log().count("refused") - n_refused
+        check(refused >= 12, "%d refusal lines logged for 12 refused requests" % refused)
+        say("ok: catalog rows 70, 71, 72, 74, 75, 77 and multicast refused as documented")
+    except Failure as e:
+        say("FAIL: %s" % e)
+        say("---- gateway log (tail) ----\n" + run.log()[-4000:])
+        return 1
+    finally:
+        run.stop()
+        bed.down()
+        shutil.rmtree(tmp, ignore_errors=True)
+    say("PASS")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
