@@ -13,8 +13,9 @@ Asserted:
      client_port pair rewritten to a gateway pair, the lowest even, and the server_port pair;
      for TCP (interleaved) nothing is rewritten. Forwarding is off: UDP media can only have come
      through the ports the filter asked for;
-  2. while a UDP stream runs, `fwxctl ports` lists the pairs; once the clients are gone
-     (TEARDOWN, then the control connection's end) it lists none of them;
+  2. while a UDP stream runs, `fwxctl connections` lists its media flows; once the client is
+     gone (TEARDOWN, then the control connection's end) neither `connections` nor `ports`
+     lists any UDP flow or port (well before the 60 s idle limit of a flow);
   3. two ffmpeg clients at once each get their frames and their own gateway pairs;
   4. the RTSP rows of doc/security.md on a raw control connection: row 70 (destination= a third
      party), row 71 (privileged, odd, huge, reversed and out-of-range client_port), multicast:
@@ -305,9 +306,9 @@ def catalog_rows(run):
     return bad
 
 
-def ports_of(run):
-    """The gateway's UDP ports in `fwxctl ports` (as text lines)."""
-    return [line for line in run.ctl("ports").splitlines() if "udp" in line]
+def udp_lines(run, what):
+    """The UDP rows of `fwxctl connections` or `fwxctl ports`."""
+    return [line for line in run.ctl(what).splitlines()[1:] if re.search(r"\budp\b", line)]
 
 
 def main():
@@ -344,19 +345,23 @@ def main():
         for a, b, g, h in pairs:
             check(int(g) % 2 == 0 and int(h) == int(g) + 1, "gateway pair %s-%s is not even, consecutive" % (g, h))
 
-        # 2. the ports while a stream runs, and after
+        # 2. the media flows while a stream runs, and after: TEARDOWN and the control
+        #    connection's end take them and every port with them (not the 60 s idle limit)
         p = run.ffmpeg("udp", frames=FRAMES * 4)
-        time.sleep(1.5)
-        during = ports_of(run)
-        check(len(during) >= 2, "fwxctl ports shows %d UDP ports while a UDP stream runs:\n%s" %
-              (len(during), run.ctl("ports")))
+        during = []
+        deadline = time.monotonic() + 10
+        while not during and time.monotonic() < deadline and p.poll() is None:
+            during = udp_lines(run, "connections")
+            time.sleep(0.2)
+        check(during, "fwxctl connections showed no UDP flow while a UDP stream ran:\n" + run.ctl("connections"))
         p.communicate(timeout=30)
         check(p.returncode == 0, "ffmpeg udp (long): exit %d" % p.returncode)
         deadline = time.monotonic() + 5
-        while ports_of(run) and time.monotonic() < deadline:
+        while (udp_lines(run, "connections") or udp_lines(run, "ports")) and time.monotonic() < deadline:
             time.sleep(0.1)
-        check(not ports_of(run), "UDP ports left after the client went:\n" + run.ctl("ports"))
-        say("ok: fwxctl ports showed %d UDP ports during the stream, none after" % len(during))
+        check(not udp_lines(run, "connections") and not udp_lines(run, "ports"),
+              "UDP flows or ports left after the client went:\n%s\n%s" % (run.ctl("connections"), run.ctl("ports")))
+        say("ok: fwxctl connections showed %d UDP flows during the stream; none, and no port, after" % len(during))
 
         # 3. two clients at once
         before = len(re.findall(r"client_port \d+-\d+ now the gateway's", run.log()))
