@@ -396,11 +396,6 @@ static void out_add(rtsp_ctl *c, int target, const void *p, size_t n)
     o->len += n;
 }
 
-static void out_str(rtsp_ctl *c, int target, const char *s)
-{
-    out_add(c, target, s, strlen(s));
-}
-
 /* The gateway answers a request itself (the server never sees it) and logs why. */
 static void refuse_request(rtsp_ctl *c, int code, const rtsp_msg *m, const char *head, size_t len, const char *why)
 {
@@ -415,35 +410,21 @@ static void refuse_request(rtsp_ctl *c, int code, const rtsp_msg *m, const char 
     out_add(c, 0, text, n);
 }
 
-/* Writes head @p m (borrowed from @p head) to @p target with its Transport value replaced. */
-static void out_head(rtsp_ctl *c, int target, const char *head, const rtsp_msg *m, const char *transport, size_t tlen)
+/* Writes head @p m with its Transport value replaced to @p target; false (nothing written)
+   when the result would be longer than a head may be. */
+static bool out_head(rtsp_ctl *c, int target, const char *head, size_t len, const rtsp_msg *m, const char *transport,
+                     size_t tlen)
 {
-    const char *eol = memchr(head, '\r', RTSP_HEAD_MAX);
-    out_add(c, target, head, (size_t)(eol - head) + 2); /* the start line */
-    for (size_t i = 0; i < m->n_headers; i++) {
-        const rtsp_header *h = &m->headers[i];
-        out_add(c, target, h->name, h->name_len);
-        out_str(c, target, ": ");
-        if ((int)i == m->transport)
-            out_add(c, target, transport, tlen);
-        else
-            out_add(c, target, h->value, h->value_len);
-        out_str(c, target, "\r\n");
-    }
-    out_str(c, target, "\r\n");
+    char *text = malloc(RTSP_HEAD_MAX + 1);
+    size_t n = text != NULL ? rtsp_fmt_head(text, RTSP_HEAD_MAX + 1, head, len, m, transport, tlen) : 0;
+    if (n > 0)
+        out_add(c, target, text, n);
+    free(text);
+    return n > 0;
 }
 
-static bool cseq_of(const rtsp_msg *m, uint32_t *out)
-{
-    if (m->cseq < 0)
-        return false;
-    const rtsp_header *h = &m->headers[m->cseq];
-    uint32_t v = 0;
-    for (size_t i = 0; i < h->value_len; i++)
-        v = v * 10 + (uint32_t)(h->value[i] - '0'); /* rtsp_parse_head checked 1..9 digits */
-    *out = v;
-    return true;
-}
+static void pending_done(rtsp_ctl *c, rtsp_pending *pd, int keep);
+static rtsp_pending *pending_find(rtsp_ctl *c, uint32_t cseq);
 
 /* ---- client to server --------------------------------------------------------------------- */
 
@@ -457,7 +438,7 @@ static bool on_setup(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *
         refuse_request(c, 461, m, head, len, "SETUP without Transport");
         return false;
     }
-    if (!cseq_of(m, &cseq)) {
+    if (!rtsp_msg_cseq(m, &cseq)) {
         refuse_request(c, 400, m, head, len, "SETUP without CSeq");
         return false;
     }
@@ -467,6 +448,11 @@ static bool on_setup(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *
         st = rtsp_check_request_spec(&specs[i], RTSP_CSA(c->client));
     if (st != RTSP_P_OK) {
         refuse_request(c, rtsp_status_code(st), m, head, len, rtsp_status_text(st));
+        return false;
+    }
+    if (pending_find(c, cseq) != NULL) {
+        /* Its reply could not be told from the earlier one's. */
+        refuse_request(c, 400, m, head, len, "SETUP with the CSeq of a SETUP not yet answered");
         return false;
     }
     rtsp_pending *pd = NULL;
@@ -480,6 +466,7 @@ static bool on_setup(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *
         return false;
     }
     memset(pd, 0, sizeof *pd);
+    pd->used = true;
     pd->cseq = cseq;
     pd->n_specs = n_specs;
     for (size_t i = 0; i < RTSP_TRANSPORTS_MAX; i++)
@@ -511,20 +498,21 @@ static bool on_setup(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *
         pd->len += n;
     }
     if (why != NULL) {
-        for (size_t i = 0; i < n_specs; i++)
-            if (pd->pair[i] >= 0)
-                pair_free(&c->pairs[pd->pair[i]]);
+        pending_done(c, pd, -1);
         refuse_request(c, code, m, head, len, why);
         return false;
     }
-    pd->used = true;
+    if (!out_head(c, 1, head, len, m, pd->transport, pd->len)) {
+        pending_done(c, pd, -1);
+        refuse_request(c, 400, m, head, len, "the rewritten request would be longer than a head may be");
+        return false;
+    }
     for (size_t i = 0; i < n_specs; i++)
         if (pd->pair[i] >= 0) {
             const rtsp_pair *p = &c->pairs[pd->pair[i]];
             rtsp_log(c, FWX_LOG_INFO, NULL, 0, "SETUP (CSeq %u): client_port %u-%u now the gateway's %u-%u (udp)",
                      (unsigned)cseq, p->client_port, p->client_port + 1u, p->to_server, p->to_server + 1u);
         }
-    out_head(c, 1, head, m, pd->transport, pd->len);
     return true;
 }
 
@@ -644,14 +632,17 @@ static void on_setup_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp
         refuse_reply(c, head, len, m, 503, "the rewritten Transport is too long");
         return;
     }
-    out_head(c, 0, head, m, text, n);
+    if (!out_head(c, 0, head, len, m, text, n)) {
+        pair_free(p);
+        refuse_reply(c, head, len, m, 503, "the rewritten reply would be longer than a head may be");
+    }
 }
 
 static void on_server_head(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *m)
 {
     uint32_t cseq;
     rtsp_pending *pd;
-    if (m->response && cseq_of(m, &cseq) && (pd = pending_find(c, cseq)) != NULL) {
+    if (m->response && rtsp_msg_cseq(m, &cseq) && (pd = pending_find(c, cseq)) != NULL) {
         on_setup_reply(c, head, len, m, pd);
         return;
     }

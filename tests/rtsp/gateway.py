@@ -141,7 +141,7 @@ publishing = ( { name = "rtsp"; listen = "%(gc)s:%(port)d"; server = "%(s)s:%(po
     # ---- clients -------------------------------------------------------------------------
 
     def ffmpeg(self, transport, frames=FRAMES):
-        return subprocess.Popen(self.bed.wrap("c", ["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_transport",
+        return subprocess.Popen(self.bed.wrap("c", ["ffmpeg", "-nostdin", "-loglevel", "verbose", "-rtsp_transport",
                                                     transport, "-i", URL, "-frames:v", str(frames), "-f", "framecrc",
                                                     "-"]),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -383,7 +383,7 @@ def main():
         say("ok: catalog rows 70, 71, 72, 74, 75, 77 and multicast refused as documented")
     except Failure as e:
         say("FAIL: %s" % e)
-        say("---- gateway log (tail) ----\n" + run.log()[-4000:])
+        say("---- gateway log (tail) ----\n" + run.log()[-30000:])
         return 1
     finally:
         run.stop()
