@@ -23,7 +23,8 @@ Asserted:
      each, the connection still usable; row 74 (SETUP text inside an interleaved frame: passed
      as data, never answered); row 75 (folded Transport, Content-Length -1): `400` and the
      connection closed; row 77 (nine SETUPs without PLAY): the ninth gets `453`, and after
-     TEARDOWN a SETUP gets its pair again.
+     TEARDOWN a SETUP gets its pair again; row 76: another connection's TEARDOWN naming the
+     Session takes none of the ports (`fwxctl ports`), the owner's takes them all.
 Needs root, iproute2, python3-gi with gir1.2-gst-rtsp-server-1.0, gstreamer1.0-tools and
 -plugins-base/-good, ffmpeg (./run test installs them). Exits 77 (skipped) saying why otherwise.
   gateway.py BUILD_DIR
@@ -303,6 +304,37 @@ def catalog_rows(run):
     if code_of(h) != 200:
         bad.append("row 77: SETUP after TEARDOWN: %r" % h)
     s.close()
+
+    # row 76: another control connection's TEARDOWN, naming this one's Session, takes none of
+    # its ports; its own TEARDOWN takes them all.
+    deadline = time.monotonic() + 5  # the connection above has closed: its ports go
+    while udp_lines(run, "ports") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if udp_lines(run, "ports"):
+        bad.append("row 77: ports left after the connection closed:\n" + run.ctl("ports"))
+    a = conn()
+    a.sendall(setup(50, "RTP/AVP;unicast;client_port=42000-42001"))
+    h = read_head(a)
+    m = re.search(r"(?m)^Session: ([^;\r\n]+)", h or "")
+    if code_of(h) != 200 or not m:
+        bad.append("row 76: SETUP: %r" % h)
+        return bad
+    held = len(udp_lines(run, "ports"))
+    if held < 2:
+        bad.append("row 76: %d UDP ports held after SETUP, want at least the pair" % held)
+    b = conn()
+    b.sendall(("TEARDOWN %s RTSP/1.0\r\nCSeq: 51\r\nSession: %s\r\n\r\n" % (URL, m.group(1))).encode())
+    read_head(b)
+    b.close()
+    time.sleep(0.3)
+    if len(udp_lines(run, "ports")) != held:
+        bad.append("row 76: another connection's TEARDOWN changed the ports: %d, was %d" %
+                   (len(udp_lines(run, "ports")), held))
+    a.sendall(("TEARDOWN %s RTSP/1.0\r\nCSeq: 52\r\nSession: %s\r\n\r\n" % (URL, m.group(1))).encode())
+    read_head(a)
+    if udp_lines(run, "ports"):
+        bad.append("row 76: ports left after the owner's TEARDOWN:\n" + run.ctl("ports"))
+    a.close()
     return bad
 
 
@@ -380,7 +412,7 @@ def main():
         time.sleep(0.3)
         refused = run.log().count("refused") - n_refused
         check(refused >= 12, "%d refusal lines logged for 12 refused requests" % refused)
-        say("ok: catalog rows 70, 71, 72, 74, 75, 77 and multicast refused as documented")
+        say("ok: catalog rows 70, 71, 72, 74, 75, 76, 77 and multicast held as documented")
     except Failure as e:
         say("FAIL: %s" % e)
         say("---- gateway log (tail) ----\n" + run.log()[-30000:])
