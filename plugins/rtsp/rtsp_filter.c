@@ -261,15 +261,24 @@ static void ctl_adopt_flow(rtsp_ctl *c, IFWXConnection *flow)
         return;
     }
     for (size_t i = 0; i < RTSP_FLOWS_MAX; i++) {
+        uint32_t flags = 0;
         if (c->flows[i] == flow)
             return;
+        /* A flow that ended by itself (idle) makes room: a long session SETs UP again and again. */
+        if (c->flows[i] != NULL && IFWXConnection_GetConnectionFlags(c->flows[i], &flags) == FWX_S_OK &&
+            (flags & FWX_CONNECTION_TERMINATED)) {
+            IFWXConnection_Release(c->flows[i]);
+            c->flows[i] = NULL;
+        }
         if (c->flows[i] == NULL) {
             IFWXConnection_AddRef(flow);
             c->flows[i] = flow;
             return;
         }
     }
-    /* More flows than our ports can admit: not ours to keep; it idles out like any flow. */
+    /* More live flows than our ports can admit cannot happen (RTSP_PAIRS_MAX pairs, two
+       directions each); were it to, the flow still ends at its idle limit. */
+    rtsp_log(c, FWX_LOG_WARN, NULL, 0, "more media flows than ports, one left to its idle limit");
 }
 
 /* The gateway address on the client's side of the control connection (port 0). */
