@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
-"""fwx tests - the RTSP plugin in fwx-gateway (backend proxy) with real RTSP software on a
-dual-homed namespace bed (tests/netns/nstopo.py).
+"""fwx tests - the RTSP plugin in fwx-gateway with real RTSP software on a dual-homed
+namespace bed (tests/netns/nstopo.py), in user mode (backend proxy) or kernel mode (nft).
 
-Three network namespaces: the client (10.83.1.2), the gateway (10.83.1.1 and 10.83.2.1, IP
-forwarding OFF, so only what fwx relays crosses) and the server (10.83.2.2) running
-gst-rtsp-server (rtsp_server.py: a live RTP/JPEG test picture). The gateway publishes TCP
-10.83.1.1:8554 -> 10.83.2.2:8554 (full proxy) with the rtsp plugin bound to the protocol.
-Asserted:
+Three network namespaces: the client (10.83.1.2), the gateway (10.83.1.1 and 10.83.2.1) and the
+server (10.83.2.2) running gst-rtsp-server (rtsp_server.py: a live RTP/JPEG test picture).
+  proxy: IP forwarding OFF in the gateway, so only what fwx relays crosses; the gateway
+         publishes TCP 10.83.1.1:8554 -> 10.83.2.2:8554 (full proxy), the clients name the
+         gateway;
+  nft:   a transparent NAT gateway, forwarding on: the clients name the server, the kernel
+         intercepts the control connection into fwx (the protocol has a filter) and carries the
+         media through the pair the filter bound (a kernel set element), reported through
+         conntrack.
+The rtsp plugin is bound to the protocol. Asserted:
   1. real clients receive frames, counted: ffmpeg with `-rtsp_transport udp` and `tcp`
      (`-f framecrc`, one line per decoded frame) and `gst-launch-1.0 rtspsrc protocols=udp` and
      `tcp` (identity eos-after: one "chain" line per frame); for UDP the gateway logs the
-     client_port pair rewritten to a gateway pair, the lowest even, and the server_port pair;
+     client_port pair rewritten to a gateway pair, the lowest even, and (published) the
+     server_port pair;
      for TCP (interleaved) nothing is rewritten. Forwarding is off: UDP media can only have come
      through the ports the filter asked for;
-  2. while a UDP stream runs, `fwxctl connections` lists its media flows; once the client is
+  2. while a UDP stream runs, `fwxctl connections` lists its media flows (nft: in kernel
+     mode); once the client is
      gone (TEARDOWN, then the control connection's end) neither `connections` nor `ports`
      lists any UDP flow or port (well before the 60 s idle limit of a flow);
   3. two ffmpeg clients at once each get their frames and their own gateway pairs;
@@ -27,7 +34,7 @@ Asserted:
      Session takes none of the ports (`fwxctl ports`), the owner's takes them all.
 Needs root, iproute2, python3-gi with gir1.2-gst-rtsp-server-1.0, gstreamer1.0-tools and
 -plugins-base/-good, ffmpeg (./run test installs them). Exits 77 (skipped) saying why otherwise.
-  gateway.py BUILD_DIR
+  gateway.py BUILD_DIR [proxy|nft]
 SPDX-License-Identifier: MIT
 """
 import os
@@ -46,7 +53,8 @@ from gwtest import Failure, check, skip  # noqa: E402
 
 IP_C, IP_GC, IP_GS, IP_S = "10.83.1.2", "10.83.1.1", "10.83.2.1", "10.83.2.2"
 PORT = 8554
-URL = "rtsp://%s:%d/test" % (IP_GC, PORT)
+HOST = IP_GC  # published: the client names the gateway
+URL = "rtsp://%s:%d/test" % (HOST, PORT)
 RTSP_GUID = "{3b7d9e21-6c48-4f1a-a2d5-8e0c47b1f923}"
 FRAMES = 25
 # The interpreter python3-gi belongs to (a PATH python3 may be another one, without gi).
@@ -77,8 +85,8 @@ def need():
 
 
 class Run:
-    def __init__(self, build, tmp, bed):
-        self.build, self.tmp, self.bed = build, tmp, bed
+    def __init__(self, build, tmp, bed, backend):
+        self.build, self.tmp, self.bed, self.backend = build, tmp, bed, backend
         self.log_path = os.path.join(tmp, "gw.log")
         self.sock = os.path.join(tmp, "ctl.sock")
         self.procs = []
@@ -95,24 +103,38 @@ class Run:
 
     def start(self):
         cfg = os.path.join(self.tmp, "gw.cfg")
-        with open(cfg, "w") as f:
-            f.write("""# fwx tests/rtsp/gateway.py: a published RTSP server, the rtsp plugin bound to it.
+        v = {"pid": os.getpid(), "sock": self.sock, "pdir": os.path.join(self.build, "plugins", "rtsp"),
+             "gc": IP_GC, "gs": IP_GS, "s": IP_S, "port": PORT, "guid": RTSP_GUID}
+        head = """# fwx tests/rtsp/gateway.py (%(backend)s): the rtsp plugin bound to the RTSP protocol.
 gateway = {
   name = "rtsp-gw-%(pid)d";
+  backend = "%(backend)s";
   control_socket = "%(sock)s";
   plugin_dir = "%(pdir)s";
   plugins = [ "rtsp" ];
   local_addresses = [ "%(gc)s", "%(gs)s" ];
   log_level = "debug";
 };
-protocols = ( { name = "rtsp"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000002174}"; protocol = "tcp";
+"""
+        if self.backend == "proxy":
+            body = """protocols = ( { name = "rtsp"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000002174}"; protocol = "tcp";
     port = %(port)d; direction = "inbound"; filters = [ "%(guid)s" ]; } );
 rules = ( { name = "publish rtsp"; action = "allow"; from = [ "external" ]; to = [ "external" ];
     protocols = [ "rtsp" ]; } );
 publishing = ( { name = "rtsp"; listen = "%(gc)s:%(port)d"; server = "%(s)s:%(port)d"; protocol = "rtsp";
     full_proxy = true; } );
-""" % {"pid": os.getpid(), "sock": self.sock, "pdir": os.path.join(self.build, "plugins", "rtsp"),
-                "gc": IP_GC, "gs": IP_GS, "s": IP_S, "port": PORT, "guid": RTSP_GUID})
+"""
+        else:
+            body = """networks = { internal = { ranges = [ "10.83.1.0/24" ]; }; };
+relationships = ( { from = "internal"; to = "external"; type = "nat"; } );
+protocols = ( { name = "rtsp"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-000000002174}"; protocol = "tcp";
+    port = %(port)d; direction = "outbound"; filters = [ "%(guid)s" ]; } );
+rules = ( { name = "out"; action = "allow"; from = [ "internal" ]; to = [ "external" ];
+    protocols = [ "rtsp" ]; } );
+"""
+        v["backend"] = self.backend
+        with open(cfg, "w") as f:
+            f.write((head + body) % v)
         srv = subprocess.Popen(self.bed.wrap("s", [SYS_PY, os.path.join(HERE, "rtsp_server.py"), IP_S, str(PORT)]),
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
         self.procs.append(srv)
@@ -212,7 +234,7 @@ def catalog_rows(run):
     bad = []
 
     def conn():
-        s = socket.create_connection((IP_GC, PORT), timeout=5)
+        s = socket.create_connection((HOST, PORT), timeout=5)
         s.sendall(("OPTIONS %s RTSP/1.0\r\nCSeq: 1\r\n\r\n" % URL).encode())
         h = read_head(s)
         if code_of(h) != 200 or "Server:" not in h:
@@ -344,21 +366,30 @@ def udp_lines(run, what):
 
 
 def main():
-    if len(sys.argv) != 2:
-        print("usage: gateway.py BUILD_DIR")
+    global HOST, URL
+    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] not in ("proxy", "nft")):
+        print("usage: gateway.py BUILD_DIR [proxy|nft]")
         return 2
     build = sys.argv[1]
+    backend = sys.argv[2] if len(sys.argv) == 3 else "proxy"
     need()
     for p in (os.path.join(build, "examples", "fwx-gateway", "fwx-gateway"),
               os.path.join(build, "plugins", "rtsp", "rtsp.so")):
         if not os.path.exists(p):
             skip("%s is not built" % p)
-    bed = Bed("fwxrtsp-", "g", {"c": Side("rc0", [IP_C + "/24"], [IP_GC + "/24"], route=False),
+    if backend == "nft":
+        if not shutil.which("nft"):
+            skip("nft is not installed (Debian package nftables)")
+        HOST = IP_S  # transparent: the client names the server
+        URL = "rtsp://%s:%d/test" % (HOST, PORT)
+    # proxy: forwarding off, only what fwx relays crosses; nft: the kernel routes (and NATs).
+    kernel = backend == "nft"
+    bed = Bed("fwxrtsp-", "g", {"c": Side("rc0", [IP_C + "/24"], [IP_GC + "/24"], route=kernel),
                                 "s": Side("rs0", [IP_S + "/24"], [IP_GS + "/24"], route=False)},
-              forwarding=False)
+              forwarding=kernel)
     bed.up_or_skip()
     tmp = tempfile.mkdtemp(prefix="fwx-rtsp-%d-" % os.getpid())
-    run = Run(build, tmp, bed)
+    run = Run(build, tmp, bed, backend)
     try:
         run.start()
         # 1. one client at a time, each transport
@@ -367,11 +398,9 @@ def main():
             p = run.ffmpeg(tr) if kind == "ffmpeg" else run.gst(tr)
             Run.frames(p, kind, "%s %s" % (kind, tr))
             rewrites = run.log().count("now the gateway's") - before
-            if tr == "udp":
-                check(rewrites == 2, "%s udp: %d Transport rewrites logged, want 2 (client_port, server_port)" %
-                      (kind, rewrites))
-            else:
-                check(rewrites == 0, "%s tcp: %d Transport rewrites logged for interleaved" % (kind, rewrites))
+            # published: client_port and server_port; transparent: client_port only
+            want = (2 if backend == "proxy" else 1) if tr == "udp" else 0
+            check(rewrites == want, "%s %s: %d Transport rewrites logged, want %d" % (kind, tr, rewrites, want))
             say("ok: %s over %s: %d frames" % (kind, tr, FRAMES))
         pairs = re.findall(r"client_port (\d+)-(\d+) now the gateway's (\d+)-(\d+)", run.log())
         for a, b, g, h in pairs:
@@ -386,6 +415,9 @@ def main():
             during = udp_lines(run, "connections")
             time.sleep(0.2)
         check(during, "fwxctl connections showed no UDP flow while a UDP stream ran:\n" + run.ctl("connections"))
+        if backend == "nft":
+            check(any(re.search(r"\bkernel\b", line) for line in during),
+                  "no UDP flow in kernel mode in fwxctl connections:\n" + "\n".join(during))
         p.communicate(timeout=30)
         check(p.returncode == 0, "ffmpeg udp (long): exit %d" % p.returncode)
         deadline = time.monotonic() + 5
