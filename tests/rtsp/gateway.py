@@ -49,7 +49,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "netns"))
 from nstopo import Bed, Side  # noqa: E402
-from gwtest import Failure, check, skip  # noqa: E402
+from gwtest import Failure, Gateway, check, skip  # noqa: E402
 
 IP_C, IP_GC, IP_GS, IP_S = "10.83.1.2", "10.83.1.1", "10.83.2.1", "10.83.2.2"
 PORT = 8554
@@ -85,31 +85,27 @@ def need():
 
 
 class Run:
+    """The RTSP server and fwx-gateway (gwtest.Gateway, in the gateway's namespace) of one run."""
+
     def __init__(self, build, tmp, bed, backend):
         self.build, self.tmp, self.bed, self.backend = build, tmp, bed, backend
-        self.log_path = os.path.join(tmp, "gw.log")
-        self.sock = os.path.join(tmp, "ctl.sock")
-        self.procs = []
+        self.gw = None
+        self.srv = None
 
     def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
+        return self.gw.stdout() + self.gw.stderr() if self.gw else ""
 
     def ctl(self, *args):
-        r = subprocess.run([os.path.join(self.build, "examples", "fwxctl", "fwxctl"), "--socket", self.sock] +
-                           list(args), capture_output=True, text=True, timeout=10)
-        check(r.returncode == 0, "fwxctl %s: exit %d: %s" % (" ".join(args), r.returncode, r.stderr))
-        return r.stdout
+        return self.gw.ctl(*args).stdout
 
     def start(self):
         cfg = os.path.join(self.tmp, "gw.cfg")
-        v = {"pid": os.getpid(), "sock": self.sock, "pdir": os.path.join(self.build, "plugins", "rtsp"),
+        v = {"pid": os.getpid(), "pdir": os.path.join(self.build, "plugins", "rtsp"),
              "gc": IP_GC, "gs": IP_GS, "s": IP_S, "port": PORT, "guid": RTSP_GUID}
         head = """# fwx tests/rtsp/gateway.py (%(backend)s): the rtsp plugin bound to the RTSP protocol.
 gateway = {
   name = "rtsp-gw-%(pid)d";
   backend = "%(backend)s";
-  control_socket = "%(sock)s";
   plugin_dir = "%(pdir)s";
   plugins = [ "rtsp" ];
   local_addresses = [ "%(gc)s", "%(gs)s" ];
@@ -135,31 +131,18 @@ rules = ( { name = "out"; action = "allow"; from = [ "internal" ]; to = [ "exter
         v["backend"] = self.backend
         with open(cfg, "w") as f:
             f.write((head + body) % v)
-        srv = subprocess.Popen(self.bed.wrap("s", [SYS_PY, os.path.join(HERE, "rtsp_server.py"), IP_S, str(PORT)]),
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        self.procs.append(srv)
-        check(srv.stdout.readline().strip() == b"ready", "the RTSP server did not start")
-        logf = open(self.log_path, "wb")
-        gw = subprocess.Popen(self.bed.wrap("g", [os.path.join(self.build, "examples", "fwx-gateway", "fwx-gateway"),
-                                                  "--config", cfg]),
-                              stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        self.procs.append(gw)
-        for _ in range(100):  # ready within 10 s
-            if "fwx-gateway: ready" in self.log() or gw.poll() is not None:
-                break
-            time.sleep(0.1)
-        check(gw.poll() is None and "fwx-gateway: ready" in self.log(),
-              "fwx-gateway did not become ready: " + self.log()[-2000:])
+        self.srv = subprocess.Popen(self.bed.wrap("s", [SYS_PY, os.path.join(HERE, "rtsp_server.py"), IP_S,
+                                                         str(PORT)]),
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        check(self.srv.stdout.readline().strip() == b"ready", "the RTSP server did not start")
+        self.gw = Gateway(self.tmp, ["--config", cfg], prefix=self.bed.wrap("g", []))
 
     def stop(self):
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait(timeout=5)
+        if self.gw is not None:
+            self.gw.kill()
+        if self.srv is not None and self.srv.poll() is None:
+            self.srv.kill()
+            self.srv.wait(timeout=10)
 
     # ---- clients -------------------------------------------------------------------------
 
@@ -373,8 +356,10 @@ def main():
     build = sys.argv[1]
     backend = sys.argv[2] if len(sys.argv) == 3 else "proxy"
     need()
-    for p in (os.path.join(build, "examples", "fwx-gateway", "fwx-gateway"),
-              os.path.join(build, "plugins", "rtsp", "rtsp.so")):
+    # gwtest.Gateway runs what meson names in these (or, run by hand, the build's own)
+    os.environ.setdefault("FWX_GATEWAY", os.path.join(build, "examples", "fwx-gateway", "fwx-gateway"))
+    os.environ.setdefault("FWXCTL", os.path.join(build, "examples", "fwxctl", "fwxctl"))
+    for p in (os.environ["FWX_GATEWAY"], os.environ["FWXCTL"], os.path.join(build, "plugins", "rtsp", "rtsp.so")):
         if not os.path.exists(p):
             skip("%s is not built" % p)
     if backend == "nft":
