@@ -36,6 +36,7 @@
 #include <fwx/fwx.h>
 #include <fwx/plugin_helpers.h>
 
+#include "plugin_relay.h"
 #include "rtsp_parse.h"
 
 #include <arpa/inet.h>
@@ -62,8 +63,6 @@
 #define RTSP_OUT_MAX (512u * 1024u)
 #define RTSP_ADDRSTRLEN (INET6_ADDRSTRLEN + 16)
 
-enum { UD_RECV = 1, UD_SEND = 2 };
-
 typedef enum rtsp_kind {
     RTSP_TRANSPARENT, /* fwx_Connect_Tcp: a client behind the gateway */
     RTSP_PUBLISHED,   /* fwx_AcceptedConnection: a published server inside */
@@ -89,11 +88,6 @@ typedef struct rtsp_pending {
     size_t n_specs;
 } rtsp_pending;
 
-typedef struct rtsp_out {
-    char *p;
-    size_t len, cap;
-} rtsp_out;
-
 typedef struct rtsp_ctl rtsp_ctl;
 
 typedef struct rtsp_dir {
@@ -114,11 +108,10 @@ struct rtsp_ctl {
     IFWXConnection *conn;       /* +1 from SetSockets until Detach */
     IFWXSocket *s[2];           /* +1 each */
     IFWXHostLog *log;           /* +1 */
-    bool started, closed, detached, eof[2];
-    unsigned pending_sends[2];
+    bool started, detached;
+    plugin_relay relay;         /* the two directions (plugins/common/plugin_relay.h) */
     rtsp_stream in[2];
     bool drop_body[2];          /* the body of a head that was replaced is dropped */
-    rtsp_out out[2];
     rtsp_pair pairs[RTSP_PAIRS_MAX];
     rtsp_pending setups[RTSP_PENDING_MAX];
     IFWXConnection *flows[RTSP_FLOWS_MAX]; /* +1 each */
@@ -256,7 +249,7 @@ static void ctl_adopt_flow(rtsp_ctl *c, IFWXConnection *flow)
 {
     if (flow == NULL)
         return;
-    if (c->closed) {
+    if (c->relay.closed) {
         (void)IFWXConnection_Kill(flow); /* its control connection is gone already */
         return;
     }
@@ -377,32 +370,9 @@ static fwx_result pair_open_back(rtsp_ctl *c, rtsp_pair *p, uint16_t server_port
 
 /* ---- output ------------------------------------------------------------------------------- */
 
-static void ctl_close_all(rtsp_ctl *c);
-
 static void out_add(rtsp_ctl *c, int target, const void *p, size_t n)
 {
-    rtsp_out *o = &c->out[target];
-    if (c->closed || n == 0)
-        return;
-    if (o->len + n > RTSP_OUT_MAX) {
-        rtsp_log(c, FWX_LOG_WARN, NULL, 0, "output limit reached, closing");
-        ctl_close_all(c);
-        return;
-    }
-    if (o->len + n > o->cap) {
-        size_t cap = o->cap ? o->cap : 4096;
-        while (cap < o->len + n)
-            cap *= 2;
-        char *q = realloc(o->p, cap);
-        if (q == NULL) {
-            ctl_close_all(c);
-            return;
-        }
-        o->p = q;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, p, n);
-    o->len += n;
+    plugin_relay_out_add(&c->relay, target, p, n);
 }
 
 /* The gateway answers a request itself (the server never sees it) and logs why. */
@@ -664,7 +634,7 @@ static void on_server_head(rtsp_ctl *c, const char *head, size_t len, const rtsp
 static void ctl_feed(rtsp_ctl *c, int d, const uint8_t *p, size_t n)
 {
     rtsp_stream *s = &c->in[d];
-    while (n > 0 && !c->closed) {
+    while (n > 0 && !c->relay.closed) {
         rtsp_event ev;
         const uint8_t *pass;
         size_t pass_len;
@@ -696,8 +666,7 @@ static void ctl_feed(rtsp_ctl *c, int d, const uint8_t *p, size_t n)
                      rtsp_status_text(s->error));
             char text[128];
             size_t k = rtsp_fmt_error(text, sizeof text, d == 0 ? 400 : 503, NULL);
-            out_add(c, 0, text, k);
-            c->eof[0] = c->eof[1] = true; /* flush, then close */
+            out_add(c, 0, text, k); /* then rtsp_finished closes */
             return;
         }
         }
@@ -706,158 +675,67 @@ static void ctl_feed(rtsp_ctl *c, int d, const uint8_t *p, size_t n)
     }
 }
 
-static void ctl_close_all(rtsp_ctl *c)
+/* plugin_relay_ops: what the relay reads, when it closes, when it is done. */
+static void rtsp_data(void *arg, int d, const uint8_t *p, size_t n)
 {
-    if (c->closed)
-        return;
-    c->closed = true;
+    ctl_feed(arg, d, p, n);
+}
+
+static void rtsp_closing(void *arg, const char *why)
+{
+    rtsp_ctl *c = arg;
+    if (why != NULL)
+        rtsp_log(c, FWX_LOG_WARN, NULL, 0, "control connection closed: %s", why);
     /* The control connection is over: every port it opened goes with it. */
     ctl_withdraw_all(c);
-    for (int i = 0; i < 2; i++)
-        if (c->s[i] != NULL)
-            (void)IFWXSocket_Close(c->s[i]);
 }
 
-static void ctl_recv(rtsp_ctl *c, int d)
+/* After a framing error the gateway's answer goes out, then the connection closes. */
+static bool rtsp_finished(void *arg)
 {
-    if (c->closed || c->eof[d] || c->s[d] == NULL)
-        return;
-    if (FWX_FAILED(IFWXSocket_Recv(c->s[d], NULL, &c->dirs[d].iface, UD_RECV)))
-        ctl_close_all(c);
-}
-
-static bool ctl_dead(rtsp_ctl *c)
-{
+    rtsp_ctl *c = arg;
     return c->in[0].state == RTSP_S_ERROR || c->in[1].state == RTSP_S_ERROR;
 }
 
-/* Sends what direction d's chunk produced; reads d again when all of it is gone. */
-static void ctl_flush(rtsp_ctl *c, int d)
-{
-    for (int t = 0; t < 2 && !c->closed; t++) {
-        rtsp_out *o = &c->out[t];
-        if (o->len == 0)
-            continue;
-        IFWXIOBuffer *b = NULL;
-        fwx_result hr = IFWXFirewall_CreateBuffer(c->fw, (uint32_t)o->len, &b);
-        if (FWX_SUCCEEDED(hr))
-            hr = IFWXIOBuffer_Append(b, o->p, (uint32_t)o->len);
-        if (FWX_SUCCEEDED(hr))
-            hr = IFWXSocket_Send(c->s[t], b, &c->dirs[d].iface, UD_SEND);
-        if (b != NULL)
-            IFWXIOBuffer_Release(b);
-        o->len = 0;
-        if (FWX_FAILED(hr)) {
-            ctl_close_all(c);
-            return;
-        }
-        c->pending_sends[d]++;
-    }
-    if (c->pending_sends[d] == 0) {
-        if (ctl_dead(c))
-            ctl_close_all(c);
-        else
-            ctl_recv(c, d);
-    }
-}
+static const plugin_relay_ops relay_ops = {rtsp_data, rtsp_closing, rtsp_finished};
 
 static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf,
                                       uintptr_t ud, const struct sockaddr *a, uint32_t al)
 {
     rtsp_dir *dir = FWX_CONTAINER_OF(This, rtsp_dir, iface);
-    rtsp_ctl *c = dir->c;
-    int d = dir->d;
     (void)err;
     (void)a;
     (void)al;
-    if (c->closed || c->detached)
-        return FWX_S_OK;
-    if (!ok) {
-        ctl_close_all(c);
-        return FWX_S_OK;
-    }
-    if (ud == UD_SEND) {
-        if (c->pending_sends[d] > 0 && --c->pending_sends[d] == 0) {
-            if (ctl_dead(c))
-                ctl_close_all(c); /* the error reply is out */
-            else
-                ctl_recv(c, d);
-        }
-        return FWX_S_OK;
-    }
-    uint8_t *p = NULL;
-    uint32_t n = 0;
-    if (buf == NULL || FWX_FAILED(IFWXIOBuffer_GetBufferAndSize(buf, &p, &n))) {
-        ctl_close_all(c);
-        return FWX_S_OK;
-    }
-    if (n == 0) {
-        c->eof[d] = true;
-        (void)IFWXSocket_Shutdown(c->s[1 - d], SHUT_WR);
-        if (c->eof[0] && c->eof[1])
-            ctl_close_all(c);
-        return FWX_S_OK;
-    }
-    ctl_feed(c, d, p, n);
-    if (!c->closed)
-        ctl_flush(c, d);
+    if (!dir->c->detached)
+        plugin_relay_complete(&dir->c->relay, dir->d, ok, buf, ud);
     return FWX_S_OK;
 }
 
-/* The completions live inside the data filter and share its count. */
-static uint32_t dir_AddRef(IFWXIOCompletion *This) { return ctl_AddRef(&FWX_CONTAINER_OF(This, rtsp_dir, iface)->c->iface); }
-static uint32_t dir_Release(IFWXIOCompletion *This) { return ctl_Release(&FWX_CONTAINER_OF(This, rtsp_dir, iface)->c->iface); }
-
-static fwx_result dir_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
-{
-    static const fwx_guid *const iids[] = {&IID_IFWXIOCompletion};
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (!fwx_iid_in_table(riid, iids, 1)) {
-        *ppv = NULL;
-        return FWX_E_NOINTERFACE;
-    }
-    dir_AddRef(This);
-    *ppv = This;
-    return FWX_S_OK;
-}
-
-static const IFWXIOCompletionVtbl dir_vtbl = {dir_QueryInterface, dir_AddRef, dir_Release, dir_CompleteAsyncIO};
+/* dir_AddRef, dir_Release, dir_QueryInterface and dir_vtbl: the completions live inside the
+   data filter and share its count. */
+FWX_PLUGIN_IO_COMPLETION(dir, rtsp_dir, c, ctl, dir_CompleteAsyncIO)
 
 /* ---- the data filter's own methods -------------------------------------------------------- */
+
+/* Drops a reference held in @p field, if any. */
+#define RTSP_DROP(field, release)                                                                 \
+    do {                                                                                          \
+        if ((field) != NULL)                                                                      \
+            release(field);                                                                       \
+        (field) = NULL;                                                                           \
+    } while (0)
 
 static void ctl_release_all(rtsp_ctl *c)
 {
     ctl_withdraw_all(c);
-    for (int i = 0; i < 2; i++) {
-        if (c->s[i] != NULL) {
-            IFWXSocket_Release(c->s[i]);
-            c->s[i] = NULL;
-        }
-        free(c->out[i].p);
-        c->out[i].p = NULL;
-        c->out[i].len = c->out[i].cap = 0;
-    }
-    if (c->conn != NULL) {
-        IFWXConnection_Release(c->conn);
-        c->conn = NULL;
-    }
-    if (c->session != NULL) {
-        IFWXSession_Release(c->session);
-        c->session = NULL;
-    }
-    if (c->sf != NULL) {
-        IFWXSessionFilter_Release(c->sf);
-        c->sf = NULL;
-    }
-    if (c->fw != NULL) {
-        IFWXFirewall_Release(c->fw);
-        c->fw = NULL;
-    }
-    if (c->log != NULL) {
-        IFWXHostLog_Release(c->log);
-        c->log = NULL;
-    }
+    for (int i = 0; i < 2; i++)
+        RTSP_DROP(c->s[i], IFWXSocket_Release);
+    plugin_relay_free(&c->relay);
+    RTSP_DROP(c->conn, IFWXConnection_Release);
+    RTSP_DROP(c->session, IFWXSession_Release);
+    RTSP_DROP(c->sf, IFWXSessionFilter_Release);
+    RTSP_DROP(c->fw, IFWXFirewall_Release);
+    RTSP_DROP(c->log, IFWXHostLog_Release);
 }
 
 static void ctl_destroy(rtsp_ctl *c)
@@ -879,6 +757,7 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
     IFWXConnection_AddRef(conn);
     c->s[0] = in;
     c->s[1] = ex;
+    plugin_relay_init(&c->relay, c->fw, in, ex, &c->dirs[0].iface, &c->dirs[1].iface, &relay_ops, c, RTSP_OUT_MAX);
     c->conn = conn;
     uint32_t len = sizeof c->client;
     if (IFWXSession_GetClientAddress(c->session, RTSP_SA(c->client), &len) != FWX_S_OK ||
@@ -902,18 +781,17 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
     if (c->kind == RTSP_PUBLISHED && !c->has_server) {
         /* Fail closed: the server's RTCP ports cannot be scoped without its address. */
         rtsp_log(c, FWX_LOG_ERROR, NULL, 0, "the core names no published server for this connection; refused");
-        ctl_close_all(c);
+        plugin_relay_close(&c->relay, NULL);
         return FWX_E_FAIL;
     }
-    ctl_recv(c, 0);
-    ctl_recv(c, 1);
-    return c->closed ? FWX_E_FAIL : FWX_S_OK;
+    plugin_relay_start(&c->relay);
+    return c->relay.closed ? FWX_E_FAIL : FWX_S_OK;
 }
 
 static fwx_result ctl_Detach(IFWXDataFilter *This)
 {
     rtsp_ctl *c = ctl_impl(This);
-    ctl_close_all(c);
+    plugin_relay_close(&c->relay, NULL); /* withdraws every port (rtsp_closing) */
     c->detached = true;
     ctl_release_all(c);
     return FWX_S_OK;
