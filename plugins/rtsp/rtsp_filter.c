@@ -375,18 +375,22 @@ static void out_add(rtsp_ctl *c, int target, const void *p, size_t n)
     plugin_relay_out_add(&c->relay, target, p, n);
 }
 
-/* The gateway answers a request itself (the server never sees it) and logs why. */
-static void refuse_request(rtsp_ctl *c, int code, const rtsp_msg *m, const char *head, size_t len, const char *why)
+/* The gateway answers the client itself with @p code, in place of a request the server never
+   sees (@p d = 0) or of a server's reply (@p d = 1, whose body is then dropped), and logs why. */
+static void refuse(rtsp_ctl *c, int d, int code, const rtsp_msg *m, const char *head, size_t len, const char *why)
 {
     char text[256], shown[120 * 4 + 8];
     size_t n = rtsp_fmt_error(text, sizeof text, code, m);
     shown_line(head, len, shown, sizeof shown);
     const fwx_log_field f[] = {
-        {.key = "request", .type = FWX_LOG_STRING, .value = {.string = shown}},
+        {.key = d == 0 ? "request" : "reply", .type = FWX_LOG_STRING, .value = {.string = shown}},
         {.key = "reason", .type = FWX_LOG_STRING, .value = {.string = why}},
     };
-    rtsp_log(c, FWX_LOG_WARN, f, 2, "refused \"%s\" with %d: %s", shown, code, why);
+    rtsp_log(c, FWX_LOG_WARN, f, 2, "refused %s\"%s\" with %d: %s", d == 0 ? "" : "the server's reply ", shown, code,
+             why);
     out_add(c, 0, text, n);
+    if (d == 1)
+        c->drop_body[1] = m->content_length > 0;
 }
 
 /* Writes head @p m with its Transport value replaced to @p target; false (nothing written)
@@ -414,11 +418,11 @@ static bool on_setup(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *
     size_t n_specs = 0;
     uint32_t cseq;
     if (m->transport < 0) {
-        refuse_request(c, 461, m, head, len, "SETUP without Transport");
+        refuse(c, 0, 461, m, head, len, "SETUP without Transport");
         return false;
     }
     if (!rtsp_msg_cseq(m, &cseq)) {
-        refuse_request(c, 400, m, head, len, "SETUP without CSeq");
+        refuse(c, 0, 400, m, head, len, "SETUP without CSeq");
         return false;
     }
     const rtsp_header *th = &m->headers[m->transport];
@@ -426,12 +430,12 @@ static bool on_setup(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *
     for (size_t i = 0; st == RTSP_P_OK && i < n_specs; i++)
         st = rtsp_check_request_spec(&specs[i], RTSP_CSA(c->client));
     if (st != RTSP_P_OK) {
-        refuse_request(c, rtsp_status_code(st), m, head, len, rtsp_status_text(st));
+        refuse(c, 0, rtsp_status_code(st), m, head, len, rtsp_status_text(st));
         return false;
     }
     if (pending_find(c, cseq) != NULL) {
         /* Its reply could not be told from the earlier one's. */
-        refuse_request(c, 400, m, head, len, "SETUP with the CSeq of a SETUP not yet answered");
+        refuse(c, 0, 400, m, head, len, "SETUP with the CSeq of a SETUP not yet answered");
         return false;
     }
     rtsp_pending *pd = NULL;
@@ -441,7 +445,7 @@ static bool on_setup(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *
             break;
         }
     if (pd == NULL) {
-        refuse_request(c, 503, m, head, len, "too many SETUPs without a reply");
+        refuse(c, 0, 503, m, head, len, "too many SETUPs without a reply");
         return false;
     }
     memset(pd, 0, sizeof *pd);
@@ -478,12 +482,12 @@ static bool on_setup(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *
     }
     if (why != NULL) {
         pending_done(c, pd, -1);
-        refuse_request(c, code, m, head, len, why);
+        refuse(c, 0, code, m, head, len, why);
         return false;
     }
     if (!out_head(c, 1, head, len, m, pd->transport, pd->len)) {
         pending_done(c, pd, -1);
-        refuse_request(c, 400, m, head, len, "the rewritten request would be longer than a head may be");
+        refuse(c, 0, 400, m, head, len, "the rewritten request would be longer than a head may be");
         return false;
     }
     for (size_t i = 0; i < n_specs; i++)
@@ -530,21 +534,6 @@ static void pending_done(rtsp_ctl *c, rtsp_pending *pd, int keep)
     pd->used = false;
 }
 
-/* Replaces a server's SETUP reply the gateway cannot pass by its own error. */
-static void refuse_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *m, int code, const char *why)
-{
-    char text[256], shown[120 * 4 + 8];
-    size_t n = rtsp_fmt_error(text, sizeof text, code, m);
-    shown_line(head, len, shown, sizeof shown);
-    const fwx_log_field f[] = {
-        {.key = "reply", .type = FWX_LOG_STRING, .value = {.string = shown}},
-        {.key = "reason", .type = FWX_LOG_STRING, .value = {.string = why}},
-    };
-    rtsp_log(c, FWX_LOG_WARN, f, 2, "refused the server's SETUP reply \"%s\": %s", shown, why);
-    out_add(c, 0, text, n);
-    c->drop_body[1] = m->content_length > 0;
-}
-
 static void on_setup_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *m, rtsp_pending *pd)
 {
     rtsp_transport req[RTSP_TRANSPORTS_MAX], rep[RTSP_TRANSPORTS_MAX];
@@ -567,7 +556,7 @@ static void on_setup_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp
         st = RTSP_P_SOURCE; /* the server is not known: no source= can be believed */
     if (st != RTSP_P_OK) {
         pending_done(c, pd, -1);
-        refuse_reply(c, head, len, m, rtsp_status_code(st), rtsp_status_text(st));
+        refuse(c, 1, rtsp_status_code(st), m, head, len, rtsp_status_text(st));
         return;
     }
     int keep = pd->pair[which];
@@ -587,7 +576,7 @@ static void on_setup_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp
             fwx_result hr = pair_open_back(c, p, rep[0].server_port[0], &back);
             if (FWX_FAILED(hr)) {
                 pending_done(c, pd, -1);
-                refuse_reply(c, head, len, m, 503, hr_text(hr));
+                refuse(c, 1, 503, m, head, len, hr_text(hr));
                 return;
             }
             rw.server_port = back;
@@ -608,12 +597,12 @@ static void on_setup_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp
     pending_done(c, pd, keep);
     if (n == 0) {
         pair_free(p);
-        refuse_reply(c, head, len, m, 503, "the rewritten Transport is too long");
+        refuse(c, 1, 503, m, head, len, "the rewritten Transport is too long");
         return;
     }
     if (!out_head(c, 0, head, len, m, text, n)) {
         pair_free(p);
-        refuse_reply(c, head, len, m, 503, "the rewritten reply would be longer than a head may be");
+        refuse(c, 1, 503, m, head, len, "the rewritten reply would be longer than a head may be");
     }
 }
 
