@@ -430,6 +430,14 @@ def main():
         refused = run.log().count("refused") - n_refused
         check(refused >= 12, "%d refusal lines logged for 12 refused requests" % refused)
         say("ok: catalog rows 70, 71, 72, 74, 75, 76, 77 and multicast held as documented")
+
+        # 5. a clean stop (under ASan/UBSan: no report, no leak)
+        rc = run.gw.stop()
+        text = run.log()
+        check(rc == 0, "fwx-gateway exited %s at SIGTERM:\n%s" % (rc, run.gw.stderr()[-3000:]))
+        check("runtime error" not in text and "Sanitizer" not in text,
+              "a sanitizer reported:\n" + text[-6000:])
+        say("ok: fwx-gateway stopped cleanly (exit 0)")
     except Failure as e:
         say("FAIL: %s" % e)
         say("---- gateway log (tail) ----\n" + run.log()[-30000:])
