@@ -37,6 +37,7 @@
 #include <fwx/plugin_helpers.h>
 
 #include "plugin_relay.h"
+#include "plugin_util.h"
 #include "rtsp_parse.h"
 
 #include <arpa/inet.h>
@@ -138,28 +139,6 @@ static void ip_text(const struct sockaddr *sa, char out[RTSP_ADDRSTRLEN])
         snprintf(out, RTSP_ADDRSTRLEN, "?");
 }
 
-static uint16_t sa_port(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
-    if (sa->sa_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
-    return 0;
-}
-
-static void sa_set_port(struct sockaddr *sa, uint16_t port)
-{
-    if (sa->sa_family == AF_INET)
-        ((struct sockaddr_in *)(void *)sa)->sin_port = htons(port);
-    else if (sa->sa_family == AF_INET6)
-        ((struct sockaddr_in6 *)(void *)sa)->sin6_port = htons(port);
-}
-
-static uint32_t sa_len(const struct sockaddr *sa)
-{
-    return sa->sa_family == AF_INET6 ? (uint32_t)sizeof(struct sockaddr_in6) : (uint32_t)sizeof(struct sockaddr_in);
-}
-
 static void rtsp_log(rtsp_ctl *c, fwx_log_level level, const fwx_log_field *f, uint32_t n, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 /* `rtsp: session <client>: ...` through the host's log, with the session's and the control
@@ -189,22 +168,6 @@ static void shown_line(const char *p, size_t len, char *out, size_t cap)
             k += (size_t)snprintf(out + k, cap - k, "\\x%02x", ch);
     }
     out[k] = '\0';
-}
-
-static const char *hr_text(fwx_result hr)
-{
-    switch (hr) {
-    case FWX_E_ADDRESS_NOT_ALLOWED: return "the core refused the address (FWX_E_ADDRESS_NOT_ALLOWED)";
-    case FWX_E_ADDRNOTAVAIL: return "not an address of the gateway (FWX_E_ADDRNOTAVAIL)";
-    case FWX_E_QUOTA_EXCEEDED: return "too many grants (FWX_E_QUOTA_EXCEEDED)";
-    case FWX_E_NO_PORTS: return "no free gateway port pair (FWX_E_NO_PORTS)";
-    case FWX_E_PROTOCOL_RULES_DENIED: return "the policy denies it (FWX_E_PROTOCOL_RULES_DENIED)";
-    case FWX_E_SITE_AND_CONTENT_RULES_DENIED: return "the policy denies it (FWX_E_SITE_AND_CONTENT_RULES_DENIED)";
-    case FWX_E_TERMINATING: return "the session is ending (FWX_E_TERMINATING)";
-    case FWX_E_INVALIDARG: return "invalid argument (FWX_E_INVALIDARG)";
-    case FWX_E_OUTOFMEMORY: return "out of memory (FWX_E_OUTOFMEMORY)";
-    default: return "the core refused it";
-    }
 }
 
 /* ---- ports -------------------------------------------------------------------------------- */
@@ -282,7 +245,7 @@ static bool ctl_client_side(rtsp_ctl *c, struct sockaddr_storage *out)
     if (IFWXConnection_GetExternalSocketName(c->conn, RTSP_SA(*out), &len) != FWX_S_OK ||
         (out->ss_family != AF_INET && out->ss_family != AF_INET6))
         return false;
-    sa_set_port(RTSP_SA(*out), 0);
+    plugin_sa_set_port(RTSP_SA(*out), 0);
     return true;
 }
 
@@ -306,7 +269,7 @@ static int pair_open(rtsp_ctl *c, uint16_t port, fwx_result *hr)
     const struct sockaddr *ta[2];
     for (int i = 0; i < 2; i++) {
         to[i] = c->client;
-        sa_set_port(RTSP_SA(to[i]), (uint16_t)(port + i));
+        plugin_sa_set_port(RTSP_SA(to[i]), (uint16_t)(port + i));
         ta[i] = RTSP_CSA(to[i]);
     }
     struct sockaddr_storage gw;
@@ -315,7 +278,7 @@ static int pair_open(rtsp_ctl *c, uint16_t port, fwx_result *hr)
         /* The published server sends to a redirect pair on its side of the gateway, which
            forwards to the remote client (as the FTP filter's active mode does). */
         uint32_t glen = sizeof gw;
-        *hr = IFWXSession_RedirectConnections(c->session, ta, sa_len(ta[0]), 2, RTSP_SA(gw), &glen, NULL, 0,
+        *hr = IFWXSession_RedirectConnections(c->session, ta, plugin_sa_len(ta[0]), 2, RTSP_SA(gw), &glen, NULL, 0,
                                               FWX_PROTOCOL_UDP, FWX_FLAG_TIMEOUT, &c->protocol, c->sf,
                                               (IUnknown *)(void *)&c->iface, p->act);
     } else {
@@ -323,7 +286,7 @@ static int pair_open(rtsp_ctl *c, uint16_t port, fwx_result *hr)
            side, the lowest even (BindForClient with N = 2). */
         if (!ctl_client_side(c, &gw))
             gw.ss_family = c->client.ss_family; /* the unspecified address: the core picks */
-        *hr = IFWXSession_BindForClient(c->session, ta, sa_len(ta[0]), RTSP_SA(gw), sizeof gw, FWX_PROTOCOL_UDP, 2,
+        *hr = IFWXSession_BindForClient(c->session, ta, plugin_sa_len(ta[0]), RTSP_SA(gw), sizeof gw, FWX_PROTOCOL_UDP, 2,
                                         FWX_FLAG_TIMEOUT, 1, &c->protocol, c->sf, (IUnknown *)(void *)&c->iface,
                                         NULL, p->bound);
     }
@@ -333,7 +296,7 @@ static int pair_open(rtsp_ctl *c, uint16_t port, fwx_result *hr)
     }
     p->used = true;
     p->client_port = port;
-    p->to_server = sa_port(RTSP_CSA(gw));
+    p->to_server = plugin_sa_port(RTSP_CSA(gw));
     if (p->to_server == 0 || p->to_server % 2 != 0) {
         pair_free(p); /* the core broke T7: never hand the server an odd pair */
         *hr = FWX_E_NO_PORTS;
@@ -350,7 +313,7 @@ static fwx_result pair_open_back(rtsp_ctl *c, rtsp_pair *p, uint16_t server_port
     const struct sockaddr *ta[2];
     for (int i = 0; i < 2; i++) {
         to[i] = c->server;
-        sa_set_port(RTSP_SA(to[i]), (uint16_t)(server_port + i));
+        plugin_sa_set_port(RTSP_SA(to[i]), (uint16_t)(server_port + i));
         ta[i] = RTSP_CSA(to[i]);
     }
     if (!ctl_client_side(c, &gw))
@@ -359,12 +322,12 @@ static fwx_result pair_open_back(rtsp_ctl *c, rtsp_pair *p, uint16_t server_port
     (void)IFWXConnection_GetConnectionFlags(c->conn, &cflags);
     uint32_t flags = FWX_FLAG_TIMEOUT |
                      ((cflags & FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION) ? FWX_FLAG_PROXY_MODE : 0);
-    fwx_result hr = IFWXSession_BindForClient(c->session, ta, sa_len(ta[0]), RTSP_SA(gw), sizeof gw,
+    fwx_result hr = IFWXSession_BindForClient(c->session, ta, plugin_sa_len(ta[0]), RTSP_SA(gw), sizeof gw,
                                               FWX_PROTOCOL_UDP, 2, flags, 1, &c->protocol, c->sf,
                                               (IUnknown *)(void *)&c->iface, NULL, p->back);
     if (FWX_FAILED(hr))
         return hr;
-    *gw_port = sa_port(RTSP_CSA(gw));
+    *gw_port = plugin_sa_port(RTSP_CSA(gw));
     return FWX_S_OK;
 }
 
@@ -463,7 +426,7 @@ static bool on_setup(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *
             fwx_result hr;
             pd->pair[i] = pair_open(c, specs[i].client_port[0], &hr);
             if (pd->pair[i] < 0) {
-                why = hr_text(hr);
+                why = plugin_result_text(hr);
                 code = hr == FWX_E_QUOTA_EXCEEDED || hr == FWX_E_NO_PORTS ? 453 : 503;
                 break;
             }
@@ -576,7 +539,7 @@ static void on_setup_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp
             fwx_result hr = pair_open_back(c, p, rep[0].server_port[0], &back);
             if (FWX_FAILED(hr)) {
                 pending_done(c, pd, -1);
-                refuse(c, 1, 503, m, head, len, hr_text(hr));
+                refuse(c, 1, 503, m, head, len, plugin_result_text(hr));
                 return;
             }
             rw.server_port = back;
@@ -752,7 +715,7 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
     if (IFWXSession_GetClientAddress(c->session, RTSP_SA(c->client), &len) != FWX_S_OK ||
         (c->client.ss_family != AF_INET && c->client.ss_family != AF_INET6))
         return FWX_E_INVALIDARG;
-    sa_set_port(RTSP_SA(c->client), 0);
+    plugin_sa_set_port(RTSP_SA(c->client), 0);
     ip_text(RTSP_CSA(c->client), c->client_text);
     len = sizeof c->server;
     memset(&c->server, 0, sizeof c->server);
@@ -840,7 +803,7 @@ static fwx_result sf_attach(rtsp_sf *sf, IFWXConnection *conn, rtsp_kind kind, c
     fwx_result hr = IFWXConnection_AttachDataFilter(conn, &c->iface, fwx_dfpc_NAT, NULL);
     if (FWX_FAILED(hr) && c->log != NULL) {
         char msg[256];
-        snprintf(msg, sizeof msg, "cannot attach to an RTSP control connection: %s", hr_text(hr));
+        snprintf(msg, sizeof msg, "cannot attach to an RTSP control connection: %s", plugin_result_text(hr));
         (void)IFWXHostLog_Log(c->log, FWX_LOG_ERROR, sf->session, conn, NULL, 0, msg);
     }
     IFWXDataFilter_Release(&c->iface);
