@@ -16,6 +16,9 @@
  *     consecutive ports >= 1024 with the lowest even; the formatter, into an exact-size heap
  *     buffer of every size up to the one needed, writes nothing past it, and what it writes
  *     parses again with the same ports;
+ *   - the head the filter rewrites (rtsp_fmt_head, its Transport replaced by the formatter's
+ *     value) parses again with the same headers and that value; CSeq reads as the parser
+ *     accepted it;
  *   - every status has a text, and a Transport status answers 461, a framing status 400.
  * SPDX-License-Identifier: MIT
  */
@@ -114,6 +117,23 @@ static void check_head(const rtsp_stream *s)
     CHECK(m.content_length == s->msg.content_length);
     if (m.transport >= 0)
         check_transport(&m.headers[m.transport]);
+    uint32_t cseq;
+    CHECK(rtsp_msg_cseq(&m, &cseq) == (m.cseq >= 0));
+    if (m.transport >= 0) {
+        static const char tr[] = "RTP/AVP;unicast;client_port=40000-40001";
+        char *out = malloc(RTSP_HEAD_MAX + 1);
+        CHECK(out != NULL);
+        size_t k = rtsp_fmt_head(out, RTSP_HEAD_MAX + 1, s->head, s->head_len, &m, tr, sizeof tr - 1);
+        if (k > 0) {
+            rtsp_msg r;
+            CHECK(k == strlen(out) && k <= RTSP_HEAD_MAX);
+            CHECK(rtsp_parse_head(out, k, &r) == RTSP_P_OK);
+            CHECK(r.n_headers == m.n_headers && r.transport == m.transport && r.cseq == m.cseq);
+            CHECK(r.headers[r.transport].value_len == sizeof tr - 1 &&
+                  memcmp(r.headers[r.transport].value, tr, sizeof tr - 1) == 0);
+        }
+        free(out);
+    }
     char err[256];
     size_t n = rtsp_fmt_error(err, sizeof err, 461, &m);
     CHECK(n > 0 && n == strlen(err));

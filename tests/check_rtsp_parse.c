@@ -493,6 +493,56 @@ START_TEST(format_error)
 }
 END_TEST
 
+/* The filter's SETUP path: the head goes on with only its Transport value replaced. */
+START_TEST(format_head)
+{
+    static const char h[] = "SETUP rtsp://10.1.0.2:8554/test/stream=0 RTSP/1.0\r\nCSeq: 3\r\n"
+                            "Transport:  RTP/AVP;unicast;client_port=5000-5001 \r\nUser-Agent: Lavf59\r\n\r\n";
+    static const char tr[] = "RTP/AVP;unicast;client_port=40000-40001";
+    rtsp_msg m;
+    char out[RTSP_HEAD_MAX + 1];
+    ck_assert_int_eq(rtsp_parse_head(h, sizeof h - 1, &m), RTSP_P_OK);
+    size_t n = rtsp_fmt_head(out, sizeof out, h, sizeof h - 1, &m, tr, sizeof tr - 1);
+    ck_assert_str_eq(out, "SETUP rtsp://10.1.0.2:8554/test/stream=0 RTSP/1.0\r\nCSeq: 3\r\n"
+                          "Transport: RTP/AVP;unicast;client_port=40000-40001\r\nUser-Agent: Lavf59\r\n\r\n");
+    ck_assert_uint_eq(n, strlen(out));
+    rtsp_msg again;
+    ck_assert_int_eq(rtsp_parse_head(out, n, &again), RTSP_P_OK);
+    ck_assert_int_eq(again.transport, m.transport);
+    /* a value with a line break would smuggle a header: refused */
+    ck_assert_uint_eq(rtsp_fmt_head(out, sizeof out, h, sizeof h - 1, &m, "RTP/AVP\r\nX: y", 14), 0);
+    ck_assert_str_eq(out, "");
+    /* too small a buffer: nothing, never past it */
+    for (size_t cap = 0; cap <= n; cap++) {
+        char *small = malloc(cap + 1);
+        ck_assert_ptr_nonnull(small);
+        small[cap] = 'Z';
+        ck_assert_uint_eq(rtsp_fmt_head(small, cap, h, sizeof h - 1, &m, tr, sizeof tr - 1), 0);
+        ck_assert_int_eq(small[cap], 'Z');
+        free(small);
+    }
+    /* a head without Transport has nothing to replace */
+    static const char o[] = "OPTIONS * RTSP/1.0\r\nCSeq: 1\r\n\r\n";
+    ck_assert_int_eq(rtsp_parse_head(o, sizeof o - 1, &m), RTSP_P_OK);
+    ck_assert_uint_eq(rtsp_fmt_head(out, sizeof out, o, sizeof o - 1, &m, tr, sizeof tr - 1), 0);
+}
+END_TEST
+
+START_TEST(cseq_value)
+{
+    static const char h[] = "PLAY rtsp://s/t RTSP/1.0\r\nCSeq: 000123456\r\n\r\n";
+    static const char none[] = "PLAY rtsp://s/t RTSP/1.0\r\nSession: 1\r\n\r\n";
+    rtsp_msg m;
+    uint32_t v = 7;
+    ck_assert_int_eq(rtsp_parse_head(h, sizeof h - 1, &m), RTSP_P_OK);
+    ck_assert(rtsp_msg_cseq(&m, &v));
+    ck_assert_uint_eq(v, 123456);
+    ck_assert_int_eq(rtsp_parse_head(none, sizeof none - 1, &m), RTSP_P_OK);
+    ck_assert(!rtsp_msg_cseq(&m, &v));
+    ck_assert_uint_eq(v, 123456);
+}
+END_TEST
+
 static Suite *rtsp_parse_suite(void)
 {
     Suite *s = suite_create("rtsp_parse");
@@ -514,6 +564,8 @@ static Suite *rtsp_parse_suite(void)
     tc = tcase_create("formatters");
     tcase_add_test(tc, format_transport);
     tcase_add_test(tc, format_error);
+    tcase_add_test(tc, format_head);
+    tcase_add_test(tc, cseq_value);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -238,6 +238,14 @@ bool rtsp_is_method(const rtsp_msg *m, const char *method)
     return !m->response && strlen(method) == m->method_len && memcmp(m->method, method, m->method_len) == 0;
 }
 
+bool rtsp_msg_cseq(const rtsp_msg *m, uint32_t *out)
+{
+    if (m->cseq < 0)
+        return false;
+    const rtsp_header *h = &m->headers[m->cseq];
+    return parse_uint(h->value, h->value_len, 9, 999999999u, out);
+}
+
 /* ---- framing -------------------------------------------------------------------------------- */
 
 void rtsp_stream_init(rtsp_stream *s)
@@ -651,6 +659,37 @@ size_t rtsp_fmt_transport(char *out, size_t cap, const rtsp_transport *t, const 
             put(&o, pa->value, pa->value_len);
         }
     }
+    if (o.over) {
+        out[0] = '\0';
+        return 0;
+    }
+    return o.len;
+}
+
+size_t rtsp_fmt_head(char *out, size_t cap, const char *head, size_t head_len, const rtsp_msg *m,
+                     const char *transport, size_t tlen)
+{
+    if (cap == 0)
+        return 0;
+    out[0] = '\0';
+    if (m->transport < 0 || memchr(transport, '\r', tlen) != NULL || memchr(transport, '\n', tlen) != NULL)
+        return 0;
+    const char *eol = memchr(head, '\r', head_len);
+    if (eol == NULL)
+        return 0;
+    out_buf o = {out, cap, 0, false};
+    put(&o, head, (size_t)(eol - head) + 2); /* the start line, as it came */
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const rtsp_header *h = &m->headers[i];
+        put(&o, h->name, h->name_len);
+        put(&o, ": ", 2);
+        if ((int)i == m->transport)
+            put(&o, transport, tlen);
+        else
+            put(&o, h->value, h->value_len);
+        put(&o, "\r\n", 2);
+    }
+    put(&o, "\r\n", 2);
     if (o.over) {
         out[0] = '\0';
         return 0;

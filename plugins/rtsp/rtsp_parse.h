@@ -114,6 +114,10 @@ rtsp_status rtsp_parse_head(const char *head, size_t len, rtsp_msg *m);
 /* True when the request's method is @p method (case-sensitive, as RTSP methods are). */
 bool rtsp_is_method(const rtsp_msg *m, const char *method);
 
+/* The message's CSeq into *out; false when it has none (rtsp_parse_head accepted only 1 to 9
+   digits, so it always fits). */
+bool rtsp_msg_cseq(const rtsp_msg *m, uint32_t *out);
+
 /* ---- framing ------------------------------------------------------------------------------ */
 
 /* What rtsp_stream_feed found. */
@@ -215,6 +219,14 @@ typedef struct rtsp_rewrite {
 /* Writes @p t with @p rw applied, NUL-terminated, into @p out. Returns the length, or 0 when
    it would not fit in @p cap. Parameters other than the rewritten ones keep their text. */
 size_t rtsp_fmt_transport(char *out, size_t cap, const rtsp_transport *t, const rtsp_rewrite *rw);
+
+/* Writes head @p m (parsed from @p head / @p head_len) with its Transport value replaced by
+   @p transport / @p tlen, every other line as it came, NUL-terminated, into @p out. The value
+   must hold no CR or LF (rtsp_fmt_transport's never does). Returns the length, or 0 when the
+   head has no Transport, the value holds CR or LF, or the result would not fit in @p cap (pass
+   RTSP_HEAD_MAX + 1 so that the peer's parser, if as strict as this one, takes the result). */
+size_t rtsp_fmt_head(char *out, size_t cap, const char *head, size_t head_len, const rtsp_msg *m,
+                     const char *transport, size_t tlen);
 
 /* An error response for a request: "RTSP/1.0 CODE Reason\r\nCSeq: N\r\n\r\n" (CSeq when the
    request had a valid one). Returns the length, or 0 when it would not fit. */
