@@ -17,7 +17,8 @@
 #
 # Knobs: QUICK=1, PIN=0 (do not pin), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw
 # TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations), FTP_MB=N (FTP file size, MiB),
-# RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup" (a subset), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
+# RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup" (a subset), SETUP_GRANTS=N
+# (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
 # config file takes `backend = "nft"`, else kperm).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
@@ -132,7 +133,7 @@ UV_LIBS=$(pkg-config --libs libuv 2>/dev/null || echo -luv)
 cc -O2 -Wall -o "$T/tcpbench" "$HERE/tcpbench.c" || fail "cannot compile bench/tcpbench.c"
 cc -O2 -Wall -o "$T/ksetup" "$HERE/ksetup.c" || fail "cannot compile bench/ksetup.c"
 # shellcheck disable=SC2086
-cc -O2 -Wall -std=gnu11 -I"$REPO/include" $UV_CFLAGS -o "$T/kperm" "$HERE/kperm.c" -L"$F/lib" -lfwx $UV_LIBS \
+cc -O2 -Wall -std=gnu11 -I"$REPO/include" -I"$BUILD/include" $UV_CFLAGS -o "$T/kperm" "$HERE/kperm.c" -L"$F/lib" -lfwx $UV_LIBS \
     -Wl,-rpath,"$F/lib" || fail "cannot compile bench/kperm.c"
 TB="$T/tcpbench" KP="$T/kperm" KS="$T/ksetup"
 
@@ -243,7 +244,7 @@ start_kperm() {
     ing "${FWX_PIN[@]}" "${FWX_SCHED[@]}" timeout 900 "$KP" --name $FWX_NAME --local $G_IN,$G_OUT --internal $INTERNAL "$@" \
         >"$FWX_OUT" 2>"$T/kperm-$tag.err" &
     FWX_PID=$!; PIDS+=("$FWX_PID")
-    for _ in $(seq 1 100); do grep -q '^ready' "$FWX_OUT" && break; [ -d /proc/$FWX_PID ] || break; sleep 0.05; done
+    for _ in $(seq 1 400); do grep -q '^ready' "$FWX_OUT" && break; [ -d /proc/$FWX_PID ] || break; sleep 0.05; done
     if ! grep -q '^ready' "$FWX_OUT"; then
         note "kperm ($tag) did not get ready: $(tail -c 400 "$T/kperm-$tag.err" | tr '\n' ' ')"
         kill_tree $FWX_PID; FWX_PID=
@@ -587,6 +588,25 @@ if want setup; then
         test_setup kernel-ftp-nodata pasv $S_IP $P_FTP 0
         test_setup kernel-ftp-nodata port $S_IP $P_FTP 0
         stop_fwx
+    fi
+    # The FTP filter with 10,000 other grants outstanding (kperm --grants: one-shot permissions
+    # of another client, elements of once4), against the same harness with none: set-up latency
+    # must not grow with the grants the table holds.
+    SETUP_GRANTS=${SETUP_GRANTS:-10000}
+    if [ "$SETUP_GRANTS" -gt 0 ]; then
+        for row in kernel-ftp-kperm kernel-ftp-10k; do
+            gw_reset
+            ng=0; [ $row = kernel-ftp-10k ] && ng=$SETUP_GRANTS
+            if start_kperm "setup-$row" --plugin "$F/plugins/ftp.so" --filter "$FTP_GUID" --grants "$ng"; then
+                for k in grants grants_add_p50_us grants_add_p99_us grants_add_total_ms; do
+                    v=$(kv $k "$FWX_OUT"); [ -n "$v" ] && put $row "$k" "$v"
+                done
+                put $row grants_in_table "$(ing nft -n list set inet $FWX_TABLE once4 | grep -o ' \. 6 \. ' | wc -l)"
+                test_setup $row pasv $S_IP $P_FTP 1
+                test_setup $row port $S_IP $P_FTP 1
+                stop_fwx
+            fi
+        done
     fi
     gw_reset
     if fwx_transparent_up setup-krelay conn-logger "$CL_GUID"; then
