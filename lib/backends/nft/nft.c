@@ -5,12 +5,13 @@
  * - open: replace a table a crash left behind, create ours, probe the kernel (probe.c); fail
  *   with FWX_E_NOT_SUPPORTED and one line when we may not change the network or the kernel
  *   lacks a required feature, so the host can fall back to the "proxy" backend;
- * - grant_add / grant_remove: one atomic batch of element additions or deletions per call;
- *   grant_remove_many (a session's end): one batch for all the grants;
+ * - grant_add / grant_remove: the grant's elements added (all or none) or deleted through
+ *   netlink (nl.c), synchronously; grant_remove_many (a session's end): every deletion at once.
+ *   Elements are shared by the grants that need them and counted (uthash, O(1));
  * - close: replace the table by a closed one that drops every forwarded packet (or, with
  *   kernel_open_on_stop, delete it), and say so in one line.
  *
- * Every address printed into a command comes from inet_ntop on a checked family (no text
+ * Every address printed into a command or an element's text comes from inet_ntop on a checked family (no text
  * from outside ever reaches a command), and the table name is built from [A-Za-z0-9_] only.
  * SPDX-License-Identifier: MIT
  */

@@ -1,5 +1,6 @@
 /*
- * fwx - the "nft" backend's internals: the kernel-mode backend on nf_tables (libnftables).
+ * fwx - the "nft" backend's internals: the kernel-mode backend on nf_tables (libnftables for the
+ * table and the policy, libnftnl + libmnl for set elements).
  * Internal; not installed. Tests in tests/netns/ include it to read the probe's result.
  * SPDX-License-Identifier: MIT
  */
