@@ -11,7 +11,7 @@
 # plugins and examples/fwx-gateway/fwx-gateway. Compiles its own tools (bench/tcpbench.c,
 # bench/kperm.c, bench/ksetup.c) into a temp dir, kperm and ksetup against the public headers.
 # Missing Debian packages (iperf3 vsftpd curl nftables conntrack) are installed with apt-get.
-# Traffic stays inside the namespaces fwxk-cli, fwxk-gw and fwxk-srv (10.99.1.0/24,
+# Traffic stays inside the namespaces fwxk-cli-PID, fwxk-gw-PID and fwxk-srv-PID (10.99.1.0/24,
 # 10.99.2.0/24), which this script creates and deletes (nft tables live and die with them).
 # A benchmark, not a test: prints figures, exits 0 unless the harness itself broke.
 #
@@ -38,7 +38,7 @@ else
 fi
 RATE_CONC=64 RATE_SIZE=64
 
-NS_C=fwxk-cli NS_G=fwxk-gw NS_S=fwxk-srv
+NS_C=fwxk-cli-$$ NS_G=fwxk-gw-$$ NS_S=fwxk-srv-$$   # the pid: two runs on one machine never share one
 C_IP=10.99.1.2 G_IN=10.99.1.1 G_OUT=10.99.2.1 S_IP=10.99.2.2
 INTERNAL=10.99.1.0/24
 P_IPERF=5201 P_ECHO=7000 P_FTP=21 P_PUB=2121

@@ -17,11 +17,12 @@
  *       backend redirects port-21 connections into fwx's user-mode path where the plugin sees
  *       them (the FTP filter: PASV -> AllowFutureConnect -> a kernel-mode data connection).
  *
- *   --grants N (either form): before "ready", N other permissions outstanding: a session of a
- *       client that never connects (10.99.1.250, inside --internal), with a primary connection
- *       to port 9 of --bulk-server (default 10.99.2.2), and N one-shot AllowFutureConnect to
- *       ports 20000.. of that server, each timed ("grants_add_p50_us", "_p99_us", "_total_ms"):
- *       the row with 10,000 outstanding grants (set-up latency must not grow with them).
+ *   --grants N (either form): before "ready", N other permissions outstanding: sessions of
+ *       clients that never connect (10.99.1.60 and up, inside --internal; 64 grants each, the
+ *       core's default cap per session), each with a primary connection to port 9 of
+ *       --bulk-server (default 10.99.2.2), and one-shot AllowFutureConnect to ports 20000.. of
+ *       that server, each timed ("grants_add_p50_us", "_p99_us", "_total_ms"): the row with
+ *       10,000 outstanding grants (set-up latency must not grow with them).
  *
  * Then it serves its loop until SIGTERM/SIGINT or --seconds (default 600), prints what fwx saw
  * ("key value" lines on stdout) and closes the firewall (which deletes its table: kernel_open_on_stop).
@@ -48,14 +49,16 @@ static int cmp_double(const void *a, const void *b)
 }
 
 #define MAX_ALLOW 8
+#define PER_SESSION 64     /* fwx_firewall_options::max_permissions_per_session's default */
+#define BULK_SESSIONS 190  /* clients 10.99.1.60-249 */
 
 static struct {
     uv_loop_t loop;
     fwx_firewall *fw;
     uv_signal_t sigterm, sigint;
     uv_timer_t deadline, tick;
-    IFWXSession *session, *bulk;
-    IFWXConnection *ctl, *bulk_ctl;
+    IFWXSession *session, *bulk[BULK_SESSIONS];
+    IFWXConnection *ctl, *bulk_ctl[BULK_SESSIONS];
     int verbose;
     /* what the periodic listing saw */
     uint64_t max_conn_id_seen;
@@ -159,11 +162,13 @@ static void stop(void)
     printf("cpu_s %.3f\n", (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
                                ru.ru_stime.tv_usec / 1e6);
     fflush(stdout);
-    if (K.bulk != NULL) {
-        fwx_connection_close(K.bulk_ctl);
-        fwx_session_close(K.bulk);
-        IFWXSession_Release(K.bulk);
-        K.bulk = NULL;
+    for (int i = 0; i < BULK_SESSIONS; i++) {
+        if (K.bulk[i] == NULL)
+            continue;
+        fwx_connection_close(K.bulk_ctl[i]);
+        fwx_session_close(K.bulk[i]);
+        IFWXSession_Release(K.bulk[i]);
+        K.bulk[i] = NULL;
     }
     if (K.session != NULL) {
         fwx_connection_close(K.ctl);
@@ -192,6 +197,25 @@ static void on_deadline(uv_timer_t *t)
     (void)t;
     fprintf(stderr, "kperm: --seconds reached\n");
     stop();
+}
+
+/* A NAT session of client (gateway address gi) with a primary TCP connection to srv. */
+static fwx_result open_session(struct sockaddr_storage *c, struct sockaddr_storage *gi, struct sockaddr_storage *srv,
+                               IFWXSession **s, IFWXConnection **ctl)
+{
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)c, sizeof(struct sockaddr_in),
+                             (struct sockaddr *)gi, sizeof(struct sockaddr_in), NULL};
+    fwx_result hr = fwx_session_open(K.fw, &sp, s);
+    if (FWX_FAILED(hr))
+        return hr;
+    fwx_connection_params cp;
+    memset(&cp, 0, sizeof cp);
+    cp.struct_size = sizeof cp;
+    cp.event = fwx_Connect_Tcp;
+    cp.protocol = FWX_PROTOCOL_TCP;
+    cp.external_peer = (struct sockaddr *)srv;
+    cp.external_peer_len = sizeof(struct sockaddr_in);
+    return fwx_connection_open(*s, &cp, ctl);
 }
 
 static void usage(void)
@@ -239,7 +263,8 @@ int main(int argc, char **argv)
         }
     }
     if (local == NULL || internal == NULL || (plugin == NULL && (client == NULL || n_allow == 0)) ||
-        (plugin != NULL && filter == NULL) || seconds <= 0 || seconds > 3600 || grants < 0 || grants > 40000)
+        (plugin != NULL && filter == NULL) || seconds <= 0 || seconds > 3600 || grants < 0 ||
+        grants > (long)BULK_SESSIONS * PER_SESSION)
         usage();
     signal(SIGPIPE, SIG_IGN);
 
@@ -264,10 +289,7 @@ int main(int argc, char **argv)
     /* kernel.sh measures plain kernel forwarding in this namespace after kperm exits: leave
        it open rather than closed (closed is the default). */
     fo.kernel_open_on_stop = 1;
-    if (grants > 0) {
-        fo.max_permissions_per_session = (uint32_t)grants + 64;
-        fo.max_permissions = (uint32_t)grants + 65536;
-    }
+    fo.max_permissions_per_session = PER_SESSION;
     fwx_result hr = fwx_firewall_new(&K.loop, &fo, &K.fw);
     if (FWX_FAILED(hr)) {
         fprintf(stderr, "kperm: fwx_firewall_new: %s\n", fwx_err_name(hr));
@@ -324,23 +346,8 @@ int main(int argc, char **argv)
             usage();
         gi = locals[0];
         ((struct sockaddr_in *)&srv)->sin_port = htons(21);
-        fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)&c, sizeof(struct sockaddr_in),
-                                 (struct sockaddr *)&gi, sizeof(struct sockaddr_in), NULL};
-        hr = fwx_session_open(K.fw, &sp, &K.session);
-        if (FWX_FAILED(hr)) {
-            fprintf(stderr, "kperm: session_open: %s\n", fwx_err_name(hr));
-            return 1;
-        }
-        fwx_connection_params cp;
-        memset(&cp, 0, sizeof cp);
-        cp.struct_size = sizeof cp;
-        cp.event = fwx_Connect_Tcp;
-        cp.protocol = FWX_PROTOCOL_TCP;
-        cp.external_peer = (struct sockaddr *)&srv;
-        cp.external_peer_len = sizeof(struct sockaddr_in);
-        hr = fwx_connection_open(K.session, &cp, &K.ctl);
-        if (FWX_FAILED(hr)) {
-            fprintf(stderr, "kperm: connection_open (primary to port 21): %s\n", fwx_err_name(hr));
+        if (FWX_FAILED(hr = open_session(&c, &gi, &srv, &K.session, &K.ctl))) {
+            fprintf(stderr, "kperm: session with a primary connection to port 21: %s\n", fwx_err_name(hr));
             return 1;
         }
         for (int i = 0; i < n_allow; i++) {
@@ -362,34 +369,30 @@ int main(int argc, char **argv)
     if (grants > 0) {
         /* N other grants outstanding, timed one by one: the set-up latency rows then run with
            them in the table (a set of N + the row's own elements). */
-        struct sockaddr_storage c, gi = locals[0], srv;
-        if (parse_addr("10.99.1.250", 0, &c) != 0 || parse_addr(bulk_server, 9, &srv) != 0)
+        struct sockaddr_storage gi = locals[0], srv;
+        if (parse_addr(bulk_server, 9, &srv) != 0)
             usage();
-        fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)&c, sizeof(struct sockaddr_in),
-                                 (struct sockaddr *)&gi, sizeof(struct sockaddr_in), NULL};
-        fwx_connection_params cp;
-        memset(&cp, 0, sizeof cp);
-        cp.struct_size = sizeof cp;
-        cp.event = fwx_Connect_Tcp;
-        cp.protocol = FWX_PROTOCOL_TCP;
-        cp.external_peer = (struct sockaddr *)&srv;
-        cp.external_peer_len = sizeof(struct sockaddr_in);
-        if (FWX_FAILED(hr = fwx_session_open(K.fw, &sp, &K.bulk)) ||
-            FWX_FAILED(hr = fwx_connection_open(K.bulk, &cp, &K.bulk_ctl))) {
-            fprintf(stderr, "kperm: bulk session: %s\n", fwx_err_name(hr));
-            return 1;
-        }
         double *us = malloc((size_t)grants * sizeof *us);
         if (us == NULL)
             return 1;
         struct timespec a0, a1;
         clock_gettime(CLOCK_MONOTONIC, &a0);
         for (long i = 0; i < grants; i++) {
+            int k = (int)(i / PER_SESSION);
+            if (i % PER_SESSION == 0) {
+                struct sockaddr_storage c;
+                char ip[32];
+                snprintf(ip, sizeof ip, "10.99.1.%d", 60 + k);
+                if (parse_addr(ip, 0, &c) != 0 || FWX_FAILED(hr = open_session(&c, &gi, &srv, &K.bulk[k], &K.bulk_ctl[k]))) {
+                    fprintf(stderr, "kperm: bulk session %s: %s\n", ip, fwx_err_name(hr));
+                    return 1;
+                }
+            }
             struct sockaddr_storage t = srv;
             ((struct sockaddr_in *)&t)->sin_port = htons((uint16_t)(20000 + i));
             clock_gettime(CLOCK_MONOTONIC, &t0);
-            hr = IFWXSession_AllowFutureConnect(K.bulk, (struct sockaddr *)&t, sizeof(struct sockaddr_in), NULL, 0,
-                                                FWX_PROTOCOL_TCP, 0, &FWX_GUID_NULL, NULL, NULL, K.bulk_ctl, NULL);
+            hr = IFWXSession_AllowFutureConnect(K.bulk[k], (struct sockaddr *)&t, sizeof(struct sockaddr_in), NULL, 0,
+                                                FWX_PROTOCOL_TCP, 0, &FWX_GUID_NULL, NULL, NULL, K.bulk_ctl[k], NULL);
             clock_gettime(CLOCK_MONOTONIC, &t1);
             if (FWX_FAILED(hr)) {
                 fprintf(stderr, "kperm: bulk grant %ld: %s (%s)\n", i, fwx_err_name(hr), fwx_firewall_last_error(K.fw));
