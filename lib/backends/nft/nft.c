@@ -11,8 +11,9 @@
  * - close: replace the table by a closed one that drops every forwarded packet (or, with
  *   kernel_open_on_stop, delete it), and say so in one line.
  *
- * Every address printed into a command or an element's text comes from inet_ntop on a checked family (no text
- * from outside ever reaches a command), and the table name is built from [A-Za-z0-9_] only.
+ * Every address printed into a command or an element's text comes from inet_ntop on a checked
+ * family (no text from outside ever reaches a command or an element), and the table name is
+ * built from [A-Za-z0-9_] only.
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/nft_impl.h"
