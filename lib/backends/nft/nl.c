@@ -36,8 +36,10 @@
 #define CHUNK 128
 /* A batch's size; an element message is ~100-200 bytes. */
 #define BATCH_LIMIT (64 * 1024)
-/* Rounds of "send again without the failed groups", and EBUSY retries: bounded. */
-#define MAX_ROUNDS 6
+/* Rounds of "send again without the failed groups" or after EBUSY: bounded. EBUSY waits
+   double from 100 us, at most ~6.3 ms in all (see fwx__nftnl_apply). */
+#define MAX_ROUNDS 7
+#define BUSY_FIRST_US 100
 
 struct fwx__nftnl {
     struct mnl_socket *nl;
@@ -256,6 +258,7 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
     /* A chunk never splits a group: a group is one transaction. */
     size_t at = 0;
     int sock_err = 0;
+    unsigned busy_us = BUSY_FIRST_US;
     while (at < n) {
         size_t end = at + 1;
         while (end < n && (end - at < CHUNK || ops[end].group == ops[end - 1].group))
@@ -284,9 +287,12 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
                 break; /* done, or refused as a whole (every op has the batch's error) */
             /* The transaction was rolled back: the groups with a failed element stay failed
                (each op of such a group keeps its error, or gets ECANCELED), the others are
-               sent again. EBUSY (a set resizing, an element the packet path deleted and the
-               kernel has not reaped) is transient: those are tried again after a pause. A
-               group's ops are contiguous. */
+               sent again. EBUSY is transient: a one-shot element of the same key that the
+               packet path deleted and the set's garbage collection has not reaped yet (a
+               server reusing a data port at once), or the set resizing. Refusing it would
+               fail the FTP transfer, so those are tried again after a pause that doubles
+               (100 us .. 3.2 ms, ~6.3 ms at most; rules.h gives the once sets a 100 ms
+               gc-interval so the wait is rare). A group's ops are contiguous. */
             for (size_t g0 = 0, g1; g0 < m; g0 = g1) {
                 bool group_failed = false;
                 for (g1 = g0; g1 < m && ops[idx[g1]].group == ops[idx[g0]].group; g1++)
@@ -296,8 +302,10 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
                     o->err = group_failed ? (o->err != 0 && o->err != EBUSY ? o->err : ECANCELED) : -2;
                 }
             }
-            if (busy)
-                usleep(200);
+            if (busy && round < MAX_ROUNDS - 1) {
+                usleep(busy_us);
+                busy_us *= 2;
+            }
             if (round == MAX_ROUNDS - 1)
                 for (size_t i = 0; i < m; i++)
                     if (ops[idx[i]].err == -2)
