@@ -432,6 +432,7 @@ fwx_transparent_up() { # TAG PLUGIN_NAME FILTER_GUID
     if [ "$FWX_FTP" = gateway ]; then
         cat >"$T/gw-$tag.cfg" <<EOF
 gateway = { name = "$FWX_NAME"; backend = "nft"; log_level = "${FWX_LOG_LEVEL:-warn}"; plugin_dir = "$F/plugins";
+            control_socket = "$T/ctl-$tag.sock";   # not /run/fwx's: another gateway on this host may hold it
             plugins = [ "$plugin" ]; local_addresses = [ "$G_IN", "$G_OUT" ];
             on_stop = "open"; };   # the kernel-only rows run in this namespace after it stops
 networks = { internal = { ranges = [ "$INTERNAL" ]; }; };
@@ -516,6 +517,7 @@ user_gateway_up() { # TAG WITH_FTP(0|1): fwx-gateway, proxy backend, publishing 
     [ "$ftp" = 1 ] && filt=" filters = [ \"$FTP_GUID\" ];" plug=" plugins = [ \"ftp\" ];"
     cat >"$T/gw-$tag.cfg" <<EOF
 gateway = { name = "$FWX_NAME-u"; log_level = "warn"; plugin_dir = "$F/plugins";$plug
+            control_socket = "$T/ctl-$tag.sock";
             local_addresses = [ "$G_IN", "$G_OUT" ]; };
 protocols = ( { name = "ftp-in"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-0000000b2121}"; protocol = "tcp"; port = $P_PUB;
                 direction = "inbound";$filt } );
