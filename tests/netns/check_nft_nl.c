@@ -20,30 +20,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* The shared gateway fixture (netns.h) and the backend's table name. */
 typedef struct gw {
-    tn_topo topo;
-    uv_loop_t loop;
-    fwx_firewall *fw;
-    char name[64];
+    tn_gw base;
     char table[80];
 } gw;
 
 static void gw_open(gw *g)
 {
     memset(g, 0, sizeof *g);
-    tn_gw_up(&g->topo);
-    snprintf(g->name, sizeof g->name, "nl%ld", (long)getpid());
-    fwx__nft_table_name(g->name, g->table, sizeof g->table);
+    tn_gw_up(&g->base.topo);
+    snprintf(g->base.name, sizeof g->base.name, "nl%ld", (long)getpid());
+    fwx__nft_table_name(g->base.name, g->table, sizeof g->table);
     fwx_firewall_options o;
-    tn_gw_options(&o, g->name);
-    tu_fw_open(&g->loop, &o, &g->fw);
-    TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
-}
-
-static void gw_close(gw *g)
-{
-    tu_fw_close(&g->loop, &g->fw);
-    tn_down(&g->topo);
+    tn_gw_options(&o, g->base.name);
+    tu_fw_open(&g->base.loop, &o, &g->base.fw);
+    TU_EXPECT_HR(fwx_firewall_set_backend(g->base.fw, "nft"), FWX_S_OK);
 }
 
 /* `nft -n list set inet TABLE SET` (`list map` for the maps) in this namespace: the output
@@ -151,7 +143,7 @@ START_TEST(batch_refuses_one_group)
     ck_assert_int_eq(fwx__nftnl_apply(h, &bad, 1), 1);
     ck_assert_int_eq(bad.err, EINVAL);
     fwx__nftnl_close(h);
-    gw_close(&g);
+    tn_gw_close(&g.base);
 }
 END_TEST
 
@@ -201,7 +193,7 @@ START_TEST(grant_refused_precisely)
     gw_open(&g);
     const fwx_backend *b = fwx_backend_find("nft");
     ck_assert_ptr_nonnull(b);
-    void *st = fwx_firewall_backend_state(g.fw);
+    void *st = fwx_firewall_backend_state(g.base.fw);
     ck_assert_int_eq(tn_sh("nft add element inet %s snat4 '{ " TN_CLIENT " . " TN_SERVER " . 6 . 5002 : "
                            TN_GW_IN " }'", g.table), 0);
     fwx_grant g1 = permission(9001, TN_SERVER ":5001"), g2 = permission(9002, TN_SERVER ":5002"),
@@ -227,7 +219,7 @@ START_TEST(grant_refused_precisely)
     ck_assert_int_eq(count_in_set(&g, "once4", " . 6 . "), 0);
     ck_assert_int_eq(count_in_set(&g, "snat4", " . 6 . "), 0);
     ck_assert_int_eq(tu_log_count("deleting failed", NULL), 0);
-    gw_close(&g);
+    tn_gw_close(&g.base);
 }
 END_TEST
 
@@ -238,7 +230,7 @@ START_TEST(shared_element_counted)
     gw g;
     gw_open(&g);
     const fwx_backend *b = fwx_backend_find("nft");
-    void *st = fwx_firewall_backend_state(g.fw);
+    void *st = fwx_firewall_backend_state(g.base.fw);
     fwx_grant g1 = permission(1, TN_SERVER ":6001"), g2 = permission(2, TN_SERVER ":6001");
     TU_EXPECT_HR(b->grant_add(st, &g1), FWX_S_OK);
     TU_EXPECT_HR(b->grant_add(st, &g2), FWX_S_OK);
@@ -249,7 +241,7 @@ START_TEST(shared_element_counted)
     ck_assert(!in_set(&g, "once4", TN_CLIENT " . " TN_SERVER " . 6 . 6001"));
     ck_assert_int_eq(tu_log_count("deleting failed", NULL), 0);
     ck_assert_int_eq(tu_log_count("already gone from the kernel", NULL), 0);
-    gw_close(&g);
+    tn_gw_close(&g.base);
 }
 END_TEST
 
@@ -261,7 +253,7 @@ START_TEST(ten_thousand_grants)
     gw g;
     gw_open(&g);
     const fwx_backend *b = fwx_backend_find("nft");
-    void *st = fwx_firewall_backend_state(g.fw);
+    void *st = fwx_firewall_backend_state(g.base.fw);
     static uint64_t ids[MANY];
     for (int i = 0; i < MANY; i++) {
         char t[64];
@@ -283,7 +275,7 @@ START_TEST(ten_thousand_grants)
     TU_EXPECT_HR(b->grant_remove(st, ids[0]), FWX_E_NOT_FOUND);
     ck_assert_int_eq(tu_log_count("deleting failed", NULL), 0);
     ck_assert_int_eq(tu_log_count("already gone from the kernel", NULL), 0);
-    gw_close(&g);
+    tn_gw_close(&g.base);
 }
 END_TEST
 
