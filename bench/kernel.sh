@@ -11,13 +11,14 @@
 # plugins and examples/fwx-gateway/fwx-gateway. Compiles its own tools (bench/tcpbench.c,
 # bench/kperm.c, bench/ksetup.c) into a temp dir, kperm and ksetup against the public headers.
 # Missing Debian packages (iperf3 vsftpd curl nftables conntrack) are installed with apt-get.
-# Traffic stays inside the namespaces fwxk-cli, fwxk-gw and fwxk-srv (10.99.1.0/24,
+# Traffic stays inside the namespaces fwxk-cli-PID, fwxk-gw-PID and fwxk-srv-PID (10.99.1.0/24,
 # 10.99.2.0/24), which this script creates and deletes (nft tables live and die with them).
 # A benchmark, not a test: prints figures, exits 0 unless the harness itself broke.
 #
 # Knobs: QUICK=1, PIN=0 (do not pin), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw
 # TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations), FTP_MB=N (FTP file size, MiB),
-# RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup" (a subset), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
+# RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup" (a subset), SETUP_GRANTS=N
+# (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
 # config file takes `backend = "nft"`, else kperm).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
@@ -37,7 +38,7 @@ else
 fi
 RATE_CONC=64 RATE_SIZE=64
 
-NS_C=fwxk-cli NS_G=fwxk-gw NS_S=fwxk-srv
+NS_C=fwxk-cli-$$ NS_G=fwxk-gw-$$ NS_S=fwxk-srv-$$   # the pid: two runs on one machine never share one
 C_IP=10.99.1.2 G_IN=10.99.1.1 G_OUT=10.99.2.1 S_IP=10.99.2.2
 INTERNAL=10.99.1.0/24
 P_IPERF=5201 P_ECHO=7000 P_FTP=21 P_PUB=2121
@@ -132,7 +133,7 @@ UV_LIBS=$(pkg-config --libs libuv 2>/dev/null || echo -luv)
 cc -O2 -Wall -o "$T/tcpbench" "$HERE/tcpbench.c" || fail "cannot compile bench/tcpbench.c"
 cc -O2 -Wall -o "$T/ksetup" "$HERE/ksetup.c" || fail "cannot compile bench/ksetup.c"
 # shellcheck disable=SC2086
-cc -O2 -Wall -std=gnu11 -I"$REPO/include" $UV_CFLAGS -o "$T/kperm" "$HERE/kperm.c" -L"$F/lib" -lfwx $UV_LIBS \
+cc -O2 -Wall -std=gnu11 -I"$REPO/include" -I"$BUILD/include" $UV_CFLAGS -o "$T/kperm" "$HERE/kperm.c" -L"$F/lib" -lfwx $UV_LIBS \
     -Wl,-rpath,"$F/lib" || fail "cannot compile bench/kperm.c"
 TB="$T/tcpbench" KP="$T/kperm" KS="$T/ksetup"
 
@@ -243,7 +244,7 @@ start_kperm() {
     ing "${FWX_PIN[@]}" "${FWX_SCHED[@]}" timeout 900 "$KP" --name $FWX_NAME --local $G_IN,$G_OUT --internal $INTERNAL "$@" \
         >"$FWX_OUT" 2>"$T/kperm-$tag.err" &
     FWX_PID=$!; PIDS+=("$FWX_PID")
-    for _ in $(seq 1 100); do grep -q '^ready' "$FWX_OUT" && break; [ -d /proc/$FWX_PID ] || break; sleep 0.05; done
+    for _ in $(seq 1 400); do grep -q '^ready' "$FWX_OUT" && break; [ -d /proc/$FWX_PID ] || break; sleep 0.05; done
     if ! grep -q '^ready' "$FWX_OUT"; then
         note "kperm ($tag) did not get ready: $(tail -c 400 "$T/kperm-$tag.err" | tr '\n' ' ')"
         kill_tree $FWX_PID; FWX_PID=
@@ -431,6 +432,7 @@ fwx_transparent_up() { # TAG PLUGIN_NAME FILTER_GUID
     if [ "$FWX_FTP" = gateway ]; then
         cat >"$T/gw-$tag.cfg" <<EOF
 gateway = { name = "$FWX_NAME"; backend = "nft"; log_level = "${FWX_LOG_LEVEL:-warn}"; plugin_dir = "$F/plugins";
+            control_socket = "$T/ctl-$tag.sock";   # not /run/fwx's: another gateway on this host may hold it
             plugins = [ "$plugin" ]; local_addresses = [ "$G_IN", "$G_OUT" ];
             on_stop = "open"; };   # the kernel-only rows run in this namespace after it stops
 networks = { internal = { ranges = [ "$INTERNAL" ]; }; };
@@ -515,6 +517,7 @@ user_gateway_up() { # TAG WITH_FTP(0|1): fwx-gateway, proxy backend, publishing 
     [ "$ftp" = 1 ] && filt=" filters = [ \"$FTP_GUID\" ];" plug=" plugins = [ \"ftp\" ];"
     cat >"$T/gw-$tag.cfg" <<EOF
 gateway = { name = "$FWX_NAME-u"; log_level = "warn"; plugin_dir = "$F/plugins";$plug
+            control_socket = "$T/ctl-$tag.sock";
             local_addresses = [ "$G_IN", "$G_OUT" ]; };
 protocols = ( { name = "ftp-in"; guid = "{6a0e7c1e-0f7a-4b3e-9c55-0000000b2121}"; protocol = "tcp"; port = $P_PUB;
                 direction = "inbound";$filt } );
@@ -587,6 +590,25 @@ if want setup; then
         test_setup kernel-ftp-nodata pasv $S_IP $P_FTP 0
         test_setup kernel-ftp-nodata port $S_IP $P_FTP 0
         stop_fwx
+    fi
+    # The FTP filter with 10,000 other grants outstanding (kperm --grants: one-shot permissions
+    # of another client, elements of once4), against the same harness with none: set-up latency
+    # must not grow with the grants the table holds.
+    SETUP_GRANTS=${SETUP_GRANTS:-10000}
+    if [ "$SETUP_GRANTS" -gt 0 ]; then
+        for row in kernel-ftp-kperm kernel-ftp-10k; do
+            gw_reset
+            ng=0; [ $row = kernel-ftp-10k ] && ng=$SETUP_GRANTS
+            if start_kperm "setup-$row" --plugin "$F/plugins/ftp.so" --filter "$FTP_GUID" --grants "$ng"; then
+                for k in grants grants_add_p50_us grants_add_p99_us grants_add_total_ms; do
+                    v=$(kv $k "$FWX_OUT"); [ -n "$v" ] && put $row "$k" "$v"
+                done
+                put $row grants_in_table "$(ing nft -n list set inet $FWX_TABLE once4 | grep -o ' \. 6 \. ' | wc -l)"
+                test_setup $row pasv $S_IP $P_FTP 1
+                test_setup $row port $S_IP $P_FTP 1
+                stop_fwx
+            fi
+        done
     fi
     gw_reset
     if fwx_transparent_up setup-krelay conn-logger "$CL_GUID"; then

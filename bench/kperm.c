@@ -17,6 +17,13 @@
  *       backend redirects port-21 connections into fwx's user-mode path where the plugin sees
  *       them (the FTP filter: PASV -> AllowFutureConnect -> a kernel-mode data connection).
  *
+ *   --grants N (either form): before "ready", N other permissions outstanding: sessions of
+ *       clients that never connect (10.99.1.60 and up, inside --internal; 64 grants each, the
+ *       core's default cap per session), each with a primary connection to port 9 of
+ *       --bulk-server (default 10.99.2.2), and one-shot AllowFutureConnect to ports 20000.. of
+ *       that server, each timed ("grants_add_p50_us", "_p99_us", "_total_ms"): the row with
+ *       10,000 outstanding grants (set-up latency must not grow with them).
+ *
  * Then it serves its loop until SIGTERM/SIGINT or --seconds (default 600), prints what fwx saw
  * ("key value" lines on stdout) and closes the firewall (which deletes its table: kernel_open_on_stop).
  * Prints "ready TABLE" on stdout (flushed) once everything is in place.
@@ -35,15 +42,23 @@
 #include <time.h>
 #include <uv.h>
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 #define MAX_ALLOW 8
+#define PER_SESSION 64     /* fwx_firewall_options::max_permissions_per_session's default */
+#define BULK_SESSIONS 190  /* clients 10.99.1.60-249 */
 
 static struct {
     uv_loop_t loop;
     fwx_firewall *fw;
     uv_signal_t sigterm, sigint;
     uv_timer_t deadline, tick;
-    IFWXSession *session;
-    IFWXConnection *ctl;
+    IFWXSession *session, *bulk[BULK_SESSIONS];
+    IFWXConnection *ctl, *bulk_ctl[BULK_SESSIONS];
     int verbose;
     /* what the periodic listing saw */
     uint64_t max_conn_id_seen;
@@ -147,6 +162,14 @@ static void stop(void)
     printf("cpu_s %.3f\n", (double)ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
                                ru.ru_stime.tv_usec / 1e6);
     fflush(stdout);
+    for (int i = 0; i < BULK_SESSIONS; i++) {
+        if (K.bulk[i] == NULL)
+            continue;
+        fwx_connection_close(K.bulk_ctl[i]);
+        fwx_session_close(K.bulk[i]);
+        IFWXSession_Release(K.bulk[i]);
+        K.bulk[i] = NULL;
+    }
     if (K.session != NULL) {
         fwx_connection_close(K.ctl);
         fwx_session_close(K.session);
@@ -176,11 +199,30 @@ static void on_deadline(uv_timer_t *t)
     stop();
 }
 
+/* A NAT session of client (gateway address gi) with a primary TCP connection to srv. */
+static fwx_result open_session(struct sockaddr_storage *c, struct sockaddr_storage *gi, struct sockaddr_storage *srv,
+                               IFWXSession **s, IFWXConnection **ctl)
+{
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)c, sizeof(struct sockaddr_in),
+                             (struct sockaddr *)gi, sizeof(struct sockaddr_in), NULL};
+    fwx_result hr = fwx_session_open(K.fw, &sp, s);
+    if (FWX_FAILED(hr))
+        return hr;
+    fwx_connection_params cp;
+    memset(&cp, 0, sizeof cp);
+    cp.struct_size = sizeof cp;
+    cp.event = fwx_Connect_Tcp;
+    cp.protocol = FWX_PROTOCOL_TCP;
+    cp.external_peer = (struct sockaddr *)srv;
+    cp.external_peer_len = sizeof(struct sockaddr_in);
+    return fwx_connection_open(*s, &cp, ctl);
+}
+
 static void usage(void)
 {
     fprintf(stderr, "usage: kperm --name N --local GW_IN,GW_OUT --internal CIDR\n"
                     "             (--client IP --allow IP:PORT [--allow IP:PORT]... | --plugin PATH --filter GUID)\n"
-                    "             [--seconds S] [--verbose]\n");
+                    "             [--grants N [--bulk-server IP]] [--seconds S] [--verbose]\n");
     exit(2);
 }
 
@@ -190,12 +232,15 @@ int main(int argc, char **argv)
     const char *allow[MAX_ALLOW];
     int n_allow = 0;
     double seconds = 600;
+    long grants = 0;
+    const char *bulk_server = "10.99.2.2";
     static const struct option opts[] = {
         {"name", required_argument, 0, 'n'},   {"local", required_argument, 0, 'l'},
         {"internal", required_argument, 0, 'i'}, {"client", required_argument, 0, 'c'},
         {"allow", required_argument, 0, 'a'},  {"plugin", required_argument, 0, 'p'},
         {"filter", required_argument, 0, 'f'}, {"seconds", required_argument, 0, 's'},
-        {"verbose", no_argument, 0, 'v'},      {0, 0, 0, 0}};
+        {"verbose", no_argument, 0, 'v'},      {"grants", required_argument, 0, 'g'},
+        {"bulk-server", required_argument, 0, 'b'}, {0, 0, 0, 0}};
     int o;
     while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (o) {
@@ -212,11 +257,14 @@ int main(int argc, char **argv)
         case 'f': filter = optarg; break;
         case 's': seconds = atof(optarg); break;
         case 'v': K.verbose = 1; break;
+        case 'g': grants = atol(optarg); break;
+        case 'b': bulk_server = optarg; break;
         default: usage();
         }
     }
     if (local == NULL || internal == NULL || (plugin == NULL && (client == NULL || n_allow == 0)) ||
-        (plugin != NULL && filter == NULL) || seconds <= 0 || seconds > 3600)
+        (plugin != NULL && filter == NULL) || seconds <= 0 || seconds > 3600 || grants < 0 ||
+        grants > (long)BULK_SESSIONS * PER_SESSION)
         usage();
     signal(SIGPIPE, SIG_IGN);
 
@@ -241,6 +289,7 @@ int main(int argc, char **argv)
     /* kernel.sh measures plain kernel forwarding in this namespace after kperm exits: leave
        it open rather than closed (closed is the default). */
     fo.kernel_open_on_stop = 1;
+    fo.max_permissions_per_session = PER_SESSION;
     fwx_result hr = fwx_firewall_new(&K.loop, &fo, &K.fw);
     if (FWX_FAILED(hr)) {
         fprintf(stderr, "kperm: fwx_firewall_new: %s\n", fwx_err_name(hr));
@@ -261,10 +310,13 @@ int main(int argc, char **argv)
              "networks = { internal = { ranges = [ \"%s\" ]; }; };\n"
              "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
              "protocols = ( { name = \"ctl\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-0000000b0021}\"; protocol = \"tcp\";"
-             " port = 21; direction = \"outbound\";%s%s%s } );\n"
+             " port = 21; direction = \"outbound\";%s%s%s }%s );\n"
              "rules = ( { name = \"ctl out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
-             " protocols = [ \"ctl\" ]; } );\n",
-             internal, filter ? " filters = [ \"" : "", filter ? filter : "", filter ? "\" ];" : "");
+             " protocols = [ \"ctl\"%s ]; } );\n",
+             internal, filter ? " filters = [ \"" : "", filter ? filter : "", filter ? "\" ];" : "",
+             grants > 0 ? ", { name = \"bulk\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-0000000b0009}\"; protocol = \"tcp\";"
+                          " port = 9; direction = \"outbound\"; }" : "",
+             grants > 0 ? ", \"bulk\"" : "");
     fwx_policy *pol = NULL;
     fwx_config_error err;
     memset(&err, 0, sizeof err);
@@ -294,23 +346,8 @@ int main(int argc, char **argv)
             usage();
         gi = locals[0];
         ((struct sockaddr_in *)&srv)->sin_port = htons(21);
-        fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)&c, sizeof(struct sockaddr_in),
-                                 (struct sockaddr *)&gi, sizeof(struct sockaddr_in), NULL};
-        hr = fwx_session_open(K.fw, &sp, &K.session);
-        if (FWX_FAILED(hr)) {
-            fprintf(stderr, "kperm: session_open: %s\n", fwx_err_name(hr));
-            return 1;
-        }
-        fwx_connection_params cp;
-        memset(&cp, 0, sizeof cp);
-        cp.struct_size = sizeof cp;
-        cp.event = fwx_Connect_Tcp;
-        cp.protocol = FWX_PROTOCOL_TCP;
-        cp.external_peer = (struct sockaddr *)&srv;
-        cp.external_peer_len = sizeof(struct sockaddr_in);
-        hr = fwx_connection_open(K.session, &cp, &K.ctl);
-        if (FWX_FAILED(hr)) {
-            fprintf(stderr, "kperm: connection_open (primary to port 21): %s\n", fwx_err_name(hr));
+        if (FWX_FAILED(hr = open_session(&c, &gi, &srv, &K.session, &K.ctl))) {
+            fprintf(stderr, "kperm: session with a primary connection to port 21: %s\n", fwx_err_name(hr));
             return 1;
         }
         for (int i = 0; i < n_allow; i++) {
@@ -328,6 +365,47 @@ int main(int argc, char **argv)
             }
             printf("allow %s ms %.3f\n", allow[i], (t1.tv_sec - t0.tv_sec) * 1e3 + (t1.tv_nsec - t0.tv_nsec) / 1e6);
         }
+    }
+    if (grants > 0) {
+        /* N other grants outstanding, timed one by one: the set-up latency rows then run with
+           them in the table (a set of N + the row's own elements). */
+        struct sockaddr_storage gi = locals[0], srv;
+        if (parse_addr(bulk_server, 9, &srv) != 0)
+            usage();
+        double *us = malloc((size_t)grants * sizeof *us);
+        if (us == NULL)
+            return 1;
+        struct timespec a0, a1;
+        clock_gettime(CLOCK_MONOTONIC, &a0);
+        for (long i = 0; i < grants; i++) {
+            int k = (int)(i / PER_SESSION);
+            if (i % PER_SESSION == 0) {
+                struct sockaddr_storage c;
+                char ip[32];
+                snprintf(ip, sizeof ip, "10.99.1.%d", 60 + k);
+                if (parse_addr(ip, 0, &c) != 0 || FWX_FAILED(hr = open_session(&c, &gi, &srv, &K.bulk[k], &K.bulk_ctl[k]))) {
+                    fprintf(stderr, "kperm: bulk session %s: %s\n", ip, fwx_err_name(hr));
+                    return 1;
+                }
+            }
+            struct sockaddr_storage t = srv;
+            ((struct sockaddr_in *)&t)->sin_port = htons((uint16_t)(20000 + i));
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+            hr = IFWXSession_AllowFutureConnect(K.bulk[k], (struct sockaddr *)&t, sizeof(struct sockaddr_in), NULL, 0,
+                                                FWX_PROTOCOL_TCP, 0, &FWX_GUID_NULL, NULL, NULL, K.bulk_ctl[k], NULL);
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            if (FWX_FAILED(hr)) {
+                fprintf(stderr, "kperm: bulk grant %ld: %s (%s)\n", i, fwx_err_name(hr), fwx_firewall_last_error(K.fw));
+                return 1;
+            }
+            us[i] = (t1.tv_sec - t0.tv_sec) * 1e6 + (t1.tv_nsec - t0.tv_nsec) / 1e3;
+        }
+        clock_gettime(CLOCK_MONOTONIC, &a1);
+        qsort(us, (size_t)grants, sizeof *us, cmp_double);
+        printf("grants %ld\ngrants_add_p50_us %.1f\ngrants_add_p99_us %.1f\ngrants_add_total_ms %.1f\n", grants,
+               us[grants / 2], us[(size_t)((double)grants * 0.99)],
+               (a1.tv_sec - a0.tv_sec) * 1e3 + (a1.tv_nsec - a0.tv_nsec) / 1e6);
+        free(us);
     }
     /* The grants the core holds, and what the backend reports as in the kernel. */
     const fwx_backend *b = fwx_backend_find("nft");

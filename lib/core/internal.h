@@ -143,6 +143,7 @@ struct fwx_firewall {
        grant change (lib/core/backend_registry.c), forgotten when the backend closes. */
     uint64_t *stuck_grants;
     size_t n_stuck_grants, cap_stuck_grants;
+    struct fwx__grant *grant_adding; /* the grant inside the backend's grant_add, or NULL */
     /* The plugin on whose behalf the core runs now (set around every call into a filter), so
        that what a filter asks for is owned by it. Per firewall: firewalls on other threads run
        other filters at the same time. */

@@ -5,13 +5,15 @@
  * - open: replace a table a crash left behind, create ours, probe the kernel (probe.c); fail
  *   with FWX_E_NOT_SUPPORTED and one line when we may not change the network or the kernel
  *   lacks a required feature, so the host can fall back to the "proxy" backend;
- * - grant_add / grant_remove: one atomic batch of element additions or deletions per call;
- *   grant_remove_many (a session's end): one batch for all the grants;
+ * - grant_add / grant_remove: the grant's elements added (all or none) or deleted through
+ *   netlink (nl.c), synchronously; grant_remove_many (a session's end): every deletion at once.
+ *   Elements are shared by the grants that need them and counted (uthash, O(1));
  * - close: replace the table by a closed one that drops every forwarded packet (or, with
  *   kernel_open_on_stop, delete it), and say so in one line.
  *
- * Every address printed into a command comes from inet_ntop on a checked family (no text
- * from outside ever reaches a command), and the table name is built from [A-Za-z0-9_] only.
+ * Every address printed into a command or an element's text comes from inet_ntop on a checked
+ * family (no text from outside ever reaches a command or an element), and the table name is
+ * built from [A-Za-z0-9_] only.
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/nft_impl.h"
@@ -36,30 +38,57 @@
 #define KEY_MAX 160
 #define DATA_MAX 64
 
-/* One set or map element a grant put in the table. */
+/* Which element: its set and key, as nft text (nl.c encodes the text into the key's bytes). */
+typedef struct ekey {
+    char set[8];       /* "once4", "dnat6", ... */
+    char key[KEY_MAX]; /* "10.0.0.2 . 10.0.0.9 . 6 . 2121" */
+} ekey;
+
+/* One set or map element a grant needs. */
 typedef struct nelem {
-    char set[8];        /* "once4", "dnat6", ... */
-    char key[KEY_MAX];  /* "10.0.0.2 . 10.0.0.9 . 6 . 2121" */
+    ekey k;              /* zero-padded: a hash key */
     char data[DATA_MAX]; /* maps: "10.0.0.2 . 5001"; sets: "" */
-    bool gone;          /* a one-shot element the packet path has deleted (its flow's NEW event) */
 } nelem;
+
+/* An element in the table, shared by every grant and publishing rule that needs it (a client
+   that is also a server of its session, two connections to one peer): deleted from the kernel
+   with the last of them, and never if the packet path consumed it. */
+typedef struct selem {
+    nelem e;
+    unsigned refs;
+    bool gone; /* a one-shot element the packet path has deleted (its flow's NEW event) */
+    UT_hash_handle hh; /* nstate::elems, keyed by e.k */
+} selem;
+
+/* Where a user-mode bound or redirect port is: protocol and gateway address . port (an
+   unspecified address for every local one). */
+typedef struct uport_key {
+    int32_t protocol;
+    fwx__sa_key gw;
+} uport_key;
 
 typedef struct ngrant {
     fwx_grant g;
-    nelem *el;
+    selem **el;               /* +1 reference each */
     size_t n;
     struct fwx__nft_icpt *ul; /* publishing rules with a filter: the user-mode listener */
     bool user;                /* carried by fwx's user-mode path (steered to the listener) */
+    bool ported;              /* in nstate::uports under pkey */
+    uport_key pkey;
+    UT_hash_handle hh;        /* nstate::grants, keyed by g.id */
+    UT_hash_handle hh_port;   /* nstate::uports, keyed by pkey */
 } ngrant;
 
 typedef struct nstate {
     uint32_t magic;
     fwx_firewall *fw;
-    struct nft_ctx *nft;
+    struct nft_ctx *nft; /* the table and the policy */
+    fwx__nftnl *nl;      /* set elements (nl.c): the permission path never refreshes a cache */
     char table[TABLE_MAX];
     fwx__nft_features feat;
-    ngrant *grants;
-    size_t n, cap;
+    ngrant *grants;      /* uthash on g.id */
+    ngrant *uports;      /* user-mode bound and redirect ports, uthash on pkey */
+    selem *elems;        /* every element a grant or publishing rule holds, uthash on e.k */
     ngrant *pubs; /* publishing rules (listen): g.id is the spec's id */
     size_t npub, cappub;
     fwx__nft_compiled comp; /* the compiled policy now in the table */
@@ -102,6 +131,10 @@ typedef struct kflow {
 } kflow;
 
 #define NSTATE_MAGIC 0x6e667478u /* "nftx" */
+
+static selem *elem_find(nstate *st, const ekey *k);
+static void elem_error(nstate *st, const fwx__nftnl_op *op);
+static void untrack(nstate *st, ngrant *ng);
 
 /* The nft backend's state of a firewall, or NULL (another backend, or none); also behind a
    wrapping backend (fwx_backend::wrapped). */
@@ -266,15 +299,15 @@ typedef struct elems {
 static fwx_result add_elem(elems *es, const char *set, char fam, const char *key, const char *data)
 {
     size_t ls = strlen(set), lk = strlen(key), ld = data ? strlen(data) : 0;
-    if (ls + 2 > sizeof es->el[0].set || lk + 1 > KEY_MAX || ld + 1 > DATA_MAX)
+    if (ls + 2 > sizeof es->el[0].k.set || lk + 1 > KEY_MAX || ld + 1 > DATA_MAX)
         return FWX_E_INVALIDARG; /* cannot happen with the texts built here */
     nelem *e = elem_push(&es->el, &es->n, &es->cap);
     if (e == NULL)
         return FWX_E_OUTOFMEMORY;
-    memcpy(e->set, set, ls);
-    e->set[ls] = fam;
-    e->set[ls + 1] = '\0';
-    memcpy(e->key, key, lk + 1);
+    memcpy(e->k.set, set, ls);
+    e->k.set[ls] = fam;
+    e->k.set[ls + 1] = '\0';
+    memcpy(e->k.key, key, lk + 1);
     if (data != NULL)
         memcpy(e->data, data, ld + 1);
     return FWX_S_OK;
@@ -316,7 +349,7 @@ static fwx_result permission_elem(elems *es, const fwx_grant *g, const struct so
     int proto = l4proto(g->protocol);
     tuple_key(key, sizeof key, c, t, proto, fwx__sa_port((const struct sockaddr *)&g->target));
     for (size_t i = 0; i < es->n; i++)
-        if (strcmp(es->el[i].key, key) == 0)
+        if (strcmp(es->el[i].k.key, key) == 0)
             return FWX_S_OK; /* the client is also a server of its session */
     fwx_result hr = add_elem(es, (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once", fc, key, NULL);
     const struct sockaddr *px = (const struct sockaddr *)&g->gateway;
@@ -356,7 +389,7 @@ static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway
         return FWX_S_FALSE;
     tuple_key(key, sizeof key, src, dst, proto, port);
     for (size_t i = 0; i < es->n; i++)
-        if (strcmp(es->el[i].key, key) == 0)
+        if (strcmp(es->el[i].k.key, key) == 0)
             return FWX_S_FALSE; /* two connections to one peer */
     fwx_result hr = add_elem(es, set, fam, key, NULL);
     if (FWX_SUCCEEDED(hr) && masq)
@@ -620,11 +653,13 @@ static void refuse_tuple(nstate *st, const fwx__ct_flow *f)
         fa != fb)
         return;
     tuple_key(key, sizeof key, a, b, f->protocol == FWX_PROTOCOL_UDP ? 17 : 6, fwx__sa_port((const struct sockaddr *)&f->dst));
-    sbuf c = {0};
-    sb_printf(&c, "add element inet %s refused%c { %s timeout %us }\n", st->table, fa, key, (unsigned)FWX_NFT_REFUSED_SECS);
-    if (c.oom || run(st, c.p) != 0)
-        NLOG(st, FWX_LOG_WARN, "refusing %s: adding the element failed: %s", key, c.oom ? "out of memory" : st->err);
-    free(c.p);
+    char set[16];
+    snprintf(set, sizeof set, "refused%c", fa);
+    fwx__nftnl_op op = {.set = set, .key = key, .timeout_ms = (uint64_t)FWX_NFT_REFUSED_SECS * 1000};
+    if (fwx__nftnl_apply(st->nl, &op, 1) != 0) {
+        elem_error(st, &op);
+        NLOG(st, FWX_LOG_WARN, "refusing %s: adding the element failed: %s", key, st->err);
+    }
 }
 
 /*
@@ -730,14 +765,21 @@ static void state_free(nstate *st)
     kflow *k, *tmp;
     HASH_ITER(hh, st->kflows, k, tmp)
         kflow_end(st, k);
-    for (size_t i = 0; i < st->n; i++)
-        free(st->grants[i].el);
-    free(st->grants);
+    /* The table goes (or is replaced by the closed one) as a whole: no element is deleted. */
+    ngrant *ng, *ntmp;
+    HASH_ITER(hh, st->grants, ng, ntmp)
+        untrack(st, ng);
     for (size_t i = 0; i < st->npub; i++) {
         fwx__nft_icpt_stop(st->pubs[i].ul);
         free(st->pubs[i].el);
     }
     free(st->pubs);
+    selem *se, *etmp;
+    HASH_ITER(hh, st->elems, se, etmp) {
+        HASH_DEL(st->elems, se);
+        free(se);
+    }
+    fwx__nftnl_close(st->nl);
     if (st->nft != NULL)
         nft_ctx_free(st->nft);
     free(st);
@@ -754,16 +796,13 @@ static void mark_consumed(nstate *st, const fwx__ct_flow *f)
         fs != fd)
         return;
     tuple_key(key, sizeof key, src, dst, l4proto(f->protocol), fwx__sa_port((const struct sockaddr *)&f->reply_src));
-    char set[8];
-    snprintf(set, sizeof set, "once%c", fs);
-    for (size_t i = 0; i < st->n; i++)
-        for (size_t j = 0; j < st->grants[i].n; j++) {
-            nelem *e = &st->grants[i].el[j];
-            if (!e->gone && strcmp(e->set, set) == 0 && strcmp(e->key, key) == 0) {
-                e->gone = true;
-                return;
-            }
-        }
+    ekey k;
+    memset(&k, 0, sizeof k);
+    snprintf(k.set, sizeof k.set, "once%c", fs);
+    memcpy(k.key, key, strlen(key) + 1);
+    selem *se = elem_find(st, &k);
+    if (se != NULL)
+        se->gone = true;
 }
 
 static void on_ct(void *arg, int event, const fwx__ct_flow *f)
@@ -946,6 +985,13 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         return r.oom ? FWX_E_OUTOFMEMORY : FWX_E_BACKEND;
     }
     free(r.p);
+    fwx_result nhr = fwx__nftnl_open(st->table, &st->nl);
+    if (FWX_FAILED(nhr)) {
+        NLOG(st, FWX_LOG_ERROR, "netlink socket for table inet %s: %s", st->table, fwx_strerror(nhr));
+        leave_table(st, "not started");
+        state_free(st);
+        return nhr == FWX_E_OUTOFMEMORY ? nhr : FWX_E_NOT_SUPPORTED;
+    }
     if (missing)
         NLOG(st, FWX_LOG_WARN, "table inet %s ready; kernel lacks: %s (those features stay in user mode)", st->table,
              names);
@@ -987,10 +1033,9 @@ static void n_close(void *state)
 
 static ngrant *grant_find(nstate *st, uint64_t id)
 {
-    for (size_t i = 0; i < st->n; i++)
-        if (st->grants[i].g.id == id)
-            return &st->grants[i];
-    return NULL;
+    ngrant *ng = NULL;
+    HASH_FIND(hh, st->grants, &id, sizeof id, ng);
+    return ng;
 }
 
 /* The zeroed slot after the n entries of a growing array (room doubled from `first` when it is
@@ -1010,23 +1055,6 @@ static fwx_result ngrant_slot(ngrant **arr, size_t n, size_t *cap, size_t first,
     return FWX_S_OK;
 }
 
-static fwx_result track(nstate *st, const fwx_grant *g, elems *es)
-{
-    ngrant *ng;
-    if (FWX_FAILED(ngrant_slot(&st->grants, st->n, &st->cap, 16, &ng)))
-        return FWX_E_OUTOFMEMORY;
-    st->n++;
-    ng->g = *g;
-    /* The sources were the core's for the grant_add call only (and list() reports none). */
-    ng->g.sources = NULL;
-    ng->g.n_sources = 0;
-    ng->el = es->el;
-    ng->n = es->n;
-    es->el = NULL;
-    es->n = es->cap = 0;
-    return FWX_S_OK;
-}
-
 static const char *kind_name(fwx_grant_kind k)
 {
     switch (k) {
@@ -1042,37 +1070,195 @@ static const char *kind_name(fwx_grant_kind k)
         return "grant";
     }
 }
+/* ---- elements: what the table holds, shared and ref-counted ------------------------------------ */
 
-/* Adds elements in one batch, each with a timeout of `left` ms when nonzero. */
-static fwx_result add_elems(nstate *st, const elems *es, uint64_t left)
+static selem *elem_find(nstate *st, const ekey *k)
 {
-    sbuf b = {0};
-    for (size_t i = 0; i < es->n; i++) {
+    selem *se = NULL;
+    HASH_FIND(hh, st->elems, k, sizeof *k, se);
+    return se;
+}
+
+/* The errno of a failed element as text for st->err, naming the element. */
+static void elem_error(nstate *st, const fwx__nftnl_op *op)
+{
+    snprintf(st->err, sizeof st->err, "element %s { %s }: %s", op->set, op->key,
+             op->err == EPROTO ? "no answer from the kernel" : strerror(op->err));
+}
+
+/*
+ * Puts the elements of es in the table through netlink, as one group: all of them or none
+ * (the others of a batch, were there any, would stand). Each with a timeout of `left` ms when
+ * nonzero. On success *out (NULL when es is empty) holds one reference on each element.
+ * FWX_E_BACKEND with st->err naming the element the kernel refused, FWX_E_OUTOFMEMORY.
+ */
+static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem ***out)
+{
+    *out = NULL;
+    if (es->n == 0)
+        return FWX_S_OK;
+    fwx__nftnl_op *ops = calloc(es->n, sizeof *ops);
+    selem **refs = calloc(es->n, sizeof *refs);
+    fwx_result hr = ops != NULL && refs != NULL ? FWX_S_OK : FWX_E_OUTOFMEMORY;
+    /* New elements' records first: once the kernel holds an element, it is tracked. */
+    for (size_t i = 0; FWX_SUCCEEDED(hr) && i < es->n; i++) {
         const nelem *e = &es->el[i];
-        sb_printf(&b, "add element inet %s %s { %s", st->table, e->set, e->key);
-        if (left)
-            sb_printf(&b, " timeout %llums", (unsigned long long)left);
-        if (e->data[0])
-            sb_printf(&b, " : %s", e->data);
-        sb_printf(&b, " }\n");
-    }
-    fwx_result hr = FWX_S_OK;
-    if (b.oom) {
-        hr = FWX_E_OUTOFMEMORY;
-    } else {
-        /* EBUSY is transient: the set's hash table is being resized, or an element of the same
-           key the packet path just deleted is not reaped yet (a server reusing a data port
-           under load, bench/kernel.sh RT=1). A few quick retries, bounded (< 1 ms). */
-        int rc = run(st, b.p);
-        for (int i = 0; rc != 0 && i < 4 && strstr(st->err, "resource busy") != NULL; i++) {
-            usleep(200);
-            rc = run(st, b.p);
+        ops[i] = (fwx__nftnl_op){.set = e->k.set, .key = e->k.key, .data = e->data, .timeout_ms = left};
+        refs[i] = elem_find(st, &e->k);
+        if (refs[i] == NULL) {
+            selem *se = calloc(1, sizeof *se);
+            if (se == NULL)
+                hr = FWX_E_OUTOFMEMORY;
+            else
+                se->e = *e; /* refs 0: not in the hash yet */
+            refs[i] = se;
         }
-        if (rc != 0)
-            hr = FWX_E_BACKEND;
     }
-    free(b.p);
+    if (FWX_SUCCEEDED(hr)) {
+        int rc = fwx__nftnl_apply(st->nl, ops, es->n);
+        if (rc != 0) {
+            snprintf(st->err, sizeof st->err, "netlink: %s", strerror(rc < 0 ? -rc : EIO));
+            for (size_t i = 0; i < es->n; i++)
+                if (ops[i].err != 0 && ops[i].err != ECANCELED) {
+                    elem_error(st, &ops[i]);
+                    break;
+                }
+            hr = rc == -ENOMEM ? FWX_E_OUTOFMEMORY : FWX_E_BACKEND;
+        }
+    }
+    for (size_t i = 0; refs != NULL && i < es->n; i++) {
+        selem *se = refs[i];
+        if (se == NULL || se->refs > 0 || elem_find(st, &se->e.k) == se)
+            continue;
+        if (FWX_FAILED(hr)) {
+            free(se); /* a new record of an element the kernel did not take */
+            refs[i] = NULL;
+            continue;
+        }
+        selem *dup = elem_find(st, &se->e.k);
+        if (dup != NULL) { /* the same element twice in es */
+            free(se);
+            refs[i] = dup;
+        } else {
+            HASH_ADD(hh, st->elems, e.k, sizeof(ekey), se);
+        }
+    }
+    if (FWX_SUCCEEDED(hr)) {
+        for (size_t i = 0; i < es->n; i++) {
+            refs[i]->refs++;
+            refs[i]->gone = false; /* added again if the packet path had consumed it */
+        }
+        *out = refs;
+        refs = NULL;
+    }
+    free(refs);
+    free(ops);
     return hr;
+}
+
+/* Drops ng's references; an element nobody holds any more leaves the hash and is appended
+   to dead (the caller deletes it from the kernel: elems_delete). */
+static void elems_release(nstate *st, ngrant *ng, selem **dead, size_t *ndead)
+{
+    for (size_t i = 0; i < ng->n; i++) {
+        selem *se = ng->el[i];
+        if (--se->refs > 0)
+            continue;
+        HASH_DEL(st->elems, se);
+        dead[(*ndead)++] = se;
+    }
+    free(ng->el);
+    ng->el = NULL;
+    ng->n = 0;
+}
+
+/* Deletes dead elements from the kernel, each on its own (one that is gone already does not
+   keep the others), in as few transactions as nl.c can, and frees them. A consumed one-shot
+   element is not deleted again: that would fail, and a failing nf_tables transaction costs
+   the kernel ~12 ms (bench/README.md). An element the kernel expired is gone too (ENOENT,
+   ignored). */
+static void elems_delete(nstate *st, selem **dead, size_t n, const char *what, uint64_t id)
+{
+    fwx__nftnl_op *ops = n > 0 ? calloc(n, sizeof *ops) : NULL;
+    size_t m = 0;
+    for (size_t i = 0; ops != NULL && i < n; i++)
+        if (!dead[i]->gone)
+            ops[m] = (fwx__nftnl_op){.del = true, .set = dead[i]->e.k.set, .key = dead[i]->e.k.key,
+                                     .group = (uint32_t)m}, m++;
+    if (n > 0 && ops == NULL)
+        NLOG(st, FWX_LOG_WARN, "%s %llu: out of memory deleting %zu elements; they stay until they expire", what,
+             (unsigned long long)id, n);
+    if (m > 0 && fwx__nftnl_apply(st->nl, ops, m) != 0) {
+        size_t gone = 0;
+        for (size_t i = 0; i < m; i++) {
+            if (ops[i].err == ENOENT) {
+                gone++;
+            } else if (ops[i].err != 0) {
+                elem_error(st, &ops[i]);
+                NLOG(st, FWX_LOG_WARN, "%s %llu: deleting failed: %s", what, (unsigned long long)id, st->err);
+            }
+        }
+        if (gone > 0) /* tests count this line: a consumed one-shot element must never get here */
+            NLOG(st, FWX_LOG_DEBUG, "%s %llu: %zu element(s) already gone from the kernel (expired)", what,
+                 (unsigned long long)id, gone);
+    }
+    free(ops);
+    for (size_t i = 0; i < n; i++)
+        free(dead[i]);
+}
+
+/* Releases ng's elements and deletes those nobody else holds. */
+static void elems_drop(nstate *st, ngrant *ng, const char *what, uint64_t id)
+{
+    selem *one[16], **dead = ng->n <= 16 ? one : malloc(ng->n * sizeof *dead);
+    size_t n = 0;
+    if (dead == NULL) {
+        /* Cannot list them: keep them (and their records) until they expire. */
+        NLOG(st, FWX_LOG_WARN, "%s %llu: out of memory; its elements stay until they expire", what,
+             (unsigned long long)id);
+        return;
+    }
+    elems_release(st, ng, dead, &n);
+    elems_delete(st, dead, n, what, id);
+    if (dead != one)
+        free(dead);
+}
+
+/* Tracks a grant whose elements are in place (refs: one per element of es, or NULL). */
+static fwx_result track(nstate *st, const fwx_grant *g, const elems *es, selem **refs, bool user)
+{
+    ngrant *ng = calloc(1, sizeof *ng);
+    if (ng == NULL)
+        return FWX_E_OUTOFMEMORY;
+    ng->g = *g;
+    /* The sources were the core's for the grant_add call only (and list() reports none). */
+    ng->g.sources = NULL;
+    ng->g.n_sources = 0;
+    ng->el = refs;
+    ng->n = refs != NULL ? es->n : 0;
+    ng->user = user;
+    HASH_ADD(hh, st->grants, g.id, sizeof ng->g.id, ng);
+    /* The interception listener asks where a user-mode port leads (fwx__nft_user_port_target). */
+    if (user && (g->kind == FWX_GRANT_BINDING || g->kind == FWX_GRANT_REDIRECT)) {
+        ngrant *other = NULL;
+        ng->pkey.protocol = g->protocol;
+        fwx__sa_key_of((const struct sockaddr *)&g->gateway, true, &ng->pkey.gw);
+        HASH_FIND(hh_port, st->uports, &ng->pkey, sizeof ng->pkey, other);
+        if (other == NULL) {
+            HASH_ADD(hh_port, st->uports, pkey, sizeof ng->pkey, ng);
+            ng->ported = true;
+        }
+    }
+    return FWX_S_OK;
+}
+
+static void untrack(nstate *st, ngrant *ng)
+{
+    HASH_DELETE(hh, st->grants, ng);
+    if (ng->ported)
+        HASH_DELETE(hh_port, st->uports, ng);
+    free(ng->el);
+    free(ng);
 }
 
 /* The grant's remaining time, so the kernel drops its elements on time by itself (0: never). */
@@ -1138,31 +1324,38 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
     }
     return FWX_S_OK;
 }
-
 bool fwx__nft_user_port_target(fwx_firewall *fw, int32_t protocol, const struct sockaddr *gw,
                                struct sockaddr_storage *target)
 {
     nstate *st = state_of(fw);
-    if (st == NULL)
+    if (st == NULL || (gw->sa_family != AF_INET && gw->sa_family != AF_INET6))
         return false;
-    for (size_t i = 0; i < st->n; i++) {
-        const fwx_grant *g = &st->grants[i].g;
-        if (!st->grants[i].user || g->protocol != protocol ||
-            (g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT) ||
-            fwx__sa_port((const struct sockaddr *)&g->gateway) != fwx__sa_port(gw) ||
-            (!fwx__sa_is_unspecified((const struct sockaddr *)&g->gateway) &&
-             !fwx__sa_same_ip((const struct sockaddr *)&g->gateway, gw)))
-            continue;
-        *target = g->target;
-        return true;
+    /* The port on that address, else on every address of the family. */
+    uport_key k;
+    memset(&k, 0, sizeof k);
+    k.protocol = protocol;
+    fwx__sa_key_of(gw, true, &k.gw);
+    ngrant *ng = NULL;
+    HASH_FIND(hh_port, st->uports, &k, sizeof k, ng);
+    if (ng == NULL) {
+        struct sockaddr_storage any;
+        memset(&any, 0, sizeof any);
+        any.ss_family = gw->sa_family;
+        fwx__sa_set_port((struct sockaddr *)&any, fwx__sa_port(gw));
+        fwx__sa_key_of((const struct sockaddr *)&any, true, &k.gw);
+        HASH_FIND(hh_port, st->uports, &k, sizeof k, ng);
     }
-    return false;
+    if (ng == NULL)
+        return false;
+    *target = ng->g.target;
+    return true;
 }
 
 static fwx_result n_grant_add(void *state, const fwx_grant *g)
 {
     nstate *st = state;
     elems es = {0};
+    selem **refs = NULL;
     fwx_result hr = FWX_S_OK;
     if (g->protocol != FWX_PROTOCOL_TCP && g->protocol != FWX_PROTOCOL_UDP)
         return FWX_E_INVALIDARG;
@@ -1178,106 +1371,47 @@ static fwx_result n_grant_add(void *state, const fwx_grant *g)
              "backend", kind_name(g->kind), (unsigned long long)g->id);
         return FWX_E_NOT_SUPPORTED;
     }
-    if (!g->kernel_mode || ipfilter) {
+    bool user = !g->kernel_mode || ipfilter;
+    if (user) {
         if (ipfilter && g->kernel_mode)
             NLOG(st, FWX_LOG_DEBUG, "%s %llu: an ip filter: carried in user mode", kind_name(g->kind),
                  (unsigned long long)g->id);
         hr = user_mode_elems(st, g, &es);
-        if (FWX_SUCCEEDED(hr) && es.n > 0)
-            hr = add_elems(st, &es, grant_left(st, g));
-        if (FWX_SUCCEEDED(hr))
-            hr = track(st, g, &es);
-        if (FWX_FAILED(hr))
-            free(es.el);
-        else
-            st->grants[st->n - 1].user = true; /* track() appended it */
-        return hr;
-    }
-    switch (g->kind) {
-    case FWX_GRANT_PERMISSION:
-        hr = (g->flags & FWX_FLAG_REPLY_FROM_PEER) ? reply_elems(g, &es) : permission_elems(st, g, &es);
-        break;
-    case FWX_GRANT_BINDING:
-    case FWX_GRANT_REDIRECT:
-        hr = port_elems(st, g, &es);
-        break;
-    default:
-        /* A client's own bind (RetroactiveAllowBind): later work; the core keeps enforcing it. */
-        NLOG(st, FWX_LOG_DEBUG, "%s %llu: not carried by the kernel yet", kind_name(g->kind), (unsigned long long)g->id);
-        break;
-    }
-    if (FWX_FAILED(hr)) {
-        free(es.el);
+    } else {
+        switch (g->kind) {
+        case FWX_GRANT_PERMISSION:
+            hr = (g->flags & FWX_FLAG_REPLY_FROM_PEER) ? reply_elems(g, &es) : permission_elems(st, g, &es);
+            break;
+        case FWX_GRANT_BINDING:
+        case FWX_GRANT_REDIRECT:
+            hr = port_elems(st, g, &es);
+            break;
+        default:
+            /* A client's own bind (RetroactiveAllowBind): later work; the core keeps enforcing it. */
+            NLOG(st, FWX_LOG_DEBUG, "%s %llu: not carried by the kernel yet", kind_name(g->kind),
+                 (unsigned long long)g->id);
+            break;
+        }
         if (hr == FWX_E_NOT_SUPPORTED)
             NLOG(st, FWX_LOG_WARN, "%s %llu: addresses of mixed or unsupported families", kind_name(g->kind),
                  (unsigned long long)g->id);
-        return hr;
     }
-    if (es.n > 0) {
-        hr = add_elems(st, &es, grant_left(st, g));
+    if (FWX_SUCCEEDED(hr)) {
+        hr = elems_commit(st, &es, grant_left(st, g), &refs);
+        if (hr == FWX_E_BACKEND)
+            NLOG(st, FWX_LOG_WARN, "%s %llu: refused: %s", kind_name(g->kind), (unsigned long long)g->id, st->err);
+    }
+    if (FWX_SUCCEEDED(hr)) {
+        hr = track(st, g, &es, refs, user);
         if (FWX_FAILED(hr)) {
-            if (hr == FWX_E_BACKEND)
-                NLOG(st, FWX_LOG_WARN, "%s %llu: adding elements failed: %s", kind_name(g->kind),
-                     (unsigned long long)g->id, st->err);
-            free(es.el);
-            return hr;
+            ngrant tmp = {.el = refs, .n = es.n};
+            elems_drop(st, &tmp, kind_name(g->kind), g->id);
+        } else if (!user && es.n > 0) {
+            (void)fwx_backend_grant_in_kernel(st->fw, g);
         }
     }
-    bool in_kernel = es.n > 0;
-    hr = track(st, g, &es);
-    if (FWX_FAILED(hr))
-        free(es.el);
-    else if (in_kernel)
-        (void)fwx_backend_grant_in_kernel(st->fw, g);
+    free(es.el);
     return hr;
-}
-
-static bool elem_in(const ngrant *v, size_t n, const ngrant *self, const nelem *e)
-{
-    for (size_t i = 0; i < n; i++) {
-        if (&v[i] == self)
-            continue;
-        for (size_t j = 0; j < v[i].n; j++)
-            if (strcmp(v[i].el[j].set, e->set) == 0 && strcmp(v[i].el[j].key, e->key) == 0)
-                return true;
-    }
-    return false;
-}
-
-static bool elem_shared(nstate *st, const ngrant *self, const nelem *e)
-{
-    return elem_in(st->grants, st->n, self, e) || elem_in(st->pubs, st->npub, self, e);
-}
-
-/* Deletes a grant's (or publishing rule's) elements that no other one shares. */
-static void delete_elems(nstate *st, const ngrant *ng, uint64_t id)
-{
-    sbuf b = {0};
-    size_t n = 0;
-    for (size_t i = 0; i < ng->n; i++) {
-        /* A consumed one-shot element is gone: deleting it again would fail the batch, and a
-           failing nf_tables transaction costs the kernel ~12 ms (bench/README.md). */
-        if (ng->el[i].gone || elem_shared(st, ng, &ng->el[i]))
-            continue;
-        sb_printf(&b, "delete element inet %s %s { %s }\n", st->table, ng->el[i].set, ng->el[i].key);
-        n++;
-    }
-    if (n > 0 && !b.oom && run(st, b.p) != 0) {
-        /* An element the kernel expired (or another party deleted) is gone already and fails
-           the whole batch: delete the others one by one. */
-        NLOG(st, FWX_LOG_DEBUG, "%s %llu: the batch delete failed (%s); deleting one by one", kind_name(ng->g.kind),
-             (unsigned long long)id, st->err);
-        for (size_t i = 0; i < ng->n; i++) {
-            char cmd[KEY_MAX + TABLE_MAX + 64];
-            if (ng->el[i].gone || elem_shared(st, ng, &ng->el[i]))
-                continue;
-            snprintf(cmd, sizeof cmd, "delete element inet %s %s { %s }\n", st->table, ng->el[i].set, ng->el[i].key);
-            if (run(st, cmd) != 0 && strstr(st->err, "No such file") == NULL)
-                NLOG(st, FWX_LOG_WARN, "%s %llu: deleting an element of %s failed: %s", kind_name(ng->g.kind),
-                     (unsigned long long)id, ng->el[i].set, st->err);
-        }
-    }
-    free(b.p);
 }
 
 static fwx_result n_grant_remove(void *state, uint64_t id)
@@ -1286,53 +1420,39 @@ static fwx_result n_grant_remove(void *state, uint64_t id)
     ngrant *ng = grant_find(st, id);
     if (ng == NULL)
         return FWX_E_NOT_FOUND;
-    delete_elems(st, ng, id);
-    free(ng->el);
-    *ng = st->grants[--st->n];
+    elems_drop(st, ng, kind_name(ng->g.kind), id);
+    untrack(st, ng);
     return FWX_S_OK;
 }
 
-/* A session's end: every element of its grants in one transaction. One
-   batch per grant cost ~0.6 ms each, so the last of 9,850 permissions was still usable 6 s
-   after the first was withdrawn. An element two of these grants share is deleted once (with
-   the last of them); one no other grant shares is deleted. If the batch fails (an element the
-   kernel already dropped), each line is tried alone, "No such file" ignored. */
+/* A session's end: every element of its grants at once (one batch per grant cost ~0.6 ms
+   each with libnftables, so the last of 9,850 permissions was still usable 6 s after the first
+   was withdrawn). An element two of these grants share is deleted once, with the last of
+   them; each element is its own group, so one the kernel already dropped keeps no other. */
 static fwx_result n_grant_remove_many(void *state, const uint64_t *ids, size_t n)
 {
     nstate *st = state;
-    sbuf b = {0};
-    size_t lines = 0;
+    size_t total = 0;
+    for (size_t k = 0; k < n; k++) {
+        ngrant *ng = grant_find(st, ids[k]);
+        total += ng != NULL ? ng->n : 0;
+    }
+    selem **dead = malloc((total ? total : 1) * sizeof *dead);
+    if (dead == NULL) {
+        for (size_t k = 0; k < n; k++) /* slower, but each is withdrawn */
+            (void)n_grant_remove(st, ids[k]);
+        return FWX_S_OK;
+    }
+    size_t ndead = 0;
     for (size_t k = 0; k < n; k++) {
         ngrant *ng = grant_find(st, ids[k]);
         if (ng == NULL)
             continue;
-        for (size_t i = 0; i < ng->n; i++) {
-            if (ng->el[i].gone || elem_shared(st, ng, &ng->el[i]))
-                continue;
-            sb_printf(&b, "delete element inet %s %s { %s }\n", st->table, ng->el[i].set, ng->el[i].key);
-            lines++;
-        }
-        free(ng->el);
-        *ng = st->grants[--st->n];
+        elems_release(st, ng, dead, &ndead);
+        untrack(st, ng);
     }
-    if (b.oom) {
-        free(b.p);
-        return FWX_E_OUTOFMEMORY;
-    }
-    if (lines > 0 && run(st, b.p) != 0) {
-        NLOG(st, FWX_LOG_DEBUG, "%zu grants: the batch delete failed (%s); deleting one by one", n, st->err);
-        for (char *line = b.p, *nl; line != NULL && *line; line = nl) {
-            char cmd[KEY_MAX + TABLE_MAX + 64];
-            nl = strchr(line, '\n');
-            size_t len = nl ? (size_t)(nl - line) + 1 : strlen(line);
-            if (nl)
-                nl++;
-            snprintf(cmd, sizeof cmd, "%.*s", (int)len, line);
-            if (run(st, cmd) != 0 && strstr(st->err, "No such file") == NULL)
-                NLOG(st, FWX_LOG_WARN, "deleting an element failed: %s", st->err);
-        }
-    }
-    free(b.p);
+    elems_delete(st, dead, ndead, "session", n > 0 ? ids[0] : 0);
+    free(dead);
     return FWX_S_OK;
 }
 
@@ -1431,11 +1551,12 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
         hr = add_elem(&es, "pubok", fam, key, NULL);
     if (FWX_SUCCEEDED(hr) && spec->full_proxy)
         hr = add_elem(&es, "pubmasq", fam, key, NULL);
-    if (FWX_SUCCEEDED(hr))
-        hr = add_elems(st, &es, 0);
     ngrant *ng = NULL;
     if (FWX_SUCCEEDED(hr))
-        hr = pub_slot(st, &ng);
+        hr = pub_slot(st, &ng); /* first: a slot cannot fail once the elements are in */
+    selem **refs = NULL;
+    if (FWX_SUCCEEDED(hr))
+        hr = elems_commit(st, &es, 0, &refs);
     if (FWX_FAILED(hr)) {
         if (hr == FWX_E_BACKEND)
             NLOG(st, FWX_LOG_WARN, "publishing rule %llu: %s", (unsigned long long)spec->id, st->err);
@@ -1444,8 +1565,9 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
     }
     st->npub++;
     ng->g.id = spec->id;
-    ng->el = es.el;
+    ng->el = refs;
     ng->n = es.n;
+    free(es.el);
     return FWX_S_OK;
 }
 
@@ -1455,9 +1577,8 @@ static fwx_result n_unlisten(void *state, uint64_t id)
     for (size_t i = 0; i < st->npub; i++) {
         if (st->pubs[i].g.id != id)
             continue;
-        delete_elems(st, &st->pubs[i], id);
+        elems_drop(st, &st->pubs[i], "publishing rule", id);
         fwx__nft_icpt_stop(st->pubs[i].ul);
-        free(st->pubs[i].el);
         st->pubs[i] = st->pubs[--st->npub];
         return FWX_S_OK;
     }
@@ -1535,11 +1656,10 @@ static fwx_result n_list(void *state, fwx_backend_list_cb cb, void *arg)
         return FWX_E_OUTOFMEMORY;
     /* What the table holds: a grant whose permission element the packet path consumed or the
        kernel expired is no longer reported. */
-    for (size_t i = 0; i < st->n; i++) {
-        const ngrant *ng = &st->grants[i];
+    for (const ngrant *ng = st->grants; ng != NULL; ng = ng->hh.next) {
         bool present = ng->n > 0;
         for (size_t j = 0; j < ng->n && present; j++)
-            present = listing_has(listing, ng->el[j].set, ng->el[j].key);
+            present = listing_has(listing, ng->el[j]->e.k.set, ng->el[j]->e.k.key);
         if (present)
             cb(arg, &ng->g);
     }

@@ -1,5 +1,6 @@
 /*
- * fwx - the "nft" backend's internals: the kernel-mode backend on nf_tables (libnftables).
+ * fwx - the "nft" backend's internals: the kernel-mode backend on nf_tables (libnftables for the
+ * table and the policy, libnftnl + libmnl for set elements).
  * Internal; not installed. Tests in tests/netns/ include it to read the probe's result.
  * SPDX-License-Identifier: MIT
  */
@@ -62,6 +63,32 @@ const fwx__nft_features *fwx__nft_features_of(fwx_firewall *fw);
    other than [A-Za-z0-9_] replaced, plus a hash of the original when anything was replaced or
    cut (so "a-b" and "a.b" do not share a table). */
 void fwx__nft_table_name(const char *instance, char *out, size_t len);
+
+/* ---- set elements over netlink (nl.c): libnftnl on a libmnl socket ---- */
+/* A netlink socket for the elements of one table (inet family). */
+typedef struct fwx__nftnl fwx__nftnl;
+/* One element to add or delete, and the kernel's answer for it. */
+typedef struct fwx__nftnl_op {
+    bool del;
+    const char *set;     /* "once4", "dnat6", ... (rules.h) */
+    const char *key;     /* the element as nft text: "10.0.0.2 . 10.0.0.9 . 6 . 2121" */
+    const char *data;    /* a map's value ("10.0.0.2 . 5001"), NULL or "" for a set */
+    uint64_t timeout_ms; /* adds: the element's timeout, 0 for the set's default (none) */
+    uint32_t group;      /* ops of one group stand or fall together; a group's ops are contiguous */
+    int err;             /* out: 0, or the errno for this element (ECANCELED: another of its group failed) */
+} fwx__nftnl_op;
+/* Opens the socket. FWX_E_DENIED, FWX_E_BACKEND, FWX_E_OUTOFMEMORY, FWX_E_INVALIDARG. */
+fwx_result fwx__nftnl_open(const char *table, fwx__nftnl **out);
+/* NULL is harmless. */
+void fwx__nftnl_close(fwx__nftnl *h);
+/* Applies ops in as few transactions as it can (each element with its own sequence number
+   and ack), synchronously. A group with a failed element is left out entirely and the rest
+   sent again, so every op with err 0 is in place (or deleted) when this returns, and every
+   other op changed nothing. Returns the number of failed ops, or -errno when the socket
+   failed (every op then has an error). */
+int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n);
+/* An element's nft text as the key or data bytes of the set's type; 0 if it does not encode. */
+size_t fwx__nftnl_encode(const char *text, uint8_t *out, size_t cap);
 
 /* ---- the policy (compile.c) ---- */
 

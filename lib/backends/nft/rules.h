@@ -16,6 +16,10 @@
  *   masq4/masq6    set  client . target . l4proto . port   source NAT to the outgoing interface's
  *                                                           address (FWX_FLAG_PROXY_MODE)
  *
+ * once4/once6 have a 100 ms gc-interval (the default is 1 s): an element the forward rule
+ * deleted lingers until the set's garbage collection reaps it, and adding one of the same key
+ * before that fails with EBUSY (a server reusing a data port at once; nl.c waits and retries).
+ *
  * Keys of the permission sets are the tuple the forward hook sees, that is after destination
  * NAT: a bound port's permission is "server . client . tcp . client's port". Every element
  * carries the grant's remaining time when it has one (flags timeout), so the kernel drops it
@@ -61,7 +65,7 @@
 
 /* One family's sets and maps. %c is the family digit ('4' or '6'); %s the address type. */
 #define FWX_NFT_SETS_FMT                                                                                       \
-    "  set once%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
+    "  set once%c { type %s . %s . inet_proto . inet_service; flags timeout; gc-interval 100ms; size 65536;\n" \
     "    comment \"one connection each: client . target . l4proto . port, deleted on first use\"; }\n"          \
     "  set allow%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                   \
     "    comment \"connections until removed or expired (ALLOW_MULTIPLE)\"; }\n"                                \

@@ -1,0 +1,321 @@
+/*
+ * fwx - the "nft" backend's set elements over netlink: libnftnl messages on one long-lived
+ * libmnl socket (NETLINK_NETFILTER), no libnftables on the permission path.
+ *
+ * Why: a libnftables text command parses text and re-reads the whole table into its cache on
+ * every call (~6.5 KB of netlink, 300-700 us per grant, growing with the policy:
+ * bench/README.md). An element message is ~100 bytes and needs no cache: the set is named,
+ * the key is bytes.
+ *
+ * Each element is its own message with NLM_F_ACK and its own sequence number, so the kernel's
+ * answer names the element that failed. An nf_tables batch is one transaction (all or
+ * nothing): when an element fails, the whole batch was rolled back, so the batch is sent again
+ * without the failed element's group (a grant's elements are one group: a grant is in place
+ * whole or not at all; a delete is a group of its own). The kernel processes a batch inside
+ * sendmsg(), so every answer is queued on the socket when sendmsg() returns: they are read
+ * without blocking, and a missing answer is an error, never a wait.
+ * SPDX-License-Identifier: MIT
+ */
+#include "backends/nft/nft_impl.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <libnftnl/common.h>
+#include <libnftnl/set.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/* Element messages per transaction: their answers (one ack each) must fit the socket's receive
+   buffer, which sendmsg() fills before we read. */
+#define CHUNK 128
+/* A batch's size; an element message is ~100-200 bytes. */
+#define BATCH_LIMIT (64 * 1024)
+/* Rounds of "send again without the failed groups" or after EBUSY: bounded. EBUSY waits
+   double from 100 us, at most ~6.3 ms in all (see fwx__nftnl_apply). */
+#define MAX_ROUNDS 7
+#define BUSY_FIRST_US 100
+
+struct fwx__nftnl {
+    struct mnl_socket *nl;
+    uint32_t portid;
+    uint32_t seq;
+    char table[64];
+    char *buf; /* one chunk's batch */
+    size_t bufsz;
+};
+
+fwx_result fwx__nftnl_open(const char *table, fwx__nftnl **out)
+{
+    *out = NULL;
+    if (table == NULL || strlen(table) >= sizeof(((fwx__nftnl *)0)->table))
+        return FWX_E_INVALIDARG;
+    fwx__nftnl *h = calloc(1, sizeof *h);
+    if (h == NULL)
+        return FWX_E_OUTOFMEMORY;
+    h->bufsz = BATCH_LIMIT * 2; /* mnl: twice the limit, as the last message may pass it */
+    h->buf = malloc(h->bufsz);
+    h->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
+    if (h->buf == NULL || h->nl == NULL || mnl_socket_bind(h->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+        int err = errno;
+        fwx__nftnl_close(h);
+        return err == EPERM || err == EACCES ? FWX_E_DENIED : FWX_E_BACKEND;
+    }
+    /* Short acks (not the whole request echoed back), and room for a chunk's acks. */
+    int one = 1, rcv = 1 << 20;
+    (void)mnl_socket_setsockopt(h->nl, NETLINK_CAP_ACK, &one, sizeof one);
+    if (setsockopt(mnl_socket_get_fd(h->nl), SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) != 0)
+        (void)setsockopt(mnl_socket_get_fd(h->nl), SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    h->portid = mnl_socket_get_portid(h->nl);
+    h->seq = (uint32_t)getpid() << 8; /* any start; answers are matched by our own numbers */
+    memcpy(h->table, table, strlen(table) + 1);
+    *out = h;
+    return FWX_S_OK;
+}
+
+void fwx__nftnl_close(fwx__nftnl *h)
+{
+    if (h == NULL)
+        return;
+    if (h->nl != NULL)
+        mnl_socket_close(h->nl);
+    free(h->buf);
+    free(h);
+}
+
+/* The bytes of an element's key or data from its nft text ("10.0.0.2 . 10.0.0.9 . 6 . 2121"):
+   each field of a concatenation takes a whole number of 32-bit registers, as in the set's type
+   (rules.h): an address its 4 or 16 bytes; a number before another field is an inet_proto (one
+   byte), the last number an inet_service (two bytes, network order). Returns the length, or 0
+   for text that is none of these. */
+size_t fwx__nftnl_encode(const char *text, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    const char *p = text;
+    while (p != NULL && *p) {
+        const char *sep = strstr(p, " . ");
+        size_t len = sep ? (size_t)(sep - p) : strlen(p);
+        char tok[48];
+        if (len == 0 || len >= sizeof tok)
+            return 0;
+        memcpy(tok, p, len);
+        tok[len] = '\0';
+        uint8_t field[16];
+        size_t flen, padded;
+        if (inet_pton(AF_INET, tok, field) == 1) {
+            flen = 4;
+        } else if (inet_pton(AF_INET6, tok, field) == 1) {
+            flen = 16;
+        } else {
+            char *end;
+            errno = 0;
+            unsigned long v = strtoul(tok, &end, 10);
+            if (errno != 0 || *end != '\0' || tok[0] < '0' || tok[0] > '9')
+                return 0;
+            if (sep != NULL) {
+                if (v > 255)
+                    return 0;
+                field[0] = (uint8_t)v;
+                flen = 1;
+            } else {
+                if (v > 65535)
+                    return 0;
+                field[0] = (uint8_t)(v >> 8);
+                field[1] = (uint8_t)v;
+                flen = 2;
+            }
+        }
+        padded = (flen + 3) & ~(size_t)3;
+        if (n + padded > cap)
+            return 0;
+        memset(out + n, 0, padded);
+        memcpy(out + n, field, flen);
+        n += padded;
+        p = sep ? sep + 3 : NULL;
+    }
+    return n;
+}
+
+/* Appends op's message to the batch; false when it does not encode (op->err set). */
+static bool put_op(fwx__nftnl *h, struct mnl_nlmsg_batch *b, fwx__nftnl_op *op, uint32_t seq)
+{
+    uint8_t key[64], data[64];
+    size_t klen = fwx__nftnl_encode(op->key, key, sizeof key);
+    size_t dlen = op->data != NULL && op->data[0] ? fwx__nftnl_encode(op->data, data, sizeof data) : 0;
+    if (klen == 0 || (op->data != NULL && op->data[0] && dlen == 0)) {
+        op->err = EINVAL;
+        return false;
+    }
+    struct nftnl_set *s = nftnl_set_alloc();
+    struct nftnl_set_elem *e = nftnl_set_elem_alloc();
+    if (s == NULL || e == NULL) {
+        if (s != NULL)
+            nftnl_set_free(s);
+        if (e != NULL)
+            nftnl_set_elem_free(e);
+        op->err = ENOMEM;
+        return false;
+    }
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, h->table);
+    nftnl_set_set_str(s, NFTNL_SET_NAME, op->set);
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
+    if (dlen > 0 && !op->del)
+        nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, data, (uint32_t)dlen);
+    if (op->timeout_ms > 0 && !op->del)
+        nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, op->timeout_ms);
+    nftnl_set_elem_add(s, e); /* s owns e now */
+    struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(mnl_nlmsg_batch_current(b),
+                                                 op->del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM, NFPROTO_INET,
+                                                 (op->del ? 0 : NLM_F_CREATE) | NLM_F_ACK, seq);
+    nftnl_set_elems_nlmsg_build_payload(nlh, s);
+    nftnl_set_free(s);
+    mnl_nlmsg_batch_next(b);
+    return true;
+}
+
+/*
+ * One transaction of ops[idx[0..m)] (those still to send). Fills each one's err from its ack;
+ * *batch_err gets an error the kernel gave the batch as a whole (no rights, a failed commit).
+ * Returns -1 when the socket failed (errno), else 0.
+ */
+static int send_chunk(fwx__nftnl *h, fwx__nftnl_op *ops, const size_t *idx, size_t m, int *batch_err)
+{
+    struct mnl_nlmsg_batch *b = mnl_nlmsg_batch_start(h->buf, BATCH_LIMIT);
+    if (b == NULL)
+        return errno = ENOMEM, -1;
+    uint32_t first = h->seq;
+    nftnl_batch_begin(mnl_nlmsg_batch_current(b), h->seq++);
+    mnl_nlmsg_batch_next(b);
+    uint32_t base = h->seq;
+    size_t sent = 0;
+    for (size_t i = 0; i < m; i++) {
+        ops[idx[i]].err = -1; /* not answered yet */
+        if (mnl_nlmsg_batch_size(b) + 1024 > BATCH_LIMIT) {
+            ops[idx[i]].err = E2BIG; /* a group of more than ~300 elements: none here */
+            continue;
+        }
+        if (put_op(h, b, &ops[idx[i]], base + (uint32_t)i))
+            sent++;
+    }
+    h->seq = base + (uint32_t)m;
+    nftnl_batch_end(mnl_nlmsg_batch_current(b), h->seq++);
+    mnl_nlmsg_batch_next(b);
+    *batch_err = 0;
+    ssize_t rc = sent == 0 ? 0 : mnl_socket_sendto(h->nl, mnl_nlmsg_batch_head(b), mnl_nlmsg_batch_size(b));
+    mnl_nlmsg_batch_stop(b);
+    if (rc < 0)
+        return -1;
+    /* Every answer is queued already (the kernel ran the batch inside sendmsg). */
+    size_t answered = 0;
+    char rbuf[MNL_SOCKET_BUFFER_SIZE];
+    while (sent > 0 && answered < sent) {
+        ssize_t r = recv(mnl_socket_get_fd(h->nl), rbuf, sizeof rbuf, MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                break;
+            return -1; /* ENOBUFS: answers were lost */
+        }
+        int len = (int)r;
+        for (const struct nlmsghdr *nlh = (const struct nlmsghdr *)rbuf; mnl_nlmsg_ok(nlh, len);
+             nlh = mnl_nlmsg_next(nlh, &len)) {
+            if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_pid != h->portid)
+                continue;
+            const struct nlmsgerr *ne = mnl_nlmsg_get_payload(nlh);
+            uint32_t seq = nlh->nlmsg_seq;
+            if (seq == first) {
+                *batch_err = -ne->error;
+            } else if (seq >= base && seq < base + m && ops[idx[seq - base]].err == -1) {
+                ops[idx[seq - base]].err = -ne->error;
+                answered++;
+            }
+        }
+        if (*batch_err != 0 && answered == 0)
+            break; /* refused as a whole before any element was looked at */
+    }
+    for (size_t i = 0; i < m; i++)
+        if (ops[idx[i]].err == -1)
+            ops[idx[i]].err = *batch_err != 0 ? *batch_err : EPROTO; /* no answer: never taken as done */
+    return 0;
+}
+
+int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
+{
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    if (idx == NULL) {
+        for (size_t i = 0; i < n; i++)
+            ops[i].err = ENOMEM;
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++)
+        ops[i].err = 0;
+    /* A chunk never splits a group: a group is one transaction. */
+    size_t at = 0;
+    int sock_err = 0;
+    unsigned busy_us = BUSY_FIRST_US;
+    while (at < n) {
+        size_t end = at + 1;
+        while (end < n && (end - at < CHUNK || ops[end].group == ops[end - 1].group))
+            end++;
+        for (int round = 0; round < MAX_ROUNDS; round++) {
+            size_t m = 0;
+            for (size_t i = at; i < end; i++)
+                if (round == 0 || ops[i].err == -2) /* -2: to send again */
+                    idx[m++] = i;
+            if (m == 0)
+                break;
+            int batch_err = 0;
+            if (send_chunk(h, ops, idx, m, &batch_err) != 0) {
+                sock_err = errno ? errno : EIO;
+                for (size_t i = 0; i < m; i++)
+                    ops[idx[i]].err = sock_err;
+                break;
+            }
+            bool failed = false, busy = false;
+            for (size_t i = 0; i < m; i++)
+                if (ops[idx[i]].err != 0) {
+                    failed = true;
+                    busy |= ops[idx[i]].err == EBUSY;
+                }
+            if (!failed || batch_err != 0)
+                break; /* done, or refused as a whole (every op has the batch's error) */
+            /* The transaction was rolled back: the groups with a failed element stay failed
+               (each op of such a group keeps its error, or gets ECANCELED), the others are
+               sent again. EBUSY is transient: a one-shot element of the same key that the
+               packet path deleted and the set's garbage collection has not reaped yet (a
+               server reusing a data port at once), or the set resizing. Refusing it would
+               fail the FTP transfer, so those are tried again after a pause that doubles
+               (100 us .. 3.2 ms, ~6.3 ms at most; rules.h gives the once sets a 100 ms
+               gc-interval so the wait is rare). A group's ops are contiguous. */
+            for (size_t g0 = 0, g1; g0 < m; g0 = g1) {
+                bool group_failed = false;
+                for (g1 = g0; g1 < m && ops[idx[g1]].group == ops[idx[g0]].group; g1++)
+                    group_failed |= ops[idx[g1]].err != 0 && ops[idx[g1]].err != EBUSY;
+                for (size_t i = g0; i < g1; i++) {
+                    fwx__nftnl_op *o = &ops[idx[i]];
+                    o->err = group_failed ? (o->err != 0 && o->err != EBUSY ? o->err : ECANCELED) : -2;
+                }
+            }
+            if (busy && round < MAX_ROUNDS - 1) {
+                usleep(busy_us);
+                busy_us *= 2;
+            }
+            if (round == MAX_ROUNDS - 1)
+                for (size_t i = 0; i < m; i++)
+                    if (ops[idx[i]].err == -2)
+                        ops[idx[i]].err = EBUSY;
+        }
+        at = end;
+    }
+    free(idx);
+    size_t failed = 0;
+    for (size_t i = 0; i < n; i++)
+        failed += ops[i].err != 0;
+    return sock_err != 0 ? -sock_err : (int)failed;
+}
