@@ -104,6 +104,8 @@ def main():
         section_ratios(res)
     if has_setup:
         section_setup(res)
+    if "fwx-ct-unrelated" in res:
+        section_ctfilter(res)
     if notes:
         print("\nnotes:")
         for line in notes.splitlines():
@@ -233,6 +235,30 @@ def section_setup(res):
                 extra = (f"; minus the {base} baseline (pasv): p50 {p50 - b50:+.1f} us, p99 {p99 - b99:+.1f} us"
                          f" -> filter's share p99 {'<' if p99 - b99 < target else '>='} {target:.0f} us")
             print(f"    {row} {mode}: p99 {p99:.1f} us vs target < {target:.0f} us: {verdict} (whole exchange){extra}")
+
+
+def section_ctfilter(res):
+    row = "fwx-ct-unrelated"
+    print("\n4. fwx's CPU for conntrack events: flows that are not fwx's (the gateway's own traffic: clients to a")
+    print("   service of the gateway, loopback inside it) and fwx's own kernel-mode secondary flows, one fwx")
+    print("   (kernel mode) running throughout. NEW events: what conntrack -E saw in the namespace meanwhile.")
+    print("   Medians of the rounds.\n")
+    print(f"  {'flows':<34}{'conns':>10}{'conn/s':>10}{'NEW events':>12}{'fwx ticks':>11}{'fwx CPU us/conn':>17}")
+    for k, label, target in (("unrelated_in", "not fwx's: client -> gateway", 0.0),
+                             ("unrelated_lo", "not fwx's: gateway loopback", 0.0),
+                             ("owned", "fwx's: permitted secondary flows", 5.0)):
+        conns, cps = num(res, row, f"{k}_conns"), num(res, row, f"{k}_cps")
+        ev, ticks = num(res, row, f"{k}_ct_new_events"), num(res, row, f"{k}_fwx_ticks")
+        us = num(res, row, f"{k}_fwx_cpu_us_per_conn")
+        if us is None:
+            print(f"  {label:<34}{'FAIL':>10}")
+            continue
+        verdict = ("MET" if us <= target else "MISSED") if target > 0 else ("MET" if ticks == 0 else "MISSED")
+        tgt = f"<= {target:.0f} us" if target > 0 else "0 us"
+        print(f"  {label:<34}{fmt(conns, 0):>10}{fmt(cps, 0):>10}{fmt(ev, 0):>12}{fmt(ticks, 0):>11}{fmt(us, 2):>17}"
+              f"   target {tgt}: {verdict}")
+    seen = floats(res, row, "kernel_secondaries_seen")
+    print(f"\n  fwx's own flows fwx reported (conntrack events) per round: {', '.join(str(int(x)) for x in seen) or '-'}")
 
 
 if __name__ == "__main__":
