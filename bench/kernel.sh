@@ -132,7 +132,7 @@ UV_LIBS=$(pkg-config --libs libuv 2>/dev/null || echo -luv)
 cc -O2 -Wall -o "$T/tcpbench" "$HERE/tcpbench.c" || fail "cannot compile bench/tcpbench.c"
 cc -O2 -Wall -o "$T/ksetup" "$HERE/ksetup.c" || fail "cannot compile bench/ksetup.c"
 # shellcheck disable=SC2086
-cc -O2 -Wall -std=gnu11 -I"$REPO/include" $UV_CFLAGS -o "$T/kperm" "$HERE/kperm.c" -L"$F/lib" -lfwx $UV_LIBS \
+cc -O2 -Wall -std=gnu11 -I"$REPO/include" -I"$BUILD/include" $UV_CFLAGS -o "$T/kperm" "$HERE/kperm.c" -L"$F/lib" -lfwx $UV_LIBS \
     -Wl,-rpath,"$F/lib" || fail "cannot compile bench/kperm.c"
 TB="$T/tcpbench" KP="$T/kperm" KS="$T/ksetup"
 
