@@ -123,7 +123,10 @@ void fwx__ct_get_stats(const fwx__ct *ct, fwx__ct_stats *out);
 /* The parser, exposed for tests and fuzzing: one netlink message (header included) of len
    bytes. Returns FWX__CT_NEW / FWX__CT_DESTROY with *f filled; 0 for a well-formed message that
    is not reported (another subsystem or message type, not TCP/UDP); -1 for a malformed one
-   (any length that does not fit, a missing tuple). Never reads outside [msg, msg+len). */
+   (any length that does not fit, an attribute of the wrong size, a missing tuple, addresses of
+   another family than the header's). Never reads outside [msg, msg+len), and never hands the
+   library a message its parser would end the process on. The message must be 4-byte aligned
+   (as every netlink buffer is). */
 int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f);
 
 #endif /* FWX_NFT_CT_H */
