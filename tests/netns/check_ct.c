@@ -618,6 +618,8 @@ START_TEST(kernel_filter_unrelated_zero)
     ctx c;
     ct_up(&c, "add rule inet fwxct fw ct state new tcp dport 5001 ct mark set 0x20000000\n");
     TU_EXPECT_HR(fwx__ct_set_mark_filter(c.ct, 0x20000000u, 0x20000000u), FWX_S_OK);
+    /* The UDP entries must still be there when the control kills them (ct_up made it 1 s). */
+    sysctl_gw(&c, "/proc/sys/net/netfilter/nf_conntrack_udp_timeout", "60");
     control k = {0};
     fwx__ct *ctl = NULL;
     TU_EXPECT_HR(fwx__ct_open(&c.loop, on_control, &k, &ctl), FWX_S_OK);
