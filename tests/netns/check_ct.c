@@ -620,6 +620,8 @@ START_TEST(kernel_filter_unrelated_zero)
     TU_EXPECT_HR(fwx__ct_set_mark_filter(c.ct, 0x20000000u, 0x20000000u), FWX_S_OK);
     /* The UDP entries must still be there when the control kills them (ct_up made it 1 s). */
     sysctl_gw(&c, "/proc/sys/net/netfilter/nf_conntrack_udp_timeout", "60");
+    /* Sweeps (a walk of the whole table) every 50 ms, but only while a flow of ours is open. */
+    fwx__ct_set_sweep(c.ct, 50);
     control k = {0};
     fwx__ct *ctl = NULL;
     TU_EXPECT_HR(fwx__ct_open(&c.loop, on_control, &k, &ctl), FWX_S_OK);
@@ -681,6 +683,10 @@ START_TEST(kernel_filter_unrelated_zero)
     ck_assert_uint_eq(st.overruns, 0);
     ck_assert_uint_eq(c.n, 1);
     ck_assert_uint_ge(cs.events, 2 * 48 + 1); /* the control read every NEW and DESTROY */
+    ck_assert_uint_eq(st.sweeps, 0);          /* the loop ran for seconds: no flow of ours, no walk */
+    (void)run_until(&c, NULL, NULL, 300);
+    fwx__ct_get_stats(c.ct, &st);
+    ck_assert_uint_ge(st.sweeps, 1);          /* one open now */
     fwx__ct_close(ctl);
     close(c1);
     close(s1);

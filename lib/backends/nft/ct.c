@@ -71,6 +71,8 @@ struct fwx__ct {
     fwx__ct_cb cb;
     void *arg;
     uint32_t mark_value, mark_mask;
+    uint64_t open_flows;  /* reported NEW minus DESTROY: entries whose end is still to come */
+    bool flows_unknown;   /* events were lost (ENOBUFS): open_flows cannot be trusted */
     fwx_log_fn log;
     void *log_arg;
     bool closing;
@@ -318,6 +320,10 @@ static void handle(fwx__ct *ct, const unsigned char *p, size_t len)
             ct->st.malformed++;
         } else if (ev > 0 && (f.mark & ct->mark_mask) == ct->mark_value) {
             ct->st.reported++;
+            if (ev == FWX__CT_NEW)
+                ct->open_flows++;
+            else if (ev == FWX__CT_DESTROY && ct->open_flows > 0)
+                ct->open_flows--;
             ct->cb(ct->arg, ev, &f);
         }
     }
@@ -350,6 +356,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
             if (errno == ENOBUFS) {
                 /* The socket buffer was full: the kernel dropped events. Go on reading. */
                 ct->st.overruns++;
+                ct->flows_unknown = true; /* a lost DESTROY or NEW: sweep from now on */
                 if ((ct->st.overruns & (ct->st.overruns - 1)) == 0) /* 1, 2, 4, 8, ...: no flood */
                     ct_log(ct, FWX_LOG_WARN, "events lost (socket buffer full, ENOBUFS); %llu time(s) so far",
                            (unsigned long long)ct->st.overruns);
@@ -769,10 +776,12 @@ static void sweep_now(fwx__ct *ct)
     drain_requests(ct); /* DONE (or, on a kernel that ignored the filter, a bounded part of a dump) */
 }
 
+/* Only while a reported flow's DESTROY is still to come: the walk costs time in proportion to
+   the whole table, other flows' entries included, and with none of ours open it is for no one. */
 static void on_sweep(uv_timer_t *t)
 {
     fwx__ct *ct = t->data;
-    if (!ct->closing)
+    if (!ct->closing && (ct->open_flows > 0 || ct->flows_unknown))
         sweep_now(ct);
 }
 

@@ -101,7 +101,8 @@ void fwx__ct_set_rcvbuf(fwx__ct *ct, int bytes);
 /* Sweep: every interval_ms (default FWX__CT_SWEEP_DEFAULT_MS; 0 = never) a ctnetlink dump that
    matches nothing makes the kernel remove the entries whose timeout has run out, so their
    DESTROY comes on time (the kernel's own garbage collector may wait up to 60 s). Costs one walk
-   of this namespace's conntrack table in the kernel per interval. */
+   of this namespace's conntrack table in the kernel per interval, so it is made only while a
+   reported flow has had its NEW but not its DESTROY (or after events were lost). */
 #define FWX__CT_SWEEP_DEFAULT_MS 2000
 void fwx__ct_set_sweep(fwx__ct *ct, uint64_t interval_ms);
 
@@ -110,7 +111,7 @@ typedef struct fwx__ct_stats {
     uint64_t reported;   /* callbacks made */
     uint64_t overruns;   /* ENOBUFS: the socket buffer was full, events were lost */
     uint64_t malformed;  /* messages the parser refused */
-    uint64_t sweeps;     /* reaping dumps sent */
+    uint64_t sweeps;     /* reaping dumps sent (only while a reported flow is open) */
     int accounting;      /* 1: nf_conntrack_acct is on in this namespace; 0: off (no byte counts) */
     int switched;        /* which namespace-wide settings open switched on: FWX__CT_SWITCHED_* */
     int kernel_filter;   /* 1: the mark filter runs in the kernel (fwx__ct_set_mark_filter) */
