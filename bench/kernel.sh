@@ -537,23 +537,33 @@ EOF
 # it (target: 0 us of fwx CPU per unrelated flow). Then the same fwx's own flows (connections
 # its permissions admit, reported to its core as secondary connections; target <= 5 us each).
 # `conntrack -E` counts the events the namespace made meanwhile, so the row shows they existed.
+# fwx's CPU is read from schedstat (ns) and compared with as long a spell of no traffic.
 P_LOCAL=7001
 CTF_ROWS="fwx-ct-unrelated"
+# fwx's CPU time in ns, every thread (schedstat: exact, where the tick count moves by 10 ms)
+fwx_cpu_ns() {
+    [ -n "$FWX_PID" ] || { echo 0; return; }
+    cat /proc/"$FWX_CPU_PID"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'
+}
 ctfilter_rate() { # ROW KEY_PREFIX NS HOST PORT: a connection rate run, fwx's CPU per connection
-    local row=$1 k=$2 ns=$3 f="$T/ctf-$2.out" c0 c1 conns ev0 ev1
+    local row=$1 k=$2 ns=$3 f="$T/ctf-$2.out" c0 c1 i0 i1 conns ev0 ev1
+    # fwx's own background for as long (its loop's timers), with no traffic at all
+    i0=$(fwx_cpu_ns); sleep $RATE_S; i1=$(fwx_cpu_ns)
     ev0=$(wc -l <"$T/ctf-events.txt")
-    c0=$(fwx_cpu_ticks)
+    c0=$(fwx_cpu_ns)
     ip netns exec "$ns" "${LOAD_PIN[@]}" timeout $((RATE_S + 30)) "$TB" rate "$4" "$5" $RATE_S $RATE_CONC $RATE_SIZE \
         >"$f" 2>&1 || note "$row $k: rate: $(tail -c 300 "$f" | tr '\n' ' ')"
-    c1=$(fwx_cpu_ticks)
+    c1=$(fwx_cpu_ns)
     sleep 0.5   # the last events reach the listener
     ev1=$(wc -l <"$T/ctf-events.txt")
     conns=$(kv conns "$f")
     if [ "${conns:-0}" -gt 0 ]; then
         put "$row" "${k}_conns" "$conns"
         put "$row" "${k}_cps" "$(kv conns_per_s "$f")"
-        put "$row" "${k}_fwx_ticks" "$((c1 - c0))"
-        put "$row" "${k}_fwx_cpu_us_per_conn" "$(python3 -c "print(1e6*($c1-$c0)/$CLK/$conns)")"
+        put "$row" "${k}_fwx_ms" "$(python3 -c "print(($c1-$c0)/1e6)")"
+        put "$row" "${k}_fwx_idle_ms" "$(python3 -c "print(($i1-$i0)/1e6)")"
+        # what the connections cost fwx beyond its idle background, per connection
+        put "$row" "${k}_fwx_cpu_us_per_conn" "$(python3 -c "print(max(0.0, ($c1-$c0)-($i1-$i0))/1e3/$conns)")"
         put "$row" "${k}_ct_new_events" "$((ev1 - ev0))"
     else
         put "$row" "${k}_conns" FAIL
