@@ -17,7 +17,7 @@
 #
 # Knobs: QUICK=1, PIN=0 (do not pin), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw
 # TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations), FTP_MB=N (FTP file size, MiB),
-# RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup" (a subset), SETUP_GRANTS=N
+# RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup ctfilter" (a subset), SETUP_GRANTS=N
 # (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
 # config file takes `backend = "nft"`, else kperm).
 # SPDX-License-Identifier: MIT
@@ -212,8 +212,8 @@ softirq_ticks() { awk '/^cpu /{print $8}' /proc/stat; }   # system-wide softirq 
 gw_reset() {
     ing nft flush ruleset 2>/dev/null || true
     ing conntrack -F >/dev/null 2>&1 || true
-    # fwx's conntrack follower turns byte accounting on (0 -> 1) and leaves it on after it exits;
-    # every row starts from the default instead.
+    # The kernel-nat-ct row turns byte accounting on (fwx restores what it switched on when it
+    # exits); every row starts from the default.
     ing sysctl -qw net.netfilter.nf_conntrack_acct=0 2>/dev/null || true
 }
 nft_nat() { # the kernel's own NAT: forward accept, masquerade out of g1
@@ -529,11 +529,76 @@ EOF
     start_gateway "$tag" "$T/gw-$tag.cfg" $P_PUB
 }
 
+# ---- conntrack events of flows that are not fwx's (SECTIONS: ctfilter) ------------------------------
+# fwx (kperm, kernel mode, two permissions) runs while the gateway namespace carries flows that
+# are not fwx's: the gateway's own traffic, clients connecting to a service of the gateway
+# (G_IN:P_LOCAL) and a process of the gateway talking to itself over loopback. Every forwarded
+# flow is fwx's (its forward policy drops what no grant or rule of its own lets through), so
+# these are the unrelated flows a gateway's conntrack tracks; tests/netns/check_ct.c ("kernel
+# filter unrelated zero") has unrelated forwarded, UDP and loopback flows, without fwx's table.
+# fwx's event socket has the kernel's filter on its mark: the events of these flows never reach
+# it (target: 0 us of fwx CPU per unrelated flow). Then the same fwx's own flows (connections
+# its permissions admit, reported to its core as secondary connections; target <= 5 us each).
+# `conntrack -E` counts the events the namespace made meanwhile, so the row shows they existed.
+# fwx's CPU is read from schedstat (ns) and compared with as long a spell of no traffic.
+P_LOCAL=7001
+CTF_ROWS="fwx-ct-unrelated"
+# fwx's CPU time in ns, every thread (schedstat: exact, where the tick count moves by 10 ms)
+fwx_cpu_ns() {
+    [ -n "$FWX_PID" ] || { echo 0; return; }
+    cat /proc/"$FWX_CPU_PID"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'
+}
+ctfilter_rate() { # ROW KEY_PREFIX NS HOST PORT: a connection rate run, fwx's CPU per connection
+    local row=$1 k=$2 ns=$3 f="$T/ctf-$2.out" c0 c1 i0 i1 conns ev0 ev1
+    # fwx's own background for as long (its loop's timers), with no traffic at all
+    i0=$(fwx_cpu_ns); sleep $RATE_S; i1=$(fwx_cpu_ns)
+    ev0=$(wc -l <"$T/ctf-events.txt")
+    c0=$(fwx_cpu_ns)
+    ip netns exec "$ns" "${LOAD_PIN[@]}" timeout $((RATE_S + 30)) "$TB" rate "$4" "$5" $RATE_S $RATE_CONC $RATE_SIZE \
+        >"$f" 2>&1 || note "$row $k: rate: $(tail -c 300 "$f" | tr '\n' ' ')"
+    c1=$(fwx_cpu_ns)
+    sleep 0.5   # the last events reach the listener
+    ev1=$(wc -l <"$T/ctf-events.txt")
+    conns=$(kv conns "$f")
+    if [ "${conns:-0}" -gt 0 ]; then
+        put "$row" "${k}_conns" "$conns"
+        put "$row" "${k}_cps" "$(kv conns_per_s "$f")"
+        put "$row" "${k}_fwx_ms" "$(python3 -c "print(($c1-$c0)/1e6)")"
+        put "$row" "${k}_fwx_idle_ms" "$(python3 -c "print(($i1-$i0)/1e6)")"
+        # what the connections cost fwx beyond its idle background, per connection
+        put "$row" "${k}_fwx_cpu_us_per_conn" "$(python3 -c "print(max(0.0, ($c1-$c0)-($i1-$i0))/1e3/$conns)")"
+        put "$row" "${k}_ct_new_events" "$((ev1 - ev0))"
+    else
+        put "$row" "${k}_conns" FAIL
+    fi
+}
+test_ctfilter() { # ROUND
+    local row=fwx-ct-unrelated ctev
+    gw_reset
+    ing "${LOAD_PIN[@]}" timeout 900 "$TB" serve $P_LOCAL >"$T/ctf-local-server.log" 2>&1 &
+    PIDS+=($!); local srv=$!
+    for _ in $(seq 1 50); do listening $NS_G $P_LOCAL && break; sleep 0.1; done
+    start_kperm "ctf$1" --client $C_IP --allow $S_IP:$P_IPERF --allow $S_IP:$P_ECHO || { kill_tree $srv; return 1; }
+    # the namespace's NEW events, counted by conntrack's own listener (not fwx)
+    : >"$T/ctf-events.txt"
+    ing "${LOAD_PIN[@]}" timeout 900 conntrack -E -e NEW -b 8388608 >"$T/ctf-events.txt" 2>"$T/ctf-ctev.err" &
+    PIDS+=($!); ctev=$!
+    sleep 0.3
+    ctfilter_rate $row unrelated_in $NS_C $G_IN $P_LOCAL
+    ctfilter_rate $row unrelated_lo $NS_G 127.0.0.1 $P_LOCAL
+    ctfilter_rate $row owned $NS_C $S_IP $P_ECHO
+    kill_tree $ctev
+    stop_fwx
+    put $row kernel_secondaries_seen "$(kv kernel_secondaries_seen "$FWX_OUT")"
+    kill_tree $srv
+    gw_reset
+}
+
 # ================================================================================================
 START=$(date +%s)
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 log "mode: $([ "$QUICK" = 1 ] && echo quick || echo full); rounds: $REPEAT; fwx CPU: $FWX_CPU, load CPUs: $LOAD_CPUS; fwx-ftp-kernel by: $FWX_FTP"
-SECTIONS=${SECTIONS:-tput ftp setup}
+SECTIONS=${SECTIONS:-tput ftp setup ctfilter}
 want() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 want tput || TP_ROWS=""
 want ftp || FTP_ROWS=""
@@ -619,6 +684,13 @@ if want setup; then
     nft_nat
     test_setup kernel-nat-fwd pasv $S_IP $P_FTP 0
     gw_reset
+fi
+if want ctfilter; then
+    FWX_SCHED=()
+    for rd in $(seq 1 $REPEAT); do
+        log "round $rd/$REPEAT, fwx-ct-unrelated: flows that are not fwx's, then fwx's own"
+        test_ctfilter "$rd" || put fwx-ct-unrelated unrelated_in_conns FAIL
+    done
 fi
 ELAPSED=$(( $(date +%s) - START ))
 

@@ -34,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -477,7 +479,7 @@ START_TEST(mark_filter)
 {
     ctx c;
     ct_up(&c, "add rule inet fwxct fw ct state new tcp dport 5001 ct mark set 0x00000120\n");
-    fwx__ct_set_mark_filter(c.ct, 0x100, 0xf00);
+    TU_EXPECT_HR(fwx__ct_set_mark_filter(c.ct, 0x100, 0xf00), FWX_S_OK);
     int c1, s1, c2, s2;
     struct sockaddr_storage src1, dst1, src2, dst2;
     tcp_pair(&c, TN_CLIENT ":0", TN_SERVER ":5001", &c1, &s1, &src1, &dst1);
@@ -490,7 +492,9 @@ START_TEST(mark_filter)
     ck_assert_msg(find(&c, &w2) == NULL, "the unmarked flow was reported");
     fwx__ct_stats st;
     fwx__ct_get_stats(c.ct, &st);
-    ck_assert_uint_ge(st.events, 2); /* both came; one was filtered */
+    ck_assert_int_eq(st.kernel_filter, 1);
+    ck_assert_uint_eq(st.events, 1); /* the kernel kept the unmarked flow's NEW from the socket */
+    ck_assert_uint_eq(st.reported, 1);
 
     /* Kill works for any entry, reported or not; the unmarked DESTROY stays filtered too. */
     fwx__ct_flow f2 = {.protocol = FWX_PROTOCOL_TCP, .src = src2, .dst = dst2};
@@ -501,8 +505,10 @@ START_TEST(mark_filter)
     w2.ev = FWX__CT_DESTROY;
     ck_assert_msg(find(&c, &w2) == NULL, "the unmarked flow's DESTROY was reported");
 
-    /* 0/0 reports everything again. */
-    fwx__ct_set_mark_filter(c.ct, 0, 0);
+    /* 0/0 reports everything again (the kernel's filter removed). */
+    TU_EXPECT_HR(fwx__ct_set_mark_filter(c.ct, 0, 0), FWX_S_OK);
+    fwx__ct_get_stats(c.ct, &st);
+    ck_assert_int_eq(st.kernel_filter, 0);
     int c3, s3;
     struct sockaddr_storage src3, dst3;
     tcp_pair(&c, TN_CLIENT ":0", TN_SERVER ":5003", &c3, &s3, &src3, &dst3);
@@ -570,6 +576,244 @@ START_TEST(close_inside_callback)
     ck_assert_ptr_null(c.ct);
     close(s);
     fwx__ct_close(NULL);
+    tu_loop_close_clean(&c.loop);
+    tn_down(&c.topo);
+}
+END_TEST
+
+/* ---- the kernel's filter: flows that are not fwx's never reach it --------------------------------- */
+
+/* A second, unfiltered reader of the same namespace: proves the unrelated flows made events. */
+typedef struct control {
+    uint64_t news, destroys;
+    fwx__ct_flow flows[64];
+    size_t n;
+} control;
+
+static void on_control(void *arg, int event, const fwx__ct_flow *f)
+{
+    control *k = arg;
+    if (event == FWX__CT_NEW) {
+        k->news++;
+        if (k->n < sizeof k->flows / sizeof k->flows[0])
+            k->flows[k->n++] = *f;
+    } else if (event == FWX__CT_DESTROY) {
+        k->destroys++;
+    }
+}
+
+static int pred_control(ctx *c, const void *arg)
+{
+    (void)c;
+    const control *k = arg;
+    return k->news >= 40 && k->destroys >= k->n;
+}
+
+START_TEST(kernel_filter_unrelated_zero)
+{
+    /* The nft backend's filter (the ADMITTED bit); only port 5001 carries the mark. Unrelated
+       flows: 20 TCP and 20 UDP forwarded through the gateway, 8 TCP on the gateway's own
+       loopback. The control reader sees all of them come and go; the filtered one reads
+       nothing until the one marked flow, then exactly its NEW. */
+    ctx c;
+    ct_up(&c, "add rule inet fwxct fw ct state new tcp dport 5001 ct mark set 0x20000000\n");
+    TU_EXPECT_HR(fwx__ct_set_mark_filter(c.ct, 0x20000000u, 0x20000000u), FWX_S_OK);
+    /* The UDP entries must still be there when the control kills them (ct_up made it 1 s). */
+    sysctl_gw(&c, "/proc/sys/net/netfilter/nf_conntrack_udp_timeout", "60");
+    /* Sweeps (a walk of the whole table) every 50 ms, but only while a flow of ours is open. */
+    fwx__ct_set_sweep(c.ct, 50);
+    control k = {0};
+    fwx__ct *ctl = NULL;
+    TU_EXPECT_HR(fwx__ct_open(&c.loop, on_control, &k, &ctl), FWX_S_OK);
+    int fds[96];
+    size_t nf = 0;
+    for (int i = 0; i < 20; i++) {
+        int cf, sf;
+        struct sockaddr_storage src, dst;
+        tcp_pair(&c, TN_CLIENT ":0", TN_SERVER ":5002", &cf, &sf, &src, &dst);
+        fds[nf++] = cf;
+        fds[nf++] = sf;
+    }
+    struct sockaddr_storage udst, usrc;
+    int us = sock_in(c.topo.server_fd, TN_SERVER ":0", SOCK_DGRAM, &udst);
+    for (int i = 0; i < 20; i++) {
+        int u = sock_in(c.topo.client_fd, TN_CLIENT ":0", SOCK_DGRAM, &usrc);
+        ck_assert_int_eq(sendto(u, "u", 1, 0, TU_SA(udst), tu_len(&udst)), 1);
+        char b[4];
+        ck_assert_int_eq(recv(us, b, sizeof b, 0), 1);
+        close(u);
+    }
+    /* The gateway's own loopback (this thread is in the gateway namespace). */
+    struct sockaddr_in lo = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t ll = sizeof lo;
+    int ls = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_eq(bind(ls, (struct sockaddr *)&lo, sizeof lo), 0);
+    ck_assert_int_eq(listen(ls, 16), 0);
+    ck_assert_int_eq(getsockname(ls, (struct sockaddr *)&lo, &ll), 0);
+    for (int i = 0; i < 8; i++) {
+        int a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_eq(connect(a, (struct sockaddr *)&lo, sizeof lo), 0);
+        int b = accept(ls, NULL, NULL);
+        ck_assert_int_ge(b, 0);
+        fds[nf++] = a;
+        fds[nf++] = b;
+    }
+    /* Each unrelated entry ends too (killed: its DESTROY now, not after a timeout). */
+    k.destroys = 0;
+    (void)run_until(&c, NULL, NULL, 200);
+    ck_assert_uint_ge(k.news, 48);
+    for (size_t i = 0; i < k.n; i++)
+        TU_EXPECT_HR(fwx__ct_kill(ctl, &k.flows[i]), FWX_S_OK);
+    ck_assert_msg(run_until(&c, pred_control, &k, 3000), "control: %llu NEW, %llu DESTROY of %zu",
+                  (unsigned long long)k.news, (unsigned long long)k.destroys, k.n);
+    /* The one marked flow: the filtered reader sees it, after nothing else. */
+    int c1, s1;
+    struct sockaddr_storage src1, dst1;
+    tcp_pair(&c, TN_CLIENT ":0", TN_SERVER ":5001", &c1, &s1, &src1, &dst1);
+    const rec *r = wait_event(&c, FWX__CT_NEW, FWX_PROTOCOL_TCP, &src1, &dst1, 2000);
+    ck_assert_msg(r != NULL, "no NEW event for the marked flow");
+    ck_assert_uint_eq(r->f.mark, 0x20000000u);
+    fwx__ct_stats st, cs;
+    fwx__ct_get_stats(c.ct, &st);
+    fwx__ct_get_stats(ctl, &cs);
+    ck_assert_int_eq(st.kernel_filter, 1);
+    ck_assert_uint_eq(st.events, 1); /* what crossed the socket: the marked NEW, nothing of the other flows */
+    ck_assert_uint_eq(st.reported, 1);
+    ck_assert_uint_eq(st.malformed, 0);
+    ck_assert_uint_eq(st.overruns, 0);
+    ck_assert_uint_eq(c.n, 1);
+    ck_assert_uint_ge(cs.events, 2 * 48 + 1); /* the control read every NEW and DESTROY */
+    ck_assert_uint_eq(st.sweeps, 0);          /* the loop ran for seconds: no flow of ours, no walk */
+    (void)run_until(&c, NULL, NULL, 300);
+    fwx__ct_get_stats(c.ct, &st);
+    ck_assert_uint_ge(st.sweeps, 1);          /* one open now */
+    fwx__ct_close(ctl);
+    close(c1);
+    close(s1);
+    for (size_t i = 0; i < nf; i++)
+        close(fds[i]);
+    close(us);
+    close(ls);
+    ct_down(&c);
+}
+END_TEST
+
+/* ---- the namespace's settings: restored by the last fwx instance ------------------------------- */
+
+static char settings_log[2048];
+
+static void on_settings_log(void *arg, fwx_log_level level, const char *msg)
+{
+    (void)arg;
+    (void)level;
+    snprintf(settings_log, sizeof settings_log, "%s", msg);
+    if (getenv("FWX_TEST_LOG"))
+        fprintf(stderr, "%s\n", msg);
+}
+
+static int sysctl_get(const char *path)
+{
+    char b[16] = {0};
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_gt(read(fd, b, sizeof b - 1), 0);
+    close(fd);
+    return atoi(b);
+}
+
+static void nop_ct(void *arg, int event, const fwx__ct_flow *f)
+{
+    (void)arg;
+    (void)event;
+    (void)f;
+}
+
+#define ACCT "/proc/sys/net/netfilter/nf_conntrack_acct"
+#define EVENTS "/proc/sys/net/netfilter/nf_conntrack_events"
+
+static fwx__ct *settings_open(uv_loop_t *loop)
+{
+    fwx__ct *x = NULL;
+    TU_EXPECT_HR(fwx__ct_open(loop, nop_ct, NULL, &x), FWX_S_OK);
+    fwx__ct_set_log(x, on_settings_log, NULL);
+    return x;
+}
+
+START_TEST(settings_restored_by_last)
+{
+    ctx c;
+    memset(&c, 0, sizeof c);
+    tn_up(&c.topo);
+    tn_enter(c.topo.gateway_fd);
+    sysctl_gw(&c, ACCT, "0");
+    sysctl_gw(&c, EVENTS, "0");
+    ck_assert_int_eq(uv_loop_init(&c.loop), 0);
+
+    /* A switches both on; B finds them on. */
+    fwx__ct *a = settings_open(&c.loop), *b = settings_open(&c.loop);
+    fwx__ct_stats st;
+    fwx__ct_get_stats(a, &st);
+    ck_assert_int_eq(st.switched, FWX__CT_SWITCHED_ACCT | FWX__CT_SWITCHED_EVENTS);
+    fwx__ct_get_stats(b, &st);
+    ck_assert_int_eq(st.switched, 0);
+    ck_assert_int_eq(st.accounting, 1);
+    ck_assert_int_eq(sysctl_get(ACCT), 1);
+    ck_assert_int_eq(sysctl_get(EVENTS), 1);
+
+    /* Another process in this namespace holds them too (forked: it inherits this thread's
+       network namespace). */
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t child = fork();
+    ck_assert_int_ge(child, 0);
+    if (child == 0) {
+        uv_loop_t l;
+        fwx__ct *x = NULL;
+        if (uv_loop_init(&l) != 0 || fwx__ct_open(&l, nop_ct, NULL, &x) != FWX_S_OK)
+            _exit(1);
+        (void)!write(pfd[1], "r", 1);
+        for (;;)
+            pause(); /* killed below: a crash, it never closes */
+    }
+    close(pfd[1]);
+    char rb;
+    ck_assert_int_eq(read(pfd[0], &rb, 1), 1);
+    close(pfd[0]);
+
+    /* A and B close: the other process still uses them. */
+    fwx__ct_close(a);
+    ck_assert_int_eq(sysctl_get(ACCT), 1);
+    ck_assert_ptr_nonnull(strstr(settings_log, "left on: 2 other fwx instance(s)"));
+    fwx__ct_close(b);
+    ck_assert_int_eq(sysctl_get(ACCT), 1);
+    ck_assert_int_eq(sysctl_get(EVENTS), 1);
+    ck_assert_ptr_nonnull(strstr(settings_log, "left on: 1 other fwx instance(s)"));
+    char pidtxt[32];
+    snprintf(pidtxt, sizeof pidtxt, "(pid %ld)", (long)child);
+    ck_assert_ptr_nonnull(strstr(settings_log, pidtxt));
+
+    /* It dies without closing; the next instance to close here restores what A found. */
+    ck_assert_int_eq(kill(child, SIGKILL), 0);
+    int ws;
+    ck_assert_int_eq(waitpid(child, &ws, 0), child);
+    fwx__ct *d = settings_open(&c.loop);
+    fwx__ct_get_stats(d, &st);
+    ck_assert_int_eq(st.switched, 0);
+    settings_log[0] = '\0';
+    fwx__ct_close(d);
+    ck_assert_int_eq(sysctl_get(ACCT), 0);
+    ck_assert_int_eq(sysctl_get(EVENTS), 0);
+    ck_assert_ptr_nonnull(strstr(settings_log, "nf_conntrack_acct and nf_conntrack_events restored to 0"));
+
+    /* Settings that were on before fwx stay on, and nothing is said about them. */
+    sysctl_gw(&c, ACCT, "1");
+    fwx__ct *e = settings_open(&c.loop);
+    settings_log[0] = '\0';
+    fwx__ct_close(e);
+    ck_assert_int_eq(sysctl_get(ACCT), 1);
+    ck_assert_int_eq(sysctl_get(EVENTS), 0);
+    ck_assert_ptr_nonnull(strstr(settings_log, "nf_conntrack_events restored to 0"));
+    ck_assert_ptr_null(strstr(settings_log, "acct"));
     tu_loop_close_clean(&c.loop);
     tn_down(&c.topo);
 }
@@ -763,6 +1007,8 @@ static Suite *ct_suite(void)
         {"kill live tcp", kill_live_tcp},
         {"kill udp", kill_udp},
         {"mark filter", mark_filter},
+        {"kernel filter unrelated zero", kernel_filter_unrelated_zero},
+        {"settings restored by last", settings_restored_by_last},
         {"enobufs counted not fatal", enobufs_counted_not_fatal},
         {"close", close_inside_callback},
     };

@@ -15,6 +15,7 @@
 #include "testutil.h"
 #include "netutil.h"
 #include "netns.h"
+#include "backends/nft/ct.h"
 #include "backends/nft/nft_impl.h"
 #include "backends/nft/rules.h"
 
@@ -417,8 +418,10 @@ START_TEST(permission_once)
 {
     gw g;
     gw_open(&g, 60000);
-    /* A new namespace counts no bytes: fwx switches accounting on, and says so once. */
-    ck_assert_int_eq(tu_log_count("switched on net.netfilter.nf_conntrack_acct", "left on at exit"), 1);
+    /* A new namespace counts no bytes: fwx switches accounting on, and says so once (and that
+       it switches it off at exit: check_ct.c "settings restored by last"). */
+    ck_assert_int_eq(tu_log_count("switched on net.netfilter.nf_conntrack_acct",
+                                  "switched off at exit unless another fwx instance still uses them"), 1);
     uint16_t port;
     int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
     /* No permission: the forward policy drops the connection. */
@@ -1160,10 +1163,78 @@ START_TEST(bind_port_in_use)
 }
 END_TEST
 
+/* ---- conntrack events: only fwx's flows reach fwx ------------------------------------------------- */
+
+/* The backend's event socket has the kernel's filter on fwx's mark: the gateway's own traffic
+   (clients to a service of the gateway, loopback inside it), which conntrack tracks but is not
+   fwx's, puts nothing on it; a flow a permission admits does. Counted by the ct layer
+   (fwx__ct_stats.events: what crossed the socket), not by time. */
+START_TEST(ct_events_only_fwx_flows)
+{
+    gw g;
+    gw_open(&g, 60000);
+    fwx__ct *ct = fwx__nft_ct(g.fw);
+    ck_assert_ptr_nonnull(ct);
+    fwx__ct_stats st;
+    fwx__ct_get_stats(ct, &st);
+    ck_assert_int_eq(st.kernel_filter, 1);
+    uint64_t before = st.events;
+    uint16_t gport, lport;
+    int gl = tn_listener_in(g.topo.gateway_fd, TN_GW_IN, 0, &gport);
+    int ll = tn_listener_in(g.topo.gateway_fd, "127.0.0.1", 0, &lport);
+    for (int i = 0; i < 10; i++) {
+        int c = tn_connect_in(g.topo.client_fd, NULL, TN_GW_IN, gport, REFUSED_MS);
+        ck_assert_int_ge(c, 0);
+        int a = tn_accept_within(gl, 1000, NULL);
+        ck_assert_int_ge(a, 0);
+        int c2 = tn_connect_in(g.topo.gateway_fd, NULL, "127.0.0.1", lport, REFUSED_MS);
+        ck_assert_int_ge(c2, 0);
+        int a2 = tn_accept_within(ll, 1000, NULL);
+        ck_assert_int_ge(a2, 0);
+        close(c);
+        close(a);
+        close(c2);
+        close(a2);
+    }
+    /* conntrack tracked them (the namespace's table counts them) ... */
+    FILE *cf = fopen("/proc/sys/net/netfilter/nf_conntrack_count", "re");
+    ck_assert_ptr_nonnull(cf);
+    int entries = 0;
+    ck_assert_int_eq(fscanf(cf, "%d", &entries), 1);
+    fclose(cf);
+    ck_assert_int_ge(entries, 20);
+    /* ... and none of their events reached fwx. */
+    tu_loop_run_for(&g.loop, 300);
+    fwx__ct_get_stats(ct, &st);
+    ck_assert_uint_eq(st.events, before);
+    ck_assert_uint_eq(st.malformed, 0);
+
+    /* A flow of fwx's own: its NEW crosses the socket and the core lists it. */
+    uint16_t port;
+    int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
+    ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "the permitted connection did not go through");
+    for (int i = 0; i < 100 && st.events == before; i++) {
+        tu_loop_run_for(&g.loop, 20);
+        fwx__ct_get_stats(ct, &st);
+    }
+    ck_assert_uint_ge(st.events, before + 1);
+    ck_assert_uint_ge(st.reported, 1);
+    session_end(s, ctl);
+    close(lfd);
+    close(gl);
+    close(ll);
+    gw_close(&g);
+}
+END_TEST
+
 static Suite *nft_suite(void)
 {
     const tu_case cases[] = {
         {"table names", table_names},
+        {"ct events only fwx flows", ct_events_only_fwx_flows},
         {"table lifecycle", table_lifecycle},
         {"leftover table replaced", leftover_table_replaced},
         {"probe names what is missing", probe_names_what_is_missing},

@@ -1,50 +1,63 @@
 /*
- * fwx - conntrack events for the "nft" backend (see ct.h).
+ * fwx - conntrack events for the "nft" backend (see ct.h), on libnetfilter_conntrack and libmnl.
  *
  * Two netlink sockets, both made in the calling thread's network namespace at open:
  *  - the event socket joins NFNLGRP_CONNTRACK_NEW and _DESTROY, and _UPDATE when asked
  *    (fwx__ct_follow_updates: only a TCP entry's move to TIME_WAIT or CLOSE is reported, as
  *    FWX__CT_END), and is read on the loop (uv_poll, non-blocking, a bounded number of reads
- *    per wake-up);
+ *    per wake-up). fwx__ct_set_mark_filter attaches libnetfilter_conntrack's socket filter
+ *    (nfct_filter_attach: a classic BPF program the kernel runs on each event before queueing
+ *    it), so an event of a flow without fwx's mark never reaches this process: no wake-up, no
+ *    copy, no parse. Events are still checked against the mark here (a kernel without socket
+ *    filters, and so that the two never disagree).
  *  - the request socket sends IPCTNL_MSG_CT_DELETE for fwx__ct_kill (with an echo of the
- *    DESTROY for its counters) and IPCTNL_MSG_CT_GET for fwx__ct_get_counted. nfnetlink handles a
- *    request inside sendmsg, so the ack is already queued when sendto returns: no wait. It is a
- *    socket of its own because the kernel leaves the requester's socket out of the broadcast of
- *    the DESTROY event a delete causes, and because acks must not mix with events.
+ *    DESTROY for its counters), IPCTNL_MSG_CT_GET for fwx__ct_get_counted and
+ *    fwx__ct_lookup_reply, and the sweep's empty dump. nfnetlink handles a request inside
+ *    sendmsg, so the ack is already queued when sendto returns: no wait. It is a socket of its
+ *    own because the kernel leaves the requester's socket out of the broadcast of the DESTROY
+ *    event a delete causes, and because acks must not mix with events.
  *
- * The parser trusts no length: every netlink header and attribute length is checked against
- * what is left of its container before anything under it is read, fixed-size payloads must
- * have exactly their size, values are copied out with memcpy (no unaligned loads), unknown
- * attributes are skipped, and a message that does not fit is counted and dropped (the
- * attack catalog's rows 34-35 in doc/security.md: decoders die on lengths).
+ * Messages are built by nfct_nlmsg_build and read by nfct_nlmsg_parse. The library skips what
+ * it does not know and stops at an attribute that does not fit, so what it hands back is
+ * checked here before use: the header's length against the datagram, the family against the
+ * addresses present, both tuples complete (the attack catalog's rows 34-35 in doc/security.md:
+ * decoders die on lengths).
+ *
+ * Namespace-wide settings (net.netfilter.nf_conntrack_acct, nf_conntrack_events) are switched
+ * on at open when off, and switched back at close by the last fwx instance of the namespace
+ * that uses them: see "settings" below.
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/ct.h"
-#include "util/util.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/netfilter/nfnetlink.h>
-#include <linux/netfilter/nfnetlink_conntrack.h>
-#include <linux/netfilter/nf_conntrack_tcp.h>
-#include <linux/netlink.h>
+#include <libmnl/libmnl.h>
+#include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+#include <libnetfilter_conntrack/libnetfilter_conntrack_tcp.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Reads per wake-up of the loop: the rest waits for the next iteration (poll is level-triggered). */
 #define CT_READS_PER_WAKE 64
 /* The event socket's receive buffer (SO_RCVBUFFORCE as root, else what SO_RCVBUF allows). */
 #define CT_RCVBUF (4 * 1024 * 1024)
-/* One datagram: ctnetlink events are well under a page; MSG_TRUNC tells if one was not. */
+/* One datagram: ctnetlink events are well under a page; a longer one is refused (ENOSPC). */
 #define CT_BUF 65536
+#define CT_ACCT "/proc/sys/net/netfilter/nf_conntrack_acct"
+#define CT_EVENTS "/proc/sys/net/netfilter/nf_conntrack_events"
 
 struct fwx__ct {
     uv_poll_t poll;
@@ -52,15 +65,19 @@ struct fwx__ct {
     int handles_open;    /* freed when the last handle's close callback has run */
     uint64_t sweep_ms;
     uv_loop_t *loop;
-    int fd;     /* events */
-    int req_fd; /* kill requests */
+    struct mnl_socket *ev;  /* events */
+    struct mnl_socket *req; /* requests */
     uint32_t seq;
     fwx__ct_cb cb;
     void *arg;
     uint32_t mark_value, mark_mask;
+    uint64_t open_flows;  /* reported NEW minus DESTROY: entries whose end is still to come */
+    bool flows_unknown;   /* events were lost (ENOBUFS): open_flows cannot be trusted */
     fwx_log_fn log;
     void *log_arg;
     bool closing;
+    char holder[96];     /* this instance's holder file of the namespace's settings, "" if none */
+    char nsdir[80];      /* the namespace's folder under CT_RUN_DIR, "" if it could not be kept */
     fwx__ct_stats st;
     union {
         struct nlmsghdr align;
@@ -73,7 +90,7 @@ static void ct_log(fwx__ct *ct, fwx_log_level level, const char *fmt, ...)
 {
     if (ct->log == NULL)
         return;
-    char line[256];
+    char line[320];
     int n = snprintf(line, sizeof line, "conntrack: ");
     va_list ap;
     va_start(ap, fmt);
@@ -82,176 +99,165 @@ static void ct_log(fwx__ct *ct, fwx_log_level level, const char *fmt, ...)
     ct->log(ct->log_arg, level, line);
 }
 
-/* ---- parsing --------------------------------------------------------------------------------- */
+/* ---- reading an entry ------------------------------------------------------------------------ */
 
-/* One level of attributes: tb[type] points at the payload (NULL if absent), tl[type] its length.
-   Types above max are skipped. Returns -1 if a length does not fit what is left. */
-#define CT_TB_MAX 32
-_Static_assert(CTA_MAX <= CT_TB_MAX && CTA_TUPLE_MAX <= CT_TB_MAX && CTA_IP_MAX <= CT_TB_MAX &&
-                   CTA_PROTO_MAX <= CT_TB_MAX && CTA_COUNTERS_MAX <= CT_TB_MAX && CTA_PROTOINFO_MAX <= CT_TB_MAX &&
-                   CTA_PROTOINFO_TCP_MAX <= CT_TB_MAX,
-               "CT_TB_MAX too small for the attribute tables");
-static int attrs(const unsigned char *p, size_t len, const unsigned char *tb[CT_TB_MAX + 1], size_t tl[CT_TB_MAX + 1],
-                 unsigned max)
+/*
+ * What the library's parser would refuse, refused first. libnetfilter_conntrack checks the
+ * size of each attribute it knows, and on a wrong one ends the process ("ctnetlink kernel ABI
+ * is broken", exit(1)), trusting the kernel. fwx__ct_parse must survive any bytes (tests and
+ * fuzzing feed it corrupted messages), so the same rules are checked here, level by level,
+ * before the library sees the message: a fixed size for a known scalar, a nest either empty or
+ * holding at least one attribute header, a string not empty. Unknown types are left to the
+ * library, which skips them, as are attributes past the end of their container (it stops there).
+ */
+enum { V_END, V_SIZE, V_NEST, V_STR };
+typedef struct vrule {
+    uint16_t type;
+    uint8_t kind;
+    uint8_t size;             /* V_SIZE */
+    const struct vrule *nest; /* V_NEST: the rules inside, or NULL (only the nest's own form) */
+} vrule;
+
+static const vrule v_ip[] = {{CTA_IP_V4_SRC, V_SIZE, 4, NULL}, {CTA_IP_V4_DST, V_SIZE, 4, NULL},
+                             {CTA_IP_V6_SRC, V_SIZE, 16, NULL}, {CTA_IP_V6_DST, V_SIZE, 16, NULL}, {0, V_END, 0, NULL}};
+static const vrule v_proto[] = {{CTA_PROTO_NUM, V_SIZE, 1, NULL},        {CTA_PROTO_SRC_PORT, V_SIZE, 2, NULL},
+                                {CTA_PROTO_DST_PORT, V_SIZE, 2, NULL},   {CTA_PROTO_ICMP_ID, V_SIZE, 2, NULL},
+                                {CTA_PROTO_ICMP_TYPE, V_SIZE, 1, NULL},  {CTA_PROTO_ICMP_CODE, V_SIZE, 1, NULL},
+                                {CTA_PROTO_ICMPV6_ID, V_SIZE, 2, NULL},  {CTA_PROTO_ICMPV6_TYPE, V_SIZE, 1, NULL},
+                                {CTA_PROTO_ICMPV6_CODE, V_SIZE, 1, NULL}, {0, V_END, 0, NULL}};
+static const vrule v_tuple[] = {{CTA_TUPLE_IP, V_NEST, 0, v_ip}, {CTA_TUPLE_PROTO, V_NEST, 0, v_proto},
+                                {CTA_TUPLE_ZONE, V_SIZE, 2, NULL}, {0, V_END, 0, NULL}};
+static const vrule v_tcp[] = {{CTA_PROTOINFO_TCP_STATE, V_SIZE, 1, NULL},
+                              {CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, V_SIZE, 1, NULL},
+                              {CTA_PROTOINFO_TCP_WSCALE_REPLY, V_SIZE, 1, NULL},
+                              {CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, V_SIZE, 2, NULL},
+                              {CTA_PROTOINFO_TCP_FLAGS_REPLY, V_SIZE, 2, NULL},
+                              {0, V_END, 0, NULL}};
+static const vrule v_sctp[] = {{CTA_PROTOINFO_SCTP_STATE, V_SIZE, 1, NULL},
+                               {CTA_PROTOINFO_SCTP_VTAG_ORIGINAL, V_SIZE, 4, NULL},
+                               {CTA_PROTOINFO_SCTP_VTAG_REPLY, V_SIZE, 4, NULL},
+                               {0, V_END, 0, NULL}};
+static const vrule v_dccp[] = {{CTA_PROTOINFO_DCCP_STATE, V_SIZE, 1, NULL},
+                               {CTA_PROTOINFO_DCCP_ROLE, V_SIZE, 1, NULL},
+                               {CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ, V_SIZE, 8, NULL},
+                               {0, V_END, 0, NULL}};
+static const vrule v_pinfo[] = {{CTA_PROTOINFO_TCP, V_NEST, 0, v_tcp}, {CTA_PROTOINFO_SCTP, V_NEST, 0, v_sctp},
+                                {CTA_PROTOINFO_DCCP, V_NEST, 0, v_dccp}, {0, V_END, 0, NULL}};
+static const vrule v_counters[] = {{CTA_COUNTERS_PACKETS, V_SIZE, 8, NULL},   {CTA_COUNTERS_BYTES, V_SIZE, 8, NULL},
+                                   {CTA_COUNTERS32_PACKETS, V_SIZE, 4, NULL}, {CTA_COUNTERS32_BYTES, V_SIZE, 4, NULL},
+                                   {0, V_END, 0, NULL}};
+static const vrule v_natseq[] = {{CTA_NAT_SEQ_CORRECTION_POS, V_SIZE, 4, NULL},
+                                 {CTA_NAT_SEQ_OFFSET_BEFORE, V_SIZE, 4, NULL},
+                                 {CTA_NAT_SEQ_OFFSET_AFTER, V_SIZE, 4, NULL},
+                                 {0, V_END, 0, NULL}};
+static const vrule v_help[] = {{CTA_HELP_NAME, V_STR, 0, NULL}, {0, V_END, 0, NULL}};
+static const vrule v_secctx[] = {{CTA_SECCTX_NAME, V_STR, 0, NULL}, {0, V_END, 0, NULL}};
+static const vrule v_stamp[] = {{CTA_TIMESTAMP_START, V_SIZE, 8, NULL}, {CTA_TIMESTAMP_STOP, V_SIZE, 8, NULL},
+                                {0, V_END, 0, NULL}};
+static const vrule v_synproxy[] = {{CTA_SYNPROXY_ISN, V_SIZE, 4, NULL}, {CTA_SYNPROXY_ITS, V_SIZE, 4, NULL},
+                                   {CTA_SYNPROXY_TSOFF, V_SIZE, 4, NULL}, {0, V_END, 0, NULL}};
+static const vrule v_top[] = {
+    {CTA_TUPLE_ORIG, V_NEST, 0, v_tuple},       {CTA_TUPLE_REPLY, V_NEST, 0, v_tuple},
+    {CTA_TUPLE_MASTER, V_NEST, 0, v_tuple},     {CTA_NAT_SEQ_ADJ_ORIG, V_NEST, 0, v_natseq},
+    {CTA_NAT_SEQ_ADJ_REPLY, V_NEST, 0, v_natseq}, {CTA_PROTOINFO, V_NEST, 0, v_pinfo},
+    {CTA_COUNTERS_ORIG, V_NEST, 0, v_counters}, {CTA_COUNTERS_REPLY, V_NEST, 0, v_counters},
+    {CTA_HELP, V_NEST, 0, v_help},              {CTA_SECCTX, V_NEST, 0, v_secctx},
+    {CTA_TIMESTAMP, V_NEST, 0, v_stamp},        {CTA_SYNPROXY, V_NEST, 0, v_synproxy},
+    {CTA_STATUS, V_SIZE, 4, NULL},              {CTA_TIMEOUT, V_SIZE, 4, NULL},
+    {CTA_MARK, V_SIZE, 4, NULL},                {CTA_SECMARK, V_SIZE, 4, NULL},
+    {CTA_USE, V_SIZE, 4, NULL},                 {CTA_ID, V_SIZE, 4, NULL},
+    {CTA_ZONE, V_SIZE, 2, NULL},                {0, V_END, 0, NULL}};
+
+static bool attrs_valid(const void *payload, size_t len, const vrule *rules, int depth)
 {
-    for (unsigned i = 0; i <= max; i++) {
-        tb[i] = NULL;
-        tl[i] = 0;
-    }
-    while (len > 0) {
-        struct nlattr a;
-        if (len < sizeof a)
-            return -1; /* 1-3 stray bytes: the kernel pads to 4, never leaves a partial header */
-        memcpy(&a, p, sizeof a);
-        if (a.nla_len < NLA_HDRLEN || a.nla_len > len)
-            return -1;
-        unsigned type = a.nla_type & NLA_TYPE_MASK;
-        if (type <= max) {
-            tb[type] = p + NLA_HDRLEN;
-            tl[type] = (size_t)a.nla_len - NLA_HDRLEN;
+    if (depth > 4)
+        return false; /* the rules are three levels deep */
+    const char *end = (const char *)payload + len;
+    for (const struct nlattr *a = payload; mnl_attr_ok(a, (int)(end - (const char *)a)); a = mnl_attr_next(a)) {
+        uint16_t type = mnl_attr_get_type(a), l = mnl_attr_get_payload_len(a);
+        const vrule *r = rules;
+        while (r->kind != V_END && r->type != type)
+            r++;
+        if (r->kind == V_SIZE && l != r->size)
+            return false;
+        if (r->kind == V_STR && l == 0)
+            return false;
+        if (r->kind == V_NEST) {
+            if (l != 0 && l < MNL_ATTR_HDRLEN)
+                return false;
+            if (r->nest != NULL && !attrs_valid(mnl_attr_get_payload(a), l, r->nest, depth + 1))
+                return false;
         }
-        size_t step = NLA_ALIGN((size_t)a.nla_len);
-        if (step > len)
-            step = len; /* the last attribute's padding may be missing */
-        p += step;
-        len -= step;
     }
-    return 0;
+    return true;
 }
 
-static int get_u16be(const unsigned char *p, size_t l, uint16_t *v)
-{
-    if (p == NULL || l != 2)
-        return -1;
-    memcpy(v, p, 2);
-    *v = ntohs(*v);
-    return 0;
-}
 
-static int get_u32be(const unsigned char *p, size_t l, uint32_t *v)
-{
-    if (p == NULL || l != 4)
-        return -1;
-    memcpy(v, p, 4);
-    *v = ntohl(*v);
-    return 0;
-}
-
-static uint64_t be64(const unsigned char *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
-
-/* CTA_COUNTERS_*: the byte count (64-bit, or the old 32-bit form). Absent or odd: 0. */
-static uint64_t counter_bytes(const unsigned char *p, size_t l, int *bad)
-{
-    const unsigned char *tb[CT_TB_MAX + 1];
-    size_t tl[CT_TB_MAX + 1];
-    if (p == NULL)
-        return 0;
-    if (attrs(p, l, tb, tl, CTA_COUNTERS_MAX) != 0) {
-        *bad = 1;
-        return 0;
-    }
-    if (tb[CTA_COUNTERS_BYTES] != NULL) {
-        if (tl[CTA_COUNTERS_BYTES] != 8) {
-            *bad = 1;
-            return 0;
-        }
-        return be64(tb[CTA_COUNTERS_BYTES]);
-    }
-    uint32_t v32;
-    if (tb[CTA_COUNTERS32_BYTES] != NULL) {
-        if (get_u32be(tb[CTA_COUNTERS32_BYTES], tl[CTA_COUNTERS32_BYTES], &v32) != 0) {
-            *bad = 1;
-            return 0;
-        }
-        return v32;
-    }
-    return 0;
-}
-
-/* An address of `family` (AF_INET or AF_INET6) from its raw bytes in network order, port 0. */
-static void set_ip(struct sockaddr_storage *ss, int family, const unsigned char *raw)
+static void put_addr(struct sockaddr_storage *ss, int family, const void *addr, uint16_t port_be)
 {
     memset(ss, 0, sizeof *ss);
-    ss->ss_family = (sa_family_t)family;
+    if (family == AF_INET) {
+        struct sockaddr_in *s = (struct sockaddr_in *)ss;
+        s->sin_family = AF_INET;
+        memcpy(&s->sin_addr, addr, 4);
+        s->sin_port = port_be;
+    } else {
+        struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
+        s->sin6_family = AF_INET6;
+        memcpy(&s->sin6_addr, addr, 16);
+        s->sin6_port = port_be;
+    }
+}
+
+/* The address attribute of one end of a tuple in `family`, or NULL if absent. The other
+   family's attribute present as well means the message contradicts its own header. */
+static const void *addr_of(const struct nf_conntrack *o, int family, enum nf_conntrack_attr v4, enum nf_conntrack_attr v6)
+{
+    bool has4 = nfct_attr_is_set(o, v4) > 0, has6 = nfct_attr_is_set(o, v6) > 0;
     if (family == AF_INET)
-        memcpy(&((struct sockaddr_in *)ss)->sin_addr, raw, 4);
-    else
-        memcpy(&((struct sockaddr_in6 *)ss)->sin6_addr, raw, 16);
+        return has4 && !has6 ? nfct_get_attr(o, v4) : NULL;
+    return has6 && !has4 ? nfct_get_attr(o, v6) : NULL;
 }
 
-/* A CTA_TUPLE_*: addresses of `family` and, for TCP/UDP, ports. *proto gets the IP protocol.
-   Returns 0, 1 (well formed, not TCP/UDP: no ports to read), or -1. */
-static int tuple(const unsigned char *p, size_t l, int family, uint8_t *proto, struct sockaddr_storage *src,
-                 struct sockaddr_storage *dst)
+/* f from a parsed entry. 1: TCP or UDP, filled; 0: well formed but another protocol; -1: a
+   tuple incomplete or contradicting the family. */
+static int flow_of(const struct nf_conntrack *o, int family, fwx__ct_flow *f)
 {
-    const unsigned char *tb[CT_TB_MAX + 1], *ip[CT_TB_MAX + 1], *pr[CT_TB_MAX + 1];
-    size_t tl[CT_TB_MAX + 1], il[CT_TB_MAX + 1], pl[CT_TB_MAX + 1];
-    if (p == NULL || attrs(p, l, tb, tl, CTA_TUPLE_MAX) != 0)
+    memset(f, 0, sizeof *f);
+    if (nfct_attr_is_set(o, ATTR_ORIG_L4PROTO) <= 0 || nfct_attr_is_set(o, ATTR_REPL_L4PROTO) <= 0)
         return -1;
-    if (tb[CTA_TUPLE_IP] == NULL || tb[CTA_TUPLE_PROTO] == NULL)
+    const void *os = addr_of(o, family, ATTR_ORIG_IPV4_SRC, ATTR_ORIG_IPV6_SRC);
+    const void *od = addr_of(o, family, ATTR_ORIG_IPV4_DST, ATTR_ORIG_IPV6_DST);
+    const void *rs = addr_of(o, family, ATTR_REPL_IPV4_SRC, ATTR_REPL_IPV6_SRC);
+    const void *rd = addr_of(o, family, ATTR_REPL_IPV4_DST, ATTR_REPL_IPV6_DST);
+    uint8_t proto = nfct_get_attr_u8(o, ATTR_ORIG_L4PROTO);
+    if (os == NULL || od == NULL || rs == NULL || rd == NULL || proto != nfct_get_attr_u8(o, ATTR_REPL_L4PROTO))
         return -1;
-    if (attrs(tb[CTA_TUPLE_IP], tl[CTA_TUPLE_IP], ip, il, CTA_IP_MAX) != 0 ||
-        attrs(tb[CTA_TUPLE_PROTO], tl[CTA_TUPLE_PROTO], pr, pl, CTA_PROTO_MAX) != 0)
-        return -1;
-    /* CTA_PROTO_NUM is a u8; the kernel's nla_put_u8 gives a 1-byte payload. */
-    if (pr[CTA_PROTO_NUM] == NULL || pl[CTA_PROTO_NUM] != 1)
-        return -1;
-    *proto = pr[CTA_PROTO_NUM][0];
-    /* Both addresses of the tuple's family, each of its exact size, and none of the other's. */
-    if (family != AF_INET && family != AF_INET6)
-        return -1;
-    bool v4 = family == AF_INET;
-    int at_src = v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, at_dst = v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST;
-    int other_src = v4 ? CTA_IP_V6_SRC : CTA_IP_V4_SRC, other_dst = v4 ? CTA_IP_V6_DST : CTA_IP_V4_DST;
-    size_t ip_len = v4 ? 4 : 16;
-    if (ip[at_src] == NULL || il[at_src] != ip_len || ip[at_dst] == NULL || il[at_dst] != ip_len ||
-        ip[other_src] != NULL || ip[other_dst] != NULL)
-        return -1;
-    set_ip(src, family, ip[at_src]);
-    set_ip(dst, family, ip[at_dst]);
-    if (*proto != IPPROTO_TCP && *proto != IPPROTO_UDP)
-        return 1;
-    uint16_t sp, dp;
-    if (get_u16be(pr[CTA_PROTO_SRC_PORT], pl[CTA_PROTO_SRC_PORT], &sp) != 0 ||
-        get_u16be(pr[CTA_PROTO_DST_PORT], pl[CTA_PROTO_DST_PORT], &dp) != 0)
-        return -1;
-    fwx__sa_set_port((struct sockaddr *)src, sp);
-    fwx__sa_set_port((struct sockaddr *)dst, dp);
-    return 0;
-}
-
-/* CTA_PROTOINFO (optional): the TCP state of CTA_PROTOINFO_TCP, if any. 0, or -1. */
-static int tcp_state(const unsigned char *p, size_t l, uint8_t *state)
-{
-    const unsigned char *tb[CT_TB_MAX + 1], *tt[CT_TB_MAX + 1];
-    size_t tl[CT_TB_MAX + 1], ttl[CT_TB_MAX + 1];
-    *state = 0;
-    if (p == NULL)
-        return 0;
-    if (attrs(p, l, tb, tl, CTA_PROTOINFO_MAX) != 0)
-        return -1;
-    if (tb[CTA_PROTOINFO_TCP] == NULL)
-        return 0;
-    if (attrs(tb[CTA_PROTOINFO_TCP], tl[CTA_PROTOINFO_TCP], tt, ttl, CTA_PROTOINFO_TCP_MAX) != 0)
-        return -1;
-    if (tt[CTA_PROTOINFO_TCP_STATE] == NULL)
-        return 0;
-    if (ttl[CTA_PROTOINFO_TCP_STATE] != 1)
-        return -1;
-    *state = tt[CTA_PROTOINFO_TCP_STATE][0];
-    return 0;
+    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+        return 0; /* ICMP and the rest: not ours */
+    static const enum nf_conntrack_attr ports[] = {ATTR_ORIG_PORT_SRC, ATTR_ORIG_PORT_DST, ATTR_REPL_PORT_SRC,
+                                                   ATTR_REPL_PORT_DST};
+    for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
+        if (nfct_attr_is_set(o, ports[i]) <= 0)
+            return -1;
+    f->protocol = proto == IPPROTO_TCP ? FWX_PROTOCOL_TCP : FWX_PROTOCOL_UDP;
+    put_addr(&f->src, family, os, nfct_get_attr_u16(o, ATTR_ORIG_PORT_SRC));
+    put_addr(&f->dst, family, od, nfct_get_attr_u16(o, ATTR_ORIG_PORT_DST));
+    put_addr(&f->reply_src, family, rs, nfct_get_attr_u16(o, ATTR_REPL_PORT_SRC));
+    if (nfct_attr_is_set(o, ATTR_MARK) > 0)
+        f->mark = nfct_get_attr_u32(o, ATTR_MARK);
+    if (nfct_attr_is_set(o, ATTR_ORIG_COUNTER_BYTES) > 0)
+        f->bytes_orig = nfct_get_attr_u64(o, ATTR_ORIG_COUNTER_BYTES);
+    if (nfct_attr_is_set(o, ATTR_REPL_COUNTER_BYTES) > 0)
+        f->bytes_reply = nfct_get_attr_u64(o, ATTR_REPL_COUNTER_BYTES);
+    if (f->protocol == FWX_PROTOCOL_TCP && nfct_attr_is_set(o, ATTR_TCP_STATE) > 0)
+        f->tcp_state = nfct_get_attr_u8(o, ATTR_TCP_STATE);
+    return 1;
 }
 
 int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f)
 {
     struct nlmsghdr nh;
-    struct nfgenmsg nf;
     if (msg == NULL || f == NULL || len < NLMSG_HDRLEN)
         return -1;
     memcpy(&nh, msg, sizeof nh);
@@ -272,40 +278,26 @@ int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f)
     default:
         return 0;
     }
-    const unsigned char *p = (const unsigned char *)msg + NLMSG_HDRLEN;
-    size_t l = nh.nlmsg_len - NLMSG_HDRLEN;
-    if (l < NLMSG_ALIGN(sizeof nf))
+    /* The library reads the family header and walks the attributes up to nlmsg_len, which is
+       checked against len above. */
+    if (nh.nlmsg_len < NLMSG_HDRLEN + MNL_ALIGN(sizeof(struct nfgenmsg)))
         return -1;
-    memcpy(&nf, p, sizeof nf);
-    p += NLMSG_ALIGN(sizeof nf);
-    l -= NLMSG_ALIGN(sizeof nf);
+    struct nfgenmsg nf;
+    memcpy(&nf, (const unsigned char *)msg + NLMSG_HDRLEN, sizeof nf);
     if (nf.nfgen_family != AF_INET && nf.nfgen_family != AF_INET6)
         return -1;
-
-    const unsigned char *tb[CT_TB_MAX + 1];
-    size_t tl[CT_TB_MAX + 1];
-
-    if (attrs(p, l, tb, tl, CTA_MAX) != 0)
+    size_t off = NLMSG_HDRLEN + MNL_ALIGN(sizeof nf);
+    if (!attrs_valid((const unsigned char *)msg + off, nh.nlmsg_len - off, v_top, 0))
         return -1;
-    memset(f, 0, sizeof *f);
-    uint8_t po = 0, pr = 0;
-    struct sockaddr_storage reply_dst;
-    int ro = tuple(tb[CTA_TUPLE_ORIG], tl[CTA_TUPLE_ORIG], nf.nfgen_family, &po, &f->src, &f->dst);
-    int rr = tuple(tb[CTA_TUPLE_REPLY], tl[CTA_TUPLE_REPLY], nf.nfgen_family, &pr, &f->reply_src, &reply_dst);
-    if (ro < 0 || rr < 0 || po != pr)
+    struct nf_conntrack *o = nfct_new();
+    if (o == NULL)
         return -1;
-    if (ro == 1) {
+    int rc = nfct_nlmsg_parse(msg, o) < 0 ? -1 : flow_of(o, nf.nfgen_family, f);
+    nfct_destroy(o);
+    if (rc <= 0) {
         memset(f, 0, sizeof *f);
-        return 0; /* ICMP and the rest: not ours */
+        return rc;
     }
-    f->protocol = po == IPPROTO_TCP ? FWX_PROTOCOL_TCP : FWX_PROTOCOL_UDP;
-    if (tb[CTA_MARK] != NULL && get_u32be(tb[CTA_MARK], tl[CTA_MARK], &f->mark) != 0)
-        return -1;
-    int bad = 0;
-    f->bytes_orig = counter_bytes(tb[CTA_COUNTERS_ORIG], tl[CTA_COUNTERS_ORIG], &bad);
-    f->bytes_reply = counter_bytes(tb[CTA_COUNTERS_REPLY], tl[CTA_COUNTERS_REPLY], &bad);
-    if (bad || tcp_state(tb[CTA_PROTOINFO], tl[CTA_PROTOINFO], &f->tcp_state) != 0)
-        return -1;
     if (event == FWX__CT_END && (f->protocol != FWX_PROTOCOL_TCP || (f->tcp_state != TCP_CONNTRACK_TIME_WAIT &&
                                                                     f->tcp_state != TCP_CONNTRACK_CLOSE)))
         return 0; /* an update of no interest */
@@ -316,33 +308,27 @@ int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f)
 
 static void handle(fwx__ct *ct, const unsigned char *p, size_t len)
 {
-    /* Each message's length is checked against what is left of the datagram before use. */
-    while (len >= NLMSG_HDRLEN && !ct->closing) {
-        struct nlmsghdr nh;
-        memcpy(&nh, p, sizeof nh);
-        if (nh.nlmsg_len < NLMSG_HDRLEN || nh.nlmsg_len > len) {
+    const struct nlmsghdr *nh = (const struct nlmsghdr *)p;
+    int left = (int)len;
+    for (; mnl_nlmsg_ok(nh, left) && !ct->closing; nh = mnl_nlmsg_next(nh, &left)) {
+        if (nh->nlmsg_type < NLMSG_MIN_TYPE)
+            continue;
+        ct->st.events++; /* crossed the socket: what the kernel's filter let through */
+        fwx__ct_flow f;
+        int ev = fwx__ct_parse(nh, nh->nlmsg_len, &f);
+        if (ev < 0) {
             ct->st.malformed++;
-            return;
+        } else if (ev > 0 && (f.mark & ct->mark_mask) == ct->mark_value) {
+            ct->st.reported++;
+            if (ev == FWX__CT_NEW)
+                ct->open_flows++;
+            else if (ev == FWX__CT_DESTROY && ct->open_flows > 0)
+                ct->open_flows--;
+            ct->cb(ct->arg, ev, &f);
         }
-        if (nh.nlmsg_type >= NLMSG_MIN_TYPE) {
-            fwx__ct_flow f;
-            int ev = fwx__ct_parse(p, nh.nlmsg_len, &f);
-            if (ev < 0) {
-                ct->st.malformed++;
-            } else if (ev > 0) {
-                ct->st.events++;
-                if ((f.mark & ct->mark_mask) == ct->mark_value) {
-                    ct->st.reported++;
-                    ct->cb(ct->arg, ev, &f);
-                }
-            }
-        }
-        size_t step = NLMSG_ALIGN((size_t)nh.nlmsg_len);
-        if (step > len)
-            step = len;
-        p += step;
-        len -= step;
     }
+    if (!ct->closing && left > 0)
+        ct->st.malformed++; /* a length that does not fit what is left of the datagram */
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)
@@ -357,16 +343,20 @@ static void on_readable(uv_poll_t *h, int status, int events)
             ct_log(ct, FWX_LOG_ERROR, "cannot restart reading events after a socket error: events stop");
     }
     for (int i = 0; i < CT_READS_PER_WAKE && !ct->closing; i++) {
-        struct sockaddr_nl from;
-        struct iovec iov = {ct->buf.b, sizeof ct->buf.b};
-        struct msghdr m = {.msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
-        ssize_t r = recvmsg(ct->fd, &m, MSG_DONTWAIT);
+        /* mnl_socket_recvfrom refuses what the kernel did not send (ESRCH) and a truncated
+           datagram (ENOSPC); the socket is non-blocking. */
+        ssize_t r = mnl_socket_recvfrom(ct->ev, ct->buf.b, sizeof ct->buf.b);
         if (r < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR || errno == ESRCH)
                 continue;
+            if (errno == ENOSPC) {
+                ct->st.malformed++;
+                continue;
+            }
             if (errno == ENOBUFS) {
                 /* The socket buffer was full: the kernel dropped events. Go on reading. */
                 ct->st.overruns++;
+                ct->flows_unknown = true; /* a lost DESTROY or NEW: sweep from now on */
                 if ((ct->st.overruns & (ct->st.overruns - 1)) == 0) /* 1, 2, 4, 8, ...: no flood */
                     ct_log(ct, FWX_LOG_WARN, "events lost (socket buffer full, ENOBUFS); %llu time(s) so far",
                            (unsigned long long)ct->st.overruns);
@@ -376,21 +366,31 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 ct_log(ct, FWX_LOG_WARN, "reading events: %s", strerror(errno));
             return;
         }
-        if (m.msg_namelen < sizeof from || from.nl_pid != 0)
-            continue; /* only the kernel speaks here */
-        if (m.msg_flags & MSG_TRUNC) {
-            ct->st.malformed++;
-            continue;
-        }
         handle(ct, ct->buf.b, (size_t)r);
     }
 }
 
-static size_t put(unsigned char *b, size_t cap, size_t at, uint16_t type, const void *data, size_t dl);
+/* ---- settings: nf_conntrack_acct and nf_conntrack_events ------------------------------------- */
 
-/* ---- open / close ---------------------------------------------------------------------------- */
+/*
+ * Both are per network namespace and fwx needs them on (byte counts; events at all). The first
+ * fwx instance of a namespace that finds one off records the values it found and switches it
+ * on; every instance using the namespace registers as a holder; the instance that leaves no
+ * live holder behind at close writes the recorded values back. The count lives in files, so
+ * it spans processes:
+ *
+ *   CT_RUN_DIR/lock                        flock'ed around every change below
+ *   CT_RUN_DIR/<netns>/saved               "acct=<v> events=<v>": what the first instance found
+ *   CT_RUN_DIR/<netns>/h.<pid>.<start>.<n> one per open instance
+ *
+ * <netns> is the namespace's cookie (SO_NETNS_COOKIE, never reused while the system runs), or
+ * its inode number on kernels before 5.14. A holder whose process has died (kill -9, a crash)
+ * or whose pid now belongs to another process (<start>, the process's start time, differs) is
+ * removed by the next instance that opens or closes in the namespace, so a crashed gateway
+ * never pins the settings on forever: the next fwx to close there restores them.
+ */
+#define CT_RUN_DIR "/run/fwx/conntrack"
 
-/* Reads a sysctl of this thread's network namespace: its value, -1 if unreadable. */
 static int sysctl_read(const char *path)
 {
     char b[16] = {0};
@@ -402,33 +402,260 @@ static int sysctl_read(const char *path)
     return n > 0 ? atoi(b) : -1;
 }
 
-/* Sets `path` to `want` if it reads `if_is`; returns the value it has afterwards (-1 unreadable). */
-static int sysctl_ensure(const char *path, int if_is, int want)
+/* 0, or -1 (errno) */
+static int sysctl_write(const char *path, int v)
 {
-    int v = sysctl_read(path);
-    if (v != if_is)
-        return v; /* -1 when unreadable */
     int fd = open(path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
-        return v;
-    char w[8];
-    int wl = snprintf(w, sizeof w, "%d", want);
+        return -1;
+    char w[16];
+    int wl = snprintf(w, sizeof w, "%d", v);
     bool ok = write(fd, w, (size_t)wl) == wl;
+    int e = errno;
     close(fd);
-    return ok ? want : v;
+    errno = e;
+    return ok ? 0 : -1;
 }
 
-static int nl_socket(void)
+/* The process's start time (field 22 of /proc/<pid>/stat), 0 if it is gone. */
+static unsigned long long proc_start(long pid)
 {
-    int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER);
+    char path[64], b[1024];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = read(fd, b, sizeof b - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    b[n] = '\0';
+    const char *p = strrchr(b, ')'); /* the command name may hold spaces and parentheses */
+    if (p == NULL)
+        return 0;
+    /* After ")": state (3) ... starttime (22): 20 fields on. */
+    for (int field = 2; field < 22 && p != NULL; field++)
+        p = strchr(p + 1, ' ');
+    return p != NULL ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static bool holder_alive(const char *name)
+{
+    long pid;
+    unsigned long long start;
+    unsigned n;
+    if (sscanf(name, "h.%ld.%llu.%u", &pid, &start, &n) != 3 || pid <= 0)
+        return false;
+    return proc_start(pid) == start;
+}
+
+/* Removes dead holders of dir; returns the live ones other than `self`, and one's pid. */
+static int holders_prune(const char *dir, const char *self, long *some_pid)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return 0;
+    int live = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strncmp(e->d_name, "h.", 2) != 0 || strcmp(e->d_name, self) == 0)
+            continue;
+        if (holder_alive(e->d_name)) {
+            live++;
+            *some_pid = strtol(e->d_name + 2, NULL, 10);
+        } else {
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+        }
+    }
+    closedir(d);
+    return live;
+}
+
+/* The lock around CT_RUN_DIR, or -1 (nothing can be counted). */
+static int settings_lock(void)
+{
+    (void)mkdir("/run/fwx", 0755);
+    (void)mkdir(CT_RUN_DIR, 0755);
+    int fd = open(CT_RUN_DIR "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+    if (flock(fd, LOCK_EX) != 0) {
         close(fd);
         return -1;
     }
     return fd;
+}
+
+static void settings_unlock(int fd)
+{
+    (void)flock(fd, LOCK_UN);
+    close(fd);
+}
+
+static int saved_read(const char *dir, int *acct, int *events)
+{
+    char path[128], b[64] = {0};
+    snprintf(path, sizeof path, "%s/saved", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, b, sizeof b - 1);
+    close(fd);
+    return n > 0 && sscanf(b, "acct=%d events=%d", acct, events) == 2 ? 0 : -1;
+}
+
+static int saved_write(const char *dir, int acct, int events)
+{
+    char path[128], b[64];
+    snprintf(path, sizeof path, "%s/saved", dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -1;
+    int l = snprintf(b, sizeof b, "acct=%d events=%d\n", acct, events);
+    bool ok = write(fd, b, (size_t)l) == l;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+/* This thread's network namespace as a folder name. */
+static void netns_name(int sock_fd, char *out, size_t cap)
+{
+    uint64_t cookie = 0;
+    socklen_t l = sizeof cookie;
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+    if (getsockopt(sock_fd, SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &l) == 0 && l == sizeof cookie) {
+        snprintf(out, cap, "%s/cookie-%llu", CT_RUN_DIR, (unsigned long long)cookie);
+        return;
+    }
+    struct stat s;
+    if (stat("/proc/thread-self/ns/net", &s) == 0)
+        snprintf(out, cap, "%s/ino-%llu", CT_RUN_DIR, (unsigned long long)s.st_ino);
+    else
+        out[0] = '\0';
+}
+
+/* Open: record, switch on, register. Sets st.accounting and st.switched. */
+static void settings_take(fwx__ct *ct)
+{
+    static atomic_uint seq;
+    int lk = settings_lock();
+    int acct = sysctl_read(CT_ACCT), events = sysctl_read(CT_EVENTS); /* under the lock: what others left */
+    if (lk >= 0)
+        netns_name(mnl_socket_get_fd(ct->ev), ct->nsdir, sizeof ct->nsdir);
+    if (lk >= 0 && ct->nsdir[0] != '\0' && (mkdir(ct->nsdir, 0755) == 0 || errno == EEXIST)) {
+        long pid = 0;
+        int sa, se;
+        /* No saved values: nobody switched anything here yet (or the last holder restored
+           them). With saved values and no live holder, a crashed instance left them: keep
+           them, they are still what the namespace had before fwx. */
+        (void)holders_prune(ct->nsdir, "", &pid);
+        if (saved_read(ct->nsdir, &sa, &se) != 0 && saved_write(ct->nsdir, acct, events) != 0)
+            ct->nsdir[0] = '\0';
+    } else {
+        ct->nsdir[0] = '\0';
+    }
+    /* Events off would mean silence: turn them on (2, the default, means "when someone
+       listens", which we are about to do). */
+    if (events == 0 && sysctl_write(CT_EVENTS, 1) == 0)
+        ct->st.switched |= FWX__CT_SWITCHED_EVENTS;
+    if (acct == 0 && sysctl_write(CT_ACCT, 1) == 0) {
+        ct->st.switched |= FWX__CT_SWITCHED_ACCT;
+        acct = 1;
+    }
+    ct->st.accounting = acct > 0;
+    if (ct->nsdir[0] != '\0') {
+        char path[sizeof ct->nsdir + sizeof ct->holder + 2];
+        snprintf(ct->holder, sizeof ct->holder, "h.%ld.%llu.%u", (long)getpid(), proc_start((long)getpid()),
+                 atomic_fetch_add(&seq, 1));
+        snprintf(path, sizeof path, "%s/%s", ct->nsdir, ct->holder);
+        int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        if (fd >= 0)
+            close(fd);
+        else
+            ct->holder[0] = '\0';
+    }
+    if (lk >= 0)
+        settings_unlock(lk);
+    if (ct->holder[0] == '\0' && ct->st.switched)
+        ct->st.switched |= FWX__CT_SWITCHED_UNCOUNTED;
+}
+
+/* Close: unregister; the last live holder restores what the first one found. Logged. Runs in
+   the thread that opened (the namespace of the settings): fwx__ct_close is [loop-thread]. */
+static void settings_release(fwx__ct *ct)
+{
+    if (ct->holder[0] == '\0') {
+        if (ct->st.switched)
+            ct_log(ct, FWX_LOG_WARN, "%s%s%s left on: no count of fwx instances could be kept in " CT_RUN_DIR,
+                   (ct->st.switched & FWX__CT_SWITCHED_ACCT) ? "net.netfilter.nf_conntrack_acct" : "",
+                   (ct->st.switched & FWX__CT_SWITCHED_ACCT) && (ct->st.switched & FWX__CT_SWITCHED_EVENTS) ? " and "
+                                                                                                         : "",
+                   (ct->st.switched & FWX__CT_SWITCHED_EVENTS) ? "net.netfilter.nf_conntrack_events" : "");
+        return;
+    }
+    int lk = settings_lock();
+    if (lk < 0) {
+        ct_log(ct, FWX_LOG_WARN, "cannot lock " CT_RUN_DIR "/lock (%s): conntrack settings left as they are",
+               strerror(errno));
+        return;
+    }
+    char path[sizeof ct->nsdir + sizeof ct->holder + 2];
+    snprintf(path, sizeof path, "%s/%s", ct->nsdir, ct->holder);
+    (void)unlink(path);
+    long pid = 0;
+    int others = holders_prune(ct->nsdir, ct->holder, &pid);
+    int sa = -1, se = -1;
+    bool have = saved_read(ct->nsdir, &sa, &se) == 0;
+    bool acct_ours = have && sa == 0 && sysctl_read(CT_ACCT) > 0;
+    bool events_ours = have && se == 0 && sysctl_read(CT_EVENTS) > 0;
+    const char *names = acct_ours && events_ours ? "net.netfilter.nf_conntrack_acct and nf_conntrack_events"
+                        : acct_ours              ? "net.netfilter.nf_conntrack_acct"
+                                                 : "net.netfilter.nf_conntrack_events";
+    if (others > 0) {
+        if (acct_ours || events_ours)
+            ct_log(ct, FWX_LOG_INFO, "%s left on: %d other fwx instance(s) in this network namespace still use "
+                                     "them (pid %ld)", names, others, pid);
+    } else {
+        int failed = 0;
+        if (acct_ours && sysctl_write(CT_ACCT, 0) != 0)
+            failed |= FWX__CT_SWITCHED_ACCT;
+        if (events_ours && sysctl_write(CT_EVENTS, 0) != 0)
+            failed |= FWX__CT_SWITCHED_EVENTS;
+        if (failed)
+            ct_log(ct, FWX_LOG_WARN, "restoring %s to 0 failed: %s", names, strerror(errno));
+        else if (acct_ours || events_ours)
+            ct_log(ct, FWX_LOG_INFO, "%s restored to 0 (as before fwx; no other fwx instance in this network "
+                                     "namespace uses them)", names);
+        snprintf(path, sizeof path, "%s/saved", ct->nsdir);
+        (void)unlink(path);
+        (void)rmdir(ct->nsdir);
+    }
+    settings_unlock(lk);
+    ct->holder[0] = '\0';
+}
+
+/* ---- open / close ---------------------------------------------------------------------------- */
+
+static struct mnl_socket *nl_socket(void)
+{
+    struct mnl_socket *nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (nl == NULL)
+        return NULL;
+    if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) != 0) {
+        mnl_socket_close(nl);
+        return NULL;
+    }
+    return nl;
+}
+
+static void sockets_close(fwx__ct *ct)
+{
+    if (ct->ev != NULL)
+        mnl_socket_close(ct->ev);
+    if (ct->req != NULL)
+        mnl_socket_close(ct->req);
 }
 
 fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out)
@@ -443,26 +670,20 @@ fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out
     ct->loop = loop;
     ct->cb = cb;
     ct->arg = arg;
-    ct->fd = nl_socket();
-    ct->req_fd = nl_socket();
-    if (ct->fd < 0 || ct->req_fd < 0)
+    ct->ev = nl_socket();
+    ct->req = nl_socket();
+    if (ct->ev == NULL || ct->req == NULL)
         goto unsupported;
-    /* Events off in this namespace would mean silence: turn them on (2, the default, means "when
-       someone listens", which we are about to do). */
-    bool events_were_off = sysctl_ensure("/proc/sys/net/netfilter/nf_conntrack_events", 0, 1) == 1;
     unsigned groups[] = {NFNLGRP_CONNTRACK_NEW, NFNLGRP_CONNTRACK_DESTROY};
     for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
-        if (setsockopt(ct->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &groups[i], sizeof groups[i]) != 0)
+        if (mnl_socket_setsockopt(ct->ev, NETLINK_ADD_MEMBERSHIP, &groups[i], sizeof groups[i]) != 0)
             goto unsupported;
-    int rb = CT_RCVBUF;
-    if (setsockopt(ct->fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) != 0)
-        (void)setsockopt(ct->fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
-    int was = sysctl_read("/proc/sys/net/netfilter/nf_conntrack_acct");
-    ct->st.accounting = sysctl_ensure("/proc/sys/net/netfilter/nf_conntrack_acct", 0, 1) == 1;
-    ct->st.switched = (was == 0 && ct->st.accounting ? FWX__CT_SWITCHED_ACCT : 0) |
-                      (events_were_off ? FWX__CT_SWITCHED_EVENTS : 0);
-    if (uv_poll_init_socket(loop, &ct->poll, ct->fd) != 0)
+    int rb = CT_RCVBUF, fd = mnl_socket_get_fd(ct->ev);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rb, sizeof rb) != 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb);
+    if (uv_poll_init_socket(loop, &ct->poll, fd) != 0)
         goto unsupported;
+    settings_take(ct);
     ct->poll.data = ct;
     (void)uv_timer_init(loop, &ct->sweep); /* cannot fail on Linux */
     ct->sweep.data = ct;
@@ -476,10 +697,7 @@ fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out
     *out = ct;
     return FWX_S_OK;
 unsupported:
-    if (ct->fd >= 0)
-        close(ct->fd);
-    if (ct->req_fd >= 0)
-        close(ct->req_fd);
+    sockets_close(ct);
     free(ct);
     return FWX_E_NOT_SUPPORTED;
 }
@@ -489,8 +707,7 @@ static void on_closed(uv_handle_t *h)
     fwx__ct *ct = h->data;
     if (--ct->handles_open > 0)
         return;
-    close(ct->fd);
-    close(ct->req_fd);
+    sockets_close(ct);
     free(ct);
 }
 
@@ -501,16 +718,33 @@ void fwx__ct_close(fwx__ct *ct)
     ct->closing = true;
     uv_poll_stop(&ct->poll);
     uv_timer_stop(&ct->sweep);
+    settings_release(ct);
     uv_close((uv_handle_t *)&ct->poll, on_closed);
     uv_close((uv_handle_t *)&ct->sweep, on_closed);
 }
+
+/* ---- requests -------------------------------------------------------------------------------- */
 
 /* Reads (and drops) whatever answers are queued on the request socket; bounded. */
 static void drain_requests(fwx__ct *ct)
 {
     unsigned char rb[4096] __attribute__((aligned(4)));
-    for (int i = 0; i < 64 && recv(ct->req_fd, rb, sizeof rb, MSG_DONTWAIT) > 0; i++)
+    for (int i = 0; i < 64 && recv(mnl_socket_get_fd(ct->req), rb, sizeof rb, MSG_DONTWAIT) > 0; i++)
         ;
+}
+
+/* A ctnetlink request header in b: type, flags, a new sequence number, the family header. */
+static struct nlmsghdr *req_header(fwx__ct *ct, void *b, int msg, uint16_t flags, uint8_t family)
+{
+    struct nlmsghdr *nh = mnl_nlmsg_put_header(b);
+    nh->nlmsg_type = (uint16_t)((NFNL_SUBSYS_CTNETLINK << 8) | msg);
+    nh->nlmsg_flags = (uint16_t)(NLM_F_REQUEST | flags);
+    nh->nlmsg_seq = ++ct->seq;
+    struct nfgenmsg *nf = mnl_nlmsg_put_extra_header(nh, sizeof *nf);
+    nf->nfgen_family = family;
+    nf->version = NFNETLINK_V0;
+    nf->res_id = 0;
+    return nh;
 }
 
 /* Why a sweep: the kernel sends DESTROY when an entry is removed, and an entry whose timeout
@@ -523,34 +757,31 @@ static void sweep_now(fwx__ct *ct)
 {
     union {
         struct nlmsghdr align;
-        unsigned char b[64];
+        unsigned char b[256];
     } m;
     memset(&m, 0, sizeof m);
-    size_t at = NLMSG_HDRLEN;
-    struct nfgenmsg nf = {.nfgen_family = AF_UNSPEC, .version = NFNETLINK_V0, .res_id = 0};
-    memcpy(m.b + at, &nf, sizeof nf);
-    at += NLMSG_ALIGN(sizeof nf);
-    uint32_t val = htonl(1), mask = htonl(0);
-    at = put(m.b, sizeof m.b, at, CTA_MARK, &val, 4);
-    at = at ? put(m.b, sizeof m.b, at, CTA_MARK_MASK, &mask, 4) : 0;
-    if (at == 0)
+    struct nlmsghdr *nh = req_header(ct, m.b, IPCTNL_MSG_CT_GET, NLM_F_DUMP, AF_UNSPEC);
+    struct nfct_filter_dump *fd = nfct_filter_dump_create();
+    if (fd == NULL)
         return;
-    struct nlmsghdr nh = {.nlmsg_len = (uint32_t)at,
-                          .nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_GET,
-                          .nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP,
-                          .nlmsg_seq = ++ct->seq};
-    memcpy(m.b, &nh, sizeof nh);
+    struct nfct_filter_dump_mark none = {.val = 1, .mask = 0};
+    nfct_filter_dump_set_attr(fd, NFCT_FILTER_DUMP_MARK, &none);
+    int rc = nfct_nlmsg_build_filter(nh, fd);
+    nfct_filter_dump_destroy(fd);
+    if (rc < 0)
+        return;
     drain_requests(ct);
-    struct sockaddr_nl k = {.nl_family = AF_NETLINK};
-    if (sendto(ct->req_fd, m.b, at, 0, (struct sockaddr *)&k, sizeof k) == (ssize_t)at)
+    if (mnl_socket_sendto(ct->req, nh, nh->nlmsg_len) == (ssize_t)nh->nlmsg_len)
         ct->st.sweeps++;
     drain_requests(ct); /* DONE (or, on a kernel that ignored the filter, a bounded part of a dump) */
 }
 
+/* Only while a reported flow's DESTROY is still to come: the walk costs time in proportion to
+   the whole table, other flows' entries included, and with none of ours open it is for no one. */
 static void on_sweep(uv_timer_t *t)
 {
     fwx__ct *ct = t->data;
-    if (!ct->closing)
+    if (!ct->closing && (ct->open_flows > 0 || ct->flows_unknown))
         sweep_now(ct);
 }
 
@@ -564,12 +795,33 @@ void fwx__ct_set_sweep(fwx__ct *ct, uint64_t interval_ms)
         (void)uv_timer_start(&ct->sweep, on_sweep, interval_ms, interval_ms);
 }
 
-void fwx__ct_set_mark_filter(fwx__ct *ct, uint32_t value, uint32_t mask)
+fwx_result fwx__ct_set_mark_filter(fwx__ct *ct, uint32_t value, uint32_t mask)
 {
-    if (ct == NULL)
-        return;
+    if (ct == NULL || ct->closing)
+        return FWX_E_INVALIDARG;
     ct->mark_mask = mask;
     ct->mark_value = value & mask;
+    int fd = mnl_socket_get_fd(ct->ev);
+    if (mask == 0) {
+        ct->st.kernel_filter = 0;
+        /* ENOENT: no filter was attached */
+        return nfct_filter_detach(fd) == 0 || errno == ENOENT ? FWX_S_OK : FWX_E_FAIL;
+    }
+    struct nfct_filter *f = nfct_filter_create();
+    if (f == NULL)
+        return FWX_E_OUTOFMEMORY;
+    struct nfct_filter_dump_mark m = {.val = value & mask, .mask = mask};
+    nfct_filter_add_attr(f, NFCT_FILTER_MARK, &m);
+    int rc = nfct_filter_attach(fd, f);
+    int e = errno;
+    nfct_filter_destroy(f);
+    ct->st.kernel_filter = rc == 0;
+    if (rc == 0)
+        return FWX_S_OK;
+    /* The user-space check above still applies: correct, only dearer. */
+    ct_log(ct, FWX_LOG_WARN, "the kernel refused the event filter on the mark (%s): every conntrack event of this "
+                             "network namespace is read and filtered here", strerror(e));
+    return FWX_S_FALSE;
 }
 
 void fwx__ct_set_log(fwx__ct *ct, fwx_log_fn log, void *arg)
@@ -584,8 +836,9 @@ void fwx__ct_set_rcvbuf(fwx__ct *ct, int bytes)
 {
     if (ct == NULL || bytes <= 0)
         return;
-    if (setsockopt(ct->fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
-        (void)setsockopt(ct->fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
+    int fd = mnl_socket_get_fd(ct->ev);
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof bytes) != 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof bytes);
 }
 
 void fwx__ct_get_stats(const fwx__ct *ct, fwx__ct_stats *out)
@@ -595,157 +848,134 @@ void fwx__ct_get_stats(const fwx__ct *ct, fwx__ct_stats *out)
     *out = ct->st;
 }
 
-/* ---- kill ------------------------------------------------------------------------------------ */
-
-/* Appends one attribute (header + payload + padding) to b; returns the new length or 0 on overflow. */
-static size_t put(unsigned char *b, size_t cap, size_t at, uint16_t type, const void *data, size_t dl)
-{
-    size_t total = NLA_ALIGN(NLA_HDRLEN + dl);
-    if (at > cap || total > cap - at || NLA_HDRLEN + dl > UINT16_MAX)
-        return 0;
-    struct nlattr a = {.nla_len = (uint16_t)(NLA_HDRLEN + dl), .nla_type = type};
-    memset(b + at, 0, total);
-    memcpy(b + at, &a, sizeof a);
-    if (dl > 0)
-        memcpy(b + at + NLA_HDRLEN, data, dl);
-    return at + total;
-}
-
-/* Closes a nest opened at `start`: its length becomes everything written since. */
-static void nest_end(unsigned char *b, size_t start, size_t end)
-{
-    struct nlattr a;
-    memcpy(&a, b + start, sizeof a);
-    a.nla_len = (uint16_t)(end - start);
-    memcpy(b + start, &a, sizeof a);
-}
-
-static int addr_port(const struct sockaddr_storage *ss, const void **addr, size_t *alen, uint16_t *port_be)
-{
-    if (ss->ss_family == AF_INET) {
-        const struct sockaddr_in *s = (const struct sockaddr_in *)ss;
-        *addr = &s->sin_addr;
-        *alen = 4;
-        *port_be = s->sin_port;
-        return AF_INET;
-    }
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)ss;
-        *addr = &s->sin6_addr;
-        *alen = 16;
-        *port_be = s->sin6_port;
-        return AF_INET6;
-    }
-    return -1;
-}
-
-static bool same_endpoint(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    const void *aa = NULL, *ba = NULL;
-    size_t al = 0, bl = 0;
-    uint16_t ap = 0, bp = 0;
-    int af = addr_port(a, &aa, &al, &ap), bf = addr_port(b, &ba, &bl, &bp);
-    return af >= 0 && af == bf && al == bl && ap == bp && memcmp(aa, ba, al) == 0;
-}
-
 fwx_result fwx__ct_follow_updates(fwx__ct *ct)
 {
     unsigned g = NFNLGRP_CONNTRACK_UPDATE;
     if (ct == NULL || ct->closing)
         return FWX_E_INVALIDARG;
-    return setsockopt(ct->fd, SOL_NETLINK, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) == 0 ? FWX_S_OK : FWX_E_NOT_SUPPORTED;
+    return mnl_socket_setsockopt(ct->ev, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) == 0 ? FWX_S_OK : FWX_E_NOT_SUPPORTED;
 }
 
-fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f)
+static bool same_endpoint(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
 {
-    uint64_t o, r;
-    return fwx__ct_kill_counted(ct, f, &o, &r);
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
+        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+    }
+    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a, *y = (const struct sockaddr_in6 *)b;
+    return a->ss_family == AF_INET6 && x->sin6_port == y->sin6_port &&
+           memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
+}
+
+/* The tuple src -> dst of `protocol` as the original tuple of a new object, or NULL. */
+static struct nf_conntrack *tuple_object(int32_t protocol, const struct sockaddr_storage *src,
+                                         const struct sockaddr_storage *dst)
+{
+    if (protocol != FWX_PROTOCOL_TCP && protocol != FWX_PROTOCOL_UDP)
+        return NULL;
+    int fam = src->ss_family;
+    if ((fam != AF_INET && fam != AF_INET6) || dst->ss_family != fam)
+        return NULL;
+    struct nf_conntrack *o = nfct_new();
+    if (o == NULL)
+        return NULL;
+    nfct_set_attr_u8(o, ATTR_L3PROTO, (uint8_t)fam);
+    nfct_set_attr_u8(o, ATTR_L4PROTO, protocol == FWX_PROTOCOL_TCP ? IPPROTO_TCP : IPPROTO_UDP);
+    uint16_t sp, dp;
+    if (fam == AF_INET) {
+        const struct sockaddr_in *s = (const struct sockaddr_in *)src, *d = (const struct sockaddr_in *)dst;
+        nfct_set_attr_u32(o, ATTR_IPV4_SRC, s->sin_addr.s_addr);
+        nfct_set_attr_u32(o, ATTR_IPV4_DST, d->sin_addr.s_addr);
+        sp = s->sin_port;
+        dp = d->sin_port;
+    } else {
+        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)src, *d = (const struct sockaddr_in6 *)dst;
+        nfct_set_attr(o, ATTR_IPV6_SRC, &s->sin6_addr);
+        nfct_set_attr(o, ATTR_IPV6_DST, &d->sin6_addr);
+        sp = s->sin6_port;
+        dp = d->sin6_port;
+    }
+    if (sp == 0 || dp == 0) {
+        nfct_destroy(o);
+        return NULL;
+    }
+    nfct_set_attr_u16(o, ATTR_PORT_SRC, sp);
+    nfct_set_attr_u16(o, ATTR_PORT_DST, dp);
+    return o;
 }
 
 /* One request about f's entry on the request socket: DELETE (with an echo of the DESTROY) or
-   GET; the entry's counters from the answer, the ack's verdict. */
+   GET, by the original tuple or (by_reply) by the reply tuple; the entry's counters from the
+   answer, the ack's verdict. */
 static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, bool by_reply, fwx__ct_flow *found,
                              uint64_t *bytes_orig, uint64_t *bytes_reply)
 {
     *bytes_orig = *bytes_reply = 0;
     if (ct == NULL || f == NULL || ct->closing)
         return FWX_E_INVALIDARG;
-    if (f->protocol != FWX_PROTOCOL_TCP && f->protocol != FWX_PROTOCOL_UDP)
+    struct nf_conntrack *o = tuple_object(f->protocol, &f->src, &f->dst);
+    if (o == NULL)
         return FWX_E_INVALIDARG;
-    const void *sa, *da;
-    size_t sl, dl;
-    uint16_t sp, dp;
-    int fam = addr_port(&f->src, &sa, &sl, &sp);
-    if (fam < 0 || addr_port(&f->dst, &da, &dl, &dp) != fam || sp == 0 || dp == 0)
-        return FWX_E_INVALIDARG;
-
     union {
         struct nlmsghdr align;
-        unsigned char b[256];
+        unsigned char b[512];
     } m;
     memset(&m, 0, sizeof m);
-    size_t at = NLMSG_HDRLEN;
-    struct nfgenmsg nf = {.nfgen_family = (uint8_t)fam, .version = NFNETLINK_V0, .res_id = 0};
-    memcpy(m.b + at, &nf, sizeof nf);
-    at += NLMSG_ALIGN(sizeof nf);
-    size_t t0 = at, i0, p0;
-    uint8_t proto = f->protocol == FWX_PROTOCOL_TCP ? IPPROTO_TCP : IPPROTO_UDP;
-    at = put(m.b, sizeof m.b, at, (by_reply ? CTA_TUPLE_REPLY : CTA_TUPLE_ORIG) | NLA_F_NESTED, NULL, 0);
-    i0 = at;
-    at = at ? put(m.b, sizeof m.b, at, CTA_TUPLE_IP | NLA_F_NESTED, NULL, 0) : 0;
-    at = at ? put(m.b, sizeof m.b, at, fam == AF_INET ? CTA_IP_V4_SRC : CTA_IP_V6_SRC, sa, sl) : 0;
-    at = at ? put(m.b, sizeof m.b, at, fam == AF_INET ? CTA_IP_V4_DST : CTA_IP_V6_DST, da, dl) : 0;
-    if (at)
-        nest_end(m.b, i0, at);
-    p0 = at;
-    at = at ? put(m.b, sizeof m.b, at, CTA_TUPLE_PROTO | NLA_F_NESTED, NULL, 0) : 0;
-    at = at ? put(m.b, sizeof m.b, at, CTA_PROTO_NUM, &proto, 1) : 0;
-    at = at ? put(m.b, sizeof m.b, at, CTA_PROTO_SRC_PORT, &sp, 2) : 0;
-    at = at ? put(m.b, sizeof m.b, at, CTA_PROTO_DST_PORT, &dp, 2) : 0;
-    if (at == 0)
-        return FWX_E_FAIL; /* cannot happen: 256 bytes hold an IPv6 tuple */
-    nest_end(m.b, p0, at);
-    nest_end(m.b, t0, at);
-    struct nlmsghdr nh = {.nlmsg_len = (uint32_t)at,
-                          .nlmsg_type = (uint16_t)((NFNL_SUBSYS_CTNETLINK << 8) | msg),
-                          .nlmsg_flags = (uint16_t)(NLM_F_REQUEST | NLM_F_ACK |
-                                                    (msg == IPCTNL_MSG_CT_DELETE ? NLM_F_ECHO : 0)),
-                          .nlmsg_seq = ++ct->seq};
-    memcpy(m.b, &nh, sizeof nh);
+    struct nlmsghdr *nh = req_header(ct, m.b, msg, NLM_F_ACK | (msg == IPCTNL_MSG_CT_DELETE ? NLM_F_ECHO : 0),
+                                     (uint8_t)f->src.ss_family);
+    int rc = nfct_nlmsg_build(nh, o);
+    nfct_destroy(o);
+    if (rc < 0)
+        return FWX_E_FAIL; /* cannot happen: a tuple fits in 512 bytes */
+    if (by_reply) {
+        /* nfct_nlmsg_build writes the original tuple whenever the family is set; the same
+           attributes are a reply tuple when the nest says so (the kernel looks an entry up by
+           whichever tuple it is given). The tuple is the first attribute. */
+        struct nlattr *t = mnl_nlmsg_get_payload_offset(nh, sizeof(struct nfgenmsg));
+        t->nla_type = NLA_F_NESTED | CTA_TUPLE_REPLY;
+    }
+    uint32_t seq = nh->nlmsg_seq;
+    const char *what = msg == IPCTNL_MSG_CT_DELETE ? "kill" : "get";
 
     /* Drop anything a previous call left (an ack that came after we gave up). */
     drain_requests(ct);
-    unsigned char rb[8192] __attribute__((aligned(4)));
-    struct sockaddr_nl k = {.nl_family = AF_NETLINK};
-    if (sendto(ct->req_fd, m.b, at, 0, (struct sockaddr *)&k, sizeof k) != (ssize_t)at) {
-        ct_log(ct, FWX_LOG_WARN, "%s: sending the request failed: %s", msg == IPCTNL_MSG_CT_DELETE ? "kill" : "get",
-               strerror(errno));
+    if (mnl_socket_sendto(ct->req, nh, nh->nlmsg_len) != (ssize_t)nh->nlmsg_len) {
+        ct_log(ct, FWX_LOG_WARN, "%s: sending the request failed: %s", what, strerror(errno));
         return FWX_E_FAIL;
     }
+    unsigned char rb[8192] __attribute__((aligned(4)));
     /* The ack is normally queued already (after the echoed event); wait at most 100 ms
        (bounded) if it is not. */
     for (int tries = 0; tries < 6; tries++) {
-        ssize_t r = recv(ct->req_fd, rb, sizeof rb, MSG_DONTWAIT);
+        ssize_t r = mnl_socket_recvfrom(ct->req, rb, sizeof rb);
         if (r < 0) {
-            if (errno == EINTR)
+            if (errno == EINTR || errno == ESRCH || errno == ENOSPC)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 break;
-            struct pollfd pf = {ct->req_fd, POLLIN, 0};
+            struct pollfd pf = {mnl_socket_get_fd(ct->req), POLLIN, 0};
             if (poll(&pf, 1, 100) <= 0)
                 break;
             continue;
         }
-        size_t len = (size_t)r;
-        const unsigned char *p = rb;
-        while (len >= NLMSG_HDRLEN) {
-            struct nlmsghdr h;
-            memcpy(&h, p, sizeof h);
-            if (h.nlmsg_len < NLMSG_HDRLEN || h.nlmsg_len > len)
-                break;
+        int left = (int)r;
+        for (const struct nlmsghdr *h = (const void *)rb; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left)) {
+            if (h->nlmsg_type == NLMSG_ERROR) {
+                if (h->nlmsg_seq != seq || h->nlmsg_len < NLMSG_HDRLEN + sizeof(int))
+                    continue;
+                int err;
+                memcpy(&err, mnl_nlmsg_get_payload(h), sizeof err);
+                if (err == 0)
+                    return found == NULL || found->protocol != 0 ? FWX_S_OK : FWX_E_NOT_FOUND;
+                if (err == -ENOENT)
+                    return FWX_E_NOT_FOUND;
+                ct_log(ct, FWX_LOG_WARN, "%s: the kernel refused: %s", what, strerror(-err));
+                return FWX_E_FAIL;
+            }
             fwx__ct_flow echoed;
-            memset(&echoed, 0, sizeof echoed);
-            int ev = h.nlmsg_type != NLMSG_ERROR ? fwx__ct_parse(p, h.nlmsg_len, &echoed) : -1;
+            int ev = fwx__ct_parse(h, h->nlmsg_len, &echoed);
             /* a GET's answer is an entry message without CREATE: parsed (0 or END) all the same */
             bool answer = msg == IPCTNL_MSG_CT_DELETE ? ev == FWX__CT_DESTROY : ev >= 0;
             if (answer && echoed.protocol == f->protocol &&
@@ -753,32 +983,19 @@ static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, bool b
                 /* the echo of our delete (final counters), or the answer to our get */
                 *bytes_orig = echoed.bytes_orig;
                 *bytes_reply = echoed.bytes_reply;
-                if (found != NULL) {
-                    *found = echoed;
-                    found->protocol = f->protocol; /* marks it found */
-                }
+                if (found != NULL)
+                    *found = echoed; /* protocol != 0 marks it found */
             }
-            if (h.nlmsg_type == NLMSG_ERROR && h.nlmsg_seq == ct->seq &&
-                h.nlmsg_len >= NLMSG_HDRLEN + sizeof(int)) {
-                int err;
-                memcpy(&err, p + NLMSG_HDRLEN, sizeof err);
-                if (err == 0)
-                    return found == NULL || found->protocol != 0 ? FWX_S_OK : FWX_E_NOT_FOUND;
-                if (err == -ENOENT)
-                    return FWX_E_NOT_FOUND;
-                ct_log(ct, FWX_LOG_WARN, "%s: the kernel refused: %s", msg == IPCTNL_MSG_CT_DELETE ? "kill" : "get",
-                       strerror(-err));
-                return FWX_E_FAIL;
-            }
-            size_t step = NLMSG_ALIGN((size_t)h.nlmsg_len);
-            if (step > len)
-                step = len;
-            p += step;
-            len -= step;
         }
     }
-    ct_log(ct, FWX_LOG_WARN, "%s: no answer from the kernel", msg == IPCTNL_MSG_CT_DELETE ? "kill" : "get");
+    ct_log(ct, FWX_LOG_WARN, "%s: no answer from the kernel", what);
     return FWX_E_FAIL;
+}
+
+fwx_result fwx__ct_kill(fwx__ct *ct, const fwx__ct_flow *f)
+{
+    uint64_t o, r;
+    return fwx__ct_kill_counted(ct, f, &o, &r);
 }
 
 fwx_result fwx__ct_kill_counted(fwx__ct *ct, const fwx__ct_flow *f, uint64_t *bytes_orig, uint64_t *bytes_reply)

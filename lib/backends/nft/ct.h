@@ -1,11 +1,11 @@
 /*
  * fwx - conntrack events for the "nft" backend (kernel mode): NEW and DESTROY events of the
- * kernel's connection tracking, read from ctnetlink on the loop, and the deletion of one
- * entry (IFWXConnection::Kill of a kernel-mode connection).
+ * kernel's connection tracking, read on the loop and filtered by the kernel on fwx's ct mark,
+ * and the deletion of one entry (IFWXConnection::Kill of a kernel-mode connection).
  *
- * Raw ctnetlink (NETLINK_NETFILTER, NFNL_SUBSYS_CTNETLINK), as probe.c already uses: no library.
- * Conntrack tables are per network namespace: everything here concerns the network namespace
- * of the thread that called fwx__ct_open (both sockets are made there).
+ * Built on libnetfilter_conntrack (messages, the socket filter) and libmnl (sockets).
+ * Conntrack tables and their sysctls are per network namespace: everything here concerns the
+ * network namespace of the thread that called fwx__ct_open (both sockets are made there).
  * Internal; not installed. No dependency on nft.c. [loop-thread] unless said otherwise.
  * SPDX-License-Identifier: MIT
  */
@@ -41,14 +41,18 @@ typedef void (*fwx__ct_cb)(void *arg, int event /* FWX__CT_NEW / _DESTROY / _END
 
 /* Subscribes to conntrack NEW and DESTROY events of the calling thread's network namespace, on
    the loop (uv_poll on the netlink socket; never blocks the loop; a full socket buffer (ENOBUFS)
-   is logged and counted, never fatal). Turns accounting on if it can (sysctl in this namespace).
-   Only TCP and UDP entries are reported.
+   is logged and counted, never fatal). Turns net.netfilter.nf_conntrack_acct (byte counts) and
+   nf_conntrack_events on in this namespace when they are off; fwx__ct_close turns them off
+   again unless another fwx instance (any process) still uses this namespace's (a count in
+   files under /run/fwx/conntrack, ct.c "settings"; said in the log). Only TCP and UDP entries
+   are reported.
    @return FWX_S_OK; FWX_E_NOT_SUPPORTED (no ctnetlink, or events cannot be joined: no
    CAP_NET_ADMIN, or conntrack events not built in); FWX_E_OUTOFMEMORY; FWX_E_INVALIDARG. */
 fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out);
 
-/* Stops the events at once (no callback after this returns) and frees in the close callback.
-   NULL is fine. */
+/* Stops the events at once (no callback after this returns), restores the namespace's
+   settings if this was their last fwx user (one log line says what was restored or left on,
+   and why), and frees in the close callback. NULL is fine. */
 void fwx__ct_close(fwx__ct *ct);
 
 /* Deletes the conntrack entry of this flow (IFWXConnection::Kill in kernel mode): found by its
@@ -79,8 +83,13 @@ fwx_result fwx__ct_lookup_reply(fwx__ct *ct, int32_t protocol, const struct sock
                                 const struct sockaddr *reply_dst, fwx__ct_flow *out);
 
 /* Filter: only entries with (mark & mask) == value are reported (the nft backend marks what it
-   grants); 0/0 reports all. Filtered in user space (every event still crosses the socket). */
-void fwx__ct_set_mark_filter(fwx__ct *ct, uint32_t value, uint32_t mask);
+   grants); 0/0 reports all. The filter runs in the kernel (a socket filter on the event socket,
+   nfct_filter_attach): events of other flows never reach the process (stats.events does not
+   count them). The same test is made here too.
+   @return FWX_S_OK (filtered in the kernel, or 0/0: no filter); FWX_S_FALSE (the kernel refused
+   the socket filter: filtered here only, logged; stats.kernel_filter 0); FWX_E_OUTOFMEMORY;
+   FWX_E_FAIL (0/0: the kernel's filter could not be removed); FWX_E_INVALIDARG. */
+fwx_result fwx__ct_set_mark_filter(fwx__ct *ct, uint32_t value, uint32_t mask);
 
 /* Where lines go (ENOBUFS, kill failures, accounting not turned on). Without it, nowhere. */
 void fwx__ct_set_log(fwx__ct *ct, fwx_log_fn log, void *arg);
@@ -92,27 +101,33 @@ void fwx__ct_set_rcvbuf(fwx__ct *ct, int bytes);
 /* Sweep: every interval_ms (default FWX__CT_SWEEP_DEFAULT_MS; 0 = never) a ctnetlink dump that
    matches nothing makes the kernel remove the entries whose timeout has run out, so their
    DESTROY comes on time (the kernel's own garbage collector may wait up to 60 s). Costs one walk
-   of this namespace's conntrack table in the kernel per interval. */
+   of this namespace's conntrack table in the kernel per interval, so it is made only while a
+   reported flow has had its NEW but not its DESTROY (or after events were lost). */
 #define FWX__CT_SWEEP_DEFAULT_MS 2000
 void fwx__ct_set_sweep(fwx__ct *ct, uint64_t interval_ms);
 
 typedef struct fwx__ct_stats {
-    uint64_t events;     /* NEW/DESTROY messages read (before the mark filter) */
+    uint64_t events;     /* messages read from the event socket: what the kernel's filter let through */
     uint64_t reported;   /* callbacks made */
     uint64_t overruns;   /* ENOBUFS: the socket buffer was full, events were lost */
     uint64_t malformed;  /* messages the parser refused */
-    uint64_t sweeps;     /* reaping dumps sent */
+    uint64_t sweeps;     /* reaping dumps sent (only while a reported flow is open) */
     int accounting;      /* 1: nf_conntrack_acct is on in this namespace; 0: off (no byte counts) */
     int switched;        /* which namespace-wide settings open switched on: FWX__CT_SWITCHED_* */
+    int kernel_filter;   /* 1: the mark filter runs in the kernel (fwx__ct_set_mark_filter) */
 } fwx__ct_stats;
 #define FWX__CT_SWITCHED_ACCT 1   /* nf_conntrack_acct was 0 */
 #define FWX__CT_SWITCHED_EVENTS 2 /* nf_conntrack_events was 0 */
+#define FWX__CT_SWITCHED_UNCOUNTED 4 /* no holder could be registered (/run/fwx not writable): left on at close */
 void fwx__ct_get_stats(const fwx__ct *ct, fwx__ct_stats *out);
 
 /* The parser, exposed for tests and fuzzing: one netlink message (header included) of len
    bytes. Returns FWX__CT_NEW / FWX__CT_DESTROY with *f filled; 0 for a well-formed message that
    is not reported (another subsystem or message type, not TCP/UDP); -1 for a malformed one
-   (any length that does not fit, a missing tuple). Never reads outside [msg, msg+len). */
+   (any length that does not fit, an attribute of the wrong size, a missing tuple, addresses of
+   another family than the header's). Never reads outside [msg, msg+len), and never hands the
+   library a message its parser would end the process on. The message must be 4-byte aligned
+   (as every netlink buffer is). */
 int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f);
 
 #endif /* FWX_NFT_CT_H */

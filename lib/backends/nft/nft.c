@@ -805,6 +805,9 @@ static void mark_consumed(nstate *st, const fwx__ct_flow *f)
         se->gone = true;
 }
 
+/* ct.c's lines (events lost, kills refused, the namespace's settings at close) in the firewall's log. */
+static void ct_log(void *arg, fwx_log_level level, const char *msg) { NLOG((nstate *)arg, level, "%s", msg); }
+
 static void on_ct(void *arg, int event, const fwx__ct_flow *f)
 {
     nstate *st = arg;
@@ -1002,18 +1005,24 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
        kernel still enforces every grant; the core just does not see the flows. */
     if (st->feat.ct_events) {
         if (FWX_SUCCEEDED(fwx__ct_open(fwx_firewall_loop(fw), on_ct, st, &st->ct))) {
-            fwx__ct_set_mark_filter(st->ct, FWX_NFT_CT_ADMITTED_BIT, FWX_NFT_CT_ADMITTED_BIT);
+            fwx__ct_set_log(st->ct, ct_log, st);
+            /* Only flows with fwx's mark cross to us (the kernel filters); refused: logged by ct.c. */
+            (void)fwx__ct_set_mark_filter(st->ct, FWX_NFT_CT_ADMITTED_BIT, FWX_NFT_CT_ADMITTED_BIT);
             if (opts.kernel_end_on_close && FWX_FAILED(fwx__ct_follow_updates(st->ct)))
                 NLOG(st, FWX_LOG_WARN, "conntrack update events unavailable: kernel flows end after TIME_WAIT");
-            /* Namespace-wide settings are not ours to restore (another instance may rely on
-               them): say which were switched on, once. */
+            /* Namespace-wide settings: say which were switched on, once; ct.c restores them
+               at close unless another fwx instance still uses them, and says so. */
             fwx__ct_stats cs;
             fwx__ct_get_stats(st->ct, &cs);
-            if (cs.switched)
-                NLOG(st, FWX_LOG_INFO, "switched on %s%s%s in this network namespace; left on at exit",
+            if (cs.switched & (FWX__CT_SWITCHED_ACCT | FWX__CT_SWITCHED_EVENTS))
+                NLOG(st, FWX_LOG_INFO, "switched on %s%s%s in this network namespace; %s",
                      (cs.switched & FWX__CT_SWITCHED_ACCT) ? "net.netfilter.nf_conntrack_acct (byte counts)" : "",
-                     cs.switched == (FWX__CT_SWITCHED_ACCT | FWX__CT_SWITCHED_EVENTS) ? " and " : "",
-                     (cs.switched & FWX__CT_SWITCHED_EVENTS) ? "net.netfilter.nf_conntrack_events" : "");
+                     (cs.switched & FWX__CT_SWITCHED_ACCT) && (cs.switched & FWX__CT_SWITCHED_EVENTS) ? " and " : "",
+                     (cs.switched & FWX__CT_SWITCHED_EVENTS) ? "net.netfilter.nf_conntrack_events" : "",
+                     (cs.switched & FWX__CT_SWITCHED_UNCOUNTED) ? "left on at exit (no count of fwx instances "
+                                                                  "could be kept in /run/fwx/conntrack)"
+                                                                : "switched off at exit unless another fwx "
+                                                                  "instance still uses them");
         } else
             NLOG(st, FWX_LOG_WARN, "conntrack events unavailable: kernel-mode flows will not be reported");
     }
