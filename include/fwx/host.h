@@ -167,6 +167,22 @@ typedef struct fwx_firewall_options {
      * @since 1.1 (appended; older callers' struct_size leaves it 0: the default)
      */
     uint32_t log_repeat_limit;
+    /**
+     * How many firewalls of this process share the listeners of one policy: a host that runs
+     * one firewall per event loop (fwx-gateway --threads) gives each the same policy and sets
+     * this to the number of loops. Above 1, the backend's publishing and SOCKS listeners are
+     * opened with SO_REUSEPORT, so that every firewall binds the same address and the kernel
+     * spreads new connections over them; a SOCKS listener keeps each client address on one
+     * of them (a reuseport BPF program hashing the source address), because a SOCKS client's
+     * data connection (FTP passive mode) uses an address-based permission of its control
+     * connection's session, and a session lives in one firewall. Ports a filter asks for
+     * (BindForClient, RedirectConnections) are never shared: the firewall that made the grant
+     * is the only one listening, so the kernel hands the data connection to the loop that owns
+     * the session. Any other process of the same user could then join the group too
+     * (SO_REUSEPORT's rule): run the gateway as its own user. 0 or 1: no sharing.
+     * @since 1.1 (appended; older callers' struct_size leaves it 0: no sharing)
+     */
+    uint32_t listen_shared;
 } fwx_firewall_options;
 
 /**
@@ -1008,6 +1024,13 @@ FWX_API fwx_result fwx_connection_set_upstream_local(IFWXConnection *conn, const
  * [any-thread] @since 1.1
  */
 FWX_API uint32_t fwx_firewall_timeout_ms(const fwx_firewall *fw);
+
+/**
+ * How many firewalls share the listeners (fwx_firewall_options::listen_shared), for a backend
+ * that opens them. @return the count, 0 or 1 when they are not shared (0 for NULL).
+ * [any-thread] @since 1.1
+ */
+FWX_API uint32_t fwx_firewall_listen_shared(const fwx_firewall *fw);
 
 /**
  * Whether the host said it relays connections with data filters itself

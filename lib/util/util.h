@@ -138,6 +138,14 @@ fwx_result fwx__struct_refused(fwx_firewall *fw, const char *call, const char *t
    (FWX_E_BACKEND for a backend's socket, FWX_E_INVALIDARG for a filter's socket call). */
 fwx_result fwx__result_from_errno(int err, fwx_result fallback);
 
+/* ---- shared listeners ------------------------------------------------------------------ */
+
+/* Lets the n firewalls of one process (one per event loop, fwx_firewall_options.listen_shared)
+   bind one address on socket fd, before its bind: SO_REUSEPORT, and with by_source a program
+   that keeps each source address on one socket of the group, so that one client's connections
+   reach one loop. 0, or a negative errno. */
+int fwx__reuseport(int fd, uint32_t n, bool by_source);
+
 /* ---- time ------------------------------------------------------------------------------ */
 /* Monotonic milliseconds (uv_now of the loop is used where a loop is at hand). */
 uint64_t fwx__now_ms(void);
