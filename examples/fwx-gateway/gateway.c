@@ -184,16 +184,26 @@ static void json_record(void *arg, const fwx_log_record *r)
 }
 
 /* Several loops log at once: one record's several writes must not interleave with another's. */
+static bool quiet_now(void *arg, fwx_log_level level)
+{
+    const gw_loop *L = arg;
+    return L != NULL && L->quiet && level >= FWX_LOG_INFO;
+}
+
 static void json_record_locked(void *arg, const fwx_log_record *r)
 {
+    if (quiet_now(arg, r->level))
+        return;
     flockfile(stdout);
     json_record(arg, r);
     funlockfile(stdout);
 }
 
+/* arg: the gw_loop whose firewall logs, or NULL (the gateway's own lines). */
 static void log_line(void *arg, fwx_log_level level, const char *msg)
 {
-    (void)arg;
+    if (quiet_now(arg, level))
+        return;
     if (g.cfg.json_logs == LOG_JOURNAL) {
         svc_journal_line(stdout, level, msg);
         return;
@@ -1102,6 +1112,7 @@ static int setup_firewall(gw_loop *L)
     fwx_firewall_options_init(&o);
     o.name = g.cfg.name;
     o.log = log_line;
+    o.log_arg = L;
     o.log_level = g.check_only && g.cfg.level > FWX_LOG_WARN ? FWX_LOG_WARN : g.cfg.level;
     o.local_addresses = g.cfg.local;
     o.n_local_addresses = (size_t)g.cfg.n_local;
@@ -1117,6 +1128,14 @@ static int setup_firewall(gw_loop *L)
         o.port_max = (uint16_t)g.cfg.port_max;
     }
     o.listen_shared = g.n_loops;
+    /* A client's own caps hold as they are: its connections reach one loop. The caps in all
+       of the core are each loop's: split evenly, so that together they stay within the cap
+       (the SOCKS caps in all are counted for the whole process by the library). */
+    if (g.n_loops > 1) {
+        uint32_t *all[] = {&o.max_permissions, &o.max_ports, &o.max_sessions};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            *all[i] = *all[i] / g.n_loops > 0 ? *all[i] / g.n_loops : 1;
+    }
     fwx_firewall *fw = NULL;
     if (fwx_firewall_new(L->loop, &o, &fw) != FWX_S_OK) {
         fprintf(stderr, "fwx-gateway: cannot create the firewall\n");
@@ -1127,7 +1146,7 @@ static int setup_firewall(gw_loop *L)
         g.fw = fw;
     apply_timeouts(fw, &g.cfg);
     if (g.cfg.json_logs == LOG_JSON) /* before the plugins: their lines carry fields too */
-        fwx_firewall_set_log_sink(fw, json_record_locked, NULL);
+        fwx_firewall_set_log_sink(fw, json_record_locked, L);
     /* Every interface address is the gateway's own, followed as they change; local_addresses
        adds more. */
     if (FWX_FAILED(fwx_firewall_track_local_addresses(fw)) && L->index == 0)
@@ -1215,7 +1234,9 @@ static int setup_firewall(gw_loop *L)
 static int worker_setup(gw_loop *L, void *arg)
 {
     (void)arg;
+    L->quiet = true; /* plugins loaded, backend, ...: loop 0 said it */
     int status = setup_firewall(L);
+    L->quiet = false;
     if (status == 0)
         gw_metrics_loop_start(L->index, L->loop, L->fw);
     return status;

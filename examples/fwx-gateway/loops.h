@@ -37,6 +37,7 @@ struct gw_loop {
     unsigned index;      /**< 0 for the main thread's loop */
     uv_loop_t *loop;     /**< the loop (loop 0's is the caller's of gw_loops_init) */
     fwx_firewall *fw;    /**< its firewall, NULL before the setup and after the close */
+    bool quiet;          /**< its setup runs: what loop 0 has said already is not said again */
     /* private */
     uv_loop_t own;
     uv_thread_t thread;

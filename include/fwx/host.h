@@ -171,15 +171,17 @@ typedef struct fwx_firewall_options {
      * How many firewalls of this process share the listeners of one policy: a host that runs
      * one firewall per event loop (fwx-gateway --threads) gives each the same policy and sets
      * this to the number of loops. Above 1, the backend's publishing and SOCKS listeners are
-     * opened with SO_REUSEPORT, so that every firewall binds the same address and the kernel
-     * spreads new connections over them; a SOCKS listener keeps each client address on one
-     * of them (a reuseport BPF program hashing the source address), because a SOCKS client's
-     * data connection (FTP passive mode) uses an address-based permission of its control
-     * connection's session, and a session lives in one firewall. Ports a filter asks for
-     * (BindForClient, RedirectConnections) are never shared: the firewall that made the grant
-     * is the only one listening, so the kernel hands the data connection to the loop that owns
-     * the session. Any other process of the same user could then join the group too
-     * (SO_REUSEPORT's rule): run the gateway as its own user. 0 or 1: no sharing.
+     * opened with SO_REUSEPORT, so that every firewall binds the same address, and the kernel
+     * sends each client address to one of them (a reuseport BPF program: socket number
+     * hash(source address) % listen_shared, sockets numbered in the order they joined). A host
+     * that starts its firewalls, and sets their policies, one after the other in the same order
+     * thereby gets every connection of one client on the same firewall, as with one: its
+     * session, the caps per client, a SOCKS client's data connection that uses its control
+     * connection's permission. Ports a filter asks for (BindForClient, RedirectConnections) are
+     * never shared: only the firewall that made the grant listens, so the kernel hands the data
+     * connection to the loop that owns the session. Any other process of the same user could
+     * join the group too (SO_REUSEPORT's rule): run the gateway as its own user.
+     * 0 or 1: no sharing.
      * @since 1.1 (appended; older callers' struct_size leaves it 0: no sharing)
      */
     uint32_t listen_shared;

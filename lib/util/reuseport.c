@@ -17,6 +17,8 @@
    mixed (Knuth's multiplier, high bits) and taken modulo the group's size. An index past the
    group's current size (a listener still opening or already closed) makes the kernel fall
    back to its own hash, for that moment only. */
+/* Attached after the bind: a socket with a program has a group of its own, and a bind into
+   another socket's group would then be refused (EADDRINUSE). */
 static int attach_by_source(int fd, uint32_t n)
 {
 #define NET(off) ((uint32_t)(SKF_NET_OFF + (off)))
@@ -47,10 +49,13 @@ static int attach_by_source(int fd, uint32_t n)
     return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog) == 0 ? 0 : -errno;
 }
 
-int fwx__reuseport(int fd, uint32_t n, bool by_source)
+int fwx__reuseport(int fd)
 {
     int on = 1;
-    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0)
-        return -errno;
-    return by_source && n > 1 ? attach_by_source(fd, n) : 0;
+    return setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0 ? 0 : -errno;
+}
+
+int fwx__reuseport_by_source(int fd, uint32_t n)
+{
+    return n > 1 ? attach_by_source(fd, n) : 0;
 }

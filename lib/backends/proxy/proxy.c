@@ -425,18 +425,21 @@ static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr,
     l->tcp.data = l;
     l->st = st;
     st->handles++;
-    uint32_t n = fwx_firewall_listen_shared(st->fw);
-    uv_os_fd_t fd;
-    if (shared && n > 1 && uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0 && (rc = fwx__reuseport(fd, n, false)) != 0) {
-        char a[FWX__SA_STRLEN];
-        fwx_firewall_log(st->fw, FWX_LOG_ERROR, "proxy: listening on %s: cannot share it among %u loops: %s",
-                         fwx__sa_fmt(addr, a), (unsigned)n, strerror(-rc));
-        uv_close((uv_handle_t *)&l->tcp, listener_closed);
-        return fwx__result_from_errno(rc, FWX_E_BACKEND);
-    }
-    rc = uv_tcp_bind(&l->tcp, addr, 0);
+    uint32_t n = shared ? fwx_firewall_listen_shared(st->fw) : 0;
+    uv_os_fd_t fd = -1;
+    if (n > 1 && uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0)
+        rc = fwx__reuseport(fd);
+    if (rc == 0)
+        rc = uv_tcp_bind(&l->tcp, addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, backlog > 0 ? backlog : 128, cb);
+    /* One client address, one loop: its connections to every published address share its
+       session, as they do with one loop (fwx_firewall_options.listen_shared). */
+    if (rc == 0 && n > 1 && (rc = fwx__reuseport_by_source(fd, n)) != 0) {
+        char a[FWX__SA_STRLEN];
+        fwx_firewall_log(st->fw, FWX_LOG_ERROR, "proxy: listening on %s: cannot share it among %u loops by client: %s",
+                         fwx__sa_fmt(addr, a), (unsigned)n, strerror(-rc));
+    }
     if (rc != 0) {
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
         return fwx__result_from_errno(rc, FWX_E_BACKEND);
