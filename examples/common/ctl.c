@@ -697,10 +697,12 @@ static void answer_loops(ctl_server *s, ctl_buf *b)
         bool up = on_loop(s, i, stats_on_loop, v) == 0;
         if (s->hooks.loop_served != NULL)
             s->hooks.loop_served(s->hooks.arg, i, &sessions, &connections);
-        buf_printf(b, "{\"kind\":\"loop\",\"loop\":%u,\"answered\":%s,\"sessions\":%llu,\"connections\":%llu,"
-                      "\"permissions\":%llu,\"bound_ports\":%llu,\"sessions_served\":%llu,\"connections_served\":%llu}\n",
-                   i, up ? "true" : "false", (unsigned long long)v[0], (unsigned long long)v[1],
-                   (unsigned long long)v[2], (unsigned long long)v[3], (unsigned long long)sessions,
+        /* buf_printf writes at most 127 bytes a call */
+        buf_printf(b, "{\"kind\":\"loop\",\"loop\":%u,\"answered\":%s,\"sessions\":%llu,\"connections\":%llu,", i,
+                   up ? "true" : "false", (unsigned long long)v[0], (unsigned long long)v[1]);
+        buf_printf(b, "\"permissions\":%llu,\"bound_ports\":%llu,", (unsigned long long)v[2],
+                   (unsigned long long)v[3]);
+        buf_printf(b, "\"sessions_served\":%llu,\"connections_served\":%llu}\n", (unsigned long long)sessions,
                    (unsigned long long)connections);
     }
 }
