@@ -142,7 +142,10 @@ typedef struct fwx_firewall_options {
      * still runs; the plugin is then quarantined: it is attached to no new session (a new
      * connection of a protocol the policy binds to it is refused, so its protocol is never
      * relayed unfiltered; a plugin that hooks every protocol is just skipped); sessions it is
-     * attached to already keep it. See doc/security.md, "Plugin containment".
+     * attached to already keep it. The quarantine is the process's: every firewall of the
+     * process that loaded the same module and filter (a host running one firewall per event
+     * loop) stops attaching it too, since they run the same code. See doc/security.md,
+     * "Plugin containment".
      * @since 1.1 (appended; older callers' struct_size leaves it 0: off)
      */
     uint32_t plugin_soft_limit_ms;
