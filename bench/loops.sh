@@ -16,11 +16,9 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$HERE/.." && pwd)
 BUILD=${1:-build}
-case "$BUILD" in /*) ;; *) BUILD="$REPO/$BUILD" ;; esac
-GW_BIN="$BUILD/examples/fwx-gateway/fwx-gateway"
-CTL_BIN="$BUILD/examples/fwxctl/fwxctl"
+[ "${BUILD#/}" != "$BUILD" ] || BUILD="$(cd "$HERE/.." && pwd)/$BUILD"   # relative to the repository
+GW_BIN=$BUILD/examples/fwx-gateway/fwx-gateway CTL_BIN=$BUILD/examples/fwxctl/fwxctl
 QUICK=${QUICK:-0}
 SECS=$([ "$QUICK" = 1 ] && echo 3 || echo 8)
 ROUNDS=$([ "$QUICK" = 1 ] && echo 1 || echo 3)
@@ -58,13 +56,11 @@ ip -n $NS_C link set c0 up; ip -n $NS_G link set g0 up; ip -n $NS_G link set g1 
 for i in $(seq 1 $CLIENTS); do
     ip -n $NS_C route replace 10.97.11.$i/32 dev c0 src 10.97.11.$((100 + i))
 done
-for n in $NS_C $NS_G $NS_S; do
-    ip netns exec $n sysctl -qw net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_tw_reuse=1 \
-        net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096
-done
-ip netns exec $NS_G sysctl -qw net.ipv4.ip_forward=0
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
-
+# Many short connections: ports reused quickly, long accept queues; user mode: no forwarding.
+tune() { ip netns exec "$1" sysctl -qw net.ipv4.ip_local_port_range="1024 65000" net.ipv4.tcp_tw_reuse=1 \
+             net.core.somaxconn=4096 net.ipv4.tcp_max_syn_backlog=4096 net.ipv4.ip_forward=0; }
+tune $NS_C; tune $NS_G; tune $NS_S
+[ "$(ulimit -n)" -ge 65536 ] || ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 NCPU=$(nproc)
 if [ "$NCPU" -ge 4 ]; then
     RELAY_CPUS="$((NCPU - 2))-$((NCPU - 1))" LOAD_CPUS="0-$((NCPU - 3))" SHARED=no

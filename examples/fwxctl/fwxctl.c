@@ -645,15 +645,13 @@ static void add_row(int t, const jobj *o)
         row[4] = jtext(o, "application");
         row[5] = jtext(o, "hops");
         break;
-    case T_LOOPS:
-        row[0] = jtext(o, "loop");
-        row[1] = jtext(o, "sessions");
-        row[2] = jtext(o, "connections");
-        row[3] = jtext(o, "permissions");
-        row[4] = jtext(o, "bound_ports");
-        row[5] = jtext(o, "sessions_served");
-        row[6] = jtext(o, "connections_served");
+    case T_LOOPS: { /* the columns are the keys, in order */
+        static const char *const keys[] = {"loop", "sessions", "connections", "permissions", "bound_ports",
+                                           "sessions_served", "connections_served"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            row[k] = jtext(o, keys[k]);
         break;
+    }
     default: /* T_PERMISSIONS, T_PORTS */
         row[0] = jtext(o, "id");
         row[1] = jtext(o, "session");
