@@ -35,8 +35,9 @@
 
 /* The exit status past the hard limit: EX_SOFTWARE, "internal software error". */
 #define WD_EXIT_STATUS 70
-/* Firewalls whose heartbeat the fatal-signal handler reads. */
-#define WD_MAX_REGISTERED 16
+/* Firewalls whose heartbeat the fatal-signal handler reads: enough for a host that runs one
+   firewall per event loop on a large machine (fwx-gateway runs at most 64 loops). */
+#define WD_MAX_REGISTERED 72
 
 typedef struct fwx__watchdog {
     fwx__heartbeat hb;
