@@ -216,7 +216,22 @@ def listing_and_kill(topo, gw, owner):
             h.close()
 
 
+def bad_threads(tmp):
+    """A threads key out of range is refused with file:line; so is a --threads that is no number."""
+    cfg = os.path.join(tmp, "bad.cfg")
+    write_file(cfg, "gateway = {\n  threads = 65;\n};\n")
+    r = subprocess.run([program("FWX_GATEWAY"), "--config", cfg, "--check"], capture_output=True, text=True, timeout=15)
+    check(r.returncode == 2 and "%s:2: gateway.threads: must be a whole number of event loops from 1 to 64" % cfg
+          in r.stderr, "threads = 65: exit %d, %r" % (r.returncode, r.stderr))
+    r = subprocess.run([program("FWX_GATEWAY"), "--socks", "127.0.0.1:1", "--threads", "two", "--check"],
+                       capture_output=True, text=True, timeout=15)
+    check(r.returncode == 2 and "--threads takes a number of event loops" in r.stderr,
+          "--threads two: exit %d, %r" % (r.returncode, r.stderr))
+    log("ok: threads = 65 refused at file:line, --threads two refused")
+
+
 def run(tmp):
+    bad_threads(tmp)
     if os.geteuid() != 0:
         skip("needs root (network namespaces)")
     for tool in ("ip", "ss", "curl"):
