@@ -183,13 +183,14 @@ static void json_record(void *arg, const fwx_log_record *r)
     fflush(stdout);
 }
 
-/* Several loops log at once: one record's several writes must not interleave with another's. */
+/* A loop 1..N-1 setting up repeats what loop 0 has said (plugins loaded, the backend): not again. */
 static bool quiet_now(void *arg, fwx_log_level level)
 {
     const gw_loop *L = arg;
     return L != NULL && L->quiet && level >= FWX_LOG_INFO;
 }
 
+/* Several loops log at once: one record's several writes must not interleave with another's. */
 static void json_record_locked(void *arg, const fwx_log_record *r)
 {
     if (quiet_now(arg, r->level))
