@@ -24,7 +24,6 @@ Root, `ip`, `ss`, vsftpd and curl are needed (./run test installs them); otherwi
 the reason.
 SPDX-License-Identifier: MIT
 """
-import hashlib
 import json
 import os
 import re
@@ -37,7 +36,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from gwtest import Failure, Gateway, check, log, main, program, skip, wait_until, write_file  # noqa: E402
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
-from test_gateway_proxy import Vsftpd, find_vsftpd  # noqa: E402
+from test_gateway_proxy import Vsftpd, find_vsftpd, sha256  # noqa: E402
 
 CLIENTS = ["10.97.1.%d" % i for i in range(10, 18)]
 G_IN, G_OUT, SERVER = "10.97.1.1", "10.97.2.1", "10.97.2.2"
@@ -87,14 +86,6 @@ publishing = ( { name = "ftp"; listen = "%s:21"; server = "%s:21"; protocol = "f
 """ % (os.getpid(), os.path.dirname(plugin), G_IN, G_OUT, G_IN, SOCKS_PORT, G_IN, G_OUT, FTP_GUID, FTP_GUID,
        G_IN, SERVER))
     return path
-
-
-def sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(65536), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def ctl_json(gw, *args):
@@ -230,29 +221,32 @@ def bad_threads(tmp):
     log("ok: threads = 65 refused at file:line, --threads two refused")
 
 
-def run(tmp):
-    bad_threads(tmp)
+def needs():
+    """The vsftpd binary and the FTP plugin; skips (77) saying what this machine lacks."""
     if os.geteuid() != 0:
         skip("needs root (network namespaces)")
-    for tool in ("ip", "ss", "curl"):
-        if shutil.which(tool) is None:
-            skip("no %s command" % tool)
-    vsftpd = find_vsftpd()
-    if vsftpd is None:
+    missing = [t for t in ("ip", "ss", "curl") if shutil.which(t) is None]
+    if missing:
+        skip("no %s command" % missing[0])
+    exe = find_vsftpd()
+    if exe is None:
         skip("vsftpd is not installed (Debian package vsftpd; ./run test installs it)")
-    plugin = os.environ.get("FWX_FTP_PLUGIN")
-    if not plugin or not os.path.exists(plugin):
-        raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    plugin = os.environ.get("FWX_FTP_PLUGIN") or ""
+    check(os.path.exists(plugin), "FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    return exe, plugin
+
+
+def run(tmp):
+    bad_threads(tmp)
+    exe, plugin = needs()
+    payload = os.path.join(tmp, "payload.bin")
+    with open(payload, "wb") as f:
+        f.write(os.urandom(PAYLOAD_SIZE))
+    os.makedirs(os.path.join(tmp, "srv"))
     topo = Topology()
     topo.up_or_skip()
-    server = None
+    server = Vsftpd(topo, os.path.join(tmp, "srv"), exe, "vsftpd", SERVER, (30200, 30299))
     try:
-        payload = os.path.join(tmp, "payload.bin")
-        with open(payload, "wb") as f:
-            f.write(os.urandom(PAYLOAD_SIZE))
-        srv = os.path.join(tmp, "srv")
-        os.makedirs(srv)
-        server = Vsftpd(topo, srv, vsftpd, "vsftpd", SERVER, (30200, 30299))
         server.prepare(payload)
         server.start()
         scenario(tmp, topo, plugin, payload)
@@ -261,10 +255,10 @@ def run(tmp):
             g.dump_log(60)
         raise
     finally:
-        for g in list(Gateway.running):
-            g.kill()
-        if server is not None:
-            server.stop()
+        # Everything this run started, then the namespaces.
+        stopping = list(Gateway.running)
+        [g.kill() for g in stopping]
+        server.stop()
         topo.down()
 
 
