@@ -455,6 +455,7 @@ if [ "${PERF:-0}" = 1 ]; then
     done
 fi
 
+QUICK=$QUICK "$HERE/loops.sh" "$BUILD" || note "bench/loops.sh (event loops) failed: its lines above say why"
 [ -n "${RESULTS:-}" ] && cp "$RES" "$RESULTS"
 python3 "$HERE/report.py" "$RES" "$NOTES" \
     "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) relay_cpu=$RELAY_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc rr=${RR_S}s/${RR_CONC}conn/${RR_SIZE}B repeat=$REPEAT idle=$IDLE_N" \

@@ -550,8 +550,10 @@ static void hooks_any_slow(tp_control *c)
 /* A handler that overruns the soft limit is named with its event (from the watchdog's thread,
    while it runs) and its plugin quarantined: the sessions it has keep it; a new session's
    connection of a protocol the policy binds to it is refused (never relayed unfiltered); one
-   of another protocol passes. A plugin hooking every protocol is skipped instead. */
-static void quarantine_case(bool any_protocol)
+   of another protocol passes. A plugin hooking every protocol is skipped instead. With
+   other_firewall, the new session is another firewall's of the process that loaded the same
+   plugin (a host running one firewall per event loop): the quarantine holds there too. */
+static void quarantine_case(bool any_protocol, bool other_firewall)
 {
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -580,6 +582,15 @@ static void quarantine_case(bool any_protocol)
     fwx_config_error err;
     ck_assert_int_eq(fwx_policy_load_string(cfg, "wd.cfg", &p, &err), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_policy(fw, p), FWX_S_OK);
+    uv_loop_t loop2;
+    fwx_firewall *fw2 = NULL;
+    if (other_firewall) { /* the same plugin and policy, on a loop of its own */
+        ck_assert_int_eq(uv_loop_init(&loop2), 0);
+        TU_EXPECT_HR(fwx_firewall_new(&loop2, &o, &fw2), FWX_S_OK);
+        TU_EXPECT_HR(fwx_firewall_load_plugin(fw2, tu_plugin_path("tp_good"), NULL), FWX_S_OK);
+        ck_assert_int_eq(fwx_policy_load_string(cfg, "wd.cfg", &p, &err), FWX_S_OK);
+        TU_EXPECT_HR(fwx_firewall_set_policy(fw2, p), FWX_S_OK);
+    }
 
     struct sockaddr_storage ca = tu_addr("10.0.0.8"), cb = tu_addr("10.0.0.9");
     struct sockaddr_storage ftp = tu_addr("198.51.100.7:21"), web = tu_addr("198.51.100.7:80");
@@ -603,7 +614,8 @@ static void quarantine_case(bool any_protocol)
     fwx_connection_close(c);
     ck_assert_int_eq(ctl->n_events, 4);
     /* a new session */
-    TU_EXPECT_HR(fwx_session_open(fw, &spb, &b), FWX_S_OK);
+    int before = ctl->n_events;
+    TU_EXPECT_HR(fwx_session_open(other_firewall ? fw2 : fw, &spb, &b), FWX_S_OK);
     if (any_protocol) {
         TU_EXPECT_HR(fwx_connection_open(b, &to_ftp, &c), FWX_S_OK); /* skipped: not consulted */
         fwx_connection_close(c);
@@ -614,18 +626,24 @@ static void quarantine_case(bool any_protocol)
     }
     TU_EXPECT_HR(fwx_connection_open(b, &to_web, &c), FWX_S_OK);
     fwx_connection_close(c);
-    ck_assert_int_eq(ctl->n_events, 4); /* the quarantined plugin heard nothing of session b */
+    ck_assert_int_eq(ctl->n_events, before); /* the quarantined plugin heard nothing of session b */
     fwx_session_close(a);
     IFWXSession_Release(a);
     fwx_session_close(b);
     IFWXSession_Release(b);
     fwx_firewall_close(fw, NULL, NULL);
     tu_loop_close_clean(&loop);
+    if (other_firewall) {
+        fwx_firewall_close(fw2, NULL, NULL);
+        tu_loop_close_clean(&loop2);
+    }
 }
 
-START_TEST(watchdog_quarantine_bound) { quarantine_case(false); }
+START_TEST(watchdog_quarantine_bound) { quarantine_case(false, false); }
 END_TEST
-START_TEST(watchdog_quarantine_any_protocol) { quarantine_case(true); }
+START_TEST(watchdog_quarantine_any_protocol) { quarantine_case(true, false); }
+END_TEST
+START_TEST(watchdog_quarantine_other_firewall) { quarantine_case(false, true); }
 END_TEST
 
 /* AttachFilter attaches early, once; unknown class ids are refused. */
@@ -702,6 +720,7 @@ static Suite *session_suite(void)
         {"attach filter", attach_filter_early},
         {"udp destination", udp_destination_deny},
         {"watchdog quarantine bound", watchdog_quarantine_bound},
+        {"watchdog quarantine other firewall", watchdog_quarantine_other_firewall},
         {"watchdog quarantine any protocol", watchdog_quarantine_any_protocol},
     };
     return TU_SUITE("session", cases, 0);

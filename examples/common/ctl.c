@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,7 @@ struct ctl_server {
     unsigned refs;      /* the listener + every client not yet freed */
     ctl_level level;
     ctl_hooks hooks;
+    atomic_uint event_clients; /* clients that asked for `events`, read by other loops' threads */
 };
 
 /* ---- output buffer and JSON ------------------------------------------------------------------ */
@@ -230,9 +232,8 @@ static json_t *json_count(bool known, uint64_t n)
     return known ? json_integer((json_int_t)n) : json_null();
 }
 
-static void list_cb(void *arg, const fwx_object_info *info)
+static void list_cb(ctl_buf *b, unsigned loop, const fwx_object_info *info)
 {
-    ctl_buf *b = arg;
     const char *kind;
     const ctl_flag_name *names;
     switch (info->kind) {
@@ -273,7 +274,7 @@ static void list_cb(void *arg, const fwx_object_info *info)
         o = NULL;
     }
     if (o != NULL &&
-        json_object_update_new(
+        (json_object_update_new(
             o, json_pack("{s:o, s:o, s:o, s:I, s:o, s:o, s:o, s:o}", "mode",
                          !has_mode ? json_null() : json_string(info->kernel_mode ? "kernel" : "user"), "bytes_in",
                          json_count(is_conn, info->bytes_in), "bytes_out", json_count(is_conn, info->bytes_out),
@@ -282,7 +283,8 @@ static void list_cb(void *arg, const fwx_object_info *info)
                              ? json_integer((json_int_t)info->expires_in_ms)
                              : json_null(),
                          "name", ex_json_text(info->name ? info->name : ""), "owner",
-                         ex_json_text(info->owner ? info->owner : ""), "guid", ex_json_text(guid))) != 0) {
+                         ex_json_text(info->owner ? info->owner : ""), "guid", ex_json_text(guid))) != 0 ||
+         json_object_set_new(o, "loop", json_integer(loop)) != 0)) {
         json_decref(o);
         o = NULL;
     }
@@ -362,6 +364,8 @@ static void client_close(ctl_client *c)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
     s->n_clients--;
+    if (c->streaming)
+        atomic_fetch_sub(&s->event_clients, 1);
     /* A pending write is cancelled; its callback runs before the close callbacks. */
     uv_close((uv_handle_t *)&c->pipe, client_closed_cb);
     uv_close((uv_handle_t *)&c->timer, client_closed_cb);
@@ -429,6 +433,8 @@ typedef struct ctl_filter {
 typedef struct ctl_list {
     ctl_buf *b;
     const ctl_filter *f;
+    uint32_t kinds;
+    unsigned loop;
 } ctl_list;
 
 /* Parses "IP", "IP:PORT", "[V6]:PORT"; port 0 when none (then *has_port false). */
@@ -533,7 +539,88 @@ static void filtered_list_cb(void *arg, const fwx_object_info *info)
 {
     ctl_list *l = arg;
     if (filter_pass(l->f, info))
-        list_cb(l->b, info);
+        list_cb(l->b, l->loop, info);
+}
+
+/* ---- several loops ---------------------------------------------------------------------------
+ * A host that runs one firewall per event loop (ctl_hooks.loops) answers for all of them: each
+ * loop's firewall is asked on its own thread (ctl_hooks.on_loop), the server's own directly. */
+
+static unsigned n_loops(const ctl_server *s)
+{
+    unsigned n = s->hooks.loops != NULL ? s->hooks.loops(s->hooks.arg) : 0;
+    return n > 0 ? n : 1;
+}
+
+/* Runs fn(fw of loop i, arg) where it may run: 0, or -1 when loop i did not answer. */
+static int on_loop(ctl_server *s, unsigned i, void (*fn)(fwx_firewall *fw, void *arg), void *arg)
+{
+    if (s->hooks.loops == NULL || s->hooks.on_loop == NULL) {
+        fn(s->fw, arg);
+        return 0;
+    }
+    return s->hooks.on_loop(s->hooks.arg, i, fn, arg);
+}
+
+static void list_on_loop(fwx_firewall *fw, void *arg)
+{
+    ctl_list *l = arg;
+    fwx_firewall_list(fw, l->kinds, filtered_list_cb, l);
+}
+
+static void stats_on_loop(fwx_firewall *fw, void *arg)
+{
+    uint64_t *v = arg; /* sessions, connections, permissions, bound_ports, factories, plugins, idle, handshake */
+    fwx_firewall_stats st = {0};
+    st.struct_size = sizeof st;
+    fwx_firewall_get_stats(fw, &st);
+    uint64_t idle = 0, handshake = 0;
+    fwx_firewall_get_timeout_stats(fw, &idle, &handshake);
+    v[0] = st.sessions, v[1] = st.connections, v[2] = st.permissions, v[3] = st.bound_ports;
+    v[4] = st.factories, v[5] = st.plugins, v[6] = idle, v[7] = handshake;
+}
+
+typedef struct ctl_kill {
+    fwx_object_kind kind;
+    uint64_t id;
+    bool found;
+    fwx_result hr;
+} ctl_kill;
+
+static void find_cb(void *arg, const fwx_object_info *info)
+{
+    ctl_kill *k = arg;
+    if (info->kind == k->kind && info->id == k->id)
+        k->found = true;
+}
+
+static void find_on_loop(fwx_firewall *fw, void *arg)
+{
+    ctl_kill *k = arg;
+    k->found = false;
+    fwx_firewall_list(fw, k->kind, find_cb, k);
+}
+
+static void kill_on_loop(fwx_firewall *fw, void *arg)
+{
+    ctl_kill *k = arg;
+    k->hr = fwx_firewall_kill(fw, k->kind, k->id);
+}
+
+/* `loops`: one line per loop, what it holds and what it has served. */
+static void answer_loops(ctl_server *s, ctl_buf *b)
+{
+    unsigned n = n_loops(s);
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t v[8] = {0}, sessions = 0, connections = 0;
+        bool up = on_loop(s, i, stats_on_loop, v) == 0;
+        if (s->hooks.loop_served != NULL)
+            s->hooks.loop_served(s->hooks.arg, i, &sessions, &connections);
+        buf_json(b, json_pack("{s:s, s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I}", "kind", "loop", "loop", (json_int_t)i,
+                              "answered", up, "sessions", (json_int_t)v[0], "connections", (json_int_t)v[1],
+                              "permissions", (json_int_t)v[2], "bound_ports", (json_int_t)v[3], "sessions_served",
+                              (json_int_t)sessions, "connections_served", (json_int_t)connections));
+    }
 }
 
 /* Parses the filters after "list WHAT"; NULL, or why not. */
@@ -783,8 +870,13 @@ static void client_answer(ctl_client *c, char *req)
                     client_refuse(c, why);
                     return;
                 }
-                ctl_list l = {b, &f};
-                fwx_firewall_list(s->fw, lists[i].kinds, filtered_list_cb, &l);
+                /* Every loop holds the same plugins: they are listed once, from loop 0. */
+                unsigned n = n_loops(s);
+                for (unsigned k = 0; k < n; k++) {
+                    ctl_list l = {b, &f, k == 0 ? lists[i].kinds : lists[i].kinds & ~(uint32_t)FWX_OBJECT_PLUGIN, k};
+                    if (l.kinds != 0 && on_loop(s, k, list_on_loop, &l) != 0)
+                        host_log(s, FWX_LOG_WARN, "list: loop %u did not answer; its objects are left out", k);
+                }
                 known = true;
                 break;
             }
@@ -792,16 +884,24 @@ static void client_answer(ctl_client *c, char *req)
         if (!known && rest != NULL)
             rest[-1] = ' ';
     } else if (strcmp(req, "stats") == 0) {
-        fwx_firewall_stats st = {0};
-        st.struct_size = sizeof st;
-        fwx_firewall_get_stats(s->fw, &st);
-        uint64_t idle = 0, handshake = 0;
-        fwx_firewall_get_timeout_stats(s->fw, &idle, &handshake);
-        buf_json(b, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "kind", "stats", "sessions",
-                              (json_int_t)st.sessions, "connections", (json_int_t)st.connections, "permissions",
-                              (json_int_t)st.permissions, "bound_ports", (json_int_t)st.bound_ports, "factories",
-                              (json_int_t)st.factories, "plugins", (json_int_t)st.plugins, "idle_timeouts",
-                              (json_int_t)idle, "handshake_timeouts", (json_int_t)handshake));
+        /* The sums over the loops; plugins are every loop's same ones. */
+        uint64_t sum[8] = {0};
+        unsigned n = n_loops(s);
+        for (unsigned k = 0; k < n; k++) {
+            uint64_t v[8] = {0};
+            if (on_loop(s, k, stats_on_loop, v) != 0)
+                host_log(s, FWX_LOG_WARN, "stats: loop %u did not answer; its counts are left out", k);
+            for (int j = 0; j < 8; j++)
+                sum[j] = j == 5 ? (k == 0 ? v[j] : sum[j]) : sum[j] + v[j];
+        }
+        buf_json(b, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "kind", "stats", "sessions",
+                              (json_int_t)sum[0], "connections", (json_int_t)sum[1], "permissions", (json_int_t)sum[2],
+                              "bound_ports", (json_int_t)sum[3], "factories", (json_int_t)sum[4], "plugins",
+                              (json_int_t)sum[5], "idle_timeouts", (json_int_t)sum[6], "handshake_timeouts",
+                              (json_int_t)sum[7], "loops", (json_int_t)n));
+        known = true;
+    } else if (strcmp(req, "loops") == 0) {
+        answer_loops(s, b);
         known = true;
     } else if (strcmp(req, "redirects") == 0) {
         /* The host's redirect-record registry: not this gateway's objects but every
@@ -818,14 +918,37 @@ static void client_answer(ctl_client *c, char *req)
             return;
         char what[16];
         unsigned long long id;
+        unsigned loop = 0;
         char tail;
-        if (sscanf(req + 5, "%15s %llu%c", what, &id, &tail) != 2 ||
-            (strcmp(what, "session") != 0 && strcmp(what, "connection") != 0) || strchr(req + 5, '-') != NULL) {
-            client_refuse(c, "usage: kill session ID | kill connection ID");
+        int words = sscanf(req + 5, "%15s %llu loop=%u%c", what, &id, &loop, &tail);
+        unsigned n = n_loops(s);
+        if ((words != 2 && words != 3) || (strcmp(what, "session") != 0 && strcmp(what, "connection") != 0) ||
+            strchr(req + 5, '-') != NULL || (words == 2 && sscanf(req + 5, "%15s %llu%c", what, &id, &tail) != 2) || loop >= n) {
+            client_refuse(c, "usage: kill session ID | kill connection ID  [loop=N]");
             return;
         }
         bool sess = strcmp(what, "session") == 0;
-        fwx_result hr = fwx_firewall_kill(s->fw, sess ? FWX_OBJECT_SESSION : FWX_OBJECT_CONNECTION, id);
+        ctl_kill k = {sess ? FWX_OBJECT_SESSION : FWX_OBJECT_CONNECTION, id, false, FWX_E_NOT_FOUND};
+        if (words == 2 && n > 1) {
+            /* Ids are each loop's own: the one loop that has it, or the operator says which. */
+            unsigned found = 0;
+            for (unsigned i = 0; i < n; i++) {
+                if (on_loop(s, i, find_on_loop, &k) == 0 && k.found) {
+                    found++;
+                    loop = i;
+                }
+            }
+            if (found > 1) {
+                char msg[128];
+                snprintf(msg, sizeof msg, "kill %s %llu: %u loops have one; say which with loop=N (fwxctl loops)", what,
+                         id, found);
+                client_refuse(c, msg);
+                return;
+            }
+        }
+        if (on_loop(s, loop, kill_on_loop, &k) != 0)
+            k.hr = FWX_E_TERMINATING;
+        fwx_result hr = k.hr;
         if (FWX_FAILED(hr)) {
             char msg[128];
             snprintf(msg, sizeof msg, "kill %s %llu: %s", what, id,
@@ -864,6 +987,7 @@ static void client_answer(ctl_client *c, char *req)
     } else if (strcmp(req, "events") == 0) {
         /* From now on this client gets every event; it reads until it closes. */
         c->streaming = true;
+        atomic_fetch_add(&s->event_clients, 1);
         uv_timer_stop(&c->timer);
         static const char started[] = "{\"kind\":\"events\",\"started\":true}\n";
         stream_line(c, started, sizeof started - 1);
@@ -873,7 +997,7 @@ static void client_answer(ctl_client *c, char *req)
         char msg[CTL_MAX_REQUEST + 160];
         snprintf(msg, sizeof msg,
                  "unknown request \"%s\" (expected list sessions|connections|grants|plugins|all [FILTER...], "
-                 "redirects, stats, version, kill, explain, reload, events or metrics)",
+                 "redirects, stats, loops, version, kill, explain, reload, events or metrics)",
                  req);
         client_refuse(c, msg);
         return;
@@ -1162,6 +1286,11 @@ fail:
     s->closing = true;
     uv_close((uv_handle_t *)&s->listener, listener_closed_cb);
     return NULL;
+}
+
+unsigned ctl_server_event_clients(ctl_server *s)
+{
+    return s != NULL ? atomic_load(&s->event_clients) : 0;
 }
 
 void ctl_server_set_level(ctl_server *s, ctl_level level)

@@ -13,9 +13,10 @@
  *
  *     list sessions | list connections | list grants | list plugins | list all  [FILTER...]
  *     stats
+ *     loops
  *     version
  *     redirects
- *     kill session ID | kill connection ID                          (level admin)
+ *     kill session ID | kill connection ID  [loop=N]                (level admin)
  *     explain SRC DST tcp/PORT|udp/PORT [user=NAME]
  *     reload                                                        (level admin)
  *     events
@@ -70,6 +71,7 @@
  * | expires_in_ms | grants: time left, null if it never expires |
  * | name | session: "nat", "explicit", "private"; connection: "primary", "secondary", "listening"; grant: "permission", "bound port", "redirect port", "client bind"; plugin: its name |
  * | owner | session: the user; grant: the plugin that asked; plugin: its path ("" if none) |
+ * | loop | the host's event loop that holds it (0 unless the host runs several, fwx-gateway --threads) |
  *
  * Addresses are strings, "192.0.2.1:21" or "[2001:db8::1]:21"; the port is left out when it
  * is 0 ("10.0.0.8", "2001:db8::1"); null when there is no address.
@@ -85,6 +87,14 @@
  * "bound_ports":N,"factories":N,"plugins":N,"idle_timeouts":N,"handshake_timeouts":N}` (the
  * last two: connections ended by each time limit since start); `version` sends
  * `{"kind":"version","protocol":1,"abi":"1.0"}` (the fwx ABI the server was built with).
+ *
+ * Several loops (a host that runs one firewall per event loop, ctl_hooks::loops): `list`
+ * answers for every loop, each object with its `loop`, plugins once (every loop loads the
+ * same); `stats` gives the sums and `"loops":N`; `loops` sends one `{"kind":"loop","loop":N,
+ * "answered":bool,"sessions":N,"connections":N,"permissions":N,"bound_ports":N,
+ * "sessions_served":N,"connections_served":N}` per loop (what it holds, and what it has opened
+ * since the start). Ids are each loop's own: `kill` without `loop=N` ends the object of the
+ * one loop that has that id, and is refused when several have.
  *
  * An unknown request gets `{"error":"..."}` and the connection is closed. So does a request
  * line longer than 256 bytes (refused as soon as 256 bytes have arrived without a newline, so
@@ -142,6 +152,16 @@ typedef struct ctl_hooks {
     /** One line for the host's log (refused commands, kills, dropped event clients). */
     void (*log)(void *arg, fwx_log_level level, const char *line);
     void *arg; /**< passed to each hook */
+    /** A host that runs one firewall per event loop (fwx-gateway --threads): how many loops.
+        NULL or 0: one, the server's own firewall. The server's firewall is loop 0's. */
+    unsigned (*loops)(void *arg);
+    /** Runs @p fn(fw, fnarg) with loop @p i's firewall on loop @p i's thread and returns after
+        it ran: 0, or -1 when loop @p i did not run it (stopping, or no answer in time). Needed
+        with `loops`. */
+    int (*on_loop)(void *arg, unsigned i, void (*fn)(fwx_firewall *fw, void *fnarg), void *fnarg);
+    /** `loops`: what loop @p i has served since the start (sessions and connections opened).
+        [any-thread] May be NULL (then 0). */
+    void (*loop_served)(void *arg, unsigned i, uint64_t *sessions, uint64_t *connections);
 } ctl_hooks;
 
 /** How a control socket is made. */
@@ -168,6 +188,13 @@ void ctl_server_set_level(ctl_server *s, ctl_level level);
  * whose unread events pass ::CTL_MAX_EVENT_BACKLOG bytes is dropped, with a log line.
  */
 void ctl_server_event(ctl_server *s, const fwx_event *ev);
+
+/**
+ * How many clients of @p s asked for `events` (0 for NULL): a host whose events happen on
+ * other threads forwards them to the server's loop only while someone listens.
+ * [any-thread]
+ */
+unsigned ctl_server_event_clients(ctl_server *s);
 
 /** Unread event bytes a client may let pile up before it is dropped. */
 #define CTL_MAX_EVENT_BACKLOG (1024 * 1024)

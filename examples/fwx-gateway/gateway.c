@@ -20,6 +20,7 @@
 #include "service.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <libconfig.h>
@@ -34,7 +35,9 @@
 #include <uv.h>
 
 #include "limits.h"
+#include "loops.h"
 #include "metrics.h"
+#include <sched.h>
 #include <grp.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -96,6 +99,7 @@ typedef struct settings {
     extra_ctl extra[MAX_EXTRA_CTL];
     int n_extra;
     long long idle_s, handshake_s; /* gateway.idle_timeout, handshake_timeout; -1: the library's */
+    unsigned threads; /* gateway.threads, --threads: event loops; 0: one per CPU this process may use */
 } settings;
 
 static struct {
@@ -113,6 +117,16 @@ static struct {
     const char *backend; /* the one running */
     settings file_cfg; /* the file's gateway group as the running gateway read it (reload compares) */
     int cli_level;     /* --log-level given: the file's log_level does not apply */
+    int check_only;    /* --check */
+    unsigned n_loops;  /* event loops running (loops.h) */
+    /* The policy file's text, read once for every loop (each firewall owns its own copy of the
+       policy, made from this text). Written by loop 0 only while no other loop reads it. */
+    char *policy_text;
+    /* Events of loops 1..N-1 on their way to the control sockets (loop 0's thread). */
+    uv_async_t ev_async;
+    uv_mutex_t ev_lock;
+    struct fwd_event *ev_head, *ev_tail;
+    bool ev_open;
 } g;
 
 /* ---- logging ---------------------------------------------------------------------------- */
@@ -158,16 +172,35 @@ static void json_record(void *arg, const fwx_log_record *r)
     (void)ex_json_print(stdout, o);
 }
 
+/* A loop 1..N-1 setting up repeats what loop 0 has said (plugins loaded, the backend): not again. */
+static bool quiet_now(void *arg, fwx_log_level level)
+{
+    const gw_loop *L = arg;
+    return L != NULL && L->quiet && level >= FWX_LOG_INFO;
+}
+
+/* Several loops log at once: one record's several writes must not interleave with another's. */
+static void json_record_locked(void *arg, const fwx_log_record *r)
+{
+    if (quiet_now(arg, r->level))
+        return;
+    flockfile(stdout);
+    json_record(arg, r);
+    funlockfile(stdout);
+}
+
+/* arg: the gw_loop whose firewall logs, or NULL (the gateway's own lines). */
 static void log_line(void *arg, fwx_log_level level, const char *msg)
 {
-    (void)arg;
+    if (quiet_now(arg, level))
+        return;
     if (g.cfg.json_logs == LOG_JOURNAL) {
         svc_journal_line(stdout, level, msg);
         return;
     }
     if (g.cfg.json_logs) {
         fwx_log_record r = {.struct_size = sizeof r, .level = level, .message = msg};
-        json_record(NULL, &r);
+        json_record_locked(NULL, &r);
         return;
     }
     char ts[TS_LEN];
@@ -319,7 +352,7 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
                                   "backend", "local_redirect", "kernel_end_on_close", "on_stop", "socks_users",
                                   "plugin_soft_limit_ms", "plugin_hard_limit_ms", "control_mode", "control_group",
                                   "control_level", "metrics_listen", "control_sockets", "idle_timeout", "handshake_timeout",
-                                  GW_LIMITS_KEYS};
+                                  "threads", GW_LIMITS_KEYS};
     for (int i = 0; i < config_setting_length(gw); i++) {
         config_setting_t *e = config_setting_get_elem(gw, (unsigned)i);
         const char *k = config_setting_name(e);
@@ -540,6 +573,17 @@ static int settings_load(const char *path, settings *s, char *err, size_t errlen
             if (config_setting_type(e) != CONFIG_TYPE_BOOL)
                 BAD("must be true or false");
             s->loopback_hosts = config_setting_get_bool(e);
+        } else if (strcmp(k, "threads") == 0) {
+            long long v = 0;
+            if (config_setting_type(e) == CONFIG_TYPE_INT)
+                v = config_setting_get_int(e);
+            else if (config_setting_type(e) == CONFIG_TYPE_INT64)
+                v = config_setting_get_int64(e);
+            else
+                v = -1;
+            if (v < 0 || v > GW_MAX_LOOPS)
+                BAD("must be a whole number of event loops from 1 to %d, or 0 for one per CPU", GW_MAX_LOOPS);
+            s->threads = (unsigned)v;
         } else if (strcmp(k, "port_range") == 0) {
             unsigned lo, hi;
             char tail;
@@ -587,21 +631,41 @@ static fwx_policy *quick_policy(const char *listen, const char *upstream, char *
     return pol;
 }
 
+/* Reads the policy file's text for every loop (g.policy_text); 0, or -1 with err. [loop 0] */
+static int read_policy_text(char *err, size_t errlen)
+{
+    if (g.config_path == NULL)
+        return 0;
+    char *text = NULL;
+    fwx_config_error e;
+    if (fwx_config_read_file(g.config_path, &text, &e) != FWX_S_OK) {
+        snprintf(err, errlen, "%s:%d: %s%s%s", e.file, e.line, e.key, e.key[0] ? ": " : "", e.message);
+        return -1;
+    }
+    free(g.policy_text);
+    g.policy_text = text;
+    return 0;
+}
+
+/* A policy of the loop's own, from the text read last (read_policy_text). */
 static fwx_policy *load_policy(char *err, size_t errlen)
 {
     if (g.config_path == NULL)
         return quick_policy(g.listen, g.upstream, err, errlen);
     fwx_policy *p = NULL;
     fwx_config_error e;
-    if (fwx_policy_load_file(g.config_path, &p, &e) != FWX_S_OK) {
+    if (g.policy_text == NULL && read_policy_text(err, errlen) != 0)
+        return NULL;
+    if (fwx_policy_load_string(g.policy_text, g.config_path, &p, &e) != FWX_S_OK) {
         snprintf(err, errlen, "%s:%d: %s%s%s", e.file, e.line, e.key, e.key[0] ? ": " : "", e.message);
         return NULL;
     }
     return p;
 }
 
-/* Loads the configured plugins into g.fw; 0, or 1 after saying which failed and why. */
-static int load_plugins(void)
+/* Loads the configured plugins into fw; 0, or 1 after saying which failed and why. Loop 0's
+   are kept (the quick form's policy names their filters; every loop loads the same). */
+static int load_plugins(fwx_firewall *fw)
 {
     int status = 0;
     for (int i = 0; i < g.cfg.n_plugins; i++) {
@@ -616,10 +680,10 @@ static int load_plugins(void)
                             "to the directory holding %s.so, or give the plugin's path\n",
                     g.cfg.plugins[i], path, strerror(errno), g.cfg.plugins[i]);
             status = 1;
-        } else if (FWX_FAILED(fwx_firewall_load_plugin(g.fw, path, &pl))) {
-            fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
+        } else if (FWX_FAILED(fwx_firewall_load_plugin(fw, path, &pl))) {
+            fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(fw));
             status = 1;
-        } else if (g.n_plugins < MAX_PLUGINS) {
+        } else if (fw == g.fw && g.n_plugins < MAX_PLUGINS) {
             g.plugins[g.n_plugins++] = pl; /* loading the same file twice gives the same plugin */
         }
     }
@@ -628,10 +692,10 @@ static int load_plugins(void)
 
 /* What --check, the start and every reload ask of a policy beyond its syntax: its filters are
    loaded and its listen addresses are this host's. 0, or -1 with err filled. */
-static int check_policy(const fwx_policy *p, char *err, size_t errlen)
+static int check_policy(fwx_firewall *fw, const fwx_policy *p, char *err, size_t errlen)
 {
     fwx_config_error e;
-    if (fwx_firewall_check_policy(g.fw, p, &e) == FWX_S_OK)
+    if (fwx_firewall_check_policy(fw, p, &e) == FWX_S_OK)
         return 0;
     snprintf(err, errlen, "%s:%d: %s%s%s", e.file, e.line, e.key, e.key[0] ? ": " : "", e.message);
     return -1;
@@ -658,12 +722,17 @@ static void on_closed_all(fwx_firewall *fw, void *arg)
     g.fw = NULL;
 }
 
+static void events_close(void);
+
 static void shutdown_gateway(int signum)
 {
     if (g.stopping++)
         return;
     notify("STOPPING=1");
     say(FWX_LOG_INFO, "signal %d: shutting down", signum);
+    events_close(); /* before the control servers go: other loops stop forwarding to them */
+    for (unsigned i = 1; i < g.n_loops; i++)
+        gw_loop_stop(gw_loop_at(i));
     if (g.ctl != NULL)
         ctl_server_close(g.ctl);
     g.ctl = NULL;
@@ -736,7 +805,7 @@ static void apply_gateway_settings(const settings *n)
         F("plugin_soft_limit_ms", plugin_soft_ms), F("plugin_hard_limit_ms", plugin_hard_ms), F("socks", socks),
         F("socks_users", socks_users), F("backend", backend), F("local_redirect", redirects),
         F("local_redirect", n_redirects), F("socks_limits", limits),
-        F("control_sockets", extra), F("control_sockets", n_extra),
+        F("control_sockets", extra), F("control_sockets", n_extra), F("threads", threads),
 #undef F
     };
     const char *said = "";
@@ -751,7 +820,7 @@ static void apply_gateway_settings(const settings *n)
 }
 
 /* The gateway group's idle_timeout and handshake_timeout, over the library's defaults. */
-static void apply_timeouts(const settings *s)
+static void apply_timeouts(fwx_firewall *fw, const settings *s)
 {
     fwx_timeouts t;
     fwx_timeouts_init(&t);
@@ -759,7 +828,32 @@ static void apply_timeouts(const settings *s)
         t.idle_s = (uint32_t)s->idle_s;
     if (s->handshake_s >= 0)
         t.handshake_s = (uint32_t)s->handshake_s;
-    (void)fwx_firewall_set_timeouts(g.fw, &t); /* the values were checked when read */
+    (void)fwx_firewall_set_timeouts(fw, &t); /* the values were checked when read */
+}
+
+typedef struct reload_job {
+    const settings *probe;
+    int rc;
+    char err[1024];
+} reload_job;
+
+/* On loop 1..N-1: the policy from the text loop 0 has just read and checked. */
+static void reload_on_loop(gw_loop *L, void *arg)
+{
+    reload_job *j = arg;
+    fwx_policy *p = load_policy(j->err, sizeof j->err);
+    if (p == NULL || FWX_FAILED(fwx_firewall_set_policy(L->fw, p))) {
+        if (p != NULL)
+            snprintf(j->err, sizeof j->err, "%s", fwx_firewall_last_error(L->fw));
+        j->rc = -1;
+        return;
+    }
+    if (g.config_path != NULL) {
+        apply_timeouts(L->fw, j->probe);
+        if (!g.cli_level) /* loop 0's firewall follows in apply_gateway_settings */
+            (void)fwx_firewall_set_log_level(L->fw, j->probe->level);
+    }
+    j->rc = 0;
 }
 
 /* Reloads the file: 0 when the new policy runs, -1 (reason in msg) when it was refused. */
@@ -780,20 +874,36 @@ static int do_reload(char *msg, size_t msglen)
     fwx_policy *p = NULL;
     if (g.config_path != NULL && settings_load(g.config_path, &probe, err, sizeof err) != 0)
         goto refused;
-    if ((p = load_policy(err, sizeof err)) == NULL)
+    if (read_policy_text(err, sizeof err) != 0 || (p = load_policy(err, sizeof err)) == NULL)
         goto refused;
-    if (check_policy(p, err, sizeof err) != 0) {
+    if (check_policy(g.fw, p, err, sizeof err) != 0) {
         fwx_policy_free(p);
         goto refused;
     }
     fwx_result hr = fwx_firewall_set_policy(g.fw, p);
+    /* The other loops take the same text, each into a policy of its own. */
+    reload_job job = {.probe = &probe, .rc = 0};
+    for (unsigned i = 1; FWX_SUCCEEDED(hr) && i < g.n_loops; i++) {
+        job.err[0] = '\0';
+        if (gw_loop_call(gw_loop_at(i), reload_on_loop, &job) != 0) {
+            job.rc = -1;
+            snprintf(job.err, sizeof job.err, "it did not answer");
+        }
+        if (job.rc != 0) {
+            snprintf(msg, msglen, "event loop %u: %s (it keeps the policy it had; restart the gateway)", i, job.err);
+            say(FWX_LOG_ERROR, "reload: %s", msg);
+            hr = FWX_E_FAIL;
+        }
+    }
     if (FWX_FAILED(hr)) {
-        snprintf(msg, msglen, "%s", fwx_firewall_last_error(g.fw));
-        say(FWX_LOG_ERROR, "reload: %s", msg);
+        if (job.rc == 0) {
+            snprintf(msg, msglen, "%s", fwx_firewall_last_error(g.fw));
+            say(FWX_LOG_ERROR, "reload: %s", msg);
+        }
     } else {
         if (g.config_path != NULL) {
             apply_gateway_settings(&probe);
-            apply_timeouts(&probe); /* unlike most of the group: new connections get them */
+            apply_timeouts(g.fw, &probe); /* unlike most of the group: new connections get them */
         }
         snprintf(msg, msglen, "policy reloaded");
         say(FWX_LOG_INFO, "policy reloaded");
@@ -839,13 +949,54 @@ static void ctl_log(void *arg, fwx_log_level level, const char *line)
     say(level, "%s", line);
 }
 
+static void deliver_event(const fwx_event *ev);
+static void forward_event(const fwx_event *ev);
+
+/* Every loop's event sink (arg: its gw_loop). */
 static void on_event(void *arg, const fwx_event *ev)
 {
-    (void)arg;
+    gw_loop *L = arg;
     gw_metrics_event(ev);
-    ctl_server_event(g.ctl, ev);
-    for (int i = 0; i < MAX_EXTRA_CTL; i++)
-        ctl_server_event(g.ctl_extra[i], ev);
+    if (L->index == 0)
+        deliver_event(ev);
+    else
+        forward_event(ev);
+}
+
+/* The control sockets' view of the loops (ctl_hooks): loop i's firewall, on its thread. */
+static unsigned ctl_loops(void *arg)
+{
+    (void)arg;
+    return g.n_loops;
+}
+
+typedef struct ctl_call {
+    void (*fn)(fwx_firewall *fw, void *arg);
+    void *arg;
+    bool ran;
+} ctl_call;
+
+static void ctl_call_on(gw_loop *L, void *arg)
+{
+    ctl_call *c = arg;
+    if (L->fw != NULL) {
+        c->fn(L->fw, c->arg);
+        c->ran = true;
+    }
+}
+
+static int ctl_on_loop(void *arg, unsigned i, void (*fn)(fwx_firewall *fw, void *fnarg), void *fnarg)
+{
+    (void)arg;
+    ctl_call c = {fn, fnarg, false};
+    gw_loop *L = i < g.n_loops ? gw_loop_at(i) : NULL;
+    return L != NULL && gw_loop_call(L, ctl_call_on, &c) == 0 && c.ran ? 0 : -1;
+}
+
+static void ctl_loop_served(void *arg, unsigned i, uint64_t *sessions, uint64_t *connections)
+{
+    (void)arg;
+    gw_metrics_loop_served(i, sessions, connections);
 }
 
 /* Whether a TCP listener could be opened on ADDR:PORT now: the address is this host's, the
@@ -927,20 +1078,260 @@ static int check_start(char *err, size_t errlen)
 
 /* "auto" tries the kernel first: the nft backend has already said in one line what is missing
    (no CAP_NET_ADMIN, no nf_tables, ...), so the fallback only says which backend runs instead. */
-static fwx_result open_backend(void)
+static fwx_result open_backend(fwx_firewall *fw)
 {
-    const char *name = strcmp(g.cfg.backend, "proxy") == 0 ? "proxy" : "nft";
-    fwx_result hr = fwx_firewall_set_backend(g.fw, name);
-    if (FWX_FAILED(hr) && strcmp(g.cfg.backend, "auto") == 0) {
+    /* Loops 1..N-1 run what loop 0 runs. */
+    const char *name = g.backend != NULL ? g.backend : strcmp(g.cfg.backend, "proxy") == 0 ? "proxy" : "nft";
+    fwx_result hr = fwx_firewall_set_backend(fw, name);
+    if (FWX_FAILED(hr) && g.backend == NULL && strcmp(g.cfg.backend, "auto") == 0) {
         say(FWX_LOG_WARN, "kernel mode unavailable here; running the \"proxy\" backend (user mode)");
         name = "proxy";
-        hr = fwx_firewall_set_backend(g.fw, name);
+        hr = fwx_firewall_set_backend(fw, name);
     }
     if (FWX_FAILED(hr))
-        fprintf(stderr, "fwx-gateway: backend \"%s\": %s\n", name, fwx_firewall_last_error(g.fw));
+        fprintf(stderr, "fwx-gateway: backend \"%s\": %s\n", name, fwx_firewall_last_error(fw));
     else
         g.backend = name;
     return hr;
+}
+
+/* ---- the event loops ------------------------------------------------------------------------
+ * Every loop builds the same firewall (setup_firewall): the options, the plugins, the backend,
+ * its own copy of the policy, the SOCKS listener. Loop 0 does it on the main thread before the
+ * others start; loops 1..N-1 do it on their own threads (worker_setup). */
+
+/* 0: running; -1: --check passed; 1: a failure at run time; 2: the configuration refused. */
+static int setup_firewall(gw_loop *L)
+{
+    char err[1024];
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.name = g.cfg.name;
+    o.log = log_line;
+    o.log_arg = L;
+    o.log_level = g.check_only && g.cfg.level > FWX_LOG_WARN ? FWX_LOG_WARN : g.cfg.level;
+    o.local_addresses = g.cfg.local;
+    o.n_local_addresses = (size_t)g.cfg.n_local;
+    o.timeout_ms = g.cfg.timeout_s * 1000;
+    o.loopback_hosts = g.cfg.loopback_hosts;
+    o.kernel_end_on_close = g.cfg.kernel_end_on_close;
+    o.kernel_open_on_stop = g.cfg.open_on_stop;
+    gw_limits_options(&g.cfg.limits, &o);
+    o.plugin_soft_limit_ms = g.cfg.plugin_soft_ms;
+    o.plugin_hard_limit_ms = g.cfg.plugin_hard_ms;
+    if (g.cfg.port_min) {
+        o.port_min = (uint16_t)g.cfg.port_min;
+        o.port_max = (uint16_t)g.cfg.port_max;
+    }
+    o.listen_shared = g.n_loops;
+    /* A client's own caps hold as they are: its connections reach one loop. The caps in all
+       of the core are each loop's: split evenly, so that together they stay within the cap
+       (the SOCKS caps in all are counted for the whole process by the library). */
+    if (g.n_loops > 1) {
+        uint32_t *all[] = {&o.max_permissions, &o.max_ports, &o.max_sessions};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            *all[i] = *all[i] / g.n_loops > 0 ? *all[i] / g.n_loops : 1;
+    }
+    fwx_firewall *fw = NULL;
+    if (fwx_firewall_new(L->loop, &o, &fw) != FWX_S_OK) {
+        fprintf(stderr, "fwx-gateway: cannot create the firewall\n");
+        return 1;
+    }
+    L->fw = fw;
+    if (L->index == 0)
+        g.fw = fw;
+    apply_timeouts(fw, &g.cfg);
+    if (g.cfg.json_logs == LOG_JSON) /* before the plugins: their lines carry fields too */
+        fwx_firewall_set_log_sink(fw, json_record_locked, L);
+    /* Every interface address is the gateway's own, followed as they change; local_addresses
+       adds more. */
+    if (FWX_FAILED(fwx_firewall_track_local_addresses(fw)) && L->index == 0)
+        fprintf(stderr, "fwx-gateway: warning: only local_addresses count as the gateway's own\n");
+    /* --check goes as far as a start does short of opening sockets, so that what passes
+       the check starts: the plugins load, and the policy's filters and addresses fit them. */
+    int status = load_plugins(fw);
+    /* A SOCKS-only quick form has no rule to build: the firewall runs without a policy. */
+    bool no_policy = g.config_path == NULL && g.listen[0] == '\0';
+    fwx_policy *policy = status == 0 && !no_policy ? load_policy(err, sizeof err) : NULL;
+    if (no_policy && !g.check_only && L->index == 0)
+        say(FWX_LOG_WARN, "no policy: every destination is allowed (give --config for rules)");
+    if (status == 0 && policy == NULL && !no_policy) {
+        fprintf(stderr, "fwx-gateway: %s\n", err);
+        status = 2;
+    }
+    if (status == 0 && policy != NULL && check_policy(fw, policy, err, sizeof err) != 0) {
+        fprintf(stderr, "fwx-gateway: %s\n", err);
+        fwx_policy_free(policy);
+        policy = NULL;
+        status = 2;
+    }
+    if (status == 0 && g.check_only && check_start(err, sizeof err) != 0) {
+        fprintf(stderr, "fwx-gateway: %s\n", err);
+        fwx_policy_free(policy);
+        policy = NULL;
+        status = 2;
+    }
+    if (status == 0 && g.check_only) {
+        printf("fwx-gateway: %s is valid\n", g.config_path ? g.config_path : "the command line");
+        fwx_policy_free(policy);
+        return -1; /* close and exit 0 */
+    }
+    if (status == 0 && FWX_FAILED(open_backend(fw))) {
+        fwx_policy_free(policy);
+        status = 1;
+    }
+    if (status == 0 && !no_policy && FWX_FAILED(fwx_firewall_set_policy(fw, policy))) {
+        fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(fw));
+        status = 1;
+    }
+    for (int i = 0; status == 0 && L->index == 0 && i < g.cfg.n_redirects; i++) {
+        const local_redirect *lr = &g.cfg.redirects[i];
+        fwx_local_redirect spec;
+        memset(&spec, 0, sizeof spec);
+        spec.struct_size = sizeof spec;
+        spec.protocol = FWX_PROTOCOL_TCP;
+        spec.port_min = (uint16_t)lr->port_min;
+        spec.port_max = (uint16_t)lr->port_max;
+        spec.slot = lr->slot;
+        spec.uid = lr->uid;
+        spec.cgroup = lr->cgroup[0] ? lr->cgroup : NULL;
+        if (FWX_FAILED(fwx_firewall_redirect_local(fw, &spec))) {
+            fprintf(stderr, "fwx-gateway: local_redirect entry %d: %s\n", i, fwx_firewall_last_error(fw));
+            status = 1;
+        }
+    }
+    if (status == 0 && g.cfg.socks[0] != '\0' && g.cfg.socks_users[0] != '\0' &&
+        FWX_FAILED(fwx_proxy_socks_set_users(fw, g.cfg.socks_users))) {
+        fprintf(stderr, "fwx-gateway: gateway.socks_users: %s cannot be used (see the log)\n", g.cfg.socks_users);
+        status = 1;
+    }
+    if (status == 0 && g.cfg.socks[0] != '\0') {
+        struct sockaddr_storage sa;
+        parse_addr(g.cfg.socks, &sa, 1);
+        fwx_result hr = FWX_S_OK;
+        if (g.cfg.limits.socks.struct_size != 0 && FWX_FAILED(hr = fwx_proxy_socks_set_limits(fw, &g.cfg.limits.socks)))
+            fprintf(stderr, "fwx-gateway: socks_limits: %s\n", fwx_strerror(hr));
+        else
+            hr = fwx_proxy_socks_listen(fw, (struct sockaddr *)&sa,
+                                        sa.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                                                : sizeof(struct sockaddr_in6));
+        if (FWX_FAILED(hr)) {
+            fprintf(stderr, "fwx-gateway: socks %s: %s\n", g.cfg.socks, fwx_strerror(hr));
+            status = 1;
+        } else if (L->index == 0) {
+            say(FWX_LOG_INFO, "socks5 on %s", g.cfg.socks);
+        }
+    }
+    if (status == 0)
+        fwx_firewall_set_event_sink(fw, on_event, L);
+    return status;
+}
+
+static int worker_setup(gw_loop *L, void *arg)
+{
+    (void)arg;
+    L->quiet = true; /* plugins loaded, backend, ...: loop 0 said it */
+    int status = setup_firewall(L);
+    L->quiet = false;
+    if (status == 0)
+        gw_metrics_loop_start(L->index, L->loop, L->fw);
+    return status;
+}
+
+static void worker_closed(fwx_firewall *fw, void *arg)
+{
+    (void)fw;
+    ((gw_loop *)arg)->fw = NULL;
+}
+
+/* On loop L, asked by loop 0 at shutdown (or after a failed start): closes what it holds. */
+static void worker_stop(gw_loop *L, void *arg)
+{
+    (void)arg;
+    gw_metrics_loop_stop(L->index);
+    if (L->fw != NULL)
+        fwx_firewall_close(L->fw, worker_closed, L);
+}
+
+/* ---- events of every loop to the control sockets -------------------------------------------
+ * The control servers live on loop 0. Another loop's event is copied (its strings too) and
+ * queued to loop 0, only while some client listens (`events`), so a busy loop pays nothing. */
+
+typedef struct fwd_event {
+    struct fwd_event *next;
+    fwx_event ev;
+    char text[]; /* the four strings, one after the other */
+} fwd_event;
+
+static void deliver_event(const fwx_event *ev)
+{
+    ctl_server_event(g.ctl, ev);
+    for (int i = 0; i < MAX_EXTRA_CTL; i++)
+        ctl_server_event(g.ctl_extra[i], ev);
+}
+
+static void on_forwarded_events(uv_async_t *a)
+{
+    (void)a;
+    uv_mutex_lock(&g.ev_lock);
+    fwd_event *list = g.ev_head;
+    g.ev_head = g.ev_tail = NULL;
+    uv_mutex_unlock(&g.ev_lock);
+    for (fwd_event *e = list, *next; e != NULL; e = next) {
+        next = e->next;
+        deliver_event(&e->ev);
+        free(e);
+    }
+}
+
+static void forward_event(const fwx_event *ev)
+{
+    const char *strs[4] = {ev->reason, ev->rule, ev->name, ev->detail};
+    size_t lens[4], total = 0;
+    for (int i = 0; i < 4; i++)
+        total += lens[i] = strs[i] != NULL ? strlen(strs[i]) + 1 : 0;
+    uv_mutex_lock(&g.ev_lock);
+    unsigned listeners = 0;
+    if (g.ev_open) { /* the servers are closed only after ev_open is false */
+        listeners = ctl_server_event_clients(g.ctl);
+        for (int i = 0; i < MAX_EXTRA_CTL; i++)
+            listeners += ctl_server_event_clients(g.ctl_extra[i]);
+    }
+    fwd_event *e = listeners > 0 ? malloc(sizeof *e + total) : NULL;
+    if (e != NULL) {
+        e->next = NULL;
+        e->ev = *ev;
+        char *p = e->text;
+        const char **dst[4] = {&e->ev.reason, &e->ev.rule, &e->ev.name, &e->ev.detail};
+        for (int i = 0; i < 4; i++) {
+            *dst[i] = strs[i] != NULL ? memcpy(p, strs[i], lens[i]) : NULL;
+            p += lens[i];
+        }
+        if (g.ev_tail != NULL)
+            g.ev_tail->next = e;
+        else
+            g.ev_head = e;
+        g.ev_tail = e;
+        uv_async_send(&g.ev_async);
+    }
+    uv_mutex_unlock(&g.ev_lock);
+}
+
+/* Loop 0: no more forwarded events (before the control servers close). */
+static void events_close(void)
+{
+    if (!g.ev_open)
+        return;
+    uv_mutex_lock(&g.ev_lock);
+    g.ev_open = false;
+    fwd_event *list = g.ev_head;
+    g.ev_head = g.ev_tail = NULL;
+    uv_mutex_unlock(&g.ev_lock);
+    for (fwd_event *e = list, *next; e != NULL; e = next) {
+        next = e->next;
+        free(e);
+    }
+    uv_close((uv_handle_t *)&g.ev_async, NULL);
 }
 
 /* ---- main ---------------------------------------------------------------------------------- */
@@ -951,7 +1342,7 @@ static void usage(FILE *f)
                "       fwx-gateway --listen ADDR:PORT --upstream ADDR:PORT [--plugin NAME|PATH]... [--socks ADDR:PORT]\n"
                "       fwx-gateway --socks ADDR:PORT [--plugin NAME|PATH]...\n"
                "options: --plugin-dir DIR  --control PATH|--no-control  --log-format text|json|journal  --log-level error|warn|info|debug\n"
-               "         --name NAME  --verbose  --backend proxy|nft|auto  --version  --help\n"
+               "         --name NAME  --verbose  --backend proxy|nft|auto  --threads N  --version  --help\n"
                "         --loopback-hosts (127.0.0.x other than the gateway's own are ordinary hosts)\n");
 }
 
@@ -983,7 +1374,8 @@ int main(int argc, char **argv)
         {"loopback-hosts", no_argument, NULL, 'L'},   {"socks", required_argument, NULL, 'S'},
         {"log-level", required_argument, NULL, 'E'},   {"backend", required_argument, NULL, 'B'},
         {"help", no_argument, NULL, 'h'},             {"version", no_argument, NULL, 'V'},
-        {"no-control", no_argument, NULL, 'N'},       {NULL, 0, NULL, 0},
+        {"no-control", no_argument, NULL, 'N'},       {"threads", required_argument, NULL, 'T'},
+        {NULL, 0, NULL, 0},
     };
     settings_defaults(&g.cfg);
     char cli_plugins[MAX_PLUGINS][256];
@@ -992,6 +1384,7 @@ int main(int argc, char **argv)
     int c, verbose = 0;
     int cli_loopback = 0, cli_no_control = 0;
     const char *cli_socks = NULL, *cli_level = NULL, *cli_backend = NULL;
+    const char *cli_threads = NULL;
     while ((c = getopt_long(argc, argv, "c:l:u:p:d:s:f:n:kvhVLS:E:B:", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -1046,6 +1439,9 @@ int main(int argc, char **argv)
         case 'N':
             cli_no_control = 1;
             break;
+        case 'T':
+            cli_threads = optarg;
+            break;
         case 'V': /* what it was built against and what it runs with: they differ after an upgrade */
             printf("fwx-gateway %s (libfwx %s)\n", FWX_VERSION_STRING, fwx_version_string());
             return 0;
@@ -1098,6 +1494,17 @@ int main(int argc, char **argv)
     }
     if (cli_name)
         snprintf(g.cfg.name, sizeof g.cfg.name, "%s", cli_name);
+    if (cli_threads != NULL) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long t = strtoul(cli_threads, &end, 10);
+        if (!isdigit((unsigned char)cli_threads[0]) || *end != '\0' || errno != 0 || t > GW_MAX_LOOPS) {
+            fprintf(stderr, "fwx-gateway: --threads takes a number of event loops from 1 to %d, or 0 for one per CPU\n",
+                    GW_MAX_LOOPS);
+            return 2;
+        }
+        g.cfg.threads = (unsigned)t;
+    }
     if (cli_format) {
         g.cfg.json_logs = log_format_parse(cli_format);
         if (g.cfg.json_logs < 0) {
@@ -1167,121 +1574,67 @@ int main(int argc, char **argv)
     uv_loop_t loop;
     uv_loop_init(&loop);
     g.loop = &loop;
-    fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = g.cfg.name;
-    o.log = log_line;
-    o.log_level = check_only && g.cfg.level > FWX_LOG_WARN ? FWX_LOG_WARN : g.cfg.level;
-    o.local_addresses = g.cfg.local;
-    o.n_local_addresses = (size_t)g.cfg.n_local;
-    o.timeout_ms = g.cfg.timeout_s * 1000;
-    o.loopback_hosts = g.cfg.loopback_hosts;
-    o.kernel_end_on_close = g.cfg.kernel_end_on_close;
-    o.kernel_open_on_stop = g.cfg.open_on_stop;
-    gw_limits_options(&g.cfg.limits, &o);
-    o.plugin_soft_limit_ms = g.cfg.plugin_soft_ms;
-    o.plugin_hard_limit_ms = g.cfg.plugin_hard_ms;
-    if (g.cfg.port_min) {
-        o.port_min = (uint16_t)g.cfg.port_min;
-        o.port_max = (uint16_t)g.cfg.port_max;
+    g.check_only = check_only;
+    /* One event loop per CPU this process may run on, unless told; --check builds one. */
+    unsigned n = g.cfg.threads;
+    if (n == 0) {
+        cpu_set_t cpus;
+        n = sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? (unsigned)CPU_COUNT(&cpus) : 1;
+        if (n < 1)
+            n = 1;
+        if (n > GW_MAX_LOOPS)
+            n = GW_MAX_LOOPS;
     }
-    if (fwx_firewall_new(&loop, &o, &g.fw) != FWX_S_OK) {
-        fprintf(stderr, "fwx-gateway: cannot create the firewall\n");
+    if (check_only)
+        n = 1;
+    g.n_loops = n;
+    if (gw_loops_init(&loop, n) != 0) {
+        fprintf(stderr, "fwx-gateway: cannot prepare %u event loops\n", n);
         return 1;
     }
-    apply_timeouts(&g.cfg);
-    if (g.cfg.json_logs == LOG_JSON) /* before the plugins: their lines carry fields too */
-        fwx_firewall_set_log_sink(g.fw, json_record, NULL);
-    /* Every interface address is the gateway's own, followed as they change; local_addresses
-       adds more. */
-    if (FWX_FAILED(fwx_firewall_track_local_addresses(g.fw)))
-        fprintf(stderr, "fwx-gateway: warning: only local_addresses count as the gateway's own\n");
-    /* --check goes as far as a start does short of opening sockets, so that what passes
-       the check starts: the plugins load, and the policy's filters and addresses fit them. */
-    int status = load_plugins();
-    /* A SOCKS-only quick form has no rule to build: the firewall runs without a policy. */
-    bool no_policy = g.config_path == NULL && g.listen[0] == '\0';
-    fwx_policy *policy = status == 0 && !no_policy ? load_policy(err, sizeof err) : NULL;
-    if (no_policy && !check_only)
-        say(FWX_LOG_WARN, "no policy: every destination is allowed (give --config for rules)");
-    if (status == 0 && policy == NULL && !no_policy) {
-        fprintf(stderr, "fwx-gateway: %s\n", err);
-        status = 2;
-    }
-    if (status == 0 && policy != NULL && check_policy(policy, err, sizeof err) != 0) {
-        fprintf(stderr, "fwx-gateway: %s\n", err);
-        fwx_policy_free(policy);
-        policy = NULL;
-        status = 2;
-    }
-    if (status == 0 && check_only && check_start(err, sizeof err) != 0) {
-        fprintf(stderr, "fwx-gateway: %s\n", err);
-        fwx_policy_free(policy);
-        policy = NULL;
-        status = 2;
-    }
-    if (status == 0 && check_only) {
-        printf("fwx-gateway: %s is valid\n", g.config_path ? g.config_path : "the command line");
-        fwx_policy_free(policy);
-        status = -1; /* close and exit 0 */
-    }
-    if (status == 0 && FWX_FAILED(open_backend())) {
-        fwx_policy_free(policy);
-        status = 1;
-    }
-    if (status == 0 && !no_policy && FWX_FAILED(fwx_firewall_set_policy(g.fw, policy))) {
-        fprintf(stderr, "fwx-gateway: %s\n", fwx_firewall_last_error(g.fw));
-        status = 1;
-    }
-    for (int i = 0; status == 0 && i < g.cfg.n_redirects; i++) {
-        const local_redirect *lr = &g.cfg.redirects[i];
-        fwx_local_redirect spec;
-        memset(&spec, 0, sizeof spec);
-        spec.struct_size = sizeof spec;
-        spec.protocol = FWX_PROTOCOL_TCP;
-        spec.port_min = (uint16_t)lr->port_min;
-        spec.port_max = (uint16_t)lr->port_max;
-        spec.slot = lr->slot;
-        spec.uid = lr->uid;
-        spec.cgroup = lr->cgroup[0] ? lr->cgroup : NULL;
-        if (FWX_FAILED(fwx_firewall_redirect_local(g.fw, &spec))) {
-            fprintf(stderr, "fwx-gateway: local_redirect entry %d: %s\n", i, fwx_firewall_last_error(g.fw));
-            status = 1;
-        }
-    }
-    if (status == 0 && g.cfg.socks[0] != '\0' && g.cfg.socks_users[0] != '\0' &&
-        FWX_FAILED(fwx_proxy_socks_set_users(g.fw, g.cfg.socks_users))) {
-        fprintf(stderr, "fwx-gateway: gateway.socks_users: %s cannot be used (see the log)\n", g.cfg.socks_users);
-        status = 1;
-    }
-    if (status == 0 && g.cfg.socks[0] != '\0') {
-        struct sockaddr_storage sa;
-        parse_addr(g.cfg.socks, &sa, 1);
-        fwx_result hr = FWX_S_OK;
-        if (g.cfg.limits.socks.struct_size != 0 && FWX_FAILED(hr = fwx_proxy_socks_set_limits(g.fw, &g.cfg.limits.socks)))
-            fprintf(stderr, "fwx-gateway: socks_limits: %s\n", fwx_strerror(hr));
-        else
-            hr = fwx_proxy_socks_listen(g.fw, (struct sockaddr *)&sa,
-                                               sa.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                                                       : sizeof(struct sockaddr_in6));
-        if (FWX_FAILED(hr)) {
-            fprintf(stderr, "fwx-gateway: socks %s: %s\n", g.cfg.socks, fwx_strerror(hr));
-            status = 1;
+    gw_loop *L0 = gw_loop_at(0);
+    char err2[1024];
+    int status = read_policy_text(err2, sizeof err2) == 0 ? 0 : 2;
+    if (status != 0)
+        fprintf(stderr, "fwx-gateway: %s\n", err2);
+    if (status == 0)
+        status = setup_firewall(L0);
+    g.fw = L0->fw;
+    if (status == 0 && g.n_loops > 1 && strcmp(g.backend, "proxy") != 0) {
+        /* The kernel table is the gateway's one: the nft backend runs on one loop. */
+        if (g.cfg.threads > 1) {
+            fprintf(stderr, "fwx-gateway: threads = %u: the \"%s\" backend runs one event loop (its nftables "
+                            "table is one per gateway); give threads = 1\n", g.cfg.threads, g.backend);
+            status = 2;
         } else {
-            say(FWX_LOG_INFO, "socks5 on %s", g.cfg.socks);
+            say(FWX_LOG_INFO, "backend %s: one event loop (the kernel carries what no filter sees)", g.backend);
         }
+        g.n_loops = 1;
     }
     if (status == 0) {
         gw_metrics_start(&loop, g.fw, g.backend);
-        fwx_firewall_set_event_sink(g.fw, on_event, NULL);
         if (g.cfg.metrics_listen[0] != '\0' && gw_metrics_listen(g.cfg.metrics_listen, err, sizeof err) != 0) {
             fprintf(stderr, "fwx-gateway: gateway.%s\n", err);
             status = 1;
         }
     }
+    if (status == 0) {
+        uv_mutex_init(&g.ev_lock);
+        uv_async_init(&loop, &g.ev_async, on_forwarded_events);
+        g.ev_open = true;
+    }
+    /* Loops 1..N-1, one after the other: each says whether it could start before the next. */
+    for (unsigned i = 1; status == 0 && i < g.n_loops; i++) {
+        int st = gw_loop_start(gw_loop_at(i), worker_setup, worker_stop, NULL);
+        if (st != 0) {
+            fprintf(stderr, "fwx-gateway: event loop %u could not start\n", i);
+            status = st < 0 ? 1 : st;
+        }
+    }
     if (status == 0 && g.cfg.control[0] != '\0') {
         char cerr[256];
-        static const ctl_hooks hooks = {.reload = ctl_reload, .metrics = ctl_metrics, .log = ctl_log};
+        static const ctl_hooks hooks = {.reload = ctl_reload, .metrics = ctl_metrics, .log = ctl_log,
+                                        .loops = ctl_loops, .on_loop = ctl_on_loop, .loop_served = ctl_loop_served};
         /* A group's members must be able to reach a socket in the default directory (0750). */
         size_t dl = strlen(CTL_DEFAULT_DIR);
         if (g.cfg.control_gid >= 0 && strncmp(g.cfg.control, CTL_DEFAULT_DIR "/", dl + 1) == 0 &&
@@ -1298,7 +1651,8 @@ int main(int argc, char **argv)
     }
     for (int i = 0; status == 0 && i < g.cfg.n_extra; i++) {
         char cerr[256];
-        static const ctl_hooks hooks = {.reload = ctl_reload, .metrics = ctl_metrics, .log = ctl_log};
+        static const ctl_hooks hooks = {.reload = ctl_reload, .metrics = ctl_metrics, .log = ctl_log,
+                                        .loops = ctl_loops, .on_loop = ctl_on_loop, .loop_served = ctl_loop_served};
         const extra_ctl *x = &g.cfg.extra[i];
         ctl_config cc = {.path = x->path, .mode = x->mode, .gid = x->gid, .level = (ctl_level)x->level,
                          .hooks = &hooks};
@@ -1309,14 +1663,20 @@ int main(int argc, char **argv)
         }
     }
     if (status != 0) {
+        events_close();
+        for (unsigned i = 1; i < g.n_loops; i++)
+            gw_loop_stop(gw_loop_at(i));
         if (g.ctl != NULL)
             ctl_server_close(g.ctl);
         for (int i = 0; i < MAX_EXTRA_CTL; i++)
             ctl_server_close(g.ctl_extra[i]);
         gw_metrics_stop();
-        fwx_firewall_close(g.fw, NULL, NULL);
+        if (g.fw != NULL)
+            fwx_firewall_close(g.fw, NULL, NULL);
         uv_run(&loop, UV_RUN_DEFAULT);
+        gw_loops_join();
         uv_loop_close(&loop);
+        free(g.policy_text);
         return status < 0 ? 0 : status;
     }
     uv_signal_init(&loop, &g.sighup);
@@ -1326,11 +1686,13 @@ int main(int argc, char **argv)
     uv_signal_start(&g.sigint, on_signal, SIGINT);
     uv_signal_start(&g.sigterm, on_signal, SIGTERM);
     signal(SIGPIPE, SIG_IGN);
-    say(FWX_LOG_INFO, "ready (%s, backend %s, %d plugin%s%s%s)", g.config_path ? g.config_path : "command line",
-        g.backend, g.cfg.n_plugins,
-        g.cfg.n_plugins == 1 ? "" : "s", g.cfg.control[0] ? ", control " : "", g.cfg.control);
+    say(FWX_LOG_INFO, "ready (%s, backend %s, %d plugin%s, %u event loop%s%s%s)",
+        g.config_path ? g.config_path : "command line", g.backend, g.cfg.n_plugins, g.cfg.n_plugins == 1 ? "" : "s",
+        g.n_loops, g.n_loops == 1 ? "" : "s", g.cfg.control[0] ? ", control " : "", g.cfg.control);
     notify("READY=1");
     uv_run(&loop, UV_RUN_DEFAULT);
+    gw_loops_join();
+    free(g.policy_text);
     int rc = uv_loop_close(&loop);
     if (rc != 0)
         fprintf(stderr, "fwx-gateway: handles left open at exit: %s\n", uv_strerror(rc));

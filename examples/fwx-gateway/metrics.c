@@ -8,6 +8,9 @@
  * SPDX-License-Identifier: MIT
  */
 #include "metrics.h"
+#include "loops.h"
+
+#include <stdatomic.h>
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -20,36 +23,74 @@
 static const char *const reasons[N_REASONS] = {"protocol_rules", "site_rules", "network_rules", "no_filter",
                                                 "filter",         "quarantine", "limits",        "other"};
 
+/* What one event loop counts (loops.h). Written by its own thread, read by loop 0's for the
+   exposition and `fwxctl loops`: relaxed atomics, each counter on its own. */
+typedef struct loop_counts {
+    atomic_uint_fast64_t sessions_opened;
+    atomic_uint_fast64_t conns_opened[2]; /* [kernel] */
+    atomic_uint_fast64_t conns_closed[2];
+    atomic_uint_fast64_t perms_added, perms_removed;
+    atomic_uint_fast64_t refusals[N_REASONS];
+    atomic_uint_fast64_t closed_bytes_in, closed_bytes_out;
+    atomic_uint_fast64_t lag_last_ns, lag_max_ns;
+    /* the loop's own */
+    uv_timer_t lag_timer;
+    uint64_t lag_expected; /* uv_hrtime() the timer should fire at */
+    bool started;
+} loop_counts;
+
+static loop_counts counts[GW_MAX_LOOPS];
+
 static struct {
     uv_loop_t *loop;
     fwx_firewall *fw;
     const char *backend;
     bool started;
-    uint64_t sessions_opened;
-    uint64_t conns_opened[2]; /* [kernel] */
-    uint64_t conns_closed[2];
-    uint64_t perms_added, perms_removed;
-    uint64_t refusals[N_REASONS];
-    uint64_t closed_bytes_in, closed_bytes_out;
-    uv_timer_t lag_timer;
-    uint64_t lag_expected; /* uv_hrtime() the timer should fire at */
-    uint64_t lag_last_ns, lag_max_ns;
     uv_tcp_t *http; /* allocated: a reload closes one and opens the next before the close is done */
     unsigned n_clients;
     struct hclient *clients;
 } m;
 
 #define LAG_INTERVAL_MS 250
+#define ADD(c, v) atomic_fetch_add_explicit(&(c), (v), memory_order_relaxed)
+#define GET(c) ((uint64_t)atomic_load_explicit(&(c), memory_order_relaxed))
 
 static void lag_cb(uv_timer_t *t)
 {
-    (void)t;
+    loop_counts *lc = t->data;
     uint64_t now = uv_hrtime();
-    uint64_t lag = now > m.lag_expected ? now - m.lag_expected : 0;
-    m.lag_last_ns = lag;
-    if (lag > m.lag_max_ns)
-        m.lag_max_ns = lag;
-    m.lag_expected = now + (uint64_t)LAG_INTERVAL_MS * 1000000;
+    uint64_t lag = now > lc->lag_expected ? now - lc->lag_expected : 0;
+    atomic_store_explicit(&lc->lag_last_ns, lag, memory_order_relaxed);
+    if (lag > GET(lc->lag_max_ns))
+        atomic_store_explicit(&lc->lag_max_ns, lag, memory_order_relaxed);
+    lc->lag_expected = now + (uint64_t)LAG_INTERVAL_MS * 1000000;
+}
+
+void gw_metrics_loop_start(unsigned i, uv_loop_t *loop, fwx_firewall *fw)
+{
+    loop_counts *lc = &counts[i];
+    (void)fwx_firewall_time_plugins(fw, 1);
+    uv_timer_init(loop, &lc->lag_timer);
+    lc->lag_timer.data = lc;
+    lc->lag_expected = uv_hrtime() + (uint64_t)LAG_INTERVAL_MS * 1000000;
+    uv_timer_start(&lc->lag_timer, lag_cb, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
+    uv_unref((uv_handle_t *)&lc->lag_timer);
+    lc->started = true;
+}
+
+void gw_metrics_loop_stop(unsigned i)
+{
+    if (counts[i].started) {
+        uv_close((uv_handle_t *)&counts[i].lag_timer, NULL);
+        counts[i].started = false;
+    }
+}
+
+void gw_metrics_loop_served(unsigned i, uint64_t *sessions, uint64_t *connections)
+{
+    loop_counts *lc = &counts[i < GW_MAX_LOOPS ? i : 0];
+    *sessions = GET(lc->sessions_opened);
+    *connections = GET(lc->conns_opened[0]) + GET(lc->conns_opened[1]);
 }
 
 void gw_metrics_start(uv_loop_t *loop, fwx_firewall *fw, const char *backend)
@@ -58,39 +99,37 @@ void gw_metrics_start(uv_loop_t *loop, fwx_firewall *fw, const char *backend)
     m.fw = fw;
     m.backend = backend;
     m.started = true;
-    (void)fwx_firewall_time_plugins(fw, 1);
-    uv_timer_init(loop, &m.lag_timer);
-    m.lag_expected = uv_hrtime() + (uint64_t)LAG_INTERVAL_MS * 1000000;
-    uv_timer_start(&m.lag_timer, lag_cb, LAG_INTERVAL_MS, LAG_INTERVAL_MS);
-    uv_unref((uv_handle_t *)&m.lag_timer);
+    gw_metrics_loop_start(0, loop, fw);
 }
 
 void gw_metrics_event(const fwx_event *ev)
 {
+    gw_loop *L = gw_loop_self();
+    loop_counts *lc = &counts[L != NULL ? L->index : 0];
     int k = ev->kernel_mode != 0;
     switch (ev->type) {
     case FWX_EVENT_SESSION_OPENED:
-        m.sessions_opened++;
+        ADD(lc->sessions_opened, 1);
         break;
     case FWX_EVENT_CONNECTION_OPENED:
-        m.conns_opened[k]++;
+        ADD(lc->conns_opened[k], 1);
         break;
     case FWX_EVENT_CONNECTION_CLOSED:
-        m.conns_closed[k]++;
-        m.closed_bytes_in += ev->bytes_in;
-        m.closed_bytes_out += ev->bytes_out;
+        ADD(lc->conns_closed[k], 1);
+        ADD(lc->closed_bytes_in, ev->bytes_in);
+        ADD(lc->closed_bytes_out, ev->bytes_out);
         break;
     case FWX_EVENT_PERMISSION_ADDED:
-        m.perms_added++;
+        ADD(lc->perms_added, 1);
         break;
     case FWX_EVENT_PERMISSION_REMOVED:
-        m.perms_removed++;
+        ADD(lc->perms_removed, 1);
         break;
     case FWX_EVENT_CONNECTION_REFUSED: {
         size_t i = 0;
         while (i < N_REASONS - 1 && (ev->reason == NULL || strcmp(ev->reason, reasons[i]) != 0))
             i++;
-        m.refusals[i]++;
+        ADD(lc->refusals[i], 1);
         break;
     }
     default:
@@ -163,10 +202,37 @@ static void live_cb(void *arg, const fwx_object_info *info)
     l->bytes_out += info->bytes_out;
 }
 
-static void timing_cb(void *arg, const fwx_plugin_timing *t)
+/* The plugins' handler times, summed over the loops by plugin name. */
+typedef struct timings {
+    fwx_plugin_timing t[64];
+    char names[64][64];
+    size_t n;
+} timings;
+
+static void timing_add_cb(void *arg, const fwx_plugin_timing *t)
+{
+    timings *all = arg;
+    const char *name = t->name ? t->name : "";
+    size_t i = 0;
+    while (i < all->n && strcmp(all->names[i], name) != 0)
+        i++;
+    if (i == all->n) {
+        if (all->n == sizeof all->t / sizeof all->t[0])
+            return;
+        all->n++;
+        memset(&all->t[i], 0, sizeof all->t[i]);
+        snprintf(all->names[i], sizeof all->names[i], "%s", name);
+        all->t[i].name = all->names[i];
+    }
+    all->t[i].calls += t->calls;
+    all->t[i].total_ns += t->total_ns;
+    for (size_t b = 0; b < FWX_PLUGIN_TIME_BUCKETS; b++)
+        all->t[i].buckets[b] += t->buckets[b];
+}
+
+static void timing_cb(mbuf *b, const fwx_plugin_timing *t)
 {
     static const uint64_t bounds_us[] = FWX_PLUGIN_TIME_BOUNDS_US;
-    mbuf *b = arg;
     uint64_t cum = 0;
     for (size_t i = 0; i < FWX_PLUGIN_TIME_BUCKETS; i++) {
         cum += t->buckets[i];
@@ -185,24 +251,83 @@ static void timing_cb(void *arg, const fwx_plugin_timing *t)
     out(b, "\"} %llu\n", (unsigned long long)t->calls);
 }
 
+/* What one loop holds now, read on its own thread. */
+typedef struct loop_now {
+    fwx_firewall_stats st;
+    live l;
+    timings *all;
+    bool answered;
+} loop_now;
+
+static void gather_on_loop(gw_loop *L, void *arg)
+{
+    loop_now *n = arg;
+    if (L->fw == NULL)
+        return;
+    n->st.struct_size = sizeof n->st;
+    fwx_firewall_get_stats(L->fw, &n->st);
+    fwx_firewall_list(L->fw, FWX_OBJECT_CONNECTION, live_cb, &n->l);
+    fwx_firewall_plugin_timings(L->fw, timing_add_cb, n->all);
+    n->answered = true;
+}
+
 char *gw_metrics_text(void)
 {
     mbuf b = {malloc(4096), 0, 4096, false};
-    if (b.p == NULL || !m.started) {
+    timings *all = calloc(1, sizeof *all);
+    unsigned n_loops = gw_loops_count() ? gw_loops_count() : 1;
+    loop_now *now = calloc(n_loops, sizeof *now);
+    if (b.p == NULL || all == NULL || now == NULL || !m.started) {
         free(b.p);
+        free(all);
+        free(now);
         return NULL;
     }
-    fwx_firewall_stats st;
-    memset(&st, 0, sizeof st);
-    st.struct_size = sizeof st;
-    fwx_firewall_get_stats(m.fw, &st);
+    /* Every loop's live objects on its own thread; the counters are read here. */
+    fwx_firewall_stats st = {0};
     live l = {0};
-    fwx_firewall_list(m.fw, FWX_OBJECT_CONNECTION, live_cb, &l);
+    uint64_t sessions_opened = 0, conns_opened[2] = {0}, conns_closed[2] = {0}, perms_added = 0;
+    uint64_t refusals[N_REASONS] = {0}, closed_in = 0, closed_out = 0, lag_last = 0, lag_max = 0;
+    for (unsigned i = 0; i < n_loops; i++) {
+        now[i].all = all;
+        gw_loop *L = gw_loop_at(i);
+        if (L != NULL)
+            (void)gw_loop_call(L, gather_on_loop, &now[i]);
+        else if (i == 0) { /* a host without loops.h's loops */
+            now[0].st.struct_size = sizeof now[0].st;
+            fwx_firewall_get_stats(m.fw, &now[0].st);
+            fwx_firewall_list(m.fw, FWX_OBJECT_CONNECTION, live_cb, &now[0].l);
+            fwx_firewall_plugin_timings(m.fw, timing_add_cb, all);
+            now[0].answered = true;
+        }
+        st.sessions += now[i].st.sessions;
+        st.permissions += now[i].st.permissions;
+        st.bound_ports += now[i].st.bound_ports;
+        for (int k = 0; k < 2; k++)
+            l.conns[k] += now[i].l.conns[k];
+        l.bytes_in += now[i].l.bytes_in;
+        l.bytes_out += now[i].l.bytes_out;
+        loop_counts *lc = &counts[i];
+        sessions_opened += GET(lc->sessions_opened);
+        for (int k = 0; k < 2; k++) {
+            conns_opened[k] += GET(lc->conns_opened[k]);
+            conns_closed[k] += GET(lc->conns_closed[k]);
+        }
+        perms_added += GET(lc->perms_added);
+        for (size_t r = 0; r < N_REASONS; r++)
+            refusals[r] += GET(lc->refusals[r]);
+        closed_in += GET(lc->closed_bytes_in);
+        closed_out += GET(lc->closed_bytes_out);
+        if (GET(lc->lag_last_ns) > lag_last)
+            lag_last = GET(lc->lag_last_ns);
+        if (GET(lc->lag_max_ns) > lag_max)
+            lag_max = GET(lc->lag_max_ns);
+    }
     static const char *const modes[2] = {"user", "kernel"};
     out(&b, "# HELP fwx_sessions Open sessions.\n# TYPE fwx_sessions gauge\nfwx_sessions %u\n", st.sessions);
     out(&b, "# HELP fwx_sessions_opened_total Sessions opened since the start.\n"
             "# TYPE fwx_sessions_opened_total counter\nfwx_sessions_opened_total %llu\n",
-        (unsigned long long)m.sessions_opened);
+        (unsigned long long)sessions_opened);
     out(&b, "# HELP fwx_connections Live connections by mode and backend.\n# TYPE fwx_connections gauge\n");
     for (int k = 0; k < 2; k++)
         out(&b, "fwx_connections{mode=\"%s\",backend=\"%s\"} %llu\n", modes[k], m.backend ? m.backend : "none",
@@ -211,35 +336,66 @@ char *gw_metrics_text(void)
             "# TYPE fwx_connections_opened_total counter\n");
     for (int k = 0; k < 2; k++)
         out(&b, "fwx_connections_opened_total{mode=\"%s\",backend=\"%s\"} %llu\n", modes[k],
-            m.backend ? m.backend : "none", (unsigned long long)m.conns_opened[k]);
+            m.backend ? m.backend : "none", (unsigned long long)conns_opened[k]);
     out(&b, "# HELP fwx_connections_closed_total Connections ended since the start, by mode.\n"
             "# TYPE fwx_connections_closed_total counter\n");
     for (int k = 0; k < 2; k++)
         out(&b, "fwx_connections_closed_total{mode=\"%s\",backend=\"%s\"} %llu\n", modes[k],
-            m.backend ? m.backend : "none", (unsigned long long)m.conns_closed[k]);
+            m.backend ? m.backend : "none", (unsigned long long)conns_closed[k]);
     out(&b, "# HELP fwx_permissions Outstanding permissions (AllowFutureConnect, redirect ports).\n"
             "# TYPE fwx_permissions gauge\nfwx_permissions %u\n", st.permissions);
     out(&b, "# HELP fwx_bound_ports Ports bound for clients.\n# TYPE fwx_bound_ports gauge\nfwx_bound_ports %u\n",
         st.bound_ports);
     out(&b, "# HELP fwx_permissions_added_total Permissions and ports set up since the start.\n"
             "# TYPE fwx_permissions_added_total counter\nfwx_permissions_added_total %llu\n",
-        (unsigned long long)m.perms_added);
+        (unsigned long long)perms_added);
     out(&b, "# HELP fwx_refusals_total Connections refused, by reason.\n# TYPE fwx_refusals_total counter\n");
     for (size_t i = 0; i < N_REASONS; i++)
-        out(&b, "fwx_refusals_total{reason=\"%s\"} %llu\n", reasons[i], (unsigned long long)m.refusals[i]);
+        out(&b, "fwx_refusals_total{reason=\"%s\"} %llu\n", reasons[i], (unsigned long long)refusals[i]);
     out(&b, "# HELP fwx_bytes_total Bytes relayed, ended and live connections, by direction.\n"
             "# TYPE fwx_bytes_total counter\n");
-    out(&b, "fwx_bytes_total{direction=\"from_client\"} %llu\n", (unsigned long long)(m.closed_bytes_in + l.bytes_in));
-    out(&b, "fwx_bytes_total{direction=\"from_peer\"} %llu\n", (unsigned long long)(m.closed_bytes_out + l.bytes_out));
+    out(&b, "fwx_bytes_total{direction=\"from_client\"} %llu\n", (unsigned long long)(closed_in + l.bytes_in));
+    out(&b, "fwx_bytes_total{direction=\"from_peer\"} %llu\n", (unsigned long long)(closed_out + l.bytes_out));
     out(&b, "# HELP fwx_plugin_handler_seconds Time of each outermost call into a plugin.\n"
             "# TYPE fwx_plugin_handler_seconds histogram\n");
-    fwx_firewall_plugin_timings(m.fw, timing_cb, &b);
-    out(&b, "# HELP fwx_loop_lag_seconds How late the loop ran a %d ms timer, last time.\n"
+    for (size_t i = 0; i < all->n; i++)
+        timing_cb(&b, &all->t[i]);
+    out(&b, "# HELP fwx_loop_lag_seconds How late the loop ran a %d ms timer, last time (the latest loop).\n"
             "# TYPE fwx_loop_lag_seconds gauge\nfwx_loop_lag_seconds %.6f\n",
-        LAG_INTERVAL_MS, (double)m.lag_last_ns / 1e9);
+        LAG_INTERVAL_MS, (double)lag_last / 1e9);
     out(&b, "# HELP fwx_loop_lag_max_seconds The longest such lag since the start.\n"
             "# TYPE fwx_loop_lag_max_seconds gauge\nfwx_loop_lag_max_seconds %.6f\n",
-        (double)m.lag_max_ns / 1e9);
+        (double)lag_max / 1e9);
+    /* Per event loop (fwx-gateway --threads): where the work went. */
+    out(&b, "# HELP fwx_event_loops Event loops the gateway runs.\n# TYPE fwx_event_loops gauge\nfwx_event_loops %u\n",
+        n_loops);
+    out(&b, "# HELP fwx_loop_sessions Open sessions, by event loop.\n# TYPE fwx_loop_sessions gauge\n");
+    for (unsigned i = 0; i < n_loops; i++)
+        out(&b, "fwx_loop_sessions{loop=\"%u\"} %u\n", i, now[i].st.sessions);
+    out(&b, "# HELP fwx_loop_connections Live connections, by event loop.\n# TYPE fwx_loop_connections gauge\n");
+    for (unsigned i = 0; i < n_loops; i++)
+        out(&b, "fwx_loop_connections{loop=\"%u\"} %llu\n", i,
+            (unsigned long long)(now[i].l.conns[0] + now[i].l.conns[1]));
+    out(&b, "# HELP fwx_loop_sessions_opened_total Sessions opened since the start, by event loop.\n"
+            "# TYPE fwx_loop_sessions_opened_total counter\n");
+    for (unsigned i = 0; i < n_loops; i++)
+        out(&b, "fwx_loop_sessions_opened_total{loop=\"%u\"} %llu\n", i, (unsigned long long)GET(counts[i].sessions_opened));
+    out(&b, "# HELP fwx_loop_connections_opened_total Connections allowed since the start, by event loop.\n"
+            "# TYPE fwx_loop_connections_opened_total counter\n");
+    for (unsigned i = 0; i < n_loops; i++)
+        out(&b, "fwx_loop_connections_opened_total{loop=\"%u\"} %llu\n", i,
+            (unsigned long long)(GET(counts[i].conns_opened[0]) + GET(counts[i].conns_opened[1])));
+    out(&b, "# HELP fwx_loop_connections_closed_total Connections ended since the start, by event loop.\n"
+            "# TYPE fwx_loop_connections_closed_total counter\n");
+    for (unsigned i = 0; i < n_loops; i++)
+        out(&b, "fwx_loop_connections_closed_total{loop=\"%u\"} %llu\n", i,
+            (unsigned long long)(GET(counts[i].conns_closed[0]) + GET(counts[i].conns_closed[1])));
+    out(&b, "# HELP fwx_loop_lag_by_loop_seconds How late each loop ran its %d ms timer, last time.\n"
+            "# TYPE fwx_loop_lag_by_loop_seconds gauge\n", LAG_INTERVAL_MS);
+    for (unsigned i = 0; i < n_loops; i++)
+        out(&b, "fwx_loop_lag_by_loop_seconds{loop=\"%u\"} %.6f\n", i, (double)GET(counts[i].lag_last_ns) / 1e9);
+    free(all);
+    free(now);
     if (b.oom) {
         free(b.p);
         return NULL;
@@ -465,7 +621,7 @@ void gw_metrics_stop(void)
 {
     gw_metrics_stop_http();
     if (m.started) {
-        uv_close((uv_handle_t *)&m.lag_timer, NULL);
+        gw_metrics_loop_stop(0);
         m.started = false;
     }
 }

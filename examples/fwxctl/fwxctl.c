@@ -256,21 +256,27 @@ static char *fmt_expires(const jobj *o)
 
 /* ---- what each command asks and shows ----------------------------------------------------------- */
 
-enum { T_PLUGINS, T_SESSIONS, T_CONNECTIONS, T_PERMISSIONS, T_PORTS, T_REDIRECTS, T_COUNT };
+enum { T_PLUGINS, T_SESSIONS, T_CONNECTIONS, T_PERMISSIONS, T_PORTS, T_REDIRECTS, T_LOOPS, T_COUNT };
 
 static table tables[T_COUNT] = {
     [T_PLUGINS] = {"plugins", 5, {"ID", "NAME", "GUID", "HOOKS", "PATH"}, NULL, 0, 0},
-    [T_SESSIONS] = {"sessions", 6, {"ID", "KIND", "CLIENT", "FLAGS", "USER", "AGE"}, NULL, 0, 0},
-    [T_CONNECTIONS] = {"connections", 10,
-                       {"ID", "SESSION", "PROTO", "MODE", "CLIENT", "PEER", "LOCAL", "BYTES-IN", "BYTES-OUT", "AGE"},
+    /* LOOP: the gateway's event loop that holds the object (ids are each loop's own). */
+    [T_SESSIONS] = {"sessions", 7, {"ID", "KIND", "CLIENT", "FLAGS", "USER", "AGE", "LOOP"}, NULL, 0, 0},
+    [T_CONNECTIONS] = {"connections", 11,
+                       {"ID", "SESSION", "PROTO", "MODE", "CLIENT", "PEER", "LOCAL", "BYTES-IN", "BYTES-OUT", "AGE",
+                        "LOOP"},
                        NULL, 0, 0},
-    [T_PERMISSIONS] = {"permissions", 11,
-                       {"ID", "SESSION", "KIND", "PROTO", "MODE", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER"},
+    [T_PERMISSIONS] = {"permissions", 12,
+                       {"ID", "SESSION", "KIND", "PROTO", "MODE", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER",
+                        "LOOP"},
                        NULL, 0, 0},
-    [T_PORTS] = {"ports", 11,
-                 {"ID", "SESSION", "KIND", "PROTO", "MODE", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER"},
+    [T_PORTS] = {"ports", 12,
+                 {"ID", "SESSION", "KIND", "PROTO", "MODE", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER",
+                  "LOOP"},
                  NULL, 0, 0},
     [T_REDIRECTS] = {"redirects", 6, {"FLOW", "WRITER", "SLOTS", "ORIGINAL", "APPLICATION", "HOPS"}, NULL, 0, 0},
+    [T_LOOPS] = {"loops", 7, {"LOOP", "SESSIONS", "CONNECTIONS", "PERMISSIONS", "PORTS", "SESSIONS-SERVED",
+                              "CONNECTIONS-SERVED"}, NULL, 0, 0},
 };
 
 /* What a command sends and how its answer reads. */
@@ -291,6 +297,7 @@ static const command commands[] = {
     {"ports", "list grants", 1u << T_PORTS, C_LIST, 0},
     {"plugins", "list plugins", 1u << T_PLUGINS, C_LIST, 0},
     {"stats", "stats", 0, C_ONE, 0},
+    {"loops", "loops", 1u << T_LOOPS, C_LIST, 0},
     {"version", "version", 0, C_ONE, 0},
     {"redirects", "redirects", 1u << T_REDIRECTS, C_LIST, 0},
     {"all", "list all", (1u << T_REDIRECTS) - 1, C_LIST, 0}, /* the registry is the host's, not the gateway's */
@@ -353,6 +360,8 @@ static int object_table(const jobj *o)
         return T_CONNECTIONS;
     if (strcmp(kind, "redirect") == 0)
         return T_REDIRECTS;
+    if (strcmp(kind, "loop") == 0)
+        return T_LOOPS;
     if (strcmp(kind, "grant") == 0) {
         const char *name = jstr(o, "name");
         if (strcmp(name, "permission") == 0 || strcmp(name, "redirect port") == 0)
@@ -381,6 +390,7 @@ static void add_row(int t, const jobj *o)
         row[3] = jtext(o, "flag_names");
         row[4] = jtext(o, "owner");
         row[5] = fmt_age(o);
+        row[6] = jtext(o, "loop");
         break;
     case T_CONNECTIONS:
         row[0] = jtext(o, "id");
@@ -393,6 +403,7 @@ static void add_row(int t, const jobj *o)
         row[7] = jtext(o, "bytes_in");
         row[8] = jtext(o, "bytes_out");
         row[9] = fmt_age(o);
+        row[10] = jtext(o, "loop");
         break;
     case T_REDIRECTS:
         row[0] = jtext(o, "flow");
@@ -402,6 +413,13 @@ static void add_row(int t, const jobj *o)
         row[4] = jtext(o, "application");
         row[5] = jtext(o, "hops");
         break;
+    case T_LOOPS: { /* the columns are the keys, in order */
+        static const char *const keys[] = {"loop", "sessions", "connections", "permissions", "bound_ports",
+                                           "sessions_served", "connections_served"};
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
+            row[k] = jtext(o, keys[k]);
+        break;
+    }
     default: /* T_PERMISSIONS, T_PORTS */
         row[0] = jtext(o, "id");
         row[1] = jtext(o, "session");
@@ -414,6 +432,7 @@ static void add_row(int t, const jobj *o)
         row[8] = fmt_expires(o);
         row[9] = jtext(o, "flag_names");
         row[10] = jtext(o, "owner");
+        row[11] = jtext(o, "loop");
         break;
     }
     table_add(&tables[t], row);
@@ -552,8 +571,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: %s [-s PATH] [-j] [FILTER...] sessions|connections|permissions|ports|plugins|all\n"
-            "       %s [-s PATH] [-j] redirects|stats|version|events|metrics|reload\n"
-            "       %s [-s PATH] [-j] kill session|connection ID\n"
+            "       %s [-s PATH] [-j] redirects|stats|loops|version|events|metrics|reload\n"
+            "       %s [-s PATH] [-j] kill session|connection ID [loop=N]\n"
             "       %s [-s PATH] [-j] [-u USER] explain SRC DST tcp/PORT|udp/PORT\n"
             "  -s, --socket PATH    the gateway's control socket (default $FWX_CTL_SOCKET or %s)\n"
             "  -j, --json           print the server's JSON lines instead of tables or text\n"
@@ -655,7 +674,9 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
-    if (argc - optind - 1 != cmd->args) {
+    /* kill takes `loop=N` after its two words when ids of several loops collide. */
+    int extra = cmd->type == C_KILL && argc - optind - 1 == 3 && strncmp(argv[argc - 1], "loop=", 5) == 0;
+    if (argc - optind - 1 - extra != cmd->args) {
         fprintf(stderr, "%s: %s takes %d argument%s\n", progname, cmd->name, cmd->args, cmd->args == 1 ? "" : "s");
         usage(stderr);
         return 2;

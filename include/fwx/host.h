@@ -142,7 +142,10 @@ typedef struct fwx_firewall_options {
      * still runs; the plugin is then quarantined: it is attached to no new session (a new
      * connection of a protocol the policy binds to it is refused, so its protocol is never
      * relayed unfiltered; a plugin that hooks every protocol is just skipped); sessions it is
-     * attached to already keep it. See doc/security.md, "Plugin containment".
+     * attached to already keep it. The quarantine is the process's: every firewall of the
+     * process that loaded the same module and filter (a host running one firewall per event
+     * loop) stops attaching it too, since they run the same code. See doc/security.md,
+     * "Plugin containment".
      * @since 1.1 (appended; older callers' struct_size leaves it 0: off)
      */
     uint32_t plugin_soft_limit_ms;
@@ -167,6 +170,24 @@ typedef struct fwx_firewall_options {
      * @since 1.1 (appended; older callers' struct_size leaves it 0: the default)
      */
     uint32_t log_repeat_limit;
+    /**
+     * How many firewalls of this process share the listeners of one policy: a host that runs
+     * one firewall per event loop (fwx-gateway --threads) gives each the same policy and sets
+     * this to the number of loops. Above 1, the backend's publishing and SOCKS listeners are
+     * opened with SO_REUSEPORT, so that every firewall binds the same address, and the kernel
+     * sends each client address to one of them (a reuseport BPF program: socket number
+     * hash(source address) % listen_shared, sockets numbered in the order they joined). A host
+     * that starts its firewalls, and sets their policies, one after the other in the same order
+     * thereby gets every connection of one client on the same firewall, as with one: its
+     * session, the caps per client, a SOCKS client's data connection that uses its control
+     * connection's permission. Ports a filter asks for (BindForClient, RedirectConnections) are
+     * never shared: only the firewall that made the grant listens, so the kernel hands the data
+     * connection to the loop that owns the session. Any other process of the same user could
+     * join the group too (SO_REUSEPORT's rule): run the gateway as its own user.
+     * 0 or 1: no sharing.
+     * @since 1.1 (appended; older callers' struct_size leaves it 0: no sharing)
+     */
+    uint32_t listen_shared;
 } fwx_firewall_options;
 
 /**
@@ -1044,6 +1065,13 @@ FWX_API fwx_result fwx_connection_set_internal_peer(IFWXConnection *conn, const 
  * [any-thread] @since 1.1
  */
 FWX_API uint32_t fwx_firewall_timeout_ms(const fwx_firewall *fw);
+
+/**
+ * How many firewalls share the listeners (fwx_firewall_options::listen_shared), for a backend
+ * that opens them. @return the count, 0 or 1 when they are not shared (0 for NULL).
+ * [any-thread] @since 1.1
+ */
+FWX_API uint32_t fwx_firewall_listen_shared(const fwx_firewall *fw);
 
 /**
  * Whether the host said it relays connections with data filters itself

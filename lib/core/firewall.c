@@ -263,6 +263,8 @@ uv_loop_t *fwx_firewall_loop(fwx_firewall *fw) { return fw ? fw->loop : NULL; }
 
 uint32_t fwx_firewall_timeout_ms(const fwx_firewall *fw) { return fw != NULL ? fwx__firewall_timeout_ms(fw) : 0; }
 
+uint32_t fwx_firewall_listen_shared(const fwx_firewall *fw) { return fw != NULL ? fw->opts.listen_shared : 0; }
+
 int32_t fwx_firewall_host_relay(const fwx_firewall *fw) { return fw != NULL && fw->host_relay; }
 
 uint32_t fwx_firewall_protocol_filters(fwx_firewall *fw, const fwx_guid *protocol, const char **name)

@@ -299,6 +299,12 @@ static inline void fwx__plugin_leave(fwx_firewall *fw, const fwx__plugin_call *s
     }
 }
 
+/* Whether plugin p is quarantined: by its own firewall's watchdog, or by another firewall's
+   of this process for the same plugin code (the same module and filter GUID). A host that runs
+   one firewall per event loop loads each plugin once per loop; the code that overran on one
+   loop is what the others run. [any-thread] */
+bool fwx__plugin_quarantined(const fwx__plugin *p);
+
 /* Starts the watchdog thread when opts set a limit (0 and nothing when not); stops it. */
 fwx_result fwx__watchdog_start(fwx_firewall *fw);
 void fwx__watchdog_stop(fwx_firewall *fw);

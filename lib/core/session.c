@@ -246,7 +246,7 @@ fwx_result fwx__dispatch(fwx__session *s, fwx__conn *c, FwxFirewallEvent *ev, co
             /* Not attached yet: the global hooks decide whether this event attaches it. */
             if (!plugin_wants(s, p, p->hooks, ev->EventType, pg, secondary))
                 continue;
-            if (atomic_load_explicit(&p->quarantined, memory_order_relaxed)) {
+            if (fwx__plugin_quarantined(p)) {
                 /* The watchdog caught it overrunning: no new sessions. A plugin that watches
                    every protocol is skipped; one the policy binds to this protocol cannot be,
                    or the protocol would be relayed unfiltered: the request is refused. */

@@ -35,8 +35,9 @@
 
 /* The exit status past the hard limit: EX_SOFTWARE, "internal software error". */
 #define WD_EXIT_STATUS 70
-/* Firewalls whose heartbeat the fatal-signal handler reads. */
-#define WD_MAX_REGISTERED 16
+/* Firewalls whose heartbeat the fatal-signal handler reads: enough for a host that runs one
+   firewall per event loop on a large machine (fwx-gateway runs at most 64 loops). */
+#define WD_MAX_REGISTERED 72
 
 typedef struct fwx__watchdog {
     fwx__heartbeat hb;
@@ -185,6 +186,49 @@ static void install_fatal_handlers(void)
     }
 }
 
+/* ---- quarantine across the firewalls of the process ------------------------------------- */
+
+/* The plugins quarantined by any firewall (module handle and filter GUID). Written by watchdog
+   threads under the lock, rarely; read at every new session, so the count is checked first
+   without the lock. Never shrinks: a module is unloaded only with the firewalls using it. */
+#define WD_MAX_QUARANTINED 64
+static pthread_mutex_t quarantine_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_uint n_quarantined;
+static struct {
+    const void *dl;
+    fwx_guid guid;
+} quarantined[WD_MAX_QUARANTINED];
+
+static void quarantine(fwx__plugin *p)
+{
+    atomic_store(&p->quarantined, true);
+    pthread_mutex_lock(&quarantine_lock);
+    unsigned n = atomic_load(&n_quarantined);
+    bool known = false;
+    for (unsigned i = 0; i < n && !known; i++)
+        known = quarantined[i].dl == p->dl && fwx_guid_equal(&quarantined[i].guid, &p->guid);
+    if (!known && n < WD_MAX_QUARANTINED) {
+        quarantined[n].dl = p->dl;
+        quarantined[n].guid = p->guid;
+        atomic_store(&n_quarantined, n + 1);
+    }
+    pthread_mutex_unlock(&quarantine_lock);
+}
+
+bool fwx__plugin_quarantined(const fwx__plugin *p)
+{
+    if (atomic_load_explicit(&p->quarantined, memory_order_relaxed))
+        return true;
+    if (atomic_load_explicit(&n_quarantined, memory_order_acquire) == 0 || p->dl == NULL)
+        return false;
+    bool found = false;
+    pthread_mutex_lock(&quarantine_lock);
+    for (unsigned i = 0; i < n_quarantined && !found; i++)
+        found = quarantined[i].dl == p->dl && fwx_guid_equal(&quarantined[i].guid, &p->guid);
+    pthread_mutex_unlock(&quarantine_lock);
+    return found;
+}
+
 /* ---- the thread ------------------------------------------------------------------------- */
 
 static void *watchdog_main(void *arg)
@@ -223,7 +267,7 @@ static void *watchdog_main(void *arg)
         if (w->soft_ms != 0 && !soft_done && ran >= w->soft_ms) {
             soft_done = true;
             if (p != NULL)
-                atomic_store(&p->quarantined, true);
+                quarantine(p);
             /* [watchdog thread] the loop thread is inside the plugin: the sink is called from
                here (host.h says so of plugin_soft_limit_ms). */
             fwx__log_at(w->fw, FWX_LOG_ERROR, &(fwx__log_about){.plugin = p, .event = event, .no_fold = true},

@@ -138,6 +138,18 @@ fwx_result fwx__struct_refused(fwx_firewall *fw, const char *call, const char *t
    (FWX_E_BACKEND for a backend's socket, FWX_E_INVALIDARG for a filter's socket call). */
 fwx_result fwx__result_from_errno(int err, fwx_result fallback);
 
+/* ---- shared listeners ------------------------------------------------------------------ */
+
+/* Lets the n firewalls of one process (one per event loop, fwx_firewall_options.listen_shared)
+   share one listening address. fwx__reuseport, before the bind: SO_REUSEPORT.
+   fwx__reuseport_by_source, after the bind (TCP: after listen): a program that sends each
+   source address to socket hash(address) % n of the group. The group's sockets are numbered in
+   the order they joined, so a host that opens each listener on its loops in loop order gets
+   index == loop: one client address reaches one loop on every shared address. 0, or a
+   negative errno. */
+int fwx__reuseport(int fd);
+int fwx__reuseport_by_source(int fd, uint32_t n);
+
 /* ---- time ------------------------------------------------------------------------------ */
 /* Monotonic milliseconds (uv_now of the loop is used where a loop is at hand). */
 uint64_t fwx__now_ms(void);

@@ -288,6 +288,7 @@ FWX_PIN_OFF(fwx_firewall_options, kernel_open_on_stop, 92);
 FWX_PIN_OFF(fwx_firewall_options, plugin_soft_limit_ms, 96);
 FWX_PIN_OFF(fwx_firewall_options, plugin_hard_limit_ms, 100);
 FWX_PIN_OFF(fwx_firewall_options, log_repeat_limit, 104);
+FWX_PIN_OFF(fwx_firewall_options, listen_shared, 108);
 FWX_PIN_SIZE(fwx_firewall_stats, 28);
 FWX_PIN_OFF(fwx_firewall_stats, struct_size, 0);
 FWX_PIN_OFF(fwx_firewall_stats, sessions, 4);

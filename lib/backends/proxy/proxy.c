@@ -411,9 +411,12 @@ static void on_accept(uv_stream_t *server, int status)
         publish_accepted(l, fd, peer, local);
 }
 
-static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog)
+/* Opens a listening socket on the firewall's loop. A shared one (a publishing rule's, when
+   several firewalls of the process carry one policy) takes SO_REUSEPORT; a grant's never is:
+   only the firewall that made the grant may receive its connection. */
+static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog, bool shared)
 {
-    int rc = uv_tcp_init(st->loop, &l->tcp);
+    int rc = uv_tcp_init_ex(st->loop, &l->tcp, addr->sa_family);
     if (rc != 0) {
         free(l);
         return fwx__result_from_errno(rc, FWX_E_BACKEND);
@@ -421,9 +424,21 @@ static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr,
     l->tcp.data = l;
     l->st = st;
     st->handles++;
-    rc = uv_tcp_bind(&l->tcp, addr, 0);
+    uint32_t n = shared ? fwx_firewall_listen_shared(st->fw) : 0;
+    uv_os_fd_t fd = -1;
+    if (n > 1 && uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0)
+        rc = fwx__reuseport(fd);
+    if (rc == 0)
+        rc = uv_tcp_bind(&l->tcp, addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, backlog > 0 ? backlog : 128, on_accept);
+    /* One client address, one loop: its connections to every published address share its
+       session, as they do with one loop (fwx_firewall_options.listen_shared). */
+    if (rc == 0 && n > 1 && (rc = fwx__reuseport_by_source(fd, n)) != 0) {
+        char a[FWX__SA_STRLEN];
+        fwx_firewall_log(st->fw, FWX_LOG_ERROR, "proxy: listening on %s: cannot share it among %u loops by client: %s",
+                         fwx__sa_fmt(addr, a), (unsigned)n, strerror(-rc));
+    }
     if (rc != 0) {
         uv_close((uv_handle_t *)&l->tcp, listener_closed);
         return fwx__result_from_errno(rc, FWX_E_BACKEND);
@@ -512,7 +527,7 @@ static fwx_result p_grant_add(void *state, const fwx_grant *g)
     l->id = g->id;
     l->is_grant = true;
     l->grant = *g;
-    return listen_on(st, l, (const struct sockaddr *)&g->gateway, g->backlog);
+    return listen_on(st, l, (const struct sockaddr *)&g->gateway, g->backlog, false);
 }
 
 static fwx_result p_grant_remove(void *state, uint64_t id)
@@ -571,7 +586,7 @@ static fwx_result p_listen(void *state, const fwx_listen_spec *spec)
         return FWX_E_OUTOFMEMORY;
     l->id = spec->id;
     l->spec = *spec;
-    return listen_on(st, l, (const struct sockaddr *)&spec->address, 511);
+    return listen_on(st, l, (const struct sockaddr *)&spec->address, 511, true);
 }
 
 static fwx_result p_unlisten(void *state, uint64_t id)

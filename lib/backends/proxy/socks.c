@@ -867,12 +867,29 @@ fwx_result fwx_proxy_socks_listen(fwx_firewall *fw, const struct sockaddr *addr,
     if (l == NULL)
         return FWX_E_OUTOFMEMORY;
     l->st = st;
-    uv_tcp_init(st->loop, &l->tcp);
+    int rc = uv_tcp_init_ex(st->loop, &l->tcp, addr->sa_family);
+    if (rc != 0) {
+        free(l);
+        return fwx__result_from_errno(rc, FWX_E_BACKEND);
+    }
     l->tcp.data = l;
     st->handles++;
-    int rc = uv_tcp_bind(&l->tcp, addr, 0);
+    /* Shared among the process's loops: a client address stays on one of them, since its data
+       connection (a CONNECT an FTP filter's address-based permission allows) must find the
+       session of its control connection (fwx_firewall_options.listen_shared). */
+    uint32_t n = fwx_firewall_listen_shared(fw);
+    uv_os_fd_t fd = -1;
+    if (n > 1 && uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0)
+        rc = fwx__reuseport(fd);
+    if (rc == 0)
+        rc = uv_tcp_bind(&l->tcp, addr, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&l->tcp, 128, on_accept);
+    if (rc == 0 && n > 1 && (rc = fwx__reuseport_by_source(fd, n)) != 0) {
+        char a[FWX__SA_STRLEN];
+        fwx_firewall_log(fw, FWX_LOG_ERROR, "socks: listening on %s: cannot share it among %u loops by client: %s",
+                         fwx__sa_fmt(addr, a), (unsigned)n, strerror(-rc));
+    }
     int alen = sizeof l->at;
     if (rc == 0 && uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&l->at, &alen) == 0) {
         struct sockaddr_storage canon;

@@ -112,6 +112,14 @@ fwx_result fwx_proxy_socks_set_limits(fwx_firewall *fw, const fwx_socks_limits *
     return FWX_S_OK;
 }
 
+/* The in-all counts of the firewalls that share their listeners (see socks_caps.h). */
+static atomic_uint shared_in_use[FWX__SOCKS_KINDS];
+
+static atomic_uint *in_use(fwx__socks_caps *caps, int kind)
+{
+    return caps->shared ? &shared_in_use[kind] : &caps->in_use[kind];
+}
+
 static unsigned bucket_of(const struct sockaddr_storage *a)
 {
     const uint8_t *p = a->ss_family == AF_INET ? (const uint8_t *)&((const struct sockaddr_in *)a)->sin_addr
@@ -127,7 +135,7 @@ bool fwx__socks_caps_take(fwx_firewall *fw, fwx__socks_caps *caps, fwx__socks_ho
                           const struct sockaddr *addr, int kind, char *why, size_t whylen, bool *global)
 {
     caps_ready(caps);
-    (void)fw;
+    caps->shared = fwx_firewall_listen_shared(fw) > 1; /* fixed when the firewall was made */
     fwx__socks_holder *h = hold->h;
     if (h == NULL) {
         struct sockaddr_storage key;
@@ -154,14 +162,14 @@ bool fwx__socks_caps_take(fwx_firewall *fw, fwx__socks_caps *caps, fwx__socks_ho
         snprintf(why, whylen, "at its cap of %u %s per client (socks_limits.%s_per_client)", caps->per_client[kind],
                  kind_name[kind], kind_name[kind]);
         *global = false;
-    } else if (caps->in_use[kind] >= caps->total[kind]) {
+    } else if (atomic_fetch_add(in_use(caps, kind), 1) >= caps->total[kind]) {
+        atomic_fetch_sub(in_use(caps, kind), 1);
         snprintf(why, whylen, "the gateway is at its cap of %u %s in all (socks_limits.%s)", caps->total[kind],
                  kind_name[kind], kind_name[kind]);
         *global = true;
     } else {
         h->n[kind]++;
         hold->n[kind]++;
-        caps->in_use[kind]++;
         return true;
     }
     fwx__socks_caps_put(caps, hold, -1); /* frees a fresh entry that holds nothing */
@@ -192,7 +200,7 @@ void fwx__socks_caps_put(fwx__socks_caps *caps, fwx__socks_hold *hold, int kind)
     if (kind >= 0 && hold->n[kind] > 0) {
         hold->n[kind]--;
         h->n[kind]--;
-        caps->in_use[kind]--;
+        atomic_fetch_sub(in_use(caps, kind), 1);
     }
     for (int k = 0; k < FWX__SOCKS_KINDS; k++)
         if (hold->n[k] > 0)

@@ -12,6 +12,7 @@
 
 #include <fwx/proxy.h>
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -24,7 +25,12 @@ typedef struct fwx__socks_caps {
     bool ready;                          /* limits set (or defaulted) */
     uint32_t per_client[FWX__SOCKS_KINDS];
     uint32_t total[FWX__SOCKS_KINDS];
-    uint32_t in_use[FWX__SOCKS_KINDS];
+    /* What is held in all: this firewall's, or with shared listeners (several firewalls of
+       the process, one per loop: fwx_firewall_options.listen_shared) the process's, so that a
+       cap in all stays one cap for the gateway. A client's own counts stay per firewall: a
+       client address reaches one loop. */
+    atomic_uint in_use[FWX__SOCKS_KINDS];
+    bool shared;
     uint64_t warned_ms[FWX__SOCKS_KINDS]; /* when a refusal of this kind was last said at warn */
     uint32_t quiet[FWX__SOCKS_KINDS];     /* refusals said at debug since */
     fwx__socks_holder *buckets[64];

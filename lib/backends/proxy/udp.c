@@ -400,10 +400,24 @@ udp_port *fwx__proxy_udp_port_open(pstate *st, int kind, const struct sockaddr *
     p->st = st;
     p->kind = kind;
     p->accepting = true;
-    uv_udp_init_ex(st->loop, &p->udp, addr->sa_family);
+    int rc = uv_udp_init_ex(st->loop, &p->udp, addr->sa_family);
+    if (rc != 0) {
+        free(p);
+        *hr = fwx__result_from_errno(rc, FWX_E_BACKEND);
+        return NULL;
+    }
     p->udp.data = p;
     st->handles++;
-    int rc = uv_udp_bind(&p->udp, addr, kind == UDP_PORT_ANSWER ? UV_UDP_REUSEADDR : 0);
+    /* A publishing rule's port is shared among the process's loops (listen_shared), one client
+       address to one loop as for TCP. A grant's port is not. */
+    uint32_t n = kind == UDP_PORT_PUBLISH ? fwx_firewall_listen_shared(st->fw) : 0;
+    uv_os_fd_t fd = -1;
+    if (n > 1 && uv_fileno((uv_handle_t *)&p->udp, &fd) == 0)
+        rc = fwx__reuseport(fd);
+    if (rc == 0)
+        rc = uv_udp_bind(&p->udp, addr, kind == UDP_PORT_ANSWER ? UV_UDP_REUSEADDR : 0);
+    if (rc == 0 && n > 1)
+        rc = fwx__reuseport_by_source(fd, n);
     int len = sizeof p->local;
     if (rc == 0)
         rc = uv_udp_getsockname(&p->udp, (struct sockaddr *)&p->local, &len);
