@@ -33,10 +33,11 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, check, log, main, program, skip, wait_until, write_file  # noqa: E402
+from gwtest import (Failure, Gateway, check, log, main, program, sha256_file as sha256, skip, wait_until,  # noqa: E402
+                    write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
-from test_gateway_proxy import Vsftpd, find_vsftpd, sha256  # noqa: E402
+from test_gateway_proxy import Vsftpd, find_vsftpd  # noqa: E402
 
 CLIENTS = ["10.97.1.%d" % i for i in range(10, 18)]
 G_IN, G_OUT, SERVER = "10.97.1.1", "10.97.2.1", "10.97.2.2"
