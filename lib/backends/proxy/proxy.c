@@ -74,13 +74,6 @@ static void pump_done(fwx_pump *p, void *arg)
     relay_free(arg);
 }
 
-static void up_closed_free(uv_handle_t *h)
-{
-    prelay *r = h->data;
-    free(h);
-    relay_free(r);
-}
-
 /* Ends a relay that never got a pump: close what it holds, then free it. */
 void fwx__proxy_relay_fail(prelay *r)
 {
@@ -92,17 +85,22 @@ void fwx__proxy_relay_fail(prelay *r)
     r->internal_fd = -1;
     if (r->connecting) {
         r->connecting = false;
-        uv_close((uv_handle_t *)r->up, up_closed_free);
-        return;
+        fwx__pump_connect_cancel(r->connector);
+        r->connector = NULL;
     }
+    if (r->up_fd >= 0)
+        close(r->up_fd);
+    r->up_fd = -1;
     relay_free(r);
 }
 
-static void on_upstream(uv_connect_t *req, int status)
+static void on_upstream(void *arg, int status)
 {
-    prelay *r = req->data;
+    prelay *r = arg;
     pstate *st = r->st;
     char a[FWX__SA_STRLEN];
+    r->connector = NULL; /* it ended with this call */
+    r->connecting = false;
     if (r->finished) /* killed while connecting: the close is already under way */
         return;
     if (status < 0) {
@@ -113,34 +111,22 @@ static void on_upstream(uv_connect_t *req, int status)
         fwx__proxy_relay_fail(r);
         return;
     }
+    /* The core learns the gateway's address on this side as the peer sees it: for a published
+       server, the address a redirect port must be opened on for it (active FTP's PORT); SOCKS
+       writes it in its reply. Read before the pump starts, so before any filter sees the first
+       byte. */
+    socklen_t sl = sizeof r->up_local;
+    r->have_up_local = getsockname(r->up_fd, (struct sockaddr *)&r->up_local, &sl) == 0;
     if (r->on_connected != NULL)
         r->on_connected(r, 0);
-    /* The core learns the gateway's address on this side as the peer sees it: for a published
-       server, the address a redirect port must be opened on for it (active FTP's PORT). Read
-       before the pump starts, so before any filter sees the first byte. */
-    struct sockaddr_storage self;
-    int sl = sizeof self;
-    if (r->conn != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0)
-        (void)fwx_connection_set_upstream_local(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
-    /* The pump owns plain fds: take a copy and let the handle go. */
-    int fd = -1;
-    uv_os_fd_t ufd;
-    if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0)
-        fd = dup(ufd);
-    if (fd < 0) {
-        if (fwx__proxy_fd_short(errno))
-            fwx__proxy_fd_shortage(st, errno, "starting a relay");
-        if (r->internal_fd >= 0)
-            fwx__proxy_fd_reset(r->internal_fd);
-        fwx__proxy_relay_fail(r);
-        return;
-    }
-    r->connecting = false;
-    uv_close((uv_handle_t *)r->up, (uv_close_cb)free);
-    r->up = NULL;
-    r->external_fd = fd;
+    if (r->conn != NULL && r->have_up_local)
+        (void)fwx_connection_set_upstream_local(r->conn, (struct sockaddr *)&r->up_local, (uint32_t)sl);
+    /* Both fds are this backend's own (accept4, socket): the pump takes them as they are. */
+    r->external_fd = r->up_fd;
+    r->up_fd = -1;
     fwx_pump *p = NULL;
-    fwx_result hr = fwx_pump_start(st->loop, r->conn, r->internal_fd, r->external_fd, NULL, pump_done, r, &p);
+    fwx_result hr =
+        fwx__pump_start_fresh(st->loop, r->conn, r->internal_fd, r->external_fd, pump_done, r, &p);
     r->internal_fd = r->external_fd = -1; /* the pump owns them now, even on failure */
     r->finished = true;
     if (FWX_FAILED(hr)) {
@@ -175,14 +161,10 @@ void fwx__proxy_relay_connect(prelay *r)
         fwx__proxy_relay_pump(r, -1);
         return;
     }
-    if ((r->up = malloc(sizeof *r->up)) == NULL) {
-        fwx__proxy_relay_fail(r);
-        return;
-    }
-    int rc = uv_tcp_init_ex(st->loop, r->up, r->target.ss_family);
-    if (rc != 0) {
-        free(r->up);
-        r->up = NULL;
+    int fam = r->target.ss_family;
+    r->up_fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (r->up_fd < 0) {
+        int rc = -errno;
         if (fwx__proxy_fd_short(rc))
             fwx__proxy_fd_shortage(st, rc, "opening a connection to the server");
         /* Said, not just closed: SOCKS writes its failure reply, others get a reset. */
@@ -193,19 +175,15 @@ void fwx__proxy_relay_connect(prelay *r)
         fwx__proxy_relay_fail(r);
         return;
     }
-    r->up->data = r;
-    r->connecting = true;
     if (r->transparent) {
         /* Without full proxy the server should see the client's address: that needs
            IP_TRANSPARENT (CAP_NET_ADMIN) and routing back through us; without it, say so once
            and connect from the gateway's address. */
-        uv_os_fd_t fd;
         int one = 1;
-        bool ok = uv_fileno((uv_handle_t *)r->up, &fd) == 0 &&
-                  setsockopt(fd, r->source.ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP,
+        bool ok = setsockopt(r->up_fd, r->source.ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP,
                              r->source.ss_family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one,
                              sizeof one) == 0 &&
-                  uv_tcp_bind(r->up, (struct sockaddr *)&r->source, 0) == 0;
+                  bind(r->up_fd, (struct sockaddr *)&r->source, fwx__sa_len((struct sockaddr *)&r->source)) == 0;
         if (!ok && !st->warned_transparent) {
             st->warned_transparent = true;
             fwx_firewall_log(st->fw, FWX_LOG_WARN,
@@ -214,10 +192,18 @@ void fwx__proxy_relay_connect(prelay *r)
                              strerror(errno));
         }
     }
-    r->creq.data = r;
-    rc = uv_tcp_connect(&r->creq, r->up, (struct sockaddr *)&r->target, on_upstream);
-    if (rc != 0)
+    r->connecting = true;
+    int rc = fwx__pump_connect(st->loop, r->up_fd, (struct sockaddr *)&r->target, on_upstream, r, &r->connector);
+    if (rc != 0) {
+        /* Refused at once (no route, ...): as a failed handshake would be. */
+        r->connecting = false;
+        char a[FWX__SA_STRLEN];
+        fwx_firewall_log(st->fw, FWX_LOG_WARN, "proxy: connecting to %s failed: %s",
+                         fwx__sa_fmt((struct sockaddr *)&r->target, a), uv_strerror(rc));
+        if (r->on_connected != NULL)
+            r->on_connected(r, rc);
         fwx__proxy_relay_fail(r);
+    }
 }
 
 prelay *fwx__proxy_relay_new(pstate *st, int fd)
@@ -228,6 +214,7 @@ prelay *fwx__proxy_relay_new(pstate *st, int fd)
     r->st = st;
     r->internal_fd = fd;
     r->external_fd = -1;
+    r->up_fd = -1;
     DLIST_ADD(st->relays, r);
     st->handles++;
     return r;

@@ -69,8 +69,10 @@ typedef struct prelay {
     struct sockaddr_storage target;
     struct sockaddr_storage source; /* the client, for non-full-proxy publishing */
     bool transparent;
-    uv_tcp_t *up; /* its own allocation: its close may finish after the relay is gone */
-    uv_connect_t creq;
+    int up_fd;                       /* the server side while connecting */
+    fwx__pump_connector *connector;  /* the connect under way on the relay reactor */
+    struct sockaddr_storage up_local; /* the gateway's address towards the server, once connected */
+    bool have_up_local;
     bool connecting;
     fwx_pump *pump;
     bool finished;

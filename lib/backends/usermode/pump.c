@@ -86,12 +86,25 @@ struct rx {
     int handles;
     unsigned users;
     fwx_pump *ready_head, *ready_tail;
+    fwx__pump_connector *grave; /* ended connectors, freed from the idle callback */
     int n_pool;
     int pool[PUMP_POOL][2];
     size_t pool_cap[PUMP_POOL];
     rx *next;
     uint8_t scratch[PUMP_COPY];
 };
+
+/* A connect under way on the reactor (fwx__pump_connect). */
+struct fwx__pump_connector {
+    rx *rx;
+    int fd;
+    fwx__pump_connect_cb cb; /* NULL once it ended */
+    void *arg;
+    fwx__pump_connector *grave_next;
+};
+
+/* epoll_event.data: a pump's address | side (bit 0), or a connector's | CONNECTOR_TAG. */
+#define CONNECTOR_TAG 2u
 
 /* Reactors of this thread's loops (a loop is used from one thread only). */
 static _Thread_local rx *rx_list;
@@ -188,6 +201,11 @@ static void rx_close(rx *r)
 static void rx_idle_cb(uv_idle_t *h)
 {
     rx *r = h->data;
+    while (r->grave != NULL) {
+        fwx__pump_connector *c = r->grave;
+        r->grave = c->grave_next;
+        free(c);
+    }
     /* Only what is queued now: a pump queued by these calls waits for the next turn. */
     fwx_pump *list = r->ready_head;
     r->ready_head = r->ready_tail = NULL;
@@ -209,6 +227,14 @@ static void rx_idle_cb(uv_idle_t *h)
     }
 }
 
+static void rx_wake(rx *r)
+{
+    if (!r->idle_on) {
+        r->idle_on = true;
+        uv_idle_start(&r->idle, rx_idle_cb);
+    }
+}
+
 /* Runs p again from the loop's next turn (its end, or what its rounds left). */
 static void rx_schedule(fwx_pump *p)
 {
@@ -221,10 +247,41 @@ static void rx_schedule(fwx_pump *p)
     else
         r->ready_head = p;
     r->ready_tail = p;
-    if (!r->idle_on) {
-        r->idle_on = true;
-        uv_idle_start(&r->idle, rx_idle_cb);
+    rx_wake(r);
+}
+
+/* Ends a connector: out of the epoll set, freed from the idle callback (an event of the batch
+   being handled may still name it). */
+static void connector_bury(fwx__pump_connector *c)
+{
+    rx *r = c->rx;
+    (void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->cb = NULL;
+    c->grave_next = r->grave;
+    r->grave = c;
+    r->users--;
+    rx_wake(r);
+}
+
+static void connector_event(fwx__pump_connector *c, uint32_t e)
+{
+    if (c->cb == NULL)
+        return;
+    int status = 0;
+    if (e & (EPOLLERR | EPOLLHUP)) {
+        /* Only a failure needs SO_ERROR's word; writable alone says connected. */
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        status = err != 0 ? -err : UV_ECONNREFUSED;
+    } else if (!(e & EPOLLOUT)) {
+        return;
     }
+    fwx__pump_connect_cb cb = c->cb;
+    void *arg = c->arg;
+    connector_bury(c);
+    cb(arg, status);
 }
 
 static void rx_poll_cb(uv_poll_t *h, int status, int events)
@@ -236,9 +293,13 @@ static void rx_poll_cb(uv_poll_t *h, int status, int events)
     int n = epoll_wait(r->epfd, ev, PUMP_EVENTS, 0);
     /* A pump is freed only from the idle callback, so every pointer of this batch is live. */
     for (int i = 0; i < n; i++) {
+        uint32_t e = ev[i].events;
+        if (ev[i].data.u64 & CONNECTOR_TAG) {
+            connector_event((fwx__pump_connector *)(uintptr_t)(ev[i].data.u64 & ~(uint64_t)CONNECTOR_TAG), e);
+            continue;
+        }
         fwx_pump *p = (fwx_pump *)(uintptr_t)(ev[i].data.u64 & ~(uint64_t)1);
         int side = (int)(ev[i].data.u64 & 1);
-        uint32_t e = ev[i].events;
         if (p->ending)
             continue;
         if (e & (EPOLLERR | EPOLLHUP))
@@ -1217,4 +1278,44 @@ fwx_result fwx__pump_start_fresh(uv_loop_t *loop, IFWXConnection *conn, int inte
                                  fwx_pump_done_cb done, void *arg, fwx_pump **out)
 {
     return pump_start(loop, conn, internal_fd, external_fd, NULL, done, arg, true, out);
+}
+
+/* ---- connecting on the reactor ----------------------------------------------------------- */
+
+int fwx__pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to, fwx__pump_connect_cb cb, void *arg,
+                      fwx__pump_connector **out)
+{
+    *out = NULL;
+    rx *r = rx_get(loop);
+    if (r == NULL)
+        return UV_ENOMEM;
+    fwx__pump_connector *c = calloc(1, sizeof *c);
+    int rc = c == NULL ? UV_ENOMEM : 0;
+    if (rc == 0 && connect(fd, to, fwx__sa_len(to)) < 0 && errno != EINPROGRESS)
+        rc = -errno;
+    if (rc == 0) {
+        /* Edge-triggered: the one edge that says the handshake ended, then it leaves the set. */
+        struct epoll_event ev = {.events = EPOLLOUT | EPOLLET, .data.u64 = (uint64_t)(uintptr_t)c | CONNECTOR_TAG};
+        if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+            rc = -errno;
+    }
+    if (rc != 0) {
+        free(c);
+        if (r->users == 0)
+            rx_wake(r); /* the idle callback closes a reactor nobody uses */
+        return rc;
+    }
+    c->rx = r;
+    c->fd = fd;
+    c->cb = cb;
+    c->arg = arg;
+    r->users++;
+    *out = c;
+    return 0;
+}
+
+void fwx__pump_connect_cancel(fwx__pump_connector *c)
+{
+    if (c != NULL && c->cb != NULL)
+        connector_bury(c);
 }

@@ -86,6 +86,19 @@ static inline void fwx__pump_abort(fwx__pump *p) { fwx_pump_abort(p); }
 fwx_result fwx__pump_start_fresh(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
                                  fwx_pump_done_cb done, void *arg, fwx_pump **out);
 
+/* Connects a nonblocking TCP socket of the caller's on the loop's relay reactor, the one the
+   pump then carries it on: one epoll_ctl to watch the handshake and one to stop, and SO_ERROR
+   read only when it failed. 0 and *out, then cb runs exactly once from a loop callback with 0
+   or a negative errno (UV_ECONNREFUSED ...), unless cancelled first; or a negative errno at once
+   (connect() refused, no memory): no callback. The caller keeps the fd either way (it closes
+   it on failure, or hands it to the pump). fwx__pump_connect_cancel: no callback after it (the
+   caller then closes the fd); NULL or an ended connector is fine. [loop-thread] */
+typedef struct fwx__pump_connector fwx__pump_connector;
+typedef void (*fwx__pump_connect_cb)(void *arg, int status);
+int fwx__pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to, fwx__pump_connect_cb cb, void *arg,
+                      fwx__pump_connector **out);
+void fwx__pump_connect_cancel(fwx__pump_connector *c);
+
 /*
  * The datagram path: one UDP flow (one peer on each side) through its connection's data
  * filters. Filters attached with a destination (AttachDataFilterWithDestination) join only
