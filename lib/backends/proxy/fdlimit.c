@@ -70,11 +70,18 @@ void fwx__proxy_reserve_close(pstate *st)
 
 void fwx__proxy_accept_failed(pstate *st, uv_stream_t *server, int status, const char *what)
 {
+    uv_os_fd_t lfd;
+    if (uv_fileno((uv_handle_t *)server, &lfd) != 0)
+        lfd = -1;
+    fwx__proxy_accept_failed_fd(st, lfd, status, what);
+}
+
+void fwx__proxy_accept_failed_fd(pstate *st, int lfd, int status, const char *what)
+{
     if (!fwx__proxy_fd_short(status))
         return;
     fwx__proxy_fd_shortage(st, status, what);
-    uv_os_fd_t lfd;
-    if (st->reserve_fd <= 0 || uv_fileno((uv_handle_t *)server, &lfd) != 0)
+    if (st->reserve_fd <= 0 || lfd < 0)
         return;
     fwx__proxy_reserve_close(st);
     /* Bounded: the backlog holds at most what listen() allowed; 64 per shortage is plenty. */

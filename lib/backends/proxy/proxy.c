@@ -226,6 +226,7 @@ static void listener_closed(uv_handle_t *h)
 {
     plisten *l = h->data;
     pstate *st = l->st;
+    close(l->fd); /* only now: libuv must not poll a closed fd */
     free(l);
     st->handles--;
     fwx__proxy_state_maybe_free(st);
@@ -234,31 +235,37 @@ static void listener_closed(uv_handle_t *h)
 static void listener_close(plisten *l)
 {
     DLIST_DEL(l->st->listeners, l);
-    uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    uv_close((uv_handle_t *)&l->poll, listener_closed);
 }
 
-/* Accepts one connection and returns a plain fd the relay will own, or -1. */
-static int accept_fd(pstate *st, uv_stream_t *server, struct sockaddr_storage *peer, struct sockaddr_storage *local)
+/* Connections taken per readiness of a listener: a burst is served in one go, and one busy
+   listener does not starve the loop. */
+#define ACCEPT_BATCH 32
+
+/* Accepts one connection as the plain nonblocking fd the relay will own (no libuv handle to
+   copy it out of), its peer from accept4 itself; -1 when none is waiting or on an error (an
+   fd shortage is logged and handled). The local address is read only when the caller needs
+   it (a listener on a wildcard address). */
+static int accept_fd(pstate *st, plisten *l, struct sockaddr_storage *peer, struct sockaddr_storage *local,
+                     bool want_local)
 {
-    uv_tcp_t *c = malloc(sizeof *c);
-    int fd = -1;
-    if (c == NULL)
-        return -1;
-    uv_tcp_init(server->loop, c);
-    if (uv_accept(server, (uv_stream_t *)c) == 0) {
-        int pl = sizeof *peer, ll = sizeof *local;
-        uv_os_fd_t ufd;
-        if (uv_tcp_getpeername(c, (struct sockaddr *)peer, &pl) == 0 &&
-            uv_tcp_getsockname(c, (struct sockaddr *)local, &ll) == 0 && uv_fileno((uv_handle_t *)c, &ufd) == 0) {
-            fd = dup(ufd);
-            if (fd < 0 && fwx__proxy_fd_short(errno)) {
-                fwx__proxy_fd_shortage(st, errno, "accepting a client");
-                fwx__proxy_fd_reset(ufd);
-            }
+    for (;;) {
+        socklen_t pl = sizeof *peer;
+        int fd = accept4(l->fd, (struct sockaddr *)peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN)
+                fwx__proxy_accept_failed_fd(st, l->fd, -errno, "accepting a client");
+            return -1;
         }
+        socklen_t ll = sizeof *local;
+        if (want_local && getsockname(fd, (struct sockaddr *)local, &ll) < 0) {
+            close(fd);
+            continue;
+        }
+        return fd;
     }
-    uv_close((uv_handle_t *)c, (uv_close_cb)free);
-    return fd;
 }
 
 psession *fwx__proxy_session_nat(pstate *st, const struct sockaddr *client)
@@ -301,18 +308,29 @@ psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client,
     return ps;
 }
 
-static void on_publish_accept(uv_stream_t *server, int status)
+static bool publish_one(plisten *l);
+
+static void on_publish_accept(uv_poll_t *h, int status, int events)
 {
-    plisten *l = server->data;
+    plisten *l = h->data;
+    (void)events;
+    if (status < 0)
+        fwx_firewall_log(l->st->fw, FWX_LOG_WARN, "proxy: listener: %s", uv_strerror(status));
+    /* Bounded; the next loop turn takes the rest. A publish may close this listener (a policy
+       change from a callback): stop then. */
+    for (int i = 0; i < ACCEPT_BATCH && !l->st->closing && !uv_is_closing((uv_handle_t *)&l->poll); i++)
+        if (!publish_one(l))
+            break;
+}
+
+/* Takes one connection off a publishing listener; false when none was waiting. */
+static bool publish_one(plisten *l)
+{
     pstate *st = l->st;
     struct sockaddr_storage peer, local;
-    if (status < 0)
-        fwx__proxy_accept_failed(st, server, status, "accepting a client");
-    if (status < 0 || st->closing)
-        return;
-    int fd = accept_fd(st, server, &peer, &local);
+    int fd = accept_fd(st, l, &peer, &local, fwx__sa_is_unspecified((struct sockaddr *)&l->spec.address));
     if (fd < 0)
-        return;
+        return false;
     psession *ps = fwx__proxy_session_nat(st, (struct sockaddr *)&peer);
     prelay *r = ps ? fwx__proxy_relay_new(st, fd) : NULL;
     if (r == NULL) {
@@ -321,7 +339,7 @@ static void on_publish_accept(uv_stream_t *server, int status)
             ps->relays = 1;
             fwx__proxy_session_unref(st, ps);
         }
-        return;
+        return true;
     }
     r->ps = ps;
     ps->relays++;
@@ -352,28 +370,39 @@ static void on_publish_accept(uv_stream_t *server, int status)
     st->pending = NULL;
     if (FWX_FAILED(hr)) {
         fwx__proxy_relay_fail(r); /* the core logged why; the client sees the connection close */
-        return;
+        return true;
     }
     fwx__proxy_relay_set_conn(r, conn);
     fwx__proxy_relay_connect(r);
+    return true;
 }
 
-static void on_grant_accept(uv_stream_t *server, int status)
+static bool grant_one(plisten *l);
+
+static void on_grant_accept(uv_poll_t *h, int status, int events)
 {
-    plisten *l = server->data;
+    plisten *l = h->data;
+    (void)events;
+    if (status < 0)
+        fwx_firewall_log(l->st->fw, FWX_LOG_WARN, "proxy: listener: %s", uv_strerror(status));
+    /* A one-shot grant closes its listener during the admit: stop then. */
+    for (int i = 0; i < ACCEPT_BATCH && !l->st->closing && !uv_is_closing((uv_handle_t *)&l->poll); i++)
+        if (!grant_one(l))
+            break;
+}
+
+/* Takes one connection off a grant's listener; false when none was waiting. */
+static bool grant_one(plisten *l)
+{
     pstate *st = l->st;
     struct sockaddr_storage peer, local;
-    if (status < 0)
-        fwx__proxy_accept_failed(st, server, status, "accepting a client");
-    if (status < 0 || st->closing)
-        return;
-    int fd = accept_fd(st, server, &peer, &local);
+    int fd = accept_fd(st, l, &peer, &local, fwx__sa_is_unspecified((struct sockaddr *)&l->grant.gateway));
     if (fd < 0)
-        return;
+        return false;
     prelay *r = fwx__proxy_relay_new(st, fd);
     if (r == NULL) {
         close(fd);
-        return;
+        return true;
     }
     r->target = l->grant.target; /* copy now: a one-shot grant closes this listener during admit */
     /* Arrivals are identified by the grant's own gateway address, which a wildcard bind hides. */
@@ -392,27 +421,36 @@ static void on_grant_accept(uv_stream_t *server, int status)
     st->pending = NULL;
     if (FWX_FAILED(hr)) {
         fwx__proxy_relay_fail(r);
-        return;
+        return true;
     }
     fwx__proxy_relay_set_conn(r, conn);
     fwx__proxy_relay_connect(r);
+    return true;
 }
 
-static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog, uv_connection_cb cb)
+/* A listening socket of the backend's own, bound as libuv's uv_tcp_bind would (SO_REUSEADDR;
+   IPv6 also takes IPv4, V6ONLY off), watched by a uv_poll handle. */
+static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog, uv_poll_cb cb)
 {
-    int rc = uv_tcp_init(st->loop, &l->tcp);
+    int one = 1, zero = 0, rc = 0;
+    l->st = st;
+    l->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0 || setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (addr->sa_family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0) ||
+        bind(l->fd, addr, fwx__sa_len(addr)) < 0 || listen(l->fd, backlog > 0 ? backlog : 128) < 0)
+        rc = -errno;
+    if (rc == 0)
+        rc = uv_poll_init_socket(st->loop, &l->poll, l->fd);
     if (rc != 0) {
+        if (l->fd >= 0)
+            close(l->fd);
         free(l);
         return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
-    l->tcp.data = l;
-    l->st = st;
+    l->poll.data = l;
     st->handles++;
-    rc = uv_tcp_bind(&l->tcp, addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, backlog > 0 ? backlog : 128, cb);
-    if (rc != 0) {
-        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    if ((rc = uv_poll_start(&l->poll, UV_READABLE, cb)) != 0) {
+        uv_close((uv_handle_t *)&l->poll, listener_closed);
         return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
     DLIST_ADD(st->listeners, l);
