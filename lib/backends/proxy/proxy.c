@@ -99,7 +99,8 @@ static void on_upstream(void *arg, int status)
     prelay *r = arg;
     pstate *st = r->st;
     char a[FWX__SA_STRLEN];
-    r->connector = NULL; /* it ended with this call */
+    fwx__pump_connector *connector = r->connector; /* gone after this call */
+    r->connector = NULL;
     r->connecting = false;
     if (r->finished) /* killed while connecting: the close is already under way */
         return;
@@ -116,17 +117,25 @@ static void on_upstream(void *arg, int status)
        writes it in its reply. Read before the pump starts, so before any filter sees the first
        byte. */
     socklen_t sl = sizeof r->up_local;
-    r->have_up_local = getsockname(r->up_fd, (struct sockaddr *)&r->up_local, &sl) == 0;
+    if (r->on_connected != NULL || r->need_up_local || fwx_connection_data_filters(r->conn) > 0)
+        r->have_up_local = getsockname(r->up_fd, (struct sockaddr *)&r->up_local, &sl) == 0;
     if (r->on_connected != NULL)
         r->on_connected(r, 0);
     if (r->conn != NULL && r->have_up_local)
         (void)fwx_connection_set_upstream_local(r->conn, (struct sockaddr *)&r->up_local, (uint32_t)sl);
-    /* Both fds are this backend's own (accept4, socket): the pump takes them as they are. */
+    /* The server side is this backend's own socket; so is the client's when our accept4 made
+       it (a SOCKS client's is a copy out of its libuv handle): the pump then takes them as
+       they are, without probes. */
     r->external_fd = r->up_fd;
     r->up_fd = -1;
     fwx_pump *p = NULL;
-    fwx_result hr =
-        fwx__pump_start_fresh(st->loop, r->conn, r->internal_fd, r->external_fd, pump_done, r, &p);
+    fwx_result hr;
+    if (r->fresh) {
+        hr = fwx__pump_start_connected(st->loop, r->conn, r->internal_fd, connector, pump_done, r, &p);
+    } else {
+        fwx__pump_connect_cancel(connector); /* the public start registers the fd itself */
+        hr = fwx_pump_start(st->loop, r->conn, r->internal_fd, r->external_fd, NULL, pump_done, r, &p);
+    }
     r->internal_fd = r->external_fd = -1; /* the pump owns them now, even on failure */
     r->finished = true;
     if (FWX_FAILED(hr)) {
@@ -212,6 +221,7 @@ prelay *fwx__proxy_relay_new(pstate *st, int fd)
     if (r == NULL)
         return NULL;
     r->st = st;
+    r->need_up_local = true;
     r->internal_fd = fd;
     r->external_fd = -1;
     r->up_fd = -1;
@@ -341,6 +351,10 @@ static bool publish_one(plisten *l)
         }
         return true;
     }
+    r->fresh = true;
+    /* The gateway's address toward the server matters to a filter (a redirect port for active
+       FTP); a protocol that binds none is relayed without asking the kernel for it. */
+    r->need_up_local = fwx_firewall_protocol_filters(st->fw, &l->spec.protocol_guid, NULL) > 0;
     r->ps = ps;
     ps->relays++;
     r->target = l->spec.server;
@@ -404,6 +418,7 @@ static bool grant_one(plisten *l)
         close(fd);
         return true;
     }
+    r->fresh = true;
     r->target = l->grant.target; /* copy now: a one-shot grant closes this listener during admit */
     /* Arrivals are identified by the grant's own gateway address, which a wildcard bind hides. */
     struct sockaddr_storage dst = l->grant.gateway;

@@ -74,6 +74,8 @@ typedef struct prelay {
     fwx__pump_connector *connector;  /* the connect under way on the relay reactor */
     struct sockaddr_storage up_local; /* the gateway's address towards the server, once connected */
     bool have_up_local;
+    bool need_up_local; /* read up_local even without a data filter (all but filterless publishing) */
+    bool fresh; /* internal_fd came from our own accept4, no copy elsewhere (fwx__pump_start_fresh) */
     bool connecting;
     fwx_pump *pump;
     bool finished;

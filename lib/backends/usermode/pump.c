@@ -98,8 +98,11 @@ struct rx {
 struct fwx__pump_connector {
     rx *rx;
     int fd;
-    fwx__pump_connect_cb cb; /* NULL once it ended */
+    fwx__pump_connect_cb cb; /* NULL once the handshake ended */
     void *arg;
+    uint32_t first_events;   /* what the handshake's event said besides "writable" */
+    fwx_pump *pump;          /* handed over: the fd's events are this pump's external side */
+    bool buried;
     fwx__pump_connector *grave_next;
 };
 
@@ -123,6 +126,7 @@ struct fwx_pump {
     /* relay */
     rx *rx;
     bool can_splice, fresh, queued;
+    fwx__pump_connector *ext_connector; /* the external fd's registration, when handed over */
     bool rd_ready[2], wr_ready[2];
     bool rdhup[2]; /* the peer's FIN was seen (and no error or hang-up) */
     bool hup[2];   /* an error or hang-up was seen: read on to learn which */
@@ -178,6 +182,11 @@ static void rx_closed(uv_handle_t *h)
     rx *r = h->data;
     if (--r->handles > 0)
         return;
+    while (r->grave != NULL) {
+        fwx__pump_connector *c = r->grave;
+        r->grave = c->grave_next;
+        free(c);
+    }
     for (int i = 0; i < r->n_pool; i++) {
         close(r->pool[i][0]);
         close(r->pool[i][1]);
@@ -250,12 +259,16 @@ static void rx_schedule(fwx_pump *p)
     rx_wake(r);
 }
 
-/* Ends a connector: out of the epoll set, freed from the idle callback (an event of the batch
-   being handled may still name it). */
-static void connector_bury(fwx__pump_connector *c)
+/* Ends a connector: out of the epoll set (unless its fd is being closed, which takes it out),
+   freed from the idle callback (an event of the batch being handled may still name it). */
+static void connector_bury(fwx__pump_connector *c, bool del)
 {
     rx *r = c->rx;
-    (void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    if (c->buried)
+        return;
+    if (del)
+        (void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->buried = true;
     c->cb = NULL;
     c->grave_next = r->grave;
     r->grave = c;
@@ -263,8 +276,14 @@ static void connector_bury(fwx__pump_connector *c)
     rx_wake(r);
 }
 
+static void pump_event(fwx_pump *p, int side, uint32_t e);
+
 static void connector_event(fwx__pump_connector *c, uint32_t e)
 {
+    if (c->pump != NULL) {
+        pump_event(c->pump, SIDE_EXT, e);
+        return;
+    }
     if (c->cb == NULL)
         return;
     int status = 0;
@@ -280,8 +299,18 @@ static void connector_event(fwx__pump_connector *c, uint32_t e)
     }
     fwx__pump_connect_cb cb = c->cb;
     void *arg = c->arg;
-    connector_bury(c);
-    cb(arg, status);
+    c->cb = NULL;
+    if (status != 0) {
+        connector_bury(c, true);
+        cb(arg, status);
+        return;
+    }
+    /* Connected: the callback hands the fd, registration and all, to a pump
+       (fwx__pump_start_connected) or cancels; if it did neither, the registration goes. */
+    c->first_events = e;
+    cb(arg, 0);
+    if (c->pump == NULL)
+        connector_bury(c, true);
 }
 
 static void rx_poll_cb(uv_poll_t *h, int status, int events)
@@ -298,19 +327,28 @@ static void rx_poll_cb(uv_poll_t *h, int status, int events)
             connector_event((fwx__pump_connector *)(uintptr_t)(ev[i].data.u64 & ~(uint64_t)CONNECTOR_TAG), e);
             continue;
         }
-        fwx_pump *p = (fwx_pump *)(uintptr_t)(ev[i].data.u64 & ~(uint64_t)1);
-        int side = (int)(ev[i].data.u64 & 1);
-        if (p->ending)
-            continue;
-        if (e & (EPOLLERR | EPOLLHUP))
-            p->hup[side] = true;
-        p->rdhup[side] = (e & EPOLLRDHUP) && !p->hup[side];
-        if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            p->rd_ready[side] = true;
-        if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-            p->wr_ready[side] = true;
-        relay_step(p);
+        pump_event((fwx_pump *)(uintptr_t)(ev[i].data.u64 & ~(uint64_t)1), (int)(ev[i].data.u64 & 1), e);
     }
+}
+
+/* What an event says about a side, remembered until a call says otherwise. */
+static void pump_mark(fwx_pump *p, int side, uint32_t e)
+{
+    if (e & (EPOLLERR | EPOLLHUP))
+        p->hup[side] = true;
+    p->rdhup[side] = (e & EPOLLRDHUP) && !p->hup[side];
+    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        p->rd_ready[side] = true;
+    if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        p->wr_ready[side] = true;
+}
+
+static void pump_event(fwx_pump *p, int side, uint32_t e)
+{
+    if (p->ending)
+        return;
+    pump_mark(p, side, e);
+    relay_step(p);
 }
 
 /* This loop's reactor, made on first use; NULL if it cannot be (logged by the caller's result). */
@@ -587,6 +625,9 @@ static void relay_finish(fwx_pump *p)
         close(p->fd[i]);
         p->fd[i] = -1;
     }
+    if (p->ext_connector != NULL)
+        connector_bury(p->ext_connector, false); /* its fd is closed: out of the set already */
+    p->ext_connector = NULL;
     for (int d = 0; d < 2; d++) {
         pipe_put(p, &p->dir[d]);
         free(p->dir[d].buf);
@@ -1135,7 +1176,16 @@ void fwx_pump_options_init(fwx_pump_options *opts)
 /* The relay: both fds join this loop's reactor, armed once for good. */
 static void relay_start(fwx_pump *p)
 {
+    fwx__pump_connector *c = p->ext_connector;
+    if (c != NULL) {
+        /* Registered when the connect began, for reading too: the pump takes it over. */
+        c->pump = p;
+        p->wr_ready[SIDE_EXT] = true;
+        pump_mark(p, SIDE_EXT, c->first_events);
+    }
     for (int i = 0; i < 2; i++) {
+        if (i == SIDE_EXT && c != NULL)
+            continue;
         struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
                                  .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)i};
         if (epoll_ctl(p->rx->epfd, EPOLL_CTL_ADD, p->fd[i], &ev) < 0) {
@@ -1147,7 +1197,7 @@ static void relay_start(fwx_pump *p)
 
 static fwx_result pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
                              const fwx_pump_options *opts, fwx_pump_done_cb done, void *arg, bool fresh,
-                             fwx_pump **out)
+                             fwx__pump_connector *connector, fwx_pump **out)
 {
     if (out != NULL)
         *out = NULL;
@@ -1178,6 +1228,10 @@ static fwx_result pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal
         p->dir[d].pipe[0] = p->dir[d].pipe[1] = -1;
     p->mode = n_dfs > 0 ? MODE_FILTER : MODE_RELAY;
     p->can_splice = p->mode == MODE_RELAY && !no_splice;
+    if (connector != NULL && p->mode == MODE_RELAY && connector->rx->loop == loop)
+        p->ext_connector = connector;
+    else if (connector != NULL)
+        fwx__pump_connect_cancel(connector); /* the filter path polls through libuv */
     p->buffer_size = fwx_connection_buffer_size(conn) > 0 ? fwx_connection_buffer_size(conn) : 2048;
 
     fwx_result hr = FWX_S_OK;
@@ -1271,13 +1325,25 @@ static fwx_result pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal
 fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
                           const fwx_pump_options *opts, fwx_pump_done_cb done, void *arg, fwx_pump **out)
 {
-    return pump_start(loop, conn, internal_fd, external_fd, opts, done, arg, false, out);
+    return pump_start(loop, conn, internal_fd, external_fd, opts, done, arg, false, NULL, out);
 }
 
 fwx_result fwx__pump_start_fresh(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
                                  fwx_pump_done_cb done, void *arg, fwx_pump **out)
 {
-    return pump_start(loop, conn, internal_fd, external_fd, NULL, done, arg, true, out);
+    return pump_start(loop, conn, internal_fd, external_fd, NULL, done, arg, true, NULL, out);
+}
+
+fwx_result fwx__pump_start_connected(uv_loop_t *loop, IFWXConnection *conn, int internal_fd,
+                                     fwx__pump_connector *connector, fwx_pump_done_cb done, void *arg, fwx_pump **out)
+{
+    if (connector == NULL || connector->buried)
+        return FWX_E_INVALIDARG;
+    fwx_result hr =
+        pump_start(loop, conn, internal_fd, connector->fd, NULL, done, arg, true, connector, out);
+    if (FWX_FAILED(hr))
+        fwx__pump_connect_cancel(connector);
+    return hr;
 }
 
 /* ---- connecting on the reactor ----------------------------------------------------------- */
@@ -1294,8 +1360,9 @@ int fwx__pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to, fwx__p
     if (rc == 0 && connect(fd, to, fwx__sa_len(to)) < 0 && errno != EINPROGRESS)
         rc = -errno;
     if (rc == 0) {
-        /* Edge-triggered: the one edge that says the handshake ended, then it leaves the set. */
-        struct epoll_event ev = {.events = EPOLLOUT | EPOLLET, .data.u64 = (uint64_t)(uintptr_t)c | CONNECTOR_TAG};
+        /* Edge-triggered, for reading too: a pump may take the registration over as it is. */
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.u64 = (uint64_t)(uintptr_t)c | CONNECTOR_TAG};
         if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
             rc = -errno;
     }
@@ -1316,6 +1383,6 @@ int fwx__pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to, fwx__p
 
 void fwx__pump_connect_cancel(fwx__pump_connector *c)
 {
-    if (c != NULL && c->cb != NULL)
-        connector_bury(c);
+    if (c != NULL && c->pump == NULL)
+        connector_bury(c, true);
 }

@@ -86,18 +86,26 @@ static inline void fwx__pump_abort(fwx__pump *p) { fwx_pump_abort(p); }
 fwx_result fwx__pump_start_fresh(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
                                  fwx_pump_done_cb done, void *arg, fwx_pump **out);
 
-/* Connects a nonblocking TCP socket of the caller's on the loop's relay reactor, the one the
-   pump then carries it on: one epoll_ctl to watch the handshake and one to stop, and SO_ERROR
-   read only when it failed. 0 and *out, then cb runs exactly once from a loop callback with 0
-   or a negative errno (UV_ECONNREFUSED ...), unless cancelled first; or a negative errno at once
-   (connect() refused, no memory): no callback. The caller keeps the fd either way (it closes
-   it on failure, or hands it to the pump). fwx__pump_connect_cancel: no callback after it (the
-   caller then closes the fd); NULL or an ended connector is fine. [loop-thread] */
+/* Connects a nonblocking TCP socket of the caller's on the loop's relay reactor, registered
+   there once for the whole connection: the pump the caller starts on it from the callback
+   (fwx__pump_start_connected) takes the registration over, so the server side costs one
+   epoll_ctl in all; SO_ERROR is read only when the handshake failed. 0 and *out, then cb runs
+   exactly once from a loop callback with 0 or a negative errno (UV_ECONNREFUSED ...), unless
+   cancelled first; or a negative errno at once (connect() refused, no memory): no callback.
+   The caller keeps the fd either way (it closes it on failure, or hands it to the pump). From
+   a successful callback the caller starts the pump or cancels (if it does neither, the
+   registration goes when the callback returns); after the callback the connector is gone, so
+   forget it there. fwx__pump_connect_cancel: no callback after it (the caller then closes the
+   fd); NULL is fine. [loop-thread] */
 typedef struct fwx__pump_connector fwx__pump_connector;
 typedef void (*fwx__pump_connect_cb)(void *arg, int status);
 int fwx__pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to, fwx__pump_connect_cb cb, void *arg,
                       fwx__pump_connector **out);
 void fwx__pump_connect_cancel(fwx__pump_connector *c);
+/* fwx__pump_start_fresh with the connector's fd as external_fd, from its successful callback.
+   On failure the connector is cancelled (the caller still closes both fds). */
+fwx_result fwx__pump_start_connected(uv_loop_t *loop, IFWXConnection *conn, int internal_fd,
+                                     fwx__pump_connector *connector, fwx_pump_done_cb done, void *arg, fwx_pump **out);
 
 /*
  * The datagram path: one UDP flow (one peer on each side) through its connection's data
