@@ -147,9 +147,11 @@ FWX_API fwx_result fwx_iobuffer_set_readonly(IFWXIOBuffer *buf, int32_t readonly
 /** @name The pump: fwx's TCP data path
  * Carries one TCP connection between two connected socket descriptors: through the
  * connection's data filters when it has any (each real descriptor becomes an IFWXSocket, and
- * consecutive filters are joined by virtual socket pairs), else as a plain relay by splice(2),
- * or by read/write through a bounded ring per direction. EOF from one side is passed on as a
- * half-close (shutdown(SHUT_WR)) to the other once its data is written.
+ * consecutive filters are joined by virtual socket pairs), else as a plain relay: small
+ * transfers by recv/send, and a direction whose read fills 16 KiB by splice(2) from then on
+ * (through a pipe the loop's relay lends it while it holds bytes), or always by recv/send with
+ * fwx_pump_options::no_splice. EOF from one side is passed on as a half-close
+ * (shutdown(SHUT_WR)) to the other once its data is written.
  * @{
  */
 
@@ -160,11 +162,12 @@ typedef struct fwx_pump fwx_pump;
 typedef struct fwx_pump_options {
     /** sizeof(fwx_pump_options); fields past it are taken as their defaults. */
     uint32_t struct_size;
-    /** Nonzero: a plain relay reads and writes through user memory, never splice(2) (for
-        tests and benchmarks). Default 0. */
+    /** Nonzero: a plain relay reads and writes through user memory, never splice(2), even for
+        bulk transfers (for tests and benchmarks). Default 0. */
     int32_t no_splice;
-    /** Bytes held per direction before reading that side stops (the ring, or the pipe of the
-        splice relay, clamped to 4 KiB .. 1 MiB there). 0: the default, 256 KiB. */
+    /** Bound on the bytes held per direction: reading a side stops while its direction holds
+        this much (in user memory, or in the pipe of a direction that splices, whose size is
+        clamped to 4 KiB .. 1 MiB). 0: the default, 256 KiB. */
     uint64_t max_buffered;
 } fwx_pump_options;
 
@@ -228,14 +231,15 @@ FWX_API void fwx_pump_abort(fwx_pump *pump);
 FWX_API int fwx_pump_error(const fwx_pump *pump);
 
 /**
- * Bytes a plain relay holds now, both directions (its rings, or the kernel pipes of the splice
- * relay); 0 on the filter path, where the filters hold the data.
+ * Bytes a plain relay holds now, both directions (in user memory, or in the pipes of the
+ * directions that splice); 0 on the filter path, where the filters hold the data.
  * [loop-thread] @since 1.1
  */
 FWX_API size_t fwx_pump_buffered(const fwx_pump *pump);
 
-/** 1 when the pump relays with splice(2) now (0 after it fell back to read/write, or on the
-    filter path). [loop-thread] @since 1.1 */
+/** 1 when the plain relay splices its bulk transfers (small ones go by recv/send all the
+    same); 0 with no_splice, after splice(2) refused the descriptors (EINVAL: it copies from
+    then on), or on the filter path. [loop-thread] @since 1.1 */
 FWX_API int32_t fwx_pump_spliced(const fwx_pump *pump);
 
 /** @} */

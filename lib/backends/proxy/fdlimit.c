@@ -1,8 +1,9 @@
 /*
  * fwx - the proxy backend out of file descriptors.
  *
- * Every relayed connection costs descriptors beyond the accepted one: a copy for the pump, the
- * upstream socket, a pipe per direction once bytes flow. When they run out, a connection used
+ * Every relayed connection costs descriptors beyond the accepted one: the upstream socket (and
+ * a SOCKS client's copy out of its libuv handle), and pipes for bulk transfers (the relay
+ * keeps a small pool per loop). When they run out, a connection used
  * to be "accepted" and then "closed (0 bytes)" with no reason. Now:
  * - the cause is logged once per burst: the first shortage logs a line naming the errno
  *   (EMFILE: this process's limit; ENFILE: the system's), later ones within a second are
