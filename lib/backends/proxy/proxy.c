@@ -318,21 +318,6 @@ psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client,
     return ps;
 }
 
-static bool publish_one(plisten *l);
-
-static void on_publish_accept(uv_poll_t *h, int status, int events)
-{
-    plisten *l = h->data;
-    (void)events;
-    if (status < 0)
-        fwx_firewall_log(l->st->fw, FWX_LOG_WARN, "proxy: listener: %s", uv_strerror(status));
-    /* Bounded; the next loop turn takes the rest. A publish may close this listener (a policy
-       change from a callback): stop then. */
-    for (int i = 0; i < ACCEPT_BATCH && !l->st->closing && !uv_is_closing((uv_handle_t *)&l->poll); i++)
-        if (!publish_one(l))
-            break;
-}
-
 /* Takes one connection off a publishing listener; false when none was waiting. */
 static bool publish_one(plisten *l)
 {
@@ -391,20 +376,6 @@ static bool publish_one(plisten *l)
     return true;
 }
 
-static bool grant_one(plisten *l);
-
-static void on_grant_accept(uv_poll_t *h, int status, int events)
-{
-    plisten *l = h->data;
-    (void)events;
-    if (status < 0)
-        fwx_firewall_log(l->st->fw, FWX_LOG_WARN, "proxy: listener: %s", uv_strerror(status));
-    /* A one-shot grant closes its listener during the admit: stop then. */
-    for (int i = 0; i < ACCEPT_BATCH && !l->st->closing && !uv_is_closing((uv_handle_t *)&l->poll); i++)
-        if (!grant_one(l))
-            break;
-}
-
 /* Takes one connection off a grant's listener; false when none was waiting. */
 static bool grant_one(plisten *l)
 {
@@ -443,9 +414,22 @@ static bool grant_one(plisten *l)
     return true;
 }
 
+static void on_accept(uv_poll_t *h, int status, int events)
+{
+    plisten *l = h->data;
+    (void)events;
+    if (status < 0)
+        fwx_firewall_log(l->st->fw, FWX_LOG_WARN, "proxy: listener: %s", uv_strerror(status));
+    /* Bounded; the next loop turn takes the rest. A one-shot grant closes its listener during
+       the admit, a policy change from a callback may close a publishing one: stop then. */
+    for (int i = 0; i < ACCEPT_BATCH && !l->st->closing && !uv_is_closing((uv_handle_t *)&l->poll); i++)
+        if (!(l->is_grant ? grant_one(l) : publish_one(l)))
+            break;
+}
+
 /* A listening socket of the backend's own, bound as libuv's uv_tcp_bind would (SO_REUSEADDR;
    IPv6 also takes IPv4, V6ONLY off), watched by a uv_poll handle. */
-static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog, uv_poll_cb cb)
+static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog)
 {
     int one = 1, zero = 0, rc = 0;
     l->st = st;
@@ -464,7 +448,7 @@ static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr,
     }
     l->poll.data = l;
     st->handles++;
-    if ((rc = uv_poll_start(&l->poll, UV_READABLE, cb)) != 0) {
+    if ((rc = uv_poll_start(&l->poll, UV_READABLE, on_accept)) != 0) {
         uv_close((uv_handle_t *)&l->poll, listener_closed);
         return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
@@ -550,7 +534,7 @@ static fwx_result p_grant_add(void *state, const fwx_grant *g)
     l->id = g->id;
     l->is_grant = true;
     l->grant = *g;
-    return listen_on(st, l, (const struct sockaddr *)&g->gateway, g->backlog, on_grant_accept);
+    return listen_on(st, l, (const struct sockaddr *)&g->gateway, g->backlog);
 }
 
 static fwx_result p_grant_remove(void *state, uint64_t id)
@@ -609,7 +593,7 @@ static fwx_result p_listen(void *state, const fwx_listen_spec *spec)
         return FWX_E_OUTOFMEMORY;
     l->id = spec->id;
     l->spec = *spec;
-    return listen_on(st, l, (const struct sockaddr *)&spec->address, 511, on_publish_accept);
+    return listen_on(st, l, (const struct sockaddr *)&spec->address, 511);
 }
 
 static fwx_result p_unlisten(void *state, uint64_t id)
