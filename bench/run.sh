@@ -24,6 +24,8 @@ BUILD=${1:-build}
 case "$BUILD" in /*) ;; *) BUILD="$REPO/$BUILD" ;; esac
 GW_BIN="$BUILD/examples/fwx-gateway/fwx-gateway"
 QUICK=${QUICK:-0}
+# Syscalls per connection are part of every full run (an extra short run under strace -c).
+STRACE=${STRACE:-$([ "$QUICK" = 1 ] && echo 0 || echo 1)}
 PIN=${PIN:-1}
 ALL_RELAYS="fwx haproxy-splice haproxy-nosplice nginx socat kernel"
 ONLY=${ONLY:-$ALL_RELAYS}
@@ -35,10 +37,11 @@ else
 fi
 IDLE_N=1000    # idle relayed connections for the memory figure
 RATE_CONC=64   # connections in flight in the connection-rate test
-RR_CONC=4      # persistent connections in the latency test, one request outstanding on each
+RR_CONCS="1 16" # persistent connections in the latency tests (one run each), one request outstanding on each
 RR_SIZE=64     # request and response size, bytes
 
-NS_C=fwxb-cli NS_G=fwxb-gw NS_S=fwxb-srv
+# Named with our pid: two runs at once (other engineers' benches) never touch each other's.
+NS_C=fwxb-cli-$$ NS_G=fwxb-gw-$$ NS_S=fwxb-srv-$$
 C_IP=10.99.1.2 G_IN=10.99.1.1 G_OUT=10.99.2.1 S_IP=10.99.2.2
 P_IPERF=5201 P_ECHO=7000
 
@@ -60,7 +63,7 @@ command -v python3 >/dev/null || need+=(python3)
 if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >/dev/null && apt-get install -y -qq "${need[@]}" >/dev/null || fail "apt-get install ${need[*]} failed"
+    apt-get update -qq >/dev/null && apt-get install -y -qq -o DPkg::Lock::Timeout=600 "${need[@]}" >/dev/null || fail "apt-get install ${need[*]} failed"
 fi
 # The packages may start system services; this benchmark runs its own servers only.
 for svc in haproxy nginx iperf3; do
@@ -278,6 +281,14 @@ mem_kb() {
     done
     echo "$r $s"
 }
+# pipes the relay's processes hold open (each pipe is two fds; counted as fds / 2)
+pipe_count() {
+    local n=0 p
+    for p in $(tree_pids); do
+        n=$((n + $(ls -l /proc/"$p"/fd 2>/dev/null | grep -c 'pipe:')))
+    done
+    echo $((n / 2))
+}
 # CPU ticks (user+system, children included) used by the relay's processes so far
 cpu_ticks() {
     local t=0 p v
@@ -323,18 +334,18 @@ except Exception: print("")' "$f")
 }
 
 test_idle_memory() { # NAME: RSS/PSS of the relay and kernel slab before/after IDLE_N idle relayed connections
-    local name=$1 host f m0 m1 s0 s1 ipid ok ct
+    local name=$1 host f m0 m1 s0 s1 q0 q1 ipid ok ct
     host=$(host_of "$name")
     # warm up (first-connection allocations), then open the idle connections
     inc timeout 10 "$TB" rr "$host" $P_ECHO 0.3 2 16 >/dev/null 2>&1 || true
     sleep 0.5
-    m0=$(mem_kb); s0=$(slab_kb)
+    m0=$(mem_kb); s0=$(slab_kb); q0=$(pipe_count)
     f="$T/$name-idle.out"
     ip netns exec $NS_C "${LOAD_PIN[@]}" timeout 120 "$TB" idle "$host" $P_ECHO $IDLE_N 90 >"$f" 2>&1 &
     ipid=$!; PIDS+=($ipid)
     for _ in $(seq 1 700); do grep -q '^ready' "$f" && break; [ -d /proc/$ipid ] || break; sleep 0.1; done
     sleep 1
-    m1=$(mem_kb); s1=$(slab_kb)
+    m1=$(mem_kb); s1=$(slab_kb); q1=$(pipe_count)
     ok=$(awk '/^ready/{print $2}' "$f")
     ct=$(ip netns exec $NS_G cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo "")
     kill_tree $ipid
@@ -344,6 +355,7 @@ test_idle_memory() { # NAME: RSS/PSS of the relay and kernel slab before/after I
             put "$name" mem_rss_kb_per_conn "$(python3 -c "print((${m1% *}-${m0% *})/$ok)")"
             put "$name" mem_pss_kb_per_conn "$(python3 -c "print((${m1#* }-${m0#* })/$ok)")"
             put "$name" mem_rss_base_kb "${m0% *}"
+            put "$name" pipes_per_idle_conn "$(python3 -c "print(($q1-$q0)/$ok)")"
         fi
         put "$name" slab_kb_per_conn "$(python3 -c "print(($s1-$s0)/$ok)")"
         [ "$name" = kernel ] && put "$name" conntrack_entries "${ct:-none}"
@@ -375,13 +387,19 @@ test_echo_suite() { # NAME ROUND: (round 1: memory per idle connection,) latency
         if [ "$name" != kernel ]; then check_alive "$name" idle-memory $P_ECHO || return 0; fi
     fi
 
-    # latency
-    perf_start "$name" rr "$rd" "$RR_S"
-    f="$T/$name-rr-$rd.out"
-    inc timeout $((RR_S + 30)) "$TB" rr "$host" $P_ECHO $RR_S $RR_CONC $RR_SIZE >"$f" 2>&1 || note "$name: rr: $(tail -c 300 "$f" | tr '\n' ' ')"
-    perf_wait
-    for k in p50_us p99_us p999_us rr_per_s errors; do
-        put "$name" "rr_$k" "$(kv $k "$f")"
+    # latency, at 1 and at 16 connections (the first run's figures are the table's rr_*)
+    local cc pre
+    for cc in $RR_CONCS; do
+        pre=rr$cc
+        [ "$cc" = "${RR_CONCS%% *}" ] && pre=rr
+        perf_start "$name" "rr$cc" "$rd" "$RR_S"
+        f="$T/$name-rr$cc-$rd.out"
+        inc timeout $((RR_S + 30)) "$TB" rr "$host" $P_ECHO $RR_S $cc $RR_SIZE >"$f" 2>&1 || note "$name: rr ($cc conn): $(tail -c 300 "$f" | tr '\n' ' ')"
+        perf_wait
+        for k in p50_us p99_us p999_us rr_per_s errors; do
+            put "$name" "${pre}_$k" "$(kv $k "$f")"
+        done
+        sleep 0.2
     done
     if [ "$name" != kernel ]; then check_alive "$name" latency $P_ECHO || return 0; fi
     sleep 0.5
@@ -446,7 +464,7 @@ done
 ELAPSED=$(( $(date +%s) - START ))
 
 if [ "${PERF:-0}" = 1 ]; then
-    for w in rate rr; do
+    for w in rate rr1 rr16; do
         [ -f "$T/perf-fwx-$w.data" ] || continue
         perf report -i "$T/perf-fwx-$w.data" --no-children --sort symbol --stdio 2>/dev/null \
             | grep -v '^#' | grep -v '^$' | grep '%' | head -25 >"$T/perf-fwx-$w.txt" || true
@@ -458,7 +476,7 @@ fi
 QUICK=$QUICK "$HERE/loops.sh" "$BUILD" || note "bench/loops.sh (event loops) failed: its lines above say why"
 [ -n "${RESULTS:-}" ] && cp "$RES" "$RESULTS"
 python3 "$HERE/report.py" "$RES" "$NOTES" \
-    "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) relay_cpu=$RELAY_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc rr=${RR_S}s/${RR_CONC}conn/${RR_SIZE}B repeat=$REPEAT idle=$IDLE_N" \
+    "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) relay_cpu=$RELAY_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc rr=${RR_S}s/${RR_CONCS// /+}conn/${RR_SIZE}B repeat=$REPEAT idle=$IDLE_N" \
     "fwx-gateway $GW_DESC; $(haproxy -v 2>/dev/null | head -1 | awk '{print "haproxy", $3}'); $(nginx -v 2>&1 | sed 's/.*nginx\//nginx /'); $(socat -V 2>/dev/null | awk '/socat version/{print "socat", $3}'); $(iperf3 -v 2>/dev/null | head -1 | awk '{print "iperf3", $2}')" \
     || fail "report failed"
 exit 0

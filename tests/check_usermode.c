@@ -20,6 +20,7 @@
 #include <stddef.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
@@ -270,14 +271,21 @@ typedef struct rfx {
     size_t max_seen;
 } rfx;
 
-static void rfx_open(rfx *f)
+/* New client/gateway and gateway/server pairs (the gateway's ends nonblocking). */
+static void rfx_pairs(rfx *f)
 {
-    memset(f, 0, sizeof *f);
-    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
     tcp_pair(&f->client, &f->gw_int);
     tcp_pair(&f->gw_ext, &f->server);
     set_nonblock(f->gw_int);
     set_nonblock(f->gw_ext);
+    f->done_calls = 0;
+}
+
+static void rfx_open(rfx *f)
+{
+    memset(f, 0, sizeof *f);
+    ck_assert_int_eq(uv_loop_init(&f->loop), 0);
+    rfx_pairs(f);
 }
 
 static void on_done(fwx_pump *p, void *arg)
@@ -312,13 +320,14 @@ static void wait_done(rfx *f)
 
 /* ---- plain relay -------------------------------------------------------------------------- */
 
-/* _i: 0 = splice, 1 = read/write */
-static void relay_transfer(int mode, uint64_t c2s, uint64_t s2c)
+/* _i: 0 = splice, 1 = read/write. answer_after_eof: the server reads to EOF (the client's
+   half-close) before it sends. */
+static void relay_transfer_ex(int mode, uint64_t c2s, uint64_t s2c, bool answer_after_eof)
 {
     rfx f;
     rfx_open(&f);
     peer cl = {.tx_len = c2s, .seed = 0x1234567u, .no_shutdown = false};
-    peer sv = {.tx_len = s2c, .seed = 0x7654321u};
+    peer sv = {.tx_len = s2c, .seed = 0x7654321u, .tx_after_eof = answer_after_eof};
     start_relay(&f, NULL, mode == 0, 0);
     peer_start(&cl, f.client);
     peer_start(&sv, f.server);
@@ -336,6 +345,8 @@ static void relay_transfer(int mode, uint64_t c2s, uint64_t s2c)
     ck_assert(f.spliced_at_end == (mode == 0)); /* no fallback happened */
     tu_loop_close_clean(&f.loop);
 }
+
+static void relay_transfer(int mode, uint64_t c2s, uint64_t s2c) { relay_transfer_ex(mode, c2s, s2c, false); }
 
 START_TEST(relay_small)
 {
@@ -362,6 +373,12 @@ START_TEST(relay_large_s2c) { relay_transfer(_i, 0, 16 * MiB); }
 END_TEST
 
 START_TEST(relay_large_both) { relay_transfer(_i, 16 * MiB, 16 * MiB); }
+END_TEST
+
+/* Half-close after the direction went bulk (splice): the client sends 8 MiB and shuts down
+   writing; the server gets every byte and EOF, and only then answers 1 MiB, which reaches the
+   client in full. */
+START_TEST(relay_half_close_after_splice) { relay_transfer_ex(_i, 8 * MiB, 1 * MiB, true); }
 END_TEST
 
 /* The client shuts down writing; the server reads to EOF, then answers; then both end. */
@@ -498,6 +515,145 @@ START_TEST(relay_bad_args)
     close(a);
     close(b);
     tu_loop_close_clean(&loop);
+}
+END_TEST
+
+/* ---- the relay's costs: small vs bulk, the pipe pool ---------------------------------------- */
+
+/* Pipes this process holds open (each pipe is two fds). */
+static int count_pipes(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    ck_assert_ptr_nonnull(d);
+    int n = 0;
+    struct dirent *e;
+    char path[300], link[64];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "/proc/self/fd/%s", e->d_name);
+        ssize_t k = readlink(path, link, sizeof link - 1);
+        if (k > 0) {
+            link[k] = '\0';
+            n += strncmp(link, "pipe:", 5) == 0;
+        }
+    }
+    closedir(d);
+    return n / 2;
+}
+
+typedef struct pipe_watch {
+    rfx *f;
+    int max_pipes;
+} pipe_watch;
+
+static void pipe_sample(void *arg)
+{
+    pipe_watch *w = arg;
+    int n = count_pipes();
+    if (n > w->max_pipes)
+        w->max_pipes = n;
+}
+
+static bool pipe_watch_done(void *arg) { return ((pipe_watch *)arg)->f->done_calls > 0; }
+
+/* A small exchange goes by recv/send: the splice relay never takes a pipe for it. */
+START_TEST(relay_small_takes_no_pipe)
+{
+    rfx f;
+    rfx_open(&f);
+    int base = count_pipes();
+    peer cl = {.tx_text = "a small request"};
+    peer sv = {.tx_text = "a small reply", .tx_after_eof = true};
+    start_relay(&f, NULL, true, 0);
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    pipe_watch w = {&f, base};
+    ck_assert(run_until(&f.loop, pipe_watch_done, &w, RUN_LIMIT_MS, pipe_sample));
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_str_eq(sv.rx, "a small request");
+    ck_assert_str_eq(cl.rx, "a small reply");
+    ck_assert_int_eq(w.max_pipes, base);
+    run_until(&f.loop, NULL, NULL, 20, NULL); /* the loop's relay closes after its last pump */
+    ck_assert_int_eq(count_pipes(), base);   /* and its pool with it */
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* A bulk transfer moves to splice: while the server does not read, the pump holds the bytes
+   in a pipe (so one exists); when it ends, and the loop's relay closes, no pipe is left. */
+START_TEST(relay_bulk_takes_a_pipe)
+{
+    const uint64_t total = 4 * MiB;
+    rfx f;
+    rfx_open(&f);
+    int base = count_pipes();
+    peer cl = {.tx_len = total, .seed = 42};
+    peer sv = {.hold_rx = true};
+    atomic_init(&sv.gate, false);
+    start_relay(&f, NULL, true, 0);
+    peer_start(&cl, f.client);
+    peer_start(&sv, f.server);
+    pipe_watch w = {&f, base};
+    run_until(&f.loop, NULL, &w, 300, pipe_sample); /* the server holds back: the pump fills */
+    ck_assert_int_eq(f.done_calls, 0);
+    ck_assert_int_eq(w.max_pipes, base + 1);        /* one direction is bulk: one pipe */
+    ck_assert_uint_gt(fwx_pump_buffered(f.p), 0);
+    atomic_store(&sv.gate, true);
+    ck_assert(run_until(&f.loop, pipe_watch_done, &w, RUN_LIMIT_MS, pipe_sample));
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_uint_eq(sv.rx_len, total);
+    ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
+    ck_assert(f.spliced_at_end);
+    ck_assert_int_eq(w.max_pipes, base + 1);
+    run_until(&f.loop, NULL, NULL, 20, NULL); /* the loop's relay closes after its last pump */
+    ck_assert_int_eq(count_pipes(), base);   /* and its pool with it */
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* Consecutive bulk relays on one loop take the pipe the first gave back to the pool: the
+   process holds no more pipes after the second than after the first, and none when the last
+   relay of the loop has ended. */
+START_TEST(relay_pipe_pool_reuse)
+{
+    const uint64_t total = 2 * MiB;
+    rfx f;
+    rfx_open(&f);
+    int base = count_pipes();
+    /* A relay kept open and idle for the whole test keeps the loop's relay (and pool) alive. */
+    rfx holder = {0};
+    rfx_pairs(&holder);
+    fwx_pump *hp = NULL;
+    TU_EXPECT_HR(fwx_pump_start(&f.loop, NULL, holder.gw_int, holder.gw_ext, NULL, on_done, &holder, &hp), FWX_S_OK);
+    int after[2];
+    for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            rfx_pairs(&f);
+        peer cl = {.tx_len = total, .seed = 7u + (uint64_t)round};
+        peer sv = {.tx_text = "done", .tx_after_eof = true};
+        start_relay(&f, NULL, true, 0);
+        peer_start(&cl, f.client);
+        peer_start(&sv, f.server);
+        wait_done(&f);
+        peer_join(&cl);
+        peer_join(&sv);
+        ck_assert_uint_eq(sv.rx_len, total);
+        ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
+        ck_assert_str_eq(cl.rx, "done");
+        after[round] = count_pipes();
+    }
+    ck_assert_int_gt(after[0], base);     /* the first bulk relay made a pipe, kept in the pool */
+    ck_assert_int_eq(after[1], after[0]); /* the second took it again instead of a new one */
+    fwx_pump_abort(hp);
+    ck_assert(run_until(&f.loop, is_done, &holder, RUN_LIMIT_MS, NULL));
+    close(holder.client);
+    close(holder.server);
+    run_until(&f.loop, NULL, NULL, 20, NULL); /* the loop's relay closes after its last pump */
+    ck_assert_int_eq(count_pipes(), base);   /* and its pool with it */
+    tu_loop_close_clean(&f.loop);
 }
 END_TEST
 
@@ -2208,6 +2364,10 @@ static Suite *usermode_suite(void)
         {"relay_abort", relay_abort, 2},
         {"relay_counts_bytes", relay_counts_bytes, 2},
         {"relay_bad_args", relay_bad_args, 1},
+        {"relay_small_takes_no_pipe", relay_small_takes_no_pipe, 1},
+        {"relay_bulk_takes_a_pipe", relay_bulk_takes_a_pipe, 1},
+        {"relay_pipe_pool_reuse", relay_pipe_pool_reuse, 1},
+        {"relay_half_close_after_splice", relay_half_close_after_splice, 2},
         {"filter_observer", filter_observer, 1},
         {"filter_modifier", filter_modifier, 1},
         {"relay_old_options", relay_old_options, 1},

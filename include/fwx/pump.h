@@ -154,9 +154,11 @@ FWX_API fwx_result fwx_iobuffer_set_readonly(IFWXIOBuffer *buf, int32_t readonly
 /** @name The pump: fwx's TCP data path
  * Carries one TCP connection between two connected socket descriptors: through the
  * connection's data filters when it has any (each real descriptor becomes an IFWXSocket, and
- * consecutive filters are joined by virtual socket pairs), else as a plain relay by splice(2),
- * or by read/write through a bounded ring per direction. EOF from one side is passed on as a
- * half-close (shutdown(SHUT_WR)) to the other once its data is written.
+ * consecutive filters are joined by virtual socket pairs), else as a plain relay: small
+ * transfers by recv/send, and a direction whose read fills 16 KiB by splice(2) from then on
+ * (through a pipe the loop's relay lends it while it holds bytes), or always by recv/send with
+ * fwx_pump_options::no_splice. EOF from one side is passed on as a half-close
+ * (shutdown(SHUT_WR)) to the other once its data is written.
  * @{
  */
 
@@ -167,11 +169,12 @@ typedef struct fwx_pump fwx_pump;
 typedef struct fwx_pump_options {
     /** sizeof(fwx_pump_options); fields past it are taken as their defaults. */
     uint32_t struct_size;
-    /** Nonzero: a plain relay reads and writes through user memory, never splice(2) (for
-        tests and benchmarks). Default 0. */
+    /** Nonzero: a plain relay reads and writes through user memory, never splice(2), even for
+        bulk transfers (for tests and benchmarks). Default 0. */
     int32_t no_splice;
-    /** Bytes held per direction before reading that side stops (the ring, or the pipe of the
-        splice relay, clamped to 4 KiB .. 1 MiB there). 0: the default, 256 KiB. */
+    /** Bound on the bytes held per direction: reading a side stops while its direction holds
+        this much (in user memory, or in the pipe of a direction that splices, whose size is
+        clamped to 4 KiB .. 1 MiB). 0: the default, 256 KiB. */
     uint64_t max_buffered;
 } fwx_pump_options;
 
@@ -227,6 +230,60 @@ FWX_API fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int int
 FWX_API void fwx_pump_abort(fwx_pump *pump);
 
 /**
+ * fwx_pump_start() for descriptors the caller made itself (accept4(), socket() and connect())
+ * and never duplicated: no SO_TYPE probes, default options, and the relay closes them without
+ * taking them out of its epoll set first (close() does, when no copy of the descriptor lives
+ * on). A backend that accepts and connects on its own descriptors saves three system calls a
+ * connection this way. Same results and ownership as fwx_pump_start().
+ * [loop-thread] @since 1.1
+ */
+FWX_API fwx_result fwx_pump_start_fresh(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
+                                        fwx_pump_done_cb done, void *arg, fwx_pump **out);
+
+/** A connect in progress on the loop's relay reactor (fwx_pump_connect()). @since 1.1 */
+typedef struct fwx_pump_connector fwx_pump_connector;
+
+/**
+ * Called once when a fwx_pump_connect() ends: @p status 0 (connected) or a negative errno
+ * (UV_ECONNREFUSED ...). @since 1.1
+ */
+typedef void (*fwx_pump_connect_cb)(void *arg, int status);
+
+/**
+ * Connects a nonblocking TCP socket of the caller's on the loop's relay reactor, registered
+ * there once for the whole connection: the pump the caller starts on it from the callback
+ * (fwx_pump_start_connected()) takes the registration over, so the server side costs one
+ * epoll_ctl in all; SO_ERROR is read only when the handshake failed.
+ *
+ * The caller keeps @p fd either way (it closes it on failure, or hands it to the pump). From a
+ * successful callback the caller starts the pump or cancels (if it does neither, the
+ * registration goes when the callback returns); after the callback the connector is gone.
+ * @param loop the loop (borrowed). @param fd a nonblocking TCP socket, not yet connected.
+ * @param to the address to connect to (borrowed). @param cb required. @param arg for @p cb.
+ * @param out receives the connector, valid until @p cb has run or fwx_pump_connect_cancel().
+ * @return 0 and *out, then @p cb runs exactly once from a loop callback unless cancelled
+ *   first; or a negative errno at once (connect() refused, no memory): no callback.
+ * [loop-thread] @since 1.1
+ */
+FWX_API int fwx_pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to, fwx_pump_connect_cb cb, void *arg,
+                             fwx_pump_connector **out);
+
+/**
+ * Cancels a fwx_pump_connect(): no callback after it (the caller then closes the fd). NULL is
+ * fine. [loop-thread] @since 1.1
+ */
+FWX_API void fwx_pump_connect_cancel(fwx_pump_connector *c);
+
+/**
+ * fwx_pump_start_fresh() with the connector's descriptor as @p external_fd, from its
+ * successful callback. On failure the connector is cancelled (the caller still closes both
+ * descriptors). [loop-thread] @since 1.1
+ */
+FWX_API fwx_result fwx_pump_start_connected(uv_loop_t *loop, IFWXConnection *conn, int internal_fd,
+                                            fwx_pump_connector *connector, fwx_pump_done_cb done, void *arg,
+                                            fwx_pump **out);
+
+/**
  * Why a pump ended (valid in its done callback): 0 when both directions ended, UV_ECANCELED
  * (a negative errno, ECANCELED) after fwx_pump_abort(), UV_ECONNABORTED when a filter's
  * SetSockets failed, else the negative errno of the I/O error.
@@ -235,14 +292,15 @@ FWX_API void fwx_pump_abort(fwx_pump *pump);
 FWX_API int fwx_pump_error(const fwx_pump *pump);
 
 /**
- * Bytes a plain relay holds now, both directions (its rings, or the kernel pipes of the splice
- * relay); 0 on the filter path, where the filters hold the data.
+ * Bytes a plain relay holds now, both directions (in user memory, or in the pipes of the
+ * directions that splice); 0 on the filter path, where the filters hold the data.
  * [loop-thread] @since 1.1
  */
 FWX_API size_t fwx_pump_buffered(const fwx_pump *pump);
 
-/** 1 when the pump relays with splice(2) now (0 after it fell back to read/write, or on the
-    filter path). [loop-thread] @since 1.1 */
+/** 1 when the plain relay splices its bulk transfers (small ones go by recv/send all the
+    same); 0 with no_splice, after splice(2) refused the descriptors (EINVAL: it copies from
+    then on), or on the filter path. [loop-thread] @since 1.1 */
 FWX_API int32_t fwx_pump_spliced(const fwx_pump *pump);
 
 /** @} */

@@ -1,8 +1,9 @@
 /*
  * fwx - the proxy backend out of file descriptors.
  *
- * Every relayed connection costs descriptors beyond the accepted one: a copy for the pump, the
- * upstream socket, a pipe per direction once bytes flow. When they run out, a connection used
+ * Every relayed connection costs descriptors beyond the accepted one: the upstream socket (and
+ * a SOCKS client's copy out of its libuv handle), and pipes for bulk transfers (the relay
+ * keeps a small pool per loop). When they run out, a connection used
  * to be "accepted" and then "closed (0 bytes)" with no reason. Now:
  * - the cause is logged once per burst: the first shortage logs a line naming the errno
  *   (EMFILE: this process's limit; ENFILE: the system's), later ones within a second are
@@ -70,11 +71,18 @@ void fwx__proxy_reserve_close(pstate *st)
 
 void fwx__proxy_accept_failed(pstate *st, uv_stream_t *server, int status, const char *what)
 {
+    uv_os_fd_t lfd;
+    if (uv_fileno((uv_handle_t *)server, &lfd) != 0)
+        lfd = -1;
+    fwx__proxy_accept_failed_fd(st, lfd, status, what);
+}
+
+void fwx__proxy_accept_failed_fd(pstate *st, int lfd, int status, const char *what)
+{
     if (!fwx__proxy_fd_short(status))
         return;
     fwx__proxy_fd_shortage(st, status, what);
-    uv_os_fd_t lfd;
-    if (st->reserve_fd <= 0 || uv_fileno((uv_handle_t *)server, &lfd) != 0)
+    if (st->reserve_fd <= 0 || lfd < 0)
         return;
     fwx__proxy_reserve_close(st);
     /* Bounded: the backlog holds at most what listen() allowed; 64 per shortage is plenty. */

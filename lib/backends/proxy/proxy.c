@@ -74,13 +74,6 @@ static void pump_done(fwx_pump *p, void *arg)
     relay_free(arg);
 }
 
-static void up_closed_free(uv_handle_t *h)
-{
-    prelay *r = h->data;
-    free(h);
-    relay_free(r);
-}
-
 /* Ends a relay that never got a pump: close what it holds, then free it. */
 void fwx__proxy_relay_fail(prelay *r)
 {
@@ -92,17 +85,23 @@ void fwx__proxy_relay_fail(prelay *r)
     r->internal_fd = -1;
     if (r->connecting) {
         r->connecting = false;
-        uv_close((uv_handle_t *)r->up, up_closed_free);
-        return;
+        fwx_pump_connect_cancel(r->connector);
+        r->connector = NULL;
     }
+    if (r->up_fd >= 0)
+        close(r->up_fd);
+    r->up_fd = -1;
     relay_free(r);
 }
 
-static void on_upstream(uv_connect_t *req, int status)
+static void on_upstream(void *arg, int status)
 {
-    prelay *r = req->data;
+    prelay *r = arg;
     pstate *st = r->st;
     char a[FWX__SA_STRLEN];
+    fwx_pump_connector *connector = r->connector; /* gone after this call */
+    r->connector = NULL;
+    r->connecting = false;
     if (r->finished) /* killed while connecting: the close is already under way */
         return;
     if (status < 0) {
@@ -113,34 +112,30 @@ static void on_upstream(uv_connect_t *req, int status)
         fwx__proxy_relay_fail(r);
         return;
     }
+    /* The core learns the gateway's address on this side as the peer sees it: for a published
+       server, the address a redirect port must be opened on for it (active FTP's PORT); SOCKS
+       writes it in its reply. Read before the pump starts, so before any filter sees the first
+       byte. */
+    socklen_t sl = sizeof r->up_local;
+    if (r->on_connected != NULL || r->need_up_local || fwx_connection_data_filters(r->conn) > 0)
+        r->have_up_local = getsockname(r->up_fd, (struct sockaddr *)&r->up_local, &sl) == 0;
     if (r->on_connected != NULL)
         r->on_connected(r, 0);
-    /* The core learns the gateway's address on this side as the peer sees it: for a published
-       server, the address a redirect port must be opened on for it (active FTP's PORT). Read
-       before the pump starts, so before any filter sees the first byte. */
-    struct sockaddr_storage self;
-    int sl = sizeof self;
-    if (r->conn != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0)
-        (void)fwx_connection_set_upstream_local(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
-    /* The pump owns plain fds: take a copy and let the handle go. */
-    int fd = -1;
-    uv_os_fd_t ufd;
-    if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0)
-        fd = dup(ufd);
-    if (fd < 0) {
-        if (fwx__proxy_fd_short(errno))
-            fwx__proxy_fd_shortage(st, errno, "starting a relay");
-        if (r->internal_fd >= 0)
-            fwx__proxy_fd_reset(r->internal_fd);
-        fwx__proxy_relay_fail(r);
-        return;
-    }
-    r->connecting = false;
-    uv_close((uv_handle_t *)r->up, (uv_close_cb)free);
-    r->up = NULL;
-    r->external_fd = fd;
+    if (r->conn != NULL && r->have_up_local)
+        (void)fwx_connection_set_upstream_local(r->conn, (struct sockaddr *)&r->up_local, (uint32_t)sl);
+    /* The server side is this backend's own socket; so is the client's when our accept4 made
+       it (a SOCKS client's is a copy out of its libuv handle): the pump then takes them as
+       they are, without probes. */
+    r->external_fd = r->up_fd;
+    r->up_fd = -1;
     fwx_pump *p = NULL;
-    fwx_result hr = fwx_pump_start(st->loop, r->conn, r->internal_fd, r->external_fd, NULL, pump_done, r, &p);
+    fwx_result hr;
+    if (r->fresh) {
+        hr = fwx_pump_start_connected(st->loop, r->conn, r->internal_fd, connector, pump_done, r, &p);
+    } else {
+        fwx_pump_connect_cancel(connector); /* the public start registers the fd itself */
+        hr = fwx_pump_start(st->loop, r->conn, r->internal_fd, r->external_fd, NULL, pump_done, r, &p);
+    }
     r->internal_fd = r->external_fd = -1; /* the pump owns them now, even on failure */
     r->finished = true;
     if (FWX_FAILED(hr)) {
@@ -175,14 +170,10 @@ void fwx__proxy_relay_connect(prelay *r)
         fwx__proxy_relay_pump(r, -1);
         return;
     }
-    if ((r->up = malloc(sizeof *r->up)) == NULL) {
-        fwx__proxy_relay_fail(r);
-        return;
-    }
-    int rc = uv_tcp_init_ex(st->loop, r->up, r->target.ss_family);
-    if (rc != 0) {
-        free(r->up);
-        r->up = NULL;
+    int fam = r->target.ss_family;
+    r->up_fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (r->up_fd < 0) {
+        int rc = -errno;
         if (fwx__proxy_fd_short(rc))
             fwx__proxy_fd_shortage(st, rc, "opening a connection to the server");
         /* Said, not just closed: SOCKS writes its failure reply, others get a reset. */
@@ -193,19 +184,15 @@ void fwx__proxy_relay_connect(prelay *r)
         fwx__proxy_relay_fail(r);
         return;
     }
-    r->up->data = r;
-    r->connecting = true;
     if (r->transparent) {
         /* Without full proxy the server should see the client's address: that needs
            IP_TRANSPARENT (CAP_NET_ADMIN) and routing back through us; without it, say so once
            and connect from the gateway's address. */
-        uv_os_fd_t fd;
         int one = 1;
-        bool ok = uv_fileno((uv_handle_t *)r->up, &fd) == 0 &&
-                  setsockopt(fd, r->source.ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP,
+        bool ok = setsockopt(r->up_fd, r->source.ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP,
                              r->source.ss_family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one,
                              sizeof one) == 0 &&
-                  uv_tcp_bind(r->up, (struct sockaddr *)&r->source, 0) == 0;
+                  bind(r->up_fd, (struct sockaddr *)&r->source, fwx__sa_len((struct sockaddr *)&r->source)) == 0;
         if (!ok && !st->warned_transparent) {
             st->warned_transparent = true;
             fwx_firewall_log(st->fw, FWX_LOG_WARN,
@@ -214,10 +201,18 @@ void fwx__proxy_relay_connect(prelay *r)
                              strerror(errno));
         }
     }
-    r->creq.data = r;
-    rc = uv_tcp_connect(&r->creq, r->up, (struct sockaddr *)&r->target, on_upstream);
-    if (rc != 0)
+    r->connecting = true;
+    int rc = fwx_pump_connect(st->loop, r->up_fd, (struct sockaddr *)&r->target, on_upstream, r, &r->connector);
+    if (rc != 0) {
+        /* Refused at once (no route, ...): as a failed handshake would be. */
+        r->connecting = false;
+        char a[FWX__SA_STRLEN];
+        fwx_firewall_log(st->fw, FWX_LOG_WARN, "proxy: connecting to %s failed: %s",
+                         fwx__sa_fmt((struct sockaddr *)&r->target, a), uv_strerror(rc));
+        if (r->on_connected != NULL)
+            r->on_connected(r, rc);
         fwx__proxy_relay_fail(r);
+    }
 }
 
 prelay *fwx__proxy_relay_new(pstate *st, int fd)
@@ -226,8 +221,10 @@ prelay *fwx__proxy_relay_new(pstate *st, int fd)
     if (r == NULL)
         return NULL;
     r->st = st;
+    r->need_up_local = true;
     r->internal_fd = fd;
     r->external_fd = -1;
+    r->up_fd = -1;
     DLIST_ADD(st->relays, r);
     st->handles++;
     return r;
@@ -239,6 +236,7 @@ static void listener_closed(uv_handle_t *h)
 {
     plisten *l = h->data;
     pstate *st = l->st;
+    close(l->fd); /* only now: libuv must not poll a closed fd */
     free(l);
     st->handles--;
     fwx__proxy_state_maybe_free(st);
@@ -247,31 +245,37 @@ static void listener_closed(uv_handle_t *h)
 static void listener_close(plisten *l)
 {
     DLIST_DEL(l->st->listeners, l);
-    uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    uv_close((uv_handle_t *)&l->poll, listener_closed);
 }
 
-/* Accepts one connection and returns a plain fd the relay will own, or -1. */
-static int accept_fd(pstate *st, uv_stream_t *server, struct sockaddr_storage *peer, struct sockaddr_storage *local)
+/* Connections taken per readiness of a listener: a burst is served in one go, and one busy
+   listener does not starve the loop. */
+#define ACCEPT_BATCH 32
+
+/* Accepts one connection as the plain nonblocking fd the relay will own (no libuv handle to
+   copy it out of), its peer from accept4 itself; -1 when none is waiting or on an error (an
+   fd shortage is logged and handled). The local address is read only when the caller needs
+   it (a listener on a wildcard address). */
+static int accept_fd(pstate *st, plisten *l, struct sockaddr_storage *peer, struct sockaddr_storage *local,
+                     bool want_local)
 {
-    uv_tcp_t *c = malloc(sizeof *c);
-    int fd = -1;
-    if (c == NULL)
-        return -1;
-    uv_tcp_init(server->loop, c);
-    if (uv_accept(server, (uv_stream_t *)c) == 0) {
-        int pl = sizeof *peer, ll = sizeof *local;
-        uv_os_fd_t ufd;
-        if (uv_tcp_getpeername(c, (struct sockaddr *)peer, &pl) == 0 &&
-            uv_tcp_getsockname(c, (struct sockaddr *)local, &ll) == 0 && uv_fileno((uv_handle_t *)c, &ufd) == 0) {
-            fd = dup(ufd);
-            if (fd < 0 && fwx__proxy_fd_short(errno)) {
-                fwx__proxy_fd_shortage(st, errno, "accepting a client");
-                fwx__proxy_fd_reset(ufd);
-            }
+    for (;;) {
+        socklen_t pl = sizeof *peer;
+        int fd = accept4(l->fd, (struct sockaddr *)peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN)
+                fwx__proxy_accept_failed_fd(st, l->fd, -errno, "accepting a client");
+            return -1;
         }
+        socklen_t ll = sizeof *local;
+        if (want_local && getsockname(fd, (struct sockaddr *)local, &ll) < 0) {
+            close(fd);
+            continue;
+        }
+        return fd;
     }
-    uv_close((uv_handle_t *)c, (uv_close_cb)free);
-    return fd;
 }
 
 
@@ -311,10 +315,14 @@ psession *fwx__proxy_session_explicit(pstate *st, const struct sockaddr *client,
     return session_keep(st, &sp);
 }
 
-/* A client of a publishing rule: a NAT session of its own, then the connection to the server. */
-static void publish_accepted(plisten *l, int fd, struct sockaddr_storage peer, struct sockaddr_storage local)
+/* Takes one connection off a publishing listener; false when none was waiting. */
+static bool publish_one(plisten *l)
 {
     pstate *st = l->st;
+    struct sockaddr_storage peer, local;
+    int fd = accept_fd(st, l, &peer, &local, fwx__sa_is_unspecified((struct sockaddr *)&l->spec.address));
+    if (fd < 0)
+        return false;
     psession *ps = fwx__proxy_session_nat(st, (struct sockaddr *)&peer);
     prelay *r = ps ? fwx__proxy_relay_new(st, fd) : NULL;
     if (r == NULL) {
@@ -323,8 +331,12 @@ static void publish_accepted(plisten *l, int fd, struct sockaddr_storage peer, s
             ps->relays = 1;
             fwx__proxy_session_unref(st, ps);
         }
-        return;
+        return true;
     }
+    r->fresh = true;
+    /* The gateway's address toward the server matters to a filter (a redirect port for active
+       FTP); a protocol that binds none is relayed without asking the kernel for it. */
+    r->need_up_local = fwx_firewall_protocol_filters(st->fw, &l->spec.protocol_guid, NULL) > 0;
     r->ps = ps;
     ps->relays++;
     r->target = l->spec.server;
@@ -354,21 +366,27 @@ static void publish_accepted(plisten *l, int fd, struct sockaddr_storage peer, s
     st->pending = NULL;
     if (FWX_FAILED(hr)) {
         fwx__proxy_relay_fail(r); /* the core logged why; the client sees the connection close */
-        return;
+        return true;
     }
     fwx__proxy_relay_set_conn(r, conn);
     fwx__proxy_relay_connect(r);
+    return true;
 }
 
-/* A connection to a bound or redirect port: the core admits it by the grant. */
-static void grant_accepted(plisten *l, int fd, struct sockaddr_storage peer, struct sockaddr_storage local)
+/* Takes one connection off a grant's listener; false when none was waiting. */
+static bool grant_one(plisten *l)
 {
     pstate *st = l->st;
+    struct sockaddr_storage peer, local;
+    int fd = accept_fd(st, l, &peer, &local, fwx__sa_is_unspecified((struct sockaddr *)&l->grant.gateway));
+    if (fd < 0)
+        return false;
     prelay *r = fwx__proxy_relay_new(st, fd);
     if (r == NULL) {
         close(fd);
-        return;
+        return true;
     }
+    r->fresh = true;
     r->target = l->grant.target; /* copy now: a one-shot grant closes this listener during admit */
     /* Arrivals are identified by the grant's own gateway address, which a wildcard bind hides. */
     struct sockaddr_storage dst = l->grant.gateway;
@@ -386,61 +404,62 @@ static void grant_accepted(plisten *l, int fd, struct sockaddr_storage peer, str
     st->pending = NULL;
     if (FWX_FAILED(hr)) {
         fwx__proxy_relay_fail(r);
-        return;
+        return true;
     }
     fwx__proxy_relay_set_conn(r, conn);
     fwx__proxy_relay_connect(r);
+    return true;
 }
 
-/* Every listener's connection callback: the client's descriptor, then what the listener is for. */
-static void on_accept(uv_stream_t *server, int status)
+static void on_accept(uv_poll_t *h, int status, int events)
 {
-    plisten *l = server->data;
-    pstate *st = l->st;
-    struct sockaddr_storage peer, local;
+    plisten *l = h->data;
+    (void)events;
     if (status < 0)
-        fwx__proxy_accept_failed(st, server, status, "accepting a client");
-    if (status < 0 || st->closing)
-        return;
-    int fd = accept_fd(st, server, &peer, &local);
-    if (fd < 0)
-        return;
-    if (l->is_grant)
-        grant_accepted(l, fd, peer, local);
-    else
-        publish_accepted(l, fd, peer, local);
+        fwx_firewall_log(l->st->fw, FWX_LOG_WARN, "proxy: listener: %s", uv_strerror(status));
+    /* Bounded; the next loop turn takes the rest. A one-shot grant closes its listener during
+       the admit, a policy change from a callback may close a publishing one: stop then. */
+    for (int i = 0; i < ACCEPT_BATCH && !l->st->closing && !uv_is_closing((uv_handle_t *)&l->poll); i++)
+        if (!(l->is_grant ? grant_one(l) : publish_one(l)))
+            break;
 }
 
-/* Opens a listening socket on the firewall's loop. A shared one (a publishing rule's, when
-   several firewalls of the process carry one policy) takes SO_REUSEPORT; a grant's never is:
-   only the firewall that made the grant may receive its connection. */
+/* A listening socket of the backend's own, bound as libuv's uv_tcp_bind would (SO_REUSEADDR;
+   IPv6 also takes IPv4, V6ONLY off), watched by a uv_poll handle. A shared one (a publishing
+   rule's, when several firewalls of the process carry one policy) takes SO_REUSEPORT; a grant's
+   never does: only the firewall that made the grant may receive its connection. */
 static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr, int backlog, bool shared)
 {
-    int rc = uv_tcp_init_ex(st->loop, &l->tcp, addr->sa_family);
-    if (rc != 0) {
-        free(l);
-        return fwx__result_from_errno(rc, FWX_E_BACKEND);
-    }
-    l->tcp.data = l;
-    l->st = st;
-    st->handles++;
+    int one = 1, zero = 0, rc = 0;
     uint32_t n = shared ? fwx_firewall_listen_shared(st->fw) : 0;
-    uv_os_fd_t fd = -1;
-    if (n > 1 && uv_fileno((uv_handle_t *)&l->tcp, &fd) == 0)
-        rc = fwx__reuseport(fd);
-    if (rc == 0)
-        rc = uv_tcp_bind(&l->tcp, addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&l->tcp, backlog > 0 ? backlog : 128, on_accept);
+    l->st = st;
+    l->fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0 || setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (addr->sa_family == AF_INET6 && setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero) < 0))
+        rc = -errno;
+    if (rc == 0 && n > 1)
+        rc = fwx__reuseport(l->fd);
+    if (rc == 0 && (bind(l->fd, addr, fwx__sa_len(addr)) < 0 || listen(l->fd, backlog > 0 ? backlog : 128) < 0))
+        rc = -errno;
     /* One client address, one loop: its connections to every published address share its
        session, as they do with one loop (fwx_firewall_options.listen_shared). */
-    if (rc == 0 && n > 1 && (rc = fwx__reuseport_by_source(fd, n)) != 0) {
+    if (rc == 0 && n > 1 && (rc = fwx__reuseport_by_source(l->fd, n)) != 0) {
         char a[FWX__SA_STRLEN];
         fwx_firewall_log(st->fw, FWX_LOG_ERROR, "proxy: listening on %s: cannot share it among %u loops by client: %s",
                          fwx__sa_fmt(addr, a), (unsigned)n, strerror(-rc));
     }
+    if (rc == 0)
+        rc = uv_poll_init_socket(st->loop, &l->poll, l->fd);
     if (rc != 0) {
-        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+        if (l->fd >= 0)
+            close(l->fd);
+        free(l);
+        return fwx__result_from_errno(rc, FWX_E_BACKEND);
+    }
+    l->poll.data = l;
+    st->handles++;
+    if ((rc = uv_poll_start(&l->poll, UV_READABLE, on_accept)) != 0) {
+        uv_close((uv_handle_t *)&l->poll, listener_closed);
         return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
     DLIST_ADD(st->listeners, l);

@@ -47,7 +47,8 @@ typedef struct pstate pstate;
 typedef struct fwx__socks_users fwx__socks_users; /* socks_auth.c */
 
 typedef struct plisten {
-    uv_tcp_t tcp;
+    uv_poll_t poll; /* on fd: connections are taken with accept4, straight to the pump */
+    int fd;
     pstate *st;
     uint64_t id;
     bool is_grant;
@@ -71,8 +72,12 @@ typedef struct prelay {
     struct sockaddr_storage target;
     struct sockaddr_storage source; /* the client, for non-full-proxy publishing */
     bool transparent;
-    uv_tcp_t *up; /* its own allocation: its close may finish after the relay is gone */
-    uv_connect_t creq;
+    int up_fd;                       /* the server side while connecting */
+    fwx_pump_connector *connector;  /* the connect under way on the relay reactor */
+    struct sockaddr_storage up_local; /* the gateway's address towards the server, once connected */
+    bool have_up_local;
+    bool need_up_local; /* read up_local even without a data filter (all but filterless publishing) */
+    bool fresh; /* internal_fd came from our own accept4, no copy elsewhere (fwx_pump_start_fresh) */
     bool connecting;
     fwx_pump *pump;
     bool finished;
@@ -152,6 +157,8 @@ void fwx__proxy_reserve_close(pstate *st);
 /* An accept callback's status < 0: if descriptors ran out, logs it and uses the reserve to
    take the waiting connections off the queue with a reset. */
 void fwx__proxy_accept_failed(pstate *st, uv_stream_t *server, int status, const char *what);
+/* The same for a listening fd of the backend's own. */
+void fwx__proxy_accept_failed_fd(pstate *st, int lfd, int status, const char *what);
 prelay *fwx__proxy_relay_new(pstate *st, int fd);
 /* Gives the relay its connection (the reference passes) and indexes it for kill(). */
 void fwx__proxy_relay_set_conn(prelay *r, IFWXConnection *conn);

@@ -239,9 +239,9 @@ static void connect_done(prelay *r, int status)
               : status == UV_ECONNREFUSED    ? FWX__SOCKS_REP_REFUSED
               : status == UV_EHOSTUNREACH || status == UV_ENETUNREACH ? FWX__SOCKS_REP_HOST_UNREACHABLE
                                                                        : FWX__SOCKS_REP_FAILURE;
-    struct sockaddr_storage bnd;
-    int blen = sizeof bnd;
-    bool have = status == 0 && r->up != NULL && uv_tcp_getsockname(r->up, (struct sockaddr *)&bnd, &blen) == 0;
+    /* The relay read the gateway's address towards the server once connected (proxy.c). */
+    struct sockaddr_storage bnd = r->up_local;
+    bool have = status == 0 && r->have_up_local;
     (void)send_reply_fd(r->internal_fd, rep, have ? (struct sockaddr *)&bnd : NULL);
     /* The connection learns the gateway's address on the external side: filters write it into
        what they rewrite (an FTP PORT, for one). */

@@ -1,6 +1,7 @@
 /*
- * fwx - the pump: carries one TCP connection between the client-side and server-side fds, by
- * splice(2), by read/write, or through the connection's data filters (see usermode.h).
+ * fwx - the pump: carries one TCP connection between the client-side and server-side fds: as a
+ * plain relay (recv/send while transfers are small, splice(2) once they are bulk), or through
+ * the connection's data filters (see usermode.h).
  * SPDX-License-Identifier: MIT
  */
 #include "backends/usermode/uio.h"
@@ -9,6 +10,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -16,16 +18,28 @@
 #define PUMP_DEFAULT_MAX (256u * 1024u)
 #define PUMP_PIPE_MIN 4096u
 #define PUMP_PIPE_MAX (1024u * 1024u)
-/* Rounds of read+write per poll event and direction: enough to move a pipe's worth, few enough
-   that one busy connection does not starve the loop. */
+/* Rounds of read+write per event and direction: enough to move a pipe's worth, few enough that
+   one busy connection does not starve the loop (it is run again from the loop's next turn). */
 #define PUMP_ROUNDS 16
-/* splice() asked to fall back to read/write. */
-#define PUMP_FALLBACK 1
+/* A read into user memory that fills this many bytes says "bulk": the direction moves to
+   splice(2), as HAProxy's splice-auto does. A shorter transfer costs one recv and one send and
+   never a pipe. */
+#define PUMP_SMALL (16u * 1024u)
+/* What a copying relay (no_splice, or after a fallback) reads at once. */
+#define PUMP_COPY (64u * 1024u)
+/* Empty pipes a loop keeps for the next bulk transfer: no pipe2 + fcntl per connection. */
+#define PUMP_POOL 32
+#define PUMP_EVENTS 64
+/* relay results besides 0 and -errno */
+#define PUMP_FALLBACK 1 /* splice() said EINVAL: copy instead */
+#define PUMP_AGAIN 2    /* rounds used up with work left: run again from the loop's next turn */
+#define PUMP_BULK 3     /* the direction turned bulk: splice from now on */
 
-enum { MODE_SPLICE, MODE_RW, MODE_FILTER };
+enum { MODE_RELAY, MODE_FILTER };
 enum { SIDE_INT = 0, SIDE_EXT = 1 };
 
 typedef struct psock psock;
+typedef struct rx rx;
 
 /* The pump's IFWXSocket: a real fd (side) or one end of a virtual pair (peer). */
 struct psock {
@@ -40,16 +54,63 @@ struct psock {
     bool closed, shut_wr_req, shut_wr_done, rd_eof, failed;
 };
 
-/* One direction of the relay: dir 0 carries internal -> external, dir 1 the reverse. */
+/* One direction of the relay: dir 0 carries internal -> external, dir 1 the reverse; the
+   source of direction d is side d. */
 typedef struct pdir {
-    int pipe[2];
-    size_t held;    /* bytes in the pipe or the ring */
-    bool full;      /* splice: the pipe took nothing more; rw: ring full */
-    bool eof;       /* the source said EOF */
-    bool shut;      /* shutdown(SHUT_WR) sent to the destination */
-    uint8_t *ring;  /* rw: max_buffered bytes, allocated on first read */
+    int pipe[2];     /* bulk: taken from the loop's pool while it holds bytes */
+    size_t pipe_cap;
+    size_t held;     /* bytes in the pipe or in buf */
+    bool bulk;       /* splice(2) from now on */
+    bool full;       /* splice: the pipe took nothing more */
+    bool eof;        /* the source said EOF */
+    bool shut;       /* done: EOF passed on (or the pump's close will pass it on) */
+    uint8_t *buf;    /* copy: what the destination did not take yet, allocated while it holds bytes */
     size_t head;
 } pdir;
+
+/*
+ * The relay's reactor, one per loop: an epoll set of its own, watched by one uv_poll handle.
+ * Each relayed fd is added once, edge-triggered for reading and writing, and stays armed until
+ * it is closed: no epoll_ctl as a connection's directions fill and drain, and none per uv_poll
+ * handle set up (libuv checks each new fd with an ADD and a DEL, and sets O_NONBLOCK again).
+ * Readiness is remembered per fd (rd_ready / wr_ready) and cleared only when a call says
+ * EAGAIN, or a read comes back short: a short read emptied the socket, and anything arriving
+ * later is a new edge. The reactor closes itself when its last pump ends, so a loop can close.
+ */
+struct rx {
+    uv_loop_t *loop;
+    int epfd;
+    uv_poll_t poll;
+    uv_idle_t idle; /* runs the ready list: ends, and relays whose rounds ran out */
+    bool idle_on, closing;
+    int handles;
+    unsigned users;
+    fwx_pump *ready_head, *ready_tail;
+    fwx_pump_connector *grave; /* ended connectors, freed from the idle callback */
+    int n_pool;
+    int pool[PUMP_POOL][2];
+    size_t pool_cap[PUMP_POOL];
+    rx *next;
+    uint8_t scratch[PUMP_COPY];
+};
+
+/* A connect under way on the reactor (fwx_pump_connect). */
+struct fwx_pump_connector {
+    rx *rx;
+    int fd;
+    fwx_pump_connect_cb cb; /* NULL once the handshake ended */
+    void *arg;
+    uint32_t first_events;   /* what the handshake's event said besides "writable" */
+    fwx_pump *pump;          /* handed over: the fd's events are this pump's external side */
+    bool buried;
+    fwx_pump_connector *grave_next;
+};
+
+/* epoll_event.data: a pump's address | side (bit 0), or a connector's | CONNECTOR_TAG. */
+#define CONNECTOR_TAG 2u
+
+/* Reactors of this thread's loops (a loop is used from one thread only). */
+static _Thread_local rx *rx_list;
 
 struct fwx_pump {
     uv_loop_t *loop;
@@ -60,18 +121,24 @@ struct fwx_pump {
     int mode;
     bool ending, finishing;
     int err;
-    int handles; /* open libuv handles */
     int fd[2];
+    pdir dir[2];
+    /* relay */
+    rx *rx;
+    bool can_splice, fresh, queued;
+    fwx_pump_connector *ext_connector; /* the external fd's registration, when handed over */
+    bool rd_ready[2], wr_ready[2];
+    bool rdhup[2]; /* the peer's FIN was seen (and no error or hang-up) */
+    bool hup[2];   /* an error or hang-up was seen: read on to learn which */
+    fwx_pump *ready_next;
+    /* filter path */
+    int handles; /* open libuv handles */
     uv_poll_t poll[2];
     bool poll_live[2]; /* initialised and not yet closing */
     int poll_events[2];
     uv_idle_t idle; /* delivers completions and finishes the end */
     bool idle_on;
     fwx__uio_queue cq;
-    pdir dir[2];
-    size_t pipe_cap;
-    bool moved_any;
-    /* filter path */
     psock **socks;
     size_t n_socks;
     psock *real[2];
@@ -105,50 +172,382 @@ static void complete_later(fwx_pump *p, fwx__uio *op)
     kick(p);
 }
 
-/* ---- the relay: splice ------------------------------------------------------------------- */
+/* ---- the relay's reactor ----------------------------------------------------------------- */
 
-static int make_pipe(fwx_pump *p, int fds[2]);
+static void relay_step(fwx_pump *p);
+static void relay_finish(fwx_pump *p);
+
+static void rx_closed(uv_handle_t *h)
+{
+    rx *r = h->data;
+    if (--r->handles > 0)
+        return;
+    while (r->grave != NULL) {
+        fwx_pump_connector *c = r->grave;
+        r->grave = c->grave_next;
+        free(c);
+    }
+    for (int i = 0; i < r->n_pool; i++) {
+        close(r->pool[i][0]);
+        close(r->pool[i][1]);
+    }
+    close(r->epfd); /* only now: libuv must not poll a closed fd */
+    free(r);
+}
+
+static void rx_close(rx *r)
+{
+    for (rx **pp = &rx_list; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == r) {
+            *pp = r->next;
+            break;
+        }
+    r->closing = true;
+    uv_close((uv_handle_t *)&r->poll, rx_closed);
+    uv_close((uv_handle_t *)&r->idle, rx_closed);
+}
+
+static void rx_idle_cb(uv_idle_t *h)
+{
+    rx *r = h->data;
+    while (r->grave != NULL) {
+        fwx_pump_connector *c = r->grave;
+        r->grave = c->grave_next;
+        free(c);
+    }
+    /* Only what is queued now: a pump queued by these calls waits for the next turn. */
+    fwx_pump *list = r->ready_head;
+    r->ready_head = r->ready_tail = NULL;
+    while (list != NULL) {
+        fwx_pump *p = list;
+        list = p->ready_next;
+        p->ready_next = NULL;
+        p->queued = false;
+        if (p->ending)
+            relay_finish(p);
+        else
+            relay_step(p);
+    }
+    if (r->ready_head == NULL) {
+        uv_idle_stop(&r->idle);
+        r->idle_on = false;
+        if (r->users == 0)
+            rx_close(r);
+    }
+}
+
+static void rx_wake(rx *r)
+{
+    if (!r->idle_on) {
+        r->idle_on = true;
+        uv_idle_start(&r->idle, rx_idle_cb);
+    }
+}
+
+/* Runs p again from the loop's next turn (its end, or what its rounds left). */
+static void rx_schedule(fwx_pump *p)
+{
+    rx *r = p->rx;
+    if (p->queued)
+        return;
+    p->queued = true;
+    if (r->ready_tail != NULL)
+        r->ready_tail->ready_next = p;
+    else
+        r->ready_head = p;
+    r->ready_tail = p;
+    rx_wake(r);
+}
+
+/* Ends a connector: out of the epoll set (unless its fd is being closed, which takes it out),
+   freed from the idle callback (an event of the batch being handled may still name it). */
+static void connector_bury(fwx_pump_connector *c, bool del)
+{
+    rx *r = c->rx;
+    if (c->buried)
+        return;
+    if (del)
+        (void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    c->buried = true;
+    c->cb = NULL;
+    c->grave_next = r->grave;
+    r->grave = c;
+    r->users--;
+    rx_wake(r);
+}
+
+static void pump_event(fwx_pump *p, int side, uint32_t e);
+
+static void connector_event(fwx_pump_connector *c, uint32_t e)
+{
+    if (c->pump != NULL) {
+        pump_event(c->pump, SIDE_EXT, e);
+        return;
+    }
+    if (c->cb == NULL)
+        return;
+    int status = 0;
+    if (e & (EPOLLERR | EPOLLHUP)) {
+        /* Only a failure needs SO_ERROR's word; writable alone says connected. */
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+            err = errno;
+        status = err != 0 ? -err : UV_ECONNREFUSED;
+    } else if (!(e & EPOLLOUT)) {
+        return;
+    }
+    fwx_pump_connect_cb cb = c->cb;
+    void *arg = c->arg;
+    c->cb = NULL;
+    if (status != 0) {
+        connector_bury(c, true);
+        cb(arg, status);
+        return;
+    }
+    /* Connected: the callback hands the fd, registration and all, to a pump
+       (fwx_pump_start_connected) or cancels; if it did neither, the registration goes. */
+    c->first_events = e;
+    cb(arg, 0);
+    if (c->pump == NULL)
+        connector_bury(c, true);
+}
+
+static void rx_poll_cb(uv_poll_t *h, int status, int events)
+{
+    rx *r = h->data;
+    (void)status;
+    (void)events;
+    struct epoll_event ev[PUMP_EVENTS];
+    int n = epoll_wait(r->epfd, ev, PUMP_EVENTS, 0);
+    /* A pump is freed only from the idle callback, so every pointer of this batch is live. */
+    for (int i = 0; i < n; i++) {
+        uint32_t e = ev[i].events;
+        if (ev[i].data.u64 & CONNECTOR_TAG) {
+            connector_event((fwx_pump_connector *)(uintptr_t)(ev[i].data.u64 & ~(uint64_t)CONNECTOR_TAG), e);
+            continue;
+        }
+        pump_event((fwx_pump *)(uintptr_t)(ev[i].data.u64 & ~(uint64_t)1), (int)(ev[i].data.u64 & 1), e);
+    }
+}
+
+/* What an event says about a side, remembered until a call says otherwise. */
+static void pump_mark(fwx_pump *p, int side, uint32_t e)
+{
+    if (e & (EPOLLERR | EPOLLHUP))
+        p->hup[side] = true;
+    p->rdhup[side] = (e & EPOLLRDHUP) && !p->hup[side];
+    if (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        p->rd_ready[side] = true;
+    if (e & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+        p->wr_ready[side] = true;
+}
+
+static void pump_event(fwx_pump *p, int side, uint32_t e)
+{
+    if (p->ending)
+        return;
+    pump_mark(p, side, e);
+    relay_step(p);
+}
+
+/* This loop's reactor, made on first use; NULL if it cannot be (logged by the caller's result). */
+static rx *rx_get(uv_loop_t *loop)
+{
+    for (rx *r = rx_list; r != NULL; r = r->next)
+        if (r->loop == loop)
+            return r;
+    rx *r = malloc(sizeof *r);
+    if (r == NULL)
+        return NULL;
+    memset(r, 0, offsetof(rx, scratch));
+    r->loop = loop;
+    if ((r->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+        free(r);
+        return NULL;
+    }
+    if (uv_poll_init(loop, &r->poll, r->epfd) != 0) {
+        close(r->epfd);
+        free(r);
+        return NULL;
+    }
+    r->poll.data = r;
+    r->handles = 2;
+    uv_idle_init(loop, &r->idle); /* cannot fail */
+    r->idle.data = r;
+    if (uv_poll_start(&r->poll, UV_READABLE, rx_poll_cb) != 0) {
+        r->closing = true;
+        uv_close((uv_handle_t *)&r->poll, rx_closed);
+        uv_close((uv_handle_t *)&r->idle, rx_closed);
+        return NULL;
+    }
+    r->next = rx_list;
+    rx_list = r;
+    return r;
+}
+
+/* A pipe for a bulk direction: from the pool, else a new one sized to the pump's bound. */
+static int pipe_get(fwx_pump *p, pdir *D)
+{
+    rx *r = p->rx;
+    if (r->n_pool > 0) {
+        r->n_pool--;
+        D->pipe[0] = r->pool[r->n_pool][0];
+        D->pipe[1] = r->pool[r->n_pool][1];
+        D->pipe_cap = r->pool_cap[r->n_pool];
+        return 0;
+    }
+    if (pipe2(D->pipe, O_NONBLOCK | O_CLOEXEC) < 0)
+        return -errno;
+    int want = (int)(p->max_buffered < PUMP_PIPE_MIN ? PUMP_PIPE_MIN
+                     : p->max_buffered > PUMP_PIPE_MAX ? PUMP_PIPE_MAX
+                                                      : p->max_buffered);
+    /* F_SETPIPE_SZ answers the size it set; a refusal leaves the default, still a bound. */
+    int got = fcntl(D->pipe[1], F_SETPIPE_SZ, want);
+    D->pipe_cap = got > 0 ? (size_t)got : 65536;
+    return 0;
+}
+
+/* Gives an empty pipe back to the pool (one with bytes in it is closed). */
+static void pipe_put(fwx_pump *p, pdir *D)
+{
+    rx *r = p->rx;
+    if (D->pipe[0] < 0)
+        return;
+    if (D->held == 0 && r->n_pool < PUMP_POOL && !r->closing) {
+        r->pool[r->n_pool][0] = D->pipe[0];
+        r->pool[r->n_pool][1] = D->pipe[1];
+        r->pool_cap[r->n_pool] = D->pipe_cap;
+        r->n_pool++;
+    } else {
+        close(D->pipe[0]);
+        close(D->pipe[1]);
+    }
+    D->pipe[0] = D->pipe[1] = -1;
+}
+
+/* ---- the relay: small transfers, and the copying relay ----------------------------------- */
+
+static int copy_dir(fwx_pump *p, int d)
+{
+    pdir *D = &p->dir[d];
+    int si = d, di = 1 - d, src = p->fd[si], dst = p->fd[di];
+    size_t chunk = p->can_splice ? PUMP_SMALL : PUMP_COPY;
+    if (chunk > p->max_buffered)
+        chunk = p->max_buffered;
+    uint8_t *scratch = p->rx->scratch;
+    for (int round = 0; round < PUMP_ROUNDS; round++) {
+        if (D->held > 0) {
+            if (!p->wr_ready[di])
+                return 0;
+            ssize_t n = send(dst, D->buf + D->head, D->held, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0) {
+                if (errno == EAGAIN)
+                    p->wr_ready[di] = false;
+                return errno == EAGAIN || errno == EINTR ? 0 : -errno;
+            }
+            sent(p);
+            D->held -= (size_t)n;
+            D->head += (size_t)n;
+            if (D->held > 0) {
+                p->wr_ready[di] = false; /* a short send: the socket's buffer is full */
+                return 0;
+            }
+            free(D->buf);
+            D->buf = NULL;
+            D->head = 0;
+        }
+        if (D->eof || !p->rd_ready[si])
+            return 0;
+        if (D->bulk)
+            return PUMP_BULK;
+        ssize_t n = recv(src, scratch, chunk, MSG_DONTWAIT);
+        if (n < 0) {
+            if (errno == EAGAIN)
+                p->rd_ready[si] = false;
+            if (errno == EAGAIN || errno == EINTR)
+                return 0;
+            return -errno;
+        }
+        if (n == 0) {
+            D->eof = true;
+            return 0;
+        }
+        count(p, d, (size_t)n);
+        if ((size_t)n < chunk && !p->hup[si]) {
+            /* Short: the socket is empty now, and after the peer's FIN nothing more comes. */
+            p->rd_ready[si] = false;
+            D->eof = p->rdhup[si];
+        } else if ((size_t)n == chunk && p->can_splice) {
+            D->bulk = true;
+        }
+        size_t m = 0;
+        if (p->wr_ready[di]) {
+            ssize_t w = send(dst, scratch, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (w < 0 && errno != EAGAIN && errno != EINTR)
+                return -errno;
+            if (w > 0) {
+                m = (size_t)w;
+                sent(p);
+            }
+        }
+        if (m < (size_t)n) {
+            /* Kept until the destination takes it; nothing more is read meanwhile. */
+            p->wr_ready[di] = false;
+            if ((D->buf = malloc(chunk)) == NULL)
+                return UV_ENOMEM;
+            memcpy(D->buf, scratch + m, (size_t)n - m);
+            D->held = (size_t)n - m;
+            D->head = 0;
+            return 0;
+        }
+    }
+    return PUMP_AGAIN;
+}
+
+/* ---- the relay: bulk by splice ----------------------------------------------------------- */
 
 static int splice_dir(fwx_pump *p, int d)
 {
     pdir *D = &p->dir[d];
-    int src = p->fd[d == 0 ? SIDE_INT : SIDE_EXT], dst = p->fd[d == 0 ? SIDE_EXT : SIDE_INT];
-    /* A direction gets its pipe when it first has bytes to move: an idle relayed connection
-       then holds no pipe (two per connection cost ~12 KiB of kernel memory each, idle). */
-    if (D->pipe[0] < 0 && !D->eof) {
-        int rc = make_pipe(p, D->pipe);
-        /* Out of descriptors: copy through user memory instead (no fds needed) rather than drop
-           a connection that works, if the other direction holds nothing in its pipe. */
-        if ((rc == -EMFILE || rc == -ENFILE) && p->dir[!d].held == 0)
-            return PUMP_FALLBACK;
+    int si = d, di = 1 - d, src = p->fd[si], dst = p->fd[di];
+    if (D->pipe[0] < 0) {
+        if (D->eof || !p->rd_ready[si])
+            return 0;
+        int rc = pipe_get(p, D);
+        if (rc == -EMFILE || rc == -ENFILE) {
+            /* Out of descriptors: copy through user memory for now rather than drop a
+               connection that works; the next full read tries splice again. */
+            D->bulk = false;
+            return copy_dir(p, d);
+        }
         if (rc < 0)
             return rc;
     }
     for (int round = 0; round < PUMP_ROUNDS; round++) {
         bool progress = false;
-        if (D->held > 0) {
+        if (D->held > 0 && p->wr_ready[di]) {
             ssize_t n = splice(D->pipe[0], NULL, dst, NULL, D->held, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
             if (n > 0) {
                 sent(p);
                 D->held -= (size_t)n;
                 D->full = false;
                 progress = true;
-            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+            } else if (n < 0 && errno == EAGAIN) {
+                p->wr_ready[di] = false;
+            } else if (n < 0 && errno != EINTR) {
                 return -errno;
             }
         }
         /* The pipe's size counts slots, and one slot may hold a whole TCP page fragment (up
            to 32 KiB on loopback), so the bytes asked for are what bounds the pipe. */
         size_t want = D->held < p->max_buffered ? p->max_buffered - D->held : 0;
-        if (want > p->pipe_cap)
-            want = p->pipe_cap;
-        if (want == 0)
-            D->full = true;
-        if (!D->eof && !D->full) {
+        if (want > D->pipe_cap)
+            want = D->pipe_cap;
+        if (!D->eof && want > 0 && !D->full && p->rd_ready[si]) {
             ssize_t n = splice(src, NULL, D->pipe[1], NULL, want, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
             if (n > 0) {
                 D->held += (size_t)n;
-                p->moved_any = true;
                 count(p, d, (size_t)n);
                 progress = true;
             } else if (n == 0) {
@@ -156,105 +555,89 @@ static int splice_dir(fwx_pump *p, int d)
                 progress = true;
             } else if (errno == EAGAIN) {
                 /* Either the socket is empty or the pipe is full, and splice cannot say which:
-                   with bytes in the pipe, assume full and wait for the destination. */
+                   with bytes in the pipe, assume full and try again once it drained. */
                 if (D->held > 0)
                     D->full = true;
-            } else if (errno == EINVAL && !p->moved_any) {
+                else
+                    p->rd_ready[si] = false;
+            } else if (errno == EINVAL && D->held == 0) {
                 return PUMP_FALLBACK;
             } else if (errno != EINTR) {
                 return -errno;
             }
         }
         if (!progress)
-            break;
+            return 0;
     }
-    return 0;
+    return PUMP_AGAIN;
 }
 
-/* ---- the relay: read/write --------------------------------------------------------------- */
-
-static int rw_dir(fwx_pump *p, int d)
+static void relay_dir(fwx_pump *p, int d)
 {
     pdir *D = &p->dir[d];
-    size_t cap = p->max_buffered;
-    int src = p->fd[d == 0 ? SIDE_INT : SIDE_EXT], dst = p->fd[d == 0 ? SIDE_EXT : SIDE_INT];
-    for (int round = 0; round < PUMP_ROUNDS; round++) {
-        bool progress = false;
-        if (D->held > 0) {
-            size_t first = cap - D->head < D->held ? cap - D->head : D->held;
-            struct iovec iov[2] = {{D->ring + D->head, first}, {D->ring, D->held - first}};
-            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = iov[1].iov_len > 0 ? 2 : 1};
-            ssize_t n = sendmsg(dst, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-            if (n > 0) {
-                sent(p);
-                D->held -= (size_t)n;
-                D->head = D->held == 0 ? 0 : (D->head + (size_t)n) % cap;
-                D->full = false;
-                progress = true;
-            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
-                return -errno;
-            }
-        }
-        if (!D->eof && D->held < cap) {
-            if (D->ring == NULL && (D->ring = malloc(cap)) == NULL)
-                return UV_ENOMEM;
-            size_t tail = (D->head + D->held) % cap, room = cap - D->held;
-            size_t first = cap - tail < room ? cap - tail : room;
-            struct iovec iov[2] = {{D->ring + tail, first}, {D->ring, room - first}};
-            ssize_t n = readv(src, iov, iov[1].iov_len > 0 ? 2 : 1);
-            if (n > 0) {
-                D->held += (size_t)n;
-                D->full = D->held == cap;
-                count(p, d, (size_t)n);
-                progress = true;
-            } else if (n == 0) {
-                D->eof = true;
-                progress = true;
-            } else if (errno != EAGAIN && errno != EINTR) {
-                return -errno;
-            }
-        }
-        if (!progress)
-            break;
-    }
-    return 0;
-}
-
-/* Switches a splice relay that never moved a byte to read/write (splice said EINVAL). */
-static void fall_back(fwx_pump *p)
-{
-    for (int d = 0; d < 2; d++) {
-        for (int k = 0; k < 2; k++) {
-            if (p->dir[d].pipe[k] >= 0)
-                close(p->dir[d].pipe[k]);
-            p->dir[d].pipe[k] = -1;
-        }
-        p->dir[d].held = 0;
-        p->dir[d].full = false;
-    }
-    p->mode = MODE_RW;
-}
-
-static void relay_run(fwx_pump *p, int d)
-{
-    int r = p->mode == MODE_SPLICE ? splice_dir(p, d) : rw_dir(p, d);
+    /* A direction that just turned bulk first writes out what its last read left. */
+    int r = D->bulk && D->buf == NULL ? splice_dir(p, d) : copy_dir(p, d);
+    if (r == PUMP_BULK)
+        r = splice_dir(p, d);
     if (r == PUMP_FALLBACK) {
-        fall_back(p);
-        r = rw_dir(p, d);
+        /* splice(2) does not take these fds: copy through user memory from now on. */
+        p->can_splice = false;
+        D->bulk = false;
+        pipe_put(p, D);
+        r = copy_dir(p, d);
     }
-    if (r < 0) {
+    if (r == PUMP_AGAIN)
+        rx_schedule(p);
+    else if (r < 0) {
         pump_end(p, r);
         return;
     }
-    pdir *D = &p->dir[d];
+    if (D->held == 0)
+        pipe_put(p, D); /* an idle connection holds no pipe */
     if (D->eof && D->held == 0 && !D->shut) {
-        /* Half-close: the source is done and everything it sent is written. */
+        /* Half-close: the source is done and everything it sent is written. When the other
+           direction is done too, the pump ends now and its close() sends the FIN. */
         D->shut = true;
-        if (shutdown(p->fd[d == 0 ? SIDE_EXT : SIDE_INT], SHUT_WR) < 0 && errno != ENOTCONN) {
+        if (!p->dir[1 - d].shut && shutdown(p->fd[1 - d], SHUT_WR) < 0 && errno != ENOTCONN)
             pump_end(p, -errno);
-            return;
-        }
     }
+}
+
+static void relay_step(fwx_pump *p)
+{
+    for (int d = 0; d < 2 && !p->ending; d++)
+        relay_dir(p, d);
+    if (!p->ending && p->dir[0].shut && p->dir[1].shut)
+        pump_end(p, 0);
+}
+
+/* Closes what the relay holds and reports its end; called from the reactor's idle callback. */
+static void relay_finish(fwx_pump *p)
+{
+    rx *r = p->rx;
+    for (int i = 0; i < 2; i++) {
+        if (p->fd[i] < 0)
+            continue;
+        /* close() takes the fd out of the epoll set unless a copy of it lives elsewhere: fds
+           of unknown history are taken out first, so no event can name a freed pump. */
+        if (!p->fresh)
+            (void)epoll_ctl(r->epfd, EPOLL_CTL_DEL, p->fd[i], NULL);
+        close(p->fd[i]);
+        p->fd[i] = -1;
+    }
+    if (p->ext_connector != NULL)
+        connector_bury(p->ext_connector, false); /* its fd is closed: out of the set already */
+    p->ext_connector = NULL;
+    for (int d = 0; d < 2; d++) {
+        pipe_put(p, &p->dir[d]);
+        free(p->dir[d].buf);
+    }
+    if (p->conn != NULL)
+        IFWXConnection_Release(p->conn);
+    p->conn = NULL;
+    p->done(p, p->arg);
+    free(p);
+    r->users--;
 }
 
 /* ---- the filter path: real sockets ------------------------------------------------------- */
@@ -342,23 +725,14 @@ static void poll_cb(uv_poll_t *h, int status, int events)
         pump_end(p, status);
         return;
     }
-    if (p->mode == MODE_FILTER) {
-        psock *s = p->real[i];
-        if ((events & UV_READABLE) && s->recv != NULL)
-            real_read(p, s);
-        if (!p->ending && (events & UV_WRITABLE))
-            real_flush(p, s);
-        if (!p->ending)
-            filter_check_end(p);
-    } else {
-        /* fd i is the source of direction i and the destination of the other. */
-        if (events & UV_READABLE)
-            relay_run(p, i);
-        if (!p->ending && (events & UV_WRITABLE))
-            relay_run(p, 1 - i);
-        if (!p->ending && p->dir[0].shut && p->dir[1].shut)
-            pump_end(p, 0);
-    }
+    /* Only the filter path polls through libuv; the relay has its reactor. */
+    psock *s = p->real[i];
+    if ((events & UV_READABLE) && s->recv != NULL)
+        real_read(p, s);
+    if (!p->ending && (events & UV_WRITABLE))
+        real_flush(p, s);
+    if (!p->ending)
+        filter_check_end(p);
     if (!p->ending)
         update_polls(p);
 }
@@ -370,19 +744,11 @@ static void update_polls(fwx_pump *p)
             continue;
         int ev = 0;
         if (!p->ending) {
-            if (p->mode == MODE_FILTER) {
-                psock *s = p->real[i];
-                if (s->recv != NULL)
-                    ev |= UV_READABLE;
-                if (!fwx__uioq_empty(&s->sendq))
-                    ev |= UV_WRITABLE;
-            } else {
-                pdir *in = &p->dir[i], *out = &p->dir[1 - i];
-                if (!in->eof && !in->full)
-                    ev |= UV_READABLE;
-                if (out->held > 0)
-                    ev |= UV_WRITABLE;
-            }
+            psock *s = p->real[i];
+            if (s->recv != NULL)
+                ev |= UV_READABLE;
+            if (!fwx__uioq_empty(&s->sendq))
+                ev |= UV_WRITABLE;
         }
         if (ev == p->poll_events[i])
             continue;
@@ -415,8 +781,6 @@ static void handle_closed(uv_handle_t *h)
         IFWXSocket_Release(&s->iface);
     }
     free(p->socks);
-    for (int d = 0; d < 2; d++)
-        free(p->dir[d].ring);
     if (p->conn != NULL)
         IFWXConnection_Release(p->conn);
     p->conn = NULL;
@@ -437,12 +801,6 @@ static void finish(fwx_pump *p)
     if (p->finishing)
         return;
     p->finishing = true;
-    for (int d = 0; d < 2; d++)
-        for (int k = 0; k < 2; k++)
-            if (p->dir[d].pipe[k] >= 0) {
-                close(p->dir[d].pipe[k]);
-                p->dir[d].pipe[k] = -1;
-            }
     close_poll(p, SIDE_INT);
     close_poll(p, SIDE_EXT);
     uv_close((uv_handle_t *)&p->idle, handle_closed);
@@ -485,6 +843,11 @@ static void pump_end(fwx_pump *p, int err)
         return;
     p->ending = true;
     p->err = err;
+    if (p->mode == MODE_RELAY) {
+        /* From the reactor's idle callback: done() never runs inside fwx_pump_start. */
+        rx_schedule(p);
+        return;
+    }
     for (int i = 0; i < 2; i++)
         if (p->poll_live[i] && p->poll_events[i] != 0) {
             uv_poll_stop(&p->poll[i]);
@@ -509,7 +872,7 @@ size_t fwx_pump_buffered(const fwx_pump *p)
     return p->dir[0].held + p->dir[1].held;
 }
 
-int32_t fwx_pump_spliced(const fwx_pump *p) { return p != NULL && p->mode == MODE_SPLICE; }
+int32_t fwx_pump_spliced(const fwx_pump *p) { return p != NULL && p->mode == MODE_RELAY && p->can_splice; }
 
 int fwx_pump_error(const fwx_pump *p) { return p != NULL ? p->err : 0; }
 
@@ -760,21 +1123,6 @@ static void ignore_sigpipe_once(void)
     }
 }
 
-static int make_pipe(fwx_pump *p, int fds[2])
-{
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
-        return -errno;
-    int want = (int)(p->max_buffered < PUMP_PIPE_MIN ? PUMP_PIPE_MIN
-                     : p->max_buffered > PUMP_PIPE_MAX ? PUMP_PIPE_MAX
-                                                      : p->max_buffered);
-    (void)fcntl(fds[1], F_SETPIPE_SZ, want); /* a refusal leaves the default, still a bound */
-    int got = fcntl(fds[1], F_GETPIPE_SZ);
-    size_t cap = got > 0 ? (size_t)got : 65536;
-    if (p->pipe_cap == 0 || cap < p->pipe_cap)
-        p->pipe_cap = cap;
-    return 0;
-}
-
 static bool is_socket(int fd)
 {
     int type;
@@ -794,8 +1142,31 @@ void fwx_pump_options_init(fwx_pump_options *opts)
 #define OPT(o, field, dflt)                                                                       \
     ((o) != NULL && (o)->struct_size >= offsetof(fwx_pump_options, field) + sizeof((o)->field) ? (o)->field : (dflt))
 
-fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
-                          const fwx_pump_options *opts, fwx_pump_done_cb done, void *arg, fwx_pump **out)
+/* The relay: both fds join this loop's reactor, armed once for good. */
+static void relay_start(fwx_pump *p)
+{
+    fwx_pump_connector *c = p->ext_connector;
+    if (c != NULL) {
+        /* Registered when the connect began, for reading too: the pump takes it over. */
+        c->pump = p;
+        p->wr_ready[SIDE_EXT] = true;
+        pump_mark(p, SIDE_EXT, c->first_events);
+    }
+    for (int i = 0; i < 2; i++) {
+        if (i == SIDE_EXT && c != NULL)
+            continue;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.u64 = (uint64_t)(uintptr_t)p | (uint64_t)i};
+        if (epoll_ctl(p->rx->epfd, EPOLL_CTL_ADD, p->fd[i], &ev) < 0) {
+            pump_end(p, UV_EBADF);
+            return;
+        }
+    }
+}
+
+static fwx_result pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
+                             const fwx_pump_options *opts, fwx_pump_done_cb done, void *arg, bool fresh,
+                             fwx_pump_connector *connector, fwx_pump **out)
 {
     if (out != NULL)
         *out = NULL;
@@ -807,8 +1178,9 @@ fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd
     size_t n_dfs = fwx_connection_data_filters(conn);
     uint64_t max_buffered = OPT(opts, max_buffered, 0);
     bool no_splice = OPT(opts, no_splice, 0) != 0;
-    if (!is_socket(internal_fd) || (external_fd != -1 && !is_socket(external_fd)) ||
-        (external_fd == -1 && n_dfs == 0) || internal_fd == external_fd)
+    /* Fresh fds (fwx_pump_start_fresh) are known to be TCP sockets: no SO_TYPE probes. */
+    if (internal_fd < 0 || (external_fd == -1 && n_dfs == 0) || internal_fd == external_fd ||
+        (!fresh && (!is_socket(internal_fd) || (external_fd != -1 && !is_socket(external_fd)))))
         return FWX_E_INVALIDARG;
 
     fwx_pump *p = calloc(1, sizeof *p);
@@ -817,15 +1189,23 @@ fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd
     p->loop = loop;
     p->done = done;
     p->arg = arg;
+    p->fresh = fresh;
     p->max_buffered = max_buffered > 0 && max_buffered <= SIZE_MAX ? (size_t)max_buffered : PUMP_DEFAULT_MAX;
     p->fd[SIDE_INT] = internal_fd;
     p->fd[SIDE_EXT] = external_fd;
     for (int d = 0; d < 2; d++)
         p->dir[d].pipe[0] = p->dir[d].pipe[1] = -1;
-    p->mode = n_dfs > 0 ? MODE_FILTER : no_splice ? MODE_RW : MODE_SPLICE;
+    p->mode = n_dfs > 0 ? MODE_FILTER : MODE_RELAY;
+    p->can_splice = p->mode == MODE_RELAY && !no_splice;
+    if (connector != NULL && p->mode == MODE_RELAY && connector->rx->loop == loop)
+        p->ext_connector = connector;
+    else if (connector != NULL)
+        fwx_pump_connect_cancel(connector); /* the filter path polls through libuv */
     p->buffer_size = fwx_connection_buffer_size(conn) > 0 ? fwx_connection_buffer_size(conn) : 2048;
 
     fwx_result hr = FWX_S_OK;
+    if (p->mode == MODE_RELAY && (p->rx = rx_get(loop)) == NULL)
+        hr = FWX_E_FAIL;
     if (FWX_SUCCEEDED(hr) && p->mode == MODE_FILTER) {
         /* two real sockets and two ends per join */
         p->socks = calloc(2 + 2 * (n_dfs - 1), sizeof *p->socks);
@@ -847,22 +1227,22 @@ fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd
             b->peer = a;
         }
     }
-    if (FWX_SUCCEEDED(hr) && uv_idle_init(loop, &p->idle) < 0)
+    if (FWX_SUCCEEDED(hr) && p->mode == MODE_FILTER && uv_idle_init(loop, &p->idle) < 0)
         hr = FWX_E_FAIL;
     if (FWX_FAILED(hr)) {
         for (size_t i = 0; i < p->n_socks; i++)
             free(p->socks[i]);
         free(p->socks);
-        for (int d = 0; d < 2; d++)
-            for (int k = 0; k < 2; k++)
-                if (p->dir[d].pipe[k] >= 0)
-                    close(p->dir[d].pipe[k]);
         free(p);
         return hr;
     }
-    p->idle.data = p;
-    p->handles = 1;
-    for (int i = 0; i < 2; i++) {
+    if (p->mode == MODE_RELAY) {
+        p->rx->users++;
+    } else {
+        p->idle.data = p;
+        p->handles = 1;
+    }
+    for (int i = 0; i < 2 && p->mode == MODE_FILTER; i++) {
         if (p->fd[i] < 0)
             continue;
         /* uv_poll_init cannot fail for a socket on Linux short of ENOMEM in epoll. */
@@ -874,7 +1254,7 @@ fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd
             p->err = UV_EBADF;
         }
     }
-    if (p->mode == MODE_SPLICE)
+    if (p->can_splice)
         ignore_sigpipe_once();
     if (conn != NULL)
         fwx_connection_established(conn); /* both sides connected: the end-to-end part of the handshake */
@@ -904,7 +1284,74 @@ fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd
             }
         }
     }
-    if (!p->ending)
+    if (!p->ending && p->mode == MODE_FILTER)
         update_polls(p);
+    else if (!p->ending)
+        relay_start(p);
     return FWX_S_OK;
+}
+
+fwx_result fwx_pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
+                          const fwx_pump_options *opts, fwx_pump_done_cb done, void *arg, fwx_pump **out)
+{
+    return pump_start(loop, conn, internal_fd, external_fd, opts, done, arg, false, NULL, out);
+}
+
+fwx_result fwx_pump_start_fresh(uv_loop_t *loop, IFWXConnection *conn, int internal_fd, int external_fd,
+                                 fwx_pump_done_cb done, void *arg, fwx_pump **out)
+{
+    return pump_start(loop, conn, internal_fd, external_fd, NULL, done, arg, true, NULL, out);
+}
+
+fwx_result fwx_pump_start_connected(uv_loop_t *loop, IFWXConnection *conn, int internal_fd,
+                                     fwx_pump_connector *connector, fwx_pump_done_cb done, void *arg, fwx_pump **out)
+{
+    if (connector == NULL || connector->buried)
+        return FWX_E_INVALIDARG;
+    fwx_result hr =
+        pump_start(loop, conn, internal_fd, connector->fd, NULL, done, arg, true, connector, out);
+    if (FWX_FAILED(hr))
+        fwx_pump_connect_cancel(connector);
+    return hr;
+}
+
+/* ---- connecting on the reactor ----------------------------------------------------------- */
+
+int fwx_pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to, fwx_pump_connect_cb cb, void *arg,
+                      fwx_pump_connector **out)
+{
+    *out = NULL;
+    rx *r = rx_get(loop);
+    if (r == NULL)
+        return UV_ENOMEM;
+    fwx_pump_connector *c = calloc(1, sizeof *c);
+    int rc = c == NULL ? UV_ENOMEM : 0;
+    if (rc == 0 && connect(fd, to, fwx__sa_len(to)) < 0 && errno != EINPROGRESS)
+        rc = -errno;
+    if (rc == 0) {
+        /* Edge-triggered, for reading too: a pump may take the registration over as it is. */
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                                 .data.u64 = (uint64_t)(uintptr_t)c | CONNECTOR_TAG};
+        if (epoll_ctl(r->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+            rc = -errno;
+    }
+    if (rc != 0) {
+        free(c);
+        if (r->users == 0)
+            rx_wake(r); /* the idle callback closes a reactor nobody uses */
+        return rc;
+    }
+    c->rx = r;
+    c->fd = fd;
+    c->cb = cb;
+    c->arg = arg;
+    r->users++;
+    *out = c;
+    return 0;
+}
+
+void fwx_pump_connect_cancel(fwx_pump_connector *c)
+{
+    if (c != NULL && c->pump == NULL)
+        connector_bury(c, true);
 }

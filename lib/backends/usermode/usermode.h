@@ -6,13 +6,19 @@
  * [loop-thread].
  * SPDX-License-Identifier: MIT
  *
- * Plain relay (no data filters): splice(2) through one pipe per direction, driven by uv_poll on
- * the two fds; the pipe is the bound on what is held. With opts->no_splice, or when the first
- * splice fails with EINVAL, the same uv_poll handles drive a read/write relay through one ring
- * of max_buffered bytes per direction: reading a side stops while its ring is full, so the pump
- * never holds more than max_buffered bytes per direction. EOF from one side is passed on as
- * shutdown(SHUT_WR) on the other once its data is written; the pump ends when both directions
- * have, or at the first error (ECONNRESET, EPIPE ...).
+ * Plain relay (no data filters), priced per connection: both fds join the loop's relay reactor
+ * (one epoll set per loop, watched by one uv_poll handle), edge-triggered and armed once, so a
+ * connection costs one epoll_ctl per fd and none as its directions fill and drain. A direction
+ * starts by recv/send through the reactor's scratch buffer (16 KiB reads; what the destination
+ * does not take is kept in a buffer of the direction's own until it does, and nothing more is
+ * read meanwhile); a read that fills the 16 KiB says "bulk" and the direction moves to
+ * splice(2) through a pipe taken from the reactor's pool (HAProxy's splice-auto). A direction
+ * gives its pipe back as soon as it is empty, so an idle relayed connection holds no pipe and
+ * no buffer. The bound on what is held is max_buffered per direction (the pipe is asked for at
+ * most that). With opts->no_splice, or when splice fails with EINVAL, the relay copies in reads
+ * of up to 64 KiB. EOF from one side is passed on as shutdown(SHUT_WR) on the other once its
+ * data is written (when the other direction has ended already, the pump's close sends the
+ * FIN); the pump ends when both directions have, or at the first error (ECONNRESET, EPIPE ...).
  *
  * SIGPIPE: splice(2) has no MSG_NOSIGNAL, so writing to a socket whose peer is gone raises
  * SIGPIPE. Hosts must ignore it (as libuv programs do); fwx_pump_start sets it to SIG_IGN when
@@ -75,6 +81,9 @@ static inline fwx_result fwx__pump_start(uv_loop_t *loop, IFWXConnection *conn, 
     return fwx_pump_start(loop, conn, internal_fd, external_fd, opts, done, arg, out);
 }
 static inline void fwx__pump_abort(fwx__pump *p) { fwx_pump_abort(p); }
+
+/* The relay for fds a backend made itself (fwx_pump_start_fresh, fwx_pump_connect) is public
+   too: include/fwx/pump.h. */
 
 /* The datagram path (dgram.c) and the filter sockets (usock.c) are public too:
    fwx_dgram_start/_input/_stop and fwx_network_socket_new in include/fwx/pump.h, with the
