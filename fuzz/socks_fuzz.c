@@ -209,6 +209,33 @@ int uv_tcp_init(uv_loop_t *loop, uv_tcp_t *h)
     return 0;
 }
 
+int uv_tcp_init_ex(uv_loop_t *loop, uv_tcp_t *h, unsigned int flags)
+{
+    (void)flags;
+    return uv_tcp_init(loop, h);
+}
+
+/* One firewall, one loop: the listeners are never shared (fwx_firewall_options.listen_shared). */
+uint32_t fwx_firewall_listen_shared(const fwx_firewall *fw)
+{
+    (void)fw;
+    return 0;
+}
+
+int fwx__reuseport(int fd)
+{
+    (void)fd;
+    assert(!"a listener of one loop is never shared");
+    return -EINVAL;
+}
+
+int fwx__reuseport_by_source(int fd, uint32_t n)
+{
+    (void)fd, (void)n;
+    assert(!"a listener of one loop is never shared");
+    return -EINVAL;
+}
+
 int uv_timer_init(uv_loop_t *loop, uv_timer_t *t)
 {
     (void)loop;

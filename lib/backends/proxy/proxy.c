@@ -236,7 +236,8 @@ static void listener_closed(uv_handle_t *h)
 {
     plisten *l = h->data;
     pstate *st = l->st;
-    close(l->fd); /* only now: libuv must not poll a closed fd */
+    if (l->fd >= 0)
+        close(l->fd);
     free(l);
     st->handles--;
     fwx__proxy_state_maybe_free(st);
@@ -246,6 +247,11 @@ static void listener_close(plisten *l)
 {
     DLIST_DEL(l->st->listeners, l);
     uv_close((uv_handle_t *)&l->poll, listener_closed);
+    /* uv_close has taken the fd out of the loop's epoll set already, so the port is free when
+       unlisten returns (a policy change that drops a rule frees its port at once), not a loop
+       turn later. */
+    close(l->fd);
+    l->fd = -1;
 }
 
 /* Connections taken per readiness of a listener: a burst is served in one go, and one busy
