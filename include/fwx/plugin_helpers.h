@@ -315,36 +315,18 @@ static inline int fwx_iid_in_table(const fwx_guid *riid, const fwx_guid *const *
  * of @p type with the member `IFWXIOCompletion iface` and a pointer @p owner to the filter
  * object); an I/O pending on a completion must keep the whole filter alive, so AddRef and
  * Release go to the filter's own (`owner_prefix_AddRef` / `owner_prefix_Release`, as
- * ::FWX_IUNKNOWN_IMPL names them, on its member `iface`). Expands to `prefix_AddRef`,
- * `prefix_Release`, `prefix_QueryInterface` (IUnknown and IID_IFWXIOCompletion) and
- * `static const IFWXIOCompletionVtbl prefix_vtbl`. Declare @p complete before it.
+ * ::FWX_IUNKNOWN_IMPL names them, on its member `iface`). Expands to ::FWX_IUNKNOWN_IMPL_PART
+ * for IFWXIOCompletion (`prefix_AddRef`, `prefix_Release`, `prefix_QueryInterface`: IUnknown and
+ * IID_IFWXIOCompletion) and `static const IFWXIOCompletionVtbl prefix_vtbl`. Declare @p complete
+ * before it.
  * @param prefix names the functions. @param type the completion's struct.
  * @param owner its member pointing at the filter object. @param owner_prefix the filter
  * object's ::FWX_IUNKNOWN_IMPL prefix. @param complete its IFWXIOCompletion::CompleteAsyncIO.
  * @since 1.1
  */
 #define FWX_PLUGIN_IO_COMPLETION(prefix, type, owner, owner_prefix, complete)                    \
-    static uint32_t prefix##_AddRef(IFWXIOCompletion *This)                                       \
-    {                                                                                             \
-        return owner_prefix##_AddRef(&FWX_CONTAINER_OF(This, type, iface)->owner->iface);        \
-    }                                                                                             \
-    static uint32_t prefix##_Release(IFWXIOCompletion *This)                                      \
-    {                                                                                             \
-        return owner_prefix##_Release(&FWX_CONTAINER_OF(This, type, iface)->owner->iface);       \
-    }                                                                                             \
-    static fwx_result prefix##_QueryInterface(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv) \
-    {                                                                                             \
-        static const fwx_guid *const iids_[] = {&IID_IFWXIOCompletion};                           \
-        if (ppv == NULL)                                                                          \
-            return FWX_E_POINTER;                                                                 \
-        if (!fwx_iid_in_table(riid, iids_, 1)) {                                                  \
-            *ppv = NULL;                                                                          \
-            return FWX_E_NOINTERFACE;                                                             \
-        }                                                                                         \
-        prefix##_AddRef(This);                                                                    \
-        *ppv = This;                                                                              \
-        return FWX_S_OK;                                                                          \
-    }                                                                                             \
+    FWX_IUNKNOWN_IMPL_PART(prefix, IFWXIOCompletion, type, iface, owner, iface, owner_prefix##_AddRef,    \
+                           owner_prefix##_Release, &IID_IFWXIOCompletion)                          \
     static const IFWXIOCompletionVtbl prefix##_vtbl = {prefix##_QueryInterface, prefix##_AddRef,  \
                                                        prefix##_Release, complete};
 
