@@ -23,7 +23,11 @@ def main():
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch("( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=160,height=120,framerate=25/1 "
                        "! jpegenc quality=50 ! rtpjpegpay name=pay0 pt=26 )")
-    factory.set_shared(True)  # one pipeline, each client its own transport
+    # A pipeline per client: with one shared pipeline, a client that comes while the last one's
+    # TEARDOWN is still unpreparing it joins a media at its end and gets one frame and EOS (seen
+    # in CI under load; both clients of step 3 then ended at once). Each client still has its
+    # own transport and ports, which is what the tests look at.
+    factory.set_shared(False)
     server.get_mount_points().add_factory("/test", factory)
     if server.attach(None) == 0:
         print("cannot listen on %s:%s" % (sys.argv[1], sys.argv[2]), flush=True)
