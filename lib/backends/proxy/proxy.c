@@ -493,6 +493,8 @@ static fwx_result p_open(const fwx_backend *self, fwx_firewall *fw, void **state
     st->udp_idle_ms = fwx_firewall_timeout_ms(fw);
     st->fw = fw;
     st->loop = fwx_firewall_loop(fw);
+    /* Fixed when the firewall was made: whether the caps in all are the process's. */
+    st->socks_caps.shared = fwx_firewall_listen_shared(fw) > 1;
     st->reserve_fd = -1;
     fwx__proxy_reserve_open(st);
     *state = st;

@@ -135,7 +135,7 @@ bool fwx__socks_caps_take(fwx_firewall *fw, fwx__socks_caps *caps, fwx__socks_ho
                           const struct sockaddr *addr, int kind, char *why, size_t whylen, bool *global)
 {
     caps_ready(caps);
-    caps->shared = fwx_firewall_listen_shared(fw) > 1; /* fixed when the firewall was made */
+    (void)fw;
     fwx__socks_holder *h = hold->h;
     if (h == NULL) {
         struct sockaddr_storage key;
