@@ -457,6 +457,8 @@ static fwx_result listen_on(pstate *st, plisten *l, const struct sockaddr *addr,
     if (rc == 0)
         rc = uv_poll_init_socket(st->loop, &l->poll, l->fd);
     if (rc != 0) {
+        char a[FWX__SA_STRLEN]; /* the result code alone loses the cause (EMFILE, EACCES...) */
+        fwx_firewall_log(st->fw, FWX_LOG_ERROR, "proxy: cannot listen on %s: %s", fwx__sa_fmt(addr, a), strerror(-rc));
         if (l->fd >= 0)
             close(l->fd);
         free(l);
