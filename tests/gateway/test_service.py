@@ -1,13 +1,16 @@
 """The service files: the systemd unit (examples/fwx-gateway/fwx-gateway.service.in) passes
 `systemd-analyze verify` with its paths filled in as meson fills them (the programs of this
 build), and says what the gateway relies on (Type=notify, reload by SIGHUP, RuntimeDirectory
-fwx, only CAP_NET_ADMIN and CAP_NET_BIND_SERVICE); the example configuration installed as
+fwx, only CAP_NET_ADMIN and CAP_NET_BIND_SERVICE; the folder where libfwx counts the fwx
+instances that need the conntrack settings, read from the library, writable and kept across a
+stop or restart); the example configuration installed as
 /etc/fwx/fwx-gateway.cfg passes --check and starts a gateway that serves fwxctl at the
 default socket, in a mount namespace with a /run of its own (unshare).
 Skips (77) what cannot run here, saying why: no systemd-analyze, no mount namespace.
 SPDX-License-Identifier: MIT
 """
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -26,6 +29,19 @@ def unit_keys(text):
             k, v = line.split("=", 1)
             keys.setdefault(k, []).append(v)
     return keys
+
+
+def conntrack_dir(gw_exe):
+    """The folder libfwx (the one the gateway loads) keeps its conntrack counts in, or None when
+    it was built without the nft backend."""
+    r = subprocess.run(["ldd", gw_exe], capture_output=True, text=True, timeout=10)
+    lib = [line.split("=>")[1].split()[0] for line in r.stdout.splitlines()
+           if line.strip().startswith("libfwx.so") and "=>" in line]
+    check(r.returncode == 0 and lib, "ldd %s: no libfwx: %r %r" % (gw_exe, r.stdout, r.stderr))
+    with open(lib[0], "rb") as f:
+        found = set(re.findall(rb"(/run/[A-Za-z0-9_./-]*conntrack)\0", f.read()))
+    check(len(found) <= 1, "several conntrack folders in %s: %r" % (lib[0], found))
+    return found.pop().decode() if found else None
 
 
 def run(tmp):
@@ -72,6 +88,25 @@ def run(tmp):
     for key, v in want.items():
         check(k.get(key) == v, "%s=%r, expected %r" % (key, k.get(key), v))
     log("ok: the unit: Type=notify, SIGHUP reload, RuntimeDirectory=fwx 0750, two capabilities")
+
+    # The conntrack count (lib/backends/nft/ct.c, the folder compiled into libfwx) must be
+    # writable under the sandbox and outlive a stop or restart: systemd wipes a RuntimeDirectory
+    # at stop unless RuntimeDirectoryPreserve=yes, and another fwx instance may still count on it.
+    ct_dir = conntrack_dir(gw_exe)
+    if ct_dir is None:
+        skipped.append("libfwx has no nft backend here: its conntrack folder is not checked")
+    else:
+        owner = [d for d in " ".join(k.get("RuntimeDirectory", [])).split()
+                 if ct_dir == "/run/" + d or ct_dir.startswith("/run/" + d + "/")]
+        writable = [d for d in " ".join(k.get("ReadWritePaths", [])).split()
+                    if ct_dir == d.lstrip("-") or ct_dir.startswith(d.lstrip("-").rstrip("/") + "/")]
+        check(owner or writable, "%s is not writable under ProtectSystem=strict (no RuntimeDirectory or "
+              "ReadWritePaths holds it)" % ct_dir)
+        check(not owner or k.get("RuntimeDirectoryPreserve") == ["yes"],
+              "%s lies in RuntimeDirectory=%s, which systemd wipes at stop and restart (RuntimeDirectoryPreserve=%r): "
+              "a restart loses the count of fwx instances" % (ct_dir, owner[0] if owner else "",
+                                                              k.get("RuntimeDirectoryPreserve")))
+        log("ok: the unit keeps %s (the conntrack settings' count) writable and across restarts" % ct_dir)
 
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
