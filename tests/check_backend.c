@@ -698,6 +698,58 @@ START_TEST(relay_kernel_when_hook_is_other_source)
 }
 END_TEST
 
+/* The log line says how the bytes travel, not the SDK's flag: a kernel-mode connection (no
+   user-mode filter needs it) that a user-space backend relays is "relayed, no data filter",
+   never "kernel"; one a data filter reads is "filtered". (The nft backend's "kernel-carried"
+   is held by tests/netns/check_nft.c and check_nft_gateway.c.) */
+static fwx_result nop_df_qi(IFWXDataFilter *T, const fwx_guid *r, void **p) { (void)T, (void)r; *p = NULL; return FWX_E_NOINTERFACE; }
+static uint32_t nop_df_ref(IFWXDataFilter *T) { (void)T; return 1; }
+static fwx_result nop_df_sockets(IFWXDataFilter *T, IFWXSocket *a, IFWXSocket *b, IFWXConnection *c, IUnknown *x)
+{
+    (void)T, (void)a, (void)b, (void)c, (void)x;
+    return FWX_S_OK;
+}
+static fwx_result nop_df_detach(IFWXDataFilter *T) { (void)T; return FWX_S_OK; }
+static const IFWXDataFilterVtbl nop_df_vtbl = {nop_df_qi, nop_df_ref, nop_df_ref, nop_df_sockets, nop_df_detach};
+static IFWXDataFilter nop_df = {&nop_df_vtbl};
+
+static fwx_result attach_nop_df(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)ctl, (void)sf, (void)s;
+    if (ev->EventType == fwx_Connect_Tcp)
+        return IFWXConnection_AttachDataFilter(ev->Parameters.Connect.piConnection, &nop_df, fwx_dfpc_Middle, NULL);
+    return FWX_S_OK;
+}
+
+START_TEST(log_says_how_bytes_travel)
+{
+    void *h;
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:80");
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_KERNEL_MODE); /* the SDK's sense: no data filter */
+    ck_assert_int_eq(tu_log_count("198.51.100.7:80 opened (relayed, no data filter)", NULL), 1);
+    ck_assert_int_eq(tu_log_count("kernel", NULL), 0);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+
+    env_open();
+    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceNAT, &h);
+    ctl->on_event = attach_nop_df;
+    s = open_session("10.0.0.8");
+    c = open_connect(s, "198.51.100.7:81");
+    ck_assert_uint_eq(fwx_connection_data_filters(c), 1);
+    ck_assert_int_eq(tu_log_count("198.51.100.7:81 opened (filtered)", NULL), 1);
+    fwx_connection_close(c);
+    IFWXSession_Release(s);
+    env_close();
+    dlclose(h);
+}
+END_TEST
+
 START_TEST(relay_kernel_when_filter_declines)
 {
     void *h;
@@ -1239,6 +1291,7 @@ static Suite *backend_suite(void)
         {"kernel_mode_flag", kernel_mode_flag},
         {"relay_kernel_without_hooks", relay_kernel_without_hooks},
         {"relay_user_with_hook", relay_user_with_hook},
+        {"log_says_how_bytes_travel", log_says_how_bytes_travel},
         {"relay_kernel_when_hook_is_other_source", relay_kernel_when_hook_is_other_source},
         {"relay_kernel_when_filter_declines", relay_kernel_when_filter_declines},
         {"afc_kernel_mode_with_secondary_hook", afc_kernel_mode_with_secondary_hook},

@@ -122,6 +122,16 @@ void *fwx_firewall_backend_state_of(fwx_firewall *fw, const fwx_backend *backend
 
 const fwx_backend *fwx_firewall_backend(const fwx_firewall *fw) { return fw ? fw->backend : NULL; }
 
+bool fwx__backend_kernel_carries(fwx_firewall *fw)
+{
+#if FWX_HAVE_NFT
+    return fwx_firewall_backend_state_of(fw, &fwx__nft_backend) != NULL;
+#else
+    (void)fw;
+    return false;
+#endif
+}
+
 /* Installs every grant the firewall holds into a freshly opened backend. */
 static fwx_result install_all(fwx_firewall *fw)
 {

@@ -284,6 +284,18 @@ fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, 
     return FWX_S_OK;
 }
 
+const char *fwx__conn_path_name(fwx__conn *c, bool in_kernel)
+{
+    if (c->n_dfs > 0)
+        return "filtered";
+    /* A primary connection in kernel mode is the kernel's under "nft" (a flow its compiled
+       policy forwarded); under "proxy", or a host that relays, fwx or the host copies it. */
+    if ((c->flags & FWX_CONNECTION_KERNEL_MODE) &&
+        (in_kernel || (!(c->flags & FWX_CONNECTION_SECONDARY) && fwx__backend_kernel_carries(c->session->fw))))
+        return "kernel-carried";
+    return "relayed, no data filter";
+}
+
 fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params *params, IFWXConnection **out)
 {
     struct sockaddr_storage peer, local, server;
@@ -423,14 +435,13 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
         return hr;
     }
     if (p->event == fwx_AcceptedConnection)
-        fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s accepted (%s mode)", (unsigned long long)c->id,
+        fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s accepted (%s)", (unsigned long long)c->id,
                  fwx__sa_fmt((struct sockaddr *)&peer, a),
-                 p->external_local ? fwx__sa_fmt((struct sockaddr *)&local, b) : "?",
-                 (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
+                 p->external_local ? fwx__sa_fmt((struct sockaddr *)&local, b) : "?", fwx__conn_path_name(c, false));
     else
-        fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s %s (%s mode)", (unsigned long long)c->id,
+        fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s %s (%s)", (unsigned long long)c->id,
                  fwx__sa_fmt_ip((struct sockaddr *)&s->client, a), fwx__sa_fmt((struct sockaddr *)&peer, b),
-                 is_bind ? "bound" : "opened", (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
+                 is_bind ? "bound" : "opened", fwx__conn_path_name(c, false));
     fwx__event_conn(c, FWX_EVENT_CONNECTION_OPENED);
     *out = &c->iface;
     return FWX_S_OK;

@@ -211,6 +211,9 @@ void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n)
    relays, and the host did not say it does) is refused: FWX_E_NOT_SUPPORTED, logged, c
    terminated. A backend's failure: FWX_E_BACKEND, c terminated. */
 fwx_result fwx__backend_relay(fwx_firewall *fw, fwx__conn *c);
+/* Whether fw's backend (behind any wrapper) carries kernel-mode primary connections in the
+   kernel: "nft" only; the "proxy" backend and a host relay every byte in user space. */
+bool fwx__backend_kernel_carries(fwx_firewall *fw);
 void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c);
 void fwx__backend_close(fwx_firewall *fw);
 /* Tells a version-2 backend that the policy changed (or, after open, what it is). */
@@ -480,6 +483,11 @@ void fwx__conn_terminate(fwx__conn *c);
 /* Raises event `type` on c, applies factories, decides kernel or user mode (T9) and hands c
    to the backend. On refusal c is terminated and the refusal code returned. */
 fwx_result fwx__conn_start(fwx__conn *c, uint32_t type, FwxFilterAccess access, bool secondary, bool no_kernel);
+/* How a started connection's bytes travel, for operators' log lines: "filtered" (a data filter
+   reads them in user space), "kernel-carried" or "relayed, no data filter" (fwx or the host
+   copies them). @p in_kernel: it came through a grant the backend put in the kernel. Not the
+   SDK's FWX_CONNECTION_KERNEL_MODE, which only says that no user-mode filter needs the data. */
+const char *fwx__conn_path_name(fwx__conn *c, bool in_kernel);
 /* The backend's upstream socket of c is connected from `local` (its getsockname): for a
    connection into a published server (and the secondaries admitted on a bound port) that is the
    gateway's internal-side address, otherwise its external one (kept if already known). */

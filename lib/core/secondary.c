@@ -1304,14 +1304,15 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
     /* A redirect port, or a bound port in proxy mode: fwx redirected this connection. */
     bool redirected = g->type == FWX__G_REDIRECT || (g->type == FWX__G_BINDING && (g->pub.flags & FWX_FLAG_PROXY_MODE));
     struct sockaddr_storage target = g->pub.target;
+    bool in_kernel = g->in_kernel;
     if (one_shot)
         fwx__grant_remove(g, "used"); /* T3/T17: one connection, then the grant is gone */
     fwx_result hr = fwx__conn_start(c, event, FWX_ALLOW, true, no_kernel);
     if (FWX_SUCCEEDED(hr)) {
         char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
-        fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s opened through %s %llu (%s mode)",
+        fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: %s -> %s opened through %s %llu (%s)",
                  (unsigned long long)c->id, fwx__sa_fmt(src, a), fwx__sa_fmt(dst, b), gname, gid,
-                 (c->flags & FWX_CONNECTION_KERNEL_MODE) ? "kernel" : "user");
+                 fwx__conn_path_name(c, in_kernel));
         fwx__event_conn(c, FWX_EVENT_CONNECTION_OPENED);
         if (redirected)
             fwx__redirect_admitted(c, dst, (const struct sockaddr *)&target);

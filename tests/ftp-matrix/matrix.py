@@ -1188,7 +1188,7 @@ def netns_through(cell, path, glines, ct_events, syns_srv, syns_cli, fsize):
         same = [cid for cid, nm in closed.items() if nm[idx] == kflow[2]]
         if not same:
             swapped = [cid for cid, nm in closed.items() if nm[1 - idx] == kflow[2]]
-            data_ids = [cid for cid in closed if not any(re.search(r"connection %d: .*\((user|kernel) mode\)" % cid, l)
+            data_ids = [cid for cid in closed if not any(re.search(r"connection %d: .*\((filtered|kernel-carried|relayed, no data filter)\)" % cid, l)
                                                          for l in glines)]
             if swapped:
                 reasons.append("fwx logged the kernel-mode data connection's bytes in the wrong direction "

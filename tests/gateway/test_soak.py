@@ -64,8 +64,8 @@ def run(tmp):
     check(not [o for o in gw.ctl_json("all") if o.get("kind") in ("session", "connection", "grant")],
           "objects left in fwxctl all")
     out = gw.stdout()
-    check(out.count("accepted (user mode)") == SESSIONS,
-          "the log shows %d accepted connections" % out.count("accepted (user mode)"))
+    check(out.count("accepted (relayed, no data filter)") == SESSIONS,
+          "the log shows %d accepted connections" % out.count("accepted (relayed, no data filter)"))
     check(gw.stop() == 0, "exit status")
     log("ok: afterwards %d fds as before, stats %r; exit 0" % (before_fds, after))
 

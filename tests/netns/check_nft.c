@@ -675,7 +675,7 @@ static void bytes_case(bool bound)
     ck_assert_int_eq(kernel_secondaries(&g), 0);
     unsigned long long from_client = 0, from_peer = 0;
     /* the flow's connection, by the core's line for it (its mode said) */
-    const char *opened = tu_log_find(bound ? "opened through bound port" : "opened through permission", "(kernel mode)");
+    const char *opened = tu_log_find(bound ? "opened through bound port" : "opened through permission", "(kernel-carried)");
     ck_assert_msg(opened != NULL, "no \"opened through ... (kernel mode)\" line");
     unsigned long long id = 0;
     ck_assert_int_eq(sscanf(strstr(opened, "connection "), "connection %llu:", &id), 1);
@@ -735,7 +735,7 @@ START_TEST(kernel_flow_ends_at_close)
         n = kernel_secondaries(&g);
     }
     ck_assert_msg(n == 0, "the closed flow's connection still lives (waiting for TIME_WAIT?)");
-    const char *opened = tu_log_find("opened through permission", "(kernel mode)");
+    const char *opened = tu_log_find("opened through permission", "(kernel-carried)");
     ck_assert_ptr_nonnull(opened);
     unsigned long long id = 0, from_client = 0, from_peer = 0;
     ck_assert_int_eq(sscanf(strstr(opened, "connection "), "connection %llu:", &id), 1);

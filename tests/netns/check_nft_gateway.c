@@ -259,7 +259,7 @@ START_TEST(policy_flows_reported)
         p = kernel_primaries(&g);
     }
     ck_assert_msg(p.n == 0, "the forwarded connection was still listed after its flow ended");
-    const char *acc = tu_log_find(TN_SERVER ":5001 opened (kernel mode)", NULL);
+    const char *acc = tu_log_find(TN_SERVER ":5001 opened (kernel-carried)", NULL);
     ck_assert_msg(acc != NULL, "no line for the forwarded connection");
     unsigned long long id = 0, from_client = 0, from_peer = 0;
     ck_assert_int_eq(sscanf(strstr(acc, "connection "), "connection %llu:", &id), 1);
@@ -799,9 +799,9 @@ START_TEST(intercept_ftp_epsv_ipv6)
     ck_assert_str_eq(r.got, "payload");
     ck_assert_str_eq(r.seen_data, G6_OUT); /* the kernel's masquerade */
     /* the kernel carried it: its conntrack NEW made it the core's kernel-mode connection */
-    for (int i = 0; i < 100 && tu_log_count("opened through permission", "(kernel mode)") == 0; i++)
+    for (int i = 0; i < 100 && tu_log_count("opened through permission", "(kernel-carried)") == 0; i++)
         tu_loop_run_for(&g.loop, 20);
-    ck_assert_int_eq(tu_log_count("opened through permission", "(kernel mode)"), 1);
+    ck_assert_int_eq(tu_log_count("opened through permission", "(kernel-carried)"), 1);
     close(r.ctl_l);
     close(r.data_l);
     gw_close(&g);
@@ -864,7 +864,7 @@ START_TEST(user_mode_permission_ipv6)
     pthread_join(th, NULL);
     ck_assert_msg(f.ok, "the user-mode IPv6 permission did not carry data");
     ck_assert_str_eq(f.seen, G6_OUT); /* relayed by fwx from the gateway */
-    ck_assert_int_eq(tu_log_count("opened through permission", "(user mode)"), 1);
+    ck_assert_int_eq(tu_log_count("opened through permission", "(relayed, no data filter)"), 1);
     fwx_connection_close(ctl);
     fwx_session_close(s);
     IFWXSession_Release(s);

@@ -423,12 +423,11 @@ def main():
             finally:
                 server.stop()
         text = gw.text()
-        # The nft backend: the kernel carries each transfer. The proxy backend relays it (its
-        # "kernel" label says no filter reads it, as fwx-gateway's README explains).
-        mode = "(user|kernel)" if backend == "proxy" else "kernel"
-        used = len(re.findall(r"opened through permission \d+ \(%s mode\)" % mode, text))
+        # The nft backend: the kernel carries each transfer. The proxy backend relays it.
+        mode = "(relayed, no data filter|filtered)" if backend == "proxy" else "kernel-carried"
+        used = len(re.findall(r"opened through permission \d+ \(%s\)" % mode, text))
         if used < transfers:
-            failures.append("%d transfers, but %d connections opened through a permission in %s mode in the log" % (
+            failures.append("%d transfers, but %d connections opened through a permission %s in the log" % (
                 transfers, used, mode))
         else:
             log("ok   %d connections opened through a permission for %d transfers" % (used, transfers))
