@@ -327,7 +327,7 @@ START_TEST(udp_user_mode_permission)
     u.port = 7002;
     tu_run_peer(&g.loop, udp_peers, &u);
     check_filtered(&g, &h, &u);
-    ck_assert_int_eq(tu_log_count("opened through permission", "(relayed, no data filter)"), 1);
+    ck_assert_int_eq(tu_log_count("opened through permission", "(filtered)"), 1);
     fwx_connection_close(ctl);
     fwx_session_close(s);
     IFWXSession_Release(s);
