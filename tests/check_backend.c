@@ -750,6 +750,85 @@ START_TEST(log_says_how_bytes_travel)
 }
 END_TEST
 
+/* Whether a data-filter factory waits for a permission's connections decides its kernel mode
+   (T9). The core counts a session's factories where they are added and removed, and asks only
+   those (and the address-based ones lent by the client's other sessions): each case below is a
+   permission made after a change of that count. The factory itself is never asked for a filter:
+   no connection arrives. */
+static fwx_result idle_cf_qi(IClassFactory *T, const fwx_guid *r, void **p) { (void)T, (void)r; *p = NULL; return FWX_E_NOINTERFACE; }
+static uint32_t idle_cf_ref(IClassFactory *T) { (void)T; return 1; }
+static fwx_result idle_cf_create(IClassFactory *T, IUnknown *o, const fwx_guid *r, void **p)
+{
+    (void)T, (void)o, (void)r;
+    *p = NULL;
+    ck_abort_msg("no connection arrives: the factory is never asked");
+    return FWX_E_FAIL;
+}
+static fwx_result idle_cf_lock(IClassFactory *T, int32_t l) { (void)T, (void)l; return FWX_S_OK; }
+static const IClassFactoryVtbl idle_cf_vtbl = {idle_cf_qi, idle_cf_ref, idle_cf_ref, idle_cf_create, idle_cf_lock};
+static IClassFactory idle_cf = {&idle_cf_vtbl};
+
+static fwx_result set_factory(IFWXSession *s, uint32_t event, const char *addr, uint32_t flags, IFWXFirewallAction **act)
+{
+    struct sockaddr_storage a = tu_addr(addr);
+    return IFWXSession_SetDataFilterFactory(s, event, TU_SA(a), tu_len(&a), &idle_cf, fwx_dfpc_Middle, NULL, flags, act);
+}
+
+/* A new permission of s's to target: the kernel_mode the backend was given. */
+static int32_t permission_kernel_mode(IFWXSession *s, IFWXConnection *c, const char *target)
+{
+    TU_EXPECT_HR(afc(s, target, FWX_FLAG_ALLOW_ADDRESSES_ALL, c, NULL), FWX_S_OK); /* any peer of the test's */
+    size_t n = fault_backend_n_grants();
+    ck_assert_uint_gt(n, 0);
+    const fault_grant *g = fault_backend_grant(n - 1);
+    ck_assert(same_endpoint(&g->target, target));
+    return g->kernel_mode;
+}
+
+START_TEST(factory_pending_counted)
+{
+    env_open();
+    IFWXSession *s = open_session("10.0.0.8"), *t = NULL, *z = open_session("10.0.0.9");
+    /* Another session of the same client: a Winsock-proxy one (a second NAT one is the first). */
+    struct sockaddr_storage tc = tu_addr("10.0.0.8");
+    fwx_session_params sp = {
+        .struct_size = sizeof sp, .source = fwxSourceWSP, .client = TU_SA(tc), .client_len = tu_len(&tc)};
+    TU_EXPECT_HR(fwx_session_open(fw, &sp, &t), FWX_S_OK);
+    IFWXConnection *cs = open_connect(s, "198.51.100.7:21"), *ct = open_connect(t, "198.51.100.7:21"),
+                   *cz = open_connect(z, "198.51.100.7:21");
+    ck_assert_int_eq(permission_kernel_mode(s, cs, "198.51.100.7:50000"), 1); /* none: kernel mode */
+
+    IFWXFirewallAction *own = NULL, *lent = NULL;
+    TU_EXPECT_HR(set_factory(s, fwx_Connect_Tcp, "198.51.100.7:0", 0, &own), FWX_S_OK);
+    TU_EXPECT_HR(set_factory(s, fwx_Udp_Destination, "198.51.100.9:0", 0, NULL), FWX_S_OK);
+    ck_assert_uint_eq(stats().factories, 2);
+    ck_assert_int_eq(permission_kernel_mode(s, cs, "198.51.100.7:50001"), 0); /* pending */
+    ck_assert_int_eq(permission_kernel_mode(s, cs, "198.51.100.9:50002"), 1); /* UDP's factory, TCP permission */
+    ck_assert_int_eq(permission_kernel_mode(t, ct, "198.51.100.7:50003"), 1); /* not lent: s's own */
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(own), FWX_S_OK);
+    IFWXFirewallAction_Release(own);
+    ck_assert_uint_eq(stats().factories, 1);
+    ck_assert_int_eq(permission_kernel_mode(s, cs, "198.51.100.7:50004"), 1); /* withdrawn: no longer */
+
+    TU_EXPECT_HR(set_factory(s, fwx_Connect_Tcp, "198.51.100.8:0", FWX_FLAG_ADDRESS_BASED, &lent), FWX_S_OK);
+    ck_assert_int_eq(permission_kernel_mode(t, ct, "198.51.100.8:50005"), 0); /* lent to the same client */
+    ck_assert_int_eq(permission_kernel_mode(z, cz, "198.51.100.8:50006"), 1); /* another client */
+    fwx_session_close(s); /* its factories go with it, the lent one too */
+    ck_assert_uint_eq(stats().factories, 0);
+    ck_assert_int_eq(permission_kernel_mode(t, ct, "198.51.100.8:50007"), 1);
+    IFWXFirewallAction_Release(lent);
+
+    fwx_connection_close(ct);
+    fwx_connection_close(cz);
+    IFWXSession *all[3] = {s, t, z};
+    for (int i = 0; i < 3; i++) {
+        fwx_session_close(all[i]);
+        IFWXSession_Release(all[i]);
+    }
+    env_close();
+}
+END_TEST
+
 START_TEST(relay_kernel_when_filter_declines)
 {
     void *h;
@@ -1292,6 +1371,7 @@ static Suite *backend_suite(void)
         {"relay_kernel_without_hooks", relay_kernel_without_hooks},
         {"relay_user_with_hook", relay_user_with_hook},
         {"log_says_how_bytes_travel", log_says_how_bytes_travel},
+        {"factory_pending_counted", factory_pending_counted},
         {"relay_kernel_when_hook_is_other_source", relay_kernel_when_hook_is_other_source},
         {"relay_kernel_when_filter_declines", relay_kernel_when_filter_declines},
         {"afc_kernel_mode_with_secondary_hook", afc_kernel_mode_with_secondary_hook},

@@ -357,6 +357,11 @@ struct fwx__session {
 
     fwx__list conns;  /* fwx__conn.node: live connections */
     fwx__list grants; /* fwx__grant.session_node */
+    /* Its own data-filter factories (fwx__grant.factory_node), also in grants, and how many:
+       asked on every permission and connection, so that a session with none (nearly all)
+       answers at once, and one with some walks those only, not every grant. */
+    fwx__list factories;
+    uint32_t n_factories;
     /* fwx__conn.node: client binds ended while their objects are still held; until released,
        RetroactiveAllowBind answers FWX_E_TERMINATING for them (T11, doc/sdk-rules.md) */
     fwx__list closing_binds;
@@ -585,6 +590,7 @@ struct fwx__grant {
     FwxDataFilterPriorityClass prio;
 
     fwx__list session_node;
+    fwx__list factory_node; /* factories: in their session's factories */
     fwx__list expiry_node;
     fwx__list bucket_node;  /* permissions: in a fwx__perm_bucket; address-based factories: in
                                fw->address_factories */

@@ -264,6 +264,8 @@ void fwx__grant_remove(fwx__grant *g, const char *why)
     }
     if (g->type == FWX__G_FACTORY) {
         fw->n_factories--;
+        s->n_factories--;
+        fwx__list_remove(&g->factory_node);
         fwx__list_remove(&g->bucket_node); /* address-based: off fw->address_factories */
     }
     if (g->conn != NULL) {
@@ -495,10 +497,12 @@ static bool factory_lent_to(const fwx__grant *g, const fwx__session *s)
 
 static bool factory_pending(fwx__session *s, uint32_t event, const struct sockaddr *addr)
 {
-    for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next)
-        if (factory_matches(fwx__list_entry(n, fwx__grant, session_node), event, addr))
-            return true;
     fwx__list *af = &s->fw->address_factories;
+    if (s->n_factories == 0 && fwx__list_empty(af))
+        return false; /* the common case, at once */
+    for (fwx__list *n = s->factories.next; n != &s->factories; n = n->next)
+        if (factory_matches(fwx__list_entry(n, fwx__grant, factory_node), event, addr))
+            return true;
     for (fwx__list *n = af->next; n != af; n = n->next) {
         fwx__grant *g = fwx__list_entry(n, fwx__grant, bucket_node);
         if (factory_lent_to(g, s) && factory_matches(g, event, addr))
@@ -1158,6 +1162,8 @@ fwx_result fwx__SetDataFilterFactory(IFWXSession *This, uint32_t EventType, cons
     IClassFactory_AddRef(pFactory);
     g->prio = Priority;
     fw->n_factories++;
+    s->n_factories++;
+    fwx__list_insert_tail(&s->factories, &g->factory_node);
     if (dwFlags & FWX_FLAG_ADDRESS_BASED)
         fwx__list_insert_tail(&fw->address_factories, &g->bucket_node);
     if (ppFirewallAction != NULL && (*ppFirewallAction = action_new(g)) == NULL) {
@@ -1183,8 +1189,8 @@ static fwx_result factory_apply(fwx__session *s, fwx__grant *g, fwx__conn *c)
 
 fwx_result fwx__apply_factories(fwx__session *s, fwx__conn *c, uint32_t event, const struct sockaddr *addr)
 {
-    for (fwx__list *n = s->grants.next; n != &s->grants; n = n->next) {
-        fwx__grant *g = fwx__list_entry(n, fwx__grant, session_node);
+    for (fwx__list *n = s->factories.next; n != &s->factories; n = n->next) {
+        fwx__grant *g = fwx__list_entry(n, fwx__grant, factory_node);
         if (!factory_matches(g, event, addr))
             continue;
         fwx_result hr = factory_apply(s, g, c);

@@ -39,6 +39,7 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
     }
     fwx__list_init(&s->conns);
     fwx__list_init(&s->grants);
+    fwx__list_init(&s->factories);
     fwx__list_init(&s->closing_binds);
     fwx__list_insert_tail(&fw->sessions, &s->node);
     fw->n_sessions++;
