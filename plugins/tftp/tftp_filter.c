@@ -169,6 +169,18 @@ static void refuse(tftp_flow *f, uint16_t code, const char *why, const uint8_t *
         flow_close_all(f);
 }
 
+/* What AllowFutureConnect answered, for the log and the client's ERROR: TFTP asks for
+   permissions, and its texts say so where the shared ones (plugin_util.h) say grants. */
+static const char *grant_result_text(fwx_result hr)
+{
+    switch (hr) {
+    case FWX_E_QUOTA_EXCEEDED: return "too many permissions (FWX_E_QUOTA_EXCEEDED)";
+    case FWX_E_DUP_NAME: return "a permission for it exists (FWX_E_DUP_NAME)";
+    case FWX_E_ADDRNOTAVAIL: return "the core refused it";
+    default: return plugin_result_text(hr);
+    }
+}
+
 /* Opens the permission the server's answer needs; false when the core refused it. */
 static bool grant(tftp_flow *f, const tftp_request *r, const char **why)
 {
@@ -178,7 +190,7 @@ static bool grant(tftp_flow *f, const tftp_request *r, const char **why)
                                                    f->conn, &f->action);
     if (FWX_FAILED(hr)) {
         f->action = NULL;
-        *why = plugin_result_text(hr);
+        *why = grant_result_text(hr);
         return false;
     }
     const fwx_log_field fl[] = {
