@@ -821,8 +821,8 @@ static void ftp_closing(void *arg, const char *why)
    is never passed on: it was never a command). */
 static const plugin_relay_ops relay_ops = {ftp_data, ftp_closing, NULL};
 
-/* dir_CompleteAsyncIO (to the relay), dir_QueryInterface, dir_AddRef, dir_Release and
-   dir_vtbl: the completions live inside the data filter and share its count. */
+/* The completion of each side (dir_vtbl), handing its I/O to the relay
+   (plugins/common/plugin_relay.h). */
 PLUGIN_RELAY_COMPLETION(dir, ftp_dir, c, ctl)
 
 /* ---- the data filter's own methods ---------------------------------------------------------- */
