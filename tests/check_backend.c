@@ -1243,6 +1243,81 @@ START_TEST(grant_sources_published)
 }
 END_TEST
 
+/* A backend that, inside each grant_add, tries to mark the grant it was handed before (still
+   installed, but not the one being added), and marks its own on every other call. */
+static const fwx_grant *marker_prev;
+static fwx_result marker_prev_hr[4], marker_own_hr[4];
+static size_t n_marker;
+
+static fwx_result marker_add(void *state, const fwx_grant *g)
+{
+    (void)state;
+    ck_assert_uint_lt(n_marker, 4);
+    marker_prev_hr[n_marker] = marker_prev != NULL ? fwx_backend_grant_in_kernel(seen_fw, marker_prev) : FWX_S_FALSE;
+    marker_own_hr[n_marker] = n_marker % 2 == 0 ? fwx_backend_grant_in_kernel(seen_fw, g) : FWX_S_FALSE;
+    marker_prev = g;
+    n_marker++;
+    return FWX_S_OK;
+}
+
+static const fwx_backend marker_backend = {.version = 3, .name = "marker", .open = seen_open, .close = noop_close,
+                                           .grant_add = marker_add, .grant_remove = noop_remove};
+
+/* fwx_backend_grant_in_kernel marks only the grant being handed over: another grant the backend
+   holds is refused, and only the marked ones are reported as the kernel's. */
+START_TEST(grant_in_kernel_own_only)
+{
+    env_open_nobackend();
+    marker_prev = NULL;
+    n_marker = 0;
+    fwx_result hr = fwx_backend_register(&marker_backend);
+    ck_assert_msg(hr == FWX_S_OK || hr == FWX_S_FALSE, "register: %s", fwx_err_name(hr));
+    TU_EXPECT_HR(fwx_firewall_set_backend(fw, "marker"), FWX_S_OK);
+    IFWXSession *s = open_session("10.0.0.8");
+    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXFirewallAction *a[3] = {NULL, NULL, NULL};
+    int kernel = 0;
+
+    /* The first marks its own. */
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, &a[0]), FWX_S_OK);
+    ck_assert_uint_eq(n_marker, 1);
+    TU_EXPECT_HR(marker_own_hr[0], FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_list(fw, FWX_OBJECT_GRANT, kernel_grants_cb, &kernel), FWX_S_OK);
+    ck_assert_int_eq(kernel, 1);
+
+    /* The second marks only the first, which it was not handed: refused, nothing changes. */
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50001", 0, c, &a[1]), FWX_S_OK);
+    ck_assert_uint_eq(n_marker, 2);
+    TU_EXPECT_HR(marker_prev_hr[1], FWX_E_INVALIDARG);
+    kernel = 0;
+    TU_EXPECT_HR(fwx_firewall_list(fw, FWX_OBJECT_GRANT, kernel_grants_cb, &kernel), FWX_S_OK);
+    ck_assert_int_eq(kernel, 1);
+
+    /* The third tries the second (refused) and marks its own: two of three are the kernel's. */
+    TU_EXPECT_HR(afc(s, "198.51.100.7:50002", 0, c, &a[2]), FWX_S_OK);
+    ck_assert_uint_eq(n_marker, 3);
+    TU_EXPECT_HR(marker_prev_hr[2], FWX_E_INVALIDARG);
+    TU_EXPECT_HR(marker_own_hr[2], FWX_S_OK);
+    kernel = 0;
+    TU_EXPECT_HR(fwx_firewall_list(fw, FWX_OBJECT_GRANT, kernel_grants_cb, &kernel), FWX_S_OK);
+    ck_assert_int_eq(kernel, 2);
+
+    /* Withdrawn, a grant can no longer be marked even through a pointer of its own shape. */
+    fwx_grant gone = *marker_prev;
+    TU_EXPECT_HR(IFWXFirewallAction_Cancel(a[2]), FWX_S_OK);
+    TU_EXPECT_HR(fwx_backend_grant_in_kernel(fw, &gone), FWX_E_INVALIDARG);
+    marker_prev = NULL;
+
+    for (int i = 0; i < 3; i++)
+        IFWXFirewallAction_Release(a[i]);
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    IFWXConnection_Release(c);
+    IFWXSession_Release(s);
+    env_close();
+    TU_EXPECT_HR(fwx_backend_unregister(&marker_backend), FWX_S_OK);
+}
+END_TEST
+
 START_TEST(core_facts)
 {
     fwx_firewall_options o;
@@ -1385,6 +1460,7 @@ static Suite *backend_suite(void)
         {"close_withdraws_then_closes", close_withdraws_then_closes},
         {"grant_sources", grant_sources},
         {"grant_sources_published", grant_sources_published},
+        {"grant_in_kernel_own_only", grant_in_kernel_own_only},
         {"core_facts", core_facts},
         {"nft_name", nft_name},
     };

@@ -168,7 +168,12 @@ typedef struct fwx_listen_spec {
  * fwx_backend::grant_add, with the grant pointer given to that call, after installing it;
  * fwx_firewall_list() then reports the grant with `kernel_mode` set (fwxctl's MODE column).
  * A grant_add that fails clears the mark. [loop-thread, inside grant_add]
- * @return FWX_S_OK; FWX_E_INVALIDARG when @p grant is not a grant of @p fw being added;
+ *
+ * The core finds its grant by `grant->id` (O(1), whatever the number of grants) and takes the
+ * mark only if @p grant is the very pointer that grant_add was handed: a copy, another grant the
+ * backend holds, a withdrawn grant or one of another firewall is refused, so a backend can mark
+ * nothing but what it is installing now.
+ * @return FWX_S_OK; FWX_E_INVALIDARG when @p grant is not the grant of @p fw being added;
  *   FWX_E_POINTER.
  */
 FWX_API fwx_result fwx_backend_grant_in_kernel(fwx_firewall *fw, const fwx_grant *grant);

@@ -305,6 +305,24 @@ fwx_result fwx__grant_sources(const fwx__grant *g, fwx_grant_source **out, uint3
     return hr;
 }
 
+/* fw->backend_grants holds exactly the grants installed in the backend or being handed to it
+   (installed || adding): a grant's id finds it while the backend may name it. */
+static void held_add(fwx_firewall *fw, fwx__grant *g)
+{
+    if (g->backend_held)
+        return;
+    g->backend_held = true;
+    HASH_ADD(id_hh, fw->backend_grants, pub.id, sizeof g->pub.id, g);
+}
+
+static void held_remove(fwx_firewall *fw, fwx__grant *g)
+{
+    if (!g->backend_held)
+        return;
+    g->backend_held = false;
+    HASH_DELETE(id_hh, fw->backend_grants, g);
+}
+
 fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
 {
     if (fw->backend == NULL) {
@@ -323,18 +341,18 @@ fwx_result fwx__backend_grant_add(fwx_firewall *fw, fwx__grant *g)
         return hr;
     g->pub.sources = sources;
     g->in_kernel = false;
-    fwx__grant *outer = fw->grant_adding;
-    fw->grant_adding = g;
+    held_add(fw, g);
     g->adding = true;
     hr = fw->backend->grant_add(fw->backend_state, &g->pub);
     g->adding = false;
-    fw->grant_adding = outer;
     /* The list was for this call: the struct stays with the core (fwx_backend::list). */
     g->pub.sources = NULL;
     g->pub.n_sources = 0;
     free(sources);
-    if (FWX_FAILED(hr))
+    if (FWX_FAILED(hr)) {
         g->in_kernel = false;
+        held_remove(fw, g);
+    }
     if (FWX_SUCCEEDED(hr))
         g->installed = true;
     if (FWX_SUCCEEDED(hr) && !g->announced) {
@@ -348,10 +366,12 @@ fwx_result fwx_backend_grant_in_kernel(fwx_firewall *fw, const fwx_grant *grant)
 {
     if (fw == NULL || grant == NULL)
         return FWX_E_POINTER;
-    /* Only the grant inside its grant_add, so a backend cannot mark one it was not handed:
-       the pointer is compared, never followed. O(1): set-up latency must not grow with the
-       grants outstanding (bench/kernel.sh, kernel-ftp-10k). */
-    fwx__grant *g = fw->grant_adding;
+    /* Only the grant inside its grant_add, so a backend cannot mark one it was not handed
+       (another it holds, a copy, one of another firewall): the id finds the core's grant, the
+       pointer must be the one handed over. O(1): set-up latency must not grow with the grants
+       outstanding (bench/kernel.sh, kernel-ftp-10k). */
+    fwx__grant *g = NULL;
+    HASH_FIND(id_hh, fw->backend_grants, &grant->id, sizeof grant->id, g);
     if (g == NULL || &g->pub != grant || !g->adding)
         return FWX_E_INVALIDARG;
     g->in_kernel = true;
@@ -363,6 +383,7 @@ void fwx__backend_grant_remove(fwx_firewall *fw, fwx__grant *g)
     if (!g->installed)
         return;
     g->installed = false;
+    held_remove(fw, g);
     if (fw->backend == NULL)
         return;
     if (fw->n_stuck_grants > 0)
@@ -395,6 +416,7 @@ void fwx__backend_grant_remove_many(fwx_firewall *fw, fwx__grant **gs, size_t n)
     for (size_t i = 0; i < n; i++)
         if (gs[i]->installed) {
             gs[i]->installed = false;
+            held_remove(fw, gs[i]);
             ids[k++] = gs[i]->pub.id;
         }
     if (fw->n_stuck_grants > 0)
@@ -464,10 +486,10 @@ void fwx__backend_close(fwx_firewall *fw)
     if (fw->backend == NULL)
         return;
     /* Grants are forgotten by the backend along with its state. */
-    for (fwx__list *sn = fw->sessions.next; sn != &fw->sessions; sn = sn->next) {
-        fwx__session *s = fwx__list_entry(sn, fwx__session, node);
-        for (fwx__list *gn = s->grants.next; gn != &s->grants; gn = gn->next)
-            fwx__list_entry(gn, fwx__grant, session_node)->installed = false;
+    fwx__grant *g, *tmp;
+    HASH_ITER(id_hh, fw->backend_grants, g, tmp) {
+        g->installed = false;
+        held_remove(fw, g);
     }
     fwx__publish_forget(fw); /* the backend's listeners go with it */
     stuck_forget(fw);          /* and what it failed to remove */

@@ -143,7 +143,10 @@ struct fwx_firewall {
        grant change (lib/core/backend_registry.c), forgotten when the backend closes. */
     uint64_t *stuck_grants;
     size_t n_stuck_grants, cap_stuck_grants;
-    struct fwx__grant *grant_adding; /* the grant inside the backend's grant_add, or NULL */
+    /* The grants the backend holds or is being handed (installed or adding), by fwx_grant::id:
+       how fwx_backend_grant_in_kernel() finds the core's grant behind a backend's pointer in
+       O(1) (lib/core/backend_registry.c). */
+    struct fwx__grant *backend_grants; /* uthash on pub.id, handle id_hh */
     /* The plugin on whose behalf the core runs now (set around every call into a filter), so
        that what a filter asks for is owned by it. Per firewall: firewalls on other threads run
        other filters at the same time. */
@@ -581,6 +584,7 @@ struct fwx__grant {
     bool approved;          /* client bind: RetroactiveAllowBind done */
     bool in_kernel;         /* the backend said the kernel carries it (fwx_backend_grant_in_kernel) */
     bool adding;            /* inside the backend's grant_add (what fwx_backend_grant_in_kernel may mark) */
+    bool backend_held;      /* in fw->backend_grants */
     uint32_t uses;
     uint64_t expires;       /* loop ms, 0 = never */
     uint64_t created_ms;
@@ -598,6 +602,7 @@ struct fwx__grant {
     fwx__port_key port_key; /* bindings, redirects, client binds */
     bool in_ports;
     UT_hash_handle hh;
+    UT_hash_handle id_hh;   /* fw->backend_grants */
 };
 
 const char *fwx__grant_type_name(fwx__grant_type t);

@@ -1,10 +1,10 @@
 /*
  * fwx plugins - relaying a TCP connection's two directions inside a data filter.
  *
- * A filter that reads a control connection (RTSP; the FTP filter has its own copy of the same
- * loop) keeps one Recv pending per socket, turns what one side sent into output for either
- * side, and reads that side again only when everything its last chunk produced has been sent
- * (back-pressure: a peer that never reads cannot make the gateway buffer without bound). This
+ * A filter that reads a control connection (FTP, RTSP) keeps one Recv pending per socket,
+ * turns what one side sent into output for either side, and reads that side again only when
+ * everything its last chunk produced has been sent (back-pressure: a peer that never reads
+ * cannot make the gateway buffer without bound). This
  * is that loop, once, on the public SDK alone (no libfwx symbol: a plugin links it statically).
  *
  * The filter owns the relay (embedded in its data filter object), the sockets and the two
@@ -16,6 +16,7 @@
 #define FWX_PLUGIN_RELAY_H
 
 #include <fwx/fwx.h>
+#include <fwx/plugin_helpers.h>
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -68,5 +69,29 @@ void plugin_relay_complete(plugin_relay *r, int d, int32_t ok, IFWXIOBuffer *buf
 
 /* Frees the output buffers (the sockets are the filter's to release). */
 void plugin_relay_free(plugin_relay *r);
+
+/*
+ * Defines a side's IFWXIOCompletion for a relay: `prefix_CompleteAsyncIO`, which hands the
+ * completion to plugin_relay_complete until the filter is detached, and FWX_PLUGIN_IO_COMPLETION's
+ * `prefix_QueryInterface`, `prefix_AddRef`, `prefix_Release` and `prefix_vtbl` (the completions
+ * live inside the data filter and share its count). @p type is the side's struct, with the
+ * members `IFWXIOCompletion iface`, `int d` (the side) and @p owner, a pointer to the data
+ * filter object, which has the members `plugin_relay relay` and `detached` and whose IUnknown
+ * functions are named by @p owner_prefix.
+ */
+#define PLUGIN_RELAY_COMPLETION(prefix, type, owner, owner_prefix)                                 \
+    static fwx_result prefix##_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err,    \
+                                               IFWXIOBuffer *buf, uintptr_t ud,                    \
+                                               const struct sockaddr *a, uint32_t al)              \
+    {                                                                                              \
+        type *side_ = FWX_CONTAINER_OF(This, type, iface);                                         \
+        (void)err;                                                                                 \
+        (void)a;                                                                                   \
+        (void)al;                                                                                  \
+        if (!side_->owner->detached)                                                               \
+            plugin_relay_complete(&side_->owner->relay, side_->d, ok, buf, ud);                    \
+        return FWX_S_OK;                                                                           \
+    }                                                                                              \
+    FWX_PLUGIN_IO_COMPLETION(prefix, type, owner, owner_prefix, prefix##_CompleteAsyncIO)
 
 #endif /* FWX_PLUGIN_RELAY_H */

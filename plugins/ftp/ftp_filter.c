@@ -13,11 +13,12 @@
  * - ftp_parse.c is the parser: pure, bounded, no fwx types. Test it alone.
  * - the filter object and the session filter are the conn-logger sample's, plus the choice of
  *   the session kind and AttachDataFilter;
- * - the data filter (ftp_ctl) pumps both directions with Recv(NULL)/Send and one pending Recv
- *   per socket, reads a direction again only when what it sent for the last chunk is gone
- *   (back-pressure), and keeps a queue of the commands the server has yet to answer, so that
- *   a reply is matched to its command and the gateway's own error replies keep their place in
- *   a pipelined conversation;
+ * - the data filter (ftp_ctl) relays both directions on plugins/common/plugin_relay.c (one
+ *   pending Recv per socket, a direction read again only when what it sent for the last chunk
+ *   is gone: back-pressure) and its plumbing is plugins/common/plugin_df.h; this file cuts
+ *   each chunk into lines and keeps a queue of the commands the server has yet to answer, so
+ *   that a reply is matched to its command and the gateway's own error replies keep their
+ *   place in a pipelined conversation;
  * - everything a control connection set up is withdrawn in the data filter's Detach.
  *
  * SPDX-License-Identifier: MIT
@@ -26,6 +27,9 @@
 #include <fwx/plugin_helpers.h>
 
 #include "ftp_parse.h"
+#include "plugin_df.h"
+#include "plugin_relay.h"
+#include "plugin_util.h"
 
 #include <arpa/inet.h>
 #include <stdarg.h>
@@ -38,6 +42,12 @@
 
 #define FTP_SA(ss) ((struct sockaddr *)(void *)&(ss))
 #define FTP_CSA(ss) ((const struct sockaddr *)(const void *)&(ss))
+/* The shared socket-address helpers and result texts (plugins/common/plugin_util.h), under the
+   short names the grant code below uses. */
+#define sa_port plugin_sa_port
+#define sa_set_port plugin_sa_set_port
+#define sa_len plugin_sa_len
+#define hr_text plugin_result_text
 
 /* Primary connections of the protocols the policy binds to this filter, both sources. No
    fwxAnyProtocol: an FTP parser has no business reading other protocols' streams. */
@@ -103,36 +113,6 @@ static void ftp_log_refusal(ftp_ctl *c, const char *what, const char *line, size
     ftp_log(c, FWX_LOG_WARN, f, 2, "%s \"%s\": %s", what, shown, why);
 }
 
-/* What a core call answered, for the log. fwx_strerror() is libfwx's, and a plugin does not
-   link libfwx: the codes a secondary-connection call returns are named here. */
-static const char *hr_text(fwx_result hr)
-{
-    switch (hr) {
-    case FWX_E_ADDRESS_NOT_ALLOWED:
-        return "the core refused the address (FWX_E_ADDRESS_NOT_ALLOWED)";
-    case FWX_E_ADDRNOTAVAIL:
-        return "not an address of the gateway (FWX_E_ADDRNOTAVAIL)";
-    case FWX_E_QUOTA_EXCEEDED:
-        return "too many grants (FWX_E_QUOTA_EXCEEDED)";
-    case FWX_E_NO_PORTS:
-        return "no free gateway port (FWX_E_NO_PORTS)";
-    case FWX_E_PROTOCOL_RULES_DENIED:
-        return "the policy denies it (FWX_E_PROTOCOL_RULES_DENIED)";
-    case FWX_E_SITE_AND_CONTENT_RULES_DENIED:
-        return "the policy denies it (FWX_E_SITE_AND_CONTENT_RULES_DENIED)";
-    case FWX_E_DUP_NAME:
-        return "a grant for it exists (FWX_E_DUP_NAME)";
-    case FWX_E_TERMINATING:
-        return "the session is ending (FWX_E_TERMINATING)";
-    case FWX_E_INVALIDARG:
-        return "invalid argument (FWX_E_INVALIDARG)";
-    case FWX_E_OUTOFMEMORY:
-        return "out of memory (FWX_E_OUTOFMEMORY)";
-    default:
-        return "the core refused it";
-    }
-}
-
 /* ---- the gateway's own replies ------------------------------------------------------------- */
 
 enum {
@@ -191,11 +171,6 @@ typedef struct ftp_qent {
     uint32_t gen;    /* Q_PORT: the grant generation it made */
 } ftp_qent;
 
-typedef struct ftp_out {
-    char *p;
-    size_t len, cap;
-} ftp_out;
-
 /* One per direction: 0 reads the client (internal socket), 1 the server (external). */
 typedef struct ftp_dir {
     IFWXIOCompletion iface;
@@ -203,26 +178,15 @@ typedef struct ftp_dir {
     int d;
 } ftp_dir;
 
-enum { UD_RECV = 1, UD_SEND = 2 };
-
 struct ftp_ctl {
-    IFWXDataFilter iface;
-    fwx_refcount refs;
+    PLUGIN_DF_MEMBERS         /* the data filter's plumbing (plugins/common/plugin_df.h) */
     ftp_dir dirs[2];
     ftp_kind kind;
-    fwx_guid protocol;
-    IFWXFirewall *fw;         /* +1 */
-    IFWXSession *session;     /* +1 */
-    IFWXConnection *conn;     /* +1 from SetSockets until Detach */
-    IFWXSocket *s[2];         /* +1 each */
-    bool started, closed, detached;
-    bool eof[2];
-    unsigned pending[2];      /* sends made for direction d's last chunk, not yet complete */
+    plugin_relay relay;       /* the two directions (plugins/common/plugin_relay.h) */
     ftp_lines lines[2];
     ftp_replies replies;
     ftp_qent queue[FTP_QUEUE_MAX];
     size_t qhead, qlen;
-    ftp_out out[2];           /* output of the chunk being processed, per target socket */
     bool epsv_all;
     bool logged_in;           /* the server said 230 (or 232): the handshake timeout is over */
     /* The one outstanding data-connection grant (catalog #26 in doc/security.md: newest replaces
@@ -236,27 +200,16 @@ struct ftp_ctl {
     struct sockaddr_storage server; /* published: the server (IFWXConnection2), if the core says */
     bool has_server;
     char client_text[FTP_ADDRSTRLEN];
-    IFWXHostLog *log;         /* +1: the host's log, named after this plugin */
 };
 
-/* ctl_impl, ctl_QueryInterface, ctl_AddRef, ctl_Release (fwx/plugin_helpers.h). */
+/* ctl_impl, ctl_QueryInterface, ctl_AddRef, ctl_Release, ctl_base_init, ctl_take_sockets,
+   ctl_drop_refs (plugins/common/plugin_df.h). */
 static void ctl_destroy(ftp_ctl *c);
-FWX_IUNKNOWN_IMPL(ctl, IFWXDataFilter, ftp_ctl, iface, refs, ctl_destroy, &IID_IFWXDataFilter)
+PLUGIN_DATA_FILTER(ctl, ftp_ctl, ctl_destroy)
 
-/* `ftp: session <client>: ...` through the host's log (never stderr: that is the host's), with
-   the session's and the control connection's fields. */
-static void ftp_log(ftp_ctl *c, fwx_log_level level, const fwx_log_field *f, uint32_t n, const char *fmt, ...)
-{
-    char msg[768];
-    if (c->log == NULL || !IFWXHostLog_IsEnabled(c->log, level))
-        return;
-    int k = snprintf(msg, sizeof msg, "session %s: ", c->client_text[0] ? c->client_text : "?");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg + k, sizeof msg - (size_t)k, fmt, ap);
-    va_end(ap);
-    (void)IFWXHostLog_Log(c->log, level, c->session, c->conn, f, n, msg); /* a log line never fails traffic */
-}
+/* `ftp: session <client>: ...` through the host's log, with the session's and the control
+   connection's fields. */
+PLUGIN_DF_LOG(ftp_log, ftp_ctl, "session", client_text)
 
 static void out_add(ftp_ctl *c, int target, const char *p, size_t n);
 static void ctl_close_all(ftp_ctl *c);
@@ -280,28 +233,6 @@ static void ctl_withdraw(ftp_ctl *c)
         IFWXConnection_Release(c->bound);
         c->bound = NULL;
     }
-}
-
-static uint16_t sa_port(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
-    if (sa->sa_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
-    return 0;
-}
-
-static void sa_set_port(struct sockaddr *sa, uint16_t port)
-{
-    if (sa->sa_family == AF_INET)
-        ((struct sockaddr_in *)(void *)sa)->sin_port = htons(port);
-    else if (sa->sa_family == AF_INET6)
-        ((struct sockaddr_in6 *)(void *)sa)->sin6_port = htons(port);
-}
-
-static uint32_t sa_len(const struct sockaddr *sa)
-{
-    return sa->sa_family == AF_INET6 ? (uint32_t)sizeof(struct sockaddr_in6) : (uint32_t)sizeof(struct sockaddr_in);
 }
 
 static bool sa_unspecified(const struct sockaddr *sa)
@@ -661,7 +592,7 @@ static void on_client_line(void *arg, ftp_line_status st, const char *line, size
     ftp_ctl *c = arg;
     ftp_cmd cmd;
     char whole[FTP_LINE_MAX];
-    if (c->closed)
+    if (c->relay.closed)
         return;
     if (st != FTP_LINE_OK) {
         refuse_cmd(c, line, len, R_500_SYNTAX, ftp_line_status_text(st));
@@ -796,7 +727,7 @@ static void on_server_line(void *arg, ftp_line_status st, const char *line, size
     ftp_ctl *c = arg;
     int code = 0;
     int multi_code = c->replies.code;
-    if (c->closed)
+    if (c->relay.closed)
         return;
     ftp_reply_kind k = ftp_replies_line(&c->replies, line, len, &code);
     if (st != FTP_LINE_OK) {
@@ -862,176 +793,50 @@ static void on_server_line(void *arg, ftp_line_status st, const char *line, size
 
 static void out_add(ftp_ctl *c, int target, const char *p, size_t n)
 {
-    ftp_out *o = &c->out[target];
-    if (c->closed)
-        return;
-    if (o->len + n > FTP_OUT_MAX) {
-        ftp_log(c, FWX_LOG_WARN, NULL, 0, "output limit reached, closing");
-        ctl_close_all(c);
-        return;
-    }
-    if (o->len + n > o->cap) {
-        size_t cap = o->cap ? o->cap : 1024;
-        while (cap < o->len + n)
-            cap *= 2;
-        char *q = realloc(o->p, cap);
-        if (q == NULL) {
-            ctl_close_all(c);
-            return;
-        }
-        o->p = q;
-        o->cap = cap;
-    }
-    memcpy(o->p + o->len, p, n);
-    o->len += n;
+    plugin_relay_out_add(&c->relay, target, p, n);
 }
 
 static void ctl_close_all(ftp_ctl *c)
 {
-    if (c->closed)
-        return;
-    c->closed = true;
+    plugin_relay_close(&c->relay, NULL);
+}
+
+/* plugin_relay_ops: the lines of a chunk, and the end of the control connection. */
+static void ftp_data(void *arg, int d, const uint8_t *p, size_t n)
+{
+    ftp_ctl *c = arg;
+    (void)ftp_lines_feed(&c->lines[d], p, n, d == 0 ? on_client_line : on_server_line, c);
+}
+
+static void ftp_closing(void *arg, const char *why)
+{
+    ftp_ctl *c = arg;
+    if (why != NULL)
+        ftp_log(c, FWX_LOG_WARN, NULL, 0, "%s, closing", why);
     /* The control stream is over: nothing it negotiated may be used any more (catalog #25). */
     ctl_withdraw(c);
-    for (int i = 0; i < 2; i++)
-        if (c->s[i] != NULL)
-            (void)IFWXSocket_Close(c->s[i]);
 }
 
-static void ctl_recv(ftp_ctl *c, int d)
-{
-    if (c->closed || c->eof[d] || c->s[d] == NULL)
-        return;
-    if (FWX_FAILED(IFWXSocket_Recv(c->s[d], NULL, &c->dirs[d].iface, UD_RECV)))
-        ctl_close_all(c);
-}
+/* No `finished`: the control connection ends when a peer ends it (a partial line left at EOF
+   is never passed on: it was never a command). */
+static const plugin_relay_ops relay_ops = {ftp_data, ftp_closing, NULL};
 
-/* Sends what processing direction d's chunk produced; reads d again when all of it is gone. */
-static void ctl_flush(ftp_ctl *c, int d)
-{
-    for (int t = 0; t < 2 && !c->closed; t++) {
-        ftp_out *o = &c->out[t];
-        if (o->len == 0)
-            continue;
-        IFWXIOBuffer *b = NULL;
-        fwx_result hr = IFWXFirewall_CreateBuffer(c->fw, (uint32_t)o->len, &b);
-        if (FWX_SUCCEEDED(hr))
-            hr = IFWXIOBuffer_Append(b, o->p, (uint32_t)o->len);
-        if (FWX_SUCCEEDED(hr))
-            hr = IFWXSocket_Send(c->s[t], b, &c->dirs[d].iface, UD_SEND);
-        if (b != NULL)
-            IFWXIOBuffer_Release(b);
-        o->len = 0;
-        if (FWX_FAILED(hr)) {
-            ctl_close_all(c);
-            return;
-        }
-        c->pending[d]++;
-    }
-    if (c->pending[d] == 0)
-        ctl_recv(c, d);
-}
-
-static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf,
-                                      uintptr_t ud, const struct sockaddr *a, uint32_t al)
-{
-    ftp_dir *dir = FWX_CONTAINER_OF(This, ftp_dir, iface);
-    ftp_ctl *c = dir->c;
-    int d = dir->d;
-    (void)err;
-    (void)a;
-    (void)al;
-    if (c->closed || c->detached)
-        return FWX_S_OK;
-    if (!ok) {
-        ctl_close_all(c);
-        return FWX_S_OK;
-    }
-    if (ud == UD_SEND) {
-        if (c->pending[d] > 0 && --c->pending[d] == 0)
-            ctl_recv(c, d);
-        return FWX_S_OK;
-    }
-    uint8_t *p = NULL;
-    uint32_t n = 0;
-    if (buf == NULL || FWX_FAILED(IFWXIOBuffer_GetBufferAndSize(buf, &p, &n))) {
-        ctl_close_all(c);
-        return FWX_S_OK;
-    }
-    if (n == 0) {
-        /* EOF: a partial line is dropped (it was never a command), the other side is told. */
-        c->eof[d] = true;
-        (void)IFWXSocket_Shutdown(c->s[1 - d], SHUT_WR);
-        if (c->eof[0] && c->eof[1])
-            ctl_close_all(c);
-        return FWX_S_OK;
-    }
-    (void)ftp_lines_feed(&c->lines[d], p, n, d == 0 ? on_client_line : on_server_line, c);
-    if (!c->closed)
-        ctl_flush(c, d);
-    return FWX_S_OK;
-}
-
-/* The completions live inside the data filter and share its count: dir_QueryInterface,
-   dir_AddRef, dir_Release. */
-FWX_IUNKNOWN_IMPL_PART(dir, IFWXIOCompletion, ftp_dir, iface, c, iface, ctl_AddRef, ctl_Release, &IID_IFWXIOCompletion)
-
-static const IFWXIOCompletionVtbl dir_vtbl = {dir_QueryInterface, dir_AddRef, dir_Release, dir_CompleteAsyncIO};
+/* The completion of each side (dir_vtbl), handing its I/O to the relay
+   (plugins/common/plugin_relay.h). */
+PLUGIN_RELAY_COMPLETION(dir, ftp_dir, c, ctl)
 
 /* ---- the data filter's own methods ---------------------------------------------------------- */
 
 static void ctl_release_all(ftp_ctl *c)
 {
     ctl_withdraw(c);
-    for (int i = 0; i < 2; i++) {
-        if (c->s[i] != NULL) {
-            IFWXSocket_Release(c->s[i]);
-            c->s[i] = NULL;
-        }
-        free(c->out[i].p);
-        c->out[i].p = NULL;
-        c->out[i].len = c->out[i].cap = 0;
-    }
-    if (c->conn != NULL) {
-        IFWXConnection_Release(c->conn);
-        c->conn = NULL;
-    }
-    if (c->session != NULL) {
-        IFWXSession_Release(c->session);
-        c->session = NULL;
-    }
-    if (c->fw != NULL) {
-        IFWXFirewall_Release(c->fw);
-        c->fw = NULL;
-    }
-    if (c->log != NULL) {
-        IFWXHostLog_Release(c->log);
-        c->log = NULL;
-    }
+    plugin_relay_free(&c->relay);
+    ctl_drop_refs(c);
 }
 
-static void ctl_destroy(ftp_ctl *c)
+/* SetSockets, once the relay is set up: the addresses the checks need. */
+static fwx_result ctl_start(ftp_ctl *c)
 {
-    ctl_release_all(c); /* the core always Detaches first; this guards a host that does not */
-    free(c);
-}
-
-static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *conn,
-                                 IUnknown *ctx)
-{
-    ftp_ctl *c = ctl_impl(This);
-    (void)ctx;
-    if (in == NULL || ex == NULL || conn == NULL)
-        return FWX_E_INVALIDARG; /* an FTP gateway relays; it never emulates the server */
-    if (c->started)
-        return FWX_E_INVALIDARG;
-    c->started = true;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
-    IFWXConnection_AddRef(conn);
-    c->s[0] = in;
-    c->s[1] = ex;
-    c->conn = conn;
     c->client_len = sizeof c->client;
     if (IFWXSession_GetClientAddress(c->session, FTP_SA(c->client), &c->client_len) != FWX_S_OK ||
         (c->client.ss_family != AF_INET && c->client.ss_family != AF_INET6))
@@ -1041,7 +846,7 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
         /* A core that offers IFWXConnection2 names the published server: the address in a
            227 then need not be believed at all, and EPSV can go to the server as it is. */
         IFWXConnection2 *c2 = NULL;
-        if (IFWXConnection_QueryInterface(conn, &IID_IFWXConnection2, (void **)&c2) == FWX_S_OK && c2 != NULL) {
+        if (IFWXConnection_QueryInterface(c->conn, &IID_IFWXConnection2, (void **)&c2) == FWX_S_OK && c2 != NULL) {
             uint32_t len = sizeof c->server;
             /* Of either family: across families the server gets its own family's
                commands, the client its own. */
@@ -1052,30 +857,21 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
     }
     /* The server speaks first: its greeting is the first reply, answering no command. */
     (void)q_push(c, Q_OTHER, 0, 0);
-    ctl_recv(c, 0);
-    ctl_recv(c, 1);
-    return c->closed ? FWX_E_FAIL : FWX_S_OK;
-}
-
-static fwx_result ctl_Detach(IFWXDataFilter *This)
-{
-    ftp_ctl *c = ctl_impl(This);
-    /* The control connection is ending: every grant it made goes with it (catalog #25). */
-    ctl_close_all(c);
-    c->detached = true;
-    ctl_release_all(c);
     return FWX_S_OK;
 }
 
-static const IFWXDataFilterVtbl ctl_vtbl = {ctl_QueryInterface, ctl_AddRef, ctl_Release, ctl_SetSockets, ctl_Detach};
+/* ctl_destroy, ctl_SetSockets (an FTP gateway relays; it never emulates the server), ctl_Detach
+   (the control connection is ending: every grant it made goes with it, catalog #25, through
+   ftp_closing) and ctl_vtbl (plugins/common/plugin_df.h). */
+PLUGIN_RELAY_DATA_FILTER(ctl, ftp_ctl, relay_ops, FTP_OUT_MAX, ctl_start, ctl_release_all)
 
 static ftp_ctl *ctl_new(ftp_kind kind, IFWXFirewall *fw, IFWXSession *session, const fwx_guid *protocol)
 {
     ftp_ctl *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
-    c->iface.lpVtbl = &ctl_vtbl;
-    fwx_refcount_init(&c->refs);
+    /* Made inside the event handler that attaches it, so its log lines name this plugin. */
+    ctl_base_init(c, &ctl_vtbl, fw, session, protocol);
     for (int d = 0; d < 2; d++) {
         c->dirs[d].iface.lpVtbl = &dir_vtbl;
         c->dirs[d].c = c;
@@ -1083,95 +879,48 @@ static ftp_ctl *ctl_new(ftp_kind kind, IFWXFirewall *fw, IFWXSession *session, c
         ftp_lines_init(&c->lines[d]);
     }
     c->kind = kind;
-    c->protocol = *protocol;
-    IFWXFirewall_AddRef(fw);
-    c->fw = fw;
-    IFWXSession_AddRef(session);
-    c->session = session;
-    /* Asked for inside the event handler that attaches it, so the lines name this plugin. */
-    if (FWX_FAILED(IFWXFirewall_QueryInterface(fw, &IID_IFWXHostLog, (void **)&c->log)))
-        c->log = NULL;
     return c;
 }
 
 /* ---- the session filter ---------------------------------------------------------------------- */
 
-typedef struct ftp_sf {
-    FWX_PLUGIN_SESSION_FILTER_MEMBERS /* the session and the firewall: +1 until Detach */
-} ftp_sf;
+/* plugin_sf, and sf_impl, sf_QueryInterface, sf_AddRef, sf_Release, sf_Detach (drops the session
+   and the firewall), the constructor sf_new and sf_FirewallEventHandler, which hands sf_attach
+   each primary connection: a data connection has nothing to parse, and at
+   fwx_ConnectionTerminating the data filter's Detach has already withdrawn its grants
+   (plugins/common/plugin_df.h). */
+PLUGIN_SESSION_FILTER(sf_attach, plugin_sf_ignore)
 
-static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev);
-
-/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release, sf_Detach (drops the session and the
-   firewall), and the constructor sf_new. */
-FWX_PLUGIN_SESSION_FILTER(sf, ftp_sf, sf_FirewallEventHandler)
-
-/* Attaches the FTP data filter of the given kind to a new control connection. */
-static fwx_result sf_attach(ftp_sf *sf, IFWXConnection *conn, ftp_kind kind, const fwx_guid *protocol)
+/* Attaches the FTP data filter of the connection's kind to a new control connection. */
+static fwx_result sf_attach(plugin_sf *sf, const FwxFirewallEvent *ev, IFWXConnection *conn, const fwx_guid *protocol)
 {
-    if (conn == NULL)
-        return FWX_E_POINTER;
+    ftp_kind kind = FTP_PUBLISHED; /* fwx_AcceptedConnection */
+    if (ev->EventType == fwx_Connect_Tcp) {
+        uint32_t flags = 0;
+        if (FWX_FAILED(IFWXSession_GetSessionFlags(sf->session, &flags)))
+            return FWX_E_FAIL;
+        kind = (flags & FWX_SESSION_NAT) ? FTP_TRANSPARENT : FTP_EXPLICIT;
+    }
     ftp_ctl *c = ctl_new(kind, sf->fw, sf->session, protocol);
     if (c == NULL)
         return FWX_E_OUTOFMEMORY;
-    /* NAT priority: an address editor sees the client's bytes first and the server's last. */
-    fwx_result hr = IFWXConnection_AttachDataFilter(conn, &c->iface, fwx_dfpc_NAT, NULL);
+    char what[64];
+    snprintf(what, sizeof what, "a %s control connection", kind_name[kind]);
+    /* Fail closed: an FTP control connection this filter cannot watch is refused. */
+    fwx_result hr = plugin_df_attach(conn, &c->iface, c->log, sf->session, what);
     if (FWX_SUCCEEDED(hr))
         hold_handshake(conn, true); /* until the server's 230 */
-    if (FWX_FAILED(hr) && c->log != NULL) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "cannot attach to a %s control connection: %s", kind_name[kind], hr_text(hr));
-        (void)IFWXHostLog_Log(c->log, FWX_LOG_ERROR, sf->session, conn, NULL, 0, msg);
-    }
-    IFWXDataFilter_Release(&c->iface); /* the core holds its own reference now */
-    /* Fail closed: an FTP control connection this filter cannot watch is refused. */
     return hr;
 }
-
-static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
-{
-    ftp_sf *sf = sf_impl(This);
-    if (sf->detached)
-        return FWX_E_TERMINATING;
-    if (ev == NULL)
-        return FWX_E_POINTER;
-    switch (ev->EventType) {
-    case fwx_Connect_Tcp: {
-        const FwxConnectEvent *e = &ev->Parameters.Connect;
-        uint32_t flags = 0;
-        if (e->IsSecondary)
-            return FWX_S_OK; /* a data connection: nothing to parse */
-        if (FWX_FAILED(IFWXSession_GetSessionFlags(sf->session, &flags)))
-            return FWX_E_FAIL;
-        return sf_attach(sf, e->piConnection, (flags & FWX_SESSION_NAT) ? FTP_TRANSPARENT : FTP_EXPLICIT,
-                         &e->ProtocolGuid);
-    }
-    case fwx_AcceptedConnection: {
-        const FwxAcceptEvent *e = &ev->Parameters.Accept;
-        if (e->IsSecondary)
-            return FWX_S_OK;
-        return sf_attach(sf, e->piConnectionAccepted, FTP_PUBLISHED, &e->ProtocolGuid);
-    }
-    default:
-        /* fwx_ConnectionTerminating: the data filter's Detach already withdrew its grants. */
-        return FWX_S_OK;
-    }
-}
-
 
 /* ---- the filter --------------------------------------------------------------------------- */
 
 /* The filter object itself (FilterInit, FilterShutdown, AttachToSession) and ftp_create_filter. */
 FWX_PLUGIN_SESSION_FILTERS(ftp_create_filter, FTP_HOOKS, sf_new)
 
-/* The one exported symbol. */
-FWX_PLUGIN_ENTRY(
-    /* {5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13} */
-    .filter_guid = FWX_GUID_INIT(0x5d, 0x1e, 0x7a, 0x3c, 0x9b, 0x42, 0x4f, 0x0e, 0x8c, 0x6a, 0x2f, 0x71, 0xd9, 0xe0,
-                                 0x4b, 0x13),
-    .name = "ftp",
-    .vendor = "fwx",
-    .version = "1.0",
-    .description = "FTP application-layer gateway: PORT/EPRT/PASV/EPSV checked, granted and rewritten",
-    .allowed_events = FTP_HOOKS,
-    .create_filter = ftp_create_filter);
+/* The one exported symbol; the filter GUID is {5d1e7a3c-9b42-4f0e-8c6a-2f71d9e04b13}. */
+PLUGIN_SHIPPED_ENTRY(FWX_GUID_INIT(0x5d, 0x1e, 0x7a, 0x3c, 0x9b, 0x42, 0x4f, 0x0e,
+                                   0x8c, 0x6a, 0x2f, 0x71, 0xd9, 0xe0, 0x4b, 0x13),
+                     "ftp", "1.0",
+                     "FTP application-layer gateway: PORT/EPRT/PASV/EPSV checked, granted and rewritten",
+                     FTP_HOOKS, ftp_create_filter);

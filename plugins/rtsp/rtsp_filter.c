@@ -29,13 +29,15 @@
  * (rtsp_parse.c) is answered `400 Bad Request` and the connection closed. See README.md.
  *
  * Structure as plugins/ftp: the parser is pure and tested alone; the filter and session filter
- * are the conn-logger sample's; the data filter pumps both directions with one pending Recv per
- * socket and reads a direction again only when what it sent for the last chunk is gone.
+ * are the conn-logger sample's; the data filter (its plumbing plugins/common/plugin_df.h) pumps
+ * both directions on plugins/common/plugin_relay.c: one pending Recv per socket, a direction
+ * read again only when what it sent for the last chunk is gone.
  * SPDX-License-Identifier: MIT
  */
 #include <fwx/fwx.h>
 #include <fwx/plugin_helpers.h>
 
+#include "plugin_df.h"
 #include "plugin_relay.h"
 #include "plugin_util.h"
 #include "rtsp_parse.h"
@@ -98,18 +100,10 @@ typedef struct rtsp_dir {
 } rtsp_dir;
 
 struct rtsp_ctl {
-    IFWXDataFilter iface;
-    fwx_refcount refs;
+    PLUGIN_DF_MEMBERS           /* the data filter's plumbing (plugins/common/plugin_df.h) */
     rtsp_dir dirs[2];
     rtsp_kind kind;
-    fwx_guid protocol;
-    IFWXFirewall *fw;           /* +1 */
-    IFWXSession *session;       /* +1 */
     IFWXSessionFilter *sf;      /* +1: the session filter hearing fwx_EstablishedConnection */
-    IFWXConnection *conn;       /* +1 from SetSockets until Detach */
-    IFWXSocket *s[2];           /* +1 each */
-    IFWXHostLog *log;           /* +1 */
-    bool started, detached;
     plugin_relay relay;         /* the two directions (plugins/common/plugin_relay.h) */
     rtsp_stream in[2];
     bool drop_body[2];          /* the body of a head that was replaced is dropped */
@@ -123,8 +117,9 @@ struct rtsp_ctl {
 };
 
 static void ctl_destroy(rtsp_ctl *c);
-/* ctl_impl, ctl_QueryInterface, ctl_AddRef, ctl_Release (fwx/plugin_helpers.h). */
-FWX_IUNKNOWN_IMPL(ctl, IFWXDataFilter, rtsp_ctl, iface, refs, ctl_destroy, &IID_IFWXDataFilter)
+/* ctl_impl, ctl_QueryInterface, ctl_AddRef, ctl_Release, ctl_base_init, ctl_take_sockets,
+   ctl_drop_refs (plugins/common/plugin_df.h). */
+PLUGIN_DATA_FILTER(ctl, rtsp_ctl, ctl_destroy)
 
 /* ---- addresses and log ------------------------------------------------------------------ */
 
@@ -139,22 +134,9 @@ static void ip_text(const struct sockaddr *sa, char out[RTSP_ADDRSTRLEN])
         snprintf(out, RTSP_ADDRSTRLEN, "?");
 }
 
-static void rtsp_log(rtsp_ctl *c, fwx_log_level level, const fwx_log_field *f, uint32_t n, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
 /* `rtsp: session <client>: ...` through the host's log, with the session's and the control
    connection's fields. */
-static void rtsp_log(rtsp_ctl *c, fwx_log_level level, const fwx_log_field *f, uint32_t n, const char *fmt, ...)
-{
-    char msg[768];
-    if (c->log == NULL || !IFWXHostLog_IsEnabled(c->log, level))
-        return;
-    int k = snprintf(msg, sizeof msg, "session %s: ", c->client_text[0] ? c->client_text : "?");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg + k, sizeof msg - (size_t)k, fmt, ap);
-    va_end(ap);
-    (void)IFWXHostLog_Log(c->log, level, c->session, c->conn, f, n, msg); /* a log line never fails traffic */
-}
+PLUGIN_DF_LOG(rtsp_log, rtsp_ctl, "session", client_text)
 
 /* The first line of a head, with C escapes, cut at 120 bytes: hostile bytes never reach a log raw. */
 static void shown_line(const char *p, size_t len, char *out, size_t cap)
@@ -651,66 +633,23 @@ static bool rtsp_finished(void *arg)
 
 static const plugin_relay_ops relay_ops = {rtsp_data, rtsp_closing, rtsp_finished};
 
-static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf,
-                                      uintptr_t ud, const struct sockaddr *a, uint32_t al)
-{
-    rtsp_dir *dir = FWX_CONTAINER_OF(This, rtsp_dir, iface);
-    (void)err;
-    (void)a;
-    (void)al;
-    if (!dir->c->detached)
-        plugin_relay_complete(&dir->c->relay, dir->d, ok, buf, ud);
-    return FWX_S_OK;
-}
-
-/* dir_AddRef, dir_Release, dir_QueryInterface and dir_vtbl: the completions live inside the
-   data filter and share its count. */
-FWX_PLUGIN_IO_COMPLETION(dir, rtsp_dir, c, ctl, dir_CompleteAsyncIO)
+/* dir_CompleteAsyncIO (to the relay), dir_QueryInterface, dir_AddRef, dir_Release and
+   dir_vtbl: the completions live inside the data filter and share its count. */
+PLUGIN_RELAY_COMPLETION(dir, rtsp_dir, c, ctl)
 
 /* ---- the data filter's own methods -------------------------------------------------------- */
-
-/* Drops a reference held in @p field, if any. */
-#define RTSP_DROP(field, release)                                                                 \
-    do {                                                                                          \
-        if ((field) != NULL)                                                                      \
-            release(field);                                                                       \
-        (field) = NULL;                                                                           \
-    } while (0)
 
 static void ctl_release_all(rtsp_ctl *c)
 {
     ctl_withdraw_all(c);
-    for (int i = 0; i < 2; i++)
-        RTSP_DROP(c->s[i], IFWXSocket_Release);
     plugin_relay_free(&c->relay);
-    RTSP_DROP(c->conn, IFWXConnection_Release);
-    RTSP_DROP(c->session, IFWXSession_Release);
-    RTSP_DROP(c->sf, IFWXSessionFilter_Release);
-    RTSP_DROP(c->fw, IFWXFirewall_Release);
-    RTSP_DROP(c->log, IFWXHostLog_Release);
+    PLUGIN_DROP(c->sf, IFWXSessionFilter_Release);
+    ctl_drop_refs(c);
 }
 
-static void ctl_destroy(rtsp_ctl *c)
+/* SetSockets, once the relay is set up: the client and the server, whom the ports are for. */
+static fwx_result ctl_start(rtsp_ctl *c)
 {
-    ctl_release_all(c); /* the core always Detaches first; this guards a host that does not */
-    free(c);
-}
-
-static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *conn,
-                                 IUnknown *ctx)
-{
-    rtsp_ctl *c = ctl_impl(This);
-    (void)ctx;
-    if (in == NULL || ex == NULL || conn == NULL || c->started)
-        return FWX_E_INVALIDARG; /* an RTSP gateway relays; it never emulates the server */
-    c->started = true;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
-    IFWXConnection_AddRef(conn);
-    c->s[0] = in;
-    c->s[1] = ex;
-    plugin_relay_init(&c->relay, c->fw, in, ex, &c->dirs[0].iface, &c->dirs[1].iface, &relay_ops, c, RTSP_OUT_MAX);
-    c->conn = conn;
     uint32_t len = sizeof c->client;
     if (IFWXSession_GetClientAddress(c->session, RTSP_SA(c->client), &len) != FWX_S_OK ||
         (c->client.ss_family != AF_INET && c->client.ss_family != AF_INET6))
@@ -722,12 +661,12 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
     if (c->kind == RTSP_PUBLISHED) {
         /* The published server, as the core names it (IFWXConnection2). */
         IFWXConnection2 *c2 = NULL;
-        if (IFWXConnection_QueryInterface(conn, &IID_IFWXConnection2, (void **)&c2) == FWX_S_OK && c2 != NULL) {
+        if (IFWXConnection_QueryInterface(c->conn, &IID_IFWXConnection2, (void **)&c2) == FWX_S_OK && c2 != NULL) {
             c->has_server = IFWXConnection2_GetInternalPeerName(c2, RTSP_SA(c->server), &len) == FWX_S_OK;
             IFWXConnection2_Release(c2);
         }
     } else {
-        c->has_server = IFWXConnection_GetExternalPeerName(conn, RTSP_SA(c->server), &len) == FWX_S_OK;
+        c->has_server = IFWXConnection_GetExternalPeerName(c->conn, RTSP_SA(c->server), &len) == FWX_S_OK;
     }
     c->has_server = c->has_server && (c->server.ss_family == AF_INET || c->server.ss_family == AF_INET6);
     if (c->kind == RTSP_PUBLISHED && !c->has_server) {
@@ -736,20 +675,13 @@ static fwx_result ctl_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
         plugin_relay_close(&c->relay, NULL);
         return FWX_E_FAIL;
     }
-    plugin_relay_start(&c->relay);
-    return c->relay.closed ? FWX_E_FAIL : FWX_S_OK;
-}
-
-static fwx_result ctl_Detach(IFWXDataFilter *This)
-{
-    rtsp_ctl *c = ctl_impl(This);
-    plugin_relay_close(&c->relay, NULL); /* withdraws every port (rtsp_closing) */
-    c->detached = true;
-    ctl_release_all(c);
     return FWX_S_OK;
 }
 
-static const IFWXDataFilterVtbl ctl_vtbl = {ctl_QueryInterface, ctl_AddRef, ctl_Release, ctl_SetSockets, ctl_Detach};
+/* ctl_destroy, ctl_SetSockets (an RTSP gateway relays; it never emulates the server),
+   ctl_Detach (withdraws every port, through rtsp_closing) and ctl_vtbl
+   (plugins/common/plugin_df.h). */
+PLUGIN_RELAY_DATA_FILTER(ctl, rtsp_ctl, relay_ops, RTSP_OUT_MAX, ctl_start, ctl_release_all)
 
 static rtsp_ctl *ctl_new(rtsp_kind kind, IFWXFirewall *fw, IFWXSession *session, IFWXSessionFilter *sf,
                          const fwx_guid *protocol)
@@ -757,8 +689,7 @@ static rtsp_ctl *ctl_new(rtsp_kind kind, IFWXFirewall *fw, IFWXSession *session,
     rtsp_ctl *c = calloc(1, sizeof *c);
     if (c == NULL)
         return NULL;
-    c->iface.lpVtbl = &ctl_vtbl;
-    fwx_refcount_init(&c->refs);
+    ctl_base_init(c, &ctl_vtbl, fw, session, protocol);
     for (int d = 0; d < 2; d++) {
         c->dirs[d].iface.lpVtbl = &dir_vtbl;
         c->dirs[d].c = c;
@@ -766,95 +697,50 @@ static rtsp_ctl *ctl_new(rtsp_kind kind, IFWXFirewall *fw, IFWXSession *session,
         rtsp_stream_init(&c->in[d]);
     }
     c->kind = kind;
-    c->protocol = *protocol;
-    IFWXFirewall_AddRef(fw);
-    c->fw = fw;
-    IFWXSession_AddRef(session);
-    c->session = session;
     IFWXSessionFilter_AddRef(sf);
     c->sf = sf;
-    if (FWX_FAILED(IFWXFirewall_QueryInterface(fw, &IID_IFWXHostLog, (void **)&c->log)))
-        c->log = NULL;
     return c;
 }
 
 /* ---- the session filter ------------------------------------------------------------------- */
 
-typedef struct rtsp_sf {
-    IFWXSessionFilter iface;
-    fwx_refcount refs;
-    IFWXSession *session; /* +1 until Detach */
-    IFWXFirewall *fw;     /* +1 until Detach */
-    bool detached;
-} rtsp_sf;
-
-static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev);
-
-/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release, sf_Detach, and the constructor sf_new. */
-FWX_PLUGIN_SESSION_FILTER(sf, rtsp_sf, sf_FirewallEventHandler)
-
-static fwx_result sf_attach(rtsp_sf *sf, IFWXConnection *conn, rtsp_kind kind, const fwx_guid *protocol)
+/* A media flow through one of our ports (fwx_EstablishedConnection): the context is the control
+   connection's data filter that asked (T15: it comes back only to us), kept so TEARDOWN can
+   kill it. Nothing else but primary connections concerns this filter. */
+static fwx_result sf_other(struct plugin_sf *sf, const FwxFirewallEvent *ev)
 {
-    if (conn == NULL)
-        return FWX_E_POINTER;
-    rtsp_ctl *c = ctl_new(kind, sf->fw, sf->session, &sf->iface, protocol);
-    if (c == NULL)
-        return FWX_E_OUTOFMEMORY;
-    fwx_result hr = IFWXConnection_AttachDataFilter(conn, &c->iface, fwx_dfpc_NAT, NULL);
-    if (FWX_FAILED(hr) && c->log != NULL) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "cannot attach to an RTSP control connection: %s", plugin_result_text(hr));
-        (void)IFWXHostLog_Log(c->log, FWX_LOG_ERROR, sf->session, conn, NULL, 0, msg);
-    }
-    IFWXDataFilter_Release(&c->iface);
-    /* Fail closed: an RTSP control connection this filter cannot watch is refused. */
-    return hr;
-}
-
-static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
-{
-    rtsp_sf *sf = sf_impl(This);
-    if (sf->detached)
-        return FWX_E_TERMINATING;
-    if (ev == NULL)
-        return FWX_E_POINTER;
-    switch (ev->EventType) {
-    case fwx_Connect_Tcp: {
-        const FwxConnectEvent *e = &ev->Parameters.Connect;
-        if (e->IsSecondary)
-            return FWX_S_OK;
-        return sf_attach(sf, e->piConnection, RTSP_TRANSPARENT, &e->ProtocolGuid);
-    }
-    case fwx_AcceptedConnection: {
-        const FwxAcceptEvent *e = &ev->Parameters.Accept;
-        if (e->IsSecondary)
-            return FWX_S_OK;
-        return sf_attach(sf, e->piConnectionAccepted, RTSP_PUBLISHED, &e->ProtocolGuid);
-    }
-    case fwx_EstablishedConnection: {
-        /* A media flow through one of our ports: the context is the control connection's data
-           filter that asked (T15: it comes back only to us), kept so TEARDOWN can kill it. */
+    (void)sf;
+    if (ev->EventType == fwx_EstablishedConnection) {
         const FwxEstablishedConnectionEvent *e = &ev->Parameters.EstablishedConnection;
         if (e->UserContext != NULL)
             ctl_adopt_flow(ctl_impl((IFWXDataFilter *)(void *)e->UserContext), e->piConnection);
-        return FWX_S_OK;
     }
-    default:
-        return FWX_S_OK;
-    }
+    return FWX_S_OK;
+}
+
+/* plugin_sf, and sf_impl, sf_QueryInterface, sf_AddRef, sf_Release, sf_Detach (drops the session
+   and the firewall), the constructor sf_new and sf_FirewallEventHandler, which hands sf_attach
+   each primary connection and sf_other the rest (plugins/common/plugin_df.h). */
+PLUGIN_SESSION_FILTER(sf_attach, sf_other)
+
+static fwx_result sf_attach(plugin_sf *sf, const FwxFirewallEvent *ev, IFWXConnection *conn, const fwx_guid *protocol)
+{
+    /* fwx_AcceptedConnection: a published server's; fwx_Connect_Tcp: a client's behind the gateway. */
+    rtsp_kind kind = ev->EventType == fwx_AcceptedConnection ? RTSP_PUBLISHED : RTSP_TRANSPARENT;
+    rtsp_ctl *c = ctl_new(kind, sf->fw, sf->session, &sf->iface, protocol);
+    if (c == NULL)
+        return FWX_E_OUTOFMEMORY;
+    /* Fail closed: an RTSP control connection this filter cannot watch is refused. */
+    return plugin_df_attach(conn, &c->iface, c->log, sf->session, "an RTSP control connection");
 }
 
 /* ---- the filter --------------------------------------------------------------------------- */
 
 FWX_PLUGIN_SESSION_FILTERS(rtsp_create_filter, RTSP_HOOKS, sf_new)
 
-FWX_PLUGIN_ENTRY(
-    /* {3b7d9e21-6c48-4f1a-a2d5-8e0c47b1f923} */
-    .filter_guid = FWX_GUID_INIT(0x3b, 0x7d, 0x9e, 0x21, 0x6c, 0x48, 0x4f, 0x1a, 0xa2, 0xd5, 0x8e, 0x0c, 0x47, 0xb1,
-                                 0xf9, 0x23),
-    .name = "rtsp",
-    .vendor = "fwx",
-    .version = "1.0",
-    .description = "RTSP gateway: SETUP Transport checked, RTP/RTCP port pairs bound and rewritten",
-    .allowed_events = RTSP_HOOKS,
-    .create_filter = rtsp_create_filter);
+/* The one exported symbol; the filter GUID is {3b7d9e21-6c48-4f1a-a2d5-8e0c47b1f923}. */
+PLUGIN_SHIPPED_ENTRY(FWX_GUID_INIT(0x3b, 0x7d, 0x9e, 0x21, 0x6c, 0x48, 0x4f, 0x1a,
+                                   0xa2, 0xd5, 0x8e, 0x0c, 0x47, 0xb1, 0xf9, 0x23),
+                     "rtsp", "1.0",
+                     "RTSP gateway: SETUP Transport checked, RTP/RTCP port pairs bound and rewritten",
+                     RTSP_HOOKS, rtsp_create_filter);

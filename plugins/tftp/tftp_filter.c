@@ -18,13 +18,16 @@
  * data filter (and the kernel may carry it).
  *
  * Structure as plugins/ftp: tftp_parse.c is the parser (pure, bounded, unit-tested, fuzzed);
- * the filter object and session filter are the conn-logger sample's; the data filter keeps one
- * Recv pending per socket and relays datagram by datagram.
+ * the filter object and session filter are the conn-logger sample's; the data filter's plumbing
+ * is plugins/common/plugin_df.h, and it keeps one Recv pending per socket and relays datagram
+ * by datagram.
  * SPDX-License-Identifier: MIT
  */
 #include <fwx/fwx.h>
 #include <fwx/plugin_helpers.h>
 
+#include "plugin_df.h"
+#include "plugin_util.h"
 #include "tftp_parse.h"
 
 #include <arpa/inet.h>
@@ -65,11 +68,6 @@ static void addr_text(const struct sockaddr *sa, char out[TFTP_ADDRSTRLEN])
     }
 }
 
-static uint32_t sa_len(const struct sockaddr *sa)
-{
-    return sa->sa_family == AF_INET6 ? (uint32_t)sizeof(struct sockaddr_in6) : (uint32_t)sizeof(struct sockaddr_in);
-}
-
 static bool same_ip(const struct sockaddr *a, const struct sockaddr *b)
 {
     if (a->sa_family != b->sa_family)
@@ -83,31 +81,6 @@ static bool same_ip(const struct sockaddr *a, const struct sockaddr *b)
     return false;
 }
 
-static uint16_t sa_port(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return ntohs(((const struct sockaddr_in *)(const void *)sa)->sin_port);
-    if (sa->sa_family == AF_INET6)
-        return ntohs(((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
-    return 0;
-}
-
-/* What a core call answered, for the log (a plugin does not link libfwx's fwx_strerror). */
-static const char *hr_text(fwx_result hr)
-{
-    switch (hr) {
-    case FWX_E_ADDRESS_NOT_ALLOWED: return "the core refused the address (FWX_E_ADDRESS_NOT_ALLOWED)";
-    case FWX_E_QUOTA_EXCEEDED: return "too many permissions (FWX_E_QUOTA_EXCEEDED)";
-    case FWX_E_PROTOCOL_RULES_DENIED: return "the policy denies it (FWX_E_PROTOCOL_RULES_DENIED)";
-    case FWX_E_SITE_AND_CONTENT_RULES_DENIED: return "the policy denies it (FWX_E_SITE_AND_CONTENT_RULES_DENIED)";
-    case FWX_E_DUP_NAME: return "a permission for it exists (FWX_E_DUP_NAME)";
-    case FWX_E_TERMINATING: return "the session is ending (FWX_E_TERMINATING)";
-    case FWX_E_INVALIDARG: return "invalid argument (FWX_E_INVALIDARG)";
-    case FWX_E_OUTOFMEMORY: return "out of memory (FWX_E_OUTOFMEMORY)";
-    default: return "the core refused it";
-    }
-}
-
 /* ---- the data filter: one per primary flow (one client address and port) ------------------- */
 
 typedef struct tftp_flow tftp_flow;
@@ -119,42 +92,24 @@ typedef struct tftp_dir {
 } tftp_dir;
 
 struct tftp_flow {
-    IFWXDataFilter iface;
-    fwx_refcount refs;
+    PLUGIN_DF_MEMBERS       /* the data filter's plumbing (plugins/common/plugin_df.h) */
     tftp_dir dirs[2];
     tftp_kind kind;
-    fwx_guid protocol;
-    IFWXFirewall *fw;       /* +1 */
-    IFWXSession *session;   /* +1 */
-    IFWXConnection *conn;   /* +1 from SetSockets */
-    IFWXSocket *s[2];       /* +1: [0] the client's side (internal socket), [1] the server's */
-    IFWXHostLog *log;       /* +1 */
     IFWXFirewallAction *action; /* +1: the outstanding transfer's permission */
     struct sockaddr_storage client; /* the client's address and port (the request's source) */
     struct sockaddr_storage gateway; /* the gateway's address facing the client, if known */
     bool has_gateway;
     char client_text[TFTP_ADDRSTRLEN];
-    bool started, closed, detached;
+    bool closed;
 };
 
-/* flow_impl, flow_QueryInterface, flow_AddRef, flow_Release (fwx/plugin_helpers.h). */
+/* flow_impl, flow_QueryInterface, flow_AddRef, flow_Release, flow_base_init, flow_take_sockets,
+   flow_drop_refs (plugins/common/plugin_df.h). */
 static void flow_destroy(tftp_flow *f);
-FWX_IUNKNOWN_IMPL(flow, IFWXDataFilter, tftp_flow, iface, refs, flow_destroy, &IID_IFWXDataFilter)
+PLUGIN_DATA_FILTER(flow, tftp_flow, flow_destroy)
 
-static void tftp_log(tftp_flow *f, fwx_log_level level, const fwx_log_field *fl, uint32_t n, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-static void tftp_log(tftp_flow *f, fwx_log_level level, const fwx_log_field *fl, uint32_t n, const char *fmt, ...)
-{
-    char msg[512];
-    if (f->log == NULL || !IFWXHostLog_IsEnabled(f->log, level))
-        return;
-    int k = snprintf(msg, sizeof msg, "client %s: ", f->client_text[0] ? f->client_text : "?");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg + k, sizeof msg - (size_t)k, fmt, ap);
-    va_end(ap);
-    (void)IFWXHostLog_Log(f->log, level, f->session, f->conn, fl, n, msg); /* a log line never fails traffic */
-}
+/* `tftp: client <address:port>: ...` through the host's log. */
+PLUGIN_DF_LOG(tftp_log, tftp_flow, "client", client_text)
 
 static void flow_withdraw(tftp_flow *f)
 {
@@ -206,7 +161,7 @@ static void refuse(tftp_flow *f, uint16_t code, const char *why, const uint8_t *
 {
     uint8_t pkt[4 + TFTP_ERRMSG_MAX + 1];
     size_t n = 0;
-    if (tftp_opcode(p, received) != TFTP_OP_ERROR && sa_port(TFTP_CSA(f->client)) >= 1024)
+    if (tftp_opcode(p, received) != TFTP_OP_ERROR && plugin_sa_port(TFTP_CSA(f->client)) >= 1024)
         n = tftp_fmt_error(pkt, received < sizeof pkt ? received : sizeof pkt, code, why);
     const fwx_log_field fl[] = {{.key = "reason", .type = FWX_LOG_STRING, .value = {.string = why}}};
     tftp_log(f, FWX_LOG_WARN, fl, 1, "request refused%s: %s", n > 0 ? "" : " (no ERROR sent)", why);
@@ -214,16 +169,28 @@ static void refuse(tftp_flow *f, uint16_t code, const char *why, const uint8_t *
         flow_close_all(f);
 }
 
+/* What AllowFutureConnect answered, for the log and the client's ERROR: TFTP asks for
+   permissions, and its texts say so where the shared ones (plugin_util.h) say grants. */
+static const char *grant_result_text(fwx_result hr)
+{
+    switch (hr) {
+    case FWX_E_QUOTA_EXCEEDED: return "too many permissions (FWX_E_QUOTA_EXCEEDED)";
+    case FWX_E_DUP_NAME: return "a permission for it exists (FWX_E_DUP_NAME)";
+    case FWX_E_ADDRNOTAVAIL: return "the core refused it";
+    default: return plugin_result_text(hr);
+    }
+}
+
 /* Opens the permission the server's answer needs; false when the core refused it. */
 static bool grant(tftp_flow *f, const tftp_request *r, const char **why)
 {
     flow_withdraw(f); /* one transfer per request: a new request replaces the earlier one */
-    fwx_result hr = IFWXSession_AllowFutureConnect(f->session, TFTP_CSA(f->client), sa_len(TFTP_CSA(f->client)), NULL,
+    fwx_result hr = IFWXSession_AllowFutureConnect(f->session, TFTP_CSA(f->client), plugin_sa_len(TFTP_CSA(f->client)), NULL,
                                                    0, FWX_PROTOCOL_UDP, TFTP_GRANT_FLAGS, &f->protocol, NULL, NULL,
                                                    f->conn, &f->action);
     if (FWX_FAILED(hr)) {
         f->action = NULL;
-        *why = hr_text(hr);
+        *why = grant_result_text(hr);
         return false;
     }
     const fwx_log_field fl[] = {
@@ -298,38 +265,14 @@ static fwx_result dir_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_
     return FWX_S_OK;
 }
 
-/* The completions live inside the data filter and share its count: dir_QueryInterface,
-   dir_AddRef, dir_Release. */
-FWX_IUNKNOWN_IMPL_PART(dir, IFWXIOCompletion, tftp_dir, iface, f, iface, flow_AddRef, flow_Release,
-                       &IID_IFWXIOCompletion)
-
-static const IFWXIOCompletionVtbl dir_vtbl = {dir_QueryInterface, dir_AddRef, dir_Release, dir_CompleteAsyncIO};
+/* dir_QueryInterface, dir_AddRef, dir_Release and dir_vtbl: the completions live inside the
+   data filter and share its count. */
+FWX_PLUGIN_IO_COMPLETION(dir, tftp_dir, f, flow, dir_CompleteAsyncIO)
 
 static void flow_release_all(tftp_flow *f)
 {
     flow_withdraw(f);
-    for (int i = 0; i < 2; i++) {
-        if (f->s[i] != NULL) {
-            IFWXSocket_Release(f->s[i]);
-            f->s[i] = NULL;
-        }
-    }
-    if (f->conn != NULL) {
-        IFWXConnection_Release(f->conn);
-        f->conn = NULL;
-    }
-    if (f->session != NULL) {
-        IFWXSession_Release(f->session);
-        f->session = NULL;
-    }
-    if (f->fw != NULL) {
-        IFWXFirewall_Release(f->fw);
-        f->fw = NULL;
-    }
-    if (f->log != NULL) {
-        IFWXHostLog_Release(f->log);
-        f->log = NULL;
-    }
+    flow_drop_refs(f);
 }
 
 static void flow_destroy(tftp_flow *f)
@@ -358,7 +301,7 @@ static bool learn_client(tftp_flow *f)
         if (hr != FWX_S_OK)
             return false;
     }
-    return (f->client.ss_family == AF_INET || f->client.ss_family == AF_INET6) && sa_port(TFTP_CSA(f->client)) != 0;
+    return (f->client.ss_family == AF_INET || f->client.ss_family == AF_INET6) && plugin_sa_port(TFTP_CSA(f->client)) != 0;
 }
 
 static fwx_result flow_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *conn,
@@ -366,15 +309,9 @@ static fwx_result flow_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSock
 {
     tftp_flow *f = flow_impl(This);
     (void)ctx;
-    if (in == NULL || ex == NULL || conn == NULL || f->started)
-        return FWX_E_INVALIDARG; /* a TFTP gateway relays; it never emulates the server */
-    f->started = true;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
-    IFWXConnection_AddRef(conn);
-    f->s[0] = in;
-    f->s[1] = ex;
-    f->conn = conn;
+    fwx_result hr = flow_take_sockets(f, in, ex, conn); /* a TFTP gateway relays; it never emulates the server */
+    if (FWX_FAILED(hr))
+        return hr;
     if (!learn_client(f)) {
         /* Fail closed: without the client's port no permission can be scoped. */
         tftp_log(f, FWX_LOG_ERROR, NULL, 0, "the core names no client address and port for this flow; refused");
@@ -406,93 +343,43 @@ static tftp_flow *flow_new(tftp_kind kind, IFWXFirewall *fw, IFWXSession *sessio
     tftp_flow *f = calloc(1, sizeof *f);
     if (f == NULL)
         return NULL;
-    f->iface.lpVtbl = &flow_vtbl;
-    fwx_refcount_init(&f->refs);
+    flow_base_init(f, &flow_vtbl, fw, session, protocol);
     for (int d = 0; d < 2; d++) {
         f->dirs[d].iface.lpVtbl = &dir_vtbl;
         f->dirs[d].f = f;
         f->dirs[d].d = d;
     }
     f->kind = kind;
-    f->protocol = *protocol;
-    IFWXFirewall_AddRef(fw);
-    f->fw = fw;
-    IFWXSession_AddRef(session);
-    f->session = session;
-    if (FWX_FAILED(IFWXFirewall_QueryInterface(fw, &IID_IFWXHostLog, (void **)&f->log)))
-        f->log = NULL;
     return f;
 }
 
 /* ---- the session filter ---------------------------------------------------------------------- */
 
-typedef struct tftp_sf {
-    FWX_PLUGIN_SESSION_FILTER_MEMBERS /* the session and the firewall: +1 until Detach */
-} tftp_sf;
+/* plugin_sf, and sf_impl, sf_QueryInterface, sf_AddRef, sf_Release, sf_Detach (drops the session
+   and the firewall), the constructor sf_new and sf_FirewallEventHandler, which hands sf_attach
+   each primary flow: a transfer is carried by its permission, not read
+   (plugins/common/plugin_df.h). */
+PLUGIN_SESSION_FILTER(sf_attach, plugin_sf_ignore)
 
-static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev);
-
-/* sf_impl, sf_QueryInterface, sf_AddRef, sf_Release, sf_Detach (drops the session and the
-   firewall), and the constructor sf_new. */
-FWX_PLUGIN_SESSION_FILTER(sf, tftp_sf, sf_FirewallEventHandler)
-
-static fwx_result sf_attach(tftp_sf *sf, IFWXConnection *conn, tftp_kind kind, const fwx_guid *protocol)
+static fwx_result sf_attach(plugin_sf *sf, const FwxFirewallEvent *ev, IFWXConnection *conn, const fwx_guid *protocol)
 {
-    if (conn == NULL)
-        return FWX_E_POINTER;
+    /* fwx_AcceptedConnection: a published server's; fwx_Udp_Destination: a client's own. */
+    tftp_kind kind = ev->EventType == fwx_AcceptedConnection ? TFTP_PUBLISHED : TFTP_CLIENT;
     tftp_flow *f = flow_new(kind, sf->fw, sf->session, protocol);
     if (f == NULL)
         return FWX_E_OUTOFMEMORY;
-    fwx_result hr = IFWXConnection_AttachDataFilter(conn, &f->iface, fwx_dfpc_NAT, NULL);
-    if (FWX_FAILED(hr) && f->log != NULL) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "cannot attach to a TFTP flow: %s", hr_text(hr));
-        (void)IFWXHostLog_Log(f->log, FWX_LOG_ERROR, sf->session, conn, NULL, 0, msg);
-    }
-    IFWXDataFilter_Release(&f->iface);
     /* Fail closed: a TFTP flow this filter cannot read is refused. */
-    return hr;
+    return plugin_df_attach(conn, &f->iface, f->log, sf->session, "a TFTP flow");
 }
-
-static fwx_result sf_FirewallEventHandler(IFWXSessionFilter *This, const FwxFirewallEvent *ev)
-{
-    tftp_sf *sf = sf_impl(This);
-    if (sf->detached)
-        return FWX_E_TERMINATING;
-    if (ev == NULL)
-        return FWX_E_POINTER;
-    switch (ev->EventType) {
-    case fwx_AcceptedConnection: {
-        const FwxAcceptEvent *e = &ev->Parameters.Accept;
-        if (e->IsSecondary)
-            return FWX_S_OK; /* a transfer: carried by the permission, not read */
-        return sf_attach(sf, e->piConnectionAccepted, TFTP_PUBLISHED, &e->ProtocolGuid);
-    }
-    case fwx_Udp_Destination: {
-        const FwxUdpDestinationEvent *e = &ev->Parameters.UdpDest;
-        if (e->IsSecondary)
-            return FWX_S_OK;
-        return sf_attach(sf, e->piConnection, TFTP_CLIENT, &e->ProtocolGuid);
-    }
-    default:
-        return FWX_S_OK;
-    }
-}
-
 
 /* ---- the filter --------------------------------------------------------------------------- */
 
 /* The filter object itself (FilterInit, FilterShutdown, AttachToSession) and tftp_create_filter. */
 FWX_PLUGIN_SESSION_FILTERS(tftp_create_filter, TFTP_HOOKS, sf_new)
 
-/* The one exported symbol. */
-FWX_PLUGIN_ENTRY(
-    /* {8c3f2b91-4e6a-4d27-b1f0-5a9e7c2d6e41} */
-    .filter_guid = FWX_GUID_INIT(0x8c, 0x3f, 0x2b, 0x91, 0x4e, 0x6a, 0x4d, 0x27, 0xb1, 0xf0, 0x5a, 0x9e, 0x7c, 0x2d,
-                                 0x6e, 0x41),
-    .name = "tftp",
-    .vendor = "fwx",
-    .version = "1.0",
-    .description = "TFTP gateway: RRQ/WRQ checked, one UDP permission per transfer for the server's reply",
-    .allowed_events = TFTP_HOOKS,
-    .create_filter = tftp_create_filter);
+/* The one exported symbol; the filter GUID is {8c3f2b91-4e6a-4d27-b1f0-5a9e7c2d6e41}. */
+PLUGIN_SHIPPED_ENTRY(FWX_GUID_INIT(0x8c, 0x3f, 0x2b, 0x91, 0x4e, 0x6a, 0x4d, 0x27,
+                                   0xb1, 0xf0, 0x5a, 0x9e, 0x7c, 0x2d, 0x6e, 0x41),
+                     "tftp", "1.0",
+                     "TFTP gateway: RRQ/WRQ checked, one UDP permission per transfer for the server's reply",
+                     TFTP_HOOKS, tftp_create_filter);
