@@ -13,13 +13,13 @@ fd81:2::2). Two backends:
                    side), forwarding on: the client asks the server itself; the request is
                    read by the plugin in user mode, the transfer is carried by the kernel
                    (the permission as a DNAT of the gateway's upstream port and a one-shot
-                   permission element) and reported through conntrack. IPv4 (the nft backend's
-                   user-mode UDP path is IPv4 only).
+                   permission element) and reported through conntrack. IPv4 and IPv6 (the
+                   request read on the IPv6 interception socket, dnat6/once6 elements).
 
 Servers tftpd-hpa and atftpd (unpacked by ./run test into the FTP matrix's cache: it conflicts
 with tftpd-hpa) x clients tftp-hpa, atftp and curl (tftp://), get and put, a small file and a
 3 MiB one, blksize 512 and 1428, windowsize 8 where client and server support it (atftp with
-atftpd); SHA-256 compared on both ends. IPv6 with tftpd-hpa (atftpd 0.8 listens on IPv4 only). With CI=true (or --full) every combination runs; by
+atftpd); SHA-256 compared on both ends. IPv6 with tftpd-hpa in both backends (atftpd 0.8 listens on IPv4 only). With CI=true (or --full) every combination runs; by
 default a subset that keeps every server, client, direction, size and blksize at least once
 (~30 s a backend). Also asserted:
   - while a transfer waits on a stopped server, `fwxctl permissions` lists the permission to
@@ -349,7 +349,7 @@ def main():
             nstopo.skip("not built: " + exe)
     if backend == "nft" and not shutil.which("nft"):
         nstopo.skip("nft (Debian package nftables) is not installed")
-    families = ("4", "6") if backend == "proxy" else ("4",)
+    families = ("4", "6")
     servers = ["tftpd-hpa"] + (["atftpd"] if os.access(ATFTPD, os.X_OK) else [])
     if "atftpd" not in servers:
         log("note: %s is not there (./run test unpacks it): the atftpd cases are not run" % ATFTPD)
