@@ -9,6 +9,7 @@
  *
  * - "udp filter bound": the policy binds the plugin to the UDP protocol: the compiled policy
  *   steers its datagrams into fwx (REDIRECT, conntrack for the original destination).
+ * - "udp filter bound ipv6": the same over IPv6 (fwx's IPv6 UDP socket, IPV6_PKTINFO).
  * - "udp hook": the protocol binds no filter, but the plugin hooks fwx_Udp_Destination: the
  *   policy's UDP protocols are steered all the same, so no datagram reaches the server
  *   unfiltered, not even the first.
@@ -75,13 +76,19 @@ static fwx_result attach_filter(tp_control *ctl, IFWXSessionFilter *sf, IFWXSess
 
 /* ---- the gateway --------------------------------------------------------------------------- */
 
-static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
+static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy, bool ipv6)
 {
     memset(g, 0, sizeof *g);
-    tn_gw_up(&g->topo);
+    tn_up(&g->topo);
+    if (ipv6)
+        tn_add_ipv6(&g->topo);
+    tn_enter(g->topo.gateway_fd);
     snprintf(g->name, sizeof g->name, "u%ld", (long)getpid());
     fwx_firewall_options o;
-    tn_gw_options(&o, g->name);
+    if (ipv6)
+        tn_gw_options_ipv6(&o, g->name);
+    else
+        tn_gw_options(&o, g->name);
     tu_fw_open(&g->loop, &o, &g->fw);
     udf_init(&h->f);
     void *dl = NULL;
@@ -215,7 +222,7 @@ static void policy_case(uint32_t extra_hooks, const char *policy)
     gw g;
     static hcase h;
     memset(&h, 0, sizeof h);
-    gw_start(&g, &h, extra_hooks, policy);
+    gw_start(&g, &h, extra_hooks, policy, false);
     static upeers u;
     memset(&u, 0, sizeof u);
     u.topo = &g.topo;
@@ -230,6 +237,94 @@ static void policy_case(uint32_t extra_hooks, const char *policy)
 }
 
 START_TEST(udp_filter_bound) { policy_case(0, POLICY_UDP(" filters = [ \"" TP_GUID "\" ];")); }
+END_TEST
+
+/* The same over IPv6: the flow reaches fwx's IPv6 UDP socket (the IPv6 listener's port number,
+   IPV6_PKTINFO), its original destination read from conntrack, and is relayed through the
+   filter from the gateway's IPv6 address; the answer comes back from the server's. */
+typedef struct u6peers {
+    tn_topo *topo;
+    int tries;
+    ssize_t srv_len, cli_len;
+    char srv[16], cli[16], srv_from[INET6_ADDRSTRLEN], cli_from[64];
+} u6peers;
+
+static int udp6_in(int nsfd, const char *ip, uint16_t port)
+{
+    int s = tn_socket_in(nsfd, AF_INET6, SOCK_DGRAM);
+    ck_assert_int_ge(s, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+    ck_assert_int_eq(inet_pton(AF_INET6, ip, &a.sin6_addr), 1);
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {2, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return s;
+}
+
+static void *udp6_peers(void *arg)
+{
+    u6peers *u = arg;
+    char buf[64];
+    int c = udp6_in(u->topo->client_fd, TN_CLIENT6, 0), s = udp6_in(u->topo->server_fd, TN_SERVER6, 7001);
+    struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_port = htons(7001)}, from;
+    inet_pton(AF_INET6, TN_SERVER6, &to.sin6_addr);
+    socklen_t fl = sizeof from;
+    u->srv_len = -1;
+    /* A fresh IPv6 link may lose a first datagram to neighbour discovery: up to 3 tries. */
+    for (u->tries = 1; u->tries <= 3 && u->srv_len < 0; u->tries++) {
+        sendto(c, "data1", 5, 0, (struct sockaddr *)&to, sizeof to);
+        u->srv_len = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+    }
+    if (u->srv_len > 0) {
+        memcpy(u->srv, buf, u->srv_len < 15 ? (size_t)u->srv_len : 15);
+        inet_ntop(AF_INET6, &from.sin6_addr, u->srv_from, sizeof u->srv_from);
+        sendto(s, "reply1", 6, 0, (struct sockaddr *)&from, fl);
+        struct sockaddr_in6 cf;
+        socklen_t cfl = sizeof cf;
+        u->cli_len = recvfrom(c, buf, sizeof buf, 0, (struct sockaddr *)&cf, &cfl);
+        if (u->cli_len > 0) {
+            memcpy(u->cli, buf, u->cli_len < 15 ? (size_t)u->cli_len : 15);
+            char ip[INET6_ADDRSTRLEN];
+            inet_ntop(AF_INET6, &cf.sin6_addr, ip, sizeof ip);
+            snprintf(u->cli_from, sizeof u->cli_from, "[%s]:%u", ip, ntohs(cf.sin6_port));
+        }
+    }
+    close(c);
+    close(s);
+    return NULL;
+}
+
+START_TEST(udp_filter_bound_ipv6)
+{
+    gw g;
+    static hcase h;
+    memset(&h, 0, sizeof h);
+    gw_start(&g, &h, 0,
+             "networks = { internal = { ranges = [ \"10.99.1.0/24\", \"fd99:1::/64\" ]; }; };\n"
+             "protocols = ( { name = \"u1\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-000000007001}\"; protocol = \"udp\";"
+             " port = 7001; direction = \"outbound\"; filters = [ \"" TP_GUID "\" ]; } );\n"
+             "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+             "rules = ( { name = \"u1 out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
+             " protocols = [ \"u1\" ]; } );\n",
+             true);
+    static u6peers u;
+    memset(&u, 0, sizeof u);
+    u.topo = &g.topo;
+    tu_run_peer(&g.loop, udp6_peers, &u);
+    ck_assert_int_eq(h.events, 1);
+    TU_EXPECT_HR(h.attach, FWX_S_OK);
+    ck_assert_int_eq(atomic_load(&h.f.setsockets), 1);
+    ck_assert_msg(u.srv_len == 5 && memcmp(u.srv, "DATA1", 5) == 0, "server's datagram: %zd \"%s\" (%d tries)", u.srv_len,
+                  u.srv, u.tries - 1);
+    ck_assert_str_eq(u.srv_from, TN_GW_OUT6); /* relayed from the gateway */
+    ck_assert_msg(u.cli_len == 6 && memcmp(u.cli, "REPLY1", 6) == 0, "client's answer: %zd \"%s\"", u.cli_len, u.cli);
+    ck_assert_str_eq(u.cli_from, "[" TN_SERVER6 "]:7001"); /* conntrack's reverse NAT */
+    ck_assert_msg(tu_log_find("UDP [" TN_CLIENT6 "]:", "carried in user mode through its data filters") != NULL,
+                  "no line for the user-mode IPv6 UDP flow");
+    gw_close(&g);
+    ck_assert_int_eq(atomic_load(&h.f.detached), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&h.f.refs), 1);
+}
 END_TEST
 
 /* No filter bound, only the hook (fwxAnyProtocol: the handler hears of every UDP flow): still steered from the first datagram, so the server never
@@ -278,7 +373,7 @@ START_TEST(udp_hook_kernel_flow_refused)
     static hcase h;
     memset(&h, 0, sizeof h);
     fwx__nft_pretend_missing = FWX__NFT_F_CONNTRACK;
-    gw_start(&g, &h, fwxAnyProtocol, POLICY_UDP(""));
+    gw_start(&g, &h, fwxAnyProtocol, POLICY_UDP(""), false);
     fwx__nft_pretend_missing = 0;
     ck_assert_msg(tu_log_find("policy compiled", "0 filter-bound port ranges") != NULL,
                   "the UDP protocol was steered although UDP interception is off");
@@ -308,7 +403,7 @@ START_TEST(udp_user_mode_permission)
     gw g;
     static hcase h;
     memset(&h, 0, sizeof h);
-    gw_start(&g, &h, 0, NULL);
+    gw_start(&g, &h, 0, NULL, false);
     struct sockaddr_storage client = tu_addr(TN_CLIENT), srv = tu_addr(TN_SERVER ":21"),
                             target = tu_addr(TN_SERVER ":7002");
     IFWXSession *s = NULL;
@@ -378,7 +473,7 @@ START_TEST(udp_bound_port)
     gw g;
     static hcase h;
     memset(&h, 0, sizeof h);
-    gw_start(&g, &h, fwxAssociatedProtocolsAllConnections, NULL);
+    gw_start(&g, &h, fwxAssociatedProtocolsAllConnections, NULL, false);
     static bpeers b;
     memset(&b, 0, sizeof b);
     b.topo = &g.topo;
@@ -426,6 +521,7 @@ static Suite *udp_suite(void)
 {
     const tu_case cases[] = {
         {"udp filter bound", udp_filter_bound},
+        {"udp filter bound ipv6", udp_filter_bound_ipv6},
         {"udp hook", udp_hook},
         {"udp user-mode permission", udp_user_mode_permission},
         {"udp hook, kernel flow refused", udp_hook_kernel_flow_refused},
