@@ -1358,8 +1358,9 @@ static uint64_t grant_left(nstate *st, const fwx_grant *g)
  * FWX_FLAG_NO_KERNEL_MODE, hooked events): its connections are steered into fwx's
  * interception listener, which admits them through the core and relays them through the
  * connection's data filters. A permission: an element of the user set (redirected before any
- * DNAT); a bound or redirect port: a DNAT of the gateway port to the listener. TCP over IPv4,
- * as the listener; anything else is tracked but not carried (a debug line says so).
+ * DNAT); a bound or redirect port: a DNAT of the gateway port to the listener. TCP and UDP
+ * (UDP needs conntrack: udp.c), IPv4 and IPv6, as the listeners; anything else is tracked but
+ * not carried (a warn line says so).
  */
 static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
 {
