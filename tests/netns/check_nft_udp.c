@@ -246,7 +246,7 @@ typedef struct u6peers {
     tn_topo *topo;
     int tries;
     ssize_t srv_len, cli_len;
-    char srv[16], cli[16], srv_from[INET6_ADDRSTRLEN], cli_from[64];
+    char srv[16], cli[16], srv_from[FWX__SA_STRLEN], cli_from[FWX__SA_STRLEN];
 } u6peers;
 
 static int udp6_in(int nsfd, const char *ip, uint16_t port)
@@ -261,33 +261,37 @@ static int udp6_in(int nsfd, const char *ip, uint16_t port)
     return s;
 }
 
+/* One datagram from fd: its first 15 bytes into copy, its sender into *from and, as text, into
+   text (FWX__SA_STRLEN: "[address]:port", or the address alone without with_port). */
+static ssize_t recv_noted(int fd, char copy[16], struct sockaddr_storage *from, char *text, bool with_port)
+{
+    char buf[64];
+    socklen_t fl = sizeof *from;
+    ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)from, &fl);
+    if (n <= 0)
+        return n;
+    memcpy(copy, buf, n < 15 ? (size_t)n : 15);
+    if (with_port)
+        fwx__sa_fmt((const struct sockaddr *)from, text);
+    else
+        fwx__sa_fmt_ip((const struct sockaddr *)from, text);
+    return n;
+}
+
 static void *udp6_peers(void *arg)
 {
     u6peers *u = arg;
-    char buf[64];
     int c = udp6_in(u->topo->client_fd, TN_CLIENT6, 0), s = udp6_in(u->topo->server_fd, TN_SERVER6, 7001);
-    struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_port = htons(7001)}, from;
-    inet_pton(AF_INET6, TN_SERVER6, &to.sin6_addr);
-    socklen_t fl = sizeof from;
+    struct sockaddr_storage to = tu_addr("[" TN_SERVER6 "]:7001"), from, back;
     u->srv_len = -1;
     /* A fresh IPv6 link may lose a first datagram to neighbour discovery: up to 3 tries. */
     for (u->tries = 1; u->tries <= 3 && u->srv_len < 0; u->tries++) {
-        sendto(c, "data1", 5, 0, (struct sockaddr *)&to, sizeof to);
-        u->srv_len = recvfrom(s, buf, sizeof buf, 0, (struct sockaddr *)&from, &fl);
+        sendto(c, "data1", 5, 0, (struct sockaddr *)&to, tu_len(&to));
+        u->srv_len = recv_noted(s, u->srv, &from, u->srv_from, false);
     }
     if (u->srv_len > 0) {
-        memcpy(u->srv, buf, u->srv_len < 15 ? (size_t)u->srv_len : 15);
-        inet_ntop(AF_INET6, &from.sin6_addr, u->srv_from, sizeof u->srv_from);
-        sendto(s, "reply1", 6, 0, (struct sockaddr *)&from, fl);
-        struct sockaddr_in6 cf;
-        socklen_t cfl = sizeof cf;
-        u->cli_len = recvfrom(c, buf, sizeof buf, 0, (struct sockaddr *)&cf, &cfl);
-        if (u->cli_len > 0) {
-            memcpy(u->cli, buf, u->cli_len < 15 ? (size_t)u->cli_len : 15);
-            char ip[INET6_ADDRSTRLEN];
-            inet_ntop(AF_INET6, &cf.sin6_addr, ip, sizeof ip);
-            snprintf(u->cli_from, sizeof u->cli_from, "[%s]:%u", ip, ntohs(cf.sin6_port));
-        }
+        sendto(s, "reply1", 6, 0, (struct sockaddr *)&from, tu_len(&from));
+        u->cli_len = recv_noted(c, u->cli, &back, u->cli_from, true);
     }
     close(c);
     close(s);
@@ -296,9 +300,11 @@ static void *udp6_peers(void *arg)
 
 START_TEST(udp_filter_bound_ipv6)
 {
-    gw g;
     static hcase h;
+    static u6peers u;
+    gw g;
     memset(&h, 0, sizeof h);
+    memset(&u, 0, sizeof u);
     gw_start(&g, &h, 0,
              "networks = { internal = { ranges = [ \"10.99.1.0/24\", \"fd99:1::/64\" ]; }; };\n"
              "protocols = ( { name = \"u1\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-000000007001}\"; protocol = \"udp\";"
@@ -307,8 +313,6 @@ START_TEST(udp_filter_bound_ipv6)
              "rules = ( { name = \"u1 out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
              " protocols = [ \"u1\" ]; } );\n",
              true);
-    static u6peers u;
-    memset(&u, 0, sizeof u);
     u.topo = &g.topo;
     tu_run_peer(&g.loop, udp6_peers, &u);
     ck_assert_int_eq(h.events, 1);

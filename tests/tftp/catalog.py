@@ -24,7 +24,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
@@ -66,18 +65,7 @@ def main():
     ap.add_argument("--backend", choices=("proxy", "nft"), required=True)
     a = ap.parse_args()
     backend = a.backend
-    if os.geteuid() != 0:
-        m.nstopo.skip("needs root (network namespaces)")
-    missing = [b for b in ("ip", "ss", "in.tftpd") if not shutil.which(b)]
-    if backend == "nft" and not shutil.which("nft"):
-        missing.append("nft")
-    if missing:
-        m.nstopo.skip("not installed: %s; ./run test installs them" % ", ".join(missing))
-    for exe in (os.path.join(a.build, "examples", "fwx-gateway", "fwx-gateway"),
-                os.path.join(a.build, "examples", "fwxctl", "fwxctl"),
-                os.path.join(a.build, "plugins", "tftp", "tftp.so")):
-        if not os.path.exists(exe):
-            m.nstopo.skip("not built: " + exe)
+    m.require(a.build, backend, ("ip", "ss", "in.tftpd"))
     bed = m.make_bed("fwxtk-", backend, [THIRD + "/24"])
     tmp = tempfile.mkdtemp(prefix="fwx-tftpk-%d-" % os.getpid())
     os.chmod(tmp, 0o755)
@@ -107,12 +95,9 @@ def main():
         return bed.run_in(ns, mk)
 
     try:
-        try:
-            gw.start()
-        except m.nstopo.Failure as e:
-            if str(e).startswith("SKIP: "):
-                skipped = str(e)[6:]
-            raise
+        skipped = m.start_gateway(gw)
+        if skipped is not None:
+            raise m.nstopo.Failure(skipped)
         server.start(("4",))
 
         # ---- rows 61 and 62: a request the server does not answer (yet) ----
@@ -199,8 +184,6 @@ def main():
             check(hashlib.sha256(bytes(got)).hexdigest() == hashlib.sha256(big).hexdigest(),
                   "row 66: the file arrived whole (sha256, %d bytes)" % len(got))
         c2.close()
-        if gw.proc.poll() is not None:
-            failures.append("fwx-gateway died (status %s)" % gw.proc.returncode)
     except m.nstopo.Failure as e:
         if skipped is None:
             failures.append(str(e))
@@ -208,18 +191,7 @@ def main():
         server.stop()
         gw.stop()
         bed.down()
-    failures += ["sanitizer: " + l for l in gw.sanitizer_lines()]
-    if skipped is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        m.nstopo.skip(skipped)
-    if failures:
-        m.log("-- fwx-gateway log (tail):")
-        m.log(gw.text()[-4000:] if os.path.exists(gw.logpath) else "(none)")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for f in failures:
-        m.log("FAIL " + f)
-    m.log("tftp catalog (%s): %d failure(s)" % (backend, len(failures)))
-    return 1 if failures else 0
+    return m.wrap_up(gw, tmp, failures, skipped, "tftp catalog (%s)" % backend, tail=4000)
 
 
 if __name__ == "__main__":

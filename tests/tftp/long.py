@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -166,18 +165,7 @@ def main():
     ap.add_argument("--families", default="4,6", help="4, 6 or 4,6 (debugging)")
     a = ap.parse_args()
     backend = a.backend
-    if os.geteuid() != 0:
-        nstopo.skip("needs root (network namespaces)")
-    missing = [b for b in ("ip", "tc", "ss", "in.tftpd", "tftp", "curl") if not shutil.which(b)]
-    if missing:
-        nstopo.skip("not installed: %s; ./run test installs them" % ", ".join(missing))
-    for exe in (os.path.join(a.build, "examples", "fwx-gateway", "fwx-gateway"),
-                os.path.join(a.build, "examples", "fwxctl", "fwxctl"),
-                os.path.join(a.build, "plugins", "tftp", "tftp.so")):
-        if not os.path.exists(exe):
-            nstopo.skip("not built: " + exe)
-    if backend == "nft" and not shutil.which("nft"):
-        nstopo.skip("nft (Debian package nftables) is not installed")
+    matrix.require(a.build, backend, ("ip", "tc", "ss", "in.tftpd", "tftp", "curl"))
     matrix.TIMEOUT_S = TIMEOUT_S  # the gateway's config (matrix.Gateway.config)
     bed = matrix.make_bed("fwxtl-", backend)
     tmp = tempfile.mkdtemp(prefix="fwx-tftpl-%d-" % os.getpid())
@@ -203,41 +191,23 @@ def main():
         if backend == "nft":
             bed.sysctl("g", "net.netfilter.nf_conntrack_udp_timeout", CT_UDP_S)
             bed.sysctl("g", "net.netfilter.nf_conntrack_udp_timeout_stream", CT_UDP_S)
-        try:
-            gw.start()
-        except nstopo.Failure as e:
-            if str(e).startswith("SKIP: "):
-                skipped = str(e)[6:]
-            raise
+        skipped = matrix.start_gateway(gw)
+        if skipped is not None:
+            raise nstopo.Failure(skipped)
         server.start(("4", "6"))
         for fam in a.families.split(","):
             for client, op in (("tftp-hpa", "get"), ("curl", "put")):
                 one(bed, gw, backend, fam, client, op, tmp, failures)
-        text = gw.text()
-        killed = [l for l in text.splitlines() if "killed" in l]
+        killed = [l for l in gw.text().splitlines() if "killed" in l]
         if killed:
             failures.append("the gateway killed flows: %s" % "; ".join(killed)[:600])
-        if gw.proc.poll() is not None:
-            failures.append("fwx-gateway died (status %s)" % gw.proc.returncode)
     except nstopo.Failure as e:
         if skipped is None:
             failures.append(str(e))
     finally:
-        server.stop()
-        gw.stop()
-        bed.down()
-    failures += ["sanitizer: " + l for l in gw.sanitizer_lines()]
-    if skipped is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        nstopo.skip(skipped)
-    if failures:
-        log("-- fwx-gateway log (tail):")
-        log(gw.text()[-6000:] if os.path.exists(gw.logpath) else "(none)")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for f in failures:
-        log("FAIL " + f)
-    log("tftp long (%s): %d failure(s)" % (backend, len(failures)))
-    return 1 if failures else 0
+        for stop in (server.stop, gw.stop, bed.down):
+            stop()
+    return matrix.wrap_up(gw, tmp, failures, skipped, "tftp long (%s)" % backend, tail=6000)
 
 
 if __name__ == "__main__":

@@ -1035,21 +1035,22 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
     /* UDP on the same port number, so one `redirect to :port` serves both protocols. The
        original destination of a UDP flow is read from conntrack (udp.c): without ctnetlink,
        UDP flows that need user mode are not carried (said at each grant). */
-    if (st->icpt.port != 0 && st->feat.conntrack && st->feat.ct_events) {
-        fwx_result uhr = fwx__nft_udp_start(fw, AF_INET, st->icpt.port, &st->udp);
-        if (FWX_SUCCEEDED(uhr))
-            st->icpt.udp = true;
-        else
-            NLOG(st, FWX_LOG_WARN, "UDP interception unavailable (port %u: %s): UDP flows that need a data filter "
-                                   "will not be carried", (unsigned)st->icpt.port, fwx_strerror(uhr));
-    }
-    if (st->icpt.port6 != 0 && st->feat.conntrack && st->feat.ct_events) {
-        fwx_result uhr = fwx__nft_udp_start(fw, AF_INET6, st->icpt.port6, &st->udp6);
-        if (FWX_SUCCEEDED(uhr))
-            st->icpt.udp6 = true;
-        else
-            NLOG(st, FWX_LOG_WARN, "UDP interception over IPv6 unavailable (port %u: %s): IPv6 UDP flows that need a "
-                                   "data filter will not be carried", (unsigned)st->icpt.port6, fwx_strerror(uhr));
+    struct {
+        int family;
+        uint16_t port;
+        struct fwx__nft_udp **u;
+        bool *on;
+    } const socks[] = {{AF_INET, st->icpt.port, &st->udp, &st->icpt.udp},
+                       {AF_INET6, st->icpt.port6, &st->udp6, &st->icpt.udp6}};
+    for (size_t i = 0; i < sizeof socks / sizeof socks[0]; i++) {
+        if (socks[i].port == 0 || !st->feat.conntrack || !st->feat.ct_events)
+            continue;
+        fwx_result uhr = fwx__nft_udp_start(fw, socks[i].family, socks[i].port, socks[i].u);
+        *socks[i].on = FWX_SUCCEEDED(uhr);
+        if (FWX_FAILED(uhr))
+            NLOG(st, FWX_LOG_WARN, "UDP interception over IPv%c unavailable (port %u: %s): such UDP flows that need "
+                                   "a data filter will not be carried", socks[i].family == AF_INET ? '4' : '6',
+                 (unsigned)socks[i].port, fwx_strerror(uhr));
     }
     sbuf r = {0};
     sb_printf(&r, "delete table inet %s\n", st->table); /* the closed one, in the same batch */

@@ -97,23 +97,20 @@ static int send_client(uflow *f, const uint8_t *data, size_t n)
     bool v6 = f->local.ss_family == AF_INET6;
     size_t pl = v6 ? sizeof(struct in6_pktinfo) : sizeof(struct in_pktinfo);
     struct msghdr m = {&f->client, fwx__sa_len((struct sockaddr *)&f->client), &iov, 1, cm.b, CMSG_SPACE(pl), 0};
+    union {
+        struct in_pktinfo v4;
+        struct in6_pktinfo v6;
+    } pi;
+    memset(&pi, 0, sizeof pi);
+    if (v6)
+        pi.v6.ipi6_addr = ((const struct sockaddr_in6 *)&f->local)->sin6_addr;
+    else
+        pi.v4.ipi_spec_dst = ((const struct sockaddr_in *)&f->local)->sin_addr;
     struct cmsghdr *c = CMSG_FIRSTHDR(&m);
     c->cmsg_len = CMSG_LEN(pl);
-    if (v6) {
-        struct in6_pktinfo pi;
-        memset(&pi, 0, sizeof pi);
-        pi.ipi6_addr = ((const struct sockaddr_in6 *)&f->local)->sin6_addr;
-        c->cmsg_level = IPPROTO_IPV6;
-        c->cmsg_type = IPV6_PKTINFO;
-        memcpy(CMSG_DATA(c), &pi, sizeof pi);
-    } else {
-        struct in_pktinfo pi;
-        memset(&pi, 0, sizeof pi);
-        pi.ipi_spec_dst = ((const struct sockaddr_in *)&f->local)->sin_addr;
-        c->cmsg_level = IPPROTO_IP;
-        c->cmsg_type = IP_PKTINFO;
-        memcpy(CMSG_DATA(c), &pi, sizeof pi);
-    }
+    c->cmsg_level = v6 ? IPPROTO_IPV6 : IPPROTO_IP;
+    c->cmsg_type = v6 ? IPV6_PKTINFO : IP_PKTINFO;
+    memcpy(CMSG_DATA(c), &pi, pl);
     ssize_t r;
     do
         r = sendmsg(f->u->fd, &m, MSG_DONTWAIT);
