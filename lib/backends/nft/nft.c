@@ -631,6 +631,8 @@ static void kflow_count(kflow *k, uint64_t bytes_orig, uint64_t bytes_reply)
         fwx_connection_count_bytes(k->conn, bytes_reply, bytes_orig);
 }
 
+/* One more hold of the NAT session of client_ep's address (the core's, opened if it has none);
+   NULL when the core refuses it (logged there) or out of memory. */
 static psess *psess_hold(nstate *st, const struct sockaddr *client_ep)
 {
     struct sockaddr_storage client;
@@ -652,8 +654,8 @@ static psess *psess_hold(nstate *st, const struct sockaddr *client_ep)
         return ps;
     }
     if (ps != NULL) {
-        /* The core ended that session under its holders (fwxctl kill, the session's quota):
-           they keep theirs until they go, new flows get the new one. */
+        /* The core ended that session under its holders (fwxctl kill, an embedder's
+           fwx_session_close): they keep theirs until they go, new flows get the new one. */
         HASH_DEL(st->psessions, ps);
         ps->hashed = false;
     }
@@ -1048,7 +1050,7 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         fwx_result uhr = fwx__nft_udp_start(fw, socks[i].family, socks[i].port, socks[i].u);
         *socks[i].on = FWX_SUCCEEDED(uhr);
         if (FWX_FAILED(uhr))
-            NLOG(st, FWX_LOG_WARN, "UDP interception over IPv%c unavailable (port %u: %s): such UDP flows that need "
+            NLOG(st, FWX_LOG_WARN, "UDP interception unavailable over IPv%c (port %u: %s): those UDP flows that need "
                                    "a data filter will not be carried", socks[i].family == AF_INET ? '4' : '6',
                  (unsigned)socks[i].port, fwx_strerror(uhr));
     }

@@ -149,8 +149,8 @@ void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
 /* ---- UDP interception (udp.c) ---- */
 
 /* The UDP socket of `family` (AF_INET or AF_INET6) on `port` (the TCP listener's port number
-   of that family) that REDIRECTed UDP flows reach: each flow's original destination is read from conntrack, the flow admitted through
-   the core (a user-mode grant, or a primary fwx_Udp_Destination connection) and relayed from
+   of that family) that REDIRECTed UDP flows reach: each flow's original destination is read
+   from conntrack, the flow admitted through the core (a user-mode grant, or a primary fwx_Udp_Destination connection) and relayed from
    the gateway through its data filters (lib/backends/usermode/dgram.c). FWX_E_ADDRINUSE,
    FWX_E_BACKEND, FWX_E_OUTOFMEMORY. */
 struct fwx__nft_udp;

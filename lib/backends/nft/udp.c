@@ -23,11 +23,11 @@
  * FWX__NFT_OWN_MARK. With data filters, fwx_dgram_start (fwx/pump.h) runs them (oversized datagrams are
  * dropped and counted there); without, the datagrams are relayed as they are. A flow ends when
  * it has been idle for the firewall's timeout (fwx_firewall_timeout_ms, FWX_FLAG_TIMEOUT's
- * period, as the proxy backend's UDP flows) and a second, or at stop. A primary flow holds its client's
- * NAT session (nft.c, fwx__nft_session_hold) rather than owning it: the kernel flows its
- * grants admitted (a TFTP transfer) hold it too, so the flow's end does not cut them.
- * One socket per family, each on its TCP listener's port number (IPv6: IPV6_PKTINFO for the
- * gateway address, the original destination from conntrack as for IPv4).
+ * period, as the proxy backend's UDP flows) and a second, or at stop. A primary flow holds
+ * its client's NAT session (nft.c, fwx__nft_session_hold) rather than owning it: the kernel
+ * flows its grants admitted (a TFTP transfer) hold it too, so the flow's end does not cut
+ * them. One socket per family, each on its TCP listener's port number (IPv6: IPV6_PKTINFO for
+ * the gateway address, the original destination from conntrack as for IPv4).
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/nft_impl.h"
