@@ -15,6 +15,8 @@
  *   unfiltered, not even the first.
  * - "udp user-mode permission": a permission made with FWX_FLAG_NO_KERNEL_MODE (kernel_mode
  *   0) is an element of user4 for protocol 17 and the datagram is relayed by fwx.
+ * - "udp user-mode permission refused": the same without UDP interception: FWX_E_NOT_SUPPORTED
+ *   and a warn line, never a permission that lets nothing through.
  * - "udp bound port": a BindForClient UDP port with the filter, DNATed to fwx.
  * - "udp hook, kernel flow refused": without UDP interception, the kernel forwards the first
  *   datagram; the filter attached after the fact refuses the flow (warn line), never a silent
@@ -399,6 +401,28 @@ START_TEST(udp_hook_kernel_flow_refused)
 }
 END_TEST
 
+/* The client's session and a control connection to the server's port 21, and a UDP permission
+   to the server's port 7002 that the core wants in user mode: AllowFutureConnect's result. */
+static fwx_result user_mode_permission(gw *g, IFWXSession **s, IFWXConnection **ctl)
+{
+    struct sockaddr_storage client = tu_addr(TN_CLIENT), srv = tu_addr(TN_SERVER ":21"),
+                            target = tu_addr(TN_SERVER ":7002");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(client), tu_len(&client), NULL, 0, NULL};
+    TU_EXPECT_HR(fwx_session_open(g->fw, &sp, s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL,
+                                0, 0, NULL};
+    TU_EXPECT_HR(fwx_connection_open(*s, &cp, ctl), FWX_S_OK);
+    return IFWXSession_AllowFutureConnect(*s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_UDP,
+                                          FWX_FLAG_NO_KERNEL_MODE, &FWX_GUID_NULL, NULL, NULL, *ctl, NULL);
+}
+
+static void user_mode_permission_end(IFWXSession *s, IFWXConnection *ctl)
+{
+    fwx_connection_close(ctl);
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    IFWXSession_Release(s);
+}
+
 /* A permission the core wants in user mode (FWX_FLAG_NO_KERNEL_MODE): no policy at all, so
    only the permission lets the client's datagrams through, and fwx relays them (the handler
    is raised for the flow and attaches the filter). */
@@ -408,18 +432,9 @@ START_TEST(udp_user_mode_permission)
     static hcase h;
     memset(&h, 0, sizeof h);
     gw_start(&g, &h, 0, NULL, false);
-    struct sockaddr_storage client = tu_addr(TN_CLIENT), srv = tu_addr(TN_SERVER ":21"),
-                            target = tu_addr(TN_SERVER ":7002");
     IFWXSession *s = NULL;
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(client), tu_len(&client), NULL, 0, NULL};
-    TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
-    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL,
-                                0, 0, NULL};
     IFWXConnection *ctl = NULL;
-    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
-    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_UDP,
-                                                FWX_FLAG_NO_KERNEL_MODE, &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
-                 FWX_S_OK);
+    TU_EXPECT_HR(user_mode_permission(&g, &s, &ctl), FWX_S_OK);
     static upeers u;
     memset(&u, 0, sizeof u);
     u.topo = &g.topo;
@@ -427,11 +442,33 @@ START_TEST(udp_user_mode_permission)
     tu_run_peer(&g.loop, udp_peers, &u);
     check_filtered(&g, &h, &u);
     ck_assert_int_eq(tu_log_count("opened through permission", "(user mode)"), 1);
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
+    user_mode_permission_end(s, ctl);
     gw_close(&g);
     ck_assert_uint_eq(fwx_refcount_get(&h.f.refs), 1);
+}
+END_TEST
+
+/* The same permission without UDP interception (conntrack pretended missing, so no UDP socket
+   of either family): the backend cannot carry it and says so, the call fails rather than
+   succeed with nothing to let the datagrams through. */
+START_TEST(udp_user_mode_permission_refused)
+{
+    gw g;
+    static hcase h;
+    memset(&h, 0, sizeof h);
+    fwx__nft_pretend_missing = FWX__NFT_F_CONNTRACK;
+    gw_start(&g, &h, 0, NULL, false);
+    fwx__nft_pretend_missing = 0;
+    IFWXSession *s = NULL;
+    IFWXConnection *ctl = NULL;
+    TU_EXPECT_HR(user_mode_permission(&g, &s, &ctl), FWX_E_NOT_SUPPORTED);
+    ck_assert_msg(tu_log_find("a UDP flow in user mode over IPv4", "UDP interception is off") != NULL,
+                  "no warn line for the refused UDP permission");
+    fwx_firewall_stats fs = {.struct_size = sizeof fs};
+    TU_EXPECT_HR(fwx_firewall_get_stats(g.fw, &fs), FWX_S_OK);
+    ck_assert_uint_eq(fs.permissions, 0); /* nothing left behind */
+    user_mode_permission_end(s, ctl);
+    gw_close(&g);
 }
 END_TEST
 
@@ -528,6 +565,7 @@ static Suite *udp_suite(void)
         {"udp filter bound ipv6", udp_filter_bound_ipv6},
         {"udp hook", udp_hook},
         {"udp user-mode permission", udp_user_mode_permission},
+        {"udp user-mode permission refused", udp_user_mode_permission_refused},
         {"udp hook, kernel flow refused", udp_hook_kernel_flow_refused},
         {"udp bound port", udp_bound_port},
     };

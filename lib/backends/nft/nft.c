@@ -1361,9 +1361,10 @@ static uint64_t grant_left(nstate *st, const fwx_grant *g)
  * FWX_FLAG_NO_KERNEL_MODE, hooked events): its connections are steered into fwx's
  * interception listener, which admits them through the core and relays them through the
  * connection's data filters. A permission: an element of the user set (redirected before any
- * DNAT); a bound or redirect port: a DNAT of the gateway port to the listener. TCP and UDP
- * (UDP needs conntrack: udp.c), IPv4 and IPv6, as the listeners; anything else is tracked but
- * not carried (a warn line says so).
+ * DNAT); a bound or redirect port: a DNAT of the gateway port to the listener. TCP and UDP,
+ * IPv4 and IPv6, as the listeners. UDP without its socket (no conntrack) is refused:
+ * FWX_E_NOT_SUPPORTED and a warn line; anything else is tracked but not carried (a warn line
+ * says so).
  */
 static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
 {
@@ -1373,6 +1374,14 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
     uint16_t lport = v6 ? st->icpt.port6 : st->icpt.port;
     char fam = v6 ? '6' : '4';
     bool udp = g->protocol == FWX_PROTOCOL_UDP;
+    if (udp && lport != 0 && !(v6 ? st->icpt.udp6 : st->icpt.udp)) {
+        /* No UDP socket of the family (no conntrack to read the original destination, or it
+           failed to open, said at open): the grant is refused, so the filter that asked knows. */
+        NLOG(st, FWX_LOG_WARN, "%s %llu: a UDP flow in user mode over IPv%c, which this backend cannot carry here "
+             "(UDP interception is off: see the line at open): refused", kind_name(g->kind),
+             (unsigned long long)g->id, fam);
+        return FWX_E_NOT_SUPPORTED;
+    }
     if (lport == 0 || (udp && !(v6 ? st->icpt.udp6 : st->icpt.udp)) || (to->sa_family != AF_INET && !v6) ||
         (g->kind != FWX_GRANT_PERMISSION && g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT)) {
         /* Nothing in the kernel lets the flow through either (forward policy drop): refused,
