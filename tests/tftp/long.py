@@ -15,6 +15,7 @@ end when it is over:
   - while each runs, after the request flow has idled out: `fwxctl connections` shows the
     transfer (in kernel mode with --backend nft) and no flow to the server's port 69 is left,
     and the client's session is still listed;
+  - a request answered with an ERROR (no such file) ends the same way: the client reports it;
   - after each: once the transfer's flow has gone (conntrack's UDP timeouts lowered to 3 s in
     the gateway namespace for nft), no UDP connection, no permission and no session of the
     client are listed, and (nft) the table's permission and DNAT sets hold no element;
@@ -140,8 +141,12 @@ def one(bed, gw, backend, fam, client, op, tmp, failures):
         failures.append("%s: the file differs (sha256)" % name)
         return
     log("ok   %s: %d bytes, sha256 equal" % (name, os.path.getsize(a_)))
-    # Everything goes once the transfer's flow has: conntrack's UDP timeout (nft), the gateway's
-    # (proxy), then the session with its last holder.
+    nothing_left(bed, gw, backend, cip, name, failures)
+
+
+def nothing_left(bed, gw, backend, cip, name, failures):
+    """Everything goes once the transfer's flow has: conntrack's UDP timeout (nft), the
+    gateway's (proxy), then the session with its last holder."""
     left = None
     for _ in range(60):  # bounded: 15 s
         left = {"connections": udp_rows(gw, "connections", cip), "permissions": udp_rows(gw, "permissions", cip),
@@ -156,6 +161,20 @@ def one(bed, gw, backend, fam, client, op, tmp, failures):
     else:
         log("ok   %s: after the transfer no connection, permission, session%s is left" % (
             name, " or nft element" if backend == "nft" else ""))
+
+
+def failed_transfer(bed, gw, backend, tmp, failures):
+    """A request the server answers with an ERROR (no such file): the answer uses the
+    permission, the client reports the error, and everything goes after it as after a transfer."""
+    host = matrix.G4C if backend == "proxy" else matrix.S4
+    cmd = matrix.client_cmd("tftp-hpa", "get", host, "no-such-file", os.path.join(tmp, "cli", "none"), 512, 0)
+    rc, out = run(bed.wrap("c", cmd), timeout=20)
+    name = "tftp-hpa v4 get of a missing file"
+    if "not found" not in out.lower():
+        failures.append("%s: the client did not report the server's ERROR (rc=%d): %s" % (name, rc, out.strip()[-300:]))
+        return
+    log("ok   %s: the client reports %r" % (name, out.strip()[-80:]))
+    nothing_left(bed, gw, backend, matrix.C4, name, failures)
 
 
 def main():
@@ -198,6 +217,7 @@ def main():
         for fam in a.families.split(","):
             for client, op in (("tftp-hpa", "get"), ("curl", "put")):
                 one(bed, gw, backend, fam, client, op, tmp, failures)
+        failed_transfer(bed, gw, backend, tmp, failures)
         killed = [l for l in gw.text().splitlines() if "killed" in l]
         if killed:
             failures.append("the gateway killed flows: %s" % "; ".join(killed)[:600])
