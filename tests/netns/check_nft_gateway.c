@@ -38,22 +38,9 @@ static void set_policy(gw *g, const char *text)
     TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(text)), FWX_S_OK);
 }
 
-#define C6 "fd99:1::2"
-#define G6_IN "fd99:1::1"
-#define G6_OUT "fd99:2::1"
-#define S6 "fd99:2::2"
-
-/* IPv6 beside the topology's IPv4: ULA addresses inside the namespaces only. */
-static void topo_add_ipv6(const tn_topo *t)
-{
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " C6 "/64 dev eth0 nodad", t->client), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_IN "/64 dev cl0 nodad", t->gateway), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " G6_OUT "/64 dev sv0 nodad", t->gateway), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " S6 "/64 dev eth0 nodad", t->server), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_IN, t->client), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " G6_OUT, t->server), 0);
-    ck_assert_int_eq(tn_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.forwarding=1", t->gateway), 0);
-}
+#define C6 TN_CLIENT6
+#define G6_OUT TN_GW_OUT6
+#define S6 TN_SERVER6
 
 /* The topology (IPv6 too when asked), the test thread in the gateway namespace, a firewall
    with the gateway's addresses, the plugin loaded (if any), the policy set (if any: the
@@ -63,20 +50,14 @@ static void gw_start(gw *g, bool ipv6, const char *plugin, const char *policy)
     memset(g, 0, sizeof *g);
     tn_up(&g->topo);
     if (ipv6)
-        topo_add_ipv6(&g->topo);
+        tn_add_ipv6(&g->topo);
     tn_enter(g->topo.gateway_fd);
     snprintf(g->name, sizeof g->name, "g%ld", (long)getpid());
     fwx_firewall_options o;
-    tn_gw_options(&o, g->name);
-    if (ipv6) { /* the gateway's IPv6 addresses too */
-        static struct sockaddr_storage local[4];
-        local[0] = tu_addr(TN_GW_IN);
-        local[1] = tu_addr(TN_GW_OUT);
-        local[2] = tu_addr(G6_IN);
-        local[3] = tu_addr(G6_OUT);
-        o.local_addresses = local;
-        o.n_local_addresses = 4;
-    }
+    if (ipv6)
+        tn_gw_options_ipv6(&o, g->name); /* the gateway's IPv6 addresses too */
+    else
+        tn_gw_options(&o, g->name);
     tu_fw_open(&g->loop, &o, &g->fw);
     if (plugin != NULL)
         TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, plugin, NULL), FWX_S_OK);

@@ -9,11 +9,14 @@
  *
  * - "udp filter bound": the policy binds the plugin to the UDP protocol: the compiled policy
  *   steers its datagrams into fwx (REDIRECT, conntrack for the original destination).
+ * - "udp filter bound ipv6": the same over IPv6 (fwx's IPv6 UDP socket, IPV6_PKTINFO).
  * - "udp hook": the protocol binds no filter, but the plugin hooks fwx_Udp_Destination: the
  *   policy's UDP protocols are steered all the same, so no datagram reaches the server
  *   unfiltered, not even the first.
  * - "udp user-mode permission": a permission made with FWX_FLAG_NO_KERNEL_MODE (kernel_mode
  *   0) is an element of user4 for protocol 17 and the datagram is relayed by fwx.
+ * - "udp user-mode permission refused": the same without UDP interception: FWX_E_NOT_SUPPORTED
+ *   and a warn line, never a permission that lets nothing through.
  * - "udp bound port": a BindForClient UDP port with the filter, DNATed to fwx.
  * - "udp hook, kernel flow refused": without UDP interception, the kernel forwards the first
  *   datagram; the filter attached after the fact refuses the flow (warn line), never a silent
@@ -75,13 +78,19 @@ static fwx_result attach_filter(tp_control *ctl, IFWXSessionFilter *sf, IFWXSess
 
 /* ---- the gateway --------------------------------------------------------------------------- */
 
-static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy)
+static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy, bool ipv6)
 {
     memset(g, 0, sizeof *g);
-    tn_gw_up(&g->topo);
+    tn_up(&g->topo);
+    if (ipv6)
+        tn_add_ipv6(&g->topo);
+    tn_enter(g->topo.gateway_fd);
     snprintf(g->name, sizeof g->name, "u%ld", (long)getpid());
     fwx_firewall_options o;
-    tn_gw_options(&o, g->name);
+    if (ipv6)
+        tn_gw_options_ipv6(&o, g->name);
+    else
+        tn_gw_options(&o, g->name);
     tu_fw_open(&g->loop, &o, &g->fw);
     udf_init(&h->f);
     void *dl = NULL;
@@ -215,7 +224,7 @@ static void policy_case(uint32_t extra_hooks, const char *policy)
     gw g;
     static hcase h;
     memset(&h, 0, sizeof h);
-    gw_start(&g, &h, extra_hooks, policy);
+    gw_start(&g, &h, extra_hooks, policy, false);
     static upeers u;
     memset(&u, 0, sizeof u);
     u.topo = &g.topo;
@@ -230,6 +239,98 @@ static void policy_case(uint32_t extra_hooks, const char *policy)
 }
 
 START_TEST(udp_filter_bound) { policy_case(0, POLICY_UDP(" filters = [ \"" TP_GUID "\" ];")); }
+END_TEST
+
+/* The same over IPv6: the flow reaches fwx's IPv6 UDP socket (the IPv6 listener's port number,
+   IPV6_PKTINFO), its original destination read from conntrack, and is relayed through the
+   filter from the gateway's IPv6 address; the answer comes back from the server's. */
+typedef struct u6peers {
+    tn_topo *topo;
+    int tries;
+    ssize_t srv_len, cli_len;
+    char srv[16], cli[16], srv_from[FWX__SA_STRLEN], cli_from[FWX__SA_STRLEN];
+} u6peers;
+
+static int udp6_in(int nsfd, const char *ip, uint16_t port)
+{
+    int s = tn_socket_in(nsfd, AF_INET6, SOCK_DGRAM);
+    ck_assert_int_ge(s, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons(port)};
+    ck_assert_int_eq(inet_pton(AF_INET6, ip, &a.sin6_addr), 1);
+    ck_assert_int_eq(bind(s, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {2, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return s;
+}
+
+/* One datagram from fd: its first 15 bytes into copy, its sender into *from and, as text, into
+   text (FWX__SA_STRLEN: "[address]:port", or the address alone without with_port). */
+static ssize_t recv_noted(int fd, char copy[16], struct sockaddr_storage *from, char *text, bool with_port)
+{
+    char buf[64];
+    socklen_t fl = sizeof *from;
+    ssize_t n = recvfrom(fd, buf, sizeof buf, 0, (struct sockaddr *)from, &fl);
+    if (n <= 0)
+        return n;
+    memcpy(copy, buf, n < 15 ? (size_t)n : 15);
+    if (with_port)
+        fwx__sa_fmt((const struct sockaddr *)from, text);
+    else
+        fwx__sa_fmt_ip((const struct sockaddr *)from, text);
+    return n;
+}
+
+static void *udp6_peers(void *arg)
+{
+    u6peers *u = arg;
+    int c = udp6_in(u->topo->client_fd, TN_CLIENT6, 0), s = udp6_in(u->topo->server_fd, TN_SERVER6, 7001);
+    struct sockaddr_storage to = tu_addr("[" TN_SERVER6 "]:7001"), from, back;
+    u->srv_len = -1;
+    /* A fresh IPv6 link may lose a first datagram to neighbour discovery: up to 3 tries. */
+    for (u->tries = 1; u->tries <= 3 && u->srv_len < 0; u->tries++) {
+        sendto(c, "data1", 5, 0, (struct sockaddr *)&to, tu_len(&to));
+        u->srv_len = recv_noted(s, u->srv, &from, u->srv_from, false);
+    }
+    if (u->srv_len > 0) {
+        sendto(s, "reply1", 6, 0, (struct sockaddr *)&from, tu_len(&from));
+        u->cli_len = recv_noted(c, u->cli, &back, u->cli_from, true);
+    }
+    close(c);
+    close(s);
+    return NULL;
+}
+
+START_TEST(udp_filter_bound_ipv6)
+{
+    static hcase h;
+    static u6peers u;
+    gw g;
+    memset(&h, 0, sizeof h);
+    memset(&u, 0, sizeof u);
+    gw_start(&g, &h, 0,
+             "networks = { internal = { ranges = [ \"10.99.1.0/24\", \"fd99:1::/64\" ]; }; };\n"
+             "protocols = ( { name = \"u1\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-000000007001}\"; protocol = \"udp\";"
+             " port = 7001; direction = \"outbound\"; filters = [ \"" TP_GUID "\" ]; } );\n"
+             "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+             "rules = ( { name = \"u1 out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];"
+             " protocols = [ \"u1\" ]; } );\n",
+             true);
+    u.topo = &g.topo;
+    tu_run_peer(&g.loop, udp6_peers, &u);
+    ck_assert_int_eq(h.events, 1);
+    TU_EXPECT_HR(h.attach, FWX_S_OK);
+    ck_assert_int_eq(atomic_load(&h.f.setsockets), 1);
+    ck_assert_msg(u.srv_len == 5 && memcmp(u.srv, "DATA1", 5) == 0, "server's datagram: %zd \"%s\" (%d tries)", u.srv_len,
+                  u.srv, u.tries - 1);
+    ck_assert_str_eq(u.srv_from, TN_GW_OUT6); /* relayed from the gateway */
+    ck_assert_msg(u.cli_len == 6 && memcmp(u.cli, "REPLY1", 6) == 0, "client's answer: %zd \"%s\"", u.cli_len, u.cli);
+    ck_assert_str_eq(u.cli_from, "[" TN_SERVER6 "]:7001"); /* conntrack's reverse NAT */
+    ck_assert_msg(tu_log_find("UDP [" TN_CLIENT6 "]:", "carried in user mode through its data filters") != NULL,
+                  "no line for the user-mode IPv6 UDP flow");
+    gw_close(&g);
+    ck_assert_int_eq(atomic_load(&h.f.detached), 1);
+    ck_assert_uint_eq(fwx_refcount_get(&h.f.refs), 1);
+}
 END_TEST
 
 /* No filter bound, only the hook (fwxAnyProtocol: the handler hears of every UDP flow): still steered from the first datagram, so the server never
@@ -278,7 +379,7 @@ START_TEST(udp_hook_kernel_flow_refused)
     static hcase h;
     memset(&h, 0, sizeof h);
     fwx__nft_pretend_missing = FWX__NFT_F_CONNTRACK;
-    gw_start(&g, &h, fwxAnyProtocol, POLICY_UDP(""));
+    gw_start(&g, &h, fwxAnyProtocol, POLICY_UDP(""), false);
     fwx__nft_pretend_missing = 0;
     ck_assert_msg(tu_log_find("policy compiled", "0 filter-bound port ranges") != NULL,
                   "the UDP protocol was steered although UDP interception is off");
@@ -300,6 +401,28 @@ START_TEST(udp_hook_kernel_flow_refused)
 }
 END_TEST
 
+/* The client's session and a control connection to the server's port 21, and a UDP permission
+   to the server's port 7002 that the core wants in user mode: AllowFutureConnect's result. */
+static fwx_result user_mode_permission(gw *g, IFWXSession **s, IFWXConnection **ctl)
+{
+    struct sockaddr_storage client = tu_addr(TN_CLIENT), srv = tu_addr(TN_SERVER ":21"),
+                            target = tu_addr(TN_SERVER ":7002");
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(client), tu_len(&client), NULL, 0, NULL};
+    TU_EXPECT_HR(fwx_session_open(g->fw, &sp, s), FWX_S_OK);
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL,
+                                0, 0, NULL};
+    TU_EXPECT_HR(fwx_connection_open(*s, &cp, ctl), FWX_S_OK);
+    return IFWXSession_AllowFutureConnect(*s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_UDP,
+                                          FWX_FLAG_NO_KERNEL_MODE, &FWX_GUID_NULL, NULL, NULL, *ctl, NULL);
+}
+
+static void user_mode_permission_end(IFWXSession *s, IFWXConnection *ctl)
+{
+    fwx_connection_close(ctl);
+    TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
+    IFWXSession_Release(s);
+}
+
 /* A permission the core wants in user mode (FWX_FLAG_NO_KERNEL_MODE): no policy at all, so
    only the permission lets the client's datagrams through, and fwx relays them (the handler
    is raised for the flow and attaches the filter). */
@@ -308,19 +431,10 @@ START_TEST(udp_user_mode_permission)
     gw g;
     static hcase h;
     memset(&h, 0, sizeof h);
-    gw_start(&g, &h, 0, NULL);
-    struct sockaddr_storage client = tu_addr(TN_CLIENT), srv = tu_addr(TN_SERVER ":21"),
-                            target = tu_addr(TN_SERVER ":7002");
+    gw_start(&g, &h, 0, NULL, false);
     IFWXSession *s = NULL;
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(client), tu_len(&client), NULL, 0, NULL};
-    TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
-    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, TU_SA(srv), tu_len(&srv), NULL, 0, NULL,
-                                0, 0, NULL};
     IFWXConnection *ctl = NULL;
-    TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
-    TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(target), tu_len(&target), NULL, 0, FWX_PROTOCOL_UDP,
-                                                FWX_FLAG_NO_KERNEL_MODE, &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
-                 FWX_S_OK);
+    TU_EXPECT_HR(user_mode_permission(&g, &s, &ctl), FWX_S_OK);
     static upeers u;
     memset(&u, 0, sizeof u);
     u.topo = &g.topo;
@@ -328,11 +442,33 @@ START_TEST(udp_user_mode_permission)
     tu_run_peer(&g.loop, udp_peers, &u);
     check_filtered(&g, &h, &u);
     ck_assert_int_eq(tu_log_count("opened through permission", "(filtered)"), 1);
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
+    user_mode_permission_end(s, ctl);
     gw_close(&g);
     ck_assert_uint_eq(fwx_refcount_get(&h.f.refs), 1);
+}
+END_TEST
+
+/* The same permission without UDP interception (conntrack pretended missing, so no UDP socket
+   of either family): the backend cannot carry it and says so, the call fails rather than
+   succeed with nothing to let the datagrams through. */
+START_TEST(udp_user_mode_permission_refused)
+{
+    gw g;
+    static hcase h;
+    memset(&h, 0, sizeof h);
+    fwx__nft_pretend_missing = FWX__NFT_F_CONNTRACK;
+    gw_start(&g, &h, 0, NULL, false);
+    fwx__nft_pretend_missing = 0;
+    IFWXSession *s = NULL;
+    IFWXConnection *ctl = NULL;
+    TU_EXPECT_HR(user_mode_permission(&g, &s, &ctl), FWX_E_NOT_SUPPORTED);
+    ck_assert_msg(tu_log_find("a UDP flow in user mode over IPv4", "UDP interception is off") != NULL,
+                  "no warn line for the refused UDP permission");
+    fwx_firewall_stats fs = {.struct_size = sizeof fs};
+    TU_EXPECT_HR(fwx_firewall_get_stats(g.fw, &fs), FWX_S_OK);
+    ck_assert_uint_eq(fs.permissions, 0); /* nothing left behind */
+    user_mode_permission_end(s, ctl);
+    gw_close(&g);
 }
 END_TEST
 
@@ -378,7 +514,7 @@ START_TEST(udp_bound_port)
     gw g;
     static hcase h;
     memset(&h, 0, sizeof h);
-    gw_start(&g, &h, fwxAssociatedProtocolsAllConnections, NULL);
+    gw_start(&g, &h, fwxAssociatedProtocolsAllConnections, NULL, false);
     static bpeers b;
     memset(&b, 0, sizeof b);
     b.topo = &g.topo;
@@ -426,8 +562,10 @@ static Suite *udp_suite(void)
 {
     const tu_case cases[] = {
         {"udp filter bound", udp_filter_bound},
+        {"udp filter bound ipv6", udp_filter_bound_ipv6},
         {"udp hook", udp_hook},
         {"udp user-mode permission", udp_user_mode_permission},
+        {"udp user-mode permission refused", udp_user_mode_permission_refused},
         {"udp hook, kernel flow refused", udp_hook_kernel_flow_refused},
         {"udp bound port", udp_bound_port},
     };

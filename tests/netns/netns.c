@@ -324,6 +324,29 @@ void tn_gw_options(fwx_firewall_options *o, const char *name)
     o->port_max = 40999;
 }
 
+void tn_add_ipv6(const tn_topo *t)
+{
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " TN_CLIENT6 "/64 dev eth0 nodad", t->client), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " TN_GW_IN6 "/64 dev cl0 nodad", t->gateway), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " TN_GW_OUT6 "/64 dev sv0 nodad", t->gateway), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s addr add " TN_SERVER6 "/64 dev eth0 nodad", t->server), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " TN_GW_IN6, t->client), 0);
+    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " TN_GW_OUT6, t->server), 0);
+    ck_assert_int_eq(tn_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.forwarding=1", t->gateway), 0);
+}
+
+void tn_gw_options_ipv6(fwx_firewall_options *o, const char *name)
+{
+    static struct sockaddr_storage local[4]; /* kept by the firewall, as tn_gw_options' */
+    local[0] = tu_addr(TN_GW_IN);
+    local[1] = tu_addr(TN_GW_OUT);
+    local[2] = tu_addr(TN_GW_IN6);
+    local[3] = tu_addr(TN_GW_OUT6);
+    tn_gw_options(o, name);
+    o->local_addresses = local;
+    o->n_local_addresses = 4;
+}
+
 void tn_gw_close(tn_gw *g)
 {
     tu_fw_close(&g->loop, &g->fw);

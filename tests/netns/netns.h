@@ -26,6 +26,11 @@
 #define TN_GW_OUT "10.99.2.1"
 #define TN_SERVER "10.99.2.2"
 #define TN_OTHER "10.99.2.3"
+/* IPv6 beside them (tn_add_ipv6): ULA addresses inside the namespaces only. */
+#define TN_CLIENT6 "fd99:1::2"
+#define TN_GW_IN6 "fd99:1::1"
+#define TN_GW_OUT6 "fd99:2::1"
+#define TN_SERVER6 "fd99:2::2"
 
 typedef struct tn_topo {
     char client[64], gateway[64], server[64];
@@ -62,6 +67,10 @@ typedef struct tn_gw {
 void tn_gw_up(tn_topo *t);
 void tn_gw_options(fwx_firewall_options *o, const char *name);
 void tn_gw_close(tn_gw *g);
+/* IPv6 on a topology tn_up made: the TN_*6 addresses, default routes through the gateway, and
+   forwarding on in it. tn_gw_options_ipv6: tn_gw_options with the gateway's IPv6 addresses too. */
+void tn_add_ipv6(const tn_topo *t);
+void tn_gw_options_ipv6(fwx_firewall_options *o, const char *name);
 /* Makes the topology (aborts the test on failure) and registers its deletion at exit. */
 void tn_up(tn_topo *t);
 /* Deletes the topology; harmless twice. The calling thread must not be inside it any more

@@ -14,7 +14,8 @@ with a real tftpd-hpa; the client is a raw UDP socket so that every datagram it 
           runs on: ignored; the transfer goes on from the same port and the file arrives whole
           (SHA-256 compared).
 
-Rows 60, 63, 64 and 65 are tests/tftp/gateway.py's. Root, iproute2, tftpd-hpa; exits 77
+Each row over IPv4 and over IPv6 (third party fd81:2::3), in both backends. Rows 60, 63, 64 and
+65 are tests/tftp/gateway.py's. Root, iproute2, tftpd-hpa; exits 77
 (skipped) saying why otherwise.
   catalog.py BUILD_DIR --backend proxy|nft
 SPDX-License-Identifier: MIT
@@ -24,7 +25,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
@@ -35,17 +35,28 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import matrix as m  # noqa: E402  (the bed, the gateway, the server)
 
-THIRD = "10.81.2.3"
+THIRD, THIRD6 = "10.81.2.3", "fd81:2::3"
 
 
-def listed(gw, port):
+def endpoint(ip, port):
+    """fwxctl's text of an address and port."""
+    return "[%s]:%d" % (ip, port) if ":" in ip else "%s:%d" % (ip, port)
+
+
+def split_endpoint(text):
+    """fwxctl's "a.b.c.d:port" or "[v6]:port" as (ip, port)."""
+    ip, port = text.rsplit(":", 1)
+    return ip.strip("[]"), int(port)
+
+
+def listed(gw, client, port):
     """The permission rows fwxctl lists for the client's port."""
-    return [r for r in gw.fwxctl("permissions") if r.get("peer") == "%s:%d" % (m.C4, port)]
+    return [r for r in gw.fwxctl("permissions") if r.get("peer") == endpoint(client, port)]
 
 
-def wait_listed(gw, port):
+def wait_listed(gw, client, port):
     for _ in range(30):  # within 3 s
-        rows = listed(gw, port)
+        rows = listed(gw, client, port)
         if rows:
             return rows[0]
         time.sleep(0.1)
@@ -66,19 +77,8 @@ def main():
     ap.add_argument("--backend", choices=("proxy", "nft"), required=True)
     a = ap.parse_args()
     backend = a.backend
-    if os.geteuid() != 0:
-        m.nstopo.skip("needs root (network namespaces)")
-    missing = [b for b in ("ip", "ss", "in.tftpd") if not shutil.which(b)]
-    if backend == "nft" and not shutil.which("nft"):
-        missing.append("nft")
-    if missing:
-        m.nstopo.skip("not installed: %s; ./run test installs them" % ", ".join(missing))
-    for exe in (os.path.join(a.build, "examples", "fwx-gateway", "fwx-gateway"),
-                os.path.join(a.build, "examples", "fwxctl", "fwxctl"),
-                os.path.join(a.build, "plugins", "tftp", "tftp.so")):
-        if not os.path.exists(exe):
-            m.nstopo.skip("not built: " + exe)
-    bed = m.make_bed("fwxtk-", backend, [THIRD + "/24"])
+    m.require(a.build, backend, ("ip", "ss", "in.tftpd"))
+    bed = m.make_bed("fwxtk-", backend, [THIRD + "/24", THIRD6 + "/64"])
     tmp = tempfile.mkdtemp(prefix="fwx-tftpk-%d-" % os.getpid())
     os.chmod(tmp, 0o755)
     srv = os.path.join(tmp, "srv")
@@ -90,7 +90,6 @@ def main():
         f.write(big)
     gw = m.Gateway(bed, a.build, tmp, backend)
     server = m.Server(bed, "tftpd-hpa", srv)
-    host = m.G4C if backend == "proxy" else m.S4
     failures = []
     skipped = None
 
@@ -101,66 +100,63 @@ def main():
 
     def sock_in(ns, ip, port=0):
         def mk():
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
             s.bind((ip, port))
             return s
         return bed.run_in(ns, mk)
 
-    try:
-        try:
-            gw.start()
-        except m.nstopo.Failure as e:
-            if str(e).startswith("SKIP: "):
-                skipped = str(e)[6:]
-            raise
-        server.start(("4",))
-
+    def rows(fam):
+        """Rows 61, 62 and 66 over one family (client ports 452x1 and 452x2, x the family)."""
+        v6 = fam == "6"
+        cip, sip, third_ip = (m.C6, m.S6, THIRD6) if v6 else (m.C4, m.S4, THIRD)
+        host = (m.G6C if v6 else m.G4C) if backend == "proxy" else sip
+        p1, p2 = 45201 + 10 * v6, 45202 + 10 * v6
+        tag = " (IPv%s)" % fam
         # ---- rows 61 and 62: a request the server does not answer (yet) ----
-        c1 = sock_in("c", m.C4, 45201)
+        c1 = sock_in("c", cip, p1)
         server.signal(signal.SIGSTOP)
         try:
             c1.sendto(m.rrq("small.txt"), (host, 69))
-            perm = wait_listed(gw, 45201)
-            check(perm is not None, "row 61: fwxctl lists the permission to %s:45201" % m.C4)
+            perm = wait_listed(gw, cip, p1)
+            check(perm is not None, "row 61: fwxctl lists the permission to %s%s" % (endpoint(cip, p1), tag))
             if perm is not None:
-                gip, gport = perm["local"].rsplit(":", 1)
-                third = sock_in("s", THIRD)
-                third.sendto(b"\0\3\0\1" + b"third party data", (gip, int(gport)))
-                check(recv_or_none(c1, 1.0) is None, "row 61: the third party's DATA 1 does not reach the client")
-                check(len(listed(gw, 45201)) == 1, "row 61: the permission is still there, unused")
+                gip, gport = split_endpoint(perm["local"])
+                third = sock_in("s", third_ip)
+                third.sendto(b"\0\3\0\1" + b"third party data", (gip, gport))
+                check(recv_or_none(c1, 1.0) is None, "row 61: the third party's DATA 1 does not reach the client" + tag)
+                check(len(listed(gw, cip, p1)) == 1, "row 61: the permission is still there, unused" + tag)
                 third.close()
                 # row 62: unanswered, it goes after the gateway's timeout
                 time.sleep(m.TIMEOUT_S + 1.5)
-                check(listed(gw, 45201) == [], "row 62: the unanswered request's permission is gone after %d s" %
-                      m.TIMEOUT_S)
+                check(listed(gw, cip, p1) == [], "row 62: the unanswered request's permission is gone after %d s%s" % (
+                      m.TIMEOUT_S, tag))
                 if backend == "proxy":
                     _, out = m.run(bed.wrap("g", ["ss", "-Huan", "sport = :%s" % gport]), timeout=5)
-                    check(out.strip() == "", "row 62: no socket left on the answer port %s (%s)" % (
-                        gport, out.strip().replace("\n", "; ")))
-                text = gw.text()
-                check(re.search(r"permission \d+ of session \d+: unused for its timeout, closed", text) is not None,
-                      "row 62: the gateway logged the permission's timeout")
+                    check(out.strip() == "", "row 62: no socket left on the answer port %s (%s)%s" % (
+                        gport, out.strip().replace("\n", "; "), tag))
+                n_timed_out = len(re.findall(r"permission \d+ of session \d+: unused for its timeout, closed", gw.text()))
+                check(n_timed_out == 1 + v6, "row 62: the gateway logged the permission's timeout" + tag)
         finally:
             server.signal(signal.SIGCONT)
-        check(recv_or_none(c1, 1.5) is None, "row 62: the server's late answer reaches nobody")
+        check(recv_or_none(c1, 1.5) is None, "row 62: the server's late answer reaches nobody" + tag)
         c1.close()
 
         # ---- row 66: a wrong TID during a transfer ----
-        c2 = sock_in("c", m.C4, 45202)
+        c2 = sock_in("c", cip, p2)
         c2.sendto(m.rrq("big.bin"), (host, 69))
         first = recv_or_none(c2, 5.0)
-        check(first is not None and first[0][:4] == b"\0\3\0\1", "row 66: DATA 1 arrives")
+        check(first is not None and first[0][:4] == b"\0\3\0\1", "row 66: DATA 1 arrives" + tag)
         if first is not None:
             data, src = first
             conns = [r for r in gw.fwxctl("connections")
-                     if r.get("peer") == "%s:45202" % m.C4 and r.get("name") == "secondary"]
-            check(len(conns) == 1, "row 66: fwxctl connections shows the transfer: %s" % json.dumps(conns))
+                     if r.get("peer") == endpoint(cip, p2) and r.get("name") == "secondary"]
+            check(len(conns) == 1, "row 66: fwxctl connections shows the transfer%s: %s" % (tag, json.dumps(conns)))
             if conns:
-                gip, gport = conns[0]["local"].rsplit(":", 1)
-                wrong_port = sock_in("s", m.S4)
-                wrong_port.sendto(b"\0\3\0\2" + b"W" * 512, (gip, int(gport)))
-                third = sock_in("s", THIRD)
-                third.sendto(b"\0\3\0\2" + b"T" * 512, (gip, int(gport)))
+                gip, gport = split_endpoint(conns[0]["local"])
+                wrong_port = sock_in("s", sip)
+                wrong_port.sendto(b"\0\3\0\2" + b"W" * 512, (gip, gport))
+                third = sock_in("s", third_ip)
+                third.sendto(b"\0\3\0\2" + b"T" * 512, (gip, gport))
                 # The server may retransmit DATA 1 meanwhile (the client holds its ACK): that
                 # one is the transfer's own; a stray is anything else.
                 seen, deadline = [], time.monotonic() + 0.7
@@ -168,8 +164,8 @@ def main():
                     r = recv_or_none(c2, max(0.05, deadline - time.monotonic()))
                     if r is not None and (r[1] != src or r[0] != data):
                         seen.append(r)
-                check(seen == [], "row 66: neither stray DATA 2 reaches the client (%s)" % [
-                    (d[:6], a) for d, a in seen])
+                check(seen == [], "row 66: neither stray DATA 2 reaches the client%s (%s)" % (tag, [
+                    (d[:6], a) for d, a in seen]))
                 wrong_port.close()
                 third.close()
             got = bytearray(data[4:])
@@ -194,13 +190,20 @@ def main():
                 got += data[4:]
             if ok:
                 c2.sendto(b"\0\4" + block.to_bytes(2, "big"), src)
-            check(ok and strays == 0, "row 66: the transfer went on from %s:%d alone (%d blocks, %d strays)" % (
-                src[0], src[1], block, strays))
+            check(ok and strays == 0, "row 66: the transfer went on from %s alone (%d blocks, %d strays)" % (
+                endpoint(src[0], src[1]), block, strays))
             check(hashlib.sha256(bytes(got)).hexdigest() == hashlib.sha256(big).hexdigest(),
-                  "row 66: the file arrived whole (sha256, %d bytes)" % len(got))
+                  "row 66: the file arrived whole (sha256, %d bytes)%s" % (len(got), tag))
         c2.close()
-        if gw.proc.poll() is not None:
-            failures.append("fwx-gateway died (status %s)" % gw.proc.returncode)
+
+    try:
+        skipped = m.start_gateway(gw)
+        if skipped is not None:
+            raise m.nstopo.Failure(skipped)
+        server.start(("4", "6"))
+
+        for fam in ("4", "6"):
+            rows(fam)
     except m.nstopo.Failure as e:
         if skipped is None:
             failures.append(str(e))
@@ -208,18 +211,7 @@ def main():
         server.stop()
         gw.stop()
         bed.down()
-    failures += ["sanitizer: " + l for l in gw.sanitizer_lines()]
-    if skipped is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        m.nstopo.skip(skipped)
-    if failures:
-        m.log("-- fwx-gateway log (tail):")
-        m.log(gw.text()[-4000:] if os.path.exists(gw.logpath) else "(none)")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for f in failures:
-        m.log("FAIL " + f)
-    m.log("tftp catalog (%s): %d failure(s)" % (backend, len(failures)))
-    return 1 if failures else 0
+    return m.wrap_up(gw, tmp, failures, skipped, "tftp catalog (%s)" % backend, tail=4000)
 
 
 if __name__ == "__main__":

@@ -13,13 +13,13 @@ fd81:2::2). Two backends:
                    side), forwarding on: the client asks the server itself; the request is
                    read by the plugin in user mode, the transfer is carried by the kernel
                    (the permission as a DNAT of the gateway's upstream port and a one-shot
-                   permission element) and reported through conntrack. IPv4 (the nft backend's
-                   user-mode UDP path is IPv4 only).
+                   permission element) and reported through conntrack. IPv4 and IPv6 (the
+                   request read on the IPv6 interception socket, dnat6/once6 elements).
 
 Servers tftpd-hpa and atftpd (unpacked by ./run test into the FTP matrix's cache: it conflicts
 with tftpd-hpa) x clients tftp-hpa, atftp and curl (tftp://), get and put, a small file and a
 3 MiB one, blksize 512 and 1428, windowsize 8 where client and server support it (atftp with
-atftpd); SHA-256 compared on both ends. IPv6 with tftpd-hpa (atftpd 0.8 listens on IPv4 only). With CI=true (or --full) every combination runs; by
+atftpd); SHA-256 compared on both ends. IPv6 with tftpd-hpa in both backends (atftpd 0.8 listens on IPv4 only). With CI=true (or --full) every combination runs; by
 default a subset that keeps every server, client, direction, size and blksize at least once
 (~30 s a backend). Also asserted:
   - while a transfer waits on a stopped server, `fwxctl permissions` lists the permission to
@@ -145,6 +145,7 @@ class Gateway:
         self.sock = os.path.join(tmp, "ctl.sock")
         self.logpath = os.path.join(tmp, "gw.log")
         self.proc = None
+        self.died = None
 
     def config(self):
         name = "fwxtm-%d-%s" % (os.getpid(), self.backend)
@@ -217,6 +218,8 @@ rules = ( {{ name = "tftp out"; action = "allow"; from = [ "internal" ]; to = [ 
                 or "LeakSanitizer" in l]
 
     def stop(self):
+        """Stops the gateway; self.died says whether it had died before (its exit status)."""
+        self.died = self.proc.returncode if self.proc is not None and self.proc.poll() is not None else None
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -268,6 +271,52 @@ def make_bed(prefix, backend, extra_server_addrs=()):
     }, forwarding=(backend == "nft"))
     bed.up_or_skip()
     return bed
+
+
+def require(build, backend, programs):
+    """Skips the test (exit 77, saying why) unless it runs as root, the programs are installed
+    (nft too for that backend) and fwx-gateway, fwxctl and the plugin are built."""
+    if os.geteuid() != 0:
+        nstopo.skip("needs root (network namespaces)")
+    missing = [b for b in list(programs) + (["nft"] if backend == "nft" else []) if not shutil.which(b)]
+    if missing:
+        nstopo.skip("not installed: %s; ./run test installs them (nft: Debian package nftables)" % ", ".join(missing))
+    for exe in (os.path.join(build, "examples", "fwx-gateway", "fwx-gateway"),
+                os.path.join(build, "examples", "fwxctl", "fwxctl"),
+                os.path.join(build, "plugins", "tftp", "tftp.so")):
+        if not os.path.exists(exe):
+            nstopo.skip("not built: " + exe)
+
+
+def start_gateway(gw):
+    """gw.start(); returns None, or why the nft backend cannot run here (the caller skips)."""
+    try:
+        gw.start()
+    except nstopo.Failure as e:
+        if str(e).startswith("SKIP: "):
+            return str(e)[6:]
+        raise
+    return None
+
+
+def wrap_up(gw, tmp, failures, skipped, title, tail=5000):
+    """The end of a run, after gw.stop(): a gateway that died before it and what a sanitizer said
+    are failures too; a skip skips (exit 77); otherwise the log's tail when anything failed, one
+    line per failure and the summary. Removes tmp. Returns the exit code."""
+    if gw.died is not None:
+        failures.append("fwx-gateway died (status %s)" % gw.died)
+    failures += ["sanitizer: " + l for l in gw.sanitizer_lines()]
+    if skipped is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        nstopo.skip(skipped)
+    if failures:
+        log("-- fwx-gateway log (tail):")
+        log(gw.text()[-tail:] if os.path.exists(gw.logpath) else "(none)")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for f in failures:
+        log("FAIL " + f)
+    log("%s, %d failure(s)" % (title, len(failures)))
+    return 1 if failures else 0
 
 
 def rrq(name):
@@ -337,19 +386,8 @@ def main():
     a = ap.parse_args()
     full = a.full or os.environ.get("CI") == "true"
     backend = a.backend
-    if os.geteuid() != 0:
-        nstopo.skip("needs root (network namespaces)")
-    missing = [b for b in ("ip", "ss", "in.tftpd", "tftp", "atftp", "curl") if not shutil.which(b)]
-    if missing:
-        nstopo.skip("not installed: %s; ./run test installs them" % ", ".join(missing))
-    for exe in (os.path.join(a.build, "examples", "fwx-gateway", "fwx-gateway"),
-                os.path.join(a.build, "examples", "fwxctl", "fwxctl"),
-                os.path.join(a.build, "plugins", "tftp", "tftp.so")):
-        if not os.path.exists(exe):
-            nstopo.skip("not built: " + exe)
-    if backend == "nft" and not shutil.which("nft"):
-        nstopo.skip("nft (Debian package nftables) is not installed")
-    families = ("4", "6") if backend == "proxy" else ("4",)
+    require(a.build, backend, ("ip", "ss", "in.tftpd", "tftp", "atftp", "curl"))
+    families = ("4", "6")
     servers = ["tftpd-hpa"] + (["atftpd"] if os.access(ATFTPD, os.X_OK) else [])
     if "atftpd" not in servers:
         log("note: %s is not there (./run test unpacks it): the atftpd cases are not run" % ATFTPD)
@@ -374,13 +412,9 @@ def main():
     transfers = 0
     skipped_reason = None
     try:
-        try:
-            gw.start()
-        except nstopo.Failure as e:
-            if str(e).startswith("SKIP: "):
-                skipped_reason = str(e)[6:]
-                raise
-            raise
+        skipped_reason = start_gateway(gw)
+        if skipped_reason is not None:
+            raise nstopo.Failure(skipped_reason)
         n = 0
         for kind in servers:
             server = Server(bed, kind, srv)
@@ -448,26 +482,13 @@ def main():
                 failures.append("UDP sockets left in the gateway: %s" % "; ".join(extra))
         if not left and not conns:
             log("ok   nothing left after the timeout")
-        if gw.proc.poll() is not None:
-            failures.append("fwx-gateway died (status %s)" % gw.proc.returncode)
     except nstopo.Failure as e:
         if skipped_reason is None:
             failures.append(str(e))
     finally:
         gw.stop()
         bed.down()
-    failures += ["sanitizer: " + l for l in gw.sanitizer_lines()]
-    if skipped_reason is not None:
-        shutil.rmtree(tmp, ignore_errors=True)
-        nstopo.skip(skipped_reason)
-    if failures:
-        log("-- fwx-gateway log (tail):")
-        log(gw.text()[-5000:] if os.path.exists(gw.logpath) else "(none)")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for f in failures:
-        log("FAIL " + f)
-    log("tftp matrix (%s): %d transfers, %d failure(s)" % (backend, transfers, len(failures)))
-    return 1 if failures else 0
+    return wrap_up(gw, tmp, failures, skipped_reason, "tftp matrix (%s): %d transfers" % (backend, transfers))
 
 
 if __name__ == "__main__":

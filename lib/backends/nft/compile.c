@@ -525,10 +525,10 @@ int fwx__nft_compile(FILE *f, const char *table, const fwx_policy *p, unsigned g
                 table, icpt->udp ? "{ tcp, udp }" : "tcp", gen, (unsigned)icpt->port);
         if (icpt->port6 != 0)
             fprintf(f,
-                    "add rule inet %s intercept meta nfproto ipv6 meta l4proto tcp fib daddr type != local"
+                    "add rule inet %s intercept meta nfproto ipv6 meta l4proto %s fib daddr type != local"
                     " meta l4proto . th dport @I%u"
                     " redirect to :%u comment \"filter-bound: into fwx (IPv6)\"\n",
-                    table, gen, (unsigned)icpt->port6);
+                    table, icpt->udp6 ? "{ tcp, udp }" : "tcp", gen, (unsigned)icpt->port6);
     }
     groups_free(&c.addr);
     groups_free(&c.ports);

@@ -95,11 +95,11 @@ typedef struct nstate {
     unsigned next_gen;
     fwx__nft_intercept icpt;
     struct fwx__nft_icpt *listener; /* intercept.c */
-    struct fwx__nft_udp *udp;       /* udp.c: UDP interception on the listener's port number */
+    struct fwx__nft_udp *udp, *udp6; /* udp.c: UDP interception on each listener's port number */
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
     struct kflow *kflows;  /* those flows, each with its core connection (uthash on conn) */
     struct kflow *kflow_by_tuple; /* the same flows, uthash on their tuple, for DESTROY */
-    struct psess *psessions;      /* sessions of policy-forwarded flows' clients (uthash on key) */
+    struct fwx__nft_sess *psessions; /* clients' NAT sessions the backend's flows hold (uthash on key) */
     fwx_redirect_handle *rh; /* the host's redirect identity (fwx_firewall_redirect_local), or NULL: the firewall's */
     int slot;                /* local-redirection slot 0..7, -1 without local redirection */
     int32_t open_on_stop;    /* fwx_firewall_options::kernel_open_on_stop */
@@ -112,20 +112,26 @@ typedef struct kflow_key {
     fwx__sa_key src, dst;
 } kflow_key;
 
-/* A flow the kernel carries for a grant, and the core's connection for it. */
-/* The NAT session of a client whose policy-forwarded flows the core is told about. */
-typedef struct psess {
+/* A client's NAT session (the core keeps one per client address), held by every flow of it
+   the backend carries: its user-mode UDP flows (udp.c), its policy-forwarded kernel flows, and
+   the kernel flows its grants admitted while it was held (a TFTP transfer, let in by a request
+   flow that then idles out). Ending a session kills all its connections and withdraws its
+   grants, so it is closed with its last holder, never with the first flow to end. */
+typedef struct fwx__nft_sess {
     fwx__sa_key key;
+    nstate *st;
     IFWXSession *s;           /* +1 */
-    unsigned flows;
+    unsigned flows;           /* holders */
+    bool hashed;              /* in st->psessions (not once the core ended it under its holders) */
     UT_hash_handle hh;
 } psess;
 
+/* A flow the kernel carries for a grant or by the policy, and the core's connection for it. */
 typedef struct kflow {
     fwx__ct_flow flow;
     kflow_key key;
     IFWXConnection *conn;     /* +1 */
-    psess *ps;                /* a policy-forwarded primary connection's session, else NULL */
+    psess *ps;                /* the session it holds (a policy-forwarded flow's, a held session's grant), or NULL */
     UT_hash_handle hh;        /* keyed by conn */
     UT_hash_handle hh_tuple;  /* keyed by key */
 } kflow;
@@ -625,23 +631,101 @@ static void kflow_count(kflow *k, uint64_t bytes_orig, uint64_t bytes_reply)
         fwx_connection_count_bytes(k->conn, bytes_reply, bytes_orig);
 }
 
-/* The kernel no longer carries the flow: forget it and close its connection (ConnectionTerminating). */
-static void psess_unref(nstate *st, psess *ps)
+/* One more hold of the NAT session of client_ep's address (the core's, opened if it has none);
+   NULL when the core refuses it (logged there) or out of memory. */
+static psess *psess_hold(nstate *st, const struct sockaddr *client_ep)
+{
+    struct sockaddr_storage client;
+    memcpy(&client, client_ep, fwx__sa_len(client_ep));
+    fwx__sa_set_port((struct sockaddr *)&client, 0);
+    IFWXSession *s = NULL;
+    fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)&client,
+                             fwx__sa_len((struct sockaddr *)&client), NULL, 0, NULL};
+    fwx_result hr = fwx_session_open(st->fw, &sp, &s);
+    if (FWX_FAILED(hr))
+        return NULL;
+    fwx__sa_key key;
+    fwx__sa_key_of((const struct sockaddr *)&client, false, &key);
+    psess *ps = NULL;
+    HASH_FIND(hh, st->psessions, &key, sizeof key, ps);
+    if (ps != NULL && ps->s == s) {
+        IFWXSession_Release(s);
+        ps->flows++;
+        return ps;
+    }
+    if (ps != NULL) {
+        /* The core ended that session under its holders (fwxctl kill, an embedder's
+           fwx_session_close): they keep theirs until they go, new flows get the new one. */
+        HASH_DEL(st->psessions, ps);
+        ps->hashed = false;
+    }
+    if ((ps = calloc(1, sizeof *ps)) == NULL) {
+        if (hr == FWX_S_OK)
+            fwx_session_close(s); /* ours alone; an existing one (S_FALSE) is left to its holders */
+        IFWXSession_Release(s);
+        return NULL;
+    }
+    ps->key = key;
+    ps->st = st;
+    ps->s = s;
+    ps->flows = 1;
+    ps->hashed = true;
+    HASH_ADD(hh, st->psessions, key, sizeof ps->key, ps);
+    return ps;
+}
+
+static void psess_unref(psess *ps)
 {
     if (ps == NULL || --ps->flows > 0)
         return;
-    HASH_DEL(st->psessions, ps);
+    if (ps->hashed)
+        HASH_DEL(ps->st->psessions, ps);
     fwx_session_close(ps->s);
     IFWXSession_Release(ps->s);
     free(ps);
 }
 
+struct fwx__nft_sess *fwx__nft_session_hold(fwx_firewall *fw, const struct sockaddr *client)
+{
+    nstate *st = state_of(fw);
+    return st != NULL ? psess_hold(st, client) : NULL;
+}
+
+IFWXSession *fwx__nft_session(const struct fwx__nft_sess *h) { return h->s; }
+
+void fwx__nft_session_release(struct fwx__nft_sess *h) { psess_unref(h); }
+
+/* A kernel flow a grant admitted joins its session's holders when the backend holds that
+   session for another flow: a TFTP transfer's session, held by the request's flow in udp.c,
+   then lasts as long as the transfer (until conntrack destroys the flow), not just the
+   request's idle period, and ends with it. A session nobody here holds (an intercepted TCP
+   control connection's) is left as it was. */
+static psess *psess_join(nstate *st, IFWXConnection *c)
+{
+    fwx_object_info ci = {.struct_size = sizeof ci};
+    IFWXSession *s = NULL;
+    if (fwx_connection_info(c, &ci) != FWX_S_OK || IFWXConnection_GetSession(c, &s) != FWX_S_OK || s == NULL)
+        return NULL;
+    fwx__sa_set_port((struct sockaddr *)&ci.client, 0);
+    fwx__sa_key key;
+    fwx__sa_key_of((const struct sockaddr *)&ci.client, false, &key);
+    psess *ps = NULL;
+    HASH_FIND(hh, st->psessions, &key, sizeof key, ps);
+    if (ps != NULL && ps->s == s)
+        ps->flows++;
+    else
+        ps = NULL;
+    IFWXSession_Release(s);
+    return ps;
+}
+
+/* The kernel no longer carries the flow: forget it and close its connection (ConnectionTerminating). */
 static void kflow_end(nstate *st, kflow *k)
 {
     HASH_DEL(st->kflows, k);
     HASH_DELETE(hh_tuple, st->kflow_by_tuple, k);
     fwx_connection_close(k->conn);
-    psess_unref(st, k->ps);
+    psess_unref(k->ps);
     free(k);
 }
 
@@ -704,28 +788,9 @@ static bool kernel_flow_filtered(nstate *st, IFWXConnection *c)
  */
 static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
 {
-    struct sockaddr_storage client = f->src;
-    fwx__sa_set_port((struct sockaddr *)&client, 0);
-    fwx__sa_key key;
-    fwx__sa_key_of((const struct sockaddr *)&client, false, &key);
-    psess *ps = NULL;
-    HASH_FIND(hh, st->psessions, &key, sizeof key, ps);
-    if (ps == NULL) {
-        IFWXSession *s = NULL;
-        fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)&client,
-                                 fwx__sa_len((struct sockaddr *)&client), NULL, 0, NULL};
-        if (FWX_FAILED(fwx_session_open(st->fw, &sp, &s)))
-            return;
-        if ((ps = calloc(1, sizeof *ps)) == NULL) {
-            fwx_session_close(s);
-            IFWXSession_Release(s);
-            return;
-        }
-        ps->key = key;
-        ps->s = s;
-        HASH_ADD(hh, st->psessions, key, sizeof ps->key, ps);
-    }
-    ps->flows++;
+    psess *ps = psess_hold(st, (const struct sockaddr *)&f->src);
+    if (ps == NULL)
+        return;
     const struct sockaddr *dst = (const struct sockaddr *)&f->dst;
     fwx_connection_params cp;
     memset(&cp, 0, sizeof cp);
@@ -745,7 +810,7 @@ static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
         if (filtered)
             refuse_tuple(st, f); /* before the kill: the flow's next packet must not pass again */
         (void)fwx__ct_kill(st->ct, f); /* the core refused (or wants filtered) what the kernel let through */
-        psess_unref(st, ps);
+        psess_unref(ps);
         return;
     }
     k->flow = *f;
@@ -760,11 +825,13 @@ static void state_free(nstate *st)
 {
     fwx__nft_icpt_stop(st->listener);
     fwx__nft_udp_stop(st->udp); /* before the conntrack handle its flows looked up with */
+    fwx__nft_udp_stop(st->udp6);
     if (st->ct != NULL)
         fwx__ct_close(st->ct);
-    kflow *k, *tmp;
-    HASH_ITER(hh, st->kflows, k, tmp)
-        kflow_end(st, k);
+    /* One at a time from the head: a flow's end may end its session, which kills (and frees)
+       the session's other flows (n_kill), so a saved next pointer could dangle. */
+    while (st->kflows != NULL)
+        kflow_end(st, st->kflows);
     /* The table goes (or is replaced by the closed one) as a whole: no element is deleted. */
     ngrant *ng, *ntmp;
     HASH_ITER(hh, st->grants, ng, ntmp)
@@ -849,6 +916,7 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         k->flow = *f;
         kflow_key_of(f, &k->key);
         k->conn = c;
+        k->ps = psess_join(st, c);
         HASH_ADD_PTR(st->kflows, conn, k);
         HASH_ADD(hh_tuple, st->kflow_by_tuple, key, sizeof k->key, k);
         return;
@@ -969,13 +1037,22 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
     /* UDP on the same port number, so one `redirect to :port` serves both protocols. The
        original destination of a UDP flow is read from conntrack (udp.c): without ctnetlink,
        UDP flows that need user mode are not carried (said at each grant). */
-    if (st->icpt.port != 0 && st->feat.conntrack && st->feat.ct_events) {
-        fwx_result uhr = fwx__nft_udp_start(fw, st->icpt.port, &st->udp);
-        if (FWX_SUCCEEDED(uhr))
-            st->icpt.udp = true;
-        else
-            NLOG(st, FWX_LOG_WARN, "UDP interception unavailable (port %u: %s): UDP flows that need a data filter "
-                                   "will not be carried", (unsigned)st->icpt.port, fwx_strerror(uhr));
+    struct {
+        int family;
+        uint16_t port;
+        struct fwx__nft_udp **u;
+        bool *on;
+    } const socks[] = {{AF_INET, st->icpt.port, &st->udp, &st->icpt.udp},
+                       {AF_INET6, st->icpt.port6, &st->udp6, &st->icpt.udp6}};
+    for (size_t i = 0; i < sizeof socks / sizeof socks[0]; i++) {
+        if (socks[i].port == 0 || !st->feat.conntrack || !st->feat.ct_events)
+            continue;
+        fwx_result uhr = fwx__nft_udp_start(fw, socks[i].family, socks[i].port, socks[i].u);
+        *socks[i].on = FWX_SUCCEEDED(uhr);
+        if (FWX_FAILED(uhr))
+            NLOG(st, FWX_LOG_WARN, "UDP interception unavailable over IPv%c (port %u: %s): those UDP flows that need "
+                                   "a data filter will not be carried", socks[i].family == AF_INET ? '4' : '6',
+                 (unsigned)socks[i].port, fwx_strerror(uhr));
     }
     sbuf r = {0};
     sb_printf(&r, "delete table inet %s\n", st->table); /* the closed one, in the same batch */
@@ -1284,8 +1361,10 @@ static uint64_t grant_left(nstate *st, const fwx_grant *g)
  * FWX_FLAG_NO_KERNEL_MODE, hooked events): its connections are steered into fwx's
  * interception listener, which admits them through the core and relays them through the
  * connection's data filters. A permission: an element of the user set (redirected before any
- * DNAT); a bound or redirect port: a DNAT of the gateway port to the listener. TCP over IPv4,
- * as the listener; anything else is tracked but not carried (a debug line says so).
+ * DNAT); a bound or redirect port: a DNAT of the gateway port to the listener. TCP and UDP,
+ * IPv4 and IPv6, as the listeners. UDP without its socket (no conntrack) is refused:
+ * FWX_E_NOT_SUPPORTED and a warn line; anything else is tracked but not carried (a warn line
+ * says so).
  */
 static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
 {
@@ -1295,13 +1374,21 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
     uint16_t lport = v6 ? st->icpt.port6 : st->icpt.port;
     char fam = v6 ? '6' : '4';
     bool udp = g->protocol == FWX_PROTOCOL_UDP;
-    if (lport == 0 || (udp && (v6 || !st->icpt.udp)) || (to->sa_family != AF_INET && !v6) ||
+    if (udp && lport != 0 && !(v6 ? st->icpt.udp6 : st->icpt.udp)) {
+        /* No UDP socket of the family (no conntrack to read the original destination, or it
+           failed to open, said at open): the grant is refused, so the filter that asked knows. */
+        NLOG(st, FWX_LOG_WARN, "%s %llu: a UDP flow in user mode over IPv%c, which this backend cannot carry here "
+             "(UDP interception is off: see the line at open): refused", kind_name(g->kind),
+             (unsigned long long)g->id, fam);
+        return FWX_E_NOT_SUPPORTED;
+    }
+    if (lport == 0 || (udp && !(v6 ? st->icpt.udp6 : st->icpt.udp)) || (to->sa_family != AF_INET && !v6) ||
         (g->kind != FWX_GRANT_PERMISSION && g->kind != FWX_GRANT_BINDING && g->kind != FWX_GRANT_REDIRECT)) {
         /* Nothing in the kernel lets the flow through either (forward policy drop): refused,
            not bypassed. Said at warn level: the plugin asked for something that will not work. */
         NLOG(st, FWX_LOG_WARN,
              "%s %llu: needs user mode (a data filter, NO_KERNEL_MODE or a hook), which this backend cannot carry "
-             "here (TCP, and UDP over IPv4 with conntrack): its flows are dropped",
+             "here (TCP, and UDP with conntrack): its flows are dropped",
              kind_name(g->kind), (unsigned long long)g->id);
         return FWX_S_OK;
     }

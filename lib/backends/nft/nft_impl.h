@@ -109,6 +109,7 @@ typedef struct fwx__nft_intercept {
     uint16_t port6; /* the IPv6 listener's port, 0 if none (no IPv6 here) */
     uint32_t own_mark;
     bool udp;       /* UDP is intercepted too: fwx__nft_udp_start got the same port number */
+    bool udp6;      /* the same for IPv6 (port6) */
     bool udp_hooked; /* a plugin hooks fwx_Udp_Destination: every UDP protocol counts as filter-bound */
 } fwx__nft_intercept;
 
@@ -147,15 +148,25 @@ void fwx__nft_icpt_stop(struct fwx__nft_icpt *l);
 
 /* ---- UDP interception (udp.c) ---- */
 
-/* The UDP socket on `port` (the TCP listener's port number, IPv4) that REDIRECTed UDP flows
-   reach: each flow's original destination is read from conntrack, the flow admitted through
-   the core (a user-mode grant, or a primary fwx_Udp_Destination connection) and relayed from
+/* The UDP socket of `family` (AF_INET or AF_INET6) on `port` (the TCP listener's port number
+   of that family) that REDIRECTed UDP flows reach: each flow's original destination is read
+   from conntrack, the flow admitted through the core (a user-mode grant, or a primary fwx_Udp_Destination connection) and relayed from
    the gateway through its data filters (lib/backends/usermode/dgram.c). FWX_E_ADDRINUSE,
    FWX_E_BACKEND, FWX_E_OUTOFMEMORY. */
 struct fwx__nft_udp;
-fwx_result fwx__nft_udp_start(fwx_firewall *fw, uint16_t port, struct fwx__nft_udp **out);
+fwx_result fwx__nft_udp_start(fwx_firewall *fw, int family, uint16_t port, struct fwx__nft_udp **out);
 /* Ends every flow (their connections close) and the socket. NULL is harmless. */
 void fwx__nft_udp_stop(struct fwx__nft_udp *u);
+/* A client's NAT session, held by each flow of it the backend carries (nft.c): user-mode UDP
+   flows here, policy-forwarded kernel flows, and the kernel flows the session's grants admit
+   while it is held. The core keeps one session per client address and ending it kills all its
+   connections, so it is closed when the last holder lets go. hold: NULL when the core refuses
+   the session (logged there) or out of memory. */
+struct fwx__nft_sess;
+struct fwx__nft_sess *fwx__nft_session_hold(fwx_firewall *fw, const struct sockaddr *client);
+IFWXSession *fwx__nft_session(const struct fwx__nft_sess *h);
+/* Lets go of one hold; the last ends the session. NULL is harmless. */
+void fwx__nft_session_release(struct fwx__nft_sess *h);
 /* The backend's conntrack handle (nft.c), NULL without conntrack events. */
 struct fwx__ct;
 struct fwx__ct *fwx__nft_ct(fwx_firewall *fw);

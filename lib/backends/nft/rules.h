@@ -119,8 +119,8 @@
     "    meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @user4 redirect to :%u"                               \
     " comment \"user-mode permissions: a data filter or NO_KERNEL_MODE (UDP: udp.c, same port number)\"\n"
 #define FWX_NFT_PREROUTING_INTERCEPT_USER6_FMT                                                                 \
-    "    meta l4proto tcp " FWX_NFT_TUPLE("ip6") " @user6 redirect to :%u"                                        \
-    " comment \"user-mode permissions (IPv6)\"\n"
+    "    meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @user6 redirect to :%u"                              \
+    " comment \"user-mode permissions (IPv6; UDP: udp.c, same port number)\"\n"
 #define FWX_NFT_PREROUTING_INTERCEPT_TAIL                                                                      \
     "    jump intercept\n"                                                                                    \
     "  }\n"

@@ -22,8 +22,12 @@
  * handlers attach their filters). Upstream: a connected UDP socket of the gateway's, marked
  * FWX__NFT_OWN_MARK. With data filters, fwx_dgram_start (fwx/pump.h) runs them (oversized datagrams are
  * dropped and counted there); without, the datagrams are relayed as they are. A flow ends when
- * it has been idle FWX__NFT_UDP_IDLE_MS, or at stop. IPv4 only for now (the listener of the
- * IPv6 family is TCP only).
+ * it has been idle for the firewall's timeout (fwx_firewall_timeout_ms, FWX_FLAG_TIMEOUT's
+ * period, as the proxy backend's UDP flows) and a second, or at stop. A primary flow holds
+ * its client's NAT session (nft.c, fwx__nft_session_hold) rather than owning it: the kernel
+ * flows its grants admitted (a TFTP transfer) hold it too, so the flow's end does not cut
+ * them. One socket per family, each on its TCP listener's port number (IPv6: IPV6_PKTINFO for
+ * the gateway address, the original destination from conntrack as for IPv4).
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/nft_impl.h"
@@ -38,23 +42,17 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define FWX__NFT_UDP_IDLE_MS 30000
 #define UDP_BUF 65536
-
-typedef struct usess {
-    struct usess *next;
-    IFWXSession *s;
-    unsigned flows;
-} usess;
+#define FWX__NFT_UDP_IDLE_GRACE_MS 1000
 
 typedef struct uflow {
     struct uflow *next, *prev;
     struct fwx__nft_udp *u;
     struct sockaddr_storage client; /* the client's address:port (side 0) */
-    struct sockaddr_in local;       /* the gateway address:port the client's datagrams reached */
+    struct sockaddr_storage local;  /* the gateway address:port the client's datagrams reached */
     struct sockaddr_storage target; /* where the datagrams go (side 1) */
     IFWXConnection *conn;
-    usess *us;
+    struct fwx__nft_sess *us; /* the client's NAT session, held (a primary flow), else NULL */
     uv_udp_t up;
     uv_timer_t idle;
     fwx_dgram *dg;
@@ -65,9 +63,10 @@ typedef struct uflow {
 struct fwx__nft_udp {
     fwx_firewall *fw;
     int fd;
+    int family; /* AF_INET or AF_INET6: one socket per family, as the TCP listener */
     uv_poll_t poll;
     uint16_t port;
-    usess *sessions;
+    uint64_t idle_ms;
     uflow flows; /* list head */
     size_t n_flows;
     bool stopping, closed;
@@ -80,70 +79,38 @@ static void maybe_free(struct fwx__nft_udp *u)
         free(u);
 }
 
-static usess *session_ref(struct fwx__nft_udp *u, const struct sockaddr *client_ep)
-{
-    struct sockaddr_storage client;
-    memcpy(&client, client_ep, fwx__sa_len(client_ep));
-    fwx__sa_set_port((struct sockaddr *)&client, 0);
-    IFWXSession *s = NULL;
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, (struct sockaddr *)&client,
-                             fwx__sa_len((struct sockaddr *)&client), NULL, 0, NULL};
-    if (FWX_FAILED(fwx_session_open(u->fw, &sp, &s)))
-        return NULL;
-    for (usess *us = u->sessions; us != NULL; us = us->next)
-        if (us->s == s) {
-            IFWXSession_Release(s);
-            us->flows++;
-            return us;
-        }
-    usess *us = calloc(1, sizeof *us);
-    if (us == NULL) {
-        fwx_session_close(s);
-        IFWXSession_Release(s);
-        return NULL;
-    }
-    us->s = s;
-    us->flows = 1;
-    us->next = u->sessions;
-    u->sessions = us;
-    return us;
-}
-
-static void session_unref(struct fwx__nft_udp *u, usess *us)
-{
-    if (us == NULL || --us->flows > 0)
-        return;
-    for (usess **pp = &u->sessions; *pp != NULL; pp = &(*pp)->next)
-        if (*pp == us) {
-            *pp = us->next;
-            break;
-        }
-    fwx_session_close(us->s);
-    IFWXSession_Release(us->s);
-    free(us);
-}
-
 /* ---- sending ------------------------------------------------------------------------------- */
+
+/* Control messages big enough for either family's packet info. */
+typedef union pktinfo_buf {
+    struct cmsghdr h;
+    char b[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+} pktinfo_buf;
 
 /* To the client, from the address its datagrams reached (conntrack then gives the reply the
    original destination as source). */
 static int send_client(uflow *f, const uint8_t *data, size_t n)
 {
-    union {
-        struct cmsghdr h;
-        char b[CMSG_SPACE(sizeof(struct in_pktinfo))];
-    } cm;
+    pktinfo_buf cm;
     memset(&cm, 0, sizeof cm);
     struct iovec iov = {(void *)data, n};
-    struct msghdr m = {&f->client, fwx__sa_len((struct sockaddr *)&f->client), &iov, 1, cm.b, sizeof cm.b, 0};
-    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
-    c->cmsg_level = IPPROTO_IP;
-    c->cmsg_type = IP_PKTINFO;
-    c->cmsg_len = CMSG_LEN(sizeof(struct in_pktinfo));
-    struct in_pktinfo pi;
+    bool v6 = f->local.ss_family == AF_INET6;
+    size_t pl = v6 ? sizeof(struct in6_pktinfo) : sizeof(struct in_pktinfo);
+    struct msghdr m = {&f->client, fwx__sa_len((struct sockaddr *)&f->client), &iov, 1, cm.b, CMSG_SPACE(pl), 0};
+    union {
+        struct in_pktinfo v4;
+        struct in6_pktinfo v6;
+    } pi;
     memset(&pi, 0, sizeof pi);
-    pi.ipi_spec_dst = f->local.sin_addr;
-    memcpy(CMSG_DATA(c), &pi, sizeof pi);
+    if (v6)
+        pi.v6.ipi6_addr = ((const struct sockaddr_in6 *)&f->local)->sin6_addr;
+    else
+        pi.v4.ipi_spec_dst = ((const struct sockaddr_in *)&f->local)->sin_addr;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_len = CMSG_LEN(pl);
+    c->cmsg_level = v6 ? IPPROTO_IPV6 : IPPROTO_IP;
+    c->cmsg_type = v6 ? IPV6_PKTINFO : IP_PKTINFO;
+    memcpy(CMSG_DATA(c), &pi, pl);
     ssize_t r;
     do
         r = sendmsg(f->u->fd, &m, MSG_DONTWAIT);
@@ -191,7 +158,7 @@ static void flow_close(uflow *f)
     if (f->conn != NULL)
         fwx_connection_close(f->conn); /* ConnectionTerminating, then our reference goes */
     f->conn = NULL;
-    session_unref(f->u, f->us);
+    fwx__nft_session_release(f->us);
     f->us = NULL;
     f->handles = 2;
     uv_close((uv_handle_t *)&f->up, flow_handle_closed);
@@ -261,7 +228,7 @@ static bool flow_admit(uflow *f, const struct sockaddr_storage *orig)
     f->conn = NULL;
     if (hr != FWX_E_NOT_FOUND || port_grant)
         return false;
-    if ((f->us = session_ref(u, cl)) == NULL)
+    if ((f->us = fwx__nft_session_hold(u->fw, cl)) == NULL)
         return false;
     fwx_connection_params cp;
     memset(&cp, 0, sizeof cp);
@@ -270,7 +237,7 @@ static bool flow_admit(uflow *f, const struct sockaddr_storage *orig)
     cp.event = fwx_Udp_Destination;
     cp.external_peer = o;
     cp.external_peer_len = fwx__sa_len(o);
-    if (FWX_FAILED(fwx_connection_open(f->us->s, &cp, &f->conn))) {
+    if (FWX_FAILED(fwx_connection_open(fwx__nft_session(f->us), &cp, &f->conn))) {
         f->conn = NULL;
         return false;
     }
@@ -279,7 +246,7 @@ static bool flow_admit(uflow *f, const struct sockaddr_storage *orig)
     return true;
 }
 
-static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_in *from, const struct sockaddr_in *local,
+static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_storage *from, const struct sockaddr_storage *local,
                      const uint8_t *data, size_t n)
 {
     char a[FWX__SA_STRLEN], b[FWX__SA_STRLEN];
@@ -288,7 +255,7 @@ static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_in *from, con
     fwx_result hr = ct != NULL ? fwx__ct_lookup_reply(ct, FWX_PROTOCOL_UDP, (const struct sockaddr *)local,
                                                       (const struct sockaddr *)from, &cf)
                                : FWX_E_NOT_SUPPORTED;
-    if (FWX_FAILED(hr) || cf.dst.ss_family != AF_INET) {
+    if (FWX_FAILED(hr) || cf.dst.ss_family != u->family) {
         /* Not a redirected datagram (someone sent to the port itself), or no conntrack. */
         fwx_firewall_log(u->fw, FWX_LOG_DEBUG, "backend \"nft\": UDP %s -> %s: no original destination (%s): dropped",
                          fwx__sa_fmt((const struct sockaddr *)from, a), fwx__sa_fmt((const struct sockaddr *)local, b),
@@ -304,11 +271,11 @@ static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_in *from, con
     if (f == NULL)
         return;
     f->u = u;
-    memcpy(&f->client, from, sizeof *from);
+    f->client = *from;
     f->local = *local;
     uv_loop_t *loop = fwx_firewall_loop(u->fw);
     if (!flow_admit(f, &cf.dst)) {
-        session_unref(u, f->us);
+        fwx__nft_session_release(f->us);
         free(f);
         return;
     }
@@ -316,12 +283,12 @@ static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_in *from, con
     uv_timer_init(loop, &f->idle);
     f->idle.data = f;
     f->up.data = f;
-    int urc = uv_udp_init_ex(loop, &f->up, AF_INET);
+    int urc = uv_udp_init_ex(loop, &f->up, (unsigned)u->family);
     if (urc != 0) {
         fwx_firewall_log(u->fw, FWX_LOG_WARN, "backend \"nft\": UDP %s: no upstream socket: %s",
                          fwx__sa_fmt((const struct sockaddr *)from, a), uv_strerror(urc));
         fwx_connection_close(f->conn);
-        session_unref(u, f->us);
+        fwx__nft_session_release(f->us);
         f->handles = 1;
         u->n_flows++; /* flow_handle_closed counts it down */
         uv_close((uv_handle_t *)&f->idle, flow_handle_closed);
@@ -354,7 +321,7 @@ static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_in *from, con
     int sl = sizeof self;
     if (uv_udp_getsockname(&f->up, (struct sockaddr *)&self, &sl) == 0)
         (void)IFWXConnection_SetSocketName(f->conn, (struct sockaddr *)&self, (uint32_t)sl);
-    uv_timer_start(&f->idle, on_idle, FWX__NFT_UDP_IDLE_MS, FWX__NFT_UDP_IDLE_MS);
+    uv_timer_start(&f->idle, on_idle, u->idle_ms, u->idle_ms);
     hr = fwx_dgram_start(loop, f->conn, (const struct sockaddr *)&f->client, fwx__sa_len((const struct sockaddr *)&f->client),
                          (const struct sockaddr *)&f->target, fwx__sa_len((const struct sockaddr *)&f->target), dg_send, f,
                          &f->dg);
@@ -386,11 +353,8 @@ static void on_readable(uv_poll_t *h, int status, int events)
         return;
     /* A bounded batch per wakeup, so one busy client cannot hold the loop. */
     for (int i = 0; i < 64 && !u->stopping; i++) {
-        struct sockaddr_in from;
-        union {
-            struct cmsghdr h;
-            char b[CMSG_SPACE(sizeof(struct in_pktinfo))];
-        } cm;
+        struct sockaddr_storage from;
+        pktinfo_buf cm;
         struct iovec iov = {u->buf, sizeof u->buf};
         struct msghdr m = {&from, sizeof from, &iov, 1, cm.b, sizeof cm.b, 0};
         ssize_t n = recvmsg(u->fd, &m, MSG_DONTWAIT);
@@ -399,15 +363,26 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 continue;
             return; /* EAGAIN, or an error the next datagram will not have */
         }
-        if (n == 0 || (m.msg_flags & MSG_TRUNC) || m.msg_namelen < sizeof from || from.sin_family != AF_INET)
+        if (n == 0 || (m.msg_flags & MSG_TRUNC) || from.ss_family != u->family ||
+            m.msg_namelen < fwx__sa_len((const struct sockaddr *)&from))
             continue; /* zero-length datagrams are not carried (dgram.c) */
-        struct sockaddr_in local = {.sin_family = AF_INET, .sin_port = htons(u->port)};
+        struct sockaddr_storage local;
+        memset(&local, 0, sizeof local);
+        local.ss_family = (sa_family_t)u->family;
+        fwx__sa_set_port((struct sockaddr *)&local, u->port);
         bool have_local = false;
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c != NULL; c = CMSG_NXTHDR(&m, c))
-            if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
+            if (u->family == AF_INET && c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_PKTINFO) {
                 struct in_pktinfo pi;
                 memcpy(&pi, CMSG_DATA(c), sizeof pi);
-                local.sin_addr = pi.ipi_addr;
+                ((struct sockaddr_in *)&local)->sin_addr = pi.ipi_addr;
+                have_local = true;
+            } else if (u->family == AF_INET6 && c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+                struct in6_pktinfo pi;
+                memcpy(&pi, CMSG_DATA(c), sizeof pi);
+                if (IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr))
+                    continue; /* a scoped address: the permission sets cannot name it (nft.c ip_text) */
+                ((struct sockaddr_in6 *)&local)->sin6_addr = pi.ipi6_addr;
                 have_local = true;
             }
         if (!have_local)
@@ -428,22 +403,32 @@ static void poll_closed(uv_handle_t *h)
     maybe_free(u);
 }
 
-fwx_result fwx__nft_udp_start(fwx_firewall *fw, uint16_t port, struct fwx__nft_udp **out)
+fwx_result fwx__nft_udp_start(fwx_firewall *fw, int family, uint16_t port, struct fwx__nft_udp **out)
 {
     *out = NULL;
-    if (port == 0)
+    if (port == 0 || (family != AF_INET && family != AF_INET6))
         return FWX_E_INVALIDARG;
     struct fwx__nft_udp *u = calloc(1, sizeof *u);
     if (u == NULL)
         return FWX_E_OUTOFMEMORY;
     u->fw = fw;
+    u->family = family;
     u->port = port;
+    /* A second longer than a timed permission: one a filter opened while handling the flow's
+       last datagram (a TFTP request's) expires by itself, and says so, before the flow's end
+       can end its session (which would withdraw it a moment earlier as "session ended"). */
+    u->idle_ms = (uint64_t)fwx_firewall_timeout_ms(fw) + FWX__NFT_UDP_IDLE_GRACE_MS;
     u->flows.next = u->flows.prev = &u->flows;
-    u->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    u->fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1;
-    struct sockaddr_in any = {.sin_family = AF_INET, .sin_port = htons(port)};
-    if (u->fd < 0 || setsockopt(u->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) != 0 ||
-        bind(u->fd, (struct sockaddr *)&any, sizeof any) != 0) {
+    struct sockaddr_storage any;
+    memset(&any, 0, sizeof any);
+    any.ss_family = (sa_family_t)family; /* the wildcard address, as the TCP listener (intercept.c) */
+    fwx__sa_set_port((struct sockaddr *)&any, port);
+    bool opts = family == AF_INET ? setsockopt(u->fd, IPPROTO_IP, IP_PKTINFO, &one, sizeof one) == 0
+                                  : setsockopt(u->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0 &&
+                                        setsockopt(u->fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one) == 0;
+    if (u->fd < 0 || !opts || bind(u->fd, (struct sockaddr *)&any, fwx__sa_len((struct sockaddr *)&any)) != 0) {
         fwx_result hr = u->fd >= 0 && errno == EADDRINUSE ? FWX_E_ADDRINUSE : FWX_E_BACKEND;
         if (u->fd >= 0)
             close(u->fd);
