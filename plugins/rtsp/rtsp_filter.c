@@ -663,13 +663,19 @@ static void on_setup_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp
     if (c->kind == RTSP_TRANSPARENT && rep[0].n_server_port == 2 && c->has_server) {
         /* The client's RTCP receiver reports, from its RTCP port, to the server's RTCP port. */
         fwx_result hr = pair_open_rtcp(c, p, rep[0].server_port[0]);
-        if (FWX_FAILED(hr)) {
+        if (hr == FWX_E_DUP_NAME) {
+            /* Another stream of this session (a server that gives every client the same
+               server_port) holds the same permission: that one admits these reports too. */
+            rtsp_log(c, FWX_LOG_INFO, NULL, 0, "SETUP reply: RTCP to the server's %u already permitted for this client",
+                     rep[0].server_port[0] + 1u);
+        } else if (FWX_FAILED(hr)) {
             pending_done(c, pd, -1);
             refuse(c, 1, 503, m, head, len, plugin_result_text(hr));
             return;
+        } else {
+            rtsp_log(c, FWX_LOG_INFO, NULL, 0, "SETUP reply: RTCP from the client's port %u to the server's %u (udp)",
+                     p->client_port + 1u, rep[0].server_port[0] + 1u);
         }
-        rtsp_log(c, FWX_LOG_INFO, NULL, 0, "SETUP reply: RTCP from the client's port %u to the server's %u (udp)",
-                 p->client_port + 1u, rep[0].server_port[0] + 1u);
     }
     if (c->kind == RTSP_PUBLISHED) {
         /* The client sees the gateway as the server: its RTCP goes to a pair on its side. */
