@@ -291,15 +291,21 @@ while True:
 """
 
 
+def liar_setup(lie, client_port):
+    """A control connection to the liar and a SETUP for client_port..+1 whose URL names the lie;
+    returns the socket, the URL and the reply's head."""
+    s = socket.create_connection((HOST, LIAR_PORT), timeout=5)
+    url = "rtsp://%s:%d/%s" % (HOST, LIAR_PORT, lie)
+    s.sendall(("SETUP %s RTSP/1.0\r\nCSeq: 5\r\nTransport: RTP/AVP;unicast;client_port=%d-%d\r\n\r\n"
+               % (url, client_port, client_port + 1)).encode())
+    return s, url, read_head(s)
+
+
 def reply_rows(run):
     """Runs in the client's namespace: the liar's replies through the gateway. Returns failures."""
     bad = []
     for lie, want in (("ok", 200), ("mismatch", 461), ("source", 461), ("privileged", 461)):
-        s = socket.create_connection((IP_GC if HOST == IP_GC else IP_S, LIAR_PORT), timeout=5)
-        url = "rtsp://%s:%d/%s" % (HOST, LIAR_PORT, lie)
-        s.sendall(("SETUP %s RTSP/1.0\r\nCSeq: 5\r\nTransport: RTP/AVP;unicast;client_port=43000-43001\r\n\r\n"
-                   % url).encode())
-        h = read_head(s)
+        s, _, h = liar_setup(lie, 43000)
         if code_of(h) != want:
             bad.append("reply %s: %r, want %d" % (lie, h, want))
         elif want == 200 and "client_port=43000-43001" not in h:
@@ -321,11 +327,7 @@ def session_timeout_rows(run):
     log line, once the client is silent for the 2 s; the control connection stays usable.
     Returns failures."""
     bad = []
-    s = socket.create_connection((HOST, LIAR_PORT), timeout=5)
-    url = "rtsp://%s:%d/timeout" % (HOST, LIAR_PORT)
-    s.sendall(("SETUP %s RTSP/1.0\r\nCSeq: 5\r\nTransport: RTP/AVP;unicast;client_port=43100-43101\r\n\r\n"
-               % url).encode())
-    h = read_head(s)
+    s, url, h = liar_setup("timeout", 43100)
     held = udp_lines(run, "ports") + udp_lines(run, "permissions")
     if code_of(h) != 200 or "timeout=2" not in h:
         bad.append("session timeout: SETUP reply %r, want 200 with the server's timeout=2" % h)
@@ -371,11 +373,7 @@ def rtcp_rows(run):
     the gateway's address on the server's side (published: relayed through the gateway's
     client-side pair; transparent: the kernel, NAT). Returns failures."""
     bad = []
-    s = socket.create_connection((HOST, LIAR_PORT), timeout=5)
-    url = "rtsp://%s:%d/rtcp" % (HOST, LIAR_PORT)
-    s.sendall(("SETUP %s RTSP/1.0\r\nCSeq: 5\r\nTransport: RTP/AVP;unicast;client_port=43200-43201\r\n\r\n"
-               % url).encode())
-    h = read_head(s)
+    s, _, h = liar_setup("rtcp", 43200)
     m = re.search(r"server_port=(\d+)-(\d+)", h or "")
     if code_of(h) != 200 or not m:
         bad.append("rtcp: SETUP reply %r" % h)
