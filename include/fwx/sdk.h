@@ -1040,6 +1040,10 @@ static inline fwx_result IFWXNetworkSocket_GetIpFilter(IFWXNetworkSocket *This, 
 /* ---------------------------------------------------------------------------------------- */
 /**
  * @brief What the core offers every filter. Implemented by the core; passed to FilterInit.
+ *
+ * Its QueryInterface also hands out, as new objects bound to the calling plugin (@since 1.1):
+ * ::IFWXHostLog (IID_IFWXHostLog), the plugin's log, and ::IFWXTimer (IID_IFWXTimer), a new
+ * one-shot timer each time it is asked.
  */
 typedef struct IFWXFirewallVtbl {
     FWX_IUNKNOWN_METHODS(IFWXFirewall);
