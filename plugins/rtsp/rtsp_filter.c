@@ -70,6 +70,9 @@
    whatever the server announces: a server's `timeout=86400` would otherwise keep a client's
    ports a day after it went silent. */
 #define RTSP_SESSION_TIMEOUT_MAX 600u
+/* Slack on top of the session timeout before the ports go (as gst-rtsp-server's sessions'
+   extra-timeout): a keep-alive sent at the last moment still crosses the network in time. */
+#define RTSP_SESSION_SLACK_MS 5000u
 /* Session ids as shown in the log line, cut beyond. */
 #define RTSP_SESSION_SHOWN 64
 
@@ -262,7 +265,8 @@ static void session_arm(rtsp_ctl *c)
 {
     if (c->timer == NULL || c->timer_armed || c->session_timeout_s == 0)
         return;
-    uint64_t limit = (uint64_t)c->session_timeout_s * 1000u, idle = now_ms() - c->last_client_ms;
+    uint64_t limit = (uint64_t)c->session_timeout_s * 1000u + RTSP_SESSION_SLACK_MS;
+    uint64_t idle = now_ms() - c->last_client_ms;
     uint32_t ms = idle >= limit ? 0 : (uint32_t)(limit - idle);
     c->timer_armed = IFWXTimer_Start(c->timer, ms, &c->tick.iface, 0) == FWX_S_OK;
 }
@@ -304,7 +308,7 @@ static fwx_result tick_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32
     if (c->detached || c->relay.closed || c->session_timeout_s == 0 || !ctl_has_ports(c))
         return FWX_S_OK;
     uint64_t idle = now_ms() - c->last_client_ms;
-    if (idle < (uint64_t)c->session_timeout_s * 1000u) {
+    if (idle < (uint64_t)c->session_timeout_s * 1000u + RTSP_SESSION_SLACK_MS) {
         session_arm(c); /* the client spoke since: wait for the rest */
         return FWX_S_OK;
     }
@@ -313,9 +317,9 @@ static fwx_result tick_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32
         {.key = "timeout_s", .type = FWX_LOG_UINT, .value = {.u = c->session_timeout_s}},
     };
     rtsp_log(c, FWX_LOG_INFO, f, 2,
-             "RTSP session %s timed out: nothing from the client for %u s; every port of the control connection "
-             "withdrawn",
-             c->session_id[0] ? c->session_id : "-", c->session_timeout_s);
+             "RTSP session %s timed out: nothing from the client for %u s (+%u s slack); every port of the "
+             "control connection withdrawn",
+             c->session_id[0] ? c->session_id : "-", c->session_timeout_s, RTSP_SESSION_SLACK_MS / 1000u);
     ctl_withdraw_all(c);
     return FWX_S_OK;
 }
