@@ -20,7 +20,7 @@ The rtsp plugin is bound to the protocol. Asserted:
      for TCP (interleaved) nothing is rewritten. Forwarding is off: UDP media can only have come
      through the ports the filter asked for;
   2. while a UDP stream runs, `fwxctl connections` lists its media flows (nft: in kernel
-     mode); once the client is
+     mode) and `fwxctl ports`/`permissions` the filter's grants not used yet; once the client is
      gone (TEARDOWN, then the control connection's end) neither `connections` nor `ports`
      lists any UDP flow or port (well before the 60 s idle limit of a flow);
   3. two ffmpeg clients at once each get their frames and their own gateway pairs;
@@ -36,7 +36,15 @@ The rtsp plugin is bound to the protocol. Asserted:
      another client_port, a third-party source= or a privileged server_port is replaced by the
      gateway's own 461 (with the CSeq) and its ports withdrawn; an honest one passes with the
      client's own client_port restored;
-  6. a clean stop: exit 0 at SIGTERM, no sanitizer report (the ASan build runs this too).
+  6. the client's RTCP: after a SETUP (the liar's server_port=6000-6001), `fwxctl ports` and
+     `permissions` list the filter's grants, one toward the server's 6001, and a receiver report
+     from the client's RTCP port reaches the liar's 6001 from the gateway (published: through
+     the client-side pair; nft: the kernel, NAT), and `fwxctl connections` lists its flow;
+  7. the RTSP session timeout: the liar's `Session: 4242;timeout=2` keeps every port while the
+     client sends GET_PARAMETER/OPTIONS every 0.5 s for 8 s, and loses them all (ports and
+     permissions empty in fwxctl, one log line) once the client is silent for 2 s + the
+     filter's 5 s slack; the control connection still answers;
+  8. a clean stop: exit 0 at SIGTERM, no sanitizer report (the ASan build runs this too).
 Needs root, iproute2, python3-gi with gir1.2-gst-rtsp-server-1.0, gstreamer1.0-tools and
 -plugins-base/-good, ffmpeg (./run test installs them). Exits 77 (skipped) saying why otherwise.
   gateway.py BUILD_DIR [proxy|nft]
