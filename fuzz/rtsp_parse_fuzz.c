@@ -19,6 +19,8 @@
  *   - the head the filter rewrites (rtsp_fmt_head, its Transport replaced by the formatter's
  *     value) parses again with the same headers and that value; CSeq reads as the parser
  *     accepted it;
+ *   - a Session value the filter reads accepted starts with a visible id of at most
+ *     RTSP_SESSION_ID_MAX bytes and its timeout is written in it; a refused one has no timeout;
  *   - every status has a text, and a Transport status answers 461, a framing status 400.
  * SPDX-License-Identifier: MIT
  */
@@ -28,6 +30,7 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 
 #define CHECK(x)                                                                                  \
@@ -107,6 +110,44 @@ static void check_transport(const rtsp_header *h)
     }
 }
 
+/* The Session value the filter reads its timeout from: an accepted one starts with an id of
+   1..RTSP_SESSION_ID_MAX visible bytes other than ';', ends there or at a ';', and its timeout is
+   0 (none) or 1..999999999 written in the value as `timeout=` and those digits; a refused one
+   leaves the timeout at 0. The same on an exact-size heap copy (nothing read past the value). */
+static void check_session(const rtsp_header *h)
+{
+    char *v = malloc(h->value_len ? h->value_len : 1);
+    CHECK(v != NULL);
+    memcpy(v, h->value, h->value_len);
+    size_t id_len = 0;
+    uint32_t timeout = 7;
+    bool ok = rtsp_parse_session(v, h->value_len, &id_len, &timeout);
+    if (ok) {
+        CHECK(id_len >= 1 && id_len <= RTSP_SESSION_ID_MAX && id_len <= h->value_len);
+        for (size_t i = 0; i < id_len; i++)
+            CHECK((unsigned char)v[i] > 0x20 && (unsigned char)v[i] < 0x7f && v[i] != ';');
+        CHECK(id_len == h->value_len || v[id_len] == ';');
+        CHECK(timeout <= 999999999u);
+        if (timeout > 0) {
+            /* some `timeout=` (any case) after the id is followed by digits of that value */
+            bool found = false;
+            for (size_t i = id_len; !found && i + 8 <= h->value_len; i++) {
+                if (strncasecmp(v + i, "timeout=", 8) != 0)
+                    continue;
+                uint64_t val = 0;
+                size_t j = i + 8;
+                while (j < h->value_len && v[j] >= '0' && v[j] <= '9' && val <= 999999999u)
+                    val = val * 10 + (uint64_t)(v[j++] - '0');
+                found = j > i + 8 && val == timeout;
+            }
+            CHECK(found);
+        }
+    } else {
+        CHECK(timeout == 0);
+    }
+    free(v);
+}
+
 static void check_head(const rtsp_stream *s)
 {
     CHECK(s->head_len <= RTSP_HEAD_MAX);
@@ -119,6 +160,8 @@ static void check_head(const rtsp_stream *s)
         check_transport(&m.headers[m.transport]);
     uint32_t cseq;
     CHECK(rtsp_msg_cseq(&m, &cseq) == (m.cseq >= 0));
+    if (m.session >= 0)
+        check_session(&m.headers[m.session]);
     if (m.transport >= 0) {
         static const char tr[] = "RTP/AVP;unicast;client_port=40000-40001";
         char *out = malloc(RTSP_HEAD_MAX + 1);

@@ -5,7 +5,7 @@
 # (scratch, not committed). Not part of `meson test`: see fuzz/replay.sh for that.
 #   fuzz/run.sh [seconds]            e.g. fuzz/run.sh 10 (smoke), fuzz/run.sh 300
 # Environment: CC (default clang), FUZZ_OUT (build dir, default fuzz/build), FUZZ_TARGETS (the
-# targets to run, default all: "ftp_parse socks tftp_parse socks_parse").
+# targets to run, default all: "ftp_parse socks tftp_parse socks_parse rtsp_parse").
 set -eu
 SECS=${1:-60}
 HERE=$(cd "$(dirname "$0")" && pwd)

@@ -971,6 +971,123 @@ START_TEST(two_firewalls_two_threads_attribution)
 }
 END_TEST
 
+/* ---- IFWXTimer ------------------------------------------------------------------------- */
+
+/* A completion that counts its calls and its references. */
+typedef struct tick_probe {
+    IFWXIOCompletion iface;
+    uint32_t refs; /* the loop thread's only */
+    int calls;
+    uintptr_t last_ud;
+    int32_t last_ok;
+    IFWXTimer *restart; /* when set, the first call arms this timer again (from inside) */
+} tick_probe;
+
+static tick_probe *tick_impl(IFWXIOCompletion *i) { return (tick_probe *)(void *)i; }
+static fwx_result tick_qi(IFWXIOCompletion *This, const fwx_guid *riid, void **ppv)
+{
+    (void)riid;
+    *ppv = This;
+    This->lpVtbl->AddRef(This);
+    return FWX_S_OK;
+}
+static uint32_t tick_addref(IFWXIOCompletion *This) { return ++tick_impl(This)->refs; }
+static uint32_t tick_release(IFWXIOCompletion *This) { return --tick_impl(This)->refs; }
+static fwx_result tick_complete(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *b, uintptr_t ud,
+                                const struct sockaddr *a, uint32_t al)
+{
+    tick_probe *t = tick_impl(This);
+    ck_assert_int_eq(err, 0);
+    ck_assert_ptr_null(b);
+    ck_assert_ptr_null(a);
+    ck_assert_uint_eq(al, 0);
+    t->calls++;
+    t->last_ok = ok;
+    t->last_ud = ud;
+    if (t->restart != NULL && t->calls == 1)
+        TU_EXPECT_HR(IFWXTimer_Start(t->restart, 1, This, 7), FWX_S_OK);
+    return FWX_S_OK;
+}
+static const IFWXIOCompletionVtbl tick_vtbl = {tick_qi, tick_addref, tick_release, tick_complete};
+
+/* A plugin's timer (IID_IFWXTimer on IFWXFirewall): a new object each time, holding nothing
+   while disarmed; Start calls the completion once with its user data and holds it only while
+   armed; Start again replaces; Stop disarms without a call; a timer held past the firewall's
+   close answers FWX_E_TERMINATING and the loop still closes clean. */
+START_TEST(timer_one_shot)
+{
+    env_open();
+    IFWXFirewall *ifw = fwx_firewall_iface(fw);
+    IFWXTimer *t = (IFWXTimer *)(uintptr_t)1, *t2 = NULL;
+    TU_EXPECT_HR(IFWXFirewall_QueryInterface(ifw, &IID_IFWXTimer, (void **)&t), FWX_S_OK);
+    ck_assert_ptr_nonnull(t);
+    TU_EXPECT_HR(IFWXFirewall_QueryInterface(ifw, &IID_IFWXTimer, (void **)&t2), FWX_S_OK);
+    ck_assert_ptr_ne(t, t2);
+    TU_EXPECT_REF(t, 1);
+    IUnknown *unk = NULL;
+    TU_EXPECT_HR(IFWXTimer_QueryInterface(t, &IID_IUnknown, (void **)&unk), FWX_S_OK);
+    ck_assert_ptr_eq(unk, (IUnknown *)t);
+    IUnknown_Release(unk);
+    void *none = (void *)(uintptr_t)1;
+    TU_EXPECT_HR(IFWXTimer_QueryInterface(t, &IID_IFWXSession, &none), FWX_E_NOINTERFACE);
+    ck_assert_ptr_null(none);
+
+    tick_probe a = {.iface.lpVtbl = &tick_vtbl, .refs = 1}, b = {.iface.lpVtbl = &tick_vtbl, .refs = 1};
+    TU_EXPECT_HR(IFWXTimer_Start(t, 10, NULL, 0), FWX_E_POINTER);
+    TU_EXPECT_HR(IFWXTimer_Start(t, 10, &a.iface, 42), FWX_S_OK);
+    TU_EXPECT_REF(&a.iface, 2); /* held while armed */
+    tu_loop_run_for(&loop, 100);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert_int_eq(a.last_ok, 1);
+    ck_assert_uint_eq(a.last_ud, 42);
+    TU_EXPECT_REF(&a.iface, 1); /* let go after the call */
+    tu_loop_run_for(&loop, 50);
+    ck_assert_int_eq(a.calls, 1); /* one shot */
+
+    /* Start on an armed timer replaces: the first completion is released, never called. */
+    TU_EXPECT_HR(IFWXTimer_Start(t, 5000, &a.iface, 1), FWX_S_OK);
+    TU_EXPECT_HR(IFWXTimer_Start(t, 10, &b.iface, 2), FWX_S_OK);
+    TU_EXPECT_REF(&a.iface, 1);
+    tu_loop_run_for(&loop, 100);
+    ck_assert_int_eq(a.calls, 1);
+    ck_assert_int_eq(b.calls, 1);
+    ck_assert_uint_eq(b.last_ud, 2);
+
+    /* Stop disarms without a call; armed again from inside its own call, it fires again. */
+    TU_EXPECT_HR(IFWXTimer_Start(t2, 10, &b.iface, 3), FWX_S_OK);
+    TU_EXPECT_HR(IFWXTimer_Stop(t2), FWX_S_OK);
+    TU_EXPECT_HR(IFWXTimer_Stop(t2), FWX_S_OK);
+    TU_EXPECT_REF(&b.iface, 1);
+    a.calls = 0;
+    a.restart = t2;
+    TU_EXPECT_HR(IFWXTimer_Start(t2, 0, &a.iface, 6), FWX_S_OK);
+    tu_loop_run_for(&loop, 100);
+    ck_assert_int_eq(a.calls, 2);
+    ck_assert_uint_eq(a.last_ud, 7);
+    ck_assert_int_eq(b.calls, 1);
+    TU_EXPECT_REF(&a.iface, 1);
+
+    /* Released while armed: disarmed, the completion let go of. */
+    TU_EXPECT_HR(IFWXTimer_Start(t2, 10, &b.iface, 4), FWX_S_OK);
+    ck_assert_uint_eq(IFWXTimer_Release(t2), 0);
+    TU_EXPECT_REF(&b.iface, 1);
+    tu_loop_run_for(&loop, 50);
+    ck_assert_int_eq(b.calls, 1);
+
+    /* Held past the close: the firewall lets go of it, its completion too. */
+    TU_EXPECT_HR(IFWXTimer_Start(t, 5000, &b.iface, 5), FWX_S_OK);
+    fwx_firewall_close(fw, NULL, NULL);
+    fw = NULL;
+    TU_EXPECT_REF(&b.iface, 1);
+    TU_EXPECT_HR(IFWXTimer_Start(t, 10, &b.iface, 5), FWX_E_TERMINATING);
+    TU_EXPECT_HR(IFWXTimer_Stop(t), FWX_S_OK);
+    tu_loop_run_for(&loop, 20);
+    ck_assert_uint_eq(IFWXTimer_Release(t), 0);
+    ck_assert_int_eq(b.calls, 1);
+    tu_loop_close_clean(&loop);
+}
+END_TEST
+
 static Suite *plugin_suite(void)
 {
     const tu_case cases[] = {
@@ -1000,6 +1117,7 @@ static Suite *plugin_suite(void)
         {"load_after_close_starts", load_after_close_starts},
         {"control_block_after_load", control_block_after_load},
         {"two_firewalls_two_threads", two_firewalls_two_threads_attribution},
+        {"timer_one_shot", timer_one_shot},
     };
     return TU_SUITE("plugin", cases, 0);
 }

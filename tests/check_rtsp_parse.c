@@ -543,6 +543,57 @@ START_TEST(cseq_value)
 }
 END_TEST
 
+/* The Session header the filter reads its timeout from (RFC 2326 12.37). */
+typedef struct session_case {
+    const char *value;
+    bool ok;
+    size_t id_len;
+    uint32_t timeout;
+} session_case;
+
+static const session_case session_cases[] = {
+    {"4242", true, 4, 0},
+    {"4242;timeout=60", true, 4, 60},
+    {"Abc.$-_+9;timeout=2", true, 9, 2},
+    {"4242; timeout=5", true, 4, 5},
+    {"4242;TimeOut=7", true, 4, 7},
+    {"4242;foo=bar;timeout=3", true, 4, 3},
+    {"4242;timeout=3;foo", true, 4, 3},
+    {"4242;timeout=999999999", true, 4, 999999999u},
+    {"", false, 0, 0},
+    {";timeout=60", false, 0, 0},
+    {"42 42;timeout=60", false, 0, 0},
+    {"4242;timeout=0", false, 4, 0},
+    {"4242;timeout=-1", false, 4, 0},
+    {"4242;timeout=1000000000", false, 4, 0},
+    {"4242;timeout=", false, 4, 0},
+    {"4242;timeout", false, 4, 0},
+    {"4242;timeout=6;timeout=7", false, 4, 0},
+    {"4242;timeout=6x", false, 4, 0},
+    {"4242;", false, 4, 0},
+    {"4242;;timeout=5", false, 4, 0},
+    {"4242;timeout=5 x", false, 4, 0},
+};
+
+START_TEST(session_table)
+{
+    const session_case *c = &session_cases[_i];
+    size_t id_len = 99;
+    uint32_t timeout = 99;
+    bool ok = rtsp_parse_session(c->value, strlen(c->value), &id_len, &timeout);
+    ck_assert_msg(ok == c->ok, "\"%s\": %d, want %d", c->value, ok, c->ok);
+    if (c->ok)
+        ck_assert_uint_eq(id_len, c->id_len);
+    ck_assert_msg(timeout == c->timeout, "\"%s\": timeout %u, want %u", c->value, timeout, c->timeout);
+    /* an id of exactly RTSP_SESSION_ID_MAX passes, one more does not */
+    char big[RTSP_SESSION_ID_MAX + 2];
+    memset(big, 'a', sizeof big);
+    ck_assert(rtsp_parse_session(big, RTSP_SESSION_ID_MAX, &id_len, &timeout));
+    ck_assert_uint_eq(id_len, RTSP_SESSION_ID_MAX);
+    ck_assert(!rtsp_parse_session(big, RTSP_SESSION_ID_MAX + 1, &id_len, &timeout));
+}
+END_TEST
+
 static Suite *rtsp_parse_suite(void)
 {
     Suite *s = suite_create("rtsp_parse");
@@ -566,6 +617,9 @@ static Suite *rtsp_parse_suite(void)
     tcase_add_test(tc, format_error);
     tcase_add_test(tc, format_head);
     tcase_add_test(tc, cseq_value);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("session");
+    tcase_add_loop_test(tc, session_table, 0, (int)(sizeof session_cases / sizeof session_cases[0]));
     suite_add_tcase(s, tc);
     return s;
 }

@@ -22,7 +22,7 @@
  * - @ref redirect_api : redirect handles, records and states across cooperating proxies
  *   (fwx/redirect.h; the guide is @ref redirect "doc/redirect.md")
  * - @ref logging : log levels, structured fields, the host's record sink (fwx/log.h) and
- *   ::IFWXHostLog, through which plugins log (fwx/sdk.h)
+ *   ::IFWXHostLog, through which plugins log (fwx/sdk.h); ::IFWXTimer, a plugin's timer
  * - @ref versions : one version for the library, its SONAME and the plugin ABI (fwx/version.h)
  * - @ref results, @ref threading : result codes, thread and handler-state tags (fwx/common.h)
  */

@@ -1040,6 +1040,10 @@ static inline fwx_result IFWXNetworkSocket_GetIpFilter(IFWXNetworkSocket *This, 
 /* ---------------------------------------------------------------------------------------- */
 /**
  * @brief What the core offers every filter. Implemented by the core; passed to FilterInit.
+ *
+ * Its QueryInterface also hands out, as new objects bound to the calling plugin (@since 1.1):
+ * ::IFWXHostLog (IID_IFWXHostLog), the plugin's log, and ::IFWXTimer (IID_IFWXTimer), a new
+ * one-shot timer each time it is asked.
  */
 typedef struct IFWXFirewallVtbl {
     FWX_IUNKNOWN_METHODS(IFWXFirewall);
@@ -1207,6 +1211,57 @@ static inline fwx_result IFWXHostLog_Logf(IFWXHostLog *This, fwx_log_level l, IF
     va_end(ap);
     return This->lpVtbl->Log(This, l, s, c, f, n, msg);
 }
+
+/* ---------------------------------------------------------------------------------------- */
+/** The interface id of ::IFWXTimer. @since 1.1 */
+static const fwx_guid IID_IFWXTimer = FWX_GUID_INIT(0x6b, 0x0e, 0x6a, 0x10, 0x3d, 0x1f, 0x4c, 0x21, 0x9a, 0x01, 0x46, 0x57, 0x58, 0x00, 0x10, 0x02);
+/** ::IFWXTimer (declared here: it follows IFWXFirewall, which hands it out). */
+typedef struct IFWXTimer IFWXTimer;
+
+/**
+ * @brief A one-shot timer on the firewall's loop, for a plugin. Implemented by the core. @since 1.1
+ *
+ * QueryInterface for IID_IFWXTimer on IFWXFirewall gives a new timer (+1), disarmed, bound to
+ * the plugin whose call is running (its expiry is a call into that plugin, watched as any
+ * other). A filter keeps one per object that needs time (the RTSP filter: one per control
+ * connection, for the RTSP session timeout) and releases it when that object goes; releasing
+ * an armed timer disarms it. A host older than 1.1 answers FWX_E_NOINTERFACE.
+ *
+ * Rationale: a protocol's own deadlines (a session timeout a server announces, a keep-alive
+ * the client owes) are not the core's idle or handshake limits, and a plugin cannot reach the
+ * firewall's `uv_loop_t`. A completion is the callback, as for sockets, so that a filter needs
+ * no new callback interface; the timer holds it only while armed.
+ */
+typedef struct IFWXTimerVtbl {
+    FWX_IUNKNOWN_METHODS(IFWXTimer);
+    /**
+     * Arms the timer: after @p dwMilliseconds (0: on the next loop turn) the core calls
+     * @p pCompletion's CompleteAsyncIO once, with fSuccess 1, Win32ErrorCode 0, no buffer,
+     * @p UserData and no address, from the loop. Arming an armed timer replaces the earlier
+     * deadline and completion (the earlier completion is released, never called). [loop-thread]
+     * @param pCompletion borrowed, required; referenced until it is called or disarmed.
+     * @return FWX_S_OK; FWX_E_POINTER; FWX_E_TERMINATING once the firewall is closing (nothing
+     *         is armed).
+     */
+    fwx_result (*Start)(IFWXTimer *This, uint32_t dwMilliseconds, IFWXIOCompletion *pCompletion, uintptr_t UserData);
+    /**
+     * Disarms the timer; its completion is released without being called. [loop-thread]
+     * @return FWX_S_OK (also when it was not armed).
+     */
+    fwx_result (*Stop)(IFWXTimer *This);
+} IFWXTimerVtbl;
+/** A plugin's timer. @since 1.1 */
+struct IFWXTimer {
+    const IFWXTimerVtbl *lpVtbl; /**< the method table */
+};
+FWX_IUNKNOWN_WRAPPERS(IFWXTimer)
+/** Calls IFWXTimerVtbl::Start. */
+static inline fwx_result IFWXTimer_Start(IFWXTimer *This, uint32_t ms, IFWXIOCompletion *c, uintptr_t ud)
+{
+    return This->lpVtbl->Start(This, ms, c, ud);
+}
+/** Calls IFWXTimerVtbl::Stop. */
+static inline fwx_result IFWXTimer_Stop(IFWXTimer *This) { return This->lpVtbl->Stop(This); }
 
 /* ---------------------------------------------------------------------------------------- */
 /**

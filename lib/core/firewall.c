@@ -242,6 +242,7 @@ fwx_result fwx_firewall_new(uv_loop_t *loop, const fwx_firewall_options *opts, f
     }
     fwx__list_init(&fw->plugins);
     fwx__list_init(&fw->sessions);
+    fwx__list_init(&fw->timers);
     fwx__list_init(&fw->expiry);
     fwx__list_init(&fw->address_factories);
     uv_timer_init(loop, &fw->timer);
@@ -509,6 +510,7 @@ void fwx_firewall_close(fwx_firewall *fw, fwx_firewall_close_cb cb, void *arg)
         fwx__session_end(fwx__list_entry(fw->sessions.next, fwx__session, node));
     fwx__list_assert_drained(&fw->sessions);
     fwx__plugins_close_all(fw);
+    fwx__timers_close(fw); /* the filters are shut down: what they still hold only closes */
     fwx__backend_close(fw);
     fwx_policy_free(fw->policy);
     fw->policy = NULL;
@@ -529,6 +531,8 @@ static fwx_result fw_QueryInterface(IFWXFirewall *This, const fwx_guid *riid, vo
     }
     if (riid != NULL && fwx_guid_equal(riid, &IID_IFWXHostLog))
         return fwx__hostlog_new(fw_from(This), (IFWXHostLog **)ppv); /* lib/core/hostlog.c */
+    if (riid != NULL && fwx_guid_equal(riid, &IID_IFWXTimer))
+        return fwx__timer_new(fw_from(This), (IFWXTimer **)ppv); /* lib/core/timer.c */
     *ppv = NULL;
     return FWX_E_NOINTERFACE;
 }

@@ -174,6 +174,7 @@ struct fwx_firewall {
     bool time_plugins;
     uint64_t plugin_call_start; /* uv_hrtime() at the outermost plugin call's entry */
     fwx__timeouts to; /* lib/core/timeouts.c */
+    fwx__list timers; /* plugins' IFWXTimer objects (lib/core/timer.c) */
 };
 
 void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
@@ -197,6 +198,11 @@ void fwx__firewall_connection_gone(fwx_firewall *fw);
 /* Expiry list: (re)arms the one timer at the earliest deadline. */
 void fwx__expiry_add(fwx_firewall *fw, fwx__grant *g, uint64_t expires);
 void fwx__expiry_remove(fwx_firewall *fw, fwx__grant *g);
+
+/* IFWXFirewall::QueryInterface(IID_IFWXTimer): a new timer (+1) for the plugin whose call
+   runs (lib/core/timer.c). fwx__timers_close lets go of those still held at the close. */
+fwx_result fwx__timer_new(fwx_firewall *fw, IFWXTimer **out);
+void fwx__timers_close(fwx_firewall *fw);
 
 /* Publishing rules -> backend listeners (lib/core/publish.c). */
 fwx_result fwx__publish_sync(fwx_firewall *fw);

@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define RTSP_SA(ss) ((struct sockaddr *)(void *)&(ss))
 #define RTSP_CSA(ss) ((const struct sockaddr *)(const void *)&(ss))
@@ -65,6 +66,17 @@
 /* Output produced from one received chunk, per target. */
 #define RTSP_OUT_MAX (512u * 1024u)
 #define RTSP_ADDRSTRLEN (INET6_ADDRSTRLEN + 16)
+/* The RTSP session timeout when the server's Session header names none (RFC 2326 12.37). */
+#define RTSP_SESSION_TIMEOUT_DEFAULT 60u
+/* The longest session timeout the filter keeps ports for without a request from the client,
+   whatever the server announces: a server's `timeout=86400` would otherwise keep a client's
+   ports a day after it went silent. */
+#define RTSP_SESSION_TIMEOUT_MAX 600u
+/* Slack on top of the session timeout before the ports go (as gst-rtsp-server's sessions'
+   extra-timeout): a keep-alive sent at the last moment still crosses the network in time. */
+#define RTSP_SESSION_SLACK_MS 5000u
+/* Session ids as shown in the log line, cut beyond. */
+#define RTSP_SESSION_SHOWN 64
 
 typedef enum rtsp_kind {
     RTSP_TRANSPARENT, /* fwx_Connect_Tcp: a client behind the gateway */
@@ -79,6 +91,7 @@ typedef struct rtsp_pair {
     IFWXFirewallAction *act[2];   /* +1: published, RedirectConnections to the client */
     IFWXConnection *bound[2];     /* +1: transparent, BindForClient for the client */
     IFWXConnection *back[2];      /* +1: published, BindForClient for the server's RTCP */
+    IFWXFirewallAction *rtcp;     /* +1: transparent, AllowFutureConnect to the server's RTCP */
 } rtsp_pair;
 
 /* A SETUP the server has yet to answer. */
@@ -99,6 +112,12 @@ typedef struct rtsp_dir {
     int d; /* 0 reads the client (internal socket), 1 the server (external) */
 } rtsp_dir;
 
+/* The session timer's completion (IFWXTimer). */
+typedef struct rtsp_tick {
+    IFWXIOCompletion iface;
+    rtsp_ctl *c;
+} rtsp_tick;
+
 struct rtsp_ctl {
     PLUGIN_DF_MEMBERS           /* the data filter's plumbing (plugins/common/plugin_df.h) */
     rtsp_dir dirs[2];
@@ -110,6 +129,13 @@ struct rtsp_ctl {
     rtsp_pair pairs[RTSP_PAIRS_MAX];
     rtsp_pending setups[RTSP_PENDING_MAX];
     IFWXConnection *flows[RTSP_FLOWS_MAX]; /* +1 each */
+    /* The RTSP session timeout: the ports go when the client has sent nothing for this long. */
+    IFWXTimer *timer;           /* +1, NULL: the host has none (older than 1.1) */
+    rtsp_tick tick;
+    bool timer_armed;
+    uint32_t session_timeout_s; /* the last SETUP reply's, 0: no UDP stream set up */
+    uint64_t last_client_ms;    /* when the client last sent anything on this connection */
+    char session_id[RTSP_SESSION_SHOWN + 1];
     struct sockaddr_storage client; /* the session's client */
     struct sockaddr_storage server; /* the server: the control connection's far side */
     bool has_server;
@@ -174,6 +200,11 @@ static void pair_free(rtsp_pair *p)
         kill_conn(&p->bound[i]);
         kill_conn(&p->back[i]);
     }
+    if (p->rtcp != NULL) {
+        (void)IFWXFirewallAction_Cancel(p->rtcp);
+        IFWXFirewallAction_Release(p->rtcp);
+        p->rtcp = NULL;
+    }
     p->used = false;
 }
 
@@ -187,7 +218,97 @@ static void ctl_withdraw_all(rtsp_ctl *c)
         c->setups[i].used = false;
     for (size_t i = 0; i < RTSP_FLOWS_MAX; i++)
         kill_conn(&c->flows[i]);
+    if (c->timer != NULL)
+        (void)IFWXTimer_Stop(c->timer);
+    c->timer_armed = false;
+    c->session_timeout_s = 0;
 }
+
+/* ---- the RTSP session timeout ------------------------------------------------------------- */
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static bool ctl_has_ports(const rtsp_ctl *c)
+{
+    for (size_t i = 0; i < RTSP_PAIRS_MAX; i++)
+        if (c->pairs[i].used)
+            return true;
+    return false;
+}
+
+/* (Re)arms the session timer to fire when the client will have been silent for the session
+   timeout, unless it is armed already (the expiry looks at the client's last activity). */
+static void session_arm(rtsp_ctl *c)
+{
+    if (c->timer == NULL || c->timer_armed || c->session_timeout_s == 0)
+        return;
+    uint64_t limit = (uint64_t)c->session_timeout_s * 1000u + RTSP_SESSION_SLACK_MS;
+    uint64_t idle = now_ms() - c->last_client_ms;
+    uint32_t ms = idle >= limit ? 0 : (uint32_t)(limit - idle);
+    c->timer_armed = IFWXTimer_Start(c->timer, ms, &c->tick.iface, 0) == FWX_S_OK;
+}
+
+/* A SETUP reply named the session: its timeout (or RFC 2326's default, capped) now applies to
+   every port of this connection. */
+static void session_note(rtsp_ctl *c, const rtsp_msg *m)
+{
+    uint32_t timeout = 0;
+    size_t id_len = 0;
+    if (m->session >= 0) {
+        const rtsp_header *h = &m->headers[m->session];
+        if (rtsp_parse_session(h->value, h->value_len, &id_len, &timeout)) {
+            size_t k = id_len < RTSP_SESSION_SHOWN ? id_len : RTSP_SESSION_SHOWN;
+            memcpy(c->session_id, h->value, k);
+            c->session_id[k] = '\0';
+        }
+    }
+    if (timeout == 0)
+        timeout = RTSP_SESSION_TIMEOUT_DEFAULT;
+    if (timeout > RTSP_SESSION_TIMEOUT_MAX)
+        timeout = RTSP_SESSION_TIMEOUT_MAX;
+    if (c->timer == NULL)
+        return; /* logged once when the connection began */
+    if (timeout != c->session_timeout_s) {
+        c->session_timeout_s = timeout;
+        (void)IFWXTimer_Stop(c->timer); /* a shorter timeout takes effect now */
+        c->timer_armed = false;
+    }
+    session_arm(c);
+}
+
+static fwx_result tick_CompleteAsyncIO(IFWXIOCompletion *This, int32_t ok, int32_t err, IFWXIOBuffer *buf,
+                                       uintptr_t ud, const struct sockaddr *a, uint32_t al)
+{
+    rtsp_ctl *c = FWX_CONTAINER_OF(This, rtsp_tick, iface)->c;
+    (void)ok, (void)err, (void)buf, (void)ud, (void)a, (void)al;
+    c->timer_armed = false;
+    if (c->detached || c->relay.closed || c->session_timeout_s == 0 || !ctl_has_ports(c))
+        return FWX_S_OK;
+    uint64_t idle = now_ms() - c->last_client_ms;
+    if (idle < (uint64_t)c->session_timeout_s * 1000u + RTSP_SESSION_SLACK_MS) {
+        session_arm(c); /* the client spoke since: wait for the rest */
+        return FWX_S_OK;
+    }
+    const fwx_log_field f[] = {
+        {.key = "rtsp_session", .type = FWX_LOG_STRING, .value = {.string = c->session_id[0] ? c->session_id : "-"}},
+        {.key = "timeout_s", .type = FWX_LOG_UINT, .value = {.u = c->session_timeout_s}},
+    };
+    rtsp_log(c, FWX_LOG_INFO, f, 2,
+             "RTSP session %s timed out: nothing from the client for %u s (+%u s slack); every port of the "
+             "control connection withdrawn",
+             c->session_id[0] ? c->session_id : "-", c->session_timeout_s, RTSP_SESSION_SLACK_MS / 1000u);
+    ctl_withdraw_all(c);
+    return FWX_S_OK;
+}
+
+/* tick_AddRef, tick_Release, tick_QueryInterface and tick_vtbl: the timer's completion lives
+   inside the data filter and shares its count (an armed timer keeps the data filter). */
+FWX_PLUGIN_IO_COMPLETION(tick, rtsp_tick, c, ctl, tick_CompleteAsyncIO)
 
 /* A media flow admitted through one of our ports (fwx_EstablishedConnection). */
 static void ctl_adopt_flow(rtsp_ctl *c, IFWXConnection *flow)
@@ -311,6 +432,18 @@ static fwx_result pair_open_back(rtsp_ctl *c, rtsp_pair *p, uint16_t server_port
         return hr;
     *gw_port = plugin_sa_port(RTSP_CSA(gw));
     return FWX_S_OK;
+}
+
+/* Transparent: the client's RTCP (receiver reports) from its RTCP port to the server's RTCP
+   port, the one the SETUP reply's @p server_port pair names: a UDP permission toward the
+   control connection's server only (AllowFutureConnect's default scope), for this client. */
+static fwx_result pair_open_rtcp(rtsp_ctl *c, rtsp_pair *p, uint16_t server_port)
+{
+    struct sockaddr_storage to = c->server;
+    plugin_sa_set_port(RTSP_SA(to), (uint16_t)(server_port + 1u));
+    return IFWXSession_AllowFutureConnect(c->session, RTSP_CSA(to), plugin_sa_len(RTSP_CSA(to)), NULL, 0,
+                                          FWX_PROTOCOL_UDP, FWX_FLAG_TIMEOUT, &c->protocol, c->sf,
+                                          (IUnknown *)(void *)&c->iface, c->conn, &p->rtcp);
 }
 
 /* ---- output ------------------------------------------------------------------------------- */
@@ -513,6 +646,23 @@ static void on_setup_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp
     rtsp_pair *p = &c->pairs[keep];
     rtsp_rewrite rw = {.client_port = p->client_port, .drop_destination = true};
     char gw_text[RTSP_ADDRSTRLEN];
+    if (c->kind == RTSP_TRANSPARENT && rep[0].n_server_port == 2 && c->has_server) {
+        /* The client's RTCP receiver reports, from its RTCP port, to the server's RTCP port. */
+        fwx_result hr = pair_open_rtcp(c, p, rep[0].server_port[0]);
+        if (hr == FWX_E_DUP_NAME) {
+            /* Another stream of this session (a server that gives every client the same
+               server_port) holds the same permission: that one admits these reports too. */
+            rtsp_log(c, FWX_LOG_INFO, NULL, 0, "SETUP reply: RTCP to the server's %u already permitted for this client",
+                     rep[0].server_port[0] + 1u);
+        } else if (FWX_FAILED(hr)) {
+            pending_done(c, pd, -1);
+            refuse(c, 1, 503, m, head, len, plugin_result_text(hr));
+            return;
+        } else {
+            rtsp_log(c, FWX_LOG_INFO, NULL, 0, "SETUP reply: RTCP from the client's port %u to the server's %u (udp)",
+                     p->client_port + 1u, rep[0].server_port[0] + 1u);
+        }
+    }
     if (c->kind == RTSP_PUBLISHED) {
         /* The client sees the gateway as the server: its RTCP goes to a pair on its side. */
         struct sockaddr_storage side;
@@ -548,7 +698,9 @@ static void on_setup_reply(rtsp_ctl *c, const char *head, size_t len, const rtsp
     if (!out_head(c, 0, head, len, m, text, n)) {
         pair_free(p);
         refuse(c, 1, 503, m, head, len, "the rewritten reply would be longer than a head may be");
+        return;
     }
+    session_note(c, m);
 }
 
 static void on_server_head(rtsp_ctl *c, const char *head, size_t len, const rtsp_msg *m)
@@ -568,6 +720,8 @@ static void on_server_head(rtsp_ctl *c, const char *head, size_t len, const rtsp
 static void ctl_feed(rtsp_ctl *c, int d, const uint8_t *p, size_t n)
 {
     rtsp_stream *s = &c->in[d];
+    if (d == 0 && n > 0)
+        c->last_client_ms = now_ms(); /* any request or frame keeps the RTSP session */
     while (n > 0 && !c->relay.closed) {
         rtsp_event ev;
         const uint8_t *pass;
@@ -644,6 +798,7 @@ static void ctl_release_all(rtsp_ctl *c)
     ctl_withdraw_all(c);
     plugin_relay_free(&c->relay);
     PLUGIN_DROP(c->sf, IFWXSessionFilter_Release);
+    PLUGIN_DROP(c->timer, IFWXTimer_Release); /* stopped by ctl_withdraw_all */
     ctl_drop_refs(c);
 }
 
@@ -656,6 +811,10 @@ static fwx_result ctl_start(rtsp_ctl *c)
         return FWX_E_INVALIDARG;
     plugin_sa_set_port(RTSP_SA(c->client), 0);
     ip_text(RTSP_CSA(c->client), c->client_text);
+    c->last_client_ms = now_ms();
+    if (c->timer == NULL)
+        rtsp_log(c, FWX_LOG_WARN, NULL, 0,
+                 "the host has no timers (IFWXTimer): RTSP session timeouts are left to the ports' idle limit");
     len = sizeof c->server;
     memset(&c->server, 0, sizeof c->server);
     if (c->kind == RTSP_PUBLISHED) {
@@ -699,6 +858,10 @@ static rtsp_ctl *ctl_new(rtsp_kind kind, IFWXFirewall *fw, IFWXSession *session,
     c->kind = kind;
     IFWXSessionFilter_AddRef(sf);
     c->sf = sf;
+    c->tick.iface.lpVtbl = &tick_vtbl;
+    c->tick.c = c;
+    if (FWX_FAILED(IFWXFirewall_QueryInterface(fw, &IID_IFWXTimer, (void **)&c->timer)))
+        c->timer = NULL;
     return c;
 }
 

@@ -246,6 +246,58 @@ bool rtsp_msg_cseq(const rtsp_msg *m, uint32_t *out)
     return parse_uint(h->value, h->value_len, 9, 999999999u, out);
 }
 
+bool rtsp_parse_session(const char *value, size_t len, size_t *id_len, uint32_t *timeout_s)
+{
+    size_t i = 0;
+    *id_len = 0;
+    *timeout_s = 0;
+    /* The id: visible characters up to the first ';' (RFC 7826's safe set and more: servers
+       are not all strict, and the filter only compares it). */
+    while (i < len && value[i] != ';') {
+        unsigned char ch = (unsigned char)value[i];
+        if (ch <= 0x20 || ch >= 0x7f)
+            return false;
+        i++;
+    }
+    if (i == 0 || i > RTSP_SESSION_ID_MAX)
+        return false;
+    *id_len = i;
+    bool have_timeout = false;
+    uint32_t timeout = 0;
+    while (i < len) {
+        i++; /* the ';' */
+        while (i < len && (value[i] == ' ' || value[i] == '\t'))
+            i++;
+        size_t name = i;
+        while (i < len && is_tchar((unsigned char)value[i]))
+            i++;
+        size_t name_len = i - name;
+        if (name_len == 0)
+            return false;
+        const char *v = NULL;
+        size_t v_len = 0;
+        if (i < len && value[i] == '=') {
+            v = value + ++i;
+            while (i < len && value[i] != ';' && value[i] != ' ' && value[i] != '\t')
+                i++;
+            v_len = (size_t)(value + i - v);
+        }
+        while (i < len && (value[i] == ' ' || value[i] == '\t'))
+            i++;
+        if (i < len && value[i] != ';')
+            return false;
+        if (span_eq_ci(value + name, name_len, "timeout")) {
+            uint32_t t;
+            if (have_timeout || v == NULL || !parse_uint(v, v_len, 9, 999999999u, &t) || t == 0)
+                return false;
+            have_timeout = true;
+            timeout = t;
+        }
+    }
+    *timeout_s = timeout;
+    return true;
+}
+
 /* ---- framing -------------------------------------------------------------------------------- */
 
 void rtsp_stream_init(rtsp_stream *s)

@@ -118,6 +118,16 @@ bool rtsp_is_method(const rtsp_msg *m, const char *method);
    digits, so it always fits). */
 bool rtsp_msg_cseq(const rtsp_msg *m, uint32_t *out);
 
+/* The longest session id rtsp_parse_session takes (RFC 7826 allows 256). */
+#define RTSP_SESSION_ID_MAX 256
+
+/* A Session header value, `id[;timeout=N][;other=...]` (RFC 2326 12.37, RFC 7826 18.49):
+   *id_len is the id's length (it starts the value), *timeout_s the timeout= seconds, 0 when
+   none is given. False when the value is not of that form: an empty or overlong id, a
+   control or blank byte in it, an empty parameter name, a timeout given twice, not 1 to 9
+   digits or 0 (then *timeout_s is 0). */
+bool rtsp_parse_session(const char *value, size_t len, size_t *id_len, uint32_t *timeout_s);
+
 /* ---- framing ------------------------------------------------------------------------------ */
 
 /* What rtsp_stream_feed found. */

@@ -20,7 +20,7 @@ The rtsp plugin is bound to the protocol. Asserted:
      for TCP (interleaved) nothing is rewritten. Forwarding is off: UDP media can only have come
      through the ports the filter asked for;
   2. while a UDP stream runs, `fwxctl connections` lists its media flows (nft: in kernel
-     mode); once the client is
+     mode) and `fwxctl ports`/`permissions` the filter's grants not used yet; once the client is
      gone (TEARDOWN, then the control connection's end) neither `connections` nor `ports`
      lists any UDP flow or port (well before the 60 s idle limit of a flow);
   3. two ffmpeg clients at once each get their frames and their own gateway pairs;
@@ -36,7 +36,15 @@ The rtsp plugin is bound to the protocol. Asserted:
      another client_port, a third-party source= or a privileged server_port is replaced by the
      gateway's own 461 (with the CSeq) and its ports withdrawn; an honest one passes with the
      client's own client_port restored;
-  6. a clean stop: exit 0 at SIGTERM, no sanitizer report (the ASan build runs this too).
+  6. the client's RTCP: after a SETUP (the liar's server_port=6000-6001), `fwxctl ports` and
+     `permissions` list the filter's grants, one toward the server's 6001, and a receiver report
+     from the client's RTCP port reaches the liar's 6001 from the gateway (published: through
+     the client-side pair; nft: the kernel, NAT), and `fwxctl connections` lists its flow;
+  7. the RTSP session timeout: the liar's `Session: 4242;timeout=2` keeps every port while the
+     client sends GET_PARAMETER/OPTIONS every 0.5 s for 8 s, and loses them all (ports and
+     permissions empty in fwxctl, one log line) once the client is silent for 2 s + the
+     filter's 5 s slack; the control connection still answers;
+  8. a clean stop: exit 0 at SIGTERM, no sanitizer report (the ASan build runs this too).
 Needs root, iproute2, python3-gi with gir1.2-gst-rtsp-server-1.0, gstreamer1.0-tools and
 -plugins-base/-good, ffmpeg (./run test installs them). Exits 77 (skipped) saying why otherwise.
   gateway.py BUILD_DIR [proxy|nft]
@@ -44,6 +52,7 @@ SPDX-License-Identifier: MIT
 """
 import os
 import re
+import select
 import shutil
 import socket
 import subprocess
@@ -245,6 +254,9 @@ ls = socket.socket()
 ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 ls.bind((sys.argv[1], int(sys.argv[2])))
 ls.listen(8)
+# the RTCP port of its server_port pair: "rtcp" reports the first datagram that reaches it
+rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+rtcp.bind((sys.argv[1], 6001))
 print("ready", flush=True)
 while True:
     c, _ = ls.accept()
@@ -269,23 +281,39 @@ while True:
                         "mismatch": "RTP/AVP;unicast;client_port=%d-%d;server_port=6000-6001" % (lo + 2, lo + 3),
                         "source": "RTP/AVP;unicast;client_port=%d-%d;source=192.0.2.99;server_port=6000-6001"
                                   % (lo, lo + 1),
-                        "privileged": "RTP/AVP;unicast;client_port=%d-%d;server_port=22-23" % (lo, lo + 1)}[lie]
-                extra = "Transport: %s\r\nSession: 4242\r\n" % spec
+                        "privileged": "RTP/AVP;unicast;client_port=%d-%d;server_port=22-23" % (lo, lo + 1),
+                        "timeout": "RTP/AVP;unicast;client_port=%d-%d;server_port=6000-6001" % (lo, lo + 1),
+                        "rtcp": "RTP/AVP;unicast;client_port=%d-%d;server_port=6000-6001" % (lo, lo + 1)}[lie]
+                # "timeout": a session the server ends after 2 s without a request
+                extra = "Transport: %s\r\nSession: 4242%s\r\n" % (spec, ";timeout=2" if lie == "timeout" else "")
             c.sendall(("RTSP/1.0 200 OK\r\nCSeq: %s\r\nServer: liar\r\n%s\r\n" % (cseq, extra)).encode())
+            if tr and lie == "rtcp":
+                rtcp.settimeout(8)
+                try:
+                    d, a = rtcp.recvfrom(2048)
+                    print("rtcp %s %d %s" % (a[0], a[1], d.hex()), flush=True)
+                except socket.timeout:
+                    print("rtcp none", flush=True)
     except (EOFError, OSError, AttributeError, KeyError):
         c.close()
 """
+
+
+def liar_setup(lie, client_port):
+    """A control connection to the liar and a SETUP for client_port..+1 whose URL names the lie;
+    returns the socket, the URL and the reply's head."""
+    s = socket.create_connection((HOST, LIAR_PORT), timeout=5)
+    url = "rtsp://%s:%d/%s" % (HOST, LIAR_PORT, lie)
+    s.sendall(("SETUP %s RTSP/1.0\r\nCSeq: 5\r\nTransport: RTP/AVP;unicast;client_port=%d-%d\r\n\r\n"
+               % (url, client_port, client_port + 1)).encode())
+    return s, url, read_head(s)
 
 
 def reply_rows(run):
     """Runs in the client's namespace: the liar's replies through the gateway. Returns failures."""
     bad = []
     for lie, want in (("ok", 200), ("mismatch", 461), ("source", 461), ("privileged", 461)):
-        s = socket.create_connection((IP_GC if HOST == IP_GC else IP_S, LIAR_PORT), timeout=5)
-        url = "rtsp://%s:%d/%s" % (HOST, LIAR_PORT, lie)
-        s.sendall(("SETUP %s RTSP/1.0\r\nCSeq: 5\r\nTransport: RTP/AVP;unicast;client_port=43000-43001\r\n\r\n"
-                   % url).encode())
-        h = read_head(s)
+        s, _, h = liar_setup(lie, 43000)
         if code_of(h) != want:
             bad.append("reply %s: %r, want %d" % (lie, h, want))
         elif want == 200 and "client_port=43000-43001" not in h:
@@ -298,6 +326,95 @@ def reply_rows(run):
         time.sleep(0.1)
     if udp_lines(run, "ports"):
         bad.append("replies: ports left after the refused replies' connections closed:\n" + run.ctl("ports"))
+    return bad
+
+
+def session_timeout_rows(run):
+    """Runs in the client's namespace: the liar's session (Session: 4242;timeout=2) keeps its
+    ports while the client sends a request now and then, and loses every one of them, with a
+    log line, once the client is silent for the 2 s and the filter's 5 s slack; the control
+    connection stays usable.
+    Returns failures."""
+    bad = []
+    s, url, h = liar_setup("timeout", 43100)
+    held = udp_lines(run, "ports") + udp_lines(run, "permissions")
+    if code_of(h) != 200 or "timeout=2" not in h:
+        bad.append("session timeout: SETUP reply %r, want 200 with the server's timeout=2" % h)
+        return bad
+    # published: the server's pair and the client's RTCP pair; transparent: the server's pair
+    # and the client's RTCP permission
+    if len(held) < 3:
+        bad.append("session timeout: %d UDP ports and permissions after SETUP, want at least 3:\n%s\n%s" %
+                   (len(held), run.ctl("ports"), run.ctl("permissions")))
+    # keep-alives (OPTIONS, GET_PARAMETER) every 0.5 s for 8 s, longer than the timeout and the
+    # filter's 5 s slack: all stays
+    for i in range(16):
+        time.sleep(0.5)
+        s.sendall(("%s %s RTSP/1.0\r\nCSeq: %d\r\nSession: 4242\r\n\r\n" %
+                   ("OPTIONS" if i % 2 else "GET_PARAMETER", url, 10 + i)).encode())
+        if code_of(read_head(s)) != 200:
+            bad.append("session timeout: keep-alive %d not answered" % i)
+    now = udp_lines(run, "ports") + udp_lines(run, "permissions")
+    if len(now) != len(held) or "timed out" in run.log():
+        bad.append("session timeout: the client's keep-alives did not keep the session: %d held, was %d" %
+                   (len(now), len(held)))
+    # silence: every port and permission goes (after the 2 s and the 5 s slack)
+    deadline = time.monotonic() + 15
+    while (udp_lines(run, "ports") or udp_lines(run, "permissions")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if udp_lines(run, "ports") or udp_lines(run, "permissions"):
+        bad.append("session timeout: left after the client's silence:\n%s\n%s" %
+                   (run.ctl("ports"), run.ctl("permissions")))
+    if not re.search(r"RTSP session 4242 timed out: nothing from the client for 2 s \(\+5 s slack\)", run.log()):
+        bad.append("session timeout: no log line")
+    s.sendall(("OPTIONS %s RTSP/1.0\r\nCSeq: 30\r\n\r\n" % url).encode())
+    if code_of(read_head(s)) != 200:
+        bad.append("session timeout: the control connection is not usable after the timeout")
+    s.close()
+    return bad
+
+
+RTCP_RR = bytes.fromhex("81c90007") + bytes.fromhex("0badf00d") + bytes.fromhex("00000001") + bytes(20)
+
+
+def rtcp_rows(run):
+    """Runs in the client's namespace: after a SETUP whose reply names server_port=6000-6001,
+    an RTCP receiver report from the client's RTCP port reaches the liar's RTCP port 6001, from
+    the gateway's address on the server's side (published: relayed through the gateway's
+    client-side pair; transparent: the kernel, NAT). Returns failures."""
+    bad = []
+    s, _, h = liar_setup("rtcp", 43200)
+    m = re.search(r"server_port=(\d+)-(\d+)", h or "")
+    if code_of(h) != 200 or not m:
+        bad.append("rtcp: SETUP reply %r" % h)
+        s.close()
+        return bad
+    # what the SETUP opened, in fwxctl: published, the server's pair to the client (redirect
+    # ports) and the client's RTCP pair to the server (bound ports); transparent, the server's
+    # pair (bound ports) and the client's RTCP permission to the server's 6001
+    grants = [x for x in udp_lines(run, "ports") + udp_lines(run, "permissions") if x.split()[-2] == "rtsp"]
+    rtcp_grant = [x for x in grants if re.search(r"\b%s:6001\b" % re.escape(IP_S), x)]
+    if len(grants) != (4 if HOST == IP_GC else 3) or len(rtcp_grant) != 1:
+        bad.append("rtcp: after SETUP, fwxctl ports and permissions list %d grants (%d to %s:6001):\n%s\n%s" %
+                   (len(grants), len(rtcp_grant), IP_S, run.ctl("ports"), run.ctl("permissions")))
+    # published: the client's RTCP goes to the gateway's pair; transparent: to the server itself
+    to = (IP_GC, int(m.group(1)) + 1) if HOST == IP_GC else (IP_S, int(m.group(1)) + 1)
+    if HOST != IP_GC and to[1] != 6001:
+        bad.append("rtcp: transparent, the server_port was rewritten: %r" % h)
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.bind((IP_C, 43201))
+    u.sendto(RTCP_RR, to)
+    r, _, _ = select.select([run.liar.stdout], [], [], 10)
+    line = run.liar.stdout.readline().decode().split() if r else []
+    want = ["rtcp", IP_GS, line[2] if len(line) > 2 else "?", RTCP_RR.hex()]
+    if line != want:
+        bad.append("rtcp: the server's RTCP port got %r, want %r" % (line, want))
+    flows = [x for x in udp_lines(run, "connections") if "%s:6001" % IP_S in x]
+    if len(flows) != 1:
+        bad.append("rtcp: fwxctl connections lists %d flows to %s:6001:\n%s" % (len(flows), IP_S,
+                                                                               run.ctl("connections")))
+    u.close()
+    s.close()
     return bad
 
 
@@ -432,6 +549,13 @@ def catalog_rows(run):
     return bad
 
 
+def in_client(bed, rows, run):
+    """rows(run) in the client's namespace: its list of failures; one failure when it did not
+    finish (bed.run_in gives up waiting after 30 s and returns None)."""
+    bad = bed.run_in("c", lambda: rows(run))
+    return bad if isinstance(bad, list) else ["%s did not finish in 30 s" % rows.__name__]
+
+
 def udp_lines(run, what):
     """The UDP rows of `fwxctl connections` or `fwxctl ports`."""
     return [line for line in run.ctl(what).splitlines()[1:] if re.search(r"\budp\b", line)]
@@ -489,13 +613,19 @@ def main():
         def flowing(lines):
             return [x for x in lines if len(x.split()) > 5 and x.split()[5] != "-" and
                     (backend == "proxy" or x.split()[3] == "kernel")]
-        during = []
+        # and the stream's ports and permissions of the filter (owner rtsp): the pairs the
+        # server and the client send to until their first datagram uses them (the RTCP ones
+        # wait for the first report, seconds after the media starts)
+        during, granted = [], set()
         deadline = time.monotonic() + 10
-        while not during and time.monotonic() < deadline and p.poll() is None:
-            during = flowing(udp_lines(run, "connections"))
-            time.sleep(0.2)
+        while (not during or not granted) and time.monotonic() < deadline and p.poll() is None:
+            during = during or flowing(udp_lines(run, "connections"))
+            granted |= {" ".join(x.split()[2:8]) for x in udp_lines(run, "ports") + udp_lines(run, "permissions")
+                        if x.split()[-2] == "rtsp"}
+            time.sleep(0.1)
         check(during, "fwxctl connections showed no UDP flow%s while a UDP stream ran:\n%s" %
               ("" if backend == "proxy" else " in kernel mode", run.ctl("connections")))
+        check(granted, "fwxctl ports and permissions showed nothing of the rtsp filter while a UDP stream ran")
         p.communicate(timeout=30)
         check(p.returncode == 0, "ffmpeg udp (long): exit %d" % p.returncode)
         deadline = time.monotonic() + 5
@@ -503,8 +633,9 @@ def main():
             time.sleep(0.1)
         check(not udp_lines(run, "connections") and not udp_lines(run, "ports"),
               "UDP flows or ports left after the client went:\n%s\n%s" % (run.ctl("connections"), run.ctl("ports")))
-        say("ok: fwxctl connections showed %d UDP flows during the stream; none, and no port, after:\n  %s" %
-            (len(during), "\n  ".join(during)))
+        say("ok: fwxctl connections showed %d UDP flows during the stream, ports and permissions %d grants "
+            "of the rtsp filter; none, and no port, after:\n  %s\n  %s" %
+            (len(during), len(granted), "\n  ".join(during), "\n  ".join(sorted(granted))))
 
         # 3. two clients at once
         before = len(re.findall(r"client_port \d+-\d+ now the gateway's", run.log()))
@@ -518,19 +649,30 @@ def main():
 
         # 4. catalog rows
         n_refused = run.log().count("refused")
-        bad = bed.run_in("c", lambda: catalog_rows(run))
+        bad = in_client(bed, catalog_rows, run)
         check(not bad, "catalog rows:\n  " + "\n  ".join(bad))
         time.sleep(0.3)
         refused = run.log().count("refused") - n_refused
         check(refused >= 12, "%d refusal lines logged for 12 refused requests" % refused)
         say("ok: catalog rows 70, 71, 72, 74, 75, 76, 77 and multicast held as documented")
-        bad = bed.run_in("c", lambda: reply_rows(run))
+        bad = in_client(bed, reply_rows, run)
         check(not bad, "server replies:\n  " + "\n  ".join(bad))
         check(run.log().count("refused the server's reply") >= 3, "no log line for each refused server reply")
         say("ok: rows 72 and 73 on the server's side: a reply with another client_port, a third-party "
             "source, a privileged server_port answered 461 by the gateway, their ports gone")
 
-        # 5. a clean stop (under ASan/UBSan: no report, no leak)
+        # 6. the client's RTCP receiver report reaches the server's RTCP port
+        bad = in_client(bed, rtcp_rows, run)
+        check(not bad, "rtcp:\n  " + "\n  ".join(bad))
+        say("ok: the client's RTCP receiver report reached the server's RTCP port from %s" % IP_GS)
+
+        # 7. the RTSP session timeout (row 77's "session timeout releases everything")
+        bad = in_client(bed, session_timeout_rows, run)
+        check(not bad, "session timeout:\n  " + "\n  ".join(bad))
+        say("ok: the server's Session timeout=2: kept by keep-alives, every port and permission withdrawn "
+            "after 2 s (+5 s slack) of silence, logged; the control connection still usable")
+
+        # 8. a clean stop (under ASan/UBSan: no report, no leak)
         rc = run.gw.stop()
         text = run.log()
         check(rc == 0, "fwx-gateway exited %s at SIGTERM:\n%s" % (rc, run.gw.stderr()[-3000:]))
