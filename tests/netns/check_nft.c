@@ -24,7 +24,6 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <nftables/libnftables.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,13 +38,7 @@
 
 /* ---- the gateway ------------------------------------------------------------------------------ */
 
-typedef struct gw {
-    tn_topo topo;
-    uv_loop_t loop;
-    fwx_firewall *fw;
-    char name[64];
-    char table[80];
-} gw;
+typedef tn_gw gw;
 
 /* The upper end of BindForClient's port range (40000-). */
 static uint16_t port_max = 40999;
@@ -54,20 +47,16 @@ static int end_on_close;
 /* fwx_firewall_options.kernel_open_on_stop for the next gw_open. */
 static int open_on_stop;
 
-/* Makes the topology, enters the gateway namespace, makes a firewall (no backend yet). */
+/* The shared fixture (netns.h) with this suite's options: a firewall, no backend yet. */
 static void gw_new(gw *g, uint32_t timeout_ms)
 {
-    memset(g, 0, sizeof *g);
-    tn_gw_up(&g->topo);
-    snprintf(g->name, sizeof g->name, "t%ld", (long)getpid());
-    fwx__nft_table_name(g->name, g->table, sizeof g->table);
     fwx_firewall_options o;
-    tn_gw_options(&o, g->name);
+    tn_gw_begin(g, "t", false, &o);
     o.port_max = port_max;
     o.timeout_ms = timeout_ms;
     o.kernel_end_on_close = end_on_close;
     o.kernel_open_on_stop = open_on_stop;
-    tu_fw_open(&g->loop, &o, &g->fw);
+    tn_gw_start(g, &o, NULL, NULL, NULL);
 }
 
 static void gw_open(gw *g, uint32_t timeout_ms)
@@ -76,43 +65,13 @@ static void gw_open(gw *g, uint32_t timeout_ms)
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
 }
 
-static void gw_close(gw *g)
-{
-    tu_fw_close(&g->loop, &g->fw);
-    tn_down(&g->topo);
-}
-
-/* `nft list ...` in the gateway namespace (this thread is there), with numeric output: the
-   text, or NULL if the command failed. Static buffer. */
-static const char *nft_list(const char *what)
-{
-    static char out[65536];
-    struct nft_ctx *n = nft_ctx_new(NFT_CTX_DEFAULT);
-    ck_assert_ptr_nonnull(n);
-    nft_ctx_buffer_output(n);
-    nft_ctx_buffer_error(n);
-    nft_ctx_output_set_flags(n, NFT_CTX_OUTPUT_NUMERIC_ALL);
-    int rc = nft_run_cmd_from_buffer(n, what);
-    snprintf(out, sizeof out, "%s", nft_ctx_get_output_buffer(n));
-    nft_ctx_free(n);
-    return rc == 0 ? out : NULL;
-}
+static void gw_close(gw *g) { tn_gw_close(g); }
 
 static const char *table_text(gw *g)
 {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "list table inet %s", g->table);
-    return nft_list(cmd);
-}
-
-static void nft_do(const char *cmds)
-{
-    struct nft_ctx *n = nft_ctx_new(NFT_CTX_DEFAULT);
-    ck_assert_ptr_nonnull(n);
-    nft_ctx_buffer_error(n);
-    int rc = nft_run_cmd_from_buffer(n, cmds);
-    ck_assert_msg(rc == 0, "nft: %s: %s", cmds, nft_ctx_get_error_buffer(n));
-    nft_ctx_free(n);
+    return tn_nft_list(cmd);
 }
 
 /* ---- peers ------------------------------------------------------------------------------------- */
@@ -279,7 +238,7 @@ START_TEST(leftover_table_replaced)
              "add set inet %s once4 { type ipv4_addr; }\n"
              "add element inet %s once4 { 10.99.1.2 }\n",
              g.table, g.table, g.table, g.table);
-    nft_do(cmds);
+    tn_nft_do(cmds);
     ck_assert_ptr_nonnull(strstr(table_text(&g), "chain stale"));
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
     ck_assert_int_eq(tu_log_count("was left by an earlier run (pid 999999); replaced", NULL), 1);
@@ -324,15 +283,7 @@ START_TEST(stop_fails_closed)
     /* A new start (same name) replaces the closed table and works as before. */
     ck_assert_int_eq(uv_loop_init(&g.loop), 0);
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
-    o.name = g.name;
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
+    tn_gw_options(&o, g.name);
     o.kernel_open_on_stop = 1;
     TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
