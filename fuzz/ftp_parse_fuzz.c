@@ -325,25 +325,33 @@ static void check_policy(const struct sockaddr_storage *a)
 
 /* ---- per line ---------------------------------------------------------------------------- */
 
+/* The six numbers of a PORT argument or a 227 reply, parsed into *a with result e: the parser
+   and the reference (ref, its numbers in v) agree, and an address parsed is v's and passes or
+   fails the policy checks consistently. True when it parsed, for the caller's further checks. */
+static bool check_six(ftp_perr e, bool ref, const struct sockaddr_storage *a, const unsigned long v[6])
+{
+    CHECK((e == FTP_P_OK) == ref);
+    if (e != FTP_P_OK) {
+        CHECK(e == FTP_P_SYNTAX || e == FTP_P_RANGE);
+        return false;
+    }
+    CHECK(a->ss_family == AF_INET);
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)a;
+    const uint8_t *q = (const uint8_t *)&in->sin_addr;
+    for (int k = 0; k < 4; k++)
+        CHECK(q[k] == v[k]);
+    CHECK(ntohs(in->sin_port) == v[4] * 256 + v[5]);
+    check_policy(a);
+    return true;
+}
+
 static void check_port_arg(const char *arg, size_t len, unsigned salt)
 {
     struct sockaddr_storage a, b;
     unsigned long v[6];
     memset(&a, 0xA5, sizeof a);
-    ftp_perr e = ftp_parse_port(arg, len, &a);
-    bool ref = ref_port(arg, len, v);
-    CHECK((e == FTP_P_OK) == ref);
-    if (e != FTP_P_OK) {
-        CHECK(e == FTP_P_SYNTAX || e == FTP_P_RANGE);
+    if (!check_six(ftp_parse_port(arg, len, &a), ref_port(arg, len, v), &a, v))
         return;
-    }
-    CHECK(a.ss_family == AF_INET);
-    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a;
-    const uint8_t *q = (const uint8_t *)&in->sin_addr;
-    for (int k = 0; k < 4; k++)
-        CHECK(q[k] == v[k]);
-    CHECK(ntohs(in->sin_port) == v[4] * 256 + v[5]);
-    check_policy(&a);
     /* Format, and parse back: the same address; canonical input, so the same bytes. */
     char out[128];
     size_t n = ftp_fmt_port(out, sizeof out, (const struct sockaddr *)&a);
@@ -454,20 +462,8 @@ static void check_227(const char *line, size_t len, unsigned salt)
     struct sockaddr_storage a, b;
     unsigned long v[6];
     memset(&a, 0xA5, sizeof a);
-    ftp_perr e = ftp_parse_227(line, len, &a);
-    bool ref = ref_227(line, len, v);
-    CHECK((e == FTP_P_OK) == ref);
-    if (e != FTP_P_OK) {
-        CHECK(e == FTP_P_SYNTAX || e == FTP_P_RANGE);
+    if (!check_six(ftp_parse_227(line, len, &a), ref_227(line, len, v), &a, v))
         return;
-    }
-    CHECK(a.ss_family == AF_INET);
-    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a;
-    const uint8_t *q = (const uint8_t *)&in->sin_addr;
-    for (int k = 0; k < 4; k++)
-        CHECK(q[k] == v[k]);
-    CHECK(ntohs(in->sin_port) == v[4] * 256 + v[5]);
-    check_policy(&a);
     char out[128];
     size_t n = ftp_fmt_227(out, sizeof out, (const struct sockaddr *)&a);
     CHECK(n > 0);
