@@ -566,22 +566,18 @@ static void ftp_through_kernel(ftp_mode mode, bool published)
     gw_close(&g);
 }
 
-START_TEST(intercept_ftp_pasv) { ftp_through_kernel(M_PASV, false); }
-END_TEST
-START_TEST(intercept_ftp_epsv) { ftp_through_kernel(M_EPSV, false); }
-END_TEST
-START_TEST(intercept_ftp_port) { ftp_through_kernel(M_PORT, false); }
-END_TEST
-START_TEST(intercept_ftp_eprt) { ftp_through_kernel(M_EPRT, false); }
-END_TEST
-START_TEST(published_ftp_pasv) { ftp_through_kernel(M_PASV, true); }
-END_TEST
-START_TEST(published_ftp_epsv) { ftp_through_kernel(M_EPSV, true); }
-END_TEST
-START_TEST(published_ftp_port) { ftp_through_kernel(M_PORT, true); }
-END_TEST
-START_TEST(published_ftp_eprt) { ftp_through_kernel(M_EPRT, true); }
-END_TEST
+/* One test per mode, intercepted and published: the table of what ftp_through_kernel runs. */
+#define FTP_KERNEL_CASE(name, mode, published)                                                        \
+    START_TEST(name) { ftp_through_kernel(mode, published); }                                          \
+    END_TEST
+FTP_KERNEL_CASE(intercept_ftp_pasv, M_PASV, false)
+FTP_KERNEL_CASE(intercept_ftp_epsv, M_EPSV, false)
+FTP_KERNEL_CASE(intercept_ftp_port, M_PORT, false)
+FTP_KERNEL_CASE(intercept_ftp_eprt, M_EPRT, false)
+FTP_KERNEL_CASE(published_ftp_pasv, M_PASV, true)
+FTP_KERNEL_CASE(published_ftp_epsv, M_EPSV, true)
+FTP_KERNEL_CASE(published_ftp_port, M_PORT, true)
+FTP_KERNEL_CASE(published_ftp_eprt, M_EPRT, true)
 
 /* fwx's interception listener listens on the wildcard address (REDIRECT
    delivers to the ingress interface's address), but takes only what the redirect rules
