@@ -33,8 +33,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import (Failure, Gateway, check, log, main, program, sha256_file as sha256, skip, wait_until,  # noqa: E402
-                    write_file)
+from gwtest import (ftp_plugin, Failure, Gateway, check, log, main, program, sha256_file as sha256, skip,  # noqa: E402
+                    wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 from test_gateway_proxy import Vsftpd, find_vsftpd  # noqa: E402
@@ -247,8 +247,7 @@ def needs():
     exe = find_vsftpd()
     if exe is None:
         skip("vsftpd is not installed (Debian package vsftpd; ./run test installs it)")
-    plugin = os.environ.get("FWX_FTP_PLUGIN") or ""
-    check(os.path.exists(plugin), "FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    plugin = ftp_plugin()
     return exe, plugin
 
 
