@@ -872,11 +872,7 @@ static fwx_result tf_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket
     f->setsockets_calls++;
     if (FWX_FAILED(f->setsockets_hr))
         return f->setsockets_hr;
-    f->s[0] = in;
-    f->s[1] = ex;
-    IFWXSocket_AddRef(in);
-    if (ex != NULL)
-        IFWXSocket_AddRef(ex);
+    tu_sockets_take(f->s, in, ex);
     f->conn = conn;
     IFWXConnection_AddRef(conn);
     f->ctx = ctx;
@@ -1889,10 +1885,7 @@ static fwx_result hf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket
     (void)c, (void)x;
     hfilter *f = hf_impl(This);
     f->setsockets++;
-    f->s[0] = in;
-    f->s[1] = ex;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
+    tu_sockets_take(f->s, in, ex);
     hf_recv(f, 0);
     hf_recv(f, 1);
     return FWX_S_OK;
