@@ -88,6 +88,17 @@ static void session_done(IFWXSession *s, void *handle)
     env_close_plugin(handle);
 }
 
+/* The end of a test with a NAT and a WSP session, each with a connection of ours: both
+   connections closed, both sessions released, then env_close_plugin. */
+static void nat_wsp_done(IFWXSession *nat, IFWXConnection *c1, IFWXSession *wsp, IFWXConnection *c2, void *handle)
+{
+    fwx_connection_close(c1);
+    fwx_connection_close(c2);
+    IFWXSession_Release(nat);
+    IFWXSession_Release(wsp);
+    env_close_plugin(handle);
+}
+
 /* ---- sessions and connections -------------------------------------------------------- */
 
 static IFWXSession *open_session(uint32_t source, const char *client)
@@ -532,11 +543,7 @@ START_TEST(hook_source_wsp_only)
     IFWXConnection *c2 = open_conn(wsp, fwx_Connect_Tcp, "198.51.100.7:80");
     ck_assert_int_eq(ctl->n_attach, 1);
     ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
-    fwx_connection_close(c1);
-    fwx_connection_close(c2);
-    IFWXSession_Release(nat);
-    IFWXSession_Release(wsp);
-    env_close_plugin(h);
+    nat_wsp_done(nat, c1, wsp, c2, h);
 }
 END_TEST
 
@@ -551,11 +558,7 @@ START_TEST(hook_source_none)
     IFWXConnection *c2 = open_conn(wsp, fwx_Connect_Tcp, "198.51.100.7:80");
     ck_assert_int_eq(ctl->n_attach, 0);
     ck_assert_int_eq(ctl->n_events, 0);
-    fwx_connection_close(c1);
-    fwx_connection_close(c2);
-    IFWXSession_Release(nat);
-    IFWXSession_Release(wsp);
-    env_close_plugin(h);
+    nat_wsp_done(nat, c1, wsp, c2, h);
 }
 END_TEST
 
