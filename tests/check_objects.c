@@ -60,6 +60,16 @@ static void ranges(IFWXIpFilter *f, const char *const *spec, size_t n)
 }
 #define RANGES(f, ...)                                                                            \
     ranges((f), (const char *const[]){__VA_ARGS__}, sizeof((const char *const[]){__VA_ARGS__}) / sizeof(const char *))
+/* QueryInterface's bad arguments on obj (qi its wrapper): no out pointer, or no IID (the out
+   pointer set to NULL), each FWX_E_POINTER. */
+#define EXPECT_QI_BAD_ARGS(qi, obj)                                                               \
+    do {                                                                                          \
+        void *qi_pv_ = (void *)(uintptr_t)1;                                                      \
+        TU_EXPECT_HR(qi((obj), &IID_IUnknown, NULL), FWX_E_POINTER);                              \
+        TU_EXPECT_HR(qi((obj), NULL, &qi_pv_), FWX_E_POINTER);                                    \
+        ck_assert_ptr_null(qi_pv_);                                                               \
+    } while (0)
+
 /* Releases each filter, asserting that was its last reference. */
 static void release_all(IFWXIpFilter *const *fs, size_t n)
 {
@@ -420,10 +430,7 @@ START_TEST(iobuffer_iunknown)
         ck_assert_ptr_null(pv);
         TU_EXPECT_REF(b, 1);
     }
-    TU_EXPECT_HR(IFWXIOBuffer_QueryInterface(b, &IID_IUnknown, NULL), FWX_E_POINTER);
-    pv = (void *)(uintptr_t)1;
-    TU_EXPECT_HR(IFWXIOBuffer_QueryInterface(b, NULL, &pv), FWX_E_POINTER);
-    ck_assert_ptr_null(pv);
+    EXPECT_QI_BAD_ARGS(IFWXIOBuffer_QueryInterface, b);
     TU_EXPECT_REF(b, 1);
 
     ck_assert_uint_eq(IFWXIOBuffer_AddRef(b), 2);
@@ -647,10 +654,7 @@ START_TEST(ipfilter_iunknown)
     pv = (void *)(uintptr_t)1;
     TU_EXPECT_HR(IFWXIpFilter_QueryInterface(f, &IID_IFWXIOBuffer, &pv), FWX_E_NOINTERFACE);
     ck_assert_ptr_null(pv);
-    TU_EXPECT_HR(IFWXIpFilter_QueryInterface(f, &IID_IUnknown, NULL), FWX_E_POINTER);
-    pv = (void *)(uintptr_t)1;
-    TU_EXPECT_HR(IFWXIpFilter_QueryInterface(f, NULL, &pv), FWX_E_POINTER);
-    ck_assert_ptr_null(pv);
+    EXPECT_QI_BAD_ARGS(IFWXIpFilter_QueryInterface, f);
     TU_EXPECT_REF(f, 1);
     ck_assert_uint_eq(IFWXIpFilter_AddRef(f), 2);
     ck_assert_uint_eq(IFWXIpFilter_Release(f), 1);
