@@ -325,25 +325,49 @@ static void check_policy(const struct sockaddr_storage *a)
 
 /* ---- per line ---------------------------------------------------------------------------- */
 
-static void check_port_arg(const char *arg, size_t len, unsigned salt)
+/* The six numbers of a PORT argument or a 227 reply (text, len), parsed into *a by parse: the
+   parser and the reference (ref) agree, and an address parsed is the reference's numbers and
+   passes or fails the policy checks consistently. True when it parsed, for the caller's
+   further checks. */
+static bool check_six(ftp_perr (*parse)(const char *, size_t, struct sockaddr_storage *),
+                      bool (*ref)(const char *, size_t, unsigned long[6]), const char *text, size_t len,
+                      struct sockaddr_storage *a)
 {
-    struct sockaddr_storage a, b;
     unsigned long v[6];
-    memset(&a, 0xA5, sizeof a);
-    ftp_perr e = ftp_parse_port(arg, len, &a);
-    bool ref = ref_port(arg, len, v);
-    CHECK((e == FTP_P_OK) == ref);
+    memset(a, 0xA5, sizeof *a);
+    ftp_perr e = parse(text, len, a);
+    CHECK((e == FTP_P_OK) == ref(text, len, v));
     if (e != FTP_P_OK) {
         CHECK(e == FTP_P_SYNTAX || e == FTP_P_RANGE);
-        return;
+        return false;
     }
-    CHECK(a.ss_family == AF_INET);
-    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a;
+    CHECK(a->ss_family == AF_INET);
+    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)a;
     const uint8_t *q = (const uint8_t *)&in->sin_addr;
     for (int k = 0; k < 4; k++)
         CHECK(q[k] == v[k]);
     CHECK(ntohs(in->sin_port) == v[4] * 256 + v[5]);
-    check_policy(&a);
+    check_policy(a);
+    return true;
+}
+
+/* An address parsed from six numbers, written as a 227 reply into out: a clean line that parses
+   back to the same address. Its length. */
+static size_t check_227_back(const struct sockaddr_storage *a, char *out, size_t cap)
+{
+    struct sockaddr_storage b;
+    size_t n = ftp_fmt_227(out, cap, (const struct sockaddr *)a);
+    CHECK(n > 0);
+    check_clean_line(out, n);
+    CHECK(ftp_parse_227(out, n - 2, &b) == FTP_P_OK && same_sa(a, &b));
+    return n;
+}
+
+static void check_port_arg(const char *arg, size_t len, unsigned salt)
+{
+    struct sockaddr_storage a, b;
+    if (!check_six(ftp_parse_port, ref_port, arg, len, &a))
+        return;
     /* Format, and parse back: the same address; canonical input, so the same bytes. */
     char out[128];
     size_t n = ftp_fmt_port(out, sizeof out, (const struct sockaddr *)&a);
@@ -353,10 +377,7 @@ static void check_port_arg(const char *arg, size_t len, unsigned salt)
     CHECK(ftp_parse_port(out + 5, n - 7, &b) == FTP_P_OK && same_sa(&a, &b));
     check_caps(ftp_fmt_port, (const struct sockaddr *)&a, out, n, salt);
     /* The same address as a 227 reply. */
-    n = ftp_fmt_227(out, sizeof out, (const struct sockaddr *)&a);
-    CHECK(n > 0);
-    check_clean_line(out, n);
-    CHECK(ftp_parse_227(out, n - 2, &b) == FTP_P_OK && same_sa(&a, &b));
+    n = check_227_back(&a, out, sizeof out);
     check_caps(ftp_fmt_227, (const struct sockaddr *)&a, out, n, salt);
     /* And as EPRT |1|. */
     n = ftp_fmt_eprt(out, sizeof out, (const struct sockaddr *)&a);
@@ -452,27 +473,10 @@ static void check_eprt_arg(const char *arg, size_t len, unsigned salt)
 static void check_227(const char *line, size_t len, unsigned salt)
 {
     struct sockaddr_storage a, b;
-    unsigned long v[6];
-    memset(&a, 0xA5, sizeof a);
-    ftp_perr e = ftp_parse_227(line, len, &a);
-    bool ref = ref_227(line, len, v);
-    CHECK((e == FTP_P_OK) == ref);
-    if (e != FTP_P_OK) {
-        CHECK(e == FTP_P_SYNTAX || e == FTP_P_RANGE);
+    if (!check_six(ftp_parse_227, ref_227, line, len, &a))
         return;
-    }
-    CHECK(a.ss_family == AF_INET);
-    const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)&a;
-    const uint8_t *q = (const uint8_t *)&in->sin_addr;
-    for (int k = 0; k < 4; k++)
-        CHECK(q[k] == v[k]);
-    CHECK(ntohs(in->sin_port) == v[4] * 256 + v[5]);
-    check_policy(&a);
     char out[128];
-    size_t n = ftp_fmt_227(out, sizeof out, (const struct sockaddr *)&a);
-    CHECK(n > 0);
-    check_clean_line(out, n);
-    CHECK(ftp_parse_227(out, n - 2, &b) == FTP_P_OK && same_sa(&a, &b));
+    size_t n = check_227_back(&a, out, sizeof out);
     n = ftp_fmt_port(out, sizeof out, (const struct sockaddr *)&a);
     CHECK(n > 7 && ftp_parse_port(out + 5, n - 7, &b) == FTP_P_OK && same_sa(&a, &b));
     (void)salt;

@@ -238,9 +238,7 @@ START_TEST(set_backend_open_fails)
     IFWXConnection *c = open_connect(s, "198.51.100.7:21");
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
     ck_assert_uint_eq(fault_backend_count(FAULT_OP_GRANT_ADD), 0);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
     ck_assert_uint_eq(fault_backend_count(FAULT_OP_CLOSE), 0);
 }
 END_TEST
@@ -256,9 +254,8 @@ static void list_cb(void *arg, const fwx_grant *lg)
 
 START_TEST(afc_grant_and_cancel)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     IFWXFirewallAction *act = NULL;
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, &act), FWX_S_OK);
     ck_assert_ptr_nonnull(act);
@@ -300,9 +297,8 @@ START_TEST(afc_grant_and_cancel)
     ck_assert_uint_eq(fault_backend_n_grants(), 1);
     ck_assert_uint_ne(fault_backend_grant(0)->id, id);
 
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
+
     ck_assert_uint_eq(fault_backend_n_grants(), 0);
 }
 END_TEST
@@ -329,9 +325,8 @@ START_TEST(afc_timeout_grant_carries_expiry)
 {
     /* fwx_grant::expires_ms is "loop time when it expires, 0 for never": a TIMEOUT grant must
        reach the backend with its deadline. */
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     uint64_t before = uv_now(&loop);
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", FWX_FLAG_TIMEOUT, c, NULL), FWX_S_OK);
     ck_assert_uint_eq(fault_backend_n_grants(), 1);
@@ -339,9 +334,7 @@ START_TEST(afc_timeout_grant_carries_expiry)
     ck_assert_msg(fault_backend_grant(0)->expires_ms >= before + 60000,
                   "the backend got expires_ms %llu for a TIMEOUT grant (loop time %llu, timeout 60000)",
                   (unsigned long long)fault_backend_grant(0)->expires_ms, (unsigned long long)before);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 
@@ -397,9 +390,8 @@ static void expect_bindings(IFWXConnection *conns[], uint32_t n)
 
 START_TEST(bind_for_client)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     uint32_t conns_before = stats().connections;
     IFWXConnection *conns[4] = {NULL};
     TU_EXPECT_HR(bind_n(s, 4, conns), FWX_S_OK);
@@ -427,9 +419,8 @@ END_TEST
 
 START_TEST(bind_for_client_backend_fails)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     uint32_t conns_before = stats().connections;
     IFWXConnection *conns[4] = {(IFWXConnection *)(uintptr_t)1, (IFWXConnection *)(uintptr_t)1,
                                 (IFWXConnection *)(uintptr_t)1, (IFWXConnection *)(uintptr_t)1};
@@ -452,18 +443,15 @@ START_TEST(bind_for_client_backend_fails)
     expect_bindings(more, 4);
     for (int i = 0; i < 4; i++)
         IFWXConnection_Release(more[i]);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
     ck_assert_uint_eq(fault_backend_n_grants(), 0);
 }
 END_TEST
 
 START_TEST(bind_for_client_port_taken)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     IFWXConnection *conns[4] = {NULL};
     fault_backend_reset(); /* forget the primary connection's relay: calls start with the bind */
     fault_backend_fail_at(1, FWX_E_ADDRINUSE);
@@ -489,9 +477,8 @@ END_TEST
 
 START_TEST(session_close_withdraws_all)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     IFWXConnection *conns[2] = {NULL};
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
     TU_EXPECT_HR(afc(s, "198.51.100.7:50001", FWX_FLAG_ALLOW_MULTIPLE, c, NULL), FWX_S_OK);
@@ -602,9 +589,7 @@ START_TEST(set_backend_install_fails)
     /* A later backend gets them all. */
     TU_EXPECT_HR(fwx_firewall_set_backend(fw, FAULT_BACKEND_NAME), FWX_S_OK);
     ck_assert_uint_eq(fault_backend_n_grants(), 2);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
     ck_assert_uint_eq(fault_backend_n_grants(), 0);
 }
 END_TEST
@@ -674,9 +659,7 @@ START_TEST(relay_user_with_hook)
     TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
     ck_assert(!(flags & FWX_CONNECTION_KERNEL_MODE));
     /* A permission made while the filter hooks secondary connects too stays in user mode. */
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
     dlclose(h);
 }
 END_TEST
@@ -691,9 +674,7 @@ START_TEST(relay_kernel_when_hook_is_other_source)
     ck_assert_int_eq(ctl->n_events, 0);
     ck_assert_uint_eq(fault_backend_count(FAULT_OP_RELAY), 1);
     ck_assert_int_eq(fault_backend_last(FAULT_OP_RELAY)->kernel_mode, 1);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
     dlclose(h);
 }
 END_TEST
@@ -839,9 +820,7 @@ START_TEST(relay_kernel_when_filter_declines)
     IFWXConnection *c = open_connect(s, "198.51.100.7:80");
     ck_assert_int_eq(ctl->n_attach, 1);
     ck_assert_int_eq(fault_backend_last(FAULT_OP_RELAY)->kernel_mode, 1);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
     dlclose(h);
 }
 END_TEST
@@ -857,9 +836,7 @@ START_TEST(afc_kernel_mode_with_secondary_hook)
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
     ck_assert_uint_eq(fault_backend_n_grants(), 1);
     ck_assert_int_eq(fault_backend_grant(0)->kernel_mode, 0);
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
     dlclose(h);
 }
 END_TEST
@@ -877,9 +854,8 @@ END_TEST
 
 START_TEST(close_withdraws_then_closes)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     TU_EXPECT_HR(afc(s, "198.51.100.7:50000", 0, c, NULL), FWX_S_OK);
     fwx_firewall_close(fw, NULL, NULL);
     /* Grants were removed one by one before the instance closed. */
@@ -980,9 +956,8 @@ END_TEST
 
 START_TEST(redirect_grants)
 {
-    env_open();
-    IFWXSession *s = open_session("10.0.0.8");
-    IFWXConnection *c = open_connect(s, "198.51.100.7:21");
+    IFWXConnection *c = NULL;
+    IFWXSession *s = open_env_session(&c);
     struct sockaddr_storage t[2] = {tu_addr("198.51.100.7:50000"), tu_addr("198.51.100.7:50001")};
     const struct sockaddr *tp[2] = {TU_SA(t[0]), TU_SA(t[1])};
     struct sockaddr_storage internal;
@@ -1053,9 +1028,7 @@ START_TEST(relay_failure_kills)
     TU_EXPECT_REF(s, 2);
     fault_backend_fail_relay(FWX_S_OK);
     c = open_connect(s, "198.51.100.7:80");
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
 }
 END_TEST
 
@@ -1395,9 +1368,7 @@ START_TEST(core_facts)
     ck_assert_str_eq(fwx_firewall_last_error(fw), "backend \"x\": no kernel");
     ck_assert_int_eq(tu_log_count("backend \"x\": no kernel", NULL), 1);
 
-    fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
+    close_env_session(s, c);
     dlclose(h);
 }
 END_TEST

@@ -318,6 +318,15 @@ static int count_matching(const char *text, const char *const *needles)
 
 #define MATCHES(text, ...) count_matching((text), (const char *const[]){__VA_ARGS__, NULL})
 
+/* Asserts that text holds every needle (NULL-terminated), naming the first it lacks. */
+static void expect_all(const char *text, const char *const *needles)
+{
+    ck_assert_ptr_nonnull(text);
+    for (const char *const *nd = needles; *nd; nd++)
+        ck_assert_msg(strstr(text, *nd) != NULL, "no %s in:\n%s", *nd, text);
+}
+#define EXPECT_ALL(text, ...) expect_all((text), (const char *const[]){__VA_ARGS__, NULL})
+
 /* The value of "key":<number> in a JSON line, or -1. */
 static long long json_num(const char *line, const char *key)
 {
@@ -458,12 +467,8 @@ START_TEST(json_connections)
     ck_assert_msg(count_lines(r->obuf) == 2, "connections:\n%s", r->obuf);
     ck_assert_int_eq(MATCHES(r->obuf, "\"kind\":\"connection\""), 2);
     char *prim = line_with(r->obuf, "\"name\":\"primary\"");
-    ck_assert_ptr_nonnull(strstr(prim, "\"protocol\":\"tcp\""));
-    ck_assert_ptr_nonnull(strstr(prim, "\"client\":\"10.0.0.8\""));
-    ck_assert_ptr_nonnull(strstr(prim, "\"peer\":\"198.51.100.7:21\""));
-    ck_assert_ptr_nonnull(strstr(prim, "\"local\":\"203.0.113.1:41000\""));
-    ck_assert_ptr_nonnull(strstr(prim, "\"mode\":"));
-    ck_assert_ptr_nonnull(strstr(prim, "\"bytes_in\":0,\"bytes_out\":0"));
+    EXPECT_ALL(prim, "\"protocol\":\"tcp\"", "\"client\":\"10.0.0.8\"", "\"peer\":\"198.51.100.7:21\"",
+                     "\"local\":\"203.0.113.1:41000\"", "\"mode\":", "\"bytes_in\":0,\"bytes_out\":0");
     ck_assert_int_ge(json_num(prim, "age_ms"), 0);
     ck_assert_int_ge(json_num(prim, "session"), 1);
     char *sec = line_with(r->obuf, "\"secondary\"");
@@ -558,8 +563,7 @@ START_TEST(tables)
                              "FLAGS", "OWNER"),
                      1);
     char *row = line_with(r->obuf, "permission");
-    ck_assert_ptr_nonnull(strstr(row, "198.51.100.7:50000"));
-    ck_assert_ptr_nonnull(strstr(row, " timeout "));
+    EXPECT_ALL(row, "198.51.100.7:50000", " timeout ");
     ck_assert_ptr_null(strstr(row, "never"));
     ck_assert_msg(strstr(row, " 60s ") != NULL || strstr(row, " 59s ") != NULL, "expiry in: %s", row);
     free(row);
@@ -570,9 +574,7 @@ START_TEST(tables)
     row = line_with(r->obuf, "bound port");
     char port[64];
     snprintf(port, sizeof port, ":%u ", f.bound_port);
-    ck_assert_ptr_nonnull(strstr(row, port));
-    ck_assert_ptr_nonnull(strstr(row, "10.0.0.8:2000"));
-    ck_assert_ptr_nonnull(strstr(row, " never "));
+    EXPECT_ALL(row, port, "10.0.0.8:2000", " never ");
     free(row);
     free(r);
 

@@ -392,6 +392,24 @@ static void publish_and_run(gw *g, srv *s, uint32_t timeout_ms, void *(*client)(
     run_client(g, client, c);
 }
 
+/* Asserts the gateway holds no bound port and no permission. */
+static void expect_no_grants(gw *g)
+{
+    fwx_firewall_stats st = stats(g);
+    ck_assert_uint_eq(st.bound_ports, 0);
+    ck_assert_uint_eq(st.permissions, 0);
+}
+
+/* A test's end: a moment for the loop, then no grant left, the gateway closed clean and the
+   server stopped. */
+static void ftp_end(gw *g, srv *s)
+{
+    tu_loop_run_for(&g->loop, 50);
+    expect_no_grants(g);
+    gw_close(g);
+    srv_stop(s);
+}
+
 /* Parses "227 ... (h1,h2,h3,h4,p1,p2)" into ip text and port. */
 static bool parse227(const char *reply, char ip[32], uint16_t *port)
 {
@@ -491,20 +509,19 @@ static void *published_passive_client(void *arg)
     return NULL;
 }
 
-START_TEST(published_passive)
+/* A published server and a scripted client that makes two transfers (each its own data
+   connection), then no grant left behind. */
+static void published_transfers(void *(*client)(void *))
 {
     srv s;
     gw g;
     cli c;
-    publish_and_run(&g, &s, 0, published_passive_client, &c);
+    publish_and_run(&g, &s, 0, client, &c);
     ck_assert_int_eq(atomic_load(&s.data_conns), 2);
-    tu_loop_run_for(&g.loop, 50);
-    fwx_firewall_stats st = stats(&g);
-    ck_assert_uint_eq(st.bound_ports, 0);
-    ck_assert_uint_eq(st.permissions, 0);
-    gw_close(&g);
-    srv_stop(&s);
+    ftp_end(&g, &s);
 }
+
+START_TEST(published_passive) { published_transfers(published_passive_client); }
 END_TEST
 
 /* (b): PORT from the client is rewritten to the gateway's internal address; the server's
@@ -522,18 +539,7 @@ static void *published_active_client(void *arg)
     return NULL;
 }
 
-START_TEST(published_active)
-{
-    srv s;
-    gw g;
-    cli c;
-    publish_and_run(&g, &s, 0, published_active_client, &c);
-    ck_assert_int_eq(atomic_load(&s.data_conns), 2);
-    tu_loop_run_for(&g.loop, 50);
-    ck_assert_uint_eq(stats(&g).permissions, 0);
-    gw_close(&g);
-    srv_stop(&s);
-}
+START_TEST(published_active) { published_transfers(published_active_client); }
 END_TEST
 
 /* ---- (c) hostile client input -------------------------------------------------------------- */
@@ -660,10 +666,8 @@ START_TEST(hostile_client_input)
     gw g;
     cli c;
     publish_and_run(&g, &s, 0, hostile_client, &c);
-    fwx_firewall_stats st = stats(&g);
-    ck_assert_uint_eq(st.bound_ports, 0);
-    ck_assert_uint_eq(st.permissions, 0);
-    ck_assert_uint_eq(st.sessions, 1);
+    expect_no_grants(&g);
+    ck_assert_uint_eq(stats(&g).sessions, 1);
     run_client(&g, hostile_client_end, &c);
     /* Nothing of a refused line ever reached the server: it saw NOOPs and the last QUIT. */
     pthread_mutex_lock(&s.mu);
@@ -679,10 +683,7 @@ START_TEST(hostile_client_input)
     }
     pthread_mutex_unlock(&s.mu);
     ck_assert_int_eq(lines, (int)(sizeof hostile_lines / sizeof hostile_lines[0]) + 1 + 2 + 1 + 1);
-    tu_loop_run_for(&g.loop, 50);
-    ck_assert_uint_eq(stats(&g).bound_ports, 0);
-    gw_close(&g);
-    srv_stop(&s);
+    ftp_end(&g, &s);
 }
 END_TEST
 
@@ -744,12 +745,9 @@ START_TEST(hostile_server_replies)
     gw g;
     cli c;
     publish_and_run(&g, &s, 0, hostile_server_client, &c);
-    fwx_firewall_stats st = stats(&g);
-    ck_assert_uint_eq(st.bound_ports, 0);
-    ck_assert_uint_eq(st.permissions, 0);
+    expect_no_grants(&g);
     run_client(&g, hostile_client_end, &c); /* the session still works */
-    gw_close(&g);
-    srv_stop(&s);
+    ftp_end(&g, &s);
 }
 END_TEST
 
@@ -798,12 +796,8 @@ START_TEST(timeout_and_close)
     ck_assert_uint_eq(stats(&g).permissions, 1);
     tu_run_peer(&g.loop, close_control, &c);
     tu_loop_run_for(&g.loop, 50);
-    fwx_firewall_stats st = stats(&g);
-    ck_assert_uint_eq(st.permissions, 0);
-    ck_assert_uint_eq(st.bound_ports, 0);
-    ck_assert_uint_eq(st.connections, 0);
-    gw_close(&g);
-    srv_stop(&s);
+    ck_assert_uint_eq(stats(&g).connections, 0);
+    ftp_end(&g, &s);
 }
 END_TEST
 
@@ -825,8 +819,7 @@ START_TEST(port_refused_withdraws)
     publish_and_run(&g, &s, 0, port_refused, &c);
     ck_assert_uint_eq(stats(&g).permissions, 0);
     tu_run_peer(&g.loop, close_control, &c);
-    gw_close(&g);
-    srv_stop(&s);
+    ftp_end(&g, &s);
 }
 END_TEST
 
@@ -905,11 +898,7 @@ START_TEST(explicit_socks_client)
     tu_run_peer(&g.loop, socks_client, &x);
     ck_assert_msg(x.c.ok, "%s", x.c.why);
     ck_assert_int_eq(atomic_load(&s.data_conns), 2);
-    tu_loop_run_for(&g.loop, 50);
-    ck_assert_uint_eq(stats(&g).permissions, 0);
-    ck_assert_uint_eq(stats(&g).bound_ports, 0);
-    gw_close(&g);
-    srv_stop(&s);
+    ftp_end(&g, &s);
 }
 END_TEST
 

@@ -66,6 +66,39 @@ static tp_control *load_good(uint32_t hooks, void **handle, fwx_plugin **out)
     return ctl;
 }
 
+/* The environment with tp_good loaded (load_good) hooking `hooks`: its control block, and its
+   dlopen handle in *handle. */
+static tp_control *env_open_good(uint32_t hooks, void **handle)
+{
+    env_open();
+    return load_good(hooks, handle, NULL);
+}
+
+/* The environment closed, then the test's own mapping of the plugin (handle) dropped. */
+static void env_close_plugin(void *handle)
+{
+    env_close();
+    dlclose(handle);
+}
+
+/* A test's end with one session of ours left: released, then env_close_plugin. */
+static void session_done(IFWXSession *s, void *handle)
+{
+    IFWXSession_Release(s);
+    env_close_plugin(handle);
+}
+
+/* The end of a test with a NAT and a WSP session, each with a connection of ours: both
+   connections closed, both sessions released, then env_close_plugin. */
+static void nat_wsp_done(IFWXSession *nat, IFWXConnection *c1, IFWXSession *wsp, IFWXConnection *c2, void *handle)
+{
+    fwx_connection_close(c1);
+    fwx_connection_close(c2);
+    IFWXSession_Release(nat);
+    IFWXSession_Release(wsp);
+    env_close_plugin(handle);
+}
+
 /* ---- sessions and connections -------------------------------------------------------- */
 
 static IFWXSession *open_session(uint32_t source, const char *client)
@@ -177,8 +210,7 @@ END_TEST
 static void refused(const char *name, fwx_result want, const char *msg1, const char *msg2)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceNAT, &h, NULL);
+    tp_control *ctl = env_open_good(fwx_Connect_Tcp | fwxSourceNAT, &h);
     ck_assert_uint_eq(stats().plugins, 1);
     fwx_plugin *p = (fwx_plugin *)(uintptr_t)1;
     const char *path = name[0] == '/' ? name : tu_plugin_path(name);
@@ -191,8 +223,7 @@ static void refused(const char *name, fwx_result want, const char *msg1, const c
     ck_assert_uint_eq(stats().plugins, 1);
     expect_good_still_works(ctl, "10.0.0.8");
     ck_assert_int_eq(ctl->n_init, 1);
-    env_close();
-    dlclose(h);
+    env_close_plugin(h);
 }
 
 START_TEST(refuse_newer_abi)
@@ -326,8 +357,7 @@ START_TEST(duplicate_guid)
     void *h;
     tmpdir_make();
     tmpdir_copy("tp_good", names[0]);
-    env_open();
-    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceNAT, &h, NULL);
+    tp_control *ctl = env_open_good(fwx_Connect_Tcp | fwxSourceNAT, &h);
     char path[512];
     snprintf(path, sizeof path, "%s/%s", tmpdir, names[0]);
     fwx_plugin *p = (fwx_plugin *)(uintptr_t)1;
@@ -337,8 +367,7 @@ START_TEST(duplicate_guid)
     ck_assert_ptr_nonnull(strstr(fwx_firewall_last_error(fw), "good"));
     ck_assert_uint_eq(stats().plugins, 1);
     expect_good_still_works(ctl, "10.0.0.8");
-    env_close();
-    dlclose(h);
+    env_close_plugin(h);
     tmpdir_remove(names);
 }
 END_TEST
@@ -348,8 +377,7 @@ END_TEST
 START_TEST(attach_once_per_session)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    tp_control *ctl = env_open_good(HOOK_CONNECT, &h);
     IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
     ck_assert_int_eq(ctl->n_attach, 0); /* not at session open: at the first hooked event */
 
@@ -382,8 +410,7 @@ START_TEST(attach_once_per_session)
     IFWXSession_Release(s);
     IFWXSession_Release(s2);
     ck_assert_uint_eq(stats().connections, 0);
-    env_close();
-    dlclose(h);
+    env_close_plugin(h);
 }
 END_TEST
 
@@ -401,17 +428,14 @@ START_TEST(attach_forced_by_attachfilter)
     ck_assert_int_eq(ctl->n_attach, 1);
     ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
     fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
-    dlclose(h);
+    session_done(s, h);
 }
 END_TEST
 
 START_TEST(session_hooks_narrow)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(fwx_Connect_Tcp | fwx_Udp_Destination | FWX_ALL_SOURCES, &h, NULL);
+    tp_control *ctl = env_open_good(fwx_Connect_Tcp | fwx_Udp_Destination | FWX_ALL_SOURCES, &h);
     ctl->session_hooks = fwx_Udp_Destination | FWX_ALL_SOURCES;
     IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
     /* The connect makes the filter attach, but the session filter no longer wants connects. */
@@ -434,16 +458,14 @@ START_TEST(session_hooks_narrow)
     fwx_connection_close(u);
     IFWXSession_Release(s);
     IFWXSession_Release(s2);
-    env_close();
-    dlclose(h);
+    env_close_plugin(h);
 }
 END_TEST
 
 START_TEST(session_hooks_widen)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    tp_control *ctl = env_open_good(HOOK_CONNECT, &h);
     ctl->session_hooks = fwx_Connect_Tcp | fwx_Udp_Destination | FWX_ALL_SOURCES;
     IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
     /* Before the filter is attached, UDP does not reach it (FilterInit did not hook it). */
@@ -458,17 +480,14 @@ START_TEST(session_hooks_widen)
     fwx_connection_close(u1);
     fwx_connection_close(u2);
     fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
-    dlclose(h);
+    session_done(s, h);
 }
 END_TEST
 
 START_TEST(attach_decline)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    tp_control *ctl = env_open_good(HOOK_CONNECT, &h);
     ctl->attach_decline = 1;
     IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
     IFWXConnection *c1 = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
@@ -481,16 +500,14 @@ START_TEST(attach_decline)
     TU_EXPECT_HR(fwx_session_close(s), FWX_S_OK);
     ck_assert_int_eq(ctl->n_detach, 0);
     IFWXSession_Release(s);
-    env_close();
-    dlclose(h);
+    env_close_plugin(h);
 }
 END_TEST
 
 START_TEST(attach_fail)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    tp_control *ctl = env_open_good(HOOK_CONNECT, &h);
     ctl->attach_fail = 1;
     IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
     uint32_t before = stats().connections;
@@ -508,9 +525,7 @@ START_TEST(attach_fail)
     ck_assert_int_eq(ctl->n_attach, 2);
     ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
     fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
-    dlclose(h);
+    session_done(s, h);
 }
 END_TEST
 
@@ -519,8 +534,7 @@ END_TEST
 START_TEST(hook_source_wsp_only)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(fwx_Connect_Tcp | fwxSourceWSP, &h, NULL);
+    tp_control *ctl = env_open_good(fwx_Connect_Tcp | fwxSourceWSP, &h);
     IFWXSession *nat = open_session(fwxSourceNAT, "10.0.0.8");
     IFWXConnection *c1 = open_conn(nat, fwx_Connect_Tcp, "198.51.100.7:80");
     ck_assert_int_eq(ctl->n_attach, 0);
@@ -529,12 +543,7 @@ START_TEST(hook_source_wsp_only)
     IFWXConnection *c2 = open_conn(wsp, fwx_Connect_Tcp, "198.51.100.7:80");
     ck_assert_int_eq(ctl->n_attach, 1);
     ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
-    fwx_connection_close(c1);
-    fwx_connection_close(c2);
-    IFWXSession_Release(nat);
-    IFWXSession_Release(wsp);
-    env_close();
-    dlclose(h);
+    nat_wsp_done(nat, c1, wsp, c2, h);
 }
 END_TEST
 
@@ -542,28 +551,21 @@ START_TEST(hook_source_none)
 {
     /* Event types without any source: nothing arrives from either kind of session. */
     void *h;
-    env_open();
-    tp_control *ctl = load_good(fwx_Connect_Tcp, &h, NULL);
+    tp_control *ctl = env_open_good(fwx_Connect_Tcp, &h);
     IFWXSession *nat = open_session(fwxSourceNAT, "10.0.0.8");
     IFWXSession *wsp = open_session(fwxSourceWSP, "10.0.0.9");
     IFWXConnection *c1 = open_conn(nat, fwx_Connect_Tcp, "198.51.100.7:80");
     IFWXConnection *c2 = open_conn(wsp, fwx_Connect_Tcp, "198.51.100.7:80");
     ck_assert_int_eq(ctl->n_attach, 0);
     ck_assert_int_eq(ctl->n_events, 0);
-    fwx_connection_close(c1);
-    fwx_connection_close(c2);
-    IFWXSession_Release(nat);
-    IFWXSession_Release(wsp);
-    env_close();
-    dlclose(h);
+    nat_wsp_done(nat, c1, wsp, c2, h);
 }
 END_TEST
 
 START_TEST(manifest_masks_hooks)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(HOOK_CONNECT | fwx_GetHostByName, &h, NULL);
+    tp_control *ctl = env_open_good(HOOK_CONNECT | fwx_GetHostByName, &h);
     ck_assert_int_eq(tu_log_count("plugin \"good\"", "outside its manifest"), 1);
     ck_assert_int_eq(tu_log_count("outside its manifest", "0x00000040"), 1);
     /* The loaded line reports the hooks kept: the connect hook survives, the lookup does not. */
@@ -574,9 +576,7 @@ START_TEST(manifest_masks_hooks)
     IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
     ck_assert_int_eq(count_log(ctl, fwx_Connect_Tcp), 1);
     fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
-    dlclose(h);
+    session_done(s, h);
 }
 END_TEST
 
@@ -586,8 +586,7 @@ START_TEST(manifest_quiet_when_inside)
     env_open();
     load_good(HOOK_CONNECT | fwxAnyProtocol, &h, NULL);
     ck_assert_int_eq(tu_log_count("outside its manifest", NULL), 0);
-    env_close();
-    dlclose(h);
+    env_close_plugin(h);
 }
 END_TEST
 
@@ -714,9 +713,7 @@ START_TEST(unload_withdraws_bound_ports)
     ck_assert_ptr_null(sec);
     fwx_connection_close(bound[0]);
     fwx_connection_close(c);
-    IFWXSession_Release(s);
-    env_close();
-    dlclose(h);
+    session_done(s, h);
 }
 END_TEST
 
@@ -745,8 +742,7 @@ END_TEST
 START_TEST(close_with_live_session)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    tp_control *ctl = env_open_good(HOOK_CONNECT, &h);
     IFWXSession *s = open_session(fwxSourceNAT, "10.0.0.8");
     IFWXConnection *c = open_conn(s, fwx_Connect_Tcp, "198.51.100.7:80");
     ck_assert_int_eq(ctl->n_attach, 1);
@@ -787,8 +783,7 @@ static void on_closed(fwx_firewall *f, void *arg)
 START_TEST(close_twice_and_callback)
 {
     void *h;
-    env_open();
-    tp_control *ctl = load_good(HOOK_CONNECT, &h, NULL);
+    tp_control *ctl = env_open_good(HOOK_CONNECT, &h);
     fwx_firewall_close(fw, on_closed, &close_cb_calls);
     fwx_firewall_close(fw, on_closed, &close_cb_calls); /* harmless */
     ck_assert_int_eq(ctl->n_shutdown, 1);

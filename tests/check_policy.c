@@ -125,6 +125,22 @@ static fwx__policy_decision decide(const fwx_policy *p, const char *src, const c
     return decide_x(p, src, dst, (req_opts){ 0 });
 }
 
+/* decide(), asserting the decision's result is want (the flow and both names printed if not). */
+static fwx__policy_decision decided(const fwx_policy *p, const char *src, const char *dst, fwx_result want)
+{
+    fwx__policy_decision d = decide(p, src, dst);
+    ck_assert_msg(d.result == want, "%s -> %s: %s, expected %s", src, dst, fwx_err_name(d.result),
+                  fwx_err_name(want));
+    return d;
+}
+
+/* Asserts the networks a decision found for the source and the destination. */
+#define EXPECT_NETS(d, src_net, dst_net)                                                          \
+    do {                                                                                          \
+        ck_assert_str_eq(fwx__network_name((d).source_network), (src_net));                       \
+        ck_assert_str_eq(fwx__network_name((d).destination_network), (dst_net));                  \
+    } while (0)
+
 #define EXPECT_RULE(d, want_name)                                                                 \
     do {                                                                                          \
         const char *got_ = (d).rule_name;                                                         \
@@ -269,8 +285,7 @@ START_TEST(test_minimal_config)
     fwx_policy *p = load_ok("");
     ck_assert_str_eq(net_name(p, "10.0.0.1"), "external");
     ck_assert_str_eq(net_name(p, "127.0.0.1"), "localhost");
-    fwx__policy_decision d = decide(p, "10.0.0.1:1025", "192.0.2.1:80");
-    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    fwx__policy_decision d = decided(p, "10.0.0.1:1025", "192.0.2.1:80", FWX_E_PROTOCOL_RULES_DENIED);
     ck_assert_int_eq(d.relationship, FWX__REL_ROUTE); /* same network */
     ck_assert_uint_eq(fwx__policy_publish_count(p), 0);
     fwx_policy_free(p);
@@ -296,8 +311,7 @@ START_TEST(test_load_file)
     fwx_config_error err;
     TU_EXPECT_HR(fwx_policy_load_file(path, &p, &err), FWX_S_OK);
     ck_assert_ptr_nonnull(p);
-    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "192.0.2.1:21");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    fwx__policy_decision d = decided(p, "10.0.0.8:1025", "192.0.2.1:21", FWX_S_OK);
     EXPECT_RULE(d, "ftp out");
     fwx_policy_free(p);
 
@@ -595,26 +609,21 @@ END_TEST
 START_TEST(test_network_relationship)
 {
     fwx_policy *p = load_ok(BASE);
-    fwx__policy_decision d = decide(p, "10.0.0.8:1025", "172.16.0.1:21");
-    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
-    ck_assert_str_eq(fwx__network_name(d.source_network), "internal");
-    ck_assert_str_eq(fwx__network_name(d.destination_network), "perimeter");
+    fwx__policy_decision d = decided(p, "10.0.0.8:1025", "172.16.0.1:21", FWX_E_NETWORK_RULES_DENIED);
+    EXPECT_NETS(d, "internal", "perimeter");
     ck_assert_int_eq(d.relationship, FWX__REL_NONE);
     EXPECT_RULE(d, NULL);
     ck_assert_int_eq(d.rule_line, 0);
 
     /* Directional: internal -> external is NAT, the way back has no relationship. */
-    d = decide(p, "192.0.2.7:1025", "10.0.0.8:21");
-    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
-    d = decide(p, "10.0.0.8:1025", "192.0.2.7:21");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    d = decided(p, "192.0.2.7:1025", "10.0.0.8:21", FWX_E_NETWORK_RULES_DENIED);
+    d = decided(p, "10.0.0.8:1025", "192.0.2.7:21", FWX_S_OK);
     ck_assert_int_eq(d.relationship, FWX__REL_NAT);
     d = decide(p, "10.0.0.8:1025", "192.168.5.1:21");
     ck_assert_int_eq(d.relationship, FWX__REL_ROUTE);
 
     /* Within one network: route, then the rules (none allow internal -> internal). */
-    d = decide(p, "10.0.0.8:1025", "10.0.0.9:21");
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    d = decided(p, "10.0.0.8:1025", "10.0.0.9:21", FWX_E_SITE_AND_CONTENT_RULES_DENIED);
     ck_assert_int_eq(d.relationship, FWX__REL_ROUTE);
 
     /* The gateway is related to everyone. */
@@ -637,8 +646,7 @@ START_TEST(test_first_match)
     ck_assert_int_eq(d.rule_line, line_of(BASE, "\"no blocked sites\""));
     ck_assert_str_eq(d.protocol->name, "ftp");
 
-    d = decide(p, "10.0.0.8:1025", "192.0.2.7:21");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    d = decided(p, "10.0.0.8:1025", "192.0.2.7:21", FWX_S_OK);
     EXPECT_RULE(d, "ftp out");
     ck_assert_int_eq(d.rule_line, line_of(BASE, "\"ftp out\""));
 
@@ -646,8 +654,7 @@ START_TEST(test_first_match)
     d = decide_x(p, "10.0.0.8:1025", "192.168.5.1:53", (req_opts){ .proto = FWX_PROTOCOL_UDP });
     TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
     EXPECT_RULE(d, "no dns to dmz");
-    d = decide(p, "10.0.0.8:1025", "192.168.5.1:53");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    d = decided(p, "10.0.0.8:1025", "192.168.5.1:53", FWX_S_OK);
     EXPECT_RULE(d, "internal to dmz");
     ck_assert_ptr_null(d.protocol); /* tcp/53 is not defined; "all" covers it */
     fwx_policy_free(p);
@@ -751,8 +758,7 @@ START_TEST(test_protocol_guid)
     EXPECT_RULE(d, "ftp out");
     ck_assert_ptr_eq(d.protocol, fwx__policy_protocol_by_guid(p, &G_FTP));
     /* By port it is "high", which no rule allows to external. */
-    d = decide(p, "10.0.0.8:1025", "192.0.2.7:50000");
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    d = decided(p, "10.0.0.8:1025", "192.0.2.7:50000", FWX_E_SITE_AND_CONTENT_RULES_DENIED);
     EXPECT_RULE(d, NULL);
     ck_assert_str_eq(d.protocol->name, "high");
     /* An unknown GUID means no protocol, not a fall back to the port. */
@@ -776,8 +782,7 @@ START_TEST(test_inbound)
     ck_assert_str_eq(d.protocol->name, "ftp server");
     ck_assert_int_eq(d.relationship, FWX__REL_ROUTE);
     /* The same flow as an outbound request is ftp, which nobody external may use. */
-    d = decide(p, "203.0.113.9:40000", "192.168.5.10:21");
-    TU_EXPECT_HR(d.result, FWX_E_PROTOCOL_RULES_DENIED);
+    d = decided(p, "203.0.113.9:40000", "192.168.5.10:21", FWX_E_PROTOCOL_RULES_DENIED);
     ck_assert_str_eq(d.protocol->name, "ftp");
     fwx_policy_free(p);
 }
@@ -786,22 +791,16 @@ END_TEST
 START_TEST(test_ipv6)
 {
     fwx_policy *p = load_ok(BASE);
-    fwx__policy_decision d = decide(p, "[fd00::5]:1025", "[2001:db8:1::1]:443");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    fwx__policy_decision d = decided(p, "[fd00::5]:1025", "[2001:db8:1::1]:443", FWX_S_OK);
     EXPECT_RULE(d, "partners https");
-    ck_assert_str_eq(fwx__network_name(d.source_network), "internal");
-    ck_assert_str_eq(fwx__network_name(d.destination_network), "external");
-    d = decide(p, "[fd00::5]:1025", "[2001:db8:2::1]:443");
-    TU_EXPECT_HR(d.result, FWX_E_SITE_AND_CONTENT_RULES_DENIED);
-    d = decide(p, "[fd00::5]:1025", "[2001:db8:2::1]:21");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    EXPECT_NETS(d, "internal", "external");
+    d = decided(p, "[fd00::5]:1025", "[2001:db8:2::1]:443", FWX_E_SITE_AND_CONTENT_RULES_DENIED);
+    d = decided(p, "[fd00::5]:1025", "[2001:db8:2::1]:21", FWX_S_OK);
     EXPECT_RULE(d, "ftp out");
     /* A v4-mapped address is its IPv4 host. */
-    d = decide(p, "[::ffff:10.0.0.8]:1025", "[::ffff:192.0.2.7]:21");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    d = decided(p, "[::ffff:10.0.0.8]:1025", "[::ffff:192.0.2.7]:21", FWX_S_OK);
     ck_assert_str_eq(fwx__network_name(d.source_network), "internal");
-    d = decide(p, "[2001:db8:9::1]:1025", "[fd00::1]:21");
-    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
+    d = decided(p, "[2001:db8:9::1]:1025", "[fd00::1]:21", FWX_E_NETWORK_RULES_DENIED);
     fwx_policy_free(p);
 }
 END_TEST
@@ -815,12 +814,10 @@ START_TEST(test_overlapping_networks)
     ck_assert_str_eq(net_name(p, "10.2.0.0"), "staff");
     ck_assert_str_eq(net_name(p, "10.3.0.0"), "internal");
     /* lab is its own network: internal's rules and relationships do not apply to it. */
-    fwx__policy_decision d = decide(p, "10.1.2.3:1025", "192.0.2.7:5000");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    fwx__policy_decision d = decided(p, "10.1.2.3:1025", "192.0.2.7:5000", FWX_S_OK);
     EXPECT_RULE(d, "lab all");
     ck_assert_str_eq(fwx__network_name(d.source_network), "lab");
-    d = decide(p, "10.1.2.3:1025", "192.168.5.1:80");
-    TU_EXPECT_HR(d.result, FWX_E_NETWORK_RULES_DENIED);
+    d = decided(p, "10.1.2.3:1025", "192.168.5.1:80", FWX_E_NETWORK_RULES_DENIED);
     fwx_policy_free(p);
 
     /* Nested three deep, across the boundaries, and localhost extended. */
@@ -858,8 +855,7 @@ START_TEST(test_trailing_commas)
                             "    protocols = [ \"all\", # every protocol\n ], },  /* a comment, */ // another\n"
                             ");\n");
     /* Commas inside strings stay. */
-    fwx__policy_decision d = decide(p, "192.0.2.1:1025", "192.0.2.2:80");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    fwx__policy_decision d = decided(p, "192.0.2.1:1025", "192.0.2.2:80", FWX_S_OK);
     EXPECT_RULE(d, "x,]");
     ck_assert_int_eq(d.rule_line, 2);
     fwx_policy_free(p);
@@ -1179,12 +1175,10 @@ END_TEST
 START_TEST(test_doc_small_site)
 {
     fwx_policy *p = load_ok(policy_doc_block("\n```\n# fwx small site"));
-    fwx__policy_decision d = decide(p, "192.168.1.10:40000", "203.0.113.80:80");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    fwx__policy_decision d = decided(p, "192.168.1.10:40000", "203.0.113.80:80", FWX_S_OK);
     EXPECT_RULE(d, "web and ftp out");
     ck_assert_int_eq(d.relationship, FWX__REL_NAT);
-    d = decide(p, "192.168.1.10:40000", "203.0.113.80:21");
-    TU_EXPECT_HR(d.result, FWX_S_OK);
+    d = decided(p, "192.168.1.10:40000", "203.0.113.80:21", FWX_S_OK);
     ck_assert_str_eq(d.protocol->name, "ftp");
     ck_assert_uint_eq(d.protocol->n_filters, 1);
     ck_assert_str_eq(d.protocol->filters[0].name, "ftp"); /* bound by the plugin's name */

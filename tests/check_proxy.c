@@ -71,6 +71,24 @@ static void gw_close(gw *g) { tu_fw_close(&g->loop, &g->fw); }
 
 static fwx_firewall_stats stats(gw *g) { return tu_fw_stats(g->fw); }
 
+/* The counters expect_none looks at. */
+enum { C_SESSIONS = 1, C_CONNECTIONS = 2, C_BOUND_PORTS = 4, C_PERMISSIONS = 8 };
+
+/* After ms of the loop (the relays finish closing), each counter named in `which` is 0. */
+static void expect_none(gw *g, uint64_t ms, unsigned which)
+{
+    tu_loop_run_for(&g->loop, ms);
+    fwx_firewall_stats st = stats(g);
+    if (which & C_SESSIONS)
+        ck_assert_uint_eq(st.sessions, 0);
+    if (which & C_CONNECTIONS)
+        ck_assert_uint_eq(st.connections, 0);
+    if (which & C_BOUND_PORTS)
+        ck_assert_uint_eq(st.bound_ports, 0);
+    if (which & C_PERMISSIONS)
+        ck_assert_uint_eq(st.permissions, 0);
+}
+
 /* ---- publishing ------------------------------------------------------------------------------ */
 
 typedef struct xfer {
@@ -200,6 +218,15 @@ static IFWXSession *nat_session(gw *g, const char *client, IFWXConnection **ctl)
     return s;
 }
 
+/* Ends a session nat_session opened: its control connection closed, the session closed and
+   released. */
+static void nat_session_end(IFWXSession *s, IFWXConnection *ctl)
+{
+    fwx_connection_close(ctl);
+    fwx_session_close(s);
+    IFWXSession_Release(s);
+}
+
 /* BindForClient on the gateway (127.0.0.1, a port it picks) for the client's socket `client_fd`
    at 127.0.0.2, one connection (in bound[0]); returns the gateway's port. */
 static uint16_t bind_for_client(IFWXSession *s, int client_fd, int32_t proto, uint32_t flags, int32_t backlog,
@@ -232,12 +259,8 @@ START_TEST(bind_for_client_real_port)
     ck_assert_msg(b.second_refused, "the bound port accepted a second connection");
     close(b.client_lfd);
     IFWXConnection_Release(bound[0]);
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
-    tu_loop_run_for(&g.loop, 20);
-    fwx_firewall_stats st = stats(&g);
-    ck_assert_uint_eq(st.bound_ports, 0);
+    nat_session_end(s, ctl);
+    expect_none(&g, 20, C_BOUND_PORTS);
     gw_close(&g);
 }
 END_TEST
@@ -334,9 +357,7 @@ START_TEST(bind_for_client_get_ip_filter)
     ck_assert_uint_eq(IFWXIpFilter_Release(ipf), 0);
     close(x.client_lfd);
     fwx_connection_close(bound[0]);
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
+    nat_session_end(s, ctl);
     tu_loop_run_for(&g.loop, 20);
     ck_assert_uint_eq(stats(&g).bound_ports, 0);
     gw_close(&g);
@@ -480,9 +501,7 @@ START_TEST(redirect_real_port)
     tu_run_peer(&g.loop, redirect_peers, &rc);
     ck_assert_msg(rc.other.ok, "someone other than the session's client used the redirect port");
     ck_assert_msg(rc.client.ok, "the client's redirected echo got %zu bytes", rc.client.got);
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
+    nat_session_end(s, ctl);
     gw_close(&g);
     tu_echo_stop(&e);
 }
@@ -717,10 +736,7 @@ START_TEST(socks_refusals)
     ck_assert_int_eq(extra.rep, 1);
     tu_run_peer(&g.loop, socks_raw, &atyp);
     ck_assert_int_eq(atyp.rep, 8);
-    tu_loop_run_for(&g.loop, 20);
-    fwx_firewall_stats st = stats(&g);
-    ck_assert_uint_eq(st.sessions, 0);
-    ck_assert_uint_eq(st.connections, 0);
+    expect_none(&g, 20, C_SESSIONS | C_CONNECTIONS);
     gw_close(&g);
 }
 END_TEST
@@ -994,9 +1010,7 @@ START_TEST(socks_connect_admitted_by_permission)
     ck_assert_msg(once.echo_ok, "the permitted connection did not relay");
     tu_run_peer(&g.loop, socks_connect_client, &twice);
     ck_assert_int_eq(twice.rep, 2); /* used up */
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
+    nat_session_end(s, ctl);
     gw_close(&g);
     tu_echo_stop(&e);
     ck_assert_int_eq(atomic_load(&e.conns), 1);
@@ -1172,13 +1186,8 @@ START_TEST(udp_bind_for_client)
     ck_assert_msg(u.second_blocked, "a second source got through a one-source port");
     close(u.client_fd);
     IFWXConnection_Release(bound[0]);
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
-    tu_loop_run_for(&g.loop, 20);
-    fwx_firewall_stats st = stats(&g);
-    ck_assert_uint_eq(st.connections, 0);
-    ck_assert_uint_eq(st.bound_ports, 0);
+    nat_session_end(s, ctl);
+    expect_none(&g, 20, C_CONNECTIONS | C_BOUND_PORTS);
     gw_close(&g);
 }
 END_TEST
@@ -1264,10 +1273,7 @@ START_TEST(socks_udp_associate)
     ck_assert_msg(x.ok, "no echo through the SOCKS UDP relay");
     ck_assert(x.frag_dropped);
     ck_assert(x.other_dropped);
-    tu_loop_run_for(&g.loop, 50);
-    fwx_firewall_stats st = stats(&g);
-    ck_assert_uint_eq(st.connections, 0);
-    ck_assert_uint_eq(st.sessions, 0);
+    expect_none(&g, 50, C_CONNECTIONS | C_SESSIONS);
     gw_close(&g);
     uecho_stop(&e);
 }
@@ -1410,9 +1416,7 @@ static void udp_bind_filter_case(uint32_t set_buffer)
     }
     close(x.client_fd);
     IFWXConnection_Release(bound[0]);
-    fwx_connection_close(ctl);
-    fwx_session_close(s);
-    IFWXSession_Release(s);
+    nat_session_end(s, ctl);
     tu_loop_run_for(&g.loop, 20);
     ck_assert_int_eq(atomic_load(&u.f1.detached), 1);
     ck_assert_uint_eq(stats(&g).connections, 0);

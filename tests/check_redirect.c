@@ -56,6 +56,25 @@ static fwx_redirect_handle *handle_of(fx *f, int i)
     return h;
 }
 
+/* fx_open, and the handles of providers 0..n-1 in h. */
+static void fx_open_handles(fx *f, fwx_redirect_handle **h, int n)
+{
+    fx_open(f);
+    for (int i = 0; i < n; i++)
+        h[i] = handle_of(f, i);
+}
+
+/* Destroys the n handles of h, then fx_close. */
+static void fx_close_handles(fx *f, fwx_redirect_handle *const *h, int n)
+{
+    for (int i = 0; i < n; i++)
+        fwx_redirect_handle_destroy(h[i]);
+    fx_close(f);
+}
+#define FX_CLOSE_WITH(f, ...)                                                                     \
+    fx_close_handles((f), (fwx_redirect_handle *const[]){__VA_ARGS__},                            \
+                     (int)(sizeof((fwx_redirect_handle *const[]){__VA_ARGS__}) / sizeof(fwx_redirect_handle *)))
+
 static fwx_redirect_record *record_to(const char *dst)
 {
     struct sockaddr_storage d = tu_addr(dst);
@@ -89,10 +108,8 @@ static fwx_redirect_state expected_state(const int *chain, int n, int h)
 START_TEST(states_for_every_chain_up_to_three)
 {
     fx f;
-    fx_open(&f);
     fwx_redirect_handle *h[4];
-    for (int i = 0; i < 4; i++)
-        h[i] = handle_of(&f, i);
+    fx_open_handles(&f, h, 4);
     /* Every chain of 0..3 distinct providers out of A, B, C (D never redirects: "other"). */
     int chains[16][3], lens[16], n_chains = 0;
     lens[n_chains++] = 0;
@@ -156,9 +173,7 @@ START_TEST(states_for_every_chain_up_to_three)
     ck_assert_ptr_null(ctx);
     for (int i = 0; i < 48; i++)
         ck_assert_int_eq(freed[i], i % 3 < (i / 3 < n_chains ? lens[i / 3] : 0) ? 1 : 0);
-    for (int i = 0; i < 4; i++)
-        fwx_redirect_handle_destroy(h[i]);
-    fx_close(&f);
+    fx_close_handles(&f, h, 4);
 }
 END_TEST
 
@@ -202,10 +217,7 @@ START_TEST(push_refused_in_self_states)
     rec = record_to("192.0.2.10:80");
     TU_EXPECT_HR(fwx_redirect_record_push(rec, NULL, NULL, NULL), FWX_E_POINTER);
     fwx_redirect_record_unref(rec);
-    fwx_redirect_handle_destroy(a);
-    fwx_redirect_handle_destroy(b);
-    fwx_redirect_handle_destroy(c);
-    fx_close(&f);
+    FX_CLOSE_WITH(&f, a, b, c);
 }
 END_TEST
 
@@ -224,9 +236,7 @@ START_TEST(chain_is_bounded)
     ck_assert_uint_eq(fwx_redirect_record_hop_count(rec), FWX_REDIRECT_MAX_HOPS);
     ck_assert_int_eq(tu_log_count("redirected 16 times already", "[2001:db8::5]:8080"), 1);
     fwx_redirect_record_unref(rec);
-    for (int i = 0; i <= FWX_REDIRECT_MAX_HOPS; i++)
-        fwx_redirect_handle_destroy(h[i]);
-    fx_close(&f);
+    fx_close_handles(&f, h, FWX_REDIRECT_MAX_HOPS + 1);
 }
 END_TEST
 
@@ -258,9 +268,7 @@ START_TEST(contexts_freed_once_with_the_record)
     TU_EXPECT_HR(fwx_redirect_record_push(rec, b, malloc(100), free), FWX_S_OK);
     fwx_redirect_record_unref(rec);
 
-    fwx_redirect_handle_destroy(a);
-    fwx_redirect_handle_destroy(b);
-    fx_close(&f);
+    FX_CLOSE_WITH(&f, a, b);
 }
 END_TEST
 
@@ -299,10 +307,7 @@ START_TEST(handle_destroy_frees_its_contexts_early)
     for (int i = 0; i < 3; i++)
         ck_assert_int_eq(freed[i], 1); /* never twice */
     ck_assert_int_eq(freed[3], 0);
-    fwx_redirect_handle_destroy(a);
-    fwx_redirect_handle_destroy(b);
-    fwx_redirect_handle_destroy(NULL);
-    fx_close(&f);
+    FX_CLOSE_WITH(&f, a, b, NULL); /* destroying NULL is harmless */
 }
 END_TEST
 
@@ -481,10 +486,7 @@ START_TEST(push_to_a_target_already_passed)
                  FWX_E_POINTER);
     TU_EXPECT_HR(fwx_redirect_record_push_to(rec, c, NULL, 0, NULL, NULL), FWX_S_OK);
     fwx_redirect_record_unref(rec);
-    fwx_redirect_handle_destroy(a);
-    fwx_redirect_handle_destroy(b);
-    fwx_redirect_handle_destroy(c);
-    fx_close(&f);
+    FX_CLOSE_WITH(&f, a, b, c);
 }
 END_TEST
 
@@ -554,10 +556,8 @@ static size_t wire_of(const fwx_redirect_record *rec, uint8_t *buf, size_t size)
 START_TEST(wire_round_trip)
 {
     fx f;
-    fx_open(&f);
     fwx_redirect_handle *h[3];
-    for (int i = 0; i < 3; i++)
-        h[i] = handle_of(&f, i);
+    fx_open_handles(&f, h, 3);
     memset(freed, 0, sizeof freed);
     fwx_redirect_app app = {sizeof app, 31337, 1000, 0, 0x123456789abcdefULL, "/user.slice/app.scope"};
     struct sockaddr_storage d = tu_addr("[2001:db8::80]:443"), t0 = tu_addr("127.0.0.1:15001"),
@@ -675,9 +675,7 @@ START_TEST(wire_max_is_the_maximum)
     fwx_redirect_record_unref(back);
     free(buf);
     fwx_redirect_record_unref(rec);
-    for (int i = 0; i < FWX_REDIRECT_MAX_HOPS; i++)
-        fwx_redirect_handle_destroy(h[i]);
-    fx_close(&f);
+    fx_close_handles(&f, h, FWX_REDIRECT_MAX_HOPS);
 }
 END_TEST
 
@@ -805,9 +803,7 @@ START_TEST(wire_parser_truncations_and_mutations)
     }
     ck_assert_int_gt(accepted, 0);
     fwx_redirect_record_unref(rec);
-    fwx_redirect_handle_destroy(a);
-    fwx_redirect_handle_destroy(b);
-    fx_close(&f);
+    FX_CLOSE_WITH(&f, a, b);
 }
 END_TEST
 
@@ -940,9 +936,7 @@ START_TEST(connection_carries_record_until_it_is_freed)
     fwx_redirect_record_unref(rec);
 
     IFWXSession_Release(s);
-    fwx_redirect_handle_destroy(a);
-    fwx_redirect_handle_destroy(b);
-    fx_close(&f);
+    FX_CLOSE_WITH(&f, a, b);
 }
 END_TEST
 

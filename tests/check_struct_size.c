@@ -14,6 +14,21 @@
 #include <stdint.h>
 #include <stdlib.h>
 
+/* A struct of type T (member m) with 16 bytes after it, so that a struct_size larger than T
+   still names memory the test owns. */
+#define PADDED(T, m)                                                                              \
+    struct {                                                                                      \
+        T m;                                                                                      \
+        uint8_t more[16];                                                                         \
+    }
+/* An older caller's struct (type OLD, member v1) with the bytes of the current one (NEW) and 16
+   more after it: the test sets them all, so that reading past OLD would be seen. */
+#define OLD_STRUCT(OLD, NEW)                                                                      \
+    union {                                                                                       \
+        OLD v1;                                                                                   \
+        uint8_t bytes[sizeof(NEW) + 16];                                                          \
+    }
+
 #define CANARY 0xA5
 #define CANARY_LEN 64
 
@@ -188,10 +203,7 @@ START_TEST(options_v1_accepted_later_fields_default)
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     /* A v1 caller's struct, with every byte after it set: none of it may be read. */
-    union {
-        options_v1 v1;
-        uint8_t bytes[sizeof(fwx_firewall_options) + 16];
-    } u;
+    OLD_STRUCT(options_v1, fwx_firewall_options) u;
     static const uint32_t sizes[] = {84, sizeof(options_v1)};
     for (size_t k = 0; k < FWX__ARRAY_SIZE(sizes); k++) {
         memset(&u, 0xFF, sizeof u);
@@ -230,10 +242,7 @@ START_TEST(options_bad_sizes_refused)
 {
     uv_loop_t loop;
     ck_assert_int_eq(uv_loop_init(&loop), 0);
-    struct {
-        fwx_firewall_options o;
-        uint8_t more[16];
-    } big;
+    PADDED(fwx_firewall_options, o) big;
     memset(&big, 0, sizeof big);
     fwx_firewall_options_init(&big.o);
     static const uint32_t bad[] = {0, 4, 83, sizeof(fwx_firewall_options) + 4};
@@ -290,10 +299,7 @@ START_TEST(session_params_sizes)
     fx f;
     fx_open(&f);
     struct sockaddr_storage c = tu_addr("10.0.0.20");
-    struct {
-        fwx_session_params p;
-        uint8_t more[16];
-    } b;
+    PADDED(fwx_session_params, p) b;
     memset(&b, 0, sizeof b);
     b.p = (fwx_session_params){.struct_size = sizeof b.p, .source = fwxSourceNAT, .client = TU_SA(c),
                                .client_len = tu_len(&c)};
@@ -320,10 +326,7 @@ START_TEST(connection_params_v1_accepted)
     fx_open(&f);
     struct sockaddr_storage peer = tu_addr("192.0.2.10:80");
     /* A v1 caller's struct followed by bytes that would be a published server if read. */
-    union {
-        connection_params_v1 v1;
-        uint8_t bytes[sizeof(fwx_connection_params) + 16];
-    } u;
+    OLD_STRUCT(connection_params_v1, fwx_connection_params) u;
     static const uint32_t sizes[] = {60, sizeof(connection_params_v1)};
     for (size_t k = 0; k < FWX__ARRAY_SIZE(sizes); k++) {
         memset(&u, 0xFF, sizeof u);
@@ -355,10 +358,7 @@ START_TEST(flow_sizes)
     fx f;
     fx_open(&f);
     struct sockaddr_storage src = tu_addr("192.0.2.10:2000"), dst = tu_addr("10.0.0.8:3000");
-    struct {
-        fwx_flow fl;
-        uint8_t more[16];
-    } b;
+    PADDED(fwx_flow, fl) b;
     memset(&b, 0, sizeof b);
     b.fl = (fwx_flow){.struct_size = sizeof b.fl, .protocol = FWX_PROTOCOL_TCP, .source = TU_SA(src),
                       .source_len = tu_len(&src), .destination = TU_SA(dst), .destination_len = tu_len(&dst)};
@@ -405,10 +405,7 @@ START_TEST(socks_limits_sizes)
     fx f;
     fx_open(&f);
     TU_EXPECT_HR(fwx_firewall_set_backend(f.fw, "proxy"), FWX_S_OK);
-    struct {
-        fwx_socks_limits l;
-        uint8_t more[16];
-    } b;
+    PADDED(fwx_socks_limits, l) b;
     memset(&b, 0, sizeof b);
     fwx_socks_limits_init(&b.l);
     TU_EXPECT_HR(fwx_proxy_socks_set_limits(f.fw, &b.l), FWX_S_OK);
@@ -428,10 +425,7 @@ END_TEST
 START_TEST(redirect_structs)
 {
     struct sockaddr_storage dst = tu_addr("192.0.2.10:443");
-    struct {
-        fwx_redirect_app a;
-        uint8_t more[16];
-    } b;
+    PADDED(fwx_redirect_app, a) b;
     memset(&b, 0, sizeof b);
     b.a = (fwx_redirect_app){.struct_size = sizeof b.a, .pid = 4242, .uid = 1000, .cgroup_id = 7,
                              .cgroup_path = "/user.slice"};

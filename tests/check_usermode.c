@@ -318,6 +318,28 @@ static void wait_done(rfx *f)
     ck_assert_ptr_eq(f->done_p, f->p);
 }
 
+/* The peers' exchange through a started relay: both peers run, the pump ends, both are joined. */
+static void relay_peers(rfx *f, peer *cl, peer *sv)
+{
+    peer_start(cl, f->client);
+    peer_start(sv, f->server);
+    wait_done(f);
+    peer_join(cl);
+    peer_join(sv);
+}
+
+/* Both peers see the end (EOF, not a timeout); their sockets are closed. */
+static void expect_both_ended(rfx *f)
+{
+    set_timeouts(f->client);
+    set_timeouts(f->server);
+    char c;
+    ck_assert_int_eq(recv(f->client, &c, 1, 0), 0);
+    ck_assert_int_eq(recv(f->server, &c, 1, 0), 0);
+    close(f->client);
+    close(f->server);
+}
+
 /* ---- plain relay -------------------------------------------------------------------------- */
 
 /* _i: 0 = splice, 1 = read/write. answer_after_eof: the server reads to EOF (the client's
@@ -329,11 +351,7 @@ static void relay_transfer_ex(int mode, uint64_t c2s, uint64_t s2c, bool answer_
     peer cl = {.tx_len = c2s, .seed = 0x1234567u, .no_shutdown = false};
     peer sv = {.tx_len = s2c, .seed = 0x7654321u, .tx_after_eof = answer_after_eof};
     start_relay(&f, NULL, mode == 0, 0);
-    peer_start(&cl, f.client);
-    peer_start(&sv, f.server);
-    wait_done(&f);
-    peer_join(&cl);
-    peer_join(&sv);
+    relay_peers(&f, &cl, &sv);
     ck_assert_int_eq(cl.tx_err, 0);
     ck_assert_int_eq(sv.tx_err, 0);
     ck_assert_int_eq(cl.rx_err, 0);
@@ -355,11 +373,7 @@ START_TEST(relay_small)
     peer cl = {.tx_text = "hello"};
     peer sv = {.tx_text = "world!"};
     start_relay(&f, NULL, _i == 0, 0);
-    peer_start(&cl, f.client);
-    peer_start(&sv, f.server);
-    wait_done(&f);
-    peer_join(&cl);
-    peer_join(&sv);
+    relay_peers(&f, &cl, &sv);
     ck_assert_str_eq(sv.rx, "hello");
     ck_assert_str_eq(cl.rx, "world!");
     tu_loop_close_clean(&f.loop);
@@ -389,11 +403,7 @@ START_TEST(relay_half_close)
     peer cl = {.tx_text = "request"};
     peer sv = {.tx_text = "reply after your eof", .tx_after_eof = true};
     start_relay(&f, NULL, _i == 0, 0);
-    peer_start(&cl, f.client);
-    peer_start(&sv, f.server);
-    wait_done(&f);
-    peer_join(&cl);
-    peer_join(&sv);
+    relay_peers(&f, &cl, &sv);
     ck_assert_str_eq(sv.rx, "request");
     ck_assert_str_eq(cl.rx, "reply after your eof");
     ck_assert_int_eq(cl.rx_err, 0);
@@ -489,13 +499,7 @@ START_TEST(relay_abort)
     fwx_pump_abort(f.p); /* harmless while ending */
     ck_assert_int_eq(f.done_calls, 0);
     wait_done(&f);
-    set_timeouts(f.client);
-    set_timeouts(f.server);
-    char c;
-    ck_assert_int_eq(recv(f.client, &c, 1, 0), 0);
-    ck_assert_int_eq(recv(f.server, &c, 1, 0), 0);
-    close(f.client);
-    close(f.server);
+    expect_both_ended(&f);
     tu_loop_close_clean(&f.loop);
 }
 END_TEST
@@ -635,11 +639,7 @@ START_TEST(relay_pipe_pool_reuse)
         peer cl = {.tx_len = total, .seed = 7u + (uint64_t)round};
         peer sv = {.tx_text = "done", .tx_after_eof = true};
         start_relay(&f, NULL, true, 0);
-        peer_start(&cl, f.client);
-        peer_start(&sv, f.server);
-        wait_done(&f);
-        peer_join(&cl);
-        peer_join(&sv);
+        relay_peers(&f, &cl, &sv);
         ck_assert_uint_eq(sv.rx_len, total);
         ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
         ck_assert_str_eq(cl.rx, "done");
@@ -699,11 +699,7 @@ START_TEST(relay_counts_bytes)
     peer sv = {.tx_len = 7777, .seed = 6};
     start_relay(&f, k.c, _i == 0, 0);
     TU_EXPECT_REF(k.c, 3); /* the pump's */
-    peer_start(&cl, f.client);
-    peer_start(&sv, f.server);
-    wait_done(&f);
-    peer_join(&cl);
-    peer_join(&sv);
+    relay_peers(&f, &cl, &sv);
     TU_EXPECT_REF(k.c, 2);
     ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_in, 100000);
     ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_out, 7777);
@@ -876,11 +872,7 @@ static fwx_result tf_SetSockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket
     f->setsockets_calls++;
     if (FWX_FAILED(f->setsockets_hr))
         return f->setsockets_hr;
-    f->s[0] = in;
-    f->s[1] = ex;
-    IFWXSocket_AddRef(in);
-    if (ex != NULL)
-        IFWXSocket_AddRef(ex);
+    tu_sockets_take(f->s, in, ex);
     f->conn = conn;
     IFWXConnection_AddRef(conn);
     f->ctx = ctx;
@@ -928,6 +920,31 @@ static tfilter *tf_new(int kind, int id)
     return f;
 }
 
+/* The relay fixture, a core connection on its loop and a test filter of `kind` (tf_new), not
+   attached yet. */
+static tfilter *filter_open(rfx *f, cfx *k, int kind, int id)
+{
+    rfx_open(f);
+    cfx_open(k, &f->loop);
+    return tf_new(kind, id);
+}
+
+/* Attaches t to k's connection in class dfpc (asserts FWX_S_OK). */
+static void attach(cfx *k, tfilter *t, FwxDataFilterPriorityClass dfpc)
+{
+    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k->c), &t->iface, dfpc, NULL), FWX_S_OK);
+}
+
+/* Undoes filter_open: the connection closed, the filter released, the loop closed clean. */
+static void filter_done(rfx *f, cfx *k, tfilter *t)
+{
+    fwx_connection_close(k->c);
+    k->c = NULL;
+    IFWXDataFilter_Release(&t->iface);
+    cfx_close(k);
+    tu_loop_close_clean(&f->loop);
+}
+
 /* ---- the data-filter path ----------------------------------------------------------------- */
 
 /* Observer: bytes pass unchanged both ways (1 MiB each), counted by the filter and the
@@ -936,10 +953,8 @@ START_TEST(filter_observer)
 {
     rfx f;
     cfx k;
-    rfx_open(&f);
-    cfx_open(&k, &f.loop);
-    tfilter *t = tf_new(F_OBSERVE, 1);
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    tfilter *t = filter_open(&f, &k, F_OBSERVE, 1);
+    attach(&k, t, fwx_dfpc_Middle);
     TU_EXPECT_REF(&t->iface, 2);
     TU_EXPECT_REF(k.c, 2);
     peer cl = {.tx_len = MiB, .seed = 11};
@@ -958,11 +973,7 @@ START_TEST(filter_observer)
     IFWXSocket_Release(t->s[0]);
     TU_EXPECT_HR(IFWXSocket_QueryInterface(t->s[0], &IID_IFWXNetworkSocket, &q), FWX_E_NOINTERFACE);
     ck_assert_ptr_null(q);
-    peer_start(&cl, f.client);
-    peer_start(&sv, f.server);
-    wait_done(&f);
-    peer_join(&cl);
-    peer_join(&sv);
+    relay_peers(&f, &cl, &sv);
     ck_assert_uint_eq(sv.rx_len, MiB);
     ck_assert_uint_eq(cl.rx_len, MiB);
     ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
@@ -1002,29 +1013,19 @@ START_TEST(filter_modifier)
 {
     rfx f;
     cfx k;
-    rfx_open(&f);
-    cfx_open(&k, &f.loop);
-    tfilter *t = tf_new(F_MODIFY, 1);
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    tfilter *t = filter_open(&f, &k, F_MODIFY, 1);
+    attach(&k, t, fwx_dfpc_Middle);
     peer cl = {.tx_text = "banana, a cat and an apple"};
     peer sv = {.tx_text = "ok a"};
     start_relay(&f, k.c, false, 0); /* never spliced: the filter path */
-    peer_start(&cl, f.client);
-    peer_start(&sv, f.server);
-    wait_done(&f);
-    peer_join(&cl);
-    peer_join(&sv);
+    relay_peers(&f, &cl, &sv);
     ck_assert_str_eq(sv.rx, "baanaanaa, aa caat aand aan aapple");
     ck_assert_str_eq(cl.rx, "ok a");
     ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_in, strlen("banana, a cat and an apple"));
     ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_out, strlen("ok a"));
     ck_assert_uint_eq(t->seen[0], strlen("banana, a cat and an apple"));
     ck_assert_int_eq(t->reentrant, 0);
-    fwx_connection_close(k.c);
-    k.c = NULL;
-    IFWXDataFilter_Release(&t->iface);
-    cfx_close(&k);
-    tu_loop_close_clean(&f.loop);
+    filter_done(&f, &k, t);
 }
 END_TEST
 
@@ -1095,7 +1096,7 @@ START_TEST(public_chain)
     /* two filters: one for every flow, one only for another destination */
     tfilter *a = tf_new(F_OBSERVE, 1), *b = tf_new(F_OBSERVE, 2);
     struct sockaddr_storage other = tu_addr("198.51.100.9:21"), same = tu_addr("198.51.100.7:21");
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &a->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    attach(&k, a, fwx_dfpc_Middle);
     TU_EXPECT_HR(fwx__conn_attach_df_to(fwx__conn_from(k.c), &b->iface, fwx_dfpc_Middle, NULL, &other), FWX_S_OK);
     ck_assert_uint_eq(fwx_connection_data_filters(k.c), 2);
     ck_assert_int_eq(fwx_connection_data_filter_applies(k.c, 0), 1);
@@ -1166,7 +1167,7 @@ START_TEST(filter_emulator)
     set_nonblock(f.gw_int);
     cfx_open(&k, &f.loop);
     tfilter *t = tf_new(F_EMULATE, 1);
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Emulation, NULL), FWX_S_OK);
+    attach(&k, t, fwx_dfpc_Emulation);
     TU_EXPECT_HR(fwx_pump_start(&f.loop, k.c, f.gw_int, -1, NULL, on_done, &f, &f.p), FWX_S_OK);
     ck_assert_int_eq(t->setsockets_calls, 1);
     ck_assert_ptr_nonnull(t->s[0]);
@@ -1179,11 +1180,7 @@ START_TEST(filter_emulator)
     ck_assert_uint_eq(fwx__conn_from(k.c)->bytes_in, strlen("one\ntwo\nthree\n"));
     ck_assert_int_eq(t->reentrant, 0);
     ck_assert_int_eq(t->failures, 0);
-    fwx_connection_close(k.c);
-    k.c = NULL;
-    IFWXDataFilter_Release(&t->iface);
-    cfx_close(&k);
-    tu_loop_close_clean(&f.loop);
+    filter_done(&f, &k, t);
 }
 END_TEST
 
@@ -1198,8 +1195,8 @@ START_TEST(filter_chain)
     tfilter *ext = tf_new(F_MAP, 2), *in = tf_new(F_MAP, 1);
     in->map_from = 'a', in->map_to = 'b';
     ext->map_from = 'b', ext->map_to = 'c';
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &ext->iface, fwx_dfpc_External, NULL), FWX_S_OK);
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &in->iface, fwx_dfpc_Internal, NULL), FWX_S_OK);
+    attach(&k, ext, fwx_dfpc_External);
+    attach(&k, in, fwx_dfpc_Internal);
     n_c2s = n_s2c = 0;
     peer cl = {.tx_text = "aaa"};
     peer sv = {.tx_text = "abab"};
@@ -1215,11 +1212,7 @@ START_TEST(filter_chain)
     TU_EXPECT_REF(in->s[1], 2);
     TU_EXPECT_REF(ext->s[0], 2);
     TU_EXPECT_REF(k.c, 5); /* ours, the session's, the pump's, one per filter */
-    peer_start(&cl, f.client);
-    peer_start(&sv, f.server);
-    wait_done(&f);
-    peer_join(&cl);
-    peer_join(&sv);
+    relay_peers(&f, &cl, &sv);
     /* a->b by the internal filter, then b->c by the external one */
     ck_assert_str_eq(sv.rx, "ccc");
     /* server to client: the external filter first (b->c), then the internal (a->b) */
@@ -1249,11 +1242,9 @@ START_TEST(filter_setsockets_fails)
 {
     rfx f;
     cfx k;
-    rfx_open(&f);
-    cfx_open(&k, &f.loop);
-    tfilter *t = tf_new(F_OBSERVE, 1);
+    tfilter *t = filter_open(&f, &k, F_OBSERVE, 1);
     t->setsockets_hr = FWX_E_OUTOFMEMORY;
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    attach(&k, t, fwx_dfpc_Middle);
     start_relay(&f, k.c, false, 0);
     ck_assert_int_eq(t->setsockets_calls, 1);
     wait_done(&f);
@@ -1263,11 +1254,7 @@ START_TEST(filter_setsockets_fails)
     close(f.client);
     close(f.server);
     TU_EXPECT_REF(k.c, 2);
-    fwx_connection_close(k.c);
-    k.c = NULL;
-    IFWXDataFilter_Release(&t->iface);
-    cfx_close(&k);
-    tu_loop_close_clean(&f.loop);
+    filter_done(&f, &k, t);
 }
 END_TEST
 
@@ -1277,28 +1264,16 @@ START_TEST(filter_close_fails_pending)
 {
     rfx f;
     cfx k;
-    rfx_open(&f);
-    cfx_open(&k, &f.loop);
-    tfilter *t = tf_new(F_OBSERVE, 1);
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &t->iface, fwx_dfpc_Middle, NULL), FWX_S_OK);
+    tfilter *t = filter_open(&f, &k, F_OBSERVE, 1);
+    attach(&k, t, fwx_dfpc_Middle);
     start_relay(&f, k.c, false, 0);
     TU_EXPECT_HR(IFWXSocket_Close(t->s[1]), FWX_S_OK);
     ck_assert_int_eq(t->failures, 0); /* not from inside Close */
     wait_done(&f);
     ck_assert_int_ge(t->failures, 1);
     ck_assert_int_eq(t->reentrant, 0);
-    set_timeouts(f.client);
-    set_timeouts(f.server);
-    char c;
-    ck_assert_int_eq(recv(f.client, &c, 1, 0), 0);
-    ck_assert_int_eq(recv(f.server, &c, 1, 0), 0);
-    close(f.client);
-    close(f.server);
-    fwx_connection_close(k.c);
-    k.c = NULL;
-    IFWXDataFilter_Release(&t->iface);
-    cfx_close(&k);
-    tu_loop_close_clean(&f.loop);
+    expect_both_ended(&f);
+    filter_done(&f, &k, t);
 }
 END_TEST
 
@@ -1321,8 +1296,8 @@ START_TEST(filter_virtual_pair)
     rfx_open(&f);
     cfx_open(&k, &f.loop);
     tfilter *in = tf_new(F_MANUAL, 1), *ex = tf_new(F_MANUAL, 2);
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &in->iface, fwx_dfpc_Internal, NULL), FWX_S_OK);
-    TU_EXPECT_HR(fwx__conn_attach_df(fwx__conn_from(k.c), &ex->iface, fwx_dfpc_External, NULL), FWX_S_OK);
+    attach(&k, in, fwx_dfpc_Internal);
+    attach(&k, ex, fwx_dfpc_External);
     start_relay(&f, k.c, false, 0);
     IFWXSocket *a = in->s[1], *b = ex->s[0];
     tcpl *sc = calloc(1, 4096), *rc = calloc(1, 4096), *rc2 = calloc(1, 4096);
@@ -1910,10 +1885,7 @@ static fwx_result hf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket
     (void)c, (void)x;
     hfilter *f = hf_impl(This);
     f->setsockets++;
-    f->s[0] = in;
-    f->s[1] = ex;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
+    tu_sockets_take(f->s, in, ex);
     hf_recv(f, 0);
     hf_recv(f, 1);
     return FWX_S_OK;

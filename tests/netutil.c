@@ -30,29 +30,14 @@ int tu_sock_from(const char *ip, uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fd, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     tu_set_timeouts(fd);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(peer_bind(fd, ip, port), 0);
     return fd;
 }
 
-uint16_t tu_bound_port(int fd)
-{
-    struct sockaddr_in a;
-    socklen_t l = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &l);
-    return ntohs(a.sin_port);
-}
+uint16_t tu_bound_port(int fd) { return peer_bound_port(fd); }
 
-int tu_connect_to(int fd, const char *ip, uint16_t port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, ip, &a.sin_addr);
-    return connect(fd, (struct sockaddr *)&a, sizeof a);
-}
+int tu_connect_to(int fd, const char *ip, uint16_t port) { return peer_connect(fd, ip, port); }
 
 int tu_write_all(int fd, const void *p, size_t n) { return peer_write_all(fd, p, n); }
 

@@ -251,6 +251,15 @@ void tu_sockets_close(IFWXSocket *s[2], bool *closed)
             IFWXSocket_Close(s[i]);
 }
 
+void tu_sockets_take(IFWXSocket *s[2], IFWXSocket *in, IFWXSocket *ex)
+{
+    s[0] = in;
+    s[1] = ex;
+    for (int i = 0; i < 2; i++)
+        if (s[i] != NULL)
+            IFWXSocket_AddRef(s[i]);
+}
+
 void tu_sockets_release(IFWXSocket *s[2], int close_them)
 {
     for (int i = 0; i < 2; i++)

@@ -59,6 +59,10 @@ uint32_t tu_len(const struct sockaddr_storage *ss);
    whether it already did. */
 void tu_sockets_close(IFWXSocket *s[2], bool *closed);
 
+/* A test data filter's SetSockets keeping what it was given: s[0] = in, s[1] = ex (NULL for an
+   emulating filter), each with a reference of the filter's own (+1). */
+void tu_sockets_take(IFWXSocket *s[2], IFWXSocket *in, IFWXSocket *ex);
+
 /* Releases the sockets a test data filter holds (s[2], NULL when not held), closing them
    first if `close_them`. */
 void tu_sockets_release(IFWXSocket *s[2], int close_them);

@@ -79,10 +79,7 @@ static fwx_result udf_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocke
     ck_assert_ptr_null(f->s[1]);
     ck_assert_ptr_nonnull(in);
     ck_assert_ptr_nonnull(ex);
-    f->s[0] = in;
-    f->s[1] = ex;
-    IFWXSocket_AddRef(in);
-    IFWXSocket_AddRef(ex);
+    tu_sockets_take(f->s, in, ex);
     udf_recv(f, 0);
     udf_recv(f, 1);
     return FWX_S_OK;

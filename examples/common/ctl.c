@@ -15,6 +15,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -568,16 +569,68 @@ static void list_on_loop(fwx_firewall *fw, void *arg)
     fwx_firewall_list(fw, l->kinds, filtered_list_cb, l);
 }
 
+/* One loop's counters for `stats`, each named in stat_fields. */
+typedef struct ctl_stats {
+    uint64_t sessions, connections, permissions, bound_ports, factories, plugins, idle_timeouts, handshake_timeouts;
+} ctl_stats;
+
+/* How a counter of the loops becomes the gateway's: added up, or taken from loop 0 (a count
+   every loop holds the same, such as its plugins, which each loop loads). */
+enum { STAT_SUM, STAT_LOOP0 };
+
+/* The counters `stats` answers, in the order it answers them, each by its name: a new counter
+   is one line here and one in stats_on_loop, so none is summed by position. */
+static const struct {
+    const char *name;
+    size_t offset; /* in ctl_stats */
+    int combine;   /* STAT_ */
+} stat_fields[] = {
+    {"sessions", offsetof(ctl_stats, sessions), STAT_SUM},
+    {"connections", offsetof(ctl_stats, connections), STAT_SUM},
+    {"permissions", offsetof(ctl_stats, permissions), STAT_SUM},
+    {"bound_ports", offsetof(ctl_stats, bound_ports), STAT_SUM},
+    {"factories", offsetof(ctl_stats, factories), STAT_SUM},
+    {"plugins", offsetof(ctl_stats, plugins), STAT_LOOP0},
+    {"idle_timeouts", offsetof(ctl_stats, idle_timeouts), STAT_SUM},
+    {"handshake_timeouts", offsetof(ctl_stats, handshake_timeouts), STAT_SUM},
+};
+
+static uint64_t *stat_at(ctl_stats *st, size_t field) { return (uint64_t *)((char *)st + stat_fields[field].offset); }
+
 static void stats_on_loop(fwx_firewall *fw, void *arg)
 {
-    uint64_t *v = arg; /* sessions, connections, permissions, bound_ports, factories, plugins, idle, handshake */
+    ctl_stats *v = arg;
     fwx_firewall_stats st = {0};
     st.struct_size = sizeof st;
     fwx_firewall_get_stats(fw, &st);
-    uint64_t idle = 0, handshake = 0;
-    fwx_firewall_get_timeout_stats(fw, &idle, &handshake);
-    v[0] = st.sessions, v[1] = st.connections, v[2] = st.permissions, v[3] = st.bound_ports;
-    v[4] = st.factories, v[5] = st.plugins, v[6] = idle, v[7] = handshake;
+    v->sessions = st.sessions;
+    v->connections = st.connections;
+    v->permissions = st.permissions;
+    v->bound_ports = st.bound_ports;
+    v->factories = st.factories;
+    v->plugins = st.plugins;
+    fwx_firewall_get_timeout_stats(fw, &v->idle_timeouts, &v->handshake_timeouts);
+}
+
+/* The `stats` answer: every loop's counters combined as stat_fields says, and the loops. */
+static json_t *stats_json(ctl_server *s, unsigned n)
+{
+    ctl_stats sum = {0};
+    for (unsigned k = 0; k < n; k++) {
+        ctl_stats v = {0};
+        if (on_loop(s, k, stats_on_loop, &v) != 0)
+            host_log(s, FWX_LOG_WARN, "stats: loop %u did not answer; its counts are left out", k);
+        for (size_t j = 0; j < sizeof stat_fields / sizeof stat_fields[0]; j++)
+            if (stat_fields[j].combine == STAT_SUM)
+                *stat_at(&sum, j) += *stat_at(&v, j);
+            else if (k == 0)
+                *stat_at(&sum, j) = *stat_at(&v, j);
+    }
+    json_t *o = json_pack("{s:s}", "kind", "stats");
+    for (size_t j = 0; j < sizeof stat_fields / sizeof stat_fields[0]; j++)
+        json_object_set_new(o, stat_fields[j].name, json_integer((json_int_t)*stat_at(&sum, j)));
+    json_object_set_new(o, "loops", json_integer((json_int_t)n));
+    return o;
 }
 
 typedef struct ctl_kill {
@@ -884,21 +937,7 @@ static void client_answer(ctl_client *c, char *req)
         if (!known && rest != NULL)
             rest[-1] = ' ';
     } else if (strcmp(req, "stats") == 0) {
-        /* The sums over the loops; plugins are every loop's same ones. */
-        uint64_t sum[8] = {0};
-        unsigned n = n_loops(s);
-        for (unsigned k = 0; k < n; k++) {
-            uint64_t v[8] = {0};
-            if (on_loop(s, k, stats_on_loop, v) != 0)
-                host_log(s, FWX_LOG_WARN, "stats: loop %u did not answer; its counts are left out", k);
-            for (int j = 0; j < 8; j++)
-                sum[j] = j == 5 ? (k == 0 ? v[j] : sum[j]) : sum[j] + v[j];
-        }
-        buf_json(b, json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "kind", "stats", "sessions",
-                              (json_int_t)sum[0], "connections", (json_int_t)sum[1], "permissions", (json_int_t)sum[2],
-                              "bound_ports", (json_int_t)sum[3], "factories", (json_int_t)sum[4], "plugins",
-                              (json_int_t)sum[5], "idle_timeouts", (json_int_t)sum[6], "handshake_timeouts",
-                              (json_int_t)sum[7], "loops", (json_int_t)n));
+        buf_json(b, stats_json(s, n_loops(s)));
         known = true;
     } else if (strcmp(req, "loops") == 0) {
         answer_loops(s, b);

@@ -23,6 +23,10 @@ skip() { echo "check-fault-wrap: SKIP: $*" >&2; exit $SKIP; }
 build=$(cd "$1" && pwd) || fail "no build directory $1"
 src=${BASH_SOURCE[0]}
 case $src in */*) here=$(cd "${src%/*}" && pwd) ;; *) here=$PWD ;; esac
+tag=check-fault-wrap
+# The install into a DESTDIR and the sanitizer flags, shared with fwx's own install test.
+# shellcheck source=SCRIPTDIR/../../tests/install/destdir.sh
+. "$here/../../tests/install/destdir.sh"
 
 command -v pkg-config >/dev/null 2>&1 || skip "pkg-config is not installed"
 command -v make >/dev/null 2>&1 || skip "make is not installed"
@@ -33,18 +37,11 @@ command -v "$CC" >/dev/null 2>&1 || skip "no C compiler ($CC)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fwx-fault-wrap-XXXXXX") || fail "mktemp"
 trap 'rm -rf "$tmp"' EXIT
-dest=$tmp/dest
 mkdir -p "$tmp/obj"
 
-echo "check-fault-wrap: meson install -C $build --no-rebuild --destdir $dest"
-if ! "$MESON" install -C "$build" --no-rebuild --destdir "$dest" >"$tmp/install.log" 2>&1; then
-    cat "$tmp/install.log" >&2
-    fail "meson install failed"
-fi
-pc=$(find "$dest" -name fwx.pc -path '*/pkgconfig/*' | head -n 1)
-[ -n "$pc" ] || fail "fwx.pc was not installed"
+install_to_destdir
 # The .pc holds the target's absolute paths: the sysroot maps its -I and -L into the DESTDIR.
-export PKG_CONFIG_PATH=$(dirname "$pc")${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
+export PKG_CONFIG_PATH=$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}
 export PKG_CONFIG_SYSROOT_DIR=$dest
 libdir=$(pkg-config --variable=libdir fwx) || fail "pkg-config cannot read $pc"
 case $libdir in "$dest"/*) ;; *) libdir=$dest$libdir ;; esac
@@ -52,12 +49,7 @@ case $libdir in "$dest"/*) ;; *) libdir=$dest$libdir ;; esac
 
 # The build's sanitizers must be linked into the program too, or the installed library
 # cannot be loaded.
-san=$("$MESON" introspect --buildoptions "$build" 2>/dev/null |
-      tr '{' '\n' | sed -n 's/.*"name": *"b_sanitize".*"value": *"\([^"]*\)".*/\1/p' | head -n 1)
-sanflags=""
-if [ -n "$san" ] && [ "$san" != "none" ]; then
-    sanflags="-fsanitize=$san"
-fi
+build_sanflags
 
 echo "check-fault-wrap: make -C $here O=$tmp/obj (pkg-config: $(pkg-config --cflags --libs fwx))"
 if ! make -C "$here" O="$tmp/obj" CC="$CC" CFLAGS="-O1 -g $sanflags" LDFLAGS="$sanflags" >"$tmp/make.log" 2>&1; then

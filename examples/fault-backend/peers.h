@@ -10,7 +10,9 @@
 #ifndef FWX_EXAMPLE_PEERS_H
 #define FWX_EXAMPLE_PEERS_H
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +47,42 @@ static inline ssize_t peer_read_all(int fd, void *p, size_t cap)
         got += (size_t)r;
     }
     return (ssize_t)got;
+}
+
+/* An IPv4 address from text and a port. */
+static inline struct sockaddr_in peer_v4(const char *ip, uint16_t port)
+{
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(port);
+    inet_pton(AF_INET, ip, &sa.sin_addr);
+    return sa;
+}
+
+/* Binds fd to ip:port (port 0: the kernel's choice), SO_REUSEADDR set first: bind()'s result. */
+static inline int peer_bind(int fd, const char *ip, uint16_t port)
+{
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    struct sockaddr_in a = peer_v4(ip, port);
+    return bind(fd, (const struct sockaddr *)&a, sizeof a);
+}
+
+/* The port an IPv4 socket is bound to. */
+static inline uint16_t peer_bound_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &len);
+    return ntohs(a.sin_port);
+}
+
+/* Connects fd to ip:port: connect()'s result. */
+static inline int peer_connect(int fd, const char *ip, uint16_t port)
+{
+    struct sockaddr_in a = peer_v4(ip, port);
+    return connect(fd, (const struct sockaddr *)&a, sizeof a);
 }
 
 /* Gives fd receive and send timeouts of s seconds. */

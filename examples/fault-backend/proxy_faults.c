@@ -101,16 +101,6 @@ static void check_log(const char *a, const char *b)
 
 /* ---- sockets ------------------------------------------------------------------------------ */
 
-static struct sockaddr_in v4(const char *ip, uint16_t port)
-{
-    struct sockaddr_in sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons(port);
-    inet_pton(AF_INET, ip, &sa.sin_addr);
-    return sa;
-}
-
 #define SA(x) ((const struct sockaddr *)&(x))
 
 /* A TCP socket bound to ip (port 0), with I/O timeouts so that no peer waits forever. */
@@ -125,29 +115,13 @@ static int sock_from(const char *ip)
         fprintf(stderr, "proxy_faults: cannot return to the gateway's namespace: %s\n", strerror(errno));
         abort();
     }
-    struct sockaddr_in a = v4(ip, 0);
-    struct timeval tv = {IO_TIMEOUT_S, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (fd >= 0 && bind(fd, SA(a), sizeof a) != 0) {
+    if (fd >= 0)
+        peer_timeouts(fd, IO_TIMEOUT_S);
+    if (fd >= 0 && peer_bind(fd, ip, 0) != 0) {
         close(fd);
         return -1;
     }
     return fd;
-}
-
-static uint16_t bound_port(int fd)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    return ntohs(a.sin_port);
-}
-
-static int connect_to(int fd, const char *ip, uint16_t port)
-{
-    struct sockaddr_in a = v4(ip, port);
-    return connect(fd, SA(a), sizeof a);
 }
 
 /* Nothing listens on ip:port when a fresh socket can bind it. */
@@ -155,7 +129,7 @@ static int port_free(const char *ip, uint16_t port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    struct sockaddr_in a = v4(ip, port);
+    struct sockaddr_in a = peer_v4(ip, port);
     int ok = bind(fd, SA(a), sizeof a) == 0;
     close(fd);
     return ok;
@@ -164,7 +138,7 @@ static int port_free(const char *ip, uint16_t port)
 static uint16_t free_port(const char *ip)
 {
     int fd = sock_from(ip);
-    uint16_t p = bound_port(fd);
+    uint16_t p = peer_bound_port(fd);
     close(fd);
     return p;
 }
@@ -232,7 +206,7 @@ static void echo_start(echo *e)
     memset(e, 0, sizeof *e);
     e->lfd = sock_from(SERVER);
     listen(e->lfd, 16);
-    e->port = bound_port(e->lfd);
+    e->port = peer_bound_port(e->lfd);
     pthread_create(&e->th, NULL, echo_main, e);
 }
 
@@ -256,7 +230,7 @@ static void *roundtrip_main(void *arg)
 {
     roundtrip *x = arg;
     int fd = sock_from(CLIENT);
-    x->connected = connect_to(fd, GW_IN, x->port) == 0;
+    x->connected = peer_connect(fd, GW_IN, x->port) == 0;
     if (x->connected)
         x->ok = peer_echo_roundtrip(fd, x->n, &x->got);
     close(fd);
@@ -279,7 +253,7 @@ static fwx_firewall *fw;
 static fwx_firewall *firewall_new(void)
 {
     static struct sockaddr_storage local[2];
-    struct sockaddr_in in = v4(GW_IN, 0), out = v4(GW_OUT, 0);
+    struct sockaddr_in in = peer_v4(GW_IN, 0), out = peer_v4(GW_OUT, 0);
     memset(local, 0, sizeof local);
     memcpy(&local[0], &in, sizeof in);
     memcpy(&local[1], &out, sizeof out);
@@ -357,7 +331,7 @@ static void arm(fault_method m, unsigned nth, fwx_result code)
 /* A NAT session for CLIENT, with its control connection to SERVER:21 reported by the host. */
 static IFWXSession *nat_session(IFWXConnection **ctl)
 {
-    struct sockaddr_in c = v4(CLIENT, 0), gi = v4(GW_IN, 0), srv = v4(SERVER, 21);
+    struct sockaddr_in c = peer_v4(CLIENT, 0), gi = peer_v4(GW_IN, 0), srv = peer_v4(SERVER, 21);
     fwx_session_params sp;
     memset(&sp, 0, sizeof sp);
     sp.struct_size = sizeof sp;
@@ -445,10 +419,10 @@ static void *socks_client(void *arg)
     x->rep = -1;
     int fd = sock_from(CLIENT);
     unsigned char hello[3] = {5, 1, 0}, a[10], req[10] = {5, 1, 0, 1};
-    struct sockaddr_in d = v4(SERVER, x->dst_port);
+    struct sockaddr_in d = peer_v4(SERVER, x->dst_port);
     memcpy(req + 4, &d.sin_addr, 4);
     memcpy(req + 8, &d.sin_port, 2);
-    if (connect_to(fd, GW_IN, x->socks_port) == 0 && peer_write_all(fd, hello, 3) == 0 &&
+    if (peer_connect(fd, GW_IN, x->socks_port) == 0 && peer_write_all(fd, hello, 3) == 0 &&
         recv(fd, a, 2, MSG_WAITALL) == 2 && a[1] == 0 && peer_write_all(fd, req, 10) == 0 &&
         recv(fd, a, 10, MSG_WAITALL) == 10) {
         x->rep = a[1];
@@ -468,7 +442,7 @@ static void test_socks(echo *e)
 {
     scenario = "socks";
     socks_case x = {free_port(GW_IN), e->port, -1, 0};
-    struct sockaddr_in at = v4(GW_IN, x.socks_port);
+    struct sockaddr_in at = peer_v4(GW_IN, x.socks_port);
     check_hr("fwx_proxy_socks_listen behind the wrapper", fwx_proxy_socks_listen(fw, SA(at), sizeof at), FWX_S_OK);
     fwx_socks_limits lim;
     fwx_socks_limits_init(&lim);
@@ -577,7 +551,7 @@ static void test_publishing(echo *e)
 
 static fwx_result allow(IFWXSession *s, IFWXConnection *ctl, uint16_t port, IFWXFirewallAction **action)
 {
-    struct sockaddr_in t = v4(SERVER, port);
+    struct sockaddr_in t = peer_v4(SERVER, port);
     return IFWXSession_AllowFutureConnect(s, SA(t), sizeof t, NULL, 0, FWX_PROTOCOL_TCP, 0, NULL, NULL, NULL, ctl,
                                           action);
 }
@@ -657,7 +631,7 @@ static void *bound_peers(void *arg)
 {
     bound_case *b = arg;
     int s = sock_from(SERVER);
-    if (connect_to(s, GW_OUT, b->gw_port) == 0)
+    if (peer_connect(s, GW_OUT, b->gw_port) == 0)
         b->ok = peer_send_to_listener(s, b->client_lfd, 100000, IO_TIMEOUT_S, &b->got);
     close(s);
     return NULL;
@@ -679,7 +653,7 @@ static void *live_open(void *arg)
     live_case *l = arg;
     char in[5];
     l->server_fd = sock_from(SERVER);
-    if (connect_to(l->server_fd, GW_OUT, l->gw_port) != 0 || peer_write_all(l->server_fd, "hello", 5) != 0)
+    if (peer_connect(l->server_fd, GW_OUT, l->gw_port) != 0 || peer_write_all(l->server_fd, "hello", 5) != 0)
         return NULL;
     l->client_fd = accept(l->client_lfd, NULL, NULL);
     if (l->client_fd < 0)
@@ -712,10 +686,10 @@ static void live_end(void)
 
 static fwx_result bind_for_client(IFWXSession *s, int client_lfd, uint16_t *gw_port, IFWXConnection **bound)
 {
-    struct sockaddr_in ca = v4(CLIENT, bound_port(client_lfd));
+    struct sockaddr_in ca = peer_v4(CLIENT, peer_bound_port(client_lfd));
     struct sockaddr_storage px;
     memset(&px, 0, sizeof px);
-    struct sockaddr_in g = v4(GW_OUT, 0); /* the server connects to it */
+    struct sockaddr_in g = peer_v4(GW_OUT, 0); /* the server connects to it */
     memcpy(&px, &g, sizeof g);
     const struct sockaddr *cap[1] = {SA(ca)};
     *bound = NULL;

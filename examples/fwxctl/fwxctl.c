@@ -158,10 +158,17 @@ static bool jtrue(const jobj *o, const char *key) { return json_is_true(json_obj
 
 #define MAX_COLS 12
 
+/* A column: its heading and the answer's key it shows (jtext; "age_ms" and "expires_in_ms" as
+   fmt_age and fmt_expires write them). */
+typedef struct column {
+    const char *head;
+    const char *key;
+} column;
+
 typedef struct table {
     const char *title; /* for "all" */
     size_t ncols;
-    const char *head[MAX_COLS];
+    column col[MAX_COLS];
     char **cells; /* rows * ncols */
     size_t rows;
     size_t cap;
@@ -193,7 +200,7 @@ static void table_print(const table *t)
 {
     size_t w[MAX_COLS];
     for (size_t c = 0; c < t->ncols; c++) {
-        w[c] = text_width(t->head[c]);
+        w[c] = text_width(t->col[c].head);
         for (size_t r = 0; r < t->rows; r++) {
             size_t l = text_width(t->cells[r * t->ncols + c]);
             if (l > w[c])
@@ -202,7 +209,7 @@ static void table_print(const table *t)
     }
     for (size_t r = 0; r <= t->rows; r++) {
         for (size_t c = 0; c < t->ncols; c++) {
-            const char *s = r == 0 ? t->head[c] : t->cells[(r - 1) * t->ncols + c];
+            const char *s = r == 0 ? t->col[c].head : t->cells[(r - 1) * t->ncols + c];
             if (c + 1 == t->ncols)
                 printf("%s\n", s);
             else
@@ -258,25 +265,37 @@ static char *fmt_expires(const jobj *o)
 
 enum { T_PLUGINS, T_SESSIONS, T_CONNECTIONS, T_PERMISSIONS, T_PORTS, T_REDIRECTS, T_LOOPS, T_COUNT };
 
+/* The grants' two tables show the same columns. */
+#define GRANT_COLUMNS                                                                                         \
+    {{"ID", "id"}, {"SESSION", "session"}, {"KIND", "name"}, {"PROTO", "protocol"}, {"MODE", "mode"},            \
+     {"CLIENT", "client"}, {"TARGET", "peer"}, {"GATEWAY", "local"}, {"EXPIRES", "expires_in_ms"},              \
+     {"FLAGS", "flag_names"}, {"OWNER", "owner"}, {"LOOP", "loop"}}
+
 static table tables[T_COUNT] = {
-    [T_PLUGINS] = {"plugins", 5, {"ID", "NAME", "GUID", "HOOKS", "PATH"}, NULL, 0, 0},
+    [T_PLUGINS] = {"plugins", 5,
+                   {{"ID", "id"}, {"NAME", "name"}, {"GUID", "guid"}, {"HOOKS", "flag_names"}, {"PATH", "owner"}},
+                   NULL, 0, 0},
     /* LOOP: the gateway's event loop that holds the object (ids are each loop's own). */
-    [T_SESSIONS] = {"sessions", 7, {"ID", "KIND", "CLIENT", "FLAGS", "USER", "AGE", "LOOP"}, NULL, 0, 0},
+    [T_SESSIONS] = {"sessions", 7,
+                    {{"ID", "id"}, {"KIND", "name"}, {"CLIENT", "client"}, {"FLAGS", "flag_names"}, {"USER", "owner"},
+                     {"AGE", "age_ms"}, {"LOOP", "loop"}},
+                    NULL, 0, 0},
     [T_CONNECTIONS] = {"connections", 11,
-                       {"ID", "SESSION", "PROTO", "MODE", "CLIENT", "PEER", "LOCAL", "BYTES-IN", "BYTES-OUT", "AGE",
-                        "LOOP"},
+                       {{"ID", "id"}, {"SESSION", "session"}, {"PROTO", "protocol"}, {"MODE", "mode"},
+                        {"CLIENT", "client"}, {"PEER", "peer"}, {"LOCAL", "local"}, {"BYTES-IN", "bytes_in"},
+                        {"BYTES-OUT", "bytes_out"}, {"AGE", "age_ms"}, {"LOOP", "loop"}},
                        NULL, 0, 0},
-    [T_PERMISSIONS] = {"permissions", 12,
-                       {"ID", "SESSION", "KIND", "PROTO", "MODE", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER",
-                        "LOOP"},
-                       NULL, 0, 0},
-    [T_PORTS] = {"ports", 12,
-                 {"ID", "SESSION", "KIND", "PROTO", "MODE", "CLIENT", "TARGET", "GATEWAY", "EXPIRES", "FLAGS", "OWNER",
-                  "LOOP"},
+    [T_PERMISSIONS] = {"permissions", 12, GRANT_COLUMNS, NULL, 0, 0},
+    [T_PORTS] = {"ports", 12, GRANT_COLUMNS, NULL, 0, 0},
+    [T_REDIRECTS] = {"redirects", 6,
+                     {{"FLOW", "flow"}, {"WRITER", "writer"}, {"SLOTS", "slots"}, {"ORIGINAL", "original"},
+                      {"APPLICATION", "application"}, {"HOPS", "hops"}},
+                     NULL, 0, 0},
+    [T_LOOPS] = {"loops", 7,
+                 {{"LOOP", "loop"}, {"SESSIONS", "sessions"}, {"CONNECTIONS", "connections"},
+                  {"PERMISSIONS", "permissions"}, {"PORTS", "bound_ports"}, {"SESSIONS-SERVED", "sessions_served"},
+                  {"CONNECTIONS-SERVED", "connections_served"}},
                  NULL, 0, 0},
-    [T_REDIRECTS] = {"redirects", 6, {"FLOW", "WRITER", "SLOTS", "ORIGINAL", "APPLICATION", "HOPS"}, NULL, 0, 0},
-    [T_LOOPS] = {"loops", 7, {"LOOP", "SESSIONS", "CONNECTIONS", "PERMISSIONS", "PORTS", "SESSIONS-SERVED",
-                              "CONNECTIONS-SERVED"}, NULL, 0, 0},
 };
 
 /* What a command sends and how its answer reads. */
@@ -372,68 +391,15 @@ static int object_table(const jobj *o)
     return -1;
 }
 
+/* A row of table t from an object: each column's key, as column says. */
 static void add_row(int t, const jobj *o)
 {
     char *row[MAX_COLS];
-    switch (t) {
-    case T_PLUGINS:
-        row[0] = jtext(o, "id");
-        row[1] = jtext(o, "name");
-        row[2] = jtext(o, "guid");
-        row[3] = jtext(o, "flag_names");
-        row[4] = jtext(o, "owner");
-        break;
-    case T_SESSIONS:
-        row[0] = jtext(o, "id");
-        row[1] = jtext(o, "name");
-        row[2] = jtext(o, "client");
-        row[3] = jtext(o, "flag_names");
-        row[4] = jtext(o, "owner");
-        row[5] = fmt_age(o);
-        row[6] = jtext(o, "loop");
-        break;
-    case T_CONNECTIONS:
-        row[0] = jtext(o, "id");
-        row[1] = jtext(o, "session");
-        row[2] = jtext(o, "protocol");
-        row[3] = jtext(o, "mode");
-        row[4] = jtext(o, "client");
-        row[5] = jtext(o, "peer");
-        row[6] = jtext(o, "local");
-        row[7] = jtext(o, "bytes_in");
-        row[8] = jtext(o, "bytes_out");
-        row[9] = fmt_age(o);
-        row[10] = jtext(o, "loop");
-        break;
-    case T_REDIRECTS:
-        row[0] = jtext(o, "flow");
-        row[1] = jtext(o, "writer");
-        row[2] = jtext(o, "slots");
-        row[3] = jtext(o, "original");
-        row[4] = jtext(o, "application");
-        row[5] = jtext(o, "hops");
-        break;
-    case T_LOOPS: { /* the columns are the keys, in order */
-        static const char *const keys[] = {"loop", "sessions", "connections", "permissions", "bound_ports",
-                                           "sessions_served", "connections_served"};
-        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++)
-            row[k] = jtext(o, keys[k]);
-        break;
-    }
-    default: /* T_PERMISSIONS, T_PORTS */
-        row[0] = jtext(o, "id");
-        row[1] = jtext(o, "session");
-        row[2] = jtext(o, "name");
-        row[3] = jtext(o, "protocol");
-        row[4] = jtext(o, "mode");
-        row[5] = jtext(o, "client");
-        row[6] = jtext(o, "peer");
-        row[7] = jtext(o, "local");
-        row[8] = fmt_expires(o);
-        row[9] = jtext(o, "flag_names");
-        row[10] = jtext(o, "owner");
-        row[11] = jtext(o, "loop");
-        break;
+    for (size_t c = 0; c < tables[t].ncols; c++) {
+        const char *key = tables[t].col[c].key;
+        row[c] = strcmp(key, "age_ms") == 0          ? fmt_age(o)
+                 : strcmp(key, "expires_in_ms") == 0 ? fmt_expires(o)
+                                                     : jtext(o, key);
     }
     table_add(&tables[t], row);
 }

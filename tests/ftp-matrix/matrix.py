@@ -54,7 +54,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "netns"))
 import nstopo  # noqa: E402  (the shared namespace bed; it puts tests/gateway on the path)
-from gwtest import sha256_file as sha256, vsftpd_config_text  # noqa: E402
+from gwtest import need_loopback_hosts, sha256_file as sha256, vsftpd_config_text  # noqa: E402
 
 GW_IP = "127.0.0.1"
 CLIENT_IP = "127.0.0.2"
@@ -104,17 +104,17 @@ FTP_PASS_SHA512 = "$6$fwxmatrix$flicHWESWZ8iWrVV2vtiSX5FGBDqFfKxkJENQr8qLsn4/Xjh
 # is that of the client's own connection ("v4" or "v6"), or a path's name ("v4>v6") for one path
 # only. The value is shown in the cell; the
 # README repeats each with its justification.
-KNOWN_LIMITATIONS = [
-    (("socks", "*", "lftp", "*", "*", "*"),
-     "n/a: lftp has no SOCKS client here",
+# The clients that have no SOCKS client at all: (client, cell, justification), each a row of
+# every SOCKS cell of theirs below.
+NO_SOCKS_CLIENTS = [
+    ("lftp", "n/a: lftp has no SOCKS client here",
      "Debian's lftp 4.9 is built without SOCKS support (`lftp -c 'set -a'` lists no socks "
      "setting): it cannot reach the server through a SOCKS5 gateway."),
-    (("socks", "*", "wget", "*", "*", "*"),
-     "n/a: wget has no SOCKS client",
-     "wget speaks HTTP proxies only, no SOCKS."),
-    (("socks", "*", "ftplib", "*", "*", "*"),
-     "n/a: ftplib has no SOCKS client",
+    ("wget", "n/a: wget has no SOCKS client", "wget speaks HTTP proxies only, no SOCKS."),
+    ("ftplib", "n/a: ftplib has no SOCKS client",
      "Python's ftplib connects directly (no proxy support in the standard library)."),
+]
+KNOWN_LIMITATIONS = [(("socks", "*", client, "*", "*", "*"), cell, why) for client, cell, why in NO_SOCKS_CLIENTS] + [
     (("socks", "*", "curl", "v4>v6", "PASV", "*"),
      # (catalog #40: the attack catalog's rows are in doc/security.md)
      "no IPv4 address reaches an IPv6 server through SOCKS",
@@ -1684,14 +1684,8 @@ def main():
     if os.geteuid() != 0:
         skip("needs root: the FTP servers start as root and drop privileges%s" % (
             ", and network namespaces need CAP_SYS_ADMIN and CAP_NET_ADMIN" if netns else ""))
-    for ip in (() if netns else (CLIENT_IP, SERVER_IP)):
-        s = socket.socket()
-        try:
-            s.bind((ip, 0))
-        except OSError as e:
-            skip("cannot bind %s (%s): loopback hosts are needed" % (ip, e))
-        finally:
-            s.close()
+    if not netns:
+        need_loopback_hosts()
     if netns:
         for exe, pkg in (("ip", "iproute2"), ("nft", "nftables"), ("conntrack", "conntrack"))[:3 if a.nft else 2]:
             if not shutil.which(exe):

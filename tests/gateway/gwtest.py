@@ -94,6 +94,15 @@ def program(var):
     return p
 
 
+def ftp_plugin():
+    """The FTP plugin meson names in FWX_FTP_PLUGIN; a test run without it fails rather than pass
+    untested."""
+    plugin = os.environ.get("FWX_FTP_PLUGIN")
+    if not plugin or not os.path.exists(plugin):
+        raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    return plugin
+
+
 def need_loopback_hosts():
     """Skips unless 127.0.0.2 and 127.0.0.3 can be bound (Linux routes all of 127/8 to lo)."""
     for ip in (CLIENT_IP, SERVER_IP):

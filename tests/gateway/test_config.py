@@ -84,38 +84,36 @@ def run(tmp):
     check(not listening(GW_IP, port), "--check opened port %d" % port)
     log("ok: --check on a good file: %s" % gw.stdout().strip())
 
-    # 1. a syntax error in the gateway group
-    bad = good.replace('name = "cfg-test";', 'name = = "cfg-test";')
-    refused_start(tmp, "syntax", bad, line_of(bad, "= ="), "syntax error", port)
-
-    # 2. an unknown key in the gateway group
-    bad = good.replace('log_level = "info";', 'log_level = "info";\n  colour = "blue";')
-    refused_start(tmp, "unknown-key", bad, line_of(bad, "colour"), "gateway.colour", port)
-
-    # 3. a bad value in the gateway group
-    bad = good.replace('log_level = "info";', 'log_level = "loud";')
-    refused_start(tmp, "bad-value", bad, line_of(bad, "loud"), "gateway.log_level", port)
-
-    # 4. a bad rule in the policy part (an unknown action)
-    bad = good.replace('action = "allow"', 'action = "alow"')
-    refused_start(tmp, "bad-rule", bad, line_of(bad, "alow"), "rules.[0].action", port)
-
-    # 5. a rule naming a network that does not exist
-    bad = good.replace('from = [ "localhost", "external" ]', 'from = [ "intrnal" ]')
-    refused_start(tmp, "unknown-network", bad, line_of(bad, "intrnal"), "rules.[0].from.[0]", port)
-
-    # 6. a publishing rule naming a protocol that does not exist
-    bad = good.replace('protocol = "svc0"; full_proxy', 'protocol = "nosuch"; full_proxy')
-    refused_start(tmp, "bad-publishing", bad, line_of(bad, "nosuch"), "publishing.[0].protocol", port)
-
-    # 7. an unknown backend
-    bad = good.replace('log_level = "info";', 'log_level = "info";\n  backend = "ebpf";')
-    refused_start(tmp, "bad-backend", bad, line_of(bad, "ebpf"), "gateway.backend", port)
-
-    # 8. a bad local_redirect entry (ports out of range), with its line
-    bad = good.replace('log_level = "info";', 'log_level = "info";\n  backend = "nft";\n'
-                       '  local_redirect = ( { ports = "0-80"; slot = 0; } );')
-    refused_start(tmp, "bad-local-redirect", bad, line_of(bad, "0-80"), "gateway.local_redirect", port)
+    # Each bad file: (its name, the text replaced in the good one, what replaces it, the text of
+    # the line the error must name, the key the error must name).
+    bad_files = [
+        # 1. a syntax error in the gateway group
+        ("syntax", 'name = "cfg-test";', 'name = = "cfg-test";', "= =", "syntax error"),
+        # 2. an unknown key in the gateway group
+        ("unknown-key", 'log_level = "info";', 'log_level = "info";\n  colour = "blue";', "colour",
+         "gateway.colour"),
+        # 3. a bad value in the gateway group
+        ("bad-value", 'log_level = "info";', 'log_level = "loud";', "loud", "gateway.log_level"),
+        # 4. a bad rule in the policy part (an unknown action)
+        ("bad-rule", 'action = "allow"', 'action = "alow"', "alow", "rules.[0].action"),
+        # 5. a rule naming a network that does not exist
+        ("unknown-network", 'from = [ "localhost", "external" ]', 'from = [ "intrnal" ]', "intrnal",
+         "rules.[0].from.[0]"),
+        # 6. a publishing rule naming a protocol that does not exist
+        ("bad-publishing", 'protocol = "svc0"; full_proxy', 'protocol = "nosuch"; full_proxy', "nosuch",
+         "publishing.[0].protocol"),
+        # 7. an unknown backend
+        ("bad-backend", 'log_level = "info";', 'log_level = "info";\n  backend = "ebpf";', "ebpf",
+         "gateway.backend"),
+        # 8. a bad local_redirect entry (ports out of range), with its line
+        ("bad-local-redirect", 'log_level = "info";',
+         'log_level = "info";\n  backend = "nft";\n  local_redirect = ( { ports = "0-80"; slot = 0; } );', "0-80",
+         "gateway.local_redirect"),
+    ]
+    for name, old, new, at, key in bad_files:
+        check(old in good, "%s: the good file has no %r to replace" % (name, old))
+        bad = good.replace(old, new)
+        refused_start(tmp, name, bad, line_of(bad, at), key, port)
 
     # local_redirect needs the kernel backend
     path = os.path.join(tmp, "lr-proxy.cfg")

@@ -37,7 +37,8 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "netns"))
 import test_gateway_proxy as dh  # noqa: E402  (the topology and vsftpd of the dual-homed test)
-from gwtest import Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip, write_file  # noqa: E402
+from gwtest import (ftp_plugin, Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip,  # noqa: E402
+                    write_file)
 
 C4, G4_IN, G4_OUT, S4 = dh.C4, dh.G4_IN, dh.G4_OUT, dh.S4
 FTP_GUID = dh.FTP_GUID
@@ -338,23 +339,13 @@ def run(tmp):
     vsftpd = dh.find_vsftpd()
     if vsftpd is None:
         skip("vsftpd is not installed and apt-get could not install it")
-    plugin = os.environ.get("FWX_FTP_PLUGIN")
-    if not plugin or not os.path.exists(plugin):
-        raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    plugin = ftp_plugin()
     dh.PREFIX = "fwxto-"  # namespaces of this test: fwxto-<pid>-{c,g,s}
     topo = dh.Topology()
     topo.up_or_skip()
     servers = []
     with gateways_stopped(lambda: [v.stop() for v in servers], topo.down):
-        srv = os.path.join(tmp, "srv")
-        os.makedirs(srv)
-        payload = os.path.join(tmp, "payload.bin")
-        with open(payload, "wb") as f:
-            f.write(os.urandom(PAYLOAD_SIZE))
-        v4 = dh.Vsftpd(topo, srv, vsftpd, "vsftpd4", S4, (30000, 30099))
-        servers.append(v4)
-        v4.prepare(payload)
-        v4.start()
+        payload, (v4,) = dh.serve_payload(tmp, topo, vsftpd, servers, PAYLOAD_SIZE, [("vsftpd4", S4, (30000, 30099))])
         scenario(tmp, topo, plugin, payload, v4)
 
 

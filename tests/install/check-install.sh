@@ -27,6 +27,9 @@ version=$3
 major=${version%%.*}
 src=${BASH_SOURCE[0]}
 case $src in */*) here=$(cd "${src%/*}" && pwd) ;; *) here=$PWD ;; esac
+tag=check-install
+# shellcheck source=SCRIPTDIR/destdir.sh
+. "$here/destdir.sh"
 
 command -v pkg-config >/dev/null 2>&1 || skip "pkg-config is not installed"
 MESON=${MESON:-meson}
@@ -37,18 +40,9 @@ command -v "$CC" >/dev/null 2>&1 || skip "no C compiler ($CC)"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/fwx-install-XXXXXX") || fail "mktemp"
 trap 'rm -rf "$tmp"' EXIT
-dest=$tmp/dest
-
-echo "check-install: meson install -C $build --no-rebuild --destdir $dest"
-if ! "$MESON" install -C "$build" --no-rebuild --destdir "$dest" >"$tmp/install.log" 2>&1; then
-    cat "$tmp/install.log" >&2
-    fail "meson install failed"
-fi
+install_to_destdir
 
 # What went where: the .pc file tells the prefix and libdir.
-pc=$(find "$dest" -name fwx.pc -path '*/pkgconfig/*' | head -n 1)
-[ -n "$pc" ] || fail "fwx.pc was not installed"
-pcdir=$(dirname "$pc")
 # The .pc holds absolute target paths: PKG_CONFIG_SYSROOT_DIR maps its -I/-L into the DESTDIR.
 pcq() { PKG_CONFIG_PATH=$pcdir${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH} PKG_CONFIG_SYSROOT_DIR=$dest pkg-config "$@"; }
 # pkgconf prefixes --variable output with the sysroot, pkg-config does not: strip it, so that
@@ -91,12 +85,7 @@ fi
 
 # The build's sanitizers (b_sanitize) must be linked into the demo as well, or the installed
 # library cannot be loaded.
-san=$("$MESON" introspect --buildoptions "$build" 2>/dev/null |
-      tr '{' '\n' | sed -n 's/.*"name": *"b_sanitize".*"value": *"\([^"]*\)".*/\1/p' | head -n 1)
-sanflags=""
-if [ -n "$san" ] && [ "$san" != "none" ]; then
-    sanflags="-fsanitize=$san"
-fi
+build_sanflags
 
 flags=$(pcq --cflags --libs fwx) || fail "pkg-config --cflags --libs fwx failed"
 echo "check-install: $CC -std=c11 -D_GNU_SOURCE $sanflags embed_demo.c $flags"

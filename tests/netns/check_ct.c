@@ -28,7 +28,6 @@
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
 #include <netinet/in.h>
-#include <nftables/libnftables.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,19 +38,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-#define IP "PATH=$PATH:/usr/sbin:/sbin ip"
-#define C6 "fd99:1::2"
-#define G6_IN "fd99:1::1"
-#define G6_OUT "fd99:2::1"
-#define S6 "fd99:2::2"
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint16_t port_of(const struct sockaddr_storage *ss)
 {
@@ -136,12 +122,7 @@ static void sysctl_gw(ctx *c, const char *path, const char *value)
 static void nft_gw(ctx *c, const char *cmds)
 {
     assert_in_gateway(c);
-    struct nft_ctx *n = nft_ctx_new(NFT_CTX_DEFAULT);
-    ck_assert_ptr_nonnull(n);
-    nft_ctx_buffer_error(n);
-    int rc = nft_run_cmd_from_buffer(n, cmds);
-    ck_assert_msg(rc == 0, "nft: %s: %s", cmds, nft_ctx_get_error_buffer(n));
-    nft_ctx_free(n);
+    tn_nft_do(cmds);
 }
 
 /* The topology, this thread in the gateway namespace, short conntrack timeouts there, a table
@@ -188,12 +169,12 @@ static void ct_down(ctx *c)
 /* Runs the loop for ms (bounded), returning early when pred says so. */
 static int run_until(ctx *c, int (*pred)(ctx *, const void *), const void *arg, uint64_t ms)
 {
-    uint64_t end = now_ms() + ms;
+    uint64_t end = tn_now_ms() + ms;
     for (;;) {
         uv_run(&c->loop, UV_RUN_NOWAIT);
         if (pred != NULL && pred(c, arg))
             return 1;
-        if (now_ms() >= end)
+        if (tn_now_ms() >= end)
             return 0;
         struct timespec d = {0, 5 * 1000 * 1000};
         nanosleep(&d, NULL);
@@ -348,16 +329,10 @@ START_TEST(tcp6_new_destroy)
        after ct_up makes the topology. */
     ctx c;
     ct_up(&c, NULL);
-    ck_assert_int_eq(tn_sh(IP " -n %s addr add " C6 "/64 dev eth0 nodad", c.topo.client), 0);
-    ck_assert_int_eq(tn_sh(IP " -n %s addr add " G6_IN "/64 dev cl0 nodad", c.topo.gateway), 0);
-    ck_assert_int_eq(tn_sh(IP " -n %s addr add " G6_OUT "/64 dev sv0 nodad", c.topo.gateway), 0);
-    ck_assert_int_eq(tn_sh(IP " -n %s addr add " S6 "/64 dev eth0 nodad", c.topo.server), 0);
-    ck_assert_int_eq(tn_sh(IP " -n %s -6 route add default via " G6_IN, c.topo.client), 0);
-    ck_assert_int_eq(tn_sh(IP " -n %s -6 route add default via " G6_OUT, c.topo.server), 0);
-    sysctl_gw(&c, "/proc/sys/net/ipv6/conf/all/forwarding", "1");
+    tn_add_ipv6(&c.topo);
     int cfd, sfd;
     struct sockaddr_storage src, dst;
-    tcp_pair(&c, "[" C6 "]:0", "[" S6 "]:0", &cfd, &sfd, &src, &dst);
+    tcp_pair(&c, "[" TN6_CLIENT "]:0", "[" TN6_SERVER "]:0", &cfd, &sfd, &src, &dst);
     const rec *r = wait_event(&c, FWX__CT_NEW, FWX_PROTOCOL_TCP, &src, &dst, 2000);
     ck_assert_msg(r != NULL, "no NEW event for the IPv6 TCP connection (%zu events)", c.n);
     ck_assert_int_eq(r->f.src.ss_family, AF_INET6);
@@ -424,11 +399,11 @@ START_TEST(kill_live_tcp)
 
     /* The next packet does not get through: the server reads nothing within 2 s. */
     ck_assert_int_eq(send(cfd, "after", 5, 0), 5);
-    uint64_t t0 = now_ms();
+    uint64_t t0 = tn_now_ms();
     char b[16];
     ssize_t n = recv(sfd, b, sizeof b, 0); /* SO_RCVTIMEO 2 s */
     ck_assert_msg(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK), "data got through after the kill (%zd)", n);
-    ck_assert_uint_le(now_ms() - t0, 3000);
+    ck_assert_uint_le(tn_now_ms() - t0, 3000);
     /* And no NEW event was reported for the dropped mid-stream packets. */
     want w = {.ev = FWX__CT_NEW, .proto = FWX_PROTOCOL_TCP, .src = src, .dst = dst};
     size_t news = 0;
@@ -442,7 +417,7 @@ START_TEST(kill_live_tcp)
     bad.protocol = 1;
     TU_EXPECT_HR(fwx__ct_kill(c.ct, &bad), FWX_E_INVALIDARG);
     bad = f;
-    bad.dst = tu_addr("[" S6 "]:80");
+    bad.dst = tu_addr("[" TN6_SERVER "]:80");
     TU_EXPECT_HR(fwx__ct_kill(c.ct, &bad), FWX_E_INVALIDARG);
     TU_EXPECT_HR(fwx__ct_kill(c.ct, NULL), FWX_E_INVALIDARG);
     close(cfd);

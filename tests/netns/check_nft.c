@@ -24,7 +24,6 @@
 #include <pthread.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <nftables/libnftables.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,13 +38,7 @@
 
 /* ---- the gateway ------------------------------------------------------------------------------ */
 
-typedef struct gw {
-    tn_topo topo;
-    uv_loop_t loop;
-    fwx_firewall *fw;
-    char name[64];
-    char table[80];
-} gw;
+typedef tn_gw gw;
 
 /* The upper end of BindForClient's port range (40000-). */
 static uint16_t port_max = 40999;
@@ -54,20 +47,16 @@ static int end_on_close;
 /* fwx_firewall_options.kernel_open_on_stop for the next gw_open. */
 static int open_on_stop;
 
-/* Makes the topology, enters the gateway namespace, makes a firewall (no backend yet). */
+/* The shared fixture (netns.h) with this suite's options: a firewall, no backend yet. */
 static void gw_new(gw *g, uint32_t timeout_ms)
 {
-    memset(g, 0, sizeof *g);
-    tn_gw_up(&g->topo);
-    snprintf(g->name, sizeof g->name, "t%ld", (long)getpid());
-    fwx__nft_table_name(g->name, g->table, sizeof g->table);
     fwx_firewall_options o;
-    tn_gw_options(&o, g->name);
+    tn_gw_begin(g, "t", false, &o);
     o.port_max = port_max;
     o.timeout_ms = timeout_ms;
     o.kernel_end_on_close = end_on_close;
     o.kernel_open_on_stop = open_on_stop;
-    tu_fw_open(&g->loop, &o, &g->fw);
+    tn_gw_start(g, &o, NULL, NULL, NULL);
 }
 
 static void gw_open(gw *g, uint32_t timeout_ms)
@@ -76,43 +65,28 @@ static void gw_open(gw *g, uint32_t timeout_ms)
     TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
 }
 
-static void gw_close(gw *g)
+static void gw_close(gw *g) { tn_gw_close(g); }
+
+/* gw_open, and a listener on ip (in the client's namespace for TN_CLIENT, else the server's;
+   its port in *port): the listening socket. */
+static int gw_open_listener(gw *g, uint32_t timeout_ms, const char *ip, uint16_t *port)
 {
-    tu_fw_close(&g->loop, &g->fw);
-    tn_down(&g->topo);
+    gw_open(g, timeout_ms);
+    return tn_listener_in(strcmp(ip, TN_CLIENT) == 0 ? g->topo.client_fd : g->topo.server_fd, ip, 0, port);
 }
 
-/* `nft list ...` in the gateway namespace (this thread is there), with numeric output: the
-   text, or NULL if the command failed. Static buffer. */
-static const char *nft_list(const char *what)
+/* Undoes gw_open_listener. */
+static void gw_close_listener(gw *g, int lfd)
 {
-    static char out[65536];
-    struct nft_ctx *n = nft_ctx_new(NFT_CTX_DEFAULT);
-    ck_assert_ptr_nonnull(n);
-    nft_ctx_buffer_output(n);
-    nft_ctx_buffer_error(n);
-    nft_ctx_output_set_flags(n, NFT_CTX_OUTPUT_NUMERIC_ALL);
-    int rc = nft_run_cmd_from_buffer(n, what);
-    snprintf(out, sizeof out, "%s", nft_ctx_get_output_buffer(n));
-    nft_ctx_free(n);
-    return rc == 0 ? out : NULL;
+    close(lfd);
+    gw_close(g);
 }
 
 static const char *table_text(gw *g)
 {
     char cmd[128];
     snprintf(cmd, sizeof cmd, "list table inet %s", g->table);
-    return nft_list(cmd);
-}
-
-static void nft_do(const char *cmds)
-{
-    struct nft_ctx *n = nft_ctx_new(NFT_CTX_DEFAULT);
-    ck_assert_ptr_nonnull(n);
-    nft_ctx_buffer_error(n);
-    int rc = nft_run_cmd_from_buffer(n, cmds);
-    ck_assert_msg(rc == 0, "nft: %s: %s", cmds, nft_ctx_get_error_buffer(n));
-    nft_ctx_free(n);
+    return tn_nft_list(cmd);
 }
 
 /* ---- peers ------------------------------------------------------------------------------------- */
@@ -162,6 +136,22 @@ static IFWXSession *nat_session(gw *g, IFWXConnection **ctl)
                                 0, 0, NULL};
     TU_EXPECT_HR(fwx_connection_open(s, &cp, ctl), FWX_S_OK);
     return s;
+}
+
+/* BindForClient for the client's port cport (TN_CLIENT) on the gateway's outer address, one
+   connection of `protocol` with flags, backlog and ipf (may be NULL); asserts FWX_S_OK and
+   returns the gateway's port. */
+static uint16_t bind_client(IFWXSession *s, uint16_t cport, int32_t protocol, uint32_t flags, int32_t backlog,
+                            IFWXIpFilter *ipf, IFWXConnection *bound[1])
+{
+    char ca_text[64];
+    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
+    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
+    const struct sockaddr *cap[1] = {TU_SA(ca)};
+    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, protocol, 1, flags, backlog,
+                                           &FWX_GUID_NULL, NULL, NULL, ipf, bound),
+                 FWX_S_OK);
+    return ntohs(((struct sockaddr_in *)&px)->sin_port);
 }
 
 static void session_end(IFWXSession *s, IFWXConnection *ctl)
@@ -279,7 +269,7 @@ START_TEST(leftover_table_replaced)
              "add set inet %s once4 { type ipv4_addr; }\n"
              "add element inet %s once4 { 10.99.1.2 }\n",
              g.table, g.table, g.table, g.table);
-    nft_do(cmds);
+    tn_nft_do(cmds);
     ck_assert_ptr_nonnull(strstr(table_text(&g), "chain stale"));
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
     ck_assert_int_eq(tu_log_count("was left by an earlier run (pid 999999); replaced", NULL), 1);
@@ -324,15 +314,7 @@ START_TEST(stop_fails_closed)
     /* A new start (same name) replaces the closed table and works as before. */
     ck_assert_int_eq(uv_loop_init(&g.loop), 0);
     fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    static struct sockaddr_storage local[2];
-    local[0] = tu_addr(TN_GW_IN);
-    local[1] = tu_addr(TN_GW_OUT);
-    o.name = g.name;
-    o.local_addresses = local;
-    o.n_local_addresses = 2;
-    o.log = tu_log_capture;
-    o.log_level = FWX_LOG_DEBUG;
+    tn_gw_options(&o, g.name);
     o.kernel_open_on_stop = 1;
     TU_EXPECT_HR(fwx_firewall_new(&g.loop, &o, &g.fw), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
@@ -450,8 +432,7 @@ START_TEST(permission_once)
     ck_assert_ptr_null(strstr(table_text(&g), "elements"));
     ck_assert_msg(!client_to_server(&g, lfd, TN_OTHER, port, NULL), "an out-of-scope host was reached");
     session_end(s, ctl);
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 END_TEST
 
@@ -462,9 +443,8 @@ END_TEST
 START_TEST(session_end_withdraws_all_at_once)
 {
     gw g;
-    gw_open(&g, 60000);
     uint16_t port;
-    int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
+    int lfd = gw_open_listener(&g, 60000, "0.0.0.0", &port);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     /* 63 permissions (the session's cap is 64) to ports nobody listens on, then the one that
@@ -485,17 +465,15 @@ START_TEST(session_end_withdraws_all_at_once)
     ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, NULL), "a withdrawn permission still let a connection through");
     ck_assert_int_eq(tu_log_count("already gone from the kernel", NULL), 0);
     ck_assert_int_eq(tu_log_count("deleting failed", NULL), 0);
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 END_TEST
 
 START_TEST(permission_multiple)
 {
     gw g;
-    gw_open(&g, 60000);
     uint16_t port;
-    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    int lfd = gw_open_listener(&g, 60000, TN_SERVER, &port);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
@@ -507,8 +485,7 @@ START_TEST(permission_multiple)
     ck_assert_ptr_null(strstr(table_text(&g), "elements"));
     ck_assert_int_eq(backend_list(&g).n, 0);
     ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, NULL), "forwarded after the session closed");
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 END_TEST
 
@@ -569,9 +546,8 @@ static void count_kernel_secondaries(void *arg, const fwx_object_info *i)
 START_TEST(kernel_flows_reported)
 {
     gw g;
-    gw_open(&g, 60000);
     uint16_t port;
-    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    int lfd = gw_open_listener(&g, 60000, TN_SERVER, &port);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
@@ -599,8 +575,7 @@ START_TEST(kernel_flows_reported)
     n = 0;
     TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_CONNECTION, count_kernel_secondaries, &n), FWX_S_OK);
     ck_assert_int_eq(n, 0);
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 END_TEST
 
@@ -645,15 +620,9 @@ static void bytes_case(bool bound)
     int c, a;
     struct sockaddr_in peer;
     if (bound) {
-        char ca_text[64];
-        snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", port);
-        struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
-        const struct sockaddr *cap[1] = {TU_SA(ca)};
-        TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 4,
-                                               &FWX_GUID_NULL, NULL, NULL, NULL, bnd),
-                     FWX_S_OK);
+        uint16_t bport = bind_client(s, port, FWX_PROTOCOL_TCP, 0, 4, NULL, bnd);
         /* the server opens it; the client (a = accepted) is the session's client */
-        c = tn_connect_in(g.topo.server_fd, TN_SERVER, TN_GW_OUT, ntohs(((struct sockaddr_in *)&px)->sin_port), 2000);
+        c = tn_connect_in(g.topo.server_fd, TN_SERVER, TN_GW_OUT, bport, 2000);
     } else {
         TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
         c = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, port, 2000);
@@ -688,8 +657,7 @@ static void bytes_case(bool bound)
                   from_peer);
     close(a);
     close(c);
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 
 START_TEST(kernel_flow_bytes_at_session_end)
@@ -712,9 +680,8 @@ START_TEST(kernel_flow_ends_at_close)
 {
     gw g;
     end_on_close = 1;
-    gw_open(&g, 60000);
     uint16_t port;
-    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &port);
+    int lfd = gw_open_listener(&g, 60000, TN_SERVER, &port);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
@@ -744,8 +711,7 @@ START_TEST(kernel_flow_ends_at_close)
     closed_bytes(tag, &from_client, &from_peer);
     ck_assert_msg(from_client >= 5, "the ended flow's bytes were not counted (%llu)", from_client);
     session_end(s, ctl);
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 END_TEST
 
@@ -781,8 +747,7 @@ START_TEST(kernel_flow_destroy_ends_it)
     }
     ck_assert_int_eq(kernel_secondaries(&g), 0);
     session_end(s, ctl);
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 END_TEST
 
@@ -807,8 +772,7 @@ START_TEST(permission_timed)
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_TIMEOUT), FWX_S_OK);
     ck_assert(client_to_server(&g, lfd, TN_SERVER, port, NULL));
     session_end(s, ctl);
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 END_TEST
 
@@ -817,19 +781,11 @@ END_TEST
 static void bind_case(uint32_t flags, const char *seen_from)
 {
     gw g;
-    gw_open(&g, 60000);
     uint16_t cport;
-    int clfd = tn_listener_in(g.topo.client_fd, TN_CLIENT, 0, &cport);
+    int clfd = gw_open_listener(&g, 60000, TN_CLIENT, &cport);
     IFWXConnection *ctl = NULL, *bound[1] = {NULL};
     IFWXSession *s = nat_session(&g, &ctl);
-    char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
-    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
-    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, flags, 4,
-                                           &FWX_GUID_NULL, NULL, NULL, NULL, bound),
-                 FWX_S_OK);
-    uint16_t bport = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    uint16_t bport = bind_client(s, cport, FWX_PROTOCOL_TCP, flags, 4, NULL, bound);
     ck_assert(bport >= 40000 && bport <= 40999);
     ck_assert_int_eq(backend_list(&g).n, 1);
     /* A third party first (not the session's peer): refused, and the port is still there. */
@@ -883,9 +839,8 @@ END_TEST
 START_TEST(redirect_port)
 {
     gw g;
-    gw_open(&g, 60000);
     uint16_t sport;
-    int lfd = tn_listener_in(g.topo.server_fd, TN_SERVER, 0, &sport);
+    int lfd = gw_open_listener(&g, 60000, TN_SERVER, &sport);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     char t_text[64];
@@ -906,8 +861,7 @@ START_TEST(redirect_port)
     ck_assert_msg(!client_to_server(&g, lfd, ip, port, NULL), "the redirect port took a second connection");
     session_end(s, ctl);
     ck_assert_ptr_null(strstr(table_text(&g), "elements"));
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 END_TEST
 
@@ -981,9 +935,8 @@ static int uflow_through(gw *g, uflow *u)
 START_TEST(permission_user_mode)
 {
     gw g;
-    gw_open(&g, 60000);
     uint16_t port;
-    int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
+    int lfd = gw_open_listener(&g, 60000, "0.0.0.0", &port);
     IFWXConnection *ctl = NULL;
     IFWXSession *s = nat_session(&g, &ctl);
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_NO_KERNEL_MODE), FWX_S_OK);
@@ -998,8 +951,7 @@ START_TEST(permission_user_mode)
     ck_assert_ptr_null(strstr(table_text(&g), TN_CLIENT " . " TN_SERVER " . 6 . "));
     ck_assert_msg(!uflow_through(&g, &u), "a second connection went through a one-shot user-mode permission");
     session_end(s, ctl);
-    close(lfd);
-    gw_close(&g);
+    gw_close_listener(&g, lfd);
 }
 END_TEST
 
@@ -1008,19 +960,11 @@ END_TEST
 START_TEST(bind_for_client_user_mode)
 {
     gw g;
-    gw_open(&g, 60000);
     uint16_t cport;
-    int clfd = tn_listener_in(g.topo.client_fd, TN_CLIENT, 0, &cport);
+    int clfd = gw_open_listener(&g, 60000, TN_CLIENT, &cport);
     IFWXConnection *ctl = NULL, *bound[1] = {NULL};
     IFWXSession *s = nat_session(&g, &ctl);
-    char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
-    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
-    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
-                                           FWX_FLAG_NO_KERNEL_MODE, 4, &FWX_GUID_NULL, NULL, NULL, NULL, bound),
-                 FWX_S_OK);
-    uint16_t bport = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    uint16_t bport = bind_client(s, cport, FWX_PROTOCOL_TCP, FWX_FLAG_NO_KERNEL_MODE, 4, NULL, bound);
     /* A third party: the core refuses it (not the session's peer); the port stays. */
     uflow x = {.from_ns = g.topo.server_fd, .src = TN_OTHER, .ip = TN_GW_OUT, .port = bport, .lfd = clfd};
     ck_assert_msg(!uflow_through(&g, &x), "a third party took the user-mode bound port");
@@ -1043,23 +987,15 @@ END_TEST
 START_TEST(bind_for_client_ip_filter)
 {
     gw g;
-    gw_open(&g, 60000);
     uint16_t cport;
-    int clfd = tn_listener_in(g.topo.client_fd, TN_CLIENT, 0, &cport);
+    int clfd = gw_open_listener(&g, 60000, TN_CLIENT, &cport);
     IFWXConnection *ctl = NULL, *bound[1] = {NULL};
     IFWXSession *s = nat_session(&g, &ctl);
     IFWXIpFilter *ipf = NULL;
     TU_EXPECT_HR(IFWXFirewall_CreateIpFilter(fwx_firewall_iface(g.fw), &ipf), FWX_S_OK);
     struct sockaddr_storage other = tu_addr(TN_OTHER);
     TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(other), tu_len(&other), TU_SA(other), tu_len(&other)), FWX_S_OK);
-    char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
-    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
-    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1,
-                                           FWX_FLAG_ALLOW_MULTIPLE, 4, &FWX_GUID_NULL, NULL, NULL, ipf, bound),
-                 FWX_S_OK);
-    uint16_t bport = ntohs(((struct sockaddr_in *)&px)->sin_port);
+    uint16_t bport = bind_client(s, cport, FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_MULTIPLE, 4, ipf, bound);
     modes m = {0, 0};
     TU_EXPECT_HR(fwx_firewall_list(g.fw, FWX_OBJECT_GRANT, count_grant_modes, &m), FWX_S_OK);
     ck_assert_int_eq(m.user, 1); /* not in the kernel */
@@ -1093,14 +1029,8 @@ static void udp_bind_case(uint32_t flags)
     uint16_t cport = tu_bound_port(cu);
     IFWXConnection *ctl = NULL, *bound[1] = {NULL};
     IFWXSession *s = nat_session(&g, &ctl);
-    char ca_text[64];
-    snprintf(ca_text, sizeof ca_text, TN_CLIENT ":%u", cport);
-    struct sockaddr_storage ca = tu_addr(ca_text), px = tu_addr(TN_GW_OUT ":0");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
-    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_UDP, 1, flags, 0,
-                                           &FWX_GUID_NULL, NULL, NULL, NULL, bound),
-                 FWX_S_OK);
-    struct sockaddr_in to = tn_sin_of(TN_GW_OUT, ntohs(((struct sockaddr_in *)&px)->sin_port)), from;
+    uint16_t bport = bind_client(s, cport, FWX_PROTOCOL_UDP, flags, 0, NULL, bound);
+    struct sockaddr_in to = tn_sin_of(TN_GW_OUT, bport), from;
     socklen_t fl = sizeof from;
     char buf[16];
     ck_assert_int_eq(sendto(su, "ping", 4, 0, (struct sockaddr *)&to, sizeof to), 4);
@@ -1149,12 +1079,7 @@ START_TEST(bind_port_in_use)
     }
     IFWXConnection *ctl = NULL, *bound[1] = {NULL};
     IFWXSession *s = nat_session(&g, &ctl);
-    struct sockaddr_storage ca = tu_addr(TN_CLIENT ":5000"), px = tu_addr(TN_GW_OUT ":0");
-    const struct sockaddr *cap[1] = {TU_SA(ca)};
-    TU_EXPECT_HR(IFWXSession_BindForClient(s, cap, tu_len(&ca), TU_SAM(px), sizeof px, FWX_PROTOCOL_TCP, 1, 0, 4,
-                                           &FWX_GUID_NULL, NULL, NULL, NULL, bound),
-                 FWX_S_OK);
-    ck_assert_uint_eq(ntohs(((struct sockaddr_in *)&px)->sin_port), 40007);
+    ck_assert_uint_eq(bind_client(s, 5000, FWX_PROTOCOL_TCP, 0, 4, NULL, bound), 40007);
     IFWXConnection_Release(bound[0]);
     session_end(s, ctl);
     for (size_t i = 0; i < nb; i++)

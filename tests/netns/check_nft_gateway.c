@@ -38,32 +38,11 @@ static void set_policy(gw *g, const char *text)
     TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(text)), FWX_S_OK);
 }
 
-#define C6 TN_CLIENT6
-#define G6_OUT TN_GW_OUT6
-#define S6 TN_SERVER6
-
-/* The topology (IPv6 too when asked), the test thread in the gateway namespace, a firewall
-   with the gateway's addresses, the plugin loaded (if any), the policy set (if any: the
-   backend compiles the one it finds at open), then the nft backend. */
+/* The shared fixture (netns.h): IPv6 too when asked, the plugin loaded (if any), the policy
+   set (if any: the backend compiles the one it finds at open), then the nft backend. */
 static void gw_start(gw *g, bool ipv6, const char *plugin, const char *policy)
 {
-    memset(g, 0, sizeof *g);
-    tn_up(&g->topo);
-    if (ipv6)
-        tn_add_ipv6(&g->topo);
-    tn_enter(g->topo.gateway_fd);
-    snprintf(g->name, sizeof g->name, "g%ld", (long)getpid());
-    fwx_firewall_options o;
-    if (ipv6)
-        tn_gw_options_ipv6(&o, g->name); /* the gateway's IPv6 addresses too */
-    else
-        tn_gw_options(&o, g->name);
-    tu_fw_open(&g->loop, &o, &g->fw);
-    if (plugin != NULL)
-        TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, plugin, NULL), FWX_S_OK);
-    if (policy != NULL)
-        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(policy)), FWX_S_OK);
-    TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, "nft"), FWX_S_OK);
+    tn_gw_open(g, "g", ipv6, plugin, policy, "nft");
 }
 
 static void gw_open(gw *g, const char *policy) { gw_start(g, false, NULL, policy); }
@@ -587,22 +566,18 @@ static void ftp_through_kernel(ftp_mode mode, bool published)
     gw_close(&g);
 }
 
-START_TEST(intercept_ftp_pasv) { ftp_through_kernel(M_PASV, false); }
-END_TEST
-START_TEST(intercept_ftp_epsv) { ftp_through_kernel(M_EPSV, false); }
-END_TEST
-START_TEST(intercept_ftp_port) { ftp_through_kernel(M_PORT, false); }
-END_TEST
-START_TEST(intercept_ftp_eprt) { ftp_through_kernel(M_EPRT, false); }
-END_TEST
-START_TEST(published_ftp_pasv) { ftp_through_kernel(M_PASV, true); }
-END_TEST
-START_TEST(published_ftp_epsv) { ftp_through_kernel(M_EPSV, true); }
-END_TEST
-START_TEST(published_ftp_port) { ftp_through_kernel(M_PORT, true); }
-END_TEST
-START_TEST(published_ftp_eprt) { ftp_through_kernel(M_EPRT, true); }
-END_TEST
+/* One test per mode, intercepted and published: the table of what ftp_through_kernel runs. */
+#define FTP_KERNEL_CASE(name, mode, published)                                                        \
+    START_TEST(name) { ftp_through_kernel(mode, published); }                                          \
+    END_TEST
+FTP_KERNEL_CASE(intercept_ftp_pasv, M_PASV, false)
+FTP_KERNEL_CASE(intercept_ftp_epsv, M_EPSV, false)
+FTP_KERNEL_CASE(intercept_ftp_port, M_PORT, false)
+FTP_KERNEL_CASE(intercept_ftp_eprt, M_EPRT, false)
+FTP_KERNEL_CASE(published_ftp_pasv, M_PASV, true)
+FTP_KERNEL_CASE(published_ftp_epsv, M_EPSV, true)
+FTP_KERNEL_CASE(published_ftp_port, M_PORT, true)
+FTP_KERNEL_CASE(published_ftp_eprt, M_EPRT, true)
 
 /* fwx's interception listener listens on the wildcard address (REDIRECT
    delivers to the ingress interface's address), but takes only what the redirect rules
@@ -709,7 +684,7 @@ static void *ftp6_peers(void *arg)
 {
     ftp6 *r = arg;
     char line[256];
-    int c = connect6_in(r->g->topo.client_fd, S6, 21);
+    int c = connect6_in(r->g->topo.client_fd, TN6_SERVER, 21);
     int s = c >= 0 ? accept6_within(r->ctl_l, 5000, r->seen_ctl) : -1;
     int d = -1, ds = -1;
     if (s < 0) {
@@ -732,7 +707,7 @@ static void *ftp6_peers(void *arg)
         snprintf(r->why, sizeof r->why, "client got \"%s\"", line);
         goto out;
     }
-    d = connect6_in(r->g->topo.client_fd, S6, (uint16_t)p);
+    d = connect6_in(r->g->topo.client_fd, TN6_SERVER, (uint16_t)p);
     ds = d >= 0 ? accept6_within(r->data_l, 5000, r->seen_data) : -1;
     if (ds < 0) {
         snprintf(r->why, sizeof r->why, "the IPv6 data connection did not reach the server");
@@ -776,9 +751,9 @@ START_TEST(intercept_ftp_epsv_ipv6)
         uv_run(&g.loop, UV_RUN_NOWAIT), usleep(1000);
     pthread_join(th, NULL);
     ck_assert_msg(r.why[0] == '\0', "IPv6 EPSV: %s", r.why);
-    ck_assert_str_eq(r.seen_ctl, G6_OUT);  /* intercepted: fwx dialled from the gateway */
+    ck_assert_str_eq(r.seen_ctl, TN6_GW_OUT);  /* intercepted: fwx dialled from the gateway */
     ck_assert_str_eq(r.got, "payload");
-    ck_assert_str_eq(r.seen_data, G6_OUT); /* the kernel's masquerade */
+    ck_assert_str_eq(r.seen_data, TN6_GW_OUT); /* the kernel's masquerade */
     /* the kernel carried it: its conntrack NEW made it the core's kernel-mode connection */
     for (int i = 0; i < 100 && tu_log_count("opened through permission", "(kernel-carried)") == 0; i++)
         tu_loop_run_for(&g.loop, 20);
@@ -802,7 +777,7 @@ typedef struct flow6 {
 static void *flow6_run(void *arg)
 {
     flow6 *f = arg;
-    int c = connect6_in(f->g->topo.client_fd, S6, f->port);
+    int c = connect6_in(f->g->topo.client_fd, TN6_SERVER, f->port);
     int a = c >= 0 ? accept6_within(f->lfd, 5000, f->seen) : -1;
     char buf[8];
     if (a >= 0) {
@@ -823,7 +798,7 @@ START_TEST(user_mode_permission_ipv6)
     memset(&f, 0, sizeof f);
     f.g = &g;
     f.lfd = listen6_in(g.topo.server_fd, "::", 0, &f.port);
-    struct sockaddr_storage c = tu_addr(C6), srv = tu_addr("[" S6 "]:21");
+    struct sockaddr_storage c = tu_addr(TN6_CLIENT), srv = tu_addr("[" TN6_SERVER "]:21");
     fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
     IFWXSession *s = NULL;
     TU_EXPECT_HR(fwx_session_open(g.fw, &sp, &s), FWX_S_OK);
@@ -832,7 +807,7 @@ START_TEST(user_mode_permission_ipv6)
     IFWXConnection *ctl = NULL;
     TU_EXPECT_HR(fwx_connection_open(s, &cp, &ctl), FWX_S_OK);
     char t[64];
-    snprintf(t, sizeof t, "[" S6 "]:%u", f.port);
+    snprintf(t, sizeof t, "[" TN6_SERVER "]:%u", f.port);
     struct sockaddr_storage tgt = tu_addr(t);
     TU_EXPECT_HR(IFWXSession_AllowFutureConnect(s, TU_SA(tgt), tu_len(&tgt), NULL, 0, FWX_PROTOCOL_TCP,
                                                 FWX_FLAG_NO_KERNEL_MODE, &FWX_GUID_NULL, NULL, NULL, ctl, NULL),
@@ -844,7 +819,7 @@ START_TEST(user_mode_permission_ipv6)
         tu_loop_run_for(&g.loop, 10);
     pthread_join(th, NULL);
     ck_assert_msg(f.ok, "the user-mode IPv6 permission did not carry data");
-    ck_assert_str_eq(f.seen, G6_OUT); /* relayed by fwx from the gateway */
+    ck_assert_str_eq(f.seen, TN6_GW_OUT); /* relayed by fwx from the gateway */
     ck_assert_int_eq(tu_log_count("opened through permission", "(relayed, no data filter)"), 1);
     fwx_connection_close(ctl);
     fwx_session_close(s);

@@ -20,23 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The shared gateway fixture (netns.h) and the backend's table name. */
-typedef struct gw {
-    tn_gw base;
-    char table[80];
-} gw;
+typedef tn_gw gw;
 
-static void gw_open(gw *g)
-{
-    memset(g, 0, sizeof *g);
-    tn_gw_up(&g->base.topo);
-    snprintf(g->base.name, sizeof g->base.name, "nl%ld", (long)getpid());
-    fwx__nft_table_name(g->base.name, g->table, sizeof g->table);
-    fwx_firewall_options o;
-    tn_gw_options(&o, g->base.name);
-    tu_fw_open(&g->base.loop, &o, &g->base.fw);
-    TU_EXPECT_HR(fwx_firewall_set_backend(g->base.fw, "nft"), FWX_S_OK);
-}
+/* The shared gateway fixture (netns.h) with the nft backend. */
+static void gw_open(gw *g) { tn_gw_open(g, "nl", false, NULL, NULL, "nft"); }
 
 /* `nft -n list set inet TABLE SET` (`list map` for the maps) in this namespace: the output
    (malloc'd), or NULL when the command failed. */
@@ -143,7 +130,7 @@ START_TEST(batch_refuses_one_group)
     ck_assert_int_eq(fwx__nftnl_apply(h, &bad, 1), 1);
     ck_assert_int_eq(bad.err, EINVAL);
     fwx__nftnl_close(h);
-    tn_gw_close(&g.base);
+    tn_gw_close(&g);
 }
 END_TEST
 
@@ -193,7 +180,7 @@ START_TEST(grant_refused_precisely)
     gw_open(&g);
     const fwx_backend *b = fwx_backend_find("nft");
     ck_assert_ptr_nonnull(b);
-    void *st = fwx_firewall_backend_state(g.base.fw);
+    void *st = fwx_firewall_backend_state(g.fw);
     ck_assert_int_eq(tn_sh("nft add element inet %s snat4 '{ " TN_CLIENT " . " TN_SERVER " . 6 . 5002 : "
                            TN_GW_IN " }'", g.table), 0);
     fwx_grant g1 = permission(9001, TN_SERVER ":5001"), g2 = permission(9002, TN_SERVER ":5002"),
@@ -219,7 +206,7 @@ START_TEST(grant_refused_precisely)
     ck_assert_int_eq(count_in_set(&g, "once4", " . 6 . "), 0);
     ck_assert_int_eq(count_in_set(&g, "snat4", " . 6 . "), 0);
     ck_assert_int_eq(tu_log_count("deleting failed", NULL), 0);
-    tn_gw_close(&g.base);
+    tn_gw_close(&g);
 }
 END_TEST
 
@@ -230,7 +217,7 @@ START_TEST(shared_element_counted)
     gw g;
     gw_open(&g);
     const fwx_backend *b = fwx_backend_find("nft");
-    void *st = fwx_firewall_backend_state(g.base.fw);
+    void *st = fwx_firewall_backend_state(g.fw);
     fwx_grant g1 = permission(1, TN_SERVER ":6001"), g2 = permission(2, TN_SERVER ":6001");
     TU_EXPECT_HR(b->grant_add(st, &g1), FWX_S_OK);
     TU_EXPECT_HR(b->grant_add(st, &g2), FWX_S_OK);
@@ -241,7 +228,7 @@ START_TEST(shared_element_counted)
     ck_assert(!in_set(&g, "once4", TN_CLIENT " . " TN_SERVER " . 6 . 6001"));
     ck_assert_int_eq(tu_log_count("deleting failed", NULL), 0);
     ck_assert_int_eq(tu_log_count("already gone from the kernel", NULL), 0);
-    tn_gw_close(&g.base);
+    tn_gw_close(&g);
 }
 END_TEST
 
@@ -253,7 +240,7 @@ START_TEST(ten_thousand_grants)
     gw g;
     gw_open(&g);
     const fwx_backend *b = fwx_backend_find("nft");
-    void *st = fwx_firewall_backend_state(g.base.fw);
+    void *st = fwx_firewall_backend_state(g.fw);
     static uint64_t ids[MANY];
     for (int i = 0; i < MANY; i++) {
         char t[64];
@@ -275,7 +262,7 @@ START_TEST(ten_thousand_grants)
     TU_EXPECT_HR(b->grant_remove(st, ids[0]), FWX_E_NOT_FOUND);
     ck_assert_int_eq(tu_log_count("deleting failed", NULL), 0);
     ck_assert_int_eq(tu_log_count("already gone from the kernel", NULL), 0);
-    tn_gw_close(&g.base);
+    tn_gw_close(&g);
 }
 END_TEST
 

@@ -80,17 +80,8 @@ static fwx_result attach_filter(tp_control *ctl, IFWXSessionFilter *sf, IFWXSess
 
 static void gw_start(gw *g, hcase *h, uint32_t extra_hooks, const char *policy, bool ipv6)
 {
-    memset(g, 0, sizeof *g);
-    tn_up(&g->topo);
-    if (ipv6)
-        tn_add_ipv6(&g->topo);
-    tn_enter(g->topo.gateway_fd);
-    snprintf(g->name, sizeof g->name, "u%ld", (long)getpid());
     fwx_firewall_options o;
-    if (ipv6)
-        tn_gw_options_ipv6(&o, g->name);
-    else
-        tn_gw_options(&o, g->name);
+    tn_gw_begin(g, "u", ipv6, &o); /* the shared fixture (netns.h) */
     tu_fw_open(&g->loop, &o, &g->fw);
     udf_init(&h->f);
     void *dl = NULL;
@@ -283,8 +274,8 @@ static ssize_t recv_noted(int fd, char copy[16], struct sockaddr_storage *from, 
 static void *udp6_peers(void *arg)
 {
     u6peers *u = arg;
-    int c = udp6_in(u->topo->client_fd, TN_CLIENT6, 0), s = udp6_in(u->topo->server_fd, TN_SERVER6, 7001);
-    struct sockaddr_storage to = tu_addr("[" TN_SERVER6 "]:7001"), from, back;
+    int c = udp6_in(u->topo->client_fd, TN6_CLIENT, 0), s = udp6_in(u->topo->server_fd, TN6_SERVER, 7001);
+    struct sockaddr_storage to = tu_addr("[" TN6_SERVER "]:7001"), from, back;
     u->srv_len = -1;
     /* A fresh IPv6 link may lose a first datagram to neighbour discovery: up to 3 tries. */
     for (u->tries = 1; u->tries <= 3 && u->srv_len < 0; u->tries++) {
@@ -322,10 +313,10 @@ START_TEST(udp_filter_bound_ipv6)
     ck_assert_int_eq(atomic_load(&h.f.setsockets), 1);
     ck_assert_msg(u.srv_len == 5 && memcmp(u.srv, "DATA1", 5) == 0, "server's datagram: %zd \"%s\" (%d tries)", u.srv_len,
                   u.srv, u.tries - 1);
-    ck_assert_str_eq(u.srv_from, TN_GW_OUT6); /* relayed from the gateway */
+    ck_assert_str_eq(u.srv_from, TN6_GW_OUT); /* relayed from the gateway */
     ck_assert_msg(u.cli_len == 6 && memcmp(u.cli, "REPLY1", 6) == 0, "client's answer: %zd \"%s\"", u.cli_len, u.cli);
-    ck_assert_str_eq(u.cli_from, "[" TN_SERVER6 "]:7001"); /* conntrack's reverse NAT */
-    ck_assert_msg(tu_log_find("UDP [" TN_CLIENT6 "]:", "carried in user mode through its data filters") != NULL,
+    ck_assert_str_eq(u.cli_from, "[" TN6_SERVER "]:7001"); /* conntrack's reverse NAT */
+    ck_assert_msg(tu_log_find("UDP [" TN6_CLIENT "]:", "carried in user mode through its data filters") != NULL,
                   "no line for the user-mode IPv6 UDP flow");
     gw_close(&g);
     ck_assert_int_eq(atomic_load(&h.f.detached), 1);

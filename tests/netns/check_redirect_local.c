@@ -82,6 +82,20 @@ static void host_up(host *h)
     ck_assert_int_eq(uv_loop_init(&h->loop), 0);
 }
 
+/* A firewall of h's loop named `name` whose log lines are tagged `tag` (log_tagged); asserts
+   FWX_S_OK. */
+static fwx_firewall *tagged_firewall(host *h, const char *name, const char *tag)
+{
+    fwx_firewall_options o;
+    fwx_firewall_options_init(&o);
+    o.name = name;
+    o.log = log_tagged;
+    o.log_arg = (void *)tag;
+    fwx_firewall *fw = NULL;
+    TU_EXPECT_HR(fwx_firewall_new(&h->loop, &o, &fw), FWX_S_OK);
+    return fw;
+}
+
 /* Instance i (0 = A, 1 = B) with the nft backend, redirecting local TCP to ports lo..hi. */
 static void instance(host *h, int i, uint16_t lo, uint16_t hi)
 {
@@ -342,12 +356,7 @@ START_TEST(host_links_outbound)
     host_up(&h);
     instance(&h, 0, PORT, PORT);
     /* The host: a firewall with the proxy backend, one session and connection of its own. */
-    fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = "hostproxy";
-    o.log = log_tagged;
-    o.log_arg = "H";
-    TU_EXPECT_HR(fwx_firewall_new(&h.loop, &o, &h.fw[1]), FWX_S_OK);
+    h.fw[1] = tagged_firewall(&h, "hostproxy", "H");
     TU_EXPECT_HR(fwx_firewall_set_backend(h.fw[1], "proxy"), FWX_S_OK);
     struct sockaddr_storage cl = tu_addr(TN_GW_IN), dst = tu_addr(TN_SERVER ":7000");
     fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(cl), tu_len(&cl), NULL, 0, NULL};
@@ -486,14 +495,8 @@ START_TEST(loop_through_relay_refused)
     host_up(&h);
     instance(&h, 0, PORT, PORT);
     /* The relay's provider: a handle of a firewall of its own (no backend needed). */
-    fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = "relay";
-    o.log = log_tagged;
-    o.log_arg = "P";
     h.fw[1] = NULL;
-    fwx_firewall *pf = NULL;
-    TU_EXPECT_HR(fwx_firewall_new(&h.loop, &o, &pf), FWX_S_OK);
+    fwx_firewall *pf = tagged_firewall(&h, "relay", "P");
     fwx_guid pg;
     TU_EXPECT_HR(fwx_guid_parse("{0d3c6a55-2b1e-4c8f-9a77-5e2f1c0b7d01}", &pg), FWX_S_OK);
     relay p;
@@ -598,12 +601,7 @@ START_TEST(local_redirect_refusals)
 {
     host h;
     host_up(&h);
-    fwx_firewall_options o;
-    fwx_firewall_options_init(&o);
-    o.name = "lrbad";
-    o.log = log_tagged;
-    o.log_arg = "X";
-    TU_EXPECT_HR(fwx_firewall_new(&h.loop, &o, &h.fw[0]), FWX_S_OK);
+    h.fw[0] = tagged_firewall(&h, "lrbad", "X");
     fwx_local_redirect lr;
     memset(&lr, 0, sizeof lr);
     lr.struct_size = sizeof lr;

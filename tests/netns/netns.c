@@ -23,6 +23,10 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#if FWX_HAVE_NFT
+#include <nftables/libnftables.h>
+#include "backends/nft/nft_impl.h"
+#endif
 
 #define NETNS_DIR "/run/netns"
 #define PREFIX "fwxt-"
@@ -324,24 +328,14 @@ void tn_gw_options(fwx_firewall_options *o, const char *name)
     o->port_max = 40999;
 }
 
-void tn_add_ipv6(const tn_topo *t)
-{
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " TN_CLIENT6 "/64 dev eth0 nodad", t->client), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " TN_GW_IN6 "/64 dev cl0 nodad", t->gateway), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " TN_GW_OUT6 "/64 dev sv0 nodad", t->gateway), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s addr add " TN_SERVER6 "/64 dev eth0 nodad", t->server), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " TN_GW_IN6, t->client), 0);
-    ck_assert_int_eq(tn_sh("ip -n %s -6 route add default via " TN_GW_OUT6, t->server), 0);
-    ck_assert_int_eq(tn_sh("ip netns exec %s sysctl -qw net.ipv6.conf.all.forwarding=1", t->gateway), 0);
-}
-
-void tn_gw_options_ipv6(fwx_firewall_options *o, const char *name)
+/* tn_gw_options with the gateway's two IPv6 addresses among its own too (tn_gw_begin). */
+static void tn_gw_options_ipv6(fwx_firewall_options *o, const char *name)
 {
     static struct sockaddr_storage local[4]; /* kept by the firewall, as tn_gw_options' */
     local[0] = tu_addr(TN_GW_IN);
     local[1] = tu_addr(TN_GW_OUT);
-    local[2] = tu_addr(TN_GW_IN6);
-    local[3] = tu_addr(TN_GW_OUT6);
+    local[2] = tu_addr(TN6_GW_IN);
+    local[3] = tu_addr(TN6_GW_OUT);
     tn_gw_options(o, name);
     o->local_addresses = local;
     o->n_local_addresses = 4;
@@ -352,3 +346,78 @@ void tn_gw_close(tn_gw *g)
     tu_fw_close(&g->loop, &g->fw);
     tn_down(&g->topo);
 }
+
+void tn_add_ipv6(const tn_topo *t)
+{
+    const char *ip = ip_bin();
+    ck_assert_ptr_nonnull(ip);
+    ck_assert_int_eq(tn_sh("%s -n %s addr add " TN6_CLIENT "/64 dev eth0 nodad", ip, t->client), 0);
+    ck_assert_int_eq(tn_sh("%s -n %s addr add " TN6_GW_IN "/64 dev cl0 nodad", ip, t->gateway), 0);
+    ck_assert_int_eq(tn_sh("%s -n %s addr add " TN6_GW_OUT "/64 dev sv0 nodad", ip, t->gateway), 0);
+    ck_assert_int_eq(tn_sh("%s -n %s addr add " TN6_SERVER "/64 dev eth0 nodad", ip, t->server), 0);
+    ck_assert_int_eq(tn_sh("%s -n %s -6 route add default via " TN6_GW_IN, ip, t->client), 0);
+    ck_assert_int_eq(tn_sh("%s -n %s -6 route add default via " TN6_GW_OUT, ip, t->server), 0);
+    ck_assert_int_eq(sysctl_in(t->gateway_fd, "/proc/sys/net/ipv6/conf/all/forwarding", "1"), 0);
+}
+
+void tn_gw_begin(tn_gw *g, const char *tag, bool ipv6, fwx_firewall_options *o)
+{
+    memset(g, 0, sizeof *g);
+    tn_up(&g->topo);
+    if (ipv6)
+        tn_add_ipv6(&g->topo);
+    tn_enter(g->topo.gateway_fd);
+    snprintf(g->name, sizeof g->name, "%s%ld", tag, (long)getpid());
+#if FWX_HAVE_NFT
+    fwx__nft_table_name(g->name, g->table, sizeof g->table);
+#endif
+    if (ipv6)
+        tn_gw_options_ipv6(o, g->name);
+    else
+        tn_gw_options(o, g->name);
+}
+
+void tn_gw_start(tn_gw *g, const fwx_firewall_options *o, const char *plugin, const char *policy,
+                 const char *backend)
+{
+    tu_fw_open(&g->loop, o, &g->fw);
+    if (plugin != NULL)
+        TU_EXPECT_HR(fwx_firewall_load_plugin(g->fw, plugin, NULL), FWX_S_OK);
+    if (policy != NULL)
+        TU_EXPECT_HR(fwx_firewall_set_policy(g->fw, tu_policy(policy)), FWX_S_OK);
+    if (backend != NULL)
+        TU_EXPECT_HR(fwx_firewall_set_backend(g->fw, backend), FWX_S_OK);
+}
+
+void tn_gw_open(tn_gw *g, const char *tag, bool ipv6, const char *plugin, const char *policy, const char *backend)
+{
+    fwx_firewall_options o;
+    tn_gw_begin(g, tag, ipv6, &o);
+    tn_gw_start(g, &o, plugin, policy, backend);
+}
+
+#if FWX_HAVE_NFT
+void tn_nft_do(const char *cmds)
+{
+    struct nft_ctx *n = nft_ctx_new(NFT_CTX_DEFAULT);
+    ck_assert_ptr_nonnull(n);
+    nft_ctx_buffer_error(n);
+    int rc = nft_run_cmd_from_buffer(n, cmds);
+    ck_assert_msg(rc == 0, "nft: %s: %s", cmds, nft_ctx_get_error_buffer(n));
+    nft_ctx_free(n);
+}
+
+const char *tn_nft_list(const char *what)
+{
+    static char out[65536];
+    struct nft_ctx *n = nft_ctx_new(NFT_CTX_DEFAULT);
+    ck_assert_ptr_nonnull(n);
+    nft_ctx_buffer_output(n);
+    nft_ctx_buffer_error(n);
+    nft_ctx_output_set_flags(n, NFT_CTX_OUTPUT_NUMERIC_ALL);
+    int rc = nft_run_cmd_from_buffer(n, what);
+    snprintf(out, sizeof out, "%s", nft_ctx_get_output_buffer(n));
+    nft_ctx_free(n);
+    return rc == 0 ? out : NULL;
+}
+#endif

@@ -18,6 +18,7 @@
 
 #include <check.h>
 #include <fwx/fwx.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <uv.h>
 
@@ -26,11 +27,13 @@
 #define TN_GW_OUT "10.99.2.1"
 #define TN_SERVER "10.99.2.2"
 #define TN_OTHER "10.99.2.3"
-/* IPv6 beside them (tn_add_ipv6): ULA addresses inside the namespaces only. */
-#define TN_CLIENT6 "fd99:1::2"
-#define TN_GW_IN6 "fd99:1::1"
-#define TN_GW_OUT6 "fd99:2::1"
-#define TN_SERVER6 "fd99:2::2"
+
+/* IPv6 beside the IPv4 addresses, when a test asks for it (tn_add_ipv6, tn_gw_begin): ULA
+   addresses that exist inside the namespaces only. */
+#define TN6_CLIENT "fd99:1::2"
+#define TN6_GW_IN "fd99:1::1"
+#define TN6_GW_OUT "fd99:2::1"
+#define TN6_SERVER "fd99:2::2"
 
 typedef struct tn_topo {
     char client[64], gateway[64], server[64];
@@ -63,14 +66,40 @@ typedef struct tn_gw {
     uv_loop_t loop;
     fwx_firewall *fw;
     char name[64];
+    char table[80]; /* the nft backend's table for `name` (empty where libfwx has no nft backend) */
 } tn_gw;
 void tn_gw_up(tn_topo *t);
 void tn_gw_options(fwx_firewall_options *o, const char *name);
 void tn_gw_close(tn_gw *g);
-/* IPv6 on a topology tn_up made: the TN_*6 addresses, default routes through the gateway, and
-   forwarding on in it. tn_gw_options_ipv6: tn_gw_options with the gateway's IPv6 addresses too. */
+
+/*
+ * The one way the namespace suites make their gateway, in two halves so a suite can change the
+ * options between them:
+ * - tn_gw_begin: g zeroed, the topology (with tn_add_ipv6 when ipv6), this thread in the
+ *   gateway's namespace, g->name "<tag><pid>" and g->table, and *o as tn_gw_options makes it
+ *   (the gateway's two IPv6 addresses among its own too when ipv6);
+ * - tn_gw_start: a firewall with o on g->loop, then, each when not NULL and each asserting
+ *   FWX_S_OK, the plugin at path `plugin` loaded, the policy text set (so a backend compiles
+ *   it at open) and the backend set.
+ * tn_gw_open is both with the options as they come. tn_gw_close undoes them.
+ */
+void tn_gw_begin(tn_gw *g, const char *tag, bool ipv6, fwx_firewall_options *o);
+void tn_gw_start(tn_gw *g, const fwx_firewall_options *o, const char *plugin, const char *policy,
+                 const char *backend);
+void tn_gw_open(tn_gw *g, const char *tag, bool ipv6, const char *plugin, const char *policy, const char *backend);
+
+/* Gives the topology's namespaces the TN6_ addresses and IPv6 default routes, and turns IPv6
+   forwarding on in the gateway's. */
 void tn_add_ipv6(const tn_topo *t);
-void tn_gw_options_ipv6(fwx_firewall_options *o, const char *name);
+
+#if FWX_HAVE_NFT
+/* Runs nft commands with libnftables in this thread's namespace (the gateway's, after
+   tn_gw_up); fails the test with nft's error when they fail. */
+void tn_nft_do(const char *cmds);
+/* The numeric output of an nft command (`list table inet ...`) in this thread's namespace, or
+   NULL when it failed. Static buffer, valid until the next call. */
+const char *tn_nft_list(const char *what);
+#endif
 /* Makes the topology (aborts the test on failure) and registers its deletion at exit. */
 void tn_up(tn_topo *t);
 /* Deletes the topology; harmless twice. The calling thread must not be inside it any more

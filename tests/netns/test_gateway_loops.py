@@ -33,8 +33,8 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import (Failure, Gateway, check, log, main, program, sha256_file as sha256, skip, wait_until,  # noqa: E402
-                    write_file)
+from gwtest import (ftp_plugin, Failure, Gateway, check, log, main, program, sha256_file as sha256, skip,  # noqa: E402
+                    wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 from test_gateway_proxy import Vsftpd, find_vsftpd  # noqa: E402
@@ -188,6 +188,21 @@ def listing_and_kill(topo, gw, owner):
         wait_until(both, 10, what="fwxctl sessions to list %s on loop 0 and %s on loop 1" % (c0, c1))
         conns = [o for o in ctl_json(gw, "connections") if o.get("kind") == "connection"]
         check(all(o["loop"] in (0, 1) for o in conns), "a connection without its loop: %r" % conns)
+        # `stats` combines the loops by each counter's name: sessions and connections added up,
+        # the plugins (each loop loads the same one) counted once. Read again until both answers
+        # describe the same moment (an earlier transfer's session may still be ending).
+        seen = {}
+        def stats_agree():
+            st = [o for o in ctl_json(gw, "stats") if o.get("kind") == "stats"]
+            rows = [o for o in ctl_json(gw, "loops") if o.get("kind") == "loop"]
+            check(len(st) == 1 and st[0]["loops"] == 2 and st[0]["plugins"] == 1,
+                  "fwxctl stats over 2 loops with one plugin: %r" % st)
+            seen.update(stats=st[0], rows=rows)
+            return all(st[0][k] == sum(o[k] for o in rows) for k in ("sessions", "connections"))
+        wait_until(stats_agree, 10, step=0.2, what="fwxctl stats to be the loops' sums")
+        check(seen["stats"]["sessions"] >= 2, "fwxctl stats: %r sessions with two held" % seen["stats"])
+        log("ok: fwxctl stats sums the loops' sessions (%d) and connections, counts the plugin once"
+            % seen["stats"]["sessions"])
         ids = {}
         for o in [o for o in ctl_json(gw, "sessions") if o.get("kind") == "session"]:
             ids.setdefault(o["id"], set()).add(o["loop"])
@@ -232,8 +247,7 @@ def needs():
     exe = find_vsftpd()
     if exe is None:
         skip("vsftpd is not installed (Debian package vsftpd; ./run test installs it)")
-    plugin = os.environ.get("FWX_FTP_PLUGIN") or ""
-    check(os.path.exists(plugin), "FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    plugin = ftp_plugin()
     return exe, plugin
 
 

@@ -34,7 +34,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import Failure, Gateway, gateways_stopped, check, log, main, skip, wait_until, write_file  # noqa: E402
+from gwtest import (ftp_plugin, Failure, Gateway, gateways_stopped, check, log, main, skip, wait_until,  # noqa: E402
+                    write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
 
@@ -124,9 +125,7 @@ def run(tmp):
     for tool in ("ip", "nft"):
         if subprocess.run(["sh", "-c", "command -v " + tool], capture_output=True).returncode != 0:
             skip("no %s command" % tool)
-    plugin = os.environ.get("FWX_FTP_PLUGIN")
-    if not plugin or not os.path.exists(plugin):
-        raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    plugin = ftp_plugin()
     topo = Topology()
     topo.up_or_skip()
     with gateways_stopped(topo.down):

@@ -47,7 +47,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import (Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip,  # noqa: E402
+from gwtest import (ftp_plugin, Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip,  # noqa: E402
                     vsftpd_config_text, wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
@@ -159,6 +159,25 @@ class Vsftpd:
         with open(self.protolog, "rb") as f:
             f.seek(off)
             return f.read().decode("utf-8", "replace")
+
+
+def serve_payload(tmp, topo, exe, servers, size, specs):
+    """A random payload of size bytes in tmp/srv, served by one strict vsftpd per (name, address,
+    passive port range) of specs, each prepared, started and added to servers first (so the
+    caller's cleanup stops it even if a later one fails): the payload's path and the servers."""
+    srv = os.path.join(tmp, "srv")
+    os.makedirs(srv)
+    payload = os.path.join(tmp, "payload.bin")
+    with open(payload, "wb") as f:
+        f.write(os.urandom(size))
+    started = []
+    for name, addr, pasv in specs:
+        v = Vsftpd(topo, srv, exe, name, addr, pasv)
+        servers.append(v)
+        v.prepare(payload)
+        v.start()
+        started.append(v)
+    return payload, started
 
 
 def config(tmp, plugin):
@@ -358,24 +377,13 @@ def run(tmp):
         skip("vsftpd is not installed (Debian package vsftpd; ./run test installs it)")
     if shutil.which("lftp") is None:
         skip("lftp is not installed (Debian package lftp; ./run test installs it)")
-    plugin = os.environ.get("FWX_FTP_PLUGIN")
-    if not plugin or not os.path.exists(plugin):
-        raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    plugin = ftp_plugin()
     topo = Topology()
     topo.up_or_skip()
     servers = []
     with gateways_stopped(lambda: [v.stop() for v in servers], topo.down):
-        srv = os.path.join(tmp, "srv")
-        os.makedirs(srv)
-        payload = os.path.join(tmp, "payload.bin")
-        with open(payload, "wb") as f:
-            f.write(os.urandom(PAYLOAD_SIZE))
-        v4 = Vsftpd(topo, srv, vsftpd, "vsftpd4", S4, (30000, 30099))
-        v6 = Vsftpd(topo, srv, vsftpd, "vsftpd6", S6, (30100, 30199))
-        for v in (v4, v6):
-            servers.append(v)
-            v.prepare(payload)
-            v.start()
+        payload, (v4, v6) = serve_payload(tmp, topo, vsftpd, servers, PAYLOAD_SIZE,
+                                          [("vsftpd4", S4, (30000, 30099)), ("vsftpd6", S6, (30100, 30199))])
         scenario(tmp, topo, plugin, payload, v4, v6)
 
 

@@ -37,7 +37,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "gateway"))
-from gwtest import (Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip,  # noqa: E402
+from gwtest import (ftp_plugin, Failure, Gateway, gateways_stopped, check, log, main, sha256_file, skip,  # noqa: E402
                     vsftpd_config_text, wait_until, write_file)
 import nstopo  # noqa: E402
 from nstopo import sh  # noqa: E402
@@ -149,9 +149,7 @@ def run(tmp):
     vsftpd = next((p for p in ("/usr/sbin/vsftpd", "/usr/bin/vsftpd") if os.path.exists(p)), None)
     if vsftpd is None:
         skip("no vsftpd (Debian package vsftpd)")
-    plugin = os.environ.get("FWX_FTP_PLUGIN")
-    if not plugin or not os.path.exists(plugin):
-        raise Failure("FWX_FTP_PLUGIN names no FTP plugin (meson sets it)")
+    plugin = ftp_plugin()
     cfg_text = guide_config()
     site = Site()
     with gateways_stopped(site.down):
