@@ -14,8 +14,12 @@ with a real tftpd-hpa; the client is a raw UDP socket so that every datagram it 
           runs on: ignored; the transfer goes on from the same port and the file arrives whole
           (SHA-256 compared).
 
-Each row over IPv4 and over IPv6 (third party fd81:2::3), in both backends. Rows 60, 63, 64 and
-65 are tests/tftp/gateway.py's. Root, iproute2, tftpd-hpa; exits 77
+  row 65  (the cap) one client holding CAP unanswered requests: its next one is refused with
+          ERROR 2 and a log line naming the cap, nothing listed for it; the no-amplification half
+          of the row is tests/tftp/gateway.py's.
+
+Rows 61, 62 and 66 over IPv4 and over IPv6 (third party fd81:2::3), row 65 over IPv4, in both
+backends. Rows 60, 63 and 64 are tests/tftp/gateway.py's. Root, iproute2, tftpd-hpa; exits 77
 (skipped) saying why otherwise.
   catalog.py BUILD_DIR --backend proxy|nft
 SPDX-License-Identifier: MIT
@@ -36,6 +40,7 @@ sys.path.insert(0, HERE)
 import matrix as m  # noqa: E402  (the bed, the gateway, the server)
 
 THIRD, THIRD6 = "10.81.2.3", "fd81:2::3"
+CAP = 3  # gateway.max_permissions_per_client for row 65
 
 
 def endpoint(ip, port):
@@ -89,6 +94,7 @@ def main():
     with open(os.path.join(srv, "big.bin"), "wb") as f:
         f.write(big)
     gw = m.Gateway(bed, a.build, tmp, backend)
+    gw.extra = "  max_permissions_per_client = %d;\n" % CAP
     server = m.Server(bed, "tftpd-hpa", srv)
     failures = []
     skipped = None
@@ -196,6 +202,29 @@ def main():
                   "row 66: the file arrived whole (sha256, %d bytes)%s" % (len(got), tag))
         c2.close()
 
+    def row65():
+        """A client at its cap of outstanding requests: the next is refused, the held ones stand."""
+        host = m.G4C if backend == "proxy" else m.S4
+        socks = [sock_in("c", m.C4, 45301 + i) for i in range(CAP + 1)]
+        server.signal(signal.SIGSTOP)
+        try:
+            for s in socks[:CAP]:
+                s.sendto(m.rrq("small.txt"), (host, 69))
+                check(wait_listed(gw, m.C4, s.getsockname()[1]) is not None,
+                      "row 65: request %d of %d held (fwxctl lists it)" % (socks.index(s) + 1, CAP))
+            socks[CAP].sendto(m.rrq("small.txt"), (host, 69))
+            r = recv_or_none(socks[CAP], 3.0)
+            check(r is not None and r[0][:4] == b"\0\5\0\2",
+                  "row 65: request %d gets ERROR 2 (%r)" % (CAP + 1, r and r[0][:40]))
+            check(listed(gw, m.C4, 45301 + CAP) == [], "row 65: nothing listed for the refused request")
+            check("max_permissions_per_client" in gw.text(), "row 65: the log names the cap")
+            check(all(len(listed(gw, m.C4, 45301 + i)) == 1 for i in range(CAP)),
+                  "row 65: the %d held requests stand" % CAP)
+        finally:
+            server.signal(signal.SIGCONT)
+            for s in socks:
+                s.close()
+
     try:
         skipped = m.start_gateway(gw)
         if skipped is not None:
@@ -204,6 +233,7 @@ def main():
 
         for fam in ("4", "6"):
             rows(fam)
+        row65()
     except m.nstopo.Failure as e:
         if skipped is None:
             failures.append(str(e))

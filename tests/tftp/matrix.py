@@ -146,6 +146,7 @@ class Gateway:
         self.logpath = os.path.join(tmp, "gw.log")
         self.proc = None
         self.died = None
+        self.extra = ""  # more lines of the gateway block (catalog.py's row 65 cap)
 
     def config(self):
         name = "fwxtm-%d-%s" % (os.getpid(), self.backend)
@@ -155,7 +156,7 @@ class Gateway:
   plugins = [ "tftp" ];
   timeout = {TIMEOUT_S};
   log_level = "debug";
-"""
+{self.extra}"""
         if self.backend == "proxy":
             return f"""# fwx tests/tftp/matrix.py --backend proxy: published tftp servers, IPv4 and IPv6.
 gateway = {{
