@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """fwx tests - the TFTP rows of the security catalog that need a transfer (doc/security.md rows
-61, 62 and 66), through fwx-gateway with the tftp plugin, on the dual-homed bed of matrix.py,
+61, 62, 65 and 66), through fwx-gateway with the tftp plugin, on the dual-homed bed of matrix.py,
 with a real tftpd-hpa; the client is a raw UDP socket so that every datagram it gets is seen.
 
   row 61  after the client's RRQ, a third party (10.81.2.3, on the server's side) sends DATA 1

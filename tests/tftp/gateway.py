@@ -16,7 +16,7 @@ records what reaches the server. Asserted, per request:
     reaching the server, one "request refused" line each in the log;
   - the next well-formed request after the refusals still works.
 Not asserted here: the transfer itself; matrix.py runs whole transfers through the gateway and
-catalog.py the rows that need one (61, 62, 66).
+catalog.py the rows that need one (61, 62, 66, and the cap of 65).
 
 Needs root, iproute2, tftpd-hpa (./run test installs it). Exits 77 (skipped)
 saying why otherwise.
