@@ -169,6 +169,32 @@ START_TEST(key_encoding)
 }
 END_TEST
 
+/* Destroy (Linux 6.3): a delete that does not fail when the element is missing. Where the
+   probe finds it, destroying a missing element is no error and a present one is deleted;
+   where it does not, the op is a plain delete and a missing element is ENOENT. */
+START_TEST(destroy_element)
+{
+    gw g;
+    gw_open(&g);
+    fwx__nftnl *h = NULL;
+    TU_EXPECT_HR(fwx__nftnl_open(g.table, &h), FWX_S_OK);
+    bool can = fwx__nftnl_probe_destroy(h, "used4", "0.0.0.0 . 0.0.0.0 . 0 . 0");
+    fwx__nftnl_op add = {.set = "used4", .key = TN_CLIENT " . " TN_SERVER " . 6 . 5001"};
+    ck_assert_int_eq(fwx__nftnl_apply(h, &add, 1), 0);
+    ck_assert(in_set(&g, "used4", TN_CLIENT " . " TN_SERVER " . 6 . 5001"));
+    fwx__nftnl_op d[] = {
+        {.del = true, .destroy = true, .set = "used4", .key = TN_CLIENT " . " TN_SERVER " . 6 . 5001", .group = 0},
+        {.del = true, .destroy = true, .set = "used4", .key = TN_CLIENT " . " TN_SERVER " . 6 . 5999", .group = 1},
+    };
+    ck_assert_int_eq(fwx__nftnl_apply(h, d, 2), can ? 0 : 1);
+    ck_assert_int_eq(d[0].err, 0);
+    ck_assert_int_eq(d[1].err, can ? 0 : ENOENT);
+    ck_assert(!in_set(&g, "used4", TN_CLIENT " . " TN_SERVER " . 6 . 5001"));
+    fwx__nftnl_close(h);
+    tn_gw_close(&g.base);
+}
+END_TEST
+
 static fwx_grant permission(uint64_t id, const char *target)
 {
     fwx_grant gr;
@@ -284,6 +310,7 @@ static Suite *nft_nl_suite(void)
     const tu_case cases[] = {
         {"key encoding", key_encoding},
         {"batch refuses one group", batch_refuses_one_group},
+        {"destroy element", destroy_element},
         {"grant refused precisely", grant_refused_precisely},
         {"shared element counted", shared_element_counted},
         {"ten thousand grants", ten_thousand_grants},

@@ -490,11 +490,11 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port, uint16_t icpt_port6)
 {
     sb_printf(b, FWX_NFT_TABLE_HEAD_FMT, table, (long)getpid());
-    sb_printf(b, FWX_NFT_SETS_FMT, '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
+    sb_printf(b, FWX_NFT_SETS_FMT, '4', "ipv4_addr", "ipv4_addr", /* once, used: */ '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr");
-    sb_printf(b, FWX_NFT_SETS_FMT, '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
+    sb_printf(b, FWX_NFT_SETS_FMT, '6', "ipv6_addr", "ipv6_addr", /* once, used: */ '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr");
@@ -786,10 +786,15 @@ static void state_free(nstate *st)
 }
 
 
-/* A kernel flow was admitted by a one-shot element, which the forward rule deleted: mark it so
-   that the grant's removal does not delete it again. The element's key is the tuple the forward
-   hook saw: the source, and the destination after DNAT (the reply tuple's source). */
-static void mark_consumed(nstate *st, const fwx__ct_flow *f)
+/* The used set of a one-shot set's element: "once4" -> "used4" (rules.h). */
+static const char *used_set(const ekey *k) { return k->set[4] == '6' ? "used6" : "used4"; }
+
+/* A kernel flow was admitted by a one-shot element: the forward rule put its key in the used
+   set, and the element is deleted now, with that key, from the control plane (rules.h: the
+   packet path deletes nothing, so the same key can be granted again at once). Marked gone so
+   that the grant's removal does not delete it again. The element's key is the tuple the
+   forward hook saw: the source, and the destination after DNAT (the reply tuple's source). */
+static void consume_once(nstate *st, const fwx__ct_flow *f)
 {
     char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], fs, fd;
     if (!ip_text((const struct sockaddr *)&f->src, src, &fs) || !ip_text((const struct sockaddr *)&f->reply_src, dst, &fd) ||
@@ -801,8 +806,20 @@ static void mark_consumed(nstate *st, const fwx__ct_flow *f)
     snprintf(k.set, sizeof k.set, "once%c", fs);
     memcpy(k.key, key, strlen(key) + 1);
     selem *se = elem_find(st, &k);
-    if (se != NULL)
-        se->gone = true;
+    if (se == NULL || se->gone)
+        return;
+    se->gone = true;
+    /* Two groups: an element the kernel expired in the meantime keeps no other. */
+    fwx__nftnl_op ops[2] = {
+        {.del = true, .set = se->e.k.set, .key = se->e.k.key, .group = 0},
+        {.del = true, .set = used_set(&se->e.k), .key = se->e.k.key, .group = 1},
+    };
+    if (fwx__nftnl_apply(st->nl, ops, 2) != 0)
+        for (size_t i = 0; i < 2; i++)
+            if (ops[i].err != 0 && !(i == 0 && ops[i].err == ENOENT)) {
+                elem_error(st, &ops[i]);
+                NLOG(st, FWX_LOG_WARN, "used one-shot permission: deleting failed: %s", st->err);
+            }
 }
 
 /* ct.c's lines (events lost, kills refused, the namespace's settings at close) in the firewall's log. */
@@ -816,7 +833,7 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         return;
     }
     if (event == FWX__CT_NEW) {
-        mark_consumed(st, f);
+        consume_once(st, f);
         /* The client's view (before DNAT): a permission's target, or a bound port. The core
            consumes a one-shot grant (the kernel already deleted its element) and tells the
            filter that asked. */
@@ -995,6 +1012,11 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         state_free(st);
         return nhr == FWX_E_OUTOFMEMORY ? nhr : FWX_E_NOT_SUPPORTED;
     }
+    /* Withdrawing an unused one-shot permission destroys its key in the used set (elems_delete):
+       without the kernel's destroy that is a delete that fails and is rolled back, slower. */
+    if (!fwx__nftnl_probe_destroy(st->nl, "used4", "0.0.0.0 . 0.0.0.0 . 0 . 0"))
+        NLOG(st, FWX_LOG_INFO, "kernel has no set element destroy (Linux 6.3): withdrawing an unused one-shot "
+                               "permission costs a failed delete");
     if (missing)
         NLOG(st, FWX_LOG_WARN, "table inet %s ready; kernel lacks: %s (those features stay in user mode)", st->table,
              names);
@@ -1183,24 +1205,34 @@ static void elems_release(nstate *st, ngrant *ng, selem **dead, size_t *ndead)
 
 /* Deletes dead elements from the kernel, each on its own (one that is gone already does not
    keep the others), in as few transactions as nl.c can, and frees them. A consumed one-shot
-   element is not deleted again: that would fail, and a failing nf_tables transaction costs
-   the kernel ~12 ms (bench/README.md). An element the kernel expired is gone too (ENOENT,
-   ignored). */
+   element is not deleted again (consume_once did, when its flow came). An unconsumed one's key
+   is destroyed in the used set as well: its flow may have passed with its NEW event still to
+   read, and a key left there would refuse the next grant of the same key. An element the
+   kernel expired is gone too (ENOENT, ignored). */
 static void elems_delete(nstate *st, selem **dead, size_t n, const char *what, uint64_t id)
 {
-    fwx__nftnl_op *ops = n > 0 ? calloc(n, sizeof *ops) : NULL;
+    fwx__nftnl_op *ops = n > 0 ? calloc(2 * n, sizeof *ops) : NULL;
     size_t m = 0;
-    for (size_t i = 0; ops != NULL && i < n; i++)
-        if (!dead[i]->gone)
-            ops[m] = (fwx__nftnl_op){.del = true, .set = dead[i]->e.k.set, .key = dead[i]->e.k.key,
-                                     .group = (uint32_t)m}, m++;
+    for (size_t i = 0; ops != NULL && i < n; i++) {
+        if (dead[i]->gone)
+            continue;
+        ops[m] = (fwx__nftnl_op){.del = true, .set = dead[i]->e.k.set, .key = dead[i]->e.k.key, .group = (uint32_t)m};
+        m++;
+        if (strncmp(dead[i]->e.k.set, "once", 4) == 0) {
+            ops[m] = (fwx__nftnl_op){.del = true, .destroy = true, .set = used_set(&dead[i]->e.k),
+                                     .key = dead[i]->e.k.key, .group = (uint32_t)m};
+            m++;
+        }
+    }
     if (n > 0 && ops == NULL)
         NLOG(st, FWX_LOG_WARN, "%s %llu: out of memory deleting %zu elements; they stay until they expire", what,
              (unsigned long long)id, n);
     if (m > 0 && fwx__nftnl_apply(st->nl, ops, m) != 0) {
         size_t gone = 0;
         for (size_t i = 0; i < m; i++) {
-            if (ops[i].err == ENOENT) {
+            if (ops[i].err == ENOENT && ops[i].destroy) {
+                continue; /* a kernel without destroy: the key was not used */
+            } else if (ops[i].err == ENOENT) {
                 gone++;
             } else if (ops[i].err != 0) {
                 elem_error(st, &ops[i]);
@@ -1663,12 +1695,16 @@ static fwx_result n_list(void *state, fwx_backend_list_cb cb, void *arg)
     char *listing = strdup(nft_ctx_get_output_buffer(st->nft));
     if (listing == NULL)
         return FWX_E_OUTOFMEMORY;
-    /* What the table holds: a grant whose permission element the packet path consumed or the
+    /* What the table holds: a grant whose permission element the packet path used or the
        kernel expired is no longer reported. */
     for (const ngrant *ng = st->grants; ng != NULL; ng = ng->hh.next) {
         bool present = ng->n > 0;
-        for (size_t j = 0; j < ng->n && present; j++)
-            present = listing_has(listing, ng->el[j]->e.k.set, ng->el[j]->e.k.key);
+        for (size_t j = 0; j < ng->n && present; j++) {
+            const ekey *k = &ng->el[j]->e.k;
+            /* A one-shot key in the used set is consumed, its NEW event still to come. */
+            present = listing_has(listing, k->set, k->key) &&
+                      !(strncmp(k->set, "once", 4) == 0 && listing_has(listing, used_set(k), k->key));
+        }
         if (present)
             cb(arg, &ng->g);
     }

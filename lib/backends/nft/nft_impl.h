@@ -70,6 +70,7 @@ typedef struct fwx__nftnl fwx__nftnl;
 /* One element to add or delete, and the kernel's answer for it. */
 typedef struct fwx__nftnl_op {
     bool del;
+    bool destroy;        /* with del: no error when the element is missing (where the kernel can) */
     const char *set;     /* "once4", "dnat6", ... (rules.h) */
     const char *key;     /* the element as nft text: "10.0.0.2 . 10.0.0.9 . 6 . 2121" */
     const char *data;    /* a map's value ("10.0.0.2 . 5001"), NULL or "" for a set */
@@ -87,6 +88,10 @@ void fwx__nftnl_close(fwx__nftnl *h);
    other op changed nothing. Returns the number of failed ops, or -errno when the socket
    failed (every op then has an error). */
 int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n);
+/* Does the kernel destroy elements (NFT_MSG_DESTROYSETELEM, Linux 6.3)? Tried once on an
+   element of `set` that is not there; without it a `destroy` op is a plain delete, which fails
+   with ENOENT (and costs the kernel a rolled-back transaction) when the element is missing. */
+bool fwx__nftnl_probe_destroy(fwx__nftnl *h, const char *set, const char *key);
 /* An element's nft text as the key or data bytes of the set's type; 0 if it does not encode. */
 size_t fwx__nftnl_encode(const char *text, uint8_t *out, size_t cap);
 

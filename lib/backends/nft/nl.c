@@ -36,10 +36,15 @@
 #define CHUNK 128
 /* A batch's size; an element message is ~100-200 bytes. */
 #define BATCH_LIMIT (64 * 1024)
-/* Rounds of "send again without the failed groups" or after EBUSY: bounded. EBUSY waits
-   double from 100 us, at most ~6.3 ms in all (see fwx__nftnl_apply). */
-#define MAX_ROUNDS 7
-#define BUSY_FIRST_US 100
+/* Rounds of "send again without the failed groups": bounded (each round drops at least one
+   group). There is no wait: every error, EBUSY too, refuses its group at once (rules.h says
+   why the one-shot sets no longer make EBUSY). */
+#define MAX_ROUNDS 8
+/* The kernel's destroy of a set element (Linux 6.3): a delete that does not fail when the
+   element is missing. Debian 12's headers predate it. */
+#ifndef NFT_MSG_DESTROYSETELEM
+#define NFT_MSG_DESTROYSETELEM 30
+#endif
 
 struct fwx__nftnl {
     struct mnl_socket *nl;
@@ -48,6 +53,7 @@ struct fwx__nftnl {
     char table[64];
     char *buf; /* one chunk's batch */
     size_t bufsz;
+    bool destroy_ok; /* the kernel has NFT_MSG_DESTROYSETELEM (fwx__nftnl_probe_destroy) */
 };
 
 fwx_result fwx__nftnl_open(const char *table, fwx__nftnl **out)
@@ -170,7 +176,10 @@ static bool put_op(fwx__nftnl *h, struct mnl_nlmsg_batch *b, fwx__nftnl_op *op, 
         nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, op->timeout_ms);
     nftnl_set_elem_add(s, e); /* s owns e now */
     struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(mnl_nlmsg_batch_current(b),
-                                                 op->del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM, NFPROTO_INET,
+                                                 !op->del                        ? NFT_MSG_NEWSETELEM
+                                                 : op->destroy && h->destroy_ok ? NFT_MSG_DESTROYSETELEM
+                                                                                : NFT_MSG_DELSETELEM,
+                                                 NFPROTO_INET,
                                                  (op->del ? 0 : NLM_F_CREATE) | NLM_F_ACK, seq);
     nftnl_set_elems_nlmsg_build_payload(nlh, s);
     nftnl_set_free(s);
@@ -258,7 +267,6 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
     /* A chunk never splits a group: a group is one transaction. */
     size_t at = 0;
     int sock_err = 0;
-    unsigned busy_us = BUSY_FIRST_US;
     while (at < n) {
         size_t end = at + 1;
         while (end < n && (end - at < CHUNK || ops[end].group == ops[end - 1].group))
@@ -277,39 +285,27 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
                     ops[idx[i]].err = sock_err;
                 break;
             }
-            bool failed = false, busy = false;
+            bool failed = false;
             for (size_t i = 0; i < m; i++)
-                if (ops[idx[i]].err != 0) {
-                    failed = true;
-                    busy |= ops[idx[i]].err == EBUSY;
-                }
+                failed |= ops[idx[i]].err != 0;
             if (!failed || batch_err != 0)
                 break; /* done, or refused as a whole (every op has the batch's error) */
             /* The transaction was rolled back: the groups with a failed element stay failed
                (each op of such a group keeps its error, or gets ECANCELED), the others are
-               sent again. EBUSY is transient: a one-shot element of the same key that the
-               packet path deleted and the set's garbage collection has not reaped yet (a
-               server reusing a data port at once), or the set resizing. Refusing it would
-               fail the FTP transfer, so those are tried again after a pause that doubles
-               (100 us .. 3.2 ms, ~6.3 ms at most; rules.h gives the once sets a 100 ms
-               gc-interval so the wait is rare). A group's ops are contiguous. */
+               sent again at once. A group's ops are contiguous. */
             for (size_t g0 = 0, g1; g0 < m; g0 = g1) {
                 bool group_failed = false;
                 for (g1 = g0; g1 < m && ops[idx[g1]].group == ops[idx[g0]].group; g1++)
-                    group_failed |= ops[idx[g1]].err != 0 && ops[idx[g1]].err != EBUSY;
+                    group_failed |= ops[idx[g1]].err != 0;
                 for (size_t i = g0; i < g1; i++) {
                     fwx__nftnl_op *o = &ops[idx[i]];
-                    o->err = group_failed ? (o->err != 0 && o->err != EBUSY ? o->err : ECANCELED) : -2;
+                    o->err = group_failed ? (o->err != 0 ? o->err : ECANCELED) : -2;
                 }
-            }
-            if (busy && round < MAX_ROUNDS - 1) {
-                usleep(busy_us);
-                busy_us *= 2;
             }
             if (round == MAX_ROUNDS - 1)
                 for (size_t i = 0; i < m; i++)
                     if (ops[idx[i]].err == -2)
-                        ops[idx[i]].err = EBUSY;
+                        ops[idx[i]].err = ECANCELED; /* rare: the kernel answers every failing element of a batch */
         }
         at = end;
     }
@@ -318,4 +314,12 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
     for (size_t i = 0; i < n; i++)
         failed += ops[i].err != 0;
     return sock_err != 0 ? -sock_err : (int)failed;
+}
+
+bool fwx__nftnl_probe_destroy(fwx__nftnl *h, const char *set, const char *key)
+{
+    h->destroy_ok = true;
+    fwx__nftnl_op op = {.del = true, .destroy = true, .set = set, .key = key};
+    h->destroy_ok = fwx__nftnl_apply(h, &op, 1) == 0;
+    return h->destroy_ok;
 }
