@@ -11,9 +11,9 @@
  * - close: replace the table by a closed one that drops every forwarded packet (or, with
  *   kernel_open_on_stop, delete it), and say so in one line.
  *
- * Every address printed into a command or an element's text comes from inet_ntop on a checked
- * family (no text from outside ever reaches a command or an element), and the table name is
- * built from [A-Za-z0-9_] only.
+ * An element's key and value are bytes built from checked addresses (fwx__nftnl_key: no text on
+ * the permission path, nothing from outside parsed); every address printed into a command
+ * comes from inet_ntop on a checked family, and the table name is built from [A-Za-z0-9_] only.
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/nft_impl.h"
@@ -35,20 +35,36 @@
 #include <uv.h>
 
 #define TABLE_MAX 64
-#define KEY_MAX 160
-#define DATA_MAX 64
+#define KEY_MAX 40  /* the longest key: two IPv6 addresses, a protocol and a port */
+#define DATA_MAX 20 /* the longest map value: an IPv6 address and a port */
 
-/* Which element: its set and key, as nft text (nl.c encodes the text into the key's bytes). */
+/* Which element: its set and key, as the key's bytes (fwx__nftnl_key: no text on the
+   permission path; fwx__nftnl_text prints them for lines and listings). */
 typedef struct ekey {
-    char set[8];       /* "once4", "dnat6", ... */
-    char key[KEY_MAX]; /* "10.0.0.2 . 10.0.0.9 . 6 . 2121" */
+    char set[8];          /* "once4", "dnat6", ... */
+    uint8_t len;          /* of key */
+    uint8_t key[KEY_MAX]; /* src . dst . l4proto . port, gateway . l4proto . port, ... */
 } ekey;
 
 /* One set or map element a grant needs. */
 typedef struct nelem {
-    ekey k;              /* zero-padded: a hash key */
-    char data[DATA_MAX]; /* maps: "10.0.0.2 . 5001"; sets: "" */
+    ekey k;                 /* zeroed first: a hash key */
+    uint8_t dlen;           /* maps: of data; sets: 0 */
+    uint8_t data[DATA_MAX]; /* maps: address . port, or an address */
 } nelem;
+
+/* A key or value being built. */
+typedef struct kbytes {
+    uint8_t b[KEY_MAX];
+    size_t n; /* 0: it does not encode (mixed families, an IPv6 zone) */
+} kbytes;
+
+static kbytes kb(const struct sockaddr *a, const struct sockaddr *b, int proto, int port)
+{
+    kbytes k;
+    k.n = fwx__nftnl_key(k.b, sizeof k.b, a, b, proto, port);
+    return k;
+}
 
 /* An element in the table, shared by every grant and publishing rule that needs it (a client
    that is also a server of its session, two connections to one peer): deleted from the kernel
@@ -226,33 +242,25 @@ void fwx__nft_table_name(const char *instance, char *out, size_t len)
         snprintf(out + o, len - o, "_%08x", h);
 }
 
-/* The address of sa as nft text (inet_ntop), and its family digit. False for anything that is
-   not a plain IPv4 or unscoped IPv6 address. The text is checked again, character by
-   character, before it can reach a command. */
-static bool ip_text(const struct sockaddr *sa, char out[INET6_ADDRSTRLEN], char *fam)
+static int l4proto(int32_t protocol) { return protocol == FWX_PROTOCOL_UDP ? 17 : 6; }
+
+/* The family digit of a plain IPv4 or unscoped IPv6 address (a zone cannot be expressed in a
+   set element); false for anything else. */
+static bool fam_of(const struct sockaddr *sa, char *fam)
 {
-    const void *a;
-    if (sa->sa_family == AF_INET) {
-        a = &((const struct sockaddr_in *)sa)->sin_addr;
-        *fam = '4';
-    } else if (sa->sa_family == AF_INET6) {
-        if (((const struct sockaddr_in6 *)sa)->sin6_scope_id != 0)
-            return false; /* a zone cannot be expressed in a set element */
-        a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        *fam = '6';
-    } else {
-        return false;
-    }
-    if (inet_ntop(sa->sa_family, a, out, INET6_ADDRSTRLEN) == NULL)
-        return false;
-    for (const char *p = out; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F') || *p == ':' ||
-              *p == '.'))
-            return false;
-    return true;
+    if (sa->sa_family == AF_INET)
+        return *fam = '4', true;
+    if (sa->sa_family == AF_INET6 && ((const struct sockaddr_in6 *)sa)->sin6_scope_id == 0)
+        return *fam = '6', true;
+    return false;
 }
 
-static int l4proto(int32_t protocol) { return protocol == FWX_PROTOCOL_UDP ? 17 : 6; }
+/* An element's key (or value) as text, for a line or a listing. */
+static const char *ekey_text(const char *set, const uint8_t *b, size_t len, char *out, size_t cap)
+{
+    fwx__nftnl_text(strchr(set, '6') != NULL ? AF_INET6 : AF_INET, b, len, out, cap);
+    return out;
+}
 
 static nelem *elem_push(nelem **el, size_t *n, size_t *cap)
 {
@@ -296,43 +304,54 @@ typedef struct elems {
     size_t n, cap;
 } elems;
 
-static fwx_result add_elem(elems *es, const char *set, char fam, const char *key, const char *data)
+static fwx_result add_elem(elems *es, const char *set, char fam, const kbytes *key, const kbytes *data)
 {
-    size_t ls = strlen(set), lk = strlen(key), ld = data ? strlen(data) : 0;
-    if (ls + 2 > sizeof es->el[0].k.set || lk + 1 > KEY_MAX || ld + 1 > DATA_MAX)
-        return FWX_E_INVALIDARG; /* cannot happen with the texts built here */
+    size_t ls = strlen(set);
+    if (ls + 2 > sizeof es->el[0].k.set || key->n == 0 || key->n > KEY_MAX || (data != NULL && data->n > DATA_MAX))
+        return FWX_E_INVALIDARG; /* cannot happen with the keys built here */
+    if (data != NULL && data->n == 0)
+        return FWX_E_NOT_SUPPORTED; /* a value of another family */
     nelem *e = elem_push(&es->el, &es->n, &es->cap);
     if (e == NULL)
         return FWX_E_OUTOFMEMORY;
     memcpy(e->k.set, set, ls);
     e->k.set[ls] = fam;
     e->k.set[ls + 1] = '\0';
-    memcpy(e->k.key, key, lk + 1);
-    if (data != NULL)
-        memcpy(e->data, data, ld + 1);
+    e->k.len = (uint8_t)key->n;
+    memcpy(e->k.key, key->b, key->n);
+    if (data != NULL) {
+        e->dlen = (uint8_t)data->n;
+        memcpy(e->data, data->b, data->n);
+    }
     return FWX_S_OK;
 }
 
-/* A permission-set key: src . dst . l4proto . dport. */
-static void tuple_key(char *out, size_t len, const char *src, const char *dst, int proto, uint16_t port)
+/* Is key already the key of an element of es (of any set)? */
+static bool has_key(const elems *es, const kbytes *key)
 {
-    snprintf(out, len, "%s . %s . %d . %u", src, dst, proto, (unsigned)port);
+    for (size_t i = 0; i < es->n; i++)
+        if (es->el[i].k.len == key->n && memcmp(es->el[i].k.key, key->b, key->n) == 0)
+            return true;
+    return false;
 }
 
 /* The gateway addresses a DNAT element is keyed on: the grant's own, or every local address
    of the family when it is unspecified. */
-static size_t gateway_addrs(nstate *st, const struct sockaddr *gw, char fam, char out[][INET6_ADDRSTRLEN], size_t max)
+static size_t gateway_addrs(nstate *st, const struct sockaddr *gw, char fam, struct sockaddr_storage *out, size_t max)
 {
     char f;
     size_t n = 0;
-    if (!fwx__sa_is_unspecified(gw))
-        return ip_text(gw, out[0], &f) ? 1 : 0;
-    struct sockaddr_storage ls;
-    for (size_t i = 0; n < max && fwx_firewall_local_address(st->fw, i, &ls) == FWX_S_OK; i++) {
-        const struct sockaddr *a = (const struct sockaddr *)&ls;
+    if (!fwx__sa_is_unspecified(gw)) {
+        if (!fam_of(gw, &f))
+            return 0;
+        memcpy(&out[0], gw, fwx__sa_len(gw));
+        return 1;
+    }
+    for (size_t i = 0; n < max && fwx_firewall_local_address(st->fw, i, &out[n]) == FWX_S_OK; i++) {
+        const struct sockaddr *a = (const struct sockaddr *)&out[n];
         if (fwx__sa_is_loopback(a)) /* local traffic never passes prerouting */
             continue;
-        if (ip_text(a, out[n], &f) && f == fam)
+        if (fam_of(a, &f) && f == fam)
             n++;
     }
     return n;
@@ -343,21 +362,23 @@ static size_t gateway_addrs(nstate *st, const struct sockaddr *gw, char fam, cha
    of the same key. */
 static fwx_result permission_elem(elems *es, const fwx_grant *g, const struct sockaddr *src)
 {
-    char c[INET6_ADDRSTRLEN], t[INET6_ADDRSTRLEN], x[INET6_ADDRSTRLEN], key[KEY_MAX], fc, ft, fx;
-    if (!ip_text(src, c, &fc) || !ip_text((const struct sockaddr *)&g->target, t, &ft) || fc != ft)
+    const struct sockaddr *to = (const struct sockaddr *)&g->target;
+    char fc, ft, fx;
+    if (!fam_of(src, &fc) || !fam_of(to, &ft) || fc != ft)
         return FWX_E_NOT_SUPPORTED;
-    int proto = l4proto(g->protocol);
-    tuple_key(key, sizeof key, c, t, proto, fwx__sa_port((const struct sockaddr *)&g->target));
-    for (size_t i = 0; i < es->n; i++)
-        if (strcmp(es->el[i].k.key, key) == 0)
-            return FWX_S_OK; /* the client is also a server of its session */
-    fwx_result hr = add_elem(es, (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once", fc, key, NULL);
+    kbytes key = kb(src, to, l4proto(g->protocol), fwx__sa_port(to));
+    if (key.n == 0)
+        return FWX_E_NOT_SUPPORTED;
+    if (has_key(es, &key))
+        return FWX_S_OK; /* the client is also a server of its session */
+    fwx_result hr = add_elem(es, (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once", fc, &key, NULL);
     const struct sockaddr *px = (const struct sockaddr *)&g->gateway;
     if (FWX_SUCCEEDED(hr) && (px->sa_family == AF_INET || px->sa_family == AF_INET6) && !fwx__sa_is_unspecified(px)) {
         /* ProxyExternalAddress: the server sees the connection come from that address. */
-        if (!ip_text(px, x, &fx) || fx != fc)
+        if (!fam_of(px, &fx) || fx != fc)
             return FWX_E_NOT_SUPPORTED;
-        hr = add_elem(es, "snat", fc, key, x);
+        kbytes x = kb(px, NULL, -1, -1);
+        hr = add_elem(es, "snat", fc, &key, &x);
     }
     return hr;
 }
@@ -369,8 +390,8 @@ static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
     fwx_result hr = permission_elem(es, g, (const struct sockaddr *)&g->client);
     for (uint32_t i = 0; FWX_SUCCEEDED(hr) && i < grant_n_sources(g); i++) {
         const struct sockaddr *src = (const struct sockaddr *)&g->sources[i].address;
-        char fs, ft, t[INET6_ADDRSTRLEN], a[INET6_ADDRSTRLEN];
-        if (!ip_text(src, a, &fs) || !ip_text((const struct sockaddr *)&g->target, t, &ft) || fs != ft)
+        char fs, ft;
+        if (!fam_of(src, &fs) || !fam_of((const struct sockaddr *)&g->target, &ft) || fs != ft)
             continue; /* a server of the other family cannot reach this target */
         hr = permission_elem(es, g, src);
     }
@@ -382,20 +403,19 @@ static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
 /* The permission element "src . dst . proto . port" (and its masquerade and one-way ones), once
    per key: FWX_S_FALSE (nothing added) when src is of another family or already there. */
 static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway, const struct sockaddr *src_sa,
-                              char fam, const char *dst, int proto, uint16_t port)
+                              char fam, const struct sockaddr *dst, int proto, uint16_t port)
 {
-    char src[INET6_ADDRSTRLEN], key[KEY_MAX], f;
-    if (!ip_text(src_sa, src, &f) || f != fam)
+    char f;
+    if (!fam_of(src_sa, &f) || f != fam)
         return FWX_S_FALSE;
-    tuple_key(key, sizeof key, src, dst, proto, port);
-    for (size_t i = 0; i < es->n; i++)
-        if (strcmp(es->el[i].k.key, key) == 0)
-            return FWX_S_FALSE; /* two connections to one peer */
-    fwx_result hr = add_elem(es, set, fam, key, NULL);
+    kbytes key = kb(src_sa, dst, proto, port);
+    if (key.n == 0 || has_key(es, &key))
+        return FWX_S_FALSE; /* two connections to one peer */
+    fwx_result hr = add_elem(es, set, fam, &key, NULL);
     if (FWX_SUCCEEDED(hr) && masq)
-        hr = add_elem(es, "masq", fam, key, NULL);
+        hr = add_elem(es, "masq", fam, &key, NULL);
     if (FWX_SUCCEEDED(hr) && oneway)
-        hr = add_elem(es, "oneway", fam, key, NULL);
+        hr = add_elem(es, "oneway", fam, &key, NULL);
     return hr;
 }
 
@@ -408,24 +428,23 @@ static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway
 static fwx_result reply_elems(const fwx_grant *g, elems *es)
 {
     const struct sockaddr *gw = (const struct sockaddr *)&g->gateway, *to = (const struct sockaddr *)&g->target;
-    char dst[INET6_ADDRSTRLEN], gws[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam, fg;
+    char fam, fg;
     int proto = l4proto(g->protocol);
     uint16_t tport = fwx__sa_port(to);
-    if (!ip_text(to, dst, &fam))
+    if (!fam_of(to, &fam))
         return FWX_E_NOT_SUPPORTED;
     if (!fwx__sa_is_unspecified(gw) && fwx__sa_port(gw) != 0) {
-        if (!ip_text(gw, gws, &fg) || fg != fam)
+        if (!fam_of(gw, &fg) || fg != fam)
             return FWX_E_NOT_SUPPORTED;
-        snprintf(key, sizeof key, "%s . %d . %u", gws, proto, (unsigned)fwx__sa_port(gw));
-        snprintf(data, sizeof data, "%s . %u", dst, (unsigned)tport);
-        fwx_result hr = add_elem(es, "dnat", fam, key, data);
+        kbytes key = kb(gw, NULL, proto, fwx__sa_port(gw)), data = kb(to, NULL, -1, tport);
+        fwx_result hr = add_elem(es, "dnat", fam, &key, &data);
         if (FWX_FAILED(hr))
             return hr;
     }
     const char *set = (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once";
     size_t before = es->n;
     for (uint32_t i = 0; i < grant_n_sources(g); i++) {
-        fwx_result hr = tuple_elems(es, set, false, false, (const struct sockaddr *)&g->sources[i].address, fam, dst,
+        fwx_result hr = tuple_elems(es, set, false, false, (const struct sockaddr *)&g->sources[i].address, fam, to,
                                     proto, tport);
         if (FWX_FAILED(hr))
             return hr;
@@ -436,12 +455,13 @@ static fwx_result reply_elems(const fwx_grant *g, elems *es)
 static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 {
     const struct sockaddr *gw = (const struct sockaddr *)&g->gateway, *to = (const struct sockaddr *)&g->target;
-    char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam;
+    struct sockaddr_storage gws[8];
+    char fam;
     if (fwx__sa_is_unspecified(to) || fwx__sa_port(to) == 0) {
         /* BindForClient with the client's address still to come (SetClientAddress re-adds). */
         return FWX_S_OK;
     }
-    if (!ip_text(to, dst, &fam))
+    if (!fam_of(to, &fam))
         return FWX_E_NOT_SUPPORTED;
     if (gw->sa_family != to->sa_family)
         return FWX_E_NOT_SUPPORTED;
@@ -452,10 +472,10 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
     size_t ngw = gateway_addrs(st, gw, fam, gws, 8);
     if (ngw == 0)
         return FWX_E_ADDRNOTAVAIL;
-    snprintf(data, sizeof data, "%s . %u", dst, (unsigned)tport);
+    kbytes data = kb(to, NULL, -1, tport);
     for (size_t i = 0; i < ngw; i++) {
-        snprintf(key, sizeof key, "%.*s . %d . %u", INET6_ADDRSTRLEN - 1, gws[i], proto, (unsigned)gport);
-        fwx_result hr = add_elem(es, "dnat", fam, key, data);
+        kbytes key = kb((const struct sockaddr *)&gws[i], NULL, proto, gport);
+        fwx_result hr = add_elem(es, "dnat", fam, &key, &data);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -469,7 +489,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
     bool oneway = g->kind == FWX_GRANT_BINDING && g->protocol == FWX_PROTOCOL_UDP && !(g->flags & FWX_FLAG_BIDIRECTIONAL);
     if (g->kind == FWX_GRANT_REDIRECT) {
         /* The client always (a grant without the core's list is the client's alone). */
-        fwx_result hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&g->client, fam, dst, proto, tport);
+        fwx_result hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&g->client, fam, to, proto, tport);
         if (hr == FWX_S_FALSE)
             return FWX_E_NOT_SUPPORTED; /* the client of another family */
     }
@@ -478,7 +498,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
         /* A translated source (a published server behind a full-proxy rule): the other side
            sees its connection come from the gateway, as it sees the control connection. */
         bool m = masq || (src->flags & FWX_GRANT_SOURCE_TRANSLATE) != 0;
-        fwx_result hr = tuple_elems(es, set, m, oneway, (const struct sockaddr *)&src->address, fam, dst, proto, tport);
+        fwx_result hr = tuple_elems(es, set, m, oneway, (const struct sockaddr *)&src->address, fam, to, proto, tport);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -648,17 +668,17 @@ static void kflow_end(nstate *st, kflow *k)
 /* Drops new entries of f's tuple for FWX_NFT_REFUSED_SECS (rules.h: refused4/6). */
 static void refuse_tuple(nstate *st, const fwx__ct_flow *f)
 {
-    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], key[KEY_MAX], fa, fb;
-    if (!ip_text((const struct sockaddr *)&f->src, a, &fa) || !ip_text((const struct sockaddr *)&f->dst, b, &fb) ||
-        fa != fb)
+    const struct sockaddr *src = (const struct sockaddr *)&f->src, *dst = (const struct sockaddr *)&f->dst;
+    char fa;
+    kbytes key = kb(src, dst, l4proto(f->protocol), fwx__sa_port(dst));
+    if (key.n == 0 || !fam_of(src, &fa))
         return;
-    tuple_key(key, sizeof key, a, b, f->protocol == FWX_PROTOCOL_UDP ? 17 : 6, fwx__sa_port((const struct sockaddr *)&f->dst));
     char set[16];
     snprintf(set, sizeof set, "refused%c", fa);
-    fwx__nftnl_op op = {.set = set, .key = key, .timeout_ms = (uint64_t)FWX_NFT_REFUSED_SECS * 1000};
+    fwx__nftnl_op op = {.set = set, .kbin = key.b, .klen = key.n, .timeout_ms = (uint64_t)FWX_NFT_REFUSED_SECS * 1000};
     if (fwx__nftnl_apply(st->nl, &op, 1) != 0) {
         elem_error(st, &op);
-        NLOG(st, FWX_LOG_WARN, "refusing %s: adding the element failed: %s", key, st->err);
+        NLOG(st, FWX_LOG_WARN, "refusing a flow: adding the element failed: %s", st->err);
     }
 }
 
@@ -796,23 +816,23 @@ static const char *used_set(const ekey *k) { return k->set[4] == '6' ? "used6" :
    forward hook saw: the source, and the destination after DNAT (the reply tuple's source). */
 static void consume_once(nstate *st, const fwx__ct_flow *f)
 {
-    char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], fs, fd;
-    if (!ip_text((const struct sockaddr *)&f->src, src, &fs) || !ip_text((const struct sockaddr *)&f->reply_src, dst, &fd) ||
-        fs != fd)
-        return;
-    tuple_key(key, sizeof key, src, dst, l4proto(f->protocol), fwx__sa_port((const struct sockaddr *)&f->reply_src));
+    const struct sockaddr *src = (const struct sockaddr *)&f->src, *dst = (const struct sockaddr *)&f->reply_src;
+    char fs;
     ekey k;
     memset(&k, 0, sizeof k);
+    size_t n = fwx__nftnl_key(k.key, sizeof k.key, src, dst, l4proto(f->protocol), fwx__sa_port(dst));
+    if (n == 0 || !fam_of(src, &fs))
+        return;
+    k.len = (uint8_t)n;
     snprintf(k.set, sizeof k.set, "once%c", fs);
-    memcpy(k.key, key, strlen(key) + 1);
     selem *se = elem_find(st, &k);
     if (se == NULL || se->gone)
         return;
     se->gone = true;
     /* Two groups: an element the kernel expired in the meantime keeps no other. */
     fwx__nftnl_op ops[2] = {
-        {.del = true, .set = se->e.k.set, .key = se->e.k.key, .group = 0},
-        {.del = true, .set = used_set(&se->e.k), .key = se->e.k.key, .group = 1},
+        {.del = true, .set = se->e.k.set, .kbin = se->e.k.key, .klen = se->e.k.len, .group = 0},
+        {.del = true, .set = used_set(&se->e.k), .kbin = se->e.k.key, .klen = se->e.k.len, .group = 1},
     };
     if (fwx__nftnl_apply(st->nl, ops, 2) != 0)
         for (size_t i = 0; i < 2; i++)
@@ -1113,7 +1133,9 @@ static selem *elem_find(nstate *st, const ekey *k)
 /* The errno of a failed element as text for st->err, naming the element. */
 static void elem_error(nstate *st, const fwx__nftnl_op *op)
 {
-    snprintf(st->err, sizeof st->err, "element %s { %s }: %s", op->set, op->key,
+    char text[160];
+    snprintf(st->err, sizeof st->err, "element %s { %s }: %s", op->set,
+             op->klen > 0 ? ekey_text(op->set, op->kbin, op->klen, text, sizeof text) : op->key,
              op->err == EPROTO ? "no answer from the kernel" : strerror(op->err));
 }
 
@@ -1134,7 +1156,8 @@ static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem
     /* New elements' records first: once the kernel holds an element, it is tracked. */
     for (size_t i = 0; FWX_SUCCEEDED(hr) && i < es->n; i++) {
         const nelem *e = &es->el[i];
-        ops[i] = (fwx__nftnl_op){.set = e->k.set, .key = e->k.key, .data = e->data, .timeout_ms = left};
+        ops[i] = (fwx__nftnl_op){.set = e->k.set, .kbin = e->k.key, .klen = e->k.len, .dbin = e->data,
+                                 .dlen = e->dlen, .timeout_ms = left};
         refs[i] = elem_find(st, &e->k);
         if (refs[i] == NULL) {
             selem *se = calloc(1, sizeof *se);
@@ -1216,11 +1239,12 @@ static void elems_delete(nstate *st, selem **dead, size_t n, const char *what, u
     for (size_t i = 0; ops != NULL && i < n; i++) {
         if (dead[i]->gone)
             continue;
-        ops[m] = (fwx__nftnl_op){.del = true, .set = dead[i]->e.k.set, .key = dead[i]->e.k.key, .group = (uint32_t)m};
+        ops[m] = (fwx__nftnl_op){.del = true, .set = dead[i]->e.k.set, .kbin = dead[i]->e.k.key,
+                                 .klen = dead[i]->e.k.len, .group = (uint32_t)m};
         m++;
         if (strncmp(dead[i]->e.k.set, "once", 4) == 0) {
             ops[m] = (fwx__nftnl_op){.del = true, .destroy = true, .set = used_set(&dead[i]->e.k),
-                                     .key = dead[i]->e.k.key, .group = (uint32_t)m};
+                                     .kbin = dead[i]->e.k.key, .klen = dead[i]->e.k.len, .group = (uint32_t)m};
             m++;
         }
     }
@@ -1321,7 +1345,7 @@ static uint64_t grant_left(nstate *st, const fwx_grant *g)
  */
 static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
 {
-    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fa, fb;
+    char fa, fb;
     const struct sockaddr *to = (const struct sockaddr *)&g->target;
     bool v6 = to->sa_family == AF_INET6;
     uint16_t lport = v6 ? st->icpt.port6 : st->icpt.port;
@@ -1339,10 +1363,11 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
     }
     int proto = udp ? 17 : 6;
     if (g->kind == FWX_GRANT_PERMISSION) {
-        if (!ip_text((const struct sockaddr *)&g->client, a, &fa) || !ip_text(to, b, &fb) || fa != fb)
+        const struct sockaddr *c = (const struct sockaddr *)&g->client;
+        if (!fam_of(c, &fa) || !fam_of(to, &fb) || fa != fb)
             return FWX_E_NOT_SUPPORTED;
-        tuple_key(key, sizeof key, a, b, proto, fwx__sa_port(to));
-        return add_elem(es, "user", fam, key, NULL);
+        kbytes key = kb(c, to, proto, fwx__sa_port(to));
+        return add_elem(es, "user", fam, &key, NULL);
     }
     if (fwx__sa_is_unspecified(to) || fwx__sa_port(to) == 0)
         return FWX_S_OK; /* BindForClient before SetClientAddress: re-added then */
@@ -1351,15 +1376,15 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
         return FWX_E_NOT_SUPPORTED;
     if (!port_free(gw, g->protocol))
         return FWX_E_ADDRINUSE;
-    char gws[8][INET6_ADDRSTRLEN];
+    struct sockaddr_storage gws[8];
     size_t ngw = gateway_addrs(st, gw, fam, gws, 8);
     if (ngw == 0)
         return FWX_E_ADDRNOTAVAIL;
     for (size_t i = 0; i < ngw; i++) {
         /* To the listener on the same (local) address; SO_ORIGINAL_DST gives back the port. */
-        snprintf(key, sizeof key, "%.*s . %d . %u", INET6_ADDRSTRLEN - 1, gws[i], proto, (unsigned)fwx__sa_port(gw));
-        snprintf(data, sizeof data, "%.*s . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)lport);
-        fwx_result hr = add_elem(es, "dnat", fam, key, data);
+        const struct sockaddr *a = (const struct sockaddr *)&gws[i];
+        kbytes key = kb(a, NULL, proto, fwx__sa_port(gw)), data = kb(a, NULL, -1, lport);
+        fwx_result hr = add_elem(es, "dnat", fam, &key, &data);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -1563,7 +1588,8 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
 {
     nstate *st = state;
     const struct sockaddr *la = (const struct sockaddr *)&spec->address, *sv = (const struct sockaddr *)&spec->server;
-    char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam;
+    struct sockaddr_storage gws[8];
+    char fam;
     if (spec->protocol != FWX_PROTOCOL_TCP && spec->protocol != FWX_PROTOCOL_UDP)
         return FWX_E_INVALIDARG;
     /* A rule whose protocol has a filter bound: its connections must run through fwx. */
@@ -1573,7 +1599,7 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
     if (pol != NULL && fwx_policy_protocol_find(pol, &spec->protocol_guid, &pi) == FWX_S_OK &&
         fwx_policy_protocol_get(pol, pi, &pr) == FWX_S_OK && pr.n_filters > 0)
         return listen_user_mode(st, spec, pr.name);
-    if (!ip_text(sv, dst, &fam) || la->sa_family != sv->sa_family)
+    if (!fam_of(sv, &fam) || la->sa_family != sv->sa_family)
         return FWX_E_NOT_SUPPORTED;
     int proto = l4proto(spec->protocol);
     uint16_t lport = fwx__sa_port(la), sport = fwx__sa_port(sv);
@@ -1582,16 +1608,16 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
         return FWX_E_ADDRNOTAVAIL;
     elems es = {0};
     fwx_result hr = FWX_S_OK;
-    snprintf(data, sizeof data, "%s . %u", dst, (unsigned)sport);
+    kbytes data = kb(sv, NULL, -1, sport), key;
     for (size_t i = 0; i < ngw && FWX_SUCCEEDED(hr); i++) {
-        snprintf(key, sizeof key, "%.*s . %d . %u", INET6_ADDRSTRLEN - 1, gws[i], proto, (unsigned)lport);
-        hr = add_elem(&es, "pub", fam, key, data);
+        key = kb((const struct sockaddr *)&gws[i], NULL, proto, lport);
+        hr = add_elem(&es, "pub", fam, &key, &data);
     }
-    snprintf(key, sizeof key, "%s . %d . %u", dst, proto, (unsigned)sport);
+    key = kb(sv, NULL, proto, sport);
     if (FWX_SUCCEEDED(hr))
-        hr = add_elem(&es, "pubok", fam, key, NULL);
+        hr = add_elem(&es, "pubok", fam, &key, NULL);
     if (FWX_SUCCEEDED(hr) && spec->full_proxy)
-        hr = add_elem(&es, "pubmasq", fam, key, NULL);
+        hr = add_elem(&es, "pubmasq", fam, &key, NULL);
     ngrant *ng = NULL;
     if (FWX_SUCCEEDED(hr))
         hr = pub_slot(st, &ng); /* first: a slot cannot fail once the elements are in */
@@ -1701,9 +1727,11 @@ static fwx_result n_list(void *state, fwx_backend_list_cb cb, void *arg)
         bool present = ng->n > 0;
         for (size_t j = 0; j < ng->n && present; j++) {
             const ekey *k = &ng->el[j]->e.k;
+            char text[160];
+            ekey_text(k->set, k->key, k->len, text, sizeof text);
             /* A one-shot key in the used set is consumed, its NEW event still to come. */
-            present = listing_has(listing, k->set, k->key) &&
-                      !(strncmp(k->set, "once", 4) == 0 && listing_has(listing, used_set(k), k->key));
+            present = listing_has(listing, k->set, text) &&
+                      !(strncmp(k->set, "once", 4) == 0 && listing_has(listing, used_set(k), text));
         }
         if (present)
             cb(arg, &ng->g);

@@ -147,13 +147,102 @@ size_t fwx__nftnl_encode(const char *text, uint8_t *out, size_t cap)
     return n;
 }
 
+/* One field of a concatenation, padded to whole 32-bit registers; false when it does not fit. */
+static bool put_field(uint8_t *out, size_t cap, size_t *n, const void *field, size_t flen)
+{
+    size_t padded = (flen + 3) & ~(size_t)3;
+    if (*n + padded > cap)
+        return false;
+    memset(out + *n, 0, padded);
+    memcpy(out + *n, field, flen);
+    *n += padded;
+    return true;
+}
+
+size_t fwx__nftnl_key(uint8_t *out, size_t cap, const struct sockaddr *a, const struct sockaddr *b, int proto, int port)
+{
+    size_t n = 0;
+    const struct sockaddr *addrs[2] = {a, b};
+    for (int i = 0; i < 2 && addrs[i] != NULL; i++) {
+        const struct sockaddr *sa = addrs[i];
+        if (sa->sa_family != a->sa_family)
+            return 0;
+        bool ok;
+        if (sa->sa_family == AF_INET) {
+            ok = put_field(out, cap, &n, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        } else if (sa->sa_family == AF_INET6 && ((const struct sockaddr_in6 *)sa)->sin6_scope_id == 0) {
+            ok = put_field(out, cap, &n, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        } else {
+            return 0; /* another family, or a zone a set element cannot express */
+        }
+        if (!ok)
+            return 0;
+    }
+    if (proto >= 0) {
+        uint8_t p = (uint8_t)proto;
+        if (proto > 255 || !put_field(out, cap, &n, &p, 1))
+            return 0;
+    }
+    if (port >= 0) {
+        uint8_t be[2] = {(uint8_t)(port >> 8), (uint8_t)port};
+        if (port > 65535 || !put_field(out, cap, &n, be, 2))
+            return 0;
+    }
+    return n;
+}
+
+size_t fwx__nftnl_text(int family, const uint8_t *b, size_t len, char *out, size_t cap)
+{
+    /* The shapes fwx uses (rules.h), told apart by length within a family: addr . addr . proto .
+       port, addr . proto . port, addr . port, addr. */
+    size_t alen = family == AF_INET6 ? 16 : 4, naddr, nnum;
+    if (len == 2 * alen + 8)
+        naddr = 2, nnum = 2;
+    else if (len == alen + 8)
+        naddr = 1, nnum = 2;
+    else if (len == alen + 4)
+        naddr = 1, nnum = 1;
+    else if (len == alen)
+        naddr = 1, nnum = 0;
+    else
+        return cap > 0 ? (out[0] = '\0', 0) : 0;
+    size_t o = 0, at = 0;
+    for (size_t i = 0; i < naddr + nnum; i++) {
+        char f[INET6_ADDRSTRLEN];
+        if (i < naddr) {
+            inet_ntop(family == AF_INET6 ? AF_INET6 : AF_INET, b + at, f, sizeof f);
+            at += alen;
+        } else if (i == naddr + nnum - 1) {
+            snprintf(f, sizeof f, "%u", (unsigned)(b[at] << 8 | b[at + 1])); /* the port, last */
+            at += 4;
+        } else {
+            snprintf(f, sizeof f, "%u", (unsigned)b[at]);
+            at += 4;
+        }
+        int w = snprintf(out + o, cap > o ? cap - o : 0, "%s%s", i ? " . " : "", f);
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    return o;
+}
+
 /* Appends op's message to the batch; false when it does not encode (op->err set). */
 static bool put_op(fwx__nftnl *h, struct mnl_nlmsg_batch *b, fwx__nftnl_op *op, uint32_t seq)
 {
-    uint8_t key[64], data[64];
-    size_t klen = fwx__nftnl_encode(op->key, key, sizeof key);
-    size_t dlen = op->data != NULL && op->data[0] ? fwx__nftnl_encode(op->data, data, sizeof data) : 0;
-    if (klen == 0 || (op->data != NULL && op->data[0] && dlen == 0)) {
+    uint8_t kbuf[64], dbuf[64];
+    const uint8_t *key = op->kbin, *data = op->dbin;
+    size_t klen = op->klen, dlen = op->dlen;
+    if (klen == 0) { /* given as text (tests): encoded here */
+        key = kbuf;
+        klen = op->key != NULL ? fwx__nftnl_encode(op->key, kbuf, sizeof kbuf) : 0;
+        if (op->data != NULL && op->data[0]) {
+            data = dbuf;
+            if ((dlen = fwx__nftnl_encode(op->data, dbuf, sizeof dbuf)) == 0)
+                klen = 0;
+        }
+    }
+    if (klen == 0) {
         op->err = EINVAL;
         return false;
     }
