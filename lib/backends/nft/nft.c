@@ -119,6 +119,9 @@ typedef struct nstate {
     fwx_redirect_handle *rh; /* the host's redirect identity (fwx_firewall_redirect_local), or NULL: the firewall's */
     int slot;                /* local-redirection slot 0..7, -1 without local redirection */
     int32_t open_on_stop;    /* fwx_firewall_options::kernel_open_on_stop */
+    ekey *pend;           /* used one-shot elements and their used keys, deleted at the iteration's end */
+    size_t npend, cappend;
+    uv_prepare_t *flush;  /* runs pend_flush; its own allocation, closed with the loop's callback */
     char err[256];
 } nstate;
 
@@ -776,8 +779,15 @@ static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
     HASH_ADD(hh_tuple, st->kflow_by_tuple, key, sizeof k->key, k);
 }
 
+static void free_handle(uv_handle_t *h) { free(h); }
+
 static void state_free(nstate *st)
 {
+    if (st->flush != NULL) { /* the table goes (or is closed) as a whole: the queue is moot */
+        st->flush->data = NULL;
+        uv_close((uv_handle_t *)st->flush, free_handle);
+    }
+    free(st->pend);
     fwx__nft_icpt_stop(st->listener);
     fwx__nft_udp_stop(st->udp); /* before the conntrack handle its flows looked up with */
     if (st->ct != NULL)
@@ -806,12 +816,78 @@ static void state_free(nstate *st)
 }
 
 
+/*
+ * Deletions of used one-shot elements are queued and sent at the end of the loop iteration, all
+ * of them in one transaction (one read of the event socket brings up to 64 NEW events), each
+ * element its own group so one the kernel expired keeps no other. Waiting is safe: the used
+ * key already refuses a second connection in the kernel. Any other element operation sends
+ * the queue first, so the kernel sees them in the order fwx made them (a delete queued before a
+ * new grant of the same key must not land after its add). Adds are never queued: the core's
+ * grant_add needs its result when it returns.
+ */
+static void pend_flush(nstate *st)
+{
+    if (st->npend == 0)
+        return;
+    size_t n = st->npend;
+    st->npend = 0;
+    fwx__nftnl_op *ops = calloc(n, sizeof *ops);
+    if (ops == NULL) {
+        NLOG(st, FWX_LOG_WARN, "out of memory deleting %zu used one-shot elements: their keys stay refused", n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        ops[i] = (fwx__nftnl_op){.del = true, .set = st->pend[i].set, .kbin = st->pend[i].key, .klen = st->pend[i].len,
+                                 .group = (uint32_t)i};
+    if (fwx__nftnl_apply(st->nl, ops, n) != 0)
+        for (size_t i = 0; i < n; i++)
+            if (ops[i].err != 0 && !(ops[i].err == ENOENT && strncmp(ops[i].set, "once", 4) == 0)) {
+                elem_error(st, &ops[i]);
+                NLOG(st, FWX_LOG_WARN, "used one-shot permission: deleting failed: %s", st->err);
+            }
+    free(ops);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    uv_prepare_stop(h);
+    if (h->data != NULL)
+        pend_flush(h->data);
+}
+
+/* Queues k for pend_flush; false when it cannot (the caller flushes at once). */
+static bool pend_push(nstate *st, const ekey *k)
+{
+    if (st->npend == st->cappend) {
+        size_t c = st->cappend ? st->cappend * 2 : 64;
+        ekey *p = realloc(st->pend, c * sizeof *p);
+        if (p == NULL)
+            return false;
+        st->pend = p;
+        st->cappend = c;
+    }
+    if (st->flush == NULL) {
+        uv_prepare_t *h = calloc(1, sizeof *h);
+        if (h == NULL || uv_prepare_init(fwx_firewall_loop(st->fw), h) != 0) {
+            free(h);
+            return false;
+        }
+        h->data = st;
+        st->flush = h;
+    }
+    if (uv_prepare_start(st->flush, on_flush) != 0)
+        return false;
+    st->pend[st->npend++] = *k;
+    return true;
+}
+
 /* The used set of a one-shot set's element: "once4" -> "used4" (rules.h). */
 static const char *used_set(const ekey *k) { return k->set[4] == '6' ? "used6" : "used4"; }
 
 /* A kernel flow was admitted by a one-shot element: the forward rule put its key in the used
-   set, and the element is deleted now, with that key, from the control plane (rules.h: the
-   packet path deletes nothing, so the same key can be granted again at once). Marked gone so
+   set, and the element is deleted, with that key, from the control plane at the end of this
+   loop iteration (pend_flush; rules.h: the packet path deletes nothing, so the same key can be
+   granted again at once). Marked gone so
    that the grant's removal does not delete it again. The element's key is the tuple the
    forward hook saw: the source, and the destination after DNAT (the reply tuple's source). */
 static void consume_once(nstate *st, const fwx__ct_flow *f)
@@ -824,22 +900,16 @@ static void consume_once(nstate *st, const fwx__ct_flow *f)
     if (n == 0 || !fam_of(src, &fs))
         return;
     k.len = (uint8_t)n;
-    snprintf(k.set, sizeof k.set, "once%c", fs);
+    memcpy(k.set, "once", 4); /* "once4" / "once6" (k is zeroed) */
+    k.set[4] = fs;
     selem *se = elem_find(st, &k);
     if (se == NULL || se->gone)
         return;
     se->gone = true;
-    /* Two groups: an element the kernel expired in the meantime keeps no other. */
-    fwx__nftnl_op ops[2] = {
-        {.del = true, .set = se->e.k.set, .kbin = se->e.k.key, .klen = se->e.k.len, .group = 0},
-        {.del = true, .set = used_set(&se->e.k), .kbin = se->e.k.key, .klen = se->e.k.len, .group = 1},
-    };
-    if (fwx__nftnl_apply(st->nl, ops, 2) != 0)
-        for (size_t i = 0; i < 2; i++)
-            if (ops[i].err != 0 && !(i == 0 && ops[i].err == ENOENT)) {
-                elem_error(st, &ops[i]);
-                NLOG(st, FWX_LOG_WARN, "used one-shot permission: deleting failed: %s", st->err);
-            }
+    ekey used = se->e.k;
+    snprintf(used.set, sizeof used.set, "%s", used_set(&se->e.k));
+    if (!pend_push(st, &se->e.k) || !pend_push(st, &used))
+        pend_flush(st); /* no room to queue: at once */
 }
 
 /* ct.c's lines (events lost, kills refused, the namespace's settings at close) in the firewall's log. */
@@ -1150,6 +1220,7 @@ static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem
     *out = NULL;
     if (es->n == 0)
         return FWX_S_OK;
+    pend_flush(st); /* in order: a queued delete of a key this grant adds again goes first */
     fwx__nftnl_op *ops = calloc(es->n, sizeof *ops);
     selem **refs = calloc(es->n, sizeof *refs);
     fwx_result hr = ops != NULL && refs != NULL ? FWX_S_OK : FWX_E_OUTOFMEMORY;
@@ -1234,6 +1305,7 @@ static void elems_release(nstate *st, ngrant *ng, selem **dead, size_t *ndead)
    kernel expired is gone too (ENOENT, ignored). */
 static void elems_delete(nstate *st, selem **dead, size_t n, const char *what, uint64_t id)
 {
+    pend_flush(st);
     fwx__nftnl_op *ops = n > 0 ? calloc(2 * n, sizeof *ops) : NULL;
     size_t m = 0;
     for (size_t i = 0; ops != NULL && i < n; i++) {
