@@ -265,16 +265,25 @@ static const char *ekey_text(const char *set, const uint8_t *b, size_t len, char
     return out;
 }
 
+/* Room for one more entry after the n of a growing array (*arr, of `size`-byte entries):
+   doubled from `first` when full. False (the array as it was) when memory ran out. */
+static bool grow(void *arr, size_t n, size_t *cap, size_t size, size_t first)
+{
+    if (n < *cap)
+        return true;
+    size_t c = *cap ? *cap * 2 : first;
+    void *p = realloc(*(void **)arr, c * size);
+    if (p == NULL)
+        return false;
+    *(void **)arr = p;
+    *cap = c;
+    return true;
+}
+
 static nelem *elem_push(nelem **el, size_t *n, size_t *cap)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 8;
-        nelem *p = realloc(*el, c * sizeof *p);
-        if (p == NULL)
-            return NULL;
-        *el = p;
-        *cap = c;
-    }
+    if (!grow(el, *n, cap, sizeof **el, 8))
+        return NULL;
     nelem *e = &(*el)[(*n)++];
     memset(e, 0, sizeof *e);
     return e;
@@ -858,14 +867,8 @@ static void on_flush(uv_prepare_t *h)
 /* Queues k for pend_flush; false when it cannot (the caller flushes at once). */
 static bool pend_push(nstate *st, const ekey *k)
 {
-    if (st->npend == st->cappend) {
-        size_t c = st->cappend ? st->cappend * 2 : 64;
-        ekey *p = realloc(st->pend, c * sizeof *p);
-        if (p == NULL)
-            return false;
-        st->pend = p;
-        st->cappend = c;
-    }
+    if (!grow(&st->pend, st->npend, &st->cappend, sizeof *st->pend, 64))
+        return false;
     if (st->flush == NULL) {
         uv_prepare_t *h = calloc(1, sizeof *h);
         if (h == NULL || uv_prepare_init(fwx_firewall_loop(st->fw), h) != 0) {
@@ -1163,14 +1166,8 @@ static ngrant *grant_find(nstate *st, uint64_t id)
    full); the caller counts it in. FWX_E_OUTOFMEMORY leaves the array as it was. */
 static fwx_result ngrant_slot(ngrant **arr, size_t n, size_t *cap, size_t first, ngrant **out)
 {
-    if (n == *cap) {
-        size_t c = *cap ? *cap * 2 : first;
-        ngrant *p = realloc(*arr, c * sizeof *p);
-        if (p == NULL)
-            return FWX_E_OUTOFMEMORY;
-        *arr = p;
-        *cap = c;
-    }
+    if (!grow(arr, n, cap, sizeof **arr, first))
+        return FWX_E_OUTOFMEMORY;
     *out = &(*arr)[n];
     memset(*out, 0, sizeof **out);
     return FWX_S_OK;
