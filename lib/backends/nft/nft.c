@@ -522,11 +522,13 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port, uint16_t icpt_port6)
 {
     sb_printf(b, FWX_NFT_TABLE_HEAD_FMT, table, (long)getpid());
-    sb_printf(b, FWX_NFT_SETS_FMT, '4', "ipv4_addr", "ipv4_addr", /* once, used: */ '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
+    sb_printf(b, FWX_NFT_SETS_FMT, /* once, used: */ '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr",
+              '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr");
-    sb_printf(b, FWX_NFT_SETS_FMT, '6', "ipv6_addr", "ipv6_addr", /* once, used: */ '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
+    sb_printf(b, FWX_NFT_SETS_FMT, /* once, used: */ '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr",
+              '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr");

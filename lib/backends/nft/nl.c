@@ -207,7 +207,7 @@ size_t fwx__nftnl_text(int family, const uint8_t *b, size_t len, char *out, size
     else
         return cap > 0 ? (out[0] = '\0', 0) : 0;
     size_t o = 0, at = 0;
-    for (size_t i = 0; i < naddr + nnum; i++) {
+    for (size_t i = 0; i < naddr + nnum && o < cap; i++) {
         char f[INET6_ADDRSTRLEN];
         if (i < naddr) {
             inet_ntop(family == AF_INET6 ? AF_INET6 : AF_INET, b + at, f, sizeof f);
@@ -219,7 +219,7 @@ size_t fwx__nftnl_text(int family, const uint8_t *b, size_t len, char *out, size
             snprintf(f, sizeof f, "%u", (unsigned)b[at]);
             at += 4;
         }
-        int w = snprintf(out + o, cap > o ? cap - o : 0, "%s%s", i ? " . " : "", f);
+        int w = snprintf(out + o, cap - o, "%s%s", i ? " . " : "", f); /* truncated at cap */
         if (w < 0)
             break;
         o += (size_t)w;
