@@ -19,7 +19,8 @@
 # TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations), FTP_MB=N (FTP file size, MiB),
 # RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup ctfilter" (a subset), SETUP_GRANTS=N
 # (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
-# config file takes `backend = "nft"`, else kperm).
+# config file takes `backend = "nft"`, else kperm), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
+# under a profiler: its CPU figures then mean nothing, the profile says where the time goes).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
 
@@ -241,7 +242,7 @@ FWX_PID="" FWX_OUT="" FWX_SCHED=()
 start_kperm() {
     local tag=$1; shift
     FWX_OUT="$T/kperm-$tag.out"
-    ing "${FWX_PIN[@]}" "${FWX_SCHED[@]}" timeout 900 "$KP" --name $FWX_NAME --local $G_IN,$G_OUT --internal $INTERNAL "$@" \
+    ing "${FWX_PIN[@]}" "${FWX_SCHED[@]}" timeout 900 ${KPERM_WRAP:-} "$KP" --name $FWX_NAME --local $G_IN,$G_OUT --internal $INTERNAL "$@" \
         >"$FWX_OUT" 2>"$T/kperm-$tag.err" &
     FWX_PID=$!; PIDS+=("$FWX_PID")
     for _ in $(seq 1 400); do grep -q '^ready' "$FWX_OUT" && break; [ -d /proc/$FWX_PID ] || break; sleep 0.05; done
@@ -251,7 +252,7 @@ start_kperm() {
         return 1
     fi
     # the pid to read CPU from: kperm itself under ip netns exec / taskset / timeout
-    FWX_CPU_PID=$(pgrep -n -f "^$KP " || echo $FWX_PID)
+    FWX_CPU_PID=$(pgrep -n -f "$KP --name" || echo $FWX_PID) # the newest: kperm (or its KPERM_WRAP)
 }
 # fwx-gateway with a config file, in the gateway namespace, pinned; waits for a listening port.
 start_gateway() { # TAG CONFIG_FILE PORT_TO_WAIT_FOR_OR_-
@@ -276,7 +277,8 @@ start_gateway() { # TAG CONFIG_FILE PORT_TO_WAIT_FOR_OR_-
 stop_fwx() { # SIGTERM: a clean exit deletes fwx's table (on_stop = "open"); say if it did not
     [ -n "$FWX_PID" ] || return 0
     kill -TERM "$FWX_CPU_PID" 2>/dev/null || true
-    for _ in $(seq 1 60); do [ -d /proc/$FWX_CPU_PID ] || break; sleep 0.05; done
+    local waits=60; [ -z "${KPERM_WRAP:-}" ] || waits=600 # a profiler writes its data at exit
+    for _ in $(seq 1 $waits); do [ -d /proc/$FWX_CPU_PID ] || break; sleep 0.05; done
     kill_tree $FWX_PID
     if ing nft list table inet $FWX_TABLE >/dev/null 2>&1; then
         note "fwx's table inet $FWX_TABLE was still there after fwx exited"

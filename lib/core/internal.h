@@ -378,6 +378,9 @@ struct fwx__session {
     size_t n_att;
     uint32_t n_permissions, n_ports;
     bool warned_perm_cap; /* the cap's warn line is said once a session (engine.c) */
+    /* fwx__timeouts_touch: when the session's primaries of this protocol were last touched */
+    uint64_t touched_ms;
+    fwx_guid touched_guid;
 };
 
 static inline fwx__session *fwx__session_from(IFWXSession *s)

@@ -215,6 +215,12 @@ void fwx__timeouts_touch(fwx__conn *c)
         return;
     c->touched_ms = now;
     fwx__session *s = c->session;
+    /* Once a second for the session too: thousands of short secondaries of one protocol (kernel
+       flows of ALLOW_MULTIPLE permissions) each walked every connection of the session once. */
+    if (now - s->touched_ms < SECOND_MS && s->touched_ms != 0 && fwx_guid_equal(&s->touched_guid, &c->protocol_guid))
+        return;
+    s->touched_ms = now;
+    s->touched_guid = c->protocol_guid;
     for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
         fwx__conn *o = fwx__list_entry(n, fwx__conn, node);
         if (o->timed && !(o->flags & FWX_CONNECTION_SECONDARY) && fwx_guid_equal(&o->protocol_guid, &c->protocol_guid))

@@ -426,6 +426,36 @@ START_TEST(permission_once)
     ck_assert_int_eq(tu_log_count("withdrawn: used", NULL), 1);
     ck_assert_int_eq(tu_log_count("already gone from the kernel", NULL), 0);
     ck_assert_int_eq(tu_log_count("deleting failed", NULL), 0);
+    /* The same key granted again at once, over and over (an FTP server handing out one data
+       port again and again): the packet path deletes nothing (rules.h), so every grant goes in
+       at once (a deleted element used to linger until the set's garbage collection, and after
+       ~16 re-adds the kernel refused with EBUSY), and each lets one connection through. */
+    for (int i = 0; i < 40; i++) {
+        TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
+        ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "grant %d: the connection did not go through", i);
+        for (int w = 0; w < 100 && tu_log_count("withdrawn: used", NULL) < i + 2; w++)
+            tu_loop_run_for(&g.loop, 20);
+        ck_assert_int_eq(tu_log_count("withdrawn: used", NULL), i + 2);
+    }
+    ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, NULL), "a used permission let a second connection through");
+    /* Used, and withdrawn (the session ends) before the loop reads the flow's NEW event: its key
+       is destroyed in the used set too, so the next grant of the key works, once. */
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
+    ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "the last grant's connection did not go through");
+    session_end(s, ctl);
+    tu_loop_run_for(&g.loop, 200);
+    ck_assert_ptr_null(strstr(table_text(&g), TN_CLIENT " . " TN_SERVER " . 6 . "));
+    s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, 0), FWX_S_OK);
+    ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "a stale used key refused a new grant");
+    ck_assert_msg(!client_to_server(&g, lfd, TN_SERVER, port, NULL), "the new grant let a second connection through");
+    ck_assert_int_eq(tu_log_count("already gone from the kernel", NULL), 0);
+    ck_assert_int_eq(tu_log_count("deleting failed", NULL), 0);
+    ck_assert_int_eq(tu_log_count("refused:", NULL), 0);
+    for (int w = 0; w < 100 && tu_log_count("withdrawn: used", NULL) < 42; w++)
+        tu_loop_run_for(&g.loop, 20);
+    ck_assert_int_eq(tu_log_count("withdrawn: used", NULL), 42); /* 1, 40, and the new grant's */
+    tu_loop_run_for(&g.loop, 20); /* the used element's deletion, at the iteration's end */
     /* Out of scope: 10.99.2.3 is not the primary connection's peer. The core refuses before
        anything reaches the kernel, and the kernel refuses the connection. */
     TU_EXPECT_HR(allow(s, ctl, TN_OTHER, port, 0), FWX_E_ADDRESS_NOT_ALLOWED);

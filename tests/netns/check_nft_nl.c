@@ -153,6 +153,52 @@ START_TEST(key_encoding)
     ck_assert_uint_eq(fwx__nftnl_encode("host . 6 . 1", b, sizeof b), 0);
     ck_assert_uint_eq(fwx__nftnl_encode("10.0.0.2 . -1", b, sizeof b), 0);
     ck_assert_uint_eq(fwx__nftnl_encode("2001:db8::1 . 2001:db8::2 . 6 . 1", b, 32), 0); /* too long for 32 */
+    /* Built from addresses without text (the permission path): the same bytes, and the same
+       text back. */
+    struct sockaddr_storage c = tu_addr("10.0.0.2:40000"), t = tu_addr("10.0.0.9:2121"), v6 = tu_addr("[2001:db8::1]:53");
+    uint8_t k[64];
+    char text[160];
+    ck_assert_uint_eq(fwx__nftnl_key(k, sizeof k, TU_SA(c), TU_SA(t), 6, 2121), 16);
+    ck_assert_int_eq(memcmp(k, want, 16), 0);
+    ck_assert_uint_eq(fwx__nftnl_text(AF_INET, k, 16, text, sizeof text), strlen("10.0.0.2 . 10.0.0.9 . 6 . 2121"));
+    ck_assert_str_eq(text, "10.0.0.2 . 10.0.0.9 . 6 . 2121");
+    ck_assert_uint_eq(fwx__nftnl_key(k, sizeof k, TU_SA(v6), NULL, 17, 53), 24);
+    ck_assert_uint_eq(fwx__nftnl_encode("2001:db8::1 . 17 . 53", b, sizeof b), 24);
+    ck_assert_int_eq(memcmp(k, b, 24), 0);
+    fwx__nftnl_text(AF_INET6, k, 24, text, sizeof text);
+    ck_assert_str_eq(text, "2001:db8::1 . 17 . 53");
+    ck_assert_uint_eq(fwx__nftnl_key(k, sizeof k, TU_SA(t), NULL, -1, 5001), 8);
+    fwx__nftnl_text(AF_INET, k, 8, text, sizeof text);
+    ck_assert_str_eq(text, "10.0.0.9 . 5001");
+    ck_assert_uint_eq(fwx__nftnl_key(k, sizeof k, TU_SA(c), TU_SA(v6), 6, 1), 0); /* mixed families */
+    ck_assert_uint_eq(fwx__nftnl_key(k, 32, TU_SA(v6), TU_SA(v6), 6, 1), 0);      /* too long for 32 */
+    ck_assert_uint_eq(fwx__nftnl_key(k, sizeof k, TU_SA(c), NULL, 300, -1), 0);    /* no such protocol */
+}
+END_TEST
+
+/* Destroy (Linux 6.3): a delete that does not fail when the element is missing. Where the
+   probe finds it, destroying a missing element is no error and a present one is deleted;
+   where it does not, the op is a plain delete and a missing element is ENOENT. */
+START_TEST(destroy_element)
+{
+    gw g;
+    gw_open(&g);
+    fwx__nftnl *h = NULL;
+    TU_EXPECT_HR(fwx__nftnl_open(g.table, &h), FWX_S_OK);
+    bool can = fwx__nftnl_probe_destroy(h, "used4", "0.0.0.0 . 0.0.0.0 . 0 . 0");
+    fwx__nftnl_op add = {.set = "used4", .key = TN_CLIENT " . " TN_SERVER " . 6 . 5001"};
+    ck_assert_int_eq(fwx__nftnl_apply(h, &add, 1), 0);
+    ck_assert(in_set(&g, "used4", TN_CLIENT " . " TN_SERVER " . 6 . 5001"));
+    fwx__nftnl_op d[] = {
+        {.del = true, .destroy = true, .set = "used4", .key = TN_CLIENT " . " TN_SERVER " . 6 . 5001", .group = 0},
+        {.del = true, .destroy = true, .set = "used4", .key = TN_CLIENT " . " TN_SERVER " . 6 . 5999", .group = 1},
+    };
+    ck_assert_int_eq(fwx__nftnl_apply(h, d, 2), can ? 0 : 1);
+    ck_assert_int_eq(d[0].err, 0);
+    ck_assert_int_eq(d[1].err, can ? 0 : ENOENT);
+    ck_assert(!in_set(&g, "used4", TN_CLIENT " . " TN_SERVER " . 6 . 5001"));
+    fwx__nftnl_close(h);
+    tn_gw_close(&g.base);
 }
 END_TEST
 
@@ -271,6 +317,7 @@ static Suite *nft_nl_suite(void)
     const tu_case cases[] = {
         {"key encoding", key_encoding},
         {"batch refuses one group", batch_refuses_one_group},
+        {"destroy element", destroy_element},
         {"grant refused precisely", grant_refused_precisely},
         {"shared element counted", shared_element_counted},
         {"ten thousand grants", ten_thousand_grants},

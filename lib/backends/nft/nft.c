@@ -11,9 +11,9 @@
  * - close: replace the table by a closed one that drops every forwarded packet (or, with
  *   kernel_open_on_stop, delete it), and say so in one line.
  *
- * Every address printed into a command or an element's text comes from inet_ntop on a checked
- * family (no text from outside ever reaches a command or an element), and the table name is
- * built from [A-Za-z0-9_] only.
+ * An element's key and value are bytes built from checked addresses (fwx__nftnl_key: no text on
+ * the permission path, nothing from outside parsed); every address printed into a command
+ * comes from inet_ntop on a checked family, and the table name is built from [A-Za-z0-9_] only.
  * SPDX-License-Identifier: MIT
  */
 #include "backends/nft/nft_impl.h"
@@ -35,20 +35,36 @@
 #include <uv.h>
 
 #define TABLE_MAX 64
-#define KEY_MAX 160
-#define DATA_MAX 64
+#define KEY_MAX 40  /* the longest key: two IPv6 addresses, a protocol and a port */
+#define DATA_MAX 20 /* the longest map value: an IPv6 address and a port */
 
-/* Which element: its set and key, as nft text (nl.c encodes the text into the key's bytes). */
+/* Which element: its set and key, as the key's bytes (fwx__nftnl_key: no text on the
+   permission path; fwx__nftnl_text prints them for lines and listings). */
 typedef struct ekey {
-    char set[8];       /* "once4", "dnat6", ... */
-    char key[KEY_MAX]; /* "10.0.0.2 . 10.0.0.9 . 6 . 2121" */
+    char set[8];          /* "once4", "dnat6", ... */
+    uint8_t len;          /* of key */
+    uint8_t key[KEY_MAX]; /* src . dst . l4proto . port, gateway . l4proto . port, ... */
 } ekey;
 
 /* One set or map element a grant needs. */
 typedef struct nelem {
-    ekey k;              /* zero-padded: a hash key */
-    char data[DATA_MAX]; /* maps: "10.0.0.2 . 5001"; sets: "" */
+    ekey k;                 /* zeroed first: a hash key */
+    uint8_t dlen;           /* maps: of data; sets: 0 */
+    uint8_t data[DATA_MAX]; /* maps: address . port, or an address */
 } nelem;
+
+/* A key or value being built. */
+typedef struct kbytes {
+    uint8_t b[KEY_MAX];
+    size_t n; /* 0: it does not encode (mixed families, an IPv6 zone) */
+} kbytes;
+
+static kbytes kb(const struct sockaddr *a, const struct sockaddr *b, int proto, int port)
+{
+    kbytes k;
+    k.n = fwx__nftnl_key(k.b, sizeof k.b, a, b, proto, port);
+    return k;
+}
 
 /* An element in the table, shared by every grant and publishing rule that needs it (a client
    that is also a server of its session, two connections to one peer): deleted from the kernel
@@ -103,6 +119,9 @@ typedef struct nstate {
     fwx_redirect_handle *rh; /* the host's redirect identity (fwx_firewall_redirect_local), or NULL: the firewall's */
     int slot;                /* local-redirection slot 0..7, -1 without local redirection */
     int32_t open_on_stop;    /* fwx_firewall_options::kernel_open_on_stop */
+    ekey *pend;           /* used one-shot elements and their used keys, deleted at the iteration's end */
+    size_t npend, cappend;
+    uv_prepare_t *flush;  /* runs pend_flush; its own allocation, closed with the loop's callback */
     char err[256];
 } nstate;
 
@@ -232,44 +251,45 @@ void fwx__nft_table_name(const char *instance, char *out, size_t len)
         snprintf(out + o, len - o, "_%08x", h);
 }
 
-/* The address of sa as nft text (inet_ntop), and its family digit. False for anything that is
-   not a plain IPv4 or unscoped IPv6 address. The text is checked again, character by
-   character, before it can reach a command. */
-static bool ip_text(const struct sockaddr *sa, char out[INET6_ADDRSTRLEN], char *fam)
+static int l4proto(int32_t protocol) { return protocol == FWX_PROTOCOL_UDP ? 17 : 6; }
+
+/* The family digit of a plain IPv4 or unscoped IPv6 address (a zone cannot be expressed in a
+   set element); false for anything else. */
+static bool fam_of(const struct sockaddr *sa, char *fam)
 {
-    const void *a;
-    if (sa->sa_family == AF_INET) {
-        a = &((const struct sockaddr_in *)sa)->sin_addr;
-        *fam = '4';
-    } else if (sa->sa_family == AF_INET6) {
-        if (((const struct sockaddr_in6 *)sa)->sin6_scope_id != 0)
-            return false; /* a zone cannot be expressed in a set element */
-        a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        *fam = '6';
-    } else {
+    if (sa->sa_family == AF_INET)
+        return *fam = '4', true;
+    if (sa->sa_family == AF_INET6 && ((const struct sockaddr_in6 *)sa)->sin6_scope_id == 0)
+        return *fam = '6', true;
+    return false;
+}
+
+/* An element's key (or value) as text, for a line or a listing. */
+static const char *ekey_text(const char *set, const uint8_t *b, size_t len, char *out, size_t cap)
+{
+    fwx__nftnl_text(strchr(set, '6') != NULL ? AF_INET6 : AF_INET, b, len, out, cap);
+    return out;
+}
+
+/* Room for one more entry after the n of a growing array (*arr, of `size`-byte entries):
+   doubled from `first` when full. False (the array as it was) when memory ran out. */
+static bool grow(void *arr, size_t n, size_t *cap, size_t size, size_t first)
+{
+    if (n < *cap)
+        return true;
+    size_t c = *cap ? *cap * 2 : first;
+    void *p = realloc(*(void **)arr, c * size);
+    if (p == NULL)
         return false;
-    }
-    if (inet_ntop(sa->sa_family, a, out, INET6_ADDRSTRLEN) == NULL)
-        return false;
-    for (const char *p = out; *p; p++)
-        if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F') || *p == ':' ||
-              *p == '.'))
-            return false;
+    *(void **)arr = p;
+    *cap = c;
     return true;
 }
 
-static int l4proto(int32_t protocol) { return protocol == FWX_PROTOCOL_UDP ? 17 : 6; }
-
 static nelem *elem_push(nelem **el, size_t *n, size_t *cap)
 {
-    if (*n == *cap) {
-        size_t c = *cap ? *cap * 2 : 8;
-        nelem *p = realloc(*el, c * sizeof *p);
-        if (p == NULL)
-            return NULL;
-        *el = p;
-        *cap = c;
-    }
+    if (!grow(el, *n, cap, sizeof **el, 8))
+        return NULL;
     nelem *e = &(*el)[(*n)++];
     memset(e, 0, sizeof *e);
     return e;
@@ -302,43 +322,54 @@ typedef struct elems {
     size_t n, cap;
 } elems;
 
-static fwx_result add_elem(elems *es, const char *set, char fam, const char *key, const char *data)
+static fwx_result add_elem(elems *es, const char *set, char fam, const kbytes *key, const kbytes *data)
 {
-    size_t ls = strlen(set), lk = strlen(key), ld = data ? strlen(data) : 0;
-    if (ls + 2 > sizeof es->el[0].k.set || lk + 1 > KEY_MAX || ld + 1 > DATA_MAX)
-        return FWX_E_INVALIDARG; /* cannot happen with the texts built here */
+    size_t ls = strlen(set);
+    if (ls + 2 > sizeof es->el[0].k.set || key->n == 0 || key->n > KEY_MAX || (data != NULL && data->n > DATA_MAX))
+        return FWX_E_INVALIDARG; /* cannot happen with the keys built here */
+    if (data != NULL && data->n == 0)
+        return FWX_E_NOT_SUPPORTED; /* a value of another family */
     nelem *e = elem_push(&es->el, &es->n, &es->cap);
     if (e == NULL)
         return FWX_E_OUTOFMEMORY;
     memcpy(e->k.set, set, ls);
     e->k.set[ls] = fam;
     e->k.set[ls + 1] = '\0';
-    memcpy(e->k.key, key, lk + 1);
-    if (data != NULL)
-        memcpy(e->data, data, ld + 1);
+    e->k.len = (uint8_t)key->n;
+    memcpy(e->k.key, key->b, key->n);
+    if (data != NULL) {
+        e->dlen = (uint8_t)data->n;
+        memcpy(e->data, data->b, data->n);
+    }
     return FWX_S_OK;
 }
 
-/* A permission-set key: src . dst . l4proto . dport. */
-static void tuple_key(char *out, size_t len, const char *src, const char *dst, int proto, uint16_t port)
+/* Is key already the key of an element of es (of any set)? */
+static bool has_key(const elems *es, const kbytes *key)
 {
-    snprintf(out, len, "%s . %s . %d . %u", src, dst, proto, (unsigned)port);
+    for (size_t i = 0; i < es->n; i++)
+        if (es->el[i].k.len == key->n && memcmp(es->el[i].k.key, key->b, key->n) == 0)
+            return true;
+    return false;
 }
 
 /* The gateway addresses a DNAT element is keyed on: the grant's own, or every local address
    of the family when it is unspecified. */
-static size_t gateway_addrs(nstate *st, const struct sockaddr *gw, char fam, char out[][INET6_ADDRSTRLEN], size_t max)
+static size_t gateway_addrs(nstate *st, const struct sockaddr *gw, char fam, struct sockaddr_storage *out, size_t max)
 {
     char f;
     size_t n = 0;
-    if (!fwx__sa_is_unspecified(gw))
-        return ip_text(gw, out[0], &f) ? 1 : 0;
-    struct sockaddr_storage ls;
-    for (size_t i = 0; n < max && fwx_firewall_local_address(st->fw, i, &ls) == FWX_S_OK; i++) {
-        const struct sockaddr *a = (const struct sockaddr *)&ls;
+    if (!fwx__sa_is_unspecified(gw)) {
+        if (!fam_of(gw, &f))
+            return 0;
+        memcpy(&out[0], gw, fwx__sa_len(gw));
+        return 1;
+    }
+    for (size_t i = 0; n < max && fwx_firewall_local_address(st->fw, i, &out[n]) == FWX_S_OK; i++) {
+        const struct sockaddr *a = (const struct sockaddr *)&out[n];
         if (fwx__sa_is_loopback(a)) /* local traffic never passes prerouting */
             continue;
-        if (ip_text(a, out[n], &f) && f == fam)
+        if (fam_of(a, &f) && f == fam)
             n++;
     }
     return n;
@@ -349,21 +380,23 @@ static size_t gateway_addrs(nstate *st, const struct sockaddr *gw, char fam, cha
    of the same key. */
 static fwx_result permission_elem(elems *es, const fwx_grant *g, const struct sockaddr *src)
 {
-    char c[INET6_ADDRSTRLEN], t[INET6_ADDRSTRLEN], x[INET6_ADDRSTRLEN], key[KEY_MAX], fc, ft, fx;
-    if (!ip_text(src, c, &fc) || !ip_text((const struct sockaddr *)&g->target, t, &ft) || fc != ft)
+    const struct sockaddr *to = (const struct sockaddr *)&g->target;
+    char fc, ft, fx;
+    if (!fam_of(src, &fc) || !fam_of(to, &ft) || fc != ft)
         return FWX_E_NOT_SUPPORTED;
-    int proto = l4proto(g->protocol);
-    tuple_key(key, sizeof key, c, t, proto, fwx__sa_port((const struct sockaddr *)&g->target));
-    for (size_t i = 0; i < es->n; i++)
-        if (strcmp(es->el[i].k.key, key) == 0)
-            return FWX_S_OK; /* the client is also a server of its session */
-    fwx_result hr = add_elem(es, (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once", fc, key, NULL);
+    kbytes key = kb(src, to, l4proto(g->protocol), fwx__sa_port(to));
+    if (key.n == 0)
+        return FWX_E_NOT_SUPPORTED;
+    if (has_key(es, &key))
+        return FWX_S_OK; /* the client is also a server of its session */
+    fwx_result hr = add_elem(es, (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once", fc, &key, NULL);
     const struct sockaddr *px = (const struct sockaddr *)&g->gateway;
     if (FWX_SUCCEEDED(hr) && (px->sa_family == AF_INET || px->sa_family == AF_INET6) && !fwx__sa_is_unspecified(px)) {
         /* ProxyExternalAddress: the server sees the connection come from that address. */
-        if (!ip_text(px, x, &fx) || fx != fc)
+        if (!fam_of(px, &fx) || fx != fc)
             return FWX_E_NOT_SUPPORTED;
-        hr = add_elem(es, "snat", fc, key, x);
+        kbytes x = kb(px, NULL, -1, -1);
+        hr = add_elem(es, "snat", fc, &key, &x);
     }
     return hr;
 }
@@ -375,8 +408,8 @@ static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
     fwx_result hr = permission_elem(es, g, (const struct sockaddr *)&g->client);
     for (uint32_t i = 0; FWX_SUCCEEDED(hr) && i < grant_n_sources(g); i++) {
         const struct sockaddr *src = (const struct sockaddr *)&g->sources[i].address;
-        char fs, ft, t[INET6_ADDRSTRLEN], a[INET6_ADDRSTRLEN];
-        if (!ip_text(src, a, &fs) || !ip_text((const struct sockaddr *)&g->target, t, &ft) || fs != ft)
+        char fs, ft;
+        if (!fam_of(src, &fs) || !fam_of((const struct sockaddr *)&g->target, &ft) || fs != ft)
             continue; /* a server of the other family cannot reach this target */
         hr = permission_elem(es, g, src);
     }
@@ -388,20 +421,19 @@ static fwx_result permission_elems(nstate *st, const fwx_grant *g, elems *es)
 /* The permission element "src . dst . proto . port" (and its masquerade and one-way ones), once
    per key: FWX_S_FALSE (nothing added) when src is of another family or already there. */
 static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway, const struct sockaddr *src_sa,
-                              char fam, const char *dst, int proto, uint16_t port)
+                              char fam, const struct sockaddr *dst, int proto, uint16_t port)
 {
-    char src[INET6_ADDRSTRLEN], key[KEY_MAX], f;
-    if (!ip_text(src_sa, src, &f) || f != fam)
+    char f;
+    if (!fam_of(src_sa, &f) || f != fam)
         return FWX_S_FALSE;
-    tuple_key(key, sizeof key, src, dst, proto, port);
-    for (size_t i = 0; i < es->n; i++)
-        if (strcmp(es->el[i].k.key, key) == 0)
-            return FWX_S_FALSE; /* two connections to one peer */
-    fwx_result hr = add_elem(es, set, fam, key, NULL);
+    kbytes key = kb(src_sa, dst, proto, port);
+    if (key.n == 0 || has_key(es, &key))
+        return FWX_S_FALSE; /* two connections to one peer */
+    fwx_result hr = add_elem(es, set, fam, &key, NULL);
     if (FWX_SUCCEEDED(hr) && masq)
-        hr = add_elem(es, "masq", fam, key, NULL);
+        hr = add_elem(es, "masq", fam, &key, NULL);
     if (FWX_SUCCEEDED(hr) && oneway)
-        hr = add_elem(es, "oneway", fam, key, NULL);
+        hr = add_elem(es, "oneway", fam, &key, NULL);
     return hr;
 }
 
@@ -414,24 +446,23 @@ static fwx_result tuple_elems(elems *es, const char *set, bool masq, bool oneway
 static fwx_result reply_elems(const fwx_grant *g, elems *es)
 {
     const struct sockaddr *gw = (const struct sockaddr *)&g->gateway, *to = (const struct sockaddr *)&g->target;
-    char dst[INET6_ADDRSTRLEN], gws[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam, fg;
+    char fam, fg;
     int proto = l4proto(g->protocol);
     uint16_t tport = fwx__sa_port(to);
-    if (!ip_text(to, dst, &fam))
+    if (!fam_of(to, &fam))
         return FWX_E_NOT_SUPPORTED;
     if (!fwx__sa_is_unspecified(gw) && fwx__sa_port(gw) != 0) {
-        if (!ip_text(gw, gws, &fg) || fg != fam)
+        if (!fam_of(gw, &fg) || fg != fam)
             return FWX_E_NOT_SUPPORTED;
-        snprintf(key, sizeof key, "%s . %d . %u", gws, proto, (unsigned)fwx__sa_port(gw));
-        snprintf(data, sizeof data, "%s . %u", dst, (unsigned)tport);
-        fwx_result hr = add_elem(es, "dnat", fam, key, data);
+        kbytes key = kb(gw, NULL, proto, fwx__sa_port(gw)), data = kb(to, NULL, -1, tport);
+        fwx_result hr = add_elem(es, "dnat", fam, &key, &data);
         if (FWX_FAILED(hr))
             return hr;
     }
     const char *set = (g->flags & FWX_FLAG_ALLOW_MULTIPLE) ? "allow" : "once";
     size_t before = es->n;
     for (uint32_t i = 0; i < grant_n_sources(g); i++) {
-        fwx_result hr = tuple_elems(es, set, false, false, (const struct sockaddr *)&g->sources[i].address, fam, dst,
+        fwx_result hr = tuple_elems(es, set, false, false, (const struct sockaddr *)&g->sources[i].address, fam, to,
                                     proto, tport);
         if (FWX_FAILED(hr))
             return hr;
@@ -442,12 +473,13 @@ static fwx_result reply_elems(const fwx_grant *g, elems *es)
 static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 {
     const struct sockaddr *gw = (const struct sockaddr *)&g->gateway, *to = (const struct sockaddr *)&g->target;
-    char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam;
+    struct sockaddr_storage gws[8];
+    char fam;
     if (fwx__sa_is_unspecified(to) || fwx__sa_port(to) == 0) {
         /* BindForClient with the client's address still to come (SetClientAddress re-adds). */
         return FWX_S_OK;
     }
-    if (!ip_text(to, dst, &fam))
+    if (!fam_of(to, &fam))
         return FWX_E_NOT_SUPPORTED;
     if (gw->sa_family != to->sa_family)
         return FWX_E_NOT_SUPPORTED;
@@ -458,10 +490,10 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
     size_t ngw = gateway_addrs(st, gw, fam, gws, 8);
     if (ngw == 0)
         return FWX_E_ADDRNOTAVAIL;
-    snprintf(data, sizeof data, "%s . %u", dst, (unsigned)tport);
+    kbytes data = kb(to, NULL, -1, tport);
     for (size_t i = 0; i < ngw; i++) {
-        snprintf(key, sizeof key, "%.*s . %d . %u", INET6_ADDRSTRLEN - 1, gws[i], proto, (unsigned)gport);
-        fwx_result hr = add_elem(es, "dnat", fam, key, data);
+        kbytes key = kb((const struct sockaddr *)&gws[i], NULL, proto, gport);
+        fwx_result hr = add_elem(es, "dnat", fam, &key, &data);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -475,7 +507,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
     bool oneway = g->kind == FWX_GRANT_BINDING && g->protocol == FWX_PROTOCOL_UDP && !(g->flags & FWX_FLAG_BIDIRECTIONAL);
     if (g->kind == FWX_GRANT_REDIRECT) {
         /* The client always (a grant without the core's list is the client's alone). */
-        fwx_result hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&g->client, fam, dst, proto, tport);
+        fwx_result hr = tuple_elems(es, set, masq, false, (const struct sockaddr *)&g->client, fam, to, proto, tport);
         if (hr == FWX_S_FALSE)
             return FWX_E_NOT_SUPPORTED; /* the client of another family */
     }
@@ -484,7 +516,7 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
         /* A translated source (a published server behind a full-proxy rule): the other side
            sees its connection come from the gateway, as it sees the control connection. */
         bool m = masq || (src->flags & FWX_GRANT_SOURCE_TRANSLATE) != 0;
-        fwx_result hr = tuple_elems(es, set, m, oneway, (const struct sockaddr *)&src->address, fam, dst, proto, tport);
+        fwx_result hr = tuple_elems(es, set, m, oneway, (const struct sockaddr *)&src->address, fam, to, proto, tport);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -496,11 +528,13 @@ static fwx_result port_elems(nstate *st, const fwx_grant *g, elems *es)
 static void ruleset_text(sbuf *b, const char *table, uint16_t icpt_port, uint16_t icpt_port6)
 {
     sb_printf(b, FWX_NFT_TABLE_HEAD_FMT, table, (long)getpid());
-    sb_printf(b, FWX_NFT_SETS_FMT, '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
+    sb_printf(b, FWX_NFT_SETS_FMT, /* once, used: */ '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr",
+              '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", '4', "ipv4_addr", "ipv4_addr", '4', "ipv4_addr",
               "ipv4_addr");
-    sb_printf(b, FWX_NFT_SETS_FMT, '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
+    sb_printf(b, FWX_NFT_SETS_FMT, /* once, used: */ '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr",
+              '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", '6', "ipv6_addr", "ipv6_addr", '6', "ipv6_addr",
               "ipv6_addr");
@@ -732,17 +766,17 @@ static void kflow_end(nstate *st, kflow *k)
 /* Drops new entries of f's tuple for FWX_NFT_REFUSED_SECS (rules.h: refused4/6). */
 static void refuse_tuple(nstate *st, const fwx__ct_flow *f)
 {
-    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], key[KEY_MAX], fa, fb;
-    if (!ip_text((const struct sockaddr *)&f->src, a, &fa) || !ip_text((const struct sockaddr *)&f->dst, b, &fb) ||
-        fa != fb)
+    const struct sockaddr *src = (const struct sockaddr *)&f->src, *dst = (const struct sockaddr *)&f->dst;
+    char fa;
+    kbytes key = kb(src, dst, l4proto(f->protocol), fwx__sa_port(dst));
+    if (key.n == 0 || !fam_of(src, &fa))
         return;
-    tuple_key(key, sizeof key, a, b, f->protocol == FWX_PROTOCOL_UDP ? 17 : 6, fwx__sa_port((const struct sockaddr *)&f->dst));
     char set[16];
     snprintf(set, sizeof set, "refused%c", fa);
-    fwx__nftnl_op op = {.set = set, .key = key, .timeout_ms = (uint64_t)FWX_NFT_REFUSED_SECS * 1000};
+    fwx__nftnl_op op = {.set = set, .kbin = key.b, .klen = key.n, .timeout_ms = (uint64_t)FWX_NFT_REFUSED_SECS * 1000};
     if (fwx__nftnl_apply(st->nl, &op, 1) != 0) {
         elem_error(st, &op);
-        NLOG(st, FWX_LOG_WARN, "refusing %s: adding the element failed: %s", key, st->err);
+        NLOG(st, FWX_LOG_WARN, "refusing a flow: adding the element failed: %s", st->err);
     }
 }
 
@@ -821,8 +855,15 @@ static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
     HASH_ADD(hh_tuple, st->kflow_by_tuple, key, sizeof k->key, k);
 }
 
+static void free_handle(uv_handle_t *h) { free(h); }
+
 static void state_free(nstate *st)
 {
+    if (st->flush != NULL) { /* the table goes (or is closed) as a whole: the queue is moot */
+        st->flush->data = NULL;
+        uv_close((uv_handle_t *)st->flush, free_handle);
+    }
+    free(st->pend);
     fwx__nft_icpt_stop(st->listener);
     fwx__nft_udp_stop(st->udp); /* before the conntrack handle its flows looked up with */
     fwx__nft_udp_stop(st->udp6);
@@ -853,23 +894,94 @@ static void state_free(nstate *st)
 }
 
 
-/* A kernel flow was admitted by a one-shot element, which the forward rule deleted: mark it so
-   that the grant's removal does not delete it again. The element's key is the tuple the forward
-   hook saw: the source, and the destination after DNAT (the reply tuple's source). */
-static void mark_consumed(nstate *st, const fwx__ct_flow *f)
+/*
+ * Deletions of used one-shot elements are queued and sent at the end of the loop iteration, all
+ * of them in one transaction (one read of the event socket brings up to 64 NEW events), each
+ * element its own group so one the kernel expired keeps no other. Waiting is safe: the used
+ * key already refuses a second connection in the kernel. Any other element operation sends
+ * the queue first, so the kernel sees them in the order fwx made them (a delete queued before a
+ * new grant of the same key must not land after its add). Adds are never queued: the core's
+ * grant_add needs its result when it returns.
+ */
+static void pend_flush(nstate *st)
 {
-    char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], fs, fd;
-    if (!ip_text((const struct sockaddr *)&f->src, src, &fs) || !ip_text((const struct sockaddr *)&f->reply_src, dst, &fd) ||
-        fs != fd)
+    if (st->npend == 0)
         return;
-    tuple_key(key, sizeof key, src, dst, l4proto(f->protocol), fwx__sa_port((const struct sockaddr *)&f->reply_src));
+    size_t n = st->npend;
+    st->npend = 0;
+    fwx__nftnl_op *ops = calloc(n, sizeof *ops);
+    if (ops == NULL) {
+        NLOG(st, FWX_LOG_WARN, "out of memory deleting %zu used one-shot elements: their keys stay refused", n);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        ops[i] = (fwx__nftnl_op){.del = true, .set = st->pend[i].set, .kbin = st->pend[i].key, .klen = st->pend[i].len,
+                                 .group = (uint32_t)i};
+    if (fwx__nftnl_apply(st->nl, ops, n) != 0)
+        for (size_t i = 0; i < n; i++)
+            if (ops[i].err != 0 && !(ops[i].err == ENOENT && strncmp(ops[i].set, "once", 4) == 0)) {
+                elem_error(st, &ops[i]);
+                NLOG(st, FWX_LOG_WARN, "used one-shot permission: deleting failed: %s", st->err);
+            }
+    free(ops);
+}
+
+static void on_flush(uv_prepare_t *h)
+{
+    uv_prepare_stop(h);
+    if (h->data != NULL)
+        pend_flush(h->data);
+}
+
+/* Queues k for pend_flush; false when it cannot (the caller flushes at once). */
+static bool pend_push(nstate *st, const ekey *k)
+{
+    if (!grow(&st->pend, st->npend, &st->cappend, sizeof *st->pend, 64))
+        return false;
+    if (st->flush == NULL) {
+        uv_prepare_t *h = calloc(1, sizeof *h);
+        if (h == NULL || uv_prepare_init(fwx_firewall_loop(st->fw), h) != 0) {
+            free(h);
+            return false;
+        }
+        h->data = st;
+        st->flush = h;
+    }
+    if (uv_prepare_start(st->flush, on_flush) != 0)
+        return false;
+    st->pend[st->npend++] = *k;
+    return true;
+}
+
+/* The used set of a one-shot set's element: "once4" -> "used4" (rules.h). */
+static const char *used_set(const ekey *k) { return k->set[4] == '6' ? "used6" : "used4"; }
+
+/* A kernel flow was admitted by a one-shot element: the forward rule put its key in the used
+   set, and the element is deleted, with that key, from the control plane at the end of this
+   loop iteration (pend_flush; rules.h: the packet path deletes nothing, so the same key can be
+   granted again at once). Marked gone so
+   that the grant's removal does not delete it again. The element's key is the tuple the
+   forward hook saw: the source, and the destination after DNAT (the reply tuple's source). */
+static void consume_once(nstate *st, const fwx__ct_flow *f)
+{
+    const struct sockaddr *src = (const struct sockaddr *)&f->src, *dst = (const struct sockaddr *)&f->reply_src;
+    char fs;
     ekey k;
     memset(&k, 0, sizeof k);
-    snprintf(k.set, sizeof k.set, "once%c", fs);
-    memcpy(k.key, key, strlen(key) + 1);
+    size_t n = fwx__nftnl_key(k.key, sizeof k.key, src, dst, l4proto(f->protocol), fwx__sa_port(dst));
+    if (n == 0 || !fam_of(src, &fs))
+        return;
+    k.len = (uint8_t)n;
+    memcpy(k.set, "once", 4); /* "once4" / "once6" (k is zeroed) */
+    k.set[4] = fs;
     selem *se = elem_find(st, &k);
-    if (se != NULL)
-        se->gone = true;
+    if (se == NULL || se->gone)
+        return;
+    se->gone = true;
+    ekey used = se->e.k;
+    snprintf(used.set, sizeof used.set, "%s", used_set(&se->e.k));
+    if (!pend_push(st, &se->e.k) || !pend_push(st, &used))
+        pend_flush(st); /* no room to queue: at once */
 }
 
 /* ct.c's lines (events lost, kills refused, the namespace's settings at close) in the firewall's log. */
@@ -883,7 +995,7 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         return;
     }
     if (event == FWX__CT_NEW) {
-        mark_consumed(st, f);
+        consume_once(st, f);
         /* The client's view (before DNAT): a permission's target, or a bound port. The core
            consumes a one-shot grant (the kernel already deleted its element) and tells the
            filter that asked. */
@@ -1072,6 +1184,11 @@ static fwx_result n_open(const fwx_backend *self, fwx_firewall *fw, void **state
         state_free(st);
         return nhr == FWX_E_OUTOFMEMORY ? nhr : FWX_E_NOT_SUPPORTED;
     }
+    /* Withdrawing an unused one-shot permission destroys its key in the used set (elems_delete):
+       without the kernel's destroy that is a delete that fails and is rolled back, slower. */
+    if (!fwx__nftnl_probe_destroy(st->nl, "used4", "0.0.0.0 . 0.0.0.0 . 0 . 0"))
+        NLOG(st, FWX_LOG_INFO, "kernel has no set element destroy (Linux 6.3): withdrawing an unused one-shot "
+                               "permission costs a failed delete");
     if (missing)
         NLOG(st, FWX_LOG_WARN, "table inet %s ready; kernel lacks: %s (those features stay in user mode)", st->table,
              names);
@@ -1128,14 +1245,8 @@ static ngrant *grant_find(nstate *st, uint64_t id)
    full); the caller counts it in. FWX_E_OUTOFMEMORY leaves the array as it was. */
 static fwx_result ngrant_slot(ngrant **arr, size_t n, size_t *cap, size_t first, ngrant **out)
 {
-    if (n == *cap) {
-        size_t c = *cap ? *cap * 2 : first;
-        ngrant *p = realloc(*arr, c * sizeof *p);
-        if (p == NULL)
-            return FWX_E_OUTOFMEMORY;
-        *arr = p;
-        *cap = c;
-    }
+    if (!grow(arr, n, cap, sizeof **arr, first))
+        return FWX_E_OUTOFMEMORY;
     *out = &(*arr)[n];
     memset(*out, 0, sizeof **out);
     return FWX_S_OK;
@@ -1168,7 +1279,9 @@ static selem *elem_find(nstate *st, const ekey *k)
 /* The errno of a failed element as text for st->err, naming the element. */
 static void elem_error(nstate *st, const fwx__nftnl_op *op)
 {
-    snprintf(st->err, sizeof st->err, "element %s { %s }: %s", op->set, op->key,
+    char text[160];
+    snprintf(st->err, sizeof st->err, "element %s { %s }: %s", op->set,
+             op->klen > 0 ? ekey_text(op->set, op->kbin, op->klen, text, sizeof text) : op->key,
              op->err == EPROTO ? "no answer from the kernel" : strerror(op->err));
 }
 
@@ -1183,13 +1296,15 @@ static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem
     *out = NULL;
     if (es->n == 0)
         return FWX_S_OK;
+    pend_flush(st); /* in order: a queued delete of a key this grant adds again goes first */
     fwx__nftnl_op *ops = calloc(es->n, sizeof *ops);
     selem **refs = calloc(es->n, sizeof *refs);
     fwx_result hr = ops != NULL && refs != NULL ? FWX_S_OK : FWX_E_OUTOFMEMORY;
     /* New elements' records first: once the kernel holds an element, it is tracked. */
     for (size_t i = 0; FWX_SUCCEEDED(hr) && i < es->n; i++) {
         const nelem *e = &es->el[i];
-        ops[i] = (fwx__nftnl_op){.set = e->k.set, .key = e->k.key, .data = e->data, .timeout_ms = left};
+        ops[i] = (fwx__nftnl_op){.set = e->k.set, .kbin = e->k.key, .klen = e->k.len, .dbin = e->data,
+                                 .dlen = e->dlen, .timeout_ms = left};
         refs[i] = elem_find(st, &e->k);
         if (refs[i] == NULL) {
             selem *se = calloc(1, sizeof *se);
@@ -1260,24 +1375,36 @@ static void elems_release(nstate *st, ngrant *ng, selem **dead, size_t *ndead)
 
 /* Deletes dead elements from the kernel, each on its own (one that is gone already does not
    keep the others), in as few transactions as nl.c can, and frees them. A consumed one-shot
-   element is not deleted again: that would fail, and a failing nf_tables transaction costs
-   the kernel ~12 ms (bench/README.md). An element the kernel expired is gone too (ENOENT,
-   ignored). */
+   element is not deleted again (consume_once did, when its flow came). An unconsumed one's key
+   is destroyed in the used set as well: its flow may have passed with its NEW event still to
+   read, and a key left there would refuse the next grant of the same key. An element the
+   kernel expired is gone too (ENOENT, ignored). */
 static void elems_delete(nstate *st, selem **dead, size_t n, const char *what, uint64_t id)
 {
-    fwx__nftnl_op *ops = n > 0 ? calloc(n, sizeof *ops) : NULL;
+    pend_flush(st);
+    fwx__nftnl_op *ops = n > 0 ? calloc(2 * n, sizeof *ops) : NULL;
     size_t m = 0;
-    for (size_t i = 0; ops != NULL && i < n; i++)
-        if (!dead[i]->gone)
-            ops[m] = (fwx__nftnl_op){.del = true, .set = dead[i]->e.k.set, .key = dead[i]->e.k.key,
-                                     .group = (uint32_t)m}, m++;
+    for (size_t i = 0; ops != NULL && i < n; i++) {
+        if (dead[i]->gone)
+            continue;
+        ops[m] = (fwx__nftnl_op){.del = true, .set = dead[i]->e.k.set, .kbin = dead[i]->e.k.key,
+                                 .klen = dead[i]->e.k.len, .group = (uint32_t)m};
+        m++;
+        if (strncmp(dead[i]->e.k.set, "once", 4) == 0) {
+            ops[m] = (fwx__nftnl_op){.del = true, .destroy = true, .set = used_set(&dead[i]->e.k),
+                                     .kbin = dead[i]->e.k.key, .klen = dead[i]->e.k.len, .group = (uint32_t)m};
+            m++;
+        }
+    }
     if (n > 0 && ops == NULL)
         NLOG(st, FWX_LOG_WARN, "%s %llu: out of memory deleting %zu elements; they stay until they expire", what,
              (unsigned long long)id, n);
     if (m > 0 && fwx__nftnl_apply(st->nl, ops, m) != 0) {
         size_t gone = 0;
         for (size_t i = 0; i < m; i++) {
-            if (ops[i].err == ENOENT) {
+            if (ops[i].err == ENOENT && ops[i].destroy) {
+                continue; /* a kernel without destroy: the key was not used */
+            } else if (ops[i].err == ENOENT) {
                 gone++;
             } else if (ops[i].err != 0) {
                 elem_error(st, &ops[i]);
@@ -1368,7 +1495,7 @@ static uint64_t grant_left(nstate *st, const fwx_grant *g)
  */
 static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
 {
-    char a[INET6_ADDRSTRLEN], b[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fa, fb;
+    char fa, fb;
     const struct sockaddr *to = (const struct sockaddr *)&g->target;
     bool v6 = to->sa_family == AF_INET6;
     uint16_t lport = v6 ? st->icpt.port6 : st->icpt.port;
@@ -1394,10 +1521,11 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
     }
     int proto = udp ? 17 : 6;
     if (g->kind == FWX_GRANT_PERMISSION) {
-        if (!ip_text((const struct sockaddr *)&g->client, a, &fa) || !ip_text(to, b, &fb) || fa != fb)
+        const struct sockaddr *c = (const struct sockaddr *)&g->client;
+        if (!fam_of(c, &fa) || !fam_of(to, &fb) || fa != fb)
             return FWX_E_NOT_SUPPORTED;
-        tuple_key(key, sizeof key, a, b, proto, fwx__sa_port(to));
-        return add_elem(es, "user", fam, key, NULL);
+        kbytes key = kb(c, to, proto, fwx__sa_port(to));
+        return add_elem(es, "user", fam, &key, NULL);
     }
     if (fwx__sa_is_unspecified(to) || fwx__sa_port(to) == 0)
         return FWX_S_OK; /* BindForClient before SetClientAddress: re-added then */
@@ -1406,15 +1534,15 @@ static fwx_result user_mode_elems(nstate *st, const fwx_grant *g, elems *es)
         return FWX_E_NOT_SUPPORTED;
     if (!port_free(gw, g->protocol))
         return FWX_E_ADDRINUSE;
-    char gws[8][INET6_ADDRSTRLEN];
+    struct sockaddr_storage gws[8];
     size_t ngw = gateway_addrs(st, gw, fam, gws, 8);
     if (ngw == 0)
         return FWX_E_ADDRNOTAVAIL;
     for (size_t i = 0; i < ngw; i++) {
         /* To the listener on the same (local) address; SO_ORIGINAL_DST gives back the port. */
-        snprintf(key, sizeof key, "%.*s . %d . %u", INET6_ADDRSTRLEN - 1, gws[i], proto, (unsigned)fwx__sa_port(gw));
-        snprintf(data, sizeof data, "%.*s . %u", INET6_ADDRSTRLEN - 1, gws[i], (unsigned)lport);
-        fwx_result hr = add_elem(es, "dnat", fam, key, data);
+        const struct sockaddr *a = (const struct sockaddr *)&gws[i];
+        kbytes key = kb(a, NULL, proto, fwx__sa_port(gw)), data = kb(a, NULL, -1, lport);
+        fwx_result hr = add_elem(es, "dnat", fam, &key, &data);
         if (FWX_FAILED(hr))
             return hr;
     }
@@ -1618,7 +1746,8 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
 {
     nstate *st = state;
     const struct sockaddr *la = (const struct sockaddr *)&spec->address, *sv = (const struct sockaddr *)&spec->server;
-    char gws[8][INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], key[KEY_MAX], data[DATA_MAX], fam;
+    struct sockaddr_storage gws[8];
+    char fam;
     if (spec->protocol != FWX_PROTOCOL_TCP && spec->protocol != FWX_PROTOCOL_UDP)
         return FWX_E_INVALIDARG;
     /* A rule whose protocol has a filter bound: its connections must run through fwx. */
@@ -1628,7 +1757,7 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
     if (pol != NULL && fwx_policy_protocol_find(pol, &spec->protocol_guid, &pi) == FWX_S_OK &&
         fwx_policy_protocol_get(pol, pi, &pr) == FWX_S_OK && pr.n_filters > 0)
         return listen_user_mode(st, spec, pr.name);
-    if (!ip_text(sv, dst, &fam) || la->sa_family != sv->sa_family)
+    if (!fam_of(sv, &fam) || la->sa_family != sv->sa_family)
         return FWX_E_NOT_SUPPORTED;
     int proto = l4proto(spec->protocol);
     uint16_t lport = fwx__sa_port(la), sport = fwx__sa_port(sv);
@@ -1637,16 +1766,16 @@ static fwx_result n_listen(void *state, const fwx_listen_spec *spec)
         return FWX_E_ADDRNOTAVAIL;
     elems es = {0};
     fwx_result hr = FWX_S_OK;
-    snprintf(data, sizeof data, "%s . %u", dst, (unsigned)sport);
+    kbytes data = kb(sv, NULL, -1, sport), key;
     for (size_t i = 0; i < ngw && FWX_SUCCEEDED(hr); i++) {
-        snprintf(key, sizeof key, "%.*s . %d . %u", INET6_ADDRSTRLEN - 1, gws[i], proto, (unsigned)lport);
-        hr = add_elem(&es, "pub", fam, key, data);
+        key = kb((const struct sockaddr *)&gws[i], NULL, proto, lport);
+        hr = add_elem(&es, "pub", fam, &key, &data);
     }
-    snprintf(key, sizeof key, "%s . %d . %u", dst, proto, (unsigned)sport);
+    key = kb(sv, NULL, proto, sport);
     if (FWX_SUCCEEDED(hr))
-        hr = add_elem(&es, "pubok", fam, key, NULL);
+        hr = add_elem(&es, "pubok", fam, &key, NULL);
     if (FWX_SUCCEEDED(hr) && spec->full_proxy)
-        hr = add_elem(&es, "pubmasq", fam, key, NULL);
+        hr = add_elem(&es, "pubmasq", fam, &key, NULL);
     ngrant *ng = NULL;
     if (FWX_SUCCEEDED(hr))
         hr = pub_slot(st, &ng); /* first: a slot cannot fail once the elements are in */
@@ -1750,12 +1879,18 @@ static fwx_result n_list(void *state, fwx_backend_list_cb cb, void *arg)
     char *listing = strdup(nft_ctx_get_output_buffer(st->nft));
     if (listing == NULL)
         return FWX_E_OUTOFMEMORY;
-    /* What the table holds: a grant whose permission element the packet path consumed or the
+    /* What the table holds: a grant whose permission element the packet path used or the
        kernel expired is no longer reported. */
     for (const ngrant *ng = st->grants; ng != NULL; ng = ng->hh.next) {
         bool present = ng->n > 0;
-        for (size_t j = 0; j < ng->n && present; j++)
-            present = listing_has(listing, ng->el[j]->e.k.set, ng->el[j]->e.k.key);
+        for (size_t j = 0; j < ng->n && present; j++) {
+            const ekey *k = &ng->el[j]->e.k;
+            char text[160];
+            ekey_text(k->set, k->key, k->len, text, sizeof text);
+            /* A one-shot key in the used set is consumed, its NEW event still to come. */
+            present = listing_has(listing, k->set, text) &&
+                      !(strncmp(k->set, "once", 4) == 0 && listing_has(listing, used_set(k), text));
+        }
         if (present)
             cb(arg, &ng->g);
     }

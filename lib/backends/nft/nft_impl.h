@@ -11,7 +11,9 @@
 #include <fwx/redirect.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 struct nft_ctx;
 
@@ -70,9 +72,13 @@ typedef struct fwx__nftnl fwx__nftnl;
 /* One element to add or delete, and the kernel's answer for it. */
 typedef struct fwx__nftnl_op {
     bool del;
+    bool destroy;        /* with del: no error when the element is missing (where the kernel can) */
     const char *set;     /* "once4", "dnat6", ... (rules.h) */
-    const char *key;     /* the element as nft text: "10.0.0.2 . 10.0.0.9 . 6 . 2121" */
-    const char *data;    /* a map's value ("10.0.0.2 . 5001"), NULL or "" for a set */
+    const uint8_t *kbin; /* the key's bytes (fwx__nftnl_key), klen of them; or, with klen 0: */
+    const char *key;     /* the element as nft text: "10.0.0.2 . 10.0.0.9 . 6 . 2121" (tests) */
+    const uint8_t *dbin; /* with kbin: a map's value's bytes, dlen of them (0 for a set) */
+    const char *data;    /* with key: a map's value ("10.0.0.2 . 5001"), NULL or "" for a set */
+    size_t klen, dlen;
     uint64_t timeout_ms; /* adds: the element's timeout, 0 for the set's default (none) */
     uint32_t group;      /* ops of one group stand or fall together; a group's ops are contiguous */
     int err;             /* out: 0, or the errno for this element (ECANCELED: another of its group failed) */
@@ -87,6 +93,20 @@ void fwx__nftnl_close(fwx__nftnl *h);
    other op changed nothing. Returns the number of failed ops, or -errno when the socket
    failed (every op then has an error). */
 int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n);
+/* Does the kernel destroy elements (NFT_MSG_DESTROYSETELEM, Linux 6.3)? Tried once on an
+   element of `set` that is not there; without it a `destroy` op is a plain delete, which fails
+   with ENOENT (and costs the kernel a rolled-back transaction) when the element is missing. */
+bool fwx__nftnl_probe_destroy(fwx__nftnl *h, const char *set, const char *key);
+/* The bytes of an element's key or data, built from the addresses without text (the
+   permission path): a, then b if not NULL (the same family), then the l4 protocol if proto >= 0,
+   then the port if port >= 0, each field in whole 32-bit registers as the set's type (rules.h):
+   an address its 4 or 16 bytes, inet_proto one byte, inet_service two in network order. The
+   length, or 0 (mixed families, an IPv6 zone, no room). */
+size_t fwx__nftnl_key(uint8_t *out, size_t cap, const struct sockaddr *a, const struct sockaddr *b, int proto,
+                      int port);
+/* Such bytes as nft text ("10.0.0.2 . 10.0.0.9 . 6 . 2121", as `nft -nn list` prints them):
+   for lines and for matching a listing. The length written (out is always terminated). */
+size_t fwx__nftnl_text(int family, const uint8_t *b, size_t len, char *out, size_t cap);
 /* An element's nft text as the key or data bytes of the set's type; 0 if it does not encode. */
 size_t fwx__nftnl_encode(const char *text, uint8_t *out, size_t cap);
 

@@ -36,10 +36,15 @@
 #define CHUNK 128
 /* A batch's size; an element message is ~100-200 bytes. */
 #define BATCH_LIMIT (64 * 1024)
-/* Rounds of "send again without the failed groups" or after EBUSY: bounded. EBUSY waits
-   double from 100 us, at most ~6.3 ms in all (see fwx__nftnl_apply). */
-#define MAX_ROUNDS 7
-#define BUSY_FIRST_US 100
+/* Rounds of "send again without the failed groups": bounded (each round drops at least one
+   group). There is no wait: every error, EBUSY too, refuses its group at once (rules.h says
+   why the one-shot sets no longer make EBUSY). */
+#define MAX_ROUNDS 8
+/* The kernel's destroy of a set element (Linux 6.3): a delete that does not fail when the
+   element is missing. Debian 12's headers predate it. */
+#ifndef NFT_MSG_DESTROYSETELEM
+#define NFT_MSG_DESTROYSETELEM 30
+#endif
 
 struct fwx__nftnl {
     struct mnl_socket *nl;
@@ -48,6 +53,7 @@ struct fwx__nftnl {
     char table[64];
     char *buf; /* one chunk's batch */
     size_t bufsz;
+    bool destroy_ok; /* the kernel has NFT_MSG_DESTROYSETELEM (fwx__nftnl_probe_destroy) */
 };
 
 fwx_result fwx__nftnl_open(const char *table, fwx__nftnl **out)
@@ -141,13 +147,102 @@ size_t fwx__nftnl_encode(const char *text, uint8_t *out, size_t cap)
     return n;
 }
 
+/* One field of a concatenation, padded to whole 32-bit registers; false when it does not fit. */
+static bool put_field(uint8_t *out, size_t cap, size_t *n, const void *field, size_t flen)
+{
+    size_t padded = (flen + 3) & ~(size_t)3;
+    if (*n + padded > cap)
+        return false;
+    memset(out + *n, 0, padded);
+    memcpy(out + *n, field, flen);
+    *n += padded;
+    return true;
+}
+
+size_t fwx__nftnl_key(uint8_t *out, size_t cap, const struct sockaddr *a, const struct sockaddr *b, int proto, int port)
+{
+    size_t n = 0;
+    const struct sockaddr *addrs[2] = {a, b};
+    for (int i = 0; i < 2 && addrs[i] != NULL; i++) {
+        const struct sockaddr *sa = addrs[i];
+        if (sa->sa_family != a->sa_family)
+            return 0;
+        bool ok;
+        if (sa->sa_family == AF_INET) {
+            ok = put_field(out, cap, &n, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+        } else if (sa->sa_family == AF_INET6 && ((const struct sockaddr_in6 *)sa)->sin6_scope_id == 0) {
+            ok = put_field(out, cap, &n, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        } else {
+            return 0; /* another family, or a zone a set element cannot express */
+        }
+        if (!ok)
+            return 0;
+    }
+    if (proto >= 0) {
+        uint8_t p = (uint8_t)proto;
+        if (proto > 255 || !put_field(out, cap, &n, &p, 1))
+            return 0;
+    }
+    if (port >= 0) {
+        uint8_t be[2] = {(uint8_t)(port >> 8), (uint8_t)port};
+        if (port > 65535 || !put_field(out, cap, &n, be, 2))
+            return 0;
+    }
+    return n;
+}
+
+size_t fwx__nftnl_text(int family, const uint8_t *b, size_t len, char *out, size_t cap)
+{
+    /* The shapes fwx uses (rules.h), told apart by length within a family: addr . addr . proto .
+       port, addr . proto . port, addr . port, addr. */
+    size_t alen = family == AF_INET6 ? 16 : 4, naddr, nnum;
+    if (len == 2 * alen + 8)
+        naddr = 2, nnum = 2;
+    else if (len == alen + 8)
+        naddr = 1, nnum = 2;
+    else if (len == alen + 4)
+        naddr = 1, nnum = 1;
+    else if (len == alen)
+        naddr = 1, nnum = 0;
+    else
+        return cap > 0 ? (out[0] = '\0', 0) : 0;
+    size_t o = 0, at = 0;
+    for (size_t i = 0; i < naddr + nnum && o < cap; i++) {
+        char f[INET6_ADDRSTRLEN];
+        if (i < naddr) {
+            inet_ntop(family == AF_INET6 ? AF_INET6 : AF_INET, b + at, f, sizeof f);
+            at += alen;
+        } else if (i == naddr + nnum - 1) {
+            snprintf(f, sizeof f, "%u", (unsigned)(b[at] << 8 | b[at + 1])); /* the port, last */
+            at += 4;
+        } else {
+            snprintf(f, sizeof f, "%u", (unsigned)b[at]);
+            at += 4;
+        }
+        int w = snprintf(out + o, cap - o, "%s%s", i ? " . " : "", f); /* truncated at cap */
+        if (w < 0)
+            break;
+        o += (size_t)w;
+    }
+    return o;
+}
+
 /* Appends op's message to the batch; false when it does not encode (op->err set). */
 static bool put_op(fwx__nftnl *h, struct mnl_nlmsg_batch *b, fwx__nftnl_op *op, uint32_t seq)
 {
-    uint8_t key[64], data[64];
-    size_t klen = fwx__nftnl_encode(op->key, key, sizeof key);
-    size_t dlen = op->data != NULL && op->data[0] ? fwx__nftnl_encode(op->data, data, sizeof data) : 0;
-    if (klen == 0 || (op->data != NULL && op->data[0] && dlen == 0)) {
+    uint8_t kbuf[64], dbuf[64];
+    const uint8_t *key = op->kbin, *data = op->dbin;
+    size_t klen = op->klen, dlen = op->dlen;
+    if (klen == 0) { /* given as text (tests): encoded here */
+        key = kbuf;
+        klen = op->key != NULL ? fwx__nftnl_encode(op->key, kbuf, sizeof kbuf) : 0;
+        if (op->data != NULL && op->data[0]) {
+            data = dbuf;
+            if ((dlen = fwx__nftnl_encode(op->data, dbuf, sizeof dbuf)) == 0)
+                klen = 0;
+        }
+    }
+    if (klen == 0) {
         op->err = EINVAL;
         return false;
     }
@@ -170,7 +265,10 @@ static bool put_op(fwx__nftnl *h, struct mnl_nlmsg_batch *b, fwx__nftnl_op *op, 
         nftnl_set_elem_set_u64(e, NFTNL_SET_ELEM_TIMEOUT, op->timeout_ms);
     nftnl_set_elem_add(s, e); /* s owns e now */
     struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(mnl_nlmsg_batch_current(b),
-                                                 op->del ? NFT_MSG_DELSETELEM : NFT_MSG_NEWSETELEM, NFPROTO_INET,
+                                                 !op->del                        ? NFT_MSG_NEWSETELEM
+                                                 : op->destroy && h->destroy_ok ? NFT_MSG_DESTROYSETELEM
+                                                                                : NFT_MSG_DELSETELEM,
+                                                 NFPROTO_INET,
                                                  (op->del ? 0 : NLM_F_CREATE) | NLM_F_ACK, seq);
     nftnl_set_elems_nlmsg_build_payload(nlh, s);
     nftnl_set_free(s);
@@ -258,7 +356,6 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
     /* A chunk never splits a group: a group is one transaction. */
     size_t at = 0;
     int sock_err = 0;
-    unsigned busy_us = BUSY_FIRST_US;
     while (at < n) {
         size_t end = at + 1;
         while (end < n && (end - at < CHUNK || ops[end].group == ops[end - 1].group))
@@ -277,39 +374,27 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
                     ops[idx[i]].err = sock_err;
                 break;
             }
-            bool failed = false, busy = false;
+            bool failed = false;
             for (size_t i = 0; i < m; i++)
-                if (ops[idx[i]].err != 0) {
-                    failed = true;
-                    busy |= ops[idx[i]].err == EBUSY;
-                }
+                failed |= ops[idx[i]].err != 0;
             if (!failed || batch_err != 0)
                 break; /* done, or refused as a whole (every op has the batch's error) */
             /* The transaction was rolled back: the groups with a failed element stay failed
                (each op of such a group keeps its error, or gets ECANCELED), the others are
-               sent again. EBUSY is transient: a one-shot element of the same key that the
-               packet path deleted and the set's garbage collection has not reaped yet (a
-               server reusing a data port at once), or the set resizing. Refusing it would
-               fail the FTP transfer, so those are tried again after a pause that doubles
-               (100 us .. 3.2 ms, ~6.3 ms at most; rules.h gives the once sets a 100 ms
-               gc-interval so the wait is rare). A group's ops are contiguous. */
+               sent again at once. A group's ops are contiguous. */
             for (size_t g0 = 0, g1; g0 < m; g0 = g1) {
                 bool group_failed = false;
                 for (g1 = g0; g1 < m && ops[idx[g1]].group == ops[idx[g0]].group; g1++)
-                    group_failed |= ops[idx[g1]].err != 0 && ops[idx[g1]].err != EBUSY;
+                    group_failed |= ops[idx[g1]].err != 0;
                 for (size_t i = g0; i < g1; i++) {
                     fwx__nftnl_op *o = &ops[idx[i]];
-                    o->err = group_failed ? (o->err != 0 && o->err != EBUSY ? o->err : ECANCELED) : -2;
+                    o->err = group_failed ? (o->err != 0 ? o->err : ECANCELED) : -2;
                 }
-            }
-            if (busy && round < MAX_ROUNDS - 1) {
-                usleep(busy_us);
-                busy_us *= 2;
             }
             if (round == MAX_ROUNDS - 1)
                 for (size_t i = 0; i < m; i++)
                     if (ops[idx[i]].err == -2)
-                        ops[idx[i]].err = EBUSY;
+                        ops[idx[i]].err = ECANCELED; /* rare: the kernel answers every failing element of a batch */
         }
         at = end;
     }
@@ -318,4 +403,12 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n)
     for (size_t i = 0; i < n; i++)
         failed += ops[i].err != 0;
     return sock_err != 0 ? -sock_err : (int)failed;
+}
+
+bool fwx__nftnl_probe_destroy(fwx__nftnl *h, const char *set, const char *key)
+{
+    h->destroy_ok = true;
+    fwx__nftnl_op op = {.del = true, .destroy = true, .set = set, .key = key};
+    h->destroy_ok = fwx__nftnl_apply(h, &op, 1) == 0;
+    return h->destroy_ok;
 }

@@ -4,7 +4,10 @@
  * The table (one per gateway instance, "inet fwx_<name>") holds, per address family (4, 6):
  *
  *   once4/once6    set  client . target . l4proto . port   one connection each: the forward
- *                                                           rule deletes the element it matches
+ *                                                           rule admits a key only while it is
+ *                                                           not in used4/used6, and adds it there
+ *   used4/used6    set  (same key)                          one-shot keys the packet path used;
+ *                                                           fwx deletes both elements (nft.c)
  *   allow4/allow6  set  (same key)                          any number until removed or expired
  *                                                           (FWX_FLAG_ALLOW_MULTIPLE)
  *   dnat4/dnat6    map  gateway . l4proto . port : address . port
@@ -16,9 +19,14 @@
  *   masq4/masq6    set  client . target . l4proto . port   source NAT to the outgoing interface's
  *                                                           address (FWX_FLAG_PROXY_MODE)
  *
- * once4/once6 have a 100 ms gc-interval (the default is 1 s): an element the forward rule
- * deleted lingers until the set's garbage collection reaps it, and adding one of the same key
- * before that fails with EBUSY (a server reusing a data port at once; nl.c waits and retries).
+ * Why one-shot takes two sets and the packet path deletes nothing: an element the forward rule
+ * deleted (`delete @once4`) is only marked dead and lingers until the set's garbage collection;
+ * adding the same key again before that inserts another entry in the same hash bucket, and
+ * after ~16 of them (a server handing out one data port again and again) the kernel refuses
+ * the add with EBUSY. Now the forward rule only adds the key to used4 (a key already there is
+ * not admitted again: one connection), and fwx deletes the once and the used element from the
+ * control plane when the flow's conntrack NEW event comes (or when the grant goes), which
+ * unlinks them at once: the same key can be granted again right away, without a wait.
  *
  * Keys of the permission sets are the tuple the forward hook sees, that is after destination
  * NAT: a bound port's permission is "server . client . tcp . client's port". Every element
@@ -39,7 +47,7 @@
  * The forward chain's policy is drop: a connection through the gateway needs an element or a
  * compiled policy rule. Replies and related packets ride "ct state established,related". A
  * connection admitted by a one-shot element gets the ct mark bit FWX_NFT_CT_ADMITTED so that
- * a retransmission of its first packet (still "ct state new", the element already gone) is
+ * a retransmission of its first packet (still "ct state new", its key already in used) is
  * not dropped.
  *
  * Chains are base chains of this table only; other tables' chains on the same hooks still run
@@ -65,8 +73,10 @@
 
 /* One family's sets and maps. %c is the family digit ('4' or '6'); %s the address type. */
 #define FWX_NFT_SETS_FMT                                                                                       \
-    "  set once%c { type %s . %s . inet_proto . inet_service; flags timeout; gc-interval 100ms; size 65536;\n" \
-    "    comment \"one connection each: client . target . l4proto . port, deleted on first use\"; }\n"          \
+    "  set once%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
+    "    comment \"one connection each: client . target . l4proto . port, until its key is in used\"; }\n"     \
+    "  set used%c { type %s . %s . inet_proto . inet_service; flags dynamic; size 65536;\n"                    \
+    "    comment \"one-shot keys the forward rule used; fwx deletes them with the once element\"; }\n"          \
     "  set allow%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                   \
     "    comment \"connections until removed or expired (ALLOW_MULTIPLE)\"; }\n"                                \
     "  map dnat%c { type %s . inet_proto . inet_service : %s . inet_service; flags timeout; size 65536;\n"      \
@@ -162,10 +172,10 @@
     "    ct mark and " FWX_NFT_CT_ADMITTED " == " FWX_NFT_CT_ADMITTED " accept\n"                              \
     "    ct state new meta l4proto udp " FWX_NFT_TUPLE("ip") " @oneway4 ct mark set ct mark or " FWX_NFT_CT_ONEWAY "\n" \
     "    ct state new meta l4proto udp " FWX_NFT_TUPLE("ip6") " @oneway6 ct mark set ct mark or " FWX_NFT_CT_ONEWAY "\n" \
-    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @once4"                                  \
-    " delete @once4 { " FWX_NFT_TUPLE("ip") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"        \
-    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @once6"                                 \
-    " delete @once6 { " FWX_NFT_TUPLE("ip6") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"       \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @once4 " FWX_NFT_TUPLE("ip") " != @used4" \
+    " add @used4 { " FWX_NFT_TUPLE("ip") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"          \
+    "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @once6 " FWX_NFT_TUPLE("ip6") " != @used6" \
+    " add @used6 { " FWX_NFT_TUPLE("ip6") " } ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"         \
     "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip") " @allow4"                                  \
     " ct mark set ct mark or " FWX_NFT_CT_ADMITTED " accept\n"                                                   \
     "    ct state new meta l4proto { tcp, udp } " FWX_NFT_TUPLE("ip6") " @allow6"                                 \
