@@ -198,7 +198,7 @@ START_TEST(destroy_element)
     ck_assert_int_eq(d[1].err, can ? 0 : ENOENT);
     ck_assert(!in_set(&g, "used4", TN_CLIENT " . " TN_SERVER " . 6 . 5001"));
     fwx__nftnl_close(h);
-    tn_gw_close(&g.base);
+    tn_gw_close(&g);
 }
 END_TEST
 
