@@ -201,6 +201,10 @@ void fwx__proxy_relay_connect(prelay *r)
                              strerror(errno));
         }
     }
+    /* The reactor stays while the backend is open: relays one at a time (an FTP session's
+       data connections) would otherwise make and close it for each. A failure only costs that. */
+    if (!st->reactor_held && fwx_pump_reactor_hold(st->loop) == 0)
+        st->reactor_held = true;
     r->connecting = true;
     int rc = fwx_pump_connect(st->loop, r->up_fd, (struct sockaddr *)&r->target, on_upstream, r, &r->connector);
     if (rc != 0) {
@@ -516,6 +520,9 @@ static void p_close(void *state)
         else
             fwx__proxy_relay_fail(r);
     }
+    if (st->reactor_held) /* after the aborts: it closes once their pumps ended */
+        fwx_pump_reactor_release(st->loop);
+    st->reactor_held = false;
     st->n_perms = 0;
     fwx__proxy_state_maybe_free(st);
 }

@@ -148,6 +148,7 @@ struct fwx_pump {
 static const IFWXSocketVtbl psock_vtbl;
 static void pump_end(fwx_pump *p, int err);
 static void update_polls(fwx_pump *p);
+static void update_polls_how(fwx_pump *p, bool strict);
 static void filter_check_end(fwx_pump *p);
 
 static void kick(fwx_pump *p);
@@ -727,6 +728,9 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     }
     /* Only the filter path polls through libuv; the relay has its reactor. */
     psock *s = p->real[i];
+    /* Readable with no Recv pending: the filter has not asked again yet, so reading stops for
+       now (the poll is level-triggered: it would fire on every turn). */
+    bool unwanted = (events & UV_READABLE) && s->recv == NULL;
     if ((events & UV_READABLE) && s->recv != NULL)
         real_read(p, s);
     if (!p->ending && (events & UV_WRITABLE))
@@ -734,10 +738,16 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     if (!p->ending)
         filter_check_end(p);
     if (!p->ending)
-        update_polls(p);
+        update_polls_how(p, unwanted);
 }
 
-static void update_polls(fwx_pump *p)
+static void update_polls(fwx_pump *p) { update_polls_how(p, false); }
+
+/* Arms each real socket's poll for what its psock waits for. Reading stays armed after a Recv
+   completed (unless `strict`): the filter nearly always asks again from that completion, before
+   the loop polls, and disarming and rearming would cost two epoll_ctl a line (issue 12); if it
+   did not, the next readable event finds no Recv and disarms then (poll_cb). */
+static void update_polls_how(fwx_pump *p, bool strict)
 {
     for (int i = 0; i < 2; i++) {
         if (!p->poll_live[i])
@@ -745,7 +755,7 @@ static void update_polls(fwx_pump *p)
         int ev = 0;
         if (!p->ending) {
             psock *s = p->real[i];
-            if (s->recv != NULL)
+            if (s->recv != NULL || (!strict && !s->rd_eof && !s->closed && (p->poll_events[i] & UV_READABLE)))
                 ev |= UV_READABLE;
             if (!fwx__uioq_empty(&s->sendq))
                 ev |= UV_WRITABLE;
@@ -989,11 +999,20 @@ static fwx_result psock_Send(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOComp
     fwx_result hr = fwx__uio_send_begin(sock_live(s) && !s->shut_wr_req, pBuffer, pCompletion, ud, &op);
     if (FWX_FAILED(hr))
         return hr;
+    bool first = fwx__uioq_empty(&s->sendq);
     fwx__uioq_push(&s->sendq, op);
-    if (s->is_virtual)
+    if (s->is_virtual) {
         vflow(s, s->peer);
-    else
-        update_polls(s->pump);
+    } else {
+        /* A real socket is nearly always writable: write now rather than arm the poll for
+           writing and wait for the loop to say so (two epoll_ctl and a loop turn before a
+           rewritten FTP line left, issue 12). Only when nothing was queued before, so bytes
+           keep their order; the completion still comes from the idle callback. */
+        if (first)
+            real_flush(s->pump, s);
+        if (!s->pump->ending)
+            update_polls(s->pump);
+    }
     return FWX_S_OK;
 }
 
@@ -1348,6 +1367,27 @@ int fwx_pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to, fwx_pum
     r->users++;
     *out = c;
     return 0;
+}
+
+int fwx_pump_reactor_hold(uv_loop_t *loop)
+{
+    if (loop == NULL)
+        return UV_EINVAL;
+    rx *r = rx_get(loop);
+    if (r == NULL)
+        return UV_ENOMEM;
+    r->users++;
+    return 0;
+}
+
+void fwx_pump_reactor_release(uv_loop_t *loop)
+{
+    for (rx *r = rx_list; loop != NULL && r != NULL; r = r->next)
+        if (r->loop == loop) {
+            if (r->users > 0 && --r->users == 0)
+                rx_wake(r); /* the idle callback closes a reactor nobody uses */
+            return;
+        }
 }
 
 void fwx_pump_connect_cancel(fwx_pump_connector *c)
