@@ -34,22 +34,11 @@ void fwx__log_emit(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *
 void fwx__logv(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, va_list ap);
 void fwx__log_at(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
-/* The level is tested before the arguments are evaluated: a connection's lines format two
-   addresses each (inet_ntop + snprintf), which at the default "warn" were ~40 % of the user-mode
-   relay's own instructions per connection (bench/README.md, issue 12) for lines nobody gets.
-   So fw and level are evaluated twice and must have no side effects; the function is defined
-   as (fwx__log_at) so that the macro does not apply to it. */
+/* As fwx__log (core/internal.h): the level is tested before the arguments are evaluated. */
 #define fwx__log_at(fw, level, ...) \
     (fwx__log_enabled((fw), (level)) ? fwx__log_at((fw), (level), __VA_ARGS__) : (void)0)
 /* Writes the pending "repeated K times" lines (at firewall close). */
 void fwx__log_fold_flush(fwx_firewall *fw);
-/* True when a line at `level` reaches a sink. Atomic: the watchdog's thread asks it while a
-   plugin overruns. Inline: every fwx__log_at asks it before formatting anything. */
-static inline bool fwx__log_enabled(const fwx_firewall *fw, fwx_log_level level)
-{
-    return fw == NULL || (unsigned)level <= (unsigned)__atomic_load_n(&fw->opts.log_level, __ATOMIC_RELAXED);
-}
-
 /* A line about a connection or a session: its ids, client, peer and rule go along as fields. */
 #define fwx__log_conn(c, level, ...) \
     fwx__log_at((c)->session->fw, (level), &(fwx__log_about){.conn = (c)}, __VA_ARGS__)

@@ -201,10 +201,6 @@ void fwx__proxy_relay_connect(prelay *r)
                              strerror(errno));
         }
     }
-    /* The reactor stays while the backend is open: relays one at a time (an FTP session's
-       data connections) would otherwise make and close it for each. A failure only costs that. */
-    if (!st->reactor_held && fwx_pump_reactor_hold(st->loop) == 0)
-        st->reactor_held = true;
     r->connecting = true;
     int rc = fwx_pump_connect(st->loop, r->up_fd, (struct sockaddr *)&r->target, on_upstream, r, &r->connector);
     if (rc != 0) {
@@ -501,6 +497,10 @@ static fwx_result p_open(const fwx_backend *self, fwx_firewall *fw, void **state
     st->socks_caps.shared = fwx_firewall_listen_shared(fw) > 1;
     st->reserve_fd = -1;
     fwx__proxy_reserve_open(st);
+    /* The loop's relay reactor stays while the backend is open: relays one at a time (an FTP
+       session's data connections) would otherwise make and close it for each (issue 12). A
+       failure only costs that. */
+    st->reactor_held = fwx_pump_reactor_hold(st->loop) == 0;
     *state = st;
     return FWX_S_OK;
 }

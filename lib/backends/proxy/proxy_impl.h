@@ -113,7 +113,7 @@ struct pstate {
     fwx__socks_caps socks_caps; /* what SOCKS clients hold (socks_caps.c) */
     unsigned handles; /* libuv handles and relays still closing */
     bool closing;
-    bool reactor_held; /* fwx_pump_reactor_hold taken (at the first relay), released at close */
+    bool reactor_held; /* fwx_pump_reactor_hold taken at open, released at close */
     bool warned_transparent;
     fwx__socks_users *users; /* SOCKS credentials (RFC 1929), NULL: no authentication */
     int reserve_fd;          /* a spare descriptor for refusing when they run out (fdlimit.c) */

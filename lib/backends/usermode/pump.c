@@ -84,7 +84,8 @@ struct rx {
     uv_idle_t idle; /* runs the ready list: ends, and relays whose rounds ran out */
     bool idle_on, closing;
     int handles;
-    unsigned users;
+    unsigned users; /* pumps, connectors and holds: the reactor closes when none is left */
+    unsigned holds; /* fwx_pump_reactor_hold()s among the users */
     fwx_pump *ready_head, *ready_tail;
     fwx_pump_connector *grave; /* ended connectors, freed from the idle callback */
     int n_pool;
@@ -232,8 +233,16 @@ static void rx_idle_cb(uv_idle_t *h)
     if (r->ready_head == NULL) {
         uv_idle_stop(&r->idle);
         r->idle_on = false;
-        if (r->users == 0)
+        if (r->users == 0) {
             rx_close(r);
+        } else if (r->users == r->holds) {
+            /* Only held (fwx_pump_reactor_hold), no relay left: the pooled pipes go, so a
+               reactor kept between relays holds no descriptor but its epoll set. */
+            for (; r->n_pool > 0; r->n_pool--) {
+                close(r->pool[r->n_pool - 1][0]);
+                close(r->pool[r->n_pool - 1][1]);
+            }
+        }
     }
 }
 
@@ -1377,6 +1386,7 @@ int fwx_pump_reactor_hold(uv_loop_t *loop)
     if (r == NULL)
         return UV_ENOMEM;
     r->users++;
+    r->holds++;
     return 0;
 }
 
@@ -1384,8 +1394,11 @@ void fwx_pump_reactor_release(uv_loop_t *loop)
 {
     for (rx *r = rx_list; loop != NULL && r != NULL; r = r->next)
         if (r->loop == loop) {
-            if (r->users > 0 && --r->users == 0)
-                rx_wake(r); /* the idle callback closes a reactor nobody uses */
+            if (r->holds == 0)
+                return;
+            r->holds--;
+            r->users--;
+            rx_wake(r); /* the idle callback closes a reactor nobody uses */
             return;
         }
 }
