@@ -617,6 +617,25 @@ START_TEST(relay_bulk_takes_a_pipe)
 }
 END_TEST
 
+/* One bulk relay on f (new socket pairs after round 0): `total` bytes client -> server, a short
+   reply back; both checked. */
+static void bulk_round(rfx *f, int round, uint64_t total, uint64_t seed)
+{
+    if (round > 0)
+        rfx_pairs(f);
+    peer cl = {.tx_len = total, .seed = seed + (uint64_t)round};
+    peer sv = {.tx_text = "done", .tx_after_eof = true};
+    start_relay(f, NULL, true, 0);
+    peer_start(&cl, f->client);
+    peer_start(&sv, f->server);
+    wait_done(f);
+    peer_join(&cl);
+    peer_join(&sv);
+    ck_assert_uint_eq(sv.rx_len, total);
+    ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
+    ck_assert_str_eq(cl.rx, "done");
+}
+
 /* Consecutive bulk relays on one loop take the pipe the first gave back to the pool: the
    process holds no more pipes after the second than after the first, and none when the last
    relay of the loop has ended. */
@@ -633,19 +652,7 @@ START_TEST(relay_pipe_pool_reuse)
     TU_EXPECT_HR(fwx_pump_start(&f.loop, NULL, holder.gw_int, holder.gw_ext, NULL, on_done, &holder, &hp), FWX_S_OK);
     int after[2];
     for (int round = 0; round < 2; round++) {
-        if (round == 1)
-            rfx_pairs(&f);
-        peer cl = {.tx_len = total, .seed = 7u + (uint64_t)round};
-        peer sv = {.tx_text = "done", .tx_after_eof = true};
-        start_relay(&f, NULL, true, 0);
-        peer_start(&cl, f.client);
-        peer_start(&sv, f.server);
-        wait_done(&f);
-        peer_join(&cl);
-        peer_join(&sv);
-        ck_assert_uint_eq(sv.rx_len, total);
-        ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
-        ck_assert_str_eq(cl.rx, "done");
+        bulk_round(&f, round, total, 7u);
         after[round] = count_pipes();
     }
     ck_assert_int_gt(after[0], base);     /* the first bulk relay made a pipe, kept in the pool */
@@ -673,19 +680,7 @@ START_TEST(relay_reactor_hold)
     ck_assert_int_eq(fwx_pump_reactor_hold(&f.loop), 0);
     ck_assert_int_eq(count_fds("anon_inode:[eventpoll]"), ep0 + 1);
     for (int round = 0; round < 2; round++) {
-        if (round == 1)
-            rfx_pairs(&f);
-        peer cl = {.tx_len = 2 * MiB, .seed = 11u + (uint64_t)round};
-        peer sv = {.tx_text = "done", .tx_after_eof = true};
-        start_relay(&f, NULL, true, 0);
-        peer_start(&cl, f.client);
-        peer_start(&sv, f.server);
-        wait_done(&f);
-        peer_join(&cl);
-        peer_join(&sv);
-        ck_assert_uint_eq(sv.rx_len, 2 * MiB);
-        ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
-        ck_assert_str_eq(cl.rx, "done");
+        bulk_round(&f, round, 2 * MiB, 11u);
         run_until(&f.loop, NULL, NULL, 20, NULL);
         /* the relay ended: the reactor stays (held), its pooled pipe does not */
         ck_assert_int_eq(count_fds("anon_inode:[eventpoll]"), ep0 + 1);
