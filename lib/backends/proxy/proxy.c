@@ -393,7 +393,8 @@ static bool grant_one(plisten *l)
         return true;
     }
     r->fresh = true;
-    fwx__paddr_set(&r->target, (const struct sockaddr *)&l->grant.target); /* copy now: a one-shot grant closes this listener during admit */
+    /* copy now: a one-shot grant closes this listener during admit */
+    fwx__paddr_set(&r->target, (const struct sockaddr *)&l->grant.target);
     /* Arrivals are identified by the grant's own gateway address, which a wildcard bind hides. */
     struct sockaddr_storage dst = l->grant.gateway;
     if (fwx__sa_is_unspecified((struct sockaddr *)&dst))
