@@ -124,7 +124,7 @@ kill_tree() {
 # named with our pid, removed at exit. cgroup v2 (memory.stat: kernel + sock) if the memory
 # controller is there, else v1 (memory.kmem.usage_in_bytes + memory.kmem.tcp.usage_in_bytes);
 # neither: the figure is left out and the report falls back to the slab delta.
-CG_MODE= CG_BASE= CG_DIRS=()
+CG_MODE= CG_BASE=
 if [ "${CGROUP:-1}" = 1 ]; then
     cg2=$(awk -F: '$1=="0"{print $3}' /proc/self/cgroup 2>/dev/null || true)
     cg1=$(awk -F: '$2=="memory"{print $3}' /proc/self/cgroup 2>/dev/null || true)
@@ -135,10 +135,12 @@ if [ "${CGROUP:-1}" = 1 ]; then
         CG_MODE=v1 CG_BASE=/sys/fs/cgroup/memory${cg1%/}
     fi
 fi
+# By name (cg_enter runs in a command substitution, a subshell: it cannot keep a list for us).
 cg_remove() {
     local d
-    for d in "${CG_DIRS[@]}"; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
-    CG_DIRS=()
+    [ -n "$CG_BASE" ] || return 0
+    for d in "$CG_BASE"/fwxb-$$-*; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+    return 0
 }
 # cg_enter NAME PID...: a fresh cgroup fwxb-<our pid>-NAME with the given processes in it; echoes its path
 cg_enter() {
@@ -147,7 +149,6 @@ cg_enter() {
     d="$CG_BASE/fwxb-$$-$name"
     [ -d "$d" ] && rmdir "$d" 2>/dev/null
     mkdir "$d" 2>/dev/null || return 1
-    CG_DIRS+=("$d")
     # v1 counts socket buffers (kmem.tcp) only once a limit is set; an unreachable one
     [ "$CG_MODE" = v1 ] && echo 9223372036854771712 2>/dev/null >"$d/memory.kmem.tcp.limit_in_bytes"
     for p in "$@"; do echo "$p" >"$d/cgroup.procs" 2>/dev/null || return 1; done
