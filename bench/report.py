@@ -54,9 +54,9 @@ def fmt(v, nd=1):
 PIPE_PAGE_KIB = 4.0
 
 
-def kernel_kib(res, relay):
-    """A relay's own kernel memory per idle connection: its slab delta minus the kernel row's
-    (the client's and server's sockets), plus a page per pipe it holds per connection."""
+def kernel_kib_slab(res, relay):
+    """A relay's own kernel memory per idle connection from the system-wide slab delta: minus the
+    kernel row's (the client's and server's sockets), plus a page per pipe it holds."""
     s = num(res, relay, "slab_kb_per_conn")
     if s is None:
         return None
@@ -64,16 +64,35 @@ def kernel_kib(res, relay):
     return s - base + (num(res, relay, "pipes_per_idle_conn") or 0.0) * PIPE_PAGE_KIB
 
 
+def kernel_source(res):
+    """Which kernel figure judges memory: the relay's own cgroup when every relay has one."""
+    rows = [r for r in res if r != "kernel" and num(res, r, "mem_pss_kb_per_conn") is not None]
+    return "cgroup" if rows and all(num(res, r, "cg_kernel_kb_per_conn") is not None for r in rows) else "slab"
+
+
+def kernel_kib(res, relay):
+    """A relay's own kernel memory per idle connection: what its memory cgroup was charged (its
+    sockets, epoll items, files, pipes and their pages, socket buffers), or the slab estimate."""
+    if kernel_source(res) == "cgroup":
+        return num(res, relay, "cg_kernel_kb_per_conn")
+    return kernel_kib_slab(res, relay)
+
+
 def print_kernel_memory(res, relays):
-    rows = [r for r in relays if r != "kernel" and kernel_kib(res, r) is not None]
+    rows = [r for r in relays if r != "kernel" and (kernel_kib_slab(res, r) is not None
+                                                   or num(res, r, "cg_kernel_kb_per_conn") is not None)]
     if not rows:
         return
     base = "minus the kernel row" if num(res, "kernel", "slab_kb_per_conn") is not None else \
         "NOT minus a baseline (no kernel row in this run)"
-    print(f"\nkernel memory per idle relayed connection (slab delta {base}, + {PIPE_PAGE_KIB:.0f} KiB per pipe held):")
+    judged = "the relay's own memory cgroup" if kernel_source(res) == "cgroup" else "the slab estimate"
+    print(f"\nkernel memory per idle relayed connection, KiB (judged on {judged}):")
+    print(f"  cgroup: kernel memory charged to the relay's own memory cgroup (slab, socket buffers, pipes)")
+    print(f"  slab:   system-wide slab delta {base}, + {PIPE_PAGE_KIB:.0f} KiB per pipe held")
     for r in rows:
         pipes = num(res, r, "pipes_per_idle_conn")
-        print(f"  {r:<16}  {kernel_kib(res, r):6.2f} KiB  (pipes per idle connection: "
+        cg, sl = num(res, r, "cg_kernel_kb_per_conn"), kernel_kib_slab(res, r)
+        print(f"  {r:<16}  cgroup {fmt(cg, 2):>6}  slab {fmt(sl, 2):>6}  (pipes per idle connection: "
               f"{'-' if pipes is None else f'{pipes:.2f}'}; user PSS {fmt(num(res, r, 'mem_pss_kb_per_conn'), 2)} KiB)")
 
 
@@ -111,7 +130,7 @@ def print_verdicts(res):
         line(None, "memory per idle connection, user + kernel", "cannot judge (a figure is missing)")
     else:
         q = (ka + pa) / (kb + pb)
-        line(q <= 0.8, "memory per idle connection, user + kernel (KiB)",
+        line(q <= 0.8, f"memory per idle connection, user + kernel ({kernel_source(res)}) (KiB)",
              f"fwx {ka + pa:.2f} ({pa:.2f} + {ka:.2f}) vs haproxy {kb + pb:.2f} ({pb:.2f} + {kb:.2f}) = {q:.2f}x "
              "(target <= 0.8x)")
     line(None, "every core used", "not run here (fwx-gateway --threads; one relay core per relay in this bench)")
@@ -143,6 +162,7 @@ def main():
         ("RSS KiB/idle conn", "mem_rss_kb_per_conn", 2),
         ("PSS KiB/idle conn", "mem_pss_kb_per_conn", 2),
         ("slab KiB/conn (sys)", "slab_kb_per_conn", 2),
+        ("kernel KiB/conn (cgroup)", "cg_kernel_kb_per_conn", 2),
     ]
     print()
     print("fwx relay benchmark: " + desc)
@@ -159,7 +179,7 @@ def main():
             raw = res[relay].get(key)
             v = num(res, relay, key)
             if raw is None:
-                cell = "n/a" if relay == "kernel" and key.startswith(("mem_", "tput_relay", "rate_relay")) else "-"
+                cell = "n/a" if relay == "kernel" and key.startswith(("mem_", "tput_relay", "rate_relay", "cg_")) else "-"
             elif v is None:
                 cell = "FAIL"
             else:

@@ -14,7 +14,9 @@
 #
 # Environment knobs: QUICK=1, PIN=0 (don't pin the relay to its own CPU), ONLY="fwx haproxy-splice"
 # (subset of relays), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw results TSV there),
-# PERF=1 (record a perf profile of fwx during the connection-rate and latency tests).
+# PERF=1 (record a perf profile of fwx during the connection-rate and latency tests), CGROUP=0 (no
+# memory cgroup per relay: the kernel memory figure falls back to the system-wide slab delta),
+# LOOPS=0 (skip bench/loops.sh, the event-loop figures).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
 
@@ -82,6 +84,7 @@ cleanup() {
     set +e
     for p in "${PIDS[@]}"; do kill_tree "$p"; done
     for n in $NS_C $NS_G $NS_S; do ip netns del "$n" 2>/dev/null; done
+    cg_remove
     if [ "${KEEP:-0}" = 1 ]; then log "temp dir kept: $T"; else rm -rf "$T"; fi
     exit $rc
 }
@@ -111,6 +114,52 @@ kill_tree() {
     for k in "$p" $kids; do [ -d /proc/"$k" ] && kill -KILL "$k" 2>/dev/null; done
     wait "$p" 2>/dev/null || true
     return 0
+}
+# ---- the relay's own kernel memory: a memory cgroup per relay ---------------------------------
+# The system-wide slab delta (slab_kb below) counts the client's and server's sockets and whatever
+# else the machine does meanwhile; it moved by more than the difference between relays. A memory
+# cgroup of the relay's own charges it only what its processes allocate: the sockets it accepts
+# and opens, their epoll items, files, pipes and socket buffers. Made as a child of this
+# script's own memory cgroup (so the relay stays inside whatever limits this script runs under),
+# named with our pid, removed at exit. cgroup v2 (memory.stat: kernel + sock) if the memory
+# controller is there, else v1 (memory.kmem.usage_in_bytes + memory.kmem.tcp.usage_in_bytes);
+# neither: the figure is left out and the report falls back to the slab delta.
+CG_MODE= CG_BASE=
+if [ "${CGROUP:-1}" = 1 ]; then
+    cg2=$(awk -F: '$1=="0"{print $3}' /proc/self/cgroup 2>/dev/null || true)
+    cg1=$(awk -F: '$2=="memory"{print $3}' /proc/self/cgroup 2>/dev/null || true)
+    if [ -n "$cg2" ] && [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw memory /sys/fs/cgroup/cgroup.controllers \
+        && grep -qw memory "/sys/fs/cgroup${cg2%/}/cgroup.subtree_control" 2>/dev/null; then
+        CG_MODE=v2 CG_BASE=/sys/fs/cgroup${cg2%/}
+    elif [ -n "$cg1" ] && [ -f "/sys/fs/cgroup/memory${cg1%/}/memory.kmem.usage_in_bytes" ]; then
+        CG_MODE=v1 CG_BASE=/sys/fs/cgroup/memory${cg1%/}
+    fi
+fi
+# By name (cg_enter runs in a command substitution, a subshell: it cannot keep a list for us).
+cg_remove() {
+    local d
+    [ -n "$CG_BASE" ] || return 0
+    for d in "$CG_BASE"/fwxb-$$-*; do [ -d "$d" ] && rmdir "$d" 2>/dev/null; done
+    return 0
+}
+# cg_enter NAME PID...: a fresh cgroup fwxb-<our pid>-NAME with the given processes in it; echoes its path
+cg_enter() {
+    local name=$1 d p; shift
+    [ -n "$CG_MODE" ] || return 1
+    d="$CG_BASE/fwxb-$$-$name"
+    [ -d "$d" ] && rmdir "$d" 2>/dev/null
+    mkdir "$d" 2>/dev/null || return 1
+    # v1 counts socket buffers (kmem.tcp) only once a limit is set; an unreachable one
+    [ "$CG_MODE" = v1 ] && echo 9223372036854771712 2>/dev/null >"$d/memory.kmem.tcp.limit_in_bytes"
+    for p in "$@"; do echo "$p" >"$d/cgroup.procs" 2>/dev/null || return 1; done
+    echo "$d"
+}
+# cg_kernel_kb DIR: kernel memory charged to the cgroup, KiB (slab, stacks, page tables, socket buffers)
+cg_kernel_kb() {
+    case $CG_MODE in
+    v2) awk '$1=="kernel"{k=$2} $1=="sock"{s=$2} END{printf "%d\n", (k+s)/1024}' "$1/memory.stat" ;;
+    v1) echo $(( ($(cat "$1/memory.kmem.usage_in_bytes") + $(cat "$1/memory.kmem.tcp.usage_in_bytes")) / 1024 )) ;;
+    esac
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -334,11 +383,15 @@ except Exception: print("")' "$f")
 }
 
 test_idle_memory() { # NAME: RSS/PSS of the relay and kernel slab before/after IDLE_N idle relayed connections
-    local name=$1 host f m0 m1 s0 s1 q0 q1 ipid ok ct
+    local name=$1 host f m0 m1 s0 s1 q0 q1 ipid ok ct cg= k0= k1=
     host=$(host_of "$name")
+    # the relay's processes in a cgroup of their own, before the warm-up: what they allocate
+    # from now on is charged there (what they allocated before stays where it was)
+    [ "$name" != kernel ] && cg=$(cg_enter "$name" $(tree_pids)) || cg=
     # warm up (first-connection allocations), then open the idle connections
     inc timeout 10 "$TB" rr "$host" $P_ECHO 0.3 2 16 >/dev/null 2>&1 || true
     sleep 0.5
+    [ -n "$cg" ] && k0=$(cg_kernel_kb "$cg")
     m0=$(mem_kb); s0=$(slab_kb); q0=$(pipe_count)
     f="$T/$name-idle.out"
     ip netns exec $NS_C "${LOAD_PIN[@]}" timeout 120 "$TB" idle "$host" $P_ECHO $IDLE_N 90 >"$f" 2>&1 &
@@ -346,6 +399,7 @@ test_idle_memory() { # NAME: RSS/PSS of the relay and kernel slab before/after I
     for _ in $(seq 1 700); do grep -q '^ready' "$f" && break; [ -d /proc/$ipid ] || break; sleep 0.1; done
     sleep 1
     m1=$(mem_kb); s1=$(slab_kb); q1=$(pipe_count)
+    [ -n "$cg" ] && k1=$(cg_kernel_kb "$cg")
     ok=$(awk '/^ready/{print $2}' "$f")
     ct=$(ip netns exec $NS_G cat /proc/sys/net/netfilter/nf_conntrack_count 2>/dev/null || echo "")
     kill_tree $ipid
@@ -356,6 +410,7 @@ test_idle_memory() { # NAME: RSS/PSS of the relay and kernel slab before/after I
             put "$name" mem_pss_kb_per_conn "$(python3 -c "print((${m1#* }-${m0#* })/$ok)")"
             put "$name" mem_rss_base_kb "${m0% *}"
             put "$name" pipes_per_idle_conn "$(python3 -c "print(($q1-$q0)/$ok)")"
+            [ -n "$k0" ] && [ -n "$k1" ] && put "$name" cg_kernel_kb_per_conn "$(python3 -c "print(($k1-$k0)/$ok)")"
         fi
         put "$name" slab_kb_per_conn "$(python3 -c "print(($s1-$s0)/$ok)")"
         [ "$name" = kernel ] && put "$name" conntrack_entries "${ct:-none}"
@@ -473,7 +528,7 @@ if [ "${PERF:-0}" = 1 ]; then
     done
 fi
 
-QUICK=$QUICK "$HERE/loops.sh" "$BUILD" || note "bench/loops.sh (event loops) failed: its lines above say why"
+[ "${LOOPS:-1}" = 0 ] || QUICK=$QUICK "$HERE/loops.sh" "$BUILD" || note "bench/loops.sh (event loops) failed: its lines above say why"
 [ -n "${RESULTS:-}" ] && cp "$RES" "$RESULTS"
 python3 "$HERE/report.py" "$RES" "$NOTES" \
     "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) relay_cpu=$RELAY_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc rr=${RR_S}s/${RR_CONCS// /+}conn/${RR_SIZE}B repeat=$REPEAT idle=$IDLE_N" \

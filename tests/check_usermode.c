@@ -525,7 +525,8 @@ END_TEST
 /* ---- the relay's costs: small vs bulk, the pipe pool ---------------------------------------- */
 
 /* Pipes this process holds open (each pipe is two fds). */
-static int count_pipes(void)
+/* Descriptors of this process whose /proc link starts with `prefix`. */
+static int count_fds(const char *prefix)
 {
     DIR *d = opendir("/proc/self/fd");
     ck_assert_ptr_nonnull(d);
@@ -539,12 +540,14 @@ static int count_pipes(void)
         ssize_t k = readlink(path, link, sizeof link - 1);
         if (k > 0) {
             link[k] = '\0';
-            n += strncmp(link, "pipe:", 5) == 0;
+            n += strncmp(link, prefix, strlen(prefix)) == 0;
         }
     }
     closedir(d);
     return n / 2;
 }
+
+static int count_pipes(void) { return count_fds("pipe:"); }
 
 typedef struct pipe_watch {
     rfx *f;
@@ -618,6 +621,21 @@ START_TEST(relay_bulk_takes_a_pipe)
 }
 END_TEST
 
+/* One bulk relay on f (new socket pairs after round 0): `total` bytes client -> server, a short
+   reply back; both checked. */
+static void bulk_round(rfx *f, int round, uint64_t total, uint64_t seed)
+{
+    if (round > 0)
+        rfx_pairs(f);
+    peer cl = {.tx_len = total, .seed = seed + (uint64_t)round};
+    peer sv = {.tx_text = "done", .tx_after_eof = true};
+    start_relay(f, NULL, true, 0);
+    relay_peers(f, &cl, &sv);
+    ck_assert_uint_eq(sv.rx_len, total);
+    ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
+    ck_assert_str_eq(cl.rx, "done");
+}
+
 /* Consecutive bulk relays on one loop take the pipe the first gave back to the pool: the
    process holds no more pipes after the second than after the first, and none when the last
    relay of the loop has ended. */
@@ -634,15 +652,7 @@ START_TEST(relay_pipe_pool_reuse)
     TU_EXPECT_HR(fwx_pump_start(&f.loop, NULL, holder.gw_int, holder.gw_ext, NULL, on_done, &holder, &hp), FWX_S_OK);
     int after[2];
     for (int round = 0; round < 2; round++) {
-        if (round == 1)
-            rfx_pairs(&f);
-        peer cl = {.tx_len = total, .seed = 7u + (uint64_t)round};
-        peer sv = {.tx_text = "done", .tx_after_eof = true};
-        start_relay(&f, NULL, true, 0);
-        relay_peers(&f, &cl, &sv);
-        ck_assert_uint_eq(sv.rx_len, total);
-        ck_assert_uint_eq(sv.rx_sum, cl.tx_sum);
-        ck_assert_str_eq(cl.rx, "done");
+        bulk_round(&f, round, total, 7u);
         after[round] = count_pipes();
     }
     ck_assert_int_gt(after[0], base);     /* the first bulk relay made a pipe, kept in the pool */
@@ -653,6 +663,32 @@ START_TEST(relay_pipe_pool_reuse)
     close(holder.server);
     run_until(&f.loop, NULL, NULL, 20, NULL); /* the loop's relay closes after its last pump */
     ck_assert_int_eq(count_pipes(), base);   /* and its pool with it */
+    tu_loop_close_clean(&f.loop);
+}
+END_TEST
+
+/* fwx_pump_reactor_hold keeps the loop's relay reactor (its epoll set) between relays, closes
+   its pooled pipes while no relay is left, and lets it go at the last release. */
+START_TEST(relay_reactor_hold)
+{
+    rfx f;
+    rfx_open(&f);
+    int pipes0 = count_pipes(), ep0 = count_fds("anon_inode:[eventpoll]");
+    ck_assert_int_eq(fwx_pump_reactor_hold(NULL), UV_EINVAL);
+    fwx_pump_reactor_release(NULL);    /* nothing held: nothing happens */
+    fwx_pump_reactor_release(&f.loop);
+    ck_assert_int_eq(fwx_pump_reactor_hold(&f.loop), 0);
+    ck_assert_int_eq(count_fds("anon_inode:[eventpoll]"), ep0 + 1);
+    for (int round = 0; round < 2; round++) {
+        bulk_round(&f, round, 2 * MiB, 11u);
+        run_until(&f.loop, NULL, NULL, 20, NULL);
+        /* the relay ended: the reactor stays (held), its pooled pipe does not */
+        ck_assert_int_eq(count_fds("anon_inode:[eventpoll]"), ep0 + 1);
+        ck_assert_int_eq(count_pipes(), pipes0);
+    }
+    fwx_pump_reactor_release(&f.loop);
+    run_until(&f.loop, NULL, NULL, 20, NULL); /* the reactor closes from its idle callback */
+    ck_assert_int_eq(count_fds("anon_inode:[eventpoll]"), ep0);
     tu_loop_close_clean(&f.loop);
 }
 END_TEST
@@ -2339,6 +2375,7 @@ static Suite *usermode_suite(void)
         {"relay_small_takes_no_pipe", relay_small_takes_no_pipe, 1},
         {"relay_bulk_takes_a_pipe", relay_bulk_takes_a_pipe, 1},
         {"relay_pipe_pool_reuse", relay_pipe_pool_reuse, 1},
+        {"relay_reactor_hold", relay_reactor_hold, 1},
         {"relay_half_close_after_splice", relay_half_close_after_splice, 2},
         {"filter_observer", filter_observer, 1},
         {"filter_modifier", filter_modifier, 1},

@@ -269,6 +269,26 @@ FWX_API int fwx_pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to,
                              fwx_pump_connector **out);
 
 /**
+ * Keeps the loop's relay reactor (its epoll set, its poll and idle handles, its pipe pool) open
+ * while the caller holds it, also when no pump or connect uses it. Without a hold the reactor
+ * closes with its last pump and the next relayed connection makes it again (epoll_create1, a
+ * poll handle, three more system calls): a backend whose relays come one at a time, an FTP
+ * control connection's data connections one after another, pays that for each. Holds count;
+ * each fwx_pump_reactor_hold() that returned 0 takes one fwx_pump_reactor_release() on the
+ * same loop, before the loop is closed (after the last release the reactor closes from a loop
+ * callback once its last pump ended, so uv_loop_close() then finds no handle of it).
+ * @param loop the loop (borrowed).
+ * @return 0, UV_EINVAL (@p loop NULL) or UV_ENOMEM (the reactor could not be made: relays
+ *   still work, each makes the reactor as before).
+ * [loop-thread] @since 1.1
+ */
+FWX_API int fwx_pump_reactor_hold(uv_loop_t *loop);
+
+/** Gives back a fwx_pump_reactor_hold() of @p loop; without one held, does nothing.
+    [loop-thread] @since 1.1 */
+FWX_API void fwx_pump_reactor_release(uv_loop_t *loop);
+
+/**
  * Cancels a fwx_pump_connect(): no callback after it (the caller then closes the fd). NULL is
  * fine. [loop-thread] @since 1.1
  */

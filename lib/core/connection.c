@@ -393,8 +393,11 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
     fwx__conn *c = fwx__conn_new(s, p->protocol, p->event, pg);
     if (c == NULL)
         return FWX_E_OUTOFMEMORY;
-    if (rule != NULL) /* copied: a reload frees the policy the name lives in */
-        snprintf(c->rule, sizeof c->rule, "%s", rule);
+    if (rule != NULL) { /* copied: a reload frees the policy the name lives in */
+        size_t n = strnlen(rule, sizeof c->rule - 1); /* not snprintf: this runs per connection */
+        memcpy(c->rule, rule, n);
+        c->rule[n] = '\0';
+    }
     c->flags |= p->flags;
     c->ext_peer = peer;
     c->has_ext_peer = true;

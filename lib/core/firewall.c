@@ -56,7 +56,7 @@ static void vlog(fwx_firewall *fw, fwx_log_level level, const char *fmt, va_list
     fwx__logv(fw, level, NULL, fmt, ap); /* lib/core/log.c: to the host's sink, with fields */
 }
 
-void fwx__log(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
+void (fwx__log)(fwx_firewall *fw, fwx_log_level level, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

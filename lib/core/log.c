@@ -36,11 +36,6 @@ fwx_result fwx_firewall_set_log_level(fwx_firewall *fw, fwx_log_level level)
     return FWX_S_OK;
 }
 
-bool fwx__log_enabled(const fwx_firewall *fw, fwx_log_level level)
-{
-    return fw == NULL || (unsigned)level <= (unsigned)__atomic_load_n(&fw->opts.log_level, __ATOMIC_RELAXED);
-}
-
 const char *fwx__event_name(uint32_t type, char buf[FWX__EVENT_NAME_LEN])
 {
     switch (type) {
@@ -241,7 +236,7 @@ void fwx__logv(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *abou
                level <= FWX_LOG_WARN || (about != NULL && about->fold_format) ? fmt : line);
 }
 
-void fwx__log_at(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, ...)
+void (fwx__log_at)(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);

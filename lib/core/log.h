@@ -34,25 +34,19 @@ void fwx__log_emit(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *
 void fwx__logv(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, va_list ap);
 void fwx__log_at(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* As fwx__log (core/internal.h): the level is tested before the arguments are evaluated. */
+#define fwx__log_at(fw, level, ...) \
+    (fwx__log_enabled((fw), (level)) ? fwx__log_at((fw), (level), __VA_ARGS__) : (void)0)
 /* Writes the pending "repeated K times" lines (at firewall close). */
 void fwx__log_fold_flush(fwx_firewall *fw);
-/* True when a line at `level` reaches a sink. */
-bool fwx__log_enabled(const fwx_firewall *fw, fwx_log_level level);
-
 /* A line about a connection or a session: its ids, client, peer and rule go along as fields.
-   The arguments are evaluated only when the line reaches a sink: formatting two addresses for
-   an info line nobody reads was a third of the core's cost of admitting a kernel flow
-   (bench/README.md, ctfilter). */
-#define fwx__log_conn(c, level, ...)                                                               \
-    do {                                                                                          \
-        if (fwx__log_enabled((c)->session->fw, (level)))                                          \
-            fwx__log_at((c)->session->fw, (level), &(fwx__log_about){.conn = (c)}, __VA_ARGS__);   \
-    } while (0)
-#define fwx__log_session(s, level, ...)                                                            \
-    do {                                                                                          \
-        if (fwx__log_enabled((s)->fw, (level)))                                                   \
-            fwx__log_at((s)->fw, (level), &(fwx__log_about){.session = (s)}, __VA_ARGS__);        \
-    } while (0)
+   Through the fwx__log_at macro, the arguments are evaluated only when the line reaches a
+   sink: formatting two addresses for an info line nobody reads was a third of the core's cost
+   of admitting a kernel flow (bench/README.md, ctfilter). */
+#define fwx__log_conn(c, level, ...) \
+    fwx__log_at((c)->session->fw, (level), &(fwx__log_about){.conn = (c)}, __VA_ARGS__)
+#define fwx__log_session(s, level, ...) \
+    fwx__log_at((s)->fw, (level), &(fwx__log_about){.session = (s)}, __VA_ARGS__)
 
 /* "Connect_Tcp", "AcceptedConnection", ...: an event type's name as sdk.h spells it after
    `fwx_`; "event 0x..." in buf for anything else. */

@@ -170,7 +170,7 @@ void fwx__proxy_relay_connect(prelay *r)
         fwx__proxy_relay_pump(r, -1);
         return;
     }
-    int fam = r->target.ss_family;
+    int fam = r->target.sa.sa_family;
     r->up_fd = socket(fam, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (r->up_fd < 0) {
         int rc = -errno;
@@ -189,8 +189,8 @@ void fwx__proxy_relay_connect(prelay *r)
            IP_TRANSPARENT (CAP_NET_ADMIN) and routing back through us; without it, say so once
            and connect from the gateway's address. */
         int one = 1;
-        bool ok = setsockopt(r->up_fd, r->source.ss_family == AF_INET6 ? SOL_IPV6 : SOL_IP,
-                             r->source.ss_family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one,
+        bool ok = setsockopt(r->up_fd, r->source.sa.sa_family == AF_INET6 ? SOL_IPV6 : SOL_IP,
+                             r->source.sa.sa_family == AF_INET6 ? IPV6_TRANSPARENT : IP_TRANSPARENT, &one,
                              sizeof one) == 0 &&
                   bind(r->up_fd, (struct sockaddr *)&r->source, fwx__sa_len((struct sockaddr *)&r->source)) == 0;
         if (!ok && !st->warned_transparent) {
@@ -345,9 +345,9 @@ static bool publish_one(plisten *l)
     r->need_up_local = fwx_firewall_protocol_filters(st->fw, &l->spec.protocol_guid, NULL) > 0;
     r->ps = ps;
     ps->relays++;
-    r->target = l->spec.server;
+    fwx__paddr_set(&r->target, (const struct sockaddr *)&l->spec.server);
     r->transparent = !l->spec.full_proxy;
-    r->source = peer;
+    fwx__paddr_set(&r->source, (const struct sockaddr *)&peer);
     fwx__sa_set_port((struct sockaddr *)&r->source, 0);
     /* The gateway's address on the client's side is the one the client reached: the rule's,
        or for a rule on a wildcard address the accepted socket's (the policy decides on it, and
@@ -393,7 +393,8 @@ static bool grant_one(plisten *l)
         return true;
     }
     r->fresh = true;
-    r->target = l->grant.target; /* copy now: a one-shot grant closes this listener during admit */
+    /* copy now: a one-shot grant closes this listener during admit */
+    fwx__paddr_set(&r->target, (const struct sockaddr *)&l->grant.target);
     /* Arrivals are identified by the grant's own gateway address, which a wildcard bind hides. */
     struct sockaddr_storage dst = l->grant.gateway;
     if (fwx__sa_is_unspecified((struct sockaddr *)&dst))
@@ -499,6 +500,10 @@ static fwx_result p_open(const fwx_backend *self, fwx_firewall *fw, void **state
     st->socks_caps.shared = fwx_firewall_listen_shared(fw) > 1;
     st->reserve_fd = -1;
     fwx__proxy_reserve_open(st);
+    /* The loop's relay reactor stays while the backend is open: relays one at a time (an FTP
+       session's data connections) would otherwise make and close it for each (issue 12). A
+       failure only costs that. */
+    st->reactor_held = fwx_pump_reactor_hold(st->loop) == 0;
     *state = st;
     return FWX_S_OK;
 }
@@ -518,6 +523,9 @@ static void p_close(void *state)
         else
             fwx__proxy_relay_fail(r);
     }
+    if (st->reactor_held) /* after the aborts: it closes once their pumps ended */
+        fwx_pump_reactor_release(st->loop);
+    st->reactor_held = false;
     st->n_perms = 0;
     fwx__proxy_state_maybe_free(st);
 }

@@ -63,18 +63,36 @@ typedef struct psession {
     UT_hash_handle hh;
 } psession;
 
+/* An IPv4 or IPv6 socket address in 28 bytes: a relay keeps three, one relay per relayed
+   connection, and sockaddr_storage's 128 bytes each were a sixth of fwx's memory per idle
+   connection (issue 12). */
+typedef union paddr {
+    struct sockaddr sa;
+    struct sockaddr_in in;
+    struct sockaddr_in6 in6;
+} paddr;
+
+/* Copies an IPv4 or IPv6 address into d; anything else leaves d zero (AF_UNSPEC). */
+static inline void fwx__paddr_set(paddr *d, const struct sockaddr *s)
+{
+    uint32_t n = s != NULL ? fwx__sa_len(s) : 0;
+    memset(d, 0, sizeof *d);
+    if (n > 0 && n <= sizeof *d)
+        memcpy(d, s, n);
+}
+
 typedef struct prelay {
     pstate *st;
     IFWXConnection *conn;  /* +1 once admitted or opened */
     psession *ps;          /* publishing: the client's session, closed with its last relay */
     int internal_fd;
     int external_fd;
-    struct sockaddr_storage target;
-    struct sockaddr_storage source; /* the client, for non-full-proxy publishing */
+    paddr target;
+    paddr source; /* the client, for non-full-proxy publishing */
     bool transparent;
     int up_fd;                       /* the server side while connecting */
     fwx_pump_connector *connector;  /* the connect under way on the relay reactor */
-    struct sockaddr_storage up_local; /* the gateway's address towards the server, once connected */
+    paddr up_local; /* the gateway's address towards the server, once connected */
     bool have_up_local;
     bool need_up_local; /* read up_local even without a data filter (all but filterless publishing) */
     bool fresh; /* internal_fd came from our own accept4, no copy elsewhere (fwx_pump_start_fresh) */
@@ -113,6 +131,7 @@ struct pstate {
     fwx__socks_caps socks_caps; /* what SOCKS clients hold (socks_caps.c) */
     unsigned handles; /* libuv handles and relays still closing */
     bool closing;
+    bool reactor_held; /* fwx_pump_reactor_hold taken at open, released at close */
     bool warned_transparent;
     fwx__socks_users *users; /* SOCKS credentials (RFC 1929), NULL: no authentication */
     int reserve_fd;          /* a spare descriptor for refusing when they run out (fdlimit.c) */

@@ -240,7 +240,8 @@ static void connect_done(prelay *r, int status)
               : status == UV_EHOSTUNREACH || status == UV_ENETUNREACH ? FWX__SOCKS_REP_HOST_UNREACHABLE
                                                                        : FWX__SOCKS_REP_FAILURE;
     /* The relay read the gateway's address towards the server once connected (proxy.c). */
-    struct sockaddr_storage bnd = r->up_local;
+    struct sockaddr_storage bnd = {0};
+    memcpy(&bnd, &r->up_local, sizeof r->up_local);
     bool have = status == 0 && r->have_up_local;
     (void)send_reply_fd(r->internal_fd, rep, have ? (struct sockaddr *)&bnd : NULL);
     /* The connection learns the gateway's address on the external side: filters write it into
@@ -316,7 +317,7 @@ static void do_connect(socks_client *c)
     r->ps = c->ps;
     c->ps = NULL;
     r->ps->relays++;
-    r->target = c->dst;
+    fwx__paddr_set(&r->target, (const struct sockaddr *)&c->dst);
     r->on_connected = connect_done;
     /* A permission set up by a filter (AllowFutureConnect) admits it as a secondary
        connection; otherwise it is a new primary connection under the policy. */

@@ -84,7 +84,8 @@ struct rx {
     uv_idle_t idle; /* runs the ready list: ends, and relays whose rounds ran out */
     bool idle_on, closing;
     int handles;
-    unsigned users;
+    unsigned users; /* pumps, connectors and holds: the reactor closes when none is left */
+    unsigned holds; /* fwx_pump_reactor_hold()s among the users */
     fwx_pump *ready_head, *ready_tail;
     fwx_pump_connector *grave; /* ended connectors, freed from the idle callback */
     int n_pool;
@@ -112,6 +113,21 @@ struct fwx_pump_connector {
 /* Reactors of this thread's loops (a loop is used from one thread only). */
 static _Thread_local rx *rx_list;
 
+/* The filter path's part of a pump (fwx_pump.f). */
+struct pump_filt {
+    int handles; /* open libuv handles */
+    uv_poll_t poll[2];
+    bool poll_live[2]; /* initialised and not yet closing */
+    int poll_events[2];
+    uv_idle_t idle; /* delivers completions and finishes the end */
+    bool idle_on;
+    fwx__uio_queue cq;
+    psock **socks;
+    size_t n_socks;
+    psock *real[2];
+    uint32_t buffer_size;
+};
+
 struct fwx_pump {
     uv_loop_t *loop;
     IFWXConnection *conn; /* +1, may be NULL */
@@ -131,23 +147,15 @@ struct fwx_pump {
     bool rdhup[2]; /* the peer's FIN was seen (and no error or hang-up) */
     bool hup[2];   /* an error or hang-up was seen: read on to learn which */
     fwx_pump *ready_next;
-    /* filter path */
-    int handles; /* open libuv handles */
-    uv_poll_t poll[2];
-    bool poll_live[2]; /* initialised and not yet closing */
-    int poll_events[2];
-    uv_idle_t idle; /* delivers completions and finishes the end */
-    bool idle_on;
-    fwx__uio_queue cq;
-    psock **socks;
-    size_t n_socks;
-    psock *real[2];
-    uint32_t buffer_size;
+    /* The filter path's part: allocated only for a pump with data filters, so that a plain
+       relay's pump (one per relayed connection) is 200 bytes rather than 730 (issue 12). */
+    struct pump_filt f[];
 };
 
 static const IFWXSocketVtbl psock_vtbl;
 static void pump_end(fwx_pump *p, int err);
 static void update_polls(fwx_pump *p);
+static void update_polls_how(fwx_pump *p, bool strict);
 static void filter_check_end(fwx_pump *p);
 
 static void kick(fwx_pump *p);
@@ -168,7 +176,7 @@ static void sent(fwx_pump *p)
 
 static void complete_later(fwx_pump *p, fwx__uio *op)
 {
-    fwx__uioq_push(&p->cq, op);
+    fwx__uioq_push(&p->f->cq, op);
     kick(p);
 }
 
@@ -231,8 +239,16 @@ static void rx_idle_cb(uv_idle_t *h)
     if (r->ready_head == NULL) {
         uv_idle_stop(&r->idle);
         r->idle_on = false;
-        if (r->users == 0)
+        if (r->users == 0) {
             rx_close(r);
+        } else if (r->users == r->holds) {
+            /* Only held (fwx_pump_reactor_hold), no relay left: the pooled pipes go, so a
+               reactor kept between relays holds no descriptor but its epoll set. */
+            for (; r->n_pool > 0; r->n_pool--) {
+                close(r->pool[r->n_pool - 1][0]);
+                close(r->pool[r->n_pool - 1][1]);
+            }
+        }
     }
 }
 
@@ -718,7 +734,7 @@ static void real_flush(fwx_pump *p, psock *s)
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
     fwx_pump *p = h->data;
-    int i = h == &p->poll[SIDE_INT] ? SIDE_INT : SIDE_EXT;
+    int i = h == &p->f->poll[SIDE_INT] ? SIDE_INT : SIDE_EXT;
     if (p->ending)
         return;
     if (status < 0) {
@@ -726,7 +742,10 @@ static void poll_cb(uv_poll_t *h, int status, int events)
         return;
     }
     /* Only the filter path polls through libuv; the relay has its reactor. */
-    psock *s = p->real[i];
+    psock *s = p->f->real[i];
+    /* Readable with no Recv pending: the filter has not asked again yet, so reading stops for
+       now (the poll is level-triggered: it would fire on every turn). */
+    bool unwanted = (events & UV_READABLE) && s->recv == NULL;
     if ((events & UV_READABLE) && s->recv != NULL)
         real_read(p, s);
     if (!p->ending && (events & UV_WRITABLE))
@@ -734,28 +753,34 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     if (!p->ending)
         filter_check_end(p);
     if (!p->ending)
-        update_polls(p);
+        update_polls_how(p, unwanted);
 }
 
-static void update_polls(fwx_pump *p)
+static void update_polls(fwx_pump *p) { update_polls_how(p, false); }
+
+/* Arms each real socket's poll for what its psock waits for. Reading stays armed after a Recv
+   completed (unless `strict`): the filter nearly always asks again from that completion, before
+   the loop polls, and disarming and rearming would cost two epoll_ctl a line (issue 12); if it
+   did not, the next readable event finds no Recv and disarms then (poll_cb). */
+static void update_polls_how(fwx_pump *p, bool strict)
 {
     for (int i = 0; i < 2; i++) {
-        if (!p->poll_live[i])
+        if (!p->f->poll_live[i])
             continue;
         int ev = 0;
         if (!p->ending) {
-            psock *s = p->real[i];
-            if (s->recv != NULL)
+            psock *s = p->f->real[i];
+            if (s->recv != NULL || (!strict && !s->rd_eof && !s->closed && (p->f->poll_events[i] & UV_READABLE)))
                 ev |= UV_READABLE;
             if (!fwx__uioq_empty(&s->sendq))
                 ev |= UV_WRITABLE;
         }
-        if (ev == p->poll_events[i])
+        if (ev == p->f->poll_events[i])
             continue;
-        p->poll_events[i] = ev;
+        p->f->poll_events[i] = ev;
         if (ev == 0)
-            uv_poll_stop(&p->poll[i]);
-        else if (uv_poll_start(&p->poll[i], ev, poll_cb) < 0)
+            uv_poll_stop(&p->f->poll[i]);
+        else if (uv_poll_start(&p->f->poll[i], ev, poll_cb) < 0)
             pump_end(p, UV_EBADF);
     }
 }
@@ -765,22 +790,22 @@ static void update_polls(fwx_pump *p)
 static void handle_closed(uv_handle_t *h)
 {
     fwx_pump *p = h->data;
-    if ((uv_handle_t *)&p->poll[SIDE_INT] == h || (uv_handle_t *)&p->poll[SIDE_EXT] == h) {
+    if ((uv_handle_t *)&p->f->poll[SIDE_INT] == h || (uv_handle_t *)&p->f->poll[SIDE_EXT] == h) {
         /* The fd goes only after its poll handle (libuv: never close a polled fd). */
-        int i = (uv_handle_t *)&p->poll[SIDE_INT] == h ? SIDE_INT : SIDE_EXT;
+        int i = (uv_handle_t *)&p->f->poll[SIDE_INT] == h ? SIDE_INT : SIDE_EXT;
         if (p->fd[i] >= 0)
             close(p->fd[i]);
         p->fd[i] = -1;
     }
-    if (--p->handles > 0)
+    if (--p->f->handles > 0)
         return;
-    for (size_t i = 0; i < p->n_socks; i++) {
-        psock *s = p->socks[i];
+    for (size_t i = 0; i < p->f->n_socks; i++) {
+        psock *s = p->f->socks[i];
         s->pump = NULL;
         s->peer = NULL;
         IFWXSocket_Release(&s->iface);
     }
-    free(p->socks);
+    free(p->f->socks);
     if (p->conn != NULL)
         IFWXConnection_Release(p->conn);
     p->conn = NULL;
@@ -790,10 +815,10 @@ static void handle_closed(uv_handle_t *h)
 
 static void close_poll(fwx_pump *p, int i)
 {
-    if (!p->poll_live[i])
+    if (!p->f->poll_live[i])
         return;
-    p->poll_live[i] = false;
-    uv_close((uv_handle_t *)&p->poll[i], handle_closed);
+    p->f->poll_live[i] = false;
+    uv_close((uv_handle_t *)&p->f->poll[i], handle_closed);
 }
 
 static void finish(fwx_pump *p)
@@ -803,7 +828,7 @@ static void finish(fwx_pump *p)
     p->finishing = true;
     close_poll(p, SIDE_INT);
     close_poll(p, SIDE_EXT);
-    uv_close((uv_handle_t *)&p->idle, handle_closed);
+    uv_close((uv_handle_t *)&p->f->idle, handle_closed);
 }
 
 static void deliver_one(void *op) { fwx__uio_deliver(op); }
@@ -812,16 +837,16 @@ static void idle_cb(uv_idle_t *h)
 {
     fwx_pump *p = h->data;
     /* Only what is queued now: completions queued by these callbacks wait for the next turn. */
-    fwx__uio_queue batch = p->cq;
-    p->cq.head = p->cq.tail = NULL;
+    fwx__uio_queue batch = p->f->cq;
+    p->f->cq.head = p->f->cq.tail = NULL;
     fwx__uio *op;
     /* Each completion is a call into the connection's data filters (the core then knows which
        connection they work for, and the watchdog times their plugin). */
     while ((op = fwx__uioq_pop(&batch)) != NULL)
         fwx_connection_data_call(p->conn, deliver_one, op);
-    if (fwx__uioq_empty(&p->cq)) {
-        uv_idle_stop(&p->idle);
-        p->idle_on = false;
+    if (fwx__uioq_empty(&p->f->cq)) {
+        uv_idle_stop(&p->f->idle);
+        p->f->idle_on = false;
         if (p->ending)
             finish(p);
     }
@@ -829,9 +854,9 @@ static void idle_cb(uv_idle_t *h)
 
 static void kick(fwx_pump *p)
 {
-    if (!p->idle_on && !p->finishing) {
-        p->idle_on = true;
-        uv_idle_start(&p->idle, idle_cb);
+    if (!p->f->idle_on && !p->finishing) {
+        p->f->idle_on = true;
+        uv_idle_start(&p->f->idle, idle_cb);
     }
 }
 
@@ -849,12 +874,12 @@ static void pump_end(fwx_pump *p, int err)
         return;
     }
     for (int i = 0; i < 2; i++)
-        if (p->poll_live[i] && p->poll_events[i] != 0) {
-            uv_poll_stop(&p->poll[i]);
-            p->poll_events[i] = 0;
+        if (p->f->poll_live[i] && p->f->poll_events[i] != 0) {
+            uv_poll_stop(&p->f->poll[i]);
+            p->f->poll_events[i] = 0;
         }
-    for (size_t i = 0; i < p->n_socks; i++)
-        sock_kill(p->socks[i], UV_ECANCELED);
+    for (size_t i = 0; i < p->f->n_socks; i++)
+        sock_kill(p->f->socks[i], UV_ECANCELED);
     /* Through the idle handle: done() never runs inside fwx_pump_start or a filter's call. */
     kick(p);
 }
@@ -989,11 +1014,20 @@ static fwx_result psock_Send(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOComp
     fwx_result hr = fwx__uio_send_begin(sock_live(s) && !s->shut_wr_req, pBuffer, pCompletion, ud, &op);
     if (FWX_FAILED(hr))
         return hr;
+    bool first = fwx__uioq_empty(&s->sendq);
     fwx__uioq_push(&s->sendq, op);
-    if (s->is_virtual)
+    if (s->is_virtual) {
         vflow(s, s->peer);
-    else
-        update_polls(s->pump);
+    } else {
+        /* A real socket is nearly always writable: write now rather than arm the poll for
+           writing and wait for the loop to say so (two epoll_ctl and a loop turn before a
+           rewritten FTP line left, issue 12). Only when nothing was queued before, so bytes
+           keep their order; the completion still comes from the idle callback. */
+        if (first)
+            real_flush(s->pump, s);
+        if (!s->pump->ending)
+            update_polls(s->pump);
+    }
     return FWX_S_OK;
 }
 
@@ -1012,7 +1046,7 @@ static fwx_result psock_Recv(IFWXSocket *This, IFWXIOBuffer *pBuffer, IFWXIOComp
     /* Read at each Recv: the filter may have called SetBufferSize since the pump started. */
     uint32_t size = live ? fwx_connection_buffer_size(s->pump->conn) : 0;
     if (live && size == 0)
-        size = s->pump->buffer_size;
+        size = s->pump->f->buffer_size;
     fwx__uio *op;
     fwx_result hr = fwx__uio_recv_begin(live, s->recv != NULL, pBuffer, size, pCompletion, ud, &op);
     if (FWX_FAILED(hr))
@@ -1068,9 +1102,9 @@ static fwx_result psock_Close(IFWXSocket *This)
     sock_kill(s, UV_ECANCELED);
     if (!s->is_virtual) {
         /* The peer sees the close now, not when the whole pump ends. */
-        if (p->poll_events[s->side] != 0)
-            uv_poll_stop(&p->poll[s->side]);
-        p->poll_events[s->side] = 0;
+        if (p->f->poll_events[s->side] != 0)
+            uv_poll_stop(&p->f->poll[s->side]);
+        p->f->poll_events[s->side] = 0;
         close_poll(p, s->side);
     }
     filter_check_end(p);
@@ -1091,7 +1125,7 @@ static psock *psock_new(fwx_pump *p, bool is_virtual, int side)
     s->pump = p;
     s->is_virtual = is_virtual;
     s->side = side;
-    p->socks[p->n_socks++] = s;
+    p->f->socks[p->f->n_socks++] = s;
     return s;
 }
 
@@ -1100,7 +1134,7 @@ static void filter_check_end(fwx_pump *p)
     if (p->ending)
         return;
     for (int i = 0; i < 2; i++) {
-        psock *s = p->real[i];
+        psock *s = p->f->real[i];
         if (s != NULL && !(s->closed || s->failed || (s->rd_eof && s->shut_wr_done)))
             return;
     }
@@ -1183,7 +1217,7 @@ static fwx_result pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal
         (!fresh && (!is_socket(internal_fd) || (external_fd != -1 && !is_socket(external_fd)))))
         return FWX_E_INVALIDARG;
 
-    fwx_pump *p = calloc(1, sizeof *p);
+    fwx_pump *p = calloc(1, sizeof *p + (n_dfs > 0 ? sizeof p->f[0] : 0));
     if (p == NULL)
         return FWX_E_OUTOFMEMORY;
     p->loop = loop;
@@ -1201,21 +1235,22 @@ static fwx_result pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal
         p->ext_connector = connector;
     else if (connector != NULL)
         fwx_pump_connect_cancel(connector); /* the filter path polls through libuv */
-    p->buffer_size = fwx_connection_buffer_size(conn) > 0 ? fwx_connection_buffer_size(conn) : 2048;
+    if (p->mode == MODE_FILTER)
+        p->f->buffer_size = fwx_connection_buffer_size(conn) > 0 ? fwx_connection_buffer_size(conn) : 2048;
 
     fwx_result hr = FWX_S_OK;
     if (p->mode == MODE_RELAY && (p->rx = rx_get(loop)) == NULL)
         hr = FWX_E_FAIL;
     if (FWX_SUCCEEDED(hr) && p->mode == MODE_FILTER) {
         /* two real sockets and two ends per join */
-        p->socks = calloc(2 + 2 * (n_dfs - 1), sizeof *p->socks);
-        if (p->socks == NULL)
+        p->f->socks = calloc(2 + 2 * (n_dfs - 1), sizeof *p->f->socks);
+        if (p->f->socks == NULL)
             hr = FWX_E_OUTOFMEMORY;
     }
     if (FWX_SUCCEEDED(hr) && p->mode == MODE_FILTER) {
-        if ((p->real[SIDE_INT] = psock_new(p, false, SIDE_INT)) == NULL)
+        if ((p->f->real[SIDE_INT] = psock_new(p, false, SIDE_INT)) == NULL)
             hr = FWX_E_OUTOFMEMORY;
-        if (FWX_SUCCEEDED(hr) && external_fd != -1 && (p->real[SIDE_EXT] = psock_new(p, false, SIDE_EXT)) == NULL)
+        if (FWX_SUCCEEDED(hr) && external_fd != -1 && (p->f->real[SIDE_EXT] = psock_new(p, false, SIDE_EXT)) == NULL)
             hr = FWX_E_OUTOFMEMORY;
         for (size_t i = 0; FWX_SUCCEEDED(hr) && i + 1 < n_dfs; i++) {
             psock *a = psock_new(p, true, -1), *b = a != NULL ? psock_new(p, true, -1) : NULL;
@@ -1227,29 +1262,30 @@ static fwx_result pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal
             b->peer = a;
         }
     }
-    if (FWX_SUCCEEDED(hr) && p->mode == MODE_FILTER && uv_idle_init(loop, &p->idle) < 0)
+    if (FWX_SUCCEEDED(hr) && p->mode == MODE_FILTER && uv_idle_init(loop, &p->f->idle) < 0)
         hr = FWX_E_FAIL;
     if (FWX_FAILED(hr)) {
-        for (size_t i = 0; i < p->n_socks; i++)
-            free(p->socks[i]);
-        free(p->socks);
+        for (size_t i = 0; p->mode == MODE_FILTER && i < p->f->n_socks; i++)
+            free(p->f->socks[i]);
+        if (p->mode == MODE_FILTER)
+            free(p->f->socks);
         free(p);
         return hr;
     }
     if (p->mode == MODE_RELAY) {
         p->rx->users++;
     } else {
-        p->idle.data = p;
-        p->handles = 1;
+        p->f->idle.data = p;
+        p->f->handles = 1;
     }
     for (int i = 0; i < 2 && p->mode == MODE_FILTER; i++) {
         if (p->fd[i] < 0)
             continue;
         /* uv_poll_init cannot fail for a socket on Linux short of ENOMEM in epoll. */
-        if (uv_poll_init_socket(loop, &p->poll[i], p->fd[i]) == 0) {
-            p->poll[i].data = p;
-            p->poll_live[i] = true;
-            p->handles++;
+        if (uv_poll_init_socket(loop, &p->f->poll[i], p->fd[i]) == 0) {
+            p->f->poll[i].data = p;
+            p->f->poll_live[i] = true;
+            p->f->handles++;
         } else {
             p->err = UV_EBADF;
         }
@@ -1270,10 +1306,10 @@ static fwx_result pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal
 
     if (p->mode == MODE_FILTER) {
         /* socks: [0] internal real, [1] external real (if any), then the virtual pairs a,b. */
-        size_t v = p->real[SIDE_EXT] != NULL ? 2 : 1;
+        size_t v = p->f->real[SIDE_EXT] != NULL ? 2 : 1;
         for (size_t i = 0; i < n_dfs; i++) {
-            psock *l = i == 0 ? p->real[SIDE_INT] : p->socks[v + 2 * (i - 1) + 1];
-            psock *r = i + 1 == n_dfs ? p->real[SIDE_EXT] : p->socks[v + 2 * i];
+            psock *l = i == 0 ? p->f->real[SIDE_INT] : p->f->socks[v + 2 * (i - 1) + 1];
+            psock *r = i + 1 == n_dfs ? p->f->real[SIDE_EXT] : p->f->socks[v + 2 * i];
             hr = fwx_connection_data_filter_set_sockets(conn, (uint32_t)i, &l->iface, r != NULL ? &r->iface : NULL);
             /* A filter that detached (or a connection that ended) during the call leaves the
                chain incomplete: the pump ends, as when the filters close, without an error of
@@ -1348,6 +1384,31 @@ int fwx_pump_connect(uv_loop_t *loop, int fd, const struct sockaddr *to, fwx_pum
     r->users++;
     *out = c;
     return 0;
+}
+
+int fwx_pump_reactor_hold(uv_loop_t *loop)
+{
+    if (loop == NULL)
+        return UV_EINVAL;
+    rx *r = rx_get(loop);
+    if (r == NULL)
+        return UV_ENOMEM;
+    r->users++;
+    r->holds++;
+    return 0;
+}
+
+void fwx_pump_reactor_release(uv_loop_t *loop)
+{
+    for (rx *r = rx_list; loop != NULL && r != NULL; r = r->next)
+        if (r->loop == loop) {
+            if (r->holds == 0)
+                return;
+            r->holds--;
+            r->users--;
+            rx_wake(r); /* the idle callback closes a reactor nobody uses */
+            return;
+        }
 }
 
 void fwx_pump_connect_cancel(fwx_pump_connector *c)
