@@ -485,6 +485,8 @@ static bool handle_line(const command *cmd, bool json, const char *path, const c
     if (json_object_get(o, "error") != NULL) {
         char *msg = jtext(o, "error");
         fprintf(stderr, "%s: %s: %s\n", progname, path, msg);
+        free(msg); /* everything goes back before exit, so a leak checker sees none */
+        json_decref(o);
         exit(1);
     }
     if (jtrue(o, "end")) {
