@@ -103,7 +103,6 @@ class LineServer:
     def __init__(self, bed):
         self.sock = bed.listener("s", matrix.S4, FTP_PORT, timeout=60)
         self.stop_flag = False
-        self.served = 0
         self.t = threading.Thread(target=self.body, daemon=True)
         self.t.start()
 
@@ -130,7 +129,6 @@ class LineServer:
                             c.sendall(b"200 %d\r\n" % n)
                 except OSError:
                     pass
-            self.served += 1
 
     def close(self):
         self.stop_flag = True
