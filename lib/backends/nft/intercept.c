@@ -9,7 +9,8 @@
  * nothing more. (A route relationship, where the server should see the client's address,
  * needs a transparent upstream socket and a route back to it: not done yet.)
  *
- * Each accepted connection: the client's NAT session (fwx_session_open, fwxSourceNAT), the
+ * Each accepted connection: a hold of the client's NAT session (fwx__nft_session_hold in nft.c,
+ * shared with the backend's other flows of the client, so the last of them ends it), the
  * primary connection (fwx_connection_open, fwx_Connect_Tcp, external peer = the original
  * destination; the core decides by the policy and the filters attach), an upstream connect
  * marked FWX__NFT_OWN_MARK (the interception rule skips marked packets), then the public pump
@@ -30,16 +31,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-typedef struct isess {
-    struct isess *next;
-    IFWXSession *s;
-    unsigned relays;
-} isess;
-
 typedef struct irelay {
     struct irelay *next, *prev;
     struct fwx__nft_icpt *l;
-    isess *is;
+    struct fwx__nft_sess *us;              /* a hold of the client's NAT session (nft.c), or NULL */
     IFWXConnection *conn;
     int client_fd;
     uv_tcp_t *up;
@@ -57,7 +52,6 @@ struct fwx__nft_icpt {
     int handles;          /* listener handles not closed yet */
     bool published;       /* a publishing rule's listener (pub), not the interception one */
     fwx_listen_spec pub;
-    isess *sessions;
     irelay relays; /* list head */
     bool stopping, closed;
 };
@@ -66,45 +60,6 @@ static void maybe_free(struct fwx__nft_icpt *l)
 {
     if (l->closed && l->relays.next == &l->relays)
         free(l);
-}
-
-static void session_unref(struct fwx__nft_icpt *l, isess *is)
-{
-    if (is == NULL || --is->relays > 0)
-        return;
-    for (isess **pp = &l->sessions; *pp != NULL; pp = &(*pp)->next)
-        if (*pp == is) {
-            *pp = is->next;
-            break;
-        }
-    fwx_session_close(is->s);
-    IFWXSession_Release(is->s);
-    free(is);
-}
-
-static isess *session_of(struct fwx__nft_icpt *l, const struct sockaddr *client)
-{
-    IFWXSession *s = NULL;
-    fwx_session_params sp = {sizeof sp, fwxSourceNAT, client, fwx__sa_len(client), NULL, 0, NULL};
-    if (FWX_FAILED(fwx_session_open(l->fw, &sp, &s)))
-        return NULL;
-    for (isess *is = l->sessions; is != NULL; is = is->next)
-        if (is->s == s) {
-            IFWXSession_Release(s); /* one reference is enough */
-            is->relays++;
-            return is;
-        }
-    isess *is = calloc(1, sizeof *is);
-    if (is == NULL) {
-        fwx_session_close(s);
-        IFWXSession_Release(s);
-        return NULL;
-    }
-    is->s = s;
-    is->relays = 1;
-    is->next = l->sessions;
-    l->sessions = is;
-    return is;
 }
 
 static void relay_free(irelay *r)
@@ -116,7 +71,7 @@ static void relay_free(irelay *r)
     if (r->conn != NULL)
         fwx_connection_close(r->conn); /* ConnectionTerminating, then our reference goes */
     fwx_redirect_record_unref(r->rec);
-    session_unref(r->l, r->is);
+    fwx__nft_session_release(r->us); /* may end the session: after the connection is closed */
     struct fwx__nft_icpt *l = r->l;
     free(r);
     maybe_free(l);
@@ -349,7 +304,7 @@ static void on_accept(uv_stream_t *server, int status)
     }
     struct sockaddr_storage client = peer;
     fwx__sa_set_port((struct sockaddr *)&client, 0);
-    if ((r->is = session_of(l, (struct sockaddr *)&client)) == NULL) {
+    if ((r->us = fwx__nft_session_hold(l->fw, (struct sockaddr *)&client)) == NULL) {
         relay_free(r);
         return;
     }
@@ -373,7 +328,7 @@ static void on_accept(uv_stream_t *server, int status)
         cp.external_peer = (struct sockaddr *)&orig;
         cp.external_peer_len = fwx__sa_len((struct sockaddr *)&orig);
     }
-    if (FWX_FAILED(fwx_connection_open(r->is->s, &cp, &r->conn))) {
+    if (FWX_FAILED(fwx_connection_open(fwx__nft_session(r->us), &cp, &r->conn))) {
         r->conn = NULL;
         relay_free(r); /* the core logged why; the client sees the connection close */
         return;

@@ -134,14 +134,15 @@ typedef struct kflow_key {
 /* A client's NAT session (the core keeps one per client address), held by every flow of it
    the backend carries: its user-mode UDP flows (udp.c), its policy-forwarded kernel flows, and
    the kernel flows its grants admitted while it was held (a TFTP transfer, let in by a request
-   flow that then idles out). Ending a session kills all its connections and withdraws its
+   flow that then idles out), and the TCP connections intercept.c relays. Ending a session kills all its connections and withdraws its
    grants, so it is closed with its last holder, never with the first flow to end. */
 typedef struct fwx__nft_sess {
     fwx__sa_key key;
-    nstate *st;
+    nstate *st;               /* NULL once the state is freed under its holders (psess_detach_all) */
     IFWXSession *s;           /* +1 */
     unsigned flows;           /* holders */
-    bool hashed;              /* in st->psessions (not once the core ended it under its holders) */
+    bool hashed;              /* in st->psessions (not once the core ended it under its holders, nor
+                                 once the state is freed) */
     UT_hash_handle hh;
 } psess;
 
@@ -719,6 +720,21 @@ static void psess_unref(psess *ps)
     free(ps);
 }
 
+/* The backend's state goes (state_free) while intercepted TCP relays may still hold sessions:
+   their pumps end from the loop after the stop. Every session leaves the table here and no
+   longer points at the state; its holders keep it, and the last one's release ends it as
+   before (psess_unref touches st only for a hashed session). udp.c's flows and the kernel
+   flows have let go by now (they end synchronously in state_free). */
+static void psess_detach_all(nstate *st)
+{
+    psess *ps, *tmp;
+    HASH_ITER(hh, st->psessions, ps, tmp) {
+        HASH_DEL(st->psessions, ps);
+        ps->hashed = false;
+        ps->st = NULL;
+    }
+}
+
 struct fwx__nft_sess *fwx__nft_session_hold(fwx_firewall *fw, const struct sockaddr *client)
 {
     nstate *st = state_of(fw);
@@ -732,8 +748,8 @@ void fwx__nft_session_release(struct fwx__nft_sess *h) { psess_unref(h); }
 /* A kernel flow a grant admitted joins its session's holders when the backend holds that
    session for another flow: a TFTP transfer's session, held by the request's flow in udp.c,
    then lasts as long as the transfer (until conntrack destroys the flow), not just the
-   request's idle period, and ends with it. A session nobody here holds (an intercepted TCP
-   control connection's) is left as it was. */
+   request's idle period, and ends with it; an FTP data flow joins the session its intercepted
+   control connection holds. */
 static psess *psess_join(nstate *st, IFWXConnection *c)
 {
     fwx_object_info ci = {.struct_size = sizeof ci};
@@ -882,6 +898,7 @@ static void state_free(nstate *st)
         free(st->pubs[i].el);
     }
     free(st->pubs);
+    psess_detach_all(st);
     selem *se, *etmp;
     HASH_ITER(hh, st->elems, se, etmp) {
         HASH_DEL(st->elems, se);

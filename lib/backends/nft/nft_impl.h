@@ -178,10 +178,12 @@ fwx_result fwx__nft_udp_start(fwx_firewall *fw, int family, uint16_t port, struc
 /* Ends every flow (their connections close) and the socket. NULL is harmless. */
 void fwx__nft_udp_stop(struct fwx__nft_udp *u);
 /* A client's NAT session, held by each flow of it the backend carries (nft.c): user-mode UDP
-   flows here, policy-forwarded kernel flows, and the kernel flows the session's grants admit
-   while it is held. The core keeps one session per client address and ending it kills all its
-   connections, so it is closed when the last holder lets go. hold: NULL when the core refuses
-   the session (logged there) or out of memory. */
+   flows here, policy-forwarded kernel flows, the kernel flows the session's grants admit
+   while it is held, and intercept.c's TCP relays. The core keeps one session per client address
+   and ending it kills all its connections, so it is closed when the last holder lets go. hold:
+   NULL when the core refuses the session (logged there), out of memory, or without the
+   backend's state. A hold outlives the state (a relay's pump ends from the loop after the
+   stop): release is safe then too. */
 struct fwx__nft_sess;
 struct fwx__nft_sess *fwx__nft_session_hold(fwx_firewall *fw, const struct sockaddr *client);
 IFWXSession *fwx__nft_session(const struct fwx__nft_sess *h);
