@@ -4,8 +4,9 @@
  * Two netlink sockets, both made in the calling thread's network namespace at open:
  *  - the event socket joins NFNLGRP_CONNTRACK_NEW and _DESTROY, and _UPDATE when asked
  *    (fwx__ct_follow_updates: only a TCP entry's move to TIME_WAIT or CLOSE is reported, as
- *    FWX__CT_END), and is read on the loop (uv_poll, non-blocking, a bounded number of reads
- *    per wake-up). fwx__ct_set_mark_filter attaches libnetfilter_conntrack's socket filter
+ *    FWX__CT_END), and is read on the loop (uv_poll, non-blocking, up to CT_BATCH datagrams per
+ *    recvmmsg, a bounded number of reads per wake-up).
+ *    fwx__ct_set_mark_filter attaches libnetfilter_conntrack's socket filter
  *    (nfct_filter_attach: a classic BPF program the kernel runs on each event before queueing
  *    it), so an event of a flow without fwx's mark never reaches this process: no wake-up, no
  *    copy, no parse. Events are still checked against the mark here (a kernel without socket
@@ -17,11 +18,8 @@
  *    own because the kernel leaves the requester's socket out of the broadcast of the DESTROY
  *    event a delete causes, and because acks must not mix with events.
  *
- * Messages are built by nfct_nlmsg_build and read by nfct_nlmsg_parse. The library skips what
- * it does not know and stops at an attribute that does not fit, so what it hands back is
- * checked here before use: the header's length against the datagram, the family against the
- * addresses present, both tuples complete (the attack catalog's rows 34-35 in doc/security.md:
- * decoders die on lengths).
+ * Requests are built by nfct_nlmsg_build. Events (and the answers to requests) are read by
+ * fwx__ct_parse, one pass over the attributes without the library ("reading an entry" below).
  *
  * Namespace-wide settings (net.netfilter.nf_conntrack_acct, nf_conntrack_events) are switched
  * on at open when off, and switched back at close by the last fwx instance of the namespace
@@ -152,9 +150,15 @@ static int walk_next(attr_walk *w, const struct nlattr **a)
     return 1;
 }
 
+/* libmnl's accessors, inline: they are a call each through the PLT, and the walk is most of
+   what an event costs. Valid on an attribute walk_next returned. */
+static inline uint16_t at_type(const struct nlattr *a) { return a->nla_type & NLA_TYPE_MASK; }
+static inline uint16_t at_len(const struct nlattr *a) { return (uint16_t)(a->nla_len - NLA_HDRLEN); }
+static inline const void *at_data(const struct nlattr *a) { return (const unsigned char *)a + NLA_HDRLEN; }
+
 static void walk_nested(attr_walk *w, const struct nlattr *nest)
 {
-    walk_init(w, mnl_attr_get_payload(nest), mnl_attr_get_payload_len(nest));
+    walk_init(w, at_data(nest), at_len(nest));
 }
 
 /* One tuple (CTA_TUPLE_ORIG or _REPLY) as found. */
@@ -174,16 +178,16 @@ static int tuple_ip(const struct nlattr *nest, int family, ct_tuple *t)
     int r;
     walk_nested(&w, nest);
     while ((r = walk_next(&w, &a)) > 0) {
-        uint16_t type = mnl_attr_get_type(a), l = mnl_attr_get_payload_len(a);
+        uint16_t type = at_type(a), l = at_len(a);
         bool v4 = type == CTA_IP_V4_SRC || type == CTA_IP_V4_DST, v6 = type == CTA_IP_V6_SRC || type == CTA_IP_V6_DST;
         if (!v4 && !v6)
             continue;
         if (v4 != (family == AF_INET) || l != (v4 ? 4 : 16))
             return -1;
         if (type == CTA_IP_V4_SRC || type == CTA_IP_V6_SRC)
-            t->src = mnl_attr_get_payload(a);
+            t->src = at_data(a);
         else
-            t->dst = mnl_attr_get_payload(a);
+            t->dst = at_data(a);
     }
     return r;
 }
@@ -196,17 +200,17 @@ static int tuple_proto(const struct nlattr *nest, ct_tuple *t)
     int r;
     walk_nested(&w, nest);
     while ((r = walk_next(&w, &a)) > 0) {
-        uint16_t type = mnl_attr_get_type(a), l = mnl_attr_get_payload_len(a);
+        uint16_t type = at_type(a), l = at_len(a);
         if (type == CTA_PROTO_NUM) {
             if (l != 1)
                 return -1;
-            t->proto = mnl_attr_get_u8(a);
+            t->proto = *(const uint8_t *)at_data(a);
             t->have |= TU_PROTO;
         } else if (type == CTA_PROTO_SRC_PORT || type == CTA_PROTO_DST_PORT) {
             if (l != 2)
                 return -1;
             uint16_t port;
-            memcpy(&port, mnl_attr_get_payload(a), 2);
+            memcpy(&port, at_data(a), 2);
             if (type == CTA_PROTO_SRC_PORT) {
                 t->sport = port;
                 t->have |= TU_SPORT;
@@ -227,7 +231,7 @@ static int tuple_of(const struct nlattr *nest, int family, ct_tuple *t)
     memset(t, 0, sizeof *t);
     walk_nested(&w, nest);
     while ((r = walk_next(&w, &a)) > 0) {
-        uint16_t type = mnl_attr_get_type(a);
+        uint16_t type = at_type(a);
         if ((type == CTA_TUPLE_IP && tuple_ip(a, family, t) != 0) || (type == CTA_TUPLE_PROTO && tuple_proto(a, t) != 0))
             return -1;
     }
@@ -242,18 +246,18 @@ static int counters_of(const struct nlattr *nest, uint64_t *bytes)
     int r;
     walk_nested(&w, nest);
     while ((r = walk_next(&w, &a)) > 0) {
-        uint16_t type = mnl_attr_get_type(a), l = mnl_attr_get_payload_len(a);
+        uint16_t type = at_type(a), l = at_len(a);
         if (type == CTA_COUNTERS_BYTES) {
             if (l != 8)
                 return -1;
             uint64_t v;
-            memcpy(&v, mnl_attr_get_payload(a), 8);
+            memcpy(&v, at_data(a), 8);
             *bytes = be64toh(v);
         } else if (type == CTA_COUNTERS32_BYTES) {
             if (l != 4)
                 return -1;
             uint32_t v;
-            memcpy(&v, mnl_attr_get_payload(a), 4);
+            memcpy(&v, at_data(a), 4);
             *bytes = ntohl(v);
         }
     }
@@ -268,15 +272,15 @@ static int tcp_state_of(const struct nlattr *nest, uint8_t *state)
     int r, q;
     walk_nested(&w, nest);
     while ((r = walk_next(&w, &a)) > 0) {
-        if (mnl_attr_get_type(a) != CTA_PROTOINFO_TCP)
+        if (at_type(a) != CTA_PROTOINFO_TCP)
             continue;
         walk_nested(&in, a);
         while ((q = walk_next(&in, &b)) > 0) {
-            if (mnl_attr_get_type(b) != CTA_PROTOINFO_TCP_STATE)
+            if (at_type(b) != CTA_PROTOINFO_TCP_STATE)
                 continue;
-            if (mnl_attr_get_payload_len(b) != 1)
+            if (at_len(b) != 1)
                 return -1;
-            *state = mnl_attr_get_u8(b);
+            *state = *(const uint8_t *)at_data(b);
         }
         if (q < 0)
             return -1;
@@ -307,13 +311,14 @@ static int entry_of(const void *attrs, size_t len, int family, fwx__ct_flow *f)
     ct_tuple orig, reply;
     bool have_orig = false, have_reply = false;
     uint8_t tcp_state = 0;
+    uint32_t mark;
     attr_walk w;
     const struct nlattr *a;
     int r;
     memset(f, 0, sizeof *f);
     walk_init(&w, attrs, len);
     while ((r = walk_next(&w, &a)) > 0) {
-        switch (mnl_attr_get_type(a)) {
+        switch (at_type(a)) {
         case CTA_TUPLE_ORIG:
             if (tuple_of(a, family, &orig) != 0)
                 return -1;
@@ -325,9 +330,10 @@ static int entry_of(const void *attrs, size_t len, int family, fwx__ct_flow *f)
             have_reply = true;
             break;
         case CTA_MARK:
-            if (mnl_attr_get_payload_len(a) != 4)
+            if (at_len(a) != 4)
                 return -1;
-            f->mark = ntohl(mnl_attr_get_u32(a));
+            memcpy(&mark, at_data(a), 4);
+            f->mark = ntohl(mark);
             break;
         case CTA_COUNTERS_ORIG:
             if (counters_of(a, &f->bytes_orig) != 0)
