@@ -192,35 +192,41 @@ static int tuple_ip(const struct nlattr *nest, int family, ct_tuple *t)
     return r;
 }
 
-/* CTA_TUPLE_PROTO: 0, or -1. */
+/* a's payload, which must be exactly n bytes, into out: 0, or -1 (another size). */
+static int read_fixed(const struct nlattr *a, uint16_t n, void *out)
+{
+    if (at_len(a) != n)
+        return -1;
+    memcpy(out, at_data(a), n);
+    return 0;
+}
+
+/* CTA_TUPLE_PROTO: 0, or -1. Ports stay in network order. */
 static int tuple_proto(const struct nlattr *nest, ct_tuple *t)
 {
     attr_walk w;
     const struct nlattr *a;
-    int r;
+    int r, bad = 0;
     walk_nested(&w, nest);
-    while ((r = walk_next(&w, &a)) > 0) {
-        uint16_t type = at_type(a), l = at_len(a);
-        if (type == CTA_PROTO_NUM) {
-            if (l != 1)
-                return -1;
-            t->proto = *(const uint8_t *)at_data(a);
+    while (!bad && (r = walk_next(&w, &a)) > 0) {
+        switch (at_type(a)) {
+        case CTA_PROTO_NUM:
+            bad = read_fixed(a, 1, &t->proto);
             t->have |= TU_PROTO;
-        } else if (type == CTA_PROTO_SRC_PORT || type == CTA_PROTO_DST_PORT) {
-            if (l != 2)
-                return -1;
-            uint16_t port;
-            memcpy(&port, at_data(a), 2);
-            if (type == CTA_PROTO_SRC_PORT) {
-                t->sport = port;
-                t->have |= TU_SPORT;
-            } else {
-                t->dport = port;
-                t->have |= TU_DPORT;
-            }
+            break;
+        case CTA_PROTO_SRC_PORT:
+            bad = read_fixed(a, 2, &t->sport);
+            t->have |= TU_SPORT;
+            break;
+        case CTA_PROTO_DST_PORT:
+            bad = read_fixed(a, 2, &t->dport);
+            t->have |= TU_DPORT;
+            break;
+        default:
+            break;
         }
     }
-    return r;
+    return bad ? -1 : r;
 }
 
 static int tuple_of(const struct nlattr *nest, int family, ct_tuple *t)
@@ -244,21 +250,18 @@ static int counters_of(const struct nlattr *nest, uint64_t *bytes)
     attr_walk w;
     const struct nlattr *a;
     int r;
+    uint64_t v64;
+    uint32_t v32;
     walk_nested(&w, nest);
     while ((r = walk_next(&w, &a)) > 0) {
-        uint16_t type = at_type(a), l = at_len(a);
-        if (type == CTA_COUNTERS_BYTES) {
-            if (l != 8)
+        if (at_type(a) == CTA_COUNTERS_BYTES) {
+            if (read_fixed(a, 8, &v64) != 0)
                 return -1;
-            uint64_t v;
-            memcpy(&v, at_data(a), 8);
-            *bytes = be64toh(v);
-        } else if (type == CTA_COUNTERS32_BYTES) {
-            if (l != 4)
+            *bytes = be64toh(v64);
+        } else if (at_type(a) == CTA_COUNTERS32_BYTES) {
+            if (read_fixed(a, 4, &v32) != 0)
                 return -1;
-            uint32_t v;
-            memcpy(&v, at_data(a), 4);
-            *bytes = ntohl(v);
+            *bytes = ntohl(v32);
         }
     }
     return r;
@@ -269,23 +272,17 @@ static int tcp_state_of(const struct nlattr *nest, uint8_t *state)
 {
     attr_walk w, in;
     const struct nlattr *a, *b;
-    int r, q;
+    int r, q = 0;
     walk_nested(&w, nest);
-    while ((r = walk_next(&w, &a)) > 0) {
+    while (q >= 0 && (r = walk_next(&w, &a)) > 0) {
         if (at_type(a) != CTA_PROTOINFO_TCP)
             continue;
         walk_nested(&in, a);
-        while ((q = walk_next(&in, &b)) > 0) {
-            if (at_type(b) != CTA_PROTOINFO_TCP_STATE)
-                continue;
-            if (at_len(b) != 1)
+        while ((q = walk_next(&in, &b)) > 0)
+            if (at_type(b) == CTA_PROTOINFO_TCP_STATE && read_fixed(b, 1, state) != 0)
                 return -1;
-            *state = *(const uint8_t *)at_data(b);
-        }
-        if (q < 0)
-            return -1;
     }
-    return r;
+    return q < 0 ? -1 : r;
 }
 
 static void put_addr(struct sockaddr_storage *ss, int family, const void *addr, uint16_t port_be)
@@ -330,9 +327,8 @@ static int entry_of(const void *attrs, size_t len, int family, fwx__ct_flow *f)
             have_reply = true;
             break;
         case CTA_MARK:
-            if (at_len(a) != 4)
+            if (read_fixed(a, 4, &mark) != 0)
                 return -1;
-            memcpy(&mark, at_data(a), 4);
             f->mark = ntohl(mark);
             break;
         case CTA_COUNTERS_ORIG:
