@@ -972,10 +972,192 @@ START_TEST(parse_strict)
 }
 END_TEST
 
+/* ---- the one-pass parser, on crafted messages ---------------------------------------------------- */
+
+/* What a crafted message gets wrong (or right in an unusual way). */
+enum {
+    C_OK,             /* a well-formed IPv4 TCP entry with counters and the TCP state */
+    C_COUNTERS32,     /* 32-bit byte counters: read */
+    C_ODD_UNKNOWN,    /* attributes fwx does not read, of odd sizes: skipped */
+    C_UNPADDED_LAST,  /* the last attribute's padding missing from the message: fine */
+    C_MARK2,          /* a 2-byte mark */
+    C_BYTES4,         /* 64-bit counter in 4 bytes */
+    C_BYTES32_8,      /* 32-bit counter in 8 bytes */
+    C_STATE2,         /* a 2-byte TCP state */
+    C_PORT4,          /* a 4-byte port */
+    C_PROTO2,         /* a 2-byte protocol number */
+    C_ADDR16,         /* an IPv4 address of 16 bytes */
+    C_OTHER_FAMILY,   /* an IPv6 address in an IPv4 tuple */
+    C_NO_REPLY,       /* no reply tuple */
+    C_NO_SPORT,       /* the original tuple without its source port */
+    C_PROTO_DIFFERS,  /* the reply tuple's protocol another than the original's */
+    C_TRAILING_TOP,   /* 4 bytes after the last attribute that are not one */
+    C_TRAILING_NEST,  /* the same inside the original tuple */
+    C_NEST_PAST_END,  /* the reply tuple's nest claiming 8 bytes more than the message has */
+    C_COUNT
+};
+
+static void craft_tuple(mb *m, int c, uint16_t which, const char *s, const char *d, uint8_t proto, uint16_t sp,
+                        uint16_t dp)
+{
+    unsigned char a[16] = {0}, b[16] = {0};
+    ck_assert_int_eq(inet_pton(AF_INET, s, a), 1);
+    ck_assert_int_eq(inet_pton(AF_INET, d, b), 1);
+    bool orig = which == CTA_TUPLE_ORIG;
+    mb_open(m, which);
+    mb_open(m, CTA_TUPLE_IP);
+    mb_put(m, CTA_IP_V4_SRC, a, c == C_ADDR16 && orig ? 16 : 4);
+    mb_put(m, CTA_IP_V4_DST, b, 4);
+    if (c == C_OTHER_FAMILY && !orig)
+        mb_put(m, CTA_IP_V6_SRC, a, 16);
+    mb_close(m);
+    mb_open(m, CTA_TUPLE_PROTO);
+    uint8_t p2[2] = {proto, 0};
+    if (c == C_PROTO_DIFFERS && !orig)
+        p2[0] = IPPROTO_UDP;
+    mb_put(m, CTA_PROTO_NUM, p2, c == C_PROTO2 && orig ? 2 : 1);
+    uint16_t x[2] = {htons(sp), 0}, y = htons(dp);
+    if (!(c == C_NO_SPORT && orig))
+        mb_put(m, CTA_PROTO_SRC_PORT, x, c == C_PORT4 && !orig ? 4 : 2);
+    mb_put(m, CTA_PROTO_DST_PORT, &y, 2);
+    mb_close(m);
+    if (c == C_TRAILING_NEST && orig) {
+        memset(m->b + m->at, 0, 4); /* nla_len 0: not an attribute */
+        m->at += 4;
+    }
+    mb_close(m);
+}
+
+/* A NEW (flags) or update message, variant c; its length. */
+static size_t craft(mb *m, int c, uint16_t flags, uint8_t tcp_state)
+{
+    memset(m, 0, sizeof *m);
+    m->at = NLMSG_HDRLEN;
+    struct nfgenmsg nf = {.nfgen_family = AF_INET, .version = NFNETLINK_V0};
+    memcpy(m->b + m->at, &nf, sizeof nf);
+    m->at += NLMSG_ALIGN(sizeof nf);
+    uint32_t status = htonl(8);
+    if (c == C_ODD_UNKNOWN) {
+        mb_put(m, CTA_STATUS, &status, 3); /* not read, so its size is not fwx's concern */
+        mb_put(m, 77, "odd", 3);
+    }
+    craft_tuple(m, c, CTA_TUPLE_ORIG, "10.98.1.2", "10.98.2.200", IPPROTO_TCP, 40002, 21);
+    if (c != C_NO_REPLY)
+        craft_tuple(m, c, CTA_TUPLE_REPLY, "10.98.2.2", "10.98.1.2", IPPROTO_TCP, 2122, 40002);
+    uint32_t mark[2] = {htonl(0x340), 0};
+    mb_put(m, CTA_MARK, mark, c == C_MARK2 ? 2 : 4);
+    unsigned char v8[8] = {0, 0, 0, 0x12, 0x34, 0x56, 0x78, 0x9a}, v4[4] = {0, 1, 0, 2};
+    mb_open(m, CTA_COUNTERS_ORIG);
+    if (c == C_COUNTERS32 || c == C_BYTES32_8)
+        mb_put(m, CTA_COUNTERS32_BYTES, c == C_BYTES32_8 ? (const void *)v8 : v4, c == C_BYTES32_8 ? 8 : 4);
+    else
+        mb_put(m, CTA_COUNTERS_BYTES, v8, c == C_BYTES4 ? 4 : 8);
+    mb_close(m);
+    mb_open(m, CTA_PROTOINFO);
+    mb_open(m, CTA_PROTOINFO_TCP);
+    uint8_t st[2] = {tcp_state, 0};
+    mb_put(m, CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, st + 1, 1);
+    mb_put(m, CTA_PROTOINFO_TCP_STATE, st, c == C_STATE2 ? 2 : 1);
+    mb_close(m);
+    mb_close(m);
+    if (c == C_TRAILING_TOP) {
+        uint16_t two[2] = {2, 0}; /* nla_len 2: shorter than an attribute's header */
+        memcpy(m->b + m->at, two, 4);
+        m->at += 4;
+    }
+    size_t len = m->at;
+    if (c == C_UNPADDED_LAST) {
+        mb_put(m, 78, "x", 1);
+        len = m->at - 3;
+    }
+    struct nlmsghdr nh = {.nlmsg_len = (uint32_t)len,
+                          .nlmsg_type = (uint16_t)((NFNL_SUBSYS_CTNETLINK << 8) | IPCTNL_MSG_CT_NEW),
+                          .nlmsg_flags = flags};
+    memcpy(m->b, &nh, sizeof nh);
+    if (c == C_NEST_PAST_END) {
+        /* the reply tuple is the second top-level attribute after the original's */
+        size_t off = NLMSG_HDRLEN + NLMSG_ALIGN(sizeof nf);
+        struct nlattr a;
+        memcpy(&a, m->b + off, sizeof a);
+        off += NLA_ALIGN(a.nla_len);
+        memcpy(&a, m->b + off, sizeof a);
+        a.nla_len = (uint16_t)(len - off + 8);
+        memcpy(m->b + off, &a, sizeof a);
+    }
+    return len;
+}
+
+START_TEST(parse_one_pass)
+{
+    mb m;
+    fwx__ct_flow f;
+    /* Well formed: every field read from its attribute. */
+    size_t len = craft(&m, C_OK, NLM_F_CREATE | NLM_F_EXCL, TCP_CONNTRACK_SYN_SENT);
+    ck_assert_int_eq(fwx__ct_parse(m.b, len, &f), FWX__CT_NEW);
+    ck_assert_int_eq(f.protocol, FWX_PROTOCOL_TCP);
+    ck_assert_uint_eq(port_of(&f.src), 40002);
+    ck_assert_uint_eq(port_of(&f.dst), 21);
+    ck_assert_uint_eq(port_of(&f.reply_src), 2122);
+    ck_assert_uint_eq(ntohl(((struct sockaddr_in *)&f.dst)->sin_addr.s_addr), 0x0a6202c8);       /* 10.98.2.200 */
+    ck_assert_uint_eq(ntohl(((struct sockaddr_in *)&f.reply_src)->sin_addr.s_addr), 0x0a620202); /* 10.98.2.2 */
+    ck_assert_uint_eq(f.mark, 0x340);
+    ck_assert_uint_eq(f.bytes_orig, 0x123456789aull);
+    ck_assert_uint_eq(f.bytes_reply, 0);
+    ck_assert_uint_eq(f.tcp_state, TCP_CONNTRACK_SYN_SENT);
+    /* An update: reported (END) only at TIME_WAIT or CLOSE. */
+    len = craft(&m, C_OK, 0, TCP_CONNTRACK_TIME_WAIT);
+    ck_assert_int_eq(fwx__ct_parse(m.b, len, &f), FWX__CT_END);
+    len = craft(&m, C_OK, 0, TCP_CONNTRACK_CLOSE);
+    ck_assert_int_eq(fwx__ct_parse(m.b, len, &f), FWX__CT_END);
+    len = craft(&m, C_OK, 0, TCP_CONNTRACK_ESTABLISHED);
+    ck_assert_int_eq(fwx__ct_parse(m.b, len, &f), 0);
+    ck_assert_int_eq(f.protocol, FWX_PROTOCOL_TCP); /* still read: a GET's answer is such a message */
+    ck_assert_uint_eq(f.tcp_state, TCP_CONNTRACK_ESTABLISHED);
+
+    len = craft(&m, C_COUNTERS32, NLM_F_CREATE, TCP_CONNTRACK_SYN_SENT);
+    ck_assert_int_eq(fwx__ct_parse(m.b, len, &f), FWX__CT_NEW);
+    ck_assert_uint_eq(f.bytes_orig, 0x00010002u);
+    len = craft(&m, C_ODD_UNKNOWN, NLM_F_CREATE, TCP_CONNTRACK_SYN_SENT);
+    ck_assert_int_eq(fwx__ct_parse(m.b, len, &f), FWX__CT_NEW);
+    ck_assert_uint_eq(f.mark, 0x340);
+    len = craft(&m, C_UNPADDED_LAST, NLM_F_CREATE, TCP_CONNTRACK_SYN_SENT);
+    ck_assert_uint_eq(len % 4, 1);
+    ck_assert_int_eq(fwx__ct_parse(m.b, len, &f), FWX__CT_NEW);
+
+    /* Each defect alone: refused, and nothing of it left in f. */
+    for (int c = C_MARK2; c < C_COUNT; c++) {
+        len = craft(&m, c, NLM_F_CREATE, TCP_CONNTRACK_SYN_SENT);
+        memset(&f, 0xa5, sizeof f);
+        ck_assert_msg(fwx__ct_parse(m.b, len, &f) == -1, "defect %d accepted", c);
+        ck_assert_int_eq(f.protocol, 0);
+        ck_assert_uint_eq(f.mark, 0);
+    }
+
+    /* Every truncation of the whole message (header length and buffer alike): refused; a cut
+       inside an attribute never passes for a shorter well-formed message, even past the tuples. */
+    len = craft(&m, C_OK, NLM_F_CREATE, TCP_CONNTRACK_SYN_SENT);
+    for (size_t cut = NLMSG_HDRLEN; cut < len; cut++) {
+        unsigned char *h = malloc(cut);
+        memcpy(h, m.b, cut);
+        uint32_t l32 = (uint32_t)cut;
+        memcpy(h, &l32, 4);
+        int rc = fwx__ct_parse(h, cut, &f);
+        /* The only cuts that leave a well-formed message end exactly after a top-level
+           attribute past both tuples: the reply tuple (then mark 8, counters 16 and protoinfo
+           24 bytes follow), the mark, the counters. */
+        ck_assert_msg(rc == -1 || rc == FWX__CT_NEW, "cut %zu: %d", cut, rc);
+        bool boundary = cut == len - 48 || cut == len - 40 || cut == len - 24;
+        ck_assert_msg(rc == (boundary ? FWX__CT_NEW : -1), "cut %zu of %zu: %d", cut, len, rc);
+        free(h);
+    }
+}
+END_TEST
+
 static Suite *ct_suite(void)
 {
     const tu_case cases[] = {
         {"parse strict", parse_strict},
+        {"parse one pass", parse_one_pass},
         {"tcp new destroy", tcp_new_destroy},
         {"tcp6 new destroy", tcp6_new_destroy},
         {"udp new destroy", udp_new_destroy},

@@ -4,8 +4,9 @@
  * Two netlink sockets, both made in the calling thread's network namespace at open:
  *  - the event socket joins NFNLGRP_CONNTRACK_NEW and _DESTROY, and _UPDATE when asked
  *    (fwx__ct_follow_updates: only a TCP entry's move to TIME_WAIT or CLOSE is reported, as
- *    FWX__CT_END), and is read on the loop (uv_poll, non-blocking, a bounded number of reads
- *    per wake-up). fwx__ct_set_mark_filter attaches libnetfilter_conntrack's socket filter
+ *    FWX__CT_END), and is read on the loop (uv_poll, non-blocking, up to CT_BATCH datagrams per
+ *    recvmmsg, a bounded number of reads per wake-up).
+ *    fwx__ct_set_mark_filter attaches libnetfilter_conntrack's socket filter
  *    (nfct_filter_attach: a classic BPF program the kernel runs on each event before queueing
  *    it), so an event of a flow without fwx's mark never reaches this process: no wake-up, no
  *    copy, no parse. Events are still checked against the mark here (a kernel without socket
@@ -17,11 +18,8 @@
  *    own because the kernel leaves the requester's socket out of the broadcast of the DESTROY
  *    event a delete causes, and because acks must not mix with events.
  *
- * Messages are built by nfct_nlmsg_build and read by nfct_nlmsg_parse. The library skips what
- * it does not know and stops at an attribute that does not fit, so what it hands back is
- * checked here before use: the header's length against the datagram, the family against the
- * addresses present, both tuples complete (the attack catalog's rows 34-35 in doc/security.md:
- * decoders die on lengths).
+ * Requests are built by nfct_nlmsg_build. Events (and the answers to requests) are read by
+ * fwx__ct_parse, one pass over the attributes without the library ("reading an entry" below).
  *
  * Namespace-wide settings (net.netfilter.nf_conntrack_acct, nf_conntrack_events) are switched
  * on at open when off, and switched back at close by the last fwx instance of the namespace
@@ -32,6 +30,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
@@ -50,12 +49,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* Datagrams per read (recvmmsg): a burst of events costs one system call per CT_BATCH, and a
+   read that returns fewer says the queue is empty (no read just to see EAGAIN). */
+#define CT_BATCH 16
 /* Reads per wake-up of the loop: the rest waits for the next iteration (poll is level-triggered). */
-#define CT_READS_PER_WAKE 64
+#define CT_READS_PER_WAKE 8
 /* The event socket's receive buffer (SO_RCVBUFFORCE as root, else what SO_RCVBUF allows). */
 #define CT_RCVBUF (4 * 1024 * 1024)
-/* One datagram: ctnetlink events are well under a page; a longer one is refused (ENOSPC). */
-#define CT_BUF 65536
+/* One datagram: a ctnetlink event is one entry, well under 1 KiB; a longer one is truncated by
+   the kernel (MSG_TRUNC), refused and logged. */
+#define CT_DGRAM 8192
 #define CT_ACCT "/proc/sys/net/netfilter/nf_conntrack_acct"
 #define CT_EVENTS "/proc/sys/net/netfilter/nf_conntrack_events"
 
@@ -79,10 +82,14 @@ struct fwx__ct {
     char holder[96];     /* this instance's holder file of the namespace's settings, "" if none */
     char nsdir[80];      /* the namespace's folder under CT_RUN_DIR, "" if it could not be kept */
     fwx__ct_stats st;
+    /* the event socket's reads: filled once at open, reused (no allocation per event) */
+    struct mmsghdr rx[CT_BATCH];
+    struct iovec rx_iov[CT_BATCH];
+    struct sockaddr_nl rx_from[CT_BATCH];
     union {
         struct nlmsghdr align;
-        unsigned char b[CT_BUF];
-    } buf;
+        unsigned char b[CT_DGRAM];
+    } rx_buf[CT_BATCH];
 };
 
 static void ct_log(fwx__ct *ct, fwx_log_level level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -102,96 +109,181 @@ static void ct_log(fwx__ct *ct, fwx_log_level level, const char *fmt, ...)
 /* ---- reading an entry ------------------------------------------------------------------------ */
 
 /*
- * What the library's parser would refuse, refused first. libnetfilter_conntrack checks the
- * size of each attribute it knows, and on a wrong one ends the process ("ctnetlink kernel ABI
- * is broken", exit(1)), trusting the kernel. fwx__ct_parse must survive any bytes (tests and
- * fuzzing feed it corrupted messages), so the same rules are checked here, level by level,
- * before the library sees the message: a fixed size for a known scalar, a nest either empty or
- * holding at least one attribute header, a string not empty. Unknown types are left to the
- * library, which skips them, as are attributes past the end of their container (it stops there).
+ * One pass over the message as it came off the socket: no library parse, no object, no
+ * allocation. An event is read on the loop for every flow fwx owns, twice (NEW and DESTROY),
+ * and libnetfilter_conntrack's parse (which reads every attribute into an object, and ends the
+ * process on an attribute of a size it does not expect, so it needed a validating walk of its
+ * own first) was three quarters of fwx's cost per flow (bench/README.md, issue 13 part 2).
+ *
+ * Strict all the same (the attack catalog's rows 34-35 in doc/security.md: decoders die on
+ * lengths): at every level walked, each attribute must fit what is left of its container and
+ * the attributes must fill it exactly (bytes left over that are not an attribute: refused, so a
+ * truncated message never passes for a shorter well-formed one); an attribute read here must
+ * have its exact size; both tuples must be complete, with addresses of the header's family and
+ * none of the other. Attributes fwx does not read (status, timeout, helper, zone, ...) are
+ * skipped by their length, unread: nothing trusts them.
  */
-enum { V_END, V_SIZE, V_NEST, V_STR };
-typedef struct vrule {
-    uint16_t type;
-    uint8_t kind;
-    uint8_t size;             /* V_SIZE */
-    const struct vrule *nest; /* V_NEST: the rules inside, or NULL (only the nest's own form) */
-} vrule;
+typedef struct attr_walk {
+    const unsigned char *p, *end;
+} attr_walk;
 
-static const vrule v_ip[] = {{CTA_IP_V4_SRC, V_SIZE, 4, NULL}, {CTA_IP_V4_DST, V_SIZE, 4, NULL},
-                             {CTA_IP_V6_SRC, V_SIZE, 16, NULL}, {CTA_IP_V6_DST, V_SIZE, 16, NULL}, {0, V_END, 0, NULL}};
-static const vrule v_proto[] = {{CTA_PROTO_NUM, V_SIZE, 1, NULL},        {CTA_PROTO_SRC_PORT, V_SIZE, 2, NULL},
-                                {CTA_PROTO_DST_PORT, V_SIZE, 2, NULL},   {CTA_PROTO_ICMP_ID, V_SIZE, 2, NULL},
-                                {CTA_PROTO_ICMP_TYPE, V_SIZE, 1, NULL},  {CTA_PROTO_ICMP_CODE, V_SIZE, 1, NULL},
-                                {CTA_PROTO_ICMPV6_ID, V_SIZE, 2, NULL},  {CTA_PROTO_ICMPV6_TYPE, V_SIZE, 1, NULL},
-                                {CTA_PROTO_ICMPV6_CODE, V_SIZE, 1, NULL}, {0, V_END, 0, NULL}};
-static const vrule v_tuple[] = {{CTA_TUPLE_IP, V_NEST, 0, v_ip}, {CTA_TUPLE_PROTO, V_NEST, 0, v_proto},
-                                {CTA_TUPLE_ZONE, V_SIZE, 2, NULL}, {0, V_END, 0, NULL}};
-static const vrule v_tcp[] = {{CTA_PROTOINFO_TCP_STATE, V_SIZE, 1, NULL},
-                              {CTA_PROTOINFO_TCP_WSCALE_ORIGINAL, V_SIZE, 1, NULL},
-                              {CTA_PROTOINFO_TCP_WSCALE_REPLY, V_SIZE, 1, NULL},
-                              {CTA_PROTOINFO_TCP_FLAGS_ORIGINAL, V_SIZE, 2, NULL},
-                              {CTA_PROTOINFO_TCP_FLAGS_REPLY, V_SIZE, 2, NULL},
-                              {0, V_END, 0, NULL}};
-static const vrule v_sctp[] = {{CTA_PROTOINFO_SCTP_STATE, V_SIZE, 1, NULL},
-                               {CTA_PROTOINFO_SCTP_VTAG_ORIGINAL, V_SIZE, 4, NULL},
-                               {CTA_PROTOINFO_SCTP_VTAG_REPLY, V_SIZE, 4, NULL},
-                               {0, V_END, 0, NULL}};
-static const vrule v_dccp[] = {{CTA_PROTOINFO_DCCP_STATE, V_SIZE, 1, NULL},
-                               {CTA_PROTOINFO_DCCP_ROLE, V_SIZE, 1, NULL},
-                               {CTA_PROTOINFO_DCCP_HANDSHAKE_SEQ, V_SIZE, 8, NULL},
-                               {0, V_END, 0, NULL}};
-static const vrule v_pinfo[] = {{CTA_PROTOINFO_TCP, V_NEST, 0, v_tcp}, {CTA_PROTOINFO_SCTP, V_NEST, 0, v_sctp},
-                                {CTA_PROTOINFO_DCCP, V_NEST, 0, v_dccp}, {0, V_END, 0, NULL}};
-static const vrule v_counters[] = {{CTA_COUNTERS_PACKETS, V_SIZE, 8, NULL},   {CTA_COUNTERS_BYTES, V_SIZE, 8, NULL},
-                                   {CTA_COUNTERS32_PACKETS, V_SIZE, 4, NULL}, {CTA_COUNTERS32_BYTES, V_SIZE, 4, NULL},
-                                   {0, V_END, 0, NULL}};
-static const vrule v_natseq[] = {{CTA_NAT_SEQ_CORRECTION_POS, V_SIZE, 4, NULL},
-                                 {CTA_NAT_SEQ_OFFSET_BEFORE, V_SIZE, 4, NULL},
-                                 {CTA_NAT_SEQ_OFFSET_AFTER, V_SIZE, 4, NULL},
-                                 {0, V_END, 0, NULL}};
-static const vrule v_help[] = {{CTA_HELP_NAME, V_STR, 0, NULL}, {0, V_END, 0, NULL}};
-static const vrule v_secctx[] = {{CTA_SECCTX_NAME, V_STR, 0, NULL}, {0, V_END, 0, NULL}};
-static const vrule v_stamp[] = {{CTA_TIMESTAMP_START, V_SIZE, 8, NULL}, {CTA_TIMESTAMP_STOP, V_SIZE, 8, NULL},
-                                {0, V_END, 0, NULL}};
-static const vrule v_synproxy[] = {{CTA_SYNPROXY_ISN, V_SIZE, 4, NULL}, {CTA_SYNPROXY_ITS, V_SIZE, 4, NULL},
-                                   {CTA_SYNPROXY_TSOFF, V_SIZE, 4, NULL}, {0, V_END, 0, NULL}};
-static const vrule v_top[] = {
-    {CTA_TUPLE_ORIG, V_NEST, 0, v_tuple},       {CTA_TUPLE_REPLY, V_NEST, 0, v_tuple},
-    {CTA_TUPLE_MASTER, V_NEST, 0, v_tuple},     {CTA_NAT_SEQ_ADJ_ORIG, V_NEST, 0, v_natseq},
-    {CTA_NAT_SEQ_ADJ_REPLY, V_NEST, 0, v_natseq}, {CTA_PROTOINFO, V_NEST, 0, v_pinfo},
-    {CTA_COUNTERS_ORIG, V_NEST, 0, v_counters}, {CTA_COUNTERS_REPLY, V_NEST, 0, v_counters},
-    {CTA_HELP, V_NEST, 0, v_help},              {CTA_SECCTX, V_NEST, 0, v_secctx},
-    {CTA_TIMESTAMP, V_NEST, 0, v_stamp},        {CTA_SYNPROXY, V_NEST, 0, v_synproxy},
-    {CTA_STATUS, V_SIZE, 4, NULL},              {CTA_TIMEOUT, V_SIZE, 4, NULL},
-    {CTA_MARK, V_SIZE, 4, NULL},                {CTA_SECMARK, V_SIZE, 4, NULL},
-    {CTA_USE, V_SIZE, 4, NULL},                 {CTA_ID, V_SIZE, 4, NULL},
-    {CTA_ZONE, V_SIZE, 2, NULL},                {0, V_END, 0, NULL}};
-
-static bool attrs_valid(const void *payload, size_t len, const vrule *rules, int depth)
+static void walk_init(attr_walk *w, const void *payload, size_t len)
 {
-    if (depth > 4)
-        return false; /* the rules are three levels deep */
-    const char *end = (const char *)payload + len;
-    for (const struct nlattr *a = payload; mnl_attr_ok(a, (int)(end - (const char *)a)); a = mnl_attr_next(a)) {
-        uint16_t type = mnl_attr_get_type(a), l = mnl_attr_get_payload_len(a);
-        const vrule *r = rules;
-        while (r->kind != V_END && r->type != type)
-            r++;
-        if (r->kind == V_SIZE && l != r->size)
-            return false;
-        if (r->kind == V_STR && l == 0)
-            return false;
-        if (r->kind == V_NEST) {
-            if (l != 0 && l < MNL_ATTR_HDRLEN)
-                return false;
-            if (r->nest != NULL && !attrs_valid(mnl_attr_get_payload(a), l, r->nest, depth + 1))
-                return false;
-        }
-    }
-    return true;
+    w->p = payload;
+    w->end = w->p + len;
 }
 
+/* 1: *a is the next attribute; 0: the container ends here; -1: what is left is not an
+   attribute (a length below the header or past the container). The last attribute's padding
+   may be missing. Attributes are 4-byte aligned when the message is. */
+static int walk_next(attr_walk *w, const struct nlattr **a)
+{
+    size_t left = (size_t)(w->end - w->p);
+    if (left == 0)
+        return 0;
+    const struct nlattr *x = (const struct nlattr *)(const void *)w->p;
+    if (left < NLA_HDRLEN || x->nla_len < NLA_HDRLEN || x->nla_len > left)
+        return -1;
+    size_t step = MNL_ALIGN(x->nla_len);
+    w->p += step < left ? step : left;
+    *a = x;
+    return 1;
+}
+
+/* libmnl's accessors, inline: they are a call each through the PLT, and the walk is most of
+   what an event costs. Valid on an attribute walk_next returned. */
+static inline uint16_t at_type(const struct nlattr *a) { return a->nla_type & NLA_TYPE_MASK; }
+static inline uint16_t at_len(const struct nlattr *a) { return (uint16_t)(a->nla_len - NLA_HDRLEN); }
+static inline const void *at_data(const struct nlattr *a) { return (const unsigned char *)a + NLA_HDRLEN; }
+
+static void walk_nested(attr_walk *w, const struct nlattr *nest)
+{
+    walk_init(w, at_data(nest), at_len(nest));
+}
+
+/* One tuple (CTA_TUPLE_ORIG or _REPLY) as found. */
+typedef struct ct_tuple {
+    const void *src, *dst; /* addresses of the header's family, in the message */
+    uint16_t sport, dport; /* network order */
+    uint8_t proto;
+    uint8_t have; /* TU_* */
+} ct_tuple;
+enum { TU_PROTO = 1, TU_SPORT = 2, TU_DPORT = 4 };
+
+/* CTA_TUPLE_IP: 0, or -1 (a wrong size, or an address of the other family). */
+static int tuple_ip(const struct nlattr *nest, int family, ct_tuple *t)
+{
+    attr_walk w;
+    const struct nlattr *a;
+    int r;
+    walk_nested(&w, nest);
+    while ((r = walk_next(&w, &a)) > 0) {
+        uint16_t type = at_type(a), l = at_len(a);
+        bool v4 = type == CTA_IP_V4_SRC || type == CTA_IP_V4_DST, v6 = type == CTA_IP_V6_SRC || type == CTA_IP_V6_DST;
+        if (!v4 && !v6)
+            continue;
+        if (v4 != (family == AF_INET) || l != (v4 ? 4 : 16))
+            return -1;
+        if (type == CTA_IP_V4_SRC || type == CTA_IP_V6_SRC)
+            t->src = at_data(a);
+        else
+            t->dst = at_data(a);
+    }
+    return r;
+}
+
+/* a's payload, which must be exactly n bytes, into out: 0, or -1 (another size). */
+static int read_fixed(const struct nlattr *a, uint16_t n, void *out)
+{
+    if (at_len(a) != n)
+        return -1;
+    memcpy(out, at_data(a), n);
+    return 0;
+}
+
+/* CTA_TUPLE_PROTO: 0, or -1. Ports stay in network order. */
+static int tuple_proto(const struct nlattr *nest, ct_tuple *t)
+{
+    attr_walk w;
+    const struct nlattr *a;
+    int r, bad = 0;
+    walk_nested(&w, nest);
+    while (!bad && (r = walk_next(&w, &a)) > 0) {
+        switch (at_type(a)) {
+        case CTA_PROTO_NUM:
+            bad = read_fixed(a, 1, &t->proto);
+            t->have |= TU_PROTO;
+            break;
+        case CTA_PROTO_SRC_PORT:
+            bad = read_fixed(a, 2, &t->sport);
+            t->have |= TU_SPORT;
+            break;
+        case CTA_PROTO_DST_PORT:
+            bad = read_fixed(a, 2, &t->dport);
+            t->have |= TU_DPORT;
+            break;
+        default:
+            break;
+        }
+    }
+    return bad ? -1 : r;
+}
+
+static int tuple_of(const struct nlattr *nest, int family, ct_tuple *t)
+{
+    attr_walk w;
+    const struct nlattr *a;
+    int r;
+    memset(t, 0, sizeof *t);
+    walk_nested(&w, nest);
+    while ((r = walk_next(&w, &a)) > 0) {
+        uint16_t type = at_type(a);
+        if ((type == CTA_TUPLE_IP && tuple_ip(a, family, t) != 0) || (type == CTA_TUPLE_PROTO && tuple_proto(a, t) != 0))
+            return -1;
+    }
+    return r;
+}
+
+/* CTA_COUNTERS_*: the byte count, 64 or 32 bits. 0, or -1. */
+static int counters_of(const struct nlattr *nest, uint64_t *bytes)
+{
+    attr_walk w;
+    const struct nlattr *a;
+    int r;
+    uint64_t v64;
+    uint32_t v32;
+    walk_nested(&w, nest);
+    while ((r = walk_next(&w, &a)) > 0) {
+        if (at_type(a) == CTA_COUNTERS_BYTES) {
+            if (read_fixed(a, 8, &v64) != 0)
+                return -1;
+            *bytes = be64toh(v64);
+        } else if (at_type(a) == CTA_COUNTERS32_BYTES) {
+            if (read_fixed(a, 4, &v32) != 0)
+                return -1;
+            *bytes = ntohl(v32);
+        }
+    }
+    return r;
+}
+
+/* CTA_PROTOINFO: the TCP state, when there is one. 0, or -1. */
+static int tcp_state_of(const struct nlattr *nest, uint8_t *state)
+{
+    attr_walk w, in;
+    const struct nlattr *a, *b;
+    int r, q = 0;
+    walk_nested(&w, nest);
+    while (q >= 0 && (r = walk_next(&w, &a)) > 0) {
+        if (at_type(a) != CTA_PROTOINFO_TCP)
+            continue;
+        walk_nested(&in, a);
+        while ((q = walk_next(&in, &b)) > 0)
+            if (at_type(b) == CTA_PROTOINFO_TCP_STATE && read_fixed(b, 1, state) != 0)
+                return -1;
+    }
+    return q < 0 ? -1 : r;
+}
 
 static void put_addr(struct sockaddr_storage *ss, int family, const void *addr, uint16_t port_be)
 {
@@ -209,49 +301,68 @@ static void put_addr(struct sockaddr_storage *ss, int family, const void *addr, 
     }
 }
 
-/* The address attribute of one end of a tuple in `family`, or NULL if absent. The other
-   family's attribute present as well means the message contradicts its own header. */
-static const void *addr_of(const struct nf_conntrack *o, int family, enum nf_conntrack_attr v4, enum nf_conntrack_attr v6)
+/* The entry's attributes (after the family header) into f. 1: TCP or UDP, filled; 0: well
+   formed but another protocol; -1: malformed (see above). */
+static int entry_of(const void *attrs, size_t len, int family, fwx__ct_flow *f)
 {
-    bool has4 = nfct_attr_is_set(o, v4) > 0, has6 = nfct_attr_is_set(o, v6) > 0;
-    if (family == AF_INET)
-        return has4 && !has6 ? nfct_get_attr(o, v4) : NULL;
-    return has6 && !has4 ? nfct_get_attr(o, v6) : NULL;
-}
-
-/* f from a parsed entry. 1: TCP or UDP, filled; 0: well formed but another protocol; -1: a
-   tuple incomplete or contradicting the family. */
-static int flow_of(const struct nf_conntrack *o, int family, fwx__ct_flow *f)
-{
+    ct_tuple orig, reply;
+    bool have_orig = false, have_reply = false;
+    uint8_t tcp_state = 0;
+    uint32_t mark;
+    attr_walk w;
+    const struct nlattr *a;
+    int r;
     memset(f, 0, sizeof *f);
-    if (nfct_attr_is_set(o, ATTR_ORIG_L4PROTO) <= 0 || nfct_attr_is_set(o, ATTR_REPL_L4PROTO) <= 0)
+    walk_init(&w, attrs, len);
+    while ((r = walk_next(&w, &a)) > 0) {
+        switch (at_type(a)) {
+        case CTA_TUPLE_ORIG:
+            if (tuple_of(a, family, &orig) != 0)
+                return -1;
+            have_orig = true;
+            break;
+        case CTA_TUPLE_REPLY:
+            if (tuple_of(a, family, &reply) != 0)
+                return -1;
+            have_reply = true;
+            break;
+        case CTA_MARK:
+            if (read_fixed(a, 4, &mark) != 0)
+                return -1;
+            f->mark = ntohl(mark);
+            break;
+        case CTA_COUNTERS_ORIG:
+            if (counters_of(a, &f->bytes_orig) != 0)
+                return -1;
+            break;
+        case CTA_COUNTERS_REPLY:
+            if (counters_of(a, &f->bytes_reply) != 0)
+                return -1;
+            break;
+        case CTA_PROTOINFO:
+            if (tcp_state_of(a, &tcp_state) != 0)
+                return -1;
+            break;
+        default:
+            break; /* not read: skipped by its length */
+        }
+    }
+    if (r < 0 || !have_orig || !have_reply)
         return -1;
-    const void *os = addr_of(o, family, ATTR_ORIG_IPV4_SRC, ATTR_ORIG_IPV6_SRC);
-    const void *od = addr_of(o, family, ATTR_ORIG_IPV4_DST, ATTR_ORIG_IPV6_DST);
-    const void *rs = addr_of(o, family, ATTR_REPL_IPV4_SRC, ATTR_REPL_IPV6_SRC);
-    const void *rd = addr_of(o, family, ATTR_REPL_IPV4_DST, ATTR_REPL_IPV6_DST);
-    uint8_t proto = nfct_get_attr_u8(o, ATTR_ORIG_L4PROTO);
-    if (os == NULL || od == NULL || rs == NULL || rd == NULL || proto != nfct_get_attr_u8(o, ATTR_REPL_L4PROTO))
+    const uint8_t full = TU_PROTO | TU_SPORT | TU_DPORT;
+    if (orig.src == NULL || orig.dst == NULL || reply.src == NULL || reply.dst == NULL ||
+        !(orig.have & TU_PROTO) || !(reply.have & TU_PROTO) || orig.proto != reply.proto)
         return -1;
-    if (proto != IPPROTO_TCP && proto != IPPROTO_UDP)
+    if (orig.proto != IPPROTO_TCP && orig.proto != IPPROTO_UDP)
         return 0; /* ICMP and the rest: not ours */
-    static const enum nf_conntrack_attr ports[] = {ATTR_ORIG_PORT_SRC, ATTR_ORIG_PORT_DST, ATTR_REPL_PORT_SRC,
-                                                   ATTR_REPL_PORT_DST};
-    for (size_t i = 0; i < sizeof ports / sizeof ports[0]; i++)
-        if (nfct_attr_is_set(o, ports[i]) <= 0)
-            return -1;
-    f->protocol = proto == IPPROTO_TCP ? FWX_PROTOCOL_TCP : FWX_PROTOCOL_UDP;
-    put_addr(&f->src, family, os, nfct_get_attr_u16(o, ATTR_ORIG_PORT_SRC));
-    put_addr(&f->dst, family, od, nfct_get_attr_u16(o, ATTR_ORIG_PORT_DST));
-    put_addr(&f->reply_src, family, rs, nfct_get_attr_u16(o, ATTR_REPL_PORT_SRC));
-    if (nfct_attr_is_set(o, ATTR_MARK) > 0)
-        f->mark = nfct_get_attr_u32(o, ATTR_MARK);
-    if (nfct_attr_is_set(o, ATTR_ORIG_COUNTER_BYTES) > 0)
-        f->bytes_orig = nfct_get_attr_u64(o, ATTR_ORIG_COUNTER_BYTES);
-    if (nfct_attr_is_set(o, ATTR_REPL_COUNTER_BYTES) > 0)
-        f->bytes_reply = nfct_get_attr_u64(o, ATTR_REPL_COUNTER_BYTES);
-    if (f->protocol == FWX_PROTOCOL_TCP && nfct_attr_is_set(o, ATTR_TCP_STATE) > 0)
-        f->tcp_state = nfct_get_attr_u8(o, ATTR_TCP_STATE);
+    if ((orig.have & full) != full || (reply.have & full) != full)
+        return -1;
+    f->protocol = orig.proto == IPPROTO_TCP ? FWX_PROTOCOL_TCP : FWX_PROTOCOL_UDP;
+    put_addr(&f->src, family, orig.src, orig.sport);
+    put_addr(&f->dst, family, orig.dst, orig.dport);
+    put_addr(&f->reply_src, family, reply.src, reply.sport);
+    if (f->protocol == FWX_PROTOCOL_TCP)
+        f->tcp_state = tcp_state;
     return 1;
 }
 
@@ -278,8 +389,6 @@ int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f)
     default:
         return 0;
     }
-    /* The library reads the family header and walks the attributes up to nlmsg_len, which is
-       checked against len above. */
     if (nh.nlmsg_len < NLMSG_HDRLEN + MNL_ALIGN(sizeof(struct nfgenmsg)))
         return -1;
     struct nfgenmsg nf;
@@ -287,13 +396,7 @@ int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f)
     if (nf.nfgen_family != AF_INET && nf.nfgen_family != AF_INET6)
         return -1;
     size_t off = NLMSG_HDRLEN + MNL_ALIGN(sizeof nf);
-    if (!attrs_valid((const unsigned char *)msg + off, nh.nlmsg_len - off, v_top, 0))
-        return -1;
-    struct nf_conntrack *o = nfct_new();
-    if (o == NULL)
-        return -1;
-    int rc = nfct_nlmsg_parse(msg, o) < 0 ? -1 : flow_of(o, nf.nfgen_family, f);
-    nfct_destroy(o);
+    int rc = entry_of((const unsigned char *)msg + off, nh.nlmsg_len - off, nf.nfgen_family, f);
     if (rc <= 0) {
         memset(f, 0, sizeof *f);
         return rc;
@@ -306,6 +409,15 @@ int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f)
 
 /* ---- events on the loop ---------------------------------------------------------------------- */
 
+/* A message or datagram refused: counted, and logged at the 1st, 2nd, 4th, 8th, ... (no flood). */
+static void refused(fwx__ct *ct, const char *what, unsigned type, size_t len)
+{
+    ct->st.malformed++;
+    if ((ct->st.malformed & (ct->st.malformed - 1)) == 0)
+        ct_log(ct, FWX_LOG_WARN, "refused %s from the kernel (message type 0x%04x, %zu bytes): not read; "
+                                 "%llu refused so far", what, type, len, (unsigned long long)ct->st.malformed);
+}
+
 static void handle(fwx__ct *ct, const unsigned char *p, size_t len)
 {
     const struct nlmsghdr *nh = (const struct nlmsghdr *)p;
@@ -317,7 +429,7 @@ static void handle(fwx__ct *ct, const unsigned char *p, size_t len)
         fwx__ct_flow f;
         int ev = fwx__ct_parse(nh, nh->nlmsg_len, &f);
         if (ev < 0) {
-            ct->st.malformed++;
+            refused(ct, "a malformed event", nh->nlmsg_type, nh->nlmsg_len);
         } else if (ev > 0 && (f.mark & ct->mark_mask) == ct->mark_value) {
             ct->st.reported++;
             if (ev == FWX__CT_NEW)
@@ -327,8 +439,18 @@ static void handle(fwx__ct *ct, const unsigned char *p, size_t len)
             ct->cb(ct->arg, ev, &f);
         }
     }
-    if (!ct->closing && left > 0)
-        ct->st.malformed++; /* a length that does not fit what is left of the datagram */
+    if (!ct->closing && left > 0) /* a length that does not fit what is left of the datagram */
+        refused(ct, "a datagram whose message lengths do not fit it", 0, len);
+}
+
+/* Up to CT_BATCH datagrams from the event socket: their count, or -1 (errno). */
+static int read_batch(fwx__ct *ct)
+{
+    for (int i = 0; i < CT_BATCH; i++) {
+        ct->rx[i].msg_hdr.msg_namelen = sizeof ct->rx_from[i];
+        ct->rx[i].msg_hdr.msg_flags = 0;
+    }
+    return recvmmsg(mnl_socket_get_fd(ct->ev), ct->rx, CT_BATCH, MSG_DONTWAIT, NULL);
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)
@@ -343,16 +465,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
             ct_log(ct, FWX_LOG_ERROR, "cannot restart reading events after a socket error: events stop");
     }
     for (int i = 0; i < CT_READS_PER_WAKE && !ct->closing; i++) {
-        /* mnl_socket_recvfrom refuses what the kernel did not send (ESRCH) and a truncated
-           datagram (ENOSPC); the socket is non-blocking. */
-        ssize_t r = mnl_socket_recvfrom(ct->ev, ct->buf.b, sizeof ct->buf.b);
-        if (r < 0) {
-            if (errno == EINTR || errno == ESRCH)
+        int n = read_batch(ct);
+        if (n < 0) {
+            if (errno == EINTR)
                 continue;
-            if (errno == ENOSPC) {
-                ct->st.malformed++;
-                continue;
-            }
             if (errno == ENOBUFS) {
                 /* The socket buffer was full: the kernel dropped events. Go on reading. */
                 ct->st.overruns++;
@@ -366,7 +482,17 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 ct_log(ct, FWX_LOG_WARN, "reading events: %s", strerror(errno));
             return;
         }
-        handle(ct, ct->buf.b, (size_t)r);
+        for (int k = 0; k < n && !ct->closing; k++) {
+            const struct msghdr *m = &ct->rx[k].msg_hdr;
+            if (m->msg_namelen < sizeof(struct sockaddr_nl) || ct->rx_from[k].nl_pid != 0)
+                continue; /* not the kernel's: another process may send to our port id */
+            if (m->msg_flags & MSG_TRUNC)
+                refused(ct, "a truncated datagram", 0, ct->rx[k].msg_len);
+            else
+                handle(ct, ct->rx_buf[k].b, ct->rx[k].msg_len);
+        }
+        if (n < CT_BATCH)
+            return; /* the queue is empty: poll says when there is more */
     }
 }
 
@@ -670,6 +796,11 @@ fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out
     ct->loop = loop;
     ct->cb = cb;
     ct->arg = arg;
+    for (int i = 0; i < CT_BATCH; i++) {
+        ct->rx_iov[i] = (struct iovec){.iov_base = ct->rx_buf[i].b, .iov_len = sizeof ct->rx_buf[i].b};
+        ct->rx[i].msg_hdr = (struct msghdr){.msg_name = &ct->rx_from[i], .msg_namelen = sizeof ct->rx_from[i],
+                                            .msg_iov = &ct->rx_iov[i], .msg_iovlen = 1};
+    }
     ct->ev = nl_socket();
     ct->req = nl_socket();
     if (ct->ev == NULL || ct->req == NULL)

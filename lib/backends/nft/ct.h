@@ -3,7 +3,8 @@
  * kernel's connection tracking, read on the loop and filtered by the kernel on fwx's ct mark,
  * and the deletion of one entry (IFWXConnection::Kill of a kernel-mode connection).
  *
- * Built on libnetfilter_conntrack (messages, the socket filter) and libmnl (sockets).
+ * Built on libnetfilter_conntrack (requests, the socket filter) and libmnl (sockets); events are
+ * parsed here (fwx__ct_parse).
  * Conntrack tables and their sysctls are per network namespace: everything here concerns the
  * network namespace of the thread that called fwx__ct_open (both sockets are made there).
  * Internal; not installed. No dependency on nft.c. [loop-thread] unless said otherwise.
@@ -122,12 +123,14 @@ typedef struct fwx__ct_stats {
 void fwx__ct_get_stats(const fwx__ct *ct, fwx__ct_stats *out);
 
 /* The parser, exposed for tests and fuzzing: one netlink message (header included) of len
-   bytes. Returns FWX__CT_NEW / FWX__CT_DESTROY with *f filled; 0 for a well-formed message that
-   is not reported (another subsystem or message type, not TCP/UDP); -1 for a malformed one
-   (any length that does not fit, an attribute of the wrong size, a missing tuple, addresses of
-   another family than the header's). Never reads outside [msg, msg+len), and never hands the
-   library a message its parser would end the process on. The message must be 4-byte aligned
-   (as every netlink buffer is). */
+   bytes, read in one pass without allocating. Returns FWX__CT_NEW / FWX__CT_DESTROY /
+   FWX__CT_END with *f filled; 0 for a well-formed message that is not reported (another
+   subsystem or message type, not TCP/UDP; an entry update of no interest, e.g. a GET's answer,
+   which leaves *f filled: f->protocol != 0); -1 for a malformed one (any length that does not fit, attributes that do not fill
+   their container exactly, an attribute fwx reads of the wrong size, a missing tuple or port,
+   addresses of another family than the header's). Attributes fwx does not read are skipped by
+   their length. Never reads outside [msg, msg+len). The message must be 4-byte aligned (as
+   every netlink buffer is). */
 int fwx__ct_parse(const void *msg, size_t len, fwx__ct_flow *f);
 
 #endif /* FWX_NFT_CT_H */
