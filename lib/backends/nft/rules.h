@@ -76,8 +76,8 @@
    timeout stops matching at once; the pass only frees it. But each pass walks every element
    of the set (timed or not) without yielding the CPU (rhashtable walk under RCU; with this
    kernel's PREEMPT_NONE nothing preempts it), ~70 us per 1,000 elements here, so with
-   10,000 grants outstanding a 0.7 ms stall came every second, on whichever CPU ran it: fwx's
-   set-up p99 (bench/README.md, issue 13, "10,000 grants outstanding"). What lingers longer
+   10,000 grants outstanding a 0.7 ms stall came every second, on whichever CPU ran it, in
+   the way of fwx's set-up (bench/README.md, issue 13 part 3). What lingers longer
    instead: elements that expired unused (fwx's own delete of an expired element finds none);
    at the default 60 s grant timeout a key cannot expire often enough within 10 s to crowd
    its hash bucket, and 65,536 (the sets' size) takes 6,500 expiries a second. */
