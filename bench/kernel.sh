@@ -18,7 +18,8 @@
 # Knobs: QUICK=1, PIN=0 (do not pin), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw
 # TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations), FTP_MB=N (FTP file size, MiB),
 # RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup ctfilter" (a subset), SETUP_GRANTS=N
-# (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
+# (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), SETUP_ROWS="ROW..." (only
+# those rows of the latency section; default all), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
 # config file takes `backend = "nft"`, else kperm), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
 # under a profiler: its CPU figures then mean nothing, the profile says where the time goes).
 # SPDX-License-Identifier: MIT
@@ -636,22 +637,24 @@ done
 [ -n "$FTP_ROWS" ] && kill_tree "$VSFTPD_PID"   # port 21 is the scripted server's now
 
 if want setup; then
+    # SETUP_ROWS="kernel-ftp-kperm kernel-ftp-10k ...": only those rows of the section (default: all)
+    srow() { [ -z "${SETUP_ROWS:-}" ] && return 0; case " $SETUP_ROWS " in *" $1 "*) return 0 ;; esac; return 1; }
     log "permission set-up latency: $SETUP_N exchanges per row$([ "${RT:-0}" = 1 ] && echo ', SCHED_FIFO')"
     FWX_SCHED=("${RT_PRIO[@]}")
     gw_reset
-    if user_gateway_up user-ftp 1; then
+    if srow user-ftp && user_gateway_up user-ftp 1; then
         test_setup user-ftp pasv $G_IN $P_PUB 1
         test_setup user-ftp port $G_IN $P_PUB 1
         test_setup user-ftp-nodata pasv $G_IN $P_PUB 0
         test_setup user-ftp-nodata port $G_IN $P_PUB 0
         stop_fwx
     fi
-    if user_gateway_up user-relay 0; then
+    if srow user-relay && user_gateway_up user-relay 0; then
         test_setup user-relay pasv $G_IN $P_PUB 0
         stop_fwx
     fi
     gw_reset
-    if fwx_transparent_up setup-kftp ftp "$FTP_GUID"; then
+    if srow kernel-ftp && fwx_transparent_up setup-kftp ftp "$FTP_GUID"; then
         test_setup kernel-ftp pasv $S_IP $P_FTP 1
         test_setup kernel-ftp port $S_IP $P_FTP 1
         test_setup kernel-ftp-nodata pasv $S_IP $P_FTP 0
@@ -664,6 +667,7 @@ if want setup; then
     SETUP_GRANTS=${SETUP_GRANTS:-10000}
     if [ "$SETUP_GRANTS" -gt 0 ]; then
         for row in kernel-ftp-kperm kernel-ftp-10k; do
+            srow $row || continue
             gw_reset
             ng=0; [ $row = kernel-ftp-10k ] && ng=$SETUP_GRANTS
             if start_kperm "setup-$row" --plugin "$F/plugins/ftp.so" --filter "$FTP_GUID" --grants "$ng"; then
@@ -678,13 +682,13 @@ if want setup; then
         done
     fi
     gw_reset
-    if fwx_transparent_up setup-krelay conn-logger "$CL_GUID"; then
+    if srow kernel-relay && fwx_transparent_up setup-krelay conn-logger "$CL_GUID"; then
         test_setup kernel-relay pasv $S_IP $P_FTP 0
         stop_fwx
     fi
     gw_reset
-    nft_nat
-    test_setup kernel-nat-fwd pasv $S_IP $P_FTP 0
+    srow kernel-nat-fwd && nft_nat
+    srow kernel-nat-fwd && test_setup kernel-nat-fwd pasv $S_IP $P_FTP 0
     gw_reset
 fi
 if want ctfilter; then

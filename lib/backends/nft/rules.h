@@ -71,19 +71,31 @@
    reach the client, nothing goes back. */
 #define FWX_NFT_CT_ONEWAY "0x40000000"
 
+/* How often the kernel reaps the expired elements of a timed set (`gc-interval`): every 10 s,
+   not its default of every second. Expiry itself does not wait for it: an element past its
+   timeout stops matching at once; the pass only frees it. But each pass walks every element
+   of the set (timed or not) without yielding the CPU (rhashtable walk under RCU; with this
+   kernel's PREEMPT_NONE nothing preempts it), ~70 us per 1,000 elements here, so with
+   10,000 grants outstanding a 0.7 ms stall came every second, on whichever CPU ran it, in
+   the way of fwx's set-up (bench/README.md, issue 13 part 3). What lingers longer
+   instead: elements that expired unused (fwx's own delete of an expired element finds none);
+   at the default 60 s grant timeout a key cannot expire often enough within 10 s to crowd
+   its hash bucket, and 65,536 (the sets' size) takes 6,500 expiries a second. */
+#define FWX_NFT_GC "gc-interval 10s; "
+
 /* One family's sets and maps. %c is the family digit ('4' or '6'); %s the address type. */
 #define FWX_NFT_SETS_FMT                                                                                       \
-    "  set once%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
+    "  set once%c { type %s . %s . inet_proto . inet_service; flags timeout; " FWX_NFT_GC "size 65536;\n"                    \
     "    comment \"one connection each: client . target . l4proto . port, until its key is in used\"; }\n"     \
     "  set used%c { type %s . %s . inet_proto . inet_service; flags dynamic; size 65536;\n"                    \
     "    comment \"one-shot keys the forward rule used; fwx deletes them with the once element\"; }\n"          \
-    "  set allow%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                   \
+    "  set allow%c { type %s . %s . inet_proto . inet_service; flags timeout; " FWX_NFT_GC "size 65536;\n"                   \
     "    comment \"connections until removed or expired (ALLOW_MULTIPLE)\"; }\n"                                \
     "  map dnat%c { type %s . inet_proto . inet_service : %s . inet_service; flags timeout; size 65536;\n"      \
     "    comment \"bound and redirect ports: gateway . l4proto . port : destination . port\"; }\n"              \
     "  map snat%c { type %s . %s . inet_proto . inet_service : %s; flags timeout; size 65536;\n"               \
     "    comment \"source NAT to a given gateway address (ProxyExternalAddress)\"; }\n"                         \
-    "  set masq%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
+    "  set masq%c { type %s . %s . inet_proto . inet_service; flags timeout; " FWX_NFT_GC "size 65536;\n"                    \
     "    comment \"source NAT to the outgoing interface's address (PROXY_MODE)\"; }\n"                         \
     "  map pub%c { type %s . inet_proto . inet_service : %s . inet_service; size 65536;\n"                    \
     "    comment \"publishing rules: listen address . l4proto . port : server . port\"; }\n"                    \
@@ -91,9 +103,9 @@
     "    comment \"published servers: server . l4proto . port (after the DNAT)\"; }\n"                          \
     "  set pubmasq%c { type %s . inet_proto . inet_service; size 65536;\n"                                     \
     "    comment \"published servers reached from the gateway's address (full_proxy)\"; }\n"                      \
-    "  set user%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                    \
+    "  set user%c { type %s . %s . inet_proto . inet_service; flags timeout; " FWX_NFT_GC "size 65536;\n"                    \
     "    comment \"user-mode permissions: client . target . l4proto . port, redirected into fwx\"; }\n"          \
-    "  set oneway%c { type %s . %s . inet_proto . inet_service; flags timeout; size 65536;\n"                  \
+    "  set oneway%c { type %s . %s . inet_proto . inet_service; flags timeout; " FWX_NFT_GC "size 65536;\n"                  \
     "    comment \"UDP bound ports without BIDIRECTIONAL: peer . client . 17 . port, no datagram back\"; }\n"
 
 /* One family's rules in each chain. %s is the family keyword ("ip" or "ip6"), %c the digit.
@@ -141,9 +153,9 @@
    entry the flow's next packet would make, which the policy would otherwise forward again. */
 #define FWX_NFT_REFUSED_SECS 120
 #define FWX_NFT_REFUSED_SETS                                                                                   \
-    "  set refused4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags timeout; size 65536;\n"      \
+    "  set refused4 { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags timeout; " FWX_NFT_GC "size 65536;\n"      \
     "    comment \"flows refused after the kernel forwarded their first packet\"; }\n"                        \
-    "  set refused6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout; size 65536;\n"      \
+    "  set refused6 { type ipv6_addr . ipv6_addr . inet_proto . inet_service; flags timeout; " FWX_NFT_GC "size 65536;\n"      \
     "    comment \"the same, IPv6\"; }\n"
 
 /* input, filter: fwx's interception listener takes only what the redirect rules above deliver
