@@ -30,7 +30,7 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
     c->event = event;
     c->protocol_guid = pg ? *pg : FWX_GUID_NULL;
     c->buffer_size = protocol == FWX_PROTOCOL_UDP ? 4096 : 2048;
-    memcpy(&c->client, &s->client, sizeof c->client);
+    c->client = s->client;
     fwx__list_insert_tail(&s->conns, &c->node);
     s->fw->n_connections++;
     return c;
@@ -46,10 +46,10 @@ void fwx__conn_set_upstream_local(IFWXConnection *conn, const struct sockaddr *l
     /* Toward a published server (or the target of a bound port) the upstream is the internal
        side; for a client's outbound connection (or a redirect's) it is the external side. */
     if (c->event == fwx_AcceptedConnection || c->event == fwx_Bind_Tcp) {
-        c->int_local = ss;
+        fwx__sa_set(&c->int_local, (const struct sockaddr *)&ss);
         c->has_int_local = true;
     } else if (!c->has_ext_local) {
-        c->ext_local = ss;
+        fwx__sa_set(&c->ext_local, (const struct sockaddr *)&ss);
         c->has_ext_local = true;
     }
 }
@@ -76,7 +76,7 @@ fwx_result fwx_connection_set_internal_peer(IFWXConnection *conn, const struct s
     /* Only the port is news: the address is the session's client, whose flows these are. */
     if (c->has_server || !fwx__sa_same_ip((struct sockaddr *)&ss, (struct sockaddr *)&c->session->client))
         return FWX_E_INVALIDARG;
-    c->client = ss;
+    fwx__sa_set(&c->client, (const struct sockaddr *)&ss);
     return FWX_S_OK;
 }
 
@@ -111,10 +111,7 @@ fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilte
     c->dfs[at].prio = prio;
     c->dfs[at].ctx = ctx;
     c->dfs[at].has_dest = dest != NULL;
-    if (dest != NULL)
-        c->dfs[at].dest = *dest;
-    else
-        memset(&c->dfs[at].dest, 0, sizeof c->dfs[at].dest);
+    fwx__sa_set(&c->dfs[at].dest, (const struct sockaddr *)dest); /* canonical (or NULL: zero) */
     fwx__plugin *owner = c->session->fw->current_plugin;
     c->dfs[at].plugin = owner;
     if (c->dfs_seen == 0)
@@ -220,10 +217,10 @@ static void fill_event(FwxFirewallEvent *ev, fwx__conn *c, uint32_t type, FwxFil
     ev->EventType = type;
     if (type == fwx_AcceptedConnection) {
         FwxAcceptEvent *a = &ev->Parameters.Accept;
-        a->RemoteAddress = c->ext_peer;
+        fwx__sa_get(&a->RemoteAddress, &c->ext_peer);
         a->RemoteAddressLength = fwx__sa_len((struct sockaddr *)&c->ext_peer);
         if (c->has_ext_local) {
-            a->LocalAddress = c->ext_local;
+            fwx__sa_get(&a->LocalAddress, &c->ext_local);
             a->LocalAddressLength = fwx__sa_len((struct sockaddr *)&c->ext_local);
         }
         a->piConnectionAccepted = &c->iface;
@@ -232,7 +229,7 @@ static void fill_event(FwxFirewallEvent *ev, fwx__conn *c, uint32_t type, FwxFil
         a->IsSecondary = secondary;
     } else if (type == fwx_Udp_Destination) {
         FwxUdpDestinationEvent *u = &ev->Parameters.UdpDest;
-        u->Address = c->ext_peer;
+        fwx__sa_get(&u->Address, &c->ext_peer);
         u->AddressLength = fwx__sa_len((struct sockaddr *)&c->ext_peer);
         u->piConnection = &c->iface;
         u->FilterAccess = access;
@@ -241,13 +238,13 @@ static void fill_event(FwxFirewallEvent *ev, fwx__conn *c, uint32_t type, FwxFil
         u->piUdpDestination = &c->udpdest;
     } else if (type == fwx_Listen) {
         FwxListenEvent *l = &ev->Parameters.Listen;
-        l->Address = c->has_ext_local ? c->ext_local : c->ext_peer;
+        fwx__sa_get(&l->Address, c->has_ext_local ? &c->ext_local : &c->ext_peer);
         l->AddressLength = fwx__sa_len((struct sockaddr *)&l->Address);
         l->piConnection = &c->iface;
         l->ProtocolGuid = c->protocol_guid;
     } else {
         FwxConnectEvent *k = &ev->Parameters.Connect;
-        k->Address = c->ext_peer;
+        fwx__sa_get(&k->Address, &c->ext_peer);
         k->AddressLength = fwx__sa_len((struct sockaddr *)&c->ext_peer);
         k->piConnection = &c->iface;
         k->FilterAccess = access;
@@ -399,14 +396,14 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
         c->rule[n] = '\0';
     }
     c->flags |= p->flags;
-    c->ext_peer = peer;
+    fwx__sa_set(&c->ext_peer, (const struct sockaddr *)&peer);
     c->has_ext_peer = true;
     if (has_server) {
-        c->server = server;
+        fwx__sa_set(&c->server, (const struct sockaddr *)&server);
         c->has_server = true;
     }
     if (p->external_local != NULL) {
-        c->ext_local = local;
+        fwx__sa_set(&c->ext_local, (const struct sockaddr *)&local);
         c->has_ext_local = true;
     }
     if (is_bind) {
@@ -576,9 +573,9 @@ static fwx_result c_EmulateConnection(IFWXConnection *This, IFWXDataFilter *df, 
     if (e == NULL)
         return FWX_E_OUTOFMEMORY;
     e->flags |= FWX_CONNECTION_EMULATED | FWX_CONNECTION_SECONDARY;
-    e->ext_peer = remote;
+    fwx__sa_set(&e->ext_peer, (const struct sockaddr *)&remote);
     e->has_ext_peer = true;
-    e->ext_local = local;
+    fwx__sa_set(&e->ext_local, (const struct sockaddr *)&local);
     e->has_ext_local = true;
     fwx_result hr = fwx__conn_attach_df(e, df, fwx_dfpc_Emulation, NULL);
     if (FWX_FAILED(hr)) {
@@ -634,7 +631,7 @@ static fwx_result c_SetSocketName(IFWXConnection *This, const struct sockaddr *a
         return FWX_E_INVALIDARG;
     if (c->flags & FWX_CONNECTION_TERMINATED)
         return FWX_E_TERMINATING;
-    c->ext_local = ss;
+    fwx__sa_set(&c->ext_local, (const struct sockaddr *)&ss);
     c->has_ext_local = true;
     return FWX_S_OK;
 }
@@ -645,7 +642,7 @@ static fwx_result c_Kill(IFWXConnection *This)
     return FWX_S_OK;
 }
 
-static fwx_result copy_out(const struct sockaddr_storage *ss, bool known, struct sockaddr *a, uint32_t *l)
+static fwx_result copy_out(const fwx__sa *ss, bool known, struct sockaddr *a, uint32_t *l)
 {
     if (a == NULL || l == NULL)
         return FWX_E_POINTER;

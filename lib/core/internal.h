@@ -368,8 +368,8 @@ struct fwx__session {
     fwx__list node;
     uint32_t source; /* fwxSourceNAT / fwxSourceWSP */
     uint32_t flags;  /* FWX_SESSION_* */
-    struct sockaddr_storage client;
-    struct sockaddr_storage gw_internal;
+    fwx__sa client;
+    fwx__sa gw_internal;
     bool has_gw_internal;
     char *user;
     bool ended;
@@ -436,7 +436,7 @@ typedef struct fwx__dfentry {
     FwxDataFilterPriorityClass prio;
     IUnknown *ctx;
     bool has_dest;                 /* AttachDataFilterWithDestination: only this UDP destination */
-    struct sockaddr_storage dest;
+    fwx__sa dest;
     fwx__plugin *plugin; /* the plugin that attached it, NULL for the host: owner of its grants */
 } fwx__dfentry;
 
@@ -451,13 +451,13 @@ struct fwx__conn {
     uint32_t event;  /* the event that created it */
     uint32_t flags;  /* FWX_CONNECTION_* */
     fwx_guid protocol_guid;
-    struct sockaddr_storage ext_peer, ext_local, client;
+    fwx__sa ext_peer, ext_local, client; /* compact: issue 12, memory per connection */
     bool has_ext_peer, has_ext_local;
-    struct sockaddr_storage server; /* publishing: the internal server relayed to */
+    fwx__sa server; /* publishing: the internal server relayed to */
     bool has_server;
     /* The gateway's own address on the internal side (for a published server's connection:
        the local name of the upstream socket to the server), learnt when the backend connects. */
-    struct sockaddr_storage int_local;
+    fwx__sa int_local;
     bool has_int_local;
     uint32_t in_event; /* the event whose handler runs now, 0 outside handlers */
     bool denied;
@@ -599,7 +599,7 @@ struct fwx__grant {
     fwx_guid protocol_guid;
     IFWXIpFilter *ipfilter; /* +1, restricts who may connect */
     fwx__conn *conn;        /* BindForClient / client bind: the owning connection (borrowed) */
-    struct sockaddr_storage only_source; /* FWX_FLAG_REPLY_FROM_PEER: who alone may use it (port 0) */
+    fwx__sa only_source; /* FWX_FLAG_REPLY_FROM_PEER: who alone may use it (port 0) */
     fwx__action *action;    /* borrowed: the action object, if one was handed out */
     bool installed;         /* given to the backend */
     bool announced;         /* FWX_EVENT_PERMISSION_ADDED sent (lib/core/events.c) */
