@@ -12,6 +12,33 @@ static const IFWXUdpDestinationVtbl udpdest_vtbl;
 
 bool fwx__conn_is_ours(IFWXConnection *c) { return c != NULL && c->lpVtbl == &conn_vtbl.Base.Base; }
 
+/* The rule name a connection keeps: the firewall's one copy of text, +1 (NULL: out of memory).
+   Held, not copied per connection, and not pointed into the policy: a reload frees the policy
+   while its connections live on. */
+static fwx__name *name_hold(fwx_firewall *fw, const char *text)
+{
+    size_t len = strlen(text);
+    fwx__name *n = NULL;
+    HASH_FIND(hh, fw->names, text, len, n);
+    if (n == NULL) {
+        if ((n = malloc(sizeof *n + len + 1)) == NULL)
+            return NULL;
+        memset(n, 0, sizeof *n);
+        memcpy(n->text, text, len + 1);
+        HASH_ADD_KEYPTR(hh, fw->names, n->text, len, n);
+    }
+    n->refs++;
+    return n;
+}
+
+static void name_drop(fwx_firewall *fw, fwx__name *n)
+{
+    if (n != NULL && --n->refs == 0) {
+        HASH_DEL(fw->names, n);
+        free(n);
+    }
+}
+
 fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *pg)
 {
     fwx__conn *c = calloc(1, sizeof *c);
@@ -390,10 +417,12 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
     fwx__conn *c = fwx__conn_new(s, p->protocol, p->event, pg);
     if (c == NULL)
         return FWX_E_OUTOFMEMORY;
-    if (rule != NULL) { /* copied: a reload frees the policy the name lives in */
-        size_t n = strnlen(rule, sizeof c->rule - 1); /* not snprintf: this runs per connection */
-        memcpy(c->rule, rule, n);
-        c->rule[n] = '\0';
+    if (rule != NULL && (c->rule = name_hold(fw, rule)) == NULL) {
+        fwx__log(fw, FWX_LOG_ERROR, "connection %llu: out of memory for its rule's name, refused",
+                 (unsigned long long)c->id);
+        fwx__conn_terminate(c);
+        IFWXConnection_Release(&c->iface);
+        return FWX_E_OUTOFMEMORY;
     }
     c->flags |= p->flags;
     fwx__sa_set(&c->ext_peer, (const struct sockaddr *)&peer);
@@ -430,7 +459,7 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
                     fwx_strerror(hr));
         fwx__event_refused(fw, s, c, p->protocol, in ? (struct sockaddr *)&peer : (struct sockaddr *)&s->client,
                            in ? (p->external_local ? (struct sockaddr *)&local : NULL) : (struct sockaddr *)&peer, hr,
-                           c->rule, fwx_strerror(hr));
+                           fwx__conn_rule(c), fwx_strerror(hr));
         IFWXConnection_Release(&c->iface);
         return hr;
     }
@@ -512,6 +541,7 @@ static uint32_t c_Release(IFWXConnection *This)
         fwx__list_remove(&c->node); /* a closing client bind's entry; a no-op otherwise */
         fwx_redirect_record_unref(c->redirect); /* the flow is gone: so are its hops' contexts */
         fwx__registry_unlink(c);
+        name_drop(fw, c->rule);
         free(c);
         atomic_fetch_sub(&s->core_refs, 1); /* first: this release is the core's own */
         IFWXSession_Release(&s->iface);
