@@ -62,6 +62,16 @@ static const char *POLICY =
     "  { name = \"web\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];\n"
     "    protocols = [ \"http\" ]; } );\n";
 
+/* Loads policy text and makes it the firewall's (the one before is freed). */
+static void fx_set_policy(fx *f, const char *text, const char *name)
+{
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    fwx_result hr = fwx_policy_load_string(text, name, &p, &err);
+    ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s", err.file, err.line, err.message);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f->fw, p), FWX_S_OK);
+}
+
 static void fx_open(fx *f, bool with_policy)
 {
     static struct sockaddr_storage local[1];
@@ -75,13 +85,8 @@ static void fx_open(fx *f, bool with_policy)
     o.log_level = FWX_LOG_ERROR;
     TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_event_sink(f->fw, on_event, f), FWX_S_OK);
-    if (with_policy) {
-        fwx_policy *p = NULL;
-        fwx_config_error err;
-        fwx_result hr = fwx_policy_load_string(POLICY, "ev.cfg", &p, &err);
-        ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s", err.file, err.line, err.message);
-        TU_EXPECT_HR(fwx_firewall_set_policy(f->fw, p), FWX_S_OK);
-    }
+    if (with_policy)
+        fx_set_policy(f, POLICY, "ev.cfg");
     struct sockaddr_storage c = tu_addr("10.0.0.8");
     fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
     TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
@@ -188,11 +193,7 @@ START_TEST(rule_name_outlives_reload)
         "rules = (\n"
         "  { name = \"browsing-for-everyone-inside-through-the-gateway-with-a-long-name\"; action = \"allow\";\n"
         "    from = [ \"internal\" ]; to = [ \"external\" ]; protocols = [ \"http\" ]; } );\n";
-    fwx_policy *p = NULL;
-    fwx_config_error err;
-    fwx_result hr = fwx_policy_load_string(renamed, "renamed.cfg", &p, &err);
-    ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s", err.file, err.line, err.message);
-    TU_EXPECT_HR(fwx_firewall_set_policy(f.fw, p), FWX_S_OK); /* frees the first policy */
+    fx_set_policy(&f, renamed, "renamed.cfg"); /* frees the first policy */
 
     fwx_connection_close(c);
     ck_assert_int_eq(f.n, 4);
