@@ -19,7 +19,7 @@ typedef struct seen {
     uint64_t session, id;
     uint64_t bytes_in, bytes_out;
     fwx_result result;
-    char reason[32], rule[64], name[32];
+    char reason[32], rule[96], name[32];
 } seen;
 
 typedef struct fx {
@@ -62,6 +62,16 @@ static const char *POLICY =
     "  { name = \"web\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];\n"
     "    protocols = [ \"http\" ]; } );\n";
 
+/* Loads policy text and makes it the firewall's (the one before is freed). */
+static void fx_set_policy(fx *f, const char *text, const char *name)
+{
+    fwx_policy *p = NULL;
+    fwx_config_error err;
+    fwx_result hr = fwx_policy_load_string(text, name, &p, &err);
+    ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s", err.file, err.line, err.message);
+    TU_EXPECT_HR(fwx_firewall_set_policy(f->fw, p), FWX_S_OK);
+}
+
 static void fx_open(fx *f, bool with_policy)
 {
     static struct sockaddr_storage local[1];
@@ -75,13 +85,8 @@ static void fx_open(fx *f, bool with_policy)
     o.log_level = FWX_LOG_ERROR;
     TU_EXPECT_HR(fwx_firewall_new(&f->loop, &o, &f->fw), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_event_sink(f->fw, on_event, f), FWX_S_OK);
-    if (with_policy) {
-        fwx_policy *p = NULL;
-        fwx_config_error err;
-        fwx_result hr = fwx_policy_load_string(POLICY, "ev.cfg", &p, &err);
-        ck_assert_msg(hr == FWX_S_OK, "%s:%d: %s", err.file, err.line, err.message);
-        TU_EXPECT_HR(fwx_firewall_set_policy(f->fw, p), FWX_S_OK);
-    }
+    if (with_policy)
+        fx_set_policy(f, POLICY, "ev.cfg");
     struct sockaddr_storage c = tu_addr("10.0.0.8");
     fwx_session_params sp = {sizeof sp, fwxSourceNAT, TU_SA(c), tu_len(&c), NULL, 0, NULL};
     TU_EXPECT_HR(fwx_session_open(f->fw, &sp, &f->s), FWX_S_OK);
@@ -162,6 +167,47 @@ START_TEST(events_of_a_session_and_its_connections)
 
     TU_EXPECT_HR(fwx_firewall_set_event_sink(f.fw, NULL, NULL), FWX_S_OK);
     TU_EXPECT_HR(fwx_firewall_set_event_sink(NULL, on_event, &f), FWX_E_POINTER);
+    fx_close(&f);
+}
+END_TEST
+
+/* A connection keeps the name of the rule that allowed it (one copy per name, shared, counted:
+   lib/core/connection.c) past a policy reload that frees the policy's own text, and past the
+   other connections of that rule; a long name is kept whole. */
+START_TEST(rule_name_outlives_reload)
+{
+    fx f;
+    fx_open(&f, true);
+    IFWXConnection *c = NULL, *d = NULL, *e = NULL;
+    TU_EXPECT_HR(open_conn(&f, "198.51.100.7:80", &c), FWX_S_OK);
+    TU_EXPECT_HR(open_conn(&f, "198.51.100.9:80", &d), FWX_S_OK);
+    ck_assert_int_eq(f.n, 3);
+    ck_assert_str_eq(f.ev[1].rule, "web");
+    ck_assert_str_eq(f.ev[2].rule, "web");
+
+    static const char *renamed =
+        "networks = { internal = { ranges = [ \"10.0.0.0/8\" ]; }; };\n"
+        "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"
+        "protocols = (\n"
+        "  { name = \"http\"; guid = \"{11111111-0000-0000-0000-000000000080}\"; protocol = \"tcp\"; port = 80; } );\n"
+        "rules = (\n"
+        "  { name = \"browsing-for-everyone-inside-through-the-gateway-with-a-long-name\"; action = \"allow\";\n"
+        "    from = [ \"internal\" ]; to = [ \"external\" ]; protocols = [ \"http\" ]; } );\n";
+    fx_set_policy(&f, renamed, "renamed.cfg"); /* frees the first policy */
+
+    fwx_connection_close(c);
+    ck_assert_int_eq(f.n, 4);
+    ck_assert_int_eq(f.ev[3].type, FWX_EVENT_CONNECTION_CLOSED);
+    ck_assert_str_eq(f.ev[3].rule, "web");
+    TU_EXPECT_HR(open_conn(&f, "198.51.100.8:80", &e), FWX_S_OK);
+    ck_assert_int_eq(f.n, 5);
+    ck_assert_str_eq(f.ev[4].rule, "browsing-for-everyone-inside-through-the-gateway-with-a-long-name");
+    fwx_connection_close(d); /* the last holder of "web" */
+    ck_assert_int_eq(f.n, 6);
+    ck_assert_str_eq(f.ev[5].rule, "web");
+    fwx_connection_close(e);
+    ck_assert_int_eq(f.n, 7);
+    ck_assert_str_eq(f.ev[6].rule, "browsing-for-everyone-inside-through-the-gateway-with-a-long-name");
     fx_close(&f);
 }
 END_TEST
@@ -313,6 +359,7 @@ int main(void)
         const TTest *test;
     } cases[] = {
         {"events", events_of_a_session_and_its_connections},
+        {"rule name", rule_name_outlives_reload},
         {"report_refused", report_refused_from_outside},
         {"kill", kill_by_id},
         {"explain", explain_a_decision},

@@ -7,6 +7,7 @@
  */
 #include "testutil.h"
 #include "plugins/test_plugin.h"
+#include "util/util.h" /* fwx__sa, the core's compact address */
 
 #include <arpa/inet.h>
 #include <dlfcn.h>
@@ -15,6 +16,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 typedef struct fx {
@@ -223,6 +225,56 @@ START_TEST(connection_basics_and_refcounts)
     uint32_t flags = 0;
     TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(c, &flags), FWX_S_OK);
     ck_assert(flags & FWX_CONNECTION_TERMINATED);
+    ck_assert_uint_eq(IFWXConnection_Release(c), 0);
+    fx_close(&f);
+}
+END_TEST
+
+/* ---- compact addresses (issue 12: fwx__sa instead of sockaddr_storage) ------------------- */
+
+START_TEST(compact_address_copies)
+{
+    /* fwx__sa_set keeps a whole IPv6 address (flow label and scope too) and refuses what it
+       cannot hold; fwx__sa_get fills a sockaddr_storage and zeroes the rest. */
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons(2121), .sin6_flowinfo = htonl(0x12345),
+                              .sin6_scope_id = 3};
+    ck_assert_int_eq(inet_pton(AF_INET6, "2001:db8::7", &v6.sin6_addr), 1);
+    fwx__sa a;
+    ck_assert(fwx__sa_set(&a, (const struct sockaddr *)&v6));
+    ck_assert(memcmp(&a.sin6, &v6, sizeof v6) == 0);
+    struct sockaddr_storage out;
+    memset(&out, 0xAA, sizeof out);
+    fwx__sa_get(&out, &a);
+    ck_assert(memcmp(&out, &v6, sizeof v6) == 0);
+    for (size_t i = sizeof v6; i < sizeof out; i++)
+        ck_assert_uint_eq(((const unsigned char *)&out)[i], 0);
+    struct sockaddr_un un = {.sun_family = AF_UNIX, .sun_path = "/run/x"};
+    ck_assert(!fwx__sa_set(&a, (const struct sockaddr *)&un));
+    ck_assert_uint_eq(a.sa.sa_family, AF_UNSPEC);
+    ck_assert(fwx__sa_set(&a, NULL));
+    ck_assert_uint_eq(a.sa.sa_family, AF_UNSPEC);
+    memset(&out, 0xAA, sizeof out);
+    fwx__sa_get(&out, &a);
+    ck_assert_uint_eq(out.ss_family, AF_UNSPEC);
+
+    /* Through a connection: the peer a filter reads back is the address given, byte for byte,
+       and nothing past it is written. */
+    fx f;
+    fx_open(&f, NULL, NULL);
+    IFWXConnection *c = NULL;
+    fwx_connection_params cp = {sizeof cp, fwx_Connect_Tcp, FWX_PROTOCOL_TCP, (const struct sockaddr *)&v6,
+                                sizeof v6, NULL, 0, NULL, 0, 0, NULL};
+    TU_EXPECT_HR(fwx_connection_open(f.s, &cp, &c), FWX_S_OK);
+    memset(&out, 0xAA, sizeof out);
+    uint32_t len = sizeof(struct sockaddr_in);
+    TU_EXPECT_HR(IFWXConnection_GetExternalPeerName(c, TU_SAM(out), &len), FWX_E_INVALIDARG);
+    ck_assert_uint_eq(len, sizeof v6);
+    len = sizeof out;
+    TU_EXPECT_HR(IFWXConnection_GetExternalPeerName(c, TU_SAM(out), &len), FWX_S_OK);
+    ck_assert_uint_eq(len, sizeof v6);
+    ck_assert(memcmp(&out, &v6, sizeof v6) == 0);
+    ck_assert_uint_eq(((const unsigned char *)&out)[sizeof v6], 0xAA);
+    TU_EXPECT_HR(IFWXConnection_Kill(c), FWX_S_OK);
     ck_assert_uint_eq(IFWXConnection_Release(c), 0);
     fx_close(&f);
 }
@@ -711,6 +763,7 @@ static Suite *session_suite(void)
         {"private session", private_session_ends_on_last_release},
         {"ended", ended_session_refuses_calls},
         {"connections", connection_basics_and_refcounts},
+        {"compact addresses", compact_address_copies},
         {"t13 deny", t13_deny_codes},
         {"t16 handler", t16_handler_failure_fails_request},
         {"t16 attach", t16_attach_failure_fails_request},

@@ -238,9 +238,10 @@ static void stuck_forget(fwx_firewall *fw)
    client, the published servers of its connections); a bound port the external peers of its
    primary connections (fwx__conn_counts_as_peer), unless an IP filter decides instead; a
    client bind is decided at each arrival (its IP filter and the policy). */
-static fwx_result push_source(fwx_grant_source **v, uint32_t *n, const struct sockaddr_storage *a, uint32_t flags)
+static fwx_result push_source(fwx_grant_source **v, uint32_t *n, const fwx__sa *a, uint32_t flags)
 {
-    struct sockaddr_storage ip = *a;
+    struct sockaddr_storage ip;
+    fwx__sa_get(&ip, a);
     fwx__sa_set_port((struct sockaddr *)&ip, 0);
     for (uint32_t i = 0; i < *n; i++)
         if (fwx__sa_same_ip((const struct sockaddr *)&(*v)[i].address, (const struct sockaddr *)&ip)) {

@@ -12,6 +12,33 @@ static const IFWXUdpDestinationVtbl udpdest_vtbl;
 
 bool fwx__conn_is_ours(IFWXConnection *c) { return c != NULL && c->lpVtbl == &conn_vtbl.Base.Base; }
 
+/* The rule name a connection keeps: the firewall's one copy of text, +1 (NULL: out of memory).
+   Held, not copied per connection, and not pointed into the policy: a reload frees the policy
+   while its connections live on. */
+static fwx__name *name_hold(fwx_firewall *fw, const char *text)
+{
+    size_t len = strlen(text);
+    fwx__name *n = NULL;
+    HASH_FIND(hh, fw->names, text, len, n);
+    if (n == NULL) {
+        if ((n = malloc(sizeof *n + len + 1)) == NULL)
+            return NULL;
+        memset(n, 0, sizeof *n);
+        memcpy(n->text, text, len + 1);
+        HASH_ADD_KEYPTR(hh, fw->names, n->text, len, n);
+    }
+    n->refs++;
+    return n;
+}
+
+static void name_drop(fwx_firewall *fw, fwx__name *n)
+{
+    if (n != NULL && --n->refs == 0) {
+        HASH_DEL(fw->names, n);
+        free(n);
+    }
+}
+
 fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *pg)
 {
     fwx__conn *c = calloc(1, sizeof *c);
@@ -30,7 +57,7 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
     c->event = event;
     c->protocol_guid = pg ? *pg : FWX_GUID_NULL;
     c->buffer_size = protocol == FWX_PROTOCOL_UDP ? 4096 : 2048;
-    memcpy(&c->client, &s->client, sizeof c->client);
+    c->client = s->client;
     fwx__list_insert_tail(&s->conns, &c->node);
     s->fw->n_connections++;
     return c;
@@ -46,10 +73,10 @@ void fwx__conn_set_upstream_local(IFWXConnection *conn, const struct sockaddr *l
     /* Toward a published server (or the target of a bound port) the upstream is the internal
        side; for a client's outbound connection (or a redirect's) it is the external side. */
     if (c->event == fwx_AcceptedConnection || c->event == fwx_Bind_Tcp) {
-        c->int_local = ss;
+        fwx__sa_set(&c->int_local, (const struct sockaddr *)&ss);
         c->has_int_local = true;
     } else if (!c->has_ext_local) {
-        c->ext_local = ss;
+        fwx__sa_set(&c->ext_local, (const struct sockaddr *)&ss);
         c->has_ext_local = true;
     }
 }
@@ -76,7 +103,7 @@ fwx_result fwx_connection_set_internal_peer(IFWXConnection *conn, const struct s
     /* Only the port is news: the address is the session's client, whose flows these are. */
     if (c->has_server || !fwx__sa_same_ip((struct sockaddr *)&ss, (struct sockaddr *)&c->session->client))
         return FWX_E_INVALIDARG;
-    c->client = ss;
+    fwx__sa_set(&c->client, (const struct sockaddr *)&ss);
     return FWX_S_OK;
 }
 
@@ -111,10 +138,7 @@ fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilte
     c->dfs[at].prio = prio;
     c->dfs[at].ctx = ctx;
     c->dfs[at].has_dest = dest != NULL;
-    if (dest != NULL)
-        c->dfs[at].dest = *dest;
-    else
-        memset(&c->dfs[at].dest, 0, sizeof c->dfs[at].dest);
+    fwx__sa_set(&c->dfs[at].dest, (const struct sockaddr *)dest); /* canonical (or NULL: zero) */
     fwx__plugin *owner = c->session->fw->current_plugin;
     c->dfs[at].plugin = owner;
     if (c->dfs_seen == 0)
@@ -220,10 +244,10 @@ static void fill_event(FwxFirewallEvent *ev, fwx__conn *c, uint32_t type, FwxFil
     ev->EventType = type;
     if (type == fwx_AcceptedConnection) {
         FwxAcceptEvent *a = &ev->Parameters.Accept;
-        a->RemoteAddress = c->ext_peer;
+        fwx__sa_get(&a->RemoteAddress, &c->ext_peer);
         a->RemoteAddressLength = fwx__sa_len((struct sockaddr *)&c->ext_peer);
         if (c->has_ext_local) {
-            a->LocalAddress = c->ext_local;
+            fwx__sa_get(&a->LocalAddress, &c->ext_local);
             a->LocalAddressLength = fwx__sa_len((struct sockaddr *)&c->ext_local);
         }
         a->piConnectionAccepted = &c->iface;
@@ -232,7 +256,7 @@ static void fill_event(FwxFirewallEvent *ev, fwx__conn *c, uint32_t type, FwxFil
         a->IsSecondary = secondary;
     } else if (type == fwx_Udp_Destination) {
         FwxUdpDestinationEvent *u = &ev->Parameters.UdpDest;
-        u->Address = c->ext_peer;
+        fwx__sa_get(&u->Address, &c->ext_peer);
         u->AddressLength = fwx__sa_len((struct sockaddr *)&c->ext_peer);
         u->piConnection = &c->iface;
         u->FilterAccess = access;
@@ -241,13 +265,13 @@ static void fill_event(FwxFirewallEvent *ev, fwx__conn *c, uint32_t type, FwxFil
         u->piUdpDestination = &c->udpdest;
     } else if (type == fwx_Listen) {
         FwxListenEvent *l = &ev->Parameters.Listen;
-        l->Address = c->has_ext_local ? c->ext_local : c->ext_peer;
+        fwx__sa_get(&l->Address, c->has_ext_local ? &c->ext_local : &c->ext_peer);
         l->AddressLength = fwx__sa_len((struct sockaddr *)&l->Address);
         l->piConnection = &c->iface;
         l->ProtocolGuid = c->protocol_guid;
     } else {
         FwxConnectEvent *k = &ev->Parameters.Connect;
-        k->Address = c->ext_peer;
+        fwx__sa_get(&k->Address, &c->ext_peer);
         k->AddressLength = fwx__sa_len((struct sockaddr *)&c->ext_peer);
         k->piConnection = &c->iface;
         k->FilterAccess = access;
@@ -393,20 +417,22 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
     fwx__conn *c = fwx__conn_new(s, p->protocol, p->event, pg);
     if (c == NULL)
         return FWX_E_OUTOFMEMORY;
-    if (rule != NULL) { /* copied: a reload frees the policy the name lives in */
-        size_t n = strnlen(rule, sizeof c->rule - 1); /* not snprintf: this runs per connection */
-        memcpy(c->rule, rule, n);
-        c->rule[n] = '\0';
+    if (rule != NULL && (c->rule = name_hold(fw, rule)) == NULL) {
+        fwx__log(fw, FWX_LOG_ERROR, "connection %llu: out of memory for its rule's name, refused",
+                 (unsigned long long)c->id);
+        fwx__conn_terminate(c);
+        IFWXConnection_Release(&c->iface);
+        return FWX_E_OUTOFMEMORY;
     }
     c->flags |= p->flags;
-    c->ext_peer = peer;
+    fwx__sa_set(&c->ext_peer, (const struct sockaddr *)&peer);
     c->has_ext_peer = true;
     if (has_server) {
-        c->server = server;
+        fwx__sa_set(&c->server, (const struct sockaddr *)&server);
         c->has_server = true;
     }
     if (p->external_local != NULL) {
-        c->ext_local = local;
+        fwx__sa_set(&c->ext_local, (const struct sockaddr *)&local);
         c->has_ext_local = true;
     }
     if (is_bind) {
@@ -433,7 +459,7 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
                     fwx_strerror(hr));
         fwx__event_refused(fw, s, c, p->protocol, in ? (struct sockaddr *)&peer : (struct sockaddr *)&s->client,
                            in ? (p->external_local ? (struct sockaddr *)&local : NULL) : (struct sockaddr *)&peer, hr,
-                           c->rule, fwx_strerror(hr));
+                           fwx__conn_rule(c), fwx_strerror(hr));
         IFWXConnection_Release(&c->iface);
         return hr;
     }
@@ -515,6 +541,7 @@ static uint32_t c_Release(IFWXConnection *This)
         fwx__list_remove(&c->node); /* a closing client bind's entry; a no-op otherwise */
         fwx_redirect_record_unref(c->redirect); /* the flow is gone: so are its hops' contexts */
         fwx__registry_unlink(c);
+        name_drop(fw, c->rule);
         free(c);
         atomic_fetch_sub(&s->core_refs, 1); /* first: this release is the core's own */
         IFWXSession_Release(&s->iface);
@@ -576,9 +603,9 @@ static fwx_result c_EmulateConnection(IFWXConnection *This, IFWXDataFilter *df, 
     if (e == NULL)
         return FWX_E_OUTOFMEMORY;
     e->flags |= FWX_CONNECTION_EMULATED | FWX_CONNECTION_SECONDARY;
-    e->ext_peer = remote;
+    fwx__sa_set(&e->ext_peer, (const struct sockaddr *)&remote);
     e->has_ext_peer = true;
-    e->ext_local = local;
+    fwx__sa_set(&e->ext_local, (const struct sockaddr *)&local);
     e->has_ext_local = true;
     fwx_result hr = fwx__conn_attach_df(e, df, fwx_dfpc_Emulation, NULL);
     if (FWX_FAILED(hr)) {
@@ -634,7 +661,7 @@ static fwx_result c_SetSocketName(IFWXConnection *This, const struct sockaddr *a
         return FWX_E_INVALIDARG;
     if (c->flags & FWX_CONNECTION_TERMINATED)
         return FWX_E_TERMINATING;
-    c->ext_local = ss;
+    fwx__sa_set(&c->ext_local, (const struct sockaddr *)&ss);
     c->has_ext_local = true;
     return FWX_S_OK;
 }
@@ -645,7 +672,7 @@ static fwx_result c_Kill(IFWXConnection *This)
     return FWX_S_OK;
 }
 
-static fwx_result copy_out(const struct sockaddr_storage *ss, bool known, struct sockaddr *a, uint32_t *l)
+static fwx_result copy_out(const fwx__sa *ss, bool known, struct sockaddr *a, uint32_t *l)
 {
     if (a == NULL || l == NULL)
         return FWX_E_POINTER;

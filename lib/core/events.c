@@ -79,7 +79,7 @@ void fwx__event_conn(fwx__conn *c, fwx_event_type type)
         copy_addr(&e.peer, (const struct sockaddr *)&c->ext_peer);
     e.bytes_in = c->bytes_in;
     e.bytes_out = c->bytes_out + c->bytes_sent;
-    e.rule = c->rule;
+    e.rule = fwx__conn_rule(c);
     e.name = conn_name(c);
     fw->event_sink(fw->event_sink_arg, &e);
 }

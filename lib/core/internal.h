@@ -78,6 +78,15 @@ typedef struct fwx__perm_bucket {
     UT_hash_handle hh;
 } fwx__perm_bucket;
 
+/* A policy rule's name as connections keep it (lib/core/connection.c): one copy per name for
+   all the connections it allowed, counted, since a policy reload frees the policy's own text.
+   Was a char[64] in every connection (issue 12, memory per idle connection). */
+typedef struct fwx__name {
+    UT_hash_handle hh; /* fwx_firewall.names, on text */
+    uint32_t refs;     /* connections holding it; freed at 0 */
+    char text[];
+} fwx__name;
+
 /* Repeated log lines (lib/core/log.c): a line whose key (its format, or its text) came more
    than FWX__LOG_FOLD_BURST times in the current second is folded into one "repeated K times"
    line. A few keys at a time: a key that finds no slot takes the oldest one. */
@@ -174,6 +183,7 @@ struct fwx_firewall {
     bool time_plugins;
     uint64_t plugin_call_start; /* uv_hrtime() at the outermost plugin call's entry */
     fwx__timeouts to; /* lib/core/timeouts.c */
+    fwx__name *names; /* rule names held by connections (fwx__conn.rule), loop thread only */
     fwx__list timers; /* plugins' IFWXTimer objects (lib/core/timer.c) */
 };
 
@@ -368,8 +378,8 @@ struct fwx__session {
     fwx__list node;
     uint32_t source; /* fwxSourceNAT / fwxSourceWSP */
     uint32_t flags;  /* FWX_SESSION_* */
-    struct sockaddr_storage client;
-    struct sockaddr_storage gw_internal;
+    fwx__sa client;
+    fwx__sa gw_internal;
     bool has_gw_internal;
     char *user;
     bool ended;
@@ -436,42 +446,40 @@ typedef struct fwx__dfentry {
     FwxDataFilterPriorityClass prio;
     IUnknown *ctx;
     bool has_dest;                 /* AttachDataFilterWithDestination: only this UDP destination */
-    struct sockaddr_storage dest;
+    fwx__sa dest;
     fwx__plugin *plugin; /* the plugin that attached it, NULL for the host: owner of its grants */
 } fwx__dfentry;
 
 struct fwx__conn {
+    /* Ordered to leave no holes, flags last as bits: one is kept per relayed connection
+       (issue 12, memory per idle connection; 1,000 bytes before, 392 now). */
     IFWXConnection iface;
     IFWXUdpDestination udpdest; /* handed out in fwx_Udp_Destination events; shares refs */
-    atomic_uint refs;
     fwx__session *session; /* holds a reference on session->iface */
     fwx__list node;        /* in session->conns while live */
     uint64_t id;
+    atomic_uint refs;
     int32_t protocol;
     uint32_t event;  /* the event that created it */
     uint32_t flags;  /* FWX_CONNECTION_* */
     fwx_guid protocol_guid;
-    struct sockaddr_storage ext_peer, ext_local, client;
-    bool has_ext_peer, has_ext_local;
-    struct sockaddr_storage server; /* publishing: the internal server relayed to */
-    bool has_server;
+    fwx__sa ext_peer, ext_local, client; /* has_ext_peer, has_ext_local say which are known */
+    fwx__sa server; /* publishing: the internal server relayed to (has_server) */
     /* The gateway's own address on the internal side (for a published server's connection:
-       the local name of the upstream socket to the server), learnt when the backend connects. */
-    struct sockaddr_storage int_local;
-    bool has_int_local;
+       the local name of the upstream socket to the server), learnt when the backend connects
+       (has_int_local). */
+    fwx__sa int_local;
     uint32_t in_event; /* the event whose handler runs now, 0 outside handlers */
-    bool denied;
-    char rule[64];   /* the policy rule that allowed it ("" for none or the default), for logs */
+    fwx__name *rule; /* the policy rule that allowed it, NULL for none (fwx__conn_rule), for logs */
     fwx__dfentry *dfs;
     size_t n_dfs;
     IFWXIpFilter *ipfilter;
     uint32_t buffer_size;
+    uint32_t dfs_seen; /* data filters ever attached */
     uint64_t bytes_sent;        /* IncrementBytesSentCounter */
     uint64_t bytes_in, bytes_out;
     uint64_t created_ms;
     fwx__grant *grant;          /* BindForClient / client bind: the port this connection owns */
-    bool client_pending;        /* BindForClient with an all-zero client address */
-    bool client_set;            /* SetClientAddress was called */
     fwx_redirect_record *redirect; /* +1, or NULL: released when the object is freed */
     char *redirect_file;        /* its outbound flow's registry file, removed when it ends */
     struct fwx_pump *host_pump; /* fwx_connection_relay: the host's relay, aborted when c ends */
@@ -480,20 +488,25 @@ struct fwx__conn {
        once they are several plugins' (or the host's). Kept after they detach: completions
        still reach their code. */
     fwx__plugin *df_owner;
-    uint32_t dfs_seen; /* data filters ever attached */
     /* Time limits (lib/core/timeouts.c). */
     fwx__list to_node;        /* in a slot of fw->to while timed */
     uint64_t to_check_s;      /* the second whose slot it is in */
     uint64_t last_active_ms;  /* loop time of its last byte (or of a secondary's, see touch) */
     uint64_t touched_ms;      /* a secondary: when it last refreshed its primaries */
     uint32_t idle_ms, handshake_ms;
-    bool armed;               /* its limits were set (fwx__timeouts_arm) */
-    bool timed;               /* in the wheel */
-    bool established;         /* both sides connected (the pump started) */
-    bool hs_pending;          /* a filter holds the handshake open (IFWXConnection3) */
+    bool has_ext_peer : 1, has_ext_local : 1, has_server : 1, has_int_local : 1;
+    bool denied : 1;
+    bool client_pending : 1;  /* BindForClient with an all-zero client address */
+    bool client_set : 1;      /* SetClientAddress was called */
+    bool armed : 1;           /* its limits were set (fwx__timeouts_arm) */
+    bool timed : 1;           /* in the wheel */
+    bool established : 1;     /* both sides connected (the pump started) */
+    bool hs_pending : 1;      /* a filter holds the handshake open (IFWXConnection3) */
 };
 
 static inline fwx__conn *fwx__conn_from(IFWXConnection *c) { return fwx__container_of(c, fwx__conn, iface); }
+/* The name of the rule that allowed c, "" for none. */
+static inline const char *fwx__conn_rule(const fwx__conn *c) { return c->rule != NULL ? c->rule->text : ""; }
 bool fwx__conn_is_ours(IFWXConnection *c);
 /* A connection whose external peer may take the session's bound ports (only the session's
    own peers may: a bounce through a bound port is refused): an open primary one (not a
@@ -599,7 +612,7 @@ struct fwx__grant {
     fwx_guid protocol_guid;
     IFWXIpFilter *ipfilter; /* +1, restricts who may connect */
     fwx__conn *conn;        /* BindForClient / client bind: the owning connection (borrowed) */
-    struct sockaddr_storage only_source; /* FWX_FLAG_REPLY_FROM_PEER: who alone may use it (port 0) */
+    fwx__sa only_source; /* FWX_FLAG_REPLY_FROM_PEER: who alone may use it (port 0) */
     fwx__action *action;    /* borrowed: the action object, if one was handed out */
     bool installed;         /* given to the backend */
     bool announced;         /* FWX_EVENT_PERMISSION_ADDED sent (lib/core/events.c) */

@@ -24,11 +24,11 @@ static void conn_info(const fwx__conn *c, uint64_t now, fwx_object_info *o)
     i.session_id = c->session->id;
     i.protocol = c->protocol;
     i.flags = c->flags;
-    i.client = c->client;
+    fwx__sa_get(&i.client, &c->client);
     if (c->has_ext_peer)
-        i.peer = c->ext_peer;
+        fwx__sa_get(&i.peer, &c->ext_peer);
     if (c->has_ext_local)
-        i.local = c->ext_local;
+        fwx__sa_get(&i.local, &c->ext_local);
     i.bytes_in = c->bytes_in;
     i.bytes_out = c->bytes_out + c->bytes_sent;
     i.kernel_mode = (c->flags & FWX_CONNECTION_KERNEL_MODE) != 0;
@@ -63,7 +63,7 @@ fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, v
             base(&i, FWX_OBJECT_SESSION, s->id, now, s->created_ms);
             i.session_id = s->id;
             i.flags = s->flags;
-            i.client = s->client;
+            fwx__sa_get(&i.client, &s->client);
             i.name = (s->flags & FWX_SESSION_PRIVATE) ? "private" : s->source == fwxSourceNAT ? "nat" : "explicit";
             i.owner = s->user ? s->user : "";
             cb(arg, &i);

@@ -100,7 +100,7 @@ static void emit(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *ab
             if (c->has_ext_peer)
                 STR("peer", fwx__sa_fmt((const struct sockaddr *)&c->ext_peer, addr[na++]));
         }
-        const char *rule = about->rule ? about->rule : (c && c->rule[0] ? c->rule : NULL);
+        const char *rule = about->rule ? about->rule : (c && c->rule != NULL ? c->rule->text : NULL);
         if (rule != NULL)
             STR("rule", rule);
         if (about->event != 0)

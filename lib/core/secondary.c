@@ -153,7 +153,7 @@ static fwx__grant *grant_new(fwx__session *s, fwx__grant_type type, int32_t prot
     g->pub.id = fwx__firewall_new_id(s->fw);
     g->pub.protocol = protocol;
     g->pub.flags = flags;
-    memcpy(&g->pub.client, &s->client, sizeof g->pub.client);
+    fwx__sa_get(&g->pub.client, &s->client);
     g->protocol_guid = pg ? *pg : FWX_GUID_NULL;
     g->created_ms = uv_now(s->fw->loop);
     /* The deadline is known now, so the backend sees it when the grant is installed. */
@@ -359,7 +359,7 @@ static bool in_scope(fwx_firewall *fw, uint32_t flags, const struct sockaddr *ad
 static const char *reply_scope(const fwx__conn *pc, const struct sockaddr *t, struct sockaddr_storage *source,
                                struct sockaddr_storage *gateway)
 {
-    const struct sockaddr_storage *client_end, *other, *gw = NULL;
+    const fwx__sa *client_end, *other, *gw = NULL;
     if (pc == NULL || !pc->has_ext_peer)
         return "no primary connection with a peer";
     if (fwx__conn_has_own_server(pc)) {
@@ -378,13 +378,12 @@ static const char *reply_scope(const fwx__conn *pc, const struct sockaddr *t, st
     if (!fwx__sa_same_ip(t, (const struct sockaddr *)client_end) ||
         fwx__sa_port(t) != fwx__sa_port((const struct sockaddr *)client_end))
         return "not the client's own end of the connection";
-    memset(source, 0, sizeof *source);
-    memcpy(source, other, fwx__sa_len((const struct sockaddr *)other));
+    fwx__sa_get(source, other);
     fwx__sa_set_port((struct sockaddr *)source, 0);
     memset(gateway, 0, sizeof *gateway);
     gateway->ss_family = t->sa_family;
-    if (gw != NULL && gw->ss_family == t->sa_family)
-        *gateway = *gw;
+    if (gw != NULL && gw->sa.sa_family == t->sa_family)
+        fwx__sa_get(gateway, gw);
     return NULL;
 }
 
@@ -673,7 +672,7 @@ fwx_result fwx__AllowFutureConnect(IFWXSession *This, const struct sockaddr *Add
     g->pub.target = target;
     g->pub.gateway = pext;
     if (dwFlags & FWX_FLAG_REPLY_FROM_PEER) {
-        g->only_source = reply_src;
+        fwx__sa_set(&g->only_source, (const struct sockaddr *)&reply_src);
         g->pub.gateway = reply_gw;
     }
     g->pub.kernel_mode = !(dwFlags & FWX_FLAG_NO_KERNEL_MODE) && !factory_pending(s, event, t) &&
@@ -787,9 +786,9 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
         fwx__conn *c = conns[i];
         c->flags |= FWX_CONNECTION_LISTENING | FWX_CONNECTION_SECONDARY |
                     ((dwFlags & FWX_FLAG_PROXY_MODE) ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0);
-        c->client = clients[i];
+        fwx__sa_set(&c->client, (const struct sockaddr *)&clients[i]);
         c->client_pending = pending[i];
-        c->ext_local = proxy;
+        fwx__sa_set(&c->ext_local, (const struct sockaddr *)&proxy);
         c->has_ext_local = true;
         c->grant = gs[i];
         gs[i]->conn = c;
@@ -810,7 +809,7 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
         /* Filters hooking binds may deny this one (T13: the caller sees ADDRINUSE). */
         for (uint32_t i = 0; i < n && FWX_SUCCEEDED(hr); i++) {
             fwx__conn *c = conns[i];
-            c->ext_local = gs[i]->pub.gateway;
+            fwx__sa_set(&c->ext_local, (const struct sockaddr *)&gs[i]->pub.gateway);
             FwxFirewallEvent ev;
             memset(&ev, 0, sizeof ev);
             ev.EventType = bind_event;
@@ -860,7 +859,7 @@ fwx_result fwx__binding_set_client(fwx__conn *c, const struct sockaddr *addr, ui
     uint32_t flags = c->grant ? c->grant->pub.flags : 0;
     if ((why = bad_client_address(s, flags, (struct sockaddr *)&ca)) != NULL)
         return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "SetClientAddress", (struct sockaddr *)&ca, why);
-    c->client = ca;
+    fwx__sa_set(&c->client, (const struct sockaddr *)&ca);
     c->client_set = true;
     if (c->grant != NULL) {
         fwx__grant *g = c->grant;
@@ -894,13 +893,13 @@ fwx_result fwx__binding_set_client(fwx__conn *c, const struct sockaddr *addr, ui
 static void redirect_address(fwx__session *s, const struct sockaddr *target, struct sockaddr_storage *out)
 {
     fwx_firewall *fw = s->fw;
-    int family = s->client.ss_family;
+    int family = s->client.sa.sa_family;
     memset(out, 0, sizeof *out);
     if (fwx__sa_same_ip(target, (const struct sockaddr *)&s->client)) {
         /* Called from a filter handling a connection's bytes: that connection's upstream. */
         const fwx__conn *io = fw->io_conn;
         if (io != NULL && io->session == s && io->has_int_local) {
-            *out = io->int_local;
+            fwx__sa_get(out, &io->int_local);
             return;
         }
         /* Otherwise the newest control connection that has one. */
@@ -909,14 +908,14 @@ static void redirect_address(fwx__session *s, const struct sockaddr *target, str
             if (c->flags & (FWX_CONNECTION_SECONDARY | FWX_CONNECTION_LISTENING))
                 continue;
             if (c->has_int_local) {
-                *out = c->int_local;
+                fwx__sa_get(out, &c->int_local);
                 return;
             }
-            if (c->has_server && family == s->client.ss_family)
-                family = c->server.ss_family; /* the connecting party's, for the fallback */
+            if (c->has_server && family == s->client.sa.sa_family)
+                family = c->server.sa.sa_family; /* the connecting party's, for the fallback */
         }
     } else if (s->has_gw_internal) {
-        *out = s->gw_internal;
+        fwx__sa_get(out, &s->gw_internal);
         return;
     }
     out->ss_family = (sa_family_t)family;
@@ -1042,8 +1041,8 @@ fwx_result fwx__client_bind_register(fwx__conn *c)
     fwx__grant *g = grant_new(s, FWX__G_CLIENT_BIND, c->protocol, 0, &c->protocol_guid, NULL, NULL);
     if (g == NULL)
         return FWX_E_OUTOFMEMORY;
-    g->pub.gateway = c->ext_peer;
-    g->pub.target = s->client;
+    fwx__sa_get(&g->pub.gateway, &c->ext_peer);
+    fwx__sa_get(&g->pub.target, &s->client);
     g->conn = c;
     c->grant = g;
     /* Not given to the backend yet: until approved, arrivals are silently discarded (T11). */
@@ -1288,16 +1287,16 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
             c->client = g->conn->client;
     }
     if (g->type == FWX__G_BINDING || g->type == FWX__G_CLIENT_BIND) {
-        memcpy(&c->ext_peer, src, fwx__sa_len(src));
-        c->ext_local = g->pub.gateway;
+        fwx__sa_set(&c->ext_peer, src);
+        fwx__sa_set(&c->ext_local, (const struct sockaddr *)&g->pub.gateway);
         c->has_ext_local = true;
     } else if (g->type == FWX__G_REDIRECT) {
         /* The gateway's external socket is the backend's to choose when it connects. */
-        c->ext_peer = g->pub.target;
+        fwx__sa_set(&c->ext_peer, (const struct sockaddr *)&g->pub.target);
     } else {
-        memcpy(&c->ext_peer, dst, fwx__sa_len(dst));
+        fwx__sa_set(&c->ext_peer, dst);
         if (!fwx__sa_is_unspecified((struct sockaddr *)&g->pub.gateway)) {
-            c->ext_local = g->pub.gateway;
+            fwx__sa_set(&c->ext_local, (const struct sockaddr *)&g->pub.gateway);
             c->has_ext_local = true;
         }
     }

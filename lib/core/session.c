@@ -31,10 +31,10 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
     s->created_ms = uv_now(fw->loop);
     s->source = source;
     s->flags = flags | (source == fwxSourceNAT ? FWX_SESSION_NAT : 0) | (user ? FWX_SESSION_AUTHENTICATED : 0);
-    memcpy(&s->client, client, fwx__sa_len(client));
+    fwx__sa_set(&s->client, client);
     fwx__sa_set_port((struct sockaddr *)&s->client, 0);
     if (gw_internal != NULL) {
-        memcpy(&s->gw_internal, gw_internal, fwx__sa_len(gw_internal));
+        fwx__sa_set(&s->gw_internal, gw_internal);
         s->has_gw_internal = true;
     }
     fwx__list_init(&s->conns);
@@ -493,8 +493,8 @@ static fwx_result s_EmulateClientBind(IFWXSession *This, const struct sockaddr *
         return FWX_E_OUTOFMEMORY;
     c->flags |= FWX_CONNECTION_LISTENING | FWX_CONNECTION_EMULATED |
                 (fIat ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0);
-    memcpy(&c->client, &client, sizeof client);
-    memcpy(&c->ext_local, &proxy, sizeof proxy);
+    fwx__sa_set(&c->client, (const struct sockaddr *)&client);
+    fwx__sa_set(&c->ext_local, (const struct sockaddr *)&proxy);
     c->has_ext_local = true;
     *ppConnection = &c->iface;
     return FWX_S_OK;

@@ -50,6 +50,26 @@ bool fwx__sa_canon(const struct sockaddr *sa, uint32_t len, struct sockaddr_stor
     return true;
 }
 
+_Static_assert(sizeof(fwx__sa) == sizeof(struct sockaddr_in6), "fwx__sa holds an IPv6 address, no more");
+
+bool fwx__sa_set(fwx__sa *out, const struct sockaddr *sa)
+{
+    memset(out, 0, sizeof *out);
+    if (sa == NULL || sa->sa_family == AF_UNSPEC)
+        return true;
+    uint32_t len = fwx__sa_len(sa);
+    if (len == 0)
+        return false;
+    memcpy(out, sa, len);
+    return true;
+}
+
+void fwx__sa_get(struct sockaddr_storage *out, const fwx__sa *a)
+{
+    memset(out, 0, sizeof *out);
+    memcpy(out, a, fwx__sa_len(&a->sa));
+}
+
 uint16_t fwx__sa_port(const struct sockaddr *sa)
 {
     if (sa->sa_family == AF_INET)

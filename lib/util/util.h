@@ -45,6 +45,25 @@ bool fwx__sa_is_this_network(const struct sockaddr *sa);
 bool fwx__sa_is_multicast(const struct sockaddr *sa);
 /* 255.255.255.255 (a subnet's broadcast is the policy's business). */
 bool fwx__sa_is_broadcast(const struct sockaddr *sa);
+/*
+ * A compact AF_INET/AF_INET6 address (28 bytes, not sockaddr_storage's 128): what the core
+ * keeps per session, connection and grant, since it only ever holds those two families (issue
+ * 12: five sockaddr_storage fields were 640 of a connection object's 1,000 bytes). Read it as
+ * `&x.sa`. Written only through fwx__sa_set (it checks the family, so nothing is cut off) and
+ * handed out through fwx__sa_get into the public API's sockaddr_storage fields. All zero (family
+ * AF_UNSPEC): no address.
+ */
+typedef union fwx__sa {
+    struct sockaddr sa;
+    struct sockaddr_in sin;
+    struct sockaddr_in6 sin6;
+} fwx__sa;
+/* Copies sa (NULL or AF_UNSPEC: none) into out, zero-filled. Any other family than AF_INET,
+   AF_INET6 or AF_UNSPEC: out is left all zero and the result false, so that no caller keeps
+   a part of an address it did not check. */
+bool fwx__sa_set(fwx__sa *out, const struct sockaddr *sa);
+/* Copies a into a whole sockaddr_storage, zero-filled past the address. */
+void fwx__sa_get(struct sockaddr_storage *out, const fwx__sa *a);
 /* "192.0.2.1:80", "[2001:db8::1]:80". */
 const char *fwx__sa_fmt(const struct sockaddr *sa, char buf[FWX__SA_STRLEN]);
 const char *fwx__sa_fmt_ip(const struct sockaddr *sa, char buf[FWX__SA_STRLEN]);
