@@ -592,7 +592,10 @@ END_TEST
    in a pipe (so one exists); when it ends, and the loop's relay closes, no pipe is left. */
 START_TEST(relay_bulk_takes_a_pipe)
 {
-    const uint64_t total = 4 * MiB;
+    /* More than the kernel's socket buffers can take while the server holds back (tcp_rmem's
+       maximum is 32 MiB on Debian 12, tcp_wmem's 4 MiB): with 4 MiB, the server's receive buffer
+       could grow to hold it all, and the relay end before the pipe was sampled. */
+    const uint64_t total = 64 * MiB;
     rfx f;
     rfx_open(&f);
     int base = count_pipes();
