@@ -22,15 +22,7 @@ static hostlog *impl(IFWXHostLog *i) { return fwx__container_of(i, hostlog, ifac
 
 static fwx_result hl_QueryInterface(IFWXHostLog *This, const fwx_guid *riid, void **ppv)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXHostLog))) {
-        This->lpVtbl->AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
+    return fwx__query_one(This, &IID_IFWXHostLog, riid, ppv);
 }
 
 static uint32_t hl_AddRef(IFWXHostLog *This) { return atomic_fetch_add(&impl(This)->refs, 1) + 1; }

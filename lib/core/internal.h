@@ -40,6 +40,21 @@ static inline void fwx__list_remove(fwx__list *n)
     n->prev = n->next = n;
 }
 #define fwx__list_entry(node, type, member) fwx__container_of(node, type, member)
+
+/* QueryInterface of a core object that is IUnknown and one interface `iid` (every interface
+   opens with IUnknown's three methods, so `self` is called as one). */
+static inline fwx_result fwx__query_one(void *self, const fwx_guid *iid, const fwx_guid *riid, void **ppv)
+{
+    if (ppv == NULL)
+        return FWX_E_POINTER;
+    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, iid))) {
+        IUnknown_AddRef((IUnknown *)self);
+        *ppv = self;
+        return FWX_S_OK;
+    }
+    *ppv = NULL;
+    return FWX_E_NOINTERFACE;
+}
 static inline size_t fwx__list_count(const fwx__list *h)
 {
     size_t n = 0;

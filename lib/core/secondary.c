@@ -44,15 +44,7 @@ static fwx__action *action_from(IFWXFirewallAction *a) { return fwx__container_o
 
 static fwx_result a_QueryInterface(IFWXFirewallAction *This, const fwx_guid *riid, void **ppv)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXFirewallAction))) {
-        IFWXFirewallAction_AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
+    return fwx__query_one(This, &IID_IFWXFirewallAction, riid, ppv);
 }
 
 static uint32_t a_AddRef(IFWXFirewallAction *This) { return atomic_fetch_add(&action_from(This)->refs, 1) + 1; }

@@ -71,15 +71,7 @@ static void on_expired(uv_timer_t *h)
 
 static fwx_result tm_QueryInterface(IFWXTimer *This, const fwx_guid *riid, void **ppv)
 {
-    if (ppv == NULL)
-        return FWX_E_POINTER;
-    if (riid != NULL && (fwx_guid_equal(riid, &IID_IUnknown) || fwx_guid_equal(riid, &IID_IFWXTimer))) {
-        This->lpVtbl->AddRef(This);
-        *ppv = This;
-        return FWX_S_OK;
-    }
-    *ppv = NULL;
-    return FWX_E_NOINTERFACE;
+    return fwx__query_one(This, &IID_IFWXTimer, riid, ppv);
 }
 
 static uint32_t tm_AddRef(IFWXTimer *This) { return atomic_fetch_add(&impl(This)->refs, 1) + 1; }
