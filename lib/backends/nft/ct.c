@@ -5,7 +5,8 @@
  *  - the event socket joins NFNLGRP_CONNTRACK_NEW and _DESTROY, and _UPDATE when asked
  *    (fwx__ct_follow_updates: only a TCP entry's move to TIME_WAIT or CLOSE is reported, as
  *    FWX__CT_END), and is read on the loop (uv_poll, non-blocking, up to CT_BATCH datagrams per
- *    recvmmsg, a bounded number of reads per wake-up).
+ *    recvmmsg, a bounded number of reads per wake-up; while events keep coming, read every
+ *    CT_PACE_MS instead of on each one).
  *    fwx__ct_set_mark_filter attaches libnetfilter_conntrack's socket filter
  *    (nfct_filter_attach: a classic BPF program the kernel runs on each event before queueing
  *    it), so an event of a flow without fwx's mark never reaches this process: no wake-up, no
@@ -54,6 +55,14 @@
 #define CT_BATCH 16
 /* Reads per wake-up of the loop: the rest waits for the next iteration (poll is level-triggered). */
 #define CT_READS_PER_WAKE 8
+/* Pacing: a wake-up that found events stops watching the socket and reads it again CT_PACE_MS
+   later, as long as each read finds more. Waking fwx for every event cost the CPU that makes the
+   events (the one forwarding the packets) a cross-CPU wake-up each: at 10,000 new flows a second
+   the kernel's NAT lost about a fifth of its connection rate to a listener that read every event
+   as it came, and a few percent to one that read them every millisecond (bench/README.md, issue
+   13, part 4). The first event after a quiet spell is read at once; the ones behind it wait at
+   most this long. */
+#define CT_PACE_MS 1
 /* The event socket's receive buffer (SO_RCVBUFFORCE as root, else what SO_RCVBUF allows). */
 #define CT_RCVBUF (4 * 1024 * 1024)
 /* One datagram: a ctnetlink event is one entry, well under 1 KiB; a longer one is truncated by
@@ -64,6 +73,7 @@
 
 struct fwx__ct {
     uv_poll_t poll;
+    uv_timer_t pace;     /* the next read while events keep coming (CT_PACE_MS) */
     uv_timer_t sweep;    /* the periodic reaping dump (see fwx__ct_set_sweep) */
     int handles_open;    /* freed when the last handle's close callback has run */
     uint64_t sweep_ms;
@@ -453,17 +463,10 @@ static int read_batch(fwx__ct *ct)
     return recvmmsg(mnl_socket_get_fd(ct->ev), ct->rx, CT_BATCH, MSG_DONTWAIT, NULL);
 }
 
-static void on_readable(uv_poll_t *h, int status, int events)
+/* Reads what is queued, up to CT_READS_PER_WAKE batches: the number of datagrams read. */
+static int drain(fwx__ct *ct)
 {
-    fwx__ct *ct = h->data;
-    (void)events;
-    if (status < 0 && !ct->closing) {
-        /* epoll reported an error on the socket (EPOLLERR: the kernel set sk_err, ENOBUFS after
-           an overrun). libuv has stopped the handle and says UV_EBADF: start it again, and let
-           the read below collect the error (which clears it) and the events still queued. */
-        if (uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
-            ct_log(ct, FWX_LOG_ERROR, "cannot restart reading events after a socket error: events stop");
-    }
+    int got = 0;
     for (int i = 0; i < CT_READS_PER_WAKE && !ct->closing; i++) {
         int n = read_batch(ct);
         if (n < 0) {
@@ -480,8 +483,9 @@ static void on_readable(uv_poll_t *h, int status, int events)
             }
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 ct_log(ct, FWX_LOG_WARN, "reading events: %s", strerror(errno));
-            return;
+            return got;
         }
+        got += n;
         for (int k = 0; k < n && !ct->closing; k++) {
             const struct msghdr *m = &ct->rx[k].msg_hdr;
             if (m->msg_namelen < sizeof(struct sockaddr_nl) || ct->rx_from[k].nl_pid != 0)
@@ -492,8 +496,47 @@ static void on_readable(uv_poll_t *h, int status, int events)
                 handle(ct, ct->rx_buf[k].b, ct->rx[k].msg_len);
         }
         if (n < CT_BATCH)
-            return; /* the queue is empty: poll says when there is more */
+            break; /* the queue is empty */
     }
+    return got;
+}
+
+static void on_readable(uv_poll_t *h, int status, int events);
+static void on_paced(uv_timer_t *t);
+
+/* Events came: read again in CT_PACE_MS instead of on the next one (see CT_PACE_MS). */
+static void pace(fwx__ct *ct)
+{
+    uv_poll_stop(&ct->poll);
+    if (uv_timer_start(&ct->pace, on_paced, CT_PACE_MS, 0) != 0 &&
+        uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
+        ct_log(ct, FWX_LOG_ERROR, "cannot go on reading events: events stop");
+}
+
+static void on_paced(uv_timer_t *t)
+{
+    fwx__ct *ct = t->data;
+    if (ct->closing)
+        return;
+    if (drain(ct) > 0 && !ct->closing)
+        pace(ct);
+    else if (!ct->closing && uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
+        ct_log(ct, FWX_LOG_ERROR, "cannot go on reading events: events stop");
+}
+
+static void on_readable(uv_poll_t *h, int status, int events)
+{
+    fwx__ct *ct = h->data;
+    (void)events;
+    if (status < 0 && !ct->closing) {
+        /* epoll reported an error on the socket (EPOLLERR: the kernel set sk_err, ENOBUFS after
+           an overrun). libuv has stopped the handle and says UV_EBADF: start it again, and let
+           the read below collect the error (which clears it) and the events still queued. */
+        if (uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
+            ct_log(ct, FWX_LOG_ERROR, "cannot restart reading events after a socket error: events stop");
+    }
+    if (drain(ct) > 0 && !ct->closing)
+        pace(ct);
 }
 
 /* ---- settings: nf_conntrack_acct and nf_conntrack_events ------------------------------------- */
@@ -818,7 +861,9 @@ fwx_result fwx__ct_open(uv_loop_t *loop, fwx__ct_cb cb, void *arg, fwx__ct **out
     ct->poll.data = ct;
     (void)uv_timer_init(loop, &ct->sweep); /* cannot fail on Linux */
     ct->sweep.data = ct;
-    ct->handles_open = 2;
+    (void)uv_timer_init(loop, &ct->pace);
+    ct->pace.data = ct;
+    ct->handles_open = 3;
     fwx__ct_set_sweep(ct, FWX__CT_SWEEP_DEFAULT_MS);
     if (uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0) {
         /* The handle exists now: it is closed through the loop, which frees everything. */
@@ -849,9 +894,11 @@ void fwx__ct_close(fwx__ct *ct)
     ct->closing = true;
     uv_poll_stop(&ct->poll);
     uv_timer_stop(&ct->sweep);
+    uv_timer_stop(&ct->pace);
     settings_release(ct);
     uv_close((uv_handle_t *)&ct->poll, on_closed);
     uv_close((uv_handle_t *)&ct->sweep, on_closed);
+    uv_close((uv_handle_t *)&ct->pace, on_closed);
 }
 
 /* ---- requests -------------------------------------------------------------------------------- */
