@@ -20,7 +20,7 @@
 # RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup ctfilter" (a subset), SETUP_GRANTS=N
 # (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), SETUP_ROWS="ROW..." (only
 # those rows of the latency section; default all), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
-# config file takes `backend = "nft"`, else kperm), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
+# config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
 # under a profiler: its CPU figures then mean nothing, the profile says where the time goes).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
@@ -556,10 +556,16 @@ ctfilter_rate() { # ROW KEY_PREFIX NS HOST PORT: a connection rate run, fwx's CP
     # fwx's own background for as long (its loop's timers), with no traffic at all
     i0=$(fwx_cpu_ns); sleep $RATE_S; i1=$(fwx_cpu_ns)
     ev0=$(wc -l <"$T/ctf-events.txt")
+    local perf_pid=
+    if [ "$k" = owned ] && [ -n "${CTF_PERF:-}" ]; then # a profile of fwx over the measured run only
+        perf record -e cpu-clock -F 4999 -g -p "$FWX_CPU_PID" -o "$CTF_PERF" -- sleep "$RATE_S" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     c0=$(fwx_cpu_ns)
     ip netns exec "$ns" "${LOAD_PIN[@]}" timeout $((RATE_S + 30)) "$TB" rate "$4" "$5" $RATE_S $RATE_CONC $RATE_SIZE \
         >"$f" 2>&1 || note "$row $k: rate: $(tail -c 300 "$f" | tr '\n' ' ')"
     c1=$(fwx_cpu_ns)
+    [ -z "$perf_pid" ] || wait "$perf_pid" || true
     sleep 0.5   # the last events reach the listener
     ev1=$(wc -l <"$T/ctf-events.txt")
     conns=$(kv conns "$f")

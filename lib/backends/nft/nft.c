@@ -105,6 +105,7 @@ typedef struct nstate {
     ngrant *grants;      /* uthash on g.id */
     ngrant *uports;      /* user-mode bound and redirect ports, uthash on pkey */
     selem *elems;        /* every element a grant or publishing rule holds, uthash on e.k */
+    unsigned n_once;     /* of elems, those in once4/once6: with none, a NEW event skips the lookup */
     ngrant *pubs; /* publishing rules (listen): g.id is the spec's id */
     size_t npub, cappub;
     fwx__nft_compiled comp; /* the compiled policy now in the table */
@@ -752,6 +753,8 @@ void fwx__nft_session_release(struct fwx__nft_sess *h) { psess_unref(h); }
    control connection holds. */
 static psess *psess_join(nstate *st, IFWXConnection *c)
 {
+    if (st->psessions == NULL)
+        return NULL; /* no session held: no need to ask for c's client */
     fwx_object_info ci = {.struct_size = sizeof ci};
     IFWXSession *s = NULL;
     if (fwx_connection_info(c, &ci) != FWX_S_OK || IFWXConnection_GetSession(c, &s) != FWX_S_OK || s == NULL)
@@ -970,6 +973,9 @@ static bool pend_push(nstate *st, const ekey *k)
     return true;
 }
 
+/* An element of a one-shot set (once4, once6)? */
+static bool is_once(const ekey *k) { return memcmp(k->set, "once", 4) == 0; }
+
 /* The used set of a one-shot set's element: "once4" -> "used4" (rules.h). */
 static const char *used_set(const ekey *k) { return k->set[4] == '6' ? "used6" : "used4"; }
 
@@ -981,6 +987,8 @@ static const char *used_set(const ekey *k) { return k->set[4] == '6' ? "used6" :
    forward hook saw: the source, and the destination after DNAT (the reply tuple's source). */
 static void consume_once(nstate *st, const fwx__ct_flow *f)
 {
+    if (st->n_once == 0)
+        return; /* no one-shot element: nothing to look up (most flows of a busy gateway) */
     const struct sockaddr *src = (const struct sockaddr *)&f->src, *dst = (const struct sockaddr *)&f->reply_src;
     char fs;
     ekey k;
@@ -1359,6 +1367,7 @@ static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem
             refs[i] = dup;
         } else {
             HASH_ADD(hh, st->elems, e.k, sizeof(ekey), se);
+            st->n_once += is_once(&se->e.k);
         }
     }
     if (FWX_SUCCEEDED(hr)) {
@@ -1383,6 +1392,7 @@ static void elems_release(nstate *st, ngrant *ng, selem **dead, size_t *ndead)
         if (--se->refs > 0)
             continue;
         HASH_DEL(st->elems, se);
+        st->n_once -= is_once(&se->e.k);
         dead[(*ndead)++] = se;
     }
     free(ng->el);
