@@ -89,6 +89,7 @@ struct fwx__ct {
     fwx_log_fn log;
     void *log_arg;
     bool closing;
+    bool unpaced;        /* fwx__ct_set_paced(false): read each event as it comes */
     char holder[96];     /* this instance's holder file of the namespace's settings, "" if none */
     char nsdir[80];      /* the namespace's folder under CT_RUN_DIR, "" if it could not be kept */
     fwx__ct_stats st;
@@ -507,6 +508,8 @@ static void on_paced(uv_timer_t *t);
 /* Events came: read again in CT_PACE_MS instead of on the next one (see CT_PACE_MS). */
 static void pace(fwx__ct *ct)
 {
+    if (ct->unpaced)
+        return; /* the poll stays armed */
     uv_poll_stop(&ct->poll);
     if (uv_timer_start(&ct->pace, on_paced, CT_PACE_MS, 0) != 0 &&
         uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
@@ -522,6 +525,20 @@ static void on_paced(uv_timer_t *t)
         pace(ct);
     else if (!ct->closing && uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
         ct_log(ct, FWX_LOG_ERROR, "cannot go on reading events: events stop");
+}
+
+void fwx__ct_set_paced(fwx__ct *ct, bool on)
+{
+    if (ct == NULL || ct->closing || ct->unpaced == !on)
+        return;
+    ct->unpaced = !on;
+    if (!on && uv_is_active((uv_handle_t *)&ct->pace)) {
+        /* A paced read is pending: watch the socket again, so what is queued is read on the
+           next loop turn and each event after it at once. */
+        uv_timer_stop(&ct->pace);
+        if (uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
+            ct_log(ct, FWX_LOG_ERROR, "cannot go on reading events: events stop");
+    }
 }
 
 static void on_readable(uv_poll_t *h, int status, int events)

@@ -14,6 +14,7 @@
 #define FWX_NFT_CT_H
 
 #include <fwx/fwx.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -98,6 +99,15 @@ void fwx__ct_set_log(fwx__ct *ct, fwx_log_fn log, void *arg);
 /* The event socket's receive buffer in bytes (default 4 MiB, forced when root). Tests shrink it
    to provoke ENOBUFS; a busy gateway may want more. */
 void fwx__ct_set_rcvbuf(fwx__ct *ct, int bytes);
+
+/* Paced reading (ct.c, CT_PACE_MS), on by default: while events keep coming they are read once
+   a millisecond instead of as each arrives, which spares the forwarding CPU a wake-up of fwx per
+   event. Off, each event is read as it arrives. The caller turns it off while the order of
+   events against its own changes matters: a late NEW event of a flow a one-shot permission let
+   through would be matched against the permissions as they are when it is read, and a one-shot
+   permission of the same key granted meanwhile would be taken for its own (nft.c). Turning it
+   off reads what is queued on the next loop turn. */
+void fwx__ct_set_paced(fwx__ct *ct, bool on);
 
 /* Sweep: every interval_ms (default FWX__CT_SWEEP_DEFAULT_MS; 0 = never) a ctnetlink dump that
    matches nothing makes the kernel remove the entries whose timeout has run out, so their

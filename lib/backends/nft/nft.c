@@ -976,6 +976,19 @@ static bool pend_push(nstate *st, const ekey *k)
 /* An element of a one-shot set (once4, once6)? */
 static bool is_once(const ekey *k) { return memcmp(k->set, "once", 4) == 0; }
 
+/* One more or one less one-shot element. While there is any, conntrack events are read as
+   they come, not paced (ct.h, fwx__ct_set_paced): a flow's NEW event must be matched against
+   the permissions of the instant it passed, or a one-shot permission of the same key granted
+   within the pacing delay (an FTP client's next PASV to the same server port) would be taken
+   for the earlier flow's and deleted under its own data connection. */
+static void once_counted(nstate *st, int delta)
+{
+    bool had = st->n_once > 0;
+    st->n_once = (unsigned)((int)st->n_once + delta);
+    if (had != (st->n_once > 0))
+        fwx__ct_set_paced(st->ct, st->n_once == 0);
+}
+
 /* The used set of a one-shot set's element: "once4" -> "used4" (rules.h). */
 static const char *used_set(const ekey *k) { return k->set[4] == '6' ? "used6" : "used4"; }
 
@@ -1367,7 +1380,8 @@ static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem
             refs[i] = dup;
         } else {
             HASH_ADD(hh, st->elems, e.k, sizeof(ekey), se);
-            st->n_once += is_once(&se->e.k);
+            if (is_once(&se->e.k))
+                once_counted(st, +1);
         }
     }
     if (FWX_SUCCEEDED(hr)) {
@@ -1392,7 +1406,8 @@ static void elems_release(nstate *st, ngrant *ng, selem **dead, size_t *ndead)
         if (--se->refs > 0)
             continue;
         HASH_DEL(st->elems, se);
-        st->n_once -= is_once(&se->e.k);
+        if (is_once(&se->e.k))
+            once_counted(st, -1);
         dead[(*ndead)++] = se;
     }
     free(ng->el);
