@@ -106,6 +106,7 @@ typedef struct prelay {
     bool connecting;
     bool finished;
 } prelay;
+_Static_assert(sizeof(prelay) <= 200, "the relay grew: see issue 12 in bench/README.md");
 
 typedef struct ppermission {
     fwx_grant grant;

@@ -158,6 +158,8 @@ struct fwx_pump {
     struct pump_filt f[];
 };
 
+_Static_assert(sizeof(fwx_pump) <= 144, "a plain relay's pump grew: see issue 12 in bench/README.md");
+
 static const IFWXSocketVtbl psock_vtbl;
 static void pump_end(fwx_pump *p, int err);
 static void update_polls(fwx_pump *p);
