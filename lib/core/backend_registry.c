@@ -460,7 +460,7 @@ fwx_result fwx__backend_relay(fwx_firewall *fw, fwx__conn *c)
 
 void fwx__backend_kill(fwx_firewall *fw, fwx__conn *c)
 {
-    if (c->host_pump != NULL)
+    if (fwx__conn_x(c)->host_pump != NULL)
         fwx__relay_kill(c); /* the host's relay (lib/core/datapath.c) ends with it */
     if (fw->backend == NULL || fw->backend->kill == NULL)
         return;

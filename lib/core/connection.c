@@ -63,6 +63,13 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
     return c;
 }
 
+fwx__conn_ext *fwx__conn_ext_get(fwx__conn *c)
+{
+    if (c->ext == NULL)
+        c->ext = calloc(1, sizeof *c->ext);
+    return c->ext;
+}
+
 void fwx__conn_set_upstream_local(IFWXConnection *conn, const struct sockaddr *local)
 {
     struct sockaddr_storage ss;
@@ -125,6 +132,9 @@ fwx_result fwx__conn_attach_df(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPr
 fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilterPriorityClass prio, IUnknown *ctx,
                                   const struct sockaddr_storage *dest)
 {
+    fwx__conn_ext *x = fwx__conn_ext_get(c);
+    if (x == NULL)
+        return FWX_E_OUTOFMEMORY;
     fwx__dfentry *grown = realloc(c->dfs, (c->n_dfs + 1) * sizeof *grown);
     if (grown == NULL)
         return FWX_E_OUTOFMEMORY;
@@ -141,11 +151,11 @@ fwx_result fwx__conn_attach_df_to(fwx__conn *c, IFWXDataFilter *df, FwxDataFilte
     fwx__sa_set(&c->dfs[at].dest, (const struct sockaddr *)dest); /* canonical (or NULL: zero) */
     fwx__plugin *owner = c->session->fw->current_plugin;
     c->dfs[at].plugin = owner;
-    if (c->dfs_seen == 0)
-        c->df_owner = owner;
-    else if (c->df_owner != owner)
-        c->df_owner = NULL;
-    c->dfs_seen++;
+    if (x->dfs_seen == 0)
+        x->df_owner = owner;
+    else if (x->df_owner != owner)
+        x->df_owner = NULL;
+    x->dfs_seen++;
     c->n_dfs++;
     IFWXDataFilter_AddRef(df);
     if (ctx != NULL)
@@ -162,7 +172,7 @@ void fwx__conn_terminate(fwx__conn *c)
     fwx__timeouts_forget(c);
     fwx__session *s = c->session;
     fwx_firewall *fw = s->fw;
-    bool client_bind = c->grant != NULL && c->grant->type == FWX__G_CLIENT_BIND;
+    bool client_bind = fwx__conn_x(c)->grant != NULL && fwx__conn_x(c)->grant->type == FWX__G_CLIENT_BIND;
     IFWXConnection_AddRef(&c->iface); /* handlers may release what they hold */
     /* ConnectionTerminating needs no registration: every session filter hears it. */
     FwxFirewallEvent ev;
@@ -187,8 +197,8 @@ void fwx__conn_terminate(fwx__conn *c)
         IFWXSessionFilter_Release(sf);
     }
     /* After the event, so that a handler still finds the bind "terminating" (T11, doc/sdk-rules.md). */
-    if (c->grant != NULL)
-        fwx__grant_remove(c->grant, "its connection ended");
+    if (fwx__conn_x(c)->grant != NULL)
+        fwx__grant_remove(c->ext->grant, "its connection ended");
     for (size_t i = 0; i < c->n_dfs; i++) {
         (void)IFWXDataFilter_Detach(c->dfs[i].df);
         IFWXDataFilter_Release(c->dfs[i].df);
@@ -200,9 +210,9 @@ void fwx__conn_terminate(fwx__conn *c)
     c->n_dfs = 0;
     fwx__backend_kill(fw, c);
     fwx__registry_unlink(c); /* its outbound flow is gone: so is what the next hop could ask */
-    if (c->ipfilter != NULL) {
-        IFWXIpFilter_Release(c->ipfilter);
-        c->ipfilter = NULL;
+    if (fwx__conn_x(c)->ipfilter != NULL) {
+        IFWXIpFilter_Release(c->ext->ipfilter);
+        c->ext->ipfilter = NULL;
     }
     fwx__log_at(fw, FWX_LOG_INFO, &(fwx__log_about){.conn = c, .bytes = true},
                 "connection %llu: closed (%llu bytes from the client, %llu from the peer)",
@@ -539,8 +549,9 @@ static uint32_t c_Release(IFWXConnection *This)
         fwx__session *s = c->session;
         fwx_firewall *fw = s->fw;
         fwx__list_remove(&c->node); /* a closing client bind's entry; a no-op otherwise */
-        fwx_redirect_record_unref(c->redirect); /* the flow is gone: so are its hops' contexts */
+        fwx_redirect_record_unref(fwx__conn_x(c)->redirect); /* the flow is gone: so are its hops' contexts */
         fwx__registry_unlink(c);
+        free(c->ext);
         name_drop(fw, c->rule);
         free(c);
         atomic_fetch_sub(&s->core_refs, 1); /* first: this release is the core's own */
@@ -754,13 +765,20 @@ static fwx_result c_SetIpFilter(IFWXConnection *This, IFWXIpFilter *f)
         if (FWX_FAILED(hr))
             return hr;
     }
-    if (c->ipfilter != NULL)
-        IFWXIpFilter_Release(c->ipfilter);
-    c->ipfilter = copy;
-    if (c->grant != NULL) {
-        if (c->grant->ipfilter != NULL)
-            IFWXIpFilter_Release(c->grant->ipfilter);
-        c->grant->ipfilter = copy;
+    if (copy == NULL && c->ext == NULL)
+        return FWX_S_OK; /* none set, and no grant (it would be in c->ext) */
+    fwx__conn_ext *x = fwx__conn_ext_get(c);
+    if (x == NULL) {
+        IFWXIpFilter_Release(copy);
+        return FWX_E_OUTOFMEMORY;
+    }
+    if (x->ipfilter != NULL)
+        IFWXIpFilter_Release(x->ipfilter);
+    x->ipfilter = copy;
+    if (x->grant != NULL) {
+        if (x->grant->ipfilter != NULL)
+            IFWXIpFilter_Release(x->grant->ipfilter);
+        x->grant->ipfilter = copy;
         if (copy != NULL)
             IFWXIpFilter_AddRef(copy);
     }
@@ -775,7 +793,8 @@ static fwx_result c_GetIpFilter(IFWXConnection *This, IFWXIpFilter **pp)
     *pp = NULL;
     /* What admission checks is the port's grant's filter while it has one. A copy: the one in
        force changes only through SetIpFilter, and BindForClient's ports share theirs. */
-    IFWXIpFilter *f = c->grant != NULL && c->grant->ipfilter != NULL ? c->grant->ipfilter : c->ipfilter;
+    const fwx__conn_ext *x = fwx__conn_x(c);
+    IFWXIpFilter *f = x->grant != NULL && x->grant->ipfilter != NULL ? x->grant->ipfilter : x->ipfilter;
     return f != NULL ? IFWXIpFilter_Clone(f, pp) : FWX_S_OK;
 }
 

@@ -83,7 +83,7 @@ void fwx_connection_data_call(IFWXConnection *conn, fwx_data_call_fn fn, void *a
     const fwx__conn *was = fw->io_conn;
     fw->io_conn = c;
     fwx__plugin_call saved;
-    fwx__plugin_enter(fw, c->df_owner, FWX__EVENT_DATA, &saved);
+    fwx__plugin_enter(fw, fwx__conn_x(c)->df_owner, FWX__EVENT_DATA, &saved);
     fn(arg);
     fwx__plugin_leave(fw, &saved);
     fw->io_conn = was;
@@ -142,8 +142,8 @@ static void relay_done(fwx_pump *p, void *arg)
     fwx_relay *r = arg;
     int err = fwx_pump_error(p);
     fwx__conn *c = fwx__conn_from(r->conn);
-    if (c->host_pump == p)
-        c->host_pump = NULL;
+    if (fwx__conn_x(c)->host_pump == p)
+        c->ext->host_pump = NULL;
     fwx_result hr = err == 0 ? FWX_S_OK : err == UV_ECANCELED ? FWX_E_TERMINATING : FWX_E_FAIL;
     if (r->done != NULL)
         r->done(r, hr, r->arg);
@@ -164,9 +164,10 @@ fwx_result fwx_connection_relay(IFWXConnection *conn, int client_fd, int server_
         return FWX_E_TERMINATING;
     if (c->protocol != FWX_PROTOCOL_TCP)
         return FWX_E_NOT_SUPPORTED;
-    if (c->host_pump != NULL)
+    if (fwx__conn_x(c)->host_pump != NULL)
         return FWX_E_INVALIDARG; /* already relayed */
-    fwx_relay *r = calloc(1, sizeof *r);
+    fwx__conn_ext *x = fwx__conn_ext_get(c);
+    fwx_relay *r = x != NULL ? calloc(1, sizeof *r) : NULL;
     if (r == NULL)
         return FWX_E_OUTOFMEMORY;
     r->done = done;
@@ -183,7 +184,7 @@ fwx_result fwx_connection_relay(IFWXConnection *conn, int client_fd, int server_
         return hr;
     }
     r->pump = p;
-    c->host_pump = p;
+    x->host_pump = p;
     fwx__log(fw, FWX_LOG_DEBUG, "connection %llu: relayed for the host through %zu data filter(s)",
              (unsigned long long)c->id, c->n_dfs);
     if (out != NULL)
@@ -199,7 +200,9 @@ void fwx_relay_abort(fwx_relay *relay)
 
 void fwx__relay_kill(fwx__conn *c)
 {
-    fwx_pump *p = c->host_pump;
-    c->host_pump = NULL;
+    if (c->ext == NULL)
+        return;
+    fwx_pump *p = c->ext->host_pump;
+    c->ext->host_pump = NULL;
     fwx_pump_abort(p);
 }

@@ -434,7 +434,7 @@ fwx_redirect_record *fwx_connection_redirect_record(IFWXConnection *conn)
 {
     if (conn == NULL || !fwx__conn_is_ours(conn))
         return NULL;
-    return fwx__conn_from(conn)->redirect;
+    return fwx__conn_x(fwx__conn_from(conn))->redirect;
 }
 
 fwx_result fwx_connection_set_redirect_record(IFWXConnection *conn, fwx_redirect_record *rec)
@@ -442,12 +442,15 @@ fwx_result fwx_connection_set_redirect_record(IFWXConnection *conn, fwx_redirect
     if (conn == NULL || rec == NULL || !fwx__conn_is_ours(conn))
         return FWX_E_POINTER;
     fwx__conn *c = fwx__conn_from(conn);
-    if (c->redirect == rec)
+    if (fwx__conn_x(c)->redirect == rec)
         return FWX_S_FALSE;
-    if (c->redirect != NULL)
+    if (fwx__conn_x(c)->redirect != NULL)
         return FWX_E_ALREADY_EXISTS_WIN32;
     if (c->flags & FWX_CONNECTION_TERMINATED)
         return FWX_E_TERMINATING;
-    c->redirect = fwx_redirect_record_ref(rec);
+    fwx__conn_ext *x = fwx__conn_ext_get(c);
+    if (x == NULL)
+        return FWX_E_OUTOFMEMORY;
+    x->redirect = fwx_redirect_record_ref(rec);
     return FWX_S_OK;
 }

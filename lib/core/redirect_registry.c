@@ -270,9 +270,9 @@ fwx_result fwx_connection_link_outbound(IFWXConnection *conn, int fd, const stru
         return FWX_E_INVALIDARG;
     if (c->flags & FWX_CONNECTION_TERMINATED)
         return FWX_E_TERMINATING;
-    if (c->redirect == NULL)
+    if (fwx__conn_x(c)->redirect == NULL)
         return FWX_E_NOT_FOUND;
-    if (c->redirect_file != NULL)
+    if (c->ext->redirect_file != NULL)
         return FWX_E_ALREADY_EXISTS_WIN32;
     int type = 0;
     socklen_t tl = sizeof type;
@@ -301,12 +301,12 @@ fwx_result fwx_connection_link_outbound(IFWXConnection *conn, int fd, const stru
         src.sin_addr = routed.sin_addr;
     }
     char path[FWX__REG_PATH_MAX];
-    if (fwx__registry_put((struct sockaddr *)&src, (struct sockaddr *)&d, c->redirect, slots, path, sizeof path) != 0) {
+    if (fwx__registry_put((struct sockaddr *)&src, (struct sockaddr *)&d, c->ext->redirect, slots, path, sizeof path) != 0) {
         fwx__log(c->session->fw, FWX_LOG_WARN, "connection %llu: cannot write its redirect record to %s",
                  (unsigned long long)c->id, fwx__registry_dir());
         return FWX_E_FAIL;
     }
-    if ((c->redirect_file = strdup(path)) == NULL) {
+    if ((c->ext->redirect_file = strdup(path)) == NULL) {
         unlink(path);
         return FWX_E_OUTOFMEMORY;
     }
@@ -316,9 +316,9 @@ fwx_result fwx_connection_link_outbound(IFWXConnection *conn, int fd, const stru
 
 void fwx__registry_unlink(fwx__conn *c)
 {
-    if (c->redirect_file == NULL)
+    if (fwx__conn_x(c)->redirect_file == NULL)
         return;
-    unlink(c->redirect_file);
-    free(c->redirect_file);
-    c->redirect_file = NULL;
+    unlink(c->ext->redirect_file);
+    free(c->ext->redirect_file);
+    c->ext->redirect_file = NULL;
 }

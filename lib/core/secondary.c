@@ -261,7 +261,7 @@ void fwx__grant_remove(fwx__grant *g, const char *why)
         fwx__list_remove(&g->bucket_node); /* address-based: off fw->address_factories */
     }
     if (g->conn != NULL) {
-        g->conn->grant = NULL;
+        g->conn->ext->grant = NULL; /* g->conn's grant is g, in its extension */
         g->conn = NULL;
     }
     fwx__list_remove(&g->session_node);
@@ -769,8 +769,10 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
     hr = FWX_S_OK;
     for (uint32_t i = 0; i < n; i++) {
         conns[i] = fwx__conn_new(s, Protocol, bind_event, ProtocolGuid);
-        gs[i] = conns[i] ? grant_new(s, FWX__G_BINDING, Protocol, dwFlags, ProtocolGuid, pSessionFilter, punkContext)
-                         : NULL;
+        /* The grant is kept in the connection's extension: made first, so none fails later. */
+        gs[i] = conns[i] && fwx__conn_ext_get(conns[i])
+                    ? grant_new(s, FWX__G_BINDING, Protocol, dwFlags, ProtocolGuid, pSessionFilter, punkContext)
+                    : NULL;
         if (gs[i] == NULL) {
             hr = FWX_E_OUTOFMEMORY;
             break;
@@ -782,7 +784,7 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
         c->client_pending = pending[i];
         fwx__sa_set(&c->ext_local, (const struct sockaddr *)&proxy);
         c->has_ext_local = true;
-        c->grant = gs[i];
+        c->ext->grant = gs[i];
         gs[i]->conn = c;
         gs[i]->pub.target = clients[i];
         gs[i]->pub.gateway = proxy;
@@ -791,7 +793,7 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
         if (ipf != NULL) {
             gs[i]->ipfilter = ipf;
             IFWXIpFilter_AddRef(ipf);
-            c->ipfilter = ipf; /* GetIpFilter reads it after the grant is used up */
+            c->ext->ipfilter = ipf; /* GetIpFilter reads it after the grant is used up */
             IFWXIpFilter_AddRef(ipf);
         }
     }
@@ -848,13 +850,13 @@ fwx_result fwx__binding_set_client(fwx__conn *c, const struct sockaddr *addr, ui
     const char *why;
     if (!fwx__sa_canon(addr, len, &ca) || fwx__sa_is_unspecified((struct sockaddr *)&ca))
         return FWX_E_INVALIDARG;
-    uint32_t flags = c->grant ? c->grant->pub.flags : 0;
+    fwx__grant *g = fwx__conn_x(c)->grant;
+    uint32_t flags = g ? g->pub.flags : 0;
     if ((why = bad_client_address(s, flags, (struct sockaddr *)&ca)) != NULL)
         return refuse(s, FWX_E_ADDRESS_NOT_ALLOWED, "SetClientAddress", (struct sockaddr *)&ca, why);
     fwx__sa_set(&c->client, (const struct sockaddr *)&ca);
     c->client_set = true;
-    if (c->grant != NULL) {
-        fwx__grant *g = c->grant;
+    if (g != NULL) {
         /* The backend learns the new target by a fresh install. */
         bool was = g->installed;
         fwx__backend_grant_remove(s->fw, g);
@@ -1030,13 +1032,15 @@ fwx_result fwx__client_bind_register(fwx__conn *c)
         return FWX_E_ADDRINUSE;
     if (s->n_ports >= fw->opts.max_ports_per_session || fw->n_ports >= fw->opts.max_ports)
         return refuse(s, FWX_E_QUOTA_EXCEEDED, "client bind", (struct sockaddr *)&c->ext_peer, "too many bound ports");
-    fwx__grant *g = grant_new(s, FWX__G_CLIENT_BIND, c->protocol, 0, &c->protocol_guid, NULL, NULL);
+    fwx__grant *g = fwx__conn_ext_get(c) != NULL
+                        ? grant_new(s, FWX__G_CLIENT_BIND, c->protocol, 0, &c->protocol_guid, NULL, NULL)
+                        : NULL;
     if (g == NULL)
         return FWX_E_OUTOFMEMORY;
     fwx__sa_get(&g->pub.gateway, &c->ext_peer);
     fwx__sa_get(&g->pub.target, &s->client);
     g->conn = c;
-    c->grant = g;
+    c->ext->grant = g;
     /* Not given to the backend yet: until approved, arrivals are silently discarded (T11). */
     port_insert(fw, g, port);
     return FWX_S_OK;
@@ -1111,9 +1115,10 @@ fwx_result fwx__RetroactiveAllowBind(IFWXSession *This, int32_t Protocol, const 
     }
     if (ipf != NULL) {
         /* The bind's connection object reports the filter in force (GetIpFilter). */
-        if (g->conn->ipfilter != NULL)
-            IFWXIpFilter_Release(g->conn->ipfilter);
-        g->conn->ipfilter = ipf;
+        fwx__conn_ext *x = g->conn->ext; /* there: it holds g */
+        if (x->ipfilter != NULL)
+            IFWXIpFilter_Release(x->ipfilter);
+        x->ipfilter = ipf;
         IFWXIpFilter_AddRef(ipf);
     }
     char b[FWX__SA_STRLEN];

@@ -108,7 +108,7 @@ static void on_upstream(void *arg, int status)
         fwx_firewall_log(st->fw, FWX_LOG_WARN, "proxy: connecting to %s failed: %s",
                          fwx__sa_fmt((struct sockaddr *)&r->target, a), uv_strerror(status));
         if (r->on_connected != NULL)
-            r->on_connected(r, status);
+            r->on_connected(r, status, NULL);
         fwx__proxy_relay_fail(r);
         return;
     }
@@ -116,13 +116,15 @@ static void on_upstream(void *arg, int status)
        server, the address a redirect port must be opened on for it (active FTP's PORT); SOCKS
        writes it in its reply. Read before the pump starts, so before any filter sees the first
        byte. */
-    socklen_t sl = sizeof r->up_local;
+    paddr up_local;
+    socklen_t sl = sizeof up_local;
+    bool have_up_local = false;
     if (r->on_connected != NULL || r->need_up_local || fwx_connection_data_filters(r->conn) > 0)
-        r->have_up_local = getsockname(r->up_fd, (struct sockaddr *)&r->up_local, &sl) == 0;
+        have_up_local = getsockname(r->up_fd, &up_local.sa, &sl) == 0;
     if (r->on_connected != NULL)
-        r->on_connected(r, 0);
-    if (r->conn != NULL && r->have_up_local)
-        (void)fwx_connection_set_upstream_local(r->conn, (struct sockaddr *)&r->up_local, (uint32_t)sl);
+        r->on_connected(r, 0, have_up_local ? &up_local.sa : NULL);
+    if (r->conn != NULL && have_up_local)
+        (void)fwx_connection_set_upstream_local(r->conn, &up_local.sa, (uint32_t)sl);
     /* The server side is this backend's own socket; so is the client's when our accept4 made
        it (a SOCKS client's is a copy out of its libuv handle): the pump then takes them as
        they are, without probes. */
@@ -166,7 +168,7 @@ void fwx__proxy_relay_connect(prelay *r)
         (flags & FWX_CONNECTION_EMULATED)) {
         /* A filter emulates the server (EmulateForConnect): nothing to dial; it is the source. */
         if (r->on_connected != NULL)
-            r->on_connected(r, 0);
+            r->on_connected(r, 0, NULL);
         fwx__proxy_relay_pump(r, -1);
         return;
     }
@@ -178,7 +180,7 @@ void fwx__proxy_relay_connect(prelay *r)
             fwx__proxy_fd_shortage(st, rc, "opening a connection to the server");
         /* Said, not just closed: SOCKS writes its failure reply, others get a reset. */
         if (r->on_connected != NULL)
-            r->on_connected(r, rc);
+            r->on_connected(r, rc, NULL);
         else if (r->internal_fd >= 0)
             fwx__proxy_fd_reset(r->internal_fd);
         fwx__proxy_relay_fail(r);
@@ -210,7 +212,7 @@ void fwx__proxy_relay_connect(prelay *r)
         fwx_firewall_log(st->fw, FWX_LOG_WARN, "proxy: connecting to %s failed: %s",
                          fwx__sa_fmt((struct sockaddr *)&r->target, a), uv_strerror(rc));
         if (r->on_connected != NULL)
-            r->on_connected(r, rc);
+            r->on_connected(r, rc, NULL);
         fwx__proxy_relay_fail(r);
     }
 }

@@ -233,7 +233,7 @@ static int take_fd(socks_client *c)
 
 /* ---- CONNECT ---------------------------------------------------------------------------------- */
 
-static void connect_done(prelay *r, int status)
+static void connect_done(prelay *r, int status, const struct sockaddr *up_local)
 {
     int rep = status == 0                    ? FWX__SOCKS_REP_OK
               : status == UV_ECONNREFUSED    ? FWX__SOCKS_REP_REFUSED
@@ -241,8 +241,9 @@ static void connect_done(prelay *r, int status)
                                                                        : FWX__SOCKS_REP_FAILURE;
     /* The relay read the gateway's address towards the server once connected (proxy.c). */
     struct sockaddr_storage bnd = {0};
-    memcpy(&bnd, &r->up_local, sizeof r->up_local);
-    bool have = status == 0 && r->have_up_local;
+    bool have = status == 0 && up_local != NULL;
+    if (have)
+        memcpy(&bnd, up_local, fwx__sa_len(up_local));
     (void)send_reply_fd(r->internal_fd, rep, have ? (struct sockaddr *)&bnd : NULL);
     /* The connection learns the gateway's address on the external side: filters write it into
        what they rewrite (an FTP PORT, for one). */

@@ -55,17 +55,20 @@ struct psock {
 };
 
 /* One direction of the relay: dir 0 carries internal -> external, dir 1 the reverse; the
-   source of direction d is side d. */
+   source of direction d is side d.
+   Counts are 32 bits: what a direction holds is bounded by its pipe (PUMP_PIPE_MAX, or the
+   size F_SETPIPE_SZ gave, at most the kernel's pipe-max-size) or by one read (PUMP_COPY); two
+   directions per relayed connection, so 16 bytes each matter (issue 12). */
 typedef struct pdir {
+    uint8_t *buf;    /* copy: what the destination did not take yet, allocated while it holds bytes */
     int pipe[2];     /* bulk: taken from the loop's pool while it holds bytes */
-    size_t pipe_cap;
-    size_t held;     /* bytes in the pipe or in buf */
+    uint32_t pipe_cap;
+    uint32_t held;   /* bytes in the pipe or in buf */
+    uint32_t head;
     bool bulk;       /* splice(2) from now on */
     bool full;       /* splice: the pipe took nothing more */
     bool eof;        /* the source said EOF */
     bool shut;       /* done: EOF passed on (or the pump's close will pass it on) */
-    uint8_t *buf;    /* copy: what the destination did not take yet, allocated while it holds bytes */
-    size_t head;
 } pdir;
 
 /*
@@ -128,29 +131,34 @@ struct pump_filt {
     uint32_t buffer_size;
 };
 
+/* One per relayed connection: pointers first, the flags as bits last, so that a plain relay's
+   pump is 144 bytes (a 160-byte heap chunk; 200 and 208 before, issue 12, part 4). */
 struct fwx_pump {
-    uv_loop_t *loop;
     IFWXConnection *conn; /* +1, may be NULL */
-    size_t max_buffered;
     fwx_pump_done_cb done;
     void *arg;
-    int mode;
-    bool ending, finishing;
+    /* relay */
+    rx *rx;
+    fwx_pump_connector *ext_connector; /* the external fd's registration, when handed over */
+    fwx_pump *ready_next;
+    /* What a direction may hold. Any bound above 4 GiB is kept as 4 GiB: no direction holds
+       more than a pipe, at most PUMP_PIPE_MAX, so the relay behaves the same. */
+    uint32_t max_buffered;
     int err;
     int fd[2];
     pdir dir[2];
-    /* relay */
-    rx *rx;
-    bool can_splice, fresh, queued;
-    fwx_pump_connector *ext_connector; /* the external fd's registration, when handed over */
     bool rd_ready[2], wr_ready[2];
     bool rdhup[2]; /* the peer's FIN was seen (and no error or hang-up) */
     bool hup[2];   /* an error or hang-up was seen: read on to learn which */
-    fwx_pump *ready_next;
+    unsigned mode : 1; /* MODE_RELAY or MODE_FILTER */
+    bool ending : 1, finishing : 1;
+    bool can_splice : 1, fresh : 1, queued : 1;
     /* The filter path's part: allocated only for a pump with data filters, so that a plain
-       relay's pump (one per relayed connection) is 200 bytes rather than 730 (issue 12). */
+       relay's pump (one per relayed connection) is small (issue 12). */
     struct pump_filt f[];
 };
+
+_Static_assert(sizeof(fwx_pump) <= 144, "a plain relay's pump grew: see issue 12 in bench/README.md");
 
 static const IFWXSocketVtbl psock_vtbl;
 static void pump_end(fwx_pump *p, int err);
@@ -420,7 +428,7 @@ static int pipe_get(fwx_pump *p, pdir *D)
                                                       : p->max_buffered);
     /* F_SETPIPE_SZ answers the size it set; a refusal leaves the default, still a bound. */
     int got = fcntl(D->pipe[1], F_SETPIPE_SZ, want);
-    D->pipe_cap = got > 0 ? (size_t)got : 65536;
+    D->pipe_cap = got > 0 ? (uint32_t)got : 65536;
     return 0;
 }
 
@@ -463,8 +471,8 @@ static int copy_dir(fwx_pump *p, int d)
                 return errno == EAGAIN || errno == EINTR ? 0 : -errno;
             }
             sent(p);
-            D->held -= (size_t)n;
-            D->head += (size_t)n;
+            D->held -= (uint32_t)n;
+            D->head += (uint32_t)n;
             if (D->held > 0) {
                 p->wr_ready[di] = false; /* a short send: the socket's buffer is full */
                 return 0;
@@ -513,7 +521,7 @@ static int copy_dir(fwx_pump *p, int d)
             if ((D->buf = malloc(chunk)) == NULL)
                 return UV_ENOMEM;
             memcpy(D->buf, scratch + m, (size_t)n - m);
-            D->held = (size_t)n - m;
+            D->held = (uint32_t)((size_t)n - m);
             D->head = 0;
             return 0;
         }
@@ -546,7 +554,7 @@ static int splice_dir(fwx_pump *p, int d)
             ssize_t n = splice(D->pipe[0], NULL, dst, NULL, D->held, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
             if (n > 0) {
                 sent(p);
-                D->held -= (size_t)n;
+                D->held -= (uint32_t)n;
                 D->full = false;
                 progress = true;
             } else if (n < 0 && errno == EAGAIN) {
@@ -563,7 +571,7 @@ static int splice_dir(fwx_pump *p, int d)
         if (!D->eof && want > 0 && !D->full && p->rd_ready[si]) {
             ssize_t n = splice(src, NULL, D->pipe[1], NULL, want, SPLICE_F_NONBLOCK | SPLICE_F_MOVE);
             if (n > 0) {
-                D->held += (size_t)n;
+                D->held += (uint32_t)n;
                 count(p, d, (size_t)n);
                 progress = true;
             } else if (n == 0) {
@@ -894,7 +902,7 @@ size_t fwx_pump_buffered(const fwx_pump *p)
 {
     if (p == NULL || p->mode == MODE_FILTER)
         return 0;
-    return p->dir[0].held + p->dir[1].held;
+    return (size_t)p->dir[0].held + p->dir[1].held;
 }
 
 int32_t fwx_pump_spliced(const fwx_pump *p) { return p != NULL && p->mode == MODE_RELAY && p->can_splice; }
@@ -1220,11 +1228,10 @@ static fwx_result pump_start(uv_loop_t *loop, IFWXConnection *conn, int internal
     fwx_pump *p = calloc(1, sizeof *p + (n_dfs > 0 ? sizeof p->f[0] : 0));
     if (p == NULL)
         return FWX_E_OUTOFMEMORY;
-    p->loop = loop;
     p->done = done;
     p->arg = arg;
     p->fresh = fresh;
-    p->max_buffered = max_buffered > 0 && max_buffered <= SIZE_MAX ? (size_t)max_buffered : PUMP_DEFAULT_MAX;
+    p->max_buffered = max_buffered == 0 ? PUMP_DEFAULT_MAX : max_buffered > UINT32_MAX ? UINT32_MAX : (uint32_t)max_buffered;
     p->fd[SIDE_INT] = internal_fd;
     p->fd[SIDE_EXT] = external_fd;
     for (int d = 0; d < 2; d++)
