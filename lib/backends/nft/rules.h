@@ -179,7 +179,7 @@
     "  chain forward {\n"                                                                                      \
     "    type filter hook forward priority filter; policy drop;\n"                                             \
     "    comment \"permissions: new connections need an element; replies ride conntrack; the rest is dropped\"\n" \
-    "    ct direction reply ct mark and " FWX_NFT_CT_ONEWAY " == " FWX_NFT_CT_ONEWAY " drop\n"                  \
+    "    meta l4proto udp ct direction reply ct mark and " FWX_NFT_CT_ONEWAY " == " FWX_NFT_CT_ONEWAY " drop\n"  \
     "    ct state established,related accept\n"                                                                \
     "    ct mark and " FWX_NFT_CT_ADMITTED " == " FWX_NFT_CT_ADMITTED " accept\n"                              \
     "    ct state new meta l4proto udp " FWX_NFT_TUPLE("ip") " @oneway4 ct mark set ct mark or " FWX_NFT_CT_ONEWAY "\n" \
