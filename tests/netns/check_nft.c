@@ -1185,11 +1185,75 @@ START_TEST(ct_events_only_fwx_flows)
 }
 END_TEST
 
+/* Events are read paced (ct.c CT_PACE_MS: after a wake-up that found some, the next read is a
+   millisecond later) except while a one-shot element is held: then each is read as it comes, so
+   a flow's NEW is matched against the permissions of the moment it passed, not those of a
+   millisecond later (a one-shot grant of the same key made meanwhile would be taken for its
+   own). Counted by the ct layer's reads, not by time. */
+START_TEST(ct_paced_unless_one_shot)
+{
+    gw g;
+    gw_open(&g, 60000);
+    fwx__ct *ct = fwx__nft_ct(g.fw);
+    ck_assert_ptr_nonnull(ct);
+    fwx__ct_stats st;
+    fwx__ct_get_stats(ct, &st);
+    ck_assert_int_eq(st.paced, 1);
+    uint16_t port, once_port;
+    int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
+    int ofd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &once_port);
+    IFWXConnection *ctl = NULL;
+    IFWXSession *s = nat_session(&g, &ctl);
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
+    /* A burst while the loop does not run: the wake-up that reads it is followed by a paced read. */
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "connection %d did not go through", i);
+    uint64_t before = st.events;
+    for (int i = 0; i < 100 && (st.events < before + 8 || st.paced_reads == 0); i++) {
+        tu_loop_run_for(&g.loop, 10);
+        fwx__ct_get_stats(ct, &st);
+    }
+    ck_assert_uint_ge(st.events, before + 8);
+    ck_assert_uint_ge(st.paced_reads, 1);
+    /* A one-shot grant: unpaced while it is held, whatever comes. */
+    TU_EXPECT_HR(allow(s, ctl, TN_SERVER, once_port, 0), FWX_S_OK);
+    tu_loop_run_for(&g.loop, 20); /* a paced read still pending is stopped */
+    fwx__ct_get_stats(ct, &st);
+    ck_assert_int_eq(st.paced, 0);
+    uint64_t paced = st.paced_reads;
+    before = st.events;
+    for (int i = 0; i < 8; i++)
+        ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "connection %d did not go through", i);
+    for (int i = 0; i < 100 && st.events < before + 8; i++) {
+        tu_loop_run_for(&g.loop, 10);
+        fwx__ct_get_stats(ct, &st);
+    }
+    tu_loop_run_for(&g.loop, 20);
+    fwx__ct_get_stats(ct, &st);
+    ck_assert_uint_ge(st.events, before + 8);
+    ck_assert_uint_eq(st.paced_reads, paced); /* every one read as it came */
+    /* The one-shot permission used: its element is released, and reading is paced again. */
+    ck_assert_msg(client_to_server(&g, ofd, TN_SERVER, once_port, NULL), "the one-shot connection did not go through");
+    for (int i = 0; i < 100 && st.paced == 0; i++) {
+        tu_loop_run_for(&g.loop, 10);
+        fwx__ct_get_stats(ct, &st);
+    }
+    ck_assert_int_eq(st.paced, 1);
+    ck_assert_uint_eq(st.malformed, 0);
+    ck_assert_uint_eq(st.overruns, 0);
+    session_end(s, ctl);
+    close(lfd);
+    close(ofd);
+    gw_close(&g);
+}
+END_TEST
+
 static Suite *nft_suite(void)
 {
     const tu_case cases[] = {
         {"table names", table_names},
         {"ct events only fwx flows", ct_events_only_fwx_flows},
+        {"ct paced unless one shot", ct_paced_unless_one_shot},
         {"table lifecycle", table_lifecycle},
         {"leftover table replaced", leftover_table_replaced},
         {"probe names what is missing", probe_names_what_is_missing},

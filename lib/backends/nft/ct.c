@@ -521,6 +521,7 @@ static void on_paced(uv_timer_t *t)
     fwx__ct *ct = t->data;
     if (ct->closing)
         return;
+    ct->st.paced_reads++;
     if (drain(ct) > 0 && !ct->closing)
         pace(ct);
     else if (!ct->closing && uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
@@ -1041,6 +1042,7 @@ void fwx__ct_get_stats(const fwx__ct *ct, fwx__ct_stats *out)
     if (ct == NULL || out == NULL)
         return;
     *out = ct->st;
+    out->paced = !ct->unpaced;
 }
 
 fwx_result fwx__ct_follow_updates(fwx__ct *ct)

@@ -123,6 +123,8 @@ typedef struct fwx__ct_stats {
     uint64_t overruns;   /* ENOBUFS: the socket buffer was full, events were lost */
     uint64_t malformed;  /* messages the parser refused */
     uint64_t sweeps;     /* reaping dumps sent (only while a reported flow is open) */
+    uint64_t paced_reads; /* reads made CT_PACE_MS after a wake-up that found events (ct.c) */
+    int paced;           /* 1: reading is paced (fwx__ct_set_paced), 0: each event read as it comes */
     int accounting;      /* 1: nf_conntrack_acct is on in this namespace; 0: off (no byte counts) */
     int switched;        /* which namespace-wide settings open switched on: FWX__CT_SWITCHED_* */
     int kernel_filter;   /* 1: the mark filter runs in the kernel (fwx__ct_set_mark_filter) */
