@@ -1124,14 +1124,21 @@ END_TEST
    (clients to a service of the gateway, loopback inside it), which conntrack tracks but is not
    fwx's, puts nothing on it; a flow a permission admits does. Counted by the ct layer
    (fwx__ct_stats.events: what crossed the socket), not by time. */
+/* A gateway of the nft backend, its conntrack layer and that layer's counts so far. */
+static fwx__ct *gw_open_ct(gw *g, fwx__ct_stats *st)
+{
+    gw_open(g, 60000);
+    fwx__ct *ct = fwx__nft_ct(g->fw);
+    ck_assert_ptr_nonnull(ct);
+    fwx__ct_get_stats(ct, st);
+    return ct;
+}
+
 START_TEST(ct_events_only_fwx_flows)
 {
     gw g;
-    gw_open(&g, 60000);
-    fwx__ct *ct = fwx__nft_ct(g.fw);
-    ck_assert_ptr_nonnull(ct);
     fwx__ct_stats st;
-    fwx__ct_get_stats(ct, &st);
+    fwx__ct *ct = gw_open_ct(&g, &st);
     ck_assert_int_eq(st.kernel_filter, 1);
     uint64_t before = st.events;
     uint16_t gport, lport;
@@ -1193,11 +1200,8 @@ END_TEST
 START_TEST(ct_paced_unless_one_shot)
 {
     gw g;
-    gw_open(&g, 60000);
-    fwx__ct *ct = fwx__nft_ct(g.fw);
-    ck_assert_ptr_nonnull(ct);
     fwx__ct_stats st;
-    fwx__ct_get_stats(ct, &st);
+    fwx__ct *ct = gw_open_ct(&g, &st);
     ck_assert_int_eq(st.paced, 1);
     uint16_t port, once_port;
     int lfd = tn_listener_in(g.topo.server_fd, "0.0.0.0", 0, &port);
