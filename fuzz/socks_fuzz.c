@@ -835,7 +835,7 @@ static void run_completions(void)
         M.relay_connect_pending[i] = false;
         int st = (M.cfg >> 5) & 3;
         int status = st == 0 ? 0 : st == 1 ? UV_ECONNREFUSED : st == 2 ? UV_EHOSTUNREACH : UV_EIO;
-        r->on_connected(r, status);
+        r->on_connected(r, status, NULL); /* no upstream address, as proxy.c when it reads none */
         relay_finish(r);
         i = -1; /* the array changed */
     }
