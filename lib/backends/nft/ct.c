@@ -296,20 +296,22 @@ static int tcp_state_of(const struct nlattr *nest, uint8_t *state)
     return q < 0 ? -1 : r;
 }
 
-static void put_addr(struct sockaddr_storage *ss, int family, const void *addr, uint16_t port_be)
+static void put_addr(fwx__sa *out, int family, const void *addr, uint16_t port_be)
 {
-    memset(ss, 0, sizeof *ss);
+    /* Built whole here (the family is the header's, checked by the caller), then stored
+       through the one writer of a fwx__sa. */
+    fwx__sa a;
+    memset(&a, 0, sizeof a);
     if (family == AF_INET) {
-        struct sockaddr_in *s = (struct sockaddr_in *)ss;
-        s->sin_family = AF_INET;
-        memcpy(&s->sin_addr, addr, 4);
-        s->sin_port = port_be;
+        a.sin.sin_family = AF_INET;
+        memcpy(&a.sin.sin_addr, addr, 4);
+        a.sin.sin_port = port_be;
     } else {
-        struct sockaddr_in6 *s = (struct sockaddr_in6 *)ss;
-        s->sin6_family = AF_INET6;
-        memcpy(&s->sin6_addr, addr, 16);
-        s->sin6_port = port_be;
+        a.sin6.sin6_family = AF_INET6;
+        memcpy(&a.sin6.sin6_addr, addr, 16);
+        a.sin6.sin6_port = port_be;
     }
+    fwx__sa_set(out, &a.sa);
 }
 
 /* The entry's attributes (after the family header) into f. 1: TCP or UDP, filled; 0: well
@@ -1053,27 +1055,13 @@ fwx_result fwx__ct_follow_updates(fwx__ct *ct)
     return mnl_socket_setsockopt(ct->ev, NETLINK_ADD_MEMBERSHIP, &g, sizeof g) == 0 ? FWX_S_OK : FWX_E_NOT_SUPPORTED;
 }
 
-static bool same_endpoint(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
-{
-    if (a->ss_family != b->ss_family)
-        return false;
-    if (a->ss_family == AF_INET) {
-        const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
-        return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
-    }
-    const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a, *y = (const struct sockaddr_in6 *)b;
-    return a->ss_family == AF_INET6 && x->sin6_port == y->sin6_port &&
-           memcmp(&x->sin6_addr, &y->sin6_addr, 16) == 0;
-}
-
 /* The tuple src -> dst of `protocol` as the original tuple of a new object, or NULL. */
-static struct nf_conntrack *tuple_object(int32_t protocol, const struct sockaddr_storage *src,
-                                         const struct sockaddr_storage *dst)
+static struct nf_conntrack *tuple_object(int32_t protocol, const fwx__sa *src, const fwx__sa *dst)
 {
     if (protocol != FWX_PROTOCOL_TCP && protocol != FWX_PROTOCOL_UDP)
         return NULL;
-    int fam = src->ss_family;
-    if ((fam != AF_INET && fam != AF_INET6) || dst->ss_family != fam)
+    int fam = src->sa.sa_family;
+    if ((fam != AF_INET && fam != AF_INET6) || dst->sa.sa_family != fam)
         return NULL;
     struct nf_conntrack *o = nfct_new();
     if (o == NULL)
@@ -1082,13 +1070,13 @@ static struct nf_conntrack *tuple_object(int32_t protocol, const struct sockaddr
     nfct_set_attr_u8(o, ATTR_L4PROTO, protocol == FWX_PROTOCOL_TCP ? IPPROTO_TCP : IPPROTO_UDP);
     uint16_t sp, dp;
     if (fam == AF_INET) {
-        const struct sockaddr_in *s = (const struct sockaddr_in *)src, *d = (const struct sockaddr_in *)dst;
+        const struct sockaddr_in *s = &src->sin, *d = &dst->sin;
         nfct_set_attr_u32(o, ATTR_IPV4_SRC, s->sin_addr.s_addr);
         nfct_set_attr_u32(o, ATTR_IPV4_DST, d->sin_addr.s_addr);
         sp = s->sin_port;
         dp = d->sin_port;
     } else {
-        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)src, *d = (const struct sockaddr_in6 *)dst;
+        const struct sockaddr_in6 *s = &src->sin6, *d = &dst->sin6;
         nfct_set_attr(o, ATTR_IPV6_SRC, &s->sin6_addr);
         nfct_set_attr(o, ATTR_IPV6_DST, &d->sin6_addr);
         sp = s->sin6_port;
@@ -1121,7 +1109,7 @@ static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, bool b
     } m;
     memset(&m, 0, sizeof m);
     struct nlmsghdr *nh = req_header(ct, m.b, msg, NLM_F_ACK | (msg == IPCTNL_MSG_CT_DELETE ? NLM_F_ECHO : 0),
-                                     (uint8_t)f->src.ss_family);
+                                     (uint8_t)f->src.sa.sa_family);
     int rc = nfct_nlmsg_build(nh, o);
     nfct_destroy(o);
     if (rc < 0)
@@ -1176,7 +1164,8 @@ static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, bool b
             /* a GET's answer is an entry message without CREATE: parsed (0 or END) all the same */
             bool answer = msg == IPCTNL_MSG_CT_DELETE ? ev == FWX__CT_DESTROY : ev >= 0;
             if (answer && echoed.protocol == f->protocol &&
-                (by_reply ? same_endpoint(&echoed.reply_src, &f->src) : same_endpoint(&echoed.src, &f->src))) {
+                (by_reply ? fwx__sa_same_endpoint(&echoed.reply_src.sa, &f->src.sa)
+                          : fwx__sa_same_endpoint(&echoed.src.sa, &f->src.sa))) {
                 /* the echo of our delete (final counters), or the answer to our get */
                 *bytes_orig = echoed.bytes_orig;
                 *bytes_reply = echoed.bytes_reply;
@@ -1217,9 +1206,8 @@ fwx_result fwx__ct_lookup_reply(fwx__ct *ct, int32_t protocol, const struct sock
     if (reply_src->sa_family != reply_dst->sa_family ||
         (reply_src->sa_family != AF_INET && reply_src->sa_family != AF_INET6))
         return FWX_E_INVALIDARG;
-    size_t sl = reply_src->sa_family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
-    memcpy(&q.src, reply_src, sl);
-    memcpy(&q.dst, reply_dst, sl);
+    fwx__sa_set(&q.src, reply_src);
+    fwx__sa_set(&q.dst, reply_dst);
     uint64_t o, r;
     return ct_request(ct, &q, IPCTNL_MSG_CT_GET, true, out, &o, &r);
 }

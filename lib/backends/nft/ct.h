@@ -20,13 +20,17 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "util/util.h"
+
 typedef struct fwx__ct fwx__ct;
 
-/* One conntrack entry, original direction. */
+/* One conntrack entry, original direction. The addresses are compact (fwx__sa, 28 bytes each,
+   not sockaddr_storage's 128): one is filled per event and one is copied into every flow the
+   backend follows, tens of thousands at once (issue 13). Read them as &f->src.sa. */
 typedef struct fwx__ct_flow {
     int32_t protocol;                  /* FWX_PROTOCOL_TCP / _UDP */
-    struct sockaddr_storage src, dst;  /* as the client sent it (before DNAT) */
-    struct sockaddr_storage reply_src; /* where the reply comes from (after DNAT: the real target) */
+    fwx__sa src, dst;                  /* as the client sent it (before DNAT) */
+    fwx__sa reply_src;                 /* where the reply comes from (after DNAT: the real target) */
     uint32_t mark;                     /* ct mark (0 when the kernel sent none) */
     uint64_t bytes_orig, bytes_reply;  /* when accounting is on (net.netfilter.nf_conntrack_acct) */
     uint8_t tcp_state;                 /* TCP: the conntrack state in the message, 0 if none */

@@ -649,8 +649,8 @@ static void kflow_key_of(const fwx__ct_flow *f, kflow_key *k)
 {
     memset(k, 0, sizeof *k);
     k->protocol = f->protocol;
-    fwx__sa_key_of((const struct sockaddr *)&f->src, true, &k->src);
-    fwx__sa_key_of((const struct sockaddr *)&f->dst, true, &k->dst);
+    fwx__sa_key_of(&f->src.sa, true, &k->src);
+    fwx__sa_key_of(&f->dst.sa, true, &k->dst);
 }
 
 /* Adds a flow's final counters to its connection. Conntrack counts by its original direction,
@@ -660,7 +660,7 @@ static void kflow_count(kflow *k, uint64_t bytes_orig, uint64_t bytes_reply)
 {
     fwx_object_info ci = {.struct_size = sizeof ci};
     bool orig_is_client = fwx_connection_info(k->conn, &ci) != FWX_S_OK ||
-                          fwx__sa_same_ip((const struct sockaddr *)&k->flow.src, (const struct sockaddr *)&ci.client);
+                          fwx__sa_same_ip(&k->flow.src.sa, (const struct sockaddr *)&ci.client);
     if (orig_is_client)
         fwx_connection_count_bytes(k->conn, bytes_orig, bytes_reply);
     else
@@ -785,7 +785,7 @@ static void kflow_end(nstate *st, kflow *k)
 /* Drops new entries of f's tuple for FWX_NFT_REFUSED_SECS (rules.h: refused4/6). */
 static void refuse_tuple(nstate *st, const fwx__ct_flow *f)
 {
-    const struct sockaddr *src = (const struct sockaddr *)&f->src, *dst = (const struct sockaddr *)&f->dst;
+    const struct sockaddr *src = &f->src.sa, *dst = &f->dst.sa;
     char fa;
     kbytes key = kb(src, dst, l4proto(f->protocol), fwx__sa_port(dst));
     if (key.n == 0 || !fam_of(src, &fa))
@@ -841,10 +841,10 @@ static bool kernel_flow_filtered(nstate *st, IFWXConnection *c)
  */
 static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
 {
-    psess *ps = psess_hold(st, (const struct sockaddr *)&f->src);
+    psess *ps = psess_hold(st, &f->src.sa);
     if (ps == NULL)
         return;
-    const struct sockaddr *dst = (const struct sockaddr *)&f->dst;
+    const struct sockaddr *dst = &f->dst.sa;
     fwx_connection_params cp;
     memset(&cp, 0, sizeof cp);
     cp.struct_size = sizeof cp;
@@ -1002,7 +1002,7 @@ static void consume_once(nstate *st, const fwx__ct_flow *f)
 {
     if (st->n_once == 0)
         return; /* no one-shot element: nothing to look up (most flows of a busy gateway) */
-    const struct sockaddr *src = (const struct sockaddr *)&f->src, *dst = (const struct sockaddr *)&f->reply_src;
+    const struct sockaddr *src = &f->src.sa, *dst = &f->reply_src.sa;
     char fs;
     ekey k;
     memset(&k, 0, sizeof k);
@@ -1037,11 +1037,11 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         /* The client's view (before DNAT): a permission's target, or a bound port. The core
            consumes a one-shot grant (the kernel already deleted its element) and tells the
            filter that asked. */
-        const struct sockaddr *src = (const struct sockaddr *)&f->src, *dst = (const struct sockaddr *)&f->dst;
+        const struct sockaddr *src = &f->src.sa, *dst = &f->dst.sa;
         fwx_flow fl = {sizeof fl, f->protocol, src, fwx__sa_len(src), dst, fwx__sa_len(dst)};
         IFWXConnection *c = NULL;
         fwx_result hr = fwx_firewall_admit(st->fw, &fl, &c);
-        const struct sockaddr *nat_dst = (const struct sockaddr *)&f->reply_src;
+        const struct sockaddr *nat_dst = &f->reply_src.sa;
         if (hr == FWX_E_NOT_FOUND && !fwx__sa_same_endpoint(dst, nat_dst)) {
             /* A DNAT of a FWX_FLAG_REPLY_FROM_PEER permission (reply_elems): the permission is
                for where the answer went, the client's port. */

@@ -255,16 +255,16 @@ static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_storage *from
     fwx_result hr = ct != NULL ? fwx__ct_lookup_reply(ct, FWX_PROTOCOL_UDP, (const struct sockaddr *)local,
                                                       (const struct sockaddr *)from, &cf)
                                : FWX_E_NOT_SUPPORTED;
-    if (FWX_FAILED(hr) || cf.dst.ss_family != u->family) {
+    if (FWX_FAILED(hr) || cf.dst.sa.sa_family != u->family) {
         /* Not a redirected datagram (someone sent to the port itself), or no conntrack. */
         fwx_firewall_log(u->fw, FWX_LOG_DEBUG, "backend \"nft\": UDP %s -> %s: no original destination (%s): dropped",
                          fwx__sa_fmt((const struct sockaddr *)from, a), fwx__sa_fmt((const struct sockaddr *)local, b),
                          fwx_strerror(hr));
         return;
     }
-    if (fwx__nft_is_listener(u->fw, (const struct sockaddr *)&cf.dst)) {
+    if (fwx__nft_is_listener(u->fw, &cf.dst.sa)) {
         fwx_firewall_log(u->fw, FWX_LOG_WARN, "backend \"nft\": UDP %s -> %s is fwx's own listener: refused",
-                         fwx__sa_fmt((const struct sockaddr *)from, a), fwx__sa_fmt((const struct sockaddr *)&cf.dst, b));
+                         fwx__sa_fmt((const struct sockaddr *)from, a), fwx__sa_fmt(&cf.dst.sa, b));
         return;
     }
     uflow *f = calloc(1, sizeof *f);
@@ -274,7 +274,9 @@ static void flow_new(struct fwx__nft_udp *u, const struct sockaddr_storage *from
     f->client = *from;
     f->local = *local;
     uv_loop_t *loop = fwx_firewall_loop(u->fw);
-    if (!flow_admit(f, &cf.dst)) {
+    struct sockaddr_storage orig; /* the flow keeps it whole (f->target) */
+    fwx__sa_get(&orig, &cf.dst);
+    if (!flow_admit(f, &orig)) {
         fwx__nft_session_release(f->us);
         free(f);
         return;
