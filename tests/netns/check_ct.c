@@ -607,15 +607,18 @@ static int pred_control(ctx *c, const void *arg)
     return k->news >= 40 && k->destroys >= k->n;
 }
 
-/* The unfiltered control reader has read at least *arg events (it reads paced: up to
+/* A reader and how many events it must have read. */
+typedef struct reads {
+    fwx__ct *ct;
+    uint64_t n;
+} reads;
+
+/* The unfiltered control reader has read at least w->n events (it reads paced: up to
    CT_PACE_MS after the filtered one). */
 static int pred_control_read(ctx *c, const void *arg)
 {
     (void)c;
-    const struct {
-        fwx__ct *ct;
-        uint64_t n;
-    } *w = arg;
+    const reads *w = arg;
     fwx__ct_stats cs;
     fwx__ct_get_stats(w->ct, &cs);
     return cs.events >= w->n;
@@ -694,10 +697,7 @@ START_TEST(kernel_filter_unrelated_zero)
     ck_assert_uint_eq(st.overruns, 0);
     ck_assert_uint_eq(c.n, 1);
     ck_assert_uint_eq(st.sweeps, 0);          /* the loop ran for seconds: no flow of ours, no walk */
-    const struct {
-        fwx__ct *ct;
-        uint64_t n;
-    } all = {ctl, 2 * 48 + 1};
+    const reads all = {ctl, 2 * 48 + 1};
     (void)run_until(&c, pred_control_read, &all, 1000);
     fwx__ct_get_stats(ctl, &cs);
     ck_assert_uint_ge(cs.events, 2 * 48 + 1); /* the control read every NEW and DESTROY, and the marked NEW */

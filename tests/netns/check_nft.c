@@ -1134,6 +1134,17 @@ static fwx__ct *gw_open_ct(gw *g, fwx__ct_stats *st)
     return ct;
 }
 
+/* Runs the loop until the conntrack layer has read at least n events in all (bounded: 2 s);
+   *st gets its counts. */
+static void ct_run_until_read(gw *g, fwx__ct *ct, fwx__ct_stats *st, uint64_t n)
+{
+    fwx__ct_get_stats(ct, st);
+    for (int i = 0; i < 100 && st->events < n; i++) {
+        tu_loop_run_for(&g->loop, 20);
+        fwx__ct_get_stats(ct, st);
+    }
+}
+
 START_TEST(ct_events_only_fwx_flows)
 {
     gw g;
@@ -1178,10 +1189,7 @@ START_TEST(ct_events_only_fwx_flows)
     IFWXSession *s = nat_session(&g, &ctl);
     TU_EXPECT_HR(allow(s, ctl, TN_SERVER, port, FWX_FLAG_ALLOW_MULTIPLE), FWX_S_OK);
     ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "the permitted connection did not go through");
-    for (int i = 0; i < 100 && st.events == before; i++) {
-        tu_loop_run_for(&g.loop, 20);
-        fwx__ct_get_stats(ct, &st);
-    }
+    ct_run_until_read(&g, ct, &st, before + 1);
     ck_assert_uint_ge(st.events, before + 1);
     ck_assert_uint_ge(st.reported, 1);
     session_end(s, ctl);
@@ -1228,10 +1236,7 @@ START_TEST(ct_paced_unless_one_shot)
     before = st.events;
     for (int i = 0; i < 8; i++)
         ck_assert_msg(client_to_server(&g, lfd, TN_SERVER, port, NULL), "connection %d did not go through", i);
-    for (int i = 0; i < 100 && st.events < before + 8; i++) {
-        tu_loop_run_for(&g.loop, 10);
-        fwx__ct_get_stats(ct, &st);
-    }
+    ct_run_until_read(&g, ct, &st, before + 8);
     tu_loop_run_for(&g.loop, 20);
     fwx__ct_get_stats(ct, &st);
     ck_assert_uint_ge(st.events, before + 8);

@@ -507,15 +507,21 @@ static int drain(fwx__ct *ct)
 static void on_readable(uv_poll_t *h, int status, int events);
 static void on_paced(uv_timer_t *t);
 
+/* Reads on each event again (the poll armed); says so if it cannot, since events then stop. */
+static void watch(fwx__ct *ct, const char *why)
+{
+    if (uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
+        ct_log(ct, FWX_LOG_ERROR, "cannot %s: events stop", why);
+}
+
 /* Events came: read again in CT_PACE_MS instead of on the next one (see CT_PACE_MS). */
 static void pace(fwx__ct *ct)
 {
     if (ct->unpaced)
         return; /* the poll stays armed */
     uv_poll_stop(&ct->poll);
-    if (uv_timer_start(&ct->pace, on_paced, CT_PACE_MS, 0) != 0 &&
-        uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
-        ct_log(ct, FWX_LOG_ERROR, "cannot go on reading events: events stop");
+    if (uv_timer_start(&ct->pace, on_paced, CT_PACE_MS, 0) != 0)
+        watch(ct, "go on reading events");
 }
 
 static void on_paced(uv_timer_t *t)
@@ -526,8 +532,8 @@ static void on_paced(uv_timer_t *t)
     ct->st.paced_reads++;
     if (drain(ct) > 0 && !ct->closing)
         pace(ct);
-    else if (!ct->closing && uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
-        ct_log(ct, FWX_LOG_ERROR, "cannot go on reading events: events stop");
+    else if (!ct->closing)
+        watch(ct, "go on reading events");
 }
 
 void fwx__ct_set_paced(fwx__ct *ct, bool on)
@@ -539,8 +545,7 @@ void fwx__ct_set_paced(fwx__ct *ct, bool on)
         /* A paced read is pending: watch the socket again, so what is queued is read on the
            next loop turn and each event after it at once. */
         uv_timer_stop(&ct->pace);
-        if (uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
-            ct_log(ct, FWX_LOG_ERROR, "cannot go on reading events: events stop");
+        watch(ct, "go on reading events");
     }
 }
 
@@ -552,8 +557,7 @@ static void on_readable(uv_poll_t *h, int status, int events)
         /* epoll reported an error on the socket (EPOLLERR: the kernel set sk_err, ENOBUFS after
            an overrun). libuv has stopped the handle and says UV_EBADF: start it again, and let
            the read below collect the error (which clears it) and the events still queued. */
-        if (uv_poll_start(&ct->poll, UV_READABLE, on_readable) != 0)
-            ct_log(ct, FWX_LOG_ERROR, "cannot restart reading events after a socket error: events stop");
+        watch(ct, "restart reading events after a socket error");
     }
     if (drain(ct) > 0 && !ct->closing)
         pace(ct);

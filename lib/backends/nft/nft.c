@@ -153,6 +153,7 @@ typedef struct kflow {
     kflow_key key;
     IFWXConnection *conn;     /* +1 */
     psess *ps;                /* the session it holds (a policy-forwarded flow's, a held session's grant), or NULL */
+    bool orig_is_client;      /* conntrack's original direction is the connection's client's (kflow_count) */
     UT_hash_handle hh;        /* keyed by conn */
     UT_hash_handle hh_tuple;  /* keyed by key */
 } kflow;
@@ -655,13 +656,11 @@ static void kflow_key_of(const fwx__ct_flow *f, kflow_key *k)
 
 /* Adds a flow's final counters to its connection. Conntrack counts by its original direction,
    which is the client's for a permission and the remote peer's for a bound port (the server
-   of active FTP connects in): "from the client" follows the connection's client. */
+   of active FTP connects in): "from the client" follows the connection's client, learnt once
+   when the flow was admitted (k->orig_is_client). */
 static void kflow_count(kflow *k, uint64_t bytes_orig, uint64_t bytes_reply)
 {
-    fwx_object_info ci = {.struct_size = sizeof ci};
-    bool orig_is_client = fwx_connection_info(k->conn, &ci) != FWX_S_OK ||
-                          fwx__sa_same_ip(&k->flow.src.sa, (const struct sockaddr *)&ci.client);
-    if (orig_is_client)
+    if (k->orig_is_client)
         fwx_connection_count_bytes(k->conn, bytes_orig, bytes_reply);
     else
         fwx_connection_count_bytes(k->conn, bytes_reply, bytes_orig);
@@ -751,17 +750,15 @@ void fwx__nft_session_release(struct fwx__nft_sess *h) { psess_unref(h); }
    then lasts as long as the transfer (until conntrack destroys the flow), not just the
    request's idle period, and ends with it; an FTP data flow joins the session its intercepted
    control connection holds. */
-static psess *psess_join(nstate *st, IFWXConnection *c)
+static psess *psess_join(nstate *st, IFWXConnection *c, const struct sockaddr *client)
 {
     if (st->psessions == NULL)
-        return NULL; /* no session held: no need to ask for c's client */
-    fwx_object_info ci = {.struct_size = sizeof ci};
+        return NULL; /* no session held */
     IFWXSession *s = NULL;
-    if (fwx_connection_info(c, &ci) != FWX_S_OK || IFWXConnection_GetSession(c, &s) != FWX_S_OK || s == NULL)
+    if (IFWXConnection_GetSession(c, &s) != FWX_S_OK || s == NULL)
         return NULL;
-    fwx__sa_set_port((struct sockaddr *)&ci.client, 0);
     fwx__sa_key key;
-    fwx__sa_key_of((const struct sockaddr *)&ci.client, false, &key);
+    fwx__sa_key_of(client, false, &key); /* the address only: the port is not part of the key */
     psess *ps = NULL;
     HASH_FIND(hh, st->psessions, &key, sizeof key, ps);
     if (ps != NULL && ps->s == s)
@@ -870,6 +867,7 @@ static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
     kflow_key_of(f, &k->key);
     k->conn = c;
     k->ps = ps;
+    k->orig_is_client = true; /* the client's own flow: its session is f->src's */
     HASH_ADD_PTR(st->kflows, conn, k);
     HASH_ADD(hh_tuple, st->kflow_by_tuple, key, sizeof k->key, k);
 }
@@ -1066,7 +1064,13 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         k->flow = *f;
         kflow_key_of(f, &k->key);
         k->conn = c;
-        k->ps = psess_join(st, c);
+        /* The connection's client, asked once: which direction is the client's (kflow_count)
+           and whose held session the flow joins. */
+        fwx_object_info ci = {.struct_size = sizeof ci};
+        bool known = fwx_connection_info(c, &ci) == FWX_S_OK;
+        const struct sockaddr *client = (const struct sockaddr *)&ci.client;
+        k->orig_is_client = !known || fwx__sa_same_ip(src, client);
+        k->ps = known ? psess_join(st, c, client) : NULL;
         HASH_ADD_PTR(st->kflows, conn, k);
         HASH_ADD(hh_tuple, st->kflow_by_tuple, key, sizeof k->key, k);
         return;
