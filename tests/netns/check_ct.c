@@ -21,6 +21,8 @@
 #include "netns.h"
 #include "backends/nft/ct.h"
 
+#include <libnetfilter_conntrack/libnetfilter_conntrack.h>
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -715,6 +717,79 @@ START_TEST(kernel_filter_unrelated_zero)
 }
 END_TEST
 
+/* n UDP entries of no one's (mark 0) made straight in the gateway namespace's table through
+   ctnetlink, each with a 600 s timeout: a big table without n real flows. */
+static void fill_table(ctx *c, unsigned n)
+{
+    assert_in_gateway(c);
+    struct nfct_handle *h = nfct_open(CONNTRACK, 0);
+    ck_assert_ptr_nonnull(h);
+    struct nf_conntrack *e = nfct_new();
+    ck_assert_ptr_nonnull(e);
+    struct in_addr cl, sv;
+    ck_assert_int_eq(inet_pton(AF_INET, TN_CLIENT, &cl), 1);
+    ck_assert_int_eq(inet_pton(AF_INET, TN_SERVER, &sv), 1);
+    unsigned made = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint16_t sport = htons((uint16_t)(1024 + i % 60000)), dport = htons((uint16_t)(2000 + i / 60000));
+        nfct_set_attr_u8(e, ATTR_L3PROTO, AF_INET);
+        nfct_set_attr_u32(e, ATTR_IPV4_SRC, cl.s_addr);
+        nfct_set_attr_u32(e, ATTR_IPV4_DST, sv.s_addr);
+        nfct_set_attr_u8(e, ATTR_L4PROTO, IPPROTO_UDP);
+        nfct_set_attr_u16(e, ATTR_PORT_SRC, sport);
+        nfct_set_attr_u16(e, ATTR_PORT_DST, dport);
+        nfct_setobjopt(e, NFCT_SOPT_SETUP_REPLY);
+        nfct_set_attr_u32(e, ATTR_TIMEOUT, 600);
+        if (nfct_query(h, NFCT_Q_CREATE, e) == 0)
+            made++;
+    }
+    nfct_destroy(e);
+    nfct_close(h);
+    ck_assert_msg(made == n, "made %u of %u conntrack entries: %s", made, n, strerror(errno));
+}
+
+START_TEST(sweep_budget)
+{
+    /* A sweep walks the whole table inside the kernel: with 40,000 entries (a few ms) asked
+       every millisecond, walking would take most of fwx's time. The wait after a walk is
+       stretched to 1,000 times its length (ct.c CT_SWEEP_SHARE), so one open flow of ours
+       and half a second of loop make one walk, not a hundred. */
+    ctx c;
+    ct_up(&c, "add rule inet fwxct fw ct state new tcp dport 5001 ct mark set 0x20000000\n");
+    TU_EXPECT_HR(fwx__ct_set_mark_filter(c.ct, 0x20000000u, 0x20000000u), FWX_S_OK);
+    fill_table(&c, 40000);
+    int c1, s1;
+    struct sockaddr_storage src1, dst1;
+    tcp_pair(&c, TN_CLIENT ":0", TN_SERVER ":5001", &c1, &s1, &src1, &dst1);
+    ck_assert_msg(wait_event(&c, FWX__CT_NEW, FWX_PROTOCOL_TCP, &src1, &dst1, 2000) != NULL, "no NEW for our flow");
+    fwx__ct_set_sweep(c.ct, 1);
+    fwx__ct_stats st;
+    fwx__ct_get_stats(c.ct, &st);
+    ck_assert_uint_eq(st.sweep_interval_ms, 1); /* no walk measured yet: the interval asked */
+    (void)run_until(&c, NULL, NULL, 500);
+    fwx__ct_get_stats(c.ct, &st);
+    ck_assert_uint_ge(st.sweeps, 1);
+    /* The table's walk is long enough to judge the budget by (else this kernel walks faster
+       than this test assumes, and it says so rather than passing). */
+    ck_assert_msg(st.sweep_walk_us >= 500, "a walk of 40,000 entries took %llu us", (unsigned long long)st.sweep_walk_us);
+    ck_assert_uint_ge(st.sweep_interval_ms, st.sweep_walk_us); /* W us of walking, at least W ms of wait */
+    ck_assert_uint_le(st.sweep_interval_ms, 60000);
+    ck_assert_msg(st.sweeps <= 2, "%llu sweeps in 500 ms (last walk %llu us, next in %llu ms)",
+                  (unsigned long long)st.sweeps, (unsigned long long)st.sweep_walk_us,
+                  (unsigned long long)st.sweep_interval_ms);
+    /* Asked again (a new interval): the budget still holds, from the last walk measured. */
+    fwx__ct_set_sweep(c.ct, 1);
+    fwx__ct_get_stats(c.ct, &st);
+    ck_assert_uint_ge(st.sweep_interval_ms, st.sweep_walk_us);
+    fwx__ct_set_sweep(c.ct, 0);
+    fwx__ct_get_stats(c.ct, &st);
+    ck_assert_uint_eq(st.sweep_interval_ms, 0); /* never */
+    close(c1);
+    close(s1);
+    ct_down(&c);
+}
+END_TEST
+
 /* ---- the namespace's settings: restored by the last fwx instance ------------------------------- */
 
 static char settings_log[2048];
@@ -1207,6 +1282,7 @@ static Suite *ct_suite(void)
         {"kill udp", kill_udp},
         {"mark filter", mark_filter},
         {"kernel filter unrelated zero", kernel_filter_unrelated_zero},
+        {"sweep budget", sweep_budget},
         {"settings restored by last", settings_restored_by_last},
         {"enobufs counted not fatal", enobufs_counted_not_fatal},
         {"close", close_inside_callback},

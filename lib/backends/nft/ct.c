@@ -68,15 +68,24 @@
 /* One datagram: a ctnetlink event is one entry, well under 1 KiB; a longer one is truncated by
    the kernel (MSG_TRUNC), refused and logged. */
 #define CT_DGRAM 8192
+/* The sweep's budget: a walk that took W microseconds is followed by the next one no sooner
+   than W milliseconds later (a thousandth of one CPU), however short the interval asked. The
+   walk costs time in proportion to the namespace's whole table (about 175 ns an entry here:
+   80,000 entries, 14 ms): at the default 2 s a busy gateway's sweeps were a tenth of fwx's CPU
+   per kernel flow (bench/README.md, issue 13, part 5). */
+#define CT_SWEEP_SHARE 1000
+/* ... and no later than this: the kernel's own collector visits every entry about this often
+   when most are long-lived (see sweep_now), so a later sweep would find nothing left to do. */
+#define CT_SWEEP_MAX_MS 60000
 #define CT_ACCT "/proc/sys/net/netfilter/nf_conntrack_acct"
 #define CT_EVENTS "/proc/sys/net/netfilter/nf_conntrack_events"
 
 struct fwx__ct {
     uv_poll_t poll;
     uv_timer_t pace;     /* the next read while events keep coming (CT_PACE_MS) */
-    uv_timer_t sweep;    /* the periodic reaping dump (see fwx__ct_set_sweep) */
+    uv_timer_t sweep;    /* the next reaping dump (see fwx__ct_set_sweep), armed once at a time */
     int handles_open;    /* freed when the last handle's close callback has run */
-    uint64_t sweep_ms;
+    uint64_t sweep_ms;   /* the interval asked (0: never); the budget may stretch it (sweep_after) */
     uv_loop_t *loop;
     struct mnl_socket *ev;  /* events */
     struct mnl_socket *req; /* requests */
@@ -973,9 +982,32 @@ static void sweep_now(fwx__ct *ct)
     if (rc < 0)
         return;
     drain_requests(ct);
-    if (mnl_socket_sendto(ct->req, nh, nh->nlmsg_len) == (ssize_t)nh->nlmsg_len)
+    uint64_t t0 = uv_hrtime();
+    if (mnl_socket_sendto(ct->req, nh, nh->nlmsg_len) == (ssize_t)nh->nlmsg_len) {
         ct->st.sweeps++;
+        ct->st.sweep_walk_us = (uv_hrtime() - t0) / 1000; /* the walk ran inside sendmsg */
+    }
     drain_requests(ct); /* DONE (or, on a kernel that ignored the filter, a bounded part of a dump) */
+}
+
+/* When the next sweep may come: the interval asked, stretched so that walking takes at most
+   1/CT_SWEEP_SHARE of the time (the last walk's length, in microseconds, is the wait in
+   milliseconds), and never beyond CT_SWEEP_MAX_MS. */
+static uint64_t sweep_after(const fwx__ct *ct)
+{
+    uint64_t ms = ct->sweep_ms;
+    uint64_t budget = ct->st.sweep_walk_us * CT_SWEEP_SHARE / 1000;
+    if (budget > ms)
+        ms = budget < CT_SWEEP_MAX_MS ? budget : CT_SWEEP_MAX_MS;
+    return ms;
+}
+
+static void on_sweep(uv_timer_t *t);
+
+static void sweep_arm(fwx__ct *ct)
+{
+    ct->st.sweep_interval_ms = sweep_after(ct);
+    (void)uv_timer_start(&ct->sweep, on_sweep, ct->st.sweep_interval_ms, 0);
 }
 
 /* Only while a reported flow's DESTROY is still to come: the walk costs time in proportion to
@@ -983,8 +1015,11 @@ static void sweep_now(fwx__ct *ct)
 static void on_sweep(uv_timer_t *t)
 {
     fwx__ct *ct = t->data;
-    if (!ct->closing && (ct->open_flows > 0 || ct->flows_unknown))
+    if (ct->closing)
+        return;
+    if (ct->open_flows > 0 || ct->flows_unknown)
         sweep_now(ct);
+    sweep_arm(ct);
 }
 
 void fwx__ct_set_sweep(fwx__ct *ct, uint64_t interval_ms)
@@ -993,8 +1028,9 @@ void fwx__ct_set_sweep(fwx__ct *ct, uint64_t interval_ms)
         return;
     ct->sweep_ms = interval_ms;
     uv_timer_stop(&ct->sweep);
+    ct->st.sweep_interval_ms = 0;
     if (interval_ms > 0)
-        (void)uv_timer_start(&ct->sweep, on_sweep, interval_ms, interval_ms);
+        sweep_arm(ct);
 }
 
 fwx_result fwx__ct_set_mark_filter(fwx__ct *ct, uint32_t value, uint32_t mask)
