@@ -20,7 +20,7 @@
 # RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup ctfilter" (a subset), SETUP_GRANTS=N
 # (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), SETUP_ROWS="ROW..." (only
 # those rows of the latency section; default all), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
-# config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
+# config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run; CTF_PERF_ROW=owned_life for the whole-life run), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
 # under a profiler: its CPU figures then mean nothing, the profile says where the time goes).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
@@ -546,24 +546,28 @@ EOF
 # fwx's CPU is read from schedstat (ns) and compared with as long a spell of no traffic.
 P_LOCAL=7001
 CTF_ROWS="fwx-ct-unrelated"
+CTF_DRAIN_S=${CTF_DRAIN_S:-5} # owned_life: TIME_WAIT 1 s, the kernel's collector and fwx's sweep (ct.h) end every flow within it
 # fwx's CPU time in ns, every thread (schedstat: exact, where the tick count moves by 10 ms)
 fwx_cpu_ns() {
     [ -n "$FWX_PID" ] || { echo 0; return; }
     cat /proc/"$FWX_CPU_PID"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'
 }
-ctfilter_rate() { # ROW KEY_PREFIX NS HOST PORT: a connection rate run, fwx's CPU per connection
-    local row=$1 k=$2 ns=$3 f="$T/ctf-$2.out" c0 c1 i0 i1 conns ev0 ev1
+ctfilter_rate() { # ROW KEY_PREFIX NS HOST PORT [DRAIN_S]: a connection rate run, fwx's CPU per connection
+    # DRAIN_S: fwx's CPU is read that many seconds after the load ends (its flows' DESTROY
+    # events and their ends counted too), and the idle spell is as much longer
+    local row=$1 k=$2 ns=$3 f="$T/ctf-$2.out" c0 c1 i0 i1 conns ev0 ev1 drain=${6:-0}
     # fwx's own background for as long (its loop's timers), with no traffic at all
-    i0=$(fwx_cpu_ns); sleep $RATE_S; i1=$(fwx_cpu_ns)
+    i0=$(fwx_cpu_ns); sleep $((RATE_S + drain)); i1=$(fwx_cpu_ns)
     ev0=$(wc -l <"$T/ctf-events.txt")
     local perf_pid=
-    if [ "$k" = owned ] && [ -n "${CTF_PERF:-}" ]; then # a profile of fwx over the measured run only
-        perf record -e cpu-clock -F 4999 -g -p "$FWX_CPU_PID" -o "$CTF_PERF" -- sleep "$RATE_S" >/dev/null 2>&1 &
+    if [ "$k" = "${CTF_PERF_ROW:-owned}" ] && [ -n "${CTF_PERF:-}" ]; then # a profile of fwx over the measured run only
+        perf record -e cpu-clock -F 4999 -g -p "$FWX_CPU_PID" -o "$CTF_PERF" -- sleep "$((RATE_S + drain))" >/dev/null 2>&1 &
         perf_pid=$!
     fi
     c0=$(fwx_cpu_ns)
     ip netns exec "$ns" "${LOAD_PIN[@]}" timeout $((RATE_S + 30)) "$TB" rate "$4" "$5" $RATE_S $RATE_CONC $RATE_SIZE \
         >"$f" 2>&1 || note "$row $k: rate: $(tail -c 300 "$f" | tr '\n' ' ')"
+    [ "$drain" = 0 ] || sleep "$drain"
     c1=$(fwx_cpu_ns)
     [ -z "$perf_pid" ] || wait "$perf_pid" || true
     sleep 0.5   # the last events reach the listener
@@ -596,6 +600,15 @@ test_ctfilter() { # ROUND
     ctfilter_rate $row unrelated_in $NS_C $G_IN $P_LOCAL
     ctfilter_rate $row unrelated_lo $NS_G 127.0.0.1 $P_LOCAL
     ctfilter_rate $row owned $NS_C $S_IP $P_ECHO
+    # The same flows' whole life: NEW, the end (DESTROY) and the connection's close in fwx, with
+    # the namespace's TIME_WAIT at 1 s so they end within the run. The table is emptied first (the
+    # run above left its flows in TIME_WAIT for 120 s: the new ones would reuse their ports and
+    # end them inside this run), and fwx is given the time to read the flush's DESTROY events.
+    ing conntrack -F >/dev/null 2>&1 || true
+    sleep 3
+    ing sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=1
+    ctfilter_rate $row owned_life $NS_C $S_IP $P_ECHO $CTF_DRAIN_S
+    ing sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=120
     kill_tree $ctev
     stop_fwx
     put $row kernel_secondaries_seen "$(kv kernel_secondaries_seen "$FWX_OUT")"

@@ -291,7 +291,8 @@ def section_ctfilter(res):
           f"{'fwx CPU us/conn':>17}")
     for k, label, target in (("unrelated_in", "not fwx's: client -> gateway", 0.0),
                              ("unrelated_lo", "not fwx's: gateway loopback", 0.0),
-                             ("owned", "fwx's: permitted secondary flows", 5.0)):
+                             ("owned", "fwx's: permitted secondary flows", None),
+                             ("owned_life", "fwx's, whole life (NEW to end)", 5.0)):
         conns, cps = num(res, row, f"{k}_conns"), num(res, row, f"{k}_cps")
         ev, ms, idle = (num(res, row, f"{k}_ct_new_events"), num(res, row, f"{k}_fwx_ms"),
                         num(res, row, f"{k}_fwx_idle_ms"))
@@ -299,11 +300,15 @@ def section_ctfilter(res):
         if us is None:
             print(f"  {label:<34}{'FAIL':>10}")
             continue
+        line = (f"  {label:<34}{fmt(conns, 0):>10}{fmt(cps, 0):>10}{fmt(ev, 0):>12}{fmt(ms, 1):>9}{fmt(idle, 1):>9}"
+                f"{fmt(us, 2):>17}")
+        if target is None:  # the NEW events only (the flows end after the run): shown, not judged
+            print(line + "   (ends after the run: not judged)")
+            continue
         # 0 us: below what two decimals show
         verdict = "MET" if (us <= target if target > 0 else us < 0.005) else "MISSED"
         tgt = f"<= {target:.0f} us" if target > 0 else "0 us"
-        print(f"  {label:<34}{fmt(conns, 0):>10}{fmt(cps, 0):>10}{fmt(ev, 0):>12}{fmt(ms, 1):>9}{fmt(idle, 1):>9}"
-              f"{fmt(us, 2):>17}   target {tgt}: {verdict}")
+        print(line + f"   target {tgt}: {verdict}")
     seen = floats(res, row, "kernel_secondaries_seen")
     print(f"\n  fwx's own flows fwx reported (conntrack events) per round: {', '.join(str(int(x)) for x in seen) or '-'}")
 

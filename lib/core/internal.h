@@ -419,6 +419,10 @@ struct fwx__session {
     /* fwx__timeouts_touch: when the session's primaries of this protocol were last touched */
     uint64_t touched_ms;
     fwx_guid touched_guid;
+    /* Its connections in the timeout wheel that are not secondaries: with none, a secondary's
+       bytes have no primary to keep alive and fwx__timeouts_touch walks nothing (a client of
+       ALLOW_MULTIPLE permissions may hold tens of thousands of kernel flows and no primary). */
+    uint32_t timed_primaries;
 };
 
 static inline fwx__session *fwx__session_from(IFWXSession *s)
@@ -523,6 +527,7 @@ struct fwx__conn {
     bool client_set : 1;      /* SetClientAddress was called */
     bool armed : 1;           /* its limits were set (fwx__timeouts_arm) */
     bool timed : 1;           /* in the wheel */
+    bool timed_primary : 1;   /* ... and counted in session->timed_primaries */
     bool established : 1;     /* both sides connected (the pump started) */
     bool hs_pending : 1;      /* a filter holds the handshake open (IFWXConnection3) */
 };

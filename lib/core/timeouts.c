@@ -65,6 +65,10 @@ static void unplace(fwx__conn *c)
     if (!c->timed)
         return;
     c->timed = false;
+    if (c->timed_primary) {
+        c->timed_primary = false;
+        c->session->timed_primaries--;
+    }
     fwx__list_remove(&c->to_node);
     c->session->fw->to.n--;
 }
@@ -96,6 +100,9 @@ static void place(fwx__conn *c)
     else {
         c->timed = true;
         to->n++;
+        c->timed_primary = !(c->flags & FWX_CONNECTION_SECONDARY);
+        if (c->timed_primary)
+            c->session->timed_primaries++;
     }
     c->to_check_s = s;
     fwx__list_insert_tail(&to->slot[s % FWX__TW_SLOTS], &c->to_node);
@@ -215,6 +222,8 @@ void fwx__timeouts_touch(fwx__conn *c)
         return;
     c->touched_ms = now;
     fwx__session *s = c->session;
+    if (s->timed_primaries == 0)
+        return; /* no primary to keep alive */
     /* Once a second for the session too: thousands of short secondaries of one protocol (kernel
        flows of ALLOW_MULTIPLE permissions) each walked every connection of the session once. */
     if (now - s->touched_ms < SECOND_MS && s->touched_ms != 0 && fwx_guid_equal(&s->touched_guid, &c->protocol_guid))
@@ -223,7 +232,7 @@ void fwx__timeouts_touch(fwx__conn *c)
     s->touched_guid = c->protocol_guid;
     for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
         fwx__conn *o = fwx__list_entry(n, fwx__conn, node);
-        if (o->timed && !(o->flags & FWX_CONNECTION_SECONDARY) && fwx_guid_equal(&o->protocol_guid, &c->protocol_guid))
+        if (o->timed_primary && fwx_guid_equal(&o->protocol_guid, &c->protocol_guid))
             o->last_active_ms = now;
     }
 }

@@ -116,6 +116,7 @@ typedef struct nstate {
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
     struct kflow *kflows;  /* those flows, each with its core connection (uthash on conn) */
     struct kflow *kflow_by_tuple; /* the same flows, uthash on their tuple, for DESTROY */
+    IFWXConnection *ending;       /* the flow kflow_end is closing, while it does */
     struct fwx__nft_sess *psessions; /* clients' NAT sessions the backend's flows hold (uthash on key) */
     fwx_redirect_handle *rh; /* the host's redirect identity (fwx_firewall_redirect_local), or NULL: the firewall's */
     int slot;                /* local-redirection slot 0..7, -1 without local redirection */
@@ -774,7 +775,9 @@ static void kflow_end(nstate *st, kflow *k)
 {
     HASH_DEL(st->kflows, k);
     HASH_DELETE(hh_tuple, st->kflow_by_tuple, k);
+    st->ending = k->conn; /* the core's close asks n_kill to end what is ending already */
     fwx_connection_close(k->conn);
+    st->ending = NULL;
     psess_unref(k->ps);
     free(k);
 }
@@ -1873,6 +1876,8 @@ static fwx_result n_kill(void *state, IFWXConnection *conn)
 {
     nstate *st = state;
     kflow *k = NULL;
+    if (conn == st->ending)
+        return FWX_E_NOT_FOUND; /* kflow_end's own close: the flow is out of the tables */
     HASH_FIND_PTR(st->kflows, &conn, k);
     if (k == NULL || st->ct == NULL)
         return FWX_E_NOT_FOUND;
