@@ -1200,10 +1200,10 @@ START_TEST(ct_events_only_fwx_flows)
 }
 END_TEST
 
-/* Events are read paced (ct.c CT_PACE_MS: after a wake-up that found some, the next read is a
-   millisecond later) except while a one-shot element is held: then each is read as it comes, so
+/* Events are read paced (ct.c CT_PACE_MS: after a wake-up that found some, the next read is
+   4 ms later) except while a one-shot element is held: then each is read as it comes, so
    a flow's NEW is matched against the permissions of the moment it passed, not those of a
-   millisecond later (a one-shot grant of the same key made meanwhile would be taken for its
+   few milliseconds later (a one-shot grant of the same key made meanwhile would be taken for its
    own). Counted by the ct layer's reads, not by time. */
 START_TEST(ct_paced_unless_one_shot)
 {

@@ -60,9 +60,11 @@
    events (the one forwarding the packets) a cross-CPU wake-up each: at 10,000 new flows a second
    the kernel's NAT lost about a fifth of its connection rate to a listener that read every event
    as it came, and a few percent to one that read them every millisecond (bench/README.md, issue
-   13, part 4). The first event after a quiet spell is read at once; the ones behind it wait at
-   most this long. */
-#define CT_PACE_MS 1
+   13, part 4). fwx's own wake-up (epoll_wait's sleep and return, the timer) was then a third of
+   its CPU per flow on this VM; reading every 4 ms instead of every 1 ms takes about 40 events per
+   wake-up at that rate instead of 10 (issue 13, part 5). The first event after a quiet spell is
+   read at once; the ones behind it wait at most this long. */
+#define CT_PACE_MS 4
 /* The event socket's receive buffer (SO_RCVBUFFORCE as root, else what SO_RCVBUF allows). */
 #define CT_RCVBUF (4 * 1024 * 1024)
 /* One datagram: a ctnetlink event is one entry, well under 1 KiB; a longer one is truncated by

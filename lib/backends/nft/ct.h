@@ -104,8 +104,8 @@ void fwx__ct_set_log(fwx__ct *ct, fwx_log_fn log, void *arg);
    to provoke ENOBUFS; a busy gateway may want more. */
 void fwx__ct_set_rcvbuf(fwx__ct *ct, int bytes);
 
-/* Paced reading (ct.c, CT_PACE_MS), on by default: while events keep coming they are read once
-   a millisecond instead of as each arrives, which spares the forwarding CPU a wake-up of fwx per
+/* Paced reading (ct.c, CT_PACE_MS), on by default: while events keep coming they are read every
+   CT_PACE_MS (4 ms) instead of as each arrives, which spares the forwarding CPU a wake-up of fwx per
    event. Off, each event is read as it arrives. The caller turns it off while the order of
    events against its own changes matters: a late NEW event of a flow a one-shot permission let
    through would be matched against the permissions as they are when it is read, and a one-shot
