@@ -169,6 +169,43 @@ fwx_result fwx__result_from_errno(int err, fwx_result fallback);
 int fwx__reuseport(int fd);
 int fwx__reuseport_by_source(int fd, uint32_t n);
 
+/* ---- a table of object pointers by hash (omap.c) --------------------------------------- */
+
+/* Open addressing, for the hot tables that hold one record per flow (omap.c says why not
+   uthash there). The caller hashes and compares: fwx__omap_find asks eq(object, key) only of
+   objects stored under the same hash. An object may be stored once; several objects may share
+   a hash. Zero-initialise to start; fwx__omap_free to end. Not thread-safe. */
+typedef struct fwx__omap_slot {
+    uint64_t h;
+    void *v; /* NULL: empty */
+} fwx__omap_slot;
+typedef struct fwx__omap {
+    fwx__omap_slot *slots;
+    size_t cap; /* a power of two, or 0 */
+    size_t n;
+} fwx__omap;
+/* Stores v (not NULL) under h. False: out of memory (the table is unchanged). */
+bool fwx__omap_put(fwx__omap *m, uint64_t h, void *v);
+/* The object stored under h for which eq(object, key) is true, or NULL. */
+void *fwx__omap_find(const fwx__omap *m, uint64_t h, bool (*eq)(const void *v, const void *key), const void *key);
+/* Removes v, stored under h. False: it is not in the table. */
+bool fwx__omap_del(fwx__omap *m, uint64_t h, const void *v);
+/* Some object of the table, or NULL when it is empty, scanning from *cursor (start it at 0 and
+   keep it between calls): ending the objects one by one, while ending one may remove others,
+   costs one pass over the table, not one per object. */
+void *fwx__omap_any(const fwx__omap *m, size_t *cursor);
+void fwx__omap_free(fwx__omap *m);
+/* Hashes for it: every input bit reaches the low bits a table indexes by. */
+uint64_t fwx__hash_bytes(const void *p, size_t n);
+static inline uint64_t fwx__hash_u64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
 /* ---- time ------------------------------------------------------------------------------ */
 /* Monotonic milliseconds (uv_now of the loop is used where a loop is at hand). */
 uint64_t fwx__now_ms(void);

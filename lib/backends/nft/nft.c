@@ -114,8 +114,8 @@ typedef struct nstate {
     struct fwx__nft_icpt *listener; /* intercept.c */
     struct fwx__nft_udp *udp, *udp6; /* udp.c: UDP interception on each listener's port number */
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
-    struct kflow *kflows;  /* those flows, each with its core connection (uthash on conn) */
-    struct kflow *kflow_by_tuple; /* the same flows, uthash on their tuple, for DESTROY */
+    fwx__omap kflow_by_conn;  /* those flows (kflow), each with its core connection, by conn */
+    fwx__omap kflow_by_tuple; /* the same flows by their tuple (kflow.h_tuple), for DESTROY */
     IFWXConnection *ending;       /* the flow kflow_end is closing, while it does */
     struct fwx__nft_sess *psessions; /* clients' NAT sessions the backend's flows hold (uthash on key) */
     fwx_redirect_handle *rh; /* the host's redirect identity (fwx_firewall_redirect_local), or NULL: the firewall's */
@@ -152,16 +152,16 @@ typedef struct fwx__nft_sess {
 typedef struct kflow {
     fwx__ct_flow flow;
     kflow_key key;
+    uint64_t h_tuple;         /* fwx__hash_bytes of key */
     IFWXConnection *conn;     /* +1 */
     psess *ps;                /* the session it holds (a policy-forwarded flow's, a held session's grant), or NULL */
     bool orig_is_client;      /* conntrack's original direction is the connection's client's (kflow_count) */
-    UT_hash_handle hh;        /* keyed by conn */
-    UT_hash_handle hh_tuple;  /* keyed by key */
 } kflow;
 
 #define NSTATE_MAGIC 0x6e667478u /* "nftx" */
 
 static selem *elem_find(nstate *st, const ekey *k);
+static void psess_unref(psess *ps);
 static void elem_error(nstate *st, const fwx__nftnl_op *op);
 static void untrack(nstate *st, ngrant *ng);
 
@@ -655,6 +655,44 @@ static void kflow_key_of(const fwx__ct_flow *f, kflow_key *k)
     fwx__sa_key_of(&f->dst.sa, true, &k->dst);
 }
 
+/* The two tables of kernel flows (fwx__omap rather than uthash: the hash operations were most of
+   a conntrack event's cost in this file, each a cache miss in a record; util/omap.c). */
+static uint64_t conn_hash(const IFWXConnection *c) { return fwx__hash_u64((uint64_t)(uintptr_t)c); }
+static bool kflow_is_conn(const void *v, const void *key) { return ((const kflow *)v)->conn == key; }
+static bool kflow_is_key(const void *v, const void *key)
+{
+    return memcmp(&((const kflow *)v)->key, key, sizeof(kflow_key)) == 0;
+}
+
+/* k (key and conn set) in both tables; false (in neither): out of memory. */
+static bool kflow_add(nstate *st, kflow *k)
+{
+    k->h_tuple = fwx__hash_bytes(&k->key, sizeof k->key);
+    if (!fwx__omap_put(&st->kflow_by_conn, conn_hash(k->conn), k))
+        return false;
+    if (!fwx__omap_put(&st->kflow_by_tuple, k->h_tuple, k)) {
+        (void)fwx__omap_del(&st->kflow_by_conn, conn_hash(k->conn), k);
+        return false;
+    }
+    return true;
+}
+
+/* A flow admitted but not trackable (out of memory): the core's connection closes and the
+   kernel's entry goes, as for a flow the core refused. */
+static void kflow_untracked(nstate *st, kflow *k)
+{
+    NLOG(st, FWX_LOG_WARN, "out of memory tracking a kernel flow: its connection closed, the flow killed");
+    fwx_connection_close(k->conn);
+    (void)fwx__ct_kill(st->ct, &k->flow);
+    psess_unref(k->ps);
+    free(k);
+}
+
+static kflow *kflow_of_conn(nstate *st, IFWXConnection *c)
+{
+    return fwx__omap_find(&st->kflow_by_conn, conn_hash(c), kflow_is_conn, c);
+}
+
 /* Adds a flow's final counters to its connection. Conntrack counts by its original direction,
    which is the client's for a permission and the remote peer's for a bound port (the server
    of active FTP connects in): "from the client" follows the connection's client, learnt once
@@ -773,8 +811,8 @@ static psess *psess_join(nstate *st, IFWXConnection *c, const struct sockaddr *c
 /* The kernel no longer carries the flow: forget it and close its connection (ConnectionTerminating). */
 static void kflow_end(nstate *st, kflow *k)
 {
-    HASH_DEL(st->kflows, k);
-    HASH_DELETE(hh_tuple, st->kflow_by_tuple, k);
+    (void)fwx__omap_del(&st->kflow_by_conn, conn_hash(k->conn), k);
+    (void)fwx__omap_del(&st->kflow_by_tuple, k->h_tuple, k);
     st->ending = k->conn; /* the core's close asks n_kill to end what is ending already */
     fwx_connection_close(k->conn);
     st->ending = NULL;
@@ -871,8 +909,8 @@ static void policy_flow_new(nstate *st, const fwx__ct_flow *f)
     k->conn = c;
     k->ps = ps;
     k->orig_is_client = true; /* the client's own flow: its session is f->src's */
-    HASH_ADD_PTR(st->kflows, conn, k);
-    HASH_ADD(hh_tuple, st->kflow_by_tuple, key, sizeof k->key, k);
+    if (!kflow_add(st, k))
+        kflow_untracked(st, k);
 }
 
 static void free_handle(uv_handle_t *h) { free(h); }
@@ -889,10 +927,13 @@ static void state_free(nstate *st)
     fwx__nft_udp_stop(st->udp6);
     if (st->ct != NULL)
         fwx__ct_close(st->ct);
-    /* One at a time from the head: a flow's end may end its session, which kills (and frees)
-       the session's other flows (n_kill), so a saved next pointer could dangle. */
-    while (st->kflows != NULL)
-        kflow_end(st, st->kflows);
+    /* One at a time: a flow's end may end its session, which kills (and frees) the session's
+       other flows (n_kill), so a list taken beforehand could dangle. */
+    size_t cursor = 0;
+    for (kflow *k; (k = fwx__omap_any(&st->kflow_by_conn, &cursor)) != NULL;)
+        kflow_end(st, k);
+    fwx__omap_free(&st->kflow_by_conn);
+    fwx__omap_free(&st->kflow_by_tuple);
     /* The table goes (or is replaced by the closed one) as a whole: no element is deleted. */
     ngrant *ng, *ntmp;
     HASH_ITER(hh, st->grants, ng, ntmp)
@@ -1074,14 +1115,13 @@ static void on_ct(void *arg, int event, const fwx__ct_flow *f)
         const struct sockaddr *client = (const struct sockaddr *)&ci.client;
         k->orig_is_client = !known || fwx__sa_same_ip(src, client);
         k->ps = known ? psess_join(st, c, client) : NULL;
-        HASH_ADD_PTR(st->kflows, conn, k);
-        HASH_ADD(hh_tuple, st->kflow_by_tuple, key, sizeof k->key, k);
+        if (!kflow_add(st, k))
+            kflow_untracked(st, k);
         return;
     }
     kflow_key key;
     kflow_key_of(f, &key);
-    kflow *k = NULL;
-    HASH_FIND(hh_tuple, st->kflow_by_tuple, &key, sizeof key, k);
+    kflow *k = fwx__omap_find(&st->kflow_by_tuple, fwx__hash_bytes(&key, sizeof key), kflow_is_key, &key);
     if (k == NULL)
         return;
     if (event == FWX__CT_END) {
@@ -1875,10 +1915,9 @@ static fwx_result n_relay(void *state, IFWXConnection *conn, int32_t kernel_mode
 static fwx_result n_kill(void *state, IFWXConnection *conn)
 {
     nstate *st = state;
-    kflow *k = NULL;
     if (conn == st->ending)
         return FWX_E_NOT_FOUND; /* kflow_end's own close: the flow is out of the tables */
-    HASH_FIND_PTR(st->kflows, &conn, k);
+    kflow *k = kflow_of_conn(st, conn);
     if (k == NULL || st->ct == NULL)
         return FWX_E_NOT_FOUND;
     uint64_t orig = 0, reply = 0;
