@@ -1,13 +1,14 @@
 #!/bin/bash
 # bench/ctcost.sh: what a conntrack event listener costs the kernel's own NAT, by how it reads.
 #
-#   sudo bench/ctcost.sh            5 interleaved rounds of 4 s, about 2.5 minutes
-#   ROUNDS=N VARIANTS="nat read tick" sudo bench/ctcost.sh
+#   sudo bench/ctcost.sh            5 interleaved rounds of 4 s, about 3 minutes
+#   ROUNDS=N VARIANTS="nat read tick tick4" sudo bench/ctcost.sh
 #
 # The connection rate (bench/tcpbench.c `rate`, 64 in flight, 64-byte echo) through a gateway
 # namespace doing the kernel's NAT, with: nothing else (nat); byte accounting on (acct); a
 # listener on conntrack's NEW and DESTROY groups that reads each event as it comes (read), reads
-# once a millisecond (tick), or never reads, so the kernel builds every event and drops it on a
+# once a millisecond (tick) or every 4 ms (tick4: ct.c's CT_PACE_MS since issue 13 part 5), or
+# never reads, so the kernel builds every event and drops it on a
 # full socket (sleep). The load runs on CPU 0, the listener on CPU 1: what a variant costs the
 # forwarding CPU shows as connections per second. No fwx here: this is the measurement behind
 # the paced reading of lib/backends/nft/ct.c (bench/README.md, issue 13 part 4).
@@ -18,7 +19,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 [ "$(id -u)" = 0 ] || { echo "ctcost.sh: needs root (network namespaces)" >&2; exit 1; }
 for t in conntrack nft python3 cc taskset; do command -v $t >/dev/null || { echo "ctcost.sh: needs $t" >&2; exit 1; }; done
 ROUNDS=${ROUNDS:-5}
-VARIANTS=${VARIANTS:-nat acct read tick sleep}
+VARIANTS=${VARIANTS:-nat acct read tick tick4 sleep}
 C=s7c-$$ G=s7g-$$ S=s7s-$$
 T=$(mktemp -d)
 cleanup() {
@@ -29,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 cc -O2 -o "$T/tcpbench" "$HERE/tcpbench.c" || exit 1
 cat >"$T/listen.py" <<'PY'
-# ctnetlink NEW and DESTROY groups; argv: mode (read | tick | sleep), seconds
+# ctnetlink NEW and DESTROY groups; argv: mode (read | tick | tick4 | sleep), seconds
 import socket, sys, time
 s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 12)  # NETLINK_NETFILTER
 s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)               # SO_RCVBUFFORCE
@@ -48,8 +49,9 @@ elif mode == "read":
             pass
 else:
     s.setblocking(False)
+    pace = 0.004 if mode == "tick4" else 0.001
     while time.time() < end:
-        time.sleep(0.001)
+        time.sleep(pace)
         for _ in range(100000):
             try:
                 s.recv(65536)
@@ -84,7 +86,7 @@ one() { # VARIANT: conn/s
     local lp=
     case $1 in
     acct) ip netns exec $G sysctl -qw net.netfilter.nf_conntrack_acct=1 ;;
-    read | tick | sleep) ip netns exec $G taskset -c 1 python3 "$T/listen.py" "$1" 8 & lp=$! ;;
+    read | tick | tick4 | sleep) ip netns exec $G taskset -c 1 python3 "$T/listen.py" "$1" 8 & lp=$! ;;
     esac
     sleep 0.5
     ip netns exec $C taskset -c 0 "$T/tcpbench" rate 10.98.2.2 7000 4 64 64 2>/dev/null | awk '/conns_per_s/{print $2}'

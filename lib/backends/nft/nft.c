@@ -813,9 +813,10 @@ static void kflow_end(nstate *st, kflow *k)
 {
     (void)fwx__omap_del(&st->kflow_by_conn, conn_hash(k->conn), k);
     (void)fwx__omap_del(&st->kflow_by_tuple, k->h_tuple, k);
+    IFWXConnection *outer = st->ending; /* a flow whose close ended its session ends this one */
     st->ending = k->conn; /* the core's close asks n_kill to end what is ending already */
     fwx_connection_close(k->conn);
-    st->ending = NULL;
+    st->ending = outer;
     psess_unref(k->ps);
     free(k);
 }
