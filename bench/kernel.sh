@@ -18,7 +18,9 @@
 # Knobs: QUICK=1, PIN=0 (do not pin), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw
 # TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations), FTP_MB=N (FTP file size, MiB),
 # RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup ctfilter" (a subset), SETUP_GRANTS=N
-# (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), SETUP_ROWS="ROW..." (only
+# (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), FTP_FB=N (after each FTP row's
+# transfer, N more sessions that fetch a 4 KiB file under curl --trace-time; bench/ftpphases.py then splits their
+# time to first byte into the session's exchanges, p50/p90 per row), SETUP_ROWS="ROW..." (only
 # those rows of the latency section; default all), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
 # config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run; CTF_PERF_ROW=owned_life for the whole-life run), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
 # under a profiler: its CPU figures then mean nothing, the profile says where the time goes).
@@ -388,7 +390,10 @@ FTPD="$T/ftp"
 mkdir -p "$FTPD/root" "$FTPD/empty"
 chmod 755 "$FTPD" "$FTPD/root"; chmod 555 "$FTPD/empty"
 truncate -s "${FTP_MB}M" "$FTPD/root/big.bin"   # sparse: the server reads zero pages, the disk is out of it
-chmod 644 "$FTPD/root/big.bin"
+truncate -s 4K "$FTPD/root/small.bin"             # FTP_FB's sessions: the exchanges, not the transfer
+chmod 644 "$FTPD/root/big.bin" "$FTPD/root/small.bin"
+FTP_FB=${FTP_FB:-0}
+mkdir -p "$T/fb"
 FTP_BYTES=$((FTP_MB * 1024 * 1024))
 FTP_USER=$(getent passwd ftp >/dev/null && echo ftp || echo nobody)
 cat >"$FTPD/vsftpd.conf" <<EOF
@@ -497,6 +502,12 @@ test_ftp() { # NAME ROUND
     # the data connection in conntrack: who carried it (helper / fwx's mark), while entries remain
     ct=$(ing conntrack -L -p tcp --dport 30000:30999 2>/dev/null | head -1)
     [ "$2" = 1 ] && [ -n "$ct" ] && put "$name" ftp_data_conntrack "$ct"
+    # FTP_FB: the same kind of session again, traced, on a gateway that has carried one already
+    local i
+    for i in $(seq 1 "$FTP_FB"); do
+        inc timeout 30 curl -s -S -o /dev/null --max-time 20 --ftp-pasv --trace-time \
+            --trace-ascii "$T/fb/$name.$(( ($2 - 1) * FTP_FB + i )).trace" "ftp://$S_IP/small.bin" >/dev/null 2>&1 || true
+    done
     return 0
 }
 
@@ -725,4 +736,9 @@ python3 "$HERE/kreport.py" "$RES" "$NOTES" \
     "fwx $GW_DESC; $(iperf3 -v 2>/dev/null | head -1 | awk '{print "iperf3", $2}'); $(curl -V 2>/dev/null | head -1 | awk '{print "curl", $2}'); vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null); $(nft -v 2>/dev/null)" \
     "$([ -f "$T/fwx-kernel-elements.txt" ] && cat "$T/fwx-kernel-elements.txt")" \
     || fail "report failed"
+if [ "$FTP_FB" -gt 0 ] && [ -n "$FTP_ROWS" ]; then
+    echo
+    echo "FTP_FB: time to first byte by exchange, ms (bench/ftpphases.py; $FTP_FB sessions per row and round, a 4 KiB file)"
+    python3 "$HERE/ftpphases.py" "$T/fb" || fail "ftpphases.py failed"
+fi
 exit 0
