@@ -18,9 +18,10 @@
 # Knobs: QUICK=1, PIN=0 (do not pin), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw
 # TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations), FTP_MB=N (FTP file size, MiB),
 # RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup ctfilter" (a subset), SETUP_GRANTS=N
-# (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), FTP_FB=N (after each FTP row's
-# transfer, N more sessions that fetch a 4 KiB file under curl --trace-time; bench/ftpphases.py then splits their
-# time to first byte into the session's exchanges, p50/p90 per row), SETUP_ROWS="ROW..." (only
+# (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), FTP_FB=N (sessions that fetch
+# a 4 KiB file under curl --trace-time: one before each FTP row's transfer, on the fresh gateway, as ROW-cold, and N
+# after it; bench/ftpphases.py splits their time to first byte into the session's exchanges, p50/p90 per row; the
+# transfer's own first byte is then a gateway's second session), SETUP_ROWS="ROW..." (only
 # those rows of the latency section; default all), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
 # config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run; CTF_PERF_ROW=owned_life for the whole-life run), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
 # under a profiler: its CPU figures then mean nothing, the profile says where the time goes).
@@ -484,6 +485,9 @@ ftp_row_down() {
 test_ftp() { # NAME ROUND
     local name=$1 f c0 c1 ct
     f="$T/$name-curl-$2.out"
+    # FTP_FB: one traced session first, on the row's fresh gateway (the session the first-byte
+    # figure is otherwise taken from: fwx's first after its start), written as ROW-cold
+    [ "$FTP_FB" -gt 0 ] && fb_session "$name-cold" "$2"
     c0=$(fwx_cpu_ticks)
     inc timeout 300 curl -s -S -o /dev/null --max-time 240 --ftp-pasv \
         -w 'code %{response_code}\nsize %{size_download}\ntotal %{time_total}\npretransfer %{time_pretransfer}\nstart %{time_starttransfer}\n' \
@@ -502,13 +506,14 @@ test_ftp() { # NAME ROUND
     # the data connection in conntrack: who carried it (helper / fwx's mark), while entries remain
     ct=$(ing conntrack -L -p tcp --dport 30000:30999 2>/dev/null | head -1)
     [ "$2" = 1 ] && [ -n "$ct" ] && put "$name" ftp_data_conntrack "$ct"
-    # FTP_FB: the same kind of session again, traced, on a gateway that has carried one already
+    # FTP_FB: the same kind of session again, traced, on a gateway that has carried some already
     local i
-    for i in $(seq 1 "$FTP_FB"); do
-        inc timeout 30 curl -s -S -o /dev/null --max-time 20 --ftp-pasv --trace-time \
-            --trace-ascii "$T/fb/$name.$(( ($2 - 1) * FTP_FB + i )).trace" "ftp://$S_IP/small.bin" >/dev/null 2>&1 || true
-    done
+    for i in $(seq 1 "$FTP_FB"); do fb_session "$name" $(( ($2 - 1) * FTP_FB + i )); done
     return 0
+}
+fb_session() { # LABEL N: one passive session fetching small.bin, traced into $T/fb/LABEL.N.trace
+    inc timeout 30 curl -s -S -o /dev/null --max-time 20 --ftp-pasv --trace-time \
+        --trace-ascii "$T/fb/$1.$2.trace" "ftp://$S_IP/small.bin" >/dev/null 2>&1 || true
 }
 
 # ---- permission set-up latency ------------------------------------------------------------------------
@@ -738,7 +743,7 @@ python3 "$HERE/kreport.py" "$RES" "$NOTES" \
     || fail "report failed"
 if [ "$FTP_FB" -gt 0 ] && [ -n "$FTP_ROWS" ]; then
     echo
-    echo "FTP_FB: time to first byte by exchange, ms (bench/ftpphases.py; $FTP_FB sessions per row and round, a 4 KiB file)"
+    echo "FTP_FB: time to first byte by exchange, ms (bench/ftpphases.py; ROW-cold: each round's first session, on a fresh gateway; ROW: $FTP_FB sessions per round after the transfer; a 4 KiB file)"
     python3 "$HERE/ftpphases.py" "$T/fb" || fail "ftpphases.py failed"
 fi
 exit 0

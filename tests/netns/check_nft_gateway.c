@@ -16,6 +16,7 @@
 #include "core/internal.h"
 
 #include <arpa/inet.h>
+#include <netinet/tcp.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -306,6 +307,7 @@ typedef struct ftp_run {
     char seen_ctl[INET_ADDRSTRLEN], seen_data[INET_ADDRSTRLEN], got[64];
     char told[64];   /* active: the address the server was told to connect to */
     int ok;          /* the data connection carried the payload */
+    int nodelay[2];  /* TCP_NODELAY of fwx's relayed sockets, client side and server side (-1: not found) */
     int second;      /* a second data connection to the same port got through (must not) */
     int stranger;    /* active: a host other than the server got through (must not) */
     char why[160];
@@ -466,6 +468,49 @@ out:
     close(cl);
 }
 
+/* The same IPv4 or IPv6 address and port. */
+static bool same_inet(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+    if (a->ss_family != b->ss_family)
+        return false;
+    if (a->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const struct sockaddr_in6 *)a, *y = (const struct sockaddr_in6 *)b;
+        return x->sin6_port == y->sin6_port && memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+    }
+    const struct sockaddr_in *x = (const struct sockaddr_in *)a, *y = (const struct sockaddr_in *)b;
+    return a->ss_family == AF_INET && x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+}
+
+/* TCP_NODELAY of fwx's two relayed sockets of the control connection c (client) / s (server's
+   accepted end): the gateway runs in this process, so they are in its fd table. The client-side
+   one has c's address as its peer, the server-side one s's peer as its own address.
+   out[i] = -1 when not found. */
+static void relay_nodelay(int c, int s, int out[2])
+{
+    struct sockaddr_storage want[2], a;
+    socklen_t l = sizeof want[0];
+    out[0] = out[1] = -1;
+    if (getsockname(c, (struct sockaddr *)&want[0], &l) != 0)
+        return;
+    l = sizeof want[1];
+    if (getpeername(s, (struct sockaddr *)&want[1], &l) != 0)
+        return;
+    for (int fd = 3; fd < 1024; fd++) {
+        if (fd == c || fd == s)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            l = sizeof a;
+            if ((i == 0 ? getpeername(fd, (struct sockaddr *)&a, &l) : getsockname(fd, (struct sockaddr *)&a, &l)) != 0 ||
+                !same_inet(&a, &want[i]))
+                continue;
+            int v = -1;
+            socklen_t vl = sizeof v;
+            if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &vl) == 0)
+                out[i] = v != 0;
+        }
+    }
+}
+
 /* Client and scripted server (one transfer in r->mode), on a thread: the test thread runs the
    loop. */
 static void *ftp_peers(void *arg)
@@ -481,6 +526,7 @@ static void *ftp_peers(void *arg)
     tu_write_all(s, "220 hi\r\n", 8);
     if (!read_line(c, line, sizeof line) || strncmp(line, "220", 3) != 0)
         goto out;
+    relay_nodelay(c, s, r->nodelay); /* the greeting went through: the relay is running */
     if (r->mode == M_PASV || r->mode == M_EPSV)
         passive_transfer(r, c, s);
     else
@@ -561,6 +607,12 @@ static void ftp_through_kernel(ftp_mode mode, bool published)
         ck_assert_msg(!r.stranger, "%s: a host other than the server reached the bound port", mode_name[mode]);
     }
     ck_assert_msg(!r.second, "%s: a second data connection got through a one-shot grant", mode_name[mode]);
+    /* The relay writes what it read at once: with Nagle, a reply written while the previous one
+       is unacknowledged waits for the peer's delayed ACK (an FTP 226 after its 150: ~40 ms,
+       bench/README.md, issue 13, part 5). */
+    ck_assert_msg(r.nodelay[0] == 1 && r.nodelay[1] == 1,
+                  "%s: TCP_NODELAY of the relay's client-side socket %d, server-side %d (1: set, -1: not found)",
+                  mode_name[mode], r.nodelay[0], r.nodelay[1]);
     close(r.ctl_l);
     close(r.data_l);
     gw_close(&g);
@@ -677,6 +729,7 @@ typedef struct ftp6 {
     int ctl_l, data_l;
     uint16_t data_port;
     char seen_ctl[INET6_ADDRSTRLEN], seen_data[INET6_ADDRSTRLEN], got[16], why[160];
+    int nodelay[2]; /* as ftp_run's: fwx's IPv6 listener passes TCP_NODELAY on too */
     volatile int done;
 } ftp6;
 
@@ -694,6 +747,7 @@ static void *ftp6_peers(void *arg)
     tu_write_all(s, "220 hi\r\n", 8);
     if (!read_line(c, line, sizeof line) || strncmp(line, "220", 3) != 0)
         goto out;
+    relay_nodelay(c, s, r->nodelay);
     tu_write_all(c, "EPSV\r\n", 6);
     if (!read_line(s, line, sizeof line) || strncmp(line, "EPSV", 4) != 0) {
         snprintf(r->why, sizeof r->why, "server got \"%s\"", line);
@@ -754,6 +808,8 @@ START_TEST(intercept_ftp_epsv_ipv6)
     ck_assert_str_eq(r.seen_ctl, TN6_GW_OUT);  /* intercepted: fwx dialled from the gateway */
     ck_assert_str_eq(r.got, "payload");
     ck_assert_str_eq(r.seen_data, TN6_GW_OUT); /* the kernel's masquerade */
+    ck_assert_msg(r.nodelay[0] == 1 && r.nodelay[1] == 1, "IPv6: TCP_NODELAY of the relay's sockets %d, %d",
+                  r.nodelay[0], r.nodelay[1]);
     /* the kernel carried it: its conntrack NEW made it the core's kernel-mode connection */
     for (int i = 0; i < 100 && tu_log_count("opened through permission", "(kernel-carried)") == 0; i++)
         tu_loop_run_for(&g.loop, 20);
