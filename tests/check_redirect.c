@@ -1044,8 +1044,10 @@ END_TEST
    a file in the old header format (no src) is not read at all. */
 START_TEST(registry_matches_the_whole_tuple)
 {
-    char dir[] = "/tmp/fwx-registry-test-XXXXXX";
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char top[] = "/tmp/fwx-registry-test-XXXXXX", dir[64];
+    ck_assert_ptr_nonnull(mkdtemp(top));
+    /* Two levels that do not exist yet: the first write makes them. */
+    snprintf(dir, sizeof dir, "%s/run/redirect", top);
     ck_assert_int_eq(setenv("FWX_REDIRECT_DIR", dir, 1), 0);
     struct sockaddr_storage dst = tu_addr("192.0.2.9:21"), src = tu_addr("10.0.0.1:40000"),
                             other = tu_addr("10.0.0.2:40000"), any = tu_addr("0.0.0.0:40000");
@@ -1084,6 +1086,9 @@ START_TEST(registry_matches_the_whole_tuple)
                  FWX_E_NOT_FOUND);
     unlink(path);
     rmdir(dir);
+    snprintf(dir, sizeof dir, "%s/run", top);
+    rmdir(dir);
+    rmdir(top);
     unsetenv("FWX_REDIRECT_DIR");
     fwx_redirect_record_unref(rec);
 }

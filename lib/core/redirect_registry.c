@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #define REG_MAGIC "fwx-redirect 2"
@@ -73,15 +74,21 @@ int fwx__registry_put(const struct sockaddr *src, const struct sockaddr *dst, co
     if (src->sa_family != AF_INET || fwx__sa_is_unspecified(src) ||
         inet_ntop(AF_INET, &((const struct sockaddr_in *)src)->sin_addr, sip, sizeof sip) == NULL ||
         !reg_name(fwx__sa_port(src), dst, path, cap) ||
-        FWX_FAILED(fwx_redirect_record_serialize(rec, wire, sizeof wire, &len)) || mkdirs(fwx__registry_dir()) != 0)
+        FWX_FAILED(fwx_redirect_record_serialize(rec, wire, sizeof wire, &len)))
         return -1;
-    snprintf(tmp, sizeof tmp, "%s.%ld", path, (long)getpid());
-    int hn = snprintf(head, sizeof head, REG_MAGIC " pid=%ld slots=0x%02x src=%s\n", (long)getpid(),
-                      (unsigned)slots & 0xFF, sip);
+    long pid = (long)getpid();
+    snprintf(tmp, sizeof tmp, "%s.%ld", path, pid);
+    int hn = snprintf(head, sizeof head, REG_MAGIC " pid=%ld slots=0x%02x src=%s\n", pid, (unsigned)slots & 0xFF, sip);
+    /* The directory is made only when the file cannot be: this runs before every intercepted
+       flow's upstream connect, and three mkdir calls per flow were a tenth of that path
+       (bench/README.md, issue 13, part 5). */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 && errno == ENOENT && mkdirs(fwx__registry_dir()) == 0)
+        fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return -1;
-    bool ok = write(fd, head, (size_t)hn) == hn && write(fd, wire, len) == (ssize_t)len;
+    struct iovec iov[2] = {{head, (size_t)hn}, {wire, len}};
+    bool ok = writev(fd, iov, 2) == (ssize_t)((size_t)hn + len);
     ok = close(fd) == 0 && ok;
     /* rename: a reader sees the whole file or none */
     if (!ok || rename(tmp, path) != 0) {
