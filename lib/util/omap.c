@@ -6,7 +6,7 @@
  * add, find and delete walks pointers stored in the records themselves (the bucket's chain and
  * the table-wide insertion list), and each of those records is a cache miss of its own: the hash
  * operations were nine tenths of the backend's own time per conntrack event (bench/README.md,
- * issue 13, part 5). Here the slots hold the hash next to the pointer, in one array: a probe
+ * issue 13, part 6). Here the slots hold the hash next to the pointer, in one array: a probe
  * reads consecutive slots and touches a record only when the hashes are equal.
  *
  * Linear probing, the capacity a power of two, at most half full. A slot is empty when its

@@ -62,7 +62,7 @@
    as it came, and a few percent to one that read them every millisecond (bench/README.md, issue
    13, part 4). fwx's own wake-up (epoll_wait's sleep and return, the timer) was then a third of
    its CPU per flow on this VM; reading every 4 ms instead of every 1 ms takes about 40 events per
-   wake-up at that rate instead of 10 (issue 13, part 5). The first event after a quiet spell is
+   wake-up at that rate instead of 10 (issue 13, part 6). The first event after a quiet spell is
    read at once; the ones behind it wait at most this long. */
 #define CT_PACE_MS 4
 /* The event socket's receive buffer (SO_RCVBUFFORCE as root, else what SO_RCVBUF allows). */
@@ -74,7 +74,7 @@
    than W milliseconds later (a thousandth of one CPU), however short the interval asked. The
    walk costs time in proportion to the namespace's whole table (about 175 ns an entry here:
    80,000 entries, 14 ms): at the default 2 s a busy gateway's sweeps were a tenth of fwx's CPU
-   per kernel flow (bench/README.md, issue 13, part 5). */
+   per kernel flow (bench/README.md, issue 13, part 6). */
 #define CT_SWEEP_SHARE 1000
 /* ... and no later than this: the kernel's own collector visits every entry about this often
    when most are long-lived (see sweep_now), so a later sweep would find nothing left to do. */
