@@ -18,6 +18,8 @@
 #include <dlfcn.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <ctype.h>
 #include <stddef.h>
 #include <errno.h>
@@ -126,6 +128,80 @@ START_TEST(publishing_relays_both_ways)
     fwx_firewall_stats st = stats(&g);
     ck_assert_uint_eq(st.connections, 0);
     ck_assert_uint_eq(st.sessions, 0); /* a published client's session ends with its last connection */
+    gw_close(&g);
+    tu_echo_stop(&e);
+}
+END_TEST
+
+/* The relay's two sockets, found in this process's fd table (the gateway runs here) while the
+   client is still connected: the client side has the client's address as its peer, the server
+   side the echo server's. TCP_NODELAY on each (-1: not found). */
+typedef struct nodelay_case {
+    uint16_t port, echo_port;
+    int ok;
+    int nodelay[2];
+} nodelay_case;
+
+static bool same_in4(const struct sockaddr_in *a, const struct sockaddr_in *b)
+{
+    return a->sin_family == AF_INET && b->sin_family == AF_INET && a->sin_port == b->sin_port &&
+           a->sin_addr.s_addr == b->sin_addr.s_addr;
+}
+
+static void *client_nodelay(void *arg)
+{
+    nodelay_case *x = arg;
+    x->nodelay[0] = x->nodelay[1] = -1;
+    int fd = tu_sock_from("127.0.0.2", 0);
+    /* One echo, the connection left open (a round trip that half-closes would end the relay). */
+    char b[5];
+    size_t got = 0;
+    ssize_t n = 1;
+    if (tu_connect_to(fd, "127.0.0.1", x->port) == 0 && tu_write_all(fd, "hello", 5) == 0)
+        while (got < sizeof b && (n = recv(fd, b + got, sizeof b - got, 0)) > 0) /* SO_RCVTIMEO bounds it */
+            got += (size_t)n;
+    if (!(x->ok = got == sizeof b && memcmp(b, "hello", 5) == 0)) {
+        close(fd);
+        return NULL;
+    }
+    struct sockaddr_in want[2] = {{0}}, a;
+    socklen_t l = sizeof want[0];
+    (void)getsockname(fd, (struct sockaddr *)&want[0], &l);
+    want[1].sin_family = AF_INET;
+    want[1].sin_port = htons(x->echo_port);
+    inet_pton(AF_INET, "127.0.0.3", &want[1].sin_addr);
+    for (int f = 3; f < 1024; f++) {
+        l = sizeof a;
+        if (f == fd || getpeername(f, (struct sockaddr *)&a, &l) != 0)
+            continue;
+        for (int i = 0; i < 2; i++) {
+            int v = -1;
+            socklen_t vl = sizeof v;
+            if (same_in4(&a, &want[i]) && getsockopt(f, IPPROTO_TCP, TCP_NODELAY, &v, &vl) == 0)
+                x->nodelay[i] = v != 0;
+        }
+    }
+    close(fd);
+    return NULL;
+}
+
+START_TEST(relay_sockets_nodelay)
+{
+    /* The pump writes what it read at once; with Nagle a small write while an earlier one is
+       unacknowledged waits for the peer's ACK, which a peer that has nothing to say delays by
+       40 ms or more (an FTP server's 226 after its 150, bench/README.md issue 13 part 5). Both
+       of the relay's sockets have TCP_NODELAY: the accepted one from its listener, the one to
+       the server set before it connects. */
+    tu_echo e;
+    tu_echo_start(&e, "127.0.0.3");
+    gw g;
+    uint16_t lp = tu_free_port("127.0.0.1");
+    gw_open(&g, tu_publish_policy(lp, e.port));
+    nodelay_case x = {.port = lp, .echo_port = e.port};
+    tu_run_peer(&g.loop, client_nodelay, &x);
+    ck_assert_msg(x.ok, "no echo through the gateway");
+    ck_assert_msg(x.nodelay[0] == 1, "the relay's client-side socket: TCP_NODELAY %d (-1: not found)", x.nodelay[0]);
+    ck_assert_msg(x.nodelay[1] == 1, "the relay's server-side socket: TCP_NODELAY %d (-1: not found)", x.nodelay[1]);
     gw_close(&g);
     tu_echo_stop(&e);
 }
@@ -1606,6 +1682,7 @@ static Suite *proxy_suite(void)
 {
     const tu_case cases[] = {
         {"publishing", publishing_relays_both_ways},
+        {"relay sockets nodelay", relay_sockets_nodelay},
         {"publishing denied", publishing_denied_by_policy},
         {"bind for client", bind_for_client_real_port},
         {"bind for client ip filter", bind_for_client_get_ip_filter},
