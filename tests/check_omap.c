@@ -173,15 +173,14 @@ END_TEST
 
 static Suite *suite(void)
 {
-    Suite *s = suite_create("omap");
-    TCase *tc = tcase_create("table");
-    tcase_add_test(tc, one_hash);
-    tcase_add_test(tc, runs_wrap_around);
-    tcase_add_test(tc, random_churn);
-    tcase_add_test(tc, any_ends_all);
-    tcase_add_test(tc, hash_bytes_spreads);
-    suite_add_tcase(s, tc);
-    return s;
+    const tu_case cases[] = {
+        {"one hash", one_hash},
+        {"runs wrap around", runs_wrap_around},
+        {"random churn", random_churn},
+        {"any ends all", any_ends_all},
+        {"hash bytes spreads", hash_bytes_spreads},
+    };
+    return TU_SUITE("omap", cases, 30);
 }
 
 int main(void) { return tu_run_suite(suite()); }
