@@ -562,28 +562,24 @@ EOF
 # fwx's CPU is read from schedstat (ns) and compared with as long a spell of no traffic.
 P_LOCAL=7001
 CTF_ROWS="fwx-ct-unrelated"
-CTF_DRAIN_S=${CTF_DRAIN_S:-5} # owned_life: TIME_WAIT 1 s, the kernel's collector and fwx's sweep (ct.h) end every flow within it
 # fwx's CPU time in ns, every thread (schedstat: exact, where the tick count moves by 10 ms)
 fwx_cpu_ns() {
     [ -n "$FWX_PID" ] || { echo 0; return; }
     cat /proc/"$FWX_CPU_PID"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'
 }
-ctfilter_rate() { # ROW KEY_PREFIX NS HOST PORT [DRAIN_S]: a connection rate run, fwx's CPU per connection
-    # DRAIN_S: fwx's CPU is read that many seconds after the load ends (its flows' DESTROY
-    # events and their ends counted too), and the idle spell is as much longer
-    local row=$1 k=$2 ns=$3 f="$T/ctf-$2.out" c0 c1 i0 i1 conns ev0 ev1 drain=${6:-0}
+ctfilter_rate() { # ROW KEY_PREFIX NS HOST PORT: a connection rate run, fwx's CPU per connection
+    local row=$1 k=$2 ns=$3 f="$T/ctf-$2.out" c0 c1 i0 i1 conns ev0 ev1
     # fwx's own background for as long (its loop's timers), with no traffic at all
-    i0=$(fwx_cpu_ns); sleep $((RATE_S + drain)); i1=$(fwx_cpu_ns)
+    i0=$(fwx_cpu_ns); sleep $RATE_S; i1=$(fwx_cpu_ns)
     ev0=$(wc -l <"$T/ctf-events.txt")
     local perf_pid=
     if [ "$k" = "${CTF_PERF_ROW:-owned}" ] && [ -n "${CTF_PERF:-}" ]; then # a profile of fwx over the measured run only
-        perf record -e cpu-clock -F 4999 -g -p "$FWX_CPU_PID" -o "$CTF_PERF" -- sleep "$((RATE_S + drain))" >/dev/null 2>&1 &
+        perf record -e cpu-clock -F 4999 -g -p "$FWX_CPU_PID" -o "$CTF_PERF" -- sleep "$RATE_S" >/dev/null 2>&1 &
         perf_pid=$!
     fi
     c0=$(fwx_cpu_ns)
     ip netns exec "$ns" "${LOAD_PIN[@]}" timeout $((RATE_S + 30)) "$TB" rate "$4" "$5" $RATE_S $RATE_CONC $RATE_SIZE \
         >"$f" 2>&1 || note "$row $k: rate: $(tail -c 300 "$f" | tr '\n' ' ')"
-    [ "$drain" = 0 ] || sleep "$drain"
     c1=$(fwx_cpu_ns)
     [ -z "$perf_pid" ] || wait "$perf_pid" || true
     sleep 0.5   # the last events reach the listener
@@ -601,6 +597,38 @@ ctfilter_rate() { # ROW KEY_PREFIX NS HOST PORT [DRAIN_S]: a connection rate run
         put "$row" "${k}_conns" FAIL
     fi
 }
+ctfilter_steady() { # ROW KEY_PREFIX NS HOST PORT: fwx's CPU per own flow in a steady state
+    # The load runs 2 * RATE_S; fwx's CPU and the namespace's NEW events are counted over
+    # RATE_S - 1 seconds of its second half, when (TIME_WAIT at 1 s) flows end as fast as they
+    # begin and the heap has stopped growing: each flow's NEW, its end (DESTROY) and its
+    # connection's close are in the figure, per NEW event of the window.
+    local row=$1 k=$2 ns=$3 f="$T/ctf-$2.out" c0 c1 i0 i1 ev0 ev1 w=$((RATE_S - 1)) lp perf_pid=
+    i0=$(fwx_cpu_ns); sleep $w; i1=$(fwx_cpu_ns)
+    ip netns exec "$ns" "${LOAD_PIN[@]}" timeout $((2 * RATE_S + 30)) "$TB" rate "$4" "$5" $((2 * RATE_S)) $RATE_CONC \
+        $RATE_SIZE >"$f" 2>&1 &
+    lp=$!
+    sleep $RATE_S
+    if [ "$k" = "${CTF_PERF_ROW:-owned}" ] && [ -n "${CTF_PERF:-}" ]; then
+        perf record -e cpu-clock -F 4999 -g -p "$FWX_CPU_PID" -o "$CTF_PERF" -- sleep "$w" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
+    c0=$(fwx_cpu_ns); ev0=$(wc -l <"$T/ctf-events.txt")
+    sleep $w
+    c1=$(fwx_cpu_ns); ev1=$(wc -l <"$T/ctf-events.txt")
+    [ -z "$perf_pid" ] || wait "$perf_pid" || true
+    wait $lp || note "$row $k: rate: $(tail -c 300 "$f" | tr '\n' ' ')"
+    local new=$((ev1 - ev0))
+    if [ "$new" -gt 0 ] && [ "$(kv conns "$f")" -gt 0 ] 2>/dev/null; then
+        put "$row" "${k}_conns" "$new"
+        put "$row" "${k}_cps" "$(python3 -c "print($new/$w)")"
+        put "$row" "${k}_fwx_ms" "$(python3 -c "print(($c1-$c0)/1e6)")"
+        put "$row" "${k}_fwx_idle_ms" "$(python3 -c "print(($i1-$i0)/1e6)")"
+        put "$row" "${k}_fwx_cpu_us_per_conn" "$(python3 -c "print(max(0.0, ($c1-$c0)-($i1-$i0))/1e3/$new)")"
+        put "$row" "${k}_ct_new_events" "$new"
+    else
+        put "$row" "${k}_conns" FAIL
+    fi
+}
 test_ctfilter() { # ROUND
     local row=fwx-ct-unrelated ctev
     gw_reset
@@ -610,20 +638,20 @@ test_ctfilter() { # ROUND
     start_kperm "ctf$1" --client $C_IP --allow $S_IP:$P_IPERF --allow $S_IP:$P_ECHO || { kill_tree $srv; return 1; }
     # the namespace's NEW events, counted by conntrack's own listener (not fwx)
     : >"$T/ctf-events.txt"
-    ing "${LOAD_PIN[@]}" timeout 900 conntrack -E -e NEW -b 8388608 >"$T/ctf-events.txt" 2>"$T/ctf-ctev.err" &
+    ing "${LOAD_PIN[@]}" timeout 900 stdbuf -oL conntrack -E -e NEW -b 8388608 >"$T/ctf-events.txt" 2>"$T/ctf-ctev.err" &
     PIDS+=($!); ctev=$!
     sleep 0.3
     ctfilter_rate $row unrelated_in $NS_C $G_IN $P_LOCAL
     ctfilter_rate $row unrelated_lo $NS_G 127.0.0.1 $P_LOCAL
     ctfilter_rate $row owned $NS_C $S_IP $P_ECHO
-    # The same flows' whole life: NEW, the end (DESTROY) and the connection's close in fwx, with
-    # the namespace's TIME_WAIT at 1 s so they end within the run. The table is emptied first (the
-    # run above left its flows in TIME_WAIT for 120 s: the new ones would reuse their ports and
-    # end them inside this run), and fwx is given the time to read the flush's DESTROY events.
+    # The same flows' whole life in a steady state (ctfilter_steady), with the namespace's
+    # TIME_WAIT at 1 s so they end within the run. The table is emptied first (the run above left
+    # its flows in TIME_WAIT for 120 s: the new ones would reuse their ports and end them inside
+    # this run), and fwx is given the time to read the flush's DESTROY events.
     ing conntrack -F >/dev/null 2>&1 || true
     sleep 3
     ing sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=1
-    ctfilter_rate $row owned_life $NS_C $S_IP $P_ECHO $CTF_DRAIN_S
+    ctfilter_steady $row owned_life $NS_C $S_IP $P_ECHO
     ing sysctl -qw net.netfilter.nf_conntrack_tcp_timeout_time_wait=120
     kill_tree $ctev
     stop_fwx

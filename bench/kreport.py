@@ -292,7 +292,7 @@ def section_ctfilter(res):
     for k, label, target in (("unrelated_in", "not fwx's: client -> gateway", 0.0),
                              ("unrelated_lo", "not fwx's: gateway loopback", 0.0),
                              ("owned", "fwx's: permitted secondary flows", None),
-                             ("owned_life", "fwx's, whole life (NEW to end)", 5.0)):
+                             ("owned_life", "fwx's, steady state (NEW to end)", 5.0)):
         conns, cps = num(res, row, f"{k}_conns"), num(res, row, f"{k}_cps")
         ev, ms, idle = (num(res, row, f"{k}_ct_new_events"), num(res, row, f"{k}_fwx_ms"),
                         num(res, row, f"{k}_fwx_idle_ms"))
