@@ -585,14 +585,18 @@ ctfilter_rate() { # ROW KEY_PREFIX NS HOST PORT: a connection rate run, fwx's CP
     sleep 0.5   # the last events reach the listener
     ev1=$(wc -l <"$T/ctf-events.txt")
     conns=$(kv conns "$f")
-    if [ "${conns:-0}" -gt 0 ]; then
+    ctf_put "$row" "$k" "${conns:-0}" "$(kv conns_per_s "$f")" "$c0" "$c1" "$i0" "$i1" "$((ev1 - ev0))"
+}
+ctf_put() { # ROW KEY_PREFIX CONNS CONN/S C0 C1 I0 I1 NEW_EVENTS: a ctfilter row's figures (CPU in ns)
+    local row=$1 k=$2 conns=$3
+    if [ "$conns" -gt 0 ]; then
         put "$row" "${k}_conns" "$conns"
-        put "$row" "${k}_cps" "$(kv conns_per_s "$f")"
-        put "$row" "${k}_fwx_ms" "$(python3 -c "print(($c1-$c0)/1e6)")"
-        put "$row" "${k}_fwx_idle_ms" "$(python3 -c "print(($i1-$i0)/1e6)")"
+        put "$row" "${k}_cps" "$4"
+        put "$row" "${k}_fwx_ms" "$(python3 -c "print(($6-$5)/1e6)")"
+        put "$row" "${k}_fwx_idle_ms" "$(python3 -c "print(($8-$7)/1e6)")"
         # what the connections cost fwx beyond its idle background, per connection
-        put "$row" "${k}_fwx_cpu_us_per_conn" "$(python3 -c "print(max(0.0, ($c1-$c0)-($i1-$i0))/1e3/$conns)")"
-        put "$row" "${k}_ct_new_events" "$((ev1 - ev0))"
+        put "$row" "${k}_fwx_cpu_us_per_conn" "$(python3 -c "print(max(0.0, ($6-$5)-($8-$7))/1e3/$conns)")"
+        put "$row" "${k}_ct_new_events" "$9"
     else
         put "$row" "${k}_conns" FAIL
     fi
@@ -618,16 +622,8 @@ ctfilter_steady() { # ROW KEY_PREFIX NS HOST PORT: fwx's CPU per own flow in a s
     [ -z "$perf_pid" ] || wait "$perf_pid" || true
     wait $lp || note "$row $k: rate: $(tail -c 300 "$f" | tr '\n' ' ')"
     local new=$((ev1 - ev0))
-    if [ "$new" -gt 0 ] && [ "$(kv conns "$f")" -gt 0 ] 2>/dev/null; then
-        put "$row" "${k}_conns" "$new"
-        put "$row" "${k}_cps" "$(python3 -c "print($new/$w)")"
-        put "$row" "${k}_fwx_ms" "$(python3 -c "print(($c1-$c0)/1e6)")"
-        put "$row" "${k}_fwx_idle_ms" "$(python3 -c "print(($i1-$i0)/1e6)")"
-        put "$row" "${k}_fwx_cpu_us_per_conn" "$(python3 -c "print(max(0.0, ($c1-$c0)-($i1-$i0))/1e3/$new)")"
-        put "$row" "${k}_ct_new_events" "$new"
-    else
-        put "$row" "${k}_conns" FAIL
-    fi
+    [ "$(kv conns "$f")" -gt 0 ] 2>/dev/null || new=0 # the load itself failed
+    ctf_put "$row" "$k" "$new" "$(python3 -c "print($new/$w)")" "$c0" "$c1" "$i0" "$i1" "$new"
 }
 test_ctfilter() { # ROUND
     local row=fwx-ct-unrelated ctev
