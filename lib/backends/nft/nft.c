@@ -116,7 +116,6 @@ typedef struct nstate {
     fwx__ct *ct;           /* conntrack events of flows a permission admitted, if the kernel has them */
     fwx__omap kflow_by_conn;  /* those flows (kflow), each with its core connection, by conn */
     fwx__omap kflow_by_tuple; /* the same flows by their tuple (kflow.h_tuple), for DESTROY */
-    IFWXConnection *ending;       /* the flow kflow_end is closing, while it does */
     struct fwx__nft_sess *psessions; /* clients' NAT sessions the backend's flows hold (uthash on key) */
     fwx_redirect_handle *rh; /* the host's redirect identity (fwx_firewall_redirect_local), or NULL: the firewall's */
     int slot;                /* local-redirection slot 0..7, -1 without local redirection */
@@ -813,10 +812,9 @@ static void kflow_end(nstate *st, kflow *k)
 {
     (void)fwx__omap_del(&st->kflow_by_conn, conn_hash(k->conn), k);
     (void)fwx__omap_del(&st->kflow_by_tuple, k->h_tuple, k);
-    IFWXConnection *outer = st->ending; /* a flow whose close ended its session ends this one */
-    st->ending = k->conn; /* the core's close asks n_kill to end what is ending already */
+    /* Out of both tables first: the core's close asks n_kill to end the flow, which finds
+       nothing (its lookup probes the slot the delete above just touched). */
     fwx_connection_close(k->conn);
-    st->ending = outer;
     psess_unref(k->ps);
     free(k);
 }
@@ -1916,8 +1914,6 @@ static fwx_result n_relay(void *state, IFWXConnection *conn, int32_t kernel_mode
 static fwx_result n_kill(void *state, IFWXConnection *conn)
 {
     nstate *st = state;
-    if (conn == st->ending)
-        return FWX_E_NOT_FOUND; /* kflow_end's own close: the flow is out of the tables */
     kflow *k = kflow_of_conn(st, conn);
     if (k == NULL || st->ct == NULL)
         return FWX_E_NOT_FOUND;
