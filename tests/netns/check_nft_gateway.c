@@ -24,11 +24,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #define REFUSED_MS 1500
+/* Long enough for a paused listener (intercept.c ACCEPT_PAUSE_MS, 100) to accept again. */
+#define ACCEPT_WAIT_MS 300
 
 typedef tn_gw gw;
 
@@ -666,6 +669,58 @@ START_TEST(intercept_listener_strays_dropped)
 }
 END_TEST
 
+/* Out of file descriptors, the interception listener neither spins nor loses the connection:
+   accept4 fails with EMFILE, one line says so (rate-limited: one a second), accepting pauses
+   (the connection waits in the kernel's listen queue), and once descriptors are free again the
+   connection is taken and relayed. The loop's turns are counted while short: a listener that
+   woke on the waiting connection again at once would turn it thousands of times. */
+static void count_turn(uv_prepare_t *h) { (*(unsigned *)h->data)++; }
+
+START_TEST(intercept_out_of_descriptors)
+{
+    gw g;
+    gw_start(&g, false, ftp_plugin(), policy_ftp);
+    int srv_l = tn_listener_in(g.topo.server_fd, "0.0.0.0", 21, NULL);
+    /* Queued on fwx's listener before the shortage: the loop has not run since. */
+    int c = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, 21, 2000);
+    ck_assert_msg(c >= 0, "the client could not connect to the interception listener's queue");
+    struct rlimit was;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &was), 0);
+    int lowest = dup(0); /* the lowest free descriptor: a limit there leaves none to open */
+    ck_assert_int_ge(lowest, 0);
+    close(lowest);
+    struct rlimit none = {(rlim_t)lowest, was.rlim_max};
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &none), 0);
+    unsigned turns = 0;
+    uv_prepare_t turn;
+    uv_prepare_init(&g.loop, &turn);
+    turn.data = &turns;
+    uv_prepare_start(&turn, count_turn);
+    tu_loop_run_for(&g.loop, 350);
+    uv_prepare_stop(&turn);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &was), 0);
+    ck_assert_int_eq(tu_log_count("out of file descriptors (EMFILE", "accepting intercepted connections"), 1);
+    ck_assert_msg(turns < 100, "the loop turned %u times in 350 ms while descriptors were short", turns);
+    /* Descriptors again: the waiting connection is accepted and relayed to the server. */
+    tu_loop_run_for(&g.loop, ACCEPT_WAIT_MS);
+    int s = tn_accept_within(srv_l, 2000, NULL);
+    ck_assert_msg(s >= 0, "the connection that waited was not relayed once descriptors were free");
+    ck_assert_int_eq(tu_write_all(s, "220 ready\r\n", 11), 0);
+    char buf[16] = {0};
+    for (int i = 0; i < 100 && strstr(buf, "\r\n") == NULL; i++) {
+        tu_loop_run_for(&g.loop, 10);
+        ssize_t n = recv(c, buf + strlen(buf), sizeof buf - 1 - strlen(buf), MSG_DONTWAIT);
+        (void)n;
+    }
+    ck_assert_str_eq(buf, "220 ready\r\n");
+    uv_close((uv_handle_t *)&turn, NULL);
+    close(s);
+    close(c);
+    close(srv_l);
+    gw_close(&g);
+}
+END_TEST
+
 /* ---- IPv6: the same interception (fwx's IPv6 listener, IP6T_SO_ORIGINAL_DST) ----------------- */
 
 static const char *policy_ftp6 =
@@ -896,6 +951,7 @@ static Suite *gateway_suite(void)
         {"intercept ftp PORT", intercept_ftp_port},
         {"intercept ftp EPRT", intercept_ftp_eprt},
         {"intercept listener strays dropped", intercept_listener_strays_dropped},
+        {"intercept out of descriptors", intercept_out_of_descriptors},
         {"published ftp PASV", published_ftp_pasv},
         {"published ftp EPSV", published_ftp_epsv},
         {"published ftp PORT", published_ftp_port},

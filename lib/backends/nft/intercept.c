@@ -25,6 +25,7 @@
 #include <linux/netfilter_ipv4.h>
 #include <linux/netfilter_ipv6/ip6_tables.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -37,24 +38,46 @@ typedef struct irelay {
     struct fwx__nft_sess *us;              /* a hold of the client's NAT session (nft.c), or NULL */
     IFWXConnection *conn;
     int client_fd;
-    uv_tcp_t *up;
-    uv_connect_t creq;
+    int up_fd;                             /* the upstream socket while it connects, else -1 */
+    fwx_pump_connector *connector;         /* its connect on the pump's reactor, while connecting */
     fwx_pump *pump;
-    bool connecting;
     fwx_redirect_record *rec;              /* +1: the flow's record (primary intercepted flows) */
     uint32_t slots;                        /* the local-redirection slots it has passed */
 } irelay;
 
+/* A listening socket of the backend's own, watched by a poll handle: accept4 gives the relay
+   its descriptor and the peer's address at once (no libuv stream to copy the descriptor out
+   of, no getpeername). */
+typedef struct ilisten {
+    uv_poll_t poll;
+    int fd; /* -1: none */
+    struct fwx__nft_icpt *l;
+} ilisten;
+
 struct fwx__nft_icpt {
     fwx_firewall *fw;
-    uv_tcp_t tcp;
-    uv_tcp_t tcp6;        /* interception of IPv6 (not for a publishing rule's listener) */
-    int handles;          /* listener handles not closed yet */
+    ilisten lis[2];       /* IPv4 interception (or the publishing rule's address), IPv6 interception */
+    uv_timer_t pause;     /* accepting paused while descriptors are short (ACCEPT_PAUSE_MS) */
+    int handles;          /* poll and timer handles not closed yet */
     bool published;       /* a publishing rule's listener (pub), not the interception one */
+    bool reactor_held;    /* fwx_pump_reactor_hold taken at start, released at stop */
     fwx_listen_spec pub;
     irelay relays; /* list head */
+    uint64_t short_logged_at;  /* loop time of the last out-of-descriptors line, 0: none yet */
+    unsigned short_suppressed; /* shortages since that line */
     bool stopping, closed;
 };
+
+/* Accepts taken per readiness of a listener: a burst is served in one go, and one busy
+   listener does not starve the loop. */
+#define ACCEPT_BATCH 32
+/* Out of descriptors (EMFILE, ENFILE): accepting pauses this long, and the connections wait in
+   the kernel's listen queue until some descriptors are free again. */
+#define ACCEPT_PAUSE_MS 100
+/* ... and says so at most once a second, with the count of the others. */
+#define SHORTAGE_LOG_MS 1000
+
+static uv_loop_t *t_loop(const struct fwx__nft_icpt *l) { return fwx_firewall_loop(l->fw); }
 
 static void maybe_free(struct fwx__nft_icpt *l)
 {
@@ -66,6 +89,10 @@ static void relay_free(irelay *r)
 {
     r->prev->next = r->next;
     r->next->prev = r->prev;
+    if (r->connector != NULL)
+        fwx_pump_connect_cancel(r->connector);
+    if (r->up_fd >= 0)
+        close(r->up_fd);
     if (r->client_fd >= 0)
         close(r->client_fd);
     if (r->conn != NULL)
@@ -77,89 +104,76 @@ static void relay_free(irelay *r)
     maybe_free(l);
 }
 
-static void up_closed(uv_handle_t *h)
-{
-    irelay *r = h->data;
-    free(h);
-    if (r != NULL)
-        relay_free(r);
-}
-
 static void pump_done(fwx_pump *p, void *arg)
 {
     (void)p;
     relay_free(arg);
 }
 
-static void on_upstream(uv_connect_t *req, int status)
+static void on_upstream(void *arg, int status)
 {
-    irelay *r = req->data;
-    r->connecting = false;
-    int fd = -1;
-    uv_os_fd_t ufd;
-    if (status == 0 && uv_fileno((uv_handle_t *)r->up, &ufd) == 0)
-        fd = dup(ufd);
-    if (fd < 0) {
-        if (status < 0)
-            fwx_firewall_log(r->l->fw, FWX_LOG_WARN, "backend \"nft\": intercepted connection: upstream: %s",
-                             uv_strerror(status));
-        uv_close((uv_handle_t *)r->up, up_closed); /* frees r */
+    irelay *r = arg;
+    fwx_pump_connector *connector = r->connector; /* gone after this callback */
+    r->connector = NULL;
+    if (status < 0) {
+        fwx_firewall_log(r->l->fw, FWX_LOG_WARN, "backend \"nft\": intercepted connection: upstream: %s",
+                         uv_strerror(status));
+        relay_free(r);
         return;
     }
     /* The gateway's address toward the server: what a filter gives the server to connect back
        to (active FTP's rewritten PORT), as in the proxy backend. */
     struct sockaddr_storage self;
-    int sl = sizeof self;
-    if (uv_tcp_getsockname(r->up, (struct sockaddr *)&self, &sl) == 0) {
+    socklen_t sl = sizeof self;
+    if (getsockname(r->up_fd, (struct sockaddr *)&self, &sl) == 0) {
         if (!r->l->published)
             (void)IFWXConnection_SetSocketName(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
         else /* toward a published server: where its active-mode redirect ports go */
             (void)fwx_connection_set_upstream_local(r->conn, (struct sockaddr *)&self, (uint32_t)sl);
     }
-    r->up->data = NULL;
-    uv_close((uv_handle_t *)r->up, up_closed);
-    r->up = NULL;
+    /* Both descriptors are this backend's own (accept4, socket): the pump takes them as they
+       are, and the upstream one keeps its registration on the reactor. */
     fwx_pump *p = NULL;
-    fwx_result hr = fwx_pump_start(fwx_firewall_loop(r->l->fw), r->conn, r->client_fd, fd, NULL, pump_done, r, &p);
+    fwx_result hr = fwx_pump_start_connected(fwx_firewall_loop(r->l->fw), r->conn, r->client_fd, connector,
+                                             pump_done, r, &p);
     if (FWX_FAILED(hr)) {
-        close(fd);
-        relay_free(r);
+        relay_free(r); /* closes both */
         return;
     }
-    r->client_fd = -1; /* the pump's now */
+    r->client_fd = r->up_fd = -1; /* the pump's now */
     r->pump = p;
 }
 
-/* Upstream, from the gateway's own address, marked so that interception skips it; the pump
-   starts when it connects (on_upstream). Frees r on failure. */
+/* Upstream, from the gateway's own address, marked so that interception skips it, connected on
+   the pump's reactor; the pump starts when it connects (on_upstream). Frees r on failure. */
 static void upstream_connect(irelay *r, uv_loop_t *loop, const struct sockaddr_storage *to)
 {
-    if ((r->up = malloc(sizeof *r->up)) != NULL && uv_tcp_init_ex(loop, r->up, to->ss_family) == 0) {
-        uint32_t mark = FWX__NFT_OWN_MARK | FWX__NFT_SLOT_MARK(r->slots);
-        uv_os_fd_t ufd;
-        r->up->data = r;
-        /* No Nagle toward the server either (see relay_listen). */
-        (void)uv_tcp_nodelay(r->up, 1);
-        if (uv_fileno((uv_handle_t *)r->up, &ufd) == 0) {
-            (void)setsockopt(ufd, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
-            /* A flow with a record: bound, its record in the registry under the source port
-               and the mark set before connect, so the next hop on this host can look it up
-               the moment it accepts. The core removes the file when the connection ends. */
-            if (r->rec != NULL && to->ss_family == AF_INET)
-                (void)fwx_connection_link_outbound(r->conn, ufd, (const struct sockaddr *)to,
-                                                   fwx__sa_len((const struct sockaddr *)to), r->slots);
-        }
-        r->creq.data = r;
-        r->connecting = true;
-        if (uv_tcp_connect(&r->creq, r->up, (const struct sockaddr *)to, on_upstream) != 0) {
-            r->connecting = false;
-            uv_close((uv_handle_t *)r->up, up_closed); /* frees r */
-        }
+    const struct sockaddr *ta = (const struct sockaddr *)to;
+    r->up_fd = socket(to->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (r->up_fd < 0) {
+        fwx_firewall_log(r->l->fw, FWX_LOG_WARN, "backend \"nft\": intercepted connection: upstream socket: %s",
+                         strerror(errno));
+        relay_free(r);
         return;
     }
-    free(r->up);
-    r->up = NULL;
-    relay_free(r);
+    uint32_t mark = FWX__NFT_OWN_MARK | FWX__NFT_SLOT_MARK(r->slots);
+    int one = 1;
+    /* No Nagle toward the server either (see listen_socket). */
+    (void)setsockopt(r->up_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    (void)setsockopt(r->up_fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark);
+    /* A flow with a record: bound, its record in the registry under the source port and the
+       mark set before connect, so the next hop on this host can look it up the moment it
+       accepts. The core removes the file when the connection ends. */
+    if (r->rec != NULL && to->ss_family == AF_INET)
+        (void)fwx_connection_link_outbound(r->conn, r->up_fd, ta, fwx__sa_len(ta), r->slots);
+    int rc = fwx_pump_connect(loop, r->up_fd, ta, on_upstream, r, &r->connector);
+    if (rc != 0) {
+        char a[FWX__SA_STRLEN];
+        fwx_firewall_log(r->l->fw, FWX_LOG_WARN, "backend \"nft\": intercepted connection: upstream %s: %s",
+                         fwx__sa_fmt(ta, a), uv_strerror(rc));
+        r->connector = NULL;
+        relay_free(r);
+    }
 }
 
 static const char *const state_names[] = {"NOT_REDIRECTED", "REDIRECTED_BY_SELF", "REDIRECTED_BY_OTHER",
@@ -238,29 +252,12 @@ static fwx_result redirect_record(irelay *r, const struct sockaddr_storage *peer
     return FWX_S_OK;
 }
 
-static void on_accept(uv_stream_t *server, int status)
+/* One accepted connection (fd ours, nonblocking, with TCP_NODELAY from the listener). */
+static void accepted(struct fwx__nft_icpt *l, uv_loop_t *loop, int fd, const struct sockaddr_storage *peer_in)
 {
-    struct fwx__nft_icpt *l = server->data;
-    if (status < 0 || l->stopping)
-        return;
-    uv_tcp_t *c = malloc(sizeof *c);
-    if (c == NULL)
-        return;
-    uv_tcp_init(server->loop, c);
-    int fd = -1;
-    uv_os_fd_t ufd;
-    if (uv_accept(server, (uv_stream_t *)c) == 0 && uv_fileno((uv_handle_t *)c, &ufd) == 0)
-        fd = dup(ufd);
-    uv_close((uv_handle_t *)c, (uv_close_cb)free); /* closes the handle's copy of the fd */
-    if (fd < 0)
-        return;
-    struct sockaddr_storage peer, orig;
-    socklen_t pl = sizeof peer, ol = sizeof orig;
+    struct sockaddr_storage peer = *peer_in, orig;
+    socklen_t ol = sizeof orig;
     memset(&orig, 0, sizeof orig);
-    if (getpeername(fd, (struct sockaddr *)&peer, &pl) != 0) {
-        close(fd);
-        return;
-    }
     if (l->published) {
         orig = l->pub.server; /* the published server; the client dialled the rule's address */
     } else if (peer.ss_family == AF_INET6
@@ -276,6 +273,7 @@ static void on_accept(uv_stream_t *server, int status)
     }
     r->l = l;
     r->client_fd = fd;
+    r->up_fd = -1;
     r->next = l->relays.next;
     r->prev = &l->relays;
     r->next->prev = r;
@@ -290,7 +288,7 @@ static void on_accept(uv_stream_t *server, int status)
                          (struct sockaddr *)&orig, fwx__sa_len((struct sockaddr *)&orig)};
         fwx_result hr = fwx_firewall_admit(l->fw, &flow, &r->conn);
         if (hr == FWX_S_OK) {
-            upstream_connect(r, server->loop, &target);
+            upstream_connect(r, loop, &target);
             return;
         }
         r->conn = NULL;
@@ -337,30 +335,148 @@ static void on_accept(uv_stream_t *server, int status)
     }
     if (r->rec != NULL)
         (void)fwx_connection_set_redirect_record(r->conn, r->rec);
-    upstream_connect(r, server->loop, &orig);
+    upstream_connect(r, loop, &orig);
+}
+
+/* Out of descriptors: one line per SHORTAGE_LOG_MS with the count since the last, then accepting
+   pauses (the listen queue keeps the connections) instead of waking on them again at once. */
+static void on_pause_end(uv_timer_t *t);
+static void shortage(struct fwx__nft_icpt *l, int err)
+{
+    uint64_t now = uv_now(t_loop(l));
+    if (l->short_logged_at == 0 || now - l->short_logged_at >= SHORTAGE_LOG_MS) {
+        fwx_firewall_log(l->fw, FWX_LOG_ERROR,
+                         "backend \"nft\": out of file descriptors (%s: %s) accepting %s connections: "
+                         "accepting pauses %d ms at a time until some close (%u more since the last line)",
+                         err == ENFILE ? "ENFILE" : "EMFILE", strerror(err), l->published ? "published" : "intercepted",
+                         ACCEPT_PAUSE_MS, l->short_suppressed);
+        l->short_logged_at = now ? now : 1;
+        l->short_suppressed = 0;
+    } else {
+        l->short_suppressed++;
+    }
+    for (int i = 0; i < 2; i++)
+        if (l->lis[i].fd >= 0)
+            uv_poll_stop(&l->lis[i].poll);
+    (void)uv_timer_start(&l->pause, on_pause_end, ACCEPT_PAUSE_MS, 0);
+}
+
+static void on_listen_ready(uv_poll_t *h, int status, int events);
+
+static void on_pause_end(uv_timer_t *t)
+{
+    struct fwx__nft_icpt *l = t->data;
+    for (int i = 0; i < 2 && !l->stopping; i++)
+        if (l->lis[i].fd >= 0)
+            (void)uv_poll_start(&l->lis[i].poll, UV_READABLE, on_listen_ready);
+}
+
+static void on_listen_ready(uv_poll_t *h, int status, int events)
+{
+    ilisten *li = h->data;
+    struct fwx__nft_icpt *l = li->l;
+    (void)status;
+    (void)events;
+    for (int i = 0; i < ACCEPT_BATCH && !l->stopping; i++) {
+        struct sockaddr_storage peer;
+        socklen_t pl = sizeof peer;
+        int fd = accept4(li->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE)
+                shortage(l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                fwx_firewall_log(l->fw, FWX_LOG_WARN, "backend \"nft\": accepting: %s", strerror(errno));
+            return;
+        }
+        accepted(l, h->loop, fd, &peer);
+    }
 }
 
 /*
- * Listens on a bound listener handle with TCP_NODELAY set, which Linux passes on to every
- * accepted socket (no call per connection). The pump writes what it read at once; with Nagle
- * a write while an earlier one is unacknowledged waits for the peer's ACK, and a peer that
- * sends nothing back delays it (40 ms and more): an FTP server's "226 Transfer complete" after
- * its "150" reached the client ~42 ms late through this relay (bench/README.md, issue 13,
- * part 5), where direct or through the kernel's helper it took 0.25 ms.
+ * A listening socket on `a`, watched by li's poll handle (not keeping the host's loop alive by
+ * itself). TCP_NODELAY is set on it, which Linux passes on to every accepted socket (no call
+ * per connection). The pump writes what it read at once; with Nagle a write while an earlier
+ * one is unacknowledged waits for the peer's ACK, and a peer that sends nothing back delays it
+ * (40 ms and more): an FTP server's "226 Transfer complete" after its "150" reached the client
+ * ~42 ms late through this relay (bench/README.md, issue 13, part 5), where direct or through
+ * the kernel's helper it took 0.25 ms. A negative errno on failure (nothing left open).
  */
-static int relay_listen(uv_tcp_t *t)
+static int listen_socket(struct fwx__nft_icpt *l, ilisten *li, const struct sockaddr *a, bool v6only)
 {
-    int rc = uv_tcp_nodelay(t, 1);
-    return rc != 0 ? rc : uv_listen((uv_stream_t *)t, 128, on_accept);
+    int one = 1;
+    int fd = socket(a->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        (v6only && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) != 0) ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0 || bind(fd, a, fwx__sa_len(a)) != 0 ||
+        listen(fd, 128) != 0) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    if (uv_poll_init_socket(t_loop(l), &li->poll, fd) != 0) {
+        close(fd);
+        return UV_EBADF;
+    }
+    li->fd = fd;
+    li->l = l;
+    li->poll.data = li;
+    l->handles++;
+    uv_unref((uv_handle_t *)&li->poll);
+    return uv_poll_start(&li->poll, UV_READABLE, on_listen_ready);
 }
 
-static void listener_closed(uv_handle_t *h)
+static void handle_closed(uv_handle_t *h)
 {
-    struct fwx__nft_icpt *l = h->data;
-    if (--l->handles > 0)
+    struct fwx__nft_icpt *l = h->data == NULL ? NULL : h->type == UV_TIMER ? h->data : ((ilisten *)h->data)->l;
+    if (l == NULL || --l->handles > 0)
         return;
     l->closed = true;
     maybe_free(l);
+}
+
+/* Closes the listening sockets (their poll handles first: uv_close takes the descriptor out
+   of the loop's epoll set, so the port is free when this returns) and the pause timer. */
+static void listeners_close(struct fwx__nft_icpt *l)
+{
+    l->stopping = true;
+    for (int i = 0; i < 2; i++) {
+        if (l->lis[i].fd < 0)
+            continue;
+        uv_close((uv_handle_t *)&l->lis[i].poll, handle_closed);
+        close(l->lis[i].fd);
+        l->lis[i].fd = -1;
+    }
+    uv_close((uv_handle_t *)&l->pause, handle_closed);
+    if (l->reactor_held) {
+        l->reactor_held = false;
+        fwx_pump_reactor_release(t_loop(l));
+    }
+}
+
+/* A listener set with no socket yet: its pause timer, and the relay reactor held, so that an
+   FTP session's control connections, coming one at a time, do not each make it anew. */
+static struct fwx__nft_icpt *icpt_new(fwx_firewall *fw)
+{
+    struct fwx__nft_icpt *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return NULL;
+    l->fw = fw;
+    l->lis[0].fd = l->lis[1].fd = -1;
+    l->relays.next = l->relays.prev = &l->relays;
+    uv_loop_t *loop = fwx_firewall_loop(fw);
+    if (uv_timer_init(loop, &l->pause) != 0) {
+        free(l);
+        return NULL;
+    }
+    l->pause.data = l;
+    uv_unref((uv_handle_t *)&l->pause);
+    l->handles = 1;
+    l->reactor_held = fwx_pump_reactor_hold(loop) == 0;
+    return l;
 }
 
 fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx__nft_intercept *icpt)
@@ -368,44 +484,28 @@ fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx
     *out = NULL;
     icpt->port = icpt->port6 = 0;
     icpt->own_mark = FWX__NFT_OWN_MARK;
-    struct fwx__nft_icpt *l = calloc(1, sizeof *l);
+    struct fwx__nft_icpt *l = icpt_new(fw);
     if (l == NULL)
         return FWX_E_OUTOFMEMORY;
-    l->fw = fw;
-    l->relays.next = l->relays.prev = &l->relays;
-    uv_loop_t *loop = fwx_firewall_loop(fw);
     struct sockaddr_in any = {.sin_family = AF_INET};
-    if (uv_tcp_init(loop, &l->tcp) != 0) {
-        free(l);
-        return FWX_E_BACKEND;
-    }
-    l->tcp.data = l;
-    l->handles = 1;
     struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    if (uv_tcp_bind(&l->tcp, (struct sockaddr *)&any, 0) != 0 || relay_listen(&l->tcp) != 0 ||
-        uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&ss, &sl) != 0) {
-        l->stopping = true;
-        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+    socklen_t sl = sizeof ss;
+    if (listen_socket(l, &l->lis[0], (struct sockaddr *)&any, false) != 0 ||
+        getsockname(l->lis[0].fd, (struct sockaddr *)&ss, &sl) != 0) {
+        listeners_close(l);
         return FWX_E_BACKEND;
     }
-    /* The listener must not keep the host's loop alive by itself. */
-    uv_unref((uv_handle_t *)&l->tcp);
     icpt->port = fwx__sa_port((struct sockaddr *)&ss);
     /* IPv6, IPv6 only, if the host has it: without, interception stays IPv4. */
     struct sockaddr_in6 any6 = {.sin6_family = AF_INET6};
-    if (uv_tcp_init(loop, &l->tcp6) == 0) {
-        l->tcp6.data = l;
-        l->handles++;
-        sl = sizeof ss;
-        if (uv_tcp_bind(&l->tcp6, (struct sockaddr *)&any6, UV_TCP_IPV6ONLY) == 0 &&
-            relay_listen(&l->tcp6) == 0 &&
-            uv_tcp_getsockname(&l->tcp6, (struct sockaddr *)&ss, &sl) == 0) {
-            uv_unref((uv_handle_t *)&l->tcp6);
-            icpt->port6 = fwx__sa_port((struct sockaddr *)&ss);
-        } else {
-            uv_close((uv_handle_t *)&l->tcp6, listener_closed);
-        }
+    sl = sizeof ss;
+    if (listen_socket(l, &l->lis[1], (struct sockaddr *)&any6, true) == 0 &&
+        getsockname(l->lis[1].fd, (struct sockaddr *)&ss, &sl) == 0)
+        icpt->port6 = fwx__sa_port((struct sockaddr *)&ss);
+    else if (l->lis[1].fd >= 0) {
+        uv_close((uv_handle_t *)&l->lis[1].poll, handle_closed);
+        close(l->lis[1].fd);
+        l->lis[1].fd = -1;
     }
     *out = l;
     return FWX_S_OK;
@@ -417,28 +517,16 @@ fwx_result fwx__nft_pub_start(fwx_firewall *fw, const fwx_listen_spec *spec, str
     const struct sockaddr *la = (const struct sockaddr *)&spec->address;
     if (spec->protocol != FWX_PROTOCOL_TCP || !fwx__sa_valid(la, fwx__sa_len(la)))
         return FWX_E_NOT_SUPPORTED;
-    struct fwx__nft_icpt *l = calloc(1, sizeof *l);
+    struct fwx__nft_icpt *l = icpt_new(fw);
     if (l == NULL)
         return FWX_E_OUTOFMEMORY;
-    l->fw = fw;
     l->published = true;
     l->pub = *spec;
-    l->relays.next = l->relays.prev = &l->relays;
-    if (uv_tcp_init(fwx_firewall_loop(fw), &l->tcp) != 0) {
-        free(l);
-        return FWX_E_BACKEND;
-    }
-    l->tcp.data = l;
-    l->handles = 1;
-    int rc = uv_tcp_bind(&l->tcp, la, 0);
-    if (rc == 0)
-        rc = relay_listen(&l->tcp);
+    int rc = listen_socket(l, &l->lis[0], la, false);
     if (rc != 0) {
-        l->stopping = true;
-        uv_close((uv_handle_t *)&l->tcp, listener_closed);
+        listeners_close(l);
         return fwx__result_from_errno(rc, FWX_E_BACKEND);
     }
-    uv_unref((uv_handle_t *)&l->tcp);
     *out = l;
     return FWX_S_OK;
 }
@@ -447,17 +535,12 @@ void fwx__nft_icpt_stop(struct fwx__nft_icpt *l)
 {
     if (l == NULL)
         return;
-    l->stopping = true;
     for (irelay *r = l->relays.next, *nx; r != &l->relays; r = nx) {
         nx = r->next;
         if (r->pump != NULL)
             fwx_pump_abort(r->pump); /* done() follows from the loop; detach r from l first */
-        else if (r->connecting) {
-            r->connecting = false;
-            uv_close((uv_handle_t *)r->up, up_closed);
-        }
+        else if (r->connector != NULL)
+            relay_free(r); /* cancels its connect */
     }
-    uv_close((uv_handle_t *)&l->tcp, listener_closed);
-    if (!l->published && !uv_is_closing((uv_handle_t *)&l->tcp6) && l->tcp6.data == l)
-        uv_close((uv_handle_t *)&l->tcp6, listener_closed);
+    listeners_close(l);
 }
