@@ -197,10 +197,13 @@ def first_byte_verdict(res):
     target = f"target within {TARGET_FIRST_BYTE_MS:.0f} ms of the helper's"
     if fs and hs:
         d = pct(fs, 50) - pct(hs, 50)
+        lost = [len(res[r].get("fb_no_first", [])) for r in (a, b)]
         print(f"  first byte, p50 over the traced sessions (FTP_FB; judged): fwx-ftp-kernel {pct(fs, 50):.2f} ms"
               f" (p90 {pct(fs, 90):.2f}, {len(fs)} sessions), kernel-ftp-helper {pct(hs, 50):.2f} ms"
               f" (p90 {pct(hs, 90):.2f}, {len(hs)} sessions): {d:+.2f} ms ({target}):"
               f" {'PASS' if d <= TARGET_FIRST_BYTE_MS else 'MISS'}")
+        if any(lost):
+            print(f"      sessions without a first byte, left out: fwx-ftp-kernel {lost[0]}, kernel-ftp-helper {lost[1]}")
         if old:
             print(f"      per transfer (median of the rounds' time_starttransfer; not judged): {old}")
     elif old:
