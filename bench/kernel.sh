@@ -48,7 +48,7 @@ else
     # Time to first byte is judged on the traced sessions: at least 40 per row over the run,
     # since vsftpd's banner and login alone move a median of a few sessions by more than the
     # 1 ms target (bench/README.md, issue 13 part 5).
-    FTP_FB=${FTP_FB:-$(( (40 + REPEAT - 1) / REPEAT ))}
+    FTP_FB=${FTP_FB:-$(( REPEAT > 0 ? (40 + REPEAT - 1) / REPEAT : 0 ))}
 fi
 RATE_CONC=64 RATE_SIZE=64
 
