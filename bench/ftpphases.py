@@ -2,6 +2,7 @@
 """Splits FTP sessions' time to first byte into their exchanges, from curl traces.
 
 usage: ftpphases.py DIR
+       ftpphases.py --tsv DIR
 DIR holds ROW.N.trace files, each written by `curl --trace-time --trace-ascii FILE` for one
 passive download (bench/kernel.sh FTP_FB=N). Prints, per row, p50 and p90 in ms of:
   connect   curl's start to the control connection's "Connected"
@@ -14,6 +15,10 @@ passive download (bench/kernel.sh FTP_FB=N). Prints, per row, p50 and p90 in ms 
   first     curl's start to the first data byte (what time_starttransfer measures)
   226       the last data byte to the 226 reply on the control connection (in time_total, not in
             the first byte: the end of every transfer, also a 2 GiB one's)
+--tsv prints instead one line per session for bench/kernel.sh's results file (kreport.py judges
+time to first byte on them): ROW <TAB> fb_first_ms <TAB> first, where a ROW-cold trace counts
+as ROW's fb_cold_first_ms, and ROW <TAB> fb_no_first (fb_no_first_cold) <TAB> 1 for a session
+without a first byte.
 SPDX-License-Identifier: MIT
 """
 import os
@@ -117,19 +122,38 @@ ORDER = ["connect", "banner", "USER", "PASS", "PWD", "EPSV", "PASV", "dataconn",
          "gaps", "first", "226"]
 
 
+def sessions(d):
+    """(label, session number, phases or None) of every trace in d, in session order per label."""
+    out = []
+    for name in os.listdir(d):
+        m = re.match(r"^(.*)\.(\d+)\.trace$", name)
+        if m:
+            out.append((m.group(1), int(m.group(2)), phases(events(os.path.join(d, name)))))
+    return sorted(out, key=lambda s: (s[0], s[1]))
+
+
+def tsv(d):
+    for label, _, ph in sessions(d):
+        cold = label.endswith("-cold")
+        row = label[:-len("-cold")] if cold else label
+        if ph is None:
+            print(f"{row}\tfb_no_first{'_cold' if cold else ''}\t1")
+        else:
+            print(f"{row}\tfb_{'cold_' if cold else ''}first_ms\t{ph['first']:.3f}")
+
+
 def main():
+    if sys.argv[1] == "--tsv":
+        tsv(sys.argv[2])
+        return
     d = sys.argv[1]
     rows = {}
     bad = {}
-    for name in sorted(os.listdir(d)):
-        m = re.match(r"^(.*)\.(\d+)\.trace$", name)
-        if not m:
-            continue
-        ph = phases(events(os.path.join(d, name)))
+    for label, _, ph in sessions(d):
         if ph is None:
-            bad[m.group(1)] = bad.get(m.group(1), 0) + 1
+            bad[label] = bad.get(label, 0) + 1
             continue
-        rows.setdefault(m.group(1), []).append(ph)
+        rows.setdefault(label, []).append(ph)
     if not rows:
         print("  no complete traces in " + d)
         return
