@@ -865,6 +865,54 @@ START_TEST(bind_for_client_proxy_mode)
 }
 END_TEST
 
+/* The server reaches the client's port through the bound port bport: true if data arrived. */
+static bool server_to_bound(gw *g, int clfd, uint16_t bport)
+{
+    int sfd = tn_connect_in(g->topo.server_fd, TN_SERVER, TN_GW_OUT, bport, REFUSED_MS);
+    if (sfd < 0)
+        return false;
+    int c = tn_accept_within(clfd, 1000, NULL);
+    char buf[8];
+    bool ok = c >= 0 && tu_write_all(sfd, "data!", 5) == 0 && recv(c, buf, 5, MSG_WAITALL) == 5;
+    if (c >= 0)
+        close(c);
+    close(sfd);
+    return ok;
+}
+
+/* Active FTP with a client that keeps its data port: each PORT binds a new gateway port to the
+   same client port, so every binding's permission element has the same key (server . client .
+   tcp . port). The second binding comes before the first connection's conntrack NEW event was
+   read (the loop does not run in between; under load a busy loop does the same): the key the
+   first connection used must not refuse the second, and the late NEW must not consume the
+   second binding's element. Both connections are admitted by their own binding. */
+START_TEST(bind_same_client_port_before_new_event)
+{
+    gw g;
+    uint16_t cport;
+    int clfd = gw_open_listener(&g, 60000, TN_CLIENT, &cport);
+    IFWXConnection *ctl = NULL, *b1[1] = {NULL}, *b2[1] = {NULL};
+    IFWXSession *s = nat_session(&g, &ctl);
+    uint16_t p1 = bind_client(s, cport, FWX_PROTOCOL_TCP, 0, 4, NULL, b1);
+    ck_assert_msg(server_to_bound(&g, clfd, p1), "the first bound port did not carry its connection");
+    uint16_t p2 = bind_client(s, cport, FWX_PROTOCOL_TCP, 0, 4, NULL, b2);
+    ck_assert_msg(server_to_bound(&g, clfd, p2), "the second bound port (same client port) was refused: the first "
+                                                 "connection's used key was left in place");
+    tu_loop_run_for(&g.loop, 100); /* both NEW events */
+    ck_assert_int_eq(tu_log_count("has no grant", NULL), 0);
+    ck_assert_int_eq(tu_log_count("opened through", NULL), 2);
+    /* Both used: nothing is left in the table, and neither port takes another connection. */
+    ck_assert_ptr_null(strstr(table_text(&g), "elements"));
+    ck_assert(!server_to_bound(&g, clfd, p1));
+    ck_assert(!server_to_bound(&g, clfd, p2));
+    IFWXConnection_Release(b1[0]);
+    IFWXConnection_Release(b2[0]);
+    session_end(s, ctl);
+    close(clfd);
+    gw_close(&g);
+}
+END_TEST
+
 /* RedirectConnections: the client's connection to a gateway port goes to the target. */
 START_TEST(redirect_port)
 {
@@ -1285,6 +1333,7 @@ static Suite *nft_suite(void)
         {"permission timed", permission_timed},
         {"bind for client", bind_for_client},
         {"bind for client proxy mode", bind_for_client_proxy_mode},
+        {"bind same client port before new event", bind_same_client_port_before_new_event},
         {"redirect port", redirect_port},
         {"bind port in use", bind_port_in_use},
     };

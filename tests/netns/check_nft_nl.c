@@ -202,6 +202,31 @@ START_TEST(destroy_element)
 }
 END_TEST
 
+/* One element looked up (fwx__nftnl_has): there after its add, not after its delete, nor one
+   never added. */
+START_TEST(element_lookup)
+{
+    gw g;
+    gw_open(&g);
+    fwx__nftnl *h = NULL;
+    TU_EXPECT_HR(fwx__nftnl_open(g.table, &h), FWX_S_OK);
+    uint8_t k[64], other[64];
+    size_t kl = fwx__nftnl_encode(TN_CLIENT " . " TN_SERVER " . 6 . 5001", k, sizeof k);
+    size_t ol = fwx__nftnl_encode(TN_CLIENT " . " TN_SERVER " . 6 . 5002", other, sizeof other);
+    ck_assert(kl > 0 && ol > 0);
+    ck_assert_int_eq(fwx__nftnl_has(h, "used4", k, kl), 0);
+    fwx__nftnl_op add = {.set = "used4", .kbin = k, .klen = kl};
+    ck_assert_int_eq(fwx__nftnl_apply(h, &add, 1), 0);
+    ck_assert_int_eq(fwx__nftnl_has(h, "used4", k, kl), 1);
+    ck_assert_int_eq(fwx__nftnl_has(h, "used4", other, ol), 0);
+    fwx__nftnl_op del = {.del = true, .set = "used4", .kbin = k, .klen = kl};
+    ck_assert_int_eq(fwx__nftnl_apply(h, &del, 1), 0);
+    ck_assert_int_eq(fwx__nftnl_has(h, "used4", k, kl), 0);
+    fwx__nftnl_close(h);
+    tn_gw_close(&g);
+}
+END_TEST
+
 static fwx_grant permission(uint64_t id, const char *target)
 {
     fwx_grant gr;
@@ -318,6 +343,7 @@ static Suite *nft_nl_suite(void)
         {"key encoding", key_encoding},
         {"batch refuses one group", batch_refuses_one_group},
         {"destroy element", destroy_element},
+        {"element lookup", element_lookup},
         {"grant refused precisely", grant_refused_precisely},
         {"shared element counted", shared_element_counted},
         {"ten thousand grants", ten_thousand_grants},

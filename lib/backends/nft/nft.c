@@ -73,6 +73,8 @@ typedef struct selem {
     nelem e;
     unsigned refs;
     bool gone; /* a one-shot element the packet path has deleted (its flow's NEW event) */
+    unsigned late_news; /* one-shot: NEW events still to come of flows an earlier grant of the
+                           same key let through (once_taken_early): they consume nothing of this one */
     UT_hash_handle hh; /* nstate::elems, keyed by e.k */
 } selem;
 
@@ -1054,6 +1056,10 @@ static void consume_once(nstate *st, const fwx__ct_flow *f)
     memcpy(k.set, "once", 4); /* "once4" / "once6" (k is zeroed) */
     k.set[4] = fs;
     selem *se = elem_find(st, &k);
+    if (se != NULL && se->late_news > 0) {
+        se->late_news--; /* an earlier grant's flow (once_taken_early): this element stays */
+        return;
+    }
     if (se == NULL || se->gone)
         return;
     se->gone = true;
@@ -1370,6 +1376,39 @@ static void elem_error(nstate *st, const fwx__nftnl_op *op)
 }
 
 /*
+ * A one-shot key granted again while an earlier grant holds it (an active-mode FTP client that
+ * keeps its data port: every PORT binds a new gateway port to the same client port, so every
+ * binding's element is "server . client . tcp . port"). The earlier grant's connection may have
+ * passed already with its NEW event still unread (events are read on the loop, after this
+ * call): its key is then in the used set, where it would refuse the new grant's connection,
+ * and the late NEW would consume the element the new grant shares. So the kernel is asked (one
+ * lookup, only in this case): a used key is deleted with its element now, as that NEW would
+ * have, and the NEW is counted as coming (late_news), so it consumes nothing when it comes.
+ */
+static void once_taken_early(nstate *st, const ekey *k)
+{
+    if (!is_once(k))
+        return;
+    selem *se = elem_find(st, k);
+    if (se == NULL || se->gone)
+        return;
+    int used = fwx__nftnl_has(st->nl, used_set(k), k->key, k->len);
+    if (used < 0) {
+        NLOG(st, FWX_LOG_WARN, "one-shot permission granted again: cannot ask whether its key was used: %s",
+             strerror(-used));
+        return;
+    }
+    if (used == 0)
+        return;
+    se->gone = true;
+    se->late_news++;
+    ekey u = *k;
+    snprintf(u.set, sizeof u.set, "%s", used_set(k));
+    if (!pend_push(st, k) || !pend_push(st, &u))
+        pend_flush(st);
+}
+
+/*
  * Puts the elements of es in the table through netlink, as one group: all of them or none
  * (the others of a batch, were there any, would stand). Each with a timeout of `left` ms when
  * nonzero. On success *out (NULL when es is empty) holds one reference on each element.
@@ -1380,6 +1419,8 @@ static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem
     *out = NULL;
     if (es->n == 0)
         return FWX_S_OK;
+    for (size_t i = 0; i < es->n; i++)
+        once_taken_early(st, &es->el[i].k);
     pend_flush(st); /* in order: a queued delete of a key this grant adds again goes first */
     fwx__nftnl_op *ops = calloc(es->n, sizeof *ops);
     selem **refs = calloc(es->n, sizeof *refs);

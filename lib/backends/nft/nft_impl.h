@@ -97,6 +97,10 @@ int fwx__nftnl_apply(fwx__nftnl *h, fwx__nftnl_op *ops, size_t n);
    element of `set` that is not there; without it a `destroy` op is a plain delete, which fails
    with ENOENT (and costs the kernel a rolled-back transaction) when the element is missing. */
 bool fwx__nftnl_probe_destroy(fwx__nftnl *h, const char *set, const char *key);
+/* Does `set` hold the element with this key (bytes, as fwx__nftnl_key builds them)? One lookup
+   (NFT_MSG_GETSETELEM), synchronous: 1 yes, 0 no (also when the set does not exist: the
+   kernel's answer is the same ENOENT), -errno when it could not be asked. */
+int fwx__nftnl_has(fwx__nftnl *h, const char *set, const uint8_t *key, size_t klen);
 /* The bytes of an element's key or data, built from the addresses without text (the
    permission path): a, then b if not NULL (the same family), then the l4 protocol if proto >= 0,
    then the port if port >= 0, each field in whole 32-bit registers as the set's type (rules.h):

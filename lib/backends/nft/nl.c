@@ -412,3 +412,51 @@ bool fwx__nftnl_probe_destroy(fwx__nftnl *h, const char *set, const char *key)
     h->destroy_ok = fwx__nftnl_apply(h, &op, 1) == 0;
     return h->destroy_ok;
 }
+
+int fwx__nftnl_has(fwx__nftnl *h, const char *set, const uint8_t *key, size_t klen)
+{
+    struct nftnl_set *s = nftnl_set_alloc();
+    struct nftnl_set_elem *e = nftnl_set_elem_alloc();
+    if (s == NULL || e == NULL) {
+        if (s != NULL)
+            nftnl_set_free(s);
+        if (e != NULL)
+            nftnl_set_elem_free(e);
+        return -ENOMEM;
+    }
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, h->table);
+    nftnl_set_set_str(s, NFTNL_SET_NAME, set);
+    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
+    nftnl_set_elem_add(s, e); /* s owns e now */
+    char req[512];
+    uint32_t seq = h->seq++;
+    /* A lookup of one element (no NLM_F_DUMP): the element back, or ENOENT. Not a batch message:
+       the kernel answers inside sendmsg, so the answer is queued when sendto returns. */
+    struct nlmsghdr *nlh = nftnl_nlmsg_build_hdr(req, NFT_MSG_GETSETELEM, NFPROTO_INET, NLM_F_ACK, seq);
+    nftnl_set_elems_nlmsg_build_payload(nlh, s);
+    nftnl_set_free(s);
+    if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0)
+        return -errno;
+    char rbuf[MNL_SOCKET_BUFFER_SIZE];
+    int found = 0;
+    for (int reads = 0; reads < 4; reads++) { /* the element, then the ack: one or two datagrams */
+        ssize_t r = recv(mnl_socket_get_fd(h->nl), rbuf, sizeof rbuf, MSG_DONTWAIT);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN || errno == EWOULDBLOCK ? -EPROTO : -errno; /* no answer */
+        }
+        int len = (int)r;
+        for (const struct nlmsghdr *m = (const struct nlmsghdr *)rbuf; mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
+            if (m->nlmsg_seq != seq || m->nlmsg_pid != h->portid)
+                continue; /* an earlier request's late answer: not ours */
+            if (m->nlmsg_type == NLMSG_ERROR) {
+                int err = -((const struct nlmsgerr *)mnl_nlmsg_get_payload(m))->error;
+                return err == 0 ? found : err == ENOENT ? 0 : -err;
+            }
+            if (NFNL_MSG_TYPE(m->nlmsg_type) == NFT_MSG_NEWSETELEM)
+                found = 1;
+        }
+    }
+    return -EPROTO;
+}
