@@ -14,9 +14,11 @@
 #include "netns.h"
 #include "backends/nft/nft_impl.h"
 #include "core/internal.h"
+#include "plugins/test_plugin.h"
 
 #include <arpa/inet.h>
 #include <netinet/tcp.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -669,6 +671,21 @@ START_TEST(intercept_listener_strays_dropped)
 }
 END_TEST
 
+/* Reads one line from the client socket c while the gateway's loop runs (up to a second), into
+   buf (NUL-terminated, what arrived when no line did). */
+static void line_while_running(gw *g, int c, char *buf, size_t cap)
+{
+    size_t got = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < 100 && strstr(buf, "\r\n") == NULL && got < cap - 1; i++) {
+        tu_loop_run_for(&g->loop, 10);
+        ssize_t n = recv(c, buf + got, cap - 1 - got, MSG_DONTWAIT);
+        if (n > 0)
+            got += (size_t)n;
+        buf[got] = '\0';
+    }
+}
+
 /* Out of file descriptors, the interception listener neither spins nor loses the connection:
    accept4 fails with EMFILE, one line says so (rate-limited: one a second), accepting pauses
    (the connection waits in the kernel's listen queue), and once descriptors are free again the
@@ -706,18 +723,145 @@ START_TEST(intercept_out_of_descriptors)
     int s = tn_accept_within(srv_l, 2000, NULL);
     ck_assert_msg(s >= 0, "the connection that waited was not relayed once descriptors were free");
     ck_assert_int_eq(tu_write_all(s, "220 ready\r\n", 11), 0);
-    char buf[16] = {0};
-    for (int i = 0; i < 100 && strstr(buf, "\r\n") == NULL; i++) {
-        tu_loop_run_for(&g.loop, 10);
-        ssize_t n = recv(c, buf + strlen(buf), sizeof buf - 1 - strlen(buf), MSG_DONTWAIT);
-        (void)n;
-    }
+    char buf[16];
+    line_while_running(&g, c, buf, sizeof buf);
     ck_assert_str_eq(buf, "220 ready\r\n");
     uv_close((uv_handle_t *)&turn, NULL);
     close(s);
     close(c);
     close(srv_l);
     gw_close(&g);
+}
+END_TEST
+
+/* ---- a filter that plays the server (EmulateForConnect) ------------------------------------ */
+
+#define TP_GUID "{7e570000-0000-0000-0000-000000000001}"
+#define EMU_GREETING "220 emulated\r\n"
+
+/* Writes a greeting to the client when its sockets come, and remembers whether it was given a
+   server-side socket (it must not be: nothing is dialled for an emulated connection). */
+typedef struct emu {
+    IFWXDataFilter iface;
+    fwx_refcount refs;
+    IFWXFirewall *fw;
+    IFWXSocket *in;
+    int setsockets, had_external, detached, send_failed, emulate_hr;
+} emu;
+
+static void emu_destroy(emu *e)
+{
+    (void)e;
+    ck_abort_msg("the emulating filter was released more often than referenced");
+}
+
+/* emu_impl, emu_QueryInterface, emu_AddRef, emu_Release */
+FWX_IUNKNOWN_IMPL(emu, IFWXDataFilter, emu, iface, refs, emu_destroy, &IID_IFWXDataFilter)
+
+static fwx_result emu_setsockets(IFWXDataFilter *This, IFWXSocket *in, IFWXSocket *ex, IFWXConnection *c, IUnknown *x)
+{
+    (void)c;
+    (void)x;
+    emu *e = emu_impl(This);
+    e->setsockets++;
+    e->had_external = ex != NULL;
+    e->in = in;
+    IFWXSocket_AddRef(in);
+    IFWXIOBuffer *b = NULL;
+    uint8_t *p;
+    uint32_t n;
+    if (FWX_FAILED(IFWXFirewall_CreateBuffer(e->fw, sizeof EMU_GREETING - 1, &b)) ||
+        FWX_FAILED(IFWXIOBuffer_SetDataSize(b, sizeof EMU_GREETING - 1))) {
+        e->send_failed++;
+    } else {
+        IFWXIOBuffer_GetBufferAndSize(b, &p, &n);
+        memcpy(p, EMU_GREETING, n);
+        if (FWX_FAILED(IFWXSocket_Send(in, b, NULL, 0)))
+            e->send_failed++;
+    }
+    if (b != NULL)
+        IFWXIOBuffer_Release(b);
+    return FWX_S_OK;
+}
+
+static fwx_result emu_detach(IFWXDataFilter *This)
+{
+    emu *e = emu_impl(This);
+    e->detached++;
+    if (e->in != NULL) {
+        IFWXSocket_Close(e->in);
+        IFWXSocket_Release(e->in);
+    }
+    e->in = NULL;
+    return FWX_S_OK;
+}
+
+static const IFWXDataFilterVtbl emu_vtbl = {emu_QueryInterface, emu_AddRef, emu_Release, emu_setsockets, emu_detach};
+
+/* The test plugin's handler: every intercepted connection is emulated. */
+static fwx_result emulate_it(tp_control *ctl, IFWXSessionFilter *sf, IFWXSession *s, const FwxFirewallEvent *ev)
+{
+    (void)sf;
+    (void)s;
+    emu *e = ctl->arg;
+    if (ev->EventType == fwx_Connect_Tcp) {
+        e->fw = ctl->fw;
+        e->emulate_hr = IFWXConnection_EmulateForConnect(ev->Parameters.Connect.piConnection, &e->iface, NULL);
+    }
+    return FWX_S_OK;
+}
+
+#define POLICY_EMU                                                                                      \
+    "networks = { internal = { ranges = [ \"10.99.1.0/24\" ]; }; };\n"                                  \
+    "protocols = ( { name = \"e1\"; guid = \"{6a0e7c1e-0f7a-4b3e-9c55-000000007002}\"; protocol = \"tcp\";" \
+    " port = 7002; direction = \"outbound\"; filters = [ \"" TP_GUID "\" ]; } );\n"                    \
+    "relationships = ( { from = \"internal\"; to = \"external\"; type = \"nat\"; } );\n"                \
+    "rules = ( { name = \"e1 out\"; action = \"allow\"; from = [ \"internal\" ]; to = [ \"external\" ];" \
+    " protocols = [ \"e1\" ]; } );\n"
+
+/* A filter that emulates the server of an intercepted connection (EmulateForConnect): fwx
+   dials nothing (the server's listener sees no connection), the filter gets no external
+   socket, and the client talks to the filter. */
+START_TEST(intercept_emulated_server)
+{
+    gw g;
+    fwx_firewall_options o;
+    tn_gw_begin(&g, "e", false, &o);
+    tu_fw_open(&g.loop, &o, &g.fw);
+    static emu e;
+    memset(&e, 0, sizeof e);
+    e.iface.lpVtbl = &emu_vtbl;
+    fwx_refcount_init(&e.refs);
+    void *dl = NULL;
+    tp_control *ctl = tu_plugin_map("tp_good", &dl);
+    ctl->hooks = fwx_Connect_Tcp | FWX_ALL_SOURCES | fwxAssociatedProtocolsAllConnections;
+    ctl->on_event = emulate_it;
+    ctl->arg = &e;
+    tu_plugin_load(g.fw, "tp_good");
+    TU_EXPECT_HR(fwx_firewall_set_policy(g.fw, tu_policy(POLICY_EMU)), FWX_S_OK);
+    TU_EXPECT_HR(fwx_firewall_set_backend(g.fw, "nft"), FWX_S_OK);
+    dlclose(dl);
+
+    int srv_l = tn_listener_in(g.topo.server_fd, "0.0.0.0", 7002, NULL);
+    int c = tn_connect_in(g.topo.client_fd, NULL, TN_SERVER, 7002, 2000);
+    ck_assert_msg(c >= 0, "the client could not connect (interception)");
+    char buf[32];
+    line_while_running(&g, c, buf, sizeof buf);
+    TU_EXPECT_HR(e.emulate_hr, FWX_S_OK);
+    ck_assert_int_eq(e.setsockets, 1);
+    ck_assert_msg(!e.had_external, "the emulating filter was given a server-side socket");
+    ck_assert_int_eq(e.send_failed, 0);
+    ck_assert_str_eq(buf, EMU_GREETING);
+    int s = tn_accept_within(srv_l, 200, NULL);
+    if (s >= 0)
+        close(s);
+    ck_assert_msg(s < 0, "fwx dialled the server of an emulated connection");
+    close(c);
+    tu_loop_run_for(&g.loop, 50);
+    close(srv_l);
+    gw_close(&g);
+    ck_assert_int_eq(e.detached, 1);
+    ck_assert_uint_eq(fwx_refcount_get(&e.refs), 1); /* every reference the core took is back */
 }
 END_TEST
 
@@ -952,6 +1096,7 @@ static Suite *gateway_suite(void)
         {"intercept ftp EPRT", intercept_ftp_eprt},
         {"intercept listener strays dropped", intercept_listener_strays_dropped},
         {"intercept out of descriptors", intercept_out_of_descriptors},
+        {"intercept emulated server", intercept_emulated_server},
         {"published ftp PASV", published_ftp_pasv},
         {"published ftp EPSV", published_ftp_epsv},
         {"published ftp PORT", published_ftp_port},

@@ -145,10 +145,24 @@ static void on_upstream(void *arg, int status)
 }
 
 /* Upstream, from the gateway's own address, marked so that interception skips it, connected on
-   the pump's reactor; the pump starts when it connects (on_upstream). Frees r on failure. */
+   the pump's reactor; the pump starts when it connects (on_upstream). Unless a filter emulates
+   the server: then the pump starts at once, with no upstream. Frees r on failure. */
 static void upstream_connect(irelay *r, uv_loop_t *loop, const struct sockaddr_storage *to)
 {
     const struct sockaddr *ta = (const struct sockaddr *)to;
+    uint32_t flags = 0;
+    if (IFWXConnection_GetConnectionFlags(r->conn, &flags) == FWX_S_OK && (flags & FWX_CONNECTION_EMULATED)) {
+        /* A filter emulates the server (EmulateForConnect): nothing is dialled; the last
+           filter gets no external socket, as in the proxy backend. */
+        fwx_pump *p = NULL;
+        if (FWX_FAILED(fwx_pump_start_fresh(loop, r->conn, r->client_fd, -1, pump_done, r, &p))) {
+            relay_free(r);
+            return;
+        }
+        r->client_fd = -1; /* the pump's now */
+        r->pump = p;
+        return;
+    }
     r->up_fd = socket(to->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (r->up_fd < 0) {
         fwx_firewall_log(r->l->fw, FWX_LOG_WARN, "backend \"nft\": intercepted connection: upstream socket: %s",
