@@ -25,7 +25,7 @@
 # transfer's own first byte is then a gateway's second session; default: enough for 40 sessions per row over the
 # REPEAT rounds, quick 0; kreport judges time to first byte on their p50 when there are any), SETUP_ROWS="ROW..." (only
 # those rows of the latency section; default all), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
-# config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run; CTF_PERF_ROW=owned_life for the whole-life run), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
+# config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run; CTF_PERF_ROW=owned_life for the whole-life run), RATE_PERF=DIR (perf profile of the load CPUs over each connection-rate run, DIR/ROW-ROUND.perf: where the forwarding CPU's time goes per row), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
 # under a profiler: its CPU figures then mean nothing, the profile says where the time goes).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
@@ -374,11 +374,17 @@ except Exception: print("")' "$f")
     return 0
 }
 test_rate() { # NAME ROUND
-    local name=$1 f c0 c1 cps conns errs
+    local name=$1 f c0 c1 cps conns errs perf_pid=
     f="$T/$name-rate-$2.out"
+    if [ -n "${RATE_PERF:-}" ]; then # a profile of the load CPUs (where the forwarding runs) over the run only
+        mkdir -p "$RATE_PERF"
+        perf record -e cpu-clock -F 2999 -C "$LOAD_CPUS" -o "$RATE_PERF/$name-$2.perf" -- sleep "$RATE_S" >/dev/null 2>&1 &
+        perf_pid=$!
+    fi
     c0=$(fwx_cpu_ticks)
     inc timeout $((RATE_S + 30)) "$TB" rate $S_IP $P_ECHO $RATE_S $RATE_CONC $RATE_SIZE >"$f" 2>&1 || note "$name: rate: $(tail -c 300 "$f" | tr '\n' ' ')"
     c1=$(fwx_cpu_ticks)
+    [ -z "$perf_pid" ] || wait "$perf_pid" || true
     cps=$(kv conns_per_s "$f"); conns=$(kv conns "$f"); errs=$(kv errors "$f")
     if [ -n "$cps" ]; then
         put "$name" rate_cps "$cps"
