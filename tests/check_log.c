@@ -1,11 +1,14 @@
 /*
  * fwx tests - logging: the record sink (fwx_firewall_set_log_sink) and IFWXHostLog, the way
  * plugins log through the host. Public API only, with the tp_good test plugin for a log object
- * bound to a plugin.
+ * bound to a plugin; except "core_macros_evaluate_once", which holds the core's own logging
+ * macros (core/internal.h, core/log.h) to their contract.
  * SPDX-License-Identifier: MIT
  */
 #include "testutil.h"
 #include "plugins/test_plugin.h"
+#include "core/internal.h"
+#include "core/log.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -391,6 +394,40 @@ START_TEST(test_fold_repeats)
 }
 END_TEST
 
+/* The core's macros test the level before the arguments are formatted, and evaluate the
+   firewall and the level once each, whether the line is written or not. */
+static int fw_reads, level_reads;
+static fwx_firewall *counted_fw(void)
+{
+    fw_reads++;
+    return fw;
+}
+static fwx_log_level counted_level(fwx_log_level l)
+{
+    level_reads++;
+    return l;
+}
+
+START_TEST(test_core_macros_evaluate_once)
+{
+    env_open(FWX_LOG_WARN);
+    fw_reads = level_reads = 0;
+    fwx__log(counted_fw(), counted_level(FWX_LOG_WARN), "written %d", 1);
+    ck_assert_int_eq(fw_reads, 1);
+    ck_assert_int_eq(level_reads, 1);
+    ck_assert_ptr_nonnull(find_rec("written 1"));
+    fwx__log(counted_fw(), counted_level(FWX_LOG_DEBUG), "not written %d", 2);
+    ck_assert_int_eq(fw_reads, 2);
+    ck_assert_int_eq(level_reads, 2);
+    ck_assert_ptr_null(find_rec("not written 2"));
+    fwx__log_at(counted_fw(), counted_level(FWX_LOG_ERROR), NULL, "written %d", 3);
+    ck_assert_int_eq(fw_reads, 3);
+    ck_assert_int_eq(level_reads, 3);
+    ck_assert_ptr_nonnull(find_rec("written 3"));
+    env_close();
+}
+END_TEST
+
 int main(void)
 {
     const tu_case cases[] = {
@@ -399,6 +436,7 @@ int main(void)
         {"hostlog_calls", test_hostlog_calls},
         {"fold_repeats", test_fold_repeats},
         {"hostlog_plugin", test_hostlog_plugin},
+        {"core_macros_evaluate_once", test_core_macros_evaluate_once},
     };
     return tu_run_suite(TU_SUITE("log", cases, 0));
 }

@@ -213,10 +213,17 @@ static inline bool fwx__log_enabled(const fwx_firewall *fw, fwx_log_level level)
 /* The level is tested before the arguments are evaluated: lines name addresses
    (fwx__sa_fmt: inet_ntop + snprintf), and at the default level "warn" formatting those of
    the info lines of every connection and grant was ~40 % of the user-mode relay's own
-   instructions per connection and ~30 % of an FTP PASV's (bench/README.md, issue 12). So fw
-   and level are evaluated twice and must have no side effects; the functions are defined as
-   (fwx__log) and (fwx__log_at) so that the macros do not apply there. fwx__log_at: core/log.h. */
-#define fwx__log(fw, level, ...) (fwx__log_enabled((fw), (level)) ? fwx__log((fw), (level), __VA_ARGS__) : (void)0)
+   instructions per connection and ~30 % of an FTP PASV's (bench/README.md, issue 12). fw and
+   level are evaluated once each, into locals (a statement, not an expression); the functions
+   are defined as (fwx__log) and (fwx__log_at) so that the macros do not apply there.
+   fwx__log_at: core/log.h. */
+#define fwx__log(fw, level, ...)                                                                  \
+    do {                                                                                          \
+        fwx_firewall *fwx__log_fw_ = (fw);                                                        \
+        fwx_log_level fwx__log_lv_ = (level);                                                     \
+        if (fwx__log_enabled(fwx__log_fw_, fwx__log_lv_))                                         \
+            (fwx__log)(fwx__log_fw_, fwx__log_lv_, __VA_ARGS__);                                  \
+    } while (0)
 /* Logs and keeps the text in fw->last_error. */
 void fwx__fail(fwx_firewall *fw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 typedef struct fwx__ifaddrs fwx__ifaddrs;
