@@ -217,13 +217,14 @@ static inline bool fwx__log_enabled(const fwx_firewall *fw, fwx_log_level level)
    level are evaluated once each, into locals (a statement, not an expression); the functions
    are defined as (fwx__log) and (fwx__log_at) so that the macros do not apply there.
    fwx__log_at: core/log.h. */
-#define fwx__log(fw, level, ...)                                                                  \
+#define FWX__LOG_IF(fn, fw, level, ...)                                                           \
     do {                                                                                          \
         fwx_firewall *fwx__log_fw_ = (fw);                                                        \
         fwx_log_level fwx__log_lv_ = (level);                                                     \
         if (fwx__log_enabled(fwx__log_fw_, fwx__log_lv_))                                         \
-            (fwx__log)(fwx__log_fw_, fwx__log_lv_, __VA_ARGS__);                                  \
+            (fn)(fwx__log_fw_, fwx__log_lv_, __VA_ARGS__);                                        \
     } while (0)
+#define fwx__log(fw, level, ...) FWX__LOG_IF(fwx__log, fw, level, __VA_ARGS__)
 /* Logs and keeps the text in fw->last_error. */
 void fwx__fail(fwx_firewall *fw, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 typedef struct fwx__ifaddrs fwx__ifaddrs;

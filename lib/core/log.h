@@ -35,13 +35,7 @@ void fwx__logv(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *abou
 void fwx__log_at(fwx_firewall *fw, fwx_log_level level, const fwx__log_about *about, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /* As fwx__log (core/internal.h): the level is tested before the arguments are evaluated. */
-#define fwx__log_at(fw, level, ...)                                                               \
-    do {                                                                                          \
-        fwx_firewall *fwx__log_fw_ = (fw);                                                        \
-        fwx_log_level fwx__log_lv_ = (level);                                                     \
-        if (fwx__log_enabled(fwx__log_fw_, fwx__log_lv_))                                         \
-            (fwx__log_at)(fwx__log_fw_, fwx__log_lv_, __VA_ARGS__);                               \
-    } while (0)
+#define fwx__log_at(fw, level, ...) FWX__LOG_IF(fwx__log_at, fw, level, __VA_ARGS__)
 /* Writes the pending "repeated K times" lines (at firewall close). */
 void fwx__log_fold_flush(fwx_firewall *fw);
 /* A line about a connection or a session: its ids, client, peer and rule go along as fields.

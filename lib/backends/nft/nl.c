@@ -227,6 +227,26 @@ size_t fwx__nftnl_text(int family, const uint8_t *b, size_t len, char *out, size
     return o;
 }
 
+/* Set `set` of our table with one element of key `key` (not added to it yet: *e, for the
+   caller to complete and add); NULL when out of memory (nothing left allocated). */
+static struct nftnl_set *one_elem(fwx__nftnl *h, const char *set, const uint8_t *key, size_t klen,
+                                  struct nftnl_set_elem **e)
+{
+    struct nftnl_set *s = nftnl_set_alloc();
+    *e = nftnl_set_elem_alloc();
+    if (s == NULL || *e == NULL) {
+        if (s != NULL)
+            nftnl_set_free(s);
+        if (*e != NULL)
+            nftnl_set_elem_free(*e);
+        return NULL;
+    }
+    nftnl_set_set_str(s, NFTNL_SET_TABLE, h->table);
+    nftnl_set_set_str(s, NFTNL_SET_NAME, set);
+    nftnl_set_elem_set(*e, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
+    return s;
+}
+
 /* Appends op's message to the batch; false when it does not encode (op->err set). */
 static bool put_op(fwx__nftnl *h, struct mnl_nlmsg_batch *b, fwx__nftnl_op *op, uint32_t seq)
 {
@@ -246,19 +266,12 @@ static bool put_op(fwx__nftnl *h, struct mnl_nlmsg_batch *b, fwx__nftnl_op *op, 
         op->err = EINVAL;
         return false;
     }
-    struct nftnl_set *s = nftnl_set_alloc();
-    struct nftnl_set_elem *e = nftnl_set_elem_alloc();
-    if (s == NULL || e == NULL) {
-        if (s != NULL)
-            nftnl_set_free(s);
-        if (e != NULL)
-            nftnl_set_elem_free(e);
+    struct nftnl_set_elem *e = NULL;
+    struct nftnl_set *s = one_elem(h, op->set, key, klen, &e);
+    if (s == NULL) {
         op->err = ENOMEM;
         return false;
     }
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, h->table);
-    nftnl_set_set_str(s, NFTNL_SET_NAME, op->set);
-    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
     if (dlen > 0 && !op->del)
         nftnl_set_elem_set(e, NFTNL_SET_ELEM_DATA, data, (uint32_t)dlen);
     if (op->timeout_ms > 0 && !op->del)
@@ -415,18 +428,10 @@ bool fwx__nftnl_probe_destroy(fwx__nftnl *h, const char *set, const char *key)
 
 int fwx__nftnl_has(fwx__nftnl *h, const char *set, const uint8_t *key, size_t klen)
 {
-    struct nftnl_set *s = nftnl_set_alloc();
-    struct nftnl_set_elem *e = nftnl_set_elem_alloc();
-    if (s == NULL || e == NULL) {
-        if (s != NULL)
-            nftnl_set_free(s);
-        if (e != NULL)
-            nftnl_set_elem_free(e);
+    struct nftnl_set_elem *e = NULL;
+    struct nftnl_set *s = one_elem(h, set, key, klen, &e);
+    if (s == NULL)
         return -ENOMEM;
-    }
-    nftnl_set_set_str(s, NFTNL_SET_TABLE, h->table);
-    nftnl_set_set_str(s, NFTNL_SET_NAME, set);
-    nftnl_set_elem_set(e, NFTNL_SET_ELEM_KEY, key, (uint32_t)klen);
     nftnl_set_elem_add(s, e); /* s owns e now */
     char req[512];
     uint32_t seq = h->seq++;
