@@ -738,6 +738,7 @@ if want setup; then
         fi
         if srow user-relay && user_gateway_up "user-relay$SETUP_RD" 0; then
             test_setup user-relay pasv $G_IN $P_PUB 0
+        test_setup user-relay port $G_IN $P_PUB 0   # the PORT rows' baseline: the same line, the same direction
             stop_fwx
         fi
         gw_reset
@@ -770,6 +771,7 @@ if want setup; then
         gw_reset
         if srow kernel-relay && fwx_transparent_up "setup-krelay$SETUP_RD" conn-logger "$CL_GUID"; then
             test_setup kernel-relay pasv $S_IP $P_FTP 0
+        test_setup kernel-relay port $S_IP $P_FTP 0   # the PORT rows' baseline: the same line, the same direction
             stop_fwx
         fi
         gw_reset

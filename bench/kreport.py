@@ -267,7 +267,10 @@ def share_lines(res, rows, base, target, judged_rows, rounds):
                 if row in res and mode == "pasv":
                     print(f"    {row} {mode}: no figure")
                 continue
-            s50, s99 = paired(res, row, mode, base, "pasv", "p50_us"), paired(res, row, mode, base, "pasv", "p99_us")
+            # The baseline relays the same line in the same direction (a PORT goes client -> server,
+            # a 227 server -> client); results from before the port baseline rows use its pasv line.
+            bmode = mode if by_round(res, base, mode, "p99_us") else "pasv"
+            s50, s99 = paired(res, row, mode, base, bmode, "p50_us"), paired(res, row, mode, base, bmode, "p99_us")
             if not s99:
                 print(f"    {row} {mode}: no {base} baseline in the same round")
                 continue
@@ -278,7 +281,8 @@ def share_lines(res, rows, base, target, judged_rows, rounds):
             if row in judged_rows and m99 <= -target:
                 verdict = f": NO VERDICT (the baseline's p99 above the row's by {-m99:.0f} us: a disturbed baseline)"
             print(f"    {row} {mode}: share p50 {m50:+.1f} us, p99 {m99:+.1f} us{verdict}"
-                  f"  (p99 share by round: {rounds_text(s99, rounds, '+')}; {len(s99)} of {len(rounds)} rounds)")
+                  f"  (p99 share by round: {rounds_text(s99, rounds, '+')}; {len(s99)} of {len(rounds)} rounds;"
+                  f" baseline {base} {bmode})")
 
 
 # The latency table's columns: title, key, decimals, how the rounds are combined
@@ -341,8 +345,9 @@ def section_setup(res):
             print(f"    {row} {mode}: p99 {m:.1f} us vs target < {target:.0f} us: {'MET' if m < target else 'MISSED'}"
                   f"  (by round: {rounds_text(p99, rounds)})")
 
-    print("\n  the FTP filter's share of a set-up: the median over rounds of (row p99 - baseline pasv p99 of the same")
-    print("  round; p50 likewise). Only rounds that have both figures count. A median share at or below minus the")
+    print("\n  the FTP filter's share of a set-up: the median over rounds of (row p99 - the baseline's p99 for the same")
+    print("  line in the same round: its pasv for a 227, its port for a PORT, which travels the other way; p50")
+    print("  likewise). Only rounds that have both figures count. A median share at or below minus the")
     print("  target gets no verdict: the baseline's rounds were disturbed (a stall of ms), which says nothing of the filter.")
     print(f"  target (issue 12): user mode, with data connections, p99 < {USER_SHARE_TARGET_US:.0f} us (baseline user-relay)")
     share_lines(res, ["user-ftp", "user-ftp-nodata"], "user-relay", USER_SHARE_TARGET_US, USER_SHARE_ROWS, rounds)

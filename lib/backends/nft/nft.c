@@ -966,26 +966,40 @@ static void state_free(nstate *st)
  * new grant of the same key must not land after its add). Adds are never queued: the core's
  * grant_add needs its result when it returns.
  */
+/* Moves the queued deletions into ops (room for st->npend), each its own group; their count. */
+static size_t pend_take(nstate *st, fwx__nftnl_op *ops)
+{
+    size_t n = st->npend;
+    for (size_t i = 0; i < n; i++)
+        ops[i] = (fwx__nftnl_op){.del = true, .set = st->pend[i].set, .kbin = st->pend[i].key, .klen = st->pend[i].len,
+                                 .group = (uint32_t)i};
+    st->npend = 0;
+    return n;
+}
+
+/* The queued deletions that failed, after their apply (a once element the kernel expired is no error). */
+static void pend_report(nstate *st, const fwx__nftnl_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ops[i].err != 0 && !(ops[i].err == ENOENT && strncmp(ops[i].set, "once", 4) == 0)) {
+            elem_error(st, &ops[i]);
+            NLOG(st, FWX_LOG_WARN, "used one-shot permission: deleting failed: %s", st->err);
+        }
+}
+
 static void pend_flush(nstate *st)
 {
     if (st->npend == 0)
         return;
-    size_t n = st->npend;
-    st->npend = 0;
-    fwx__nftnl_op *ops = calloc(n, sizeof *ops);
+    fwx__nftnl_op *ops = calloc(st->npend, sizeof *ops);
     if (ops == NULL) {
-        NLOG(st, FWX_LOG_WARN, "out of memory deleting %zu used one-shot elements: their keys stay refused", n);
+        NLOG(st, FWX_LOG_WARN, "out of memory deleting %zu used one-shot elements: their keys stay refused", st->npend);
+        st->npend = 0;
         return;
     }
-    for (size_t i = 0; i < n; i++)
-        ops[i] = (fwx__nftnl_op){.del = true, .set = st->pend[i].set, .kbin = st->pend[i].key, .klen = st->pend[i].len,
-                                 .group = (uint32_t)i};
+    size_t n = pend_take(st, ops);
     if (fwx__nftnl_apply(st->nl, ops, n) != 0)
-        for (size_t i = 0; i < n; i++)
-            if (ops[i].err != 0 && !(ops[i].err == ENOENT && strncmp(ops[i].set, "once", 4) == 0)) {
-                elem_error(st, &ops[i]);
-                NLOG(st, FWX_LOG_WARN, "used one-shot permission: deleting failed: %s", st->err);
-            }
+        pend_report(st, ops, n);
     free(ops);
 }
 
@@ -1510,9 +1524,15 @@ static void elems_release(nstate *st, ngrant *ng, selem **dead, size_t *ndead)
    kernel expired is gone too (ENOENT, ignored). */
 static void elems_delete(nstate *st, selem **dead, size_t n, const char *what, uint64_t id)
 {
-    pend_flush(st);
-    fwx__nftnl_op *ops = n > 0 ? calloc(2 * n, sizeof *ops) : NULL;
-    size_t m = 0;
+    /* The queued deletions go first and in the same call (one transaction where they fit): a
+       used one-shot grant's flow whose NEW event ends its grant queues its element and used key,
+       and the grant's other elements (a bound port's DNAT) follow at once. */
+    size_t np = st->npend;
+    fwx__nftnl_op *ops = n > 0 ? calloc(np + 2 * n, sizeof *ops) : NULL;
+    if (ops == NULL)
+        pend_flush(st);
+    size_t m = ops != NULL ? pend_take(st, ops) : 0;
+    size_t own = m;
     for (size_t i = 0; ops != NULL && i < n; i++) {
         if (dead[i]->gone)
             continue;
@@ -1529,8 +1549,9 @@ static void elems_delete(nstate *st, selem **dead, size_t n, const char *what, u
         NLOG(st, FWX_LOG_WARN, "%s %llu: out of memory deleting %zu elements; they stay until they expire", what,
              (unsigned long long)id, n);
     if (m > 0 && fwx__nftnl_apply(st->nl, ops, m) != 0) {
+        pend_report(st, ops, own);
         size_t gone = 0;
-        for (size_t i = 0; i < m; i++) {
+        for (size_t i = own; i < m; i++) {
             if (ops[i].err == ENOENT && ops[i].destroy) {
                 continue; /* a kernel without destroy: the key was not used */
             } else if (ops[i].err == ENOENT) {
