@@ -4,7 +4,7 @@
 # helper, on one topology, in one run; and the permission set-up latency of the FTP filter
 # (PASV/PORT line in -> rewritten line out) in user mode and in kernel mode, p50 and p99.
 #
-#   bench/kernel.sh [BUILD_DIR]          full mode (default BUILD_DIR: build), about 6 minutes
+#   bench/kernel.sh [BUILD_DIR]          full mode (default BUILD_DIR: build), about 10 minutes
 #   QUICK=1 bench/kernel.sh [BUILD_DIR]  quick mode, about 1 minute
 #
 # Needs root. Builds nothing of fwx: expects BUILD_DIR/lib/libfwx.so, the FTP and conn-logger
