@@ -46,6 +46,13 @@
 #define NFT_MSG_DESTROYSETELEM 30
 #endif
 
+/* Answers read per call (recvmmsg): the kernel queues one datagram per acked message, so a
+   transaction of n elements answers with n datagrams, read in one call instead of n. An ack is
+   36 bytes with NETLINK_CAP_ACK; without it (an old kernel) it carries the request's message
+   back, an element message of at most a few hundred bytes. */
+#define ACK_BATCH 16
+#define ACK_DGRAM 1024
+
 struct fwx__nftnl {
     struct mnl_socket *nl;
     uint32_t portid;
@@ -54,6 +61,9 @@ struct fwx__nftnl {
     char *buf; /* one chunk's batch */
     size_t bufsz;
     bool destroy_ok; /* the kernel has NFT_MSG_DESTROYSETELEM (fwx__nftnl_probe_destroy) */
+    char (*ack)[ACK_DGRAM]; /* ACK_BATCH datagrams' room */
+    struct mmsghdr ackmsg[ACK_BATCH];
+    struct iovec ackiov[ACK_BATCH];
 };
 
 fwx_result fwx__nftnl_open(const char *table, fwx__nftnl **out)
@@ -66,8 +76,9 @@ fwx_result fwx__nftnl_open(const char *table, fwx__nftnl **out)
         return FWX_E_OUTOFMEMORY;
     h->bufsz = BATCH_LIMIT * 2; /* mnl: twice the limit, as the last message may pass it */
     h->buf = malloc(h->bufsz);
+    h->ack = malloc(ACK_BATCH * sizeof *h->ack);
     h->nl = mnl_socket_open2(NETLINK_NETFILTER, SOCK_CLOEXEC);
-    if (h->buf == NULL || h->nl == NULL || mnl_socket_bind(h->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+    if (h->buf == NULL || h->ack == NULL || h->nl == NULL || mnl_socket_bind(h->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
         int err = errno;
         fwx__nftnl_close(h);
         return err == EPERM || err == EACCES ? FWX_E_DENIED : FWX_E_BACKEND;
@@ -91,6 +102,7 @@ void fwx__nftnl_close(fwx__nftnl *h)
     if (h->nl != NULL)
         mnl_socket_close(h->nl);
     free(h->buf);
+    free(h->ack);
     free(h);
 }
 
@@ -323,32 +335,39 @@ static int send_chunk(fwx__nftnl *h, fwx__nftnl_op *ops, const size_t *idx, size
         return -1;
     /* Every answer is queued already (the kernel ran the batch inside sendmsg). */
     size_t answered = 0;
-    char rbuf[MNL_SOCKET_BUFFER_SIZE];
     while (sent > 0 && answered < sent) {
-        ssize_t r = recv(mnl_socket_get_fd(h->nl), rbuf, sizeof rbuf, MSG_DONTWAIT);
-        if (r < 0) {
+        for (int k = 0; k < ACK_BATCH; k++) {
+            h->ackiov[k] = (struct iovec){h->ack[k], ACK_DGRAM};
+            h->ackmsg[k].msg_hdr = (struct msghdr){.msg_iov = &h->ackiov[k], .msg_iovlen = 1};
+        }
+        int got = recvmmsg(mnl_socket_get_fd(h->nl), h->ackmsg, ACK_BATCH, MSG_DONTWAIT, NULL);
+        if (got < 0) {
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 break;
             return -1; /* ENOBUFS: answers were lost */
         }
-        int len = (int)r;
-        for (const struct nlmsghdr *nlh = (const struct nlmsghdr *)rbuf; mnl_nlmsg_ok(nlh, len);
-             nlh = mnl_nlmsg_next(nlh, &len)) {
-            if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_pid != h->portid)
-                continue;
-            const struct nlmsgerr *ne = mnl_nlmsg_get_payload(nlh);
-            uint32_t seq = nlh->nlmsg_seq;
-            if (seq == first) {
-                *batch_err = -ne->error;
-            } else if (seq >= base && seq < base + m && ops[idx[seq - base]].err == -1) {
-                ops[idx[seq - base]].err = -ne->error;
-                answered++;
+        for (int k = 0; k < got; k++) {
+            int len = (int)h->ackmsg[k].msg_len;
+            for (const struct nlmsghdr *nlh = (const struct nlmsghdr *)h->ack[k]; mnl_nlmsg_ok(nlh, len);
+                 nlh = mnl_nlmsg_next(nlh, &len)) {
+                if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_pid != h->portid)
+                    continue;
+                const struct nlmsgerr *ne = mnl_nlmsg_get_payload(nlh);
+                uint32_t seq = nlh->nlmsg_seq;
+                if (seq == first) {
+                    *batch_err = -ne->error;
+                } else if (seq >= base && seq < base + m && ops[idx[seq - base]].err == -1) {
+                    ops[idx[seq - base]].err = -ne->error;
+                    answered++;
+                }
             }
         }
         if (*batch_err != 0 && answered == 0)
             break; /* refused as a whole before any element was looked at */
+        if (got < ACK_BATCH && answered < sent)
+            break; /* the queue is empty: what is missing never came (EPROTO below) */
     }
     for (size_t i = 0; i < m; i++)
         if (ops[idx[i]].err == -1)
