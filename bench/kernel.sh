@@ -726,6 +726,8 @@ if want setup; then
     # SETUP_ROUNDS passes over every row, each row's fwx started afresh in each: the baseline
     # rows (user-relay, kernel-relay) run in the same pass as the rows kreport subtracts them
     # from, so a spell of other load falls on both sides of a share.
+    # The baselines relay both lines: a row's PORT is measured against a relayed PORT (client ->
+    # server), its 227 against a relayed 227 (server -> client).
     for SETUP_RD in $(seq 1 "$SETUP_ROUNDS"); do
         log "round $SETUP_RD/$SETUP_ROUNDS, permission set-up latency: $SETUP_N exchanges per row$([ "${RT:-0}" = 1 ] && echo ', SCHED_FIFO')"
         gw_reset
@@ -738,7 +740,7 @@ if want setup; then
         fi
         if srow user-relay && user_gateway_up "user-relay$SETUP_RD" 0; then
             test_setup user-relay pasv $G_IN $P_PUB 0
-        test_setup user-relay port $G_IN $P_PUB 0   # the PORT rows' baseline: the same line, the same direction
+            test_setup user-relay port $G_IN $P_PUB 0
             stop_fwx
         fi
         gw_reset
@@ -771,7 +773,7 @@ if want setup; then
         gw_reset
         if srow kernel-relay && fwx_transparent_up "setup-krelay$SETUP_RD" conn-logger "$CL_GUID"; then
             test_setup kernel-relay pasv $S_IP $P_FTP 0
-        test_setup kernel-relay port $S_IP $P_FTP 0   # the PORT rows' baseline: the same line, the same direction
+            test_setup kernel-relay port $S_IP $P_FTP 0
             stop_fwx
         fi
         gw_reset

@@ -45,13 +45,12 @@ typedef struct irelay {
     uint32_t slots;                        /* the local-redirection slots it has passed */
 } irelay;
 
-/* A listening socket of the backend's own, watched by a poll handle: accept4 gives the relay
-   its descriptor and the peer's address at once (no libuv stream to copy the descriptor out
-   of, no getpeername). */
+/* A listening socket of the backend's own, watched by a poll handle (data: the listener set):
+   accept4 gives the relay its descriptor and the peer's address at once (no libuv stream to
+   copy the descriptor out of, no getpeername). */
 typedef struct ilisten {
     uv_poll_t poll;
     int fd; /* -1: none */
-    struct fwx__nft_icpt *l;
 } ilisten;
 
 struct fwx__nft_icpt {
@@ -387,14 +386,16 @@ static void on_pause_end(uv_timer_t *t)
 
 static void on_listen_ready(uv_poll_t *h, int status, int events)
 {
-    ilisten *li = h->data;
-    struct fwx__nft_icpt *l = li->l;
+    struct fwx__nft_icpt *l = h->data;
+    uv_os_fd_t lfd;
     (void)status;
     (void)events;
+    if (uv_fileno((uv_handle_t *)h, &lfd) != 0)
+        return;
     for (int i = 0; i < ACCEPT_BATCH && !l->stopping; i++) {
         struct sockaddr_storage peer;
         socklen_t pl = sizeof peer;
-        int fd = accept4(li->fd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -436,8 +437,7 @@ static int listen_socket(struct fwx__nft_icpt *l, ilisten *li, const struct sock
         return UV_EBADF;
     }
     li->fd = fd;
-    li->l = l;
-    li->poll.data = li;
+    li->poll.data = l;
     l->handles++;
     uv_unref((uv_handle_t *)&li->poll);
     return uv_poll_start(&li->poll, UV_READABLE, on_listen_ready);
@@ -445,25 +445,30 @@ static int listen_socket(struct fwx__nft_icpt *l, ilisten *li, const struct sock
 
 static void handle_closed(uv_handle_t *h)
 {
-    struct fwx__nft_icpt *l = h->data == NULL ? NULL : h->type == UV_TIMER ? h->data : ((ilisten *)h->data)->l;
-    if (l == NULL || --l->handles > 0)
+    struct fwx__nft_icpt *l = h->data; /* the pause timer's and the polls' */
+    if (--l->handles > 0)
         return;
     l->closed = true;
     maybe_free(l);
 }
 
-/* Closes the listening sockets (their poll handles first: uv_close takes the descriptor out
-   of the loop's epoll set, so the port is free when this returns) and the pause timer. */
+/* Closes a listening socket, its poll handle first: uv_close takes the descriptor out of the
+   loop's epoll set, so the port is free when this returns. */
+static void listener_close(ilisten *li)
+{
+    if (li->fd < 0)
+        return;
+    uv_close((uv_handle_t *)&li->poll, handle_closed);
+    close(li->fd);
+    li->fd = -1;
+}
+
+/* Closes the listening sockets and the pause timer. */
 static void listeners_close(struct fwx__nft_icpt *l)
 {
     l->stopping = true;
-    for (int i = 0; i < 2; i++) {
-        if (l->lis[i].fd < 0)
-            continue;
-        uv_close((uv_handle_t *)&l->lis[i].poll, handle_closed);
-        close(l->lis[i].fd);
-        l->lis[i].fd = -1;
-    }
+    for (int i = 0; i < 2; i++)
+        listener_close(&l->lis[i]);
     uv_close((uv_handle_t *)&l->pause, handle_closed);
     if (l->reactor_held) {
         l->reactor_held = false;
@@ -516,11 +521,8 @@ fwx_result fwx__nft_icpt_start(fwx_firewall *fw, struct fwx__nft_icpt **out, fwx
     if (listen_socket(l, &l->lis[1], (struct sockaddr *)&any6, true) == 0 &&
         getsockname(l->lis[1].fd, (struct sockaddr *)&ss, &sl) == 0)
         icpt->port6 = fwx__sa_port((struct sockaddr *)&ss);
-    else if (l->lis[1].fd >= 0) {
-        uv_close((uv_handle_t *)&l->lis[1].poll, handle_closed);
-        close(l->lis[1].fd);
-        l->lis[1].fd = -1;
-    }
+    else
+        listener_close(&l->lis[1]);
     *out = l;
     return FWX_S_OK;
 }

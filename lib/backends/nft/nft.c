@@ -164,6 +164,7 @@ typedef struct kflow {
 static selem *elem_find(nstate *st, const ekey *k);
 static void psess_unref(psess *ps);
 static void elem_error(nstate *st, const fwx__nftnl_op *op);
+static int apply_after_pend(nstate *st, fwx__nftnl_op *ops, size_t n);
 static void untrack(nstate *st, ngrant *ng);
 
 /* The nft backend's state of a firewall, or NULL (another backend, or none); also behind a
@@ -832,7 +833,7 @@ static void refuse_tuple(nstate *st, const fwx__ct_flow *f)
     char set[16];
     snprintf(set, sizeof set, "refused%c", fa);
     fwx__nftnl_op op = {.set = set, .kbin = key.b, .klen = key.n, .timeout_ms = (uint64_t)FWX_NFT_REFUSED_SECS * 1000};
-    if (fwx__nftnl_apply(st->nl, &op, 1) != 0) {
+    if (apply_after_pend(st, &op, 1) != 0) {
         elem_error(st, &op);
         NLOG(st, FWX_LOG_WARN, "refusing a flow: adding the element failed: %s", st->err);
     }
@@ -961,10 +962,11 @@ static void state_free(nstate *st)
  * Deletions of used one-shot elements are queued and sent at the end of the loop iteration, all
  * of them in one transaction (one read of the event socket brings up to 64 NEW events), each
  * element its own group so one the kernel expired keeps no other. Waiting is safe: the used
- * key already refuses a second connection in the kernel. Any other element operation sends
- * the queue first, so the kernel sees them in the order fwx made them (a delete queued before a
- * new grant of the same key must not land after its add). Adds are never queued: the core's
- * grant_add needs its result when it returns.
+ * key already refuses a second connection in the kernel. Any other element operation takes
+ * the queue along, ahead of its own in the same transaction (apply_after_pend), so the kernel
+ * sees them in the order fwx made them (a delete queued before a new grant of the same key must
+ * not land after its add). Adds are never queued: the core's grant_add needs its result when it
+ * returns.
  */
 /* Moves the queued deletions into ops (room for st->npend), each its own group; their count. */
 static size_t pend_take(nstate *st, fwx__nftnl_op *ops)
@@ -987,21 +989,38 @@ static void pend_report(nstate *st, const fwx__nftnl_op *ops, size_t n)
         }
 }
 
-static void pend_flush(nstate *st)
+/*
+ * Applies the queued deletions and then ops[0..n) in one call of nl.c (one transaction where
+ * they fit): the kernel sees them in the order fwx made them, and a delete queued before a grant
+ * of the same key lands before its add. The queued ones are each their own group, ops keep
+ * theirs (after them); the queued ones' failures are logged here, ops get their own errors.
+ * Returns as fwx__nftnl_apply does, for ops only.
+ */
+static int apply_after_pend(nstate *st, fwx__nftnl_op *ops, size_t n)
 {
-    if (st->npend == 0)
-        return;
-    fwx__nftnl_op *ops = calloc(st->npend, sizeof *ops);
-    if (ops == NULL) {
-        NLOG(st, FWX_LOG_WARN, "out of memory deleting %zu used one-shot elements: their keys stay refused", st->npend);
+    size_t np = st->npend;
+    fwx__nftnl_op *all = np > 0 ? calloc(np + n, sizeof *all) : NULL;
+    if (np > 0 && all == NULL) {
+        NLOG(st, FWX_LOG_WARN, "out of memory deleting %zu used one-shot elements: their keys stay refused", np);
         st->npend = 0;
-        return;
     }
-    size_t n = pend_take(st, ops);
-    if (fwx__nftnl_apply(st->nl, ops, n) != 0)
-        pend_report(st, ops, n);
-    free(ops);
+    if (all == NULL)
+        return n > 0 ? fwx__nftnl_apply(st->nl, ops, n) : 0;
+    pend_take(st, all);
+    for (size_t i = 0; i < n; i++) {
+        all[np + i] = ops[i];
+        all[np + i].group += (uint32_t)np;
+    }
+    int rc = fwx__nftnl_apply(st->nl, all, np + n);
+    pend_report(st, all, np);
+    int failed = 0;
+    for (size_t i = 0; i < n; i++)
+        failed += (ops[i].err = all[np + i].err) != 0;
+    free(all);
+    return rc < 0 ? rc : failed;
 }
+
+static void pend_flush(nstate *st) { (void)apply_after_pend(st, NULL, 0); }
 
 static void on_flush(uv_prepare_t *h)
 {
@@ -1399,12 +1418,10 @@ static void elem_error(nstate *st, const fwx__nftnl_op *op)
  * lookup, only in this case): a used key is deleted with its element now, as that NEW would
  * have, and the NEW is counted as coming (late_news), so it consumes nothing when it comes.
  */
-static void once_taken_early(nstate *st, const ekey *k)
+static void once_taken_early(nstate *st, selem *se)
 {
-    if (!is_once(k))
-        return;
-    selem *se = elem_find(st, k);
-    if (se == NULL || se->gone)
+    const ekey *k = &se->e.k;
+    if (!is_once(k) || se->gone)
         return;
     int used = fwx__nftnl_has(st->nl, used_set(k), k->key, k->len);
     if (used < 0) {
@@ -1419,7 +1436,7 @@ static void once_taken_early(nstate *st, const ekey *k)
     ekey u = *k;
     snprintf(u.set, sizeof u.set, "%s", used_set(k));
     if (!pend_push(st, k) || !pend_push(st, &u))
-        pend_flush(st);
+        pend_flush(st); /* no room to queue: at once (before the add, still) */
 }
 
 /*
@@ -1433,9 +1450,6 @@ static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem
     *out = NULL;
     if (es->n == 0)
         return FWX_S_OK;
-    for (size_t i = 0; i < es->n; i++)
-        once_taken_early(st, &es->el[i].k);
-    pend_flush(st); /* in order: a queued delete of a key this grant adds again goes first */
     fwx__nftnl_op *ops = calloc(es->n, sizeof *ops);
     selem **refs = calloc(es->n, sizeof *refs);
     fwx_result hr = ops != NULL && refs != NULL ? FWX_S_OK : FWX_E_OUTOFMEMORY;
@@ -1445,7 +1459,9 @@ static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem
         ops[i] = (fwx__nftnl_op){.set = e->k.set, .kbin = e->k.key, .klen = e->k.len, .dbin = e->data,
                                  .dlen = e->dlen, .timeout_ms = left};
         refs[i] = elem_find(st, &e->k);
-        if (refs[i] == NULL) {
+        if (refs[i] != NULL)
+            once_taken_early(st, refs[i]);
+        else {
             selem *se = calloc(1, sizeof *se);
             if (se == NULL)
                 hr = FWX_E_OUTOFMEMORY;
@@ -1455,7 +1471,7 @@ static fwx_result elems_commit(nstate *st, const elems *es, uint64_t left, selem
         }
     }
     if (FWX_SUCCEEDED(hr)) {
-        int rc = fwx__nftnl_apply(st->nl, ops, es->n);
+        int rc = apply_after_pend(st, ops, es->n); /* a queued delete of a key added again goes first */
         if (rc != 0) {
             snprintf(st->err, sizeof st->err, "netlink: %s", strerror(rc < 0 ? -rc : EIO));
             for (size_t i = 0; i < es->n; i++)
@@ -1524,15 +1540,8 @@ static void elems_release(nstate *st, ngrant *ng, selem **dead, size_t *ndead)
    kernel expired is gone too (ENOENT, ignored). */
 static void elems_delete(nstate *st, selem **dead, size_t n, const char *what, uint64_t id)
 {
-    /* The queued deletions go first and in the same call (one transaction where they fit): a
-       used one-shot grant's flow whose NEW event ends its grant queues its element and used key,
-       and the grant's other elements (a bound port's DNAT) follow at once. */
-    size_t np = st->npend;
-    fwx__nftnl_op *ops = n > 0 ? calloc(np + 2 * n, sizeof *ops) : NULL;
-    if (ops == NULL)
-        pend_flush(st);
-    size_t m = ops != NULL ? pend_take(st, ops) : 0;
-    size_t own = m;
+    fwx__nftnl_op *ops = n > 0 ? calloc(2 * n, sizeof *ops) : NULL;
+    size_t m = 0;
     for (size_t i = 0; ops != NULL && i < n; i++) {
         if (dead[i]->gone)
             continue;
@@ -1548,10 +1557,12 @@ static void elems_delete(nstate *st, selem **dead, size_t n, const char *what, u
     if (n > 0 && ops == NULL)
         NLOG(st, FWX_LOG_WARN, "%s %llu: out of memory deleting %zu elements; they stay until they expire", what,
              (unsigned long long)id, n);
-    if (m > 0 && fwx__nftnl_apply(st->nl, ops, m) != 0) {
-        pend_report(st, ops, own);
+    /* With the queued deletions: a used one-shot grant's flow whose NEW event ends its grant
+       queued its element and used key, and the grant's other elements (a bound port's DNAT)
+       go in the same transaction. */
+    if (apply_after_pend(st, ops, m) != 0) {
         size_t gone = 0;
-        for (size_t i = own; i < m; i++) {
+        for (size_t i = 0; i < m; i++) {
             if (ops[i].err == ENOENT && ops[i].destroy) {
                 continue; /* a kernel without destroy: the key was not used */
             } else if (ops[i].err == ENOENT) {

@@ -88,6 +88,10 @@ fwx_result fwx__nftnl_open(const char *table, fwx__nftnl **out)
     (void)mnl_socket_setsockopt(h->nl, NETLINK_CAP_ACK, &one, sizeof one);
     if (setsockopt(mnl_socket_get_fd(h->nl), SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv) != 0)
         (void)setsockopt(mnl_socket_get_fd(h->nl), SOL_SOCKET, SO_RCVBUF, &rcv, sizeof rcv);
+    for (int k = 0; k < ACK_BATCH; k++) { /* recvmmsg only writes msg_len and msg_flags back */
+        h->ackiov[k] = (struct iovec){h->ack[k], ACK_DGRAM};
+        h->ackmsg[k].msg_hdr = (struct msghdr){.msg_iov = &h->ackiov[k], .msg_iovlen = 1};
+    }
     h->portid = mnl_socket_get_portid(h->nl);
     h->seq = (uint32_t)getpid() << 8; /* any start; answers are matched by our own numbers */
     memcpy(h->table, table, strlen(table) + 1);
@@ -239,6 +243,22 @@ size_t fwx__nftnl_text(int family, const uint8_t *b, size_t len, char *out, size
     return o;
 }
 
+/* Reads what the kernel has queued on the socket, up to ACK_BATCH datagrams into h->ack (each
+   h->ackmsg[k].msg_len long), without blocking: their count, 0 when none is queued, -1 when the
+   socket failed (errno; ENOBUFS: answers were lost). */
+static int ack_read(fwx__nftnl *h)
+{
+    for (;;) {
+        int got = recvmmsg(mnl_socket_get_fd(h->nl), h->ackmsg, ACK_BATCH, MSG_DONTWAIT, NULL);
+        if (got >= 0)
+            return got;
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        if (errno != EINTR)
+            return -1;
+    }
+}
+
 /* Set `set` of our table with one element of key `key` (not added to it yet: *e, for the
    caller to complete and add); NULL when out of memory (nothing left allocated). */
 static struct nftnl_set *one_elem(fwx__nftnl *h, const char *set, const uint8_t *key, size_t klen,
@@ -336,18 +356,9 @@ static int send_chunk(fwx__nftnl *h, fwx__nftnl_op *ops, const size_t *idx, size
     /* Every answer is queued already (the kernel ran the batch inside sendmsg). */
     size_t answered = 0;
     while (sent > 0 && answered < sent) {
-        for (int k = 0; k < ACK_BATCH; k++) {
-            h->ackiov[k] = (struct iovec){h->ack[k], ACK_DGRAM};
-            h->ackmsg[k].msg_hdr = (struct msghdr){.msg_iov = &h->ackiov[k], .msg_iovlen = 1};
-        }
-        int got = recvmmsg(mnl_socket_get_fd(h->nl), h->ackmsg, ACK_BATCH, MSG_DONTWAIT, NULL);
-        if (got < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                break;
-            return -1; /* ENOBUFS: answers were lost */
-        }
+        int got = ack_read(h);
+        if (got < 0)
+            return -1;
         for (int k = 0; k < got; k++) {
             int len = (int)h->ackmsg[k].msg_len;
             for (const struct nlmsghdr *nlh = (const struct nlmsghdr *)h->ack[k]; mnl_nlmsg_ok(nlh, len);
@@ -366,7 +377,7 @@ static int send_chunk(fwx__nftnl *h, fwx__nftnl_op *ops, const size_t *idx, size
         }
         if (*batch_err != 0 && answered == 0)
             break; /* refused as a whole before any element was looked at */
-        if (got < ACK_BATCH && answered < sent)
+        if (got < ACK_BATCH)
             break; /* the queue is empty: what is missing never came (EPROTO below) */
     }
     for (size_t i = 0; i < m; i++)
@@ -461,25 +472,26 @@ int fwx__nftnl_has(fwx__nftnl *h, const char *set, const uint8_t *key, size_t kl
     nftnl_set_free(s);
     if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0)
         return -errno;
-    char rbuf[MNL_SOCKET_BUFFER_SIZE];
     int found = 0;
-    for (int reads = 0; reads < 4; reads++) { /* the element, then the ack: one or two datagrams */
-        ssize_t r = recv(mnl_socket_get_fd(h->nl), rbuf, sizeof rbuf, MSG_DONTWAIT);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            return errno == EAGAIN || errno == EWOULDBLOCK ? -EPROTO : -errno; /* no answer */
-        }
-        int len = (int)r;
-        for (const struct nlmsghdr *m = (const struct nlmsghdr *)rbuf; mnl_nlmsg_ok(m, len); m = mnl_nlmsg_next(m, &len)) {
-            if (m->nlmsg_seq != seq || m->nlmsg_pid != h->portid)
-                continue; /* an earlier request's late answer: not ours */
-            if (m->nlmsg_type == NLMSG_ERROR) {
-                int err = -((const struct nlmsgerr *)mnl_nlmsg_get_payload(m))->error;
-                return err == 0 ? found : err == ENOENT ? 0 : -err;
+    for (int reads = 0; reads < 2; reads++) { /* the element, then the ack: queued together */
+        int got = ack_read(h);
+        if (got < 0)
+            return -errno;
+        if (got == 0)
+            break; /* no answer */
+        for (int k = 0; k < got; k++) {
+            int len = (int)h->ackmsg[k].msg_len;
+            for (const struct nlmsghdr *m = (const struct nlmsghdr *)h->ack[k]; mnl_nlmsg_ok(m, len);
+                 m = mnl_nlmsg_next(m, &len)) {
+                if (m->nlmsg_seq != seq || m->nlmsg_pid != h->portid)
+                    continue; /* an earlier request's late answer: not ours */
+                if (m->nlmsg_type == NLMSG_ERROR) {
+                    int err = -((const struct nlmsgerr *)mnl_nlmsg_get_payload(m))->error;
+                    return err == 0 ? found : err == ENOENT ? 0 : -err;
+                }
+                if (NFNL_MSG_TYPE(m->nlmsg_type) == NFT_MSG_NEWSETELEM)
+                    found = 1;
             }
-            if (NFNL_MSG_TYPE(m->nlmsg_type) == NFT_MSG_NEWSETELEM)
-                found = 1;
         }
     }
     return -EPROTO;
