@@ -1506,6 +1506,68 @@ START_TEST(listing)
 }
 END_TEST
 
+/* A session keeps its data connections on a list of their own (lib/core/internal.h), so that
+   what asks about its primary connections never walks them. With many open, every rule about
+   the primary ones still holds, and every connection is still listed, killed by id and ended
+   with the session. */
+static void last_conn_id_cb(void *arg, const fwx_object_info *i)
+{
+    if (i->kind == FWX_OBJECT_CONNECTION)
+        *(uint64_t *)arg = i->id;
+}
+
+START_TEST(many_data_connections)
+{
+    fx f;
+    fx_open(&f);
+    enum { N = 40 };
+    TU_EXPECT_HR(afc(&f, "198.51.100.7:50000", FWX_PROTOCOL_TCP, FWX_FLAG_ALLOW_MULTIPLE, f.ctl, NULL), FWX_S_OK);
+    IFWXConnection *d[N];
+    for (int i = 0; i < N; i++) {
+        char src[64];
+        snprintf(src, sizeof src, "10.0.0.8:%d", 30000 + i);
+        TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, src, "198.51.100.7:50000", &d[i]), FWX_S_OK);
+    }
+    /* A bound port is still for the control connection's peer only (the session's peers). */
+    IFWXConnection *b[1];
+    struct sockaddr_storage px;
+    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, b, &px), FWX_S_OK);
+    char dst[64];
+    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    IFWXConnection *in = NULL;
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.99:20", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
+    TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_S_OK);
+    /* Listed: the control connection, the data connections, the bound port's. */
+    seen s = {0};
+    TU_EXPECT_HR(fwx_firewall_list(f.fw, FWX_OBJECT_CONNECTION, count_cb, &s), FWX_S_OK);
+    ck_assert_int_eq(s.connections, 1 + N + 1);
+    /* The newest listed is a data connection (the bound port's): the operator can kill it. */
+    uint64_t id = 0;
+    TU_EXPECT_HR(fwx_firewall_list(f.fw, FWX_OBJECT_CONNECTION, last_conn_id_cb, &id), FWX_S_OK);
+    fwx_object_info ci = {.struct_size = sizeof ci};
+    TU_EXPECT_HR(fwx_connection_info(in, &ci), FWX_S_OK);
+    ck_assert_uint_eq(id, ci.id);
+    TU_EXPECT_HR(fwx_firewall_kill(f.fw, FWX_OBJECT_CONNECTION, id), FWX_S_OK);
+    uint32_t flags = 0;
+    TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(in, &flags), FWX_S_OK);
+    ck_assert(flags & FWX_CONNECTION_TERMINATED);
+    /* The session's end ends every one. */
+    fwx_session_close(f.s);
+    for (int i = 0; i < N; i++) {
+        flags = 0;
+        TU_EXPECT_HR(IFWXConnection_GetConnectionFlags(d[i], &flags), FWX_S_OK);
+        ck_assert(flags & FWX_CONNECTION_TERMINATED);
+        IFWXConnection_Release(d[i]);
+    }
+    seen after = {0};
+    TU_EXPECT_HR(fwx_firewall_list(f.fw, FWX_OBJECT_CONNECTION, count_cb, &after), FWX_S_OK);
+    ck_assert_int_eq(after.connections, 0);
+    IFWXConnection_Release(in);
+    IFWXConnection_Release(b[0]);
+    fx_close(&f);
+}
+END_TEST
+
 /* loopback_hosts: other 127/8 hosts become ordinary peers; the gateway's own stay refused. */
 START_TEST(loopback_hosts_option)
 {
@@ -1591,6 +1653,7 @@ static Suite *secondary_suite(void)
         {"t15", t15_established_only_to_asker},
         {"session end", session_end_withdraws_everything},
         {"listing", listing},
+        {"many_data_connections", many_data_connections},
         {"loopback hosts", loopback_hosts_option},
     };
     return TU_SUITE("secondary", cases, 0);

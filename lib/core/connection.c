@@ -39,7 +39,7 @@ static void name_drop(fwx_firewall *fw, fwx__name *n)
     }
 }
 
-fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *pg)
+fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *pg, uint32_t flags)
 {
     fwx__conn *c = calloc(1, sizeof *c);
     if (c == NULL)
@@ -58,7 +58,8 @@ fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, cons
     c->protocol_guid = pg ? *pg : FWX_GUID_NULL;
     c->buffer_size = protocol == FWX_PROTOCOL_UDP ? 4096 : 2048;
     c->client = s->client;
-    fwx__list_insert_tail(&s->conns, &c->node);
+    c->flags = flags;
+    fwx__list_insert_tail((flags & FWX_CONNECTION_SECONDARY) ? &s->secondaries : &s->conns, &c->node);
     s->fw->n_connections++;
     return c;
 }
@@ -424,7 +425,7 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
         access = FWX_ALLOW;
         rule = d.rule_name ? d.rule_name : "default";
     }
-    fwx__conn *c = fwx__conn_new(s, p->protocol, p->event, pg);
+    fwx__conn *c = fwx__conn_new(s, p->protocol, p->event, pg, p->flags);
     if (c == NULL)
         return FWX_E_OUTOFMEMORY;
     if (rule != NULL && (c->rule = name_hold(fw, rule)) == NULL) {
@@ -434,7 +435,6 @@ fwx_result fwx_connection_open(IFWXSession *session, const fwx_connection_params
         IFWXConnection_Release(&c->iface);
         return FWX_E_OUTOFMEMORY;
     }
-    c->flags |= p->flags;
     fwx__sa_set(&c->ext_peer, (const struct sockaddr *)&peer);
     c->has_ext_peer = true;
     if (has_server) {
@@ -610,10 +610,10 @@ static fwx_result c_EmulateConnection(IFWXConnection *This, IFWXDataFilter *df, 
         return FWX_E_TERMINATING;
     if (!(c->flags & (FWX_CONNECTION_LISTENING | FWX_CONNECTION_EMULATED)))
         return FWX_E_WSAEINVAL;
-    fwx__conn *e = fwx__conn_new(c->session, c->protocol, fwx_AcceptedConnection, &c->protocol_guid);
+    fwx__conn *e = fwx__conn_new(c->session, c->protocol, fwx_AcceptedConnection, &c->protocol_guid,
+                                 FWX_CONNECTION_EMULATED | FWX_CONNECTION_SECONDARY);
     if (e == NULL)
         return FWX_E_OUTOFMEMORY;
-    e->flags |= FWX_CONNECTION_EMULATED | FWX_CONNECTION_SECONDARY;
     fwx__sa_set(&e->ext_peer, (const struct sockaddr *)&remote);
     e->has_ext_peer = true;
     fwx__sa_set(&e->ext_local, (const struct sockaddr *)&local);

@@ -177,8 +177,7 @@ fwx_result fwx_firewall_kill(fwx_firewall *fw, fwx_object_kind kind, uint64_t id
             fwx__log_session(s, FWX_LOG_INFO, "session %llu: ended by the operator", (unsigned long long)id);
             return fwx_session_close(&s->iface) == FWX_S_OK ? FWX_S_OK : FWX_E_NOT_FOUND;
         }
-        for (fwx__list *cn = s->conns.next; cn != &s->conns; cn = cn->next) {
-            fwx__conn *c = fwx__list_entry(cn, fwx__conn, node);
+        for (fwx__conn *c = fwx__session_conn_first(s); c != NULL; c = fwx__session_conn_next(c)) {
             if (c->id != id || (c->flags & FWX_CONNECTION_TERMINATED))
                 continue;
             fwx__log_conn(c, FWX_LOG_INFO, "connection %llu: killed by the operator", (unsigned long long)id);

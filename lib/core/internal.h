@@ -410,7 +410,13 @@ struct fwx__session {
     bool in_nat_table;
     UT_hash_handle hh;
 
-    fwx__list conns;  /* fwx__conn.node: live connections */
+    /* Live connections, in two lists: what asks about a session's primary connections (its
+       peers, its published servers, its newest control connection: asked on every PORT and
+       PASV) never walks its data connections, which an FTP session gathers by the thousand
+       while their conntrack entries wait out TIME_WAIT (bench/README.md, issue 13, part 9).
+       Every live connection: fwx__session_conn_first / _next. */
+    fwx__list conns;       /* fwx__conn.node: primary connections (client binds included) */
+    fwx__list secondaries; /* fwx__conn.node: those made FWX_CONNECTION_SECONDARY at birth */
     fwx__list grants; /* fwx__grant.session_node */
     /* Its own data-filter factories (fwx__grant.factory_node), also in grants, and how many:
        asked on every permission and connection, so that a session with none (nearly all)
@@ -501,7 +507,7 @@ struct fwx__conn {
     IFWXConnection iface;
     IFWXUdpDestination udpdest; /* handed out in fwx_Udp_Destination events; shares refs */
     fwx__session *session; /* holds a reference on session->iface */
-    fwx__list node;        /* in session->conns while live */
+    fwx__list node;        /* in session->conns or ->secondaries while live */
     uint64_t id;
     atomic_uint refs;
     int32_t protocol;
@@ -568,8 +574,23 @@ static inline bool fwx__conn_counts_as_peer(const fwx__conn *c)
 /* A connection whose published server counts as one of the session's own hosts (with its
    client: fwx__session_is_own_host, and fwx__grant_sources for permissions and redirects). */
 static inline bool fwx__conn_has_own_server(const fwx__conn *c) { return c->has_server; }
-/* A new connection in session s (+1 for the caller; the session's list holds its own). */
-fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *protocol_guid);
+/* A new connection in session s (+1 for the caller; the session's list holds its own), with
+   its FWX_CONNECTION_* flags: FWX_CONNECTION_SECONDARY decides its list, once. */
+fwx__conn *fwx__conn_new(fwx__session *s, int32_t protocol, uint32_t event, const fwx_guid *protocol_guid,
+                         uint32_t flags);
+/* Every live connection of s, primaries first:
+   for (fwx__conn *c = fwx__session_conn_first(s); c != NULL; c = fwx__session_conn_next(c)) */
+static inline fwx__conn *fwx__session_conn_at(fwx__session *s, fwx__list *n)
+{
+    if (n == &s->conns)
+        n = s->secondaries.next;
+    return n == &s->secondaries ? NULL : fwx__list_entry(n, fwx__conn, node);
+}
+static inline fwx__conn *fwx__session_conn_first(fwx__session *s) { return fwx__session_conn_at(s, s->conns.next); }
+static inline fwx__conn *fwx__session_conn_next(const fwx__conn *c)
+{
+    return fwx__session_conn_at(c->session, c->node.next);
+}
 /* Ends a connection: ConnectionTerminating, data filters detached, grant withdrawn. Idempotent. */
 void fwx__conn_terminate(fwx__conn *c);
 /* Raises event `type` on c, applies factories, decides kernel or user mode (T9) and hands c

@@ -69,8 +69,7 @@ fwx_result fwx_firewall_list(fwx_firewall *fw, uint32_t kinds, fwx_list_cb cb, v
             cb(arg, &i);
         }
         if (kinds & FWX_OBJECT_CONNECTION) {
-            for (fwx__list *cn = s->conns.next; cn != &s->conns; cn = cn->next) {
-                fwx__conn *c = fwx__list_entry(cn, fwx__conn, node);
+            for (fwx__conn *c = fwx__session_conn_first(s); c != NULL; c = fwx__session_conn_next(c)) {
                 conn_info(c, now, &i);
                 cb(arg, &i);
             }

@@ -118,8 +118,7 @@ static fwx__plugin *plugin_of_sf(fwx__session *s, IFWXSessionFilter *sf)
 static fwx__plugin *plugin_of_data_filters(fwx__session *s)
 {
     fwx__plugin *found = NULL;
-    for (fwx__list *n = s->conns.next; n != &s->conns; n = n->next) {
-        const fwx__conn *c = fwx__list_entry(n, fwx__conn, node);
+    for (const fwx__conn *c = fwx__session_conn_first(s); c != NULL; c = fwx__session_conn_next(c)) {
         for (size_t i = 0; i < c->n_dfs; i++) {
             fwx__plugin *p = c->dfs[i].plugin;
             if (p == NULL || p == found)
@@ -768,7 +767,9 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
                   !fwx__event_hooked(s, accept_event, ProtocolGuid, true);
     hr = FWX_S_OK;
     for (uint32_t i = 0; i < n; i++) {
-        conns[i] = fwx__conn_new(s, Protocol, bind_event, ProtocolGuid);
+        conns[i] = fwx__conn_new(s, Protocol, bind_event, ProtocolGuid,
+                                 FWX_CONNECTION_LISTENING | FWX_CONNECTION_SECONDARY |
+                                     ((dwFlags & FWX_FLAG_PROXY_MODE) ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0));
         /* The grant is kept in the connection's extension: made first, so none fails later. */
         gs[i] = conns[i] && fwx__conn_ext_get(conns[i])
                     ? grant_new(s, FWX__G_BINDING, Protocol, dwFlags, ProtocolGuid, pSessionFilter, punkContext)
@@ -778,8 +779,6 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
             break;
         }
         fwx__conn *c = conns[i];
-        c->flags |= FWX_CONNECTION_LISTENING | FWX_CONNECTION_SECONDARY |
-                    ((dwFlags & FWX_FLAG_PROXY_MODE) ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0);
         fwx__sa_set(&c->client, (const struct sockaddr *)&clients[i]);
         c->client_pending = pending[i];
         fwx__sa_set(&c->ext_local, (const struct sockaddr *)&proxy);
@@ -1271,7 +1270,7 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
     } else {
         event = g->type == FWX__G_BINDING || g->type == FWX__G_CLIENT_BIND ? (udp ? fwx_Bind_Udp : fwx_AcceptedConnection)
                                                                           : (udp ? fwx_Udp_Destination : fwx_Connect_Tcp);
-        c = fwx__conn_new(s, g->pub.protocol, event, &g->protocol_guid);
+        c = fwx__conn_new(s, g->pub.protocol, event, &g->protocol_guid, FWX_CONNECTION_SECONDARY);
         if (c == NULL) {
             if (sf != NULL)
                 IFWXSessionFilter_Release(sf);
@@ -1279,7 +1278,6 @@ static fwx_result admit_grant(fwx__grant *g, const struct sockaddr *src, const s
                 IUnknown_Release(ctx);
             return FWX_E_OUTOFMEMORY;
         }
-        c->flags |= FWX_CONNECTION_SECONDARY;
         if (g->type == FWX__G_BINDING && g->conn != NULL)
             c->client = g->conn->client;
     }

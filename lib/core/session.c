@@ -38,6 +38,7 @@ fwx__session *fwx__session_new(fwx_firewall *fw, uint32_t source, const struct s
         s->has_gw_internal = true;
     }
     fwx__list_init(&s->conns);
+    fwx__list_init(&s->secondaries);
     fwx__list_init(&s->grants);
     fwx__list_init(&s->factories);
     fwx__list_init(&s->closing_binds);
@@ -388,9 +389,12 @@ void fwx__session_end(fwx__session *s)
     for (size_t i = 0; i < ng && !fwx__list_empty(&s->grants); i++)
         fwx__grant_remove(fwx__list_entry(s->grants.next, fwx__grant, session_node), "its session ended");
     fwx__list_assert_drained(&s->grants);
-    for (size_t i = 0, n = fwx__list_count(&s->conns); i < n && !fwx__list_empty(&s->conns); i++)
-        fwx__conn_terminate(fwx__list_entry(s->conns.next, fwx__conn, node));
-    fwx__list_assert_drained(&s->conns);
+    fwx__list *lists[] = {&s->conns, &s->secondaries};
+    for (size_t l = 0; l < 2; l++) {
+        for (size_t i = 0, n = fwx__list_count(lists[l]); i < n && !fwx__list_empty(lists[l]); i++)
+            fwx__conn_terminate(fwx__list_entry(lists[l]->next, fwx__conn, node));
+        fwx__list_assert_drained(lists[l]);
+    }
     for (size_t i = 0; i < s->n_att; i++)
         detach_one(s, &s->att[i]);
     if (s->in_nat_table) {
@@ -488,11 +492,11 @@ static fwx_result s_EmulateClientBind(IFWXSession *This, const struct sockaddr *
     if (!fwx__session_is_own_host(s, (const struct sockaddr *)&client))
         return FWX_E_ADDRESS_NOT_ALLOWED;
     fwx__conn *c = fwx__conn_new(s, Protocol, Protocol == FWX_PROTOCOL_TCP ? fwx_Bind_Tcp : fwx_Bind_Udp,
-                                 ProtocolGuid ? ProtocolGuid : &FWX_GUID_NULL);
+                                 ProtocolGuid ? ProtocolGuid : &FWX_GUID_NULL,
+                                 FWX_CONNECTION_LISTENING | FWX_CONNECTION_EMULATED |
+                                     (fIat ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0));
     if (c == NULL)
         return FWX_E_OUTOFMEMORY;
-    c->flags |= FWX_CONNECTION_LISTENING | FWX_CONNECTION_EMULATED |
-                (fIat ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0);
     fwx__sa_set(&c->client, (const struct sockaddr *)&client);
     fwx__sa_set(&c->ext_local, (const struct sockaddr *)&proxy);
     c->has_ext_local = true;
