@@ -312,12 +312,17 @@ int main(int argc, char **argv)
         uint64_t d0 = now_ns();
         int dc = socket_in(pasv ? cns : sns);
         int ok = 0;
+        /* A failure says which step failed, and from which port of the data socket. */
+        const char *step = "connect";
+        int err = 0;
         if (connect_to(dc, ip, port) == 0) {
             uint64_t d1 = now_ns();
             int da = accept_within(pasv ? sdl : cdl, WAIT_MS);
             char b = 0;
+            step = da < 0 ? "accept" : "echo";
             if (da >= 0 && write_all(da, "x", 1) == 0 && recv(dc, &b, 1, 0) == 1 && b == 'x')
                 ok = 1;
+            err = errno;
             if (da >= 0)
                 close(da);
             if (ok && i >= WARMUP) {
@@ -325,7 +330,13 @@ int main(int argc, char **argv)
                 if (d1 - d0 > 500000000u)
                     slow_data++;
             }
+        } else {
+            err = errno;
         }
+        struct sockaddr_in own;
+        socklen_t ol = sizeof own;
+        if (getsockname(dc, (struct sockaddr *)&own, &ol) != 0)
+            own.sin_port = 0;
         close(dc);
         if (i < WARMUP)
             continue;
@@ -334,7 +345,8 @@ int main(int argc, char **argv)
         else {
             data_fail++;
             if (first_err[0] == '\0')
-                snprintf(first_err, sizeof first_err, "data connection to %s:%u failed", ip, port);
+                snprintf(first_err, sizeof first_err, "data connection %d to %s:%u from port %u failed at %s: %s", i, ip,
+                         port, ntohs(own.sin_port), step, err ? strerror(err) : "no data");
         }
     }
     close(c);
