@@ -25,7 +25,8 @@
 # transfer's own first byte is then a gateway's second session; default: enough for 40 sessions per row over the
 # REPEAT rounds, quick 0; kreport judges time to first byte on their p50 when there are any), SETUP_ROWS="ROW..." (only
 # those rows of the latency section; default all), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
-# config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run; CTF_PERF_ROW=owned_life for the whole-life run), RATE_PERF=DIR (perf profile of the load CPUs over each connection-rate run, DIR/ROW-ROUND.perf: where the forwarding CPU's time goes per row), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
+# config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run; CTF_PERF_ROW=owned_life for the whole-life run), RATE_PERF=DIR (perf profile of the load CPUs over each connection-rate run, DIR/ROW-ROUND.perf: where the forwarding CPU's time goes per row), TP_DIAG=1 (two more rows of the
+# throughput section, kernel-nat-acct and kernel-nat-ev: kernel-nat-ct's accounting and its event listener, each alone), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
 # under a profiler: its CPU figures then mean nothing, the profile says where the time goes).
 # SPDX-License-Identifier: MIT
 set -euo pipefail
@@ -303,6 +304,9 @@ fwx_cpu_ticks() { if [ -n "$FWX_PID" ]; then cpu_ticks "$FWX_CPU_PID"; else echo
 
 # ---- throughput and connection rate ----------------------------------------------------------------
 TP_ROWS="routed kernel-nat kernel-nat-ct fwx-kernel"
+# TP_DIAG=1: kernel-nat-ct's two parts apart, to say which one costs the NAT its rate:
+# kernel-nat-acct (byte accounting only) and kernel-nat-ev (the event listener only).
+[ "${TP_DIAG:-0}" = 1 ] && TP_ROWS="routed kernel-nat kernel-nat-acct kernel-nat-ev kernel-nat-ct fwx-kernel"
 CTEV_PID=
 ELEM_RE="$C_IP \. $S_IP \. (6|tcp) \. "
 row_up() { # NAME ROUND
@@ -310,14 +314,17 @@ row_up() { # NAME ROUND
     case $1 in
     routed) ;;
     kernel-nat) nft_nat || { note "kernel-nat: nft failed"; return 1; } ;;
-    kernel-nat-ct)
+    kernel-nat-ct | kernel-nat-acct | kernel-nat-ev)
         # The kernel's NAT plus what fwx's conntrack follower adds to the kernel's work: byte
-        # accounting on, and a ctnetlink listener on NEW and DESTROY events (no fwx at all).
-        nft_nat || { note "kernel-nat-ct: nft failed"; return 1; }
-        ing sysctl -qw net.netfilter.nf_conntrack_acct=1
-        ing "${FWX_PIN[@]}" timeout 900 conntrack -E -e NEW,DESTROY -b 8388608 >/dev/null 2>"$T/ctev-$2.err" &
-        CTEV_PID=$!; PIDS+=("$CTEV_PID")
-        sleep 0.3
+        # accounting on, and a ctnetlink listener on NEW and DESTROY events (no fwx at all);
+        # TP_DIAG's rows take one of the two each.
+        nft_nat || { note "$1: nft failed"; return 1; }
+        [ "$1" = kernel-nat-ev ] || ing sysctl -qw net.netfilter.nf_conntrack_acct=1
+        if [ "$1" != kernel-nat-acct ]; then
+            ing "${FWX_PIN[@]}" timeout 900 conntrack -E -e NEW,DESTROY -b 8388608 >/dev/null 2>"$T/ctev-$2.err" &
+            CTEV_PID=$!; PIDS+=("$CTEV_PID")
+            sleep 0.3
+        fi
         ;;
     fwx-kernel)
         start_kperm "tp$2" --client $C_IP --allow $S_IP:$P_IPERF --allow $S_IP:$P_ECHO || return 1
@@ -339,8 +346,8 @@ row_up() { # NAME ROUND
     return 0
 }
 row_down() { # NAME
-    if [ "$1" = kernel-nat-ct ] && [ -n "$CTEV_PID" ]; then
-        [ -d /proc/$CTEV_PID ] || note "kernel-nat-ct: the conntrack -E listener died: $(head -c 200 "$T"/ctev-*.err | tr '\n' ' ')"
+    if [ -n "$CTEV_PID" ]; then
+        [ -d /proc/$CTEV_PID ] || note "$1: the conntrack -E listener died: $(head -c 200 "$T"/ctev-*.err | tr '\n' ' ')"
         kill_tree $CTEV_PID; CTEV_PID=
     fi
     if [ "$1" = fwx-kernel ] && [ -n "$FWX_PID" ]; then

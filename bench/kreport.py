@@ -14,7 +14,7 @@ import report  # noqa: E402  the results file and number helpers run.sh's report
 from report import floats, load, num, text  # noqa: E402,F401
 from ftpphases import pct  # noqa: E402  the percentile ftpphases.py prints the sessions' exchanges with
 
-TP_ROWS = ["routed", "kernel-nat", "kernel-nat-ct", "fwx-kernel"]
+TP_ROWS = ["routed", "kernel-nat", "kernel-nat-acct", "kernel-nat-ev", "kernel-nat-ct", "fwx-kernel"]
 FTP_ROWS = ["direct", "kernel-ftp-helper", "fwx-ftp-kernel"]
 SETUP_ROWS = [
     ("user-ftp", "user mode: fwx-gateway, proxy backend, published FTP server, FTP filter"),
@@ -223,6 +223,9 @@ def section_ratios(res):
     ratio_line(res, "kernel-nat-ct / kernel-nat throughput", "kernel-nat-ct", "kernel-nat", "tput_gbps")
     ratio_line(res, "kernel-nat-ct / kernel-nat conn/s    ", "kernel-nat-ct", "kernel-nat", "rate_cps")
     ratio_line(res, "fwx-kernel / kernel-nat-ct conn/s    ", "fwx-kernel", "kernel-nat-ct", "rate_cps")
+    if "kernel-nat-acct" in res or "kernel-nat-ev" in res:  # TP_DIAG=1: which part of kernel-nat-ct costs
+        ratio_line(res, "kernel-nat-acct / kernel-nat conn/s  ", "kernel-nat-acct", "kernel-nat", "rate_cps")
+        ratio_line(res, "kernel-nat-ev / kernel-nat conn/s    ", "kernel-nat-ev", "kernel-nat", "rate_cps")
     print("  for scale:")
     ratio_line(res, "kernel-nat / routed        throughput", "kernel-nat", "routed", "tput_gbps")
     ratio_line(res, "kernel-nat / routed        conn/s    ", "kernel-nat", "routed", "rate_cps")
