@@ -766,10 +766,10 @@ fwx_result fwx__BindForClient(IFWXSession *This, const struct sockaddr *const Cl
     bool kernel = !(dwFlags & FWX_FLAG_NO_KERNEL_MODE) && !factory_pending(s, accept_event, NULL) &&
                   !fwx__event_hooked(s, accept_event, ProtocolGuid, true);
     hr = FWX_S_OK;
+    uint32_t bind_flags = FWX_CONNECTION_LISTENING | FWX_CONNECTION_SECONDARY |
+                          ((dwFlags & FWX_FLAG_PROXY_MODE) ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0);
     for (uint32_t i = 0; i < n; i++) {
-        conns[i] = fwx__conn_new(s, Protocol, bind_event, ProtocolGuid,
-                                 FWX_CONNECTION_LISTENING | FWX_CONNECTION_SECONDARY |
-                                     ((dwFlags & FWX_FLAG_PROXY_MODE) ? FWX_CONNECTION_INTERNAL_ADDRESS_TRANSLATION : 0));
+        conns[i] = fwx__conn_new(s, Protocol, bind_event, ProtocolGuid, bind_flags);
         /* The grant is kept in the connection's extension: made first, so none fails later. */
         gs[i] = conns[i] && fwx__conn_ext_get(conns[i])
                     ? grant_new(s, FWX__G_BINDING, Protocol, dwFlags, ProtocolGuid, pSessionFilter, punkContext)
