@@ -104,6 +104,21 @@ static fwx_result bfc(fx *f, const char *client, uint32_t n, uint32_t flags, con
     return hr;
 }
 
+/* "203.0.113.1:PORT", PORT the one a call handed out in *gw: where the peer connects to. */
+static void gw_dst(const struct sockaddr_storage *gw, char *out, size_t n)
+{
+    snprintf(out, n, "203.0.113.1:%u", ntohs(((const struct sockaddr_in *)gw)->sin_port));
+}
+
+/* One bound port for client (BindForClient), and in dst where its peer connects to. */
+static fwx_result bind_one(fx *f, const char *client, IFWXConnection **conn, char *dst, size_t n)
+{
+    struct sockaddr_storage px;
+    fwx_result hr = bfc(f, client, 1, 0, NULL, NULL, conn, &px);
+    gw_dst(&px, dst, n);
+    return hr;
+}
+
 static fwx_result admit(fx *f, int32_t proto, const char *src, const char *dst, IFWXConnection **out)
 {
     struct sockaddr_storage s = tu_addr(src), d = tu_addr(dst);
@@ -280,7 +295,7 @@ START_TEST(t3_bound_port_one_connection_only)
     struct sockaddr_storage px;
     TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, conns, &px), FWX_S_OK);
     char dst[64];
-    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    gw_dst(&px, dst, sizeof dst);
     IFWXConnection *c = NULL, *c2 = NULL;
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &c), FWX_S_OK);
     ck_assert_ptr_eq(c, conns[0]); /* the object BindForClient returned is the connection */
@@ -437,7 +452,7 @@ START_TEST(published_server_is_own_host)
                                            &FWX_GUID_NULL, NULL, NULL, NULL, b),
                  FWX_S_OK);
     char dst[64];
-    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    gw_dst(&px, dst, sizeof dst);
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.20:40001", dst, &in), FWX_S_OK); /* the remote client */
     fwx_connection_close(in);
     IFWXConnection_Release(b[0]);
@@ -448,7 +463,7 @@ START_TEST(published_server_is_own_host)
     TU_EXPECT_HR(IFWXSession_RedirectConnections(s, tp, tu_len(&port), 1, TU_SAM(ia), &ialen, NULL, 0, FWX_PROTOCOL_TCP, 0,
                                                  &FWX_GUID_NULL, NULL, NULL, NULL),
                  FWX_S_OK);
-    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&ia)->sin_port));
+    gw_dst(&ia, dst, sizeof dst);
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.6:20", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "10.0.0.5:20", dst, &in), FWX_S_OK);
     fwx_connection_close(in);
@@ -638,10 +653,8 @@ START_TEST(t8_zero_client_address_set_once)
     fx f;
     fx_open(&f);
     IFWXConnection *c[1];
-    struct sockaddr_storage px;
-    TU_EXPECT_HR(bfc(&f, "0.0.0.0:0", 1, 0, NULL, NULL, c, &px), FWX_S_OK);
     char dst[64];
-    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    TU_EXPECT_HR(bind_one(&f, "0.0.0.0:0", c, dst, sizeof dst), FWX_S_OK);
     IFWXConnection *a = NULL;
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &a), FWX_E_ADDRESS_NOT_ALLOWED);
     struct sockaddr_storage bad = tu_addr("192.0.2.99:2000"), low = tu_addr("10.0.0.8:22"), good = tu_addr("10.0.0.8:2000");
@@ -908,7 +921,7 @@ START_TEST(bound_port_only_from_expected_peer)
     struct sockaddr_storage px, px2;
     TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, c, &px), FWX_S_OK);
     char dst[64];
-    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    gw_dst(&px, dst, sizeof dst);
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "192.0.2.99:5555", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
     ck_assert_ptr_nonnull(strstr(f.lastlog, "192.0.2.99"));
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_S_OK);
@@ -920,7 +933,7 @@ START_TEST(bound_port_only_from_expected_peer)
     TU_EXPECT_HR(IFWXIpFilter_IncludeRange(ipf, TU_SA(t), tu_len(&t), TU_SA(t), tu_len(&t)), FWX_S_OK);
     TU_EXPECT_HR(bfc(&f, "10.0.0.8:2001", 1, 0, NULL, ipf, d, &px2), FWX_S_OK);
     TU_EXPECT_REF(ipf, 1); /* BindForClient copied it */
-    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px2)->sin_port));
+    gw_dst(&px2, dst, sizeof dst);
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "192.0.2.99:20", dst, &in), FWX_S_OK);
     IFWXConnection_Release(in);
@@ -1280,7 +1293,7 @@ START_TEST(permissions_belong_to_their_session)
     struct sockaddr_storage px;
     TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, c, &px), FWX_S_OK);
     char dst[64];
-    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    gw_dst(&px, dst, sizeof dst);
     TU_EXPECT_HR(admit_in(&f, a, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
     TU_EXPECT_HR(admit_in(&f, f.s, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_S_OK);
     IFWXConnection_Release(in);
@@ -1530,10 +1543,8 @@ START_TEST(many_data_connections)
     }
     /* A bound port is still for the control connection's peer only (the session's peers). */
     IFWXConnection *b[1];
-    struct sockaddr_storage px;
-    TU_EXPECT_HR(bfc(&f, "10.0.0.8:2000", 1, 0, NULL, NULL, b, &px), FWX_S_OK);
     char dst[64];
-    snprintf(dst, sizeof dst, "203.0.113.1:%u", ntohs(((struct sockaddr_in *)&px)->sin_port));
+    TU_EXPECT_HR(bind_one(&f, "10.0.0.8:2000", b, dst, sizeof dst), FWX_S_OK);
     IFWXConnection *in = NULL;
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.99:20", dst, &in), FWX_E_ADDRESS_NOT_ALLOWED);
     TU_EXPECT_HR(admit(&f, FWX_PROTOCOL_TCP, "198.51.100.7:20", dst, &in), FWX_S_OK);
