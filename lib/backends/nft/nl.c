@@ -243,20 +243,27 @@ size_t fwx__nftnl_text(int family, const uint8_t *b, size_t len, char *out, size
     return o;
 }
 
-/* Reads what the kernel has queued on the socket, up to ACK_BATCH datagrams into h->ack (each
-   h->ackmsg[k].msg_len long), without blocking: their count, 0 when none is queued, -1 when the
-   socket failed (errno; ENOBUFS: answers were lost). */
-static int ack_read(fwx__nftnl *h)
+/* Reads what the kernel has queued on the socket, up to ACK_BATCH datagrams into h->ack, without
+   blocking, and hands fn each message of ours (our port id) until fn returns false. Returns the
+   datagrams read (ACK_BATCH: more may be queued), 0 when none was queued, -1 when the socket
+   failed (errno; ENOBUFS: answers were lost). */
+static int ack_each(fwx__nftnl *h, bool (*fn)(const struct nlmsghdr *m, void *arg), void *arg)
 {
-    for (;;) {
-        int got = recvmmsg(mnl_socket_get_fd(h->nl), h->ackmsg, ACK_BATCH, MSG_DONTWAIT, NULL);
-        if (got >= 0)
-            return got;
+    int got;
+    while ((got = recvmmsg(mnl_socket_get_fd(h->nl), h->ackmsg, ACK_BATCH, MSG_DONTWAIT, NULL)) < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return 0;
         if (errno != EINTR)
             return -1;
     }
+    for (int k = 0; k < got; k++) {
+        int len = (int)h->ackmsg[k].msg_len;
+        for (const struct nlmsghdr *m = (const struct nlmsghdr *)h->ack[k]; mnl_nlmsg_ok(m, len);
+             m = mnl_nlmsg_next(m, &len))
+            if (m->nlmsg_pid == h->portid && !fn(m, arg))
+                return got;
+    }
+    return got;
 }
 
 /* Set `set` of our table with one element of key `key` (not added to it yet: *e, for the
@@ -321,6 +328,32 @@ static bool put_op(fwx__nftnl *h, struct mnl_nlmsg_batch *b, fwx__nftnl_op *op, 
     return true;
 }
 
+/* What send_chunk's acks are matched against: the batch's begin (first) and its elements'
+   sequence numbers (base .. base + m - 1, element i is ops[idx[i]]). */
+typedef struct chunk_acks {
+    fwx__nftnl_op *ops;
+    const size_t *idx;
+    size_t m, answered;
+    uint32_t first, base;
+    int batch_err;
+} chunk_acks;
+
+static bool chunk_ack(const struct nlmsghdr *nlh, void *arg)
+{
+    chunk_acks *c = arg;
+    if (nlh->nlmsg_type != NLMSG_ERROR)
+        return true;
+    int err = -((const struct nlmsgerr *)mnl_nlmsg_get_payload(nlh))->error;
+    uint32_t seq = nlh->nlmsg_seq;
+    if (seq == c->first) {
+        c->batch_err = err;
+    } else if (seq >= c->base && seq < c->base + c->m && c->ops[c->idx[seq - c->base]].err == -1) {
+        c->ops[c->idx[seq - c->base]].err = err;
+        c->answered++;
+    }
+    return true;
+}
+
 /*
  * One transaction of ops[idx[0..m)] (those still to send). Fills each one's err from its ack;
  * *batch_err gets an error the kernel gave the batch as a whole (no rights, a failed commit).
@@ -354,35 +387,20 @@ static int send_chunk(fwx__nftnl *h, fwx__nftnl_op *ops, const size_t *idx, size
     if (rc < 0)
         return -1;
     /* Every answer is queued already (the kernel ran the batch inside sendmsg). */
-    size_t answered = 0;
-    while (sent > 0 && answered < sent) {
-        int got = ack_read(h);
+    chunk_acks c = {.ops = ops, .idx = idx, .m = m, .first = first, .base = base};
+    while (sent > 0 && c.answered < sent) {
+        int got = ack_each(h, chunk_ack, &c);
         if (got < 0)
             return -1;
-        for (int k = 0; k < got; k++) {
-            int len = (int)h->ackmsg[k].msg_len;
-            for (const struct nlmsghdr *nlh = (const struct nlmsghdr *)h->ack[k]; mnl_nlmsg_ok(nlh, len);
-                 nlh = mnl_nlmsg_next(nlh, &len)) {
-                if (nlh->nlmsg_type != NLMSG_ERROR || nlh->nlmsg_pid != h->portid)
-                    continue;
-                const struct nlmsgerr *ne = mnl_nlmsg_get_payload(nlh);
-                uint32_t seq = nlh->nlmsg_seq;
-                if (seq == first) {
-                    *batch_err = -ne->error;
-                } else if (seq >= base && seq < base + m && ops[idx[seq - base]].err == -1) {
-                    ops[idx[seq - base]].err = -ne->error;
-                    answered++;
-                }
-            }
-        }
-        if (*batch_err != 0 && answered == 0)
+        if (c.batch_err != 0 && c.answered == 0)
             break; /* refused as a whole before any element was looked at */
         if (got < ACK_BATCH)
             break; /* the queue is empty: what is missing never came (EPROTO below) */
     }
+    *batch_err = c.batch_err;
     for (size_t i = 0; i < m; i++)
         if (ops[idx[i]].err == -1)
-            ops[idx[i]].err = *batch_err != 0 ? *batch_err : EPROTO; /* no answer: never taken as done */
+            ops[idx[i]].err = c.batch_err != 0 ? c.batch_err : EPROTO; /* no answer: never taken as done */
     return 0;
 }
 
@@ -456,6 +474,29 @@ bool fwx__nftnl_probe_destroy(fwx__nftnl *h, const char *set, const char *key)
     return h->destroy_ok;
 }
 
+/* fwx__nftnl_has's answer: the element (found), then the ack that ends it (result). */
+typedef struct has_answer {
+    uint32_t seq;
+    int found, result;
+    bool done;
+} has_answer;
+
+static bool has_ack(const struct nlmsghdr *m, void *arg)
+{
+    has_answer *a = arg;
+    if (m->nlmsg_seq != a->seq)
+        return true; /* an earlier request's late answer: not ours */
+    if (m->nlmsg_type == NLMSG_ERROR) {
+        int err = -((const struct nlmsgerr *)mnl_nlmsg_get_payload(m))->error;
+        a->result = err == 0 ? a->found : err == ENOENT ? 0 : -err;
+        a->done = true;
+        return false;
+    }
+    if (NFNL_MSG_TYPE(m->nlmsg_type) == NFT_MSG_NEWSETELEM)
+        a->found = 1;
+    return true;
+}
+
 int fwx__nftnl_has(fwx__nftnl *h, const char *set, const uint8_t *key, size_t klen)
 {
     struct nftnl_set_elem *e = NULL;
@@ -472,27 +513,13 @@ int fwx__nftnl_has(fwx__nftnl *h, const char *set, const uint8_t *key, size_t kl
     nftnl_set_free(s);
     if (mnl_socket_sendto(h->nl, nlh, nlh->nlmsg_len) < 0)
         return -errno;
-    int found = 0;
-    for (int reads = 0; reads < 2; reads++) { /* the element, then the ack: queued together */
-        int got = ack_read(h);
+    has_answer a = {.seq = seq, .result = -EPROTO}; /* no ack: no answer */
+    for (int reads = 0; reads < 2 && !a.done; reads++) { /* the element, then the ack: queued together */
+        int got = ack_each(h, has_ack, &a);
         if (got < 0)
             return -errno;
         if (got == 0)
-            break; /* no answer */
-        for (int k = 0; k < got; k++) {
-            int len = (int)h->ackmsg[k].msg_len;
-            for (const struct nlmsghdr *m = (const struct nlmsghdr *)h->ack[k]; mnl_nlmsg_ok(m, len);
-                 m = mnl_nlmsg_next(m, &len)) {
-                if (m->nlmsg_seq != seq || m->nlmsg_pid != h->portid)
-                    continue; /* an earlier request's late answer: not ours */
-                if (m->nlmsg_type == NLMSG_ERROR) {
-                    int err = -((const struct nlmsgerr *)mnl_nlmsg_get_payload(m))->error;
-                    return err == 0 ? found : err == ENOENT ? 0 : -err;
-                }
-                if (NFNL_MSG_TYPE(m->nlmsg_type) == NFT_MSG_NEWSETELEM)
-                    found = 1;
-            }
-        }
+            break;
     }
-    return -EPROTO;
+    return a.result;
 }
