@@ -23,7 +23,8 @@
 # a 4 KiB file under curl --trace-time: one before each FTP row's transfer, on the fresh gateway, as ROW-cold, and N
 # after it; bench/ftpphases.py splits their time to first byte into the session's exchanges, p50/p90 per row; the
 # transfer's own first byte is then a gateway's second session; default: enough for 40 sessions per row over the
-# REPEAT rounds, quick 0; kreport judges time to first byte on their p50 when there are any), SETUP_ROWS="ROW..." (only
+# REPEAT rounds, quick 0; kreport judges time to first byte on their p50 when there are any; pinned, the fwx row runs
+# N more with fwx on the load CPU, ROW-samecpu, and tcpbench wake measures wake-ups beside them), SETUP_ROWS="ROW..." (only
 # those rows of the latency section; default all), FWX_FTP=gateway|kperm (who carries the fwx-ftp-kernel row; default: fwx-gateway if its
 # config file takes `backend = "nft"`, else kperm), CTF_PERF=FILE (perf profile of fwx over the ctfilter own-flow run; CTF_PERF_ROW=owned_life for the whole-life run), RATE_PERF=DIR (perf profile of the load CPUs over each connection-rate run, DIR/ROW-ROUND.perf: where the forwarding CPU's time goes per row), TP_DIAG=1 (two more rows of the
 # throughput section, kernel-nat-acct and kernel-nat-ev: kernel-nat-ct's accounting and its event listener, each alone), KPERM_WRAP="valgrind --tool=callgrind ..." (kperm run
@@ -530,7 +531,29 @@ test_ftp() { # NAME ROUND
     # FTP_FB: the same kind of session again, traced, on a gateway that has carried some already
     local i
     for i in $(seq 1 "$FTP_FB"); do fb_session "$name" $(( ($2 - 1) * FTP_FB + i )); done
+    # ... and as many with fwx moved onto the load CPU, where curl, vsftpd and the kernel's own
+    # packet work (and so the FTP helper) run: each exchange fwx relays then wakes no idle CPU
+    # (ROW-samecpu, a diagnostic; bench/README.md, issue 13 part 10)
+    if [ "$name" = fwx-ftp-kernel ] && [ "$FWX_CPU" != any ] && [ -n "$FWX_PID" ]; then
+        taskset -a -p -c "$LOAD_CPUS" "$FWX_CPU_PID" >/dev/null
+        for i in $(seq 1 "$FTP_FB"); do fb_session "$name-samecpu" $(( ($2 - 1) * FTP_FB + i )); done
+        taskset -a -p -c "$FWX_CPU" "$FWX_CPU_PID" >/dev/null
+    fi
     return 0
+}
+# What waking a sleeping process costs on this machine, on one CPU and from the load CPU to
+# fwx's: a relayed FTP exchange is two more such wake-ups than a direct one (FTP_FB's
+# diagnostic; tcpbench wake: round trips of one byte, each after 200 us of sleep).
+wake_cost() {
+    [ "$FWX_CPU" != any ] || return 0
+    local lc=${LOAD_CPUS%%-*} f pair
+    for pair in "same $lc $lc" "cross $lc $FWX_CPU"; do
+        set -- $pair
+        f="$T/wake-$1.out"
+        "$TB" wake "$2" "$3" 200 2000 >"$f" 2>&1 || { note "tcpbench wake $1 failed: $(head -c 200 "$f")"; continue; }
+        put machine "wake_$1_p50_us" "$(kv p50_us "$f")"
+        put machine "wake_$1_p90_us" "$(kv p90_us "$f")"
+    done
 }
 fb_session() { # LABEL N: one passive session fetching small.bin, traced into $T/fb/LABEL.N.trace
     inc timeout 30 curl -s -S -o /dev/null --max-time 20 --ftp-pasv --trace-time \
@@ -705,6 +728,7 @@ for rd in $(seq 1 $REPEAT); do
 done
 
 [ -n "$FTP_ROWS" ] && start_vsftpd
+[ -n "$FTP_ROWS" ] && [ "$FTP_FB" -gt 0 ] && wake_cost
 [ -n "$FTP_ROWS" ] && cat "$FTPD/root/big.bin" >/dev/null   # into the page cache (a sparse file's holes too), before any row
 for rd in $(seq 1 $REPEAT); do
     for name in $FTP_ROWS; do

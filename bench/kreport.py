@@ -169,7 +169,7 @@ def section_ftp(res):
         ct = text(res, row, "ftp_data_conntrack")
         if ct:
             print(f"  {row} data connection in conntrack: {ct}")
-    for row in FTP_ROWS:
+    for row in FTP_ROWS + ["fwx-ftp-kernel-samecpu"]:
         v, cold = floats(res, row, "fb_first_ms"), floats(res, row, "fb_cold_first_ms")
         if v or cold:
             lost = len(res.get(row, {}).get("fb_no_first", []))
@@ -206,11 +206,35 @@ def first_byte_verdict(res):
             print(f"      sessions without a first byte, left out: fwx-ftp-kernel {lost[0]}, kernel-ftp-helper {lost[1]}")
         if old:
             print(f"      per transfer (median of the rounds' time_starttransfer; not judged): {old}")
+        wake_diagnostic(res, hs)
     elif old:
         why = "no traced sessions (FTP_FB=0)" if not (fs or hs) else \
             f"traced sessions of one row only ({a} {len(fs)}, {b} {len(hs)})"
         print(f"  first byte per transfer (median of the rounds' time_starttransfer; judged: {why}): {old}"
               f" ({target}): {'PASS' if fb - hb <= TARGET_FIRST_BYTE_MS else 'MISS'}")
+
+
+# Exchanges fwx relays up to the first data byte of a traced session: the connect's accept and
+# the banner (one each way), USER, PASS, PWD, EPSV, TYPE, SIZE and RETR (a request and a reply each).
+FB_RELAYED_EXCHANGES = 8
+
+
+def wake_diagnostic(res, helper):
+    """Where a relay's first byte goes on this machine: the same sessions with fwx on the load
+    CPU (curl's, vsftpd's and the kernel's packet work: the helper's own CPU), and the wake-up
+    cost tcpbench measured. Each exchange fwx relays turns one wake-up on one CPU into two
+    across CPUs (to fwx's, then back), so it costs about 2 x cross - same round-trip halves."""
+    same = floats(res, "fwx-ftp-kernel-samecpu", "fb_first_ms")
+    if same and helper:
+        d = pct(same, 50) - pct(helper, 50)
+        print(f"      with fwx on the load CPU (fwx-ftp-kernel-samecpu; not judged): {pct(same, 50):.2f} ms"
+              f" (p90 {pct(same, 90):.2f}, {len(same)} sessions): {d:+.2f} ms against the helper")
+    ws, wc = num(res, "machine", "wake_same_p50_us"), num(res, "machine", "wake_cross_p50_us")
+    if ws is not None and wc is not None:
+        per = 2 * wc - ws
+        print(f"      wake-up round trip (tcpbench wake, p50, after 200 us asleep): one CPU {ws:.1f} us,"
+              f" load CPU <-> fwx's CPU {wc:.1f} us; {FB_RELAYED_EXCHANGES} relayed exchanges x"
+              f" (2 x {wc:.1f} - {ws:.1f}) us = {FB_RELAYED_EXCHANGES * per / 1e3:.2f} ms of wake-ups alone")
 
 
 def section_ratios(res):

@@ -14,6 +14,12 @@
  *   tcpbench idle HOST PORT N HOLD_SECONDS
  *       opens N connections, does one 16-byte echo on each (relayed end to end), prints
  *       "ready OK FAILED", then holds them open for HOLD_SECONDS (or until SIGTERM).
+ *   tcpbench wake CPU_A CPU_B GAP_US N
+ *       scheduler wake-up cost: a process pinned to CPU_A and its child pinned to CPU_B pass one
+ *       byte back and forth over a socketpair, N round trips, each after GAP_US of sleep (so the
+ *       other side has gone idle, as a relay between two exchanges has); prints round-trip
+ *       percentiles in microseconds. One round trip is two wake-ups, each of a process that
+ *       sleeps; across CPUs, each also wakes an idle CPU (bench/README.md, issue 13 part 10).
  *
  * Every loop is bounded by a deadline. Output is "key value" lines for run.sh to parse.
  * SPDX-License-Identifier: MIT
@@ -31,7 +37,9 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sched.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -396,6 +404,60 @@ static int idle(const char *host, const char *port, int n, double hold)
     return 0;
 }
 
+static void pin_to(int cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    if (sched_setaffinity(0, sizeof set, &set) != 0)
+        die("sched_setaffinity");
+}
+
+static int wake(int cpu_a, int cpu_b, int gap_us, int n)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) != 0)
+        die("socketpair");
+    pid_t child = fork();
+    if (child < 0)
+        die("fork");
+    if (child == 0) { /* the echo side: ends at EOF or after n bytes */
+        close(sv[0]);
+        pin_to(cpu_b);
+        char c;
+        for (int i = 0; i < n && read(sv[1], &c, 1) == 1; i++)
+            if (write(sv[1], &c, 1) != 1)
+                break;
+        _exit(0);
+    }
+    close(sv[1]);
+    pin_to(cpu_a);
+    uint64_t *rt = calloc((size_t)n, sizeof *rt);
+    if (rt == NULL)
+        die("calloc");
+    int got = 0;
+    struct timespec gap = {0, (long)gap_us * 1000};
+    for (int i = 0; i < n; i++) {
+        char c = 'w';
+        nanosleep(&gap, NULL);
+        uint64_t t0 = now_ns();
+        if (write(sv[0], &c, 1) != 1 || read(sv[0], &c, 1) != 1)
+            break;
+        rt[got++] = now_ns() - t0;
+    }
+    close(sv[0]);
+    waitpid(child, NULL, 0);
+    if (got == 0) {
+        fprintf(stderr, "tcpbench: wake: no round trip\n");
+        return 1;
+    }
+    qsort(rt, (size_t)got, sizeof *rt, cmp_u64);
+    printf("samples %d\np50_us %.1f\np90_us %.1f\np99_us %.1f\n", got, rt[got / 2] / 1e3,
+           rt[(size_t)got * 9 / 10] / 1e3, rt[(size_t)got * 99 / 100] / 1e3);
+    free(rt);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     raise_nofile();
@@ -420,6 +482,13 @@ int main(int argc, char **argv)
             return 2;
         return idle(argv[2], argv[3], n, hold);
     }
-    fprintf(stderr, "usage: tcpbench serve PORT | rate|rr HOST PORT SECONDS CONC SIZE | idle HOST PORT N HOLD\n");
+    if (argc == 6 && strcmp(argv[1], "wake") == 0) {
+        int a = atoi(argv[2]), b = atoi(argv[3]), gap = atoi(argv[4]), n = atoi(argv[5]);
+        if (a < 0 || b < 0 || a >= CPU_SETSIZE || b >= CPU_SETSIZE || gap < 0 || gap > 1000000 || n < 1 || n > 100000)
+            return 2;
+        return wake(a, b, gap, n);
+    }
+    fprintf(stderr, "usage: tcpbench serve PORT | rate|rr HOST PORT SECONDS CONC SIZE | idle HOST PORT N HOLD"
+                    " | wake CPU_A CPU_B GAP_US N\n");
     return 2;
 }
