@@ -16,7 +16,7 @@
 # A benchmark, not a test: prints figures, exits 0 unless the harness itself broke.
 #
 # Knobs: QUICK=1, PIN=0 (do not pin), KEEP=1 (keep the temp dir), RESULTS=FILE (copy the raw
-# TSV), REPEAT=N (rounds), SETUP_N=N (latency iterations per row and round), SETUP_ROUNDS=N (rounds of the latency
+# TSV), REPEAT=N (rounds), TP_REPEAT=N (rounds of the throughput section; default 8, quick REPEAT), SETUP_N=N (latency iterations per row and round), SETUP_ROUNDS=N (rounds of the latency
 # section, each over every row; default 3, quick 1; kreport judges medians over them), FTP_MB=N (FTP file size, MiB),
 # RT=1 (latency section under SCHED_FIFO), SECTIONS="tput ftp setup ctfilter" (a subset), SETUP_GRANTS=N
 # (the outstanding grants of the kernel-ftp-10k row, default 10000; 0: no such row), FTP_FB=N (sessions that fetch
@@ -41,12 +41,14 @@ QUICK=${QUICK:-0}
 PIN=${PIN:-1}
 
 if [ "$QUICK" = 1 ]; then
-    TPUT_S=2 RATE_S=2 REPEAT=${REPEAT:-1} FTP_MB=${FTP_MB:-1024} SETUP_N=${SETUP_N:-200} SETUP_ROUNDS=${SETUP_ROUNDS:-1}
+    TPUT_S=2 RATE_S=2 REPEAT=${REPEAT:-1} TP_REPEAT=${TP_REPEAT:-${REPEAT:-1}} FTP_MB=${FTP_MB:-1024} SETUP_N=${SETUP_N:-200} SETUP_ROUNDS=${SETUP_ROUNDS:-1}
     FTP_FB=${FTP_FB:-0}
 else
     # The latency section in rounds: one pass's p99 moved by 100+ us between full runs on the
     # same code, so the shares are judged on the median over rounds (bench/kreport.py).
-    TPUT_S=6 RATE_S=4 REPEAT=${REPEAT:-5} FTP_MB=${FTP_MB:-2048} SETUP_N=${SETUP_N:-1000} SETUP_ROUNDS=${SETUP_ROUNDS:-3}
+    # The throughput section judges the median of its rounds' paired ratios (kreport): more,
+    # shorter rounds, an even number so that each row comes first and last as often.
+    TPUT_S=4 RATE_S=4 REPEAT=${REPEAT:-5} TP_REPEAT=${TP_REPEAT:-8} FTP_MB=${FTP_MB:-2048} SETUP_N=${SETUP_N:-1000} SETUP_ROUNDS=${SETUP_ROUNDS:-3}
     # Time to first byte is judged on the traced sessions: at least 40 per row over the run,
     # since vsftpd's banner and login alone move a median of a few sessions by more than the
     # 1 ms target (bench/README.md, issue 13 part 5).
@@ -712,9 +714,16 @@ SECTIONS=${SECTIONS:-tput ftp setup ctfilter}
 want() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 want tput || TP_ROWS=""
 want ftp || FTP_ROWS=""
-for rd in $(seq 1 $REPEAT); do
-    for name in $TP_ROWS; do
-        log "round $rd/$REPEAT, $name: throughput, connection rate"
+# Rows in the order given in odd rounds and reversed in even ones: the machine's speed drifts
+# within a round as well as between rounds (other guests of its host), and a row that always came
+# last would carry that drift in every ratio (bench/README.md, issue 13 part 10).
+in_order() { # ROUND ROW...: the round's rows
+    local rd=$1; shift
+    if [ $((rd % 2)) = 1 ]; then echo "$@"; else printf '%s\n' "$@" | tac | tr '\n' ' '; fi
+}
+for rd in $(seq 1 $TP_REPEAT); do
+    for name in $(in_order "$rd" $TP_ROWS); do
+        log "round $rd/$TP_REPEAT, $name: throughput, connection rate"
         if row_up "$name" "$rd"; then
             test_tput "$name" "$rd"
             sleep 0.5
@@ -731,7 +740,7 @@ done
 [ -n "$FTP_ROWS" ] && [ "$FTP_FB" -gt 0 ] && wake_cost
 [ -n "$FTP_ROWS" ] && cat "$FTPD/root/big.bin" >/dev/null   # into the page cache (a sparse file's holes too), before any row
 for rd in $(seq 1 $REPEAT); do
-    for name in $FTP_ROWS; do
+    for name in $(in_order "$rd" $FTP_ROWS); do
         log "round $rd/$REPEAT, $name: FTP download of $FTP_MB MiB"
         if ftp_row_up "$name" "$rd"; then
             test_ftp "$name" "$rd"
@@ -826,7 +835,7 @@ ELAPSED=$(( $(date +%s) - START ))
 
 [ -n "${RESULTS:-}" ] && cp "$RES" "$RESULTS"
 python3 "$HERE/kreport.py" "$RES" "$NOTES" \
-    "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) fwx_cpu=$FWX_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc repeat=$REPEAT ftp=${FTP_MB}MiB setup_n=$SETUP_N setup_rounds=$SETUP_ROUNDS${SETUP_S:+ (${SETUP_S}s)} ftp_fb=$FTP_FB rt=${RT:-0} sections=${SECTIONS// /,} fwx-ftp-kernel=$FWX_FTP loadavg start $LOAD0 end $(cut -d' ' -f1-3 /proc/loadavg)" \
+    "mode=$([ "$QUICK" = 1 ] && echo quick || echo full) nproc=$NCPU kernel=$(uname -r) fwx_cpu=$FWX_CPU load_cpus=$LOAD_CPUS elapsed=${ELAPSED}s tput=${TPUT_S}s rate=${RATE_S}s/${RATE_CONC}conc repeat=$REPEAT tp_repeat=$TP_REPEAT ftp=${FTP_MB}MiB setup_n=$SETUP_N setup_rounds=$SETUP_ROUNDS${SETUP_S:+ (${SETUP_S}s)} ftp_fb=$FTP_FB rt=${RT:-0} sections=${SECTIONS// /,} fwx-ftp-kernel=$FWX_FTP loadavg start $LOAD0 end $(cut -d' ' -f1-3 /proc/loadavg)" \
     "fwx $GW_DESC; $(iperf3 -v 2>/dev/null | head -1 | awk '{print "iperf3", $2}'); $(curl -V 2>/dev/null | head -1 | awk '{print "curl", $2}'); vsftpd $(dpkg-query -W -f='${Version}' vsftpd 2>/dev/null); $(nft -v 2>/dev/null)" \
     "$([ -f "$T/fwx-kernel-elements.txt" ] && cat "$T/fwx-kernel-elements.txt")" \
     || fail "report failed"

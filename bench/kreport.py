@@ -75,21 +75,44 @@ def spread(r, rows, key, label):
         print(f"  spread (min-max) of {label}: " + ";  ".join(parts))
 
 
+def round_ratios(r, a_row, b_row, key):
+    """Each round's a / b, where both rows have a figure that round (kernel.sh puts one value,
+    or FAIL, per row and round, so the lists pair by position)."""
+    av, bv = r.get(a_row, {}).get(key, []), r.get(b_row, {}).get(key, [])
+    if len(av) != len(bv):
+        return []
+    out = []
+    for x, y in zip(av, bv):
+        try:
+            x, y = float(x), float(y)
+        except ValueError:
+            continue
+        if y:
+            out.append(x / y)
+    return out
+
+
 def ratio_line(r, label, a_row, b_row, key, target=None):
+    """a against b. With two or more paired rounds the verdict is on the median of the rounds'
+    own ratios: the two rows of one round ran within a minute of each other, in an order that
+    alternates (kernel.sh), while the machine's speed drifts by more than the margin being judged
+    from one round to the next (bench/README.md, issue 13 part 10). The ratio of the rows' medians
+    is printed beside it. With fewer rounds, the ratio of the figures decides."""
     a, b = num(r, a_row, key), num(r, b_row, key)
     if a is None or b in (None, 0):
         print(f"  {label}: cannot judge (missing figure: {a_row} {fmt(a)}, {b_row} {fmt(b)})")
         return
-    q = a / b
+    rs = round_ratios(r, a_row, b_row, key)
+    q = statistics.median(rs) if len(rs) > 1 else a / b
     verdict = ""
     if target is not None:
         verdict = f" (target >= {target:.2f}): {'PASS' if q >= target else 'MISS'}"
-    print(f"  {label}: {fmt(a)} / {fmt(b)} = {q:.3f}x{verdict}")
-    # per-round ratios, when the rounds are paired (same count)
-    av, bv = floats(r, a_row, key), floats(r, b_row, key)
-    if len(av) > 1 and len(av) == len(bv):
-        rs = [x / y for x, y in zip(av, bv) if y]
+    if len(rs) > 1:
+        print(f"  {label}: median of {len(rs)} paired rounds {q:.3f}x{verdict}"
+              f"; medians {fmt(a)} / {fmt(b)} = {a / b:.3f}x")
         print(f"      per round: {', '.join(f'{x:.3f}' for x in rs)}")
+    else:
+        print(f"  {label}: {fmt(a)} / {fmt(b)} = {q:.3f}x{verdict}")
 
 
 def main():
