@@ -2,7 +2,8 @@
  * fwx tests - logging: the record sink (fwx_firewall_set_log_sink) and IFWXHostLog, the way
  * plugins log through the host. Public API only, with the tp_good test plugin for a log object
  * bound to a plugin; except "core_macros_evaluate_once", which holds the core's own logging
- * macros (core/internal.h, core/log.h) to their contract.
+ * macros (core/internal.h, core/log.h) to their contract, and "logpace", the once-a-second rule
+ * of the backends' refusal lines (util.h).
  * SPDX-License-Identifier: MIT
  */
 #include "testutil.h"
@@ -428,9 +429,36 @@ START_TEST(test_core_macros_evaluate_once)
 }
 END_TEST
 
+/* fwx__logpace (util.h), the once-a-second rule of the backends' refusal lines (SOCKS caps, out
+   of descriptors in the proxy and nft backends): the first event is said, the next ones within
+   the second are counted, and the first one after it is said with that count. */
+START_TEST(test_logpace)
+{
+    fwx__logpace p = {0};
+    uint32_t unsaid = 99;
+    ck_assert(fwx__logpace_say(&p, 0, &unsaid)); /* at loop time 0 too */
+    ck_assert_uint_eq(unsaid, 0);
+    for (uint64_t t = 1; t < FWX__LOGPACE_MS; t += 111) {
+        unsaid = 99;
+        ck_assert(!fwx__logpace_say(&p, t, &unsaid));
+        ck_assert_uint_eq(unsaid, 0);
+    }
+    ck_assert(!fwx__logpace_say(&p, FWX__LOGPACE_MS - 1, &unsaid)); /* still within the second */
+    ck_assert(fwx__logpace_say(&p, FWX__LOGPACE_MS, &unsaid));
+    ck_assert_uint_eq(unsaid, 10); /* t = 1, 112, ..., 999 (nine) and 999 again */
+    ck_assert(!fwx__logpace_say(&p, FWX__LOGPACE_MS + 5, &unsaid));
+    p.unsaid += 3; /* a caller counting refusals it made itself (the proxy's reserve accepts) */
+    ck_assert(fwx__logpace_say(&p, 5000, &unsaid));
+    ck_assert_uint_eq(unsaid, 4);
+    ck_assert(fwx__logpace_say(&p, 7000, &unsaid)); /* a quiet spell: said, nothing unsaid */
+    ck_assert_uint_eq(unsaid, 0);
+}
+END_TEST
+
 int main(void)
 {
     const tu_case cases[] = {
+        {"logpace", test_logpace},
         {"core_fields", test_core_fields},
         {"set_level", test_set_level},
         {"hostlog_calls", test_hostlog_calls},

@@ -169,6 +169,20 @@ fwx_result fwx__result_from_errno(int err, fwx_result fallback);
 int fwx__reuseport(int fd);
 int fwx__reuseport_by_source(int fd, uint32_t n);
 
+/* ---- a log line a second (logpace.c) ---------------------------------------------------- */
+
+/* For an event a peer can cause at will (a refusal): say the first at once, count the ones
+   within FWX__LOGPACE_MS of the last line, and let the next line say how many went unsaid.
+   Zero-initialise. Not thread-safe. */
+#define FWX__LOGPACE_MS 1000
+typedef struct fwx__logpace {
+    uint64_t said_ms; /* when the last line was said (the caller's ms, + 1), 0: never */
+    uint32_t unsaid;  /* events since then that were not said */
+} fwx__logpace;
+/* now_ms: any monotonic milliseconds (uv_now). True: say this one, *unsaid is the count of the
+   events not said since the last line. False: it was counted; say nothing (*unsaid = 0). */
+bool fwx__logpace_say(fwx__logpace *p, uint64_t now_ms, uint32_t *unsaid);
+
 /* ---- a table of object pointers by hash (omap.c) --------------------------------------- */
 
 /* Open addressing, for the hot tables that hold one record per flow (omap.c says why not

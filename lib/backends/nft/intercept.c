@@ -62,8 +62,7 @@ struct fwx__nft_icpt {
     bool reactor_held;    /* fwx_pump_reactor_hold taken at start, released at stop */
     fwx_listen_spec pub;
     irelay relays; /* list head */
-    uint64_t short_logged_at;  /* loop time of the last out-of-descriptors line, 0: none yet */
-    unsigned short_suppressed; /* shortages since that line */
+    fwx__logpace short_pace; /* out-of-descriptors lines, once a second */
     bool stopping, closed;
 };
 
@@ -73,8 +72,6 @@ struct fwx__nft_icpt {
 /* Out of descriptors (EMFILE, ENFILE): accepting pauses this long, and the connections wait in
    the kernel's listen queue until some descriptors are free again. */
 #define ACCEPT_PAUSE_MS 100
-/* ... and says so at most once a second, with the count of the others. */
-#define SHORTAGE_LOG_MS 1000
 
 static uv_loop_t *t_loop(const struct fwx__nft_icpt *l) { return fwx_firewall_loop(l->fw); }
 
@@ -351,23 +348,18 @@ static void accepted(struct fwx__nft_icpt *l, uv_loop_t *loop, int fd, const str
     upstream_connect(r, loop, &orig);
 }
 
-/* Out of descriptors: one line per SHORTAGE_LOG_MS with the count since the last, then accepting
-   pauses (the listen queue keeps the connections) instead of waking on them again at once. */
+/* Out of descriptors: one line a second with the count since the last (fwx__logpace), then
+   accepting pauses (the listen queue keeps the connections) instead of waking on them again at once. */
 static void on_pause_end(uv_timer_t *t);
 static void shortage(struct fwx__nft_icpt *l, int err)
 {
-    uint64_t now = uv_now(t_loop(l));
-    if (l->short_logged_at == 0 || now - l->short_logged_at >= SHORTAGE_LOG_MS) {
+    uint32_t unsaid;
+    if (fwx__logpace_say(&l->short_pace, uv_now(t_loop(l)), &unsaid))
         fwx_firewall_log(l->fw, FWX_LOG_ERROR,
                          "backend \"nft\": out of file descriptors (%s: %s) accepting %s connections: "
                          "accepting pauses %d ms at a time until some close (%u more since the last line)",
                          err == ENFILE ? "ENFILE" : "EMFILE", strerror(err), l->published ? "published" : "intercepted",
-                         ACCEPT_PAUSE_MS, l->short_suppressed);
-        l->short_logged_at = now ? now : 1;
-        l->short_suppressed = 0;
-    } else {
-        l->short_suppressed++;
-    }
+                         ACCEPT_PAUSE_MS, unsaid);
     for (int i = 0; i < 2; i++)
         if (l->lis[i].fd >= 0)
             uv_poll_stop(&l->lis[i].poll);

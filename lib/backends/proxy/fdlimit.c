@@ -7,7 +7,7 @@
  * to be "accepted" and then "closed (0 bytes)" with no reason. Now:
  * - the cause is logged once per burst: the first shortage logs a line naming the errno
  *   (EMFILE: this process's limit; ENFILE: the system's), later ones within a second are
- *   counted and the next line says how many there were;
+ *   counted and the next line says how many there were (fwx__logpace);
  * - the refusal is explicit: a SOCKS client gets reply 1 (general failure), any other client a
  *   reset (SO_LINGER 0) rather than an orderly close that reads as an empty answer;
  * - a reserve descriptor is kept so that a connection whose accept() itself fails is still
@@ -23,8 +23,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define SHORTAGE_LOG_MS 1000
-
 bool fwx__proxy_fd_short(int err)
 {
     if (err < 0)
@@ -36,17 +34,13 @@ void fwx__proxy_fd_shortage(pstate *st, int err, const char *what)
 {
     if (err < 0)
         err = -err;
-    uint64_t now = uv_now(st->loop);
-    if (st->fd_logged_at != 0 && now - st->fd_logged_at < SHORTAGE_LOG_MS) {
-        st->fd_suppressed++;
+    uint32_t unsaid;
+    if (!fwx__logpace_say(&st->fd_pace, uv_now(st->loop), &unsaid))
         return;
-    }
     fwx_firewall_log(st->fw, FWX_LOG_ERROR,
                      "proxy: out of file descriptors (%s: %s) while %s: new connections are refused until "
                      "some close (%u more refused since the last line)",
-                     err == ENFILE ? "ENFILE" : "EMFILE", strerror(err), what, st->fd_suppressed);
-    st->fd_logged_at = now ? now : 1;
-    st->fd_suppressed = 0;
+                     err == ENFILE ? "ENFILE" : "EMFILE", strerror(err), what, unsaid);
 }
 
 void fwx__proxy_fd_reset(int fd)
@@ -92,7 +86,7 @@ void fwx__proxy_accept_failed_fd(pstate *st, int lfd, int status, const char *wh
             break;
         fwx__proxy_fd_reset(fd);
         close(fd);
-        st->fd_suppressed++;
+        st->fd_pace.unsaid++; /* refused with a reset: the next line counts it */
     }
     fwx__proxy_reserve_open(st);
 }

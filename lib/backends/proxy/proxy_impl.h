@@ -138,8 +138,7 @@ struct pstate {
     bool warned_transparent;
     fwx__socks_users *users; /* SOCKS credentials (RFC 1929), NULL: no authentication */
     int reserve_fd;          /* a spare descriptor for refusing when they run out (fdlimit.c) */
-    uint64_t fd_logged_at;   /* when the last out-of-descriptors line was logged (loop ms) */
-    unsigned fd_suppressed;  /* refusals since then */
+    fwx__logpace fd_pace;    /* out-of-descriptors lines, once a second (fdlimit.c) */
 };
 
 #define DLIST_ADD(head, x)                                                                        \

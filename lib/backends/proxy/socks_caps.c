@@ -180,16 +180,8 @@ fwx_log_level fwx__socks_caps_log_level(fwx__socks_caps *caps, int kind, uint32_
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 + 1; /* never 0 */
-    if (caps->warned_ms[kind] != 0 && now - caps->warned_ms[kind] < 1000) {
-        caps->quiet[kind]++;
-        *quiet = 0;
-        return FWX_LOG_DEBUG;
-    }
-    caps->warned_ms[kind] = now;
-    *quiet = caps->quiet[kind];
-    caps->quiet[kind] = 0;
-    return FWX_LOG_WARN;
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    return fwx__logpace_say(&caps->pace[kind], now, quiet) ? FWX_LOG_WARN : FWX_LOG_DEBUG;
 }
 
 void fwx__socks_caps_put(fwx__socks_caps *caps, fwx__socks_hold *hold, int kind)

@@ -12,6 +12,8 @@
 
 #include <fwx/proxy.h>
 
+#include "util/util.h"
+
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -31,8 +33,7 @@ typedef struct fwx__socks_caps {
        client address reaches one loop. */
     atomic_uint in_use[FWX__SOCKS_KINDS];
     bool shared;
-    uint64_t warned_ms[FWX__SOCKS_KINDS]; /* when a refusal of this kind was last said at warn */
-    uint32_t quiet[FWX__SOCKS_KINDS];     /* refusals said at debug since */
+    fwx__logpace pace[FWX__SOCKS_KINDS]; /* refusals of each kind: said at warn once a second */
     fwx__socks_holder *buckets[64];
 } fwx__socks_caps;
 
