@@ -15,7 +15,8 @@
  *  - the request socket sends IPCTNL_MSG_CT_DELETE for fwx__ct_kill (with an echo of the
  *    DESTROY for its counters), IPCTNL_MSG_CT_GET for fwx__ct_get_counted and
  *    fwx__ct_lookup_reply, and the sweep's empty dump. nfnetlink handles a request inside
- *    sendmsg, so the ack is already queued when sendto returns: no wait. It is a socket of its
+ *    sendmsg, so the answer and the ack are already queued when sendto returns: no wait, and
+ *    one recvmmsg reads both (a request is a sendto and a recvmmsg). It is a socket of its
  *    own because the kernel leaves the requester's socket out of the broadcast of the DESTROY
  *    event a delete causes, and because acks must not mix with events.
  *
@@ -101,6 +102,7 @@ struct fwx__ct {
     void *log_arg;
     bool closing;
     bool unpaced;        /* fwx__ct_set_paced(false): read each event as it comes */
+    bool req_stale;      /* answers to an earlier request may still be queued (drain_requests) */
     char holder[96];     /* this instance's holder file of the namespace's settings, "" if none */
     char nsdir[80];      /* the namespace's folder under CT_RUN_DIR, "" if it could not be kept */
     fwx__ct_stats st;
@@ -938,12 +940,18 @@ void fwx__ct_close(fwx__ct *ct)
 
 /* ---- requests -------------------------------------------------------------------------------- */
 
-/* Reads (and drops) whatever answers are queued on the request socket; bounded. */
+/* Reads (and drops) whatever answers are queued on the request socket; bounded. Only after a
+   request that did not read its own ack (a sweep's dump, a request given up): a request that
+   did leaves nothing behind (the kernel answers it within the send, and no group is joined on
+   this socket), and the read would be a system call per request that finds nothing. */
 static void drain_requests(fwx__ct *ct)
 {
+    if (!ct->req_stale)
+        return;
     unsigned char rb[4096] __attribute__((aligned(4)));
     for (int i = 0; i < 64 && recv(mnl_socket_get_fd(ct->req), rb, sizeof rb, MSG_DONTWAIT) > 0; i++)
         ;
+    ct->req_stale = false;
 }
 
 /* A ctnetlink request header in b: type, flags, a new sequence number, the family header. */
@@ -985,11 +993,13 @@ static void sweep_now(fwx__ct *ct)
         return;
     drain_requests(ct);
     uint64_t t0 = uv_hrtime();
+    ct->req_stale = true;
     if (mnl_socket_sendto(ct->req, nh, nh->nlmsg_len) == (ssize_t)nh->nlmsg_len) {
         ct->st.sweeps++;
         ct->st.sweep_walk_us = (uv_hrtime() - t0) / 1000; /* the walk ran inside sendmsg */
     }
     drain_requests(ct); /* DONE (or, on a kernel that ignored the filter, a bounded part of a dump) */
+    ct->req_stale = true;  /* ... and whatever of a longer dump that left */
 }
 
 /* When the next sweep may come: the interval asked, stretched so that walking takes at most
@@ -1172,12 +1182,23 @@ static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, bool b
         ct_log(ct, FWX_LOG_WARN, "%s: sending the request failed: %s", what, strerror(errno));
         return FWX_E_FAIL;
     }
-    unsigned char rb[8192] __attribute__((aligned(4)));
-    /* The ack is normally queued already (after the echoed event); wait at most 100 ms
-       (bounded) if it is not. */
+    ct->req_stale = true; /* until its ack is read */
+    /* The kernel handles the request within the send: a DELETE's echoed DESTROY and the ack are
+       normally queued already, and one recvmmsg takes both. Wait at most 100 ms a time
+       (bounded) if they are not. */
+    enum { ANSWERS = 4, ANSWER_SIZE = 2048 };
+    unsigned char rb[ANSWERS][ANSWER_SIZE] __attribute__((aligned(4)));
+    struct iovec iov[ANSWERS];
+    struct mmsghdr mm[ANSWERS];
     for (int tries = 0; tries < 6; tries++) {
-        ssize_t r = mnl_socket_recvfrom(ct->req, rb, sizeof rb);
-        if (r < 0) {
+        memset(mm, 0, sizeof mm);
+        for (int i = 0; i < ANSWERS; i++) {
+            iov[i] = (struct iovec){rb[i], ANSWER_SIZE};
+            mm[i].msg_hdr.msg_iov = &iov[i];
+            mm[i].msg_hdr.msg_iovlen = 1;
+        }
+        int n = recvmmsg(mnl_socket_get_fd(ct->req), mm, ANSWERS, MSG_DONTWAIT, NULL);
+        if (n < 0) {
             if (errno == EINTR || errno == ESRCH || errno == ENOSPC)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -1187,32 +1208,35 @@ static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, bool b
                 break;
             continue;
         }
-        int left = (int)r;
-        for (const struct nlmsghdr *h = (const void *)rb; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left)) {
-            if (h->nlmsg_type == NLMSG_ERROR) {
-                if (h->nlmsg_seq != seq || h->nlmsg_len < NLMSG_HDRLEN + sizeof(int))
-                    continue;
-                int err;
-                memcpy(&err, mnl_nlmsg_get_payload(h), sizeof err);
-                if (err == 0)
-                    return found == NULL || found->protocol != 0 ? FWX_S_OK : FWX_E_NOT_FOUND;
-                if (err == -ENOENT)
-                    return FWX_E_NOT_FOUND;
-                ct_log(ct, FWX_LOG_WARN, "%s: the kernel refused: %s", what, strerror(-err));
-                return FWX_E_FAIL;
-            }
-            fwx__ct_flow echoed;
-            int ev = fwx__ct_parse(h, h->nlmsg_len, &echoed);
-            /* a GET's answer is an entry message without CREATE: parsed (0 or END) all the same */
-            bool answer = msg == IPCTNL_MSG_CT_DELETE ? ev == FWX__CT_DESTROY : ev >= 0;
-            if (answer && echoed.protocol == f->protocol &&
-                (by_reply ? fwx__sa_same_endpoint(&echoed.reply_src.sa, &f->src.sa)
-                          : fwx__sa_same_endpoint(&echoed.src.sa, &f->src.sa))) {
-                /* the echo of our delete (final counters), or the answer to our get */
-                *bytes_orig = echoed.bytes_orig;
-                *bytes_reply = echoed.bytes_reply;
-                if (found != NULL)
-                    *found = echoed; /* protocol != 0 marks it found */
+        for (int d = 0; d < n; d++) {
+            int left = (int)mm[d].msg_len;
+            for (const struct nlmsghdr *h = (const void *)rb[d]; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left)) {
+                if (h->nlmsg_type == NLMSG_ERROR) {
+                    if (h->nlmsg_seq != seq || h->nlmsg_len < NLMSG_HDRLEN + sizeof(int))
+                        continue;
+                    ct->req_stale = false; /* the ack ends the answers; all of them are read */
+                    int err;
+                    memcpy(&err, mnl_nlmsg_get_payload(h), sizeof err);
+                    if (err == 0)
+                        return found == NULL || found->protocol != 0 ? FWX_S_OK : FWX_E_NOT_FOUND;
+                    if (err == -ENOENT)
+                        return FWX_E_NOT_FOUND;
+                    ct_log(ct, FWX_LOG_WARN, "%s: the kernel refused: %s", what, strerror(-err));
+                    return FWX_E_FAIL;
+                }
+                fwx__ct_flow echoed;
+                int ev = fwx__ct_parse(h, h->nlmsg_len, &echoed);
+                /* a GET's answer is an entry message without CREATE: parsed (0 or END) all the same */
+                bool answer = msg == IPCTNL_MSG_CT_DELETE ? ev == FWX__CT_DESTROY : ev >= 0;
+                if (answer && echoed.protocol == f->protocol &&
+                    (by_reply ? fwx__sa_same_endpoint(&echoed.reply_src.sa, &f->src.sa)
+                              : fwx__sa_same_endpoint(&echoed.src.sa, &f->src.sa))) {
+                    /* the echo of our delete (final counters), or the answer to our get */
+                    *bytes_orig = echoed.bytes_orig;
+                    *bytes_reply = echoed.bytes_reply;
+                    if (found != NULL)
+                        *found = echoed; /* protocol != 0 marks it found */
+                }
             }
         }
     }
