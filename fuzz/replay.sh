@@ -19,7 +19,7 @@ mkdir -p "$OUT/include/fwx"
 sed 's/@FWX_VERSION_[A-Z]*@/0/; s/"0"/"0.0.0"/' "$ROOT/include/fwx/version.h.in" >"$OUT/include/fwx/version.h"
 $CC $FLAGS -I"$ROOT/plugins/ftp" "$HERE/ftp_parse_fuzz.c" "$ROOT/plugins/ftp/ftp_parse.c" "$HERE/replay_main.c" \
     -o "$OUT/ftp_parse_replay" || exit 2
-$CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/backends/proxy/socks_wire.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" "$ROOT/lib/util/struct_size.c" "$HERE/replay_main.c" \
+$CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/backends/proxy/socks_wire.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" "$ROOT/lib/util/struct_size.c" "$ROOT/lib/util/logpace.c" "$HERE/replay_main.c" \
     -o "$OUT/socks_replay" || exit 2
 $CC $FLAGS -I"$ROOT/plugins/tftp" "$HERE/tftp_parse_fuzz.c" "$ROOT/plugins/tftp/tftp_parse.c" "$HERE/replay_main.c" \
     -o "$OUT/tftp_parse_replay" || exit 2

@@ -29,7 +29,7 @@ FLAGS="-g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined -fno-sa
 mkdir -p "$OUT/include/fwx"
 sed 's/@FWX_VERSION_[A-Z]*@/0/; s/"0"/"0.0.0"/' "$ROOT/include/fwx/version.h.in" >"$OUT/include/fwx/version.h"
 $CC $FLAGS -I"$ROOT/plugins/ftp" "$HERE/ftp_parse_fuzz.c" "$ROOT/plugins/ftp/ftp_parse.c" -o "$OUT/ftp_parse_fuzz"
-$CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/backends/proxy/socks_wire.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" "$ROOT/lib/util/struct_size.c" -o "$OUT/socks_fuzz"
+$CC $FLAGS -I"$ROOT/lib" -I"$ROOT/include" -I"$OUT/include" "$HERE/socks_fuzz.c" "$ROOT/lib/backends/proxy/socks_wire.c" "$ROOT/lib/util/sockaddr.c" "$ROOT/lib/util/result.c" "$ROOT/lib/util/struct_size.c" "$ROOT/lib/util/logpace.c" -o "$OUT/socks_fuzz"
 $CC $FLAGS -I"$ROOT/plugins/tftp" "$HERE/tftp_parse_fuzz.c" "$ROOT/plugins/tftp/tftp_parse.c" -o "$OUT/tftp_parse_fuzz"
 $CC $FLAGS -I"$ROOT/plugins/rtsp" "$HERE/rtsp_parse_fuzz.c" "$ROOT/plugins/rtsp/rtsp_parse.c" -o "$OUT/rtsp_parse_fuzz"
 $CC $FLAGS -I"$ROOT/lib" "$HERE/socks_parse_fuzz.c" "$ROOT/lib/backends/proxy/socks_wire.c" -o "$OUT/socks_parse_fuzz"
