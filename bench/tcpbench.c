@@ -436,7 +436,7 @@ static int wake(int cpu_a, int cpu_b, int gap_us, int n)
     if (rt == NULL)
         die("calloc");
     int got = 0;
-    struct timespec gap = {0, (long)gap_us * 1000};
+    struct timespec gap = {gap_us / 1000000, (long)(gap_us % 1000000) * 1000};
     for (int i = 0; i < n; i++) {
         char c = 'w';
         nanosleep(&gap, NULL);
