@@ -1190,13 +1190,13 @@ static fwx_result ct_request(fwx__ct *ct, const fwx__ct_flow *f, int msg, bool b
     unsigned char rb[ANSWERS][ANSWER_SIZE] __attribute__((aligned(4)));
     struct iovec iov[ANSWERS];
     struct mmsghdr mm[ANSWERS];
+    memset(mm, 0, sizeof mm); /* recvmmsg writes only each msg_len (and flags): set up once */
+    for (int i = 0; i < ANSWERS; i++) {
+        iov[i] = (struct iovec){rb[i], ANSWER_SIZE};
+        mm[i].msg_hdr.msg_iov = &iov[i];
+        mm[i].msg_hdr.msg_iovlen = 1;
+    }
     for (int tries = 0; tries < 6; tries++) {
-        memset(mm, 0, sizeof mm);
-        for (int i = 0; i < ANSWERS; i++) {
-            iov[i] = (struct iovec){rb[i], ANSWER_SIZE};
-            mm[i].msg_hdr.msg_iov = &iov[i];
-            mm[i].msg_hdr.msg_iovlen = 1;
-        }
         int n = recvmmsg(mnl_socket_get_fd(ct->req), mm, ANSWERS, MSG_DONTWAIT, NULL);
         if (n < 0) {
             if (errno == EINTR || errno == ESRCH || errno == ENOSPC)
