@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -794,6 +795,81 @@ END_TEST
 
 static char settings_log[2048];
 
+/* Sweeps (at 1 ms asked, so each follows the last walk's budget) until n more were made or
+   ms passed; the longest and the shortest walk counted among them. */
+static uint64_t sweeps_watch(ctx *c, unsigned n, uint64_t ms, uint64_t *shortest)
+{
+    fwx__ct_stats st;
+    fwx__ct_get_stats(c->ct, &st);
+    uint64_t seen = st.sweeps, worst = 0, end = tn_now_ms() + ms;
+    *shortest = UINT64_MAX;
+    while (tn_now_ms() < end && st.sweeps < seen + n) {
+        uv_run(&c->loop, UV_RUN_NOWAIT);
+        uint64_t before = st.sweeps;
+        fwx__ct_get_stats(c->ct, &st);
+        if (st.sweeps != before) {
+            worst = st.sweep_walk_us > worst ? st.sweep_walk_us : worst;
+            *shortest = st.sweep_walk_us < *shortest ? st.sweep_walk_us : *shortest;
+        }
+        struct timespec d = {0, 1000 * 1000};
+        nanosleep(&d, NULL);
+    }
+    ck_assert_msg(st.sweeps >= seen + n, "%llu sweeps in %llu ms, %u wanted (last walk %llu us)",
+                  (unsigned long long)(st.sweeps - seen), (unsigned long long)ms, n,
+                  (unsigned long long)st.sweep_walk_us);
+    return worst;
+}
+
+/* The sweep's budget counts the kernel's walk, not time the loop thread spent waiting for a
+   CPU: a thread preempted around the dump (other work on its CPU, as on a busy gateway) must
+   not push the next sweep seconds away, or every expired flow's DESTROY comes that much late.
+   The walks with two spinning processes on the thread's CPU are compared with the walks
+   without them (the walk itself is not small: the kernel walks its whole hash table, every
+   namespace's buckets, whatever this one holds). */
+START_TEST(sweep_budget_busy_cpu)
+{
+    ctx c;
+    ct_up(&c, "add rule inet fwxct fw ct state new tcp dport 5001 ct mark set 0x20000000\n");
+    TU_EXPECT_HR(fwx__ct_set_mark_filter(c.ct, 0x20000000u, 0x20000000u), FWX_S_OK);
+    int c1, s1;
+    struct sockaddr_storage src1, dst1;
+    tcp_pair(&c, TN_CLIENT ":0", TN_SERVER ":5001", &c1, &s1, &src1, &dst1);
+    ck_assert_msg(wait_event(&c, FWX__CT_NEW, FWX_PROTOCOL_TCP, &src1, &dst1, 2000) != NULL, "no NEW for our flow");
+    cpu_set_t one, all;
+    ck_assert_int_eq(sched_getaffinity(0, sizeof all, &all), 0);
+    CPU_ZERO(&one);
+    CPU_SET(0, &one);
+    ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
+    fwx__ct_set_sweep(c.ct, 1);
+    uint64_t idle_short, busy_short;
+    uint64_t idle = sweeps_watch(&c, 3, 12000, &idle_short);
+    pid_t spin[2];
+    for (int i = 0; i < 2; i++) {
+        spin[i] = fork();
+        ck_assert_int_ge(spin[i], 0);
+        if (spin[i] == 0) {
+            alarm(30); /* bounded, should the test die before it kills them */
+            for (volatile unsigned long n = 0;; n++)
+                ;
+        }
+    }
+    uint64_t busy = sweeps_watch(&c, 3, 20000, &busy_short);
+    for (int i = 0; i < 2; i++) {
+        kill(spin[i], SIGKILL);
+        waitpid(spin[i], NULL, 0);
+    }
+    (void)sched_setaffinity(0, sizeof all, &all);
+    ck_assert_msg(busy < 2 * idle + 500,
+                  "walks counted %llu-%llu us with the CPU shared, %llu-%llu us without",
+                  (unsigned long long)busy_short, (unsigned long long)busy, (unsigned long long)idle_short,
+                  (unsigned long long)idle);
+    fwx__ct_set_sweep(c.ct, 0);
+    close(c1);
+    close(s1);
+    ct_down(&c);
+}
+END_TEST
+
 static void on_settings_log(void *arg, fwx_log_level level, const char *msg)
 {
     (void)arg;
@@ -1283,6 +1359,7 @@ static Suite *ct_suite(void)
         {"mark filter", mark_filter},
         {"kernel filter unrelated zero", kernel_filter_unrelated_zero},
         {"sweep budget", sweep_budget},
+        {"sweep budget busy cpu", sweep_budget_busy_cpu},
         {"settings restored by last", settings_restored_by_last},
         {"enobufs counted not fatal", enobufs_counted_not_fatal},
         {"close", close_inside_callback},

@@ -118,7 +118,8 @@ void fwx__ct_set_paced(fwx__ct *ct, bool on);
    DESTROY comes on time (the kernel's own garbage collector may wait up to 60 s). Costs one walk
    of this namespace's conntrack table in the kernel per interval, so it is made only while a
    reported flow has had its NEW but not its DESTROY (or after events were lost), and a big
-   table stretches the interval: the wait after a walk of W microseconds is at least W
+   table stretches the interval: the wait after a walk of W microseconds (of the calling
+   thread's CPU time, so time spent waiting for a CPU does not count) is at least W
    milliseconds (at most a thousandth of a CPU), and at most 60 s (stats: sweep_walk_us,
    sweep_interval_ms). */
 #define FWX__CT_SWEEP_DEFAULT_MS 2000
@@ -130,7 +131,7 @@ typedef struct fwx__ct_stats {
     uint64_t overruns;   /* ENOBUFS: the socket buffer was full, events were lost */
     uint64_t malformed;  /* messages the parser refused */
     uint64_t sweeps;     /* reaping dumps sent (only while a reported flow is open) */
-    uint64_t sweep_walk_us;     /* how long the last one took the kernel (its walk of the table) */
+    uint64_t sweep_walk_us;     /* the last one's walk of the table: CPU time of the thread, in us */
     uint64_t sweep_interval_ms; /* the wait before the next one is considered; 0: never */
     uint64_t paced_reads; /* reads made CT_PACE_MS after a wake-up that found events (ct.c) */
     int paced;           /* 1: reading is paced (fwx__ct_set_paced), 0: each event read as it comes */
