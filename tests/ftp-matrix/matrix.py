@@ -912,8 +912,15 @@ rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "
 
     def wait_quiet(self, off, timeout=6.0, observer=None, ct_off=0):
         """Waits (bounded) until every session opened since `off` has ended and the kernel has
-        destroyed every data flow that began since `ct_off`; returns the gateway's lines."""
+        destroyed every data flow that began since `ct_off`; returns the gateway's lines.
+
+        A finished flow's entry expires 1 s after its close (TIME_WAIT, set by the bed), and is
+        removed, with its DESTROY to fwx and to the observer, by whatever next walks past it:
+        fwx's own sweep every 2-3 s (lib/backends/nft/README.md, "The sweep"; tested by `ct`)
+        or, here, a conntrack dump every POKE_S while a flow lives, so that each cell waits
+        for its flow's expiry, not for the next sweep."""
         deadline = time.monotonic() + timeout
+        poked = time.monotonic()
         while True:
             lines = self.lines_since(off)
             opened = sum(1 for l in lines if re.search(r"session \S+: opened", l))
@@ -922,7 +929,12 @@ rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "
             if (ended >= opened and not live) or time.monotonic() >= deadline or self.proc.poll() is not None:
                 time.sleep(0.1)   # the closed line of the last DESTROY
                 return self.lines_since(off)
+            if live and time.monotonic() - poked >= self.POKE_S:
+                run(ns_wrap("gw", ["conntrack", "-L", "-p", "tcp"]), timeout=10)
+                poked = time.monotonic()
             time.sleep(0.05)
+
+    POKE_S = 0.25
 
 
 class Path:
