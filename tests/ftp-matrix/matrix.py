@@ -734,11 +734,11 @@ def norm_ip(a):
 
 def parse_ct_line(line):
     """A `conntrack -E -o extended` line: (event, orig, reply) with orig/reply dicts of src, dst,
-    sport, dport, bytes, packets; or None."""
-    m = re.search(r"\[(NEW|UPDATE|DESTROY)\]\s+ipv[46]\s+\d+\s+tcp\s", line)
+    sport, dport, bytes, packets (and orig's TCP state, e.g. TIME_WAIT); or None."""
+    m = re.search(r"\[(NEW|UPDATE|DESTROY)\]\s+ipv[46]\s+\d+\s+tcp\s+\d+\s+(?:\d+\s+)?(?:([A-Z_]+)\s)?", line)
     if not m:
         return None
-    orig, reply = {}, {}
+    orig, reply = {"state": m.group(2)}, {}
     cur = orig
     for k, v in re.findall(r"\b(src|dst|sport|dport|packets|bytes|mark)=(\S+)", line):
         if k == "src" and "src" in orig:
@@ -914,27 +914,33 @@ rules = ( {{ name = "ftp out"; action = "allow"; from = [ "internal" ]; to = [ "
         """Waits (bounded) until every session opened since `off` has ended and the kernel has
         destroyed every data flow that began since `ct_off`; returns the gateway's lines.
 
-        A finished flow's entry expires 1 s after its close (TIME_WAIT, set by the bed), and is
-        removed, with its DESTROY to fwx and to the observer, by whatever next walks past it:
-        fwx's own sweep every 2-3 s (lib/backends/nft/README.md, "The sweep"; tested by `ct`)
-        or, here, a conntrack dump every POKE_S while a flow lives, so that each cell waits
-        for its flow's expiry, not for the next sweep."""
+        A finished flow's entry would live on for TIME_WAIT (1 s in this bed; CLOSE, after a
+        reset, 10 s) and go, with its DESTROY to fwx and to the observer, when something next
+        walks past it: fwx's own sweep every 2-3 s (lib/backends/nft/README.md, "The sweep";
+        tested by `ct`). Each cell would wait that long, so once conntrack has seen the data
+        flow end (TIME_WAIT or CLOSE, no packet of it left to come) the test deletes the entry:
+        its DESTROY carries the final counts, and fwx hears it as any other (the broadcast)."""
         deadline = time.monotonic() + timeout
-        poked = time.monotonic()
+        deleted = set()
         while True:
             lines = self.lines_since(off)
             opened = sum(1 for l in lines if re.search(r"session \S+: opened", l))
             ended = sum(1 for l in lines if re.search(r"session \S+: ended", l))
-            live = [f for f in data_flows(observer.ct_events(ct_off)) if f[2] is None] if observer else []
+            events = observer.ct_events(ct_off) if observer else []
+            live = [f for f in data_flows(events) if f[2] is None]
             if (ended >= opened and not live) or time.monotonic() >= deadline or self.proc.poll() is not None:
                 time.sleep(0.1)   # the closed line of the last DESTROY
                 return self.lines_since(off)
-            if live and time.monotonic() - poked >= self.POKE_S:
-                run(ns_wrap("gw", ["conntrack", "-L", "-p", "tcp"]), timeout=10)
-                poked = time.monotonic()
+            state = {}
+            for ev, o, _ in events:
+                state[(o["src"], o["sport"], o["dst"], o["dport"])] = o.get("state")
+            for o, _, _, _ in live:
+                key = (o["src"], o["sport"], o["dst"], o["dport"])
+                if key not in deleted and state.get(key) in ("TIME_WAIT", "CLOSE"):
+                    deleted.add(key)
+                    run(ns_wrap("gw", ["conntrack", "-D", "-p", "tcp", "-s", o["src"], "-d", o["dst"],
+                                       "--sport", str(o["sport"]), "--dport", str(o["dport"])]), timeout=10)
             time.sleep(0.05)
-
-    POKE_S = 0.25
 
 
 class Path:
