@@ -847,7 +847,7 @@ START_TEST(sweep_budget_busy_cpu)
     ck_assert_int_eq(sched_setaffinity(0, sizeof one, &one), 0);
     fwx__ct_set_sweep(c.ct, 1);
     uint64_t idle_short, busy_short;
-    uint64_t idle = sweeps_watch(&c, 3, 12000, &idle_short);
+    uint64_t idle = sweeps_watch(&c, 2, 8000, &idle_short);
     pid_t spin[2];
     for (int i = 0; i < 2; i++) {
         spin[i] = fork();
@@ -858,7 +858,7 @@ START_TEST(sweep_budget_busy_cpu)
                 ;
         }
     }
-    uint64_t busy = sweeps_watch(&c, 3, 20000, &busy_short);
+    uint64_t busy = sweeps_watch(&c, 2, 16000, &busy_short);
     for (int i = 0; i < 2; i++) {
         kill(spin[i], SIGKILL);
         waitpid(spin[i], NULL, 0);
