@@ -103,6 +103,7 @@ class LineServer:
     def __init__(self, bed):
         self.sock = bed.listener("s", matrix.S4, FTP_PORT, timeout=60)
         self.stop_flag = False
+        self.conn = None   # the connection being served, shut down by close()
         self.t = threading.Thread(target=self.body, daemon=True)
         self.t.start()
 
@@ -112,6 +113,7 @@ class LineServer:
                 c, _ = self.sock.accept()
             except OSError:
                 return
+            self.conn = c
             with c:
                 c.settimeout(60)
                 n = 0
@@ -131,7 +133,15 @@ class LineServer:
                     pass
 
     def close(self):
+        # shutdown, not close, wakes the thread where it waits: in accept (the listener) or in
+        # recv (a connection still held open). close alone left it there until join's 5 s.
         self.stop_flag = True
+        for s in (self.sock, self.conn):
+            if s is not None:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         self.sock.close()
         self.t.join(5)
 
@@ -441,10 +451,10 @@ def main():
         if skipped is None:
             failures.append(str(e))
     finally:
-        if lines is not None:
-            lines.close()
         server.stop()
         gw.stop()
+        if lines is not None:   # after the stop: the held connection's server end stays open through it
+            lines.close()
         if held is not None:
             held_end(gw, held, failures)
         bed.down()
