@@ -800,29 +800,38 @@ END_TEST
 
 static char settings_log[2048];
 
-/* Sweeps (at 1 ms asked, so each follows the last walk's budget) until n more were made or
-   ms passed; the longest and the shortest walk counted among them. */
+/* The walks of the sweeps made since `seen`: the longest and the shortest (sweeps_watch). */
+typedef struct walks {
+    fwx__ct *ct;
+    uint64_t seen, want, longest, shortest;
+} walks;
+
+static int pred_walks(ctx *c, const void *arg)
+{
+    (void)c;
+    walks *w = (walks *)arg; /* run_until's predicates read; this one also keeps a tally */
+    fwx__ct_stats st;
+    fwx__ct_get_stats(w->ct, &st);
+    if (st.sweeps != w->seen) {
+        w->seen = st.sweeps;
+        w->want -= w->want > 0;
+        w->longest = st.sweep_walk_us > w->longest ? st.sweep_walk_us : w->longest;
+        w->shortest = st.sweep_walk_us < w->shortest ? st.sweep_walk_us : w->shortest;
+    }
+    return w->want == 0;
+}
+
+/* Runs the loop (the sweep asked at 1 ms, so each follows the last walk's budget) until n more
+   sweeps were made or ms passed; the longest and the shortest walk counted among them. */
 static uint64_t sweeps_watch(ctx *c, unsigned n, uint64_t ms, uint64_t *shortest)
 {
     fwx__ct_stats st;
     fwx__ct_get_stats(c->ct, &st);
-    uint64_t seen = st.sweeps, worst = 0, end = tn_now_ms() + ms;
-    *shortest = UINT64_MAX;
-    while (tn_now_ms() < end && st.sweeps < seen + n) {
-        uv_run(&c->loop, UV_RUN_NOWAIT);
-        uint64_t before = st.sweeps;
-        fwx__ct_get_stats(c->ct, &st);
-        if (st.sweeps != before) {
-            worst = st.sweep_walk_us > worst ? st.sweep_walk_us : worst;
-            *shortest = st.sweep_walk_us < *shortest ? st.sweep_walk_us : *shortest;
-        }
-        struct timespec d = {0, 1000 * 1000};
-        nanosleep(&d, NULL);
-    }
-    ck_assert_msg(st.sweeps >= seen + n, "%llu sweeps in %llu ms, %u wanted (last walk %llu us)",
-                  (unsigned long long)(st.sweeps - seen), (unsigned long long)ms, n,
-                  (unsigned long long)st.sweep_walk_us);
-    return worst;
+    walks w = {.ct = c->ct, .seen = st.sweeps, .want = n, .longest = 0, .shortest = UINT64_MAX};
+    ck_assert_msg(run_until(c, pred_walks, &w, ms), "%u of %u sweeps in %llu ms (last walk %llu us)",
+                  n - (unsigned)w.want, n, (unsigned long long)ms, (unsigned long long)w.longest);
+    *shortest = w.shortest;
+    return w.longest;
 }
 
 /* The sweep's budget counts the kernel's walk, not time the loop thread spent waiting for a
